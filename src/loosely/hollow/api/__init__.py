@@ -1,0 +1,1 @@
+"""loosely.hollow.api"""
