@@ -1,0 +1,26 @@
+"""Build the compiled part of the Hollow core; all metadata lives in pyproject.toml.
+
+setuptools merges ``ext_modules`` from here with the ``[project]`` table of pyproject.toml, so
+``pip install -e .`` (run by scripts/bootstrap) compiles ``loosely.hollow.core._native`` with the system
+C compiler.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "loosely.hollow.core._native",
+            sources=["src/loosely/hollow/core/_native.c"],
+            extra_compile_args=[
+                "-O3",
+                "-std=c11",
+                "-Wall",
+                "-Wextra",
+                "-Wno-unused-parameter",
+                "-Wno-missing-field-initializers",
+                "-Wno-cast-function-type",
+            ],
+        )
+    ]
+)
