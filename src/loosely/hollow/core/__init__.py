@@ -1,1 +1,95 @@
-"""loosely.hollow.core"""
+"""Hollow core: Netflix Hollow's blob format, write and read state engines, in Python.
+
+Byte-compatible with Java Hollow (``com.netflix.hollow:hollow``, blob format 1030): a Python consumer reads
+what a Java producer publishes and the other way round.  This package is the engine only; the producer and
+consumer lifecycle, blob stores and announcements live in ``loosely.hollow.api``, which builds on it.
+
+The pieces::
+
+    schemas        ObjectSchema / ListSchema / SetSchema / MapSchema, parse_schemas(), schemas_to_text()
+    writing        WriteStateEngine (records -> ordinals -> snapshot / delta / reverse delta blobs)
+    mapping        ObjectMapper: dataclasses and NamedTuples -> schemas and records, as Java's object mapper
+    reading        ReadStateEngine (snapshot from bytes or a mapped file, deltas, checksums, change events)
+    access         Records / GenericObject ... (by ordinal and field name), PrimaryKeyIndex, TypedReader,
+                   columns() for numpy arrays
+    diagnostics    dump_state(), deep_dump(), Checksum
+"""
+
+from loosely.hollow.core._access import (
+    GenericList,
+    GenericMap,
+    GenericObject,
+    GenericRecord,
+    GenericSet,
+    Records,
+)
+from loosely.hollow.core._dump import deep_dump, dump_state
+from loosely.hollow.core._errors import (
+    HollowBlobError,
+    HollowBlobTruncatedError,
+    HollowDeltaOriginError,
+    HollowError,
+    HollowMappingError,
+    HollowSchemaError,
+    HollowUnsupportedBlobError,
+    HollowWriteError,
+)
+from loosely.hollow.core._hashing import Checksum
+from loosely.hollow.core._read_state import (
+    ReadStateEngine,
+    TypeChanges,
+    TypeReadState,
+    UpdateEvent,
+    UpdateKind,
+)
+from loosely.hollow.core._schema import (
+    FieldType,
+    ListSchema,
+    MapSchema,
+    ObjectField,
+    ObjectSchema,
+    Schema,
+    SchemaKind,
+    SetSchema,
+    TypeName,
+    parse_schemas,
+    schema_hash,
+    schemas_to_text,
+)
+
+__all__ = [
+    "Checksum",
+    "FieldType",
+    "GenericList",
+    "GenericMap",
+    "GenericObject",
+    "GenericRecord",
+    "GenericSet",
+    "HollowBlobError",
+    "HollowBlobTruncatedError",
+    "HollowDeltaOriginError",
+    "HollowError",
+    "HollowMappingError",
+    "HollowSchemaError",
+    "HollowUnsupportedBlobError",
+    "HollowWriteError",
+    "ListSchema",
+    "MapSchema",
+    "ObjectField",
+    "ObjectSchema",
+    "ReadStateEngine",
+    "Records",
+    "Schema",
+    "SchemaKind",
+    "SetSchema",
+    "TypeChanges",
+    "TypeName",
+    "TypeReadState",
+    "UpdateEvent",
+    "UpdateKind",
+    "deep_dump",
+    "dump_state",
+    "parse_schemas",
+    "schema_hash",
+    "schemas_to_text",
+]

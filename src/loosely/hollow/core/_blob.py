@@ -169,9 +169,7 @@ def _read_schemas(cur: Cursor) -> tuple[Schema, ...]:
 
 
 def _skip_forward_compat(cur: Cursor) -> None:
-    cur.skip(
-        cur.varint("forward-compatibility length", FORWARD_COMPAT_BYTES_MAX), "forward-compatibility bytes"
-    )
+    cur.skip(cur.varint("forward-compatibility length", FORWARD_COMPAT_BYTES_MAX), "forward-compatibility bytes")
 
 
 def read_blob_header(cur: Cursor) -> BlobHeader:
@@ -273,9 +271,7 @@ def _read_shard_with_max(cur: Cursor, schema: Schema, delta: bool) -> ShardData:
     return ShardData(max_shard_ordinal, body[0], body[1], body[2], body[3], removed, added)
 
 
-def _read_shard_body(
-    cur: Cursor, schema: Schema
-) -> tuple[tuple[int, ...], memoryview, tuple[memoryview, ...], int]:
+def _read_shard_body(cur: Cursor, schema: Schema) -> tuple[tuple[int, ...], memoryview, tuple[memoryview, ...], int]:
     if isinstance(schema, ObjectSchema):
         widths = tuple(_width(cur, f"bits of field {f.name}") for f in schema.fields)
         fixed = _words(cur, "record data")

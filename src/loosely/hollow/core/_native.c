@@ -902,22 +902,44 @@ coll_items(TypeView *v, PyObject *arg, int with_buckets)
     return out;
 }
 
+static int
+want_map(TypeView *v, int map)
+{
+    if ((v->kind == KIND_MAP) != map) {
+        PyErr_SetString(PyExc_TypeError, map ? "only MAP views have entries" : "use entries()/map_* on MAP views");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 TypeView_elements(TypeView *v, PyObject *arg)
 {
-    return coll_items(v, arg, 0);
+    return want_map(v, 0) < 0 ? NULL : coll_items(v, arg, 0);
+}
+
+static PyObject *
+TypeView_entries(TypeView *v, PyObject *arg)
+{
+    return want_map(v, 1) < 0 ? NULL : coll_items(v, arg, 0);
 }
 
 static PyObject *
 TypeView_buckets(TypeView *v, PyObject *arg)
 {
-    return coll_items(v, arg, 1);
+    return want_map(v, 0) < 0 ? NULL : coll_items(v, arg, 1);
+}
+
+static PyObject *
+TypeView_map_buckets(TypeView *v, PyObject *arg)
+{
+    return want_map(v, 1) < 0 ? NULL : coll_items(v, arg, 1);
 }
 
 /* probe(ordinal, hash) -> candidates from the home bucket up to the first empty bucket:
    SET: [element], MAP: [(key, value)].  hash is already mixed (e.g. hashInt(elementOrdinal)). */
 static PyObject *
-TypeView_probe(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
+probe_impl(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || (v->kind != KIND_SET && v->kind != KIND_MAP)) {
         PyErr_SetString(PyExc_TypeError, "probe(ordinal, hash) on a SET or MAP view");
@@ -963,6 +985,18 @@ TypeView_probe(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
         b = (b + 1) & (nb - 1);
     }
     return out;
+}
+
+static PyObject *
+TypeView_probe(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
+{
+    return want_map(v, 0) < 0 ? NULL : probe_impl(v, args, nargs);
+}
+
+static PyObject *
+TypeView_map_probe(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
+{
+    return want_map(v, 1) < 0 ? NULL : probe_impl(v, args, nargs);
 }
 
 /* --- columns -------------------------------------------------------------------------------------------- */
@@ -2512,9 +2546,13 @@ static PyMethodDef TypeView_methods[] = {
     {"record", (PyCFunction)TypeView_record, METH_O, "record(ordinal) -> tuple of all field values"},
     {"raw", (PyCFunction)(void (*)(void))TypeView_raw, METH_FASTCALL, "raw(ordinal, field) -> stored bits"},
     {"size", (PyCFunction)TypeView_size, METH_O, "size(ordinal) -> number of elements"},
-    {"elements", (PyCFunction)TypeView_elements, METH_O, "elements(ordinal) -> list"},
-    {"buckets", (PyCFunction)TypeView_buckets, METH_O, "buckets(ordinal) -> list of bucket tuples"},
-    {"probe", (PyCFunction)(void (*)(void))TypeView_probe, METH_FASTCALL, "probe(ordinal, hash) -> candidates"},
+    {"elements", (PyCFunction)TypeView_elements, METH_O, "elements(ordinal) -> LIST/SET element ordinals"},
+    {"entries", (PyCFunction)TypeView_entries, METH_O, "entries(ordinal) -> MAP (key, value) ordinals"},
+    {"buckets", (PyCFunction)TypeView_buckets, METH_O, "buckets(ordinal) -> SET (bucket, element)"},
+    {"map_buckets", (PyCFunction)TypeView_map_buckets, METH_O, "map_buckets(ordinal) -> MAP (bucket, key, value)"},
+    {"probe", (PyCFunction)(void (*)(void))TypeView_probe, METH_FASTCALL, "probe(ordinal, hash) -> SET candidates"},
+    {"map_probe", (PyCFunction)(void (*)(void))TypeView_map_probe, METH_FASTCALL,
+     "map_probe(ordinal, hash) -> MAP candidate (key, value)"},
     {"column", (PyCFunction)(void (*)(void))TypeView_column, METH_FASTCALL,
      "column(field, ordinals, values, nulls)"},
     {"checksum", (PyCFunction)(void (*)(void))TypeView_checksum, METH_FASTCALL,

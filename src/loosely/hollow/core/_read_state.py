@@ -219,9 +219,7 @@ class TypeReadState:
 
     def is_readable(self, ordinal: int) -> bool:
         """Populated now, or a ghost of the previous state."""
-        return self.is_populated(ordinal) or (
-            0 <= ordinal < self._previous.size and bool(self._previous[ordinal])
-        )
+        return self.is_populated(ordinal) or (0 <= ordinal < self._previous.size and bool(self._previous[ordinal]))
 
     def record_count(self) -> int:
         return int(self.populated_ordinals().size)
@@ -244,9 +242,7 @@ class TypeReadState:
 
     # -- state transitions (called by the engine) --
 
-    def _install(
-        self, shards: tuple[ShardState, ...], populated: Bits, previous: Bits, max_ordinal: int
-    ) -> None:
+    def _install(self, shards: tuple[ShardState, ...], populated: Bits, previous: Bits, max_ordinal: int) -> None:
         self._shards = shards
         self._populated = populated
         self._previous = previous
@@ -333,9 +329,7 @@ class ReadStateEngine:
             if sec.schema.name in types:
                 raise HollowBlobError(f"type {sec.schema.name} appears twice in the snapshot")
             state = TypeReadState(sec.schema)
-            shards = tuple(
-                ShardState(s.max_shard_ordinal, s.widths, s.fixed, s.extras, _EMPTY) for s in sec.shards
-            )
+            shards = tuple(ShardState(s.max_shard_ordinal, s.widths, s.fixed, s.extras, _EMPTY) for s in sec.shards)
             self._check_shards(sec)
             state.view.set_shards([s.spec() for s in shards])
             assert sec.populated is not None
@@ -497,8 +491,7 @@ def _field_map(state: TypeReadState, delta_schema: Schema) -> tuple[int, ...]:
         i = delta_schema.position(f.name)
         if i >= 0 and delta_schema.fields[i].type is not f.type:
             raise HollowUnsupportedBlobError(
-                f"type {mine.name}: field {f.name} changed from {f.type.value} "
-                f"to {delta_schema.fields[i].type.value}"
+                f"type {mine.name}: field {f.name} changed from {f.type.value} to {delta_schema.fields[i].type.value}"
             )
         mapping.append(i)
     return tuple(mapping)
@@ -547,9 +540,7 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
         added_all.append(g_added)
         removed_all.append(g_removed)
         new_shards.append(
-            _merge_shard(
-                state, index=i, old=old, delta_view=delta_view, ds=ds, fmap=fmap, removed=removed, added=added
-            )
+            _merge_shard(state, index=i, old=old, delta_view=delta_view, ds=ds, fmap=fmap, removed=removed, added=added)
         )
     if old_populated.size > new_len:
         tail = old_populated[new_len:].copy()
@@ -566,9 +557,7 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
     )
 
 
-def _target_widths(
-    state: TypeReadState, old: ShardState, ds: ShardData, fmap: tuple[int, ...]
-) -> tuple[int, ...]:
+def _target_widths(state: TypeReadState, old: ShardState, ds: ShardData, fmap: tuple[int, ...]) -> tuple[int, ...]:
     if not isinstance(state.schema, ObjectSchema):
         return ds.widths
     return tuple(ds.widths[j] if j >= 0 else old.widths[i] for i, j in enumerate(fmap))

@@ -104,9 +104,7 @@ class ObjectField:
 
     def __post_init__(self) -> None:
         if (self.type is FieldType.REFERENCE) != (self.referenced_type is not None):
-            raise HollowSchemaError(
-                f"field {self.name!r}: a referenced type is given exactly for REFERENCE fields"
-            )
+            raise HollowSchemaError(f"field {self.name!r}: a referenced type is given exactly for REFERENCE fields")
 
     def text_type(self) -> str:
         return self.referenced_type if self.referenced_type is not None else self.type.value.lower()
@@ -246,9 +244,7 @@ def read_schema(cur: Cursor) -> Schema:
             try:
                 ftype = FieldType(tname)
             except ValueError:
-                raise HollowBlobError(
-                    f"type {name}: unknown field type {tname!r} for field {fname!r}"
-                ) from None
+                raise HollowBlobError(f"type {name}: unknown field type {tname!r} for field {fname!r}") from None
             ref = TypeName(cur.utf("referenced type")) if ftype is FieldType.REFERENCE else None
             fields.append(ObjectField(fname, ftype, ref))
         try:
