@@ -1,0 +1,151 @@
+"""What every request handler sees: the broker's configuration, its logs, and the wake-up signals of long polls.
+
+Handlers are ``async def handle(ctx, header, request) -> response | None`` (None: send nothing, as for
+``acks=0``). They run on the event loop thread one request at a time per connection, so they may use the
+storage engine directly; anything slow (the cleaner, fsync-heavy work) runs in threads the broker owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from loosely.broker.config import BrokerConfig
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import RequestHeader
+from loosely.storage.clock import Clock
+from loosely.storage.log import AppendResult, LogError, PartitionLog
+from loosely.storage.manager import LogManager, Topic
+
+__all__ = [
+    "CLOSE_CONNECTION",
+    "BrokerContext",
+    "Handler",
+    "PartitionWatchers",
+    "ProducerStateService",
+    "Request",
+    "RequestStats",
+    "TransactionView",
+]
+
+log = logging.getLogger("loosely.broker")
+
+TopicPartition = tuple[str, int]
+
+# A decoded kio request of whichever version the client sent. Handlers read fields by name (and with getattr
+# where a field exists only in some versions), so one handler serves every version of its API.
+Request = Any
+
+# A handler returns this to have the connection closed instead of answered (acks=0 errors, fatal requests).
+CLOSE_CONNECTION: Final = object()
+
+
+class ProducerStateService(Protocol):
+    """Appends on behalf of idempotent and transactional producers (sequence checks, transaction state)."""
+
+    def append(
+        self, topic: str, partition: int, log: PartitionLog, records: bytes, transactional_id: str | None
+    ) -> AppendResult: ...
+
+
+class TransactionView(Protocol):
+    """What read_committed fetches need to know about open and aborted transactions."""
+
+    def last_stable_offset(self, topic: str, partition: int, high_watermark: int) -> int: ...
+
+    def aborted(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, int]]:
+        """``(producer_id, first_offset)`` of aborted transactions overlapping offsets ``[start, end)``."""
+        ...
+
+
+class PartitionWatchers:
+    """Futures that long-polling fetches wait on, completed when their partitions get new data."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[TopicPartition, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def watch(self, partitions: Iterable[TopicPartition]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for tp in partitions:
+            self._waiters[tp].add(fut)
+        return fut
+
+    def unwatch(self, partitions: Iterable[TopicPartition], fut: asyncio.Future[None]) -> None:
+        for tp in partitions:
+            s = self._waiters.get(tp)
+            if s is not None:
+                s.discard(fut)
+                if not s:
+                    del self._waiters[tp]
+
+    def notify(self, tp: TopicPartition) -> None:
+        s = self._waiters.pop(tp, None)
+        if s:
+            for fut in s:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+@dataclass(slots=True)
+class RequestStats:
+    count: int = 0
+    errors: int = 0
+    time_ms_total: float = 0.0
+
+
+@dataclass(slots=True)
+class BrokerContext:
+    config: BrokerConfig
+    logs: LogManager
+    clock: Clock
+    cluster_id: str
+    host: str
+    port: int
+    watchers: PartitionWatchers = field(default_factory=PartitionWatchers)
+    requests: dict[int, RequestStats] = field(default_factory=lambda: defaultdict(RequestStats))
+    bytes_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_out: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    messages_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    connections_active: int = 0
+    connections_total: int = 0
+    # Extensions (group coordinator, transaction coordinator, producer state) register themselves here.
+    services: dict[str, object] = field(default_factory=dict)
+    producer_state: ProducerStateService | None = None
+    transactions: TransactionView | None = None
+    bytes_out_total: int = 0
+
+    def count_error(self, api_key: int) -> None:
+        self.requests[api_key].errors += 1
+
+    def bytes_out_fetch(self, n: int) -> None:
+        self.bytes_out_total += n
+
+    def record_produced(self, topic: str, partition: int, result: AppendResult, nbytes: int) -> None:
+        self.bytes_in[topic] += nbytes
+        self.messages_in[topic] += result.last_offset - result.base_offset + 1
+        self.watchers.notify((topic, partition))
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    def topic_for_metadata(self, name: str, allow_auto_create: bool) -> Topic | LogError:
+        """The topic, auto-created when allowed (Kafka creates on Metadata, never on Produce)."""
+        t = self.logs.get(name)
+        if t is not None:
+            return t
+        if not (allow_auto_create and self.config.auto_create_topics):
+            return LogError(ErrorCode.unknown_topic_or_partition, f"unknown topic {name!r}")
+        try:
+            t = self.logs.create_topic(name, self.config.num_partitions)
+        except LogError as e:
+            return e
+        log.info("auto-created topic %s with %d partitions", name, t.partitions)
+        return t
+
+
+Handler = Callable[[BrokerContext, RequestHeader, Request], Awaitable[object | None]]

@@ -1,0 +1,15 @@
+"""One handler module per Kafka API group; :func:`all_handlers` is the dispatch table."""
+
+from __future__ import annotations
+
+from loosely.broker.context import Handler
+from loosely.broker.handlers import admin, api_versions, fetch, metadata, offsets, produce
+
+__all__ = ["all_handlers"]
+
+
+def all_handlers() -> dict[int, Handler]:
+    table: dict[int, Handler] = {}
+    for module in (api_versions, metadata, produce, fetch, offsets, admin):
+        table.update(module.HANDLERS)
+    return table

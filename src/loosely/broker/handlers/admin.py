@@ -1,0 +1,420 @@
+"""Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
+IncrementalAlterConfigs.
+
+One broker means a replication factor of 1 (or -1, "the default"); anything else answers
+INVALID_REPLICATION_FACTOR with Kafka's wording, and explicit replica assignments must name this broker. Config
+names and values are checked against :data:`loosely.storage.config.TOPIC_CONFIGS` before anything changes, and
+``validate_only`` requests stop after the checks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from loosely.broker.context import BrokerContext, Request
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
+from loosely.storage.log import LogError
+from loosely.storage.manager import Topic
+
+__all__ = ["HANDLERS", "broker_configs"]
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+
+SOURCE_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+
+_TYPE_CODES = {"boolean": 1, "string": 2, "int": 3, "short": 4, "long": 5, "double": 6, "list": 7, "class": 8}
+
+
+def _replication_error(ctx: BrokerContext, factor: int, assignments: Iterable[object]) -> LogError | None:
+    if factor not in (-1, 1):
+        return LogError(
+            ErrorCode.invalid_replication_factor,
+            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
+            "cannot be reached because only 1 broker(s) are registered.",
+        )
+    for a in assignments:
+        ids = tuple(getattr(a, "broker_ids", ()))
+        if ids != (ctx.node_id,):
+            return LogError(ErrorCode.invalid_replica_assignment, f"replicas {list(ids)} must be [{ctx.node_id}]")
+    return None
+
+
+def _topic_config_entries(
+    resp: Response, ctx: BrokerContext, t: Topic | None, overrides: dict[str, str], cls_name: str
+) -> tuple[object, ...]:
+    out = []
+    for name, c in sorted(TOPIC_CONFIGS.items()):
+        value, source = _topic_value(ctx, overrides, name)
+        out.append(
+            build(
+                getattr(resp, cls_name),
+                name=name,
+                value=value,
+                read_only=False,
+                config_source=source,
+                is_sensitive=c.sensitive,
+            )
+        )
+    return tuple(out)
+
+
+def _topic_value(ctx: BrokerContext, overrides: dict[str, str], name: str) -> tuple[str, int]:
+    c = TOPIC_CONFIGS[name]
+    if name in overrides:
+        return overrides[name], SOURCE_TOPIC
+    if c.broker_name in ctx.config.log_defaults:
+        return ctx.config.log_defaults[c.broker_name], SOURCE_STATIC_BROKER
+    return c.default, SOURCE_DEFAULT
+
+
+async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.CREATE_TOPICS, header.api_version)
+    validate_only = bool(getattr(request, "validate_only", False))
+    topics = request.topics
+    counts = Counter(t.name for t in topics)
+    results: list[object] = []
+    for ct in topics:
+        error: LogError | None = None
+        created: Topic | None = None
+        overrides = {c.name: c.value for c in ct.configs if c.value is not None}
+        partitions = int(ct.num_partitions)
+        if counts[ct.name] > 1:
+            error = LogError(ErrorCode.invalid_request, f"topic {ct.name!r} appears more than once in the request")
+        else:
+            error = _replication_error(ctx, int(ct.replication_factor), ct.assignments)
+        if error is None:
+            if ct.assignments:
+                if partitions != -1:
+                    error = LogError(
+                        ErrorCode.invalid_request, "num_partitions must be -1 when replica assignments are given"
+                    )
+                partitions = len(ct.assignments)
+            elif partitions == -1:
+                partitions = ctx.config.num_partitions
+        if error is None:
+            try:
+                if validate_only:
+                    ctx.logs.validate_new_topic(ct.name, partitions, overrides)
+                else:
+                    created = ctx.logs.create_topic(ct.name, partitions, overrides)
+            except LogError as e:
+                error = e
+        if error is not None:
+            ctx.count_error(ApiKey.CREATE_TOPICS)
+            results.append(
+                build(
+                    resp.CreatableTopicResult,
+                    name=ct.name,
+                    topic_id=None,
+                    error_code=error.error_code,
+                    error_message=str(error),
+                    topic_config_error_code=0,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=None,
+                )
+            )
+            continue
+        results.append(
+            build(
+                resp.CreatableTopicResult,
+                name=ct.name,
+                topic_id=created.topic_id if created is not None else None,
+                error_code=ErrorCode.none,
+                error_message=None,
+                topic_config_error_code=0,
+                num_partitions=partitions,
+                replication_factor=1,
+                configs=_topic_config_entries(resp, ctx, created, overrides, "CreatableTopicConfigs")
+                if resp.version >= 5
+                else None,
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(results))
+
+
+async def handle_delete_topics(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DELETE_TOPICS, header.api_version)
+    named: list[tuple[str | None, object]] = []
+    if hasattr(request, "topic_names"):
+        named = [(n, None) for n in request.topic_names]
+    else:
+        for t in request.topics:
+            name = t.name
+            if name is None and t.topic_id is not None:
+                found = ctx.logs.by_id(t.topic_id)
+                name = found.name if found is not None else None
+            named.append((name, t.topic_id))
+    results: list[object] = []
+    for name, tid in named:
+        code = ErrorCode.none
+        message = None
+        topic_id = None
+        if name is None:
+            code, message = ErrorCode.unknown_topic_id, "unknown topic id"
+        else:
+            t = ctx.logs.get(name)
+            try:
+                if t is not None and t.internal:
+                    raise LogError(ErrorCode.topic_deletion_disabled, f"internal topic {name} cannot be deleted")
+                topic_id = t.topic_id if t is not None else None
+                ctx.logs.delete_topic(name)
+                on_delete = ctx.services.get("on_topic_deleted")
+                if callable(on_delete):
+                    on_delete(name)
+            except LogError as e:
+                code, message = e.error_code, str(e)
+                ctx.count_error(ApiKey.DELETE_TOPICS)
+        results.append(
+            build(
+                resp.DeletableTopicResult, name=name, topic_id=topic_id or tid, error_code=code, error_message=message
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+async def handle_create_partitions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.CREATE_PARTITIONS, header.api_version)
+    validate_only = bool(getattr(request, "validate_only", False))
+    results: list[object] = []
+    for t in request.topics:
+        code = ErrorCode.none
+        message = None
+        try:
+            err = _replication_error(ctx, 1, t.assignments or ())
+            if err is not None:
+                raise err
+            topic = ctx.logs.get(t.name)
+            if topic is None:
+                raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {t.name!r} does not exist")
+            if t.count <= topic.partitions:
+                raise LogError(
+                    ErrorCode.invalid_partitions,
+                    f"Topic currently has {topic.partitions} partitions, which is higher than or equal to the "
+                    f"requested {t.count}.",
+                )
+            if not validate_only:
+                ctx.logs.add_partitions(t.name, int(t.count))
+        except LogError as e:
+            code, message = e.error_code, str(e)
+            ctx.count_error(ApiKey.CREATE_PARTITIONS)
+        results.append(build(resp.CreatePartitionsTopicResult, name=t.name, error_code=code, error_message=message))
+    return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
+    """Broker-level configs: ``name -> (value, source, type)``."""
+    c = ctx.config
+    out: dict[str, tuple[str, int, str]] = {}
+    for d in TOPIC_CONFIGS.values():
+        if d.broker_name in c.log_defaults:
+            out[d.broker_name] = (c.log_defaults[d.broker_name], SOURCE_STATIC_BROKER, d.kind)
+        else:
+            out[d.broker_name] = (d.default, SOURCE_DEFAULT, d.kind)
+    static = {
+        "broker.id": (str(c.node_id), "int"),
+        "node.id": (str(c.node_id), "int"),
+        "auto.create.topics.enable": (str(c.auto_create_topics).lower(), "boolean"),
+        "num.partitions": (str(c.num_partitions), "int"),
+        "default.replication.factor": ("1", "int"),
+        "socket.request.max.bytes": (str(c.frame_bytes_max), "int"),
+        "fetch.max.bytes": (str(c.fetch_bytes_max), "int"),
+        "offsets.topic.num.partitions": (str(c.offsets_topic_partitions), "int"),
+        "offsets.retention.minutes": (str(c.offsets_retention_ms // 60_000), "int"),
+        "group.initial.rebalance.delay.ms": (str(c.group_initial_rebalance_delay_ms), "int"),
+        "group.min.session.timeout.ms": (str(c.group_session_timeout_ms_min), "int"),
+        "group.max.session.timeout.ms": (str(c.group_session_timeout_ms_max), "int"),
+        "transaction.max.timeout.ms": (str(c.transaction_timeout_ms_max), "int"),
+        "log.dirs": (ctx.logs.data_dir, "string"),
+        "listeners": (f"PLAINTEXT://{c.host}:{ctx.port}", "string"),
+        "advertised.listeners": (f"PLAINTEXT://{ctx.host}:{ctx.port}", "string"),
+        "log.cleaner.enable": (str(c.log_cleaner_enable).lower(), "boolean"),
+        "log.retention.check.interval.ms": (str(c.retention_check_interval_ms), "long"),
+    }
+    for name, (value, kind) in static.items():
+        out[name] = (value, SOURCE_STATIC_BROKER, kind)
+    return out
+
+
+async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DESCRIBE_CONFIGS, header.api_version)
+    synonyms_wanted = bool(getattr(request, "include_synonyms", False))
+    docs_wanted = bool(getattr(request, "include_documentation", False))
+    results: list[object] = []
+    for r in request.resources:
+        keys = set(r.configuration_keys) if r.configuration_keys is not None else None
+        entries: list[object] = []
+        code = ErrorCode.none
+        message = None
+        if r.resource_type == TOPIC:
+            t = ctx.logs.get(r.resource_name)
+            if t is None:
+                code, message = ErrorCode.unknown_topic_or_partition, f"topic {r.resource_name!r} does not exist"
+            else:
+                for name, d in sorted(TOPIC_CONFIGS.items()):
+                    if keys is not None and name not in keys:
+                        continue
+                    value, source = _topic_value(ctx, t.overrides, name)
+                    syn: list[object] = []
+                    if synonyms_wanted:
+                        if name in t.overrides:
+                            syn.append(
+                                build(
+                                    resp.DescribeConfigsSynonym, name=name, value=t.overrides[name], source=SOURCE_TOPIC
+                                )
+                            )
+                        if d.broker_name in ctx.config.log_defaults:
+                            syn.append(
+                                build(
+                                    resp.DescribeConfigsSynonym,
+                                    name=d.broker_name,
+                                    value=ctx.config.log_defaults[d.broker_name],
+                                    source=SOURCE_STATIC_BROKER,
+                                )
+                            )
+                        syn.append(
+                            build(
+                                resp.DescribeConfigsSynonym, name=d.broker_name, value=d.default, source=SOURCE_DEFAULT
+                            )
+                        )
+                    entries.append(
+                        build(
+                            resp.DescribeConfigsResourceResult,
+                            name=name,
+                            value=value,
+                            read_only=False,
+                            config_source=source,
+                            is_default=source == SOURCE_DEFAULT,
+                            is_sensitive=d.sensitive,
+                            synonyms=tuple(syn),
+                            config_type=_TYPE_CODES.get(d.kind, 0),
+                            documentation=d.doc if docs_wanted else None,
+                        )
+                    )
+        elif r.resource_type in (BROKER, BROKER_LOGGER):
+            if r.resource_name not in ("", str(ctx.node_id)):
+                code, message = ErrorCode.invalid_request, f"unknown broker {r.resource_name!r}"
+            elif r.resource_type == BROKER:
+                for name, (value, source, kind) in sorted(broker_configs(ctx).items()):
+                    if keys is not None and name not in keys:
+                        continue
+                    entries.append(
+                        build(
+                            resp.DescribeConfigsResourceResult,
+                            name=name,
+                            value=value,
+                            read_only=True,
+                            config_source=source,
+                            is_default=source == SOURCE_DEFAULT,
+                            is_sensitive=False,
+                            synonyms=(),
+                            config_type=_TYPE_CODES.get(kind, 0),
+                            documentation=None,
+                        )
+                    )
+        else:
+            code, message = ErrorCode.invalid_request, f"unsupported resource type {r.resource_type}"
+        results.append(
+            build(
+                resp.DescribeConfigsResult,
+                error_code=code,
+                error_message=message,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+                configs=tuple(entries),
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
+
+
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
+    rtype = int(resource.resource_type)
+    name = str(resource.resource_name)
+    if rtype != TOPIC:
+        return LogError(ErrorCode.invalid_request, "only topic configs can be altered on this broker")
+    t = ctx.logs.get(name)
+    if t is None:
+        return LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+    if incremental:
+        new = dict(t.overrides)
+        for c in resource.configs:
+            op = int(c.config_operation)
+            if op == SET:
+                if c.value is None:
+                    return LogError(ErrorCode.invalid_config, f"{c.name}: SET needs a value")
+                new[c.name] = c.value
+            elif op == DELETE:
+                new.pop(c.name, None)
+            elif op in (APPEND, SUBTRACT):
+                d = TOPIC_CONFIGS.get(c.name)
+                if d is None or d.kind != "list":
+                    return LogError(ErrorCode.invalid_config, f"{c.name}: APPEND/SUBTRACT need a list config")
+                current_value, _ = _topic_value(ctx, new, c.name)
+                items = [x for x in current_value.split(",") if x]
+                for v in (c.value or "").split(","):
+                    if op == APPEND and v and v not in items:
+                        items.append(v)
+                    if op == SUBTRACT and v in items:
+                        items.remove(v)
+                new[c.name] = ",".join(items)
+            else:
+                return LogError(ErrorCode.invalid_request, f"unknown config operation {op}")
+    else:
+        new = {c.name: c.value for c in resource.configs if c.value is not None}
+    try:
+        validate_overrides(new)
+    except InvalidConfigError as e:
+        return LogError(ErrorCode.invalid_config, str(e))
+    if not validate_only:
+        ctx.logs.set_overrides(name, new)
+    return None
+
+
+async def _handle_alter(ctx: BrokerContext, header: RequestHeader, request: Request, incremental: bool) -> object:
+    key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
+    resp = Response.of(key, header.api_version)
+    validate_only = bool(getattr(request, "validate_only", False))
+    out: list[object] = []
+    for r in request.resources:
+        error = _alter(ctx, r, incremental, validate_only)
+        if error is not None:
+            ctx.count_error(key)
+        out.append(
+            build(
+                resp.AlterConfigsResourceResponse,
+                error_code=error.error_code if error else ErrorCode.none,
+                error_message=str(error) if error else None,
+                resource_type=r.resource_type,
+                resource_name=r.resource_name,
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, responses=tuple(out))
+
+
+async def handle_alter_configs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    return await _handle_alter(ctx, header, request, incremental=False)
+
+
+async def handle_incremental_alter_configs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    return await _handle_alter(ctx, header, request, incremental=True)
+
+
+HANDLERS = {
+    ApiKey.CREATE_TOPICS: handle_create_topics,
+    ApiKey.DELETE_TOPICS: handle_delete_topics,
+    ApiKey.CREATE_PARTITIONS: handle_create_partitions,
+    ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
+    ApiKey.ALTER_CONFIGS: handle_alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
+}

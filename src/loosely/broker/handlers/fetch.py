@@ -1,0 +1,154 @@
+"""Fetch: whole record batches straight from segment files, with long polling.
+
+Theory of operation
+-------------------
+The handler gathers, for every requested partition, the byte ranges of whole batches from the fetch offset on
+(:meth:`PartitionLog.read`), bounded by the partition's ``partition_max_bytes`` and the response's ``max_bytes``
+(capped by the broker's ``fetch.max.bytes``). The first batch of the first non-empty partition is always returned
+whole even if it exceeds those limits, so consumers make progress (KIP-74). Records are never decoded.
+
+If fewer than ``min_bytes`` were found and no partition reported an error, the handler waits (up to
+``max_wait_ms``) for an append to any of the requested partitions, then gathers again. ``read_committed``
+fetches stop at the last stable offset and carry the aborted transactions overlapping the returned range.
+
+Fetch sessions (KIP-227) are declined: the response's session id is always 0, which tells clients to keep
+sending full fetch requests; a request naming a session id answers FETCH_SESSION_ID_NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from loosely.broker.context import BrokerContext, Request, TopicPartition
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.storage.log import LogError
+
+__all__ = ["HANDLERS"]
+
+READ_COMMITTED = 1
+
+
+@dataclass(slots=True)
+class _Want:
+    topic: str | None
+    topic_id: uuid.UUID | None
+    partition: int
+    offset: int
+    max_bytes: int
+    leader_epoch: int
+
+
+async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    v = header.api_version
+    resp = Response.of(ApiKey.FETCH, v)
+    session_id = int(getattr(request, "session_id", 0))
+    if session_id != 0:
+        return resp.make(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.fetch_session_id_not_found,
+            session_id=0,
+            responses=(),
+        )
+    wants: list[_Want] = []
+    for ft in request.topics:
+        name = getattr(ft, "topic", None)
+        tid = getattr(ft, "topic_id", None)
+        if name is None and tid is not None:
+            t = ctx.logs.by_id(tid)
+            name = t.name if t is not None else None
+        for fp in ft.partitions:
+            wants.append(
+                _Want(name, tid, fp.partition, fp.fetch_offset, fp.partition_max_bytes, fp.current_leader_epoch)
+            )
+    max_wait_ms = int(request.max_wait.total_seconds() * 1000)
+    min_bytes = int(request.min_bytes)
+    max_bytes = min(int(getattr(request, "max_bytes", ctx.config.fetch_bytes_max)), ctx.config.fetch_bytes_max)
+    committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
+    deadline = ctx.clock.monotonic_ms() + max(0, max_wait_ms)
+    watch: list[TopicPartition] = [(w.topic, w.partition) for w in wants if w.topic is not None]
+    while True:
+        body, total, errors = _gather(ctx, resp, wants, max_bytes, committed)
+        remaining = deadline - ctx.clock.monotonic_ms()
+        if total >= min_bytes or errors or remaining <= 0 or not watch:
+            ctx.bytes_out_fetch(total)
+            return body
+        fut = ctx.watchers.watch(watch)
+        try:
+            await asyncio.wait_for(fut, remaining / 1000)
+        except TimeoutError:
+            pass
+        finally:
+            ctx.watchers.unwatch(watch, fut)
+
+
+def _gather(
+    ctx: BrokerContext, resp: Response, wants: list[_Want], max_bytes: int, committed: bool
+) -> tuple[object, int, bool]:
+    total = 0
+    errors = False
+    by_topic: dict[tuple[str | None, uuid.UUID | None], list[object]] = {}
+    for w in wants:
+        code = ErrorCode.none
+        hw = lso = start = -1
+        records = b""  # never null: librdkafka 2.0 rejects a null record set
+        aborted: tuple[object, ...] | None = None if not committed else ()
+        plog = ctx.logs.log(w.topic, w.partition) if w.topic is not None else None
+        if plog is None:
+            code = ErrorCode.unknown_topic_id if w.topic is None else ErrorCode.unknown_topic_or_partition
+        elif w.leader_epoch > 0:
+            code = ErrorCode.unknown_leader_epoch
+        else:
+            hw = plog.high_watermark
+            lso = hw
+            if ctx.transactions is not None and w.topic is not None:
+                lso = ctx.transactions.last_stable_offset(w.topic, w.partition, hw)
+            start = plog.log_start_offset
+            try:
+                remaining = max_bytes - total
+                limit = min(w.max_bytes, remaining)
+                result = (
+                    plog.read(w.offset, limit, upper_offset=lso if committed else hw, min_one=(total == 0))
+                    if (limit > 0 or total == 0)
+                    else None
+                )
+            except LogError as e:
+                code = e.error_code
+                result = None
+            if result is not None and result.slices:
+                records = result.read_bytes()
+                total += len(records)
+                if committed and ctx.transactions is not None and w.topic is not None:
+                    end = result.slices[-1].next_offset
+                    aborted = tuple(
+                        build(resp.AbortedTransaction, producer_id=pid, first_offset=first)
+                        for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, end)
+                    )
+                if w.topic is not None:
+                    ctx.bytes_out[w.topic] += len(records)
+        if code != ErrorCode.none:
+            errors = True
+        part = build(
+            resp.PartitionData,
+            partition_index=w.partition,
+            error_code=code,
+            high_watermark=hw,
+            last_stable_offset=lso,
+            log_start_offset=start,
+            aborted_transactions=aborted,
+            preferred_read_replica=-1,
+            records=records,
+        )
+        by_topic.setdefault((w.topic, w.topic_id), []).append(part)
+    topics = tuple(
+        build(resp.FetchableTopicResponse, topic=name or "", topic_id=tid, partitions=tuple(parts))
+        for (name, tid), parts in by_topic.items()
+    )
+    body = resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0, responses=topics)
+    return body, total, errors
+
+
+HANDLERS = {ApiKey.FETCH: handle_fetch}

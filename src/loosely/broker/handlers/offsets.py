@@ -1,0 +1,136 @@
+"""ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions and commands about a partition's offsets.
+
+ListOffsets special timestamps: -2 earliest (log start offset), -1 latest (high watermark, or the last stable
+offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest local (= earliest:
+there is no tiered storage), -5 latest tiered (none: offset -1). A timestamp ``>= 0`` finds the first record with a
+timestamp at or after it, or offset -1 when there is none.
+
+Every record on a single node was written in leader epoch 0, so OffsetForLeaderEpoch answers epoch 0 with the log
+end offset, and any later epoch as undefined.
+"""
+
+from __future__ import annotations
+
+from loosely.broker.context import BrokerContext, Request
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.storage.log import LogError
+
+__all__ = ["HANDLERS"]
+
+EARLIEST = -2
+LATEST = -1
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+LATEST_TIERED = -5
+
+
+def _leader_epoch_error(current_leader_epoch: int) -> ErrorCode:
+    return ErrorCode.unknown_leader_epoch if current_leader_epoch > 0 else ErrorCode.none
+
+
+async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.LIST_OFFSETS, header.api_version)
+    committed = int(getattr(request, "isolation_level", 0)) == 1
+    topics: list[object] = []
+    for t in request.topics:
+        parts: list[object] = []
+        for p in t.partitions:
+            code = ErrorCode.none
+            ts = offset = -1
+            plog = ctx.logs.log(t.name, p.partition_index)
+            if plog is None:
+                code = ErrorCode.unknown_topic_or_partition
+            else:
+                code = _leader_epoch_error(int(getattr(p, "current_leader_epoch", -1)))
+            if plog is not None and code == ErrorCode.none:
+                want = int(p.timestamp)
+                if want in (EARLIEST, EARLIEST_LOCAL):
+                    offset = plog.log_start_offset
+                elif want == LATEST:
+                    offset = plog.high_watermark
+                    if committed and ctx.transactions is not None:
+                        offset = ctx.transactions.last_stable_offset(t.name, p.partition_index, offset)
+                elif want == MAX_TIMESTAMP:
+                    found = plog.max_timestamp_offset()
+                    if found is not None:
+                        offset, ts = found
+                elif want == LATEST_TIERED:
+                    offset = -1
+                elif want >= 0:
+                    found = plog.offset_for_timestamp(want)
+                    if found is not None:
+                        offset, ts = found
+                else:
+                    code = ErrorCode.invalid_request
+            parts.append(
+                build(
+                    resp.ListOffsetsPartitionResponse,
+                    partition_index=p.partition_index,
+                    error_code=code,
+                    old_style_offsets=(),
+                    timestamp=ts,
+                    offset=offset,
+                    leader_epoch=0 if offset >= 0 else -1,
+                )
+            )
+        topics.append(build(resp.ListOffsetsTopicResponse, name=t.name, partitions=tuple(parts)))
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+async def handle_offset_for_leader_epoch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.OFFSET_FOR_LEADER_EPOCH, header.api_version)
+    topics: list[object] = []
+    for t in request.topics:
+        parts: list[object] = []
+        for p in t.partitions:
+            plog = ctx.logs.log(t.topic, p.partition)
+            code = ErrorCode.none
+            epoch = end = -1
+            if plog is None:
+                code = ErrorCode.unknown_topic_or_partition
+            else:
+                code = _leader_epoch_error(int(getattr(p, "current_leader_epoch", -1)))
+                if code == ErrorCode.none and p.leader_epoch == 0:
+                    epoch, end = 0, plog.log_end_offset
+            parts.append(
+                build(resp.EpochEndOffset, error_code=code, partition=p.partition, leader_epoch=epoch, end_offset=end)
+            )
+        topics.append(build(resp.OffsetForLeaderTopicResult, topic=t.topic, partitions=tuple(parts)))
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+async def handle_delete_records(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DELETE_RECORDS, header.api_version)
+    topics: list[object] = []
+    for t in request.topics:
+        parts: list[object] = []
+        for p in t.partitions:
+            plog = ctx.logs.log(t.name, p.partition_index)
+            code = ErrorCode.none
+            low = -1
+            if plog is None:
+                code = ErrorCode.unknown_topic_or_partition
+            else:
+                try:
+                    low = plog.delete_records_before(int(p.offset))
+                except LogError as e:
+                    code = e.error_code
+            parts.append(
+                build(
+                    resp.DeleteRecordsPartitionResult,
+                    partition_index=p.partition_index,
+                    low_watermark=low,
+                    error_code=code,
+                )
+            )
+        topics.append(build(resp.DeleteRecordsTopicResult, name=t.name, partitions=tuple(parts)))
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+HANDLERS = {
+    ApiKey.LIST_OFFSETS: handle_list_offsets,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: handle_offset_for_leader_epoch,
+    ApiKey.DELETE_RECORDS: handle_delete_records,
+}

@@ -1,0 +1,108 @@
+"""Produce: validate, append, acknowledge.
+
+``acks`` 0, 1 and -1 (all) are accepted; on a single node "all in-sync replicas" is this broker, so 1 and -1
+answer once the batches are in the log (and fsynced, if the topic's flush policy asks for it). With ``acks=0`` no
+response is sent, and an error closes the connection, as Kafka does, so the producer notices. Produce never creates
+topics: an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION. Before a batch is appended, the producer-state
+service (idempotence, transactions) may check it; see ``loosely.broker.producers``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.storage.log import AppendResult, LogError
+
+__all__ = ["HANDLERS"]
+
+log = logging.getLogger("loosely.broker")
+
+
+def _append(
+    ctx: BrokerContext, topic: str | None, partition: int, records: bytes | None, transactional_id: str | None
+) -> AppendResult | LogError:
+    if topic is None:
+        return LogError(ErrorCode.unknown_topic_id, "unknown topic id")
+    plog = ctx.logs.log(topic, partition)
+    if plog is None:
+        return LogError(ErrorCode.unknown_topic_or_partition, f"unknown topic-partition {topic}-{partition}")
+    if ctx.logs.topics[topic].internal and not topic.startswith("__loosely"):
+        return LogError(ErrorCode.invalid_topic_exception, f"clients may not produce to internal topic {topic}")
+    if not records:
+        return LogError(ErrorCode.invalid_record, "no records")
+    producers = ctx.producer_state
+    try:
+        if producers is not None:
+            return producers.append(topic, partition, plog, records, transactional_id)
+        return plog.append(records)
+    except LogError as e:
+        return e
+
+
+async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    v = header.api_version
+    resp = Response.of(ApiKey.PRODUCE, v)
+    acks = int(request.acks)
+    transactional_id = getattr(request, "transactional_id", None)
+    failed = False
+    topics: list[object] = []
+    for td in request.topic_data:
+        name = getattr(td, "name", None)
+        tid = getattr(td, "topic_id", None)
+        if name is None and tid is not None:
+            t = ctx.logs.by_id(tid)
+            name = t.name if t is not None else None
+        parts: list[object] = []
+        for pd in td.partition_data:
+            if acks not in (-1, 0, 1):
+                result: AppendResult | LogError = LogError(ErrorCode.invalid_required_acks, f"acks={acks}")
+            else:
+                result = _append(ctx, name, pd.index, pd.records, transactional_id)
+            if isinstance(result, LogError):
+                failed = True
+                ctx.count_error(ApiKey.PRODUCE)
+                log.debug("produce to %s-%s refused: %s", name, pd.index, result)
+                parts.append(
+                    build(
+                        resp.PartitionProduceResponse,
+                        index=pd.index,
+                        error_code=result.error_code,
+                        base_offset=-1,
+                        log_append_time=None,
+                        log_start_offset=-1,
+                        record_errors=(),
+                        error_message=str(result),
+                    )
+                )
+                continue
+            assert name is not None
+            ctx.record_produced(name, pd.index, result, len(pd.records or b""))
+            lat = (
+                datetime.datetime.fromtimestamp(result.log_append_time_ms / 1000, tz=datetime.UTC)
+                if result.log_append_time_ms >= 0
+                else None
+            )
+            parts.append(
+                build(
+                    resp.PartitionProduceResponse,
+                    index=pd.index,
+                    error_code=ErrorCode.none,
+                    base_offset=result.base_offset,
+                    log_append_time=lat,
+                    log_start_offset=result.log_start_offset,
+                    record_errors=(),
+                    error_message=None,
+                )
+            )
+        topics.append(build(resp.TopicProduceResponse, name=name or "", topic_id=tid, partition_responses=tuple(parts)))
+    if acks == 0:
+        return CLOSE_CONNECTION if failed else None
+    return resp.make(responses=tuple(topics), throttle_time=NO_THROTTLE)
+
+
+HANDLERS = {ApiKey.PRODUCE: handle_produce}

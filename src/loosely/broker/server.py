@@ -1,0 +1,427 @@
+"""The broker's asyncio shell: listening socket, connections, request dispatch, housekeeping.
+
+Theory of operation
+-------------------
+Each connection is an :class:`asyncio.Protocol`. Incoming bytes feed a sans-IO
+:class:`~loosely.protocol.framing.FrameReader`; complete frames go to a per-connection queue, which one worker task
+drains *in order*, so responses leave in request order as Kafka clients require (a long-polling Fetch holds the
+connection's later requests back, exactly like Kafka's muted channels). When a connection has more than
+``queued_requests_max`` frames waiting, reading pauses until the worker catches up (backpressure to the client,
+not unbounded memory).
+
+A frame that cannot be understood (bad size prefix, undecodable request, unknown API or version) closes the
+connection after one log line; nothing else is affected. An unexpected exception in a handler is logged with its
+traceback and closes only that connection. Housekeeping (retention, rolls, flush.ms, checkpoints) runs on a timer
+on the loop thread; the log cleaner runs in a worker thread and hands its results back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from loosely.broker.config import BrokerConfig
+from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler
+from loosely.broker.extensions import EXTENSIONS
+from loosely.broker.handlers import all_handlers
+from loosely.broker.handlers.api_versions import unsupported_version_response
+from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
+from loosely.protocol.framing import FrameReader
+from loosely.protocol.messages import (
+    API_NAMES,
+    SUPPORTED_VERSIONS,
+    ApiKey,
+    decode_request,
+    encode_response,
+    peek_request_prefix,
+)
+from loosely.storage.clock import Clock, SystemClock
+from loosely.storage.fs import FileSystem
+from loosely.storage.manager import LogManager
+
+__all__ = ["Broker", "BrokerStatistics", "BrokerThread"]
+
+log = logging.getLogger("loosely.broker")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatistics:
+    connections_active: int
+    connections_total: int
+    requests_total: Mapping[str, int]
+    request_errors_total: Mapping[str, int]
+    bytes_in_total: int
+    bytes_out_total: int
+    messages_in_total: int
+    topics: int
+    partitions: int
+    log_bytes: int
+
+
+def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
+    """Kafka's ``meta.properties``: the cluster id is generated once and kept."""
+    path = os.path.join(data_dir, "meta.properties")
+    if fs.exists(path):
+        props = dict(line.split("=", 1) for line in fs.read_file(path).decode().splitlines() if "=" in line)
+        if "cluster.id" in props:
+            return props["cluster.id"]
+    cid = wanted or base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    fs.write_atomic(path, f"version=1\ncluster.id={cid}\nnode.id={node_id}\n".encode())
+    return cid
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.reader = FrameReader(broker.config.frame_bytes_max)
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.Transport | None = None
+        self.worker: asyncio.Task[None] | None = None
+        self.paused = False
+        self.peer = "?"
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports don't subclass asyncio's
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.broker.ctx.connections_active += 1
+        self.broker.ctx.connections_total += 1
+        self.broker.connections.add(self)
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.reader.feed(data)
+            while (frame := self.reader.next_frame()) is not None:
+                self.queue.put_nowait(frame)
+        except FrameError as e:
+            self.close(f"bad frame: {e}")
+            return
+        if not self.paused and self.queue.qsize() > self.broker.config.queued_requests_max and self.transport:
+            self.transport.pause_reading()
+            self.paused = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.broker.ctx.connections_active -= 1
+        self.broker.connections.discard(self)
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def close(self, reason: str | None = None) -> None:
+        if reason:
+            log.warning("closing connection from %s: %s", self.peer, reason)
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _work(self) -> None:
+        while not self.closing:
+            frame = await self.queue.get()
+            try:
+                out = await self.broker.dispatch(frame, self.peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("request from %s failed; closing the connection", self.peer)
+                self.close()
+                return
+            if out is CLOSE_CONNECTION:
+                self.close()
+                return
+            if out is not None and self.transport is not None and not self.closing:
+                assert isinstance(out, bytes)
+                self.transport.write(out)
+            if self.paused and self.queue.qsize() <= self.broker.config.queued_requests_max // 2 and self.transport:
+                self.transport.resume_reading()
+                self.paused = False
+
+
+class Broker:
+    """A Kafka-compatible broker in this process's event loop.
+
+    >>> import asyncio, tempfile
+    >>> async def main():
+    ...     async with Broker(BrokerConfig(data_dir=tempfile.mkdtemp(), port=0)) as b:
+    ...         return b.port > 0
+    >>> asyncio.run(main())
+    True
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        clock: Clock | None = None,
+        fs: FileSystem | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.logs = LogManager(config.data_dir, fs=fs, clock=self.clock, broker_defaults=config.log_defaults)
+        self.handlers: dict[int, Handler] = all_handlers()
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ctx: BrokerContext | None = None
+        self.started_monotonic_ms = 0
+        self._extensions: list[Any] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> BrokerContext:
+        assert self._ctx is not None, "the broker is not started"
+        return self._ctx
+
+    async def start(self) -> None:
+        self.logs.open()
+        cluster_id = _load_cluster_id(self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.cluster_id)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
+        )
+        sock = self._server.sockets[0]
+        port = int(sock.getsockname()[1])
+        adv_host, adv_port = self.config.advertised
+        self._ctx = BrokerContext(
+            config=self.config,
+            logs=self.logs,
+            clock=self.clock,
+            cluster_id=cluster_id,
+            host=adv_host,
+            port=adv_port if self.config.advertised_port else port,
+        )
+        self._port = port
+        advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
+        self.ctx.services["advertised_versions"] = advertised
+        for ext in self._load_extensions():
+            await ext.start(self.ctx)
+            self._extensions.append(ext)
+        self._tasks.append(loop.create_task(self._housekeeping()))
+        self.started_monotonic_ms = self.clock.monotonic_ms()
+        log.info(
+            "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
+        )
+
+    def _load_extensions(self) -> list[Any]:
+        return [factory() for factory in EXTENSIONS]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for c in list(self.connections):
+            c.close()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for ext in reversed(self._extensions):
+            await ext.stop()
+        self._extensions.clear()
+        await self._server.wait_closed()
+        self._server = None
+        self.logs.close()
+        log.info("broker %d stopped", self.config.node_id)
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.config.host}:{self._port}"
+
+    # --- requests ------------------------------------------------------------------------------------------
+
+    async def dispatch(self, frame: bytes, peer: str = "?") -> bytes | object | None:
+        """One request frame in, the framed response out (None: no response; CLOSE_CONNECTION: hang up)."""
+        ctx = self.ctx
+        try:
+            api_key, api_version, correlation_id = peek_request_prefix(frame)
+        except ProtocolError as e:
+            log.warning("malformed request from %s: %s", peer, e)
+            return CLOSE_CONNECTION
+        if api_key == ApiKey.API_VERSIONS and not (
+            SUPPORTED_VERSIONS[ApiKey.API_VERSIONS][0] <= api_version <= SUPPORTED_VERSIONS[ApiKey.API_VERSIONS][1]
+        ):
+            return unsupported_version_response(ctx, correlation_id)
+        handler = self.handlers.get(api_key)
+        if handler is None:
+            log.warning("unsupported api %d from %s; closing", api_key, peer)
+            return CLOSE_CONNECTION
+        try:
+            header, request = decode_request(frame)
+        except UnsupportedVersionError as e:
+            log.warning("unsupported request from %s: %s; closing", peer, e)
+            return CLOSE_CONNECTION
+        except ProtocolError as e:
+            log.warning("malformed %s request from %s: %s; closing", API_NAMES.get(api_key, api_key), peer, e)
+            return CLOSE_CONNECTION
+        started = time.perf_counter()
+        stats = ctx.requests[api_key]
+        stats.count += 1
+        response = await handler(ctx, header, request)
+        stats.time_ms_total += (time.perf_counter() - started) * 1000
+        if response is None or response is CLOSE_CONNECTION:
+            return response
+        return encode_response(api_key, api_version, correlation_id, response)
+
+    # --- housekeeping --------------------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        interval_ms = min(self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms, 1000)
+        last_retention = last_checkpoint = self.clock.monotonic_ms()
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            now = self.clock.monotonic_ms()
+            try:
+                for t in self.logs:
+                    for plog in t.logs:
+                        plog.maybe_flush()
+                if now - last_retention >= self.config.retention_check_interval_ms:
+                    last_retention = now
+                    self.logs.tick()
+                if now - last_checkpoint >= self.config.checkpoint_interval_ms:
+                    last_checkpoint = now
+                    self.logs.write_checkpoints()
+            except Exception:
+                log.exception("housekeeping failed; will retry")
+
+    def run_housekeeping_now(self) -> int:
+        """Apply retention and time-based rolls immediately (tests, admin tools). Returns segments deleted."""
+        return self.logs.tick()
+
+    # --- observability -------------------------------------------------------------------------------------
+
+    def statistics(self) -> BrokerStatistics:
+        ctx = self.ctx
+        topics = list(self.logs)
+        return BrokerStatistics(
+            connections_active=ctx.connections_active,
+            connections_total=ctx.connections_total,
+            requests_total={API_NAMES.get(k, str(k)): s.count for k, s in ctx.requests.items()},
+            request_errors_total={API_NAMES.get(k, str(k)): s.errors for k, s in ctx.requests.items()},
+            bytes_in_total=sum(ctx.bytes_in.values()),
+            bytes_out_total=ctx.bytes_out_total,
+            messages_in_total=sum(ctx.messages_in.values()),
+            topics=len(topics),
+            partitions=sum(t.partitions for t in topics),
+            log_bytes=sum(plog.size_bytes for t in topics for plog in t.logs),
+        )
+
+
+class BrokerThread:
+    """A :class:`Broker` on its own event loop in a background thread, for synchronous code and tests.
+
+    >>> import tempfile
+    >>> with BrokerThread(BrokerConfig(data_dir=tempfile.mkdtemp(), port=0)) as b:
+    ...     b.bootstrap_servers.startswith("127.0.0.1:")
+    True
+    """
+
+    def __init__(self, config: BrokerConfig, *, clock: Clock | None = None, fs: FileSystem | None = None) -> None:
+        self.broker = Broker(config, clock=clock, fs=fs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    def start(self) -> BrokerThread:
+        self._thread = threading.Thread(target=self._run, name="loosely-broker", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = _new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                await self.broker.start()
+            except BaseException as e:
+                self._error = e
+                self._started.set()
+                return
+            self._started.set()
+            await self._stop.wait()
+            await self.broker.stop()
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the broker's loop thread and return its result (await it if a coroutine)."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            out = fn(*args)
+            if asyncio.iscoroutine(out):
+                out = await out
+            return out
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        stop = self._stop
+        if stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join()
+        self._thread = None
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker.bootstrap_servers
+
+    def __enter__(self) -> BrokerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speedup
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop

@@ -1,0 +1,88 @@
+"""The ``loosely`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from loosely.broker.config import BrokerConfig, parse_listen
+from loosely.broker.server import Broker, _new_event_loop
+
+__all__ = ["main"]
+
+
+def _broker_command(args: argparse.Namespace) -> int:
+    host, port = parse_listen(args.listen)
+    overrides: dict[str, str] = {}
+    for item in args.config or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"loosely broker: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[name] = value
+    adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
+    config = BrokerConfig(
+        data_dir=args.data_dir,
+        host=host,
+        port=port,
+        advertised_host=adv_host,
+        advertised_port=adv_port,
+        node_id=args.node_id,
+        auto_create_topics=not args.no_auto_create_topics,
+        num_partitions=args.num_partitions,
+        log_defaults=overrides,
+    )
+    loop = _new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def run() -> None:
+        broker = Broker(config)
+        await broker.start()
+        print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await broker.stop()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("broker", help="run the Kafka-compatible broker")
+    b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
+    b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
+    b.add_argument("--advertise", help="HOST:PORT clients should connect to (default: the listen address)")
+    b.add_argument("--node-id", type=int, default=1)
+    b.add_argument("--num-partitions", type=int, default=1, help="partitions of auto-created topics")
+    b.add_argument("--no-auto-create-topics", action="store_true", help="refuse to create topics on Metadata")
+    b.add_argument(
+        "--config",
+        action="append",
+        metavar="NAME=VALUE",
+        help="broker-level Kafka setting, e.g. log.retention.ms=3600000 (repeatable)",
+    )
+    b.set_defaults(func=_broker_command)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

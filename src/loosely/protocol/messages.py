@@ -1,0 +1,242 @@
+"""Kafka request and response messages: decoding requests and encoding responses with ``kio``, sans-IO.
+
+kio is generated from Apache Kafka's own JSON message specs, so we do not hand-write message classes. This module
+adds what a broker needs on top:
+
+* :data:`SUPPORTED_VERSIONS`, the ``api_key -> (min, max)`` table the broker advertises in ApiVersions. It follows
+  Apache Kafka 4.x with the old minimums kept that librdkafka 2.0.2 (Debian's kcat) checks for feature detection
+  (Produce 0, JoinGroup 0, ...). Produce v0-2 are advertised but answered by closing the connection, exactly as
+  Kafka 4 does (KAFKA-18659): no client we know sends them.
+* :func:`decode_request`: ``frame -> (RequestHeader, request)``, raising only :class:`ProtocolError` subclasses.
+* :func:`encode_response`: ``(header, response) -> framed bytes``. kio's writer omits tagged fields that hold
+  their default value, which old librdkafka requires.
+* :func:`build`: construct a version-specific kio dataclass from keyword arguments, dropping fields the version
+  does not have, so one handler serves every version of its API.
+
+Request header layout (the first 8 bytes are the same in every version)::
+
+    int16 api_key | int16 api_version | int32 correlation_id | nullable string client_id | [tagged fields, v2]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar, cast
+
+from kio.index import KioIndexError, load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+from kio.serial.errors import SerialError
+
+from loosely.protocol.errors import ProtocolError, UnsupportedVersionError
+
+__all__ = [
+    "API_NAMES",
+    "REQUEST_PREFIX",
+    "SUPPORTED_VERSIONS",
+    "ApiKey",
+    "RequestHeader",
+    "build",
+    "decode_request",
+    "encode_response",
+    "nested",
+    "peek_request_prefix",
+    "response_class",
+]
+
+REQUEST_PREFIX: Final = struct.Struct(">hhi")
+assert REQUEST_PREFIX.size == 8
+
+
+class ApiKey:
+    PRODUCE: Final = 0
+    FETCH: Final = 1
+    LIST_OFFSETS: Final = 2
+    METADATA: Final = 3
+    OFFSET_COMMIT: Final = 8
+    OFFSET_FETCH: Final = 9
+    FIND_COORDINATOR: Final = 10
+    JOIN_GROUP: Final = 11
+    HEARTBEAT: Final = 12
+    LEAVE_GROUP: Final = 13
+    SYNC_GROUP: Final = 14
+    DESCRIBE_GROUPS: Final = 15
+    LIST_GROUPS: Final = 16
+    API_VERSIONS: Final = 18
+    CREATE_TOPICS: Final = 19
+    DELETE_TOPICS: Final = 20
+    DELETE_RECORDS: Final = 21
+    INIT_PRODUCER_ID: Final = 22
+    OFFSET_FOR_LEADER_EPOCH: Final = 23
+    ADD_PARTITIONS_TO_TXN: Final = 24
+    ADD_OFFSETS_TO_TXN: Final = 25
+    END_TXN: Final = 26
+    TXN_OFFSET_COMMIT: Final = 28
+    DESCRIBE_CONFIGS: Final = 32
+    ALTER_CONFIGS: Final = 33
+    CREATE_PARTITIONS: Final = 37
+    DELETE_GROUPS: Final = 42
+    INCREMENTAL_ALTER_CONFIGS: Final = 44
+    OFFSET_DELETE: Final = 47
+    DESCRIBE_CLUSTER: Final = 60
+    DESCRIBE_PRODUCERS: Final = 61
+    LIST_TRANSACTIONS: Final = 66
+    DESCRIBE_TRANSACTIONS: Final = 65
+    CONSUMER_GROUP_HEARTBEAT: Final = 68
+    CONSUMER_GROUP_DESCRIBE: Final = 69
+    DESCRIBE_TOPIC_PARTITIONS: Final = 75
+
+
+# What the broker can serve. The broker advertises the subset it has handlers for (see loosely.broker).
+SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
+    ApiKey.PRODUCE: (0, 11),  # 0-2 advertised for librdkafka 2.0.2's feature checks, never served
+    ApiKey.FETCH: (4, 17),  # 13+ address topics by id
+    ApiKey.LIST_OFFSETS: (1, 9),
+    ApiKey.METADATA: (0, 12),
+    ApiKey.OFFSET_COMMIT: (2, 9),
+    ApiKey.OFFSET_FETCH: (1, 9),
+    ApiKey.FIND_COORDINATOR: (0, 6),
+    ApiKey.JOIN_GROUP: (0, 9),
+    ApiKey.HEARTBEAT: (0, 4),
+    ApiKey.LEAVE_GROUP: (0, 5),
+    ApiKey.SYNC_GROUP: (0, 5),
+    ApiKey.DESCRIBE_GROUPS: (0, 5),
+    ApiKey.LIST_GROUPS: (0, 5),
+    ApiKey.API_VERSIONS: (0, 4),
+    ApiKey.CREATE_TOPICS: (2, 7),
+    ApiKey.DELETE_TOPICS: (1, 6),
+    ApiKey.DELETE_RECORDS: (0, 2),
+    ApiKey.INIT_PRODUCER_ID: (0, 5),
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 4),
+    ApiKey.ADD_PARTITIONS_TO_TXN: (0, 3),
+    ApiKey.ADD_OFFSETS_TO_TXN: (0, 3),
+    ApiKey.END_TXN: (0, 3),
+    ApiKey.TXN_OFFSET_COMMIT: (0, 3),
+    ApiKey.DESCRIBE_CONFIGS: (1, 4),
+    ApiKey.ALTER_CONFIGS: (0, 2),
+    ApiKey.CREATE_PARTITIONS: (0, 3),
+    ApiKey.DELETE_GROUPS: (0, 2),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
+    ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.DESCRIBE_CLUSTER: (0, 1),
+    ApiKey.DESCRIBE_PRODUCERS: (0, 0),
+    ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
+    ApiKey.LIST_TRANSACTIONS: (0, 1),
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),
+    ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 1),
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: (0, 0),
+}
+
+API_NAMES: Final[dict[int, str]] = {
+    value: name.lower() for name, value in vars(ApiKey).items() if not name.startswith("_")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeader:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+
+
+def peek_request_prefix(frame: bytes | memoryview) -> tuple[int, int, int]:
+    """``(api_key, api_version, correlation_id)``, readable even when the rest of the frame is not."""
+    if len(frame) < REQUEST_PREFIX.size:
+        raise ProtocolError(f"request of {len(frame)} bytes is shorter than a request header")
+    key, version, corr = REQUEST_PREFIX.unpack_from(frame, 0)
+    return int(key), int(version), int(corr)
+
+
+_Reader = Callable[[bytes | memoryview, int], tuple[object, int]]
+
+
+@functools.cache
+def _request_codec(api_key: int, api_version: int) -> tuple[_Reader, _Reader]:
+    cls = load_request_schema(api_key, api_version)
+    return (
+        cast(_Reader, entity_reader(cls.__header_schema__)),
+        cast(_Reader, entity_reader(cls)),
+    )
+
+
+def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, object]:
+    """Decode one request frame (without its size prefix).
+
+    Raises :class:`UnsupportedVersionError` for a version outside :data:`SUPPORTED_VERSIONS` (or one kio lacks),
+    and :class:`ProtocolError` for bytes that do not decode, including trailing garbage.
+    """
+    api_key, api_version, correlation_id = peek_request_prefix(frame)
+    lo_hi = SUPPORTED_VERSIONS.get(api_key)
+    if lo_hi is None or not lo_hi[0] <= api_version <= lo_hi[1]:
+        raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version)
+    try:
+        read_header, read_body = _request_codec(api_key, api_version)
+    except KioIndexError:
+        raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version) from None
+    try:
+        header, n = read_header(frame, 0)
+        body, m = read_body(frame, n)
+    except (SerialError, ValueError, OverflowError, UnicodeDecodeError, IndexError) as e:
+        raise ProtocolError(f"malformed api {api_key} v{api_version} request: {e}") from e
+    if n + m != len(frame):
+        raise ProtocolError(f"{len(frame) - n - m} trailing bytes after api {api_key} v{api_version} request")
+    client_id = getattr(header, "client_id", None)
+    return RequestHeader(api_key, api_version, correlation_id, client_id), body
+
+
+@functools.cache
+def response_class(api_key: int, api_version: int) -> type[object]:
+    return cast(type[object], load_response_schema(api_key, api_version))
+
+
+@functools.cache
+def _response_writers(
+    api_key: int, api_version: int
+) -> tuple[Callable[..., object], Callable[[io.BytesIO, object], None], Callable[[io.BytesIO, object], None]]:
+    cls = load_response_schema(api_key, api_version)
+    header_cls = cls.__header_schema__
+    return (
+        cast(Callable[..., object], header_cls),
+        cast(Callable[[io.BytesIO, object], None], entity_writer(header_cls)),
+        cast(Callable[[io.BytesIO, object], None], entity_writer(cls)),
+    )
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, response: object) -> bytes:
+    """The framed response (size prefix, response header, body)."""
+    header_cls, write_header, write_body = _response_writers(api_key, api_version)
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0")
+    write_header(buf, header_cls(correlation_id=correlation_id))
+    write_body(buf, response)
+    out = buf.getbuffer()
+    struct.pack_into(">i", out, 0, len(out) - 4)
+    return bytes(out)
+
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _field_names(cls: type[object]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+
+def build(cls: type[T], **values: object) -> T:
+    """An instance of a version-specific kio class, ignoring values for fields this version lacks."""
+    names = _field_names(cls)  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def nested(response_cls: type[object], name: str) -> type[object]:
+    """A nested class of a kio message (they live in the message's module)."""
+    module = sys.modules[response_cls.__module__]
+    found = getattr(module, name)
+    assert isinstance(found, type)
+    return found

@@ -1,0 +1,52 @@
+"""Kafka's offset checkpoint files (``recovery-point-offset-checkpoint``, ``log-start-offset-checkpoint``,
+``cleaner-offset-checkpoint``), written atomically.
+
+Format (text, one item per line)::
+
+    0                       version
+    2                       number of entries
+    my-topic 0 1234         topic, partition, offset
+    my-topic 1 99
+
+A file that does not parse is treated as absent: every offset it held falls back to the safe value (recover
+from the start of the log, keep everything, clean everything), never to a guess.
+"""
+
+from __future__ import annotations
+
+import os
+
+from loosely.storage.fs import FileSystem
+
+__all__ = ["read_checkpoint", "write_checkpoint"]
+
+TopicPartition = tuple[str, int]
+
+
+def write_checkpoint(fs: FileSystem, path: str, offsets: dict[TopicPartition, int]) -> None:
+    lines = ["0", str(len(offsets))]
+    lines += [f"{t} {p} {o}" for (t, p), o in sorted(offsets.items())]
+    fs.write_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def read_checkpoint(fs: FileSystem, path: str) -> dict[TopicPartition, int]:
+    if not fs.exists(path):
+        return {}
+    try:
+        lines = fs.read_file(path).decode().splitlines()
+        if lines[0] != "0":
+            return {}
+        n = int(lines[1])
+        out: dict[TopicPartition, int] = {}
+        for line in lines[2 : 2 + n]:
+            t, p, o = line.rsplit(" ", 2)
+            out[(t, int(p))] = int(o)
+        if len(out) != n:
+            return {}
+        return out
+    except (IndexError, ValueError, UnicodeDecodeError, OSError):
+        return {}
+
+
+def checkpoint_path(data_dir: str, name: str) -> str:
+    return os.path.join(data_dir, name)

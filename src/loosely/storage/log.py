@@ -1,0 +1,492 @@
+"""A partition's log: an ordered list of segments with one active segment at the end.
+
+Theory of operation
+-------------------
+* **Append** validates every batch (framing, magic, CRC, size, timestamps, keys on compacted topics, no client
+  control batches), assigns offsets by rewriting each batch's ``baseOffset`` in place (the CRC does not cover it),
+  rolls the active segment when :func:`should_roll` says so, writes, and only then reports success. A batch that
+  fails validation rejects the whole request and nothing of it is written.
+* **Read** returns :class:`SegmentSlice` s: byte ranges of whole batches in segment files, never decoded. The
+  broker copies them into a Fetch response as they are.
+* **Offsets**: ``log_start_offset`` (first readable offset; advanced by retention and DeleteRecords),
+  ``log_end_offset`` (next offset to assign). A single node's high watermark is the log end offset.
+* **Durability**: appends reach the kernel before the producer is acknowledged, so they survive ``kill -9``.
+  For power loss, ``flush.messages`` / ``flush.ms`` fsync the active segment; rolled segments are fsynced on
+  roll. ``recovery_point`` is the offset below which everything is known to be on disk: after an unclean
+  shutdown, segments from the recovery point on are re-validated and a torn tail truncated.
+* **Concurrency**: every method runs on the owner's thread. Non-active segments never change in place, so the
+  cleaner may read their files from another thread; it hands back replacement segments that the owner installs
+  with :meth:`PartitionLog.replace_segments`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from loosely.protocol.errors import CorruptRecordError, ErrorCode
+from loosely.protocol.records import (
+    BatchHeader,
+    check_batch_crc,
+    decode_records,
+    iter_batches,
+    read_header,
+    rewrite_base_offset,
+    set_log_append_time,
+)
+from loosely.storage.clock import Clock
+from loosely.storage.config import LogConfig
+from loosely.storage.fs import FileSystem
+from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
+from loosely.storage.segment import Segment, SegmentSlice
+
+__all__ = [
+    "AppendResult",
+    "LogError",
+    "PartitionLog",
+    "ReadResult",
+]
+
+LEADER_EPOCH = 0  # a single node is always the leader of epoch 0
+
+
+class LogError(Exception):
+    """A request the log refuses; ``error_code`` is the Kafka error to answer with."""
+
+    def __init__(self, error_code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    batches: tuple[BatchHeader, ...] = ()  # as written, offsets assigned
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    slices: tuple[SegmentSlice, ...]
+    log_start_offset: int
+    high_watermark: int
+
+    @property
+    def size(self) -> int:
+        return sum(s.length for s in self.slices)
+
+    def read_bytes(self) -> bytes:
+        return b"".join(s.file.pread(s.length, s.position) for s in self.slices)
+
+
+BatchCheck = Callable[[bytearray, int, BatchHeader], None]
+
+
+class PartitionLog:
+    def __init__(
+        self,
+        fs: FileSystem,
+        clock: Clock,
+        directory: str,
+        config: LogConfig,
+        *,
+        recovery_point: int = 0,
+        log_start_offset: int = 0,
+        clean_shutdown: bool = False,
+    ) -> None:
+        self.fs = fs
+        self.clock = clock
+        self.dir = directory
+        self.config = config
+        self.recovery_point = recovery_point
+        self._unflushed_messages = 0
+        self._last_flush_ms = clock.monotonic_ms()
+        fs.makedirs(directory)
+        self.segments: list[Segment] = []
+        self.truncated_bytes_on_recovery = 0
+        self._load(clean_shutdown)
+        self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
+        self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+
+    # --- loading -------------------------------------------------------------------------------------------
+
+    def _new_segment(self, base_offset: int) -> Segment:
+        return Segment(
+            self.fs,
+            self.dir,
+            base_offset,
+            index_interval_bytes=self.config.index_interval_bytes,
+            index_bytes_max=self.config.segment_index_bytes,
+            now_ms=self.clock.now_ms(),
+        )
+
+    def _load(self, clean_shutdown: bool) -> None:
+        names = self.fs.listdir(self.dir)
+        for name in names:
+            # Leftovers of an interrupted cleaner swap (see loosely.storage.cleaner): a ".cleaned" file was
+            # never installed, so it goes; a ".swap" file had fully replaced its originals, so it completes.
+            if name.endswith(".cleaned"):
+                self.fs.remove(os.path.join(self.dir, name))
+        for name in names:
+            if name.endswith(".log.swap"):
+                self._complete_swap(name)
+        names = self.fs.listdir(self.dir)
+        bases = sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
+        for suffix in (".index", ".timeindex"):
+            for n in names:
+                if n.endswith(suffix) and n[: -len(suffix)].isdigit() and int(n[: -len(suffix)]) not in bases:
+                    self.fs.remove(os.path.join(self.dir, n))
+        truncated_from: int | None = None
+        for i, base in enumerate(bases):
+            seg = self._new_segment(base)
+            if truncated_from is not None:
+                seg.delete()
+                continue
+            is_last = i == len(bases) - 1
+            needs_recovery = not clean_shutdown and (is_last or seg_next_known(bases, i) > self.recovery_point)
+            if needs_recovery:
+                cut = seg.recover(self.config.max_message_bytes + (1 << 20))
+                self.truncated_bytes_on_recovery += cut
+                if cut and not is_last:
+                    # Everything after a corrupt batch is unreachable: drop the later segments.
+                    truncated_from = base
+            else:
+                seg.load()
+            if self.segments and seg.base_offset < self.segments[-1].next_offset:
+                seg.delete()
+                continue
+            if seg.is_empty and not is_last and truncated_from is None:
+                seg.delete()
+                continue
+            self.segments.append(seg)
+        if not self.segments:
+            self.segments.append(self._new_segment(0))
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        if not clean_shutdown:
+            # Everything is validated now; make it durable before trusting it as the new recovery point.
+            self.segments[-1].flush()
+            self.recovery_point = self.log_end_offset
+
+    def _complete_swap(self, swap_name: str) -> None:
+        """Finish installing a cleaned segment whose ``.log.swap`` was committed before a crash.
+
+        The swap replaced every segment whose base offset lies in its offset range; their files (and any index
+        of the swap's own base) are removed, and the swap becomes the segment's log. Indexes are rebuilt on load.
+        """
+        path = os.path.join(self.dir, swap_name)
+        base = int(swap_name.split(".", 1)[0])
+        probe = self.fs.open(path, create=False)
+        end = base
+        try:
+            pos = 0
+            size = probe.size()
+            while pos + 61 <= size:
+                h = read_header(probe.pread(61, pos), 0)
+                end = h.next_offset
+                pos += h.size
+        except CorruptRecordError:
+            pass
+        finally:
+            probe.close()
+        for n in self.fs.listdir(self.dir):
+            stem, _, suffix = n.partition(".")
+            if stem.isdigit() and suffix in ("log", "index", "timeindex") and base <= int(stem) < max(end, base + 1):
+                self.fs.remove(os.path.join(self.dir, n))
+        self.fs.rename(path, os.path.join(self.dir, f"{base:020d}.log"))
+
+    # --- offsets -------------------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self.log_end_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    # --- append --------------------------------------------------------------------------------------------
+
+    def append(
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        from_client: bool = True,
+        check: BatchCheck | None = None,
+    ) -> AppendResult:
+        """Validate and append the batches in ``records``; all or nothing.
+
+        ``check`` runs on each batch after validation and before offsets are assigned (the idempotent
+        producer's sequence check hooks in here); it raises :class:`LogError` to refuse the request.
+        """
+        now = self.clock.now_ms()
+        buf = bytearray(records)
+        try:
+            found = list(iter_batches(buf))
+        except CorruptRecordError as e:
+            raise LogError(ErrorCode.corrupt_message, str(e)) from e
+        if not found:
+            raise LogError(ErrorCode.invalid_record, "the request holds no record batch")
+        cfg = self.config
+        for pos, h in found:
+            self._validate(buf, pos, h, now, from_client)
+            if check is not None:
+                check(buf, pos, h)
+        offset = self.log_end_offset
+        written: list[tuple[int, BatchHeader]] = []
+        for pos, h in found:
+            rewrite_base_offset(buf, pos, offset, LEADER_EPOCH)
+            new_h = dataclasses.replace(h, base_offset=offset, partition_leader_epoch=LEADER_EPOCH)
+            if cfg.log_append_time and not h.is_control:
+                set_log_append_time(buf, pos, new_h, now)
+                new_h = dataclasses.replace(new_h, attributes=new_h.attributes | 0x08, max_timestamp=now)
+            written.append((pos, new_h))
+            offset = new_h.next_offset
+        last_offset = offset - 1
+        if should_roll(self._info(self.active), len(buf), last_offset, cfg, now):
+            self.roll()
+        self.active.append(buf, written)
+        self._unflushed_messages += sum(h.last_offset_delta + 1 for _, h in written)
+        self._maybe_flush_after_append()
+        return AppendResult(
+            base_offset=written[0][1].base_offset,
+            last_offset=last_offset,
+            log_append_time_ms=now if cfg.log_append_time else -1,
+            log_start_offset=self.log_start_offset,
+            batches=tuple(h for _, h in written),
+        )
+
+    def _validate(self, buf: bytearray, pos: int, h: BatchHeader, now: int, from_client: bool) -> None:
+        cfg = self.config
+        if h.size > cfg.max_message_bytes:
+            raise LogError(
+                ErrorCode.message_too_large,
+                f"batch of {h.size} bytes is over max.message.bytes={cfg.max_message_bytes}",
+            )
+        try:
+            check_batch_crc(buf, pos, h)
+        except CorruptRecordError as e:
+            raise LogError(ErrorCode.corrupt_message, str(e)) from e
+        if from_client and h.is_control:
+            raise LogError(ErrorCode.invalid_record, "clients may not write control batches")
+        if from_client and h.records_count != h.last_offset_delta + 1:
+            raise LogError(
+                ErrorCode.invalid_record,
+                f"batch holds {h.records_count} records but spans {h.last_offset_delta + 1} offsets",
+            )
+        if from_client and h.records_count == 0:
+            raise LogError(ErrorCode.invalid_record, "empty record batch")
+        if not cfg.log_append_time and not h.is_control:
+            for ts in (h.base_timestamp, h.max_timestamp):
+                if ts < 0 and ts != -1:
+                    raise LogError(ErrorCode.invalid_timestamp, f"negative timestamp {ts}")
+                if ts >= 0 and (now - ts > cfg.timestamp_before_max_ms or ts - now > cfg.timestamp_after_max_ms):
+                    raise LogError(
+                        ErrorCode.invalid_timestamp,
+                        f"timestamp {ts} is out of the accepted range around {now} "
+                        "(message.timestamp.before.max.ms / message.timestamp.after.max.ms)",
+                    )
+        if cfg.compact and from_client and not h.is_control:
+            try:
+                recs = decode_records(buf, pos, h, cfg.max_message_bytes * 64)
+            except CorruptRecordError as e:
+                raise LogError(ErrorCode.corrupt_message, str(e)) from e
+            if any(r.key is None for r in recs):
+                raise LogError(ErrorCode.invalid_record, "a compacted topic needs a key on every record")
+
+    def _maybe_flush_after_append(self) -> None:
+        if self._unflushed_messages >= self.config.flush_messages:
+            self.flush()
+
+    def maybe_flush(self) -> bool:
+        """fsync if ``flush.ms`` has passed since the last flush and something is unflushed."""
+        if self._unflushed_messages and self.clock.monotonic_ms() - self._last_flush_ms >= self.config.flush_ms:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        self.active.flush()
+        self.recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+        self._last_flush_ms = self.clock.monotonic_ms()
+
+    def roll(self) -> Segment:
+        """Close the active segment (fsynced) and open a new one at the log end offset."""
+        old = self.active
+        if old.is_empty:
+            return old
+        old.flush()
+        self.recovery_point = max(self.recovery_point, old.next_offset)
+        seg = self._new_segment(old.next_offset)
+        self.segments.append(seg)
+        return seg
+
+    # --- read ----------------------------------------------------------------------------------------------
+
+    def check_offset(self, offset: int) -> None:
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise LogError(
+                ErrorCode.offset_out_of_range,
+                f"offset {offset} is outside [{self.log_start_offset}, {self.log_end_offset}]",
+            )
+
+    def read(self, offset: int, max_bytes: int, *, upper_offset: int | None = None, min_one: bool = True) -> ReadResult:
+        """Whole batches from ``offset`` on, at most ``max_bytes`` (but one batch at least when ``min_one``).
+
+        ``upper_offset`` bounds the read (the last stable offset for read_committed); default the high
+        watermark. Raises :class:`LogError` OFFSET_OUT_OF_RANGE outside ``[log start, log end]``.
+        """
+        self.check_offset(offset)
+        upper = self.high_watermark if upper_offset is None else min(upper_offset, self.high_watermark)
+        slices: list[SegmentSlice] = []
+        remaining = max_bytes
+        pos = offset
+        for seg in self._segments_from(offset):
+            if pos >= upper or (remaining <= 0 and not (min_one and not slices)):
+                break
+            sl = seg.read(pos, remaining, upper, min_one=min_one and not slices)
+            if sl is None:
+                continue
+            slices.append(sl)
+            remaining -= sl.length
+            pos = sl.next_offset
+        return ReadResult(tuple(slices), self.log_start_offset, self.high_watermark)
+
+    def _segments_from(self, offset: int) -> Sequence[Segment]:
+        segs = self.segments
+        lo, hi = 0, len(segs) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if segs[mid].base_offset <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return segs[lo:]
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record with a timestamp ``>= timestamp``, or None."""
+        for seg in self.segments:
+            if seg.max_timestamp < timestamp or seg.next_offset <= self.log_start_offset:
+                continue
+            start = max(seg.time_index.lookup(timestamp), self.log_start_offset)
+            found = seg.find_position(start)
+            if found is None:
+                continue
+            for pos, h in seg.iter_headers(found[0]):
+                if h.max_timestamp < timestamp or h.is_control:
+                    continue
+                data = seg.log.pread(h.size, pos)
+                for r in decode_records(data, 0, h, self.config.max_message_bytes * 64):
+                    if r.timestamp >= timestamp and r.offset >= self.log_start_offset:
+                        return r.offset, r.timestamp
+        return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the record with the largest timestamp (earliest such record)."""
+        best: Segment | None = None
+        for seg in self.segments:
+            if seg.next_offset > self.log_start_offset and (best is None or seg.max_timestamp > best.max_timestamp):
+                best = seg
+        if best is None or best.max_timestamp < 0:
+            return None
+        found = self.offset_for_timestamp(best.max_timestamp)
+        return found
+
+    # --- retention -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _info(seg: Segment) -> SegmentInfo:
+        return SegmentInfo(
+            base_offset=seg.base_offset,
+            next_offset=seg.next_offset,
+            size_bytes=seg.size,
+            max_timestamp_ms=seg.max_timestamp,
+            first_batch_timestamp_ms=seg.first_batch_timestamp,
+            created_ms=seg.created_ms,
+            index_full=seg.offset_index.is_full,
+        )
+
+    def segment_infos(self) -> list[SegmentInfo]:
+        return [self._info(s) for s in self.segments]
+
+    def maybe_roll_for_time(self) -> bool:
+        """Roll an idle active segment past ``segment.ms`` (Kafka checks this on append only; we also tick)."""
+        if should_roll(self._info(self.active), 0, self.log_end_offset, self.config, self.clock.now_ms()):
+            self.roll()
+            return True
+        return False
+
+    def apply_retention(self) -> int:
+        """Delete the segments retention allows; returns how many were deleted."""
+        now = self.clock.now_ms()
+        n = deletable_prefix(self.segment_infos(), self.config, self.log_start_offset, now)
+        if n == 0:
+            return 0
+        if n == len(self.segments):
+            self.roll()
+        doomed = self.segments[:n]
+        self.segments = self.segments[n:]
+        self.log_start_offset = max(self.log_start_offset, self.segments[0].base_offset)
+        for seg in doomed:
+            seg.delete()
+        return n
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: make ``offset`` the log start offset (-1 = the high watermark)."""
+        target = self.high_watermark if offset == -1 else offset
+        if target < 0 or target > self.high_watermark:
+            raise LogError(
+                ErrorCode.offset_out_of_range,
+                f"cannot delete records before {offset}: the high watermark is {self.high_watermark}",
+            )
+        if target > self.log_start_offset:
+            self.log_start_offset = target
+            self.apply_retention()
+        return self.log_start_offset
+
+    # --- cleaner support -----------------------------------------------------------------------------------
+
+    def replace_segments(self, old: Sequence[Segment], new: Sequence[Segment]) -> bool:
+        """Install cleaned segments in place of ``old`` (a contiguous run, never the active segment).
+
+        Returns False, changing nothing, when ``old`` is no longer in the log (retention raced the cleaner).
+        """
+        if not old:
+            return False
+        try:
+            i = self.segments.index(old[0])
+        except ValueError:
+            return False
+        if self.segments[i : i + len(old)] != list(old) or i + len(old) >= len(self.segments):
+            return False
+        self.segments[i : i + len(old)] = list(new)
+        return True
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.flush()
+        for s in self.segments:
+            s.close()
+
+    def delete(self) -> None:
+        for s in self.segments:
+            s.close()
+        self.fs.rmtree(self.dir)
+
+
+def seg_next_known(bases: list[int], i: int) -> int:
+    """The offset the segment at ``bases[i]`` ends before, as far as file names tell."""
+    return bases[i + 1] if i + 1 < len(bases) else 1 << 62

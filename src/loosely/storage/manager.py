@@ -1,0 +1,304 @@
+"""All the logs of one data directory: topics, their partitions, configs, ids and checkpoints.
+
+Data directory layout (Kafka's, plus one directory of our own)::
+
+    <data>/
+      .topics/<topic>.json                   {"topic_id", "partitions", "configs", "internal"}; the source of truth
+      <topic>-<partition>/                   one PartitionLog each
+        00000000000000000000.log/.index/.timeindex
+        partition.metadata                   Kafka's "version: 0 / topic_id: <base64>" file
+      recovery-point-offset-checkpoint       offsets below which each log is known to be fsynced
+      log-start-offset-checkpoint            each log's start offset (advanced by DeleteRecords)
+      cleaner-offset-checkpoint              how far each compacted log has been cleaned
+      .kafka_cleanshutdown                   present only while the broker is stopped cleanly
+
+Creating a topic writes its ``.topics`` file (atomically) before its partition directories; deleting removes
+that file first. So on start-up a partition directory without a topic file is the remains of an interrupted
+create or delete and is removed, and a topic file is never without its partitions for long.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from loosely.protocol.errors import ErrorCode
+from loosely.storage.checkpoint import read_checkpoint, write_checkpoint
+from loosely.storage.clock import Clock, SystemClock
+from loosely.storage.config import InvalidConfigError, LogConfig, resolve_log_config, validate_overrides
+from loosely.storage.fs import FileSystem, OsFileSystem
+from loosely.storage.log import LogError, PartitionLog
+
+__all__ = ["TOPIC_NAME_BYTES_MAX", "LogManager", "Topic", "validate_topic_name"]
+
+TOPIC_NAME_BYTES_MAX: Final = 249  # Kafka's Topic.MAX_NAME_LENGTH
+PARTITIONS_MAX: Final = 10_000  # a limit on everything: more than any single node should hold per topic
+_LEGAL: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
+_TOPICS_DIR: Final = ".topics"
+_CLEAN_SHUTDOWN: Final = ".kafka_cleanshutdown"
+RECOVERY_POINTS: Final = "recovery-point-offset-checkpoint"
+LOG_START_OFFSETS: Final = "log-start-offset-checkpoint"
+CLEANER_OFFSETS: Final = "cleaner-offset-checkpoint"
+
+
+def validate_topic_name(name: str) -> None:
+    """Kafka's topic name rules; raises :class:`LogError` INVALID_TOPIC_EXCEPTION."""
+    if not name:
+        raise LogError(ErrorCode.invalid_topic_exception, "topic name is empty")
+    if name in (".", ".."):
+        raise LogError(ErrorCode.invalid_topic_exception, f"topic name cannot be {name!r}")
+    if len(name) > TOPIC_NAME_BYTES_MAX:
+        raise LogError(
+            ErrorCode.invalid_topic_exception,
+            f"topic name is {len(name)} characters, the limit is {TOPIC_NAME_BYTES_MAX}",
+        )
+    if not _LEGAL.match(name):
+        raise LogError(
+            ErrorCode.invalid_topic_exception,
+            f"topic name {name!r} has characters other than ASCII alphanumerics, '.', '_' and '-'",
+        )
+
+
+@dataclass(slots=True)
+class Topic:
+    name: str
+    topic_id: uuid.UUID
+    overrides: dict[str, str]
+    config: LogConfig
+    logs: list[PartitionLog] = field(default_factory=list)
+    internal: bool = False
+
+    @property
+    def partitions(self) -> int:
+        return len(self.logs)
+
+
+class LogManager:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        fs: FileSystem | None = None,
+        clock: Clock | None = None,
+        broker_defaults: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.fs: FileSystem = fs or OsFileSystem()
+        self.clock: Clock = clock or SystemClock()
+        self.broker_defaults = dict(broker_defaults or {})
+        self.topics: dict[str, Topic] = {}
+        self._by_id: dict[uuid.UUID, Topic] = {}
+        self.cleaner_offsets: dict[tuple[str, int], int] = {}
+        self.was_clean_shutdown = False
+        self._open = False
+
+    # --- start and stop ------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        fs = self.fs
+        fs.makedirs(self.data_dir)
+        fs.makedirs(os.path.join(self.data_dir, _TOPICS_DIR))
+        marker = os.path.join(self.data_dir, _CLEAN_SHUTDOWN)
+        self.was_clean_shutdown = fs.exists(marker)
+        recovery = read_checkpoint(fs, os.path.join(self.data_dir, RECOVERY_POINTS))
+        starts = read_checkpoint(fs, os.path.join(self.data_dir, LOG_START_OFFSETS))
+        self.cleaner_offsets = read_checkpoint(fs, os.path.join(self.data_dir, CLEANER_OFFSETS))
+        if not self.was_clean_shutdown:
+            recovery = {}  # trust nothing we did not just validate
+        topics_dir = os.path.join(self.data_dir, _TOPICS_DIR)
+        for name in fs.listdir(topics_dir):
+            if not name.endswith(".json"):
+                if name.endswith(".tmp"):
+                    fs.remove(os.path.join(topics_dir, name))
+                continue
+            meta = json.loads(fs.read_file(os.path.join(topics_dir, name)))
+            topic_name = name[: -len(".json")]
+            overrides = {str(k): str(v) for k, v in meta["configs"].items()}
+            t = Topic(
+                topic_name,
+                uuid.UUID(meta["topic_id"]),
+                overrides,
+                resolve_log_config(overrides, self.broker_defaults),
+                internal=bool(meta.get("internal", False)),
+            )
+            for p in range(int(meta["partitions"])):
+                t.logs.append(self._open_log(t, p, recovery.get((topic_name, p), 0), starts.get((topic_name, p), 0)))
+            self.topics[topic_name] = t
+            self._by_id[t.topic_id] = t
+        # Partition directories nobody owns: an interrupted create or delete.
+        for name in fs.listdir(self.data_dir):
+            topic, sep, part = name.rpartition("-")
+            if sep and part.isdigit() and os.path.isdir(os.path.join(self.data_dir, name)):
+                owner = self.topics.get(topic)
+                if owner is None or int(part) >= owner.partitions:
+                    fs.rmtree(os.path.join(self.data_dir, name))
+            elif name.endswith("-delete"):
+                fs.rmtree(os.path.join(self.data_dir, name))
+        if self.was_clean_shutdown:
+            fs.remove(marker)
+            fs.fsync_dir(self.data_dir)
+        self._open = True
+
+    def _open_log(self, t: Topic, partition: int, recovery_point: int, log_start: int) -> PartitionLog:
+        d = os.path.join(self.data_dir, f"{t.name}-{partition}")
+        log = PartitionLog(
+            self.fs,
+            self.clock,
+            d,
+            t.config,
+            recovery_point=recovery_point,
+            log_start_offset=log_start,
+            clean_shutdown=self.was_clean_shutdown,
+        )
+        meta_path = os.path.join(d, "partition.metadata")
+        if not self.fs.exists(meta_path):
+            tid = base64.urlsafe_b64encode(t.topic_id.bytes).decode().rstrip("=")
+            self.fs.write_atomic(meta_path, f"version: 0\ntopic_id: {tid}\n".encode())
+        return log
+
+    def write_checkpoints(self) -> None:
+        rec: dict[tuple[str, int], int] = {}
+        starts: dict[tuple[str, int], int] = {}
+        for t in self.topics.values():
+            for p, log in enumerate(t.logs):
+                rec[(t.name, p)] = log.recovery_point
+                starts[(t.name, p)] = log.log_start_offset
+        write_checkpoint(self.fs, os.path.join(self.data_dir, RECOVERY_POINTS), rec)
+        write_checkpoint(self.fs, os.path.join(self.data_dir, LOG_START_OFFSETS), starts)
+        live = {k: v for k, v in self.cleaner_offsets.items() if k[0] in self.topics}
+        write_checkpoint(self.fs, os.path.join(self.data_dir, CLEANER_OFFSETS), live)
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        for t in self.topics.values():
+            for log in t.logs:
+                log.close()
+        self.write_checkpoints()
+        self.fs.write_atomic(os.path.join(self.data_dir, _CLEAN_SHUTDOWN), b"")
+        self._open = False
+
+    # --- topics --------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Topic]:
+        return iter(list(self.topics.values()))
+
+    def get(self, name: str) -> Topic | None:
+        return self.topics.get(name)
+
+    def by_id(self, topic_id: uuid.UUID) -> Topic | None:
+        return self._by_id.get(topic_id)
+
+    def log(self, topic: str, partition: int) -> PartitionLog | None:
+        t = self.topics.get(topic)
+        if t is None or not 0 <= partition < len(t.logs):
+            return None
+        return t.logs[partition]
+
+    def validate_new_topic(self, name: str, partitions: int, overrides: Mapping[str, str]) -> dict[str, str]:
+        validate_topic_name(name)
+        if name in self.topics:
+            raise LogError(ErrorCode.topic_already_exists, f"topic {name!r} already exists")
+        collides = name.replace(".", "_")
+        for other in self.topics:
+            if other.replace(".", "_") == collides:
+                raise LogError(
+                    ErrorCode.invalid_topic_exception,
+                    f"topic {name!r} collides with existing topic {other!r} ('.' and '_' collide in metrics)",
+                )
+        if not 1 <= partitions <= PARTITIONS_MAX:
+            raise LogError(
+                ErrorCode.invalid_partitions, f"number of partitions must be in [1, {PARTITIONS_MAX}], got {partitions}"
+            )
+        try:
+            return validate_overrides(overrides)
+        except InvalidConfigError as e:
+            raise LogError(ErrorCode.invalid_config, str(e)) from e
+
+    def create_topic(
+        self, name: str, partitions: int, overrides: Mapping[str, str] | None = None, *, internal: bool = False
+    ) -> Topic:
+        checked = self.validate_new_topic(name, partitions, overrides or {})
+        t = Topic(name, uuid.uuid4(), checked, resolve_log_config(checked, self.broker_defaults), internal=internal)
+        self._write_topic_meta(t, partitions)
+        for p in range(partitions):
+            t.logs.append(self._open_log(t, p, 0, 0))
+        self.fs.fsync_dir(self.data_dir)
+        self.topics[name] = t
+        self._by_id[t.topic_id] = t
+        return t
+
+    def _write_topic_meta(self, t: Topic, partitions: int) -> None:
+        meta = {
+            "topic_id": str(t.topic_id),
+            "partitions": partitions,
+            "configs": t.overrides,
+            "internal": t.internal,
+        }
+        path = os.path.join(self.data_dir, _TOPICS_DIR, f"{t.name}.json")
+        self.fs.write_atomic(path, json.dumps(meta, sort_keys=True).encode())
+
+    def delete_topic(self, name: str) -> None:
+        t = self.topics.pop(name, None)
+        if t is None:
+            raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+        self._by_id.pop(t.topic_id, None)
+        self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{name}.json"))
+        self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
+        for p, log in enumerate(t.logs):
+            for s in log.segments:
+                s.close()
+            doomed = os.path.join(self.data_dir, f"{name}-{p}.{uuid.uuid4().hex}-delete")
+            self.fs.rename(log.dir, doomed)
+            self.fs.rmtree(doomed)
+            self.cleaner_offsets.pop((name, p), None)
+
+    def add_partitions(self, name: str, total: int) -> Topic:
+        t = self.topics.get(name)
+        if t is None:
+            raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+        if total <= t.partitions:
+            raise LogError(
+                ErrorCode.invalid_partitions,
+                f"topic {name!r} has {t.partitions} partitions; the new count {total} must be larger",
+            )
+        if total > PARTITIONS_MAX:
+            raise LogError(ErrorCode.invalid_partitions, f"at most {PARTITIONS_MAX} partitions per topic")
+        self._write_topic_meta(t, total)
+        for p in range(t.partitions, total):
+            t.logs.append(self._open_log(t, p, 0, 0))
+        return t
+
+    def set_overrides(self, name: str, overrides: Mapping[str, str]) -> Topic:
+        """Replace a topic's config overrides (AlterConfigs semantics) and apply them to its logs."""
+        t = self.topics.get(name)
+        if t is None:
+            raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+        try:
+            checked = validate_overrides(overrides)
+        except InvalidConfigError as e:
+            raise LogError(ErrorCode.invalid_config, str(e)) from e
+        t.overrides = checked
+        t.config = resolve_log_config(checked, self.broker_defaults)
+        self._write_topic_meta(t, t.partitions)
+        for log in t.logs:
+            log.config = t.config
+        return t
+
+    # --- housekeeping --------------------------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Time-based work for every log: roll idle segments, apply retention, flush.ms. Returns segments deleted."""
+        deleted = 0
+        for t in list(self.topics.values()):
+            for log in t.logs:
+                log.maybe_roll_for_time()
+                deleted += log.apply_retention()
+                log.maybe_flush()
+        return deleted

@@ -1,0 +1,285 @@
+"""One segment of a partition log: ``<base offset>.log`` plus its ``.index`` and ``.timeindex``.
+
+The ``.log`` file is a plain concatenation of v2 record batches exactly as Kafka writes them (so Kafka's
+``DumpLogSegments`` reads it). Only the last segment of a log (the *active* one) is appended to; all others are
+immutable until deleted by retention or replaced whole by the cleaner, which is what lets readers and the cleaner
+work on them without locks.
+
+Appends go to the file through :meth:`File.append` before the producer is acknowledged. Positions are tracked in
+memory; the on-disk size is the truth after a crash, and :meth:`Segment.recover` re-derives everything else
+(next offset, max timestamp, indexes) by scanning the batches, stopping at the first one that is truncated, has a
+bad magic or CRC, or does not follow its predecessor's offsets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, check_batch_crc, read_header
+from loosely.storage.fs import File, FileSystem
+from loosely.storage.index import OFFSET_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
+
+__all__ = ["Segment", "SegmentSlice", "segment_file_name"]
+
+# How much to read at once while scanning batch headers or recovering.
+_SCAN_CHUNK_BYTES = 1 << 20
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    """Kafka's 20-digit zero-padded base offset file names.
+
+    >>> segment_file_name(42, ".log")
+    '00000000000000000042.log'
+    """
+    return f"{base_offset:020d}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSlice:
+    """Whole batches of a segment: ``length`` bytes at ``position``, covering offsets up to ``next_offset``."""
+
+    file: File
+    position: int
+    length: int
+    next_offset: int
+
+
+class Segment:
+    __slots__ = (
+        "_bytes_since_index",
+        "_fs",
+        "base_offset",
+        "created_ms",
+        "dir",
+        "first_batch_timestamp",
+        "index_interval_bytes",
+        "log",
+        "max_timestamp",
+        "next_offset",
+        "offset_index",
+        "offset_of_max_timestamp",
+        "time_index",
+    )
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        *,
+        index_interval_bytes: int,
+        index_bytes_max: int,
+        now_ms: int,
+    ) -> None:
+        self._fs = fs
+        self.dir = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        self.log: File = fs.open(os.path.join(directory, segment_file_name(base_offset, ".log")))
+        self.offset_index = OffsetIndex(
+            fs,
+            os.path.join(directory, segment_file_name(base_offset, ".index")),
+            base_offset,
+            max(1, index_bytes_max // OFFSET_ENTRY.size),
+        )
+        self.time_index = TimeIndex(
+            fs, os.path.join(directory, segment_file_name(base_offset, ".timeindex")), base_offset
+        )
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = -1
+        self.first_batch_timestamp = -1
+        self.created_ms = now_ms
+        self._bytes_since_index = 0
+
+    # --- size and identity ---------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self.log.size()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.log.size() == 0
+
+    def __repr__(self) -> str:
+        return f"Segment({self.dir}, base={self.base_offset}, next={self.next_offset}, size={self.size})"
+
+    # --- append --------------------------------------------------------------------------------------------
+
+    def append(self, data: bytes | bytearray | memoryview, batches: list[tuple[int, BatchHeader]]) -> None:
+        """Append already-validated batches (offsets assigned) and index them."""
+        start = self.log.size()
+        self.log.append(data)
+        for pos, h in batches:
+            self._index_batch(start + pos, h)
+
+    def _index_batch(self, position: int, h: BatchHeader) -> None:
+        if self.first_batch_timestamp < 0:
+            self.first_batch_timestamp = h.max_timestamp
+        if h.max_timestamp > self.max_timestamp:
+            self.max_timestamp = h.max_timestamp
+            self.offset_of_max_timestamp = h.last_offset
+        self.next_offset = h.next_offset
+        self._bytes_since_index += h.size
+        if self._bytes_since_index > self.index_interval_bytes:
+            self.offset_index.append(h.last_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index = 0
+
+    # --- read ----------------------------------------------------------------------------------------------
+
+    def iter_headers(self, start_position: int = 0) -> Iterator[tuple[int, BatchHeader]]:
+        """``(position, header)`` of the whole batches from ``start_position`` on, read in chunks."""
+        pos = start_position
+        end = self.log.size()
+        while pos + BATCH_HEADER_BYTES <= end:
+            chunk = self.log.pread(min(_SCAN_CHUNK_BYTES, end - pos), pos)
+            p = 0
+            while p + BATCH_HEADER_BYTES <= len(chunk):
+                h = read_header(chunk, p)
+                if pos + p + h.size > end:
+                    return
+                yield pos + p, h
+                p += h.size
+            if p == 0:
+                # A batch bigger than the chunk: its header is at the chunk's start.
+                h = read_header(chunk, 0)
+                if pos + h.size > end:
+                    return
+                yield pos, h
+                p = h.size
+            pos += p
+
+    def find_position(self, offset: int) -> tuple[int, int] | None:
+        """``(position, base offset)`` of the first batch whose last offset is ``>= offset``, or None."""
+        if offset >= self.next_offset:
+            return None
+        for pos, h in self.iter_headers(self.offset_index.lookup(offset)):
+            if h.last_offset >= offset:
+                return pos, h.base_offset
+        return None
+
+    def read(self, offset: int, max_bytes: int, upper_offset: int, *, min_one: bool) -> SegmentSlice | None:
+        """Whole batches from the one holding ``offset`` on, up to ``max_bytes`` and below ``upper_offset``.
+
+        With ``min_one`` the first batch is returned even when it alone exceeds ``max_bytes`` (KIP-74), so a
+        consumer can always make progress.
+        """
+        found = self.find_position(offset)
+        if found is None:
+            return None
+        start, _ = found
+        end = start
+        next_offset = offset
+        for pos, h in self.iter_headers(start):
+            if h.base_offset >= upper_offset:
+                break
+            if h.last_offset >= upper_offset:
+                # A batch straddling the upper bound (the LSO) is withheld whole.
+                break
+            if end + h.size - start > max_bytes and not (min_one and end == start):
+                break
+            end = pos + h.size
+            next_offset = h.next_offset
+        if end == start:
+            return None
+        return SegmentSlice(self.log, start, end - start, next_offset)
+
+    # --- recovery ------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open a segment that was closed cleanly: trust the log, load indexes, derive the tail state.
+
+        Falls back to :meth:`recover` when an index is insane.
+        """
+        try:
+            self.offset_index.load(self.log.size())
+        except IndexCorruptError:
+            self.recover()
+            return
+        last = None
+        for _, h in self.iter_headers(self.offset_index.lookup(1 << 62)):
+            last = h
+        if last is None and self.log.size() > 0 and len(self.offset_index) == 0:
+            self.recover()
+            return
+        self.next_offset = last.next_offset if last is not None else self.base_offset
+        try:
+            self.time_index.load(self.next_offset)
+        except IndexCorruptError:
+            self.recover()
+            return
+        entry = self.time_index.last_entry
+        if entry is not None:
+            self.max_timestamp, self.offset_of_max_timestamp = entry
+        # Batches after the last time-index entry may carry a larger timestamp.
+        scan_from = self.offset_index.lookup(entry[1]) if entry is not None else 0
+        for _, h in self.iter_headers(scan_from):
+            if self.first_batch_timestamp < 0:
+                self.first_batch_timestamp = h.max_timestamp
+            if h.max_timestamp > self.max_timestamp:
+                self.max_timestamp, self.offset_of_max_timestamp = h.max_timestamp, h.last_offset
+        if self.first_batch_timestamp < 0 and self.log.size() > 0:
+            first = next(self.iter_headers(0), None)
+            if first is not None:
+                self.first_batch_timestamp = first[1].max_timestamp
+
+    def recover(self, batch_bytes_max: int = 1 << 31) -> int:
+        """Validate every batch, truncate at the first invalid one, rebuild indexes. Returns bytes truncated."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = -1
+        self.first_batch_timestamp = -1
+        self._bytes_since_index = 0
+        size = self.log.size()
+        pos = 0
+        expect_min_offset = self.base_offset
+        while pos < size:
+            head = self.log.pread(BATCH_HEADER_BYTES, pos)
+            try:
+                h = read_header(head, 0)
+            except CorruptRecordError:
+                break
+            if h.size > batch_bytes_max or pos + h.size > size or h.base_offset < expect_min_offset:
+                break
+            data = self.log.pread(h.size, pos)
+            try:
+                check_batch_crc(data, 0, h)
+            except CorruptRecordError:
+                break
+            self._index_batch(pos, h)
+            expect_min_offset = h.next_offset
+            pos += h.size
+        truncated = size - pos
+        if truncated:
+            self.log.truncate(pos)
+        return truncated
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def truncate_to_position(self, position: int) -> None:
+        self.log.truncate(position)
+        self.offset_index.truncate_to_position(position)
+
+    def flush(self) -> None:
+        self.log.fsync()
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    def close(self) -> None:
+        self.log.close()
+        self.offset_index.close()
+        self.time_index.close()
+
+    def delete(self) -> None:
+        paths = [self.log.path, self.offset_index.path, self.time_index.path]
+        self.close()
+        for p in paths:
+            if self._fs.exists(p):
+                self._fs.remove(p)

@@ -1,0 +1,228 @@
+"""A real Apache Kafka cluster (KRaft, combined broker+controller nodes) on loopback, from Maven Central jars.
+
+loosely's differential tests run the same client-facing checks against loosely's broker and against this, and the
+views' scale-out tests use a three-node cluster. It needs Java 17+ and either a directory of Kafka's jars (the
+``LOOSELY_JARS_DIR`` environment variable, as ``interop/fetch-jars`` prints) or Maven to fetch them.
+
+>>> # doctest: +SKIP
+>>> with ApacheKafka(nodes=1) as kafka:
+...     print(kafka.bootstrap_servers)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+__all__ = ["KAFKA_VERSION", "ApacheKafka", "KafkaNode", "ensure_kafka_jars", "free_port"]
+
+KAFKA_VERSION = "4.1.1"
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.loosely</groupId><artifactId>kafka-jars</artifactId><version>0</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{v}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
+    """A directory holding Apache Kafka's broker jars: ``$LOOSELY_JARS_DIR`` if set, else fetched with Maven."""
+    env = os.environ.get("LOOSELY_JARS_DIR")
+    if env and any(Path(env).glob("kafka_2.13-*.jar")):
+        return Path(env)
+    dest = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loosely" / f"kafka-{version}"
+    if (dest / ".complete").exists():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        pom = Path(d) / "pom.xml"
+        pom.write_text(_POM.format(v=version))
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={dest}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    (dest / ".complete").touch()
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class KafkaNode:
+    node_id: int
+    port: int
+    controller_port: int
+    log_dir: Path
+    config_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    output: Path | None = None
+
+
+@dataclass
+class ApacheKafka:
+    nodes: int = 1
+    base_dir: Path | None = None
+    heap_mb: int = 512
+    config: Mapping[str, str] = field(default_factory=dict)
+    jars_dir: Path | None = None
+    _nodes: list[KafkaNode] = field(default_factory=list)
+    _own_dir: bool = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{n.port}" for n in self._nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self._nodes[node_id - 1]
+
+    def _classpath(self) -> str:
+        jars = self.jars_dir or ensure_kafka_jars()
+        return os.path.join(str(jars), "*")
+
+    def start(self, timeout_s: float = 90.0) -> ApacheKafka:
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
+            self._own_dir = True
+        cluster_id = _random_cluster_id()
+        for i in range(1, self.nodes + 1):
+            d = self.base_dir / f"node-{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            self._nodes.append(KafkaNode(i, free_port(), free_port(), d / "data", d / "server.properties"))
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes)
+        rf = str(min(3, self.nodes))
+        for n in self._nodes:
+            props = {
+                "process.roles": "broker,controller",
+                "node.id": str(n.node_id),
+                "controller.quorum.voters": voters,
+                "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "log.dirs": str(n.log_dir),
+                "offsets.topic.replication.factor": rf,
+                "transaction.state.log.replication.factor": rf,
+                "transaction.state.log.min.isr": "1" if self.nodes == 1 else "2",
+                "default.replication.factor": rf,
+                "group.initial.rebalance.delay.ms": "0",
+                "offsets.topic.num.partitions": "10",
+                "num.partitions": "1",
+                "log.flush.interval.messages": "9223372036854775807",
+                **self.config,
+            }
+            n.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+            subprocess.run(
+                [
+                    "java",
+                    "-cp",
+                    self._classpath(),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(n.config_path),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        for n in self._nodes:
+            self._launch(n)
+        self.wait_ready(timeout_s)
+        return self
+
+    def _launch(self, n: KafkaNode) -> None:
+        n.output = n.config_path.parent / "kafka.out"
+        out = open(n.output, "ab")  # noqa: SIM115 - the child keeps it
+        n.process = subprocess.Popen(
+            [
+                "java",
+                f"-Xmx{self.heap_mb}m",
+                f"-Xms{min(self.heap_mb, 256)}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                "-cp",
+                self._classpath(),
+                "kafka.Kafka",
+                str(n.config_path),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        live = [n for n in self._nodes if n.process is not None and n.process.poll() is None]
+        while True:
+            try:
+                md = AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+                if len(md.brokers) >= len(live):
+                    return
+            except Exception:
+                pass
+            for n in live:
+                if n.process is not None and n.process.poll() is not None:
+                    raise RuntimeError(f"kafka node {n.node_id} exited; see {n.output}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Apache Kafka did not become ready in {timeout_s}s; see {self.base_dir}")
+            time.sleep(0.3)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node."""
+        n = self.node(node_id)
+        if n.process is not None and n.process.poll() is None:
+            os.killpg(n.process.pid, signal.SIGKILL)
+            n.process.wait()
+
+    def restart(self, node_id: int) -> None:
+        self.kill(node_id)
+        self._launch(self.node(node_id))
+
+    def stop(self) -> None:
+        for n in self._nodes:
+            if n.process is not None and n.process.poll() is None:
+                os.killpg(n.process.pid, signal.SIGTERM)
+        for n in self._nodes:
+            if n.process is not None:
+                try:
+                    n.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(n.process.pid, signal.SIGKILL)
+                    n.process.wait()
+        if self._own_dir and self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> ApacheKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _random_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,19 @@
+"""pytest fixtures for services built on loosely (registered automatically through the ``pytest11`` entry point).
+
+``loosely_broker``: a fresh embedded broker per test; use ``loosely_broker.bootstrap_servers`` with any Kafka client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from loosely.broker.server import BrokerThread
+from loosely.testing.embedded import embedded_broker
+
+
+@pytest.fixture
+def loosely_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("loosely-broker"))) as b:
+        yield b

@@ -1,0 +1,67 @@
+"""Fixtures shared by the whole suite.
+
+* ``loosely``: a fresh embedded loosely broker (own data directory, free port) per test.
+* ``apache_kafka``: one real Apache Kafka (KRaft, single node) per session, from the Maven Central jars.
+* ``cluster``: parametrised over both, for the differential tests: the same client-facing test runs against
+  loosely and against Apache Kafka, so a behaviour difference shows up as a failing test.
+* ``topic``: a unique topic name per test (the Apache Kafka session is shared).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loosely.broker.server import BrokerThread
+from loosely.testing import ApacheKafka, embedded_broker
+
+from compat._support import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def jars_dir() -> Path:
+    env = os.environ.get("LOOSELY_JARS_DIR")
+    if env:
+        return Path(env)
+    out = subprocess.run([str(ROOT / "interop" / "fetch-jars")], check=True, capture_output=True, text=True)
+    path = Path(out.stdout.strip())
+    os.environ["LOOSELY_JARS_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    kafka = ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("apache-kafka"), jars_dir=jars_dir)
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def loosely(tmp_path: Path) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path / "data")) as b:
+        yield b
+
+
+@pytest.fixture(params=["loosely", "kafka"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    if request.param == "kafka":
+        kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+        yield Cluster("kafka", kafka.bootstrap_servers)
+    else:
+        with embedded_broker(data_dir=str(tmp_path / "data")) as b:
+            yield Cluster("loosely", b.bootstrap_servers, b)
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
