@@ -44,6 +44,7 @@ from loosely.protocol.messages import (
     encode_response,
     peek_request_prefix,
 )
+from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.fs import FileSystem
 from loosely.storage.manager import LogManager
@@ -210,6 +211,8 @@ class Broker:
             await ext.start(self.ctx)
             self._extensions.append(ext)
         self._tasks.append(loop.create_task(self._housekeeping()))
+        if self.config.log_cleaner_enable:
+            self._tasks.append(loop.create_task(self._cleaner_loop()))
         self.started_monotonic_ms = self.clock.monotonic_ms()
         log.info(
             "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
@@ -311,6 +314,52 @@ class Broker:
                     self.logs.write_checkpoints()
             except Exception:
                 log.exception("housekeeping failed; will retry")
+
+    async def _cleaner_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.cleaner_backoff_ms / 1000)
+            try:
+                await self.clean_now()
+            except Exception:
+                log.exception("log cleaner pass failed; will retry")
+
+    async def clean_now(self, *, force: bool = False) -> int:
+        """One compaction pass over every compacted log (the cleaner thread does the work). Returns logs cleaned.
+
+        ``force`` cleans even below ``min.cleanable.dirty.ratio``.
+        """
+        cleaned = 0
+        for t in list(self.logs):
+            if not t.config.compact:
+                continue
+            for p, plog in enumerate(list(t.logs)):
+                segs = plog.cleanable_segments()
+                refs = [SegmentRef(s.base_offset, s.next_offset, s.log.path, s.size, s.max_timestamp) for s in segs]
+                first_dirty = max(self.logs.cleaner_offsets.get((t.name, p), 0), plog.log_start_offset)
+                upper = plog.high_watermark
+                if self.ctx.transactions is not None:
+                    upper = self.ctx.transactions.last_stable_offset(t.name, p, upper)
+                task = plan(refs, first_dirty, t.config, self.clock.now_ms(), upper, force=force)
+                if task is None:
+                    continue
+                try:
+                    result = await asyncio.to_thread(clean, self.logs.fs, task)
+                except CleanAborted as e:
+                    log.info("cleaning %s-%d skipped: %s", t.name, p, e)
+                    continue
+                if self.logs.get(t.name) is not t or not plog.install_cleaned(segs, result):
+                    continue
+                self.logs.cleaner_offsets[(t.name, p)] = result.first_dirty_offset
+                cleaned += 1
+                log.info(
+                    "cleaned %s-%d: %d records removed, %d -> %d bytes",
+                    t.name,
+                    p,
+                    result.records_removed,
+                    result.bytes_before,
+                    result.bytes_after,
+                )
+        return cleaned
 
     def run_housekeeping_now(self) -> int:
         """Apply retention and time-based rolls immediately (tests, admin tools). Returns segments deleted."""

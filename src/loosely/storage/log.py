@@ -16,7 +16,7 @@ Theory of operation
   shutdown, segments from the recovery point on are re-validated and a torn tail truncated.
 * **Concurrency**: every method runs on the owner's thread. Non-active segments never change in place, so the
   cleaner may read their files from another thread; it hands back replacement segments that the owner installs
-  with :meth:`PartitionLog.replace_segments`.
+  with :meth:`PartitionLog.install_cleaned`.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ from loosely.protocol.records import (
     check_batch_crc,
     decode_records,
     iter_batches,
-    read_header,
     rewrite_base_offset,
     set_log_append_time,
 )
+from loosely.storage.cleaner import CleanResult
 from loosely.storage.clock import Clock
 from loosely.storage.config import LogConfig
 from loosely.storage.fs import FileSystem
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
-from loosely.storage.segment import Segment, SegmentSlice
+from loosely.storage.segment import Segment, SegmentSlice, segment_file_name
 
 __all__ = [
     "AppendResult",
@@ -127,12 +127,12 @@ class PartitionLog:
     def _load(self, clean_shutdown: bool) -> None:
         names = self.fs.listdir(self.dir)
         for name in names:
-            # Leftovers of an interrupted cleaner swap (see loosely.storage.cleaner): a ".cleaned" file was
-            # never installed, so it goes; a ".swap" file had fully replaced its originals, so it completes.
+            # Leftovers of an interrupted cleaner swap (see loosely.storage.cleaner): ".cleaned" files were never
+            # installed, so they go; a "<base>.log.<end>.swap" had been committed, so its install completes.
             if name.endswith(".cleaned"):
                 self.fs.remove(os.path.join(self.dir, name))
         for name in names:
-            if name.endswith(".log.swap"):
+            if name.endswith(".swap") and ".log." in name:
                 self._complete_swap(name)
         names = self.fs.listdir(self.dir)
         bases = sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
@@ -172,31 +172,20 @@ class PartitionLog:
             self.recovery_point = self.log_end_offset
 
     def _complete_swap(self, swap_name: str) -> None:
-        """Finish installing a cleaned segment whose ``.log.swap`` was committed before a crash.
+        """Finish installing a cleaned segment whose ``<base>.log.<end>.swap`` was committed before a crash.
 
-        The swap replaced every segment whose base offset lies in its offset range; their files (and any index
-        of the swap's own base) are removed, and the swap becomes the segment's log. Indexes are rebuilt on load.
+        The swap replaces every segment whose base offset lies in ``[base, end)``: their files (indexes of the
+        swap's own base included) are removed, and the swap becomes ``<base>.log``. Indexes are rebuilt on load.
         """
-        path = os.path.join(self.dir, swap_name)
-        base = int(swap_name.split(".", 1)[0])
-        probe = self.fs.open(path, create=False)
-        end = base
-        try:
-            pos = 0
-            size = probe.size()
-            while pos + 61 <= size:
-                h = read_header(probe.pread(61, pos), 0)
-                end = h.next_offset
-                pos += h.size
-        except CorruptRecordError:
-            pass
-        finally:
-            probe.close()
+        stem = swap_name[: -len(".swap")]
+        base_s, _, end_s = stem.partition(".log.")
+        base, end = int(base_s), int(end_s)
         for n in self.fs.listdir(self.dir):
-            stem, _, suffix = n.partition(".")
-            if stem.isdigit() and suffix in ("log", "index", "timeindex") and base <= int(stem) < max(end, base + 1):
+            head, _, suffix = n.partition(".")
+            if head.isdigit() and suffix in ("log", "index", "timeindex") and base <= int(head) < end:
                 self.fs.remove(os.path.join(self.dir, n))
-        self.fs.rename(path, os.path.join(self.dir, f"{base:020d}.log"))
+        self.fs.rename(os.path.join(self.dir, swap_name), os.path.join(self.dir, segment_file_name(base, ".log")))
+        self.fs.fsync_dir(self.dir)
 
     # --- offsets -------------------------------------------------------------------------------------------
 
@@ -458,21 +447,49 @@ class PartitionLog:
 
     # --- cleaner support -----------------------------------------------------------------------------------
 
-    def replace_segments(self, old: Sequence[Segment], new: Sequence[Segment]) -> bool:
-        """Install cleaned segments in place of ``old`` (a contiguous run, never the active segment).
+    def cleanable_segments(self) -> list[Segment]:
+        """The non-active segments, oldest first: what the cleaner may read (they never change in place)."""
+        return self.segments[:-1]
 
-        Returns False, changing nothing, when ``old`` is no longer in the log (retention raced the cleaner).
+    def install_cleaned(self, old: list[Segment], result: CleanResult) -> bool:
+        """Swap the cleaner's output in for the segments it read; False (nothing changed) if they are gone.
+
+        Per group: rename ``<base>.log.cleaned`` to ``<base>.log.<end>.swap`` (the commit point), delete the
+        replaced segments, rename the new indexes and log into place, open the new segment.
         """
-        if not old:
-            return False
-        try:
-            i = self.segments.index(old[0])
-        except ValueError:
-            return False
-        if self.segments[i : i + len(old)] != list(old) or i + len(old) >= len(self.segments):
-            return False
-        self.segments[i : i + len(old)] = list(new)
+        by_base = {s.base_offset: s for s in old}
+        for g in result.groups:
+            if any(b not in by_base or by_base[b] not in self.segments for b in g.replaces):
+                self._discard_cleaned(result)
+                return False
+        for g in result.groups:
+            d = self.dir
+            cleaned = os.path.join(d, segment_file_name(g.base_offset, ".log.cleaned"))
+            swap = os.path.join(d, f"{segment_file_name(g.base_offset, '.log')}.{g.end_offset}.swap")
+            self.fs.rename(cleaned, swap)
+            self.fs.fsync_dir(d)
+            replaced = [by_base[b] for b in g.replaces]
+            i = self.segments.index(replaced[0])
+            for seg in replaced:
+                seg.delete()
+            for suffix in (".index", ".timeindex"):
+                self.fs.rename(
+                    os.path.join(d, segment_file_name(g.base_offset, suffix + ".cleaned")),
+                    os.path.join(d, segment_file_name(g.base_offset, suffix)),
+                )
+            self.fs.rename(swap, os.path.join(d, segment_file_name(g.base_offset, ".log")))
+            self.fs.fsync_dir(d)
+            new = self._new_segment(g.base_offset)
+            new.load()
+            self.segments[i : i + len(replaced)] = [new]
         return True
+
+    def _discard_cleaned(self, result: CleanResult) -> None:
+        for g in result.groups:
+            for suffix in (".log", ".index", ".timeindex"):
+                p = os.path.join(self.dir, segment_file_name(g.base_offset, suffix + ".cleaned"))
+                if self.fs.exists(p):
+                    self.fs.remove(p)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 

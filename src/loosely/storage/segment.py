@@ -73,20 +73,21 @@ class Segment:
         index_interval_bytes: int,
         index_bytes_max: int,
         now_ms: int,
+        suffix: str = "",
     ) -> None:
         self._fs = fs
         self.dir = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
-        self.log: File = fs.open(os.path.join(directory, segment_file_name(base_offset, ".log")))
+        self.log: File = fs.open(os.path.join(directory, segment_file_name(base_offset, ".log" + suffix)))
         self.offset_index = OffsetIndex(
             fs,
-            os.path.join(directory, segment_file_name(base_offset, ".index")),
+            os.path.join(directory, segment_file_name(base_offset, ".index" + suffix)),
             base_offset,
             max(1, index_bytes_max // OFFSET_ENTRY.size),
         )
         self.time_index = TimeIndex(
-            fs, os.path.join(directory, segment_file_name(base_offset, ".timeindex")), base_offset
+            fs, os.path.join(directory, segment_file_name(base_offset, ".timeindex" + suffix)), base_offset
         )
         self.next_offset = base_offset
         self.max_timestamp = -1

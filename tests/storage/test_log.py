@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.records import NewRecord, build_batch, read_header
+from loosely.storage.fs import OsFileSystem
+from loosely.storage.log import LogError, PartitionLog
+from storage._helpers import all_values, batch, clock, small_config
+
+
+def open_log(path: Path, **cfg: object) -> PartitionLog:
+    return PartitionLog(OsFileSystem(), clock(), str(path), small_config(**cfg))
+
+
+def test_offsets_are_assigned_in_order_and_reads_return_whole_batches(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p")
+    r1 = log.append(batch(b"a", b"b", b"c"))
+    r2 = log.append(batch(b"d"))
+    assert (r1.base_offset, r1.last_offset, r2.base_offset) == (0, 2, 3)
+    assert log.log_end_offset == 4
+    assert all_values(log) == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]
+    # A read from the middle of a batch returns the whole batch (clients skip the earlier records).
+    assert all_values(log, 1)[0] == (0, b"a")
+
+
+def test_segments_roll_by_size_and_reads_cross_them(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", segment_bytes=300)
+    for i in range(40):
+        log.append(batch(b"v%03d" % i, key=b"k"))
+    assert len(log.segments) > 5
+    assert [s.base_offset for s in log.segments] == sorted(s.base_offset for s in log.segments)
+    assert all_values(log) == [(i, b"v%03d" % i) for i in range(40)]
+    for start in range(40):
+        assert all_values(log, start)[0] == (start, b"v%03d" % start)
+
+
+def test_max_bytes_returns_at_least_one_batch_and_never_splits_one(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p")
+    for i in range(10):
+        log.append(batch(b"x" * 50, key=b"%d" % i))
+    size = read_header(build_batch([NewRecord(b"0", b"x" * 50, 1_700_000_000_000)])).size
+    assert log.read(0, 1).size == size  # min one
+    assert log.read(0, 1, min_one=False).size == 0
+    assert log.read(0, size * 3 + 5).size == size * 3
+    assert log.read(0, size * 3).size == size * 3
+
+
+@pytest.mark.parametrize("offset", [-1, 11])
+def test_offsets_outside_the_log_are_out_of_range(tmp_path: Path, offset: int) -> None:
+    log = open_log(tmp_path / "p")
+    log.append(batch(*[b"v"] * 10))
+    with pytest.raises(LogError) as e:
+        log.read(offset, 100)
+    assert e.value.error_code == ErrorCode.offset_out_of_range
+    assert log.read(10, 100).size == 0  # the log end offset itself is fine: nothing yet
+
+
+def test_invalid_batches_are_refused_whole(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", max_message_bytes=200)
+    good = batch(b"ok")
+    bad = bytearray(batch(b"corrupt me"))
+    bad[-1] ^= 0xFF
+    with pytest.raises(LogError) as e:
+        log.append(good + bytes(bad))
+    assert e.value.error_code == ErrorCode.corrupt_message
+    assert log.log_end_offset == 0  # the good batch in the same request was not written either
+    with pytest.raises(LogError) as e:
+        log.append(batch(b"y" * 300))
+    assert e.value.error_code == ErrorCode.message_too_large
+    with pytest.raises(LogError) as e:
+        log.append(b"\x00" * 10)
+    assert e.value.error_code == ErrorCode.corrupt_message
+    assert log.append(good).base_offset == 0
+
+
+def test_max_message_bytes_at_under_over(tmp_path: Path) -> None:
+    b = batch(b"z" * 100)
+    size = len(b)
+    for limit, ok in ((size - 1, False), (size, True), (size + 1, True)):
+        log = open_log(tmp_path / f"p{limit}", max_message_bytes=limit)
+        if ok:
+            log.append(b)
+        else:
+            with pytest.raises(LogError):
+                log.append(b)
+
+
+def test_timestamps_outside_the_accepted_window(tmp_path: Path) -> None:
+    c = clock()
+    log = PartitionLog(OsFileSystem(), c, str(tmp_path / "p"), small_config(timestamp_after_max_ms=1000))
+    now = c.now_ms()
+    log.append(batch(b"a", ts=now + 1000))
+    with pytest.raises(LogError) as e:
+        log.append(batch(b"a", ts=now + 1001))
+    assert e.value.error_code == ErrorCode.invalid_timestamp
+
+
+def test_log_append_time_topics_stamp_the_append_time(tmp_path: Path) -> None:
+    c = clock()
+    log = PartitionLog(OsFileSystem(), c, str(tmp_path / "p"), small_config(log_append_time=True))
+    c.advance(5000)
+    res = log.append(batch(b"a", b"b", ts=123))
+    assert res.log_append_time_ms == c.now_ms()
+    h = read_header(log.read(0, 1000).read_bytes())
+    assert h.is_log_append_time and h.max_timestamp == c.now_ms()
+
+
+def test_compacted_topics_need_keys(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", compact=True)
+    with pytest.raises(LogError) as e:
+        log.append(batch(b"no key"))
+    assert e.value.error_code == ErrorCode.invalid_record
+    log.append(batch(b"v", key=b"k"))
+
+
+def test_client_control_batches_are_refused(tmp_path: Path) -> None:
+    from loosely.protocol.records import ControlType, build_control_batch
+
+    log = open_log(tmp_path / "p")
+    marker = build_control_batch(
+        ControlType.COMMIT, producer_id=1, producer_epoch=0, coordinator_epoch=0, timestamp_ms=1_700_000_000_000
+    )
+    with pytest.raises(LogError):
+        log.append(marker)
+    assert log.append(marker, from_client=False).base_offset == 0
+
+
+def test_offset_for_timestamp_and_max_timestamp(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", segment_bytes=250)
+    base = 1_700_000_000_000
+    for i in range(30):
+        log.append(build_batch([NewRecord(b"k", b"v", base + 10 * i), NewRecord(b"k", b"w", base + 10 * i + 5)]))
+    assert log.offset_for_timestamp(base) == (0, base)
+    assert log.offset_for_timestamp(base + 1) == (1, base + 5)
+    assert log.offset_for_timestamp(base + 6) == (2, base + 10)
+    assert log.offset_for_timestamp(base + 295) == (59, base + 295)
+    assert log.offset_for_timestamp(base + 296) is None
+    assert log.max_timestamp_offset() == (59, base + 295)
+
+
+def test_reopen_after_clean_close_keeps_everything(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", segment_bytes=300)
+    for i in range(50):
+        log.append(batch(b"%d" % i, key=b"k"))
+    log.close()
+    again = PartitionLog(
+        OsFileSystem(),
+        clock(),
+        str(tmp_path / "p"),
+        small_config(segment_bytes=300),
+        recovery_point=50,
+        clean_shutdown=True,
+    )
+    assert again.log_end_offset == 50
+    assert all_values(again) == [(i, b"%d" % i) for i in range(50)]
+    assert again.append(batch(b"next")).base_offset == 50
+
+
+def test_fsync_policy_flush_messages(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", flush_messages=3)
+    log.append(batch(b"a"))
+    log.append(batch(b"b"))
+    assert log.recovery_point == 0
+    log.append(batch(b"c"))
+    assert log.recovery_point == 3
+
+
+def test_fsync_policy_flush_ms(tmp_path: Path) -> None:
+    c = clock()
+    log = PartitionLog(OsFileSystem(), c, str(tmp_path / "p"), small_config(flush_ms=1000))
+    log.append(batch(b"a"))
+    assert not log.maybe_flush()
+    c.advance(1000)
+    assert log.maybe_flush()
+    assert log.recovery_point == 1
+    assert not log.maybe_flush()  # nothing new
