@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import cramjam
@@ -48,10 +49,8 @@ def test_output_limit_at_and_over(codec: Codec) -> None:
 @pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.LZ4, Codec.ZSTD])
 @given(garbage=st.binary(max_size=200))
 def test_garbage_raises_our_error(codec: Codec, garbage: bytes) -> None:
-    try:
+    with contextlib.suppress(CorruptRecordError):
         decompress(codec, garbage, 1 << 16)
-    except CorruptRecordError:
-        pass
 
 
 def test_unknown_codec_id() -> None:

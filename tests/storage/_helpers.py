@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loosely.protocol.records import NewRecord, build_batch
+from loosely.protocol.records import NewRecord, build_batch, decode_records, iter_batches
 from loosely.storage.config import LogConfig
 from loosely.storage.log import PartitionLog
 from loosely.testing import FakeClock
@@ -16,8 +16,6 @@ def batch(
 
 
 def all_values(log: PartitionLog, start: int | None = None) -> list[tuple[int, bytes | None]]:
-    from loosely.protocol.records import decode_records, iter_batches
-
     out: list[tuple[int, bytes | None]] = []
     r = log.read(log.log_start_offset if start is None else start, 1 << 30)
     data = r.read_bytes()

@@ -115,7 +115,7 @@ def test_aborted_transaction_records_are_removed(tmp_path: Path) -> None:
         build_control_batch(ControlType.COMMIT, producer_id=8, producer_epoch=0, coordinator_epoch=0, timestamp_ms=NOW),
         from_client=False,
     )
-    for i in range(40):
+    for _i in range(40):
         log.append(kv(b"filler", b"x" * 30))
     run_cleaner(log, 0, clock)
     got = latest(log)

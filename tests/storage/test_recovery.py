@@ -134,7 +134,7 @@ def test_interrupted_cleaner_swap_is_completed_on_restart(tmp_path: Path) -> Non
     log.roll()
     first, second = log.segments[0], log.segments[1]
     # A "cleaned" replacement of the first two segments: just the first segment's bytes, renamed as a swap.
-    data = open(first.log.path, "rb").read()
+    data = Path(first.log.path).read_bytes()
     swap = tmp_path / "p" / f"{first.base_offset:020d}.log.{second.next_offset}.swap"
     swap.write_bytes(data)
     (tmp_path / "p" / f"{first.base_offset:020d}.log.cleaned").write_bytes(b"never installed")
