@@ -43,6 +43,8 @@ __all__ = [
     "RequestHeader",
     "build",
     "decode_request",
+    "decode_response",
+    "encode_request",
     "encode_response",
     "nested",
     "peek_request_prefix",
@@ -218,6 +220,37 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, respons
     out = buf.getbuffer()
     struct.pack_into(">i", out, 0, len(out) - 4)
     return bytes(out)
+
+
+def encode_request(
+    api_key: int, api_version: int, correlation_id: int, request: object, client_id: str = "loosely"
+) -> bytes:
+    """A framed request (the client side of :func:`decode_request`; used by tools and tests)."""
+    cls = load_request_schema(api_key, api_version)
+    header_cls: Callable[..., object] = cls.__header_schema__
+    write_header = cast(Callable[[io.BytesIO, object], None], entity_writer(cls.__header_schema__))
+    write_body = cast(Callable[[io.BytesIO, object], None], entity_writer(cls))
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0")
+    header = header_cls(
+        request_api_key=api_key, request_api_version=api_version, correlation_id=correlation_id, client_id=client_id
+    )
+    write_header(buf, header)
+    write_body(buf, request)
+    out = buf.getbuffer()
+    struct.pack_into(">i", out, 0, len(out) - 4)
+    return bytes(out)
+
+
+def decode_response(api_key: int, api_version: int, frame: bytes | memoryview) -> tuple[int, object]:
+    """``(correlation_id, response)`` from a response frame without its size prefix."""
+    cls = load_response_schema(api_key, api_version)
+    try:
+        header, n = entity_reader(cls.__header_schema__)(frame, 0)
+        body, _ = entity_reader(cls)(frame, n)
+    except (SerialError, ValueError, OverflowError, UnicodeDecodeError, IndexError) as e:
+        raise ProtocolError(f"malformed api {api_key} v{api_version} response: {e}") from e
+    return int(header.correlation_id), body
 
 
 T = TypeVar("T")

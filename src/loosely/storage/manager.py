@@ -3,7 +3,7 @@
 Data directory layout (Kafka's, plus one directory of our own)::
 
     <data>/
-      .topics/<topic>.json                   {"topic_id", "partitions", "configs", "internal"}; the source of truth
+      .topics/<topic id>.json                {"name", "topic_id", "partitions", "configs", "internal"}; the truth
       <topic>-<partition>/                   one PartitionLog each
         00000000000000000000.log/.index/.timeindex
         partition.metadata                   Kafka's "version: 0 / topic_id: <base64>" file
@@ -11,6 +11,7 @@ Data directory layout (Kafka's, plus one directory of our own)::
       log-start-offset-checkpoint            each log's start offset (advanced by DeleteRecords)
       cleaner-offset-checkpoint              how far each compacted log has been cleaned
       .kafka_cleanshutdown                   present only while the broker is stopped cleanly
+      .trash-<uuid>/                         a deleted partition being removed
 
 Creating a topic writes its ``.topics`` file (atomically) before its partition directories; deleting removes
 that file first. So on start-up a partition directory without a topic file is the remains of an interrupted
@@ -118,7 +119,7 @@ class LogManager:
                     fs.remove(os.path.join(topics_dir, name))
                 continue
             meta = json.loads(fs.read_file(os.path.join(topics_dir, name)))
-            topic_name = name[: -len(".json")]
+            topic_name = str(meta["name"])
             overrides = {str(k): str(v) for k, v in meta["configs"].items()}
             t = Topic(
                 topic_name,
@@ -138,7 +139,7 @@ class LogManager:
                 owner = self.topics.get(topic)
                 if owner is None or int(part) >= owner.partitions:
                     fs.rmtree(os.path.join(self.data_dir, name))
-            elif name.endswith("-delete"):
+            elif name.startswith(".trash-"):
                 fs.rmtree(os.path.join(self.data_dir, name))
         if self.was_clean_shutdown:
             fs.remove(marker)
@@ -236,12 +237,14 @@ class LogManager:
 
     def _write_topic_meta(self, t: Topic, partitions: int) -> None:
         meta = {
+            "name": t.name,
             "topic_id": str(t.topic_id),
             "partitions": partitions,
             "configs": t.overrides,
             "internal": t.internal,
         }
-        path = os.path.join(self.data_dir, _TOPICS_DIR, f"{t.name}.json")
+        # Named by id: a 249-character topic name plus ".json.tmp" would not fit in a file name.
+        path = os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json")
         self.fs.write_atomic(path, json.dumps(meta, sort_keys=True).encode())
 
     def delete_topic(self, name: str) -> None:
@@ -249,12 +252,12 @@ class LogManager:
         if t is None:
             raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
         self._by_id.pop(t.topic_id, None)
-        self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{name}.json"))
+        self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
         self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
         for p, log in enumerate(t.logs):
             for s in log.segments:
                 s.close()
-            doomed = os.path.join(self.data_dir, f"{name}-{p}.{uuid.uuid4().hex}-delete")
+            doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
             self.fs.rename(log.dir, doomed)
             self.fs.rmtree(doomed)
             self.cleaner_offsets.pop((name, p), None)
