@@ -171,7 +171,7 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, object]:
     """Decode one request frame (without its size prefix).
 
     Raises :class:`UnsupportedVersionError` for a version outside :data:`SUPPORTED_VERSIONS` (or one kio lacks),
-    and :class:`ProtocolError` for bytes that do not decode, including trailing garbage.
+    and :class:`ProtocolError` for bytes that do not decode. Bytes after a complete request are ignored.
     """
     api_key, api_version, correlation_id = peek_request_prefix(frame)
     lo_hi = SUPPORTED_VERSIONS.get(api_key)
@@ -183,11 +183,11 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, object]:
         raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version) from None
     try:
         header, n = read_header(frame, 0)
-        body, m = read_body(frame, n)
+        body, _ = read_body(frame, n)
     except (SerialError, ValueError, OverflowError, UnicodeDecodeError, IndexError) as e:
         raise ProtocolError(f"malformed api {api_key} v{api_version} request: {e}") from e
-    if n + m != len(frame):
-        raise ProtocolError(f"{len(frame) - n - m} trailing bytes after api {api_key} v{api_version} request")
+    # Trailing bytes are ignored, as Apache Kafka ignores them: librdkafka 2.x sends three extra bytes after an
+    # all-topics Metadata v12 request, and Kafka answers it.
     client_id = getattr(header, "client_id", None)
     return RequestHeader(api_key, api_version, correlation_id, client_id), body
 
