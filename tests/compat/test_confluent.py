@@ -91,7 +91,7 @@ def test_admin_topic_lifecycle(cluster: Cluster, topic: str) -> None:
     admin.create_partitions([NewPartitions(topic, 5)])[topic].result(30)
     md = admin.list_topics(topic, timeout=10)
     assert len(md.topics[topic].partitions) == 5
-    with pytest.raises(Exception, match="(?i)partition"):
+    with pytest.raises(Exception, match=r"(?i)partition"):
         admin.create_partitions([NewPartitions(topic, 3)])[topic].result(30)
     admin.delete_topics([topic])[topic].result(30)
     deadline = time.monotonic() + 10
