@@ -19,7 +19,8 @@
  *   POPULATED <ordinals,comma separated>
  *   GHOSTS <ordinals of previous-but-not-populated records>
  *   R <ordinal> <record>  /  G <ordinal> <record>
- *   LOOKUPS ok=<n> failed=<m>                  every set/map element found again by Java's own lookups
+ *   LOOKUPS ok=<n> failed=<m>                  set/map elements found again by Java's own lookups (keys with
+ *                                              a null field count as failed: Java cannot look them up)
  *   CHECKSUM <HollowChecksum hex>
  * Records: OBJECT {f=v,...} with null, ints in decimal, true/false, f<8 hex> float bits, d<16 hex> double bits,
  * "..." strings (\" \\ and \\uXXXX for UTF-16 units outside 0x20..0x7e), x<hex> bytes, @<ordinal> references;
@@ -290,6 +291,8 @@ public class HollowInterop {
                 boolean ok;
                 if (deriver == null)
                     ok = s.contains(o, e);
+                else if (hasNull(deriver.getRecordKey(e)))
+                    ok = false;  // Java cannot look up a null key
                 else
                     ok = s.findElement(o, deriver.getRecordKey(e)) == e;
                 counts[ok ? 0 : 1]++;
@@ -308,11 +311,20 @@ public class HollowInterop {
                 boolean ok;
                 if (deriver == null)
                     ok = s.get(o, k) == v;
+                else if (hasNull(deriver.getRecordKey(k)))
+                    ok = false;  // Java cannot look up a null key
                 else
                     ok = s.findValue(o, deriver.getRecordKey(k)) == v && s.findKey(o, deriver.getRecordKey(k)) == k;
                 counts[ok ? 0 : 1]++;
             }
         }
+    }
+
+    static boolean hasNull(Object[] key) {
+        for (Object k : key)
+            if (k == null)
+                return true;
+        return false;
     }
 
     /** Records of a type with references, lists, sets and maps expanded (sets and maps sorted), sorted. */

@@ -21,7 +21,24 @@ class Chain:
     deep_types: list[str]
 
     def blob(self, file: str) -> bytes:
-        return (self.directory / file).read_bytes()
+        return gzip.decompress((self.directory / f"{file}.gz").read_bytes())
+
+    def blobs(self) -> dict[str, bytes]:
+        """Every blob of the fixture by its file name (optional parts included)."""
+        return {
+            p.name[:-3]: gzip.decompress(p.read_bytes())
+            for p in self.directory.glob("*.gz")
+            if not p.name.endswith(".txt.gz")
+        }
+
+    def parts_of(self, file: str) -> dict[str, bytes]:
+        """Optional blob parts belonging to ``file`` (``snapshot_<part>-3`` for ``snapshot-3``)."""
+        head, tail = file.split("-", 1)
+        found = {}
+        for name, data in self.blobs().items():
+            if name.startswith(head + "_") and name.endswith("-" + tail) and name.count("-") == file.count("-"):
+                found[name[len(head) + 1 : -len(tail) - 1]] = data
+        return found
 
     def java_dumps(self) -> list[tuple[str, str]]:
         return split_ops(gzip.decompress((self.directory / "dump.txt.gz").read_bytes()).decode("utf-8"))
@@ -29,15 +46,23 @@ class Chain:
     def java_deep(self, type_name: str) -> list[tuple[str, str]]:
         return split_ops(gzip.decompress((self.directory / f"deep-{type_name}.txt.gz").read_bytes()).decode("utf-8"))
 
-    def replay(self, engine: ReadStateEngine | None, op: str, *, mapped: bool = False) -> ReadStateEngine:
-        """Apply one ``snapshot:FILE`` / ``delta:FILE`` op and return the (possibly new) engine."""
+    def replay(self, engine: ReadStateEngine | None, op: str, *, mapped_dir: Path | None = None) -> ReadStateEngine:
+        """Apply one ``snapshot:FILE`` / ``delta:FILE`` op and return the (possibly new) engine.
+
+        With ``mapped_dir``, snapshots are written there and memory-mapped instead of read from bytes.
+        """
         kind, file = op.split(":", 1)
+        parts = self.parts_of(file)
         if kind == "snapshot":
-            if mapped:
-                return ReadStateEngine.from_file(self.directory / file)
-            return ReadStateEngine.from_snapshot(self.blob(file))
+            if mapped_dir is not None:
+                (mapped_dir / file).write_bytes(self.blob(file))
+                for name, data in parts.items():
+                    (mapped_dir / f"{file}.{name}").write_bytes(data)
+                part_files = {name: mapped_dir / f"{file}.{name}" for name in parts}
+                return ReadStateEngine.from_file(mapped_dir / file, part_files)
+            return ReadStateEngine.from_snapshot(self.blob(file), parts)
         assert engine is not None
-        engine.apply_delta(self.blob(file))
+        engine.apply_delta(self.blob(file), parts)
         return engine
 
 
@@ -47,4 +72,4 @@ def chain(name: str) -> Chain:
     return Chain(name, d, meta["ops"], meta["deep_types"])
 
 
-CHAINS = ["rich", "evolve"]
+CHAINS = ["rich", "evolve", *sorted(p.name for p in GOLDEN.glob("spec-*"))]

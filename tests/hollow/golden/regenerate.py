@@ -11,6 +11,8 @@ Every fixture here was written by ``interop/hollow/HollowInterop.java`` with the
 * ``spec-*/``: chains written by Java's write state engine from ``spec.txt`` (``spec`` command), with Java's
   dumps; the Python writer must reproduce those blobs byte for byte.
 
+Blobs are stored gzip-compressed (``*.gz``): a snapshot is mostly the 2 KiB-per-type populated bitsets.
+
 Random state tags change on every regeneration, so regenerate all files of a fixture together.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
+from hollow.golden_specs import regenerate_specs  # noqa: E402
 from hollow.javarun import Java, compile_java  # noqa: E402
 
 CHAINS = {
@@ -100,11 +103,14 @@ def record_chain(java: Java, name: str, source: Path, spec: dict[str, list[str]]
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     for f in spec["files"]:
-        shutil.copy(source / f, out / f)
+        if f.endswith(".txt"):
+            shutil.copy(source / f, out / f)
+        else:
+            (out / f"{f}.gz").write_bytes(gzip.compress((source / f).read_bytes(), mtime=0))
     ops = spec["ops"]
-    write_gz(out / "dump.txt.gz", java.interop("dump", *java_ops(out, ops)).replace(str(out) + "/", ""))
+    write_gz(out / "dump.txt.gz", java.interop("dump", *java_ops(source, ops)).replace(str(source) + "/", ""))
     for t in spec.get("deep_types", []):
-        text = java.interop("deep", t, *java_ops(out, ops)).replace(str(out) + "/", "")
+        text = java.interop("deep", t, *java_ops(source, ops)).replace(str(source) + "/", "")
         write_gz(out / f"deep-{t}.txt.gz", text)
     (out / "chain.json").write_text(json.dumps({"ops": ops, "deep_types": spec.get("deep_types", [])}) + "\n")
 
@@ -115,10 +121,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             java.interop("model", name, tmp)
             record_chain(java, name, Path(tmp), spec)
-    try:
-        from hollow.golden_specs import regenerate_specs
-    except ImportError:
-        return
     regenerate_specs(java, HERE)
 
 

@@ -2,8 +2,9 @@
 
 Two implementations (this one and ``interop/hollow/HollowInterop.java``) printing the same text from the same
 blobs is the core of the interoperability proof: it shows every ordinal, every field's bits, every SET/MAP
-bucket, the ghosts of the last delta, that every element is found again by the reader's own lookups, and the
-``HollowChecksum``.  The format is described at the top of the Java program; change both together.
+bucket, the ghosts of the last delta, that every element is found again by the reader's own lookups (a key
+with a null field counts as a failed lookup, as Java cannot look it up), and the ``HollowChecksum``.  The
+format is described at the top of the Java program; change both together.
 
 :func:`deep_dump` prints one type's records with references, lists, sets and maps expanded (sets and maps
 sorted), so two states holding the same data under different ordinals compare equal.
@@ -81,7 +82,8 @@ def _lookups(records: Records, state: TypeReadState, ordinal: int) -> tuple[int,
         paths = records.hash_key(schema)
         for e in s.ordinals():
             if paths:
-                found = s.find(*record_key(records, paths, e))
+                key = record_key(records, paths, e)
+                found = None if None in key else s.find(*key)
                 hit = found is not None and found.ordinal == e
             else:
                 hit = s.contains_ordinal(e)
@@ -92,6 +94,9 @@ def _lookups(records: Records, state: TypeReadState, ordinal: int) -> tuple[int,
         for k, v in m.entry_ordinals():
             if paths:
                 key = record_key(records, paths, k)
+                if None in key:  # like Java, a key with a null field cannot be looked up
+                    failed += 1
+                    continue
                 value, key_rec = m.find(*key), m.find_key(*key)
                 hit = value is not None and value.ordinal == v and key_rec is not None and key_rec.ordinal == k
             else:
