@@ -1,0 +1,34 @@
+"""Compile and run the Java programs under interop/ against the Maven Central jars."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def jars_dir() -> Path:
+    env = os.environ.get("LOOSELY_JARS_DIR")
+    if env:
+        return Path(env)
+    out = subprocess.run([str(ROOT / "interop" / "fetch-jars")], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+@functools.cache
+def compiled(program_dir: str) -> Path:
+    out = Path(tempfile.mkdtemp(prefix="loosely-java-"))
+    sources = sorted(str(p) for p in (ROOT / program_dir).glob("*.java"))
+    subprocess.run(["javac", "-d", str(out), "-cp", f"{jars_dir()}/*", *sources], check=True)
+    return out
+
+
+def run_java(program_dir: str, main: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    cp = f"{compiled(program_dir)}:{jars_dir()}/*"
+    return subprocess.run(
+        ["java", "-Xmx256m", "-cp", cp, main, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
