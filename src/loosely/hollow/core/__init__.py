@@ -23,6 +23,7 @@ from loosely.hollow.core._access import (
     GenericSet,
     Records,
 )
+from loosely.hollow.core._blob import BlobKind
 from loosely.hollow.core._dump import deep_dump, dump_state
 from loosely.hollow.core._errors import (
     HollowBlobError,
@@ -56,8 +57,11 @@ from loosely.hollow.core._schema import (
     schema_hash,
     schemas_to_text,
 )
+from loosely.hollow.core._write_state import BlobParts, WriteStateEngine
 
 __all__ = [
+    "BlobKind",
+    "BlobParts",
     "Checksum",
     "FieldType",
     "GenericList",
@@ -87,6 +91,7 @@ __all__ = [
     "TypeReadState",
     "UpdateEvent",
     "UpdateKind",
+    "WriteStateEngine",
     "deep_dump",
     "dump_state",
     "parse_schemas",

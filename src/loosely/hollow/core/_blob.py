@@ -106,6 +106,8 @@ WORD_BYTES: Final = 8
 
 
 class BlobKind(enum.Enum):
+    """A full state (snapshot) or a transition between two states (delta and reverse delta)."""
+
     SNAPSHOT = "snapshot"
     DELTA = "delta"
 

@@ -88,6 +88,8 @@ _EMPTY: Final[Ordinals] = np.zeros(0, dtype=np.int64)
 
 
 class UpdateKind(enum.Enum):
+    """How a read state reached its current version."""
+
     SNAPSHOT = "snapshot"
     DELTA = "delta"
 
@@ -333,6 +335,11 @@ class ReadStateEngine:
             self._check_shards(sec)
             state.view.set_shards([s.spec() for s in shards])
             assert sec.populated is not None
+            if sec.max_ordinal >= len(sec.populated) * 8:
+                # Java's bitset always covers the max ordinal; this also bounds what a corrupt count allocates.
+                raise HollowBlobError(
+                    f"type {sec.schema.name}: max ordinal {sec.max_ordinal} beyond its populated-ordinals bitset"
+                )
             populated = _bits_from_words(sec.populated, sec.max_ordinal + 1, sec.schema.name)
             state._install(shards, populated, np.zeros(0, dtype=np.bool_), sec.max_ordinal)
             types[sec.schema.name] = state
@@ -509,6 +516,11 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
     n = sec.num_shards
     removed_lists = [_ordinals(ds.removed) for ds in sec.shards]
     added_lists = [_ordinals(ds.added) for ds in sec.shards]
+    max_added = max((int(a[-1]) * n + i for i, a in enumerate(added_lists) if a.size), default=-1)
+    if sec.max_ordinal > max(state.max_ordinal, max_added):
+        # A producer's max ordinal is that of the records of both states; a larger one is corrupt (and would
+        # make us allocate for records that do not exist).
+        raise HollowBlobError(f"type {name}: delta max ordinal {sec.max_ordinal} exceeds every known or added ordinal")
     # A delta shard holds only its added records, so its record count is the number of additions.
     delta_view = _new_view(sec.schema)
     delta_view.set_shards(

@@ -62,6 +62,8 @@ KEY_FIELDS_MAX: Final = 1024
 
 
 class SchemaKind(enum.Enum):
+    """The four kinds of Hollow record types."""
+
     OBJECT = "OBJECT"
     LIST = "LIST"
     SET = "SET"

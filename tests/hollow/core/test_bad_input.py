@@ -1,0 +1,154 @@
+"""Bad input never escapes as anything but a HollowBlobError, and never damages the loaded state.
+
+Invariant (fuzzed with hypothesis over Java-written blobs): loading a snapshot, applying a delta, computing
+the checksum and reading every record either work or raise ``HollowBlobError``; a delta that fails leaves the
+state exactly as it was (same dump, same checksum, same tag).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hollow.golden_fixtures import chain
+from loosely.hollow.core import (
+    HollowBlobError,
+    HollowBlobTruncatedError,
+    HollowDeltaOriginError,
+    HollowUnsupportedBlobError,
+    ReadStateEngine,
+    SchemaKind,
+    WriteStateEngine,
+    dump_state,
+    parse_schemas,
+)
+
+SMALL = chain("spec-8")
+RICH = chain("rich")
+
+
+def _read_everything(engine: ReadStateEngine) -> None:
+    engine.checksum()
+    for t in engine.types():
+        for o in t.populated_ordinals().tolist():
+            if t.kind is SchemaKind.OBJECT:
+                t.view.record(o)
+            elif t.kind is SchemaKind.MAP:
+                t.view.entries(o)
+                t.view.map_buckets(o)
+            else:
+                t.view.elements(o)
+
+
+@st.composite
+def mutations(draw: st.DrawFn, data: bytes) -> bytes:
+    blob = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "truncate", "insert", "delete"]))
+        pos = draw(st.integers(0, max(0, len(blob) - 1)))
+        if op == "flip" and blob:
+            blob[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and blob:
+            blob[pos] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, 0x8F]))
+        elif op == "truncate":
+            del blob[pos:]
+        elif op == "insert":
+            blob[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del blob[pos : pos + draw(st.integers(1, 16))]
+    return bytes(blob)
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.data())
+def test_corrupt_snapshot_raises_our_error_or_loads(data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from([SMALL.blob("snapshot-2"), SMALL.blob("snapshot-4"), RICH.blob("snapshot-1")]))
+    blob = data.draw(mutations(source))
+    try:
+        engine = ReadStateEngine.from_snapshot(blob)
+        _read_everything(engine)
+    except HollowBlobError:
+        pass
+
+
+@FUZZ
+@given(st.data())
+def test_corrupt_delta_raises_our_error_and_keeps_the_state(data: st.DataObject) -> None:
+    c = data.draw(st.sampled_from([SMALL, RICH]))
+    base, delta = data.draw(st.sampled_from([("snapshot-1", "delta-1-2"), ("snapshot-4", "reversedelta-4-3")]))
+    engine = ReadStateEngine.from_snapshot(c.blob(base))
+    before = dump_state(engine)
+    blob = data.draw(mutations(c.blob(delta)))
+    try:
+        engine.apply_delta(blob)
+    except HollowBlobError:
+        assert dump_state(engine) == before
+        return
+    with contextlib.suppress(HollowBlobError):
+        _read_everything(engine)
+
+
+def test_every_truncation_of_a_snapshot_is_reported_as_truncated() -> None:
+    blob = SMALL.blob("snapshot-1")
+    for cut in range(0, len(blob), max(1, len(blob) // 400)):
+        with pytest.raises(HollowBlobError):
+            ReadStateEngine.from_snapshot(blob[:cut])
+    with pytest.raises(HollowBlobTruncatedError):
+        ReadStateEngine.from_snapshot(blob[:-1])
+
+
+def test_trailing_bytes_are_rejected() -> None:
+    with pytest.raises(HollowBlobError, match="unexpected bytes"):
+        ReadStateEngine.from_snapshot(SMALL.blob("snapshot-1") + b"\x00")
+
+
+def test_not_a_blob() -> None:
+    with pytest.raises(HollowBlobError, match="magic"):
+        ReadStateEngine.from_snapshot(b"PK\x03\x04" + bytes(40))
+
+
+def test_delta_for_another_state_is_refused_and_changes_nothing() -> None:
+    engine = ReadStateEngine.from_snapshot(RICH.blob("snapshot-1"))
+    before = dump_state(engine)
+    with pytest.raises(HollowDeltaOriginError):
+        engine.apply_delta(RICH.blob("delta-2-3"))
+    with pytest.raises(HollowDeltaOriginError):
+        engine.apply_delta(RICH.blob("reversedelta-2-1"))
+    assert dump_state(engine) == before
+    engine.apply_delta(RICH.blob("delta-1-2"))  # the right one still applies afterwards
+    with pytest.raises(HollowDeltaOriginError):
+        engine.apply_delta(RICH.blob("delta-1-2"))  # ... but only once
+
+
+def test_incompatible_field_type_change_in_a_delta_is_refused() -> None:
+    old = WriteStateEngine(parse_schemas("A { int x; string y; }"))
+    old.add_object("A", {"x": 1, "y": "one"})
+    engine = ReadStateEngine.from_snapshot(old.write_snapshot())
+    before = dump_state(engine)
+    new = WriteStateEngine(parse_schemas("A { string x; string y; }"))
+    new.override_previous_tag(engine.current_tag)
+    new.add_object("A", {"x": "1", "y": "one"})
+    new.write_snapshot()
+    with pytest.raises(HollowUnsupportedBlobError, match="field x changed"):
+        engine.apply_delta(new.write_delta())
+    assert dump_state(engine) == before
+
+
+def test_mmapped_file_stays_readable_after_a_failed_delta(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    (tmp_path / "snap").write_bytes(RICH.blob("snapshot-1"))
+    engine = ReadStateEngine.from_file(tmp_path / "snap")
+    before = dump_state(engine)
+    broken = bytearray(RICH.blob("delta-1-2"))
+    broken[len(broken) // 2 :] = bytes(len(broken) - len(broken) // 2)
+    with pytest.raises(HollowBlobError):
+        engine.apply_delta(bytes(broken))
+    assert dump_state(engine) == before
