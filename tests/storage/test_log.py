@@ -177,3 +177,34 @@ def test_fsync_policy_flush_ms(tmp_path: Path) -> None:
     assert log.maybe_flush()
     assert log.recovery_point == 1
     assert not log.maybe_flush()  # nothing new
+
+
+def test_a_read_never_skips_a_segment_that_does_not_fit(tmp_path: Path) -> None:
+    """Found by the kill -9 test: big, small, big segments and a max_bytes that fits only the small one."""
+    log = open_log(tmp_path / "p", segment_bytes=100)
+    log.append(batch(*[b"x" * 40] * 10, key=b"k"))  # ~600 bytes: a segment of its own
+    log.append(batch(*[b"y" * 40] * 10, key=b"k"))
+    log.append(batch(b"small", key=b"k"))
+    log.append(batch(*[b"z" * 40] * 10, key=b"k"))
+    assert len(log.segments) == 4
+    first = log.segments[0].size
+    r = log.read(0, first + 100)
+    assert [s.next_offset for s in r.slices] == [10]
+    offsets = [o for o, _ in all_values(log)]
+    assert offsets == list(range(31))
+    # Reading on from each returned next offset visits every record exactly once.
+    seen: list[int] = []
+    pos = 0
+    while pos < log.log_end_offset:
+        got = [o for o, _ in all_values_from(log, pos, first + 100)]
+        assert got and got[0] == pos, f"a read from {pos} skipped to {got[:1]}"
+        seen += got
+        pos = got[-1] + 1
+    assert seen == list(range(31))
+
+
+def all_values_from(log: PartitionLog, pos: int, max_bytes: int) -> list[tuple[int, bytes | None]]:
+    from loosely.protocol.records import decode_records, iter_batches
+
+    data = log.read(pos, max_bytes).read_bytes()
+    return [(r.offset, r.value) for p, h in iter_batches(data) for r in decode_records(data, p, h, 1 << 20)]

@@ -347,6 +347,8 @@ class PartitionLog:
                 break
             sl = seg.read(pos, remaining, upper, min_one=min_one and not slices)
             if sl is None:
+                if not seg.is_empty and seg.next_offset > pos:
+                    break  # this segment has data that did not fit; later segments must wait their turn
                 continue
             slices.append(sl)
             remaining -= sl.length
