@@ -8,13 +8,16 @@ import logging
 import signal
 import sys
 
-from loosely.broker.config import BrokerConfig, parse_listen
-from loosely.broker.server import Broker, _new_event_loop
+from loosely.cli import admin
 
 __all__ = ["main"]
 
 
 def _broker_command(args: argparse.Namespace) -> int:
+    # imported here: the broker pulls in the protocol codec, which client subcommands do not need at start-up
+    from loosely.broker.config import BrokerConfig, parse_listen  # noqa: PLC0415
+    from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
+
     host, port = parse_listen(args.listen)
     overrides: dict[str, str] = {}
     for item in args.config or []:
@@ -59,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)
+    for name, mode in KCAT_COMMANDS.items():
+        what = {None: "kcat's full command line", "P": "kcat -P", "C": "kcat -C (or -G GROUP topics...)",
+                "L": "kcat -L", "Q": "kcat -Q"}[mode]
+        sub.add_parser(name, help=f"{what}: same flags, output and exit codes (see `loosely {name} -h`)")
     b = sub.add_parser("broker", help="run the Kafka-compatible broker")
     b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
     b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
@@ -73,10 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker-level Kafka setting, e.g. log.retention.ms=3600000 (repeatable)",
     )
     b.set_defaults(func=_broker_command)
+    admin.add_topic_commands(sub)
+    admin.add_group_commands(sub)
     return p
 
 
+# Subcommands that take kcat's own command line (getopt, not argparse), and the kcat mode each implies.
+KCAT_COMMANDS: dict[str, str | None] = {"kcat": None, "produce": "P", "consume": "C", "metadata": "L", "query": "Q"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in KCAT_COMMANDS:
+        from loosely.cli import kcat  # noqa: PLC0415 - keeps `loosely broker` free of client imports
+
+        return kcat.main(argv[1:], prog=f"loosely {argv[0]}", mode=KCAT_COMMANDS[argv[0]])
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,10 @@
+"""Client-side building blocks shared by the command line, the mirror and services built on loosely.
+
+* :mod:`loosely.clients.partitioner`: Apache Kafka's murmur2 partitioner and librdkafka's CRC32 one.
+* :mod:`loosely.clients.kcat_format`: kcat's delimiters, ``-f`` format tokens, ``-J`` envelope and listings.
+* :mod:`loosely.clients.mm2`: MirrorMaker 2's replication policy and internal record formats.
+* :mod:`loosely.clients.mirror`: a MirrorMaker 2 compatible topic mirror between two clusters.
+
+Everything here talks to Kafka through ``confluent-kafka`` (librdkafka), so it works against loosely's broker and
+against any Apache Kafka cluster alike. Nothing here imports :mod:`loosely.cli`.
+"""
