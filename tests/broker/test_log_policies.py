@@ -7,11 +7,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from compat._support import create_topic
 from loosely.broker.config import BrokerConfig
 from loosely.broker.server import BrokerThread
 from loosely.testing import FakeClock
-
-from compat._support import create_topic
 
 DAY_MS = 86_400_000
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from loosely.broker.config import BrokerConfig
-from loosely.broker.server import BrokerThread
-
 from compat._java import jars_dir
 from compat._support import create_topic
+from loosely.broker.config import BrokerConfig
+from loosely.broker.server import BrokerThread
 
 
 def dump(*args: str) -> str:
