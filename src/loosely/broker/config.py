@@ -79,6 +79,11 @@ class BrokerConfig:
     transactional_id_expiration_ms: int = 604_800_000
     # Kafka: producer.id.expiration.ms (1 day)
     producer_id_expiration_ms: int = 86_400_000
+    # Metrics (loosely.broker.metrics): Prometheus endpoint "host:port" (port 0 picks one), InfluxDB push target
+    metrics_listen: str | None = None
+    influx_url: str | None = None
+    influx_db: str = "loosely"
+    influx_interval_ms: int = 10_000
     cluster_id: str | None = None  # default: generated once and kept in <data_dir>/meta.properties
     log_defaults: Mapping[str, str] = field(default_factory=dict)
 

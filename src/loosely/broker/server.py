@@ -34,6 +34,7 @@ from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
+from loosely.broker.metrics import BrokerMetrics
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
 from loosely.protocol.messages import (
@@ -178,6 +179,7 @@ class Broker:
         self._ctx: BrokerContext | None = None
         self.started_monotonic_ms = 0
         self._extensions: list[Any] = []
+        self.metrics: BrokerMetrics | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -210,6 +212,9 @@ class Broker:
         for ext in self._load_extensions():
             await ext.start(self.ctx)
             self._extensions.append(ext)
+        if self.config.metrics_listen is not None or self.config.influx_url is not None:
+            self.metrics = BrokerMetrics(self.ctx, loop)
+            await self.metrics.start()
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._cleaner_loop()))
@@ -232,6 +237,9 @@ class Broker:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if self.metrics is not None:
+            await self.metrics.stop()
+            self.metrics = None
         for ext in reversed(self._extensions):
             await ext.stop()
         self._extensions.clear()
@@ -289,7 +297,10 @@ class Broker:
         stats = ctx.requests[api_key]
         stats.count += 1
         response = await handler(ctx, header, request)
-        stats.time_ms_total += (time.perf_counter() - started) * 1000
+        elapsed_s = time.perf_counter() - started
+        stats.time_ms_total += elapsed_s * 1000
+        if self.metrics is not None:
+            self.metrics.observe_request(api_key, elapsed_s)
         if response is None or response is CLOSE_CONNECTION:
             return response
         return encode_response(api_key, api_version, correlation_id, response)

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from loosely.cli import admin
+from loosely.cli import admin, top
 
 __all__ = ["main"]
 
@@ -34,6 +34,10 @@ def _broker_command(args: argparse.Namespace) -> int:
         advertised_host=adv_host,
         advertised_port=adv_port,
         node_id=args.node_id,
+        metrics_listen=args.metrics_listen,
+        influx_url=args.influx_url,
+        influx_db=args.influx_db,
+        influx_interval_ms=args.influx_interval_ms,
         auto_create_topics=not args.no_auto_create_topics,
         num_partitions=args.num_partitions,
         log_defaults=overrides,
@@ -45,6 +49,8 @@ def _broker_command(args: argparse.Namespace) -> int:
         broker = Broker(config)
         await broker.start()
         print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
+        if broker.metrics is not None and broker.metrics.port is not None:
+            print(f"metrics on http://{parse_listen(args.metrics_listen)[0]}:{broker.metrics.port}/metrics", flush=True)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -79,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="broker-level Kafka setting, e.g. log.retention.ms=3600000 (repeatable)",
     )
+    b.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (e.g. 127.0.0.1:9308)")
+    b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
+    b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
+    b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
     b.set_defaults(func=_broker_command)
+    top.add_top_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
     return p

@@ -1,0 +1,314 @@
+"""Broker metrics: a Prometheus endpoint on a loopback port and an InfluxDB line-protocol push.
+
+Theory of operation
+-------------------
+Counters already live on the :class:`~loosely.broker.context.BrokerContext` (bytes and messages per topic,
+requests per API, connections); the storage engine knows log sizes and offsets. Nothing here keeps a second copy:
+each Prometheus scrape (on ``prometheus_client``'s HTTP thread) asks the broker's event loop for a
+:class:`Snapshot` and turns it into metric families, so a scrape never reads state the loop is changing. The one
+thing the context cannot derive is a latency *distribution*, so :meth:`BrokerMetrics.observe_request` feeds a
+histogram per API from ``Broker.dispatch``. Consumer-group states and lag come from the group coordinator when one
+is registered in ``ctx.services["groups"]``; without it those families are simply absent.
+
+The InfluxDB push (what telegraf's kafka input would send) writes the same snapshot as line protocol to
+``<url>/write?db=<db>`` every ``influx_interval_ms`` from a task on the loop; the HTTP POST runs in a thread.
+
+Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_bytes_out_total``,
+``topic_messages_in_total`` {topic}; ``requests_total``, ``request_errors_total`` {api};
+``request_duration_seconds`` histogram {api}; ``connections_active``, ``connections_total``;
+``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
+``group_members`` {group}, ``consumer_lag`` {group, topic, partition}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+
+from loosely.broker.config import parse_listen
+from loosely.protocol.messages import API_NAMES
+
+if TYPE_CHECKING:
+    from loosely.broker.context import BrokerContext
+
+__all__ = ["BrokerMetrics", "GroupSnapshot", "Snapshot", "line_protocol", "snapshot"]
+
+log = logging.getLogger("loosely.broker.metrics")
+
+SCRAPE_TIMEOUT_S: Final = 5.0
+INFLUX_TIMEOUT_S: Final = 5.0
+# Request latencies from 0.1 ms (a metadata answer) to 10 s (a long-polling fetch waits up to fetch.max.wait.ms)
+LATENCY_BUCKETS_S: Final = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    group: str
+    state: str
+    members: int
+    lag: dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    bytes_in: dict[str, int]
+    bytes_out: dict[str, int]
+    messages_in: dict[str, int]
+    requests: dict[str, tuple[int, int, float]]  # api -> (count, errors, time_ms_total)
+    connections_active: int
+    connections_total: int
+    logs: dict[tuple[str, int], tuple[int, int, int]]  # (topic, partition) -> (size, start, end)
+    groups: list[GroupSnapshot] = field(default_factory=list)
+    time_ms: int = 0
+
+
+def snapshot(ctx: BrokerContext) -> Snapshot:
+    """What the metrics show, read on the loop thread."""
+    logs: dict[tuple[str, int], tuple[int, int, int]] = {}
+    for t in ctx.logs:
+        for p, plog in enumerate(t.logs):
+            logs[(t.name, p)] = (plog.size_bytes, plog.log_start_offset, plog.high_watermark)
+    return Snapshot(
+        bytes_in=dict(ctx.bytes_in),
+        bytes_out=dict(ctx.bytes_out),
+        messages_in=dict(ctx.messages_in),
+        requests={API_NAMES.get(k, str(k)): (s.count, s.errors, s.time_ms_total) for k, s in ctx.requests.items()},
+        connections_active=ctx.connections_active,
+        connections_total=ctx.connections_total,
+        logs=logs,
+        groups=_groups(ctx, logs),
+        time_ms=ctx.clock.now_ms(),
+    )
+
+
+def _groups(ctx: BrokerContext, logs: dict[tuple[str, int], tuple[int, int, int]]) -> list[GroupSnapshot]:
+    """Group states and lag from the coordinator of issue #3, read through its public methods if it is there."""
+    coordinator = ctx.services.get("groups")
+    groups = getattr(coordinator, "groups", None)
+    if coordinator is None or not isinstance(groups, dict):
+        return []
+    out = []
+    for gid in list(groups):
+        try:
+            g = coordinator.group(str(gid))  # type: ignore[attr-defined]
+            phase = getattr(g, "phase", None)
+            state = str(getattr(phase, "name", phase or "UNKNOWN"))
+            members = int(coordinator.member_count(str(gid)))  # type: ignore[attr-defined]
+            lag = {}
+            for tp, offset, _epoch, _meta, error in coordinator.fetch_offsets(  # type: ignore[attr-defined]
+                str(gid), None, require_stable=False
+            ):
+                topic, partition = tp[0], int(tp[1])
+                if int(error) == 0 and offset >= 0 and (topic, partition) in logs:
+                    lag[(topic, partition)] = max(0, logs[(topic, partition)][2] - offset)
+        except Exception:  # the coordinator is still taking shape; a scrape must not fail because of it
+            log.debug("could not read group %s", gid, exc_info=True)
+            continue
+        out.append(GroupSnapshot(str(gid), state, members, lag))
+    return out
+
+
+def _escape_tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def line_protocol(s: Snapshot, host: str) -> str:
+    """InfluxDB line protocol for one snapshot (integers with ``i``, nanosecond timestamps).
+
+    >>> s = Snapshot({"t": 3}, {}, {"t": 1}, {}, 0, 0, {("t", 0): (70, 0, 1)}, time_ms=5)
+    >>> print(line_protocol(s, "h"), end="")
+    loosely_broker,host=h connections_active=0i,connections_total=0i 5000000
+    loosely_topic,host=h,topic=t bytes_in=3i,bytes_out=0i,messages_in=1i 5000000
+    loosely_log,host=h,topic=t,partition=0 size_bytes=70i,start_offset=0i,end_offset=1i 5000000
+    """
+    ts = s.time_ms * 1_000_000
+    h = _escape_tag(host)
+    lines = [f"loosely_broker,host={h} connections_active={s.connections_active}i,"
+             f"connections_total={s.connections_total}i {ts}"]
+    for topic in sorted(set(s.bytes_in) | set(s.bytes_out) | set(s.messages_in)):
+        lines.append(
+            f"loosely_topic,host={h},topic={_escape_tag(topic)} bytes_in={s.bytes_in.get(topic, 0)}i,"
+            f"bytes_out={s.bytes_out.get(topic, 0)}i,messages_in={s.messages_in.get(topic, 0)}i {ts}"
+        )
+    for api, (count, errors, time_ms) in sorted(s.requests.items()):
+        lines.append(
+            f"loosely_request,host={h},api={_escape_tag(api)} count={count}i,errors={errors}i,"
+            f"time_ms_total={time_ms} {ts}"
+        )
+    for (topic, partition), (size, start, end) in sorted(s.logs.items()):
+        lines.append(
+            f"loosely_log,host={h},topic={_escape_tag(topic)},partition={partition} size_bytes={size}i,"
+            f"start_offset={start}i,end_offset={end}i {ts}"
+        )
+    for g in s.groups:
+        lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
+        for (topic, partition), lag in sorted(g.lag.items()):
+            lines.append(
+                f"loosely_consumer_lag,host={h},group={_escape_tag(g.group)},topic={_escape_tag(topic)},"
+                f"partition={partition} lag={lag}i {ts}"
+            )
+    return "".join(line + "\n" for line in lines)
+
+
+class _Collector:
+    def __init__(self, metrics: BrokerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._metrics.snapshot_from_any_thread()
+        if s is None:
+            return
+        yield from families(s)
+
+
+def families(s: Snapshot) -> Iterator[Metric]:
+    for name, values, what in (
+        ("loosely_topic_bytes_in", s.bytes_in, "Bytes produced to the topic"),
+        ("loosely_topic_bytes_out", s.bytes_out, "Bytes fetched from the topic"),
+        ("loosely_topic_messages_in", s.messages_in, "Records produced to the topic"),
+    ):
+        c = CounterMetricFamily(name, what, labels=["topic"])
+        for topic, v in sorted(values.items()):
+            c.add_metric([topic], v)
+        yield c
+    req = CounterMetricFamily("loosely_requests", "Requests handled", labels=["api"])
+    err = CounterMetricFamily("loosely_request_errors", "Requests answered with an error", labels=["api"])
+    for api, (count, errors, _) in sorted(s.requests.items()):
+        req.add_metric([api], count)
+        err.add_metric([api], errors)
+    yield req
+    yield err
+    yield GaugeMetricFamily("loosely_connections_active", "Open client connections", value=s.connections_active)
+    yield CounterMetricFamily("loosely_connections", "Client connections accepted", value=s.connections_total)
+    size = GaugeMetricFamily("loosely_log_size_bytes", "Bytes of the partition's log", labels=["topic", "partition"])
+    start = GaugeMetricFamily("loosely_log_start_offset", "First offset kept", labels=["topic", "partition"])
+    end = GaugeMetricFamily("loosely_log_end_offset", "High watermark", labels=["topic", "partition"])
+    for (topic, partition), (nbytes, first, last) in sorted(s.logs.items()):
+        labels = [topic, str(partition)]
+        size.add_metric(labels, nbytes)
+        start.add_metric(labels, first)
+        end.add_metric(labels, last)
+    yield size
+    yield start
+    yield end
+    if s.groups:
+        state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
+        members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
+        lag = GaugeMetricFamily(
+            "loosely_consumer_lag", "Log end offset minus committed offset", labels=["group", "topic", "partition"]
+        )
+        for g in s.groups:
+            state.add_metric([g.group, g.state], 1)
+            members.add_metric([g.group], g.members)
+            for (topic, partition), n in sorted(g.lag.items()):
+                lag.add_metric([g.group, topic, str(partition)], n)
+        yield state
+        yield members
+        yield lag
+
+
+class BrokerMetrics:
+    """The broker's metrics service: started by ``Broker.start`` when ``metrics_listen`` or ``influx_url`` is set."""
+
+    def __init__(self, ctx: BrokerContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._ctx = ctx
+        self._loop = loop
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._latency = Histogram(
+            "loosely_request_duration_seconds",
+            "Time from decoded request to response, per API",
+            labelnames=["api"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._latency_by_key: dict[int, Histogram] = {}
+        self.registry.register(_Collector(self))
+        self._http: object | None = None
+        self._http_thread: threading.Thread | None = None
+        self.port: int | None = None
+        self._push: asyncio.Task[None] | None = None
+        self.influx_pushes = 0
+        self.influx_failures = 0
+
+    async def start(self) -> None:
+        cfg = self._ctx.config
+        if cfg.metrics_listen:
+            host, port = parse_listen(cfg.metrics_listen)
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+            self._http, self._http_thread = server, thread
+            self.port = int(server.server_address[1])
+            log.info("metrics on http://%s:%d/metrics", host, self.port)
+        if cfg.influx_url:
+            self._push = self._loop.create_task(self._push_loop(cfg.influx_url, cfg.influx_db, cfg.influx_interval_ms))
+
+    async def stop(self) -> None:
+        if self._push is not None:
+            self._push.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push
+            self._push = None
+        if self._http is not None:
+            self._http.shutdown()  # type: ignore[attr-defined]
+            self._http.server_close()  # type: ignore[attr-defined]
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=5)
+            self._http = None
+
+    def observe_request(self, api_key: int, seconds: float) -> None:
+        h = self._latency_by_key.get(api_key)
+        if h is None:
+            h = self._latency.labels(api=API_NAMES.get(api_key, str(api_key)))
+            self._latency_by_key[api_key] = h
+        h.observe(seconds)
+
+    def snapshot_from_any_thread(self) -> Snapshot | None:
+        if self._loop.is_closed():
+            return None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            return snapshot(self._ctx)
+
+        async def take() -> Snapshot:
+            return snapshot(self._ctx)
+
+        try:
+            return asyncio.run_coroutine_threadsafe(take(), self._loop).result(SCRAPE_TIMEOUT_S)
+        except Exception:
+            log.warning("metrics snapshot failed", exc_info=True)
+            return None
+
+    async def _push_loop(self, url: str, db: str, interval_ms: int) -> None:
+        target = f"{url.rstrip('/')}/write?{urllib.parse.urlencode({'db': db, 'precision': 'ns'})}"
+        host = f"{self._ctx.host}:{self._ctx.port}"
+        while True:
+            body = line_protocol(snapshot(self._ctx), host).encode()
+            try:
+                await asyncio.to_thread(_post, target, body)
+                self.influx_pushes += 1
+            except Exception as e:  # the broker keeps serving while InfluxDB is away
+                self.influx_failures += 1
+                log.warning("InfluxDB push to %s failed: %s", url, e)
+            await asyncio.sleep(interval_ms / 1000)
+
+
+def _post(url: str, body: bytes) -> None:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/plain"})
+    started = time.monotonic()
+    with urllib.request.urlopen(req, timeout=INFLUX_TIMEOUT_S) as resp:
+        if resp.status >= 300:
+            raise OSError(f"InfluxDB answered {resp.status} after {time.monotonic() - started:.3f}s")
