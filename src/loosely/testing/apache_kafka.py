@@ -101,6 +101,14 @@ class ApacheKafka:
         return os.path.join(str(jars), "*")
 
     def start(self, timeout_s: float = 90.0) -> ApacheKafka:
+        """Format and launch every node, then wait until all are serving."""
+        self.prepare()
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self
+
+    def prepare(self) -> None:
+        """Write each node's config and format its storage (one JVM run per node)."""
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="apache-kafka-"))
             self._own_dir = True
@@ -149,10 +157,11 @@ class ApacheKafka:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+
+    def launch(self) -> None:
+        """Start every prepared node without waiting for it."""
         for n in self._nodes:
             self._launch(n)
-        self.wait_ready(timeout_s)
-        return self
 
     def _launch(self, n: KafkaNode) -> None:
         n.output = n.config_path.parent / "kafka.out"
