@@ -67,7 +67,7 @@ def consume(bootstrap: str, topic: str, n: int) -> float:
 
 
 def first_produce(bootstrap: str, started: float, deadline_s: float = 120) -> float:
-    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    host, port = bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)
     while time.perf_counter() - started < deadline_s:  # wait for the port first: kcat's own retries are slow
         try:
             socket.create_connection((host, int(port)), timeout=1).close()
@@ -91,7 +91,7 @@ class Result:
     cpu_s: float
 
 
-def run_suite(
+def run_suite(  # noqa: PLR0917 - a script helper
     name: str, bootstrap: str, pid: int, sizes: list[int], repeat: int, inputs: dict[int, Path]
 ) -> dict[int, Result]:
     out: dict[int, Result] = {}
