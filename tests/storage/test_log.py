@@ -208,3 +208,24 @@ def all_values_from(log: PartitionLog, pos: int, max_bytes: int) -> list[tuple[i
 
     data = log.read(pos, max_bytes).read_bytes()
     return [(r.offset, r.value) for p, h in iter_batches(data) for r in decode_records(data, p, h, 1 << 20)]
+
+
+@pytest.mark.parametrize(("topic_codec", "stored"), [("gzip", 1), ("zstd", 4), ("uncompressed", 0), ("producer", 3)])
+def test_topic_compression_type_recompresses(tmp_path: Path, topic_codec: str, stored: int) -> None:
+    from loosely.protocol.compression import Codec
+    from loosely.protocol.records import iter_batches
+
+    log = open_log(tmp_path / "p", compression_type=topic_codec)
+    sent = build_batch(
+        [NewRecord(b"k%d" % i, b"v%d" % i, 1_700_000_000_000 + i) for i in range(50)],
+        codec=Codec.LZ4,
+        producer_id=7,
+        producer_epoch=1,
+        base_sequence=10,
+    )
+    log.append(sent)
+    data = log.read(0, 1 << 20).read_bytes()
+    ((_, h),) = list(iter_batches(data))
+    assert h.codec == stored
+    assert (h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta) == (7, 1, 10, 49)
+    assert all_values(log) == [(i, b"v%d" % i) for i in range(50)]

@@ -26,9 +26,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from loosely.protocol.compression import Codec
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.records import (
     BatchHeader,
+    NewRecord,
+    build_batch,
     check_batch_crc,
     decode_records,
     iter_batches,
@@ -41,6 +44,15 @@ from loosely.storage.config import LogConfig
 from loosely.storage.fs import FileSystem
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
 from loosely.storage.segment import Segment, SegmentSlice, segment_file_name
+
+# Topic compression.type -> the codec batches are stored with ("producer": as sent).
+_TOPIC_CODECS: dict[str, Codec] = {
+    "uncompressed": Codec.NONE,
+    "gzip": Codec.GZIP,
+    "snappy": Codec.SNAPPY,
+    "lz4": Codec.LZ4,
+    "zstd": Codec.ZSTD,
+}
 
 __all__ = [
     "AppendResult",
@@ -232,6 +244,9 @@ class PartitionLog:
             self._validate(buf, pos, h, now, from_client)
             if check is not None:
                 check(buf, pos, h)
+        target = _TOPIC_CODECS.get(cfg.compression_type)
+        if target is not None and any(h.codec != target and not h.is_control for _, h in found):
+            buf, found = self._recompress(buf, found, target)
         offset = self.log_end_offset
         written: list[tuple[int, BatchHeader]] = []
         for pos, h in found:
@@ -293,6 +308,38 @@ class PartitionLog:
                 raise LogError(ErrorCode.corrupt_message, str(e)) from e
             if any(r.key is None for r in recs):
                 raise LogError(ErrorCode.invalid_record, "a compacted topic needs a key on every record")
+
+    def _recompress(
+        self, buf: bytearray, found: list[tuple[int, BatchHeader]], target: Codec
+    ) -> tuple[bytearray, list[tuple[int, BatchHeader]]]:
+        """Re-encode batches with the topic's ``compression.type`` (Kafka's LogValidator does the same).
+
+        Producer id, epoch, sequence, timestamps and offset deltas are kept, so idempotence still holds.
+        """
+        out = bytearray()
+        limit = self.config.max_message_bytes * 64
+        for pos, h in found:
+            if h.is_control or h.codec == target:
+                out += buf[pos : pos + h.size]
+                continue
+            recs = decode_records(buf, pos, h, limit)
+            out += build_batch(
+                [
+                    NewRecord(r.key, r.value, r.timestamp, r.headers, offset_delta=r.offset - h.base_offset)
+                    for r in recs
+                ],
+                codec=target,
+                producer_id=h.producer_id,
+                producer_epoch=h.producer_epoch,
+                base_sequence=h.base_sequence,
+                transactional=h.is_transactional,
+                base_timestamp=h.base_timestamp,
+                last_offset_delta=h.last_offset_delta,
+            )
+        try:
+            return out, list(iter_batches(out))
+        except CorruptRecordError as e:  # pragma: no cover - we just built these
+            raise LogError(ErrorCode.corrupt_message, str(e)) from e
 
     def _maybe_flush_after_append(self) -> None:
         if self._unflushed_messages >= self.config.flush_messages:
