@@ -36,6 +36,7 @@ from loosely.hollow.core._errors import (
     HollowWriteError,
 )
 from loosely.hollow.core._hashing import Checksum
+from loosely.hollow.core._index import Column, PrimaryKeyIndex, column
 from loosely.hollow.core._mapper import (
     INLINE,
     TRANSIENT,
@@ -84,6 +85,7 @@ __all__ = [
     "BlobParts",
     "Char",
     "Checksum",
+    "Column",
     "FieldType",
     "Float32",
     "Float64",
@@ -111,6 +113,7 @@ __all__ = [
     "ObjectField",
     "ObjectMapper",
     "ObjectSchema",
+    "PrimaryKeyIndex",
     "ReadStateEngine",
     "Records",
     "Schema",
@@ -125,6 +128,7 @@ __all__ = [
     "UpdateEvent",
     "UpdateKind",
     "WriteStateEngine",
+    "column",
     "deep_dump",
     "dump_state",
     "hollow_type",

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from typing import Annotated, ClassVar, Final, Generic, TypeVar
 
 from loosely.hollow.core._errors import HollowMappingError
+from loosely.hollow.core._index import PrimaryKeyIndex
+from loosely.hollow.core._keys import KeyValue
 from loosely.hollow.core._read_state import ReadStateEngine
 from loosely.hollow.core._schema import (
     FieldType,
@@ -826,9 +828,17 @@ class TypedReader(Generic[T]):
         self.cls = cls
         self.mapper = mapper if mapper is not None else ObjectMapper()
         self.type_name = self.mapper.type_name(cls)
+        self._index: PrimaryKeyIndex | None = None
 
     def get(self, ordinal: int) -> T:
         return self.mapper.read(self.engine, self.cls, ordinal)
+
+    def find(self, *key: KeyValue) -> T | None:
+        """The instance whose primary key is ``key`` (the index is built on first use and follows deltas)."""
+        if self._index is None:
+            self._index = PrimaryKeyIndex(self.engine, self.type_name)
+        o = self._index.find(*key)
+        return None if o < 0 else self.get(o)
 
     def __iter__(self) -> Iterator[T]:
         for o in self.engine.type(self.type_name).populated_ordinals().tolist():
