@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from compat._support import Cluster
 from loosely.broker.server import BrokerThread
 from loosely.testing import ApacheKafka, embedded_broker
-
-from compat._support import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
