@@ -61,7 +61,10 @@ def produce_request(topic: str, records: bytes, version: int = 7) -> bytes:
         pytest.param(struct.pack(">ihhi", 8, 0, 99, 1), id="unsupported-produce-version"),
         pytest.param(struct.pack(">ihhi", 8, 0, 1, 1), id="produce-v1-advertised-never-served"),
         pytest.param(struct.pack(">ihhihh", 12, 3, 12, 1, 5, 0), id="truncated-metadata-body"),
-        pytest.param(struct.pack(">ihhi", 20, 3, 1, 1) + b"\xff" * 12, id="garbage-metadata-body"),
+        pytest.param(
+            struct.pack(">ihhi", 18, 3, 1, 1) + b"\x00\x00" + struct.pack(">i", 5) + b"\x00\x10ab",
+            id="metadata-topic-name-runs-past-the-frame",
+        ),
     ],
 )
 def test_malformed_frames_close_only_that_connection(loosely: BrokerThread, topic: str, payload: bytes) -> None:
