@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_top_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
+    from loosely.cli import views_cmd  # noqa: PLC0415 - keeps the views' imports out of other subcommands
+
+    views_cmd.add_views_command(sub)
     return p
 
 

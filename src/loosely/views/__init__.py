@@ -1,1 +1,65 @@
-"""loosely.views"""
+"""Materialized views: derived data built from the log, thrown away and rebuilt at will.
+
+A :class:`View` maps each source record to changes (:class:`Put`, :class:`Add`, :class:`Delete`) of a keyed
+table; a :class:`Runner` keeps that table up to date in a sink, as one member of a consumer group; sinks say what
+they guarantee after a crash (:class:`Guarantee`).
+"""
+
+from loosely.views._batch import Batch, fold_versioned, net_changes
+from loosely.views._model import (
+    Add,
+    Change,
+    Delete,
+    Json,
+    Put,
+    Record,
+    TopicPartition,
+    View,
+    ViewError,
+    ViewId,
+    count_by_key,
+    latest_by_key,
+)
+from loosely.views._runner import PoisonRecord, Runner, RunnerConfig, RunnerStatistics, group_id_for
+from loosely.views._serde import BYTES, JSON, STRING, Deserializer, Serde
+from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, SinkStatistics, VersionInfo, VersionState
+from loosely.views._sqlite import SqliteSink
+from loosely.views._urls import open_sink
+
+__all__ = [
+    "BYTES",
+    "JSON",
+    "STRING",
+    "Add",
+    "Batch",
+    "Catalog",
+    "Change",
+    "Delete",
+    "Deserializer",
+    "Fenced",
+    "Guarantee",
+    "Json",
+    "PoisonRecord",
+    "Put",
+    "Record",
+    "Runner",
+    "RunnerConfig",
+    "RunnerStatistics",
+    "Serde",
+    "Sink",
+    "SinkError",
+    "SinkStatistics",
+    "SqliteSink",
+    "TopicPartition",
+    "VersionInfo",
+    "VersionState",
+    "View",
+    "ViewError",
+    "ViewId",
+    "count_by_key",
+    "fold_versioned",
+    "group_id_for",
+    "latest_by_key",
+    "net_changes",
+    "open_sink",
+]

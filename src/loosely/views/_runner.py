@@ -1,0 +1,515 @@
+"""The runner: consume the source topics, apply batches to the sink, never skip and never apply twice.
+
+Theory of operation. One :class:`Runner` is one member of the view's consumer group (``loosely.view.<name>.v<N>``
+unless told otherwise), so N runner processes share the partitions. Each poll returns up to
+``batch_records_max`` records; the view function turns them into changes, and the whole batch goes to the sink in
+one call. What makes a crash harmless depends on the sink (see :mod:`loosely.views._sink`):
+
+* exactly-once sinks store the batch's end offsets in the same transaction as its rows. On every partition
+  assignment the runner reads those offsets and seeks there, ignoring the group's committed offsets (it still
+  commits them, asynchronously, so Kafka's own lag tools see the view's progress). Each batch names the positions
+  it starts from; the sink refuses it if they moved (:class:`~loosely.views._sink.Fenced`), and the runner reseeks.
+* idempotent sinks write first and then the runner commits the offsets to the group synchronously; a crash in
+  between replays the batch, and the sink's per-document versions turn the replay into no-ops.
+* rebuilt sinks (memory) get every partition assigned directly, from the beginning, on every start.
+
+Backpressure: the sink call is synchronous, so a slow sink slows the polls; the client's prefetch queue is bounded
+(``fetch_queue_kbytes_max``), after which it stops fetching. Producers never notice: the topic is the buffer.
+
+Poison records (a deserializer or the view function raised): with ``on_poison="stop"`` (the default) the runner
+applies the records before the bad one, stores the position *of* the bad one and raises :class:`PoisonRecord`
+naming topic, partition and offset; a restart stops there again until the view is fixed. With
+``on_poison="dead-letter"`` the raw record, with headers saying where it came from and why it failed, is produced
+to ``dead_letter_topic`` and flushed before the batch that skips it is applied (so it is never lost; after a crash
+it may be dead-lettered twice, with the same source headers). A sink that keeps failing stops the runner with
+:class:`~loosely.views._sink.SinkError` after the retry policy in :mod:`loosely.views._policy`; nothing of the
+failed batch is committed.
+
+>>> from loosely.testing import embedded_broker
+>>> from loosely.views import SqliteSink, count_by_key
+>>> from confluent_kafka import Producer
+>>> import tempfile, os
+>>> with embedded_broker() as broker:
+...     p = Producer({"bootstrap.servers": broker.bootstrap_servers})
+...     for k in [b"a", b"b", b"a"]:
+...         p.produce("clicks", b"", key=k)
+...     _ = p.flush(10)
+...     sink = SqliteSink(os.path.join(tempfile.mkdtemp(), "v.db"))
+...     runner = Runner(count_by_key("clicks_per_user", ["clicks"]), sink, broker.bootstrap_servers)
+...     stats = runner.run(until_caught_up=True)
+...     runner.close()
+...     print(stats.records, sink.get("clicks_per_user", "a"))
+3 2
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KTopicPartition
+
+from loosely.views._batch import Batch
+from loosely.views._model import Add, Delete, Put, Record, TopicPartition, View
+from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase, RetryAt, RetryLimits, Stop
+from loosely.views._policy import Reseek as ReseekEffect
+from loosely.views._policy import step as policy_step
+from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError
+
+__all__ = ["PoisonRecord", "Runner", "RunnerConfig", "RunnerStatistics", "group_id_for"]
+
+log = logging.getLogger(__name__)
+
+_CHANGE_TYPES = (Put, Add, Delete)
+
+
+class PoisonRecord(RuntimeError):
+    """A record the view cannot decode or process; the runner stopped at it (its position is stored)."""
+
+    def __init__(self, view: str, topic: str, partition: int, offset: int, cause: BaseException) -> None:
+        super().__init__(f"view {view}: record {topic}/{partition}@{offset} cannot be processed: {cause!r}")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+def group_id_for(view: View[Any, Any], environment: str = "") -> str:
+    """The consumer group of a view version (one group per version, so versions build side by side)."""
+    suffix = f".{environment}" if environment else ""
+    return f"loosely.view.{view.name}.v{view.version}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Limits and policies. Each default says where it comes from."""
+
+    group_id: str | None = None
+    # One sink transaction per poll: 10k records amortise a commit (about 1 ms on SQLite) to nothing per record.
+    batch_records_max: int = 10_000
+    poll_wait_ms: int = 100
+    # librdkafka's queued.max.messages.kbytes (default 65536): bounds memory held while a slow sink catches up.
+    fetch_queue_kbytes_max: int = 16_384
+    # Kafka's default is 45 s; a runner killed with -9 holds its partitions that long, so views fail over faster.
+    session_timeout_ms: int = 10_000
+    # Kafka's max.poll.interval.ms default; a batch plus its retries must finish well within it.
+    poll_interval_ms_max: int = 300_000
+    retry: RetryLimits = field(default_factory=RetryLimits)
+    on_poison: Literal["stop", "dead-letter"] = "stop"
+    dead_letter_topic: str | None = None
+    # How often consumer lag is refreshed from the brokers' high watermarks (one ListOffsets per partition).
+    lag_refresh_ms: int = 1_000
+    # After the first catch-up, make this version serving if no version of the view serves yet.
+    serve_when_caught_up: bool = True
+    consumer: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_records_max < 1:
+            raise ValueError("batch_records_max must be >= 1")
+        if self.on_poison == "dead-letter" and not self.dead_letter_topic:
+            raise ValueError("on_poison='dead-letter' needs dead_letter_topic")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStatistics:
+    view: str
+    records: int
+    changes: int
+    batches: int
+    retries: int
+    fenced: int
+    dead_lettered: int
+    lag: Mapping[TopicPartition, int]
+    positions: Mapping[TopicPartition, int | None]
+    phase: str
+    last_error: str | None
+
+    @property
+    def lag_total(self) -> int:
+        return sum(self.lag.values())
+
+
+class Runner:
+    """Keeps one view version up to date from its source topics. Not thread-safe: one thread calls :meth:`run`;
+    :meth:`statistics` and :meth:`stop` may be called from others."""
+
+    def __init__(
+        self,
+        view: View[Any, Any],
+        sink: Sink,
+        bootstrap_servers: str,
+        config: RunnerConfig = RunnerConfig(),
+        *,
+        monotonic_ms: Callable[[], int] = lambda: int(time.monotonic() * 1000),
+    ) -> None:
+        self.view = view
+        self.sink = sink
+        self.config = config
+        self._now_ms = monotonic_ms
+        self._bootstrap = bootstrap_servers
+        self._mode = sink.guarantee
+        self.group_id = config.group_id or group_id_for(view)
+        if self._mode is Guarantee.REBUILT:
+            self.group_id = f"{self.group_id}.{uuid.uuid4().hex[:8]}"  # never commits; the id only names the client
+        self._stop = threading.Event()
+        self._positions: dict[TopicPartition, int | None] = {}
+        self._high: dict[TopicPartition, int] = {}
+        self._lag_at_ms = -(10**12)
+        self._assigned = False
+        self._state = ApplyState()
+        self._records = self._changes = self._batches = 0
+        self._retries = self._fenced = self._dead = 0
+        self._tp_cache: dict[tuple[str, int], TopicPartition] = {}
+        self._consumer: Consumer | None = None
+        self._dlq: Producer | None = None
+        self._served = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    def _start(self) -> Consumer:
+        if self._consumer is not None:
+            return self._consumer
+        self.sink.open(self.view)
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self._bootstrap,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "queued.max.messages.kbytes": self.config.fetch_queue_kbytes_max,
+            "max.poll.interval.ms": self.config.poll_interval_ms_max,
+            "session.timeout.ms": self.config.session_timeout_ms,
+            "client.id": f"loosely-view-{self.view.name}",
+            **self.config.consumer,
+        }
+        c = Consumer(conf)
+        if self._mode is Guarantee.REBUILT:
+            parts: list[KTopicPartition] = []
+            for topic in self.view.topics:
+                md = c.list_topics(topic, timeout=30).topics[topic]
+                if md.error is not None:
+                    raise KafkaException(md.error)
+                parts.extend(KTopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(md.partitions))
+            stored = self.sink.stored_positions()
+            for kp in parts:
+                tp = self._tp(kp.topic, kp.partition)
+                off = stored.get(tp)
+                self._positions[tp] = off
+                if off is not None:
+                    kp.offset = off
+            c.assign(parts)
+            self._assigned = True
+        else:
+            c.subscribe(list(self.view.topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                        on_lost=self._on_revoke)
+        self._consumer = c
+        return c
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
+        if self._mode is Guarantee.EXACTLY_ONCE:
+            stored = self.sink.stored_positions()
+            for kp in partitions:
+                tp = self._tp(kp.topic, kp.partition)
+                off = stored.get(tp)
+                self._positions[tp] = off
+                kp.offset = OFFSET_BEGINNING if off is None else off
+            consumer.assign(partitions)
+        else:
+            # the group's committed offsets are the truth here; knowing them lets catch-up be detected at once
+            committed = consumer.committed(partitions, timeout=30)
+            for kp in committed:
+                self._positions[self._tp(kp.topic, kp.partition)] = kp.offset if kp.offset >= 0 else None
+        self._assigned = True
+        self._lag_at_ms = -(10**12)
+        log.info("%s: assigned %s", self.view.id, [f"{p.topic}/{p.partition}@{p.offset}" for p in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
+        for kp in partitions:
+            tp = self._tp(kp.topic, kp.partition)
+            self._positions.pop(tp, None)
+            self._high.pop(tp, None)
+        log.info("%s: revoked %s", self.view.id, [f"{p.topic}/{p.partition}" for p in partitions])
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in progress."""
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._dlq is not None:
+            self._dlq.flush(30)
+        # the sink belongs to the caller, who may keep reading from it
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    def run(self, *, until_caught_up: bool = False, timeout_s: float | None = None) -> RunnerStatistics:
+        """Consume and apply until :meth:`stop` (or, with ``until_caught_up``, until every assigned partition has
+        been read to its high watermark). Raises :class:`PoisonRecord` or :class:`SinkError` when it must stop."""
+        c = self._start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.view.id}: not caught up after {timeout_s}s (lag {self._lag_now()})")
+            msgs = c.consume(self.config.batch_records_max, self.config.poll_wait_ms / 1000)
+            batch, poison = self._build(msgs)
+            if batch.records:
+                self._apply(batch)
+            if poison is not None:
+                raise poison
+            if not msgs:
+                self._refresh_lag(force=until_caught_up)
+                if self._caught_up():
+                    self._serve_if_first()
+                    if until_caught_up:
+                        break
+            else:
+                self._refresh_lag()
+        return self.statistics()
+
+    def _tp(self, topic: str, partition: int) -> TopicPartition:
+        key = (topic, partition)
+        tp = self._tp_cache.get(key)
+        if tp is None:
+            tp = self._tp_cache[key] = TopicPartition(topic, partition)
+        return tp
+
+    def _build(self, msgs: list[Any]) -> tuple[Batch, PoisonRecord | None]:
+        """Run the view function over one poll's records (the hot path: keep it flat)."""
+        positions = self._positions
+        b = Batch()
+        changes, sources, offsets, stamps = b.changes, b.sources, b.offsets, b.timestamps_ms
+        ends, last_ts = b.ends, b.last_timestamp_ms
+        fn = self.view.fn
+        kd = _decoder(self.view.key)
+        vd = _decoder(self.view.value)
+        tp_cache = self._tp_cache
+        change_types = _CHANGE_TYPES
+        n = 0
+        poison: PoisonRecord | None = None
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if not err.fatal() and err.retriable():
+                    log.warning("%s: consumer: %s", self.view.id, err)
+                    continue
+                raise KafkaException(err)
+            topic = m.topic()
+            part = m.partition()
+            off = m.offset()
+            tp = tp_cache.get((topic, part)) or self._tp(topic, part)
+            if tp not in positions:
+                continue  # revoked during this poll: its new owner reads it
+            ts = m.timestamp()[1]
+            k = m.key()
+            v = m.value()
+            out: Any
+            try:
+                out = fn(Record(topic, part, off, ts, k if kd is None or k is None else kd(k),
+                                v if vd is None or v is None else vd(v), m.headers()))
+                if out is not None and type(out) not in change_types:
+                    out = list(out)
+                    for ch in out:
+                        if type(ch) not in change_types:
+                            raise TypeError(f"the view returned {ch!r}, not a Put, Add or Delete")
+            except Exception as e:  # any failure of user code makes the record poison
+                if self.config.on_poison == "stop":
+                    poison = PoisonRecord(str(self.view.id), topic, part, off, e)
+                    break
+                self._dead_letter(m, e)
+                out = None
+            n += 1
+            if out is not None:
+                if type(out) in change_types:
+                    changes.append(out)
+                    sources.append(tp)
+                    offsets.append(off)
+                    stamps.append(ts)
+                else:
+                    for ch in out:
+                        changes.append(ch)
+                        sources.append(tp)
+                        offsets.append(off)
+                        stamps.append(ts)
+            ends[tp] = off + 1
+            if ts > last_ts.get(tp, -1):
+                last_ts[tp] = ts
+        b.records = n
+        for tp in ends:
+            b.starts[tp] = positions.get(tp)
+        return b, poison
+
+    def _apply(self, batch: Batch) -> None:
+        if self._dlq is not None and self._dlq.flush(60) != 0:
+            raise SinkError(f"{self.view.id}: dead-letter records not acknowledged; not moving past them")
+        while True:
+            try:
+                self.sink.apply(batch)
+                event: Applied | Failed | FencedOut = Applied()
+            except Fenced as e:
+                event = FencedOut(str(e))
+            except SinkError as e:
+                event = Failed(str(e))
+            self._state, effects = policy_step(self._state, event, self._now_ms(), self.config.retry)
+            for fx in effects:
+                if isinstance(fx, Stop):
+                    raise SinkError(f"{self.view.id}: {fx.error}")
+                if isinstance(fx, RetryAt):
+                    self._retries += 1
+                    log.warning("%s: sink failed (%s); retrying", self.view.id, event)
+                    self._sleep_until(fx.at_ms)
+                if isinstance(fx, ReseekEffect):
+                    self._fenced += 1
+                    log.warning("%s: %s; reloading positions", self.view.id, event)
+                    self._reseek(batch)
+                    return
+            if self._state.phase is Phase.RUNNING:
+                break
+        self._records += batch.records
+        self._changes += len(batch)
+        self._batches += 1
+        for tp, end in batch.ends.items():
+            self._positions[tp] = end
+        self._commit(batch)
+
+    def _commit(self, batch: Batch) -> None:
+        c = self._consumer
+        if c is None or self._mode is Guarantee.REBUILT:
+            return
+        offs = [KTopicPartition(tp.topic, tp.partition, end) for tp, end in batch.ends.items()]
+        if self._mode is Guarantee.EXACTLY_ONCE:
+            try:
+                c.commit(offsets=offs, asynchronous=True)  # for Kafka's lag tools only; the sink holds the truth
+            except KafkaException as e:
+                log.debug("%s: async commit: %s", self.view.id, e)
+            return
+        try:
+            c.commit(offsets=offs, asynchronous=False)
+        except KafkaException as e:
+            # A rebalance took the partitions: their new owner replays from the last commit, which the sink's
+            # versions make harmless.
+            log.warning("%s: commit failed (%s); the batch will be replayed idempotently", self.view.id, e)
+
+    def _reseek(self, batch: Batch) -> None:
+        stored = self.sink.stored_positions()
+        c = self._consumer
+        for tp in batch.ends:
+            if tp not in self._positions:
+                continue
+            off = stored.get(tp)
+            self._positions[tp] = off
+            if c is not None:
+                try:
+                    c.seek(KTopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off))
+                except KafkaException as e:
+                    log.info("%s: seek %s: %s", self.view.id, tp, e)
+
+    def _sleep_until(self, at_ms: int) -> None:
+        while not self._stop.is_set():
+            left = at_ms - self._now_ms()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 1000) / 1000)
+        raise SinkError(f"{self.view.id}: stopped while waiting to retry")
+
+    def _dead_letter(self, m: Any, error: BaseException) -> None:
+        if self._dlq is None:
+            self._dlq = Producer({"bootstrap.servers": self._bootstrap, "enable.idempotence": True,
+                                 "acks": "all", "linger.ms": 5})
+        headers: list[Any] = [
+            *(m.headers() or []),
+            ("loosely.view", str(self.view.id).encode()),
+            ("loosely.source.topic", (m.topic() or "").encode()),
+            ("loosely.source.partition", str(m.partition()).encode()),
+            ("loosely.source.offset", str(m.offset()).encode()),
+            ("loosely.error", repr(error).encode("utf-8", "replace")[:1000]),
+        ]
+        assert self.config.dead_letter_topic is not None
+        self._dlq.produce(self.config.dead_letter_topic, m.value(), key=m.key(), headers=headers)
+        self._dead += 1
+        log.warning("%s: dead-lettered %s/%s@%s: %r", self.view.id, m.topic(), m.partition(), m.offset(), error)
+
+    # -- lag and catch-up ---------------------------------------------------------------------------------------
+
+    def _refresh_lag(self, force: bool = False) -> None:
+        """High watermarks for the lag: the client caches the one each fetch response carries, so this costs no
+        request; a partition not fetched yet is asked for with ListOffsets, at most every ``lag_refresh_ms``."""
+        now = self._now_ms()
+        c = self._consumer
+        if c is None or (not force and now - self._lag_at_ms < self.config.lag_refresh_ms):
+            return
+        asked = now - self._lag_at_ms >= self.config.lag_refresh_ms
+        self._lag_at_ms = now
+        for tp in list(self._positions):
+            ktp = KTopicPartition(tp.topic, tp.partition)
+            try:
+                low, high = c.get_watermark_offsets(ktp, cached=True)
+                if high < 0 and asked:
+                    low, high = c.get_watermark_offsets(ktp, timeout=5, cached=False)
+            except KafkaException as e:
+                log.debug("%s: watermarks of %s: %s", self.view.id, tp, e)
+                continue
+            if high >= 0:
+                self._high[tp] = high
+            if high >= 0 and 0 <= low == high and self._positions.get(tp) is None:
+                self._positions[tp] = high  # an empty partition: nothing to read, caught up
+
+    def _lag_now(self) -> dict[TopicPartition, int]:
+        out = {}
+        for tp, pos in list(self._positions.items()):
+            high = self._high.get(tp)
+            if high is None:
+                continue
+            out[tp] = max(0, high - (pos if pos is not None else 0))
+        return out
+
+    def _caught_up(self) -> bool:
+        if not self._assigned or not self._positions:
+            return False
+        for tp, pos in list(self._positions.items()):
+            high = self._high.get(tp)
+            if high is None or pos is None or pos < high:
+                return False
+        return True
+
+    def _serve_if_first(self) -> None:
+        if self._served or not self.config.serve_when_caught_up:
+            return
+        self._served = True
+        if isinstance(self.sink, Catalog) and self.sink.serving_version(self.view.name) is None:
+            self.sink.switch(self.view.name, self.view.version)
+            log.info("%s: caught up; now serving", self.view.id)
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics(
+            view=str(self.view.id),
+            records=self._records,
+            changes=self._changes,
+            batches=self._batches,
+            retries=self._retries,
+            fenced=self._fenced,
+            dead_lettered=self._dead,
+            lag=self._lag_now(),
+            positions=dict(self._positions),
+            phase=self._state.phase.value,
+            last_error=self._state.error,
+        )
+
+
+def _decoder(d: Any) -> Callable[[bytes], Any] | None:
+    """The plain function behind a deserializer, or ``None`` for the identity (skips a call per record)."""
+    from loosely.views._serde import BYTES  # noqa: PLC0415 - avoids a cycle at import
+
+    if d is BYTES:
+        return None
+    dec = getattr(d, "decode", d)
+    return dec  # type: ignore[no-any-return]
+

@@ -1,0 +1,111 @@
+"""The narrow interface every sink implements, and what each one promises.
+
+A sink is bound to one view version by :meth:`Sink.open` and then receives whole batches through
+:meth:`Sink.apply`. What happens after a crash depends on the sink's :class:`Guarantee`:
+
+* ``EXACTLY_ONCE``: the sink writes the batch's net changes *and* the batch's end offsets in one transaction
+  (a ``view_offsets`` table). The runner seeks to :meth:`Sink.stored_positions` when partitions are assigned and
+  uses the consumer group only to spread partitions over runners. A batch whose start positions no longer match
+  the stored ones is refused with :class:`Fenced` (another runner got there first), so a zombie runner cannot
+  apply a batch twice.
+* ``IDEMPOTENT``: the sink cannot share a transaction with the offsets. The runner commits offsets to the
+  consumer group after the sink's write returns; a crash in between replays the batch, and every stored document
+  carries the per-partition offset of the last record applied to it, so replayed records are skipped
+  (see :func:`loosely.views._batch.fold_versioned`). While a replay runs, a key deleted in the replayed batch can
+  briefly reappear before its delete is replayed again; the end state is the same.
+* ``REBUILT``: the state lives in the runner's memory (metrics endpoints). Every start rebuilds it from the
+  beginning of the log; each runner reads every partition itself, without a group.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from loosely.views._batch import Batch
+from loosely.views._model import Json, TopicPartition, View
+
+__all__ = ["Catalog", "Fenced", "Guarantee", "Sink", "SinkError", "SinkStatistics", "VersionInfo", "VersionState"]
+
+
+class Guarantee(enum.Enum):
+    EXACTLY_ONCE = "exactly-once"
+    IDEMPOTENT = "idempotent"
+    REBUILT = "rebuilt-on-start"
+
+
+class SinkError(RuntimeError):
+    """A sink write failed; the batch was not committed and will be retried or replayed."""
+
+
+class Fenced(SinkError):
+    """The sink's stored positions moved under this runner: another runner applied these records."""
+
+
+class VersionState(enum.Enum):
+    BUILDING = "building"
+    SERVING = "serving"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    name: str
+    version: int
+    topics: tuple[str, ...]
+    state: VersionState
+    created_ms: int
+    positions: Mapping[TopicPartition, int]
+    last_timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatistics:
+    batches: int
+    changes_written: int
+    apply_ms_total: int
+    failures: int
+
+
+class Sink(Protocol):
+    """Where a view's table lives. Implementations: SQLite (with FTS5 search), PostgreSQL, JSON documents in a
+    directory or S3 bucket, Sphinx search, Prometheus metrics, InfluxDB points."""
+
+    @property
+    def guarantee(self) -> Guarantee: ...
+
+    def open(self, view: View[object, object]) -> None:
+        """Create what the view version needs (idempotent) and bind this sink to it for writing."""
+
+    def stored_positions(self) -> dict[TopicPartition, int]:
+        """Next offset to read per partition, as committed with the data (``EXACTLY_ONCE`` and ``REBUILT``)."""
+
+    def apply(self, batch: Batch) -> None:
+        """Write the batch; on return it is durable. Raises :class:`SinkError` (:class:`Fenced`) on failure."""
+
+    def close(self) -> None: ...
+
+    def statistics(self) -> SinkStatistics: ...
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """Reading and blue/green switching, for the sinks that keep several versions side by side."""
+
+    def versions(self, name: str) -> list[VersionInfo]: ...
+
+    def serving_version(self, name: str) -> int | None: ...
+
+    def switch(self, name: str, version: int) -> None:
+        """Atomically make ``version`` the one readers see."""
+
+    def drop(self, name: str, version: int) -> None:
+        """Delete a version that is not serving."""
+
+    def get(self, name: str, key: str, version: int | None = None) -> Json | None: ...
+
+    def scan(self, name: str, *, after: str = "", limit: int = 100, version: int | None = None) -> list[
+        tuple[str, Json]
+    ]: ...

@@ -1,0 +1,45 @@
+"""Sinks chosen by URL, so the command line and configuration files name them in one string.
+
+=============================================  =========================================================
+``sqlite:///abs/path.db`` / ``sqlite:rel.db``   :class:`~loosely.views.SqliteSink` (``?search=title,body`` adds FTS5)
+``postgresql://user@host:port/db``              :class:`~loosely.views.PostgresSink`
+``dir:///abs/path``                             JSON documents per key in a directory
+``s3://bucket/prefix?endpoint=http://h:p``      JSON documents per key in an S3 bucket
+``sphinx://host:port/index?fields=title,body``  Sphinx real-time index over SphinxQL
+``prometheus://host:port``                      gauges on a Prometheus endpoint this process serves
+``influxdb://host:port/database``               InfluxDB line protocol points
+=============================================  =========================================================
+
+>>> open_sink("sqlite::memory:").guarantee
+<Guarantee.EXACTLY_ONCE: 'exactly-once'>
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from loosely.views._sink import Sink
+from loosely.views._sqlite import SqliteSink
+
+__all__ = ["open_sink"]
+
+
+def _fields(q: dict[str, list[str]], name: str) -> tuple[str, ...]:
+    raw = q.get(name, [""])[0]
+    return tuple(f for f in raw.split(",") if f)
+
+
+def open_sink(url: str, **options: Any) -> Sink:
+    """The sink a URL names; ``options`` go to its constructor."""
+    scheme, _, rest = url.partition(":")
+    parsed = urllib.parse.urlsplit(url)
+    q = urllib.parse.parse_qs(parsed.query)
+    if scheme == "sqlite":
+        path = rest.split("?", 1)[0]
+        if path.startswith("///"):
+            path = path[2:]
+        elif path.startswith("//"):
+            raise ValueError(f"{url}: use sqlite:///absolute/path or sqlite:relative/path")
+        return SqliteSink(path, search=_fields(q, "search"), **options)
+    raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")
