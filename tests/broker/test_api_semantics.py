@@ -193,7 +193,7 @@ def test_timestamp_types_differential(cluster: Cluster, topic: str, topic_cfg: s
     before = int(time.time() * 1000)
     p.produce(topic, b"v", timestamp=1_600_000_000_000)
     p.flush(10)
-    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "ts"})
+    c = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": "ts", "enable.auto.commit": False})
     c.assign([TopicPartition(topic, 0, 0)])
     m = c.consume(1, timeout=10)[0]
     c.close()
