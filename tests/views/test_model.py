@@ -13,7 +13,7 @@ from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase,
 
 PINNED = [
     "BYTES", "JSON", "STRING", "Add", "Batch", "Catalog", "Change", "Delete", "Deserializer", "Fenced", "Guarantee",
-    "Json", "PoisonRecord", "Put", "Record", "Runner", "RunnerConfig", "RunnerStatistics", "Serde", "Sink",
+    "Json", "PoisonRecord", "PostgresSink", "Put", "Record", "Runner", "RunnerConfig", "RunnerStatistics", "Serde", "Sink",
     "SinkError", "SinkStatistics", "SqliteSink", "TopicPartition", "VersionInfo", "VersionState", "View",
     "ViewError", "ViewId", "count_by_key", "fold_versioned", "group_id_for", "latest_by_key", "net_changes",
     "open_sink",

@@ -26,6 +26,16 @@ from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, Sin
 from loosely.views._sqlite import SqliteSink
 from loosely.views._urls import open_sink
 
+
+def __getattr__(name: str) -> object:
+    # PostgresSink needs psycopg (the "postgres" extra); importing it only when asked keeps that optional
+    if name == "PostgresSink":
+        from loosely.views._postgres import PostgresSink  # noqa: PLC0415
+
+        return PostgresSink
+    raise AttributeError(name)
+
+
 __all__ = [
     "BYTES",
     "JSON",
@@ -40,6 +50,7 @@ __all__ = [
     "Guarantee",
     "Json",
     "PoisonRecord",
+    "PostgresSink",
     "Put",
     "Record",
     "Runner",

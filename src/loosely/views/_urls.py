@@ -42,4 +42,8 @@ def open_sink(url: str, **options: Any) -> Sink:
         elif path.startswith("//"):
             raise ValueError(f"{url}: use sqlite:///absolute/path or sqlite:relative/path")
         return SqliteSink(path, search=_fields(q, "search"), **options)
+    if scheme in ("postgresql", "postgres"):
+        from loosely.views._postgres import PostgresSink  # noqa: PLC0415 - optional dependency (psycopg)
+
+        return PostgresSink(url.split("?", 1)[0], **options)
     raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")

@@ -1,0 +1,285 @@
+"""What the SQL sinks share: versioned tables, offsets in the same transaction, fencing, blue/green by SQL view.
+
+Layout (any number of views and versions in one database):
+
+* ``loosely_views(name, version, topics, state, search, created_ms)``: every version and whether it is building,
+  serving or retired.
+* ``loosely_view_offsets(name, version, topic, partition, next_offset, last_timestamp_ms)``: the source positions,
+  written in the same transaction as the rows. This is what makes the SQL sinks exactly-once.
+* ``"<name>__v<version>"(key PRIMARY KEY, value)``: one table per version.
+* ``"<name>"``: a SQL view over the serving version. Switching versions replaces it and flips the states in one
+  transaction, so a reader (through that SQL view, or through :meth:`SqlSink.get`, which resolves the version and
+  reads in one snapshot) sees the old version or the new one, never a mix and never a half-built one.
+
+Each batch is one transaction: for each source partition, ``UPDATE ... SET next_offset = <end> WHERE next_offset =
+<start>`` (or an ``INSERT`` for a partition never seen), then the net change of each key. If the update matches no
+row, another runner moved the position first: the transaction rolls back and the runner reseeks
+(:class:`~loosely.views._sink.Fenced`). Subclasses supply the connection, the value encoding and the dialect.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loosely.views._batch import Batch, net_changes
+from loosely.views._model import Delete, Json, Put, TopicPartition, View, ViewError
+from loosely.views._sink import Fenced, Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState
+
+__all__ = ["SqlSink", "table_name"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS loosely_views ("
+    " name TEXT NOT NULL, version INTEGER NOT NULL, topics TEXT NOT NULL, state TEXT NOT NULL,"
+    " search TEXT, created_ms BIGINT NOT NULL, PRIMARY KEY (name, version))",
+    "CREATE TABLE IF NOT EXISTS loosely_view_offsets ("
+    " name TEXT NOT NULL, version INTEGER NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+    " next_offset BIGINT NOT NULL, last_timestamp_ms BIGINT, PRIMARY KEY (name, version, topic, partition))",
+)
+
+
+def table_name(name: str, version: int) -> str:
+    return f'"{name}__v{int(version)}"'
+
+
+class SqlSink:
+    guarantee = Guarantee.EXACTLY_ONCE
+
+    # -- the dialect, set by subclasses --------------------------------------------------------------------------
+    placeholder = "?"
+    begin_write = "BEGIN"
+    begin_read = "BEGIN"
+    value_type = ""
+    add_expression = "{t}.value + excluded.value"
+    integrity_errors: tuple[type[BaseException], ...] = ()
+    encode: Callable[[Json], Any] = staticmethod(lambda v: v)
+    decode: Callable[[Any], Json] = staticmethod(lambda v: v)
+    encode_amount: Callable[[int | float], Any] = staticmethod(lambda v: v)
+
+    def __init__(self, conn: Any, where: str) -> None:
+        self.where = where
+        self.search: tuple[str, ...] = ()
+        self._lock = threading.Lock()  # one connection, shared by the runner thread and HTTP readers
+        self._db = conn
+        self._view: View[object, object] | None = None
+        self._batches = 0
+        self._written = 0
+        self._apply_ms = 0
+        self._failures = 0
+        with self._lock, self._tx(self.begin_write):
+            for stmt in _SCHEMA:
+                self._x(stmt)
+
+    # -- small helpers ------------------------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _x(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        cur = self._db.cursor()
+        cur.execute(self._q(sql), args)
+        return cur
+
+    def _tx(self, begin: str) -> _Transaction:
+        return _Transaction(self, begin)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+
+    def open(self, view: View[object, object]) -> None:
+        t = table_name(view.name, view.version)
+        with self._lock, self._tx(self.begin_write):
+            self._x(f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, value {self.value_type})")
+            if self.search:
+                self._create_search(view.name, view.version)
+            self._x(
+                "INSERT INTO loosely_views VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO NOTHING",
+                (view.name, view.version, json.dumps(list(view.topics)), VersionState.BUILDING.value,
+                 json.dumps(list(self.search)) if self.search else None, int(time.time() * 1000)),
+            )
+        self._view = view
+
+    def _create_search(self, name: str, version: int) -> None:
+        raise ViewError(f"{self.where}: this sink has no full-text search")
+
+    def stored_positions(self) -> dict[TopicPartition, int]:
+        v = self._bound()
+        with self._lock, self._tx(self.begin_read):
+            rows = self._x(
+                "SELECT topic, partition, next_offset FROM loosely_view_offsets WHERE name = ? AND version = ?",
+                (v.name, v.version),
+            ).fetchall()
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
+    def apply(self, batch: Batch) -> None:
+        v = self._bound()
+        t = table_name(v.name, v.version)
+        t0 = time.monotonic()
+        net = net_changes(batch)
+        puts: list[tuple[str, Any]] = []
+        adds: list[tuple[str, Any]] = []
+        deletes: list[tuple[str]] = []
+        enc = self.encode
+        for k, c in net.items():
+            tc = type(c)
+            if tc is Put:
+                puts.append((k, enc(c.value)))  # type: ignore[union-attr]
+            elif tc is Delete:
+                deletes.append((k,))
+            else:
+                adds.append((k, self.encode_amount(c.amount)))  # type: ignore[union-attr]
+        with self._lock:
+            try:
+                with self._tx(self.begin_write):
+                    self._advance_offsets(v, batch)
+                    cur = self._db.cursor()
+                    if puts:
+                        cur.executemany(self._q(
+                            f"INSERT INTO {t} (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"), puts)
+                    if adds:
+                        cur.executemany(self._q(
+                            f"INSERT INTO {t} (key, value) VALUES (?, ?) "
+                            f"ON CONFLICT (key) DO UPDATE SET value = {self.add_expression.format(t=t)}"), adds)
+                    if deletes:
+                        cur.executemany(self._q(f"DELETE FROM {t} WHERE key = ?"), deletes)
+            except (SinkError, KeyboardInterrupt, SystemExit):
+                self._failures += 1
+                raise
+            except Exception as e:
+                self._failures += 1
+                raise SinkError(f"{self.where}: applying {len(net)} changes to {t} failed: {e}") from e
+        self._batches += 1
+        self._written += len(net)
+        self._apply_ms += int((time.monotonic() - t0) * 1000)
+
+    def _advance_offsets(self, v: View[object, object], batch: Batch) -> None:
+        for tp, end in batch.ends.items():
+            start = batch.starts.get(tp)
+            ts = batch.last_timestamp_ms.get(tp)
+            if start is None:
+                try:
+                    self._x("INSERT INTO loosely_view_offsets VALUES (?, ?, ?, ?, ?, ?)",
+                            (v.name, v.version, tp.topic, tp.partition, end, ts))
+                except self.integrity_errors as e:
+                    raise Fenced(f"{v.id} {tp.topic}/{tp.partition}: another runner stored a position first") from e
+            else:
+                cur = self._x(
+                    "UPDATE loosely_view_offsets SET next_offset = ?, "
+                    "last_timestamp_ms = coalesce(?, last_timestamp_ms) "
+                    "WHERE name = ? AND version = ? AND topic = ? AND partition = ? AND next_offset = ?",
+                    (end, ts, v.name, v.version, tp.topic, tp.partition, start),
+                )
+                if cur.rowcount != 1:
+                    raise Fenced(f"{v.id} {tp.topic}/{tp.partition}: stored position is no longer {start}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def statistics(self) -> SinkStatistics:
+        return SinkStatistics(self._batches, self._written, self._apply_ms, self._failures)
+
+    def _bound(self) -> View[object, object]:
+        if self._view is None:
+            raise SinkError("the sink is not open: call open(view) first")
+        return self._view
+
+    # -- catalog: reading and blue/green ------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self._lock, self._tx(self.begin_read):
+            return [r[0] for r in self._x("SELECT DISTINCT name FROM loosely_views ORDER BY name").fetchall()]
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        with self._lock, self._tx(self.begin_read):
+            rows = self._x(
+                "SELECT version, topics, state, created_ms FROM loosely_views WHERE name = ? ORDER BY version", (name,)
+            ).fetchall()
+            offs = self._x(
+                "SELECT version, topic, partition, next_offset, last_timestamp_ms FROM loosely_view_offsets "
+                "WHERE name = ?", (name,),
+            ).fetchall()
+        out = []
+        for version, topics, state, created in rows:
+            mine = [o for o in offs if o[0] == version]
+            stamps = [o[4] for o in mine if o[4] is not None]
+            out.append(VersionInfo(
+                name, version, tuple(json.loads(topics)), VersionState(state), created,
+                {TopicPartition(o[1], o[2]): o[3] for o in mine}, max(stamps) if stamps else None,
+            ))
+        return out
+
+    def serving_version(self, name: str) -> int | None:
+        with self._lock, self._tx(self.begin_read):
+            row = self._x("SELECT version FROM loosely_views WHERE name = ? AND state = 'serving'", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def switch(self, name: str, version: int) -> None:
+        with self._lock, self._tx(self.begin_write):
+            found = self._x("SELECT 1 FROM loosely_views WHERE name = ? AND version = ?", (name, version))
+            if found.fetchone() is None:
+                raise ViewError(f"{name}@{version} does not exist")
+            self._x(f'DROP VIEW IF EXISTS "{name}"')
+            self._x(f'CREATE VIEW "{name}" AS SELECT key, value FROM {table_name(name, version)}')
+            self._x("UPDATE loosely_views SET state = 'retired' WHERE name = ? AND state = 'serving'", (name,))
+            self._x("UPDATE loosely_views SET state = 'serving' WHERE name = ? AND version = ?", (name, version))
+
+    def drop(self, name: str, version: int) -> None:
+        with self._lock, self._tx(self.begin_write):
+            state = self._x("SELECT state FROM loosely_views WHERE name = ? AND version = ?",
+                            (name, version)).fetchone()
+            if state is not None and state[0] == VersionState.SERVING.value:
+                raise ViewError(f"{name}@{version} is serving; switch to another version before dropping it")
+            self._drop_extras(name, version)
+            self._x(f"DROP TABLE IF EXISTS {table_name(name, version)}")
+            self._x("DELETE FROM loosely_view_offsets WHERE name = ? AND version = ?", (name, version))
+            self._x("DELETE FROM loosely_views WHERE name = ? AND version = ?", (name, version))
+
+    def _drop_extras(self, name: str, version: int) -> None:
+        pass
+
+    def _read(self, name: str, version: int | None, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        """Run ``sql`` against the table of ``version`` (default: the serving one) inside one read snapshot."""
+        with self._lock, self._tx(self.begin_read):
+            if version is None:
+                row = self._x("SELECT version FROM loosely_views WHERE name = ? AND state = 'serving'",
+                              (name,)).fetchone()
+                if row is None:
+                    return []
+                version = int(row[0])
+            q = sql.format(t=table_name(name, version), fts=f'"{name}__v{int(version)}__fts"')
+            return list(self._x(q, args).fetchall())
+
+    def get(self, name: str, key: str, version: int | None = None) -> Json | None:
+        rows = self._read(name, version, "SELECT value FROM {t} WHERE key = ?", (key,))
+        return self.decode(rows[0][0]) if rows else None
+
+    def scan(self, name: str, *, after: str = "", limit: int = 100, version: int | None = None) -> list[
+        tuple[str, Json]
+    ]:
+        q = "SELECT key, value FROM {t} WHERE key > ? ORDER BY key LIMIT ?"
+        return [(k, self.decode(v)) for k, v in self._read(name, version, q, (after, limit))]
+
+    def count(self, name: str, version: int | None = None) -> int:
+        rows = self._read(name, version, "SELECT count(*) FROM {t}", ())
+        return int(rows[0][0]) if rows else 0
+
+
+class _Transaction:
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (the connection is in autocommit mode)."""
+
+    def __init__(self, sink: SqlSink, begin: str) -> None:
+        self.sink = sink
+        self.begin = begin
+
+    def __enter__(self) -> None:
+        try:
+            self.sink._db.cursor().execute(self.begin)
+        except Exception as e:
+            raise SinkError(f"{self.sink.where}: cannot begin a transaction: {e}") from e
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.sink._db.cursor().execute("ROLLBACK" if exc_type is not None else "COMMIT")
