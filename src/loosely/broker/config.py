@@ -73,6 +73,12 @@ class BrokerConfig:
     group_session_timeout_ms_max: int = 1_800_000
     # Kafka: offsets.retention.minutes (7 days) in ms
     offsets_retention_ms: int = 604_800_000
+    # Kafka: offsets.retention.check.interval.ms
+    offsets_retention_check_interval_ms: int = 600_000
+    # Kafka: offset.metadata.max.bytes
+    offset_metadata_bytes_max: int = 4096
+    # Kafka: transaction.state.log.num.partitions
+    transaction_state_partitions: int = 50
     # Kafka: transaction.max.timeout.ms
     transaction_timeout_ms_max: int = 900_000
     # Kafka: transactional.id.expiration.ms (7 days)

@@ -8,6 +8,7 @@ storage engine directly; anything slow (the cleaner, fsync-heavy work) runs in t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +31,7 @@ __all__ = [
     "Request",
     "RequestStats",
     "TransactionView",
+    "current_peer",
 ]
 
 log = logging.getLogger("loosely.broker")
@@ -42,6 +44,10 @@ Request = Any
 
 # A handler returns this to have the connection closed instead of answered (acks=0 errors, fatal requests).
 CLOSE_CONNECTION: Final = object()
+
+# "host:port" of the client whose request is being handled (set per request by the dispatcher); JoinGroup reports it
+# as the member's client host.
+current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("loosely_current_peer", default="")
 
 
 class ProducerStateService(Protocol):

@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from loosely.broker.groups.coordinator import GroupCoordinator
+from loosely.broker.producers import ProducersService
+
 __all__ = ["EXTENSIONS"]
 
-EXTENSIONS: list[Callable[[], Any]] = []
+# In start order: the group coordinator listens to the producer state for transaction markers.
+EXTENSIONS: list[Callable[[], Any]] = [ProducersService, GroupCoordinator]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loosely.broker.config import BrokerConfig
-from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler
+from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
@@ -296,6 +296,7 @@ class Broker:
         started = time.perf_counter()
         stats = ctx.requests[api_key]
         stats.count += 1
+        current_peer.set(peer)
         response = await handler(ctx, header, request)
         elapsed_s = time.perf_counter() - started
         stats.time_ms_total += elapsed_s * 1000

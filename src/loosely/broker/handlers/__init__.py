@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from loosely.broker.context import Handler
-from loosely.broker.handlers import admin, api_versions, fetch, metadata, offsets, produce
+from loosely.broker.handlers import (
+    admin,
+    api_versions,
+    fetch,
+    group_offsets,
+    groups,
+    metadata,
+    offsets,
+    produce,
+)
 
 __all__ = ["all_handlers"]
 
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin):
+    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets):
         table.update(module.HANDLERS)
     return table

@@ -1,0 +1,198 @@
+// Consumer groups, committed offsets and transactions with Apache Kafka's Java clients, and Kafka's own decoders for
+// the internal topics, for loosely's compatibility tests. One line of output per fact, so runs against loosely and
+// against Apache Kafka compare line by line.
+//
+//   group-consume <bootstrap> <topic> <group> <count>   default consumer settings; subscribe, read <count> records,
+//                                                       commitSync -> "<partition> <offset> <value>" per record
+//   committed <bootstrap> <topic> <group> <partitions>  -> "<partition> <offset>" per partition (-1: none)
+//   dump-offsets <bootstrap>                            __consumer_offsets through GroupCoordinatorRecordSerde:
+//                                                       "offset <group> <topic> <partition> <offset>" |
+//                                                       "group <group> <protocolType> <generation> <members>" |
+//                                                       "delete-offset ..." | "delete-group <group>"
+//   dump-transactions <bootstrap>                       __transaction_state through TransactionCoordinatorRecordSerde:
+//                                                       "txn <transactionalId> <state> <partitions>"
+//   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>
+//                                                       default (idempotent) transactional producer
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
+import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
+import org.apache.kafka.coordinator.group.generated.*;
+import org.apache.kafka.coordinator.transaction.TransactionCoordinatorRecordSerde;
+import org.apache.kafka.coordinator.transaction.generated.TransactionLogKey;
+import org.apache.kafka.coordinator.transaction.generated.TransactionLogValue;
+
+public class GroupsProbe {
+    public static void main(String[] args) throws Exception {
+        switch (args[0]) {
+            case "group-consume" -> groupConsume(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "committed" -> committed(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "dump-offsets" -> dumpOffsets(args[1]);
+            case "dump-transactions" -> dumpTransactions(args[1]);
+            case "transactional" -> transactional(args[1], args[2], args[3], Integer.parseInt(args[4]), args[5]);
+            default -> throw new IllegalArgumentException(args[0]);
+        }
+    }
+
+    static Properties consumerProps(String bootstrap, String group) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        if (group != null) {
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        }
+        return p;
+    }
+
+    static void groupConsume(String bootstrap, String topic, String group, int count) {
+        Properties p = consumerProps(bootstrap, group);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
+            c.subscribe(List.of(topic));
+            int seen = 0;
+            long deadline = System.currentTimeMillis() + 60_000;
+            // Where each partition's processing stopped: after the last printed record, or at the first record
+            // returned but not printed. With default settings close() auto-commits the position, so the position is
+            // rewound there too.
+            Map<TopicPartition, OffsetAndMetadata> next = new HashMap<>();
+            while (seen < count && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    TopicPartition tp = new TopicPartition(r.topic(), r.partition());
+                    if (seen == count) {
+                        next.putIfAbsent(tp, new OffsetAndMetadata(r.offset()));
+                        continue;
+                    }
+                    System.out.println(r.partition() + " " + r.offset() + " " + r.value());
+                    next.put(tp, new OffsetAndMetadata(r.offset() + 1));
+                    seen++;
+                }
+            }
+            next.forEach((tp, om) -> c.seek(tp, om.offset()));
+            c.commitSync(next);
+        }
+    }
+
+    static void committed(String bootstrap, String topic, String group, int partitions) {
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(consumerProps(bootstrap, group))) {
+            Set<TopicPartition> tps = new HashSet<>();
+            for (int i = 0; i < partitions; i++) {
+                tps.add(new TopicPartition(topic, i));
+            }
+            Map<TopicPartition, OffsetAndMetadata> m = c.committed(tps, Duration.ofSeconds(30));
+            for (int i = 0; i < partitions; i++) {
+                OffsetAndMetadata o = m.get(new TopicPartition(topic, i));
+                System.out.println(i + " " + (o == null ? -1 : o.offset()));
+            }
+        }
+    }
+
+    static List<ConsumerRecord<byte[], byte[]>> readAll(String bootstrap, String topic) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        List<ConsumerRecord<byte[], byte[]>> out = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(p)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, Duration.ofSeconds(30))) {
+                tps.add(new TopicPartition(topic, pi.partition()));
+            }
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            Map<TopicPartition, Long> end = c.endOffsets(tps);
+            long deadline = System.currentTimeMillis() + 60_000;
+            while (System.currentTimeMillis() < deadline) {
+                boolean done = true;
+                for (TopicPartition tp : tps) {
+                    if (c.position(tp) < end.get(tp)) {
+                        done = false;
+                    }
+                }
+                if (done) {
+                    break;
+                }
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    out.add(r);
+                }
+            }
+        }
+        return out;
+    }
+
+    static void dumpOffsets(String bootstrap) {
+        GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
+        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__consumer_offsets")) {
+            CoordinatorRecord rec = serde.deserialize(
+                    ByteBuffer.wrap(r.key()), r.value() == null ? null : ByteBuffer.wrap(r.value()));
+            Object key = rec.key();
+            Object value = rec.value() == null ? null : rec.value().message();
+            if (key instanceof OffsetCommitKey k) {
+                if (value == null) {
+                    System.out.println("delete-offset " + k.group() + " " + k.topic() + " " + k.partition());
+                } else {
+                    System.out.println("offset " + k.group() + " " + k.topic() + " " + k.partition() + " "
+                            + ((OffsetCommitValue) value).offset());
+                }
+            } else if (key instanceof GroupMetadataKey k) {
+                if (value == null) {
+                    System.out.println("delete-group " + k.group());
+                } else {
+                    GroupMetadataValue v = (GroupMetadataValue) value;
+                    System.out.println("group " + k.group() + " " + v.protocolType() + " " + v.generation() + " "
+                            + v.members().size());
+                }
+            }
+        }
+    }
+
+    static void dumpTransactions(String bootstrap) {
+        TransactionCoordinatorRecordSerde serde = new TransactionCoordinatorRecordSerde();
+        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__transaction_state")) {
+            CoordinatorRecord rec = serde.deserialize(
+                    ByteBuffer.wrap(r.key()), r.value() == null ? null : ByteBuffer.wrap(r.value()));
+            TransactionLogKey k = (TransactionLogKey) rec.key();
+            if (rec.value() == null) {
+                System.out.println("delete-txn " + k.transactionalId());
+                continue;
+            }
+            TransactionLogValue v = (TransactionLogValue) rec.value().message();
+            int parts = 0;
+            if (v.transactionPartitions() != null) {
+                for (TransactionLogValue.PartitionsSchema s : v.transactionPartitions()) {
+                    parts += s.partitionIds().size();
+                }
+            }
+            System.out.println("txn " + k.transactionalId() + " " + v.transactionStatus() + " " + parts);
+        }
+    }
+
+    static void transactional(String bootstrap, String txnId, String topic, int count, String outcome) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            producer.initTransactions();
+            producer.beginTransaction();
+            for (int i = 0; i < count; i++) {
+                producer.send(new ProducerRecord<>(topic, "k" + i, outcome + "-" + i));
+            }
+            if (outcome.equals("commit")) {
+                producer.commitTransaction();
+            } else {
+                producer.abortTransaction();
+            }
+            System.out.println(outcome + " done");
+        }
+    }
+}

@@ -1,0 +1,612 @@
+"""The group coordinator: the asyncio shell around :mod:`loosely.broker.groups.classic` and the offset store.
+
+Theory of operation
+-------------------
+Every group is a :class:`~loosely.broker.groups.classic.Group` value. A request becomes an event; :meth:`_run`
+feeds it to :func:`~loosely.broker.groups.classic.step` with the monotonic clock, keeps the new state, and carries
+out the effects in order: a ``Reply`` completes the future the request's handler awaits (JoinGroup and SyncGroup
+may wait for other members), a ``StoreGroup`` writes the group's metadata record to ``__consumer_offsets`` and
+feeds the outcome straight back as a ``Stored`` event. Then one timer per group is set for the state's next
+deadline; when it fires, a ``Tick`` event delivers every timer that is due. All of this runs on the event loop
+thread, one event at a time, so no locks are needed.
+
+Offsets live in an :class:`~loosely.broker.groups.store.OffsetStore`; commits are validated against the group's
+membership (generation, member id) first. Offsets of empty groups expire after ``offsets.retention.ms`` (checked
+every ``offsets.retention.check.interval.ms``), and an empty group whose offsets are all gone is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from loosely.broker.context import BrokerContext
+from loosely.broker.groups.classic import (
+    Effect,
+    Event,
+    Group,
+    GroupId,
+    GroupLimits,
+    Heartbeat,
+    HeartbeatResponse,
+    InstanceId,
+    Join,
+    JoinResponse,
+    Leave,
+    LeaveResponse,
+    Member,
+    MemberId,
+    OffsetCommitTouch,
+    Phase,
+    Protocol,
+    Reply,
+    RequestId,
+    Response,
+    Stored,
+    StoreGroup,
+    Sync,
+    SyncResponse,
+    Tick,
+    next_deadline,
+    step,
+    subscribed_topics,
+    validate_delete,
+    validate_offset_commit,
+    validate_offset_delete,
+)
+from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
+from loosely.broker.groups.store import OffsetStore, TopicPartition, is_expired
+from loosely.broker.producers import ProducerStateManager
+from loosely.protocol.errors import ErrorCode
+from loosely.storage.log import LogError
+
+__all__ = ["CommitRequest", "GroupCoordinator", "GroupStatistics", "group_coordinator"]
+
+log = logging.getLogger("loosely.broker.groups")
+
+SERVICE: Final = "groups"
+_TIMER_DELAY_MIN_S: Final = 0.001
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: Group
+    phase_since_ms: int  # wall clock: Kafka's currentStateTimestamp (offset expiry counts from becoming Empty)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """One partition of an (Txn)OffsetCommit."""
+
+    topic: str
+    partition: int
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStatistics:
+    groups: int
+    members: int
+    offsets: int
+    rebalances_total: int
+    pending_requests: int
+
+
+@dataclass(slots=True)
+class _Counters:
+    rebalances: int = 0
+
+
+def _store_error(e: LogError) -> ErrorCode:
+    """How Kafka reports a failed write of group metadata (appendGroupMetadataErrorToResponseError)."""
+    if e.error_code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
+        return ErrorCode.unknown_server_error
+    return ErrorCode.coordinator_not_available
+
+
+class GroupCoordinator:
+    """Started by the broker (:mod:`loosely.broker.extensions`); handlers reach it with :func:`group_coordinator`."""
+
+    def __init__(self) -> None:
+        self._ctx: BrokerContext | None = None
+        self._store: OffsetStore | None = None
+        self.groups: dict[GroupId, _Entry] = {}
+        self._timers: dict[GroupId, asyncio.TimerHandle] = {}
+        self._waiting: dict[RequestId, asyncio.Future[Response]] = {}
+        self._next_request = 0
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._counters = _Counters()
+        self.limits = GroupLimits()
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> BrokerContext:
+        assert self._ctx is not None, "the group coordinator is not started"
+        return self._ctx
+
+    @property
+    def store(self) -> OffsetStore:
+        assert self._store is not None, "the group coordinator is not started"
+        return self._store
+
+    async def start(self, ctx: BrokerContext) -> None:
+        self._ctx = ctx
+        cfg = ctx.config
+        self.limits = GroupLimits(initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms)
+        self._store = OffsetStore(ctx)
+        n = self.store.load()
+        self._restore_groups()
+        if isinstance(ctx.producer_state, ProducerStateManager):
+            ctx.producer_state.marker_listeners.append(self.store.on_marker)
+        ctx.services[SERVICE] = self
+        self._expiry_task = asyncio.get_running_loop().create_task(self._expire_offsets_periodically())
+        if n:
+            log.info("loaded %d records of %d groups from %s", n, len(self.groups), "__consumer_offsets")
+
+    async def stop(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.cancel()
+        self._waiting.clear()
+
+    def _restore_groups(self) -> None:
+        now = self.ctx.clock.monotonic_ms()
+        wall = self.ctx.clock.now_ms()
+        for gid in self.store.group_ids():
+            value = self.store.groups.get(gid)
+            if value is None:
+                self.groups[GroupId(gid)] = _Entry(Group(GroupId(gid), self.limits), wall)
+                continue
+            members = {
+                MemberId(m.member_id): Member(
+                    member_id=MemberId(m.member_id),
+                    instance_id=InstanceId(m.instance_id) if m.instance_id is not None else None,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    protocol_type=value.protocol_type,
+                    protocols=(Protocol(value.protocol or "", m.subscription),),
+                    session_timeout_ms=m.session_timeout_ms,
+                    rebalance_timeout_ms=m.rebalance_timeout_ms,
+                    assignment=m.assignment,
+                    heartbeat_deadline_ms=now + m.session_timeout_ms,
+                )
+                for m in value.members
+            }
+            g = Group(
+                GroupId(gid),
+                self.limits,
+                phase=Phase.STABLE if members else Phase.EMPTY,
+                generation=value.generation,
+                protocol_type=value.protocol_type or None,
+                protocol_name=value.protocol,
+                leader=MemberId(value.leader) if value.leader and members else None,
+                members=members,
+            )
+            since = value.current_state_timestamp_ms if value.current_state_timestamp_ms >= 0 else wall
+            self.groups[GroupId(gid)] = _Entry(g, since)
+            self._schedule(GroupId(gid))
+
+    def ensure_ready(self) -> None:
+        """FindCoordinator for a group: make sure ``__consumer_offsets`` exists."""
+        self.store.ensure_topic()
+
+    # --- the event loop of a group -------------------------------------------------------------------------
+
+    def _run(self, gid: GroupId, event: Event, *, may_tick: bool = True) -> None:
+        entry = self.groups[gid]
+        now = self.ctx.clock.monotonic_ms()
+        before = entry.state
+        state, effects = step(before, event, now)
+        self._set(gid, state)
+        self._apply(gid, effects)
+        after = self.groups.get(gid)
+        if after is None:
+            return
+        due = next_deadline(after.state)
+        if may_tick and due is not None and due <= now:
+            # A timer due right away (e.g. the initial rebalance delay of 0): deliver it now, once.
+            self._run(gid, Tick(), may_tick=False)
+        else:
+            self._schedule(gid)
+
+    def _set(self, gid: GroupId, state: Group) -> None:
+        entry = self.groups[gid]
+        if state.phase is not entry.state.phase:
+            entry.phase_since_ms = self.ctx.clock.now_ms()
+            if state.phase is Phase.COMPLETING_REBALANCE:
+                self._counters.rebalances += 1
+        entry.state = state
+
+    def _apply(self, gid: GroupId, effects: list[Effect]) -> None:
+        for eff in effects:
+            if isinstance(eff, Reply):
+                fut = self._waiting.pop(eff.request, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(eff.response)
+            elif isinstance(eff, StoreGroup):
+                error = self._store_group(gid, eff)
+                self._run(gid, Stored(eff.then, error), may_tick=False)
+
+    def _store_group(self, gid: GroupId, eff: StoreGroup) -> ErrorCode:
+        entry = self.groups[gid]
+        g = entry.state
+        value = GroupValue(
+            protocol_type=g.protocol_type or "",
+            generation=g.generation,
+            protocol=g.protocol_name,
+            leader=g.leader,
+            current_state_timestamp_ms=entry.phase_since_ms,
+            members=tuple(
+                MemberValue(
+                    m.member_id,
+                    m.instance_id,
+                    m.client_id,
+                    m.client_host,
+                    m.rebalance_timeout_ms,
+                    m.session_timeout_ms,
+                    m.metadata(g.protocol_name),
+                    eff.assignments.get(m.member_id, m.assignment),
+                )
+                for m in g.members.values()
+            ),
+        )
+        try:
+            self.store.store_group(gid, value)
+        except LogError as e:
+            log.warning("storing group %s failed: %s", gid, e)
+            return _store_error(e)
+        return ErrorCode.none
+
+    def _schedule(self, gid: GroupId) -> None:
+        old = self._timers.pop(gid, None)
+        if old is not None:
+            old.cancel()
+        entry = self.groups.get(gid)
+        if entry is None:
+            return
+        due = next_deadline(entry.state)
+        if due is None:
+            return
+        delay_s = max((due - self.ctx.clock.monotonic_ms()) / 1000, _TIMER_DELAY_MIN_S)
+        self._timers[gid] = asyncio.get_running_loop().call_later(delay_s, self._on_timer, gid)
+
+    def _on_timer(self, gid: GroupId) -> None:
+        self._timers.pop(gid, None)
+        if gid in self.groups:
+            try:
+                self._run(gid, Tick())
+            except Exception:
+                log.exception("group %s timer failed", gid)
+                self._schedule(gid)
+
+    def tick_now(self) -> None:
+        """Deliver due timers of every group now (tests that move a fake clock)."""
+        for gid in list(self.groups):
+            if gid in self.groups:
+                self._run(gid, Tick())
+
+    async def _ask(self, gid: GroupId, event: Callable[[RequestId], Event]) -> Response:
+        """Run the event made for a new request id; wait for its reply (which may need other members first)."""
+        self._next_request += 1
+        rid = RequestId(self._next_request)
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        self._run(gid, event(rid))
+        return await fut
+
+    # --- membership APIs -----------------------------------------------------------------------------------
+
+    async def join(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        protocol_type: str,
+        protocols: Iterable[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        api_version: int,
+    ) -> JoinResponse:
+        gid = GroupId(group_id)
+        if gid not in self.groups:
+            if member_id:
+                return JoinResponse(ErrorCode.unknown_member_id, member_id)
+            self.groups[gid] = _Entry(Group(gid, self.limits), self.ctx.clock.now_ms())
+            # Kafka writes an empty group record for a group a JoinGroup creates, so it survives a restart.
+            try:
+                self.store.store_group(gid, GroupValue("", 0, None, None, self.ctx.clock.now_ms(), ()))
+            except LogError as e:
+                del self.groups[gid]
+                return JoinResponse(_store_error(e), member_id)
+        new_id = f"{instance_id if instance_id is not None else client_id}-{uuid.uuid4()}"
+        resp = await self._ask(
+            gid,
+            lambda rid: Join(
+                request=rid,
+                member_id=MemberId(member_id),
+                instance_id=InstanceId(instance_id) if instance_id is not None else None,
+                client_id=client_id,
+                client_host=client_host,
+                protocol_type=protocol_type,
+                protocols=tuple(Protocol(n, m) for n, m in protocols),
+                session_timeout_ms=session_timeout_ms,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                require_known_member_id=api_version >= 4,
+                supports_skip_assignment=api_version >= 9,
+                new_member_id=MemberId(new_id),
+            ),
+        )
+        assert isinstance(resp, JoinResponse)
+        return resp
+
+    async def sync(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: Iterable[tuple[str, bytes]],
+    ) -> SyncResponse:
+        gid = GroupId(group_id)
+        if gid not in self.groups:
+            return SyncResponse(ErrorCode.unknown_member_id)
+        resp = await self._ask(
+            gid,
+            lambda rid: Sync(
+                request=rid,
+                member_id=MemberId(member_id),
+                instance_id=InstanceId(instance_id) if instance_id is not None else None,
+                generation=generation,
+                protocol_type=protocol_type,
+                protocol_name=protocol_name,
+                assignments=tuple((MemberId(m), a) for m, a in assignments),
+            ),
+        )
+        assert isinstance(resp, SyncResponse)
+        return resp
+
+    async def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
+        gid = GroupId(group_id)
+        if gid not in self.groups:
+            return ErrorCode.unknown_member_id
+        iid = InstanceId(instance_id) if instance_id is not None else None
+        resp = await self._ask(gid, lambda rid: Heartbeat(rid, MemberId(member_id), iid, generation))
+        assert isinstance(resp, HeartbeatResponse)
+        return resp.error
+
+    async def leave(self, group_id: str, members: Iterable[tuple[str, str | None]]) -> LeaveResponse:
+        gid = GroupId(group_id)
+        if gid not in self.groups:
+            return LeaveResponse(ErrorCode.unknown_member_id)
+        who = tuple((MemberId(m), InstanceId(i) if i is not None else None) for m, i in members)
+        resp = await self._ask(gid, lambda rid: Leave(rid, who))
+        assert isinstance(resp, LeaveResponse)
+        return resp
+
+    # --- group admin ---------------------------------------------------------------------------------------
+
+    def group(self, group_id: str) -> Group | None:
+        entry = self.groups.get(GroupId(group_id))
+        return entry.state if entry is not None else None
+
+    def delete_group(self, group_id: str) -> ErrorCode:
+        gid = GroupId(group_id)
+        g = self.group(gid)
+        error = validate_delete(g)
+        if error != ErrorCode.none:
+            return error
+        try:
+            self.store.delete_group(gid)
+        except LogError as e:
+            return _store_error(e)
+        self._drop(gid)
+        return ErrorCode.none
+
+    def _drop(self, gid: GroupId) -> None:
+        self.groups.pop(gid, None)
+        h = self._timers.pop(gid, None)
+        if h is not None:
+            h.cancel()
+
+    # --- offsets -------------------------------------------------------------------------------------------
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        partitions: list[CommitRequest],
+        expire_timestamp_ms: int,
+        api_version: int,
+    ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        """OffsetCommit: ``(error for every partition, or NONE and per-partition errors)``."""
+        gid = GroupId(group_id)
+        g = self.group(gid)
+        error = validate_offset_commit(g, member_id, instance_id, generation, transactional=False)
+        if g is None and error == ErrorCode.illegal_generation and api_version >= 9:
+            error = ErrorCode.group_id_not_found
+        if error != ErrorCode.none:
+            return error, {}
+        if g is None:
+            # A commit outside group management: Kafka makes a "simple" group for it.
+            self.groups[gid] = _Entry(Group(gid, self.limits), self.ctx.clock.now_ms())
+        else:
+            self._run(gid, OffsetCommitTouch(MemberId(member_id)))
+        return ErrorCode.none, self._write_offsets(gid, partitions, expire_timestamp_ms, None)
+
+    def commit_transactional_offsets(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: list[CommitRequest],
+    ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        """TxnOffsetCommit, after the transaction coordinator vouched for the producer."""
+        gid = GroupId(group_id)
+        g = self.group(gid)
+        error = validate_offset_commit(g, member_id, instance_id, generation, transactional=True)
+        if error != ErrorCode.none:
+            return error, {}
+        if g is None:
+            self.groups[gid] = _Entry(Group(gid, self.limits), self.ctx.clock.now_ms())
+        return ErrorCode.none, self._write_offsets(gid, partitions, -1, (producer_id, producer_epoch))
+
+    def _write_offsets(
+        self,
+        gid: GroupId,
+        partitions: list[CommitRequest],
+        expire_timestamp_ms: int,
+        producer: tuple[int, int] | None,
+    ) -> dict[TopicPartition, ErrorCode]:
+        now = self.ctx.clock.now_ms()
+        errors: dict[TopicPartition, ErrorCode] = {}
+        good: list[tuple[TopicPartition, OffsetValue]] = []
+        for p in partitions:
+            tp = (p.topic, p.partition)
+            metadata = p.metadata or ""
+            if len(metadata) > self.ctx.config.offset_metadata_bytes_max:
+                errors[tp] = ErrorCode.offset_metadata_too_large
+                continue
+            good.append((tp, OffsetValue(p.offset, p.leader_epoch, metadata, now, expire_timestamp_ms)))
+        try:
+            if producer is None:
+                self.store.commit(gid, good)
+            else:
+                self.store.commit(gid, good, producer_id=producer[0], producer_epoch=producer[1])
+        except LogError as e:
+            log.warning("committing offsets of group %s failed: %s", gid, e)
+            code = (
+                ErrorCode.coordinator_not_available
+                if e.error_code != ErrorCode.invalid_producer_epoch
+                else (ErrorCode.producer_fenced)
+            )
+            return {**{tp: code for tp, _ in good}, **errors}
+        return {**{tp: ErrorCode.none for tp, _ in good}, **errors}
+
+    def fetch_offsets(
+        self, group_id: str, partitions: list[TopicPartition] | None, *, require_stable: bool
+    ) -> list[tuple[TopicPartition, int, int, str, ErrorCode]]:
+        """OffsetFetch: ``(tp, offset, leader epoch, metadata, error)``; None asks for every committed partition."""
+        g = self.group(group_id)
+        committed = self.store.committed(group_id) if g is not None and g.phase is not Phase.DEAD else {}
+        wanted = sorted(committed) if partitions is None else partitions
+        out: list[tuple[TopicPartition, int, int, str, ErrorCode]] = []
+        for tp in wanted:
+            if require_stable and self.store.has_pending(group_id, tp):
+                out.append((tp, -1, -1, "", ErrorCode.unstable_offset_commit))
+                continue
+            c = committed.get(tp)
+            if c is None:
+                out.append((tp, -1, -1, "", ErrorCode.none))
+            else:
+                out.append((tp, c.value.offset, c.value.leader_epoch, c.value.metadata, ErrorCode.none))
+        return out
+
+    def delete_offsets(
+        self, group_id: str, partitions: list[TopicPartition]
+    ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
+        g = self.group(group_id)
+        error = validate_offset_delete(g)
+        if error != ErrorCode.none or g is None:
+            return error, {}
+        subscribed = subscribed_topics(g) or frozenset()
+        errors = {tp: ErrorCode.group_subscribed_to_topic for tp in partitions if tp[0] in subscribed}
+        doomed = [tp for tp in partitions if tp not in errors]
+        try:
+            self.store.delete_offsets(group_id, doomed)
+        except LogError as e:
+            return _store_error(e), {}
+        return ErrorCode.none, {**{tp: ErrorCode.none for tp in doomed}, **errors}
+
+    # --- retention -----------------------------------------------------------------------------------------
+
+    async def _expire_offsets_periodically(self) -> None:
+        interval_s = self.ctx.config.offsets_retention_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.expire_offsets()
+            except Exception:
+                log.exception("offset expiration failed; will retry")
+
+    def expire_offsets(self) -> int:
+        """Tombstone expired offsets; delete empty groups left without any. Returns offsets expired."""
+        now = self.ctx.clock.now_ms()
+        retention = self.ctx.config.offsets_retention_ms
+        expired_total = 0
+        for gid, entry in list(self.groups.items()):
+            g = entry.state
+            committed = self.store.committed(gid)
+            if g.protocol_type is None:
+                base = None  # a simple group: each offset counts from its commit
+            elif g.phase is Phase.EMPTY:
+                base = entry.phase_since_ms
+            elif g.phase is Phase.STABLE and g.protocol_type == "consumer":
+                base = None
+            else:
+                continue
+            subscribed = subscribed_topics(g) if g.phase is not Phase.EMPTY else frozenset()
+            if subscribed is None:
+                continue
+            doomed = [
+                tp
+                for tp, c in committed.items()
+                if tp[0] not in subscribed
+                and not self.store.has_pending(gid, tp)
+                and is_expired(c, now, retention, c.value.commit_timestamp_ms if base is None else base)
+            ]
+            try:
+                expired_total += self.store.delete_offsets(gid, doomed)
+                if g.phase is Phase.EMPTY and not self.store.committed(gid) and not self.store.has_pending(gid):
+                    self.store.store_group(gid, None)
+                    self._drop(gid)
+            except LogError as e:
+                log.warning("expiring offsets of group %s failed: %s", gid, e)
+        return expired_total
+
+    # --- observability -------------------------------------------------------------------------------------
+
+    def statistics(self) -> GroupStatistics:
+        return GroupStatistics(
+            groups=len(self.groups),
+            members=sum(len(e.state.members) for e in self.groups.values()),
+            offsets=sum(len(v) for v in self.store.offsets.values()),
+            rebalances_total=self._counters.rebalances,
+            pending_requests=len(self._waiting),
+        )
+
+    def member_count(self, group_id: str) -> int:
+        g = self.group(group_id)
+        return len(g.members) if g is not None else 0
+
+
+def group_coordinator(ctx: BrokerContext) -> GroupCoordinator | None:
+    svc = ctx.services.get(SERVICE)
+    return svc if isinstance(svc, GroupCoordinator) else None

@@ -1,0 +1,191 @@
+"""OffsetCommit, OffsetFetch and OffsetDelete: consumer positions kept in ``__consumer_offsets``.
+
+As in Kafka, a commit for a partition the broker does not have answers UNKNOWN_TOPIC_OR_PARTITION for that
+partition and writes nothing for it, and a fetch of an offset never committed answers offset -1. OffsetFetch v8+
+asks about several groups at once; ``require_stable`` (v7+) answers UNSTABLE_OFFSET_COMMIT for a partition whose
+offset an open transaction is about to change, so the consumer retries instead of reading a stale position.
+"""
+
+from __future__ import annotations
+
+from loosely.broker.context import BrokerContext, Request
+from loosely.broker.groups.coordinator import CommitRequest, GroupCoordinator, group_coordinator
+from loosely.broker.groups.records import NO_TIMESTAMP
+from loosely.broker.groups.store import TopicPartition
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.handlers.groups import td_ms
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+
+__all__ = ["HANDLERS", "partition_errors"]
+
+DEFAULT_RETENTION = -1  # OffsetCommit v2-v4 retention_time_ms: use the broker's offsets.retention
+
+
+def partition_errors(ctx: BrokerContext, topics: list[tuple[str, list[int]]]) -> dict[TopicPartition, ErrorCode]:
+    """UNKNOWN_TOPIC_OR_PARTITION for requested partitions the broker does not have."""
+    out: dict[TopicPartition, ErrorCode] = {}
+    for name, parts in topics:
+        for p in parts:
+            if ctx.logs.log(name, p) is None:
+                out[(name, p)] = ErrorCode.unknown_topic_or_partition
+    return out
+
+
+async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    v = header.api_version
+    resp = Response.of(ApiKey.OFFSET_COMMIT, v)
+    wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
+    coord = group_coordinator(ctx)
+    group_error = ErrorCode.none
+    errors = partition_errors(ctx, wanted)
+    if not request.group_id:
+        group_error = ErrorCode.invalid_group_id
+    elif coord is None:
+        group_error = ErrorCode.coordinator_not_available
+    else:
+        commits = [
+            CommitRequest(
+                t.name,
+                p.partition_index,
+                int(p.committed_offset),
+                int(getattr(p, "committed_leader_epoch", -1)),
+                p.committed_metadata,
+            )
+            for t in request.topics
+            for p in t.partitions
+            if (t.name, p.partition_index) not in errors
+        ]
+        retention = getattr(request, "retention_time", None)
+        retention_ms = td_ms(retention) if retention is not None else DEFAULT_RETENTION
+        expire = ctx.clock.now_ms() + retention_ms if retention_ms != DEFAULT_RETENTION else NO_TIMESTAMP
+        group_error, per = coord.commit_offsets(
+            str(request.group_id),
+            member_id=str(request.member_id),
+            instance_id=getattr(request, "group_instance_id", None),
+            generation=int(request.generation_id_or_member_epoch),
+            partitions=commits,
+            expire_timestamp_ms=expire,
+            api_version=v,
+        )
+        errors.update(per)
+    if group_error != ErrorCode.none:
+        ctx.count_error(ApiKey.OFFSET_COMMIT)
+    topics = tuple(
+        build(
+            resp.OffsetCommitResponseTopic,
+            name=name,
+            partitions=tuple(
+                build(
+                    resp.OffsetCommitResponsePartition,
+                    partition_index=p,
+                    error_code=group_error if group_error != ErrorCode.none else errors.get((name, p), ErrorCode.none),
+                )
+                for p in parts
+            ),
+        )
+        for name, parts in wanted
+    )
+    return resp.make(throttle_time=NO_THROTTLE, topics=topics)
+
+
+def _fetch_group(
+    ctx: BrokerContext, coord: GroupCoordinator | None, group_id: str, topics: object, require_stable: bool
+) -> tuple[ErrorCode, dict[str, list[tuple[int, int, int, str, ErrorCode]]]]:
+    """``(group error, topic -> [(partition, offset, leader epoch, metadata, error)])`` in request order."""
+    if coord is None:
+        return ErrorCode.coordinator_not_available, {}
+    wanted: list[TopicPartition] | None = None
+    if topics is not None:
+        wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
+    by_topic: dict[str, list[tuple[int, int, int, str, ErrorCode]]] = {}
+    if wanted is not None:
+        for name, _ in wanted:
+            by_topic.setdefault(name, [])
+    for (name, p), offset, epoch, metadata, error in coord.fetch_offsets(
+        group_id, wanted, require_stable=require_stable
+    ):
+        by_topic.setdefault(name, []).append((p, offset, epoch, metadata, error))
+    return ErrorCode.none, by_topic
+
+
+def _fetched_topics(
+    resp: Response, by_topic: dict[str, list[tuple[int, int, int, str, ErrorCode]]], topic_cls: str, partition_cls: str
+) -> tuple[object, ...]:
+    """The topics of an OffsetFetch answer (the nested classes are named differently before and after v8)."""
+    return tuple(
+        build(
+            getattr(resp, topic_cls),
+            name=name,
+            partitions=tuple(
+                build(
+                    getattr(resp, partition_cls),
+                    partition_index=p,
+                    committed_offset=offset,
+                    committed_leader_epoch=epoch,
+                    metadata=metadata,
+                    error_code=perr,
+                )
+                for p, offset, epoch, metadata, perr in parts
+            ),
+        )
+        for name, parts in by_topic.items()
+    )
+
+
+async def handle_offset_fetch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    v = header.api_version
+    resp = Response.of(ApiKey.OFFSET_FETCH, v)
+    coord = group_coordinator(ctx)
+    require_stable = bool(getattr(request, "require_stable", False))
+    if v < 8:
+        error, by_topic = _fetch_group(ctx, coord, str(request.group_id), request.topics, require_stable)
+        topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition")
+        # v1 has no top-level error: a group-level problem shows on every partition.
+        return resp.make(throttle_time=NO_THROTTLE, topics=topics, error_code=error)
+    groups = []
+    for rg in request.groups:
+        error, by_topic = _fetch_group(ctx, coord, str(rg.group_id), rg.topics, require_stable)
+        topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions")
+        groups.append(build(resp.OffsetFetchResponseGroup, group_id=rg.group_id, error_code=error, topics=topics))
+    return resp.make(throttle_time=NO_THROTTLE, groups=tuple(groups))
+
+
+async def handle_offset_delete(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.OFFSET_DELETE, header.api_version)
+    wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
+    coord = group_coordinator(ctx)
+    errors = partition_errors(ctx, wanted)
+    if not request.group_id:
+        group_error = ErrorCode.invalid_group_id
+    elif coord is None:
+        group_error = ErrorCode.coordinator_not_available
+    else:
+        doomed = [(name, p) for name, parts in wanted for p in parts if (name, p) not in errors]
+        group_error, per = coord.delete_offsets(str(request.group_id), doomed)
+        errors.update(per)
+    topics = tuple(
+        build(
+            resp.OffsetDeleteResponseTopic,
+            name=name,
+            partitions=tuple(
+                build(
+                    resp.OffsetDeleteResponsePartition,
+                    partition_index=p,
+                    error_code=errors.get((name, p), ErrorCode.none),
+                )
+                for p in parts
+            ),
+        )
+        for name, parts in wanted
+    )
+    if group_error != ErrorCode.none:
+        topics = ()
+    return resp.make(throttle_time=NO_THROTTLE, error_code=group_error, topics=topics)
+
+
+HANDLERS = {
+    ApiKey.OFFSET_COMMIT: handle_offset_commit,
+    ApiKey.OFFSET_FETCH: handle_offset_fetch,
+    ApiKey.OFFSET_DELETE: handle_offset_delete,
+}
