@@ -12,7 +12,7 @@ import pytest
 
 from loosely.broker.server import BrokerThread
 from loosely.views import Add, Batch, Fenced, PostgresSink, Put, TopicPartition, count_by_key
-
+from views import services
 from views.crashkit import (
     Reference,
     Runners,
@@ -24,7 +24,9 @@ from views.crashkit import (
     record_result,
     reference,
 )
-from views.services import Postgres, postgres  # noqa: F401 - fixture
+from views.services import Postgres
+
+postgres = services.postgres  # the fixture
 
 
 def expected_rows(ref: Reference) -> dict[str, object]:
