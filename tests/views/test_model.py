@@ -15,7 +15,7 @@ _NAMES = """
     BYTES JSON STRING Add Batch Catalog Change Delete Deserializer Fenced Guarantee Json PoisonRecord PostgresSink
     Put Record Runner RunnerConfig RunnerStatistics Serde Sink SinkError SinkStatistics SqliteSink TopicPartition
     VersionInfo VersionState View ViewError ViewId count_by_key fold_versioned group_id_for latest_by_key net_changes
-    open_sink
+    open_sink rebuild view_status StatusRow ViewServer
 """
 PINNED = sorted(_NAMES.split())
 

@@ -16,7 +16,11 @@ import threading
 import time
 from typing import Any
 
-from loosely.views import Catalog, PoisonRecord, Runner, RunnerConfig, SinkError, View, open_sink
+from loosely.views import Catalog, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
+from loosely.views._progress import Progress, render
+from loosely.views._rebuild import rebuild
+from loosely.views._serve import ViewServer
+from loosely.views._status import collect, render_table
 
 __all__ = ["add_views_command", "load_view"]
 
@@ -46,24 +50,148 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
     )
 
 
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _catalog(sink: object) -> Catalog:
+    if not isinstance(sink, Catalog):
+        raise ViewError(f"{type(sink).__name__} keeps no versions to read, switch or drop")
+    return sink
+
+
 def _run(args: argparse.Namespace) -> int:
     view = load_view(args.view, args.version)
     sink = open_sink(args.sink)
     runner = Runner(view, sink, args.bootstrap, _runner_config(args))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: runner.stop())
+    server = None
+    if args.serve:
+        server = ViewServer(_catalog(sink), *_parse_listen(args.serve),
+                            status=lambda: collect(_catalog(sink).versions(view.name), args.bootstrap, _now_ms()))
+        server.start()
+        print(f"serving {view.name} on http://{_parse_listen(args.serve)[0]}:{server.port}/views", flush=True)
     try:
         stats = runner.run(until_caught_up=args.until_caught_up)
     except (PoisonRecord, SinkError) as e:
         print(f"loosely views: {e}", file=sys.stderr)
         return 1
     finally:
+        if server is not None:
+            server.stop()
         runner.close()
         sink.close()
     if args.until_caught_up:
         print(json.dumps({"view": stats.view, "records": stats.records, "batches": stats.batches,
                           "lag": stats.lag_total}))
     return 0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _status(args: argparse.Namespace) -> int:
+    sink = open_sink(args.sink)
+    try:
+        cat = _catalog(sink)
+        names = args.names or cat.names()
+        infos = [i for n in names for i in cat.versions(n)]
+        rows = collect(infos, args.bootstrap, _now_ms(),
+                       {(i.name, i.version): f"loosely.view.{i.name}.v{i.version}" for i in infos})
+    finally:
+        sink.close()
+    if args.json:
+        print(json.dumps({"views": [r.as_json() for r in rows]}, indent=2))
+    else:
+        print(render_table(rows))
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    view = load_view(args.view, args.version)
+    sink = open_sink(args.sink)
+    tty = sys.stderr.isatty()
+
+    def show(p: Progress) -> None:
+        line = render(p)
+        print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        old = _catalog(sink).serving_version(view.name)
+        if old == view.version:
+            raise ViewError(f"{view.id} is already serving; rebuild under a new --version")
+        stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args), drop_old=args.drop_old,
+                        drop_delay_ms=args.drop_delay_ms, on_progress=show)
+    finally:
+        sink.close()
+    print(file=sys.stderr)
+    print(json.dumps({"view": stats.view, "records": stats.records, "previous_version": old,
+                      "dropped": bool(args.drop_old and old is not None)}))
+    return 0
+
+
+def _switch(args: argparse.Namespace) -> int:
+    sink = open_sink(args.sink)
+    try:
+        _catalog(sink).switch(args.name, args.version)
+    finally:
+        sink.close()
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    sink = open_sink(args.sink)
+    try:
+        _catalog(sink).drop(args.name, args.version)
+    finally:
+        sink.close()
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    sink = open_sink(args.sink)
+    try:
+        value = _catalog(sink).get(args.name, args.key)
+    finally:
+        sink.close()
+    if value is None:
+        print(f"loosely views: no key {args.key!r} in {args.name}", file=sys.stderr)
+        return 1
+    print(json.dumps(value, default=lambda o: o.hex() if isinstance(o, bytes) else str(o)))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    sink = open_sink(args.sink)
+    cat = _catalog(sink)
+    status = None
+    if args.bootstrap:
+        def status() -> Any:
+            return collect([i for n in cat.names() for i in cat.versions(n)], args.bootstrap, _now_ms())
+    host, port = _parse_listen(args.listen)
+    server = ViewServer(cat, host, port, status=status).start()
+    print(f"serving views on http://{host}:{server.port}/views", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    sink.close()
+    return 0
+
+
+def _guard(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            rc: int = func(args)
+            return rc
+        except (ViewError, SinkError, ValueError, ImportError, TimeoutError) as e:
+            print(f"loosely views: {e}", file=sys.stderr)
+            return 1
+    return run
 
 
 def _add_common(p: argparse.ArgumentParser, *, bootstrap: bool = True) -> None:
@@ -90,7 +218,44 @@ def add_views_command(sub: Any) -> None:
     _add_runner_args(r)
     _add_common(r)
     r.add_argument("--until-caught-up", action="store_true", help="exit once every partition is read to its end")
-    r.set_defaults(func=_run)
+    r.add_argument("--serve", metavar="HOST:PORT", help="also serve the read API (port 0: any free port)")
+    r.set_defaults(func=_guard(_run))
+
+    b = vs.add_parser("rebuild", help="build a new version from the beginning beside the serving one, then switch")
+    _add_runner_args(b)
+    _add_common(b)
+    b.add_argument("--keep-old", dest="drop_old", action="store_false", help="do not drop the previous version")
+    b.add_argument("--drop-delay-ms", type=int, default=5_000, help="grace for readers before the drop")
+    b.set_defaults(func=_guard(_rebuild))
+
+    st = vs.add_parser("status", help="consumer lag and freshness of every view version in a sink")
+    _add_common(st)
+    st.add_argument("names", nargs="*", help="views to show (default: all)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_guard(_status))
+
+    sw = vs.add_parser("switch", help="make a version the serving one (atomic)")
+    _add_common(sw, bootstrap=False)
+    sw.add_argument("name")
+    sw.add_argument("version", type=int)
+    sw.set_defaults(func=_guard(_switch))
+
+    dr = vs.add_parser("drop", help="delete a version that is not serving")
+    _add_common(dr, bootstrap=False)
+    dr.add_argument("name")
+    dr.add_argument("version", type=int)
+    dr.set_defaults(func=_guard(_drop))
+
+    g = vs.add_parser("get", help="print one key of the serving version as JSON")
+    _add_common(g, bootstrap=False)
+    g.add_argument("name")
+    g.add_argument("key")
+    g.set_defaults(func=_guard(_get))
+
+    sv = vs.add_parser("serve", help="serve the read API over HTTP")
+    _add_common(sv, bootstrap=False)
+    sv.add_argument("-b", "--bootstrap", help="brokers, to report lag on /status")
+    sv.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    sv.set_defaults(func=_guard(_serve))
 
 
-_unused = (threading, time, Catalog)

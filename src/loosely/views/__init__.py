@@ -20,10 +20,14 @@ from loosely.views._model import (
     count_by_key,
     latest_by_key,
 )
+from loosely.views._rebuild import rebuild
 from loosely.views._runner import PoisonRecord, Runner, RunnerConfig, RunnerStatistics, group_id_for
 from loosely.views._serde import BYTES, JSON, STRING, Deserializer, Serde
+from loosely.views._serve import ViewServer
 from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, SinkStatistics, VersionInfo, VersionState
 from loosely.views._sqlite import SqliteSink
+from loosely.views._status import StatusRow
+from loosely.views._status import collect as view_status
 from loosely.views._urls import open_sink
 
 
@@ -61,16 +65,20 @@ __all__ = [
     "SinkError",
     "SinkStatistics",
     "SqliteSink",
+    "StatusRow",
     "TopicPartition",
     "VersionInfo",
     "VersionState",
     "View",
     "ViewError",
     "ViewId",
+    "ViewServer",
     "count_by_key",
     "fold_versioned",
     "group_id_for",
     "latest_by_key",
     "net_changes",
     "open_sink",
+    "rebuild",
+    "view_status",
 ]

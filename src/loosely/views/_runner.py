@@ -471,6 +471,10 @@ class Runner:
             out[tp] = max(0, high - (pos if pos is not None else 0))
         return out
 
+    def caught_up(self) -> bool:
+        """Whether every assigned partition has been read to the high watermark last seen (any thread)."""
+        return self._caught_up()
+
     def _caught_up(self) -> bool:
         if not self._assigned or not self._positions:
             return False
