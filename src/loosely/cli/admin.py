@@ -28,6 +28,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     NewTopic,
 )
 
+from loosely.cli._args import BadArgument, name_values
+from loosely.clients.groups import committed_offsets
+
 __all__ = ["add_group_commands", "add_topic_commands"]
 
 TIMEOUT_S = 30.0
@@ -80,13 +83,10 @@ def _emit(args: argparse.Namespace, doc: object, text: str) -> None:
 
 
 def _configs(items: Sequence[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise AdminError(f"--config expects NAME=VALUE, got {item!r}")
-        out[name] = value
-    return out
+    try:
+        return name_values(list(items or []), "--config")
+    except BadArgument as e:
+        raise AdminError(str(e)) from None
 
 
 # --- topics -----------------------------------------------------------------------------------------------------
@@ -129,7 +129,8 @@ def _topic_configs(admin: AdminClient, topic: str, all_configs: bool) -> dict[st
 
 def _topics_describe(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    md = admin.list_topics(args.topic, timeout=TIMEOUT_S)
+    # all topics: asking for one by name lets the broker auto-create it
+    md = admin.list_topics(timeout=TIMEOUT_S)
     t = md.topics.get(args.topic)
     if t is None or t.error is not None:
         raise AdminError(f"describe topic {args.topic}: {t.error.str() if t is not None and t.error else 'unknown'}")
@@ -160,7 +161,8 @@ def _topics_describe(args: argparse.Namespace) -> int:
 
 def _topics_alter(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in _configs(args.set).items()]
+    updates = _configs(args.set)
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in updates.items()]
     entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in args.delete or []]
     if not entries:
         raise AdminError("alter: nothing to change (use --set NAME=VALUE or --delete NAME)")
@@ -201,10 +203,13 @@ def _groups_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _committed(admin: AdminClient, group: str) -> list[TopicPartition]:
-    req = ConsumerGroupTopicPartitions(group)
-    res = _wait(admin.list_consumer_group_offsets([req], request_timeout=TIMEOUT_S), "offsets of group")
-    return list(next(iter(res.values())).topic_partitions)
+def _committed(args: argparse.Namespace, admin: AdminClient, group: str) -> list[TopicPartition]:
+    """The group's committed offsets, asked for every partition of every topic (see loosely.clients.groups for
+    why not AdminClient.list_consumer_group_offsets)."""
+    md = admin.list_topics(timeout=TIMEOUT_S)
+    every = [(name, p) for name, t in md.topics.items() if not name.startswith("__") for p in t.partitions]
+    found = committed_offsets({"bootstrap.servers": args.bootstrap}, group, every, TIMEOUT_S)
+    return [TopicPartition(t, p, o) for (t, p), (o, _) in found.items()]
 
 
 def _groups_describe(args: argparse.Namespace) -> int:
@@ -215,7 +220,7 @@ def _groups_describe(args: argparse.Namespace) -> int:
     for m in d.members:
         for tp in m.assignment.topic_partitions if m.assignment else []:
             owners[(tp.topic, tp.partition)] = m.client_id or m.member_id
-    committed = sorted(_committed(admin, args.group), key=lambda tp: (tp.topic, tp.partition))
+    committed = sorted(_committed(args, admin, args.group), key=lambda tp: (tp.topic, tp.partition))
     rows = []
     for tp in committed:
         _, high = _watermarks(args, tp.topic, [tp.partition])[tp.partition]
@@ -241,7 +246,7 @@ def _groups_describe(args: argparse.Namespace) -> int:
 
 def _groups_reset(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    md = admin.list_topics(args.topic, timeout=TIMEOUT_S)
+    md = admin.list_topics(timeout=TIMEOUT_S)
     t = md.topics.get(args.topic)
     if t is None or t.error is not None or not t.partitions:
         raise AdminError(f"reset offsets: unknown topic {args.topic}")

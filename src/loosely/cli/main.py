@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from loosely.cli import admin, top
+from loosely.cli import admin, mirror_cmd, top
 
 __all__ = ["main"]
 
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
+    mirror_cmd.add_mirror_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
     from loosely.cli import views_cmd  # noqa: PLC0415 - keeps the views' imports out of other subcommands

@@ -1,0 +1,581 @@
+"""A MirrorMaker 2 compatible mirror: copies topics from a source cluster to a target cluster.
+
+Theory of operation
+-------------------
+One process mirrors one flow ``source -> target``. It does what MirrorMaker 2's three connectors do:
+
+* **Records** (MirrorSourceConnector): topics accepted by the :class:`~loosely.clients.mm2.TopicFilter` (and every
+  heartbeats topic) are created on the target as ``<source>.<topic>`` (or unchanged with the identity policy) with
+  the same partition count, and their records are copied partition for partition with key, value, headers and
+  timestamp. Topics that came from the target (``<target>.x``) are skipped, which breaks cycles.
+* **Offset syncs**: after records are delivered the mirror knows each record's upstream and downstream offset and
+  writes an :class:`~loosely.clients.mm2.OffsetSync` to ``mm2-offset-syncs.<target>.internal`` on the source with
+  MirrorMaker's rule (the first record, a gap upstream, a truncated target, or a translation ``offset_lag_max``
+  behind).
+* **Checkpoints** (MirrorCheckpointConnector): every ``checkpoint_interval_s`` the committed offsets of the source's
+  consumer groups are translated and written to ``<source>.checkpoints.internal`` on the target; with
+  ``sync_group_offsets`` they are also committed to the same group on the target while it has no active members,
+  so consumers can fail over.
+* **Heartbeats** (MirrorHeartbeatConnector): every ``heartbeat_interval_s`` a heartbeat goes to ``heartbeats`` on
+  the target.
+
+Progress and exactly-once
+-------------------------
+The mirror's own progress (per target partition: the next upstream offset, and the downstream offset it maps to)
+lives on the target in the compacted topic ``loosely-mirror-offsets.<source>.internal``. When the target supports
+transactions, each batch of records and its progress records commit in one transaction, so a crash at any point
+leaves either all of a batch or none of it, and a restart resumes exactly after the last committed batch.
+
+Without transactions the mirror writes a batch, waits until it is delivered, then writes the progress. A crash
+between the two leaves records the progress does not know about. Because the mirror is the only writer of its
+target partitions and copies one record for each record it reads, in order, the surplus is exactly ``k = target
+end offset - recorded downstream offset`` records, and they are the first ``k`` records the source yields after the
+recorded upstream offset: the restarted mirror skips those ``k`` and goes on. No record is lost or doubled, as long
+as nothing else writes to the mirrored topics on the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
+
+from loosely.clients.groups import committed_offsets
+from loosely.clients.mm2 import (
+    Checkpoint,
+    DefaultReplicationPolicy,
+    Heartbeat,
+    OffsetSync,
+    OffsetSyncStore,
+    ReplicationPolicy,
+    TopicFilter,
+)
+
+__all__ = ["Mirror", "MirrorConfig", "MirrorStatistics", "progress_topic"]
+
+log = logging.getLogger("loosely.mirror")
+
+TIMEOUT_S: Final = 30.0
+_PROGRESS_VALUE_BYTES: Final = 16
+# Topic configs copied to new target topics (MirrorMaker's sync.topic.configs copies the non-default ones too)
+_COPIED_CONFIGS: Final = frozenset(
+    {"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "compression.type",
+     "message.timestamp.type", "min.compaction.lag.ms", "delete.retention.ms", "segment.bytes", "segment.ms"}
+)
+GROUPS_EXCLUDE_DEFAULT: Final = "console-consumer-.*,connect-.*,__.*,loosely-kcat,loosely-admin,loosely-mirror-.*"
+
+
+def progress_topic(source_alias: str) -> str:
+    return f"loosely-mirror-offsets.{source_alias}.internal"
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    source_alias: str
+    source: dict[str, Any]  # librdkafka properties, at least bootstrap.servers
+    target_alias: str
+    target: dict[str, Any]
+    topics: TopicFilter = field(default_factory=TopicFilter)
+    groups: str = ".*"
+    groups_exclude: str = GROUPS_EXCLUDE_DEFAULT
+    policy: ReplicationPolicy = field(default_factory=DefaultReplicationPolicy)
+    exactly_once: str = "auto"  # "auto": transactions if the target has them; "on": required; "off": never
+    offset_lag_max: int = 100  # MirrorMaker's offset.lag.max
+    heartbeat_interval_s: float = 1.0  # emit.heartbeats.interval.seconds
+    checkpoint_interval_s: float = 60.0  # emit.checkpoints.interval.seconds
+    sync_group_offsets: bool = False  # sync.group.offsets.enabled
+    refresh_topics_interval_s: float = 600.0  # refresh.topics.interval.seconds
+    batch_messages_max: int = 20_000
+    internal_replication_factor: int = 1  # MirrorMaker uses 3; one broker here is the common embedded case
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorStatistics:
+    records_total: int
+    batches_total: int
+    transactional: bool
+    topics: int
+    partitions: int
+    offset_syncs_total: int
+    checkpoints_total: int
+    heartbeats_total: int
+    skipped_on_resume_total: int
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    """MirrorMaker's per-partition offset-sync decision (MirrorSourceTask.PartitionState)."""
+
+    previous_upstream: int = -1
+    previous_downstream: int = -1
+    last_sync_downstream: int = -1
+
+    def update(self, upstream: int, downstream: int, lag_max: int) -> bool:
+        emit = (
+            self.previous_upstream == -1
+            or downstream - (self.last_sync_downstream + 1) >= lag_max
+            or upstream - self.previous_upstream != 1
+            or downstream < self.previous_downstream
+        )
+        if emit:
+            self.last_sync_downstream = downstream
+        self.previous_upstream = upstream
+        self.previous_downstream = downstream
+        return emit
+
+
+def _encode_progress(upstream_next: int, downstream_next: int) -> bytes:
+    return upstream_next.to_bytes(8, "big", signed=True) + downstream_next.to_bytes(8, "big", signed=True)
+
+
+def _decode_progress(value: bytes) -> tuple[int, int]:
+    if len(value) != _PROGRESS_VALUE_BYTES:
+        raise ValueError(f"a progress record holds 16 bytes, not {len(value)}")
+    return int.from_bytes(value[:8], "big", signed=True), int.from_bytes(value[8:], "big", signed=True)
+
+
+def _progress_key(topic: str, partition: int) -> bytes:
+    return f"{topic}:{partition}".encode()
+
+
+class Mirror:
+    """Mirrors ``config.source`` to ``config.target`` until :meth:`stop` (or forever with :meth:`run`)."""
+
+    def __init__(self, config: MirrorConfig) -> None:
+        self.config = config
+        self._stop = threading.Event()
+        self._source_admin = AdminClient({**config.source, "log_level": 0})
+        self._target_admin = AdminClient({**config.target, "log_level": 0})
+        self._syncs = OffsetSyncStore()
+        self._states: dict[tuple[str, int], _PartitionState] = {}
+        self._progress: dict[tuple[str, int], tuple[int, int]] = {}  # target (topic, p) -> (upstream, downstream)
+        self._skip: dict[tuple[str, int], int] = {}  # source (topic, p) -> records to skip after a crash
+        self._mirrored: dict[str, str] = {}  # source topic -> target topic
+        self._partitions: dict[str, int] = {}
+        self._transactional = False
+        self._records = self._batches = self._syncs_emitted = self._checkpoints = self._heartbeats = 0
+        self._skipped = 0
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._side: Producer | None = None  # heartbeats and checkpoints on the target (outside transactions)
+        self._source_producer: Producer | None = None  # offset syncs on the source
+
+    # --- names ------------------------------------------------------------------------------------------------
+
+    @property
+    def offset_syncs_topic(self) -> str:
+        return self.config.policy.offset_syncs_topic(self.config.target_alias)
+
+    @property
+    def checkpoints_topic(self) -> str:
+        return self.config.policy.checkpoints_topic(self.config.source_alias)
+
+    @property
+    def heartbeats_topic(self) -> str:
+        return self.config.policy.heartbeats_topic()
+
+    def remote_topic(self, topic: str) -> str:
+        return self.config.policy.format_remote_topic(self.config.source_alias, topic)
+
+    def _should_mirror(self, topic: str) -> bool:
+        policy = self.config.policy
+        if policy.topic_source(topic) == self.config.target_alias:
+            return False  # came from the target: mirroring it back would loop
+        if topic in (self.offset_syncs_topic, progress_topic(self.config.source_alias)):
+            return False
+        return policy.is_heartbeats_topic(topic) or self.config.topics.accepts(topic)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        self._ensure_topic(self._source_admin, self.offset_syncs_topic, 1, compact=True)
+        for t in (self.checkpoints_topic, self.heartbeats_topic, progress_topic(cfg.source_alias)):
+            self._ensure_topic(self._target_admin, t, 1, compact=True)
+        self._producer = self._make_producer()
+        self._side = Producer({**cfg.target, "log_level": 0, "linger.ms": 5})
+        self._source_producer = Producer({**cfg.source, "log_level": 0, "linger.ms": 5})
+        self._load_progress()
+        self._load_offset_syncs()
+        self._consumer = Consumer({
+            **cfg.source,
+            "group.id": f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "log_level": 0,
+            "fetch.queue.backoff.ms": 0,
+        })
+        self._refresh_topics()
+
+    def _make_producer(self) -> Producer:
+        cfg = self.config
+        base = {**cfg.target, "log_level": 0, "linger.ms": 5, "acks": "all"}
+        if cfg.exactly_once != "off":
+            txn_id = f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}"
+            producer = Producer({**base, "transactional.id": txn_id, "transaction.timeout.ms": 60_000})
+            try:
+                producer.init_transactions(TIMEOUT_S if cfg.exactly_once == "on" else 10.0)
+                self._transactional = True
+                log.info("mirror %s->%s: transactional (exactly-once)", cfg.source_alias, cfg.target_alias)
+                return producer
+            except KafkaException as e:
+                if cfg.exactly_once == "on":
+                    raise
+                log.warning("target has no transactions (%s); resuming by reconciliation instead", e.args[0].str())
+        # one request in flight keeps records in order on retries without idempotence
+        return Producer({**base, "max.in.flight.requests.per.connection": 1})
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        for p in (self._producer, self._side, self._source_producer):
+            if p is not None:
+                p.flush(TIMEOUT_S)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def run(self, on_batch: Callable[[Mirror], None] | None = None) -> None:
+        """Mirror until :meth:`stop`: records continuously, heartbeats/checkpoints/topic refresh on their timers."""
+        if self._consumer is None:
+            self.start()
+        cfg = self.config
+        now = time.monotonic()
+        next_heartbeat = now
+        next_checkpoint = now + min(cfg.checkpoint_interval_s, 5.0)
+        next_refresh = now + cfg.refresh_topics_interval_s
+        try:
+            while not self._stop.is_set():
+                self.mirror_once()
+                if on_batch is not None:
+                    on_batch(self)
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    self.emit_heartbeat()
+                    next_heartbeat = now + cfg.heartbeat_interval_s
+                if now >= next_checkpoint:
+                    self.emit_checkpoints()
+                    next_checkpoint = now + cfg.checkpoint_interval_s
+                if now >= next_refresh:
+                    self._refresh_topics()
+                    next_refresh = now + cfg.refresh_topics_interval_s
+        finally:
+            self.close()
+
+    # --- topics -----------------------------------------------------------------------------------------------
+
+    def _ensure_topic(self, admin: AdminClient, topic: str, partitions: int, *, compact: bool = False,
+                      configs: dict[str, str] | None = None) -> None:
+        md = admin.list_topics(topic=None, timeout=TIMEOUT_S)
+        if topic in md.topics and md.topics[topic].error is None:
+            have = len(md.topics[topic].partitions)
+            if have < partitions:
+                from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined]  # noqa: PLC0415
+
+                admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
+            return
+        conf = dict(configs or {})
+        if compact:
+            conf["cleanup.policy"] = "compact"
+        rf = self.config.internal_replication_factor if compact else -1
+        fut = admin.create_topics([NewTopic(topic, partitions, rf, config=conf)], operation_timeout=TIMEOUT_S)[topic]
+        try:
+            fut.result(TIMEOUT_S)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def _source_configs(self, topic: str) -> dict[str, str]:
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        try:
+            entries = self._source_admin.describe_configs([res], request_timeout=TIMEOUT_S)[res].result(TIMEOUT_S)
+        except KafkaException:
+            return {}
+        return {n: e.value for n, e in entries.items() if n in _COPIED_CONFIGS and not e.is_default and e.value}
+
+    def _refresh_topics(self) -> None:
+        assert self._consumer is not None
+        md = self._source_admin.list_topics(timeout=TIMEOUT_S)
+        changed = False
+        for name, t in sorted(md.topics.items()):
+            if t.error is not None or not self._should_mirror(name):
+                continue
+            n = len(t.partitions)
+            if self._partitions.get(name) == n:
+                continue
+            remote = self.remote_topic(name)
+            self._ensure_topic(self._target_admin, remote, n, configs=self._source_configs(name))
+            self._mirrored[name] = remote
+            self._partitions[name] = n
+            changed = True
+        if changed:
+            self._assign()
+
+    def _assign(self) -> None:
+        assert self._consumer is not None
+        tps = []
+        for topic, n in sorted(self._partitions.items()):
+            remote = self._mirrored[topic]
+            highs = self._target_highs(remote, n) if not self._transactional else {}
+            for p in range(n):
+                progress = self._progress.get((remote, p))
+                start = progress[0] if progress is not None else -2  # OFFSET_BEGINNING
+                if not self._transactional:
+                    recorded_downstream = progress[1] if progress is not None else 0
+                    surplus = highs.get(p, 0) - recorded_downstream
+                    if surplus > 0 and (topic, p) not in self._skip:
+                        self._skip[(topic, p)] = surplus
+                        log.info("resume %s [%d]: skipping %d records already on the target", topic, p, surplus)
+                tps.append(TopicPartition(topic, p, start))
+        self._consumer.assign(tps)
+
+    def _target_highs(self, topic: str, partitions: int) -> dict[int, int]:
+        c = Consumer({**self.config.target, "group.id": "loosely-mirror-probe", "log_level": 0})
+        try:
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1]
+                    for p in range(partitions)}
+        finally:
+            c.close()
+
+    # --- progress and syncs -------------------------------------------------------------------------------------
+
+    def _read_compacted(self, conf: dict[str, Any], topic: str) -> list[Message]:
+        c = Consumer({**conf, "group.id": "loosely-mirror-reader", "enable.auto.commit": False,
+                      "isolation.level": "read_committed", "enable.partition.eof": True, "log_level": 0})
+        try:
+            md = c.list_topics(topic, timeout=TIMEOUT_S)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None:
+                return []
+            parts = sorted(t.partitions)
+            c.assign([TopicPartition(topic, p, -2) for p in parts])
+            out: list[Message] = []
+            at_end: set[int] = set()
+            empty = {p for p in parts if c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1] == 0}
+            at_end |= empty
+            deadline = time.monotonic() + TIMEOUT_S
+            while len(at_end) < len(parts) and time.monotonic() < deadline:
+                for m in c.consume(10_000, 0.5):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            at_end.add(m.partition() or 0)
+                        continue
+                    out.append(m)
+            if len(at_end) < len(parts):
+                raise TimeoutError(f"could not read {topic} to its end")
+            return out
+        finally:
+            c.close()
+
+    def _load_progress(self) -> None:
+        for m in self._read_compacted(self.config.target, progress_topic(self.config.source_alias)):
+            key, value = m.key(), m.value()
+            if key is None or value is None:
+                continue
+            topic, _, p = key.decode().rpartition(":")
+            self._progress[(topic, int(p))] = _decode_progress(value)
+
+    def _load_offset_syncs(self) -> None:
+        for m in self._read_compacted(self.config.source, self.offset_syncs_topic):
+            key, value = m.key(), m.value()
+            if key is not None and value is not None:
+                self._syncs.add(OffsetSync.decode(key, value))
+
+    # --- records ----------------------------------------------------------------------------------------------
+
+    def mirror_once(self, timeout_s: float = 0.2) -> int:
+        """Copy one batch of records; returns how many were copied."""
+        assert self._consumer is not None and self._producer is not None
+        msgs = self._consumer.consume(self.config.batch_messages_max, timeout_s)
+        if not msgs:
+            self._producer.poll(0)
+            return 0
+        producer = self._producer
+        txn = self._transactional
+        # librdkafka reports deliveries of one partition in produce order, so the upstream offsets queued per
+        # target partition pair up with the delivered downstream offsets without a closure per record
+        pending: dict[tuple[str, int], deque[tuple[str, int]]] = defaultdict(deque)
+        delivered: list[tuple[str, int, int, int]] = []  # (source topic, partition, upstream, downstream)
+        next_upstream: dict[tuple[str, int], int] = {}
+        copied = 0
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                raise KafkaException(err)
+            partition = msg.partition() or 0
+            upstream_topic, upstream = pending[(msg.topic() or "", partition)].popleft()
+            delivered.append((upstream_topic, partition, upstream, msg.offset() or 0))
+
+        if txn:
+            producer.begin_transaction()
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+            key = (topic, partition)
+            next_upstream[key] = offset + 1
+            skip = self._skip.get(key, 0)
+            if skip > 0:
+                self._skip[key] = skip - 1
+                self._skipped += 1
+                continue
+            kind, ts = m.timestamp()
+            remote = self._mirrored[topic]
+            pending[(remote, partition)].append((topic, offset))
+            while True:
+                try:
+                    producer.produce(remote, m.value(), m.key(), partition, on_delivery=on_delivery,
+                                     timestamp=ts if kind else 0, headers=m.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            copied += 1
+        if txn:
+            for (topic, partition), up in next_upstream.items():
+                remote = self._mirrored[topic]
+                producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, -1),
+                                 _progress_key(remote, partition))
+            producer.commit_transaction(TIMEOUT_S)
+        left = producer.flush(TIMEOUT_S)
+        if left:
+            raise TimeoutError(f"{left} records were not delivered in {TIMEOUT_S}s")
+        last_downstream: dict[tuple[str, int], int] = {}
+        for topic, partition, up, down in sorted(delivered, key=lambda d: (d[0], d[1], d[2])):
+            last_downstream[(topic, partition)] = down + 1
+            self._maybe_sync(topic, partition, up, down)
+        for key, up in next_upstream.items():
+            remote = self._mirrored[key[0]]
+            down = last_downstream.get(key, self._progress.get((remote, key[1]), (0, 0))[1])
+            self._progress[(remote, key[1])] = (up, down)
+            if not txn:
+                producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, down),
+                                 _progress_key(remote, key[1]))
+        if not txn:
+            producer.flush(TIMEOUT_S)
+        assert self._source_producer is not None
+        self._source_producer.poll(0)
+        self._records += copied
+        self._batches += 1
+        return copied
+
+    def _maybe_sync(self, topic: str, partition: int, upstream: int, downstream: int) -> None:
+        state = self._states.setdefault((topic, partition), _PartitionState())
+        if state.update(upstream, downstream, self.config.offset_lag_max):
+            sync = OffsetSync(topic, partition, upstream, downstream)
+            self._syncs.add(sync)
+            assert self._source_producer is not None
+            self._source_producer.produce(self.offset_syncs_topic, sync.value(), sync.key())
+            self._syncs_emitted += 1
+
+    # --- heartbeats and checkpoints -------------------------------------------------------------------------------
+
+    def emit_heartbeat(self) -> None:
+        assert self._side is not None
+        hb = Heartbeat(self.config.source_alias, self.config.target_alias, int(time.time() * 1000))
+        self._side.produce(self.heartbeats_topic, hb.value(), hb.key())
+        self._side.poll(0)
+        self._heartbeats += 1
+
+    def _groups(self) -> list[str]:
+        try:
+            listing = self._source_admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(TIMEOUT_S)
+        except KafkaException as e:
+            log.debug("cannot list the source's groups: %s", e)
+            return []
+        inc = [re.compile(p) for p in self.config.groups.split(",") if p]
+        exc = [re.compile(p) for p in self.config.groups_exclude.split(",") if p]
+        return sorted(
+            g.group_id
+            for g in listing.valid
+            if any(p.fullmatch(g.group_id) for p in inc) and not any(p.fullmatch(g.group_id) for p in exc)
+        )
+
+    def emit_checkpoints(self) -> list[Checkpoint]:
+        """Translate the source groups' committed offsets; write checkpoints (and target group offsets)."""
+        assert self._side is not None and self._source_producer is not None
+        self._source_producer.flush(TIMEOUT_S)
+        out: list[Checkpoint] = []
+        mirrored = [(t, p) for t, n in self._partitions.items() for p in range(n)]
+        for group in self._groups():
+            try:
+                committed = committed_offsets(self.config.source, group, mirrored, TIMEOUT_S)
+            except KafkaException as e:
+                log.debug("offsets of group %s: %s", group, e)
+                continue
+            for (topic, partition), (offset, metadata) in sorted(committed.items()):
+                down = self._syncs.translate(topic, partition, offset)
+                if down is None:
+                    continue
+                cp = Checkpoint(group, self._mirrored[topic], partition, offset, down, metadata)
+                self._side.produce(self.checkpoints_topic, cp.value(), cp.key())
+                out.append(cp)
+        self._side.flush(TIMEOUT_S)
+        self._checkpoints += len(out)
+        if self.config.sync_group_offsets and out:
+            self._sync_group_offsets(out)
+        return out
+
+    def _sync_group_offsets(self, checkpoints: list[Checkpoint]) -> None:
+        by_group: dict[str, list[TopicPartition]] = {}
+        for cp in checkpoints:
+            by_group.setdefault(cp.group, []).append(TopicPartition(cp.topic, cp.partition, cp.downstream_offset))
+        try:
+            described = self._target_admin.describe_consumer_groups(list(by_group), request_timeout=TIMEOUT_S)
+        except KafkaException:
+            described = {}
+        for group, tps in by_group.items():
+            fut = described.get(group)
+            try:
+                if fut is not None and fut.result(TIMEOUT_S).members:
+                    continue  # active consumers on the target own their offsets (as MirrorMaker does)
+            except KafkaException:
+                pass
+            req = ConsumerGroupTopicPartitions(group, tps)
+            try:
+                self._target_admin.alter_consumer_group_offsets([req], request_timeout=TIMEOUT_S)[group].result(
+                    TIMEOUT_S
+                )
+            except KafkaException as e:
+                log.warning("could not sync offsets of group %s to the target: %s", group, e)
+
+    # --- observability ----------------------------------------------------------------------------------------
+
+    def statistics(self) -> MirrorStatistics:
+        return MirrorStatistics(
+            records_total=self._records,
+            batches_total=self._batches,
+            transactional=self._transactional,
+            topics=len(self._mirrored),
+            partitions=sum(self._partitions.values()),
+            offset_syncs_total=self._syncs_emitted,
+            checkpoints_total=self._checkpoints,
+            heartbeats_total=self._heartbeats,
+            skipped_on_resume_total=self._skipped,
+        )
