@@ -29,6 +29,7 @@
  * Spec (one command per line, '#' comments; strings are hex of UTF-16 units, s-prefixed):
  *   SCHEMAS <hex of UTF-8 schema text>   declare types, in order      SHARDS <type> <n>  pin before SCHEMAS
  *   TARGET_SHARD_SIZE <bytes>            PART <name> <type>...       HEADER <s-key> <s-value>
+ *   FOCUS_HOLES                          setFocusHoleFillInFewestShards(true)
  *   CYCLE <tag>                          start a cycle whose state gets this randomized tag
  *   REC <type> <value>...                add a record; it is referred to as #k (k-th REC of this cycle)
  *   KEEP_ALL                             addAllObjectsFromPreviousCycle()
@@ -470,6 +471,9 @@ public class HollowInterop {
                     break;
                 case "TARGET_SHARD_SIZE":
                     engine.setTargetMaxTypeShardSize(Long.parseLong(tok[1]));
+                    break;
+                case "FOCUS_HOLES":
+                    engine.setFocusHoleFillInFewestShards(true);
                     break;
                 case "PART":
                     Set<String> types = partTypes.computeIfAbsent(tok[1], k -> new LinkedHashSet<>());

@@ -63,6 +63,7 @@ def run_spec(text: str, engine: WriteStateEngine | None = None) -> dict[str, byt
     pinned: dict[str, int] = {}
     parts: dict[str, list[str]] = {}
     target = None
+    focus = False
     w = engine
     cycle = 0
     ordinals: list[int] = []
@@ -76,12 +77,14 @@ def run_spec(text: str, engine: WriteStateEngine | None = None) -> dict[str, byt
             pinned[tok[1]] = int(tok[2])
         elif cmd == "TARGET_SHARD_SIZE":
             target = int(tok[1])
+        elif cmd == "FOCUS_HOLES":
+            focus = True
         elif cmd == "PART":
             parts.setdefault(tok[1], []).extend(tok[2:])
         elif cmd == "SCHEMAS":
             schemas = parse_schemas(bytes.fromhex(tok[1]).decode("utf-8"))
             if w is None:
-                w = WriteStateEngine()
+                w = WriteStateEngine(focus_hole_fill_in_fewest_shards=focus)
             for s in schemas:
                 w.add_type(s, pinned.get(s.name))
         elif cmd == "HEADER":
@@ -321,10 +324,13 @@ def _cycle(g: _Gen, previous: dict[str, list[Tree]], size: int) -> dict[str, lis
     return pools
 
 
-def random_spec(seed: int, cycles: int = 4, size: int = 12) -> str:
+def random_spec(seed: int, cycles: int = 4, size: int = 12, *, extras: bool = False) -> str:
+    """A random script; ``extras`` also uses KEEP_ALL and FOCUS_HOLES (not in the golden fixtures)."""
     rnd = random.Random(seed)
     g = _Gen(rnd)
     _make_schemas(g)
+    if extras and rnd.random() < 0.5:
+        g.lines.append("FOCUS_HOLES")
     if rnd.random() < 0.3:
         g.lines.append(f"TARGET_SHARD_SIZE {rnd.choice([16, 64, 256])}")
     for s in g.schemas:
@@ -338,6 +344,8 @@ def random_spec(seed: int, cycles: int = 4, size: int = 12) -> str:
     previous: dict[str, list[Tree]] = {}
     for c in range(1, cycles + 1):
         g.lines.append(f"CYCLE {rnd.getrandbits(64) - (1 << 63)}")
+        if extras and c > 1 and rnd.random() < 0.3:
+            g.lines.append("KEEP_ALL")
         previous = _cycle(g, previous, size)
         if rnd.random() < 0.2:
             g.lines.append(f"HEADER {hex_string('cycle')} {hex_string(str(c))}")

@@ -1920,8 +1920,10 @@ typedef struct {
     int ncomp;
     KeyPath path[KEY_COMPONENTS_MAX];
     int32_t *table;
-    uint64_t cap; /* power of two */
+    uint64_t cap; /* hash mode: a power of two; direct mode: the key range */
     uint64_t used, deleted;
+    int direct;   /* direct mode: one INT/LONG key field with dense values, table[key - base] = ordinal */
+    int64_t base;
     PyObject *views; /* keeps the views alive */
 } KeyIndex;
 
@@ -2132,6 +2134,85 @@ ki_fill(KeyIndex *ki, const int64_t *ords, Py_ssize_t n)
     return 0;
 }
 
+static inline int final_ftype(KeyIndex *ki, int c);
+
+/* Direct mode, for the common case of dense integer ids: when the key is one INT/LONG field whose values span
+   at most about twice the number of records, the table is indexed by (key - min key): no hashing, no probing
+   and no key comparison, and it takes no more memory than the hash table would. */
+static int
+ki_single_int_key(KeyIndex *ki)
+{
+    if (ki->ncomp != 1)
+        return 0;
+    int ft = final_ftype(ki, 0);
+    return ft == F_INT || ft == F_LONG;
+}
+
+/* returns 1 if built in direct mode, 0 if the keys do not suit it, -1 on error */
+static int
+ki_build_direct(KeyIndex *ki, const int64_t *ords, Py_ssize_t n)
+{
+    if (!ki_single_int_key(ki) || n == 0)
+        return 0;
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        KVal k;
+        if (ords[i] < 0 || ords[i] > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "ordinal out of range");
+            return -1;
+        }
+        if (key_read(ki, 0, ords[i], &k) < 0)
+            return -1;
+        if (k.ftype < 0)
+            return 0; /* a null key: use the hash table */
+        int64_t v = (int64_t)k.bits;
+        if (v < lo)
+            lo = v;
+        if (v > hi)
+            hi = v;
+    }
+    uint64_t range = (uint64_t)hi - (uint64_t)lo + 1;
+    if (range == 0 || range > (uint64_t)n * 2 + 64 || range > ((uint64_t)1 << 31))
+        return 0;
+    int32_t *t = PyMem_Malloc(range * sizeof(int32_t));
+    if (!t) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(t, 0xff, range * sizeof(int32_t));
+    uint64_t used = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        KVal k;
+        if (key_read(ki, 0, ords[i], &k) < 0) {
+            PyMem_Free(t);
+            return -1;
+        }
+        uint64_t slot = k.bits - (uint64_t)lo;
+        used += t[slot] < 0;
+        t[slot] = (int32_t)ords[i];
+    }
+    PyMem_Free(ki->table);
+    ki->table = t;
+    ki->cap = range;
+    ki->base = lo;
+    ki->used = used;
+    ki->deleted = 0;
+    ki->direct = 1;
+    return 1;
+}
+
+static int
+ki_build(KeyIndex *ki, const int64_t *ords, Py_ssize_t n)
+{
+    int r = ki_build_direct(ki, ords, n);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    ki->direct = 0;
+    if (ki_alloc(ki, (uint64_t)n) < 0 || ki_fill(ki, ords, n) < 0)
+        return -1;
+    return 0;
+}
+
 /* build(ordinals int64 buffer) */
 static PyObject *
 KeyIndex_build(KeyIndex *ki, PyObject *arg)
@@ -2140,12 +2221,47 @@ KeyIndex_build(KeyIndex *ki, PyObject *arg)
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
         return NULL;
     Py_ssize_t n = b.len / 8;
-    if (ki_alloc(ki, (uint64_t)n) < 0 || ki_fill(ki, b.buf, n) < 0) {
+    if (ki_build(ki, b.buf, n) < 0) {
         PyBuffer_Release(&b);
         return NULL;
     }
     PyBuffer_Release(&b);
     Py_RETURN_NONE;
+}
+
+/* direct-mode update; returns 1 when done, 0 when a rebuild is needed, -1 on error */
+static int
+ki_update_direct(KeyIndex *ki, const int64_t *rem, Py_ssize_t nr, const int64_t *add, Py_ssize_t na)
+{
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        KVal k;
+        if (key_read(ki, 0, rem[i], &k) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (k.ftype < 0)
+            continue;
+        uint64_t slot = k.bits - (uint64_t)ki->base;
+        if (slot < ki->cap && ki->table[slot] == rem[i]) {
+            ki->table[slot] = -1;
+            ki->used--;
+        }
+    }
+    for (Py_ssize_t i = 0; i < na; i++) {
+        KVal k;
+        if (add[i] < 0 || add[i] > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "ordinal out of range");
+            return -1;
+        }
+        if (key_read(ki, 0, add[i], &k) < 0)
+            return -1;
+        uint64_t slot = k.bits - (uint64_t)ki->base;
+        if (k.ftype < 0 || slot >= ki->cap)
+            return 0;
+        ki->used += ki->table[slot] < 0;
+        ki->table[slot] = (int32_t)add[i];
+    }
+    return ki->used * 4 + 64 >= ki->cap; /* too sparse now: rebuild */
 }
 
 /* update(removed int64 buffer, added int64 buffer, all_populated int64 buffer): remove then add; rebuilds
@@ -2174,8 +2290,14 @@ KeyIndex_update(KeyIndex *ki, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t nr = rb.len / 8, na = ab.len / 8, np_ = pb.len / 8;
     const int64_t *rem = rb.buf, *add = ab.buf;
     uint64_t live_after = ki->used - (uint64_t)nr + (uint64_t)na;
-    if (!ki->table || (live_after + ki->deleted + (uint64_t)nr) * 2 > ki->cap) {
-        if (ki_alloc(ki, (uint64_t)np_) < 0 || ki_fill(ki, pb.buf, np_) < 0)
+    if (ki->direct && ki->table) {
+        int r = ki_update_direct(ki, rem, nr, add, na);
+        if (r < 0)
+            goto done;
+        if (r == 0 && ki_build(ki, pb.buf, np_) < 0)
+            goto done;
+    } else if (!ki->table || (live_after + ki->deleted + (uint64_t)nr) * 2 > ki->cap) {
+        if (ki_build(ki, pb.buf, np_) < 0)
             goto done;
     } else {
         for (Py_ssize_t i = 0; i < nr; i++) {
@@ -2344,6 +2466,26 @@ ki_find(KeyIndex *ki, PyObject *key)
 {
     if (!ki->table)
         return -1;
+    if (ki->direct) {
+        PyObject *k = key;
+        if (PyTuple_Check(key)) {
+            if (PyTuple_GET_SIZE(key) != 1)
+                return -1;
+            k = PyTuple_GET_ITEM(key, 0);
+        }
+        if (!PyLong_Check(k) || PyBool_Check(k))
+            return -1;
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(k, &overflow);
+        if (overflow) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (v == -1 && PyErr_Occurred())
+            return -2;
+        uint64_t slot = (uint64_t)v - (uint64_t)ki->base;
+        return slot < ki->cap ? ki->table[slot] : -1;
+    }
     PyKey pk[KEY_COMPONENTS_MAX];
     int nc = ki->ncomp;
     int64_t result = -1;

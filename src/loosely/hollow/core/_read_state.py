@@ -104,7 +104,11 @@ class TypeChanges:
 
 @dataclass(frozen=True, slots=True)
 class UpdateEvent:
-    """One successful transition of a :class:`ReadStateEngine`."""
+    """One successful transition of a :class:`ReadStateEngine`.
+
+    ``changes`` lists, per type the delta touched, the ordinals added and removed; it is empty for a
+    snapshot, where every record is new.
+    """
 
     kind: UpdateKind
     origin_tag: int
@@ -172,7 +176,7 @@ class TypeReadState:
     swapped), so indexes built on it stay valid.
     """
 
-    __slots__ = ("_populated", "_populated_list", "_previous", "_shards", "max_ordinal", "schema", "view")
+    __slots__ = ("_populated", "_previous", "_shards", "max_ordinal", "schema", "view")
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
@@ -180,7 +184,6 @@ class TypeReadState:
         self._shards: tuple[ShardState, ...] = ()
         self._populated: Bits = np.zeros(0, dtype=np.bool_)
         self._previous: Bits = np.zeros(0, dtype=np.bool_)
-        self._populated_list: Ordinals | None = None
         self.max_ordinal = -1
 
     @property
@@ -200,10 +203,8 @@ class TypeReadState:
         return self._shards
 
     def populated_ordinals(self) -> Ordinals:
-        """Ordinals of the records in the current state, ascending."""
-        if self._populated_list is None:
-            self._populated_list = np.flatnonzero(self._populated).astype(np.int64)
-        return self._populated_list
+        """Ordinals of the records in the current state, ascending (computed on each call, not kept)."""
+        return np.flatnonzero(self._populated).astype(np.int64)
 
     def previous_ordinals(self) -> Ordinals:
         """Ordinals populated before the last transition (empty right after a snapshot)."""
@@ -224,7 +225,7 @@ class TypeReadState:
         return self.is_populated(ordinal) or (0 <= ordinal < self._previous.size and bool(self._previous[ordinal]))
 
     def record_count(self) -> int:
-        return int(self.populated_ordinals().size)
+        return int(np.count_nonzero(self._populated))
 
     @property
     def nbytes(self) -> int:
@@ -248,7 +249,6 @@ class TypeReadState:
         self._shards = shards
         self._populated = populated
         self._previous = previous
-        self._populated_list = None
         self.max_ordinal = max_ordinal
 
 
@@ -326,7 +326,6 @@ class ReadStateEngine:
         header = read_blob_header(cur)
         sections = _read_sections(cur, parts, header, BlobKind.SNAPSHOT)
         types: dict[str, TypeReadState] = {}
-        changes: dict[str, TypeChanges] = {}
         for sec in sections:
             if sec.schema.name in types:
                 raise HollowBlobError(f"type {sec.schema.name} appears twice in the snapshot")
@@ -343,12 +342,12 @@ class ReadStateEngine:
             populated = _bits_from_words(sec.populated, sec.max_ordinal + 1, sec.schema.name)
             state._install(shards, populated, np.zeros(0, dtype=np.bool_), sec.max_ordinal)
             types[sec.schema.name] = state
-            changes[sec.schema.name] = TypeChanges(state.populated_ordinals(), _EMPTY)
         self._types = types
         self.current_tag = header.destination_tag
         self.origin_tag = header.origin_tag
         self.header_tags = dict(header.tags)
-        self._notify(UpdateEvent(UpdateKind.SNAPSHOT, header.origin_tag, header.destination_tag, changes))
+        # Everything is new after a snapshot; the event lists no per-record changes.
+        self._notify(UpdateEvent(UpdateKind.SNAPSHOT, header.origin_tag, header.destination_tag, {}))
 
     @staticmethod
     def _check_shards(sec: TypeSection) -> None:

@@ -1,0 +1,374 @@
+"""Hollow core benchmark: the same 1M-record dataset and run against the usual alternatives, side by side.
+
+    .venv/bin/python bench/hollow_core.py [--records 1000000] [--lookups 200000]
+
+Dataset: ``Item(id, a, b, c, d: int, ts: long, name: short str, scores: list of 3 ints)``, primary key ``id``;
+then a delta: 1 % of records modified, 0.5 % removed, 0.5 % added.  The Hollow blobs are written by Java Hollow
+(``interop/hollow/HollowBench.java``); every other backend is built from the same generator (``item()``).
+
+Backends, each measured in a fresh process:
+
+* ``dict``      a Python dict of slotted dataclasses, built in memory
+* ``pickle``    the same dict, loaded from a pickle file
+* ``arrow``     an Arrow IPC file via a memory map (lookups: ``searchsorted`` on the sorted id column)
+* ``sqlite``    a SQLite file with the id as primary key
+* ``hollow``    loosely's Hollow core, snapshot memory-mapped (``ReadStateEngine.from_file``)
+* ``java``      Java Hollow 7.14.23 (``HollowBench measure``, warm JVM)
+
+Measured: load time, resident memory after loading and after the reads (Java: heap used after GC), primary
+key lookup + one field, full record read, delta apply.  Outputs and datasets go to ``bench/out`` (ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import pickle
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "out"
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@dataclass(slots=True)
+class Item:
+    id: int
+    a: int
+    b: int
+    c: int
+    d: int
+    ts: int
+    name: str
+    scores: list[int]
+
+
+def item(i: int, version: int = 1) -> Item:
+    """Keep in step with HollowBench.item()."""
+    return Item(
+        i,
+        (i * 31) % 1000003 + (version - 1),
+        i % 97,
+        _int32((i * 7) ^ 0x5A5A),
+        -i,
+        1_600_000_000_000 + i * 1000,
+        f"item-{i}",
+        [i % 50, (i >> 3) % 50, (i * 11) % 50],
+    )
+
+
+def _int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def delta_changes(n: int) -> tuple[list[int], list[int], list[int]]:
+    """(modified, removed, added) ids of the benchmark delta."""
+    modified = [i for i in range(0, n, 100)]
+    removed = [i for i in range(1, n, 200)]
+    added = list(range(n, n + n // 200))
+    return modified, removed, added
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def keys_for(n: int, count: int) -> list[int]:
+    return np.random.default_rng(12345).integers(0, n, count).tolist()
+
+
+# --- dataset preparation ---------------------------------------------------------------------------------
+
+
+def prepare(n: int, lookups: int) -> Path:
+    data = OUT / f"data-{n}"
+    data.mkdir(parents=True, exist_ok=True)
+    if not (data / "delta-1-2").exists():
+        from hollow.javarun import compile_java
+
+        java = compile_java(OUT / "classes")
+        java.run("HollowBench", "write", str(n), str(data))
+    keys = keys_for(n, lookups)
+    (data / "keys.bin").write_bytes(np.asarray(keys, dtype="<i4").tobytes())
+    if not (data / "items.pickle").exists():
+        with open(data / "items.pickle", "wb") as f:
+            pickle.dump({i: item(i) for i in range(n)}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    if not (data / "items.arrow").exists():
+        import pyarrow as pa
+
+        ids = np.arange(n, dtype=np.int64)
+        cols = {
+            "id": pa.array(ids.astype(np.int32)),
+            "a": pa.array([item(i).a for i in range(n)], pa.int32()),
+            "b": pa.array((ids % 97).astype(np.int32)),
+            "c": pa.array([item(i).c for i in range(n)], pa.int32()),
+            "d": pa.array((-ids).astype(np.int32)),
+            "ts": pa.array(1_600_000_000_000 + ids * 1000),
+            "name": pa.array([f"item-{i}" for i in range(n)]),
+            "scores": pa.array([item(i).scores for i in range(n)], pa.list_(pa.int32())),
+        }
+        table = pa.table(cols)
+        with pa.OSFile(str(data / "items.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    if not (data / "items.sqlite").exists():
+        db = sqlite3.connect(data / "items.sqlite")
+        db.execute("create table items (id integer primary key, a, b, c, d, ts, name, scores)")
+        db.executemany(
+            "insert into items values (?,?,?,?,?,?,?,?)",
+            ((x.id, x.a, x.b, x.c, x.d, x.ts, x.name, json.dumps(x.scores)) for x in map(item, range(n))),
+        )
+        db.commit()
+        db.close()
+    return data
+
+
+# --- measurements (one backend per process) --------------------------------------------------------------
+
+
+def _timed(fn: object) -> float:
+    assert callable(fn)
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _best(fn: object, repeat: int = 3) -> float:
+    return min(_timed(fn) for _ in range(repeat))
+
+
+def measure(backend: str, data: Path, n: int) -> dict[str, float]:
+    keys = np.frombuffer((data / "keys.bin").read_bytes(), dtype="<i4").tolist()
+    modified, removed, added = delta_changes(n)
+    if backend == "arrow":
+        import pyarrow as pa
+    if backend == "hollow":
+        from loosely.hollow.core import PrimaryKeyIndex, ReadStateEngine
+    if backend in ("arrow", "sqlite"):
+        keys = keys[: len(keys) // 10]  # point lookups are their weak spot: a tenth of the keys is plenty
+    gc.collect()
+    base = rss()  # after imports: only the data counts
+    result: dict[str, float] = {}
+    if backend in ("dict", "pickle"):
+        t0 = time.perf_counter()
+        if backend == "dict":
+            items = {i: item(i) for i in range(n)}
+        else:
+            with open(data / "items.pickle", "rb") as f:
+                items = pickle.load(f)
+        result["load_s"] = time.perf_counter() - t0
+        gc.collect()
+        result["rss_load"] = rss() - base
+
+        def lookup() -> None:
+            for k in keys:
+                items[k].name  # noqa: B018 -- the access is the benchmark
+
+        def full() -> None:
+            for k in keys:
+                x = items[k]
+                (x.id, x.a, x.b, x.c, x.d, x.ts, x.name, list(x.scores))
+
+        def delta() -> None:
+            for i in modified:
+                items[i] = item(i, 2)
+            for i in removed:
+                del items[i]
+            for i in added:
+                items[i] = item(i)
+
+        result["lookup_s"] = _best(lookup)
+        result["full_s"] = _best(full)
+        result["rss_reads"] = rss() - base
+        result["delta_s"] = _timed(delta)
+    elif backend == "arrow":
+        t0 = time.perf_counter()
+        table = pa.ipc.open_file(pa.memory_map(str(data / "items.arrow"))).read_all()
+        ids = table.column("id").to_numpy()
+        result["load_s"] = time.perf_counter() - t0
+        result["rss_load"] = rss() - base
+        names = table.column("name").combine_chunks()
+        cols = [table.column(c).combine_chunks() for c in ("id", "a", "b", "c", "d", "ts", "name", "scores")]
+
+        def lookup() -> None:
+            for k in keys:
+                names[int(np.searchsorted(ids, k))].as_py()
+
+        def full() -> None:
+            for k in keys:
+                row = int(np.searchsorted(ids, k))
+                tuple(c[row].as_py() for c in cols)
+
+        result["lookup_s"] = _best(lookup, 1)
+        result["full_s"] = _best(full, 1)
+        result["rss_reads"] = rss() - base
+    elif backend == "sqlite":
+        t0 = time.perf_counter()
+        db = sqlite3.connect(f"file:{data / 'items.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+        result["load_s"] = time.perf_counter() - t0
+        result["rss_load"] = rss() - base
+
+        def lookup() -> None:
+            cur = db.cursor()
+            for k in keys:
+                cur.execute("select name from items where id=?", (k,)).fetchone()
+
+        def full() -> None:
+            cur = db.cursor()
+            for k in keys:
+                row = cur.execute("select * from items where id=?", (k,)).fetchone()
+                json.loads(row[7])
+
+        result["lookup_s"] = _best(lookup, 1)
+        result["full_s"] = _best(full, 1)
+        result["rss_reads"] = rss() - base
+        mem = sqlite3.connect(":memory:")
+        db.backup(mem)
+
+        def delta() -> None:
+            with mem:
+                mem.executemany("update items set a=? where id=?", ((item(i, 2).a, i) for i in modified))
+                mem.executemany("delete from items where id=?", ((i,) for i in removed))
+                mem.executemany(
+                    "insert into items values (?,?,?,?,?,?,?,?)",
+                    ((x.id, x.a, x.b, x.c, x.d, x.ts, x.name, json.dumps(x.scores)) for x in map(item, added)),
+                )
+
+        result["delta_s"] = _timed(delta)
+    elif backend == "hollow":
+        t0 = time.perf_counter()
+        engine = ReadStateEngine.from_file(data / "snapshot-1")
+        result["load_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index = PrimaryKeyIndex(engine, "Item")
+        result["index_s"] = time.perf_counter() - t0
+        result["rss_load"] = rss() - base
+        items_state = engine.type("Item")
+        lists = engine.type("ListOfInteger").view
+        ints = engine.type("Integer").view
+        view = items_state.view
+        name = index.field_reader("name")
+        find = index.find
+
+        def lookup() -> None:
+            for k in keys:
+                name(k)
+
+        def full() -> None:
+            record = view.record
+            for k in keys:
+                r = record(find(k))
+                [ints.get(e, 0) for e in lists.elements(r[7])]  # type: ignore[arg-type]
+
+        result["lookup_s"] = _best(lookup)
+        result["full_s"] = _best(full)
+        engine.checksum()  # touch every page: resident memory of the whole dataset
+        result["rss_reads"] = rss() - base
+        delta = (data / "delta-1-2").read_bytes()
+        result["delta_s"] = _timed(lambda: engine.apply_delta(delta))
+        assert index.find(added[0]) >= 0 and index.find(removed[0]) == -1
+    else:
+        raise ValueError(backend)
+    result["lookups"] = len(keys)
+    return result
+
+
+def measure_java(data: Path) -> dict[str, float]:
+    from hollow.javarun import compile_java
+
+    java = compile_java(OUT / "classes")
+    out = java.run("HollowBench", "measure", str(data), str(data / "keys.bin"))
+    raw = json.loads(out.strip().splitlines()[-1])
+    return {
+        "load_s": raw["load_s"],
+        "index_s": raw["index_build_s"],
+        "rss_load": raw["heap_with_index_bytes"],
+        "rss_reads": raw["heap_with_index_bytes"],
+        "lookup_s": raw["lookup_field_s"],
+        "full_s": raw["full_read_s"],
+        "delta_s": raw["delta_apply_warm_s"],
+        "delta_cold_s": raw["delta_apply_cold_s"],
+        "lookups": raw["lookups"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=200_000)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", default="dict,pickle,arrow,sqlite,hollow,java")
+    args = parser.parse_args()
+    data = OUT / f"data-{args.records}"
+    if args.measure:
+        print(json.dumps(measure(args.measure, data, args.records)))
+        return
+    data = prepare(args.records, args.lookups)
+    results: dict[str, dict[str, float]] = {}
+    for backend in args.backends.split(","):
+        if backend == "java":
+            results[backend] = measure_java(data)
+        else:
+            cmd = [sys.executable, __file__, "--records", str(args.records), "--measure", backend]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            results[backend] = json.loads(out.strip().splitlines()[-1])
+        print(f"measured {backend}", file=sys.stderr)
+    report(results, args.records, args.lookups)
+
+
+def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:9.1f}"
+
+    def mb(v: float | None) -> str:
+        return "-" if v is None else f"{v / 1e6:8.1f}"
+
+    def ns(v: float | None, count: float) -> str:
+        return "-" if v is None else f"{v / count * 1e9:8.0f}"
+
+    print(f"\n{n:,} records, {lookups:,} random primary-key lookups\n")
+    print(
+        f"{'backend':8s} {'load ms':>9s} {'RSS load MB':>11s} {'RSS all MB':>10s} "
+        f"{'key+field ns':>12s} {'record ns':>9s} {'delta ms':>9s}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:8s} {ms(r.get('load_s'))} {mb(r.get('rss_load')):>11s} {mb(r.get('rss_reads')):>10s} "
+            f"{ns(r.get('lookup_s'), r['lookups']):>12s} {ns(r.get('full_s'), r['lookups']):>9s} "
+            f"{ms(r.get('delta_s'))}"
+        )
+    h, d, j = results.get("hollow"), results.get("dict"), results.get("java")
+    if h and d:
+        ratio = (h["lookup_s"] / h["lookups"]) / (d["lookup_s"] / d["lookups"])
+        print(
+            f"\nhollow / dict:   memory {h['rss_reads'] / d['rss_reads']:.3f} (target <= 0.1), "
+            f"key+field {ratio:.2f} (target <= 1.0)"
+        )
+    if h and j:
+        print(
+            f"hollow / java:   memory {h['rss_reads'] / j['rss_reads']:.2f} (target <= 1.2), "
+            f"delta apply {h['delta_s'] / j['delta_s']:.2f} (target <= 1.0; vs Java's first apply "
+            f"{h['delta_s'] / j['delta_cold_s']:.2f})"
+        )
+    if h:
+        print(
+            f"hollow load from mmap: {h['load_s'] * 1000:.1f} ms (target < 50 ms); "
+            f"primary key index build {h['index_s'] * 1000:.0f} ms (Java {j['index_s'] * 1000:.0f} ms)"
+            if j
+            else ""
+        )
+
+
+if __name__ == "__main__":
+    main()
