@@ -46,4 +46,13 @@ def open_sink(url: str, **options: Any) -> Sink:
         from loosely.views._postgres import PostgresSink  # noqa: PLC0415 - optional dependency (psycopg)
 
         return PostgresSink(url.split("?", 1)[0], **options)
+    if scheme == "dir":
+        from loosely.views._docs import DirectoryStore, DocumentSink  # noqa: PLC0415
+
+        return DocumentSink(DirectoryStore(parsed.path), **options)
+    if scheme == "s3":
+        from loosely.views._docs import DocumentSink, S3Store  # noqa: PLC0415 - optional dependency (boto3)
+
+        endpoint = q.get("endpoint", [None])[0]
+        return DocumentSink(S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint), **options)
     raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")
