@@ -11,8 +11,10 @@ from typing import Any
 
 from loosely.broker.groups.coordinator import GroupCoordinator
 from loosely.broker.producers import ProducersService
+from loosely.broker.transactions.coordinator import TransactionCoordinator
 
 __all__ = ["EXTENSIONS"]
 
-# In start order: the group coordinator listens to the producer state for transaction markers.
-EXTENSIONS: list[Callable[[], Any]] = [ProducersService, GroupCoordinator]
+# In start order: the group coordinator listens to the producer state for transaction markers, and the transaction
+# coordinator writes markers through it.
+EXTENSIONS: list[Callable[[], Any]] = [ProducersService, GroupCoordinator, TransactionCoordinator]

@@ -508,6 +508,11 @@ class ProducerIdAllocator:
         self._next = max(start, at_least)
         self._block_end = self._next  # nothing reserved yet
 
+    def reserve_above(self, producer_id: int) -> None:
+        """Never hand out ``producer_id`` or anything below it (ids another record already names)."""
+        if self._next <= producer_id:
+            self._next = producer_id + 1
+
     def allocate(self) -> ProducerId:
         if self._next >= self._block_end:
             end = self._next + self.block_size

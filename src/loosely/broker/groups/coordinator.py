@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from loosely.broker._shell import Timers, Waiting
 from loosely.broker.context import BrokerContext
 from loosely.broker.groups.classic import (
     Effect,
@@ -70,7 +71,6 @@ __all__ = ["CommitRequest", "GroupCoordinator", "GroupStatistics", "group_coordi
 log = logging.getLogger("loosely.broker.groups")
 
 SERVICE: Final = "groups"
-_TIMER_DELAY_MIN_S: Final = 0.001
 
 
 @dataclass(slots=True)
@@ -118,9 +118,8 @@ class GroupCoordinator:
         self._ctx: BrokerContext | None = None
         self._store: OffsetStore | None = None
         self.groups: dict[GroupId, _Entry] = {}
-        self._timers: dict[GroupId, asyncio.TimerHandle] = {}
-        self._waiting: dict[RequestId, asyncio.Future[Response]] = {}
-        self._next_request = 0
+        self._timers: Timers[GroupId] = Timers(self._on_timer)
+        self._waiting: Waiting[Response] = Waiting()
         self._expiry_task: asyncio.Task[None] | None = None
         self._counters = _Counters()
         self.limits = GroupLimits()
@@ -156,13 +155,8 @@ class GroupCoordinator:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry_task
-        for h in self._timers.values():
-            h.cancel()
-        self._timers.clear()
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.cancel()
-        self._waiting.clear()
+        self._timers.cancel_all()
+        self._waiting.cancel_all()
 
     def _restore_groups(self) -> None:
         now = self.ctx.clock.monotonic_ms()
@@ -235,9 +229,7 @@ class GroupCoordinator:
     def _apply(self, gid: GroupId, effects: list[Effect]) -> None:
         for eff in effects:
             if isinstance(eff, Reply):
-                fut = self._waiting.pop(eff.request, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(eff.response)
+                self._waiting.answer(eff.request, eff.response)
             elif isinstance(eff, StoreGroup):
                 error = self._store_group(gid, eff)
                 self._run(gid, Stored(eff.then, error), may_tick=False)
@@ -273,20 +265,11 @@ class GroupCoordinator:
         return ErrorCode.none
 
     def _schedule(self, gid: GroupId) -> None:
-        old = self._timers.pop(gid, None)
-        if old is not None:
-            old.cancel()
         entry = self.groups.get(gid)
-        if entry is None:
-            return
-        due = next_deadline(entry.state)
-        if due is None:
-            return
-        delay_s = max((due - self.ctx.clock.monotonic_ms()) / 1000, _TIMER_DELAY_MIN_S)
-        self._timers[gid] = asyncio.get_running_loop().call_later(delay_s, self._on_timer, gid)
+        due = next_deadline(entry.state) if entry is not None else None
+        self._timers.set(gid, None if due is None else due - self.ctx.clock.monotonic_ms())
 
     def _on_timer(self, gid: GroupId) -> None:
-        self._timers.pop(gid, None)
         if gid in self.groups:
             try:
                 self._run(gid, Tick())
@@ -302,11 +285,8 @@ class GroupCoordinator:
 
     async def _ask(self, gid: GroupId, event: Callable[[RequestId], Event]) -> Response:
         """Run the event made for a new request id; wait for its reply (which may need other members first)."""
-        self._next_request += 1
-        rid = RequestId(self._next_request)
-        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
-        self._run(gid, event(rid))
+        rid, fut = self._waiting.new()
+        self._run(gid, event(RequestId(rid)))
         return await fut
 
     # --- membership APIs -----------------------------------------------------------------------------------
@@ -425,9 +405,7 @@ class GroupCoordinator:
 
     def _drop(self, gid: GroupId) -> None:
         self.groups.pop(gid, None)
-        h = self._timers.pop(gid, None)
-        if h is not None:
-            h.cancel()
+        self._timers.set(gid, None)
 
     # --- offsets -------------------------------------------------------------------------------------------
 

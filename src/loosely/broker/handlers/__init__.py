@@ -12,6 +12,7 @@ from loosely.broker.handlers import (
     metadata,
     offsets,
     produce,
+    txn,
 )
 
 __all__ = ["all_handlers"]
@@ -19,6 +20,6 @@ __all__ = ["all_handlers"]
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets):
+    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, txn):
         table.update(module.HANDLERS)
     return table

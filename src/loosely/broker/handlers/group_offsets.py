@@ -17,7 +17,7 @@ from loosely.broker.handlers.groups import td_ms
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 
-__all__ = ["HANDLERS", "partition_errors"]
+__all__ = ["HANDLERS", "commit_requests", "committed_topics", "partition_errors"]
 
 DEFAULT_RETENTION = -1  # OffsetCommit v2-v4 retention_time_ms: use the broker's offsets.retention
 
@@ -32,6 +32,49 @@ def partition_errors(ctx: BrokerContext, topics: list[tuple[str, list[int]]]) ->
     return out
 
 
+def commit_requests(request: Request, errors: dict[TopicPartition, ErrorCode]) -> list[CommitRequest]:
+    """The partitions of an (Txn)OffsetCommit request, minus those already refused."""
+    return [
+        CommitRequest(
+            t.name,
+            p.partition_index,
+            int(p.committed_offset),
+            int(getattr(p, "committed_leader_epoch", -1)),
+            p.committed_metadata,
+        )
+        for t in request.topics
+        for p in t.partitions
+        if (t.name, p.partition_index) not in errors
+    ]
+
+
+def committed_topics(
+    resp: Response,
+    wanted: list[tuple[str, list[int]]],
+    group_error: ErrorCode,
+    errors: dict[TopicPartition, ErrorCode],
+    *,
+    classes: tuple[str, str],
+) -> tuple[object, ...]:
+    """The topics of an (Txn)OffsetCommit answer (``classes``: the response's nested topic and partition class
+    names): the group's error on every partition, else each one's own."""
+    return tuple(
+        build(
+            getattr(resp, classes[0]),
+            name=name,
+            partitions=tuple(
+                build(
+                    getattr(resp, classes[1]),
+                    partition_index=p,
+                    error_code=group_error if group_error != ErrorCode.none else errors.get((name, p), ErrorCode.none),
+                )
+                for p in parts
+            ),
+        )
+        for name, parts in wanted
+    )
+
+
 async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     v = header.api_version
     resp = Response.of(ApiKey.OFFSET_COMMIT, v)
@@ -44,18 +87,7 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
     elif coord is None:
         group_error = ErrorCode.coordinator_not_available
     else:
-        commits = [
-            CommitRequest(
-                t.name,
-                p.partition_index,
-                int(p.committed_offset),
-                int(getattr(p, "committed_leader_epoch", -1)),
-                p.committed_metadata,
-            )
-            for t in request.topics
-            for p in t.partitions
-            if (t.name, p.partition_index) not in errors
-        ]
+        commits = commit_requests(request, errors)
         retention = getattr(request, "retention_time", None)
         retention_ms = td_ms(retention) if retention is not None else DEFAULT_RETENTION
         expire = ctx.clock.now_ms() + retention_ms if retention_ms != DEFAULT_RETENTION else NO_TIMESTAMP
@@ -71,20 +103,8 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
         errors.update(per)
     if group_error != ErrorCode.none:
         ctx.count_error(ApiKey.OFFSET_COMMIT)
-    topics = tuple(
-        build(
-            resp.OffsetCommitResponseTopic,
-            name=name,
-            partitions=tuple(
-                build(
-                    resp.OffsetCommitResponsePartition,
-                    partition_index=p,
-                    error_code=group_error if group_error != ErrorCode.none else errors.get((name, p), ErrorCode.none),
-                )
-                for p in parts
-            ),
-        )
-        for name, parts in wanted
+    topics = committed_topics(
+        resp, wanted, group_error, errors, classes=("OffsetCommitResponseTopic", "OffsetCommitResponsePartition")
     )
     return resp.make(throttle_time=NO_THROTTLE, topics=topics)
 

@@ -1,0 +1,193 @@
+"""InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and TxnOffsetCommit.
+
+InitProducerId without a transactional id serves the idempotent producer (Java and kafka-python turn it on by
+default): a fresh producer id at epoch 0, every time. With one it goes to the transaction coordinator
+(:mod:`loosely.broker.transactions`). AddPartitionsToTxn answers UNKNOWN_TOPIC_OR_PARTITION for partitions the
+broker does not have and OPERATION_NOT_ATTEMPTED for the others of that request, as Kafka does. TxnOffsetCommit
+checks the producer with the transaction coordinator, then the group membership with the group coordinator, and
+writes the offsets as part of the transaction (they apply when its COMMIT marker is written).
+"""
+
+from __future__ import annotations
+
+from loosely.broker import internal
+from loosely.broker.context import BrokerContext, Request
+from loosely.broker.groups.coordinator import group_coordinator
+from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.handlers.group_offsets import commit_requests, committed_topics, partition_errors
+from loosely.broker.handlers.groups import td_ms
+from loosely.broker.producers import producer_state
+from loosely.broker.transactions.coordinator import transaction_coordinator
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.storage.log import LogError
+
+__all__ = ["HANDLERS"]
+
+NO_PRODUCER_ID = -1
+
+
+async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.INIT_PRODUCER_ID, header.api_version)
+
+    def answer(error: ErrorCode, pid: int = NO_PRODUCER_ID, epoch: int = -1) -> object:
+        if error != ErrorCode.none:
+            ctx.count_error(ApiKey.INIT_PRODUCER_ID)
+        return resp.make(throttle_time=NO_THROTTLE, error_code=error, producer_id=pid, producer_epoch=epoch)
+
+    producers = producer_state(ctx)
+    if producers is None or producers.ids is None:
+        return answer(ErrorCode.coordinator_not_available)
+    tid = request.transactional_id
+    if tid is None:
+        try:
+            return answer(ErrorCode.none, producers.ids.allocate(), 0)
+        except OSError:
+            return answer(ErrorCode.coordinator_not_available)
+    timeout_ms = td_ms(request.transaction_timeout)
+    if not tid:
+        return answer(ErrorCode.invalid_request)
+    if not 0 < timeout_ms <= ctx.config.transaction_timeout_ms_max:
+        return answer(ErrorCode.invalid_transaction_timeout)
+    coord = transaction_coordinator(ctx)
+    if coord is None:
+        return answer(ErrorCode.coordinator_not_available)
+    pid = int(getattr(request, "producer_id", NO_PRODUCER_ID))
+    expected = (pid, int(request.producer_epoch)) if pid != NO_PRODUCER_ID else None
+    r = await coord.init_producer_id(str(tid), timeout_ms, expected)
+    return answer(r.error, r.producer_id, r.producer_epoch)
+
+
+async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.ADD_PARTITIONS_TO_TXN, header.api_version)
+    wanted = [(t.name, [int(p) for p in t.partitions]) for t in request.v3_and_below_topics]
+    errors = partition_errors(ctx, wanted)
+    coord = transaction_coordinator(ctx)
+    if errors:
+        code = {
+            tp: errors.get(tp, ErrorCode.operation_not_attempted)
+            for name, ps in wanted
+            for tp in [(name, p) for p in ps]
+        }
+    elif coord is None:
+        code = {(name, p): ErrorCode.coordinator_not_available for name, ps in wanted for p in ps}
+    else:
+        r = await coord.add_partitions(
+            str(request.v3_and_below_transactional_id),
+            int(request.v3_and_below_producer_id),
+            int(request.v3_and_below_producer_epoch),
+            frozenset((name, p) for name, ps in wanted for p in ps),
+        )
+        code = {(name, p): r.error for name, ps in wanted for p in ps}
+    if any(c != ErrorCode.none for c in code.values()):
+        ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
+    results = tuple(
+        build(
+            resp.AddPartitionsToTxnTopicResult,
+            name=name,
+            results_by_partition=tuple(
+                build(resp.AddPartitionsToTxnPartitionResult, partition_index=p, partition_error_code=code[(name, p)])
+                for p in ps
+            ),
+        )
+        for name, ps in wanted
+    )
+    return resp.make(throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=results, error_code=ErrorCode.none)
+
+
+def _offsets_partition(ctx: BrokerContext, group_id: str) -> int | None:
+    """The group's partition of ``__consumer_offsets`` (created if need be), or None if it cannot be."""
+    coord = group_coordinator(ctx)
+    if coord is None:
+        return None
+    try:
+        coord.ensure_ready()
+    except LogError:
+        return None
+    return coord.store.partition_of(group_id)
+
+
+async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.ADD_OFFSETS_TO_TXN, header.api_version)
+    coord = transaction_coordinator(ctx)
+    partition = _offsets_partition(ctx, str(request.group_id))
+    if not request.group_id:
+        error = ErrorCode.invalid_group_id
+    elif coord is None or partition is None:
+        error = ErrorCode.coordinator_not_available
+    else:
+        r = await coord.add_partitions(
+            str(request.transactional_id),
+            int(request.producer_id),
+            int(request.producer_epoch),
+            frozenset({(internal.CONSUMER_OFFSETS, partition)}),
+        )
+        error = r.error
+    if error != ErrorCode.none:
+        ctx.count_error(ApiKey.ADD_OFFSETS_TO_TXN)
+    return resp.make(throttle_time=NO_THROTTLE, error_code=error)
+
+
+async def handle_end_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.END_TXN, header.api_version)
+    coord = transaction_coordinator(ctx)
+    if coord is None:
+        error = ErrorCode.coordinator_not_available
+    elif not request.transactional_id:
+        error = ErrorCode.invalid_request
+    else:
+        r = await coord.end_txn(
+            str(request.transactional_id),
+            int(request.producer_id),
+            int(request.producer_epoch),
+            bool(request.committed),
+        )
+        error = r.error
+    if error != ErrorCode.none:
+        ctx.count_error(ApiKey.END_TXN)
+    return resp.make(throttle_time=NO_THROTTLE, error_code=error)
+
+
+async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.TXN_OFFSET_COMMIT, header.api_version)
+    wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
+    errors = partition_errors(ctx, wanted)
+    txns = transaction_coordinator(ctx)
+    groups = group_coordinator(ctx)
+    partition = _offsets_partition(ctx, str(request.group_id))
+    error = ErrorCode.none
+    if not request.group_id:
+        error = ErrorCode.invalid_group_id
+    elif txns is None or groups is None or partition is None:
+        error = ErrorCode.coordinator_not_available
+    else:
+        error = txns.verify_offsets(
+            str(request.transactional_id), int(request.producer_id), int(request.producer_epoch), partition
+        )
+    if error == ErrorCode.none and groups is not None:
+        commits = commit_requests(request, errors)
+        error, per = groups.commit_transactional_offsets(
+            str(request.group_id),
+            member_id=str(getattr(request, "member_id", "")),
+            instance_id=getattr(request, "group_instance_id", None),
+            generation=int(getattr(request, "generation_id", -1)),
+            producer_id=int(request.producer_id),
+            producer_epoch=int(request.producer_epoch),
+            partitions=commits,
+        )
+        errors.update(per)
+    if error != ErrorCode.none:
+        ctx.count_error(ApiKey.TXN_OFFSET_COMMIT)
+    topics = committed_topics(
+        resp, wanted, error, errors, classes=("TxnOffsetCommitResponseTopic", "TxnOffsetCommitResponsePartition")
+    )
+    return resp.make(throttle_time=NO_THROTTLE, topics=topics)
+
+
+HANDLERS = {
+    ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
+    ApiKey.ADD_PARTITIONS_TO_TXN: handle_add_partitions_to_txn,
+    ApiKey.ADD_OFFSETS_TO_TXN: handle_add_offsets_to_txn,
+    ApiKey.END_TXN: handle_end_txn,
+    ApiKey.TXN_OFFSET_COMMIT: handle_txn_offset_commit,
+}
