@@ -123,3 +123,48 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass(frozen=True)
+class Sphinx:
+    host: str
+    port: int
+    indexes: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
+    """Sphinx 2.2 ``searchd`` (Debian ``sphinxsearch``) with real-time indexes for the views, SphinxQL on loopback."""
+    from loosely.views._sphinx import index_config
+
+    searchd = shutil.which("searchd")
+    assert searchd, "Sphinx is not installed (Debian sphinxsearch; scripts/bootstrap --dev installs it)"
+    d = tmp_path_factory.mktemp("sphinx")
+    port = free_port()
+    indexes = ("views_unit", "views_crash", "views_cluster")
+    fields = ("title", "body")
+    conf = d / "sphinx.conf"
+    conf.write_text(
+        "".join(index_config(i, str(d / i), fields) for i in indexes)
+        + "searchd\n{\n"
+        f"    listen = 127.0.0.1:{port}:mysql41\n    log = {d}/searchd.log\n    query_log = {d}/query.log\n"
+        f"    pid_file = {d}/searchd.pid\n    binlog_path = {d}\n    binlog_flush = 1\n    workers = threads\n"
+        "}\n"
+    )
+    log = d / "console.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([searchd, "--config", str(conf), "--console"], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=d, start_new_session=True)
+    try:
+        import pymysql
+
+        wait_for(lambda: bool(pymysql.connect(host="127.0.0.1", port=port).ping() is None), "searchd", log)
+        yield Sphinx("127.0.0.1", port, indexes, fields)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -55,4 +55,9 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         endpoint = q.get("endpoint", [None])[0]
         return DocumentSink(S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint), **options)
+    if scheme == "sphinx":
+        from loosely.views._sphinx import SphinxSink  # noqa: PLC0415 - optional dependency (pymysql)
+
+        return SphinxSink(parsed.hostname or "127.0.0.1", parsed.port or 9306, parsed.path.strip("/"),
+                          fields=_fields(q, "fields"), **options)
     raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")

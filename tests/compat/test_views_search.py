@@ -1,0 +1,132 @@
+"""Full-text search views: SQLite FTS5 (embedded default, exactly-once) and a real Sphinx searchd (idempotent),
+each under a kill -9 loop, compared with the reference computed from the topic, documents and search counts.
+
+Event count: ``LOOSELY_VIEWS_CRASH_EVENTS`` (default 20 000 for CI; the 1M runs are in docs/views.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compat.test_views_documents import committed
+from loosely.broker.server import BrokerThread
+from loosely.views import Batch, Delete, Put, SqliteSink, TopicPartition, latest_by_key
+from loosely.views._sphinx import SphinxSink
+from views import services
+from views.crashkit import (
+    WORDS,
+    Reference,
+    Runners,
+    crash_events,
+    crash_kills,
+    crash_loop,
+    create_topic,
+    produce_events,
+    record_result,
+    reference,
+)
+from views.services import Sphinx
+
+sphinx = services.sphinx  # the fixture
+
+TP = TopicPartition("t", 0)
+
+
+def expected_docs(ref: Reference) -> dict[str, object]:
+    return {k: {"title": v["title"], "body": v["body"], "seq": v["seq"]} for k, v in ref.last.items()}
+
+
+def word_counts(ref: Reference) -> dict[str, int]:
+    """How many keys' latest title has each word: what a search for that word must find."""
+    return {w: sum(1 for v in ref.last.values() if w in str(v["title"]).split()) for w in WORDS}
+
+
+def test_fts5_search_follows_upserts_and_deletes(tmp_path: Path) -> None:
+    sink = SqliteSink(str(tmp_path / "s.db"), search=("title", "body"))
+    sink.open(latest_by_key("products", ["t"]))
+    sink.apply(Batch.build([(TP, 0, 0, Put("p1", {"title": "Red running shoes", "body": "light"})),
+                            (TP, 1, 0, Put("p2", {"title": "Blue boots", "body": "waterproof leather"})),
+                            (TP, 2, 0, Put("p3", {"title": "Red socks", "body": "wool"}))]))
+    sink.switch("products", 1)
+    assert [k for k, _ in sink.search_docs("products", "red")] in (["p1", "p3"], ["p3", "p1"])
+    assert [k for k, _ in sink.search_docs("products", "run")] == ["p1"]  # porter stemming
+    sink.apply(Batch.build([(TP, 3, 0, Put("p1", {"title": "Green shoes", "body": "light"})),
+                            (TP, 4, 0, Delete("p3"))], starts={TP: 3}))
+    assert sink.search_docs("products", "red") == []
+    assert [k for k, _ in sink.search_docs("products", "shoes")] == ["p1"]
+
+
+def test_sphinx_replays_are_no_ops(sphinx: Sphinx) -> None:
+    sink = SphinxSink(sphinx.host, sphinx.port, "views_unit", fields=sphinx.fields)
+    sink.open(latest_by_key("products", ["t"]))
+    batch = Batch.build([(TP, 0, 0, Put("p1", {"title": "Red running shoes", "body": "light"})),
+                         (TP, 1, 0, Put("p2", {"title": "Blue boots", "body": "waterproof"})),
+                         (TP, 2, 0, Put("p1", {"title": "Red shoes", "body": "v2"}))])
+    sink.apply(batch)
+    sink.apply(batch)
+    sink.apply(Batch.build([(TP, 0, 0, Put("p1", {"title": "stale", "body": "replayed"}))]))
+    assert sink.get("products", "p1") == {"title": "Red shoes", "body": "v2"}
+    assert [k for k, _ in sink.search_docs("products", "red")] == ["p1"]
+    assert sink.count("shoe") == 1  # stem_en
+    sink.apply(Batch.build([(TP, 3, 0, Delete("p1"))]))
+    assert sink.count("red") == 0 and sink.count() == 1
+    with pytest.raises(ValueError, match="JSON objects"):
+        sink.apply(Batch.build([(TP, 4, 0, Put("p9", "not an object"))]))
+    sink.close()
+
+
+@pytest.mark.slow
+def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    events = crash_events(20_000)
+    create_topic(loosely.bootstrap_servers, topic, 4)
+    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    ref = reference(loosely.bootstrap_servers, topic)
+    db = tmp_path / "search.db"
+    procs = Runners(["views.crash_views:documents", "--sink", f"sqlite://{db}?search=title,body", "-b",
+                     loosely.bootstrap_servers, "--batch-records", "2000", "--session-timeout-ms", "6000"],
+                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "docs"}, tmp_path)
+
+    def done() -> bool:
+        if not db.exists():
+            return False
+        s = SqliteSink(str(db))
+        try:
+            infos = s.versions("docs")
+            return bool(infos) and all(infos[0].positions.get(TopicPartition(t, p), 0) >= o
+                                       for (t, p), o in ref.ends.items() if o > 0)
+        finally:
+            s.close()
+
+    report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
+    record_result("sqlite-fts5", events, 1, report)
+    s = SqliteSink(str(db), search=("title", "body"))
+    assert dict(s.scan("docs", limit=10**9, version=1)) == expected_docs(ref)
+    for word, n in word_counts(ref).items():
+        assert len(s.search_docs("docs", word, limit=10**9, version=1)) == n, word
+    s.close()
+
+
+@pytest.mark.slow
+def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path, topic: str) -> None:
+    events = crash_events(20_000)
+    create_topic(loosely.bootstrap_servers, topic, 4)
+    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    ref = reference(loosely.bootstrap_servers, topic)
+    url = f"sphinx://{sphinx.host}:{sphinx.port}/views_crash?fields=title,body"
+    procs = Runners(["views.crash_views:documents", "--sink", url, "-b", loosely.bootstrap_servers,
+                     "--batch-records", "2000", "--session-timeout-ms", "6000"],
+                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "docs"}, tmp_path)
+
+    def done() -> bool:
+        got = committed(loosely.bootstrap_servers, "loosely.view.docs.v1", topic)
+        return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
+
+    report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
+    record_result("sphinx", events, 1, report)
+    s = SphinxSink(sphinx.host, sphinx.port, "views_crash", fields=sphinx.fields)
+    assert s.all_docs() == expected_docs(ref)
+    for word, n in word_counts(ref).items():
+        assert s.count(word) == n, word
+    s.close()
