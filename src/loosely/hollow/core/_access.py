@@ -243,7 +243,17 @@ class GenericSet(GenericRecord):
             yield _wrap(self._records, element_state, o)
 
     def contains_ordinal(self, element: int) -> bool:
-        """Java ``contains(ordinal, value)``: probes from ``hashInt(element)``."""
+        """Whether the set holds the record with this ordinal.
+
+        A set with a hash key placed its elements by the key's hash, so the element's key is read and probed
+        for; otherwise the probe starts at ``hashInt(element)`` (Java ``contains(ordinal, value)``).
+        """
+        paths = self._records.hash_key(self.state.schema)
+        if paths:
+            key = record_key(self._records, paths, element)
+            if None in key:
+                return element in self.state.view.elements(self.ordinal)
+            return element in self.state.view.probe(self.ordinal, key_hash(key, paths))
         return element in self.state.view.probe(self.ordinal, hash_int(element))
 
     def __contains__(self, item: object) -> bool:
@@ -300,8 +310,18 @@ class GenericMap(GenericRecord):
         return (v for _, v in self.items())
 
     def get_ordinal(self, key_ordinal: int) -> int | None:
-        """Java ``get(ordinal, keyOrdinal)``: the value ordinal for a key ordinal, or None."""
-        for k, v in self.state.view.map_probe(self.ordinal, hash_int(key_ordinal)):
+        """The value ordinal for a key ordinal, or None (Java ``get(ordinal, keyOrdinal)``).
+
+        A map with a hash key placed its entries by the key record's hash key, so that is what is probed for.
+        """
+        paths = self._records.hash_key(self.state.schema)
+        h = hash_int(key_ordinal)
+        if paths:
+            key = record_key(self._records, paths, key_ordinal)
+            if None in key:
+                return dict(self.entry_ordinals()).get(key_ordinal)
+            h = key_hash(key, paths)
+        for k, v in self.state.view.map_probe(self.ordinal, h):
             if k == key_ordinal:
                 return v
         return None
