@@ -36,3 +36,14 @@ def _document(r: Record[bytes, dict[str, object]]) -> Change | None:
 def documents() -> View[bytes, dict[str, object]]:
     """Latest document per key, for the search and document sinks (``Put`` only)."""
     return View(os.environ.get("LOOSELY_CRASH_VIEW", "docs"), 1, _topic(), _document, value=JSON)
+
+
+def _point(r: Record[bytes, dict[str, object]]) -> Change | None:
+    if r.key is None or r.value is None:
+        return None
+    return Put(r.key.decode(), {"seq": r.value["seq"]})
+
+
+def points() -> View[bytes, dict[str, object]]:
+    """One point per record, for the InfluxDB sink."""
+    return View(os.environ.get("LOOSELY_CRASH_VIEW", "points"), 1, _topic(), _point, value=JSON)

@@ -168,3 +168,66 @@ def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+    target_port: int  # what the test's metrics endpoint must listen on: Prometheus scrapes it every second
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """Debian's Prometheus, scraping 127.0.0.1:<target_port> every second."""
+    exe = shutil.which("prometheus")
+    assert exe, "Prometheus is not installed (Debian prometheus; scripts/bootstrap --dev installs it)"
+    port, target = free_port(), free_port()
+    conf = tmp_path / "prometheus.yml"
+    conf.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: views\n    scrape_timeout: 1s\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n")
+    log = tmp_path / "prometheus.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [exe, f"--config.file={conf}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), "prometheus", log)
+        yield Prometheus(f"http://127.0.0.1:{port}", target)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@dataclass(frozen=True)
+class InfluxDB:
+    url: str
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """Debian's InfluxDB 1.x with reporting disabled, HTTP on a loopback port."""
+    exe = shutil.which("influxd")
+    assert exe, "InfluxDB is not installed (Debian influxdb; scripts/bootstrap --dev installs it)"
+    d = tmp_path_factory.mktemp("influxdb")
+    port, rpc = free_port(), free_port()
+    conf = d / "influxdb.conf"
+    conf.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+        f'[meta]\n  dir = "{d}/meta"\n[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n'
+        '  query-log-enabled = false\n  max-series-per-database = 0\n  max-values-per-tag = 0\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        '[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n'
+    )
+    log = d / "influxd.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([exe, "-config", str(conf)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: urllib.request.urlopen(f"{url}/ping", timeout=2).status == 204, "influxd", log)
+        yield InfluxDB(url)
+    finally:
+        proc.terminate()
+        proc.wait(30)

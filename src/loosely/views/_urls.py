@@ -60,4 +60,13 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         return SphinxSink(parsed.hostname or "127.0.0.1", parsed.port or 9306, parsed.path.strip("/"),
                           fields=_fields(q, "fields"), **options)
+    if scheme == "prometheus":
+        from loosely.views._metrics import PrometheusSink  # noqa: PLC0415
+
+        return PrometheusSink(parsed.hostname or "127.0.0.1", parsed.port or 0, **options)
+    if scheme == "influxdb":
+        from loosely.views._metrics import InfluxSink  # noqa: PLC0415
+
+        host = f"http://{parsed.hostname or '127.0.0.1'}:{parsed.port or 8086}"
+        return InfluxSink(host, parsed.path.strip("/"), **options)
     raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")

@@ -1,0 +1,158 @@
+"""Metrics sinks against Debian's Prometheus (scraping the view's endpoint) and InfluxDB, under kill -9 loops.
+
+The Prometheus sink rebuilds its in-memory state from the beginning after each kill; the final values that
+Prometheus scraped must equal the reference. The InfluxDB sink writes one point per record with a deterministic
+identity, so the points per key and the last value per key must equal the reference whatever was replayed.
+Event count: ``LOOSELY_VIEWS_CRASH_EVENTS`` (default 20 000 for CI; the 1M runs are in docs/views.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from compat.test_views_documents import committed, expected_rows
+from loosely.broker.server import BrokerThread
+from loosely.views import Add, Batch, Put, TopicPartition
+from loosely.views._metrics import InfluxSink, PrometheusSink
+from loosely.views._model import View
+from views import services
+from views.crashkit import (
+    Runners,
+    crash_events,
+    crash_kills,
+    crash_loop,
+    create_topic,
+    produce_events,
+    record_result,
+    reference,
+)
+from views.services import InfluxDB, Prometheus
+
+prometheus = services.prometheus  # fixtures
+influxdb = services.influxdb
+
+TP = TopicPartition("t", 0)
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body: dict[str, object] = json.loads(r.read())
+        return body
+
+
+def prom_query(prom: Prometheus, q: str) -> list[dict[str, object]]:
+    body = get_json(f"{prom.url}/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+    return body["data"]["result"]  # type: ignore[index,no-any-return]
+
+
+def scrape_values(port: int, view: str) -> tuple[dict[str, float], dict[tuple[str, int], int]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values: dict[str, float] = {}
+    positions: dict[tuple[str, int], int] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "loosely_view_value" and s.labels["view"] == view:
+                values[s.labels["key"]] = s.value
+            if s.name == "loosely_view_position":
+                positions[(s.labels["topic"], int(s.labels["partition"]))] = int(s.value)
+    return values, positions
+
+
+def test_prometheus_sink_applies_whole_batches(prometheus: Prometheus) -> None:
+    sink = PrometheusSink("127.0.0.1", prometheus.target_port)
+    sink.open(View("unit", 1, ("t",), lambda r: None))
+    sink.apply(Batch.build([(TP, 0, 0, Add("a", 2)), (TP, 1, 0, Put("b", 1.5))]))
+    with pytest.raises(ValueError, match="hold numbers"):
+        sink.apply(Batch.build([(TP, 2, 0, Add("a", 1)), (TP, 3, 0, Put("c", "text"))], starts={TP: 2}))
+    assert scrape_values(sink.port, "unit") == ({"a": 2.0, "b": 1.5}, {("t", 0): 2})  # nothing of the bad batch
+    deadline = time.monotonic() + 30
+    while not prom_query(prometheus, 'loosely_view_value{view="unit",key="a"}'):
+        assert time.monotonic() < deadline, "Prometheus never scraped the view"
+        time.sleep(0.5)
+    assert prom_query(prometheus, 'loosely_view_value{view="unit",key="a"}')[0]["value"][1] == "2"  # type: ignore[index]
+    sink.close()
+
+
+@pytest.mark.slow
+def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tmp_path: Path, topic: str) -> None:
+    events = crash_events(20_000)
+    create_topic(loosely.bootstrap_servers, topic, 4)
+    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    ref = reference(loosely.bootstrap_servers, topic)
+    want = {k: float(v) for k, v in expected_rows(ref).items()}  # type: ignore[arg-type]
+    url = f"prometheus://127.0.0.1:{prometheus.target_port}"
+    procs = Runners(["views.crash_views:combined", "--sink", url, "-b", loosely.bootstrap_servers,
+                     "--batch-records", "5000"],
+                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "promcrash"}, tmp_path)
+
+    caught_up_at: list[float] = []
+    seen: dict[str, float] = {}
+
+    def done() -> bool:
+        """Caught up, then three scrapes later read what Prometheus holds (before the runner stops: a stopped
+        target's series go stale)."""
+        if not caught_up_at:
+            try:
+                _, positions = scrape_values(prometheus.target_port, "promcrash")
+            except OSError:
+                return False
+            if all(positions.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0):
+                caught_up_at.append(time.monotonic())
+            return False
+        if time.monotonic() - caught_up_at[0] < 3.5:
+            return False
+        for r in prom_query(prometheus, 'loosely_view_value{view="promcrash"}'):
+            seen[r["metric"]["key"]] = float(r["value"][1])  # type: ignore[index]
+        return True
+
+    report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(1.0, 4.0))
+    record_result("prometheus", events, 1, report)
+    wrong = {k: (seen.get(k), v) for k, v in want.items() if seen.get(k) != v}
+    assert seen.keys() == want.keys() and not wrong, (len(seen), len(want), list(wrong.items())[:5])
+
+
+@pytest.mark.slow
+def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path: Path, topic: str) -> None:
+    events = crash_events(20_000)
+    create_topic(loosely.bootstrap_servers, topic, 4)
+    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    ref = reference(loosely.bootstrap_servers, topic)
+    db = f"views_{topic[2:]}"
+    url = f"influxdb://{influxdb.url.split('//')[1]}/{db}"
+    procs = Runners(["views.crash_views:points", "--sink", url, "-b", loosely.bootstrap_servers,
+                     "--batch-records", "5000", "--session-timeout-ms", "6000"],
+                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "points"}, tmp_path)
+
+    def done() -> bool:
+        got = committed(loosely.bootstrap_servers, "loosely.view.points.v1", topic)
+        return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
+
+    report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
+    record_result("influxdb", events, 1, report)
+    q = 'SELECT count("seq"), last("seq") FROM "points" GROUP BY "key"'
+    body = get_json(f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"}))
+    got = {}
+    for series in body["results"][0].get("series", []):  # type: ignore[index]
+        (_, count, last), = series["values"]
+        got[series["tags"]["key"]] = (count, last)
+    want = {k: (n, ref.last[k]["seq"]) for k, n in ref.counts.items()}
+    wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    assert got.keys() == want.keys() and not wrong, (len(got), len(want), list(wrong.items())[:5])
+
+
+def test_influx_sink_rejects_values_without_fields(influxdb: InfluxDB) -> None:
+    sink = InfluxSink(influxdb.url, "unit")
+    sink.open(View("unit", 1, ("t",), lambda r: None))
+    with pytest.raises(ValueError, match="no number, boolean or string"):
+        sink.apply(Batch.build([(TP, 0, 0, Put("a", {"nested": {"x": 1}}))]))
+    sink.apply(Batch.build([(TP, 0, 0, Put("a", {"n": 1, "s": "x y"})), (TP, 1, 0, Add("a", 2))]))
+    body = get_json(f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": "unit", "q": 'SELECT * FROM "unit"'}))
+    assert len(body["results"][0]["series"][0]["values"]) == 2  # type: ignore[index]
