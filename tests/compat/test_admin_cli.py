@@ -9,9 +9,8 @@ import sys
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from loosely.protocol.messages import ApiKey
-
 from compat._support import Cluster
+from loosely.protocol.messages import ApiKey
 
 
 def loosely(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ loosely's default, loosely with ``consistent_random`` against kcat's default.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from compat._support import Cluster, create_topic
+from loosely.protocol.messages import ApiKey
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main", "kcat"]
 
@@ -31,8 +33,10 @@ def kcat(*args: str, stdin: bytes | None = b"", timeout: float = 60) -> subproce
     return run(["kcat"], list(args), stdin, timeout)
 
 
-def loosely(*args: str, stdin: bytes | None = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    return run(LOOSELY, list(args), stdin, timeout)
+def loosely(*args: str, stdin: bytes | None = b"", timeout: float = 60, native: bool = True
+            ) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "LOOSELY_KCAT_FASTPATH": "1" if native else "0"}
+    return subprocess.run([*LOOSELY, *args], input=stdin, capture_output=True, timeout=timeout, check=False, env=env)
 
 
 def same(*args: str, stdin: bytes | None = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -74,10 +78,16 @@ def produce_both(c: Cluster, topic: str, args: list[str], stdin: bytes, *, parti
     return a, m
 
 
-def fails_on_loosely_until_issue_3(request: pytest.FixtureRequest, cluster: Cluster, reason: str) -> None:
-    """The test runs in full on loosely too and must fail there until issue #3 lands (then XPASS fails the run)."""
+def fails_on_loosely_until_issue_3(
+    request: pytest.FixtureRequest, cluster: Cluster, needs: tuple[int, ...], reason: str
+) -> None:
+    """On a loosely broker that lacks the APIs of issue #3 the test still runs in full and must fail (strict
+    xfail); once the broker handles ``needs`` it must pass like on Apache Kafka."""
     if cluster.kind == "loosely":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        assert cluster.broker is not None
+        missing = [k for k in needs if k not in cluster.broker.broker.handlers]
+        if missing:
+            request.applymarker(pytest.mark.xfail(strict=True, reason=f"{reason}: api keys {missing} missing"))
 
 
 TALK = b"".join(b'%d,{"id":"%d", value: "bar"}\n' % (i, i) for i in range(1, 2001))
@@ -149,7 +159,9 @@ def test_produce_files(cluster: Cluster, topic: str, tmp_path: Path) -> None:
 
 def test_transactional_produce(request: pytest.FixtureRequest, cluster: Cluster, topic: str) -> None:
     """kcat sends all of stdin in one transaction with -X transactional.id."""
-    fails_on_loosely_until_issue_3(request, cluster, "needs InitProducerId and transactions (issue #3)")
+    fails_on_loosely_until_issue_3(
+        request, cluster, (ApiKey.INIT_PRODUCER_ID, ApiKey.END_TXN), "transactions come with issue #3"
+    )
     args = ["-X", "transactional.id=" + topic, "-m", "10"]
     a, m = produce_both(cluster, topic, args, TALK)
     assert len(dump(cluster.bootstrap_servers, m).splitlines()) == 2000
@@ -316,7 +328,9 @@ def test_bad_input_same_exit_code(filled: tuple[str, str, list[int]], args: list
 
 
 def test_group_consumer_reads_everything_once(request: pytest.FixtureRequest, cluster: Cluster, topic: str) -> None:
-    fails_on_loosely_until_issue_3(request, cluster, "needs FindCoordinator/JoinGroup/SyncGroup/OffsetCommit (#3)")
+    fails_on_loosely_until_issue_3(
+        request, cluster, (ApiKey.FIND_COORDINATOR, ApiKey.JOIN_GROUP, ApiKey.OFFSET_COMMIT), "groups come with #3"
+    )
     b = cluster.bootstrap_servers
     create_topic(b, topic, 3)
     for p in range(3):
@@ -329,3 +343,34 @@ def test_group_consumer_reads_everything_once(request: pytest.FixtureRequest, cl
     fill(b, topic, b"late\n", "-p", "1")
     m2 = loosely("-b", b, "-G", f"{topic}-m", "-e", "-f", "%p %o %s\n", topic, timeout=20)
     assert m2.stdout == b"1 10 late\n"
+
+
+# --- the same plain command lines on the librdkafka path ----------------------------------------------------------
+
+
+def test_plain_commands_take_the_native_path(filled: tuple[str, str, list[int]]) -> None:
+    b, topic, _ = filled
+    r = loosely("-C", "-b", b, "-t", topic, "-e", "-v", "-v")
+    assert b"served by the native path" in r.stderr
+    r = loosely("-C", "-b", b, "-t", topic, "-e", "-J", "-v", "-v")
+    assert b"served by the native path" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["-K", ":"], ["-f", "%p %o %k %s %h %S %K\\n", "-Z"], ["-p", "1", "-o", "-2"]])
+def test_consume_on_librdkafka_path(filled: tuple[str, str, list[int]], args: list[str]) -> None:
+    b, topic, _ = filled
+    for p in ("0", "1", "2") if "-p" not in args else (None,):
+        argv = ["-C", "-b", b, "-t", topic, "-o", "beginning", "-e", *(["-p", p] if p else []), *args]
+        k, m = kcat(*argv), loosely(*argv, native=False)
+        assert (m.returncode, m.stdout) == (k.returncode, k.stdout), m.stderr
+
+
+def test_produce_on_librdkafka_path(cluster: Cluster, topic: str) -> None:
+    body = b"a:1\nb:\n:2\nnokey\n\n" + TALK[:3000]
+    a, m = f"{topic}-kcat", f"{topic}-loosely"
+    create_topic(cluster.bootstrap_servers, a, 1)
+    create_topic(cluster.bootstrap_servers, m, 1)
+    args = ["-K", ":", "-Z", "-H", "h=v", "-H", "n"]
+    assert kcat("-P", "-b", cluster.bootstrap_servers, "-t", a, *args, stdin=body).returncode == 0
+    assert loosely("-P", "-b", cluster.bootstrap_servers, "-t", m, *args, stdin=body, native=False).returncode == 0
+    assert dump(cluster.bootstrap_servers, m) == dump(cluster.bootstrap_servers, a)

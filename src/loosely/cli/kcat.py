@@ -18,37 +18,26 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    OFFSET_STORED,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-
+from loosely.clients import fastpath
 from loosely.clients.kcat_format import (
     NULL_STR,
     FormatError,
-    KafkaMessage,
-    compile_format,
-    dump_json,
     parse_delim,
     parse_format,
-    render_json,
 )
 from loosely.clients.partitioner import DEFAULT_PARTITIONER
 
 __all__ = ["main"]
 
 OPTSTRING = "PCG:LQt:p:b:z:o:eED:K:k:H:Od:qvF:X:c:Tuf:ZlVhs:r:Jm:U"
+# librdkafka's logical offsets (confluent_kafka.OFFSET_* have the same values)
+OFFSET_BEGINNING = -2
+OFFSET_END = -1
+OFFSET_STORED = -1000
 OFFSET_TAIL_BASE = -2000  # librdkafka's RD_KAFKA_OFFSET_TAIL(n) = -2000 - n
 OFFSET_INVALID = -1001
 PARTITION_UA = -1
@@ -396,500 +385,81 @@ def _client_config(conf: Conf) -> dict[str, Any]:
     return cfg
 
 
-def _kafka_error_text(e: KafkaException) -> str:
-    err = e.args[0] if e.args else None
-    if isinstance(err, KafkaError):
-        text: str = err.str()
-        return text
-    return str(e)
+# --- the native path ------------------------------------------------------------------------------------------
 
 
-def _make(factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any], what: str) -> Any:
-    try:
-        return factory(cfg)
-    except KafkaException as e:
-        text = _kafka_error_text(e)
-        if text.startswith(("No such configuration property", "Invalid value", "Configuration property")):
-            raise Fatal(text) from None
-        raise Fatal(f"Failed to create {what}: {text}") from None
-    except (TypeError, ValueError) as e:
-        raise Fatal(str(e)) from None
+_FAST_PRODUCER_PROPERTIES = frozenset({"compression.codec", "partitioner"})
 
 
-# --- producer -------------------------------------------------------------------------------------------------
+def _fast_enabled() -> bool:
+    return os.environ.get("LOOSELY_KCAT_FASTPATH", "1") != "0"
 
 
-def _delimited(chunks: Callable[[], bytes], delim: bytes) -> Any:
-    """Yield lists of complete records from a stream of input chunks (the last one may lack its delimiter)."""
-    rest = b""
-    while True:
-        data = chunks()
-        if not data:
-            if rest:
-                yield [rest]
-            return
-        buf = rest + data if rest else data
-        parts = buf.split(delim)
-        rest = parts.pop()
-        if parts:
-            yield parts
-
-
-def _stdin_chunks(fd: int) -> Callable[[], bytes]:
-    def read() -> bytes:
-        return os.read(fd, INPUT_CHUNK_BYTES)
-
-    return read
-
-
-def run_producer(conf: Conf, out: IO[bytes]) -> int:
-    cfg = _client_config(conf)
+def _try_fast_producer(conf: Conf) -> int | None:
+    """The native produce path (loosely.clients.fastpath) when it serves this command line exactly, else None."""
+    if not _fast_enabled() or conf.operands or conf.tee or not set(conf.rk) <= _FAST_PRODUCER_PROPERTIES:
+        return None
+    codec = str(conf.rk.get("compression.codec", "none"))
+    if codec not in fastpath.CODECS:
+        return None
+    assert conf.topic is not None and conf.brokers is not None
+    job = fastpath.ProduceJob(
+        bootstrap=conf.brokers, topic=conf.topic, delim=conf.delim, key_delim=conf.key_delim,
+        fixed_key=conf.fixed_key, null_empty=conf.null,
+        headers=[(n, v.encode() if isinstance(v, str) else v) for n, v in conf.headers],
+        partition=conf.partition, partitioner=str(conf.rk.get("partitioner", DEFAULT_PARTITIONER)), codec=codec,
+        limit=max(conf.msg_cnt, 0), timeout_s=conf.metadata_timeout_s or 5,
+    )
     failures = [0]
 
-    def on_delivery(err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            failures[0] += 1
-            _info(conf, 1, f"% Delivery failed for message: {err.str()}\n")
-
-    cfg["on_delivery"] = on_delivery
-    txn = bool(cfg.get("transactional.id"))
-    producer: Producer = _make(Producer, cfg, "producer")
-    timeout = conf.metadata_timeout_s
-    if txn:
-        _info(conf, 1, "% Using transactional producer\n")
-        try:
-            producer.init_transactions(timeout)
-        except KafkaException as e:
-            raise Fatal(f"init_transactions(): {_kafka_error_text(e)}") from None
-        producer.begin_transaction()
-    topic = conf.topic
-    assert topic is not None
-    partition = conf.partition
-    headers = conf.headers or None
-    sent = 0
-    limit = conf.msg_cnt
-    produce = producer.produce
-
-    def send(value: bytes | None, key: bytes | None) -> None:
-        while True:
-            try:
-                if partition == PARTITION_UA:
-                    produce(topic, value, key, headers=headers)
-                else:
-                    produce(topic, value, key, partition, headers=headers)
-                return
-            except BufferError:
-                producer.poll(0.005)
-            except KafkaException as e:
-                size = len(value) if value is not None else 0
-                raise Fatal(f"Failed to produce message ({size} bytes): {_kafka_error_text(e)}") from None
-
-    exit_code = 0
-    if conf.operands and not conf.line_mode:
-        good = 0
-        for path in conf.operands:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                _info(conf, 1, f"% Failed to open {path}: {e.strerror}\n")
-                continue
-            good += 1
-            if data:
-                send(data, conf.fixed_key)
-                sent += 1
-        if good == 0:
-            exit_code = 1
-    else:
-        if conf.operands:
-            try:
-                fd = os.open(conf.operands[0], os.O_RDONLY)
-            except OSError as e:
-                raise Fatal(f"Cannot open {conf.operands[0]}: {e.strerror}") from None
-        else:
-            fd = 0
-        kd = conf.key_delim
-        fixed_key = conf.fixed_key
-        null = conf.null
-        tee = conf.tee
-        delim = conf.delim
-        for batch in _delimited(_stdin_chunks(fd), delim):
-            for rec in batch:
-                if not rec or not conf.run:
-                    continue
-                key = fixed_key
-                value: bytes | None = rec
-                if kd is not None:
-                    k, sep, v = rec.partition(kd)
-                    if sep:
-                        key, value = k, v
-                        if null:
-                            value = v or None
-                            key = k or None
-                        if key is None:
-                            key = fixed_key
-                send(value, key)
-                if tee:
-                    out.write(rec)
-                sent += 1
-                if sent == limit:
-                    conf.run = False
-                    break
-            producer.poll(0)
-            if not conf.run:
-                break
-    if txn:
-        try:
-            if conf.run or sent == limit:
-                _info(conf, 1, "% Committing transaction\n")
-                producer.commit_transaction(timeout)
-                _info(conf, 1, "% Transaction successfully committed\n")
-            else:
-                _info(conf, 0, "% Aborting transaction due to termination signal\n")
-                producer.abort_transaction(timeout)
-        except KafkaException as e:
-            raise Fatal(f"commit_transaction(): {_kafka_error_text(e)}") from None
-    while producer.flush(0.1) > 0:
-        pass
-    if failures[0]:
-        exit_code = 1
-    return exit_code
-
-
-# --- consumers ------------------------------------------------------------------------------------------------
-
-
-class _Output:
-    """Buffers rendered messages and writes them in large blocks (or at once with ``-u``)."""
-
-    def __init__(self, out: IO[bytes], unbuffered: bool) -> None:
-        self.out = out
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.unbuffered = unbuffered
-
-    def add(self, data: bytes) -> None:
-        self.parts.append(data)
-        if self.unbuffered:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.parts:
-            self.out.write(b"".join(self.parts))
-            self.parts.clear()
-            self.out.flush()
-
-
-TP = tuple[str | None, int | None]
-
-
-def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], bytes]:
-    assert conf.fmt is not None
-    tokens = parse_format(conf.fmt)
-    if conf.json:
-        tail = tokens[0].text if tokens and tokens[0].kind == "str" else b""
-
-        def as_json(m: KafkaMessage) -> bytes:
-            broker = leaders.get((m.topic(), m.partition()), -1)
-            return render_json(m, broker) + tail
-
-        return as_json
-    return compile_format(tokens, NULL_STR if conf.null else None)
-
-
-def _consumer_config(conf: Conf, group: str | None) -> dict[str, Any]:
-    cfg = _client_config(conf)
-    if "partitioner" not in conf.rk:
-        del cfg["partitioner"]  # a producer property; librdkafka warns about it in a consumer
-    cfg.setdefault("group.id", group or "loosely-kcat")
-    cfg["enable.partition.eof"] = True
-    cfg.setdefault("enable.auto.commit", group is not None)
-    cfg.setdefault("enable.auto.offset.store", group is not None)
-    # librdkafka >= 2.4 backs off 1 s whenever its prefetch queue is full; kcat's 2.0.2 never does
-    cfg.setdefault("fetch.queue.backoff.ms", 0)
-    cfg.setdefault("queued.max.messages.kbytes", 262144)
-    cfg.setdefault("queued.min.messages", 1000000)
-    return cfg
-
-
-def run_consumer(conf: Conf, out: IO[bytes]) -> int:
-    topic = conf.topic
-    assert topic is not None
-    consumer: Consumer = _make(Consumer, _consumer_config(conf, None), "consumer")
-    try:
-        try:
-            md = consumer.list_topics(topic, timeout=conf.metadata_timeout_s)
-        except KafkaException as e:
-            raise Fatal(f"Failed to query metadata for topic {topic}: {_kafka_error_text(e)}") from None
-        tmd = md.topics.get(topic)
-        if tmd is None:
-            raise Fatal(f"No such topic in cluster: {topic}")
-        if tmd.error is not None:
-            raise Fatal(f"Topic {topic} error: {tmd.error.str()}")
-        if not tmd.partitions:
-            raise Fatal(f"Topic {topic} has no partitions")
-        partition_ids = list(tmd.partitions)
-        wanted = partition_ids if conf.partition == PARTITION_UA else [conf.partition]
-        if conf.partition != PARTITION_UA and conf.partition not in tmd.partitions:
-            raise Fatal(
-                f"Topic {topic} (with partitions 0..{len(partition_ids) - 1}): "
-                f"partition {conf.partition} does not exist"
-            )
-        leaders: dict[TP, int] = {(topic, p): tmd.partitions[p].leader for p in partition_ids}
-        start = OFFSET_BEGINNING if conf.offset == OFFSET_INVALID else conf.offset
-        assignment = [TopicPartition(topic, p, start) for p in wanted]
-        if conf.start_ts:
-            query = [TopicPartition(topic, p, conf.start_ts) for p in wanted]
-            try:
-                found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
-            except KafkaException as e:
-                raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
-            assignment = [TopicPartition(topic, tp.partition, tp.offset) for tp in found]
-        consumer.assign(assignment)
-        stop_threshold = len(wanted) if (conf.exit_eof or conf.stop_ts) else -1
-        return _consume_loop(conf, consumer, out, leaders, stop_threshold, group_mode=False)
-    finally:
-        consumer.close()
-
-
-def _consume_loop(
-    conf: Conf,
-    consumer: Consumer,
-    out: IO[bytes],
-    leaders: dict[TP, int],
-    stop_threshold: int,
-    *,
-    group_mode: bool,
-    assignment: set[TP] | None = None,
-) -> int:
-    render = _renderer(conf, leaders)
-    output = _Output(out, conf.unbuffered)
-    stopped: set[TP] = set()
-    at_eof: set[TP] = set()
-    received = 0
-    limit = conf.msg_cnt
-    stop_ts = conf.stop_ts
-    batch_size = 1 if conf.unbuffered else 10000
-    add = output.parts.append
-    try:
-        while conf.run:
-            msgs = consumer.consume(batch_size, 0.1)
-            for m in msgs:
-                err = m.error()
-                tp = (m.topic(), m.partition())
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if _at_eof(conf, m, tp, stopped, at_eof, stop_threshold, group_mode, assignment):
-                            break
-                        continue
-                    output.flush()
-                    if m.topic():
-                        raise Fatal(f"Topic {m.topic()} [{m.partition()}] error: {err.str()}")
-                    raise Fatal(f"Consumer error: {err.str()}")
-                if tp in stopped:
-                    continue
-                if group_mode and tp in at_eof:
-                    at_eof.discard(tp)
-                if stop_ts and m.timestamp()[1] >= stop_ts:
-                    stopped.add(tp)
-                    if len(stopped) >= stop_threshold:
-                        conf.run = False
-                    exiting = ": exiting" if not conf.run else ""
-                    _info(
-                        conf,
-                        1,
-                        f"% Reached stop timestamp for topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n",
-                    )
-                    if not conf.run:
-                        break
-                    continue
-                add(render(m))
-                received += 1
-                if received == limit:
-                    conf.run = False
-                    break
-            if output.parts and (conf.unbuffered or len(output.parts) >= 1000 or not msgs):
-                output.flush()
-    finally:
-        output.flush()
-    return 0
-
-
-def _at_eof(  # noqa: PLR0917 - kcat's partition_at_eof() with its globals made explicit
-    conf: Conf,
-    m: Message,
-    tp: TP,
-    stopped: set[TP],
-    at_eof: set[TP],
-    stop_threshold: int,
-    group_mode: bool,
-    assignment: set[TP] | None,
-) -> bool:
-    """Note a partition's EOF; True when the consumer should stop."""
-    if not group_mode:
-        if conf.exit_eof and tp not in stopped:
-            stopped.add(tp)
-            if len(stopped) >= stop_threshold:
-                conf.run = False
-    elif conf.exit_eof and assignment is not None and tp in assignment and tp not in at_eof:
-        at_eof.add(tp)
-        if len(at_eof) == len(assignment):
-            conf.run = False
-    exiting = ": exiting" if not conf.run else ""
-    _info(conf, 1, f"% Reached end of topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n")
-    return not conf.run
-
-
-def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
-    if conf.start_ts or conf.stop_ts:
-        raise Fatal("-o ..@ timestamps can't be used with -G mode\n")
-    group = conf.group
-    consumer: Consumer = _make(Consumer, _consumer_config(conf, group), "consumer")
-    assignment: set[TP] = set()
-    leaders: dict[TP, int] = {}
-
-    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-        text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
-        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): assigned: {text}\n")
-        if conf.offset != OFFSET_INVALID:
-            for p in partitions:
-                p.offset = conf.offset
-        assignment.clear()
-        assignment.update((p.topic, p.partition) for p in partitions)
-        c.assign(partitions)
-
-    def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
-        text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
-        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): revoked: {text}\n")
-        assignment.clear()
-        c.unassign()
+    def on_failure(text: str, messages: int) -> None:
+        failures[0] += messages
+        for _ in range(min(messages, 1)):
+            _info(conf, 1, f"% Delivery failed for message: {text}\n")
 
     try:
-        consumer.subscribe(conf.operands, on_assign=on_assign, on_revoke=on_revoke)
-    except KafkaException as e:
-        raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {_kafka_error_text(e)}\n") from None
-    _info(conf, 1, "% Waiting for group rebalance\n")
+        fastpath.produce(job, on_failure)
+    except fastpath.Unsupported:
+        return None
+    except (fastpath.WireError, OSError) as e:
+        raise Fatal(f"Failed to produce: {e}") from None
+    return 1 if failures[0] else 0
+
+
+def _try_fast_consumer(conf: Conf, out: IO[bytes]) -> int | None:
+    """The native consume path when it serves this command line exactly, else None (nothing printed yet)."""
+    if (not _fast_enabled() or conf.json or conf.start_ts or conf.stop_ts or conf.unbuffered or conf.rk
+            or conf.offset == OFFSET_STORED):
+        return None
+    assert conf.topic is not None and conf.brokers is not None and conf.fmt is not None
+    tail = OFFSET_TAIL_BASE - conf.offset if conf.offset < OFFSET_TAIL_BASE else 0
+    offset = OFFSET_BEGINNING if conf.offset == OFFSET_INVALID else conf.offset
+    job = fastpath.ConsumeJob(
+        bootstrap=conf.brokers, topic=conf.topic, partition=conf.partition, offset=offset, tail=tail,
+        exit_eof=conf.exit_eof, limit=max(conf.msg_cnt, 0),
+        tokens=[(fastpath.TOKEN_KINDS[t.kind], t.text) for t in parse_format(conf.fmt)],
+        null_str=NULL_STR if conf.null else None, timeout_s=conf.metadata_timeout_s or 5,
+    )
     try:
-        md = consumer.list_topics(timeout=conf.metadata_timeout_s)
-        for name, tmd in md.topics.items():
-            for p, pmd in tmd.partitions.items():
-                leaders[(name, p)] = pmd.leader
-    except KafkaException:
-        pass
-    try:
-        return _consume_loop(conf, consumer, out, leaders, -1, group_mode=True, assignment=assignment)
-    finally:
-        consumer.close()
-
-
-# --- metadata and offsets for times ---------------------------------------------------------------------------
-
-
-def run_metadata(conf: Conf, out: IO[bytes]) -> int:
-    producer: Producer = _make(Producer, _client_config(conf), "producer")
-    try:
-        md = producer.list_topics(conf.topic, timeout=conf.metadata_timeout_s)
-    except KafkaException as e:
-        err = e.args[0] if e.args else None
-        hint = ""
-        if isinstance(err, KafkaError) and err.code() == KafkaError._TRANSPORT:
-            hint = " (Are the brokers reachable? Also try increasing the metadata timeout with -m <timeout>?)"
-        text = _kafka_error_text(e)
-        text = text.removeprefix("Failed to get metadata: ")
-        raise Fatal(f"Failed to acquire metadata: {text}{hint}") from None
-    controller = md.controller_id
-    if conf.json:
-        brokers = [{"id": b.id, "name": f"{b.host}:{b.port}"} for b in md.brokers.values()]
-        topics = []
-        for t in md.topics.values():
-            entry: dict[str, object] = {"topic": t.topic}
-            if t.error is not None:
-                entry["error"] = t.error.str()
-            parts = []
-            for p in t.partitions.values():
-                pe: dict[str, object] = {"partition": p.id}
-                if p.error is not None:
-                    pe["error"] = p.error.str()
-                pe["leader"] = p.leader
-                pe["replicas"] = [{"id": r} for r in p.replicas]
-                pe["isrs"] = [{"id": r} for r in p.isrs]
-                parts.append(pe)
-            entry["partitions"] = parts
-            topics.append(entry)
-        doc = {
-            "originating_broker": {"id": md.orig_broker_id, "name": md.orig_broker_name},
-            "query": {"topic": conf.topic or "*"},
-            "controllerid": controller,
-            "brokers": brokers,
-            "topics": topics,
-        }
-        out.write(dump_json(doc))
-        return 0
-    lines = [
-        f"Metadata for {conf.topic or 'all topics'} (from broker {md.orig_broker_id}: {md.orig_broker_name}):",
-        f" {len(md.brokers)} brokers:",
-    ]
-    for b in md.brokers.values():
-        lines.append(f"  broker {b.id} at {b.host}:{b.port}{' (controller)' if controller == b.id else ''}")
-    lines.append(f" {len(md.topics)} topics:")
-    for t in md.topics.values():
-        head = f'  topic "{t.topic}" with {len(t.partitions)} partitions:'
-        if t.error is not None:
-            head += f" {t.error.str()}"
-            if t.error.code() == KafkaError.LEADER_NOT_AVAILABLE:
-                head += " (try again)"
-        lines.append(head)
-        for p in t.partitions.values():
-            line = (
-                f"    partition {p.id}, leader {p.leader}, replicas: {','.join(map(str, p.replicas))}, "
-                f"isrs: {','.join(map(str, p.isrs))}"
-            )
-            if p.error is not None:
-                line += f", {p.error.str()}"
-            lines.append(line)
-    out.write(("\n".join(lines) + "\n").encode())
-    return 0
-
-
-def run_query(conf: Conf, out: IO[bytes]) -> int:
-    cfg = _consumer_config(conf, None)
-    consumer: Consumer = _make(Consumer, cfg, "producer")
-    try:
-        query = [TopicPartition(t, p, ts) for t, p, ts in conf.query]
-        try:
-            found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
-        except KafkaException as e:
-            raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
-    finally:
-        consumer.close()
-    found = sorted(found, key=lambda tp: (tp.topic, tp.partition))
-    if conf.json:
-        doc: dict[str, dict[str, object]] = {}
-        for tp in found:
-            entry = doc.setdefault(tp.topic, {"topic": tp.topic})
-            pe: dict[str, object] = {"partition": tp.partition, "offset": tp.offset}
-            if tp.error is not None:
-                pe["error"] = tp.error.str()
-            entry[str(tp.partition)] = pe
-        out.write(dump_json(doc))
-        return 0
-    text = []
-    for tp in found:
-        line = f"{tp.topic} [{tp.partition}] offset {tp.offset}"
-        text.append(line + (f": {tp.error.str()}\n" if tp.error is not None else "\n"))
-    out.write("".join(text).encode())
+        fastpath.consume(job, out, lambda level, text: _info(conf, level, text), lambda: conf.run)
+    except fastpath.Unsupported:
+        return None
+    except (fastpath.WireError, OSError, ValueError) as e:
+        raise Fatal(str(e)) from None
     return 0
 
 
 # --- entry point ----------------------------------------------------------------------------------------------
 
-_RUNNERS: dict[str, Callable[[Conf, IO[bytes]], int]] = {
-    "P": run_producer,
-    "C": run_consumer,
-    "G": run_group_consumer,
-    "L": run_metadata,
-    "Q": run_query,
-}
+def _run(conf: Conf, out: IO[bytes]) -> int:
+    """The native path for plain produce/consume when it applies, else librdkafka's (confluent-kafka)."""
+    fast = _try_fast_producer(conf) if conf.mode == "P" else _try_fast_consumer(conf, out) if conf.mode == "C" else None
+    if fast is not None:
+        _info(conf, 2, "% loosely: served by the native path\n")
+        return fast
+    from loosely.cli import _kcat_rdkafka  # noqa: PLC0415 - confluent-kafka's import costs ~0.2 s of start-up
+
+    return _kcat_rdkafka.RUNNERS[conf.mode](conf, out)
 
 
 def _fatal(text: str) -> NoReturn:
@@ -922,7 +492,7 @@ def main(argv: Sequence[str], *, prog: str = "loosely kcat", mode: str | None = 
     signal.signal(signal.SIGTERM, stop)
     out = sys.stdout.buffer
     try:
-        return _RUNNERS[conf.mode](conf, out)
+        return _run(conf, out)
     except Fatal as e:
         _fatal(str(e))
     except BrokenPipeError:

@@ -8,8 +8,6 @@ import logging
 import signal
 import sys
 
-from loosely.cli import admin, mirror_cmd, top
-
 __all__ = ["main"]
 
 
@@ -65,6 +63,9 @@ def _broker_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # imported here, not at the top: `loosely produce`/`consume` start without confluent-kafka's import cost
+    from loosely.cli import admin, mirror_cmd, top  # noqa: PLC0415
+
     p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True)

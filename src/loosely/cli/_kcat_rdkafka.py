@@ -1,0 +1,529 @@
+"""kcat's modes on librdkafka (confluent-kafka): everything the native path (loosely.clients.fastpath) does not take.
+
+Split from :mod:`loosely.cli.kcat` so that plain produce/consume never pay confluent-kafka's import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import IO, Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from loosely.cli.kcat import (
+    INPUT_CHUNK_BYTES,
+    OFFSET_INVALID,
+    PARTITION_UA,
+    Conf,
+    Fatal,
+    _client_config,
+    _info,
+)
+from loosely.clients.kcat_format import NULL_STR, KafkaMessage, compile_format, dump_json, parse_format, render_json
+
+__all__ = ["RUNNERS"]
+
+
+def _kafka_error_text(e: KafkaException) -> str:
+    err = e.args[0] if e.args else None
+    if isinstance(err, KafkaError):
+        text: str = err.str()
+        return text
+    return str(e)
+
+
+def _make(factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any], what: str) -> Any:
+    try:
+        return factory(cfg)
+    except KafkaException as e:
+        text = _kafka_error_text(e)
+        if text.startswith(("No such configuration property", "Invalid value", "Configuration property")):
+            raise Fatal(text) from None
+        raise Fatal(f"Failed to create {what}: {text}") from None
+    except (TypeError, ValueError) as e:
+        raise Fatal(str(e)) from None
+
+
+# --- producer -------------------------------------------------------------------------------------------------
+
+
+def _delimited(chunks: Callable[[], bytes], delim: bytes) -> Any:
+    """Yield lists of complete records from a stream of input chunks (the last one may lack its delimiter)."""
+    rest = b""
+    while True:
+        data = chunks()
+        if not data:
+            if rest:
+                yield [rest]
+            return
+        buf = rest + data if rest else data
+        parts = buf.split(delim)
+        rest = parts.pop()
+        if parts:
+            yield parts
+
+
+def _stdin_chunks(fd: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        return os.read(fd, INPUT_CHUNK_BYTES)
+
+    return read
+
+
+def run_producer(conf: Conf, out: IO[bytes]) -> int:
+    cfg = _client_config(conf)
+    failures = [0]
+
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            failures[0] += 1
+            _info(conf, 1, f"% Delivery failed for message: {err.str()}\n")
+
+    cfg["on_delivery"] = on_delivery
+    # only failures need a callback (kcat counts them for its exit code); a callback per record costs ~1 µs
+    cfg.setdefault("delivery.report.only.error", True)
+    txn = bool(cfg.get("transactional.id"))
+    producer: Producer = _make(Producer, cfg, "producer")
+    timeout = conf.metadata_timeout_s
+    if txn:
+        _info(conf, 1, "% Using transactional producer\n")
+        try:
+            producer.init_transactions(timeout)
+        except KafkaException as e:
+            raise Fatal(f"init_transactions(): {_kafka_error_text(e)}") from None
+        producer.begin_transaction()
+    topic = conf.topic
+    assert topic is not None
+    partition = conf.partition
+    headers = conf.headers or None
+    sent = 0
+    limit = conf.msg_cnt
+    produce = producer.produce
+
+    def send(value: bytes | None, key: bytes | None) -> None:
+        while True:
+            try:
+                if partition == PARTITION_UA:
+                    produce(topic, value, key, headers=headers)
+                else:
+                    produce(topic, value, key, partition, headers=headers)
+                return
+            except BufferError:
+                producer.poll(0.005)
+            except KafkaException as e:
+                size = len(value) if value is not None else 0
+                raise Fatal(f"Failed to produce message ({size} bytes): {_kafka_error_text(e)}") from None
+
+    exit_code = 0
+    if conf.operands and not conf.line_mode:
+        good = 0
+        for path in conf.operands:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                _info(conf, 1, f"% Failed to open {path}: {e.strerror}\n")
+                continue
+            good += 1
+            if data:
+                send(data, conf.fixed_key)
+                sent += 1
+        if good == 0:
+            exit_code = 1
+    else:
+        if conf.operands:
+            try:
+                fd = os.open(conf.operands[0], os.O_RDONLY)
+            except OSError as e:
+                raise Fatal(f"Cannot open {conf.operands[0]}: {e.strerror}") from None
+        else:
+            fd = 0
+        kd = conf.key_delim
+        fixed_key = conf.fixed_key
+        null = conf.null
+        tee = conf.tee
+        delim = conf.delim
+        for batch in _delimited(_stdin_chunks(fd), delim):
+            for rec in batch:
+                if not rec or not conf.run:
+                    continue
+                key = fixed_key
+                value: bytes | None = rec
+                if kd is not None:
+                    k, sep, v = rec.partition(kd)
+                    if sep:
+                        key, value = k, v
+                        if null:
+                            value = v or None
+                            key = k or None
+                        if key is None:
+                            key = fixed_key
+                send(value, key)
+                if tee:
+                    out.write(rec)
+                sent += 1
+                if sent == limit:
+                    conf.run = False
+                    break
+            producer.poll(0)
+            if not conf.run:
+                break
+    if txn:
+        try:
+            if conf.run or sent == limit:
+                _info(conf, 1, "% Committing transaction\n")
+                producer.commit_transaction(timeout)
+                _info(conf, 1, "% Transaction successfully committed\n")
+            else:
+                _info(conf, 0, "% Aborting transaction due to termination signal\n")
+                producer.abort_transaction(timeout)
+        except KafkaException as e:
+            raise Fatal(f"commit_transaction(): {_kafka_error_text(e)}") from None
+    while producer.flush(0.1) > 0:
+        pass
+    if failures[0]:
+        exit_code = 1
+    return exit_code
+
+
+# --- consumers ------------------------------------------------------------------------------------------------
+
+
+class _Output:
+    """Buffers rendered messages and writes them in large blocks (or at once with ``-u``)."""
+
+    def __init__(self, out: IO[bytes], unbuffered: bool) -> None:
+        self.out = out
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.unbuffered = unbuffered
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        if self.unbuffered:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write(b"".join(self.parts))
+            self.parts.clear()
+            self.out.flush()
+
+
+TP = tuple[str | None, int | None]
+
+
+def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], bytes]:
+    assert conf.fmt is not None
+    tokens = parse_format(conf.fmt)
+    if conf.json:
+        tail = tokens[0].text if tokens and tokens[0].kind == "str" else b""
+
+        def as_json(m: KafkaMessage) -> bytes:
+            broker = leaders.get((m.topic(), m.partition()), -1)
+            return render_json(m, broker) + tail
+
+        return as_json
+    return compile_format(tokens, NULL_STR if conf.null else None)
+
+
+def _consumer_config(conf: Conf, group: str | None) -> dict[str, Any]:
+    cfg = _client_config(conf)
+    if "partitioner" not in conf.rk:
+        del cfg["partitioner"]  # a producer property; librdkafka warns about it in a consumer
+    cfg.setdefault("group.id", group or "loosely-kcat")
+    cfg["enable.partition.eof"] = True
+    cfg.setdefault("enable.auto.commit", group is not None)
+    cfg.setdefault("enable.auto.offset.store", group is not None)
+    # librdkafka >= 2.4 backs off 1 s whenever its prefetch queue is full; kcat's 2.0.2 never does
+    cfg.setdefault("fetch.queue.backoff.ms", 0)
+    cfg.setdefault("queued.max.messages.kbytes", 262144)
+    cfg.setdefault("queued.min.messages", 1000000)
+    return cfg
+
+
+def run_consumer(conf: Conf, out: IO[bytes]) -> int:
+    topic = conf.topic
+    assert topic is not None
+    consumer: Consumer = _make(Consumer, _consumer_config(conf, None), "consumer")
+    try:
+        try:
+            md = consumer.list_topics(topic, timeout=conf.metadata_timeout_s)
+        except KafkaException as e:
+            raise Fatal(f"Failed to query metadata for topic {topic}: {_kafka_error_text(e)}") from None
+        tmd = md.topics.get(topic)
+        if tmd is None:
+            raise Fatal(f"No such topic in cluster: {topic}")
+        if tmd.error is not None:
+            raise Fatal(f"Topic {topic} error: {tmd.error.str()}")
+        if not tmd.partitions:
+            raise Fatal(f"Topic {topic} has no partitions")
+        partition_ids = list(tmd.partitions)
+        wanted = partition_ids if conf.partition == PARTITION_UA else [conf.partition]
+        if conf.partition != PARTITION_UA and conf.partition not in tmd.partitions:
+            raise Fatal(
+                f"Topic {topic} (with partitions 0..{len(partition_ids) - 1}): "
+                f"partition {conf.partition} does not exist"
+            )
+        leaders: dict[TP, int] = {(topic, p): tmd.partitions[p].leader for p in partition_ids}
+        start = OFFSET_BEGINNING if conf.offset == OFFSET_INVALID else conf.offset
+        assignment = [TopicPartition(topic, p, start) for p in wanted]
+        if conf.start_ts:
+            query = [TopicPartition(topic, p, conf.start_ts) for p in wanted]
+            try:
+                found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
+            except KafkaException as e:
+                raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
+            assignment = [TopicPartition(topic, tp.partition, tp.offset) for tp in found]
+        consumer.assign(assignment)
+        stop_threshold = len(wanted) if (conf.exit_eof or conf.stop_ts) else -1
+        return _consume_loop(conf, consumer, out, leaders, stop_threshold, group_mode=False)
+    finally:
+        consumer.close()
+
+
+def _consume_loop(
+    conf: Conf,
+    consumer: Consumer,
+    out: IO[bytes],
+    leaders: dict[TP, int],
+    stop_threshold: int,
+    *,
+    group_mode: bool,
+    assignment: set[TP] | None = None,
+) -> int:
+    render = _renderer(conf, leaders)
+    output = _Output(out, conf.unbuffered)
+    stopped: set[TP] = set()
+    at_eof: set[TP] = set()
+    received = 0
+    limit = conf.msg_cnt
+    stop_ts = conf.stop_ts
+    batch_size = 1 if conf.unbuffered else 10000
+    add = output.parts.append
+    try:
+        while conf.run:
+            msgs = consumer.consume(batch_size, 0.1)
+            for m in msgs:
+                err = m.error()
+                tp = (m.topic(), m.partition())
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if _at_eof(conf, m, tp, stopped, at_eof, stop_threshold, group_mode, assignment):
+                            break
+                        continue
+                    output.flush()
+                    if m.topic():
+                        raise Fatal(f"Topic {m.topic()} [{m.partition()}] error: {err.str()}")
+                    raise Fatal(f"Consumer error: {err.str()}")
+                if tp in stopped:
+                    continue
+                if group_mode and tp in at_eof:
+                    at_eof.discard(tp)
+                if stop_ts and m.timestamp()[1] >= stop_ts:
+                    stopped.add(tp)
+                    if len(stopped) >= stop_threshold:
+                        conf.run = False
+                    exiting = ": exiting" if not conf.run else ""
+                    _info(
+                        conf,
+                        1,
+                        f"% Reached stop timestamp for topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n",
+                    )
+                    if not conf.run:
+                        break
+                    continue
+                add(render(m))
+                received += 1
+                if received == limit:
+                    conf.run = False
+                    break
+            if output.parts and (conf.unbuffered or len(output.parts) >= 1000 or not msgs):
+                output.flush()
+    finally:
+        output.flush()
+    return 0
+
+
+def _at_eof(  # noqa: PLR0917 - kcat's partition_at_eof() with its globals made explicit
+    conf: Conf,
+    m: Message,
+    tp: TP,
+    stopped: set[TP],
+    at_eof: set[TP],
+    stop_threshold: int,
+    group_mode: bool,
+    assignment: set[TP] | None,
+) -> bool:
+    """Note a partition's EOF; True when the consumer should stop."""
+    if not group_mode:
+        if conf.exit_eof and tp not in stopped:
+            stopped.add(tp)
+            if len(stopped) >= stop_threshold:
+                conf.run = False
+    elif conf.exit_eof and assignment is not None and tp in assignment and tp not in at_eof:
+        at_eof.add(tp)
+        if len(at_eof) == len(assignment):
+            conf.run = False
+    exiting = ": exiting" if not conf.run else ""
+    _info(conf, 1, f"% Reached end of topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n")
+    return not conf.run
+
+
+def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
+    if conf.start_ts or conf.stop_ts:
+        raise Fatal("-o ..@ timestamps can't be used with -G mode\n")
+    group = conf.group
+    consumer: Consumer = _make(Consumer, _consumer_config(conf, group), "consumer")
+    assignment: set[TP] = set()
+    leaders: dict[TP, int] = {}
+
+    def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+        text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
+        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): assigned: {text}\n")
+        if conf.offset != OFFSET_INVALID:
+            for p in partitions:
+                p.offset = conf.offset
+        assignment.clear()
+        assignment.update((p.topic, p.partition) for p in partitions)
+        c.assign(partitions)
+
+    def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
+        text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
+        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): revoked: {text}\n")
+        assignment.clear()
+        c.unassign()
+
+    try:
+        consumer.subscribe(conf.operands, on_assign=on_assign, on_revoke=on_revoke)
+    except KafkaException as e:
+        raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {_kafka_error_text(e)}\n") from None
+    _info(conf, 1, "% Waiting for group rebalance\n")
+    try:
+        md = consumer.list_topics(timeout=conf.metadata_timeout_s)
+        for name, tmd in md.topics.items():
+            for p, pmd in tmd.partitions.items():
+                leaders[(name, p)] = pmd.leader
+    except KafkaException:
+        pass
+    try:
+        return _consume_loop(conf, consumer, out, leaders, -1, group_mode=True, assignment=assignment)
+    finally:
+        consumer.close()
+
+
+# --- metadata and offsets for times ---------------------------------------------------------------------------
+
+
+def run_metadata(conf: Conf, out: IO[bytes]) -> int:
+    producer: Producer = _make(Producer, _client_config(conf), "producer")
+    try:
+        md = producer.list_topics(conf.topic, timeout=conf.metadata_timeout_s)
+    except KafkaException as e:
+        err = e.args[0] if e.args else None
+        hint = ""
+        if isinstance(err, KafkaError) and err.code() == KafkaError._TRANSPORT:
+            hint = " (Are the brokers reachable? Also try increasing the metadata timeout with -m <timeout>?)"
+        text = _kafka_error_text(e)
+        text = text.removeprefix("Failed to get metadata: ")
+        raise Fatal(f"Failed to acquire metadata: {text}{hint}") from None
+    controller = md.controller_id
+    if conf.json:
+        brokers = [{"id": b.id, "name": f"{b.host}:{b.port}"} for b in md.brokers.values()]
+        topics = []
+        for t in md.topics.values():
+            entry: dict[str, object] = {"topic": t.topic}
+            if t.error is not None:
+                entry["error"] = t.error.str()
+            parts = []
+            for p in t.partitions.values():
+                pe: dict[str, object] = {"partition": p.id}
+                if p.error is not None:
+                    pe["error"] = p.error.str()
+                pe["leader"] = p.leader
+                pe["replicas"] = [{"id": r} for r in p.replicas]
+                pe["isrs"] = [{"id": r} for r in p.isrs]
+                parts.append(pe)
+            entry["partitions"] = parts
+            topics.append(entry)
+        doc = {
+            "originating_broker": {"id": md.orig_broker_id, "name": md.orig_broker_name},
+            "query": {"topic": conf.topic or "*"},
+            "controllerid": controller,
+            "brokers": brokers,
+            "topics": topics,
+        }
+        out.write(dump_json(doc))
+        return 0
+    lines = [
+        f"Metadata for {conf.topic or 'all topics'} (from broker {md.orig_broker_id}: {md.orig_broker_name}):",
+        f" {len(md.brokers)} brokers:",
+    ]
+    for b in md.brokers.values():
+        lines.append(f"  broker {b.id} at {b.host}:{b.port}{' (controller)' if controller == b.id else ''}")
+    lines.append(f" {len(md.topics)} topics:")
+    for t in md.topics.values():
+        head = f'  topic "{t.topic}" with {len(t.partitions)} partitions:'
+        if t.error is not None:
+            head += f" {t.error.str()}"
+            if t.error.code() == KafkaError.LEADER_NOT_AVAILABLE:
+                head += " (try again)"
+        lines.append(head)
+        for p in t.partitions.values():
+            line = (
+                f"    partition {p.id}, leader {p.leader}, replicas: {','.join(map(str, p.replicas))}, "
+                f"isrs: {','.join(map(str, p.isrs))}"
+            )
+            if p.error is not None:
+                line += f", {p.error.str()}"
+            lines.append(line)
+    out.write(("\n".join(lines) + "\n").encode())
+    return 0
+
+
+def run_query(conf: Conf, out: IO[bytes]) -> int:
+    cfg = _consumer_config(conf, None)
+    consumer: Consumer = _make(Consumer, cfg, "producer")
+    try:
+        query = [TopicPartition(t, p, ts) for t, p, ts in conf.query]
+        try:
+            found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
+        except KafkaException as e:
+            raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
+    finally:
+        consumer.close()
+    found = sorted(found, key=lambda tp: (tp.topic, tp.partition))
+    if conf.json:
+        doc: dict[str, dict[str, object]] = {}
+        for tp in found:
+            entry = doc.setdefault(tp.topic, {"topic": tp.topic})
+            pe: dict[str, object] = {"partition": tp.partition, "offset": tp.offset}
+            if tp.error is not None:
+                pe["error"] = tp.error.str()
+            entry[str(tp.partition)] = pe
+        out.write(dump_json(doc))
+        return 0
+    text = []
+    for tp in found:
+        line = f"{tp.topic} [{tp.partition}] offset {tp.offset}"
+        text.append(line + (f": {tp.error.str()}\n" if tp.error is not None else "\n"))
+    out.write("".join(text).encode())
+    return 0
+
+
+RUNNERS: dict[str, Callable[[Conf, IO[bytes]], int]] = {
+    "P": run_producer,
+    "C": run_consumer,
+    "G": run_group_consumer,
+    "L": run_metadata,
+    "Q": run_query,
+}
