@@ -11,8 +11,9 @@
 //                                                       "delete-offset ..." | "delete-group <group>"
 //   dump-transactions <bootstrap>                       __transaction_state through TransactionCoordinatorRecordSerde:
 //                                                       "txn <transactionalId> <state> <partitions>"
-//   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>
-//                                                       default (idempotent) transactional producer
+//   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>[,<commit|abort>...]
+//                                                       one transaction of <count> records per outcome, in order,
+//                                                       with default (idempotent) producer settings
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
@@ -175,7 +176,7 @@ public class GroupsProbe {
         }
     }
 
-    static void transactional(String bootstrap, String txnId, String topic, int count, String outcome) {
+    static void transactional(String bootstrap, String txnId, String topic, int count, String outcomes) {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
@@ -183,16 +184,19 @@ public class GroupsProbe {
         p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             producer.initTransactions();
-            producer.beginTransaction();
-            for (int i = 0; i < count; i++) {
-                producer.send(new ProducerRecord<>(topic, "k" + i, outcome + "-" + i));
+            for (String outcome : outcomes.split(",")) {
+                producer.beginTransaction();
+                for (int i = 0; i < count; i++) {
+                    producer.send(new ProducerRecord<>(topic, "k" + i, outcome + "-" + i));
+                }
+                producer.flush();  // the records reach the log, so an abort has something to abort
+                if (outcome.equals("commit")) {
+                    producer.commitTransaction();
+                } else {
+                    producer.abortTransaction();
+                }
+                System.out.println(outcome + " done");
             }
-            if (outcome.equals("commit")) {
-                producer.commitTransaction();
-            } else {
-                producer.abortTransaction();
-            }
-            System.out.println(outcome + " done");
         }
     }
 }

@@ -3,32 +3,15 @@ shared by the session and is not restarted)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from loosely.broker.config import BrokerConfig
+from broker._brokers import ChildBroker, broker_on
 from loosely.broker.groups.coordinator import group_coordinator
-from loosely.broker.server import BrokerThread
 from loosely.testing import free_port
-
-
-@contextmanager
-def broker_on(data_dir: Path, port: int, **config: object) -> Iterator[BrokerThread]:
-    b = BrokerThread(BrokerConfig(data_dir=str(data_dir), port=port, **config))  # type: ignore[arg-type]
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def setup_topic(bs: str, topic: str, partitions: int, n: int) -> None:
@@ -111,27 +94,14 @@ def test_offsets_and_groups_survive_a_clean_restart(tmp_path: Path) -> None:
 
 
 def test_offsets_survive_kill_9(tmp_path: Path) -> None:
-    port = free_port()
-    data = tmp_path / "data"
-    cmd = [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"]
-    bs = f"127.0.0.1:{port}"
-
-    def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert b"listening" in line, line
-        return proc
-
-    proc = start()
+    child = ChildBroker(tmp_path / "data", free_port()).start()
+    bs = child.bootstrap_servers
     try:
         setup_topic(bs, "t", 2, 20)
         for i in range(1, 6):
             commit(bs, "g", {("t", 0): i, ("t", 1): 10 * i})
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc = start()
+        child.kill()
+        child.start()
         assert committed(bs, "g", "t", 2) == {0: 5, 1: 50}
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        child.kill()

@@ -1,0 +1,186 @@
+"""Producer state and transactions outlive the broker process (loosely only: the shared Apache Kafka fixture is
+never restarted). Duplicate detection after a clean restart and after ``kill -9``; an open transaction committed
+after a restart; markers finished after a crash between PrepareCommit and CompleteCommit."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.errors import ErrorCode
+
+from broker._brokers import ChildBroker, broker_on
+from broker._raw import Raw
+from loosely.broker.transactions.coordinator import transaction_coordinator
+from loosely.broker.transactions.state import TransactionalId, TxnState
+from loosely.protocol.messages import ApiKey
+from loosely.protocol.records import NewRecord, build_batch
+from loosely.testing import free_port
+
+
+def create(bs: str, topic: str, partitions: int = 1) -> None:
+    a = AdminClient({"bootstrap.servers": bs})
+    a.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+
+
+def init_producer_id(raw: Raw) -> tuple[int, int]:
+    from kio.schema.init_producer_id.v1.request import InitProducerIdRequest
+
+    resp = raw.request(
+        ApiKey.INIT_PRODUCER_ID,
+        1,
+        InitProducerIdRequest(transactional_id=None, transaction_timeout=datetime.timedelta(seconds=60)),
+    )
+    assert resp.error_code == ErrorCode.none  # type: ignore[attr-defined]
+    return resp.producer_id, resp.producer_epoch  # type: ignore[attr-defined]
+
+
+def produce(raw: Raw, topic: str, pid: int, epoch: int, seq: int, n: int) -> tuple[ErrorCode, int]:
+    from kio.schema.produce.v7.request import PartitionProduceData, ProduceRequest, TopicProduceData
+
+    records = build_batch(
+        [NewRecord(b"k", b"s%d" % (seq + i), int(time.time() * 1000)) for i in range(n)],
+        producer_id=pid,
+        producer_epoch=epoch,
+        base_sequence=seq,
+    )
+    body = ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(seconds=5),
+        topic_data=(TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=records),)),),
+    )
+    resp = raw.request(ApiKey.PRODUCE, 7, body)
+    part = resp.responses[0].partition_responses[0]  # type: ignore[attr-defined]
+    return part.error_code, part.base_offset
+
+
+def read(bs: str, topic: str, expect: int, *, committed: bool = False) -> list[bytes]:
+    """Everything readable: at least ``expect`` records, and whatever follows within half a second."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bs,
+            "group.id": "r",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+        }
+    )
+    c.assign([TopicPartition(topic, 0, 0)])
+    out: list[bytes] = []
+    deadline = time.monotonic() + 30
+    settle: float | None = None
+    while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
+        out += [m.value() or b"" for m in c.consume(100, timeout=0.2) if m.error() is None]
+        if len(out) >= expect and settle is None:
+            settle = time.monotonic() + 0.5
+    c.close()
+    return out
+
+
+def last_stable_offset(bs: str, topic: str) -> int:
+    """ListOffsets(latest) for read_committed."""
+    from kio.schema.list_offsets.v2.request import ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic
+
+    body = ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=1,
+        topics=(ListOffsetsTopic(name=topic, partitions=(ListOffsetsPartition(partition_index=0, timestamp=-1),)),),
+    )
+    resp = Raw(bs).request(ApiKey.LIST_OFFSETS, 2, body)
+    return int(resp.topics[0].partitions[0].offset)  # type: ignore[attr-defined]
+
+
+def test_duplicates_are_recognised_after_a_clean_restart(tmp_path: Path) -> None:
+    port = free_port()
+    with broker_on(tmp_path, port) as b:
+        bs = b.bootstrap_servers
+        create(bs, "t")
+        raw = Raw(bs)
+        pid, epoch = init_producer_id(raw)
+        assert produce(raw, "t", pid, epoch, 0, 3) == (ErrorCode.none, 0)
+        assert produce(raw, "t", pid, epoch, 3, 2) == (ErrorCode.none, 3)
+    with broker_on(tmp_path, port) as b:
+        raw = Raw(b.bootstrap_servers)
+        assert produce(raw, "t", pid, epoch, 3, 2) == (ErrorCode.none, 3), "the retry was appended again"
+        assert produce(raw, "t", pid, epoch, 9, 1)[0] == ErrorCode.out_of_order_sequence_number
+        assert produce(raw, "t", pid, epoch + 1, 5, 1)[0] == ErrorCode.out_of_order_sequence_number  # must start at 0
+        assert init_producer_id(raw)[0] > pid, "a producer id was handed out twice"
+        assert read(b.bootstrap_servers, "t", 5) == [b"s0", b"s1", b"s2", b"s3", b"s4"]
+
+
+def test_duplicates_are_recognised_after_kill_9(tmp_path: Path) -> None:
+    child = ChildBroker(tmp_path / "data", free_port()).start()
+    bs = child.bootstrap_servers
+    try:
+        create(bs, "t")
+        raw = Raw(bs)
+        pid, epoch = init_producer_id(raw)
+        for seq in range(0, 20, 4):
+            assert produce(raw, "t", pid, epoch, seq, 4) == (ErrorCode.none, seq)
+        raw.close()
+        child.kill()
+        child.start()
+        raw = Raw(bs)
+        # The last five batches were acknowledged before the crash: each retry gets its original offset.
+        for seq in range(0, 20, 4):
+            assert produce(raw, "t", pid, epoch, seq, 4) == (ErrorCode.none, seq)
+        assert produce(raw, "t", pid, epoch, 20, 1) == (ErrorCode.none, 20)
+        assert init_producer_id(raw)[0] > pid
+        assert read(bs, "t", 21) == [b"s%d" % i for i in range(21)]
+    finally:
+        child.kill()
+
+
+def test_an_open_transaction_survives_a_restart_and_commits(tmp_path: Path) -> None:
+    port = free_port()
+    bs = f"127.0.0.1:{port}"
+    with broker_on(tmp_path, port):
+        create(bs, "t")
+        p = Producer({"bootstrap.servers": bs, "transactional.id": "survivor", "reconnect.backoff.ms": 50})
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce("t", b"in-flight")
+        assert p.flush(30) == 0
+    with broker_on(tmp_path, port) as b:
+        coord = transaction_coordinator(b.broker.ctx)
+        assert coord is not None
+        txn = b.call(lambda: coord.txns[TransactionalId("survivor")])
+        assert txn.state is TxnState.ONGOING and txn.partitions == {("t", 0)}
+        assert last_stable_offset(bs, "t") == 0, "read_committed must not see an open transaction"
+        p.commit_transaction(30)
+        assert last_stable_offset(bs, "t") == 2  # the record and the COMMIT marker
+        assert read(bs, "t", 1, committed=True) == [b"in-flight"]
+
+
+def test_markers_are_finished_after_a_crash_between_prepare_and_complete(tmp_path: Path) -> None:
+    port = free_port()
+    bs = f"127.0.0.1:{port}"
+    with broker_on(tmp_path, port) as b:
+        create(bs, "t")
+        p = Producer({"bootstrap.servers": bs, "transactional.id": "crashy"})
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.produce("t", b"payload")
+        assert p.flush(30) == 0
+        coord = transaction_coordinator(b.broker.ctx)
+        assert coord is not None
+        tid = TransactionalId("crashy")
+
+        def prepare_commit_and_stop_there() -> None:
+            # What EndTxn(commit) persists first; then the process "dies" before writing any marker.
+            txn = coord.txns[tid]
+            assert coord._persist(tid, dataclasses.replace(txn, state=TxnState.PREPARE_COMMIT)) == ErrorCode.none
+
+        b.call(prepare_commit_and_stop_there)
+    with broker_on(tmp_path, port) as b:
+        coord = transaction_coordinator(b.broker.ctx)
+        assert coord is not None
+        deadline = time.monotonic() + 10
+        while b.call(lambda: coord.txns[TransactionalId("crashy")].state) is not TxnState.COMPLETE_COMMIT:
+            assert time.monotonic() < deadline, "the markers were not written after the restart"
+            time.sleep(0.05)
+        assert read(bs, "t", 1, committed=True) == [b"payload"]
