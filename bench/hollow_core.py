@@ -15,8 +15,9 @@ Backends, each measured in a fresh process:
 * ``hollow``    loosely's Hollow core, snapshot memory-mapped (``ReadStateEngine.from_file``)
 * ``java``      Java Hollow 7.14.23 (``HollowBench measure``, warm JVM)
 
-Measured: load time, resident memory after loading and after the reads (Java: heap used after GC), primary
-key lookup + one field, full record read, delta apply.  Outputs and datasets go to ``bench/out`` (ignored).
+Measured: load time (memory-mapped backends: best of three loads in the process, the first one reported
+too; Java: a load after a warm-up load), resident memory after loading and after the reads (Java: heap used
+after GC), primary key lookup + one field, full record read, delta apply.  Datasets go to ``bench/out``.
 """
 
 from __future__ import annotations
@@ -193,21 +194,29 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
         result["rss_reads"] = rss() - base
         result["delta_s"] = _timed(delta)
     elif backend == "arrow":
-        t0 = time.perf_counter()
-        table = pa.ipc.open_file(pa.memory_map(str(data / "items.arrow"))).read_all()
+
+        def open_arrow() -> None:
+            nonlocal table
+            table = pa.ipc.open_file(pa.memory_map(str(data / "items.arrow"))).read_all()
+
+        table = None
+        loads = [_timed(open_arrow) for _ in range(3)]
+        result["load_first_s"], result["load_s"] = loads[0], min(loads)
+        assert table is not None
         ids = table.column("id").to_numpy()
-        result["load_s"] = time.perf_counter() - t0
         result["rss_load"] = rss() - base
         names = table.column("name").combine_chunks()
         cols = [table.column(c).combine_chunks() for c in ("id", "a", "b", "c", "d", "ts", "name", "scores")]
 
+        int32 = np.int32  # search with the column's own dtype: a Python int makes numpy cast the column
+
         def lookup() -> None:
             for k in keys:
-                names[int(np.searchsorted(ids, k))].as_py()
+                names[int(ids.searchsorted(int32(k)))].as_py()
 
         def full() -> None:
             for k in keys:
-                row = int(np.searchsorted(ids, k))
+                row = int(ids.searchsorted(int32(k)))
                 tuple(c[row].as_py() for c in cols)
 
         result["lookup_s"] = _best(lookup, 1)
@@ -247,9 +256,11 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
 
         result["delta_s"] = _timed(delta)
     elif backend == "hollow":
-        t0 = time.perf_counter()
-        engine = ReadStateEngine.from_file(data / "snapshot-1")
-        result["load_s"] = time.perf_counter() - t0
+        engines = []
+        loads = [_timed(lambda: engines.append(ReadStateEngine.from_file(data / "snapshot-1"))) for _ in range(3)]
+        result["load_first_s"], result["load_s"] = loads[0], min(loads)
+        engine = engines[-1]
+        del engines[:-1]
         t0 = time.perf_counter()
         index = PrimaryKeyIndex(engine, "Item")
         result["index_s"] = time.perf_counter() - t0
@@ -362,11 +373,11 @@ def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:
             f"{h['delta_s'] / j['delta_cold_s']:.2f})"
         )
     if h:
+        java_index = f" (Java {j['index_s'] * 1000:.0f} ms)" if j else ""
         print(
-            f"hollow load from mmap: {h['load_s'] * 1000:.1f} ms (target < 50 ms); "
-            f"primary key index build {h['index_s'] * 1000:.0f} ms (Java {j['index_s'] * 1000:.0f} ms)"
-            if j
-            else ""
+            f"hollow load from mmap: {h['load_s'] * 1000:.1f} ms, first in the process "
+            f"{h['load_first_s'] * 1000:.1f} ms (target < 50 ms); primary key index build "
+            f"{h['index_s'] * 1000:.0f} ms{java_index}"
         )
 
 

@@ -785,6 +785,8 @@ public class HollowInterop {
             richModel(dir);
         else if (name.equals("evolve"))
             evolveModel(dir);
+        else if (name.equals("reshard"))
+            reshardModel(dir);
         else
             throw new IllegalArgumentException("unknown model " + name);
     }
@@ -904,6 +906,46 @@ public class HollowInterop {
             }
             writeBlobs(v2, noParts, dir, cycle);
             writeSchemas(v2, new File(dir, "schemas-" + cycle + ".txt"));
+        }
+    }
+
+    @HollowPrimaryKey(fields = {"id"})
+    public static class Row {
+        int id;
+        @HollowInline String label;
+        List<Integer> values;
+        Set<String> words;
+        Map<Integer, String> byNumber;
+    }
+
+    /** Type re-sharding inside a delta chain (Java 7.10+, opt-in): the data grows, then shrinks. */
+    static void reshardModel(File dir) throws IOException {
+        Map<String, Set<String>> noParts = Collections.emptyMap();
+        HollowWriteStateEngine engine = new HollowWriteStateEngine();
+        engine.allowTypeResharding(true);
+        engine.setTargetMaxTypeShardSize(1024);
+        HollowObjectMapper mapper = new HollowObjectMapper(engine);
+        mapper.initializeTypeState(Row.class);
+        int[] sizes = {40, 160, 400, 900, 300, 60};
+        for (int cycle = 1; cycle <= sizes.length; cycle++) {
+            if (cycle > 1)
+                engine.prepareForNextCycle();
+            for (int i = 0; i < sizes[cycle - 1]; i++) {
+                Row r = new Row();
+                r.id = i;
+                r.label = "row " + i + (i % 9 == cycle % 9 ? " v" + cycle : "");
+                r.values = new ArrayList<>();
+                for (int j = 0; j < i % 4; j++)
+                    r.values.add((i * 7 + j) % 300);
+                r.words = new HashSet<>();
+                for (int j = 0; j < i % 3; j++)
+                    r.words.add("w" + ((i + j) % 50));
+                r.byNumber = new HashMap<>();
+                for (int j = 0; j < i % 3; j++)
+                    r.byNumber.put((i + j) % 70, "n" + j);
+                mapper.add(r);
+            }
+            writeBlobs(engine, noParts, dir, cycle);
         }
     }
 

@@ -72,4 +72,4 @@ def chain(name: str) -> Chain:
     return Chain(name, d, meta["ops"], meta["deep_types"])
 
 
-CHAINS = ["rich", "evolve", *sorted(p.name for p in GOLDEN.glob("spec-*"))]
+CHAINS = ["rich", "evolve", "reshard", *sorted(p.name for p in GOLDEN.glob("spec-*"))]

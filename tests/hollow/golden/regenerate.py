@@ -5,7 +5,7 @@
 Every fixture here was written by ``interop/hollow/HollowInterop.java`` with the published
 ``com.netflix.hollow:hollow`` jar, never by this project's own writer:
 
-* ``rich/``, ``evolve/``: delta chains written with Java's object mapper (``model rich|evolve``): blobs,
+* ``rich/``, ``evolve/``, ``reshard/``: delta chains written with Java's object mapper (``model NAME``): blobs,
   the mapper's schemas, ``dump.txt.gz`` (Java's exact dump after each op of ``chain.json``) and
   ``deep-<Type>.txt.gz`` (Java's expanded records per op).
 * ``spec-*/``: chains written by Java's write state engine from ``spec.txt`` (``spec`` command), with Java's
@@ -32,6 +32,21 @@ from hollow.golden_specs import regenerate_specs  # noqa: E402
 from hollow.javarun import Java, compile_java  # noqa: E402
 
 CHAINS = {
+    "reshard": {
+        "files": [
+            "snapshot-1",
+            "snapshot-6",
+            *(f"delta-{c}-{c + 1}" for c in range(1, 6)),
+            *(f"reversedelta-{c + 1}-{c}" for c in range(1, 6)),
+        ],
+        "ops": [
+            "snapshot:snapshot-1",
+            *(f"delta:delta-{c}-{c + 1}" for c in range(1, 6)),
+            *(f"delta:reversedelta-{c + 1}-{c}" for c in range(5, 0, -1)),
+            "snapshot:snapshot-6",
+        ],
+        "deep_types": ["Row"],
+    },
     "rich": {
         "files": [
             "snapshot-1",

@@ -796,6 +796,37 @@ TypeView_raw(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLongLong(rec_field(s, so, (int)f));
 }
 
+static PyObject *
+TypeView_var_bytes(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* var_bytes(ordinal, field) -> the stored bytes of a STRING/BYTES field (Hollow's encoding), or None */
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "var_bytes(ordinal, field)");
+        return NULL;
+    }
+    if (check_object(v) < 0)
+        return NULL;
+    long long ordinal = PyLong_AsLongLong(args[0]);
+    long f = PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (f < 0 || f >= v->nfields || (v->ftype[f] != F_STRING && v->ftype[f] != F_BYTES)) {
+        PyErr_SetString(PyExc_IndexError, "not a STRING/BYTES field");
+        return NULL;
+    }
+    int64_t so;
+    Shard *s = locate(v, ordinal, &so);
+    if (!s)
+        return NULL;
+    uint64_t st, e;
+    int r = var_range(s, so, (int)f, &st, &e);
+    if (r < 0)
+        return NULL;
+    if (r == 1)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)s->pool[f] + st, (Py_ssize_t)(e - st));
+}
+
 /* --- collections ---------------------------------------------------------------------------------------- */
 
 /* start/end element (LIST) or bucket (SET/MAP) of a record, bounds-checked */
@@ -2687,6 +2718,8 @@ static PyMethodDef TypeView_methods[] = {
     {"get", (PyCFunction)(void (*)(void))TypeView_get, METH_FASTCALL, "get(ordinal, field) -> value"},
     {"record", (PyCFunction)TypeView_record, METH_O, "record(ordinal) -> tuple of all field values"},
     {"raw", (PyCFunction)(void (*)(void))TypeView_raw, METH_FASTCALL, "raw(ordinal, field) -> stored bits"},
+    {"var_bytes", (PyCFunction)(void (*)(void))TypeView_var_bytes, METH_FASTCALL,
+     "var_bytes(ordinal, field) -> stored bytes of a STRING/BYTES field"},
     {"size", (PyCFunction)TypeView_size, METH_O, "size(ordinal) -> number of elements"},
     {"elements", (PyCFunction)TypeView_elements, METH_O, "elements(ordinal) -> LIST/SET element ordinals"},
     {"entries", (PyCFunction)TypeView_entries, METH_O, "entries(ordinal) -> MAP (key, value) ordinals"},

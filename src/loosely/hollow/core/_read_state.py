@@ -17,6 +17,9 @@ Applying a delta (or a reverse delta, which is encoded the same way) is all-or-n
 3. the new populated ordinals are computed and checked against the delta;
 4. only when all of that succeeded is anything swapped in.  Any error leaves the old state untouched.
 
+A delta that changes a type's shard count (Java 7.10+ ``allowTypeResharding``) first has the type's records
+laid out in the new shard count, then is applied as usual.
+
 Removals are applied one version late, as Java does: a record removed by delta N stays readable (a "ghost",
 listed by :meth:`TypeReadState.ghost_ordinals`) until delta N+1 drops it.  Types absent from the delta keep
 their data; types unknown to this engine are skipped (a schema change needs a snapshot); fields unknown to
@@ -54,7 +57,7 @@ from loosely.hollow.core._errors import (
     HollowDeltaOriginError,
     HollowUnsupportedBlobError,
 )
-from loosely.hollow.core._hashing import Checksum
+from loosely.hollow.core._hashing import Checksum, hash_table_size
 from loosely.hollow.core._schema import FieldType, ObjectSchema, Schema, SchemaKind
 
 __all__ = [
@@ -506,11 +509,14 @@ def _field_map(state: TypeReadState, delta_schema: Schema) -> tuple[int, ...]:
 def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType:
     name = state.name
     fmap = _field_map(state, sec.schema)
+    old_view = state.view
+    old_shards = state.shards
     if sec.num_shards != state.num_shards:
-        raise HollowUnsupportedBlobError(
-            f"type {name}: the delta re-shards it from {state.num_shards} to {sec.num_shards} shards; "
-            "load a snapshot instead"
-        )
+        # Java 7.10+ producers may re-shard a type within a delta chain (allowTypeResharding); like Java's
+        # consumer, lay the records out in the new shard count first, then apply the delta to that.
+        old_shards = _reshard(state, sec.num_shards)
+        old_view = _new_view(state.schema)
+        old_view.set_shards([sh.spec() for sh in old_shards])
     ReadStateEngine._check_shards(sec)
     n = sec.num_shards
     removed_lists = [_ordinals(ds.removed) for ds in sec.shards]
@@ -533,7 +539,7 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
     added_all: list[Ordinals] = []
     removed_all: list[Ordinals] = []
     new_shards: list[ShardState] = []
-    for i, (old, ds) in enumerate(zip(state.shards, sec.shards, strict=True)):
+    for i, (old, ds) in enumerate(zip(old_shards, sec.shards, strict=True)):
         removed = removed_lists[i]
         added = added_lists[i]
         g_removed = removed * n + i
@@ -551,7 +557,17 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
         added_all.append(g_added)
         removed_all.append(g_removed)
         new_shards.append(
-            _merge_shard(state, index=i, old=old, delta_view=delta_view, ds=ds, fmap=fmap, removed=removed, added=added)
+            _merge_shard(
+                state,
+                old_view,
+                index=i,
+                old=old,
+                delta_view=delta_view,
+                ds=ds,
+                fmap=fmap,
+                removed=removed,
+                added=added,
+            )
         )
     if old_populated.size > new_len:
         tail = old_populated[new_len:].copy()
@@ -576,6 +592,7 @@ def _target_widths(state: TypeReadState, old: ShardState, ds: ShardData, fmap: t
 
 def _merge_shard(
     state: TypeReadState,
+    old_view: _native.TypeView,
     *,
     index: int,
     old: ShardState,
@@ -591,6 +608,111 @@ def _merge_shard(
         pending = np.union1d(old.pending_removals, removed).astype(np.int64)
         return ShardState(old.max_shard_ordinal, old.widths, old.fixed, old.extras, pending)
     fixed, extras = _native.merge_shard(
-        state.view, index, old.pending_removals, delta_view, index, added, ds.max_shard_ordinal, widths, fmap
+        old_view, index, old.pending_removals, delta_view, index, added, ds.max_shard_ordinal, widths, fmap
     )
     return ShardState(ds.max_shard_ordinal, widths, fixed, extras, removed)
+
+
+def _shard_max_ordinals(max_ordinal: int, n: int) -> list[int]:
+    return [(max_ordinal + 1 - i + n - 1) // n - 1 if max_ordinal >= 0 else -1 for i in range(n)]
+
+
+def _reshard(state: TypeReadState, n: int) -> tuple[ShardState, ...]:
+    """The populated records of ``state`` laid out in ``n`` shards (ordinal o in shard o & (n - 1)).
+
+    Record by record through the accessor: re-sharding is rare (an opt-in of Java producers), and this keeps
+    the bit-level code in one place.  Bit widths stay as they are, except pointers, which are sized anew.
+    """
+    schema = state.schema
+    populated = state._populated
+    widths = state.shards[0].widths
+    shards = []
+    for j, max_so in enumerate(_shard_max_ordinals(state.max_ordinal, n)):
+        ordinals = [so * n + j for so in range(max_so + 1)]
+        live = [bool(populated[o]) for o in ordinals]
+        if isinstance(schema, ObjectSchema):
+            shard_widths, fixed, extras = _reshard_objects(state, ordinals, live, widths)
+        else:
+            shard_widths, fixed, extras = _reshard_collection(state, ordinals, live, widths)
+        shards.append(ShardState(max_so, shard_widths, fixed, extras, _EMPTY))
+    return tuple(shards)
+
+
+def _words(n: int, widths: tuple[int, ...], columns: list[list[int]]) -> bytes:
+    cols = tuple(np.asarray(c, dtype=np.uint64) for c in columns)
+    return _native.pack(n, widths, cols) if n else b""
+
+
+def _reshard_objects(
+    state: TypeReadState, ordinals: list[int], live: list[bool], widths: tuple[int, ...]
+) -> tuple[tuple[int, ...], bytes, tuple[bytes | None, ...]]:
+    schema = state.schema
+    assert isinstance(schema, ObjectSchema)
+    view = state.view
+    var = [f.type.is_variable_length for f in schema.fields]
+    pools = [bytearray() for _ in schema.fields]
+    cols: list[list[int]] = [[] for _ in schema.fields]
+    for o, present in zip(ordinals, live, strict=True):
+        for f in range(len(schema.fields)):
+            if var[f]:
+                data = view.var_bytes(o, f) if present else None
+                if data is None:
+                    cols[f].append(-1 - len(pools[f]))  # null: the flag is added below, once the width is known
+                else:
+                    pools[f] += data
+                    cols[f].append(len(pools[f]))
+            else:
+                cols[f].append(view.raw(o, f) if present else (1 << widths[f]) - 1)
+    new_widths = list(widths)
+    for f in range(len(schema.fields)):
+        if var[f]:
+            new_widths[f] = max(widths[f], len(pools[f]).bit_length() + 1)
+            flag = 1 << (new_widths[f] - 1)
+            cols[f] = [flag | (-1 - v) if v < 0 else v for v in cols[f]]
+    fixed = _words(len(ordinals), tuple(new_widths), cols)
+    return tuple(new_widths), fixed, tuple(bytes(p) for p in pools)
+
+
+def _reshard_collection(
+    state: TypeReadState, ordinals: list[int], live: list[bool], widths: tuple[int, ...]
+) -> tuple[tuple[int, ...], bytes, tuple[bytes | None, ...]]:
+    view = state.view
+    kind = state.kind
+    pointers: list[int] = []
+    sizes: list[int] = []
+    units: list[list[int]] = [[], []]
+    if kind is SchemaKind.LIST:
+        ew = widths[1]
+        for o, present in zip(ordinals, live, strict=True):
+            if present:
+                units[0].extend(view.elements(o))
+            pointers.append(len(units[0]))
+        pw = max(1, pointers[-1].bit_length() if pointers else 0)
+        fixed = _words(len(pointers), (pw,), [pointers])
+        return (pw, ew), fixed, (_words(len(units[0]), (ew,), [units[0]]),)
+    key_w = widths[2]
+    empty = (1 << key_w) - 1
+    for o, present in zip(ordinals, live, strict=True):
+        if present:
+            size = view.size(o)
+            buckets = [empty] * hash_table_size(size)
+            values = [0] * len(buckets)
+            if kind is SchemaKind.SET:
+                for b, e in view.buckets(o):
+                    buckets[b] = e
+            else:
+                for b, k, v in view.map_buckets(o):
+                    buckets[b] = k
+                    values[b] = v
+            units[0].extend(buckets)
+            units[1].extend(values)
+            sizes.append(size)
+        else:
+            sizes.append(0)
+        pointers.append(len(units[0]))
+    pw = pointers[-1].bit_length() if pointers else 0
+    fixed = _words(len(pointers), (pw, widths[1]), [pointers, sizes])
+    if kind is SchemaKind.SET:
+        return (pw, widths[1], key_w), fixed, (_words(len(units[0]), (key_w,), [units[0]]),)
+    data = _words(len(units[0]), (key_w, widths[3]), units)
+    return (pw, widths[1], key_w, widths[3]), fixed, (data,)
