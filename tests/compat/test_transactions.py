@@ -35,7 +35,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, *, committed: bool, se
     return out
 
 
-def test_consume_transform_produce_is_exactly_once_and_read_committed_skips_aborts(cluster: Cluster, topic: str) -> None:
+def test_consume_transform_produce_is_exactly_once_and_skips_aborts(cluster: Cluster, topic: str) -> None:
     bs = cluster.bootstrap_servers
     out_topic = topic + "-out"
     create_topic(bs, topic, 3)
@@ -68,8 +68,9 @@ def test_consume_transform_produce_is_exactly_once_and_read_committed_skips_abor
         producer.begin_transaction()
         for m in msgs:
             producer.produce(out_topic, b"out-" + (m.value() or b""), partition=int(m.value() or b"0") % 2)
-        producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
-                                             consumer.consumer_group_metadata(), 30)
+        producer.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+        )
         transactions += 1
         if transactions % 3 == 0:
             producer.flush(30)  # the records reach the log, so aborting them is a real test
@@ -131,8 +132,9 @@ def test_a_transaction_left_open_times_out_is_aborted_and_its_producer_fenced(cl
     ok.commit_transaction(30)
     # The open transaction holds the last stable offset back, so "later" is not readable yet; once the coordinator
     # aborts it (Apache Kafka checks every 10 s), both the abort marker and "later" become visible.
-    c = Consumer({"bootstrap.servers": bs, "group.id": "r", "isolation.level": "read_committed",
-                  "enable.auto.commit": False})
+    c = Consumer(
+        {"bootstrap.servers": bs, "group.id": "r", "isolation.level": "read_committed", "enable.auto.commit": False}
+    )
     c.assign([TopicPartition(topic, 0, 0)])
     seen: list[bytes] = []
     deadline = time.monotonic() + 40
