@@ -160,3 +160,35 @@ def test_many_pipelined_requests_are_answered_in_order(loosely: BrokerThread) ->
         assert frame is not None
         corr, _ = decode_response(18, 3, frame)
         assert corr == i
+
+
+HUGE_COMPACT_ARRAY = bytes.fromhex("ffffffff62")  # uvarint count + 1 = 26,575,110,143
+
+
+def test_kio_alone_would_abort_on_an_impossible_array_count() -> None:
+    """The reason loosely.protocol.guard exists: kio allocates for the declared count first and aborts."""
+    import subprocess
+    import sys
+
+    code = (
+        "from kio.index import load_request_schema\n"
+        "from kio.serial import entity_reader\n"
+        f"entity_reader(load_request_schema(3, 12))(bytes.fromhex('{HUGE_COMPACT_ARRAY.hex()}'), 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)
+    assert r.returncode < 0 or r.returncode > 1, "kio no longer aborts; the guard could be retired"
+
+
+def test_an_impossible_array_count_closes_the_connection_not_the_broker(loosely: BrokerThread, topic: str) -> None:
+    from loosely.protocol.errors import ProtocolError
+    from loosely.protocol.messages import decode_request
+
+    header = struct.pack(">hhi", 3, 12, 7) + struct.pack(">h", 1) + b"c" + b"\x00"
+    frame = header + HUGE_COMPACT_ARRAY + b"\x00\x00\x00"
+    with pytest.raises(ProtocolError):
+        decode_request(frame)
+    produce_ok(loosely.bootstrap_servers, topic, 4)
+    raw = Raw(loosely.bootstrap_servers)
+    raw.send(struct.pack(">i", len(frame)) + frame)
+    assert raw.closed_by_peer()
+    still_healthy(loosely, topic, 4)

@@ -34,6 +34,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from loosely.protocol.errors import ProtocolError, UnsupportedVersionError
+from loosely.protocol.guard import check_entity
 
 __all__ = [
     "API_NAMES",
@@ -179,13 +180,20 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, object]:
         raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version)
     try:
         read_header, read_body = _request_codec(api_key, api_version)
+        cls = load_request_schema(api_key, api_version)
     except KioIndexError:
         raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version) from None
+    # Walk the frame's shape before kio sees it: kio allocates for a declared array count before checking that the
+    # bytes are there, and an impossible count would abort the process (see loosely.protocol.guard).
+    check_entity(cls, frame, check_entity(cls.__header_schema__, frame, 0))
     try:
         header, n = read_header(frame, 0)
         body, _ = read_body(frame, n)
     except (SerialError, ValueError, OverflowError, UnicodeDecodeError, IndexError) as e:
         raise ProtocolError(f"malformed api {api_key} v{api_version} request: {e}") from e
+    except KeyError as e:
+        # kio refuses tagged fields it does not know (Kafka would skip them); found by fuzz/fuzz_requests.py.
+        raise ProtocolError(f"api {api_key} v{api_version} request: {e.args[0] if e.args else e}") from e
     # Trailing bytes are ignored, as Apache Kafka ignores them: librdkafka 2.x sends three extra bytes after an
     # all-topics Metadata v12 request, and Kafka answers it.
     client_id = getattr(header, "client_id", None)
