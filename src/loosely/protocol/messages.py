@@ -253,6 +253,7 @@ def encode_request(
 def decode_response(api_key: int, api_version: int, frame: bytes | memoryview) -> tuple[int, object]:
     """``(correlation_id, response)`` from a response frame without its size prefix."""
     cls = load_response_schema(api_key, api_version)
+    check_entity(cls, frame, check_entity(cls.__header_schema__, frame, 0))  # see loosely.protocol.guard
     try:
         header, n = entity_reader(cls.__header_schema__)(frame, 0)
         body, _ = entity_reader(cls)(frame, n)
