@@ -94,6 +94,19 @@ def last_stable_offset(bs: str, topic: str) -> int:
     return int(resp.topics[0].partitions[0].offset)  # type: ignore[attr-defined]
 
 
+def stable_offset(bs: str, group: str, topic: str) -> tuple[int, ErrorCode]:
+    """OffsetFetch v7 with require_stable: the committed offset of partition 0 and its error."""
+    from kio.schema.offset_fetch.v7.request import OffsetFetchRequest, OffsetFetchRequestTopic
+
+    body = OffsetFetchRequest(
+        group_id=group,
+        topics=(OffsetFetchRequestTopic(name=topic, partition_indexes=(0,)),),
+        require_stable=True,
+    )
+    part = Raw(bs).request(ApiKey.OFFSET_FETCH, 7, body).topics[0].partitions[0]  # type: ignore[attr-defined]
+    return int(part.committed_offset), part.error_code
+
+
 def test_duplicates_are_recognised_after_a_clean_restart(tmp_path: Path) -> None:
     port = free_port()
     with broker_on(tmp_path, port) as b:
@@ -145,15 +158,21 @@ def test_an_open_transaction_survives_a_restart_and_commits(tmp_path: Path) -> N
         p.begin_transaction()
         p.produce("t", b"in-flight")
         assert p.flush(30) == 0
+        group = Consumer({"bootstrap.servers": bs, "group.id": "eos"})
+        p.send_offsets_to_transaction([TopicPartition("t", 0, 7)], group.consumer_group_metadata(), 30)
+        group.close()
     with broker_on(tmp_path, port) as b:
         coord = transaction_coordinator(b.broker.ctx)
         assert coord is not None
         txn = b.call(lambda: coord.txns[TransactionalId("survivor")])
-        assert txn.state is TxnState.ONGOING and txn.partitions == {("t", 0)}
+        assert txn.state is TxnState.ONGOING and ("t", 0) in txn.partitions and len(txn.partitions) == 2
         assert last_stable_offset(bs, "t") == 0, "read_committed must not see an open transaction"
+        # The transaction's offset commit was replayed as pending: not committed yet, and flagged unstable.
+        assert stable_offset(bs, "eos", "t") == (-1, ErrorCode.unstable_offset_commit)
         p.commit_transaction(30)
         assert last_stable_offset(bs, "t") == 2  # the record and the COMMIT marker
         assert read(bs, "t", 1, committed=True) == [b"in-flight"]
+        assert stable_offset(bs, "eos", "t") == (7, ErrorCode.none)
 
 
 def test_markers_are_finished_after_a_crash_between_prepare_and_complete(tmp_path: Path) -> None:

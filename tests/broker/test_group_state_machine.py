@@ -657,3 +657,18 @@ def test_a_removed_members_waiting_sync_is_answered() -> None:
     h.step(Leave(r, ((MemberId(follower), None),)))
     assert h.sync_reply(s).error in (ErrorCode.unknown_member_id, ErrorCode.rebalance_in_progress)
     assert NO_MEMBER_ID == ""
+
+
+@pytest.mark.parametrize(("members", "accepted"), [(1, True), (2, False), (3, False)])
+def test_group_size_limit(members: int, accepted: bool) -> None:
+    """group.max.size: at the limit a new member is refused; existing members may always rejoin."""
+    h = Harness(GroupLimits(members_max=2))
+    ids, gen = form_group(h, min(members, 2))
+    r = h.join(version=3, client="extra")
+    resp = h.join_reply(r) if r in h.replies else None
+    if accepted:
+        assert resp is None or resp.error == ErrorCode.none
+    else:
+        assert resp is not None and resp.error == ErrorCode.group_max_size_reached
+        assert set(h.g.members) == set(ids)
+        assert h.heartbeat(ids[0], gen) == ErrorCode.none

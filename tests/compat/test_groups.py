@@ -288,3 +288,59 @@ def test_commit_for_unknown_partition_and_fetch_of_never_committed(cluster: Clus
         assert "UNKNOWN_TOPIC_OR_PART" in str(e.value)
     finally:
         c.close()
+
+
+def test_static_member_restarts_within_its_session_without_a_rebalance(cluster: Cluster, topic: str) -> None:
+    """group.instance.id: a static member that restarts gets its partitions back and the others never rebalance."""
+    bs = cluster.bootstrap_servers
+    create_topic(bs, topic, 4)
+    group = f"g-{topic}"
+    events: dict[str, list[tuple[str, set[int]]]] = {"a": [], "b": [], "a2": []}
+
+    def consumer(instance: str, name: str) -> Consumer:
+        c = Consumer(
+            {
+                "bootstrap.servers": bs,
+                "group.id": group,
+                "group.instance.id": instance,
+                "session.timeout.ms": 15_000,
+                "heartbeat.interval.ms": 500,
+                "enable.auto.commit": False,
+            }
+        )
+        c.subscribe(
+            [topic],
+            on_assign=lambda _c, ps: events[name].append(("assign", {p.partition for p in ps})),
+            on_revoke=lambda _c, ps: events[name].append(("revoke", {p.partition for p in ps})),
+        )
+        return c
+
+    def owned(name: str) -> set[int]:
+        held: set[int] = set()
+        for kind, parts in events[name]:
+            held = parts if kind == "assign" else held - parts
+        return held
+
+    a, b = consumer("i1", "a"), consumer("i2", "b")
+    wait_until(
+        lambda: (a.poll(0.1), b.poll(0.1)) and len(owned("a")) == 2 and len(owned("b")) == 2,
+        60,
+        "two static members with two partitions each",
+    )
+    before_b = list(events["b"])
+    a_parts = owned("a")
+    a.close()  # a static member does not leave the group when it closes
+    a2 = consumer("i1", "a2")
+    wait_until(
+        lambda: (a2.poll(0.1), b.poll(0.1)) and owned("a2") == a_parts,
+        30,
+        "the restarted member to get its partitions back",
+    )
+    for _ in range(10):
+        b.poll(0.1)
+    assert events["b"] == before_b, "the other member was made to rebalance"
+    admin = AdminClient({"bootstrap.servers": bs})
+    d = admin.describe_consumer_groups([group])[group].result(30)
+    assert sorted(m.group_instance_id for m in d.members) == ["i1", "i2"]
+    a2.close()
+    b.close()
