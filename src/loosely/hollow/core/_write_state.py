@@ -48,7 +48,7 @@ from loosely.hollow.core._blob import (
     write_part_header,
     write_type_section,
 )
-from loosely.hollow.core._encoding import Writer, to_utf16_units, zigzag_decode, zigzag_encode
+from loosely.hollow.core._encoding import Writer, to_utf16_units, zigzag_decode
 from loosely.hollow.core._errors import HollowSchemaError, HollowWriteError
 from loosely.hollow.core._hashing import hash_int, hash_table_size, murmur3, to_int32
 from loosely.hollow.core._java_order import JavaConcurrentHashMap, java_hash_map_order
@@ -135,54 +135,104 @@ def _decode_string_units(data: bytes) -> list[int]:
     return units
 
 
-def _field_payload(schema: ObjectSchema, index: int, value: ObjectValue) -> FieldPayload:
+FieldEncoder = Callable[[ObjectValue], FieldPayload]
+
+
+def _type_error(where: str, expected: str, value: ObjectValue) -> HollowWriteError:
+    return HollowWriteError(f"{where} is {expected}, got {type(value).__name__}")
+
+
+def _encoder(schema: ObjectSchema, index: int) -> FieldEncoder:
+    """The function turning a Python value of one field into its payload (checked), made once per field."""
     f = schema.fields[index]
     t = f.type
-    if value is None:
-        if t is FieldType.FLOAT:
-            return NULL_FLOAT_BITS
-        if t is FieldType.DOUBLE:
-            return NULL_DOUBLE_BITS
-        return None
     where = f"{schema.name}.{f.name}"
     if t is FieldType.INT or t is FieldType.LONG:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise HollowWriteError(f"{where} is {t.value}, got {type(value).__name__}")
         bits = 32 if t is FieldType.INT else 64
-        low = INT_MIN if bits == 32 else LONG_MIN
-        if not low < value < -low:
-            raise HollowWriteError(f"{where}: {value} is outside {t.value} (its minimum is reserved for null)")
-        return zigzag_encode(value, bits)
+        low, high, mask = -(1 << (bits - 1)), (1 << (bits - 1)) - 1, (1 << bits) - 1
+
+        def encode_int(value: ObjectValue) -> FieldPayload:
+            if value is None:
+                return None
+            if value.__class__ is not int and (not isinstance(value, int) or isinstance(value, bool)):
+                raise _type_error(where, t.value, value)
+            if not low < value <= high:
+                raise HollowWriteError(f"{where}: {value} is outside {t.value} (its minimum is reserved for null)")
+            return ((value << 1) ^ (value >> (bits - 1))) & mask
+
+        return encode_int
     if t is FieldType.REFERENCE:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= ORDINAL_MAX:
-            raise HollowWriteError(f"{where} is a reference: give the ordinal add_*() returned, got {value!r}")
-        return value
+
+        def encode_ref(value: ObjectValue) -> FieldPayload:
+            if value is None:
+                return None
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= ORDINAL_MAX:
+                raise HollowWriteError(f"{where} is a reference: give the ordinal add_*() returned, got {value!r}")
+            return value
+
+        return encode_ref
     if t is FieldType.BOOLEAN:
-        if not isinstance(value, bool):
-            raise HollowWriteError(f"{where} is BOOLEAN, got {type(value).__name__}")
-        return 1 if value else 0
+
+        def encode_bool(value: ObjectValue) -> FieldPayload:
+            if value is None:
+                return None
+            if not isinstance(value, bool):
+                raise _type_error(where, "BOOLEAN", value)
+            return 1 if value else 0
+
+        return encode_bool
     if t is FieldType.FLOAT or t is FieldType.DOUBLE:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise HollowWriteError(f"{where} is {t.value}, got {type(value).__name__}")
-        return float_bits(float(value)) if t is FieldType.FLOAT else double_bits(float(value))
+        null = NULL_FLOAT_BITS if t is FieldType.FLOAT else NULL_DOUBLE_BITS
+        to_bits = float_bits if t is FieldType.FLOAT else double_bits
+
+        def encode_float(value: ObjectValue) -> FieldPayload:
+            if value is None:
+                return null
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise _type_error(where, t.value, value)
+            return to_bits(float(value))
+
+        return encode_float
     if t is FieldType.STRING:
-        if not isinstance(value, str):
-            raise HollowWriteError(f"{where} is STRING, got {type(value).__name__}")
-        return encode_string(value)
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise HollowWriteError(f"{where} is BYTES, got {type(value).__name__}")
-    return bytes(value)
+
+        def encode_str(value: ObjectValue) -> FieldPayload:
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise _type_error(where, "STRING", value)
+            return encode_string(value)
+
+        return encode_str
+
+    def encode_bytes(value: ObjectValue) -> FieldPayload:
+        if value is None:
+            return None
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _type_error(where, "BYTES", value)
+        return bytes(value)
+
+    return encode_bytes
 
 
-def object_payload(schema: ObjectSchema, values: Mapping[str, ObjectValue] | Sequence[ObjectValue]) -> ObjectPayload:
+def _field_payload(schema: ObjectSchema, index: int, value: ObjectValue) -> FieldPayload:
+    return _encoder(schema, index)(value)
+
+
+def object_payload(
+    schema: ObjectSchema,
+    values: Mapping[str, ObjectValue] | Sequence[ObjectValue],
+    encoders: Sequence[FieldEncoder] | None = None,
+) -> ObjectPayload:
+    if encoders is None:
+        encoders = [_encoder(schema, i) for i in range(len(schema.fields))]
     if isinstance(values, Mapping):
         unknown = set(values) - set(schema.field_names())
         if unknown:
             raise HollowWriteError(f"type {schema.name} has no fields {sorted(unknown)}")
-        return tuple(_field_payload(schema, i, values.get(f.name)) for i, f in enumerate(schema.fields))
+        return tuple(enc(values.get(f.name)) for enc, f in zip(encoders, schema.fields, strict=True))
     if len(values) != len(schema.fields):
         raise HollowWriteError(f"type {schema.name} has {len(schema.fields)} fields, got {len(values)} values")
-    return tuple(_field_payload(schema, i, v) for i, v in enumerate(values))
+    return tuple(enc(v) for enc, v in zip(encoders, values, strict=True))
 
 
 def _ordinals(values: Iterable[int], what: str) -> list[int]:
@@ -538,6 +588,7 @@ class _ObjectWriteState(_TypeWriteState[ObjectPayload]):
         self.widths: tuple[int, ...] = ()
         self.var_total = 0
         self.var_fields = tuple(f.type.is_variable_length for f in schema.fields)
+        self.encoders = tuple(_encoder(schema, i) for i in range(len(schema.fields)))
 
     def prepare_for_write(self) -> None:
         super().prepare_for_write()
@@ -947,7 +998,9 @@ class WriteStateEngine:
         state = self._adding(type_name)
         if not isinstance(state, _ObjectWriteState):
             raise HollowWriteError(f"type {type_name} is not an OBJECT type")
-        payload = object_payload(state.schema, values)
+        payload = object_payload(state.schema, values, state.encoders)
+        if state.restored_schema is None:
+            return state.add(payload)
         return state.add(payload, self._restored_payload(state, payload))
 
     def add_list(self, type_name: str, element_ordinals: Iterable[int]) -> int:
