@@ -130,14 +130,6 @@ class View(Generic[K, V]):
         return View(self.name, version, self.topics, self.fn, self.key, self.value, self.description)
 
 
-def _key_text(key: object) -> str | None:
-    if key is None:
-        return None
-    if isinstance(key, bytes):
-        return key.decode("utf-8", "surrogateescape")
-    return str(key)
-
-
 def latest_by_key(name: str, topics: Sequence[str], *, version: int = 1, value: Deserializer[V] | None = None) -> View[
     object, V
 ]:
@@ -149,13 +141,15 @@ def latest_by_key(name: str, topics: Sequence[str], *, version: int = 1, value: 
     """
 
     def fn(r: Record[object, V]) -> Change | None:
-        k = _key_text(r.key)
-        if k is None:
+        k = r.key
+        if type(k) is bytes:
+            k = k.decode("utf-8", "surrogateescape")
+        elif k is None:
             return None
-        if r.value is None:
-            return Delete(k)
+        elif type(k) is not str:
+            k = str(k)
         v = r.value
-        return Put(k, v)  # type: ignore[arg-type]
+        return Delete(k) if v is None else Put(k, v)  # type: ignore[arg-type]
 
     return View(name, version, tuple(topics), fn, BYTES, value or BYTES)  # type: ignore[arg-type]
 

@@ -66,7 +66,7 @@ __all__ = ["PoisonRecord", "Runner", "RunnerConfig", "RunnerStatistics", "group_
 
 log = logging.getLogger(__name__)
 
-_CHANGE_TYPES = (Put, Add, Delete)
+_CHANGE_TYPES = frozenset((Put, Add, Delete))
 
 
 class PoisonRecord(RuntimeError):
@@ -281,18 +281,28 @@ class Runner:
         return tp
 
     def _build(self, msgs: list[Any]) -> tuple[Batch, PoisonRecord | None]:
-        """Run the view function over one poll's records (the hot path: keep it flat)."""
+        """Run the view function over one poll's records.
+
+        The hot path, so it is kept flat: a poll returns runs of records of one partition, so the partition's
+        bookkeeping (its cached :class:`TopicPartition`, whether it is still assigned, its end offset and last
+        timestamp) is done once per run instead of once per record; list appends go through bound methods.
+        """
         positions = self._positions
         b = Batch()
-        changes, sources, offsets, stamps = b.changes, b.sources, b.offsets, b.timestamps_ms
+        add_change, add_source = b.changes.append, b.sources.append
+        add_offset, add_stamp = b.offsets.append, b.timestamps_ms.append
         ends, last_ts = b.ends, b.last_timestamp_ms
         fn = self.view.fn
         kd = _decoder(self.view.key)
         vd = _decoder(self.view.value)
-        tp_cache = self._tp_cache
         change_types = _CHANGE_TYPES
         n = 0
         poison: PoisonRecord | None = None
+        cur_topic: str | None = None
+        cur_part = -1
+        tp: TopicPartition | None = None
+        skip = False
+        off = ts = -1
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -302,12 +312,18 @@ class Runner:
                     log.warning("%s: consumer: %s", self.view.id, err)
                     continue
                 raise KafkaException(err)
-            topic = m.topic()
             part = m.partition()
+            topic = m.topic()
+            if part != cur_part or topic != cur_topic:
+                if tp is not None and not skip:
+                    ends[tp] = off + 1
+                    last_ts[tp] = ts
+                cur_part, cur_topic = part, topic
+                tp = self._tp(topic, part)
+                skip = tp not in positions  # revoked during this poll: its new owner reads it
+            if skip:
+                continue
             off = m.offset()
-            tp = tp_cache.get((topic, part)) or self._tp(topic, part)
-            if tp not in positions:
-                continue  # revoked during this poll: its new owner reads it
             ts = m.timestamp()[1]
             k = m.key()
             v = m.value()
@@ -323,28 +339,30 @@ class Runner:
             except Exception as e:  # any failure of user code makes the record poison
                 if self.config.on_poison == "stop":
                     poison = PoisonRecord(str(self.view.id), topic, part, off, e)
+                    off -= 1  # the position stays *at* the poison record
                     break
                 self._dead_letter(m, e)
                 out = None
             n += 1
-            if out is not None:
-                if type(out) in change_types:
-                    changes.append(out)
-                    sources.append(tp)
-                    offsets.append(off)
-                    stamps.append(ts)
-                else:
-                    for ch in out:
-                        changes.append(ch)
-                        sources.append(tp)
-                        offsets.append(off)
-                        stamps.append(ts)
-            ends[tp] = off + 1
-            if ts > last_ts.get(tp, -1):
-                last_ts[tp] = ts
+            if out is None:
+                continue
+            if type(out) in change_types:
+                add_change(out)
+                add_source(tp)  # type: ignore[arg-type]  # set with the run
+                add_offset(off)
+                add_stamp(ts)
+            else:
+                for ch in out:
+                    add_change(ch)
+                    add_source(tp)  # type: ignore[arg-type]
+                    add_offset(off)
+                    add_stamp(ts)
+        if tp is not None and not skip and off >= 0:
+            ends[tp] = max(ends.get(tp, 0), off + 1)
+            last_ts[tp] = ts
         b.records = n
-        for tp in ends:
-            b.starts[tp] = positions.get(tp)
+        for t in ends:
+            b.starts[t] = positions.get(t)
         return b, poison
 
     def _apply(self, batch: Batch) -> None:

@@ -1,0 +1,156 @@
+"""The runner against a real (embedded) broker: poison records, dead letters, a failing sink, backpressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from loosely.broker.server import BrokerThread
+from loosely.views import (
+    JSON,
+    Add,
+    Batch,
+    PoisonRecord,
+    Put,
+    Record,
+    Runner,
+    RunnerConfig,
+    SinkError,
+    SqliteSink,
+    TopicPartition,
+    View,
+    count_by_key,
+)
+from loosely.views._policy import RetryLimits
+from views.crashkit import create_topic
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes = b"k") -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for v in values:
+        p.produce(topic, v, key=key)
+    assert p.flush(30) == 0
+
+
+def totals(r: Record[bytes, dict[str, int]]) -> Add | None:
+    return None if r.value is None else Add("sum", r.value["n"])
+
+
+def test_poison_record_stops_at_its_offset_and_loses_nothing(loosely: BrokerThread, tmp_path: Path,
+                                                             topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    produce(loosely.bootstrap_servers, topic, [b'{"n": 1}', b'{"n": 2}', b"not json", b'{"n": 4}'])
+    view = View("sums", 1, (topic,), totals, value=JSON)
+    sink = SqliteSink(str(tmp_path / "v.db"))
+    runner = Runner(view, sink, loosely.bootstrap_servers)
+    with pytest.raises(PoisonRecord, match=rf"{topic}/0@2") as e:
+        runner.run(until_caught_up=True, timeout_s=60)
+    assert e.value.offset == 2
+    runner.close()
+    # the records before it are applied and the stored position names the poison record: a restart stops there
+    assert sink.stored_positions() == {TopicPartition(topic, 0): 2}
+    assert sink.get("sums", "sum", version=1) == 3
+    again = Runner(view, sink, loosely.bootstrap_servers)
+    with pytest.raises(PoisonRecord, match=rf"{topic}/0@2"):
+        again.run(until_caught_up=True, timeout_s=60)
+    again.close()
+    assert sink.get("sums", "sum", version=1) == 3
+    sink.close()
+
+
+def test_dead_letter_policy_moves_bad_records_aside(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    dlt = f"{topic}-dead"
+    create_topic(loosely.bootstrap_servers, dlt, 1)
+    produce(loosely.bootstrap_servers, topic, [b'{"n": 1}', b"\xff garbage", b'{"n": 4}'])
+    sink = SqliteSink(str(tmp_path / "v.db"))
+    runner = Runner(View("sums", 1, (topic,), totals, value=JSON), sink, loosely.bootstrap_servers,
+                    RunnerConfig(on_poison="dead-letter", dead_letter_topic=dlt))
+    stats = runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
+    assert (stats.records, stats.dead_lettered) == (3, 1)
+    assert sink.get("sums", "sum", version=1) == 5
+    c = Consumer({"bootstrap.servers": loosely.bootstrap_servers, "group.id": "dlt-check",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([dlt])
+    m = None
+    deadline = time.monotonic() + 30
+    while m is None and time.monotonic() < deadline:
+        m = c.poll(1)
+    c.close()
+    assert m is not None and m.value() == b"\xff garbage"
+    headers = dict(m.headers() or [])
+    assert headers["loosely.source.offset"] == b"1" and headers["loosely.source.topic"] == topic.encode()
+    assert b"UnicodeDecodeError" in headers["loosely.error"]
+    sink.close()
+
+
+class FlakySink(SqliteSink):
+    """Fails the first ``failures`` batches, then works; or sleeps in every batch (a slow sink)."""
+
+    def __init__(self, path: str, failures: int = 0, delay_s: float = 0.0) -> None:
+        super().__init__(path)
+        self.failures = failures
+        self.delay_s = delay_s
+
+    def apply(self, batch: Batch) -> None:
+        time.sleep(self.delay_s)
+        if self.failures > 0:
+            self.failures -= 1
+            raise SinkError("disk on fire")
+        super().apply(batch)
+
+
+def test_a_failing_sink_is_retried_then_stops_the_runner_with_nothing_committed(
+    loosely: BrokerThread, tmp_path: Path, topic: str
+) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    produce(loosely.bootstrap_servers, topic, [b"x"] * 10)
+    sink = FlakySink(str(tmp_path / "v.db"), failures=2)
+    fast = RetryLimits(attempts_max=3, backoff_ms=10, backoff_ms_max=20)
+    runner = Runner(count_by_key("c", [topic]), sink, loosely.bootstrap_servers, RunnerConfig(retry=fast))
+    stats = runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
+    assert stats.retries == 2 and sink.get("c", "k", version=1) == 10
+    broken = FlakySink(str(tmp_path / "w.db"), failures=100)
+    runner = Runner(count_by_key("c", [topic]), broken, loosely.bootstrap_servers, RunnerConfig(retry=fast))
+    with pytest.raises(SinkError, match=r"disk on fire.*after 3 attempts"):
+        runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
+    assert broken.stored_positions() == {}  # nothing committed: a restart replays everything
+
+
+def test_a_slow_sink_slows_the_view_not_the_producer(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    sink = FlakySink(str(tmp_path / "v.db"), delay_s=0.2)
+    runner = Runner(count_by_key("c", [topic]), sink, loosely.bootstrap_servers, RunnerConfig(batch_records_max=100))
+    t = threading.Thread(target=runner.run, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    produce(loosely.bootstrap_servers, topic, [b"x"] * 5_000)
+    produce_s = time.monotonic() - t0
+    # 5000 records at 100 per 0.2 s batch need about 10 s; the producer finished long before
+    applied = runner.statistics().records
+    assert produce_s < 5 and applied < 5_000, (produce_s, applied)
+    deadline = time.monotonic() + 120
+    while runner.statistics().records < 5_000:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    runner.stop()
+    t.join(30)
+    runner.close()
+    assert sink.get("c", "k", version=1) == 5_000
+
+
+def test_views_must_return_changes(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    produce(loosely.bootstrap_servers, topic, [b"a"])
+    view = View("bad", 1, (topic,), lambda r: [Put("a", 1), "oops"])  # type: ignore[arg-type,list-item]
+    runner = Runner(view, SqliteSink(str(tmp_path / "v.db")), loosely.bootstrap_servers)
+    with pytest.raises(PoisonRecord, match="not a Put, Add or Delete"):
+        runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
