@@ -19,7 +19,9 @@ from views import services
 from views.crashkit import (
     Reference,
     Runners,
+    crash_batch,
     crash_events,
+    crash_keys,
     crash_kills,
     crash_loop,
     create_topic,
@@ -95,15 +97,15 @@ def test_odd_keys_get_safe_file_names() -> None:
 
 
 def run_crash(loosely: BrokerThread, tmp_path: Path, topic: str, sink_url: str, make_reader: object, label: str,
-              runners: int = 1) -> None:
-    events = crash_events(20_000)
+              runners: int = 1, default_events: int = 20_000) -> None:
+    events = crash_events(default_events)
     create_topic(loosely.bootstrap_servers, topic, 4)
-    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     view = f"docs_{topic[2:]}"
     group = f"loosely.view.{view}.v1"
     procs = Runners(["views.crash_views:combined", "--sink", sink_url, "-b", loosely.bootstrap_servers,
-                     "--batch-records", "2000", "--session-timeout-ms", "6000"],
+                     "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
                     runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": view}, tmp_path)
 
     def done() -> bool:
@@ -120,18 +122,23 @@ def run_crash(loosely: BrokerThread, tmp_path: Path, topic: str, sink_url: str, 
 
 
 @pytest.mark.slow
-def test_directory_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_directory_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str, runners: int) -> None:
     root = tmp_path / "docs"
-    run_crash(loosely, tmp_path, topic, f"dir://{root}", lambda: DocumentSink(DirectoryStore(str(root))), "dir")
+    run_crash(loosely, tmp_path, topic, f"dir://{root}", lambda: DocumentSink(DirectoryStore(str(root))), "dir",
+              runners)
 
 
 @pytest.mark.slow
-def test_s3_kill9_loop(loosely: BrokerThread, seaweedfs: SeaweedFS, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_s3_kill9_loop(loosely: BrokerThread, seaweedfs: SeaweedFS, tmp_path: Path, topic: str,
+                       runners: int) -> None:
     bucket = f"views-{topic[2:]}"
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "loosely")
     url = f"s3://{bucket}/spa?endpoint={seaweedfs.s3_endpoint}"
     run_crash(loosely, tmp_path, topic, url,
-              lambda: DocumentSink(S3Store(bucket, "spa", endpoint_url=seaweedfs.s3_endpoint)), "s3-seaweedfs")
+              lambda: DocumentSink(S3Store(bucket, "spa", endpoint_url=seaweedfs.s3_endpoint)), "s3-seaweedfs",
+              runners, default_events=10_000)
 
 
 def test_s3_blue_green_pointer(seaweedfs: SeaweedFS) -> None:

@@ -24,7 +24,9 @@ from loosely.views._model import View
 from views import services
 from views.crashkit import (
     Runners,
+    crash_batch,
     crash_events,
+    crash_keys,
     crash_kills,
     crash_loop,
     create_topic,
@@ -85,12 +87,12 @@ def test_prometheus_sink_applies_whole_batches(prometheus: Prometheus) -> None:
 def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tmp_path: Path, topic: str) -> None:
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
-    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     want = {k: float(v) for k, v in expected_rows(ref).items()}  # type: ignore[arg-type]
     url = f"prometheus://127.0.0.1:{prometheus.target_port}"
     procs = Runners(["views.crash_views:combined", "--sink", url, "-b", loosely.bootstrap_servers,
-                     "--batch-records", "5000"],
+                     "--batch-records", crash_batch(5000)],
                     1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "promcrash"}, tmp_path)
 
     caught_up_at: list[float] = []
@@ -120,23 +122,25 @@ def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tm
 
 
 @pytest.mark.slow
-def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path: Path, topic: str,
+                             runners: int) -> None:
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
-    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     db = f"views_{topic[2:]}"
     url = f"influxdb://{influxdb.url.split('//')[1]}/{db}"
     procs = Runners(["views.crash_views:points", "--sink", url, "-b", loosely.bootstrap_servers,
-                     "--batch-records", "5000", "--session-timeout-ms", "6000"],
-                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "points"}, tmp_path)
+                     "--batch-records", crash_batch(5000), "--session-timeout-ms", "6000"],
+                    runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "points"}, tmp_path)
 
     def done() -> bool:
         got = committed(loosely.bootstrap_servers, "loosely.view.points.v1", topic)
         return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
-    record_result("influxdb", events, 1, report)
+    record_result("influxdb", events, runners, report)
     q = 'SELECT count("seq"), last("seq") FROM "points" GROUP BY "key"'
     body = get_json(f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"}))
     got = {}

@@ -19,7 +19,9 @@ from views.crashkit import (
     WORDS,
     Reference,
     Runners,
+    crash_batch,
     crash_events,
+    crash_keys,
     crash_kills,
     crash_loop,
     create_topic,
@@ -78,15 +80,16 @@ def test_sphinx_replays_are_no_ops(sphinx: Sphinx) -> None:
 
 
 @pytest.mark.slow
-def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str, runners: int) -> None:
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
-    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     db = tmp_path / "search.db"
     procs = Runners(["views.crash_views:documents", "--sink", f"sqlite://{db}?search=title,body", "-b",
-                     loosely.bootstrap_servers, "--batch-records", "2000", "--session-timeout-ms", "6000"],
-                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "docs"}, tmp_path)
+                     loosely.bootstrap_servers, "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
+                    runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "docs"}, tmp_path)
 
     def done() -> bool:
         if not db.exists():
@@ -100,7 +103,7 @@ def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str) -> N
             s.close()
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
-    record_result("sqlite-fts5", events, 1, report)
+    record_result("sqlite-fts5", events, runners, report)
     s = SqliteSink(str(db), search=("title", "body"))
     assert dict(s.scan("docs", limit=10**9, version=1)) == expected_docs(ref)
     for word, n in word_counts(ref).items():
@@ -109,23 +112,26 @@ def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str) -> N
 
 
 @pytest.mark.slow
-def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path, topic: str, runners: int) -> None:
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
-    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
-    url = f"sphinx://{sphinx.host}:{sphinx.port}/views_crash?fields=title,body"
+    index = f"views_crash{runners}"  # one index per test: documents of another run must not count
+    url = f"sphinx://{sphinx.host}:{sphinx.port}/{index}?fields=title,body"
+    view = f"docs_{topic[2:]}"
     procs = Runners(["views.crash_views:documents", "--sink", url, "-b", loosely.bootstrap_servers,
-                     "--batch-records", "2000", "--session-timeout-ms", "6000"],
-                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "docs"}, tmp_path)
+                     "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
+                    runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": view}, tmp_path)
 
     def done() -> bool:
-        got = committed(loosely.bootstrap_servers, "loosely.view.docs.v1", topic)
+        got = committed(loosely.bootstrap_servers, f"loosely.view.{view}.v1", topic)
         return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
-    record_result("sphinx", events, 1, report)
-    s = SphinxSink(sphinx.host, sphinx.port, "views_crash", fields=sphinx.fields)
+    record_result("sphinx", events, runners, report)
+    s = SphinxSink(sphinx.host, sphinx.port, index, fields=sphinx.fields)
     assert s.all_docs() == expected_docs(ref)
     for word, n in word_counts(ref).items():
         assert s.count(word) == n, word

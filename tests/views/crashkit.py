@@ -35,6 +35,16 @@ def crash_kills(default: int) -> int:
     return int(os.environ.get("LOOSELY_VIEWS_CRASH_KILLS", default))
 
 
+def crash_keys(events: int) -> int:
+    """Distinct keys: ``LOOSELY_VIEWS_CRASH_KEYS``, else one key per 10 events."""
+    return int(os.environ.get("LOOSELY_VIEWS_CRASH_KEYS", max(10, events // 10)))
+
+
+def crash_batch(default: int) -> str:
+    """Records per sink call for the runners: ``LOOSELY_VIEWS_CRASH_BATCH``."""
+    return os.environ.get("LOOSELY_VIEWS_CRASH_BATCH", str(default))
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     fs = admin.create_topics([NewTopic(topic, partitions, replication)])

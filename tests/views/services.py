@@ -142,7 +142,7 @@ def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
     assert searchd, "Sphinx is not installed (Debian sphinxsearch; scripts/bootstrap --dev installs it)"
     d = tmp_path_factory.mktemp("sphinx")
     port = free_port()
-    indexes = ("views_unit", "views_crash", "views_cluster")
+    indexes = ("views_unit", "views_crash1", "views_crash3")
     fields = ("title", "body")
     conf = d / "sphinx.conf"
     conf.write_text(

@@ -6,7 +6,8 @@ The index must declare, besides one ``rt_field`` per searchable field of the vie
     rt_attr_uint   = vversion   # the view version, so versions build side by side in one index
     rt_attr_json   = vdoc       # {"value": ..., "versions": {"<topic>/<partition>": offset}}
 
-(:func:`index_config` writes such a block.) A document's id is 63 bits of BLAKE2b of ``(version, key)``. Sphinx
+(:func:`index_config` writes such a block.) A document's id is 63 bits of BLAKE2b of ``(view, version, key)``.
+Searches and counts filter by version only, so give each view its own index. Sphinx
 has no transactions spanning our offsets, so the guarantee is *idempotent* (see :mod:`loosely.views._sink`): each
 batch reads the stored versions of its keys (``WHERE id IN (...)``), skips records already applied, then writes
 with ``REPLACE`` and ``DELETE``; the runner commits offsets to the consumer group afterwards. With
@@ -36,8 +37,8 @@ __all__ = ["SphinxSink", "doc_id", "index_config"]
 _DOCS_PER_STATEMENT_MAX = 1000
 
 
-def doc_id(version: int, key: str) -> int:
-    h = hashlib.blake2b(f"{version}\0{key}".encode(), digest_size=8).digest()
+def doc_id(name: str, version: int, key: str) -> int:
+    h = hashlib.blake2b(f"{name}\0{version}\0{key}".encode(), digest_size=8).digest()
     return (int.from_bytes(h, "big") & 0x7FFF_FFFF_FFFF_FFFF) or 1
 
 
@@ -90,7 +91,7 @@ class SphinxSink:
             raise SinkError("the sink is not open: call open(view) first")
         t0 = time.monotonic()
         groups = entries_by_key(batch)
-        ids = {k: doc_id(v.version, k) for k in groups}
+        ids = {k: doc_id(v.name, v.version, k) for k in groups}
         try:
             stored = self._stored(list(ids.values()))
             replace_rows: list[tuple[Any, ...]] = []
@@ -136,7 +137,7 @@ class SphinxSink:
     # -- reading ------------------------------------------------------------------------------------------------
 
     def get(self, name: str, key: str, version: int | None = None) -> Json | None:
-        rows = self._q(f"SELECT vdoc FROM {self.index} WHERE id = {doc_id(version or 1, key)}")
+        rows = self._q(f"SELECT vdoc FROM {self.index} WHERE id = {doc_id(name, version or 1, key)}")
         return json.loads(rows[0][0])["value"] if rows else None
 
     def search_docs(self, name: str, query: str, *, limit: int = 20, version: int | None = None) -> list[
