@@ -14,6 +14,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from loosely.broker.server import BrokerThread
 from loosely.views import Runner, SqliteSink
 from loosely.views._serve import ViewServer
@@ -126,3 +128,42 @@ def test_status_reports_lag_of_a_view_behind_its_topic(loosely: BrokerThread, tm
     assert missing.returncode == 1 and "no key" in missing.stderr
     dropping = loosely_cli("views", "drop", "--sink", f"sqlite://{db}", "bg", "1", env=env)
     assert dropping.returncode == 1 and "is serving" in dropping.stderr
+
+
+def test_serve_and_switch_from_the_command_line(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    produce_events(loosely.bootstrap_servers, topic, 100, keys=5)
+    db = tmp_path / "v.db"
+    env = {"LOOSELY_BG_TOPIC": topic}
+    for spec in ("views.bg_views:counts", "views.bg_views:tens"):
+        r = loosely_cli("views", "run", spec, "--sink", f"sqlite://{db}", "-b", loosely.bootstrap_servers,
+                        "--until-caught-up", env=env)
+        assert r.returncode == 0, r.stderr
+    # v1 caught up first and serves; v2 was built beside it and waits for a switch
+    bad = loosely_cli("views", "switch", "--sink", f"sqlite://{db}", "bg", "7", env=env)
+    assert bad.returncode == 1 and "does not exist" in bad.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "views", "serve", "--sink", f"sqlite://{db}",
+                             "--listen", "127.0.0.1:0", "-b", loosely.bootstrap_servers],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1].rsplit("/views", 1)[0]
+
+        def get(path: str) -> dict[str, object]:
+            return json.loads(urllib.request.urlopen(url + path, timeout=30).read())  # type: ignore[no-any-return]
+
+        assert get("/views")["views"] == [{"name": "bg", "serving_version": 1, "versions": [
+            {"version": 1, "state": "serving"}, {"version": 2, "state": "building"}]}]
+        v1 = get("/views/bg/keys/k1")
+        assert loosely_cli("views", "switch", "--sink", f"sqlite://{db}", "bg", "2", env=env).returncode == 0
+        v2 = get("/views/bg/keys/k1")
+        assert (v1["version"], v2["version"], v2["value"]) == (1, 2, 10 * v1["value"])  # type: ignore[operator]
+        page = get("/views/bg/keys?limit=2")
+        assert [i["key"] for i in page["items"]] == ["k0", "k1"] and page["next"] == "k1"  # type: ignore[index]
+        assert [r["version"] for r in get("/status")["views"]] == [1, 2]  # type: ignore[index]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "/views/bg/keys/nope", timeout=30)
+        assert e.value.code == 404
+    finally:
+        proc.terminate()
+        proc.wait(30)

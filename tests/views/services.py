@@ -35,6 +35,16 @@ def wait_for(check: Callable[[], bool], what: str, log: Path | None = None, time
     raise AssertionError(f"{what} did not start in {timeout_s}s\n{tail}")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the service is still there after 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as r:
         return bool(200 <= r.status < 300)
@@ -117,12 +127,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         wait_for(ready, "SeaweedFS", log, timeout_s=90)
         yield SeaweedFS(endpoint, d)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @dataclass(frozen=True)
@@ -162,12 +167,7 @@ def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
         wait_for(lambda: bool(pymysql.connect(host="127.0.0.1", port=port).ping() is None), "searchd", log)
         yield Sphinx("127.0.0.1", port, indexes, fields)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), "prometheus", log)
         yield Prometheus(f"http://127.0.0.1:{port}", target)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)
 
 
 @dataclass(frozen=True)
@@ -229,5 +228,4 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
         wait_for(lambda: urllib.request.urlopen(f"{url}/ping", timeout=2).status == 204, "influxd", log)
         yield InfluxDB(url)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop(proc)

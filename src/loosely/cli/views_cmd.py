@@ -133,19 +133,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _switch(args: argparse.Namespace) -> int:
+def _on_catalog(args: argparse.Namespace, action: str) -> int:
+    """``switch`` or ``drop`` ``args.name``@``args.version``."""
     sink = open_sink(args.sink)
     try:
-        _catalog(sink).switch(args.name, args.version)
-    finally:
-        sink.close()
-    return 0
-
-
-def _drop(args: argparse.Namespace) -> int:
-    sink = open_sink(args.sink)
-    try:
-        _catalog(sink).drop(args.name, args.version)
+        getattr(_catalog(sink), action)(args.name, args.version)
     finally:
         sink.close()
     return 0
@@ -238,13 +230,13 @@ def add_views_command(sub: Any) -> None:
     _add_common(sw, bootstrap=False)
     sw.add_argument("name")
     sw.add_argument("version", type=int)
-    sw.set_defaults(func=_guard(_switch))
+    sw.set_defaults(func=_guard(lambda a: _on_catalog(a, "switch")))
 
     dr = vs.add_parser("drop", help="delete a version that is not serving")
     _add_common(dr, bootstrap=False)
     dr.add_argument("name")
     dr.add_argument("version", type=int)
-    dr.set_defaults(func=_guard(_drop))
+    dr.set_defaults(func=_guard(lambda a: _on_catalog(a, "drop")))
 
     g = vs.add_parser("get", help="print one key of the serving version as JSON")
     _add_common(g, bootstrap=False)
