@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from compat.test_views_postgres import compare, expected_rows
 from loosely.testing import ApacheKafka
 from loosely.views import SqliteSink, TopicPartition
-from views.crashkit import ROOT, CrashReport, Runners, produce_events, record_result, reference
+from views.crashkit import CRASH_TIMEOUT_S, ROOT, CrashReport, Runners, produce_events, record_result, reference
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,7 @@ def three_nodes(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.mark.kafka
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 def test_views_survive_a_broker_kill_and_restart(three_nodes: ApacheKafka, tmp_path: Path, topic: str) -> None:
     events = int(os.environ.get("LOOSELY_VIEWS_CLUSTER_EVENTS", "40000"))
     boot = three_nodes.bootstrap_servers

@@ -17,6 +17,7 @@ from loosely.views import Add, Batch, Delete, Put, TopicPartition, count_by_key
 from loosely.views._docs import DirectoryStore, DocumentSink, S3Store, doc_name
 from views import services
 from views.crashkit import (
+    CRASH_TIMEOUT_S,
     Reference,
     Runners,
     crash_batch,
@@ -122,6 +123,7 @@ def run_crash(loosely: BrokerThread, tmp_path: Path, topic: str, sink_url: str, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_directory_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str, runners: int) -> None:
     root = tmp_path / "docs"
@@ -130,6 +132,7 @@ def test_directory_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_s3_kill9_loop(loosely: BrokerThread, seaweedfs: SeaweedFS, tmp_path: Path, topic: str,
                        runners: int) -> None:

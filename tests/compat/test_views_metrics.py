@@ -23,6 +23,7 @@ from loosely.views._metrics import InfluxSink, PrometheusSink
 from loosely.views._model import View
 from views import services
 from views.crashkit import (
+    CRASH_TIMEOUT_S,
     Runners,
     crash_batch,
     crash_events,
@@ -84,6 +85,7 @@ def test_prometheus_sink_applies_whole_batches(prometheus: Prometheus) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tmp_path: Path, topic: str) -> None:
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
@@ -122,6 +124,7 @@ def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tm
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path: Path, topic: str,
                              runners: int) -> None:

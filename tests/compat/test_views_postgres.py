@@ -14,6 +14,7 @@ from loosely.broker.server import BrokerThread
 from loosely.views import Add, Batch, Fenced, PostgresSink, Put, TopicPartition, count_by_key
 from views import services
 from views.crashkit import (
+    CRASH_TIMEOUT_S,
     Reference,
     Runners,
     crash_events,
@@ -72,6 +73,7 @@ def test_offsets_and_rows_commit_together_and_fence(postgres: Postgres) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_kill9_loop_is_exactly_once(
     loosely: BrokerThread, postgres: Postgres, tmp_path: Path, topic: str, runners: int

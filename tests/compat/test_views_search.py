@@ -16,6 +16,7 @@ from loosely.views import Batch, Delete, Put, SqliteSink, TopicPartition, latest
 from loosely.views._sphinx import SphinxSink
 from views import services
 from views.crashkit import (
+    CRASH_TIMEOUT_S,
     WORDS,
     Reference,
     Runners,
@@ -80,6 +81,7 @@ def test_sphinx_replays_are_no_ops(sphinx: Sphinx) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str, runners: int) -> None:
     events = crash_events(20_000)
@@ -112,6 +114,7 @@ def test_fts5_kill9_loop(loosely: BrokerThread, tmp_path: Path, topic: str, runn
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path, topic: str, runners: int) -> None:
     events = crash_events(20_000)

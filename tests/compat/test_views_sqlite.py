@@ -1,6 +1,6 @@
 """SQLite sink against a real broker: exactly-once under kill -9, with one runner and with three in a group.
 
-The event count is ``LOOSELY_VIEWS_CRASH_EVENTS`` (default 60 000 so CI stays quick; the 1M-event runs are
+The event count is ``LOOSELY_VIEWS_CRASH_EVENTS`` (default 40 000 so CI stays quick; the 1M-event runs are
 recorded in docs/views.md), the number of kills ``LOOSELY_VIEWS_CRASH_KILLS`` (default 8).
 """
 
@@ -13,6 +13,7 @@ import pytest
 from loosely.broker.server import BrokerThread
 from loosely.views import SqliteSink, TopicPartition
 from views.crashkit import (
+    CRASH_TIMEOUT_S,
     Reference,
     Runners,
     crash_events,
@@ -58,9 +59,10 @@ def _check_sqlite(path: Path, view: str, ref: Reference) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])
 def test_kill9_loop_is_exactly_once(loosely: BrokerThread, tmp_path: Path, topic: str, runners: int) -> None:
-    events = crash_events(60_000)
+    events = crash_events(40_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
     produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
     ref = reference(loosely.bootstrap_servers, topic)

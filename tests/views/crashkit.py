@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 WORDS = ("red", "green", "blue", "shoes", "boots", "socks", "wool", "cotton", "linen", "silk", "leather", "canvas")
 
 
+# pytest-timeout's limit for one crash test: CI's small default runs, or an hour for hand-made big runs.
+CRASH_TIMEOUT_S = int(os.environ.get("LOOSELY_VIEWS_CRASH_TIMEOUT_S",
+                                     "3600" if "LOOSELY_VIEWS_CRASH_EVENTS" in os.environ else "900"))
+
+
 def crash_events(default: int) -> int:
     return int(os.environ.get("LOOSELY_VIEWS_CRASH_EVENTS", default))
 
