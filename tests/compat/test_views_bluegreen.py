@@ -167,3 +167,27 @@ def test_serve_and_switch_from_the_command_line(loosely: BrokerThread, tmp_path:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_rebuild_into_another_environment_from_the_same_topics(loosely: BrokerThread, tmp_path: Path,
+                                                               topic: str) -> None:
+    """A staging copy of a view: same definition, its own sink and consumer group, built while prod runs."""
+    from loosely.views import RunnerConfig, group_id_for
+
+    create_topic(loosely.bootstrap_servers, topic, 3)
+    produce_events(loosely.bootstrap_servers, topic, 5_000, keys=300)
+    os.environ["LOOSELY_BG_TOPIC"] = topic
+    view = counts()
+    sinks = {env: SqliteSink(str(tmp_path / f"{env}.db")) for env in ("prod", "staging")}
+    runners = [Runner(view, sinks[env], loosely.bootstrap_servers, RunnerConfig(group_id=group_id_for(view, env)))
+               for env in sinks]
+    threads = [threading.Thread(target=r.run, kwargs={"until_caught_up": True, "timeout_s": 120}) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in runners:
+        r.close()
+    prod, staging = (dict(s.scan("bg", limit=10_000)) for s in sinks.values())
+    assert prod == staging and sum(prod.values()) == 5_000  # type: ignore[arg-type]
+    assert group_id_for(view, "staging") == "loosely.view.bg.v1.staging"
