@@ -116,3 +116,33 @@ def test_progress_records() -> None:
     assert _decode_progress(_encode_progress(12, -1)) == (12, -1)
     with pytest.raises(ValueError, match="16 bytes"):
         _decode_progress(b"\x00")
+
+
+
+
+@given(st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=60), min_size=1, max_size=4),
+       st.integers(1, 20))
+def test_batched_sync_decisions_equal_the_per_record_rule(batches: list[list[int]], lag: int) -> None:
+    """Mirror._sync_run (one call per partition and batch) emits exactly what _PartitionState does per record."""
+    from loosely.clients.mirror import Mirror, MirrorConfig
+
+    mirror = Mirror.__new__(Mirror)
+    mirror.config = MirrorConfig("a", {}, "b", {}, offset_lag_max=lag)
+    mirror._states = {}
+    emitted: list[OffsetSync] = []
+    mirror._emit_sync = emitted.append  # type: ignore[method-assign]
+    reference = _PartitionState()
+    want: list[OffsetSync] = []
+    up, down = 0, 0
+    for steps in batches:
+        ups = []
+        for step in steps:  # upstream gaps of step - 1 (compaction, transaction markers)
+            up += step
+            ups.append(up)
+        first = down
+        for i, u in enumerate(ups):
+            if reference.update(u, first + i, lag):
+                want.append(OffsetSync("t", 0, u, first + i))
+        mirror._sync_run("t", 0, ups, first)
+        down += len(ups) + 1  # the next batch starts after a transaction marker
+    assert emitted == want

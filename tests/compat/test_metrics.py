@@ -183,3 +183,25 @@ def test_influxdb_receives_line_protocol(influxdb: int, topic: str, tmp_path: Pa
 def test_broker_without_metrics_options_serves_none(tmp_path: Path) -> None:
     with embedded_broker(data_dir=str(tmp_path / "data")) as b:
         assert b.broker.metrics is None
+
+
+def test_group_state_and_lag_metrics(request: pytest.FixtureRequest, topic: str, tmp_path: Path) -> None:
+    """Group states and consumer lag come from the group coordinator (issue #3) when the broker has one."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from loosely.protocol.messages import ApiKey
+
+    with embedded_broker(data_dir=str(tmp_path / "data"), metrics_listen="127.0.0.1:0") as b:
+        if ApiKey.OFFSET_COMMIT not in b.broker.handlers:
+            request.applymarker(pytest.mark.xfail(strict=True, reason="consumer groups come with issue #3"))
+        _produce(b.bootstrap_servers, topic, b"".join(b"m%d\n" % i for i in range(30)))
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": "billing", "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(topic, 0, 12)], asynchronous=False)
+        c.close()
+        metrics = b.broker.metrics
+        assert metrics is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert f'loosely_consumer_lag{{group="billing",partition="0",topic="{topic}"}} 18.0' in text
+        assert 'loosely_group_state{group="billing",state="EMPTY"} 1.0' in text
+        assert 'loosely_group_members{group="billing"} 0.0' in text

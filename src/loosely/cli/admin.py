@@ -19,7 +19,7 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # no __all__ in some versions
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,

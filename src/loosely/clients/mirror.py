@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -54,7 +54,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # no __all__ in some versions
     AdminClient,
     ConfigResource,
     NewTopic,
@@ -293,7 +293,7 @@ class Mirror:
         if topic in md.topics and md.topics[topic].error is None:
             have = len(md.topics[topic].partitions)
             if have < partitions:
-                from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined]  # noqa: PLC0415
+                from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
 
                 admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
             return
@@ -408,7 +408,13 @@ class Mirror:
     # --- records ----------------------------------------------------------------------------------------------
 
     def mirror_once(self, timeout_s: float = 0.2) -> int:
-        """Copy one batch of records; returns how many were copied."""
+        """Copy one batch of records; returns how many were copied.
+
+        Records are grouped per partition and produced in order; only each partition's last record asks for a
+        delivery report. The mirror is its target partitions' only writer and its producer keeps order
+        (transactional, or one request in flight), so a partition's records of one batch sit at consecutive
+        downstream offsets ending at the reported one: every record's downstream offset follows from it.
+        """
         assert self._consumer is not None and self._producer is not None
         msgs = self._consumer.consume(self.config.batch_messages_max, timeout_s)
         if not msgs:
@@ -416,67 +422,76 @@ class Mirror:
             return 0
         producer = self._producer
         txn = self._transactional
-        # librdkafka reports deliveries of one partition in produce order, so the upstream offsets queued per
-        # target partition pair up with the delivered downstream offsets without a closure per record
-        pending: dict[tuple[str, int], deque[tuple[str, int]]] = defaultdict(deque)
-        delivered: list[tuple[str, int, int, int]] = []  # (source topic, partition, upstream, downstream)
-        next_upstream: dict[tuple[str, int], int] = {}
-        copied = 0
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                raise KafkaException(err)
-            partition = msg.partition() or 0
-            upstream_topic, upstream = pending[(msg.topic() or "", partition)].popleft()
-            delivered.append((upstream_topic, partition, upstream, msg.offset() or 0))
-
-        if txn:
-            producer.begin_transaction()
+        groups: dict[tuple[str, int], list[Message]] = defaultdict(list)
         for m in msgs:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(err)
-            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-            key = (topic, partition)
-            next_upstream[key] = offset + 1
-            skip = self._skip.get(key, 0)
+            groups[(m.topic() or "", m.partition() or 0)].append(m)
+        last_delivered: dict[tuple[str, int], int] = {}
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                raise KafkaException(err)
+            last_delivered[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
+
+        if txn:
+            producer.begin_transaction()
+        copied = 0
+        upstreams: dict[tuple[str, int], list[int]] = {}
+        next_upstream: dict[tuple[str, int], int] = {}
+        for (topic, partition), fetched in groups.items():
+            next_upstream[(topic, partition)] = (fetched[-1].offset() or 0) + 1
+            skip = self._skip.get((topic, partition), 0)
+            batch = fetched
             if skip > 0:
-                self._skip[key] = skip - 1
-                self._skipped += 1
+                taken = min(skip, len(fetched))
+                self._skip[(topic, partition)] = skip - taken
+                self._skipped += taken
+                batch = fetched[taken:]
+            if not batch:
                 continue
-            kind, ts = m.timestamp()
             remote = self._mirrored[topic]
-            pending[(remote, partition)].append((topic, offset))
-            while True:
-                try:
-                    producer.produce(remote, m.value(), m.key(), partition, on_delivery=on_delivery,
-                                     timestamp=ts if kind else 0, headers=m.headers())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            copied += 1
+            produce = producer.produce
+            last = len(batch) - 1
+            for i, m in enumerate(batch):
+                kind, ts = m.timestamp()
+                while True:
+                    try:
+                        if i == last:
+                            produce(remote, m.value(), m.key(), partition, on_delivery=on_delivery,
+                                    timestamp=ts if kind else 0, headers=m.headers())
+                        else:
+                            produce(remote, m.value(), m.key(), partition, timestamp=ts if kind else 0,
+                                    headers=m.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            upstreams[(topic, partition)] = [m.offset() or 0 for m in batch]
+            copied += len(batch)
         if txn:
             for (topic, partition), up in next_upstream.items():
-                remote = self._mirrored[topic]
                 producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, -1),
-                                 _progress_key(remote, partition))
+                                 _progress_key(self._mirrored[topic], partition))
             producer.commit_transaction(TIMEOUT_S)
         left = producer.flush(TIMEOUT_S)
         if left:
             raise TimeoutError(f"{left} records were not delivered in {TIMEOUT_S}s")
-        last_downstream: dict[tuple[str, int], int] = {}
-        for topic, partition, up, down in sorted(delivered, key=lambda d: (d[0], d[1], d[2])):
-            last_downstream[(topic, partition)] = down + 1
-            self._maybe_sync(topic, partition, up, down)
-        for key, up in next_upstream.items():
-            remote = self._mirrored[key[0]]
-            down = last_downstream.get(key, self._progress.get((remote, key[1]), (0, 0))[1])
-            self._progress[(remote, key[1])] = (up, down)
+        for (topic, partition), up in next_upstream.items():
+            remote = self._mirrored[topic]
+            ups = upstreams.get((topic, partition))
+            if ups:
+                last_down = last_delivered[(remote, partition)]
+                self._sync_run(topic, partition, ups, last_down - len(ups) + 1)
+                down = last_down + 1
+            else:
+                down = self._progress.get((remote, partition), (0, 0))[1]
+            self._progress[(remote, partition)] = (up, down)
             if not txn:
                 producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, down),
-                                 _progress_key(remote, key[1]))
+                                 _progress_key(remote, partition))
         if not txn:
             producer.flush(TIMEOUT_S)
         assert self._source_producer is not None
@@ -485,14 +500,37 @@ class Mirror:
         self._batches += 1
         return copied
 
-    def _maybe_sync(self, topic: str, partition: int, upstream: int, downstream: int) -> None:
+    def _sync_run(self, topic: str, partition: int, ups: list[int], first_down: int) -> None:
+        """Offset syncs for records ``ups`` written at ``first_down, first_down + 1, ...``: the same decisions as
+        :class:`_PartitionState` record by record, found by jumping between upstream gaps and lag steps."""
         state = self._states.setdefault((topic, partition), _PartitionState())
-        if state.update(upstream, downstream, self.config.offset_lag_max):
-            sync = OffsetSync(topic, partition, upstream, downstream)
-            self._syncs.add(sync)
-            assert self._source_producer is not None
-            self._source_producer.produce(self.offset_syncs_topic, sync.value(), sync.key())
-            self._syncs_emitted += 1
+        lag = self.config.offset_lag_max
+        n = len(ups)
+        forced = [i for i in range(1, n) if ups[i] - ups[i - 1] != 1]
+        first_gap = ups[0] - state.previous_upstream != 1 or first_down < state.previous_downstream
+        if state.previous_upstream == -1 or first_gap:
+            forced.insert(0, 0)
+        last_sync = state.last_sync_downstream
+        fi = 0
+        while True:
+            periodic = max(0, last_sync + 1 + lag - first_down)
+            nxt = forced[fi] if fi < len(forced) else n
+            i = min(periodic, nxt)
+            if i >= n:
+                break
+            while fi < len(forced) and forced[fi] <= i:
+                fi += 1
+            last_sync = first_down + i
+            self._emit_sync(OffsetSync(topic, partition, ups[i], last_sync))
+        state.previous_upstream = ups[-1]
+        state.previous_downstream = first_down + n - 1
+        state.last_sync_downstream = last_sync
+
+    def _emit_sync(self, sync: OffsetSync) -> None:
+        self._syncs.add(sync)
+        assert self._source_producer is not None
+        self._source_producer.produce(self.offset_syncs_topic, sync.value(), sync.key())
+        self._syncs_emitted += 1
 
     # --- heartbeats and checkpoints -------------------------------------------------------------------------------
 
