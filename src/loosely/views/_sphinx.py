@@ -17,6 +17,22 @@ Sphinx cannot list or drop by attribute, so this sink does not switch versions: 
 searches (``search_docs(..., version=N)``); build N+1 beside N and point readers at it.
 
 Values must be JSON objects; their ``fields`` are indexed (``None`` or a missing field indexes as empty text).
+
+>>> print(index_config("products", "/var/lib/sphinx/products", ["title", "body"]), end="")
+index products
+{
+    type = rt
+    path = /var/lib/sphinx/products
+    rt_mem_limit = 128M
+    morphology = stem_en
+    rt_field = title
+    rt_field = body
+    rt_attr_string = vkey
+    rt_attr_uint = vversion
+    rt_attr_json = vdoc
+}
+>>> doc_id("products", 1, "p1") == doc_id("products", 1, "p1") != doc_id("products", 2, "p1")
+True
 """
 
 from __future__ import annotations
