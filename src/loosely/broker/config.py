@@ -8,12 +8,13 @@ on the command line means what it means to Kafka.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 from loosely.protocol.framing import FRAME_BYTES_MAX_DEFAULT
+from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
 
-__all__ = ["BrokerConfig", "parse_listen"]
+__all__ = ["BROKER_SETTINGS", "BrokerConfig", "parse_listen", "split_kafka_settings"]
 
 DEFAULT_PORT: Final = 9092
 
@@ -96,3 +97,68 @@ class BrokerConfig:
     @property
     def advertised(self) -> tuple[str, int]:
         return self.advertised_host or self.host, self.advertised_port or self.port
+
+
+def _bool(v: str) -> bool:
+    if v.lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v.lower() == "true"
+
+
+# Kafka broker setting -> (BrokerConfig field, parser). With the topic defaults (log.retention.ms, ...), these are
+# the settings `loosely broker --config NAME=VALUE` understands.
+BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
+    "node.id": ("node_id", int),
+    "broker.id": ("node_id", int),
+    "num.partitions": ("num_partitions", int),
+    "auto.create.topics.enable": ("auto_create_topics", _bool),
+    "socket.request.max.bytes": ("frame_bytes_max", int),
+    "queued.max.requests": ("queued_requests_max", int),
+    "connections.max.idle.ms": ("connection_idle_ms_max", int),
+    "log.retention.check.interval.ms": ("retention_check_interval_ms", int),
+    "log.flush.offset.checkpoint.interval.ms": ("checkpoint_interval_ms", int),
+    "log.cleaner.backoff.ms": ("cleaner_backoff_ms", int),
+    "log.cleaner.enable": ("log_cleaner_enable", _bool),
+    "fetch.max.bytes": ("fetch_bytes_max", int),
+    "offsets.topic.num.partitions": ("offsets_topic_partitions", int),
+    "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", int),
+    "group.min.session.timeout.ms": ("group_session_timeout_ms_min", int),
+    "group.max.session.timeout.ms": ("group_session_timeout_ms_max", int),
+    "offsets.retention.minutes": ("offsets_retention_ms", lambda v: int(v) * 60_000),
+    "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
+    "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
+    "producer.id.expiration.ms": ("producer_id_expiration_ms", int),
+}
+
+_TOPIC_DEFAULTS_BY_BROKER_NAME: Final = {c.broker_name: c.name for c in TOPIC_CONFIGS.values()}
+
+
+def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str], list[str]]:
+    """Sort Kafka-named broker settings into ``BrokerConfig`` fields, topic defaults, and unknown names.
+
+    Raises :class:`ValueError` naming the setting when a value does not parse or is out of range.
+
+    >>> split_kafka_settings({"num.partitions": "3", "log.retention.ms": "60000", "zookeeper.connect": "x"})
+    ({'num_partitions': 3}, {'log.retention.ms': '60000'}, ['zookeeper.connect'])
+    """
+    known = {f.name for f in fields(BrokerConfig)}
+    broker: dict[str, object] = {}
+    topic_defaults: dict[str, str] = {}
+    unknown: list[str] = []
+    for name, value in settings.items():
+        if name in BROKER_SETTINGS:
+            attr, parse = BROKER_SETTINGS[name]
+            assert attr in known and callable(parse)
+            try:
+                broker[attr] = parse(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        elif name in _TOPIC_DEFAULTS_BY_BROKER_NAME:
+            try:
+                validate_overrides({_TOPIC_DEFAULTS_BY_BROKER_NAME[name]: value})
+            except InvalidConfigError as e:
+                raise ValueError(f"{name}: {e}") from None
+            topic_defaults[name] = value
+        else:
+            unknown.append(name)
+    return broker, topic_defaults, unknown

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loosely.broker.config import BrokerConfig
+from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
@@ -169,6 +169,9 @@ class Broker:
         clock: Clock | None = None,
         fs: FileSystem | None = None,
     ) -> None:
+        _, _, unknown = split_kafka_settings(config.log_defaults)  # raises ValueError for a bad value
+        if unknown:
+            raise ValueError(f"log_defaults holds settings that are not topic defaults: {', '.join(unknown)}")
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.logs = LogManager(config.data_dir, fs=fs, clock=self.clock, broker_defaults=config.log_defaults)

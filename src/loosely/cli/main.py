@@ -13,7 +13,7 @@ __all__ = ["main"]
 
 def _broker_command(args: argparse.Namespace) -> int:
     # imported here: the broker pulls in the protocol codec, which client subcommands do not need at start-up
-    from loosely.broker.config import BrokerConfig, parse_listen  # noqa: PLC0415
+    from loosely.broker.config import BrokerConfig, parse_listen, split_kafka_settings  # noqa: PLC0415
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
     host, port = parse_listen(args.listen)
@@ -25,20 +25,31 @@ def _broker_command(args: argparse.Namespace) -> int:
             return 2
         overrides[name] = value
     adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
+    try:
+        settings, topic_defaults, unknown = split_kafka_settings(overrides)
+    except ValueError as e:
+        print(f"loosely broker: --config {e}", file=sys.stderr)
+        return 2
+    for name in unknown:
+        print(f"loosely broker: ignoring unknown setting {name}", file=sys.stderr)
+    options: dict[str, object] = {
+        "node_id": args.node_id,
+        "auto_create_topics": not args.no_auto_create_topics,
+        "num_partitions": args.num_partitions,
+        **settings,  # --config wins over the flag defaults
+    }
     config = BrokerConfig(
         data_dir=args.data_dir,
         host=host,
         port=port,
         advertised_host=adv_host,
         advertised_port=adv_port,
-        node_id=args.node_id,
         metrics_listen=args.metrics_listen,
         influx_url=args.influx_url,
         influx_db=args.influx_db,
         influx_interval_ms=args.influx_interval_ms,
-        auto_create_topics=not args.no_auto_create_topics,
-        num_partitions=args.num_partitions,
-        log_defaults=overrides,
+        log_defaults=topic_defaults,
+        **options,  # type: ignore[arg-type]
     )
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
