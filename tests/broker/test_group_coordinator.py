@@ -225,3 +225,15 @@ def test_offsets_of_empty_groups_expire_after_the_retention(broker: BrokerThread
     assert broker.call(coord.expire_offsets) == 1
     assert fetch(raw, ["simple", "busy"], "t", [0]) == {"simple": {0: -1}, "busy": {0: 4}}
     assert broker.call(lambda: coord.group("simple")) is None
+
+
+def test_offsets_of_a_deleted_topic_are_hidden_then_tombstoned(broker: BrokerThread) -> None:
+    create_topic(broker, "t", 1)
+    raw = Raw(broker.bootstrap_servers)
+    assert commit(raw, "simple", "", -1, {("t", 0): 9}) == {("t", 0): ErrorCode.none}
+    broker.call(lambda: broker.broker.logs.delete_topic("t"))
+    create_topic(broker, "t", 1)
+    assert fetch(raw, ["simple"], "t", [0]) == {"simple": {0: -1}}
+    coord = coordinator(broker)
+    assert broker.call(coord.expire_offsets) == 1
+    assert broker.call(lambda: coord.store.orphaned("simple")) == []

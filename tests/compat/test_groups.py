@@ -344,3 +344,29 @@ def test_static_member_restarts_within_its_session_without_a_rebalance(cluster: 
     assert sorted(m.group_instance_id for m in d.members) == ["i1", "i2"]
     a2.close()
     b.close()
+
+
+def test_a_recreated_topic_does_not_inherit_the_deleted_topics_offsets(cluster: Cluster, topic: str) -> None:
+    bs = cluster.bootstrap_servers
+    create_topic(bs, topic, 1)
+    group = f"g-{topic}"
+    c = Consumer({"bootstrap.servers": bs, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, 42)], asynchronous=False)
+    assert [tp.offset for tp in c.committed([TopicPartition(topic, 0)], timeout=10)] == [42]
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.delete_topics([topic])[topic].result(30)
+
+    def recreated() -> bool:
+        try:
+            create_topic(bs, topic, 1)
+        except KafkaException:
+            return False  # Apache Kafka finishes deleting asynchronously
+        return True
+
+    wait_until(recreated, 60, "the topic to be created again")
+    wait_until(
+        lambda: [tp.offset for tp in c.committed([TopicPartition(topic, 0)], timeout=10)] == [-1001],
+        30,
+        "the old committed offset to be gone",
+    )
+    c.close()

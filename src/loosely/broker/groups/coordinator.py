@@ -542,6 +542,13 @@ class GroupCoordinator:
         for gid, entry in list(self.groups.items()):
             g = entry.state
             committed = self.store.committed(gid)
+            orphans = self.store.orphaned(gid)
+            if orphans:
+                # Offsets of deleted topics go whatever the group's state (Kafka's onPartitionsDeleted).
+                try:
+                    expired_total += self.store.delete_offsets(gid, orphans)
+                except LogError as e:
+                    log.warning("deleting offsets of deleted topics for group %s failed: %s", gid, e)
             if g.protocol_type is None:
                 base = None  # a simple group: each offset counts from its commit
             elif g.phase is Phase.EMPTY:

@@ -17,6 +17,7 @@ transactional commit of the same partition, the one appended later wins, as in K
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ TopicPartition = tuple[str, int]
 class Committed:
     value: OffsetValue
     record_offset: int  # where the commit record sits in __consumer_offsets: the later one wins
+    # The topic's id when committed (its current id, for commits replayed from the log). An offset of a topic that
+    # was deleted (and maybe created again) since is not answered, and is tombstoned by the next retention sweep:
+    # Kafka deletes a deleted topic's offsets at once; a recreated topic must not inherit them.
+    topic_id: uuid.UUID | None = None
 
 
 def is_expired(c: Committed, now_ms: int, retention_ms: int, base_ms: int) -> bool:
@@ -112,10 +117,12 @@ class OffsetStore:
             if value is None:
                 self._delete_offset(k.group, tp)
             elif producer_id == NO_PRODUCER_ID:
-                self.offsets.setdefault(k.group, {})[tp] = Committed(decode_offset_value(value), offset)
+                self.offsets.setdefault(k.group, {})[tp] = Committed(
+                    decode_offset_value(value), offset, self._topic_id(k.topic)
+                )
             else:
                 self.pending.setdefault(producer_id, {}).setdefault(k.group, {})[tp] = Committed(
-                    decode_offset_value(value), offset
+                    decode_offset_value(value), offset, self._topic_id(k.topic)
                 )
         elif isinstance(k, GroupKey):
             if value is None:
@@ -193,7 +200,7 @@ class OffsetStore:
         else:
             into = self.pending.setdefault(producer_id, {}).setdefault(group, {})
         for i, (tp, v) in enumerate(items):
-            into[tp] = Committed(v, base + i)
+            into[tp] = Committed(v, base + i, self._topic_id(tp[0]))
 
     def delete_offsets(self, group: str, partitions: Iterable[TopicPartition]) -> int:
         """Tombstones for the partitions that have a committed or pending offset; returns how many."""
@@ -240,8 +247,20 @@ class OffsetStore:
             return any(group in by_group for by_group in self.pending.values())
         return self._has_pending(group, tp)
 
+    def _topic_id(self, topic: str) -> uuid.UUID | None:
+        t = self.ctx.logs.get(topic)
+        return t.topic_id if t is not None else None
+
+    def _live(self, tp: TopicPartition, c: Committed) -> bool:
+        return c.topic_id is not None and c.topic_id == self._topic_id(tp[0])
+
     def committed(self, group: str) -> Mapping[TopicPartition, Committed]:
-        return self.offsets.get(group, {})
+        """The group's offsets of topics that still exist (as the topic they were committed for)."""
+        return {tp: c for tp, c in self.offsets.get(group, {}).items() if self._live(tp, c)}
+
+    def orphaned(self, group: str) -> list[TopicPartition]:
+        """Offsets of topics deleted since they were committed."""
+        return [tp for tp, c in self.offsets.get(group, {}).items() if not self._live(tp, c)]
 
     def group_ids(self) -> set[str]:
         return set(self.offsets) | set(self.groups) | {g for by_group in self.pending.values() for g in by_group}
