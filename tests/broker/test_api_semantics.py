@@ -202,3 +202,25 @@ def test_timestamp_types_differential(cluster: Cluster, topic: str, topic_cfg: s
         assert kind == 2 and before - 1000 <= ts <= int(time.time() * 1000) + 1000  # TIMESTAMP_LOG_APPEND_TIME
     else:
         assert (kind, ts) == (1, 1_600_000_000_000)
+
+
+def test_idle_connections_are_closed_but_long_polls_are_not(tmp_path: Path) -> None:
+    from loosely.testing import FakeClock
+
+    clock = FakeClock()
+    cfg = BrokerConfig(data_dir=str(tmp_path), port=0, connection_idle_ms_max=60_000)
+    with BrokerThread(cfg, clock=clock) as b:
+        create_topic(b.bootstrap_servers, "t", 1)
+        idle = Raw(b.bootstrap_servers)
+        polling = Raw(b.bootstrap_servers)
+        from kio.schema.api_versions.v3.request import ApiVersionsRequest
+
+        idle.request(18, 3, ApiVersionsRequest(client_software_name="t", client_software_version="1"))
+        result: list[object] = []
+        t = threading.Thread(target=lambda: result.append(fetch(polling, "t", 0, max_wait_ms=4000, min_bytes=1)))
+        t.start()
+        time.sleep(0.3)
+        clock.advance(60_001)
+        assert idle.closed_by_peer()  # housekeeping runs every second
+        t.join(timeout=10)
+        assert result, "the long poll was cut off"

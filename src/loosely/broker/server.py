@@ -91,6 +91,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.peer = "?"
         self.closing = False
+        self.busy = False  # a request is being handled (a long-polling fetch is not idleness)
+        self.last_active_ms = broker.clock.monotonic_ms()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports don't subclass asyncio's
@@ -104,6 +106,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.last_active_ms = self.broker.clock.monotonic_ms()
         try:
             self.reader.feed(data)
             while (frame := self.reader.next_frame()) is not None:
@@ -132,6 +135,7 @@ class _Connection(asyncio.Protocol):
     async def _work(self) -> None:
         while not self.closing:
             frame = await self.queue.get()
+            self.busy = True
             try:
                 out = await self.broker.dispatch(frame, self.peer)
             except asyncio.CancelledError:
@@ -146,6 +150,8 @@ class _Connection(asyncio.Protocol):
             if out is not None and self.transport is not None and not self.closing:
                 assert isinstance(out, bytes)
                 self.transport.write(out)
+            self.busy = False
+            self.last_active_ms = self.broker.clock.monotonic_ms()
             if self.paused and self.queue.qsize() <= self.broker.config.queued_requests_max // 2 and self.transport:
                 self.transport.resume_reading()
                 self.paused = False
@@ -318,6 +324,7 @@ class Broker:
             await asyncio.sleep(interval_ms / 1000)
             now = self.clock.monotonic_ms()
             try:
+                self._close_idle_connections(now)
                 for t in self.logs:
                     for plog in t.logs:
                         plog.maybe_flush()
@@ -375,6 +382,13 @@ class Broker:
                     result.bytes_after,
                 )
         return cleaned
+
+    def _close_idle_connections(self, now_ms: int) -> None:
+        """Kafka's connections.max.idle.ms: hang up on clients that sent nothing for that long."""
+        limit = self.config.connection_idle_ms_max
+        for c in list(self.connections):
+            if not c.busy and c.queue.empty() and now_ms - c.last_active_ms > limit:
+                c.close(f"idle for more than {limit} ms")
 
     def run_housekeeping_now(self) -> int:
         """Apply retention and time-based rolls immediately (tests, admin tools). Returns segments deleted."""
