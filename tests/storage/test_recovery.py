@@ -146,3 +146,13 @@ def test_interrupted_cleaner_swap_is_completed_on_restart(tmp_path: Path) -> Non
     assert offsets[: first.next_offset] == list(range(first.next_offset))
     assert second.base_offset not in offsets  # replaced by the (shorter) swap
     assert offsets[-1] == 39
+
+
+def test_recovery_keeps_batches_larger_than_a_since_lowered_max_message_bytes(tmp_path: Path) -> None:
+    log = PartitionLog(
+        OsFileSystem(), clock(), str(tmp_path / "p"), small_config(max_message_bytes=10_000, segment_bytes=100_000)
+    )
+    log.append(batch(b"x" * 5000, key=b"big"))
+    log.append(batch(b"small", key=b"s"))
+    again = reopen(tmp_path / "p", max_message_bytes=1000, segment_bytes=100_000)  # lowered, then a crash
+    assert [o for o, _ in all_values(again)] == [0, 1]

@@ -161,7 +161,9 @@ class PartitionLog:
             is_last = i == len(bases) - 1
             needs_recovery = not clean_shutdown and (is_last or seg_next_known(bases, i) > self.recovery_point)
             if needs_recovery:
-                cut = seg.recover(self.config.max_message_bytes + (1 << 20))
+                # No size bound beyond the file itself: max.message.bytes may have been lowered since the
+                # batches were written, and recovery must not mistake them for garbage.
+                cut = seg.recover()
                 self.truncated_bytes_on_recovery += cut
                 if cut and not is_last:
                     # Everything after a corrupt batch is unreachable: drop the later segments.
