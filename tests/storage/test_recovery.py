@@ -149,10 +149,9 @@ def test_interrupted_cleaner_swap_is_completed_on_restart(tmp_path: Path) -> Non
 
 
 def test_recovery_keeps_batches_larger_than_a_since_lowered_max_message_bytes(tmp_path: Path) -> None:
-    log = PartitionLog(
-        OsFileSystem(), clock(), str(tmp_path / "p"), small_config(max_message_bytes=10_000, segment_bytes=100_000)
-    )
-    log.append(batch(b"x" * 5000, key=b"big"))
+    cfg = {"max_message_bytes": 2_000_000, "segment_bytes": 10_000_000}
+    log = PartitionLog(OsFileSystem(), clock(), str(tmp_path / "p"), small_config(**cfg))
+    log.append(batch(b"x" * 1_500_000, key=b"big"))
     log.append(batch(b"small", key=b"s"))
-    again = reopen(tmp_path / "p", max_message_bytes=1000, segment_bytes=100_000)  # lowered, then a crash
+    again = reopen(tmp_path / "p", max_message_bytes=1000, segment_bytes=10_000_000)  # lowered, then a crash
     assert [o for o, _ in all_values(again)] == [0, 1]
