@@ -54,7 +54,7 @@ from loosely.protocol.records import (
 )
 from loosely.storage.config import LogConfig
 from loosely.storage.fs import File, FileSystem
-from loosely.storage.segment import Segment
+from loosely.storage.segment import STORED_BATCH_DECOMPRESSED_BYTES_MAX, Segment
 
 __all__ = [
     "OFFSET_MAP_ENTRIES_MAX",
@@ -197,7 +197,7 @@ def _aborted_batches(all_batches: list[tuple[BatchHeader, bytes]], output_bytes_
 def clean(fs: FileSystem, task: CleanTask) -> CleanResult:
     """Run one cleaning pass (worker thread). Raises :class:`CleanAborted` when the segments went away."""
     cfg = task.config
-    limit = cfg.max_message_bytes * 64
+    limit = STORED_BATCH_DECOMPRESSED_BYTES_MAX
     readers = [_Reader(fs, ref) for ref in task.segments]
     try:
         per_segment = [r.batches() for r in readers]

@@ -25,6 +25,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
@@ -43,7 +44,11 @@ from loosely.storage.clock import Clock
 from loosely.storage.config import LogConfig
 from loosely.storage.fs import FileSystem
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
-from loosely.storage.segment import Segment, SegmentSlice, segment_file_name
+from loosely.storage.segment import STORED_BATCH_DECOMPRESSED_BYTES_MAX, Segment, SegmentSlice, segment_file_name
+
+# A produce request is refused when a batch inflates past 64x max.message.bytes (a decompression bomb); stored
+# batches are read back with STORED_BATCH_DECOMPRESSED_BYTES_MAX (see loosely.storage.segment).
+PRODUCE_INFLATION_MAX: Final = 64
 
 # Topic compression.type -> the codec batches are stored with ("producer": as sent).
 _TOPIC_CODECS: dict[str, Codec] = {
@@ -305,7 +310,7 @@ class PartitionLog:
                     )
         if cfg.compact and from_client and not h.is_control:
             try:
-                recs = decode_records(buf, pos, h, cfg.max_message_bytes * 64)
+                recs = decode_records(buf, pos, h, cfg.max_message_bytes * PRODUCE_INFLATION_MAX)
             except CorruptRecordError as e:
                 raise LogError(ErrorCode.corrupt_message, str(e)) from e
             if any(r.key is None for r in recs):
@@ -319,7 +324,7 @@ class PartitionLog:
         Producer id, epoch, sequence, timestamps and offset deltas are kept, so idempotence still holds.
         """
         out = bytearray()
-        limit = self.config.max_message_bytes * 64
+        limit = self.config.max_message_bytes * PRODUCE_INFLATION_MAX
         for pos, h in found:
             if h.is_control or h.codec == target:
                 out += buf[pos : pos + h.size]
@@ -428,7 +433,7 @@ class PartitionLog:
                 if h.max_timestamp < timestamp or h.is_control:
                     continue
                 data = seg.log.pread(h.size, pos)
-                for r in decode_records(data, 0, h, self.config.max_message_bytes * 64):
+                for r in decode_records(data, 0, h, STORED_BATCH_DECOMPRESSED_BYTES_MAX):
                     if r.timestamp >= timestamp and r.offset >= self.log_start_offset:
                         return r.offset, r.timestamp
         return None

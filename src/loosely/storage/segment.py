@@ -16,13 +16,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from loosely.protocol.errors import CorruptRecordError
 from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, check_batch_crc, read_header
 from loosely.storage.fs import File, FileSystem
 from loosely.storage.index import OFFSET_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
 
-__all__ = ["Segment", "SegmentSlice", "segment_file_name"]
+__all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Segment", "SegmentSlice", "segment_file_name"]
+
+# Batches in the log were accepted once; they are decompressed with this bound whatever max.message.bytes says
+# today, so lowering it never makes stored data unreadable.
+STORED_BATCH_DECOMPRESSED_BYTES_MAX: Final = 1 << 30
 
 # How much to read at once while scanning batch headers or recovering.
 _SCAN_CHUNK_BYTES = 1 << 20
