@@ -5,6 +5,7 @@ Split from :mod:`loosely.cli.kcat` so that plain produce/consume never pay confl
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import IO, Any
@@ -243,7 +244,9 @@ def _consumer_config(conf: Conf, group: str | None) -> dict[str, Any]:
     cfg.setdefault("group.id", group or "loosely-kcat")
     cfg["enable.partition.eof"] = True
     cfg.setdefault("enable.auto.commit", group is not None)
-    cfg.setdefault("enable.auto.offset.store", group is not None)
+    # Offsets are stored by the loop, once per batch, for the messages it handed out: librdkafka 2.12's automatic
+    # store counts a partition-EOF event as a message and stores one past the end (its next run would skip one).
+    cfg.setdefault("enable.auto.offset.store", False)
     # librdkafka >= 2.4 backs off 1 s whenever its prefetch queue is full; kcat's 2.0.2 never does
     cfg.setdefault("fetch.queue.backoff.ms", 0)
     cfg.setdefault("queued.max.messages.kbytes", 262144)
@@ -310,9 +313,13 @@ def _consume_loop(
     stop_ts = conf.stop_ts
     batch_size = 1 if conf.unbuffered else 10000
     add = output.parts.append
+    store = group_mode and str(conf.rk.get("enable.auto.offset.store", "false")).lower() == "false"
+    positions: dict[TP, int] = {}
     try:
         while conf.run:
             msgs = consumer.consume(batch_size, 0.1)
+            if store and positions:
+                _store(consumer, positions)
             for m in msgs:
                 err = m.error()
                 tp = (m.topic(), m.partition())
@@ -325,6 +332,8 @@ def _consume_loop(
                     if m.topic():
                         raise Fatal(f"Topic {m.topic()} [{m.partition()}] error: {err.str()}")
                     raise Fatal(f"Consumer error: {err.str()}")
+                if store:
+                    positions[tp] = (m.offset() or 0) + 1
                 if tp in stopped:
                     continue
                 if group_mode and tp in at_eof:
@@ -351,7 +360,17 @@ def _consume_loop(
                 output.flush()
     finally:
         output.flush()
+        if store and positions:
+            _store(consumer, positions)
     return 0
+
+
+def _store(consumer: Consumer, positions: dict[TP, int]) -> None:
+    """Mark the handed-out messages for the next (auto) commit, as librdkafka's automatic store would."""
+    tps = [TopicPartition(t, p, o) for (t, p), o in positions.items() if t is not None and p is not None]
+    positions.clear()
+    with contextlib.suppress(KafkaException):  # a partition revoked meanwhile has nothing to store
+        consumer.store_offsets(offsets=tps)
 
 
 def _at_eof(  # noqa: PLR0917 - kcat's partition_at_eof() with its globals made explicit
@@ -418,6 +437,11 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
     try:
         return _consume_loop(conf, consumer, out, leaders, -1, group_mode=True, assignment=assignment)
     finally:
+        # kcat's offsets reach the group when it closes; some librdkafka versions (2.12) skip that final auto
+        # commit when the rebalance callback unassigns, so commit what was consumed explicitly first
+        if str(conf.rk.get("enable.auto.commit", "true")).lower() == "true":
+            with contextlib.suppress(KafkaException):
+                consumer.commit(asynchronous=False)
         consumer.close()
 
 
