@@ -231,7 +231,9 @@ class Mirror:
 
     def _make_producer(self) -> Producer:
         cfg = self.config
-        base = {**cfg.target, "log_level": 0, "linger.ms": 5, "acks": "all"}
+        # a whole batch (batch_messages_max records) must fit the producer's queue before it is committed
+        base = {**cfg.target, "log_level": 0, "linger.ms": 5, "acks": "all",
+                "queue.buffering.max.messages": max(100_000, 2 * cfg.batch_messages_max + 1000)}
         if cfg.exactly_once != "off":
             txn_id = f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}"
             producer = Producer({**base, "transactional.id": txn_id, "transaction.timeout.ms": 60_000})
