@@ -13,7 +13,7 @@ writes:
 ...                  (TopicPartition("t", 0), 7, 0, Put("b", "x")), (TopicPartition("t", 0), 8, 0, Delete("b"))],
 ...                 starts={TopicPartition("t", 0): 5})
 >>> net_changes(b)
-{'a': Add(key='a', amount=3), 'b': Delete(key='b')}
+{'b': Delete(key='b'), 'a': Add(key='a', amount=3)}
 >>> b.ends
 {TopicPartition(topic='t', partition=0): 9}
 >>> fold_versioned(10, {"t/0": 5}, [(TopicPartition("t", 0), 5, Add("a", 1)), (TopicPartition("t", 0), 6, Add("a", 2))])
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from loosely.views._model import Add, Change, Delete, Json, Put, TopicPartition, ViewError
 
-__all__ = ["DELETED", "Batch", "fold", "fold_versioned", "net_changes", "version_key"]
+__all__ = ["DELETED", "Batch", "fold", "fold_versioned", "net_changes", "net_split", "version_key"]
 
 
 @dataclass(slots=True)
@@ -101,14 +101,36 @@ def fold(prev: Change | None, change: Change) -> Change:
     return Put(change.key, change.amount)  # after a Delete the key counts from zero
 
 
+def net_split(changes: Sequence[Change]) -> tuple[dict[str, Put | Delete], dict[str, int | float]]:
+    """The net effect of ``changes`` as ``(absolute, relative)``: the last ``Put``/``Delete`` of each key, and the
+    sum of the ``Add``s that came after it (or of all its ``Add``s if it has none).
+
+    Summing into a dict of numbers allocates nothing per ``Add``, which matters for counters, where most changes
+    of a batch are ``Add``s (measured: a third of the per-record cost went to allocating folded ``Add``s).
+    """
+    absolute: dict[str, Put | Delete] = {}
+    relative: dict[str, int | float] = {}
+    rget = relative.get
+    rpop = relative.pop
+    for c in changes:
+        k = c[0]
+        if type(c) is Add:
+            relative[k] = rget(k, 0) + c[1]
+        else:
+            absolute[k] = c  # type: ignore[assignment]
+            rpop(k, None)
+    return absolute, relative
+
+
 def net_changes(batch: Batch) -> dict[str, Change]:
-    """Each key's changes folded in log order; dict order is the order keys were first touched."""
+    """Each key's changes folded in log order into one change."""
+    absolute, relative = net_split(batch.changes)
     out: dict[str, Change] = {}
-    get = out.get
-    for c in batch.changes:
-        k = c.key
-        p = get(k)
-        out[k] = c if p is None or type(c) is not Add else fold(p, c)
+    for k, c in absolute.items():
+        amount = relative.pop(k, None)
+        out[k] = c if amount is None else fold(c, Add(k, amount))
+    for k, amount in relative.items():
+        out[k] = Add(k, amount)
     return out
 
 

@@ -220,6 +220,7 @@ class S3Store:
 
 class DocumentSink:
     guarantee = Guarantee.IDEMPOTENT
+    wants_positions = True
 
     def __init__(self, store: DocumentStore, *, parallel_writes: int | None = None) -> None:
         self.store = store

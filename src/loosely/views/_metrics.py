@@ -40,6 +40,7 @@ __all__ = ["InfluxSink", "PrometheusSink", "line_protocol"]
 
 class PrometheusSink:
     guarantee = Guarantee.REBUILT
+    wants_positions = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, series_max: int = 1_000_000) -> None:
         self.series_max = series_max
@@ -145,6 +146,7 @@ def line_protocol(measurement: str, tags: Mapping[str, str], fields: Mapping[str
 
 class InfluxSink:
     guarantee = Guarantee.IDEMPOTENT
+    wants_positions = True
 
     # InfluxDB 1.x's recommended batch: 5,000 points per write request.
     points_per_request_max = 5_000

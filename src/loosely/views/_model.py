@@ -86,6 +86,10 @@ class Delete(NamedTuple):
 
 
 Change: TypeAlias = Put | Add | Delete
+
+# The built-in views build their changes with tuple.__new__, skipping the NamedTuple's generated Python __new__
+# (measured: 0.9 us against 0.4 us a change on the development machine).
+_new = tuple.__new__
 Output: TypeAlias = "Change | Iterable[Change] | None"
 
 
@@ -149,7 +153,7 @@ def latest_by_key(name: str, topics: Sequence[str], *, version: int = 1, value: 
         elif type(k) is not str:
             k = str(k)
         v = r.value
-        return Delete(k) if v is None else Put(k, v)  # type: ignore[arg-type]
+        return Delete(k) if v is None else _new(Put, (k, v))
 
     return View(name, version, tuple(topics), fn, BYTES, value or BYTES)  # type: ignore[arg-type]
 
@@ -166,7 +170,7 @@ def count_by_key(name: str, topics: Sequence[str], *, version: int = 1) -> View[
         k = r.key
         if k is None:
             return None
-        return Add(k.decode("utf-8", "surrogateescape"), 1)
+        return _new(Add, (k.decode("utf-8", "surrogateescape"), 1))
 
     return View(name, version, tuple(topics), fn, BYTES, BYTES)
 

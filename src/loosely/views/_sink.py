@@ -76,6 +76,11 @@ class Sink(Protocol):
     @property
     def guarantee(self) -> Guarantee: ...
 
+    @property
+    def wants_positions(self) -> bool:
+        """Whether :meth:`apply` reads each change's source, offset and timestamp (``Batch.sources`` and so on);
+        sinks that only fold whole batches say no and the runner skips recording them."""
+
     def open(self, view: View[object, object]) -> None:
         """Create what the view version needs (idempotent) and bind this sink to it for writing."""
 

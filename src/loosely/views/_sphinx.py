@@ -68,6 +68,7 @@ def index_config(index: str, path: str, fields: Sequence[str]) -> str:
 
 class SphinxSink:
     guarantee = Guarantee.IDEMPOTENT
+    wants_positions = True
 
     def __init__(self, host: str, port: int, index: str, *, fields: Sequence[str]) -> None:
         import pymysql  # type: ignore[import-untyped]  # noqa: PLC0415 - optional dependency (the "sphinx" extra)

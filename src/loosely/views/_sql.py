@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loosely.views._batch import Batch, net_changes
-from loosely.views._model import Delete, Json, Put, TopicPartition, View, ViewError
+from loosely.views._batch import Batch, _plus, net_split
+from loosely.views._model import Json, Put, TopicPartition, View, ViewError
 from loosely.views._sink import Fenced, Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState
 
 __all__ = ["SqlSink", "table_name"]
@@ -47,6 +47,7 @@ def table_name(name: str, version: int) -> str:
 
 class SqlSink:
     guarantee = Guarantee.EXACTLY_ONCE
+    wants_positions = False
 
     # -- the dialect, set by subclasses --------------------------------------------------------------------------
     placeholder = "?"
@@ -117,19 +118,20 @@ class SqlSink:
         v = self._bound()
         t = table_name(v.name, v.version)
         t0 = time.monotonic()
-        net = net_changes(batch)
+        absolute, relative = net_split(batch.changes)
         puts: list[tuple[str, Any]] = []
-        adds: list[tuple[str, Any]] = []
         deletes: list[tuple[str]] = []
         enc = self.encode
-        for k, c in net.items():
-            tc = type(c)
-            if tc is Put:
-                puts.append((k, enc(c.value)))  # type: ignore[union-attr]
-            elif tc is Delete:
+        for k, c in absolute.items():
+            amount = relative.pop(k, None)
+            if type(c) is Put:
+                puts.append((k, enc(c.value if amount is None else _plus(k, c.value, amount))))
+            elif amount is None:
                 deletes.append((k,))
             else:
-                adds.append((k, self.encode_amount(c.amount)))  # type: ignore[union-attr]
+                puts.append((k, enc(amount)))  # deleted, then counted from zero
+        enc_amount = self.encode_amount
+        adds = [(k, enc_amount(a)) for k, a in relative.items()]
         with self._lock:
             try:
                 with self._tx(self.begin_write):
@@ -150,9 +152,9 @@ class SqlSink:
                 raise
             except Exception as e:
                 self._failures += 1
-                raise SinkError(f"{self.where}: applying {len(net)} changes to {t} failed: {e}") from e
+                raise SinkError(f"{self.where}: applying {len(batch)} changes to {t} failed: {e}") from e
         self._batches += 1
-        self._written += len(net)
+        self._written += len(puts) + len(adds) + len(deletes)
         self._apply_ms += int((time.monotonic() - t0) * 1000)
 
     def _advance_offsets(self, v: View[object, object], batch: Batch) -> None:

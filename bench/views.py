@@ -1,0 +1,259 @@
+"""Materialized views: loosely's runner against Quix Streams and a hand-written confluent-kafka loop.
+
+Two views of the same 1M keyed events (100k keys), each written to SQLite:
+
+* **count-by-key**: how many events each key had,
+* **latest-value-by-key**: the last value of each key.
+
+Three implementations, each in its own process on the same broker in the same run:
+
+* ``loosely``: :class:`loosely.views.Runner` with :class:`loosely.views.SqliteSink` (exactly-once: offsets stored
+  in the same SQLite transaction as the rows);
+* ``handwritten``: a plain confluent-kafka loop that upserts each poll's records into SQLite with ``executemany``
+  in one transaction that also stores its offsets (what you would write by hand for the same guarantee);
+* ``quix``: Quix Streams (RocksDB state for the count, ``at-least-once``), writing to SQLite from a
+  ``BatchingSink`` at each checkpoint.
+
+Prints events/s, peak RSS (``ru_maxrss`` of each worker process) and the ratios. The broker is loosely's own, run
+as a separate process. Usage::
+
+    .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from loosely.testing import free_port
+
+IMPLS = ("loosely", "handwritten", "quix")
+VIEWS = ("count", "latest")
+
+
+# -- workers (run in a child process each) ----------------------------------------------------------------------
+
+
+def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw"})
+    md = c.list_topics(topic, timeout=30).topics[topic]
+    out = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in md.partitions}
+    c.close()
+    return out
+
+
+def run_loosely(bootstrap: str, topic: str, view: str, db: str, events: int) -> None:
+    from loosely.views import STRING, Runner, RunnerConfig, SqliteSink, count_by_key, latest_by_key
+
+    v = count_by_key("bench", [topic]) if view == "count" else latest_by_key("bench", [topic], value=STRING)
+    sink = SqliteSink(db)
+    runner = Runner(v, sink, bootstrap, RunnerConfig(group_id=f"bench-loosely-{uuid.uuid4().hex[:6]}"))
+    stats = runner.run(until_caught_up=True)
+    runner.close()
+    sink.close()
+    assert stats.records == events, stats
+
+
+def run_handwritten(bootstrap: str, topic: str, view: str, db: str, events: int) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS v (key TEXT PRIMARY KEY, value)")
+    conn.execute("CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next INTEGER)")
+    ends = high_watermarks(bootstrap, topic)
+    stored = dict(conn.execute("SELECT partition, next FROM offsets").fetchall())
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-hand-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, p, stored.get(p, 0)) for p in ends])
+    if view == "count":
+        sql = "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = v.value + excluded.value"
+    else:
+        sql = "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+    positions = {p: stored.get(p, 0) for p in ends}
+    seen = 0
+    while any(positions[p] < ends[p] for p in ends):
+        msgs = c.consume(10_000, 0.1)
+        if not msgs:
+            continue
+        rows = []
+        for m in msgs:
+            if m.error():
+                raise RuntimeError(m.error())
+            rows.append((m.key().decode(), 1 if view == "count" else m.value().decode()))
+            positions[m.partition()] = m.offset() + 1
+        seen += len(msgs)
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        conn.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(positions.items()))
+        conn.execute("COMMIT")
+    c.close()
+    conn.close()
+    assert seen == events, seen
+
+
+def run_quix(bootstrap: str, topic: str, view: str, db: str, events: int) -> None:
+    import logging
+
+    from quixstreams import Application
+    from quixstreams.sinks import BatchingSink, SinkBatch
+
+    class SqliteUpsert(BatchingSink):
+        def setup(self) -> None:
+            self.conn = sqlite3.connect(db, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS v (key TEXT PRIMARY KEY, value)")
+
+        def write(self, batch: SinkBatch) -> None:
+            rows = [(item.key.decode() if isinstance(item.key, bytes) else item.key, item.value) for item in batch]
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", rows)
+            self.conn.execute("COMMIT")
+
+    state = tempfile.mkdtemp(prefix="quix-state-")
+    app = Application(broker_address=bootstrap, consumer_group=f"bench-quix-{uuid.uuid4().hex[:6]}",
+                      auto_offset_reset="earliest", state_dir=state, loglevel=logging.WARNING,
+                      use_changelog_topics=False, auto_create_topics=False)
+    t = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
+    sdf = app.dataframe(t)
+    if view == "count":
+        def count(_value: bytes, state: object) -> int:
+            n: int = state.get("n", 0) + 1  # type: ignore[attr-defined]
+            state.set("n", n)  # type: ignore[attr-defined]
+            return n
+
+        sdf = sdf.apply(count, stateful=True)
+    else:
+        sdf = sdf.apply(lambda v: v.decode())
+    sdf.sink(SqliteUpsert())
+    app.run(count=events, collect=False)
+
+
+def worker(args: argparse.Namespace) -> None:
+    fn = {"loosely": run_loosely, "handwritten": run_handwritten, "quix": run_quix}[args.impl]
+    t0 = time.perf_counter()
+    fn(args.bootstrap, args.topic, args.view, args.db, args.events)
+    seconds = time.perf_counter() - t0
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib}), flush=True)
+
+
+# -- the driver -------------------------------------------------------------------------------------------------
+
+
+def produce(bootstrap: str, topic: str, events: int, keys: int, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(60)
+    rng = random.Random(1)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10_000,
+                  "compression.type": "lz4"})
+    for i in range(events):
+        while True:
+            try:
+                p.produce(topic, b'{"n":%d,"note":"bar"}' % i, key=b"k%d" % rng.randrange(keys))
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(120) == 0
+
+
+def check(db: str, view: str, impl: str, reference: dict[str, object] | None) -> dict[str, object]:
+    conn = sqlite3.connect(db)
+    if impl == "loosely":
+        rows = dict(conn.execute('SELECT key, value FROM "bench__v1"').fetchall())
+        if view == "latest":
+            rows = {k: json.loads(v) for k, v in rows.items()}
+    else:
+        rows = dict(conn.execute("SELECT key, value FROM v").fetchall())
+    conn.close()
+    if reference is not None and rows != reference:
+        raise SystemExit(f"{impl}/{view}: the view differs from the hand-written loop's ({len(rows)} keys)")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--keys", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--views", default=",".join(VIEWS))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--impl")
+    ap.add_argument("--view")
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--topic")
+    ap.add_argument("--db")
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    impls = args.impls.split(",")
+    with tempfile.TemporaryDirectory(prefix="bench-views-") as d:
+        port = free_port()
+        broker = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", f"{d}/data",
+                                   "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert broker.stdout is not None
+        broker.stdout.readline()
+        boot = f"127.0.0.1:{port}"
+        try:
+            topic = "events"
+            t0 = time.perf_counter()
+            produce(boot, topic, args.events, args.keys, args.partitions)
+            print(f"produced {args.events:,} events over {args.keys:,} keys in {time.perf_counter() - t0:.1f}s",
+                  flush=True)
+            results: dict[tuple[str, str], list[dict[str, float]]] = {}
+            views = args.views.split(",")
+            for view in views:
+                reference = None
+                for rep in range(args.repeat):
+                    for impl in sorted(impls, key=lambda i: i != "handwritten"):
+                        db = f"{d}/{impl}-{view}-{rep}.db"
+                        out = subprocess.run(
+                            [sys.executable, __file__, "--worker", "--impl", impl, "--view", view, "--bootstrap",
+                             boot, "--topic", topic, "--db", db, "--events", str(args.events)],
+                            capture_output=True, text=True, check=False)
+                        if out.returncode != 0:
+                            raise SystemExit(f"{impl}/{view} failed:\n{out.stderr[-3000:]}")
+                        r = json.loads(out.stdout.strip().splitlines()[-1])
+                        r["events_per_s"] = args.events / r["seconds"]
+                        results.setdefault((impl, view), []).append(r)
+                        rows = check(db, view, impl, reference)
+                        if impl == "handwritten":
+                            reference = rows
+                        os.unlink(db)
+                        print(f"  {view:6} {impl:11} {r['events_per_s']:>10,.0f} events/s  "
+                              f"{r['rss_mib']:6.0f} MiB peak RSS", flush=True)
+        finally:
+            broker.terminate()
+            broker.wait(30)
+    print("\nview    impl         events/s   peak RSS   vs quix (speed, memory)   vs hand-written (speed)")
+    for view in views:
+        med = {i: {k: statistics.median(r[k] for r in results[(i, view)]) for k in ("events_per_s", "rss_mib")}
+               for i in impls}
+        for i in impls:
+            m = med[i]
+            vq = (f"{m['events_per_s'] / med['quix']['events_per_s']:.2f}x, "
+                  f"{m['rss_mib'] / med['quix']['rss_mib']:.2f}x") if "quix" in med else "-"
+            vh = f"{m['events_per_s'] / med['handwritten']['events_per_s']:.2f}x" if "handwritten" in med else "-"
+            print(f"{view:7} {i:11} {m['events_per_s']:>10,.0f} {m['rss_mib']:7.0f} MiB   {vq:24}  {vh}")
+
+
+if __name__ == "__main__":
+    main()
