@@ -5,6 +5,7 @@ from __future__ import annotations
 from loosely.hollow import core
 
 PUBLIC = [
+    "BlobHeader",
     "BlobKind",
     "BlobParts",
     "Char",
@@ -58,9 +59,11 @@ PUBLIC = [
     "deep_dump",
     "dump_state",
     "hollow_type",
+    "parse_blob_header",
     "parse_schemas",
     "schema_hash",
     "schemas_to_text",
+    "with_header_tags",
 ]
 
 

@@ -23,7 +23,7 @@ from loosely.hollow.core._access import (
     GenericSet,
     Records,
 )
-from loosely.hollow.core._blob import BlobKind
+from loosely.hollow.core._blob import BlobHeader, BlobKind, parse_blob_header, with_header_tags
 from loosely.hollow.core._dump import deep_dump, dump_state
 from loosely.hollow.core._errors import (
     HollowBlobError,
@@ -81,6 +81,7 @@ from loosely.hollow.core._write_state import BlobParts, WriteStateEngine
 __all__ = [
     "INLINE",
     "TRANSIENT",
+    "BlobHeader",
     "BlobKind",
     "BlobParts",
     "Char",
@@ -132,7 +133,9 @@ __all__ = [
     "deep_dump",
     "dump_state",
     "hollow_type",
+    "parse_blob_header",
     "parse_schemas",
     "schema_hash",
     "schemas_to_text",
+    "with_header_tags",
 ]

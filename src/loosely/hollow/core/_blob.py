@@ -85,9 +85,11 @@ __all__ = [
     "TypeSection",
     "encode_gaps",
     "kind_widths_count",
+    "parse_blob_header",
     "read_blob_header",
     "read_part_header",
     "read_type_section",
+    "with_header_tags",
     "write_blob_header",
     "write_part_header",
     "write_type_section",
@@ -114,6 +116,8 @@ class BlobKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BlobHeader:
+    """A blob's header: the state tags it goes from and to, the schemas it lists, and its header tags."""
+
     origin_tag: int
     destination_tag: int
     schemas: tuple[Schema, ...]
@@ -198,6 +202,39 @@ def read_blob_header(cur: Cursor) -> BlobHeader:
         key = cur.utf("header tag name")
         tags[key] = cur.utf("header tag value")
     return BlobHeader(origin, destination, schemas, tags)
+
+
+def _byte_view(data: object) -> memoryview:
+    mv = memoryview(data)  # type: ignore[arg-type]
+    return mv if mv.ndim == 1 and mv.itemsize == 1 else mv.cast("B")
+
+
+def parse_blob_header(data: object) -> tuple[BlobHeader, int]:
+    """The header of a snapshot, delta, reverse delta or header blob, and the offset its body starts at.
+
+    >>> from loosely.hollow.core import WriteStateEngine, parse_schemas
+    >>> engine = WriteStateEngine(parse_schemas("Point { int x; }"))
+    >>> engine.add_header_tag("origin", "doctest")
+    >>> header, body_offset = parse_blob_header(engine.write_snapshot())
+    >>> header.tags, header.origin_tag
+    ({'origin': 'doctest'}, -1)
+    """
+    cur = Cursor(_byte_view(data))
+    header = read_blob_header(cur)
+    return header, cur.pos
+
+
+def with_header_tags(data: object, tags: Mapping[str, str]) -> bytes:
+    """A copy of a blob whose header also carries ``tags`` (a tag already present takes the new value in place;
+    new tags follow the existing ones).  The body is copied unchanged, so readers see the same records."""
+    view = _byte_view(data)
+    header, body_offset = parse_blob_header(view)
+    merged = dict(header.tags)
+    order = list(header.tags) + [k for k in tags if k not in header.tags]
+    merged.update(tags)
+    w = Writer()
+    write_blob_header(w, BlobHeader(header.origin_tag, header.destination_tag, header.schemas, merged), order)
+    return bytes(w.buf) + view[body_offset:].tobytes()
 
 
 def read_part_header(cur: Cursor) -> PartHeader:

@@ -140,6 +140,18 @@ class JavaConcurrentHashMap:
         for k, v in items:
             self.put(k, v)
 
+    def remove(self, key: str) -> None:
+        """Drop ``key`` if present; the other keys keep their places (Java unlinks the node from its bin)."""
+        if not self._bins:
+            return
+        h = _spread(java_string_hash(key))
+        nodes = self._bins[h & (len(self._bins) - 1)]
+        for j, (nh, nk, _) in enumerate(nodes):
+            if nh == h and nk == key:
+                del nodes[j]
+                self._count -= 1
+                return
+
     def clear(self) -> None:
         for nodes in self._bins or []:
             nodes.clear()

@@ -1056,6 +1056,10 @@ class WriteStateEngine:
     def add_header_tag(self, name: str, value: str) -> None:
         self._header_tags.put(name, value)
 
+    def remove_header_tag(self, name: str) -> None:
+        """Forget a header tag (Java ``getHeaderTags().remove``); no-op when absent."""
+        self._header_tags.remove(name)
+
     def add_header_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():
             self._header_tags.put(k, v)
