@@ -2,8 +2,10 @@
 // the internal topics, for loosely's compatibility tests. One line of output per fact, so runs against loosely and
 // against Apache Kafka compare line by line.
 //
-//   group-consume <bootstrap> <topic> <group> <count>   default consumer settings; subscribe, read <count> records,
-//                                                       commitSync -> "<partition> <offset> <value>" per record
+//   group-consume <bootstrap> <topic> <group> <count> [classic|consumer]
+//                                                       default consumer settings but the group protocol; subscribe,
+//                                                       read <count> records, commitSync
+//                                                       -> "<partition> <offset> <value>" per record
 //   committed <bootstrap> <topic> <group> <partitions>  -> "<partition> <offset>" per partition (-1: none)
 //   dump-offsets <bootstrap>                            __consumer_offsets through GroupCoordinatorRecordSerde:
 //                                                       "offset <group> <topic> <partition> <offset>" |
@@ -34,7 +36,8 @@ import org.apache.kafka.coordinator.transaction.generated.TransactionLogValue;
 public class GroupsProbe {
     public static void main(String[] args) throws Exception {
         switch (args[0]) {
-            case "group-consume" -> groupConsume(args[1], args[2], args[3], Integer.parseInt(args[4]));
+            case "group-consume" -> groupConsume(args[1], args[2], args[3], Integer.parseInt(args[4]),
+                    args.length > 5 ? args[5] : "classic");
             case "committed" -> committed(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "dump-offsets" -> dumpOffsets(args[1]);
             case "dump-transactions" -> dumpTransactions(args[1]);
@@ -54,9 +57,10 @@ public class GroupsProbe {
         return p;
     }
 
-    static void groupConsume(String bootstrap, String topic, String group, int count) {
+    static void groupConsume(String bootstrap, String topic, String group, int count, String protocol) {
         Properties p = consumerProps(bootstrap, group);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
         try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
             c.subscribe(List.of(topic));
             int seen = 0;

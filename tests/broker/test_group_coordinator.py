@@ -237,3 +237,41 @@ def test_offsets_of_a_deleted_topic_are_hidden_then_tombstoned(broker: BrokerThr
     coord = coordinator(broker)
     assert broker.call(coord.expire_offsets) == 1
     assert broker.call(lambda: coord.store.orphaned("simple")) == []
+
+
+def consumer_heartbeat(raw: Raw, group: str, member: str, epoch: int, topics: tuple[str, ...] | None) -> object:
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+
+    body = ConsumerGroupHeartbeatRequest(
+        group_id=group,
+        member_id=member,
+        member_epoch=epoch,
+        rebalance_timeout=datetime.timedelta(seconds=30 if epoch == 0 else -0.001),
+        subscribed_topic_names=topics,
+        topic_partitions=() if epoch == 0 else None,
+    )
+    return raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, body)
+
+
+def test_the_two_protocols_keep_to_their_own_groups(broker: BrokerThread, clock: FakeClock) -> None:
+    create_topic(broker, "t", 2)
+    raw = Raw(broker.bootstrap_servers)
+    # A classic group with a member keeps its id from the consumer protocol...
+    member = join(raw, "classic").member_id  # type: ignore[attr-defined]
+    join(raw, "classic", member)
+    r = consumer_heartbeat(raw, "classic", "m1", 0, ("t",))
+    assert r.error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
+    # ...and a consumer group with a member keeps its id from JoinGroup.
+    r = consumer_heartbeat(raw, "modern", "m1", 0, ("t",))
+    assert (r.error_code, r.member_epoch) == (ErrorCode.none, 1)  # type: ignore[attr-defined]
+    assert join(raw, "modern").error_code == ErrorCode.inconsistent_group_protocol  # type: ignore[attr-defined]
+    # A member the broker does not know (membership is not persisted across restarts) is told to rejoin.
+    r = consumer_heartbeat(raw, "forgotten", "m9", 7, None)
+    assert r.error_code == ErrorCode.unknown_member_id  # type: ignore[attr-defined]
+    # Its session runs on the fake clock like everything else.
+    session = broker.broker.config.group_consumer_session_timeout_ms
+    clock.advance(session)
+    broker.call(coordinator(broker).consumer.tick_now)
+    assert consumer_heartbeat(raw, "modern", "m1", 1, None).error_code == ErrorCode.unknown_member_id  # type: ignore[attr-defined]
+    # Empty now: the classic protocol may have the id back.
+    assert join(raw, "modern").error_code == ErrorCode.member_id_required  # type: ignore[attr-defined]

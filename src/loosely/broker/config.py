@@ -69,6 +69,9 @@ class BrokerConfig:
     offsets_topic_partitions: int = 50
     # Kafka: group.initial.rebalance.delay.ms (3000 in Kafka; an embedded broker should not make users wait)
     group_initial_rebalance_delay_ms: int = 0
+    # Kafka: group.consumer.session.timeout.ms / group.consumer.heartbeat.interval.ms (KIP-848 consumer groups)
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
     # Kafka: group.min.session.timeout.ms / group.max.session.timeout.ms
     group_session_timeout_ms_min: int = 6_000
     group_session_timeout_ms_max: int = 1_800_000

@@ -27,6 +27,7 @@ from typing import Final
 
 from loosely.broker._shell import Timers, Waiting
 from loosely.broker.context import BrokerContext
+from loosely.broker.groups import consumer
 from loosely.broker.groups.classic import (
     Effect,
     Event,
@@ -60,6 +61,8 @@ from loosely.broker.groups.classic import (
     validate_offset_commit,
     validate_offset_delete,
 )
+from loosely.broker.groups.consumer import ConsumerGroupLimits
+from loosely.broker.groups.consumer_shell import ConsumerGroups
 from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
 from loosely.broker.groups.store import OffsetStore, TopicPartition, is_expired
 from loosely.broker.producers import ProducerStateManager
@@ -117,6 +120,7 @@ class GroupCoordinator:
     def __init__(self) -> None:
         self._ctx: BrokerContext | None = None
         self._store: OffsetStore | None = None
+        self._consumer: ConsumerGroups | None = None
         self.groups: dict[GroupId, _Entry] = {}
         self._timers: Timers[GroupId] = Timers(self._on_timer)
         self._waiting: Waiting[Response] = Waiting()
@@ -136,11 +140,24 @@ class GroupCoordinator:
         assert self._store is not None, "the group coordinator is not started"
         return self._store
 
+    @property
+    def consumer(self) -> ConsumerGroups:
+        """The KIP-848 consumer groups (ConsumerGroupHeartbeat)."""
+        assert self._consumer is not None, "the group coordinator is not started"
+        return self._consumer
+
     async def start(self, ctx: BrokerContext) -> None:
         self._ctx = ctx
         cfg = ctx.config
         self.limits = GroupLimits(initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms)
         self._store = OffsetStore(ctx)
+        self._consumer = ConsumerGroups(
+            ctx,
+            ConsumerGroupLimits(
+                session_timeout_ms=cfg.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+            ),
+        )
         n = self.store.load()
         self._restore_groups()
         if isinstance(ctx.producer_state, ProducerStateManager):
@@ -157,6 +174,8 @@ class GroupCoordinator:
                 await self._expiry_task
         self._timers.cancel_all()
         self._waiting.cancel_all()
+        if self._consumer is not None:
+            self._consumer.stop()
 
     def _restore_groups(self) -> None:
         now = self.ctx.clock.monotonic_ms()
@@ -306,6 +325,12 @@ class GroupCoordinator:
         api_version: int,
     ) -> JoinResponse:
         gid = GroupId(group_id)
+        modern = self.consumer.get(gid)
+        if modern is not None:
+            if modern.members:
+                # The id is taken by a consumer-protocol group (Kafka would convert it; loosely keeps them apart).
+                return JoinResponse(ErrorCode.inconsistent_group_protocol, member_id)
+            self.consumer.drop(gid)
         if gid not in self.groups:
             if member_id:
                 return JoinResponse(ErrorCode.unknown_member_id, member_id)
@@ -384,6 +409,17 @@ class GroupCoordinator:
         assert isinstance(resp, LeaveResponse)
         return resp
 
+    def claim_for_consumer_protocol(self, group_id: str) -> ErrorCode:
+        """Before a ConsumerGroupHeartbeat: a classic group with members keeps its id (GROUP_ID_NOT_FOUND for the
+        heartbeat, as Kafka answers); an empty one, or the simple group of committed offsets, gives it up."""
+        gid = GroupId(group_id)
+        classic = self.group(gid)
+        if classic is not None:
+            if classic.members or classic.pending_members:
+                return ErrorCode.group_id_not_found
+            self._drop(gid)
+        return ErrorCode.none
+
     # --- group admin ---------------------------------------------------------------------------------------
 
     def group(self, group_id: str) -> Group | None:
@@ -392,6 +428,17 @@ class GroupCoordinator:
 
     def delete_group(self, group_id: str) -> ErrorCode:
         gid = GroupId(group_id)
+        modern = self.consumer.get(gid)
+        if modern is not None:
+            if modern.members:
+                return ErrorCode.non_empty_group
+            try:
+                self.store.delete_group(gid)
+            except LogError as e:
+                return _store_error(e)
+            self.consumer.drop(gid)
+            self._drop(gid)
+            return ErrorCode.none
         g = self.group(gid)
         error = validate_delete(g)
         if error != ErrorCode.none:
@@ -422,6 +469,12 @@ class GroupCoordinator:
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """OffsetCommit: ``(error for every partition, or NONE and per-partition errors)``."""
         gid = GroupId(group_id)
+        modern = self.consumer.get(gid)
+        if modern is not None:
+            error = consumer.validate_offset_commit(modern, member_id, generation)
+            if error != ErrorCode.none:
+                return error, {}
+            return ErrorCode.none, self._write_offsets(gid, partitions, expire_timestamp_ms, None)
         g = self.group(gid)
         error = validate_offset_commit(g, member_id, instance_id, generation, transactional=False)
         if g is None and error == ErrorCode.illegal_generation and api_version >= 9:
@@ -448,6 +501,13 @@ class GroupCoordinator:
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """TxnOffsetCommit, after the transaction coordinator vouched for the producer."""
         gid = GroupId(group_id)
+        modern = self.consumer.get(gid)
+        if modern is not None:
+            error = consumer.validate_offset_commit(modern, member_id, generation)
+            if error != ErrorCode.none:
+                # TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION.
+                return (ErrorCode.illegal_generation if error == ErrorCode.stale_member_epoch else error), {}
+            return ErrorCode.none, self._write_offsets(gid, partitions, -1, (producer_id, producer_epoch))
         g = self.group(gid)
         error = validate_offset_commit(g, member_id, instance_id, generation, transactional=True)
         if error != ErrorCode.none:
@@ -488,12 +548,23 @@ class GroupCoordinator:
             return {**{tp: code for tp, _ in good}, **errors}
         return {**{tp: ErrorCode.none for tp, _ in good}, **errors}
 
+    def check_fetching_member(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
+        """OffsetFetch v9 names the asking member of a consumer-protocol group: it must be current."""
+        modern = self.consumer.get(group_id)
+        if member_id is None or modern is None:
+            return ErrorCode.none
+        m = modern.members.get(member_id)
+        if m is None:
+            return ErrorCode.unknown_member_id
+        return ErrorCode.none if m.member_epoch == member_epoch else ErrorCode.stale_member_epoch
+
     def fetch_offsets(
         self, group_id: str, partitions: list[TopicPartition] | None, *, require_stable: bool
     ) -> list[tuple[TopicPartition, int, int, str, ErrorCode]]:
         """OffsetFetch: ``(tp, offset, leader epoch, metadata, error)``; None asks for every committed partition."""
         g = self.group(group_id)
-        committed = self.store.committed(group_id) if g is not None and g.phase is not Phase.DEAD else {}
+        exists = (g is not None and g.phase is not Phase.DEAD) or self.consumer.get(group_id) is not None
+        committed = self.store.committed(group_id) if exists else {}
         wanted = sorted(committed) if partitions is None else partitions
         out: list[tuple[TopicPartition, int, int, str, ErrorCode]] = []
         for tp in wanted:
@@ -510,11 +581,15 @@ class GroupCoordinator:
     def delete_offsets(
         self, group_id: str, partitions: list[TopicPartition]
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
-        g = self.group(group_id)
-        error = validate_offset_delete(g)
-        if error != ErrorCode.none or g is None:
-            return error, {}
-        subscribed = subscribed_topics(g) or frozenset()
+        modern = self.consumer.get(group_id)
+        if modern is not None:
+            subscribed = self.consumer.subscribed_topics(modern)
+        else:
+            g = self.group(group_id)
+            error = validate_offset_delete(g)
+            if error != ErrorCode.none or g is None:
+                return error, {}
+            subscribed = subscribed_topics(g) or frozenset()
         errors = {tp: ErrorCode.group_subscribed_to_topic for tp in partitions if tp[0] in subscribed}
         doomed = [tp for tp in partitions if tp not in errors]
         try:
@@ -534,44 +609,54 @@ class GroupCoordinator:
             except Exception:
                 log.exception("offset expiration failed; will retry")
 
+    def _expiry_rule(self, gid: GroupId) -> tuple[int | None, frozenset[str], bool] | None:
+        """Kafka's offsetExpirationCondition: ``(base time or None for each commit's own time, subscribed topics,
+        group is empty)``, or None when the group's offsets do not expire now."""
+        modern = self.consumer.get(gid)
+        if modern is not None:
+            if not modern.members:
+                return self.consumer.empty_since(gid), frozenset(), True
+            return None, self.consumer.subscribed_topics(modern), False
+        entry = self.groups.get(gid)
+        if entry is None:
+            return None
+        g = entry.state
+        if g.protocol_type is None:
+            return None, frozenset(), g.phase is Phase.EMPTY  # a simple group: each offset from its commit
+        if g.phase is Phase.EMPTY:
+            return entry.phase_since_ms, frozenset(), True
+        if g.phase is Phase.STABLE and g.protocol_type == "consumer":
+            subscribed = subscribed_topics(g)
+            return None if subscribed is None else (None, subscribed, False)
+        return None
+
     def expire_offsets(self) -> int:
         """Tombstone expired offsets; delete empty groups left without any. Returns offsets expired."""
         now = self.ctx.clock.now_ms()
         retention = self.ctx.config.offsets_retention_ms
         expired_total = 0
-        for gid, entry in list(self.groups.items()):
-            g = entry.state
-            committed = self.store.committed(gid)
+        for gid in [GroupId(g) for g in sorted(set(self.groups) | set(self.consumer.groups))]:
             orphans = self.store.orphaned(gid)
-            if orphans:
-                # Offsets of deleted topics go whatever the group's state (Kafka's onPartitionsDeleted).
-                try:
-                    expired_total += self.store.delete_offsets(gid, orphans)
-                except LogError as e:
-                    log.warning("deleting offsets of deleted topics for group %s failed: %s", gid, e)
-            if g.protocol_type is None:
-                base = None  # a simple group: each offset counts from its commit
-            elif g.phase is Phase.EMPTY:
-                base = entry.phase_since_ms
-            elif g.phase is Phase.STABLE and g.protocol_type == "consumer":
-                base = None
-            else:
-                continue
-            subscribed = subscribed_topics(g) if g.phase is not Phase.EMPTY else frozenset()
-            if subscribed is None:
-                continue
-            doomed = [
-                tp
-                for tp, c in committed.items()
-                if tp[0] not in subscribed
-                and not self.store.has_pending(gid, tp)
-                and is_expired(c, now, retention, c.value.commit_timestamp_ms if base is None else base)
-            ]
             try:
+                if orphans:
+                    # Offsets of deleted topics go whatever the group's state (Kafka's onPartitionsDeleted).
+                    expired_total += self.store.delete_offsets(gid, orphans)
+                rule = self._expiry_rule(gid)
+                if rule is None:
+                    continue
+                base, subscribed, empty = rule
+                doomed = [
+                    tp
+                    for tp, c in self.store.committed(gid).items()
+                    if tp[0] not in subscribed
+                    and not self.store.has_pending(gid, tp)
+                    and is_expired(c, now, retention, c.value.commit_timestamp_ms if base is None else base)
+                ]
                 expired_total += self.store.delete_offsets(gid, doomed)
-                if g.phase is Phase.EMPTY and not self.store.committed(gid) and not self.store.has_pending(gid):
+                if empty and not self.store.committed(gid) and not self.store.has_pending(gid):
                     self.store.store_group(gid, None)
                     self._drop(gid)
+                    self.consumer.drop(gid)
             except LogError as e:
                 log.warning("expiring offsets of group %s failed: %s", gid, e)
         return expired_total

@@ -6,6 +6,7 @@ from loosely.broker.context import Handler
 from loosely.broker.handlers import (
     admin,
     api_versions,
+    consumer_groups,
     fetch,
     group_offsets,
     groups,
@@ -20,6 +21,6 @@ __all__ = ["all_handlers"]
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, txn):
+    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, consumer_groups, txn):
         table.update(module.HANDLERS)
     return table

@@ -110,11 +110,19 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
 
 
 def _fetch_group(
-    ctx: BrokerContext, coord: GroupCoordinator | None, group_id: str, topics: object, require_stable: bool
+    coord: GroupCoordinator | None,
+    group_id: str,
+    topics: object,
+    require_stable: bool,
+    member: tuple[str | None, int] | None = None,
 ) -> tuple[ErrorCode, dict[str, list[tuple[int, int, int, str, ErrorCode]]]]:
     """``(group error, topic -> [(partition, offset, leader epoch, metadata, error)])`` in request order."""
     if coord is None:
         return ErrorCode.coordinator_not_available, {}
+    if member is not None:
+        error = coord.check_fetching_member(group_id, member[0], member[1])
+        if error != ErrorCode.none:
+            return error, {}
     wanted: list[TopicPartition] | None = None
     if topics is not None:
         wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
@@ -159,13 +167,15 @@ async def handle_offset_fetch(ctx: BrokerContext, header: RequestHeader, request
     coord = group_coordinator(ctx)
     require_stable = bool(getattr(request, "require_stable", False))
     if v < 8:
-        error, by_topic = _fetch_group(ctx, coord, str(request.group_id), request.topics, require_stable)
+        error, by_topic = _fetch_group(coord, str(request.group_id), request.topics, require_stable)
         topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition")
         # v1 has no top-level error: a group-level problem shows on every partition.
         return resp.make(throttle_time=NO_THROTTLE, topics=topics, error_code=error)
     groups = []
     for rg in request.groups:
-        error, by_topic = _fetch_group(ctx, coord, str(rg.group_id), rg.topics, require_stable)
+        # v9: a member of a consumer-protocol group says who it is, and must be current.
+        member = (rg.member_id, int(rg.member_epoch)) if getattr(rg, "member_id", None) is not None else None
+        error, by_topic = _fetch_group(coord, str(rg.group_id), rg.topics, require_stable, member)
         topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions")
         groups.append(build(resp.OffsetFetchResponseGroup, group_id=rg.group_id, error_code=error, topics=topics))
     return resp.make(throttle_time=NO_THROTTLE, groups=tuple(groups))

@@ -16,13 +16,14 @@ from typing import Final
 from loosely.broker import internal
 from loosely.broker.context import BrokerContext, Request, current_peer
 from loosely.broker.groups.classic import JoinResponse, Phase, describe_members
+from loosely.broker.groups.consumer import group_state
 from loosely.broker.groups.coordinator import group_coordinator
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.storage.log import LogError
 
-__all__ = ["HANDLERS", "td_ms"]
+__all__ = ["HANDLERS", "NO_AUTHORIZED_OPERATIONS", "client_host", "td_ms"]
 
 GROUP_KEY: Final = 0
 TRANSACTION_KEY: Final = 1
@@ -33,7 +34,7 @@ def td_ms(td: datetime.timedelta) -> int:
     return td // datetime.timedelta(milliseconds=1)
 
 
-def _client_host() -> str:
+def client_host() -> str:
     """Kafka reports the client's address as Java's ``InetAddress.toString()``: ``/1.2.3.4``."""
     peer = current_peer.get()
     host = peer.rsplit(":", 1)[0] if ":" in peer else peer
@@ -143,7 +144,7 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
         member_id=member_id,
         instance_id=getattr(request, "group_instance_id", None),
         client_id=header.client_id or "",
-        client_host=_client_host(),
+        client_host=client_host(),
         protocol_type=str(request.protocol_type),
         protocols=[(p.name, bytes(p.metadata)) for p in request.protocols],
         session_timeout_ms=session_ms,
@@ -277,22 +278,15 @@ async def handle_list_groups(ctx: BrokerContext, header: RequestHeader, request:
         return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.coordinator_not_available, groups=())
     states = {s.lower() for s in getattr(request, "states_filter", ())}
     types = {t.lower() for t in getattr(request, "types_filter", ())}
-    listed = []
-    for gid, entry in sorted(coord.groups.items()):
-        g = entry.state
-        if states and g.phase.value.lower() not in states:
-            continue
-        if types and "classic" not in types:
-            continue
-        listed.append(
-            build(
-                resp.ListedGroup,
-                group_id=gid,
-                protocol_type=g.protocol_type or "",
-                group_state=g.phase.value,
-                group_type="Classic",
-            )
-        )
+    rows: list[tuple[str, str, str, str]] = [
+        (gid, e.state.protocol_type or "", e.state.phase.value, "Classic") for gid, e in coord.groups.items()
+    ]
+    rows += [(gid, "consumer", group_state(e.state), "Consumer") for gid, e in coord.consumer.groups.items()]
+    listed = [
+        build(resp.ListedGroup, group_id=gid, protocol_type=ptype, group_state=state, group_type=gtype)
+        for gid, ptype, state, gtype in sorted(rows)
+        if (not states or state.lower() in states) and (not types or gtype.lower() in types)
+    ]
     return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=tuple(listed))
 
 

@@ -1,0 +1,133 @@
+"""The asyncio side of KIP-848 consumer groups: one :class:`~loosely.broker.groups.consumer.ConsumerGroup` per id,
+the broker's topics handed to each heartbeat, and one timer per group for session and revocation deadlines.
+
+Heartbeats are answered at once (nothing is parked), so this is only state, a clock and timers; the
+:class:`~loosely.broker.groups.coordinator.GroupCoordinator` owns it and settles which protocol a group id uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from loosely.broker._shell import Timers
+from loosely.broker.context import BrokerContext
+from loosely.broker.groups.consumer import (
+    ConsumerGroup,
+    ConsumerGroupLimits,
+    ConsumerHeartbeat,
+    ConsumerHeartbeatResponse,
+    ConsumerTick,
+    TopicInfo,
+    next_deadline,
+    step,
+    subscription,
+)
+
+__all__ = ["ConsumerGroups"]
+
+log = logging.getLogger("loosely.broker.groups")
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: ConsumerGroup
+    empty_since_ms: int  # wall clock; offsets of an empty group expire counting from here
+
+
+class ConsumerGroups:
+    def __init__(self, ctx: BrokerContext, limits: ConsumerGroupLimits) -> None:
+        self.ctx = ctx
+        self.limits = limits
+        self.groups: dict[str, _Entry] = {}
+        self._timers: Timers[str] = Timers(self._on_timer)
+        self.rebalances_total = 0
+
+    def get(self, group_id: str) -> ConsumerGroup | None:
+        entry = self.groups.get(group_id)
+        return entry.state if entry is not None else None
+
+    def empty_since(self, group_id: str) -> int:
+        return self.groups[group_id].empty_since_ms
+
+    def drop(self, group_id: str) -> None:
+        self.groups.pop(group_id, None)
+        self._timers.set(group_id, None)
+
+    def stop(self) -> None:
+        self._timers.cancel_all()
+
+    def topics(self) -> dict[str, TopicInfo]:
+        return {t.name: TopicInfo(t.topic_id, t.partitions) for t in self.ctx.logs if not t.internal}
+
+    def subscribed_topics(self, g: ConsumerGroup) -> frozenset[str]:
+        topics = self.topics()
+        return frozenset(t for m in g.members.values() for t in subscription(m, topics))
+
+    def topic_names(self) -> dict[uuid.UUID, str]:
+        return {t.topic_id: t.name for t in self.ctx.logs}
+
+    def heartbeat(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        member_epoch: int,
+        instance_id: str | None,
+        rack_id: str | None,
+        rebalance_timeout_ms: int,
+        subscribed: frozenset[str] | None,
+        regex: str | None,
+        assignor: str | None,
+        owned: frozenset[tuple[uuid.UUID, int]] | None,
+        client_id: str,
+        client_host: str,
+    ) -> ConsumerHeartbeatResponse:
+        # A heartbeat for a group this broker does not know (restarted: membership is not persisted) finds it empty
+        # and the member unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
+        entry = self.groups.get(group_id)
+        if entry is None:
+            entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
+            self.groups[group_id] = entry
+        event = ConsumerHeartbeat(
+            member_id=member_id or str(uuid.uuid4()),  # v0: the coordinator names new members
+            member_epoch=member_epoch,
+            instance_id=instance_id,
+            rack_id=rack_id,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            subscribed=subscribed,
+            regex=regex,
+            assignor=assignor,
+            owned=owned,
+            client_id=client_id,
+            client_host=client_host,
+            topics=self.topics(),
+        )
+        response = self._apply(group_id, event)
+        assert response is not None
+        return response
+
+    def _apply(self, group_id: str, event: ConsumerHeartbeat | ConsumerTick) -> ConsumerHeartbeatResponse | None:
+        entry = self.groups[group_id]
+        before = entry.state
+        state, response = step(before, event, self.ctx.clock.monotonic_ms())
+        if state.group_epoch != before.group_epoch:
+            self.rebalances_total += 1
+        if before.members and not state.members:
+            entry.empty_since_ms = self.ctx.clock.now_ms()
+        entry.state = state
+        due = next_deadline(state)
+        self._timers.set(group_id, None if due is None else due - self.ctx.clock.monotonic_ms())
+        return response
+
+    def _on_timer(self, group_id: str) -> None:
+        if group_id in self.groups:
+            try:
+                self._apply(group_id, ConsumerTick())
+            except Exception:
+                log.exception("consumer group %s timer failed", group_id)
+
+    def tick_now(self) -> None:
+        for gid in list(self.groups):
+            self._on_timer(gid)
