@@ -1,6 +1,8 @@
-"""Consumer groups: the classic membership protocol (pure), committed offsets, and the coordinator that runs both.
+"""Consumer groups: both membership protocols (pure), committed offsets, and the coordinator that runs them.
 
-* :mod:`.classic`: the group state machine, ``step(group, event, now_ms)``.
+* :mod:`.classic`: the classic group state machine, ``step(group, event, now_ms)``.
+* :mod:`.consumer`: the KIP-848 consumer group state machine (ConsumerGroupHeartbeat), and its shell
+  :mod:`.consumer_shell`.
 * :mod:`.records`: the ``__consumer_offsets`` record formats (Kafka's own schemas).
 * :mod:`.store`: committed offsets and group metadata in memory and in ``__consumer_offsets``.
 * :mod:`.coordinator`: the asyncio shell the handlers call.
