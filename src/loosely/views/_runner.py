@@ -101,6 +101,9 @@ class RunnerConfig:
     # librdkafka's fetch.max.bytes (default 50 MiB): one fetch response at most; 4 MiB is about 50k small records,
     # several polls' worth, and measured faster than 50 MiB responses against loosely's broker.
     fetch_bytes_max: int = 4 * 1024 * 1024
+    # librdkafka's max.partition.fetch.bytes (default 1 MiB): measured, it decides most of a runner's memory
+    # (1M records over 4 partitions: 144 MiB peak RSS at 1 MiB, 71 MiB at 256 KiB, at the same throughput).
+    partition_fetch_bytes_max: int = 256 * 1024
     # Kafka's default is 45 s; a runner killed with -9 holds its partitions that long, so views fail over faster.
     session_timeout_ms: int = 10_000
     # Kafka's max.poll.interval.ms default; a batch plus its retries must finish well within it.
@@ -190,6 +193,7 @@ class Runner:
             "queued.max.messages.kbytes": self.config.fetch_queue_kbytes_max,
             "queued.min.messages": self.config.fetch_queue_records_min,
             "fetch.max.bytes": self.config.fetch_bytes_max,
+            "max.partition.fetch.bytes": self.config.partition_fetch_bytes_max,
             "max.poll.interval.ms": self.config.poll_interval_ms_max,
             "session.timeout.ms": self.config.session_timeout_ms,
             "client.id": f"loosely-view-{self.view.name}",

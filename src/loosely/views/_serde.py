@@ -42,14 +42,6 @@ def _identity(b: bytes) -> bytes:
     return b
 
 
-def _utf8(b: bytes) -> str:
-    return b.decode("utf-8")
-
-
-def _to_utf8(s: str) -> bytes:
-    return s.encode("utf-8")
-
-
 _json_decoder = json.JSONDecoder()
 
 
@@ -63,5 +55,6 @@ def _json_encode(v: Any) -> bytes:
 
 
 BYTES: Serde[bytes] = Serde(_identity, _identity)
-STRING: Serde[str] = Serde(_utf8, _to_utf8)
+# The C methods themselves (UTF-8 is their default): no Python frame per record on the hot path.
+STRING: Serde[str] = Serde(bytes.decode, str.encode)
 JSON: Serde[Any] = Serde(_json_decode, _json_encode)

@@ -38,10 +38,10 @@ __all__ = ["SqliteSink", "decode_value", "encode_value"]
 def encode_value(v: Json) -> Any:
     """A view value as stored in the ``value`` column (see the module docstring)."""
     t = type(v)
+    if t is str:  # the common case first
+        return encode_basestring(v)  # type: ignore[arg-type]
     if t is int or t is float or t is bytes:
         return v
-    if t is str:
-        return encode_basestring(v)  # type: ignore[arg-type]
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 
 
