@@ -168,7 +168,7 @@ def crash_loop(
     done: Callable[[], bool],
     seed: int = 1,
     pause_s: tuple[float, float] = (0.5, 3.0),
-    timeout_s: float = 1200,
+    timeout_s: float = CRASH_TIMEOUT_S - 120,
 ) -> CrashReport:
     """Start every runner; ``kills`` times, wait a random pause and SIGKILL a random runner, then restart it.
     Then wait until ``done()``, and stop them."""
