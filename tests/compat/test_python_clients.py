@@ -75,3 +75,36 @@ def test_kafka_python_produce_consume(cluster: Cluster, topic: str, codec: str |
             break
     c.close()
     assert got == [(j, b"k%d" % (3 * j + 2), b"v%d" % (3 * j + 2), [("n", b"%d" % (3 * j + 2))]) for j in range(100)]
+
+
+@pytest.mark.parametrize("codec_name", ["gzip", "snappy", "lz4", "zstd"])
+def test_batches_we_compress_are_accepted_and_read_by_kafka_and_java(
+    cluster: Cluster, topic: str, codec_name: str
+) -> None:
+    """Batches built by loosely.protocol (the cleaner, topic compression.type) must be readable by every client."""
+    import datetime
+
+    from kio.schema.produce.v7.request import PartitionProduceData, ProduceRequest, TopicProduceData
+
+    from broker._raw import Raw
+    from compat._java import run_java
+    from loosely.protocol.compression import Codec
+    from loosely.protocol.records import NewRecord, build_batch
+
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    now = int(__import__("time").time() * 1000)
+    batch = build_batch(
+        [NewRecord(b"key-%d" % i, b"value-%d" % i * 50, now) for i in range(300)], codec=Codec.parse(codec_name)
+    )
+    req = ProduceRequest(
+        transactional_id=None,
+        acks=-1,
+        timeout=datetime.timedelta(seconds=10),
+        topic_data=(TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=batch),)),),
+    )
+    resp = Raw(cluster.bootstrap_servers).request(0, 7, req)
+    assert resp.responses[0].partition_responses[0].error_code.value == 0  # type: ignore[attr-defined]
+    r = run_java("interop/java-clients", "ClientsProbe", "consume", cluster.bootstrap_servers, topic, "0", "300")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) == 300 and lines[299].startswith("299 key-299 value-299")

@@ -1,7 +1,8 @@
 """Record batch compression codecs: gzip, snappy (raw and xerial-framed), lz4 (frame format), zstd.
 
 The codec id lives in bits 0-2 of a v2 batch's attributes. Compression covers the records section only (everything
-after the 61-byte batch header). The codecs come from ``cramjam`` (one wheel for all four); gzip decompression uses
+after the 61-byte batch header). The codecs come from ``cramjam`` (one wheel for all four; LZ4 frames are written with the ``lz4`` package, which
+can make the independent-block frames Kafka's Java reader requires); gzip decompression uses
 the standard library's ``zlib`` because it can stop at an output limit, which guards against decompression bombs.
 
 Snappy has two framings in the wild: librdkafka writes a raw snappy block, the Java client writes *xerial* framing
@@ -19,6 +20,7 @@ import zlib
 from typing import Final
 
 import cramjam
+import lz4.frame
 
 from loosely.protocol.errors import CorruptRecordError, UnsupportedCompressionError
 
@@ -60,7 +62,13 @@ def compress(codec: Codec, data: bytes | memoryview) -> bytes:
     if codec is Codec.SNAPPY:
         return bytes(cramjam.snappy.compress_raw(data))
     if codec is Codec.LZ4:
-        return bytes(cramjam.lz4.compress(data))
+        # Kafka's Java LZ4 reader accepts only frames of independent 64 KiB blocks without a content size, the
+        # shape its own writer makes; cramjam writes linked blocks, which Apache Kafka refuses.
+        return bytes(
+            lz4.frame.compress(
+                bytes(data), block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, store_size=False
+            )
+        )
     if codec is Codec.ZSTD:
         return bytes(cramjam.zstd.compress(data))
     raise UnsupportedCompressionError(f"unknown codec {codec}")
