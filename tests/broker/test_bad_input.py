@@ -192,3 +192,17 @@ def test_an_impossible_array_count_closes_the_connection_not_the_broker(loosely:
     raw.send(struct.pack(">i", len(frame)) + frame)
     assert raw.closed_by_peer()
     still_healthy(loosely, topic, 4)
+
+
+def test_two_batches_for_one_partition_are_refused_as_kafka_does(loosely: BrokerThread, topic: str) -> None:
+    from loosely.protocol.messages import decode_response
+
+    produce_ok(loosely.bootstrap_servers, topic, 1)
+    one = build_batch([NewRecord(b"k", b"x", 1_700_000_000_000)])
+    raw = Raw(loosely.bootstrap_servers)
+    raw.send(produce_request(topic, one + one))
+    frame = raw.recv_frame()
+    assert frame is not None
+    _, resp = decode_response(ApiKey.PRODUCE, 7, frame)
+    assert resp.responses[0].partition_responses[0].error_code == ErrorCode.invalid_record  # type: ignore[attr-defined]
+    still_healthy(loosely, topic, 1)

@@ -38,7 +38,15 @@ def consume_partition(
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_produce_consume_each_codec(cluster: Cluster, topic: str, codec: str) -> None:
     create_topic(cluster.bootstrap_servers, topic, 2)
-    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "compression.type": codec, "linger.ms": 5})
+    # Idempotence keeps order across librdkafka retries under load; without it a retried batch may land later.
+    p = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "compression.type": codec,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }
+    )
     for i in range(2000):
         p.produce(
             topic,

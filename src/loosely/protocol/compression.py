@@ -1,9 +1,10 @@
 """Record batch compression codecs: gzip, snappy (raw and xerial-framed), lz4 (frame format), zstd.
 
-The codec id lives in bits 0-2 of a v2 batch's attributes. Compression covers the records section only (everything
-after the 61-byte batch header). The codecs come from ``cramjam`` (one wheel for all four; LZ4 frames are written with the ``lz4`` package, which
-can make the independent-block frames Kafka's Java reader requires); gzip decompression uses
-the standard library's ``zlib`` because it can stop at an output limit, which guards against decompression bombs.
+The codec id lives in bits 0-2 of a v2 batch's attributes. Compression covers the records section only
+(everything after the 61-byte batch header). The codecs come from ``cramjam`` (one wheel for all four); LZ4 frames
+are written with the ``lz4`` package, which makes the independent-block frames Kafka's Java reader requires. gzip
+decompression uses the standard library's ``zlib`` because it can stop at an output limit, which guards against
+decompression bombs.
 
 Snappy has two framings in the wild: librdkafka writes a raw snappy block, the Java client writes *xerial* framing
 (``SnappyOutputStream``): an 16-byte header ``82 'SNAPPY' 00 | int32 version | int32 min compatible version``

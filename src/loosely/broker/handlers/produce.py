@@ -14,8 +14,9 @@ import logging
 
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
-from loosely.protocol.errors import ErrorCode
+from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.records import read_header
 from loosely.storage.log import AppendResult, LogError
 
 __all__ = ["HANDLERS"]
@@ -35,6 +36,13 @@ def _append(
         return LogError(ErrorCode.invalid_topic_exception, f"clients may not produce to internal topic {topic}")
     if not records:
         return LogError(ErrorCode.invalid_record, "no records")
+    try:
+        first = read_header(records, 0)
+    except CorruptRecordError as e:
+        return LogError(ErrorCode.corrupt_message, str(e))
+    if first.size < len(records):
+        # Kafka's rule for Produce v3+: exactly one batch per partition.
+        return LogError(ErrorCode.invalid_record, "a produce request may carry only one record batch per partition")
     producers = ctx.producer_state
     try:
         if producers is not None:
