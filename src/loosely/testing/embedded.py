@@ -33,7 +33,8 @@ def embedded_broker(
     """
     own = data_dir is None
     d = data_dir or tempfile.mkdtemp(prefix="loosely-")
-    cfg = BrokerConfig(data_dir=d, port=0, log_defaults=dict(log_defaults or {}), **config)  # type: ignore[arg-type]
+    config.setdefault("port", 0)  # a fixed port lets a test restart the broker where clients expect it
+    cfg = BrokerConfig(data_dir=d, log_defaults=dict(log_defaults or {}), **config)  # type: ignore[arg-type]
     b = BrokerThread(cfg, clock=clock)
     b.start()
     try:
