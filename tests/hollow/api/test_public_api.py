@@ -48,6 +48,7 @@ PUBLIC = [
     "RefreshStarted",
     "RefreshSucceeded",
     "Restored",
+    "S3BlobStore",
     "SnapshotLoaded",
     "Stage",
     "StageCompleted",

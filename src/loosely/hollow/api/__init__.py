@@ -77,6 +77,7 @@ from loosely.hollow.api._producer import (
     StageCompleted,
     WriteState,
 )
+from loosely.hollow.api._s3 import S3BlobStore
 from loosely.hollow.api._validators import (
     DuplicatePrimaryKeyValidator,
     MinimumRecordCountValidator,
@@ -131,6 +132,7 @@ __all__ = [
     "RefreshStarted",
     "RefreshSucceeded",
     "Restored",
+    "S3BlobStore",
     "SnapshotLoaded",
     "Stage",
     "StageCompleted",

