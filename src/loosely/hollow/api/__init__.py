@@ -59,6 +59,7 @@ from loosely.hollow.api._interfaces import (
     NotLeaderError,
     Publisher,
 )
+from loosely.hollow.api._kafka import KafkaAnnouncementWatcher, KafkaAnnouncer, KafkaAnnouncerStatistics
 from loosely.hollow.api._memory import InMemoryBlobStore
 from loosely.hollow.api._planning import UpdatePlan, load_version, plan_update
 from loosely.hollow.api._producer import (
@@ -114,6 +115,9 @@ __all__ = [
     "HashIndex",
     "InMemoryBlobStore",
     "IncrementalWriteState",
+    "KafkaAnnouncementWatcher",
+    "KafkaAnnouncer",
+    "KafkaAnnouncerStatistics",
     "LeaderElection",
     "ManualLeader",
     "MinimumRecordCountValidator",
