@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import views_cmd  # noqa: PLC0415 - keeps the views' imports out of other subcommands
 
     views_cmd.add_views_command(sub)
+    from loosely.cli import hollow_cmd  # noqa: PLC0415 - keeps Hollow's imports out of other subcommands
+
+    hollow_cmd.add_hollow_command(sub)
     return p
 
 

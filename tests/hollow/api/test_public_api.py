@@ -16,6 +16,7 @@ PUBLIC = [
     "BlobRetriever",
     "BlobStoreUnavailableError",
     "BlobType",
+    "Change",
     "ChecksumMismatchError",
     "Clock",
     "Consumer",
@@ -28,6 +29,7 @@ PUBLIC = [
     "DuplicatePrimaryKeyValidator",
     "FilesystemBlobStore",
     "HashIndex",
+    "HistoryEntry",
     "InMemoryBlobStore",
     "IncrementalWriteState",
     "KafkaAnnouncementWatcher",
@@ -57,6 +59,7 @@ PUBLIC = [
     "StageCompleted",
     "SystemClock",
     "TimestampVersionMinter",
+    "TypeDiff",
     "UniqueKeyIndex",
     "UpdatePlan",
     "ValidationContext",
@@ -66,8 +69,14 @@ PUBLIC = [
     "Version",
     "VersionMinter",
     "WriteState",
+    "add_json",
+    "diff_states",
+    "diff_versions",
+    "dump_records",
     "load_version",
     "plan_update",
+    "record_history",
+    "record_json",
 ]
 
 

@@ -16,7 +16,8 @@ Storage is reached through four small interfaces -- :class:`Publisher`, :class:`
   election among producers and fencing of a deposed leader.
 
 Consumer-side indexes follow the consumer through deltas: :class:`HashIndex`, :class:`UniqueKeyIndex`,
-:class:`PrefixIndex`.  Tools: :func:`dump_records`, :func:`diff_states`, :func:`record_history`.
+:class:`PrefixIndex`.  Tools: :func:`dump_records`, :func:`diff_states` / :func:`diff_versions`,
+:func:`record_history`, :func:`add_json`.
 """
 
 from loosely.hollow.api._blobs import (
@@ -79,6 +80,17 @@ from loosely.hollow.api._producer import (
     WriteState,
 )
 from loosely.hollow.api._s3 import S3BlobStore
+from loosely.hollow.api._tools import (
+    Change,
+    HistoryEntry,
+    TypeDiff,
+    add_json,
+    diff_states,
+    diff_versions,
+    dump_records,
+    record_history,
+    record_json,
+)
 from loosely.hollow.api._validators import (
     DuplicatePrimaryKeyValidator,
     MinimumRecordCountValidator,
@@ -101,6 +113,7 @@ __all__ = [
     "BlobRetriever",
     "BlobStoreUnavailableError",
     "BlobType",
+    "Change",
     "ChecksumMismatchError",
     "Clock",
     "Consumer",
@@ -113,6 +126,7 @@ __all__ = [
     "DuplicatePrimaryKeyValidator",
     "FilesystemBlobStore",
     "HashIndex",
+    "HistoryEntry",
     "InMemoryBlobStore",
     "IncrementalWriteState",
     "KafkaAnnouncementWatcher",
@@ -142,6 +156,7 @@ __all__ = [
     "StageCompleted",
     "SystemClock",
     "TimestampVersionMinter",
+    "TypeDiff",
     "UniqueKeyIndex",
     "UpdatePlan",
     "ValidationContext",
@@ -151,6 +166,12 @@ __all__ = [
     "Version",
     "VersionMinter",
     "WriteState",
+    "add_json",
+    "diff_states",
+    "diff_versions",
+    "dump_records",
     "load_version",
     "plan_update",
+    "record_history",
+    "record_json",
 ]
