@@ -113,6 +113,7 @@ class Broker:
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
 
     def start(self) -> Broker:
+        self.dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(self.dir / "data"),
                 "--listen", f"127.0.0.1:{self.port}"]
         for s in self.settings:

@@ -192,13 +192,16 @@ def test_a_bad_snapshot_at_startup_loads_nothing_and_says_why(damage: str) -> No
     assert good is not None
     bad = {"truncate": good[: len(good) // 2], "flip": _flipped(good), "garbage": b"\x00" * 64}[damage]
     store.put_raw(ref, bad)
-    c = Consumer(retriever=store, watcher=store)
+    clock = FakeClock()
+    c = Consumer(retriever=store, watcher=store, clock=clock, failed_transition_ttl_ms=5_000)
     with pytest.raises(RefreshError):
         c.refresh()
     assert c.engine is None and c.version is None
     store.put_raw(ref, good)
-    c._failed.clear()  # the failed-transition memory expires with time; here it is cleared by hand
-    assert c.refresh() == versions[0]
+    with pytest.raises(RefreshError, match="avoiding snapshot-"):  # the bad snapshot is still avoided ...
+        c.refresh()
+    clock.advance(5_000)
+    assert c.refresh() == versions[0]  # ... until its failure is old enough to try it again
 
 
 def _flipped(data: bytes) -> bytes:

@@ -217,7 +217,7 @@ class Consumer:
         self._refresh_mutex = threading.Lock()  # one refresh at a time (background thread and callers)
         self._changed = threading.Condition(threading.Lock())
         self._indexes: list[ConsumerIndex] = []
-        self._failed: dict[BlobRef, int] = {}
+        self._failed: dict[BlobRef, tuple[int, str]] = {}  # blob -> (avoided until, why it failed)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -360,20 +360,20 @@ class Consumer:
 
     def _excluded(self) -> set[BlobRef]:
         now = self.clock.monotonic_ms()
-        for ref in [r for r, until in self._failed.items() if until <= now]:
+        for ref in [r for r, (until, _) in self._failed.items() if until <= now]:
             del self._failed[ref]
         return set(self._failed)
 
-    def _mark_failed(self, ref: BlobRef) -> None:
-        self._failed[ref] = self.clock.monotonic_ms() + self.failed_transition_ttl_ms
+    def _mark_failed(self, ref: BlobRef, error: Exception) -> None:
+        self._failed[ref] = (self.clock.monotonic_ms() + self.failed_transition_ttl_ms, str(error))
 
     def _fetch(self, plan: UpdatePlan) -> list[FetchedBlob]:
         out = []
         for blob in plan.blobs:
             try:
                 f = fetch(blob, require_digest=self.require_digest)
-            except BlobIntegrityError:
-                self._mark_failed(blob.ref)
+            except BlobIntegrityError as e:
+                self._mark_failed(blob.ref, e)
                 raise
             data_len = len(memoryview(f.data))
             self._counts["bytes"] += data_len
@@ -393,7 +393,11 @@ class Consumer:
             )
             if not plan.blobs or plan.destination != wanted:
                 got = "nothing" if not plan.blobs else f"only {plan.destination}"
-                raise HollowError(f"no path from {origin} to {wanted} in the blob store ({got} reachable)")
+                avoided = "; ".join(f"avoiding {why}" for _, why in self._failed.values())
+                raise HollowError(
+                    f"no path from {origin} to {wanted} in the blob store ({got} reachable)"
+                    + (f"; {avoided}" if avoided else "")
+                )
             fetched = self._fetch(plan)
             if plan.snapshot:
                 self._load_snapshot_plan(fetched)
@@ -416,15 +420,15 @@ class Consumer:
         first = fetched[0]
         try:
             engine = ReadStateEngine.from_snapshot(first.data)
-        except HollowBlobError:
-            self._mark_failed(first.ref)
+        except HollowBlobError as e:
+            self._mark_failed(first.ref, e)
             raise
         version = first.ref.to_version
         for f in fetched[1:]:
             try:
                 engine.apply_delta(f.data)
-            except HollowBlobError:
-                self._mark_failed(f.ref)
+            except HollowBlobError as e:
+                self._mark_failed(f.ref, e)
                 raise
             version = f.ref.to_version
         prepared = [(ix, ix._prepare(engine)) for ix in list(self._indexes)]
@@ -446,8 +450,8 @@ class Consumer:
             with self.lock.writing():
                 try:
                     event = engine.apply_delta(f.data)
-                except HollowBlobError:
-                    self._mark_failed(f.ref)
+                except HollowBlobError as e:
+                    self._mark_failed(f.ref, e)
                     raise
                 self._version = f.ref.to_version
                 for ix in self._indexes:
