@@ -22,6 +22,13 @@ setup(
                 "-Wno-cast-function-type",
             ],
         ),
+        # the write engine's per-record loops and the object mapper's compiled writers; see the file's header
+        Extension(
+            "loosely.hollow.core._writer",
+            sources=["src/loosely/hollow/core/_writer.c"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
+        ),
         # the command line's hot loops (lines -> records, records -> kcat text); see the file's header
         Extension(
             "loosely.clients._fast",

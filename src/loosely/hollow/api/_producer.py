@@ -219,11 +219,8 @@ class WriteState:
         return self.mapper.add(obj)
 
     def add_all(self, objs: Iterable[object]) -> int:
-        add = self.mapper.add
-        n = 0
-        for obj in objs:
-            add(obj)
-            n += 1
+        """Add many objects in one compiled loop (a generator is consumed as it goes); returns how many."""
+        n = self.mapper.add_all(objs)
         self._added += n
         return n
 

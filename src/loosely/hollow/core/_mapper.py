@@ -35,13 +35,15 @@ import dataclasses
 import datetime as _dt
 import enum
 import inspect
+import itertools
 import math
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Final, Generic, TypeVar
 
+from loosely.hollow.core import _writer
 from loosely.hollow.core._errors import HollowMappingError
 from loosely.hollow.core._index import PrimaryKeyIndex
 from loosely.hollow.core._keys import KeyValue
@@ -275,6 +277,23 @@ def _own_fields(cls: type) -> list[tuple[str, object]]:
             if name in field_names:
                 out.append((name, hints[name]))
     return out
+
+
+_ADD_CHUNK: Final = 4096  # add_all of an iterator: objects written per compiled call
+
+# Compiled writer plan kinds and field encodings (see _writer.c).
+_P_OBJECT, _P_BOXED, _P_LIST, _P_SET, _P_PYTHON = 0, 1, 2, 3, 4
+_E_INT, _E_LONG, _E_BOOL, _E_FLOAT, _E_DOUBLE, _E_STRING, _E_BYTES, _E_REF = 1, 2, 3, 4, 5, 6, 7, 8
+_JAVA_ENCODINGS: Final = {
+    JavaType.INT: _E_INT,
+    JavaType.SHORT: _E_INT,
+    JavaType.BYTE: _E_INT,
+    JavaType.CHAR: _E_INT,
+    JavaType.LONG: _E_LONG,
+    JavaType.BOOLEAN: _E_BOOL,
+    JavaType.FLOAT: _E_FLOAT,
+    JavaType.DOUBLE: _E_DOUBLE,
+}
 
 
 # --- type mappers ----------------------------------------------------------------------------------------
@@ -598,6 +617,8 @@ class ObjectMapper:
         self.ignore_list_ordering = ignore_list_ordering
         self._mappers: dict[str, _TypeMapper] = {}
         self._by_class: dict[type, _TypeMapper] = {}
+        self._plans: dict[str, _writer.Plan] = {}
+        self._class_plans: dict[type, _writer.Plan] = {}
         self._order: list[str] = []
 
     # -- schemas --
@@ -770,7 +791,82 @@ class ObjectMapper:
         """Write ``obj`` (a dataclass / NamedTuple instance) and all it references; returns its ordinal."""
         if self.engine is None:
             raise HollowMappingError("this ObjectMapper has no WriteStateEngine to add to")
-        return self._class_mapper(type(obj)).write(self.engine, obj)
+        plan = self._class_plans.get(type(obj))
+        if plan is None:
+            plan = self._class_plans[type(obj)] = self._plan(self._class_mapper(type(obj)))
+        self.engine.check_adding()
+        ordinal = _writer.write(plan, obj)
+        return self._class_mapper(type(obj)).write(self.engine, obj) if ordinal is None else ordinal
+
+    def add_all(self, objs: Iterable[object]) -> int:
+        """Write every object of ``objs`` (as :meth:`add`, in order, in one compiled loop); returns how many."""
+        if self.engine is None:
+            raise HollowMappingError("this ObjectMapper has no WriteStateEngine to add to")
+        self.engine.check_adding()
+        if isinstance(objs, (list, tuple)):
+            return self._add_sequence(objs)
+        total = 0
+        it = iter(objs)
+        while chunk := list(itertools.islice(it, _ADD_CHUNK)):  # a generator is written as it is produced
+            total += self._add_sequence(chunk)
+        return total
+
+    def _add_sequence(self, seq: Sequence[object]) -> int:
+        i = 0
+        while i < len(seq):
+            cls = type(seq[i])
+            plan = self._class_plans.get(cls)
+            if plan is None:
+                plan = self._class_plans[cls] = self._plan(self._class_mapper(cls))
+            done = _writer.write_all(plan, seq, i)
+            if done >= 0:
+                break
+            i = -done - 1  # a value the compiled writer leaves to Python (another class, an unusual value)
+            self.add(seq[i])
+            i += 1
+        return len(seq)
+
+    # -- compiled writers (loosely.hollow.core._writer) --
+
+    def _plan(self, mapper: _TypeMapper) -> _writer.Plan:
+        """The compiled writer of ``mapper``'s type: what ``add`` runs in C; the Python mappers remain the
+        reference (a plan hands every value it does not cover back to them)."""
+        plan = self._plans.get(mapper.type_name)
+        if plan is not None:
+            return plan
+        assert self.engine is not None
+        engine = self.engine
+        state = engine._state(mapper.type_name)
+
+        def python(value: object) -> int:
+            return mapper.write(engine, value)
+
+        if isinstance(mapper, _ListMapper):
+            plan = _writer.Plan(_P_LIST, state, None, (), self._plan(mapper.element), mapper.ignore_ordering, python)
+        elif isinstance(mapper, _SetMapper):
+            plan = _writer.Plan(_P_SET, state, None, (), self._plan(mapper.element), False, python)
+        elif isinstance(mapper, _ObjectMapper) and mapper.special in ("", "boxed", "string"):
+            planned = [self._plan_field(f) for f in mapper.fields]
+            fields = tuple(f for f in planned if f is not None)
+            if len(fields) == len(planned):
+                kind = _P_OBJECT if mapper.special == "" else _P_BOXED
+                plan = _writer.Plan(kind, state, mapper.cls if kind == _P_OBJECT else None, fields, None, False, python)
+        if plan is None:
+            plan = _writer.Plan(_P_PYTHON, state, None, (), None, False, python)
+        self._plans[mapper.type_name] = plan
+        return plan
+
+    def _plan_field(self, f: _MappedField) -> tuple[str, int, bool, int, int, _writer.Plan | None] | None:
+        if f.kind in (_Kind.PRIMITIVE, _Kind.INLINE):
+            if f.java is None:
+                return (f.name, _E_STRING, False, 0, 0, None)
+            return (f.name, _JAVA_ENCODINGS[f.java], f.kind is _Kind.PRIMITIVE, f.java.low, f.java.high, None)
+        if f.kind is _Kind.BYTES:
+            return (f.name, _E_BYTES, False, 0, 0, None)
+        if f.kind is _Kind.REFERENCE:
+            assert f.mapper is not None
+            return (f.name, _E_REF, False, 0, 0, self._plan(f.mapper))
+        return None  # enum names and dates: the Python mapper writes those types
 
     def read(self, engine: ReadStateEngine, cls: type[T], ordinal: int) -> T:
         """Build a ``cls`` instance from record ``ordinal`` of its type (and everything it references)."""

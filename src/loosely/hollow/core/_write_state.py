@@ -36,7 +36,7 @@ from typing import Final, Generic, TypeAlias, TypeVar
 
 import numpy as np
 
-from loosely.hollow.core import _native
+from loosely.hollow.core import _native, _writer
 from loosely.hollow.core._blob import (
     BlobHeader,
     BlobKind,
@@ -53,7 +53,7 @@ from loosely.hollow.core._errors import HollowSchemaError, HollowWriteError
 from loosely.hollow.core._hashing import hash_int, hash_table_size, murmur3, to_int32
 from loosely.hollow.core._java_order import JavaConcurrentHashMap, java_hash_map_order
 from loosely.hollow.core._keys import KeyPath, bind_key
-from loosely.hollow.core._read_state import ReadStateEngine, TypeReadState
+from loosely.hollow.core._read_state import FieldTypeCodes, ReadStateEngine, TypeReadState
 from loosely.hollow.core._schema import (
     FieldType,
     ListSchema,
@@ -302,6 +302,9 @@ class _JavaBitSet:
         return packed.astype(">u8").tobytes()
 
 
+_writer.set_bitset_type(_JavaBitSet)
+
+
 def _last_where(mask: np.ndarray) -> int:
     nz = np.flatnonzero(mask)
     return int(nz[-1]) if nz.size else -1
@@ -360,10 +363,10 @@ class _OrdinalMap(Generic[P]):
     def compact(self, used: _JavaBitSet, num_shards: int, focus_hole_fill: bool) -> None:
         """Forget records not in ``used``; their ordinals become free, handed out lowest first."""
         recs = self.records
-        held = [o for o, p in enumerate(recs) if p is not None]
-        if held:
-            used.touch(held[-1])
-        freed = [o for o in held if not used.get(o)]
+        held = np.frombuffer(_writer.held(recs), dtype=np.int64)
+        if held.size:
+            used.touch(int(held[-1]))
+        freed = held[~used.bools(len(recs))[held]].tolist()
         for o in freed:
             payload = recs[o]
             assert payload is not None
@@ -380,7 +383,8 @@ class _OrdinalMap(Generic[P]):
 
     def held(self) -> list[int]:
         """Ordinals of every record in the map, ascending."""
-        return [o for o, p in enumerate(self.records) if p is not None]
+        held: list[int] = np.frombuffer(_writer.held(self.records), dtype=np.int64).tolist()
+        return held
 
 
 def _sort_free_focused(free: list[int], num_shards: int) -> list[int]:
@@ -433,6 +437,14 @@ def _pack(n: int, widths: tuple[int, ...], columns: Sequence[Sequence[int]], n_l
     return data[:need] if len(data) > need else data
 
 
+def _fit(data: bytes, n_longs: int) -> bytes:
+    """Words packed by the compiled loops, padded or cut to the long count Java writes."""
+    need = n_longs * 8
+    if len(data) < need:
+        return data + bytes(need - len(data))
+    return data[:need] if len(data) > need else data
+
+
 # --- type write states -----------------------------------------------------------------------------------
 
 
@@ -463,6 +475,10 @@ class _TypeWriteState(Generic[P]):
         o = self.map.get_or_assign(payload, preferred_payload)
         self.cur.set(o)
         return o
+
+    def add_new(self, payload: P) -> int:
+        """Add a payload the compiled writer did not find in the ordinal map (``_writer.c``)."""
+        return self.add(payload)
 
     def payload(self, o: int) -> P:
         p = self.map.records[o] if o < len(self.map.records) else None
@@ -547,22 +563,39 @@ class _TypeWriteState(Generic[P]):
         populated = self.cur.bools(self.max_ordinal + 1)
         shards = []
         for s in range(n):
-            count = self.max_shard_ordinal[s] + 1
-            entries = [(self.map.records[so * n + s] if populated[so * n + s] else None) for so in range(max(count, 0))]
-            body = self._encode(s, entries, snapshot=True)
+            count = max(self.max_shard_ordinal[s] + 1, 0)
+            at = np.arange(s, s + count * n, n, dtype=np.int64)
+            ordinals = np.where(populated[at], at, -1)  # -1: an empty slot
+            body = self._encode_shard(s, ordinals, snapshot=True)
             shards.append(ShardData(self.max_shard_ordinal[s], body[0], body[1], body[2], body[3]))
         return TypeSection(self.schema, n, self.max_ordinal, tuple(shards), self.cur.serialize())
+
+    def _encode_shard(
+        self, shard: int, ordinals: np.ndarray, snapshot: bool
+    ) -> tuple[tuple[int, ...], bytes, tuple[bytes, ...], int]:
+        """The records at ``ordinals`` (-1: empty) packed: in C when the type allows, else ``_encode``."""
+        body = self._encode_fast(shard, np.ascontiguousarray(ordinals, dtype=np.int64), snapshot)
+        if body is not None:
+            return body
+        recs = self.map.records
+        entries = [recs[o] if o >= 0 else None for o in ordinals.tolist()]
+        return self._encode(shard, entries, snapshot)
+
+    def _encode_fast(
+        self, shard: int, ordinals: np.ndarray, snapshot: bool
+    ) -> tuple[tuple[int, ...], bytes, tuple[bytes, ...], int] | None:
+        return None
 
     def delta_section(self, reverse: bool) -> TypeSection:
         n = self.rev_num_shards if reverse else self.num_shards
         _, _, added, removed = self._delta_sets(reverse)
         max_shard = _max_shard_ordinals(self.max_ordinal, n)
         shards = []
+        added_arr = np.asarray(added, dtype=np.int64)
         for s in range(n):
             a = [o // n for o in added if o & (n - 1) == s]
             r = [o // n for o in removed if o & (n - 1) == s]
-            entries = [self.map.records[o] for o in added if o & (n - 1) == s]
-            body = self._encode(s, entries, snapshot=False)
+            body = self._encode_shard(s, added_arr[(added_arr & (n - 1)) == s], snapshot=False)
             shards.append(ShardData(max_shard[s], body[0], body[1], body[2], body[3], encode_gaps(r), encode_gaps(a)))
         return TypeSection(self.schema, n, self.max_ordinal, tuple(shards))
 
@@ -589,38 +622,20 @@ class _ObjectWriteState(_TypeWriteState[ObjectPayload]):
         self.var_total = 0
         self.var_fields = tuple(f.type.is_variable_length for f in schema.fields)
         self.encoders = tuple(_encoder(schema, i) for i in range(len(schema.fields)))
+        self.kinds = bytes(FieldTypeCodes[f.type] for f in schema.fields)  # the compiled loops' field codes
+
+    def add_new(self, payload: ObjectPayload) -> int:
+        if self.restored_schema is None:
+            return self.add(payload)
+        return self.add(payload, self.engine._restored_payload(self, payload))
 
     def prepare_for_write(self) -> None:
         super().prepare_for_write()
         schema = self.schema
         nf = len(schema.fields)
-        widths = [0] * nf
-        totals = [0] * nf
+        # per field over every record held: the bits its values need, the pool bytes of STRING/BYTES (in C)
+        widths, totals = _writer.object_stats(self.map.records, self.kinds)
         var = [f.type.is_variable_length for f in schema.fields]
-        fixed_bits = [
-            2
-            if f.type is FieldType.BOOLEAN
-            else 32
-            if f.type is FieldType.FLOAT
-            else 64
-            if f.type is FieldType.DOUBLE
-            else -1
-            for f in schema.fields
-        ]
-        for o in self.map.held():
-            payload = self.map.records[o]
-            assert isinstance(payload, tuple)
-            for i in range(nf):
-                v = payload[i]
-                if var[i]:
-                    if v is not None:
-                        assert isinstance(v, bytes)
-                        totals[i] += len(v)
-                elif fixed_bits[i] > 0:
-                    widths[i] = fixed_bits[i]
-                else:
-                    need = 1 if v is None else _bitlen(_as_int(v) + 1)
-                    widths[i] = max(widths[i], need)
         for i in range(nf):
             if var[i]:
                 widths[i] = _bitlen(totals[i] + 1) + 1
@@ -665,6 +680,12 @@ class _ObjectWriteState(_TypeWriteState[ObjectPayload]):
         fixed = _pack(len(entries), widths, cols, n_longs)
         return widths, fixed, tuple(bytes(p) for p in pools), 0
 
+    def _encode_fast(
+        self, shard: int, ordinals: np.ndarray, snapshot: bool
+    ) -> tuple[tuple[int, ...], bytes, tuple[bytes, ...], int] | None:
+        fixed, pools = _writer.encode_objects(self.map.records, ordinals, self.widths, self.kinds)
+        return self.widths, fixed, pools, 0
+
 
 class _CollectionWriteState(_TypeWriteState[P]):
     """Shared statistics of LIST, SET and MAP types."""
@@ -675,20 +696,16 @@ class _CollectionWriteState(_TypeWriteState[P]):
         """Elements (LIST) or buckets (SET/MAP) a record takes."""
         raise NotImplementedError
 
+    kind_code = 0  # how the compiled loops count this kind's slots: 0 LIST elements, 1 SET / 2 MAP buckets
+
     def prepare_for_write(self) -> None:
         super().prepare_for_write()
-        live = self.live()
-        self._gather(live)
+        self._gather(_writer.collection_stats(self.map.records, self.kind_code))
         self.sharding(self._projected_size)
-        n = self.num_shards
-        totals = [0] * n
-        for o in live:
-            payload = self.map.records[o]
-            assert payload is not None
-            totals[o & (n - 1)] += self._slots(payload)
-        self.shard_totals = totals
+        self.shard_totals = _writer.shard_slots(self.map.records, self.num_shards, self.kind_code)
 
-    def _gather(self, live: list[int]) -> None:
+    def _gather(self, stats: tuple[int, int, int, int]) -> None:
+        """Take (max element or key, max value, total slots, max size) over the records held."""
         raise NotImplementedError
 
     def _projected_size(self) -> int:
@@ -701,14 +718,8 @@ class _ListWriteState(_CollectionWriteState[ListPayload]):
     def _slots(self, payload: ListPayload) -> int:
         return len(payload)
 
-    def _gather(self, live: list[int]) -> None:
-        max_element = 0
-        total = 0
-        for o in live:
-            p = self.payload(o)
-            total += len(p)
-            if p:
-                max_element = max(max_element, *p)
+    def _gather(self, stats: tuple[int, int, int, int]) -> None:
+        max_element, _, total, _ = stats
         self.max_element = max_element
         self.total = total
         self.bits_per_element = 1 if max_element == 0 else _bitlen(max_element)
@@ -740,6 +751,15 @@ class _ListWriteState(_CollectionWriteState[ListPayload]):
         padded = elements + [0] * (n_elements - len(elements))
         data = _pack(len(padded), (ew,), [padded], _num_longs(n_elements, ew))
         return (pw, ew), fixed, (data,), total
+
+    def _encode_fast(
+        self, shard: int, ordinals: np.ndarray, snapshot: bool
+    ) -> tuple[tuple[int, ...], bytes, tuple[bytes, ...], int] | None:
+        pw, ew = self.bits_per_pointer, self.bits_per_element
+        total = self.shard_totals[shard]
+        fixed, data, count = _writer.encode_lists(self.map.records, ordinals, pw, ew, total if snapshot else 0)
+        n_elements = total if snapshot else count
+        return (pw, ew), _fit(fixed, _num_longs(len(ordinals), pw)), (_fit(data, _num_longs(n_elements, ew)),), total
 
 
 def _bucket_layout(elements: Sequence[int], hashes: Sequence[int], num_buckets: int, empty: int) -> list[int]:
@@ -781,16 +801,10 @@ class _SetWriteState(_HashedWriteState[ListPayload]):
     def _slots(self, payload: ListPayload) -> int:
         return hash_table_size(len(payload))
 
-    def _gather(self, live: list[int]) -> None:
-        max_element = 0
-        max_size = 0
-        total = 0
-        for o in live:
-            p = self.payload(o)
-            max_size = max(max_size, len(p))
-            total += hash_table_size(len(p))
-            if p:
-                max_element = max(max_element, p[-1])
+    kind_code = 1
+
+    def _gather(self, stats: tuple[int, int, int, int]) -> None:
+        max_element, _, total, max_size = stats
         self.bits_per_element = _bitlen(max_element + 1)
         self.bits_per_size = _bitlen(max_size)
         self.total = total
@@ -827,6 +841,22 @@ class _SetWriteState(_HashedWriteState[ListPayload]):
         data = _pack(len(padded), (ew,), [padded], _num_longs(n_buckets, ew))
         return (pw, sw, ew), fixed, (data,), total
 
+    def _encode_fast(
+        self, shard: int, ordinals: np.ndarray, snapshot: bool
+    ) -> tuple[tuple[int, ...], bytes, tuple[bytes, ...], int] | None:
+        if self._key_paths() is not None:
+            return None  # placement by a hash key reads the elements' fields: the Python path does it
+        pw, sw, ew = _bitlen(max(self.shard_totals)), self.bits_per_size, self.bits_per_element
+        total = self.shard_totals[shard]
+        fixed, data, count = _writer.encode_sets(self.map.records, ordinals, pw, sw, ew, total if snapshot else 0)
+        n_buckets = total if snapshot else count
+        return (
+            (pw, sw, ew),
+            _fit(fixed, _num_longs(len(ordinals), pw + sw)),
+            (_fit(data, _num_longs(n_buckets, ew)),),
+            total,
+        )
+
 
 class _MapWriteState(_HashedWriteState[MapPayload]):
     schema: MapSchema
@@ -834,15 +864,10 @@ class _MapWriteState(_HashedWriteState[MapPayload]):
     def _slots(self, payload: MapPayload) -> int:
         return hash_table_size(len(payload))
 
-    def _gather(self, live: list[int]) -> None:
-        max_key = max_value = max_size = total = 0
-        for o in live:
-            p = self.payload(o)
-            max_size = max(max_size, len(p))
-            total += hash_table_size(len(p))
-            for k, v in p:
-                max_key = max(max_key, k)
-                max_value = max(max_value, v)
+    kind_code = 2
+
+    def _gather(self, stats: tuple[int, int, int, int]) -> None:
+        max_key, max_value, total, max_size = stats
         self.bits_per_key = _bitlen(max_key + 1)
         self.bits_per_value = 1 if max_value == 0 else _bitlen(max_value)
         self.bits_per_size = _bitlen(max_size)
@@ -984,9 +1009,13 @@ class WriteStateEngine:
 
     # -- adding --
 
-    def _adding(self, name: str) -> _AnyState:
+    def check_adding(self) -> None:
+        """Raise unless records may be added now (the current cycle was not written yet)."""
         if not self._prepared_for_next_cycle:
             raise HollowWriteError("this cycle was already written; call prepare_for_next_cycle() first")
+
+    def _adding(self, name: str) -> _AnyState:
+        self.check_adding()
         return self._state(name)
 
     def add_object(self, type_name: str, values: Mapping[str, ObjectValue] | Sequence[ObjectValue]) -> int:
