@@ -348,3 +348,33 @@ def test_a_listener_that_raises_does_not_break_the_cycle() -> None:
     assert p.run_cycle(cat.populate) == store.latest_version()
     stats = p.statistics()
     assert stats.announced == 1 and stats.last_cycle is not None and stats.last_cycle.records["Movie"] == 30
+
+
+def test_garbage_collection_is_paused_during_a_cycle_and_restored_after() -> None:
+    import gc
+
+    cat = Catalog()
+    seen: list[bool] = []
+
+    def populate(state: object) -> None:
+        seen.append(gc.isenabled())
+        cat.populate(state)
+
+    assert gc.isenabled()
+    _producer(InMemoryBlobStore()).run_cycle(populate)
+    assert seen == [False] and gc.isenabled()
+
+    def failing(state: object) -> None:
+        raise RuntimeError("populate failed")
+
+    with pytest.raises(RuntimeError):
+        _producer(InMemoryBlobStore()).run_cycle(failing)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _producer(InMemoryBlobStore()).run_cycle(populate)
+        assert not gc.isenabled()  # a collector the application turned off stays off
+    finally:
+        gc.enable()
+    _producer(InMemoryBlobStore(), pause_gc=False).run_cycle(populate)
+    assert seen[-1] is True

@@ -98,6 +98,8 @@ def _blobs(objects_by_cycle: list[list[object]], compiled: str) -> list[bytes]:
         engine.prepare_for_next_cycle()
         if compiled == "add_all":
             mapper.add_all(objects)
+        elif compiled == "add_all_generator":
+            mapper.add_all(o for o in objects)
         else:
             for o in objects:
                 mapper.add(o) if compiled == "add" else _python_only(mapper, o)
@@ -105,7 +107,7 @@ def _blobs(objects_by_cycle: list[list[object]], compiled: str) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("compiled", ["add", "add_all"])
+@pytest.mark.parametrize("compiled", ["add", "add_all", "add_all_generator"])
 def test_compiled_writes_are_byte_identical(compiled: str) -> None:
     cycles = [
         [_rich(i) for i in range(40)],

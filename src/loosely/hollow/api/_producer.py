@@ -26,6 +26,12 @@ The producer keeps the read state of its announced version: the base of the next
 state of incremental cycles, and -- after :meth:`Producer.restore` -- what lets a restarted producer continue the
 same delta chain (its records keep their ordinals).
 
+Garbage collection: the write engine holds every record as a Python tuple in a few huge dicts and lists.
+Python's cyclic collector walks those containers on each full collection, and a populate that allocates
+millions of short-lived objects triggers dozens of them -- half of a large cycle's time.  With ``pause_gc`` (the
+default) automatic collection is paused while a cycle runs and restored afterwards; reference counting still
+frees everything that is not part of a reference cycle at once.
+
 Leadership: with a :class:`LeaderElection`, a producer that is not the leader skips its cycles but follows the
 announced versions (when it has a watcher), so it is a *hot standby*: on becoming leader it catches up to the
 last announced version and restores from the state it already holds, then cycles.  Publishing deltas and
@@ -34,9 +40,11 @@ announcing re-check leadership; the announcer itself must fence a deposed leader
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeAlias
 
@@ -108,6 +116,36 @@ TARGET_MAX_TYPE_SHARD_BYTES: Final = 16 << 20  # Java HollowProducer's DEFAULT_T
 
 class ChecksumMismatchError(HollowError):
     """The integrity check failed: a delta or reverse delta does not lead to the state its snapshot holds."""
+
+
+class _GcPause:
+    """Pauses automatic cyclic garbage collection while any cycle runs (pauses are counted across threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pauses = 0
+        self._was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self, pause: bool) -> Iterator[None]:
+        if not pause:
+            yield
+            return
+        with self._lock:
+            if self._pauses == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._pauses += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pauses -= 1
+                if self._pauses == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 class CycleStatus:
@@ -337,6 +375,7 @@ class Producer:
         target_max_type_shard_size: int = TARGET_MAX_TYPE_SHARD_BYTES,
         num_shards: dict[str, int] | None = None,
         require_digest: bool = True,
+        pause_gc: bool = True,
     ) -> None:
         self.publisher = publisher
         self.announcer = announcer
@@ -349,6 +388,7 @@ class Producer:
         self.minter: VersionMinter = version_minter or TimestampVersionMinter(self.clock)
         self.integrity_check = integrity_check
         self.require_digest = require_digest  # for blobs read back (restore, standby): False for a Java chain
+        self.pause_gc = pause_gc
         self.target_max_type_shard_size = target_max_type_shard_size
         self._num_shards = dict(num_shards or {})
         self._classes = list(data_model)
@@ -501,7 +541,7 @@ class Producer:
         return self._run(apply)
 
     def _run(self, populate: Populator) -> Version | None:
-        with self._lock:
+        with self._lock, _gc_paused(self.pause_gc):
             leader = self.leader.is_leader()
             self._counts["cycles"] += 1
             if leader:
