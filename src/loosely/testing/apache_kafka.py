@@ -4,9 +4,10 @@ loosely's differential tests run the same client-facing checks against loosely's
 views' scale-out tests use a three-node cluster. It needs Java 17+ and either a directory of Kafka's jars (the
 ``LOOSELY_JARS_DIR`` environment variable, as ``interop/fetch-jars`` prints) or Maven to fetch them.
 
->>> # doctest: +SKIP
->>> with ApacheKafka(nodes=1) as kafka:
-...     print(kafka.bootstrap_servers)
+Usage::
+
+    with ApacheKafka(nodes=1) as kafka:
+        print(kafka.bootstrap_servers)
 """
 
 from __future__ import annotations
