@@ -362,6 +362,7 @@ class _OrdinalMap(Generic[P]):
 
     def compact(self, used: _JavaBitSet, num_shards: int, focus_hole_fill: bool) -> None:
         """Forget records not in ``used``; their ordinals become free, handed out lowest first."""
+        _writer.bump_epoch()  # ordinals are about to be forgotten: compiled writers' caches are stale
         recs = self.records
         held = np.frombuffer(_writer.held(recs), dtype=np.int64)
         if held.size:
@@ -526,6 +527,7 @@ class _TypeWriteState(Generic[P]):
     def prepare_for_next_cycle(self) -> None:
         self.map.compact(self.cur, self.num_shards, self.engine.focus_hole_fill_in_fewest_shards)
         self.cur, self.prev = self.prev, self.cur
+        _writer.bump_epoch()  # compiled writers cache ``cur`` and ordinals
         self.cur.clear_all()
         self.restored_schema = None
         self.restored_records = {}
@@ -540,6 +542,7 @@ class _TypeWriteState(Generic[P]):
         n = max(len(self.cur.flags), len(self.prev.flags))
         merged.flags = bytearray((self.cur.bools(n) | self.prev.bools(n)).astype(np.uint8).tobytes())
         self.cur = merged
+        _writer.bump_epoch()
 
     # -- sections --
 

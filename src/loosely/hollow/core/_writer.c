@@ -27,6 +27,12 @@
  * a new payload goes to the type's Python ``add`` (ordinal assignment is policy, kept in Python).  Anything a
  * plan does not cover (non-ASCII strings, enums, dates, maps, a value of an unexpected type) returns the
  * FALLBACK marker and the Python mapper writes that object, with its precise errors.
+ *
+ * Caches and the epoch: a plan keeps the type state's current bitset, and a boxed-integer plan (Integer, Long...
+ * records: list elements, mostly) remembers the ordinals of small values.  Both are only valid until the write
+ * engine swaps bitsets or forgets records (prepare_for_next_cycle, a rollback); the engine then calls
+ * bump_epoch() and every cache refills on its next use.  Within an epoch a payload's ordinal cannot change:
+ * the ordinal map only gains entries between compactions.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -41,6 +47,8 @@
 #endif
 
 #define FIELDS_MAX 1024
+#define SMALL_MIN (-256) /* boxed integers cached per plan: [SMALL_MIN, SMALL_MAX) */
+#define SMALL_MAX 1024
 #define SEGMENT_SHIFT 14 /* ThreadSafeBitSet: 16384-bit segments */
 
 enum { K_REF = 0, K_INT = 1, K_LONG = 2, K_BOOL = 3, K_FLOAT = 4, K_DOUBLE = 5, K_STRING = 6, K_BYTES = 7 };
@@ -625,7 +633,21 @@ struct Plan {
     PyObject *state;      /* the type's write state (Python): .map.ordinal_of, .cur, .add_new(payload) */
     PyObject *ordinal_of; /* state.map.ordinal_of: the same dict for the state's whole life */
     PyObject *python;     /* P_PYTHON: callable(value) -> ordinal */
+    uint64_t cur_epoch;   /* the epoch ``cur`` was read in */
+    PyObject *cur;        /* state.cur as of cur_epoch */
+    uint64_t small_epoch; /* the epoch ``small`` is valid for */
+    int64_t *small;       /* boxed integer plans: value - SMALL_MIN -> ordinal, -1 unknown */
 };
+
+static uint64_t epoch = 1;
+
+/* bump_epoch(): the write engine swapped bitsets or compacted an ordinal map; plans' caches are stale */
+static PyObject *
+bump_epoch(PyObject *module, PyObject *unused)
+{
+    epoch++;
+    Py_RETURN_NONE;
+}
 
 static PyObject FallbackObj; /* identity marker, never exposed */
 #define FALLBACK ((int64_t)-2)
@@ -682,6 +704,8 @@ plan_dealloc(Plan *self)
     Py_XDECREF(self->state);
     Py_XDECREF(self->ordinal_of);
     Py_XDECREF(self->python);
+    Py_XDECREF(self->cur);
+    PyMem_Free(self->small);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -695,6 +719,7 @@ plan_traverse(Plan *self, visitproc visit, void *arg)
     Py_VISIT(self->state);
     Py_VISIT(self->ordinal_of);
     Py_VISIT(self->python);
+    Py_VISIT(self->cur);
     return 0;
 }
 
@@ -708,6 +733,7 @@ plan_clear(Plan *self)
     Py_CLEAR(self->state);
     Py_CLEAR(self->ordinal_of);
     Py_CLEAR(self->python);
+    Py_CLEAR(self->cur);
     return 0;
 }
 
@@ -791,6 +817,13 @@ plan_init(Plan *self, PyObject *args, PyObject *kwds)
             }
             Py_INCREF(child);
             self->fields[i].child = (Plan *)child;
+        }
+    }
+    if (kind == P_BOXED && nf == 1 && (self->fields[0].enc == E_INT || self->fields[0].enc == E_LONG)) {
+        self->small = PyMem_Malloc((SMALL_MAX - SMALL_MIN) * sizeof(int64_t));
+        if (!self->small) {
+            PyErr_NoMemory();
+            return -1;
         }
     }
     return 0;
@@ -910,6 +943,8 @@ encode_value(PlanField *f, PyObject *v)
 
 /* look a payload up in the type's ordinal map and mark it populated in this cycle; a new payload is added by
    the type state's Python add_new(payload) */
+static int64_t mark(Plan *plan, long long o);
+
 static int64_t
 intern_payload(Plan *plan, PyObject *payload)
 {
@@ -927,10 +962,22 @@ intern_payload(Plan *plan, PyObject *payload)
     long long o = PyLong_AsLongLong(found);
     if (o < 0)
         return -1;
-    /* cur.set(o): the flag byte, and the segments Java's bitset would have */
-    PyObject *cur = PyObject_GetAttr(plan->state, s_cur);
-    if (!cur)
-        return -1;
+    return mark(plan, o);
+}
+
+/* cur.set(o) for an ordinal the map holds: the flag byte, and the segments Java's bitset would have */
+static int64_t
+mark(Plan *plan, long long o)
+{
+    if (plan->cur_epoch != epoch || !plan->cur) {
+        PyObject *fresh = PyObject_GetAttr(plan->state, s_cur);
+        if (!fresh)
+            return -1;
+        Py_XSETREF(plan->cur, fresh);
+        plan->cur_epoch = epoch;
+    }
+    PyObject *cur = plan->cur;
+    Py_INCREF(cur);
     int rc = -1;
     if (Py_TYPE(cur) == bitset_type) {
         PyObject *flags = *(PyObject **)((char *)cur + bitset_flags);
@@ -1039,6 +1086,7 @@ plan_write(Plan *plan, PyObject *value)
     if (Py_EnterRecursiveCall(" while writing a Hollow record"))
         return -1;
     int64_t result = FALLBACK;
+    long long small_at = -1;
     Py_ssize_t nf = plan->nfields;
     PyObject *payload = PyTuple_New(nf);
     if (!payload) {
@@ -1047,6 +1095,21 @@ plan_write(Plan *plan, PyObject *value)
     }
     if (plan->kind == P_OBJECT && (PyObject *)Py_TYPE(value) != plan->cls)
         goto done; /* a subclass, or a wrong type: Python decides */
+    if (plan->small && PyLong_CheckExact(value)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (!overflow && x >= SMALL_MIN && x < SMALL_MAX) {
+            small_at = x - SMALL_MIN;
+            if (plan->small_epoch != epoch) {
+                memset(plan->small, 0xff, (SMALL_MAX - SMALL_MIN) * sizeof(int64_t));
+                plan->small_epoch = epoch;
+            }
+            if (plan->small[small_at] >= 0) {
+                result = mark(plan, plan->small[small_at]);
+                goto done;
+            }
+        }
+    }
     for (Py_ssize_t i = 0; i < nf; i++) {
         PlanField *f = &plan->fields[i];
         PyObject *v;
@@ -1078,6 +1141,8 @@ plan_write(Plan *plan, PyObject *value)
         PyTuple_SET_ITEM(payload, i, enc);
     }
     result = intern_payload(plan, payload);
+    if (result >= 0 && small_at >= 0 && plan->small_epoch == epoch)
+        plan->small[small_at] = result;
 done:
     Py_DECREF(payload);
     Py_LeaveRecursiveCall();
@@ -1146,6 +1211,7 @@ static PyTypeObject PlanType = {
 };
 
 static PyMethodDef methods[] = {
+    {"bump_epoch", bump_epoch, METH_NOARGS, "bump_epoch(): invalidate every plan's caches"},
     {"set_bitset_type", set_bitset_type, METH_O, "set_bitset_type(cls): the class of the cur bitsets"},
     {"held", held, METH_O, "held(records) -> int64 bytes of the ordinals holding a record"},
     {"object_stats", object_stats, METH_VARARGS, "object_stats(records, kinds) -> (widths, pool totals)"},
