@@ -31,6 +31,8 @@ from loosely.hollow.api import (
     BlobType,
     Consumer,
     FilesystemBlobStore,
+    KafkaAnnouncementWatcher,
+    KafkaAnnouncer,
     NotLeaderError,
     Producer,
     RefreshEvent,
@@ -38,7 +40,6 @@ from loosely.hollow.api import (
     S3BlobStore,
     Version,
 )
-from loosely.hollow.api._kafka import KafkaAnnouncementWatcher, KafkaAnnouncer
 from loosely.hollow.core import HollowError, TypedReader
 
 _lock = threading.Lock()

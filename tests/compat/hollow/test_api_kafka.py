@@ -16,8 +16,15 @@ from confluent_kafka import Producer as KafkaProducer
 
 from compat._support import Cluster
 from hollow.api.models import Catalog, Movie
-from loosely.hollow.api import Consumer, InMemoryBlobStore, NotLeaderError, Producer, Version
-from loosely.hollow.api._kafka import KafkaAnnouncementWatcher, KafkaAnnouncer
+from loosely.hollow.api import (
+    Consumer,
+    InMemoryBlobStore,
+    KafkaAnnouncementWatcher,
+    KafkaAnnouncer,
+    NotLeaderError,
+    Producer,
+    Version,
+)
 
 SESSION_MS = 6_000  # the brokers' default group.min.session.timeout.ms
 

@@ -15,9 +15,9 @@ from loosely.hollow.api import (
     Consumer,
     Producer,
     RefreshError,
+    S3BlobStore,
     Version,
 )
-from loosely.hollow.api._s3 import S3BlobStore
 
 V = Version
 

@@ -272,11 +272,14 @@ class Consumer:
     # -- pinning --
 
     def pin(self, version: Version) -> None:
-        """Serve ``version`` (older or newer) until ``unpin``; takes effect at the next refresh."""
-        self._event(rf.Pinned(version))
+        """Serve ``version`` (older or newer) until ``unpin``; the consumer moves there now (or retries)."""
+        with self._refresh_mutex:
+            self._event(rf.Pinned(version))
 
     def unpin(self) -> None:
-        self._event(rf.Pinned(None))
+        """Follow the announced version again."""
+        with self._refresh_mutex:
+            self._event(rf.Pinned(None))
 
     # -- refreshing --
 
