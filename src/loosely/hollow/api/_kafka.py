@@ -55,7 +55,10 @@ _ACQUIRE_TIMEOUT_S: Final = 30.0
 
 def _ensure_topic(bootstrap_servers: str, topic: str, config: Mapping[str, str], timeout_s: float) -> None:
     from confluent_kafka import KafkaException  # noqa: PLC0415 - the log client is only needed by these classes
-    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
+    from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415 - no __all__ in some versions
+        AdminClient,
+        NewTopic,
+    )
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **config})
     futures = admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})],
