@@ -135,8 +135,10 @@ def line_protocol(s: Snapshot, host: str) -> str:
     """
     ts = s.time_ms * 1_000_000
     h = _escape_tag(host)
-    lines = [f"loosely_broker,host={h} connections_active={s.connections_active}i,"
-             f"connections_total={s.connections_total}i {ts}"]
+    lines = [
+        f"loosely_broker,host={h} connections_active={s.connections_active}i,"
+        f"connections_total={s.connections_total}i {ts}"
+    ]
     for topic in sorted(set(s.bytes_in) | set(s.bytes_out) | set(s.messages_in)):
         lines.append(
             f"loosely_topic,host={h},topic={_escape_tag(topic)} bytes_in={s.bytes_in.get(topic, 0)}i,"
