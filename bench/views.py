@@ -38,8 +38,6 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from loosely.testing import free_port
-
 IMPLS = ("loosely", "handwritten", "quix")
 VIEWS = ("count", "latest")
 
@@ -205,6 +203,8 @@ def main() -> None:
         return
     impls = args.impls.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-views-") as d:
+        from loosely.testing import free_port  # here, not at the top: it imports the broker, workers must not
+
         port = free_port()
         broker = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", f"{d}/data",
                                    "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
