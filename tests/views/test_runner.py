@@ -154,3 +154,28 @@ def test_views_must_return_changes(loosely: BrokerThread, tmp_path: Path, topic:
     with pytest.raises(PoisonRecord, match="not a Put, Add or Delete"):
         runner.run(until_caught_up=True, timeout_s=60)
     runner.close()
+
+
+def test_a_view_of_an_empty_topic_is_caught_up_and_its_first_batch_applies_at_once(
+        loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 2)
+    sink = SqliteSink(str(tmp_path / "v.db"))
+    runner = Runner(count_by_key("hits", [topic]), sink, loosely.bootstrap_servers)
+    empty = runner.run(until_caught_up=True, timeout_s=60)
+    assert (empty.records, empty.lag_total) == (0, 0)
+    assert sink.stored_positions() == {}  # nothing read, nothing stored
+    produce(loosely.bootstrap_servers, topic, [b"x"] * 5, key=b"a")
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (runner.run(), done.set()))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while sink.get("hits", "a", version=1) != 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.stop()
+    worker.join(30)
+    runner.close()
+    assert done.is_set()
+    assert sink.get("hits", "a", version=1) == 5
+    # the empty partitions' "caught up at 0" is not a stored position: the batch's start matched the sink's
+    assert runner.statistics().fenced == 0
+    sink.close()

@@ -169,6 +169,9 @@ class Runner:
         self._stop = threading.Event()
         self._positions: dict[TopicPartition, int | None] = {}
         self._high: dict[TopicPartition, int] = {}
+        # Partitions with no stored position found empty (low == high): caught up at that offset. Kept apart from
+        # _positions, which mirror the sink's stored positions (a batch's start must match the stored one).
+        self._empty_at: dict[TopicPartition, int] = {}
         self._lag_at_ms = -(10**12)
         self._assigned = False
         self._state = ApplyState()
@@ -231,13 +234,16 @@ class Runner:
                 tp = self._tp(kp.topic, kp.partition)
                 off = stored.get(tp)
                 self._positions[tp] = off
+                self._empty_at.pop(tp, None)
                 kp.offset = OFFSET_BEGINNING if off is None else off
             consumer.assign(partitions)
         else:
             # the group's committed offsets are the truth here; knowing them lets catch-up be detected at once
             committed = consumer.committed(partitions, timeout=30)
             for kp in committed:
-                self._positions[self._tp(kp.topic, kp.partition)] = kp.offset if kp.offset >= 0 else None
+                tp = self._tp(kp.topic, kp.partition)
+                self._positions[tp] = kp.offset if kp.offset >= 0 else None
+                self._empty_at.pop(tp, None)
         self._assigned = True
         self._lag_at_ms = -(10**12)
         log.info("%s: assigned %s", self.view.id, [f"{p.topic}/{p.partition}@{p.offset}" for p in partitions])
@@ -247,6 +253,7 @@ class Runner:
             tp = self._tp(kp.topic, kp.partition)
             self._positions.pop(tp, None)
             self._high.pop(tp, None)
+            self._empty_at.pop(tp, None)
         log.info("%s: revoked %s", self.view.id, [f"{p.topic}/{p.partition}" for p in partitions])
 
     def stop(self) -> None:
@@ -498,7 +505,7 @@ class Runner:
             if high >= 0:
                 self._high[tp] = high
             if high >= 0 and 0 <= low == high and self._positions.get(tp) is None:
-                self._positions[tp] = high  # an empty partition: nothing to read, caught up
+                self._empty_at[tp] = high  # an empty partition: nothing to read, caught up
 
     def _lag_now(self) -> dict[TopicPartition, int]:
         out = {}
@@ -506,7 +513,8 @@ class Runner:
             high = self._high.get(tp)
             if high is None:
                 continue
-            out[tp] = max(0, high - (pos if pos is not None else 0))
+            at = self._empty_at.get(tp, 0) if pos is None else pos
+            out[tp] = max(0, high - at)
         return out
 
     def caught_up(self) -> bool:
@@ -518,7 +526,8 @@ class Runner:
             return False
         for tp, pos in list(self._positions.items()):
             high = self._high.get(tp)
-            if high is None or pos is None or pos < high:
+            at = self._empty_at.get(tp) if pos is None else pos
+            if high is None or at is None or at < high:
                 return False
         return True
 
