@@ -68,6 +68,9 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     try:
         loop.run_until_complete(run())
+    except OSError as e:  # the port is taken, the data directory is not writable, ...
+        print(f"loosely broker: {e}", file=sys.stderr)
+        return 1
     finally:
         loop.close()
     return 0
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import hollow_cmd  # noqa: PLC0415 - keeps Hollow's imports out of other subcommands
 
     hollow_cmd.add_hollow_command(sub)
+    from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
+
+    demo.add_demo_command(sub)
     return p
 
 

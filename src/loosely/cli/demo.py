@@ -1,0 +1,159 @@
+"""``loosely demo``: the embedded broker with two materialized views of one topic, served over HTTP.
+
+Writes go to the log, reads come from views: the broker listens on 127.0.0.1:9092 as ``loosely broker`` does, and
+two view runners follow the demo topic (``the-topic``, the talk's) into SQLite (``<data dir>/views.db``):
+
+* ``latest``: the last value of every key (as text),
+* ``counts``: how many records each key has had,
+
+and the views' read API answers on 127.0.0.1:8080 (``/views``, ``/views/latest/keys/<key>``, ``/status``). Everything
+stops on SIGINT or SIGTERM; the log and the views stay in the data directory, and a restart carries on where it
+stopped (the runners commit their offsets with the rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loosely.broker.config import BrokerConfig, parse_listen
+from loosely.broker.server import BrokerThread
+from loosely.views import STRING, Runner, RunnerConfig, SqliteSink, View, count_by_key, latest_by_key
+from loosely.views._serve import ViewServer
+from loosely.views._status import collect
+
+__all__ = ["add_demo_command"]
+
+log = logging.getLogger(__name__)
+
+_TOPIC_READY_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _ViewThread:
+    runner: Runner
+    thread: threading.Thread
+    error: BaseException | None = None
+
+
+def _views(topic: str) -> list[View[Any, Any]]:
+    return [latest_by_key("latest", [topic], value=STRING), count_by_key("counts", [topic])]
+
+
+def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415 - only the demo needs the admin client
+    from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
+        AdminClient,
+        NewTopic,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.create_topics([NewTopic(topic, partitions, 1)], request_timeout=_TOPIC_READY_TIMEOUT_S)[topic]
+    try:
+        future.result(_TOPIC_READY_TIMEOUT_S)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+
+
+def _start_view(view: View[Any, Any], db: Path, bootstrap: str) -> _ViewThread:
+    sink = SqliteSink(str(db))
+    runner = Runner(view, sink, bootstrap, RunnerConfig())
+    holder = _ViewThread(runner, threading.Thread())
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as e:  # reported by the main thread, which then stops the demo
+            holder.error = e
+        finally:
+            runner.close()
+            sink.close()
+
+    holder.thread = threading.Thread(target=run, name=f"view-{view.name}", daemon=True)
+    holder.thread.start()
+    return holder
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        return _run_demo(args)
+    except OSError as e:  # a port is taken, the data directory is not writable, ...
+        print(f"loosely demo: {e}", file=sys.stderr)
+        return 1
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    host, port = parse_listen(args.listen)
+    http_host, http_port = parse_listen(args.http)
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    db = data / "views.db"
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    broker = BrokerThread(BrokerConfig(data_dir=str(data / "log"), host=host, port=port,
+                                       num_partitions=args.partitions)).start()
+    bootstrap = broker.bootstrap_servers
+    views: list[_ViewThread] = []
+    server: ViewServer | None = None
+    catalog = SqliteSink(str(db))
+    try:
+        _ensure_topic(bootstrap, args.topic, args.partitions)
+        views = [_start_view(v, db, bootstrap) for v in _views(args.topic)]
+        server = ViewServer(catalog, http_host, http_port, status=lambda: collect(
+            [i for n in catalog.names() for i in catalog.versions(n)], bootstrap, int(time.time() * 1000))).start()
+        _print_guide(bootstrap, f"http://{http_host}:{server.port}", args.topic, data, db)
+        failed = None
+        while not stop.wait(0.2) and failed is None:
+            failed = next((v for v in views if v.error is not None), None)
+        if failed is not None:
+            print(f"loosely demo: view {failed.runner.view.name} stopped: {failed.error}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        for v in views:
+            v.runner.stop()
+        for v in views:
+            v.thread.join()
+        if server is not None:
+            server.stop()
+        catalog.close()
+        broker.stop()
+
+
+def _print_guide(bootstrap: str, url: str, topic: str, data: Path, db: Path) -> None:
+    # The first two lines are machine-readable (tests and scripts read the addresses from them).
+    print(json.dumps({"bootstrap_servers": bootstrap, "http": url, "topic": topic}), flush=True)
+    print(f"""loosely demo
+  broker  {bootstrap}  (log in {data / "log"})
+  views   {url}/views  (SQLite {db}: "latest" and "counts" of topic {topic})
+
+Write to the log, read from the views:
+  seq 100000 | awk '{{printf "%s,{{\\"id\\":\\"%s\\", value: \\"bar\\"}}\\n", $1, $1}}' | \\
+      kcat -P -b {bootstrap} -t {topic} -K ','
+  kcat -C -b {bootstrap} -t {topic} -o beginning -e | tail -1
+  curl {url}/views/latest/keys/42
+  curl {url}/views/counts/keys/42
+  curl {url}/status
+
+Stop with Ctrl-C; the data stays in {data}.""", flush=True)
+
+
+def add_demo_command(sub: Any) -> None:
+    d = sub.add_parser("demo", help="the embedded broker plus two materialized views of a topic, served over HTTP")
+    d.add_argument("--data-dir", default="./data", help="the log and the views' database (default ./data)")
+    d.add_argument("--listen", default="127.0.0.1:9092", help="the broker's HOST:PORT (default 127.0.0.1:9092)")
+    d.add_argument("--http", default="127.0.0.1:8080", help="the views' HTTP HOST:PORT (default 127.0.0.1:8080)")
+    d.add_argument("--topic", default="the-topic", help="the topic the views follow (default the-topic)")
+    d.add_argument("--partitions", type=int, default=1, help="partitions of new topics (default 1)")
+    d.set_defaults(func=_demo)

@@ -1,0 +1,105 @@
+"""`loosely demo` end to end: Debian's kcat writes the talk's example, the views answer over HTTP, a restart resumes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = 60
+
+
+@contextmanager
+def demo(data_dir: Path) -> Iterator[dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+         "--http", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        first = proc.stdout.readline()
+        assert first, proc.stderr.read() if proc.stderr else "no output"
+        yield json.loads(first)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+def talk_lines(first: int, last: int) -> bytes:
+    return b"".join(b'%d,{"id":"%d", value: "bar"}\n' % (i, i) for i in range(first, last + 1))
+
+
+def kcat(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["kcat", *args], input=stdin, capture_output=True, timeout=TIMEOUT_S, check=True)
+
+
+def get(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def wait_for(url: str, want: Any) -> Any:
+    deadline = time.monotonic() + TIMEOUT_S
+    got = get(url)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+        got = get(url)
+    return got
+
+
+def test_kcat_writes_the_talks_example_and_the_views_serve_it_across_a_restart(tmp_path: Path) -> None:
+    with demo(tmp_path) as d:
+        b, http, topic = d["bootstrap_servers"], d["http"], d["topic"]
+        kcat("-P", "-b", b, "-t", topic, "-K", ",", stdin=talk_lines(1, 1000))
+        consumed = kcat("-C", "-b", b, "-t", topic, "-o", "beginning", "-e", "-q").stdout.splitlines()
+        assert consumed == [b'{"id":"%d", value: "bar"}' % i for i in range(1, 1001)]
+        assert wait_for(f"{http}/views/counts/keys/1000", {"key": "1000", "value": 1, "version": 1})
+        assert get(f"{http}/views/latest/keys/42") == {"key": "42", "value": '{"id":"42", value: "bar"}',
+                                                        "version": 1}
+        assert get(f"{http}/views/latest/keys/1001") is None
+        status = get(f"{http}/status")
+        assert {(v["view"], v["state"]) for v in status["views"]} == {("latest", "serving"), ("counts", "serving")}
+
+    # the log and the views live on in the data directory: the same keys again count twice, nothing is replayed
+    with demo(tmp_path) as d:
+        b, http, topic = d["bootstrap_servers"], d["http"], d["topic"]
+        assert get(f"{http}/views/counts/keys/7") == {"key": "7", "value": 1, "version": 1}
+        kcat("-P", "-b", b, "-t", topic, "-K", ",", stdin=talk_lines(1, 10))
+        assert wait_for(f"{http}/views/counts/keys/10", {"key": "10", "value": 2, "version": 1})
+        assert get(f"{http}/views/counts/keys/11") == {"key": "11", "value": 1, "version": 1}
+        assert wait_for(f"{http}/views/latest/keys/10", {"key": "10", "value": '{"id":"10", value: "bar"}',
+                                                         "version": 1})
+        status = get(f"{http}/status")
+        assert [v["partitions"] for v in status["views"]] == [{f"{topic}/0": {"position": 1010,
+                                                                               "high_watermark": 1010}}] * 2
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(tmp_path), "--listen",
+             f"127.0.0.1:{port}", "--http", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert proc.returncode == 1
+    assert "loosely demo:" in proc.stderr and "in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
