@@ -278,6 +278,12 @@ class IncrementalWriteState:
         self._mapper = mapper
         self.changes: dict[tuple[str, tuple[object, ...]], object | None] = {}
         self.if_absent: set[tuple[str, tuple[object, ...]]] = set()
+        self.header_tags: dict[str, str] = {}
+
+    def add_header_tag(self, name: str, value: str) -> None:
+        """Set a header tag of the version this cycle writes (as ``state.engine.add_header_tag`` in a full
+        cycle; Java ``getStateEngine().addHeaderTag``)."""
+        self.header_tags[name] = value
 
     def _key(self, obj: object) -> tuple[str, tuple[object, ...]]:
         schema = self._mapper.schema(type(obj))
@@ -536,6 +542,7 @@ class Producer:
         populate(changes)
 
         def apply(state: WriteState) -> None:
+            state.engine.add_header_tags(changes.header_tags)
             self._apply_changes(state, changes)
 
         return self._run(apply)
