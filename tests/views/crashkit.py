@@ -129,8 +129,11 @@ class Runners:
 
     def start(self, i: int) -> None:
         out = open(self.log_dir / f"runner-{i}.log", "ab")  # noqa: SIM115 - the child keeps it
+        # Static membership: runner i restarted after a kill -9 takes its partitions back at once. Without it the
+        # restarted runner waits out its predecessor's session, and a kill every few seconds would mostly hit
+        # runners that never got partitions.
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "loosely.cli.main", "views", "run", *self.argv],
+            [sys.executable, "-m", "loosely.cli.main", "views", "run", *self.argv, "--instance-id", f"runner-{i}"],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()

@@ -47,6 +47,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
         on_poison=args.on_poison,
         dead_letter_topic=args.dead_letter_topic,
         session_timeout_ms=args.session_timeout_ms,
+        consumer={"group.instance.id": args.instance_id} if args.instance_id else {},
     )
 
 
@@ -201,6 +202,9 @@ def _add_runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dead-letter-topic")
     p.add_argument("--session-timeout-ms", type=int, default=10_000,
                    help="how long a dead runner keeps its partitions (default 10000)")
+    p.add_argument("--instance-id", metavar="ID",
+                   help="static group membership (group.instance.id): a runner restarted with the same ID takes "
+                        "its partitions back at once instead of waiting for a rebalance (e.g. the pod's name)")
 
 
 def add_views_command(sub: Any) -> None:
