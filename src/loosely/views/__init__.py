@@ -37,6 +37,11 @@ def __getattr__(name: str) -> object:
         from loosely.views._postgres import PostgresSink  # noqa: PLC0415
 
         return PostgresSink
+    # HollowSink loads the Hollow engine; views that do not publish Hollow datasets do not pay for it
+    if name == "HollowSink":
+        from loosely.views._hollow import HollowSink  # noqa: PLC0415
+
+        return HollowSink
     raise AttributeError(name)
 
 
@@ -52,6 +57,7 @@ __all__ = [
     "Deserializer",
     "Fenced",
     "Guarantee",
+    "HollowSink",
     "Json",
     "PoisonRecord",
     "PostgresSink",

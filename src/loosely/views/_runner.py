@@ -48,7 +48,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -285,6 +285,7 @@ class Runner:
             if poison is not None:
                 raise poison
             if not msgs:
+                self._idle()
                 self._refresh_lag(force=until_caught_up)
                 if self._caught_up():
                     self._serve_if_first()
@@ -414,7 +415,7 @@ class Runner:
                 if isinstance(fx, ReseekEffect):
                     self._fenced += 1
                     log.warning("%s: %s; reloading positions", self.view.id, event)
-                    self._reseek(batch)
+                    self._reseek(batch.ends)
                     return
             if self._state.phase is Phase.RUNNING:
                 break
@@ -443,10 +444,22 @@ class Runner:
             # versions make harmless.
             log.warning("%s: commit failed (%s); the batch will be replayed idempotently", self.view.id, e)
 
-    def _reseek(self, batch: Batch) -> None:
+    def _idle(self) -> None:
+        """Nothing new to read: sinks that gather changes in memory (``idle()``, e.g. Hollow) write them out."""
+        idle = getattr(self.sink, "idle", None)
+        if idle is None:
+            return
+        try:
+            idle()
+        except Fenced as e:
+            self._fenced += 1
+            log.warning("%s: %s; reloading positions", self.view.id, e)
+            self._reseek(list(self._positions))
+
+    def _reseek(self, tps: Iterable[TopicPartition]) -> None:
         stored = self.sink.stored_positions()
         c = self._consumer
-        for tp in batch.ends:
+        for tp in tps:
             if tp not in self._positions:
                 continue
             off = stored.get(tp)

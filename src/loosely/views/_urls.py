@@ -8,6 +8,8 @@
 ``sphinx://host:port/index?fields=title,body``  Sphinx real-time index over SphinxQL
 ``prometheus://host:port``                      gauges on a Prometheus endpoint this process serves
 ``influxdb://host:port/database``               InfluxDB line protocol points
+``hollow:///abs/dir?interval_ms=2000``          a Hollow dataset in a filesystem blob store
+``hollow+s3://bucket/prefix?endpoint=...``      a Hollow dataset in an S3 blob store
 =============================================  =========================================================
 
 >>> open_sink("sqlite::memory:").guarantee
@@ -69,4 +71,17 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         host = f"http://{parsed.hostname or '127.0.0.1'}:{parsed.port or 8086}"
         return InfluxSink(host, parsed.path.strip("/"), **options)
+    if scheme in ("hollow", "hollow+s3"):
+        from loosely.views._hollow import HollowSink  # noqa: PLC0415 - the Hollow engine only when asked
+
+        if "interval_ms" in q:
+            options.setdefault("publish_interval_ms", int(q["interval_ms"][0]))
+        if scheme == "hollow":
+            from loosely.hollow.api import FilesystemBlobStore  # noqa: PLC0415
+
+            return HollowSink(FilesystemBlobStore(parsed.path), **options)
+        from loosely.hollow.api import S3BlobStore  # noqa: PLC0415 - optional dependency (boto3)
+
+        endpoint = q.get("endpoint", [None])[0]
+        return HollowSink(S3BlobStore(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint), **options)
     raise ValueError(f"unknown sink URL {url!r}; see loosely.views._urls for the schemes")
