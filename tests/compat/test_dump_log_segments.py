@@ -70,7 +70,10 @@ def test_kafka_reads_our_segments(tmp_path: Path) -> None:
         str(p) for p in (data / "plain-0").glob("*.timeindex")
     )
     sanity = dump("--files", ",".join(idx), "--index-sanity-check")
-    assert sanity.count("passed sanity check") == len(idx)
+    # A segment smaller than index.interval.bytes (a few compressed batches) has no index entry: Kafka reports its
+    # index "is empty", as it does for its own; every other index must pass.
+    assert sanity.count("passed sanity check") + sanity.count(" is empty.") == len(idx), sanity
+    assert sanity.count("passed sanity check") >= len(idx) // 2, sanity
     verify = dump("--files", ",".join(idx), "--verify-index-only")
     assert "Mismatch" not in verify and "mismatch" not in verify
 
