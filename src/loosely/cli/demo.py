@@ -34,13 +34,10 @@ __all__ = ["add_demo_command"]
 
 log = logging.getLogger(__name__)
 
-_TOPIC_READY_TIMEOUT_S = 30.0
-
-
 @dataclass
 class _ViewThread:
     runner: Runner
-    thread: threading.Thread
+    thread: threading.Thread | None = None
     error: BaseException | None = None
 
 
@@ -48,26 +45,21 @@ def _views(topic: str) -> list[View[Any, Any]]:
     return [latest_by_key("latest", [topic], value=STRING), count_by_key("counts", [topic])]
 
 
-def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415 - only the demo needs the admin client
-    from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-        AdminClient,
-        NewTopic,
-    )
+def _ensure_topic(broker: BrokerThread, topic: str, partitions: int) -> None:
+    """Create the demo topic in the broker itself, on its loop, before the views subscribe to it."""
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    future = admin.create_topics([NewTopic(topic, partitions, 1)], request_timeout=_TOPIC_READY_TIMEOUT_S)[topic]
-    try:
-        future.result(_TOPIC_READY_TIMEOUT_S)
-    except KafkaException as e:
-        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    def create() -> None:
+        logs = broker.broker.ctx.logs
+        if logs.get(topic) is None:
+            logs.create_topic(topic, partitions)
+
+    broker.call(create)
 
 
 def _start_view(view: View[Any, Any], db: Path, bootstrap: str) -> _ViewThread:
     sink = SqliteSink(str(db))
     runner = Runner(view, sink, bootstrap, RunnerConfig())
-    holder = _ViewThread(runner, threading.Thread())
+    holder = _ViewThread(runner)
 
     def run() -> None:
         try:
@@ -108,7 +100,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     server: ViewServer | None = None
     catalog = SqliteSink(str(db))
     try:
-        _ensure_topic(bootstrap, args.topic, args.partitions)
+        _ensure_topic(broker, args.topic, args.partitions)
         views = [_start_view(v, db, bootstrap) for v in _views(args.topic)]
         server = ViewServer(catalog, http_host, http_port, status=lambda: collect(
             [i for n in catalog.names() for i in catalog.versions(n)], bootstrap, int(time.time() * 1000))).start()
@@ -124,7 +116,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         for v in views:
             v.runner.stop()
         for v in views:
-            v.thread.join()
+            if v.thread is not None:
+                v.thread.join()
         if server is not None:
             server.stop()
         catalog.close()

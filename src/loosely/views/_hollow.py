@@ -107,7 +107,7 @@ class HollowSink:
         self._positions: dict[TopicPartition, int] = {}
         self._published: dict[TopicPartition, int] = {}
         self._published_at_ms = 0
-        self._batches = self._written = self._apply_ms = self._failures = self._versions = 0
+        self._batches = self._written = self._apply_ms = self._failures = 0
 
     # -- Sink -----------------------------------------------------------------------------------------------------
 
@@ -191,10 +191,6 @@ class HollowSink:
 
     # -- publishing -----------------------------------------------------------------------------------------------
 
-    @property
-    def versions_published(self) -> int:
-        return self._versions
-
     def _publish_quietly(self) -> None:
         # on failure the pending changes are dropped; the published positions say where to read them again
         with contextlib.suppress(Fenced):
@@ -234,7 +230,6 @@ class HollowSink:
             self._apply_ms += int((time.monotonic() - t0) * 1000)
         self._published = positions
         self._dirty = set()
-        self._versions += 1
 
 
 
