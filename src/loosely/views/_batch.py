@@ -48,6 +48,11 @@ class Batch:
     ends: dict[TopicPartition, int] = field(default_factory=dict)
     last_timestamp_ms: dict[TopicPartition, int] = field(default_factory=dict)
     records: int = 0
+    # The net effect ``(absolute, relative)`` as net_split computes it, when the runner folded the changes while it
+    # built them (for sinks that do not want positions); ``changes`` is then empty and ``folded_changes`` counts
+    # the changes that were folded.
+    folded: tuple[dict[str, Put | Delete], dict[str, int | float]] | None = None
+    folded_changes: int = 0
 
     @classmethod
     def build(
@@ -70,7 +75,13 @@ class Batch:
         return b
 
     def __len__(self) -> int:
-        return len(self.changes)
+        """How many changes the batch's records produced."""
+        return len(self.changes) if self.folded is None else self.folded_changes
+
+    def net(self) -> tuple[dict[str, Put | Delete], dict[str, int | float]]:
+        """The batch's net effect as :func:`net_split` defines it. Callers must not modify the dicts: a sink that
+        fails is handed the same batch again."""
+        return self.folded if self.folded is not None else net_split(self.changes)
 
 
 class _Deleted:
@@ -124,13 +135,14 @@ def net_split(changes: Sequence[Change]) -> tuple[dict[str, Put | Delete], dict[
 
 def net_changes(batch: Batch) -> dict[str, Change]:
     """Each key's changes folded in log order into one change."""
-    absolute, relative = net_split(batch.changes)
+    absolute, relative = batch.net()
     out: dict[str, Change] = {}
     for k, c in absolute.items():
-        amount = relative.pop(k, None)
+        amount = relative.get(k)
         out[k] = c if amount is None else fold(c, Add(k, amount))
     for k, amount in relative.items():
-        out[k] = Add(k, amount)
+        if k not in absolute:
+            out[k] = Add(k, amount)
     return out
 
 

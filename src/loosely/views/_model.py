@@ -15,6 +15,7 @@ are just as immutable and have no ``__dict__``.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,15 @@ _new = tuple.__new__
 Output: TypeAlias = "Change | Iterable[Change] | None"
 
 
+class Kernel(enum.Enum):
+    """A built-in view function the runner may carry out as a specialised loop instead of calling ``fn`` per
+    record (no :class:`Record` or change is built per record). Set by :func:`latest_by_key` and
+    :func:`count_by_key`; the loop's result is the same as ``fn``'s, which the tests check."""
+
+    LATEST = "latest"
+    COUNT = "count"
+
+
 @dataclass(frozen=True, slots=True)
 class View(Generic[K, V]):
     """A materialized view definition.
@@ -116,6 +126,7 @@ class View(Generic[K, V]):
     key: Deserializer[K] = field(default=BYTES)  # type: ignore[assignment]
     value: Deserializer[V] = field(default=BYTES)  # type: ignore[assignment]
     description: str = ""
+    kernel: Kernel | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -131,7 +142,7 @@ class View(Generic[K, V]):
 
     def with_version(self, version: int) -> View[K, V]:
         """The same view under another version number (for a rebuild beside the serving one)."""
-        return View(self.name, version, self.topics, self.fn, self.key, self.value, self.description)
+        return View(self.name, version, self.topics, self.fn, self.key, self.value, self.description, self.kernel)
 
 
 def latest_by_key(name: str, topics: Sequence[str], *, version: int = 1, value: Deserializer[V] | None = None) -> View[
@@ -155,7 +166,7 @@ def latest_by_key(name: str, topics: Sequence[str], *, version: int = 1, value: 
         v = r.value
         return Delete(k) if v is None else _new(Put, (k, v))
 
-    return View(name, version, tuple(topics), fn, BYTES, value or BYTES)  # type: ignore[arg-type]
+    return View(name, version, tuple(topics), fn, BYTES, value or BYTES, kernel=Kernel.LATEST)  # type: ignore[arg-type]
 
 
 def count_by_key(name: str, topics: Sequence[str], *, version: int = 1) -> View[bytes, bytes]:
@@ -172,5 +183,5 @@ def count_by_key(name: str, topics: Sequence[str], *, version: int = 1) -> View[
             return None
         return _new(Add, (k.decode("utf-8", "surrogateescape"), 1))
 
-    return View(name, version, tuple(topics), fn, BYTES, BYTES)
+    return View(name, version, tuple(topics), fn, BYTES, BYTES, kernel=Kernel.COUNT)
 

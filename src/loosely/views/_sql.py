@@ -6,7 +6,7 @@ Layout (any number of views and versions in one database):
   serving or retired.
 * ``loosely_view_offsets(name, version, topic, partition, next_offset, last_timestamp_ms)``: the source positions,
   written in the same transaction as the rows. This is what makes the SQL sinks exactly-once.
-* ``"<name>__v<version>"(key PRIMARY KEY, value)``: one table per version.
+* ``"<name>__v<version>"(key PRIMARY KEY, value)``: one table per version, written in key order.
 * ``"<name>"``: a SQL view over the serving version. Switching versions replaces it and flips the states in one
   transaction, so a reader (through that SQL view, or through :meth:`SqlSink.get`, which resolves the version and
   reads in one snapshot) sees the old version or the new one, never a mix and never a half-built one.
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loosely.views._batch import Batch, _plus, net_split
+from loosely.views._batch import Batch, _plus
 from loosely.views._model import Json, Put, TopicPartition, View, ViewError
 from loosely.views._sink import Fenced, Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState
 
@@ -54,6 +54,7 @@ class SqlSink:
     begin_write = "BEGIN"
     begin_read = "BEGIN"
     value_type = ""
+    table_options = ""
     add_expression = "{t}.value + excluded.value"
     integrity_errors: tuple[type[BaseException], ...] = ()
     encode: Callable[[Json], Any] = staticmethod(lambda v: v)
@@ -92,7 +93,7 @@ class SqlSink:
     def open(self, view: View[object, object]) -> None:
         t = table_name(view.name, view.version)
         with self._lock, self._tx(self.begin_write):
-            self._x(f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, value {self.value_type})")
+            self._x(f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY, value {self.value_type}){self._options()}")
             if self.search:
                 self._create_search(view.name, view.version)
             self._x(
@@ -101,6 +102,10 @@ class SqlSink:
                  json.dumps(list(self.search)) if self.search else None, int(time.time() * 1000)),
             )
         self._view = view
+
+    def _options(self) -> str:
+        """What follows a view table's column list (SQLite: ``WITHOUT ROWID`` where nothing needs the rowid)."""
+        return self.table_options
 
     def _create_search(self, name: str, version: int) -> None:
         raise ViewError(f"{self.where}: this sink has no full-text search")
@@ -118,12 +123,12 @@ class SqlSink:
         v = self._bound()
         t = table_name(v.name, v.version)
         t0 = time.monotonic()
-        absolute, relative = net_split(batch.changes)
+        absolute, relative = batch.net()
         puts: list[tuple[str, Any]] = []
         deletes: list[tuple[str]] = []
         enc = self.encode
         for k, c in absolute.items():
-            amount = relative.pop(k, None)
+            amount = relative.get(k)
             if type(c) is Put:
                 puts.append((k, enc(c.value if amount is None else _plus(k, c.value, amount))))
             elif amount is None:
@@ -131,7 +136,14 @@ class SqlSink:
             else:
                 puts.append((k, enc(amount)))  # deleted, then counted from zero
         enc_amount = self.encode_amount
-        adds = [(k, enc_amount(a)) for k, a in relative.items()]
+        adds = [(k, enc_amount(a)) for k, a in relative.items() if k not in absolute]
+        # In key order: each upsert then lands next to the previous one in the primary key's B-tree, so a batch
+        # touches each page once while it is cached (measured on SQLite, 10k-row batches over 100k keys: 1.2-1.3x
+        # faster, sort included); on PostgreSQL, runners that write overlapping keys also lock them in one order.
+        # Keys are unique here, so the sort never compares the values.
+        puts.sort()
+        adds.sort()
+        deletes.sort()
         with self._lock:
             try:
                 with self._tx(self.begin_write):

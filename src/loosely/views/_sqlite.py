@@ -5,6 +5,9 @@ The tables are those of :mod:`loosely.views._sql`. ``value`` has no declared typ
 ``"<name>__v<version>__fts"`` is an FTS5 index (porter stemming) of those fields of each JSON value, kept in step
 by triggers inside the same transactions, so a search never sees rows the offsets do not cover.
 
+View tables are ``WITHOUT ROWID`` (one B-tree, ordered by key) unless they have a search index, whose triggers
+need a rowid.
+
 The database runs in WAL mode with ``synchronous=NORMAL``: a power loss may drop the last transactions, but rows
 and offsets are dropped together, so the runner replays exactly what was lost. Several runner processes may write
 to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``).
@@ -68,6 +71,12 @@ class SqliteSink(SqlSink):
         db.execute("PRAGMA synchronous=NORMAL")
         super().__init__(db, path)
         self.search = tuple(search)
+
+    def _options(self) -> str:
+        # A rowid table with a TEXT primary key is two B-trees (rows by rowid, and an index from key to rowid), so
+        # each upsert searches both; WITHOUT ROWID keeps the rows in the key's B-tree, one search (measured 1.2x
+        # faster upserts, and a smaller file). FTS5's triggers join on the rowid, so searchable views keep it.
+        return "" if self.search else " WITHOUT ROWID"
 
     def _create_search(self, name: str, version: int) -> None:
         t = table_name(name, version)
