@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,12 +98,17 @@ class FlakySink(SqliteSink):
         self.failures = failures
         self.delay_s = delay_s
 
-    def apply(self, batch: Batch) -> None:
-        time.sleep(self.delay_s)
-        if self.failures > 0:
-            self.failures -= 1
-            raise SinkError("disk on fire")
-        super().apply(batch)
+    def prepare(self, batch: Batch) -> Callable[[], None]:
+        write = super().prepare(batch)
+
+        def flaky_write() -> None:  # runs in the runner's writer thread, and again for each retry
+            time.sleep(self.delay_s)
+            if self.failures > 0:
+                self.failures -= 1
+                raise SinkError("disk on fire")
+            write()
+
+        return flaky_write
 
 
 def test_a_failing_sink_is_retried_then_stops_the_runner_with_nothing_committed(
@@ -178,4 +184,51 @@ def test_a_view_of_an_empty_topic_is_caught_up_and_its_first_batch_applies_at_on
     assert sink.get("hits", "a", version=1) == 5
     # the empty partitions' "caught up at 0" is not a stored position: the batch's start matched the sink's
     assert runner.statistics().fenced == 0
+    sink.close()
+
+
+class InterferedSink(SqliteSink):
+    """On its ``at``-th write, another writer (a second connection, as another runner would be) applies the next
+    ``steal`` records first: the write, started from positions that no longer hold, must be fenced."""
+
+    def __init__(self, path: str, topic: str, at: int, steal: int) -> None:
+        super().__init__(path)
+        self.topic, self.at, self.steal = topic, at, steal
+        self.writes = 0
+
+    def prepare(self, batch: Batch) -> Callable[[], None]:
+        write = super().prepare(batch)
+
+        def interfered() -> None:
+            self.writes += 1
+            if self.writes == self.at:
+                tp = TopicPartition(self.topic, 0)
+                start = self.stored_positions()[tp]
+                other = SqliteSink(self.path)
+                other.open(self._bound())
+                other.apply(Batch.build([(tp, o, 0, Add(f"k{o % 10}", 1)) for o in range(start, start + self.steal)],
+                                        starts={tp: start}))
+                other.close()
+            write()
+
+        return interfered
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_a_runner_whose_positions_moved_is_fenced_and_continues_from_the_stored_ones(
+        loosely: BrokerThread, tmp_path: Path, topic: str, pipeline: bool) -> None:
+    create_topic(loosely.bootstrap_servers, topic, 1)
+    p = Producer({"bootstrap.servers": loosely.bootstrap_servers, "linger.ms": 5})
+    for i in range(3_000):
+        p.produce(topic, b"", key=f"k{i % 10}".encode())
+    assert p.flush(30) == 0
+    sink = InterferedSink(str(tmp_path / "v.db"), topic, at=3, steal=250)
+    runner = Runner(count_by_key("c", [topic]), sink, loosely.bootstrap_servers,
+                    RunnerConfig(poll_records_max=100, batch_records_max=200, pipeline=pipeline))
+    stats = runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
+    assert stats.fenced == 1
+    assert sink.stored_positions() == {TopicPartition(topic, 0): 3_000}
+    # every record counted once: the stolen ones by the other writer, the rest by the runner after reseeking
+    assert {k: sink.get("c", k, version=1) for k in (f"k{i}" for i in range(10))} == {f"k{i}": 300 for i in range(10)}
     sink.close()

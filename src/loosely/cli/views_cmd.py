@@ -14,13 +14,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loosely.views import Catalog, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
 from loosely.views._progress import Progress, render
 from loosely.views._rebuild import rebuild
 from loosely.views._serve import ViewServer
-from loosely.views._status import collect, render_table
+from loosely.views._status import StatusRow, collect, render_table
 
 __all__ = ["add_views_command", "load_view"]
 
@@ -71,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     server = None
     if args.serve:
         server = ViewServer(_catalog(sink), *_parse_listen(args.serve),
-                            status=lambda: collect(_catalog(sink).versions(view.name), args.bootstrap, _now_ms()))
+                            status=lambda: _status_rows(_catalog(sink), [view.name], args.bootstrap,
+                                                        {(view.name, view.version): runner.group_id}))
         server.start()
         print(f"serving {view.name} on http://{_parse_listen(args.serve)[0]}:{server.port}/views", flush=True)
     try:
@@ -94,14 +96,21 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str,
+                 groups: Mapping[tuple[str, int], str] | None = None) -> list[StatusRow]:
+    """Lag and freshness of every version of ``names``. Versions whose sink keeps no positions (the idempotent
+    sinks) are measured by their consumer group's committed offsets: ``groups``, else the default group."""
+    infos = [i for n in names for i in cat.versions(n)]
+    group_of = {(i.name, i.version): f"loosely.view.{i.name}.v{i.version}" for i in infos}
+    group_of.update(groups or {})
+    return collect(infos, bootstrap, _now_ms(), group_of)
+
+
 def _status(args: argparse.Namespace) -> int:
     sink = open_sink(args.sink)
     try:
         cat = _catalog(sink)
-        names = args.names or cat.names()
-        infos = [i for n in names for i in cat.versions(n)]
-        rows = collect(infos, args.bootstrap, _now_ms(),
-                       {(i.name, i.version): f"loosely.view.{i.name}.v{i.version}" for i in infos})
+        rows = _status_rows(cat, args.names or cat.names(), args.bootstrap)
     finally:
         sink.close()
     if args.json:
@@ -163,7 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
     status = None
     if args.bootstrap:
         def status() -> Any:
-            return collect([i for n in cat.names() for i in cat.versions(n)], args.bootstrap, _now_ms())
+            return _status_rows(cat, cat.names(), args.bootstrap)
     host, port = _parse_listen(args.listen)
     server = ViewServer(cat, host, port, status=status).start()
     print(f"serving views on http://{host}:{server.port}/views", flush=True)
@@ -197,7 +206,9 @@ def _add_runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("view", metavar="MODULE:NAME", help="the view definition")
     p.add_argument("--version", type=int, help="build this version instead of the one in the definition")
     p.add_argument("--group", help="consumer group (default loosely.view.<name>.v<version>)")
-    p.add_argument("--batch-records", type=int, default=10_000, help="records per sink transaction (default 10000)")
+    p.add_argument("--batch-records", type=int, default=RunnerConfig().batch_records_max,
+                   help="records per sink transaction at most (default %(default)s); batches grow toward it "
+                        "while the sink is busy writing the one before")
     p.add_argument("--on-poison", choices=["stop", "dead-letter"], default="stop")
     p.add_argument("--dead-letter-topic")
     p.add_argument("--session-timeout-ms", type=int, default=10_000,

@@ -78,6 +78,12 @@ class Batch:
         """How many changes the batch's records produced."""
         return len(self.changes) if self.folded is None else self.folded_changes
 
+    def release(self) -> None:
+        """Let go of the changes (a sink's prepared write holds what it needs); positions and counts stay."""
+        self.folded_changes = len(self)
+        self.folded = ({}, {})
+        self.changes, self.sources, self.offsets, self.timestamps_ms = [], [], [], []
+
     def net(self) -> tuple[dict[str, Put | Delete], dict[str, int | float]]:
         """The batch's net effect as :func:`net_split` defines it. Callers must not modify the dicts: a sink that
         fails is handed the same batch again."""

@@ -25,9 +25,19 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from loosely.views._batch import Batch
-from loosely.views._model import Json, TopicPartition, View
+from loosely.views._model import Json, TopicPartition, View, ViewError
 
-__all__ = ["Catalog", "Fenced", "Guarantee", "Sink", "SinkError", "SinkStatistics", "VersionInfo", "VersionState"]
+__all__ = [
+    "Catalog",
+    "Fenced",
+    "Guarantee",
+    "Sink",
+    "SinkError",
+    "SinkStatistics",
+    "VersionInfo",
+    "VersionState",
+    "read_version",
+]
 
 
 class Guarantee(enum.Enum):
@@ -88,7 +98,14 @@ class Sink(Protocol):
         """Next offset to read per partition, as committed with the data (``EXACTLY_ONCE`` and ``REBUILT``)."""
 
     def apply(self, batch: Batch) -> None:
-        """Write the batch; on return it is durable. Raises :class:`SinkError` (:class:`Fenced`) on failure."""
+        """Write the batch; on return it is durable. Raises :class:`SinkError` (:class:`Fenced`) on failure.
+
+        The runner calls it from its writer thread (``RunnerConfig.pipeline``) while it builds the next batch,
+        never at the same time as another of the sink's methods. A sink may also offer ``prepare(batch)``, which
+        does the interpreter-bound part of ``apply`` in the runner's own thread and returns the write (a callable
+        of no arguments, which may be called again after it failed); the runner then uses it instead of
+        ``apply``, and ``apply(batch)`` must equal ``prepare(batch)()``. Subclasses that wrap the write override
+        ``prepare``."""
 
     def close(self) -> None: ...
 
@@ -116,3 +133,14 @@ class Catalog(Protocol):
     def scan(self, name: str, *, after: str = "", limit: int = 100, version: int | None = None) -> list[
         tuple[str, Json]
     ]: ...
+
+
+def read_version(catalog: Catalog, name: str, version: int | None) -> int | None:
+    """The version a read of ``name`` means: ``version``, or the serving one when it is ``None`` (``None`` when
+    nothing serves). Versions start at 1; the sinks that keep their catalog beside the data (Sphinx) use 0 for it,
+    so a read of version 0 is refused rather than answered with catalog entries."""
+    if version is None:
+        return catalog.serving_version(name)
+    if version < 1:
+        raise ViewError(f"{name}: view versions are >= 1, got {version}")
+    return version

@@ -54,6 +54,25 @@ def decode_value(v: Any) -> Json:
     return v  # type: ignore[no-any-return]
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _dumps(rows: object) -> str:
+    return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
+
+
+def _json_safe(rows: dict[str, Any]) -> bool:
+    """Whether every value survives a trip through JSON into SQLite unchanged: text, and 64-bit integers (JSON
+    has no bytes; SQLite's JSON reader parses floats itself, which this code does not vouch for)."""
+    types = set(map(type, rows.values()))
+    if types <= {str}:
+        return True
+    if not types <= {str, int}:
+        return False
+    ints = [v for v in rows.values() if type(v) is int]
+    return min(ints) >= _INT64_MIN and max(ints) <= _INT64_MAX
+
+
 class SqliteSink(SqlSink):
     begin_write = "BEGIN IMMEDIATE"
     begin_read = "BEGIN"
@@ -71,6 +90,28 @@ class SqliteSink(SqlSink):
         db.execute("PRAGMA synchronous=NORMAL")
         super().__init__(db, path)
         self.search = tuple(search)
+
+    def _statements(self, t: str, puts: dict[str, Any], adds: dict[str, Any],
+                    deletes: list[str]) -> list[tuple[str, Any, bool]]:
+        # One statement per kind of change, its rows in one JSON parameter that SQLite reads with json_each: the
+        # whole upsert then runs inside one sqlite3_step, without the GIL, so the runner's writer thread writes
+        # while its main thread builds the next batch. executemany takes the GIL back after every row, and a
+        # thread that wants the GIL waits for the interpreter's switch interval (5 ms) whenever the other thread
+        # runs Python: measured, 10k upserts took 7 ms alone and 3 s beside a busy thread. Values JSON cannot
+        # carry exactly (bytes, floats, integers beyond 64 bits) go row by row as before.
+        out: list[tuple[str, Any, bool]] = []
+        rest_puts = puts if puts and not _json_safe(puts) else {}
+        rest_adds = adds if adds and not _json_safe(adds) else {}
+        if puts and not rest_puts:
+            out.append((f"INSERT INTO {t} (key, value) SELECT key, value FROM json_each(?) WHERE true "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_dumps(puts),), False))
+        if adds and not rest_adds:
+            out.append((f"INSERT INTO {t} (key, value) SELECT key, value FROM json_each(?) WHERE true "
+                        f"ON CONFLICT (key) DO UPDATE SET value = {self.add_expression.format(t=t)}",
+                        (_dumps(adds),), False))
+        if deletes:
+            out.append((f"DELETE FROM {t} WHERE key IN (SELECT value FROM json_each(?))", (_dumps(deletes),), False))
+        return out + super()._statements(t, rest_puts, rest_adds, [])
 
     def _options(self) -> str:
         # A rowid table with a TEXT primary key is two B-trees (rows by rowid, and an index from key to rowid), so
