@@ -12,7 +12,17 @@ import pytest
 
 from compat.test_views_documents import committed
 from loosely.broker.server import BrokerThread
-from loosely.views import Batch, Delete, Put, SqliteSink, TopicPartition, latest_by_key
+from loosely.views import (
+    Batch,
+    Delete,
+    Put,
+    SinkError,
+    SqliteSink,
+    TopicPartition,
+    VersionState,
+    _sphinx,
+    latest_by_key,
+)
 from loosely.views._sphinx import SphinxSink
 from views import services
 from views.crashkit import (
@@ -70,14 +80,66 @@ def test_sphinx_replays_are_no_ops(sphinx: Sphinx) -> None:
     sink.apply(batch)
     sink.apply(batch)
     sink.apply(Batch.build([(TP, 0, 0, Put("p1", {"title": "stale", "body": "replayed"}))]))
+    assert sink.get("products", "p1") is None  # nothing serves yet
+    sink.switch("products", 1)
     assert sink.get("products", "p1") == {"title": "Red shoes", "body": "v2"}
     assert [k for k, _ in sink.search_docs("products", "red")] == ["p1"]
-    assert sink.count("shoe") == 1  # stem_en
+    assert sink.count("products", "shoe") == 1  # stem_en
     sink.apply(Batch.build([(TP, 3, 0, Delete("p1"))]))
-    assert sink.count("red") == 0 and sink.count() == 1
+    assert sink.count("products", "red") == 0 and sink.count("products") == 1
     with pytest.raises(ValueError, match="JSON objects"):
         sink.apply(Batch.build([(TP, 4, 0, Put("p9", "not an object"))]))
     sink.close()
+
+
+def test_sphinx_catalog_lives_in_the_index(sphinx: Sphinx, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two connections (two processes' worth) see one catalog; scans page in byte order; catalog documents are never
+    view documents; a drop deletes by id in pages and leaves another view of the same version number alone."""
+    a, b, zombie = (SphinxSink(sphinx.host, sphinx.port, "views_catalog", fields=sphinx.fields) for _ in range(3))
+    view = latest_by_key("cat", ["t"])
+    a.open(view)
+    a.open(view)  # idempotent
+    assert [(i.version, i.state, i.topics) for i in b.versions("cat")] == [(1, VersionState.BUILDING, ("t",))]
+    assert b.serving_version("cat") is None and b.get("cat", "a") is None and b.scan("cat") == []
+    keys = ["b", "a", "B", "\u00e4", "a b", "k/1", "_z", "a'\\"] + [f"n{i:02d}" for i in range(40)]
+    a.apply(Batch.build([(TP, i, 0, Put(k, {"title": f"red {k}", "body": "x"})) for i, k in enumerate(keys)]))
+    a.switch("cat", 1)
+    assert b.serving_version("cat") == 1 and b.get("cat", "a b") == {"title": "red a b", "body": "x"}
+    assert [k for k, _ in b.scan("cat", limit=1000)] == sorted(keys)
+    want = [(k, {"title": f"red {k}", "body": "x"}) for k in ("n31", "n32", "n33")]
+    assert b.scan("cat", after="n30", limit=3) == want  # past the first windows of sorted keys
+    paged: list[str] = []
+    while page := b.scan("cat", after=paged[-1] if paged else "", limit=7):
+        paged += [k for k, _ in page]
+    assert paged == sorted(keys)
+    assert b.count("cat") == len(keys) == len(b.all_docs("cat")) == len(b.search_docs("cat", "red", limit=100))
+    with pytest.raises(ValueError, match=">= 1"):
+        b.get("cat", "a", version=0)  # the catalog's documents are not a version
+
+    other = latest_by_key("other", ["t"])  # another view, same version number, same index
+    a.open(other)
+    a.apply(Batch.build([(TP, 0, 0, Put("a", {"title": "blue", "body": ""}))]))
+    assert b.names() == ["cat", "other"]
+    zombie.open(view)  # a runner of version 1 that nobody stops
+    a.open(view.with_version(2))
+    a.apply(Batch.build([(TP, 0, 0, Put("a", {"title": "green", "body": ""}))]))
+    with pytest.raises(ValueError, match="does not exist"):
+        a.switch("cat", 3)
+    a.switch("cat", 2)
+    assert [(i.version, i.state) for i in b.versions("cat")] == [(1, VersionState.RETIRED), (2, VersionState.SERVING)]
+    assert b.scan("cat") == [("a", {"title": "green", "body": ""})]
+    with pytest.raises(ValueError, match="is serving"):
+        b.drop("cat", 2)
+    monkeypatch.setattr(_sphinx, "_DROP_PAGE_DOCS", 5)  # many pages, each bounded by max_matches
+    b.drop("cat", 1)
+    assert [i.version for i in a.versions("cat")] == [2]
+    assert a.all_docs("cat", version=1) == {} and a.count("cat", version=1) == 1  # the other view's document
+    assert a.all_docs("other", version=1) == {"a": {"title": "blue", "body": ""}}
+    with pytest.raises(SinkError, match="not in the catalog"):
+        zombie.apply(Batch.build([(TP, 99, 0, Put("a", {"title": "late", "body": ""}))]))
+    assert a.all_docs("cat", version=1) == {}
+    for s in (a, b, zombie):
+        s.close()
 
 
 @pytest.mark.slow
@@ -135,7 +197,7 @@ def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))
     record_result("sphinx", events, runners, report)
     s = SphinxSink(sphinx.host, sphinx.port, index, fields=sphinx.fields)
-    assert s.all_docs() == expected_docs(ref)
+    assert s.all_docs(view, version=1) == expected_docs(ref)
     for word, n in word_counts(ref).items():
-        assert s.count(word) == n, word
+        assert s.count(view, word, version=1) == n, word
     s.close()
