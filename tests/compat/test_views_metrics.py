@@ -18,7 +18,7 @@ import pytest
 
 from compat.test_views_documents import committed, expected_rows
 from loosely.broker.server import BrokerThread
-from loosely.views import Add, Batch, Put, TopicPartition
+from loosely.views import Add, Batch, Delete, Put, SinkError, TopicPartition, VersionState
 from loosely.views._metrics import InfluxSink, PrometheusSink
 from loosely.views._model import View
 from views import services
@@ -163,3 +163,63 @@ def test_influx_sink_rejects_values_without_fields(influxdb: InfluxDB) -> None:
     sink.apply(Batch.build([(TP, 0, 0, Put("a", {"n": 1, "s": "x y"})), (TP, 1, 0, Add("a", 2))]))
     body = get_json(f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": "unit", "q": 'SELECT * FROM "unit"'}))
     assert len(body["results"][0]["series"][0]["values"]) == 2  # type: ignore[index]
+
+
+def influx_query(influxdb: InfluxDB, db: str, q: str) -> list[dict[str, object]]:
+    body = get_json(f"{influxdb.url}/query?" + urllib.parse.urlencode({"db": db, "q": q}))
+    return body["results"]  # type: ignore[return-value]
+
+
+def test_influx_reads_fold_points_and_the_catalog_switches(influxdb: InfluxDB) -> None:
+    """Reads fold a key's points (Put sets, Add adds, Delete removes), tricky keys included; the catalog is in the
+    database, so a second client sees it; drop removes the version's series and stops a forgotten runner."""
+    db = "catalog_unit"
+    sink, other, zombie = InfluxSink(influxdb.url, db), InfluxSink(influxdb.url, db, create_database=False), \
+        InfluxSink(influxdb.url, db, create_database=False)
+    view = View("cat", 1, ("t",), lambda r: None)
+    sink.open(view)
+    sink.open(view)  # idempotent
+    assert [(i.version, i.state, i.topics) for i in other.versions("cat")] == [(1, VersionState.BUILDING, ("t",))]
+    tricky = "a b,c=d'e\\f"
+    obj = {"amount": 5, "deleted": True, "s": 'x "y" \\'}  # looks like an Add and a Delete, but is a Put
+    sink.apply(Batch.build([(TP, 0, 0, Put("n", 1)), (TP, 1, 1, Add("n", 2)), (TP, 2, 2, Put("obj", obj)),
+                            (TP, 3, 3, Put(tricky, {"value": 1})), (TP, 4, 4, Add("gone", 1)),
+                            (TP, 5, 5, Delete("gone")), (TP, 6, 6, Delete("again")), (TP, 7, 7, Add("again", 3))]))
+    assert other.get("cat", "n") is None and other.scan("cat") == []  # nothing serves yet
+    sink.switch("cat", 1)
+    assert other.serving_version("cat") == 1
+    assert (other.get("cat", "n"), other.get("cat", "obj"), other.get("cat", tricky)) == (3, obj, {"value": 1})
+    assert other.get("cat", "gone") is None and other.get("cat", "again") == 3
+    assert other.scan("cat") == [(tricky, {"value": 1}), ("again", 3), ("n", 3), ("obj", obj)]
+    assert other.scan("cat", after="again", limit=1) == [("n", 3)]
+    # points written before points carried their change are read by their fields
+    req = urllib.request.Request(f"{influxdb.url}/write?db={db}&precision=ns", method="POST",
+                                 data=b"cat,key=old,partition=0,version=1 amount=4i 10\n"
+                                      b"cat,key=old,partition=0,version=1 amount=1i 20")
+    urllib.request.urlopen(req, timeout=30).read()
+    assert other.get("cat", "old") == 5
+    with pytest.raises(ValueError, match="loosely_change"):
+        sink.apply(Batch.build([(TP, 8, 8, Put("x", {"loosely_change": "add"}))]))
+
+    def version_1_series() -> bool:
+        q = "SHOW SERIES FROM \"cat\" WHERE \"version\" = '1'"
+        return any("series" in r for r in influx_query(influxdb, db, q))
+
+    zombie.open(view)  # a runner of version 1 that nobody stops
+    sink.open(view.with_version(2))
+    sink.apply(Batch.build([(TP, 0, 0, Put("n", 10))]))
+    with pytest.raises(ValueError, match="does not exist"):
+        sink.switch("cat", 3)
+    sink.switch("cat", 2)
+    assert [(i.version, i.state) for i in other.versions("cat")] == [(1, VersionState.RETIRED),
+                                                                      (2, VersionState.SERVING)]
+    assert other.scan("cat") == [("n", 10)]
+    with pytest.raises(ValueError, match="is serving"):
+        other.drop("cat", 2)
+    other.drop("cat", 1)
+    assert [i.version for i in sink.versions("cat")] == [2] and sink.names() == ["cat"]
+    assert sink.get("cat", "n", version=1) is None and sink.scan("cat", version=1) == []
+    assert not version_1_series()
+    with pytest.raises(SinkError, match="not in the catalog"):
+        zombie.apply(Batch.build([(TP, 99, 0, Put("n", 7))]))
+    assert not version_1_series()
