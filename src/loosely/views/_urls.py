@@ -5,9 +5,9 @@
 ``postgresql://user@host:port/db``              :class:`~loosely.views.PostgresSink`
 ``dir:///abs/path``                             JSON documents per key in a directory
 ``s3://bucket/prefix?endpoint=http://h:p``      JSON documents per key in an S3 bucket
-``sphinx://host:port/index?fields=title,body``  Sphinx real-time index over SphinxQL
+``sphinx://host:port/index?fields=title,body``  Sphinx real-time index over SphinxQL (its catalog in the index)
 ``prometheus://host:port``                      gauges on a Prometheus endpoint this process serves
-``influxdb://host:port/database``               InfluxDB line protocol points
+``influxdb://host:port/database``               InfluxDB line protocol points (its catalog in the database)
 ``hollow:///abs/dir?interval_ms=2000``          a Hollow dataset in a filesystem blob store
 ``hollow+s3://bucket/prefix?endpoint=...``      a Hollow dataset in an S3 blob store
 =============================================  =========================================================
