@@ -18,7 +18,12 @@ Prints events/s, peak RSS (``VmHWM`` of each worker process: not ``ru_maxrss``, 
 as ``subprocess`` does, inherits from the driver, that had produced the events) and the ratios. The broker is
 loosely's own, run as a separate process. Usage::
 
-    .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1]
+    .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1] \
+        [--quix-python PATH]
+
+Quix Streams pins confluent-kafka below the version loosely is tested with, so it is best installed in a
+virtualenv of its own (``python3.11 -m venv /tmp/qvenv && /tmp/qvenv/bin/pip install quixstreams``) and named
+with ``--quix-python /tmp/qvenv/bin/python``; each worker prints the confluent-kafka and librdkafka it ran.
 """
 
 from __future__ import annotations
@@ -148,7 +153,10 @@ def worker(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - t0
     with open("/proc/self/status") as f:
         rss_mib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib}), flush=True)
+    import confluent_kafka
+
+    clients = f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}"
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "clients": clients}), flush=True)
 
 
 # -- the driver -------------------------------------------------------------------------------------------------
@@ -192,6 +200,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--impls", default=",".join(IMPLS))
     ap.add_argument("--views", default=",".join(VIEWS))
+    ap.add_argument("--quix-python", default=sys.executable, help="the interpreter that has quixstreams")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impl")
     ap.add_argument("--view")
@@ -225,8 +234,9 @@ def main() -> None:
                 for rep in range(args.repeat):
                     for impl in sorted(impls, key=lambda i: i != "handwritten"):
                         db = f"{d}/{impl}-{view}-{rep}.db"
+                        python = args.quix_python if impl == "quix" else sys.executable
                         out = subprocess.run(
-                            [sys.executable, __file__, "--worker", "--impl", impl, "--view", view, "--bootstrap",
+                            [python, __file__, "--worker", "--impl", impl, "--view", view, "--bootstrap",
                              boot, "--topic", topic, "--db", db, "--events", str(args.events)],
                             capture_output=True, text=True, check=False)
                         if out.returncode != 0:
@@ -239,7 +249,7 @@ def main() -> None:
                             reference = rows
                         os.unlink(db)
                         print(f"  {view:6} {impl:11} {r['events_per_s']:>10,.0f} events/s  "
-                              f"{r['rss_mib']:6.0f} MiB peak RSS", flush=True)
+                              f"{r['rss_mib']:6.0f} MiB peak RSS  ({r['clients']})", flush=True)
         finally:
             broker.terminate()
             broker.wait(30)

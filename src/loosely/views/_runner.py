@@ -91,27 +91,30 @@ class RunnerConfig:
     """Limits and policies. Each default says where it comes from."""
 
     group_id: str | None = None
-    # Records per poll of the consumer (the Python objects of one poll are most of the runner's working set).
-    poll_records_max: int = 10_000
+    # Records per poll of the consumer. Polls are folded into the pending batch, so a small poll costs no
+    # throughput and keeps the Python objects of the messages in hand few (measured: 2k and 10k equally fast).
+    poll_records_max: int = 2_000
     # Records per sink transaction at most. A batch is handed to the sink as soon as the writer is free; while it
     # is busy the next polls are folded into the batch, up to this many records. A commit's cost grows with the
     # pages it touches more than with the rows (10k upserts over 100k keys dirty nearly every page of the table),
     # so a busy sink gets fewer, larger transactions: measured on SQLite, 1M events over 100k keys took 2.3 s
-    # to write as 10k-record transactions and 1.6 s as 30k-record ones.
-    batch_records_max: int = 50_000
+    # to write as 10k-record transactions and 1.6 s as 30k-record ones. Memory grows with it (a folded batch
+    # holds up to one entry per key): 20k was measured at 54 MiB peak RSS for a latest-value view, 50k at 99 MiB.
+    batch_records_max: int = 20_000
     poll_wait_ms: int = 100
-    # The prefetch: librdkafka's queued.min.messages and queued.max.messages.kbytes (defaults 100000 records per
-    # partition and 64 MiB), fetch.max.bytes (50 MiB) and max.partition.fetch.bytes (1 MiB). They decide most of
-    # a runner's memory. A small queue alone starves the sink, because librdkafka pauses fetching for
-    # fetch.queue.backoff.ms (1 s) whenever its queue is full; with that pause at 10 ms, two batches of prefetch
-    # keep up. Measured on 1M records over 4 partitions, same machine and run: librdkafka's queue with 512 KiB
-    # partition fetches 10.2 s at 123 MiB peak RSS; these settings 11.5 s at 75 MiB (pass the former through
-    # ``consumer`` for the last 10% of throughput).
-    fetch_queue_records_min: int = 20_000
-    fetch_queue_kbytes_max: int = 8_192
+    # The prefetch: librdkafka's queued.min.messages (per partition) and queued.max.messages.kbytes (defaults
+    # 100000 records and 64 MiB), fetch.max.bytes (50 MiB) and max.partition.fetch.bytes (1 MiB). They decide a
+    # large part of a runner's memory: each queued message costs librdkafka a few hundred bytes beyond its
+    # payload, which the kbytes limit does not count. A small queue alone starves the sink, because librdkafka
+    # pauses fetching for fetch.queue.backoff.ms (1 s) whenever its queue is full; with that pause at 10 ms a
+    # small queue keeps up. Measured on 1M records over 4 partitions on loopback (2026-12-02), latest-value view:
+    # 256 KiB partition fetches, 8 MiB and 20k per partition: 73 MiB peak RSS; these settings: 54 MiB, as fast.
+    # Over a slower network, raise partition_fetch_bytes_max (or pass librdkafka's settings through ``consumer``).
+    fetch_queue_records_min: int = 5_000
+    fetch_queue_kbytes_max: int = 2_048
     fetch_queue_backoff_ms: int = 10
     fetch_bytes_max: int = 4 * 1024 * 1024
-    partition_fetch_bytes_max: int = 256 * 1024
+    partition_fetch_bytes_max: int = 128 * 1024
     # Kafka's default is 45 s; a runner killed with -9 holds its partitions that long, so views fail over faster.
     session_timeout_ms: int = 10_000
     # Kafka's max.poll.interval.ms default; a batch plus its retries must finish well within it.
