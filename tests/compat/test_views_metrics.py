@@ -9,21 +9,40 @@ Event count: ``LOOSELY_VIEWS_CRASH_EVENTS`` (default 20 000 for CI; the 1M runs 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from compat.test_views_documents import committed, expected_rows
 from loosely.broker.server import BrokerThread
-from loosely.views import Add, Batch, Delete, Put, SinkError, TopicPartition, VersionState
-from loosely.views._metrics import InfluxSink, PrometheusSink
+from loosely.views import (
+    Add,
+    Batch,
+    Delete,
+    Put,
+    Runner,
+    RunnerConfig,
+    SinkError,
+    TopicPartition,
+    VersionState,
+    rebuild,
+)
+from loosely.views._metrics import InfluxSink
 from loosely.views._model import View
+from loosely.views._prometheus import PrometheusSink
 from views import services
+from views.bg_views import counts, tens
 from views.crashkit import (
     CRASH_TIMEOUT_S,
+    ROOT,
     Runners,
     crash_batch,
     crash_events,
@@ -64,15 +83,17 @@ def scrape_values(port: int, view: str) -> tuple[dict[str, float], dict[tuple[st
         for s in fam.samples:
             if s.name == "loosely_view_value" and s.labels["view"] == view:
                 values[s.labels["key"]] = s.value
-            if s.name == "loosely_view_position":
+            if s.name == "loosely_view_position" and s.labels["view"] == view:
                 positions[(s.labels["topic"], int(s.labels["partition"]))] = int(s.value)
     return values, positions
 
 
-def test_prometheus_sink_applies_whole_batches(prometheus: Prometheus) -> None:
+def test_prometheus_sink_applies_whole_batches_and_exports_the_serving_version(prometheus: Prometheus) -> None:
     sink = PrometheusSink("127.0.0.1", prometheus.target_port)
     sink.open(View("unit", 1, ("t",), lambda r: None))
     sink.apply(Batch.build([(TP, 0, 0, Add("a", 2)), (TP, 1, 0, Put("b", 1.5))]))
+    assert scrape_values(sink.port, "unit") == ({}, {("t", 0): 2})  # building: progress only, no values yet
+    sink.switch("unit", 1)
     with pytest.raises(ValueError, match="hold numbers"):
         sink.apply(Batch.build([(TP, 2, 0, Add("a", 1)), (TP, 3, 0, Put("c", "text"))], starts={TP: 2}))
     assert scrape_values(sink.port, "unit") == ({"a": 2.0, "b": 1.5}, {("t", 0): 2})  # nothing of the bad batch
@@ -81,46 +102,139 @@ def test_prometheus_sink_applies_whole_batches(prometheus: Prometheus) -> None:
         assert time.monotonic() < deadline, "Prometheus never scraped the view"
         time.sleep(0.5)
     assert prom_query(prometheus, 'loosely_view_value{view="unit",key="a"}')[0]["value"][1] == "2"  # type: ignore[index]
+    small = PrometheusSink("127.0.0.1", prometheus.target_port, series_max=3)  # the same endpoint, another view
+    small.open(View("small", 1, ("t",), lambda r: None))
+    with pytest.raises(SinkError, match="series_max=3"):
+        small.apply(Batch.build([(TP, o, 0, Add(f"k{o}", 1)) for o in range(4)]))
+    assert small.versions("small")[0].positions == {}  # refused whole
+    with pytest.raises(ValueError, match="is not on this endpoint"):
+        small.switch("small", 2)
+    with pytest.raises(ValueError, match="is serving"):
+        small.drop("unit", 1)
+    small.close()
+    assert scrape_values(sink.port, "unit")[0] == {"a": 2.0, "b": 1.5}  # the endpoint outlives one of its sinks
     sink.close()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(CRASH_TIMEOUT_S)
-def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tmp_path: Path, topic: str) -> None:
+@pytest.mark.parametrize("runners", [1, 3])
+def test_prometheus_kill9_loop(loosely: BrokerThread, prometheus: Prometheus, tmp_path: Path, topic: str,
+                               runners: int) -> None:
+    """Each runner exports the whole view on its own endpoint, all scraped by one Prometheus; whichever runner is
+    killed rebuilds from the beginning, and exports its values again only once complete."""
     events = crash_events(20_000)
     create_topic(loosely.bootstrap_servers, topic, 4)
     produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     want = {k: float(v) for k, v in expected_rows(ref).items()}  # type: ignore[arg-type]
-    url = f"prometheus://127.0.0.1:{prometheus.target_port}"
-    procs = Runners(["views.crash_views:combined", "--sink", url, "-b", loosely.bootstrap_servers,
+    ports = prometheus.target_ports[:runners]
+    procs = Runners(["views.crash_views:combined", "-b", loosely.bootstrap_servers,
                      "--batch-records", crash_batch(5000)],
-                    1, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "promcrash"}, tmp_path)
+                    runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "promcrash"}, tmp_path,
+                    own=[["--sink", f"prometheus://127.0.0.1:{p}"] for p in ports])
+    complete_at: list[float] = []
+    seen: dict[str, dict[str, float]] = {}
 
-    caught_up_at: list[float] = []
-    seen: dict[str, float] = {}
+    def complete(port: int) -> bool:
+        try:
+            values, positions = scrape_values(port, "promcrash")
+        except OSError:
+            return False
+        return bool(values) and all(positions.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     def done() -> bool:
-        """Caught up, then three scrapes later read what Prometheus holds (before the runner stops: a stopped
-        target's series go stale)."""
-        if not caught_up_at:
-            try:
-                _, positions = scrape_values(prometheus.target_port, "promcrash")
-            except OSError:
-                return False
-            if all(positions.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0):
-                caught_up_at.append(time.monotonic())
+        """Every endpoint caught up and serving, then three scrapes later read what Prometheus holds (before the
+        runners stop: a stopped target's series go stale)."""
+        if not complete_at:
+            if all(complete(p) for p in ports):
+                complete_at.append(time.monotonic())
             return False
-        if time.monotonic() - caught_up_at[0] < 3.5:
+        if time.monotonic() - complete_at[0] < 3.5:
             return False
         for r in prom_query(prometheus, 'loosely_view_value{view="promcrash"}'):
-            seen[r["metric"]["key"]] = float(r["value"][1])  # type: ignore[index]
+            seen.setdefault(r["metric"]["instance"], {})[r["metric"]["key"]] = float(r["value"][1])  # type: ignore[index]
         return True
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(1.0, 4.0))
-    record_result("prometheus", events, 1, report)
-    wrong = {k: (seen.get(k), v) for k, v in want.items() if seen.get(k) != v}
-    assert seen.keys() == want.keys() and not wrong, (len(seen), len(want), list(wrong.items())[:5])
+    record_result("prometheus", events, runners, report)
+    assert sorted(seen) == sorted(f"127.0.0.1:{p}" for p in ports)
+    for instance, values in seen.items():
+        wrong = {k: (values.get(k), v) for k, v in want.items() if values.get(k) != v}
+        assert values.keys() == want.keys() and not wrong, (instance, len(values), len(want), list(wrong.items())[:5])
+
+
+def test_prometheus_blue_green_in_one_process(loosely: BrokerThread, prometheus: Prometheus, topic: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 2 is built beside version 1 on the same endpoint; every scrape shows one complete version."""
+    monkeypatch.setenv("LOOSELY_BG_TOPIC", topic)
+    create_topic(loosely.bootstrap_servers, topic, 3)
+    produce_events(loosely.bootstrap_servers, topic, 20_000, keys=500)
+    ref = reference(loosely.bootstrap_servers, topic)
+    v1 = {k: float(n) for k, n in ref.counts.items()}
+    v2 = {k: 10.0 * n for k, n in ref.counts.items()}
+    port = prometheus.target_port
+    serving_sink = PrometheusSink("127.0.0.1", port)
+    first = Runner(counts(), serving_sink, loosely.bootstrap_servers)
+    first.run(until_caught_up=True, timeout_s=120)
+    assert serving_sink.serving_version("bg") == 1 and scrape_values(port, "bg")[0] == v1
+
+    seen: Counter[str] = Counter()
+    bad: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            values, versions = scrape_with_versions(port, "bg")
+            if versions == {"1"} and values == v1:
+                seen["v1"] += 1
+            elif versions == {"2"} and values == v2:
+                seen["v2"] += 1
+            else:
+                bad.append(f"versions {versions}, {len(values)} keys summing to {sum(values.values())}")
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        rebuild(tens(), PrometheusSink("127.0.0.1", port), loosely.bootstrap_servers, drop_delay_ms=500,
+                config=RunnerConfig(batch_records_max=1_000), timeout_s=120)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not bad, bad[:5]
+    assert seen["v1"] and seen["v2"], seen
+    assert [v.version for v in serving_sink.versions("bg")] == [2]  # version 1 dropped, its memory freed
+    with pytest.raises(SinkError, match="was dropped"):
+        serving_sink.apply(Batch())  # the old version's runner stops at its next batch
+    first.close()
+    deadline = time.monotonic() + 30
+    while {r["metric"]["version"] for r in prom_query(prometheus, 'loosely_view_value{view="bg"}')} != {"2"}:  # type: ignore[index]
+        assert time.monotonic() < deadline, "Prometheus never saw version 2 alone"
+        time.sleep(0.5)
+    serving_sink.close()
+
+
+def scrape_with_versions(port: int, view: str) -> tuple[dict[str, float], set[str]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values: dict[str, float] = {}
+    versions: set[str] = set()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "loosely_view_value" and s.labels["view"] == view:
+                values[s.labels["key"]] = s.value
+                versions.add(s.labels["version"])
+    return values, versions
+
+
+def test_the_cli_will_not_rebuild_a_view_that_lives_in_another_process(loosely: BrokerThread, topic: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "loosely.cli.main", "views", "rebuild", "views.bg_views:tens",
+                          "--sink", "prometheus://127.0.0.1:0", "-b", loosely.bootstrap_servers],
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "tests"), "LOOSELY_BG_TOPIC": topic})
+    assert out.returncode == 1 and "deploy the new version as a new `loosely views run`" in out.stderr, out.stderr
 
 
 @pytest.mark.slow

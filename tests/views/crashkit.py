@@ -120,8 +120,10 @@ class CrashReport:
 class Runners:
     """``count`` ``loosely views run`` processes for one view; each can be SIGKILLed and restarted."""
 
-    def __init__(self, argv: Sequence[str], count: int, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, argv: Sequence[str], count: int, env: dict[str, str], log_dir: Path,
+                 own: Sequence[Sequence[str]] = ()) -> None:
         self.argv = list(argv)
+        self.own = [list(a) for a in own]  # runner i's own arguments (after the shared ones), if any
         self.env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **env}
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
@@ -133,7 +135,8 @@ class Runners:
         # restarted runner waits out its predecessor's session, and a kill every few seconds would mostly hit
         # runners that never got partitions.
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "loosely.cli.main", "views", "run", *self.argv, "--instance-id", f"runner-{i}"],
+            [sys.executable, "-m", "loosely.cli.main", "views", "run", *self.argv,
+             *(self.own[i] if i < len(self.own) else []), "--instance-id", f"runner-{i}"],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()

@@ -174,19 +174,25 @@ def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
 @dataclass(frozen=True)
 class Prometheus:
     url: str
-    target_port: int  # what the test's metrics endpoint must listen on: Prometheus scrapes it every second
+    target_ports: tuple[int, ...]  # where the test's metrics endpoints must listen: Prometheus scrapes them every second
+
+    @property
+    def target_port(self) -> int:
+        return self.target_ports[0]
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    """Debian's Prometheus, scraping 127.0.0.1:<target_port> every second."""
+    """Debian's Prometheus, scraping three targets 127.0.0.1:<target_ports[i]> every second."""
     exe = shutil.which("prometheus")
     assert exe, "Prometheus is not installed (Debian prometheus; scripts/bootstrap --dev installs it)"
-    port, target = free_port(), free_port()
+    port = free_port()
+    targets = tuple(free_port() for _ in range(3))
     conf = tmp_path / "prometheus.yml"
+    listed = ", ".join(f"'127.0.0.1:{t}'" for t in targets)
     conf.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                     "scrape_configs:\n  - job_name: views\n    scrape_timeout: 1s\n"
-                    f"    static_configs:\n      - targets: ['127.0.0.1:{target}']\n")
+                    f"    static_configs:\n      - targets: [{listed}]\n")
     log = tmp_path / "prometheus.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -195,7 +201,7 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), "prometheus", log)
-        yield Prometheus(f"http://127.0.0.1:{port}", target)
+        yield Prometheus(f"http://127.0.0.1:{port}", targets)
     finally:
         stop(proc)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from loosely.views import Catalog, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
+from loosely.views import Catalog, Guarantee, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
 from loosely.views._progress import Progress, render
 from loosely.views._rebuild import rebuild
 from loosely.views._serve import ViewServer
@@ -130,6 +130,10 @@ def _rebuild(args: argparse.Namespace) -> int:
         print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
+        if sink.guarantee is Guarantee.REBUILT:
+            raise ViewError(f"{args.sink} keeps its views in the memory of the process that serves them, so a "
+                            "rebuild in this process would end with it; deploy the new version as a new "
+                            "`loosely views run` (it exports its values once caught up), then stop the old one")
         old = _catalog(sink).serving_version(view.name)
         if old == view.version:
             raise ViewError(f"{view.id} is already serving; rebuild under a new --version")

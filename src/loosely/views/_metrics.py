@@ -1,12 +1,4 @@
-"""Metrics sinks: a Prometheus endpoint (rebuilt in memory on every start) and InfluxDB points (idempotent).
-
-**Prometheus** (:class:`PrometheusSink`): the view's numeric values live in this process and are served at
-``/metrics`` as ``loosely_view_value{view, version, key}``, with ``loosely_view_position{topic, partition}`` and
-``loosely_view_records_total``. The state and the positions change together under one lock, so they always agree;
-a crash loses both, and the next start rebuilds from the beginning of the log (guarantee ``REBUILT``; every runner
-reads every partition, so run one per view, or several that each export the whole view). Prometheus treats the
-restart like any process restart. ``series_max`` bounds the keys: a view that exceeds it stops with an error
-rather than exhausting memory.
+"""The InfluxDB sink: one point per change, idempotent (the Prometheus sink is in :mod:`loosely.views._prometheus`).
 
 **InfluxDB** (:class:`InfluxSink`): every change becomes one point, written with the 1.x ``/write`` line protocol
 API: measurement = view name, tags ``key``, ``version`` and ``partition``, fields from the value (a number becomes
@@ -44,7 +36,6 @@ reads back with its scalar fields only, and InfluxDB returns a float with no fra
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -52,98 +43,11 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-from loosely.views._batch import Batch, fold, net_changes
+from loosely.views._batch import Batch, fold
 from loosely.views._model import Add, Change, Delete, Json, Put, TopicPartition, View, ViewError
 from loosely.views._sink import Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState, read_version
 
-__all__ = ["InfluxSink", "PrometheusSink", "line_protocol"]
-
-
-class PrometheusSink:
-    guarantee = Guarantee.REBUILT
-    wants_positions = False
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, series_max: int = 1_000_000) -> None:
-        self.series_max = series_max
-        self._lock = threading.Lock()
-        self._values: dict[str, float] = {}
-        self._positions: dict[TopicPartition, int] = {}
-        self._records = 0
-        self._view: View[object, object] | None = None
-        self._batches = self._written = self._apply_ms = 0
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        self.port = int(self._server.server_address[1])
-
-    def open(self, view: View[object, object]) -> None:
-        self._view = view
-
-    def stored_positions(self) -> dict[TopicPartition, int]:
-        with self._lock:
-            return dict(self._positions)
-
-    def apply(self, batch: Batch) -> None:
-        t0 = time.monotonic()
-        net = net_changes(batch)
-        with self._lock:
-            values = dict(self._values)  # applied to a copy and swapped in: all of the batch or none of it
-            for k, c in net.items():
-                if type(c) is Delete:
-                    values.pop(k, None)
-                elif type(c) is Add:
-                    values[k] = values.get(k, 0) + c.amount
-                else:
-                    assert type(c) is Put
-                    v = c.value
-                    if isinstance(v, bool) or not isinstance(v, int | float):
-                        raise ViewError(f"Prometheus views hold numbers; key {k!r} got {v!r}")
-                    values[k] = v
-            if len(values) > self.series_max:
-                raise SinkError(f"the view has {len(values)} keys, over series_max={self.series_max}")
-            self._values = values
-            self._positions.update(batch.ends)
-            self._records += batch.records
-        self._batches += 1
-        self._written += len(net)
-        self._apply_ms += int((time.monotonic() - t0) * 1000)
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        """Called by ``prometheus_client`` on each scrape: one consistent snapshot."""
-        v = self._view
-        name, version = (v.name, str(v.version)) if v is not None else ("", "0")
-        with self._lock:
-            values = self._values
-            positions = dict(self._positions)
-            records = self._records
-        g = GaugeMetricFamily("loosely_view_value", "Value of each key of a materialized view",
-                              labels=["view", "version", "key"])
-        for k, x in values.items():
-            g.add_metric([name, version, k], x)
-        yield g
-        p = GaugeMetricFamily("loosely_view_position", "Next source offset the view will apply",
-                              labels=["view", "topic", "partition"])
-        for tp, off in positions.items():
-            p.add_metric([name, tp.topic, str(tp.partition)], off)
-        yield p
-        r = CounterMetricFamily("loosely_view_records", "Source records applied since this process started",
-                                labels=["view"])
-        r.add_metric([name], records)
-        yield r
-
-    def get(self, name: str, key: str, version: int | None = None) -> Json | None:
-        with self._lock:
-            return self._values.get(key)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def statistics(self) -> SinkStatistics:
-        return SinkStatistics(self._batches, self._written, self._apply_ms, 0)
+__all__ = ["InfluxSink", "line_protocol"]
 
 
 def _escape_key(s: str) -> str:

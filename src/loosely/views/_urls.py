@@ -63,7 +63,7 @@ def open_sink(url: str, **options: Any) -> Sink:
         return SphinxSink(parsed.hostname or "127.0.0.1", parsed.port or 9306, parsed.path.strip("/"),
                           fields=_fields(q, "fields"), **options)
     if scheme == "prometheus":
-        from loosely.views._metrics import PrometheusSink  # noqa: PLC0415
+        from loosely.views._prometheus import PrometheusSink  # noqa: PLC0415
 
         return PrometheusSink(parsed.hostname or "127.0.0.1", parsed.port or 0, **options)
     if scheme == "influxdb":
