@@ -116,6 +116,24 @@ def test_prometheus_sink_applies_whole_batches_and_exports_the_serving_version(p
     sink.close()
 
 
+def test_scrapes_run_one_at_a_time() -> None:
+    """A scrape that outlasts Prometheus' timeout must delay the next one, not render beside it (they piled up)."""
+    sink = PrometheusSink("127.0.0.1", 0)
+    sink.open(View("one", 1, ("t",), lambda r: None))
+    sink.apply(Batch.build([(TP, 0, 0, Add("a", 1))]))
+    sink.switch("one", 1)
+    bodies: list[bytes] = []
+    with sink._exporter.scrape_lock:  # a scrape in progress
+        t = threading.Thread(target=lambda: bodies.append(
+            urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/metrics", timeout=30).read()))
+        t.start()
+        t.join(1.0)
+        assert t.is_alive() and not bodies  # waiting for the first to finish
+    t.join(30)
+    assert b'loosely_view_value{key="a",version="1",view="one"} 1.0' in bodies[0]
+    sink.close()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(CRASH_TIMEOUT_S)
 @pytest.mark.parametrize("runners", [1, 3])

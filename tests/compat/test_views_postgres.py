@@ -17,6 +17,7 @@ from views.crashkit import (
     CRASH_TIMEOUT_S,
     Reference,
     Runners,
+    crash_batch,
     crash_events,
     crash_kills,
     crash_loop,
@@ -86,7 +87,7 @@ def test_kill9_loop_is_exactly_once(
     view = f"crash_{runners}_{topic[2:]}"
     procs = Runners(
         ["views.crash_views:combined", "--sink", postgres.url, "-b", loosely.bootstrap_servers,
-         "--batch-records", "2000", "--session-timeout-ms", "6000"],
+         "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
         runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": view}, tmp_path,
     )
     reader = PostgresSink(postgres.url)

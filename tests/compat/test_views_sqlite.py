@@ -16,6 +16,7 @@ from views.crashkit import (
     CRASH_TIMEOUT_S,
     Reference,
     Runners,
+    crash_batch,
     crash_events,
     crash_kills,
     crash_loop,
@@ -70,7 +71,7 @@ def test_kill9_loop_is_exactly_once(loosely: BrokerThread, tmp_path: Path, topic
     db = tmp_path / "views.db"
     procs = Runners(
         ["views.crash_views:combined", "--sink", f"sqlite://{db}", "-b", loosely.bootstrap_servers,
-         "--batch-records", "2000", "--session-timeout-ms", "6000"],
+         "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
         runners, {"LOOSELY_CRASH_TOPIC": topic}, tmp_path,
     )
     report = crash_loop(procs, kills=crash_kills(8), done=lambda: _sqlite_done(db, "crash", ref),

@@ -11,9 +11,10 @@ States::
     BUILDING --Measured(...)--> BUILDING                                 effects: Report(progress)
 
 Readers never see a half-built version: until the switch they read N (complete), and the switch is one
-transaction (SQL sinks) or one atomic rename (document sinks). ``drop_delay_ms`` leaves readers that resolved N just
-before the switch time to finish; N's own runners should be stopped before it is dropped (their writes then fail
-with a clear :class:`~loosely.views._sink.SinkError`).
+transaction (SQL sinks), one atomic rename (document sinks), one pointer write (Sphinx, InfluxDB) or one
+assignment under the endpoint's lock (Prometheus, in one process). ``drop_delay_ms`` leaves readers that
+resolved N just before the switch time to finish; N's own runners should be stopped before it is dropped (their
+writes then fail with a clear :class:`~loosely.views._sink.SinkError`).
 
 >>> s = RebuildState(old=1, new=2)
 >>> s, fx = step(s, Measured(read=10, lag=5, caught_up=False), now_ms=1_000, started_ms=0)

@@ -1,20 +1,28 @@
 """The runner: consume the source topics, apply batches to the sink, never skip and never apply twice.
 
 Theory of operation. One :class:`Runner` is one member of the view's consumer group (``loosely.view.<name>.v<N>``
-unless told otherwise), so N runner processes share the partitions. Each poll returns up to
-``batch_records_max`` records; the view function turns them into changes, and the whole batch goes to the sink in
-one call. What makes a crash harmless depends on the sink (see :mod:`loosely.views._sink`):
+unless told otherwise), so N runner processes share the partitions. Each poll returns up to ``poll_records_max``
+records; the view function turns them into changes, folded into the *pending* batch. One batch at a time is
+*in flight*: a writer thread hands it to the sink in one call while the main thread keeps polling. The pending
+batch is handed over when the writer is free, when it reaches ``batch_records_max`` records, or when a poll comes
+back empty; so batches stay small while the sink keeps up and grow (group commit) while it is busy. The pending
+batch starts where the batch in flight ends (``_expected_positions``); ``_positions`` move only when a write is
+done, so lag, catch-up and the switch to serving never count a batch that is not durable, and a rebalance first
+writes everything read so far (``_flush``). What makes a crash harmless depends on the sink (see
+:mod:`loosely.views._sink`):
 
 * exactly-once sinks store the batch's end offsets in the same transaction as its rows. On every partition
   assignment the runner reads those offsets and seeks there, ignoring the group's committed offsets (it still
   commits them, asynchronously, so Kafka's own lag tools see the view's progress). Each batch names the positions
-  it starts from; the sink refuses it if they moved (:class:`~loosely.views._sink.Fenced`), and the runner reseeks.
+  it starts from; the sink refuses it if they moved (:class:`~loosely.views._sink.Fenced`), and the runner reseeks
+  and drops the batch built meanwhile (it started from the refused batch's end).
 * idempotent sinks write first and then the runner commits the offsets to the group synchronously; a crash in
   between replays the batch, and the sink's per-document versions turn the replay into no-ops.
 * rebuilt sinks (memory) get every partition assigned directly, from the beginning, on every start.
 
-Backpressure: the sink call is synchronous, so a slow sink slows the polls; the client's prefetch queue is bounded
-(``fetch_queue_kbytes_max``), after which it stops fetching. Producers never notice: the topic is the buffer.
+Backpressure: a full pending batch waits for the writer, so a slow sink slows the polls; the client's prefetch
+queue is bounded (``fetch_queue_kbytes_max``), after which it stops fetching. Producers never notice: the topic is
+the buffer.
 
 Poison records (a deserializer or the view function raised): with ``on_poison="stop"`` (the default) the runner
 applies the records before the bad one, stores the position *of* the bad one and raises :class:`PoisonRecord`
