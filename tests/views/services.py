@@ -174,7 +174,7 @@ def sphinx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sphinx]:
 @dataclass(frozen=True)
 class Prometheus:
     url: str
-    target_ports: tuple[int, ...]  # where the test's metrics endpoints must listen: Prometheus scrapes them every second
+    target_ports: tuple[int, ...]  # where the test's metrics endpoints must listen; scraped every second
 
     @property
     def target_port(self) -> int:
