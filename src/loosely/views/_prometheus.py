@@ -120,8 +120,9 @@ class Exporter:
     def _families(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self.lock:
             serving = dict(self.serving)
-            snapshot = [(name, version, s.values if serving.get(name) == version else None, dict(s.positions),
-                         s.records) for (name, version), s in self.versions.items()]
+            # copied here, once per scrape, so batches can change the values in place
+            snapshot = [(name, version, dict(s.values) if serving.get(name) == version else None,
+                         dict(s.positions), s.records) for (name, version), s in self.versions.items()]
         g = GaugeMetricFamily("loosely_view_value", "Value of each key of the serving version of a view",
                               labels=["view", "version", "key"])
         p = GaugeMetricFamily("loosely_view_position", "Next source offset a view version will apply",
@@ -130,7 +131,7 @@ class Exporter:
                                 labels=["view", "version"])
         for name, version, values, positions, records in snapshot:
             v = str(version)
-            for k, x in (values or {}).items():  # values are replaced, never changed in place: safe to read
+            for k, x in (values or {}).items():
                 g.add_metric([name, v, k], x)
             for tp, off in positions.items():
                 p.add_metric([name, v, tp.topic, str(tp.partition)], off)
@@ -185,26 +186,23 @@ class PrometheusSink:
         net = net_changes(batch)
         with self._exporter.lock:
             state = self._mine()
-            old = state.values
+            values = state.values
             # Checked before anything changes: a refused batch leaves the version as it was.
             for k, c in net.items():
                 if type(c) is Put and (isinstance(c.value, bool) or not isinstance(c.value, int | float)):
                     self._failures += 1
                     raise ViewError(f"Prometheus views hold numbers; key {k!r} got {c.value!r}")
-            added = sum(1 for k, c in net.items() if k not in old and type(c) is not Delete)
-            if len(old) + added > self.series_max:
+            added = sum(1 for k, c in net.items() if k not in values and type(c) is not Delete)
+            if len(values) + added > self.series_max:
                 self._failures += 1
-                raise SinkError(f"the view would have {len(old) + added} keys, over series_max={self.series_max}")
-            # A new dict each batch: a scrape iterating the previous one outside the lock never sees it change.
-            values = dict(old)
-            for k, c in net.items():
+                raise SinkError(f"the view would have {len(values) + added} keys, over series_max={self.series_max}")
+            for k, c in net.items():  # checked above, so the whole batch applies
                 if type(c) is Delete:
                     values.pop(k, None)
                 elif type(c) is Add:
                     values[k] = values.get(k, 0) + c.amount
                 elif type(c) is Put:
                     values[k] = c.value  # type: ignore[assignment]  # a number, checked above
-            state.values = values
             state.positions.update(batch.ends)
             if batch.last_timestamp_ms:
                 state.last_timestamp_ms = max(batch.last_timestamp_ms.values())
@@ -272,6 +270,6 @@ class PrometheusSink:
         resolved = read_version(self, name, version)
         with self._exporter.lock:
             s = None if resolved is None else self._exporter.versions.get((name, resolved))
-            values = {} if s is None else s.values
+            values = {} if s is None else dict(s.values)  # batches change it in place
         return [(k, values[k]) for k in sorted(k for k in values if k > after)[:limit]]
 

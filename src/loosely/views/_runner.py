@@ -364,7 +364,7 @@ class Runner:
         positions = self._expected_positions()
         add_change, add_source = b.changes.append, b.sources.append
         add_offset, add_stamp = b.offsets.append, b.timestamps_ms.append
-        absolute, relative = b.folded = b.folded or ({}, {})
+        absolute, relative = (b.folded or ({}, {})) if not positioned else ({}, {})
         rget, rpop = relative.get, relative.pop
         folded = 0
         ends, last_ts = b.ends, b.last_timestamp_ms
@@ -437,9 +437,8 @@ class Runner:
         if run_off >= 0:
             ends[tp] = run_off + 1  # type: ignore[index]
             last_ts[tp] = run_ts  # type: ignore[index]
-        if positioned:
-            b.folded = None
-        else:
+        if not positioned:
+            b.folded = (absolute, relative)
             b.folded_changes += folded
         return self._finish(b, n, poison, positions)
 

@@ -54,7 +54,6 @@ class SqlSink:
     begin_write = "BEGIN"
     begin_read = "BEGIN"
     value_type = ""
-    table_options = ""
     add_expression = "{t}.value + excluded.value"
     integrity_errors: tuple[type[BaseException], ...] = ()
     encode: Callable[[Json], Any] = staticmethod(lambda v: v)
@@ -105,7 +104,7 @@ class SqlSink:
 
     def _options(self) -> str:
         """What follows a view table's column list (SQLite: ``WITHOUT ROWID`` where nothing needs the rowid)."""
-        return self.table_options
+        return ""
 
     def _create_search(self, name: str, version: int) -> None:
         raise ViewError(f"{self.where}: this sink has no full-text search")
@@ -136,12 +135,13 @@ class SqlSink:
         # faster, sort included); on PostgreSQL, runners that write overlapping keys also lock them in one order.
         puts: dict[str, Any] = {}
         deletes: list[str] = []
+        keys = sorted(absolute)
         if not relative:  # latest-value views: only Puts and Deletes, so one comprehension does it
-            puts = {k: enc(c[1]) for k in sorted(absolute) if type(c := absolute[k]) is Put}
+            puts = {k: enc(c[1]) for k in keys if type(c := absolute[k]) is Put}
             if len(puts) < len(absolute):
-                deletes = [k for k in sorted(absolute) if type(absolute[k]) is not Put]
+                deletes = [k for k in keys if type(absolute[k]) is not Put]
         else:
-            for k in sorted(absolute):
+            for k in keys:
                 c = absolute[k]
                 amount = relative.get(k)
                 if type(c) is Put:
@@ -184,15 +184,18 @@ class SqlSink:
         """``(sql, parameters, executemany?)`` that write a batch's rows (key -> encoded value), in key order."""
         out: list[tuple[str, Any, bool]] = []
         if puts:
-            out.append((self._q(f"INSERT INTO {t} (key, value) VALUES (?, ?) "
-                                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"), list(puts.items()), True))
+            out.append((self._q(self._upsert(t, "VALUES (?, ?)", add=False)), list(puts.items()), True))
         if adds:
-            out.append((self._q(f"INSERT INTO {t} (key, value) VALUES (?, ?) "
-                                f"ON CONFLICT (key) DO UPDATE SET value = {self.add_expression.format(t=t)}"),
-                        list(adds.items()), True))
+            out.append((self._q(self._upsert(t, "VALUES (?, ?)", add=True)), list(adds.items()), True))
         if deletes:
             out.append((self._q(f"DELETE FROM {t} WHERE key = ?"), [(k,) for k in deletes], True))
         return out
+
+    def _upsert(self, t: str, rows: str, *, add: bool) -> str:
+        """``INSERT`` of ``rows`` (a ``VALUES`` list or a ``SELECT`` of key, value) into table ``t``: a key that
+        exists gets the new value, or (``add``) the sum of both."""
+        new = self.add_expression.format(t=t) if add else "excluded.value"
+        return f"INSERT INTO {t} (key, value) {rows} ON CONFLICT (key) DO UPDATE SET value = {new}"
 
     def _advance_offsets(self, v: View[object, object], batch: Batch) -> None:
         for tp, end in batch.ends.items():

@@ -102,13 +102,12 @@ class SqliteSink(SqlSink):
         out: list[tuple[str, Any, bool]] = []
         rest_puts = puts if puts and not _json_safe(puts) else {}
         rest_adds = adds if adds and not _json_safe(adds) else {}
+        # (an INSERT ... SELECT with ON CONFLICT needs a WHERE clause, or SQLite reads ON as a join's)
+        from_json = "SELECT key, value FROM json_each(?) WHERE true"
         if puts and not rest_puts:
-            out.append((f"INSERT INTO {t} (key, value) SELECT key, value FROM json_each(?) WHERE true "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (_dumps(puts),), False))
+            out.append((self._upsert(t, from_json, add=False), (_dumps(puts),), False))
         if adds and not rest_adds:
-            out.append((f"INSERT INTO {t} (key, value) SELECT key, value FROM json_each(?) WHERE true "
-                        f"ON CONFLICT (key) DO UPDATE SET value = {self.add_expression.format(t=t)}",
-                        (_dumps(adds),), False))
+            out.append((self._upsert(t, from_json, add=True), (_dumps(adds),), False))
         if deletes:
             out.append((f"DELETE FROM {t} WHERE key IN (SELECT value FROM json_each(?))", (_dumps(deletes),), False))
         return out + super()._statements(t, rest_puts, rest_adds, [])
