@@ -235,4 +235,9 @@ class ApacheKafka:
 
 
 def _random_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka Uuid in its base64 form, drawn again while it starts with '-' as Kafka's ``Uuid.randomUuid``
+    does: ``kafka-storage format --cluster-id -x...`` would take such an id for an option (one start in 64)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
