@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from typing import IO, Any
 
@@ -40,6 +41,39 @@ def _kafka_error_text(e: KafkaException) -> str:
         text: str = err.str()
         return text
     return str(e)
+
+
+def _err2str(e: KafkaException) -> str:
+    """librdkafka's rd_kafka_err2str of the error's code: what kcat prints when a call fails (confluent-kafka's
+    own text adds the call, e.g. "Failed to get metadata: ")."""
+    err = e.args[0] if e.args else None
+    if isinstance(err, KafkaError):
+        text: str = KafkaError(err.code()).str()
+        return text
+    return str(e)
+
+
+def _error_callback(conf: Conf) -> Callable[[KafkaError], None]:
+    """kcat's error_cb, for the producer and the group consumer (the other modes report their own failure, as
+    kcat's do): every client error is one ``% ERROR:`` line (not under -q), and "all broker connections
+    are down" ends the command with exit code 1 unless -E was given (``% ERROR: ...: terminating``).
+
+    confluent-kafka calls this from poll/flush/consume in the calling thread and re-raises what it raises there.
+    """
+
+    def on_error(err: KafkaError) -> None:
+        text = f"{KafkaError(err.code()).str()}: {err.str()}"
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and conf.exit_on_error:
+            # kcat exits from inside the callback; so do we: confluent-kafka drops an exception raised here
+            # when the callback runs inside a blocking call such as list_topics.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+            sys.stderr.write(f"% ERROR: {text}: terminating\n")
+            sys.stderr.flush()
+            os._exit(1)
+        _info(conf, 1, f"% ERROR: {text}\n")
+
+    return on_error
 
 
 def _make(factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any], what: str) -> Any:
@@ -90,6 +124,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
             _info(conf, 1, f"% Delivery failed for message: {err.str()}\n")
 
     cfg["on_delivery"] = on_delivery
+    cfg["error_cb"] = _error_callback(conf)
     # only failures need a callback (kcat counts them for its exit code); a callback per record costs ~1 µs
     cfg.setdefault("delivery.report.only.error", True)
     txn = bool(cfg.get("transactional.id"))
@@ -189,7 +224,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
                 producer.abort_transaction(timeout)
         except KafkaException as e:
             raise Fatal(f"commit_transaction(): {_kafka_error_text(e)}") from None
-    while producer.flush(0.1) > 0:
+    while conf.run and producer.flush(0.1) > 0:  # SIGINT/SIGTERM stop the wait, as they stop kcat's
         pass
     if failures[0]:
         exit_code = 1
@@ -262,7 +297,7 @@ def run_consumer(conf: Conf, out: IO[bytes]) -> int:
         try:
             md = consumer.list_topics(topic, timeout=conf.metadata_timeout_s)
         except KafkaException as e:
-            raise Fatal(f"Failed to query metadata for topic {topic}: {_kafka_error_text(e)}") from None
+            raise Fatal(f"Failed to query metadata for topic {topic}: {_err2str(e)}") from None
         tmd = md.topics.get(topic)
         if tmd is None:
             raise Fatal(f"No such topic in cluster: {topic}")
@@ -285,7 +320,7 @@ def run_consumer(conf: Conf, out: IO[bytes]) -> int:
             try:
                 found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
             except KafkaException as e:
-                raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
+                raise Fatal(f"offsets_for_times failed: {_err2str(e)}") from None
             assignment = [TopicPartition(topic, tp.partition, tp.offset) for tp in found]
         consumer.assign(assignment)
         stop_threshold = len(wanted) if (conf.exit_eof or conf.stop_ts) else -1
@@ -402,7 +437,9 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
     if conf.start_ts or conf.stop_ts:
         raise Fatal("-o ..@ timestamps can't be used with -G mode\n")
     group = conf.group
-    consumer: Consumer = _make(Consumer, _consumer_config(conf, group), "consumer")
+    cfg = _consumer_config(conf, group)
+    cfg["error_cb"] = _error_callback(conf)
+    consumer: Consumer = _make(Consumer, cfg, "consumer")
     assignment: set[TP] = set()
     leaders: dict[TP, int] = {}
 
@@ -427,13 +464,14 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
     except KafkaException as e:
         raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {_kafka_error_text(e)}\n") from None
     _info(conf, 1, "% Waiting for group rebalance\n")
-    try:
-        md = consumer.list_topics(timeout=conf.metadata_timeout_s)
-        for name, tmd in md.topics.items():
-            for p, pmd in tmd.partitions.items():
-                leaders[(name, p)] = pmd.leader
-    except KafkaException:
-        pass
+    if conf.json:  # leaders give -J's "broker" field; nothing else needs this wait
+        try:
+            md = consumer.list_topics(timeout=conf.metadata_timeout_s)
+            for name, tmd in md.topics.items():
+                for p, pmd in tmd.partitions.items():
+                    leaders[(name, p)] = pmd.leader
+        except KafkaException:
+            pass
     try:
         return _consume_loop(conf, consumer, out, leaders, -1, group_mode=True, assignment=assignment)
     finally:
@@ -457,9 +495,7 @@ def run_metadata(conf: Conf, out: IO[bytes]) -> int:
         hint = ""
         if isinstance(err, KafkaError) and err.code() == KafkaError._TRANSPORT:
             hint = " (Are the brokers reachable? Also try increasing the metadata timeout with -m <timeout>?)"
-        text = _kafka_error_text(e)
-        text = text.removeprefix("Failed to get metadata: ")
-        raise Fatal(f"Failed to acquire metadata: {text}{hint}") from None
+        raise Fatal(f"Failed to acquire metadata: {_err2str(e)}{hint}") from None
     controller = md.controller_id
     if conf.json:
         brokers = [{"id": b.id, "name": f"{b.host}:{b.port}"} for b in md.brokers.values()]
@@ -522,7 +558,7 @@ def run_query(conf: Conf, out: IO[bytes]) -> int:
         try:
             found = consumer.offsets_for_times(query, timeout=conf.metadata_timeout_s)
         except KafkaException as e:
-            raise Fatal(f"offsets_for_times failed: {_kafka_error_text(e)}") from None
+            raise Fatal(f"offsets_for_times failed: {_err2str(e)}") from None
     finally:
         consumer.close()
     found = sorted(found, key=lambda tp: (tp.topic, tp.partition))

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -33,7 +34,7 @@ from loosely.clients.groups import committed_offsets
 
 __all__ = ["add_group_commands", "add_topic_commands"]
 
-TIMEOUT_S = 30.0
+TIMEOUT_S_DEFAULT = 10.0  # every admin command gives up after this (--timeout); kcat's metadata wait is 5 s
 
 
 class AdminError(Exception):
@@ -49,14 +50,25 @@ def _consumer(args: argparse.Namespace) -> Consumer:
                      "enable.auto.commit": False})
 
 
-def _wait(futures: dict[Any, Any], what: str) -> dict[Any, Any]:
+def _kafka_text(e: KafkaException) -> str:
+    """The error's own text, or librdkafka's name for its code when it has none (timeouts)."""
+    err = e.args[0] if e.args else None
+    if not isinstance(err, KafkaError):
+        return str(e)
+    text: str = err.str() or KafkaError(err.code()).str()
+    return text
+
+
+def _wait(futures: dict[Any, Any], what: str, timeout_s: float) -> dict[Any, Any]:
     out = {}
     errors = []
     for key, fut in futures.items():
         try:
-            out[key] = fut.result(TIMEOUT_S)
+            out[key] = fut.result(timeout_s)
+        except TimeoutError:
+            raise
         except KafkaException as e:
-            errors.append(f"{what} {_name(key)}: {e.args[0].str() if e.args else e}")
+            errors.append(f"{what} {_name(key)}: {_kafka_text(e)}")
         except Exception as e:  # confluent-kafka raises ValueError/TypeError for some refusals
             errors.append(f"{what} {_name(key)}: {e}")
     if errors:
@@ -93,7 +105,7 @@ def _configs(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _topics_list(args: argparse.Namespace) -> int:
-    md = _admin(args).list_topics(timeout=TIMEOUT_S)
+    md = _admin(args).list_topics(timeout=args.timeout)
     names = sorted(n for n in md.topics if args.internal or not n.startswith("__"))
     rows = [(n, len(md.topics[n].partitions)) for n in names]
     _emit(args, [{"topic": n, "partitions": p} for n, p in rows], _table(rows, ["TOPIC", "PARTITIONS"]))
@@ -104,7 +116,7 @@ def _topics_create(args: argparse.Namespace) -> int:
     admin = _admin(args)
     new = NewTopic(args.topic, num_partitions=args.partitions, replication_factor=args.replication_factor,
                    config=_configs(args.config))
-    _wait(admin.create_topics([new], operation_timeout=TIMEOUT_S), "create topic")
+    _wait(admin.create_topics([new], operation_timeout=args.timeout), "create topic", args.timeout)
     _emit(args, {"created": args.topic, "partitions": args.partitions}, f"created topic {args.topic}\n")
     return 0
 
@@ -112,14 +124,14 @@ def _topics_create(args: argparse.Namespace) -> int:
 def _watermarks(args: argparse.Namespace, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
     c = _consumer(args)
     try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S) for p in partitions}
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=args.timeout) for p in partitions}
     finally:
         c.close()
 
 
-def _topic_configs(admin: AdminClient, topic: str, all_configs: bool) -> dict[str, str]:
+def _topic_configs(admin: AdminClient, topic: str, all_configs: bool, timeout_s: float) -> dict[str, str]:
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries = _wait(admin.describe_configs([res], request_timeout=TIMEOUT_S), "describe configs")[res]
+    entries = _wait(admin.describe_configs([res], request_timeout=timeout_s), "describe configs", timeout_s)[res]
     out = {}
     for name, entry in sorted(entries.items()):
         if all_configs or not entry.is_default:
@@ -130,13 +142,13 @@ def _topic_configs(admin: AdminClient, topic: str, all_configs: bool) -> dict[st
 def _topics_describe(args: argparse.Namespace) -> int:
     admin = _admin(args)
     # all topics: asking for one by name lets the broker auto-create it
-    md = admin.list_topics(timeout=TIMEOUT_S)
+    md = admin.list_topics(timeout=args.timeout)
     t = md.topics.get(args.topic)
     if t is None or t.error is not None:
         raise AdminError(f"describe topic {args.topic}: {t.error.str() if t is not None and t.error else 'unknown'}")
     parts = sorted(t.partitions)
     marks = _watermarks(args, args.topic, parts)
-    configs = _topic_configs(admin, args.topic, args.all_configs)
+    configs = _topic_configs(admin, args.topic, args.all_configs, args.timeout)
     rows = []
     for p in parts:
         pm = t.partitions[p]
@@ -167,21 +179,21 @@ def _topics_alter(args: argparse.Namespace) -> int:
     if not entries:
         raise AdminError("alter: nothing to change (use --set NAME=VALUE or --delete NAME)")
     res = ConfigResource(ConfigResource.Type.TOPIC, args.topic, incremental_configs=entries)
-    _wait(admin.incremental_alter_configs([res]), "alter configs of")
+    _wait(admin.incremental_alter_configs([res]), "alter configs of", args.timeout)
     _emit(args, {"altered": args.topic}, f"altered configs of topic {args.topic}\n")
     return 0
 
 
 def _topics_delete(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    _wait(admin.delete_topics(list(args.topics), operation_timeout=TIMEOUT_S), "delete topic")
+    _wait(admin.delete_topics(list(args.topics), operation_timeout=args.timeout), "delete topic", args.timeout)
     _emit(args, {"deleted": list(args.topics)}, "".join(f"deleted topic {t}\n" for t in args.topics))
     return 0
 
 
 def _topics_add_partitions(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    _wait(admin.create_partitions([NewPartitions(args.topic, args.total)]), "add partitions to")
+    _wait(admin.create_partitions([NewPartitions(args.topic, args.total)]), "add partitions to", args.timeout)
     text = f"topic {args.topic} now has {args.total} partitions\n"
     _emit(args, {"topic": args.topic, "partitions": args.total}, text)
     return 0
@@ -193,9 +205,9 @@ def _topics_add_partitions(args: argparse.Namespace) -> int:
 def _groups_list(args: argparse.Namespace) -> int:
     admin = _admin(args)
     try:
-        result = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(TIMEOUT_S)
+        result = admin.list_consumer_groups(request_timeout=args.timeout).result(args.timeout)
     except KafkaException as e:
-        raise AdminError(f"list groups: {e.args[0].str() if e.args else e}") from None
+        raise AdminError(f"list groups: {_kafka_text(e)}") from None
     if result.errors and not result.valid:
         raise AdminError("list groups: " + "; ".join(str(e) for e in result.errors))
     rows = sorted((g.group_id, g.state.name if g.state is not None else "UNKNOWN") for g in result.valid)
@@ -206,15 +218,16 @@ def _groups_list(args: argparse.Namespace) -> int:
 def _committed(args: argparse.Namespace, admin: AdminClient, group: str) -> list[TopicPartition]:
     """The group's committed offsets, asked for every partition of every topic (see loosely.clients.groups for
     why not AdminClient.list_consumer_group_offsets)."""
-    md = admin.list_topics(timeout=TIMEOUT_S)
+    md = admin.list_topics(timeout=args.timeout)
     every = [(name, p) for name, t in md.topics.items() if not name.startswith("__") for p in t.partitions]
-    found = committed_offsets({"bootstrap.servers": args.bootstrap}, group, every, TIMEOUT_S)
+    found = committed_offsets({"bootstrap.servers": args.bootstrap}, group, every, args.timeout)
     return [TopicPartition(t, p, o) for (t, p), (o, _) in found.items()]
 
 
 def _groups_describe(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    desc = _wait(admin.describe_consumer_groups([args.group], request_timeout=TIMEOUT_S), "describe group")
+    desc = _wait(admin.describe_consumer_groups([args.group], request_timeout=args.timeout), "describe group",
+                 args.timeout)
     d = desc[args.group]
     owners: dict[tuple[str, int], str] = {}
     for m in d.members:
@@ -246,7 +259,7 @@ def _groups_describe(args: argparse.Namespace) -> int:
 
 def _groups_reset(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    md = admin.list_topics(timeout=TIMEOUT_S)
+    md = admin.list_topics(timeout=args.timeout)
     t = md.topics.get(args.topic)
     if t is None or t.error is not None or not t.partitions:
         raise AdminError(f"reset offsets: unknown topic {args.topic}")
@@ -254,22 +267,24 @@ def _groups_reset(args: argparse.Namespace) -> int:
     c = _consumer(args)
     try:
         if args.to_earliest or args.to_latest:
-            marks = {p: c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=TIMEOUT_S) for p in parts}
+            marks = {p: c.get_watermark_offsets(TopicPartition(args.topic, p), timeout=args.timeout) for p in parts}
             targets = {p: marks[p][0 if args.to_earliest else 1] for p in parts}
         elif args.to_timestamp is not None:
             found = c.offsets_for_times([TopicPartition(args.topic, p, args.to_timestamp) for p in parts],
-                                        timeout=TIMEOUT_S)
+                                        timeout=args.timeout)
             targets = {}
             for tp in found:
                 if tp.offset < 0:  # no record at or after the time: the end of the partition
-                    tp.offset = c.get_watermark_offsets(TopicPartition(args.topic, tp.partition), timeout=TIMEOUT_S)[1]
+                    tp.offset = c.get_watermark_offsets(TopicPartition(args.topic, tp.partition),
+                                                        timeout=args.timeout)[1]
                 targets[tp.partition] = tp.offset
         else:
             targets = dict.fromkeys(parts, args.to_offset)
     finally:
         c.close()
     req = ConsumerGroupTopicPartitions(args.group, [TopicPartition(args.topic, p, o) for p, o in targets.items()])
-    _wait(admin.alter_consumer_group_offsets([req], request_timeout=TIMEOUT_S), "reset offsets of group")
+    _wait(admin.alter_consumer_group_offsets([req], request_timeout=args.timeout), "reset offsets of group",
+          args.timeout)
     rows = sorted(targets.items())
     _emit(args, {"group": args.group, "topic": args.topic, "offsets": {str(p): o for p, o in rows}},
           _table([(args.topic, p, o) for p, o in rows], ["TOPIC", "PARTITION", "NEW-OFFSET"]))
@@ -278,7 +293,7 @@ def _groups_reset(args: argparse.Namespace) -> int:
 
 def _groups_delete(args: argparse.Namespace) -> int:
     admin = _admin(args)
-    _wait(admin.delete_consumer_groups(list(args.groups), request_timeout=TIMEOUT_S), "delete group")
+    _wait(admin.delete_consumer_groups(list(args.groups), request_timeout=args.timeout), "delete group", args.timeout)
     _emit(args, {"deleted": list(args.groups)}, "".join(f"deleted group {g}\n" for g in args.groups))
     return 0
 
@@ -289,6 +304,18 @@ def _groups_delete(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-b", "--bootstrap", required=True, metavar="HOST:PORT,...", help="bootstrap brokers")
     p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    p.add_argument("--timeout", type=_seconds, default=TIMEOUT_S_DEFAULT, metavar="SECONDS",
+                   help=f"give up when the cluster has not answered within this (default {TIMEOUT_S_DEFAULT:g})")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds")
+    return value
 
 
 def _run(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -299,7 +326,10 @@ def _run(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespac
             print(f"loosely: {e}", file=sys.stderr)
             return 1
         except KafkaException as e:
-            print(f"loosely: {e.args[0].str() if e.args else e}", file=sys.stderr)
+            print(f"loosely: {_kafka_text(e)}", file=sys.stderr)
+            return 1
+        except TimeoutError:  # a future's result(timeout) ran out (concurrent.futures.TimeoutError)
+            print(f"loosely: no answer from {args.bootstrap} within {args.timeout:g} s (--timeout)", file=sys.stderr)
             return 1
 
     return guarded

@@ -124,6 +124,7 @@ class Conf:
     operands: list[str] = field(default_factory=list)
     dump: bool = False
     run: bool = True
+    exit_on_error: bool = True  # -E turns it off: kcat's conf.exitonerror
 
 
 def _info(conf: Conf, level: int, text: str) -> None:
@@ -255,6 +256,8 @@ def parse_args(argv: Sequence[str]) -> Conf:
             conf.rk["debug"] = arg
         elif o == "q":
             conf.verbosity = 0
+        elif o == "E":
+            conf.exit_on_error = False
         elif o == "v":
             conf.verbosity += 1
         elif o == "T":

@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 from loosely.views import Catalog, Guarantee, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
 from loosely.views._progress import Progress, render
 from loosely.views._rebuild import rebuild
 from loosely.views._serve import ViewServer
-from loosely.views._status import StatusRow, collect, render_table
+from loosely.views._status import STATUS_TIMEOUT_S, StatusRow, collect, render_table
 
 __all__ = ["add_views_command", "load_view"]
 
@@ -97,20 +99,21 @@ def _now_ms() -> int:
 
 
 def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str,
-                 groups: Mapping[tuple[str, int], str] | None = None) -> list[StatusRow]:
+                 groups: Mapping[tuple[str, int], str] | None = None,
+                 timeout_s: float = STATUS_TIMEOUT_S) -> list[StatusRow]:
     """Lag and freshness of every version of ``names``. Versions whose sink keeps no positions (the idempotent
     sinks) are measured by their consumer group's committed offsets: ``groups``, else the default group."""
     infos = [i for n in names for i in cat.versions(n)]
     group_of = {(i.name, i.version): f"loosely.view.{i.name}.v{i.version}" for i in infos}
     group_of.update(groups or {})
-    return collect(infos, bootstrap, _now_ms(), group_of)
+    return collect(infos, bootstrap, _now_ms(), group_of, timeout_s)
 
 
 def _status(args: argparse.Namespace) -> int:
     sink = open_sink(args.sink)
     try:
         cat = _catalog(sink)
-        rows = _status_rows(cat, args.names or cat.names(), args.bootstrap)
+        rows = _status_rows(cat, args.names or cat.names(), args.bootstrap, timeout_s=args.timeout)
     finally:
         sink.close()
     if args.json:
@@ -197,6 +200,10 @@ def _guard(func: Any) -> Any:
         except (ViewError, SinkError, ValueError, ImportError, TimeoutError) as e:
             print(f"loosely views: {e}", file=sys.stderr)
             return 1
+        except KafkaException as e:  # the cluster did not answer (views status), or refused
+            err = e.args[0] if e.args else e
+            print(f"loosely views: {err.str() if isinstance(err, KafkaError) else err}", file=sys.stderr)
+            return 1
     return run
 
 
@@ -243,6 +250,8 @@ def add_views_command(sub: Any) -> None:
     _add_common(st)
     st.add_argument("names", nargs="*", help="views to show (default: all)")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--timeout", type=float, default=STATUS_TIMEOUT_S, metavar="SECONDS",
+                    help="give up when the cluster has not answered within this (default %(default)g)")
     st.set_defaults(func=_guard(_status))
 
     sw = vs.add_parser("switch", help="make a version the serving one (atomic)")

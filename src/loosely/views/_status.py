@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KTopicPartition
@@ -58,42 +59,46 @@ def status_row(info: VersionInfo, highs: Mapping[TopicPartition, int], now_ms: i
     return StatusRow(info.name, info.version, state, lag, fresh, lag == 0, parts)
 
 
-def high_watermarks(bootstrap_servers: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+STATUS_TIMEOUT_S: Final = 10.0  # how long one status look-up waits for the cluster (``views status --timeout``)
+
+
+def high_watermarks(bootstrap_servers: str, topics: Iterable[str], timeout_s: float = STATUS_TIMEOUT_S
+                    ) -> dict[TopicPartition, int]:
     c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "loosely-views-status", "log_level": 0})
     try:
         out = {}
         for topic in topics:
-            md = c.list_topics(topic, timeout=30).topics.get(topic)
+            md = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
             if md is None or md.error is not None:
                 continue
             for p in md.partitions:
-                out[TopicPartition(topic, p)] = c.get_watermark_offsets(KTopicPartition(topic, p), timeout=30)[1]
+                out[TopicPartition(topic, p)] = c.get_watermark_offsets(KTopicPartition(topic, p), timeout=timeout_s)[1]
         return out
     finally:
         c.close()
 
 
-def group_positions(bootstrap_servers: str, group_id: str, highs: Iterable[TopicPartition]) -> dict[
-    TopicPartition, int
-]:
+def group_positions(bootstrap_servers: str, group_id: str, highs: Iterable[TopicPartition],
+                    timeout_s: float = STATUS_TIMEOUT_S) -> dict[TopicPartition, int]:
     c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, "log_level": 0})
     try:
-        got = c.committed([KTopicPartition(tp.topic, tp.partition) for tp in highs], timeout=30)
+        got = c.committed([KTopicPartition(tp.topic, tp.partition) for tp in highs], timeout=timeout_s)
         return {TopicPartition(k.topic, k.partition): k.offset for k in got if k.offset >= 0}
     finally:
         c.close()
 
 
 def collect(infos: Iterable[VersionInfo], bootstrap_servers: str, now_ms: int,
-            group_of: Mapping[tuple[str, int], str] | None = None) -> list[StatusRow]:
+            group_of: Mapping[tuple[str, int], str] | None = None, timeout_s: float = STATUS_TIMEOUT_S
+            ) -> list[StatusRow]:
     """A row per version; ``group_of`` names the consumer group of versions whose sink keeps no positions."""
     infos = list(infos)
-    highs_all = high_watermarks(bootstrap_servers, {t for i in infos for t in i.topics})
+    highs_all = high_watermarks(bootstrap_servers, {t for i in infos for t in i.topics}, timeout_s)
     rows = []
     for info in infos:
         highs = {tp: h for tp, h in highs_all.items() if tp.topic in info.topics}
         if not info.positions and group_of and (info.name, info.version) in group_of:
-            pos = group_positions(bootstrap_servers, group_of[(info.name, info.version)], highs)
+            pos = group_positions(bootstrap_servers, group_of[(info.name, info.version)], highs, timeout_s)
             info = VersionInfo(info.name, info.version, info.topics, info.state, info.created_ms, pos,  # noqa: PLW2901
                                info.last_timestamp_ms)
         rows.append(status_row(info, highs, now_ms))
