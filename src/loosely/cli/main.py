@@ -76,12 +76,22 @@ def _broker_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("loosely")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: `loosely produce`/`consume` start without confluent-kafka's import cost
     from loosely.cli import admin, mirror_cmd, top  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--version", action="version", version=f"loosely {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, mode in KCAT_COMMANDS.items():
         what = {None: "kcat's full command line", "P": "kcat -P", "C": "kcat -C (or -G GROUP topics...)",
@@ -125,13 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
 KCAT_COMMANDS: dict[str, str | None] = {"kcat": None, "produce": "P", "consume": "C", "metadata": "L", "query": "Q"}
 
 
+def _innermost(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub)parser of the deepest subcommand named in ``argv``."""
+    for action in parser._actions:  # argparse keeps its subparsers nowhere public
+        if isinstance(action, argparse._SubParsersAction):
+            for i, word in enumerate(argv):
+                if word in action.choices:
+                    return _innermost(action.choices[word], argv[i + 1 :])
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in KCAT_COMMANDS:
         from loosely.cli import kcat  # noqa: PLC0415 - keeps `loosely broker` free of client imports
 
         return kcat.main(argv[1:], prog=f"loosely {argv[0]}", mode=KCAT_COMMANDS[argv[0]])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would print the top-level usage; the subcommand's own usage helps more
+        _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rc: int = args.func(args)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -35,7 +36,13 @@ def load_view(spec: str, version: int | None = None) -> View[Any, Any]:
     mod_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise ValueError(f"view spec {spec!r} must look like package.module:name")
-    obj: Any = getattr(importlib.import_module(mod_name), attr)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: a view module beside the user is found
+    module = importlib.import_module(mod_name)
+    try:
+        obj: Any = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {mod_name!r} ({module.__file__}) has no attribute {attr!r}") from None
     if not isinstance(obj, View) and callable(obj):
         obj = obj()
     if not isinstance(obj, View):
@@ -44,6 +51,8 @@ def load_view(spec: str, version: int | None = None) -> View[Any, Any]:
 
 
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
+    if args.on_poison == "dead-letter" and not args.dead_letter_topic:
+        raise ValueError("--on-poison dead-letter needs --dead-letter-topic TOPIC")
     return RunnerConfig(
         group_id=args.group,
         batch_records_max=args.batch_records,

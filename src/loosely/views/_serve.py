@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from loosely.views._model import ViewError
 from loosely.views._sink import Catalog
 from loosely.views._status import StatusRow
 
@@ -71,7 +72,10 @@ class ViewServer:
         self._status = status
         self._counts = {"requests": 0, "not_found": 0, "errors": 0}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as e:  # "[Errno 98] Address already in use" names no address
+            raise OSError(e.errno, f"cannot serve views on {host}:{port}: {e.strerror}") from None
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -118,6 +122,11 @@ class ViewServer:
             if self._status is None:
                 return 404, {"error": "this server was started without the brokers' address"}
             return 200, {"views": [r.as_json() for r in self._status()]}
+        if len(parts) in (3, 4) and parts[0] == "views" and parts[2] in ("keys", "search") and (
+            cat.serving_version(parts[1]) is None
+        ):
+            return 404, {"error": f"no view {parts[1]!r} is serving" if parts[1] in cat.names()
+                         else f"no such view {parts[1]!r}"}
         if len(parts) == 4 and parts[0] == "views" and parts[2] == "keys":
             name, key = parts[1], parts[3]
             version = cat.serving_version(name)
@@ -137,7 +146,11 @@ class ViewServer:
                 return 404, {"error": "this sink has no full-text index"}
             q = query.get("q", [""])[0]
             limit = min(int(query.get("limit", ["20"])[0]), PAGE_KEYS_MAX)
-            return 200, {"items": [{"key": k, "value": v} for k, v in search(parts[1], q, limit=limit)]}
+            try:
+                found = search(parts[1], q, limit=limit)
+            except ViewError as e:
+                return 404, {"error": str(e)}
+            return 200, {"items": [{"key": k, "value": v} for k, v in found]}
         return 404, {"error": f"no route {path}"}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

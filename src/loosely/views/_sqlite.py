@@ -33,6 +33,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from loosely.views._model import Json, ViewError
+from loosely.views._sink import SinkError
 from loosely.views._sql import SqlSink, table_name
 
 __all__ = ["SqliteSink", "decode_value", "encode_value"]
@@ -85,8 +86,11 @@ class SqliteSink(SqlSink):
             if not f.isidentifier():
                 raise ViewError(f"search field {f!r} must be an identifier")
         self.path = path
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
-        db.execute("PRAGMA journal_mode=WAL")
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as e:  # SQLite's own text ("unable to open database file") names no file
+            raise SinkError(f"cannot open the SQLite database {path!r}: {e}") from None
         db.execute("PRAGMA synchronous=NORMAL")
         super().__init__(db, path)
         self.search = tuple(search)
@@ -139,10 +143,16 @@ class SqliteSink(SqlSink):
         tuple[str, Json]
     ]:
         """Full-text search (FTS5 query syntax) over the serving version, best match first."""
-        rows = self._read(
-            name, version,
-            "SELECT t.key, t.value FROM {fts} f JOIN {t} t ON t.rowid = f.rowid WHERE {fts} MATCH ? "
-            "ORDER BY bm25({fts}) LIMIT ?",
-            (query, limit),
-        )
+        try:
+            rows = self._read(
+                name, version,
+                "SELECT t.key, t.value FROM {fts} f JOIN {t} t ON t.rowid = f.rowid WHERE {fts} MATCH ? "
+                "ORDER BY bm25({fts}) LIMIT ?",
+                (query, limit),
+            )
+        except sqlite3.OperationalError as e:
+            if str(e).startswith("no such table"):
+                raise ViewError(f"view {name!r} has no full-text index (its sink URL needs ?search=FIELD,...)"
+                                ) from None
+            raise ValueError(f"bad search query {query!r}: {e}") from None  # FTS5 query syntax
         return [(k, decode_value(v)) for k, v in rows]
