@@ -11,11 +11,18 @@ Data directory layout (Kafka's, plus one directory of our own)::
       log-start-offset-checkpoint            each log's start offset (advanced by DeleteRecords)
       cleaner-offset-checkpoint              how far each compacted log has been cleaned
       .kafka_cleanshutdown                   present only while the broker is stopped cleanly
+      .lock                                  flock'ed while open, holds the holder's PID (loosely.storage.dirlock)
       .trash-<uuid>/                         a deleted partition being removed
 
 Creating a topic writes its ``.topics`` file (atomically) before its partition directories; deleting removes
 that file first. So on start-up a partition directory without a topic file is the remains of an interrupted
 create or delete and is removed, and a topic file is never without its partitions for long.
+
+:meth:`LogManager.open` takes the directory's lock before reading anything and :meth:`LogManager.close` releases
+it last, so every tool that writes a data directory through this class (the broker, the embedded broker, the
+demo) excludes every other. Disk errors in housekeeping and checkpoints are reported to one
+:class:`~loosely.storage.faults.StorageFaults` shared by all logs and never escape; a close that met one leaves no
+clean-shutdown marker, so the next start re-validates the logs' tails.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from loosely.protocol.errors import ErrorCode
 from loosely.storage.checkpoint import read_checkpoint, write_checkpoint
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.config import InvalidConfigError, LogConfig, resolve_log_config, validate_overrides
+from loosely.storage.dirlock import DataDirLock
+from loosely.storage.faults import StorageFaults
 from loosely.storage.fs import FileSystem, OsFileSystem
 from loosely.storage.log import LogError, PartitionLog
 
@@ -97,13 +106,27 @@ class LogManager:
         self._by_id: dict[uuid.UUID, Topic] = {}
         self.cleaner_offsets: dict[tuple[str, int], int] = {}
         self.was_clean_shutdown = False
+        self.faults = StorageFaults(self.clock)
+        self.lock = DataDirLock(self.data_dir)
         self._open = False
 
     # --- start and stop ------------------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Lock the data directory and load every log; raises ``DataDirLockedError`` if another holds it."""
+        assert not self._open, "LogManager.open() twice"
+        self.fs.makedirs(self.data_dir)
+        self.lock.acquire()
+        try:
+            self._load()
+        except BaseException:
+            self._close_all()
+            self.lock.release()
+            raise
+        self._open = True
+
+    def _load(self) -> None:
         fs = self.fs
-        fs.makedirs(self.data_dir)
         fs.makedirs(os.path.join(self.data_dir, _TOPICS_DIR))
         marker = os.path.join(self.data_dir, _CLEAN_SHUTDOWN)
         self.was_clean_shutdown = fs.exists(marker)
@@ -144,7 +167,13 @@ class LogManager:
         if self.was_clean_shutdown:
             fs.remove(marker)
             fs.fsync_dir(self.data_dir)
-        self._open = True
+
+    def _close_all(self) -> bool:
+        clean = True
+        for t in self.topics.values():
+            for log in t.logs:
+                clean = log.close() and clean
+        return clean
 
     def _open_log(self, t: Topic, partition: int, recovery_point: int, log_start: int) -> PartitionLog:
         d = os.path.join(self.data_dir, f"{t.name}-{partition}")
@@ -156,6 +185,7 @@ class LogManager:
             recovery_point=recovery_point,
             log_start_offset=log_start,
             clean_shutdown=self.was_clean_shutdown,
+            faults=self.faults,
         )
         meta_path = os.path.join(d, "partition.metadata")
         if not self.fs.exists(meta_path):
@@ -163,7 +193,17 @@ class LogManager:
             self.fs.write_atomic(meta_path, f"version: 0\ntopic_id: {tid}\n".encode())
         return log
 
-    def write_checkpoints(self) -> None:
+    def write_checkpoints(self) -> bool:
+        """Write the three checkpoint files. A disk error is reported, not raised: returns False then."""
+        try:
+            self._write_checkpoints()
+        except OSError as e:
+            self.faults.report("checkpoints", "checkpoint", e)
+            return False
+        self.faults.resolved("checkpoints", "checkpoint")
+        return True
+
+    def _write_checkpoints(self) -> None:
         rec: dict[tuple[str, int], int] = {}
         starts: dict[tuple[str, int], int] = {}
         for t in self.topics.values():
@@ -176,14 +216,24 @@ class LogManager:
         write_checkpoint(self.fs, os.path.join(self.data_dir, CLEANER_OFFSETS), live)
 
     def close(self) -> None:
+        """Flush and close every log, checkpoint, mark the shutdown clean, release the lock.
+
+        Disk errors on the way are reported; the clean-shutdown marker is written only if none happened, so after
+        a close on a failing disk the next start re-validates instead of trusting what is there.
+        """
         if not self._open:
             return
-        for t in self.topics.values():
-            for log in t.logs:
-                log.close()
-        self.write_checkpoints()
-        self.fs.write_atomic(os.path.join(self.data_dir, _CLEAN_SHUTDOWN), b"")
-        self._open = False
+        try:
+            clean = self._close_all()
+            clean = self.write_checkpoints() and clean
+            if clean:
+                try:
+                    self.fs.write_atomic(os.path.join(self.data_dir, _CLEAN_SHUTDOWN), b"")
+                except OSError as e:
+                    self.faults.report("checkpoints", "clean shutdown marker", e, "; the next start recovers")
+        finally:
+            self._open = False
+            self.lock.release()
 
     # --- topics --------------------------------------------------------------------------------------------
 
@@ -301,7 +351,11 @@ class LogManager:
         deleted = 0
         for t in list(self.topics.values()):
             for log in t.logs:
-                log.maybe_roll_for_time()
-                deleted += log.apply_retention()
-                log.maybe_flush()
+                deleted += log.housekeeping()
         return deleted
+
+    def flush_due(self) -> None:
+        """``flush.ms`` for every log (the broker calls this every second); disk errors are reported, not raised."""
+        for t in list(self.topics.values()):
+            for log in t.logs:
+                log.housekeeping_flush()
