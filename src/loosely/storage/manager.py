@@ -43,7 +43,7 @@ from loosely.storage.config import InvalidConfigError, LogConfig, resolve_log_co
 from loosely.storage.dirlock import DataDirLock
 from loosely.storage.faults import StorageFaults
 from loosely.storage.fs import FileSystem, OsFileSystem
-from loosely.storage.log import LogError, PartitionLog
+from loosely.storage.log import LogError, PartitionLog, StorageError
 
 __all__ = ["TOPIC_NAME_BYTES_MAX", "LogManager", "Topic", "validate_topic_name"]
 
@@ -277,10 +277,24 @@ class LogManager:
     ) -> Topic:
         checked = self.validate_new_topic(name, partitions, overrides or {})
         t = Topic(name, uuid.uuid4(), checked, resolve_log_config(checked, self.broker_defaults), internal=internal)
-        self._write_topic_meta(t, partitions)
-        for p in range(partitions):
-            t.logs.append(self._open_log(t, p, 0, 0))
-        self.fs.fsync_dir(self.data_dir)
+        try:
+            self._write_topic_meta(t, partitions)
+            for p in range(partitions):
+                t.logs.append(self._open_log(t, p, 0, 0))
+            self.fs.fsync_dir(self.data_dir)
+        except OSError as e:
+            # A full disk: take back what was made (as a restart would, see the module docstring) and answer
+            # KAFKA_STORAGE_ERROR; what cannot be removed now is removed on the next start.
+            for log in t.logs:
+                log.close()
+            try:
+                self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
+                for p in range(partitions):
+                    self.fs.rmtree(os.path.join(self.data_dir, f"{name}-{p}"))
+            except OSError:
+                pass
+            self.faults.report(name, "create topic", e)
+            raise StorageError(name, "create topic", e) from e
         self.topics[name] = t
         self._by_id[t.topic_id] = t
         return t
@@ -323,7 +337,13 @@ class LogManager:
             )
         if total > PARTITIONS_MAX:
             raise LogError(ErrorCode.invalid_partitions, f"at most {PARTITIONS_MAX} partitions per topic")
-        self._write_topic_meta(t, total)
+        try:
+            for p in range(t.partitions, total):
+                self._open_log(t, p, 0, 0).close()  # the directories first: an error leaves the topic as it was
+            self._write_topic_meta(t, total)
+        except OSError as e:
+            self.faults.report(name, "add partitions", e)
+            raise StorageError(name, "add partitions", e) from e
         for p in range(t.partitions, total):
             t.logs.append(self._open_log(t, p, 0, 0))
         return t

@@ -68,7 +68,14 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
             name = t.name if t is not None else None
         for fp in ft.partitions:
             wants.append(
-                _Want(name, tid, fp.partition, fp.fetch_offset, fp.partition_max_bytes, fp.current_leader_epoch)
+                _Want(
+                    name,
+                    tid,
+                    fp.partition,
+                    fp.fetch_offset,
+                    fp.partition_max_bytes,
+                    getattr(fp, "current_leader_epoch", -1),
+                )
             )
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     min_bytes = int(request.min_bytes)
