@@ -12,7 +12,7 @@ import pytest
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.records import iter_batches
 from loosely.storage.dirlock import DataDirLockedError
-from loosely.storage.faults import FAULT_LOG_INTERVAL_MS
+from loosely.storage.faults import FAULT_LOG_INTERVAL_MS, StorageFaults
 from loosely.storage.log import PartitionLog, StorageError
 from loosely.storage.manager import LogManager
 from loosely.testing import FakeClock, FaultyFileSystem
@@ -208,3 +208,42 @@ def test_the_same_process_cannot_open_a_data_dir_twice(tmp_path: Path) -> None:
     second = LogManager(str(tmp_path / "data"), clock=clock())
     second.open()
     second.close()
+
+
+@pytest.mark.parametrize("keys", [2, 3, 4])
+def test_the_rate_limiter_remembers_at_most_keys_max_keys(keys: int, caplog: pytest.LogCaptureFixture) -> None:
+    """Under the limit every key stays quiet within the interval; over it, the oldest key is forgotten."""
+    faults = StorageFaults(clock(), keys_max=3)
+    caplog.set_level(logging.WARNING, logger="loosely")
+    for k in range(keys):
+        faults.report(f"t-{k}", "append", OSError(ENOSPC, "No space left on device"))
+    faults.report("t-0", "append", OSError(ENOSPC, "No space left on device"))
+    assert len(caplog.records) == keys + (1 if keys > 3 else 0)
+    assert len(faults._windows) == min(keys, 3)
+
+
+def test_topic_admin_on_a_failing_disk_answers_storage_error_and_changes_nothing(tmp_path: Path) -> None:
+    fs = FaultyFileSystem(seed=0)
+    mgr = LogManager(str(tmp_path / "data"), fs=fs, clock=clock())
+    mgr.open()
+    mgr.create_topic("t", 1, {"retention.ms": "1000"})
+    fs.fail("write_atomic", "makedirs", "open", "remove", error=ENOSPC)
+    for attempt in (
+        lambda: mgr.create_topic("u", 2),
+        lambda: mgr.add_partitions("t", 3),
+        lambda: mgr.set_overrides("t", {"retention.ms": "2000"}),
+        lambda: mgr.delete_topic("t"),
+    ):
+        with pytest.raises(StorageError) as e:
+            attempt()
+        assert e.value.error_code == ErrorCode.kafka_storage_error
+    t = mgr.get("t")
+    assert mgr.get("u") is None and t is not None and t.partitions == 1 and t.overrides == {"retention.ms": "1000"}
+    fs.heal()
+    mgr.close()
+    again = LogManager(str(tmp_path / "data"), clock=clock())
+    again.open()
+    t = again.get("t")
+    assert again.get("u") is None and t is not None and t.partitions == 1 and t.overrides == {"retention.ms": "1000"}
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if p.is_dir() and not p.name.startswith(".")) == ["t-0"]
+    again.close()

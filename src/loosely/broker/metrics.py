@@ -161,6 +161,8 @@ def line_protocol(s: Snapshot, host: str) -> str:
             f"loosely_log,host={h},topic={_escape_tag(topic)},partition={partition} size_bytes={size}i,"
             f"start_offset={start}i,end_offset={end}i {ts}"
         )
+    for operation, n in sorted(s.storage_errors.items()):
+        lines.append(f"loosely_storage,host={h},operation={_escape_tag(operation)} errors={n}i {ts}")
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
         for (topic, partition), lag in sorted(g.lag.items()):

@@ -11,8 +11,10 @@ not unbounded memory).
 
 A frame that cannot be understood (bad size prefix, undecodable request, unknown API or version) closes the
 connection after one log line; nothing else is affected. An unexpected exception in a handler is logged with its
-traceback and closes only that connection. Housekeeping (retention, rolls, flush.ms, checkpoints) runs on a timer
-on the loop thread; the log cleaner runs in a worker thread and hands its results back to the loop.
+traceback and closes only that connection; an ``OSError`` (a disk error the handler had no answer for) does the
+same with one rate-limited line instead (``loosely.storage.faults``). Housekeeping (retention, rolls, flush.ms,
+checkpoints) runs on a timer on the loop thread; the log cleaner runs in a worker thread and hands its results back
+to the loop.
 """
 
 from __future__ import annotations
@@ -142,6 +144,12 @@ class _Connection(asyncio.Protocol):
                 out = await self.broker.dispatch(frame, self.peer)
             except asyncio.CancelledError:
                 raise
+            except OSError as e:
+                # A disk error on a path with no answer of its own: counted and logged once per interval (a full
+                # disk would otherwise print a traceback per request); the client reconnects and retries.
+                self.broker.logs.faults.report("the broker", "request", e, f"; closing the connection from {self.peer}")
+                self.close()
+                return
             except Exception:
                 log.exception("request from %s failed; closing the connection", self.peer)
                 self.close()

@@ -25,16 +25,16 @@ from typing import Final
 
 from loosely.storage.clock import Clock
 
-__all__ = ["FAULT_LOG_INTERVAL_MS", "StorageFaultStatistics", "StorageFaults", "describe"]
+__all__ = ["FAULT_KEYS_MAX", "FAULT_LOG_INTERVAL_MS", "StorageFaultStatistics", "StorageFaults", "describe"]
 
 log = logging.getLogger("loosely.storage")
 
 # At most one line per subject and operation this often: a disk that stays full for an hour logs 360 lines per
 # partition, not one per produce request.
 FAULT_LOG_INTERVAL_MS: Final = 10_000
-# A limit on the rate limiter's own memory: subjects are partitions, so this is far above any real count; past it
-# the oldest entry is forgotten (which at worst logs one extra line).
-_SUBJECTS_MAX: Final = 100_000
+# A limit on the rate limiter's own memory: keys are (partition, operation), so this is far above any real count;
+# past it the oldest key is forgotten (which at worst logs one extra line for it).
+FAULT_KEYS_MAX: Final = 100_000
 
 
 def describe(e: OSError) -> str:
@@ -71,9 +71,12 @@ class StorageFaults:
     {'append': 3}
     """
 
-    def __init__(self, clock: Clock, *, log_interval_ms: int = FAULT_LOG_INTERVAL_MS) -> None:
+    def __init__(
+        self, clock: Clock, *, log_interval_ms: int = FAULT_LOG_INTERVAL_MS, keys_max: int = FAULT_KEYS_MAX
+    ) -> None:
         self.clock = clock
         self.log_interval_ms = log_interval_ms
+        self.keys_max = keys_max
         self._errors: Counter[str] = Counter()
         self._windows: dict[tuple[str, str], _Window] = {}
         self.refusing_writes: set[str] = set()
@@ -88,7 +91,7 @@ class StorageFaults:
             w.suppressed += 1
             return
         suppressed = w.suppressed if w is not None else 0
-        if w is None and len(self._windows) >= _SUBJECTS_MAX:
+        if w is None and len(self._windows) >= self.keys_max:
             self._windows.pop(next(iter(self._windows)))
         self._windows[key] = _Window(now)
         more = f" ({suppressed} more since the last report)" if suppressed else ""

@@ -299,12 +299,12 @@ class LogManager:
         self._by_id[t.topic_id] = t
         return t
 
-    def _write_topic_meta(self, t: Topic, partitions: int) -> None:
+    def _write_topic_meta(self, t: Topic, partitions: int, overrides: Mapping[str, str] | None = None) -> None:
         meta = {
             "name": t.name,
             "topic_id": str(t.topic_id),
             "partitions": partitions,
-            "configs": t.overrides,
+            "configs": dict(t.overrides if overrides is None else overrides),
             "internal": t.internal,
         }
         # Named by id: a 249-character topic name plus ".json.tmp" would not fit in a file name.
@@ -312,19 +312,28 @@ class LogManager:
         self.fs.write_atomic(path, json.dumps(meta, sort_keys=True).encode())
 
     def delete_topic(self, name: str) -> None:
-        t = self.topics.pop(name, None)
+        t = self.topics.get(name)
         if t is None:
             raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+        try:
+            # The topic file goes first: once it is gone the topic is deleted, whatever the rest of this does.
+            self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
+            self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
+        except OSError as e:
+            self.faults.report(name, "delete topic", e)
+            raise StorageError(name, "delete topic", e) from e
+        del self.topics[name]
         self._by_id.pop(t.topic_id, None)
-        self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
-        self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
         for p, log in enumerate(t.logs):
             for s in log.segments:
                 s.close()
-            doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
-            self.fs.rename(log.dir, doomed)
-            self.fs.rmtree(doomed)
             self.cleaner_offsets.pop((name, p), None)
+            try:
+                doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
+                self.fs.rename(log.dir, doomed)
+                self.fs.rmtree(doomed)
+            except OSError as e:  # an unowned directory: the next start removes it (see the module docstring)
+                self.faults.report(f"{name}-{p}", "delete topic", e, "; removed on the next start")
 
     def add_partitions(self, name: str, total: int) -> Topic:
         t = self.topics.get(name)
@@ -357,9 +366,13 @@ class LogManager:
             checked = validate_overrides(overrides)
         except InvalidConfigError as e:
             raise LogError(ErrorCode.invalid_config, str(e)) from e
+        try:
+            self._write_topic_meta(t, t.partitions, checked)  # on disk first: a full disk leaves the old configs
+        except OSError as e:
+            self.faults.report(name, "alter configs", e)
+            raise StorageError(name, "alter configs", e) from e
         t.overrides = checked
         t.config = resolve_log_config(checked, self.broker_defaults)
-        self._write_topic_meta(t, t.partitions)
         for log in t.logs:
             log.config = t.config
         return t
