@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_a_real_full_disk(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
 def test_a_failing_disk_under_one_partition(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="loosely")
     fs = FaultyFileSystem(seed=0)
-    b = BrokerThread(BrokerConfig(data_dir=str(tmp_path / "data"), port=0), fs=fs).start()
+    config = BrokerConfig(data_dir=str(tmp_path / "data"), port=0, metrics_listen="127.0.0.1:0")
+    b = BrokerThread(config, fs=fs).start()
     try:
         bs = b.bootstrap_servers
         create(bs, "t")
@@ -201,6 +203,11 @@ def test_a_failing_disk_under_one_partition(tmp_path: Path, caplog: pytest.LogCa
         stats = b.call(b.broker.statistics)
         assert stats.storage_errors_total["append"] == 20 and stats.storage_errors_total["read"] >= 2
         assert stats.logs_refusing_writes == 0
+        assert b.broker.metrics is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{b.broker.metrics.port}/metrics", timeout=10) as r:
+            scraped = r.read().decode()
+        assert 'loosely_storage_errors_total{operation="append"} 20.0' in scraped
+        assert "loosely_logs_refusing_writes 0.0" in scraped
     finally:
         b.stop()
     assert_files_whole(tmp_path / "data" / "t-0")
