@@ -37,14 +37,11 @@ class DataDirLockedError(OSError):
 
     def __init__(self, data_dir: str, holder_pid: int | None) -> None:
         if holder_pid == os.getpid():
-            who = "this process (it is already open here)"
-        elif holder_pid is not None:
-            who = f"process {holder_pid}"
+            why = f"data directory {data_dir} is already open in this process (PID {holder_pid})"
         else:
-            who = "another process"
-        super().__init__(
-            errno.EWOULDBLOCK, f"data directory {data_dir} is locked by {who}; is another loosely broker using it?"
-        )
+            who = f"process {holder_pid}" if holder_pid is not None else "another process"
+            why = f"data directory {data_dir} is locked by {who}; is another loosely broker using it?"
+        super().__init__(errno.EWOULDBLOCK, why)
         self.data_dir = data_dir
         self.holder_pid = holder_pid
 
