@@ -283,8 +283,9 @@ class LogManager:
                 t.logs.append(self._open_log(t, p, 0, 0))
             self.fs.fsync_dir(self.data_dir)
         except OSError as e:
-            # A full disk: take back what was made (as a restart would, see the module docstring) and answer
-            # KAFKA_STORAGE_ERROR; what cannot be removed now is removed on the next start.
+            # A full disk: take back what was made and answer KAFKA_STORAGE_ERROR. Partition directories that
+            # cannot be removed now are removed on the next start (nobody owns them); a topic file that cannot be
+            # removed brings the topic back, empty, on the next start, as if the create had succeeded.
             for log in t.logs:
                 log.close()
             try:
@@ -318,10 +319,13 @@ class LogManager:
         try:
             # The topic file goes first: once it is gone the topic is deleted, whatever the rest of this does.
             self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
-            self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
         except OSError as e:
             self.faults.report(name, "delete topic", e)
             raise StorageError(name, "delete topic", e) from e
+        try:
+            self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
+        except OSError as e:
+            self.faults.report(name, "delete topic", e, "; a power loss now may bring the topic back")
         del self.topics[name]
         self._by_id.pop(t.topic_id, None)
         for p, log in enumerate(t.logs):
