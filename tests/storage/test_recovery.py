@@ -114,6 +114,7 @@ def test_faulty_disk_never_loses_an_acknowledged_batch(tmp_path: Path, seed: int
                 acked[res.base_offset] = v
         except (InjectedFault, LogError, OSError):
             pass  # the "process" died here; whatever was acknowledged must still be there
+        mgr.lock.release()  # as the kernel does for a process that dies
         mgr = LogManager(str(path), clock=clock(), broker_defaults={"log.segment.bytes": "600"})
         mgr.open()
         t = mgr.get("t")

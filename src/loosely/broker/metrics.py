@@ -17,7 +17,9 @@ Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_byte
 ``topic_messages_in_total`` {topic}; ``requests_total``, ``request_errors_total`` {api};
 ``request_duration_seconds`` histogram {api}; ``connections_active``, ``connections_total``;
 ``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
-``group_members`` {group}, ``consumer_lag`` {group, topic, partition}.
+``group_members`` {group}, ``consumer_lag`` {group, topic, partition}; ``storage_errors_total`` {operation} (disk
+errors: append, roll, flush, truncate, read, retention, checkpoint), ``logs_refusing_writes`` (partitions whose
+failed append could not be undone yet).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Snapshot:
     logs: dict[tuple[str, int], tuple[int, int, int]]  # (topic, partition) -> (size, start, end)
     groups: list[GroupSnapshot] = field(default_factory=list)
     time_ms: int = 0
+    storage_errors: dict[str, int] = field(default_factory=dict)  # operation -> disk errors since start
+    logs_refusing_writes: int = 0
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
@@ -80,6 +84,7 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
     for t in ctx.logs:
         for p, plog in enumerate(t.logs):
             logs[(t.name, p)] = (plog.size_bytes, plog.log_start_offset, plog.high_watermark)
+    faults = ctx.logs.faults.statistics()
     return Snapshot(
         bytes_in=dict(ctx.bytes_in),
         bytes_out=dict(ctx.bytes_out),
@@ -90,6 +95,8 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         logs=logs,
         groups=_groups(ctx, logs),
         time_ms=ctx.clock.now_ms(),
+        storage_errors=faults.errors_total,
+        logs_refusing_writes=faults.logs_refusing_writes,
     )
 
 
@@ -154,6 +161,8 @@ def line_protocol(s: Snapshot, host: str) -> str:
             f"loosely_log,host={h},topic={_escape_tag(topic)},partition={partition} size_bytes={size}i,"
             f"start_offset={start}i,end_offset={end}i {ts}"
         )
+    for operation, n in sorted(s.storage_errors.items()):
+        lines.append(f"loosely_storage,host={h},operation={_escape_tag(operation)} errors={n}i {ts}")
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
         for (topic, partition), lag in sorted(g.lag.items()):
@@ -205,6 +214,17 @@ def families(s: Snapshot) -> Iterator[Metric]:
     yield size
     yield start
     yield end
+    storage = CounterMetricFamily(
+        "loosely_storage_errors", "Disk errors (ENOSPC, EIO, ...) by operation", labels=["operation"]
+    )
+    for operation, n in sorted(s.storage_errors.items()):
+        storage.add_metric([operation], n)
+    yield storage
+    yield GaugeMetricFamily(
+        "loosely_logs_refusing_writes",
+        "Partitions refusing writes until a failed append is cut off",
+        value=s.logs_refusing_writes,
+    )
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])

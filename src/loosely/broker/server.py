@@ -11,8 +11,10 @@ not unbounded memory).
 
 A frame that cannot be understood (bad size prefix, undecodable request, unknown API or version) closes the
 connection after one log line; nothing else is affected. An unexpected exception in a handler is logged with its
-traceback and closes only that connection. Housekeeping (retention, rolls, flush.ms, checkpoints) runs on a timer
-on the loop thread; the log cleaner runs in a worker thread and hands its results back to the loop.
+traceback and closes only that connection; an ``OSError`` (a disk error the handler had no answer for) does the
+same with one rate-limited line instead (``loosely.storage.faults``). Housekeeping (retention, rolls, flush.ms,
+checkpoints) runs on a timer on the loop thread; the log cleaner runs in a worker thread and hands its results back
+to the loop.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class BrokerStatistics:
     topics: int
     partitions: int
     log_bytes: int
+    storage_errors_total: Mapping[str, int]  # operation (append, roll, flush, read, ...) -> disk errors
+    logs_refusing_writes: int  # partitions whose failed append could not be undone yet (see docs/broker.md)
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -140,6 +144,12 @@ class _Connection(asyncio.Protocol):
                 out = await self.broker.dispatch(frame, self.peer)
             except asyncio.CancelledError:
                 raise
+            except OSError as e:
+                # A disk error on a path with no answer of its own: counted and logged once per interval (a full
+                # disk would otherwise print a traceback per request); the client reconnects and retries.
+                self.broker.logs.faults.report("the broker", "request", e, f"; closing the connection from {self.peer}")
+                self.close()
+                return
             except Exception:
                 log.exception("request from %s failed; closing the connection", self.peer)
                 self.close()
@@ -198,7 +208,16 @@ class Broker:
         return self._ctx
 
     async def start(self) -> None:
-        self.logs.open()
+        self.logs.open()  # takes the data directory's lock: DataDirLockedError if another broker has it
+        try:
+            await self._start_serving()
+        except BaseException:
+            # Release the data directory (and its lock) so this process, or another, can try again.
+            await self._stop_serving()
+            self.logs.close()
+            raise
+
+    async def _start_serving(self) -> None:
         cluster_id = _load_cluster_id(self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.cluster_id)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -238,7 +257,13 @@ class Broker:
     async def stop(self) -> None:
         if self._server is None:
             return
-        self._server.close()
+        await self._stop_serving()
+        self.logs.close()
+        log.info("broker %d stopped", self.config.node_id)
+
+    async def _stop_serving(self) -> None:
+        if self._server is not None:
+            self._server.close()
         for c in list(self.connections):
             c.close()
         for t in self._tasks:
@@ -246,16 +271,16 @@ class Broker:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        self._tasks.clear()
         if self.metrics is not None:
             await self.metrics.stop()
             self.metrics = None
         for ext in reversed(self._extensions):
             await ext.stop()
         self._extensions.clear()
-        await self._server.wait_closed()
-        self._server = None
-        self.logs.close()
-        log.info("broker %d stopped", self.config.node_id)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     async def __aenter__(self) -> Broker:
         await self.start()
@@ -325,9 +350,8 @@ class Broker:
             now = self.clock.monotonic_ms()
             try:
                 self._close_idle_connections(now)
-                for t in self.logs:
-                    for plog in t.logs:
-                        plog.maybe_flush()
+                # Disk errors below are reported by the storage layer (counted, one line per interval), not raised.
+                self.logs.flush_due()
                 if now - last_retention >= self.config.retention_check_interval_ms:
                     last_retention = now
                     self.logs.tick()
@@ -399,6 +423,7 @@ class Broker:
     def statistics(self) -> BrokerStatistics:
         ctx = self.ctx
         topics = list(self.logs)
+        faults = self.logs.faults.statistics()
         return BrokerStatistics(
             connections_active=ctx.connections_active,
             connections_total=ctx.connections_total,
@@ -410,6 +435,8 @@ class Broker:
             topics=len(topics),
             partitions=sum(t.partitions for t in topics),
             log_bytes=sum(plog.size_bytes for t in topics for plog in t.logs),
+            storage_errors_total=faults.errors_total,
+            logs_refusing_writes=faults.logs_refusing_writes,
         )
 
 

@@ -91,6 +91,12 @@ class OffsetIndex:
         self._positions = array("q")
         self._file.truncate(0)
 
+    def truncate_entries(self, count: int) -> None:
+        """Keep the first ``count`` entries, in memory and on disk (also cutting a torn entry's bytes)."""
+        del self._offsets[count:]
+        del self._positions[count:]
+        self._file.truncate(count * OFFSET_ENTRY.size)
+
     def truncate_to_position(self, position: int) -> None:
         """Drop entries at or after ``position`` of the log."""
         i = bisect.bisect_left(self._positions, position)
@@ -159,6 +165,12 @@ class TimeIndex:
         self._timestamps = array("q")
         self._offsets = array("q")
         self._file.truncate(0)
+
+    def truncate_entries(self, count: int) -> None:
+        """Keep the first ``count`` entries, in memory and on disk (also cutting a torn entry's bytes)."""
+        del self._timestamps[count:]
+        del self._offsets[count:]
+        self._file.truncate(count * TIME_ENTRY.size)
 
     def truncate_to_offset(self, offset: int) -> None:
         """Drop entries pointing at ``offset`` or later."""

@@ -10,6 +10,14 @@ Theory of operation
   broker copies them into a Fetch response as they are.
 * **Offsets**: ``log_start_offset`` (first readable offset; advanced by retention and DeleteRecords),
   ``log_end_offset`` (next offset to assign). A single node's high watermark is the log end offset.
+* **Disk errors**: an ``OSError`` while appending (ENOSPC, EIO) undoes the append (the segment and its indexes
+  are truncated back to their size before it, see :meth:`Segment.rollback`) and raises :class:`StorageError`
+  (KAFKA_STORAGE_ERROR), reported to :class:`~loosely.storage.faults.StorageFaults` (counted, logged at most once
+  per interval). The next append starts at the same byte, so writes resume by themselves when space returns. If
+  the undo itself fails, the partition refuses every write (KAFKA_STORAGE_ERROR) and retries the undo before each
+  append and on each housekeeping tick until it succeeds; reads are unaffected, because the tail state in memory
+  was restored first. A log closed in that state is not closed cleanly (see ``LogManager.close``), so the next
+  start re-validates its tail.
 * **Durability**: appends reach the kernel before the producer is acknowledged, so they survive ``kill -9``.
   For power loss, ``flush.messages`` / ``flush.ms`` fsync the active segment; rolled segments are fsynced on
   roll. ``recovery_point`` is the offset below which everything is known to be on disk: after an unclean
@@ -25,7 +33,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
@@ -42,9 +50,16 @@ from loosely.protocol.records import (
 from loosely.storage.cleaner import CleanResult
 from loosely.storage.clock import Clock
 from loosely.storage.config import LogConfig
+from loosely.storage.faults import StorageFaults, describe
 from loosely.storage.fs import FileSystem
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
-from loosely.storage.segment import STORED_BATCH_DECOMPRESSED_BYTES_MAX, Segment, SegmentSlice, segment_file_name
+from loosely.storage.segment import (
+    STORED_BATCH_DECOMPRESSED_BYTES_MAX,
+    Segment,
+    SegmentMark,
+    SegmentSlice,
+    segment_file_name,
+)
 
 # A produce request is refused when a batch inflates past 64x max.message.bytes (a decompression bomb); stored
 # batches are read back with STORED_BATCH_DECOMPRESSED_BYTES_MAX (see loosely.storage.segment).
@@ -64,6 +79,7 @@ __all__ = [
     "LogError",
     "PartitionLog",
     "ReadResult",
+    "StorageError",
 ]
 
 LEADER_EPOCH = 0  # a single node is always the leader of epoch 0
@@ -75,6 +91,15 @@ class LogError(Exception):
     def __init__(self, error_code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.error_code = error_code
+
+
+class StorageError(LogError):
+    """The disk failed under a log (ENOSPC, EIO, any ``OSError``): answered as KAFKA_STORAGE_ERROR."""
+
+    def __init__(self, subject: str, operation: str, cause: OSError, detail: str = "") -> None:
+        super().__init__(ErrorCode.kafka_storage_error, f"{operation} failed on {subject}: {describe(cause)}{detail}")
+        self.operation = operation
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +125,8 @@ class ReadResult:
         return b"".join(s.file.pread(s.length, s.position) for s in self.slices)
 
 
+_T = TypeVar("_T")
+
 BatchCheck = Callable[[bytearray, int, BatchHeader], None]
 
 
@@ -114,10 +141,15 @@ class PartitionLog:
         recovery_point: int = 0,
         log_start_offset: int = 0,
         clean_shutdown: bool = False,
+        faults: StorageFaults | None = None,
     ) -> None:
         self.fs = fs
         self.clock = clock
         self.dir = directory
+        self.name = os.path.basename(directory)  # "<topic>-<partition>", for log lines
+        self.faults = faults if faults is not None else StorageFaults(clock)
+        # A failed append whose undo failed too: (segment, its state before the append). While set, writes refuse.
+        self._torn: tuple[Segment, SegmentMark] | None = None
         self.config = config
         self.recovery_point = recovery_point
         self._unflushed_messages = 0
@@ -265,11 +297,26 @@ class PartitionLog:
             written.append((pos, new_h))
             offset = new_h.next_offset
         last_offset = offset - 1
+        self.repair()
         if should_roll(self._info(self.active), len(buf), last_offset, cfg, now):
-            self.roll()
-        self.active.append(buf, written)
-        self._unflushed_messages += sum(h.last_offset_delta + 1 for _, h in written)
-        self._maybe_flush_after_append()
+            try:
+                self.roll()
+            except OSError as e:
+                raise self.storage_error("roll", e) from e
+        seg = self.active
+        mark = seg.mark()
+        unflushed = self._unflushed_messages
+        try:
+            seg.append(buf, written)
+            self._unflushed_messages += sum(h.last_offset_delta + 1 for _, h in written)
+            self._maybe_flush_after_append()  # the fsync flush.messages asks for is part of the append
+        except OSError as e:
+            self._unflushed_messages = unflushed
+            raise self._undo_append(seg, mark, e) from e
+        # Both sides of the durable write: contiguous offsets, and the segment grew by exactly the request.
+        assert written[0][1].base_offset == mark.next_offset and self.log_end_offset == last_offset + 1
+        assert seg.size == mark.log_bytes + len(buf), f"{seg}: grew {seg.size - mark.log_bytes} of {len(buf)} bytes"
+        self.faults.resolved(self.name, "append")
         return AppendResult(
             base_offset=written[0][1].base_offset,
             last_offset=last_offset,
@@ -348,6 +395,46 @@ class PartitionLog:
         except CorruptRecordError as e:  # pragma: no cover - we just built these
             raise LogError(ErrorCode.corrupt_message, str(e)) from e
 
+    # --- disk errors ---------------------------------------------------------------------------------------
+
+    def storage_error(self, operation: str, error: OSError, consequence: str = "") -> StorageError:
+        """Report a disk failure under this log (counted, logged sparingly) and the error to answer with."""
+        self.faults.report(self.name, operation, error, consequence)
+        return StorageError(self.name, operation, error)
+
+    def _undo_append(self, seg: Segment, mark: SegmentMark, error: OSError) -> StorageError:
+        try:
+            seg.rollback(mark)
+        except OSError as e:
+            self._torn = (seg, mark)
+            self.faults.refusing_writes.add(self.dir)
+            self.storage_error("truncate", e, "; the partition refuses writes until the torn append is cut off")
+        return self.storage_error("append", error)
+
+    @property
+    def refusing_writes(self) -> bool:
+        """A failed append could not be undone yet; every write answers KAFKA_STORAGE_ERROR until it is."""
+        return self._torn is not None
+
+    def repair(self) -> None:
+        """Retry cutting off a failed append that could not be undone; raises :class:`StorageError` while it fails.
+
+        Called before every append and roll, and by housekeeping, so the partition takes writes again as soon as
+        the disk allows the truncation, without a restart.
+        """
+        if self._torn is None:
+            return
+        seg, mark = self._torn
+        try:
+            seg.rollback(mark)
+        except OSError as e:
+            raise self.storage_error(
+                "truncate", e, "; the partition refuses writes until the torn append is cut off"
+            ) from e
+        self._torn = None
+        self.faults.refusing_writes.discard(self.dir)
+        self.faults.resolved(self.name, "truncate")
+
     def _maybe_flush_after_append(self) -> None:
         if self._unflushed_messages >= self.config.flush_messages:
             self.flush()
@@ -367,6 +454,7 @@ class PartitionLog:
 
     def roll(self) -> Segment:
         """Close the active segment (fsynced) and open a new one at the log end offset."""
+        self.repair()  # never freeze a segment that still holds the bytes of a failed append
         old = self.active
         if old.is_empty:
             return old
@@ -549,10 +637,45 @@ class PartitionLog:
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        self.flush()
+    def housekeeping(self) -> int:
+        """Time-based work: undo a torn append, roll an idle segment, retention, ``flush.ms``.
+
+        Returns segments deleted. Disk errors are reported (counted, logged sparingly) and the step is retried on
+        the next call; they never escape, so one failing partition does not stop the others' housekeeping.
+        """
+        self._quietly("truncate", self.repair)
+        self._quietly("roll", self.maybe_roll_for_time)
+        deleted = self._quietly("retention", self.apply_retention)
+        self._quietly("flush", self.maybe_flush)
+        return deleted or 0
+
+    def housekeeping_flush(self) -> None:
+        """``flush.ms`` alone (run more often than the rest of :meth:`housekeeping`); disk errors are reported."""
+        self._quietly("flush", self.maybe_flush)
+
+    def _quietly(self, operation: str, step: Callable[[], _T]) -> _T | None:
+        try:
+            return step()
+        except StorageError:
+            return None  # already reported where it was raised
+        except OSError as e:
+            self.storage_error(operation, e)
+            return None
+
+    def close(self) -> bool:
+        """fsync and close the segments. False when the disk failed: the next start must re-validate the tail."""
+        clean = True
+        try:
+            self.repair()
+            self.flush()
+        except StorageError:
+            clean = False
+        except OSError as e:
+            self.storage_error("flush", e, "; the next start re-validates this log")
+            clean = False
         for s in self.segments:
             s.close()
+        return clean
 
     def delete(self) -> None:
         for s in self.segments:

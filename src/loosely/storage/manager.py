@@ -11,11 +11,18 @@ Data directory layout (Kafka's, plus one directory of our own)::
       log-start-offset-checkpoint            each log's start offset (advanced by DeleteRecords)
       cleaner-offset-checkpoint              how far each compacted log has been cleaned
       .kafka_cleanshutdown                   present only while the broker is stopped cleanly
+      .lock                                  flock'ed while open, holds the holder's PID (loosely.storage.dirlock)
       .trash-<uuid>/                         a deleted partition being removed
 
 Creating a topic writes its ``.topics`` file (atomically) before its partition directories; deleting removes
 that file first. So on start-up a partition directory without a topic file is the remains of an interrupted
 create or delete and is removed, and a topic file is never without its partitions for long.
+
+:meth:`LogManager.open` takes the directory's lock before reading anything and :meth:`LogManager.close` releases
+it last, so every tool that writes a data directory through this class (the broker, the embedded broker, the
+demo) excludes every other. Disk errors in housekeeping and checkpoints are reported to one
+:class:`~loosely.storage.faults.StorageFaults` shared by all logs and never escape; a close that met one leaves no
+clean-shutdown marker, so the next start re-validates the logs' tails.
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ from loosely.protocol.errors import ErrorCode
 from loosely.storage.checkpoint import read_checkpoint, write_checkpoint
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.config import InvalidConfigError, LogConfig, resolve_log_config, validate_overrides
+from loosely.storage.dirlock import DataDirLock
+from loosely.storage.faults import StorageFaults
 from loosely.storage.fs import FileSystem, OsFileSystem
-from loosely.storage.log import LogError, PartitionLog
+from loosely.storage.log import LogError, PartitionLog, StorageError
 
 __all__ = ["TOPIC_NAME_BYTES_MAX", "LogManager", "Topic", "validate_topic_name"]
 
@@ -97,13 +106,27 @@ class LogManager:
         self._by_id: dict[uuid.UUID, Topic] = {}
         self.cleaner_offsets: dict[tuple[str, int], int] = {}
         self.was_clean_shutdown = False
+        self.faults = StorageFaults(self.clock)
+        self.lock = DataDirLock(self.data_dir)
         self._open = False
 
     # --- start and stop ------------------------------------------------------------------------------------
 
     def open(self) -> None:
+        """Lock the data directory and load every log; raises ``DataDirLockedError`` if another holds it."""
+        assert not self._open, "LogManager.open() twice"
+        self.fs.makedirs(self.data_dir)
+        self.lock.acquire()
+        try:
+            self._load()
+        except BaseException:
+            self._close_all()
+            self.lock.release()
+            raise
+        self._open = True
+
+    def _load(self) -> None:
         fs = self.fs
-        fs.makedirs(self.data_dir)
         fs.makedirs(os.path.join(self.data_dir, _TOPICS_DIR))
         marker = os.path.join(self.data_dir, _CLEAN_SHUTDOWN)
         self.was_clean_shutdown = fs.exists(marker)
@@ -144,7 +167,13 @@ class LogManager:
         if self.was_clean_shutdown:
             fs.remove(marker)
             fs.fsync_dir(self.data_dir)
-        self._open = True
+
+    def _close_all(self) -> bool:
+        clean = True
+        for t in self.topics.values():
+            for log in t.logs:
+                clean = log.close() and clean
+        return clean
 
     def _open_log(self, t: Topic, partition: int, recovery_point: int, log_start: int) -> PartitionLog:
         d = os.path.join(self.data_dir, f"{t.name}-{partition}")
@@ -156,6 +185,7 @@ class LogManager:
             recovery_point=recovery_point,
             log_start_offset=log_start,
             clean_shutdown=self.was_clean_shutdown,
+            faults=self.faults,
         )
         meta_path = os.path.join(d, "partition.metadata")
         if not self.fs.exists(meta_path):
@@ -163,7 +193,17 @@ class LogManager:
             self.fs.write_atomic(meta_path, f"version: 0\ntopic_id: {tid}\n".encode())
         return log
 
-    def write_checkpoints(self) -> None:
+    def write_checkpoints(self) -> bool:
+        """Write the three checkpoint files. A disk error is reported, not raised: returns False then."""
+        try:
+            self._write_checkpoints()
+        except OSError as e:
+            self.faults.report("checkpoints", "checkpoint", e)
+            return False
+        self.faults.resolved("checkpoints", "checkpoint")
+        return True
+
+    def _write_checkpoints(self) -> None:
         rec: dict[tuple[str, int], int] = {}
         starts: dict[tuple[str, int], int] = {}
         for t in self.topics.values():
@@ -176,14 +216,24 @@ class LogManager:
         write_checkpoint(self.fs, os.path.join(self.data_dir, CLEANER_OFFSETS), live)
 
     def close(self) -> None:
+        """Flush and close every log, checkpoint, mark the shutdown clean, release the lock.
+
+        Disk errors on the way are reported; the clean-shutdown marker is written only if none happened, so after
+        a close on a failing disk the next start re-validates instead of trusting what is there.
+        """
         if not self._open:
             return
-        for t in self.topics.values():
-            for log in t.logs:
-                log.close()
-        self.write_checkpoints()
-        self.fs.write_atomic(os.path.join(self.data_dir, _CLEAN_SHUTDOWN), b"")
-        self._open = False
+        try:
+            clean = self._close_all()
+            clean = self.write_checkpoints() and clean
+            if clean:
+                try:
+                    self.fs.write_atomic(os.path.join(self.data_dir, _CLEAN_SHUTDOWN), b"")
+                except OSError as e:
+                    self.faults.report("checkpoints", "clean shutdown marker", e, "; the next start recovers")
+        finally:
+            self._open = False
+            self.lock.release()
 
     # --- topics --------------------------------------------------------------------------------------------
 
@@ -227,20 +277,35 @@ class LogManager:
     ) -> Topic:
         checked = self.validate_new_topic(name, partitions, overrides or {})
         t = Topic(name, uuid.uuid4(), checked, resolve_log_config(checked, self.broker_defaults), internal=internal)
-        self._write_topic_meta(t, partitions)
-        for p in range(partitions):
-            t.logs.append(self._open_log(t, p, 0, 0))
-        self.fs.fsync_dir(self.data_dir)
+        try:
+            self._write_topic_meta(t, partitions)
+            for p in range(partitions):
+                t.logs.append(self._open_log(t, p, 0, 0))
+            self.fs.fsync_dir(self.data_dir)
+        except OSError as e:
+            # A full disk: take back what was made and answer KAFKA_STORAGE_ERROR. Partition directories that
+            # cannot be removed now are removed on the next start (nobody owns them); a topic file that cannot be
+            # removed brings the topic back, empty, on the next start, as if the create had succeeded.
+            for log in t.logs:
+                log.close()
+            try:
+                self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
+                for p in range(partitions):
+                    self.fs.rmtree(os.path.join(self.data_dir, f"{name}-{p}"))
+            except OSError:
+                pass
+            self.faults.report(name, "create topic", e)
+            raise StorageError(name, "create topic", e) from e
         self.topics[name] = t
         self._by_id[t.topic_id] = t
         return t
 
-    def _write_topic_meta(self, t: Topic, partitions: int) -> None:
+    def _write_topic_meta(self, t: Topic, partitions: int, overrides: Mapping[str, str] | None = None) -> None:
         meta = {
             "name": t.name,
             "topic_id": str(t.topic_id),
             "partitions": partitions,
-            "configs": t.overrides,
+            "configs": dict(t.overrides if overrides is None else overrides),
             "internal": t.internal,
         }
         # Named by id: a 249-character topic name plus ".json.tmp" would not fit in a file name.
@@ -248,19 +313,31 @@ class LogManager:
         self.fs.write_atomic(path, json.dumps(meta, sort_keys=True).encode())
 
     def delete_topic(self, name: str) -> None:
-        t = self.topics.pop(name, None)
+        t = self.topics.get(name)
         if t is None:
             raise LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
+        try:
+            # The topic file goes first: once it is gone the topic is deleted, whatever the rest of this does.
+            self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
+        except OSError as e:
+            self.faults.report(name, "delete topic", e)
+            raise StorageError(name, "delete topic", e) from e
+        try:
+            self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
+        except OSError as e:
+            self.faults.report(name, "delete topic", e, "; a power loss now may bring the topic back")
+        del self.topics[name]
         self._by_id.pop(t.topic_id, None)
-        self.fs.remove(os.path.join(self.data_dir, _TOPICS_DIR, f"{t.topic_id.hex}.json"))
-        self.fs.fsync_dir(os.path.join(self.data_dir, _TOPICS_DIR))
         for p, log in enumerate(t.logs):
             for s in log.segments:
                 s.close()
-            doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
-            self.fs.rename(log.dir, doomed)
-            self.fs.rmtree(doomed)
             self.cleaner_offsets.pop((name, p), None)
+            try:
+                doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
+                self.fs.rename(log.dir, doomed)
+                self.fs.rmtree(doomed)
+            except OSError as e:  # an unowned directory: the next start removes it (see the module docstring)
+                self.faults.report(f"{name}-{p}", "delete topic", e, "; removed on the next start")
 
     def add_partitions(self, name: str, total: int) -> Topic:
         t = self.topics.get(name)
@@ -273,7 +350,13 @@ class LogManager:
             )
         if total > PARTITIONS_MAX:
             raise LogError(ErrorCode.invalid_partitions, f"at most {PARTITIONS_MAX} partitions per topic")
-        self._write_topic_meta(t, total)
+        try:
+            for p in range(t.partitions, total):
+                self._open_log(t, p, 0, 0).close()  # the directories first: an error leaves the topic as it was
+            self._write_topic_meta(t, total)
+        except OSError as e:
+            self.faults.report(name, "add partitions", e)
+            raise StorageError(name, "add partitions", e) from e
         for p in range(t.partitions, total):
             t.logs.append(self._open_log(t, p, 0, 0))
         return t
@@ -287,9 +370,13 @@ class LogManager:
             checked = validate_overrides(overrides)
         except InvalidConfigError as e:
             raise LogError(ErrorCode.invalid_config, str(e)) from e
+        try:
+            self._write_topic_meta(t, t.partitions, checked)  # on disk first: a full disk leaves the old configs
+        except OSError as e:
+            self.faults.report(name, "alter configs", e)
+            raise StorageError(name, "alter configs", e) from e
         t.overrides = checked
         t.config = resolve_log_config(checked, self.broker_defaults)
-        self._write_topic_meta(t, t.partitions)
         for log in t.logs:
             log.config = t.config
         return t
@@ -301,7 +388,11 @@ class LogManager:
         deleted = 0
         for t in list(self.topics.values()):
             for log in t.logs:
-                log.maybe_roll_for_time()
-                deleted += log.apply_retention()
-                log.maybe_flush()
+                deleted += log.housekeeping()
         return deleted
+
+    def flush_due(self) -> None:
+        """``flush.ms`` for every log (the broker calls this every second); disk errors are reported, not raised."""
+        for t in list(self.topics.values()):
+            for log in t.logs:
+                log.housekeeping_flush()

@@ -5,7 +5,10 @@ The ``.log`` file is a plain concatenation of v2 record batches exactly as Kafka
 immutable until deleted by retention or replaced whole by the cleaner, which is what lets readers and the cleaner
 work on them without locks.
 
-Appends go to the file through :meth:`File.append` before the producer is acknowledged. Positions are tracked in
+Appends go to the file through :meth:`File.append` before the producer is acknowledged. An append is all or
+nothing: :meth:`Segment.mark` remembers the file sizes and the tail state before it, and when the disk fails half
+way (ENOSPC, EIO) :meth:`Segment.rollback` truncates the log and both indexes back to the mark, so no torn batch is
+left in the middle of the segment and the next append starts at the same byte. Positions are tracked in
 memory; the on-disk size is the truth after a crash, and :meth:`Segment.recover` re-derives everything else
 (next offset, max timestamp, indexes) by scanning the batches, stopping at the first one that is truncated, has a
 bad magic or CRC, or does not follow its predecessor's offsets.
@@ -23,7 +26,7 @@ from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, check_batc
 from loosely.storage.fs import File, FileSystem
 from loosely.storage.index import OFFSET_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
 
-__all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Segment", "SegmentSlice", "segment_file_name"]
+__all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Segment", "SegmentMark", "SegmentSlice", "segment_file_name"]
 
 # Batches in the log were accepted once; they are decompressed with this bound whatever max.message.bytes says
 # today, so lowering it never makes stored data unreadable.
@@ -40,6 +43,20 @@ def segment_file_name(base_offset: int, suffix: str) -> str:
     '00000000000000000042.log'
     """
     return f"{base_offset:020d}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMark:
+    """A segment's sizes and tail state between appends: what :meth:`Segment.rollback` restores."""
+
+    log_bytes: int
+    offset_entries: int
+    time_entries: int
+    next_offset: int
+    max_timestamp: int
+    offset_of_max_timestamp: int
+    first_batch_timestamp: int
+    bytes_since_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +102,24 @@ class Segment:
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         self.log: File = fs.open(os.path.join(directory, segment_file_name(base_offset, ".log" + suffix)))
-        self.offset_index = OffsetIndex(
-            fs,
-            os.path.join(directory, segment_file_name(base_offset, ".index" + suffix)),
-            base_offset,
-            max(1, index_bytes_max // OFFSET_ENTRY.size),
-        )
-        self.time_index = TimeIndex(
-            fs, os.path.join(directory, segment_file_name(base_offset, ".timeindex" + suffix)), base_offset
-        )
+        try:
+            self.offset_index = OffsetIndex(
+                fs,
+                os.path.join(directory, segment_file_name(base_offset, ".index" + suffix)),
+                base_offset,
+                max(1, index_bytes_max // OFFSET_ENTRY.size),
+            )
+            try:
+                self.time_index = TimeIndex(
+                    fs, os.path.join(directory, segment_file_name(base_offset, ".timeindex" + suffix)), base_offset
+                )
+            except BaseException:
+                self.offset_index.close()
+                raise
+        except BaseException:
+            # A roll on a full disk (or out of descriptors) must not leak the files it did open.
+            self.log.close()
+            raise
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
@@ -117,11 +143,49 @@ class Segment:
     # --- append --------------------------------------------------------------------------------------------
 
     def append(self, data: bytes | bytearray | memoryview, batches: list[tuple[int, BatchHeader]]) -> None:
-        """Append already-validated batches (offsets assigned) and index them."""
+        """Append already-validated batches (offsets assigned) and index them.
+
+        Raises ``OSError`` when the disk fails; the caller undoes the partial append with :meth:`rollback`.
+        """
+        assert batches and batches[0][1].base_offset >= self.next_offset, (
+            f"{self}: append at offset {batches[0][1].base_offset if batches else None} is not contiguous"
+        )
         start = self.log.size()
         self.log.append(data)
+        # Both sides of the durable write: the file grew by exactly the batches, no more, no less.
+        assert self.log.size() == start + len(data), f"{self.log.path}: grew {self.log.size() - start} of {len(data)}"
         for pos, h in batches:
             self._index_batch(start + pos, h)
+
+    def mark(self) -> SegmentMark:
+        return SegmentMark(
+            self.log.size(),
+            len(self.offset_index),
+            len(self.time_index),
+            self.next_offset,
+            self.max_timestamp,
+            self.offset_of_max_timestamp,
+            self.first_batch_timestamp,
+            self._bytes_since_index,
+        )
+
+    def rollback(self, mark: SegmentMark) -> None:
+        """Undo everything appended since ``mark``: the tail state first, then the files.
+
+        The in-memory state is restored before any file is touched, so readers never see the undone batches even
+        when a truncation fails; that raises ``OSError`` and the caller retries the rollback later (the files may
+        then still hold the undone bytes past the mark, which nothing reads).
+        """
+        self.next_offset = mark.next_offset
+        self.max_timestamp = mark.max_timestamp
+        self.offset_of_max_timestamp = mark.offset_of_max_timestamp
+        self.first_batch_timestamp = mark.first_batch_timestamp
+        self._bytes_since_index = mark.bytes_since_index
+        self.offset_index.truncate_entries(mark.offset_entries)
+        self.time_index.truncate_entries(mark.time_entries)
+        # Unconditionally: a short write may have put bytes on disk that the file's own size does not count yet.
+        self.log.truncate(mark.log_bytes)
+        assert self.log.size() == mark.log_bytes
 
     def _index_batch(self, position: int, h: BatchHeader) -> None:
         if self.first_batch_timestamp < 0:

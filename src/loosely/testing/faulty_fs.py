@@ -4,11 +4,18 @@
 operations fail; a failing ``append`` may first write a random prefix of its data (a *torn write*, as a crash in
 the middle of a ``write`` leaves). After :meth:`FaultyFileSystem.crash` every operation raises, until the test
 reopens the data directory with a fresh filesystem, which is exactly what a restarted process sees.
+
+For tests of one failure at a time, :meth:`FaultyFileSystem.fail` makes chosen operations on chosen paths raise a
+chosen ``errno`` (``ENOSPC`` for a full disk, ``EIO`` for a failing one) every time, optionally after writing part
+of the data as a full disk does, until :meth:`FaultyFileSystem.heal`; the process does not "crash".
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+from dataclasses import dataclass
 
 from loosely.storage.fs import File, FileSystem, OsFileSystem
 
@@ -17,6 +24,14 @@ __all__ = ["FaultyFileSystem", "InjectedFault"]
 
 class InjectedFault(OSError):
     """An I/O error the test asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    operations: frozenset[str]
+    path_contains: str
+    error: int
+    partial: bool  # an append writes half its data before failing (a short write on a full disk)
 
 
 class _FaultyFile:
@@ -32,6 +47,11 @@ class _FaultyFile:
         return self._inner.size()
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
+        rule = self._fs._rule("append", self.path)
+        if rule is not None:
+            if rule.partial and len(data) > 1:
+                self._inner.append(bytes(data)[: len(data) // 2])
+            self._fs._raise(rule, "append", self.path)
         self._fs._maybe_fail("append", self.path)
         if self._fs._roll(self._fs.torn_write_probability):
             cut = self._fs.rng.randrange(0, max(1, len(data)))
@@ -78,6 +98,29 @@ class FaultyFileSystem:
         self.inner: FileSystem = inner or OsFileSystem()
         self.crashed = False
         self.faults = 0
+        self._rules: list[_Rule] = []
+
+    def fail(self, *operations: str, error: int = errno.EIO, path_contains: str = "", partial: bool = False) -> None:
+        """From now on, ``operations`` (``append``, ``pwrite``, ``pread``, ``truncate``, ``fsync``, ``open``,
+        ``rename``, ``remove``, ``write_atomic``, ...) on paths containing ``path_contains`` raise ``error``.
+
+        With ``partial`` a failing ``append`` first writes half its data, as a write that runs out of space does.
+        """
+        self._rules.append(_Rule(frozenset(operations), path_contains, error, partial))
+
+    def heal(self) -> None:
+        """Forget every :meth:`fail` rule: space is back, the disk works."""
+        self._rules.clear()
+
+    def _rule(self, op: str, path: str) -> _Rule | None:
+        for r in self._rules:
+            if op in r.operations and r.path_contains in path:
+                return r
+        return None
+
+    def _raise(self, rule: _Rule, op: str, path: str) -> None:
+        self.faults += 1
+        raise InjectedFault(rule.error, f"{os.strerror(rule.error)} (injected into {op} {path})")
 
     def _roll(self, p: float) -> bool:
         return p > 0 and self.rng.random() < p
@@ -85,6 +128,9 @@ class FaultyFileSystem:
     def _maybe_fail(self, op: str, path: str) -> None:
         if self.crashed:
             raise InjectedFault(f"{op} {path}: the process has crashed")
+        rule = self._rule(op, path)
+        if rule is not None:
+            self._raise(rule, op, path)
         if self._roll(self.failure_probability):
             self.faults += 1
             raise InjectedFault(f"{op} {path}: injected failure")

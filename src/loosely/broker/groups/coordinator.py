@@ -111,6 +111,8 @@ def _store_error(e: LogError) -> ErrorCode:
     """How Kafka reports a failed write of group metadata (appendGroupMetadataErrorToResponseError)."""
     if e.error_code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
         return ErrorCode.unknown_server_error
+    if e.error_code == ErrorCode.kafka_storage_error:  # a full or failing disk under __consumer_offsets
+        return ErrorCode.not_coordinator
     return ErrorCode.coordinator_not_available
 
 

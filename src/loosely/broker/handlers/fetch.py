@@ -11,6 +11,10 @@ If fewer than ``min_bytes`` were found and no partition reported an error, the h
 ``max_wait_ms``) for an append to any of the requested partitions, then gathers again. ``read_committed``
 fetches stop at the last stable offset and carry the aborted transactions overlapping the returned range.
 
+A disk error while reading a partition (EIO) answers KAFKA_STORAGE_ERROR for that partition alone, or
+NOT_LEADER_OR_FOLLOWER to Fetch v5 and older, which is what Kafka does because those clients may not know code 56
+and would not retry; the error is counted and logged once per interval by the storage layer.
+
 Fetch sessions (KIP-227) are declined: the response's session id is always 0, which tells clients to keep
 sending full fetch requests; a request naming a session id answers FETCH_SESSION_ID_NOT_FOUND.
 """
@@ -30,6 +34,8 @@ from loosely.storage.log import LogError
 __all__ = ["HANDLERS"]
 
 READ_COMMITTED = 1
+# The first Fetch version whose clients know KAFKA_STORAGE_ERROR (Kafka answers older ones NOT_LEADER_OR_FOLLOWER).
+_STORAGE_ERROR_VERSION_MIN = 6
 
 
 @dataclass(slots=True)
@@ -62,7 +68,14 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
             name = t.name if t is not None else None
         for fp in ft.partitions:
             wants.append(
-                _Want(name, tid, fp.partition, fp.fetch_offset, fp.partition_max_bytes, fp.current_leader_epoch)
+                _Want(
+                    name,
+                    tid,
+                    fp.partition,
+                    fp.fetch_offset,
+                    fp.partition_max_bytes,
+                    getattr(fp, "current_leader_epoch", -1),
+                )
             )
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
     min_bytes = int(request.min_bytes)
@@ -118,17 +131,26 @@ def _gather(
             except LogError as e:
                 code = e.error_code
                 result = None
+            except OSError as e:
+                code = plog.storage_error("read", e).error_code
+                result = None
             if result is not None and result.slices:
-                records = result.read_bytes()
-                total += len(records)
-                if committed and ctx.transactions is not None and w.topic is not None:
-                    end = result.slices[-1].next_offset
-                    aborted = tuple(
-                        build(resp.AbortedTransaction, producer_id=pid, first_offset=first)
-                        for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, end)
-                    )
-                if w.topic is not None:
-                    ctx.bytes_out[w.topic] += len(records)
+                try:
+                    records = result.read_bytes()
+                except OSError as e:
+                    code = plog.storage_error("read", e).error_code
+                else:
+                    total += len(records)
+                    if committed and ctx.transactions is not None and w.topic is not None:
+                        end = result.slices[-1].next_offset
+                        aborted = tuple(
+                            build(resp.AbortedTransaction, producer_id=pid, first_offset=first)
+                            for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, end)
+                        )
+                    if w.topic is not None:
+                        ctx.bytes_out[w.topic] += len(records)
+        if code == ErrorCode.kafka_storage_error and resp.version < _STORAGE_ERROR_VERSION_MIN:
+            code = ErrorCode.not_leader_or_follower
         if code != ErrorCode.none:
             errors = True
         part = build(

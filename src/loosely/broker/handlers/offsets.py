@@ -11,11 +11,13 @@ end offset, and any later epoch as undefined.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
-from loosely.storage.log import LogError
+from loosely.storage.log import LogError, PartitionLog
 
 __all__ = ["HANDLERS"]
 
@@ -24,6 +26,16 @@ LATEST = -1
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+
+
+def _look_up(
+    plog: PartitionLog, find: Callable[[], tuple[int, int] | None]
+) -> tuple[tuple[int, int] | None, ErrorCode]:
+    """A lookup that reads the log: a disk error (EIO) answers KAFKA_STORAGE_ERROR for this partition, as Kafka."""
+    try:
+        return find(), ErrorCode.none
+    except OSError as e:
+        return None, plog.storage_error("read", e).error_code
 
 
 def _leader_epoch_error(current_leader_epoch: int) -> ErrorCode:
@@ -53,13 +65,13 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
                     if committed and ctx.transactions is not None:
                         offset = ctx.transactions.last_stable_offset(t.name, p.partition_index, offset)
                 elif want == MAX_TIMESTAMP:
-                    found = plog.max_timestamp_offset()
+                    found, code = _look_up(plog, plog.max_timestamp_offset)
                     if found is not None:
                         offset, ts = found
                 elif want == LATEST_TIERED:
                     offset = -1
                 elif want >= 0:
-                    found = plog.offset_for_timestamp(want)
+                    found, code = _look_up(plog, lambda: plog.offset_for_timestamp(want))  # noqa: B023 - called now
                     if found is not None:
                         offset, ts = found
                 else:
@@ -117,6 +129,8 @@ async def handle_delete_records(ctx: BrokerContext, header: RequestHeader, reque
                     low = plog.delete_records_before(int(p.offset))
                 except LogError as e:
                     code = e.error_code
+                except OSError as e:  # deleting segment files on a failing disk
+                    code = plog.storage_error("delete records", e).error_code
             parts.append(
                 build(
                     resp.DeleteRecordsPartitionResult,

@@ -5,6 +5,11 @@ answer once the batches are in the log (and fsynced, if the topic's flush policy
 response is sent, and an error closes the connection, as Kafka does, so the producer notices. Produce never creates
 topics: an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION. Before a batch is appended, the producer-state
 service (idempotence, transactions) may check it; see ``loosely.broker.producers``.
+
+A disk error while appending (ENOSPC, EIO) answers KAFKA_STORAGE_ERROR (56) for that partition, at every Produce
+version, as Kafka does (it never down-converts this code for Produce; v4 only documents that clients must expect
+it); the storage layer has already undone the partial append and logged it (once per interval), so nothing else
+happens here: the connection stays open and the other partitions of the request are unaffected.
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ def _append(
         if producers is not None:
             return producers.append(topic, partition, plog, records, transactional_id)
         return plog.append(records)
-    except LogError as e:
+    except LogError as e:  # StorageError included: KAFKA_STORAGE_ERROR
         return e
+    except OSError as e:  # a disk error outside the log's own append (producer state files, say)
+        return plog.storage_error("produce", e)
 
 
 async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:

@@ -212,6 +212,9 @@ class TransactionCoordinator:
             self._write(tid, encode_txn_value(value))
         except LogError as e:
             log.warning("persisting transaction %s failed: %s", tid, e)
+            # Kafka's TransactionStateManager: a disk error under the transaction log answers NOT_COORDINATOR.
+            if e.error_code == ErrorCode.kafka_storage_error:
+                return ErrorCode.not_coordinator
             return ErrorCode.coordinator_not_available
         return ErrorCode.none
 
