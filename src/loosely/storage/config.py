@@ -98,7 +98,7 @@ def _defs() -> dict[str, ConfigDef]:
             "long",
             "60000",
             "log.segment.delete.delay.ms",
-            "Delay before a deleted segment's files are removed.",
+            "Accepted for compatibility; deleted segments' files are removed at once.",
             _int_at_least(0),
         ),
         ConfigDef(
@@ -306,7 +306,6 @@ class LogConfig:
     timestamp_before_max_ms: int = LONG_MAX
     timestamp_after_max_ms: int = 3_600_000
     compression_type: str = "producer"
-    file_delete_delay_ms: int = 60_000
 
 
 def resolve_log_config(overrides: Mapping[str, str], broker_defaults: Mapping[str, str]) -> LogConfig:
@@ -339,5 +338,4 @@ def resolve_log_config(overrides: Mapping[str, str], broker_defaults: Mapping[st
         timestamp_before_max_ms=int(get("message.timestamp.before.max.ms")),
         timestamp_after_max_ms=int(get("message.timestamp.after.max.ms")),
         compression_type=get("compression.type"),
-        file_delete_delay_ms=int(get("file.delete.delay.ms")),
     )

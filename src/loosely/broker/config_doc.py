@@ -1,0 +1,146 @@
+"""The configuration reference (docs/configuration.md), rendered from the settings the code really understands.
+
+Broker settings come from :data:`~loosely.broker.config.BROKER_SETTINGS` with their defaults from
+:class:`~loosely.broker.config.BrokerConfig`; topic settings and their broker-wide defaults from
+:data:`~loosely.storage.config.TOPIC_CONFIGS`. A topic setting is *honoured* when changing it changes the
+:class:`~loosely.storage.config.LogConfig` the log runs with; the others are accepted, stored and reported by
+DescribeConfigs (so Kafka tools and clients that set them keep working) and have no effect on a single node.
+``tests/broker/test_config_doc.py`` fails when the file and the code disagree. Regenerate with::
+
+    python -m loosely.broker.config_doc > docs/configuration.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Final
+
+from loosely.broker.config import BROKER_SETTINGS, BrokerConfig
+from loosely.storage.config import LONG_MAX, TOPIC_CONFIGS, ConfigDef, InvalidConfigError, resolve_log_config
+
+__all__ = ["BROKER_SETTING_DOCS", "honoured_topic_configs", "render"]
+
+# What each broker setting does in loosely (its Kafka meaning, and where loosely departs from it).
+BROKER_SETTING_DOCS: Final[dict[str, str]] = {
+    "node.id": "This broker's id in Metadata (Kafka's KRaft node id).",
+    "broker.id": "Alias of node.id (Kafka's name before KRaft).",
+    "num.partitions": "Partitions of auto-created topics (also `--num-partitions`).",
+    "auto.create.topics.enable": "Create a topic when a client asks Metadata for it (`--no-auto-create-topics`).",
+    "socket.request.max.bytes": "Largest request frame; a larger size prefix closes the connection before any "
+    "allocation.",
+    "queued.max.requests": "Requests waiting on one connection before reading from it pauses (Kafka counts them "
+    "across the broker).",
+    "connections.max.idle.ms": "Close connections that sent nothing for this long.",
+    "log.retention.check.interval.ms": "How often retention, time-based rolls and `flush.ms` are checked.",
+    "log.flush.offset.checkpoint.interval.ms": "How often recovery points and log start offsets are checkpointed.",
+    "log.cleaner.backoff.ms": "Pause between compaction passes.",
+    "log.cleaner.enable": "Run the log cleaner for `cleanup.policy=compact` topics.",
+    "fetch.max.bytes": "Cap on the records of one whole Fetch response.",
+    "offsets.topic.num.partitions": "Partitions of `__consumer_offsets` when it is first created.",
+    "group.initial.rebalance.delay.ms": "Wait for more members before a new classic group's first rebalance "
+    "(Kafka: 3000; 0 here so an embedded broker does not make tests wait).",
+    "group.min.session.timeout.ms": "Smallest session timeout a classic group member may ask for.",
+    "group.max.session.timeout.ms": "Largest session timeout a classic group member may ask for.",
+    "offsets.retention.minutes": "How long committed offsets of an empty group are kept.",
+    "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
+    "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",
+    "producer.id.expiration.ms": "Forget an idempotent producer's state after this long without writes.",
+}
+
+# Defaults shown in Kafka's unit where BrokerConfig keeps another one.
+_SHOWN_AS: Final[dict[str, tuple[str, int]]] = {"offsets.retention.minutes": ("offsets_retention_ms", 60_000)}
+
+
+def _broker_default(name: str, field_name: str) -> str:
+    default = {f.name: f.default for f in dataclasses.fields(BrokerConfig)}[field_name]
+    if name in _SHOWN_AS:
+        assert isinstance(default, int)
+        default //= _SHOWN_AS[name][1]
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
+
+
+def _other_values(c: ConfigDef) -> list[str]:
+    """Valid values other than the default, to see whether the log notices a change."""
+    candidates: list[str] = []
+    if c.kind in ("long", "int"):
+        n = int(c.default)
+        candidates = [str(n + 1), str(n - 1), "1", "0", str(LONG_MAX)]
+    elif c.kind == "double":
+        candidates = ["0.25", "0.75"]
+    elif c.kind == "boolean":
+        candidates = ["false" if c.default == "true" else "true"]
+    else:
+        candidates = ["compact", "delete,compact", "gzip", "LogAppendTime", "CreateTime", "uncompressed"]
+    out = []
+    for v in candidates:
+        if v == c.default:
+            continue
+        try:
+            resolve_log_config({c.name: v}, {})
+        except (InvalidConfigError, ValueError):
+            continue
+        if c.check is not None:
+            try:
+                c.check(v)
+            except (InvalidConfigError, ValueError):
+                continue
+        out.append(v)
+    return out
+
+
+def honoured_topic_configs() -> set[str]:
+    """Topic settings whose value changes the config the log runs with."""
+    base = resolve_log_config({}, {})
+    return {
+        c.name for c in TOPIC_CONFIGS.values() if any(resolve_log_config({c.name: v}, {}) != base
+                                                      for v in _other_values(c))
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    """docs/configuration.md."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the code (`python -m loosely.broker.config_doc > docs/configuration.md`); a test keeps it",
+        "in sync. Names and defaults are Apache Kafka's unless the text says otherwise.",
+        "",
+        "## Broker settings",
+        "",
+        "Give them as `loosely broker --config NAME=VALUE` (repeatable). A name loosely does not know is reported",
+        "(`ignoring unknown setting NAME`) and ignored, so a Kafka `server.properties` can be copied over.",
+        "",
+        "| setting | default | what it does |",
+        "|---|---|---|",
+    ]
+    for name, (field_name, _) in sorted(BROKER_SETTINGS.items()):
+        lines.append(f"| `{name}` | {_broker_default(name, field_name)} | {_cell(BROKER_SETTING_DOCS[name])} |")
+    honoured = honoured_topic_configs()
+    lines += [
+        "",
+        "## Topic settings",
+        "",
+        "Per topic with `loosely topics create -c NAME=VALUE`, `loosely topics alter` or any Kafka admin client;",
+        "broker-wide defaults with `loosely broker --config BROKER-NAME=VALUE`. *Accepted* settings are stored and",
+        "reported by DescribeConfigs so that Kafka tools keep working, and change nothing on a single node.",
+        "",
+        "| topic setting | broker default setting | type | default | effect | what it does |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in sorted(TOPIC_CONFIGS.values(), key=lambda c: c.name):
+        effect = "honoured" if c.name in honoured else "accepted"
+        lines.append(
+            f"| `{c.name}` | `{c.broker_name}` | {c.kind} | {_cell(c.default)} | {effect} | {_cell(c.doc)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
