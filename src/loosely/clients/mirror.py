@@ -70,6 +70,7 @@ from loosely.clients.mm2 import (
     ReplicationPolicy,
     TopicFilter,
 )
+from loosely.clients.reachability import Reachability
 
 __all__ = ["Mirror", "MirrorConfig", "MirrorStatistics", "progress_topic"]
 
@@ -164,6 +165,9 @@ class Mirror:
     def __init__(self, config: MirrorConfig) -> None:
         self.config = config
         self._stop = threading.Event()
+        # a running mirror outlives outages of either cluster: one line per interval while one is unreachable
+        self._source_reach = Reachability(f"mirror source {config.source_alias}", log)
+        self._target_reach = Reachability(f"mirror target {config.target_alias}", log)
         self._source_admin = AdminClient({**config.source, "log_level": 0})
         self._target_admin = AdminClient({**config.target, "log_level": 0})
         self._syncs = OffsetSyncStore()
@@ -224,7 +228,7 @@ class Mirror:
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
-            "log_level": 0,
+            **self._source_reach.config(),
             "fetch.queue.backoff.ms": 0,
         })
         self._refresh_topics()
@@ -232,7 +236,7 @@ class Mirror:
     def _make_producer(self) -> Producer:
         cfg = self.config
         # a whole batch (batch_messages_max records) must fit the producer's queue before it is committed
-        base = {**cfg.target, "log_level": 0, "linger.ms": 5, "acks": "all",
+        base = {**cfg.target, **self._target_reach.config(), "linger.ms": 5, "acks": "all",
                 "queue.buffering.max.messages": max(100_000, 2 * cfg.batch_messages_max + 1000)}
         if cfg.exactly_once != "off":
             txn_id = f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}"
