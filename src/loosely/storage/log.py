@@ -540,15 +540,29 @@ class PartitionLog:
         return None
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
-        """``(offset, timestamp)`` of the record with the largest timestamp (earliest such record)."""
+        """ListOffsets MAX_TIMESTAMP: ``(offset, timestamp)`` of the first record carrying the log's largest timestamp.
+
+        Kafka's semantics (``UnifiedLog.fetchOffsetByTimestamp``): the first segment with the largest max
+        timestamp, the first batch in it whose max timestamp equals it, and in that batch the first record with
+        that timestamp. Control batches count like any other, so when a transaction marker is the newest batch
+        the answer is the marker's offset.
+        """
         best: Segment | None = None
         for seg in self.segments:
             if seg.next_offset > self.log_start_offset and (best is None or seg.max_timestamp > best.max_timestamp):
                 best = seg
         if best is None or best.max_timestamp < 0:
             return None
-        found = self.offset_for_timestamp(best.max_timestamp)
-        return found
+        ts = best.max_timestamp
+        for pos, h in best.iter_headers(best.offset_index.lookup(best.offset_of_max_timestamp)):
+            if h.max_timestamp != ts:
+                continue
+            data = best.log.pread(h.size, pos)
+            for r in decode_records(data, 0, h, STORED_BATCH_DECOMPRESSED_BYTES_MAX):
+                if r.timestamp == ts:
+                    return r.offset, ts
+            return None
+        return None
 
     # --- retention -----------------------------------------------------------------------------------------
 
