@@ -17,7 +17,9 @@ Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_byte
 ``topic_messages_in_total`` {topic}; ``requests_total``, ``request_errors_total`` {api};
 ``request_duration_seconds`` histogram {api}; ``connections_active``, ``connections_total``;
 ``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
-``group_members`` {group}, ``consumer_lag`` {group, topic, partition}.
+``group_members`` {group}, ``consumer_lag`` {group, topic, partition}; damage (docs/broker.md, "Damage, recovery
+and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
+``log_damaged_batches_total`` {topic, partition}; and ``log_scrubbed_bytes_total`` (the scrubber's reads).
 """
 
 from __future__ import annotations
@@ -72,14 +74,24 @@ class Snapshot:
     logs: dict[tuple[str, int], tuple[int, int, int]]  # (topic, partition) -> (size, start, end)
     groups: list[GroupSnapshot] = field(default_factory=list)
     time_ms: int = 0
+    # (topic, partition) -> (quarantine files, their bytes, damaged batches found), partitions with damage only
+    damage: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
+    scrubbed_bytes: int = 0
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
     """What the metrics show, read on the loop thread."""
     logs: dict[tuple[str, int], tuple[int, int, int]] = {}
+    damage: dict[tuple[str, int], tuple[int, int, int]] = {}
+    scrubber = ctx.services.get("scrubber")
+    scrub_damage: dict[tuple[str, int], int] = getattr(scrubber, "damaged_batches", {})
     for t in ctx.logs:
         for p, plog in enumerate(t.logs):
             logs[(t.name, p)] = (plog.size_bytes, plog.log_start_offset, plog.high_watermark)
+            quarantined = plog.quarantined()
+            damaged = plog.damaged_batches + scrub_damage.get((t.name, p), 0)
+            if quarantined or damaged:
+                damage[(t.name, p)] = (len(quarantined), sum(quarantined.values()), damaged)
     return Snapshot(
         bytes_in=dict(ctx.bytes_in),
         bytes_out=dict(ctx.bytes_out),
@@ -90,6 +102,8 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         logs=logs,
         groups=_groups(ctx, logs),
         time_ms=ctx.clock.now_ms(),
+        damage=damage,
+        scrubbed_bytes=int(getattr(scrubber, "bytes_checked", 0)),
     )
 
 
@@ -205,6 +219,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
     yield size
     yield start
     yield end
+    yield from _damage_families(s)
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
@@ -219,6 +234,25 @@ def families(s: Snapshot) -> Iterator[Metric]:
         yield state
         yield members
         yield lag
+
+
+def _damage_families(s: Snapshot) -> Iterator[Metric]:
+    labels = ["topic", "partition"]
+    files = GaugeMetricFamily("loosely_log_quarantined_files", "Quarantine files beside the log", labels=labels)
+    nbytes = GaugeMetricFamily("loosely_log_quarantined_bytes", "Bytes in quarantine files", labels=labels)
+    damaged = CounterMetricFamily(
+        "loosely_log_damaged_batches", "Bad batches found by recovery or the scrubber since start", labels=labels
+    )
+    for (topic, partition), (n, b, d) in sorted(s.damage.items()):
+        files.add_metric([topic, str(partition)], n)
+        nbytes.add_metric([topic, str(partition)], b)
+        damaged.add_metric([topic, str(partition)], d)
+    yield files
+    yield nbytes
+    yield damaged
+    yield CounterMetricFamily(
+        "loosely_log_scrubbed_bytes", "Bytes of closed segments the scrubber has CRC-checked", value=s.scrubbed_bytes
+    )
 
 
 class BrokerMetrics:

@@ -12,7 +12,8 @@ not unbounded memory).
 A frame that cannot be understood (bad size prefix, undecodable request, unknown API or version) closes the
 connection after one log line; nothing else is affected. An unexpected exception in a handler is logged with its
 traceback and closes only that connection. Housekeeping (retention, rolls, flush.ms, checkpoints) runs on a timer
-on the loop thread; the log cleaner runs in a worker thread and hands its results back to the loop.
+on the loop thread; the log cleaner runs in a worker thread and hands its results back to the loop, and the
+scrubber (:mod:`loosely.broker.scrubber`) CRC-checks closed segments in worker-thread slices at a bounded rate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
 from loosely.broker.metrics import BrokerMetrics
+from loosely.broker.scrubber import Scrubber
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
 from loosely.protocol.messages import (
@@ -67,6 +69,12 @@ class BrokerStatistics:
     topics: int
     partitions: int
     log_bytes: int
+    # Damage (docs/broker.md, "Damage, recovery and quarantine files"): files recovery moved aside and not yet
+    # removed by an operator, and bad batches found by recovery or by the scrubber since start.
+    quarantined_files: int = 0
+    quarantined_bytes: int = 0
+    damaged_batches: int = 0
+    scrubbed_bytes: int = 0
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -189,6 +197,7 @@ class Broker:
         self.started_monotonic_ms = 0
         self._extensions: list[Any] = []
         self.metrics: BrokerMetrics | None = None
+        self.scrubber: Scrubber | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -227,6 +236,10 @@ class Broker:
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._cleaner_loop()))
+        if self.config.scrub_bytes_per_second > 0:
+            self.scrubber = Scrubber(self.logs, self.config.scrub_bytes_per_second)
+            self.ctx.services["scrubber"] = self.scrubber
+            self._tasks.append(loop.create_task(self.scrubber.run()))
         self.started_monotonic_ms = self.clock.monotonic_ms()
         log.info(
             "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
@@ -399,6 +412,8 @@ class Broker:
     def statistics(self) -> BrokerStatistics:
         ctx = self.ctx
         topics = list(self.logs)
+        quarantined = [size for t in topics for plog in t.logs for size in plog.quarantined().values()]
+        scrubber = self.scrubber
         return BrokerStatistics(
             connections_active=ctx.connections_active,
             connections_total=ctx.connections_total,
@@ -410,6 +425,11 @@ class Broker:
             topics=len(topics),
             partitions=sum(t.partitions for t in topics),
             log_bytes=sum(plog.size_bytes for t in topics for plog in t.logs),
+            quarantined_files=len(quarantined),
+            quarantined_bytes=sum(quarantined),
+            damaged_batches=sum(plog.damaged_batches for t in topics for plog in t.logs)
+            + (sum(scrubber.damaged_batches.values()) if scrubber is not None else 0),
+            scrubbed_bytes=scrubber.bytes_checked if scrubber is not None else 0,
         )
 
 

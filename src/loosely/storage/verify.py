@@ -319,29 +319,26 @@ def verify_data_dir(data_dir: str, topic: str | None = None) -> Iterator[Partiti
 
 @dataclass(frozen=True, slots=True)
 class ScrubSlice:
-    next_position: int  # where the next slice starts; the file's size when it is done
+    next_position: int  # where the next slice starts
     bytes_checked: int
-    problem: Problem | None  # the first bad batch; the scrub of this file ends there
+    done: bool  # the end of the file, or damage the walk can't get past
+    problem: str | None = None  # what is wrong with the batch at ``problem_position``
+    problem_position: int = -1
 
 
-def scrub_slice(path: str, position: int, bytes_max: int) -> ScrubSlice:
-    """CRC-check whole batches of ``path`` from ``position`` until about ``bytes_max`` bytes were read.
+def scrub_slice(f: Readable, position: int, bytes_max: int) -> ScrubSlice:
+    """CRC-check whole batches of ``f`` from ``position`` until about ``bytes_max`` bytes were read.
 
-    Runs in a worker thread: it opens the file itself, so a segment that retention deletes meanwhile is read to
-    the end of this slice safely (and a missing file is simply done).
+    Stops at the first bad batch; ``done`` is false when the walk can go on after it (its framing held).
     """
-    try:
-        f = open_read_only(path)
-    except FileNotFoundError:
-        return ScrubSlice(position, 0, None)
-    try:
-        size = f.size()
-        pos = position
-        while pos < size and pos - position < bytes_max:
-            check, _ = check_batch(f, pos, size, -1)
-            if check.problem is not None or check.header is None:
-                return ScrubSlice(size, pos - position, Problem(path, pos, check.problem or "unreadable batch"))
-            pos += check.header.size
-        return ScrubSlice(pos, pos - position, None)
-    finally:
-        f.close()
+    size = f.size()
+    pos = position
+    while pos < size and pos - position < bytes_max:
+        check, _ = check_batch(f, pos, size, -1)
+        h = check.header
+        if check.problem is not None or h is None:
+            resumable = check.resumable and h is not None
+            after = pos + h.size if resumable and h is not None else size
+            return ScrubSlice(after, after - position, not resumable, check.problem or "unreadable batch", pos)
+        pos += h.size
+    return ScrubSlice(pos, pos - position, pos >= size)
