@@ -208,7 +208,7 @@ class PartitionLog:
         if self._quarantine:
             log.warning(
                 "%s: %d quarantine file(s), %d bytes, beside the log (%s); inspect with `loosely log verify`, "
-                "remove when done (docs/broker.md, 'Quarantine files')",
+                "remove when done (docs/broker.md, 'Damage, recovery and quarantine files')",
                 self.name,
                 len(self._quarantine),
                 sum(self._quarantine.values()),
