@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from broker._brokers import ChildBroker, broker_on
+from loosely.cli.main import main
 from loosely.protocol.records import iter_batches
 from loosely.testing import free_port
 
@@ -31,7 +33,9 @@ def consume_all(bootstrap: str, topic: str) -> list[bytes]:
         c.close()
 
 
-def test_damage_then_kill_9_keeps_the_prefix_and_quarantines_the_rest(tmp_path: Path) -> None:
+def test_damage_then_kill_9_keeps_the_prefix_and_quarantines_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data, port = tmp_path / "data", free_port()
     child = ChildBroker(data, port).start()
     try:
@@ -51,6 +55,12 @@ def test_damage_then_kill_9_keeps_the_prefix_and_quarantines_the_rest(tmp_path: 
         before = segment.read_bytes()
     finally:
         child.kill()
+
+    # Offline, before the restart: log verify names the damage (and changes nothing).
+    assert main(["log", "verify", "--data-dir", str(data), "--topic", "orders"]) == 1
+    report = capsys.readouterr().out
+    assert f"{segment.name} position {pos}: record batch at offset {damaged.base_offset} has CRC" in report
+    assert segment.read_bytes() == before
 
     child = ChildBroker(data, port).start()
     try:

@@ -236,11 +236,12 @@ class PartitionLog:
         if found.index_problems:
             self.index_rebuilds += 1
             log.warning(
-                "%s: rebuilt the indexes of segment %s (offsets %d-%d) from the log: %s%s",
+                "%s: rebuilt the indexes of segment %s (offsets %d-%d, %d bytes) from the log: %s%s",
                 self.name,
                 name,
                 seg.base_offset,
                 found.next_offset - 1,
+                found.keep_bytes,
                 "; ".join(found.index_problems[:3]),
                 f" (and {len(found.index_problems) - 3} more)" if len(found.index_problems) > 3 else "",
             )
