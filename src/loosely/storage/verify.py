@@ -326,6 +326,24 @@ class ScrubSlice:
     problem_position: int = -1
 
 
+class _Window:
+    """Reads served from one chunk read ahead (one system call per slice, not two per batch), else the file."""
+
+    __slots__ = ("_chunk", "_file", "_start")
+
+    def __init__(self, f: Readable, start: int, chunk: bytes) -> None:
+        self._file, self._start, self._chunk = f, start, chunk
+
+    def size(self) -> int:
+        return self._file.size()
+
+    def pread(self, length: int, position: int) -> bytes:
+        at = position - self._start
+        if at >= 0 and at + length <= len(self._chunk):
+            return self._chunk[at : at + length]
+        return self._file.pread(length, position)
+
+
 def scrub_slice(f: Readable, position: int, bytes_max: int) -> ScrubSlice:
     """CRC-check whole batches of ``f`` from ``position`` until about ``bytes_max`` bytes were read.
 
@@ -333,8 +351,9 @@ def scrub_slice(f: Readable, position: int, bytes_max: int) -> ScrubSlice:
     """
     size = f.size()
     pos = position
+    window = _Window(f, position, f.pread(min(bytes_max, size - position), position))
     while pos < size and pos - position < bytes_max:
-        check, _ = check_batch(f, pos, size, -1)
+        check, _ = check_batch(window, pos, size, -1)
         h = check.header
         if check.problem is not None or h is None:
             resumable = check.resumable and h is not None
