@@ -322,6 +322,9 @@ class Segment:
                 out.close()
             self._fs.rename(tmp, target)
             self._fs.fsync_dir(self.dir)
+        # Assert twice before destroying anything: the copy on disk holds exactly the bytes about to be cut.
+        if not self._same_bytes(target, position, size):
+            raise OSError(f"{target}: the quarantine copy does not match the segment; {self.log.path} left uncut")
         self.log.truncate(position)
         self.log.fsync()
         self.offset_index.truncate_to_position(position)
