@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loosely.broker.config import BrokerConfig, split_kafka_settings
-from loosely.broker.metrics import families, snapshot
+from loosely.broker.metrics import families, line_protocol, snapshot
 from loosely.broker.server import BrokerThread
 from loosely.protocol.records import iter_batches
 from storage._helpers import batch
@@ -71,6 +71,9 @@ def test_damage_in_a_closed_segment_is_reported(tmp_path: Path, caplog: pytest.L
         }
         assert metrics[("loosely_log_damaged_batches", (("partition", "0"), ("topic", "t")))] == 1
         assert metrics[("loosely_log_scrubbed_bytes", ())] > 0
+        influx = b.call(lambda: line_protocol(snapshot(b.broker.ctx), "h"))
+        assert "loosely_log_damage,host=h,topic=t,partition=0 quarantined_files=0i" in influx
+        assert "damaged_batches=1i" in influx
         # Reported once, not once per pass.
         passes = b.broker.scrubber.passes if b.broker.scrubber else 0
         wait_for(lambda: b.broker.scrubber is not None and b.broker.scrubber.passes >= passes + 2)

@@ -19,7 +19,8 @@ Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_byte
 ``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
 ``group_members`` {group}, ``consumer_lag`` {group, topic, partition}; damage (docs/broker.md, "Damage, recovery
 and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
-``log_damaged_batches_total`` {topic, partition}; and ``log_scrubbed_bytes_total`` (the scrubber's reads).
+``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); and ``log_scrubbed_bytes_total``
+(the scrubber's reads).
 """
 
 from __future__ import annotations
@@ -167,6 +168,11 @@ def line_protocol(s: Snapshot, host: str) -> str:
         lines.append(
             f"loosely_log,host={h},topic={_escape_tag(topic)},partition={partition} size_bytes={size}i,"
             f"start_offset={start}i,end_offset={end}i {ts}"
+        )
+    for (topic, partition), (files, nbytes, damaged) in sorted(s.damage.items()):
+        lines.append(
+            f"loosely_log_damage,host={h},topic={_escape_tag(topic)},partition={partition} quarantined_files={files}i,"
+            f"quarantined_bytes={nbytes}i,damaged_batches={damaged}i {ts}"
         )
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
