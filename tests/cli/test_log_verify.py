@@ -42,6 +42,8 @@ def test_a_clean_data_dir_passes(data_dir: Path, capsys: pytest.CaptureFixture[s
     assert "orders-0/00000000000000000000.log: " in out and "offsets 0-" in out
     segments = out.count(".log: ")
     assert out.rstrip().endswith(f"4 partitions, {segments} segments, 100 batches, 100 records: clean")
+    assert main(["-v", "log", "verify", "--data-dir", str(data_dir), "--topic", "audit"]) == 0
+    assert "audit-1/" in capsys.readouterr().out
     assert snapshot(data_dir) == before
 
 

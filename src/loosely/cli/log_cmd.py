@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def add_log_command_help(sub: Any) -> None:
-    """List ``log`` in ``loosely -h``; :func:`main` parses it (for one-line argument errors)."""
-    sub.add_parser("log", help="offline data-dir tools: `loosely log verify --data-dir DIR [--topic T] [--json]`")
+    """List ``log`` in ``loosely -h``; its arguments go to :func:`main` (for one-line argument errors)."""
+    p = sub.add_parser(
+        "log", help="offline data-dir tools: `loosely log verify --data-dir DIR [--topic T] [--json]`", add_help=False
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: main(args.args))
 
 
 def main(argv: list[str]) -> int:
