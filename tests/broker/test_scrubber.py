@@ -3,7 +3,9 @@ and a metric) within bounded time, reads stay under ``log.scrub.bytes.per.second
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,3 +108,26 @@ def test_zero_disables_and_negative_is_refused(tmp_path: Path) -> None:
         b.stop()
     with pytest.raises(ValueError, match=r"log.scrub.bytes.per.second: must be 0 or more"):
         split_kafka_settings({"log.scrub.bytes.per.second": "-1"})
+
+
+def test_a_deleted_segment_is_let_go(tmp_path: Path) -> None:
+    """An open file keeps a deleted segment's space: the scrubber closes it once the segment leaves its log."""
+    b = start(tmp_path, "200")  # 10 s per segment: letting go must not wait for the walk to end
+    try:
+        fill(b, 300)
+        wait_for(lambda: b.broker.statistics().scrubbed_bytes > 0)
+        assert open_segment_files(tmp_path)
+        b.call(b.broker.logs.delete_topic, "t")
+        wait_for(lambda: not open_segment_files(tmp_path), timeout_s=5)
+    finally:
+        b.stop()
+
+
+def open_segment_files(data_dir: Path) -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(data_dir)) and ".log" in target:
+                out.append(target)
+    return out

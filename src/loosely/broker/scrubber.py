@@ -10,8 +10,10 @@ One task on the event loop walks every partition's closed (non-active) segments,
 Each step reads at most ``slice_bytes_max`` bytes of whole batches in a worker thread
 (:func:`loosely.storage.verify.scrub_slice`) and then sleeps ``bytes read / bytes_per_second``, so the disk sees
 at most ``log.scrub.bytes.per.second`` on average and the loop never waits on a read. A segment's file is opened
-once, read-only, and kept open until its walk ends: closed segments never change in place, and retention or the
-cleaner replacing one only unlinks or renames the name, so the walk goes on over the bytes it started with.
+once, read-only, and kept open while its walk lasts: closed segments never change in place, and retention or the
+cleaner replacing one only unlinks or renames the name, so a slice always reads the bytes the walk started with;
+between slices the scrubber checks the segment is still part of its log and lets go of it if not (an open file
+would keep a deleted segment's space from being freed).
 
 Damage is logged once per file and position as a WARNING and counted per partition (``damaged_batches``, in
 ``Broker.statistics()`` and the metrics). The scrubber changes nothing: the damaged batch is cut off and
@@ -28,6 +30,7 @@ from concurrent.futures import Future
 from typing import Final
 
 from loosely.storage.manager import LogManager
+from loosely.storage.segment import Segment
 from loosely.storage.verify import ScrubSlice, open_read_only, scrub_slice
 
 __all__ = ["SCRUB_BYTES_PER_SECOND_DEFAULT", "Scrubber"]
@@ -57,22 +60,28 @@ class Scrubber:
         self.damaged_batches: dict[tuple[str, int], int] = {}
         self._reported: set[tuple[str, int]] = set()
 
-    def _closed_segments(self) -> Iterator[tuple[str, int, str]]:
+    def _closed_segments(self) -> Iterator[tuple[str, int, Segment]]:
         for t in list(self._logs):
             for p, plog in enumerate(list(t.logs)):
                 for seg in plog.cleanable_segments():
-                    yield t.name, p, seg.log.path
+                    yield t.name, p, seg
+
+    def _still_there(self, topic: str, partition: int, seg: Segment) -> bool:
+        plog = self._logs.log(topic, partition)
+        return plog is not None and any(s is seg for s in plog.segments)
 
     async def run(self) -> None:
         while True:
             work = list(self._closed_segments())
-            for topic, partition, path in work:
-                await self._scrub_file(topic, partition, path)
+            for topic, partition, seg in work:
+                if self._still_there(topic, partition, seg):
+                    await self._scrub_file(topic, partition, seg)
             self.passes += 1
             if not work:
                 await asyncio.sleep(IDLE_MS / 1000)
 
-    async def _scrub_file(self, topic: str, partition: int, path: str) -> None:
+    async def _scrub_file(self, topic: str, partition: int, seg: Segment) -> None:
+        path = seg.log.path
         try:
             f = await asyncio.to_thread(open_read_only, path)
         except FileNotFoundError:
@@ -92,6 +101,8 @@ class Scrubber:
                 await asyncio.sleep(max(sl.bytes_checked, 1) / self.bytes_per_second)
                 if sl.done:
                     break
+                if not self._still_there(topic, partition, seg):
+                    return  # deleted or replaced meanwhile: let go of the file so its space is freed
             self.segments_checked += 1
         finally:
             if pending is not None and not pending.done():
