@@ -281,7 +281,7 @@ class Segment:
         first_offset = -1
         stop = None
         while pos < size:
-            check, _ = check_batch(self.log, pos, size, self.next_offset)
+            check = check_batch(self.log, pos, size, self.next_offset)
             if check.problem is not None or check.header is None:
                 stop = check
                 break

@@ -97,33 +97,33 @@ class BatchCheck:
 
 def check_batch(
     data_at: Readable, position: int, end: int, expect_min_offset: int, *, deep: bool = False
-) -> tuple[BatchCheck, bytes]:
-    """Check the batch at ``position`` of a file whose valid bytes end at ``end``; also returns its bytes."""
+) -> BatchCheck:
+    """Check the batch at ``position`` of a file whose valid bytes end at ``end``."""
     remaining = end - position
     if remaining < BATCH_HEADER_BYTES:
-        return BatchCheck(None, f"{remaining} bytes at the end are too short for a batch header", torn=True), b""
+        return BatchCheck(None, f"{remaining} bytes at the end are too short for a batch header", torn=True)
     head = data_at.pread(BATCH_HEADER_BYTES, position)
     try:
         h = read_header(head, 0)
     except CorruptRecordError as e:
-        return BatchCheck(None, f"unreadable batch header: {e}"), b""
+        return BatchCheck(None, f"unreadable batch header: {e}")
     if h.size > BATCH_BYTES_MAX:
-        return BatchCheck(h, f"batch declares {h.size} bytes, more than any batch can hold"), b""
+        return BatchCheck(h, f"batch declares {h.size} bytes, more than any batch can hold")
     if h.size > remaining:
-        return BatchCheck(h, f"batch declares {h.size} bytes, only {remaining} remain", torn=True), b""
+        return BatchCheck(h, f"batch declares {h.size} bytes, only {remaining} remain", torn=True)
     data = data_at.pread(h.size, position)
     try:
         check_batch_crc(data, 0, h)
     except CorruptRecordError as e:
-        return BatchCheck(h, str(e), resumable=True), data
+        return BatchCheck(h, str(e), resumable=True)
     if h.base_offset < expect_min_offset:
-        return BatchCheck(h, f"base offset {h.base_offset} goes back before {expect_min_offset}", resumable=True), data
+        return BatchCheck(h, f"base offset {h.base_offset} goes back before {expect_min_offset}", resumable=True)
     if not deep:
-        return BatchCheck(h, records=h.records_count), data
+        return BatchCheck(h, records=h.records_count)
     problem = _walk_records(data, h)
     if problem is not None:
-        return BatchCheck(h, problem, resumable=True), data
-    return BatchCheck(h, records=h.records_count), data
+        return BatchCheck(h, problem, resumable=True)
+    return BatchCheck(h, records=h.records_count)
 
 
 def _walk_records(data: bytes, h: BatchHeader) -> str | None:
@@ -260,7 +260,7 @@ def _verify_segment(directory: str, base: int) -> SegmentReport:
         pos, expect, batches, records = 0, base, 0, 0
         first = last = -1
         while pos < size:
-            check, _ = check_batch(f, pos, size, expect, deep=True)
+            check = check_batch(f, pos, size, expect, deep=True)
             h = check.header
             if check.problem is not None:
                 problems.append(Problem(path, pos, check.problem))
@@ -353,7 +353,7 @@ def scrub_slice(f: Readable, position: int, bytes_max: int) -> ScrubSlice:
     pos = position
     window = _Window(f, position, f.pread(min(bytes_max, size - position), position))
     while pos < size and pos - position < bytes_max:
-        check, _ = check_batch(window, pos, size, -1)
+        check = check_batch(window, pos, size, -1)
         h = check.header
         if check.problem is not None or h is None:
             resumable = check.resumable and h is not None
