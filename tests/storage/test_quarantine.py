@@ -181,3 +181,14 @@ def test_random_damage_never_destroys_a_byte(tmp_path_factory: pytest.TempPathFa
         rest = q.pop(f"{name}.{len(kept)}.quarantine", b"")
         assert kept + rest == original, name
     assert q == {}
+
+
+def test_a_flipped_base_offset_is_cut_not_a_crash(tmp_path: Path) -> None:
+    """The base offset is outside the CRC: a flipped high byte makes an offset no index can hold."""
+    d = tmp_path / "t-0"
+    log = fill(d, 10)
+    pos, _ = positions(log.active.log.path)[2]
+    flip(log.active.log.path, pos + 1, 1)
+    again = open_log(d)
+    assert [o for o, _ in all_values(again)] == [0, 1]
+    assert list(quarantine_files(d)) == [f"{0:020d}.log.{pos}.quarantine"]

@@ -281,7 +281,7 @@ class Segment:
         first_offset = -1
         stop = None
         while pos < size:
-            check = check_batch(self.log, pos, size, self.next_offset)
+            check = check_batch(self.log, pos, size, self.next_offset, segment_base_offset=self.base_offset)
             if check.problem is not None or check.header is None:
                 stop = check
                 break
@@ -290,10 +290,10 @@ class Segment:
             self._index_batch(pos, h)
             first_offset = h.base_offset if first_offset < 0 else first_offset
             pos += h.size
-        index_problems = [f"{os.path.basename(p.path)}: {p.message}" for p in checker.finish(pos, self.next_offset)]
-        if stop is not None:
-            # Entries past the cut are dropped with it; only disagreements before it are index damage.
-            index_problems = [m for m in index_problems if "points past the valid log" not in m]
+        index_problems = [
+            f"{os.path.basename(p.path)}: {p.message}"
+            for p in checker.finish(pos, self.next_offset, past_end_is_damage=stop is None)
+        ]
         if index_problem is not None:
             index_problems.insert(0, index_problem)
         return Recovery(

@@ -67,6 +67,8 @@ BATCH_BYTES_MAX: Final = 1 << 31
 # Bytes cut off a segment by recovery are kept in "<base>.log.<position>.quarantine" beside it: a name that
 # neither Kafka's nor loosely's loader takes for a segment, an index or a swap.
 QUARANTINE_SUFFIX: Final = ".quarantine"
+# Index entries hold offsets relative to the segment's base as int32 (Kafka's segments split before this).
+RELATIVE_OFFSET_MAX: Final = (1 << 31) - 1
 
 
 class Readable(Protocol):
@@ -96,9 +98,19 @@ class BatchCheck:
 
 
 def check_batch(
-    data_at: Readable, position: int, end: int, expect_min_offset: int, *, deep: bool = False
+    data_at: Readable,
+    position: int,
+    end: int,
+    expect_min_offset: int,
+    *,
+    segment_base_offset: int | None = None,
+    deep: bool = False,
 ) -> BatchCheck:
-    """Check the batch at ``position`` of a file whose valid bytes end at ``end``."""
+    """Check the batch at ``position`` of a file whose valid bytes end at ``end``.
+
+    With ``segment_base_offset``, a batch whose last offset is too far past it for the indexes' 32-bit relative
+    offsets is bad too (the base offset is not covered by the CRC, so a flipped bit there shows only this way).
+    """
     remaining = end - position
     if remaining < BATCH_HEADER_BYTES:
         return BatchCheck(None, f"{remaining} bytes at the end are too short for a batch header", torn=True)
@@ -118,6 +130,10 @@ def check_batch(
         return BatchCheck(h, str(e), resumable=True)
     if h.base_offset < expect_min_offset:
         return BatchCheck(h, f"base offset {h.base_offset} goes back before {expect_min_offset}", resumable=True)
+    if segment_base_offset is not None and h.last_offset - segment_base_offset > RELATIVE_OFFSET_MAX:
+        return BatchCheck(
+            h, f"last offset {h.last_offset} is too far past the segment's base {segment_base_offset}", resumable=True
+        )
     if not deep:
         return BatchCheck(h, records=h.records_count)
     problem = _walk_records(data, h)
@@ -176,12 +192,16 @@ class IndexChecker:
                 self._bad(1, self._j, f"entry ({ts}, {off}) names no batch ending at {off} with max timestamp {ts}")
             self._j += 1
 
-    def finish(self, walked_to: int, next_offset: int) -> list[Problem]:
-        """Entries beyond the last batch walked; returns every problem found."""
-        for k in range(self._i, len(self._offsets)):
-            self._bad(0, k, f"entry {self._offsets[k]} points past the valid log (which ends at byte {walked_to})")
-        for k in range(self._j, len(self._times)):
-            self._bad(1, k, f"entry {self._times[k]} points past the valid log (which ends at offset {next_offset})")
+    def finish(self, walked_to: int, next_offset: int, *, past_end_is_damage: bool = True) -> list[Problem]:
+        """Entries beyond the last batch walked; returns every problem found.
+
+        ``past_end_is_damage`` false: the log is about to be cut there, and entries past the cut go with it.
+        """
+        if past_end_is_damage:
+            for k in range(self._i, len(self._offsets)):
+                self._bad(0, k, f"entry {self._offsets[k]} points past the valid log (which ends at byte {walked_to})")
+            for k in range(self._j, len(self._times)):
+                self._bad(1, k, f"entry {self._times[k]} points past the valid log (ending at offset {next_offset})")
         self._i, self._j = len(self._offsets), len(self._times)
         return self.problems
 
@@ -260,7 +280,7 @@ def _verify_segment(directory: str, base: int) -> SegmentReport:
         pos, expect, batches, records = 0, base, 0, 0
         first = last = -1
         while pos < size:
-            check = check_batch(f, pos, size, expect, deep=True)
+            check = check_batch(f, pos, size, expect, segment_base_offset=base, deep=True)
             h = check.header
             if check.problem is not None:
                 problems.append(Problem(path, pos, check.problem))
