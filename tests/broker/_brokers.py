@@ -41,12 +41,15 @@ class ChildBroker:
         ]
         self.bootstrap_servers = f"127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_output: list[str] = []  # what it printed before "listening" (recovery warnings, ...)
 
     def start(self) -> ChildBroker:
         proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert b"listening" in line, line
+        self.startup_output = []
+        while b"listening" not in (line := proc.stdout.readline()):
+            assert line, f"the broker exited before listening: {self.startup_output}"
+            self.startup_output.append(line.decode(errors="replace").rstrip("\n"))
         self.proc = proc
         return self
 

@@ -94,12 +94,22 @@ class BrokerConfig:
     influx_url: str | None = None
     influx_db: str = "loosely"
     influx_interval_ms: int = 10_000
+    # loosely only (Kafka has no scrubber): bytes of closed segments the background scrubber CRC-checks per second,
+    # 0 disables it. 1 MiB/s re-reads 100 GiB in about a day at no noticeable cost (loosely.broker.scrubber).
+    scrub_bytes_per_second: int = 1_048_576
     cluster_id: str | None = None  # default: generated once and kept in <data_dir>/meta.properties
     log_defaults: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def advertised(self) -> tuple[str, int]:
         return self.advertised_host or self.host, self.advertised_port or self.port
+
+
+def _non_negative(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError(f"must be 0 or more, got {n}")
+    return n
 
 
 def _bool(v: str) -> bool:
@@ -131,6 +141,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", int),
+    "log.scrub.bytes.per.second": ("scrub_bytes_per_second", _non_negative),
 }
 
 _TOPIC_DEFAULTS_BY_BROKER_NAME: Final = {c.broker_name: c.name for c in TOPIC_CONFIGS.values()}

@@ -46,6 +46,8 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",
     "producer.id.expiration.ms": "Forget an idempotent producer's state after this long without writes.",
+    "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
+    "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
 }
 
 # Defaults shown in Kafka's unit where BrokerConfig keeps another one.

@@ -19,7 +19,10 @@ Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_byte
 ``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
 ``group_members`` {group}, ``consumer_lag`` {group, topic, partition}; ``storage_errors_total`` {operation} (disk
 errors: append, roll, flush, truncate, read, retention, checkpoint), ``logs_refusing_writes`` (partitions whose
-failed append could not be undone yet).
+failed append could not be undone yet); damage (docs/broker.md, "Damage, recovery
+and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
+``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); and ``log_scrubbed_bytes_total``
+(the scrubber's reads).
 """
 
 from __future__ import annotations
@@ -76,14 +79,24 @@ class Snapshot:
     time_ms: int = 0
     storage_errors: dict[str, int] = field(default_factory=dict)  # operation -> disk errors since start
     logs_refusing_writes: int = 0
+    # (topic, partition) -> (quarantine files, their bytes, damaged batches found), partitions with damage only
+    damage: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
+    scrubbed_bytes: int = 0
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
     """What the metrics show, read on the loop thread."""
     logs: dict[tuple[str, int], tuple[int, int, int]] = {}
+    damage: dict[tuple[str, int], tuple[int, int, int]] = {}
+    scrubber = ctx.services.get("scrubber")
+    scrub_damage: dict[tuple[str, int], int] = getattr(scrubber, "damaged_batches", {})
     for t in ctx.logs:
         for p, plog in enumerate(t.logs):
             logs[(t.name, p)] = (plog.size_bytes, plog.log_start_offset, plog.high_watermark)
+            quarantined = plog.quarantined()
+            damaged = plog.damaged_batches + scrub_damage.get((t.name, p), 0)
+            if quarantined or damaged:
+                damage[(t.name, p)] = (len(quarantined), sum(quarantined.values()), damaged)
     faults = ctx.logs.faults.statistics()
     return Snapshot(
         bytes_in=dict(ctx.bytes_in),
@@ -97,6 +110,8 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         time_ms=ctx.clock.now_ms(),
         storage_errors=faults.errors_total,
         logs_refusing_writes=faults.logs_refusing_writes,
+        damage=damage,
+        scrubbed_bytes=int(getattr(scrubber, "bytes_checked", 0)),
     )
 
 
@@ -163,6 +178,11 @@ def line_protocol(s: Snapshot, host: str) -> str:
         )
     for operation, n in sorted(s.storage_errors.items()):
         lines.append(f"loosely_storage,host={h},operation={_escape_tag(operation)} errors={n}i {ts}")
+    for (topic, partition), (files, nbytes, damaged) in sorted(s.damage.items()):
+        lines.append(
+            f"loosely_log_damage,host={h},topic={_escape_tag(topic)},partition={partition} quarantined_files={files}i,"
+            f"quarantined_bytes={nbytes}i,damaged_batches={damaged}i {ts}"
+        )
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
         for (topic, partition), lag in sorted(g.lag.items()):
@@ -225,6 +245,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
         "Partitions refusing writes until a failed append is cut off",
         value=s.logs_refusing_writes,
     )
+    yield from _damage_families(s)
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
@@ -239,6 +260,25 @@ def families(s: Snapshot) -> Iterator[Metric]:
         yield state
         yield members
         yield lag
+
+
+def _damage_families(s: Snapshot) -> Iterator[Metric]:
+    labels = ["topic", "partition"]
+    files = GaugeMetricFamily("loosely_log_quarantined_files", "Quarantine files beside the log", labels=labels)
+    nbytes = GaugeMetricFamily("loosely_log_quarantined_bytes", "Bytes in quarantine files", labels=labels)
+    damaged = CounterMetricFamily(
+        "loosely_log_damaged_batches", "Bad batches found by recovery or the scrubber since start", labels=labels
+    )
+    for (topic, partition), (n, b, d) in sorted(s.damage.items()):
+        files.add_metric([topic, str(partition)], n)
+        nbytes.add_metric([topic, str(partition)], b)
+        damaged.add_metric([topic, str(partition)], d)
+    yield files
+    yield nbytes
+    yield damaged
+    yield CounterMetricFamily(
+        "loosely_log_scrubbed_bytes", "Bytes of closed segments the scrubber has CRC-checked", value=s.scrubbed_bytes
+    )
 
 
 class BrokerMetrics:

@@ -14,7 +14,8 @@ connection after one log line; nothing else is affected. An unexpected exception
 traceback and closes only that connection; an ``OSError`` (a disk error the handler had no answer for) does the
 same with one rate-limited line instead (``loosely.storage.faults``). Housekeeping (retention, rolls, flush.ms,
 checkpoints) runs on a timer on the loop thread; the log cleaner runs in a worker thread and hands its results back
-to the loop.
+to the loop, and the
+scrubber (:mod:`loosely.broker.scrubber`) CRC-checks closed segments in worker-thread slices at a bounded rate.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
 from loosely.broker.metrics import BrokerMetrics
+from loosely.broker.scrubber import Scrubber
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
 from loosely.protocol.messages import (
@@ -71,6 +73,12 @@ class BrokerStatistics:
     log_bytes: int
     storage_errors_total: Mapping[str, int]  # operation (append, roll, flush, read, ...) -> disk errors
     logs_refusing_writes: int  # partitions whose failed append could not be undone yet (see docs/broker.md)
+    # Damage (docs/broker.md, "Damage, recovery and quarantine files"): files recovery moved aside and not yet
+    # removed by an operator, and bad batches found by recovery or by the scrubber since start.
+    quarantined_files: int = 0
+    quarantined_bytes: int = 0
+    damaged_batches: int = 0
+    scrubbed_bytes: int = 0
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -199,6 +207,7 @@ class Broker:
         self.started_monotonic_ms = 0
         self._extensions: list[Any] = []
         self.metrics: BrokerMetrics | None = None
+        self.scrubber: Scrubber | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -246,6 +255,10 @@ class Broker:
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.config.log_cleaner_enable:
             self._tasks.append(loop.create_task(self._cleaner_loop()))
+        if self.config.scrub_bytes_per_second > 0:
+            self.scrubber = Scrubber(self.logs, self.config.scrub_bytes_per_second)
+            self.ctx.services["scrubber"] = self.scrubber
+            self._tasks.append(loop.create_task(self.scrubber.run()))
         self.started_monotonic_ms = self.clock.monotonic_ms()
         log.info(
             "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
@@ -424,6 +437,8 @@ class Broker:
         ctx = self.ctx
         topics = list(self.logs)
         faults = self.logs.faults.statistics()
+        quarantined = [size for t in topics for plog in t.logs for size in plog.quarantined().values()]
+        scrubber = self.scrubber
         return BrokerStatistics(
             connections_active=ctx.connections_active,
             connections_total=ctx.connections_total,
@@ -437,6 +452,11 @@ class Broker:
             log_bytes=sum(plog.size_bytes for t in topics for plog in t.logs),
             storage_errors_total=faults.errors_total,
             logs_refusing_writes=faults.logs_refusing_writes,
+            quarantined_files=len(quarantined),
+            quarantined_bytes=sum(quarantined),
+            damaged_batches=sum(plog.damaged_batches for t in topics for plog in t.logs)
+            + (sum(scrubber.damaged_batches.values()) if scrubber is not None else 0),
+            scrubbed_bytes=scrubber.bytes_checked if scrubber is not None else 0,
         )
 
 

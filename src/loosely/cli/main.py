@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
+    from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
+
+    log_cmd.add_log_command_help(sub)
     mirror_cmd.add_mirror_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
@@ -151,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         from loosely.cli import kcat  # noqa: PLC0415 - keeps `loosely broker` free of client imports
 
         return kcat.main(argv[1:], prog=f"loosely {argv[0]}", mode=KCAT_COMMANDS[argv[0]])
+    if argv and argv[0] == "log":
+        from loosely.cli import log_cmd  # noqa: PLC0415 - its own parser: one-line argument errors
+
+        return log_cmd.main(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse would print the top-level usage; the subcommand's own usage helps more

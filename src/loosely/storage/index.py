@@ -86,6 +86,10 @@ class OffsetIndex:
         i = bisect.bisect_right(self._offsets, offset)
         return 0 if i == 0 else self._positions[i - 1]
 
+    def read_raw(self) -> bytes:
+        """The file's bytes as they are (recovery checks them before rebuilding)."""
+        return self._file.pread(self._file.size(), 0)
+
     def reset(self) -> None:
         self._offsets = array("q")
         self._positions = array("q")
@@ -160,6 +164,10 @@ class TimeIndex:
         if not self._timestamps:
             return None
         return self._timestamps[-1], self._offsets[-1]
+
+    def read_raw(self) -> bytes:
+        """The file's bytes as they are (recovery checks them before rebuilding)."""
+        return self._file.pread(self._file.size(), 0)
 
     def reset(self) -> None:
         self._timestamps = array("q")

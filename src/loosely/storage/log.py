@@ -22,6 +22,13 @@ Theory of operation
   For power loss, ``flush.messages`` / ``flush.ms`` fsync the active segment; rolled segments are fsynced on
   roll. ``recovery_point`` is the offset below which everything is known to be on disk: after an unclean
   shutdown, segments from the recovery point on are re-validated and a torn tail truncated.
+* **Recovery is loud and keeps every byte.** Whatever recovery cuts off (a torn tail, a damaged batch and all
+  that follows it, later segments behind a damaged one) is moved into ``*.quarantine`` files beside the segments
+  (see :meth:`Segment.cut`), never deleted; each cut and each index rebuild is logged as a WARNING naming the
+  partition, segment, offsets and bytes, and a partition with quarantine files says so in one line at every
+  start until an operator removes them. Like Kafka, recovery truncates at the first bad batch rather than skipping
+  it: skipping would serve offsets past a hole whose extent a garbled header can't tell, and consumers would
+  pass over lost records without an error.
 * **Concurrency**: every method runs on the owner's thread. Non-active segments never change in place, so the
   cleaner may read their files from another thread; it hands back replacement segments that the owner installs
   with :meth:`PartitionLog.install_cleaned`.
@@ -30,6 +37,7 @@ Theory of operation
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,11 +63,15 @@ from loosely.storage.fs import FileSystem
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
 from loosely.storage.segment import (
     STORED_BATCH_DECOMPRESSED_BYTES_MAX,
+    Recovery,
     Segment,
     SegmentMark,
     SegmentSlice,
     segment_file_name,
 )
+from loosely.storage.verify import QUARANTINE_SUFFIX
+
+log = logging.getLogger(__name__)
 
 # A produce request is refused when a batch inflates past 64x max.message.bytes (a decompression bomb); stored
 # batches are read back with STORED_BATCH_DECOMPRESSED_BYTES_MAX (see loosely.storage.segment).
@@ -146,7 +158,6 @@ class PartitionLog:
         self.fs = fs
         self.clock = clock
         self.dir = directory
-        self.name = os.path.basename(directory)  # "<topic>-<partition>", for log lines
         self.faults = faults if faults is not None else StorageFaults(clock)
         # A failed append whose undo failed too: (segment, its state before the append). While set, writes refuse.
         self._torn: tuple[Segment, SegmentMark] | None = None
@@ -157,6 +168,9 @@ class PartitionLog:
         fs.makedirs(directory)
         self.segments: list[Segment] = []
         self.truncated_bytes_on_recovery = 0
+        self.damaged_batches = 0  # found by recovery since this log was opened
+        self.index_rebuilds = 0  # indexes found insane or disagreeing with the log, and rebuilt
+        self._quarantine: dict[str, int] = {}  # quarantine file path -> bytes, until an operator removes it
         self._load(clean_shutdown)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
@@ -189,38 +203,120 @@ class PartitionLog:
             for n in names:
                 if n.endswith(suffix) and n[: -len(suffix)].isdigit() and int(n[: -len(suffix)]) not in bases:
                     self.fs.remove(os.path.join(self.dir, n))
-        truncated_from: int | None = None
+        for n in names:
+            if n.endswith(QUARANTINE_SUFFIX):
+                path = os.path.join(self.dir, n)
+                self._quarantine[path] = self._file_size(path)
         for i, base in enumerate(bases):
             seg = self._new_segment(base)
-            if truncated_from is not None:
-                seg.delete()
-                continue
             is_last = i == len(bases) - 1
             needs_recovery = not clean_shutdown and (is_last or seg_next_known(bases, i) > self.recovery_point)
-            if needs_recovery:
-                # No size bound beyond the file itself: max.message.bytes may have been lowered since the
-                # batches were written, and recovery must not mistake them for garbage.
-                cut = seg.recover()
-                self.truncated_bytes_on_recovery += cut
-                if cut and not is_last:
-                    # Everything after a corrupt batch is unreachable: drop the later segments.
-                    truncated_from = base
-            else:
-                seg.load()
+            found = seg.recover() if needs_recovery else seg.load()
+            if found is not None and self._after_recovery(seg, found, later=bases[i + 1 :]):
+                is_last = True  # the segments after a cut were quarantined
             if self.segments and seg.base_offset < self.segments[-1].next_offset:
-                seg.delete()
+                self._keep(*seg.quarantine_whole())
+                log.warning(
+                    "%s: segment %s overlaps the previous one (which ends before offset %d); moved it aside",
+                    self.name,
+                    segment_file_name(base, ".log"),
+                    self.segments[-1].next_offset,
+                )
                 continue
-            if seg.is_empty and not is_last and truncated_from is None:
+            if seg.is_empty and not is_last:
                 seg.delete()
                 continue
             self.segments.append(seg)
+            if is_last:
+                break
         if not self.segments:
             self.segments.append(self._new_segment(0))
+        if self._quarantine:
+            log.warning(
+                "%s: %d quarantine file(s), %d bytes, beside the log (%s); inspect with `loosely log verify`, "
+                "remove when done (docs/broker.md, 'Damage, recovery and quarantine files')",
+                self.name,
+                len(self._quarantine),
+                sum(self._quarantine.values()),
+                ", ".join(os.path.basename(p) for p in sorted(self._quarantine)),
+            )
         self.recovery_point = min(self.recovery_point, self.log_end_offset)
         if not clean_shutdown:
             # Everything is validated now; make it durable before trusting it as the new recovery point.
             self.segments[-1].flush()
             self.recovery_point = self.log_end_offset
+
+    def _file_size(self, path: str) -> int:
+        f = self.fs.open(path, create=False)
+        try:
+            return f.size()
+        finally:
+            f.close()
+
+    def _keep(self, path: str, size: int) -> None:
+        self._quarantine[path] = size
+
+    def _after_recovery(self, seg: Segment, found: Recovery, *, later: Sequence[int] = ()) -> bool:
+        """Log what recovery found and carry out its cut; True when bytes were cut (and ``later`` moved aside)."""
+        name = segment_file_name(seg.base_offset, ".log")
+        if found.index_problems:
+            self.index_rebuilds += 1
+            log.warning(
+                "%s: rebuilt the indexes of segment %s (offsets %d-%d, %d bytes) from the log: %s%s",
+                self.name,
+                name,
+                seg.base_offset,
+                found.next_offset - 1,
+                found.keep_bytes,
+                "; ".join(found.index_problems[:3]),
+                f" (and {len(found.index_problems) - 3} more)" if len(found.index_problems) > 3 else "",
+            )
+        if not found.cut_bytes:
+            return False
+        # Later segments first: until the damaged segment itself is cut, a crash makes the next start redo it all.
+        for base in later:
+            path, size = self._new_segment(base).quarantine_whole()
+            self._keep(path, size)
+            self.truncated_bytes_on_recovery += size
+            log.warning(
+                "%s: segment %s (offsets from %d) follows the damage in %s; moved whole (%d bytes) to %s",
+                self.name,
+                segment_file_name(base, ".log"),
+                base,
+                name,
+                size,
+                os.path.basename(path),
+            )
+        path, size = seg.cut(found.keep_bytes)
+        self._keep(path, size)
+        self.truncated_bytes_on_recovery += size
+        if found.damaged:
+            self.damaged_batches += 1
+        kept = f"offsets {found.first_offset}-{found.next_offset - 1}" if found.first_offset >= 0 else "no batch"
+        log.warning(
+            "%s: segment %s: %s at byte %d; kept %s (%d bytes), cut %d bytes (offsets from %d on) into %s",
+            self.name,
+            name,
+            found.problem,
+            found.keep_bytes,
+            kept,
+            found.keep_bytes,
+            size,
+            found.next_offset,
+            os.path.basename(path),
+        )
+        return True
+
+    @property
+    def name(self) -> str:
+        """``<topic>-<partition>``: the directory's name, as log lines and metrics name the partition."""
+        return os.path.basename(self.dir)
+
+    def quarantined(self) -> dict[str, int]:
+        """Quarantine files (path -> bytes) still beside the log; forgets those an operator removed."""
+        for path in [p for p in self._quarantine if not self.fs.exists(p)]:
+            del self._quarantine[path]
+        return dict(self._quarantine)
 
     def _complete_swap(self, swap_name: str) -> None:
         """Finish installing a cleaned segment whose ``<base>.log.<end>.swap`` was committed before a crash.
@@ -527,15 +623,29 @@ class PartitionLog:
         return None
 
     def max_timestamp_offset(self) -> tuple[int, int] | None:
-        """``(offset, timestamp)`` of the record with the largest timestamp (earliest such record)."""
+        """ListOffsets MAX_TIMESTAMP: ``(offset, timestamp)`` of the first record carrying the log's largest timestamp.
+
+        Kafka's semantics (``UnifiedLog.fetchOffsetByTimestamp``): the first segment with the largest max
+        timestamp, the first batch in it whose max timestamp equals it, and in that batch the first record with
+        that timestamp. Control batches count like any other, so when a transaction marker is the newest batch
+        the answer is the marker's offset.
+        """
         best: Segment | None = None
         for seg in self.segments:
             if seg.next_offset > self.log_start_offset and (best is None or seg.max_timestamp > best.max_timestamp):
                 best = seg
         if best is None or best.max_timestamp < 0:
             return None
-        found = self.offset_for_timestamp(best.max_timestamp)
-        return found
+        ts = best.max_timestamp
+        for pos, h in best.iter_headers(best.offset_index.lookup(best.offset_of_max_timestamp)):
+            if h.max_timestamp != ts:
+                continue
+            data = best.log.pread(h.size, pos)
+            for r in decode_records(data, 0, h, STORED_BATCH_DECOMPRESSED_BYTES_MAX):
+                if r.timestamp == ts:
+                    return r.offset, ts
+            return None
+        return None
 
     # --- retention -----------------------------------------------------------------------------------------
 
@@ -624,7 +734,9 @@ class PartitionLog:
             self.fs.rename(swap, os.path.join(d, segment_file_name(g.base_offset, ".log")))
             self.fs.fsync_dir(d)
             new = self._new_segment(g.base_offset)
-            new.load()
+            found = new.load()
+            if found is not None:
+                self._after_recovery(new, found)
             self.segments[i : i + len(replaced)] = [new]
         return True
 

@@ -11,7 +11,11 @@ way (ENOSPC, EIO) :meth:`Segment.rollback` truncates the log and both indexes ba
 left in the middle of the segment and the next append starts at the same byte. Positions are tracked in
 memory; the on-disk size is the truth after a crash, and :meth:`Segment.recover` re-derives everything else
 (next offset, max timestamp, indexes) by scanning the batches, stopping at the first one that is truncated, has a
-bad magic or CRC, or does not follow its predecessor's offsets.
+bad magic or CRC, or does not follow its predecessor's offsets (:func:`loosely.storage.verify.check_batch`).
+Recovery only reports what it found (:class:`Recovery`); the log decides, logs, and calls :meth:`Segment.cut`, which
+copies the bytes from the first bad batch on into ``<base>.log.<position>.quarantine`` (written to a temporary
+name, fsynced, renamed, directory fsynced) *before* truncating, so a crash at any point leaves the bytes either
+still in the segment or safe in the quarantine file, and the next recovery finds the same cut again.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from loosely.protocol.errors import CorruptRecordError
-from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, check_batch_crc, read_header
+from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, read_header
 from loosely.storage.fs import File, FileSystem
 from loosely.storage.index import OFFSET_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
+from loosely.storage.verify import DECOMPRESSED_BYTES_MAX, QUARANTINE_SUFFIX, IndexChecker, check_batch
 
-__all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Segment", "SegmentMark", "SegmentSlice", "segment_file_name"]
+__all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Recovery", "Segment", "SegmentMark", "SegmentSlice",
+           "segment_file_name"]
 
 # Batches in the log were accepted once; they are decompressed with this bound whatever max.message.bytes says
 # today, so lowering it never makes stored data unreadable.
 STORED_BATCH_DECOMPRESSED_BYTES_MAX: Final = 1 << 30
+assert STORED_BATCH_DECOMPRESSED_BYTES_MAX == DECOMPRESSED_BYTES_MAX
+# Quarantine files are copied in chunks of this size (a tail can be most of a 1 GiB segment).
+_COPY_CHUNK_BYTES: Final = 1 << 20
 
 # How much to read at once while scanning batch headers or recovering.
 _SCAN_CHUNK_BYTES = 1 << 20
@@ -57,6 +65,23 @@ class SegmentMark:
     offset_of_max_timestamp: int
     first_batch_timestamp: int
     bytes_since_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What :meth:`Segment.recover` found. Nothing is cut yet: ``keep_bytes < size`` asks for :meth:`Segment.cut`."""
+
+    keep_bytes: int
+    size: int
+    first_offset: int  # of the first batch kept; -1 when none is
+    next_offset: int  # after the last batch kept
+    problem: str | None = None  # why the walk stopped before the end of the file
+    damaged: bool = False  # a bad batch (not just the torn tail a crash leaves)
+    index_problems: tuple[str, ...] = ()  # old index entries that disagreed with the log (both rebuilt anyway)
+
+    @property
+    def cut_bytes(self) -> int:
+        return self.size - self.keep_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,28 +286,25 @@ class Segment:
 
     # --- recovery ------------------------------------------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self) -> Recovery | None:
         """Open a segment that was closed cleanly: trust the log, load indexes, derive the tail state.
 
-        Falls back to :meth:`recover` when an index is insane.
+        Falls back to :meth:`recover` when an index is insane, and returns what it found (None: all was well).
         """
         try:
             self.offset_index.load(self.log.size())
-        except IndexCorruptError:
-            self.recover()
-            return
+        except IndexCorruptError as e:
+            return self.recover(index_problem=str(e))
         last = None
         for _, h in self.iter_headers(self.offset_index.lookup(1 << 62)):
             last = h
         if last is None and self.log.size() > 0 and len(self.offset_index) == 0:
-            self.recover()
-            return
+            return self.recover()
         self.next_offset = last.next_offset if last is not None else self.base_offset
         try:
             self.time_index.load(self.next_offset)
-        except IndexCorruptError:
-            self.recover()
-            return
+        except IndexCorruptError as e:
+            return self.recover(index_problem=str(e))
         entry = self.time_index.last_entry
         if entry is not None:
             self.max_timestamp, self.offset_of_max_timestamp = entry
@@ -297,9 +319,21 @@ class Segment:
             first = next(self.iter_headers(0), None)
             if first is not None:
                 self.first_batch_timestamp = first[1].max_timestamp
+        return None
 
-    def recover(self, batch_bytes_max: int = 1 << 31) -> int:
-        """Validate every batch, truncate at the first invalid one, rebuild indexes. Returns bytes truncated."""
+    def recover(self, *, index_problem: str | None = None) -> Recovery:
+        """Validate every batch and rebuild both indexes from the valid prefix; report where the walk stopped.
+
+        No size bound beyond the file itself: ``max.message.bytes`` may have been lowered since the batches were
+        written, and recovery must not mistake them for garbage. The old index entries are checked against the
+        batches before they are replaced, so an index that lied is reported, not silently rebuilt.
+        """
+        checker = IndexChecker(
+            self.base_offset,
+            self.offset_index.read_raw(),
+            self.time_index.read_raw(),
+            (self.offset_index.path, self.time_index.path),
+        )
         self.offset_index.reset()
         self.time_index.reset()
         self.next_offset = self.base_offset
@@ -309,27 +343,98 @@ class Segment:
         self._bytes_since_index = 0
         size = self.log.size()
         pos = 0
-        expect_min_offset = self.base_offset
+        first_offset = -1
+        stop = None
         while pos < size:
-            head = self.log.pread(BATCH_HEADER_BYTES, pos)
-            try:
-                h = read_header(head, 0)
-            except CorruptRecordError:
+            check = check_batch(self.log, pos, size, self.next_offset, segment_base_offset=self.base_offset)
+            if check.problem is not None or check.header is None:
+                stop = check
                 break
-            if h.size > batch_bytes_max or pos + h.size > size or h.base_offset < expect_min_offset:
-                break
-            data = self.log.pread(h.size, pos)
-            try:
-                check_batch_crc(data, 0, h)
-            except CorruptRecordError:
-                break
+            h = check.header
+            checker.batch(pos, h)
             self._index_batch(pos, h)
-            expect_min_offset = h.next_offset
+            first_offset = h.base_offset if first_offset < 0 else first_offset
             pos += h.size
-        truncated = size - pos
-        if truncated:
-            self.log.truncate(pos)
-        return truncated
+        index_problems = [
+            f"{os.path.basename(p.path)}: {p.message}"
+            for p in checker.finish(pos, self.next_offset, past_end_is_damage=stop is None)
+        ]
+        if index_problem is not None:
+            index_problems.insert(0, index_problem)
+        return Recovery(
+            keep_bytes=pos,
+            size=size,
+            first_offset=first_offset,
+            next_offset=self.next_offset,
+            problem=None if stop is None else stop.problem,
+            damaged=stop is not None and not stop.torn,
+            index_problems=tuple(index_problems),
+        )
+
+    def cut(self, position: int) -> tuple[str, int]:
+        """Quarantine the bytes from ``position`` on, then truncate there. Returns (quarantine path, bytes)."""
+        size = self.log.size()
+        target = self._quarantine_path(position, size)
+        if not self._fs.exists(target):
+            tmp = target + ".tmp"
+            out = self._fs.open(tmp)
+            try:
+                out.truncate(0)
+                for at in range(position, size, _COPY_CHUNK_BYTES):
+                    out.append(self.log.pread(min(_COPY_CHUNK_BYTES, size - at), at))
+                out.fsync()
+            finally:
+                out.close()
+            self._fs.rename(tmp, target)
+            self._fs.fsync_dir(self.dir)
+        # Assert twice before destroying anything: the copy on disk holds exactly the bytes about to be cut.
+        if not self._same_bytes(target, position, size):
+            raise OSError(f"{target}: the quarantine copy does not match the segment; {self.log.path} left uncut")
+        self.log.truncate(position)
+        self.log.fsync()
+        self.offset_index.truncate_to_position(position)
+        self.time_index.truncate_to_offset(self.next_offset)
+        return target, size - position
+
+    def _quarantine_path(self, position: int, size: int) -> str:
+        """A free ``<base>.log.<position>[.<n>].quarantine``, or the one that already holds exactly these bytes.
+
+        The same name again is the same cut repeated after a crash between the copy and the truncation; a
+        different tail cut at the same position later (a second crash) gets the next free ``n``.
+        """
+        stem = os.path.join(self.dir, f"{segment_file_name(self.base_offset, '.log')}.{position}")
+        n = 0
+        while True:
+            path = f"{stem}{'' if n == 0 else f'.{n}'}{QUARANTINE_SUFFIX}"
+            if not self._fs.exists(path) or self._same_bytes(path, position, size):
+                return path
+            n += 1
+
+    def _same_bytes(self, path: str, position: int, size: int) -> bool:
+        f = self._fs.open(path, create=False)
+        try:
+            if f.size() != size - position:
+                return False
+            return all(
+                f.pread(_COPY_CHUNK_BYTES, at - position) == self.log.pread(min(_COPY_CHUNK_BYTES, size - at), at)
+                for at in range(position, size, _COPY_CHUNK_BYTES)
+            )
+        finally:
+            f.close()
+
+    def quarantine_whole(self) -> tuple[str, int]:
+        """Move the whole ``.log`` aside as a quarantine file (a later segment cut off by damage before it)."""
+        size = self.log.size()
+        target = self._quarantine_path(0, size)
+        paths = [self.offset_index.path, self.time_index.path]
+        src = self.log.path
+        self.close()
+        self._fs.rename(src, target)
+        for p in paths:
+            if self._fs.exists(p):
+                self._fs.remove(p)
+        self._fs.fsync_dir(self.dir)
+        return target, size
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 

@@ -64,14 +64,19 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
                     offset = plog.high_watermark
                     if committed and ctx.transactions is not None:
                         offset = ctx.transactions.last_stable_offset(t.name, p.partition_index, offset)
-                elif want == MAX_TIMESTAMP:
-                    found, code = _look_up(plog, plog.max_timestamp_offset)
-                    if found is not None:
-                        offset, ts = found
                 elif want == LATEST_TIERED:
                     offset = -1
-                elif want >= 0:
-                    found, code = _look_up(plog, lambda: plog.offset_for_timestamp(want))  # noqa: B023 - called now
+                elif want >= 0 or want == MAX_TIMESTAMP:
+                    found, code = _look_up(
+                        plog,
+                        plog.max_timestamp_offset
+                        if want == MAX_TIMESTAMP
+                        else lambda: plog.offset_for_timestamp(want),  # noqa: B023 - called now
+                    )
+                    # Kafka answers only offsets a read_committed consumer could fetch: below the last stable offset.
+                    if found is not None and committed and ctx.transactions is not None:
+                        lso = ctx.transactions.last_stable_offset(t.name, p.partition_index, plog.high_watermark)
+                        found = found if found[0] < lso else None
                     if found is not None:
                         offset, ts = found
                 else:
