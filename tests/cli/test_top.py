@@ -184,18 +184,30 @@ def lag_row(screen: str, partition: int, current: int, end: int, lag: int) -> bo
     return re.search(rf"^billing\s+orders\s+{partition}\s+{current}\s+{end}\s+{lag}\s*$", screen, re.M) is not None
 
 
-def test_live_lag_waiting_for_a_restarted_broker_and_q(broker: BrokerProcess, tmp_path: Path) -> None:
+def lag_order(screen: str) -> list[str]:
+    return re.findall(r"^billing\s+orders\s+(\d+)\s", screen, re.M)
+
+
+def test_live_lag_keys_waiting_for_a_restarted_broker_and_q(broker: BrokerProcess, tmp_path: Path) -> None:
     produce(broker.bootstrap, 0, 20)
     produce(broker.bootstrap, 1, 20)
-    commit(broker.bootstrap, "billing", {0: 5, 1: 20})
+    commit(broker.bootstrap, "billing", {0: 20, 1: 5})
     term = open_terminal([LOOSELY, "top", "--metrics", broker.metrics, "--interval", "0.2"], tmp_path)
     try:
-        wait_for("lag of a consumer behind", lambda: lag_row(term.screen(), 0, 5, 20, 15))
-        assert lag_row(term.screen(), 1, 20, 20, 0)
-        produce(broker.bootstrap, 0, 10)  # falls further behind
-        wait_for("the lag to grow", lambda: lag_row(term.screen(), 0, 5, 30, 25))
-        commit(broker.bootstrap, "billing", {0: 30})  # catches up
-        wait_for("the lag to drop to 0", lambda: lag_row(term.screen(), 0, 30, 30, 0))
+        wait_for("lag of a consumer behind", lambda: lag_row(term.screen(), 1, 5, 20, 15))
+        assert lag_row(term.screen(), 0, 20, 20, 0)
+        assert lag_order(term.screen()) == ["1", "0"]  # the most lagging first
+        term.keys("s")
+        wait_for("the lag table sorted by name", lambda: lag_order(term.screen()) == ["0", "1"])
+        term.keys("p")
+        wait_for("the pause to show", lambda: "[PAUSED]" in term.screen())
+        term.keys("ps")
+        wait_for("the pause to end", lambda: "[PAUSED]" not in (s := term.screen()) and lag_order(s) == ["1", "0"])
+
+        produce(broker.bootstrap, 1, 10)  # falls further behind
+        wait_for("the lag to grow", lambda: lag_row(term.screen(), 1, 5, 30, 25))
+        commit(broker.bootstrap, "billing", {1: 30})  # catches up
+        wait_for("the lag to drop to 0", lambda: lag_row(term.screen(), 1, 30, 30, 0))
 
         broker.kill()
         waiting = f"waiting for http://{broker.metrics}/metrics (since "
@@ -203,7 +215,7 @@ def test_live_lag_waiting_for_a_restarted_broker_and_q(broker: BrokerProcess, tm
         assert term.exit_code() is None  # still running
         broker.start()
         wait_for("top to reconnect", lambda: waiting not in (s := term.screen()) and "reconnected to" in s
-                 and lag_row(s, 0, 30, 30, 0))
+                 and lag_row(s, 1, 30, 30, 0))
 
         started = time.monotonic()
         term.keys("q")
