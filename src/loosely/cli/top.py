@@ -243,13 +243,14 @@ class Feed(Generic[T]):
                 if self.down_since_s is None:
                     self.down_since_s = time.time()
                 self.error = _one_line(e)
-                self.previous = None  # a restarted broker's counters start again from zero
         else:
             with self._lock:
-                if self.down_since_s is not None:
+                back = self.down_since_s is not None
+                if back:
                     self.back_at_s = time.time()
                 self.down_since_s = self.error = None
-                self.previous, self.latest = self.latest, value
+                # rates need two answers of the same run: after an outage the one before is from the old broker
+                self.previous, self.latest = (None if back else self.latest), value
         return self
 
     def _run(self) -> None:
