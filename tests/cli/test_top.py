@@ -101,11 +101,12 @@ def commit(bootstrap: str, group: str, offsets: dict[int, int]) -> None:
 
 
 class Terminal:
-    """A terminal running ``sh -c '<command>; echo $? >rc; stty -a >stty'``."""
+    """A terminal running ``sh -c '<command>; echo $? >rc; stty -a >stty'`` (the shell survives a Ctrl-C meant for
+    the command: ``trap : INT`` catches it, and a caught signal is reset to the default in the command)."""
 
     def __init__(self, command: list[str], workdir: Path) -> None:
         self.rc_file, self.stty_file = workdir / "rc", workdir / "stty"
-        self.script = (f"{shlex.join(command)}; echo $? > {shlex.quote(str(self.rc_file))}; "
+        self.script = (f"trap : INT; {shlex.join(command)}; echo $? > {shlex.quote(str(self.rc_file))}; "
                        f"stty -a > {shlex.quote(str(self.stty_file))}")
 
     def exit_code(self) -> int | None:
@@ -117,6 +118,13 @@ class Terminal:
 
     def keys(self, keys: str) -> None:
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        self.keys("\x03")  # the terminal's intr character: SIGINT to its foreground processes
+
+    def settings_after(self) -> list[str]:
+        wait_for("stty to run", lambda: self.stty_file.exists() and self.stty_file.read_text().endswith("\n"))
+        return self.stty_file.read_text().split()
 
     def close(self) -> None:
         raise NotImplementedError
@@ -136,6 +144,9 @@ class Tmux(Terminal):
     def keys(self, keys: str) -> None:
         subprocess.run(["tmux", "-L", self.server, "send-keys", "-t", "top", "-l", keys], check=True)
 
+    def interrupt(self) -> None:
+        subprocess.run(["tmux", "-L", self.server, "send-keys", "-t", "top", "C-c"], check=True)
+
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.server, "kill-server"], check=False, capture_output=True)
 
@@ -145,8 +156,10 @@ class Pty(Terminal):
         super().__init__(command, workdir)
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        self.proc = subprocess.Popen(["sh", "-c", self.script], stdin=slave, stdout=slave, stderr=slave,
-                                     start_new_session=True)
+        # util-linux setsid --ctty: a session (and process group, its pid) of its own whose controlling terminal is
+        # the pty, so that Ctrl-C interrupts as in a real terminal
+        self.proc = subprocess.Popen(["setsid", "--ctty", "sh", "-c", self.script], stdin=slave, stdout=slave,
+                                     stderr=slave)
         os.close(slave)
         self.output = b""
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -222,8 +235,21 @@ def test_live_lag_keys_waiting_for_a_restarted_broker_and_q(broker: BrokerProces
         wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=1.0)
         assert time.monotonic() - started < 1.0
         assert term.exit_code() == 0
-        wait_for("stty to run", lambda: term.stty_file.exists() and term.stty_file.read_text().endswith("\n"))
-        settings = term.stty_file.read_text().split()
+        settings = term.settings_after()
+        assert "icanon" in settings and "echo" in settings, "the terminal was not restored"
+    finally:
+        term.close()
+
+
+def test_ctrl_c_quits_a_top_waiting_for_a_down_endpoint(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/metrics"
+    term = open_terminal([LOOSELY, "top", "--metrics", url, "--interval", "0.2"], tmp_path)
+    try:
+        wait_for("top to wait", lambda: f"waiting for {url} (since " in term.screen())
+        term.interrupt()
+        wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=1.0)
+        assert term.exit_code() == 0
+        settings = term.settings_after()
         assert "icanon" in settings and "echo" in settings, "the terminal was not restored"
     finally:
         term.close()
