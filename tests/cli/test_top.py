@@ -76,13 +76,19 @@ class BrokerProcess:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     b = BrokerProcess(tmp_path_factory.mktemp("top") / "data")
-    b.start()
-    admin = AdminClient({"bootstrap.servers": b.bootstrap})
-    admin.create_topics([NewTopic("orders", 2, 1)])["orders"].result(10)
-    yield b
-    if b.proc is not None and b.proc.poll() is None:
-        b.proc.terminate()
-        b.proc.wait(timeout=10)
+    try:
+        b.start()
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_topics([NewTopic("orders", 2, 1)])["orders"].result(10)
+        yield b
+    finally:
+        if b.proc is not None and b.proc.poll() is None:
+            b.proc.terminate()
+            try:
+                b.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                b.proc.kill()
+                b.proc.wait()
 
 
 def produce(bootstrap: str, partition: int, n: int) -> None:
