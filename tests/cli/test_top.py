@@ -314,3 +314,13 @@ def test_in_a_pipe_it_prints_frames_and_waits_for_a_down_endpoint() -> None:
     assert lines[0].startswith(f"waiting for http://127.0.0.1:{port}/metrics (since "), r.stdout
     assert lines[2] == lines[0] and lines[-1] == "rc=0", r.stdout  # a frame per interval, still waiting
     assert "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(("metrics", "why"), [("ftp://x/metrics", "expected HOST:PORT or an http(s):// URL"),
+                                              ("host:notaport", "Port could not be cast to integer value")])
+def test_a_bad_metrics_address_is_one_line_and_exit_2(metrics: str, why: str) -> None:
+    r = subprocess.run([LOOSELY, "top", "--metrics", metrics], capture_output=True, text=True, timeout=30,
+                       check=False)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"loosely top: --metrics {metrics!r}: ") and why in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -35,6 +35,7 @@ import threading
 import time
 import tty
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -267,7 +268,16 @@ def _waiting(what: str, error: str | None, since_s: float | None) -> str:
 # -- the sources --
 
 def _metrics_url(spec: str) -> str:
-    return spec if "://" in spec else f"http://{spec}/metrics"
+    """``HOST:PORT`` or an http(s) URL -> the URL; ValueError naming what is wrong with anything else."""
+    url = spec if "://" in spec else f"http://{spec}/metrics"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is no number
+    except ValueError as e:
+        raise ValueError(f"--metrics {spec!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--metrics {spec!r}: expected HOST:PORT or an http(s):// URL")
+    return url
 
 
 def _scrape(url: str, timeout_s: float) -> Scrape:
@@ -499,7 +509,11 @@ def _top(args: argparse.Namespace) -> int:
     if args.interval <= 0 or args.timeout <= 0:
         print("loosely top: --interval and --timeout must be above 0", file=sys.stderr)
         return 2
-    url = _metrics_url(args.metrics)
+    try:
+        url = _metrics_url(args.metrics)
+    except ValueError as e:
+        print(f"loosely top: {e}", file=sys.stderr)
+        return 2
     return _once(args, url) if args.once else _live(args, url)
 
 
