@@ -7,7 +7,9 @@ after it (``stty -a``) land in files the test reads.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import http.server
 import json
 import os
 import re
@@ -261,21 +263,37 @@ def test_ctrl_c_quits_a_top_waiting_for_a_down_endpoint(tmp_path: Path) -> None:
         term.close()
 
 
-@pytest.mark.parametrize("endpoint", ["refusing", "silent"])
-def test_once_against_a_down_endpoint_is_one_line_and_exit_1(endpoint: str) -> None:
+@contextlib.contextmanager
+def endpoint_that_is(kind: str) -> Iterator[int]:
+    """A loopback port that refuses, accepts and stays silent, or answers HTTP that is not Prometheus metrics."""
+    if kind == "not-metrics":
+        server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+            server.server_close()
+        return
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        if endpoint == "silent":
+        if kind == "silent":
             s.listen()  # connections are queued and never answered
-        port = s.getsockname()[1]
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("kind", "why"), [("refusing", "Connection refused"), ("silent", "timed out"),
+                                           ("not-metrics", "the answer is not Prometheus metrics")])
+def test_once_against_a_down_endpoint_is_one_line_and_exit_1(kind: str, why: str) -> None:
+    with endpoint_that_is(kind) as port:
         started = time.monotonic()
-        r = subprocess.run([LOOSELY, "top", "--metrics", f"127.0.0.1:{port}", "--once", "--timeout", "1"],
+        r = subprocess.run([LOOSELY, "top", "--metrics", f"http://127.0.0.1:{port}/", "--once", "--timeout", "1"],
                            capture_output=True, text=True, timeout=30, check=False)
     elapsed = time.monotonic() - started
     assert r.returncode == 1 and r.stdout == ""
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    why = "Connection refused" if endpoint == "refusing" else "timed out"
-    assert r.stderr.startswith(f"loosely top: cannot scrape http://127.0.0.1:{port}/metrics: ") and why in r.stderr
+    assert r.stderr.startswith(f"loosely top: cannot scrape http://127.0.0.1:{port}/: ") and why in r.stderr
     assert elapsed < 10
 
 

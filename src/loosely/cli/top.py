@@ -222,15 +222,11 @@ class Feed(Generic[T]):
         self.error: str | None = None
         self.down_since_s: float | None = None
         self.back_at_s: float | None = None  # when it answered again after failing
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"top-{name}", daemon=True)
 
     def start(self) -> Feed[T]:
         self._thread.start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def state(self) -> tuple[T | None, T | None, str | None, float | None, float | None]:
         with self._lock:
@@ -255,10 +251,10 @@ class Feed(Generic[T]):
         return self
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:  # a daemon thread: it ends with the process
             self.poll_once()
             self._wake()
-            self._stop.wait(self._interval_s)
+            time.sleep(self._interval_s)
 
 
 def _waiting(what: str, error: str | None, since_s: float | None) -> str:
@@ -282,7 +278,11 @@ def _metrics_url(spec: str) -> str:
 
 def _scrape(url: str, timeout_s: float) -> Scrape:
     with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-        return parse_scrape(resp.read().decode(), time.time())
+        body = resp.read()
+    try:
+        return parse_scrape(body.decode(), time.time())
+    except ValueError as e:
+        raise ValueError(f"the answer is not Prometheus metrics ({_one_line(e)})") from None
 
 
 class _ViewsSource:
@@ -411,7 +411,7 @@ def _once(args: argparse.Namespace, url: str) -> int:
         before = _scrape(url, args.timeout)
         time.sleep(args.interval)
         now = _scrape(url, args.timeout)
-    except (OSError, urllib.error.URLError) as e:
+    except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: not the Prometheus text format
         print(f"loosely top: cannot scrape {url}: {_one_line(e)}", file=sys.stderr)
         return 1
     views, hollow = _extra_feeds(args, _nop)
