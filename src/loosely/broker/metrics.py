@@ -17,12 +17,19 @@ Metric names (all prefixed ``loosely_``): ``topic_bytes_in_total``, ``topic_byte
 ``topic_messages_in_total`` {topic}; ``requests_total``, ``request_errors_total`` {api};
 ``request_duration_seconds`` histogram {api}; ``connections_active``, ``connections_total``;
 ``log_size_bytes``, ``log_start_offset``, ``log_end_offset`` {topic, partition}; ``group_state`` {group, state},
-``group_members`` {group}, ``consumer_lag`` {group, topic, partition}; ``storage_errors_total`` {operation} (disk
-errors: append, roll, flush, truncate, read, retention, checkpoint), ``logs_refusing_writes`` (partitions whose
-failed append could not be undone yet); damage (docs/broker.md, "Damage, recovery
+``group_members`` {group}, ``consumer_group_lag`` {group} (summed over partitions), ``consumer_lag`` and
+``consumer_committed_offset`` {group, topic, partition} (what ``kafka-consumer-groups --describe`` shows as LAG and
+CURRENT-OFFSET; LOG-END-OFFSET is ``log_end_offset``), ``consumer_lag_series_omitted``; ``storage_errors_total``
+{operation} (disk errors: append, roll, flush, truncate, read, retention, checkpoint), ``logs_refusing_writes``
+(partitions whose failed append could not be undone yet); damage (docs/broker.md, "Damage, recovery
 and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
 ``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); and ``log_scrubbed_bytes_total``
 (the scrubber's reads).
+
+Cardinality: the per-partition consumer series exist only for partitions a group has committed an offset on, and a
+scrape carries at most ``CONSUMER_PARTITION_SERIES_MAX`` (group, partition) pairs of them, groups in name order;
+the pairs past the bound are counted in ``consumer_lag_series_omitted`` and still summed in ``consumer_group_lag``,
+whose cardinality is the number of groups.
 """
 
 from __future__ import annotations
@@ -56,6 +63,10 @@ SCRAPE_TIMEOUT_S: Final = 5.0
 INFLUX_TIMEOUT_S: Final = 5.0
 # Request latencies from 0.1 ms (a metadata answer) to 10 s (a long-polling fetch waits up to fetch.max.wait.ms)
 LATENCY_BUCKETS_S: Final = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+# (group, partition) pairs with their own lag and committed-offset series per scrape: 10 000 pairs are two 10 000
+# series, well within what one Prometheus target is expected to carry (its default sample_limit is unlimited, and
+# common guidance keeps a target under ~10^5 series)
+CONSUMER_PARTITION_SERIES_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,7 @@ class GroupSnapshot:
     state: str
     members: int
     lag: dict[tuple[str, int], int]
+    committed: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +140,18 @@ def _groups(ctx: BrokerContext, logs: dict[tuple[str, int], tuple[int, int, int]
             phase = getattr(g, "phase", None)
             state = str(getattr(phase, "name", phase or "UNKNOWN"))
             members = int(coordinator.member_count(str(gid)))  # type: ignore[attr-defined]
-            lag = {}
+            lag, committed = {}, {}
             for tp, offset, _epoch, _meta, error in coordinator.fetch_offsets(  # type: ignore[attr-defined]
                 str(gid), None, require_stable=False
             ):
                 topic, partition = tp[0], int(tp[1])
                 if int(error) == 0 and offset >= 0 and (topic, partition) in logs:
                     lag[(topic, partition)] = max(0, logs[(topic, partition)][2] - offset)
+                    committed[(topic, partition)] = int(offset)
         except Exception:  # the coordinator is still taking shape; a scrape must not fail because of it
             log.debug("could not read group %s", gid, exc_info=True)
             continue
-        out.append(GroupSnapshot(str(gid), state, members, lag))
+        out.append(GroupSnapshot(str(gid), state, members, lag, committed))
     return out
 
 
@@ -186,9 +199,11 @@ def line_protocol(s: Snapshot, host: str) -> str:
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
         for (topic, partition), lag in sorted(g.lag.items()):
+            offset = g.committed.get((topic, partition))
+            committed = "" if offset is None else f",committed_offset={offset}i"
             lines.append(
                 f"loosely_consumer_lag,host={h},group={_escape_tag(g.group)},topic={_escape_tag(topic)},"
-                f"partition={partition} lag={lag}i {ts}"
+                f"partition={partition} lag={lag}i{committed} {ts}"
             )
     return "".join(line + "\n" for line in lines)
 
@@ -249,17 +264,34 @@ def families(s: Snapshot) -> Iterator[Metric]:
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
-        lag = GaugeMetricFamily(
-            "loosely_consumer_lag", "Log end offset minus committed offset", labels=["group", "topic", "partition"]
-        )
-        for g in s.groups:
+        group_lag = GaugeMetricFamily("loosely_consumer_group_lag", "Lag summed over the group's partitions",
+                                      labels=["group"])
+        per_partition = ["group", "topic", "partition"]
+        lag = GaugeMetricFamily("loosely_consumer_lag", "Log end offset minus committed offset", labels=per_partition)
+        committed = GaugeMetricFamily("loosely_consumer_committed_offset", "The group's committed offset",
+                                      labels=per_partition)
+        room = CONSUMER_PARTITION_SERIES_MAX
+        omitted = 0
+        for g in sorted(s.groups, key=lambda g: g.group):
             state.add_metric([g.group, g.state], 1)
             members.add_metric([g.group], g.members)
+            group_lag.add_metric([g.group], sum(g.lag.values()))
             for (topic, partition), n in sorted(g.lag.items()):
+                if room <= 0:
+                    omitted += 1
+                    continue
+                room -= 1
                 lag.add_metric([g.group, topic, str(partition)], n)
+                if (topic, partition) in g.committed:
+                    committed.add_metric([g.group, topic, str(partition)], g.committed[(topic, partition)])
         yield state
         yield members
+        yield group_lag
         yield lag
+        yield committed
+        yield GaugeMetricFamily("loosely_consumer_lag_series_omitted",
+                                "(group, partition) pairs left out of consumer_lag past the series bound",
+                                value=omitted)
 
 
 def _damage_families(s: Snapshot) -> Iterator[Metric]:
