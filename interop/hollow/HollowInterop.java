@@ -5,7 +5,7 @@
  *   java HollowInterop spec  SPEC_FILE OUT_DIR       run a write-engine script (format below), writing
  *                                                    snapshot-N, delta-(N-1)-N, reversedelta-N-(N-1)
  *   java HollowInterop model NAME OUT_DIR            write a delta chain of a POJO data model with the object
- *                                                    mapper (rich, evolve), plus schemas-N.txt and deep-N.txt
+ *                                                    mapper (rich, evolve, reshard, edges), plus schemas-N.txt
  *   java HollowInterop dump  OP...                   read blobs and print the exact state after every OP
  *   java HollowInterop deep  TYPE OP...              print the records of TYPE fully expanded, sorted
  *
@@ -787,6 +787,8 @@ public class HollowInterop {
             evolveModel(dir);
         else if (name.equals("reshard"))
             reshardModel(dir);
+        else if (name.equals("edges"))
+            edgesModel(dir);
         else
             throw new IllegalArgumentException("unknown model " + name);
     }
@@ -947,6 +949,58 @@ public class HollowInterop {
             }
             writeBlobs(engine, noParts, dir, cycle);
         }
+    }
+
+    /** Numbers at the edges of Java's null conventions: primitives, boxed references and inline boxes. */
+    @HollowPrimaryKey(fields = {"id"})
+    public static class Edges {
+        int id;
+        float f;
+        double d;
+        short s;
+        char c;
+        Float boxedF;
+        Double boxedD;
+        @HollowInline Float inlineF;
+        @HollowInline Double inlineD;
+        @HollowInline Short inlineS;
+        @HollowInline Byte inlineB;
+        @HollowInline Character inlineC;
+        @HollowInline Integer inlineI;
+    }
+
+    /** One snapshot; row k takes, in every field, the k-th value of that field's column (null for a box). */
+    static void edgesModel(File dir) throws IOException {
+        // a NaN whose bits are those of Hollow's double null: the write record canonicalizes it, so it stays a NaN
+        double nullBitsNaN = Double.longBitsToDouble(0x7ff8000000000001L);
+        float[] f = {Float.NaN, 0f, -0f, 1.5f, Float.NEGATIVE_INFINITY, Float.MIN_VALUE};
+        double[] d = {Double.NaN, nullBitsNaN, -0.0, 2.5, Double.POSITIVE_INFINITY, Double.MIN_VALUE};
+        short[] s = {Short.MIN_VALUE, 0, -1, Short.MAX_VALUE, 7, 8};
+        char[] c = {Character.MIN_VALUE, 'a', '\uffff', 'b', 'c', 'd'};
+        Byte[] b = {Byte.MIN_VALUE, null, (byte) 0, Byte.MAX_VALUE, (byte) -1, (byte) 1};
+        Integer[] i = {Integer.MIN_VALUE, null, 0, Integer.MAX_VALUE, -1, 1};
+        HollowWriteStateEngine engine = new HollowWriteStateEngine();
+        HollowObjectMapper mapper = new HollowObjectMapper(engine);
+        mapper.initializeTypeState(Edges.class);
+        for (int k = 0; k < f.length; k++) {
+            Edges e = new Edges();
+            e.id = k;
+            e.f = f[k];
+            e.d = d[k];
+            e.s = s[k];
+            e.c = c[k];
+            boolean none = k == 2;
+            e.boxedF = none ? null : f[k];
+            e.boxedD = none ? null : d[k];
+            e.inlineF = none ? null : f[k];
+            e.inlineD = none ? null : d[k];
+            e.inlineS = none ? null : s[k];
+            e.inlineC = none ? null : c[k];
+            e.inlineB = b[k];
+            e.inlineI = i[k];
+            mapper.add(e);
+        }
+        writeBlobs(engine, Collections.emptyMap(), dir, 1);
     }
 
     static void writeSchemas(HollowWriteStateEngine engine, File f) throws IOException {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,50 @@ def test_bad_input_publishes_nothing(tmp_path: Path, capsys: pytest.CaptureFixtu
                  "--input", str(tmp_path / "bad.jsonl")]) == 1
     assert "line 2 is not JSON" in capsys.readouterr().err
     assert (store / "announced.version").read_text() == str(v1)
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
+    """Two versions of 3000 movies whose titles hold a lone surrogate (as a Java string may), every title changed."""
+    tmp = tmp_path_factory.mktemp("big")
+    (tmp / "schema.txt").write_text(SCHEMA)
+    versions = []
+    for v in (1, 2):
+        records = [{"id": i, "title": f"café \ud800 {i} v{v}", "year": 1990, "tags": ["x"]} for i in range(3000)]
+        (tmp / "records.jsonl").write_text(_lines(records))
+        out = _cli("hollow", "publish", str(tmp / "store"), "--schema", str(tmp / "schema.txt"), "--type", "Movie",
+                   "--input", str(tmp / "records.jsonl"))
+        versions.append(int(json.loads(out.stdout)["version"]))
+    return tmp / "store", versions[0], versions[1]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([sys.executable, "-m", "loosely.cli.main", *args], capture_output=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr.decode(errors="replace")
+    return proc
+
+
+def test_lone_surrogates_are_printed_escaped(big_store: tuple[Path, int, int]) -> None:
+    store, v1, _ = big_store
+    dumped = _cli("hollow", "dump", str(store)).stdout
+    assert b"caf\xc3\xa9 \\ud800 7 v2" in dumped  # UTF-8 as it is, the surrogate escaped
+    assert {json.loads(line)["record"]["title"] for line in dumped.splitlines()} == {
+        f"café \ud800 {i} v2" for i in range(3000)}
+    history = _cli("hollow", "history", str(store), "--type", "Movie", "--key", "7").stdout
+    assert [json.loads(line)["record"]["title"] for line in history.splitlines()] == [
+        "café \ud800 7 v1", "café \ud800 7 v2"]
+    diff = json.loads(_cli("hollow", "diff", str(store), str(v1), "announced").stdout)
+    assert len(diff["types"][0]["changed"]) == 3000
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(big_store: tuple[Path, int, int]) -> None:
+    """``loosely hollow dump | head -c 1``: exit 0, nothing on stderr, as kcat and other Unix tools do.  (``diff``
+    prints one line, ``history`` a few: both end in the same handler.)"""
+    proc = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "hollow", "dump", str(big_store[0])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == b"{"
+    proc.stdout.close()  # the reader goes away with the rest unread
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

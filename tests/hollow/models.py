@@ -8,6 +8,8 @@ Java classes do not override ``equals``/``hashCode``, so their sets and maps com
 from __future__ import annotations
 
 import enum
+import math
+import struct
 from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
@@ -130,3 +132,41 @@ class FilmV2(NamedTuple):
     languages: list[str] | None
     rating: float
     studio: Studio | None = None
+
+
+@hollow_type(primary_key=("id",))
+@dataclass
+class Edges:
+    """Numbers at the edges of Java's null conventions (HollowInterop.Edges)."""
+
+    id: int
+    f: Float32
+    d: float
+    s: Int16
+    c: Char
+    boxedF: Float32 | None  # noqa: N815
+    boxedD: float | None  # noqa: N815
+    inlineF: Annotated[Float32 | None, INLINE]  # noqa: N815
+    inlineD: Annotated[float | None, INLINE]  # noqa: N815
+    inlineS: Annotated[Int16 | None, INLINE]  # noqa: N815
+    inlineB: Annotated[Int8 | None, INLINE]  # noqa: N815
+    inlineC: Annotated[Char | None, INLINE]  # noqa: N815
+    inlineI: Annotated[int | None, INLINE]  # noqa: N815
+
+
+def edges_rows() -> list[Edges]:
+    """The rows HollowInterop.edgesModel writes: row k takes the k-th value of each column, row 2 null boxes."""
+    null_bits_nan = struct.unpack(">d", bytes.fromhex("7ff8000000000001"))[0]
+    f = [math.nan, 0.0, -0.0, 1.5, -math.inf, 1.401298464324817e-45]
+    d = [math.nan, null_bits_nan, -0.0, 2.5, math.inf, 5e-324]
+    s = [-(1 << 15), 0, -1, (1 << 15) - 1, 7, 8]
+    c = [0, ord("a"), 0xFFFF, ord("b"), ord("c"), ord("d")]
+    b = [-128, None, 0, 127, -1, 1]
+    i = [-(1 << 31), None, 0, (1 << 31) - 1, -1, 1]
+    rows = []
+    for k in range(len(f)):
+        row = Edges(k, f[k], d[k], s[k], c[k], f[k], d[k], f[k], d[k], s[k], b[k], c[k], i[k])
+        if k == 2:
+            row.boxedF = row.boxedD = row.inlineF = row.inlineD = row.inlineS = row.inlineC = None
+        rows.append(row)
+    return rows

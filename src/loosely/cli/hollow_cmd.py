@@ -10,7 +10,9 @@ for S3-compatible servers).  Blobs written by Java Hollow carry no digest: pass 
     loosely hollow publish STORE --schema F --type T    one producer cycle from JSON lines on stdin or --input,
                                                         with a progress bar on stderr
 
-Failures print ``loosely hollow: <why>`` and exit 1.
+Records are JSON lines in UTF-8; a lone UTF-16 surrogate, which a Java string may hold, is escaped (``\ud800``).
+A reader that stops early (``| head``) ends the command quietly with exit 0.  Failures print
+``loosely hollow: <why>`` and exit 1.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import IO, Any
+
+from loosely.cli._output import json_line, quiet_stdout
 
 __all__ = ["add_hollow_command"]
 
@@ -58,17 +62,13 @@ def _key(values: list[str]) -> list[object]:
     return out
 
 
-def _print(obj: object, out: IO[str]) -> None:
-    out.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
-
-
 def _versions(args: argparse.Namespace, out: IO[str]) -> int:
     store = _store(args)
     refs = store.refs()
     by_type: dict[str, list[str]] = {}
     for r in sorted(refs, key=lambda r: (r.to_version, r.from_version or 0)):
         by_type.setdefault(r.type.value, []).append(r.name)
-    _print({"announced": store.latest_version(), **by_type}, out)
+    json_line({"announced": store.latest_version(), **by_type}, out)
     return 0
 
 
@@ -79,7 +79,7 @@ def _dump(args: argparse.Namespace, out: IO[str]) -> int:
     version = _version(store, args.version)
     engine = load_version(store, version, require_digest=args.require_digest)
     for rec in dump_records(engine, args.type or None):
-        _print({"version": version, **rec}, out)
+        json_line({"version": version, **rec}, out)
     return 0
 
 
@@ -89,7 +89,7 @@ def _diff(args: argparse.Namespace, out: IO[str]) -> int:
     store = _store(args)
     a, b = _version(store, args.from_version), _version(store, args.to_version)
     diffs = diff_versions(store, a, b, args.type or None, require_digest=args.require_digest)
-    _print({"from": a, "to": b, "types": [d.as_json() for d in diffs.values()]}, out)
+    json_line({"from": a, "to": b, "types": [d.as_json() for d in diffs.values()]}, out)
     return 0 if all(d.unchanged for d in diffs.values()) or not args.exit_code else 3
 
 
@@ -100,7 +100,7 @@ def _history(args: argparse.Namespace, out: IO[str]) -> int:
     to = _version(store, args.to_version)
     start = _version(store, args.from_version) if args.from_version is not None else _first_version(store)
     for e in record_history(store, args.type, _key(args.key), start, to, require_digest=args.require_digest):
-        _print({"version": e.version, "change": e.change, "record": e.record}, out)
+        json_line({"version": e.version, "change": e.change, "record": e.record}, out)
     return 0
 
 
@@ -191,7 +191,7 @@ def _publish(args: argparse.Namespace, out: IO[str]) -> int:
                 stream.close()
 
     version = producer.run_cycle(populate)
-    _print({"version": version, "changed": version != announced}, out)
+    json_line({"version": version, "changed": version != announced}, out)
     return 0
 
 
@@ -246,7 +246,11 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         rc: int = args.hollow_func(args, sys.stdout)
+        sys.stdout.flush()  # a reader gone while the last lines sit in the buffer is found here, not at exit
         return rc
+    except BrokenPipeError:
+        quiet_stdout()
+        return 0
     except (HollowError, ValueError, OSError, KeyError) as e:
         print(f"loosely hollow: {e}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
+from loosely.cli._output import quiet_stdout
 from loosely.clients import fastpath
 from loosely.clients.kcat_format import (
     NULL_STR,
@@ -499,13 +500,8 @@ def main(argv: Sequence[str], *, prog: str = "loosely kcat", mode: str | None = 
     except Fatal as e:
         _fatal(str(e))
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return 0
     except KeyboardInterrupt:
         return 0
 
-
-def _quiet_stdout() -> None:
-    # stdout's reader went away (``| head``): stop writing, as kcat does on SIGPIPE, without a traceback at exit
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())

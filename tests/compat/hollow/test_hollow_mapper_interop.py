@@ -7,12 +7,15 @@ expanded records of its own blobs, and Java's exact dump of Python's blobs equal
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hollow.golden_fixtures import chain
 from hollow.javarun import Java, split_ops
-from hollow.models import Movie, Review
+from hollow.models import Edges, Movie, Review, edges_rows
 from loosely.hollow.core import ObjectMapper, ReadStateEngine, TypedReader, WriteStateEngine, dump_state
+from loosely.hollow.core._blob import read_blob_header
+from loosely.hollow.core._encoding import Cursor
 
 
 def test_java_reads_the_python_mapped_rich_chain(java: Java, tmp_path: Path) -> None:
@@ -53,3 +56,27 @@ def test_java_reads_the_python_mapped_rich_chain(java: Java, tmp_path: Path) -> 
             assert ours is not None
             ours.apply_delta(blobs[name])
         assert dump_state(ours) == java_text, f"Java and Python see different states after {op}"
+
+
+def test_nan_and_null_numbers_are_javas_both_ways(java: Java, tmp_path: Path) -> None:
+    """Java's object mapper writes a primitive's NaN (and minimum) as null but keeps an inline box's NaN (and
+    Short / Byte / Character minimum); Python's mapper writes the same bytes, each side reads the other's."""
+    java.interop("model", "edges", tmp_path)
+    java_blob = (tmp_path / "snapshot-1").read_bytes()
+    writer = WriteStateEngine()
+    writer.override_next_tag(read_blob_header(Cursor(memoryview(java_blob))).destination_tag)
+    mapper = ObjectMapper(writer)
+    mapper.add_all(edges_rows())
+    ours = writer.write_snapshot()
+    assert ours == java_blob
+    (tmp_path / "python-1").write_bytes(ours)
+    java_dump = split_ops(java.interop("dump", f"snapshot:{tmp_path / 'python-1'}"))[0][1]
+    assert java_dump == dump_state(ReadStateEngine.from_snapshot(ours))
+    row0 = next(line for line in java_dump.splitlines() if line.startswith("R 0 ") and "inlineF" in line)
+    assert "f=null,d=null,s=null,c=null" in row0  # primitives: null
+    assert "inlineF=f7fc00000,inlineD=d7ff8000000000000,inlineS=-32768,inlineB=-128,inlineC=0,inlineI=null" in row0
+    back = {e.id: e for e in TypedReader(ReadStateEngine.from_snapshot(java_blob), Edges)}
+    assert math.isnan(back[0].inlineF) and math.isnan(back[0].inlineD) and math.isnan(back[1].inlineD)  # type: ignore[arg-type]
+    assert back[2].inlineF is None and back[2].inlineD is None and back[1].inlineB is None
+    assert (back[0].inlineS, back[0].inlineB, back[0].inlineC, back[0].inlineI) == (-(1 << 15), -128, 0, None)
+    assert math.isnan(back[0].f) and back[0].s == -(1 << 15) and back[0].c == 0  # null primitives read as Java's

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -22,8 +23,10 @@ from loosely.hollow.api import (
     RefreshSucceeded,
     SnapshotLoaded,
     Version,
+    WriteState,
+    record_json,
 )
-from loosely.hollow.core import ReadStateEngine
+from loosely.hollow.core import HollowBlobError, ReadStateEngine, parse_schemas
 from loosely.testing import FakeClock
 
 
@@ -293,3 +296,35 @@ def test_blob_types_are_counted() -> None:
     _chain(store, 3)
     kinds = {r.type for r in store.refs()}
     assert kinds == {BlobType.SNAPSHOT, BlobType.DELTA, BlobType.REVERSE_DELTA, BlobType.HEADER}
+
+
+def test_a_blob_with_a_dangling_reference_is_refused_and_the_last_good_version_served() -> None:
+    """A producer bug writes a Movie whose title points past the Strings: its own integrity check refuses to
+    announce it; announced anyway, consumers refuse the delta and the snapshot and keep serving version 1."""
+    store = InMemoryBlobStore()
+    schemas = parse_schemas("Movie @PrimaryKey(id) { int id; String title; } String { string value; }")
+    p = Producer(publisher=store, announcer=store, schemas=schemas, clock=FakeClock())
+
+    def populate(dangling: bool) -> Callable[[WriteState], None]:
+        def run(state: WriteState) -> None:
+            e = state.engine
+            e.add_object("Movie", {"id": 1, "title": e.add_object("String", {"value": "Heat"})})
+            if dangling:
+                e.add_object("Movie", {"id": 2, "title": 7})
+        return run
+
+    v1 = p.run_cycle(populate(False))
+    assert v1 is not None
+    c = Consumer(retriever=store, watcher=store)
+    assert c.refresh() == v1
+    with pytest.raises(HollowBlobError, match="references String ordinal 7"):
+        p.run_cycle(populate(True))
+    assert store.latest_version() == v1
+    (v2,) = {r.to_version for r in store.refs()} - {v1}
+    store.announce(v2)
+    for _ in range(2):  # the delta, then a double snapshot around it: both refused
+        with pytest.raises(RefreshError, match="references String ordinal 7"):
+            c.refresh()
+        assert c.version == v1 and c.engine is not None
+        assert record_json(c.engine, "Movie", 0) == {"id": 1, "title": "Heat"}
+    assert c.statistics().failed_transitions == 2

@@ -19,8 +19,11 @@ from loosely.hollow.core import (
     HollowBlobTruncatedError,
     HollowDeltaOriginError,
     HollowUnsupportedBlobError,
+    ListSchema,
+    MapSchema,
+    ObjectSchema,
     ReadStateEngine,
-    SchemaKind,
+    SetSchema,
     WriteStateEngine,
     dump_state,
     parse_schemas,
@@ -31,16 +34,24 @@ RICH = chain("rich")
 
 
 def _read_everything(engine: ReadStateEngine) -> None:
+    """Read every record and every record it references (a loaded state has no dangling reference)."""
     engine.checksum()
     for t in engine.types():
+        schema = t.schema
         for o in t.populated_ordinals().tolist():
-            if t.kind is SchemaKind.OBJECT:
-                t.view.record(o)
-            elif t.kind is SchemaKind.MAP:
-                t.view.entries(o)
+            refs: list[tuple[str, int | None]]
+            if isinstance(schema, ObjectSchema):
+                record = t.view.record(o)
+                refs = [(f.referenced_type, record[i]) for i, f in enumerate(schema.fields) if f.referenced_type]  # type: ignore[misc]
+            elif isinstance(schema, MapSchema):
                 t.view.map_buckets(o)
+                refs = [(r, x) for k, v in t.view.entries(o) for r, x in ((schema.key_type, k), (schema.value_type, v))]
             else:
-                t.view.elements(o)
+                assert isinstance(schema, (ListSchema, SetSchema))
+                refs = [(schema.element_type, e) for e in t.view.elements(o)]
+            for target, ordinal in refs:
+                if ordinal is not None and engine.has_type(target):
+                    assert ordinal <= engine.type(target).max_ordinal, f"{t.name} {o} -> {target} {ordinal}"
 
 
 @st.composite
@@ -151,4 +162,84 @@ def test_mmapped_file_stays_readable_after_a_failed_delta(tmp_path: object) -> N
     broken[len(broken) // 2 :] = bytes(len(broken) - len(broken) // 2)
     with pytest.raises(HollowBlobError):
         engine.apply_delta(bytes(broken))
+    assert dump_state(engine) == before
+
+
+REFS = parse_schemas("""
+Movie @PrimaryKey(id) { int id; String title; }
+String { string value; }
+ListOfString List<String>;
+SetOfString Set<String>;
+MapOfStringToString Map<String, String>;
+Holder { ListOfString l; SetOfString s; MapOfStringToString m; }
+""")
+
+
+def _dangling(w: WriteStateEngine, where: str) -> None:
+    """A record of ``where`` that references String ordinal 9 (the state holds Strings 0 and 1)."""
+    if where == "field":
+        w.add_object("Movie", {"id": 9, "title": 9})
+    elif where == "element":
+        w.add_object("Holder", {"l": w.add_list("ListOfString", [0, 9])})
+    elif where == "set element":
+        w.add_object("Holder", {"s": w.add_set("SetOfString", [1, 9])})
+    else:
+        pair = (0, 9) if where == "map value" else (9, 0)
+        w.add_object("Holder", {"m": w.add_map("MapOfStringToString", [pair])})
+
+
+def _two_strings(w: WriteStateEngine) -> None:
+    a, b = w.add_object("String", {"value": "a"}), w.add_object("String", {"value": "b"})
+    w.add_object("Movie", {"id": 1, "title": a})
+    w.add_object("Holder", {"l": w.add_list("ListOfString", [a]), "s": w.add_set("SetOfString", [b]),
+                            "m": w.add_map("MapOfStringToString", [(a, b)])})
+
+
+WHERE = ["field", "element", "set element", "map key", "map value"]
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_snapshot_with_a_dangling_reference_is_refused(where: str) -> None:
+    w = WriteStateEngine(REFS)
+    _two_strings(w)
+    _dangling(w, where)
+    with pytest.raises(HollowBlobError, match="references String ordinal 9, past that type's max ordinal 1"):
+        ReadStateEngine.from_snapshot(w.write_snapshot())
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_delta_adding_a_dangling_reference_is_refused_and_changes_nothing(where: str) -> None:
+    w = WriteStateEngine(REFS)
+    _two_strings(w)
+    engine = ReadStateEngine.from_snapshot(w.write_snapshot())
+    before = dump_state(engine)
+    w.prepare_for_next_cycle()
+    _two_strings(w)
+    _dangling(w, where)
+    w.write_snapshot()
+    with pytest.raises(HollowBlobError, match="references String ordinal 9"):
+        engine.apply_delta(w.write_delta())
+    assert dump_state(engine) == before
+
+
+def test_a_delta_that_drops_records_others_still_reference_is_refused() -> None:
+    """Movie 1 keeps pointing at String 5 while the Strings go: readable as a ghost for one version (as in
+    Java), refused when the next delta shrinks String below it (Movie itself unchanged: it is scanned again)."""
+    w = WriteStateEngine(REFS)
+    strings = [w.add_object("String", {"value": str(i)}) for i in range(6)]
+    w.add_object("Movie", {"id": 1, "title": strings[5]})
+    engine = ReadStateEngine.from_snapshot(w.write_snapshot())
+    for cycle in (2, 3):
+        w.prepare_for_next_cycle()
+        for value in ("0", "new")[: cycle - 1]:
+            w.add_object("String", {"value": value})
+        w.add_object("Movie", {"id": 1, "title": strings[5]})
+        w.write_snapshot()
+        delta = w.write_delta()
+        if cycle == 2:
+            engine.apply_delta(delta)
+            assert engine.type("String").view.get(5, 0) == "5"  # a ghost
+    before = dump_state(engine)
+    with pytest.raises(HollowBlobError, match="Movie: field title references String ordinal 5, past that type's max"):
+        engine.apply_delta(delta)
     assert dump_state(engine) == before

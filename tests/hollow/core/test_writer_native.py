@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hollow.models import edges_rows
 from loosely.hollow.core import (
     INLINE,
     Char,
@@ -134,6 +135,11 @@ def test_edge_values_are_byte_identical(rows: list[tuple[int, int, float, float,
             _blobs([objs], "add")
         return
     assert _blobs([objs], "add") == expected
+
+
+def test_inline_and_primitive_number_edges_are_byte_identical() -> None:
+    """NaN and type minimums: null in primitives, kept in inline boxes (except Integer.MIN_VALUE)."""
+    assert _blobs([edges_rows()], "add") == _blobs([edges_rows()], "python")
 
 
 def test_bad_values_raise_the_python_errors() -> None:

@@ -27,6 +27,8 @@ registered referenced-first (depth first, in field order); a SET or MAP without 
 element's (key's) primary key, or its single non-reference field, as hash key.  Values follow Java's
 conventions: a primitive holding its type's minimum value (``Integer.MIN_VALUE``..., ``char`` 0) or a NaN
 float is written as null, and a null read back into a primitive gives that minimum value (NaN for floats).
+An inline (boxed) value is written as it is: an inline NaN is a NaN in the blob (Hollow's float null is
+another bit pattern), None is null; only ``Integer.MIN_VALUE`` and ``Long.MIN_VALUE`` become null, as in Java.
 """
 
 from __future__ import annotations
@@ -336,8 +338,13 @@ class _MappedField:
     default: Callable[[], object] | None = None
 
 
-def _primitive_in(java: JavaType, value: object, where: str) -> ObjectValue:
-    """A Python value for a Java primitive, as Java's mapper writes it (type minimum / NaN -> null)."""
+def _primitive_in(java: JavaType, value: object, where: str, *, boxed: bool = False) -> ObjectValue:
+    """A Python value for a Java number or boolean, as Java's mapper writes it.
+
+    A primitive holding its type's minimum or NaN is written as null.  A boxed (inline) value is written as it
+    is -- a NaN stays NaN, a ``Short`` keeps -32768 -- except ``Integer.MIN_VALUE`` and ``Long.MIN_VALUE``,
+    which Hollow's INT and LONG fields reserve for null whoever writes them.
+    """
     if java is JavaType.BOOLEAN:
         if not isinstance(value, bool):
             raise HollowMappingError(f"{where}: expected bool, got {value!r}")
@@ -345,10 +352,11 @@ def _primitive_in(java: JavaType, value: object, where: str) -> ObjectValue:
     if java in (JavaType.FLOAT, JavaType.DOUBLE):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise HollowMappingError(f"{where}: expected float, got {value!r}")
-        return None if math.isnan(value) else float(value)
+        return None if math.isnan(value) and not boxed else float(value)
     if not isinstance(value, int) or isinstance(value, bool) or not java.low <= value <= java.high:
         raise HollowMappingError(f"{where}: expected a Java {java.java}, got {value!r}")
-    return None if value == java.low else value
+    reserved = value == java.low and (not boxed or java in (JavaType.INT, JavaType.LONG))
+    return None if reserved else value
 
 
 def _primitive_out(java: JavaType, value: object) -> object:
@@ -409,7 +417,7 @@ class _ObjectMapper(_TypeMapper):
                 if not isinstance(value, str):
                     raise HollowMappingError(f"{where}: expected str, got {value!r}")
                 return value
-            return _primitive_in(f.java, value, where)
+            return _primitive_in(f.java, value, where, boxed=True)
         if f.kind is _Kind.BYTES:
             if not isinstance(value, (bytes, bytearray)):
                 raise HollowMappingError(f"{where}: expected bytes, got {value!r}")

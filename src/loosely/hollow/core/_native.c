@@ -1138,6 +1138,78 @@ done:
     return result;
 }
 
+/* --- reference bounds ----------------------------------------------------------------------------------- */
+
+/* ref_max(slot, mask) -> the largest ordinal the records hold in one reference slot, -1 when none.
+   slot: OBJECT a REFERENCE field; LIST/SET 0 (the elements); MAP 0 (keys) or 1 (values).
+   mask: None for every record, else a buffer of one byte per ordinal: only records whose byte is non-zero
+   (ordinals past its end are skipped).  Nulls and empty buckets are not references.  The loader compares the
+   result with the referenced type's max ordinal, so a dangling reference refuses the blob, not a later read. */
+static PyObject *
+TypeView_ref_max(TypeView *v, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ref_max(slot, mask)");
+        return NULL;
+    }
+    long slot = PyLong_AsLong(args[0]);
+    if (slot == -1 && PyErr_Occurred())
+        return NULL;
+    int ok = v->kind == KIND_OBJECT ? (slot >= 0 && slot < v->nfields && v->ftype[slot] == F_REFERENCE)
+                                    : (slot == 0 || (slot == 1 && v->kind == KIND_MAP));
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "ref_max() needs a reference slot");
+        return NULL;
+    }
+    Py_buffer mb = {0};
+    const uint8_t *mask = NULL;
+    uint64_t mlen = 0;
+    if (args[1] != Py_None) {
+        if (PyObject_GetBuffer(args[1], &mb, PyBUF_SIMPLE) < 0)
+            return NULL;
+        mask = (const uint8_t *)mb.buf;
+        mlen = (uint64_t)mb.len;
+    }
+    int64_t best = -1;
+    int failed = 0;
+    for (int i = 0; i < v->num_shards && !failed; i++) {
+        Shard *s = &v->shards[i];
+        unsigned w = v->kind == KIND_OBJECT ? s->width[slot] : v->kind == KIND_MAP ? s->width[2 + slot]
+                                                                                    : s->unit_bits;
+        unsigned off = v->kind == KIND_MAP && slot == 1 ? s->width[2] : 0;
+        unsigned kw = v->kind == KIND_MAP ? s->width[2] : s->unit_bits; /* the bucket's emptiness marker */
+        uint64_t null = mask_of(w), empty = mask_of(kw);
+        for (int64_t so = 0; so <= s->max_ordinal; so++) {
+            if (mask) {
+                uint64_t o = ((uint64_t)so << v->shard_shift) | (uint64_t)i;
+                if (o >= mlen || !mask[o])
+                    continue;
+            }
+            if (v->kind == KIND_OBJECT) {
+                uint64_t x = rec_field(s, so, (int)slot);
+                if (x != null && (int64_t)x > best)
+                    best = (int64_t)x;
+                continue;
+            }
+            uint64_t st, e;
+            if (coll_range(s, so, &st, &e) < 0) {
+                failed = 1;
+                break;
+            }
+            for (uint64_t k = st; k < e; k++) {
+                if (v->kind != KIND_LIST && unit_at(s, k, 0, kw) == empty)
+                    continue;
+                uint64_t x = unit_at(s, k, off, w);
+                if ((int64_t)x > best)
+                    best = (int64_t)x;
+            }
+        }
+    }
+    if (mask)
+        PyBuffer_Release(&mb);
+    return failed ? NULL : PyLong_FromLongLong(best);
+}
+
 /* --- checksum ------------------------------------------------------------------------------------------- */
 
 /* checksum(ordinals int64 ascending, field order tuple (OBJECT)) -> the type's HollowChecksum value */
@@ -2730,6 +2802,8 @@ static PyMethodDef TypeView_methods[] = {
      "map_probe(ordinal, hash) -> MAP candidate (key, value)"},
     {"column", (PyCFunction)(void (*)(void))TypeView_column, METH_FASTCALL,
      "column(field, ordinals, values, nulls)"},
+    {"ref_max", (PyCFunction)(void (*)(void))TypeView_ref_max, METH_FASTCALL,
+     "ref_max(slot, mask) -> largest referenced ordinal, -1 for none"},
     {"checksum", (PyCFunction)(void (*)(void))TypeView_checksum, METH_FASTCALL,
      "checksum(ordinals, field_order) -> int"},
     {"num_shards", (PyCFunction)TypeView_num_shards, METH_NOARGS, "number of shards"},

@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 A :class:`ReadStateEngine` holds one :class:`TypeReadState` per type.  A type's records live in its shards
 exactly as the blob laid them out (``_blob.py``): bit-packed big-endian words and byte pools, reached through
-a
-compiled :class:`~loosely.hollow.core._native.TypeView`.  Loading a snapshot parses only the framing; every
-shard is a zero-copy view into the blob, so a snapshot in a memory-mapped file is usable in milliseconds and
-only the pages actually read become resident.
+a compiled :class:`~loosely.hollow.core._native.TypeView`.  Loading a snapshot parses the framing and reads
+the reference columns once (below); every shard is a zero-copy view into the blob, so a snapshot in a
+memory-mapped file is usable in milliseconds and only the record arrays of types holding references, and the
+pages actually read, become resident.
 
 Applying a delta (or a reverse delta, which is encoded the same way) is all-or-nothing:
 
@@ -25,6 +25,13 @@ listed by :meth:`TypeReadState.ghost_ordinals`) until delta N+1 drops it.  Types
 their data; types unknown to this engine are skipped (a schema change needs a snapshot); fields unknown to
 this engine are dropped and fields missing from the delta read as null.
 
+Every reference a readable record holds (OBJECT reference fields, LIST and SET elements, MAP keys and values)
+must point at or below the referenced type's max ordinal, or the snapshot or delta is refused with a
+:class:`HollowBlobError` -- at load, not at the first read.  A snapshot is scanned once (a compiled pass over
+its reference columns); each type then keeps, per reference slot, an upper bound of what it references.  A
+delta scans only its added records to raise the bound, and a type is scanned again only when a referenced type
+shrinks below its bound.  References to types absent from the state are not checked (nothing can follow them).
+
 Each successful transition produces an :class:`UpdateEvent` with the added and removed ordinals per type;
 listeners registered with :meth:`ReadStateEngine.add_listener` receive it (indexes stay current that way).
 """
@@ -34,7 +41,7 @@ from __future__ import annotations
 import enum
 import mmap
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,7 +65,7 @@ from loosely.hollow.core._errors import (
     HollowUnsupportedBlobError,
 )
 from loosely.hollow.core._hashing import Checksum, hash_table_size
-from loosely.hollow.core._schema import FieldType, ObjectSchema, Schema, SchemaKind
+from loosely.hollow.core._schema import FieldType, MapSchema, ObjectSchema, Schema, SchemaKind
 
 __all__ = [
     "KIND_CODES",
@@ -160,6 +167,17 @@ def _ordinals(data: memoryview | bytes | None) -> Ordinals:
     return np.frombuffer(_native.gap_decode(data), dtype=np.int64)
 
 
+def _reference_slots(schema: Schema) -> tuple[tuple[int, str, str], ...]:
+    """``(slot, what, referenced type)`` of each reference the records of ``schema`` hold (``TypeView.ref_max``)."""
+    if isinstance(schema, ObjectSchema):
+        return tuple(
+            (i, f"field {f.name}", f.referenced_type) for i, f in enumerate(schema.fields) if f.referenced_type
+        )
+    if isinstance(schema, MapSchema):
+        return ((0, "a map key", schema.key_type), (1, "a map value", schema.value_type))
+    return ((0, "an element", schema.element_type),)
+
+
 def _bits_from_words(words: memoryview | bytes, length: int, type_name: str) -> Bits:
     """Java's bitset words (big-endian longs, bit o of long o>>6) -> a bool array of ``length`` entries."""
     as_le = np.frombuffer(words, dtype=">u8").astype("<u8")
@@ -179,11 +197,13 @@ class TypeReadState:
     swapped), so indexes built on it stay valid.
     """
 
-    __slots__ = ("_populated", "_previous", "_shards", "max_ordinal", "schema", "view")
+    __slots__ = ("_populated", "_previous", "_ref_max", "_ref_slots", "_shards", "max_ordinal", "schema", "view")
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self.view = _new_view(schema)
+        self._ref_slots = _reference_slots(schema)
+        self._ref_max: tuple[int, ...] = (-1,) * len(self._ref_slots)  # per slot, >= any readable reference
         self._shards: tuple[ShardState, ...] = ()
         self._populated: Bits = np.zeros(0, dtype=np.bool_)
         self._previous: Bits = np.zeros(0, dtype=np.bool_)
@@ -263,6 +283,14 @@ class _PreparedType:
     populated: Bits
     max_ordinal: int
     changes: TypeChanges
+    ref_max: tuple[int, ...]  # upper bounds of the references of the records readable after the delta
+
+    def readable(self) -> Bits:
+        """Records readable after the delta: populated, or removed by it (ghosts)."""
+        mask = self.populated.copy()
+        n = min(mask.size, self.state._populated.size)
+        mask[:n] |= self.state._populated[:n]
+        return mask
 
 
 def _as_bytes_view(data: object) -> memoryview:
@@ -344,7 +372,9 @@ class ReadStateEngine:
                 )
             populated = _bits_from_words(sec.populated, sec.max_ordinal + 1, sec.schema.name)
             state._install(shards, populated, np.zeros(0, dtype=np.bool_), sec.max_ordinal)
+            state._ref_max = tuple(state.view.ref_max(slot, populated) for slot, _, _ in state._ref_slots)
             types[sec.schema.name] = state
+        _check_references(types.values(), {n: t.max_ordinal for n, t in types.items()}, {})
         self._types = types
         self.current_tag = header.destination_tag
         self.origin_tag = header.origin_tag
@@ -383,6 +413,9 @@ class ReadStateEngine:
             if state is None:
                 continue  # a type this state does not know: skipped, as Java does
             prepared.append(_prepare_type_delta(state, sec))
+        by_name = {p.state.name: p for p in prepared}
+        max_ordinals = {n: by_name[n].max_ordinal if n in by_name else t.max_ordinal for n, t in self._types.items()}
+        ref_max = _check_references(self._types.values(), max_ordinals, by_name)
         # Commit: nothing below can fail on valid input.
         changes: dict[str, TypeChanges] = {}
         touched = {p.state.name for p in prepared}
@@ -393,6 +426,8 @@ class ReadStateEngine:
             p.state.view.swap(p.staged_view)
             p.state._install(p.shards, p.populated, p.state._populated, p.max_ordinal)
             changes[p.state.name] = p.changes
+        for st in self._types.values():
+            st._ref_max = ref_max[st.name]
         self.origin_tag = header.origin_tag
         self.current_tag = header.destination_tag
         self.header_tags = dict(header.tags)
@@ -450,6 +485,35 @@ class ReadStateEngine:
         self.last_update = event
         for listener in list(self._listeners):
             listener(event)
+
+
+def _check_references(
+    states: Iterable[TypeReadState],
+    max_ordinals: Mapping[str, int],
+    prepared: Mapping[str, _PreparedType],
+) -> dict[str, tuple[int, ...]]:
+    """Per type, the bounds of its references in the state about to be installed (``prepared`` holds the types a
+    delta changes); a bound past the referenced type's max ordinal is made exact by scanning the readable records,
+    and a reference that is still past it refuses the blob."""
+    out: dict[str, tuple[int, ...]] = {}
+    for st in states:
+        p = prepared.get(st.name)
+        bounds = list(p.ref_max if p is not None else st._ref_max)
+        for k, (slot, what, target) in enumerate(st._ref_slots):
+            limit = max_ordinals.get(target)
+            if limit is None or bounds[k] <= limit:
+                continue
+            if p is not None:
+                bounds[k] = p.staged_view.ref_max(slot, p.readable())
+            else:
+                bounds[k] = st.view.ref_max(slot, st._populated)
+            if bounds[k] > limit:
+                raise HollowBlobError(
+                    f"type {st.name}: {what} references {target} ordinal {bounds[k]}, "
+                    f"past that type's max ordinal {limit}"
+                )
+        out[st.name] = tuple(bounds)
+    return out
 
 
 def _part_cursors(parts: Mapping[str, object] | None, origin: int, destination: int) -> list[Cursor]:
@@ -579,9 +643,13 @@ def _prepare_type_delta(state: TypeReadState, sec: TypeSection) -> _PreparedType
     staged.set_shards([s.spec() for s in new_shards])
     added_cat = np.sort(np.concatenate(added_all)) if added_all else _EMPTY
     removed_cat = np.sort(np.concatenate(removed_all)) if removed_all else _EMPTY
-    return _PreparedType(
-        state, staged, tuple(new_shards), populated, sec.max_ordinal, TypeChanges(added_cat, removed_cat)
-    )
+    # The records readable after the delta are the old readable ones and the added ones (in the delta's layout).
+    ref_max = []
+    for bound, (slot, _, _) in zip(state._ref_max, state._ref_slots, strict=True):
+        delta_slot = fmap[slot] if fmap else slot  # a field the delta lacks reads as null
+        ref_max.append(max(bound, delta_view.ref_max(delta_slot, None)) if delta_slot >= 0 else bound)
+    changes = TypeChanges(added_cat, removed_cat)
+    return _PreparedType(state, staged, tuple(new_shards), populated, sec.max_ordinal, changes, tuple(ref_max))
 
 
 def _target_widths(state: TypeReadState, old: ShardState, ds: ShardData, fmap: tuple[int, ...]) -> tuple[int, ...]:

@@ -616,7 +616,8 @@ typedef struct {
     PyObject *name;  /* attribute name (interned) */
     Py_ssize_t slot; /* offset of the instance slot holding it (a __slots__ class), or -1: getattr */
     int enc;         /* E_* */
-    int primitive;   /* a Java primitive: None refused; the type's minimum (or NaN) written as null */
+    int primitive;   /* a Java primitive: None refused; the type's minimum (or NaN) written as null, which
+                        inline (boxed) values keep (but for the INT / LONG minimum, Hollow's own null) */
     int64_t low;     /* Java range of E_INT / E_LONG values */
     int64_t high;
     Plan *child;     /* E_REF */
@@ -875,11 +876,9 @@ encode_value(PlanField *f, PyObject *v)
         }
         if (x < f->low || x > f->high)
             break;
-        if (x == f->low) { /* Java's mapper writes the type's minimum as null */
-            if (f->enc == E_FLOAT || f->enc == E_DOUBLE)
-                break;
+        /* Java's mapper writes a primitive's minimum as null; INT and LONG fields reserve theirs for null */
+        if (x == f->low && (f->primitive || x == (f->enc == E_INT ? INT32_MIN : INT64_MIN)))
             Py_RETURN_NONE;
-        }
         uint64_t z = f->enc == E_INT ? (uint64_t)(uint32_t)(((uint32_t)x << 1) ^ (uint32_t)((int32_t)x >> 31))
                                      : ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
         return PyLong_FromUnsignedLongLong(z);
@@ -903,9 +902,11 @@ encode_value(PlanField *f, PyObject *v)
             }
         } else
             break;
-        if (isnan(d))
-            return f->enc == E_FLOAT ? PyLong_FromUnsignedLong(0x7FC00001UL)
-                                     : PyLong_FromUnsignedLongLong(0x7FF8000000000001ULL);
+        if (isnan(d)) { /* a primitive's NaN is written as null, an inline (boxed) one as the canonical NaN */
+            if (f->enc == E_FLOAT)
+                return PyLong_FromUnsignedLong(f->primitive ? 0x7FC00001UL : 0x7FC00000UL);
+            return PyLong_FromUnsignedLongLong(f->primitive ? 0x7FF8000000000001ULL : 0x7FF8000000000000ULL);
+        }
         if (f->enc == E_FLOAT) {
             if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
                 break; /* beyond float32: Python decides (Java's cast makes an infinity) */
