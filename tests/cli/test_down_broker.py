@@ -126,3 +126,11 @@ def test_views_status_gives_up_within_its_timeout(down: str, tmp_path: Path) -> 
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loosely views: "), lines
     assert elapsed_s < 1 + 5
+
+
+def test_top_once_against_a_down_metrics_endpoint(down: str) -> None:
+    r, elapsed_s = run(ADMIN, ["top", "--metrics", down, "--once"])
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1 and down in lines[0], lines
+    assert elapsed_s < 10 + 5
