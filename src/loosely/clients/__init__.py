@@ -4,7 +4,11 @@
 * :mod:`loosely.clients.kcat_format`: kcat's delimiters, ``-f`` format tokens, ``-J`` envelope and listings.
 * :mod:`loosely.clients.mm2`: MirrorMaker 2's replication policy and internal record formats.
 * :mod:`loosely.clients.mirror`: a MirrorMaker 2 compatible topic mirror between two clusters.
+* :mod:`loosely.clients.groups`: a consumer group's committed offsets, asked partition by partition.
+* :mod:`loosely.clients.fastpath`: the command line's native produce and consume paths (plain sockets and the
+  compiled ``_fast`` loops, kcat's output byte for byte), which step aside to librdkafka for anything else.
+* :mod:`loosely.clients.reachability`: what a long-running client says while its cluster is unreachable.
 
-Everything here talks to Kafka through ``confluent-kafka`` (librdkafka), so it works against loosely's broker and
-against any Apache Kafka cluster alike. Nothing here imports :mod:`loosely.cli`.
+Everything but the native path talks to Kafka through ``confluent-kafka`` (librdkafka), so it works against
+loosely's broker and against any Apache Kafka cluster alike. Nothing here imports :mod:`loosely.cli`.
 """
