@@ -16,7 +16,12 @@ def _broker_command(args: argparse.Namespace) -> int:
     from loosely.broker.config import BrokerConfig, parse_listen, split_kafka_settings  # noqa: PLC0415
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
-    host, port = parse_listen(args.listen)
+    try:
+        host, port = parse_listen(args.listen)
+        adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
+    except ValueError as e:
+        print(f"loosely broker: {e}", file=sys.stderr)
+        return 2
     overrides: dict[str, str] = {}
     for item in args.config or []:
         name, sep, value = item.partition("=")
@@ -24,7 +29,6 @@ def _broker_command(args: argparse.Namespace) -> int:
             print(f"loosely broker: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
             return 2
         overrides[name] = value
-    adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     try:
         settings, topic_defaults, unknown = split_kafka_settings(overrides)
     except ValueError as e:
@@ -51,11 +55,15 @@ def _broker_command(args: argparse.Namespace) -> int:
         log_defaults=topic_defaults,
         **options,  # type: ignore[arg-type]
     )
+    try:
+        broker = Broker(config)
+    except ValueError as e:  # a limit out of range, an unsafe listen/advertise pair: one line, no traceback
+        print(f"loosely broker: {e}", file=sys.stderr)
+        return 2
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def run() -> None:
-        broker = Broker(config)
         await broker.start()
         print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
@@ -90,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("broker", help="run the Kafka-compatible broker")
     b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
     b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
-    b.add_argument("--advertise", help="HOST:PORT clients should connect to (default: the listen address)")
+    b.add_argument(
+        "--advertise",
+        help="HOST:PORT clients should connect to (default: the listen address; required when that is not loopback)",
+    )
     b.add_argument("--node-id", type=int, default=1)
     b.add_argument("--num-partitions", type=int, default=1, help="partitions of auto-created topics")
     b.add_argument("--no-auto-create-topics", action="store_true", help="refuse to create topics on Metadata")
