@@ -10,6 +10,9 @@ Everything is on loopback; per-IP limits use 127.0.0.2 and 127.0.0.3 as client a
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import resource
 import socket
 import struct
 import subprocess
@@ -429,6 +432,49 @@ def send_what_is_read(socks: list[socket.socket], n: int) -> None:
             left[s] -= sent
             if not left[s]:
                 del left[s]
+
+
+def test_out_of_file_descriptors_is_one_line_and_the_broker_recovers(tmp_path: Path) -> None:
+    """A flood past the open-files limit: accept() fails with EMFILE, logged once; connected clients carry on."""
+    FILES = 300  # noqa: N806 - enough for __consumer_offsets' 50 partitions, and the rest goes to the flood
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, FILES))
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(tmp_path / "data"),
+           "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=few_files  # noqa: PLW1509
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        assert proc.stdout is not None
+        assert "listening" in proc.stdout.readline()
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        lifted = re.search(rf"Max open files\s+{FILES}\s+{FILES}", limits)
+        assert lifted, "the broker lifts its soft limit on open files to the hard one"
+        round_trip(bootstrap)  # its topics and __consumer_offsets hold their files open before the flood
+        with sockets() as opened:
+            first = connect(bootstrap)
+            opened.append(first)
+            assert ask(first) == "answered"
+            files = f"/proc/{proc.pid}/fd"
+            for _ in range(FILES):  # until every file is used, then a few more wait in the backlog: accept() fails
+                with contextlib.suppress(TimeoutError):  # the backlog was full for a moment: the kernel retries
+                    opened.append(socket.create_connection(("127.0.0.1", port), timeout=3))
+                if len(os.listdir(files)) == FILES:
+                    break
+            else:
+                pytest.fail(f"{FILES} files were never all in use")
+            opened += [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(3)]
+            assert ask(first) == "answered", "a connected client is still served"
+        round_trip(bootstrap)
+    finally:
+        err = stop_child(proc)
+    errors = [line for line in err.splitlines() if "ERROR" in line]
+    assert 1 <= len(errors) <= 3 and all("Too many open files" in line for line in errors), err
+    assert "Traceback" not in err
 
 
 # --- listening safely --------------------------------------------------------------------------------------------

@@ -426,8 +426,9 @@ class Broker:
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 await loop.connect_accepted_socket(lambda ip=ip: _Connection(self, ip), conn)  # type: ignore[misc]
-            except OSError as e:  # the client left before we got to it
-                log.debug("connection from %s lost while accepting: %s", ip, e)
+            except Exception as e:  # the client left before we got to it; never let the accept loop die
+                if not isinstance(e, OSError):
+                    log.exception("setting up a connection from %s failed", ip)
                 conn.close()
                 self.connection_closed(ip)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -55,6 +56,7 @@ def _broker_command(args: argparse.Namespace) -> int:
         log_defaults=topic_defaults,
         **options,  # type: ignore[arg-type]
     )
+    _raise_open_files_limit()
     try:
         broker = Broker(config)
     except ValueError as e:  # a limit out of range, an unsafe listen/advertise pair: one line, no traceback
@@ -82,6 +84,20 @@ def _broker_command(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one, as the JVM does for Kafka (-XX:+MaxFDLimit).
+
+    Connections and segments share the process's file descriptors; a soft limit of 1024 (a common default) would
+    run out long before max.connections (10,000) is reached.
+    """
+    import resource  # noqa: PLC0415 - Unix only, and only the broker command needs it
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def build_parser() -> argparse.ArgumentParser:
