@@ -71,10 +71,10 @@ class FrameReader:
         """The declared size of the next frame once its prefix is in (None before); raises on a bad prefix.
 
         >>> r = FrameReader(frame_bytes_max=16)
-        >>> r.feed(b"\x00\x00")
+        >>> r.feed(b"\\x00\\x00")
         >>> r.pending_frame_bytes is None
         True
-        >>> r.feed(b"\x00\x05ab")
+        >>> r.feed(b"\\x00\\x05ab")
         >>> r.pending_frame_bytes
         5
         """
