@@ -156,8 +156,9 @@ class _Connection(asyncio.Protocol):
             while (size := self.reader.pending_frame_bytes) is not None:
                 if not self.frame_charged:
                     if not budget.charge(size):
-                        self.paused_for_bytes = True
-                        budget.wait(self._budget_available)
+                        if not self.paused_for_bytes:  # wait in line once
+                            self.paused_for_bytes = True
+                            budget.wait(self._budget_available)
                         break
                     self.frame_charged = True
                     self.charged_bytes += size
@@ -186,8 +187,9 @@ class _Connection(asyncio.Protocol):
 
     def _update_reading(self) -> None:
         pause = self.paused_for_queue or self.paused_for_bytes
-        if pause == self.paused or self.transport is None or self.closing:
+        if pause == self.paused or not self._open():
             return
+        assert self.transport is not None
         self.paused = pause
         if pause:
             self.transport.pause_reading()
@@ -195,6 +197,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
             if self.partial_since_ms is not None:  # time the broker itself held the client back does not count
                 self.partial_since_ms = self.broker.clock.monotonic_ms()
+
+    def _open(self) -> bool:
+        # uvloop refuses calls on a transport the peer has closed before connection_lost has been delivered
+        return self.transport is not None and not self.closing and not self.transport.is_closing()
 
     def _refund(self, n: int) -> None:
         n = min(n, self.charged_bytes)  # after connection_lost everything is refunded already
@@ -245,8 +251,9 @@ class _Connection(asyncio.Protocol):
             if out is CLOSE_CONNECTION:
                 self.close()
                 return
-            if out is not None and self.transport is not None and not self.closing:
+            if out is not None and self._open():
                 assert isinstance(out, bytes)
+                assert self.transport is not None
                 self.transport.write(out)
             self.busy = False
             self.last_active_ms = self.broker.clock.monotonic_ms()
@@ -360,8 +367,12 @@ class Broker:
                 await self._accepting
             self._accepting = None
         self._listen_sock.close()
+        workers = [c.worker for c in self.connections if c.worker is not None]
         for c in list(self.connections):
             c.close()
+        for w in workers:  # let them finish before the loop may close
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -423,14 +434,16 @@ class Broker:
                     limit,
                 )
                 continue
+            protocol = _Connection(self, ip)
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await loop.connect_accepted_socket(lambda ip=ip: _Connection(self, ip), conn)  # type: ignore[misc]
+                await loop.connect_accepted_socket(lambda: protocol, conn)  # noqa: B023 - awaited right here
             except Exception as e:  # the client left before we got to it; never let the accept loop die
                 if not isinstance(e, OSError):
                     log.exception("setting up a connection from %s failed", ip)
                 conn.close()
-                self.connection_closed(ip)
+                if protocol.transport is None:  # else connection_lost counts it out
+                    self.connection_closed(ip)
 
     def connection_closed(self, ip: str) -> None:
         self.connection_counts.release(ip)
