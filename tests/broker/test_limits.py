@@ -278,6 +278,15 @@ def test_listen_backlog_size_reaches_listen(target: str) -> None:
     assert [line.split()[2] for line in out.splitlines()] == [SETTINGS["socket.listen.backlog.size"]]
 
 
+def test_describe_configs_reports_the_limits(target: str) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    admin = AdminClient({"bootstrap.servers": target})  # kept: a destroyed client fails its futures
+    got = admin.describe_configs([res])[res].result(WAIT_S)
+    assert {name: got[name].value for name in SETTINGS} == SETTINGS
+
+
 # --- loosely only: the request receive timeout and memory --------------------------------------------------------
 
 
