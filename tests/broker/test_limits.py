@@ -102,10 +102,12 @@ def ask(sock: socket.socket, timeout_s: float = WAIT_S) -> str:
 
 
 def established(bootstrap: str) -> int:
-    """Connections the broker's side holds on its port (accepted or waiting in the backlog)."""
+    """Connections the broker's side holds on its port: accepted, waiting in the backlog, or closed by the client
+    but not yet by the broker (close-wait: the broker still counts those)."""
     port = bootstrap.rsplit(":", 1)[1]
+    states = ["state", "established", "state", "close-wait"]
     out = subprocess.run(
-        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"], check=True, capture_output=True, text=True
+        ["ss", "-Htn", *states, f"( sport = :{port} )"], check=True, capture_output=True, text=True
     ).stdout
     return len(out.splitlines())
 
@@ -153,12 +155,12 @@ def round_trip(bootstrap: str, n: int = 5) -> None:
 def settled(target: str) -> int:
     """The broker's connection count once the clients of earlier checks have finished closing."""
     last = -1
-    for _ in range(int(WAIT_S / 0.2)):
+    for _ in range(int(WAIT_S / 0.5)):
         now = established(target)
         if now == last:
             return now
         last = now
-        time.sleep(0.2)  # compare two readings some time apart: a close takes a moment to reach the broker
+        time.sleep(0.5)  # compare two readings some time apart: a close takes a moment to reach the broker
     raise AssertionError("the connection count never settled")
 
 
@@ -353,7 +355,7 @@ def test_slow_clients_are_closed_and_idle_ones_kept(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert all(is_closed(sock) for sock in slow)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 8  # sending the whole frame would take 10.4 s
         assert ask(idle) == "answered"
         round_trip(b.bootstrap_servers)
 
