@@ -1,4 +1,5 @@
-"""Invariant: FrameReader yields frames or raises FrameError, whatever bytes and splits it is fed."""
+"""Invariant: FrameReader yields frames or raises FrameError, whatever bytes and splits it is fed; the declared size
+it reports before a frame (what the broker charges to queued.max.request.bytes) is that frame's length."""
 
 import sys
 
@@ -15,8 +16,13 @@ def test_one_input(data: bytes) -> None:
     try:
         while fdp.remaining_bytes():
             reader.feed(fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 64)))
-            while (frame := reader.next_frame()) is not None:
-                assert isinstance(frame, bytes)
+            while True:
+                declared = reader.pending_frame_bytes
+                assert declared is None or 0 <= declared <= reader.frame_bytes_max
+                frame = reader.next_frame()
+                if frame is None:
+                    break
+                assert isinstance(frame, bytes) and len(frame) == declared
     except FrameError:
         pass
 

@@ -92,3 +92,53 @@ def test_zero_length_frame() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         FrameReader(frame_bytes_max=0)
+
+
+@given(PAYLOADS)
+def test_pending_frame_bytes_is_known_from_the_prefix_on(payloads: list[bytes]) -> None:
+    """Fed one byte at a time, the declared size shows as soon as the 4-byte prefix is in, and not before."""
+    r = FrameReader(frame_bytes_max=1000)
+    got: list[bytes] = []
+    for p in payloads:
+        for i, b in enumerate(frame(p)):
+            r.feed(bytes([b]))
+            assert r.pending_frame_bytes == (None if i < 3 else len(p))
+            got += drain(r)
+        assert r.pending_frame_bytes is None
+    assert got == payloads
+
+
+@pytest.mark.parametrize(("size", "ok"), [(99, True), (100, True), (101, False), (-1, False)])
+def test_pending_frame_bytes_checks_the_prefix(size: int, ok: bool) -> None:
+    r = FrameReader(frame_bytes_max=100)
+    r.feed(struct.pack(">i", size))
+    if ok:
+        assert r.pending_frame_bytes == size
+    else:
+        with pytest.raises(FrameError):
+            r.pending_frame_bytes  # noqa: B018 - the property raises
+        with pytest.raises(FrameError, match="already failed"):
+            r.feed(b"x")
+
+
+def test_nothing_is_allocated_for_a_declared_size() -> None:
+    """A 100 MiB declaration followed by 10 bytes costs bytes, not mebibytes; release() drops what was held."""
+    import tracemalloc
+
+    r = FrameReader()
+    tracemalloc.start()
+    try:
+        r.feed(struct.pack(">i", 100 * 1024 * 1024))
+        for _ in range(10):
+            r.feed(b"x")
+            assert r.next_frame() is None
+        _, peak = tracemalloc.get_traced_memory()
+        held = r.buffered_bytes
+        r.release()
+        assert r.buffered_bytes == 0
+    finally:
+        tracemalloc.stop()
+    assert held == 14
+    assert peak < 64 * 1024
+    with pytest.raises(FrameError):
+        r.feed(b"x")

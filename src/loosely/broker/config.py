@@ -7,6 +7,7 @@ on the command line means what it means to Kafka.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
@@ -56,6 +57,27 @@ class BrokerConfig:
     queued_requests_max: int = 500
     # Kafka: connections.max.idle.ms
     connection_idle_ms_max: int = 600_000
+    # Kafka: queued.max.request.bytes, the bytes of requests read but not yet handled, across all connections
+    # (a frame counts at its declared size from the moment its size prefix is read). Kafka's default is -1
+    # (unbounded); loosely's default (None) is twice socket.request.max.bytes, so one largest request can be handled
+    # while the next is read, and a few hundred MiB is the most that clients can make the broker hold. <= 0 is
+    # Kafka's unbounded.
+    queued_request_bytes_max: int | None = None
+    # Kafka: max.connections. Kafka's default is Int.MaxValue; loosely bounds it because every connection holds a file
+    # descriptor that segments and indexes need too (10,000 stays under the usual 20,000+ descriptor limit of a
+    # server and far above what one node's clients open). At the limit new connections wait in the listen backlog.
+    connections_max: int = 10_000
+    # Kafka: max.connections.per.ip (Int.MaxValue, as Kafka). Over it a new connection is closed at once.
+    connections_per_ip_max: int = 2_147_483_647
+    # Kafka: max.connections.per.ip.overrides ("127.0.0.1:200,10.0.0.7:5"); IP addresses only here.
+    connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
+    # loosely.request.receive.timeout.ms (no Kafka equivalent; Kafka has only connections.max.idle.ms, which a
+    # client trickling one byte a second never reaches): a request must arrive whole within this many ms of its
+    # first byte, or the connection is closed. 60 s is librdkafka's socket.timeout.ms: a client has given up on
+    # the request by then. Time while the broker itself pauses reading does not count.
+    request_receive_ms_max: int = 60_000
+    # Kafka: socket.listen.backlog.size (connections the kernel holds before the broker accepts them)
+    listen_backlog_size: int = 50
     # Kafka: log.retention.check.interval.ms (also drives segment.ms rolls and flush.ms)
     retention_check_interval_ms: int = 300_000
     # Kafka: log.flush.offset.checkpoint.interval.ms
@@ -104,6 +126,52 @@ class BrokerConfig:
     def advertised(self) -> tuple[str, int]:
         return self.advertised_host or self.host, self.advertised_port or self.port
 
+    @property
+    def queued_request_bytes_limit(self) -> int:
+        """``queued.max.request.bytes`` in effect: -1 for unbounded."""
+        if self.queued_request_bytes_max is None:
+            return 2 * self.frame_bytes_max
+        return self.queued_request_bytes_max if self.queued_request_bytes_max > 0 else -1
+
+    def check_limits(self) -> None:
+        """Raise :class:`ValueError` naming the Kafka setting whose value is out of range."""
+        checks = (
+            ("socket.request.max.bytes", self.frame_bytes_max >= 1),
+            ("max.connections", self.connections_max >= 0),
+            ("max.connections.per.ip", self.connections_per_ip_max >= 0),
+            ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
+            ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
+            ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
+        )
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name} is out of range")
+        limit = self.queued_request_bytes_limit
+        if 0 < limit < self.frame_bytes_max:  # Kafka's own rule: one largest request must fit
+            raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes (or -1)")
+        if self.connections_per_ip_max == 0 and not self.connections_per_ip_overrides:
+            raise ValueError("max.connections.per.ip can be 0 only with max.connections.per.ip.overrides")
+
+
+def _ip_overrides(v: str) -> dict[str, int]:
+    """``max.connections.per.ip.overrides``: ``IP:COUNT`` pairs separated by commas (``[::1]:5`` for IPv6).
+
+    >>> _ip_overrides("127.0.0.1:200, [::1]:5")
+    {'127.0.0.1': 200, '::1': 5}
+    """
+    out: dict[str, int] = {}
+    for item in filter(None, (i.strip() for i in v.split(","))):
+        host, sep, count = item.rpartition(":")
+        host = host.strip("[]")
+        try:
+            ip = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise ValueError(f"expected IP:COUNT, got {item!r} (IP addresses only, not host names)") from None
+        if not sep or not count.isdigit():
+            raise ValueError(f"expected IP:COUNT, got {item!r}")
+        out[ip] = int(count)
+    return out
+
 
 def _non_negative(v: str) -> int:
     n = int(v)
@@ -128,6 +196,12 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "socket.request.max.bytes": ("frame_bytes_max", int),
     "queued.max.requests": ("queued_requests_max", int),
     "connections.max.idle.ms": ("connection_idle_ms_max", int),
+    "queued.max.request.bytes": ("queued_request_bytes_max", int),
+    "max.connections": ("connections_max", int),
+    "max.connections.per.ip": ("connections_per_ip_max", int),
+    "max.connections.per.ip.overrides": ("connections_per_ip_overrides", _ip_overrides),
+    "loosely.request.receive.timeout.ms": ("request_receive_ms_max", int),
+    "socket.listen.backlog.size": ("listen_backlog_size", int),
     "log.retention.check.interval.ms": ("retention_check_interval_ms", int),
     "log.flush.offset.checkpoint.interval.ms": ("checkpoint_interval_ms", int),
     "log.cleaner.backoff.ms": ("cleaner_backoff_ms", int),

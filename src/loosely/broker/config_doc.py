@@ -46,6 +46,16 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",
     "producer.id.expiration.ms": "Forget an idempotent producer's state after this long without writes.",
+    "queued.max.request.bytes": "Bytes of requests read but not yet handled, across all connections; above it every "
+    "connection stops reading until handled requests make room (Kafka's default is unbounded, -1; -1 or 0 here too).",
+    "max.connections": "Connections at once; past it new clients wait in the listen backlog until one closes, as in "
+    "Kafka.",
+    "max.connections.per.ip": "Connections from one IP address; one over it is closed at once.",
+    "max.connections.per.ip.overrides": "Per-address exceptions, `IP:N,IP:N` (IP addresses only; Kafka also takes "
+    "host names).",
+    "loosely.request.receive.timeout.ms": "loosely only: close a connection whose request has not fully arrived this "
+    "long after its first byte (slow or stalled clients; Kafka relies on connections.max.idle.ms).",
+    "socket.listen.backlog.size": "The listen socket's backlog (pending connections the kernel queues).",
     "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
     "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
 }
@@ -54,8 +64,18 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
 _SHOWN_AS: Final[dict[str, tuple[str, int]]] = {"offsets.retention.minutes": ("offsets_retention_ms", 60_000)}
 
 
+# Defaults that a field expresses another way (None: derived at start-up; a factory: empty).
+_DEFAULT_TEXT: Final[dict[str, str]] = {
+    "queued.max.request.bytes": "2 × socket.request.max.bytes",
+    "max.connections.per.ip.overrides": "(none)",
+}
+
+
 def _broker_default(name: str, field_name: str) -> str:
+    if name in _DEFAULT_TEXT:
+        return _DEFAULT_TEXT[name]
     default = {f.name: f.default for f in dataclasses.fields(BrokerConfig)}[field_name]
+    assert default is not dataclasses.MISSING and default is not None, f"{name}: say its default in _DEFAULT_TEXT"
     if name in _SHOWN_AS:
         assert isinstance(default, int)
         default //= _SHOWN_AS[name][1]

@@ -2,12 +2,21 @@
 
 Theory of operation
 -------------------
+The broker owns its listening socket (``socket.listen.backlog.size``) and accepts in one task, which stops
+accepting while ``max.connections`` are open (new clients wait in the kernel's backlog, as with Kafka's blocked
+acceptor) and closes at once a connection from an address over ``max.connections.per.ip``
+(:mod:`loosely.broker._admission`).
+
 Each connection is an :class:`asyncio.Protocol`. Incoming bytes feed a sans-IO
 :class:`~loosely.protocol.framing.FrameReader`; complete frames go to a per-connection queue, which one worker task
 drains *in order*, so responses leave in request order as Kafka clients require (a long-polling Fetch holds the
-connection's later requests back, exactly like Kafka's muted channels). When a connection has more than
-``queued_requests_max`` frames waiting, reading pauses until the worker catches up (backpressure to the client,
-not unbounded memory).
+connection's later requests back, exactly like Kafka's muted channels). Reading pauses, never closes, when a
+connection has more than ``queued_requests_max`` frames waiting, or when the next frame's declared size cannot be
+charged to the broker-wide ``queued.max.request.bytes`` budget (it resumes when handled requests refund it): memory
+held for requests is bounded across all clients. A request whose first byte arrived more than
+``loosely.request.receive.timeout.ms`` ago and which is still incomplete closes its connection (a client trickling
+bytes is never idle, so ``connections.max.idle.ms`` alone would keep it forever). A closed connection drops its
+buffers at once.
 
 A frame that cannot be understood (bad size prefix, undecodable request, unknown API or version) closes the
 connection after one log line; nothing else is affected. An unexpected exception in a handler is logged with its
@@ -26,12 +35,15 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
+from loosely.broker._listening import check_listen, is_wildcard
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
 from loosely.broker.extensions import EXTENSIONS
@@ -58,6 +70,23 @@ __all__ = ["Broker", "BrokerStatistics", "BrokerThread"]
 
 log = logging.getLogger("loosely.broker")
 
+ACCEPT_RETRY_S: Final = 1.0  # after accept() fails (EMFILE, ENOBUFS): soon, but not in a busy loop
+
+
+def _listen_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """The listening socket, bound to the first address ``host`` resolves to, with socket.listen.backlog.size."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerStatistics:
@@ -73,6 +102,9 @@ class BrokerStatistics:
     log_bytes: int
     storage_errors_total: Mapping[str, int]  # operation (append, roll, flush, read, ...) -> disk errors
     logs_refusing_writes: int  # partitions whose failed append could not be undone yet (see docs/broker.md)
+    request_bytes_queued: int  # charged to queued.max.request.bytes right now
+    connections_waiting_for_bytes: int  # connections paused until queued.max.request.bytes has room
+    connections_rejected_total: int  # closed at once by max.connections.per.ip
     # Damage (docs/broker.md, "Damage, recovery and quarantine files"): files recovery moved aside and not yet
     # removed by an operator, and bad batches found by recovery or by the scrubber since start.
     quarantined_files: int = 0
@@ -94,13 +126,19 @@ def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | 
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, ip: str) -> None:
         self.broker = broker
+        self.ip = ip  # what max.connections.per.ip counts; the accept loop admitted it
         self.reader = FrameReader(broker.config.frame_bytes_max)
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
         self.worker: asyncio.Task[None] | None = None
-        self.paused = False
+        self.paused = False  # reading is paused, for either of the two reasons below
+        self.paused_for_queue = False  # more than queued.max.requests frames wait on this connection
+        self.paused_for_bytes = False  # the next frame could not be charged to queued.max.request.bytes
+        self.charged_bytes = 0  # charged to the broker's request bytes: the frame in progress, queued, in flight
+        self.frame_charged = False  # the frame whose size prefix is buffered is already charged
+        self.partial_since_ms: int | None = None  # when the first byte of the frame in progress arrived
         self.peer = "?"
         self.closing = False
         self.busy = False  # a request is being handled (a long-polling fetch is not idleness)
@@ -119,23 +157,86 @@ class _Connection(asyncio.Protocol):
         if self.closing:
             return
         self.last_active_ms = self.broker.clock.monotonic_ms()
+        self.reader.feed(data)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Turn buffered bytes into queued frames, charging each to queued.max.request.bytes when its size is known."""
+        budget = self.broker.request_bytes
+        completed = False
         try:
-            self.reader.feed(data)
-            while (frame := self.reader.next_frame()) is not None:
+            while (size := self.reader.pending_frame_bytes) is not None:
+                if not self.frame_charged:
+                    if not budget.charge(size):
+                        if not self.paused_for_bytes:  # wait in line once
+                            self.paused_for_bytes = True
+                            budget.wait(self._budget_available)
+                        break
+                    self.frame_charged = True
+                    self.charged_bytes += size
+                frame = self.reader.next_frame()
+                if frame is None:
+                    break
+                self.frame_charged = False
+                completed = True
                 self.queue.put_nowait(frame)
         except FrameError as e:
             self.close(f"bad frame: {e}")
             return
-        if not self.paused and self.queue.qsize() > self.broker.config.queued_requests_max and self.transport:
+        if self.reader.buffered_bytes == 0:
+            self.partial_since_ms = None
+        elif completed or self.partial_since_ms is None:
+            self.partial_since_ms = self.last_active_ms
+        if self.queue.qsize() > self.broker.config.queued_requests_max:
+            self.paused_for_queue = True
+        self._update_reading()
+
+    def _budget_available(self) -> None:
+        if self.closing:
+            return
+        self.paused_for_bytes = False
+        self._pump()
+
+    def _update_reading(self) -> None:
+        pause = self.paused_for_queue or self.paused_for_bytes
+        if pause == self.paused or not self._open():
+            return
+        assert self.transport is not None
+        self.paused = pause
+        if pause:
             self.transport.pause_reading()
-            self.paused = True
+        else:
+            self.transport.resume_reading()
+            if self.partial_since_ms is not None:  # time the broker itself held the client back does not count
+                self.partial_since_ms = self.broker.clock.monotonic_ms()
+
+    def _open(self) -> bool:
+        # uvloop refuses calls on a transport the peer has closed before connection_lost has been delivered
+        return self.transport is not None and not self.closing and not self.transport.is_closing()
+
+    def _refund(self, n: int) -> None:
+        n = min(n, self.charged_bytes)  # after connection_lost everything is refunded already
+        if n:
+            self.charged_bytes -= n
+            self.broker.request_bytes.refund(n)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.broker.ctx.connections_active -= 1
         self.broker.connections.discard(self)
+        self.broker.connection_closed(self.ip)
+        # Free the buffers now: the worker task and this object form a cycle that only the garbage collector would
+        # break, and an idle broker may not collect for a long time (the 40 MiB partial frames of ten abusive
+        # clients stayed resident after they left).
+        self.reader.release()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.broker.request_bytes.forget(self._budget_available)
+        self.frame_charged = False
+        self._refund(self.charged_bytes)
         if self.worker is not None:
             self.worker.cancel()
+            self.worker = None
 
     def close(self, reason: str | None = None) -> None:
         if reason:
@@ -162,17 +263,21 @@ class _Connection(asyncio.Protocol):
                 log.exception("request from %s failed; closing the connection", self.peer)
                 self.close()
                 return
+            finally:
+                self._refund(len(frame))
+                del frame
             if out is CLOSE_CONNECTION:
                 self.close()
                 return
-            if out is not None and self.transport is not None and not self.closing:
+            if out is not None and self._open():
                 assert isinstance(out, bytes)
+                assert self.transport is not None
                 self.transport.write(out)
             self.busy = False
             self.last_active_ms = self.broker.clock.monotonic_ms()
-            if self.paused and self.queue.qsize() <= self.broker.config.queued_requests_max // 2 and self.transport:
-                self.transport.resume_reading()
-                self.paused = False
+            if self.paused_for_queue and self.queue.qsize() <= self.broker.config.queued_requests_max // 2:
+                self.paused_for_queue = False
+                self._update_reading()
 
 
 class Broker:
@@ -196,12 +301,22 @@ class Broker:
         _, _, unknown = split_kafka_settings(config.log_defaults)  # raises ValueError for a bad value
         if unknown:
             raise ValueError(f"log_defaults holds settings that are not topic defaults: {', '.join(unknown)}")
+        config.check_limits()
+        self.loopback = check_listen(config.host, config.advertised_host)
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        self.request_bytes = RequestBytes(config.queued_request_bytes_limit)
+        self.connection_counts = ConnectionCounts(
+            config.connections_max, config.connections_per_ip_max, config.connections_per_ip_overrides
+        )
+        self.connections_rejected_total = 0
+        self._log_admission = LogEvery(log, self.clock)
+        self._slot_freed: asyncio.Event | None = None
+        self._listen_sock: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self.logs = LogManager(config.data_dir, fs=fs, clock=self.clock, broker_defaults=config.log_defaults)
         self.handlers: dict[int, Handler] = all_handlers()
         self.connections: set[_Connection] = set()
-        self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ctx: BrokerContext | None = None
         self.started_monotonic_ms = 0
@@ -229,10 +344,7 @@ class Broker:
     async def _start_serving(self) -> None:
         cluster_id = _load_cluster_id(self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.cluster_id)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
-        )
-        sock = self._server.sockets[0]
+        sock = self._listen_sock = _listen_socket(self.config.host, self.config.port, self.config.listen_backlog_size)
         port = int(sock.getsockname()[1])
         adv_host, adv_port = self.config.advertised
         self._ctx = BrokerContext(
@@ -260,25 +372,45 @@ class Broker:
             self.ctx.services["scrubber"] = self.scrubber
             self._tasks.append(loop.create_task(self.scrubber.run()))
         self.started_monotonic_ms = self.clock.monotonic_ms()
+        self._slot_freed = asyncio.Event()
+        self._accepting = loop.create_task(self._accept_loop(sock))
         log.info(
             "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
         )
+        if not self.loopback:
+            log.warning(
+                "listening on %s:%d, which is not a loopback address: anyone who can reach it can read, write and "
+                "delete every topic (loosely has no authentication yet); clients are told to connect to %s:%d",
+                self.config.host,
+                port,
+                self.ctx.host,
+                self.ctx.port,
+            )
 
     def _load_extensions(self) -> list[Any]:
         return [factory() for factory in EXTENSIONS]
 
     async def stop(self) -> None:
-        if self._server is None:
+        if self._listen_sock is None:
             return
         await self._stop_serving()
         self.logs.close()
         log.info("broker %d stopped", self.config.node_id)
 
     async def _stop_serving(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
+            self._accepting = None
+        if self._listen_sock is not None:
+            self._listen_sock.close()
+        workers = [c.worker for c in self.connections if c.worker is not None]
         for c in list(self.connections):
             c.close()
+        for w in workers:  # let them finish before the loop may close
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -291,9 +423,7 @@ class Broker:
         for ext in reversed(self._extensions):
             await ext.stop()
         self._extensions.clear()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        self._listen_sock = None
 
     async def __aenter__(self) -> Broker:
         await self.start()
@@ -303,8 +433,59 @@ class Broker:
         await self.stop()
 
     async def serve_forever(self) -> None:
-        assert self._server is not None
-        await self._server.serve_forever()
+        assert self._accepting is not None
+        await self._accepting
+
+    # --- connections ---------------------------------------------------------------------------------------
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        """Accept while max.connections allows (else new clients wait in the listen backlog); apply the per-IP cap."""
+        assert self._slot_freed is not None
+        loop = asyncio.get_running_loop()
+        counts = self.connection_counts
+        while True:
+            if not counts.slot_free():
+                self._log_admission(
+                    logging.WARNING,
+                    "max.connections=%d reached: new connections wait in the listen backlog until one closes",
+                    self.config.connections_max,
+                )
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as e:  # out of file descriptors or memory: clients already connected carry on
+                self._log_admission(logging.ERROR, "cannot accept connections: %s; retrying", e)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            ip = normal_ip(str(addr[0]))
+            limit = counts.admit(ip)
+            if limit is not None:
+                conn.close()
+                self.connections_rejected_total += 1
+                self._log_admission(
+                    logging.WARNING,
+                    "closed a new connection from %s: it already has max.connections.per.ip=%d connections",
+                    ip,
+                    limit,
+                )
+                continue
+            protocol = _Connection(self, ip)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.connect_accepted_socket(lambda: protocol, conn)  # noqa: B023 - awaited right here
+            except Exception as e:  # the client left before we got to it; never let the accept loop die
+                if not isinstance(e, OSError):
+                    log.exception("setting up a connection from %s failed", ip)
+                conn.close()
+                if protocol.transport is None:  # else connection_lost counts it out
+                    self.connection_closed(ip)
+
+    def connection_closed(self, ip: str) -> None:
+        self.connection_counts.release(ip)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     @property
     def port(self) -> int:
@@ -312,7 +493,11 @@ class Broker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.config.host}:{self._port}"
+        """Where a client in this process reaches the broker (loopback when it listens on every interface)."""
+        host = self.config.host
+        if is_wildcard(host):
+            host = "127.0.0.1" if ":" not in host else "[::1]"
+        return f"{host}:{self._port}"
 
     # --- requests ------------------------------------------------------------------------------------------
 
@@ -421,11 +606,18 @@ class Broker:
         return cleaned
 
     def _close_idle_connections(self, now_ms: int) -> None:
-        """Kafka's connections.max.idle.ms: hang up on clients that sent nothing for that long."""
+        """Kafka's connections.max.idle.ms: hang up on clients that sent nothing for that long; and
+        loosely.request.receive.timeout.ms: on clients whose request has not arrived whole in time (slowloris)."""
         limit = self.config.connection_idle_ms_max
+        receive_limit = self.config.request_receive_ms_max
         for c in list(self.connections):
             if not c.busy and c.queue.empty() and now_ms - c.last_active_ms > limit:
                 c.close(f"idle for more than {limit} ms")
+            elif not c.paused and c.partial_since_ms is not None and now_ms - c.partial_since_ms > receive_limit:
+                c.close(
+                    f"request not received whole within {receive_limit} ms (loosely.request.receive.timeout.ms); "
+                    f"{c.reader.buffered_bytes} bytes of it arrived"
+                )
 
     def run_housekeeping_now(self) -> int:
         """Apply retention and time-based rolls immediately (tests, admin tools). Returns segments deleted."""
@@ -457,6 +649,9 @@ class Broker:
             damaged_batches=sum(plog.damaged_batches for t in topics for plog in t.logs)
             + (sum(scrubber.damaged_batches.values()) if scrubber is not None else 0),
             scrubbed_bytes=scrubber.bytes_checked if scrubber is not None else 0,
+            request_bytes_queued=self.request_bytes.used_bytes,
+            connections_waiting_for_bytes=self.request_bytes.waiting,
+            connections_rejected_total=self.connections_rejected_total,
         )
 
 

@@ -81,10 +81,14 @@ def _demo(args: argparse.Namespace) -> int:
     except OSError as e:  # a port is taken, the data directory is not writable, ...
         print(f"loosely demo: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # a bad address, or a non-loopback --listen without --advertise
+        print(f"loosely demo: {e}", file=sys.stderr)
+        return 2
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
+    adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     http_host, http_port = parse_listen(args.http)
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
@@ -93,8 +97,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    broker = BrokerThread(BrokerConfig(data_dir=str(data / "log"), host=host, port=port,
-                                       num_partitions=args.partitions)).start()
+    broker = BrokerThread(BrokerConfig(data_dir=str(data / "log"), host=host, port=port, advertised_host=adv_host,
+                                       advertised_port=adv_port, num_partitions=args.partitions)).start()
     bootstrap = broker.bootstrap_servers
     views: list[_ViewThread] = []
     server: ViewServer | None = None
@@ -146,6 +150,7 @@ def add_demo_command(sub: Any) -> None:
     d = sub.add_parser("demo", help="the embedded broker plus two materialized views of a topic, served over HTTP")
     d.add_argument("--data-dir", default="./data", help="the log and the views' database (default ./data)")
     d.add_argument("--listen", default="127.0.0.1:9092", help="the broker's HOST:PORT (default 127.0.0.1:9092)")
+    d.add_argument("--advertise", help="the broker's HOST:PORT for clients (required when --listen is not loopback)")
     d.add_argument("--http", default="127.0.0.1:8080", help="the views' HTTP HOST:PORT (default 127.0.0.1:8080)")
     d.add_argument("--topic", default="the-topic", help="the topic the views follow (default the-topic)")
     d.add_argument("--partitions", type=int, default=1, help="partitions of new topics (default 1)")

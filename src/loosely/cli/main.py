@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -16,7 +17,12 @@ def _broker_command(args: argparse.Namespace) -> int:
     from loosely.broker.config import BrokerConfig, parse_listen, split_kafka_settings  # noqa: PLC0415
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
-    host, port = parse_listen(args.listen)
+    try:
+        host, port = parse_listen(args.listen)
+        adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
+    except ValueError as e:
+        print(f"loosely broker: {e}", file=sys.stderr)
+        return 2
     overrides: dict[str, str] = {}
     for item in args.config or []:
         name, sep, value = item.partition("=")
@@ -24,7 +30,6 @@ def _broker_command(args: argparse.Namespace) -> int:
             print(f"loosely broker: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
             return 2
         overrides[name] = value
-    adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     try:
         settings, topic_defaults, unknown = split_kafka_settings(overrides)
     except ValueError as e:
@@ -51,11 +56,16 @@ def _broker_command(args: argparse.Namespace) -> int:
         log_defaults=topic_defaults,
         **options,  # type: ignore[arg-type]
     )
+    _raise_open_files_limit()
+    try:
+        broker = Broker(config)
+    except ValueError as e:  # a limit out of range, an unsafe listen/advertise pair: one line, no traceback
+        print(f"loosely broker: {e}", file=sys.stderr)
+        return 2
     loop = _new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def run() -> None:
-        broker = Broker(config)
         await broker.start()
         print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
@@ -85,6 +95,20 @@ def _version() -> str:
         return "unknown"
 
 
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one, as the JVM does for Kafka (-XX:+MaxFDLimit).
+
+    Connections and segments share the process's file descriptors; a soft limit of 1024 (a common default) would
+    run out long before max.connections (10,000) is reached.
+    """
+    import resource  # noqa: PLC0415 - Unix only, and only the broker command needs it
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: `loosely produce`/`consume` start without confluent-kafka's import cost
     from loosely.cli import admin, mirror_cmd, top  # noqa: PLC0415
@@ -100,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("broker", help="run the Kafka-compatible broker")
     b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
     b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
-    b.add_argument("--advertise", help="HOST:PORT clients should connect to (default: the listen address)")
+    b.add_argument(
+        "--advertise",
+        help="HOST:PORT clients should connect to (default: the listen address; required when that is not loopback)",
+    )
     b.add_argument("--node-id", type=int, default=1)
     b.add_argument("--num-partitions", type=int, default=1, help="partitions of auto-created topics")
     b.add_argument("--no-auto-create-topics", action="store_true", help="refuse to create topics on Metadata")

@@ -9,7 +9,12 @@ The size prefix is checked *before* anything is allocated for the body: a negati
 input (the stream position is lost, so the connection must be closed).
 
 The buffer is a single ``bytearray`` with a read cursor; consumed bytes are dropped lazily, when the cursor has
-passed half the buffer, so feeding ``n`` bytes costs ``O(n)`` amortised whatever the split.
+passed half the buffer, so feeding ``n`` bytes costs ``O(n)`` amortised whatever the split. Nothing is allocated
+from the declared size: the buffer grows only as bytes arrive, so a client that declares 100 MiB and sends 10 bytes
+costs 10 bytes. :attr:`FrameReader.pending_frame_bytes` tells the caller the declared size of the frame in
+progress as soon as its prefix is in, so the caller can budget for it (``queued.max.request.bytes``) and stop
+reading before the bytes arrive. :meth:`FrameReader.release` drops the buffer when the connection ends, at once
+rather than whenever the garbage collector breaks the connection's reference cycles.
 """
 
 from __future__ import annotations
@@ -61,23 +66,47 @@ class FrameReader:
     def buffered_bytes(self) -> int:
         return len(self._buf) - self._pos
 
-    def next_frame(self) -> bytes | None:
-        """The next complete frame, or None when more bytes are needed."""
-        buf = self._buf
-        pos = self._pos
-        if len(buf) - pos < 4:
+    @property
+    def pending_frame_bytes(self) -> int | None:
+        """The declared size of the next frame once its prefix is in (None before); raises on a bad prefix.
+
+        >>> r = FrameReader(frame_bytes_max=16)
+        >>> r.feed(b"\\x00\\x00")
+        >>> r.pending_frame_bytes is None
+        True
+        >>> r.feed(b"\\x00\\x05ab")
+        >>> r.pending_frame_bytes
+        5
+        """
+        if len(self._buf) - self._pos < 4:
             return None
-        (size,) = SIZE.unpack_from(buf, pos)
+        (size,) = SIZE.unpack_from(self._buf, self._pos)
         if size < 0:
             self._failed = True
             raise FrameError(f"negative frame size {size}")
         if size > self.frame_bytes_max:
             self._failed = True
             raise FrameError(f"frame of {size} bytes is over the limit of {self.frame_bytes_max} bytes")
+        return int(size)
+
+    def release(self) -> None:
+        """Drop everything buffered and refuse further input (the connection is gone)."""
+        self._buf = bytearray()
+        self._pos = 0
+        self._failed = True
+
+    def next_frame(self) -> bytes | None:
+        """The next complete frame, or None when more bytes are needed."""
+        size = self.pending_frame_bytes
+        if size is None:
+            return None
+        buf = self._buf
+        pos = self._pos
         end = pos + 4 + size
         if len(buf) < end:
             return None
-        out = bytes(buf[pos + 4 : end])
+        with memoryview(buf) as view:  # one copy of the frame, not two (a bytearray slice would copy first)
+            out = view[pos + 4 : end].tobytes()
         if end == len(buf):
             buf.clear()
             self._pos = 0
