@@ -72,6 +72,7 @@ __all__ = [
     "read_header",
     "rewrite_base_offset",
     "set_log_append_time",
+    "set_max_timestamp",
 ]
 
 BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
@@ -256,9 +257,20 @@ def rewrite_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int,
 
 def set_log_append_time(buf: bytearray | memoryview, pos: int, header: BatchHeader, timestamp_ms: int) -> None:
     """Mark a batch LogAppendTime with ``timestamp_ms`` as its max timestamp, recomputing the CRC."""
-    _I16.pack_into(buf, pos + _ATTRIBUTES_AT, header.attributes | _TIMESTAMP_TYPE_BIT)
+    set_max_timestamp(buf, pos, header, timestamp_ms, log_append_time=True)
+
+
+def set_max_timestamp(
+    buf: bytearray | memoryview, pos: int, header: BatchHeader, timestamp_ms: int, *, log_append_time: bool
+) -> int:
+    """Set the batch's timestamp type and max timestamp, recomputing the CRC; returns the new attributes."""
+    attributes = (
+        header.attributes | _TIMESTAMP_TYPE_BIT if log_append_time else header.attributes & ~_TIMESTAMP_TYPE_BIT
+    )
+    _I16.pack_into(buf, pos + _ATTRIBUTES_AT, attributes)
     _I64.pack_into(buf, pos + _MAX_TIMESTAMP_AT, timestamp_ms)
     _U32.pack_into(buf, pos + _CRC_AT, batch_crc(buf, pos, header.size))
+    return attributes
 
 
 # --- varints ---------------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ answer once the batches are in the log (and fsynced, if the topic's flush policy
 response is sent, and an error closes the connection, as Kafka does, so the producer notices. Produce never creates
 topics: an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION. Before a batch is appended, the producer-state
 service (idempotence, transactions) may check it; see ``loosely.broker.producers``.
+
+A refused batch answers the error the log chose (``loosely.protocol.validation`` says which for what) with an
+``error_message`` (Produce v8+), and, when validation named the records at fault, KIP-467 ``record_errors``: one
+(batch index, message) per bad record, so a client can tell its good records from its bad ones.
 """
 
 from __future__ import annotations
@@ -52,6 +56,17 @@ def _append(
         return e
 
 
+# KIP-467: Produce v8 added record_errors and error_message.
+_RECORD_ERRORS_VERSION = 8
+
+
+def _record_errors(resp: Response, error: LogError) -> tuple[object, ...]:
+    return tuple(
+        build(resp.BatchIndexAndErrorMessage, batch_index=e.batch_index, batch_index_error_message=e.message)
+        for e in error.record_errors
+    )
+
+
 async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     v = header.api_version
     resp = Response.of(ApiKey.PRODUCE, v)
@@ -83,7 +98,7 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
                         base_offset=-1,
                         log_append_time=None,
                         log_start_offset=-1,
-                        record_errors=(),
+                        record_errors=_record_errors(resp, result) if v >= _RECORD_ERRORS_VERSION else (),
                         error_message=str(result),
                     )
                 )
