@@ -44,15 +44,17 @@ class Target:
     raw: Raw
     plain: str  # message.timestamp.before.max.ms = 1 day
     compacted: str
+    log_append_time: str
 
 
 @pytest.fixture(scope="module", params=["loosely", "kafka"])
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     def setup(kind: str, bootstrap: str) -> Target:
-        plain, compacted = f"v-{uuid.uuid4().hex[:8]}", f"vc-{uuid.uuid4().hex[:8]}"
+        plain, compacted, lat = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("v", "vc", "vl"))
         create_topic(bootstrap, plain, 1, **{"message.timestamp.before.max.ms": str(24 * HOUR_MS)})
         create_topic(bootstrap, compacted, 1, **{"cleanup.policy": "compact"})
-        return Target(kind, bootstrap, Raw(bootstrap), plain, compacted)
+        create_topic(bootstrap, lat, 1, **{"message.timestamp.type": "LogAppendTime"})
+        return Target(kind, bootstrap, Raw(bootstrap), plain, compacted, lat)
 
     if request.param == "kafka":
         kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
@@ -100,6 +102,9 @@ INVALID = ErrorCode.invalid_record
 CASES: dict[str, tuple[Callable[[], bytes], ErrorCode]] = {
     "count-1M-holding-10": (lambda: forge(ten(), count=1_000_000, last_offset_delta=999_999), INVALID),
     "count-1M-spanning-10": (lambda: forge(ten(), count=1_000_000), INVALID),
+    "count-minus-1": (lambda: forge(ten(), count=-1), INVALID),
+    "last-offset-delta-minus-1": (lambda: forge(ten(), last_offset_delta=-1), INVALID),
+    "unknown-codec-6": (lambda: forge(ten(), attributes=6), ErrorCode.unsupported_compression_type),
     "count-3-holding-10": (lambda: forge(ten(), count=3, last_offset_delta=2), INVALID),
     "trailing-bytes": (lambda: forge(ten(), body=ten()[BATCH_HEADER_BYTES:] + b"\x00\x01\x02"), INVALID),
     "trailing-bytes-gzip": (lambda: with_codec(ten(), Codec.GZIP, ten()[BATCH_HEADER_BYTES:] + b"\x00\x01"), INVALID),
@@ -128,7 +133,10 @@ CASES: dict[str, tuple[Callable[[], bytes], ErrorCode]] = {
     **{f"bomb-{c.name.lower()}": ((lambda c=c: bomb(c, BOMB_BYTES[c])), INVALID) for c in CODECS},
 }
 # Kafka's answers where loosely deliberately differs (docs/broker.md).
-KAFKA_DIFFERS = {f"garbage-{c.name.lower()}": ErrorCode.unknown_server_error for c in CODECS}
+KAFKA_DIFFERS = {
+    "unknown-codec-6": ErrorCode.unknown_server_error,
+    **{f"garbage-{c.name.lower()}": ErrorCode.unknown_server_error for c in CODECS},
+}
 RECORD_ERRORS = {"record-in-the-future": [1], "record-two-days-old": [0], "negative-timestamp": [0]}
 
 
@@ -153,6 +161,14 @@ def test_keyless_records_on_a_compacted_topic_are_named(target: Target) -> None:
     assert (got, indexes) == (ErrorCode.invalid_record, sorted(keyless))
     assert message
     assert log_end_offset(target, target.compacted) == before
+
+
+def test_a_producer_may_not_stamp_log_append_time_on_a_log_append_time_topic(target: Target) -> None:
+    before = log_end_offset(target, target.log_append_time)
+    got, indexes, message = produce(target, target.log_append_time, forge(ten(), attributes=0x08))
+    assert (got, indexes) == (ErrorCode.invalid_timestamp, list(range(10)))
+    assert message
+    assert log_end_offset(target, target.log_append_time) == before
 
 
 @pytest.mark.parametrize(

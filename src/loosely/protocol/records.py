@@ -47,7 +47,7 @@ from typing import Final
 import crc32c as _crc32c
 
 from loosely.protocol.compression import Codec, compress, decompress
-from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.errors import CorruptRecordError, ErrorCode
 
 __all__ = [
     "BATCH_HEADER",
@@ -208,7 +208,11 @@ def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeade
     if h.batch_length < BATCH_HEADER_BYTES - LOG_OVERHEAD:
         raise CorruptRecordError(f"record batch length {h.batch_length} is shorter than its header")
     if h.last_offset_delta < 0 or h.records_count < 0:
-        raise CorruptRecordError("negative lastOffsetDelta or recordsCount")
+        raise CorruptRecordError(
+            f"negative lastOffsetDelta ({h.last_offset_delta}) or recordsCount ({h.records_count})",
+            # Kafka's validateBatch calls a produced batch's offset range or count invalid, not corrupt.
+            error_code=ErrorCode.invalid_record,
+        )
     return h
 
 

@@ -255,7 +255,7 @@ class PartitionLog:
         try:
             found = list(iter_batches(buf))
         except CorruptRecordError as e:
-            raise LogError(ErrorCode.corrupt_message, str(e)) from e
+            raise LogError(e.error_code, str(e)) from e
         if not found:
             raise LogError(ErrorCode.invalid_record, "the request holds no record batch")
         cfg = self.config

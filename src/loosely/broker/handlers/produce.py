@@ -43,7 +43,7 @@ def _append(
     try:
         first = read_header(records, 0)
     except CorruptRecordError as e:
-        return LogError(ErrorCode.corrupt_message, str(e))
+        return LogError(e.error_code, str(e))
     if first.size < len(records):
         # Kafka's rule for Produce v3+: exactly one batch per partition.
         return LogError(ErrorCode.invalid_record, "a produce request may carry only one record batch per partition")
