@@ -5,8 +5,9 @@
 
 For N in 100k and 1M, prints produce and consume msgs/s for each broker and their ratio (loosely / Kafka), the
 broker's CPU seconds for the work, its peak RSS, and the time from process start to the first accepted produce.
-Then the same input is produced again with each of ``--codecs`` (``kcat -z CODEC``: the broker must decompress and
-walk every batch to validate it), and the produce ratio is printed per codec. Each measurement is the median of
+Then, with both brokers up, the same input is produced again with each of ``--codecs`` (``kcat -z CODEC``: the broker
+must decompress and walk every batch to validate it), alternating between the brokers run by run, and the produce
+ratio is printed per codec. Peak RSS is taken before the codec runs. Each measurement is the median of
 ``--repeat`` runs on a fresh topic. Usage::
 
     .venv/bin/python bench/broker.py [--repeat 3] [--sizes 100000,1000000] [--codecs lz4,zstd,gzip,snappy]
@@ -102,32 +103,35 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_codecs(  # noqa: PLR0917 - a script helper
-    name: str, bootstrap: str, pid: int, sizes: list[int], repeat: int, inputs: dict[int, Path], codecs: list[str]
-) -> dict[tuple[str, int], float]:
-    """Median produce seconds per (codec, size); one consume checks that every record arrived.
+def run_codecs(
+    brokers: dict[str, tuple[str, int]], sizes: list[int], repeat: int, inputs: dict[int, Path], codecs: list[str]
+) -> dict[tuple[str, str, int], float]:
+    """Median produce seconds per (broker, codec, size); one consume per broker checks every record arrived.
 
-    Prints the broker's and kcat's CPU seconds too: with gzip and zstd, kcat's own compression is most of the work,
-    which bounds the ratio any broker can reach on two cores.
+    ``brokers`` maps a name to (bootstrap, pid); both brokers are up and each repeat runs on one, then the other,
+    so a machine shared with other work loads both alike. Prints the broker's and kcat's CPU seconds too: with gzip
+    and zstd, kcat's own compression is most of the work, which bounds the ratio any broker can reach on two cores.
     """
-    out: dict[tuple[str, int], float] = {}
+    out: dict[tuple[str, str, int], float] = {}
     for codec in codecs:
         for n in sizes:
-            ps, broker_cpu, kcat_cpu = [], [], []
+            runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in brokers}
             for i in range(repeat):
-                topic = f"the-topic-{codec}-{uuid.uuid4().hex[:8]}"
-                b0, k0 = cpu_seconds(pid), children_cpu_s()
-                ps.append(produce(bootstrap, topic, inputs[n], "-z", codec))
-                broker_cpu.append(cpu_seconds(pid) - b0)
-                kcat_cpu.append(children_cpu_s() - k0)
-                if i == 0:
-                    consume(bootstrap, topic, n)
-            out[codec, n] = statistics.median(ps)
-            print(
-                f"  {name:8s} n={n:>8d} {codec:>6s} produce {n / out[codec, n]:>10,.0f} msg/s   broker cpu "
-                f"{statistics.median(broker_cpu):.2f} s   kcat cpu {statistics.median(kcat_cpu):.2f} s",
-                flush=True,
-            )
+                for name, (bootstrap, pid) in brokers.items():
+                    topic = f"the-topic-{codec}-{uuid.uuid4().hex[:8]}"
+                    b0, k0 = cpu_seconds(pid), children_cpu_s()
+                    wall = produce(bootstrap, topic, inputs[n], "-z", codec)
+                    runs[name].append((wall, cpu_seconds(pid) - b0, children_cpu_s() - k0))
+                    if i == 0:
+                        consume(bootstrap, topic, n)
+            for name, rs in runs.items():
+                wall, broker_cpu, kcat_cpu = (statistics.median(r[k] for r in rs) for k in range(3))
+                out[name, codec, n] = wall
+                print(
+                    f"  {name:8s} n={n:>8d} {codec:>6s} produce {n / wall:>10,.0f} msg/s   broker cpu "
+                    f"{broker_cpu:.2f} s   kcat cpu {kcat_cpu:.2f} s",
+                    flush=True,
+                )
     return out
 
 
@@ -207,11 +211,11 @@ def main() -> None:
     loosely_start = first_produce(f"127.0.0.1:{port}", started)
     try:
         lres = run_suite("loosely", f"127.0.0.1:{port}", proc.pid, sizes, args.repeat, inputs)
-        lcodec = run_codecs("loosely", f"127.0.0.1:{port}", proc.pid, sizes, args.repeat, inputs, codecs)
         lrss = peak_rss_mib(proc.pid)
-    finally:
+    except BaseException:
         proc.terminate()
         proc.wait()
+        raise
 
     # Apache Kafka
     kafka = ApacheKafka(nodes=1, base_dir=work / "kafka", heap_mb=1024)
@@ -223,10 +227,13 @@ def main() -> None:
     try:
         kafka_start = first_produce(kafka.bootstrap_servers, started)
         kres = run_suite("kafka", kafka.bootstrap_servers, kproc.pid, sizes, args.repeat, inputs)
-        kcodec = run_codecs("kafka", kafka.bootstrap_servers, kproc.pid, sizes, args.repeat, inputs, codecs)
         krss = peak_rss_mib(kproc.pid)
+        brokers = {"loosely": (f"127.0.0.1:{port}", proc.pid), "kafka": (kafka.bootstrap_servers, kproc.pid)}
+        codec_s = run_codecs(brokers, sizes, args.repeat, inputs, codecs)
     finally:
         kafka.stop()
+        proc.terminate()
+        proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
     print()
@@ -242,7 +249,8 @@ def main() -> None:
         )
     for codec in codecs:
         for n in sizes:
-            print(f"{n:>8d} {codec:>6s} produce ratio {kcodec[codec, n] / lcodec[codec, n]:>6.2f}")
+            ratio = codec_s["kafka", codec, n] / codec_s["loosely", codec, n]
+            print(f"{n:>8d} {codec:>6s} produce ratio {ratio:>6.2f}")
     print(f"peak RSS: loosely {lrss:.0f} MiB, kafka {krss:.0f} MiB (ratio {lrss / krss:.2f})")
     print(
         f"start to first accepted produce: loosely {loosely_start:.2f} s, kafka {kafka_start:.2f} s "
