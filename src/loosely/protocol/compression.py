@@ -148,9 +148,28 @@ def _whole(what: str, out: bytes, limit: int, eof: bool, unused: bytes) -> bytes
     return out
 
 
+# lz4.frame allocates max_length up front: asking for the whole limit (64 MiB by default) per batch costs three
+# times the decompression itself, so output is asked for in steps of a few times the input.
+_LZ4_STEP_BYTES_MIN: Final = 1 << 20
+_LZ4_STEP_PER_INPUT_BYTE: Final = 4
+
+
 def _unlz4(data: bytes | memoryview, limit: int) -> bytes:
     d = lz4.frame.LZ4FrameDecompressor()
-    out = bytes(d.decompress(bytes(data), max_length=limit + 1))
+    feed = bytes(data)
+    step = max(_LZ4_STEP_BYTES_MIN, _LZ4_STEP_PER_INPUT_BYTE * len(feed))
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit and not d.eof:
+        part = d.decompress(feed, max_length=min(step, limit + 1 - total))
+        feed = b""
+        if not part:
+            break  # no progress: the frame ends before its end mark (``_whole`` says so)
+        parts.append(part)
+        total += len(part)
+        if d.needs_input:
+            break
+    out = parts[0] if len(parts) == 1 else b"".join(parts)
     return _whole("lz4 frame", out, limit, bool(d.eof), bytes(d.unused_data or b""))
 
 
