@@ -245,3 +245,25 @@ def test_what_librdkafka_reports_for_keyless_records_on_a_compacted_topic(target
     assert bad == keyless, reports
     others = {code for i, code in reports.items() if i not in keyless}
     assert others == {KafkaError._INVALID_DIFFERENT_RECORD}, others
+
+
+@pytest.mark.parametrize("version", [3, 7])
+def test_versions_before_kip_467_get_the_same_codes_without_record_errors(target: Target, version: int) -> None:
+    import importlib
+
+    m = importlib.import_module(f"kio.schema.produce.v{version}.request")
+    for topic, batch, code in (
+        (target.compacted, build_batch(records_of(4, NOW, frozenset({1}))), ErrorCode.invalid_record),
+        (target.plain, build_batch([NewRecord(b"k", b"v", NOW + 10 * HOUR_MS)]), ErrorCode.invalid_timestamp),
+        (target.plain, forge(ten(), count=3, last_offset_delta=2), ErrorCode.invalid_record),
+    ):
+        req = m.ProduceRequest(
+            transactional_id=None,
+            acks=-1,
+            timeout=datetime.timedelta(seconds=30),
+            topic_data=(
+                m.TopicProduceData(name=topic, partition_data=(m.PartitionProduceData(index=0, records=batch),)),
+            ),
+        )
+        p = target.raw.request(0, version, req).responses[0].partition_responses[0]  # type: ignore[attr-defined]
+        assert p.error_code == code
