@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.records import BATCH_HEADER_BYTES, NewRecord, build_batch, read_header
-from loosely.protocol.validation import BatchRejected, ValidationPolicy, ValidBatch, validate_client_batch
+from loosely.protocol.validation import (
+    RECORD_ERRORS_MAX,
+    BatchRejected,
+    ValidationPolicy,
+    ValidBatch,
+    validate_client_batch,
+)
 from protocol._forge import bomb, forge, raw_record, records_of, varint, with_codec
 
 NOW = 1_700_000_000_000
@@ -274,3 +280,18 @@ def test_header_keys_must_be_utf8_exactly_as_python_decodes(key: bytes) -> None:
         assert rejected(_one(body)).error_code == ErrorCode.invalid_record
     else:
         check(_one(body))
+
+
+@pytest.mark.parametrize("bad", [RECORD_ERRORS_MAX - 1, RECORD_ERRORS_MAX, RECORD_ERRORS_MAX + 1])
+def test_record_errors_are_capped_but_counted(bad: int) -> None:
+    e = rejected(build_batch(records_of(bad, NOW, frozenset(range(bad)))), COMPACTED)
+    assert [r.batch_index for r in e.record_errors] == list(range(min(bad, RECORD_ERRORS_MAX)))
+    assert str(e).startswith(f"{bad} record(s)")
+
+
+def test_a_timestamp_error_past_the_cap_still_makes_invalid_timestamp() -> None:
+    records = records_of(RECORD_ERRORS_MAX, NOW, frozenset(range(RECORD_ERRORS_MAX)))
+    records.append(NewRecord(b"k", b"v", NOW + 2 * 3_600_000))
+    e = rejected(build_batch(records, base_timestamp=NOW), COMPACTED)
+    assert e.error_code == ErrorCode.invalid_timestamp
+    assert len(e.record_errors) == RECORD_ERRORS_MAX

@@ -11,8 +11,8 @@
  *   | varint keyLength (-1 null) + key | varint valueLength (-1 null) + value
  *   | varint headerCount + per header: varint keyLength + key, varint valueLength (-1 null) + value
  *
- * walk(data, count, base_timestamp, lat_timestamp, check_range, lo, hi, forbid_lat, need_key, truncated)
- *     -> (status, detail, max_timestamp, errors)
+ * walk(data, count, base_timestamp, lat_timestamp, check_range, lo, hi, forbid_lat, need_key, truncated,
+ *      errors_max) -> (status, detail, max_timestamp, errors, error_count, timestamp_errors)
  *
  * Algorithm: read exactly `count` records from the start of `data`. For record i:
  *   1. length: a varint of at most 5 bytes, >= 1, and the record must fit in what remains of `data`;
@@ -27,7 +27,9 @@
  *   Per-record errors (the record is well formed but not acceptable) are collected, not fatal, as Kafka's
  *   KIP-467 record_errors name every bad record: kind 1 when need_key and the key is null; else kind 2 when
  *   check_range and the timestamp is not -1 and lies outside [lo, hi] or below 0; else kind 3 when forbid_lat
- *   (and the range was not checked). Each error is (index, kind, timestamp).
+ *   (and the range was not checked). Each error is (index, kind, timestamp); only the first `errors_max` are
+ *   kept (a 1 MiB batch can hold millions of bad records), `error_count` counts them all and `timestamp_errors`
+ *   says whether any was of kind 2 or 3.
  * After `count` records the data must be fully consumed.
  *
  * status: 0 ok; 1 malformed (detail says how, errors is empty); 2 the walk needed bytes past the end of `data`
@@ -148,8 +150,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     long long base_ts, lo, hi;
     PyObject *lat_obj;
     int check_range, forbid_lat, need_key, truncated;
-    if (!PyArg_ParseTuple(args, "y*nLOpLLppp", &view, &count, &base_ts, &lat_obj, &check_range, &lo, &hi,
-                          &forbid_lat, &need_key, &truncated))
+    Py_ssize_t errors_max, error_count = 0;
+    int timestamp_errors = 0;
+    if (!PyArg_ParseTuple(args, "y*nLOpLLpppn", &view, &count, &base_ts, &lat_obj, &check_range, &lo, &hi,
+                          &forbid_lat, &need_key, &truncated, &errors_max))
         return NULL;
     int has_lat = lat_obj != Py_None;
     long long lat_ts = 0;
@@ -241,6 +245,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         } else if (forbid_lat)
             kind = 3;
         if (kind) {
+            error_count++;
+            timestamp_errors |= kind != 1;
+        }
+        if (kind && error_count <= errors_max) {
             PyObject *e = Py_BuildValue("(niL)", i, kind, ts);
             if (!e || PyList_Append(errors, e) < 0) {
                 Py_XDECREF(e);
@@ -259,8 +267,11 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         errors = PyList_New(0);
         if (!errors)
             return NULL;
+        error_count = 0;
+        timestamp_errors = 0;
     }
-    return Py_BuildValue("(isLN)", o.status, o.detail, max_ts == INT64_MIN ? -1LL : max_ts, errors);
+    return Py_BuildValue("(isLNnO)", o.status, o.detail, max_ts == INT64_MIN ? -1LL : max_ts, errors, error_count,
+                         timestamp_errors ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {

@@ -11,5 +11,6 @@ def walk(
     forbid_lat: bool,
     need_key: bool,
     truncated: bool,
+    errors_max: int,
     /,
-) -> tuple[int, str, int, list[tuple[int, int, int]]]: ...
+) -> tuple[int, str, int, list[tuple[int, int, int]], int, bool]: ...

@@ -21,7 +21,9 @@ as strictly, in this order (the first failure decides the answer):
    ``record_errors``: a key on compacted topics (INVALID_RECORD), a CreateTime timestamp within
    ``[now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]`` and not negative other than
    -1 (INVALID_TIMESTAMP), no producer-set LogAppendTime on a LogAppendTime topic (INVALID_TIMESTAMP). Any
-   timestamp error makes the whole batch INVALID_TIMESTAMP, otherwise INVALID_RECORD.
+   timestamp error makes the whole batch INVALID_TIMESTAMP, otherwise INVALID_RECORD. At most
+   ``RECORD_ERRORS_MAX`` records are named (Kafka names all; a 1 MiB batch of keyless records could make a response
+   of hundreds of MiB); the message counts them all.
 
 A batch that passes yields :class:`ValidBatch`, whose ``max_timestamp`` is the largest record timestamp: Kafka
 stores that as the batch's maxTimestamp whatever the client claimed, and so does the log. Nothing here changes
@@ -49,6 +51,7 @@ from loosely.protocol.errors import CorruptRecordError, ErrorCode, ProtocolError
 from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, check_batch_crc
 
 __all__ = [
+    "RECORD_ERRORS_MAX",
     "BatchRejected",
     "RecordError",
     "ValidBatch",
@@ -68,6 +71,8 @@ _TIMESTAMP_OUT_OF_RANGE: Final = 2
 _PRODUCER_LOG_APPEND_TIME: Final = 3
 # record_errors named in error_message: as many as a log line can carry
 _ERRORS_IN_MESSAGE_MAX: Final = 3
+# record_errors in a response (our own bound; Kafka has none): ~100 bytes each, so at most ~1 MiB
+RECORD_ERRORS_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ def validate_client_batch(
         walked = body
     lo = max(0, policy.now_ms - policy.timestamp_before_max_ms)
     hi = min(LONG_MAX, policy.now_ms + policy.timestamp_after_max_ms)
-    status, detail, max_ts, errors = _recwalk.walk(
+    status, detail, max_ts, errors, error_count, timestamp_errors = _recwalk.walk(
         walked,
         h.records_count,
         h.base_timestamp,
@@ -139,6 +144,7 @@ def validate_client_batch(
         h.is_log_append_time,
         policy.compacted,
         over,
+        RECORD_ERRORS_MAX,
     )
     if status == _MALFORMED:
         raise BatchRejected(ErrorCode.invalid_record, f"malformed records: {detail} ({where})")
@@ -147,8 +153,8 @@ def validate_client_batch(
             ErrorCode.message_too_large,
             f"the batch inflates past {policy.decompressed_bytes_max} bytes: {detail} ({where})",
         )
-    if errors:
-        _reject_records(errors, lo, hi, where)
+    if error_count:
+        _reject_records(errors, error_count, timestamp_errors, (lo, hi), where)
     return ValidBatch(h.records_count, max_ts)
 
 
@@ -183,7 +189,10 @@ def _check_header(h: BatchHeader, where: str) -> None:
         raise BatchRejected(ErrorCode.invalid_record, f"{problem} ({where})")
 
 
-def _reject_records(errors: list[tuple[int, int, int]], lo: int, hi: int, where: str) -> None:
+def _reject_records(
+    errors: list[tuple[int, int, int]], error_count: int, timestamp_errors: bool, bounds: tuple[int, int], where: str
+) -> None:
+    lo, hi = bounds
     out = []
     for index, kind, ts in errors:
         if kind == _NO_KEY:
@@ -194,12 +203,12 @@ def _reject_records(errors: list[tuple[int, int, int]], lo: int, hi: int, where:
                 f"(message.timestamp.before.max.ms / message.timestamp.after.max.ms, {where})"
             )
         else:
-            msg = f"a producer may not set LogAppendTime on a LogAppendTime topic ({where})"
+            msg = f"a producer may not set the LogAppendTime timestamp type ({where})"
         out.append(RecordError(index, msg))
-    if any(kind != _NO_KEY for _, kind, _ in errors):
-        code, what = ErrorCode.invalid_timestamp, "for their timestamps"
+    if timestamp_errors:
+        code, what = ErrorCode.invalid_timestamp, " (timestamps among the reasons)"
     else:
         code, what = ErrorCode.invalid_record, ""
     first = "; ".join(f"record {e.batch_index}: {e.message}" for e in out[:_ERRORS_IN_MESSAGE_MAX])
-    summary = f"{len(out)} record(s) of the batch rejected{' ' + what if what else ''}, the first: {first}"
+    summary = f"{error_count} record(s) of the batch rejected{what}, the first: {first}"
     raise BatchRejected(code, summary, tuple(out))
