@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loosely.protocol.compression import XERIAL_MAGIC, Codec, compress, decompress
+from loosely.protocol.compression import XERIAL_MAGIC, Codec, compress, decompress, decompress_bounded
 from loosely.protocol.errors import CorruptRecordError, UnsupportedCompressionError
 
 
@@ -62,3 +62,47 @@ def test_truncated_xerial_chunk() -> None:
     blob = xerial(b"hello world" * 10, 50)
     with pytest.raises(CorruptRecordError):
         decompress(Codec.SNAPPY, blob[:-3], 1 << 16)
+
+
+BOMB_INFLATED_BYTES = 256 << 20
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.LZ4, Codec.ZSTD])
+def test_a_bomb_is_never_inflated_past_the_limit(codec: Codec) -> None:
+    """256 MiB of zeros against a 1 MiB limit: the prefix returned is at most the limit, and Python's peak
+    allocation stays a few MiB (streaming decoders stop one byte over the limit)."""
+    import tracemalloc
+
+    blob = compress(codec, bytes(BOMB_INFLATED_BYTES if codec is not Codec.SNAPPY else 32 << 20))
+    tracemalloc.start()
+    try:
+        out, over = decompress_bounded(codec, blob, 1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert over
+    assert len(out) <= 1 << 20
+    assert peak < len(blob) + (8 << 20)
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.LZ4, Codec.ZSTD])
+def test_bounded_at_under_and_over(codec: Codec) -> None:
+    blob = compress(codec, b"b" * 4096)
+    assert decompress_bounded(codec, blob, 4097) == (b"b" * 4096, False)
+    assert decompress_bounded(codec, blob, 4096) == (b"b" * 4096, False)
+    out, over = decompress_bounded(codec, blob, 4095)
+    assert over and len(out) <= 4095
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4, Codec.ZSTD])
+def test_cut_short_or_followed_by_bytes_is_corrupt(codec: Codec) -> None:
+    blob = compress(codec, bytes(range(256)) * 64)
+    with pytest.raises(CorruptRecordError):
+        decompress_bounded(codec, blob[:-5], 1 << 20)
+    with pytest.raises(CorruptRecordError):
+        decompress_bounded(codec, blob + b"\x00\x01", 1 << 20)
+
+
+def test_zstd_skippable_and_multiple_frames() -> None:
+    frames = compress(Codec.ZSTD, b"one") + struct.pack("<II", 0x184D2A50, 3) + b"abc" + compress(Codec.ZSTD, b"two")
+    assert decompress_bounded(Codec.ZSTD, frames, 100) == (b"onetwo", False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from loosely.protocol.errors import ErrorCode
-from loosely.protocol.records import NewRecord, build_batch, read_header
+from loosely.protocol.records import NewRecord, build_batch, check_batch_crc, read_header
 from loosely.storage.fs import OsFileSystem
 from loosely.storage.log import LogError, PartitionLog
 from storage._helpers import all_values, batch, clock, small_config
@@ -229,3 +229,43 @@ def test_topic_compression_type_recompresses(tmp_path: Path, topic_codec: str, s
     assert h.codec == stored
     assert (h.producer_id, h.producer_epoch, h.base_sequence, h.last_offset_delta) == (7, 1, 10, 49)
     assert all_values(log) == [(i, b"v%d" % i) for i in range(50)]
+
+
+def test_a_lying_batch_appends_nothing(tmp_path: Path) -> None:
+    from protocol._forge import forge
+
+    log = open_log(tmp_path / "p")
+    log.append(batch(b"a"))
+    ten = batch(*[b"v%d" % i for i in range(10)])
+    for lie in (forge(ten, count=1_000_000, last_offset_delta=999_999), forge(ten, count=3, last_offset_delta=2)):
+        with pytest.raises(LogError) as e:
+            log.append(lie)
+        assert e.value.error_code == ErrorCode.invalid_record
+    assert log.log_end_offset == 1
+    assert all_values(log) == [(0, b"a")]
+
+
+def test_keyless_records_on_a_compacted_topic_come_back_as_record_errors(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", compact=True)
+    with pytest.raises(LogError) as e:
+        log.append(batch(b"a", b"b", b"c", keys=[b"k", None, b"k"]))  # type: ignore[list-item]
+    assert [r.batch_index for r in e.value.record_errors] == [1]
+    assert log.log_end_offset == 0
+
+
+def test_a_valid_batch_is_stored_as_sent_but_for_offset_epoch_and_a_lying_max_timestamp(tmp_path: Path) -> None:
+    from protocol._forge import forge
+
+    log = open_log(tmp_path / "p")
+    log.append(batch(b"first"))
+    sent = batch(b"a", b"b")
+    log.append(sent)
+    stored = log.read(1, 1 << 20).read_bytes()
+    assert stored[12:16] == b"\x00\x00\x00\x00" and stored[:8] == (1).to_bytes(8, "big")
+    assert stored[16:] == sent[16:]  # magic, CRC, attributes, timestamps, records: the client's bytes
+    lying = forge(sent, max_timestamp=1)
+    log.append(lying)
+    data = log.read(3, 1 << 20).read_bytes()
+    h = read_header(data)
+    assert h.max_timestamp == 1_700_000_000_000  # as Kafka stores it: the largest record timestamp
+    check_batch_crc(data, 0, h)

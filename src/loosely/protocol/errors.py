@@ -43,9 +43,15 @@ class UnsupportedVersionError(ProtocolError):
 
 
 class CorruptRecordError(ProtocolError):
-    """A record batch whose framing, magic or CRC is wrong."""
+    """A record batch whose framing, magic or CRC is wrong; a few framing lies answer another code than
+    CORRUPT_MESSAGE where Kafka does (``error_code`` given)."""
 
     error_code = ErrorCode.corrupt_message
+
+    def __init__(self, message: str, *, error_code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if error_code is not None:
+            self.error_code = error_code
 
 
 class UnsupportedCompressionError(ProtocolError):

@@ -47,7 +47,7 @@ from typing import Final
 import crc32c as _crc32c
 
 from loosely.protocol.compression import Codec, compress, decompress
-from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.errors import CorruptRecordError, ErrorCode
 
 __all__ = [
     "BATCH_HEADER",
@@ -72,6 +72,7 @@ __all__ = [
     "read_header",
     "rewrite_base_offset",
     "set_log_append_time",
+    "set_max_timestamp",
 ]
 
 BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
@@ -207,7 +208,11 @@ def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeade
     if h.batch_length < BATCH_HEADER_BYTES - LOG_OVERHEAD:
         raise CorruptRecordError(f"record batch length {h.batch_length} is shorter than its header")
     if h.last_offset_delta < 0 or h.records_count < 0:
-        raise CorruptRecordError("negative lastOffsetDelta or recordsCount")
+        raise CorruptRecordError(
+            f"negative lastOffsetDelta ({h.last_offset_delta}) or recordsCount ({h.records_count})",
+            # Kafka's validateBatch calls a produced batch's offset range or count invalid, not corrupt.
+            error_code=ErrorCode.invalid_record,
+        )
     return h
 
 
@@ -256,9 +261,20 @@ def rewrite_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int,
 
 def set_log_append_time(buf: bytearray | memoryview, pos: int, header: BatchHeader, timestamp_ms: int) -> None:
     """Mark a batch LogAppendTime with ``timestamp_ms`` as its max timestamp, recomputing the CRC."""
-    _I16.pack_into(buf, pos + _ATTRIBUTES_AT, header.attributes | _TIMESTAMP_TYPE_BIT)
+    set_max_timestamp(buf, pos, header, timestamp_ms, log_append_time=True)
+
+
+def set_max_timestamp(
+    buf: bytearray | memoryview, pos: int, header: BatchHeader, timestamp_ms: int, *, log_append_time: bool
+) -> int:
+    """Set the batch's timestamp type and max timestamp, recomputing the CRC; returns the new attributes."""
+    attributes = (
+        header.attributes | _TIMESTAMP_TYPE_BIT if log_append_time else header.attributes & ~_TIMESTAMP_TYPE_BIT
+    )
+    _I16.pack_into(buf, pos + _ATTRIBUTES_AT, attributes)
     _I64.pack_into(buf, pos + _MAX_TIMESTAMP_AT, timestamp_ms)
     _U32.pack_into(buf, pos + _CRC_AT, batch_crc(buf, pos, header.size))
+    return attributes
 
 
 # --- varints ---------------------------------------------------------------------------------------------------

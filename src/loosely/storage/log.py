@@ -2,10 +2,13 @@
 
 Theory of operation
 -------------------
-* **Append** validates every batch (framing, magic, CRC, size, timestamps, keys on compacted topics, no client
-  control batches), assigns offsets by rewriting each batch's ``baseOffset`` in place (the CRC does not cover it),
-  rolls the active segment when :func:`should_roll` says so, writes, and only then reports success. A batch that
-  fails validation rejects the whole request and nothing of it is written.
+* **Append** validates every batch a client sends as Kafka's LogValidator does (framing, size, CRC, header
+  counts, then every record decompressed within a bound and walked: see :mod:`loosely.protocol.validation`),
+  assigns offsets by rewriting each batch's ``baseOffset`` in place (the CRC does not cover it), rolls the active
+  segment when :func:`should_roll` says so, writes, and only then reports success. A batch that fails validation
+  rejects the whole request and nothing of it is written. A valid batch is stored as sent, except baseOffset,
+  partitionLeaderEpoch and, as Kafka does, a maxTimestamp that is not the largest record timestamp (or a
+  LogAppendTime stamp on a LogAppendTime topic).
 * **Read** returns :class:`SegmentSlice` s: byte ranges of whole batches in segment files, never decoded. The
   broker copies them into a Fetch response as they are.
 * **Offsets**: ``log_start_offset`` (first readable offset; advanced by retention and DeleteRecords),
@@ -49,11 +52,18 @@ from loosely.protocol.records import (
     BatchHeader,
     NewRecord,
     build_batch,
-    check_batch_crc,
     decode_records,
     iter_batches,
     rewrite_base_offset,
     set_log_append_time,
+    set_max_timestamp,
+)
+from loosely.protocol.validation import (
+    BatchRejected,
+    RecordError,
+    ValidationPolicy,
+    check_size_and_crc,
+    validate_client_batch,
 )
 from loosely.storage.cleaner import CleanResult
 from loosely.storage.clock import Clock
@@ -98,11 +108,13 @@ LEADER_EPOCH = 0  # a single node is always the leader of epoch 0
 
 
 class LogError(Exception):
-    """A request the log refuses; ``error_code`` is the Kafka error to answer with."""
+    """A request the log refuses; ``error_code`` is the Kafka error to answer with, ``record_errors`` the records
+    at fault (KIP-467) when validation names them."""
 
-    def __init__(self, error_code: ErrorCode, message: str) -> None:
+    def __init__(self, error_code: ErrorCode, message: str, record_errors: tuple[RecordError, ...] = ()) -> None:
         super().__init__(message)
         self.error_code = error_code
+        self.record_errors = record_errors
 
 
 class StorageError(LogError):
@@ -371,12 +383,13 @@ class PartitionLog:
         try:
             found = list(iter_batches(buf))
         except CorruptRecordError as e:
-            raise LogError(ErrorCode.corrupt_message, str(e)) from e
+            raise LogError(e.error_code, str(e)) from e
         if not found:
             raise LogError(ErrorCode.invalid_record, "the request holds no record batch")
         cfg = self.config
-        for pos, h in found:
-            self._validate(buf, pos, h, now, from_client)
+        for i, (pos, sent) in enumerate(found):
+            h = self._validate(buf, pos, sent, now, from_client)
+            found[i] = (pos, h)
             if check is not None:
                 check(buf, pos, h)
         target = _TOPIC_CODECS.get(cfg.compression_type)
@@ -421,43 +434,35 @@ class PartitionLog:
             batches=tuple(h for _, h in written),
         )
 
-    def _validate(self, buf: bytearray, pos: int, h: BatchHeader, now: int, from_client: bool) -> None:
+    def _validate(self, buf: bytearray, pos: int, h: BatchHeader, now: int, from_client: bool) -> BatchHeader:
+        """Raise :class:`LogError` for a batch the log refuses; returns the header as it will be stored."""
         cfg = self.config
-        if h.size > cfg.max_message_bytes:
-            raise LogError(
-                ErrorCode.message_too_large,
-                f"batch of {h.size} bytes is over max.message.bytes={cfg.max_message_bytes}",
+        where = os.path.basename(self.dir)
+        if from_client:
+            policy = ValidationPolicy(
+                now_ms=now,
+                max_message_bytes=cfg.max_message_bytes,
+                decompressed_bytes_max=cfg.max_message_bytes * PRODUCE_INFLATION_MAX,
+                timestamp_before_max_ms=cfg.timestamp_before_max_ms,
+                timestamp_after_max_ms=cfg.timestamp_after_max_ms,
+                log_append_time=cfg.log_append_time,
+                compacted=cfg.compact,
             )
-        try:
-            check_batch_crc(buf, pos, h)
-        except CorruptRecordError as e:
-            raise LogError(ErrorCode.corrupt_message, str(e)) from e
-        if from_client and h.is_control:
-            raise LogError(ErrorCode.invalid_record, "clients may not write control batches")
-        if from_client and h.records_count != h.last_offset_delta + 1:
-            raise LogError(
-                ErrorCode.invalid_record,
-                f"batch holds {h.records_count} records but spans {h.last_offset_delta + 1} offsets",
-            )
-        if from_client and h.records_count == 0:
-            raise LogError(ErrorCode.invalid_record, "empty record batch")
-        if not cfg.log_append_time and not h.is_control:
-            for ts in (h.base_timestamp, h.max_timestamp):
-                if ts < 0 and ts != -1:
-                    raise LogError(ErrorCode.invalid_timestamp, f"negative timestamp {ts}")
-                if ts >= 0 and (now - ts > cfg.timestamp_before_max_ms or ts - now > cfg.timestamp_after_max_ms):
-                    raise LogError(
-                        ErrorCode.invalid_timestamp,
-                        f"timestamp {ts} is out of the accepted range around {now} "
-                        "(message.timestamp.before.max.ms / message.timestamp.after.max.ms)",
-                    )
-        if cfg.compact and from_client and not h.is_control:
             try:
-                recs = decode_records(buf, pos, h, cfg.max_message_bytes * PRODUCE_INFLATION_MAX)
-            except CorruptRecordError as e:
-                raise LogError(ErrorCode.corrupt_message, str(e)) from e
-            if any(r.key is None for r in recs):
-                raise LogError(ErrorCode.invalid_record, "a compacted topic needs a key on every record")
+                valid = validate_client_batch(buf, pos, h, policy, where)
+            except BatchRejected as e:
+                raise LogError(e.error_code, str(e), e.record_errors) from e
+            if not cfg.log_append_time and (h.max_timestamp != valid.max_timestamp or h.is_log_append_time):
+                # Kafka stores the largest record timestamp as CreateTime, whatever the producer claimed.
+                attributes = set_max_timestamp(buf, pos, h, valid.max_timestamp, log_append_time=False)
+                return dataclasses.replace(h, attributes=attributes, max_timestamp=valid.max_timestamp)
+            return h
+        # The broker's own batches (coordinators, transaction markers): size and CRC, no client rules.
+        try:
+            check_size_and_crc(buf, pos, h, cfg.max_message_bytes, where)
+        except BatchRejected as e:
+            raise LogError(e.error_code, str(e)) from e
+        return h
 
     def _recompress(
         self, buf: bytearray, found: list[tuple[int, BatchHeader]], target: Codec

@@ -6,6 +6,10 @@ response is sent, and an error closes the connection, as Kafka does, so the prod
 topics: an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION. Before a batch is appended, the producer-state
 service (idempotence, transactions) may check it; see ``loosely.broker.producers``.
 
+A refused batch answers the error the log chose (``loosely.protocol.validation`` says which for what) with an
+``error_message`` (Produce v8+), and, when validation named the records at fault, KIP-467 ``record_errors``: one
+(batch index, message) per bad record, so a client can tell its good records from its bad ones.
+
 A disk error while appending (ENOSPC, EIO) answers KAFKA_STORAGE_ERROR (56) for that partition, at every Produce
 version, as Kafka does (it never down-converts this code for Produce; v4 only documents that clients must expect
 it); the storage layer has already undone the partial append and logged it (once per interval), so nothing else
@@ -44,7 +48,7 @@ def _append(
     try:
         first = read_header(records, 0)
     except CorruptRecordError as e:
-        return LogError(ErrorCode.corrupt_message, str(e))
+        return LogError(e.error_code, str(e))
     if first.size < len(records):
         # Kafka's rule for Produce v3+: exactly one batch per partition.
         return LogError(ErrorCode.invalid_record, "a produce request may carry only one record batch per partition")
@@ -57,6 +61,17 @@ def _append(
         return e
     except OSError as e:  # a disk error outside the log's own append (producer state files, say)
         return plog.storage_error("produce", e)
+
+
+# KIP-467: Produce v8 added record_errors and error_message.
+_RECORD_ERRORS_VERSION = 8
+
+
+def _record_errors(resp: Response, error: LogError) -> tuple[object, ...]:
+    return tuple(
+        build(resp.BatchIndexAndErrorMessage, batch_index=e.batch_index, batch_index_error_message=e.message)
+        for e in error.record_errors
+    )
 
 
 async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -90,7 +105,7 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
                         base_offset=-1,
                         log_append_time=None,
                         log_start_offset=-1,
-                        record_errors=(),
+                        record_errors=_record_errors(resp, result) if v >= _RECORD_ERRORS_VERSION else (),
                         error_message=str(result),
                     )
                 )

@@ -1,0 +1,16 @@
+"""Type stub for the compiled record walk; _recwalk.c documents the algorithm."""
+
+def walk(
+    data: bytes | bytearray | memoryview,
+    count: int,
+    base_timestamp: int,
+    lat_timestamp: int | None,
+    check_range: bool,
+    lo: int,
+    hi: int,
+    forbid_lat: bool,
+    need_key: bool,
+    truncated: bool,
+    errors_max: int,
+    /,
+) -> tuple[int, str, int, list[tuple[int, int, int]], int, bool]: ...
