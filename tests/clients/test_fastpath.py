@@ -16,8 +16,7 @@ payloads = st.binary(max_size=40).filter(lambda b: b"\n" not in b and b":" not i
 
 
 def test_batch_header_is_the_protocols() -> None:
-    assert fastpath.BATCH_HEADER.format == proto.BATCH_HEADER.format
-    assert fastpath.BATCH_HEADER_BYTES == proto.BATCH_HEADER_BYTES
+    assert fastpath.BATCH_HEADER is proto.BATCH_HEADER
 
 
 @given(st.binary(max_size=3000), st.integers(0, 2**32 - 1))

@@ -43,6 +43,16 @@ from dataclasses import dataclass, field
 from typing import IO, Final
 
 from loosely.clients import _fast
+from loosely.protocol.batch_layout import (
+    ATTRIBUTES_AT,
+    BATCH_HEADER,
+    BATCH_HEADER_BYTES,
+    CODEC_MASK,
+    CONTROL_BIT,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    ControlType,
+)
 
 __all__ = ["ConsumeJob", "ProduceJob", "Unsupported", "WireError", "consume", "produce"]
 
@@ -72,17 +82,12 @@ OFFSET_LATEST: Final = -1
 ISOLATION_READ_COMMITTED: Final = 1
 LEADER_NOT_AVAILABLE: Final = 5
 
-# The record batch header (loosely.protocol.records.BATCH_HEADER, re-declared so that this module does not import
-# the protocol package and kio with it; tests/clients/test_fastpath.py asserts the two are the same).
-BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
-BATCH_HEADER_BYTES: Final = 61
-assert BATCH_HEADER.size == BATCH_HEADER_BYTES
-_CRC_FROM: Final = 21  # the CRC covers attributes .. end of batch
-_ATTR_CODEC: Final = 0x07
-_ATTR_LOG_APPEND_TIME: Final = 0x08
-_ATTR_TRANSACTIONAL: Final = 0x10
-_ATTR_CONTROL: Final = 0x20
-_CONTROL_ABORT: Final = 0
+_CRC_FROM: Final = ATTRIBUTES_AT  # the CRC covers attributes .. end of batch
+_ATTR_CODEC: Final = CODEC_MASK
+_ATTR_LOG_APPEND_TIME: Final = TIMESTAMP_TYPE_BIT
+_ATTR_TRANSACTIONAL: Final = TRANSACTIONAL_BIT
+_ATTR_CONTROL: Final = CONTROL_BIT
+_CONTROL_ABORT: Final = ControlType.ABORT
 # lz4 is left to librdkafka: cramjam writes block-linked LZ4 frames, which Apache Kafka refuses (it reads only
 # frames of independent blocks), so a batch compressed here would be rejected by a real cluster.
 CODECS: Final = {"none": 0, "gzip": 1, "snappy": 2, "zstd": 4}

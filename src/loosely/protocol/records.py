@@ -46,6 +46,20 @@ from typing import Final
 
 import crc32c as _crc32c
 
+from loosely.protocol.batch_layout import (
+    ATTRIBUTES_AT,
+    BATCH_HEADER,
+    BATCH_HEADER_BYTES,
+    CODEC_MASK,
+    CONTROL_BIT,
+    CRC_AT,
+    DELETE_HORIZON_BIT,
+    LOG_OVERHEAD,
+    MAGIC_V2,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    ControlType,
+)
 from loosely.protocol.compression import Codec, compress, decompress
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 
@@ -75,13 +89,6 @@ __all__ = [
     "set_max_timestamp",
 ]
 
-BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
-BATCH_HEADER_BYTES: Final = 61
-assert BATCH_HEADER.size == BATCH_HEADER_BYTES
-
-# baseOffset + batchLength: the bytes before batchLength starts counting.
-LOG_OVERHEAD: Final = 12
-MAGIC_V2: Final = 2
 NO_PRODUCER_ID: Final = -1
 NO_PRODUCER_EPOCH: Final = -1
 NO_SEQUENCE: Final = -1
@@ -89,8 +96,8 @@ NO_SEQUENCE: Final = -1
 _BASE_OFFSET: Final = struct.Struct(">q")
 _LEADER_EPOCH_AT: Final = 12
 _MAGIC_AT: Final = 16
-_CRC_AT: Final = 17
-_ATTRIBUTES_AT: Final = 21
+_CRC_AT: Final = CRC_AT
+_ATTRIBUTES_AT: Final = ATTRIBUTES_AT
 _MAX_TIMESTAMP_AT: Final = 35
 _I32: Final = struct.Struct(">i")
 _U32: Final = struct.Struct(">I")
@@ -102,16 +109,11 @@ CONTROL_VALUE: Final = struct.Struct(">hi")
 assert CONTROL_KEY.size == 4
 assert CONTROL_VALUE.size == 6
 
-_CODEC_MASK: Final = 0x07
-_TIMESTAMP_TYPE_BIT: Final = 0x08
-_TRANSACTIONAL_BIT: Final = 0x10
-_CONTROL_BIT: Final = 0x20
-_DELETE_HORIZON_BIT: Final = 0x40
-
-
-class ControlType:
-    ABORT: Final = 0
-    COMMIT: Final = 1
+_CODEC_MASK: Final = CODEC_MASK
+_TIMESTAMP_TYPE_BIT: Final = TIMESTAMP_TYPE_BIT
+_TRANSACTIONAL_BIT: Final = TRANSACTIONAL_BIT
+_CONTROL_BIT: Final = CONTROL_BIT
+_DELETE_HORIZON_BIT: Final = DELETE_HORIZON_BIT
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from loosely.protocol.batch_layout import TIMESTAMP_TYPE_BIT
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.records import (
@@ -402,7 +403,7 @@ class PartitionLog:
             new_h = dataclasses.replace(h, base_offset=offset, partition_leader_epoch=LEADER_EPOCH)
             if cfg.log_append_time and not h.is_control:
                 set_log_append_time(buf, pos, new_h, now)
-                new_h = dataclasses.replace(new_h, attributes=new_h.attributes | 0x08, max_timestamp=now)
+                new_h = dataclasses.replace(new_h, attributes=new_h.attributes | TIMESTAMP_TYPE_BIT, max_timestamp=now)
             written.append((pos, new_h))
             offset = new_h.next_offset
         last_offset = offset - 1
