@@ -315,12 +315,16 @@ class TransactionCoordinator:
         return ErrorCode.none
 
     def verify_offsets(self, transactional_id: str, producer_id: int, epoch: int, group_partition: int) -> ErrorCode:
-        """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition."""
+        """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition.
+
+        A stale epoch is INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED, at every TxnOffsetCommit version, as Kafka's
+        partition verification answers it.
+        """
         txn = self.txns.get(TransactionalId(transactional_id))
         if txn is None or txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping
         if txn.producer_epoch != epoch:
-            return ErrorCode.producer_fenced
+            return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (internal.CONSUMER_OFFSETS, group_partition) not in txn.partitions:
             return ErrorCode.invalid_txn_state
         return ErrorCode.none
