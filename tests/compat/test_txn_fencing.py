@@ -240,16 +240,36 @@ def test_produce(fenced: Fenced) -> None:
     assert got == {v: OLD_EPOCH for v in got}
 
 
+def test_produce_under_an_epoch_never_handed_out(cluster: Cluster, topic: str) -> None:
+    """Transactional data under a newer epoch than the coordinator gave is refused, and the transaction still
+    commits (its markers are not taken for stale)."""
+    bs = cluster.bootstrap_servers
+    create_topic(bs, topic, 1)
+    raw = Raw(bs)
+    tid = f"future-{topic}"
+    find_coordinator(raw, tid, 1)
+    r = init_producer_id(raw, tid)
+    pid, epoch = int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
+    assert add_partitions(raw, 3, tid, pid, epoch, topic) == ErrorCode.none
+    got = {v: produce(raw, v, tid, pid, epoch + 3, topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
+    assert got == {v: OLD_EPOCH for v in got}
+    assert produce(raw, 11, tid, pid, epoch, topic, 0) == ErrorCode.none
+    producer = {"transactional_id": tid, "producer_id": pid, "producer_epoch": epoch}
+    assert error(raw, ApiKey.END_TXN, 3, **producer, committed=True) == ErrorCode.none
+    raw.close()
+    assert committed_values(bs, topic, b"v0") == [b"v0"]
+
+
 # --- real clients ----------------------------------------------------------------------------------------------------
 
 
-def committed_values(bootstrap: str, topic: str) -> list[bytes]:
-    """What a read_committed consumer sees of partition 0, once the last record (``b"new"``) is among it."""
+def committed_values(bootstrap: str, topic: str, last: bytes = b"new") -> list[bytes]:
+    """What a read_committed consumer sees of partition 0, once the last record is among it."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "r", "isolation.level": "read_committed"})
     c.assign([TopicPartition(topic, 0, 0)])
     out: list[bytes] = []
     deadline = time.monotonic() + 30
-    while b"new" not in out and time.monotonic() < deadline:
+    while last not in out and time.monotonic() < deadline:
         out += [m.value() or b"" for m in c.consume(10, timeout=0.5) if m.error() is None]
     c.close()
     return out

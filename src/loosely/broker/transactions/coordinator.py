@@ -304,11 +304,13 @@ class TransactionCoordinator:
     def verify_produce(
         self, transactional_id: str | None, producer_id: int, epoch: int, topic: str, partition: int
     ) -> ErrorCode:
-        """Transactional data may only go to a partition added to the producer's open transaction."""
+        """Transactional data may only go to a partition added to the producer's open transaction, under the epoch
+        the coordinator gave it: an older one is a fenced producer's, a newer one was never handed out (its batch
+        would make the transaction's own markers look stale). Both are INVALID_PRODUCER_EPOCH, as in Kafka."""
         txn = self.txns.get(TransactionalId(transactional_id)) if transactional_id else None
         if txn is None or txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping if txn is not None else ErrorCode.invalid_txn_state
-        if epoch < txn.producer_epoch:
+        if epoch != txn.producer_epoch:
             return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (topic, partition) not in txn.partitions:
             return ErrorCode.invalid_txn_state
