@@ -260,6 +260,20 @@ def test_produce_under_an_epoch_never_handed_out(cluster: Cluster, topic: str) -
     assert committed_values(bs, topic, b"v0") == [b"v0"]
 
 
+def test_produce_to_a_partition_outside_the_transaction(cluster: Cluster, topic: str) -> None:
+    """KIP-890: Produce v11 hears TRANSACTION_ABORTABLE, older versions INVALID_TXN_STATE."""
+    bs = cluster.bootstrap_servers
+    create_topic(bs, topic, 1)
+    raw = Raw(bs)
+    tid = f"outside-{topic}"
+    find_coordinator(raw, tid, 1)
+    r = init_producer_id(raw, tid)
+    pid, epoch = int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
+    got = {v: produce(raw, v, tid, pid, epoch, topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
+    raw.close()
+    assert got == {v: ErrorCode.invalid_txn_state if v < 11 else ErrorCode.transaction_abortable for v in got}
+
+
 # --- real clients ----------------------------------------------------------------------------------------------------
 
 

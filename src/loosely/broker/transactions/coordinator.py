@@ -306,14 +306,16 @@ class TransactionCoordinator:
     ) -> ErrorCode:
         """Transactional data may only go to a partition added to the producer's open transaction, under the epoch
         the coordinator gave it: an older one is a fenced producer's, a newer one was never handed out (its batch
-        would make the transaction's own markers look stale). Both are INVALID_PRODUCER_EPOCH, as in Kafka."""
+        would make the transaction's own markers look stale). Both are INVALID_PRODUCER_EPOCH, as in Kafka. A partition
+        outside the open transaction is TRANSACTION_ABORTABLE (KIP-890), which Produce tells clients older than v11 as
+        INVALID_TXN_STATE."""
         txn = self.txns.get(TransactionalId(transactional_id)) if transactional_id else None
         if txn is None or txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping if txn is not None else ErrorCode.invalid_txn_state
         if epoch != txn.producer_epoch:
             return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (topic, partition) not in txn.partitions:
-            return ErrorCode.invalid_txn_state
+            return ErrorCode.transaction_abortable
         return ErrorCode.none
 
     def verify_offsets(self, transactional_id: str, producer_id: int, epoch: int, group_partition: int) -> ErrorCode:
