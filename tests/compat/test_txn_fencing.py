@@ -163,33 +163,50 @@ def txn_offset_commit(raw: Raw, version: int, f: Fenced, group: str) -> ErrorCod
     return settled(send, int)
 
 
-class Fenced:
-    """A transactional id whose first instance (``pid``, ``epoch``) left a transaction open and was then fenced by a
-    second InitProducerId, which aborted that transaction."""
+class TxnProducer:
+    """A transactional id initialised once over ``raw``: producer id ``pid`` at ``epoch``."""
 
     def __init__(self, raw: Raw, topic: str) -> None:
         self.raw, self.topic = raw, topic
-        self.tid = f"fence-{uuid.uuid4().hex[:10]}"
+        self.tid = f"txn-{uuid.uuid4().hex[:10]}"
         find_coordinator(raw, self.tid, 1)
         first = init_producer_id(raw, self.tid)
         assert first.error_code == ErrorCode.none, first  # type: ignore[attr-defined]
         self.pid, self.epoch = int(first.producer_id), int(first.producer_epoch)  # type: ignore[attr-defined]
+        self.producer = {"transactional_id": self.tid, "producer_id": self.pid, "producer_epoch": self.epoch}
+
+
+class Fenced(TxnProducer):
+    """A first instance that left a transaction open and was then fenced by a second InitProducerId, which aborted
+    that transaction; ``pid`` and ``epoch`` are the fenced instance's."""
+
+    def __init__(self, raw: Raw, topic: str) -> None:
+        super().__init__(raw, topic)
         assert add_partitions(raw, 3, self.tid, self.pid, self.epoch, topic) == ErrorCode.none
         assert produce(raw, 11, self.tid, self.pid, self.epoch, topic, 0) == ErrorCode.none
         second = init_producer_id(raw, self.tid)
         assert second.error_code == ErrorCode.none, second  # type: ignore[attr-defined]
         assert int(second.producer_id) == self.pid and int(second.producer_epoch) > self.epoch  # type: ignore[attr-defined]
-        self.producer = {"transactional_id": self.tid, "producer_id": self.pid, "producer_epoch": self.epoch}
 
 
 @pytest.fixture
-def fenced(cluster: Cluster, topic: str) -> Iterator[Fenced]:
+def raw(cluster: Cluster, topic: str) -> Iterator[Raw]:
     create_topic(cluster.bootstrap_servers, topic, 1)
-    raw = Raw(cluster.bootstrap_servers)
+    conn = Raw(cluster.bootstrap_servers)
     try:
-        yield Fenced(raw, topic)
+        yield conn
     finally:
-        raw.close()
+        conn.close()
+
+
+@pytest.fixture
+def txn(raw: Raw, topic: str) -> TxnProducer:
+    return TxnProducer(raw, topic)
+
+
+@pytest.fixture
+def fenced(raw: Raw, topic: str) -> Fenced:
+    return Fenced(raw, topic)
 
 
 def test_add_partitions_to_txn(fenced: Fenced) -> None:
@@ -240,37 +257,22 @@ def test_produce(fenced: Fenced) -> None:
     assert got == {v: OLD_EPOCH for v in got}
 
 
-def test_produce_under_an_epoch_never_handed_out(cluster: Cluster, topic: str) -> None:
+def test_produce_under_an_epoch_never_handed_out(cluster: Cluster, txn: TxnProducer) -> None:
     """Transactional data under a newer epoch than the coordinator gave is refused, and the transaction still
     commits (its markers are not taken for stale)."""
-    bs = cluster.bootstrap_servers
-    create_topic(bs, topic, 1)
-    raw = Raw(bs)
-    tid = f"future-{topic}"
-    find_coordinator(raw, tid, 1)
-    r = init_producer_id(raw, tid)
-    pid, epoch = int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
-    assert add_partitions(raw, 3, tid, pid, epoch, topic) == ErrorCode.none
-    got = {v: produce(raw, v, tid, pid, epoch + 3, topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
+    t = txn
+    assert add_partitions(t.raw, 3, t.tid, t.pid, t.epoch, t.topic) == ErrorCode.none
+    got = {v: produce(t.raw, v, t.tid, t.pid, t.epoch + 3, t.topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
     assert got == {v: OLD_EPOCH for v in got}
-    assert produce(raw, 11, tid, pid, epoch, topic, 0) == ErrorCode.none
-    producer = {"transactional_id": tid, "producer_id": pid, "producer_epoch": epoch}
-    assert error(raw, ApiKey.END_TXN, 3, **producer, committed=True) == ErrorCode.none
-    raw.close()
-    assert committed_values(bs, topic, b"v0") == [b"v0"]
+    assert produce(t.raw, 11, t.tid, t.pid, t.epoch, t.topic, 0) == ErrorCode.none
+    assert error(t.raw, ApiKey.END_TXN, 3, **t.producer, committed=True) == ErrorCode.none
+    assert committed_values(cluster.bootstrap_servers, t.topic, b"v0") == [b"v0"]
 
 
-def test_produce_to_a_partition_outside_the_transaction(cluster: Cluster, topic: str) -> None:
+def test_produce_to_a_partition_outside_the_transaction(txn: TxnProducer) -> None:
     """KIP-890: Produce v11 hears TRANSACTION_ABORTABLE, older versions INVALID_TXN_STATE."""
-    bs = cluster.bootstrap_servers
-    create_topic(bs, topic, 1)
-    raw = Raw(bs)
-    tid = f"outside-{topic}"
-    find_coordinator(raw, tid, 1)
-    r = init_producer_id(raw, tid)
-    pid, epoch = int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
-    got = {v: produce(raw, v, tid, pid, epoch, topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
-    raw.close()
+    t = txn
+    got = {v: produce(t.raw, v, t.tid, t.pid, t.epoch, t.topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
     assert got == {v: ErrorCode.invalid_txn_state if v < 11 else ErrorCode.transaction_abortable for v in got}
 
 
