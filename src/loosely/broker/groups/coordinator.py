@@ -542,11 +542,9 @@ class GroupCoordinator:
                 self.store.commit(gid, good, producer_id=producer[0], producer_epoch=producer[1])
         except LogError as e:
             log.warning("committing offsets of group %s failed: %s", gid, e)
-            code = (
-                ErrorCode.coordinator_not_available
-                if e.error_code != ErrorCode.invalid_producer_epoch
-                else (ErrorCode.producer_fenced)
-            )
+            # A stale producer epoch (the log's own check) is INVALID_PRODUCER_EPOCH, as Kafka's TxnOffsetCommit says.
+            stale = e.error_code == ErrorCode.invalid_producer_epoch
+            code = ErrorCode.invalid_producer_epoch if stale else ErrorCode.coordinator_not_available
             return {**{tp: code for tp, _ in good}, **errors}
         return {**{tp: ErrorCode.none for tp, _ in good}, **errors}
 

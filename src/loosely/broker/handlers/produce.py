@@ -4,7 +4,9 @@
 answer once the batches are in the log (and fsynced, if the topic's flush policy asks for it). With ``acks=0`` no
 response is sent, and an error closes the connection, as Kafka does, so the producer notices. Produce never creates
 topics: an unknown topic answers UNKNOWN_TOPIC_OR_PARTITION. Before a batch is appended, the producer-state
-service (idempotence, transactions) may check it; see ``loosely.broker.producers``.
+service (idempotence, transactions) may check it; see ``loosely.broker.producers``. Transactional data for a
+partition outside the producer's open transaction answers TRANSACTION_ABORTABLE from v11 (KIP-890) and
+INVALID_TXN_STATE before, as Kafka does.
 
 A refused batch answers the error the log chose (``loosely.protocol.validation`` says which for what) with an
 ``error_message`` (Produce v8+), and, when validation named the records at fault, KIP-467 ``record_errors``: one
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from typing import Final
 
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
@@ -31,6 +34,16 @@ from loosely.storage.log import AppendResult, LogError
 __all__ = ["HANDLERS"]
 
 log = logging.getLogger("loosely.broker")
+
+
+# KIP-890: Produce v11 clients know TRANSACTION_ABORTABLE; older ones hear INVALID_TXN_STATE, as Kafka tells them.
+_TRANSACTION_ABORTABLE_SINCE: Final = 11
+
+
+def _for_version(version: int, error: ErrorCode) -> ErrorCode:
+    if error == ErrorCode.transaction_abortable and version < _TRANSACTION_ABORTABLE_SINCE:
+        return ErrorCode.invalid_txn_state
+    return error
 
 
 def _append(
@@ -101,7 +114,7 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
                     build(
                         resp.PartitionProduceResponse,
                         index=pd.index,
-                        error_code=result.error_code,
+                        error_code=_for_version(v, result.error_code),
                         base_offset=-1,
                         log_append_time=None,
                         log_start_offset=-1,

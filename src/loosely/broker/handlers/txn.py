@@ -6,9 +6,18 @@ default): a fresh producer id at epoch 0, every time. With one it goes to the tr
 broker does not have and OPERATION_NOT_ATTEMPTED for the others of that request, as Kafka does. TxnOffsetCommit
 checks the producer with the transaction coordinator, then the group membership with the group coordinator, and
 writes the offsets as part of the transaction (they apply when its COMMIT marker is written).
+
+A fenced producer (its epoch is older than the transactional id's) hears PRODUCER_FENCED (90) only from the request
+versions that came with KIP-588 (Kafka 2.7), whose clients know the code: InitProducerId v4+, AddPartitionsToTxn,
+AddOffsetsToTxn and EndTxn v2+. Older versions are told INVALID_PRODUCER_EPOCH (47), which their clients already
+treat as fatal; Kafka's ``KafkaApis`` downgrades the coordinator's answer the same way. TxnOffsetCommit (like
+Produce) answers INVALID_PRODUCER_EPOCH at every version: Kafka checks it by verifying the partition with the
+transaction coordinator, and that verification always reports fencing as INVALID_PRODUCER_EPOCH.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 from loosely.broker import internal
 from loosely.broker.context import BrokerContext, Request
@@ -25,6 +34,22 @@ from loosely.storage.log import LogError
 __all__ = ["HANDLERS"]
 
 NO_PRODUCER_ID = -1
+
+# The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
+_PRODUCER_FENCED_SINCE: Final = {
+    ApiKey.INIT_PRODUCER_ID: 4,
+    ApiKey.ADD_PARTITIONS_TO_TXN: 2,
+    ApiKey.ADD_OFFSETS_TO_TXN: 2,
+    ApiKey.END_TXN: 2,
+}
+
+
+def _for_client(header: RequestHeader, error: ErrorCode) -> ErrorCode:
+    """The coordinator's answer in the words the request's version knows: PRODUCER_FENCED becomes
+    INVALID_PRODUCER_EPOCH for the versions before KIP-588."""
+    if error == ErrorCode.producer_fenced and header.api_version < _PRODUCER_FENCED_SINCE[header.api_key]:
+        return ErrorCode.invalid_producer_epoch
+    return error
 
 
 async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -55,7 +80,7 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
     pid = int(getattr(request, "producer_id", NO_PRODUCER_ID))
     expected = (pid, int(request.producer_epoch)) if pid != NO_PRODUCER_ID else None
     r = await coord.init_producer_id(str(tid), timeout_ms, expected)
-    return answer(r.error, r.producer_id, r.producer_epoch)
+    return answer(_for_client(header, r.error), r.producer_id, r.producer_epoch)
 
 
 async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -78,7 +103,7 @@ async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader
             int(request.v3_and_below_producer_epoch),
             frozenset((name, p) for name, ps in wanted for p in ps),
         )
-        code = {(name, p): r.error for name, ps in wanted for p in ps}
+        code = {(name, p): _for_client(header, r.error) for name, ps in wanted for p in ps}
     if any(c != ErrorCode.none for c in code.values()):
         ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
     results = tuple(
@@ -122,7 +147,7 @@ async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, r
             int(request.producer_epoch),
             frozenset({(internal.CONSUMER_OFFSETS, partition)}),
         )
-        error = r.error
+        error = _for_client(header, r.error)
     if error != ErrorCode.none:
         ctx.count_error(ApiKey.ADD_OFFSETS_TO_TXN)
     return resp.make(throttle_time=NO_THROTTLE, error_code=error)
@@ -142,7 +167,7 @@ async def handle_end_txn(ctx: BrokerContext, header: RequestHeader, request: Req
             int(request.producer_epoch),
             bool(request.committed),
         )
-        error = r.error
+        error = _for_client(header, r.error)
     if error != ErrorCode.none:
         ctx.count_error(ApiKey.END_TXN)
     return resp.make(throttle_time=NO_THROTTLE, error_code=error)

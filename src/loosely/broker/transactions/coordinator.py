@@ -304,23 +304,31 @@ class TransactionCoordinator:
     def verify_produce(
         self, transactional_id: str | None, producer_id: int, epoch: int, topic: str, partition: int
     ) -> ErrorCode:
-        """Transactional data may only go to a partition added to the producer's open transaction."""
+        """Transactional data may only go to a partition added to the producer's open transaction, under the epoch
+        the coordinator gave it: an older one is a fenced producer's, a newer one was never handed out (its batch
+        would make the transaction's own markers look stale). Both are INVALID_PRODUCER_EPOCH, as in Kafka. A partition
+        outside the open transaction is TRANSACTION_ABORTABLE (KIP-890), which Produce tells clients older than v11 as
+        INVALID_TXN_STATE."""
         txn = self.txns.get(TransactionalId(transactional_id)) if transactional_id else None
         if txn is None or txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping if txn is not None else ErrorCode.invalid_txn_state
-        if epoch < txn.producer_epoch:
+        if epoch != txn.producer_epoch:
             return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (topic, partition) not in txn.partitions:
-            return ErrorCode.invalid_txn_state
+            return ErrorCode.transaction_abortable
         return ErrorCode.none
 
     def verify_offsets(self, transactional_id: str, producer_id: int, epoch: int, group_partition: int) -> ErrorCode:
-        """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition."""
+        """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition.
+
+        A stale epoch is INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED, at every TxnOffsetCommit version, as Kafka's
+        partition verification answers it.
+        """
         txn = self.txns.get(TransactionalId(transactional_id))
         if txn is None or txn.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping
         if txn.producer_epoch != epoch:
-            return ErrorCode.producer_fenced
+            return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (internal.CONSUMER_OFFSETS, group_partition) not in txn.partitions:
             return ErrorCode.invalid_txn_state
         return ErrorCode.none
