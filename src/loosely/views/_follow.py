@@ -1,0 +1,120 @@
+"""A runner that follows the version a sink serves: blue/green without stopping anything by hand.
+
+Theory of operation. A :class:`Follower` runs one :class:`~loosely.views._runner.Runner` at a time, for the version
+the sink's catalog says is serving (or, while none serves, for the definition's own version, which starts serving
+once caught up). Every ``catalog_check_ms`` the runner asks the catalog two things: whether its version still
+exists, and (``until``) whether another version serves now. When a rebuild has switched to N+1, the runner for N
+writes what it has read, returns, and the follower loads the definition again (``load``: the command line
+re-imports the module, so new code deployed beside the rebuild is what runs N+1) and starts a runner for N+1 in
+the same process. A version dropped under it (a rebuild with ``--drop-delay-ms 0``, ``views drop``) ends its
+runner with :class:`~loosely.views._sink.VersionDropped`, which the follower treats the same way. Nothing else in
+the process stops: ``loosely views run --serve`` answers from the catalog throughout, so its readers see N, then
+N+1, each complete.
+
+Pinned runners (``--version N``) are plain :class:`Runner` s: they keep N when it stops serving, and stop with
+:class:`VersionDropped` when N is dropped.
+
+The decision is a pure function, :func:`target`:
+
+>>> target(serving=None, definition=1)
+1
+>>> target(serving=2, definition=1)
+2
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from loosely.views._model import View
+from loosely.views._runner import Runner, RunnerConfig, RunnerStatistics
+from loosely.views._sink import Catalog, Sink, VersionDropped
+
+__all__ = ["Follower", "target"]
+
+log = logging.getLogger(__name__)
+
+
+def target(serving: int | None, definition: int) -> int:
+    """The version a follower runs: the serving one, else (a first deployment) the definition's."""
+    return definition if serving is None else serving
+
+
+class Follower:
+    """Keeps the serving version of a view up to date, moving to each version a switch makes serving.
+
+    ``load(version)`` returns the view definition for ``version`` (``None``: the definition as written). One
+    thread calls :meth:`run`; :meth:`stop`, :meth:`statistics` and :attr:`runner` may be used from others.
+    """
+
+    def __init__(self, load: Callable[[int | None], View[Any, Any]], sink: Sink, bootstrap_servers: str,
+                 config: RunnerConfig | None = None) -> None:
+        config = config or RunnerConfig()
+        if config.group_id is not None and "{version}" not in config.group_id:
+            raise ValueError("a follower's consumer group must contain {version}: each version has its own")
+        self._load = load
+        self.sink = sink
+        self._catalog = sink if isinstance(sink, Catalog) else None
+        self._bootstrap = bootstrap_servers
+        self.config = config
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.runner: Runner | None = None
+        self.handovers = 0
+
+    def _serving(self, name: str) -> int | None:
+        return None if self._catalog is None else self._catalog.serving_version(name)
+
+    def _next_runner(self, previous: View[Any, Any] | None) -> Runner:
+        definition = self._load(None)  # loaded again at each hand-over: the code deployed for the new version
+        version = target(self._serving(definition.name), definition.version)
+        view = definition if version == definition.version else definition.with_version(version)
+        if previous is not None and version == previous.version:
+            raise VersionDropped(f"{previous.id} was dropped and no other version of {previous.name} serves")
+        if version != definition.version:
+            log.info("%s: %s serves; following it with the definition of %s", view.id, view.id, definition.id)
+        group = None if self.config.group_id is None else self.config.group_id.replace("{version}", str(version))
+        return Runner(view, self.sink, self._bootstrap, replace(self.config, group_id=group))
+
+    def run(self, *, until_caught_up: bool = False) -> RunnerStatistics:
+        """Run until :meth:`stop` (or, with ``until_caught_up``, until the version serving then has caught up).
+        Raises what a runner raises, except :class:`VersionDropped` for a version that no longer serves."""
+        view: View[Any, Any] | None = None
+        while True:
+            runner = self._next_runner(view)
+            with self._lock:
+                self.runner = runner
+            if self._stop.is_set():
+                runner.stop()
+            view = runner.view
+
+            def switched(name: str = view.name, version: int = view.version) -> bool:
+                now = self._serving(name)
+                return now is not None and now != version
+
+            try:
+                runner.run(until_caught_up=until_caught_up, until=switched)
+                moved = not self._stop.is_set() and switched()
+            except VersionDropped as e:
+                log.info("%s", e)
+                moved = not self._stop.is_set()
+            finally:
+                runner.close()
+            if not moved:
+                return runner.statistics()
+            self.handovers += 1
+            log.info("%s no longer serves; handing over to version %s", view.id, self._serving(view.name))
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self.runner is not None:
+                self.runner.stop()
+
+    def statistics(self) -> RunnerStatistics | None:
+        with self._lock:
+            return None if self.runner is None else self.runner.statistics()
