@@ -298,7 +298,15 @@ class Runner:
         candidates = default_groups(self.view.name, self.view.version, self.sink)
         if len(candidates) < 2:
             return candidates[0]
-        found = committed_group(self._bootstrap, candidates, self.view.topics)
+        while True:  # a cluster that is away at start is waited for, as the consumer would wait for it
+            try:
+                found = committed_group(self._bootstrap, candidates, self.view.topics)
+                break
+            except KafkaException as e:
+                log.warning("%s: cannot read the committed offsets of %s (%s); retrying", self.view.id,
+                            " or ".join(candidates), e.args[0] if e.args else e)
+                if self._stop.wait(5):
+                    return candidates[0]
         if found is not None and found != candidates[0]:
             log.info("%s: keeps the consumer group %s, which holds its positions (see docs/views.md, migration)",
                      self.view.id, found)
@@ -321,6 +329,8 @@ class Runner:
         now = self._now_ms()
         if now - self._checked_at_ms < self.config.catalog_check_ms:
             return False
+        if self._inflight is not None and not self._inflight[2].done():
+            return False  # the catalog may share the writer's connection: ask once the write is done
         self._checked_at_ms = now
         if self._dropped():
             raise VersionDropped(f"{self.view.id} was dropped from the sink")
