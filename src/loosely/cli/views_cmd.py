@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         worker = Runner(view, sink, args.bootstrap, _runner_config(args, view.version))
     else:
         loads = iter(range(1 << 62))  # the first load is the import above; every later one reloads the module
-        worker = Follower(lambda v: load_view(args.view, v, reload=next(loads) > 0), sink, args.bootstrap,
+        worker = Follower(lambda: load_view(args.view, reload=next(loads) > 0), sink, args.bootstrap,
                           _runner_config(args))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop())

@@ -24,6 +24,7 @@ The decision is a pure function, :func:`target`:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -47,11 +48,12 @@ def target(serving: int | None, definition: int) -> int:
 class Follower:
     """Keeps the serving version of a view up to date, moving to each version a switch makes serving.
 
-    ``load(version)`` returns the view definition for ``version`` (``None``: the definition as written). One
-    thread calls :meth:`run`; :meth:`stop`, :meth:`statistics` and :attr:`runner` may be used from others.
+    ``load()`` returns the view's definition as deployed now; it is called for each runner (the command line
+    imports the module again). One thread calls :meth:`run`; :meth:`stop`, :meth:`statistics` and :attr:`runner`
+    may be used from others.
     """
 
-    def __init__(self, load: Callable[[int | None], View[Any, Any]], sink: Sink, bootstrap_servers: str,
+    def __init__(self, load: Callable[[], View[Any, Any]], sink: Sink, bootstrap_servers: str,
                  config: RunnerConfig | None = None) -> None:
         config = config or RunnerConfig()
         if config.group_id is not None and "{version}" not in config.group_id:
@@ -67,16 +69,36 @@ class Follower:
         self.handovers = 0
 
     def _serving(self, name: str) -> int | None:
-        return None if self._catalog is None else self._catalog.serving_version(name)
+        """The serving version, asking again (one line per failure, until :meth:`stop`) while the catalog cannot be
+        read: a follower must not guess which version to run."""
+        while self._catalog is not None:
+            try:
+                return self._catalog.serving_version(name)
+            except Exception as e:  # a catalog on a server that is away (Sphinx, InfluxDB, PostgreSQL)
+                log.warning("%s: cannot read the catalog (%s); retrying", name, e)
+                if self._stop.wait(self.config.catalog_check_ms / 1000):
+                    return None
+        return None
+
+    def _switched(self, view: View[Any, Any]) -> bool:
+        """Whether another version than ``view``'s serves now (``False`` while the catalog cannot be read)."""
+        try:
+            now = None if self._catalog is None else self._catalog.serving_version(view.name)
+        except Exception as e:
+            log.debug("%s: catalog: %s", view.id, e)
+            return False
+        return now is not None and now != view.version
 
     def _next_runner(self, previous: View[Any, Any] | None) -> Runner:
-        definition = self._load(None)  # loaded again at each hand-over: the code deployed for the new version
+        definition = self._load()  # loaded again at each hand-over: the code deployed for the new version
         version = target(self._serving(definition.name), definition.version)
         view = definition if version == definition.version else definition.with_version(version)
         if previous is not None and version == previous.version:
             raise VersionDropped(f"{previous.id} was dropped and no other version of {previous.name} serves")
+        if previous is not None:
+            log.info("%s no longer serves; now running %s", previous.id, view.id)
         if version != definition.version:
-            log.info("%s: %s serves; following it with the definition of %s", view.id, view.id, definition.id)
+            log.info("%s serves; running it with the definition of %s", view.id, definition.id)
         group = None if self.config.group_id is None else self.config.group_id.replace("{version}", str(version))
         return Runner(view, self.sink, self._bootstrap, replace(self.config, group_id=group))
 
@@ -91,14 +113,9 @@ class Follower:
             if self._stop.is_set():
                 runner.stop()
             view = runner.view
-
-            def switched(name: str = view.name, version: int = view.version) -> bool:
-                now = self._serving(name)
-                return now is not None and now != version
-
             try:
-                runner.run(until_caught_up=until_caught_up, until=switched)
-                moved = not self._stop.is_set() and switched()
+                runner.run(until_caught_up=until_caught_up, until=functools.partial(self._switched, view))
+                moved = not self._stop.is_set() and self._switched(view)
             except VersionDropped as e:
                 log.info("%s", e)
                 moved = not self._stop.is_set()
@@ -107,7 +124,6 @@ class Follower:
             if not moved:
                 return runner.statistics()
             self.handovers += 1
-            log.info("%s no longer serves; handing over to version %s", view.id, self._serving(view.name))
 
     def stop(self) -> None:
         self._stop.set()
