@@ -42,7 +42,6 @@ from views import services
 from views.bg_views import counts, tens
 from views.crashkit import (
     CRASH_TIMEOUT_S,
-    ROOT,
     Runners,
     crash_batch,
     crash_events,
@@ -51,6 +50,7 @@ from views.crashkit import (
     crash_loop,
     create_topic,
     produce_events,
+    pythonpath,
     record_result,
     reference,
 )
@@ -251,7 +251,7 @@ def test_the_cli_will_not_rebuild_a_view_that_lives_in_another_process(loosely: 
     out = subprocess.run([sys.executable, "-m", "loosely.cli.main", "views", "rebuild", "views.bg_views:tens",
                           "--sink", "prometheus://127.0.0.1:0", "-b", loosely.bootstrap_servers],
                          capture_output=True, text=True, timeout=120, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "tests"), "LOOSELY_BG_TOPIC": topic})
+                         env={**os.environ, "PYTHONPATH": pythonpath(), "LOOSELY_BG_TOPIC": topic})
     assert out.returncode == 1 and "deploy the new version as a new `loosely views run`" in out.stderr, out.stderr
 
 

@@ -32,6 +32,12 @@ CRASH_TIMEOUT_S = int(os.environ.get("LOOSELY_VIEWS_CRASH_TIMEOUT_S",
                                      "3600" if "LOOSELY_VIEWS_CRASH_EVENTS" in os.environ else "900"))
 
 
+def pythonpath() -> str:
+    """``PYTHONPATH`` for the processes a test starts: tests/ (the view modules), then the test run's own (a
+    worktree's src/ comes before the installed package)."""
+    return os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def crash_events(default: int) -> int:
     return int(os.environ.get("LOOSELY_VIEWS_CRASH_EVENTS", default))
 
@@ -124,7 +130,7 @@ class Runners:
                  own: Sequence[Sequence[str]] = ()) -> None:
         self.argv = list(argv)
         self.own = [list(a) for a in own]  # runner i's own arguments (after the shared ones), if any
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **env}
+        self.env = {**os.environ, "PYTHONPATH": pythonpath(), **env}
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self.starts = 0

@@ -1,9 +1,11 @@
 """A runner that follows the version a sink serves: blue/green without stopping anything by hand.
 
 Theory of operation. A :class:`Follower` runs one :class:`~loosely.views._runner.Runner` at a time, for the version
-the sink's catalog says is serving (or, while none serves, for the definition's own version, which starts serving
-once caught up). Every ``catalog_check_ms`` the runner asks the catalog two things: whether its version still
-exists, and (``until``) whether another version serves now. When a rebuild has switched to N+1, the runner for N
+the sink's catalog says is serving, or for the definition's own version when that is newer (new code deployed
+before its rebuild: it is built beside the serving version and waits for a switch; with nothing serving yet, it
+starts serving once caught up). Code written for version N never writes into a version below N. Every
+``catalog_check_ms`` the runner asks the catalog two things: whether its version still exists, and (``until``)
+whether the version to run has changed. When a rebuild has switched to N+1, the runner for N
 writes what it has read, returns, and the follower loads the definition again (``load``: the command line
 re-imports the module, so new code deployed beside the rebuild is what runs N+1) and starts a runner for N+1 in
 the same process. A version dropped under it (a rebuild with ``--drop-delay-ms 0``, ``views drop``) ends its
@@ -19,6 +21,8 @@ The decision is a pure function, :func:`target`:
 >>> target(serving=None, definition=1)
 1
 >>> target(serving=2, definition=1)
+2
+>>> target(serving=1, definition=2)
 2
 """
 
@@ -41,8 +45,8 @@ log = logging.getLogger(__name__)
 
 
 def target(serving: int | None, definition: int) -> int:
-    """The version a follower runs: the serving one, else (a first deployment) the definition's."""
-    return definition if serving is None else serving
+    """The version a follower runs: the serving one, or the definition's when nothing serves or it is newer."""
+    return definition if serving is None else max(serving, definition)
 
 
 class Follower:
@@ -80,42 +84,46 @@ class Follower:
                     return None
         return None
 
-    def _switched(self, view: View[Any, Any]) -> bool:
-        """Whether another version than ``view``'s serves now (``False`` while the catalog cannot be read)."""
+    def _switched(self, view: View[Any, Any], definition: int) -> bool:
+        """Whether a switch made another version than ``view``'s the one to run (``False`` while the catalog
+        cannot be read); ``definition`` is the version the code loaded for ``view`` names."""
         try:
             now = None if self._catalog is None else self._catalog.serving_version(view.name)
         except Exception as e:
             log.debug("%s: catalog: %s", view.id, e)
             return False
-        return now is not None and now != view.version
+        return target(now, definition) != view.version
 
-    def _next_runner(self, previous: View[Any, Any] | None) -> Runner:
+    def _next_runner(self, previous: View[Any, Any] | None) -> tuple[Runner, int]:
+        """The runner of the version to run now, and the version its definition names."""
         definition = self._load()  # loaded again at each hand-over: the code deployed for the new version
         version = target(self._serving(definition.name), definition.version)
         view = definition if version == definition.version else definition.with_version(version)
         if previous is not None and version == previous.version:
-            raise VersionDropped(f"{previous.id} was dropped and no other version of {previous.name} serves")
+            raise VersionDropped(f"{previous.id} was dropped, and its definition names no version newer than the "
+                                 "serving one")
         if previous is not None:
             log.info("%s no longer serves; now running %s", previous.id, view.id)
         if version != definition.version:
             log.info("%s serves; running it with the definition of %s", view.id, definition.id)
         group = None if self.config.group_id is None else self.config.group_id.replace("{version}", str(version))
-        return Runner(view, self.sink, self._bootstrap, replace(self.config, group_id=group))
+        return Runner(view, self.sink, self._bootstrap, replace(self.config, group_id=group)), definition.version
 
     def run(self, *, until_caught_up: bool = False) -> RunnerStatistics:
         """Run until :meth:`stop` (or, with ``until_caught_up``, until the version serving then has caught up).
         Raises what a runner raises, except :class:`VersionDropped` for a version that no longer serves."""
         view: View[Any, Any] | None = None
         while True:
-            runner = self._next_runner(view)
+            runner, definition = self._next_runner(view)
             with self._lock:
                 self.runner = runner
             if self._stop.is_set():
                 runner.stop()
             view = runner.view
             try:
-                runner.run(until_caught_up=until_caught_up, until=functools.partial(self._switched, view))
-                moved = not self._stop.is_set() and self._switched(view)
+                runner.run(until_caught_up=until_caught_up,
+                           until=functools.partial(self._switched, view, definition))
+                moved = not self._stop.is_set() and self._switched(view, definition)
             except VersionDropped as e:
                 log.info("%s", e)
                 moved = not self._stop.is_set()
