@@ -53,6 +53,7 @@ from views.crashkit import (
     pythonpath,
     record_result,
     reference,
+    view_group,
 )
 from views.services import InfluxDB, Prometheus
 
@@ -270,8 +271,10 @@ def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path
                      "--batch-records", crash_batch(5000), "--session-timeout-ms", "6000"],
                     runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "points"}, tmp_path)
 
+    group = view_group("points", url)
+
     def done() -> bool:
-        got = committed(loosely.bootstrap_servers, "loosely.view.points.v1", topic)
+        got = committed(loosely.bootstrap_servers, group, topic)
         return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))

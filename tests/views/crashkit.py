@@ -38,6 +38,17 @@ def pythonpath() -> str:
     return os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")) if p)
 
 
+def view_group(view: str, sink_url: str) -> str:
+    """The consumer group ``loosely views run`` uses for version 1 of ``view`` in the sink at ``sink_url``."""
+    from loosely.views import default_groups, open_sink
+
+    sink = open_sink(sink_url)
+    try:
+        return default_groups(view, 1, sink)[0]
+    finally:
+        sink.close()
+
+
 def crash_events(default: int) -> int:
     return int(os.environ.get("LOOSELY_VIEWS_CRASH_EVENTS", default))
 
