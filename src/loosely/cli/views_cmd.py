@@ -310,7 +310,8 @@ def add_views_command(sub: Any) -> None:
     sw.add_argument("version", type=int)
     sw.set_defaults(func=_guard(lambda a: _on_catalog(a, "switch")))
 
-    dr = vs.add_parser("drop", help="delete a version that is not serving")
+    dr = vs.add_parser("drop", help="delete a version that is not serving (runners pinned to it stop, followers "
+                                    "move to the serving one)")
     _add_common(dr, bootstrap=False)
     dr.add_argument("name")
     dr.add_argument("version", type=int)
