@@ -20,12 +20,12 @@ from loosely.broker.server import BrokerThread
 from loosely.views import Runner, SqliteSink
 from loosely.views._serve import ViewServer
 from views.bg_views import counts
-from views.crashkit import ROOT, create_topic, produce_events, reference
+from views.crashkit import create_topic, produce_events, pythonpath, reference
 
 
 def loosely_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "loosely.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests"), **env}, timeout=600, check=False)
+                          env={**os.environ, "PYTHONPATH": pythonpath(), **env}, timeout=600, check=False)
 
 
 def test_readers_only_ever_see_a_complete_version(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:
@@ -144,7 +144,7 @@ def test_serve_and_switch_from_the_command_line(loosely: BrokerThread, tmp_path:
     assert bad.returncode == 1 and "does not exist" in bad.stderr
     proc = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "views", "serve", "--sink", f"sqlite://{db}",
                              "--listen", "127.0.0.1:0", "-b", loosely.bootstrap_servers],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": pythonpath()})
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[-1].rsplit("/views", 1)[0]

@@ -34,7 +34,7 @@ from loosely.views._metrics import InfluxSink
 from loosely.views._serve import ViewServer
 from loosely.views._sphinx import SphinxSink
 from views import bg_views, services
-from views.crashkit import ROOT, WORDS, Reference, create_topic, produce_events, reference
+from views.crashkit import WORDS, Reference, create_topic, produce_events, pythonpath, reference
 from views.services import InfluxDB, Sphinx
 
 sphinx = services.sphinx  # fixtures
@@ -290,7 +290,7 @@ def served(url: str, bootstrap: str) -> Iterator[str]:
     """``loosely views serve`` on the sink; yields its base URL."""
     proc = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "views", "serve", "--sink", url, "--listen",
                              "127.0.0.1:0", "-b", bootstrap], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+                            env={**os.environ, "PYTHONPATH": pythonpath()})
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().split()[-1].rsplit("/views", 1)[0]

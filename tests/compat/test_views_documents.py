@@ -30,6 +30,7 @@ from views.crashkit import (
     produce_events,
     record_result,
     reference,
+    view_group,
 )
 from views.services import SeaweedFS
 
@@ -104,7 +105,7 @@ def run_crash(loosely: BrokerThread, tmp_path: Path, topic: str, sink_url: str, 
     produce_events(loosely.bootstrap_servers, topic, events, keys=crash_keys(events))
     ref = reference(loosely.bootstrap_servers, topic)
     view = f"docs_{topic[2:]}"
-    group = f"loosely.view.{view}.v1"
+    group = view_group(view, sink_url)
     procs = Runners(["views.crash_views:combined", "--sink", sink_url, "-b", loosely.bootstrap_servers,
                      "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
                     runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": view}, tmp_path)

@@ -42,7 +42,6 @@ from views import services
 from views.bg_views import counts, tens
 from views.crashkit import (
     CRASH_TIMEOUT_S,
-    ROOT,
     Runners,
     crash_batch,
     crash_events,
@@ -51,8 +50,10 @@ from views.crashkit import (
     crash_loop,
     create_topic,
     produce_events,
+    pythonpath,
     record_result,
     reference,
+    view_group,
 )
 from views.services import InfluxDB, Prometheus
 
@@ -251,7 +252,7 @@ def test_the_cli_will_not_rebuild_a_view_that_lives_in_another_process(loosely: 
     out = subprocess.run([sys.executable, "-m", "loosely.cli.main", "views", "rebuild", "views.bg_views:tens",
                           "--sink", "prometheus://127.0.0.1:0", "-b", loosely.bootstrap_servers],
                          capture_output=True, text=True, timeout=120, check=False,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "tests"), "LOOSELY_BG_TOPIC": topic})
+                         env={**os.environ, "PYTHONPATH": pythonpath(), "LOOSELY_BG_TOPIC": topic})
     assert out.returncode == 1 and "deploy the new version as a new `loosely views run`" in out.stderr, out.stderr
 
 
@@ -270,8 +271,10 @@ def test_influxdb_kill9_loop(loosely: BrokerThread, influxdb: InfluxDB, tmp_path
                      "--batch-records", crash_batch(5000), "--session-timeout-ms", "6000"],
                     runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": "points"}, tmp_path)
 
+    group = view_group("points", url)
+
     def done() -> bool:
-        got = committed(loosely.bootstrap_servers, "loosely.view.points.v1", topic)
+        got = committed(loosely.bootstrap_servers, group, topic)
         return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))

@@ -39,6 +39,7 @@ from views.crashkit import (
     produce_events,
     record_result,
     reference,
+    view_group,
 )
 from views.services import Sphinx
 
@@ -190,8 +191,10 @@ def test_sphinx_kill9_loop(loosely: BrokerThread, sphinx: Sphinx, tmp_path: Path
                      "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
                     runners, {"LOOSELY_CRASH_TOPIC": topic, "LOOSELY_CRASH_VIEW": view}, tmp_path)
 
+    group = view_group(view, url)
+
     def done() -> bool:
-        got = committed(loosely.bootstrap_servers, f"loosely.view.{view}.v1", topic)
+        got = committed(loosely.bootstrap_servers, group, topic)
         return all(got.get(tp, -1) >= end for tp, end in ref.ends.items() if end > 0)
 
     report = crash_loop(procs, kills=crash_kills(8), done=done, pause_s=(0.5, 2.5))

@@ -32,6 +32,23 @@ CRASH_TIMEOUT_S = int(os.environ.get("LOOSELY_VIEWS_CRASH_TIMEOUT_S",
                                      "3600" if "LOOSELY_VIEWS_CRASH_EVENTS" in os.environ else "900"))
 
 
+def pythonpath() -> str:
+    """``PYTHONPATH`` for the processes a test starts: tests/ (the view modules), then the test run's own (a
+    worktree's src/ comes before the installed package)."""
+    return os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def view_group(view: str, sink_url: str) -> str:
+    """The consumer group ``loosely views run`` uses for version 1 of ``view`` in the sink at ``sink_url``."""
+    from loosely.views import default_groups, open_sink
+
+    sink = open_sink(sink_url)
+    try:
+        return default_groups(view, 1, sink)[0]
+    finally:
+        sink.close()
+
+
 def crash_events(default: int) -> int:
     return int(os.environ.get("LOOSELY_VIEWS_CRASH_EVENTS", default))
 
@@ -124,7 +141,7 @@ class Runners:
                  own: Sequence[Sequence[str]] = ()) -> None:
         self.argv = list(argv)
         self.own = [list(a) for a in own]  # runner i's own arguments (after the shared ones), if any
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **env}
+        self.env = {**os.environ, "PYTHONPATH": pythonpath(), **env}
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self.starts = 0

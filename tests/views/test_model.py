@@ -12,9 +12,10 @@ from loosely.views._batch import DELETED, entries_by_key
 from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase, Poisoned, RetryLimits, step
 
 _NAMES = """
-    BYTES JSON STRING Add Batch Catalog Change Delete Deserializer Fenced Guarantee HollowSink Json PoisonRecord
-    PostgresSink Put Record Runner RunnerConfig RunnerStatistics Serde Sink SinkError SinkStatistics SqliteSink
-    TopicPartition VersionInfo VersionState View ViewError ViewId count_by_key fold_versioned group_id_for
+    BYTES JSON STRING Add Batch Catalog Change Delete Deserializer Fenced Follower Guarantee HollowSink Json
+    PoisonRecord PostgresSink Put Record Runner RunnerConfig RunnerStatistics Serde Sink SinkError SinkStatistics
+    SqliteSink TopicPartition VersionDropped VersionInfo VersionState View ViewError ViewId count_by_key default_groups
+    fold_versioned group_id_for
     latest_by_key net_changes open_sink rebuild view_status StatusRow ViewServer
 """
 PINNED = sorted(_NAMES.split())

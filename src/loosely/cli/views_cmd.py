@@ -15,12 +15,25 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from loosely.views import Catalog, Guarantee, PoisonRecord, Runner, RunnerConfig, SinkError, View, ViewError, open_sink
+from loosely.views import (
+    Catalog,
+    Guarantee,
+    PoisonRecord,
+    Runner,
+    RunnerConfig,
+    SinkError,
+    VersionDropped,
+    View,
+    ViewError,
+    default_groups,
+    open_sink,
+)
+from loosely.views._follow import Follower
 from loosely.views._progress import Progress, render
 from loosely.views._rebuild import rebuild
 from loosely.views._serve import ViewServer
@@ -31,14 +44,20 @@ __all__ = ["add_views_command", "load_view"]
 log = logging.getLogger("loosely.views")
 
 
-def load_view(spec: str, version: int | None = None) -> View[Any, Any]:
-    """``package.module:name`` -> the view (calling ``name()`` when it is a factory)."""
+def load_view(spec: str, version: int | None = None, *, reload: bool = False) -> View[Any, Any]:
+    """``package.module:name`` -> the view (calling ``name()`` when it is a factory); ``reload`` imports the
+    module again if it was imported (a runner following a switch runs the code deployed for the new version)."""
     mod_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise ValueError(f"view spec {spec!r} must look like package.module:name")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: a view module beside the user is found
-    module = importlib.import_module(mod_name)
+    try:
+        module = importlib.import_module(mod_name)
+        if reload:
+            module = importlib.reload(module)
+    except SyntaxError as e:  # new code deployed with a mistake in it: one line, not a traceback
+        raise ViewError(f"{spec}: {e.msg} ({e.filename}, line {e.lineno})") from None
     try:
         obj: Any = getattr(module, attr)
     except AttributeError:
@@ -50,11 +69,13 @@ def load_view(spec: str, version: int | None = None) -> View[Any, Any]:
     return obj if version is None else obj.with_version(version)
 
 
-def _runner_config(args: argparse.Namespace) -> RunnerConfig:
+def _runner_config(args: argparse.Namespace, version: int | None = None) -> RunnerConfig:
+    """The runner's settings; ``version`` fills ``{version}`` in ``--group`` (a follower fills it per version)."""
     if args.on_poison == "dead-letter" and not args.dead_letter_topic:
         raise ValueError("--on-poison dead-letter needs --dead-letter-topic TOPIC")
+    group = args.group if args.group is None or version is None else args.group.replace("{version}", str(version))
     return RunnerConfig(
-        group_id=args.group,
+        group_id=group,
         batch_records_max=args.batch_records,
         on_poison=args.on_poison,
         dead_letter_topic=args.dead_letter_topic,
@@ -75,27 +96,41 @@ def _catalog(sink: object) -> Catalog:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """A runner pinned to ``--version`` (or to a ``--group`` without ``{version}``), else a follower of the version
+    the sink serves (see :mod:`loosely.views._follow`)."""
+    pinned = args.version is not None or (args.group is not None and "{version}" not in args.group)
     view = load_view(args.view, args.version)
     sink = open_sink(args.sink)
-    runner = Runner(view, sink, args.bootstrap, _runner_config(args))
+    worker: Runner | Follower
+    if pinned:
+        worker = Runner(view, sink, args.bootstrap, _runner_config(args, view.version))
+    else:
+        loads = iter(range(1 << 62))  # the first load is the import above; every later one reloads the module
+        worker = Follower(lambda: load_view(args.view, reload=next(loads) > 0), sink, args.bootstrap,
+                          _runner_config(args))
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: runner.stop())
+        signal.signal(sig, lambda *_: worker.stop())
     server = None
     if args.serve:
         server = ViewServer(_catalog(sink), *_parse_listen(args.serve),
-                            status=lambda: _status_rows(_catalog(sink), [view.name], args.bootstrap,
-                                                        {(view.name, view.version): runner.group_id}))
+                            status=lambda: _status_rows(_catalog(sink), [view.name], args.bootstrap, sink,
+                                                        group=args.group))
         server.start()
         print(f"serving {view.name} on http://{_parse_listen(args.serve)[0]}:{server.port}/views", flush=True)
     try:
-        stats = runner.run(until_caught_up=args.until_caught_up)
+        stats = worker.run(until_caught_up=args.until_caught_up)
+    except VersionDropped as e:
+        print(f"loosely views: {e}; stopping (a runner started with --version keeps its version; without "
+              "--version it follows the serving one)", file=sys.stderr)
+        return 0
     except (PoisonRecord, SinkError) as e:
         print(f"loosely views: {e}", file=sys.stderr)
         return 1
     finally:
         if server is not None:
             server.stop()
-        runner.close()
+        if isinstance(worker, Runner):
+            worker.close()
         sink.close()
     if args.until_caught_up:
         print(json.dumps({"view": stats.view, "records": stats.records, "batches": stats.batches,
@@ -107,14 +142,15 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str,
-                 groups: Mapping[tuple[str, int], str] | None = None,
+def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str, sink: object, *, group: str | None = None,
                  timeout_s: float = STATUS_TIMEOUT_S) -> list[StatusRow]:
     """Lag and freshness of every version of ``names``. Versions whose sink keeps no positions (the idempotent
-    sinks) are measured by their consumer group's committed offsets: ``groups``, else the default group."""
+    sinks) are measured by their consumer group's committed offsets: ``group`` (``--group``, ``{version}``
+    filled in), else the default groups, the sink's own before the one of runners older than it."""
     infos = [i for n in names for i in cat.versions(n)]
-    group_of = {(i.name, i.version): f"loosely.view.{i.name}.v{i.version}" for i in infos}
-    group_of.update(groups or {})
+    group_of: dict[tuple[str, int], tuple[str, ...]] = {
+        (i.name, i.version): default_groups(i.name, i.version, sink) if group is None
+        else (group.replace("{version}", str(i.version)),) for i in infos}
     return collect(infos, bootstrap, _now_ms(), group_of, timeout_s)
 
 
@@ -122,7 +158,8 @@ def _status(args: argparse.Namespace) -> int:
     sink = open_sink(args.sink)
     try:
         cat = _catalog(sink)
-        rows = _status_rows(cat, args.names or cat.names(), args.bootstrap, timeout_s=args.timeout)
+        rows = _status_rows(cat, args.names or cat.names(), args.bootstrap, sink, group=args.group,
+                            timeout_s=args.timeout)
     finally:
         sink.close()
     if args.json:
@@ -149,7 +186,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         old = _catalog(sink).serving_version(view.name)
         if old == view.version:
             raise ViewError(f"{view.id} is already serving; rebuild under a new --version")
-        stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args), drop_old=args.drop_old,
+        stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args, view.version), drop_old=args.drop_old,
                         drop_delay_ms=args.drop_delay_ms, on_progress=show)
     finally:
         sink.close()
@@ -188,7 +225,7 @@ def _serve(args: argparse.Namespace) -> int:
     status = None
     if args.bootstrap:
         def status() -> Any:
-            return _status_rows(cat, cat.names(), args.bootstrap)
+            return _status_rows(cat, cat.names(), args.bootstrap, sink)
     host, port = _parse_listen(args.listen)
     server = ViewServer(cat, host, port, status=status).start()
     print(f"serving views on http://{host}:{server.port}/views", flush=True)
@@ -225,7 +262,8 @@ def _add_common(p: argparse.ArgumentParser, *, bootstrap: bool = True) -> None:
 def _add_runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("view", metavar="MODULE:NAME", help="the view definition")
     p.add_argument("--version", type=int, help="build this version instead of the one in the definition")
-    p.add_argument("--group", help="consumer group (default loosely.view.<name>.v<version>)")
+    p.add_argument("--group", help="consumer group, {version} replaced by the version (default "
+                                   "loosely.view.<name>.v<version>.<sink id>)")
     p.add_argument("--batch-records", type=int, default=RunnerConfig().batch_records_max,
                    help="records per sink transaction at most (default %(default)s); batches grow toward it "
                         "while the sink is busy writing the one before")
@@ -241,7 +279,8 @@ def _add_runner_args(p: argparse.ArgumentParser) -> None:
 def add_views_command(sub: Any) -> None:
     v = sub.add_parser("views", help="materialized views: run, rebuild, switch, status, serve")
     vs = v.add_subparsers(dest="views_command", required=True)
-    r = vs.add_parser("run", help="keep a view up to date (one member of its consumer group)")
+    r = vs.add_parser("run", help="keep a view up to date (one member of its consumer group); without --version "
+                                  "it follows the version the sink serves across rebuilds")
     _add_runner_args(r)
     _add_common(r)
     r.add_argument("--until-caught-up", action="store_true", help="exit once every partition is read to its end")
@@ -259,6 +298,8 @@ def add_views_command(sub: Any) -> None:
     _add_common(st)
     st.add_argument("names", nargs="*", help="views to show (default: all)")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--group", help="the --group the runners were given ({version} replaced), to measure the "
+                                    "lag of sinks that keep no positions")
     st.add_argument("--timeout", type=float, default=STATUS_TIMEOUT_S, metavar="SECONDS",
                     help="give up when the cluster has not answered within this (default %(default)g)")
     st.set_defaults(func=_guard(_status))
@@ -269,7 +310,8 @@ def add_views_command(sub: Any) -> None:
     sw.add_argument("version", type=int)
     sw.set_defaults(func=_guard(lambda a: _on_catalog(a, "switch")))
 
-    dr = vs.add_parser("drop", help="delete a version that is not serving")
+    dr = vs.add_parser("drop", help="delete a version that is not serving (runners pinned to it stop, followers "
+                                    "move to the serving one)")
     _add_common(dr, bootstrap=False)
     dr.add_argument("name")
     dr.add_argument("version", type=int)

@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from loosely.views._batch import Batch, fold_versioned, net_changes
+from loosely.views._follow import Follower
 from loosely.views._model import (
     Add,
     Change,
@@ -23,9 +24,19 @@ from loosely.views._model import (
     count_by_key,
     latest_by_key,
 )
-from loosely.views._runner import PoisonRecord, Runner, RunnerConfig, RunnerStatistics, group_id_for
+from loosely.views._runner import PoisonRecord, Runner, RunnerConfig, RunnerStatistics, default_groups, group_id_for
 from loosely.views._serde import BYTES, JSON, STRING, Deserializer, Serde
-from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, SinkStatistics, VersionInfo, VersionState
+from loosely.views._sink import (
+    Catalog,
+    Fenced,
+    Guarantee,
+    Sink,
+    SinkError,
+    SinkStatistics,
+    VersionDropped,
+    VersionInfo,
+    VersionState,
+)
 from loosely.views._sqlite import SqliteSink
 from loosely.views._urls import open_sink
 
@@ -67,6 +78,7 @@ __all__ = [
     "Delete",
     "Deserializer",
     "Fenced",
+    "Follower",
     "Guarantee",
     "HollowSink",
     "Json",
@@ -84,6 +96,7 @@ __all__ = [
     "SqliteSink",
     "StatusRow",
     "TopicPartition",
+    "VersionDropped",
     "VersionInfo",
     "VersionState",
     "View",
@@ -91,6 +104,7 @@ __all__ = [
     "ViewId",
     "ViewServer",
     "count_by_key",
+    "default_groups",
     "fold_versioned",
     "group_id_for",
     "latest_by_key",

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from loosely.views._batch import DELETED, Batch, entries_by_key, fold_versioned
 from loosely.views._model import Json, TopicPartition, View, ViewError
-from loosely.views._sink import Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState
+from loosely.views._sink import Guarantee, SinkError, SinkStatistics, VersionDropped, VersionInfo, VersionState
 
 __all__ = ["DirectoryStore", "DocumentSink", "DocumentStore", "S3Store", "doc_name"]
 
@@ -101,6 +101,7 @@ class DirectoryStore:
 
     def __init__(self, root: str, *, fsync: bool = True) -> None:
         self.root = os.path.abspath(root)
+        self.location = f"dir:{os.path.realpath(self.root)}"
         self.fsync = fsync
         os.makedirs(self.root, exist_ok=True)
 
@@ -166,6 +167,7 @@ class S3Store:
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.location = f"s3:{endpoint_url or ''}/{bucket}/{self.prefix}"
         self.client = client or boto3.client(
             "s3", endpoint_url=endpoint_url, region_name="us-east-1",
             aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "loosely"),
@@ -224,6 +226,7 @@ class DocumentSink:
 
     def __init__(self, store: DocumentStore, *, parallel_writes: int | None = None) -> None:
         self.store = store
+        self.location: str | None = getattr(store, "location", None)
         # Object stores answer each request in milliseconds; overlapping them is what makes a batch fast.
         self.parallel_writes = parallel_writes or (16 if isinstance(store, S3Store) else 1)
         self._pool = ThreadPoolExecutor(self.parallel_writes) if self.parallel_writes > 1 else None
@@ -265,6 +268,8 @@ class DocumentSink:
             raise SinkError("the sink is not open: call open(view) first")
         t0 = time.monotonic()
         prefix = f"{v.name}/v{v.version}"
+        if self.store.read(f"{prefix}/_meta.json") is None:  # dropped: writing on would leave orphan documents
+            raise VersionDropped(f"{v.id} was dropped from {getattr(self.store, 'location', 'the store')}")
         groups = entries_by_key(batch)
         try:
             if self._pool is None:
@@ -274,7 +279,7 @@ class DocumentSink:
             sync = getattr(self.store, "sync_dir", None)
             if sync is not None:
                 sync(prefix)
-        except ViewError:
+        except (ViewError, VersionDropped):
             self._failures += 1
             raise
         except Exception as e:

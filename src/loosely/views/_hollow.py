@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import make_dataclass
@@ -76,6 +77,15 @@ def _parse_positions(text: str) -> dict[TopicPartition, int]:
     return out
 
 
+def _location(store: Any) -> str | None:
+    """Where a blob store keeps the dataset, for the view's consumer group (:func:`~loosely.views._sink.sink_id`)."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        return f"hollow:{os.path.realpath(path)}"
+    bucket = getattr(store, "bucket", None)
+    return None if bucket is None else f"hollow+s3:{bucket}/{getattr(store, 'prefix', '')}"
+
+
 class HollowSink:
     """Publishes one view version as a Hollow dataset into ``store`` (publisher, announcer, retriever and watcher:
     a ``FilesystemBlobStore`` or ``S3BlobStore``). ``type_name`` defaults to the view's name."""
@@ -95,6 +105,7 @@ class HollowSink:
         if publish_interval_ms < 0 or snapshot_every_cycles < 1:
             raise ValueError("publish_interval_ms must be >= 0 and snapshot_every_cycles >= 1")
         self.store = store
+        self.location = _location(store)
         self.type_name = type_name
         self.publish_interval_ms = publish_interval_ms
         self.snapshot_every_cycles = snapshot_every_cycles

@@ -146,6 +146,7 @@ class InfluxSink:
     def __init__(self, url: str, database: str, *, create_database: bool = True, timeout_s: float = 30) -> None:
         self.url = url.rstrip("/")
         self.database = database
+        self.location = f"influxdb:{self.url}/{database}"
         self.timeout_s = timeout_s
         self._view: View[object, object] | None = None
         self._batches = self._written = self._apply_ms = self._failures = 0

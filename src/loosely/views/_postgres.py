@@ -44,5 +44,6 @@ class PostgresSink(SqlSink):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.location = f"postgresql:{url.rsplit('@', 1)[-1]}"  # the server and database, not who logs in
         conn = psycopg.connect(url, autocommit=True)
         super().__init__(conn, url.rsplit("@", 1)[-1])

@@ -13,8 +13,9 @@ States::
 Readers never see a half-built version: until the switch they read N (complete), and the switch is one
 transaction (SQL sinks), one atomic rename (document sinks), one pointer write (Sphinx, InfluxDB) or one
 assignment under the endpoint's lock (Prometheus, in one process). ``drop_delay_ms`` leaves readers that
-resolved N just before the switch time to finish; N's own runners should be stopped before it is dropped (their
-writes then fail with a clear :class:`~loosely.views._sink.SinkError`).
+resolved N just before the switch time to finish. N's runners need no stopping: followers
+(:mod:`loosely.views._follow`) move to N+1 within ``catalog_check_ms`` of the switch, and runners pinned to N
+stop with :class:`~loosely.views._sink.VersionDropped` once N is dropped.
 
 >>> s = RebuildState(old=1, new=2)
 >>> s, fx = step(s, Measured(read=10, lag=5, caught_up=False), now_ms=1_000, started_ms=0)

@@ -1,15 +1,15 @@
 """The runner: consume the source topics, apply batches to the sink, never skip and never apply twice.
 
-Theory of operation. One :class:`Runner` is one member of the view's consumer group (``loosely.view.<name>.v<N>``
-unless told otherwise), so N runner processes share the partitions. Each poll returns up to ``poll_records_max``
-records; the view function turns them into changes, folded into the *pending* batch. One batch at a time is
-*in flight*: a writer thread hands it to the sink in one call while the main thread keeps polling. The pending
-batch is handed over when the writer is free, when it reaches ``batch_records_max`` records, or when a poll comes
-back empty; so batches stay small while the sink keeps up and grow (group commit) while it is busy. The pending
-batch starts where the batch in flight ends (``_expected_positions``); ``_positions`` move only when a write is
-done, so lag, catch-up and the switch to serving never count a batch that is not durable, and a rebalance first
-writes everything read so far (``_flush``). What makes a crash harmless depends on the sink (see
-:mod:`loosely.views._sink`):
+Theory of operation. One :class:`Runner` is one member of the view's consumer group
+(``loosely.view.<name>.v<N>.<sink id>`` unless told otherwise, see :func:`default_groups`), so N runner processes
+share the partitions. Each poll returns up to ``poll_records_max`` records; the view function turns them into
+changes, folded into the *pending* batch. One batch at a time is *in flight*: a writer thread hands it to the sink
+in one call while the main thread keeps polling. The pending batch is handed over when the writer is free, when it
+reaches ``batch_records_max`` records, or when a poll comes back empty; so batches stay small while the sink keeps
+up and grow (group commit) while it is busy. The pending batch starts where the batch in flight ends
+(``_expected_positions``); ``_positions`` move only when a write is done, so lag, catch-up and the switch to serving
+never count a batch that is not durable, and a rebalance first writes everything read so far (``_flush``). What
+makes a crash harmless depends on the sink (see :mod:`loosely.views._sink`):
 
 * exactly-once sinks store the batch's end offsets in the same transaction as its rows. On every partition
   assignment the runner reads those offsets and seeks there, ignoring the group's committed offsets (it still
@@ -23,6 +23,11 @@ writes everything read so far (``_flush``). What makes a crash harmless depends 
 Backpressure: a full pending batch waits for the writer, so a slow sink slows the polls; the client's prefetch
 queue is bounded (``fetch_queue_kbytes_max``), after which it stops fetching. Producers never notice: the topic is
 the buffer.
+
+The catalog: every ``catalog_check_ms`` the runner asks a sink that keeps versions (:class:`~loosely.views._sink
+.Catalog`) whether its version still exists, and ``run(until=...)`` whether to hand over; a version dropped under
+it stops it with :class:`~loosely.views._sink.VersionDropped` (also when a write finds it gone), never with a retry
+loop. :mod:`loosely.views._follow` builds the runner that follows the serving version on these two checks.
 
 Poison records (a deserializer or the view function raised): with ``on_poison="stop"`` (the default) the runner
 applies the records before the bad one, stores the position *of* the bad one and raises :class:`PoisonRecord`
@@ -69,9 +74,10 @@ from loosely.views._model import Add, Delete, Kernel, Put, Record, TopicPartitio
 from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase, RetryAt, RetryLimits, Stop
 from loosely.views._policy import Reseek as ReseekEffect
 from loosely.views._policy import step as policy_step
-from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError
+from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, VersionDropped, sink_id
+from loosely.views._status import committed_group
 
-__all__ = ["PoisonRecord", "Runner", "RunnerConfig", "RunnerStatistics", "group_id_for"]
+__all__ = ["PoisonRecord", "Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "group_id_for"]
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +94,31 @@ class PoisonRecord(RuntimeError):
         self.offset = offset
 
 
-def group_id_for(view: View[Any, Any], environment: str = "") -> str:
-    """The consumer group of a view version (one group per version, so versions build side by side)."""
+def group_id_for(view: View[Any, Any], environment: str = "", *, sink: object = None) -> str:
+    """The consumer group of a view version (one group per version, so versions build side by side), and per
+    sink when ``sink`` names its location (:func:`~loosely.views._sink.sink_id`), so the same version written into
+    another sink reads the log from the beginning instead of from the first sink's positions.
+
+    >>> from loosely.views import count_by_key
+    >>> group_id_for(count_by_key("hits", ["t"]), "staging")
+    'loosely.view.hits.v1.staging'
+    """
+    return default_groups(view.name, view.version, sink, environment)[0]
+
+
+def default_groups(name: str, version: int, sink: object = None, environment: str = "") -> tuple[str, ...]:
+    """The default consumer group of ``name``@``version`` in ``sink``, first, then the group runners used before
+    groups named the sink (``loosely.view.<name>.v<N>``), which an existing deployment keeps using.
+
+    >>> class Here:
+    ...     location = "sqlite:/var/lib/views.db"
+    >>> default_groups("hits", 2, Here())
+    ('loosely.view.hits.v2.502f5646', 'loosely.view.hits.v2')
+    """
     suffix = f".{environment}" if environment else ""
-    return f"loosely.view.{view.name}.v{view.version}{suffix}"
+    legacy = f"loosely.view.{name}.v{version}{suffix}"
+    sid = sink_id(sink)
+    return (legacy,) if sid is None else (f"loosely.view.{name}.v{version}.{sid}{suffix}", legacy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +161,9 @@ class RunnerConfig:
     lag_refresh_ms: int = 1_000
     # After the first catch-up, make this version serving if no version of the view serves yet.
     serve_when_caught_up: bool = True
+    # How often the sink's catalog is asked whether this version still exists (and, for a follower, which version
+    # serves): one small read per interval, so a dropped version stops its runners within about this long.
+    catalog_check_ms: int = 1_000
     # Write batch N in a writer thread while the next poll is fetched and built (at most one batch in flight).
     # Pays where the sink's write runs without the GIL (SQLite's JSON statements, a database or HTTP round trip);
     # a write that keeps the interpreter busy degrades to taking turns, never to less.
@@ -185,7 +215,9 @@ class Runner:
         self._now_ms = monotonic_ms
         self._bootstrap = bootstrap_servers
         self._mode = sink.guarantee
-        self.group_id = config.group_id or group_id_for(view)
+        self.group_id = config.group_id or group_id_for(view, sink=sink)
+        self._catalog = sink if isinstance(sink, Catalog) else None
+        self._checked_at_ms = 0
         if self._mode is Guarantee.REBUILT:
             self.group_id = f"{self.group_id}.{uuid.uuid4().hex[:8]}"  # never commits; the id only names the client
         self._stop = threading.Event()
@@ -212,7 +244,11 @@ class Runner:
     def _start(self) -> Consumer:
         if self._consumer is not None:
             return self._consumer
+        existed = self._catalog is not None and not self._dropped()
         self.sink.open(self.view)
+        self._checked_at_ms = self._now_ms()
+        if self.config.group_id is None and self._mode is Guarantee.IDEMPOTENT and existed:
+            self.group_id = self._existing_group()
         conf: dict[str, Any] = {
             "bootstrap.servers": self._bootstrap,
             "group.id": self.group_id,
@@ -253,6 +289,52 @@ class Runner:
                         on_lost=self._on_revoke)
         self._consumer = c
         return c
+
+    def _existing_group(self) -> str:
+        """For a sink whose positions are the group's offsets and that already holds this version: the group that
+        committed them. Runners from before groups named the sink committed to ``loosely.view.<name>.v<N>``; such
+        a deployment keeps that group (read from the beginning under a new one, it would replay every record),
+        unless the sink's own group has committed too."""
+        candidates = default_groups(self.view.name, self.view.version, self.sink)
+        if len(candidates) < 2:
+            return candidates[0]
+        while True:  # a cluster that is away at start is waited for, as the consumer would wait for it
+            try:
+                found = committed_group(self._bootstrap, candidates, self.view.topics)
+                break
+            except KafkaException as e:
+                log.warning("%s: cannot read the committed offsets of %s (%s); retrying", self.view.id,
+                            " or ".join(candidates), e.args[0] if e.args else e)
+                if self._stop.wait(5):
+                    return candidates[0]
+        if found is not None and found != candidates[0]:
+            log.info("%s: keeps the consumer group %s, which holds its positions (see docs/views.md, migration)",
+                     self.view.id, found)
+        return found or candidates[0]
+
+    def _dropped(self) -> bool:
+        """Whether this version is gone from the sink's catalog (``False`` when the sink keeps none or the catalog
+        cannot be read just now: the next write or check tells)."""
+        if self._catalog is None:
+            return False
+        try:
+            return all(i.version != self.view.version for i in self._catalog.versions(self.view.name))
+        except Exception as e:  # a catalog on a server that is away: not a reason to stop
+            log.debug("%s: catalog: %s", self.view.id, e)
+            return False
+
+    def _check_catalog(self, until: Callable[[], bool] | None) -> bool:
+        """Every ``catalog_check_ms``: raise :class:`VersionDropped` if this version was dropped; ``True`` when
+        ``until`` says to hand over."""
+        now = self._now_ms()
+        if now - self._checked_at_ms < self.config.catalog_check_ms:
+            return False
+        if self._inflight is not None and not self._inflight[2].done():
+            return False  # the catalog may share the writer's connection: ask once the write is done
+        self._checked_at_ms = now
+        if self._dropped():
+            raise VersionDropped(f"{self.view.id} was dropped from the sink")
+        return until is not None and until()
 
     def _on_assign(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
         self._flush()  # the stored positions must include every batch read so far
@@ -303,12 +385,16 @@ class Runner:
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
-    def run(self, *, until_caught_up: bool = False, timeout_s: float | None = None) -> RunnerStatistics:
+    def run(self, *, until_caught_up: bool = False, timeout_s: float | None = None,
+            until: Callable[[], bool] | None = None) -> RunnerStatistics:
         """Consume and apply until :meth:`stop` (or, with ``until_caught_up``, until every assigned partition has
-        been read to its high watermark). Raises :class:`PoisonRecord` or :class:`SinkError` when it must stop."""
+        been read to its high watermark, or until ``until()``, asked every ``catalog_check_ms``, says so). Raises
+        :class:`PoisonRecord` or :class:`SinkError` (:class:`VersionDropped`) when it must stop."""
         c = self._start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not self._stop.is_set():
+            if self._check_catalog(until):
+                break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{self.view.id}: not caught up after {timeout_s}s (lag {self._lag_now()})")
             room = self.config.batch_records_max - self._pending.records  # > 0: a full batch is handed over
@@ -592,10 +678,14 @@ class Runner:
                 else:
                     write()
                 event: Applied | Failed | FencedOut = Applied()
+            except VersionDropped:
+                raise
             except Fenced as e:
                 event = FencedOut(str(e))
             except SinkError as e:
                 event = Failed(str(e))
+            if not isinstance(event, Applied) and self._dropped():
+                raise VersionDropped(f"{self.view.id} was dropped from the sink ({event})") from None
             self._state, effects = policy_step(self._state, event, self._now_ms(), self.config.retry)
             for fx in effects:
                 if isinstance(fx, Stop):

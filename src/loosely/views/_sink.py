@@ -20,6 +20,7 @@ A sink is bound to one view version by :meth:`Sink.open` and then receives whole
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -34,9 +35,11 @@ __all__ = [
     "Sink",
     "SinkError",
     "SinkStatistics",
+    "VersionDropped",
     "VersionInfo",
     "VersionState",
     "read_version",
+    "sink_id",
 ]
 
 
@@ -52,6 +55,11 @@ class SinkError(RuntimeError):
 
 class Fenced(SinkError):
     """The sink's stored positions moved under this runner: another runner applied these records."""
+
+
+class VersionDropped(SinkError):
+    """The view version this runner writes was dropped from the sink's catalog: nothing it writes would be read,
+    so the runner stops (a follower moves on to the serving version) instead of retrying."""
 
 
 class VersionState(enum.Enum):
@@ -133,6 +141,23 @@ class Catalog(Protocol):
     def scan(self, name: str, *, after: str = "", limit: int = 100, version: int | None = None) -> list[
         tuple[str, Json]
     ]: ...
+
+
+def sink_id(sink: object) -> str | None:
+    """A short, stable name for where a sink keeps its data: 8 hex digits of the SHA-256 of its ``location``
+    (``sqlite:/abs/path.db``, ``dir:/abs/dir``, ``s3:endpoint/bucket/prefix``, ...), or ``None`` for a sink that
+    names no location. Default consumer groups carry it, so one view version written into two sinks reads the log
+    twice, each from its own positions.
+
+    >>> class Somewhere:
+    ...     location = "sqlite:/var/lib/views.db"
+    >>> sink_id(Somewhere())
+    '502f5646'
+    """
+    location = getattr(sink, "location", None)
+    if not isinstance(location, str) or not location:
+        return None
+    return hashlib.sha256(location.encode()).hexdigest()[:8]
 
 
 def read_version(catalog: Catalog, name: str, version: int | None) -> int | None:

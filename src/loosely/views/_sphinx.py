@@ -129,6 +129,7 @@ class SphinxSink:
         self.fields = tuple(fields)
         self._pymysql: Any = pymysql
         self._address = (host, port)
+        self.location = f"sphinx:{host}:{port}/{index}"
         self._lock = threading.Lock()
         self._conn: Any = None
         self._view: View[object, object] | None = None

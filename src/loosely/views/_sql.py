@@ -27,7 +27,15 @@ from typing import Any
 
 from loosely.views._batch import Batch, _plus
 from loosely.views._model import Json, Put, TopicPartition, View, ViewError
-from loosely.views._sink import Fenced, Guarantee, SinkError, SinkStatistics, VersionInfo, VersionState
+from loosely.views._sink import (
+    Fenced,
+    Guarantee,
+    SinkError,
+    SinkStatistics,
+    VersionDropped,
+    VersionInfo,
+    VersionState,
+)
 
 __all__ = ["SqlSink", "table_name"]
 
@@ -160,6 +168,9 @@ class SqlSink:
             with self._lock:
                 try:
                     with self._tx(self.begin_write):
+                        if self._x("SELECT 1 FROM loosely_views WHERE name = ? AND version = ?",
+                                   (v.name, v.version)).fetchone() is None:
+                            raise VersionDropped(f"{v.id} was dropped from {self.where}")
                         self._advance_offsets(v, batch)
                         cur = self._db.cursor()
                         for sql, params, many in statements:

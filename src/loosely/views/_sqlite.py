@@ -27,6 +27,7 @@ to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``)
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from json.encoder import encode_basestring
@@ -86,6 +87,7 @@ class SqliteSink(SqlSink):
             if not f.isidentifier():
                 raise ViewError(f"search field {f!r} must be an identifier")
         self.path = path
+        self.location = f"sqlite:{path if path == ':memory:' else os.path.realpath(path)}"
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
             db.execute("PRAGMA journal_mode=WAL")

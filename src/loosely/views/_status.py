@@ -18,7 +18,7 @@ orders  2        serving  10   3.0s       no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,7 +28,7 @@ from confluent_kafka import TopicPartition as KTopicPartition
 from loosely.views._model import TopicPartition
 from loosely.views._sink import VersionInfo, VersionState
 
-__all__ = ["StatusRow", "collect", "high_watermarks", "render_table", "status_row"]
+__all__ = ["StatusRow", "collect", "committed_group", "high_watermarks", "render_table", "status_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +88,32 @@ def group_positions(bootstrap_servers: str, group_id: str, highs: Iterable[Topic
         c.close()
 
 
+def committed_group(bootstrap_servers: str, groups: Sequence[str], topics: Iterable[str],
+                    timeout_s: float = STATUS_TIMEOUT_S) -> str | None:
+    """The first of ``groups`` that has committed an offset on some partition of ``topics``, if any."""
+    tps = list(high_watermarks(bootstrap_servers, topics, timeout_s))
+    for g in groups:
+        if group_positions(bootstrap_servers, g, tps, timeout_s):
+            return g
+    return None
+
+
 def collect(infos: Iterable[VersionInfo], bootstrap_servers: str, now_ms: int,
-            group_of: Mapping[tuple[str, int], str] | None = None, timeout_s: float = STATUS_TIMEOUT_S
+            group_of: Mapping[tuple[str, int], Sequence[str]] | None = None, timeout_s: float = STATUS_TIMEOUT_S
             ) -> list[StatusRow]:
-    """A row per version; ``group_of`` names the consumer group of versions whose sink keeps no positions."""
+    """A row per version; ``group_of`` names the consumer groups that may hold the positions of versions whose
+    sink keeps none: the first that has committed any is measured (as a runner chooses its group)."""
     infos = list(infos)
     highs_all = high_watermarks(bootstrap_servers, {t for i in infos for t in i.topics}, timeout_s)
     rows = []
     for info in infos:
         highs = {tp: h for tp, h in highs_all.items() if tp.topic in info.topics}
         if not info.positions and group_of and (info.name, info.version) in group_of:
-            pos = group_positions(bootstrap_servers, group_of[(info.name, info.version)], highs, timeout_s)
+            pos: dict[TopicPartition, int] = {}
+            for g in group_of[(info.name, info.version)]:
+                pos = group_positions(bootstrap_servers, g, highs, timeout_s)
+                if pos:
+                    break
             info = VersionInfo(info.name, info.version, info.topics, info.state, info.created_ms, pos,  # noqa: PLW2901
                                info.last_timestamp_ms)
         rows.append(status_row(info, highs, now_ms))
