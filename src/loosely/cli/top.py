@@ -300,7 +300,7 @@ class _ViewsSource:
         if self._sink is None:
             self._sink = open_sink(self.sink_url)
         cat = _catalog(self._sink)
-        return _status_rows(cat, cat.names(), self.bootstrap, timeout_s=self.timeout_s)
+        return _status_rows(cat, cat.names(), self.bootstrap, self._sink, timeout_s=self.timeout_s)
 
 
 def _minted_at_s(version: int) -> float | None:

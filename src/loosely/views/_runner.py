@@ -69,6 +69,7 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as KTopicPartition
 
+from loosely.clients.reachability import Reachability
 from loosely.views._batch import Batch
 from loosely.views._model import Add, Delete, Kernel, Put, Record, TopicPartition, View
 from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase, RetryAt, RetryLimits, Stop
@@ -263,6 +264,8 @@ class Runner:
             "max.poll.interval.ms": self.config.poll_interval_ms_max,
             "session.timeout.ms": self.config.session_timeout_ms,
             "client.id": f"loosely-view-{self.view.name}",
+            # an unreachable cluster: one line per interval and one when it is back, not librdkafka's line per retry
+            **Reachability(f"view {self.view.name}@{self.view.version}", log).config(),
             **self.config.consumer,
         }
         c = Consumer(conf)

