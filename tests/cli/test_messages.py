@@ -77,3 +77,28 @@ def test_demo_names_the_address_that_is_taken(tmp_path: Path) -> None:
         r = run("demo", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0", "--http", f"127.0.0.1:{port}")
     assert r.returncode == 1
     assert f"127.0.0.1:{port}" in one_line(r)
+
+
+ARGPARSE_COMMANDS = [
+    "broker", "top", "log verify", "mirror", "topics list", "topics create", "topics describe", "topics alter",
+    "topics delete", "topics add-partitions", "groups list", "groups describe", "groups reset", "groups delete",
+    "views run", "views rebuild", "views status", "views switch", "views drop", "views get", "views serve",
+    "hollow dump", "hollow diff", "hollow history", "demo",
+]
+
+
+@pytest.mark.parametrize("command", ARGPARSE_COMMANDS)
+def test_every_subcommand_refuses_a_bad_argument_with_its_usage(command: str) -> None:
+    r = run(*command.split(), "--no-such-option")
+    assert r.returncode == 2, (command, r.stderr)
+    assert "Traceback" not in r.stderr
+    assert f"loosely {command}" in r.stderr, r.stderr
+    # argparse's usage, except `log`, which answers in one line by design (its output is for scripts)
+    assert ("usage:" in r.stderr) != command.startswith("log "), r.stderr
+
+
+@pytest.mark.parametrize("command", ["kcat", "produce", "consume", "metadata", "query"])
+def test_kcat_commands_refuse_a_bad_argument_as_kcat_does(command: str) -> None:
+    r = run(command, "--no-such-option")
+    assert r.returncode == 1, r.stderr  # kcat's usage(1, ...)
+    assert r.stderr.startswith("Error: ") and "Traceback" not in r.stderr
