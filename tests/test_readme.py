@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from loosely.testing import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -39,3 +42,44 @@ def test_snippet_runs_and_prints_what_it_promises(index: int, tmp_path: Path) ->
         history = subprocess.run([LOOSELY, "hollow", "history", "movies", "--type", "Movie", "--key", "42"],
                                  cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
         assert '"change": "present"' in history.stdout
+
+
+def test_the_log_section_in_a_fresh_virtualenv(tmp_path: Path) -> None:
+    """``pip install .`` into a new virtualenv, then the section's commands as written (the port moved to a free
+    one) and every Python snippet with that environment's interpreter: the package's declared dependencies and
+    its compiled parts are enough."""
+    root = README.parent
+    section = README.read_text().split("## The log", 1)[1].split("\n## ", 1)[0]
+    commands = [line.strip() for line in section.splitlines() if line.startswith("    ") and line.strip()]
+    install, broker, produce, consume = commands[:4]
+    assert install.startswith("pip install .") and broker.startswith("loosely broker --data-dir ./data")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(root)], capture_output=True,
+                         text=True, timeout=900, check=False)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    port = str(free_port())
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": ""}
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec {broker.split('#')[0].strip()} --listen 127.0.0.1:{port}"],
+        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None and b"listening" in proc.stdout.readline()
+        script = "set -euo pipefail\n" + "\n".join(c.replace("localhost:9092", f"127.0.0.1:{port}")
+                                                  for c in (produce, consume))
+        r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = r.stdout.splitlines()
+        assert len(lines) == 100_000 and lines[0] == '{"id":"1", value: "bar"}', lines[:3]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    for block in BLOCKS:
+        r = subprocess.run([str(venv / "bin" / "python"), "-c", block], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.splitlines() == promised(block)
