@@ -30,7 +30,7 @@ from compat.test_views_bluegreen import loosely_cli
 from loosely.broker.server import BrokerThread
 from loosely.testing import free_port
 from loosely.views import Catalog, Json, Runner, RunnerConfig, SinkError, VersionState, View, ViewError, open_sink
-from loosely.views._metrics import InfluxSink
+from loosely.views._influx import InfluxSink
 from loosely.views._serve import ViewServer
 from loosely.views._sphinx import SphinxSink
 from views import bg_views, services

@@ -14,7 +14,7 @@ import pytest
 
 from loosely.broker.server import BrokerThread
 from loosely.views import Add, Batch, Delete, Put, TopicPartition, count_by_key
-from loosely.views._docs import DirectoryStore, DocumentSink, S3Store, doc_name
+from loosely.views._documents import DirectoryStore, DocumentSink, S3Store, doc_name
 from views import services
 from views.crashkit import (
     CRASH_TIMEOUT_S,

@@ -35,7 +35,7 @@ from loosely.views import (
     VersionState,
     rebuild,
 )
-from loosely.views._metrics import InfluxSink
+from loosely.views._influx import InfluxSink
 from loosely.views._model import View
 from loosely.views._prometheus import PrometheusSink
 from views import services

@@ -49,11 +49,11 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         return PostgresSink(url.split("?", 1)[0], **options)
     if scheme == "dir":
-        from loosely.views._docs import DirectoryStore, DocumentSink  # noqa: PLC0415
+        from loosely.views._documents import DirectoryStore, DocumentSink  # noqa: PLC0415
 
         return DocumentSink(DirectoryStore(parsed.path), **options)
     if scheme == "s3":
-        from loosely.views._docs import DocumentSink, S3Store  # noqa: PLC0415 - optional dependency (boto3)
+        from loosely.views._documents import DocumentSink, S3Store  # noqa: PLC0415 - optional dependency (boto3)
 
         endpoint = q.get("endpoint", [None])[0]
         return DocumentSink(S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint), **options)
@@ -67,7 +67,7 @@ def open_sink(url: str, **options: Any) -> Sink:
 
         return PrometheusSink(parsed.hostname or "127.0.0.1", parsed.port or 0, **options)
     if scheme == "influxdb":
-        from loosely.views._metrics import InfluxSink  # noqa: PLC0415
+        from loosely.views._influx import InfluxSink  # noqa: PLC0415
 
         host = f"http://{parsed.hostname or '127.0.0.1'}:{parsed.port or 8086}"
         return InfluxSink(host, parsed.path.strip("/"), **options)
