@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import struct
 import subprocess
 import threading
 import time
@@ -84,6 +85,51 @@ def test_min_bytes_waits_for_max_wait_then_answers_with_what_there_is(loosely: B
     t0 = time.monotonic()
     fetch(raw, topic, 0, max_wait_ms=700, min_bytes=1)
     assert time.monotonic() - t0 < 0.5  # enough bytes already: no wait
+
+
+def whole_batches(records: bytes) -> list[tuple[int, int]]:
+    """``(base offset, size)`` of each whole batch; a trailing partial batch (Kafka sends one) is left out."""
+    out, pos = [], 0
+    while pos + 12 <= len(records):
+        base, length = struct.unpack_from(">qi", records, pos)
+        if pos + 12 + length > len(records):
+            break
+        out.append((base, 12 + length))
+        pos += 12 + length
+    return out
+
+
+def test_fetch_answers_at_once_with_every_batch_that_fits(cluster: Cluster, topic: str) -> None:
+    """A consumer behind the log gets all the whole batches its bytes allow, now, not after the long poll.
+
+    librdkafka sends one Fetch at a time per broker; an answer held for ``max_wait`` or cut short of the asked
+    bytes stalls it (kcat's consume speed depends on it). Kafka fills the asked bytes, ending in a partial
+    batch; loosely stops at the last whole batch. Either way the whole batches are the same.
+    """
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 1000})
+    for b in range(6):
+        for i in range(50):
+            p.produce(topic, b"%d-%d" % (b, i) + b"v" * 1000)
+        assert p.flush(10) == 0  # one batch of 50 per flush
+    raw = Raw(cluster.bootstrap_servers)
+    try:
+        everything = fetch(raw, topic, 0, max_wait_ms=0, min_bytes=1, max_bytes=8 << 20)
+        batches = whole_batches(everything.responses[0].partitions[0].records)  # type: ignore[attr-defined]
+        assert [base for base, _ in batches] == [50 * b for b in range(6)]
+        asked = sum(size for _, size in batches[:3]) + batches[3][1] // 2
+        t0 = time.monotonic()
+        resp = fetch(raw, topic, 0, max_wait_ms=20_000, min_bytes=1, max_bytes=asked)
+        elapsed = time.monotonic() - t0
+        part = resp.responses[0].partitions[0]  # type: ignore[attr-defined]
+        assert elapsed < 10, "the broker held an answer that had data for the long poll"
+        assert whole_batches(part.records) == batches[:3]
+        assert len(part.records) <= asked
+        assert part.high_watermark == 300
+        resp = fetch(raw, topic, 150, max_wait_ms=20_000, min_bytes=1, max_bytes=asked)
+        assert whole_batches(resp.responses[0].partitions[0].records) == batches[3:6]  # type: ignore[attr-defined]
+    finally:
+        raw.close()
 
 
 def test_fetch_past_the_end_and_before_the_start(loosely: BrokerThread, topic: str) -> None:
@@ -175,8 +221,6 @@ def test_the_shipped_pytest_fixture(loosely_broker: BrokerThread) -> None:
 @given(key=st.sampled_from([0, 1, 2, 3, 9, 18, 19, 20, 32]), version=st.integers(0, 18), body=st.binary(max_size=120))
 def test_fuzz_request_decoder_raises_only_protocol_errors(key: int, version: int, body: bytes) -> None:
     """Invariant: decode_request returns a value or raises ProtocolError, never anything else."""
-    import struct
-
     frame = struct.pack(">hhi", key, version, 1) + body
     try:
         decode_request(frame)
