@@ -21,6 +21,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from loosely.cli._kafka_errors import kafka_error_text
 from loosely.cli.kcat import (
     INPUT_CHUNK_BYTES,
     OFFSET_INVALID,
@@ -33,14 +34,6 @@ from loosely.cli.kcat import (
 from loosely.clients.kcat_format import NULL_STR, KafkaMessage, compile_format, dump_json, parse_format, render_json
 
 __all__ = ["RUNNERS"]
-
-
-def _kafka_error_text(e: KafkaException) -> str:
-    err = e.args[0] if e.args else None
-    if isinstance(err, KafkaError):
-        text: str = err.str()
-        return text
-    return str(e)
 
 
 def _err2str(e: KafkaException) -> str:
@@ -80,7 +73,7 @@ def _make(factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any], what: s
     try:
         return factory(cfg)
     except KafkaException as e:
-        text = _kafka_error_text(e)
+        text = kafka_error_text(e)
         if text.startswith(("No such configuration property", "Invalid value", "Configuration property")):
             raise Fatal(text) from None
         raise Fatal(f"Failed to create {what}: {text}") from None
@@ -135,7 +128,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
         try:
             producer.init_transactions(timeout)
         except KafkaException as e:
-            raise Fatal(f"init_transactions(): {_kafka_error_text(e)}") from None
+            raise Fatal(f"init_transactions(): {kafka_error_text(e)}") from None
         producer.begin_transaction()
     topic = conf.topic
     assert topic is not None
@@ -157,7 +150,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
                 producer.poll(0.005)
             except KafkaException as e:
                 size = len(value) if value is not None else 0
-                raise Fatal(f"Failed to produce message ({size} bytes): {_kafka_error_text(e)}") from None
+                raise Fatal(f"Failed to produce message ({size} bytes): {kafka_error_text(e)}") from None
 
     exit_code = 0
     if conf.operands and not conf.line_mode:
@@ -223,7 +216,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
                 _info(conf, 0, "% Aborting transaction due to termination signal\n")
                 producer.abort_transaction(timeout)
         except KafkaException as e:
-            raise Fatal(f"commit_transaction(): {_kafka_error_text(e)}") from None
+            raise Fatal(f"commit_transaction(): {kafka_error_text(e)}") from None
     while conf.run and producer.flush(0.1) > 0:  # SIGINT/SIGTERM stop the wait, as they stop kcat's
         pass
     if failures[0]:
@@ -462,7 +455,7 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
     try:
         consumer.subscribe(conf.operands, on_assign=on_assign, on_revoke=on_revoke)
     except KafkaException as e:
-        raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {_kafka_error_text(e)}\n") from None
+        raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {kafka_error_text(e)}\n") from None
     _info(conf, 1, "% Waiting for group rebalance\n")
     if conf.json:  # leaders give -J's "broker" field; nothing else needs this wait
         try:

@@ -16,7 +16,6 @@ from typing import Any
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -30,6 +29,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
 )
 
 from loosely.cli._args import BadArgument, name_values
+from loosely.cli._kafka_errors import kafka_error_text
 from loosely.clients.groups import committed_offsets
 
 __all__ = ["add_group_commands", "add_topic_commands"]
@@ -50,15 +50,6 @@ def _consumer(args: argparse.Namespace) -> Consumer:
                      "enable.auto.commit": False})
 
 
-def _kafka_text(e: KafkaException) -> str:
-    """The error's own text, or librdkafka's name for its code when it has none (timeouts)."""
-    err = e.args[0] if e.args else None
-    if not isinstance(err, KafkaError):
-        return str(e)
-    text: str = err.str() or KafkaError(err.code()).str()
-    return text
-
-
 def _wait(futures: dict[Any, Any], what: str, timeout_s: float) -> dict[Any, Any]:
     out = {}
     errors = []
@@ -68,7 +59,7 @@ def _wait(futures: dict[Any, Any], what: str, timeout_s: float) -> dict[Any, Any
         except TimeoutError:
             raise
         except KafkaException as e:
-            errors.append(f"{what} {_name(key)}: {_kafka_text(e)}")
+            errors.append(f"{what} {_name(key)}: {kafka_error_text(e)}")
         except Exception as e:  # confluent-kafka raises ValueError/TypeError for some refusals
             errors.append(f"{what} {_name(key)}: {e}")
     if errors:
@@ -207,7 +198,7 @@ def _groups_list(args: argparse.Namespace) -> int:
     try:
         result = admin.list_consumer_groups(request_timeout=args.timeout).result(args.timeout)
     except KafkaException as e:
-        raise AdminError(f"list groups: {_kafka_text(e)}") from None
+        raise AdminError(f"list groups: {kafka_error_text(e)}") from None
     if result.errors and not result.valid:
         raise AdminError("list groups: " + "; ".join(str(e) for e in result.errors))
     rows = sorted((g.group_id, g.state.name if g.state is not None else "UNKNOWN") for g in result.valid)
@@ -326,7 +317,7 @@ def _run(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespac
             print(f"loosely: {e}", file=sys.stderr)
             return 1
         except KafkaException as e:
-            print(f"loosely: {_kafka_text(e)}", file=sys.stderr)
+            print(f"loosely: {kafka_error_text(e)}", file=sys.stderr)
             return 1
         except TimeoutError:  # a future's result(timeout) ran out (concurrent.futures.TimeoutError)
             print(f"loosely: no answer from {args.bootstrap} within {args.timeout:g} s (--timeout)", file=sys.stderr)

@@ -109,13 +109,24 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for: importlib.metadata costs every other command ~50 ms."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"loosely {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: `loosely produce`/`consume` start without confluent-kafka's import cost
     from loosely.cli import admin, mirror_cmd, top  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    p.add_argument("--version", action="version", version=f"loosely {_version()}")
+    p.add_argument("--version", action=_VersionAction, help="print loosely's version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     for name, mode in KCAT_COMMANDS.items():
         what = {None: "kcat's full command line", "P": "kcat -P", "C": "kcat -C (or -G GROUP topics...)",

@@ -18,8 +18,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
+from loosely.cli._kafka_errors import kafka_error_text
 from loosely.views import (
     Catalog,
     Guarantee,
@@ -247,8 +248,7 @@ def _guard(func: Any) -> Any:
             print(f"loosely views: {e}", file=sys.stderr)
             return 1
         except KafkaException as e:  # the cluster did not answer (views status), or refused
-            err = e.args[0] if e.args else e
-            print(f"loosely views: {err.str() if isinstance(err, KafkaError) else err}", file=sys.stderr)
+            print(f"loosely views: {kafka_error_text(e)}", file=sys.stderr)
             return 1
     return run
 
