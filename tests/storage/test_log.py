@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.records import NewRecord, build_batch, check_batch_crc, read_header
@@ -269,3 +271,52 @@ def test_a_valid_batch_is_stored_as_sent_but_for_offset_epoch_and_a_lying_max_ti
     h = read_header(data)
     assert h.max_timestamp == 1_700_000_000_000  # as Kafka stores it: the largest record timestamp
     check_batch_crc(data, 0, h)
+
+
+def test_a_read_cut_short_inside_a_segment_does_not_go_on_to_the_next(tmp_path: Path) -> None:
+    """Found by the kill -9 test again: a segment of many batches, only some of which fit in max_bytes, then a
+    segment of small batches. The read used to stop in the first segment and go on with the second, so a
+    consumer skipped the first segment's tail."""
+    big = [batch(*[b"%d" % i * 40] * 4, key=b"k") for i in range(4)]
+    log = open_log(tmp_path / "p", segment_bytes=sum(map(len, big)) + 10)
+    for b in big:
+        log.append(b)  # four fill the first segment
+    log.append(batch(b"tiny", key=b"k"))  # rolls: the second segment holds small batches
+    log.append(batch(b"tiny", key=b"k"))
+    assert len(log.segments) == 2
+    first_batch = log.read(0, 1).slices[0].length
+    r = log.read(0, first_batch * 2 + 100)  # two batches of the first segment and room for a tiny one
+    assert [s.next_offset for s in r.slices] == [8]
+    seen: list[int] = []
+    pos = 0
+    while pos < log.log_end_offset:
+        got = [o for o, _ in all_values_from(log, pos, first_batch * 2 + 100)]
+        assert got and got[0] == pos, f"a read from {pos} skipped to {got[:1]}"
+        assert got == list(range(pos, pos + len(got))), f"a read from {pos} has a hole: {got}"
+        seen += got
+        pos = got[-1] + 1
+    assert seen == list(range(18))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shapes=st.lists(st.tuples(st.integers(1, 8), st.integers(1, 200)), min_size=1, max_size=40),
+    segment_bytes=st.integers(150, 2000),
+    max_bytes=st.integers(1, 3000),
+)
+def test_reading_on_from_each_next_offset_visits_every_record_once(
+    tmp_path_factory: pytest.TempPathFactory, shapes: list[tuple[int, int]], segment_bytes: int, max_bytes: int
+) -> None:
+    """What a consumer does: fetch, go on from after the last record, repeat. Whatever the batch and segment sizes
+    and the fetch budget, it sees every offset once, in order."""
+    log = open_log(tmp_path_factory.mktemp("p") / "p", segment_bytes=segment_bytes)
+    for count, size in shapes:
+        log.append(batch(*[b"v" * size] * count, key=b"k"))
+    seen: list[int] = []
+    pos = 0
+    while pos < log.log_end_offset:
+        got = [o for o, _ in all_values_from(log, pos, max_bytes)]
+        assert got == list(range(pos, pos + len(got))) and got, f"a read from {pos} returned {got[:3]}..."
+        seen += got
+        pos = got[-1] + 1
+    assert seen == list(range(log.log_end_offset))

@@ -597,6 +597,8 @@ class PartitionLog:
             slices.append(sl)
             remaining -= sl.length
             pos = sl.next_offset
+            if pos < seg.next_offset:
+                break  # the rest of this segment did not fit: a later segment's batches must not jump the queue
         return ReadResult(tuple(slices), self.log_start_offset, self.high_watermark)
 
     def _segments_from(self, offset: int) -> Sequence[Segment]:
