@@ -58,6 +58,12 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "socket.listen.backlog.size": "The listen socket's backlog (pending connections the kernel queues).",
     "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
     "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
+    "sasl.enabled.mechanisms": "SASL mechanisms a SASL listener offers, from PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. "
+    "Kafka's default, GSSAPI, is refused (loosely has no Kerberos); unset, loosely offers all three.",
+    "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
+    "in time); a request after that closes the connection. 0: sessions never expire.",
+    "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
+    "closed, after this delay (it slows password guessing; other connections are not held up).",
 }
 
 # Defaults shown in Kafka's unit where BrokerConfig keeps another one.
@@ -68,6 +74,7 @@ _SHOWN_AS: Final[dict[str, tuple[str, int]]] = {"offsets.retention.minutes": ("o
 _DEFAULT_TEXT: Final[dict[str, str]] = {
     "queued.max.request.bytes": "2 × socket.request.max.bytes",
     "max.connections.per.ip.overrides": "(none)",
+    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512 (Kafka: GSSAPI)",
 }
 
 
@@ -144,6 +151,15 @@ def render() -> str:
     ]
     for name, (field_name, _) in sorted(BROKER_SETTINGS.items()):
         lines.append(f"| `{name}` | {_broker_default(name, field_name)} | {_cell(BROKER_SETTING_DOCS[name])} |")
+    lines += [
+        "",
+        "SASL users: `listener.name.<listener>.plain.sasl.jaas.config` holds the PLAIN users of a listener in",
+        "Kafka's JAAS syntax",
+        "(`org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`);",
+        "the SCRAM users are kept salted in the data directory (`--add-scram`, `kafka-configs --alter`, `loosely",
+        "users`). `sasl.mechanism.inter.broker.protocol` and `sasl.mechanism.controller.protocol` are accepted and",
+        "ignored (one node: no inter-broker or controller connections).",
+    ]
     honoured = honoured_topic_configs()
     lines += [
         "",

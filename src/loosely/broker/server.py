@@ -44,6 +44,7 @@ from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
 from loosely.broker._listening import check_listen, is_wildcard
+from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, plain_users_for
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
 from loosely.broker.extensions import EXTENSIONS
@@ -61,6 +62,8 @@ from loosely.protocol.messages import (
     encode_response,
     peek_request_prefix,
 )
+from loosely.security.credentials import CredentialStore
+from loosely.security.sasl import SaslSession
 from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.fs import FileSystem
@@ -143,6 +146,9 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.busy = False  # a request is being handled (a long-polling fetch is not idleness)
         self.last_active_ms = broker.clock.monotonic_ms()
+        # Who is on the other end: "User:ANONYMOUS" until a SASL listener's authentication names the user.
+        self.principal = "User:ANONYMOUS"
+        self.sasl = SaslSession(broker.sasl_gate.settings) if broker.sasl_listener(self) else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports don't subclass asyncio's
@@ -250,7 +256,9 @@ class _Connection(asyncio.Protocol):
             frame = await self.queue.get()
             self.busy = True
             try:
-                out = await self.broker.dispatch(frame, self.peer)
+                out = PASS if self.sasl is None else await self.broker.sasl_gate.handle(self, frame)
+                if out is PASS:
+                    out = await self.broker.dispatch(frame, self.peer)
             except asyncio.CancelledError:
                 raise
             except OSError as e:
@@ -267,6 +275,12 @@ class _Connection(asyncio.Protocol):
                 self._refund(len(frame))
                 del frame
             if out is CLOSE_CONNECTION:
+                self.close()
+                return
+            if isinstance(out, AnswerAndClose):
+                if self._open():
+                    assert self.transport is not None
+                    self.transport.write(out.data)
                 self.close()
                 return
             if out is not None and self._open():
@@ -323,6 +337,8 @@ class Broker:
         self._extensions: list[Any] = []
         self.metrics: BrokerMetrics | None = None
         self.scrubber: Scrubber | None = None
+        self.credentials: CredentialStore | None = None
+        self._sasl_gate: SaslGate | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -330,6 +346,28 @@ class Broker:
     def ctx(self) -> BrokerContext:
         assert self._ctx is not None, "the broker is not started"
         return self._ctx
+
+    @property
+    def sasl_gate(self) -> SaslGate:
+        assert self._sasl_gate is not None, "the broker is not started"
+        return self._sasl_gate
+
+    def sasl_listener(self, conn: _Connection) -> bool:
+        """Does ``conn`` have to authenticate with SASL? (The one place that decides; see BrokerConfig.)"""
+        return self.config.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    def _start_security(self) -> None:
+        """The SCRAM credential store (created empty on first start) and the SASL settings every connection uses."""
+        config = self.config
+        store = self.credentials = CredentialStore(self.logs.fs, self.logs.data_dir)
+        new = [(u, m, c) for u, m, c in config.initial_scram_credentials if store.get(u, m) is None]
+        if new:
+            store.apply(new)
+            log.info("added SCRAM credentials for %s", ", ".join(sorted({f"{u} ({m})" for u, m, _ in new})))
+        plain = plain_users_for(config.sasl_jaas_configs, config.security_protocol)
+        settings = SaslGate.for_store(config.sasl_enabled_mechanisms, plain, store, config.connections_max_reauth_ms)
+        self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
+        self.ctx.services["credentials"] = store
 
     async def start(self) -> None:
         self.logs.open()  # takes the data directory's lock: DataDirLockedError if another broker has it
@@ -358,6 +396,7 @@ class Broker:
         self._port = port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
+        self._start_security()
         for ext in self._load_extensions():
             await ext.start(self.ctx)
             self._extensions.append(ext)
