@@ -114,6 +114,8 @@ class BrokerStatistics:
     quarantined_bytes: int = 0
     damaged_batches: int = 0
     scrubbed_bytes: int = 0
+    sasl_authentications_total: int = 0  # successful SASL logins and re-authentications
+    sasl_authentication_failures_total: int = 0
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -354,6 +356,9 @@ class Broker:
 
     def sasl_listener(self, conn: _Connection) -> bool:
         """Does ``conn`` have to authenticate with SASL? (The one place that decides; see BrokerConfig.)"""
+        return self.sasl_listener_configured()
+
+    def sasl_listener_configured(self) -> bool:
         return self.config.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
     def _start_security(self) -> None:
@@ -365,6 +370,13 @@ class Broker:
             store.apply(new)
             log.info("added SCRAM credentials for %s", ", ".join(sorted({f"{u} ({m})" for u, m, _ in new})))
         plain = plain_users_for(config.sasl_jaas_configs, config.security_protocol)
+        if self.sasl_listener_configured() and "PLAIN" in config.sasl_enabled_mechanisms and not plain:
+            # Kafka refuses to start without the JAAS line; loosely enables PLAIN by default, so it only says so
+            log.warning(
+                "SASL PLAIN is enabled but listener.name.%s.plain.sasl.jaas.config names no users: every PLAIN "
+                "login will fail",
+                config.security_protocol.lower(),
+            )
         settings = SaslGate.for_store(config.sasl_enabled_mechanisms, plain, store, config.connections_max_reauth_ms)
         self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
         self.ctx.services["credentials"] = store
@@ -691,6 +703,8 @@ class Broker:
             request_bytes_queued=self.request_bytes.used_bytes,
             connections_waiting_for_bytes=self.request_bytes.waiting,
             connections_rejected_total=self.connections_rejected_total,
+            sasl_authentications_total=self.sasl_gate.succeeded_total,
+            sasl_authentication_failures_total=self.sasl_gate.failed_total,
         )
 
 
