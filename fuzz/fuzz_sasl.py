@@ -10,7 +10,11 @@ with atheris.instrument_imports(include=["loosely"]):
     from loosely.security.scram import SCRAM_MECHANISMS, credential_from_password
 
 CREDS = {m: credential_from_password(SCRAM_MECHANISMS[m], "pw", 4096, b"salt") for m in SCRAM_MECHANISMS}
-SETTINGS = SaslSettings(plain_users={"u": "pw"}, scram=lambda user, mech: CREDS[mech] if user == "u" else None)
+SETTINGS = SaslSettings(
+    mechanisms=MECHANISMS_SUPPORTED,
+    plain_users={"u": "pw"},
+    scram=lambda user, mech: CREDS[mech] if user == "u" else None,
+)
 
 
 def test_one_input(data: bytes) -> None:
@@ -22,7 +26,8 @@ def test_one_input(data: bytes) -> None:
         if session.phase is not Phase.AUTHENTICATE:
             break
         first = b"n,,n=u,r=" if fdp.ConsumeBool() else b""  # reach the second SCRAM step often
-        result = session.authenticate(first + fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200)), 1, 0)
+        token = first + fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200))
+        result = session.authenticate(token, 1, 0, 1_800_000_000_000)
         if result.error_code:
             break
 

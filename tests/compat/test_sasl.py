@@ -7,6 +7,8 @@ Both brokers are set up from the same Kafka settings (JAAS lines, sasl.enabled.m
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import subprocess
 import time
@@ -42,10 +44,14 @@ PLAIN_JAAS = (
 )
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 SETTINGS = {
-    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
     "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
     "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": SCRAM_JAAS,
     "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": SCRAM_JAAS,
+    # unsecured JWTs: Kafka's default OAUTHBEARER validator without a server callback handler class
+    "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": (
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+    ),
 }
 SCRAM_USERS = [f"{m}=[name=alice,password=alice-secret]" for m in ("SCRAM-SHA-256", "SCRAM-SHA-512")]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -148,7 +154,7 @@ def test_unknown_mechanism_and_requests_before_authentication(sasl_bootstrap: st
     raw = Raw(sasl_bootstrap)
     r = raw.request(ApiKey.SASL_HANDSHAKE, 1, build_request(ApiKey.SASL_HANDSHAKE, 1, mechanism="GSSAPI"))
     assert r.error_code == ErrorCode.unsupported_sasl_mechanism  # type: ignore[attr-defined]
-    assert sorted(r.mechanisms) == MECHANISMS  # type: ignore[attr-defined]
+    assert sorted(r.mechanisms) == sorted([*MECHANISMS, "OAUTHBEARER"])  # type: ignore[attr-defined]
     assert raw.closed_by_peer()
     raw = Raw(sasl_bootstrap)  # Metadata before authenticating: the connection is closed without an answer
     raw.send(
@@ -308,3 +314,31 @@ def test_admin_api_describe_and_errors(sasl_bootstrap: str) -> None:
     with pytest.raises(KafkaException) as e:
         futures["dave"].result(timeout=30)
     assert e.value.args[0].code() == KafkaError.UNACCEPTABLE_CREDENTIAL
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def b64(doc: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    return f"{b64({'alg': 'none'})}.{b64(claims)}."
+
+
+def test_oauthbearer_unsecured_tokens(sasl_bootstrap: str) -> None:
+    conf = {"bootstrap.servers": sasl_bootstrap, "security.protocol": "sasl_plaintext", "sasl.mechanism": "OAUTHBEARER",
+            "enable.sasl.oauthbearer.unsecure.jwt": True, "sasl.oauthbearer.config": "principal=alice"}  # fmt: skip
+    p = Producer(conf)
+    delivered: list[object] = []
+    p.produce(f"oauth-{uuid.uuid4().hex[:8]}", b"token", on_delivery=lambda e, m: delivered.append(e))
+    assert p.flush(30) == 0 and delivered == [None]
+    # an expired token: Kafka's JSON challenge, then (after the client's 0x01) SASL_AUTHENTICATION_FAILED with it
+    raw = Raw(sasl_bootstrap)
+    r = raw.request(ApiKey.SASL_HANDSHAKE, 1, build_request(ApiKey.SASL_HANDSHAKE, 1, mechanism="OAUTHBEARER"))
+    assert r.error_code == 0  # type: ignore[attr-defined]
+    token = _jwt({"sub": "alice", "exp": int(time.time()) - 3600})
+    message = f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+    r = raw.request(ApiKey.SASL_AUTHENTICATE, 2, build_request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=message))
+    assert (r.error_code, r.auth_bytes) == (0, b'{"status":"invalid_token"}')  # type: ignore[attr-defined]
+    r = raw.request(ApiKey.SASL_AUTHENTICATE, 2, build_request(ApiKey.SASL_AUTHENTICATE, 2, auth_bytes=b"\x01"))
+    assert r.error_code == ErrorCode.sasl_authentication_failed  # type: ignore[attr-defined]
+    assert r.error_message == '{"status":"invalid_token"}'  # type: ignore[attr-defined]
+    assert raw.closed_by_peer()

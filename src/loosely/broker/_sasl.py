@@ -32,10 +32,11 @@ from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import API_NAMES, ApiKey, decode_request, encode_response, peek_request_prefix
 from loosely.security.credentials import CredentialStore
 from loosely.security.jaas import parse_jaas, plain_users
+from loosely.security.oauthbearer import OAuthBearerOptions
 from loosely.security.sasl import AuthResult, Phase, SaslSession, SaslSettings
 from loosely.storage.clock import Clock
 
-__all__ = ["PASS", "AnswerAndClose", "SaslGate", "plain_users_for"]
+__all__ = ["PASS", "AnswerAndClose", "SaslGate", "oauthbearer_options_for", "plain_users_for"]
 
 log = logging.getLogger("loosely.broker.sasl")
 
@@ -63,6 +64,12 @@ def plain_users_for(jaas_configs: Mapping[str, str], listener: str) -> dict[str,
     return plain_users(parse_jaas(line)) if line is not None else {}
 
 
+def oauthbearer_options_for(jaas_configs: Mapping[str, str], listener: str) -> OAuthBearerOptions:
+    """The unsecured-token validator options of ``listener``'s OAuthBearerLoginModule line (defaults without one)."""
+    line = jaas_configs.get(f"{listener.lower()}.oauthbearer")
+    return OAuthBearerOptions.from_jaas(parse_jaas(line).options) if line is not None else OAuthBearerOptions()
+
+
 class SaslGate:
     def __init__(self, settings: SaslSettings, clock: Clock, failed_delay_ms: int) -> None:
         self.settings = settings
@@ -74,9 +81,13 @@ class SaslGate:
 
     @staticmethod
     def for_store(
-        mechanisms: tuple[str, ...], plain: Mapping[str, str], store: CredentialStore, reauth_ms: int
+        mechanisms: tuple[str, ...],
+        plain: Mapping[str, str],
+        store: CredentialStore,
+        reauth_ms: int,
+        oauthbearer: OAuthBearerOptions,
     ) -> SaslSettings:
-        return SaslSettings(mechanisms=mechanisms, plain_users=dict(plain), scram=store.get, reauth_ms=reauth_ms)
+        return SaslSettings(mechanisms, dict(plain), store.get, reauth_ms, oauthbearer)
 
     async def handle(self, conn: SaslConnection, frame: bytes) -> object:
         """:data:`PASS`, a response frame, :class:`AnswerAndClose`, or ``CLOSE_CONNECTION``."""
@@ -84,7 +95,7 @@ class SaslGate:
         assert s is not None
         now = self.clock.monotonic_ms()
         if s.raw_tokens and s.phase is Phase.AUTHENTICATE:
-            r = s.authenticate(frame, -1, now)
+            r = s.authenticate(frame, -1, now, self.clock.now_ms())
             if r.error_code != ErrorCode.none:
                 await self._failed(conn, r.log_reason or str(r.message), s.mechanism)
                 return CLOSE_CONNECTION  # no error response exists without the Kafka header
@@ -124,7 +135,7 @@ class SaslGate:
                 await self._failed(conn, f"unsupported SASL mechanism {request.mechanism[:64]!r}", None)
                 return AnswerAndClose(out)
             return out
-        r = s.authenticate(request.auth_bytes, version, now)
+        r = s.authenticate(request.auth_bytes, version, now, self.clock.now_ms())
         out = encode_response(api_key, version, correlation_id, self._auth_response(version, r))
         if r.error_code != ErrorCode.none:
             await self._failed(conn, r.log_reason or str(r.message), s.mechanism)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from loosely.protocol.framing import FRAME_BYTES_MAX_DEFAULT
-from loosely.security.jaas import parse_jaas, plain_users
+from loosely.security.jaas import OAUTHBEARER_LOGIN_MODULE, parse_jaas, plain_users
+from loosely.security.oauthbearer import OAuthBearerOptions
 from loosely.security.sasl import MECHANISMS_DEFAULT, MECHANISMS_SUPPORTED
 from loosely.security.scram import ScramCredential
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
@@ -237,6 +238,10 @@ def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
     module = parse_jaas(value)
     if mechanism == "PLAIN":
         plain_users(module)
+    elif mechanism == "OAUTHBEARER":
+        if module.login_module != OAUTHBEARER_LOGIN_MODULE:
+            raise ValueError(f"the OAUTHBEARER mechanism needs {OAUTHBEARER_LOGIN_MODULE}")
+        OAuthBearerOptions.from_jaas(module.options)
     elif mechanism not in MECHANISMS_SUPPORTED:
         raise ValueError(f"{mechanism} is not available in loosely")
     return f"{m.group(1).lower()}.{mechanism.lower()}", value

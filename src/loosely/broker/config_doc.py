@@ -58,8 +58,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "socket.listen.backlog.size": "The listen socket's backlog (pending connections the kernel queues).",
     "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
     "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
-    "sasl.enabled.mechanisms": "SASL mechanisms a SASL listener offers, from PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. "
-    "Kafka's default, GSSAPI, is refused (loosely has no Kerberos); unset, loosely offers all three.",
+    "sasl.enabled.mechanisms": "SASL mechanisms a SASL listener offers, from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and "
+    "OAUTHBEARER (unsecured tokens, development only). Kafka's default, GSSAPI, is refused (loosely has no "
+    "Kerberos); unset, loosely offers the first three.",
     "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
     "in time); a request after that closes the connection. 0: sessions never expire.",
     "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
 from loosely.broker._listening import check_listen, is_wildcard
-from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, plain_users_for
+from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
 from loosely.broker.extensions import EXTENSIONS
@@ -377,7 +377,10 @@ class Broker:
                 "login will fail",
                 config.security_protocol.lower(),
             )
-        settings = SaslGate.for_store(config.sasl_enabled_mechanisms, plain, store, config.connections_max_reauth_ms)
+        oauth = oauthbearer_options_for(config.sasl_jaas_configs, config.security_protocol)
+        settings = SaslGate.for_store(
+            config.sasl_enabled_mechanisms, plain, store, config.connections_max_reauth_ms, oauth
+        )
         self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
         self.ctx.services["credentials"] = store
 

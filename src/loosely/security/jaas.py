@@ -18,10 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["PLAIN_LOGIN_MODULE", "SCRAM_LOGIN_MODULE", "JaasModule", "parse_jaas", "plain_users"]
+__all__ = [
+    "OAUTHBEARER_LOGIN_MODULE",
+    "PLAIN_LOGIN_MODULE",
+    "SCRAM_LOGIN_MODULE",
+    "JaasModule",
+    "parse_jaas",
+    "plain_users",
+]
 
 PLAIN_LOGIN_MODULE: Final = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_LOGIN_MODULE: Final = "org.apache.kafka.common.security.scram.ScramLoginModule"
+OAUTHBEARER_LOGIN_MODULE: Final = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 _FLAGS: Final = frozenset({"required", "requisite", "sufficient", "optional"})
 _PUNCT: Final = "=;"
 

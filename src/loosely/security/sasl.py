@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from loosely.protocol.errors import ErrorCode
+from loosely.security.oauthbearer import OAuthBearerError, OAuthBearerOptions, OAuthBearerServer
 from loosely.security.plain import PlainError, authenticate_plain
 from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential, ScramError, ScramServer
 
@@ -43,10 +44,10 @@ __all__ = [
     "SaslSettings",
 ]
 
-MECHANISMS_SUPPORTED: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MECHANISMS_SUPPORTED: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 # Kafka's default sasl.enabled.mechanisms is GSSAPI (Kerberos), which loosely does not have; when the setting is
-# absent loosely enables what it has (docs/broker.md, "Authentication (SASL)").
-MECHANISMS_DEFAULT: Final = MECHANISMS_SUPPORTED
+# absent loosely enables the password mechanisms (OAUTHBEARER's unsecured tokens only when asked for by name).
+MECHANISMS_DEFAULT: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SASL_HANDSHAKE: Final = 17
 _SASL_AUTHENTICATE: Final = 36
 _API_VERSIONS: Final = 18
@@ -58,6 +59,7 @@ class SaslSettings:
     plain_users: Mapping[str, str] = field(default_factory=dict, repr=False)  # PlainLoginModule user_NAME options
     scram: Callable[[str, str], ScramCredential | None] = lambda user, mechanism: None  # (user, mechanism) lookup
     reauth_ms: int = 0  # connections.max.reauth.ms; 0: sessions never expire
+    oauthbearer: OAuthBearerOptions = field(default_factory=OAuthBearerOptions)  # unsecuredValidator* options
 
 
 class Phase(enum.Enum):
@@ -85,6 +87,7 @@ class SaslSession:
     """The authentication state of one connection; the shell feeds it requests and acts on its answers."""
 
     __slots__ = (
+        "_oauth",
         "_scram",
         "_settings",
         "mechanism",
@@ -106,6 +109,7 @@ class SaslSession:
         self.reauth_capable = False  # the client has sent SaslAuthenticate v1+ (KIP-368)
         self.session_expires_ms: int | None = None
         self._scram: ScramServer | None = None
+        self._oauth: OAuthBearerServer | None = None
 
     def allows(self, api_key: int) -> bool:
         """May a request of this API be handled now? (False: close the connection, as Kafka does.)"""
@@ -134,13 +138,18 @@ class SaslSession:
         self.mechanism = mechanism
         self.raw_tokens = version == 0
         self._scram = None
+        self._oauth = OAuthBearerServer(self._settings.oauthbearer) if mechanism == "OAUTHBEARER" else None
         if mechanism in SCRAM_MECHANISMS:
             scram = self._settings.scram
             self._scram = ScramServer(SCRAM_MECHANISMS[mechanism], lambda user: scram(user, mechanism))
         return HandshakeResult(ErrorCode.none, enabled)
 
-    def authenticate(self, token: bytes, version: int, now_ms: int) -> AuthResult:
-        """One client token (SaslAuthenticate ``version``, or -1 for a raw token after SaslHandshake v0)."""
+    def authenticate(self, token: bytes, version: int, now_ms: int, wall_ms: int = 0) -> AuthResult:
+        """One client token (SaslAuthenticate ``version``, or -1 for a raw token after SaslHandshake v0).
+
+        ``now_ms`` is monotonic (session expiry); ``wall_ms`` is the time of day, against which OAUTHBEARER tokens'
+        ``exp`` and ``iat`` are checked.
+        """
         assert self.phase is Phase.AUTHENTICATE and self.mechanism is not None
         self.reauth_capable = self.reauth_capable or version > 0
         doing = "re-authentication" if self.previous is not None else "authentication"
@@ -155,8 +164,14 @@ class SaslSession:
             return self._fail(message, message)
         user: str | None = None
         response = b""
+        credential_lifetime_ms: int | None = None
         try:
-            if self._scram is not None:
+            if self._oauth is not None:
+                response = self._oauth.step(token, wall_ms)
+                if self._oauth.token is not None:
+                    user = self._oauth.token.principal
+                    credential_lifetime_ms = max(0, self._oauth.token.expires_ms - wall_ms)
+            elif self._scram is not None:
                 response = self._scram.step(token)
                 if self._scram.complete:
                     user = self._scram.user
@@ -166,6 +181,8 @@ class SaslSession:
             return self._fail(generic, str(e))
         except PlainError as e:
             return self._fail(str(e), str(e))
+        except OAuthBearerError as e:
+            return self._fail(e.client_message or generic, str(e))
         if user is None:
             return AuthResult(ErrorCode.none, token=response)
         principal = f"User:{user}"
@@ -176,11 +193,14 @@ class SaslSession:
         self.principal = principal
         self.phase = Phase.AUTHENTICATED
         self.previous = None
-        self._scram = None
-        lifetime = self._settings.reauth_ms if self._settings.reauth_ms > 0 else 0
-        self.session_expires_ms = now_ms + lifetime if lifetime else None
+        self._scram = self._oauth = None
+        # Kafka: the session ends at the credential's expiry (a token's exp) or after connections.max.reauth.ms,
+        # whichever comes first; neither set, it never ends.
+        limits = [ms for ms in (credential_lifetime_ms, self._settings.reauth_ms or None) if ms is not None]
+        lifetime = min(limits) if limits else 0
+        self.session_expires_ms = now_ms + lifetime if limits else None
         return AuthResult(ErrorCode.none, token=response, session_lifetime_ms=lifetime)
 
     def _fail(self, message: str, reason: str) -> AuthResult:
-        self._scram = None
+        self._scram = self._oauth = None
         return AuthResult(ErrorCode.sasl_authentication_failed, message, log_reason=reason)
