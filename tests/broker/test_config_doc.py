@@ -19,6 +19,14 @@ def test_every_broker_setting_is_documented_and_no_other() -> None:
     assert set(BROKER_SETTING_DOCS) == set(BROKER_SETTINGS)
 
 
+def test_every_listener_and_tls_setting_is_documented_and_no_other() -> None:
+    from loosely.broker._listening import LISTENER_SETTINGS  # noqa: PLC0415
+    from loosely.broker.config_doc import LISTENER_SETTING_DOCS  # noqa: PLC0415
+    from loosely.tls.settings import SSL_SETTINGS  # noqa: PLC0415
+
+    assert set(LISTENER_SETTING_DOCS) == set(LISTENER_SETTINGS) | set(SSL_SETTINGS)
+
+
 def test_a_setting_is_called_accepted_exactly_when_it_changes_nothing() -> None:
     honoured = honoured_topic_configs()
     assert {"retention.ms", "cleanup.policy", "max.message.bytes", "message.timestamp.type"} <= honoured
