@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loosely.broker._listening import LISTENER_SETTINGS
 from loosely.broker.config import BROKER_SETTINGS
-from loosely.broker.config_doc import BROKER_SETTING_DOCS, honoured_topic_configs, render
+from loosely.broker.config_doc import BROKER_SETTING_DOCS, LISTENER_SETTING_DOCS, honoured_topic_configs, render
+from loosely.tls.settings import SSL_SETTINGS
 from loosely.storage.config import TOPIC_CONFIGS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -20,10 +22,6 @@ def test_every_broker_setting_is_documented_and_no_other() -> None:
 
 
 def test_every_listener_and_tls_setting_is_documented_and_no_other() -> None:
-    from loosely.broker._listening import LISTENER_SETTINGS  # noqa: PLC0415
-    from loosely.broker.config_doc import LISTENER_SETTING_DOCS  # noqa: PLC0415
-    from loosely.tls.settings import SSL_SETTINGS  # noqa: PLC0415
-
     assert set(LISTENER_SETTING_DOCS) == set(LISTENER_SETTINGS) | set(SSL_SETTINGS)
 
 

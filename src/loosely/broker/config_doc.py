@@ -69,9 +69,9 @@ LISTENER_SETTING_DOCS: Final[dict[str, tuple[str, str]]] = {
     "listeners": ("PLAINTEXT://127.0.0.1:9092", "`NAME://HOST:PORT,...`, one socket each; port 0 picks a free one, "
                   "an empty host means every interface. `--listen HOST:PORT` is shorthand for one PLAINTEXT listener "
                   "(not both). Kafka's default listens on every interface; loosely's on loopback."),
-    "advertised.listeners": ("listeners", "What Metadata, FindCoordinator and DescribeCluster tell a client that came in "
-                             "on that listener; a listener not named here advertises its own address (port 0: the "
-                             "bound port)."),
+    "advertised.listeners": ("listeners", "What Metadata, FindCoordinator and DescribeCluster tell a client that "
+                             "came in on that listener; a listener not named here advertises its own address (port 0: "
+                             "the bound port)."),
     "listener.security.protocol.map": ("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
                                        "The security protocol of each listener name."),
     "ssl.keystore.type": ("PEM", "PEM only (Kafka's default is JKS; convert JKS and PKCS12 stores to PEM)."),

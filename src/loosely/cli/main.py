@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
 
     demo.add_demo_command(sub)
+    from loosely.cli import security_cmd  # noqa: PLC0415
+
+    security_cmd.add_security_command(sub)
     return p
 
 

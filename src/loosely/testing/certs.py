@@ -64,7 +64,9 @@ def subject_dn(name: str) -> str:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
@@ -75,7 +77,8 @@ def _write(path: Path, data: bytes, private: bool) -> None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -88,6 +91,7 @@ def _issue(
     ca_cert: x509.Certificate,
     now: datetime.datetime,
     days: int,
+    *,
     hosts: Iterable[str] = (),
     server: bool = False,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -102,9 +106,7 @@ def _issue(
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -167,7 +169,7 @@ def make_dev_certs(
     _write(d / "ca.crt", _cert_pem(ca_cert), private=False)
     _write(d / "ca.key", _key_pem(ca_key), private=True)
     broker_hosts = list(dict.fromkeys([*BROKER_HOSTS, *hosts]))
-    key, cert = _issue("localhost", ca_key, ca_cert, now, days, broker_hosts, server=True)
+    key, cert = _issue("localhost", ca_key, ca_cert, now, days, hosts=broker_hosts, server=True)
     broker = _write_pair(d, "broker", key, cert, ca_cert)
     out: dict[str, KeyPair] = {}
     for name in dict.fromkeys(clients):
