@@ -7,8 +7,8 @@ from pathlib import Path
 from loosely.broker._listening import LISTENER_SETTINGS
 from loosely.broker.config import BROKER_SETTINGS
 from loosely.broker.config_doc import BROKER_SETTING_DOCS, LISTENER_SETTING_DOCS, honoured_topic_configs, render
-from loosely.tls.settings import SSL_SETTINGS
 from loosely.storage.config import TOPIC_CONFIGS
+from loosely.tls.settings import SSL_SETTINGS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
