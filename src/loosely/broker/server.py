@@ -91,6 +91,7 @@ log = logging.getLogger("loosely.broker")
 ACCEPT_RETRY_S: Final = 1.0  # after accept() fails (EMFILE, ENOBUFS): soon, but not in a busy loop
 # The first bytes of a TLS record carrying a handshake (content type 22, version 3.x): a ClientHello.
 TLS_HANDSHAKE_PREFIX: Final = b"\x16\x03"
+TLS_FAILURE_KINDS_MAX: Final = 64  # distinct handshake failure reasons rate-limited separately
 
 
 @dataclass(slots=True)
@@ -380,7 +381,7 @@ class Broker:
         )
         self.connections_rejected_total = 0
         self._log_admission = LogEvery(log, self.clock)
-        self._log_tls = LogEvery(log, self.clock, interval_ms=1000)
+        self._log_tls: dict[str, LogEvery] = {}  # one per kind of failure (a handful of fixed messages)
         self._slot_freed: asyncio.Event | None = None
         self._listeners: list[_Listener] = []
         self._accepting: asyncio.Task[None] | None = None
@@ -599,17 +600,26 @@ class Broker:
                 self.connection_closed(protocol.ip)
             if not isinstance(e, Exception):  # cancelled: the broker is stopping
                 raise
+            reason = _tls_failure_reason(e, self.config.ssl_handshake_ms_max)
             self.count_tls_failure(
                 "TLS handshake with %s on listener %s (port %d) failed: %s; closed the connection",
                 peer,
                 lst.bound.name,
                 lst.bound.bound_port,
-                _tls_failure_reason(e, self.config.ssl_handshake_ms_max),
+                reason,
+                kind=reason,
             )
 
-    def count_tls_failure(self, msg: str, *args: object) -> None:
+    def count_tls_failure(self, msg: str, *args: object, kind: str = "") -> None:
+        """Count a failed handshake; log it, at most one line a second for each kind of failure."""
         self.tls_handshake_failures_total += 1
-        self._log_tls(logging.WARNING, msg, *args)
+        key = msg + kind
+        every = self._log_tls.get(key)
+        if every is None:
+            if len(self._log_tls) >= TLS_FAILURE_KINDS_MAX:  # reasons come from OpenSSL: keep the map bounded
+                self._log_tls.clear()
+            every = self._log_tls[key] = LogEvery(log, self.clock, interval_ms=1000)
+        every(logging.WARNING, msg, *args)
 
     def connection_closed(self, ip: str) -> None:
         self.connection_counts.release(ip)
