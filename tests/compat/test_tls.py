@@ -13,13 +13,14 @@ import asyncio
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from compat._java import run_java
@@ -128,9 +129,30 @@ def _produce_consume(conf: dict[str, str], topic: str, n: int = 20) -> list[byte
 @pytest.mark.kafka
 @pytest.mark.parametrize("listener", ["PLAINTEXT", "SSL", "MTLS"])
 def test_metadata_names_the_listener_the_client_came_in_on(secured: Secured, listener: str) -> None:
+    """Metadata, DescribeCluster and FindCoordinator all answer with the port of the client's listener."""
     client = secured.certs if listener == "MTLS" else None
-    md = AdminClient(secured.rdkafka(listener, client)).list_topics(timeout=WAIT_S)
-    assert [(b.host, b.port) for b in md.brokers.values()] == [("127.0.0.1", secured.port(listener))]
+    admin = AdminClient(secured.rdkafka(listener, client))
+    here = ("127.0.0.1", secured.port(listener))
+    md = admin.list_topics(timeout=WAIT_S)
+    assert [(b.host, b.port) for b in md.brokers.values()] == [here]
+    cluster = admin.describe_cluster().result(WAIT_S)
+    assert [(n.host, n.port) for n in cluster.nodes] == [here]
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + WAIT_S
+    while True:  # Kafka answers NOT_COORDINATOR and LOAD_IN_PROGRESS until __consumer_offsets is loaded
+        try:
+            described = admin.describe_consumer_groups([group])[group].result(WAIT_S)
+            break
+        except KafkaException as e:
+            loading = e.args[0].code() in (
+                KafkaError.NOT_COORDINATOR,
+                KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                KafkaError.COORDINATOR_NOT_AVAILABLE,
+            )
+            if not loading or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert (described.coordinator.host, described.coordinator.port) == here
 
 
 @pytest.mark.kafka
