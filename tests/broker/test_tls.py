@@ -286,3 +286,14 @@ def test_dev_certs_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert f"ssl.keystore.location={tmp_path / 'c' / 'broker.pem'}" in out
     assert f"ssl.ca.location={tmp_path / 'c' / 'ca.crt'}" in out
     assert "User:CN=bob,O=loosely dev" in out
+
+
+def test_a_kraft_controller_listener_is_not_opened() -> None:
+    settings = {
+        "listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://:9093",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    }
+    fields, _, unknown = split_kafka_settings(settings)
+    assert not unknown
+    assert [s.name for s in fields["listeners"]] == ["PLAINTEXT"]  # type: ignore[attr-defined]

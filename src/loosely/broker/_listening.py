@@ -42,7 +42,12 @@ __all__ = [
 SECURITY_PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # Kafka's default listener.security.protocol.map
 DEFAULT_PROTOCOL_MAP: Final = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
-LISTENER_SETTINGS: Final = ("listeners", "advertised.listeners", "listener.security.protocol.map")
+LISTENER_SETTINGS: Final = (
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "controller.listener.names",
+)
 _ENDPOINT: Final = re.compile(r"^([A-Za-z0-9_]+)://(\[[^\]]*\]|[^:\[\]]*):(\d+)$")
 
 
@@ -127,7 +132,12 @@ def listeners_from_settings(settings: Mapping[str, str]) -> tuple[ListenerSpec, 
             if name in settings:
                 raise ValueError(f"{name} needs listeners= too (--listen is the single PLAINTEXT listener)")
         return ()
-    bound = parse_endpoints(settings["listeners"])
+    # A KRaft server.properties names its controller listener among the listeners; loosely has no controller
+    # quorum, so that listener is not opened (its port stays free and it is never advertised).
+    controllers = {n.strip().upper() for n in settings.get("controller.listener.names", "").split(",") if n.strip()}
+    bound = [b for b in parse_endpoints(settings["listeners"]) if b[0] not in controllers]
+    if not bound:
+        raise ValueError("listeners names only controller listeners (controller.listener.names)")
     protocols = parse_protocol_map(settings.get("listener.security.protocol.map", DEFAULT_PROTOCOL_MAP))
     advertised_text = settings.get("advertised.listeners", "")
     advertised = (
@@ -137,7 +147,7 @@ def listeners_from_settings(settings: Mapping[str, str]) -> tuple[ListenerSpec, 
     )
     names = {n for n, _, _ in bound}
     for name in advertised:
-        if name not in names:
+        if name not in names and name not in controllers:
             raise ValueError(f"advertised.listeners names {name}, which is not in listeners")
     ports = [p for _, _, p in bound if p != 0]
     if len(ports) != len(set(ports)):

@@ -72,6 +72,8 @@ LISTENER_SETTING_DOCS: Final[dict[str, tuple[str, str]]] = {
     "advertised.listeners": ("listeners", "What Metadata, FindCoordinator and DescribeCluster tell a client that "
                              "came in on that listener; a listener not named here advertises its own address (port 0: "
                              "the bound port)."),
+    "controller.listener.names": ("(none)", "Listeners that belong to a KRaft controller quorum; loosely has none, so "
+                                  "they are not opened (a copied KRaft server.properties works as is)."),
     "listener.security.protocol.map": ("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
                                        "The security protocol of each listener name."),
     "ssl.keystore.type": ("PEM", "PEM only (Kafka's default is JKS; convert JKS and PKCS12 stores to PEM)."),
