@@ -297,3 +297,13 @@ def test_a_kraft_controller_listener_is_not_opened() -> None:
     fields, _, unknown = split_kafka_settings(settings)
     assert not unknown
     assert [s.name for s in fields["listeners"]] == ["PLAINTEXT"]  # type: ignore[attr-defined]
+
+
+def test_embedded_broker_takes_kafka_settings(certs: DevCerts) -> None:
+    from loosely.testing import embedded_broker
+
+    settings = {"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+                "ssl.keystore.location": str(certs.broker.pem)}
+    with embedded_broker(settings=settings) as b:
+        assert b.bootstrap_servers == f"127.0.0.1:{b.port}" != b.bootstrap_servers_for("SSL")
+        assert _api_versions_over(_client_context(certs.ca_crt), b.listener_port("SSL")) == 7

@@ -638,9 +638,9 @@ class Broker:
 
     def listener_port(self, name: str) -> int:
         """The bound port of listener ``name`` (KeyError if there is none)."""
-        return self._listener(name).bound_port
+        return self._bound(name).bound_port
 
-    def _listener(self, name: str) -> BoundListener:
+    def _bound(self, name: str) -> BoundListener:
         for b in self.ctx.listeners:
             if b.name == name.upper():
                 return b
@@ -653,7 +653,7 @@ class Broker:
 
     def bootstrap_servers_for(self, name: str) -> str:
         """Where a client in this process reaches listener ``name``."""
-        b = self._listener(name)
+        b = self._bound(name)
         host = b.bound_host
         if is_wildcard(host):
             host = "127.0.0.1" if ":" not in host else "::1"
