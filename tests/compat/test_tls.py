@@ -254,9 +254,15 @@ def test_java_client_produces_and_consumes_over_mutual_tls(secured: Secured, tmp
 
 
 def _refused(conf: dict[str, str]) -> None:
-    """A client that must not get through: its metadata request fails within the timeout."""
+    """A client that must not get through: it reports a TLS failure, and its metadata request fails."""
+    errors: list[KafkaError] = []
+    admin = AdminClient({**conf, "error_cb": errors.append})
+    deadline = time.monotonic() + WAIT_S
+    while not errors:
+        admin.poll(0.05)
+        assert time.monotonic() < deadline, "the client saw no error"
     with pytest.raises(KafkaException):
-        AdminClient(conf).list_topics(timeout=5)
+        admin.list_topics(timeout=1)
 
 
 @pytest.mark.kafka
