@@ -286,4 +286,6 @@ def _is_listener_setting(name: str) -> bool:
     if name in LISTENER_SETTINGS or name in SSL_SETTINGS:
         return True
     prefix, _, rest = name.partition(".name.")
-    return prefix == "listener" and rest.partition(".")[2] in SSL_SETTINGS
+    listener, _, setting = rest.partition(".")
+    # Kafka reads listener.name.<name>.* with the listener name in lower case only; other spellings stay unknown
+    return prefix == "listener" and listener == listener.lower() and setting in SSL_SETTINGS
