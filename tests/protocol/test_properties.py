@@ -55,3 +55,42 @@ def test_a_continuation_at_the_end_of_the_text_ends_the_line() -> None:
 def test_a_malformed_unicode_escape_is_an_error() -> None:
     with pytest.raises(PropertiesError, match="uXXXX"):
         parse_properties("a=\\u12")
+
+
+def _escape(text: str, *, key: bool) -> str:
+    """What java.util.Properties.store writes (every character it must escape, escaped)."""
+    out = []
+    for i, c in enumerate(text):
+        if c in "\\":
+            out.append("\\\\")
+        elif c in "\t\n\r\f":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}[c])
+        elif c == " " and (key or i == 0):
+            out.append("\\ ")
+        elif c in "=:#!" and (key or i == 0):
+            out.append("\\" + c)
+        elif not c.isprintable() or ord(c) > 0xFFFF:
+            out.append("".join(f"\\u{u:04x}" for u in _utf16(c)))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _utf16(c: str) -> list[int]:
+    data = c.encode("utf-16-be", "surrogatepass")
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+def test_what_java_writes_reads_back() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    chars = st.characters(blacklist_categories=("Cs",), max_codepoint=0xFFFF)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.text(chars, min_size=1, max_size=12), st.text(chars, max_size=20), max_size=6))
+    def round_trip(props: dict[str, str]) -> None:
+        text = "# stored\n" + "".join(f"{_escape(k, key=True)}={_escape(v, key=False)}\n" for k, v in props.items())
+        assert parse_properties(text) == props
+
+    round_trip()
