@@ -158,3 +158,9 @@ def test_the_subject_is_named_in_rfc2253_order_with_javas_keywords() -> None:
     rules = parse_rules("RULE:^.*CN=([a-z]+),OU=(.*?),.*$/$1@$2/U")
     assert principal_from_certificate(der, rules) == "User:ALICE@ENG"
     assert principal_from_certificate(None, rules) == ANONYMOUS
+
+
+@pytest.mark.parametrize("pattern", ["(" * 5000, "a{99999999999}", "["])
+def test_a_pattern_python_cannot_compile_is_a_value_error(pattern: str) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        parse_rules(f"RULE:{pattern}/x/")

@@ -118,8 +118,10 @@ def parse_rules(text: str) -> tuple[PrincipalRule, ...]:
         elif m.group(2) is not None:
             try:
                 pattern = re.compile(m.group(2))
-            except re.error as e:
-                raise ValueError(f"invalid ssl.principal.mapping.rules pattern {m.group(2)!r}: {e}") from None
+            except (re.error, RecursionError, OverflowError) as e:  # deep nesting, huge repeat counts
+                reason = str(e) if isinstance(e, re.error) else "too complex"
+                shown = m.group(2)[:200]
+                raise ValueError(f"invalid ssl.principal.mapping.rules pattern {shown!r}: {reason}") from None
             rules.append(PrincipalRule(pattern, m.group(3), m.group(4)))
         elif m.group(5):
             raise ValueError(f"invalid ssl.principal.mapping.rules rule: {rule!r}")
