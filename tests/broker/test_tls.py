@@ -77,6 +77,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory, certs: DevCerts) -> Iterato
     settings = _tls(
         certs,
         **{
+            "listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,MTLS://127.0.0.1:0,OPT://127.0.0.1:0",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,OPT:SSL",
+            "listener.name.opt.ssl.client.auth": "requested",
             "loosely.ssl.handshake.timeout.ms": "500",
             "listener.name.mtls.ssl.principal.mapping.rules": "RULE:^CN=(b.*?),.*$/$1/U,DEFAULT",
         },
@@ -119,6 +122,23 @@ def test_each_connection_knows_its_listener_and_principal(broker: BrokerThread, 
                 ("PLAINTEXT", "User:ANONYMOUS"),
                 ("SSL", "User:ANONYMOUS"),  # no client certificate asked for
             ]
+
+
+def test_requested_client_certificates_are_optional(broker: BrokerThread, certs: DevCerts) -> None:
+    port = broker.listener_port("OPT")
+    alice = _client_context(certs.ca_crt, (certs.clients["alice"].crt, certs.clients["alice"].key))
+    with socket.create_connection(("127.0.0.1", port)) as raw_a, alice.wrap_socket(
+        raw_a, server_hostname="localhost"
+    ) as a, socket.create_connection(("127.0.0.1", port)) as raw_n, _client_context(certs.ca_crt).wrap_socket(
+        raw_n, server_hostname="localhost"
+    ) as n:
+        for conn in (a, n):
+            conn.sendall(API_VERSIONS)
+            assert conn.recv(8)
+        assert [p for p in _principals(broker) if p[0] == "OPT"] == [
+            ("OPT", "User:ANONYMOUS"),
+            ("OPT", "User:CN=alice,O=loosely dev"),
+        ]
 
 
 def test_a_stalled_handshake_is_closed_after_the_timeout(
