@@ -164,3 +164,13 @@ def test_the_subject_is_named_in_rfc2253_order_with_javas_keywords() -> None:
 def test_a_pattern_python_cannot_compile_is_a_value_error(pattern: str) -> None:
     with pytest.raises(ValueError, match="invalid"):
         parse_rules(f"RULE:{pattern}/x/")
+
+
+def test_sasl_ssl_listeners_ask_for_client_certificates_only_when_told_by_name() -> None:
+    from loosely.tls.settings import tls_settings
+
+    broad = {"ssl.keystore.location": "/b.pem", "ssl.client.auth": "required", "ssl.truststore.location": "/ca"}
+    assert tls_settings(broad, "SSL").client_auth == "required"
+    assert tls_settings(broad, "SASL_SSL", "SASL_SSL").client_auth == "none"
+    named = broad | {"listener.name.sasl_ssl.ssl.client.auth": "requested"}
+    assert tls_settings(named, "SASL_SSL", "SASL_SSL").client_auth == "requested"

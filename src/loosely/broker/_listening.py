@@ -168,7 +168,7 @@ def listeners_from_settings(settings: Mapping[str, str]) -> tuple[ListenerSpec, 
                 security_protocol=protocol,
                 advertised_host=adv_host,
                 advertised_port=adv_port,
-                tls=tls_settings(settings, name) if protocol in ("SSL", "SASL_SSL") else None,
+                tls=tls_settings(settings, name, protocol) if protocol in ("SSL", "SASL_SSL") else None,
             )
         )
     return tuple(specs)

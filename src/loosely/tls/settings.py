@@ -82,8 +82,11 @@ def _pick(settings: Mapping[str, str], listener: str, name: str) -> str | None:
     return value if value is not None else settings.get(name)
 
 
-def tls_settings(settings: Mapping[str, str], listener: str) -> TlsSettings:
+def tls_settings(settings: Mapping[str, str], listener: str, protocol: str = "SSL") -> TlsSettings:
     """The TLS settings of ``listener`` from Kafka-named ``settings``; :class:`ValueError` for a bad value.
+
+    On a SASL_SSL listener only ``listener.name.<name>.ssl.client.auth`` asks for client certificates: the
+    broker-wide ``ssl.client.auth`` is for SSL listeners (Kafka's rule since KIP-684).
 
     >>> s = tls_settings({"ssl.keystore.location": "/a.pem", "listener.name.ssl.ssl.client.auth": "required",
     ...                   "ssl.truststore.location": "/ca.pem"}, "SSL")
@@ -106,7 +109,9 @@ def tls_settings(settings: Mapping[str, str], listener: str) -> TlsSettings:
     bad = [p for p in protocols if p not in TLS_PROTOCOLS]
     if bad or not protocols:
         raise ValueError(f"ssl.enabled.protocols: {', '.join(bad) or 'empty'}: loosely offers TLSv1.2 and TLSv1.3")
-    client_auth = (get("ssl.client.auth") or "none").lower()
+    client_auth_setting = f"listener.name.{listener.lower()}.ssl.client.auth"
+    client_auth = (settings.get(client_auth_setting) if protocol == "SASL_SSL" else get("ssl.client.auth")) or "none"
+    client_auth = client_auth.lower()
     if client_auth not in CLIENT_AUTH_VALUES:
         raise ValueError(f"ssl.client.auth={client_auth}: expected required, requested or none")
     rules = get("ssl.principal.mapping.rules") or "DEFAULT"
