@@ -327,3 +327,36 @@ def test_embedded_broker_takes_kafka_settings(certs: DevCerts) -> None:
     with embedded_broker(settings=settings) as b:
         assert b.bootstrap_servers == f"127.0.0.1:{b.port}" != b.bootstrap_servers_for("SSL")
         assert _api_versions_over(_client_context(certs.ca_crt), b.listener_port("SSL")) == 7
+
+
+def test_a_flood_of_failed_handshakes_costs_nothing_lasting(
+    broker: BrokerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hundreds of failed handshakes: each connection slot comes back, no task lingers, a few log lines."""
+    caplog.set_level(logging.WARNING, logger="loosely.broker")
+    before = broker.broker.tls_handshake_failures_total
+    port = broker.listener_port("SSL")
+    for _ in range(300):
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as s:
+            s.sendall(API_VERSIONS)  # plaintext on a TLS port
+            s.recv(100)
+    _wait_for(lambda: broker.broker.tls_handshake_failures_total == before + 300, "every failure counted")
+    _wait_for(lambda: broker.call(lambda: broker.broker.connection_counts.total) == 0, "every slot released")
+    assert broker.call(lambda: len(broker.broker._handshakes)) == 0
+    lines = [r for r in caplog.records if r.name == "loosely.broker"]
+    assert 1 <= len(lines) <= 10, len(lines)  # at most one a second for this kind of failure
+
+
+def test_stopping_with_handshakes_in_flight(tmp_path: Path, certs: DevCerts) -> None:
+    settings = {"listeners": "SSL://127.0.0.1:0", "ssl.keystore.location": str(certs.broker.pem)}
+    b = BrokerThread(_config(tmp_path / "data", settings)).start()
+    stalled = [socket.create_connection(("127.0.0.1", b.listener_port("SSL"))) for _ in range(5)]
+    try:
+        _wait_for(lambda: b.call(lambda: len(b.broker._handshakes)) == 5, "five handshakes in flight")
+        started = time.monotonic()
+        b.stop()
+        assert time.monotonic() - started < 5  # not held up by the handshake timeout (10 s)
+        assert b.broker.connection_counts.total == 0
+    finally:
+        for s in stalled:
+            s.close()
