@@ -360,3 +360,24 @@ def test_stopping_with_handshakes_in_flight(tmp_path: Path, certs: DevCerts) -> 
     finally:
         for s in stalled:
             s.close()
+
+
+def test_a_remote_listener_that_authenticates_starts_without_a_warning(
+    tmp_path: Path, certs: DevCerts, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {
+        "listeners": "PLAINTEXT://127.0.0.1:0,SSL://0.0.0.0:0",
+        "advertised.listeners": "SSL://localhost:0",
+        "ssl.keystore.location": str(certs.broker.pem),
+        "ssl.truststore.location": str(certs.ca_crt),
+        "ssl.client.auth": "required",
+    }
+    caplog.set_level(logging.WARNING, logger="loosely.broker")
+    with BrokerThread(_config(tmp_path / "data", settings)) as b:
+        assert b.broker.open_listeners == [] and not b.broker.loopback
+        alice = _client_context(certs.ca_crt, (certs.clients["alice"].crt, certs.clients["alice"].key))
+        assert _api_versions_over(alice, b.listener_port("SSL")) == 7
+        assert [(x.name, x.host, x.port) for x in b.broker.listeners][1] == ("SSL", "localhost", b.listener_port("SSL"))
+    assert not [r for r in caplog.records if r.name == "loosely.broker"]
+    with pytest.raises(ValueError, match="does not authenticate"):
+        Broker(_config(tmp_path / "d2", settings | {"ssl.client.auth": "requested"}))

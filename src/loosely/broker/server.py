@@ -369,8 +369,10 @@ class Broker:
         config.check_limits()
         self.specs = config.listener_specs()
         # every listener checked, and every TLS key loaded, before anything binds: a mistake is one line at start-up
-        self.open_listeners = [s for s in self.specs if not check_listener(s, config.allow_unauthenticated)]
-        self.loopback = not self.open_listeners
+        remote = [s for s in self.specs if not check_listener(s, config.allow_unauthenticated)]
+        self.loopback = not remote
+        # reachable from other machines by anyone, without authentication (allowed by --allow-unauthenticated)
+        self.open_listeners = [s for s in remote if not s.authenticates]
         self.tls_contexts = {s.name: ServerContexts(s.name, s.tls) for s in self.specs if s.tls is not None}
         self.config = config
         self.clock: Clock = clock or SystemClock()
