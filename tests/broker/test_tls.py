@@ -246,6 +246,9 @@ def test_inline_pem_with_an_encrypted_key(tmp_path: Path, certs: DevCerts) -> No
         assert "s3cret" not in repr(b.broker.config)  # secrets stay out of reprs (and so out of logs)
     with pytest.raises(ValueError, match="cannot load its TLS key"):
         Broker(_config(tmp_path / "data2", settings | {"ssl.key.password": "wrong"}))
+    without = {k: v for k, v in settings.items() if k != "ssl.key.password"}
+    with pytest.raises(ValueError, match=r"encrypted: set ssl\.key\.password"):  # never a pass phrase prompt
+        Broker(_config(tmp_path / "data3", without))
 
 
 def test_enabled_protocols(tmp_path: Path, certs: DevCerts) -> None:

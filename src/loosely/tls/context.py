@@ -34,8 +34,13 @@ _VERIFY = {"required": ssl.CERT_REQUIRED, "requested": ssl.CERT_OPTIONAL, "none"
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
+def _no_password() -> str:
+    # Without a callback OpenSSL would ask for the pass phrase on the terminal and the broker would hang there.
+    raise ValueError("the private key is encrypted: set ssl.key.password")
+
+
 def _load_chain(ctx: ssl.SSLContext, s: TlsSettings) -> None:
-    password = s.key_password
+    password: str | Callable[[], str] = s.key_password if s.key_password is not None else _no_password
     if s.keystore_location is not None:
         ctx.load_cert_chain(s.keystore_location, password=password)
         return
