@@ -69,7 +69,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[DevCerts, DevCerts]
     return make_dev_certs(tmp_path_factory.mktemp("certs")), make_dev_certs(tmp_path_factory.mktemp("stranger"))
 
 
-@pytest.fixture(scope="module", params=["loosely", "kafka"])
+@pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, certs: tuple[DevCerts, DevCerts]
 ) -> Iterator[Secured]:
@@ -126,7 +126,6 @@ def _produce_consume(conf: dict[str, str], topic: str, n: int = 20) -> list[byte
     return got
 
 
-@pytest.mark.kafka
 @pytest.mark.parametrize("listener", ["PLAINTEXT", "SSL", "MTLS"])
 def test_metadata_names_the_listener_the_client_came_in_on(secured: Secured, listener: str) -> None:
     """Metadata, DescribeCluster and FindCoordinator all answer with the port of the client's listener."""
@@ -155,7 +154,6 @@ def test_metadata_names_the_listener_the_client_came_in_on(secured: Secured, lis
     assert (described.coordinator.host, described.coordinator.port) == here
 
 
-@pytest.mark.kafka
 @pytest.mark.parametrize("listener", ["SSL", "MTLS"])
 def test_confluent_kafka_produces_and_consumes_over_tls(secured: Secured, listener: str) -> None:
     topic = _topic()
@@ -163,7 +161,6 @@ def test_confluent_kafka_produces_and_consumes_over_tls(secured: Secured, listen
     assert _produce_consume(conf, topic) == [f"v{i}".encode() for i in range(20)]
 
 
-@pytest.mark.kafka
 def test_kcat_produces_and_consumes_over_mutual_tls(secured: Secured) -> None:
     topic = _topic()
     pair = secured.certs.clients["client"]
@@ -179,7 +176,6 @@ def test_kcat_produces_and_consumes_over_mutual_tls(secured: Secured) -> None:
     assert c.stdout == lines
 
 
-@pytest.mark.kafka
 def test_kafka_python_produces_and_consumes_over_mutual_tls(secured: Secured) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -203,7 +199,6 @@ def test_kafka_python_produces_and_consumes_over_mutual_tls(secured: Secured) ->
     assert got == [f"kp{i}".encode() for i in range(10)]
 
 
-@pytest.mark.kafka
 def test_aiokafka_produces_and_consumes_over_mutual_tls(secured: Secured) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.helpers import create_ssl_context
@@ -239,7 +234,6 @@ def test_aiokafka_produces_and_consumes_over_mutual_tls(secured: Secured) -> Non
     assert asyncio.run(run()) == [f"ak{i}".encode() for i in range(10)]
 
 
-@pytest.mark.kafka
 def test_java_client_produces_and_consumes_over_mutual_tls(secured: Secured, tmp_path: Path) -> None:
     topic = _topic()
     props = tmp_path / "client.properties"
@@ -265,7 +259,6 @@ def _refused(conf: dict[str, str]) -> None:
         admin.list_topics(timeout=1)
 
 
-@pytest.mark.kafka
 def test_client_certificates_are_required_on_mtls(secured: Secured) -> None:
     _refused(secured.rdkafka("MTLS"))  # no certificate
     _refused(secured.rdkafka("MTLS", secured.stranger))  # signed by a CA the broker does not trust
@@ -274,7 +267,6 @@ def test_client_certificates_are_required_on_mtls(secured: Secured) -> None:
     assert len(md.brokers) == 1
 
 
-@pytest.mark.kafka
 def test_a_client_refuses_a_broker_it_does_not_trust(secured: Secured) -> None:
     conf = secured.rdkafka("SSL") | {"ssl.ca.location": str(secured.stranger.ca_crt)}
     _refused(conf)
@@ -292,7 +284,6 @@ def _closed_without_answer(sock: socket.socket) -> bool:
     return not received.startswith(b"\x00\x00")  # whatever came (a TLS alert) is not a Kafka frame
 
 
-@pytest.mark.kafka
 def test_plaintext_to_a_tls_port_is_closed(secured: Secured) -> None:
     # an ApiVersions v0 request (api 18, version 0, correlation 1, client id "x") spoken in plain
     api_versions = bytes.fromhex("0000000b" "0012" "0000" "00000001" "0001" "78")
@@ -303,7 +294,6 @@ def test_plaintext_to_a_tls_port_is_closed(secured: Secured) -> None:
     assert len(md.brokers) == 1
 
 
-@pytest.mark.kafka
 def test_tls_to_a_plaintext_port_fails_and_the_broker_carries_on(secured: Secured) -> None:
     ctx = ssl.create_default_context(cafile=str(secured.certs.ca_crt))
     with socket.create_connection(("127.0.0.1", secured.port("PLAINTEXT")), timeout=WAIT_S) as raw, pytest.raises(
