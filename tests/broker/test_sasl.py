@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechani
 from kio.index import load_request_schema
 
 from broker._raw import Raw
-from loosely.broker.config import BrokerConfig
+from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, build, encode_request
@@ -30,14 +30,19 @@ PLAIN_JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required u
 REAUTH_MS = 1500
 
 
-def _config(data_dir: Path, **extra: object) -> BrokerConfig:
+def _config(data_dir: Path, port: int = 0, scram: bool = True, **extra: object) -> BrokerConfig:
+    settings, _, unknown = split_kafka_settings(
+        {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        }
+    )
+    assert not unknown
     user, m, cred = parse_scram_spec("SCRAM-SHA-256=[name=alice,password=alice-secret]")
     return BrokerConfig(
         data_dir=str(data_dir),
-        port=0,
-        security_protocol="SASL_PLAINTEXT",
-        sasl_jaas_configs={"sasl_plaintext.plain": PLAIN_JAAS},
-        initial_scram_credentials=((user, m.name, cred),),
+        initial_scram_credentials=((user, m.name, cred),) if scram else (),
+        **settings,  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
 
@@ -189,7 +194,7 @@ def test_credentials_survive_a_restart(tmp_path: Path) -> None:
         futures = admin.alter_user_scram_credentials([UserScramCredentialUpsertion("bob", info, b"bob-secret")])
         futures["bob"].result(timeout=30)
         port = b.port
-    with BrokerThread(BrokerConfig(data_dir=str(tmp_path), port=port, security_protocol="SASL_PLAINTEXT")) as b:
+    with BrokerThread(_config(tmp_path, port, scram=False)) as b:
         bob = AdminClient({"bootstrap.servers": b.bootstrap_servers, **conf, "sasl.username": "bob",
                            "sasl.password": "bob-secret"})  # fmt: skip
         assert bob.list_topics(timeout=20) is not None

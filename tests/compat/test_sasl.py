@@ -59,11 +59,11 @@ MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 def loosely_sasl_config(data_dir: Path, **extra: object) -> BrokerConfig:
     """A SASL_PLAINTEXT loosely broker from the same Kafka settings and --add-scram specs as the Kafka below."""
-    settings, _, unknown = split_kafka_settings(SETTINGS)
+    settings, _, unknown = split_kafka_settings({"listeners": "SASL_PLAINTEXT://127.0.0.1:0", **SETTINGS})
     assert not unknown
     creds = tuple((u, m.name, c) for u, m, c in map(parse_scram_spec, SCRAM_USERS))
     return BrokerConfig(
-        data_dir=str(data_dir), port=0, security_protocol="SASL_PLAINTEXT", initial_scram_credentials=creds,
+        data_dir=str(data_dir), initial_scram_credentials=creds,
         **settings, **extra,  # type: ignore[arg-type]
     )  # fmt: skip
 

@@ -30,7 +30,6 @@ from loosely.broker.context import CLOSE_CONNECTION, Request
 from loosely.broker.handlers._util import Response, ms
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import API_NAMES, ApiKey, decode_request, encode_response, peek_request_prefix
-from loosely.security.credentials import CredentialStore
 from loosely.security.jaas import parse_jaas, plain_users
 from loosely.security.oauthbearer import OAuthBearerOptions
 from loosely.security.sasl import AuthResult, Phase, SaslSession, SaslSettings
@@ -71,23 +70,13 @@ def oauthbearer_options_for(jaas_configs: Mapping[str, str], listener: str) -> O
 
 
 class SaslGate:
-    def __init__(self, settings: SaslSettings, clock: Clock, failed_delay_ms: int) -> None:
-        self.settings = settings
+    def __init__(self, settings: Mapping[str, SaslSettings], clock: Clock, failed_delay_ms: int) -> None:
+        self.settings = settings  # by listener name: the SASL listeners only
         self.clock = clock
         self.failed_delay_ms = failed_delay_ms
         self.failed_total = 0
         self.succeeded_total = 0
         self._log_failure = LogEvery(log, clock)
-
-    @staticmethod
-    def for_store(
-        mechanisms: tuple[str, ...],
-        plain: Mapping[str, str],
-        store: CredentialStore,
-        reauth_ms: int,
-        oauthbearer: OAuthBearerOptions,
-    ) -> SaslSettings:
-        return SaslSettings(mechanisms, dict(plain), store.get, reauth_ms, oauthbearer)
 
     async def handle(self, conn: SaslConnection, frame: bytes) -> object:
         """:data:`PASS`, a response frame, :class:`AnswerAndClose`, or ``CLOSE_CONNECTION``."""
