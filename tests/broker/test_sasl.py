@@ -25,6 +25,7 @@ from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, build, encode_request
 from loosely.security.scram import parse_scram_spec
+from loosely.testing.certs import make_dev_certs
 
 PLAIN_JAAS = 'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'
 REAUTH_MS = 1500
@@ -203,3 +204,39 @@ def test_credentials_survive_a_restart(tmp_path: Path) -> None:
             (ScramMechanism.SCRAM_SHA_512, 8192)
         ]
     assert b"bob-secret" not in (tmp_path / "scram-credentials.json").read_bytes()
+
+
+def test_sasl_ssl_and_per_listener_plain_users(tmp_path: Path) -> None:
+    certs = make_dev_certs(tmp_path / "certs")
+    settings, _, unknown = split_kafka_settings(
+        {
+            "listeners": "SASL_SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "ssl.keystore.location": str(certs.broker.pem),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS.replace("alice", "tls-alice"),
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+        }
+    )
+    assert not unknown
+    user, m, cred = parse_scram_spec("SCRAM-SHA-512=[name=alice,password=alice-secret]")
+    config = BrokerConfig(data_dir=str(tmp_path / "data"), initial_scram_credentials=((user, m.name, cred),),
+                          **settings)  # type: ignore[arg-type]  # fmt: skip
+    with BrokerThread(config) as b:
+        ports = {bound.name: bound.bound_port for bound in b.broker.listeners}
+        tls = {"security.protocol": "sasl_ssl", "ssl.ca.location": str(certs.ca_crt)}
+
+        def logs_in(listener: str, mechanism: str, user: str, password: str) -> bool:
+            extra = tls if listener == "SASL_SSL" else {"security.protocol": "sasl_plaintext"}
+            errors: list[object] = []
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports[listener]}", "sasl.mechanism": mechanism,
+                                 "sasl.username": user, "sasl.password": password, "error_cb": errors.append,
+                                 **extra})  # fmt: skip
+            try:
+                admin.list_topics(timeout=10)
+                return True
+            except Exception:
+                return False
+
+        assert logs_in("SASL_SSL", "SCRAM-SHA-512", "alice", "alice-secret")  # SCRAM users serve every listener
+        assert logs_in("SASL_SSL", "PLAIN", "tls-alice", "tls-alice-secret")
+        assert not logs_in("SASL_SSL", "PLAIN", "alice", "alice-secret")  # PLAIN users are the listener's own
+        assert logs_in("SASL_PLAINTEXT", "PLAIN", "alice", "alice-secret")
