@@ -44,6 +44,10 @@ def _broker_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"loosely broker: --config {e}", file=sys.stderr)
         return 2
+    from loosely.broker.config import IGNORED_SETTINGS  # noqa: PLC0415
+
+    for name in sorted(IGNORED_SETTINGS & overrides.keys()):
+        print(f"loosely broker: {name} has no use on one node (no inter-broker connections); ignored", file=sys.stderr)
     for name in unknown:
         print(f"loosely broker: ignoring unknown setting {name}", file=sys.stderr)
     if "listeners" in settings and (args.listen or args.advertise):
