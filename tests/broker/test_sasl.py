@@ -21,6 +21,7 @@ from kio.index import load_request_schema
 
 from broker._raw import Raw
 from loosely.broker.config import BrokerConfig, split_kafka_settings
+from loosely.broker.metrics import line_protocol, snapshot
 from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, build, encode_request
@@ -180,6 +181,9 @@ def test_thousands_of_failed_logins_cost_no_memory_and_few_log_lines(
         finally:
             tracemalloc.stop()
         assert b.broker.statistics().sasl_authentication_failures_total == 2200
+        s = b.call(snapshot, b.broker.ctx)
+        assert (s.sasl_authentications, s.sasl_authentication_failures) == (0, 2200)
+        assert "loosely_sasl,host=h authentications=0i,authentication_failures=2200i" in line_protocol(s, "h")
         assert grown < 512 * 1024, f"{grown} bytes more after 2,000 failed logins"
         lines = [r for r in caplog.records if "failed SASL authentication" in r.getMessage()]
         assert 1 <= len(lines) <= 2 + took_s / 10, len(lines)  # one line per 10 s interval
