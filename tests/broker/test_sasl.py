@@ -218,6 +218,7 @@ def test_sasl_ssl_and_per_listener_plain_users(tmp_path: Path) -> None:
             "ssl.keystore.location": str(certs.broker.pem),
             "listener.name.sasl_ssl.plain.sasl.jaas.config": PLAIN_JAAS.replace("alice", "tls-alice"),
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": PLAIN_JAAS,
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
         }
     )
     assert not unknown
@@ -244,3 +245,7 @@ def test_sasl_ssl_and_per_listener_plain_users(tmp_path: Path) -> None:
         assert logs_in("SASL_SSL", "PLAIN", "tls-alice", "tls-alice-secret")
         assert not logs_in("SASL_SSL", "PLAIN", "alice", "alice-secret")  # PLAIN users are the listener's own
         assert logs_in("SASL_PLAINTEXT", "PLAIN", "alice", "alice-secret")
+        assert not logs_in("SASL_PLAINTEXT", "SCRAM-SHA-512", "alice", "alice-secret")  # its own mechanism list
+        raw = Raw(f"127.0.0.1:{ports['SASL_PLAINTEXT']}")
+        r = raw.request(ApiKey.SASL_HANDSHAKE, 1, _req(ApiKey.SASL_HANDSHAKE, 1, mechanism="SCRAM-SHA-512"))
+        assert (r.error_code, r.mechanisms) == (ErrorCode.unsupported_sasl_mechanism, ("PLAIN",))  # type: ignore[attr-defined]

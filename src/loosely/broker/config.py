@@ -148,6 +148,8 @@ class BrokerConfig:
     # Kafka: listener.name.<listener>.<mechanism>.sasl.jaas.config, keyed "<listener>.<mechanism>" in lower case.
     # Holds passwords: never printed.
     sasl_jaas_configs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Kafka: listener.name.<listener>.sasl.enabled.mechanisms, by lower-case listener name (wins over the above)
+    sasl_listener_mechanisms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Kafka: connections.max.reauth.ms (0: sessions never expire; KIP-368)
     connections_max_reauth_ms: int = 0
     # Kafka: connection.failed.authentication.delay.ms (the failure answer and the close wait this long)
@@ -248,6 +250,7 @@ def _sasl_mechanisms(v: str) -> tuple[str, ...]:
 
 # listener.name.<listener>.<mechanism>.sasl.jaas.config: Kafka reads a broker's JAAS lines only in this form (an
 # un-prefixed sasl.jaas.config is ignored with a warning by Kafka's brokers, and reported as unknown here).
+_LISTENER_MECHANISMS: Final = re.compile(r"listener\.name\.([^.]+)\.sasl\.enabled\.mechanisms", re.IGNORECASE)
 _LISTENER_JAAS: Final = re.compile(r"listener\.name\.([^.]+)\.([a-z0-9-]+)\.sasl\.jaas\.config", re.IGNORECASE)
 
 
@@ -343,6 +346,14 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
                 raise ValueError(f"{name}: {e}") from None
         elif name in IGNORED_SETTINGS:
             continue
+        elif m := _LISTENER_MECHANISMS.fullmatch(name):
+            try:
+                mechanisms = _sasl_mechanisms(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            per_listener = broker.setdefault("sasl_listener_mechanisms", {})
+            assert isinstance(per_listener, dict)
+            per_listener[m.group(1).lower()] = mechanisms
         elif _LISTENER_JAAS.fullmatch(name):
             try:
                 jaas = _jaas_line(name, value)

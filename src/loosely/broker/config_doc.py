@@ -193,6 +193,8 @@ def render() -> str:
         "the SCRAM users are kept salted in the data directory (`--add-scram`, `kafka-configs --alter`, `loosely",
         "users`). `sasl.mechanism.inter.broker.protocol` and `sasl.mechanism.controller.protocol` are accepted and",
         "ignored (one node: no inter-broker or controller connections).",
+        "`listener.name.<listener>.sasl.enabled.mechanisms` sets one listener's mechanisms (over",
+        "`sasl.enabled.mechanisms`); `listener.name.<listener>.oauthbearer.sasl.jaas.config` its OAUTHBEARER options.",
     ]
     lines += [
         "",

@@ -445,7 +445,8 @@ class Broker:
             if not spec.uses_sasl:
                 continue
             plain = plain_users_for(config.sasl_jaas_configs, spec.name)
-            if "PLAIN" in config.sasl_enabled_mechanisms and not plain:
+            mechanisms = config.sasl_listener_mechanisms.get(spec.name.lower(), config.sasl_enabled_mechanisms)
+            if "PLAIN" in mechanisms and not plain:
                 # Kafka refuses to start without the JAAS line; loosely enables PLAIN by default, so it only says so
                 log.warning(
                     "SASL PLAIN is enabled but listener.name.%s.plain.sasl.jaas.config names no users: every PLAIN "
@@ -454,7 +455,7 @@ class Broker:
                     spec.name,
                 )
             settings[spec.name] = SaslSettings(
-                mechanisms=config.sasl_enabled_mechanisms,
+                mechanisms=mechanisms,
                 plain_users=plain,
                 scram=store.get,
                 reauth_ms=config.connections_max_reauth_ms,
