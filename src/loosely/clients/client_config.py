@@ -194,8 +194,8 @@ def parse_settings(items: Iterable[str], flag: str = "-X") -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            shown = item if not is_secret(name) else f"{name}..."
-            raise ClientConfigError(f"{flag} expects NAME=VALUE, got {shown!r}")
+            shown = "an item that names a secret" if is_secret(item) else repr(item)
+            raise ClientConfigError(f"{flag} expects NAME=VALUE, got {shown}")
         out[name.strip()] = value
     return out
 
