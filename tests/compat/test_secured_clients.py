@@ -375,3 +375,14 @@ def test_kcat_produce_with_a_wrong_password_exits_as_kcat_does(secured: Secured)
     assert last_lines(ours.stderr) == last_lines(theirs.stderr), (ours.stderr, theirs.stderr)
     assert "Authentication failure" in ours.stderr and "Traceback" not in ours.stderr
     assert "wrong-secret" not in ours.stderr
+
+
+@pytest.mark.parametrize(("mechanism", "reason"), [
+    ("SCRAM-SHA-512", "Unsupported SASL mechanism: broker's supported mechanisms: "),  # the broker refuses it
+    ("NO-SUCH-MECHANISM", "Unsupported SASL mechanism: NO-SUCH-MECHANISM"),  # librdkafka refuses it
+])
+def test_a_mechanism_nobody_takes_is_one_line_at_once(secured: Secured, mechanism: str, reason: str,
+                                                      tmp_path: Path) -> None:
+    started = time.monotonic()
+    r = loosely("groups", "list", "-b", secured.sasl, *secured.x_with(mechanism, "wrong-secret"), cwd=tmp_path)
+    _one_line_refusal(r, started, contains=reason)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined,unused-ignore]  # no __all__ in some versions
 
 __all__ = ["AccessDenied", "check_access"]
@@ -29,7 +29,8 @@ _FATAL_CODES: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 
 
 class AccessDenied(Exception):
-    """The cluster refused the client's credentials or certificate; the message is one line, free of secrets."""
+    """The cluster refused the client's credentials or certificate, or librdkafka refused the settings themselves;
+    the message is one line, free of secrets."""
 
 
 def check_access(config: Mapping[str, Any], timeout_s: float) -> str | None:
@@ -38,7 +39,12 @@ def check_access(config: Mapping[str, Any], timeout_s: float) -> str | None:
     connection error seen, or a line saying nothing answered)."""
     errors: list[KafkaError] = []
     conf: dict[str, Any] = {**config, "error_cb": errors.append, "log_level": 0}
-    admin = AdminClient(conf)
+    try:
+        admin = AdminClient(conf)
+    except KafkaException as e:  # librdkafka refused the settings (an unknown mechanism, an unreadable CA file)
+        err = e.args[0] if e.args else None
+        text = err.str() if isinstance(err, KafkaError) else str(e)
+        raise AccessDenied(text.removeprefix("Failed to create admin client: ")) from None
     future = admin.describe_cluster(request_timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
     while not future.done():
