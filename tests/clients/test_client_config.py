@@ -250,3 +250,9 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted >= 4
+
+
+def test_kcat_dump_redacts_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert kcat.main(["-X", "dump", "-b", "h:1", "-X", "sasl.password=hunter2", "-X", "sasl.username=u"]) == 0
+    out = capsys.readouterr().out
+    assert "sasl.password = [redacted]\n" in out and "sasl.username = u\n" in out and "hunter2" not in out

@@ -6,9 +6,11 @@ operands may be mixed; each option acts in order, so ``-t`` means a query partit
 follow kcat: fatal ones print ``% ERROR: ...`` and exit 1, usage errors print ``Error: ...`` and the usage and
 exit 1.
 
-One documented difference: with no ``-p``, keyed records go to the partition Apache Kafka's Java producer picks
+Documented differences: with no ``-p``, keyed records go to the partition Apache Kafka's Java producer picks
 (murmur2, librdkafka's ``murmur2_random``) instead of librdkafka's CRC32 ``consistent_random``; pass
-``-X topic.partitioner=consistent_random`` for kcat's placement.
+``-X topic.partitioner=consistent_random`` for kcat's placement. ``-X dump`` shows secrets (``sasl.password``,
+``ssl.key.password``, ...) as ``[redacted]``. ``--client-config FILE`` (loosely's addition) reads a Java client's
+properties, translated to librdkafka's names (:mod:`loosely.clients.client_config`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import IO, Any, NoReturn
 
 from loosely.cli._output import quiet_stdout
 from loosely.clients import fastpath
-from loosely.clients.client_config import ClientConfigError, client_config
+from loosely.clients.client_config import ClientConfigError, client_config, redacted
 from loosely.clients.kcat_format import (
     NULL_STR,
     FormatError,
@@ -324,7 +326,9 @@ def parse_args(argv: Sequence[str]) -> Conf:
                     _read_conf_file(conf, p)
                     break
     if conf.dump:
-        lines = "".join(f"{k} = {v}\n" for k, v in sorted(_client_config(conf).items()))
+        # unlike kcat, secrets (sasl.password, ssl.key.password, ...) are shown as [redacted]: a dump is pasted
+        # into tickets and CI logs
+        lines = "".join(f"{k} = {v}\n" for k, v in sorted(redacted(_client_config(conf)).items()))
         raise _Exit(0, f"# Global config\n{lines}\n# Topic config\n\n")
     if conf.brokers is None:
         raise UsageError("-b <broker,..> missing")
