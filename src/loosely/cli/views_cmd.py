@@ -192,7 +192,7 @@ def _rebuild(args: argparse.Namespace) -> int:
             raise ViewError(f"{view.id} is already serving; rebuild under a new --version")
         # A batch job: an unreachable cluster at the start is an error within --timeout (once running, the runner
         # rides out outages as `views run` does).
-        high_watermarks(args.bootstrap, set(view.topics), args.timeout)
+        high_watermarks(args.bootstrap, set(view.topics), args.timeout, args.kafka_config)
         stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args, view.version), drop_old=args.drop_old,
                         drop_delay_ms=args.drop_delay_ms, on_progress=show)
     finally:
