@@ -219,6 +219,12 @@ def test_views_run_status_and_top(secured: Secured, tmp_path: Path) -> None:
                  "--views", sink, "-b", secured.ssl, *conf)
     line = next(x for x in top.splitlines() if x.startswith("latest "))
     assert line.split()[:4] == ["latest", "1", "serving", "7"], top
+    # a rebuild reads everything again into version 2, then serves it
+    out = ok("views", "rebuild", "securedviews:view", "--version", "2", "--sink", sink, "-b", secured.ssl,
+             "--keep-old", *conf, cwd=tmp_path)
+    assert json.loads(out.splitlines()[-1])["records"] == 57
+    rows = json.loads(ok("views", "status", "--sink", sink, "-b", secured.ssl, "--json", *conf))["views"]
+    assert {(r["version"], r["state"], r["lag"]) for r in rows} >= {(2, "serving", 0)}, rows
 
 
 # --- mirror -----------------------------------------------------------------------------------------------------
