@@ -54,9 +54,13 @@ def test_the_last_setting_of_a_name_wins() -> None:
     assert parse_properties("a=1\na=2\n") == {"a": "2"}
 
 
-def test_a_setting_without_a_name_is_refused_with_its_line_number() -> None:
-    with pytest.raises(ClientConfigError, match=r"^f\.properties:3: a setting without a name$"):
+def test_a_setting_without_a_name_or_a_bad_escape_is_refused_without_the_line() -> None:
+    with pytest.raises(ClientConfigError, match=r"^f\.properties: a setting without a name") as e:
         parse_properties("a=1\n\n=secret-value\n", "f.properties")
+    assert "secret-value" not in str(e.value)
+    with pytest.raises(ClientConfigError, match=r"^f\.properties: a malformed \\uXXXX escape$") as e:
+        parse_properties("sasl.password=secret\\u12\n", "f.properties")
+    assert "secret" not in str(e.value)
 
 
 def test_a_file_that_cannot_be_read_or_is_too_large(tmp_path: Path) -> None:

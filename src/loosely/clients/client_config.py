@@ -5,8 +5,8 @@ what it finally needs is librdkafka's property names. Users, though, copy their 
 client's ``client.properties``, and some of Java's names differ from librdkafka's. This module is the one place
 that reads such settings and turns them into librdkafka's, so no command parses them on its own:
 
-* :func:`parse_properties` reads the text of a Java properties file (``#``/``!`` comments, ``=``, ``:`` or blank
-  between name and value, backslash continuations and escapes);
+* :func:`parse_properties` reads the text of a Java properties file (the syntax is
+  :mod:`loosely.protocol.properties`', shared with the broker's ``--config-file``);
 * :func:`translate` maps the Java-client names where librdkafka's differ (below) and leaves every other name as
   it is, for librdkafka to accept or refuse;
 * :func:`client_config` puts files and ``NAME=VALUE`` items together (later ones win, as for kcat's ``-F`` and
@@ -48,6 +48,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
+
+from loosely.protocol import properties
 
 __all__ = [
     "ClientConfigError",
@@ -100,74 +102,20 @@ def is_secured(config: Mapping[str, object]) -> bool:
 
 # --- Java properties files ------------------------------------------------------------------------------------
 
-_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
-
-
-def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    """(first line number, line) with backslash continuations joined and comments and blank lines left out."""
-    pending: list[str] = []
-    start = 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.lstrip()
-        if not pending:
-            if not line or line[0] in "#!":
-                continue
-            start = n
-        trailing = len(line) - len(line.rstrip("\\"))
-        if trailing % 2 == 1:  # an odd number of backslashes: the last one continues the line
-            pending.append(line[:-1])
-            continue
-        pending.append(line)
-        yield start, "".join(pending)
-        pending = []
-    if pending:
-        yield start, "".join(pending)
-
-
-def _unescape(text: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c != "\\" or i + 1 == len(text):
-            out.append(c)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2 : i + 6]):
-            out.append(chr(int(text[i + 2 : i + 6], 16)))
-            i += 6
-            continue
-        out.append(_ESCAPES.get(nxt, nxt))
-        i += 2
-    return "".join(out)
-
-
-def _split(line: str) -> tuple[str, str]:
-    """Name and value of one logical line: the name ends at the first unescaped ``=``, ``:`` or blank; blanks
-    around the separator belong to neither."""
-    i = 0
-    while i < len(line) and line[i] not in "=: \t\f":
-        i += 2 if line[i] == "\\" else 1
-    name = line[: min(i, len(line))]
-    rest = line[i:].lstrip(" \t\f")
-    if rest[:1] in ("=", ":"):
-        rest = rest[1:].lstrip(" \t\f")
-    return _unescape(name), _unescape(rest)
-
 
 def parse_properties(text: str, source: str = "properties") -> dict[str, str]:
-    """The settings of a Java properties file's text; ``source`` names it in errors (with the line number).
+    """The settings of a Java properties file's text (:mod:`loosely.protocol.properties` reads the syntax, as the
+    broker's ``--config-file`` does); ``source`` names it in errors.
 
     >>> parse_properties("# a comment\\nsecurity.protocol = SASL_SSL\\nsasl.mechanism: SCRAM-SHA-256\\n")
     {'security.protocol': 'SASL_SSL', 'sasl.mechanism': 'SCRAM-SHA-256'}
     """
-    out: dict[str, str] = {}
-    for n, line in _logical_lines(text):
-        name, value = _split(line)
-        if not name:
-            raise ClientConfigError(f"{source}:{n}: a setting without a name")
-        out[name] = value
+    try:
+        out = properties.parse_properties(text)
+    except properties.PropertiesError:  # its message quotes the line, which may hold a password
+        raise ClientConfigError(f"{source}: a malformed \\uXXXX escape") from None
+    if "" in out:
+        raise ClientConfigError(f"{source}: a setting without a name (a line starting with = or :)")
     return out
 
 
