@@ -34,6 +34,7 @@ from loosely.hollow.api import Consumer as HollowConsumer
 from loosely.hollow.api import InMemoryBlobStore, KafkaAnnouncementWatcher, KafkaAnnouncer
 from loosely.hollow.api import Producer as HollowProducer
 from loosely.testing import ApacheKafka, embedded_broker
+from loosely.testing.certs import make_dev_certs
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "admin", "admin-secret"
@@ -392,3 +393,31 @@ def test_a_mechanism_nobody_takes_is_one_line_at_once(secured: Secured, mechanis
     started = time.monotonic()
     r = loosely("groups", "list", "-b", secured.sasl, *secured.x_with(mechanism, "wrong-secret"), cwd=tmp_path)
     _one_line_refusal(r, started, contains=reason)
+
+
+# --- loosely's own TLS listener as the secured target -----------------------------------------------------------
+
+
+def test_mirror_from_secured_kafka_into_looselys_tls_listener(secured: Secured, tmp_path: Path) -> None:
+    certs = make_dev_certs(tmp_path / "certs", clients=())
+    settings = {"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SSL:SSL",
+                "ssl.keystore.type": "PEM", "ssl.keystore.location": str(certs.broker.pem)}
+    target_props = tmp_path / "target.properties"
+    target_props.write_text(f"security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={certs.ca_crt}\n")
+    topic = _topic()
+    want = [f"t{i}" for i in range(10)]
+    _produce(secured.config(), secured.ssl, topic, [("k", v) for v in want])
+    with embedded_broker(data_dir=str(tmp_path / "data"), settings=settings) as target:
+        tls = target.bootstrap_servers_for("SSL")
+        mirror = _mirror("--source", secured.ssl, "--source-alias", "sec", "--source-client-config",
+                         str(secured.properties), "--target", tls, "--target-alias", "tls", "--topics", topic,
+                         "--target-client-config", str(target_props))
+        try:
+            wait_for("mirrored over TLS", lambda: _values(client_config([target_props]), tls, f"sec.{topic}") == want,
+                     also=lambda: _output(mirror))
+        finally:
+            err = _stop(mirror)
+        assert err.startswith("mirroring sec -> tls:"), err
+        listed = json.loads(ok("topics", "list", "-b", tls, "--json", "--client-config", str(target_props)))
+        assert f"sec.{topic}" in [t["topic"] for t in listed]
