@@ -252,8 +252,40 @@ def _main(argv: list[str]) -> int:
         _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rc: int = args.func(args)
+    rc = _client_settings(args)
+    if rc is None:
+        rc = args.func(args)
     return rc
+
+
+def _client_settings(args: argparse.Namespace) -> int | None:
+    """Resolve the subcommand's Kafka client settings (--client-config, -X) and, where they ask for TLS or SASL,
+    make sure the cluster takes them: a wrong password or an untrusted certificate is one line and exit code 1
+    here, before the command starts (see loosely.clients.access). None: go on."""
+    from loosely.cli._args import resolve_client_options  # noqa: PLC0415
+    from loosely.clients.client_config import ClientConfigError, is_secured  # noqa: PLC0415
+
+    try:
+        resolve_client_options(args)
+    except ClientConfigError as e:
+        print(f"loosely {args.command}: {e}", file=sys.stderr)
+        return 2
+    sides = {"": getattr(args, "bootstrap", None), "source_": getattr(args, "source", None),
+             "target_": getattr(args, "target", None)}
+    if args.command == "top" and not args.views:
+        return None  # top reaches Kafka only for --views
+    for side, bootstrap in sides.items():
+        config = getattr(args, f"{side}kafka_config", None)
+        if not bootstrap or not config or not is_secured(config):
+            continue
+        from loosely.clients.access import AccessDenied, check_access  # noqa: PLC0415 - imports confluent-kafka
+
+        try:
+            check_access({**config, "bootstrap.servers": bootstrap}, min(float(getattr(args, "timeout", 10)), 10))
+        except AccessDenied as e:
+            print(f"loosely {args.command}: {e}", file=sys.stderr)
+            return 1
+    return None
 
 
 if __name__ == "__main__":
