@@ -112,8 +112,8 @@ def parse_properties(text: str, source: str = "properties") -> dict[str, str]:
     """
     try:
         out = properties.parse_properties(text)
-    except properties.PropertiesError:  # its message quotes the line, which may hold a password
-        raise ClientConfigError(f"{source}: a malformed \\uXXXX escape") from None
+    except properties.PropertiesError as e:  # names the setting, never its value
+        raise ClientConfigError(f"{source}: {e}") from None
     if "" in out:
         raise ClientConfigError(f"{source}: a setting without a name (a line starting with = or :)")
     return out
