@@ -58,7 +58,7 @@ def test_a_setting_without_a_name_or_a_bad_escape_is_refused_without_the_line() 
     with pytest.raises(ClientConfigError, match=r"^f\.properties: a setting without a name") as e:
         parse_properties("a=1\n\n=secret-value\n", "f.properties")
     assert "secret-value" not in str(e.value)
-    with pytest.raises(ClientConfigError, match=r"^f\.properties: sasl\.password: malformed \\uXXXX escape in the") as e:
+    with pytest.raises(ClientConfigError, match=r"^f\.properties: sasl\.password: malformed \\uXXXX escape") as e:
         parse_properties("sasl.password=secret\\u12\n", "f.properties")
     assert "secret" not in str(e.value)
 
