@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -70,10 +71,13 @@ def _broker_command(args: argparse.Namespace) -> int:
         print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
             print(f"metrics on http://{parse_listen(args.metrics_listen)[0]}:{broker.metrics.port}/metrics", flush=True)
+        registry = await _start_registry(args, adv_host or host, adv_port or broker.port)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if registry is not None:
+            await asyncio.to_thread(registry.stop)
         await broker.stop()
 
     try:
@@ -84,6 +88,18 @@ def _broker_command(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+async def _start_registry(args: argparse.Namespace, host: str, port: int) -> Any:
+    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked)."""
+    if not args.schema_registry_listen:
+        return None
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
+
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    bootstrap = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
+    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, bootstrap)
 
 
 def _version() -> str:
@@ -152,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
     b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - argparse only; the registry loads when it starts
+
+    registry_cmd.add_broker_options(b)
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
@@ -169,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
 
     demo.add_demo_command(sub)
+    registry_cmd.add_registry_command(sub)
     return p
 
 
