@@ -28,22 +28,27 @@ def registry_options(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
                    help="compacted topic holding the schemas (default _schemas, as Confluent's)")
     p.add_argument(f"--{prefix}compatibility", default="BACKWARD", metavar="LEVEL",
                    help="compatibility level until one is set with PUT /config (default BACKWARD)")
+    p.add_argument(f"--{prefix}init-timeout-ms", type=int, default=60_000, metavar="MS",
+                   help="give up when the cluster cannot be read within this (default 60000, as Confluent's "
+                        "kafkastore.init.timeout.ms)")
 
 
-def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, client_config: dict[str, str]) -> Any:
+def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, client_config: dict[str, str],
+           init_timeout_ms: int) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of broker imports
     from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and jsonschema load only when asked for
 
     host, port = parse_listen(listen)
 
     return SchemaRegistry(bootstrap, host=host, port=port, topic=topic, client_config=client_config,
-                          default_compatibility=compatibility.upper()).start()
+                          default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms).start()
 
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
     """Start the registry ``loosely broker --schema-registry-listen`` asked for (blocking: call it in a thread)."""
     registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
-                      compatibility=args.schema_registry_compatibility, client_config={})
+                      compatibility=args.schema_registry_compatibility, client_config={},
+                      init_timeout_ms=args.schema_registry_init_timeout_ms)
     print(f"schema registry on {registry.url}", flush=True)
     return registry
 
@@ -56,7 +61,7 @@ def _registry(args: argparse.Namespace) -> int:
         return 2
     try:
         registry = _start(args.bootstrap_servers, args.listen, topic=args.topic, compatibility=args.compatibility,
-                          client_config=client_config)
+                          client_config=client_config, init_timeout_ms=args.init_timeout_ms)
     except Exception as e:  # unreachable cluster, port taken, a topic with several partitions: one line
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 1

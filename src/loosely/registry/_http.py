@@ -134,10 +134,13 @@ class RegistryServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
         if self._thread is not None:
+            self._httpd.shutdown()
             self._thread.join(10)
+        self.close()
+
+    def close(self) -> None:
+        self._httpd.server_close()
 
     def statistics(self) -> ServerStatistics:
         with self._lock:

@@ -24,7 +24,10 @@ class SchemaRegistry:
     """A registry on ``host:port`` (port 0: a free one) storing its schemas in ``topic`` of ``bootstrap_servers``.
 
     ``client_config`` goes to the Kafka clients (security settings, for instance). :meth:`start` returns once the
-    topic has been read to its end, so the first answer already reflects every schema in the log.
+    topic has been read to its end, so the first answer already reflects every schema in the log; it gives up
+    after ``init_timeout_ms`` (Confluent's ``kafkastore.init.timeout.ms``, 60 s). ``write_timeout_ms`` bounds how
+    long a change waits to be written and read back (Confluent's ``kafkastore.timeout.ms`` is 500 ms; a broker
+    that is electing a leader needs longer, so 30 s here).
     """
 
     def __init__(
@@ -38,9 +41,11 @@ class SchemaRegistry:
         default_compatibility: str = "BACKWARD",
         request_bytes_max: int = REQUEST_BYTES_MAX,
         write_timeout_ms: int = 30_000,
+        init_timeout_ms: int = 60_000,
     ) -> None:
         self.store = KafkaStore(bootstrap_servers, topic=topic, client_config=client_config,
-                                default_compatibility=default_compatibility, write_timeout_ms=write_timeout_ms)
+                                default_compatibility=default_compatibility, write_timeout_ms=write_timeout_ms,
+                                startup_timeout_ms=init_timeout_ms)
         self.host = host
         self.server = RegistryServer(self.store, host, port, request_bytes_max=request_bytes_max)
 
@@ -54,7 +59,11 @@ class SchemaRegistry:
         return f"http://{host}:{self.port}"
 
     def start(self) -> SchemaRegistry:
-        self.store.start()
+        try:
+            self.store.start()
+        except BaseException:
+            self.server.close()  # never served: release the port
+            raise
         self.server.start()
         return self
 

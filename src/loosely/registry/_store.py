@@ -107,8 +107,13 @@ class KafkaStore:
         from confluent_kafka.admin import AdminClient  # noqa: PLC0415
         from confluent_kafka.cimpl import NewTopic  # noqa: PLC0415
 
-        admin: Any = AdminClient(dict(self._config))
-        metadata = admin.list_topics(timeout=self._startup_timeout_ms / 1000)
+        # log_level 0: an unreachable cluster is reported once, by the exception below, not per connect attempt
+        admin: Any = AdminClient({**self._config, "log_level": 0})
+        try:
+            metadata = admin.list_topics(timeout=self._startup_timeout_ms / 1000)
+        except KafkaException as e:
+            raise ConnectionError(f"cannot reach {self._config['bootstrap.servers']} within "
+                                  f"{self._startup_timeout_ms} ms: {e.args[0].str()}") from None
         existing = metadata.topics.get(self.topic)
         if existing is None or existing.error is not None:
             rf = max(1, min(REPLICATION_FACTOR_MAX, len(metadata.brokers)))

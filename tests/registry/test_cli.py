@@ -1,0 +1,79 @@
+"""``loosely broker --schema-registry-listen`` and ``loosely schema-registry``: start, answer, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from loosely.broker.server import BrokerThread
+from loosely.testing import embedded_broker
+
+LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
+URL = re.compile(r"schema registry on (http://\S+)")
+
+
+def start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([*LOOSELY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert p.stdout is not None
+    for line in p.stdout:  # the process prints the URL once the registry has read _schemas to its end
+        m = URL.search(line)
+        if m:
+            return p, m.group(1)
+    p.kill()
+    raise AssertionError(f"no registry URL; stderr: {p.communicate(timeout=10)[1]}")
+
+
+def stop(p: subprocess.Popen[str]) -> int:
+    p.send_signal(signal.SIGTERM)
+    return p.wait(30)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("cli-registry"))) as b:
+        yield b
+
+
+def test_schema_registry_command_against_a_cluster(broker: BrokerThread) -> None:
+    p, url = start(["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0"])
+    try:
+        client = SchemaRegistryClient({"url": url})
+        assert client.register_schema("cli-value", Schema('"string"', "AVRO")) == 1
+    finally:
+        assert stop(p) == 0
+    p, url = start(["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0"])
+    try:  # a second run finds the schema in the log
+        assert SchemaRegistryClient({"url": url}).get_latest_version("cli-value").schema_id == 1
+    finally:
+        assert stop(p) == 0
+
+
+def test_broker_serves_a_registry_stored_in_itself(tmp_path: Path) -> None:
+    p, url = start(["broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                    "--schema-registry-listen", "127.0.0.1:0", "--schema-registry-compatibility", "full"])
+    try:
+        with urllib.request.urlopen(f"{url}/config") as r:
+            assert json.loads(r.read()) == {"compatibilityLevel": "FULL"}
+        assert SchemaRegistryClient({"url": url}).register_schema("in-broker", Schema('"int"', "AVRO")) == 1
+    finally:
+        assert stop(p) == 0
+
+
+def test_unreachable_cluster_is_one_line_and_exit_1() -> None:
+    r = subprocess.run([*LOOSELY, "schema-registry", "-b", "127.0.0.1:1", "--listen", "127.0.0.1:0",
+                        "--init-timeout-ms", "2000"], capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("loosely schema-registry: cannot reach 127.0.0.1:1 within 2000 ms"), r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr

@@ -1,0 +1,35 @@
+"""The public surface of loosely.registry is exactly this list, and its docstring examples run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+from loosely import registry
+
+PUBLIC = [
+    "REQUEST_BYTES_MAX",
+    "KafkaStore",
+    "Reference",
+    "RegistryError",
+    "RegistryServer",
+    "RegistryState",
+    "RegistryStatistics",
+    "SchemaRegistry",
+    "SchemaVersion",
+]
+
+
+def test_public_surface() -> None:
+    assert sorted(registry.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(registry, name)
+
+
+@pytest.mark.parametrize("name", ["loosely.registry", "loosely.registry._records", "loosely.registry._state",
+                                  "loosely.registry._types", "loosely.testing.embedded"])
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, result

@@ -1,0 +1,292 @@
+"""The registry end to end: confluent-kafka's SchemaRegistryClient and serializers through loosely's broker.
+
+One broker and one registry for the module; each test uses subjects of its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, DeserializingConsumer, SerializingProducer, TopicPartition
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+
+from loosely.broker.server import BrokerThread
+from loosely.registry import SchemaRegistry
+from loosely.testing import embedded_broker, embedded_schema_registry
+
+USER = json.dumps({"type": "record", "name": "User", "namespace": "t", "fields": [{"name": "name", "type": "string"}]})
+USER_AGE = json.dumps({"type": "record", "name": "User", "namespace": "t", "fields": [
+    {"name": "name", "type": "string"}, {"name": "age", "type": "int", "default": 0}]})
+USER_BAD = json.dumps({"type": "record", "name": "User", "namespace": "t", "fields": [
+    {"name": "name", "type": "string"}, {"name": "email", "type": "string"}]})
+PERSON_JSON = json.dumps({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                          "required": ["name"]})
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("registry-broker"))) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def registry(broker: BrokerThread) -> Iterator[SchemaRegistry]:
+    with embedded_schema_registry(broker.bootstrap_servers) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def client(registry: SchemaRegistry) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry.url})
+
+
+def sr_error(fn: Any) -> tuple[int, int]:
+    with pytest.raises(SchemaRegistryError) as e:
+        fn()
+    return e.value.http_status_code, e.value.error_code
+
+
+def end_offset(broker: BrokerThread, topic: str = "_schemas") -> int:
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "probe"})
+    try:
+        return int(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+    finally:
+        c.close()
+
+
+def raw(registry: SchemaRegistry, method: str, path: str, body: bytes | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, r.getheader("Content-Type") or "", json.loads(data) if data else None
+    finally:
+        conn.close()
+
+
+def test_every_client_endpoint(client: SchemaRegistryClient) -> None:
+    s = "endpoints-value"
+    assert client.get_schema_types() == ["AVRO", "JSON"]
+    sid = client.register_schema(s, Schema(USER, "AVRO"))
+    assert client.register_schema(s, Schema(json.dumps(json.loads(USER), indent=2), "AVRO")) == sid  # idempotent
+    assert SchemaRegistryClient({"url": client._rest_client.base_urls[0]}).register_schema(
+        "endpoints-other", Schema(USER, "AVRO")) == sid  # same schema, other subject: same id
+    sid2 = client.register_schema(s, Schema(USER_AGE, "AVRO"))
+    assert sid2 == sid + 1
+    assert json.loads(client.get_schema(sid).schema_str) == json.loads(USER)
+    latest = client.get_latest_version(s)
+    assert (latest.schema_id, latest.version, latest.subject) == (sid2, 2, s)
+    assert client.get_version(s, 1).schema_id == sid
+    assert client.get_versions(s) == [1, 2]
+    assert s in client.get_subjects() and "endpoints-other" in client.get_subjects()
+    found = client.lookup_schema(s, Schema(USER_AGE, "AVRO"))
+    assert (found.schema_id, found.version) == (sid2, 2)
+    assert sorted((v.subject, v.version) for v in client.get_schema_versions(sid)) == [
+        ("endpoints-other", 1), (s, 1)]
+    assert client.get_subjects_by_schema_id(sid) == ["endpoints-other", s]
+    # compatibility
+    assert client.test_compatibility(s, Schema(USER_AGE, "AVRO")) is True
+    assert client.test_compatibility(s, Schema(USER_BAD, "AVRO")) is False
+    assert client.test_compatibility_all_versions(s, Schema(USER_BAD, "AVRO")) is False
+    assert sr_error(lambda: client.register_schema(s, Schema(USER_BAD, "AVRO"))) == (409, 409)
+    assert client.set_compatibility(s, "NONE") == {"compatibility": "NONE"}
+    assert client.get_compatibility(s) == "NONE"
+    assert client.get_config(s).compatibility_level.value == "NONE"
+    assert client.get_compatibility() == "BACKWARD"
+    assert client.register_schema(s, Schema(USER_BAD, "AVRO")) == sid2 + 1
+    assert client.delete_config(s).compatibility_level.value == "NONE"
+    assert sr_error(lambda: client.get_compatibility(s)) == (404, 40408)
+    # modes
+    assert client.get_global_mode() == "READWRITE"
+    assert client.update_mode(s, "READONLY") == "READONLY"
+    assert client.get_mode(s) == "READONLY"
+    assert sr_error(lambda: client.register_schema(s, Schema('"string"', "AVRO"))) == (422, 42205)
+    assert client.delete_mode(s) == "READONLY"
+    # deletes
+    assert client.delete_version(s, 3) == 3
+    assert client.get_versions(s) == [1, 2]
+    assert sr_error(lambda: client.get_version(s, 3)) == (404, 40402)
+    assert client.get_version(s, 3, deleted=True).version == 3
+    assert client.delete_version(s, 3, permanent=True) == 3
+    assert sr_error(lambda: client.delete_subject(s, permanent=True)) == (404, 40405)
+    assert client.delete_subject(s) == [1, 2]
+    assert s not in client.get_subjects()
+    assert sr_error(lambda: client.get_versions(s)) == (404, 40401)
+    assert client.delete_subject(s, permanent=True) == [1, 2]
+    assert client.get_schema(sid).schema_str  # still used by endpoints-other
+    assert sr_error(lambda: client.get_latest_version("never-registered")) == (404, 40401)
+
+
+def test_avro_serializer_round_trip(broker: BrokerThread, client: SchemaRegistryClient) -> None:
+    topic = "avro-users"
+    producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers,
+                                    "value.serializer": AvroSerializer(client, USER_AGE)})
+    people = [{"name": "ada", "age": 36}, {"name": "grace", "age": 45}]
+    for p in people:
+        producer.produce(topic, value=p)
+    assert producer.flush(10) == 0
+    consumer = DeserializingConsumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "avro-rt",
+                                      "auto.offset.reset": "earliest",
+                                      "value.deserializer": AvroDeserializer(SchemaRegistryClient(
+                                          {"url": client._rest_client.base_urls[0]}))})
+    consumer.subscribe([topic])
+    got = []
+    try:
+        while len(got) < len(people):
+            msg = consumer.poll(10)
+            assert msg is not None, f"timed out after {got}"
+            got.append(msg.value())
+    finally:
+        consumer.close()
+    assert got == people
+    assert client.get_latest_version(f"{topic}-value").schema.schema_type == "AVRO"
+
+
+def test_json_schema_serializer_round_trip(broker: BrokerThread, client: SchemaRegistryClient) -> None:
+    topic = "json-people"
+    producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers,
+                                    "value.serializer": JSONSerializer(PERSON_JSON, client)})
+    producer.produce(topic, value={"name": "ada", "age": 36})
+    assert producer.flush(10) == 0
+    consumer = DeserializingConsumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "json-rt",
+                                      "auto.offset.reset": "earliest",
+                                      "value.deserializer": JSONDeserializer(None, schema_registry_client=client)})
+    consumer.subscribe([topic])
+    try:
+        msg = consumer.poll(10)
+    finally:
+        consumer.close()
+    assert msg is not None and msg.value() == {"name": "ada", "age": 36}
+    latest = client.get_latest_version(f"{topic}-value")
+    assert latest.schema.schema_type == "JSON"
+    assert json.loads(latest.schema.schema_str) == json.loads(PERSON_JSON)
+
+
+def test_schemas_records_are_confluents(broker: BrokerThread, client: SchemaRegistryClient) -> None:
+    start = end_offset(broker)
+    sid = client.register_schema("records-value", Schema(USER, "AVRO"))
+    jid = client.register_schema("records-json", Schema('{"type":"string"}', "JSON"))
+    client.set_compatibility("records-value", "FULL")
+    client.update_mode("records-value", "READWRITE")
+    client.delete_subject("records-json")
+    c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "records-probe"})
+    c.assign([TopicPartition("_schemas", 0, start)])
+    got = []
+    try:
+        while len(got) < 5:
+            msg = c.poll(10)
+            assert msg is not None, got
+            got.append((msg.key(), msg.value()))
+    finally:
+        c.close()
+    keys = [json.loads(k) for k, _ in got]
+    values = [json.loads(v) if v else None for _, v in got]
+    assert [list(k) for k in keys] == [["keytype", "subject", "version", "magic"]] * 2 + [
+        ["keytype", "subject", "magic"]] * 3  # Confluent's field order, which Karapace checks
+    assert keys[0] == {"keytype": "SCHEMA", "subject": "records-value", "version": 1, "magic": 1}
+    assert values[0] == {"subject": "records-value", "version": 1, "id": sid, "schema": json.dumps(
+        json.loads(USER), separators=(",", ":")), "deleted": False}  # no schemaType for AVRO
+    assert values[1] == {"subject": "records-json", "version": 1, "id": jid, "schema": '{"type":"string"}',
+                         "schemaType": "JSON", "deleted": False}
+    assert (keys[2], values[2]) == ({"keytype": "CONFIG", "subject": "records-value", "magic": 0},
+                                    {"compatibilityLevel": "FULL"})
+    assert (keys[3], values[3]) == ({"keytype": "MODE", "subject": "records-value", "magic": 0},
+                                    {"mode": "READWRITE"})
+    assert (keys[4], values[4]) == ({"keytype": "DELETE_SUBJECT", "subject": "records-json", "magic": 0},
+                                    {"subject": "records-json", "version": 1})
+    assert got[0][0] == b'{"keytype":"SCHEMA","subject":"records-value","version":1,"magic":1}'  # compact
+
+
+def test_a_restarted_registry_keeps_every_schema_and_id(broker: BrokerThread, registry: SchemaRegistry,
+                                                        client: SchemaRegistryClient) -> None:
+    sid = client.register_schema("restart-value", Schema(USER, "AVRO"))
+    client.register_schema("restart-value", Schema(USER_AGE, "AVRO"))
+    client.delete_version("restart-value", 1)
+    client.set_compatibility(None, "FULL")
+    try:
+        before = {s: client.get_versions(s, deleted=True) for s in client.get_subjects(deleted=True)}
+        with SchemaRegistry(broker.bootstrap_servers) as second:  # rebuilt from the log alone
+            c2 = SchemaRegistryClient({"url": second.url})
+            assert {s: c2.get_versions(s, deleted=True) for s in c2.get_subjects(deleted=True)} == before
+            assert c2.get_version("restart-value", 1, deleted=True).schema_id == sid
+            assert json.loads(c2.get_schema(sid).schema_str) == json.loads(USER)
+            assert c2.get_compatibility() == "FULL"
+            assert registry.store.read(lambda s: s.max_id) == second.store.read(lambda s: s.max_id)
+    finally:
+        client.set_compatibility(None, "BACKWARD")
+
+
+BAD_BODIES = [
+    # (what, path, body, headers, status, error_code)
+    ("invalid avro", "/subjects/bad-value/versions", json.dumps({"schema": '{"type":"record","name":"A"}'}),
+     {}, 422, 42201),
+    ("not json schema", "/subjects/bad-value/versions", json.dumps({"schema": "{not json"}), {}, 422, 42201),
+    ("protobuf", "/subjects/bad-value/versions",
+     json.dumps({"schema": 'syntax = "proto3"; message A {}', "schemaType": "PROTOBUF"}), {}, 422, 42201),
+    ("empty schema", "/subjects/bad-value/versions", json.dumps({"schema": ""}), {}, 422, 42201),
+    ("body not json", "/subjects/bad-value/versions", "{{{", {}, 400, 400),
+    ("wrong content type", "/subjects/bad-value/versions", json.dumps({"schema": '"string"'}),
+     {"Content-Type": "text/plain"}, 415, 415),
+    ("bad version", "/subjects/bad-value/versions", json.dumps({"schema": '"string"', "version": 0}), {}, 422, 42202),
+    ("bad level", "/config", json.dumps({"compatibility": "SOMETIMES"}), {}, 422, 42203),
+    ("bad mode", "/mode", json.dumps({"mode": "SIDEWAYS"}), {}, 422, 42204),
+]
+
+
+@pytest.mark.parametrize(("what", "path", "body", "headers", "status", "error_code"), BAD_BODIES,
+                         ids=[b[0] for b in BAD_BODIES])
+def test_bad_input_gets_confluents_error_and_stores_nothing(broker: BrokerThread, registry: SchemaRegistry,
+                                                            what: str, path: str, body: str,
+                                                            headers: dict[str, str], status: int,
+                                                            error_code: int) -> None:
+    before = end_offset(broker)
+    method = "POST" if "versions" in path else "PUT"
+    got_status, ctype, answer = raw(registry, method, path, body.encode(),
+                                    {"Content-Type": "application/vnd.schemaregistry.v1+json", **headers})
+    assert (got_status, answer["error_code"]) == (status, error_code), answer
+    assert isinstance(answer["message"], str) and answer["message"]
+    assert ctype == "application/vnd.schemaregistry.v1+json"
+    assert end_offset(broker) == before  # nothing written
+    assert raw(registry, "GET", "/subjects")[0] == 200  # and the server is still there
+
+
+def test_huge_body_is_refused_before_it_is_read(broker: BrokerThread) -> None:
+    with SchemaRegistry(broker.bootstrap_servers, request_bytes_max=1024) as small:
+        before = end_offset(broker)
+        body = json.dumps({"schema": json.dumps({"type": "enum", "name": "E", "symbols": [f"S{i}" for i in
+                                                                                       range(500)]})}).encode()
+        status, _, answer = raw(small, "POST", "/subjects/huge-value/versions", body,
+                                {"Content-Type": "application/json"})
+        assert (status, answer["error_code"]) == (413, 413)
+        assert "1024" in answer["message"]
+        assert end_offset(broker) == before
+        ok = json.dumps({"schema": '"string"'}).encode()  # under the limit: accepted
+        assert raw(small, "POST", "/subjects/huge-value/versions", ok, {"Content-Type": "application/json"})[0] == 200
+
+
+def test_rest_details(registry: SchemaRegistry) -> None:
+    status, _, answer = raw(registry, "GET", "/nowhere")
+    assert (status, answer) == (404, {"error_code": 404, "message": "HTTP 404 Not Found"})
+    assert raw(registry, "GET", "/subjects", headers={"Accept": "application/json"})[1] == "application/json"
+    assert raw(registry, "DELETE", "/schemas/types")[0] == 405
+    assert raw(registry, "GET", "/subjects/none/versions/latest")[2]["error_code"] == 40401
+    assert raw(registry, "GET", "/subjects/none/versions/x")[2]["error_code"] == 42202
+    assert raw(registry, "GET", "/schemas/ids/999999")[2]["error_code"] == 40403
+    subject = urllib.parse.quote("with/slash-value", safe="")
+    body = json.dumps({"schema": '"string"'}).encode()
+    assert raw(registry, "POST", f"/subjects/{subject}/versions", body)[0] == 200
+    assert "with/slash-value" in raw(registry, "GET", "/subjects")[2]
+    assert raw(registry, "GET", f"/subjects/{subject}/versions/1/schema")[2] == "string"
+    compat = raw(registry, "POST", f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+                 json.dumps({"schema": '"int"'}).encode())[2]
+    assert compat["is_compatible"] is False and compat["messages"]
