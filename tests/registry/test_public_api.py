@@ -33,3 +33,22 @@ def test_public_surface() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, result
+
+
+def test_registry_url_fixture_serves_a_registry(registry_url: str) -> None:
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": registry_url})
+    assert client.register_schema("fixture-value", Schema('"string"', "AVRO")) == 1
+    assert client.get_subjects() == ["fixture-value"]
+
+
+def test_embedded_broker_with_a_schema_registry() -> None:
+    import json
+    import urllib.request
+
+    from loosely.testing import embedded_broker
+
+    with embedded_broker(schema_registry=True) as broker, urllib.request.urlopen(
+            f"{broker.registry_url}/schemas/types") as r:
+        assert json.loads(r.read()) == ["AVRO", "JSON"]

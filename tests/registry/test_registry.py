@@ -1,6 +1,8 @@
-"""The registry end to end: confluent-kafka's SchemaRegistryClient and serializers through loosely's broker.
+"""The registry end to end: confluent-kafka's SchemaRegistryClient and serializers through the broker.
 
-One broker and one registry for the module; each test uses subjects of its own.
+Differential: every test runs with the registry stored in loosely's broker and in Apache Kafka (the registry is a
+Kafka client, so both must give the same answers). One broker and one registry per module and target; each test
+uses subjects of its own; on the shared Apache Kafka the registry gets a topic of its own.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +22,6 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 
-from loosely.broker.server import BrokerThread
 from loosely.registry import SchemaRegistry
 from loosely.testing import embedded_broker, embedded_schema_registry
 
@@ -31,15 +34,26 @@ PERSON_JSON = json.dumps({"type": "object", "properties": {"name": {"type": "str
                           "required": ["name"]})
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+@dataclass(frozen=True)
+class Target:
+    name: str
+    bootstrap_servers: str
+    topic: str
+
+
+@pytest.fixture(scope="module", params=["loosely", "kafka"])
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    if request.param == "kafka":
+        kafka = request.getfixturevalue("apache_kafka")
+        yield Target("kafka", kafka.bootstrap_servers, f"_schemas-{uuid.uuid4().hex[:8]}")
+        return
     with embedded_broker(data_dir=str(tmp_path_factory.mktemp("registry-broker"))) as b:
-        yield b
+        yield Target("loosely", b.bootstrap_servers, "_schemas")
 
 
 @pytest.fixture(scope="module")
-def registry(broker: BrokerThread) -> Iterator[SchemaRegistry]:
-    with embedded_schema_registry(broker.bootstrap_servers) as r:
+def registry(broker: Target) -> Iterator[SchemaRegistry]:
+    with embedded_schema_registry(broker.bootstrap_servers, topic=broker.topic) as r:
         yield r
 
 
@@ -54,10 +68,10 @@ def sr_error(fn: Any) -> tuple[int, int]:
     return e.value.http_status_code, e.value.error_code
 
 
-def end_offset(broker: BrokerThread, topic: str = "_schemas") -> int:
+def end_offset(broker: Target) -> int:
     c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "probe"})
     try:
-        return int(c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1])
+        return int(c.get_watermark_offsets(TopicPartition(broker.topic, 0), timeout=10)[1])
     finally:
         c.close()
 
@@ -127,14 +141,15 @@ def test_every_client_endpoint(client: SchemaRegistryClient) -> None:
     assert sr_error(lambda: client.get_latest_version("never-registered")) == (404, 40401)
 
 
-def test_avro_serializer_round_trip(broker: BrokerThread, client: SchemaRegistryClient) -> None:
-    topic = "avro-users"
+def test_avro_serializer_round_trip(broker: Target, client: SchemaRegistryClient) -> None:
+    topic = f"avro-users-{uuid.uuid4().hex[:8]}"
     producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers,
                                     "value.serializer": AvroSerializer(client, USER_AGE)})
     people = [{"name": "ada", "age": 36}, {"name": "grace", "age": 45}]
     for p in people:
         producer.produce(topic, value=p)
     assert producer.flush(10) == 0
+    del producer  # librdkafka's handle goes now, not after the module's broker has stopped
     consumer = DeserializingConsumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "avro-rt",
                                       "auto.offset.reset": "earliest",
                                       "value.deserializer": AvroDeserializer(SchemaRegistryClient(
@@ -152,12 +167,13 @@ def test_avro_serializer_round_trip(broker: BrokerThread, client: SchemaRegistry
     assert client.get_latest_version(f"{topic}-value").schema.schema_type == "AVRO"
 
 
-def test_json_schema_serializer_round_trip(broker: BrokerThread, client: SchemaRegistryClient) -> None:
-    topic = "json-people"
+def test_json_schema_serializer_round_trip(broker: Target, client: SchemaRegistryClient) -> None:
+    topic = f"json-people-{uuid.uuid4().hex[:8]}"
     producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers,
                                     "value.serializer": JSONSerializer(PERSON_JSON, client)})
     producer.produce(topic, value={"name": "ada", "age": 36})
     assert producer.flush(10) == 0
+    del producer
     consumer = DeserializingConsumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "json-rt",
                                       "auto.offset.reset": "earliest",
                                       "value.deserializer": JSONDeserializer(None, schema_registry_client=client)})
@@ -172,7 +188,7 @@ def test_json_schema_serializer_round_trip(broker: BrokerThread, client: SchemaR
     assert json.loads(latest.schema.schema_str) == json.loads(PERSON_JSON)
 
 
-def test_schemas_records_are_confluents(broker: BrokerThread, client: SchemaRegistryClient) -> None:
+def test_schemas_records_are_confluents(broker: Target, client: SchemaRegistryClient) -> None:
     start = end_offset(broker)
     sid = client.register_schema("records-value", Schema(USER, "AVRO"))
     jid = client.register_schema("records-json", Schema('{"type":"string"}', "JSON"))
@@ -180,7 +196,7 @@ def test_schemas_records_are_confluents(broker: BrokerThread, client: SchemaRegi
     client.update_mode("records-value", "READWRITE")
     client.delete_subject("records-json")
     c = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "records-probe"})
-    c.assign([TopicPartition("_schemas", 0, start)])
+    c.assign([TopicPartition(broker.topic, 0, start)])
     got = []
     try:
         while len(got) < 5:
@@ -207,7 +223,7 @@ def test_schemas_records_are_confluents(broker: BrokerThread, client: SchemaRegi
     assert got[0][0] == b'{"keytype":"SCHEMA","subject":"records-value","version":1,"magic":1}'  # compact
 
 
-def test_a_restarted_registry_keeps_every_schema_and_id(broker: BrokerThread, registry: SchemaRegistry,
+def test_a_restarted_registry_keeps_every_schema_and_id(broker: Target, registry: SchemaRegistry,
                                                         client: SchemaRegistryClient) -> None:
     sid = client.register_schema("restart-value", Schema(USER, "AVRO"))
     client.register_schema("restart-value", Schema(USER_AGE, "AVRO"))
@@ -215,7 +231,7 @@ def test_a_restarted_registry_keeps_every_schema_and_id(broker: BrokerThread, re
     client.set_compatibility(None, "FULL")
     try:
         before = {s: client.get_versions(s, deleted=True) for s in client.get_subjects(deleted=True)}
-        with SchemaRegistry(broker.bootstrap_servers) as second:  # rebuilt from the log alone
+        with SchemaRegistry(broker.bootstrap_servers, topic=broker.topic) as second:  # rebuilt from the log alone
             c2 = SchemaRegistryClient({"url": second.url})
             assert {s: c2.get_versions(s, deleted=True) for s in c2.get_subjects(deleted=True)} == before
             assert c2.get_version("restart-value", 1, deleted=True).schema_id == sid
@@ -245,7 +261,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("what", "path", "body", "headers", "status", "error_code"), BAD_BODIES,
                          ids=[b[0] for b in BAD_BODIES])
-def test_bad_input_gets_confluents_error_and_stores_nothing(broker: BrokerThread, registry: SchemaRegistry,
+def test_bad_input_gets_confluents_error_and_stores_nothing(broker: Target, registry: SchemaRegistry,
                                                             what: str, path: str, body: str,
                                                             headers: dict[str, str], status: int,
                                                             error_code: int) -> None:
@@ -260,8 +276,8 @@ def test_bad_input_gets_confluents_error_and_stores_nothing(broker: BrokerThread
     assert raw(registry, "GET", "/subjects")[0] == 200  # and the server is still there
 
 
-def test_huge_body_is_refused_before_it_is_read(broker: BrokerThread) -> None:
-    with SchemaRegistry(broker.bootstrap_servers, request_bytes_max=1024) as small:
+def test_huge_body_is_refused_before_it_is_read(broker: Target) -> None:
+    with SchemaRegistry(broker.bootstrap_servers, topic=broker.topic, request_bytes_max=1024) as small:
         before = end_offset(broker)
         body = json.dumps({"schema": json.dumps({"type": "enum", "name": "E", "symbols": [f"S{i}" for i in
                                                                                        range(500)]})}).encode()

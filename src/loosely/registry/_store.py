@@ -101,6 +101,7 @@ class KafkaStore:
             self._thread.join(10)
         if self._producer is not None:
             self._producer.flush(5)
+            self._producer = None  # destroyed now, not at garbage collection: no reconnect attempts after stop
 
     def _ensure_topic(self) -> None:
         from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
