@@ -52,3 +52,21 @@ def test_embedded_broker_with_a_schema_registry() -> None:
     with embedded_broker(schema_registry=True) as broker, urllib.request.urlopen(
             f"{broker.registry_url}/schemas/types") as r:
         assert json.loads(r.read()) == ["AVRO", "JSON"]
+
+
+def test_the_docs_python_example_runs_and_prints_what_it_says(tmp_path) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "schema-registry.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks
+    for block in blocks:
+        promised = [line.split("#", 1)[1].strip() for line in block.splitlines()
+                    if line.strip().startswith("print(") and "#" in line]
+        r = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           check=False)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == promised
