@@ -306,3 +306,22 @@ def test_rest_details(registry: SchemaRegistry) -> None:
     compat = raw(registry, "POST", f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
                  json.dumps({"schema": '"int"'}).encode())[2]
     assert compat["is_compatible"] is False and compat["messages"]
+
+
+def test_an_unreadable_record_in_the_topic_is_skipped_and_the_registry_goes_on(broker: Target,
+                                                                              client: SchemaRegistryClient,
+                                                                              registry: SchemaRegistry) -> None:
+    from confluent_kafka import Producer
+
+    skipped = registry.statistics().store.records_skipped
+    p = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    p.produce(broker.topic, key=b"not json", value=b"{}", partition=0)
+    p.produce(broker.topic, key=b'{"keytype":"SCHEMA","subject":"x","version":1,"magic":1}', value=b'{"id":1}',
+              partition=0)
+    assert p.flush(10) == 0
+    del p
+    sid = client.register_schema("after-garbage-value", Schema('{"type":"enum","name":"G","symbols":["A"]}', "AVRO"))
+    assert client.get_schema(sid).schema_str  # written and read back past the garbage
+    assert registry.statistics().store.records_skipped == skipped + 2
+    with SchemaRegistry(broker.bootstrap_servers, topic=broker.topic) as second:  # a fresh start reads past it too
+        assert SchemaRegistryClient({"url": second.url}).get_latest_version("after-garbage-value").schema_id == sid

@@ -173,3 +173,17 @@ def test_unknown_and_skipped_records_do_not_disturb_the_state() -> None:
     s.apply(decode(b'{"keytype":"SCHEMA","subject":"gone","version":4,"magic":1}', None))  # tombstone, no version
     s.apply(decode(b'{"keytype":"DELETE_SUBJECT","subject":"never","magic":0}', b'{"subject":"never","version":2}'))
     assert s.subjects(deleted=True) == []
+
+
+def test_a_referenced_version_cannot_be_deleted(log: Log) -> None:
+    s = log.state
+    inner = json.dumps({"type": "record", "name": "Inner", "fields": [{"name": "v", "type": "int"}]})
+    outer = json.dumps({"type": "record", "name": "Outer", "fields": [{"name": "i", "type": "Inner"}]})
+    log.change(s.register("inner", inner))
+    outer_id = log.change(s.register("outer", outer, references=(Reference("Inner", "inner", 1),)))
+    assert s.referenced_by("inner", 1) == [outer_id]
+    assert code(lambda: s.delete_version("inner", "1", permanent=False)) == 42206
+    assert code(lambda: s.delete_subject("inner", permanent=False)) == 42206
+    log.change(s.delete_subject("outer", permanent=False))  # once the referrer is gone, it may go
+    assert s.referenced_by("inner", 1) == []
+    assert log.change(s.delete_version("inner", "1", permanent=False)) == 1

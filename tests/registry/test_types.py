@@ -27,6 +27,8 @@ def avro(*fields: tuple[str, object] | tuple[str, object, object]) -> str:
 V1 = avro(("name", "string"))
 ADD_DEFAULT = avro(("name", "string"), ("age", "int", 0))
 ADD_NO_DEFAULT = avro(("name", "string"), ("age", "int"))
+LIST = json.dumps({"type": "record", "name": "Node", "fields": [
+    {"name": "value", "type": "int"}, {"name": "next", "type": ["null", "Node"], "default": None}]})
 ENUM2 = json.dumps({"type": "enum", "name": "E", "symbols": ["A", "B"]})
 ENUM3 = json.dumps({"type": "enum", "name": "E", "symbols": ["A", "B", "C"]})
 
@@ -56,6 +58,12 @@ AVRO_VECTORS = [
     ("FORWARD_TRANSITIVE", [ADD_NO_DEFAULT, ADD_DEFAULT], V1, False),
     ("FULL_TRANSITIVE", [V1, ADD_DEFAULT], avro(("name", "string"), ("age", "int", 0), ("x", "long", 1)), True),
     ("FULL_TRANSITIVE", [ADD_NO_DEFAULT, ADD_DEFAULT], V1, False),
+    ("BACKWARD", ['"string"'], '["null", "string"]', True),  # a union branch the old data fits
+    ("FORWARD", ['"string"'], '["null", "string"]', False),  # the old reader cannot read null
+    ("BACKWARD", ['{"type": "fixed", "name": "F", "size": 4}'], '{"type": "fixed", "name": "F", "size": 8}', False),
+    # recursive types (a linked list) are checked without recursing forever
+    ("FULL", [LIST], LIST.replace('"value", "type": "int"', '"value", "type": "long"'), False),
+    ("BACKWARD", [LIST], LIST.replace('"value", "type": "int"', '"value", "type": "long"'), True),
 ]
 
 

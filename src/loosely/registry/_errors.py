@@ -23,6 +23,7 @@ HTTP   code    meaning
 422    42203   invalid compatibility level
 422    42204   invalid mode
 422    42205   operation not permitted (read-only mode, import without an empty registry)
+422    42206   the version is referenced by another schema and cannot be deleted
 500    50001   the log could not be written or read back
 =====  ======  =================================================================================================
 """

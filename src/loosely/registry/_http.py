@@ -33,14 +33,13 @@ import logging
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from loosely.registry import _errors as err
 from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
-from loosely.registry._state import RegistryState, SchemaById, parse_version
+from loosely.registry._state import SchemaById, parse_version
 from loosely.registry._store import KafkaStore
 from loosely.registry._types import SCHEMA_TYPES
 
@@ -57,6 +56,13 @@ ACCEPTED_BODY_TYPES = frozenset({CONTENT_TYPE, "application/vnd.schemaregistry+j
                                  "application/octet-stream"})
 
 Answer = tuple[int, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RawJSON:
+    """An answer that is already JSON text (a schema, returned by the ``/schema`` routes exactly as stored)."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +175,6 @@ class RegistryServer:
             return _not_found()
         return handler(method, parts[1:], query, body)
 
-    def _read(self, fn: Callable[[RegistryState], Any]) -> Any:
-        return self.store.read(fn)
-
     def _subjects(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
         st = self.store
         deleted = _flag(q, "deleted")
@@ -211,13 +214,10 @@ class RegistryServer:
         if method != "GET":
             return _method_not_allowed()
         if rest[3] == "schema":
-            return 200, json.loads(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
+            return 200, RawJSON(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
         if rest[3] == "referencedby":
-            def referenced_by(s: RegistryState) -> list[int]:
-                sv = s.get_version(subject, spec, deleted=deleted)
-                return sorted({other.id for name in s.subjects(deleted=True) for other in s.live(name)
-                               if any(r.subject == subject and r.version == sv.version for r in other.references)})
-            return 200, st.read(referenced_by)
+            return 200, st.read(lambda s: s.referenced_by(subject, s.get_version(subject, spec,
+                                                                                deleted=deleted).version))
         return _not_found()
 
     def _register(self, subject: str, body: Any) -> int:
@@ -248,7 +248,7 @@ class RegistryServer:
         if what == "":
             return 200, _by_id_json(self.store.read(lambda s: s.schema_by_id(schema_id)))
         if what == "schema":
-            return 200, json.loads(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
+            return 200, RawJSON(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
         if what == "versions":
             pairs = self.store.read(lambda s: s.id_versions(schema_id, deleted=deleted))
             return 200, [{"subject": subj, "version": v} for subj, v in pairs]
@@ -372,7 +372,9 @@ class RegistryServer:
                     raise err.RegistryError(400, 400, f"Unrecognized JSON in the request body: {e}") from None
 
             def _send(self, status: int, answer: Any) -> None:
-                data = json.dumps(answer, ensure_ascii=False).encode()
+                # compact, as Confluent's Jackson writes; a stored schema text goes out as stored
+                data = (answer.text if isinstance(answer, RawJSON) else
+                        json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
                 accept = self.headers.get("Accept") or ""
                 only_json = "application/json" in accept and "schemaregistry" not in accept
                 self.send_response(status)

@@ -331,6 +331,7 @@ class RegistryState:
             if found is None:
                 raise err.version_not_found(version)
             sv = found
+        self._not_referenced(subject, [sv.version])
         if permanent:
             if not sv.deleted:
                 raise err.RegistryError(404, 40407, f"Subject '{subject}' Version {sv.version} was not deleted first "
@@ -344,6 +345,7 @@ class RegistryState:
     def delete_subject(self, subject: str, *, permanent: bool) -> tuple[list[int], list[Record]]:
         self._writable(subject)
         versions = self._versions_of(subject)
+        self._not_referenced(subject, list(versions))
         if permanent:
             if any(not sv.deleted for sv in versions.values()):
                 raise err.RegistryError(404, 40405, f"Subject '{subject}' was not deleted first before being "
@@ -360,6 +362,18 @@ class RegistryState:
         if subject in self._config:
             records.append(ConfigRecord(subject, None))
         return live, records
+
+    def referenced_by(self, subject: str, version: int) -> list[int]:
+        """Ids of the live schemas whose references name ``subject`` version ``version``."""
+        return sorted({sv.id for versions in self._subjects.values() for sv in versions.values()
+                       if not sv.deleted and any(r.subject == subject and r.version == version
+                                                 for r in sv.references)})
+
+    def _not_referenced(self, subject: str, versions: list[int]) -> None:
+        for v in versions:
+            if self.referenced_by(subject, v):
+                raise err.RegistryError(422, 42206, f"One or more references exist to the schema "
+                                                    f"{{subject={subject},version={v}}}.")
 
     def _writable(self, subject: str | None) -> None:
         mode = self.effective_mode(subject) if subject is not None else self.mode(None)

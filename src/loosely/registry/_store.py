@@ -138,8 +138,15 @@ class KafkaStore:
             _, end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0),
                                                     timeout=self._startup_timeout_ms / 1000)
             consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-            if end == 0:
-                self._ready.set()
+        except Exception as e:  # the start() caller sees it instead of a timeout
+            self._error = e
+            self._ready.set()
+            consumer.close()
+            return
+        if end == 0:
+            self._ready.set()
+        last_error = ""
+        try:
             while not self._stopping.is_set():
                 msg: Any = consumer.poll(POLL_INTERVAL_MS / 1000)
                 if msg is None:
@@ -148,30 +155,33 @@ class KafkaStore:
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         if msg.offset() >= end:
                             self._ready.set()
-                        continue
-                    log.warning("schema registry: reading %s: %s", self.topic, msg.error().str())
+                    elif msg.error().str() != last_error:  # one line per distinct trouble, not one per poll
+                        last_error = msg.error().str()
+                        log.warning("schema registry: reading %s: %s", self.topic, last_error)
                     continue
+                last_error = ""
                 self._apply(msg.offset(), msg.key(), msg.value())
                 if msg.offset() + 1 >= end:
                     self._ready.set()
-        except Exception as e:  # the start() caller sees it instead of a timeout
-            self._error = e
-            self._ready.set()
-            log.error("schema registry: the reader stopped: %s", e)
         finally:
             consumer.close()
 
     def _apply(self, offset: int, key: bytes | None, value: bytes | None) -> None:
         try:
-            record = decode(key, value)
+            record: Record | None = decode(key, value)
         except RecordError as e:
             log.warning("schema registry: skipping record at offset %d of %s: %s", offset, self.topic, e)
             record = None
         with self._applied:
+            try:
+                if record is not None:
+                    self.state.apply(record)
+            except Exception as e:  # a bug here must not stop the reader: every later write would time out
+                log.error("schema registry: record at offset %d of %s not applied: %s: %s", offset, self.topic,
+                          type(e).__name__, e)
+                record = None
             if record is None:
                 self._counts["records_skipped"] += 1
-            else:
-                self.state.apply(record)
             self._next_offset = offset + 1
             self._applied.notify_all()
 
