@@ -59,6 +59,23 @@ def test_schema_registry_command_against_a_cluster(broker: BrokerThread) -> None
         assert stop(p) == 0
 
 
+def test_a_killed_registry_loses_nothing_it_acknowledged(broker: BrokerThread) -> None:
+    args = ["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0", "--topic", "_killed"]
+    p, url = start(args)
+    client = SchemaRegistryClient({"url": url})
+    ids = [client.register_schema(f"killed-{i}", Schema(json.dumps({"type": "fixed", "name": "F", "size": i + 1}),
+                                                        "AVRO")) for i in range(5)]
+    p.kill()  # SIGKILL: no flush, no goodbye
+    p.wait(10)
+    p, url = start(args)
+    try:
+        client = SchemaRegistryClient({"url": url})
+        assert [client.get_latest_version(f"killed-{i}").schema_id for i in range(5)] == ids
+        assert client.register_schema("killed-new", Schema('"string"', "AVRO")) == max(ids) + 1
+    finally:
+        assert stop(p) == 0
+
+
 def test_broker_serves_a_registry_stored_in_itself(tmp_path: Path) -> None:
     p, url = start(["broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
                     "--schema-registry-listen", "127.0.0.1:0", "--schema-registry-compatibility", "full"])

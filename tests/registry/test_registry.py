@@ -325,3 +325,28 @@ def test_an_unreadable_record_in_the_topic_is_skipped_and_the_registry_goes_on(b
     assert registry.statistics().store.records_skipped == skipped + 2
     with SchemaRegistry(broker.bootstrap_servers, topic=broker.topic) as second:  # a fresh start reads past it too
         assert SchemaRegistryClient({"url": second.url}).get_latest_version("after-garbage-value").schema_id == sid
+
+
+def test_concurrent_registrations_get_one_id_per_schema(registry: SchemaRegistry) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def enum(i: int) -> str:
+        return json.dumps({"type": "enum", "name": f"C{i}", "symbols": ["A"]})
+
+    def register(i: int) -> tuple[int, int]:
+        c = SchemaRegistryClient({"url": registry.url})  # no shared client cache
+        return c.register_schema(f"concurrent-{i % 4}", Schema(enum(i % 6), "AVRO")), i % 6
+
+    for k in range(4):  # unrelated enums follow each other in a subject
+        SchemaRegistryClient({"url": registry.url}).set_compatibility(f"concurrent-{k}", "NONE")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(register, range(24)))
+    ids_by_schema: dict[int, set[int]] = {}
+    for schema_id, which in results:
+        ids_by_schema.setdefault(which, set()).add(schema_id)
+    assert all(len(ids) == 1 for ids in ids_by_schema.values()), ids_by_schema  # the same schema, one id
+    assert len({next(iter(ids)) for ids in ids_by_schema.values()}) == 6  # six schemas, six ids
+    client = SchemaRegistryClient({"url": registry.url})
+    for k in range(4):  # no duplicate versions: each subject holds each of its schemas once
+        versions = [client.get_version(f"concurrent-{k}", v) for v in client.get_versions(f"concurrent-{k}")]
+        assert len({v.schema_id for v in versions}) == len(versions)
