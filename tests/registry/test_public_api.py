@@ -51,7 +51,7 @@ def test_embedded_broker_with_a_schema_registry() -> None:
 
     with embedded_broker(schema_registry=True) as broker, urllib.request.urlopen(
             f"{broker.registry_url}/schemas/types") as r:
-        assert json.loads(r.read()) == ["AVRO", "JSON"]
+        assert json.loads(r.read()) == ["AVRO", "JSON", "PROTOBUF"]
 
 
 def test_the_docs_python_example_runs_and_prints_what_it_says(tmp_path) -> None:

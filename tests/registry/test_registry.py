@@ -90,7 +90,7 @@ def raw(registry: SchemaRegistry, method: str, path: str, body: bytes | None = N
 
 def test_every_client_endpoint(client: SchemaRegistryClient) -> None:
     s = "endpoints-value"
-    assert client.get_schema_types() == ["AVRO", "JSON"]
+    assert client.get_schema_types() == ["AVRO", "JSON", "PROTOBUF"]
     sid = client.register_schema(s, Schema(USER, "AVRO"))
     assert client.register_schema(s, Schema(json.dumps(json.loads(USER), indent=2), "AVRO")) == sid  # idempotent
     assert SchemaRegistryClient({"url": client._rest_client.base_urls[0]}).register_schema(

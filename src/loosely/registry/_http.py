@@ -59,8 +59,8 @@ Answer = tuple[int, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class RawJSON:
-    """An answer that is already JSON text (a schema, returned by the ``/schema`` routes exactly as stored)."""
+class Raw:
+    """An answer sent as is: a schema text, which the ``/schema`` routes return exactly as stored."""
 
     text: str
 
@@ -214,7 +214,7 @@ class RegistryServer:
         if method != "GET":
             return _method_not_allowed()
         if rest[3] == "schema":
-            return 200, RawJSON(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
+            return 200, Raw(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
         if rest[3] == "referencedby":
             return 200, st.read(lambda s: s.referenced_by(subject, s.get_version(subject, spec,
                                                                                 deleted=deleted).version))
@@ -248,7 +248,7 @@ class RegistryServer:
         if what == "":
             return 200, _by_id_json(self.store.read(lambda s: s.schema_by_id(schema_id)))
         if what == "schema":
-            return 200, RawJSON(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
+            return 200, Raw(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
         if what == "versions":
             pairs = self.store.read(lambda s: s.id_versions(schema_id, deleted=deleted))
             return 200, [{"subject": subj, "version": v} for subj, v in pairs]
@@ -373,7 +373,7 @@ class RegistryServer:
 
             def _send(self, status: int, answer: Any) -> None:
                 # compact, as Confluent's Jackson writes; a stored schema text goes out as stored
-                data = (answer.text if isinstance(answer, RawJSON) else
+                data = (answer.text if isinstance(answer, Raw) else
                         json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
                 accept = self.headers.get("Accept") or ""
                 only_json = "application/json" in accept and "schemaregistry" not in accept

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 
 A schema arrives as text with a type (``AVRO`` when the request names none, ``JSON``, ``PROTOBUF``). :func:`parse`
-turns it into a :class:`ParsedSchema` with two forms:
+turns it into a :class:`ParsedSchema` with two forms (Protobuf's are described in its own module):
 
 - ``text``: what the registry stores in ``_schemas`` and returns: the JSON re-serialised compactly (no
   whitespace), in the writer's key order, as Confluent stores its ``canonicalString()``.
@@ -27,7 +27,8 @@ levels compare with the latest version, ``*_TRANSITIVE`` with every live version
   (``oneOf``, ``allOf``, ``$ref``, ``patternProperties``, ``dependencies``, ...) that differs between the two
   schemas is reported incompatible, with a message saying the checker does not cover it: a false "incompatible"
   is safe, a false "compatible" would let a breaking change through.
-- **Protobuf**: not supported yet; a Protobuf schema gets 42201 (no silent acceptance).
+- **Protobuf**: in the base64 ``FileDescriptorProto`` form confluent-kafka's serializers send, with its own
+  descriptor-based checker (see :mod:`loosely.registry._protobuf`); ``.proto`` text gets 42201 saying so.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from loosely.registry._errors import RegistryError, invalid_schema
 
 __all__ = ["COMPATIBILITY_LEVELS", "SCHEMA_TYPES", "ParsedSchema", "incompatibilities", "parse"]
 
-SCHEMA_TYPES = ("AVRO", "JSON")
+SCHEMA_TYPES = ("AVRO", "JSON", "PROTOBUF")
 """The types this registry accepts (``GET /schemas/types``)."""
 
 COMPATIBILITY_LEVELS = (
@@ -78,7 +79,10 @@ def parse(schema_type: str, text: str, referenced: tuple[str, ...] = ()) -> Pars
     True
     """
     if schema_type == "PROTOBUF":
-        raise invalid_schema("PROTOBUF schemas are not supported by this registry yet (AVRO and JSON are)")
+        from loosely.registry._protobuf import parse_protobuf  # noqa: PLC0415 - protobuf loads only when used
+
+        identity, descriptor = parse_protobuf(text, referenced)
+        return ParsedSchema("PROTOBUF", text.strip(), identity, descriptor)
     if schema_type not in SCHEMA_TYPES:
         raise RegistryError(422, 42201, f"Invalid schema type {schema_type!r}: expected AVRO, JSON or PROTOBUF")
     try:
@@ -150,6 +154,10 @@ def _reader_writer(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
             return []
         where = ", ".join(sorted(result.locations)) or "/"
         return [f"reader cannot read writer's data at {where}: {', '.join(sorted(map(str, result.messages)))}"]
+    if reader.schema_type == "PROTOBUF":
+        from loosely.registry._protobuf import reader_writer_problems  # noqa: PLC0415
+
+        return reader_writer_problems(reader.parsed, writer.parsed)
     return _json_accepts(reader.parsed, writer.parsed, "#")
 
 
