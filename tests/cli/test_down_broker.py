@@ -128,6 +128,19 @@ def test_views_status_gives_up_within_its_timeout(down: str, tmp_path: Path) -> 
     assert elapsed_s < 1 + 5
 
 
+def test_views_rebuild_gives_up_within_its_timeout(down: str, tmp_path: Path) -> None:
+    """A batch job: an unreachable cluster at the start is one line and exit 1, not a progress bar for ever."""
+    (tmp_path / "app.py").write_text("from loosely.views import View\nview = View('v', 1, ('t',), lambda r: None)\n")
+    started = time.monotonic()
+    r = subprocess.run([*ADMIN, "views", "rebuild", "app:view", "--version", "2", "--sink", "sqlite:views.db",
+                        "-b", down, "--timeout", "1"], cwd=tmp_path, capture_output=True, timeout=BOUND_S * 3,
+                       check=False)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loosely views: "), lines
+    assert time.monotonic() - started < 1 + 5
+
+
 def test_top_once_against_a_down_metrics_endpoint(down: str) -> None:
     r, elapsed_s = run(ADMIN, ["top", "--metrics", down, "--once"])
     assert r.returncode == 1, r.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,26 @@ def test_missing_topic_is_exit_2(data_dir: Path, capsys: pytest.CaptureFixture[s
     assert main(["log", "verify", "--data-dir", str(data_dir), "--topic", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     assert os.path.isdir(data_dir)
+
+
+@pytest.mark.parametrize(
+    "argv", [["log", "verify", "--json"], ["log", "verify"], ["--help"], ["hollow", "dump", "--help"], ["--version"]]
+)
+def test_a_reader_gone_before_the_first_line_ends_the_command_quietly(data_dir: Path, argv: list[str]) -> None:
+    """``loosely ... | head`` where head has already left: exit 0 and nothing on stderr, no BrokenPipeError."""
+    if argv[:2] == ["log", "verify"]:
+        argv = [*argv, "--data-dir", str(data_dir)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout fails with EPIPE
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "loosely.cli.main", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (r.returncode, r.stderr) == (0, "")

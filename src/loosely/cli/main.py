@@ -207,7 +207,19 @@ def _innermost(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Arg
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        try:
+            return _main(sys.argv[1:] if argv is None else argv)
+        finally:  # also after --help: a reader gone while the last lines sit in the buffer is found here
+            sys.stdout.flush()
+    except BrokenPipeError:  # `loosely ... | head`: the reader left, and so does the command, as Unix tools do
+        from loosely.cli._output import quiet_stdout  # noqa: PLC0415 - rare path
+
+        quiet_stdout()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in KCAT_COMMANDS:
         from loosely.cli import kcat  # noqa: PLC0415 - keeps `loosely broker` free of client imports
 

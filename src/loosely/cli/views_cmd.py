@@ -38,7 +38,7 @@ from loosely.views._follow import Follower
 from loosely.views._progress import Progress, render
 from loosely.views._rebuild import rebuild
 from loosely.views._serve import ViewServer
-from loosely.views._status import STATUS_TIMEOUT_S, StatusRow, collect, render_table
+from loosely.views._status import STATUS_TIMEOUT_S, StatusRow, collect, high_watermarks, render_table
 
 __all__ = ["add_views_command", "load_view"]
 
@@ -187,6 +187,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         old = _catalog(sink).serving_version(view.name)
         if old == view.version:
             raise ViewError(f"{view.id} is already serving; rebuild under a new --version")
+        # A batch job: an unreachable cluster at the start is an error within --timeout (once running, the runner
+        # rides out outages as `views run` does).
+        high_watermarks(args.bootstrap, set(view.topics), args.timeout)
         stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args, view.version), drop_old=args.drop_old,
                         drop_delay_ms=args.drop_delay_ms, on_progress=show)
     finally:
@@ -292,6 +295,8 @@ def add_views_command(sub: Any) -> None:
     _add_common(b)
     b.add_argument("--keep-old", dest="drop_old", action="store_false", help="do not drop the previous version")
     b.add_argument("--drop-delay-ms", type=int, default=5_000, help="grace for readers before the drop")
+    b.add_argument("--timeout", type=float, default=STATUS_TIMEOUT_S, metavar="SECONDS",
+                   help="give up when the cluster has not answered at the start within this (default %(default)g)")
     b.set_defaults(func=_guard(_rebuild))
 
     st = vs.add_parser("status", help="consumer lag and freshness of every view version in a sink")

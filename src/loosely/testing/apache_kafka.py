@@ -8,6 +8,20 @@ Usage::
 
     with ApacheKafka(nodes=1) as kafka:
         print(kafka.bootstrap_servers)
+
+Secured listeners come on top of the PLAINTEXT one (which stays the inter-broker listener and the one
+``bootstrap_servers`` names): ``listeners`` maps a listener name to its security protocol, each gets its own free
+port, and ``config`` carries the rest (JAAS lines, ``ssl.*``, ``authorizer.class.name``)::
+
+    ApacheKafka(
+        listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"},
+        format_args=["--add-scram", "SCRAM-SHA-256=[name=admin,password=admin-secret]"],
+        config={
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256",
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        },
+    ).bootstrap("SASL_PLAINTEXT")
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +92,7 @@ class KafkaNode:
     config_path: Path
     process: subprocess.Popen[bytes] | None = None
     output: Path | None = None
+    listener_ports: dict[str, int] = field(default_factory=dict)  # the extra listeners' ports, by name
 
 
 @dataclass
@@ -87,12 +102,21 @@ class ApacheKafka:
     heap_mb: int = 512
     config: Mapping[str, str] = field(default_factory=dict)
     jars_dir: Path | None = None
+    # Extra listeners beside PLAINTEXT and CONTROLLER: name -> security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT,
+    # SASL_SSL), each on a free port of its own.
+    listeners: Mapping[str, str] = field(default_factory=dict)
+    # Extra arguments to `kafka-storage format`, e.g. ["--add-scram", "SCRAM-SHA-256=[name=admin,password=x]"].
+    format_args: Sequence[str] = ()
     _nodes: list[KafkaNode] = field(default_factory=list)
     _own_dir: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self._nodes)
+
+    def bootstrap(self, listener: str) -> str:
+        """The bootstrap servers of one of the extra ``listeners`` (by name)."""
+        return ",".join(f"127.0.0.1:{n.listener_ports[listener]}" for n in self._nodes)
 
     def node(self, node_id: int) -> KafkaNode:
         return self._nodes[node_id - 1]
@@ -117,18 +141,22 @@ class ApacheKafka:
         for i in range(1, self.nodes + 1):
             d = self.base_dir / f"node-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            self._nodes.append(KafkaNode(i, free_port(), free_port(), d / "data", d / "server.properties"))
+            node = KafkaNode(i, free_port(), free_port(), d / "data", d / "server.properties")
+            node.listener_ports = {name: free_port() for name in self.listeners}
+            self._nodes.append(node)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes)
         rf = str(min(3, self.nodes))
         for n in self._nodes:
+            extra = "".join(f",{name}://127.0.0.1:{port}" for name, port in n.listener_ports.items())
+            protocols = "".join(f",{name}:{proto}" for name, proto in self.listeners.items())
             props = {
                 "process.roles": "broker,controller",
                 "node.id": str(n.node_id),
                 "controller.quorum.voters": voters,
-                "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+                "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}{extra}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}{extra}",
                 "controller.listener.names": "CONTROLLER",
-                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}",
                 "inter.broker.listener.name": "PLAINTEXT",
                 "log.dirs": str(n.log_dir),
                 "offsets.topic.replication.factor": rf,
@@ -153,6 +181,7 @@ class ApacheKafka:
                     cluster_id,
                     "-c",
                     str(n.config_path),
+                    *self.format_args,
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
