@@ -94,3 +94,23 @@ def test_unreachable_cluster_is_one_line_and_exit_1() -> None:
     assert "Traceback" not in r.stderr
     assert r.stderr.startswith("loosely schema-registry: cannot reach 127.0.0.1:1 within 2000 ms"), r.stderr
     assert len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_the_readmes_schema_registry_commands_run_as_written(broker: BrokerThread, tmp_path: Path) -> None:
+    from loosely.testing import free_port
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Schema registry\n", 1)[1].split("\n## ", 1)[0]
+    lines = [re.sub(r"\s{2,}#.*$", "", line.strip()) for line in section.splitlines() if line.startswith("    loosely")]
+    assert [line.split()[1] for line in lines] == ["broker", "schema-registry"]
+    for line in lines:  # ports moved to free ones, kafka-1:9092 is this module's broker, ./data a fresh directory
+        command = (line.replace("127.0.0.1:8081", f"127.0.0.1:{free_port()}")
+                   .replace("kafka-1:9092", broker.bootstrap_servers).replace("./data", str(tmp_path / "data")))
+        if command.split()[1] == "broker":
+            command += f" --listen 127.0.0.1:{free_port()}"
+        p, url = start(command.split()[1:])
+        try:
+            with urllib.request.urlopen(f"{url}/subjects") as r:
+                assert r.status == 200
+        finally:
+            assert stop(p) == 0

@@ -71,10 +71,10 @@ def _broker_command(args: argparse.Namespace) -> int:
         print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
             print(f"metrics on http://{parse_listen(args.metrics_listen)[0]}:{broker.metrics.port}/metrics", flush=True)
-        registry = await _start_registry(args, adv_host or host, adv_port or broker.port)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        registry = await _start_registry(args, adv_host or host, adv_port or broker.port)
         await stop.wait()
         if registry is not None:
             await asyncio.to_thread(registry.stop)

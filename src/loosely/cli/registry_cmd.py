@@ -59,6 +59,9 @@ def _registry(args: argparse.Namespace) -> int:
     except BadArgument as e:
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: a client may signal at once
+        signal.signal(sig, lambda *_: stop.set())
     try:
         registry = _start(args.bootstrap_servers, args.listen, topic=args.topic, compatibility=args.compatibility,
                           client_config=client_config, init_timeout_ms=args.init_timeout_ms)
@@ -66,9 +69,6 @@ def _registry(args: argparse.Namespace) -> int:
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 1
     print(f"schema registry on {registry.url} (schemas in {args.topic} on {args.bootstrap_servers})", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     registry.stop()
     return 0
