@@ -350,3 +350,24 @@ def test_concurrent_registrations_get_one_id_per_schema(registry: SchemaRegistry
     for k in range(4):  # no duplicate versions: each subject holds each of its schemas once
         versions = [client.get_version(f"concurrent-{k}", v) for v in client.get_versions(f"concurrent-{k}")]
         assert len({v.schema_id for v in versions}) == len(versions)
+
+
+def test_connections_over_the_limit_get_503_and_idle_ones_are_closed(broker: Target) -> None:
+    import time
+
+    with SchemaRegistry(broker.bootstrap_servers, topic=broker.topic, connections_max=1, idle_ms_max=500) as small:
+        held = http.client.HTTPConnection("127.0.0.1", small.port, timeout=10)
+        try:
+            held.request("GET", "/subjects")  # at the limit: served, and kept alive afterwards
+            assert held.getresponse().read() is not None
+            status, _, answer = raw(small, "GET", "/subjects")
+            assert (status, answer["error_code"]) == (503, 503)  # one over the limit
+            assert small.statistics().http.connections_refused == 1
+            assert held.sock is not None
+            assert held.sock.recv(1) == b""  # idle past idle_ms_max: the server closed it
+        finally:
+            held.close()
+        deadline = time.monotonic() + 10
+        while raw(small, "GET", "/subjects")[0] != 200:  # its slot is free again once its thread has ended
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -28,6 +28,7 @@ views' server is: reads take the state lock briefly, changes queue on the store'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -51,6 +52,14 @@ REQUEST_BYTES_MAX = 16 * 1024 * 1024
 """Largest request body (16 MiB). Confluent sets none of its own; a schema stored in one record is bounded by the
 topic's max.message.bytes anyway, and a bound here keeps a runaway client from filling memory."""
 
+CONNECTIONS_MAX = 1000
+"""Connections served at once, each on its own thread (a bound on threads; Jetty's default pool in Confluent's
+registry is 200 threads, but idle keep-alive connections hold a thread here)."""
+
+IDLE_MS_MAX = 60_000
+"""A kept-alive connection with no request for this long is closed, giving its thread back (Jetty's default idle
+timeout is 30 s; httpx, which confluent-kafka uses, keeps idle connections for 5 s)."""
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPTED_BODY_TYPES = frozenset({CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json",
                                  "application/octet-stream"})
@@ -70,6 +79,37 @@ class ServerStatistics:
     requests: int
     client_errors: int
     server_errors: int
+    connections_refused: int
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``connections_max`` of them; one more is answered 503 and closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], connections_max: int,
+                 refused: Any) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(connections_max)
+        self._refused = refused
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refused()
+            body = b'{"error_code":503,"message":"Too many connections to the schema registry"}'
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + CONTENT_TYPE.encode() +
+                                b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+                                + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -119,16 +159,18 @@ class RegistryServer:
     """HTTP front of a :class:`KafkaStore`; binds ``host:port`` (port 0: a free one, see :attr:`port`)."""
 
     def __init__(self, store: KafkaStore, host: str = "127.0.0.1", port: int = 0, *,
-                 request_bytes_max: int = REQUEST_BYTES_MAX) -> None:
+                 request_bytes_max: int = REQUEST_BYTES_MAX, connections_max: int = CONNECTIONS_MAX,
+                 idle_ms_max: int = IDLE_MS_MAX) -> None:
         self.store = store
         self.request_bytes_max = request_bytes_max
-        self._counts = {"requests": 0, "client_errors": 0, "server_errors": 0}
+        self.idle_ms_max = idle_ms_max
+        self._counts = {"requests": 0, "client_errors": 0, "server_errors": 0, "connections_refused": 0}
         self._lock = threading.Lock()
         try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler())
+            self._httpd = _BoundedHTTPServer((host, port), self._handler(), connections_max,
+                                             self._count_refused)
         except OSError as e:  # "[Errno 98] Address already in use" names no address
             raise OSError(e.errno, f"cannot serve the schema registry on {host}:{port}: {e.strerror}") from None
-        self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
@@ -152,6 +194,10 @@ class RegistryServer:
     def statistics(self) -> ServerStatistics:
         with self._lock:
             return ServerStatistics(**self._counts)
+
+    def _count_refused(self) -> None:
+        with self._lock:
+            self._counts["connections_refused"] += 1
 
     def _count(self, status: int) -> None:
         with self._lock:
@@ -330,6 +376,7 @@ class RegistryServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the clients reuse connections
+            timeout = server.idle_ms_max / 1000
 
             def setup(self) -> None:
                 super().setup()

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loosely.registry._http import REQUEST_BYTES_MAX, RegistryServer, ServerStatistics
+from loosely.registry._http import (
+    CONNECTIONS_MAX,
+    IDLE_MS_MAX,
+    REQUEST_BYTES_MAX,
+    RegistryServer,
+    ServerStatistics,
+)
 from loosely.registry._store import KafkaStore, StoreStatistics
 
 __all__ = ["RegistryStatistics", "SchemaRegistry"]
@@ -40,6 +46,8 @@ class SchemaRegistry:
         client_config: Mapping[str, str] | None = None,
         default_compatibility: str = "BACKWARD",
         request_bytes_max: int = REQUEST_BYTES_MAX,
+        connections_max: int = CONNECTIONS_MAX,
+        idle_ms_max: int = IDLE_MS_MAX,
         write_timeout_ms: int = 30_000,
         init_timeout_ms: int = 60_000,
     ) -> None:
@@ -47,7 +55,8 @@ class SchemaRegistry:
                                 default_compatibility=default_compatibility, write_timeout_ms=write_timeout_ms,
                                 startup_timeout_ms=init_timeout_ms)
         self.host = host
-        self.server = RegistryServer(self.store, host, port, request_bytes_max=request_bytes_max)
+        self.server = RegistryServer(self.store, host, port, request_bytes_max=request_bytes_max,
+                                     connections_max=connections_max, idle_ms_max=idle_ms_max)
 
     @property
     def port(self) -> int:
