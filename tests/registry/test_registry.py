@@ -371,3 +371,16 @@ def test_connections_over_the_limit_get_503_and_idle_ones_are_closed(broker: Tar
         while raw(small, "GET", "/subjects")[0] != 200:  # its slot is free again once its thread has ended
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_a_schema_larger_than_a_record_may_be_gets_50001_and_nothing_stored(broker: Target,
+                                                                          registry: SchemaRegistry) -> None:
+    before = end_offset(broker)
+    big = json.dumps({"type": "enum", "name": "Big", "symbols": [f"S{i:07d}" for i in range(150_000)]})
+    assert 1_000_000 < len(big) < 16 * 1024 * 1024  # over a record's limit, under the request's
+    status, _, answer = raw(registry, "POST", "/subjects/big-value/versions", json.dumps({"schema": big}).encode(),
+                            {"Content-Type": "application/json"})
+    assert (status, answer["error_code"]) == (500, 50001), answer
+    assert "size" in answer["message"].lower() or "large" in answer["message"].lower(), answer["message"]
+    assert end_offset(broker) == before
+    assert raw(registry, "GET", "/subjects/big-value/versions")[2]["error_code"] == 40401
