@@ -210,7 +210,7 @@ class RegistryServer:
     # ---- routing ------------------------------------------------------------------------------------------
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Answer:
-        """``(HTTP status, JSON body)`` of one request; raises :class:`RegistryError` for Confluent's err."""
+        """``(HTTP status, JSON body)`` of one request; raises :class:`RegistryError` for Confluent's errors."""
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         head = parts[0] if parts else ""
         handler = {"subjects": self._subjects, "schemas": self._schemas, "config": self._config,

@@ -25,7 +25,6 @@ tombstones, after which compaction removes the versions from the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from loosely.registry import _errors as err
@@ -426,7 +425,3 @@ class RegistryState:
             "schemas": len(self._ids),
             "max_id": self.max_id,
         }
-
-
-Planner = Callable[[RegistryState], tuple[object, list[Record]]]
-"""A change: reads the state, returns ``(answer, records to write)`` or raises :class:`RegistryError`."""
