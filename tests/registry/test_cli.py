@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -114,3 +115,18 @@ def test_the_readmes_schema_registry_commands_run_as_written(broker: BrokerThrea
                 assert r.status == 200
         finally:
             assert stop(p) == 0
+
+
+def test_broker_with_a_registry_it_cannot_start_exits_1_with_one_line(tmp_path: Path) -> None:
+    taken = socket.socket()  # a port someone else holds
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        r = subprocess.run([*LOOSELY, "broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                            "--schema-registry-listen", f"127.0.0.1:{taken.getsockname()[1]}"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        taken.close()
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("loosely broker: ") and "schema registry" in r.stderr, r.stderr

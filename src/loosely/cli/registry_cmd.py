@@ -46,9 +46,12 @@ def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, clien
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
     """Start the registry ``loosely broker --schema-registry-listen`` asked for (blocking: call it in a thread)."""
-    registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
-                      compatibility=args.schema_registry_compatibility, client_config={},
-                      init_timeout_ms=args.schema_registry_init_timeout_ms)
+    try:
+        registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
+                          compatibility=args.schema_registry_compatibility, client_config={},
+                          init_timeout_ms=args.schema_registry_init_timeout_ms)
+    except Exception as e:  # a topic with several partitions, a bad level: one line from the broker command
+        raise OSError(f"schema registry: {e}") from None
     print(f"schema registry on {registry.url}", flush=True)
     return registry
 
