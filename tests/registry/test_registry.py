@@ -384,3 +384,19 @@ def test_a_schema_larger_than_a_record_may_be_gets_50001_and_nothing_stored(brok
     assert "size" in answer["message"].lower() or "large" in answer["message"].lower(), answer["message"]
     assert end_offset(broker) == before
     assert raw(registry, "GET", "/subjects/big-value/versions")[2]["error_code"] == 40401
+
+
+def test_the_registry_rides_out_a_broker_restart(tmp_path) -> None:
+    from loosely.testing import free_port
+
+    port = free_port()
+    with embedded_broker(data_dir=str(tmp_path), port=port) as b:
+        registry = SchemaRegistry(b.bootstrap_servers).start()
+        client = SchemaRegistryClient({"url": registry.url})
+        assert client.register_schema("before", Schema('"string"', "AVRO")) == 1
+    with embedded_broker(data_dir=str(tmp_path), port=port):  # same log, same port: the clients reconnect
+        try:
+            assert client.register_schema("after", Schema('"int"', "AVRO")) == 2
+            assert registry.statistics().store.write_failures == 0
+        finally:
+            registry.stop()
