@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -95,7 +96,14 @@ def _broker_command(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        try:
+            registry = await _start_registry(args, broker)
+        except OSError:
+            await broker.stop()  # the registry was asked for and cannot run: the broker stops cleanly, exit 1
+            raise
         await stop.wait()
+        if registry is not None:
+            await asyncio.to_thread(registry.stop)
         await broker.stop()
 
     try:
@@ -106,6 +114,24 @@ def _broker_command(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
+    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked).
+
+    It connects to the broker's first PLAINTEXT listener: a registry that speaks TLS or SASL to its own broker
+    needs client settings that are not wired here yet.
+    """
+    if not args.schema_registry_listen:
+        return None
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
+
+    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
+    if not plaintext:
+        raise OSError("--schema-registry-listen needs a PLAINTEXT listener to reach this broker (TLS and SASL "
+                      "between the registry and its own broker are not supported yet)")
+    # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
+    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, broker.bootstrap_servers_for(plaintext[0]))
 
 
 def _version() -> str:
@@ -187,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
     b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - argparse only; the registry loads when it starts
+
+    registry_cmd.add_broker_options(b)
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
@@ -207,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import security_cmd  # noqa: PLC0415
 
     security_cmd.add_security_command(sub)
+    registry_cmd.add_registry_command(sub)
     return p
 
 
