@@ -70,6 +70,7 @@ class ApiKey:
     SYNC_GROUP: Final = 14
     DESCRIBE_GROUPS: Final = 15
     LIST_GROUPS: Final = 16
+    SASL_HANDSHAKE: Final = 17
     API_VERSIONS: Final = 18
     CREATE_TOPICS: Final = 19
     DELETE_TOPICS: Final = 20
@@ -82,10 +83,14 @@ class ApiKey:
     TXN_OFFSET_COMMIT: Final = 28
     DESCRIBE_CONFIGS: Final = 32
     ALTER_CONFIGS: Final = 33
+    SASL_AUTHENTICATE: Final = 36
     CREATE_PARTITIONS: Final = 37
     DELETE_GROUPS: Final = 42
     INCREMENTAL_ALTER_CONFIGS: Final = 44
     OFFSET_DELETE: Final = 47
+    DESCRIBE_CLIENT_QUOTAS: Final = 48
+    DESCRIBE_USER_SCRAM_CREDENTIALS: Final = 50
+    ALTER_USER_SCRAM_CREDENTIALS: Final = 51
     DESCRIBE_CLUSTER: Final = 60
     DESCRIBE_PRODUCERS: Final = 61
     LIST_TRANSACTIONS: Final = 66
@@ -110,6 +115,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.SYNC_GROUP: (0, 5),
     ApiKey.DESCRIBE_GROUPS: (0, 5),
     ApiKey.LIST_GROUPS: (0, 5),
+    ApiKey.SASL_HANDSHAKE: (0, 1),  # Kafka 4.1 keeps v0 (bare tokens after it); advertised on every listener
     ApiKey.API_VERSIONS: (0, 4),
     ApiKey.CREATE_TOPICS: (2, 7),
     ApiKey.DELETE_TOPICS: (1, 6),
@@ -122,10 +128,14 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.TXN_OFFSET_COMMIT: (0, 3),
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
+    ApiKey.SASL_AUTHENTICATE: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: (0, 1),
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
     ApiKey.DESCRIBE_PRODUCERS: (0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),

@@ -13,6 +13,8 @@ from loosely.broker.handlers import (
     metadata,
     offsets,
     produce,
+    quotas,
+    sasl,
     txn,
 )
 
@@ -21,6 +23,19 @@ __all__ = ["all_handlers"]
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, consumer_groups, txn):
+    for module in (
+        api_versions,
+        metadata,
+        produce,
+        fetch,
+        offsets,
+        admin,
+        groups,
+        group_offsets,
+        consumer_groups,
+        txn,
+        sasl,
+        quotas,
+    ):
         table.update(module.HANDLERS)
     return table
