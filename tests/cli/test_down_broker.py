@@ -20,6 +20,9 @@ import pytest
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main", "kcat"]
 BOUND_S = 20  # kcat's slowest case here is its 5 s metadata timeout
+# Interpreter start-up and imports (about 1 s idle; 3-6 s when the suite loads both cores) and librdkafka's
+# shutdown, on top of a command's own --timeout.
+SLACK_S = 10
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +114,7 @@ def test_admin_commands_give_up_within_their_timeout(down: str, args: list[str])
     assert r.returncode == 1, r.stderr
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loosely: "), lines
-    assert elapsed_s < 1 + 5  # the timeout, interpreter start-up and librdkafka's shutdown
+    assert elapsed_s < 1 + SLACK_S
 
 
 def test_views_status_gives_up_within_its_timeout(down: str, tmp_path: Path) -> None:
@@ -125,7 +128,7 @@ def test_views_status_gives_up_within_its_timeout(down: str, tmp_path: Path) -> 
     assert r.returncode == 1, r.stderr
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loosely views: "), lines
-    assert elapsed_s < 1 + 5
+    assert elapsed_s < 1 + SLACK_S
 
 
 def test_views_rebuild_gives_up_within_its_timeout(down: str, tmp_path: Path) -> None:
@@ -138,7 +141,7 @@ def test_views_rebuild_gives_up_within_its_timeout(down: str, tmp_path: Path) ->
     assert r.returncode == 1, r.stderr
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loosely views: "), lines
-    assert time.monotonic() - started < 1 + 5
+    assert time.monotonic() - started < 1 + SLACK_S
 
 
 def test_top_once_against_a_down_metrics_endpoint(down: str) -> None:
@@ -146,4 +149,4 @@ def test_top_once_against_a_down_metrics_endpoint(down: str) -> None:
     assert r.returncode == 1, r.stderr
     lines = r.stderr.decode().splitlines()
     assert len(lines) == 1 and down in lines[0], lines
-    assert elapsed_s < 10 + 5
+    assert elapsed_s < 10 + SLACK_S
