@@ -18,10 +18,10 @@ TIMEOUT_S = 60
 
 
 @contextmanager
-def demo(data_dir: Path) -> Iterator[dict[str, str]]:
+def demo(data_dir: Path, *extra: str) -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-         "--http", "127.0.0.1:0"],
+         "--http", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:
@@ -108,3 +108,15 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "loosely demo:" in proc.stderr and "in use" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_interface_needs_allow_unauthenticated(tmp_path: Path) -> None:
+    """The broker refuses a listener anyone can reach without authentication; the demo says how to mean it."""
+    args = [sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:0",
+            "--advertise", "127.0.0.1:9092", "--http", "127.0.0.1:0"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--allow-unauthenticated" in lines[0], lines
+    with demo(tmp_path, "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--allow-unauthenticated") as d:
+        assert d  # started and said where

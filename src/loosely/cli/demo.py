@@ -99,7 +99,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     broker = BrokerThread(BrokerConfig(data_dir=str(data / "log"), host=host, port=port, advertised_host=adv_host,
-                                       advertised_port=adv_port, num_partitions=args.partitions)).start()
+                                       advertised_port=adv_port, num_partitions=args.partitions,
+                                       allow_unauthenticated=args.allow_unauthenticated)).start()
     bootstrap = broker.bootstrap_servers
     views: list[_ViewThread] = []
     server: ViewServer | None = None
@@ -153,6 +154,8 @@ def add_demo_command(sub: Any) -> None:
     d.add_argument("--data-dir", default="./data", help="the log and the views' database (default ./data)")
     d.add_argument("--listen", default="127.0.0.1:9092", help="the broker's HOST:PORT (default 127.0.0.1:9092)")
     d.add_argument("--advertise", help="the broker's HOST:PORT for clients (required when --listen is not loopback)")
+    d.add_argument("--allow-unauthenticated", action="store_true",
+                   help="let a non-loopback --listen serve anyone who reaches it (the demo has no users)")
     d.add_argument("--http", default="127.0.0.1:8080", help="the views' HTTP HOST:PORT (default 127.0.0.1:8080)")
     d.add_argument("--topic", default="the-topic", help="the topic the views follow (default the-topic)")
     d.add_argument("--partitions", type=int, default=1, help="partitions of new topics (default 1)")
