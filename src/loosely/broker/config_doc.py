@@ -117,8 +117,9 @@ def honoured_topic_configs() -> set[str]:
     """Topic settings whose value changes the config the log runs with."""
     base = resolve_log_config({}, {})
     return {
-        c.name for c in TOPIC_CONFIGS.values() if any(resolve_log_config({c.name: v}, {}) != base
-                                                      for v in _other_values(c))
+        c.name
+        for c in TOPIC_CONFIGS.values()
+        if any(resolve_log_config({c.name: v}, {}) != base for v in _other_values(c))
     }
 
 
@@ -158,9 +159,7 @@ def render() -> str:
     ]
     for c in sorted(TOPIC_CONFIGS.values(), key=lambda c: c.name):
         effect = "honoured" if c.name in honoured else "accepted"
-        lines.append(
-            f"| `{c.name}` | `{c.broker_name}` | {c.kind} | {_cell(c.default)} | {effect} | {_cell(c.doc)} |"
-        )
+        lines.append(f"| `{c.name}` | `{c.broker_name}` | {c.kind} | {_cell(c.default)} | {effect} | {_cell(c.doc)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -44,8 +44,9 @@ from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
 from loosely.broker._listening import check_listen, is_wildcard
+from loosely.broker.acls import BrokerAcls
 from loosely.broker.config import BrokerConfig, split_kafka_settings
-from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
+from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer, current_principal
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
@@ -140,6 +141,8 @@ class _Connection(asyncio.Protocol):
         self.frame_charged = False  # the frame whose size prefix is buffered is already charged
         self.partial_since_ms: int | None = None  # when the first byte of the frame in progress arrived
         self.peer = "?"
+        # Kafka's principal of this connection; TLS client certificates and SASL replace it when they authenticate.
+        self.principal = "User:ANONYMOUS"
         self.closing = False
         self.busy = False  # a request is being handled (a long-polling fetch is not idleness)
         self.last_active_ms = broker.clock.monotonic_ms()
@@ -250,7 +253,7 @@ class _Connection(asyncio.Protocol):
             frame = await self.queue.get()
             self.busy = True
             try:
-                out = await self.broker.dispatch(frame, self.peer)
+                out = await self.broker.dispatch(frame, self.peer, self.principal)
             except asyncio.CancelledError:
                 raise
             except OSError as e:
@@ -355,6 +358,15 @@ class Broker:
             host=adv_host,
             port=adv_port if self.config.advertised_port else port,
         )
+        if self.config.authorizer_class is not None:
+            self.ctx.acls = BrokerAcls(
+                self.logs.fs,
+                self.logs.data_dir,
+                self.clock,
+                super_users=self.config.super_users,
+                allow_if_no_acl=self.config.allow_everyone_if_no_acl_found,
+            )
+            log.info("authorizer on: %d ACL(s) loaded", len(self.ctx.acls.authorizer))
         self._port = port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
@@ -501,7 +513,7 @@ class Broker:
 
     # --- requests ------------------------------------------------------------------------------------------
 
-    async def dispatch(self, frame: bytes, peer: str = "?") -> bytes | object | None:
+    async def dispatch(self, frame: bytes, peer: str = "?", principal: str = "User:ANONYMOUS") -> bytes | object | None:
         """One request frame in, the framed response out (None: no response; CLOSE_CONNECTION: hang up)."""
         ctx = self.ctx
         try:
@@ -529,6 +541,7 @@ class Broker:
         stats = ctx.requests[api_key]
         stats.count += 1
         current_peer.set(peer)
+        current_principal.set(principal)
         response = await handler(ctx, header, request)
         elapsed_s = time.perf_counter() - started
         stats.time_ms_total += elapsed_s * 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loosely.broker.context import Handler
 from loosely.broker.handlers import (
+    acls,
     admin,
     api_versions,
     consumer_groups,
@@ -21,6 +22,18 @@ __all__ = ["all_handlers"]
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, consumer_groups, txn):
+    for module in (
+        api_versions,
+        metadata,
+        produce,
+        fetch,
+        offsets,
+        admin,
+        groups,
+        group_offsets,
+        consumer_groups,
+        txn,
+        acls,
+    ):
         table.update(module.HANDLERS)
     return table

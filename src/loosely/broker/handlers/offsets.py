@@ -69,9 +69,7 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
                 elif want >= 0 or want == MAX_TIMESTAMP:
                     found, code = _look_up(
                         plog,
-                        plog.max_timestamp_offset
-                        if want == MAX_TIMESTAMP
-                        else lambda: plog.offset_for_timestamp(want),  # noqa: B023 - called now
+                        plog.max_timestamp_offset if want == MAX_TIMESTAMP else lambda: plog.offset_for_timestamp(want),  # noqa: B023 - called now
                     )
                     # Kafka answers only offsets a read_committed consumer could fetch: below the last stable offset.
                     if found is not None and committed and ctx.transactions is not None:
