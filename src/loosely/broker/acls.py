@@ -45,7 +45,15 @@ from loosely.storage.fs import FileSystem
 if TYPE_CHECKING:
     from loosely.broker.context import BrokerContext
 
-__all__ = ["ACL_FILE", "AUDIT_INTERVAL_MS", "BrokerAcls", "allowed", "client_host"]
+__all__ = [
+    "ACL_FILE",
+    "AUDIT_INTERVAL_MS",
+    "SUPPORTED_OPERATIONS",
+    "BrokerAcls",
+    "allowed",
+    "authorized_operations",
+    "client_host",
+]
 
 ACL_FILE: Final = "acls.json"
 AUDIT_INTERVAL_MS: Final = 10_000
@@ -137,6 +145,48 @@ class BrokerAcls:
             current_principal.get(), client_host(current_peer.get()), operation, resource_type
         )
         return decision is Decision.ALLOWED
+
+
+# What Kafka reports in authorized-operations fields for each resource type (AclEntry.supportedOperations).
+SUPPORTED_OPERATIONS: Final[dict[ResourceType, tuple[AclOperation, ...]]] = {
+    ResourceType.TOPIC: (
+        AclOperation.READ,
+        AclOperation.WRITE,
+        AclOperation.CREATE,
+        AclOperation.DESCRIBE,
+        AclOperation.DELETE,
+        AclOperation.ALTER,
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+    ),
+    ResourceType.GROUP: (
+        AclOperation.READ,
+        AclOperation.DESCRIBE,
+        AclOperation.DELETE,
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+    ),
+    ResourceType.CLUSTER: (
+        AclOperation.CREATE,
+        AclOperation.CLUSTER_ACTION,
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE,
+        AclOperation.ALTER,
+        AclOperation.DESCRIBE,
+    ),
+    ResourceType.TRANSACTIONAL_ID: (AclOperation.DESCRIBE, AclOperation.WRITE, AclOperation.TWO_PHASE_COMMIT),
+}
+
+
+def authorized_operations(ctx: BrokerContext, resource_type: ResourceType, name: str) -> int:
+    """The 32-bit field of operations the caller may do on the resource (bit n set: operation code n allowed);
+    every supported operation when ACLs are off, as Kafka answers."""
+    ops = SUPPORTED_OPERATIONS[resource_type]
+    acls = ctx.acls
+    if acls is not None:
+        ops = tuple(op for op in ops if acls.check(op, resource_type, name, log_denied=False))
+    return sum(1 << op for op in ops)
 
 
 def allowed(

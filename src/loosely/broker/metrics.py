@@ -264,14 +264,12 @@ def families(s: Snapshot) -> Iterator[Metric]:
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
-        group_lag = GaugeMetricFamily(
-            "loosely_consumer_group_lag", "Lag summed over the group's partitions", labels=["group"]
-        )
+        group_lag = GaugeMetricFamily("loosely_consumer_group_lag", "Lag summed over the group's partitions",
+                                      labels=["group"])
         per_partition = ["group", "topic", "partition"]
         lag = GaugeMetricFamily("loosely_consumer_lag", "Log end offset minus committed offset", labels=per_partition)
-        committed = GaugeMetricFamily(
-            "loosely_consumer_committed_offset", "The group's committed offset", labels=per_partition
-        )
+        committed = GaugeMetricFamily("loosely_consumer_committed_offset", "The group's committed offset",
+                                      labels=per_partition)
         room = CONSUMER_PARTITION_SERIES_MAX
         omitted = 0
         for g in sorted(s.groups, key=lambda g: g.group):
@@ -291,11 +289,9 @@ def families(s: Snapshot) -> Iterator[Metric]:
         yield group_lag
         yield lag
         yield committed
-        yield GaugeMetricFamily(
-            "loosely_consumer_lag_series_omitted",
-            "(group, partition) pairs left out of consumer_lag past the series bound",
-            value=omitted,
-        )
+        yield GaugeMetricFamily("loosely_consumer_lag_series_omitted",
+                                "(group, partition) pairs left out of consumer_lag past the series bound",
+                                value=omitted)
 
 
 def _damage_families(s: Snapshot) -> Iterator[Metric]:
