@@ -78,7 +78,7 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     try:
         loop.run_until_complete(run())
-    except OSError as e:  # the port is taken, the data directory is not writable, ...
+    except (OSError, ValueError) as e:  # the port is taken, the data directory is not writable, a damaged acls.json
         print(f"loosely broker: {e}", file=sys.stderr)
         return 1
     finally:

@@ -1,0 +1,358 @@
+"""ACLs, differential: Apache Kafka with the StandardAuthorizer and loosely with the same settings get the same ACLs
+(through confluent-kafka's AdminClient and Kafka's own kafka-acls tool) and give the same answers to the same
+allowed and denied actions.
+
+Both run ``allow.everyone.if.no.acl.found=true`` on PLAINTEXT, where every client is ``User:ANONYMOUS``; Kafka's
+own controller and inter-broker traffic (CLUSTER_ACTION on the cluster) stay allowed because no test puts an ACL on
+the cluster resource. Each test names its resources with a fresh prefix, so one broker of each serves the module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from broker._brokers import ChildBroker
+from broker._raw import Raw
+from compat._support import Cluster
+from loosely.protocol.messages import ApiKey, load_request_schema
+from loosely.testing import ApacheKafka, embedded_broker, free_port
+
+STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+SETTINGS = {"authorizer.class.name": STANDARD, "allow.everyone.if.no.acl.found": "true"}
+ME = "User:ANONYMOUS"
+ANY = AclBindingFilter(
+    ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", params=["loosely", "kafka"])
+def secured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "kafka":
+        jars = Path(request.getfixturevalue("jars_dir"))
+        kafka = ApacheKafka(base_dir=tmp_path_factory.mktemp("kafka-acls"), jars_dir=jars, config=SETTINGS)
+        kafka.start()
+        try:
+            yield kafka.bootstrap_servers
+        finally:
+            kafka.stop()
+    else:
+        with embedded_broker(
+            data_dir=str(tmp_path_factory.mktemp("loosely-acls")),
+            authorizer_class=STANDARD,
+            allow_everyone_if_no_acl_found=True,
+        ) as b:
+            yield b.bootstrap_servers
+
+
+@pytest.fixture
+def names() -> str:
+    return f"acl{uuid.uuid4().hex[:8]}-"
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def key(b: AclBinding) -> tuple[object, ...]:
+    return (b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
+
+
+def mine(admin: AdminClient, prefix: str, f: AclBindingFilter = ANY) -> set[tuple[object, ...]]:
+    return {key(b) for b in admin.describe_acls(f).result(30) if b.name.startswith(prefix)}
+
+
+def add(admin: AdminClient, bindings: list[AclBinding]) -> None:
+    for fut in admin.create_acls(bindings).values():
+        fut.result(30)
+    want = {key(b) for b in bindings}
+    # Kafka applies ACLs through its metadata log: wait until the broker's authorizer has them.
+    wait_for(lambda: want <= {key(b) for b in admin.describe_acls(ANY).result(30)}, "the ACLs to apply")
+
+
+def drop(admin: AdminClient, prefix: str) -> None:
+    doomed = [b for b in admin.describe_acls(ANY).result(30) if b.name.startswith(prefix)]
+    filters = [
+        AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation,
+                         b.permission_type)
+        for b in doomed
+    ]
+    if filters:
+        for fut in admin.delete_acls(filters).values():
+            fut.result(30)
+        wait_for(lambda: not mine(admin, prefix), "the ACLs to go")
+
+
+def binding(rtype: ResourceType, name: str, op: AclOperation, perm: AclPermissionType = AclPermissionType.ALLOW,
+            *, principal: str = ME, pattern: ResourcePatternType = ResourcePatternType.LITERAL,
+            host: str = "*") -> AclBinding:
+    return AclBinding(rtype, name, pattern, principal, host, op, perm)
+
+
+def error_code(e: BaseException) -> int:
+    assert isinstance(e, KafkaException), repr(e)
+    return int(e.args[0].code())
+
+
+def test_security_disabled_without_an_authorizer(cluster: Cluster) -> None:
+    # confluent-kafka's describe_acls answers [] whatever the error, so DescribeAcls goes raw.
+    raw = Raw(cluster.bootstrap_servers)
+    try:
+        describe = load_request_schema(ApiKey.DESCRIBE_ACLS, 2)
+        resp = raw.request(ApiKey.DESCRIBE_ACLS, 2, describe(
+            resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1, principal_filter=None,
+            host_filter=None, operation=1, permission_type=1,
+        ))
+        assert resp.error_code == KafkaError.SECURITY_DISABLED  # type: ignore[attr-defined]
+    finally:
+        raw.close()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    b = binding(ResourceType.TOPIC, "t", AclOperation.READ)
+    with pytest.raises(KafkaException) as e:
+        admin.create_acls([b])[b].result(30)
+    assert error_code(e.value) == KafkaError.SECURITY_DISABLED
+
+
+def test_describe_and_delete_filters_match_the_same_bindings(secured: str, names: str) -> None:
+    admin = AdminClient({"bootstrap.servers": secured})
+    t, g, p = ResourceType.TOPIC, ResourceType.GROUP, ResourcePatternType
+    lit = binding(t, names + "orders", AclOperation.READ, principal="User:alice")
+    pre = binding(t, names + "ord", AclOperation.WRITE, AclPermissionType.DENY, principal="User:bob",
+                  pattern=p.PREFIXED, host="10.0.0.2")
+    grp = binding(g, names + "g", AclOperation.ALL, principal="User:*")
+    txn = binding(ResourceType.TRANSACTIONAL_ID, names + "tx", AclOperation.WRITE, principal="User:alice")
+    add(admin, [lit, pre, grp, txn])
+    try:
+        assert mine(admin, names) == {key(lit), key(pre), key(grp), key(txn)}
+        by_name_match = AclBindingFilter(t, names + "orders", p.MATCH, None, None, AclOperation.ANY,
+                                         AclPermissionType.ANY)
+        assert mine(admin, names, by_name_match) == {key(lit), key(pre)}
+        by_name_any = AclBindingFilter(t, names + "orders", p.ANY, None, None, AclOperation.ANY,
+                                       AclPermissionType.ANY)
+        assert mine(admin, names, by_name_any) == {key(lit)}
+        prefixed = AclBindingFilter(ResourceType.ANY, None, p.PREFIXED, None, None, AclOperation.ANY,
+                                    AclPermissionType.ANY)
+        assert mine(admin, names, prefixed) == {key(pre)}
+        alice = AclBindingFilter(ResourceType.ANY, None, p.ANY, "User:alice", None, AclOperation.ANY,
+                                 AclPermissionType.ANY)
+        assert mine(admin, names, alice) == {key(lit), key(txn)}
+        denies = AclBindingFilter(ResourceType.ANY, None, p.ANY, None, "10.0.0.2", AclOperation.WRITE,
+                                  AclPermissionType.DENY)
+        assert mine(admin, names, denies) == {key(pre)}
+        # Creating an existing binding again is a success that adds nothing.
+        add(admin, [lit])
+        assert len([b for b in admin.describe_acls(ANY).result(30) if key(b) == key(lit)]) == 1
+        deleted = admin.delete_acls([by_name_match])[by_name_match].result(30)
+        assert {key(b) for b in deleted} == {key(lit), key(pre)}
+        wait_for(lambda: mine(admin, names) == {key(grp), key(txn)}, "the deletion")
+    finally:
+        drop(admin, names)
+
+
+def test_invalid_bindings_are_refused_one_by_one(secured: str, names: str) -> None:
+    admin = AdminClient({"bootstrap.servers": secured})
+    good = binding(ResourceType.TOPIC, names + "t", AclOperation.READ)
+    no_colon = binding(ResourceType.TOPIC, names + "u", AclOperation.READ, principal="alice")
+    try:
+        results = admin.create_acls([good, no_colon])
+        results[good].result(30)
+        with pytest.raises(KafkaException) as e:
+            results[no_colon].result(30)
+        assert error_code(e.value) == KafkaError.INVALID_REQUEST
+    finally:
+        drop(admin, names)
+
+
+def produce_error(bootstrap: str, topic: str) -> int | None:
+    errors: list[KafkaError | None] = []
+    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10_000})
+    p.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
+    p.flush(20)
+    assert len(errors) == 1
+    err = errors[0]
+    return None if err is None else int(err.code())
+
+
+def topic_listed(admin: AdminClient, topic: str) -> bool:
+    return topic in admin.list_topics(timeout=10).topics
+
+
+def test_topic_operations_follow_the_acls(secured: str, names: str) -> None:
+    admin = AdminClient({"bootstrap.servers": secured})
+    mine_t, hidden, fresh = names + "mine", names + "hidden", names + "fresh"
+    for fut in admin.create_topics([NewTopic(t, 1, 1) for t in (mine_t, hidden)]).values():
+        fut.result(30)
+    wait_for(lambda: topic_listed(admin, hidden), "the topics")
+    assert produce_error(secured, mine_t) is None  # no ACL on it: allowed
+    try:
+        add(admin, [
+            # Any ACL on the topic ends allow.everyone.if.no.acl.found for it: ALLOW ALL, then DENY a few.
+            binding(ResourceType.TOPIC, mine_t, AclOperation.ALL),
+            binding(ResourceType.TOPIC, mine_t, AclOperation.WRITE, AclPermissionType.DENY),
+            binding(ResourceType.TOPIC, mine_t, AclOperation.DELETE, AclPermissionType.DENY),
+            binding(ResourceType.TOPIC, mine_t, AclOperation.DESCRIBE_CONFIGS, AclPermissionType.DENY),
+            # An ACL for someone else closes the topic to ANONYMOUS, allow.everyone.if.no.acl.found or not.
+            binding(ResourceType.TOPIC, hidden, AclOperation.READ, principal="User:alice"),
+            binding(ResourceType.TOPIC, fresh, AclOperation.CREATE, AclPermissionType.DENY,
+                    pattern=ResourcePatternType.PREFIXED),
+        ])
+        assert produce_error(secured, mine_t) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert topic_listed(admin, mine_t)  # a DENY of WRITE does not deny DESCRIBE
+        assert not topic_listed(admin, hidden)  # Metadata leaves out what may not be described
+        resource = ConfigResource(ConfigResource.Type.TOPIC, mine_t)
+        with pytest.raises(KafkaException) as e:
+            admin.describe_configs([resource])[resource].result(30)
+        assert error_code(e.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert list_offsets_error(secured, hidden) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert list_offsets_error(secured, mine_t) == KafkaError.NO_ERROR  # DESCRIBE, implied by ALL
+        # CREATE and DELETE on the cluster (here allowed: no ACL names the cluster) cover every topic, so the
+        # topic's DENY ACLs do not stop them, in Kafka as here.
+        admin.create_topics([NewTopic(fresh + "1", 1, 1)])[fresh + "1"].result(30)
+        admin.delete_topics([mine_t])[mine_t].result(30)
+    finally:
+        drop(admin, names)
+
+
+def test_group_operations_follow_the_acls(secured: str, names: str) -> None:
+    admin = AdminClient({"bootstrap.servers": secured})
+    topic, group = names + "t", names + "g"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    try:
+        add(admin, [binding(ResourceType.GROUP, group, AclOperation.READ, AclPermissionType.DENY)])
+        c = Consumer({"bootstrap.servers": secured, "group.id": group, "enable.auto.commit": False})
+        try:
+            c.subscribe([topic])
+            deadline = time.monotonic() + 20
+            code = None
+            while code is None and time.monotonic() < deadline:
+                msg = c.poll(0.5)
+                if msg is not None and msg.error() is not None:
+                    code = msg.error().code()
+            assert code == KafkaError.GROUP_AUTHORIZATION_FAILED
+        finally:
+            c.close()
+        # OffsetFetch wants DESCRIBE on the group: a DENY of READ alone leaves the group closed (it has ACLs
+        # now); an ALLOW of READ for everyone implies DESCRIBE, which the DENY of READ does not take away.
+        assert offset_fetch_error(secured, group, topic) == KafkaError.GROUP_AUTHORIZATION_FAILED
+        add(admin, [binding(ResourceType.GROUP, group, AclOperation.READ, principal="User:*")])
+        assert offset_fetch_error(secured, group, topic) != KafkaError.GROUP_AUTHORIZATION_FAILED
+        add(admin, [binding(ResourceType.GROUP, group, AclOperation.DELETE, AclPermissionType.DENY)])
+        with pytest.raises(KafkaException) as e:
+            admin.delete_consumer_groups([group])[group].result(30)
+        assert error_code(e.value) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    finally:
+        drop(admin, names)
+
+
+def raw_call(bootstrap: str, api_key: int, version: int, make: Callable[[type], object]) -> object:
+    raw = Raw(bootstrap)
+    try:
+        cls = load_request_schema(api_key, version)
+        return raw.request(api_key, version, make(cls))
+    finally:
+        raw.close()
+
+
+def list_offsets_error(bootstrap: str, topic: str) -> int:
+    def make(cls: type) -> object:
+        mod = sys.modules[cls.__module__]
+        part = mod.ListOffsetsPartition(partition_index=0, current_leader_epoch=-1, timestamp=-1)
+        return cls(replica_id=-1, isolation_level=0, topics=(mod.ListOffsetsTopic(name=topic, partitions=(part,)),))
+
+    resp = raw_call(bootstrap, ApiKey.LIST_OFFSETS, 7, make)
+    return int(resp.topics[0].partitions[0].error_code)  # type: ignore[attr-defined]
+
+
+def offset_fetch_error(bootstrap: str, group: str, topic: str) -> int:
+    def make(cls: type) -> object:
+        mod = sys.modules[cls.__module__]
+        return cls(group_id=group, topics=(mod.OffsetFetchRequestTopic(name=topic, partition_indexes=(0,)),))
+
+    resp = raw_call(bootstrap, ApiKey.OFFSET_FETCH, 7, make)
+    return int(resp.error_code)  # type: ignore[attr-defined]
+
+
+def kafka_acls(jars: Path, bootstrap: str, *args: str) -> str:
+    out = subprocess.run(
+        ["java", "-cp", f"{jars}/*", "org.apache.kafka.tools.AclCommand", "--bootstrap-server", bootstrap, *args],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return out.stdout
+
+
+def test_kafka_acls_tool_adds_lists_and_removes(secured: str, names: str, jars_dir: Path) -> None:
+    jars = tools_jars(jars_dir)
+    topic = names + "t"
+    kafka_acls(jars, secured, "--add", "--allow-principal", "User:alice", "--operation", "Read", "--operation",
+               "Describe", "--topic", topic, "--resource-pattern-type", "prefixed")
+    listed = kafka_acls(jars, secured, "--list", "--topic", topic, "--resource-pattern-type", "prefixed")
+    assert f"name={topic}, patternType=PREFIXED" in listed
+    for op in ("READ", "DESCRIBE"):
+        assert f"(principal=User:alice, host=*, operation={op}, permissionType=ALLOW)" in listed
+    kafka_acls(jars, secured, "--remove", "--force", "--allow-principal", "User:alice", "--operation", "Read",
+               "--topic", topic, "--resource-pattern-type", "prefixed")
+    admin = AdminClient({"bootstrap.servers": secured})
+    wait_for(lambda: {b[5] for b in mine(admin, names)} == {AclOperation.DESCRIBE}, "the removal")
+    drop(admin, names)
+
+
+def tools_jars(jars_dir: Path) -> Path:
+    """A jar directory with kafka-tools (AclCommand); interop/fetch-jars brings it."""
+    if any(p.name.startswith("kafka-tools-4") for p in jars_dir.iterdir()):
+        return jars_dir
+    out = subprocess.run([str(ROOT / "interop" / "fetch-jars")], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def test_acls_survive_kill_9(tmp_path: Path) -> None:
+    port = free_port()
+    broker = ChildBroker(tmp_path / "data", port)
+    broker.cmd += [f"--config={k}={v}" for k, v in SETTINGS.items()]
+    broker.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        kept = binding(ResourceType.TOPIC, "orders", AclOperation.WRITE, AclPermissionType.DENY,
+                       pattern=ResourcePatternType.PREFIXED)
+        add(admin, [kept])
+        broker.kill()
+        broker.start()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
+        assert {key(b) for b in admin.describe_acls(ANY).result(30)} == {key(kept)}
+        assert produce_error(broker.bootstrap_servers, "orders-eu") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        broker.kill()
+
+
+def test_a_damaged_acl_file_stops_the_broker_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "acls.json").write_text("{not json")
+    broker = ChildBroker(data, free_port())
+    broker.cmd += [f"--config={k}={v}" for k, v in SETTINGS.items()]
+    proc = subprocess.run(broker.cmd, check=False, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert proc.returncode != 0
+    assert "acls.json" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
