@@ -9,6 +9,7 @@ the cluster resource. Each test names its resources with a fresh prefix, so one 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -356,3 +357,28 @@ def test_a_damaged_acl_file_stops_the_broker_with_one_line(tmp_path: Path) -> No
     assert proc.returncode != 0
     assert "acls.json" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def loosely_acls(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "loosely.cli.main", "acls", *args], capture_output=True, text=True, timeout=60,
+        check=True,
+    )
+    return out.stdout
+
+
+def test_loosely_acls_command_adds_lists_and_removes(secured: str, names: str) -> None:
+    topic, group = names + "t", names + "g"
+    loosely_acls("add", "-b", secured, "--allow-principal", "User:alice", "--operation", "Read", "--operation",
+                 "IdempotentWrite", "--topic", topic, "--group", group, "--json")
+    admin = AdminClient({"bootstrap.servers": secured})
+    wait_for(lambda: len(mine(admin, names)) == 4, "the ACLs to apply")
+    rows = json.loads(loosely_acls("list", "-b", secured, "--topic", topic, "--json"))["acls"]
+    assert {(r["resource_type"], r["name"], r["operation"]) for r in rows} == {
+        ("TOPIC", topic, "READ"), ("TOPIC", topic, "IDEMPOTENT_WRITE"),
+    }
+    removed = json.loads(loosely_acls("remove", "-b", secured, "--allow-principal", "User:alice", "--operation",
+                                      "Read", "--group", group, "--json"))["removed"]
+    assert [(r["resource_type"], r["name"]) for r in removed] == [("GROUP", group)]
+    wait_for(lambda: len(mine(admin, names)) == 3, "the removal")
+    drop(admin, names)

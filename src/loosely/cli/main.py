@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_cmd.add_mirror_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
+    from loosely.cli import acls_cmd  # noqa: PLC0415 - like the other admin commands, loaded with the parser
+
+    acls_cmd.add_acls_command(sub)
     from loosely.cli import views_cmd  # noqa: PLC0415 - keeps the views' imports out of other subcommands
 
     views_cmd.add_views_command(sub)
