@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -382,3 +382,30 @@ def test_loosely_acls_command_adds_lists_and_removes(secured: str, names: str) -
     assert [(r["resource_type"], r["name"]) for r in removed] == [("GROUP", group)]
     wait_for(lambda: len(mine(admin, names)) == 3, "the removal")
     drop(admin, names)
+
+
+def test_transactional_ids_and_authorized_operations(secured: str, names: str) -> None:
+    admin = AdminClient({"bootstrap.servers": secured})
+    topic, group, txn = names + "t", names + "g", names + "tx"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    wait_for(lambda: topic_listed(admin, topic), "the topic")
+    try:
+        add(admin, [
+            binding(ResourceType.TRANSACTIONAL_ID, txn, AclOperation.WRITE, AclPermissionType.DENY),
+            binding(ResourceType.TOPIC, topic, AclOperation.READ),
+            binding(ResourceType.TOPIC, topic, AclOperation.ALTER_CONFIGS),
+            binding(ResourceType.GROUP, group, AclOperation.READ),
+        ])
+        p = Producer({"bootstrap.servers": secured, "transactional.id": txn})
+        with pytest.raises(KafkaException) as e:
+            p.init_transactions(20)
+        assert error_code(e.value) == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        described = admin.describe_topics(TopicCollection([topic]), include_authorized_operations=True)
+        ops = {op.name for op in described[topic].result(30).authorized_operations}
+        assert ops == {"READ", "DESCRIBE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"}  # with what they imply
+        cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+        assert {op.name for op in cluster.authorized_operations} == {  # no ACL on the cluster: everything
+            "CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE",
+        }
+    finally:
+        drop(admin, names)

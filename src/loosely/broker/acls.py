@@ -113,6 +113,9 @@ class BrokerAcls:
                 raise
         return matched
 
+    def statistics(self) -> dict[str, int]:
+        return {**self.authorizer.statistics(), "denied_total": self.denied_total}
+
     def _save(self) -> None:
         data = encode_bindings(self.authorizer.bindings())
         self._fs.write_atomic(self.path, data)
