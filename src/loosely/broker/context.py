@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_CONNECTION",
+    "BoundListener",
     "BrokerContext",
     "Handler",
     "PartitionWatchers",
@@ -34,6 +35,7 @@ __all__ = [
     "Request",
     "RequestStats",
     "TransactionView",
+    "current_listener",
     "current_peer",
     "current_principal",
 ]
@@ -56,6 +58,25 @@ current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("loosely_curr
 # dispatcher from the connection (TLS or SASL authentication sets the connection's); ACLs are checked against it.
 current_principal: contextvars.ContextVar[str] = contextvars.ContextVar(
     "loosely_current_principal", default="User:ANONYMOUS"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    """A listener once its socket is bound: what a connection that arrived on it knows about it."""
+
+    name: str  # Kafka's listener name (PLAINTEXT, SSL, INTERNAL, ...)
+    security_protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    bound_host: str
+    bound_port: int
+    host: str  # advertised: what Metadata, FindCoordinator and DescribeCluster tell clients on this listener
+    port: int
+
+
+# The listener of the connection whose request is being handled (set once per connection by its worker task, so
+# every handler it runs sees it): Kafka answers each client with the addresses of the listener it came in on.
+current_listener: contextvars.ContextVar[BoundListener | None] = contextvars.ContextVar(
+    "loosely_current_listener", default=None
 )
 
 
@@ -118,8 +139,7 @@ class BrokerContext:
     logs: LogManager
     clock: Clock
     cluster_id: str
-    host: str
-    port: int
+    listeners: tuple[BoundListener, ...]  # the first is the default for code outside any connection
     watchers: PartitionWatchers = field(default_factory=PartitionWatchers)
     requests: dict[int, RequestStats] = field(default_factory=lambda: defaultdict(RequestStats))
     bytes_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -145,6 +165,21 @@ class BrokerContext:
         self.bytes_in[topic] += nbytes
         self.messages_in[topic] += result.last_offset - result.base_offset + 1
         self.watchers.notify((topic, partition))
+
+    @property
+    def listener(self) -> BoundListener:
+        """The listener of the request being handled (the first listener outside any request)."""
+        return current_listener.get() or self.listeners[0]
+
+    @property
+    def host(self) -> str:
+        """The advertised host of the listener the request arrived on."""
+        return self.listener.host
+
+    @property
+    def port(self) -> int:
+        """The advertised port of the listener the request arrived on."""
+        return self.listener.port
 
     @property
     def node_id(self) -> int:

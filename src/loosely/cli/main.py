@@ -18,13 +18,22 @@ def _broker_command(args: argparse.Namespace) -> int:
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
     try:
-        host, port = parse_listen(args.listen)
+        host, port = parse_listen(args.listen or "127.0.0.1:9092")
         adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     except ValueError as e:
         print(f"loosely broker: {e}", file=sys.stderr)
         return 2
     overrides: dict[str, str] = {}
-    for item in args.config or []:
+    if args.config_file is not None:
+        from loosely.protocol.properties import PropertiesError, parse_properties  # noqa: PLC0415
+
+        try:
+            with open(args.config_file, encoding="utf-8") as f:
+                overrides.update(parse_properties(f.read()))
+        except (OSError, UnicodeDecodeError, PropertiesError) as e:
+            print(f"loosely broker: --config-file {args.config_file}: {e}", file=sys.stderr)
+            return 2
+    for item in args.config or []:  # the command line wins over the file
         name, sep, value = item.partition("=")
         if not sep:
             print(f"loosely broker: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
@@ -37,6 +46,14 @@ def _broker_command(args: argparse.Namespace) -> int:
         return 2
     for name in unknown:
         print(f"loosely broker: ignoring unknown setting {name}", file=sys.stderr)
+    if "listeners" in settings and (args.listen or args.advertise):
+        print(
+            "loosely broker: give either --listen/--advertise (one PLAINTEXT listener) or listeners=..., not both",
+            file=sys.stderr,
+        )
+        return 2
+    if args.allow_unauthenticated:
+        settings["allow_unauthenticated"] = True
     options: dict[str, object] = {
         "node_id": args.node_id,
         "auto_create_topics": not args.no_auto_create_topics,
@@ -67,7 +84,12 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         await broker.start()
-        print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
+        where = ", ".join(
+            f"{b.bound_host}:{b.bound_port}" if b.name == "PLAINTEXT" and len(broker.listeners) == 1
+            else f"{b.name}://{b.bound_host}:{b.bound_port}"
+            for b in broker.listeners
+        )
+        print(f"loosely broker listening on {where} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
             print(f"metrics on http://{parse_listen(args.metrics_listen)[0]}:{broker.metrics.port}/metrics", flush=True)
         stop = asyncio.Event()
@@ -134,10 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"{what}: same flags, output and exit codes (see `loosely {name} -h`)")
     b = sub.add_parser("broker", help="run the Kafka-compatible broker")
     b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
-    b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
+    b.add_argument(
+        "--listen",
+        help="HOST:PORT of the one PLAINTEXT listener (default 127.0.0.1:9092); --config listeners=... for several",
+    )
     b.add_argument(
         "--advertise",
         help="HOST:PORT clients should connect to (default: the listen address; required when that is not loopback)",
+    )
+    b.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="Kafka broker settings in Java properties syntax (server.properties); --config wins over it",
+    )
+    b.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="let a listener that is not on loopback run without SASL or required client certificates",
     )
     b.add_argument("--node-id", type=int, default=1)
     b.add_argument("--num-partitions", type=int, default=1, help="partitions of auto-created topics")
@@ -172,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
 
     demo.add_demo_command(sub)
+    from loosely.cli import security_cmd  # noqa: PLC0415
+
+    security_cmd.add_security_command(sub)
     return p
 
 

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from loosely.broker.config import BrokerConfig
+from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
 from loosely.storage.clock import Clock
 
@@ -20,9 +20,14 @@ def embedded_broker(
     data_dir: str | None = None,
     log_defaults: Mapping[str, str] | None = None,
     clock: Clock | None = None,
+    settings: Mapping[str, str] | None = None,
     **config: object,
 ) -> Iterator[BrokerThread]:
     """A running broker on 127.0.0.1 and a free port; ``.bootstrap_servers`` is what clients connect to.
+
+    ``settings`` are Kafka-named broker settings, as ``loosely broker --config`` takes them (listeners and TLS:
+    ``{"listeners": "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", "ssl.keystore.location": ...}``; then
+    ``.bootstrap_servers_for("SSL")``). An unknown name is a :class:`ValueError`.
 
     >>> from confluent_kafka import Producer
     >>> with embedded_broker() as broker:
@@ -34,6 +39,12 @@ def embedded_broker(
     own = data_dir is None
     d = data_dir or tempfile.mkdtemp(prefix="loosely-")
     config.setdefault("port", 0)  # a fixed port lets a test restart the broker where clients expect it
+    if settings:
+        fields, topic_defaults, unknown = split_kafka_settings(settings)
+        if unknown:
+            raise ValueError(f"unknown broker settings: {', '.join(unknown)}")
+        config = {**fields, **config}
+        log_defaults = {**topic_defaults, **(log_defaults or {})}
     cfg = BrokerConfig(data_dir=d, log_defaults=dict(log_defaults or {}), **config)  # type: ignore[arg-type]
     b = BrokerThread(cfg, clock=clock)
     b.start()
