@@ -35,8 +35,11 @@ from confluent_kafka.admin import (
 from broker._brokers import ChildBroker
 from broker._raw import Raw
 from compat._support import Cluster
+from loosely.broker.config import BrokerConfig, split_kafka_settings
+from loosely.broker.server import BrokerThread
 from loosely.protocol.messages import ApiKey, load_request_schema
 from loosely.testing import ApacheKafka, embedded_broker, free_port
+from loosely.testing.certs import DevCerts, make_dev_certs, subject_dn
 
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 SETTINGS = {"authorizer.class.name": STANDARD, "allow.everyone.if.no.acl.found": "true"}
@@ -47,7 +50,7 @@ ANY = AclBindingFilter(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", params=["loosely", "kafka"])
+@pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
 def secured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "kafka":
         jars = Path(request.getfixturevalue("jars_dir"))
@@ -407,5 +410,83 @@ def test_transactional_ids_and_authorized_operations(secured: str, names: str) -
         assert {op.name for op in cluster.authorized_operations} == {  # no ACL on the cluster: everything
             "CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE",
         }
+    finally:
+        drop(admin, names)
+
+
+# --- real principals: client certificates on a mutual-TLS listener ------------------------------------------------
+
+
+def _mtls_settings(certs: DevCerts) -> dict[str, str]:
+    return {
+        **SETTINGS,
+        "super.users": f"User:{subject_dn('admin')}",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(certs.broker.pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(certs.ca_crt),
+        "listener.name.mtls.ssl.client.auth": "required",
+    }
+
+
+@pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
+def mtls(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DevCerts]]:
+    """(bootstrap of the MTLS listener, the certificates of alice, bob and admin)."""
+    certs = make_dev_certs(tmp_path_factory.mktemp("acl-certs"), clients=["alice", "bob", "admin"])
+    if request.param == "kafka":
+        kafka = ApacheKafka(
+            base_dir=tmp_path_factory.mktemp("kafka-acls-mtls"), jars_dir=Path(request.getfixturevalue("jars_dir")),
+            listeners={"MTLS": "SSL"}, config=_mtls_settings(certs),
+        )
+        kafka.start()
+        try:
+            yield kafka.bootstrap("MTLS"), certs
+        finally:
+            kafka.stop()
+        return
+    settings, _, unknown = split_kafka_settings({
+        "listeners": "PLAINTEXT://127.0.0.1:0,MTLS://127.0.0.1:0",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,MTLS:SSL",
+        **_mtls_settings(certs),
+    })
+    assert not unknown
+    config = BrokerConfig(data_dir=str(tmp_path_factory.mktemp("loosely-acls-mtls")), **settings)  # type: ignore[arg-type]
+    with BrokerThread(config) as b:
+        yield b.bootstrap_servers_for("MTLS"), certs
+
+
+def as_client(bootstrap: str, certs: DevCerts, who: str) -> dict[str, str]:
+    pair = certs.clients[who]
+    return {"bootstrap.servers": bootstrap, "security.protocol": "ssl", "ssl.ca.location": str(certs.ca_crt),
+            "ssl.certificate.location": str(pair.crt), "ssl.key.location": str(pair.key)}
+
+
+def produce_as(conf: dict[str, str], topic: str) -> int | None:
+    errors: list[KafkaError | None] = []
+    p = Producer({**conf, "message.timeout.ms": 10_000})
+    p.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
+    p.flush(20)
+    assert len(errors) == 1
+    return None if errors[0] is None else int(errors[0].code())
+
+
+def test_certificate_principals_are_what_acls_name(mtls: tuple[str, DevCerts], names: str) -> None:
+    bootstrap, certs = mtls
+    alice, bob, admin_ = (as_client(bootstrap, certs, who) for who in ("alice", "bob", "admin"))
+    admin = AdminClient(alice)
+    topic = names + "t"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    wait_for(lambda: topic_listed(admin, topic), "the topic")
+    try:
+        add(admin, [binding(ResourceType.TOPIC, topic, AclOperation.WRITE, principal=f"User:{subject_dn('alice')}")])
+        assert produce_as(alice, topic) is None
+        assert produce_as(bob, topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED  # the topic has ACLs now
+        assert not topic_listed(AdminClient(bob), topic)  # nor may bob describe it
+        assert produce_as(admin_, topic) is None  # super.users
+        # Managing ACLs needs ALTER on the cluster, which no ACL names: allowed to everyone here.
+        add(AdminClient(bob), [binding(ResourceType.TOPIC, topic, AclOperation.WRITE, AclPermissionType.DENY,
+                                       principal="User:*")])
+        assert produce_as(alice, topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED  # DENY for everyone wins
+        assert produce_as(admin_, topic) is None  # but not over a super user
     finally:
         drop(admin, names)
