@@ -190,14 +190,17 @@ def test_invalid_bindings_are_refused_one_by_one(secured: str, names: str) -> No
         drop(admin, names)
 
 
-def produce_error(bootstrap: str, topic: str) -> int | None:
+def produce_as(conf: dict[str, str], topic: str) -> int | None:
     errors: list[KafkaError | None] = []
-    p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10_000})
+    p = Producer({**conf, "message.timeout.ms": 10_000})
     p.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
     p.flush(20)
     assert len(errors) == 1
-    err = errors[0]
-    return None if err is None else int(err.code())
+    return None if errors[0] is None else int(errors[0].code())
+
+
+def produce_error(bootstrap: str, topic: str) -> int | None:
+    return produce_as({"bootstrap.servers": bootstrap}, topic)
 
 
 def topic_listed(admin: AdminClient, topic: str) -> bool:
@@ -459,15 +462,6 @@ def as_client(bootstrap: str, certs: DevCerts, who: str) -> dict[str, str]:
     pair = certs.clients[who]
     return {"bootstrap.servers": bootstrap, "security.protocol": "ssl", "ssl.ca.location": str(certs.ca_crt),
             "ssl.certificate.location": str(pair.crt), "ssl.key.location": str(pair.key)}
-
-
-def produce_as(conf: dict[str, str], topic: str) -> int | None:
-    errors: list[KafkaError | None] = []
-    p = Producer({**conf, "message.timeout.ms": 10_000})
-    p.produce(topic, b"x", on_delivery=lambda err, _msg: errors.append(err))
-    p.flush(20)
-    assert len(errors) == 1
-    return None if errors[0] is None else int(errors[0].code())
 
 
 def test_certificate_principals_are_what_acls_name(mtls: tuple[str, DevCerts], names: str) -> None:
