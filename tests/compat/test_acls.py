@@ -37,7 +37,7 @@ from broker._raw import Raw
 from compat._support import Cluster
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
-from loosely.protocol.messages import ApiKey, load_request_schema
+from loosely.protocol.messages import ApiKey, decode_response, encode_request, load_request_schema
 from loosely.testing import ApacheKafka, embedded_broker, free_port
 from loosely.testing.certs import DevCerts, make_dev_certs, subject_dn
 
@@ -484,3 +484,47 @@ def test_certificate_principals_are_what_acls_name(mtls: tuple[str, DevCerts], n
         assert produce_as(admin_, topic) is None  # but not over a super user
     finally:
         drop(admin, names)
+
+
+# --- what Kafka answers to malformed ACL requests, byte for byte in codes and messages ----------------------------
+
+BAD_CREATIONS = {
+    # (resource type, name, pattern, principal, operation, permission) -> (error code, message); None: closed
+    (2, "t", 2, "User:a", 3, 3): (-1, None),  # MATCH is a filter, not a pattern: Kafka cannot build it
+    (2, "t", 1, "User:a", 3, 3): (-1, None),
+    (2, "t", 3, "User:a", 1, 3): (-1, None),  # operation ANY
+    (2, "t", 3, "User:a", 3, 1): (-1, None),  # permission ANY
+    (1, "t", 3, "User:a", 3, 3): (-1, None),  # resource type ANY
+    (2, "t", 99, "User:a", 3, 3): (42, "Invalid patternType UNKNOWN"),
+    (4, "other", 3, "User:a", 7, 3): (42, "The only valid name for the CLUSTER resource is kafka-cluster"),
+    (2, "", 3, "User:a", 3, 3): (42, "Invalid empty resource name"),
+    (2, "t", 3, "alice", 3, 3): (
+        42, "Could not parse principal from `alice` (no colon is present separating the principal type from the "
+        "principal name)",
+    ),
+    (2, "t", 0, "User:a", 3, 3): None,  # an explicit UNKNOWN: the request does not parse
+    (0, "t", 3, "User:a", 3, 3): None,
+}
+
+
+def create_raw(bootstrap: str, rt: int, name: str, pt: int, principal: str, op: int, perm: int) -> object:
+    raw = Raw(bootstrap)
+    try:
+        cls = load_request_schema(ApiKey.CREATE_ACLS, 3)
+        creation = sys.modules[cls.__module__].AclCreation(
+            resource_type=rt, resource_name=name, resource_pattern_type=pt, principal=principal, host="*",
+            operation=op, permission_type=perm,
+        )
+        raw.send(encode_request(ApiKey.CREATE_ACLS, 3, 1, cls(creations=(creation,))))
+        frame = raw.recv_frame()
+        if frame is None:
+            return None
+        result = decode_response(ApiKey.CREATE_ACLS, 3, frame)[1].results[0]  # type: ignore[attr-defined]
+        return int(result.error_code), result.error_message
+    finally:
+        raw.close()
+
+
+def test_malformed_creations_get_kafkas_answers(secured: str) -> None:
+    got = {case: create_raw(secured, *case) for case in BAD_CREATIONS}
+    assert got == BAD_CREATIONS

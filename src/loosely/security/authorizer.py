@@ -59,6 +59,7 @@ __all__ = [
     "PatternType",
     "PermissionType",
     "ResourceType",
+    "UnbuildableAclError",
     "decode_bindings",
     "encode_bindings",
     "parse_super_users",
@@ -134,6 +135,10 @@ class InvalidAclError(ValueError):
     """A binding or filter Kafka would refuse with INVALID_REQUEST; the message says why."""
 
 
+class UnbuildableAclError(InvalidAclError):
+    """A binding with a filter value (ANY, MATCH) in it, which Kafka refuses with UNKNOWN_SERVER_ERROR."""
+
+
 @dataclass(frozen=True, slots=True)
 class AclBinding:
     resource_type: ResourceType
@@ -202,19 +207,31 @@ class AclBindingFilter:
 
 
 def validate_binding(b: AclBinding) -> None:
-    """Raise :class:`InvalidAclError` for a binding CreateAcls refuses (Kafka's messages, roughly)."""
-    if b.resource_type in (ResourceType.UNKNOWN, ResourceType.ANY):
-        raise InvalidAclError(f"Invalid resourceType {b.resource_type.name}")
+    """Raise :class:`InvalidAclError` for a binding CreateAcls refuses, with Kafka's messages.
+
+    A filter value in a binding (ANY, MATCH) raises :class:`UnbuildableAclError`: Kafka cannot even construct such a
+    binding and answers UNKNOWN_SERVER_ERROR for it, not INVALID_REQUEST.
+    """
+    filters = (
+        b.resource_type == ResourceType.ANY,
+        b.pattern_type in (PatternType.ANY, PatternType.MATCH),
+        b.operation == AclOperation.ANY,
+        b.permission == PermissionType.ANY,
+    )
+    if any(filters):
+        raise UnbuildableAclError(f"a binding cannot hold a filter value: {b}")
+    if b.resource_type == ResourceType.UNKNOWN:
+        raise InvalidAclError("Invalid resourceType UNKNOWN")
     if b.pattern_type not in (PatternType.LITERAL, PatternType.PREFIXED):
         raise InvalidAclError(f"Invalid patternType {b.pattern_type.name}")
-    if b.operation in (AclOperation.UNKNOWN, AclOperation.ANY):
-        raise InvalidAclError(f"Invalid operation {b.operation.name}")
+    if b.operation == AclOperation.UNKNOWN:
+        raise InvalidAclError("Invalid operation UNKNOWN")
     if b.permission not in (PermissionType.ALLOW, PermissionType.DENY):
         raise InvalidAclError(f"Invalid permissionType {b.permission.name}")
     if b.resource_type == ResourceType.CLUSTER and b.resource_name != CLUSTER_NAME:
         raise InvalidAclError(f"The only valid name for the CLUSTER resource is {CLUSTER_NAME}")
     if not b.resource_name:
-        raise InvalidAclError("Invalid empty resource name specified")
+        raise InvalidAclError("Invalid empty resource name")
     if ":" not in b.principal:
         raise InvalidAclError(
             f"Could not parse principal from `{b.principal}` (no colon is present separating the principal type "

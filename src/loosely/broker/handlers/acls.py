@@ -5,16 +5,20 @@ configured.". With one, the caller needs ALTER on the cluster to create or delet
 list, else CLUSTER_AUTHORIZATION_FAILED for every entry. A binding Kafka would refuse (a MATCH or ANY pattern, an
 ANY operation, an empty name, a CLUSTER resource not named ``kafka-cluster``, a principal without ``Type:``) gets
 INVALID_REQUEST in its own result while the others are created; an identical existing binding is not duplicated.
-Unknown enum codes read as UNKNOWN, which is refused the same way.
+A binding holding a filter value (ANY, MATCH) answers UNKNOWN_SERVER_ERROR, as Kafka's (it cannot build one).
+An enum code Kafka does not know reads as UNKNOWN and is refused with INVALID_REQUEST; an explicit UNKNOWN (0)
+makes Kafka refuse to parse the request and close the connection, and loosely does the same (one log line).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import TypeVar
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import BrokerContext, Request
+from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request, current_peer
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
@@ -27,11 +31,14 @@ from loosely.security.authorizer import (
     PatternType,
     PermissionType,
     ResourceType,
+    UnbuildableAclError,
     validate_binding,
     validate_filter,
 )
 
 __all__ = ["HANDLERS"]
+
+log = logging.getLogger("loosely.broker")
 
 NO_AUTHORIZER = "No Authorizer is configured."
 E = TypeVar("E", bound=IntEnum)
@@ -43,6 +50,21 @@ def _code(cls: type[E], value: int) -> E:
         return cls(value)
     except ValueError:
         return cls(0)
+
+
+_CREATION_CODES = ("resource_type", "resource_pattern_type", "operation", "permission_type")
+_FILTER_CODES = ("resource_type_filter", "pattern_type_filter", "operation", "permission_type")
+
+
+def _explicit_unknown(ctx: BrokerContext, api: str, entries: Iterable[object], fields: tuple[str, ...]) -> bool:
+    """Whether an entry sets an enum to 0, UNKNOWN, which Kafka's request parsing refuses (it closes the
+    connection), with one log line."""
+    for e in entries:
+        bad = [f for f in fields if getattr(e, f, None) == 0]
+        if bad:
+            log.warning("%s from %s with UNKNOWN (0) in %s; closing", api, current_peer.get(), ", ".join(bad))
+            return True
+    return False
 
 
 def _filter(r: Request) -> AclBindingFilter:
@@ -60,6 +82,8 @@ def _filter(r: Request) -> AclBindingFilter:
 async def handle_create_acls(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.CREATE_ACLS, header.api_version)
     creations = tuple(request.creations)
+    if _explicit_unknown(ctx, "CreateAcls", creations, _CREATION_CODES):
+        return CLOSE_CONNECTION
     outcomes: list[tuple[ErrorCode, str | None]]
     if ctx.acls is None:
         outcomes = [(ErrorCode.security_disabled, NO_AUTHORIZER)] * len(creations)
@@ -80,11 +104,14 @@ async def handle_create_acls(ctx: BrokerContext, header: RequestHeader, request:
             )
             try:
                 validate_binding(b)
+            except UnbuildableAclError:
+                outcomes.append((ErrorCode.unknown_server_error, None))
+                continue
             except InvalidAclError as e:
                 outcomes.append((ErrorCode.invalid_request, str(e)))
                 continue
             valid.append(b)
-            outcomes.append((ErrorCode.none, None))
+            outcomes.append((ErrorCode.none, ""))
         try:
             ctx.acls.add(valid)
         except OSError as e:
@@ -96,6 +123,8 @@ async def handle_create_acls(ctx: BrokerContext, header: RequestHeader, request:
 
 async def handle_describe_acls(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.DESCRIBE_ACLS, header.api_version)
+    if _explicit_unknown(ctx, "DescribeAcls", (request,), _FILTER_CODES):
+        return CLOSE_CONNECTION
     if not allowed(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
         return resp.make(
             throttle_time=NO_THROTTLE,
@@ -132,7 +161,7 @@ async def handle_describe_acls(ctx: BrokerContext, header: RequestHeader, reques
         )
         for (rt, name, pt), bindings in grouped.items()
     )
-    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None, resources=resources)
+    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message="", resources=resources)
 
 
 async def handle_delete_acls(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -141,6 +170,8 @@ async def handle_delete_acls(ctx: BrokerContext, header: RequestHeader, request:
     def failed(code: ErrorCode, message: str | None = None) -> object:
         return build(resp.DeleteAclsFilterResult, error_code=code, error_message=message, matching_acls=())
 
+    if _explicit_unknown(ctx, "DeleteAcls", request.filters, _FILTER_CODES):
+        return CLOSE_CONNECTION
     filters = [_filter(f) for f in request.filters]
     if ctx.acls is None:
         results = [failed(ErrorCode.security_disabled, NO_AUTHORIZER) for _ in filters]
