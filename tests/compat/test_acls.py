@@ -423,7 +423,9 @@ def test_transactional_ids_and_authorized_operations(secured: str, names: str) -
 def _mtls_settings(certs: DevCerts) -> dict[str, str]:
     return {
         **SETTINGS,
-        "super.users": f"User:{subject_dn('admin')}",
+        # ANONYMOUS (the PLAINTEXT listener, Kafka's controller and inter-broker traffic) is a super user here, so
+        # ACLs on the cluster resource can be tested without locking Kafka out of itself.
+        "super.users": f"User:{subject_dn('admin')};User:ANONYMOUS",
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(certs.broker.pem),
         "ssl.truststore.type": "PEM",
@@ -484,6 +486,45 @@ def test_certificate_principals_are_what_acls_name(mtls: tuple[str, DevCerts], n
         assert produce_as(admin_, topic) is None  # but not over a super user
     finally:
         drop(admin, names)
+
+
+def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, DevCerts], names: str) -> None:
+    bootstrap, certs = mtls
+    alice, bob, root = (as_client(bootstrap, certs, who) for who in ("alice", "bob", "admin"))
+    su = AdminClient(root)
+    on_cluster = [
+        binding(ResourceType.BROKER, "kafka-cluster", op, principal=f"User:{subject_dn('alice')}")
+        for op in (AclOperation.CREATE, AclOperation.ALTER)
+    ]
+    alice_p = f"User:{subject_dn('alice')}"
+    prefixed = ResourcePatternType.PREFIXED
+    on_topics = [
+        # Without an ACL covering a topic name, CREATE on the topic would be allowed to anyone.
+        binding(ResourceType.TOPIC, names, AclOperation.CREATE, AclPermissionType.DENY, principal="User:*",
+                pattern=prefixed),
+        binding(ResourceType.TOPIC, names, AclOperation.WRITE, principal=alice_p, pattern=prefixed),
+        binding(ResourceType.TOPIC, names, AclOperation.DESCRIBE, principal="User:*", pattern=prefixed),
+    ]
+    add(su, on_cluster + on_topics)
+    try:
+        # The cluster has ACLs now, none for bob: he may neither manage ACLs nor have topics auto-created.
+        refused = binding(ResourceType.TOPIC, names + "x", AclOperation.READ)
+        bob_admin = AdminClient(bob)  # held: a collected client fails its futures with _DESTROY
+        with pytest.raises(KafkaException) as e:
+            bob_admin.create_acls([refused])[refused].result(30)
+        assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+        assert produce_as(bob, names + "by-bob") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert names + "by-bob" not in su.list_topics(timeout=10).topics
+        # alice may: CREATE on the cluster auto-creates, ALTER on the cluster manages ACLs.
+        assert produce_as(alice, names + "by-alice") is None
+        allowed_ = binding(ResourceType.TOPIC, names + "y", AclOperation.READ)
+        alice_admin = AdminClient(alice)
+        alice_admin.create_acls([allowed_])[allowed_].result(30)
+    finally:
+        drop(su, names)
+        for f in su.delete_acls([AclBindingFilter(ResourceType.BROKER, None, ResourcePatternType.ANY, None, None,
+                                                  AclOperation.ANY, AclPermissionType.ANY)]).values():
+            f.result(30)
 
 
 # --- what Kafka answers to malformed ACL requests, byte for byte in codes and messages ----------------------------
