@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from loosely.broker.acls import AUDIT_INTERVAL_MS, BrokerAcls, client_host
+from loosely.broker.config import split_kafka_settings
 from loosely.broker.context import current_peer, current_principal
 from loosely.security.authorizer import (
     AclBinding,
@@ -83,3 +84,20 @@ def test_denials_are_audited_at_most_once_per_interval(tmp_path: Path, caplog: p
 def test_client_host() -> None:
     assert client_host("[::1]:9092") == "::1"
     assert client_host("127.0.0.1:1") == "127.0.0.1"
+
+
+def test_authorizer_settings_as_kafka_names_them() -> None:
+    settings, _, unknown = split_kafka_settings({
+        "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
+        "super.users": "User:admin;User:CN=ops,O=acme",
+        "allow.everyone.if.no.acl.found": "true",
+    })
+    assert not unknown
+    assert settings == {
+        "authorizer_class": "kafka.security.authorizer.AclAuthorizer",
+        "super_users": frozenset({"User:admin", "User:CN=ops,O=acme"}),
+        "allow_everyone_if_no_acl_found": True,
+    }
+    assert split_kafka_settings({"authorizer.class.name": ""})[0] == {"authorizer_class": None}
+    with pytest.raises(ValueError, match=r"authorizer\.class\.name: 'com\.example\.Mine' is not an authorizer"):
+        split_kafka_settings({"authorizer.class.name": "com.example.Mine"})
