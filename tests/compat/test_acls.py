@@ -19,13 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
     NewTopic,
     ResourcePatternType,
@@ -221,6 +223,7 @@ def test_topic_operations_follow_the_acls(secured: str, names: str) -> None:
             binding(ResourceType.TOPIC, mine_t, AclOperation.WRITE, AclPermissionType.DENY),
             binding(ResourceType.TOPIC, mine_t, AclOperation.DELETE, AclPermissionType.DENY),
             binding(ResourceType.TOPIC, mine_t, AclOperation.DESCRIBE_CONFIGS, AclPermissionType.DENY),
+            binding(ResourceType.TOPIC, mine_t, AclOperation.ALTER_CONFIGS, AclPermissionType.DENY),
             # An ACL for someone else closes the topic to ANONYMOUS, allow.everyone.if.no.acl.found or not.
             binding(ResourceType.TOPIC, hidden, AclOperation.READ, principal="User:alice"),
             binding(ResourceType.TOPIC, fresh, AclOperation.CREATE, AclPermissionType.DENY,
@@ -232,6 +235,17 @@ def test_topic_operations_follow_the_acls(secured: str, names: str) -> None:
         resource = ConfigResource(ConfigResource.Type.TOPIC, mine_t)
         with pytest.raises(KafkaException) as e:
             admin.describe_configs([resource])[resource].result(30)
+        assert error_code(e.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        change = ConfigResource(ConfigResource.Type.TOPIC, mine_t, incremental_configs=[
+            ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ])
+        with pytest.raises(KafkaException) as e:
+            admin.incremental_alter_configs([change])[change].result(30)
+        assert error_code(e.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        # DeleteRecords wants DELETE on the topic itself (no cluster-wide grant covers it).
+        tp = TopicPartition(mine_t, 0, 0)
+        with pytest.raises(KafkaException) as e:
+            admin.delete_records([tp])[tp].result(30)
         assert error_code(e.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED
         assert list_offsets_error(secured, hidden) == KafkaError.TOPIC_AUTHORIZATION_FAILED
         assert list_offsets_error(secured, mine_t) == KafkaError.NO_ERROR  # DESCRIBE, implied by ALL
