@@ -57,6 +57,16 @@ def test_a_malformed_unicode_escape_is_an_error() -> None:
         parse_properties("a=\\u12")
 
 
+def test_an_error_names_the_setting_never_its_value() -> None:
+    """A server.properties line may hold a password: the error says where, not what."""
+    with pytest.raises(PropertiesError) as e:
+        parse_properties("ssl.key.password=s3cret\\u12zz")
+    assert "ssl.key.password" in str(e.value) and "s3cret" not in str(e.value)
+    with pytest.raises(PropertiesError, match="logical line 2") as e:
+        parse_properties("a=1\nb\\uzz=s3cret")
+    assert "s3cret" not in str(e.value)
+
+
 def _escape(text: str, *, key: bool) -> str:
     """What java.util.Properties.store writes (every character it must escape, escaped)."""
     out = []

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -95,7 +96,14 @@ def _broker_command(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        try:
+            registry = await _start_registry(args, broker)
+        except OSError:
+            await broker.stop()  # the registry was asked for and cannot run: the broker stops cleanly, exit 1
+            raise
         await stop.wait()
+        if registry is not None:
+            await asyncio.to_thread(registry.stop)
         await broker.stop()
 
     try:
@@ -106,6 +114,24 @@ def _broker_command(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
+    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked).
+
+    It connects to the broker's first PLAINTEXT listener: a registry that speaks TLS or SASL to its own broker
+    needs client settings that are not wired here yet.
+    """
+    if not args.schema_registry_listen:
+        return None
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
+
+    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
+    if not plaintext:
+        raise OSError("--schema-registry-listen needs a PLAINTEXT listener to reach this broker (TLS and SASL "
+                      "between the registry and its own broker are not supported yet)")
+    # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
+    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, broker.bootstrap_servers_for(plaintext[0]))
 
 
 def _version() -> str:
@@ -187,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
     b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - argparse only; the registry loads when it starts
+
+    registry_cmd.add_broker_options(b)
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
@@ -210,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import security_cmd  # noqa: PLC0415
 
     security_cmd.add_security_command(sub)
+    registry_cmd.add_registry_command(sub)
     return p
 
 
@@ -255,8 +285,40 @@ def _main(argv: list[str]) -> int:
         _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rc: int = args.func(args)
+    rc = _client_settings(args)
+    if rc is None:
+        rc = args.func(args)
     return rc
+
+
+def _client_settings(args: argparse.Namespace) -> int | None:
+    """Resolve the subcommand's Kafka client settings (--client-config, -X) and, where they ask for TLS or SASL,
+    make sure the cluster takes them: a wrong password or an untrusted certificate is one line and exit code 1
+    here, before the command starts (see loosely.clients.access). None: go on."""
+    from loosely.cli._args import resolve_client_options  # noqa: PLC0415
+    from loosely.clients.client_config import ClientConfigError, is_secured  # noqa: PLC0415
+
+    try:
+        resolve_client_options(args)
+    except ClientConfigError as e:
+        print(f"loosely {args.command}: {e}", file=sys.stderr)
+        return 2
+    sides = {"": getattr(args, "bootstrap", None), "source_": getattr(args, "source", None),
+             "target_": getattr(args, "target", None)}
+    if args.command == "top" and not args.views:
+        return None  # top reaches Kafka only for --views
+    for side, bootstrap in sides.items():
+        config = getattr(args, f"{side}kafka_config", None)
+        if not bootstrap or not config or not is_secured(config):
+            continue
+        from loosely.clients.access import AccessDenied, check_access  # noqa: PLC0415 - imports confluent-kafka
+
+        try:
+            check_access({**config, "bootstrap.servers": bootstrap}, min(float(getattr(args, "timeout", 10)), 10))
+        except AccessDenied as e:
+            print(f"loosely {args.command}: {e}", file=sys.stderr)
+            return 1
+    return None
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _unescape(s: str) -> str:
         if nxt == "u":
             digits = s[i + 2 : i + 6]
             if len(digits) != 4 or not all(d in "0123456789abcdefABCDEF" for d in digits):
-                raise PropertiesError(f"malformed \\uXXXX escape in {s!r}")
+                raise PropertiesError("malformed \\uXXXX escape")  # never the text: it may hold a password
             out.append(chr(int(digits, 16)))
             i += 6
         else:
@@ -101,7 +101,14 @@ def parse_properties(text: str) -> dict[str, str]:
     {'a=b': 'c', 'empty': '', 'spaced': 'value'}
     """
     out: dict[str, str] = {}
-    for line in _logical_lines(text):
+    for number, line in enumerate(_logical_lines(text), 1):
         key, value = _split(line)
-        out[_unescape(key)] = _unescape(value)
+        try:
+            name = _unescape(key)
+        except PropertiesError as e:
+            raise PropertiesError(f"logical line {number}: {e} in the key") from None
+        try:
+            out[name] = _unescape(value)
+        except PropertiesError as e:
+            raise PropertiesError(f"{name}: {e} in the value") from None
     return out
