@@ -489,6 +489,10 @@ def test_certificate_principals_are_what_acls_name(mtls: tuple[str, DevCerts], n
     wait_for(lambda: topic_listed(admin, topic), "the topic")
     try:
         add(admin, [binding(ResourceType.TOPIC, topic, AclOperation.WRITE, principal=f"User:{subject_dn('alice')}")])
+        # loosely acls reaches a TLS listener with librdkafka's settings (-X), as the other admin commands do.
+        tls = [f"-X{k}={v}" for k, v in alice.items() if k != "bootstrap.servers"]
+        rows = json.loads(loosely_acls("list", "-b", bootstrap, "--topic", topic, "--json", *tls))["acls"]
+        assert [(r["principal"], r["operation"]) for r in rows] == [(f"User:{subject_dn('alice')}", "WRITE")]
         assert produce_as(alice, topic) is None
         assert produce_as(bob, topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED  # the topic has ACLs now
         assert not topic_listed(AdminClient(bob), topic)  # nor may bob describe it
