@@ -106,6 +106,9 @@ ADMIN = [sys.executable, "-m", "loosely.cli.main"]
         ["groups", "describe", "g"],
         ["groups", "reset", "g", "-t", "t", "--to-earliest"],
         ["groups", "delete", "g"],
+        ["acls", "list"],
+        ["acls", "add", "--allow-principal", "User:a", "--operation", "Read", "--topic", "t"],
+        ["acls", "remove", "--allow-principal", "User:a", "--operation", "Read", "--topic", "t"],
     ],
     ids=" ".join,
 )

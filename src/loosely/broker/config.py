@@ -15,6 +15,7 @@ from typing import Final
 
 from loosely.broker._listening import LISTENER_SETTINGS, ListenerSpec, listeners_from_settings
 from loosely.protocol.framing import FRAME_BYTES_MAX_DEFAULT
+from loosely.security.authorizer import parse_super_users
 from loosely.security.jaas import OAUTHBEARER_LOGIN_MODULE, parse_jaas, plain_users
 from loosely.security.oauthbearer import OAuthBearerOptions
 from loosely.security.sasl import MECHANISMS_DEFAULT, MECHANISMS_SUPPORTED
@@ -133,6 +134,11 @@ class BrokerConfig:
     transactional_id_expiration_ms: int = 604_800_000
     # Kafka: producer.id.expiration.ms (1 day)
     producer_id_expiration_ms: int = 86_400_000
+    # Kafka: authorizer.class.name (None: no authorizer, as Kafka's empty default), super.users (principals),
+    # allow.everyone.if.no.acl.found (false, as Kafka). See loosely.broker.acls.
+    authorizer_class: str | None = None
+    super_users: frozenset[str] = frozenset()
+    allow_everyone_if_no_acl_found: bool = False
     # Metrics (loosely.broker.metrics): Prometheus endpoint "host:port" (port 0 picks one), InfluxDB push target
     metrics_listen: str | None = None
     influx_url: str | None = None
@@ -272,6 +278,24 @@ def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
     return f"{m.group(1).lower()}.{mechanism.lower()}", value
 
 
+# Kafka's authorizer classes whose semantics loosely implements (loosely.broker.acls says why both).
+AUTHORIZER_CLASSES: Final = frozenset(
+    {"org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"}
+)
+
+
+def _authorizer_class(v: str) -> str | None:
+    v = v.strip()
+    if not v:
+        return None
+    if v not in AUTHORIZER_CLASSES:
+        raise ValueError(
+            f"{v!r} is not an authorizer loosely implements; use org.apache.kafka.metadata.authorizer."
+            "StandardAuthorizer (Kafka's ACLs) or leave it empty for none"
+        )
+    return v
+
+
 # Kafka broker setting -> (BrokerConfig field, parser). With the topic defaults (log.retention.ms, ...), these are
 # the settings `loosely broker --config NAME=VALUE` understands.
 BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
@@ -301,6 +325,9 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", int),
+    "authorizer.class.name": ("authorizer_class", _authorizer_class),
+    "super.users": ("super_users", parse_super_users),
+    "allow.everyone.if.no.acl.found": ("allow_everyone_if_no_acl_found", _bool),
     "log.scrub.bytes.per.second": ("scrub_bytes_per_second", _non_negative),
     "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _sasl_mechanisms),
     "connections.max.reauth.ms": ("connections_max_reauth_ms", _non_negative),

@@ -46,6 +46,13 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",
     "producer.id.expiration.ms": "Forget an idempotent producer's state after this long without writes.",
+    "authorizer.class.name": "`org.apache.kafka.metadata.authorizer.StandardAuthorizer` turns ACLs on with Kafka's "
+    "semantics (the old `kafka.security.authorizer.AclAuthorizer` name means the same; any other class is refused). "
+    "ACLs are kept in `acls.json` in the data directory. See docs/broker.md, Authorization (ACLs).",
+    "super.users": "Principals allowed everything whatever the ACLs say, separated by semicolons "
+    "(`User:admin;User:ops`).",
+    "allow.everyone.if.no.acl.found": "With an authorizer: allow an action on a resource no ACL matches at all "
+    "(an ACL for anyone on the resource, or a prefix or `*` covering it, closes it to everyone else).",
     "queued.max.request.bytes": "Bytes of requests read but not yet handled, across all connections; above it every "
     "connection stops reading until handled requests make room (Kafka's default is unbounded, -1; -1 or 0 here too).",
     "max.connections": "Connections at once; past it new clients wait in the listen backlog until one closes, as in "
@@ -108,6 +115,8 @@ _DEFAULT_TEXT: Final[dict[str, str]] = {
     "queued.max.request.bytes": "2 × socket.request.max.bytes",
     "max.connections.per.ip.overrides": "(none)",
     "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512 (Kafka: GSSAPI)",
+    "authorizer.class.name": "(none: no ACLs)",
+    "super.users": "(none)",
 }
 
 

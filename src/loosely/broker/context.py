@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from loosely.broker.config import BrokerConfig
 from loosely.protocol.errors import ErrorCode
@@ -21,6 +21,9 @@ from loosely.protocol.messages import RequestHeader
 from loosely.storage.clock import Clock
 from loosely.storage.log import AppendResult, LogError, PartitionLog
 from loosely.storage.manager import LogManager, Topic
+
+if TYPE_CHECKING:
+    from loosely.broker.acls import BrokerAcls
 
 __all__ = [
     "CLOSE_CONNECTION",
@@ -34,6 +37,7 @@ __all__ = [
     "TransactionView",
     "current_listener",
     "current_peer",
+    "current_principal",
 ]
 
 log = logging.getLogger("loosely.broker")
@@ -50,6 +54,11 @@ CLOSE_CONNECTION: Final = object()
 # "host:port" of the client whose request is being handled (set per request by the dispatcher); JoinGroup reports it
 # as the member's client host.
 current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("loosely_current_peer", default="")
+# Kafka's principal string ("User:alice") of the connection whose request is being handled, set per request by the
+# dispatcher from the connection (TLS or SASL authentication sets the connection's); ACLs are checked against it.
+current_principal: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "loosely_current_principal", default="User:ANONYMOUS"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,8 @@ class BrokerContext:
     producer_state: ProducerStateService | None = None
     transactions: TransactionView | None = None
     bytes_out_total: int = 0
+    # The ACLs when authorizer.class.name turns authorization on (loosely.broker.acls); None: everything is allowed.
+    acls: BrokerAcls | None = None
 
     def count_error(self, api_key: int) -> None:
         self.requests[api_key].errors += 1

@@ -55,6 +55,7 @@ from typing import Any, Final
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
 from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
 from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
+from loosely.broker.acls import BrokerAcls
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import (
     CLOSE_CONNECTION,
@@ -63,6 +64,7 @@ from loosely.broker.context import (
     Handler,
     current_listener,
     current_peer,
+    current_principal,
 )
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
@@ -324,7 +326,7 @@ class _Connection(asyncio.Protocol):
             try:
                 out = PASS if self.sasl is None else await self.broker.sasl_gate.handle(self, frame)
                 if out is PASS:
-                    out = await self.broker.dispatch(frame, self.peer)
+                    out = await self.broker.dispatch(frame, self.peer, self.principal)
             except asyncio.CancelledError:
                 raise
             except OSError as e:
@@ -497,6 +499,15 @@ class Broker:
             cluster_id=cluster_id,
             listeners=tuple(lst.bound for lst in self._listeners),
         )
+        if self.config.authorizer_class is not None:
+            self.ctx.acls = BrokerAcls(
+                self.logs.fs,
+                self.logs.data_dir,
+                self.clock,
+                super_users=self.config.super_users,
+                allow_if_no_acl=self.config.allow_everyone_if_no_acl_found,
+            )
+            log.info("authorizer on: %d ACL(s) loaded", len(self.ctx.acls.authorizer))
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
@@ -724,7 +735,7 @@ class Broker:
 
     # --- requests ------------------------------------------------------------------------------------------
 
-    async def dispatch(self, frame: bytes, peer: str = "?") -> bytes | object | None:
+    async def dispatch(self, frame: bytes, peer: str = "?", principal: str = ANONYMOUS) -> bytes | object | None:
         """One request frame in, the framed response out (None: no response; CLOSE_CONNECTION: hang up)."""
         ctx = self.ctx
         try:
@@ -752,6 +763,7 @@ class Broker:
         stats = ctx.requests[api_key]
         stats.count += 1
         current_peer.set(peer)
+        current_principal.set(principal)
         response = await handler(ctx, header, request)
         elapsed_s = time.perf_counter() - started
         stats.time_ms_total += elapsed_s * 1000

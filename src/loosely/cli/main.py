@@ -120,7 +120,7 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     try:
         loop.run_until_complete(run())
-    except OSError as e:  # the port is taken, the data directory is not writable, ...
+    except (OSError, ValueError) as e:  # the port is taken, the data directory is not writable, a damaged acls.json
         print(f"loosely broker: {e}", file=sys.stderr)
         return 1
     finally:
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_cmd.add_mirror_command(sub)
     admin.add_topic_commands(sub)
     admin.add_group_commands(sub)
+    from loosely.cli import acls_cmd  # noqa: PLC0415 - like the other admin commands, loaded with the parser
+
+    acls_cmd.add_acls_command(sub)
     from loosely.cli import views_cmd  # noqa: PLC0415 - keeps the views' imports out of other subcommands
 
     views_cmd.add_views_command(sub)

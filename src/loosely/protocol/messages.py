@@ -81,6 +81,9 @@ class ApiKey:
     ADD_OFFSETS_TO_TXN: Final = 25
     END_TXN: Final = 26
     TXN_OFFSET_COMMIT: Final = 28
+    DESCRIBE_ACLS: Final = 29
+    CREATE_ACLS: Final = 30
+    DELETE_ACLS: Final = 31
     DESCRIBE_CONFIGS: Final = 32
     ALTER_CONFIGS: Final = 33
     SASL_AUTHENTICATE: Final = 36
@@ -130,6 +133,9 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.SASL_AUTHENTICATE: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
+    ApiKey.DESCRIBE_ACLS: (1, 3),  # Kafka 4 dropped v0 of the three ACL APIs (KIP-896)
+    ApiKey.CREATE_ACLS: (1, 3),
+    ApiKey.DELETE_ACLS: (1, 3),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     ApiKey.OFFSET_DELETE: (0, 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loosely.broker.context import Handler
 from loosely.broker.handlers import (
+    acls,
     admin,
     api_versions,
     consumer_groups,
@@ -36,6 +37,7 @@ def all_handlers() -> dict[int, Handler]:
         txn,
         sasl,
         quotas,
+        acls,
     ):
         table.update(module.HANDLERS)
     return table

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import CLUSTER_NAME, AclOperation
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
 from loosely.storage.log import LogError
 from loosely.storage.manager import Topic
@@ -80,6 +84,7 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
     validate_only = bool(getattr(request, "validate_only", False))
     topics = request.topics
     counts = Counter(t.name for t in topics)
+    any_topic = allowed(ctx, Op.CREATE, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
     results: list[object] = []
     for ct in topics:
         error: LogError | None = None
@@ -88,6 +93,8 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
         partitions = int(ct.num_partitions)
         if counts[ct.name] > 1:
             error = LogError(ErrorCode.invalid_request, f"topic {ct.name!r} appears more than once in the request")
+        elif not (any_topic or allowed(ctx, Op.CREATE, Res.TOPIC, ct.name)):
+            error = LogError(ErrorCode.topic_authorization_failed, "Authorization failed.")
         else:
             error = _replication_error(ctx, int(ct.replication_factor), ct.assignments)
         if error is None:
@@ -154,12 +161,15 @@ async def handle_delete_topics(ctx: BrokerContext, header: RequestHeader, reques
                 name = found.name if found is not None else None
             named.append((name, t.topic_id))
     results: list[object] = []
+    any_topic = allowed(ctx, Op.DELETE, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
     for name, tid in named:
         code = ErrorCode.none
         message = None
         topic_id = None
         if name is None:
             code, message = ErrorCode.unknown_topic_id, "unknown topic id"
+        elif ctx.logs.get(name) is not None and not (any_topic or allowed(ctx, Op.DELETE, Res.TOPIC, name)):
+            code, message = ErrorCode.topic_authorization_failed, "Authorization failed."
         else:
             t = ctx.logs.get(name)
             try:
@@ -185,10 +195,13 @@ async def handle_create_partitions(ctx: BrokerContext, header: RequestHeader, re
     resp = Response.of(ApiKey.CREATE_PARTITIONS, header.api_version)
     validate_only = bool(getattr(request, "validate_only", False))
     results: list[object] = []
+    any_topic = allowed(ctx, Op.ALTER, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
     for t in request.topics:
         code = ErrorCode.none
         message = None
         try:
+            if not (any_topic or allowed(ctx, Op.ALTER, Res.TOPIC, t.name)):
+                raise LogError(ErrorCode.topic_authorization_failed, "Authorization failed.")
             err = _replication_error(ctx, 1, t.assignments or ())
             if err is not None:
                 raise err
@@ -266,7 +279,10 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
         entries: list[object] = []
         code = ErrorCode.none
         message = None
-        if r.resource_type == TOPIC:
+        denied = _config_denied(ctx, r, Op.DESCRIBE_CONFIGS)
+        if denied is not None:
+            code, message = denied.error_code, str(denied)
+        elif r.resource_type == TOPIC:
             t = ctx.logs.get(r.resource_name)
             if t is None:
                 code, message = ErrorCode.unknown_topic_or_partition, f"topic {r.resource_name!r} does not exist"
@@ -393,13 +409,23 @@ def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_on
     return None
 
 
+def _config_denied(ctx: BrokerContext, r: Request, op: AclOperation) -> LogError | None:
+    """Kafka's rule for configs: the operation on the topic, or on the cluster for broker and logger configs."""
+    if r.resource_type == TOPIC:
+        if not allowed(ctx, op, Res.TOPIC, r.resource_name):
+            return LogError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
+    elif r.resource_type in (BROKER, BROKER_LOGGER) and not allowed(ctx, op, Res.CLUSTER, CLUSTER_NAME):
+        return LogError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
+    return None
+
+
 async def _handle_alter(ctx: BrokerContext, header: RequestHeader, request: Request, incremental: bool) -> object:
     key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
     resp = Response.of(key, header.api_version)
     validate_only = bool(getattr(request, "validate_only", False))
     out: list[object] = []
     for r in request.resources:
-        error = _alter(ctx, r, incremental, validate_only)
+        error = _config_denied(ctx, r, Op.ALTER_CONFIGS) or _alter(ctx, r, incremental, validate_only)
         if error is not None:
             ctx.count_error(key)
         out.append(

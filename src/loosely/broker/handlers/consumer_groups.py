@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from loosely.broker.acls import allowed, authorized_operations
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.consumer import ConsumerHeartbeatResponse, group_state
 from loosely.broker.groups.coordinator import group_coordinator
@@ -17,6 +18,8 @@ from loosely.broker.handlers._util import NO_THROTTLE, Response, ms
 from loosely.broker.handlers.groups import NO_AUTHORIZED_OPERATIONS, client_host, td_ms
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 
 __all__ = ["HANDLERS"]
 
@@ -43,7 +46,11 @@ def _partitions(
 async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.CONSUMER_GROUP_HEARTBEAT, header.api_version)
     coord = group_coordinator(ctx)
-    if not request.group_id:
+    if not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
+        r = ConsumerHeartbeatResponse(ErrorCode.group_authorization_failed)
+    elif any(not allowed(ctx, Op.DESCRIBE, Res.TOPIC, t) for t in request.subscribed_topic_names or ()):
+        r = ConsumerHeartbeatResponse(ErrorCode.topic_authorization_failed)
+    elif not request.group_id:
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
@@ -87,15 +94,22 @@ async def handle_consumer_group_describe(ctx: BrokerContext, header: RequestHead
     coord = group_coordinator(ctx)
     names = coord.consumer.topic_names() if coord is not None else {}
     described = []
+    with_ops = bool(getattr(request, "include_authorized_operations", False))
     for gid in request.group_ids:
         g = coord.consumer.get(gid) if coord is not None and gid else None
-        if g is None:
-            error = ErrorCode.invalid_group_id if not gid else ErrorCode.group_id_not_found
+        denied = not allowed(ctx, Op.DESCRIBE, Res.GROUP, gid)
+        if g is None or denied:
+            if denied:
+                error = ErrorCode.group_authorization_failed
+            else:
+                error = ErrorCode.invalid_group_id if not gid else ErrorCode.group_id_not_found
             described.append(
                 build(
                     resp.DescribedGroup,
                     error_code=error,
-                    error_message=f"Group {gid} is not a consumer group." if gid else "GroupId can't be empty.",
+                    error_message=None
+                    if denied
+                    else (f"Group {gid} is not a consumer group." if gid else "GroupId can't be empty."),
                     group_id=gid,
                     group_state="Dead",
                     group_epoch=-1,
@@ -137,7 +151,9 @@ async def handle_consumer_group_describe(ctx: BrokerContext, header: RequestHead
                 assignment_epoch=g.assignment_epoch,
                 assignor_name=assignor,
                 members=members,
-                authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                authorized_operations=authorized_operations(ctx, Res.GROUP, gid)
+                if with_ops
+                else NO_AUTHORIZED_OPERATIONS,
             )
         )
     return resp.make(throttle_time=NO_THROTTLE, groups=tuple(described))

@@ -25,10 +25,13 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request, TopicPartition
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
 
 __all__ = ["HANDLERS"]
@@ -46,6 +49,7 @@ class _Want:
     offset: int
     max_bytes: int
     leader_epoch: int
+    denied: bool = False  # the principal may not READ the topic
 
 
 async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -66,6 +70,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
         if name is None and tid is not None:
             t = ctx.logs.by_id(tid)
             name = t.name if t is not None else None
+        denied = name is not None and not allowed(ctx, Op.READ, Res.TOPIC, name)
         for fp in ft.partitions:
             wants.append(
                 _Want(
@@ -75,6 +80,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
                     fp.fetch_offset,
                     fp.partition_max_bytes,
                     getattr(fp, "current_leader_epoch", -1),
+                    denied,
                 )
             )
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
@@ -82,7 +88,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
     max_bytes = min(int(getattr(request, "max_bytes", ctx.config.fetch_bytes_max)), ctx.config.fetch_bytes_max)
     committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     deadline = ctx.clock.monotonic_ms() + max(0, max_wait_ms)
-    watch: list[TopicPartition] = [(w.topic, w.partition) for w in wants if w.topic is not None]
+    watch: list[TopicPartition] = [(w.topic, w.partition) for w in wants if w.topic is not None and not w.denied]
     while True:
         body, total, errors = _gather(ctx, resp, wants, max_bytes, committed)
         remaining = deadline - ctx.clock.monotonic_ms()
@@ -109,8 +115,10 @@ def _gather(
         hw = lso = start = -1
         records = b""  # never null: librdkafka 2.0 rejects a null record set
         aborted: tuple[object, ...] | None = None if not committed else ()
-        plog = ctx.logs.log(w.topic, w.partition) if w.topic is not None else None
-        if plog is None:
+        plog = ctx.logs.log(w.topic, w.partition) if w.topic is not None and not w.denied else None
+        if w.denied:
+            code = ErrorCode.topic_authorization_failed
+        elif plog is None:
             code = ErrorCode.unknown_topic_id if w.topic is None else ErrorCode.unknown_topic_or_partition
         elif w.leader_epoch > 0:
             code = ErrorCode.unknown_leader_epoch

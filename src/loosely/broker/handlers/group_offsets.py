@@ -8,24 +8,33 @@ offset an open transaction is about to change, so the consumer retries instead o
 
 from __future__ import annotations
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
-from loosely.broker.groups.coordinator import CommitRequest, GroupCoordinator, group_coordinator
+from loosely.broker.groups.coordinator import CommitRequest, group_coordinator
 from loosely.broker.groups.records import NO_TIMESTAMP
 from loosely.broker.groups.store import TopicPartition
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.handlers.groups import td_ms
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 
 __all__ = ["HANDLERS", "commit_requests", "committed_topics", "partition_errors"]
 
 DEFAULT_RETENTION = -1  # OffsetCommit v2-v4 retention_time_ms: use the broker's offsets.retention
 
 
-def partition_errors(ctx: BrokerContext, topics: list[tuple[str, list[int]]]) -> dict[TopicPartition, ErrorCode]:
-    """UNKNOWN_TOPIC_OR_PARTITION for requested partitions the broker does not have."""
+def partition_errors(
+    ctx: BrokerContext, topics: list[tuple[str, list[int]]], op: Op = Op.READ
+) -> dict[TopicPartition, ErrorCode]:
+    """TOPIC_AUTHORIZATION_FAILED for partitions of topics the principal may not READ (or ``op``), then
+    UNKNOWN_TOPIC_OR_PARTITION for requested partitions the broker does not have."""
     out: dict[TopicPartition, ErrorCode] = {}
     for name, parts in topics:
+        if not allowed(ctx, op, Res.TOPIC, name):
+            out.update(((name, p), ErrorCode.topic_authorization_failed) for p in parts)
+            continue
         for p in parts:
             if ctx.logs.log(name, p) is None:
                 out[(name, p)] = ErrorCode.unknown_topic_or_partition
@@ -82,7 +91,9 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
     coord = group_coordinator(ctx)
     group_error = ErrorCode.none
     errors = partition_errors(ctx, wanted)
-    if not request.group_id:
+    if not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
+        group_error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         group_error = ErrorCode.invalid_group_id
     elif coord is None:
         group_error = ErrorCode.coordinator_not_available
@@ -109,14 +120,23 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
     return resp.make(throttle_time=NO_THROTTLE, topics=topics)
 
 
+_Fetched = dict[str, list[tuple[int, int, int, str, ErrorCode]]]
+
+
 def _fetch_group(
-    coord: GroupCoordinator | None,
+    ctx: BrokerContext,
     group_id: str,
     topics: object,
     require_stable: bool,
     member: tuple[str | None, int] | None = None,
-) -> tuple[ErrorCode, dict[str, list[tuple[int, int, int, str, ErrorCode]]]]:
-    """``(group error, topic -> [(partition, offset, leader epoch, metadata, error)])`` in request order."""
+) -> tuple[ErrorCode, _Fetched]:
+    """``(group error, topic -> [(partition, offset, leader epoch, metadata, error)])`` in request order.
+
+    Kafka's authorization: DESCRIBE on the group; a named topic the principal may not DESCRIBE answers
+    TOPIC_AUTHORIZATION_FAILED per partition, and such a topic is left out of an all-topics answer."""
+    coord = group_coordinator(ctx)
+    if not allowed(ctx, Op.DESCRIBE, Res.GROUP, group_id):
+        return ErrorCode.group_authorization_failed, {}
     if coord is None:
         return ErrorCode.coordinator_not_available, {}
     if member is not None:
@@ -126,7 +146,7 @@ def _fetch_group(
     wanted: list[TopicPartition] | None = None
     if topics is not None:
         wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
-    by_topic: dict[str, list[tuple[int, int, int, str, ErrorCode]]] = {}
+    by_topic: _Fetched = {}
     if wanted is not None:
         for name, _ in wanted:
             by_topic.setdefault(name, [])
@@ -134,6 +154,13 @@ def _fetch_group(
         group_id, wanted, require_stable=require_stable
     ):
         by_topic.setdefault(name, []).append((p, offset, epoch, metadata, error))
+    for name in list(by_topic):
+        if allowed(ctx, Op.DESCRIBE, Res.TOPIC, name, log_denied=topics is not None):
+            continue
+        if topics is None:
+            del by_topic[name]
+        else:
+            by_topic[name] = [(p, -1, -1, "", ErrorCode.topic_authorization_failed) for p, *_ in by_topic[name]]
     return ErrorCode.none, by_topic
 
 
@@ -164,10 +191,9 @@ def _fetched_topics(
 async def handle_offset_fetch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     v = header.api_version
     resp = Response.of(ApiKey.OFFSET_FETCH, v)
-    coord = group_coordinator(ctx)
     require_stable = bool(getattr(request, "require_stable", False))
     if v < 8:
-        error, by_topic = _fetch_group(coord, str(request.group_id), request.topics, require_stable)
+        error, by_topic = _fetch_group(ctx, str(request.group_id), request.topics, require_stable)
         topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopic", "OffsetFetchResponsePartition")
         # v1 has no top-level error: a group-level problem shows on every partition.
         return resp.make(throttle_time=NO_THROTTLE, topics=topics, error_code=error)
@@ -175,7 +201,7 @@ async def handle_offset_fetch(ctx: BrokerContext, header: RequestHeader, request
     for rg in request.groups:
         # v9: a member of a consumer-protocol group says who it is, and must be current.
         member = (rg.member_id, int(rg.member_epoch)) if getattr(rg, "member_id", None) is not None else None
-        error, by_topic = _fetch_group(coord, str(rg.group_id), rg.topics, require_stable, member)
+        error, by_topic = _fetch_group(ctx, str(rg.group_id), rg.topics, require_stable, member)
         topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions")
         groups.append(build(resp.OffsetFetchResponseGroup, group_id=rg.group_id, error_code=error, topics=topics))
     return resp.make(throttle_time=NO_THROTTLE, groups=tuple(groups))
@@ -186,7 +212,9 @@ async def handle_offset_delete(ctx: BrokerContext, header: RequestHeader, reques
     wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
     coord = group_coordinator(ctx)
     errors = partition_errors(ctx, wanted)
-    if not request.group_id:
+    if not allowed(ctx, Op.DELETE, Res.GROUP, request.group_id or ""):
+        group_error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         group_error = ErrorCode.invalid_group_id
     elif coord is None:
         group_error = ErrorCode.coordinator_not_available

@@ -14,6 +14,7 @@ import datetime
 from typing import Final
 
 from loosely.broker import internal
+from loosely.broker.acls import allowed, authorized_operations
 from loosely.broker.context import BrokerContext, Request, current_peer
 from loosely.broker.groups.classic import JoinResponse, Phase, describe_members
 from loosely.broker.groups.consumer import group_state
@@ -21,6 +22,9 @@ from loosely.broker.groups.coordinator import group_coordinator
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import CLUSTER_NAME
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
 
 __all__ = ["HANDLERS", "NO_AUTHORIZED_OPERATIONS", "client_host", "td_ms"]
@@ -41,10 +45,18 @@ def client_host() -> str:
     return "/" + host.strip("[]")
 
 
+def _may(ctx: BrokerContext, op: Op, group_id: str | None, *, log_denied: bool = True) -> bool:
+    return allowed(ctx, op, Res.GROUP, group_id or "", log_denied=log_denied)
+
+
 # --- FindCoordinator ---------------------------------------------------------------------------------------------
 
 
-def _coordinator_for(ctx: BrokerContext, key_type: int) -> ErrorCode:
+def _coordinator_for(ctx: BrokerContext, key_type: int, key: str) -> ErrorCode:
+    if key_type == GROUP_KEY and not allowed(ctx, Op.DESCRIBE, Res.GROUP, key):
+        return ErrorCode.group_authorization_failed
+    if key_type == TRANSACTION_KEY and not allowed(ctx, Op.DESCRIBE, Res.TRANSACTIONAL_ID, key):
+        return ErrorCode.transactional_id_authorization_failed
     try:
         if key_type == GROUP_KEY:
             coord = group_coordinator(ctx)
@@ -65,7 +77,7 @@ async def handle_find_coordinator(ctx: BrokerContext, header: RequestHeader, req
     resp = Response.of(ApiKey.FIND_COORDINATOR, v)
     key_type = int(getattr(request, "key_type", GROUP_KEY))
     if v < 4:
-        error = _coordinator_for(ctx, key_type)
+        error = _coordinator_for(ctx, key_type, str(request.key))
         ok = error == ErrorCode.none
         return resp.make(
             throttle_time=NO_THROTTLE,
@@ -77,7 +89,7 @@ async def handle_find_coordinator(ctx: BrokerContext, header: RequestHeader, req
         )
     coordinators = []
     for key in request.coordinator_keys:
-        error = _coordinator_for(ctx, key_type)
+        error = _coordinator_for(ctx, key_type, str(key))
         ok = error == ErrorCode.none
         coordinators.append(
             build(
@@ -130,7 +142,9 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
     coord = group_coordinator(ctx)
     cfg = ctx.config
     error = ErrorCode.none
-    if not request.group_id:
+    if not _may(ctx, Op.READ, request.group_id):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         error = ErrorCode.invalid_group_id
     elif coord is None:
         error = ErrorCode.coordinator_not_available
@@ -159,8 +173,12 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
 async def handle_sync_group(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.SYNC_GROUP, header.api_version)
     coord = group_coordinator(ctx)
-    if not request.group_id or coord is None:
+    error = ErrorCode.none
+    if not _may(ctx, Op.READ, request.group_id):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id or coord is None:
         error = ErrorCode.invalid_group_id if not request.group_id else ErrorCode.coordinator_not_available
+    if error != ErrorCode.none or coord is None:
         return resp.make(
             throttle_time=NO_THROTTLE, error_code=error, protocol_type=None, protocol_name=None, assignment=b""
         )
@@ -187,7 +205,9 @@ async def handle_sync_group(ctx: BrokerContext, header: RequestHeader, request: 
 async def handle_heartbeat(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.HEARTBEAT, header.api_version)
     coord = group_coordinator(ctx)
-    if not request.group_id:
+    if not _may(ctx, Op.READ, request.group_id):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         error = ErrorCode.invalid_group_id
     elif coord is None:
         error = ErrorCode.coordinator_not_available
@@ -211,6 +231,8 @@ async def handle_leave_group(ctx: BrokerContext, header: RequestHeader, request:
     else:
         identities = [(str(request.member_id), None)]
     coord = group_coordinator(ctx)
+    if not _may(ctx, Op.READ, request.group_id):
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.group_authorization_failed, members=())
     if not request.group_id or coord is None:
         error = ErrorCode.invalid_group_id if not request.group_id else ErrorCode.coordinator_not_available
         return resp.make(throttle_time=NO_THROTTLE, error_code=error, members=())
@@ -234,7 +256,22 @@ async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, requ
     resp = Response.of(ApiKey.DESCRIBE_GROUPS, header.api_version)
     coord = group_coordinator(ctx)
     described = []
+    with_ops = bool(getattr(request, "include_authorized_operations", False))
     for gid in request.groups:
+        if not _may(ctx, Op.DESCRIBE, gid):
+            described.append(
+                build(
+                    resp.DescribedGroup,
+                    error_code=ErrorCode.group_authorization_failed,
+                    group_id=gid,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=(),
+                    authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                )
+            )
+            continue
         g = coord.group(gid) if coord is not None and gid else None
         if not gid:
             error, state = ErrorCode.invalid_group_id, Phase.DEAD.value
@@ -265,7 +302,9 @@ async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, requ
                 protocol_type=(g.protocol_type or "") if g is not None else "",
                 protocol_data=(g.protocol_name or "") if g is not None and g.phase is Phase.STABLE else "",
                 members=members,
-                authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                authorized_operations=authorized_operations(ctx, Res.GROUP, gid)
+                if with_ops
+                else NO_AUTHORIZED_OPERATIONS,
             )
         )
     return resp.make(throttle_time=NO_THROTTLE, groups=tuple(described))
@@ -282,6 +321,8 @@ async def handle_list_groups(ctx: BrokerContext, header: RequestHeader, request:
         (gid, e.state.protocol_type or "", e.state.phase.value, "Classic") for gid, e in coord.groups.items()
     ]
     rows += [(gid, "consumer", group_state(e.state), "Consumer") for gid, e in coord.consumer.groups.items()]
+    if not allowed(ctx, Op.DESCRIBE, Res.CLUSTER, CLUSTER_NAME, log_denied=False):
+        rows = [r for r in rows if _may(ctx, Op.DESCRIBE, r[0], log_denied=False)]
     listed = [
         build(resp.ListedGroup, group_id=gid, protocol_type=ptype, group_state=state, group_type=gtype)
         for gid, ptype, state, gtype in sorted(rows)
@@ -295,7 +336,9 @@ async def handle_delete_groups(ctx: BrokerContext, header: RequestHeader, reques
     coord = group_coordinator(ctx)
     results = []
     for gid in request.groups_names:
-        if not gid:
+        if not _may(ctx, Op.DELETE, gid):
+            error = ErrorCode.group_authorization_failed
+        elif not gid:
             error = ErrorCode.invalid_group_id
         elif coord is None:
             error = ErrorCode.coordinator_not_available

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError, PartitionLog
 
 __all__ = ["HANDLERS"]
@@ -48,11 +51,14 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
     topics: list[object] = []
     for t in request.topics:
         parts: list[object] = []
+        denied = not allowed(ctx, Op.DESCRIBE, Res.TOPIC, t.name)
         for p in t.partitions:
             code = ErrorCode.none
             ts = offset = -1
-            plog = ctx.logs.log(t.name, p.partition_index)
-            if plog is None:
+            plog = None if denied else ctx.logs.log(t.name, p.partition_index)
+            if denied:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             else:
                 code = _leader_epoch_error(int(getattr(p, "current_leader_epoch", -1)))
@@ -101,11 +107,14 @@ async def handle_offset_for_leader_epoch(ctx: BrokerContext, header: RequestHead
     topics: list[object] = []
     for t in request.topics:
         parts: list[object] = []
+        denied = not allowed(ctx, Op.DESCRIBE, Res.TOPIC, t.topic)
         for p in t.partitions:
-            plog = ctx.logs.log(t.topic, p.partition)
+            plog = None if denied else ctx.logs.log(t.topic, p.partition)
             code = ErrorCode.none
             epoch = end = -1
-            if plog is None:
+            if denied:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             else:
                 code = _leader_epoch_error(int(getattr(p, "current_leader_epoch", -1)))
@@ -123,11 +132,14 @@ async def handle_delete_records(ctx: BrokerContext, header: RequestHeader, reque
     topics: list[object] = []
     for t in request.topics:
         parts: list[object] = []
+        denied = not allowed(ctx, Op.DELETE, Res.TOPIC, t.name)
         for p in t.partitions:
-            plog = ctx.logs.log(t.name, p.partition_index)
+            plog = None if denied else ctx.logs.log(t.name, p.partition_index)
             code = ErrorCode.none
             low = -1
-            if plog is None:
+            if denied:
+                code = ErrorCode.topic_authorization_failed
+            elif plog is None:
                 code = ErrorCode.unknown_topic_or_partition
             else:
                 try:

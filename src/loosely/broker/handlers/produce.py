@@ -24,11 +24,14 @@ import datetime
 import logging
 from typing import Final
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.protocol.records import read_header
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import AppendResult, LogError
 
 __all__ = ["HANDLERS"]
@@ -92,6 +95,11 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
     resp = Response.of(ApiKey.PRODUCE, v)
     acks = int(request.acks)
     transactional_id = getattr(request, "transactional_id", None)
+    # Kafka refuses the whole request when a transactional producer may not WRITE its transactional id, then
+    # each topic the principal may not WRITE.
+    denied: LogError | None = None
+    if transactional_id is not None and not allowed(ctx, Op.WRITE, Res.TRANSACTIONAL_ID, transactional_id):
+        denied = LogError(ErrorCode.transactional_id_authorization_failed, "Transactional Id authorization failed.")
     failed = False
     topics: list[object] = []
     for td in request.topic_data:
@@ -101,9 +109,14 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
             t = ctx.logs.by_id(tid)
             name = t.name if t is not None else None
         parts: list[object] = []
+        topic_denied = denied
+        if topic_denied is None and name is not None and not allowed(ctx, Op.WRITE, Res.TOPIC, name):
+            topic_denied = LogError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
         for pd in td.partition_data:
-            if acks not in (-1, 0, 1):
-                result: AppendResult | LogError = LogError(ErrorCode.invalid_required_acks, f"acks={acks}")
+            if topic_denied is not None:
+                result: AppendResult | LogError = topic_denied
+            elif acks not in (-1, 0, 1):
+                result = LogError(ErrorCode.invalid_required_acks, f"acks={acks}")
             else:
                 result = _append(ctx, name, pd.index, pd.records, transactional_id)
             if isinstance(result, LogError):

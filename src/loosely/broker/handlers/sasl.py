@@ -14,10 +14,12 @@ keeps only the keys derived from it. All accepted changes of one request are wri
 
 from __future__ import annotations
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from loosely.security.credentials import CredentialStore
 from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential, credential_from_salted_password
 
@@ -49,6 +51,9 @@ def _store(ctx: BrokerContext) -> CredentialStore:
 async def handle_describe(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     store = _store(ctx)
     resp = Response.of(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, header.api_version)
+    if not allowed(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):  # as Kafka's ControllerApis
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed,
+                         error_message=None, results=())
     names = [u.name for u in request.users or ()]
     wanted: dict[str, bool] = {}  # user -> named more than once
     for n in names or list(store.users()):
@@ -90,6 +95,12 @@ def _check(name: str, mechanism: int) -> tuple[ErrorCode, str] | None:
 
 async def handle_alter(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     store = _store(ctx)
+    if not allowed(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME):  # every user refused, as Kafka
+        resp = Response.of(ApiKey.ALTER_USER_SCRAM_CREDENTIALS, header.api_version)
+        users = dict.fromkeys(u.name for u in (*request.deletions, *request.upsertions))
+        return resp.make(throttle_time=NO_THROTTLE, results=tuple(
+            build(resp.AlterUserScramCredentialsResult, user=n, error_code=ErrorCode.cluster_authorization_failed,
+                  error_message=None) for n in users))
     errors: dict[str, tuple[ErrorCode, str]] = {}
     deletions: dict[str, str] = {}
     upserts: dict[str, tuple[str, ScramCredential]] = {}

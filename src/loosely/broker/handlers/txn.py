@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Final
 
 from loosely.broker import internal
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.coordinator import group_coordinator
 from loosely.broker.handlers._util import NO_THROTTLE, Response
@@ -29,6 +30,9 @@ from loosely.broker.producers import producer_state
 from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.security.authorizer import CLUSTER_NAME
+from loosely.security.authorizer import AclOperation as Op
+from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
 
 __all__ = ["HANDLERS"]
@@ -52,6 +56,17 @@ def _for_client(header: RequestHeader, error: ErrorCode) -> ErrorCode:
     return error
 
 
+def _may_write(ctx: BrokerContext, transactional_id: str | None) -> bool:
+    return allowed(ctx, Op.WRITE, Res.TRANSACTIONAL_ID, transactional_id or "")
+
+
+def _may_write_idempotently(ctx: BrokerContext) -> bool:
+    """Kafka (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on some topic, lets a producer be idempotent."""
+    if allowed(ctx, Op.IDEMPOTENT_WRITE, Res.CLUSTER, CLUSTER_NAME, log_denied=False):
+        return True
+    return ctx.acls is None or ctx.acls.check_any(Op.WRITE, Res.TOPIC)
+
+
 async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.INIT_PRODUCER_ID, header.api_version)
 
@@ -64,6 +79,10 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
     if producers is None or producers.ids is None:
         return answer(ErrorCode.coordinator_not_available)
     tid = request.transactional_id
+    if tid is not None and not _may_write(ctx, tid):
+        return answer(ErrorCode.transactional_id_authorization_failed)
+    if tid is None and not _may_write_idempotently(ctx):
+        return answer(ErrorCode.cluster_authorization_failed)
     if tid is None:
         try:
             return answer(ErrorCode.none, producers.ids.allocate(), 0)
@@ -86,8 +105,11 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
 async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.ADD_PARTITIONS_TO_TXN, header.api_version)
     wanted = [(t.name, [int(p) for p in t.partitions]) for t in request.v3_and_below_topics]
-    errors = partition_errors(ctx, wanted)
     coord = transaction_coordinator(ctx)
+    if not _may_write(ctx, request.v3_and_below_transactional_id):
+        errors = {(n, p): ErrorCode.transactional_id_authorization_failed for n, ps in wanted for p in ps}
+    else:
+        errors = partition_errors(ctx, wanted, Op.WRITE)
     if errors:
         code = {
             tp: errors.get(tp, ErrorCode.operation_not_attempted)
@@ -136,7 +158,11 @@ async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, r
     resp = Response.of(ApiKey.ADD_OFFSETS_TO_TXN, header.api_version)
     coord = transaction_coordinator(ctx)
     partition = _offsets_partition(ctx, str(request.group_id))
-    if not request.group_id:
+    if not _may_write(ctx, request.transactional_id):
+        error = ErrorCode.transactional_id_authorization_failed
+    elif not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         error = ErrorCode.invalid_group_id
     elif coord is None or partition is None:
         error = ErrorCode.coordinator_not_available
@@ -156,7 +182,9 @@ async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, r
 async def handle_end_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.END_TXN, header.api_version)
     coord = transaction_coordinator(ctx)
-    if coord is None:
+    if not _may_write(ctx, request.transactional_id):
+        error = ErrorCode.transactional_id_authorization_failed
+    elif coord is None:
         error = ErrorCode.coordinator_not_available
     elif not request.transactional_id:
         error = ErrorCode.invalid_request
@@ -181,7 +209,11 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
     groups = group_coordinator(ctx)
     partition = _offsets_partition(ctx, str(request.group_id))
     error = ErrorCode.none
-    if not request.group_id:
+    if not _may_write(ctx, request.transactional_id):
+        error = ErrorCode.transactional_id_authorization_failed
+    elif not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
+        error = ErrorCode.group_authorization_failed
+    elif not request.group_id:
         error = ErrorCode.invalid_group_id
     elif txns is None or groups is None or partition is None:
         error = ErrorCode.coordinator_not_available

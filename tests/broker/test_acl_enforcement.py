@@ -1,0 +1,120 @@
+"""Every handler refuses a principal with no rights, with the code Kafka gives (loosely alone: with
+``allow.everyone.if.no.acl.found=false`` a PLAINTEXT client, ``User:ANONYMOUS``, may do nothing, a setup Apache Kafka
+cannot run on PLAINTEXT since its own controller traffic is ANONYMOUS too; tests/compat/test_acls.py holds the
+side-by-side checks). The same client may do everything once it is a super user."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from broker._raw import Raw
+from loosely.protocol.messages import ApiKey, load_request_schema
+from loosely.testing import embedded_broker
+
+STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+TOPIC, GROUP = "orders", "billing"
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = str(tmp_path_factory.mktemp("locked"))
+    with embedded_broker(data_dir=data, authorizer_class=STANDARD, allow_everyone_if_no_acl_found=True) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap_servers})
+        admin.create_topics([NewTopic(TOPIC, 1, 1)])[TOPIC].result(30)
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": GROUP})
+        c.commit(offsets=[TopicPartition(TOPIC, 0, 0)], asynchronous=False)
+        c.close()
+        port = b.broker.port
+    with embedded_broker(data_dir=data, port=port, authorizer_class=STANDARD) as b:
+        yield b.bootstrap_servers
+
+
+def code(e: pytest.ExceptionInfo[BaseException]) -> int:
+    assert isinstance(e.value, KafkaException), repr(e.value)
+    return int(e.value.args[0].code())
+
+
+def test_admin_requests_are_refused(locked: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="loosely.broker.audit")
+    admin = AdminClient({"bootstrap.servers": locked})
+    assert TOPIC not in admin.list_topics(timeout=10).topics
+    checks = {
+        "create topic": lambda: admin.create_topics([NewTopic("new", 1, 1)])["new"].result(30),
+        "delete topic": lambda: admin.delete_topics([TOPIC])[TOPIC].result(30),
+        "add partitions": lambda: admin.create_partitions([NewPartitions(TOPIC, 3)])[TOPIC].result(30),
+        "describe group": lambda: admin.describe_consumer_groups([GROUP])[GROUP].result(30),
+        "delete group": lambda: admin.delete_consumer_groups([GROUP])[GROUP].result(30),
+    }
+    got = {}
+    for what, call in checks.items():
+        with pytest.raises(KafkaException) as e:
+            call()
+        got[what] = code(e)
+    assert got == {
+        "create topic": KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        "delete topic": KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        "add partitions": KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        "describe group": KafkaError.GROUP_AUTHORIZATION_FAILED,
+        "delete group": KafkaError.GROUP_AUTHORIZATION_FAILED,
+    }
+    for rtype, name, expected in ((ConfigResource.Type.TOPIC, TOPIC, KafkaError.TOPIC_AUTHORIZATION_FAILED),
+                                  (ConfigResource.Type.BROKER, "1", KafkaError.CLUSTER_AUTHORIZATION_FAILED)):
+        r = ConfigResource(rtype, name)
+        with pytest.raises(KafkaException) as e:
+            admin.describe_configs([r])[r].result(30)
+        assert code(e) == expected
+    assert admin.list_consumer_groups().result(30).valid == []
+    # The first refusal is audited (this is the module's first test: the interval starts here); the next ones within
+    # the interval are counted, not logged.
+    audit = [rec.getMessage() for rec in caplog.records if rec.name == "loosely.broker.audit"]
+    assert len(audit) == 1
+    assert audit[0].startswith("Principal = User:ANONYMOUS is Denied operation = CREATE from host = 127.0.0.1")
+
+
+def test_clients_are_refused(locked: str) -> None:
+    errors: list[KafkaError] = []
+    p = Producer({"bootstrap.servers": locked, "message.timeout.ms": 5000})
+    p.produce(TOPIC, b"x", on_delivery=lambda err, _m: errors.append(err))
+    p.flush(15)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    t = Producer({"bootstrap.servers": locked, "transactional.id": "tx"})
+    with pytest.raises(KafkaException) as e:
+        t.init_transactions(15)
+    assert code(e) == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def raw_call(bootstrap: str, api_key: int, version: int, **fields: object) -> object:
+    raw = Raw(bootstrap)
+    try:
+        cls = load_request_schema(api_key, version)
+        mod = sys.modules[cls.__module__]
+        built = {k: v(mod) if callable(v) else v for k, v in fields.items()}
+        return raw.request(api_key, version, cls(**built))
+    finally:
+        raw.close()
+
+
+def test_raw_requests_get_the_codes_kafka_gives(locked: str) -> None:
+    r = raw_call(locked, ApiKey.FIND_COORDINATOR, 3, key=GROUP, key_type=0)
+    assert r.error_code == KafkaError.GROUP_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+    r = raw_call(locked, ApiKey.FIND_COORDINATOR, 3, key="tx", key_type=1)
+    assert r.error_code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+    r = raw_call(locked, ApiKey.OFFSET_FETCH, 7, group_id=GROUP, topics=None)
+    assert r.error_code == KafkaError.GROUP_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+    r = raw_call(locked, ApiKey.INIT_PRODUCER_ID, 4, transactional_id=None,
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1, producer_epoch=-1)
+    assert r.error_code == KafkaError.CLUSTER_AUTHORIZATION_FAILED  # type: ignore[attr-defined]  # idempotence
+    r = raw_call(locked, ApiKey.HEARTBEAT, 4, group_id=GROUP, generation_id=1, member_id="m", group_instance_id=None)
+    assert r.error_code == KafkaError.GROUP_AUTHORIZATION_FAILED  # type: ignore[attr-defined]
+    r = raw_call(locked, ApiKey.METADATA, 12, topics=lambda m: (m.MetadataRequestTopic(name=TOPIC, topic_id=None),),
+                 allow_auto_topic_creation=True, include_topic_authorized_operations=True)
+    assert [t.error_code for t in r.topics] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]
+    r = raw_call(locked, ApiKey.DESCRIBE_CLUSTER, 1, include_cluster_authorized_operations=True, endpoint_type=1)
+    assert r.error_code == 0 and r.cluster_authorized_operations == 0  # type: ignore[attr-defined]
