@@ -10,6 +10,7 @@ from loosely.broker.handlers import (
     fetch,
     group_offsets,
     groups,
+    log_dirs,
     metadata,
     offsets,
     produce,
@@ -21,6 +22,18 @@ __all__ = ["all_handlers"]
 
 def all_handlers() -> dict[int, Handler]:
     table: dict[int, Handler] = {}
-    for module in (api_versions, metadata, produce, fetch, offsets, admin, groups, group_offsets, consumer_groups, txn):
+    for module in (
+        api_versions,
+        metadata,
+        produce,
+        fetch,
+        offsets,
+        admin,
+        groups,
+        group_offsets,
+        consumer_groups,
+        txn,
+        log_dirs,
+    ):
         table.update(module.HANDLERS)
     return table
