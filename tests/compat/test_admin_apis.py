@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from kafka.admin import KafkaAdminClient
+from kafka.structs import TopicPartition
 
 from compat._kafka_tools import kafka_tool
 from compat._support import Cluster, create_topic
@@ -103,3 +104,101 @@ def test_log_dirs_describe(broker: Cluster, admin: KafkaAdminClient) -> None:
     # A topic the broker does not have is left out, not an error.
     [result] = admin.describe_log_dirs(topic_partitions={_name("absent"): [0]})
     assert result["log_dirs"][0]["topics"] == []
+
+
+# --- ListTransactions, DescribeTransactions, DescribeProducers --------------------------------------------------------
+
+
+def _table(stdout: str) -> list[dict[str, str]]:
+    """The rows of a table kafka-transactions prints (tab-separated, padded, a header line first)."""
+    lines = [[c.strip() for c in line.rstrip("\t").split("\t")] for line in stdout.splitlines() if line.strip()]
+    return [dict(zip(lines[0], row, strict=True)) for row in lines[1:]]
+
+
+def _txn_tool(bootstrap: str, *args: str) -> list[dict[str, str]]:
+    r = kafka_tool("TransactionsCommand", "--bootstrap-server", bootstrap, *args)
+    assert r.returncode == 0, r.stderr
+    return _table(r.stdout)
+
+
+@pytest.fixture
+def two_transactions(broker: Cluster) -> Iterator[tuple[str, str, str]]:
+    """A topic with an open transaction on partition 0 and a committed one on partition 1: (topic, open, done)."""
+    b = broker.bootstrap_servers
+    topic = _name("txn")
+    create_topic(b, topic, 2)
+    open_id, done_id = f"{topic}-open", f"{topic}-done"
+    p_open = Producer({"bootstrap.servers": b, "transactional.id": open_id})
+    p_open.init_transactions(30)
+    p_open.begin_transaction()
+    p_open.produce(topic, b"pending", partition=0)
+    assert p_open.flush(30) == 0
+    p_done = Producer({"bootstrap.servers": b, "transactional.id": done_id})
+    p_done.init_transactions(30)
+    p_done.begin_transaction()
+    p_done.produce(topic, b"committed", partition=1)
+    p_done.commit_transaction(30)
+    yield topic, open_id, done_id
+    p_open.abort_transaction(30)
+
+
+def test_transactions_tool(broker: Cluster, two_transactions: tuple[str, str, str]) -> None:
+    b = broker.bootstrap_servers
+    topic, open_id, done_id = two_transactions
+    listed = {r["TransactionalId"]: r for r in _txn_tool(b, "list") if r["TransactionalId"] in (open_id, done_id)}
+    assert {t: r["TransactionState"] for t, r in listed.items()} == {open_id: "Ongoing", done_id: "CompleteCommit"}
+    assert all(r["Coordinator"] == r2["Coordinator"] for r in listed.values() for r2 in listed.values())
+
+    [described] = _txn_tool(b, "describe", "--transactional-id", open_id)
+    assert described["ProducerId"] == listed[open_id]["ProducerId"]
+    assert (described["ProducerEpoch"], described["TransactionState"], described["TransactionTimeoutMs"]) == (
+        "0",
+        "Ongoing",
+        "60000",
+    )
+    assert described["TopicPartitions"] == f"{topic}-0" and int(described["TransactionDurationMs"]) >= 0
+    r = kafka_tool("TransactionsCommand", "--bootstrap-server", b, "describe", "--transactional-id", _name("absent"))
+    assert r.returncode == 1 and "could not be found" in r.stderr
+
+    [pending] = _txn_tool(b, "describe-producers", "--topic", topic, "--partition", "0")
+    assert pending["ProducerId"] == listed[open_id]["ProducerId"]
+    assert (pending["ProducerEpoch"], pending["LastSequence"], pending["LatestCoordinatorEpoch"]) == ("0", "0", "-1")
+    assert pending["CurrentTransactionStartOffset"] == "0"
+    [committed] = _txn_tool(b, "describe-producers", "--topic", topic, "--partition", "1")
+    assert committed["ProducerId"] == listed[done_id]["ProducerId"]
+    assert (committed["LatestCoordinatorEpoch"], committed["CurrentTransactionStartOffset"]) == ("0", "None")
+
+    # The open transaction is known to its coordinator, so it is not hanging.
+    assert _txn_tool(b, "find-hanging", "--topic", topic) == []
+
+
+def test_transactions_admin_client(
+    broker: Cluster, admin: KafkaAdminClient, two_transactions: tuple[str, str, str]
+) -> None:
+    topic, open_id, done_id = two_transactions
+    ours = {open_id: "Ongoing", done_id: "CompleteCommit"}
+
+    def listed(**filters: object) -> dict[str, str]:
+        [(_broker_id, listings)] = admin.list_transactions(**filters).items()
+        return {t.transactional_id: t.state.value for t in listings if t.transactional_id in ours}
+
+    assert listed() == ours
+    assert listed(state_filters=["Ongoing"]) == {open_id: "Ongoing"}
+    # Both started moments ago: neither has run longer than ten minutes.
+    assert listed(duration_filter_ms=600_000) == {}
+    assert listed(transactional_id_pattern=f"{topic}-d.*") == {done_id: "CompleteCommit"}
+    assert listed(transactional_id_pattern=f"{topic}-d") == {}  # the pattern must match the whole id
+
+    described = admin.describe_transactions([open_id, done_id])
+    pending, done = described[open_id], described[done_id]
+    assert (pending.state.value, pending.producer_epoch, pending.transaction_timeout_ms) == ("Ongoing", 0, 60_000)
+    assert {(tp.topic, tp.partition) for tp in pending.topic_partitions} == {(topic, 0)}
+    # A completed transaction keeps its start time and forgets its partitions.
+    assert done.state.value == "CompleteCommit" and not done.topic_partitions
+    assert 0 < pending.transaction_start_time_ms <= done.transaction_start_time_ms  # the open one began first
+
+    producers = admin.describe_producers([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+    by_partition = {tp.partition: state.active_producers for tp, state in producers.items()}
+    [p0], [p1] = by_partition[0], by_partition[1]
+    assert (p0.producer_id, p0.current_transaction_start_offset, p0.coordinator_epoch) == (pending.producer_id, 0, -1)
+    assert (p1.producer_id, p1.current_transaction_start_offset, p1.coordinator_epoch) == (done.producer_id, -1, 0)

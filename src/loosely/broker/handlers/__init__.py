@@ -15,6 +15,7 @@ from loosely.broker.handlers import (
     offsets,
     produce,
     txn,
+    txn_admin,
 )
 
 __all__ = ["all_handlers"]
@@ -34,6 +35,7 @@ def all_handlers() -> dict[int, Handler]:
         consumer_groups,
         txn,
         log_dirs,
+        txn_admin,
     ):
         table.update(module.HANDLERS)
     return table

@@ -1,0 +1,187 @@
+"""ListTransactions, DescribeTransactions and DescribeProducers: what ``kafka-transactions list / describe /
+describe-producers / find-hanging`` ask.
+
+The first two read the transaction coordinator's table of transactional ids (:mod:`loosely.broker.transactions`),
+the third the per-partition producer state (:mod:`loosely.broker.producers`). The filters are Kafka's
+(``TransactionStateManager.listTransactionStates``): ids in the transient Dead state are never listed; state names
+Kafka does not know come back in ``unknown_state_filters`` (and match nothing); a non-negative duration filter keeps
+the transactions that started *more* than that many milliseconds ago, and an id without a transaction (start -1)
+counts as having started at the epoch, as in Kafka; the v2 pattern (KIP-1152) must match the whole id, an invalid
+one answering INVALID_REGULAR_EXPRESSION. A transactional id the coordinator does not know answers
+TRANSACTIONAL_ID_NOT_FOUND; a partition the broker does not have, UNKNOWN_TOPIC_OR_PARTITION.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from loosely.broker.context import BrokerContext, Request
+from loosely.broker.handlers._util import NO_THROTTLE, Response, build, ms
+from loosely.broker.producers import producer_state
+from loosely.broker.transactions.coordinator import transaction_coordinator
+from loosely.broker.transactions.state import TxnMetadata, TxnState
+from loosely.protocol.errors import ErrorCode
+from loosely.protocol.messages import ApiKey, RequestHeader
+
+__all__ = ["HANDLERS"]
+
+_BY_NAME = {s.kafka_name: s for s in TxnState}
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    states: frozenset[TxnState]
+    producer_ids: frozenset[int]
+    duration_ms: int  # < 0: any
+    pattern: re.Pattern[str] | None
+
+    def admit(self, txn: TxnMetadata, now_ms: int) -> bool:
+        if txn.state is TxnState.DEAD:
+            return False
+        if self.producer_ids and txn.producer_id not in self.producer_ids:
+            return False
+        if self.states and txn.state not in self.states:
+            return False
+        if self.duration_ms >= 0 and now_ms - txn.start_ms <= self.duration_ms:
+            return False
+        return self.pattern is None or self.pattern.fullmatch(txn.transactional_id) is not None
+
+
+async def handle_list_transactions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.LIST_TRANSACTIONS, header.api_version)
+    coordinator = transaction_coordinator(ctx)
+    names = tuple(request.state_filters)
+    unknown = tuple(n for n in names if n not in _BY_NAME)
+    states = {_BY_NAME[n] for n in names if n in _BY_NAME}
+    raw_pattern = getattr(request, "transactional_id_pattern", None)
+    pattern = None
+    try:
+        pattern = re.compile(raw_pattern) if raw_pattern else None
+    except re.error:
+        ctx.count_error(ApiKey.LIST_TRANSACTIONS)
+        return resp.make(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.invalid_regular_expression,
+            unknown_state_filters=(),
+            transaction_states=(),
+        )
+    if coordinator is None:
+        ctx.count_error(ApiKey.LIST_TRANSACTIONS)
+        return resp.make(
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.coordinator_not_available,
+            unknown_state_filters=unknown,
+            transaction_states=(),
+        )
+    filters = _Filters(
+        frozenset(states),
+        frozenset(int(p) for p in request.producer_id_filters),
+        int(getattr(request, "duration_filter", -1)),
+        pattern,
+    )
+    now = ctx.clock.now_ms()
+    listed = tuple(
+        build(
+            resp.TransactionState, transactional_id=tid, producer_id=t.producer_id, transaction_state=t.state.kafka_name
+        )
+        for tid, t in sorted(coordinator.txns.items())
+        if filters.admit(t, now)
+    )
+    return resp.make(
+        throttle_time=NO_THROTTLE, error_code=ErrorCode.none, unknown_state_filters=unknown, transaction_states=listed
+    )
+
+
+def _timestamp(ms_since_epoch: int) -> datetime.datetime:
+    # Kafka's "no transaction" is -1, which the wire carries as a timestamp like any other.
+    return datetime.datetime.fromtimestamp(ms_since_epoch / 1000, tz=datetime.UTC)
+
+
+async def handle_describe_transactions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DESCRIBE_TRANSACTIONS, header.api_version)
+    coordinator = transaction_coordinator(ctx)
+    out = []
+    for tid in request.transactional_ids:
+        txn = coordinator.txns.get(tid) if coordinator is not None else None
+        if txn is None or txn.state is TxnState.DEAD:
+            ctx.count_error(ApiKey.DESCRIBE_TRANSACTIONS)
+            code = (
+                ErrorCode.transactional_id_not_found if coordinator is not None else ErrorCode.coordinator_not_available
+            )
+            out.append(
+                build(
+                    resp.TransactionState,
+                    error_code=code,
+                    transactional_id=tid,
+                    transaction_state="",
+                    transaction_timeout=ms(0),
+                    transaction_start_time=_timestamp(-1),
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    topics=(),
+                )
+            )
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in sorted(txn.partitions):
+            by_topic.setdefault(topic, []).append(partition)
+        out.append(
+            build(
+                resp.TransactionState,
+                error_code=ErrorCode.none,
+                transactional_id=tid,
+                transaction_state=txn.state.kafka_name,
+                transaction_timeout=ms(txn.timeout_ms),
+                transaction_start_time=_timestamp(txn.start_ms),
+                producer_id=txn.producer_id,
+                producer_epoch=txn.producer_epoch,
+                topics=tuple(build(resp.TopicData, topic=t, partitions=tuple(ps)) for t, ps in by_topic.items()),
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, transaction_states=tuple(out))
+
+
+async def handle_describe_producers(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DESCRIBE_PRODUCERS, header.api_version)
+    state = producer_state(ctx)
+    topics = []
+    for rt in request.topics:
+        t = ctx.logs.get(rt.name)
+        parts = []
+        for p in rt.partition_indexes:
+            known = t is not None and 0 <= p < t.partitions
+            if not known:
+                ctx.count_error(ApiKey.DESCRIBE_PRODUCERS)
+            entries = state.producers(rt.name, p) if known and state is not None else []
+            active = tuple(
+                build(
+                    resp.ProducerState,
+                    producer_id=e.producer_id,
+                    producer_epoch=e.epoch,
+                    last_sequence=e.last_seq,
+                    last_timestamp=e.last_timestamp_ms,
+                    coordinator_epoch=e.coordinator_epoch,
+                    current_txn_start_offset=e.txn_first_offset if e.txn_first_offset is not None else -1,
+                )
+                for e in entries
+            )
+            parts.append(
+                build(
+                    resp.PartitionResponse,
+                    partition_index=p,
+                    error_code=ErrorCode.none if known else ErrorCode.unknown_topic_or_partition,
+                    error_message=None,
+                    active_producers=active,
+                )
+            )
+        topics.append(build(resp.TopicResponse, name=rt.name, partitions=tuple(parts)))
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics))
+
+
+HANDLERS = {
+    ApiKey.LIST_TRANSACTIONS: handle_list_transactions,
+    ApiKey.DESCRIBE_TRANSACTIONS: handle_describe_transactions,
+    ApiKey.DESCRIBE_PRODUCERS: handle_describe_producers,
+}
