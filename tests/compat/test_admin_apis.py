@@ -17,9 +17,12 @@ import pytest
 from confluent_kafka import Producer
 from kafka.admin import KafkaAdminClient
 from kafka.structs import TopicPartition
+from kio.schema.describe_topic_partitions.v0 import request as dtp
 
+from broker._raw import Raw
 from compat._kafka_tools import kafka_tool
 from compat._support import Cluster, create_topic
+from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka, embedded_broker
 
 
@@ -202,3 +205,59 @@ def test_transactions_admin_client(
     [p0], [p1] = by_partition[0], by_partition[1]
     assert (p0.producer_id, p0.current_transaction_start_offset, p0.coordinator_epoch) == (pending.producer_id, 0, -1)
     assert (p1.producer_id, p1.current_transaction_start_offset, p1.coordinator_epoch) == (done.producer_id, -1, 0)
+
+
+# --- DescribeTopicPartitions (KIP-966) --------------------------------------------------------------------------------
+
+
+def test_topics_describe_pages_through_partitions(broker: Cluster, admin: KafkaAdminClient) -> None:
+    b = broker.bootstrap_servers
+    prefix = _name("dtp")
+    a, z = f"{prefix}-a", f"{prefix}-z"
+    create_topic(b, a, 3)
+    create_topic(b, z, 2)
+    # Kafka 4's kafka-topics describes through DescribeTopicPartitions, here two partitions per answer.
+    r = kafka_tool(
+        "TopicCommand", "--bootstrap-server", b, "--describe", "--topic", f"{prefix}-.*",
+        "--partition-size-limit-per-response", "2",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = [dict(f.split(": ", 1) for f in line.strip().split("\t") if ": " in f) for line in r.stdout.splitlines()]
+    partitions = {(row["Topic"], int(row["Partition"])): row for row in rows if "Partition" in row}
+    assert sorted(partitions) == [(a, 0), (a, 1), (a, 2), (z, 0), (z, 1)]
+    assert {(p["Leader"], p["Replicas"], p["Isr"]) for p in partitions.values()} == {("1", "1", "1")}
+    counts = {row["Topic"]: row["PartitionCount"] for row in rows if "PartitionCount" in row}
+    assert counts == {a: "3", z: "2"}
+
+    # The pages themselves: topics in name order, the cursor at the first partition left out.
+    raw = Raw(b)
+    try:
+        def page(topics: list[str], limit: int, cursor: tuple[str, int] | None = None) -> tuple[list[str], object]:
+            req = dtp.DescribeTopicPartitionsRequest(
+                topics=tuple(dtp.TopicRequest(name=t) for t in topics),
+                response_partition_limit=limit,
+                cursor=dtp.Cursor(topic_name=cursor[0], partition_index=cursor[1]) if cursor else None,
+            )
+            resp = raw.request(ApiKey.DESCRIBE_TOPIC_PARTITIONS, 0, req)
+            got = [f"{t.name}:{t.error_code.name}:{[p.partition_index for p in t.partitions]}" for t in resp.topics]
+            nc = resp.next_cursor
+            return got, (nc.topic_name, nc.partition_index) if nc is not None else None
+
+        absent = f"{prefix}-m"
+        assert page([z, absent, a], 4) == (
+            [f"{a}:none:[0, 1, 2]", f"{absent}:unknown_topic_or_partition:[]", f"{z}:none:[0]"], (z, 1)
+        )
+        assert page([z, a], 3) == ([f"{a}:none:[0, 1, 2]"], (z, 0))  # a topic that ends at the limit
+        assert page([z, a], 2, (a, 2)) == ([f"{a}:none:[2]", f"{z}:none:[0]"], (z, 1))
+        assert page([z, a], 0) == ([f"{a}:none:[0]"], (a, 1))  # at least one partition per answer
+        assert page([a, "bad/name"], 9) == (["bad/name:invalid_topic_exception:[]", f"{a}:none:[0, 1, 2]"], None)
+        # A cursor outside the topics asked for, or at a negative partition, fails every topic.
+        assert page([a], 2, (z, 0)) == ([f"{a}:invalid_request:[]"], None)
+        assert page([a], 2, (a, -1)) == ([f"{a}:invalid_request:[]"], None)
+    finally:
+        raw.close()
+
+    result = admin.describe_topic_partitions([a, z], response_partition_limit=2)
+    assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in result["topics"]] == [(a, [0, 1])]
+    assert result["next_cursor"] == {"topic_name": a, "partition_index": 2}
+    assert result["topics"][0]["topic_authorized_operations"] == 3576  # every topic operation, no authorizer

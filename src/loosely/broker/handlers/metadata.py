@@ -1,8 +1,17 @@
-"""Metadata and DescribeCluster: one broker that leads every partition, epoch 0, in-sync with itself.
+"""Metadata, DescribeTopicPartitions and DescribeCluster: one broker that leads every partition, epoch 0, in-sync
+with itself.
 
 Unknown topics named in a Metadata request are created when the request and the broker both allow it
 (``allow.auto.create.topics`` / ``auto.create.topics.enable``), which is how producers such as kcat create topics.
 In Metadata v0 an empty topic list means "all topics"; from v1 on, null means all and empty means none.
+
+DescribeTopicPartitions (KIP-966, what Kafka 4's ``kafka-topics --describe`` sends) never creates topics and pages
+through partitions: topics in name order from the cursor's topic (and, in it, the cursor's partition), at most
+``min(response_partition_limit, 2000)`` partitions (at least 1) per answer. When the budget runs out the answer's
+cursor names the first partition left out, or the next topic at partition 0 when a topic ended exactly at the limit.
+A cursor whose topic is not among those asked for, or whose partition is negative, is INVALID_REQUEST for every
+topic, as in Kafka's ``DescribeTopicPartitionsRequestHandler``. Eligible leader replicas (KIP-966's ELR) are empty:
+with one replica, the leader is the whole ISR.
 """
 
 from __future__ import annotations
@@ -14,11 +23,17 @@ from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.storage.log import LogError
-from loosely.storage.manager import Topic
+from loosely.storage.manager import Topic, validate_topic_name
 
 __all__ = ["HANDLERS"]
 
 _NULL_UUID = uuid.UUID(int=0)
+NOT_REQUESTED = -2147483648  # authorized operations left out (Int32.MIN_VALUE)
+# What Kafka without an authorizer grants on a topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+# DESCRIBE_CONFIGS and ALTER_CONFIGS (AclOperation codes 3-8, 10, 11), as a bit field.
+TOPIC_OPERATIONS_ALL = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
+assert TOPIC_OPERATIONS_ALL == 3576
+PARTITIONS_PER_RESPONSE_MAX = 2000  # Kafka's max.request.partition.size.limit
 
 
 async def handle_metadata(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -52,7 +67,7 @@ async def handle_metadata(ctx: BrokerContext, header: RequestHeader, request: Re
         cluster_id=ctx.cluster_id,
         controller_id=ctx.node_id,
         topics=tuple(results),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=NOT_REQUESTED,
     )
 
 
@@ -67,21 +82,28 @@ def _error_topic(resp: Response, name: str | None, tid: uuid.UUID | None, code: 
     )
 
 
-def _topic(resp: Response, ctx: BrokerContext, t: Topic) -> object:
+def _led_here(cls: type[object], ctx: BrokerContext, partitions: range) -> tuple[object, ...]:
+    """Partitions this broker leads at epoch 0, the only replica and the whole ISR (no eligible leader replicas)."""
     me = (ctx.node_id,)
-    parts = tuple(
+    return tuple(
         _make(
-            resp.MetadataResponsePartition,
+            cls,
             error_code=ErrorCode.none,
             partition_index=p,
             leader_id=ctx.node_id,
             leader_epoch=0,
             replica_nodes=me,
             isr_nodes=me,
+            eligible_leader_replicas=(),
+            last_known_elr=(),
             offline_replicas=(),
         )
-        for p in range(t.partitions)
+        for p in partitions
     )
+
+
+def _topic(resp: Response, ctx: BrokerContext, t: Topic) -> object:
+    parts = _led_here(resp.MetadataResponsePartition, ctx, range(t.partitions))
     return _make(
         resp.MetadataResponseTopic,
         error_code=ErrorCode.none,
@@ -96,6 +118,64 @@ def _make(cls: type[object], **values: object) -> object:
     return build(cls, **values)
 
 
+def _described_topic(
+    resp: Response,
+    ctx: BrokerContext,
+    name: str,
+    t: Topic | None,
+    *,
+    partitions: range = range(0),
+    error: ErrorCode = ErrorCode.none,
+) -> object:
+    return _make(
+        resp.DescribeTopicPartitionsResponseTopic,
+        error_code=error,
+        name=name,
+        topic_id=t.topic_id if t is not None else None,
+        is_internal=t.internal if t is not None else False,
+        partitions=_led_here(resp.DescribeTopicPartitionsResponsePartition, ctx, partitions),
+        topic_authorized_operations=TOPIC_OPERATIONS_ALL if error != ErrorCode.invalid_request else NOT_REQUESTED,
+    )
+
+
+async def handle_describe_topic_partitions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DESCRIBE_TOPIC_PARTITIONS, header.api_version)
+    cursor = request.cursor
+    after = cursor.topic_name if cursor is not None else ""
+    asked = [t.name for t in request.topics]
+    everything = not asked
+    names = sorted({n for n in ([t.name for t in ctx.logs] if everything else asked) if n >= after})
+    if cursor is not None and (cursor.partition_index < 0 or cursor.topic_name not in names):
+        ctx.count_error(ApiKey.DESCRIBE_TOPIC_PARTITIONS)
+        invalid = tuple(_described_topic(resp, ctx, n, None, error=ErrorCode.invalid_request) for n in asked)
+        return resp.make(throttle_time=NO_THROTTLE, topics=invalid, next_cursor=None)
+    remaining = max(min(PARTITIONS_PER_RESPONSE_MAX, int(request.response_partition_limit)), 1)
+    topics: list[object] = []
+    next_cursor = None
+    for name in names:
+        if remaining == 0:
+            next_cursor = _make(resp.Cursor, topic_name=name, partition_index=0)
+            break
+        t = ctx.logs.get(name)
+        if t is None:
+            if not everything:
+                try:
+                    validate_topic_name(name)
+                    error = ErrorCode.unknown_topic_or_partition
+                except LogError as e:
+                    error = e.error_code
+                topics.append(_described_topic(resp, ctx, name, None, error=error))
+            continue
+        first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
+        end = min(t.partitions, first + remaining)
+        topics.append(_described_topic(resp, ctx, name, t, partitions=range(first, end)))
+        if end < t.partitions:
+            next_cursor = _make(resp.Cursor, topic_name=name, partition_index=end)
+            break
+        remaining -= max(end - first, 0)
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics), next_cursor=next_cursor)
+
+
 async def handle_describe_cluster(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.DESCRIBE_CLUSTER, header.api_version)
     return resp.make(
@@ -106,11 +186,12 @@ async def handle_describe_cluster(ctx: BrokerContext, header: RequestHeader, req
         cluster_id=ctx.cluster_id,
         controller_id=ctx.node_id,
         brokers=(_make(resp.DescribeClusterBroker, broker_id=ctx.node_id, host=ctx.host, port=ctx.port, rack=None),),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=NOT_REQUESTED,
     )
 
 
 HANDLERS = {
     ApiKey.METADATA: handle_metadata,
     ApiKey.DESCRIBE_CLUSTER: handle_describe_cluster,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: handle_describe_topic_partitions,
 }
