@@ -8,7 +8,10 @@ topics and transactional ids of its own.
 
 from __future__ import annotations
 
+import datetime
 import json
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +19,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from kafka.admin import KafkaAdminClient
+from kafka.errors import TransactionalIdNotFoundError
 from kafka.structs import TopicPartition
+from kio.schema.alter_partition_reassignments.v1 import request as ap
+from kio.schema.describe_quorum.v2 import request as dq
 from kio.schema.describe_topic_partitions.v0 import request as dtp
+from kio.schema.elect_leaders.v2 import request as el
+from kio.schema.list_partition_reassignments.v0 import request as lp
 
 from broker._raw import Raw
 from compat._kafka_tools import kafka_tool
@@ -78,7 +86,7 @@ def test_log_dirs_describe(broker: Cluster, admin: KafkaAdminClient) -> None:
     r = kafka_tool("LogDirsCommand", "--bootstrap-server", b, "--describe", "--topic-list", topic)
     assert r.returncode == 0, r.stderr
     doc = _json_line(r.stdout)
-    [b] = doc["brokers"]  # type: ignore[attr-defined]
+    [b] = doc["brokers"]
     [d] = b["logDirs"]
     assert d["error"] is None and Path(d["logDir"]).is_absolute()
     parts = {p["partition"]: p for p in d["partitions"]}
@@ -125,7 +133,7 @@ def _txn_tool(bootstrap: str, *args: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def two_transactions(broker: Cluster) -> Iterator[tuple[str, str, str]]:
+def two_transactions(broker: Cluster, admin: KafkaAdminClient) -> Iterator[tuple[str, str, str]]:
     """A topic with an open transaction on partition 0 and a committed one on partition 1: (topic, open, done)."""
     b = broker.bootstrap_servers
     topic = _name("txn")
@@ -141,6 +149,11 @@ def two_transactions(broker: Cluster) -> Iterator[tuple[str, str, str]]:
     p_done.begin_transaction()
     p_done.produce(topic, b"committed", partition=1)
     p_done.commit_transaction(30)
+    # The commit returns once it is PrepareCommit; CompleteCommit follows when the markers are written.
+    deadline = time.monotonic() + 30
+    while admin.describe_transactions([done_id])[done_id].state.value != "CompleteCommit":
+        assert time.monotonic() < deadline, "the committed transaction never completed"
+        time.sleep(0.05)
     yield topic, open_id, done_id
     p_open.abort_transaction(30)
 
@@ -160,16 +173,11 @@ def test_transactions_tool(broker: Cluster, two_transactions: tuple[str, str, st
         "60000",
     )
     assert described["TopicPartitions"] == f"{topic}-0" and int(described["TransactionDurationMs"]) >= 0
-    r = kafka_tool("TransactionsCommand", "--bootstrap-server", b, "describe", "--transactional-id", _name("absent"))
-    assert r.returncode == 1 and "could not be found" in r.stderr
 
     [pending] = _txn_tool(b, "describe-producers", "--topic", topic, "--partition", "0")
     assert pending["ProducerId"] == listed[open_id]["ProducerId"]
     assert (pending["ProducerEpoch"], pending["LastSequence"], pending["LatestCoordinatorEpoch"]) == ("0", "0", "-1")
     assert pending["CurrentTransactionStartOffset"] == "0"
-    [committed] = _txn_tool(b, "describe-producers", "--topic", topic, "--partition", "1")
-    assert committed["ProducerId"] == listed[done_id]["ProducerId"]
-    assert (committed["LatestCoordinatorEpoch"], committed["CurrentTransactionStartOffset"]) == ("0", "None")
 
     # The open transaction is known to its coordinator, so it is not hanging.
     assert _txn_tool(b, "find-hanging", "--topic", topic) == []
@@ -199,6 +207,8 @@ def test_transactions_admin_client(
     # A completed transaction keeps its start time and forgets its partitions.
     assert done.state.value == "CompleteCommit" and not done.topic_partitions
     assert 0 < pending.transaction_start_time_ms <= done.transaction_start_time_ms  # the open one began first
+    with pytest.raises(TransactionalIdNotFoundError):
+        admin.describe_transactions([_name("absent")])
 
     producers = admin.describe_producers([TopicPartition(topic, 0), TopicPartition(topic, 1)])
     by_partition = {tp.partition: state.active_producers for tp, state in producers.items()}
@@ -261,3 +271,126 @@ def test_topics_describe_pages_through_partitions(broker: Cluster, admin: KafkaA
     assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in result["topics"]] == [(a, [0, 1])]
     assert result["next_cursor"] == {"topic_name": a, "partition_index": 2}
     assert result["topics"][0]["topic_authorized_operations"] == 3576  # every topic operation, no authorizer
+
+
+# --- ElectLeaders, partition reassignments, DescribeQuorum ------------------------------------------------------------
+
+
+def test_leader_election_and_reassignment_tools(broker: Cluster) -> None:
+    b = broker.bootstrap_servers
+    topic = _name("elect")
+    create_topic(b, topic, 2)
+    r = kafka_tool("LeaderElectionCommand", "--bootstrap-server", b, "--election-type", "PREFERRED",
+                   "--topic", topic, "--partition", "0")  # fmt: skip
+    assert r.returncode == 0 and f"Valid replica already elected for partitions {topic}-0" in r.stdout, r.stderr
+    r = kafka_tool("LeaderElectionCommand", "--bootstrap-server", b, "--election-type", "UNCLEAN",
+                   "--topic", _name("absent"), "--partition", "0")  # fmt: skip
+    assert r.returncode == 1 and "UnknownTopicOrPartitionException" in r.stderr
+
+    plan = Path(tempfile.mkdtemp()) / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [1]}]}))
+    r = kafka_tool("reassign.ReassignPartitionsCommand", "--bootstrap-server", b, "--execute",
+                   "--reassignment-json-file", str(plan))  # fmt: skip
+    assert r.returncode == 0 and f"Successfully started partition reassignment for {topic}-0" in r.stdout, r.stderr
+    r = kafka_tool("reassign.ReassignPartitionsCommand", "--bootstrap-server", b, "--list")
+    assert r.returncode == 0 and "No partition reassignments found." in r.stdout, r.stderr
+
+
+def test_quorum_of_one(broker: Cluster, admin: KafkaAdminClient) -> None:
+    r = kafka_tool("MetadataQuorumCommand", "--bootstrap-server", broker.bootstrap_servers, "describe", "--status")
+    assert r.returncode == 0, r.stderr
+    status = dict(line.split(":", 1) for line in r.stdout.splitlines() if ":" in line)
+    status = {k.strip(): v.strip() for k, v in status.items()}
+    [voter] = json.loads(status["CurrentVoters"])
+    assert voter["id"] == int(status["LeaderId"]) == 1 and len(voter["endpoints"]) == 1
+    assert int(status["LeaderEpoch"]) >= 1 and status["CurrentObservers"] == "[]"
+    assert (status["MaxFollowerLag"], status["MaxFollowerLagTimeMs"]) == ("0", "0")
+
+    quorum = admin.describe_metadata_quorum()
+    [topic] = quorum["topics"]
+    [partition] = topic["partitions"]
+    assert topic["topic_name"] == "__cluster_metadata" and partition["leader_id"] == 1
+    [me] = partition["current_voters"]
+    assert me["replica_id"] == 1 and me["log_end_offset"] == partition["high_watermark"]
+    assert partition["observers"] == [] and [n["node_id"] for n in quorum["nodes"]] == [1]
+
+
+def test_controller_requests_raw(broker: Cluster) -> None:
+    """A one-node controller's answers to ElectLeaders, reassignments and DescribeQuorum, field by field."""
+    b = broker.bootstrap_servers
+    topic = _name("ctl")
+    create_topic(b, topic, 2)
+    absent = _name("absent")
+    timeout = datetime.timedelta(seconds=30)
+    raw = Raw(b)
+    try:
+        got = raw.request(ApiKey.ELECT_LEADERS, 2, el.ElectLeadersRequest(
+            election_type=1,
+            topic_partitions=(el.TopicPartitions(topic=topic, partitions=(0, 5)),
+                              el.TopicPartitions(topic=absent, partitions=(0,))),
+            timeout=timeout,
+        ))  # fmt: skip
+        results = [
+            (r.topic, p.partition_id, p.error_code.name, p.error_message)
+            for r in got.replica_election_results
+            for p in r.partition_result
+        ]
+        assert results == [
+            (topic, 0, "election_not_needed", "Leader election not needed for topic partition."),
+            (topic, 5, "unknown_topic_or_partition", f"No such partition as {topic}-5"),
+            (absent, 0, "unknown_topic_or_partition", f"No such topic as {absent}"),
+        ]
+        every = raw.request(ApiKey.ELECT_LEADERS, 2, el.ElectLeadersRequest(
+            election_type=0, topic_partitions=None, timeout=timeout
+        ))  # fmt: skip
+        assert {r.topic: r.partition_result for r in every.replica_election_results}[topic] == ()
+
+        def alter(*partitions: tuple[str, int, tuple[int, ...] | None]) -> list[tuple[int, str, str | None]]:
+            by_topic: dict[str, list[ap.ReassignablePartition]] = {}
+            for name, index, replicas in partitions:
+                by_topic.setdefault(name, []).append(ap.ReassignablePartition(partition_index=index, replicas=replicas))
+            got = raw.request(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 1, ap.AlterPartitionReassignmentsRequest(
+                timeout=timeout, allow_replication_factor_change=True,
+                topics=tuple(ap.ReassignableTopic(name=n, partitions=tuple(ps)) for n, ps in by_topic.items()),
+            ))  # fmt: skip
+            assert got.error_code.name == "none"
+            return [
+                (p.partition_index, p.error_code.name, p.error_message) for t in got.responses for p in t.partitions
+            ]
+
+        assert alter((topic, 0, (1,)), (topic, 1, None), (topic, 9, (1,)), (absent, 0, (1,))) == [
+            (0, "none", None),
+            (1, "no_reassignment_in_progress", None),
+            (9, "unknown_topic_or_partition", f"Unable to find partition {topic}:9."),
+            (0, "unknown_topic_or_partition", f"Unable to find a topic named {absent}."),
+        ]
+        invalid = "invalid_replica_assignment"
+        assert alter((topic, 0, (2,)), (topic, 0, (1, 1)), (topic, 1, ())) == [
+            (0, invalid, "The manual partition assignment includes broker 2, but no such broker is registered."),
+            (0, invalid, "The manual partition assignment includes the broker 1 more than once."),
+            (1, invalid, "The manual partition assignment includes an empty replica list."),
+        ]
+        listed = raw.request(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, lp.ListPartitionReassignmentsRequest(
+            timeout=timeout, topics=(lp.ListPartitionReassignmentsTopics(name=topic, partition_indexes=(0, 1)),)
+        ))  # fmt: skip
+        assert (listed.error_code.name, listed.topics) == ("none", ())
+
+        def quorum(name: str) -> object:
+            req = dq.DescribeQuorumRequest(
+                topics=(dq.TopicData(topic_name=name, partitions=(dq.PartitionData(partition_index=0),)),)
+            )
+            return raw.request(ApiKey.DESCRIBE_QUORUM, 2, req)
+
+        q = quorum("__cluster_metadata")
+        [p] = q.topics[0].partitions
+        assert (q.error_code.name, p.error_code.name, p.leader_id, [v.replica_id for v in p.current_voters]) == (
+            "none", "none", 1, [1]
+        )
+        assert [(n.node_id, len(n.listeners)) for n in q.nodes] == [(1, 1)]
+        wrong = quorum(topic)
+        [p] = wrong.topics[0].partitions
+        assert (p.error_code.name, p.error_message, wrong.nodes) == (
+            "unknown_topic_or_partition", "This server does not host this topic-partition.", ()
+        )
+    finally:
+        raw.close()

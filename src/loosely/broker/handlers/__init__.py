@@ -7,6 +7,7 @@ from loosely.broker.handlers import (
     admin,
     api_versions,
     consumer_groups,
+    controller,
     fetch,
     group_offsets,
     groups,
@@ -36,6 +37,7 @@ def all_handlers() -> dict[int, Handler]:
         txn,
         log_dirs,
         txn_admin,
+        controller,
     ):
         table.update(module.HANDLERS)
     return table
