@@ -394,3 +394,28 @@ def test_controller_requests_raw(broker: Cluster) -> None:
         )
     finally:
         raw.close()
+
+
+# --- Finalized features in ApiVersions --------------------------------------------------------------------------------
+
+
+def test_features_describe(broker: Cluster, admin: KafkaAdminClient) -> None:
+    r = kafka_tool("FeatureCommand", "--bootstrap-server", broker.bootstrap_servers, "describe")
+    assert r.returncode == 0, r.stderr
+    printed = {
+        row["Feature"]: row
+        for row in (dict(f.split(": ", 1) for f in line.split("\t")) for line in r.stdout.splitlines() if line)
+    }
+    assert printed["metadata.version"]["FinalizedVersionLevel"] == "4.1-IV1"
+    assert printed["group.version"]["FinalizedVersionLevel"] == "1"  # KIP-848 consumer groups are on
+    assert printed["kraft.version"]["FinalizedVersionLevel"] == "0"  # a static quorum
+    assert len({row["Epoch"] for row in printed.values()}) == 1
+
+    features = admin.describe_features()
+    for name, f in features.items():
+        lo, hi = f["supported"]
+        assert lo <= f.get("finalized", (0, 0))[1] <= hi, name
+    # Kafka 4's producer uses transactions version 2 (EndTxn v5) when the level is 2: only where EndTxn v5 is served.
+    tv = features["transaction.version"].get("finalized", (0, 0))[1]
+    end_txn_max = {int(k): v[1] for k, v in admin.api_versions().items()}[ApiKey.END_TXN]
+    assert (tv >= 2) == (end_txn_max >= 5)
