@@ -22,10 +22,12 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import TransactionalIdNotFoundError
 from kafka.structs import TopicPartition
 from kio.schema.alter_partition_reassignments.v1 import request as ap
+from kio.schema.describe_producers.v0 import request as dp
 from kio.schema.describe_quorum.v2 import request as dq
 from kio.schema.describe_topic_partitions.v0 import request as dtp
 from kio.schema.elect_leaders.v2 import request as el
 from kio.schema.list_partition_reassignments.v0 import request as lp
+from kio.schema.list_transactions.v2 import request as lt
 
 from broker._raw import Raw
 from compat._kafka_tools import kafka_tool
@@ -215,6 +217,37 @@ def test_transactions_admin_client(
     [p0], [p1] = by_partition[0], by_partition[1]
     assert (p0.producer_id, p0.current_transaction_start_offset, p0.coordinator_epoch) == (pending.producer_id, 0, -1)
     assert (p1.producer_id, p1.current_transaction_start_offset, p1.coordinator_epoch) == (done.producer_id, -1, 0)
+
+
+def test_transaction_requests_raw(broker: Cluster) -> None:
+    """Filters and errors the admin clients do not show: echoed unknown states, RE2 patterns, unknown partitions."""
+    topic = _name("txraw")
+    create_topic(broker.bootstrap_servers, topic, 1)
+    raw = Raw(broker.bootstrap_servers)
+    try:
+
+        def listing(pattern: str | None, states: tuple[str, ...] = ()) -> tuple[str, tuple[str, ...], int]:
+            req = lt.ListTransactionsRequest(
+                state_filters=states, producer_id_filters=(), duration_filter=-1, transactional_id_pattern=pattern
+            )
+            got = raw.request(ApiKey.LIST_TRANSACTIONS, 2, req)
+            return got.error_code.name, got.unknown_state_filters, len(got.transaction_states)
+
+        assert listing(None, ("Ongoing", "Sleeping"))[:2] == ("none", ("Sleeping",))
+        assert listing(r"(a)\1") == ("invalid_regular_expression", (), 0)  # RE2 has no backreferences
+        started = time.monotonic()
+        assert listing("(x+x+)+y")[0] == "none"  # matched in linear time, as RE2 does
+        assert time.monotonic() - started < 5
+
+        got = raw.request(ApiKey.DESCRIBE_PRODUCERS, 0, dp.DescribeProducersRequest(
+            topics=(dp.TopicRequest(name=topic, partition_indexes=(0, 7)),)
+        ))  # fmt: skip
+        assert [(p.partition_index, p.error_code.name, p.active_producers) for p in got.topics[0].partitions] == [
+            (0, "none", ()),
+            (7, "unknown_topic_or_partition", ()),
+        ]
+    finally:
+        raw.close()
 
 
 # --- DescribeTopicPartitions (KIP-966) --------------------------------------------------------------------------------

@@ -6,16 +6,21 @@ the third the per-partition producer state (:mod:`loosely.broker.producers`). Th
 (``TransactionStateManager.listTransactionStates``): ids in the transient Dead state are never listed; state names
 Kafka does not know come back in ``unknown_state_filters`` (and match nothing); a non-negative duration filter keeps
 the transactions that started *more* than that many milliseconds ago, and an id without a transaction (start -1)
-counts as having started at the epoch, as in Kafka; the v2 pattern (KIP-1152) must match the whole id, an invalid
-one answering INVALID_REGULAR_EXPRESSION. A transactional id the coordinator does not know answers
-TRANSACTIONAL_ID_NOT_FOUND; a partition the broker does not have, UNKNOWN_TOPIC_OR_PARTITION.
+counts as having started at the epoch, as in Kafka; the v2 pattern (KIP-1152) must match the whole id.
+
+Patterns are RE2 expressions because Kafka compiles them with RE2/J: the same syntax (no backreferences or
+lookaround; an invalid one answers INVALID_REGULAR_EXPRESSION) and matching in time linear in the id, so no pattern
+can stall the broker. A transactional id the coordinator does not know answers TRANSACTIONAL_ID_NOT_FOUND; a
+partition the broker does not have, UNKNOWN_TOPIC_OR_PARTITION.
 """
 
 from __future__ import annotations
 
 import datetime
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import re2
 
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build, ms
@@ -28,6 +33,8 @@ from loosely.protocol.messages import ApiKey, RequestHeader
 __all__ = ["HANDLERS"]
 
 _BY_NAME = {s.kafka_name: s for s in TxnState}
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a client's bad pattern is answered, not logged to stderr by RE2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,7 @@ class _Filters:
     states: frozenset[TxnState]
     producer_ids: frozenset[int]
     duration_ms: int  # < 0: any
-    pattern: re.Pattern[str] | None
+    pattern: Callable[[str], object] | None  # a compiled pattern's fullmatch
 
     def admit(self, txn: TxnMetadata, now_ms: int) -> bool:
         if txn.state is TxnState.DEAD:
@@ -46,7 +53,7 @@ class _Filters:
             return False
         if self.duration_ms >= 0 and now_ms - txn.start_ms <= self.duration_ms:
             return False
-        return self.pattern is None or self.pattern.fullmatch(txn.transactional_id) is not None
+        return self.pattern is None or self.pattern(txn.transactional_id) is not None
 
 
 async def handle_list_transactions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -58,8 +65,8 @@ async def handle_list_transactions(ctx: BrokerContext, header: RequestHeader, re
     raw_pattern = getattr(request, "transactional_id_pattern", None)
     pattern = None
     try:
-        pattern = re.compile(raw_pattern) if raw_pattern else None
-    except re.error:
+        pattern = re2.compile(raw_pattern, options=_RE2_OPTIONS).fullmatch if raw_pattern else None
+    except re2.error:
         ctx.count_error(ApiKey.LIST_TRANSACTIONS)
         return resp.make(
             throttle_time=NO_THROTTLE,
