@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import ElectionType, Producer
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
+from confluent_kafka.admin import AdminClient
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TransactionalIdNotFoundError
 from kafka.structs import TopicPartition
@@ -319,6 +321,12 @@ def test_leader_election_and_reassignment_tools(broker: Cluster) -> None:
     r = kafka_tool("LeaderElectionCommand", "--bootstrap-server", b, "--election-type", "UNCLEAN",
                    "--topic", _name("absent"), "--partition", "0")  # fmt: skip
     assert r.returncode == 1 and "UnknownTopicOrPartitionException" in r.stderr
+    # confluent-kafka (librdkafka) hears the same per partition.
+    confluent = AdminClient({"bootstrap.servers": b})
+    elected = confluent.elect_leaders(
+        ElectionType.PREFERRED, [ConfluentTopicPartition(topic, 0), ConfluentTopicPartition(topic, 1)]
+    ).result(30)
+    assert {tp.partition: e.code() for tp, e in elected.items()} == {0: 84, 1: 84}  # ELECTION_NOT_NEEDED
 
     plan = Path(tempfile.mkdtemp()) / "plan.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [1]}]}))
