@@ -30,6 +30,7 @@ from kio.schema.describe_topic_partitions.v0 import request as dtp
 from kio.schema.elect_leaders.v2 import request as el
 from kio.schema.list_partition_reassignments.v0 import request as lp
 from kio.schema.list_transactions.v2 import request as lt
+from kio.schema.write_txn_markers.v1 import request as wm
 
 from broker._raw import Raw
 from compat._kafka_tools import kafka_tool
@@ -162,7 +163,9 @@ def two_transactions(broker: Cluster, admin: KafkaAdminClient) -> Iterator[tuple
     p_open.abort_transaction(30)
 
 
-def test_transactions_tool(broker: Cluster, two_transactions: tuple[str, str, str]) -> None:
+def test_transactions_tool(
+    broker: Cluster, admin: KafkaAdminClient, two_transactions: tuple[str, str, str]
+) -> None:
     b = broker.bootstrap_servers
     topic, open_id, done_id = two_transactions
     listed = {r["TransactionalId"]: r for r in _txn_tool(b, "list") if r["TransactionalId"] in (open_id, done_id)}
@@ -185,6 +188,10 @@ def test_transactions_tool(broker: Cluster, two_transactions: tuple[str, str, st
 
     # The open transaction is known to its coordinator, so it is not hanging.
     assert _txn_tool(b, "find-hanging", "--topic", topic) == []
+    # abort writes an ABORT marker into the partition (WriteTxnMarkers), closing the transaction there.
+    assert _txn_tool(b, "abort", "--topic", topic, "--partition", "0", "--start-offset", "0") == []
+    [after] = admin.describe_producers([TopicPartition(topic, 0)])[TopicPartition(topic, 0)].active_producers
+    assert (after.producer_id, after.current_transaction_start_offset) == (int(pending["ProducerId"]), -1)
 
 
 def test_transactions_admin_client(
@@ -247,6 +254,14 @@ def test_transaction_requests_raw(broker: Cluster) -> None:
         assert [(p.partition_index, p.error_code.name, p.active_producers) for p in got.topics[0].partitions] == [
             (0, "none", ()),
             (7, "unknown_topic_or_partition", ()),
+        ]
+        marker = wm.WritableTxnMarker(
+            producer_id=123_456, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
+            topics=(wm.WritableTxnMarkerTopic(name=topic, partition_indexes=(7,)),),
+        )  # fmt: skip
+        got = raw.request(ApiKey.WRITE_TXN_MARKERS, 1, wm.WriteTxnMarkersRequest(markers=(marker,)))
+        assert [(p.partition_index, p.error_code.name) for p in got.markers[0].topics[0].partitions] == [
+            (7, "unknown_topic_or_partition")
         ]
     finally:
         raw.close()

@@ -79,6 +79,7 @@ class ApiKey:
     ADD_PARTITIONS_TO_TXN: Final = 24
     ADD_OFFSETS_TO_TXN: Final = 25
     END_TXN: Final = 26
+    WRITE_TXN_MARKERS: Final = 27
     TXN_OFFSET_COMMIT: Final = 28
     DESCRIBE_CONFIGS: Final = 32
     ALTER_CONFIGS: Final = 33
@@ -124,6 +125,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.ADD_PARTITIONS_TO_TXN: (0, 3),
     ApiKey.ADD_OFFSETS_TO_TXN: (0, 3),
     ApiKey.END_TXN: (0, 3),
+    ApiKey.WRITE_TXN_MARKERS: (1, 1),
     ApiKey.TXN_OFFSET_COMMIT: (0, 3),
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),

@@ -1,5 +1,5 @@
-"""ListTransactions, DescribeTransactions and DescribeProducers: what ``kafka-transactions list / describe /
-describe-producers / find-hanging`` ask.
+"""ListTransactions, DescribeTransactions, DescribeProducers and WriteTxnMarkers: what ``kafka-transactions list /
+describe / describe-producers / find-hanging / abort`` send.
 
 The first two read the transaction coordinator's table of transactional ids (:mod:`loosely.broker.transactions`),
 the third the per-partition producer state (:mod:`loosely.broker.producers`). The filters are Kafka's
@@ -12,6 +12,12 @@ Patterns are RE2 expressions because Kafka compiles them with RE2/J: the same sy
 lookaround; an invalid one answers INVALID_REGULAR_EXPRESSION) and matching in time linear in the id, so no pattern
 can stall the broker. A transactional id the coordinator does not know answers TRANSACTIONAL_ID_NOT_FOUND; a
 partition the broker does not have, UNKNOWN_TOPIC_OR_PARTITION.
+
+WriteTxnMarkers is how a Kafka transaction coordinator tells partition leaders to close a transaction; clients send
+it to abort a *hanging* transaction, one the coordinator has forgotten while a partition still holds it open
+(``kafka-transactions abort``). Each marker is appended as the coordinator's own are, checked against the
+producer's epoch and the coordinator epoch the partition last saw (INVALID_PRODUCER_EPOCH,
+TRANSACTION_COORDINATOR_FENCED), and a marker on ``__consumer_offsets`` settles the transaction's offsets as usual.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import re2
 
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build, ms
-from loosely.broker.producers import producer_state
+from loosely.broker.producers import ProducerStateManager, producer_state
 from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.broker.transactions.state import TxnMetadata, TxnState
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.storage.log import LogError
 
 __all__ = ["HANDLERS"]
 
@@ -187,8 +194,52 @@ async def handle_describe_producers(ctx: BrokerContext, header: RequestHeader, r
     return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics))
 
 
+async def handle_write_txn_markers(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.WRITE_TXN_MARKERS, header.api_version)
+    state = producer_state(ctx)
+    results = []
+    for m in request.markers:
+        topics = []
+        for t in m.topics:
+            parts = []
+            for p in t.partition_indexes:
+                code = _write_marker(ctx, state, t.name, p, m)
+                if code != ErrorCode.none:
+                    ctx.count_error(ApiKey.WRITE_TXN_MARKERS)
+                parts.append(build(resp.WritableTxnMarkerPartitionResult, partition_index=p, error_code=code))
+            topics.append(build(resp.WritableTxnMarkerTopicResult, name=t.name, partitions=tuple(parts)))
+        results.append(build(resp.WritableTxnMarkerResult, producer_id=m.producer_id, topics=tuple(topics)))
+    return resp.make(markers=tuple(results))
+
+
+def _write_marker(
+    ctx: BrokerContext, state: ProducerStateManager | None, topic: str, partition: int, marker: Request
+) -> ErrorCode:
+    plog = ctx.logs.log(topic, partition)
+    if plog is None or state is None:
+        return ErrorCode.unknown_topic_or_partition
+    try:
+        state.write_marker(
+            topic,
+            partition,
+            plog,
+            producer_id=int(marker.producer_id),
+            epoch=int(marker.producer_epoch),
+            commit=bool(marker.transaction_result),
+            coordinator_epoch=int(marker.coordinator_epoch),
+            timestamp_ms=ctx.clock.now_ms(),
+        )
+    except LogError as e:
+        return e.error_code
+    except OSError as e:  # the disk refused the append
+        return plog.storage_error("transaction marker", e).error_code
+    ctx.watchers.notify((topic, partition))
+    return ErrorCode.none
+
+
 HANDLERS = {
     ApiKey.LIST_TRANSACTIONS: handle_list_transactions,
     ApiKey.DESCRIBE_TRANSACTIONS: handle_describe_transactions,
     ApiKey.DESCRIBE_PRODUCERS: handle_describe_producers,
+    ApiKey.WRITE_TXN_MARKERS: handle_write_txn_markers,
 }
