@@ -248,13 +248,17 @@ def test_transaction_requests_raw(broker: Cluster) -> None:
         assert listing("(x+x+)+y")[0] == "none"  # matched in linear time, as RE2 does
         assert time.monotonic() - started < 5
 
-        got = raw.request(ApiKey.DESCRIBE_PRODUCERS, 0, dp.DescribeProducersRequest(
-            topics=(dp.TopicRequest(name=topic, partition_indexes=(0, 7)),)
-        ))  # fmt: skip
-        assert [(p.partition_index, p.error_code.name, p.active_producers) for p in got.topics[0].partitions] == [
-            (0, "none", ()),
-            (7, "unknown_topic_or_partition", ()),
-        ]
+        def producers() -> list[tuple[int, str, object]]:
+            got = raw.request(ApiKey.DESCRIBE_PRODUCERS, 0, dp.DescribeProducersRequest(
+                topics=(dp.TopicRequest(name=topic, partition_indexes=(0, 7)),)
+            ))  # fmt: skip
+            return [(p.partition_index, p.error_code.name, p.active_producers) for p in got.topics[0].partitions]
+
+        # Kafka's broker learns of a new topic's partitions a moment after CreateTopics returns.
+        deadline = time.monotonic() + 30
+        while (found := producers())[0][1] != "none" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert found == [(0, "none", ()), (7, "unknown_topic_or_partition", ())]
         marker = wm.WritableTxnMarker(
             producer_id=123_456, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
             topics=(wm.WritableTxnMarkerTopic(name=topic, partition_indexes=(7,)),),
