@@ -500,6 +500,16 @@ def test_out_of_file_descriptors_is_one_line_and_the_broker_recovers(tmp_path: P
         (["--listen", "127.0.0.1:0", "--advertise", "0.0.0.0:9092"], "cannot advertise 0.0.0.0"),
         (["--listen", "0.0.0.0:0", "--advertise", "[::]:9092"], "cannot advertise ::"),
         (["--listen", "127.0.0.1:0", "--config", "max.connections=-1"], "max.connections"),
+        # open to the network without authentication: refused unless --allow-unauthenticated
+        (["--listen", "0.0.0.0:0", "--advertise", "localhost:9092"], "does not authenticate clients"),
+        (["--config", "listeners=EXT://0.0.0.0:0", "--config", "advertised.listeners=EXT://broker.example:9092",
+          "--config", "listener.security.protocol.map=EXT:PLAINTEXT"], "--allow-unauthenticated"),
+        (["--listen", "127.0.0.1:0", "--config", "listeners=PLAINTEXT://127.0.0.1:0"], "not both"),
+        (["--config", "listeners=FOO://127.0.0.1:0"], "listener.security.protocol.map"),
+        (["--config", "listeners=SSL://127.0.0.1:0"], "ssl.keystore.location"),
+        (["--config", "listeners=SSL://127.0.0.1:0", "--config", "ssl.keystore.type=JKS"], "PEM only"),
+        (["--config", "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", "--config",
+          "ssl.keystore.location=/nonexistent.pem"], "cannot load its TLS key"),
     ],
 )
 def test_unsafe_listening_is_refused_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -517,7 +527,7 @@ def test_every_interface_warns_and_advertises_the_given_address(tmp_path: Path) 
 
     port = free_port()
     cmd = [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(tmp_path / "data"),
-           "--listen", f"0.0.0.0:{port}", "--advertise", f"localhost:{port}"]
+           "--listen", f"0.0.0.0:{port}", "--advertise", f"localhost:{port}", "--allow-unauthenticated"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

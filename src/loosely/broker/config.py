@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
+from loosely.broker._listening import LISTENER_SETTINGS, ListenerSpec, listeners_from_settings
 from loosely.protocol.framing import FRAME_BYTES_MAX_DEFAULT
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
+from loosely.tls.settings import SSL_SETTINGS
 
-__all__ = ["BROKER_SETTINGS", "BrokerConfig", "parse_listen", "split_kafka_settings"]
+__all__ = ["BROKER_SETTINGS", "BrokerConfig", "ListenerSpec", "parse_listen", "split_kafka_settings"]
 
 DEFAULT_PORT: Final = 9092
 
@@ -47,6 +49,14 @@ class BrokerConfig:
     port: int = DEFAULT_PORT  # 0 picks a free port; Broker.address reports it
     advertised_host: str | None = None
     advertised_port: int | None = None
+    # Kafka: listeners / advertised.listeners / listener.security.protocol.map (loosely.broker._listening). Empty:
+    # one PLAINTEXT listener on host:port (the --listen/--advertise shorthand); set, host/port above are unused.
+    listeners: tuple[ListenerSpec, ...] = ()
+    # loosely.allow.unauthenticated: let a non-loopback listener run without SASL or required client certificates
+    allow_unauthenticated: bool = False
+    # loosely.ssl.handshake.timeout.ms (Kafka has none; its handshakes fall under connections.max.idle.ms): a TLS
+    # handshake not finished in this time closes the connection. 10 s is ample for a client on another continent.
+    ssl_handshake_ms_max: int = 10_000
     node_id: int = 1
     # Kafka: auto.create.topics.enable / num.partitions / default.replication.factor
     auto_create_topics: bool = True
@@ -126,6 +136,13 @@ class BrokerConfig:
     def advertised(self) -> tuple[str, int]:
         return self.advertised_host or self.host, self.advertised_port or self.port
 
+    def listener_specs(self) -> tuple[ListenerSpec, ...]:
+        """The listeners to open: ``listeners``, or the single PLAINTEXT listener of host/port."""
+        if self.listeners:
+            return self.listeners
+        plaintext = "PLAINTEXT"
+        return (ListenerSpec(plaintext, self.host, self.port, plaintext, self.advertised_host, self.advertised_port),)
+
     @property
     def queued_request_bytes_limit(self) -> int:
         """``queued.max.request.bytes`` in effect: -1 for unbounded."""
@@ -142,6 +159,7 @@ class BrokerConfig:
             ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
             ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
+            ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
         )
         for name, ok in checks:
             if not ok:
@@ -216,6 +234,8 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", int),
     "log.scrub.bytes.per.second": ("scrub_bytes_per_second", _non_negative),
+    "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
+    "loosely.ssl.handshake.timeout.ms": ("ssl_handshake_ms_max", int),
 }
 
 _TOPIC_DEFAULTS_BY_BROKER_NAME: Final = {c.broker_name: c.name for c in TOPIC_CONFIGS.values()}
@@ -226,6 +246,9 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
 
     Raises :class:`ValueError` naming the setting when a value does not parse or is out of range.
 
+    ``listeners``, ``advertised.listeners``, ``listener.security.protocol.map`` and the ``ssl.*`` settings (also as
+    ``listener.name.<name>.ssl.*``) become the ``listeners`` field.
+
     >>> split_kafka_settings({"num.partitions": "3", "log.retention.ms": "60000", "zookeeper.connect": "x"})
     ({'num_partitions': 3}, {'log.retention.ms': '60000'}, ['zookeeper.connect'])
     """
@@ -233,7 +256,13 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
     broker: dict[str, object] = {}
     topic_defaults: dict[str, str] = {}
     unknown: list[str] = []
+    listener_settings = {n: v for n, v in settings.items() if _is_listener_setting(n)}
+    listeners = listeners_from_settings(listener_settings)
+    if listeners:
+        broker["listeners"] = listeners
     for name, value in settings.items():
+        if name in listener_settings:
+            continue
         if name in BROKER_SETTINGS:
             attr, parse = BROKER_SETTINGS[name]
             assert attr in known and callable(parse)
@@ -250,3 +279,13 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
         else:
             unknown.append(name)
     return broker, topic_defaults, unknown
+
+
+def _is_listener_setting(name: str) -> bool:
+    """A setting that describes listeners: their addresses, protocols and TLS material."""
+    if name in LISTENER_SETTINGS or name in SSL_SETTINGS:
+        return True
+    prefix, _, rest = name.partition(".name.")
+    listener, _, setting = rest.partition(".")
+    # Kafka reads listener.name.<name>.* with the listener name in lower case only; other spellings stay unknown
+    return prefix == "listener" and listener == listener.lower() and setting in SSL_SETTINGS

@@ -19,7 +19,7 @@ from typing import Final
 from loosely.broker.config import BROKER_SETTINGS, BrokerConfig
 from loosely.storage.config import LONG_MAX, TOPIC_CONFIGS, ConfigDef, InvalidConfigError, resolve_log_config
 
-__all__ = ["BROKER_SETTING_DOCS", "honoured_topic_configs", "render"]
+__all__ = ["BROKER_SETTING_DOCS", "LISTENER_SETTING_DOCS", "honoured_topic_configs", "render"]
 
 # What each broker setting does in loosely (its Kafka meaning, and where loosely departs from it).
 BROKER_SETTING_DOCS: Final[dict[str, str]] = {
@@ -58,6 +58,38 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "socket.listen.backlog.size": "The listen socket's backlog (pending connections the kernel queues).",
     "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
     "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
+    "loosely.allow.unauthenticated": "loosely only (also `--allow-unauthenticated`): let a listener that is not on "
+    "loopback run without SASL or required client certificates; without it such a listener refuses to start.",
+    "loosely.ssl.handshake.timeout.ms": "loosely only: close a connection whose TLS handshake has not finished this "
+    "long after it was accepted (Kafka has no separate limit).",
+}
+
+# Listener and TLS settings (loosely.broker._listening, loosely.tls.settings): default, what it does.
+LISTENER_SETTING_DOCS: Final[dict[str, tuple[str, str]]] = {
+    "listeners": ("PLAINTEXT://127.0.0.1:9092", "`NAME://HOST:PORT,...`, one socket each; port 0 picks a free one, "
+                  "an empty host means every interface. `--listen HOST:PORT` is shorthand for one PLAINTEXT listener "
+                  "(not both). Kafka's default listens on every interface; loosely's on loopback."),
+    "advertised.listeners": ("listeners", "What Metadata, FindCoordinator and DescribeCluster tell a client that "
+                             "came in on that listener; a listener not named here advertises its own address (port 0: "
+                             "the bound port)."),
+    "controller.listener.names": ("(none)", "Listeners that belong to a KRaft controller quorum; loosely has none, so "
+                                  "they are not opened (a copied KRaft server.properties works as is)."),
+    "listener.security.protocol.map": ("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+                                       "The security protocol of each listener name."),
+    "ssl.keystore.type": ("PEM", "PEM only (Kafka's default is JKS; convert JKS and PKCS12 stores to PEM)."),
+    "ssl.keystore.location": ("(none)", "PEM file holding the private key (PKCS#8) and the certificate chain. "
+                              "Re-read when it changes (checked at most once a second, on new connections)."),
+    "ssl.key.password": ("(none)", "Password of an encrypted private key."),
+    "ssl.keystore.certificate.chain": ("(none)", "The certificate chain as inline PEM text, with `ssl.keystore.key`."),
+    "ssl.keystore.key": ("(none)", "The private key as inline PEM text."),
+    "ssl.truststore.type": ("PEM", "PEM only."),
+    "ssl.truststore.location": ("(none)", "PEM file of CA certificates client certificates are checked against; "
+                                "re-read when it changes."),
+    "ssl.truststore.certificates": ("(none)", "The trusted CA certificates as inline PEM text."),
+    "ssl.enabled.protocols": ("TLSv1.2,TLSv1.3", "TLS versions offered (TLSv1.2 and TLSv1.3 only)."),
+    "ssl.client.auth": ("none", "`required`, `requested` or `none`: whether clients must present a certificate."),
+    "ssl.principal.mapping.rules": ("DEFAULT", "`RULE:pattern/replacement/[LU]`, ..., `DEFAULT`: the principal name "
+                                    "taken from a client certificate's subject DN, as Kafka's SslPrincipalMapper."),
 }
 
 # Defaults shown in Kafka's unit where BrokerConfig keeps another one.
@@ -136,7 +168,8 @@ def render() -> str:
         "",
         "## Broker settings",
         "",
-        "Give them as `loosely broker --config NAME=VALUE` (repeatable). A name loosely does not know is reported",
+        "Give them as `loosely broker --config NAME=VALUE` (repeatable) or in a properties file,",
+        "`--config-file server.properties` (the command line wins). A name loosely does not know is reported",
         "(`ignoring unknown setting NAME`) and ignored, so a Kafka `server.properties` can be copied over.",
         "",
         "| setting | default | what it does |",
@@ -144,6 +177,19 @@ def render() -> str:
     ]
     for name, (field_name, _) in sorted(BROKER_SETTINGS.items()):
         lines.append(f"| `{name}` | {_broker_default(name, field_name)} | {_cell(BROKER_SETTING_DOCS[name])} |")
+    lines += [
+        "",
+        "## Listener and TLS settings",
+        "",
+        "Kafka's names, through `--config` or `--config-file server.properties`. Every `ssl.*` setting may be given",
+        "for one listener as `listener.name.<lowercase listener name>.ssl.*`, which wins over the plain name.",
+        "See docs/broker.md, \"Listeners and TLS\".",
+        "",
+        "| setting | default | what it does |",
+        "|---|---|---|",
+    ]
+    for name, (default, doc) in LISTENER_SETTING_DOCS.items():
+        lines.append(f"| `{name}` | {_cell(default)} | {_cell(doc)} |")
     honoured = honoured_topic_configs()
     lines += [
         "",

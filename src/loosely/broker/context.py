@@ -24,6 +24,7 @@ from loosely.storage.manager import LogManager, Topic
 
 __all__ = [
     "CLOSE_CONNECTION",
+    "BoundListener",
     "BrokerContext",
     "Handler",
     "PartitionWatchers",
@@ -31,6 +32,7 @@ __all__ = [
     "Request",
     "RequestStats",
     "TransactionView",
+    "current_listener",
     "current_peer",
 ]
 
@@ -48,6 +50,25 @@ CLOSE_CONNECTION: Final = object()
 # "host:port" of the client whose request is being handled (set per request by the dispatcher); JoinGroup reports it
 # as the member's client host.
 current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("loosely_current_peer", default="")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    """A listener once its socket is bound: what a connection that arrived on it knows about it."""
+
+    name: str  # Kafka's listener name (PLAINTEXT, SSL, INTERNAL, ...)
+    security_protocol: str  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    bound_host: str
+    bound_port: int
+    host: str  # advertised: what Metadata, FindCoordinator and DescribeCluster tell clients on this listener
+    port: int
+
+
+# The listener of the connection whose request is being handled (set once per connection by its worker task, so
+# every handler it runs sees it): Kafka answers each client with the addresses of the listener it came in on.
+current_listener: contextvars.ContextVar[BoundListener | None] = contextvars.ContextVar(
+    "loosely_current_listener", default=None
+)
 
 
 class ProducerStateService(Protocol):
@@ -109,8 +130,7 @@ class BrokerContext:
     logs: LogManager
     clock: Clock
     cluster_id: str
-    host: str
-    port: int
+    listeners: tuple[BoundListener, ...]  # the first is the default for code outside any connection
     watchers: PartitionWatchers = field(default_factory=PartitionWatchers)
     requests: dict[int, RequestStats] = field(default_factory=lambda: defaultdict(RequestStats))
     bytes_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -134,6 +154,21 @@ class BrokerContext:
         self.bytes_in[topic] += nbytes
         self.messages_in[topic] += result.last_offset - result.base_offset + 1
         self.watchers.notify((topic, partition))
+
+    @property
+    def listener(self) -> BoundListener:
+        """The listener of the request being handled (the first listener outside any request)."""
+        return current_listener.get() or self.listeners[0]
+
+    @property
+    def host(self) -> str:
+        """The advertised host of the listener the request arrived on."""
+        return self.listener.host
+
+    @property
+    def port(self) -> int:
+        """The advertised port of the listener the request arrived on."""
+        return self.listener.port
 
     @property
     def node_id(self) -> int:

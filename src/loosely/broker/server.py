@@ -1,11 +1,20 @@
-"""The broker's asyncio shell: listening socket, connections, request dispatch, housekeeping.
+"""The broker's asyncio shell: listening sockets, connections, request dispatch, housekeeping.
 
 Theory of operation
 -------------------
-The broker owns its listening socket (``socket.listen.backlog.size``) and accepts in one task, which stops
-accepting while ``max.connections`` are open (new clients wait in the kernel's backlog, as with Kafka's blocked
-acceptor) and closes at once a connection from an address over ``max.connections.per.ip``
-(:mod:`loosely.broker._admission`).
+The broker owns one listening socket per listener (``listeners``, :mod:`loosely.broker._listening`;
+``socket.listen.backlog.size``) and accepts on each in a task of its own, which stops accepting while
+``max.connections`` are open (new clients wait in the kernel's backlog, as with Kafka's blocked acceptor) and closes
+at once a connection from an address over ``max.connections.per.ip`` (:mod:`loosely.broker._admission`).
+
+On an SSL or SASL_SSL listener the TLS handshake runs in a task per connection (a client that stalls it must not
+hold up the accept loop) with the listener's current context (:class:`loosely.tls.ServerContexts`, which follows
+certificate files as they are replaced) and is abandoned after ``loosely.ssl.handshake.timeout.ms``. A handshake
+that fails (plaintext spoken to a TLS port, an untrusted client certificate, a timeout) costs one rate-limited log
+line and the socket; TLS spoken to a plaintext port is recognised by its first bytes and closed the same way. Each
+connection knows its listener and its principal (``User:ANONYMOUS`` until a client certificate or SASL names it),
+and its worker task sets :data:`~loosely.broker.context.current_listener`, so Metadata, FindCoordinator and
+DescribeCluster answer with the addresses of the listener the client came in on, as Kafka does.
 
 Each connection is an :class:`asyncio.Protocol`. Incoming bytes feed a sans-IO
 :class:`~loosely.protocol.framing.FrameReader`; complete frames go to a per-connection queue, which one worker task
@@ -36,6 +45,7 @@ import logging
 import os
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -43,9 +53,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
-from loosely.broker._listening import check_listen, is_wildcard
+from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
 from loosely.broker.config import BrokerConfig, split_kafka_settings
-from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Handler, current_peer
+from loosely.broker.context import (
+    CLOSE_CONNECTION,
+    BoundListener,
+    BrokerContext,
+    Handler,
+    current_listener,
+    current_peer,
+)
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
@@ -65,12 +82,26 @@ from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.fs import FileSystem
 from loosely.storage.manager import LogManager
+from loosely.tls import ANONYMOUS, NoMatchingRuleError, ServerContexts, principal_from_certificate
 
 __all__ = ["Broker", "BrokerStatistics", "BrokerThread"]
 
 log = logging.getLogger("loosely.broker")
 
 ACCEPT_RETRY_S: Final = 1.0  # after accept() fails (EMFILE, ENOBUFS): soon, but not in a busy loop
+# The first bytes of a TLS record carrying a handshake (content type 22, version 3.x): a ClientHello.
+TLS_HANDSHAKE_PREFIX: Final = b"\x16\x03"
+TLS_FAILURE_KINDS_MAX: Final = 64  # distinct handshake failure reasons rate-limited separately
+
+
+@dataclass(slots=True)
+class _Listener:
+    """A listener at run time: its configuration, socket, TLS contexts, and what its connections are told."""
+
+    spec: ListenerSpec
+    sock: socket.socket
+    bound: BoundListener
+    tls: ServerContexts | None
 
 
 def _listen_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -105,6 +136,7 @@ class BrokerStatistics:
     request_bytes_queued: int  # charged to queued.max.request.bytes right now
     connections_waiting_for_bytes: int  # connections paused until queued.max.request.bytes has room
     connections_rejected_total: int  # closed at once by max.connections.per.ip
+    tls_handshake_failures_total: int = 0  # TLS handshakes that failed or timed out, and TLS on plaintext listeners
     # Damage (docs/broker.md, "Damage, recovery and quarantine files"): files recovery moved aside and not yet
     # removed by an operator, and bad batches found by recovery or by the scrubber since start.
     quarantined_files: int = 0
@@ -126,9 +158,13 @@ def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | 
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, broker: Broker, ip: str) -> None:
+    def __init__(self, broker: Broker, ip: str, listener: _Listener) -> None:
         self.broker = broker
         self.ip = ip  # what max.connections.per.ip counts; the accept loop admitted it
+        self.listener: BoundListener = listener.bound  # .name, .security_protocol, advertised .host/.port
+        self._tls = listener.tls
+        self.principal: str = ANONYMOUS  # Kafka's KafkaPrincipal: a client certificate or SASL may name it
+        self.first_bytes = True
         self.reader = FrameReader(broker.config.frame_bytes_max)
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
@@ -151,11 +187,39 @@ class _Connection(asyncio.Protocol):
         self.broker.ctx.connections_active += 1
         self.broker.ctx.connections_total += 1
         self.broker.connections.add(self)
+        if self._tls is not None and not self._set_tls_principal(transport):
+            return
         self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    def _set_tls_principal(self, transport: asyncio.BaseTransport) -> bool:
+        """Kafka's principal for the client certificate (if any); False (and closed) when no mapping rule applies."""
+        assert self._tls is not None
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            self.principal = principal_from_certificate(der, self._tls.rules)
+        except (NoMatchingRuleError, ValueError) as e:
+            self.close(f"refusing the client certificate on listener {self.listener.name}: {e}")
+            return False
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.first_bytes:
+            self.first_bytes = False
+            if self._tls is None and data.startswith(TLS_HANDSHAKE_PREFIX):
+                self.broker.count_tls_failure(
+                    "the client spoke TLS to plaintext listener %s (port %d): closing the connection from %s; "
+                    "connect to a TLS listener, or without TLS",
+                    self.listener.name,
+                    self.listener.bound_port,
+                    self.peer,
+                )
+                self.closing = True
+                assert self.transport is not None
+                self.transport.close()
+                return
         self.last_active_ms = self.broker.clock.monotonic_ms()
         self.reader.feed(data)
         self._pump()
@@ -246,6 +310,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def _work(self) -> None:
+        current_listener.set(self.listener)  # this task's context: every request it handles sees its listener
         while not self.closing:
             frame = await self.queue.get()
             self.busy = True
@@ -302,18 +367,27 @@ class Broker:
         if unknown:
             raise ValueError(f"log_defaults holds settings that are not topic defaults: {', '.join(unknown)}")
         config.check_limits()
-        self.loopback = check_listen(config.host, config.advertised_host)
+        self.specs = config.listener_specs()
+        # every listener checked, and every TLS key loaded, before anything binds: a mistake is one line at start-up
+        remote = [s for s in self.specs if not check_listener(s, config.allow_unauthenticated)]
+        self.loopback = not remote
+        # reachable from other machines by anyone, without authentication (allowed by --allow-unauthenticated)
+        self.open_listeners = [s for s in remote if not s.authenticates]
+        self.tls_contexts = {s.name: ServerContexts(s.name, s.tls) for s in self.specs if s.tls is not None}
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        self.tls_handshake_failures_total = 0
         self.request_bytes = RequestBytes(config.queued_request_bytes_limit)
         self.connection_counts = ConnectionCounts(
             config.connections_max, config.connections_per_ip_max, config.connections_per_ip_overrides
         )
         self.connections_rejected_total = 0
         self._log_admission = LogEvery(log, self.clock)
+        self._log_tls: dict[str, LogEvery] = {}  # one per kind of failure (a handful of fixed messages)
         self._slot_freed: asyncio.Event | None = None
-        self._listen_sock: socket.socket | None = None
+        self._listeners: list[_Listener] = []
         self._accepting: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.logs = LogManager(config.data_dir, fs=fs, clock=self.clock, broker_defaults=config.log_defaults)
         self.handlers: dict[int, Handler] = all_handlers()
         self.connections: set[_Connection] = set()
@@ -344,18 +418,26 @@ class Broker:
     async def _start_serving(self) -> None:
         cluster_id = _load_cluster_id(self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.cluster_id)
         loop = asyncio.get_running_loop()
-        sock = self._listen_sock = _listen_socket(self.config.host, self.config.port, self.config.listen_backlog_size)
-        port = int(sock.getsockname()[1])
-        adv_host, adv_port = self.config.advertised
+        for spec in self.specs:
+            sock = _listen_socket(spec.host, spec.port, self.config.listen_backlog_size)
+            port = int(sock.getsockname()[1])
+            bound = BoundListener(
+                name=spec.name,
+                security_protocol=spec.security_protocol,
+                bound_host=spec.host,
+                bound_port=port,
+                host=spec.advertised_host or spec.host,
+                port=spec.advertised_port or port,
+            )
+            self._listeners.append(_Listener(spec, sock, bound, self.tls_contexts.get(spec.name)))
         self._ctx = BrokerContext(
             config=self.config,
             logs=self.logs,
             clock=self.clock,
             cluster_id=cluster_id,
-            host=adv_host,
-            port=adv_port if self.config.advertised_port else port,
+            listeners=tuple(lst.bound for lst in self._listeners),
         )
-        self._port = port
+        self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
         for ext in self._load_extensions():
@@ -373,25 +455,31 @@ class Broker:
             self._tasks.append(loop.create_task(self.scrubber.run()))
         self.started_monotonic_ms = self.clock.monotonic_ms()
         self._slot_freed = asyncio.Event()
-        self._accepting = loop.create_task(self._accept_loop(sock))
+        self._accepting = loop.create_task(self._accept_all())
         log.info(
-            "broker %d listening on %s:%d, data in %s", self.config.node_id, self.config.host, port, self.logs.data_dir
+            "broker %d listening on %s, data in %s",
+            self.config.node_id,
+            ", ".join(f"{b.name}://{b.bound_host}:{b.bound_port}" for b in self.ctx.listeners),
+            self.logs.data_dir,
         )
-        if not self.loopback:
-            log.warning(
-                "listening on %s:%d, which is not a loopback address: anyone who can reach it can read, write and "
-                "delete every topic (loosely has no authentication yet); clients are told to connect to %s:%d",
-                self.config.host,
-                port,
-                self.ctx.host,
-                self.ctx.port,
-            )
+        for lst in self._listeners:
+            if lst.spec in self.open_listeners:
+                log.warning(
+                    "listener %s on %s:%d is not on a loopback address and does not authenticate clients "
+                    "(--allow-unauthenticated): anyone who can reach it can read, write and delete every topic; "
+                    "clients are told to connect to %s:%d",
+                    lst.bound.name,
+                    lst.bound.bound_host,
+                    lst.bound.bound_port,
+                    lst.bound.host,
+                    lst.bound.port,
+                )
 
     def _load_extensions(self) -> list[Any]:
         return [factory() for factory in EXTENSIONS]
 
     async def stop(self) -> None:
-        if self._listen_sock is None:
+        if not self._listeners:
             return
         await self._stop_serving()
         self.logs.close()
@@ -403,8 +491,11 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._accepting
             self._accepting = None
-        if self._listen_sock is not None:
-            self._listen_sock.close()
+        for lst in self._listeners:
+            lst.sock.close()
+        for h in list(self._handshakes):
+            h.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
         workers = [c.worker for c in self.connections if c.worker is not None]
         for c in list(self.connections):
             c.close()
@@ -423,7 +514,7 @@ class Broker:
         for ext in reversed(self._extensions):
             await ext.stop()
         self._extensions.clear()
-        self._listen_sock = None
+        self._listeners = []
 
     async def __aenter__(self) -> Broker:
         await self.start()
@@ -438,9 +529,15 @@ class Broker:
 
     # --- connections ---------------------------------------------------------------------------------------
 
-    async def _accept_loop(self, sock: socket.socket) -> None:
+    async def _accept_all(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for lst in self._listeners:
+                tg.create_task(self._accept_loop(lst))
+
+    async def _accept_loop(self, lst: _Listener) -> None:
         """Accept while max.connections allows (else new clients wait in the listen backlog); apply the per-IP cap."""
         assert self._slot_freed is not None
+        sock = lst.sock
         loop = asyncio.get_running_loop()
         counts = self.connection_counts
         while True:
@@ -471,7 +568,12 @@ class Broker:
                     limit,
                 )
                 continue
-            protocol = _Connection(self, ip)
+            protocol = _Connection(self, ip, lst)
+            if lst.tls is not None:  # the handshake may take long: never in the accept loop
+                task = loop.create_task(self._start_tls(lst, protocol, conn, f"{addr[0]}:{addr[1]}"))
+                self._handshakes.add(task)
+                task.add_done_callback(self._handshakes.discard)
+                continue
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 await loop.connect_accepted_socket(lambda: protocol, conn)  # noqa: B023 - awaited right here
@@ -482,6 +584,45 @@ class Broker:
                 if protocol.transport is None:  # else connection_lost counts it out
                     self.connection_closed(ip)
 
+    async def _start_tls(self, lst: _Listener, protocol: _Connection, conn: socket.socket, peer: str) -> None:
+        """The TLS handshake of one accepted connection, bounded by loosely.ssl.handshake.timeout.ms."""
+        assert lst.tls is not None
+        loop = asyncio.get_running_loop()
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=lst.tls.current(),
+                ssl_handshake_timeout=self.config.ssl_handshake_ms_max / 1000,
+            )
+        except BaseException as e:
+            conn.close()
+            if protocol.transport is None:  # else connection_lost counts it out
+                self.connection_closed(protocol.ip)
+            if not isinstance(e, Exception):  # cancelled: the broker is stopping
+                raise
+            reason = _tls_failure_reason(e, self.config.ssl_handshake_ms_max)
+            self.count_tls_failure(
+                "TLS handshake with %s on listener %s (port %d) failed: %s; closed the connection",
+                peer,
+                lst.bound.name,
+                lst.bound.bound_port,
+                reason,
+                kind=reason,
+            )
+
+    def count_tls_failure(self, msg: str, *args: object, kind: str = "") -> None:
+        """Count a failed handshake; log it, at most one line a second for each kind of failure."""
+        self.tls_handshake_failures_total += 1
+        key = msg + kind
+        every = self._log_tls.get(key)
+        if every is None:
+            if len(self._log_tls) >= TLS_FAILURE_KINDS_MAX:  # reasons come from OpenSSL: keep the map bounded
+                self._log_tls.clear()
+            every = self._log_tls[key] = LogEvery(log, self.clock, interval_ms=1000)
+        every(logging.WARNING, msg, *args)
+
     def connection_closed(self, ip: str) -> None:
         self.connection_counts.release(ip)
         if self._slot_freed is not None:
@@ -489,15 +630,36 @@ class Broker:
 
     @property
     def port(self) -> int:
+        """The bound port of the first listener."""
         return self._port
 
     @property
+    def listeners(self) -> tuple[BoundListener, ...]:
+        """Every listener with its bound and advertised address, in the order of ``listeners``."""
+        return self.ctx.listeners
+
+    def listener_port(self, name: str) -> int:
+        """The bound port of listener ``name`` (KeyError if there is none)."""
+        return self._bound(name).bound_port
+
+    def _bound(self, name: str) -> BoundListener:
+        for b in self.ctx.listeners:
+            if b.name == name.upper():
+                return b
+        raise KeyError(f"no listener named {name}")
+
+    @property
     def bootstrap_servers(self) -> str:
-        """Where a client in this process reaches the broker (loopback when it listens on every interface)."""
-        host = self.config.host
+        """Where a client in this process reaches the first listener (loopback when it listens on every interface)."""
+        return self.bootstrap_servers_for(self.ctx.listeners[0].name)
+
+    def bootstrap_servers_for(self, name: str) -> str:
+        """Where a client in this process reaches listener ``name``."""
+        b = self._bound(name)
+        host = b.bound_host
         if is_wildcard(host):
-            host = "127.0.0.1" if ":" not in host else "[::1]"
-        return f"{host}:{self._port}"
+            host = "127.0.0.1" if ":" not in host else "::1"
+        return f"[{host}]:{b.bound_port}" if ":" in host else f"{host}:{b.bound_port}"
 
     # --- requests ------------------------------------------------------------------------------------------
 
@@ -652,6 +814,7 @@ class Broker:
             request_bytes_queued=self.request_bytes.used_bytes,
             connections_waiting_for_bytes=self.request_bytes.waiting,
             connections_rejected_total=self.connections_rejected_total,
+            tls_handshake_failures_total=self.tls_handshake_failures_total,
         )
 
 
@@ -731,11 +894,29 @@ class BrokerThread:
     def bootstrap_servers(self) -> str:
         return self.broker.bootstrap_servers
 
+    def listener_port(self, name: str) -> int:
+        return self.broker.listener_port(name)
+
+    def bootstrap_servers_for(self, name: str) -> str:
+        return self.broker.bootstrap_servers_for(name)
+
     def __enter__(self) -> BrokerThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _tls_failure_reason(e: BaseException, timeout_ms: int) -> str:
+    """One short phrase for a failed handshake (OpenSSL's reason, not a traceback)."""
+    if isinstance(e, ssl.SSLError):
+        reason = e.reason or str(e)
+        if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL", "RECORD_LAYER_FAILURE"):
+            return f"{reason} (did the client speak plaintext to this TLS port?)"
+        return reason
+    if isinstance(e, TimeoutError) or (isinstance(e, ConnectionAbortedError) and "taking longer" in str(e)):
+        return f"not finished within {timeout_ms} ms (loosely.ssl.handshake.timeout.ms)"
+    return str(e) or type(e).__name__
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -28,7 +28,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
     NewTopic,
 )
 
-from loosely.cli._args import BadArgument, name_values
+from loosely.cli._args import BadArgument, add_client_options, name_values
 from loosely.cli._kafka_errors import kafka_error_text
 from loosely.clients.groups import committed_offsets
 
@@ -42,12 +42,12 @@ class AdminError(Exception):
 
 
 def _admin(args: argparse.Namespace) -> AdminClient:
-    return AdminClient({"bootstrap.servers": args.bootstrap, "log_level": 0})
+    return AdminClient({"bootstrap.servers": args.bootstrap, "log_level": 0, **args.kafka_config})
 
 
 def _consumer(args: argparse.Namespace) -> Consumer:
     return Consumer({"bootstrap.servers": args.bootstrap, "group.id": "loosely-admin", "log_level": 0,
-                     "enable.auto.commit": False})
+                     "enable.auto.commit": False, **args.kafka_config})
 
 
 def _wait(futures: dict[Any, Any], what: str, timeout_s: float) -> dict[Any, Any]:
@@ -211,7 +211,7 @@ def _committed(args: argparse.Namespace, admin: AdminClient, group: str) -> list
     why not AdminClient.list_consumer_group_offsets)."""
     md = admin.list_topics(timeout=args.timeout)
     every = [(name, p) for name, t in md.topics.items() if not name.startswith("__") for p in t.partitions]
-    found = committed_offsets({"bootstrap.servers": args.bootstrap}, group, every, args.timeout)
+    found = committed_offsets({"bootstrap.servers": args.bootstrap, **args.kafka_config}, group, every, args.timeout)
     return [TopicPartition(t, p, o) for (t, p), (o, _) in found.items()]
 
 
@@ -297,6 +297,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document instead of a table")
     p.add_argument("--timeout", type=_seconds, default=TIMEOUT_S_DEFAULT, metavar="SECONDS",
                    help=f"give up when the cluster has not answered within this (default {TIMEOUT_S_DEFAULT:g})")
+    add_client_options(p)
 
 
 def _seconds(text: str) -> float:

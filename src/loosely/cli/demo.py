@@ -26,6 +26,7 @@ from typing import Any
 
 from loosely.broker.config import BrokerConfig, parse_listen
 from loosely.broker.server import BrokerThread
+from loosely.cli._args import add_client_options
 from loosely.views import STRING, Runner, RunnerConfig, SqliteSink, View, count_by_key, latest_by_key
 from loosely.views._serve import ViewServer
 from loosely.views._status import collect
@@ -56,9 +57,9 @@ def _ensure_topic(broker: BrokerThread, topic: str, partitions: int) -> None:
     broker.call(create)
 
 
-def _start_view(view: View[Any, Any], db: Path, bootstrap: str) -> _ViewThread:
+def _start_view(view: View[Any, Any], db: Path, bootstrap: str, client_config: dict[str, str]) -> _ViewThread:
     sink = SqliteSink(str(db))
-    runner = Runner(view, sink, bootstrap, RunnerConfig())
+    runner = Runner(view, sink, bootstrap, RunnerConfig(client_config=client_config))
     holder = _ViewThread(runner)
 
     def run() -> None:
@@ -105,9 +106,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     catalog = SqliteSink(str(db))
     try:
         _ensure_topic(broker, args.topic, args.partitions)
-        views = [_start_view(v, db, bootstrap) for v in _views(args.topic)]
+        views = [_start_view(v, db, bootstrap, args.kafka_config) for v in _views(args.topic)]
         server = ViewServer(catalog, http_host, http_port, status=lambda: collect(
-            [i for n in catalog.names() for i in catalog.versions(n)], bootstrap, int(time.time() * 1000))).start()
+            [i for n in catalog.names() for i in catalog.versions(n)], bootstrap, int(time.time() * 1000),
+            client_config=args.kafka_config)).start()
         _print_guide(bootstrap, f"http://{http_host}:{server.port}", args.topic, data, db)
         failed = None
         while not stop.wait(0.2) and failed is None:
@@ -154,4 +156,6 @@ def add_demo_command(sub: Any) -> None:
     d.add_argument("--http", default="127.0.0.1:8080", help="the views' HTTP HOST:PORT (default 127.0.0.1:8080)")
     d.add_argument("--topic", default="the-topic", help="the topic the views follow (default the-topic)")
     d.add_argument("--partitions", type=int, default=1, help="partitions of new topics (default 1)")
+    # the settings the views' clients connect with, for a broker whose listener asks for TLS or SASL
+    add_client_options(d)
     d.set_defaults(func=_demo)

@@ -6,9 +6,11 @@ operands may be mixed; each option acts in order, so ``-t`` means a query partit
 follow kcat: fatal ones print ``% ERROR: ...`` and exit 1, usage errors print ``Error: ...`` and the usage and
 exit 1.
 
-One documented difference: with no ``-p``, keyed records go to the partition Apache Kafka's Java producer picks
+Documented differences: with no ``-p``, keyed records go to the partition Apache Kafka's Java producer picks
 (murmur2, librdkafka's ``murmur2_random``) instead of librdkafka's CRC32 ``consistent_random``; pass
-``-X topic.partitioner=consistent_random`` for kcat's placement.
+``-X topic.partitioner=consistent_random`` for kcat's placement. ``-X dump`` shows secrets (``sasl.password``,
+``ssl.key.password``, ...) as ``[redacted]``. ``--client-config FILE`` (loosely's addition) reads a Java client's
+properties, translated to librdkafka's names (:mod:`loosely.clients.client_config`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import IO, Any, NoReturn
 
 from loosely.cli._output import quiet_stdout
 from loosely.clients import fastpath
+from loosely.clients.client_config import ClientConfigError, client_config, redacted
 from loosely.clients.kcat_format import (
     NULL_STR,
     FormatError,
@@ -35,6 +38,8 @@ from loosely.clients.partitioner import DEFAULT_PARTITIONER
 __all__ = ["main"]
 
 OPTSTRING = "PCG:LQt:p:b:z:o:eED:K:k:H:Od:qvF:X:c:Tuf:ZlVhs:r:Jm:U"
+# loosely's one addition to kcat's options: a Java client's properties file (loosely.clients.client_config)
+LONG_OPTIONS = ["client-config="]
 # librdkafka's logical offsets (confluent_kafka.OFFSET_* have the same values)
 OFFSET_BEGINNING = -2
 OFFSET_END = -1
@@ -60,6 +65,7 @@ General options:
   -m <seconds>       Metadata (and transaction) timeout, default 5
   -F <config-file>   Read property=value lines (KCAT_CONFIG also works; -F takes precedence)
   -X prop=val        Set a librdkafka property ("topic." prefix for topic properties); -X dump
+  --client-config <file>  A Kafka client properties file (Java names such as sasl.jaas.config translated)
   -d <dbg1,...>      librdkafka debug contexts
   -q / -v            Quieter / more verbose
   -E                 Do not exit on non-fatal error
@@ -177,6 +183,16 @@ def _read_conf_file(conf: Conf, path: str) -> None:
         _set_property(conf, name.strip(), value.strip())
 
 
+def _read_client_config(conf: Conf, path: str) -> None:
+    """``--client-config FILE``: like -F, but a Java client's properties, its names translated to librdkafka's."""
+    try:
+        settings = client_config([path])
+    except ClientConfigError as e:
+        raise Fatal(str(e)) from None
+    for name, value in settings.items():
+        _set_property(conf, name, value)
+
+
 def _add_query(conf: Conf, text: str) -> None:
     what = '-t: expected "topic:partition:offset_or_timestamp"'
     first = text.find(":")
@@ -202,7 +218,7 @@ def _add_header(conf: Conf, text: str) -> None:
 def parse_args(argv: Sequence[str]) -> Conf:
     conf = Conf()
     try:
-        opts, operands = getopt.gnu_getopt(list(argv), OPTSTRING)
+        opts, operands = getopt.gnu_getopt(list(argv), OPTSTRING, LONG_OPTIONS)
     except getopt.GetoptError:
         raise UsageError("unknown argument") from None
     conf.operands = operands
@@ -211,6 +227,10 @@ def parse_args(argv: Sequence[str]) -> Conf:
     delim_raw: bytes | None = None
     conf_files = 0
     for opt, arg in opts:
+        if opt == "--client-config":
+            _read_client_config(conf, arg)
+            conf_files += 1
+            continue
         o = opt[1]
         if o in "PCLQ":
             conf.mode = o
@@ -306,7 +326,9 @@ def parse_args(argv: Sequence[str]) -> Conf:
                     _read_conf_file(conf, p)
                     break
     if conf.dump:
-        lines = "".join(f"{k} = {v}\n" for k, v in sorted(_client_config(conf).items()))
+        # unlike kcat, secrets (sasl.password, ssl.key.password, ...) are shown as [redacted]: a dump is pasted
+        # into tickets and CI logs
+        lines = "".join(f"{k} = {v}\n" for k, v in sorted(redacted(_client_config(conf)).items()))
         raise _Exit(0, f"# Global config\n{lines}\n# Topic config\n\n")
     if conf.brokers is None:
         raise UsageError("-b <broker,..> missing")
@@ -392,6 +414,8 @@ def _client_config(conf: Conf) -> dict[str, Any]:
 # --- the native path ------------------------------------------------------------------------------------------
 
 
+# The native path speaks plain TCP: any other property (security.protocol, sasl.*, ssl.* above all, from -X, -F or
+# --client-config) sends the command to librdkafka, which gives the same output and exit codes.
 _FAST_PRODUCER_PROPERTIES = frozenset({"compression.codec", "partitioner"})
 
 

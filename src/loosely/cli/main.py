@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 __all__ = ["main"]
 
@@ -18,13 +19,22 @@ def _broker_command(args: argparse.Namespace) -> int:
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
     try:
-        host, port = parse_listen(args.listen)
+        host, port = parse_listen(args.listen or "127.0.0.1:9092")
         adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     except ValueError as e:
         print(f"loosely broker: {e}", file=sys.stderr)
         return 2
     overrides: dict[str, str] = {}
-    for item in args.config or []:
+    if args.config_file is not None:
+        from loosely.protocol.properties import PropertiesError, parse_properties  # noqa: PLC0415
+
+        try:
+            with open(args.config_file, encoding="utf-8") as f:
+                overrides.update(parse_properties(f.read()))
+        except (OSError, UnicodeDecodeError, PropertiesError) as e:
+            print(f"loosely broker: --config-file {args.config_file}: {e}", file=sys.stderr)
+            return 2
+    for item in args.config or []:  # the command line wins over the file
         name, sep, value = item.partition("=")
         if not sep:
             print(f"loosely broker: --config expects NAME=VALUE, got {item!r}", file=sys.stderr)
@@ -37,6 +47,14 @@ def _broker_command(args: argparse.Namespace) -> int:
         return 2
     for name in unknown:
         print(f"loosely broker: ignoring unknown setting {name}", file=sys.stderr)
+    if "listeners" in settings and (args.listen or args.advertise):
+        print(
+            "loosely broker: give either --listen/--advertise (one PLAINTEXT listener) or listeners=..., not both",
+            file=sys.stderr,
+        )
+        return 2
+    if args.allow_unauthenticated:
+        settings["allow_unauthenticated"] = True
     options: dict[str, object] = {
         "node_id": args.node_id,
         "auto_create_topics": not args.no_auto_create_topics,
@@ -67,13 +85,25 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         await broker.start()
-        print(f"loosely broker listening on {host}:{broker.port} (data in {config.data_dir})", flush=True)
+        where = ", ".join(
+            f"{b.bound_host}:{b.bound_port}" if b.name == "PLAINTEXT" and len(broker.listeners) == 1
+            else f"{b.name}://{b.bound_host}:{b.bound_port}"
+            for b in broker.listeners
+        )
+        print(f"loosely broker listening on {where} (data in {config.data_dir})", flush=True)
         if broker.metrics is not None and broker.metrics.port is not None:
             print(f"metrics on http://{parse_listen(args.metrics_listen)[0]}:{broker.metrics.port}/metrics", flush=True)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        try:
+            registry = await _start_registry(args, broker)
+        except OSError:
+            await broker.stop()  # the registry was asked for and cannot run: the broker stops cleanly, exit 1
+            raise
         await stop.wait()
+        if registry is not None:
+            await asyncio.to_thread(registry.stop)
         await broker.stop()
 
     try:
@@ -84,6 +114,24 @@ def _broker_command(args: argparse.Namespace) -> int:
     finally:
         loop.close()
     return 0
+
+
+async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
+    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked).
+
+    It connects to the broker's first PLAINTEXT listener: a registry that speaks TLS or SASL to its own broker
+    needs client settings that are not wired here yet.
+    """
+    if not args.schema_registry_listen:
+        return None
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
+
+    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
+    if not plaintext:
+        raise OSError("--schema-registry-listen needs a PLAINTEXT listener to reach this broker (TLS and SASL "
+                      "between the registry and its own broker are not supported yet)")
+    # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
+    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, broker.bootstrap_servers_for(plaintext[0]))
 
 
 def _version() -> str:
@@ -134,10 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"{what}: same flags, output and exit codes (see `loosely {name} -h`)")
     b = sub.add_parser("broker", help="run the Kafka-compatible broker")
     b.add_argument("--data-dir", required=True, help="directory holding the log (created if missing)")
-    b.add_argument("--listen", default="127.0.0.1:9092", help="HOST:PORT to listen on (default 127.0.0.1:9092)")
+    b.add_argument(
+        "--listen",
+        help="HOST:PORT of the one PLAINTEXT listener (default 127.0.0.1:9092); --config listeners=... for several",
+    )
     b.add_argument(
         "--advertise",
         help="HOST:PORT clients should connect to (default: the listen address; required when that is not loopback)",
+    )
+    b.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="Kafka broker settings in Java properties syntax (server.properties); --config wins over it",
+    )
+    b.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="let a listener that is not on loopback run without SASL or required client certificates",
     )
     b.add_argument("--node-id", type=int, default=1)
     b.add_argument("--num-partitions", type=int, default=1, help="partitions of auto-created topics")
@@ -152,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
     b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
     b.add_argument("--influx-interval-ms", type=int, default=10_000, help="push interval (default 10000)")
+    from loosely.cli import registry_cmd  # noqa: PLC0415 - argparse only; the registry loads when it starts
+
+    registry_cmd.add_broker_options(b)
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
@@ -169,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
 
     demo.add_demo_command(sub)
+    from loosely.cli import security_cmd  # noqa: PLC0415
+
+    security_cmd.add_security_command(sub)
+    registry_cmd.add_registry_command(sub)
     return p
 
 
@@ -214,8 +282,40 @@ def _main(argv: list[str]) -> int:
         _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rc: int = args.func(args)
+    rc = _client_settings(args)
+    if rc is None:
+        rc = args.func(args)
     return rc
+
+
+def _client_settings(args: argparse.Namespace) -> int | None:
+    """Resolve the subcommand's Kafka client settings (--client-config, -X) and, where they ask for TLS or SASL,
+    make sure the cluster takes them: a wrong password or an untrusted certificate is one line and exit code 1
+    here, before the command starts (see loosely.clients.access). None: go on."""
+    from loosely.cli._args import resolve_client_options  # noqa: PLC0415
+    from loosely.clients.client_config import ClientConfigError, is_secured  # noqa: PLC0415
+
+    try:
+        resolve_client_options(args)
+    except ClientConfigError as e:
+        print(f"loosely {args.command}: {e}", file=sys.stderr)
+        return 2
+    sides = {"": getattr(args, "bootstrap", None), "source_": getattr(args, "source", None),
+             "target_": getattr(args, "target", None)}
+    if args.command == "top" and not args.views:
+        return None  # top reaches Kafka only for --views
+    for side, bootstrap in sides.items():
+        config = getattr(args, f"{side}kafka_config", None)
+        if not bootstrap or not config or not is_secured(config):
+            continue
+        from loosely.clients.access import AccessDenied, check_access  # noqa: PLC0415 - imports confluent-kafka
+
+        try:
+            check_access({**config, "bootstrap.servers": bootstrap}, min(float(getattr(args, "timeout", 10)), 10))
+        except AccessDenied as e:
+            print(f"loosely {args.command}: {e}", file=sys.stderr)
+            return 1
+    return None
 
 
 if __name__ == "__main__":

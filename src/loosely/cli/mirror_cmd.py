@@ -3,7 +3,12 @@
 Example::
 
     loosely mirror --source-alias east --source 127.0.0.1:9092 --target-alias west --target 127.0.0.1:9093 \\
-        --topics 'orders|payments' --checkpoint-interval-s 10 --sync-group-offsets
+        --topics 'orders|payments' --checkpoint-interval-s 10 --sync-group-offsets \\
+        --source-client-config east-client.properties --target-config security.protocol=SASL_SSL ...
+
+Each side takes its own Kafka client settings: ``--source-client-config FILE`` / ``--target-client-config FILE``
+(Java client properties, see loosely.clients.client_config) and ``--source-config`` / ``--target-config``
+``NAME=VALUE`` items over them.
 
 SIGINT/SIGTERM stop it after the batch in flight; a crash (SIGKILL) loses nothing either: the next run resumes
 from the progress kept on the target cluster.
@@ -19,7 +24,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from loosely.cli._args import BadArgument, name_values
+from loosely.cli._args import add_client_options
 from loosely.clients.mirror import Mirror, MirrorConfig
 from loosely.clients.mm2 import DefaultReplicationPolicy, IdentityReplicationPolicy, ReplicationPolicy, TopicFilter
 
@@ -30,14 +35,8 @@ def _mirror(args: argparse.Namespace) -> int:
     policy: ReplicationPolicy = (
         IdentityReplicationPolicy() if args.identity else DefaultReplicationPolicy(args.separator)
     )
-    try:
-        source_props = name_values(args.source_config, "--source-config")
-        target_props = name_values(args.target_config, "--target-config")
-    except BadArgument as e:
-        print(f"loosely mirror: {e}", file=sys.stderr)
-        return 2
-    source: dict[str, Any] = {"bootstrap.servers": args.source, **source_props}
-    target: dict[str, Any] = {"bootstrap.servers": args.target, **target_props}
+    source: dict[str, Any] = {"bootstrap.servers": args.source, **args.source_kafka_config}
+    target: dict[str, Any] = {"bootstrap.servers": args.target, **args.target_kafka_config}
     config = MirrorConfig(
         source_alias=args.source_alias,
         source=source,
@@ -98,6 +97,6 @@ def add_mirror_command(sub: Any) -> None:
     p.add_argument("--sync-group-offsets", action="store_true", help="sync.group.offsets.enabled")
     p.add_argument("--refresh-topics-interval-s", type=float, default=600.0,
                    help="refresh.topics.interval.seconds (new topics and partitions)")
-    p.add_argument("--source-config", action="append", metavar="NAME=VALUE", help="librdkafka property (repeatable)")
-    p.add_argument("--target-config", action="append", metavar="NAME=VALUE", help="librdkafka property (repeatable)")
+    add_client_options(p, side="source_")
+    add_client_options(p, side="target_")
     p.set_defaults(func=_mirror)

@@ -45,6 +45,8 @@ from typing import Any, Final, Generic, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loosely.cli._args import add_client_options
+
 __all__ = ["Feed", "Scrape", "add_top_command", "parse_scrape", "render"]
 
 Labels = tuple[tuple[str, str], ...]
@@ -289,8 +291,9 @@ class _ViewsSource:
     """Lag and freshness of the view versions in a sink, as ``loosely views status`` computes them. The sink is
     opened on the polling thread at its first poll and kept (SQLite connections belong to one thread)."""
 
-    def __init__(self, sink_url: str, bootstrap: str, timeout_s: float) -> None:
+    def __init__(self, sink_url: str, bootstrap: str, timeout_s: float, client_config: dict[str, str]) -> None:
         self.sink_url, self.bootstrap, self.timeout_s = sink_url, bootstrap, timeout_s
+        self.client_config = client_config
         self._sink: Any = None
 
     def __call__(self) -> list[Any]:
@@ -300,7 +303,8 @@ class _ViewsSource:
         if self._sink is None:
             self._sink = open_sink(self.sink_url)
         cat = _catalog(self._sink)
-        return _status_rows(cat, cat.names(), self.bootstrap, self._sink, timeout_s=self.timeout_s)
+        return _status_rows(cat, cat.names(), self.bootstrap, self._sink, timeout_s=self.timeout_s,
+                            client_config=self.client_config)
 
 
 def _minted_at_s(version: int) -> float | None:
@@ -427,7 +431,8 @@ def _extra_feeds(args: argparse.Namespace, wake: Callable[[], None]
                  ) -> tuple[Feed[list[Any]] | None, Feed[Announcement] | None]:
     views = hollow = None
     if args.views:
-        views = Feed(args.views, _ViewsSource(args.views, args.bootstrap, args.timeout), args.interval, wake)
+        source = _ViewsSource(args.views, args.bootstrap, args.timeout, args.kafka_config)
+        views = Feed(args.views, source, args.interval, wake)
     if args.hollow:
         hollow = Feed(args.hollow, lambda: _hollow_announcement(args.hollow), args.interval, wake)
     return views, hollow
@@ -529,5 +534,6 @@ def add_top_command(sub: Any) -> None:
     p.add_argument("--views", metavar="SINK_URL", help="also show the view versions in this sink (needs -b)")
     p.add_argument("-b", "--bootstrap", default="127.0.0.1:9092",
                    help="Kafka bootstrap servers, for --views lag (default %(default)s)")
+    add_client_options(p)
     p.add_argument("--hollow", metavar="DIR|s3://BUCKET/PREFIX", help="also show this Hollow store's announcement")
     p.set_defaults(func=_top)

@@ -15,11 +15,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
 
+from loosely.cli._args import add_client_options
 from loosely.cli._kafka_errors import kafka_error_text
 from loosely.views import (
     Catalog,
@@ -81,6 +82,7 @@ def _runner_config(args: argparse.Namespace, version: int | None = None) -> Runn
         on_poison=args.on_poison,
         dead_letter_topic=args.dead_letter_topic,
         session_timeout_ms=args.session_timeout_ms,
+        client_config=args.kafka_config,
         consumer={"group.instance.id": args.instance_id} if args.instance_id else {},
     )
 
@@ -115,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.serve:
         server = ViewServer(_catalog(sink), *_parse_listen(args.serve),
                             status=lambda: _status_rows(_catalog(sink), [view.name], args.bootstrap, sink,
-                                                        group=args.group))
+                                                        group=args.group, client_config=args.kafka_config))
         server.start()
         print(f"serving {view.name} on http://{_parse_listen(args.serve)[0]}:{server.port}/views", flush=True)
     try:
@@ -144,7 +146,8 @@ def _now_ms() -> int:
 
 
 def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str, sink: object, *, group: str | None = None,
-                 timeout_s: float = STATUS_TIMEOUT_S) -> list[StatusRow]:
+                 timeout_s: float = STATUS_TIMEOUT_S, client_config: Mapping[str, str] | None = None
+                 ) -> list[StatusRow]:
     """Lag and freshness of every version of ``names``. Versions whose sink keeps no positions (the idempotent
     sinks) are measured by their consumer group's committed offsets: ``group`` (``--group``, ``{version}``
     filled in), else the default groups, the sink's own before the one of runners older than it."""
@@ -152,7 +155,7 @@ def _status_rows(cat: Catalog, names: Iterable[str], bootstrap: str, sink: objec
     group_of: dict[tuple[str, int], tuple[str, ...]] = {
         (i.name, i.version): default_groups(i.name, i.version, sink) if group is None
         else (group.replace("{version}", str(i.version)),) for i in infos}
-    return collect(infos, bootstrap, _now_ms(), group_of, timeout_s)
+    return collect(infos, bootstrap, _now_ms(), group_of, timeout_s, client_config=client_config)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -160,7 +163,7 @@ def _status(args: argparse.Namespace) -> int:
     try:
         cat = _catalog(sink)
         rows = _status_rows(cat, args.names or cat.names(), args.bootstrap, sink, group=args.group,
-                            timeout_s=args.timeout)
+                            timeout_s=args.timeout, client_config=args.kafka_config)
     finally:
         sink.close()
     if args.json:
@@ -189,7 +192,7 @@ def _rebuild(args: argparse.Namespace) -> int:
             raise ViewError(f"{view.id} is already serving; rebuild under a new --version")
         # A batch job: an unreachable cluster at the start is an error within --timeout (once running, the runner
         # rides out outages as `views run` does).
-        high_watermarks(args.bootstrap, set(view.topics), args.timeout)
+        high_watermarks(args.bootstrap, set(view.topics), args.timeout, args.kafka_config)
         stats = rebuild(view, sink, args.bootstrap, config=_runner_config(args, view.version), drop_old=args.drop_old,
                         drop_delay_ms=args.drop_delay_ms, on_progress=show)
     finally:
@@ -229,7 +232,7 @@ def _serve(args: argparse.Namespace) -> int:
     status = None
     if args.bootstrap:
         def status() -> Any:
-            return _status_rows(cat, cat.names(), args.bootstrap, sink)
+            return _status_rows(cat, cat.names(), args.bootstrap, sink, client_config=args.kafka_config)
     host, port = _parse_listen(args.listen)
     server = ViewServer(cat, host, port, status=status).start()
     print(f"serving views on http://{host}:{server.port}/views", flush=True)
@@ -260,6 +263,7 @@ def _add_common(p: argparse.ArgumentParser, *, bootstrap: bool = True) -> None:
     p.add_argument("--sink", required=True, metavar="URL", help="where the view lives, e.g. sqlite:///var/views.db")
     if bootstrap:
         p.add_argument("-b", "--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+        add_client_options(p)
 
 
 def _add_runner_args(p: argparse.ArgumentParser) -> None:
@@ -331,6 +335,7 @@ def add_views_command(sub: Any) -> None:
     sv = vs.add_parser("serve", help="serve the read API over HTTP")
     _add_common(sv, bootstrap=False)
     sv.add_argument("-b", "--bootstrap", help="brokers, to report lag on /status")
+    add_client_options(sv)
     sv.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
     sv.set_defaults(func=_guard(_serve))
 

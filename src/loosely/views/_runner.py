@@ -169,6 +169,11 @@ class RunnerConfig:
     # Pays where the sink's write runs without the GIL (SQLite's JSON statements, a database or HTTP round trip);
     # a write that keeps the interpreter busy degrades to taking turns, never to less.
     pipeline: bool = True
+    # librdkafka settings for every client the runner makes (its consumer, the dead-letter producer, the look-up
+    # of committed offsets): a secured cluster's security.protocol, sasl.*, ssl.* (see
+    # loosely.clients.client_config, which reads them from a Java client's properties file).
+    client_config: Mapping[str, str] = field(default_factory=dict)
+    # librdkafka settings for the consumer only, over client_config's.
     consumer: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -266,6 +271,7 @@ class Runner:
             "client.id": f"loosely-view-{self.view.name}",
             # an unreachable cluster: one line per interval and one when it is back, not librdkafka's line per retry
             **Reachability(f"view {self.view.name}@{self.view.version}", log).config(),
+            **self.config.client_config,
             **self.config.consumer,
         }
         c = Consumer(conf)
@@ -303,7 +309,8 @@ class Runner:
             return candidates[0]
         while True:  # a cluster that is away at start is waited for, as the consumer would wait for it
             try:
-                found = committed_group(self._bootstrap, candidates, self.view.topics)
+                found = committed_group(self._bootstrap, candidates, self.view.topics,
+                                        client_config=self.config.client_config)
                 break
             except KafkaException as e:
                 log.warning("%s: cannot read the committed offsets of %s (%s); retrying", self.view.id,
@@ -768,7 +775,7 @@ class Runner:
     def _dead_letter(self, m: Any, error: BaseException) -> None:
         if self._dlq is None:
             self._dlq = Producer({"bootstrap.servers": self._bootstrap, "enable.idempotence": True,
-                                 "acks": "all", "linger.ms": 5})
+                                 "acks": "all", "linger.ms": 5, **self.config.client_config})
         headers: list[Any] = [
             *(m.headers() or []),
             ("loosely.view", str(self.view.id).encode()),

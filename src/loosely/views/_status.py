@@ -62,9 +62,10 @@ def status_row(info: VersionInfo, highs: Mapping[TopicPartition, int], now_ms: i
 STATUS_TIMEOUT_S: Final = 10.0  # how long one status look-up waits for the cluster (``views status --timeout``)
 
 
-def high_watermarks(bootstrap_servers: str, topics: Iterable[str], timeout_s: float = STATUS_TIMEOUT_S
-                    ) -> dict[TopicPartition, int]:
-    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "loosely-views-status", "log_level": 0})
+def high_watermarks(bootstrap_servers: str, topics: Iterable[str], timeout_s: float = STATUS_TIMEOUT_S,
+                    client_config: Mapping[str, str] | None = None) -> dict[TopicPartition, int]:
+    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "loosely-views-status", "log_level": 0,
+                  **(client_config or {})})
     try:
         out = {}
         for topic in topics:
@@ -79,8 +80,10 @@ def high_watermarks(bootstrap_servers: str, topics: Iterable[str], timeout_s: fl
 
 
 def group_positions(bootstrap_servers: str, group_id: str, highs: Iterable[TopicPartition],
-                    timeout_s: float = STATUS_TIMEOUT_S) -> dict[TopicPartition, int]:
-    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, "log_level": 0})
+                    timeout_s: float = STATUS_TIMEOUT_S, client_config: Mapping[str, str] | None = None
+                    ) -> dict[TopicPartition, int]:
+    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, "log_level": 0,
+                  **(client_config or {})})
     try:
         got = c.committed([KTopicPartition(tp.topic, tp.partition) for tp in highs], timeout=timeout_s)
         return {TopicPartition(k.topic, k.partition): k.offset for k in got if k.offset >= 0}
@@ -89,29 +92,31 @@ def group_positions(bootstrap_servers: str, group_id: str, highs: Iterable[Topic
 
 
 def committed_group(bootstrap_servers: str, groups: Sequence[str], topics: Iterable[str],
-                    timeout_s: float = STATUS_TIMEOUT_S) -> str | None:
+                    timeout_s: float = STATUS_TIMEOUT_S, client_config: Mapping[str, str] | None = None
+                    ) -> str | None:
     """The first of ``groups`` that has committed an offset on some partition of ``topics``, if any."""
-    tps = list(high_watermarks(bootstrap_servers, topics, timeout_s))
+    tps = list(high_watermarks(bootstrap_servers, topics, timeout_s, client_config))
     for g in groups:
-        if group_positions(bootstrap_servers, g, tps, timeout_s):
+        if group_positions(bootstrap_servers, g, tps, timeout_s, client_config):
             return g
     return None
 
 
 def collect(infos: Iterable[VersionInfo], bootstrap_servers: str, now_ms: int,
-            group_of: Mapping[tuple[str, int], Sequence[str]] | None = None, timeout_s: float = STATUS_TIMEOUT_S
-            ) -> list[StatusRow]:
+            group_of: Mapping[tuple[str, int], Sequence[str]] | None = None, timeout_s: float = STATUS_TIMEOUT_S,
+            *, client_config: Mapping[str, str] | None = None) -> list[StatusRow]:
     """A row per version; ``group_of`` names the consumer groups that may hold the positions of versions whose
-    sink keeps none: the first that has committed any is measured (as a runner chooses its group)."""
+    sink keeps none: the first that has committed any is measured (as a runner chooses its group).
+    ``client_config``: librdkafka settings for a secured cluster (see loosely.clients.client_config)."""
     infos = list(infos)
-    highs_all = high_watermarks(bootstrap_servers, {t for i in infos for t in i.topics}, timeout_s)
+    highs_all = high_watermarks(bootstrap_servers, {t for i in infos for t in i.topics}, timeout_s, client_config)
     rows = []
     for info in infos:
         highs = {tp: h for tp, h in highs_all.items() if tp.topic in info.topics}
         if not info.positions and group_of and (info.name, info.version) in group_of:
             pos: dict[TopicPartition, int] = {}
             for g in group_of[(info.name, info.version)]:
-                pos = group_positions(bootstrap_servers, g, highs, timeout_s)
+                pos = group_positions(bootstrap_servers, g, highs, timeout_s, client_config)
                 if pos:
                     break
             info = VersionInfo(info.name, info.version, info.topics, info.state, info.created_ms, pos,  # noqa: PLW2901

@@ -219,6 +219,7 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
             out[d.broker_name] = (c.log_defaults[d.broker_name], SOURCE_STATIC_BROKER, d.kind)
         else:
             out[d.broker_name] = (d.default, SOURCE_DEFAULT, d.kind)
+    listeners = ctx.listeners
     static = {
         "broker.id": (str(c.node_id), "int"),
         "node.id": (str(c.node_id), "int"),
@@ -244,8 +245,9 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
         "group.max.session.timeout.ms": (str(c.group_session_timeout_ms_max), "int"),
         "transaction.max.timeout.ms": (str(c.transaction_timeout_ms_max), "int"),
         "log.dirs": (ctx.logs.data_dir, "string"),
-        "listeners": (f"PLAINTEXT://{c.host}:{ctx.port}", "string"),
-        "advertised.listeners": (f"PLAINTEXT://{ctx.host}:{ctx.port}", "string"),
+        "listeners": (",".join(f"{b.name}://{_hostport(b.bound_host, b.bound_port)}" for b in listeners), "string"),
+        "advertised.listeners": (",".join(f"{b.name}://{_hostport(b.host, b.port)}" for b in listeners), "string"),
+        "listener.security.protocol.map": (",".join(f"{b.name}:{b.security_protocol}" for b in listeners), "string"),
         "log.cleaner.enable": (str(c.log_cleaner_enable).lower(), "boolean"),
         "log.retention.check.interval.ms": (str(c.retention_check_interval_ms), "long"),
     }
@@ -428,3 +430,7 @@ HANDLERS = {
     ApiKey.ALTER_CONFIGS: handle_alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
 }
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

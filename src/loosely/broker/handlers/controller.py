@@ -12,7 +12,8 @@ With one broker every partition's only replica is its preferred leader and alrea
 * **DescribeQuorum** (``kafka-metadata-quorum describe``) describes a quorum of one voter, this node, leading at
   epoch 1 (the epoch a freshly formatted single-node Kafka elects itself in), caught up with itself now. loosely
   keeps no ``__cluster_metadata`` log (each topic's metadata lives in its own directory), so the offsets are 0.
-  The node is reached on the broker's own address: there is no separate controller listener.
+  The node is reached on the broker's own address, named as the listener the request came in on: there is no
+  separate controller listener.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ __all__ = ["HANDLERS"]
 
 METADATA_TOPIC: Final = "__cluster_metadata"
 QUORUM_LEADER_EPOCH: Final = 1
-LISTENER_NAME: Final = "PLAINTEXT"
 _NO_DIRECTORY: Final = uuid.UUID(int=0)
 
 
@@ -175,7 +175,7 @@ async def handle_describe_quorum(ctx: BrokerContext, header: RequestHeader, requ
     node = build(
         resp.Node,
         node_id=ctx.node_id,
-        listeners=(build(resp.Listener, name=LISTENER_NAME, host=ctx.host, port=ctx.port),),
+        listeners=(build(resp.Listener, name=ctx.listener.name, host=ctx.host, port=ctx.port),),
     )
     return resp.make(
         error_code=ErrorCode.none,

@@ -53,14 +53,14 @@ _POLL_S: Final = 0.1
 _ACQUIRE_TIMEOUT_S: Final = 30.0
 
 
-def _ensure_topic(bootstrap_servers: str, topic: str, config: Mapping[str, str], timeout_s: float) -> None:
+def _ensure_topic(bootstrap_servers: str, topic: str, client_config: Mapping[str, str], timeout_s: float) -> None:
     from confluent_kafka import KafkaException  # noqa: PLC0415 - the log client is only needed by these classes
     from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415 - no __all__ in some versions
         AdminClient,
         NewTopic,
     )
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **config})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **client_config})
     futures = admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})],
                                   request_timeout=timeout_s)
     for f in futures.values():
@@ -100,6 +100,11 @@ class KafkaAnnouncer:
 
     Pass the same object as the producer's ``announcer``, ``watcher``, ``leader`` and ``version_minter``; call
     ``start()`` to join the election (``stop()`` leaves it, handing leadership over at once).
+
+    ``client_config`` holds librdkafka settings for every client it makes (the election's consumer, the fenced
+    producer, the watcher, the admin client that creates the topic): a secured cluster's
+    ``security.protocol``, ``sasl.*`` and ``ssl.*``. ``loosely.clients.client_config.client_config([path])``
+    reads them from a Java client's properties file.
     """
 
     def __init__(
@@ -113,7 +118,7 @@ class KafkaAnnouncer:
         transaction_timeout_ms: int = 10_000,
         request_timeout_ms: int = 10_000,
         clock: Clock | None = None,
-        config: Mapping[str, str] | None = None,
+        client_config: Mapping[str, str] | None = None,
         create_topic: bool = True,
     ) -> None:
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
@@ -127,7 +132,7 @@ class KafkaAnnouncer:
         self.request_timeout_ms = request_timeout_ms
         self.clock: Clock = clock or SystemClock()
         self._minter: VersionMinter = TimestampVersionMinter(self.clock)
-        self._config = dict(config or {})
+        self._config = dict(client_config or {})
         self._create_topic = create_topic
         self.member = uuid.uuid4().hex[:12]
         self._lock = threading.RLock()
@@ -161,7 +166,7 @@ class KafkaAnnouncer:
         if self._create_topic:
             _ensure_topic(self.bootstrap_servers, self.topic, self._config, self.request_timeout_ms / 1000)
         self._watcher = KafkaAnnouncementWatcher(self.bootstrap_servers, self.topic, self.namespace,
-                                                 config=self._config)
+                                                 client_config=self._config)
         self._consumer = Consumer({
             "bootstrap.servers": self.bootstrap_servers,
             "group.id": f"hollow-leader-{self.namespace}",
@@ -381,7 +386,7 @@ class KafkaAnnouncementWatcher:
     """Follows ``<namespace>/announced`` on the announcement topic (read-committed, no consumer group).
 
     The constructor reads what is on the topic already (up to ``initial_wait_ms``), so the first
-    ``latest_version()`` knows the current announcement.
+    ``latest_version()`` knows the current announcement. ``client_config``: as :class:`KafkaAnnouncer`'s.
     """
 
     def __init__(
@@ -391,7 +396,7 @@ class KafkaAnnouncementWatcher:
         namespace: str,
         *,
         initial_wait_ms: int = 10_000,
-        config: Mapping[str, str] | None = None,
+        client_config: Mapping[str, str] | None = None,
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition  # noqa: PLC0415
 
@@ -408,7 +413,7 @@ class KafkaAnnouncementWatcher:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
-            **(config or {}),
+            **(client_config or {}),
         })
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + initial_wait_ms / 1000

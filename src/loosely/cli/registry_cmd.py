@@ -1,0 +1,92 @@
+"""``loosely schema-registry``: a Confluent-compatible schema registry against any Kafka cluster.
+
+Example::
+
+    loosely schema-registry -b 127.0.0.1:9092 --listen 127.0.0.1:8081
+
+``loosely broker --schema-registry-listen 127.0.0.1:8081`` runs the same registry inside the broker process,
+against that broker (:func:`start_beside_broker`). Either way the registry is a Kafka client of the broker and
+keeps everything in the ``_schemas`` topic; SIGINT/SIGTERM stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from loosely.cli._args import BadArgument, name_values
+
+__all__ = ["add_registry_command", "registry_options", "start_beside_broker"]
+
+
+def registry_options(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The registry's settings, shared by ``schema-registry`` and ``broker`` (with ``--schema-registry-`` before)."""
+    p.add_argument(f"--{prefix}topic", default="_schemas", metavar="TOPIC",
+                   help="compacted topic holding the schemas (default _schemas, as Confluent's)")
+    p.add_argument(f"--{prefix}compatibility", default="BACKWARD", metavar="LEVEL",
+                   help="compatibility level until one is set with PUT /config (default BACKWARD)")
+    p.add_argument(f"--{prefix}init-timeout-ms", type=int, default=60_000, metavar="MS",
+                   help="give up when the cluster cannot be read within this (default 60000, as Confluent's "
+                        "kafkastore.init.timeout.ms)")
+
+
+def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, client_config: dict[str, str],
+           init_timeout_ms: int) -> Any:
+    from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of broker imports
+    from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and jsonschema load only when asked for
+
+    host, port = parse_listen(listen)
+
+    return SchemaRegistry(bootstrap, host=host, port=port, topic=topic, client_config=client_config,
+                          default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms).start()
+
+
+def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
+    """Start the registry ``loosely broker --schema-registry-listen`` asked for (blocking: call it in a thread)."""
+    try:
+        registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
+                          compatibility=args.schema_registry_compatibility, client_config={},
+                          init_timeout_ms=args.schema_registry_init_timeout_ms)
+    except Exception as e:  # a topic with several partitions, a bad level: one line from the broker command
+        raise OSError(f"schema registry: {e}") from None
+    print(f"schema registry on {registry.url}", flush=True)
+    return registry
+
+
+def _registry(args: argparse.Namespace) -> int:
+    try:
+        client_config = name_values(args.X, "-X")
+    except BadArgument as e:
+        print(f"loosely schema-registry: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: a client may signal at once
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        registry = _start(args.bootstrap_servers, args.listen, topic=args.topic, compatibility=args.compatibility,
+                          client_config=client_config, init_timeout_ms=args.init_timeout_ms)
+    except Exception as e:  # unreachable cluster, port taken, a topic with several partitions: one line
+        print(f"loosely schema-registry: {e}", file=sys.stderr)
+        return 1
+    print(f"schema registry on {registry.url} (schemas in {args.topic} on {args.bootstrap_servers})", flush=True)
+    stop.wait()
+    registry.stop()
+    return 0
+
+
+def add_registry_command(sub: Any) -> None:
+    p = sub.add_parser("schema-registry", help="run a Confluent-compatible schema registry (stored in _schemas)")
+    p.add_argument("-b", "--bootstrap-servers", required=True, metavar="HOST:PORT", help="the Kafka cluster")
+    p.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT to serve HTTP on (default 127.0.0.1:8081)")
+    p.add_argument("-X", action="append", metavar="NAME=VALUE", help="Kafka client setting (repeatable)")
+    registry_options(p)
+    p.set_defaults(func=_registry)
+
+
+def add_broker_options(b: argparse.ArgumentParser) -> None:
+    b.add_argument("--schema-registry-listen", metavar="HOST:PORT",
+                   help="also serve a schema registry here, stored in this broker (e.g. 127.0.0.1:8081)")
+    registry_options(b, prefix="schema-registry-")

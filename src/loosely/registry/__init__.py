@@ -1,0 +1,42 @@
+"""A Confluent-compatible schema registry whose only storage is the ``_schemas`` topic.
+
+The registry is a Kafka client: it reads and writes ``_schemas`` through the Kafka protocol, so the same code runs
+beside loosely's broker (``loosely broker --schema-registry-listen``) and against any Kafka cluster (``loosely
+schema-registry -b HOST:PORT``). Its records are Confluent's (:mod:`loosely.registry._records`), so Confluent
+Schema Registry or Karapace can take over the topic, and the reverse.
+
+Rooms: :mod:`~loosely.registry._records` (the log format), :mod:`~loosely.registry._types` (Avro and JSON Schema:
+parsing, identity, compatibility), :mod:`~loosely.registry._state` (the sans-IO state machine and the planned
+changes), :mod:`~loosely.registry._store` (the Kafka-backed store, single writer, read-your-write) and
+:mod:`~loosely.registry._http` (the REST API).
+
+>>> from loosely.testing import embedded_broker
+>>> import json, urllib.request
+>>> with embedded_broker() as broker, SchemaRegistry(broker.bootstrap_servers) as registry:
+...     request = urllib.request.Request(f"{registry.url}/subjects/greetings-value/versions", method="POST",
+...         data=json.dumps({"schema": '"string"'}).encode(),
+...         headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+...     json.loads(urllib.request.urlopen(request).read())
+{'id': 1}
+"""
+
+from __future__ import annotations
+
+from loosely.registry._errors import RegistryError
+from loosely.registry._http import REQUEST_BYTES_MAX, RegistryServer
+from loosely.registry._records import Reference, SchemaVersion
+from loosely.registry._service import RegistryStatistics, SchemaRegistry
+from loosely.registry._state import RegistryState
+from loosely.registry._store import KafkaStore
+
+__all__ = [
+    "REQUEST_BYTES_MAX",
+    "KafkaStore",
+    "Reference",
+    "RegistryError",
+    "RegistryServer",
+    "RegistryState",
+    "RegistryStatistics",
+    "SchemaRegistry",
+    "SchemaVersion",
+]

@@ -1,0 +1,458 @@
+"""The REST API, as Confluent Schema Registry documents it and confluent-kafka's ``SchemaRegistryClient`` calls it.
+
+Routes (``{v}`` is a version number, ``latest`` or ``-1``; booleans in queries are ``true``/``false`` in any case):
+
+=========================================================  ======================================================
+``GET /subjects``                                          ``?deleted``, ``?deleted_only``, ``?subjectPrefix``
+``GET|POST /subjects/{s}/versions``                        list versions; register (``{"schema", "schemaType",
+                                                           "references"}`` -> ``{"id"}``)
+``GET|DELETE /subjects/{s}/versions/{v}``                  one version; soft delete (``?permanent=true``: hard)
+``GET /subjects/{s}/versions/{v}/schema``                  the schema text alone
+``GET /subjects/{s}/versions/{v}/referencedby``            ids of schemas that reference this version
+``POST|DELETE /subjects/{s}``                              look a schema up in the subject; delete the subject
+``GET /schemas/ids/{id}`` (``/schema``, ``/versions``,     a schema by global id; its text; where it is used
+``/subjects``)
+``GET /schemas/types``                                     the schema types this registry accepts
+``GET|PUT|DELETE /config``, ``/config/{s}``                compatibility (``{"compatibility": LEVEL}`` to set)
+``GET|PUT /mode``, ``GET|PUT|DELETE /mode/{s}``            READWRITE, READONLY, READONLY_OVERRIDE, IMPORT
+``POST /compatibility/subjects/{s}/versions[/{v}]``        ``{"is_compatible": ..., "messages": [...]}``
+=========================================================  ======================================================
+
+Errors are Confluent's JSON (``{"error_code": ..., "message": ...}``, see :mod:`loosely.registry._errors`).
+Bodies must be JSON sent as ``application/vnd.schemaregistry.v1+json``, ``application/vnd.schemaregistry+json``,
+``application/json`` or ``application/octet-stream`` (415 otherwise), and at most ``request_bytes_max`` long
+(413, refused before it is read). Answers are ``application/vnd.schemaregistry.v1+json``, or
+``application/json`` for a client that accepts only that. The server is :mod:`http.server` in threads, as the
+views' server is: reads take the state lock briefly, changes queue on the store's single writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from loosely.registry import _errors as err
+from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
+from loosely.registry._state import SchemaById, parse_version
+from loosely.registry._store import KafkaStore
+from loosely.registry._types import SCHEMA_TYPES
+
+__all__ = ["REQUEST_BYTES_MAX", "RegistryServer", "ServerStatistics"]
+
+log = logging.getLogger(__name__)
+
+REQUEST_BYTES_MAX = 16 * 1024 * 1024
+"""Largest request body (16 MiB). Confluent sets none of its own; a schema stored in one record is bounded by the
+topic's max.message.bytes anyway, and a bound here keeps a runaway client from filling memory."""
+
+CONNECTIONS_MAX = 1000
+"""Connections served at once, each on its own thread (a bound on threads; Jetty's default pool in Confluent's
+registry is 200 threads, but idle keep-alive connections hold a thread here)."""
+
+IDLE_MS_MAX = 60_000
+"""A kept-alive connection with no request for this long is closed, giving its thread back (Jetty's default idle
+timeout is 30 s; httpx, which confluent-kafka uses, keeps idle connections for 5 s)."""
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+ACCEPTED_BODY_TYPES = frozenset({CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json",
+                                 "application/octet-stream"})
+
+Answer = tuple[int, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """An answer sent as is: a schema text, which the ``/schema`` routes return exactly as stored."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    requests: int
+    client_errors: int
+    server_errors: int
+    connections_refused: int
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``connections_max`` of them; one more is answered 503 and closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], connections_max: int,
+                 refused: Any) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(connections_max)
+        self._refused = refused
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refused()
+            body = b'{"error_code":503,"message":"Too many connections to the schema registry"}'
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + CONTENT_TYPE.encode() +
+                                b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+                                + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    return query.get(name, ["false"])[-1].lower() == "true"
+
+
+def _version_json(sv: SchemaVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {"subject": sv.subject, "version": sv.version, "id": sv.id}
+    if sv.schema_type != "AVRO":
+        out["schemaType"] = sv.schema_type
+    if sv.references:
+        out["references"] = [r.as_json() for r in sv.references]
+    out["schema"] = sv.schema
+    return out
+
+
+def _by_id_json(s: SchemaById) -> dict[str, Any]:
+    out: dict[str, Any] = {"schema": s.schema}
+    if s.schema_type != "AVRO":
+        out["schemaType"] = s.schema_type
+    if s.references:
+        out["references"] = [r.as_json() for r in s.references]
+    return out
+
+
+def _schema_request(body: Any) -> tuple[str, str, tuple[Reference, ...]]:
+    """``(schema, schemaType, references)`` of a register, lookup or compatibility body; 42201/422 when bad."""
+    if not isinstance(body, dict):
+        raise err.RegistryError(422, 422, "The request body must be a JSON object")
+    schema = body.get("schema")
+    if not isinstance(schema, str) or not schema.strip():
+        raise err.RegistryError(422, 42201, "Empty schema")
+    schema_type = body.get("schemaType") or "AVRO"
+    if not isinstance(schema_type, str):
+        raise err.invalid_schema("schemaType must be a string")
+    if body.get("metadata") or body.get("ruleSet"):
+        raise err.invalid_schema("metadata and ruleSet are not supported by this registry yet")
+    refs = body.get("references") or []
+    try:
+        references = tuple(Reference(str(r["name"]), str(r["subject"]), int(r["version"])) for r in refs)
+    except (KeyError, TypeError, ValueError):
+        raise err.invalid_schema("each reference needs a name, a subject and a version") from None
+    return schema, schema_type.upper(), references
+
+
+class RegistryServer:
+    """HTTP front of a :class:`KafkaStore`; binds ``host:port`` (port 0: a free one, see :attr:`port`)."""
+
+    def __init__(self, store: KafkaStore, host: str = "127.0.0.1", port: int = 0, *,
+                 request_bytes_max: int = REQUEST_BYTES_MAX, connections_max: int = CONNECTIONS_MAX,
+                 idle_ms_max: int = IDLE_MS_MAX) -> None:
+        self.store = store
+        self.request_bytes_max = request_bytes_max
+        self.idle_ms_max = idle_ms_max
+        self._counts = {"requests": 0, "client_errors": 0, "server_errors": 0, "connections_refused": 0}
+        self._lock = threading.Lock()
+        try:
+            self._httpd = _BoundedHTTPServer((host, port), self._handler(), connections_max,
+                                             self._count_refused)
+        except OSError as e:  # "[Errno 98] Address already in use" names no address
+            raise OSError(e.errno, f"cannot serve the schema registry on {host}:{port}: {e.strerror}") from None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> RegistryServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="loosely-registry-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(10)
+        self.close()
+
+    def close(self) -> None:
+        self._httpd.server_close()
+
+    def statistics(self) -> ServerStatistics:
+        with self._lock:
+            return ServerStatistics(**self._counts)
+
+    def _count_refused(self) -> None:
+        with self._lock:
+            self._counts["connections_refused"] += 1
+
+    def _count(self, status: int) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
+            if 400 <= status < 500:
+                self._counts["client_errors"] += 1
+            elif status >= 500:
+                self._counts["server_errors"] += 1
+
+    # ---- routing ------------------------------------------------------------------------------------------
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Answer:
+        """``(HTTP status, JSON body)`` of one request; raises :class:`RegistryError` for Confluent's errors."""
+        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        head = parts[0] if parts else ""
+        handler = {"subjects": self._subjects, "schemas": self._schemas, "config": self._config,
+                   "mode": self._mode, "compatibility": self._compatibility}.get(head)
+        if not parts:
+            return (200, {}) if method == "GET" else _method_not_allowed()
+        if handler is None:
+            return _not_found()
+        return handler(method, parts[1:], query, body)
+
+    def _subjects(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
+        st = self.store
+        deleted = _flag(q, "deleted")
+        if not rest:
+            if method != "GET":
+                return _method_not_allowed()
+            prefix = q.get("subjectPrefix", [""])[-1]
+            return 200, st.read(lambda s: s.subjects(deleted=deleted, deleted_only=_flag(q, "deleted_only"),
+                                                     prefix=prefix))
+        subject = rest[0]
+        if len(rest) == 1:
+            if method == "POST":
+                schema, schema_type, refs = _schema_request(body)
+                sv = st.read(lambda s: s.lookup(subject, schema, schema_type, refs, deleted=deleted))
+                return 200, _version_json(sv)
+            if method == "DELETE":
+                permanent = _flag(q, "permanent")
+                return 200, st.change(lambda s: s.delete_subject(subject, permanent=permanent))
+            return _method_not_allowed()
+        if rest[1] != "versions" or len(rest) > 4:
+            return _not_found()
+        if len(rest) == 2:
+            if method == "GET":
+                return 200, st.read(lambda s: s.versions(subject, deleted=deleted,
+                                                         deleted_only=_flag(q, "deleted_only")))
+            if method == "POST":
+                return 200, {"id": self._register(subject, body)}
+            return _method_not_allowed()
+        spec = rest[2]
+        if len(rest) == 3:
+            if method == "GET":
+                return 200, _version_json(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)))
+            if method == "DELETE":
+                permanent = _flag(q, "permanent")
+                return 200, st.change(lambda s: s.delete_version(subject, spec, permanent=permanent))
+            return _method_not_allowed()
+        if method != "GET":
+            return _method_not_allowed()
+        if rest[3] == "schema":
+            return 200, Raw(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
+        if rest[3] == "referencedby":
+            return 200, st.read(lambda s: s.referenced_by(subject, s.get_version(subject, spec,
+                                                                                deleted=deleted).version))
+        return _not_found()
+
+    def _register(self, subject: str, body: Any) -> int:
+        schema, schema_type, refs = _schema_request(body)
+        schema_id = body.get("id")
+        version = body.get("version")
+        if schema_id is not None and (not isinstance(schema_id, int) or schema_id < 1):
+            raise err.invalid_schema(f"id {schema_id!r} is not a positive integer")
+        if version is not None:
+            version = parse_version(str(version))
+        result: int = self.store.change(lambda s: s.register(subject, schema, schema_type, refs,
+                                                             schema_id=schema_id, version=version))
+        return result
+
+    def _schemas(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
+        if method != "GET":
+            return _method_not_allowed()
+        if rest == ["types"]:
+            return 200, list(SCHEMA_TYPES)
+        if len(rest) < 2 or rest[0] != "ids" or len(rest) > 3:
+            return _not_found()
+        try:
+            schema_id = int(rest[1])
+        except ValueError:
+            return _not_found()
+        deleted = _flag(q, "deleted")
+        what = rest[2] if len(rest) == 3 else ""
+        if what == "":
+            return 200, _by_id_json(self.store.read(lambda s: s.schema_by_id(schema_id)))
+        if what == "schema":
+            return 200, Raw(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
+        if what == "versions":
+            pairs = self.store.read(lambda s: s.id_versions(schema_id, deleted=deleted))
+            return 200, [{"subject": subj, "version": v} for subj, v in pairs]
+        if what == "subjects":
+            pairs = self.store.read(lambda s: s.id_versions(schema_id, deleted=deleted))
+            return 200, sorted({subj for subj, _ in pairs})
+        return _not_found()
+
+    def _config(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
+        st = self.store
+        if len(rest) > 1:
+            return _not_found()
+        subject = rest[0] if rest else None
+        if method == "GET":
+            level = st.read(lambda s: s.compatibility(subject))
+            if level is None:
+                if _flag(q, "defaultToGlobal"):
+                    level = st.read(lambda s: s.compatibility(None))
+                else:
+                    raise err.RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level "
+                                                      "compatibility configured")
+            return 200, {"compatibilityLevel": level}
+        if method == "PUT":
+            if not isinstance(body, dict):
+                raise err.RegistryError(422, 422, "The request body must be a JSON object")
+            level = body.get("compatibility", body.get("compatibilityLevel"))
+            st.change(lambda s: (None, s.set_compatibility(subject, level)))
+            return 200, {"compatibility": str(level).upper()}
+        if method == "DELETE":
+            if subject is None:
+                old = st.change(lambda s: (s.compatibility(None), [ConfigRecord(None, None)]))
+            else:
+                old = st.change(lambda s: s.delete_compatibility(subject))
+            return 200, {"compatibilityLevel": old}
+        return _method_not_allowed()
+
+    def _mode(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
+        st = self.store
+        if len(rest) > 1:
+            return _not_found()
+        subject = rest[0] if rest else None
+        if method == "GET":
+            mode = st.read(lambda s: s.mode(subject))
+            if mode is None:
+                if not _flag(q, "defaultToGlobal"):
+                    raise err.RegistryError(404, 40409, f"Subject '{subject}' does not have subject-level mode "
+                                                      "configured")
+                mode = st.read(lambda s: s.mode(None))
+            return 200, {"mode": mode}
+        if method == "PUT":
+            if not isinstance(body, dict):
+                raise err.RegistryError(422, 422, "The request body must be a JSON object")
+            mode = body.get("mode")
+            force = _flag(q, "force")
+            st.change(lambda s: (None, s.set_mode(subject, mode, force=force)))
+            return 200, {"mode": str(mode).upper()}
+        if method == "DELETE" and subject is not None:
+            return 200, {"mode": st.change(lambda s: s.delete_mode(subject))}
+        return _method_not_allowed()
+
+    def _compatibility(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:
+        if len(rest) not in (3, 4) or rest[0] != "subjects" or rest[2] != "versions":
+            return _not_found()
+        if method != "POST":
+            return _method_not_allowed()
+        subject = rest[1]
+        spec = rest[3] if len(rest) == 4 else None
+        schema, schema_type, refs = _schema_request(body)
+        problems = self.store.read(lambda s: s.check(subject, schema, schema_type, refs, spec))
+        answer: dict[str, Any] = {"is_compatible": not problems}
+        if _flag(q, "verbose"):
+            answer["messages"] = problems
+        return 200, answer
+
+    # ---- the HTTP handler ---------------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: the clients reuse connections
+            timeout = server.idle_ms_max / 1000
+
+            def setup(self) -> None:
+                super().setup()
+                # headers and body leave in two writes; with Nagle on, the client's delayed ACK holds the body
+                # back ~40 ms on every kept-alive request
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _serve(self, method: str) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                try:
+                    status, answer = server.route(method, url.path, urllib.parse.parse_qs(url.query),
+                                                  self._body() if method in ("POST", "PUT") else None)
+                except err.RegistryError as e:
+                    status, answer = e.http_status, e.body()
+                except Exception as e:  # a bug must not take the server down: one line, a 500, keep serving
+                    log.error("schema registry: %s %s failed: %s: %s", method, url.path, type(e).__name__, e)
+                    status, answer = 500, {"error_code": 50001, "message": f"{type(e).__name__}: {e}"}
+                server._count(status)
+                self._send(status, answer)
+
+            def _body(self) -> Any:
+                ctype = (self.headers.get("Content-Type") or "application/octet-stream").split(";")[0].strip()
+                if self.headers.get("Transfer-Encoding"):
+                    self.close_connection = True
+                    raise err.RegistryError(411, 411, "A request body needs a Content-Length")
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0 or length > server.request_bytes_max:
+                    self.close_connection = True  # the body stays unread: this connection cannot go on
+                    raise err.RegistryError(413, 413, f"Request body of {length} bytes is over the limit of "
+                                                    f"{server.request_bytes_max} bytes")
+                data = self.rfile.read(length) if length else b""
+                if ctype.lower() not in ACCEPTED_BODY_TYPES:
+                    raise err.RegistryError(415, 415, "HTTP 415 Unsupported Media Type")
+                try:
+                    return json.loads(data) if data else None
+                except (ValueError, RecursionError) as e:
+                    raise err.RegistryError(400, 400, f"Unrecognized JSON in the request body: {e}") from None
+
+            def _send(self, status: int, answer: Any) -> None:
+                # compact, as Confluent's Jackson writes; a stored schema text goes out as stored
+                data = (answer.text if isinstance(answer, Raw) else
+                        json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
+                accept = self.headers.get("Accept") or ""
+                only_json = "application/json" in accept and "schemaregistry" not in accept
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if only_json else CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(data)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_PUT(self) -> None:
+                self._serve("PUT")
+
+            def do_DELETE(self) -> None:
+                self._serve("DELETE")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def _not_found() -> Answer:
+    return 404, {"error_code": 404, "message": "HTTP 404 Not Found"}
+
+
+def _method_not_allowed() -> Answer:
+    return 405, {"error_code": 405, "message": "HTTP 405 Method Not Allowed"}
