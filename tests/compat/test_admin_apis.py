@@ -121,6 +121,17 @@ def test_log_dirs_describe(broker: Cluster, admin: KafkaAdminClient) -> None:
     [result] = admin.describe_log_dirs(topic_partitions={_name("absent"): [0]})
     assert result["log_dirs"][0]["topics"] == []
 
+    # AlterReplicaLogDirs: the one log dir is where every replica already is; no other exists.
+    absent = _name("absent")
+    moved = admin.alter_replica_log_dirs(
+        {(topic, 0, 1): d["logDir"], (topic, 1, 1): "/nonexistent/log/dir", (absent, 0, 1): d["logDir"]}
+    )
+    assert {(r.topic, r.partition): e.__name__ for r, e in moved.items()} == {
+        (topic, 0): "NoError",
+        (topic, 1): "LogDirNotFoundError",
+        (absent, 0): "UnknownTopicOrPartitionError",
+    }
+
 
 # --- ListTransactions, DescribeTransactions, DescribeProducers --------------------------------------------------------
 

@@ -83,6 +83,7 @@ class ApiKey:
     TXN_OFFSET_COMMIT: Final = 28
     DESCRIBE_CONFIGS: Final = 32
     ALTER_CONFIGS: Final = 33
+    ALTER_REPLICA_LOG_DIRS: Final = 34
     DESCRIBE_LOG_DIRS: Final = 35
     CREATE_PARTITIONS: Final = 37
     DELETE_GROUPS: Final = 42
@@ -129,6 +130,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.TXN_OFFSET_COMMIT: (0, 3),
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
+    ApiKey.ALTER_REPLICA_LOG_DIRS: (1, 2),
     ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DELETE_GROUPS: (0, 2),
