@@ -28,6 +28,7 @@ from kio.schema.describe_producers.v0 import request as dp
 from kio.schema.describe_quorum.v2 import request as dq
 from kio.schema.describe_topic_partitions.v0 import request as dtp
 from kio.schema.elect_leaders.v2 import request as el
+from kio.schema.list_config_resources.v1 import request as lc
 from kio.schema.list_partition_reassignments.v0 import request as lp
 from kio.schema.list_transactions.v2 import request as lt
 from kio.schema.write_txn_markers.v1 import request as wm
@@ -336,6 +337,22 @@ def test_topics_describe_pages_through_partitions(broker: Cluster, admin: KafkaA
     assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in result["topics"]] == [(a, [0, 1])]
     assert result["next_cursor"] == {"topic_name": a, "partition_index": 2}
     assert result["topics"][0]["topic_authorized_operations"] == 3576  # every topic operation, no authorizer
+
+
+def test_config_resources(broker: Cluster, admin: KafkaAdminClient) -> None:
+    topic = _name("cfgres")
+    create_topic(broker.bootstrap_servers, topic, 1)
+    listed = admin.list_config_resources()
+    assert (listed["broker"], listed["broker_logger"]) == (["1"], ["1"]) and topic in listed["topic"]
+    assert not listed.get("client_metrics") and set(listed) <= {"broker", "broker_logger", "topic", "group"}
+    assert admin.list_config_resources(resource_types=["topic"]).keys() == {"topic"}
+    raw = Raw(broker.bootstrap_servers)
+    try:
+        for types, code, count in (((99,), "unsupported_version", 0), ((16,), "none", 0), ((4, 8), "none", 2)):
+            got = raw.request(ApiKey.LIST_CONFIG_RESOURCES, 1, lc.ListConfigResourcesRequest(resource_types=types))
+            assert (got.error_code.name, len(got.config_resources)) == (code, count), types
+    finally:
+        raw.close()
 
 
 # --- ElectLeaders, partition reassignments, DescribeQuorum ------------------------------------------------------------
