@@ -24,9 +24,20 @@ public class ClientsProbe {
         }
     }
 
+    // Client properties from the file $LOOSELY_CLIENT_CONFIG, if set (security settings for secured listeners).
+    static void extra(Properties p) throws java.io.IOException {
+        String path = System.getenv("LOOSELY_CLIENT_CONFIG");
+        if (path != null) {
+            try (java.io.Reader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(path))) {
+                p.load(r);
+            }
+        }
+    }
+
     static void produce(String bootstrap, String topic, int count, String codec, String idempotence) throws Exception {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        extra(p);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
@@ -45,9 +56,10 @@ public class ClientsProbe {
         }
     }
 
-    static void consume(String bootstrap, String topic, int partition, int count) {
+    static void consume(String bootstrap, String topic, int partition, int count) throws Exception {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        extra(p);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");

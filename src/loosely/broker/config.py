@@ -8,16 +8,28 @@ on the command line means what it means to Kafka.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
 from loosely.broker._listening import LISTENER_SETTINGS, ListenerSpec, listeners_from_settings
 from loosely.protocol.framing import FRAME_BYTES_MAX_DEFAULT
+from loosely.security.jaas import OAUTHBEARER_LOGIN_MODULE, parse_jaas, plain_users
+from loosely.security.oauthbearer import OAuthBearerOptions
+from loosely.security.sasl import MECHANISMS_DEFAULT, MECHANISMS_SUPPORTED
+from loosely.security.scram import ScramCredential
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
 from loosely.tls.settings import SSL_SETTINGS
 
-__all__ = ["BROKER_SETTINGS", "BrokerConfig", "ListenerSpec", "parse_listen", "split_kafka_settings"]
+__all__ = [
+    "BROKER_SETTINGS",
+    "IGNORED_SETTINGS",
+    "BrokerConfig",
+    "ListenerSpec",
+    "parse_listen",
+    "split_kafka_settings",
+]
 
 DEFAULT_PORT: Final = 9092
 
@@ -130,6 +142,21 @@ class BrokerConfig:
     # 0 disables it. 1 MiB/s re-reads 100 GiB in about a day at no noticeable cost (loosely.broker.scrubber).
     scrub_bytes_per_second: int = 1_048_576
     cluster_id: str | None = None  # default: generated once and kept in <data_dir>/meta.properties
+    # --- SASL (loosely.security; docs/broker.md "Authentication (SASL)") ---
+    # Kafka: sasl.enabled.mechanisms (Kafka's default, GSSAPI, is not available here; see MECHANISMS_DEFAULT)
+    sasl_enabled_mechanisms: tuple[str, ...] = MECHANISMS_DEFAULT
+    # Kafka: listener.name.<listener>.<mechanism>.sasl.jaas.config, keyed "<listener>.<mechanism>" in lower case.
+    # Holds passwords: never printed.
+    sasl_jaas_configs: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Kafka: listener.name.<listener>.sasl.enabled.mechanisms, by lower-case listener name (wins over the above)
+    sasl_listener_mechanisms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Kafka: connections.max.reauth.ms (0: sessions never expire; KIP-368)
+    connections_max_reauth_ms: int = 0
+    # Kafka: connection.failed.authentication.delay.ms (the failure answer and the close wait this long)
+    failed_authentication_delay_ms: int = 100
+    # `loosely broker --add-scram` (Kafka: kafka-storage format --add-scram): (user, mechanism, credential) stored
+    # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
+    initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
     log_defaults: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -159,6 +186,8 @@ class BrokerConfig:
             ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
             ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
+            ("connections.max.reauth.ms", self.connections_max_reauth_ms >= 0),
+            ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
         )
         for name, ok in checks:
@@ -204,6 +233,45 @@ def _bool(v: str) -> bool:
     return v.lower() == "true"
 
 
+def _sasl_mechanisms(v: str) -> tuple[str, ...]:
+    """``sasl.enabled.mechanisms``: a comma-separated list of the mechanisms loosely has.
+
+    >>> _sasl_mechanisms("SCRAM-SHA-512, PLAIN")
+    ('SCRAM-SHA-512', 'PLAIN')
+    """
+    names = tuple(n.strip() for n in v.split(",") if n.strip())
+    for n in names:
+        if n not in MECHANISMS_SUPPORTED:
+            raise ValueError(f"{n} is not available in loosely (it has {', '.join(MECHANISMS_SUPPORTED)})")
+    if not names:
+        raise ValueError("needs at least one mechanism")
+    return names
+
+
+# listener.name.<listener>.<mechanism>.sasl.jaas.config: Kafka reads a broker's JAAS lines only in this form (an
+# un-prefixed sasl.jaas.config is ignored with a warning by Kafka's brokers, and reported as unknown here).
+_LISTENER_MECHANISMS: Final = re.compile(r"listener\.name\.([^.]+)\.sasl\.enabled\.mechanisms", re.IGNORECASE)
+_LISTENER_JAAS: Final = re.compile(r"listener\.name\.([^.]+)\.([a-z0-9-]+)\.sasl\.jaas\.config", re.IGNORECASE)
+
+
+def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
+    """``("<listener>.<mechanism>", value)`` for a listener's JAAS line (checked); None for other names."""
+    m = _LISTENER_JAAS.fullmatch(name)
+    if m is None:
+        return None
+    mechanism = m.group(2).upper()
+    module = parse_jaas(value)
+    if mechanism == "PLAIN":
+        plain_users(module)
+    elif mechanism == "OAUTHBEARER":
+        if module.login_module != OAUTHBEARER_LOGIN_MODULE:
+            raise ValueError(f"the OAUTHBEARER mechanism needs {OAUTHBEARER_LOGIN_MODULE}")
+        OAuthBearerOptions.from_jaas(module.options)
+    elif mechanism not in MECHANISMS_SUPPORTED:
+        raise ValueError(f"{mechanism} is not available in loosely")
+    return f"{m.group(1).lower()}.{mechanism.lower()}", value
+
+
 # Kafka broker setting -> (BrokerConfig field, parser). With the topic defaults (log.retention.ms, ...), these are
 # the settings `loosely broker --config NAME=VALUE` understands.
 BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
@@ -234,9 +302,15 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),
     "producer.id.expiration.ms": ("producer_id_expiration_ms", int),
     "log.scrub.bytes.per.second": ("scrub_bytes_per_second", _non_negative),
+    "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _sasl_mechanisms),
+    "connections.max.reauth.ms": ("connections_max_reauth_ms", _non_negative),
+    "connection.failed.authentication.delay.ms": ("failed_authentication_delay_ms", _non_negative),
     "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
     "loosely.ssl.handshake.timeout.ms": ("ssl_handshake_ms_max", int),
 }
+
+# Kafka settings loosely accepts and has no use for: no inter-broker traffic, one node.
+IGNORED_SETTINGS: Final = frozenset({"sasl.mechanism.inter.broker.protocol", "sasl.mechanism.controller.protocol"})
 
 _TOPIC_DEFAULTS_BY_BROKER_NAME: Final = {c.broker_name: c.name for c in TOPIC_CONFIGS.values()}
 
@@ -270,6 +344,25 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
                 broker[attr] = parse(value)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
+        elif name in IGNORED_SETTINGS:
+            continue
+        elif m := _LISTENER_MECHANISMS.fullmatch(name):
+            try:
+                mechanisms = _sasl_mechanisms(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            per_listener = broker.setdefault("sasl_listener_mechanisms", {})
+            assert isinstance(per_listener, dict)
+            per_listener[m.group(1).lower()] = mechanisms
+        elif _LISTENER_JAAS.fullmatch(name):
+            try:
+                jaas = _jaas_line(name, value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            assert jaas is not None
+            configs = broker.setdefault("sasl_jaas_configs", {})
+            assert isinstance(configs, dict)
+            configs[jaas[0]] = jaas[1]
         elif name in _TOPIC_DEFAULTS_BY_BROKER_NAME:
             try:
                 validate_overrides({_TOPIC_DEFAULTS_BY_BROKER_NAME[name]: value})

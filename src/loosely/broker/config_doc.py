@@ -58,6 +58,13 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "socket.listen.backlog.size": "The listen socket's backlog (pending connections the kernel queues).",
     "log.scrub.bytes.per.second": "loosely only (Kafka has none): bytes of closed segments the background scrubber "
     "re-reads and CRC-checks per second, to find damage that appears after a clean start; 0 turns it off.",
+    "sasl.enabled.mechanisms": "SASL mechanisms a SASL listener offers, from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and "
+    "OAUTHBEARER (unsecured tokens, development only). Kafka's default, GSSAPI, is refused (loosely has no "
+    "Kerberos); unset, loosely offers the first three.",
+    "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
+    "in time); a request after that closes the connection. 0: sessions never expire.",
+    "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
+    "closed, after this delay (it slows password guessing; other connections are not held up).",
     "loosely.allow.unauthenticated": "loosely only (also `--allow-unauthenticated`): let a listener that is not on "
     "loopback run without SASL or required client certificates; without it such a listener refuses to start.",
     "loosely.ssl.handshake.timeout.ms": "loosely only: close a connection whose TLS handshake has not finished this "
@@ -100,6 +107,7 @@ _SHOWN_AS: Final[dict[str, tuple[str, int]]] = {"offsets.retention.minutes": ("o
 _DEFAULT_TEXT: Final[dict[str, str]] = {
     "queued.max.request.bytes": "2 × socket.request.max.bytes",
     "max.connections.per.ip.overrides": "(none)",
+    "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512 (Kafka: GSSAPI)",
 }
 
 
@@ -177,6 +185,17 @@ def render() -> str:
     ]
     for name, (field_name, _) in sorted(BROKER_SETTINGS.items()):
         lines.append(f"| `{name}` | {_broker_default(name, field_name)} | {_cell(BROKER_SETTING_DOCS[name])} |")
+    lines += [
+        "",
+        "SASL users: `listener.name.<listener>.plain.sasl.jaas.config` holds the PLAIN users of a listener in",
+        "Kafka's JAAS syntax",
+        "(`org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";`);",
+        "the SCRAM users are kept salted in the data directory (`--add-scram`, `kafka-configs --alter`, `loosely",
+        "users`). `sasl.mechanism.inter.broker.protocol` and `sasl.mechanism.controller.protocol` are accepted and",
+        "ignored (one node: no inter-broker or controller connections).",
+        "`listener.name.<listener>.sasl.enabled.mechanisms` sets one listener's mechanisms (over",
+        "`sasl.enabled.mechanisms`); `listener.name.<listener>.oauthbearer.sasl.jaas.config` its OAUTHBEARER options.",
+    ]
     lines += [
         "",
         "## Listener and TLS settings",

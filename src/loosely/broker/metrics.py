@@ -23,8 +23,9 @@ CURRENT-OFFSET; LOG-END-OFFSET is ``log_end_offset``), ``consumer_lag_series_omi
 {operation} (disk errors: append, roll, flush, truncate, read, retention, checkpoint), ``logs_refusing_writes``
 (partitions whose failed append could not be undone yet); damage (docs/broker.md, "Damage, recovery
 and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
-``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); and ``log_scrubbed_bytes_total``
-(the scrubber's reads).
+``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); ``log_scrubbed_bytes_total``
+(the scrubber's reads); ``sasl_authentications_total`` and ``sasl_authentication_failures_total`` (logins and
+re-authentications on SASL listeners; InfluxDB: ``loosely_sasl``, once there has been one).
 
 Cardinality: the per-partition consumer series exist only for partitions a group has committed an offset on, and a
 scrape carries at most ``CONSUMER_PARTITION_SERIES_MAX`` (group, partition) pairs of them, groups in name order;
@@ -94,6 +95,8 @@ class Snapshot:
     # (topic, partition) -> (quarantine files, their bytes, damaged batches found), partitions with damage only
     damage: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
     scrubbed_bytes: int = 0
+    sasl_authentications: int = 0
+    sasl_authentication_failures: int = 0
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
@@ -124,6 +127,8 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         logs_refusing_writes=faults.logs_refusing_writes,
         damage=damage,
         scrubbed_bytes=int(getattr(scrubber, "bytes_checked", 0)),
+        sasl_authentications=int(getattr(ctx.services.get("sasl"), "succeeded_total", 0)),
+        sasl_authentication_failures=int(getattr(ctx.services.get("sasl"), "failed_total", 0)),
     )
 
 
@@ -195,6 +200,11 @@ def line_protocol(s: Snapshot, host: str) -> str:
         lines.append(
             f"loosely_log_damage,host={h},topic={_escape_tag(topic)},partition={partition} quarantined_files={files}i,"
             f"quarantined_bytes={nbytes}i,damaged_batches={damaged}i {ts}"
+        )
+    if s.sasl_authentications or s.sasl_authentication_failures:
+        lines.append(
+            f"loosely_sasl,host={h} authentications={s.sasl_authentications}i,"
+            f"authentication_failures={s.sasl_authentication_failures}i {ts}"
         )
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
@@ -310,6 +320,16 @@ def _damage_families(s: Snapshot) -> Iterator[Metric]:
     yield damaged
     yield CounterMetricFamily(
         "loosely_log_scrubbed_bytes", "Bytes of closed segments the scrubber has CRC-checked", value=s.scrubbed_bytes
+    )
+    yield CounterMetricFamily(
+        "loosely_sasl_authentications",
+        "SASL logins and re-authentications that succeeded",
+        value=s.sasl_authentications,
+    )
+    yield CounterMetricFamily(
+        "loosely_sasl_authentication_failures",
+        "SASL authentications that failed (wrong password, unknown mechanism, bad token)",
+        value=s.sasl_authentication_failures,
     )
 
 

@@ -54,6 +54,7 @@ from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
 from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
+from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import (
     CLOSE_CONNECTION,
@@ -78,6 +79,8 @@ from loosely.protocol.messages import (
     encode_response,
     peek_request_prefix,
 )
+from loosely.security.credentials import CredentialStore
+from loosely.security.sasl import SaslSession, SaslSettings
 from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.fs import FileSystem
@@ -143,6 +146,8 @@ class BrokerStatistics:
     quarantined_bytes: int = 0
     damaged_batches: int = 0
     scrubbed_bytes: int = 0
+    sasl_authentications_total: int = 0  # successful SASL logins and re-authentications
+    sasl_authentication_failures_total: int = 0
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -179,6 +184,8 @@ class _Connection(asyncio.Protocol):
         self.closing = False
         self.busy = False  # a request is being handled (a long-polling fetch is not idleness)
         self.last_active_ms = broker.clock.monotonic_ms()
+        # Who is on the other end: "User:ANONYMOUS" until a SASL listener's authentication names the user.
+        self.sasl = broker.sasl_session(self)  # None unless the listener uses SASL
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports don't subclass asyncio's
@@ -315,7 +322,9 @@ class _Connection(asyncio.Protocol):
             frame = await self.queue.get()
             self.busy = True
             try:
-                out = await self.broker.dispatch(frame, self.peer)
+                out = PASS if self.sasl is None else await self.broker.sasl_gate.handle(self, frame)
+                if out is PASS:
+                    out = await self.broker.dispatch(frame, self.peer)
             except asyncio.CancelledError:
                 raise
             except OSError as e:
@@ -332,6 +341,12 @@ class _Connection(asyncio.Protocol):
                 self._refund(len(frame))
                 del frame
             if out is CLOSE_CONNECTION:
+                self.close()
+                return
+            if isinstance(out, AnswerAndClose):
+                if self._open():
+                    assert self.transport is not None
+                    self.transport.write(out.data)
                 self.close()
                 return
             if out is not None and self._open():
@@ -397,6 +412,8 @@ class Broker:
         self._extensions: list[Any] = []
         self.metrics: BrokerMetrics | None = None
         self.scrubber: Scrubber | None = None
+        self.credentials: CredentialStore | None = None
+        self._sasl_gate: SaslGate | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -404,6 +421,49 @@ class Broker:
     def ctx(self) -> BrokerContext:
         assert self._ctx is not None, "the broker is not started"
         return self._ctx
+
+    @property
+    def sasl_gate(self) -> SaslGate:
+        assert self._sasl_gate is not None, "the broker is not started"
+        return self._sasl_gate
+
+    def sasl_session(self, conn: _Connection) -> SaslSession | None:
+        """The SASL session of a connection on a SASL listener (None on other listeners): the one place that decides."""
+        settings = self.sasl_gate.settings.get(conn.listener.name)
+        return SaslSession(settings) if settings is not None else None
+
+    def _start_security(self) -> None:
+        """The SCRAM credential store (created empty on first start) and each SASL listener's settings."""
+        config = self.config
+        store = self.credentials = CredentialStore(self.logs.fs, self.logs.data_dir)
+        new = [(u, m, c) for u, m, c in config.initial_scram_credentials if store.get(u, m) is None]
+        if new:
+            store.apply(new)
+            log.info("added SCRAM credentials for %s", ", ".join(sorted({f"{u} ({m})" for u, m, _ in new})))
+        settings: dict[str, SaslSettings] = {}
+        for spec in self.specs:
+            if not spec.uses_sasl:
+                continue
+            plain = plain_users_for(config.sasl_jaas_configs, spec.name)
+            mechanisms = config.sasl_listener_mechanisms.get(spec.name.lower(), config.sasl_enabled_mechanisms)
+            if "PLAIN" in mechanisms and not plain:
+                # Kafka refuses to start without the JAAS line; loosely enables PLAIN by default, so it only says so
+                log.warning(
+                    "SASL PLAIN is enabled but listener.name.%s.plain.sasl.jaas.config names no users: every PLAIN "
+                    "login on listener %s will fail",
+                    spec.name.lower(),
+                    spec.name,
+                )
+            settings[spec.name] = SaslSettings(
+                mechanisms=mechanisms,
+                plain_users=plain,
+                scram=store.get,
+                reauth_ms=config.connections_max_reauth_ms,
+                oauthbearer=oauthbearer_options_for(config.sasl_jaas_configs, spec.name),
+            )
+        self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
+        self.ctx.services["credentials"] = store
+        self.ctx.services["sasl"] = self._sasl_gate  # its counters, for the metrics
 
     async def start(self) -> None:
         self.logs.open()  # takes the data directory's lock: DataDirLockedError if another broker has it
@@ -440,6 +500,7 @@ class Broker:
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
+        self._start_security()
         for ext in self._load_extensions():
             await ext.start(self.ctx)
             self._extensions.append(ext)
@@ -814,6 +875,8 @@ class Broker:
             request_bytes_queued=self.request_bytes.used_bytes,
             connections_waiting_for_bytes=self.request_bytes.waiting,
             connections_rejected_total=self.connections_rejected_total,
+            sasl_authentications_total=self.sasl_gate.succeeded_total,
+            sasl_authentication_failures_total=self.sasl_gate.failed_total,
             tls_handshake_failures_total=self.tls_handshake_failures_total,
         )
 

@@ -45,6 +45,10 @@ def _broker_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"loosely broker: --config {e}", file=sys.stderr)
         return 2
+    from loosely.broker.config import IGNORED_SETTINGS  # noqa: PLC0415
+
+    for name in sorted(IGNORED_SETTINGS & overrides.keys()):
+        print(f"loosely broker: {name} has no use on one node (no inter-broker connections); ignored", file=sys.stderr)
     for name in unknown:
         print(f"loosely broker: ignoring unknown setting {name}", file=sys.stderr)
     if "listeners" in settings and (args.listen or args.advertise):
@@ -55,6 +59,13 @@ def _broker_command(args: argparse.Namespace) -> int:
         return 2
     if args.allow_unauthenticated:
         settings["allow_unauthenticated"] = True
+    from loosely.security.scram import parse_scram_spec  # noqa: PLC0415
+
+    try:
+        scram = [parse_scram_spec(spec) for spec in args.add_scram or []]
+    except ValueError as e:
+        print(f"loosely broker: --add-scram {e}", file=sys.stderr)
+        return 2
     options: dict[str, object] = {
         "node_id": args.node_id,
         "auto_create_topics": not args.no_auto_create_topics,
@@ -72,6 +83,7 @@ def _broker_command(args: argparse.Namespace) -> int:
         influx_db=args.influx_db,
         influx_interval_ms=args.influx_interval_ms,
         log_defaults=topic_defaults,
+        initial_scram_credentials=tuple((user, m.name, cred) for user, m, cred in scram),
         **options,  # type: ignore[arg-type]
     )
     _raise_open_files_limit()
@@ -209,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="broker-level Kafka setting, e.g. log.retention.ms=3600000 (repeatable)",
     )
+    b.add_argument(
+        "--add-scram",
+        action="append",
+        metavar="SPEC",
+        help="a SCRAM user as kafka-storage format takes it, e.g. 'SCRAM-SHA-256=[name=admin,password=admin-secret]',"
+        " stored (salted) at start unless the user already has that mechanism (repeatable)",
+    )
     b.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics here (e.g. 127.0.0.1:9308)")
     b.add_argument("--influx-url", metavar="URL", help="push InfluxDB line protocol to URL (e.g. http://127.0.0.1:8086)")
     b.add_argument("--influx-db", default="loosely", help="InfluxDB database for --influx-url (default loosely)")
@@ -230,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import hollow_cmd  # noqa: PLC0415 - keeps Hollow's imports out of other subcommands
 
     hollow_cmd.add_hollow_command(sub)
+    from loosely.cli import users_cmd  # noqa: PLC0415
+
+    users_cmd.add_users_command(sub)
     from loosely.cli import demo  # noqa: PLC0415 - the demo imports the broker and the views
 
     demo.add_demo_command(sub)

@@ -70,6 +70,7 @@ class ApiKey:
     SYNC_GROUP: Final = 14
     DESCRIBE_GROUPS: Final = 15
     LIST_GROUPS: Final = 16
+    SASL_HANDSHAKE: Final = 17
     API_VERSIONS: Final = 18
     CREATE_TOPICS: Final = 19
     DELETE_TOPICS: Final = 20
@@ -85,6 +86,7 @@ class ApiKey:
     ALTER_CONFIGS: Final = 33
     ALTER_REPLICA_LOG_DIRS: Final = 34
     DESCRIBE_LOG_DIRS: Final = 35
+    SASL_AUTHENTICATE: Final = 36
     CREATE_PARTITIONS: Final = 37
     DELETE_GROUPS: Final = 42
     ELECT_LEADERS: Final = 43
@@ -92,6 +94,9 @@ class ApiKey:
     ALTER_PARTITION_REASSIGNMENTS: Final = 45
     LIST_PARTITION_REASSIGNMENTS: Final = 46
     OFFSET_DELETE: Final = 47
+    DESCRIBE_CLIENT_QUOTAS: Final = 48
+    DESCRIBE_USER_SCRAM_CREDENTIALS: Final = 50
+    ALTER_USER_SCRAM_CREDENTIALS: Final = 51
     DESCRIBE_QUORUM: Final = 55
     DESCRIBE_CLUSTER: Final = 60
     DESCRIBE_PRODUCERS: Final = 61
@@ -118,6 +123,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.SYNC_GROUP: (0, 5),
     ApiKey.DESCRIBE_GROUPS: (0, 5),
     ApiKey.LIST_GROUPS: (0, 5),
+    ApiKey.SASL_HANDSHAKE: (0, 1),  # Kafka 4.1 keeps v0 (bare tokens after it); advertised on every listener
     ApiKey.API_VERSIONS: (0, 4),
     ApiKey.CREATE_TOPICS: (2, 7),
     ApiKey.DELETE_TOPICS: (1, 6),
@@ -133,6 +139,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.ALTER_REPLICA_LOG_DIRS: (1, 2),
     ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
+    ApiKey.SASL_AUTHENTICATE: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DELETE_GROUPS: (0, 2),
     ApiKey.ELECT_LEADERS: (0, 2),
@@ -140,6 +147,9 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: (0, 1),
     ApiKey.LIST_PARTITION_REASSIGNMENTS: (0, 0),
     ApiKey.OFFSET_DELETE: (0, 0),
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: (0, 1),
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
     ApiKey.DESCRIBE_QUORUM: (0, 2),
     ApiKey.DESCRIBE_CLUSTER: (0, 1),
     ApiKey.DESCRIBE_PRODUCERS: (0, 0),

@@ -15,6 +15,8 @@ from loosely.broker.handlers import (
     metadata,
     offsets,
     produce,
+    quotas,
+    sasl,
     txn,
     txn_admin,
 )
@@ -38,6 +40,8 @@ def all_handlers() -> dict[int, Handler]:
         log_dirs,
         txn_admin,
         controller,
+        sasl,
+        quotas,
     ):
         table.update(module.HANDLERS)
     return table
