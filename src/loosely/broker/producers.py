@@ -421,6 +421,11 @@ class ProducerStateManager:
         i = bisect.bisect_left(st.aborted, start, key=lambda a: a.last_offset)
         return [(a.producer_id, a.first_offset) for a in st.aborted[i:] if a.first_offset < end]
 
+    def producers(self, topic: str, partition: int) -> list[ProducerEntry]:
+        """Every producer the partition holds state for (DescribeProducers), in producer id order."""
+        st = self._parts.get((topic, partition))
+        return [] if st is None else [st.entries[pid] for pid in sorted(st.entries)]
+
     def open_transactions(self, topic: str, partition: int) -> dict[int, int]:
         st = self._parts.get((topic, partition))
         return dict(st.ongoing) if st is not None else {}

@@ -8,15 +8,18 @@ from loosely.broker.handlers import (
     admin,
     api_versions,
     consumer_groups,
+    controller,
     fetch,
     group_offsets,
     groups,
+    log_dirs,
     metadata,
     offsets,
     produce,
     quotas,
     sasl,
     txn,
+    txn_admin,
 )
 
 __all__ = ["all_handlers"]
@@ -35,6 +38,9 @@ def all_handlers() -> dict[int, Handler]:
         group_offsets,
         consumer_groups,
         txn,
+        log_dirs,
+        txn_admin,
+        controller,
         sasl,
         quotas,
         acls,

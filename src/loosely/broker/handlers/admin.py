@@ -1,10 +1,15 @@
 """Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
-IncrementalAlterConfigs.
+IncrementalAlterConfigs, ListConfigResources.
 
 One broker means a replication factor of 1 (or -1, "the default"); anything else answers
 INVALID_REPLICATION_FACTOR with Kafka's wording, and explicit replica assignments must name this broker. Config
 names and values are checked against :data:`loosely.storage.config.TOPIC_CONFIGS` before anything changes, and
 ``validate_only`` requests stop after the checks.
+
+ListConfigResources (KIP-1142) lists what DescribeConfigs can describe: every topic, and this broker as a BROKER and
+a BROKER_LOGGER resource, as Kafka lists them. loosely has no group configs and no client metrics subscriptions, so
+those types list nothing (and v0, which asks for client metrics only, gets nothing); a type Kafka does not know is
+UNSUPPORTED_VERSION, Kafka's answer.
 """
 
 from __future__ import annotations
@@ -448,7 +453,34 @@ async def handle_incremental_alter_configs(ctx: BrokerContext, header: RequestHe
     return await _handle_alter(ctx, header, request, incremental=True)
 
 
+CLIENT_METRICS = 16
+GROUP = 32
+_LISTABLE_TYPES = (BROKER_LOGGER, BROKER, TOPIC, CLIENT_METRICS, GROUP)
+
+
+async def handle_list_config_resources(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.LIST_CONFIG_RESOURCES, header.api_version)
+    asked = set(getattr(request, "resource_types", (CLIENT_METRICS,))) or set(_LISTABLE_TYPES)
+    if not asked <= set(_LISTABLE_TYPES):
+        ctx.count_error(ApiKey.LIST_CONFIG_RESOURCES)
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.unsupported_version, config_resources=())
+    found: list[tuple[str, int]] = []
+    for rtype in _LISTABLE_TYPES:
+        if rtype not in asked:
+            continue
+        if rtype in (BROKER, BROKER_LOGGER):
+            found.append((str(ctx.node_id), rtype))
+        elif rtype == TOPIC:
+            found.extend((t.name, TOPIC) for t in ctx.logs)
+    return resp.make(
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        config_resources=tuple(build(resp.ConfigResource, resource_name=n, resource_type=t) for n, t in found),
+    )
+
+
 HANDLERS = {
+    ApiKey.LIST_CONFIG_RESOURCES: handle_list_config_resources,
     ApiKey.CREATE_TOPICS: handle_create_topics,
     ApiKey.DELETE_TOPICS: handle_delete_topics,
     ApiKey.CREATE_PARTITIONS: handle_create_partitions,

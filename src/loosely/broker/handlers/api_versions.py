@@ -3,16 +3,70 @@
 A client sends its highest ApiVersions version. If this broker does not know that version it answers with a v0
 response holding UNSUPPORTED_VERSION *and* the full api list, and the client retries with the highest version we
 support. The response header is always v0 (kio's classes encode that special case).
+
+From v3 the answer also carries the cluster's *features* (KIP-584): the levels each feature can run at (supported)
+and the level it runs at (finalized), which ``kafka-features describe`` prints and Kafka 4's Java clients read (a
+producer uses transactions version 2 only when ``transaction.version`` is finalized at 2 or more). loosely claims
+only what it does; a single node cannot change levels, so each feature supports exactly its finalized level:
+
+* ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with, whose APIs loosely
+  follows. There is no metadata log; the level is what the node is compatible with, not a record format.
+* ``group.version`` 1: the consumer group protocol (KIP-848) is always on.
+* ``transaction.version`` 0: transactions as before KIP-890. ``__transaction_state`` records are written in their
+  v0 format (level 1) and EndTxn stops at v3 (level 2), so the Java producer keeps to version 1 transactions.
+* ``kraft.version`` 0: a static quorum of one voter (see DescribeQuorum in :mod:`.controller`).
+
+``eligible.leader.replicas.version`` and ``share.version``, which Kafka 4.1 also lists, are left out: one replica
+has no eligible leader replicas to track, and share groups are not implemented. A feature at level 0 is not
+finalized, and versions before v4 cannot carry a supported range starting at 0, so those are left out of them,
+both as Kafka does (KIP-1022). The features never change, so their epoch is constant.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
 
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, encode_response
 
-__all__ = ["HANDLERS", "unsupported_version_response"]
+__all__ = ["FEATURES", "HANDLERS", "Feature", "unsupported_version_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    name: str
+    level: int  # finalized; also the only supported level
+
+
+FEATURES: Final = (
+    Feature("group.version", 1),
+    Feature("kraft.version", 0),
+    Feature("metadata.version", 27),
+    Feature("transaction.version", 0),
+)
+FEATURES_EPOCH: Final = 0
+_SUPPORTED_FROM_ZERO_SINCE: Final = 4  # KIP-1022: ApiVersions v4 may carry a supported range starting at 0
+
+
+def _features(resp: Response) -> dict[str, object]:
+    if resp.version < 3:
+        return {}
+    return {
+        "supported_features": tuple(
+            build(resp.SupportedFeatureKey, name=f.name, min_version=f.level, max_version=f.level)
+            for f in FEATURES
+            if f.level > 0 or resp.version >= _SUPPORTED_FROM_ZERO_SINCE
+        ),
+        "finalized_features_epoch": FEATURES_EPOCH,
+        "finalized_features": tuple(
+            build(resp.FinalizedFeatureKey, name=f.name, min_version_level=f.level, max_version_level=f.level)
+            for f in FEATURES
+            if f.level > 0
+        ),
+    }
 
 
 def _api_list(resp: Response, advertised: dict[int, tuple[int, int]]) -> tuple[object, ...]:
@@ -26,6 +80,7 @@ async def handle_api_versions(ctx: BrokerContext, header: RequestHeader, request
         error_code=ErrorCode.none,
         api_keys=_api_list(resp, advertised(ctx)),
         throttle_time=NO_THROTTLE,
+        **_features(resp),
     )
 
 

@@ -1,8 +1,20 @@
-"""Metadata and DescribeCluster: one broker that leads every partition, epoch 0, in-sync with itself.
+"""Metadata, DescribeTopicPartitions and DescribeCluster: one broker that leads every partition, epoch 0, in-sync
+with itself.
 
 Unknown topics named in a Metadata request are created when the request and the broker both allow it
 (``allow.auto.create.topics`` / ``auto.create.topics.enable``), which is how producers such as kcat create topics.
 In Metadata v0 an empty topic list means "all topics"; from v1 on, null means all and empty means none.
+
+With ACLs on, topics the caller may not DESCRIBE are left out of a listing and TOPIC_AUTHORIZATION_FAILED
+when named, in both APIs, as Kafka does.
+
+DescribeTopicPartitions (KIP-966, what Kafka 4's ``kafka-topics --describe`` sends) never creates topics and pages
+through partitions: topics in name order from the cursor's topic (and, in it, the cursor's partition), at most
+``min(response_partition_limit, 2000)`` partitions (at least 1) per answer. When the budget runs out the answer's
+cursor names the first partition left out, or the next topic at partition 0 when a topic ended exactly at the limit.
+A cursor whose topic is not among those asked for, or whose partition is negative, is INVALID_REQUEST for every
+topic, as in Kafka's ``DescribeTopicPartitionsRequestHandler``. Eligible leader replicas (KIP-966's ELR) are empty:
+with one replica, the leader is the whole ISR.
 """
 
 from __future__ import annotations
@@ -18,12 +30,13 @@ from loosely.security.authorizer import CLUSTER_NAME
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
-from loosely.storage.manager import Topic
+from loosely.storage.manager import Topic, validate_topic_name
 
 __all__ = ["HANDLERS"]
 
 _NULL_UUID = uuid.UUID(int=0)
-_NOT_ASKED = -2147483648  # the authorized-operations fields' default: not requested
+_NOT_ASKED = -2147483648  # the authorized-operations fields' default: not requested (Int32.MIN_VALUE)
+PARTITIONS_PER_RESPONSE_MAX = 2000  # Kafka's max.request.partition.size.limit
 
 
 async def handle_metadata(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -97,34 +110,105 @@ def _cluster_operations(ctx: BrokerContext) -> int:
     return authorized_operations(ctx, Res.CLUSTER, CLUSTER_NAME)
 
 
-def _topic(resp: Response, ctx: BrokerContext, t: Topic, with_ops: bool = False) -> object:
+def _led_here(cls: type[object], ctx: BrokerContext, partitions: range) -> tuple[object, ...]:
+    """Partitions this broker leads at epoch 0, the only replica and the whole ISR (no eligible leader replicas)."""
     me = (ctx.node_id,)
-    parts = tuple(
+    return tuple(
         _make(
-            resp.MetadataResponsePartition,
+            cls,
             error_code=ErrorCode.none,
             partition_index=p,
             leader_id=ctx.node_id,
             leader_epoch=0,
             replica_nodes=me,
             isr_nodes=me,
+            eligible_leader_replicas=(),
+            last_known_elr=(),
             offline_replicas=(),
         )
-        for p in range(t.partitions)
+        for p in partitions
     )
+
+
+def _topic(resp: Response, ctx: BrokerContext, t: Topic, with_ops: bool = False) -> object:
     return _make(
         resp.MetadataResponseTopic,
         error_code=ErrorCode.none,
         name=t.name,
         topic_id=t.topic_id,
         is_internal=t.internal,
-        partitions=parts,
+        partitions=_led_here(resp.MetadataResponsePartition, ctx, range(t.partitions)),
         topic_authorized_operations=authorized_operations(ctx, Res.TOPIC, t.name) if with_ops else _NOT_ASKED,
     )
 
 
 def _make(cls: type[object], **values: object) -> object:
     return build(cls, **values)
+
+
+def _described_topic(
+    resp: Response,
+    ctx: BrokerContext,
+    name: str,
+    t: Topic | None,
+    *,
+    partitions: range = range(0),
+    error: ErrorCode = ErrorCode.none,
+) -> object:
+    return _make(
+        resp.DescribeTopicPartitionsResponseTopic,
+        error_code=error,
+        name=name,
+        topic_id=t.topic_id if t is not None else None,
+        is_internal=t.internal if t is not None else False,
+        partitions=_led_here(resp.DescribeTopicPartitionsResponsePartition, ctx, partitions),
+        topic_authorized_operations=_NOT_ASKED
+        if error in (ErrorCode.invalid_request, ErrorCode.topic_authorization_failed)
+        else authorized_operations(ctx, Res.TOPIC, name),
+    )
+
+
+async def handle_describe_topic_partitions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.DESCRIBE_TOPIC_PARTITIONS, header.api_version)
+    cursor = request.cursor
+    after = cursor.topic_name if cursor is not None else ""
+    asked = [t.name for t in request.topics]
+    everything = not asked
+    names = sorted({n for n in ([t.name for t in ctx.logs] if everything else asked) if n >= after})
+    if everything:  # a listing leaves out what the caller may not describe
+        names = [n for n in names if allowed(ctx, Op.DESCRIBE, Res.TOPIC, n, log_denied=False)]
+    if cursor is not None and (cursor.partition_index < 0 or cursor.topic_name not in names):
+        ctx.count_error(ApiKey.DESCRIBE_TOPIC_PARTITIONS)
+        invalid = tuple(_described_topic(resp, ctx, n, None, error=ErrorCode.invalid_request) for n in asked)
+        return resp.make(throttle_time=NO_THROTTLE, topics=invalid, next_cursor=None)
+    remaining = max(min(PARTITIONS_PER_RESPONSE_MAX, int(request.response_partition_limit)), 1)
+    topics: list[object] = []
+    next_cursor = None
+    for name in names:
+        if remaining == 0:
+            next_cursor = _make(resp.Cursor, topic_name=name, partition_index=0)
+            break
+        if not everything and not allowed(ctx, Op.DESCRIBE, Res.TOPIC, name):
+            topics.append(_described_topic(resp, ctx, name, None, error=ErrorCode.topic_authorization_failed))
+            continue
+        t = ctx.logs.get(name)
+        if t is None:
+            if not everything:
+                try:
+                    validate_topic_name(name)
+                    error = ErrorCode.unknown_topic_or_partition
+                except LogError as e:
+                    error = e.error_code
+                topics.append(_described_topic(resp, ctx, name, None, error=error))
+            continue
+        first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
+        end = min(t.partitions, first + remaining)
+        topics.append(_described_topic(resp, ctx, name, t, partitions=range(first, end)))
+        if end < t.partitions:
+            next_cursor = _make(resp.Cursor, topic_name=name, partition_index=end)
+            break
+        remaining -= max(end - first, 0)
+    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(topics), next_cursor=next_cursor)
 
 
 async def handle_describe_cluster(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -147,4 +231,5 @@ async def handle_describe_cluster(ctx: BrokerContext, header: RequestHeader, req
 HANDLERS = {
     ApiKey.METADATA: handle_metadata,
     ApiKey.DESCRIBE_CLUSTER: handle_describe_cluster,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: handle_describe_topic_partitions,
 }

@@ -252,7 +252,8 @@ def step(
                 return txn, []
             state = TxnState.COMPLETE_COMMIT if txn.state is TxnState.PREPARE_COMMIT else TxnState.COMPLETE_ABORT
             done = replace(
-                txn, state=state, partitions=frozenset(), start_ms=-1, last_update_ms=now_ms, marker_retry_ms=None
+                # The start time stays, as in Kafka: DescribeTransactions reports it and ListTransactions filters on it.
+                txn, state=state, partitions=frozenset(), last_update_ms=now_ms, marker_retry_ms=None
             )
             return txn, [Persist(done, Done())]
         case Tick():

@@ -1,0 +1,36 @@
+"""Apache Kafka's own command-line tools (``org.apache.kafka.tools.*`` from the ``kafka-tools`` jar), run on the
+JVM against any bootstrap address: what ``kafka-log-dirs.sh``, ``kafka-transactions.sh`` and the rest run.
+
+The jar comes with the interop jars (interop/pom.xml lists it); a ``LOOSELY_JARS_DIR`` resolved before it was
+listed lacks it, so the jars are resolved again from the pom in that case.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+from compat._java import ROOT, jars_dir
+
+__all__ = ["kafka_tool"]
+
+
+@functools.cache
+def _classpath() -> str:
+    d = jars_dir()
+    if not any(d.glob("kafka-tools-*.jar")):
+        out = subprocess.run([str(ROOT / "interop" / "fetch-jars")], check=True, capture_output=True, text=True)
+        d = Path(out.stdout.strip())
+    return f"{d}/*"
+
+
+def kafka_tool(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``org.apache.kafka.tools.<tool>`` (e.g. ``LogDirsCommand``) with ``args``; never raises on exit status."""
+    return subprocess.run(
+        ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", _classpath(), f"org.apache.kafka.tools.{tool}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
