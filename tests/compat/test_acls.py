@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ElectionType,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -545,6 +553,11 @@ def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, Dev
         assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
         alice_admin = AdminClient(alice)
         alice_admin.alter_user_scram_credentials(alter)["carol"].result(30)
+        # So are the controller's APIs: electing leaders needs ALTER on the cluster.
+        with pytest.raises(KafkaException) as e:
+            bob_admin.elect_leaders(ElectionType.PREFERRED, None).result(30)
+        assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+        alice_admin.elect_leaders(ElectionType.PREFERRED, None).result(30)
         # alice may: CREATE on the cluster auto-creates, ALTER on the cluster manages ACLs.
         assert produce_as(alice, names + "by-alice") is None
         allowed_ = binding(ResourceType.TOPIC, names + "y", AclOperation.READ)

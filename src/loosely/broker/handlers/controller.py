@@ -21,10 +21,12 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 
 __all__ = ["HANDLERS"]
 
@@ -45,6 +47,9 @@ def _missing(ctx: BrokerContext, topic: str, partition: int) -> str | None:
 
 async def handle_elect_leaders(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.ELECT_LEADERS, header.api_version)
+    if not allowed(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME):
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed,
+                         replica_election_results=())
     asked = request.topic_partitions
     results = []
     if asked is None:
@@ -94,6 +99,9 @@ def _reassignment_error(
 
 async def handle_alter_partition_reassignments(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.ALTER_PARTITION_REASSIGNMENTS, header.api_version)
+    if not allowed(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME):
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed,
+                         error_message=None, responses=())
     topics = []
     for t in request.topics:
         parts = []
@@ -121,7 +129,9 @@ async def handle_alter_partition_reassignments(ctx: BrokerContext, header: Reque
 
 async def handle_list_partition_reassignments(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.LIST_PARTITION_REASSIGNMENTS, header.api_version)
-    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None, topics=())
+    ok = allowed(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME)
+    code = ErrorCode.none if ok else ErrorCode.cluster_authorization_failed
+    return resp.make(throttle_time=NO_THROTTLE, error_code=code, error_message=None, topics=())
 
 
 async def handle_describe_quorum(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from loosely.storage.manager import Topic
 
 __all__ = ["HANDLERS"]
@@ -42,6 +44,8 @@ def _wanted(request: Request, ctx: BrokerContext) -> list[tuple[Topic, list[int]
 
 async def handle_describe_log_dirs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.DESCRIBE_LOG_DIRS, header.api_version)
+    if not allowed(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):  # as Kafka's KafkaApis
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed, results=())
     topics = []
     for t, partitions in _wanted(request, ctx):
         if not partitions:
@@ -77,13 +81,16 @@ async def handle_describe_log_dirs(ctx: BrokerContext, header: RequestHeader, re
 
 async def handle_alter_replica_log_dirs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.ALTER_REPLICA_LOG_DIRS, header.api_version)
+    may = allowed(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME)  # as Kafka's KafkaApis
     by_topic: dict[str, dict[int, ErrorCode]] = {}
     for d in request.dirs:
         here = d.path == ctx.logs.data_dir
         for t in d.topics:
             topic = ctx.logs.get(t.name)
             for p in t.partitions:
-                if topic is None or not 0 <= p < topic.partitions:
+                if not may:
+                    code = ErrorCode.cluster_authorization_failed
+                elif topic is None or not 0 <= p < topic.partitions:
                     code = ErrorCode.unknown_topic_or_partition
                 else:
                     code = ErrorCode.none if here else ErrorCode.log_dir_not_found

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import re2
 
+from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build, ms
 from loosely.broker.producers import ProducerStateManager, producer_state
@@ -35,6 +36,7 @@ from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.broker.transactions.state import TxnMetadata, TxnState
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from loosely.storage.log import LogError
 
 __all__ = ["HANDLERS"]
@@ -102,6 +104,7 @@ async def handle_list_transactions(ctx: BrokerContext, header: RequestHeader, re
         )
         for tid, t in sorted(coordinator.txns.items())
         if filters.admit(t, now)
+        and allowed(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid, log_denied=False)
     )
     return resp.make(
         throttle_time=NO_THROTTLE, error_code=ErrorCode.none, unknown_state_filters=unknown, transaction_states=listed
@@ -119,10 +122,15 @@ async def handle_describe_transactions(ctx: BrokerContext, header: RequestHeader
     out = []
     for tid in request.transactional_ids:
         txn = coordinator.txns.get(tid) if coordinator is not None else None
-        if txn is None or txn.state is TxnState.DEAD:
+        may = allowed(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, tid)
+        if not may or txn is None or txn.state is TxnState.DEAD:
             ctx.count_error(ApiKey.DESCRIBE_TRANSACTIONS)
             code = (
-                ErrorCode.transactional_id_not_found if coordinator is not None else ErrorCode.coordinator_not_available
+                ErrorCode.transactional_id_authorization_failed
+                if not may
+                else ErrorCode.transactional_id_not_found
+                if coordinator is not None
+                else ErrorCode.coordinator_not_available
             )
             out.append(
                 build(
@@ -163,9 +171,10 @@ async def handle_describe_producers(ctx: BrokerContext, header: RequestHeader, r
     topics = []
     for rt in request.topics:
         t = ctx.logs.get(rt.name)
+        may = allowed(ctx, AclOperation.READ, ResourceType.TOPIC, rt.name)  # as Kafka's KafkaApis
         parts = []
         for p in rt.partition_indexes:
-            known = t is not None and 0 <= p < t.partitions
+            known = may and t is not None and 0 <= p < t.partitions
             if not known:
                 ctx.count_error(ApiKey.DESCRIBE_PRODUCERS)
             entries = state.producers(rt.name, p) if known and state is not None else []
@@ -185,7 +194,11 @@ async def handle_describe_producers(ctx: BrokerContext, header: RequestHeader, r
                 build(
                     resp.PartitionResponse,
                     partition_index=p,
-                    error_code=ErrorCode.none if known else ErrorCode.unknown_topic_or_partition,
+                    error_code=ErrorCode.none
+                    if known
+                    else ErrorCode.unknown_topic_or_partition
+                    if may
+                    else ErrorCode.topic_authorization_failed,
                     error_message=None,
                     active_producers=active,
                 )
@@ -197,13 +210,15 @@ async def handle_describe_producers(ctx: BrokerContext, header: RequestHeader, r
 async def handle_write_txn_markers(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.WRITE_TXN_MARKERS, header.api_version)
     state = producer_state(ctx)
+    # Only brokers write markers (CLUSTER_ACTION); `kafka-transactions abort` is an operator acting as one.
+    may = allowed(ctx, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)
     results = []
     for m in request.markers:
         topics = []
         for t in m.topics:
             parts = []
             for p in t.partition_indexes:
-                code = _write_marker(ctx, state, t.name, p, m)
+                code = _write_marker(ctx, state, t.name, p, m) if may else ErrorCode.cluster_authorization_failed
                 if code != ErrorCode.none:
                     ctx.count_error(ApiKey.WRITE_TXN_MARKERS)
                 parts.append(build(resp.WritableTxnMarkerPartitionResult, partition_index=p, error_code=code))
