@@ -240,8 +240,8 @@ def test_live_lag_keys_waiting_for_a_restarted_broker_and_q(broker: BrokerProces
 
         started = time.monotonic()
         term.keys("q")
-        wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=1.0)
-        assert time.monotonic() - started < 1.0
+        wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=5.0)  # 5 s: a loaded machine
+        assert time.monotonic() - started < 5.0
         assert term.exit_code() == 0
         settings = term.settings_after()
         assert "icanon" in settings and "echo" in settings, "the terminal was not restored"
@@ -255,7 +255,7 @@ def test_ctrl_c_quits_a_top_waiting_for_a_down_endpoint(tmp_path: Path) -> None:
     try:
         wait_for("top to wait", lambda: f"waiting for {url} (since " in term.screen())
         term.interrupt()
-        wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=1.0)
+        wait_for("top to quit", lambda: term.exit_code() is not None, timeout_s=5.0)  # 5 s: a loaded machine
         assert term.exit_code() == 0
         settings = term.settings_after()
         assert "icanon" in settings and "echo" in settings, "the terminal was not restored"
