@@ -3,6 +3,7 @@ of members that heartbeat, leave, crash and subscribe differently, in which no p
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -181,6 +182,16 @@ def test_regex_subscriptions_follow_the_topics_that_match() -> None:
     assert c.hb("m2", 0, subscribed=frozenset(), regex="(", owned=frozenset(), rebalance_ms=1).error == (
         ErrorCode.invalid_regular_expression
     )
+
+
+def test_a_backtracking_regex_cannot_stall_the_coordinator() -> None:
+    """Python's re takes for ever on (a*)*x against a long name of a's; RE2 (Kafka's RE2/J too) is linear."""
+    c = Coordinator()
+    c.topics["a" * 200 + "c"] = TopicInfo(uuid.UUID(int=9), 1)
+    started = time.monotonic()
+    r = c.hb("m1", 0, subscribed=frozenset(), regex="(a*)*" * 10 + "x", owned=frozenset(), rebalance_ms=REBALANCE_MS)
+    assert r.error == ErrorCode.none and r.assignment == frozenset()
+    assert time.monotonic() - started < 1
 
 
 def test_offset_commit_needs_the_current_member_epoch() -> None:
