@@ -77,11 +77,18 @@ def jwt_bootstrap(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("loosely_jwt" if request.param == "loosely" else "kafka_jwt"))
 
 
-def _conf(bootstrap: str, signer: JwtSigner, sub: str = "alice") -> dict[str, object]:
+def _conf(
+    bootstrap: str, signer: JwtSigner, claims: dict[str, object] | None = None, header: dict[str, object] | None = None
+) -> dict[str, object]:
+    """librdkafka settings whose ``oauth_cb`` signs a fresh token (``claims`` relative to now, added or replaced)."""
+
     def oauth_cb(_config: str) -> tuple[str, float]:
         now = int(time.time())
-        claims = {"sub": sub, "iss": ISSUER, "aud": "kafka", "iat": now, "exp": now + 3600, "scope": "kafka"}
-        return signer.sign(claims), float(now + 3600)
+        base = {"sub": "alice", "iss": ISSUER, "aud": "kafka", "iat": now, "exp": now + 3600, "scope": "kafka"}
+        extra = {
+            k: now + v if k in ("exp", "iat", "nbf") and isinstance(v, int) else v for k, v in (claims or {}).items()
+        }
+        return signer.sign({**base, **extra}, header), float(now + 3600)
 
     return {"bootstrap.servers": bootstrap, "security.protocol": "sasl_plaintext", "sasl.mechanism": "OAUTHBEARER",
             "oauth_cb": oauth_cb}  # fmt: skip
@@ -92,9 +99,24 @@ def test_confluent_kafka_produce_consume_with_signed_tokens(jwt_bootstrap: str, 
     produce_and_consume(_conf(jwt_bootstrap, signer), b"signed")
 
 
-def test_a_token_signed_with_another_key_is_refused(jwt_bootstrap: str) -> None:
+@pytest.mark.parametrize(
+    ("signer", "claims", "header"),
+    [
+        (IMPOSTOR, None, None),  # the right kid, another key
+        (JwtSigner("RS256", kid="unknown"), None, None),
+        (SIGNER, {"exp": -60}, None),
+        (SIGNER, {"nbf": 600}, None),
+        (SIGNER, {"aud": "someone-else"}, None),
+        (SIGNER, {"iss": "https://evil.example"}, None),
+        (SIGNER, None, {"alg": "PS256"}),  # signed with one algorithm, claiming another
+    ],
+    ids=["wrong-key", "unknown-kid", "expired", "not-yet-valid", "wrong-aud", "wrong-iss", "alg-mismatch"],
+)
+def test_bad_tokens_are_refused_with_kafkas_challenge(
+    jwt_bootstrap: str, signer: JwtSigner, claims: dict[str, object] | None, header: dict[str, object] | None
+) -> None:
     errors: list[KafkaError] = []
-    admin = AdminClient({**_conf(jwt_bootstrap, IMPOSTOR), "error_cb": errors.append})
+    admin = AdminClient({**_conf(jwt_bootstrap, signer, claims, header), "error_cb": errors.append})
     deadline = time.monotonic() + 15
     while not errors and time.monotonic() < deadline:
         admin.poll(0.2)  # error_cb is served by poll
