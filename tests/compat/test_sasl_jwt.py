@@ -104,13 +104,23 @@ def test_confluent_kafka_produce_consume_with_signed_tokens(jwt_bootstrap: str, 
     [
         (IMPOSTOR, None, None),  # the right kid, another key
         (JwtSigner("RS256", kid="unknown"), None, None),
-        (SIGNER, {"exp": -60}, None),
+        (SIGNER, {"exp": -2}, None),  # no clock skew on exp in Kafka 4.1.1
+        (SIGNER, {"iat": 4000}, None),  # after exp
         (SIGNER, {"nbf": 600}, None),
         (SIGNER, {"aud": "someone-else"}, None),
         (SIGNER, {"iss": "https://evil.example"}, None),
         (SIGNER, None, {"alg": "PS256"}),  # signed with one algorithm, claiming another
     ],
-    ids=["wrong-key", "unknown-kid", "expired", "not-yet-valid", "wrong-aud", "wrong-iss", "alg-mismatch"],
+    ids=[
+        "wrong-key",
+        "unknown-kid",
+        "just-expired",
+        "iat-after-exp",
+        "not-yet-valid",
+        "wrong-aud",
+        "wrong-iss",
+        "alg-mismatch",
+    ],
 )
 def test_bad_tokens_are_refused_with_kafkas_challenge(
     jwt_bootstrap: str, signer: JwtSigner, claims: dict[str, object] | None, header: dict[str, object] | None
@@ -123,6 +133,12 @@ def test_bad_tokens_are_refused_with_kafkas_challenge(
     assert errors, "no error reported"
     assert errors[0].code() == KafkaError._AUTHENTICATION, errors[0]
     assert '{"status":"invalid_token"}' in errors[0].str(), errors[0].str()
+
+
+@pytest.mark.parametrize("claims", [{"nbf": 20}, {"iat": 40}], ids=["nbf-within-skew", "iat-in-the-future"])
+def test_tokens_kafka_accepts_at_the_edges_of_the_clock(jwt_bootstrap: str, claims: dict[str, object]) -> None:
+    admin = AdminClient(_conf(jwt_bootstrap, SIGNER, claims))
+    assert admin.list_topics(timeout=15).brokers
 
 
 def _loosely_config(jwks: Path, data_dir: Path, **extra: str) -> BrokerConfig:

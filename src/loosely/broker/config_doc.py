@@ -84,7 +84,8 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "sasl.oauthbearer.sub.claim.name": "The claim naming the principal (`User:<value>`).",
     "sasl.oauthbearer.scope.claim.name": "The claim holding the token's scopes (kept with the token; neither Kafka's "
     "validator nor loosely checks them).",
-    "sasl.oauthbearer.clock.skew.seconds": "Slack allowed on `exp`, `nbf` and `iat`.",
+    "sasl.oauthbearer.clock.skew.seconds": "Slack allowed on `nbf` (as Kafka 4.1.1: none on `exp`; a future `iat` "
+    "before `exp` is accepted).",
     "sasl.oauthbearer.jwt.validator.class": "BrokerJwtValidator or DefaultJwtValidator: loosely verifies signatures "
     "with either (Kafka 4.1's DefaultJwtValidator, built by the callback handler, does not; docs/broker.md). "
     "ClientJwtValidator is refused.",

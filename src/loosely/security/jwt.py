@@ -13,8 +13,9 @@ selector never picks them. :func:`validate_jwt` then checks one compact JWS:
    broker refreshes the key set, at most once per ``sasl.oauthbearer.jwks.endpoint.retry.backoff.ms``); without a
    ``kid`` the first key of the algorithm's type verifies;
 3. the signature over ``header.payload`` (ES*: the JWS ``r || s`` form, turned into DER for ``cryptography``);
-4. the claims: ``exp`` and ``iat`` are required (as Kafka's jose4j consumer requires them), ``exp`` not past,
-   ``nbf`` and ``iat`` not in the future, each with ``sasl.oauthbearer.clock.skew.seconds`` of slack; ``iss`` equal
+4. the claims: ``exp`` and ``iat`` are required (as Kafka's jose4j consumer requires them), ``exp`` not past (no
+   slack: Kafka 4.1.1 gives none there), ``iat`` not after ``exp``, ``nbf`` not later than
+   ``sasl.oauthbearer.clock.skew.seconds`` from now; ``iss`` equal
    to the expected issuer when one is set; ``aud`` containing one of the expected audiences when they are set, and
    refused when present but none are expected (jose4j's default); the principal claim (``sub`` unless
    ``sasl.oauthbearer.sub.claim.name`` says otherwise) a non-empty string.
@@ -196,10 +197,12 @@ def validate_jwt(token: str, jwks: Jwks, options: JwtValidatorOptions, now_ms: i
     exp, iat, nbf = _number(claims, "exp"), _number(claims, "iat"), _number(claims, "nbf")
     if exp is None or iat is None:
         raise ValueError("the token lacks the required exp or iat claim")
-    if now_ms - skew_ms >= exp * 1000:
+    # Kafka 4.1.1 observed (tests/compat/test_sasl_jwt.py): exp gets no slack, an iat in the future is accepted as
+    # long as it precedes exp, nbf gets the skew.
+    if now_ms >= exp * 1000:
         raise ValueError("the token has expired")
-    if iat * 1000 > now_ms + skew_ms:
-        raise ValueError("the token's iat is in the future")
+    if iat > exp:
+        raise ValueError("the token's iat is after its exp")
     if nbf is not None and nbf * 1000 > now_ms + skew_ms:
         raise ValueError("the token is not valid yet (nbf)")
     if options.expected_issuer is not None and claims.get("iss") != options.expected_issuer:
