@@ -21,7 +21,7 @@ TIMEOUT_S = 60
 def demo(data_dir: Path, *extra: str) -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-         "--http", "127.0.0.1:0", *extra],
+         "--http", "127.0.0.1:0", "--schema-registry", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:
@@ -53,6 +53,14 @@ def get(url: str) -> Any:
         raise
 
 
+def register(registry: str, subject: str, schema: str) -> int:
+    body = json.dumps({"schema": schema}).encode()
+    req = urllib.request.Request(f"{registry}/subjects/{subject}/versions", data=body, method="POST",
+                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return int(json.loads(r.read())["id"])
+
+
 def wait_for(url: str, want: Any) -> Any:
     deadline = time.monotonic() + TIMEOUT_S
     got = get(url)
@@ -76,10 +84,15 @@ def test_kcat_writes_the_talks_example_and_the_views_serve_it_across_a_restart(t
         assert get(f"{http}/views/latest/keys/1001") is None
         status = get(f"{http}/status")
         assert {(v["view"], v["state"]) for v in status["views"]} == {("latest", "serving"), ("counts", "serving")}
+        # the schema registry a team's Docker stack had beside Kafka
+        schema_id = register(d["schema_registry"], "the-topic-value", '{"type": "string"}')
+        assert json.loads(get(f"{d['schema_registry']}/schemas/ids/{schema_id}")["schema"]) in ("string",
+                                                                                              {"type": "string"})
 
     # the log and the views live on in the data directory: the same keys again count twice, nothing is replayed
     with demo(tmp_path) as d:
         b, http, topic = d["bootstrap_servers"], d["http"], d["topic"]
+        assert get(f"{d['schema_registry']}/subjects") == ["the-topic-value"]  # kept in the log too
         assert get(f"{http}/views/counts/keys/7") == {"key": "7", "value": 1, "version": 1}
         kcat("-P", "-b", b, "-t", topic, "-K", ",", stdin=talk_lines(1, 10))
         assert wait_for(f"{http}/views/counts/keys/10", {"key": "10", "value": 2, "version": 1})
@@ -118,5 +131,6 @@ def test_every_interface_needs_allow_unauthenticated(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--allow-unauthenticated" in lines[0], lines
-    with demo(tmp_path, "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--allow-unauthenticated") as d:
+    with demo(tmp_path, "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--allow-unauthenticated",
+              "--schema-registry", "off") as d:  # the registry would follow the advertised address, not served
         assert d  # started and said where

@@ -104,14 +104,25 @@ def _run_demo(args: argparse.Namespace) -> int:
     bootstrap = broker.bootstrap_servers
     views: list[_ViewThread] = []
     server: ViewServer | None = None
+    registry: Any = None
     catalog = SqliteSink(str(db))
     try:
         _ensure_topic(broker, args.topic, args.partitions)
+        if args.schema_registry != "off":  # what the team's Docker stack had beside Kafka
+            from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and protobuf load only when asked
+
+            reg_host, reg_port = parse_listen(args.schema_registry)
+            try:
+                registry = SchemaRegistry(bootstrap, host=reg_host, port=reg_port,
+                                          client_config=args.kafka_config).start()
+            except Exception as e:  # the broker cannot be read back, the port is taken: one line, exit 1
+                raise OSError(f"schema registry on {args.schema_registry}: {e}") from None
         views = [_start_view(v, db, bootstrap, args.kafka_config) for v in _views(args.topic)]
         server = ViewServer(catalog, http_host, http_port, status=lambda: collect(
             [i for n in catalog.names() for i in catalog.versions(n)], bootstrap, int(time.time() * 1000),
             client_config=args.kafka_config)).start()
-        _print_guide(bootstrap, f"http://{http_host}:{server.port}", args.topic, data, db)
+        _print_guide(bootstrap, f"http://{http_host}:{server.port}", args.topic, data, db,
+                     registry=registry.url if registry is not None else None)
         failed = None
         while not stop.wait(0.2) and failed is None:
             failed = next((v for v in views if v.error is not None), None)
@@ -127,16 +138,20 @@ def _run_demo(args: argparse.Namespace) -> int:
                 v.thread.join()
         if server is not None:
             server.stop()
+        if registry is not None:
+            registry.stop()
         catalog.close()
         broker.stop()
 
 
-def _print_guide(bootstrap: str, url: str, topic: str, data: Path, db: Path) -> None:
-    # The first two lines are machine-readable (tests and scripts read the addresses from them).
-    print(json.dumps({"bootstrap_servers": bootstrap, "http": url, "topic": topic}), flush=True)
+def _print_guide(bootstrap: str, url: str, topic: str, data: Path, db: Path, *, registry: str | None) -> None:
+    # The first line is machine-readable (tests and scripts read the addresses from it).
+    print(json.dumps({"bootstrap_servers": bootstrap, "http": url, "topic": topic, "schema_registry": registry}),
+          flush=True)
+    where = f"\n  schemas {registry}  (a Confluent-compatible schema registry, stored in _schemas)" if registry else ""
     print(f"""loosely demo
   broker  {bootstrap}  (log in {data / "log"})
-  views   {url}/views  (SQLite {db}: "latest" and "counts" of topic {topic})
+  views   {url}/views  (SQLite {db}: "latest" and "counts" of topic {topic}){where}
 
 Write to the log, read from the views:
   seq 100000 | awk '{{printf "%s,{{\\"id\\":\\"%s\\", value: \\"bar\\"}}\\n", $1, $1}}' | \\
@@ -157,6 +172,8 @@ def add_demo_command(sub: Any) -> None:
     d.add_argument("--allow-unauthenticated", action="store_true",
                    help="let a non-loopback --listen serve anyone who reaches it (the demo has no users)")
     d.add_argument("--http", default="127.0.0.1:8080", help="the views' HTTP HOST:PORT (default 127.0.0.1:8080)")
+    d.add_argument("--schema-registry", default="127.0.0.1:8081", metavar="HOST:PORT",
+                   help="serve a schema registry here (default 127.0.0.1:8081; off: none)")
     d.add_argument("--topic", default="the-topic", help="the topic the views follow (default the-topic)")
     d.add_argument("--partitions", type=int, default=1, help="partitions of new topics (default 1)")
     # the settings the views' clients connect with, for a broker whose listener asks for TLS or SASL
