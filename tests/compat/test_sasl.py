@@ -20,7 +20,7 @@ import aiokafka
 import kafka
 import pytest
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
@@ -32,6 +32,7 @@ from kio.index import load_request_schema
 
 from broker._raw import Raw
 from compat._java import jars_dir, run_java
+from compat._roundtrip import produce_and_consume
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode
@@ -104,24 +105,7 @@ def _conf(bootstrap: str, mechanism: str, user: str = "alice", password: str = "
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_confluent_kafka_produce_consume(sasl_bootstrap: str, mechanism: str) -> None:
-    topic = f"sasl-{uuid.uuid4().hex[:8]}"
-    p = Producer(_conf(sasl_bootstrap, mechanism))
-    delivered: list[object] = []
-    p.produce(topic, b"over sasl", on_delivery=lambda e, m: delivered.append(e))
-    assert p.flush(30) == 0 and delivered == [None]
-    c = Consumer({**_conf(sasl_bootstrap, mechanism), "group.id": topic, "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is not None and m.error() is None:
-                assert m.value() == b"over sasl"
-                break
-        else:
-            pytest.fail("nothing consumed")
-    finally:
-        c.close()
+    produce_and_consume(_conf(sasl_bootstrap, mechanism), b"over sasl")
 
 
 def _auth_error(bootstrap: str, mechanism: str, password: str) -> KafkaError:

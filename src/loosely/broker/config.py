@@ -156,6 +156,21 @@ class BrokerConfig:
     sasl_jaas_configs: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Kafka: listener.name.<listener>.sasl.enabled.mechanisms, by lower-case listener name (wins over the above)
     sasl_listener_mechanisms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Kafka: listener.name.<listener>.oauthbearer.sasl.server.callback.handler.class naming the
+    # OAuthBearerValidatorCallbackHandler (KIP-768): these listeners (lower case) take signed tokens only
+    oauthbearer_validated_listeners: frozenset[str] = frozenset()
+    # Kafka: sasl.oauthbearer.* (the validator's settings; loosely.broker._jwks, loosely.security.jwt)
+    oauthbearer_jwks_url: str | None = None  # file: or http(s): URL of the JWKS
+    oauthbearer_jwks_refresh_ms: int = 3_600_000
+    oauthbearer_jwks_retry_backoff_ms: int = 100  # the least time between two refreshes for an unknown kid
+    oauthbearer_jwks_retry_backoff_max_ms: int = 10_000
+    oauthbearer_expected_audience: tuple[str, ...] = ()
+    oauthbearer_expected_issuer: str | None = None
+    oauthbearer_sub_claim: str = "sub"
+    oauthbearer_scope_claim: str = "scope"
+    oauthbearer_clock_skew_s: int = 30
+    # Kafka: sasl.oauthbearer.jwt.validator.class; loosely always verifies signatures (see _jwt_validator_class)
+    oauthbearer_jwt_validator_class: str = "org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator"
     # Kafka: connections.max.reauth.ms (0: sessions never expire; KIP-368)
     connections_max_reauth_ms: int = 0
     # Kafka: connection.failed.authentication.delay.ms (the failure answer and the close wait this long)
@@ -195,10 +210,13 @@ class BrokerConfig:
             ("connections.max.reauth.ms", self.connections_max_reauth_ms >= 0),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
+            ("sasl.oauthbearer.jwks.endpoint.refresh.ms", self.oauthbearer_jwks_refresh_ms >= 1),
         )
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name} is out of range")
+        if self.oauthbearer_validated_listeners and self.oauthbearer_jwks_url is None:
+            raise ValueError(f"{VALIDATOR_CALLBACK_HANDLER} needs sasl.oauthbearer.jwks.endpoint.url")
         limit = self.queued_request_bytes_limit
         if 0 < limit < self.frame_bytes_max:  # Kafka's own rule: one largest request must fit
             raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes (or -1)")
@@ -278,6 +296,49 @@ def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
     return f"{m.group(1).lower()}.{mechanism.lower()}", value
 
 
+# listener.name.<listener>.oauthbearer.sasl.server.callback.handler.class: how a listener checks OAUTHBEARER tokens
+_LISTENER_OAUTH_HANDLER: Final = re.compile(
+    r"listener\.name\.([^.]+)\.oauthbearer\.sasl\.server\.callback\.handler\.class", re.IGNORECASE
+)
+VALIDATOR_CALLBACK_HANDLER: Final = "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+_OAUTH_HANDLERS: Final = {
+    VALIDATOR_CALLBACK_HANDLER: True,
+    "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler": True,  # before 3.7
+    # Kafka's default: unsecured tokens (loosely.security.oauthbearer)
+    "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler": (
+        False
+    ),
+}
+
+
+def _oauth_handler(v: str) -> bool:
+    """True for the signed-token validator, False for the unsecured one; ValueError for other classes."""
+    if v.strip() not in _OAUTH_HANDLERS:
+        raise ValueError(f"{v.strip()[:200]!r} is not a callback handler loosely has; use {VALIDATOR_CALLBACK_HANDLER}")
+    return _OAUTH_HANDLERS[v.strip()]
+
+
+def _jwks_url(v: str) -> str:
+    if not v.startswith(("file:", "http://", "https://")):
+        raise ValueError("expected a file:, http:// or https:// URL")
+    return v
+
+
+def _jwt_validator_class(v: str) -> str:
+    """Kafka's JWT validators that check signatures. Kafka 4.1's DefaultJwtValidator, built by the callback
+    handler, falls back to ClientJwtValidator (no signature check); loosely verifies against the JWKS either way
+    (docs/broker.md), and refuses ClientJwtValidator on a broker rather than accept unsigned claims."""
+    v = v.strip()
+    allowed = ("BrokerJwtValidator", "DefaultJwtValidator")
+    if v not in {f"org.apache.kafka.common.security.oauthbearer.{c}" for c in allowed}:
+        raise ValueError(f"{v[:200]!r} is not a JWT validator loosely has; use {' or '.join(allowed)}")
+    return v
+
+
+def _audiences(v: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in v.split(",") if a.strip())
+
+
 # Kafka's authorizer classes whose semantics loosely implements (loosely.broker.acls says why both).
 AUTHORIZER_CLASSES: Final = frozenset(
     {"org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"}
@@ -333,6 +394,16 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "connections.max.reauth.ms": ("connections_max_reauth_ms", _non_negative),
     "connection.failed.authentication.delay.ms": ("failed_authentication_delay_ms", _non_negative),
     "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
+    "sasl.oauthbearer.jwks.endpoint.url": ("oauthbearer_jwks_url", _jwks_url),
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms": ("oauthbearer_jwks_refresh_ms", int),
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": ("oauthbearer_jwks_retry_backoff_ms", _non_negative),
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": ("oauthbearer_jwks_retry_backoff_max_ms", _non_negative),
+    "sasl.oauthbearer.expected.audience": ("oauthbearer_expected_audience", _audiences),
+    "sasl.oauthbearer.expected.issuer": ("oauthbearer_expected_issuer", lambda v: v or None),
+    "sasl.oauthbearer.sub.claim.name": ("oauthbearer_sub_claim", lambda v: v or "sub"),
+    "sasl.oauthbearer.scope.claim.name": ("oauthbearer_scope_claim", lambda v: v or "scope"),
+    "sasl.oauthbearer.clock.skew.seconds": ("oauthbearer_clock_skew_s", _non_negative),
+    "sasl.oauthbearer.jwt.validator.class": ("oauthbearer_jwt_validator_class", _jwt_validator_class),
     "loosely.ssl.handshake.timeout.ms": ("ssl_handshake_ms_max", int),
 }
 
@@ -381,6 +452,15 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
             per_listener = broker.setdefault("sasl_listener_mechanisms", {})
             assert isinstance(per_listener, dict)
             per_listener[m.group(1).lower()] = mechanisms
+        elif m := _LISTENER_OAUTH_HANDLER.fullmatch(name):
+            try:
+                validated = _oauth_handler(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            current = broker.get("oauthbearer_validated_listeners", frozenset())
+            assert isinstance(current, frozenset)
+            listener = m.group(1).lower()
+            broker["oauthbearer_validated_listeners"] = current | {listener} if validated else current - {listener}
         elif _LISTENER_JAAS.fullmatch(name):
             try:
                 jaas = _jaas_line(name, value)

@@ -68,6 +68,27 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "sasl.enabled.mechanisms": "SASL mechanisms a SASL listener offers, from PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and "
     "OAUTHBEARER (unsecured tokens, development only). Kafka's default, GSSAPI, is refused (loosely has no "
     "Kerberos); unset, loosely offers the first three.",
+    "sasl.oauthbearer.jwks.endpoint.url": "KIP-768: where the OAUTHBEARER validator gets its keys, a `file:` or "
+    "`http(s):` URL (read at start, where failing stops the start; fetched in a worker thread with a 10 s timeout). "
+    "Used by listeners whose `listener.name.<l>.oauthbearer.sasl.server.callback.handler.class` is "
+    "OAuthBearerValidatorCallbackHandler. Kafka 4 also needs the URL in the `org.apache.kafka.sasl.oauthbearer."
+    "allowed.urls` system property; loosely needs no such switch.",
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms": "How often the JWKS is reloaded; a failed reload keeps the old keys.",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms": "A token with an unknown `kid` is refused and reloads the "
+    "JWKS at once, at most once per this interval.",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms": "Accepted for compatibility (Kafka's cap on its growing "
+    "retry backoff; loosely retries at a fixed backoff).",
+    "sasl.oauthbearer.expected.audience": "Comma-separated audiences; a token's `aud` must hold one of them. Unset, "
+    "a token that has an `aud` is refused (as by Kafka's jose4j validator).",
+    "sasl.oauthbearer.expected.issuer": "A token's `iss` must equal it (unset: not checked).",
+    "sasl.oauthbearer.sub.claim.name": "The claim naming the principal (`User:<value>`).",
+    "sasl.oauthbearer.scope.claim.name": "The claim holding the token's scopes (kept with the token; neither Kafka's "
+    "validator nor loosely checks them).",
+    "sasl.oauthbearer.clock.skew.seconds": "Slack allowed on `nbf` (as Kafka 4.1.1: none on `exp`; a future `iat` "
+    "before `exp` is accepted).",
+    "sasl.oauthbearer.jwt.validator.class": "BrokerJwtValidator or DefaultJwtValidator: loosely verifies signatures "
+    "with either (Kafka 4.1's DefaultJwtValidator, built by the callback handler, does not; docs/broker.md). "
+    "ClientJwtValidator is refused.",
     "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
     "in time); a request after that closes the connection. 0: sessions never expire.",
     "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
@@ -115,6 +136,9 @@ _DEFAULT_TEXT: Final[dict[str, str]] = {
     "queued.max.request.bytes": "2 × socket.request.max.bytes",
     "max.connections.per.ip.overrides": "(none)",
     "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512 (Kafka: GSSAPI)",
+    "sasl.oauthbearer.jwks.endpoint.url": "(none)",
+    "sasl.oauthbearer.expected.audience": "(none)",
+    "sasl.oauthbearer.expected.issuer": "(none)",
     "authorizer.class.name": "(none: no ACLs)",
     "super.users": "(none)",
 }
@@ -204,6 +228,10 @@ def render() -> str:
         "ignored (one node: no inter-broker or controller connections).",
         "`listener.name.<listener>.sasl.enabled.mechanisms` sets one listener's mechanisms (over",
         "`sasl.enabled.mechanisms`); `listener.name.<listener>.oauthbearer.sasl.jaas.config` its OAUTHBEARER options.",
+        "`listener.name.<listener>.oauthbearer.sasl.server.callback.handler.class` set to",
+        "`org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler` makes a listener take",
+        "signed JWTs checked against `sasl.oauthbearer.jwks.endpoint.url` (the unsecured validator's class sets it",
+        "back).",
     ]
     lines += [
         "",

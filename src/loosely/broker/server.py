@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
+from loosely.broker._jwks import JwksSource
 from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
 from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
 from loosely.broker.acls import BrokerAcls
@@ -82,6 +83,7 @@ from loosely.protocol.messages import (
     peek_request_prefix,
 )
 from loosely.security.credentials import CredentialStore
+from loosely.security.jwt import JwtValidatorOptions
 from loosely.security.sasl import SaslSession, SaslSettings
 from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
@@ -409,6 +411,7 @@ class Broker:
         self.handlers: dict[int, Handler] = all_handlers()
         self.connections: set[_Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._jwks: JwksSource | None = None  # signed OAUTHBEARER tokens' keys (loosely.broker._jwks)
         self._ctx: BrokerContext | None = None
         self.started_monotonic_ms = 0
         self._extensions: list[Any] = []
@@ -443,6 +446,23 @@ class Broker:
             store.apply(new)
             log.info("added SCRAM credentials for %s", ", ".join(sorted({f"{u} ({m})" for u, m, _ in new})))
         settings: dict[str, SaslSettings] = {}
+        validated = config.oauthbearer_validated_listeners
+        if any(spec.uses_sasl and spec.name.lower() in validated for spec in self.specs):
+            assert config.oauthbearer_jwks_url is not None  # BrokerConfig.check_limits
+            options = JwtValidatorOptions(
+                expected_audience=config.oauthbearer_expected_audience,
+                expected_issuer=config.oauthbearer_expected_issuer,
+                sub_claim=config.oauthbearer_sub_claim,
+                scope_claim=config.oauthbearer_scope_claim,
+                clock_skew_s=config.oauthbearer_clock_skew_s,
+            )
+            self._jwks = JwksSource(
+                config.oauthbearer_jwks_url,
+                options,
+                self.clock,
+                config.oauthbearer_jwks_refresh_ms,
+                config.oauthbearer_jwks_retry_backoff_ms,
+            )
         for spec in self.specs:
             if not spec.uses_sasl:
                 continue
@@ -462,6 +482,9 @@ class Broker:
                 scram=store.get,
                 reauth_ms=config.connections_max_reauth_ms,
                 oauthbearer=oauthbearer_options_for(config.sasl_jaas_configs, spec.name),
+                oauthbearer_validate=(
+                    self._jwks.validate if self._jwks is not None and spec.name.lower() in validated else None
+                ),
             )
         self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
         self.ctx.services["credentials"] = store
@@ -512,6 +535,13 @@ class Broker:
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
         self._start_security()
+        if self._jwks is not None:
+            try:
+                await self._jwks.load()
+            except (OSError, ValueError) as e:
+                raise ValueError(f"sasl.oauthbearer.jwks.endpoint.url {self._jwks.url}: {e}") from None
+            log.info("JWKS loaded from %s: %d signature key(s)", self._jwks.url, len(self._jwks.jwks.keys))
+            self._tasks.append(loop.create_task(self._jwks.run()))
         for ext in self._load_extensions():
             await ext.start(self.ctx)
             self._extensions.append(ext)
@@ -580,6 +610,8 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        if self._jwks is not None:
+            await self._jwks.stop()
         if self.metrics is not None:
             await self.metrics.stop()
             self.metrics = None

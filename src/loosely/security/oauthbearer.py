@@ -17,11 +17,11 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["OAuthBearerError", "OAuthBearerOptions", "OAuthBearerServer", "OAuthBearerToken"]
+__all__ = ["OAuthBearerError", "OAuthBearerOptions", "OAuthBearerServer", "OAuthBearerToken", "TokenValidator"]
 
 _AUTH: Final = re.compile(r"Bearer +([-_~+/.a-zA-Z0-9]+=*)")
 
@@ -61,6 +61,10 @@ class OAuthBearerToken:
     principal: str
     expires_ms: int  # the token's exp, in ms since the epoch: the session ends then (KIP-368)
     claims: Mapping[str, object] = field(repr=False)
+
+
+# (token, time of day in ms) -> the token's principal and expiry, or ValueError: the signed-token path
+TokenValidator = Callable[[str, int], OAuthBearerToken]
 
 
 def _segment(text: str) -> dict[str, object]:
@@ -126,24 +130,32 @@ def _parse_initial_response(text: str) -> tuple[str, str]:
 class OAuthBearerServer:
     """One OAUTHBEARER exchange: :meth:`step` returns the server's answer, :attr:`token` once it succeeded."""
 
-    __slots__ = ("_error", "options", "token")
+    __slots__ = ("_error", "_reason", "_validate", "options", "token")
 
-    def __init__(self, options: OAuthBearerOptions) -> None:
+    def __init__(self, options: OAuthBearerOptions, validate: TokenValidator | None = None) -> None:
+        """``validate`` checks signed tokens (:mod:`loosely.security.jwt`); without one tokens must be unsecured."""
         self.options = options
+        self._validate = validate
         self._error: str | None = None
+        self._reason = ""  # why the token was refused, for the log once the client acknowledges
         self.token: OAuthBearerToken | None = None
 
     def step(self, message: bytes, now_ms: int) -> bytes:
         if message == b"\x01" and self._error is not None:
-            raise OAuthBearerError("the client acknowledged the token error", self._error)
+            raise OAuthBearerError(f"invalid token: {self._reason}", self._error)
         self._error = None
         try:
             authzid, value = _parse_initial_response(message.decode("utf-8"))
         except UnicodeDecodeError:
             raise OAuthBearerError("the OAUTHBEARER message is not UTF-8") from None
         try:
-            token = validate_unsecured(value, self.options, now_ms)
+            token = (
+                self._validate(value, now_ms)
+                if self._validate is not None
+                else validate_unsecured(value, self.options, now_ms)
+            )
         except ValueError as e:
+            self._reason = str(e)
             scope = str(e).removeprefix("scope:") if str(e).startswith("scope:") else None
             status = "insufficient_scope" if scope is not None else "invalid_token"
             # Kafka's exact text (OAuthBearerSaslServer.jsonErrorResponse), shown to the client on failure

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from loosely.protocol.errors import ErrorCode
-from loosely.security.oauthbearer import OAuthBearerError, OAuthBearerOptions, OAuthBearerServer
+from loosely.security.oauthbearer import OAuthBearerError, OAuthBearerOptions, OAuthBearerServer, TokenValidator
 from loosely.security.plain import PlainError, authenticate_plain
 from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential, ScramError, ScramServer
 
@@ -60,6 +60,8 @@ class SaslSettings:
     scram: Callable[[str, str], ScramCredential | None] = lambda user, mechanism: None  # (user, mechanism) lookup
     reauth_ms: int = 0  # connections.max.reauth.ms; 0: sessions never expire
     oauthbearer: OAuthBearerOptions = field(default_factory=OAuthBearerOptions)  # unsecuredValidator* options
+    # OAuthBearerValidatorCallbackHandler on this listener: signed tokens checked against the JWKS (None: unsecured)
+    oauthbearer_validate: TokenValidator | None = None
 
 
 class Phase(enum.Enum):
@@ -138,7 +140,11 @@ class SaslSession:
         self.mechanism = mechanism
         self.raw_tokens = version == 0
         self._scram = None
-        self._oauth = OAuthBearerServer(self._settings.oauthbearer) if mechanism == "OAUTHBEARER" else None
+        self._oauth = (
+            OAuthBearerServer(self._settings.oauthbearer, self._settings.oauthbearer_validate)
+            if mechanism == "OAUTHBEARER"
+            else None
+        )
         if mechanism in SCRAM_MECHANISMS:
             scram = self._settings.scram
             self._scram = ScramServer(SCRAM_MECHANISMS[mechanism], lambda user: scram(user, mechanism))

@@ -107,6 +107,9 @@ class ApacheKafka:
     listeners: Mapping[str, str] = field(default_factory=dict)
     # Extra arguments to `kafka-storage format`, e.g. ["--add-scram", "SCRAM-SHA-256=[name=admin,password=x]"].
     format_args: Sequence[str] = ()
+    # Extra JVM arguments for the broker, e.g. ["-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file:///k.json"]
+    # (Kafka 4 reads some security switches only from system properties).
+    jvm_args: Sequence[str] = ()
     _nodes: list[KafkaNode] = field(default_factory=list)
     _own_dir: bool = False
 
@@ -203,6 +206,7 @@ class ApacheKafka:
                 f"-Xms{min(self.heap_mb, 256)}m",
                 "-XX:+UseG1GC",
                 "-Djava.awt.headless=true",
+                *self.jvm_args,
                 "-cp",
                 self._classpath(),
                 "kafka.Kafka",
