@@ -254,6 +254,15 @@ def start_kafka(work: Path) -> tuple[ApacheKafka, Broker]:
     return kafka, Broker("kafka", kafka.bootstrap_servers, kproc.pid, first_produce(kafka.bootstrap_servers, started))
 
 
+def stop_brokers(proc: subprocess.Popen[bytes], kafka: ApacheKafka | None, work: Path) -> None:
+    """End a benchmark: the loosely broker process, Apache Kafka if it was started, and the work directory."""
+    proc.terminate()
+    proc.wait()
+    if kafka is not None:
+        kafka.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def children_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -334,11 +343,7 @@ def main() -> None:
         codec_s = run_codecs({"loosely": (lb.bootstrap, lb.pid), "kafka": (kb.bootstrap, kb.pid)}, sizes,
                              args.repeat, inputs, codecs)
     finally:
-        proc.terminate()
-        proc.wait()
-        if kafka is not None:
-            kafka.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_brokers(proc, kafka, work)
 
     print()
     print(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import shutil
 import socket
 import statistics
 import struct
@@ -35,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.schema.types import TopicName
 
-from broker import Broker, cpu_seconds, start_kafka, start_loosely  # bench/broker.py
+from broker import Broker, cpu_seconds, ratio, start_kafka, start_loosely, stop_brokers  # bench/broker.py
 from loosely.protocol.compression import Codec
 from loosely.protocol.messages import decode_response, encode_request
 from loosely.protocol.records import NewRecord, build_batch
@@ -167,16 +166,12 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        proc.terminate()
-        proc.wait()
-        if kafka is not None:
-            kafka.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_brokers(proc, kafka, work)
     print()
     print(f"{'codec':>6s} {'produce ratio':>14s} {'cpu loosely':>12s} {'cpu kafka':>10s}")
     for codec in codecs:
         lr, kr = results["loosely", codec.name], results["kafka", codec.name]
-        r = statistics.median(w for w, _ in kr) / statistics.median(w for w, _ in lr)
+        r = ratio([w for w, _ in lr], [w for w, _ in kr])
         print(
             f"{codec.name.lower():>6s} {r:>14.2f} {statistics.median(c for _, c in lr):>12.2f} "
             f"{statistics.median(c for _, c in kr):>10.2f}"
