@@ -13,7 +13,7 @@ from pathlib import Path
 
 from compat._java import ROOT, jars_dir
 
-__all__ = ["kafka_tool"]
+__all__ = ["kafka_class", "kafka_tool"]
 
 
 @functools.cache
@@ -27,8 +27,13 @@ def _classpath() -> str:
 
 def kafka_tool(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``org.apache.kafka.tools.<tool>`` (e.g. ``LogDirsCommand``) with ``args``; never raises on exit status."""
+    return kafka_class(f"org.apache.kafka.tools.{tool}", *args, timeout=timeout)
+
+
+def kafka_class(main_class: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run any main class of the Kafka jars (``kafka.admin.ConfigCommand`` is ``kafka-configs.sh``)."""
     return subprocess.run(
-        ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", _classpath(), f"org.apache.kafka.tools.{tool}", *args],
+        ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", _classpath(), main_class, *args],
         capture_output=True,
         text=True,
         timeout=timeout,

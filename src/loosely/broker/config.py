@@ -175,6 +175,9 @@ class BrokerConfig:
     connections_max_reauth_ms: int = 0
     # Kafka: connection.failed.authentication.delay.ms (the failure answer and the close wait this long)
     failed_authentication_delay_ms: int = 100
+    # Kafka: quota.window.num and quota.window.size.seconds (client quotas measure rates over these samples)
+    quota_window_num: int = 11
+    quota_window_size_s: int = 1
     # `loosely broker --add-scram` (Kafka: kafka-storage format --add-scram): (user, mechanism, credential) stored
     # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
     initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
@@ -209,6 +212,8 @@ class BrokerConfig:
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
             ("connections.max.reauth.ms", self.connections_max_reauth_ms >= 0),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
+            ("quota.window.num", self.quota_window_num >= 1),
+            ("quota.window.size.seconds", self.quota_window_size_s >= 1),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
             ("sasl.oauthbearer.jwks.endpoint.refresh.ms", self.oauthbearer_jwks_refresh_ms >= 1),
         )
@@ -242,6 +247,13 @@ def _ip_overrides(v: str) -> dict[str, int]:
             raise ValueError(f"expected IP:COUNT, got {item!r}")
         out[ip] = int(count)
     return out
+
+
+def _positive(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise ValueError(f"must be 1 or more, got {n}")
+    return n
 
 
 def _non_negative(v: str) -> int:
@@ -393,6 +405,8 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "sasl.enabled.mechanisms": ("sasl_enabled_mechanisms", _sasl_mechanisms),
     "connections.max.reauth.ms": ("connections_max_reauth_ms", _non_negative),
     "connection.failed.authentication.delay.ms": ("failed_authentication_delay_ms", _non_negative),
+    "quota.window.num": ("quota_window_num", _positive),
+    "quota.window.size.seconds": ("quota_window_size_s", _positive),
     "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
     "sasl.oauthbearer.jwks.endpoint.url": ("oauthbearer_jwks_url", _jwks_url),
     "sasl.oauthbearer.jwks.endpoint.refresh.ms": ("oauthbearer_jwks_refresh_ms", int),

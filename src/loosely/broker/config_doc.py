@@ -91,6 +91,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "ClientJwtValidator is refused.",
     "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
     "in time); a request after that closes the connection. 0: sessions never expire.",
+    "quota.window.num": "Client quotas (`kafka-configs --alter --add-config producer_byte_rate=...`) measure each "
+    "client's rate over this many samples; a new client may burst `num - 1` windows' worth before it is throttled.",
+    "quota.window.size.seconds": "The length of one client-quota sample.",
     "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
     "closed, after this delay (it slows password guessing; other connections are not held up).",
     "loosely.allow.unauthenticated": "loosely only (also `--allow-unauthenticated`): let a listener that is not on "

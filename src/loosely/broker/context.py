@@ -24,6 +24,7 @@ from loosely.storage.manager import LogManager, Topic
 
 if TYPE_CHECKING:
     from loosely.broker.acls import BrokerAcls
+    from loosely.broker.quotas import ClientQuotas
 
 __all__ = [
     "CLOSE_CONNECTION",
@@ -38,6 +39,7 @@ __all__ = [
     "current_listener",
     "current_peer",
     "current_principal",
+    "current_throttle_ms",
 ]
 
 log = logging.getLogger("loosely.broker")
@@ -78,6 +80,10 @@ class BoundListener:
 current_listener: contextvars.ContextVar[BoundListener | None] = contextvars.ContextVar(
     "loosely_current_listener", default=None
 )
+
+# Set by Produce and Fetch when the client is over its quota: after answering, the connection's worker reads no
+# further request from that client for this long (KIP-219's muted channel). The worker resets it per request.
+current_throttle_ms: contextvars.ContextVar[int] = contextvars.ContextVar("loosely_current_throttle_ms", default=0)
 
 
 class ProducerStateService(Protocol):
@@ -154,6 +160,8 @@ class BrokerContext:
     bytes_out_total: int = 0
     # The ACLs when authorizer.class.name turns authorization on (loosely.broker.acls); None: everything is allowed.
     acls: BrokerAcls | None = None
+    # Client quotas (loosely.broker.quotas), set by the broker at start; Produce and Fetch throttle to them.
+    quotas: ClientQuotas | None = None
 
     def count_error(self, api_key: int) -> None:
         self.requests[api_key].errors += 1

@@ -66,11 +66,13 @@ from loosely.broker.context import (
     current_listener,
     current_peer,
     current_principal,
+    current_throttle_ms,
 )
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
 from loosely.broker.metrics import BrokerMetrics
+from loosely.broker.quotas import ClientQuotas
 from loosely.broker.scrubber import Scrubber
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
@@ -325,6 +327,7 @@ class _Connection(asyncio.Protocol):
         while not self.closing:
             frame = await self.queue.get()
             self.busy = True
+            current_throttle_ms.set(0)
             try:
                 out = PASS if self.sasl is None else await self.broker.sasl_gate.handle(self, frame)
                 if out is PASS:
@@ -357,6 +360,9 @@ class _Connection(asyncio.Protocol):
                 assert isinstance(out, bytes)
                 assert self.transport is not None
                 self.transport.write(out)
+            throttle_ms = current_throttle_ms.get()
+            if throttle_ms > 0:  # over its quota: answered at once, then nothing more is read from it for a while
+                await asyncio.sleep(throttle_ms / 1000)
             self.busy = False
             self.last_active_ms = self.broker.clock.monotonic_ms()
             if self.paused_for_queue and self.queue.qsize() <= self.broker.config.queued_requests_max // 2:
@@ -532,6 +538,13 @@ class Broker:
                 allow_if_no_acl=self.config.allow_everyone_if_no_acl_found,
             )
             log.info("authorizer on: %d ACL(s) loaded", len(self.ctx.acls.authorizer))
+        self.ctx.quotas = ClientQuotas(
+            self.logs.fs,
+            self.logs.data_dir,
+            self.clock.monotonic_ms,
+            window_num=self.config.quota_window_num,
+            window_ms=self.config.quota_window_size_s * 1000,
+        )
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised

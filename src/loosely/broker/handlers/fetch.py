@@ -22,12 +22,21 @@ sending full fetch requests; a request naming a session id answers FETCH_SESSION
 from __future__ import annotations
 
 import asyncio
+import datetime
 import uuid
 from dataclasses import dataclass
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import BrokerContext, Request, TopicPartition
+from loosely.broker.context import (
+    BrokerContext,
+    Request,
+    TopicPartition,
+    current_principal,
+    current_throttle_ms,
+)
 from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.quotas import FETCH as CONSUMER_BYTE_RATE
+from loosely.broker.quotas import quota_user
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.security.authorizer import AclOperation as Op
@@ -90,9 +99,16 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
     deadline = ctx.clock.monotonic_ms() + max(0, max_wait_ms)
     watch: list[TopicPartition] = [(w.topic, w.partition) for w in wants if w.topic is not None and not w.denied]
     while True:
-        body, total, errors = _gather(ctx, resp, wants, max_bytes, committed)
+        body, total, errors, by_topic_bytes = _gather(ctx, resp, wants, max_bytes, committed)
         remaining = deadline - ctx.clock.monotonic_ms()
         if total >= min_bytes or errors or remaining <= 0 or not watch:
+            throttle_ms = _throttle_ms(ctx, header, total)
+            if throttle_ms > 0:  # over consumer_byte_rate: answered empty now, the records after the pause (Kafka)
+                current_throttle_ms.set(throttle_ms)
+                return resp.make(throttle_time=datetime.timedelta(milliseconds=throttle_ms),
+                                 error_code=ErrorCode.none, session_id=0, responses=())
+            for topic, n in by_topic_bytes.items():
+                ctx.bytes_out[topic] += n
             ctx.bytes_out_fetch(total)
             return body
         fut = ctx.watchers.watch(watch)
@@ -104,11 +120,19 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
             ctx.watchers.unwatch(watch, fut)
 
 
+def _throttle_ms(ctx: BrokerContext, header: RequestHeader, nbytes: int) -> int:
+    if ctx.quotas is None or nbytes == 0:
+        return 0
+    return ctx.quotas.throttle_ms(CONSUMER_BYTE_RATE, quota_user(current_principal.get()), header.client_id or "",
+                                  nbytes, record_if_throttled=False)
+
+
 def _gather(
     ctx: BrokerContext, resp: Response, wants: list[_Want], max_bytes: int, committed: bool
-) -> tuple[object, int, bool]:
+) -> tuple[object, int, bool, dict[str, int]]:
     total = 0
     errors = False
+    by_topic_bytes: dict[str, int] = {}
     by_topic: dict[tuple[str | None, uuid.UUID | None], list[object]] = {}
     for w in wants:
         code = ErrorCode.none
@@ -156,7 +180,7 @@ def _gather(
                             for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, end)
                         )
                     if w.topic is not None:
-                        ctx.bytes_out[w.topic] += len(records)
+                        by_topic_bytes[w.topic] = by_topic_bytes.get(w.topic, 0) + len(records)
         if code == ErrorCode.kafka_storage_error and resp.version < _STORAGE_ERROR_VERSION_MIN:
             code = ErrorCode.not_leader_or_follower
         if code != ErrorCode.none:
@@ -178,7 +202,7 @@ def _gather(
         for (name, tid), parts in by_topic.items()
     )
     body = resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0, responses=topics)
-    return body, total, errors
+    return body, total, errors, by_topic_bytes
 
 
 HANDLERS = {ApiKey.FETCH: handle_fetch}

@@ -25,8 +25,16 @@ import logging
 from typing import Final
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import CLOSE_CONNECTION, BrokerContext, Request
+from loosely.broker.context import (
+    CLOSE_CONNECTION,
+    BrokerContext,
+    Request,
+    current_principal,
+    current_throttle_ms,
+)
 from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.quotas import PRODUCE as PRODUCER_BYTE_RATE
+from loosely.broker.quotas import quota_user
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.protocol.records import read_header
@@ -156,9 +164,24 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
                 )
             )
         topics.append(build(resp.TopicProduceResponse, name=name or "", topic_id=tid, partition_responses=tuple(parts)))
+    throttle = _throttle(ctx, header, sum(len(pd.records or b"") for td in request.topic_data
+                                          for pd in td.partition_data))
     if acks == 0:
         return CLOSE_CONNECTION if failed else None
-    return resp.make(responses=tuple(topics), throttle_time=NO_THROTTLE)
+    return resp.make(responses=tuple(topics), throttle_time=throttle)
+
+
+def _throttle(ctx: BrokerContext, header: RequestHeader, nbytes: int) -> datetime.timedelta:
+    """Record the request's bytes against the client's producer_byte_rate; the throttle to answer with (KIP-219:
+    the client is answered now and its connection muted for that long)."""
+    if ctx.quotas is None:
+        return NO_THROTTLE
+    ms = ctx.quotas.throttle_ms(PRODUCER_BYTE_RATE, quota_user(current_principal.get()), header.client_id or "",
+                                nbytes)
+    if ms <= 0:
+        return NO_THROTTLE
+    current_throttle_ms.set(ms)
+    return datetime.timedelta(milliseconds=ms)
 
 
 HANDLERS = {ApiKey.PRODUCE: handle_produce}

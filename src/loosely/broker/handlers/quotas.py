@@ -1,14 +1,17 @@
-"""DescribeClientQuotas: loosely enforces no client quotas, so every filter matches nothing.
+"""DescribeClientQuotas and AlterClientQuotas: the quotas ``kafka-configs --entity-type users|clients|ips`` reads
+and writes, kept by :mod:`loosely.broker.quotas`, which also throttles Produce and Fetch to them.
 
-Kafka's ``kafka-configs --entity-type users --describe`` asks for a user's quotas beside its SCRAM credentials and
-fails outright against a broker without this API; an empty answer is the truth here (docs/broker.md).
+Both need the CLUSTER resource: DESCRIBE_CONFIGS to describe, ALTER_CONFIGS to alter (Kafka's KafkaApis). A
+filter Kafka refuses answers INVALID_REQUEST for the whole describe; an alteration is answered per entry, and the
+valid entries are applied together (durably, before the answer).
 """
 
 from __future__ import annotations
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
-from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.handlers._util import NO_THROTTLE, Response, build
+from loosely.broker.quotas import QuotaError, check_entity
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
 from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
@@ -17,13 +20,59 @@ __all__ = ["HANDLERS"]
 
 
 async def handle_describe_client_quotas(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
-    ok = allowed(ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)  # as Kafka's KafkaApis
-    return Response.of(ApiKey.DESCRIBE_CLIENT_QUOTAS, header.api_version).make(
-        throttle_time=NO_THROTTLE,
-        error_code=ErrorCode.none if ok else ErrorCode.cluster_authorization_failed,
-        error_message=None,
-        entries=() if ok else None,
+    resp = Response.of(ApiKey.DESCRIBE_CLIENT_QUOTAS, header.api_version)
+    if not allowed(ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME):
+        return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed,
+                         error_message=None, entries=None)
+    assert ctx.quotas is not None
+    try:
+        found = ctx.quotas.describe(((c.entity_type, int(c.match_type), c.match) for c in request.components),
+                                    bool(request.strict))
+    except QuotaError as e:
+        return resp.make(throttle_time=NO_THROTTLE, error_code=e.code, error_message=str(e), entries=None)
+    entries = tuple(
+        build(resp.EntryData,
+              entity=tuple(build(resp.EntityData, entity_type=t, entity_name=n) for t, n in entity),
+              values=tuple(build(resp.ValueData, key=k, value=v) for k, v in sorted(values.items())))
+        for entity, values in found
     )
+    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None, entries=entries)
 
 
-HANDLERS = {ApiKey.DESCRIBE_CLIENT_QUOTAS: handle_describe_client_quotas}
+async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
+    resp = Response.of(ApiKey.ALTER_CLIENT_QUOTAS, header.api_version)
+    ok = allowed(ctx, AclOperation.ALTER_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
+    assert ctx.quotas is not None
+    results: list[QuotaError | None] = []
+    valid: list[tuple[int, tuple[tuple[str, str | None], ...], list[tuple[str, float, bool]]]] = []
+    for i, entry in enumerate(request.entries):
+        if not ok:
+            results.append(QuotaError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed."))
+            continue
+        try:
+            entity = check_entity((e.entity_type, e.entity_name) for e in entry.entity)
+        except QuotaError as e:
+            results.append(e)
+            continue
+        results.append(None)
+        valid.append((i, entity, [(op.key, float(op.value), bool(op.remove)) for op in entry.ops]))
+    if valid:
+        applied = ctx.quotas.alter([(entity, ops) for _, entity, ops in valid],
+                                   validate_only=bool(request.validate_only))
+        for (i, _, _), outcome in zip(valid, applied, strict=True):
+            results[i] = outcome
+    entries = tuple(
+        build(resp.EntryData,
+              error_code=ErrorCode.none if outcome is None else outcome.code,
+              error_message=None if outcome is None else str(outcome),
+              entity=tuple(build(resp.EntityData, entity_type=e.entity_type, entity_name=e.entity_name)
+                           for e in entry.entity))
+        for entry, outcome in zip(request.entries, results, strict=True)
+    )
+    return resp.make(throttle_time=NO_THROTTLE, entries=entries)
+
+
+HANDLERS = {
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: handle_describe_client_quotas,
+    ApiKey.ALTER_CLIENT_QUOTAS: handle_alter_client_quotas,
+}

@@ -1,0 +1,102 @@
+"""Client quotas in one module: Kafka's precedence, describe filters, durable alterations and the sampled rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loosely.broker.quotas import CLIENT_ID, FETCH, PRODUCE, USER, ClientQuotas, QuotaError, check_entity
+from loosely.storage.fs import OsFileSystem
+from loosely.testing import FaultyFileSystem
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def quotas(tmp_path: Path, clock: Clock | None = None, fs: object = None, **kw: int) -> ClientQuotas:
+    return ClientQuotas(fs or OsFileSystem(), str(tmp_path), clock or Clock(), **kw)  # type: ignore[arg-type]
+
+
+def entity(**names: str | None) -> tuple[tuple[str, str | None], ...]:
+    return check_entity((t.replace("_", "-"), n) for t, n in names.items())
+
+
+def test_the_most_specific_entity_wins_in_kafkas_order(tmp_path: Path) -> None:
+    q = quotas(tmp_path)
+    levels = [entity(client_id=None), entity(client_id="app"), entity(user=None), entity(user=None, client_id=None),
+              entity(user=None, client_id="app"), entity(user="alice"), entity(user="alice", client_id=None),
+              entity(user="alice", client_id="app")]
+    for i, e in enumerate(levels):  # least specific first: each new one must take over
+        assert q.alter([(e, [(PRODUCE, 100.0 + i, False)])], validate_only=False) == [None]
+        assert q.applied(PRODUCE, "alice", "app") == (e, 100.0 + i)
+    assert q.applied(PRODUCE, "bob", "other") == (entity(user=None, client_id=None), 103.0)
+    assert q.applied(FETCH, "alice", "app") is None
+
+
+def test_alterations_are_validated_durable_and_validate_only_changes_nothing(tmp_path: Path) -> None:
+    q = quotas(tmp_path)
+    app = entity(client_id="app")
+    assert q.alter([(app, [(PRODUCE, 5.0, False)])], validate_only=True) == [None]
+    assert q.describe([], strict=False) == []
+    bad = q.alter([(app, [("bogus", 1.0, False)]), (app, [(PRODUCE, -1.0, False)]), (app, [(PRODUCE, 9.0, False)])],
+                  validate_only=False)
+    assert [type(r).__name__ for r in bad] == ["QuotaError", "QuotaError", "NoneType"]
+    assert quotas(tmp_path).describe([(CLIENT_ID, 0, "app")], strict=True) == [(app, {PRODUCE: 9.0})]
+    assert q.alter([(app, [(PRODUCE, 0.0, True)])], validate_only=False) == [None]
+    assert quotas(tmp_path).describe([], strict=False) == []
+
+
+def test_a_failed_write_changes_nothing(tmp_path: Path) -> None:
+    fs = FaultyFileSystem(1)
+    q = quotas(tmp_path, fs=fs)
+    fs.fail("write_atomic", path_contains="client-quotas.json")
+    with pytest.raises(OSError):
+        q.alter([(entity(client_id="a"), [(PRODUCE, 1.0, False)])], validate_only=False)
+    assert q.describe([], strict=False) == []
+
+
+def test_describe_filters_as_kafka_matches_them(tmp_path: Path) -> None:
+    q = quotas(tmp_path)
+    for e in (entity(user="alice"), entity(user=None), entity(user="alice", client_id="app"), entity(client_id="x")):
+        q.alter([(e, [(PRODUCE, 1.0, False)])], validate_only=False)
+    names = lambda found: sorted(str(e) for e, _ in found)  # noqa: E731
+    assert names(q.describe([(USER, 0, "alice")], strict=True)) == [str(entity(user="alice"))]
+    assert len(q.describe([(USER, 0, "alice")], strict=False)) == 2
+    assert names(q.describe([(USER, 1, None)], strict=False)) == [str(entity(user=None))]
+    assert len(q.describe([(USER, 2, None)], strict=False)) == 3
+    with pytest.raises(QuotaError):
+        q.describe([("group", 0, "g")], strict=False)
+    with pytest.raises(QuotaError):
+        check_entity([(USER, "a"), (USER, "b")])
+
+
+def test_the_rate_allows_a_first_burst_then_throttles_in_proportion(tmp_path: Path) -> None:
+    clock = Clock()
+    q = quotas(tmp_path, clock, window_num=11, window_ms=1000)
+    q.alter([(entity(client_id="app"), [(PRODUCE, 1000.0, False)])], validate_only=False)
+    # 10 windows' worth at once is within the quota (the span is never less than num - 1 windows)
+    assert q.throttle_ms(PRODUCE, "ANONYMOUS", "app", 10_000) == 0
+    # 10,000 more: 20,000 B over 10 s is 2,000 B/s, twice the quota: throttled for the span again
+    assert q.throttle_ms(PRODUCE, "ANONYMOUS", "app", 10_000) == 10_000
+    clock.ms += 11_000  # every sample expired
+    assert q.throttle_ms(PRODUCE, "ANONYMOUS", "app", 500) == 0
+    assert q.throttle_ms(PRODUCE, "ANONYMOUS", "other", 10**9) == 0  # no quota applies to this client
+
+
+def test_a_throttled_fetch_is_not_counted(tmp_path: Path) -> None:
+    q = quotas(tmp_path, window_num=2, window_ms=1000)
+    q.alter([(entity(client_id="r"), [(FETCH, 1000.0, False)])], validate_only=False)
+    assert q.throttle_ms(FETCH, "u", "r", 5000, record_if_throttled=False) > 0
+    assert q.throttle_ms(FETCH, "u", "r", 900, record_if_throttled=False) == 0  # the 5,000 were taken back out
+
+
+def test_a_damaged_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "client-quotas.json").write_text('{"version": 1, "quotas": [{"entity": [["group", "g"]]}]}')
+    with pytest.raises(ValueError, match=r"client-quotas\.json is damaged"):
+        quotas(tmp_path)
