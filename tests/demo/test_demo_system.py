@@ -9,6 +9,7 @@ go on; the documents page shows a record written a moment before.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -231,6 +232,49 @@ def test_blue_green_switches_while_the_read_side_answers(demo: Demo, side: str) 
         lambda: document(demo, f"bg2-{side}") is not None)
     assert eventually("a write after the switch", again)
     assert answered >= 1
+
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def readme_curl_lines() -> list[str]:
+    section = README.split("\n## The two commands\n", 1)[1].split("\n## ", 1)[0]
+    return [re.sub(r"\s{2,}#.*$", "", line.strip()) for line in section.splitlines()
+            if line.startswith("    curl ")]
+
+
+def test_the_readmes_curl_lines_work_as_written(demo: Demo) -> None:
+    """The README's lines in order, the default ports moved to this demo's; a read is repeated until the view has
+    caught up (a person would press the up arrow), and the partition is made short."""
+    ports = {"http://127.0.0.1:8090": demo["write"], "http://127.0.0.1:8080": demo["http"],
+             "http://127.0.0.1:8091": demo["documents"], "http://127.0.0.1:8092/metrics": demo["metrics"],
+             "http://127.0.0.1:8093": demo["hollow"], "seconds=20": "seconds=2"}
+    lines = readme_curl_lines()
+    assert len(lines) == 9, lines
+    for as_written in lines:
+        line = as_written
+        for old, new in ports.items():
+            line = line.replace(old, new)
+
+        def run(line: str = line) -> str:
+            r = subprocess.run(["bash", "-c", f"set -o pipefail; curl -sS --fail-with-body {line[5:]}"],
+                               capture_output=True, text=True, timeout=30, check=False)
+            assert "curl:" not in r.stderr or r.returncode == 22, r.stderr  # 22: an HTTP error, say, 404
+            # a read shows the movie; a write or a control just succeeds
+            wanted = r.returncode == 0 and ("-X" in line or "/demo/" in line or "Heat" in r.stdout
+                                            or "8.3" in r.stdout)
+            return r.stdout if wanted else ""
+
+        out = eventually(line, run)
+        if "/demo/partition" in line:
+            assert json.loads(out)["partitioned_for_seconds"] == 2
+            eventually("the broker back", lambda: get(f"{demo['write']}/demo/status")[1]["broker"] == "up")
+        if "/demo/rebuild" in line:
+            to = json.loads(out)["to_version"]
+            eventually("the rebuild done", lambda to=to: any(
+                r["to_version"] == to and r["state"] == "done" for r in get(f"{demo['write']}/demo/status")[1][
+                    "rebuilds"]))
+    assert get(f"{demo['write']}/demo/status")[1]["changes"]["on"] is False
 
 
 def test_the_documents_page_shows_a_record_written_a_moment_before(demo: Demo, tmp_path: Path) -> None:
