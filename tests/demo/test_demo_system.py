@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 TIMEOUT_S = 60
-PARTITION_S = 6
+PARTITION_S = 8
 
 
 class Demo:

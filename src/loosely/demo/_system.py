@@ -139,7 +139,14 @@ class Demo:
     def _start(self) -> None:
         cfg = self.config
         self.data.mkdir(parents=True, exist_ok=True)
-        self.broker = BrokerThread(self._broker_config).start()
+        b = self._broker_config
+        try:
+            self.broker = BrokerThread(b).start()
+        except OSError as e:
+            if e.errno is None:  # the data directory is locked by another broker: that error says so itself
+                raise
+            # "[Errno 98] Address already in use" names no address
+            raise OSError(e.errno, f"cannot serve the broker on {b.host}:{b.port}: {e.strerror}") from None
         # A restart after a partition must come back where clients look for it, even when port 0 was asked for.
         self._broker_config = dataclasses.replace(self._broker_config, port=self.broker.port)
         self.bootstrap = self.broker.bootstrap_servers
