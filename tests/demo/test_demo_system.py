@@ -296,4 +296,14 @@ def test_the_documents_page_shows_a_record_written_a_moment_before(demo: Demo, t
         found = wait_for(browser, lambda b: b.find_element(By.ID, "found").text, message="the lookup")
         assert json.loads(found)["title"] == "Seen in a browser"
         shot = screenshot(browser, "demo documents page")
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        # the partition scenario, as the audience sees it: the page keeps reading while the broker is away
+        assert call("POST", f"{demo['write']}/demo/partition?seconds=4")[0] == 202
+        before = browser.find_element(By.ID, "status").text
+        wait_for(browser, lambda b: b.find_element(By.ID, "status").text not in (before, "") and
+                 "most recently changed" in b.find_element(By.ID, "status").text, message="a refresh during it")
+        assert get(f"{demo['write']}/demo/status")[1]["broker"] == "partitioned", "the check outlasted it"
+        assert browser.find_elements(By.CSS_SELECTOR, 'li[data-key="seen-in-browser"]')
+        screenshot(browser, "demo documents page during a partition")
+    eventually("the broker back", lambda: get(f"{demo['write']}/demo/status")[1]["broker"] == "up")
