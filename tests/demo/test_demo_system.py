@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -232,6 +233,29 @@ def test_blue_green_switches_while_the_read_side_answers(demo: Demo, side: str) 
         lambda: document(demo, f"bg2-{side}") is not None)
     assert eventually("a write after the switch", again)
     assert answered >= 1
+
+
+def loosely(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loosely.cli.main", *args], capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=False)
+
+
+def test_the_scenarios_from_the_command_line(demo: Demo) -> None:
+    write = demo["write"].removeprefix("http://")
+    r = loosely("demo", "rebuild", "--side", "search", "--write", write)
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    assert (job["side"], job["state"]) == ("search", "building")
+    eventually("the rebuild done", lambda: any(j["to_version"] == job["to_version"] and j["state"] == "done"
+                                               for j in get(f"{demo['write']}/demo/status")[1]["rebuilds"]))
+    r = loosely("demo", "partition", "--seconds", "0", "--write", write)
+    assert (r.returncode, r.stdout) == (1, "") and r.stderr.startswith("loosely demo partition: a partition lasts")
+    assert len(r.stderr.splitlines()) == 1
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{s.getsockname()[1]}"
+    r = loosely("demo", "partition", "--write", nobody)
+    assert r.returncode == 1 and f"no demo answers on {nobody}" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -70,6 +70,8 @@ def test_the_documents_site_serves_files_inside_its_directory_only_and_lists_new
         {"name": "c.json", "modified_ms": 2000}, {"name": "b.json", "modified_ms": 1000},
         {"name": "a.json", "modified_ms": 0}]})
     assert get(site, "/docs/movies/current/?limit=1")[1]["items"] == [{"name": "c.json", "modified_ms": 2000}]
+    assert get(site, "/docs/movies/current/?limit=x") == (400, {"error": "limit is a whole number up to 100"})
+    assert len(get(site, "/docs/movies/current/?limit=1000")[1]["items"]) == 3  # at most 100, here all
     assert get(site, "/docs/movies/current/nope.json")[0] == 404
     assert get(site, "/docs/../secret.json")[0] == 404
     assert get(site, "/docs/movies/../../secret.json")[0] == 404

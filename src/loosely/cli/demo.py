@@ -12,6 +12,9 @@ import json
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,28 @@ def _run_demo(args: argparse.Namespace) -> int:
         demo.stop()
 
 
+def _control(args: argparse.Namespace) -> int:
+    """``loosely demo partition|rebuild``: ask the running demo's control routes, print the answer as one line."""
+    host, port = parse_listen(args.write)
+    query = {"seconds": args.seconds} if args.demo_action == "partition" else {"side": args.side}
+    url = f"http://{host}:{port}/demo/{args.demo_action}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30) as r:
+            print(r.read().decode().strip())
+            return 0
+    except urllib.error.HTTPError as e:
+        try:
+            why = json.loads(e.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            why = f"HTTP {e.code}"
+        print(f"loosely demo {args.demo_action}: {why}", file=sys.stderr)
+        return 1
+    except OSError as e:  # refused, unreachable, timed out
+        print(f"loosely demo {args.demo_action}: no demo answers on {host}:{port} ({getattr(e, 'reason', e)}); "
+              "start one with scripts/demo, or give its --write HOST:PORT", file=sys.stderr)
+        return 1
+
+
 def add_demo_command(sub: Any) -> None:
     d = sub.add_parser("demo", help="the talk's system: a write service, read sides built from the log, scenarios")
     d.add_argument("--data-dir", default="./data", help="the log, views, documents and Hollow blobs (default ./data)")
@@ -98,3 +123,13 @@ def add_demo_command(sub: Any) -> None:
     # the settings the views' clients connect with, for a broker whose listener asks for TLS or SASL
     add_client_options(d)
     d.set_defaults(func=_demo)
+    # The talk's scenarios, asked of a demo already running (its write service carries the controls).
+    actions = d.add_subparsers(dest="demo_action", metavar="{partition,rebuild}")
+    p = actions.add_parser("partition", help="stop the running demo's broker for a while: reads go on, writes fail")
+    p.add_argument("--seconds", type=float, default=20, help="how long the broker stays away (default 20)")
+    r = actions.add_parser("rebuild", help="blue/green: build the next version of a read side's view and switch")
+    r.add_argument("--side", choices=["search", "documents"], default="search", help="which read side (search)")
+    for a in (p, r):
+        a.add_argument("--write", default="127.0.0.1:8090", metavar="HOST:PORT",
+                       help="the running demo's write service (default 127.0.0.1:8090)")
+        a.set_defaults(func=_control)

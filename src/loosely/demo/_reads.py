@@ -49,7 +49,10 @@ class DocumentSite:
         if not target.is_relative_to(self.root) or any(s.startswith(".") for s in p[1:]):
             return json_response(404, {"error": "outside the documents directory"})
         if target.is_dir():
-            return json_response(200, {"items": self.listing(target, int(req.query.get("limit", LISTING_MAX)))})
+            limit = req.query.get("limit", str(LISTING_MAX))
+            if not limit.isdigit():
+                return json_response(400, {"error": f"limit is a whole number up to {LISTING_MAX}"})
+            return json_response(200, {"items": self.listing(target, int(limit))})
         try:
             return Response(200, target.read_bytes())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
