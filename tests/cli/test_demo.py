@@ -118,7 +118,8 @@ def test_kcat_writes_the_talks_example_and_the_views_serve_it_across_a_restart(t
         assert parts == [{f"{topic}/0": caught_up}] * 2
 
 
-@pytest.mark.parametrize("flag", ["--listen", "--documents"])  # the first thing started, and one after the views
+# the first thing started, the one started with a view, and one started after the views
+@pytest.mark.parametrize("flag", ["--listen", "--metrics", "--documents"])
 def test_a_taken_port_is_a_clear_error(tmp_path: Path, flag: str) -> None:
     import socket
 

@@ -35,7 +35,18 @@ from loosely.broker.server import BrokerThread
 from loosely.demo._catalog import Catalog, ChangeStream, metrics_view, movies_view
 from loosely.demo._http import Request, Response, Service, json_response
 from loosely.demo._reads import DocumentSite, HollowReader
-from loosely.views import STRING, Follower, RunnerConfig, Sink, SqliteSink, View, count_by_key, latest_by_key, rebuild
+from loosely.views import (
+    STRING,
+    Follower,
+    RunnerConfig,
+    Sink,
+    SinkError,
+    SqliteSink,
+    View,
+    count_by_key,
+    latest_by_key,
+    rebuild,
+)
 from loosely.views._documents import DirectoryStore, DocumentSink
 from loosely.views._hollow import HollowSink
 from loosely.views._prometheus import PrometheusSink
@@ -166,7 +177,10 @@ class Demo:
         self._side("counts", lambda: count_by_key("counts", [cfg.topic]), SqliteSink(str(self.db)))
         self._side("search", lambda: movies_view("movies", catalog), self._search_sink())
         self._side("documents", lambda: movies_view("movies", catalog), self._documents_sink())
-        metrics = PrometheusSink(*cfg.metrics)
+        try:
+            metrics = PrometheusSink(*cfg.metrics)
+        except SinkError as e:  # the port is taken: one line, exit 1
+            raise OSError(str(e)) from None
         self._side("metrics", lambda: metrics_view("catalog", catalog), metrics)
         self._side("hollow", lambda: movies_view("movies", catalog),
                    HollowSink(self._hollow_store(), publish_interval_ms=HOLLOW_PUBLISH_MS))
@@ -180,11 +194,10 @@ class Demo:
         self.hollow = HollowReader(self.hollow_dir, "movies").start()
         self.services["hollow"] = Service("Hollow read service", self.hollow.route, *cfg.hollow).start()
         self.metrics_url = f"http://{cfg.metrics[0]}:{metrics.port}/metrics"
-        write = Service("write service", self._write_route, *cfg.write)
         self.catalog = Catalog(self.bootstrap, catalog, client_config=cfg.client_config, reads={
             "search": f"{self._url('views')}/views/movies/search?q=...", "documents": self._url("documents") + "/",
             "hollow": f"{self._url('hollow')}/movies/<id>", "metrics": self.metrics_url})
-        self.services["write"] = write.start()
+        self.services["write"] = Service("write service", self._write_route, *cfg.write).start()
         self.changes = ChangeStream(self.catalog, cfg.changes_per_second).start()
         # The web console (loosely.console, issue 14 part 2) joins here as one more service on its own port, a
         # Kafka client of self.bootstrap like the others; add it to addresses() and a line to guide().
