@@ -40,7 +40,7 @@ from loosely.views._model import ViewError
 from loosely.views._sink import Catalog
 from loosely.views._status import StatusRow
 
-__all__ = ["ServerStatistics", "ViewServer"]
+__all__ = ["HttpThread", "ServerStatistics", "ViewServer"]
 
 # One page of keys at most: a scan holds the sink's connection for its duration.
 PAGE_KEYS_MAX = 1000
@@ -59,6 +59,35 @@ class ServerStatistics:
     errors: int
 
 
+class HttpThread:
+    """A ``ThreadingHTTPServer`` bound at construction (a taken port is one clear ``OSError``), served from its own
+    thread between :meth:`start` and :meth:`stop`; :attr:`port` reports the port that port 0 picked."""
+
+    def __init__(self, what: str, host: str, port: int, handler: type[BaseHTTPRequestHandler], *,
+                 thread_name: str) -> None:
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as e:  # "[Errno 98] Address already in use" names no address
+            raise OSError(e.errno, f"cannot serve {what} on {host}:{port}: {e.strerror}") from None
+        self.httpd.daemon_threads = True
+        self._thread_name = thread_name
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=self._thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
 class ViewServer:
     def __init__(
         self,
@@ -72,27 +101,18 @@ class ViewServer:
         self._status = status
         self._counts = {"requests": 0, "not_found": 0, "errors": 0}
         self._lock = threading.Lock()
-        try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler())
-        except OSError as e:  # "[Errno 98] Address already in use" names no address
-            raise OSError(e.errno, f"cannot serve views on {host}:{port}: {e.strerror}") from None
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._http = HttpThread("views", host, port, self._handler(), thread_name="loosely-views-http")
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._http.port
 
     def start(self) -> ViewServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="loosely-views-http", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._http.stop()
 
     def __enter__(self) -> ViewServer:
         return self.start()
