@@ -199,6 +199,22 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+# Services `loosely broker` runs beside the broker, in the same process, as clients of it (command-line flags only).
+SERVICE_FLAG_DOCS: dict[str, tuple[str, str]] = {
+    "--metrics-listen HOST:PORT": ("off", "Serve Prometheus metrics on `http://HOST:PORT/metrics`."),
+    "--schema-registry-listen HOST:PORT": ("off", "Serve a Confluent-compatible schema registry stored in this "
+                                           "broker's `_schemas` (see docs/schema-registry.md)."),
+    "--console-listen HOST:PORT": ("off", "Serve the web console (docs/console.md) for this broker; key searches "
+                                   "use the broker's key index. Use a loopback address unless the network is "
+                                   "trusted: the console has no login yet."),
+    "--console-read-only": ("false", "The console shows everything and changes nothing: creating and deleting "
+                            "topics, producing and offset resets are refused."),
+    "--console-hollow DIR-or-S3-URL": ("none", "A Hollow blob store for the console's Hollow pages."),
+    "--console-sample-interval-ms MS": ("5000", "How often the console samples the cluster for its charts "
+                                        "(messages/s in and out, group lag)."),
+}
+
+
 def render() -> str:
     """docs/configuration.md."""
     lines = [
@@ -246,6 +262,17 @@ def render() -> str:
     ]
     for name, (default, doc) in LISTENER_SETTING_DOCS.items():
         lines.append(f"| `{name}` | {_cell(default)} | {_cell(doc)} |")
+    lines += [
+        "",
+        "## Services beside the broker",
+        "",
+        "Command-line flags of `loosely broker`; each service runs in the broker's process as a Kafka client of it.",
+        "",
+        "| flag | default | what it does |",
+        "|---|---|---|",
+    ]
+    for flag, (default, doc) in SERVICE_FLAG_DOCS.items():
+        lines.append(f"| `{flag}` | {_cell(default)} | {_cell(doc)} |")
     honoured = honoured_topic_configs()
     lines += [
         "",
