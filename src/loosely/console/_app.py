@@ -16,7 +16,6 @@ the user's browser.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
@@ -255,10 +254,12 @@ def create_app(
 
     async def group(request: Request) -> Response:
         g = await run_in_threadpool(cluster.group, request.path_params["id"])
+        sampler.watch(g.group_id)
         return page("group.html", g=g, chart=chart(sampler.group_lag(g.group_id), "messages behind"),
                     topics=sorted({p.topic for p in g.partitions}), reset=request.query_params.get("reset"))
 
     async def lag_chart(request: Request) -> Response:
+        sampler.watch(request.path_params["id"])
         return HTMLResponse(chart(sampler.group_lag(request.path_params["id"]), "messages behind"))
 
     async def reset(request: Request) -> Response:
@@ -358,18 +359,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def sample_forever() -> None:
-            while True:
-                await run_in_threadpool(sampler.sample)
-                await asyncio.sleep(sampler.interval_ms / 1000)
-
-        task = asyncio.create_task(sample_forever())
+        sampler.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            sampler.stop()
             await run_in_threadpool(cluster.close)
 
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -488,6 +488,17 @@ class Cluster:
         state = d.state.name if d.state is not None else "UNKNOWN"
         return GroupDetail(group_id, state, members, parts)
 
+    def group_positions(self, group_id: str) -> list[tuple[int, int]]:
+        """``(committed, end offset)`` of each partition the group has committed on (no describe: for sampling)."""
+        names = self.topic_names()
+        every = [(t, p) for t, n in names.items() if not t.startswith("__") for p in range(n)]
+        try:
+            committed = committed_offsets(self._conf, group_id, every, self.timeout_s)
+        except KafkaException as e:
+            raise ConsoleError(f"committed offsets of {group_id}: {_error_text(e)}") from None
+        marks = self.offsets(sorted(committed))
+        return [(o, marks[tp][1]) for tp, (o, _) in committed.items()]
+
     def reset_offsets(self, group_id: str, topic: str, to: str) -> dict[int, int]:
         """Moves the group's committed offsets on every partition of ``topic`` to ``earliest``, ``latest`` or a
         number; refused while the group has members (Kafka's kafka-consumer-groups.sh refuses too)."""

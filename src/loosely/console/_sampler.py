@@ -2,8 +2,9 @@
 
 What it keeps, per sample, bounded to the last ``SAMPLES_MAX``: messages/s in (the growth of the sum of every
 partition's high watermark), messages/s out (the growth of the sum of every group's committed offsets) and each
-group's total lag, for at most ``GROUPS_MAX`` groups. The sampling is blocking cluster calls, run in a worker
-thread by the web app's lifespan task; a failed sample (the cluster away) is skipped, not fatal.
+group's total lag, for at most ``GROUPS_MAX`` groups (those whose pages were opened first). Sampling is blocking
+cluster calls on a daemon thread of its own, so neither the event loop nor a shutdown ever waits for a sample in
+flight; a failed sample (the cluster away) is skipped, not fatal.
 """
 
 from __future__ import annotations
@@ -39,6 +40,29 @@ class Sampler:
         self.samples = 0
         self.failures = 0
         self.started = time.monotonic()
+        self._watched: dict[str, None] = {}  # groups whose pages were opened, most recent last
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="loosely-console-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_ms / 1000)
+
+    def watch(self, group_id: str) -> None:
+        """Sample this group first from now on (its page is open)."""
+        with self._lock:
+            self._watched.pop(group_id, None)
+            self._watched[group_id] = None
+            while len(self._watched) > GROUPS_MAX:
+                del self._watched[next(iter(self._watched))]
 
     def sample(self) -> None:
         """One sample (blocking); errors are counted and logged, never raised."""
@@ -49,10 +73,13 @@ class Sampler:
             produced = sum(hi for _, hi in marks.values())
             committed = 0
             lags: dict[str, int] = {}
-            for group_id, _ in self.cluster.groups()[:GROUPS_MAX]:
-                g = self.cluster.group(group_id)
-                committed += sum(p.committed or 0 for p in g.partitions)
-                lags[group_id] = g.lag
+            existing = {g for g, _ in self.cluster.groups()}
+            with self._lock:
+                watched = [g for g in reversed(self._watched) if g in existing]
+            for group_id in [*watched, *sorted(existing - set(watched))][:GROUPS_MAX]:
+                positions = self.cluster.group_positions(group_id)
+                committed += sum(c for c, _ in positions)
+                lags[group_id] = sum(max(0, end - c) for c, end in positions)
         except ConsoleError as e:
             self.failures += 1
             log.debug("console sample failed: %s", e)
