@@ -6,6 +6,7 @@ saves a screenshot (build/test-artifacts, or LOOSELY_TEST_ARTIFACTS).
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ def test_overview_and_topic_pages_render(browser: Any, console: Console, topic: 
     row = browser.find_element(By.CSS_SELECTOR, f'#topics tr[data-topic="{topic}"]')
     assert row.find_elements(By.TAG_NAME, "td")[1].text == "3"
     assert row.find_elements(By.TAG_NAME, "td")[2].text == "4"
+    size = row.find_element(By.CSS_SELECTOR, "td.size").text  # from DescribeLogDirs
+    assert re.fullmatch(r"\d+ B", size) and int(size.split()[0]) > 4 * 2, size
     assert browser.find_element(By.CSS_SELECTOR, "#rates svg.chart").is_displayed()
     screenshot(browser, f"console-{console.kind}-overview")
     row.find_element(By.LINK_TEXT, topic).click()
@@ -82,7 +85,8 @@ def test_overview_and_topic_pages_render(browser: Any, console: Console, topic: 
     cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
              for tr in browser.find_elements(By.CSS_SELECTOR, "#partitions tbody tr")]
     assert [c[0] for c in cells] == ["0", "1", "2"]
-    assert cells[2][4:] == ["0", "4", "4"]  # start, end, messages
+    assert cells[2][4:7] == ["0", "4", "4"]  # start, end, messages
+    assert cells[2][7] == size and cells[0][7] == "0 B"
     assert "retention.ms" in text_of(browser, "#retention")
     screenshot(browser, f"console-{console.kind}-topic")
 

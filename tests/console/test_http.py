@@ -71,6 +71,12 @@ def test_decode_picks_json_text_or_hex() -> None:
     assert _render.decode(big, "text")[1].endswith(f"({_render._SHOWN_BYTES_MAX} bytes shown)")
 
 
+def test_sizes_are_shown_in_binary_units() -> None:
+    from loosely.console._app import _bytes_text
+
+    assert [_bytes_text(n) for n in (None, 0, 1023, 1536, 5 << 30)] == ["-", "0 B", "1023 B", "1.5 KiB", "5.0 GiB"]
+
+
 def test_chart_is_svg_scaled_to_the_data() -> None:
     svg = _render.line_chart({"lag of g": [(0.0, 0.0), (10.0, 40.0)]})
     assert svg.startswith("<svg") and 'data-last="40"' in svg

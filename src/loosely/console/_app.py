@@ -63,6 +63,18 @@ def _fmt_time(ms: int | None) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def _bytes_text(n: int | None) -> str:
+    """``1.5 MiB``; ``-`` when unknown."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def _int(params: Mapping[str, str], name: str, default: int | None = None, *, low: int | None = None,
          high: int | None = None) -> int | None:
     text = params.get(name, "").strip()
@@ -113,7 +125,7 @@ def create_app(
     searches: OrderedDict[str, SearchProgress] = OrderedDict()
     searches_lock = threading.Lock()
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.globals.update(read_only=read_only, bootstrap=bootstrap, hollow=hollow, fmt_time=_fmt_time,
+    env.globals.update(read_only=read_only, bootstrap=bootstrap, hollow=hollow, fmt_time=_fmt_time, size=_bytes_text,
                        decode=decode, quote=quote, decodings=DECODINGS, indexed=key_lookup is not None)
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:

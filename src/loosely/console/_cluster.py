@@ -40,6 +40,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
 )
 
 from loosely.clients.groups import committed_offsets
+from loosely.console._log_dirs import partition_sizes
 
 __all__ = [
     "BROWSE_RECORDS_MAX",
@@ -93,6 +94,7 @@ class TopicSummary:
     name: str
     partitions: int
     messages: int  # sum over partitions of high watermark minus log start
+    size_bytes: int | None  # on disk, from DescribeLogDirs; None when the cluster cannot be asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class PartitionInfo:
     isr: tuple[int, ...]
     start: int
     end: int
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,21 +275,33 @@ class Cluster:
         md = self._metadata()
         return {n: len(t.partitions) for n, t in md.topics.items() if t.error is None}
 
+    def sizes(self) -> dict[tuple[str, int], int] | None:
+        """Bytes on disk per partition (DescribeLogDirs to every broker), None when the cluster cannot be asked."""
+        brokers = [(b.id, b.host, b.port) for b in self._metadata().brokers.values()]
+        return partition_sizes(brokers, self._conf, self.timeout_s)
+
     def topics(self) -> list[TopicSummary]:
         names = self.topic_names()
         marks = self.offsets([(n, p) for n, count in names.items() for p in range(count)])
         totals: dict[str, int] = dict.fromkeys(names, 0)
         for (t, _), (lo, hi) in marks.items():
             totals[t] += hi - lo
-        return [TopicSummary(n, names[n], totals[n]) for n in sorted(names)]
+        sizes = self.sizes()
+        size: dict[str, int] = {}
+        for (t, _), n in (sizes or {}).items():
+            size[t] = size.get(t, 0) + n
+        return [TopicSummary(n, names[n], totals[n], None if sizes is None else size.get(n, 0))
+                for n in sorted(names)]
 
     def topic(self, name: str) -> TopicDetail:
         futures = self.admin().describe_topics(TopicCollection([name]), request_timeout=self.timeout_s)
         desc = self._wait(futures[name], f"topic {name}")
         marks = self.offsets([(name, p.id) for p in desc.partitions])
+        sizes = self.sizes()
         parts = tuple(
             PartitionInfo(p.id, p.leader.id if p.leader is not None else None, tuple(r.id for r in p.replicas),
-                          tuple(r.id for r in p.isr), *marks[(name, p.id)])
+                          tuple(r.id for r in p.isr), *marks[(name, p.id)],
+                          None if sizes is None else sizes.get((name, p.id), 0))
             for p in sorted(desc.partitions, key=lambda p: p.id)
         )
         res = ConfigResource(ConfigResource.Type.TOPIC, name)
