@@ -274,3 +274,34 @@ def test_no_hollow_store_is_one_line(broker: BrokerThread) -> None:
     with TestClient(create_app(broker.bootstrap_servers, sample_interval_ms=60_000)) as c:
         r = c.get("/hollow")
     assert r.status_code == 400 and error_line(r.text).startswith("no Hollow blob store given")
+
+
+def test_views_page_shows_versions_and_switches(broker: BrokerThread, topic: str, tmp_path: Path) -> None:
+    from loosely.views import Runner, RunnerConfig, SqliteSink, count_by_key
+
+    create_topic(broker.bootstrap_servers, topic)
+    produce(broker.bootstrap_servers, topic, [(b"a", b"1"), (b"b", b"2"), (b"a", b"3")])
+    url = f"sqlite:///{tmp_path / 'views.db'}"
+    view = count_by_key("counts", [topic])
+    for v, serve in ((1, True), (2, False)):
+        sink = SqliteSink(str(tmp_path / "views.db"))
+        runner = Runner(view.with_version(v), sink, broker.bootstrap_servers, RunnerConfig(serve_when_caught_up=serve))
+        runner.run(until_caught_up=True, timeout_s=60)
+        runner.close()
+        sink.close()
+    produce(broker.bootstrap_servers, topic, [(b"c", b"4")])  # both versions one record behind now
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}"
+    with TestClient(create_app(broker.bootstrap_servers, views=[url, missing], sample_interval_ms=60_000)) as c:
+        page = c.get("/views").text
+        rows = re.findall(r'<tr data-view="counts" data-version="(\d)">.*?class="state">(\w+)</td>\s*'
+                          r'<td class="num lag">(\d+)</td>', page, re.S)
+        assert rows == [("1", "serving", "1"), ("2", "building", "1")], rows
+        assert page.count('class="switch"') == 1  # only the version not serving
+        assert f"views sink {missing}:" in page  # one sink away: one line, the other still shown
+        r = c.post("/views/switch", data={"sink": url, "view": "counts", "version": "2"})
+        assert r.status_code == 200 and "Now serving counts@2." in r.text
+        states = re.findall(r'data-version="(\d)">.*?class="state">(\w+)<', r.text, re.S)
+        assert states == [("1", "retired"), ("2", "serving")], states
+        r = c.post("/views/switch", data={"sink": "sqlite:///elsewhere.db", "view": "counts", "version": "1"})
+        assert r.status_code == 400
+        assert error_line(r.text) == "sqlite:///elsewhere.db is not one of this console&#39;s views sinks"

@@ -210,6 +210,8 @@ SERVICE_FLAG_DOCS: dict[str, tuple[str, str]] = {
     "--console-read-only": ("false", "The console shows everything and changes nothing: creating and deleting "
                             "topics, producing and offset resets are refused."),
     "--console-hollow DIR-or-S3-URL": ("none", "A Hollow blob store for the console's Hollow pages."),
+    "--console-views SINK-URL": ("none", "A views sink (e.g. `sqlite:///views.db`) for the console's views page: "
+                                 "versions, state, lag, freshness, blue/green switch (repeatable)."),
     "--console-sample-interval-ms MS": ("5000", "How often the console samples the cluster for its charts "
                                         "(messages/s in and out, group lag)."),
 }

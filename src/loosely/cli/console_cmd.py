@@ -4,6 +4,7 @@ Examples::
 
     loosely console -b 127.0.0.1:9092                      # http://127.0.0.1:9000
     loosely console -b kafka:9092 --listen 127.0.0.1:9001 --read-only --hollow ./hollow-store
+    loosely console -b 127.0.0.1:9092 --views sqlite:///views.db
     loosely broker --data-dir ./data --console-listen 127.0.0.1:9000
 
 Loopback by default: the console can create and delete topics and move a group's offsets (unless --read-only),
@@ -30,6 +31,9 @@ def _options(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument(f"--{prefix}read-only", action="store_true",
                    help="show everything, change nothing (no topic creation or deletion, produce or offset reset)")
     p.add_argument(f"--{prefix}hollow", metavar="DIR-or-S3-URL", help="a Hollow blob store for the Hollow pages")
+    p.add_argument(f"--{prefix}views", action="append", default=[], metavar="SINK-URL",
+                   help="a views sink (e.g. sqlite:///views.db) for the views page: versions, lag, freshness, "
+                        "blue/green switch (repeatable)")
     p.add_argument(f"--{prefix}sample-interval-ms", type=int, default=5_000, metavar="MS",
                    help="how often the charts (messages/s, group lag) sample the cluster (default 5000)")
 
@@ -42,14 +46,14 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
 
 
 def _start(bootstrap: str, listen: str, *, client_config: dict[str, str], read_only: bool, hollow: str | None,
-           sample_interval_ms: int, key_lookup: Any = None) -> Any:
+           views: list[str], sample_interval_ms: int, key_lookup: Any = None) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of these imports
     from loosely.console import ConsoleServer, create_app  # noqa: PLC0415
 
     host, port = parse_listen(listen)
     if sample_interval_ms < 100:
         raise ValueError(f"--sample-interval-ms must be at least 100, got {sample_interval_ms}")
-    app = create_app(bootstrap, client_config=client_config, read_only=read_only, hollow=hollow,
+    app = create_app(bootstrap, client_config=client_config, read_only=read_only, hollow=hollow, views=views,
                      key_lookup=key_lookup, sample_interval_ms=sample_interval_ms)
     return ConsoleServer(app, host, port).start()
 
@@ -58,7 +62,8 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: An
     """Start the console ``loosely broker --console-listen`` asked for (blocking briefly: call it in a thread)."""
     try:
         server = _start(bootstrap, args.console_listen, client_config={}, read_only=args.console_read_only,
-                        hollow=args.console_hollow, sample_interval_ms=args.console_sample_interval_ms,
+                        hollow=args.console_hollow, views=args.console_views,
+                        sample_interval_ms=args.console_sample_interval_ms,
                         key_lookup=key_lookup)
     except (OSError, ValueError) as e:
         raise OSError(f"console: {e}") from None
@@ -72,7 +77,7 @@ def _console(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         server = _start(args.bootstrap, args.listen, client_config=args.kafka_config, read_only=args.read_only,
-                        hollow=args.hollow, sample_interval_ms=args.sample_interval_ms)
+                        hollow=args.hollow, views=args.views, sample_interval_ms=args.sample_interval_ms)
     except (OSError, ValueError) as e:  # port taken, a bad address: one line
         print(f"loosely console: {e}", file=sys.stderr)
         return 1

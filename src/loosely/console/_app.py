@@ -21,7 +21,7 @@ import datetime
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -110,22 +110,30 @@ def create_app(
     read_only: bool = False,
     hollow: str | None = None,
     key_lookup: KeyLookup | None = None,
+    views: Sequence[str] = (),
     sample_interval_ms: int = INTERVAL_MS_DEFAULT,
     timeout_s: float = 10.0,
 ) -> Starlette:
     """The console for the cluster at ``bootstrap`` (librdkafka ``client_config`` for TLS/SASL), as an ASGI app.
 
-    ``hollow``: a blob store (directory or ``s3://bucket/prefix``) for the Hollow pages. ``key_lookup``: the
+    ``hollow``: a blob store (directory or ``s3://bucket/prefix``) for the Hollow pages. ``views``: URLs of
+    views sinks (``sqlite:///views.db``, ...) whose versions the views page shows and switches. ``key_lookup``: the
     broker's key index (``(topic, partition, key, limit) -> offsets``, newest first), used by key searches
     instead of a scan when given. ``sample_interval_ms``: how often the charts' samples are taken.
     """
     cluster = Cluster(bootstrap, dict(client_config or {}), timeout_s=timeout_s)
     sampler = Sampler(cluster, interval_ms=sample_interval_ms)
     browser = HollowBrowser(hollow) if hollow else None
+    views_browser: Any = None
+    if views:
+        from loosely.console._views import ViewsBrowser  # noqa: PLC0415 - the views' imports only when asked for
+
+        views_browser = ViewsBrowser(views, bootstrap, dict(client_config or {}), timeout_s)
     searches: OrderedDict[str, SearchProgress] = OrderedDict()
     searches_lock = threading.Lock()
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.globals.update(read_only=read_only, bootstrap=bootstrap, hollow=hollow, fmt_time=_fmt_time, size=_bytes_text,
+    env.globals.update(read_only=read_only, bootstrap=bootstrap, hollow=hollow, views=bool(views), fmt_time=_fmt_time,
+                       size=_bytes_text,
                        decode=decode, quote=quote, decodings=DECODINGS, indexed=key_lookup is not None)
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -325,6 +333,28 @@ def create_app(
         entries = await run_in_threadpool(b.history, type_name, key) if type_name and key else None
         return page("hollow_history.html", type_name=type_name, key=key, entries=entries)
 
+    # -- views --------------------------------------------------------------------------------------------
+
+    def need_views() -> Any:
+        if views_browser is None:
+            raise ConsoleError("no views sink given (start the console with --views SINK-URL)")
+        return views_browser
+
+    async def views_page(request: Request) -> Response:
+        status = await run_in_threadpool(need_views().status)
+        return page("views.html", sinks=status, switched=request.query_params.get("switched"))
+
+    async def views_switch(request: Request) -> Response:
+        form = await request.form()
+        b = need_views()
+        name, url = str(form.get("view", "")), str(form.get("sink", ""))
+        refuse_if_read_only(f"switching view {name}")
+        version = _int({k: str(v) for k, v in form.items()}, "version", None, low=0)
+        if version is None:
+            raise ConsoleError("switch: which version?")
+        await run_in_threadpool(b.switch, url, name, version)
+        return RedirectResponse(f"/views?switched={quote(name)}@{version}", status_code=303)
+
     # -- wiring ---------------------------------------------------------------------------------------------
 
     def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -366,6 +396,8 @@ def create_app(
         Route("/hollow/types/{name}", guarded(hollow_type)),
         Route("/hollow/diff", guarded(hollow_diff)),
         Route("/hollow/history", guarded(hollow_history)),
+        Route("/views", guarded(views_page)),
+        Route("/views/switch", guarded(views_switch), methods=["POST"]),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
     ]
 
