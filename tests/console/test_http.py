@@ -10,7 +10,7 @@ import doctest
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -305,3 +305,29 @@ def test_views_page_shows_versions_and_switches(broker: BrokerThread, topic: str
         r = c.post("/views/switch", data={"sink": "sqlite:///elsewhere.db", "view": "counts", "version": "1"})
         assert r.status_code == 400
         assert error_line(r.text) == "sqlite:///elsewhere.db is not one of this console&#39;s views sinks"
+
+
+def test_rates_in_and_out_follow_the_cluster(broker: BrokerThread, topic: str) -> None:
+    """messages/s in from the high watermarks' growth, out from the committed offsets' growth."""
+    create_topic(broker.bootstrap_servers, topic)
+    app = create_app(broker.bootstrap_servers, sample_interval_ms=200)
+    with TestClient(app) as client:
+        sampler = app.state.sampler
+
+        def peak(series: str) -> float:
+            return max((v for _, v in sampler.rates()[series]), default=0.0)
+
+        def wait(what: str, check: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 15
+            while not check():
+                assert time.monotonic() < deadline, what
+                time.sleep(0.05)
+
+        wait("two samples", lambda: len(sampler.rates()["in msg/s"]) >= 2)
+        before = sampler.samples
+        produce(broker.bootstrap_servers, topic, [(None, b"x")] * 200)
+        wait("in rate", lambda: sampler.samples > before + 1 and peak("in msg/s") > 0)
+        commit(broker.bootstrap_servers, f"g-{topic}", topic, 200)
+        wait("out rate", lambda: peak("out msg/s") > 0)
+        svg = client.get("/charts/rates").text
+        assert 'data-series="in msg/s"' in svg and 'data-series="out msg/s"' in svg
