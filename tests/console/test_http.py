@@ -331,3 +331,14 @@ def test_rates_in_and_out_follow_the_cluster(broker: BrokerThread, topic: str) -
         wait("out rate", lambda: peak("out msg/s") > 0)
         svg = client.get("/charts/rates").text
         assert 'data-series="in msg/s"' in svg and 'data-series="out msg/s"' in svg
+
+
+def test_the_docs_name_the_factorys_parameters() -> None:
+    """docs/console.md gives create_app's signature for programs (the broker's wiring, the demo): kept true."""
+    import inspect
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
+    written = re.search(r"`create_app\((.*?)\)`", doc, re.S)
+    assert written, "docs/console.md lost create_app's signature"
+    names = [p.strip().split("=")[0] for p in " ".join(written.group(1).split()).split(",") if p.strip() != "*"]
+    assert names == list(inspect.signature(create_app).parameters)
