@@ -60,7 +60,9 @@ __all__ = [
 ]
 
 KeyLookup = Callable[[str, int, bytes, int], list[int]]
-"""``key_lookup(topic, partition, key, limit) -> offsets`` (newest first): an index the broker keeps, when it does."""
+"""``key_lookup(topic, partition, key, limit) -> offsets`` (newest first): an index the broker keeps, when it does.
+Called on a search's worker thread, never on an event loop: an implementation that lives on the broker's loop must
+hop onto it (``asyncio.run_coroutine_threadsafe``) or be safe to call from another thread."""
 
 BROWSE_RECORDS_MAX: Final = 500
 """Records one page of a partition shows at most (Kafka UI pages by 100; a page is rendered whole)."""
@@ -215,7 +217,9 @@ class Cluster:
         self._conf: dict[str, Any] = {**(client_config or {}), "bootstrap.servers": bootstrap}
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
+        self._fetcher: Consumer | None = None
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -226,8 +230,10 @@ class Cluster:
             return self._admin
 
     def _consumer(self) -> Consumer:
+        # fetch.wait.max.ms: a fetch parked at a partition's end (500 ms by default) would hold up the next
+        # assign's first records by as long; the console's reads are short and interactive
         return Consumer({**self._conf, "group.id": "loosely-console", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "log_level": 0})
+                         "enable.partition.eof": True, "fetch.wait.max.ms": 10, "log_level": 0})
 
     def _wait(self, future: Any, what: str) -> Any:
         try:
@@ -242,6 +248,10 @@ class Cluster:
             if self._producer is not None:
                 self._producer.flush(self.timeout_s)
             self._admin = self._producer = None
+        with self._fetch_lock:
+            if self._fetcher is not None:
+                self._fetcher.close()
+            self._fetcher = None
 
     def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -356,6 +366,15 @@ class Cluster:
         limit = min(max(limit, 1), BROWSE_RECORDS_MAX)
         return self._read(topic, {partition: offset}, {partition: min(hi, offset + limit)}, limit)
 
+    @staticmethod
+    def _record(m: Any) -> Record:
+        ts_type, ts = m.timestamp()
+        raw = m.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers = tuple((str(k), _bytes(v)) for k, v in pairs)
+        return Record(int(m.partition()), int(m.offset() or 0), ts if ts_type != 0 else None, _bytes(m.key()),
+                      _bytes(m.value()), headers)
+
     def _read(self, topic: str, start: dict[int, int], end: dict[int, int], limit: int, *,
               on_record: Callable[[Record], bool] | None = None, deadline: float | None = None) -> list[Record]:
         """Reads each partition from ``start`` to just before ``end``; ``on_record`` returning False stops."""
@@ -378,12 +397,7 @@ class Cluster:
                         raise ConsoleError(f"reading {topic}/{p}: {err.str()}")
                     if p not in todo:
                         continue
-                    ts_type, ts = m.timestamp()
-                    raw = m.headers() or []
-                    pairs = raw.items() if isinstance(raw, dict) else raw
-                    headers = tuple((str(k), _bytes(v)) for k, v in pairs)
-                    r = Record(p, int(m.offset() or 0), ts if ts_type != 0 else None, _bytes(m.key()),
-                               _bytes(m.value()), headers)
+                    r = self._record(m)
                     if r.offset + 1 >= end[p]:
                         todo.discard(p)
                     if on_record is None:
@@ -397,10 +411,37 @@ class Cluster:
         return sorted(out, key=lambda r: (r.partition, r.offset))
 
     def fetch(self, topic: str, partition: int, offsets: Sequence[int]) -> list[Record]:
-        """The records at ``offsets`` of one partition (those that exist), in the order asked."""
-        got = []
-        for o in offsets:
-            got.extend(self._read(topic, {partition: o}, {partition: o + 1}, 1))
+        """The records at ``offsets`` of one partition, in the order asked; an offset whose record is gone
+        (retention, compaction) is left out. One consumer, moved from offset to offset."""
+        got: list[Record] = []
+        lo, hi = self.offsets([(topic, partition)])[(topic, partition)]
+        offsets = [o for o in offsets if lo <= o < hi]  # outside: gone already, or never there
+        if not offsets:
+            return got
+        with self._fetch_lock:  # one consumer kept for these point reads: connected once, then milliseconds each
+            if self._fetcher is None:
+                self._fetcher = self._consumer()
+            return self._fetch(self._fetcher, topic, partition, offsets)
+
+    def _fetch(self, c: Consumer, topic: str, partition: int, offsets: Sequence[int]) -> list[Record]:
+        got: list[Record] = []
+        try:
+            for o in offsets:
+                c.assign([TopicPartition(topic, partition, o)])
+                give_up = time.monotonic() + self.timeout_s
+                while time.monotonic() < give_up:
+                    m = c.poll(0.2)
+                    if m is None:
+                        continue
+                    if m.error() is not None:
+                        break  # the end of the partition (EOF), or an error: the record is not there
+                    if m.offset() == o:
+                        got.append(self._record(m))
+                    break
+        except KafkaException as e:
+            raise ConsoleError(f"reading {topic}/{partition}: {_error_text(e)}") from None
+        finally:
+            c.unassign()
         return got
 
     def produce(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
@@ -438,7 +479,10 @@ class Cluster:
             needle = q.text.encode()
             if q.field == "key" and key_lookup is not None:
                 for p in parts:
-                    offsets = key_lookup(q.topic, p, needle, q.matches_max)
+                    room = q.matches_max - len(progress.matches)
+                    if room <= 0:
+                        break
+                    offsets = key_lookup(q.topic, p, needle, room)[:room]
                     progress.matches.extend(self.fetch(q.topic, p, offsets))
                 progress.stopped = "answered from the broker's key index"
                 return
