@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import sys
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -15,15 +17,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 from broker._raw import Raw
+from loosely.broker.server import BrokerThread
 from loosely.protocol.messages import ApiKey, load_request_schema
-from loosely.testing import embedded_broker
+from loosely.testing import embedded_broker, free_port
 
 STANDARD = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 TOPIC, GROUP = "orders", "billing"
 
 
 @pytest.fixture(scope="module")
-def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def locked_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
     data = str(tmp_path_factory.mktemp("locked"))
     with embedded_broker(data_dir=data, authorizer_class=STANDARD, allow_everyone_if_no_acl_found=True) as b:
         admin = AdminClient({"bootstrap.servers": b.bootstrap_servers})
@@ -32,8 +35,14 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         c.commit(offsets=[TopicPartition(TOPIC, 0, 0)], asynchronous=False)
         c.close()
         port = b.broker.port
-    with embedded_broker(data_dir=data, port=port, authorizer_class=STANDARD) as b:
-        yield b.bootstrap_servers
+    metrics = f"127.0.0.1:{free_port()}"
+    with embedded_broker(data_dir=data, port=port, authorizer_class=STANDARD, metrics_listen=metrics) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def locked(locked_broker: BrokerThread) -> str:
+    return locked_broker.bootstrap_servers
 
 
 def code(e: pytest.ExceptionInfo[BaseException]) -> int:
@@ -88,6 +97,23 @@ def test_clients_are_refused(locked: str) -> None:
     with pytest.raises(KafkaException) as e:
         t.init_transactions(15)
     assert code(e) == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+
+
+def test_denials_are_counted_on_the_metrics_endpoint(locked_broker: BrokerThread) -> None:
+    def topic_denials() -> dict[str, float]:
+        url = f"http://{locked_broker.broker.config.metrics_listen}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        pattern = r'^loosely_authorization_denials_total\{operation="(\w+)",resource_type="TOPIC"\} (\S+)$'
+        return {op: float(n) for op, n in re.findall(pattern, text, re.MULTILINE)}
+
+    before = topic_denials()
+    p = Producer({"bootstrap.servers": locked_broker.bootstrap_servers, "message.timeout.ms": 5000})
+    p.produce(TOPIC, b"x")
+    p.flush(15)
+    after = topic_denials()
+    # the producer's Metadata request is refused DESCRIBE on the topic before it can try to WRITE
+    assert after.get("DESCRIBE", 0) > before.get("DESCRIBE", 0), (before, after)
 
 
 def raw_call(bootstrap: str, api_key: int, version: int, **fields: object) -> object:

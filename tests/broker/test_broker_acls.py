@@ -77,6 +77,7 @@ def test_denials_are_audited_at_most_once_per_interval(tmp_path: Path, caplog: p
     assert "Principal = User:mallory is Denied operation = READ from host = 10.1.2.3" in lines[0]
     assert "999 more like this" in lines[1]
     assert a.statistics() == {"acls": 1, "super_users": 0, "denied_total": 1001}
+    assert a.denied == {("READ", "TOPIC"): 1000, ("WRITE", "TOPIC"): 1}  # log_denied=False is not a denial
     current_principal.set("User:alice")
     assert a.check(AclOperation.DESCRIBE, ResourceType.TOPIC, "orders")  # READ implies DESCRIBE
 

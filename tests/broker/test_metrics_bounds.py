@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loosely.broker.metrics import CONSUMER_PARTITION_SERIES_MAX, GroupSnapshot, Snapshot, families
+from loosely.broker.metrics import CONSUMER_PARTITION_SERIES_MAX, GroupSnapshot, Snapshot, families, line_protocol
 
 
 def _samples(s: Snapshot) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -44,3 +44,18 @@ def test_partition_series_stop_at_the_bound_and_the_group_total_keeps_counting()
     assert over["loosely_consumer_lag_series_omitted"] == [({}, 1.0)]
     assert dict((d["group"], v) for d, v in over["loosely_consumer_group_lag"]) == {
         "a": float(CONSUMER_PARTITION_SERIES_MAX - 1), "b": 14.0}
+
+
+def test_security_counters_in_prometheus_and_influx() -> None:
+    quiet = Snapshot({}, {}, {}, {}, 0, 0, {})
+    assert "loosely_authorization_denials_total" not in _samples(quiet)  # no authorizer: no family
+    assert "loosely_security" not in line_protocol(quiet, "h")
+    s = Snapshot({}, {}, {}, {}, 0, 0, {}, tls_handshake_failures=3,
+                 authorization_denials={("WRITE", "TOPIC"): 2, ("READ", "GROUP"): 5})
+    got = _samples(s)
+    assert got["loosely_tls_handshake_failures_total"] == [({}, 3.0)]
+    assert sorted(got["loosely_authorization_denials_total"], key=lambda x: x[1]) == [
+        ({"operation": "WRITE", "resource_type": "TOPIC"}, 2.0),
+        ({"operation": "READ", "resource_type": "GROUP"}, 5.0),
+    ]
+    assert "loosely_security,host=h tls_handshake_failures=3i,authorization_denials=7i 0\n" in line_protocol(s, "h")

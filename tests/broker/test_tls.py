@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from loosely.broker.config import BrokerConfig, split_kafka_settings
+from loosely.broker.metrics import families, snapshot
 from loosely.broker.server import Broker, BrokerThread
 from loosely.cli.main import main as cli_main
 from loosely.testing.certs import DevCerts, make_dev_certs
@@ -152,6 +153,10 @@ def test_a_stalled_handshake_is_closed_after_the_timeout(
         assert s.recv(100) == b""
         assert 0.3 < time.monotonic() - started < 5
     _wait_for(lambda: broker.broker.tls_handshake_failures_total == before + 1, "the failure is counted")
+    scraped = broker.call(snapshot, broker.broker.ctx)
+    assert scraped.tls_handshake_failures == before + 1
+    exported = {m.name: m.samples[0].value for m in families(scraped) if m.name == "loosely_tls_handshake_failures"}
+    assert exported == {"loosely_tls_handshake_failures": before + 1}
     lines = [r.getMessage() for r in caplog.records if "not finished within 500 ms" in r.getMessage()]
     assert len(lines) == 1 and "listener SSL" in lines[0]
     assert _api_versions_over(_client_context(certs_of(broker)), broker.listener_port("SSL")) == 7

@@ -42,6 +42,17 @@ def test_users_on_a_data_directory(tmp_path: Path, capsys: pytest.CaptureFixture
         assert rc == 1 and "use -b" in err, err
 
 
+def test_users_added_before_the_first_start_create_the_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "data"
+    rc, _, err = _users(capsys, "list", "--data-dir", str(d))
+    assert rc == 1 and "is not a data directory" in err and not d.exists()
+    assert _users(capsys, "add", "alice", "--password", "pw", "--data-dir", str(d))[0] == 0
+    with BrokerThread(BrokerConfig(data_dir=str(d), port=0)) as b:  # the broker starts on it and keeps the user
+        assert list(b.broker.ctx.services["credentials"].users()) == ["alice"]
+
+
 def test_users_through_the_admin_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with BrokerThread(BrokerConfig(data_dir=str(tmp_path), port=0)) as b:
         bs = b.bootstrap_servers

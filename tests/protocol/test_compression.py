@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import struct
+import zlib
 
 import cramjam
 import pytest
@@ -106,3 +109,21 @@ def test_cut_short_or_followed_by_bytes_is_corrupt(codec: Codec) -> None:
 def test_zstd_skippable_and_multiple_frames() -> None:
     frames = compress(Codec.ZSTD, b"one") + struct.pack("<II", 0x184D2A50, 3) + b"abc" + compress(Codec.ZSTD, b"two")
     assert decompress_bounded(Codec.ZSTD, frames, 100) == (b"onetwo", False)
+
+
+@given(data=st.binary(max_size=5000), level=st.integers(0, 9))
+def test_gzip_as_other_writers_make_it(data: bytes, level: int) -> None:
+    # Producers gzip with zlib (Java's GZIPOutputStream, librdkafka), Python's gzip (a header with a file name and
+    # mtime) or a bare zlib stream; all inflate to the same bytes through ISA-L.
+    named = io.BytesIO()
+    with gzip.GzipFile(filename="batch.json", mode="wb", fileobj=named, mtime=1, compresslevel=level) as f:
+        f.write(data)
+    for blob in (gzip.compress(data, compresslevel=level), zlib.compress(data, level), named.getvalue()):
+        assert decompress(Codec.GZIP, blob, 1 << 20) == data
+
+
+def test_gzip_garbage_is_corrupt_not_a_crash() -> None:
+    with pytest.raises(CorruptRecordError, match="cannot decompress GZIP"):
+        decompress_bounded(Codec.GZIP, b"\x1f\x8b\x08\x00garbage" * 3, 1 << 20)
+    with pytest.raises(CorruptRecordError, match="cannot decompress GZIP"):
+        decompress_bounded(Codec.GZIP, b"not gzip at all", 1 << 20)

@@ -88,6 +88,8 @@ class BrokerAcls:
         self.authorizer = Authorizer(super_users=super_users, allow_if_no_acl=allow_if_no_acl, bindings=bindings)
         self._audit = LogEvery(audit_log, clock, AUDIT_INTERVAL_MS)
         self.denied_total = 0
+        # denials by (operation, resource type), for the metrics: at most 13 x 7 series, names never a label
+        self.denied: dict[tuple[str, str], int] = {}
 
     def add(self, bindings: list[AclBinding]) -> None:
         """Add validated bindings and make them durable (OSError from the disk propagates; memory is rolled back)."""
@@ -131,6 +133,8 @@ class BrokerAcls:
             return True
         if log_denied:
             self.denied_total += 1
+            kind = (operation.name, resource_type.name)
+            self.denied[kind] = self.denied.get(kind, 0) + 1
             self._audit(
                 logging.INFO,
                 "Principal = %s is Denied operation = %s from host = %s on resource = %s:LITERAL:%s",

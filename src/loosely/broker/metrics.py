@@ -25,7 +25,10 @@ CURRENT-OFFSET; LOG-END-OFFSET is ``log_end_offset``), ``consumer_lag_series_omi
 and quarantine files"), only for partitions that have any: ``log_quarantined_files``, ``log_quarantined_bytes``,
 ``log_damaged_batches_total`` {topic, partition} (InfluxDB: ``loosely_log_damage``); ``log_scrubbed_bytes_total``
 (the scrubber's reads); ``sasl_authentications_total`` and ``sasl_authentication_failures_total`` (logins and
-re-authentications on SASL listeners; InfluxDB: ``loosely_sasl``, once there has been one).
+re-authentications on SASL listeners; InfluxDB: ``loosely_sasl``, once there has been one);
+``tls_handshake_failures_total`` (handshakes that failed or timed out, and TLS sent to a plaintext listener);
+``authorization_denials_total`` {operation, resource_type} (requests the ACLs refused, as the audit log records
+them; present when the authorizer is on; InfluxDB: ``loosely_security``).
 
 Cardinality: the per-partition consumer series exist only for partitions a group has committed an offset on, and a
 scrape carries at most ``CONSUMER_PARTITION_SERIES_MAX`` (group, partition) pairs of them, groups in name order;
@@ -97,6 +100,8 @@ class Snapshot:
     scrubbed_bytes: int = 0
     sasl_authentications: int = 0
     sasl_authentication_failures: int = 0
+    tls_handshake_failures: int = 0
+    authorization_denials: dict[tuple[str, str], int] | None = None  # (operation, resource type); None: no ACLs
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
@@ -129,6 +134,8 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         scrubbed_bytes=int(getattr(scrubber, "bytes_checked", 0)),
         sasl_authentications=int(getattr(ctx.services.get("sasl"), "succeeded_total", 0)),
         sasl_authentication_failures=int(getattr(ctx.services.get("sasl"), "failed_total", 0)),
+        tls_handshake_failures=int(getattr(ctx.services.get("listeners"), "tls_handshake_failures_total", 0)),
+        authorization_denials=None if ctx.acls is None else dict(ctx.acls.denied),
     )
 
 
@@ -205,6 +212,11 @@ def line_protocol(s: Snapshot, host: str) -> str:
         lines.append(
             f"loosely_sasl,host={h} authentications={s.sasl_authentications}i,"
             f"authentication_failures={s.sasl_authentication_failures}i {ts}"
+        )
+    if s.tls_handshake_failures or s.authorization_denials:
+        lines.append(
+            f"loosely_security,host={h} tls_handshake_failures={s.tls_handshake_failures}i,"
+            f"authorization_denials={sum((s.authorization_denials or {}).values())}i {ts}"
         )
     for g in s.groups:
         lines.append(f"loosely_group,host={h},group={_escape_tag(g.group)},state={g.state} members={g.members}i {ts}")
@@ -331,6 +343,20 @@ def _damage_families(s: Snapshot) -> Iterator[Metric]:
         "SASL authentications that failed (wrong password, unknown mechanism, bad token)",
         value=s.sasl_authentication_failures,
     )
+    yield CounterMetricFamily(
+        "loosely_tls_handshake_failures",
+        "TLS handshakes that failed or timed out, and TLS sent to a plaintext listener",
+        value=s.tls_handshake_failures,
+    )
+    if s.authorization_denials is not None:
+        denials = CounterMetricFamily(
+            "loosely_authorization_denials",
+            "Requests the ACLs refused (what the audit log records)",
+            labels=["operation", "resource_type"],
+        )
+        for (operation, resource_type), n in sorted(s.authorization_denials.items()):
+            denials.add_metric([operation, resource_type], n)
+        yield denials
 
 
 class BrokerMetrics:

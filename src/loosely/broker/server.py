@@ -489,6 +489,7 @@ class Broker:
         self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
         self.ctx.services["credentials"] = store
         self.ctx.services["sasl"] = self._sasl_gate  # its counters, for the metrics
+        self.ctx.services["listeners"] = self  # tls_handshake_failures_total, for the metrics
 
     async def start(self) -> None:
         self.logs.open()  # takes the data directory's lock: DataDirLockedError if another broker has it

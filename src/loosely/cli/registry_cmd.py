@@ -31,17 +31,42 @@ def registry_options(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}init-timeout-ms", type=int, default=60_000, metavar="MS",
                    help="give up when the cluster cannot be read within this (default 60000, as Confluent's "
                         "kafkastore.init.timeout.ms)")
+    p.add_argument(f"--{prefix}users-file", metavar="FILE",
+                   help="require HTTP Basic auth from the SCRAM users in FILE (a broker's "
+                        "<data-dir>/scram-credentials.json; re-read when it changes)")
+    p.add_argument(f"--{prefix}tls-keystore", metavar="PEM",
+                   help="serve HTTPS with the private key and certificate chain in this PEM file (re-read when it "
+                        "changes), e.g. broker.pem from `loosely security dev-certs`")
+
+
+def _security(users_file: str | None, keystore: str | None) -> dict[str, Any]:
+    """The registry's ``authenticate`` and ``tls`` arguments for these options (ValueError: one line)."""
+    out: dict[str, Any] = {}
+    if users_file is not None:
+        from loosely.security.passwords import CredentialsFile, PasswordCheck  # noqa: PLC0415 - only when asked
+
+        users = CredentialsFile(users_file)
+        if users.error is not None:
+            raise ValueError(f"users file {users.error}")
+        out["authenticate"] = PasswordCheck(users)
+    if keystore is not None:
+        from loosely.tls.context import ServerContexts  # noqa: PLC0415 - only when asked for
+        from loosely.tls.settings import TlsSettings  # noqa: PLC0415
+
+        out["tls"] = ServerContexts("schema-registry", TlsSettings(keystore_location=keystore)).current
+    return out
 
 
 def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, client_config: dict[str, str],
-           init_timeout_ms: int) -> Any:
+           init_timeout_ms: int, users_file: str | None = None, keystore: str | None = None) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of broker imports
     from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and jsonschema load only when asked for
 
     host, port = parse_listen(listen)
-
+    security = _security(users_file, keystore)
     return SchemaRegistry(bootstrap, host=host, port=port, topic=topic, client_config=client_config,
-                          default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms).start()
+                          default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms,
+                          **security).start()
 
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
@@ -49,7 +74,8 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
     try:
         registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
                           compatibility=args.schema_registry_compatibility, client_config={},
-                          init_timeout_ms=args.schema_registry_init_timeout_ms)
+                          init_timeout_ms=args.schema_registry_init_timeout_ms,
+                          users_file=args.schema_registry_users_file, keystore=args.schema_registry_tls_keystore)
     except Exception as e:  # a topic with several partitions, a bad level: one line from the broker command
         raise OSError(f"schema registry: {e}") from None
     print(f"schema registry on {registry.url}", flush=True)
@@ -67,7 +93,8 @@ def _registry(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         registry = _start(args.bootstrap_servers, args.listen, topic=args.topic, compatibility=args.compatibility,
-                          client_config=client_config, init_timeout_ms=args.init_timeout_ms)
+                          client_config=client_config, init_timeout_ms=args.init_timeout_ms,
+                          users_file=args.users_file, keystore=args.tls_keystore)
     except Exception as e:  # unreachable cluster, port taken, a topic with several partitions: one line
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 1

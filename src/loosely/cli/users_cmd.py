@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import secrets
 import sys
 from typing import Any
@@ -92,6 +93,10 @@ def _on_data_dir(args: argparse.Namespace) -> int:
     from loosely.storage.dirlock import DataDirLock  # noqa: PLC0415
     from loosely.storage.fs import OsFileSystem  # noqa: PLC0415
 
+    if args.action == "add":  # users made before the broker's first start, as kafka-storage format --add-scram
+        os.makedirs(args.data_dir, exist_ok=True)
+    elif not os.path.isdir(args.data_dir):
+        raise UsersError(f"{args.data_dir} is not a data directory")
     lock = DataDirLock(args.data_dir).acquire()  # DataDirLockedError (an OSError) while a broker runs: use -b
     try:
         store = CredentialStore(OsFileSystem(), args.data_dir)

@@ -5,9 +5,11 @@ The codec id lives in bits 0-2 of a v2 batch's attributes. Compression covers th
 are written with the ``lz4`` package, which makes the independent-block frames Kafka's Java reader requires.
 
 Decompression never inflates past its output limit, for every codec (a batch of a few KiB can otherwise inflate to
-gigabytes: a decompression bomb). Each codec streams and stops one byte over the limit: gzip through ``zlib``'s
-``max_length``, lz4 through ``lz4.frame``'s ``max_length``, zstd through ``zstandard``'s stream reader read in
-chunks, snappy by reading each raw block's declared length before inflating it. The payload must also be consumed
+gigabytes: a decompression bomb). Each codec streams and stops one byte over the limit: gzip through
+``isal.isal_zlib``'s ``max_length`` (ISA-L behind zlib's interface, inflating about 2.5x faster than zlib, which
+matters because the broker inflates every gzip batch it validates), lz4 through ``lz4.frame``'s ``max_length``,
+zstd through ``zstandard``'s stream reader read in chunks, snappy by reading each raw block's declared length
+before inflating it. The payload must also be consumed
 exactly: a gzip stream, an lz4 frame or zstd frames with anything after them, or cut short, are corrupt.
 :func:`decompress_bounded` reports "over the limit" as a flag next to the prefix it inflated, so a validator can
 first look for a structural lie in that prefix (what Kafka, which streams, would report) before calling the batch
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import enum
 import struct
-import zlib
-from typing import Final
+from typing import Final, cast
 
 import cramjam
 import lz4.frame
 import zstandard
+from isal import isal_zlib
 
 from loosely.protocol.errors import CorruptRecordError, UnsupportedCompressionError
 
@@ -60,6 +62,8 @@ class Codec(enum.IntEnum):
 
 
 XERIAL_MAGIC: Final = b"\x82SNAPPY\x00"
+# isal's stub declares its ``error`` class as an instance; it is the exception class its inflater raises.
+_ISAL_ERROR: Final = cast("type[Exception]", isal_zlib.error)
 _XERIAL_HEADER: Final = struct.Struct(">8sii")
 _XERIAL_CHUNK: Final = struct.Struct(">i")
 assert _XERIAL_HEADER.size == 16
@@ -123,7 +127,7 @@ def decompress_bounded(codec: int, data: bytes | memoryview, output_bytes_max: i
             out = _unzstd(data, limit)
         else:
             raise UnsupportedCompressionError(f"unknown compression codec id {codec}")
-    except (cramjam.DecompressionError, zlib.error, zstandard.ZstdError, RuntimeError, ValueError, struct.error) as e:
+    except (cramjam.DecompressionError, _ISAL_ERROR, zstandard.ZstdError, RuntimeError, ValueError, struct.error) as e:
         raise CorruptRecordError(f"cannot decompress {Codec(codec).name} data: {e}") from e
     if out is None:
         return b"", True
@@ -133,7 +137,7 @@ def decompress_bounded(codec: int, data: bytes | memoryview, output_bytes_max: i
 
 
 def _gunzip(data: bytes | memoryview, limit: int) -> bytes:
-    d = zlib.decompressobj(wbits=47)  # 32 + 15: accept gzip and zlib headers
+    d = isal_zlib.decompressobj(wbits=47)  # 32 + 15: accept gzip and zlib headers
     return _whole("gzip stream", d.decompress(data, limit + 1), limit, d.eof, d.unused_data)
 
 

@@ -24,16 +24,29 @@ Bodies must be JSON sent as ``application/vnd.schemaregistry.v1+json``, ``applic
 (413, refused before it is read). Answers are ``application/vnd.schemaregistry.v1+json``, or
 ``application/json`` for a client that accepts only that. The server is :mod:`http.server` in threads, as the
 views' server is: reads take the state lock briefly, changes queue on the store's single writer.
+
+**Security** (both off by default; the registry binds loopback). With ``authenticate``, every request needs HTTP
+Basic credentials (``Authorization: Basic base64(user:password)``, what confluent-kafka's ``basic.auth.user.info``
+sends), checked by that callable (:class:`loosely.security.passwords.PasswordCheck`: the broker's SCRAM users);
+without them or with wrong ones the answer is Confluent's 401 ``{"error_code": 401, "message": "Unauthorized"}``
+with a ``WWW-Authenticate`` challenge. Any authenticated user may do everything, as Confluent's registry with
+``authentication.roles=*``. With ``tls`` (a callable giving the current server context, so replaced certificate
+files take effect), connections are TLS: the handshake runs on the connection's own thread, never in the accept
+loop, bounded by ``tls_handshake_timeout_ms``, and a failed one closes the connection and is counted.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
 import socket
+import ssl
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +77,12 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPTED_BODY_TYPES = frozenset({CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json",
                                  "application/octet-stream"})
 
+TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+"""A client that has not finished its TLS handshake within this is dropped (the broker's
+``loosely.ssl.handshake.timeout.ms`` default)."""
+
+UNAUTHORIZED = {"error_code": 401, "message": "Unauthorized"}
+
 Answer = tuple[int, Any]
 
 
@@ -80,6 +99,8 @@ class ServerStatistics:
     client_errors: int
     server_errors: int
     connections_refused: int
+    authentication_failures: int = 0
+    tls_handshake_failures: int = 0
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):
@@ -88,10 +109,14 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], connections_max: int,
-                 refused: Any) -> None:
+                 refused: Any, *, tls: Callable[[], ssl.SSLContext] | None = None, tls_timeout_s: float = 10.0,
+                 tls_failed: Callable[[str], None] | None = None) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(connections_max)
         self._refused = refused
+        self._tls = tls
+        self._tls_timeout_s = tls_timeout_s
+        self._tls_failed = tls_failed
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -107,9 +132,28 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
+            if self._tls is not None:
+                request = self._handshake(request)
+                if request is None:
+                    return
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def _handshake(self, request: socket.socket) -> ssl.SSLSocket | None:
+        assert self._tls is not None
+        request.settimeout(self._tls_timeout_s)
+        try:
+            wrapped = self._tls().wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            wrapped.do_handshake()
+        except (OSError, ValueError) as e:  # ssl.SSLError and socket.timeout are OSErrors
+            if self._tls_failed is not None:
+                self._tls_failed(getattr(e, "reason", None) or type(e).__name__)
+            with contextlib.suppress(OSError):
+                request.close()
+            return None
+        wrapped.settimeout(None)
+        return wrapped
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -160,15 +204,22 @@ class RegistryServer:
 
     def __init__(self, store: KafkaStore, host: str = "127.0.0.1", port: int = 0, *,
                  request_bytes_max: int = REQUEST_BYTES_MAX, connections_max: int = CONNECTIONS_MAX,
-                 idle_ms_max: int = IDLE_MS_MAX) -> None:
+                 idle_ms_max: int = IDLE_MS_MAX, authenticate: Callable[[str, str], bool] | None = None,
+                 tls: Callable[[], ssl.SSLContext] | None = None,
+                 tls_handshake_timeout_ms: int = TLS_HANDSHAKE_TIMEOUT_MS) -> None:
         self.store = store
         self.request_bytes_max = request_bytes_max
         self.idle_ms_max = idle_ms_max
-        self._counts = {"requests": 0, "client_errors": 0, "server_errors": 0, "connections_refused": 0}
+        self.authenticate = authenticate
+        self.uses_tls = tls is not None
+        self._counts = {"requests": 0, "client_errors": 0, "server_errors": 0, "connections_refused": 0,
+                        "authentication_failures": 0, "tls_handshake_failures": 0}
         self._lock = threading.Lock()
         try:
             self._httpd = _BoundedHTTPServer((host, port), self._handler(), connections_max,
-                                             self._count_refused)
+                                             self._count_refused, tls=tls,
+                                             tls_timeout_s=tls_handshake_timeout_ms / 1000,
+                                             tls_failed=self._count_tls_failure)
         except OSError as e:  # "[Errno 98] Address already in use" names no address
             raise OSError(e.errno, f"cannot serve the schema registry on {host}:{port}: {e.strerror}") from None
         self._thread: threading.Thread | None = None
@@ -198,6 +249,32 @@ class RegistryServer:
     def _count_refused(self) -> None:
         with self._lock:
             self._counts["connections_refused"] += 1
+
+    def _count_tls_failure(self, reason: str) -> None:
+        with self._lock:
+            self._counts["tls_handshake_failures"] += 1
+            first = self._counts["tls_handshake_failures"] == 1
+        if first:  # later ones are counted only: a scanner must not fill the log
+            log.warning("schema registry: a TLS handshake failed (%s); further failures are only counted", reason)
+
+    def _authenticated(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries Basic credentials the check accepts."""
+        assert self.authenticate is not None
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "basic":
+            return self._auth_failed()
+        try:
+            user, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return self._auth_failed()
+        if not sep or not self.authenticate(user, password):
+            return self._auth_failed()
+        return True
+
+    def _auth_failed(self) -> bool:
+        with self._lock:
+            self._counts["authentication_failures"] += 1
+        return False
 
     def _count(self, status: int) -> None:
         with self._lock:
@@ -386,6 +463,11 @@ class RegistryServer:
 
             def _serve(self, method: str) -> None:
                 url = urllib.parse.urlsplit(self.path)
+                if server.authenticate is not None and not server._authenticated(self.headers.get("Authorization")):
+                    self.close_connection = method in ("POST", "PUT")  # an unread body cannot stay on the wire
+                    server._count(401)
+                    self._send(401, UNAUTHORIZED, challenge=True)
+                    return
                 try:
                     status, answer = server.route(method, url.path, urllib.parse.parse_qs(url.query),
                                                   self._body() if method in ("POST", "PUT") else None)
@@ -418,7 +500,7 @@ class RegistryServer:
                 except (ValueError, RecursionError) as e:
                     raise err.RegistryError(400, 400, f"Unrecognized JSON in the request body: {e}") from None
 
-            def _send(self, status: int, answer: Any) -> None:
+            def _send(self, status: int, answer: Any, *, challenge: bool = False) -> None:
                 # compact, as Confluent's Jackson writes; a stored schema text goes out as stored
                 data = (answer.text if isinstance(answer, Raw) else
                         json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
@@ -427,6 +509,8 @@ class RegistryServer:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json" if only_json else CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(data)))
+                if challenge:
+                    self.send_header("WWW-Authenticate", 'Basic realm="loosely schema registry"')
                 if self.close_connection:
                     self.send_header("Connection", "close")
                 self.end_headers()

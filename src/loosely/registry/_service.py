@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from loosely.registry._http import (
     CONNECTIONS_MAX,
     IDLE_MS_MAX,
     REQUEST_BYTES_MAX,
+    TLS_HANDSHAKE_TIMEOUT_MS,
     RegistryServer,
     ServerStatistics,
 )
@@ -50,13 +52,18 @@ class SchemaRegistry:
         idle_ms_max: int = IDLE_MS_MAX,
         write_timeout_ms: int = 30_000,
         init_timeout_ms: int = 60_000,
+        authenticate: Callable[[str, str], bool] | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+        tls_handshake_timeout_ms: int = TLS_HANDSHAKE_TIMEOUT_MS,
     ) -> None:
         self.store = KafkaStore(bootstrap_servers, topic=topic, client_config=client_config,
                                 default_compatibility=default_compatibility, write_timeout_ms=write_timeout_ms,
                                 startup_timeout_ms=init_timeout_ms)
         self.host = host
         self.server = RegistryServer(self.store, host, port, request_bytes_max=request_bytes_max,
-                                     connections_max=connections_max, idle_ms_max=idle_ms_max)
+                                     connections_max=connections_max, idle_ms_max=idle_ms_max,
+                                     authenticate=authenticate, tls=tls,
+                                     tls_handshake_timeout_ms=tls_handshake_timeout_ms)
 
     @property
     def port(self) -> int:
@@ -65,7 +72,7 @@ class SchemaRegistry:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.server.uses_tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> SchemaRegistry:
         try:

@@ -25,7 +25,7 @@ from typing import Final, Protocol
 
 from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential
 
-__all__ = ["CREDENTIALS_FILE", "CredentialStore", "CredentialStoreError", "Files"]
+__all__ = ["CREDENTIALS_FILE", "CredentialStore", "CredentialStoreError", "Files", "read_credentials"]
 
 CREDENTIALS_FILE: Final = "scram-credentials.json"
 FORMAT_VERSION: Final = 1
@@ -74,6 +74,14 @@ def _decode(data: bytes) -> dict[str, dict[str, ScramCredential]]:
                 raise ValueError(f"user {user!r} {name}: keys of the wrong length")
             users.setdefault(user, {})[name] = cred
     return users
+
+
+def read_credentials(data: bytes) -> dict[str, dict[str, ScramCredential]]:
+    """The users of a credentials file's bytes; :class:`ValueError` with the reason when they are not one."""
+    try:
+        return _decode(data)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"not a SCRAM credentials file ({e})") from None
 
 
 def _encode(users: dict[str, dict[str, ScramCredential]]) -> bytes:
