@@ -75,3 +75,11 @@ def test_broker_serves_the_console(tmp_path: Path) -> None:
         assert "<h1>Cluster</h1>" in page and "controller 1" in page
     finally:
         assert _stop(proc) == 0
+
+
+def test_a_missing_users_file_is_one_line(broker: BrokerThread, tmp_path: Path) -> None:
+    r = subprocess.run([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0",
+                        "--users-file", str(tmp_path / "nope.json")], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("loosely console: users file ") and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -342,3 +342,22 @@ def test_the_docs_name_the_factorys_parameters() -> None:
     assert written, "docs/console.md lost create_app's signature"
     names = [p.strip().split("=")[0] for p in " ".join(written.group(1).split()).split(",") if p.strip() != "*"]
     assert names == list(inspect.signature(create_app).parameters)
+
+
+def test_basic_auth_with_the_brokers_users(broker: BrokerThread, tmp_path: Path) -> None:
+    from loosely.security.credentials import CredentialStore
+    from loosely.security.passwords import CredentialsFile, PasswordCheck
+    from loosely.security.scram import SCRAM_MECHANISMS, credential_from_password
+    from loosely.storage.fs import OsFileSystem
+
+    CredentialStore(OsFileSystem(), str(tmp_path)).put(
+        "alice", "SCRAM-SHA-256", credential_from_password(SCRAM_MECHANISMS["SCRAM-SHA-256"], "wonder"))
+    check = PasswordCheck(CredentialsFile(str(tmp_path / "scram-credentials.json")))
+    with TestClient(create_app(broker.bootstrap_servers, authenticate=check, sample_interval_ms=60_000)) as c:
+        for auth in (None, ("alice", "wrong"), ("bob", "wonder")):
+            r = c.get("/static/console.css", auth=auth)
+            assert r.status_code == 401, auth
+            assert r.headers["www-authenticate"] == 'Basic realm="loosely console"'
+        assert c.get("/", headers={"Authorization": "Basic !!not-base64"}).status_code == 401
+        r = c.get("/", auth=("alice", "wonder"))
+        assert r.status_code == 200 and "<h1>Cluster</h1>" in r.text

@@ -205,13 +205,15 @@ SERVICE_FLAG_DOCS: dict[str, tuple[str, str]] = {
     "--schema-registry-listen HOST:PORT": ("off", "Serve a Confluent-compatible schema registry stored in this "
                                            "broker's `_schemas` (see docs/schema-registry.md)."),
     "--console-listen HOST:PORT": ("off", "Serve the web console (docs/console.md) for this broker; key searches "
-                                   "use the broker's key index. Use a loopback address unless the network is "
-                                   "trusted: the console has no login yet."),
+                                   "use the broker's key index. Use a loopback address, or `--console-users-file`, "
+                                   "unless the network is trusted."),
     "--console-read-only": ("false", "The console shows everything and changes nothing: creating and deleting "
                             "topics, producing and offset resets are refused."),
     "--console-hollow DIR-or-S3-URL": ("none", "A Hollow blob store for the console's Hollow pages."),
     "--console-views SINK-URL": ("none", "A views sink (e.g. `sqlite:///views.db`) for the console's views page: "
                                  "versions, state, lag, freshness, blue/green switch (repeatable)."),
+    "--console-users-file FILE": ("none", "Require HTTP Basic auth from the SCRAM users in FILE (this broker's "
+                                  "`<data-dir>/scram-credentials.json`; re-read when it changes)."),
     "--console-sample-interval-ms MS": ("5000", "How often the console samples the cluster for its charts "
                                         "(messages/s in and out, group lag)."),
 }

@@ -8,7 +8,8 @@ Examples::
     loosely broker --data-dir ./data --console-listen 127.0.0.1:9000
 
 Loopback by default: the console can create and delete topics and move a group's offsets (unless --read-only),
-and it has no login of its own yet, so serving it on another address is a choice the user writes out.
+so serving it on another address is a choice the user writes out, best with --users-file (the broker's SCRAM
+users, as HTTP Basic auth).
 SIGINT/SIGTERM stop it.
 """
 
@@ -20,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from loosely.cli._args import add_client_options
+from loosely.cli._args import add_client_options, password_check
 
 __all__ = ["add_broker_options", "add_console_command", "start_beside_broker"]
 
@@ -34,6 +35,9 @@ def _options(p: argparse.ArgumentParser, prefix: str) -> None:
     p.add_argument(f"--{prefix}views", action="append", default=[], metavar="SINK-URL",
                    help="a views sink (e.g. sqlite:///views.db) for the views page: versions, lag, freshness, "
                         "blue/green switch (repeatable)")
+    p.add_argument(f"--{prefix}users-file", metavar="FILE",
+                   help="require HTTP Basic auth from the SCRAM users in FILE (a broker's "
+                        "<data-dir>/scram-credentials.json; re-read when it changes)")
     p.add_argument(f"--{prefix}sample-interval-ms", type=int, default=5_000, metavar="MS",
                    help="how often the charts (messages/s, group lag) sample the cluster (default 5000)")
 
@@ -46,15 +50,16 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
 
 
 def _start(bootstrap: str, listen: str, *, client_config: dict[str, str], read_only: bool, hollow: str | None,
-           views: list[str], sample_interval_ms: int, key_lookup: Any = None) -> Any:
+           views: list[str], users_file: str | None, sample_interval_ms: int, key_lookup: Any = None) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of these imports
     from loosely.console import ConsoleServer, create_app  # noqa: PLC0415
 
     host, port = parse_listen(listen)
     if sample_interval_ms < 100:
         raise ValueError(f"--sample-interval-ms must be at least 100, got {sample_interval_ms}")
+    authenticate = password_check(users_file) if users_file is not None else None
     app = create_app(bootstrap, client_config=client_config, read_only=read_only, hollow=hollow, views=views,
-                     key_lookup=key_lookup, sample_interval_ms=sample_interval_ms)
+                     key_lookup=key_lookup, authenticate=authenticate, sample_interval_ms=sample_interval_ms)
     return ConsoleServer(app, host, port).start()
 
 
@@ -62,7 +67,7 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: An
     """Start the console ``loosely broker --console-listen`` asked for (blocking briefly: call it in a thread)."""
     try:
         server = _start(bootstrap, args.console_listen, client_config={}, read_only=args.console_read_only,
-                        hollow=args.console_hollow, views=args.console_views,
+                        hollow=args.console_hollow, views=args.console_views, users_file=args.console_users_file,
                         sample_interval_ms=args.console_sample_interval_ms,
                         key_lookup=key_lookup)
     except (OSError, ValueError) as e:
@@ -77,7 +82,8 @@ def _console(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         server = _start(args.bootstrap, args.listen, client_config=args.kafka_config, read_only=args.read_only,
-                        hollow=args.hollow, views=args.views, sample_interval_ms=args.sample_interval_ms)
+                        hollow=args.hollow, views=args.views, users_file=args.users_file,
+                        sample_interval_ms=args.sample_interval_ms)
     except (OSError, ValueError) as e:  # port taken, a bad address: one line
         print(f"loosely console: {e}", file=sys.stderr)
         return 1

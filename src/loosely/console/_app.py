@@ -9,6 +9,10 @@ Errors are one line on the page: a :class:`ConsoleError` (unreachable cluster, u
 read-only refusal) renders the page's error template with status 400 (403 for read-only, 502 when the cluster
 cannot be reached); anything else is one line with its type, status 500, and the traceback only in the log.
 
+With ``authenticate`` (``loosely console --users-file``: the broker's SCRAM users), every request, pages and
+static files alike, needs HTTP Basic credentials it accepts (401 otherwise); the check (PBKDF2 on a cache miss)
+runs in a worker thread.
+
 Changes (create/delete topic, produce, offset reset) are POSTs; in ``read_only`` mode they are refused with 403.
 A POST whose ``Origin`` is another site is refused too, so a web page elsewhere cannot drive the console through
 the user's browser.
@@ -16,6 +20,7 @@ the user's browser.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import logging
@@ -30,11 +35,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loosely.console._cluster import Cluster, ConsoleError, KeyLookup, SearchProgress, SearchQuery
 from loosely.console._hollow import HollowBrowser
@@ -103,6 +111,29 @@ def _time_ms(text: str) -> int:
     return int(t.timestamp() * 1000)
 
 
+class _BasicAuth:
+    """ASGI middleware: HTTP requests pass only with Basic credentials ``check`` accepts."""
+
+    def __init__(self, app: ASGIApp, check: Callable[[str, str], bool]) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            auth = Headers(scope=scope).get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            user = password = ""
+            if scheme.lower() == "basic":
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
+            if not user or not await run_in_threadpool(self.check, user, password):
+                response = PlainTextResponse("this console needs a user and password\n", status_code=401,
+                                             headers={"WWW-Authenticate": 'Basic realm="loosely console"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     bootstrap: str,
     *,
@@ -111,6 +142,7 @@ def create_app(
     hollow: str | None = None,
     key_lookup: KeyLookup | None = None,
     views: Sequence[str] = (),
+    authenticate: Callable[[str, str], bool] | None = None,
     sample_interval_ms: int = INTERVAL_MS_DEFAULT,
     timeout_s: float = 10.0,
 ) -> Starlette:
@@ -119,7 +151,9 @@ def create_app(
     ``hollow``: a blob store (directory or ``s3://bucket/prefix``) for the Hollow pages. ``views``: URLs of
     views sinks (``sqlite:///views.db``, ...) whose versions the views page shows and switches. ``key_lookup``: the
     broker's key index (``(topic, partition, key, limit) -> offsets``, newest first), used by key searches
-    instead of a scan when given. ``sample_interval_ms``: how often the charts' samples are taken.
+    instead of a scan when given. ``authenticate(user, password) -> bool``: require HTTP Basic auth (e.g.
+    :class:`loosely.security.passwords.PasswordCheck`). ``sample_interval_ms``: how often the charts' samples are
+    taken.
     """
     cluster = Cluster(bootstrap, dict(client_config or {}), timeout_s=timeout_s)
     sampler = Sampler(cluster, interval_ms=sample_interval_ms)
@@ -410,7 +444,8 @@ def create_app(
             sampler.stop()
             await run_in_threadpool(cluster.close)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(_BasicAuth, check=authenticate)] if authenticate is not None else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.cluster = cluster
     app.state.sampler = sampler
     return app
