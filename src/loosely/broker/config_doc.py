@@ -202,6 +202,26 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+# Services `loosely broker` runs beside the broker, in the same process, as clients of it (command-line flags only).
+SERVICE_FLAG_DOCS: dict[str, tuple[str, str]] = {
+    "--metrics-listen HOST:PORT": ("off", "Serve Prometheus metrics on `http://HOST:PORT/metrics`."),
+    "--schema-registry-listen HOST:PORT": ("off", "Serve a Confluent-compatible schema registry stored in this "
+                                           "broker's `_schemas` (see docs/schema-registry.md)."),
+    "--console-listen HOST:PORT": ("off", "Serve the web console (docs/console.md) for this broker; key searches "
+                                   "use the broker's key index. Use a loopback address, or `--console-users-file`, "
+                                   "unless the network is trusted."),
+    "--console-read-only": ("false", "The console shows everything and changes nothing: creating and deleting "
+                            "topics, producing and offset resets are refused."),
+    "--console-hollow DIR-or-S3-URL": ("none", "A Hollow blob store for the console's Hollow pages."),
+    "--console-views SINK-URL": ("none", "A views sink (e.g. `sqlite:///views.db`) for the console's views page: "
+                                 "versions, state, lag, freshness, blue/green switch (repeatable)."),
+    "--console-users-file FILE": ("none", "Require HTTP Basic auth from the SCRAM users in FILE (this broker's "
+                                  "`<data-dir>/scram-credentials.json`; re-read when it changes)."),
+    "--console-sample-interval-ms MS": ("5000", "How often the console samples the cluster for its charts "
+                                        "(messages/s in and out, group lag)."),
+}
+
+
 def render() -> str:
     """docs/configuration.md."""
     lines = [
@@ -249,6 +269,17 @@ def render() -> str:
     ]
     for name, (default, doc) in LISTENER_SETTING_DOCS.items():
         lines.append(f"| `{name}` | {_cell(default)} | {_cell(doc)} |")
+    lines += [
+        "",
+        "## Services beside the broker",
+        "",
+        "Command-line flags of `loosely broker`; each service runs in the broker's process as a Kafka client of it.",
+        "",
+        "| flag | default | what it does |",
+        "|---|---|---|",
+    ]
+    for flag, (default, doc) in SERVICE_FLAG_DOCS.items():
+        lines.append(f"| `{flag}` | {_cell(default)} | {_cell(doc)} |")
     honoured = honoured_topic_configs()
     lines += [
         "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BadArgument", "add_client_options", "name_values", "resolve_client_options"]
+__all__ = ["BadArgument", "add_client_options", "name_values", "password_check", "resolve_client_options"]
 
 
 class BadArgument(ValueError):
@@ -64,3 +64,17 @@ def resolve_client_options(args: Any) -> None:
             continue
         items = getattr(args, f"{side}client_items", [])
         setattr(args, f"{side}kafka_config", client_config(files, items, flag=item_flag))
+
+
+# --- HTTP services beside the broker: its SCRAM users as HTTP Basic users -------------------------------------------
+
+
+def password_check(users_file: str) -> Any:
+    """A ``check(user, password) -> bool`` against the SCRAM users in ``users_file`` (a broker's
+    ``<data-dir>/scram-credentials.json``, re-read when it changes); ValueError with one line when it is unreadable."""
+    from loosely.security.passwords import CredentialsFile, PasswordCheck  # noqa: PLC0415 - only when asked for
+
+    users = CredentialsFile(users_file)
+    if users.error is not None:
+        raise ValueError(f"users file {users.error}")
+    return PasswordCheck(users)

@@ -113,7 +113,16 @@ def _broker_command(args: argparse.Namespace) -> int:
         except OSError:
             await broker.stop()  # the registry was asked for and cannot run: the broker stops cleanly, exit 1
             raise
+        try:
+            console = await _start_console(args, broker)
+        except OSError:
+            if registry is not None:
+                await asyncio.to_thread(registry.stop)
+            await broker.stop()
+            raise
         await stop.wait()
+        if console is not None:
+            await asyncio.to_thread(console.stop)
         if registry is not None:
             await asyncio.to_thread(registry.stop)
         await broker.stop()
@@ -128,22 +137,36 @@ def _broker_command(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
-    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked).
+def _own_bootstrap(broker: Any, flag: str, what: str) -> str:
+    """The bootstrap address of the broker's first PLAINTEXT listener, for a service it runs as its own client:
+    one that speaks TLS or SASL to its own broker needs client settings that are not wired here yet."""
+    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
+    if not plaintext:
+        raise OSError(f"{flag} needs a PLAINTEXT listener to reach this broker (TLS and SASL between the {what} "
+                      "and its own broker are not supported yet)")
+    return str(broker.bootstrap_servers_for(plaintext[0]))
 
-    It connects to the broker's first PLAINTEXT listener: a registry that speaks TLS or SASL to its own broker
-    needs client settings that are not wired here yet.
-    """
+
+async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
+    """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked)."""
     if not args.schema_registry_listen:
         return None
     from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
 
-    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
-    if not plaintext:
-        raise OSError("--schema-registry-listen needs a PLAINTEXT listener to reach this broker (TLS and SASL "
-                      "between the registry and its own broker are not supported yet)")
+    bootstrap = _own_bootstrap(broker, "--schema-registry-listen", "registry")
     # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
-    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, broker.bootstrap_servers_for(plaintext[0]))
+    return await asyncio.to_thread(registry_cmd.start_beside_broker, args, bootstrap)
+
+
+async def _start_console(args: argparse.Namespace, broker: Any) -> Any:
+    """The web console ``--console-listen`` asks for, a client of this broker (None when not asked). It serves on
+    a thread of its own: the broker's loop carries none of its pages."""
+    if not args.console_listen:
+        return None
+    from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
+
+    bootstrap = _own_bootstrap(broker, "--console-listen", "console")
+    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap)
 
 
 def _version() -> str:
@@ -235,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import registry_cmd  # noqa: PLC0415 - argparse only; the registry loads when it starts
 
     registry_cmd.add_broker_options(b)
+    from loosely.cli import console_cmd  # noqa: PLC0415 - argparse only; the console loads when it starts
+
+    console_cmd.add_broker_options(b)
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them
@@ -262,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     security_cmd.add_security_command(sub)
     registry_cmd.add_registry_command(sub)
+    console_cmd.add_console_command(sub)
     return p
 
 

@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any
 
-from loosely.cli._args import BadArgument, name_values
+from loosely.cli._args import BadArgument, name_values, password_check
 
 __all__ = ["add_registry_command", "registry_options", "start_beside_broker"]
 
@@ -43,12 +43,7 @@ def _security(users_file: str | None, keystore: str | None) -> dict[str, Any]:
     """The registry's ``authenticate`` and ``tls`` arguments for these options (ValueError: one line)."""
     out: dict[str, Any] = {}
     if users_file is not None:
-        from loosely.security.passwords import CredentialsFile, PasswordCheck  # noqa: PLC0415 - only when asked
-
-        users = CredentialsFile(users_file)
-        if users.error is not None:
-            raise ValueError(f"users file {users.error}")
-        out["authenticate"] = PasswordCheck(users)
+        out["authenticate"] = password_check(users_file)
     if keystore is not None:
         from loosely.tls.context import ServerContexts  # noqa: PLC0415 - only when asked for
         from loosely.tls.settings import TlsSettings  # noqa: PLC0415

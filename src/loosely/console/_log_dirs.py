@@ -1,0 +1,80 @@
+"""Partition sizes on disk, asked of every broker with DescribeLogDirs (what ``kafka-log-dirs --describe`` does).
+
+confluent-kafka's AdminClient has no DescribeLogDirs, so the console sends it itself: one short-lived plaintext
+connection per broker, request and response encoded by kio (:mod:`loosely.protocol.messages`). Only for a
+cluster reached without TLS or SASL: with either, sizes are shown as unknown rather than half-implementing a
+secured client here. A broker that refuses (an old version, an ACL) or does not answer in time is skipped;
+sizes are a nice-to-have on a page, never a reason for it to fail.
+
+The size of a partition is its largest replica's (replicas of one partition hold the same records, a lagging
+follower fewer); a topic's is the sum over its partitions.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from kio.schema.describe_log_dirs.v1.request import DescribeLogDirsRequest
+
+from loosely.protocol.errors import ProtocolError
+from loosely.protocol.messages import ApiKey, decode_response, encode_request
+
+__all__ = ["partition_sizes"]
+
+_VERSION: Final = 1  # every broker since Kafka 1.0 answers v1; Kafka 4 dropped only v0
+RESPONSE_BYTES_MAX: Final = 64 << 20
+"""Largest answer read (64 MiB); one entry per partition replica is ~40 bytes, so a million partitions fit."""
+
+
+def _plaintext(client_config: Mapping[str, str]) -> bool:
+    return client_config.get("security.protocol", "plaintext").lower() == "plaintext"
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+def _ask(host: str, port: int, timeout_s: float) -> Any:
+    request = encode_request(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, 1, DescribeLogDirsRequest(topics=None),
+                             client_id="loosely-console")
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if not 0 < size <= RESPONSE_BYTES_MAX:
+            raise ProtocolError(f"DescribeLogDirs answer of {size} bytes")
+        _, response = decode_response(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, _recv_exact(sock, size))
+    return response
+
+
+def partition_sizes(brokers: Iterable[tuple[int, str, int]], client_config: Mapping[str, str],
+                    timeout_s: float) -> dict[tuple[str, int], int] | None:
+    """``{(topic, partition): bytes}`` over every broker that answered; None when sizes cannot be asked for."""
+    if not _plaintext(client_config):
+        return None
+    out: dict[tuple[str, int], int] = {}
+    answered = False
+    for _, host, port in brokers:
+        try:
+            response = _ask(host, port, timeout_s)
+        except (OSError, ProtocolError, ValueError):
+            continue
+        answered = True
+        for result in response.results:
+            if result.error_code != 0:
+                continue
+            for topic in result.topics:
+                for p in topic.partitions:
+                    if p.is_future_key:
+                        continue
+                    key = (str(topic.name), int(p.partition_index))
+                    out[key] = max(out.get(key, 0), int(p.partition_size))
+    return out if answered else None

@@ -1,0 +1,85 @@
+"""``loosely console`` and ``loosely broker --console-listen`` as a user starts them: the URL printed, the page
+served, SIGTERM a clean exit, a taken port one line."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loosely.broker.server import BrokerThread
+from loosely.testing import embedded_broker
+
+LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("console-cli"))) as b:
+        yield b
+
+
+def _started(proc: subprocess.Popen[str], marker: str) -> str:
+    """Reads stdout until the line with ``marker``; returns the URL on it."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if marker in line:
+            m = re.search(r"http://[\d.]+:\d+", line)
+            assert m, line
+            return m.group(0)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    raise AssertionError(f"exited ({proc.wait(10)}) before printing {marker!r}: {stderr}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(20)
+
+
+def test_console_command_serves_and_stops(broker: BrokerThread) -> None:
+    proc = subprocess.Popen([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0",
+                             "--read-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = _started(proc, "console on")
+        page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
+        assert 'id="read-only"' in page and broker.bootstrap_servers in page
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_a_taken_port_is_one_line(broker: BrokerThread) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("loosely console: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_broker_serves_the_console(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*LOOSELY, "broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+                             "--console-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        url = _started(proc, "console on")
+        page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
+        assert "<h1>Cluster</h1>" in page and "controller 1" in page
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_a_missing_users_file_is_one_line(broker: BrokerThread, tmp_path: Path) -> None:
+    r = subprocess.run([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0",
+                        "--users-file", str(tmp_path / "nope.json")], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 1
+    assert r.stderr.startswith("loosely console: users file ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
