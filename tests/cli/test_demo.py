@@ -19,7 +19,7 @@ import pytest
 TIMEOUT_S = 60
 # the demo's other services (tests/demo/ drives them), on free ports
 FREE_PORTS = ("--write", "127.0.0.1:0", "--documents", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--hollow",
-              "127.0.0.1:0", "--changes-per-second", "0")
+              "127.0.0.1:0", "--console", "127.0.0.1:0", "--changes-per-second", "0")
 
 
 @contextmanager

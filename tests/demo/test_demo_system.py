@@ -69,7 +69,7 @@ def eventually(what: str, check: Callable[[], Any], timeout_s: float = TIMEOUT_S
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     data = tmp_path_factory.mktemp("demo")
-    ports = [f"--{f}=127.0.0.1:0" for f in ("listen", "http", "write", "documents", "metrics", "hollow")]
+    ports = [f"--{f}=127.0.0.1:0" for f in ("listen", "http", "write", "documents", "metrics", "hollow", "console")]
     proc = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "demo", "--data-dir", str(data), *ports,
                              "--schema-registry", "off", "--changes-per-second", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -332,3 +332,16 @@ def test_the_documents_page_shows_a_record_written_a_moment_before(demo: Demo, t
         assert browser.find_elements(By.CSS_SELECTOR, 'li[data-key="seen-in-browser"]')
         screenshot(browser, "demo documents page during a partition")
     eventually("the broker back", lambda: get(f"{demo['write']}/demo/status")[1]["broker"] == "up")
+
+
+def test_the_console_shows_the_demos_topics_views_and_hollow(demo: Demo) -> None:
+    assert demo["console"], demo
+    movie = {"title": "Console Probe", "year": 2001, "genres": ["test"], "rating": 5.0}
+    assert call("PUT", f"{demo['write']}/movies/console-probe", movie)[0] == 200
+    code, home = get(demo["console"] + "/")
+    assert code == 200 and "movies" in home
+    code, views = get(demo["console"] + "/views")
+    assert code == 200 and "movies" in views
+    found = eventually("the probe in the console's message browser", lambda: "console-probe" in get(
+        demo["console"] + "/topics/movies/messages?partition=0&offset=0")[1])
+    assert found

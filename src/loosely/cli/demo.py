@@ -49,6 +49,7 @@ def _config(args: argparse.Namespace) -> DemoConfig:
         schema_registry=None if args.schema_registry == "off" else parse_listen(args.schema_registry),
         write=parse_listen(args.write), documents=parse_listen(args.documents), metrics=parse_listen(args.metrics),
         hollow=parse_listen(args.hollow), changes_per_second=args.changes_per_second,
+        console=None if args.console == "off" else parse_listen(args.console),
         client_config=args.kafka_config)
 
 
@@ -116,6 +117,8 @@ def add_demo_command(sub: Any) -> None:
                    help="the Prometheus endpoint of the metrics view (default 127.0.0.1:8092)")
     d.add_argument("--hollow", default="127.0.0.1:8093", metavar="HOST:PORT",
                    help="the Hollow read service (default 127.0.0.1:8093)")
+    d.add_argument("--console", default="127.0.0.1:8094", metavar="HOST:PORT",
+                   help="the web console (default 127.0.0.1:8094; off: none)")
     d.add_argument("--changes-per-second", type=float, default=2.0, metavar="N",
                    help="catalog edits the change stream makes per second (default 2; 0: off)")
     d.add_argument("--topic", default="the-topic", help="the topic of the kcat example's views (default the-topic)")

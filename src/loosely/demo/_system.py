@@ -80,6 +80,7 @@ class DemoConfig:
     documents: Address = ("127.0.0.1", 8091)
     metrics: Address = ("127.0.0.1", 8092)
     hollow: Address = ("127.0.0.1", 8093)
+    console: Address | None = ("127.0.0.1", 8094)  # the web console (loosely.console); None: off
     changes_per_second: float = 2.0
     client_config: dict[str, str] = field(default_factory=dict)
 
@@ -199,8 +200,26 @@ class Demo:
             "hollow": f"{self._url('hollow')}/movies/<id>", "metrics": self.metrics_url})
         self.services["write"] = Service("write service", self._write_route, *cfg.write).start()
         self.changes = ChangeStream(self.catalog, cfg.changes_per_second).start()
-        # The web console (loosely.console, issue 14 part 2) joins here as one more service on its own port, a
-        # Kafka client of self.bootstrap like the others; add it to addresses() and a line to guide().
+        if cfg.console is not None:  # the web console: a Kafka client of the broker, with the views and Hollow pages
+            self.services["console"] = self._console(*cfg.console)
+
+    def _console(self, host: str, port: int) -> Any:
+        from loosely.console import ConsoleServer, create_app  # noqa: PLC0415 - Starlette loads only when asked for
+
+        app = create_app(self.bootstrap, client_config=self.config.client_config, hollow=str(self.hollow_dir),
+                         views=[f"sqlite:///{self.db.resolve()}"],
+                         key_lookup=self._key_lookup if hasattr(BrokerThread, "lookup_key") else None)
+        try:
+            return ConsoleServer(app, host, port).start()
+        except OSError as e:  # the port is taken: one line, exit 1
+            raise OSError(f"console on {host}:{port}: {e}") from None
+
+    def _key_lookup(self, topic: str, partition: int, key: bytes, limit: int) -> list[int]:
+        """The broker's key index, for the console's key search (a scan when the broker is away)."""
+        broker = self.broker
+        if broker is None:
+            raise LookupError("the broker is away (a partition is on): try again when it is back")
+        return list(broker.lookup_key(topic, partition, key, limit))  # type: ignore[attr-defined]
 
     def _side(self, name: str, load: Callable[[], View[Any, Any]], sink: Sink) -> None:
         follower = Follower(load, sink, self.bootstrap, RunnerConfig(client_config=self.config.client_config))
@@ -410,7 +429,7 @@ class Demo:
                 "schema_registry": self.registry.url if self.registry is not None else None,
                 "catalog_topic": self.config.catalog_topic, "write": w.url if isinstance(w, Service) else None,
                 "documents": self._url("documents"), "metrics": self.metrics_url or None,
-                "hollow": self._url("hollow")}
+                "hollow": self._url("hollow"), "console": self._url("console") or None}
 
     def guide(self) -> str:
         a = self.addresses()
@@ -418,13 +437,15 @@ class Demo:
         registry = (f"\n  schemas    {a['schema_registry']}  (a Confluent-compatible schema registry, in _schemas)"
                     if a["schema_registry"] else "")
         stream = "on" if self.changes is not None and self.changes.on else "off"
+        console = (f"\n  console    {a['console']}/  (open it: topics, messages, key search, groups and lag, views, "
+                   "Hollow)" if a["console"] else "")
         return f"""loosely demo: writes go to the log, reads come from views of it
   broker     {b}  (log in {self.data / "log"}; topics {a["catalog_topic"]} and {topic})
   write      {write}/movies/<id>  (PUT, POST, DELETE: only appends to the log; change stream {stream})
   search     {views}/views/movies/search?q=...  (SQLite FTS5 in {self.db})
   documents  {a["documents"]}/  (open it: a page reading JSON files from {self.documents_dir})
   metrics    {a["metrics"]}  (Prometheus)
-  hollow     {a["hollow"]}/movies/<id>  (lookups from memory; blobs in {self.hollow_dir}){registry}
+  hollow     {a["hollow"]}/movies/<id>  (lookups from memory; blobs in {self.hollow_dir}){registry}{console}
 
 Write, then read it back from every side:
   curl -X PUT {write}/movies/heat -d '{{"title": "Heat", "year": 1995, "genres": ["crime"], "rating": 8.3}}'
