@@ -4,14 +4,14 @@
  * Why
  * ---
  * A producer cycle touches every record several times: the object mapper turns each Python object into its
- * stored form ("payload") and looks it up in its type's ordinal map; preparing a write measures every field
+ * byte-identity with Java, stay in Python (_write_state.py and its rooms); what is here computes the same numbers.
  * of every record; writing a snapshot packs every record.  In Python each of these costs microseconds per
  * record, which for a million records is far behind Java.  This module does exactly those loops over the
  * write engine's own data structures -- the Python list ``records`` (payload tuples by ordinal, None for a
  * free ordinal) and the Python dict ``ordinal_of`` (payload -> ordinal) -- so the engine's logic, and its
- * byte-identity with Java, stay in Python (_write_state.py); what is here must compute the same numbers.
+ * byte-identity with Java, stay in Python (_write_state.py and beside it); what is here must compute the same numbers.
  *
- * Payloads (see _write_state.py): OBJECT records are tuples of field payloads -- INT/LONG zig-zag encoded
+ * Payloads (see _payload.py): OBJECT records are tuples of field payloads -- INT/LONG zig-zag encoded
  * unsigned ints, REFERENCE ordinals, BOOLEAN 0/1, FLOAT/DOUBLE the IEEE bits (null: Java's null bits),
  * STRING/BYTES bytes (a STRING is its UTF-16 code units as VarInts), None for null.  LIST and SET records are
  * tuples of element ordinals (a SET sorted), MAP records tuples of (key, value) ordinal pairs.
@@ -614,7 +614,7 @@ static PyObject FallbackObj; /* identity marker, never exposed */
 
 static PyObject *s_map, *s_ordinal_of, *s_cur, *s_flags, *s_segments, *s_add_new;
 
-/* The write engine's bitset class (_JavaBitSet, __slots__ flags and segments): its slots are read in place. */
+/* The write engine's bitset class (_ordinal_map.JavaBitSet; __slots__ flags, segments): its slots are read in place. */
 static PyTypeObject *bitset_type = NULL;
 static Py_ssize_t bitset_flags = -1, bitset_segments = -1;
 
