@@ -12,6 +12,7 @@ setup(
         Extension(
             "loosely.hollow.core._native",
             sources=["src/loosely/hollow/core/_native.c"],
+            depends=["src/loosely/hollow/core/_bits.h"],  # shared with _writer.c: bit packing and Hollow's hashes
             extra_compile_args=[
                 "-O3",
                 "-std=c11",
@@ -26,6 +27,7 @@ setup(
         Extension(
             "loosely.hollow.core._writer",
             sources=["src/loosely/hollow/core/_writer.c"],
+            depends=["src/loosely/hollow/core/_bits.h"],
             extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                 "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
         ),

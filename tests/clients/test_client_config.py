@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loosely.cli import kcat
+from loosely.cli.kcat import _native as kcat_native
 from loosely.cli.main import main
 from loosely.clients.client_config import (
     PROPERTIES_BYTES_MAX,
@@ -215,9 +216,9 @@ def test_kcat_client_config_translates_and_leaves_the_native_path(tmp_path: Path
                        "sasl.username": "x", "sasl.password": 'pa"ss word'}
     out = tmp_path / "out"
     with out.open("wb") as o:
-        assert kcat._try_fast_consumer(conf, o) is None  # plain TCP cannot do SASL: librdkafka's path runs
+        assert kcat_native.try_consumer(conf, o) is None  # plain TCP cannot do SASL: librdkafka's path runs
     conf = kcat.parse_args(["-P", "-b", "127.0.0.1:1", "-t", "t", "--client-config", str(f)])
-    assert kcat._try_fast_producer(conf) is None
+    assert kcat_native.try_producer(conf) is None
 
 
 def test_kcat_client_config_errors_are_kcat_fatal(tmp_path: Path) -> None:

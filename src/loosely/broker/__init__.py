@@ -1,1 +1,28 @@
-"""loosely.broker"""
+"""The broker: the asyncio shell that speaks Kafka's wire protocol over the storage engine.
+
+Its modules are its public surface (``__all__`` names them; tests/test_public_api.py pins the list):
+
+* :mod:`.server`: listening sockets, connections, request dispatch, housekeeping.
+* :mod:`.handlers`: one handler module per Kafka API group; :mod:`.context` is what every handler sees.
+* :mod:`.groups` and :mod:`.transactions`: the group and transaction coordinators, pure state machines and their
+  asyncio shells; :mod:`.producers`: idempotent and transactional producer state; :mod:`.internal`: Kafka's
+  internal topics; :mod:`.extensions`: the services that plug into a running broker.
+* :mod:`.config` and :mod:`.config_doc`: settings and their generated reference; :mod:`.acls`: ACLs in memory, on
+  disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks.
+"""
+
+__all__ = [
+    "acls",
+    "config",
+    "config_doc",
+    "context",
+    "extensions",
+    "groups",
+    "handlers",
+    "internal",
+    "metrics",
+    "producers",
+    "scrubber",
+    "server",
+    "transactions",
+]

@@ -16,3 +16,15 @@
 Everything but the native path talks to Kafka through ``confluent-kafka`` (librdkafka), so it works against
 loosely's broker and against any Apache Kafka cluster alike. Nothing here imports :mod:`loosely.cli`.
 """
+
+__all__ = [
+    "access",
+    "client_config",
+    "fastpath",
+    "groups",
+    "kcat_format",
+    "mirror",
+    "mm2",
+    "partitioner",
+    "reachability",
+]

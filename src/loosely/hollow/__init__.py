@@ -1,1 +1,6 @@
-"""loosely.hollow"""
+"""Netflix Hollow, in Python and byte-identical with Java: :mod:`.core` (schema, blob format, read and write state
+engines; it never imports :mod:`.api`) and :mod:`.api` (producer cycles, consumer refresh, blob stores and
+announcements).
+"""
+
+__all__ = ["api", "core"]

@@ -3,4 +3,19 @@ credential store, and the ACL authorizer.
 
 Everything here is synchronous and sans-IO (the broker's asyncio shell feeds it bytes and requests and acts on its
 answers), so it sits beside storage on the import ladder and is tested without sockets.
+
+* :mod:`.sasl`: one connection's SASL exchange; the mechanisms :mod:`.plain`, :mod:`.scram` and :mod:`.oauthbearer`
+  (unsecured JWTs) with :mod:`.jwt` (signed JWTs checked against a JWKS); :mod:`.jaas`: ``sasl.jaas.config`` values.
+* :mod:`.credentials`: the SCRAM credential store; :mod:`.authorizer`: ACLs and their decisions.
 """
+
+__all__ = [
+    "authorizer",
+    "credentials",
+    "jaas",
+    "jwt",
+    "oauthbearer",
+    "plain",
+    "sasl",
+    "scram",
+]

@@ -26,14 +26,26 @@ TopicPartition = tuple[str, int]
 def write_checkpoint(fs: FileSystem, path: str, offsets: dict[TopicPartition, int]) -> None:
     lines = ["0", str(len(offsets))]
     lines += [f"{t} {p} {o}" for (t, p), o in sorted(offsets.items())]
-    fs.write_atomic(path, ("\n".join(lines) + "\n").encode())
+    data = ("\n".join(lines) + "\n").encode()
+    # Before the write: the file reads back as exactly these offsets (a topic name with a line break would write a
+    # file that parses as something else or as nothing).
+    assert _parse(data) == offsets, f"{path}: {offsets!r} does not survive the checkpoint format"
+    fs.write_atomic(path, data)  # the other side: write_atomic checks the length it wrote before the rename
 
 
 def read_checkpoint(fs: FileSystem, path: str) -> dict[TopicPartition, int]:
     if not fs.exists(path):
         return {}
     try:
-        lines = fs.read_file(path).decode().splitlines()
+        return _parse(fs.read_file(path))
+    except OSError:
+        return {}
+
+
+def _parse(data: bytes) -> dict[TopicPartition, int]:
+    """The offsets of a checkpoint file; empty when it does not parse (see the module header)."""
+    try:
+        lines = data.decode().splitlines()
         if lines[0] != "0":
             return {}
         n = int(lines[1])
@@ -44,7 +56,7 @@ def read_checkpoint(fs: FileSystem, path: str) -> dict[TopicPartition, int]:
         if len(out) != n:
             return {}
         return out
-    except (IndexError, ValueError, UnicodeDecodeError, OSError):
+    except (IndexError, ValueError, UnicodeDecodeError):
         return {}
 
 

@@ -163,6 +163,8 @@ class OsFileSystem:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            # The other side of the write, before the rename makes it the file: it holds all of data, no more.
+            assert os.fstat(fd).st_size == len(data), f"{tmp}: {os.fstat(fd).st_size} bytes written of {len(data)}"
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -31,6 +31,7 @@ OFFSET_ENTRY: Final = struct.Struct(">ii")
 TIME_ENTRY: Final = struct.Struct(">qi")
 assert OFFSET_ENTRY.size == 8
 assert TIME_ENTRY.size == 12
+_INT32_MAX: Final = (1 << 31) - 1  # both entries' relative offset and position are int32
 
 
 class IndexCorruptError(Exception):
@@ -77,9 +78,17 @@ class OffsetIndex:
     def append(self, last_offset: int, position: int) -> None:
         if self._offsets and (last_offset <= self._offsets[-1] or position <= self._positions[-1]):
             return
+        # Both sides of the durable write: the file holds exactly the entries in memory, before and after, and the
+        # entry fits its int32 fields.
+        count = len(self._offsets)
+        assert self._file.size() == count * OFFSET_ENTRY.size, f"{self.path}: {self._file.size()} B, {count} entries"
+        assert 0 <= last_offset - self.base_offset <= _INT32_MAX and 0 <= position <= _INT32_MAX, (
+            f"{self.path}: entry ({last_offset}, {position}) out of range for base offset {self.base_offset}"
+        )
         self._offsets.append(last_offset)
         self._positions.append(position)
         self._file.append(OFFSET_ENTRY.pack(last_offset - self.base_offset, position))
+        assert self._file.size() == (count + 1) * OFFSET_ENTRY.size, f"{self.path}: {self._file.size()} bytes"
 
     def lookup(self, offset: int) -> int:
         """The byte position to start scanning from for ``offset``: of the greatest entry ``<= offset``."""
@@ -150,9 +159,15 @@ class TimeIndex:
     def maybe_append(self, timestamp: int, offset: int) -> None:
         if self._timestamps and timestamp <= self._timestamps[-1]:
             return
+        count = len(self._timestamps)
+        assert self._file.size() == count * TIME_ENTRY.size, f"{self.path}: {self._file.size()} bytes, {count} entries"
+        assert 0 <= offset - self.base_offset <= _INT32_MAX and (not self._offsets or offset >= self._offsets[-1]), (
+            f"{self.path}: entry ({timestamp}, {offset}) out of range or order for base offset {self.base_offset}"
+        )
         self._timestamps.append(timestamp)
         self._offsets.append(offset)
         self._file.append(TIME_ENTRY.pack(timestamp, offset - self.base_offset))
+        assert self._file.size() == (count + 1) * TIME_ENTRY.size, f"{self.path}: {self._file.size()} bytes"
 
     def lookup(self, timestamp: int) -> int:
         """An offset at or before the first record with a timestamp ``>= timestamp``."""

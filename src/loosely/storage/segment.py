@@ -172,15 +172,22 @@ class Segment:
 
         Raises ``OSError`` when the disk fails; the caller undoes the partial append with :meth:`rollback`.
         """
-        assert batches and batches[0][1].base_offset >= self.next_offset, (
-            f"{self}: append at offset {batches[0][1].base_offset if batches else None} is not contiguous"
-        )
+        # Before the write: the batches tile ``data`` back to back from position 0, and their offsets rise from
+        # this segment's next offset (gaps allowed: the cleaner appends what compaction kept).
+        assert batches, f"{self}: append of no batch"
+        at, offset = 0, self.next_offset
+        for pos, h in batches:
+            assert pos == at, f"{self}: batch at position {pos} of the data, expected {at}"
+            assert h.base_offset >= offset, f"{self}: append at offset {h.base_offset} is not contiguous ({offset})"
+            at, offset = pos + h.size, h.next_offset
+        assert at == len(data), f"{self}: the batches cover {at} of {len(data)} bytes"
         start = self.log.size()
         self.log.append(data)
-        # Both sides of the durable write: the file grew by exactly the batches, no more, no less.
+        # After it: the file grew by exactly the batches, no more, no less.
         assert self.log.size() == start + len(data), f"{self.log.path}: grew {self.log.size() - start} of {len(data)}"
         for pos, h in batches:
             self._index_batch(start + pos, h)
+        assert self.next_offset == offset, f"{self}: next offset {self.next_offset} after an append up to {offset}"
 
     def mark(self) -> SegmentMark:
         return SegmentMark(

@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from loosely.views._batch import Batch, fold_versioned, net_changes
+from loosely.views._build import PoisonRecord
 from loosely.views._follow import Follower
 from loosely.views._model import (
     Add,
@@ -24,7 +25,7 @@ from loosely.views._model import (
     count_by_key,
     latest_by_key,
 )
-from loosely.views._runner import PoisonRecord, Runner, RunnerConfig, RunnerStatistics, default_groups, group_id_for
+from loosely.views._runner import Runner, RunnerConfig, RunnerStatistics, default_groups, group_id_for
 from loosely.views._serde import BYTES, JSON, STRING, Deserializer, Serde
 from loosely.views._sink import (
     Catalog,

@@ -3,13 +3,13 @@
 Theory of operation. One :class:`Runner` is one member of the view's consumer group
 (``loosely.view.<name>.v<N>.<sink id>`` unless told otherwise, see :func:`default_groups`), so N runner processes
 share the partitions. Each poll returns up to ``poll_records_max`` records; the view function turns them into
-changes, folded into the *pending* batch. One batch at a time is *in flight*: a writer thread hands it to the sink
-in one call while the main thread keeps polling. The pending batch is handed over when the writer is free, when it
-reaches ``batch_records_max`` records, or when a poll comes back empty; so batches stay small while the sink keeps
-up and grow (group commit) while it is busy. The pending batch starts where the batch in flight ends
-(``_expected_positions``); ``_positions`` move only when a write is done, so lag, catch-up and the switch to serving
-never count a batch that is not durable, and a rebalance first writes everything read so far (``_flush``). What
-makes a crash harmless depends on the sink (see :mod:`loosely.views._sink`):
+changes, folded into the *pending* batch (:mod:`loosely.views._build`). One batch at a time is *in flight*: a writer
+thread hands it to the sink in one call while the main thread keeps polling. The pending batch is handed over when
+the writer is free, when it reaches ``batch_records_max`` records, or when a poll comes back empty; so batches stay
+small while the sink keeps up and grow (group commit) while it is busy. The pending batch starts where the batch in
+flight ends (``_expected_positions``); ``_positions`` move only when a write is done, so lag, catch-up and the
+switch to serving never count a batch that is not durable, and a rebalance first writes everything read so far
+(``_flush``). What makes a crash harmless depends on the sink (see :mod:`loosely.views._sink`):
 
 * exactly-once sinks store the batch's end offsets in the same transaction as its rows. On every partition
   assignment the runner reads those offsets and seeks there, ignoring the group's committed offsets (it still
@@ -71,29 +71,17 @@ from confluent_kafka import TopicPartition as KTopicPartition
 
 from loosely.clients.reachability import Reachability
 from loosely.views._batch import Batch
-from loosely.views._model import Add, Delete, Kernel, Put, Record, TopicPartition, View
+from loosely.views._build import BatchBuilder, PoisonRecord
+from loosely.views._model import TopicPartition, View
 from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase, RetryAt, RetryLimits, Stop
 from loosely.views._policy import Reseek as ReseekEffect
 from loosely.views._policy import step as policy_step
 from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, VersionDropped, sink_id
 from loosely.views._status import committed_group
 
-__all__ = ["PoisonRecord", "Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "group_id_for"]
+__all__ = ["Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "group_id_for"]
 
 log = logging.getLogger(__name__)
-
-_CHANGE_TYPES = frozenset((Put, Add, Delete))
-
-
-class PoisonRecord(RuntimeError):
-    """A record the view cannot decode or process; the runner stopped at it (its position is stored)."""
-
-    def __init__(self, view: str, topic: str, partition: int, offset: int, cause: BaseException) -> None:
-        super().__init__(f"view {view}: record {topic}/{partition}@{offset} cannot be processed: {cause!r}")
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-
 
 def group_id_for(view: View[Any, Any], environment: str = "", *, sink: object = None) -> str:
     """The consumer group of a view version (one group per version, so versions build side by side), and per
@@ -244,6 +232,7 @@ class Runner:
         self._inflight: tuple[Batch, Callable[[], None], Future[None]] | None = None
         self._pending = Batch()  # being built from polls while the batch in flight is written
         self._served = False
+        self._builder = BatchBuilder(view, config.on_poison, self._tp, self._consumer_error, self._dead_letter)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -439,187 +428,9 @@ class Runner:
         return tp
 
     def _build(self, msgs: list[Any], b: Batch | None = None) -> tuple[Batch, PoisonRecord | None]:
-        """Run the view over one poll's records into batch ``b`` (a new one by default), which may hold earlier
-        polls' records already; returns it, and the poison record that stopped it, if any.
-
-        The hot path, so it is kept flat: a poll returns runs of records of one partition, so the partition's
-        bookkeeping (its cached :class:`TopicPartition`, whether it is still assigned, its end offset and last
-        timestamp) is done once per run instead of once per record; list appends and dict reads go through bound
-        methods. Sinks that fold whole batches (SQL, memory, Hollow: ``wants_positions`` false) get the changes
-        folded here, as :func:`~loosely.views._batch.net_split` would fold them, instead of a list to fold later;
-        for them the built-in views run as kernels (:meth:`_build_kernel`) without building a record per event.
-
-        A batch's end for a partition is one past its last record that was processed; a poison record (policy
-        ``stop``) ends the batch and its partition's end is the poison record itself.
-        """
-        if b is None:
-            b = Batch()
-        positioned = self.sink.wants_positions
-        if not positioned and self.view.kernel is not None:
-            return self._build_kernel(msgs, self.view.kernel, b)
-        positions = self._expected_positions()
-        add_change, add_source = b.changes.append, b.sources.append
-        add_offset, add_stamp = b.offsets.append, b.timestamps_ms.append
-        absolute, relative = (b.folded or ({}, {})) if not positioned else ({}, {})
-        rget, rpop = relative.get, relative.pop
-        folded = 0
-        ends, last_ts = b.ends, b.last_timestamp_ms
-        fn = self.view.fn
-        kd = _decoder(self.view.key)
-        vd = _decoder(self.view.value)
-        change_types = _CHANGE_TYPES
-        # tuple.__new__ skips the NamedTuple's generated Python __new__: half the cost of building each Record
-        new = tuple.__new__
-        n = 0
-        poison: PoisonRecord | None = None
-        cur_topic: str | None = None
-        cur_part = -1
-        tp: TopicPartition | None = None
-        skip = False
-        run_off = run_ts = -1  # the current run's last processed record
-        for m in msgs:
-            if m.error() is not None and self._consumer_error(m):
-                continue
-            part = m.partition()
-            topic = m.topic()
-            if part != cur_part or topic != cur_topic:
-                if run_off >= 0:
-                    ends[tp] = run_off + 1  # type: ignore[index]  # set with the run
-                    last_ts[tp] = run_ts  # type: ignore[index]
-                    run_off = -1
-                cur_part, cur_topic = part, topic
-                tp = self._tp(topic, part)
-                skip = tp not in positions  # revoked during this poll: its new owner reads it
-            if skip:
-                continue
-            off = m.offset()
-            ts = m.timestamp()[1]
-            k = m.key()
-            v = m.value()
-            out: Any
-            try:
-                out = fn(new(Record, (topic, part, off, ts, k if kd is None or k is None else kd(k),
-                                      v if vd is None or v is None else vd(v), m.headers())))
-                if out is not None and type(out) not in change_types:
-                    out = list(out)
-                    for ch in out:
-                        if type(ch) not in change_types:
-                            raise TypeError(f"the view returned {ch!r}, not a Put, Add or Delete")
-            except Exception as e:  # any failure of user code makes the record poison
-                if self.config.on_poison == "stop":
-                    poison = PoisonRecord(str(self.view.id), topic, part, off, e)
-                    break
-                self._dead_letter(m, e)
-                out = None
-            n += 1
-            run_off, run_ts = off, ts
-            if out is None:
-                continue
-            for ch in (out,) if type(out) in change_types else out:
-                if positioned:
-                    add_change(ch)
-                    add_source(tp)  # type: ignore[arg-type]
-                    add_offset(off)
-                    add_stamp(ts)
-                    continue
-                # net_split's fold: the last Put/Delete of a key, and the sum of the Adds after it
-                folded += 1
-                key = ch[0]
-                if type(ch) is Add:
-                    relative[key] = rget(key, 0) + ch[1]
-                else:
-                    absolute[key] = ch
-                    rpop(key, None)
-        if run_off >= 0:
-            ends[tp] = run_off + 1  # type: ignore[index]
-            last_ts[tp] = run_ts  # type: ignore[index]
-        if not positioned:
-            b.folded = (absolute, relative)
-            b.folded_changes += folded
-        return self._finish(b, n, poison, positions)
-
-    def _build_kernel(self, msgs: list[Any], kernel: Kernel, b: Batch) -> tuple[Batch, PoisonRecord | None]:
-        """:meth:`_build` for a built-in view and a folding sink: the same batch, a third of the work per event.
-
-        Per event only the key (and, for the latest value, the value) is read and folded into the net changes;
-        the offset and timestamp are read once per run of a partition, from its last event. The result equals
-        what calling the view's function per record and folding would give (tests/views/test_build.py).
-        """
-        positions = self._expected_positions()
-        absolute, relative = b.folded = b.folded or ({}, {})
-        rget = relative.get
-        ends, last_ts = b.ends, b.last_timestamp_ms
-        vd = _decoder(self.view.value)
-        latest = kernel is Kernel.LATEST
-        new = tuple.__new__
-        n = unchanged = 0
-        poison: PoisonRecord | None = None
-        cur_topic: str | None = None
-        cur_part = -1
-        tp: TopicPartition | None = None
-        skip = False
-        last: Any = None  # the current run's last processed record
-        v: Any = None
-        for m in msgs:
-            if m.error() is not None and self._consumer_error(m):
-                continue
-            part = m.partition()
-            topic = m.topic()
-            if part != cur_part or topic != cur_topic:
-                if last is not None:
-                    ends[tp] = last.offset() + 1  # type: ignore[index]  # set with the run
-                    last_ts[tp] = last.timestamp()[1]  # type: ignore[index]
-                    last = None
-                cur_part, cur_topic = part, topic
-                tp = self._tp(topic, part)
-                skip = tp not in positions  # revoked during this poll: its new owner reads it
-            if skip:
-                continue
-            k = m.key()
-            if latest:
-                v = m.value()
-                if v is not None and vd is not None:
-                    try:  # the runner decodes every record's value before the view sees it, keyless ones too
-                        v = vd(v)
-                    except Exception as e:  # a value the deserializer refuses makes the record poison
-                        if self.config.on_poison == "stop":
-                            poison = PoisonRecord(str(self.view.id), topic, part, m.offset(), e)
-                            break
-                        self._dead_letter(m, e)
-                        n += 1
-                        unchanged += 1
-                        last = m
-                        continue
-            n += 1
-            last = m
-            if k is None:  # no key, no change; the position still moves
-                unchanged += 1
-                continue
-            key = k.decode("utf-8", "surrogateescape")
-            if not latest:
-                relative[key] = rget(key, 0) + 1
-            elif v is None:
-                absolute[key] = new(Delete, (key,))
-            else:
-                absolute[key] = new(Put, (key, v))
-        if last is not None:
-            ends[tp] = last.offset() + 1  # type: ignore[index]
-            last_ts[tp] = last.timestamp()[1]  # type: ignore[index]
-        b.folded_changes += n - unchanged
-        return self._finish(b, n, poison, positions)
-
-    def _finish(self, b: Batch, records: int, poison: PoisonRecord | None,
-                positions: Mapping[TopicPartition, int | None]) -> tuple[Batch, PoisonRecord | None]:
-        """Record count, the poison record's position as its partition's end, and the start positions (where each
-        partition stood when the batch first read it)."""
-        b.records += records
-        if poison is not None:
-            ptp = self._tp(poison.topic, poison.partition)
-            b.ends[ptp] = max(b.ends.get(ptp, 0), poison.offset)  # the position stays *at* the poison record
-        for t in b.ends:
-            if t not in b.starts:
-                b.starts[t] = positions.get(t)
-        return b, poison
+        """Run the view over one poll's records into batch ``b`` (a new one by default), from where the batch in
+        flight ends (see :meth:`loosely.views._build.BatchBuilder.build`)."""
+        return self._builder.build(msgs, self._expected_positions(), b, positioned=self.sink.wants_positions)
 
     def _consumer_error(self, m: Any) -> bool:
         """An error event from the consumer: ``True`` to skip it; raises what must stop the runner."""
@@ -860,14 +671,3 @@ class Runner:
             phase=self._state.phase.value,
             last_error=self._state.error,
         )
-
-
-def _decoder(d: Any) -> Callable[[bytes], Any] | None:
-    """The plain function behind a deserializer, or ``None`` for the identity (skips a call per record)."""
-    from loosely.views._serde import BYTES  # noqa: PLC0415 - avoids a cycle at import
-
-    if d is BYTES:
-        return None
-    dec = getattr(d, "decode", d)
-    return dec  # type: ignore[no-any-return]
-

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Annotated
 
-from loosely.hollow.core import INLINE, hollow_type
+from loosely.hollow.core import INLINE, ReadStateEngine, Records, hollow_type
 
 
 @dataclass(eq=False)
@@ -55,3 +55,15 @@ class Catalog:
 
     def populate(self, state: object) -> None:
         state.add_all(self.movies.values())  # type: ignore[attr-defined]
+
+
+def by_key(engine: ReadStateEngine) -> str:
+    """Records by content, independent of ordinals: one line per movie plus record counts per type."""
+    lines = []
+    recs = Records(engine)
+    for m in recs.all("Movie"):
+        actors = [(a["id"], a["name"]) for a in m["actors"]]  # type: ignore[index, union-attr]
+        tags = sorted(t["value"] for t in m["tags"])  # type: ignore[index, union-attr]
+        lines.append(repr((m["id"], m["title"]["value"], m["year"], actors, tags)))  # type: ignore[index]
+    counts = sorted((t.name, t.record_count()) for t in engine.types())
+    return "\n".join(sorted(lines)) + "\n" + repr(counts)

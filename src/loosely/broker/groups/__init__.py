@@ -7,3 +7,12 @@
 * :mod:`.store`: committed offsets and group metadata in memory and in ``__consumer_offsets``.
 * :mod:`.coordinator`: the asyncio shell the handlers call.
 """
+
+__all__ = [
+    "classic",
+    "consumer",
+    "consumer_shell",
+    "coordinator",
+    "records",
+    "store",
+]

@@ -50,6 +50,7 @@ from loosely.hollow.api._consumer import (
 )
 from loosely.hollow.api._cycle import Stage
 from loosely.hollow.api._filesystem import FilesystemBlobStore
+from loosely.hollow.api._incremental import IncrementalWriteState
 from loosely.hollow.api._indexes import HashIndex, PrefixIndex, UniqueKeyIndex
 from loosely.hollow.api._interfaces import (
     AnnouncementWatcher,
@@ -70,7 +71,6 @@ from loosely.hollow.api._producer import (
     CycleMetrics,
     CycleStarted,
     CycleStatus,
-    IncrementalWriteState,
     Producer,
     ProducerEvent,
     ProducerListener,

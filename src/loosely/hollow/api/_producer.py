@@ -6,7 +6,8 @@ Theory of operation
 
 1. *populate*: the write engine starts a cycle and the caller's function adds every record of the new state
    (or, in :meth:`Producer.run_incremental_cycle`, the changes: the previous state is kept and records are
-   replaced or deleted by primary key).  If nothing changed, the cycle is a no-op and the version stays.
+   replaced or deleted by primary key, see ``_incremental``).  If nothing changed, the cycle is a no-op and the
+   version stays.
 2. *publish*: header tags are set (Java's: schema hash, to-version, delta chain counter, ...), then the snapshot,
    delta, reverse delta and header blobs are written; each but the header gets its digest (``_blobs``).
    The header, delta and reverse delta are published, and the snapshot when it is due.
@@ -48,8 +49,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeAlias
 
-import numpy as np
-
 from loosely.hollow.api import _cycle as cy
 from loosely.hollow.api._blobs import TO_VERSION_TAG, BlobRef, Version, add_digest
 from loosely.hollow.api._clock import (
@@ -60,6 +59,7 @@ from loosely.hollow.api._clock import (
     TimestampVersionMinter,
     VersionMinter,
 )
+from loosely.hollow.api._incremental import IncrementalWriteState, PriorKeyIndexes, apply_changes
 from loosely.hollow.api._interfaces import AnnouncementWatcher, Announcer, BlobRetriever, NotLeaderError, Publisher
 from loosely.hollow.api._planning import fetch, load_version, plan_update
 from loosely.hollow.api._validators import (
@@ -71,17 +71,10 @@ from loosely.hollow.api._validators import (
 )
 from loosely.hollow.core import (
     HollowError,
-    HollowWriteError,
-    ListSchema,
-    MapSchema,
     ObjectMapper,
-    ObjectSchema,
-    PrimaryKeyIndex,
     ReadStateEngine,
     Schema,
-    SetSchema,
     WriteStateEngine,
-    column,
     schema_hash,
 )
 
@@ -92,7 +85,6 @@ __all__ = [
     "CycleMetrics",
     "CycleStarted",
     "CycleStatus",
-    "IncrementalWriteState",
     "Producer",
     "ProducerEvent",
     "ProducerListener",
@@ -271,54 +263,6 @@ class WriteState:
         return self._added
 
 
-class IncrementalWriteState:
-    """What an incremental populate function gets: changes by primary key; everything else is kept."""
-
-    def __init__(self, mapper: ObjectMapper) -> None:
-        self._mapper = mapper
-        self.changes: dict[tuple[str, tuple[object, ...]], object | None] = {}
-        self.if_absent: set[tuple[str, tuple[object, ...]]] = set()
-        self.header_tags: dict[str, str] = {}
-
-    def add_header_tag(self, name: str, value: str) -> None:
-        """Set a header tag of the version this cycle writes (as ``state.engine.add_header_tag`` in a full
-        cycle; Java ``getStateEngine().addHeaderTag``)."""
-        self.header_tags[name] = value
-
-    def _key(self, obj: object) -> tuple[str, tuple[object, ...]]:
-        schema = self._mapper.schema(type(obj))
-        if not schema.primary_key:
-            raise HollowWriteError(f"type {schema.name} has no primary key; incremental cycles need one")
-        return schema.name, tuple(_attr_path(obj, p) for p in schema.primary_key)
-
-    def add_or_modify(self, obj: object) -> None:
-        """Add ``obj``, replacing the record with the same primary key if there is one."""
-        key = self._key(obj)
-        self.changes[key] = obj
-        self.if_absent.discard(key)
-
-    def add_if_absent(self, obj: object) -> None:
-        """Add ``obj`` unless a record with its primary key exists."""
-        key = self._key(obj)
-        self.changes[key] = obj
-        self.if_absent.add(key)
-
-    def delete(self, obj: object) -> None:
-        """Delete the record with ``obj``'s primary key (no-op when there is none)."""
-        self.delete_key(*self._key(obj))
-
-    def delete_key(self, type_name: str, key: tuple[object, ...]) -> None:
-        self.changes[(type_name, tuple(key))] = None
-        self.if_absent.discard((type_name, tuple(key)))
-
-
-def _attr_path(obj: object, path: str) -> object:
-    value = obj
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
-
-
 @dataclass(slots=True)
 class _Artifacts:
     version: Version
@@ -403,7 +347,7 @@ class Producer:
         self._cycle = cy.CycleState(snapshot_every_cycles=snapshot_every_cycles)
         self._read: ReadStateEngine | None = None
         self._term = 0  # the leadership term the write engine was restored for
-        self._key_indexes: dict[str, PrimaryKeyIndex] = {}
+        self._key_indexes = PriorKeyIndexes()
         self._counts = {"cycles": 0, "announced": 0, "no_change": 0, "not_leader": 0, "failed": 0, "restores": 0}
         self._last_cycle: CycleMetrics | None = None
         self._last_error: str | None = None
@@ -490,9 +434,7 @@ class Producer:
 
     def _set_read(self, engine: ReadStateEngine | None) -> None:
         if engine is not self._read:
-            for idx in self._key_indexes.values():
-                idx.close()
-            self._key_indexes.clear()
+            self._key_indexes.close()
         self._read = engine
 
     def follow(self) -> Version | None:
@@ -543,7 +485,7 @@ class Producer:
 
         def apply(state: WriteState) -> None:
             state.engine.add_header_tags(changes.header_tags)
-            self._apply_changes(state, changes)
+            apply_changes(state.engine, state.add, self._read, self._key_indexes, changes)
 
         return self._run(apply)
 
@@ -737,41 +679,6 @@ class Producer:
         self._emit(CycleCompleted(fx.version, CycleStatus.FAILED, fx.duration_ms, error=self._last_error,
                                   validation=a.validation))
 
-    # -- incremental --
-
-    def _key_index(self, type_name: str) -> PrimaryKeyIndex | None:
-        prior = self._read
-        if prior is None or not prior.has_type(type_name):
-            return None
-        idx = self._key_indexes.get(type_name)
-        if idx is None:
-            idx = PrimaryKeyIndex(prior, type_name)
-            self._key_indexes[type_name] = idx
-        return idx
-
-    def _apply_changes(self, state: WriteState, changes: IncrementalWriteState) -> None:
-        w = state.engine
-        w.add_all_from_previous_cycle()
-        prior = self._read
-        removals: dict[str, set[int]] = {}
-        skip: set[tuple[str, tuple[object, ...]]] = set()
-        for (type_name, key), _obj in changes.changes.items():
-            idx = self._key_index(type_name)
-            o = -1 if idx is None else idx.find(*key)  # type: ignore[arg-type]
-            if o < 0:
-                continue
-            if (type_name, key) in changes.if_absent:
-                skip.add((type_name, key))
-            else:
-                removals.setdefault(type_name, set()).add(o)
-        if prior is not None and removals:
-            for type_name, ordinals in _closure(prior, removals).items():
-                for o in sorted(ordinals):
-                    w.remove_ordinal_from_this_cycle(type_name, o)
-        for k, obj in changes.changes.items():
-            if obj is not None and k not in skip:
-                state.add(obj)
-
     def statistics(self) -> ProducerStatistics:
         with self._lock:
             c = self._counts
@@ -779,78 +686,3 @@ class Producer:
                 self._cycle.announced, self.leader.is_leader(), c["cycles"], c["announced"], c["no_change"],
                 c["not_leader"], c["failed"], c["restores"], self._last_cycle, self._last_error,
             )
-
-
-def _children(schema: Schema) -> list[tuple[str, int]]:
-    """(referenced type, field index or -1 for elements / -2 map keys / -3 map values)."""
-    if isinstance(schema, ObjectSchema):
-        return [(f.referenced_type, i) for i, f in enumerate(schema.fields) if f.referenced_type is not None]
-    if isinstance(schema, (ListSchema, SetSchema)):
-        return [(schema.element_type, -1)]
-    assert isinstance(schema, MapSchema)
-    return [(schema.key_type, -2), (schema.value_type, -3)]
-
-
-def _referenced(engine: ReadStateEngine, type_name: str, how: int, ordinals: Iterable[int]) -> Iterable[int]:
-    view = engine.type(type_name).view
-    for o in ordinals:
-        if how >= 0:
-            v = view.get(o, how)
-            if v is not None:
-                yield int(v)
-        elif how == -1:
-            yield from view.elements(o)
-        else:
-            k = 0 if how == -2 else 1
-            for e in view.entries(o):
-                yield e[k]
-
-
-def _topological(engine: ReadStateEngine) -> list[str]:
-    """Type names, every type before the types it references (records only reference records of other types)."""
-    schemas = {t.name: t.schema for t in engine.types()}
-    seen: set[str] = set()
-    post: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in seen or name not in schemas:
-            return
-        seen.add(name)
-        for child, _ in _children(schemas[name]):
-            visit(child)
-        post.append(name)
-
-    for name in schemas:
-        visit(name)
-    return post[::-1]
-
-
-def _closure(engine: ReadStateEngine, roots: dict[str, set[int]]) -> dict[str, set[int]]:
-    """Java ``TransitiveSetTraverser``: the records to remove with ``roots`` -- everything they reference,
-    except records that something outside the removal still references."""
-    order = _topological(engine)
-    marked = {t: set(v) for t, v in roots.items()}
-    for name in order:  # parents first: mark what the marked records reference
-        for child, how in _children(engine.type(name).schema):
-            if marked.get(name) and engine.has_type(child):
-                marked.setdefault(child, set()).update(_referenced(engine, name, how, marked[name]))
-    for name in order:  # parents first: keep children that unmarked records still reference
-        for child, how in _children(engine.type(name).schema):
-            candidates = marked.get(child)
-            if not candidates:
-                continue
-            outside = np.setdiff1d(
-                engine.type(name).populated_ordinals(), np.fromiter(marked.get(name, ()), np.int64)
-            )
-            if how >= 0:  # a REFERENCE field: one vectorised column read
-                schema = engine.type(name).schema
-                assert isinstance(schema, ObjectSchema)
-                col = column(engine.type(name), schema.fields[how].name, outside)
-                still = np.unique(col.values[~col.nulls].astype(np.int64))
-                candidates.difference_update(still.tolist())
-                continue
-            for ref in _referenced(engine, name, how, outside.tolist()):
-                candidates.discard(ref)
-                if not candidates:
-                    break
-    return marked

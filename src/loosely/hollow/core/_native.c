@@ -47,9 +47,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "this module assumes a little-endian host"
-#endif
+#include "_bits.h"
 
 static PyObject *DataError = NULL; /* HollowBlobError, installed from Python */
 extern PyTypeObject TypeViewType;
@@ -75,12 +73,6 @@ be64(const uint8_t *p)
     return __builtin_bswap64(v);
 }
 
-static inline uint64_t
-mask_of(unsigned width)
-{
-    return width >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << width) - 1);
-}
-
 /* Read width bits at bit offset `bit` of big-endian words; the caller guarantees bit + width <= 64 * nwords. */
 static inline uint64_t
 get_bits(const uint8_t *words, uint64_t bit, unsigned width)
@@ -95,37 +87,6 @@ get_bits(const uint8_t *words, uint64_t bit, unsigned width)
     return v & mask_of(width);
 }
 
-/* Same, on native-order words (arrays under construction). */
-static inline uint64_t
-get_bits_native(const uint64_t *w, uint64_t bit, unsigned width)
-{
-    if (width == 0)
-        return 0;
-    uint64_t wi = bit >> 6;
-    unsigned sh = (unsigned)(bit & 63);
-    uint64_t v = w[wi] >> sh;
-    if (sh + width > 64)
-        v |= w[wi + 1] << (64 - sh);
-    return v & mask_of(width);
-}
-
-static inline void
-set_bits(uint64_t *w, uint64_t bit, unsigned width, uint64_t value)
-{
-    if (width == 0)
-        return;
-    uint64_t m = mask_of(width);
-    value &= m;
-    uint64_t wi = bit >> 6;
-    unsigned sh = (unsigned)(bit & 63);
-    w[wi] = (w[wi] & ~(m << sh)) | (value << sh);
-    if (sh + width > 64) {
-        unsigned rem = sh + width - 64;
-        uint64_t m2 = mask_of(rem);
-        w[wi + 1] = (w[wi + 1] & ~m2) | (value >> (64 - sh));
-    }
-}
-
 /* Copy nbits from big-endian words at src_bit to native words at dst_bit (any alignment). */
 static void
 copy_bits(uint64_t *dst, uint64_t dst_bit, const uint8_t *src, uint64_t src_bit, uint64_t nbits)
@@ -138,7 +99,7 @@ copy_bits(uint64_t *dst, uint64_t dst_bit, const uint8_t *src, uint64_t src_bit,
         if (head > nbits)
             head = (unsigned)nbits;
         if (head) {
-            set_bits(dst, dst_bit, head, get_bits(src, src_bit, head));
+            store_bits(dst, dst_bit, head, get_bits(src, src_bit, head));
             dst_bit += head;
             src_bit += head;
             nbits -= head;
@@ -151,54 +112,21 @@ copy_bits(uint64_t *dst, uint64_t dst_bit, const uint8_t *src, uint64_t src_bit,
         src_bit += nw * 64;
         nbits -= nw * 64;
         if (nbits)
-            set_bits(dst, dst_bit, (unsigned)nbits, get_bits(src, src_bit, (unsigned)nbits));
+            store_bits(dst, dst_bit, (unsigned)nbits, get_bits(src, src_bit, (unsigned)nbits));
         return;
     }
     while (nbits >= 64) {
-        set_bits(dst, dst_bit, 64, get_bits(src, src_bit, 64));
+        store_bits(dst, dst_bit, 64, get_bits(src, src_bit, 64));
         dst_bit += 64;
         src_bit += 64;
         nbits -= 64;
     }
     if (nbits)
-        set_bits(dst, dst_bit, (unsigned)nbits, get_bits(src, src_bit, (unsigned)nbits));
-}
-
-static void
-to_big_endian(uint64_t *w, uint64_t nwords)
-{
-    for (uint64_t i = 0; i < nwords; i++)
-        w[i] = __builtin_bswap64(w[i]);
+        store_bits(dst, dst_bit, (unsigned)nbits, get_bits(src, src_bit, (unsigned)nbits));
 }
 
 /* ------------------------------------------------------------------------------------------------------- */
 /* hashes                                                                                                   */
-
-static inline int32_t
-hash_int(int32_t key)
-{
-    uint32_t k = (uint32_t)key;
-    k = ~k + (k << 15);
-    k = k ^ (k >> 12);
-    k = k + (k << 2);
-    k = k ^ (k >> 4);
-    k = k * 2057u;
-    k = k ^ (k >> 16);
-    return (int32_t)k;
-}
-
-static inline int32_t
-hash_long(int64_t key)
-{
-    uint64_t k = (uint64_t)key;
-    k = (~k) + (k << 18);
-    k ^= (k >> 31);
-    k *= 21u;
-    k ^= (k >> 11);
-    k += (k << 6);
-    k ^= (k >> 22);
-    return (int32_t)(uint32_t)k;
-}
 
 static int32_t
 murmur3(const uint8_t *data, uint64_t len)
@@ -448,13 +376,9 @@ load_shard(TypeView *v, Shard *s, PyObject *spec)
     }
     uint64_t bpr = 0;
     for (int i = 0; i < nw; i++) {
-        long w = PyLong_AsLong(PyTuple_GET_ITEM(widths, i));
-        if (w == -1 && PyErr_Occurred())
+        unsigned w;
+        if (parse_width(PyTuple_GET_ITEM(widths, i), DataError ? DataError : PyExc_ValueError, &w) < 0)
             return -1;
-        if (w < 0 || w > 64) {
-            data_error("bit width out of range: %ld", w);
-            return -1;
-        }
         s->width[i] = (uint8_t)w;
         if (i < nfixed) {
             s->offset[i] = (uint32_t)bpr;
@@ -1428,7 +1352,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                 int var = ov->ftype[f] == F_STRING || ov->ftype[f] == F_BYTES;
                 uint64_t tnull = var ? ((uint64_t)1 << (tw[f] - 1)) : mask_of(tw[f]);
                 if (df < 0) {
-                    set_bits(T, tbit, tw[f], var ? (tnull | ppos[f]) : tnull);
+                    store_bits(T, tbit, tw[f], var ? (tnull | ppos[f]) : tnull);
                     continue;
                 }
                 unsigned sw = ds->width[df];
@@ -1436,7 +1360,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                 if (var) {
                     uint64_t snull = sw ? ((uint64_t)1 << (sw - 1)) : 0;
                     if (raw & snull) {
-                        set_bits(T, tbit, tw[f], tnull | ppos[f]);
+                        store_bits(T, tbit, tw[f], tnull | ppos[f]);
                         continue;
                     }
                     uint64_t len;
@@ -1452,7 +1376,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                         data_error("variable-length data overflows its field width");
                         goto fail;
                     }
-                    set_bits(T, tbit, tw[f], ppos[f]);
+                    store_bits(T, tbit, tw[f], ppos[f]);
                 } else {
                     if (raw == mask_of(sw))
                         raw = tnull;
@@ -1460,7 +1384,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                         data_error("value does not fit its field width");
                         goto fail;
                     }
-                    set_bits(T, tbit, tw[f], raw);
+                    store_bits(T, tbit, tw[f], raw);
                 }
             }
             /* a delta's var-length reads restart where the previous delta record ended; fields whose delta
@@ -1499,7 +1423,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                     if (diff != 0) {
                         for (int64_t r = i; r < run_end; r++) {
                             uint64_t bit = (uint64_t)r * bpr + off[f];
-                            set_bits(T, bit, w, get_bits_native(T, bit, w) + diff);
+                            store_bits(T, bit, w, get_bits_native(T, bit, w) + diff);
                         }
                     }
                     ppos[f] += send - sstart;
@@ -1522,7 +1446,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                     if (r < 0)
                         goto fail;
                     if (r == 1) {
-                        set_bits(T, tbit, tw[f], tnull | ppos[f]);
+                        store_bits(T, tbit, tw[f], tnull | ppos[f]);
                         continue;
                     }
                     memcpy(pools[f] + ppos[f], old->pool[f] + st, e - st);
@@ -1531,7 +1455,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                         data_error("variable-length data overflows its field width");
                         goto fail;
                     }
-                    set_bits(T, tbit, tw[f], ppos[f]);
+                    store_bits(T, tbit, tw[f], ppos[f]);
                 } else {
                     uint64_t raw = rec_field(old, i, f);
                     if (raw == mask_of(old->width[f]))
@@ -1540,7 +1464,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
                         data_error("value does not fit its field width");
                         goto fail;
                     }
-                    set_bits(T, tbit, tw[f], raw);
+                    store_bits(T, tbit, tw[f], raw);
                 }
             }
             i++;
@@ -1550,7 +1474,7 @@ merge_object(TypeView *ov, Shard *old, OrdList *rem, TypeView *dv, Shard *ds, Or
         for (int f = 0; f < nf; f++) {
             uint64_t tbit = (uint64_t)i * bpr + off[f];
             int var = ov->ftype[f] == F_STRING || ov->ftype[f] == F_BYTES;
-            set_bits(T, tbit, tw[f], var ? (((uint64_t)1 << (tw[f] - 1)) | ppos[f]) : mask_of(tw[f]));
+            store_bits(T, tbit, tw[f], var ? (((uint64_t)1 << (tw[f] - 1)) | ppos[f]) : mask_of(tw[f]));
         }
         i++;
     }
@@ -1671,7 +1595,7 @@ merge_collection(TypeView *ov, Shard *old, OrdList *rem, Shard *ds, OrdList *add
                 if (diff != 0)
                     for (int64_t r = i; r < lim; r++) {
                         uint64_t bit = (uint64_t)r * tbpr;
-                        set_bits(T, bit, tpw, get_bits_native(T, bit, tpw) + diff);
+                        store_bits(T, bit, tpw, get_bits_native(T, bit, tpw) + diff);
                     }
                 wpos += se - sst;
                 if (wpos > mask_of(tpw)) {
@@ -1700,9 +1624,9 @@ merge_collection(TypeView *ov, Shard *old, OrdList *rem, Shard *ds, OrdList *add
                     data_error("element ordinal does not fit its width");
                     goto fail;
                 }
-                set_bits(E, wpos * tunit, tk, a);
+                store_bits(E, wpos * tunit, tk, a);
                 if (kind == KIND_MAP)
-                    set_bits(E, wpos * tunit + tk, tv, b);
+                    store_bits(E, wpos * tunit + tk, tv, b);
                 wpos++;
             }
             if (size > mask_of(tsw)) {
@@ -1710,13 +1634,13 @@ merge_collection(TypeView *ov, Shard *old, OrdList *rem, Shard *ds, OrdList *add
                 goto fail;
             }
             if (nfix > 1)
-                set_bits(T, (uint64_t)i * tbpr + tpw, tsw, size);
+                store_bits(T, (uint64_t)i * tbpr + tpw, tsw, size);
         }
         if (wpos > mask_of(tpw)) {
             data_error("collection pointer overflows its width");
             goto fail;
         }
-        set_bits(T, (uint64_t)i * tbpr, tpw, wpos);
+        store_bits(T, (uint64_t)i * tbpr, tpw, wpos);
         i++;
     }
     if (add->i != add->n) {
@@ -1763,12 +1687,9 @@ merge_shard(PyObject *module, PyObject *args)
     uint8_t tw[MAX_FIELDS + 4];
     uint64_t tbpr = 0;
     for (int k = 0; k < nw; k++) {
-        long w = PyLong_AsLong(PyTuple_GET_ITEM(widths, k));
-        if (w < 0 || w > 64) {
-            if (!PyErr_Occurred())
-                data_error("bit width out of range");
+        unsigned w;
+        if (parse_width(PyTuple_GET_ITEM(widths, k), DataError ? DataError : PyExc_ValueError, &w) < 0)
             return NULL;
-        }
         tw[k] = (uint8_t)w;
         if (k < fixed_field_count(ov->kind, ov->nfields))
             tbpr += (uint64_t)w;
@@ -1893,12 +1814,9 @@ pack(PyObject *module, PyObject *args)
     uint8_t w[MAX_FIELDS + 1];
     uint64_t bpr = 0;
     for (Py_ssize_t f = 0; f < nf; f++) {
-        long x = PyLong_AsLong(PyTuple_GET_ITEM(widths, f));
-        if (x < 0 || x > 64) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "width out of range");
+        unsigned x;
+        if (parse_width(PyTuple_GET_ITEM(widths, f), PyExc_ValueError, &x) < 0)
             return NULL;
-        }
         w[f] = (uint8_t)x;
         bpr += (uint64_t)x;
     }
@@ -1932,7 +1850,7 @@ pack(PyObject *module, PyObject *args)
                              (unsigned)w[f]);
                 return NULL;
             }
-            set_bits(T, (uint64_t)r * bpr + off, w[f], val);
+            store_bits(T, (uint64_t)r * bpr + off, w[f], val);
         }
         off += w[f];
         PyBuffer_Release(&cb);

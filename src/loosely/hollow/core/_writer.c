@@ -4,14 +4,14 @@
  * Why
  * ---
  * A producer cycle touches every record several times: the object mapper turns each Python object into its
- * stored form ("payload") and looks it up in its type's ordinal map; preparing a write measures every field
+ * byte-identity with Java, stay in Python (_write_state.py and its rooms); what is here computes the same numbers.
  * of every record; writing a snapshot packs every record.  In Python each of these costs microseconds per
  * record, which for a million records is far behind Java.  This module does exactly those loops over the
  * write engine's own data structures -- the Python list ``records`` (payload tuples by ordinal, None for a
  * free ordinal) and the Python dict ``ordinal_of`` (payload -> ordinal) -- so the engine's logic, and its
- * byte-identity with Java, stay in Python (_write_state.py); what is here must compute the same numbers.
+ * byte-identity with Java, stay in Python (_write_state.py and beside it); what is here must compute the same numbers.
  *
- * Payloads (see _write_state.py): OBJECT records are tuples of field payloads -- INT/LONG zig-zag encoded
+ * Payloads (see _payload.py): OBJECT records are tuples of field payloads -- INT/LONG zig-zag encoded
  * unsigned ints, REFERENCE ordinals, BOOLEAN 0/1, FLOAT/DOUBLE the IEEE bits (null: Java's null bits),
  * STRING/BYTES bytes (a STRING is its UTF-16 code units as VarInts), None for null.  LIST and SET records are
  * tuples of element ordinals (a SET sorted), MAP records tuples of (key, value) ordinal pairs.
@@ -42,9 +42,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "this module assumes a little-endian host"
-#endif
+#include "_bits.h"
 
 #define FIELDS_MAX 1024
 #define SMALL_MIN (-256) /* boxed integers cached per plan: [SMALL_MIN, SMALL_MAX) */
@@ -53,37 +51,16 @@
 
 enum { K_REF = 0, K_INT = 1, K_LONG = 2, K_BOOL = 3, K_FLOAT = 4, K_DOUBLE = 5, K_STRING = 6, K_BYTES = 7 };
 
-static inline uint64_t
-mask_of(unsigned width)
-{
-    return width >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << width) - 1);
-}
-
 static inline unsigned
 bitlen(uint64_t v)
 {
     return v ? 64u - (unsigned)__builtin_clzll(v) : 0u;
 }
 
-static inline void
-set_bits(uint64_t *w, uint64_t bit, unsigned width, uint64_t value)
-{
-    if (width == 0)
-        return;
-    uint64_t m = mask_of(width);
-    value &= m;
-    uint64_t wi = bit >> 6;
-    unsigned sh = (unsigned)(bit & 63);
-    w[wi] |= value << sh;
-    if (sh + width > 64)
-        w[wi + 1] |= value >> (64 - sh);
-}
-
 static PyObject *
 words_to_bytes(uint64_t *w, uint64_t nwords)
 {
-    for (uint64_t i = 0; i < nwords; i++)
-        w[i] = __builtin_bswap64(w[i]);
+    to_big_endian(w, nwords);
     return PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)(nwords * 8));
 }
 
@@ -260,14 +237,9 @@ encode_objects(PyObject *module, PyObject *args)
     unsigned w[FIELDS_MAX];
     uint64_t bpr = 0;
     for (Py_ssize_t f = 0; f < nf; f++) {
-        long x = PyLong_AsLong(PyTuple_GET_ITEM(widths_obj, f));
-        if (x < 0 || x > 64) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "width out of range");
+        if (parse_width(PyTuple_GET_ITEM(widths_obj, f), PyExc_ValueError, &w[f]) < 0)
             return NULL;
-        }
-        w[f] = (unsigned)x;
-        bpr += (uint64_t)x;
+        bpr += w[f];
     }
     Py_buffer ob;
     const int64_t *ords;
@@ -323,7 +295,7 @@ encode_objects(PyObject *module, PyObject *args)
                              (unsigned long long)val, w[f]);
                 goto done;
             }
-            set_bits(T, bit, w[f], val);
+            or_bits(T, bit, w[f], val);
             bit += w[f];
         }
     }
@@ -357,19 +329,6 @@ hash_table_size(Py_ssize_t n)
         return (uint64_t)n * 2;
     uint64_t after = (uint64_t)n * 10 / 7;
     return (uint64_t)1 << bitlen(after - 1);
-}
-
-static int32_t
-hash_int(int32_t key)
-{
-    uint32_t k = (uint32_t)key;
-    k = ~k + (k << 15);
-    k ^= k >> 12;
-    k += k << 2;
-    k ^= k >> 4;
-    k *= 2057;
-    k ^= k >> 16;
-    return (int32_t)k;
 }
 
 /* collection_stats(records, kind) -> (max element or key, max value, total slots, max size); kind 0 LIST
@@ -496,11 +455,11 @@ encode_lists(PyObject *module, PyObject *args)
                 uint64_t e;
                 if (as_u64(PyTuple_GET_ITEM(p, i), &e) < 0)
                     goto done;
-                set_bits(E, at * ew, ew, e);
+                or_bits(E, at * ew, ew, e);
                 at++;
             }
         }
-        set_bits(P, (uint64_t)r * pw, pw, at);
+        or_bits(P, (uint64_t)r * pw, pw, at);
     }
     PyObject *pb = words_to_bytes(P, pwords), *eb = pb ? words_to_bytes(E, ewords) : NULL;
     if (pb && eb)
@@ -581,14 +540,14 @@ encode_sets(PyObject *module, PyObject *args)
                 tmp[b] = e;
             }
             for (uint64_t b = 0; b < nb; b++)
-                set_bits(B, (at + b) * ew, ew, tmp[b]);
+                or_bits(B, (at + b) * ew, ew, tmp[b]);
             at += nb;
         }
-        set_bits(F, (uint64_t)r * (pw + sw), pw, at);
-        set_bits(F, (uint64_t)r * (pw + sw) + pw, sw, size);
+        or_bits(F, (uint64_t)r * (pw + sw), pw, at);
+        or_bits(F, (uint64_t)r * (pw + sw) + pw, sw, size);
     }
     for (uint64_t b = at; b < cap; b++)
-        set_bits(B, b * ew, ew, 0);
+        or_bits(B, b * ew, ew, 0);
     PyObject *fb = words_to_bytes(F, fwords), *bb = fb ? words_to_bytes(B, bwords) : NULL;
     if (fb && bb)
         result = Py_BuildValue("(NNK)", fb, bb, (unsigned long long)count);
@@ -655,7 +614,7 @@ static PyObject FallbackObj; /* identity marker, never exposed */
 
 static PyObject *s_map, *s_ordinal_of, *s_cur, *s_flags, *s_segments, *s_add_new;
 
-/* The write engine's bitset class (_JavaBitSet, __slots__ flags and segments): its slots are read in place. */
+/* The write engine's bitset class (_ordinal_map.JavaBitSet; __slots__ flags, segments): its slots are read in place. */
 static PyTypeObject *bitset_type = NULL;
 static Py_ssize_t bitset_flags = -1, bitset_segments = -1;
 

@@ -1,6 +1,7 @@
 """kcat's modes on librdkafka (confluent-kafka): everything the native path (loosely.clients.fastpath) does not take.
 
-Split from :mod:`loosely.cli.kcat` so that plain produce/consume never pay confluent-kafka's import.
+Imported by :mod:`._main` only when the native path (:mod:`._native`) declines, so that plain produce/consume
+never pay confluent-kafka's import.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from confluent_kafka import (
 )
 
 from loosely.cli._kafka_errors import kafka_error_text
-from loosely.cli.kcat import (
+from loosely.cli.kcat._options import (
     INPUT_CHUNK_BYTES,
     OFFSET_INVALID,
     PARTITION_UA,
     Conf,
     Fatal,
-    _client_config,
-    _info,
+    info,
+    librdkafka_config,
 )
 from loosely.clients.kcat_format import NULL_STR, KafkaMessage, compile_format, dump_json, parse_format, render_json
 
@@ -64,7 +65,7 @@ def _error_callback(conf: Conf) -> Callable[[KafkaError], None]:
             sys.stderr.write(f"% ERROR: {text}: terminating\n")
             sys.stderr.flush()
             os._exit(1)
-        _info(conf, 1, f"% ERROR: {text}\n")
+        info(conf, 1, f"% ERROR: {text}\n")
 
     return on_error
 
@@ -108,13 +109,13 @@ def _stdin_chunks(fd: int) -> Callable[[], bytes]:
 
 
 def run_producer(conf: Conf, out: IO[bytes]) -> int:
-    cfg = _client_config(conf)
+    cfg = librdkafka_config(conf)
     failures = [0]
 
     def on_delivery(err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             failures[0] += 1
-            _info(conf, 1, f"% Delivery failed for message: {err.str()}\n")
+            info(conf, 1, f"% Delivery failed for message: {err.str()}\n")
 
     cfg["on_delivery"] = on_delivery
     cfg["error_cb"] = _error_callback(conf)
@@ -124,7 +125,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
     producer: Producer = _make(Producer, cfg, "producer")
     timeout = conf.metadata_timeout_s
     if txn:
-        _info(conf, 1, "% Using transactional producer\n")
+        info(conf, 1, "% Using transactional producer\n")
         try:
             producer.init_transactions(timeout)
         except KafkaException as e:
@@ -160,7 +161,7 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
                 with open(path, "rb") as f:
                     data = f.read()
             except OSError as e:
-                _info(conf, 1, f"% Failed to open {path}: {e.strerror}\n")
+                info(conf, 1, f"% Failed to open {path}: {e.strerror}\n")
                 continue
             good += 1
             if data:
@@ -209,11 +210,11 @@ def run_producer(conf: Conf, out: IO[bytes]) -> int:
     if txn:
         try:
             if conf.run or sent == limit:
-                _info(conf, 1, "% Committing transaction\n")
+                info(conf, 1, "% Committing transaction\n")
                 producer.commit_transaction(timeout)
-                _info(conf, 1, "% Transaction successfully committed\n")
+                info(conf, 1, "% Transaction successfully committed\n")
             else:
-                _info(conf, 0, "% Aborting transaction due to termination signal\n")
+                info(conf, 0, "% Aborting transaction due to termination signal\n")
                 producer.abort_transaction(timeout)
         except KafkaException as e:
             raise Fatal(f"commit_transaction(): {kafka_error_text(e)}") from None
@@ -266,7 +267,7 @@ def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], by
 
 
 def _consumer_config(conf: Conf, group: str | None) -> dict[str, Any]:
-    cfg = _client_config(conf)
+    cfg = librdkafka_config(conf)
     if "partitioner" not in conf.rk:
         del cfg["partitioner"]  # a producer property; librdkafka warns about it in a consumer
     cfg.setdefault("group.id", group or "loosely-kcat")
@@ -371,7 +372,7 @@ def _consume_loop(
                     if len(stopped) >= stop_threshold:
                         conf.run = False
                     exiting = ": exiting" if not conf.run else ""
-                    _info(
+                    info(
                         conf,
                         1,
                         f"% Reached stop timestamp for topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n",
@@ -422,7 +423,7 @@ def _at_eof(  # noqa: PLR0917 - kcat's partition_at_eof() with its globals made 
         if len(at_eof) == len(assignment):
             conf.run = False
     exiting = ": exiting" if not conf.run else ""
-    _info(conf, 1, f"% Reached end of topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n")
+    info(conf, 1, f"% Reached end of topic {tp[0]} [{tp[1]}] at offset {m.offset()}{exiting}\n")
     return not conf.run
 
 
@@ -438,7 +439,7 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
 
     def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
         text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
-        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): assigned: {text}\n")
+        info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): assigned: {text}\n")
         if conf.offset != OFFSET_INVALID:
             for p in partitions:
                 p.offset = conf.offset
@@ -448,7 +449,7 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
 
     def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
         text = ", ".join(f"{p.topic} [{p.partition}]" for p in partitions)
-        _info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): revoked: {text}\n")
+        info(conf, 1, f"% Group {group} rebalanced (memberid {c.memberid()}): revoked: {text}\n")
         assignment.clear()
         c.unassign()
 
@@ -456,7 +457,7 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
         consumer.subscribe(conf.operands, on_assign=on_assign, on_revoke=on_revoke)
     except KafkaException as e:
         raise Fatal(f"Failed to subscribe to {len(conf.operands)} topics: {kafka_error_text(e)}\n") from None
-    _info(conf, 1, "% Waiting for group rebalance\n")
+    info(conf, 1, "% Waiting for group rebalance\n")
     if conf.json:  # leaders give -J's "broker" field; nothing else needs this wait
         try:
             md = consumer.list_topics(timeout=conf.metadata_timeout_s)
@@ -480,7 +481,7 @@ def run_group_consumer(conf: Conf, out: IO[bytes]) -> int:
 
 
 def run_metadata(conf: Conf, out: IO[bytes]) -> int:
-    producer: Producer = _make(Producer, _client_config(conf), "producer")
+    producer: Producer = _make(Producer, librdkafka_config(conf), "producer")
     try:
         md = producer.list_topics(conf.topic, timeout=conf.metadata_timeout_s)
     except KafkaException as e:

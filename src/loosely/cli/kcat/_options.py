@@ -1,10 +1,7 @@
-"""``loosely kcat`` / ``produce`` / ``consume`` / ``metadata`` / ``query``: kcat's command line, flag for flag.
+"""kcat's options: the command line parsed into a :class:`Conf`, and the librdkafka configuration it implies.
 
-The same command line prints the same bytes on stdout and exits with the same code as Debian's kcat 1.7.1
-(``tests/compat/test_cli_conformance.py`` runs both). Options are parsed like kcat's GNU ``getopt`` (options and
-operands may be mixed; each option acts in order, so ``-t`` means a query partition only after ``-Q``). Errors
-follow kcat: fatal ones print ``% ERROR: ...`` and exit 1, usage errors print ``Error: ...`` and the usage and
-exit 1.
+Both paths (:mod:`._native`, :mod:`._rdkafka`) read a ``Conf`` and import from here; nothing here imports them, so
+the package has no cycle (an import-linter contract in pyproject.toml keeps it so).
 
 Documented differences: with no ``-p``, keyed records go to the partition Apache Kafka's Java producer picks
 (murmur2, librdkafka's ``murmur2_random``) instead of librdkafka's CRC32 ``consistent_random``; pass
@@ -18,24 +15,35 @@ from __future__ import annotations
 import getopt
 import os
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, NoReturn
+from typing import Any
 
-from loosely.cli._output import quiet_stdout
-from loosely.clients import fastpath
 from loosely.clients.client_config import ClientConfigError, client_config, redacted
 from loosely.clients.kcat_format import (
-    NULL_STR,
     FormatError,
     parse_delim,
     parse_format,
 )
 from loosely.clients.partitioner import DEFAULT_PARTITIONER
 
-__all__ = ["main"]
+__all__ = [
+    "INPUT_CHUNK_BYTES",
+    "OFFSET_BEGINNING",
+    "OFFSET_INVALID",
+    "OFFSET_STORED",
+    "OFFSET_TAIL_BASE",
+    "PARTITION_UA",
+    "USAGE",
+    "Conf",
+    "Exit",
+    "Fatal",
+    "UsageError",
+    "info",
+    "librdkafka_config",
+    "parse_args",
+]
 
 OPTSTRING = "PCG:LQt:p:b:z:o:eED:K:k:H:Od:qvF:X:c:Tuf:ZlVhs:r:Jm:U"
 # loosely's one addition to kcat's options: a Java client's properties file (loosely.clients.client_config)
@@ -134,7 +142,7 @@ class Conf:
     exit_on_error: bool = True  # -E turns it off: kcat's conf.exitonerror
 
 
-def _info(conf: Conf, level: int, text: str) -> None:
+def info(conf: Conf, level: int, text: str) -> None:
     if conf.verbosity >= level:
         sys.stderr.write(text)
         sys.stderr.flush()
@@ -293,7 +301,7 @@ def parse_args(argv: Sequence[str]) -> Conf:
             conf_files += 1
         elif o == "X":
             if arg in ("list", "help"):
-                raise _Exit(0, "loosely kcat passes -X properties to librdkafka; see its CONFIGURATION.md\n")
+                raise Exit(0, "loosely kcat passes -X properties to librdkafka; see its CONFIGURATION.md\n")
             if arg == "dump":
                 conf.dump = True
                 continue
@@ -302,18 +310,18 @@ def parse_args(argv: Sequence[str]) -> Conf:
                 sys.stderr.write(
                     f"% Expected -X property=value, not {arg}, use -X list to display available properties\n"
                 )
-                raise _Exit(1)
+                raise Exit(1)
             _set_property(conf, name, value)
         elif o == "s":
             raise Fatal("-s deserializers are not supported by loosely kcat")
         elif o == "r":
             raise Fatal("This build of kcat lacks Avro/Schema-Registry support")
         elif o == "U":
-            raise _Exit(0)
+            raise Exit(0)
         elif o == "V":
-            raise _Exit(0, _version())
+            raise Exit(0, _version())
         elif o == "h":
-            raise _Exit(0, USAGE)
+            raise Exit(0, USAGE)
         # -E and -O change nothing visible in kcat 1.7.1
     if conf_files == 0:
         env = os.environ.get("KCAT_CONFIG") or os.environ.get("KAFKACAT_CONFIG")
@@ -328,14 +336,14 @@ def parse_args(argv: Sequence[str]) -> Conf:
     if conf.dump:
         # unlike kcat, secrets (sasl.password, ssl.key.password, ...) are shown as [redacted]: a dump is pasted
         # into tickets and CI logs
-        lines = "".join(f"{k} = {v}\n" for k, v in sorted(redacted(_client_config(conf)).items()))
-        raise _Exit(0, f"# Global config\n{lines}\n# Topic config\n\n")
+        lines = "".join(f"{k} = {v}\n" for k, v in sorted(redacted(librdkafka_config(conf)).items()))
+        raise Exit(0, f"# Global config\n{lines}\n# Topic config\n\n")
     if conf.brokers is None:
         raise UsageError("-b <broker,..> missing")
     if not conf.mode:
         conf.mode = "C" if os.isatty(0) else "P"
         name = "Consumer" if conf.mode == "C" else "Producer"
-        _info(conf, 1, f"% Auto-selecting {name} mode (use -P or -C to override)\n")
+        info(conf, 1, f"% Auto-selecting {name} mode (use -P or -C to override)\n")
     if conf.mode not in "GLQ" and not conf.topic:
         raise UsageError("-t <topic> missing")
     if conf.mode == "Q" and not conf.query:
@@ -387,7 +395,9 @@ def _parse_offset(conf: Conf, arg: str) -> None:
         conf.offset = OFFSET_TAIL_BASE + n if n < 0 else n
 
 
-class _Exit(Exception):
+class Exit(Exception):
+    """An early, successful or failed, end of the command line (-h, -V, -X dump, ...): ``stdout`` and ``code``."""
+
     def __init__(self, code: int, stdout: str = "") -> None:
         super().__init__(code)
         self.code = code
@@ -403,129 +413,9 @@ def _version() -> str:
     )
 
 
-def _client_config(conf: Conf) -> dict[str, Any]:
+def librdkafka_config(conf: Conf) -> dict[str, Any]:
     cfg: dict[str, Any] = {"bootstrap.servers": conf.brokers, "partitioner": DEFAULT_PARTITIONER}
     cfg.update(conf.rk)
     if conf.verbosity == 0 and "debug" not in cfg:
         cfg["log_level"] = 0
     return cfg
-
-
-# --- the native path ------------------------------------------------------------------------------------------
-
-
-# The native path speaks plain TCP: any other property (security.protocol, sasl.*, ssl.* above all, from -X, -F or
-# --client-config) sends the command to librdkafka, which gives the same output and exit codes.
-_FAST_PRODUCER_PROPERTIES = frozenset({"compression.codec", "partitioner"})
-
-
-def _fast_enabled() -> bool:
-    return os.environ.get("LOOSELY_KCAT_FASTPATH", "1") != "0"
-
-
-def _try_fast_producer(conf: Conf) -> int | None:
-    """The native produce path (loosely.clients.fastpath) when it serves this command line exactly, else None."""
-    if not _fast_enabled() or conf.operands or conf.tee or not set(conf.rk) <= _FAST_PRODUCER_PROPERTIES:
-        return None
-    codec = str(conf.rk.get("compression.codec", "none"))
-    if codec not in fastpath.CODECS:
-        return None
-    assert conf.topic is not None and conf.brokers is not None
-    job = fastpath.ProduceJob(
-        bootstrap=conf.brokers, topic=conf.topic, delim=conf.delim, key_delim=conf.key_delim,
-        fixed_key=conf.fixed_key, null_empty=conf.null,
-        headers=[(n, v.encode() if isinstance(v, str) else v) for n, v in conf.headers],
-        partition=conf.partition, partitioner=str(conf.rk.get("partitioner", DEFAULT_PARTITIONER)), codec=codec,
-        limit=max(conf.msg_cnt, 0), timeout_s=conf.metadata_timeout_s or 5,
-    )
-    failures = [0]
-
-    def on_failure(text: str, messages: int) -> None:
-        failures[0] += messages
-        for _ in range(min(messages, 1)):
-            _info(conf, 1, f"% Delivery failed for message: {text}\n")
-
-    try:
-        fastpath.produce(job, on_failure)
-    except fastpath.Unsupported:
-        return None
-    except (fastpath.WireError, OSError) as e:
-        raise Fatal(f"Failed to produce: {e}") from None
-    return 1 if failures[0] else 0
-
-
-def _try_fast_consumer(conf: Conf, out: IO[bytes]) -> int | None:
-    """The native consume path when it serves this command line exactly, else None (nothing printed yet)."""
-    if (not _fast_enabled() or conf.json or conf.start_ts or conf.stop_ts or conf.unbuffered or conf.rk
-            or conf.offset == OFFSET_STORED):
-        return None
-    assert conf.topic is not None and conf.brokers is not None and conf.fmt is not None
-    tail = OFFSET_TAIL_BASE - conf.offset if conf.offset < OFFSET_TAIL_BASE else 0
-    offset = OFFSET_BEGINNING if conf.offset == OFFSET_INVALID else conf.offset
-    job = fastpath.ConsumeJob(
-        bootstrap=conf.brokers, topic=conf.topic, partition=conf.partition, offset=offset, tail=tail,
-        exit_eof=conf.exit_eof, limit=max(conf.msg_cnt, 0),
-        tokens=[(fastpath.TOKEN_KINDS[t.kind], t.text) for t in parse_format(conf.fmt)],
-        null_str=NULL_STR if conf.null else None, timeout_s=conf.metadata_timeout_s or 5,
-    )
-    try:
-        fastpath.consume(job, out, lambda level, text: _info(conf, level, text), lambda: conf.run)
-    except fastpath.Unsupported:
-        return None
-    except (fastpath.WireError, OSError, ValueError) as e:
-        raise Fatal(str(e)) from None
-    return 0
-
-
-# --- entry point ----------------------------------------------------------------------------------------------
-
-def _run(conf: Conf, out: IO[bytes]) -> int:
-    """The native path for plain produce/consume when it applies, else librdkafka's (confluent-kafka)."""
-    fast = _try_fast_producer(conf) if conf.mode == "P" else _try_fast_consumer(conf, out) if conf.mode == "C" else None
-    if fast is not None:
-        _info(conf, 2, "% loosely: served by the native path\n")
-        return fast
-    from loosely.cli import _kcat_rdkafka  # noqa: PLC0415 - confluent-kafka's import costs ~0.2 s of start-up
-
-    return _kcat_rdkafka.RUNNERS[conf.mode](conf, out)
-
-
-def _fatal(text: str) -> NoReturn:
-    sys.stderr.write(f"% ERROR: {text}\n")
-    sys.stderr.flush()
-    raise SystemExit(1)
-
-
-def main(argv: Sequence[str], *, prog: str = "loosely kcat", mode: str | None = None) -> int:
-    """Run one kcat command line; ``mode`` ("P", "C", "L", "Q") is implied by ``produce``/``consume``/...."""
-    args = list(argv)
-    if mode is not None:
-        args.insert(0, f"-{mode}")
-    try:
-        conf = parse_args(args)
-    except _Exit as e:
-        sys.stdout.write(e.stdout)
-        return e.code
-    except UsageError as e:
-        sys.stderr.write(f"Error: {e}\n\n{USAGE}")
-        return 1
-    except Fatal as e:
-        _fatal(str(e))
-    def stop(signum: int, frame: object) -> None:
-        if not conf.run:
-            raise KeyboardInterrupt
-        conf.run = False
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    out = sys.stdout.buffer
-    try:
-        return _run(conf, out)
-    except Fatal as e:
-        _fatal(str(e))
-    except BrokenPipeError:
-        quiet_stdout()
-        return 0
-    except KeyboardInterrupt:
-        return 0
-
