@@ -1,0 +1,72 @@
+"""How fast the command line starts: ``loosely produce`` of one message against kcat's, same broker, same run.
+
+kcat starts in milliseconds and the talk runs it in loops, so ``loosely produce`` must too. Three numbers:
+
+- the import of :mod:`loosely.protocol.records` (modules loaded and milliseconds, from ``python -X importtime``):
+  the codec every fast path needs, and the one that must not pull in kio (and with it hypothesis);
+- ``loosely produce -h`` (parse the command line and print the help: the interpreter's and the CLI's start-up);
+- one message produced with ``loosely produce`` and with ``kcat -P`` (start, connect, Metadata, Produce, exit)
+  to an embedded loosely broker, alternating, ``--repeat`` times each.
+
+Prints the medians and loosely's time as a multiple of kcat's. Usage::
+
+    .venv/bin/python bench/startup.py [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from loosely.testing import embedded_broker
+
+LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
+
+
+def import_cost(module: str) -> tuple[int, float]:
+    """``(modules imported, total milliseconds)`` for ``import module`` in a fresh interpreter."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True,
+                       text=True, check=True)
+    rows = [line.split("|") for line in r.stderr.splitlines() if line.startswith("import time:") and "self" not in line]
+    top = [row for row in rows if not row[2].startswith("  ")]  # top-level imports: their cumulative time adds up
+    return len(rows), sum(int(row[1]) for row in top) / 1000
+
+
+def wall(argv: list[str], stdin: bytes = b"") -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+    modules, ms = import_cost("loosely.protocol.records")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()}, load average {os.getloadavg()[0]:.2f}, "
+          f"median of {args.repeat}")
+    print(f"import loosely.protocol.records: {modules} modules, {ms:.0f} ms")
+    help_s = statistics.median(wall([*LOOSELY, "produce", "-h"]) for _ in range(args.repeat))
+    print(f"loosely produce -h: {help_s * 1000:.0f} ms")
+    with embedded_broker() as broker:
+        b = broker.bootstrap_servers
+        topic = f"startup-{uuid.uuid4().hex[:8]}"
+        wall([*LOOSELY, "produce", "-b", b, "-t", topic], b"warm-up\n")  # the topic exists before the clocks run
+        times: dict[str, list[float]] = {"kcat -P": [], "loosely produce": []}
+        for _ in range(args.repeat):
+            times["kcat -P"].append(wall(["kcat", "-P", "-b", b, "-t", topic], b"one\n"))
+            times["loosely produce"].append(wall([*LOOSELY, "produce", "-b", b, "-t", topic], b"one\n"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k, v in med.items():
+        print(f"one message, {k}: {v * 1000:.0f} ms")
+    print(f"loosely/kcat start-up and one message: {med['loosely produce'] / med['kcat -P']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
