@@ -71,3 +71,8 @@ def test_the_kcat_commands_start_without_asyncio_kio_or_confluent_kafka() -> Non
     # `loosely produce` runs in shell loops as kcat does: its start-up imports only what the fast path needs
     assert _loaded_by("loosely.cli.main, loosely.cli.kcat", ("asyncio", "kio", "hypothesis", "confluent_kafka")) == []
 
+
+def test_topic_partition_is_declared_once() -> None:
+    declared = re.compile(r"^(?:class TopicPartition\b|TopicPartition\s*(?::[^=]*)?=)", re.MULTILINE)
+    found = [p.relative_to(SRC) for p in SRC.rglob("*.py") if declared.search(p.read_text())]
+    assert found == [Path("protocol/names.py")]

@@ -529,7 +529,7 @@ class GroupCoordinator:
         errors: dict[TopicPartition, ErrorCode] = {}
         good: list[tuple[TopicPartition, OffsetValue]] = []
         for p in partitions:
-            tp = (p.topic, p.partition)
+            tp = TopicPartition(p.topic, p.partition)
             metadata = p.metadata or ""
             if len(metadata) > self.ctx.config.offset_metadata_bytes_max:
                 errors[tp] = ErrorCode.offset_metadata_too_large
