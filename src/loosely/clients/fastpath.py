@@ -16,7 +16,9 @@ non-flexible versions that every Kafka since 2.3 and loosely's broker serve::
 
 (request header v1: api_key INT16, api_version INT16, correlation_id INT32, client_id STRING; response header v0:
 correlation_id INT32; STRING = INT16 length + bytes, BYTES = INT32 length, ARRAY = INT32 count, -1 = null.) The
-answers are read with :class:`_Reader`, field by field as Apache Kafka's message JSON declares them.
+answers are read with :class:`_Reader`, field by field as Apache Kafka's message JSON declares them. The primitives
+(and the batch header's layout) are :mod:`loosely.protocol.primitives`' and :mod:`loosely.protocol.batch_layout`'s,
+which import neither kio nor the codecs.
 
 It only takes command lines it can serve exactly as kcat would (the CLI decides: no ``-X`` properties but the
 partitioner and compression, no JSON, no timestamps in ``-o``, no groups, no transactions, no tee). Anything it cannot
@@ -133,9 +135,6 @@ class WireError(Exception):
 
 # --- wire encoding: the primitives are loosely.protocol.primitives' ---------------------------------------------
 
-_I8, _I16, _I32, _I64 = I8, I16, I32, I64
-
-
 class _Reader(Reader):
     """Reads a non-flexible response body field by field; any overrun is a WireError, text is never refused."""
 
@@ -156,8 +155,8 @@ class Connection:
 
     def send(self, api_key: int, version: int, body: bytes) -> None:
         self.correlation += 1
-        header = _I16.pack(api_key) + _I16.pack(version) + _I32.pack(self.correlation) + _string(CLIENT_ID)
-        self.sock.sendall(_I32.pack(len(header) + len(body)) + header + body)
+        header = I16.pack(api_key) + I16.pack(version) + I32.pack(self.correlation) + _string(CLIENT_ID)
+        self.sock.sendall(I32.pack(len(header) + len(body)) + header + body)
         self.pending.append(self.correlation)
 
     def _read(self, n: int) -> None:
@@ -171,7 +170,7 @@ class Connection:
         """The next answer's body (after the correlation id)."""
         correlation = self.pending.popleft()
         self._read(4)
-        size = _I32.unpack_from(self.buf, 0)[0]
+        size = I32.unpack_from(self.buf, 0)[0]
         if not 4 <= size <= RESPONSE_FRAME_BYTES_MAX:
             raise WireError(f"response frame of {size} bytes")
         self._read(4 + size)
@@ -365,8 +364,8 @@ def produce(job: ProduceJob, on_failure: Callable[[str, int], None]) -> int:
 
 
 def _produce_request(topic: str, batches: list[tuple[int, bytes]]) -> bytes:
-    parts = [_I32.pack(p) + _I32.pack(len(b)) + b for p, b in batches]
-    return (_string(None) + _I16.pack(ACKS_ALL) + _I32.pack(REQUEST_TIMEOUT_MS)
+    parts = [I32.pack(p) + I32.pack(len(b)) + b for p, b in batches]
+    return (_string(None) + I16.pack(ACKS_ALL) + I32.pack(REQUEST_TIMEOUT_MS)
             + _array([_string(topic) + _array(parts)]))
 
 
@@ -470,8 +469,8 @@ def _list_offsets(cluster: Cluster, topic: str, parts: dict[int, int], when: int
     for p, node in parts.items():
         by_node.setdefault(node, []).append(p)
     for node, ps in by_node.items():
-        entries = [_I32.pack(p) + _I32.pack(-1) + _I64.pack(when) for p in ps]
-        body = _I32.pack(-1) + _I8.pack(ISOLATION_READ_COMMITTED) + _array([_string(topic) + _array(entries)])
+        entries = [I32.pack(p) + I32.pack(-1) + I64.pack(when) for p in ps]
+        body = I32.pack(-1) + I8.pack(ISOLATION_READ_COMMITTED) + _array([_string(topic) + _array(entries)])
         r = cluster.conn(node).call(API_LIST_OFFSETS, LIST_OFFSETS_V, body)
         r.i32()  # throttle_time_ms
         for _ in range(r.count()):
@@ -517,10 +516,10 @@ def consume(job: ConsumeJob, out: IO[bytes], info: Callable[[int, str], None], r
 
 
 def _fetch_request(topic: str, parts: list[_Part]) -> bytes:
-    entries = [_I32.pack(p.partition) + _I32.pack(-1) + _I64.pack(p.offset) + _I64.pack(-1)
-               + _I32.pack(PARTITION_FETCH_BYTES_MAX) for p in parts]
-    return (_I32.pack(-1) + _I32.pack(FETCH_WAIT_MS) + _I32.pack(1) + _I32.pack(FETCH_BYTES_MAX)
-            + _I8.pack(ISOLATION_READ_COMMITTED) + _I32.pack(0) + _I32.pack(-1)
+    entries = [I32.pack(p.partition) + I32.pack(-1) + I64.pack(p.offset) + I64.pack(-1)
+               + I32.pack(PARTITION_FETCH_BYTES_MAX) for p in parts]
+    return (I32.pack(-1) + I32.pack(FETCH_WAIT_MS) + I32.pack(1) + I32.pack(FETCH_BYTES_MAX)
+            + I8.pack(ISOLATION_READ_COMMITTED) + I32.pack(0) + I32.pack(-1)
             + _array([_string(topic) + _array(entries)]) + _array([]) + _string(""))
 
 
