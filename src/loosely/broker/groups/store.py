@@ -41,7 +41,7 @@ from loosely.protocol.errors import CorruptRecordError
 from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import CONTROL_KEY, NO_PRODUCER_ID, ControlType, NewRecord, build_batch
 
-__all__ = ["Committed", "OffsetStore", "TopicPartition", "is_expired"]
+__all__ = ["Committed", "OffsetStore", "is_expired"]
 
 log = logging.getLogger("loosely.broker.groups")
 

@@ -12,11 +12,11 @@ from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.coordinator import CommitRequest, group_coordinator
 from loosely.broker.groups.records import NO_TIMESTAMP
-from loosely.broker.groups.store import TopicPartition
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.handlers.groups import td_ms
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 
