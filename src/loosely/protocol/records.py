@@ -39,11 +39,9 @@ broker must look inside (compaction, internal topics).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
-
-import crc32c as _crc32c
 
 from loosely.protocol.batch_layout import (
     ATTRIBUTES_AT,
@@ -245,7 +243,22 @@ def iter_batches(
 
 def batch_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
     """The CRC-32C a batch of ``size`` bytes at ``pos`` should carry."""
-    return int(_crc32c.crc32c(memoryview(buf)[pos + _ATTRIBUTES_AT : pos + size]))
+    crc32c = _crc32c or _load_crc32c()
+    return int(crc32c(memoryview(buf)[pos + _ATTRIBUTES_AT : pos + size]))
+
+
+# Loaded on the first CRC, not with this module: the crc32c package's __init__ reads its own version through
+# importlib.metadata and loads its command line, about half of this module's import time, and the command line's
+# paths import this module without ever checking a CRC. (An import statement in batch_crc would cost 0.3 us a batch.)
+_crc32c: Callable[[memoryview], int] | None = None
+
+
+def _load_crc32c() -> Callable[[memoryview], int]:
+    global _crc32c  # noqa: PLW0603 - the one-time load described above
+    from crc32c import crc32c  # noqa: PLC0415
+
+    _crc32c = crc32c
+    return crc32c
 
 
 def check_batch_crc(buf: bytes | bytearray | memoryview, pos: int, header: BatchHeader) -> None:
