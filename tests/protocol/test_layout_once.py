@@ -65,6 +65,7 @@ def test_records_framing_and_compression_load_without_kio() -> None:
     modules = ("loosely.protocol.records, loosely.protocol.framing, loosely.protocol.compression, "
                "loosely.protocol.primitives, loosely.clients.fastpath, loosely.clients.mm2")
     assert _loaded_by(modules, ("kio", "hypothesis")) == []
+    assert _loaded_by("loosely.protocol.records", ("crc32c",)) == []  # loaded on the first CRC (half the import)
 
 
 def test_the_kcat_commands_start_without_asyncio_kio_or_confluent_kafka() -> None:
