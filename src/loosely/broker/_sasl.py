@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -28,6 +27,7 @@ from typing import Final, Protocol
 from loosely.broker._admission import LogEvery
 from loosely.broker.context import CLOSE_CONNECTION, Request
 from loosely.broker.handlers._util import Response, ms
+from loosely.protocol import framing
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import API_NAMES, ApiKey, decode_request, encode_response, peek_request_prefix
 from loosely.security.jaas import parse_jaas, plain_users
@@ -41,7 +41,6 @@ log = logging.getLogger("loosely.broker.sasl")
 
 # The frame is not part of authentication: dispatch it as usual.
 PASS: Final = object()
-_SIZE: Final = struct.Struct(">i")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +88,7 @@ class SaslGate:
                 await self._failed(conn, r.log_reason or str(r.message), s.mechanism)
                 return CLOSE_CONNECTION  # no error response exists without the Kafka header
             self._maybe_done(conn, s)
-            return _SIZE.pack(len(r.token)) + r.token
+            return framing.frame(r.token)  # SASL v0: the raw token, size-prefixed like a frame
         try:
             api_key, version, correlation_id = peek_request_prefix(frame)
         except ProtocolError as e:

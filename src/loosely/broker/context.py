@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from loosely.broker.config import BrokerConfig
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import RequestHeader
+from loosely.protocol.names import TopicPartition
 from loosely.storage.clock import Clock
 from loosely.storage.log import AppendResult, LogError, PartitionLog
 from loosely.storage.manager import LogManager, Topic
@@ -43,8 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("loosely.broker")
-
-TopicPartition = tuple[str, int]
 
 # A decoded kio request of whichever version the client sent. Handlers read fields by name (and with getattr
 # where a field exists only in some versions), so one handler serves every version of its API.
@@ -172,7 +171,7 @@ class BrokerContext:
     def record_produced(self, topic: str, partition: int, result: AppendResult, nbytes: int) -> None:
         self.bytes_in[topic] += nbytes
         self.messages_in[topic] += result.last_offset - result.base_offset + 1
-        self.watchers.notify((topic, partition))
+        self.watchers.notify(TopicPartition(topic, partition))
 
     @property
     def listener(self) -> BoundListener:

@@ -17,6 +17,7 @@ from typing import Final
 from loosely.broker.context import BrokerContext
 from loosely.broker.producers import ProducerStateManager
 from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import BatchHeader, Record, decode_records, iter_batches
 from loosely.storage.log import AppendResult, PartitionLog
 from loosely.storage.manager import Topic
@@ -91,7 +92,7 @@ def append(ctx: BrokerContext, topic: str, partition: int, batch: bytes) -> Appe
         result = producers.append_internal(topic, partition, plog, batch)
     else:
         result = plog.append(batch, from_client=False)
-    ctx.watchers.notify((topic, partition))
+    ctx.watchers.notify(TopicPartition(topic, partition))
     return result
 
 

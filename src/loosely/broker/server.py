@@ -84,6 +84,7 @@ from loosely.protocol.messages import (
     encode_response,
     peek_request_prefix,
 )
+from loosely.protocol.names import TopicPartition
 from loosely.security.credentials import CredentialStore
 from loosely.security.jwt import JwtValidatorOptions
 from loosely.security.sasl import SaslSession, SaslSettings
@@ -860,7 +861,7 @@ class Broker:
             for p, plog in enumerate(list(t.logs)):
                 segs = plog.cleanable_segments()
                 refs = [SegmentRef(s.base_offset, s.next_offset, s.log.path, s.size, s.max_timestamp) for s in segs]
-                first_dirty = max(self.logs.cleaner_offsets.get((t.name, p), 0), plog.log_start_offset)
+                first_dirty = max(self.logs.cleaner_offsets.get(TopicPartition(t.name, p), 0), plog.log_start_offset)
                 upper = plog.high_watermark
                 if self.ctx.transactions is not None:
                     upper = self.ctx.transactions.last_stable_offset(t.name, p, upper)
@@ -874,7 +875,7 @@ class Broker:
                     continue
                 if self.logs.get(t.name) is not t or not plog.install_cleaned(segs, result):
                     continue
-                self.logs.cleaner_offsets[(t.name, p)] = result.first_dirty_offset
+                self.logs.cleaner_offsets[TopicPartition(t.name, p)] = result.first_dirty_offset
                 cleaned += 1
                 log.info(
                     "cleaned %s-%d: %d records removed, %d -> %d bytes",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
@@ -14,7 +13,10 @@ __all__ = ["main"]
 
 
 def _broker_command(args: argparse.Namespace) -> int:
-    # imported here: the broker pulls in the protocol codec, which client subcommands do not need at start-up
+    # imported here: the broker pulls in asyncio (about 60 ms) and the protocol codec, which client subcommands
+    # (`loosely produce` runs in loops, as kcat does) do not need at start-up
+    import asyncio  # noqa: PLC0415
+
     from loosely.broker.config import BrokerConfig, parse_listen, split_kafka_settings  # noqa: PLC0415
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
 
@@ -151,6 +153,8 @@ async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
     """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked)."""
     if not args.schema_registry_listen:
         return None
+    import asyncio  # noqa: PLC0415 - see _broker_command
+
     from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, "--schema-registry-listen", "registry")

@@ -16,7 +16,9 @@ non-flexible versions that every Kafka since 2.3 and loosely's broker serve::
 
 (request header v1: api_key INT16, api_version INT16, correlation_id INT32, client_id STRING; response header v0:
 correlation_id INT32; STRING = INT16 length + bytes, BYTES = INT32 length, ARRAY = INT32 count, -1 = null.) The
-answers are read with :class:`_Reader`, field by field as Apache Kafka's message JSON declares them.
+answers are read with :class:`_Reader`, field by field as Apache Kafka's message JSON declares them. The primitives
+(and the batch header's layout) are :mod:`loosely.protocol.primitives`' and :mod:`loosely.protocol.batch_layout`'s,
+which import neither kio nor the codecs.
 
 It only takes command lines it can serve exactly as kcat would (the CLI decides: no ``-X`` properties but the
 partitioner and compression, no JSON, no timestamps in ``-o``, no groups, no transactions, no tee). Anything it cannot
@@ -35,7 +37,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,10 +50,18 @@ from loosely.protocol.batch_layout import (
     BATCH_HEADER_BYTES,
     CODEC_MASK,
     CONTROL_BIT,
+    CONTROL_KEY,
+    CRC_AT,
+    LOG_OVERHEAD,
+    MAGIC_V2,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     ControlType,
 )
+from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.primitives import I8, I16, I32, I64, U32, Reader, read_varint, write_varint
+from loosely.protocol.primitives import array as _array
+from loosely.protocol.primitives import string as _string
 
 __all__ = ["ConsumeJob", "ProduceJob", "Unsupported", "WireError", "consume", "produce"]
 
@@ -124,78 +133,14 @@ class WireError(Exception):
     """A failure after the fast path started sending or printing."""
 
 
-# --- wire encoding ------------------------------------------------------------------------------------------------
+# --- wire encoding: the primitives are loosely.protocol.primitives' ---------------------------------------------
 
-_I8 = struct.Struct(">b")
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
+class _Reader(Reader):
+    """Reads a non-flexible response body field by field; any overrun is a WireError, text is never refused."""
 
-
-def _string(s: str | bytes | None) -> bytes:
-    if s is None:
-        return _I16.pack(-1)
-    b = s.encode() if isinstance(s, str) else s
-    return _I16.pack(len(b)) + b
-
-
-def _array(items: list[bytes]) -> bytes:
-    return _I32.pack(len(items)) + b"".join(items)
-
-
-class _Reader:
-    """Reads a non-flexible response body field by field; any overrun is a WireError."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes, pos: int = 0) -> None:
-        self.buf = buf
-        self.pos = pos
-
-    def _take(self, st: struct.Struct) -> int:
-        if self.pos + st.size > len(self.buf):
-            raise WireError("truncated response")
-        (v,) = st.unpack_from(self.buf, self.pos)
-        self.pos += st.size
-        return int(v)
-
-    def i8(self) -> int:
-        return self._take(_I8)
-
-    def i16(self) -> int:
-        return self._take(_I16)
-
-    def i32(self) -> int:
-        return self._take(_I32)
-
-    def i64(self) -> int:
-        return self._take(_I64)
-
-    def string(self) -> str | None:
-        n = self.i16()
-        if n < 0:
-            return None
-        if self.pos + n > len(self.buf):
-            raise WireError("truncated response")
-        out = self.buf[self.pos : self.pos + n].decode("utf-8", "replace")
-        self.pos += n
-        return out
-
-    def bytes_(self) -> memoryview | None:
-        n = self.i32()
-        if n < 0:
-            return None
-        if self.pos + n > len(self.buf):
-            raise WireError("truncated response")
-        out = memoryview(self.buf)[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def count(self) -> int:
-        n = self.i32()
-        if n > len(self.buf):
-            raise WireError("array longer than the response")
-        return max(n, 0)
+    __slots__ = ()
+    error = WireError
+    text_errors = "replace"
 
 
 class Connection:
@@ -210,8 +155,8 @@ class Connection:
 
     def send(self, api_key: int, version: int, body: bytes) -> None:
         self.correlation += 1
-        header = _I16.pack(api_key) + _I16.pack(version) + _I32.pack(self.correlation) + _string(CLIENT_ID)
-        self.sock.sendall(_I32.pack(len(header) + len(body)) + header + body)
+        header = I16.pack(api_key) + I16.pack(version) + I32.pack(self.correlation) + _string(CLIENT_ID)
+        self.sock.sendall(I32.pack(len(header) + len(body)) + header + body)
         self.pending.append(self.correlation)
 
     def _read(self, n: int) -> None:
@@ -225,7 +170,7 @@ class Connection:
         """The next answer's body (after the correlation id)."""
         correlation = self.pending.popleft()
         self._read(4)
-        size = _I32.unpack_from(self.buf, 0)[0]
+        size = I32.unpack_from(self.buf, 0)[0]
         if not 4 <= size <= RESPONSE_FRAME_BYTES_MAX:
             raise WireError(f"response frame of {size} bytes")
         self._read(4 + size)
@@ -274,14 +219,14 @@ class Cluster:
         r.i32()  # throttle_time_ms
         self.brokers = {}
         for _ in range(r.count()):
-            node, host, port = r.i32(), r.string(), r.i32()
-            r.string()  # rack
+            node, host, port = r.i32(), r.nullable_string(), r.i32()
+            r.nullable_string()  # rack
             self.brokers[node] = (host or "", port)
-        r.string()  # cluster_id
+        r.nullable_string()  # cluster_id
         r.i32()  # controller_id
         found: tuple[int, dict[int, int]] | None = None
         for _ in range(r.count()):
-            error, name = r.i16(), r.string()
+            error, name = r.i16(), r.nullable_string()
             r.i8()  # is_internal
             leaders: dict[int, int] = {}
             for _ in range(r.count()):
@@ -352,25 +297,17 @@ class ProduceJob:
 def encode_headers(headers: list[tuple[str, bytes | None]]) -> bytes:
     """The header section every produced record carries (varint count, then key/value pairs)."""
     out = bytearray()
-    _varint(out, len(headers))
+    write_varint(out, len(headers))
     for name, value in headers:
         raw = name.encode()
-        _varint(out, len(raw))
+        write_varint(out, len(raw))
         out += raw
         if value is None:
-            _varint(out, -1)
+            write_varint(out, -1)
         else:
-            _varint(out, len(value))
+            write_varint(out, len(value))
             out += value
     return bytes(out)
-
-
-def _varint(out: bytearray, v: int) -> None:
-    z = ((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
 
 
 def make_batch(records: bytes, count: int, codec: int, now_ms: int) -> bytes:
@@ -382,10 +319,10 @@ def make_batch(records: bytes, count: int, codec: int, now_ms: int) -> bytes:
     else:
         body = records
     header = bytearray(BATCH_HEADER_BYTES)
-    BATCH_HEADER.pack_into(header, 0, 0, BATCH_HEADER_BYTES - 12 + len(body), -1, 2, 0, codec, count - 1, now_ms,
-                           now_ms, -1, -1, -1, count)
+    BATCH_HEADER.pack_into(header, 0, 0, BATCH_HEADER_BYTES - LOG_OVERHEAD + len(body), -1, MAGIC_V2, 0, codec,
+                           count - 1, now_ms, now_ms, -1, -1, -1, count)
     crc = _fast.crc32c(body, _fast.crc32c(memoryview(header)[_CRC_FROM:]))
-    struct.pack_into(">I", header, 17, crc)
+    U32.pack_into(header, CRC_AT, crc)
     return bytes(header) + body
 
 
@@ -427,8 +364,8 @@ def produce(job: ProduceJob, on_failure: Callable[[str, int], None]) -> int:
 
 
 def _produce_request(topic: str, batches: list[tuple[int, bytes]]) -> bytes:
-    parts = [_I32.pack(p) + _I32.pack(len(b)) + b for p, b in batches]
-    return (_string(None) + _I16.pack(ACKS_ALL) + _I32.pack(REQUEST_TIMEOUT_MS)
+    parts = [I32.pack(p) + I32.pack(len(b)) + b for p, b in batches]
+    return (_string(None) + I16.pack(ACKS_ALL) + I32.pack(REQUEST_TIMEOUT_MS)
             + _array([_string(topic) + _array(parts)]))
 
 
@@ -436,7 +373,7 @@ def _produce_errors(r: _Reader) -> list[tuple[int, int]]:
     """``(partition, error code)`` of the failed partitions in a Produce v8 answer."""
     failed = []
     for _ in range(r.count()):
-        r.string()
+        r.nullable_string()
         for _ in range(r.count()):
             partition, code = r.i32(), r.i16()
             r.i64()  # base_offset
@@ -444,8 +381,8 @@ def _produce_errors(r: _Reader) -> list[tuple[int, int]]:
             r.i64()  # log_start_offset
             for _ in range(r.count()):  # record_errors
                 r.i32()
-                r.string()
-            r.string()  # error_message
+                r.nullable_string()
+            r.nullable_string()  # error_message
             if code:
                 failed.append((partition, code))
     return failed
@@ -532,12 +469,12 @@ def _list_offsets(cluster: Cluster, topic: str, parts: dict[int, int], when: int
     for p, node in parts.items():
         by_node.setdefault(node, []).append(p)
     for node, ps in by_node.items():
-        entries = [_I32.pack(p) + _I32.pack(-1) + _I64.pack(when) for p in ps]
-        body = _I32.pack(-1) + _I8.pack(ISOLATION_READ_COMMITTED) + _array([_string(topic) + _array(entries)])
+        entries = [I32.pack(p) + I32.pack(-1) + I64.pack(when) for p in ps]
+        body = I32.pack(-1) + I8.pack(ISOLATION_READ_COMMITTED) + _array([_string(topic) + _array(entries)])
         r = cluster.conn(node).call(API_LIST_OFFSETS, LIST_OFFSETS_V, body)
         r.i32()  # throttle_time_ms
         for _ in range(r.count()):
-            r.string()
+            r.nullable_string()
             for _ in range(r.count()):
                 partition, code = r.i32(), r.i16()
                 r.i64()  # timestamp
@@ -579,10 +516,10 @@ def consume(job: ConsumeJob, out: IO[bytes], info: Callable[[int, str], None], r
 
 
 def _fetch_request(topic: str, parts: list[_Part]) -> bytes:
-    entries = [_I32.pack(p.partition) + _I32.pack(-1) + _I64.pack(p.offset) + _I64.pack(-1)
-               + _I32.pack(PARTITION_FETCH_BYTES_MAX) for p in parts]
-    return (_I32.pack(-1) + _I32.pack(FETCH_WAIT_MS) + _I32.pack(1) + _I32.pack(FETCH_BYTES_MAX)
-            + _I8.pack(ISOLATION_READ_COMMITTED) + _I32.pack(0) + _I32.pack(-1)
+    entries = [I32.pack(p.partition) + I32.pack(-1) + I64.pack(p.offset) + I64.pack(-1)
+               + I32.pack(PARTITION_FETCH_BYTES_MAX) for p in parts]
+    return (I32.pack(-1) + I32.pack(FETCH_WAIT_MS) + I32.pack(1) + I32.pack(FETCH_BYTES_MAX)
+            + I8.pack(ISOLATION_READ_COMMITTED) + I32.pack(0) + I32.pack(-1)
             + _array([_string(topic) + _array(entries)]) + _array([]) + _string(""))
 
 
@@ -610,7 +547,7 @@ def _consume_loop(  # noqa: PLR0917 - the state consume() set up, passed on once
                 raise WireError(f"Fetch error: {error_text(code)}")
             r.i32()  # session_id
             for _ in range(r.count()):
-                r.string()
+                r.nullable_string()
                 for _ in range(r.count()):
                     part = parts[r.i32()]
                     code = r.i16()
@@ -620,7 +557,7 @@ def _consume_loop(  # noqa: PLR0917 - the state consume() set up, passed on once
                         producer, first = r.i64(), r.i64()
                         part.pending_aborts.append((first, producer))
                     r.i32()  # preferred_read_replica
-                    records = r.bytes_()
+                    records = r.nullable_bytes_view()
                     if code:
                         raise WireError(f"Topic {job.topic} [{part.partition}] error: {error_text(code)}")
                     limit = job.limit - printed if job.limit > 0 else -1
@@ -657,8 +594,8 @@ def _render(job: ConsumeJob, part: _Part, raw: memoryview | None, topic_b: bytes
     while end - pos >= BATCH_HEADER_BYTES:
         (base_offset, batch_length, _epoch, magic, _crc, attributes, last_delta, base_ts, max_ts, producer_id,
          _pepoch, _seq, count) = BATCH_HEADER.unpack_from(raw, pos)
-        size = batch_length + 12
-        if magic != 2 or size < BATCH_HEADER_BYTES:
+        size = batch_length + LOG_OVERHEAD
+        if magic != MAGIC_V2 or size < BATCH_HEADER_BYTES:
             raise WireError(f"unsupported record batch (magic {magic}) at offset {base_offset}")
         if pos + size > end:
             break  # a partial batch at the end of a fetch answer: fetched again next time
@@ -699,14 +636,13 @@ def _render(job: ConsumeJob, part: _Part, raw: memoryview | None, topic_b: bytes
 
 def _control_type(records: bytes) -> int:
     """The type of a control record (its key: INT16 version, INT16 type); -1 if unreadable."""
-    pos = 0
-    for i in range(4):  # length, (attributes: one byte), timestampDelta, offsetDelta, keyLength
-        while pos < len(records) and records[pos] & 0x80:
-            pos += 1
-        pos += 1
-        if i == 0:
-            pos += 1
-    if pos + 4 > len(records):
+    try:
+        _length, pos = read_varint(records, 0)
+        pos += 1  # attributes: one byte
+        for _ in range(3):  # timestampDelta, offsetDelta, keyLength
+            _, pos = read_varint(records, pos)
+    except CorruptRecordError:
         return -1
-    return int(_I16.unpack_from(records, pos + 2)[0])
-
+    if pos + CONTROL_KEY.size > len(records):
+        return -1
+    return int(CONTROL_KEY.unpack_from(records, pos)[1])

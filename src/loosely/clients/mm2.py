@@ -39,6 +39,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
+from loosely.protocol.primitives import I16, I32, I64, Reader
+from loosely.protocol.primitives import string as _str
+
 __all__ = [
     "HEARTBEATS_TOPIC",
     "Checkpoint",
@@ -54,11 +57,8 @@ __all__ = [
 
 VERSION: Final = 0
 HEARTBEATS_TOPIC: Final = "heartbeats"
-_INT16: Final = struct.Struct(">h")
-_INT32: Final = struct.Struct(">i")
-_INT64: Final = struct.Struct(">q")
 _TWO_INT64: Final = struct.Struct(">qq")
-assert (_INT16.size, _INT32.size, _INT64.size, _TWO_INT64.size) == (2, 4, 8, 16)
+assert _TWO_INT64.size == 16
 # OffsetSyncStore keeps this many syncs per partition (MirrorMaker's store keeps 64 in power-of-two buckets)
 SYNCS_PER_PARTITION_MAX: Final = 64
 
@@ -67,48 +67,14 @@ class FormatError(ValueError):
     """Bytes that are not a MirrorMaker 2 record of the expected kind."""
 
 
-def _str(s: str) -> bytes:
-    b = s.encode()
-    if len(b) > 0x7FFF:
-        raise ValueError("a protocol STRING holds at most 32767 bytes")
-    return _INT16.pack(len(b)) + b
+class _Reader(Reader):
+    """The primitives' reader, failing with :class:`FormatError`."""
 
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError(f"truncated record: wanted {n} bytes at {self.pos} of {len(self.data)}")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def int16(self) -> int:
-        v: int = _INT16.unpack(self._take(2))[0]
-        return v
-
-    def int32(self) -> int:
-        v: int = _INT32.unpack(self._take(4))[0]
-        return v
-
-    def int64(self) -> int:
-        v: int = _INT64.unpack(self._take(8))[0]
-        return v
-
-    def string(self) -> str:
-        n = self.int16()
-        if n < 0:
-            raise FormatError("null STRING")
-        try:
-            return self._take(n).decode()
-        except UnicodeDecodeError as e:
-            raise FormatError(f"STRING is not UTF-8: {e}") from None
+    __slots__ = ()
+    error = FormatError
 
     def version(self) -> None:
-        v = self.int16()
+        v = self.i16()
         if v != VERSION:
             raise FormatError(f"unsupported version {v}")
 
@@ -121,7 +87,7 @@ class OffsetSync:
     downstream_offset: int
 
     def key(self) -> bytes:
-        return _str(self.topic) + _INT32.pack(self.partition)
+        return _str(self.topic) + I32.pack(self.partition)
 
     def value(self) -> bytes:
         return _TWO_INT64.pack(self.upstream_offset, self.downstream_offset)
@@ -129,7 +95,7 @@ class OffsetSync:
     @staticmethod
     def decode(key: bytes, value: bytes) -> OffsetSync:
         k, v = _Reader(key), _Reader(value)
-        return OffsetSync(k.string(), k.int32(), v.int64(), v.int64())
+        return OffsetSync(k.string(), k.i32(), v.i64(), v.i64())
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +108,19 @@ class Checkpoint:
     metadata: str = ""
 
     def key(self) -> bytes:
-        return _str(self.group) + _str(self.topic) + _INT32.pack(self.partition)
+        return _str(self.group) + _str(self.topic) + I32.pack(self.partition)
 
     def value(self) -> bytes:
-        return _INT16.pack(VERSION) + _TWO_INT64.pack(self.upstream_offset, self.downstream_offset) + _str(
+        return I16.pack(VERSION) + _TWO_INT64.pack(self.upstream_offset, self.downstream_offset) + _str(
             self.metadata
         )
 
     @staticmethod
     def decode(key: bytes, value: bytes) -> Checkpoint:
         k, v = _Reader(key), _Reader(value)
-        group, topic, partition = k.string(), k.string(), k.int32()
+        group, topic, partition = k.string(), k.string(), k.i32()
         v.version()
-        return Checkpoint(group, topic, partition, v.int64(), v.int64(), v.string())
+        return Checkpoint(group, topic, partition, v.i64(), v.i64(), v.string())
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +133,14 @@ class Heartbeat:
         return _str(self.source) + _str(self.target)
 
     def value(self) -> bytes:
-        return _INT16.pack(VERSION) + _INT64.pack(self.timestamp_ms)
+        return I16.pack(VERSION) + I64.pack(self.timestamp_ms)
 
     @staticmethod
     def decode(key: bytes, value: bytes) -> Heartbeat:
         k, v = _Reader(key), _Reader(value)
         source, target = k.string(), k.string()
         v.version()
-        return Heartbeat(source, target, v.int64())
+        return Heartbeat(source, target, v.i64())
 
 
 class ReplicationPolicy:

@@ -39,12 +39,9 @@ broker must look inside (compaction, internal topics).
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
-
-import crc32c as _crc32c
 
 from loosely.protocol.batch_layout import (
     ATTRIBUTES_AT,
@@ -52,16 +49,22 @@ from loosely.protocol.batch_layout import (
     BATCH_HEADER_BYTES,
     CODEC_MASK,
     CONTROL_BIT,
+    CONTROL_KEY,
+    CONTROL_VALUE,
     CRC_AT,
     DELETE_HORIZON_BIT,
+    LEADER_EPOCH_AT,
     LOG_OVERHEAD,
+    MAGIC_AT,
     MAGIC_V2,
+    MAX_TIMESTAMP_AT,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
     ControlType,
 )
 from loosely.protocol.compression import Codec, compress, decompress
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
+from loosely.protocol.primitives import I16, I32, I64, U32, read_varint, write_varint
 
 __all__ = [
     "BATCH_HEADER",
@@ -93,21 +96,17 @@ NO_PRODUCER_ID: Final = -1
 NO_PRODUCER_EPOCH: Final = -1
 NO_SEQUENCE: Final = -1
 
-_BASE_OFFSET: Final = struct.Struct(">q")
-_LEADER_EPOCH_AT: Final = 12
-_MAGIC_AT: Final = 16
+_BASE_OFFSET: Final = I64
+_LEADER_EPOCH_AT: Final = LEADER_EPOCH_AT
+_MAGIC_AT: Final = MAGIC_AT
 _CRC_AT: Final = CRC_AT
 _ATTRIBUTES_AT: Final = ATTRIBUTES_AT
-_MAX_TIMESTAMP_AT: Final = 35
-_I32: Final = struct.Struct(">i")
-_U32: Final = struct.Struct(">I")
-_I16: Final = struct.Struct(">h")
-_I64: Final = struct.Struct(">q")
+_MAX_TIMESTAMP_AT: Final = MAX_TIMESTAMP_AT
+_I32: Final = I32
+_U32: Final = U32
+_I16: Final = I16
+_I64: Final = I64
 
-CONTROL_KEY: Final = struct.Struct(">hh")
-CONTROL_VALUE: Final = struct.Struct(">hi")
-assert CONTROL_KEY.size == 4
-assert CONTROL_VALUE.size == 6
 
 _CODEC_MASK: Final = CODEC_MASK
 _TIMESTAMP_TYPE_BIT: Final = TIMESTAMP_TYPE_BIT
@@ -244,7 +243,22 @@ def iter_batches(
 
 def batch_crc(buf: bytes | bytearray | memoryview, pos: int, size: int) -> int:
     """The CRC-32C a batch of ``size`` bytes at ``pos`` should carry."""
-    return int(_crc32c.crc32c(memoryview(buf)[pos + _ATTRIBUTES_AT : pos + size]))
+    crc32c = _crc32c or _load_crc32c()
+    return int(crc32c(memoryview(buf)[pos + _ATTRIBUTES_AT : pos + size]))
+
+
+# Loaded on the first CRC, not with this module: the crc32c package's __init__ reads its own version through
+# importlib.metadata and loads its command line, about half of this module's import time, and the command line's
+# paths import this module without ever checking a CRC. (An import statement in batch_crc would cost 0.3 us a batch.)
+_crc32c: Callable[[memoryview], int] | None = None
+
+
+def _load_crc32c() -> Callable[[memoryview], int]:
+    global _crc32c  # noqa: PLW0603 - the one-time load described above
+    from crc32c import crc32c  # noqa: PLC0415
+
+    _crc32c = crc32c
+    return crc32c
 
 
 def check_batch_crc(buf: bytes | bytearray | memoryview, pos: int, header: BatchHeader) -> None:
@@ -279,37 +293,11 @@ def set_max_timestamp(
     return attributes
 
 
-# --- varints ---------------------------------------------------------------------------------------------------
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint (up to 10 bytes) at ``pos``: ``(value, next position)``."""
-    shift = 0
-    raw = 0
-    while True:
-        if pos >= len(buf):
-            raise CorruptRecordError("varint runs past the end of the records")
-        b = buf[pos]
-        pos += 1
-        raw |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise CorruptRecordError("varint longer than 10 bytes")
-    return (raw >> 1) ^ -(raw & 1), pos
-
-
-def _write_varint(out: bytearray, value: int) -> None:
-    raw = ((value << 1) ^ (value >> 63)) & 0xFFFF_FFFF_FFFF_FFFF
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
+# --- varint-length fields (the varints themselves: loosely.protocol.primitives) ---------------------------------------
 
 
 def _read_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
-    n, pos = _read_varint(buf, pos)
+    n, pos = read_varint(buf, pos)
     if n < 0:
         return None, pos
     end = pos + n
@@ -320,9 +308,9 @@ def _read_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
 
 def _write_bytes(out: bytearray, value: bytes | None) -> None:
     if value is None:
-        _write_varint(out, -1)
+        write_varint(out, -1)
     else:
-        _write_varint(out, len(value))
+        write_varint(out, len(value))
         out += value
 
 
@@ -335,16 +323,16 @@ def decode_records(
     out: list[Record] = []
     p = 0
     for _ in range(header.records_count):
-        length, p = _read_varint(data, p)
+        length, p = read_varint(data, p)
         end = p + length
         if length < 0 or end > len(data):
             raise CorruptRecordError(f"record of {length} bytes runs past the end of its batch")
         p += 1  # attributes
-        ts_delta, p = _read_varint(data, p)
-        off_delta, p = _read_varint(data, p)
+        ts_delta, p = read_varint(data, p)
+        off_delta, p = read_varint(data, p)
         key, p = _read_bytes(data, p)
         value, p = _read_bytes(data, p)
-        n_headers, p = _read_varint(data, p)
+        n_headers, p = read_varint(data, p)
         if n_headers < 0 or n_headers > length:
             raise CorruptRecordError(f"impossible header count {n_headers}")
         headers: list[tuple[str, bytes | None]] = []
@@ -399,17 +387,17 @@ def build_batch(
     for i, r in enumerate(records):
         rec = bytearray()
         rec.append(0)
-        _write_varint(rec, r.timestamp - first_ts)
+        write_varint(rec, r.timestamp - first_ts)
         delta = i if r.offset_delta is None else r.offset_delta
         last_delta = max(last_delta, delta)
-        _write_varint(rec, delta)
+        write_varint(rec, delta)
         _write_bytes(rec, r.key)
         _write_bytes(rec, r.value)
-        _write_varint(rec, len(r.headers))
+        write_varint(rec, len(r.headers))
         for hk, hv in r.headers:
             _write_bytes(rec, hk.encode("utf-8"))
             _write_bytes(rec, hv)
-        _write_varint(body, len(rec))
+        write_varint(body, len(rec))
         body += rec
     if last_offset_delta is not None:
         last_delta = last_offset_delta

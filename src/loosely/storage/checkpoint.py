@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 
+from loosely.protocol.names import TopicPartition
 from loosely.storage.fs import FileSystem
 
 __all__ = ["read_checkpoint", "write_checkpoint"]
-
-TopicPartition = tuple[str, int]
 
 
 def write_checkpoint(fs: FileSystem, path: str, offsets: dict[TopicPartition, int]) -> None:
@@ -52,7 +51,7 @@ def _parse(data: bytes) -> dict[TopicPartition, int]:
         out: dict[TopicPartition, int] = {}
         for line in lines[2 : 2 + n]:
             t, p, o = line.rsplit(" ", 2)
-            out[(t, int(p))] = int(o)
+            out[TopicPartition(t, int(p))] = int(o)
         if len(out) != n:
             return {}
         return out

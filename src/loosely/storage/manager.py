@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from loosely.protocol.errors import ErrorCode
+from loosely.protocol.names import TopicPartition
 from loosely.storage.checkpoint import read_checkpoint, write_checkpoint
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.config import InvalidConfigError, LogConfig, resolve_log_config, validate_overrides
@@ -104,7 +105,7 @@ class LogManager:
         self.broker_defaults = dict(broker_defaults or {})
         self.topics: dict[str, Topic] = {}
         self._by_id: dict[uuid.UUID, Topic] = {}
-        self.cleaner_offsets: dict[tuple[str, int], int] = {}
+        self.cleaner_offsets: dict[TopicPartition, int] = {}
         self.was_clean_shutdown = False
         self.faults = StorageFaults(self.clock)
         self.lock = DataDirLock(self.data_dir)
@@ -152,7 +153,8 @@ class LogManager:
                 internal=bool(meta.get("internal", False)),
             )
             for p in range(int(meta["partitions"])):
-                t.logs.append(self._open_log(t, p, recovery.get((topic_name, p), 0), starts.get((topic_name, p), 0)))
+                tp = TopicPartition(topic_name, p)
+                t.logs.append(self._open_log(t, p, recovery.get(tp, 0), starts.get(tp, 0)))
             self.topics[topic_name] = t
             self._by_id[t.topic_id] = t
         # Partition directories nobody owns: an interrupted create or delete.
@@ -204,12 +206,13 @@ class LogManager:
         return True
 
     def _write_checkpoints(self) -> None:
-        rec: dict[tuple[str, int], int] = {}
-        starts: dict[tuple[str, int], int] = {}
+        rec: dict[TopicPartition, int] = {}
+        starts: dict[TopicPartition, int] = {}
         for t in self.topics.values():
             for p, log in enumerate(t.logs):
-                rec[(t.name, p)] = log.recovery_point
-                starts[(t.name, p)] = log.log_start_offset
+                tp = TopicPartition(t.name, p)
+                rec[tp] = log.recovery_point
+                starts[tp] = log.log_start_offset
         write_checkpoint(self.fs, os.path.join(self.data_dir, RECOVERY_POINTS), rec)
         write_checkpoint(self.fs, os.path.join(self.data_dir, LOG_START_OFFSETS), starts)
         live = {k: v for k, v in self.cleaner_offsets.items() if k[0] in self.topics}
@@ -331,7 +334,7 @@ class LogManager:
         for p, log in enumerate(t.logs):
             for s in log.segments:
                 s.close()
-            self.cleaner_offsets.pop((name, p), None)
+            self.cleaner_offsets.pop(TopicPartition(name, p), None)
             try:
                 doomed = os.path.join(self.data_dir, f".trash-{uuid.uuid4().hex}")
                 self.fs.rename(log.dir, doomed)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, NewType, TypeAlias, TypeVar
 
+from loosely.protocol.names import TopicPartition
 from loosely.views._serde import BYTES, JSON, STRING, Deserializer
 
 _DOCTEST_NAMES = (JSON, STRING)
@@ -53,11 +54,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 class ViewError(ValueError):
     """A view definition that cannot work (bad name, no topics, ...)."""
-
-
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
 
 
 class Record(NamedTuple, Generic[K, V]):

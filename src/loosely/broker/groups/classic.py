@@ -39,12 +39,12 @@ connection waits forever, and a removed member's waiting request is answered wit
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, NewType
 
-from loosely.protocol.errors import ErrorCode
+from loosely.protocol.errors import ErrorCode, ProtocolError
+from loosely.protocol.primitives import Reader
 
 __all__ = [
     "GroupId",
@@ -1034,10 +1034,6 @@ def validate_offset_delete(g: Group | None) -> ErrorCode:
     return ErrorCode.none
 
 
-_I16: Final = struct.Struct(">h")
-_I32: Final = struct.Struct(">i")
-
-
 def subscribed_topics(g: Group) -> frozenset[str] | None:
     """Topics the members subscribe to, from ConsumerProtocolSubscription metadata; None if unknown.
 
@@ -1051,21 +1047,18 @@ def subscribed_topics(g: Group) -> frozenset[str] | None:
         return None
     topics: set[str] = set()
     for m in g.members.values():
-        data = m.metadata(g.protocol_name)
+        r = Reader(m.metadata(g.protocol_name))
         try:
-            pos = _I16.size
-            (count,) = _I32.unpack_from(data, pos)
-            pos += _I32.size
-            if count < 0 or count > len(data):
+            r.i16()  # version
+            count = r.array_length()
+            if count < 0:
                 return None
             for _ in range(count):
-                (n,) = _I16.unpack_from(data, pos)
-                pos += _I16.size
-                if n < 0 or pos + n > len(data):
+                topic = r.nullable_string()
+                if topic is None:
                     return None
-                topics.add(data[pos : pos + n].decode("utf-8"))
-                pos += n
-        except (struct.error, UnicodeDecodeError):
+                topics.add(topic)
+        except ProtocolError:
             return None
     return frozenset(topics)
 

@@ -64,9 +64,10 @@ from loosely.broker.groups.classic import (
 from loosely.broker.groups.consumer import ConsumerGroupLimits
 from loosely.broker.groups.consumer_shell import ConsumerGroups
 from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
-from loosely.broker.groups.store import OffsetStore, TopicPartition, is_expired
+from loosely.broker.groups.store import OffsetStore, is_expired
 from loosely.broker.producers import ProducerStateManager
 from loosely.protocol.errors import ErrorCode
+from loosely.protocol.names import TopicPartition
 from loosely.storage.log import LogError
 
 __all__ = ["CommitRequest", "GroupCoordinator", "GroupStatistics", "group_coordinator"]
@@ -529,7 +530,7 @@ class GroupCoordinator:
         errors: dict[TopicPartition, ErrorCode] = {}
         good: list[tuple[TopicPartition, OffsetValue]] = []
         for p in partitions:
-            tp = (p.topic, p.partition)
+            tp = TopicPartition(p.topic, p.partition)
             metadata = p.metadata or ""
             if len(metadata) > self.ctx.config.offset_metadata_bytes_max:
                 errors[tp] = ErrorCode.offset_metadata_too_large

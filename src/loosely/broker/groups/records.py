@@ -32,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from loosely.broker._wire import Reader, Writer
 from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.primitives import Reader, Writer
 
 __all__ = [
     "GROUP_METADATA_KEY_TYPE",

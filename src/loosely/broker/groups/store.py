@@ -38,13 +38,12 @@ from loosely.broker.groups.records import (
     encode_offset_value,
 )
 from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import CONTROL_KEY, NO_PRODUCER_ID, ControlType, NewRecord, build_batch
 
-__all__ = ["Committed", "OffsetStore", "TopicPartition", "is_expired"]
+__all__ = ["Committed", "OffsetStore", "is_expired"]
 
 log = logging.getLogger("loosely.broker.groups")
-
-TopicPartition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +112,7 @@ class OffsetStore:
             return
         k = decode_key(key)
         if isinstance(k, OffsetKey):
-            tp = (k.topic, k.partition)
+            tp = TopicPartition(k.topic, k.partition)
             if value is None:
                 self._delete_offset(k.group, tp)
             elif producer_id == NO_PRODUCER_ID:

@@ -27,18 +27,13 @@ import uuid
 from dataclasses import dataclass
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import (
-    BrokerContext,
-    Request,
-    TopicPartition,
-    current_principal,
-    current_throttle_ms,
-)
+from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import FETCH as CONSUMER_BYTE_RATE
 from loosely.broker.quotas import quota_user
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
@@ -97,7 +92,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
     max_bytes = min(int(getattr(request, "max_bytes", ctx.config.fetch_bytes_max)), ctx.config.fetch_bytes_max)
     committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
     deadline = ctx.clock.monotonic_ms() + max(0, max_wait_ms)
-    watch: list[TopicPartition] = [(w.topic, w.partition) for w in wants if w.topic is not None and not w.denied]
+    watch = [TopicPartition(w.topic, w.partition) for w in wants if w.topic is not None and not w.denied]
     while True:
         body, total, errors, by_topic_bytes = _gather(ctx, resp, wants, max_bytes, committed)
         remaining = deadline - ctx.clock.monotonic_ms()

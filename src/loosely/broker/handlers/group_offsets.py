@@ -12,11 +12,11 @@ from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.coordinator import CommitRequest, group_coordinator
 from loosely.broker.groups.records import NO_TIMESTAMP
-from loosely.broker.groups.store import TopicPartition
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.handlers.groups import td_ms
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 
@@ -33,11 +33,11 @@ def partition_errors(
     out: dict[TopicPartition, ErrorCode] = {}
     for name, parts in topics:
         if not allowed(ctx, op, Res.TOPIC, name):
-            out.update(((name, p), ErrorCode.topic_authorization_failed) for p in parts)
+            out.update((TopicPartition(name, p), ErrorCode.topic_authorization_failed) for p in parts)
             continue
         for p in parts:
             if ctx.logs.log(name, p) is None:
-                out[(name, p)] = ErrorCode.unknown_topic_or_partition
+                out[TopicPartition(name, p)] = ErrorCode.unknown_topic_or_partition
     return out
 
 
@@ -75,7 +75,10 @@ def committed_topics(
                 build(
                     getattr(resp, classes[1]),
                     partition_index=p,
-                    error_code=group_error if group_error != ErrorCode.none else errors.get((name, p), ErrorCode.none),
+                    error_code=(
+                        group_error if group_error != ErrorCode.none
+                        else errors.get(TopicPartition(name, p), ErrorCode.none)
+                    ),
                 )
                 for p in parts
             ),
@@ -145,7 +148,7 @@ def _fetch_group(
             return error, {}
     wanted: list[TopicPartition] | None = None
     if topics is not None:
-        wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
+        wanted = [TopicPartition(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
     by_topic: _Fetched = {}
     if wanted is not None:
         for name, _ in wanted:
@@ -219,7 +222,7 @@ async def handle_offset_delete(ctx: BrokerContext, header: RequestHeader, reques
     elif coord is None:
         group_error = ErrorCode.coordinator_not_available
     else:
-        doomed = [(name, p) for name, parts in wanted for p in parts if (name, p) not in errors]
+        doomed = [TopicPartition(name, p) for name, parts in wanted for p in parts if (name, p) not in errors]
         group_error, per = coord.delete_offsets(str(request.group_id), doomed)
         errors.update(per)
     topics = tuple(
@@ -230,7 +233,7 @@ async def handle_offset_delete(ctx: BrokerContext, header: RequestHeader, reques
                 build(
                     resp.OffsetDeleteResponsePartition,
                     partition_index=p,
-                    error_code=errors.get((name, p), ErrorCode.none),
+                    error_code=errors.get(TopicPartition(name, p), ErrorCode.none),
                 )
                 for p in parts
             ),

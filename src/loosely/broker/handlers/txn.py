@@ -30,6 +30,7 @@ from loosely.broker.producers import producer_state
 from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import CLUSTER_NAME
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
@@ -107,25 +108,25 @@ async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader
     wanted = [(t.name, [int(p) for p in t.partitions]) for t in request.v3_and_below_topics]
     coord = transaction_coordinator(ctx)
     if not _may_write(ctx, request.v3_and_below_transactional_id):
-        errors = {(n, p): ErrorCode.transactional_id_authorization_failed for n, ps in wanted for p in ps}
+        errors = {TopicPartition(n, p): ErrorCode.transactional_id_authorization_failed for n, ps in wanted for p in ps}
     else:
         errors = partition_errors(ctx, wanted, Op.WRITE)
     if errors:
         code = {
             tp: errors.get(tp, ErrorCode.operation_not_attempted)
             for name, ps in wanted
-            for tp in [(name, p) for p in ps]
+            for tp in [TopicPartition(name, p) for p in ps]
         }
     elif coord is None:
-        code = {(name, p): ErrorCode.coordinator_not_available for name, ps in wanted for p in ps}
+        code = {TopicPartition(name, p): ErrorCode.coordinator_not_available for name, ps in wanted for p in ps}
     else:
         r = await coord.add_partitions(
             str(request.v3_and_below_transactional_id),
             int(request.v3_and_below_producer_id),
             int(request.v3_and_below_producer_epoch),
-            frozenset((name, p) for name, ps in wanted for p in ps),
+            frozenset(TopicPartition(name, p) for name, ps in wanted for p in ps),
         )
-        code = {(name, p): _for_client(header, r.error) for name, ps in wanted for p in ps}
+        code = {TopicPartition(name, p): _for_client(header, r.error) for name, ps in wanted for p in ps}
     if any(c != ErrorCode.none for c in code.values()):
         ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
     results = tuple(
@@ -133,7 +134,11 @@ async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader
             resp.AddPartitionsToTxnTopicResult,
             name=name,
             results_by_partition=tuple(
-                build(resp.AddPartitionsToTxnPartitionResult, partition_index=p, partition_error_code=code[(name, p)])
+                build(
+                    resp.AddPartitionsToTxnPartitionResult,
+                    partition_index=p,
+                    partition_error_code=code[TopicPartition(name, p)],
+                )
                 for p in ps
             ),
         )
@@ -171,7 +176,7 @@ async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, r
             str(request.transactional_id),
             int(request.producer_id),
             int(request.producer_epoch),
-            frozenset({(internal.CONSUMER_OFFSETS, partition)}),
+            frozenset({TopicPartition(internal.CONSUMER_OFFSETS, partition)}),
         )
         error = _for_client(header, r.error)
     if error != ErrorCode.none:

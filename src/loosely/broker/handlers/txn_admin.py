@@ -36,6 +36,7 @@ from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.broker.transactions.state import TxnMetadata, TxnState
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
+from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 from loosely.storage.log import LogError
 
@@ -248,7 +249,7 @@ def _write_marker(
         return e.error_code
     except OSError as e:  # the disk refused the append
         return plog.storage_error("transaction marker", e).error_code
-    ctx.watchers.notify((topic, partition))
+    ctx.watchers.notify(TopicPartition(topic, partition))
     return ErrorCode.none
 
 

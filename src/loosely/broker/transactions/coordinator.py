@@ -58,6 +58,7 @@ from loosely.broker.transactions.state import (
     step,
 )
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
+from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import NewRecord, build_batch
 from loosely.storage.log import LogError
 
@@ -149,7 +150,7 @@ class TransactionCoordinator:
                         v.producer_epoch,
                         v.timeout_ms,
                         TxnState(v.status),
-                        frozenset(v.partitions),
+                        frozenset(TopicPartition(t, p) for t, p in v.partitions),
                         v.start_ms,
                         v.last_update_ms,
                     )
@@ -247,7 +248,7 @@ class TransactionCoordinator:
                 log.warning("marker for producer %d in %s-%d failed: %s", eff.producer_id, topic, partition, e)
                 ok = False
                 continue
-            self.ctx.watchers.notify((topic, partition))
+            self.ctx.watchers.notify(TopicPartition(topic, partition))
         return ok
 
     def _schedule(self, tid: TransactionalId) -> None:
@@ -292,7 +293,7 @@ class TransactionCoordinator:
         return await self._ask(tid, lambda rid: InitProducerId(rid, tid, timeout_ms, expected, fresh))
 
     async def add_partitions(
-        self, transactional_id: str, producer_id: int, epoch: int, partitions: frozenset[tuple[str, int]]
+        self, transactional_id: str, producer_id: int, epoch: int, partitions: frozenset[TopicPartition]
     ) -> Reply:
         tid = TransactionalId(transactional_id)
         return await self._ask(tid, lambda rid: AddPartitions(rid, producer_id, epoch, partitions))

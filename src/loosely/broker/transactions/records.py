@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from loosely.broker._wire import Reader, Writer
 from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.primitives import Reader, Writer
 
 __all__ = ["TxnLogValue", "decode_txn_key", "decode_txn_value", "encode_txn_key", "encode_txn_value"]
 

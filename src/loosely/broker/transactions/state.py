@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Final, NewType
 
 from loosely.protocol.errors import ErrorCode
+from loosely.protocol.names import TopicPartition
 
 __all__ = [
     "AddPartitions",
@@ -54,8 +55,6 @@ __all__ = [
 
 TransactionalId = NewType("TransactionalId", str)
 TxnRequestId = NewType("TxnRequestId", int)
-TopicPartition = tuple[str, int]
-
 NO_PRODUCER_ID: Final = -1
 NO_EPOCH: Final = -1
 EPOCH_MAX: Final = 0x7FFF  # Short.MAX_VALUE

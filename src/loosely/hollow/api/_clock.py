@@ -1,7 +1,8 @@
 """Injected time, version minting and leadership: the three things a producer asks the world about.
 
 * :class:`Clock`: ``now_ms`` (wall clock, for versions and header tags) and ``monotonic_ms`` (durations,
-  timeouts, backoff).  ``loosely.testing.FakeClock`` implements it for tests.
+  timeouts, backoff).  ``loosely.testing.FakeClock`` implements it for tests.  It is storage's and the broker's
+  clock (:mod:`loosely.storage.clock`), re-exported here.
 * :class:`VersionMinter`: the next version.  Versions only grow; the default mints Java's readable timestamp
   form ``yyyyMMddHHmmssSSS`` (UTC) and bumps it past the previous version when the clock is behind.
 * :class:`LeaderElection`: whether this producer may publish and announce, and a *term* that changes each time
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-import time
 from typing import Protocol, runtime_checkable
 
 from loosely.hollow.api._blobs import VERSION_MAX, Version
+from loosely.storage.clock import Clock, SystemClock  # one clock for every room: the broker's and storage's
 
 __all__ = [
     "AlwaysLeader",
@@ -26,26 +27,6 @@ __all__ = [
     "TimestampVersionMinter",
     "VersionMinter",
 ]
-
-
-class Clock(Protocol):
-    """Wall-clock and monotonic milliseconds (``loosely.testing.FakeClock`` fits)."""
-
-    def now_ms(self) -> int: ...
-
-    def monotonic_ms(self) -> int: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    __slots__ = ()
-
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    def monotonic_ms(self) -> int:
-        return time.monotonic_ns() // 1_000_000
 
 
 @runtime_checkable
