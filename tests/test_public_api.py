@@ -28,6 +28,9 @@ PINS: dict[str, list[str]] = {
     "loosely": [
         "__version__",
     ],
+    "loosely.console": ["Cluster", "ConsoleError", "ConsoleServer", "KeyLookup", "SearchProgress", "SearchQuery",
+                        "create_app"],
+    "loosely.demo": ["Catalog", "ChangeStream", "Demo", "DemoConfig", "DocumentSite", "HollowReader", "movie_document"],
     "loosely.broker": [
         "acls",
         "config",
@@ -39,6 +42,7 @@ PINS: dict[str, list[str]] = {
         "internal",
         "metrics",
         "producers",
+        "quotas",
         "scrubber",
         "server",
         "transactions",
@@ -62,6 +66,7 @@ PINS: dict[str, list[str]] = {
     "loosely.cli": [
         "acls_cmd",
         "admin",
+        "console_cmd",
         "demo",
         "hollow_cmd",
         "kcat",
@@ -248,6 +253,7 @@ PINS: dict[str, list[str]] = {
         "jaas",
         "jwt",
         "oauthbearer",
+        "passwords",
         "plain",
         "sasl",
         "scram",

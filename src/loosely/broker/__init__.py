@@ -8,7 +8,8 @@ Its modules are its public surface (``__all__`` names them; tests/test_public_ap
   asyncio shells; :mod:`.producers`: idempotent and transactional producer state; :mod:`.internal`: Kafka's
   internal topics; :mod:`.extensions`: the services that plug into a running broker.
 * :mod:`.config` and :mod:`.config_doc`: settings and their generated reference; :mod:`.acls`: ACLs in memory, on
-  disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks.
+  disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks;
+  :mod:`.quotas`: client quotas, stored and enforced.
 """
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "internal",
     "metrics",
     "producers",
+    "quotas",
     "scrubber",
     "server",
     "transactions",

@@ -8,6 +8,7 @@ One module per command group: :mod:`.kcat` (``kcat``/``produce``/``consume``/``m
 __all__ = [
     "acls_cmd",
     "admin",
+    "console_cmd",
     "demo",
     "hollow_cmd",
     "kcat",

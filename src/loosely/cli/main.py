@@ -167,6 +167,8 @@ async def _start_console(args: argparse.Namespace, broker: Any) -> Any:
     a thread of its own: the broker's loop carries none of its pages."""
     if not args.console_listen:
         return None
+    import asyncio  # noqa: PLC0415 - see _broker_command
+
     from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, "--console-listen", "console")

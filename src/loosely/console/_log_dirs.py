@@ -13,7 +13,6 @@ follower fewer); a topic's is the sum over its partitions.
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -21,6 +20,7 @@ from kio.schema.describe_log_dirs.v1.request import DescribeLogDirsRequest
 
 from loosely.protocol.errors import ProtocolError
 from loosely.protocol.messages import ApiKey, decode_response, encode_request
+from loosely.protocol.primitives import Reader
 
 __all__ = ["partition_sizes"]
 
@@ -48,7 +48,7 @@ def _ask(host: str, port: int, timeout_s: float) -> Any:
                              client_id="loosely-console")
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.sendall(request)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        size = Reader(_recv_exact(sock, 4)).i32()
         if not 0 < size <= RESPONSE_BYTES_MAX:
             raise ProtocolError(f"DescribeLogDirs answer of {size} bytes")
         _, response = decode_response(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, _recv_exact(sock, size))

@@ -6,7 +6,8 @@ answers), so it sits beside storage on the import ladder and is tested without s
 
 * :mod:`.sasl`: one connection's SASL exchange; the mechanisms :mod:`.plain`, :mod:`.scram` and :mod:`.oauthbearer`
   (unsecured JWTs) with :mod:`.jwt` (signed JWTs checked against a JWKS); :mod:`.jaas`: ``sasl.jaas.config`` values.
-* :mod:`.credentials`: the SCRAM credential store; :mod:`.authorizer`: ACLs and their decisions.
+* :mod:`.credentials`: the SCRAM credential store; :mod:`.passwords`: HTTP services' password checks against it;
+  :mod:`.authorizer`: ACLs and their decisions.
 """
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "jaas",
     "jwt",
     "oauthbearer",
+    "passwords",
     "plain",
     "sasl",
     "scram",
