@@ -1,0 +1,337 @@
+"""The key index of a segment: which of its batches hold a record with a given key, found without a scan.
+
+Theory of operation
+-------------------
+Consoles answer "find the messages with key K" by consuming the whole topic. The log can do better because it sees
+every key once, when the produce validator walks the records anyway: :func:`loosely.protocol.validation.
+validate_client_batch` hands back the 64-bit hash of every record key (``_recwalk.key_hashes``, C, a few ns a record,
+on the section it has already decompressed), and the segment adds ``(hash, batch position)`` pairs here.
+
+* **Entries** are ``(key hash, byte position of the batch in the .log)``, one per keyed record (records with a null
+  key are not indexed; control batches are skipped). A hash only narrows the search: unequal keys may share a hash,
+  so :meth:`PartitionLog.find_key <loosely.storage.log.PartitionLog.find_key>` reads each candidate batch and keeps
+  the records whose key is equal. Keeping batch positions rather than offsets means a hit costs one ``pread`` and no
+  offset-index lookup.
+* **Coverage**: the index covers the segment's bytes ``[0, covered_bytes)``. An append is indexed only when it
+  starts exactly at ``covered_bytes``; batches the validator did not walk (the broker's own, a log opened after a
+  restart, a segment installed by the cleaner) leave a gap that :meth:`KeyIndex.catch_up` closes at the next lookup
+  by reading the uncovered batches (decompressing each once). So the index is never wrong, at worst behind.
+* **Undo**: a failed append truncates the segment (:meth:`Segment.rollback <loosely.storage.segment.Segment.
+  rollback>`), which calls :meth:`KeyIndex.truncate`: entries at or past the cut are dropped. Positions only grow
+  within the in-memory (append-order) arrays, so that is a bisection.
+* **Sidecar** ``<base offset>.keyindex``, written by :meth:`KeyIndex.persist` once a segment is closed (rolled) and
+  its index is complete: the entries sorted by hash, so a lookup is a binary search. Written to ``.tmp``, fsynced,
+  renamed, directory fsynced. It is never trusted blindly: :meth:`KeyIndex.load` checks the magic, version, body
+  CRC-32C and a fingerprint of the segment it was built from (base offset, next offset, size, and the CRCs of the
+  first and last batch, which tell a cleaned segment from the one it replaced). A missing, torn or mismatching
+  sidecar is rebuilt from the segment at its first use, which keeps starts as fast as before. Retention, the
+  cleaner and recovery remove it with its segment; a sidecar without a segment is removed on open.
+
+Sidecar layout (little-endian)::
+
+    magic "LKEYIDX1" | uint16 version (1) | uint16 reserved | uint32 crc32c(body)
+    | int64 base_offset | int64 next_offset | int64 log_bytes | int64 last_batch_position
+    | uint32 first_batch_crc | uint32 last_batch_crc | int64 entries
+    body: entries x uint64 hash (ascending) | entries x int64 batch position (same order)
+
+Concurrency: the owner's thread appends, truncates and catches up the active segment. A closed segment never changes
+in place, so its index may be completed, persisted and searched from a worker thread; a lock makes each step atomic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import struct
+import threading
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import crc32c
+import numpy as np
+import numpy.typing as npt
+
+from loosely.protocol import _recwalk
+from loosely.protocol.compression import decompress
+from loosely.protocol.errors import CorruptRecordError, ProtocolError
+from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, read_header
+from loosely.storage.fs import File, FileSystem
+
+__all__ = ["KEY_INDEX_HEADER", "KEY_INDEX_SUFFIX", "KeyIndex", "SegmentFingerprint", "batch_key_hashes", "key_hash"]
+
+log = logging.getLogger(__name__)
+
+KEY_INDEX_SUFFIX: Final = ".keyindex"
+KEY_INDEX_HEADER: Final = struct.Struct("<8sHHIqqqqIIq")
+assert KEY_INDEX_HEADER.size == 64
+_MAGIC: Final = b"LKEYIDX1"
+_VERSION: Final = 1
+_ENTRY_BYTES: Final = 16  # a hash and a position
+# Stored batches were accepted once; read back with the same bound as every other reader of the log.
+_DECOMPRESSED_BYTES_MAX: Final = 1 << 30
+
+_U64 = npt.NDArray[np.uint64]
+_I64 = npt.NDArray[np.int64]
+
+
+def key_hash(key: bytes) -> int:
+    """The 64-bit hash the index files a key under (``_recwalk.key_hash``, documented in _recwalk.c).
+
+    >>> key_hash(b"user-1") == key_hash(b"user-1") != key_hash(b"user-2")
+    True
+    """
+    return _recwalk.key_hash(key)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFingerprint:
+    """What a sidecar must agree with to be used: the segment as it was when the index was built."""
+
+    base_offset: int
+    next_offset: int
+    log_bytes: int
+    last_batch_position: int
+    first_batch_crc: int
+    last_batch_crc: int
+
+
+class KeyIndex:
+    """The key index of one segment; see the module header."""
+
+    __slots__ = (
+        "_batch_crcs",
+        "_batch_positions",
+        "_fingerprint",
+        "_fs",
+        "_hashes",
+        "_lock",
+        "_positions",
+        "_sorted",
+        "base_offset",
+        "covered_bytes",
+        "path",
+    )
+
+    def __init__(self, fs: FileSystem, path: str, base_offset: int) -> None:
+        self._fs = fs
+        self.path = path
+        self.base_offset = base_offset
+        self._lock = threading.Lock()
+        self.covered_bytes = 0
+        self._hashes = array("Q")  # append order: positions ascending
+        self._positions = array("q")
+        # Every covered batch (position, CRC): the undo point of a truncation and the sidecar's fingerprint.
+        self._batch_positions = array("q")
+        self._batch_crcs = array("L")
+        self._sorted: tuple[_U64, _I64] | None = None  # sorted by hash (persisted or loaded); arrays then empty
+        self._fingerprint: SegmentFingerprint | None = None  # of the sidecar in use
+
+    @property
+    def settled(self) -> bool:
+        """Sorted by hash: persisted to, or loaded from, a sidecar; nothing more to do for a closed segment."""
+        return self._sorted is not None
+
+    def __len__(self) -> int:
+        return len(self._sorted[0]) if self._sorted is not None else len(self._hashes)
+
+    # --- building ------------------------------------------------------------------------------------------
+
+    def add(self, position: int, header: BatchHeader, hashes: bytes | None) -> None:
+        """Index the batch at ``position`` with the key hashes the validator computed (None: not computed).
+
+        Ignored unless the batch starts where coverage ends; a later :meth:`catch_up` reads it instead.
+        """
+        if position != self.covered_bytes or hashes is None or self._sorted is not None:
+            return
+        with self._lock:
+            self._add(position, header, hashes)
+
+    def _add(self, position: int, header: BatchHeader, hashes: bytes) -> None:
+        if hashes:
+            self._hashes.frombytes(hashes)
+            self._positions.extend(array("q", (position,)) * (len(hashes) // 8))  # a memcpy, not a loop
+        self._batch_positions.append(position)
+        self._batch_crcs.append(header.crc)
+        self.covered_bytes = position + header.size
+
+    def catch_up(self, log_file: File, batches: Iterable[tuple[int, BatchHeader]]) -> int:
+        """Index ``batches`` (the segment's, from ``covered_bytes`` on) by reading them; returns batches read."""
+        read = 0
+        with self._lock:
+            if self._sorted is not None:
+                return 0
+            for pos, h in batches:
+                if pos != self.covered_bytes:
+                    continue  # before coverage (a racing append indexed it), or not contiguous
+                self._add(pos, h, _hashes_of(log_file, pos, h))
+                read += 1
+        return read
+
+    def truncate(self, position: int) -> None:
+        """Forget batches at or after byte ``position``, a batch boundary (the segment was cut, an append undone)."""
+        with self._lock:
+            if position >= self.covered_bytes:
+                return
+            if self._sorted is not None:
+                self._reset()  # rebuilt at the next lookup
+                return
+            del self._hashes[bisect.bisect_left(self._positions, position) :]
+            del self._positions[len(self._hashes) :]
+            i = bisect.bisect_left(self._batch_positions, position)
+            del self._batch_positions[i:]
+            del self._batch_crcs[i:]
+            self.covered_bytes = position if i else 0
+
+    def _reset(self) -> None:
+        self._sorted = self._fingerprint = None
+        self._hashes, self._positions = array("Q"), array("q")
+        self._batch_positions, self._batch_crcs = array("q"), array("L")
+        self.covered_bytes = 0
+
+    # --- lookup --------------------------------------------------------------------------------------------
+
+    def candidates(self, key: bytes) -> list[int]:
+        """Positions of the covered batches that may hold ``key`` (hash equal), newest first, each once."""
+        h = key_hash(key)
+        with self._lock:
+            if self._sorted is not None:
+                hashes, positions = self._sorted
+                lo = int(np.searchsorted(hashes, np.uint64(h), "left"))
+                hi = int(np.searchsorted(hashes, np.uint64(h), "right"))
+                found = positions[lo:hi].tolist()
+            elif self._hashes:
+                view = np.frombuffer(self._hashes, dtype=np.uint64)
+                found = np.frombuffer(self._positions, dtype=np.int64)[view == np.uint64(h)].tolist()
+                del view  # release the buffer export so the array can grow again
+            else:
+                found = []
+        return sorted(set(found), reverse=True)
+
+    # --- the sidecar ---------------------------------------------------------------------------------------
+
+    def fingerprint(self, next_offset: int) -> SegmentFingerprint | None:
+        """This index's view of its segment, once it covers at least one batch."""
+        if self._fingerprint is not None:
+            return self._fingerprint
+        if not self._batch_positions:
+            return None
+        return SegmentFingerprint(
+            self.base_offset,
+            next_offset,
+            self.covered_bytes,
+            self._batch_positions[-1],
+            self._batch_crcs[0],
+            self._batch_crcs[-1],
+        )
+
+    def persist(self, next_offset: int, log_bytes: int) -> bool:
+        """Write the sidecar of a closed segment whose index covers all ``log_bytes``; False if it does not."""
+        with self._lock:
+            fp = self.fingerprint(next_offset)
+            if fp is None or self.covered_bytes != log_bytes or self._sorted is not None:
+                return False
+            hashes = np.frombuffer(self._hashes, dtype=np.uint64)
+            positions = np.frombuffer(self._positions, dtype=np.int64)
+            order = np.argsort(hashes, kind="stable")
+            sorted_h, sorted_p = hashes[order].astype("<u8"), positions[order].astype("<i8")
+            del hashes, positions
+            body = sorted_h.tobytes() + sorted_p.tobytes()
+            header = KEY_INDEX_HEADER.pack(
+                _MAGIC,
+                _VERSION,
+                0,
+                crc32c.crc32c(body),
+                fp.base_offset,
+                fp.next_offset,
+                fp.log_bytes,
+                fp.last_batch_position,
+                fp.first_batch_crc,
+                fp.last_batch_crc,
+                len(sorted_h),
+            )
+            self._fs.write_atomic(self.path, header + body)
+            # Sorted arrays answer faster than the append-order ones and take the same memory.
+            self._sorted, self._fingerprint = (sorted_h, sorted_p), fp
+            self._hashes, self._positions = array("Q"), array("q")
+            self._batch_positions, self._batch_crcs = array("q"), array("L")
+            return True
+
+    def load(self, log_file: File, next_offset: int) -> str | None:
+        """Use the sidecar if it matches the segment; returns why not (None: loaded, or nothing to load)."""
+        if not self._fs.exists(self.path):
+            return "missing"
+        try:
+            data = self._fs.read_file(self.path)
+            problem, entries = _check_sidecar(data, self.base_offset, log_file, next_offset)
+        except OSError as e:
+            return f"unreadable: {e}"
+        if problem is not None or entries is None:
+            return problem
+        hashes = np.frombuffer(data, dtype="<u8", count=entries, offset=KEY_INDEX_HEADER.size)
+        positions = np.frombuffer(data, dtype="<i8", count=entries, offset=KEY_INDEX_HEADER.size + 8 * entries)
+        f = KEY_INDEX_HEADER.unpack_from(data)
+        with self._lock:
+            self._reset()
+            self._sorted = (hashes.astype(np.uint64), positions.astype(np.int64))
+            self._fingerprint = SegmentFingerprint(f[4], f[5], f[6], f[7], f[8], f[9])
+            self.covered_bytes = f[6]
+        return None
+
+    def delete(self) -> None:
+        """Remove the sidecar (its segment is going)."""
+        for p in (self.path, self.path + ".tmp"):
+            if self._fs.exists(p):
+                self._fs.remove(p)
+
+
+def _check_sidecar(data: bytes, base_offset: int, log_file: File, next_offset: int) -> tuple[str | None, int | None]:
+    if len(data) < KEY_INDEX_HEADER.size:
+        return f"{len(data)} bytes, shorter than its header", None
+    magic, version, _, body_crc, base, nxt, log_bytes, last_pos, first_crc, last_crc, entries = (
+        KEY_INDEX_HEADER.unpack_from(data)
+    )
+    if magic != _MAGIC or version != _VERSION:
+        return f"magic {magic!r} version {version}, expected {_MAGIC!r} version {_VERSION}", None
+    if entries < 0 or len(data) != KEY_INDEX_HEADER.size + entries * _ENTRY_BYTES:
+        return f"{len(data)} bytes for {entries} entries", None
+    if crc32c.crc32c(data[KEY_INDEX_HEADER.size :]) != body_crc:
+        return "the body's CRC-32C does not match", None
+    size = log_file.size()
+    if base != base_offset or nxt != next_offset or log_bytes != size:
+        return (
+            f"built for segment base {base}, next offset {nxt}, {log_bytes} bytes; "
+            f"the segment has base {base_offset}, next offset {next_offset}, {size} bytes",
+            None,
+        )
+    if not 0 <= last_pos <= size - BATCH_HEADER_BYTES:
+        return f"last batch position {last_pos} is outside the segment", None
+    first, last = (
+        read_header(log_file.pread(BATCH_HEADER_BYTES, 0)),
+        read_header(log_file.pread(BATCH_HEADER_BYTES, last_pos)),
+    )
+    if first.crc != first_crc or last.crc != last_crc or last_pos + last.size != size:
+        return "the segment's first or last batch is not the one the index was built from", None
+    return None, entries
+
+
+def _hashes_of(log_file: File, pos: int, h: BatchHeader) -> bytes:
+    body = log_file.pread(h.size - BATCH_HEADER_BYTES, pos + BATCH_HEADER_BYTES)
+    return batch_key_hashes(body, h, f"the batch at byte {pos} of {log_file.path}")
+
+
+def batch_key_hashes(body: bytes | bytearray | memoryview, h: BatchHeader, where: str) -> bytes:
+    """The key hashes of a batch whose records section (after the header) is ``body``, decompressed once.
+
+    b"" for a control batch, and for one that does not parse: damage is recovery's and the scrubber's business,
+    the index just cannot name its keys (logged).
+    """
+    if h.is_control:
+        return b""
+    try:
+        section = decompress(h.codec, memoryview(body), _DECOMPRESSED_BYTES_MAX) if h.codec else body
+        return _recwalk.key_hashes(section, h.records_count)
+    except (CorruptRecordError, ProtocolError, ValueError) as e:
+        log.warning("key index: %s (offset %d) does not parse, its keys are not indexed: %s", where, h.base_offset, e)
+        return b""
