@@ -35,19 +35,21 @@
  * hashing inside this walk costs almost nothing (the hash does not lie on the walk's chain of dependent loads),
  * while a second walk would cost as much as the first.
  *
- * key_hashes(data, count) -> bytes: the storage key index's hook (loosely.storage.keyindex). Walks `count` records
- * of a section walk() already accepted (or a stored batch) and returns one native-endian uint64 per record whose
- * key is not null: key_hash() of the key. Only lengths are read, so it costs a few ns a record; a section that does
- * not hold `count` records raises ValueError. key_hash(key) -> int reads the key 8 bytes at a time as little-endian
- * words (the last one zero-padded), folds each into the state with xor and a multiply by an odd 64-bit constant
- * (the state starts from the key's length, so "a" and "a\0" differ), and ends with MurmurHash3's fmix64 finalizer
- * so every bit of the result depends on every input bit. A byte-at-a-time hash (FNV-1a) cost ~8 ns on the talk's
- * 6-byte keys, a third of the whole produce walk; this costs one multiply a word. Equal keys hash equal; unequal keys may collide, so the index only narrows the search
- * and every hit is checked against the record's key.
- *
  * status: 0 ok; 1 malformed (detail says how, errors is empty); 2 the walk needed bytes past the end of `data`
  * and `truncated` is set, i.e. the batch inflates past the decompression limit (detail says where). Bytes after
  * the last record are malformed even when `truncated`: a streaming reader (Kafka's) finds them there too.
+ *
+ * The storage key index's helpers (loosely.storage.keyindex), which read only lengths and keys:
+ * key_hashes(data, count) -> bytes: one native-endian uint64 per record whose key is not null, key_hash() of the
+ * key, for a section walk() already accepted or a stored batch (rebuilding an index); ValueError if the section
+ * does not hold `count` records. key_offsets(data, count, key) -> list[int]: the offset deltas of the records whose
+ * key equals `key` (a null key never does), in order: how an index hit is checked without decoding the batch's
+ * other records in Python (~2 us a record there).
+ * key_hash(key) -> int reads the key 8 bytes at a time as little-endian words (the last one zero-padded), folds
+ * each into the state with xor and a multiply by an odd 64-bit constant (the state starts from the key's length,
+ * so "a" and "a\0" differ), and ends with MurmurHash3's fmix64 finalizer so every bit of the result depends on
+ * every input bit. A byte-at-a-time hash (FNV-1a) cost ~8 ns on the talk's 6-byte keys, as much as the rest of
+ * the walk; this costs one multiply a word. Unequal keys may collide, so an index hit is only a candidate.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -386,9 +388,46 @@ malformed:
     return NULL;
 }
 
+static PyObject *key_offsets(PyObject *self, PyObject *args) {
+    Py_buffer view, key;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*ny*", &view, &count, &key))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    cursor_t c = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
+    for (Py_ssize_t i = 0; out && i < count; i++) {
+        int32_t length, off_delta, klen;
+        int64_t ts_delta;
+        if (read_varint32(&c, c.end, &length) || length < 1 || c.end - c.p < length)
+            goto malformed;
+        const uint8_t *rec_end = c.p + length;
+        c.p++;
+        if (read_varint64(&c, rec_end, &ts_delta) || read_varint32(&c, rec_end, &off_delta) ||
+            read_varint32(&c, rec_end, &klen) || klen < -1 || (klen > 0 && rec_end - c.p < klen))
+            goto malformed;
+        if (klen == key.len && memcmp(c.p, key.buf, (size_t)klen) == 0) {
+            PyObject *d = PyLong_FromLong(off_delta);
+            if (!d || PyList_Append(out, d) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(d);
+        }
+        c.p = rec_end;
+    }
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&key);
+    return out;
+malformed:
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&key);
+    Py_XDECREF(out);
+    PyErr_SetString(PyExc_ValueError, "malformed records section");
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "Walk and check every record of a batch's records section; see the file header."},
     {"key_hashes", key_hashes, METH_VARARGS, "The key_hash of every non-null record key; see the file header."},
+    {"key_offsets", key_offsets, METH_VARARGS, "Offset deltas of the records whose key equals key; see the file header."},
     {"key_hash", key_hash, METH_VARARGS, "The 64-bit hash of a key the storage key index uses; see the file header."},
     {NULL, NULL, 0, NULL},
 };

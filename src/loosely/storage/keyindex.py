@@ -59,7 +59,15 @@ from loosely.protocol.errors import CorruptRecordError, ProtocolError
 from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, read_header
 from loosely.storage.fs import File, FileSystem
 
-__all__ = ["KEY_INDEX_HEADER", "KEY_INDEX_SUFFIX", "KeyIndex", "SegmentFingerprint", "batch_key_hashes", "key_hash"]
+__all__ = [
+    "KEY_INDEX_HEADER",
+    "KEY_INDEX_SUFFIX",
+    "KeyIndex",
+    "SegmentFingerprint",
+    "batch_key_hashes",
+    "key_hash",
+    "matching_offsets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +327,16 @@ def _check_sidecar(data: bytes, base_offset: int, log_file: File, next_offset: i
 def _hashes_of(log_file: File, pos: int, h: BatchHeader) -> bytes:
     body = log_file.pread(h.size - BATCH_HEADER_BYTES, pos + BATCH_HEADER_BYTES)
     return batch_key_hashes(body, h, f"the batch at byte {pos} of {log_file.path}")
+
+
+def matching_offsets(body: bytes | bytearray | memoryview, h: BatchHeader, key: bytes) -> list[int]:
+    """Offsets of the records of a stored batch (``body``: its bytes after the header) whose key equals ``key``,
+    ascending. The check behind every index hit, in C (``_recwalk.key_offsets``): decoding a 10,000-record batch in
+    Python to find one record took ~30 ms."""
+    if h.is_control:
+        return []
+    section = decompress(h.codec, memoryview(body), _DECOMPRESSED_BYTES_MAX) if h.codec else body
+    return [h.base_offset + d for d in _recwalk.key_offsets(section, h.records_count, key)]
 
 
 def batch_key_hashes(body: bytes | bytearray | memoryview, h: BatchHeader, where: str) -> bytes:

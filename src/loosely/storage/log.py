@@ -77,7 +77,7 @@ from loosely.storage.clock import Clock
 from loosely.storage.config import LogConfig
 from loosely.storage.faults import StorageFaults, describe
 from loosely.storage.fs import FileSystem
-from loosely.storage.keyindex import KEY_INDEX_SUFFIX, batch_key_hashes
+from loosely.storage.keyindex import KEY_INDEX_SUFFIX, batch_key_hashes, matching_offsets
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
 from loosely.storage.segment import (
     STORED_BATCH_DECOMPRESSED_BYTES_MAX,
@@ -689,10 +689,10 @@ class PartitionLog:
                 break
             for pos in seg.key_candidates(key, closed=i < len(segments) - 1):
                 h = read_header(seg.log.pread(BATCH_HEADER_BYTES, pos))
-                records = decode_records(seg.log.pread(h.size, pos), 0, h, STORED_BATCH_DECOMPRESSED_BYTES_MAX)
-                for r in reversed(records):
-                    if r.key == key and r.offset >= self.log_start_offset:
-                        out.append(r.offset)
+                body = seg.log.pread(h.size - BATCH_HEADER_BYTES, pos + BATCH_HEADER_BYTES)
+                for offset in reversed(matching_offsets(body, h, key)):
+                    if offset >= self.log_start_offset:
+                        out.append(offset)
                         if len(out) >= limit:
                             return out
         return out
