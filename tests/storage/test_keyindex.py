@@ -283,3 +283,36 @@ def test_sidecars_are_used_after_a_restart_without_reading_the_segments(
     log = open_log(tmp_path / "t-0")
     assert log.find_key(b"k1", limit=100) == expect
     assert all(s.key_index.settled for s in log.segments[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 50), st.binary(max_size=8))
+def test_the_c_helpers_answer_or_raise_value_error_on_any_bytes(data: bytes, count: int, key: bytes) -> None:
+    from loosely.protocol import _recwalk
+
+    for call in (lambda: _recwalk.key_hashes(data, count), lambda: _recwalk.key_offsets(data, count, key)):
+        try:
+            call()
+        except ValueError:
+            pass
+
+
+def test_a_stored_batch_that_does_not_parse_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = open_log(tmp_path / "t-0", segment_bytes=1 << 20)
+    log.append(records(b"a"))
+    log.append(records(b"b", codec=Codec.LZ4))
+    log.append(records(b"a"))
+    path = log.active.log.path
+    log.close()
+    from loosely.protocol.records import BATCH_HEADER_BYTES, iter_batches
+
+    middle = list(iter_batches(Path(path).read_bytes()))[1][0]
+    with open(path, "r+b") as f:  # garble the lz4 frame of the middle batch (the CRC is recovery's business)
+        f.seek(middle + BATCH_HEADER_BYTES)
+        f.write(b"\xff" * 8)
+    log = open_log(tmp_path / "t-0", segment_bytes=1 << 20)
+    with caplog.at_level(logging.WARNING, logger="loosely.storage.keyindex"):
+        assert log.find_key(b"a", limit=10) == [2, 0]
+    assert "does not parse" in caplog.text

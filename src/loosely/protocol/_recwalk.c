@@ -336,6 +336,23 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                          timestamp_errors ? Py_True : Py_False, hashes);
 }
 
+/* One record of a section: its offset delta and key (klen -1: null), the cursor left at the next record. -1 if it
+ * is malformed. Reads no further than the key: the index's helpers need nothing else. */
+static int next_key(cursor_t *c, int32_t *off_delta, const uint8_t **key, int32_t *klen) {
+    int32_t length;
+    int64_t ts_delta;
+    if (read_varint32(c, c->end, &length) || length < 1 || c->end - c->p < length)
+        return -1;
+    const uint8_t *rec_end = c->p + length;
+    c->p++; /* attributes */
+    if (read_varint64(c, rec_end, &ts_delta) || read_varint32(c, rec_end, off_delta) ||
+        read_varint32(c, rec_end, klen) || *klen < -1 || (*klen > 0 && rec_end - c->p < *klen))
+        return -1;
+    *key = c->p;
+    c->p = rec_end;
+    return 0;
+}
+
 static PyObject *key_hash(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (!PyArg_ParseTuple(args, "y*", &view))
@@ -364,18 +381,12 @@ static PyObject *key_hashes(PyObject *self, PyObject *args) {
     Py_ssize_t n = 0;
     cursor_t c = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     for (Py_ssize_t i = 0; i < count; i++) {
-        int32_t length, off_delta, klen;
-        int64_t ts_delta;
-        if (read_varint32(&c, c.end, &length) || length < 1 || c.end - c.p < length)
-            goto malformed;
-        const uint8_t *rec_end = c.p + length;
-        c.p++;
-        if (read_varint64(&c, rec_end, &ts_delta) || read_varint32(&c, rec_end, &off_delta) ||
-            read_varint32(&c, rec_end, &klen) || klen < -1 || (klen > 0 && rec_end - c.p < klen))
+        int32_t off_delta, klen;
+        const uint8_t *key_at;
+        if (next_key(&c, &off_delta, &key_at, &klen))
             goto malformed;
         if (klen >= 0)
-            dst[n++] = hash_bytes(c.p, klen);
-        c.p = rec_end;
+            dst[n++] = hash_bytes(key_at, klen);
     }
     PyBuffer_Release(&view);
     if (n < count && _PyBytes_Resize(&out, n * (Py_ssize_t)sizeof(uint64_t)) < 0)
@@ -396,22 +407,16 @@ static PyObject *key_offsets(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(0);
     cursor_t c = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
     for (Py_ssize_t i = 0; out && i < count; i++) {
-        int32_t length, off_delta, klen;
-        int64_t ts_delta;
-        if (read_varint32(&c, c.end, &length) || length < 1 || c.end - c.p < length)
+        int32_t off_delta, klen;
+        const uint8_t *key_at;
+        if (next_key(&c, &off_delta, &key_at, &klen))
             goto malformed;
-        const uint8_t *rec_end = c.p + length;
-        c.p++;
-        if (read_varint64(&c, rec_end, &ts_delta) || read_varint32(&c, rec_end, &off_delta) ||
-            read_varint32(&c, rec_end, &klen) || klen < -1 || (klen > 0 && rec_end - c.p < klen))
-            goto malformed;
-        if (klen == key.len && memcmp(c.p, key.buf, (size_t)klen) == 0) {
+        if (klen == key.len && memcmp(key_at, key.buf, (size_t)klen) == 0) {
             PyObject *d = PyLong_FromLong(off_delta);
             if (!d || PyList_Append(out, d) < 0)
                 Py_CLEAR(out);
             Py_XDECREF(d);
         }
-        c.p = rec_end;
     }
     PyBuffer_Release(&view);
     PyBuffer_Release(&key);
