@@ -115,6 +115,7 @@ class KeyIndex:
         "_fs",
         "_hashes",
         "_lock",
+        "_pending",
         "_positions",
         "_sorted",
         "base_offset",
@@ -128,8 +129,12 @@ class KeyIndex:
         self.base_offset = base_offset
         self._lock = threading.Lock()
         self.covered_bytes = 0
-        self._hashes = array("Q")  # append order: positions ascending
-        self._positions = array("q")
+        # Append order (positions ascending): the hashes of every keyed record and its batch's position. Appends
+        # only queue the validator's bytes in _pending (a list append: growing one array by a batch at a time made
+        # the produce path copy the whole array over and over); lookups fold them in with one join.
+        self._hashes: _U64 = np.empty(0, np.uint64)
+        self._positions: _I64 = np.empty(0, np.int64)
+        self._pending: list[tuple[int, bytes]] = []
         # Every covered batch (position, CRC): the undo point of a truncation and the sidecar's fingerprint.
         self._batch_positions = array("q")
         self._batch_crcs = array("L")
@@ -142,7 +147,9 @@ class KeyIndex:
         return self._sorted is not None
 
     def __len__(self) -> int:
-        return len(self._sorted[0]) if self._sorted is not None else len(self._hashes)
+        if self._sorted is not None:
+            return len(self._sorted[0])
+        return len(self._hashes) + sum(len(h) // 8 for _, h in self._pending)
 
     # --- building ------------------------------------------------------------------------------------------
 
@@ -158,8 +165,7 @@ class KeyIndex:
 
     def _add(self, position: int, header: BatchHeader, hashes: bytes) -> None:
         if hashes:
-            self._hashes.frombytes(hashes)
-            self._positions.extend(array("q", (position,)) * (len(hashes) // 8))  # a memcpy, not a loop
+            self._pending.append((position, hashes))
         self._batch_positions.append(position)
         self._batch_crcs.append(header.crc)
         self.covered_bytes = position + header.size
@@ -185,8 +191,9 @@ class KeyIndex:
             if self._sorted is not None:
                 self._reset()  # rebuilt at the next lookup
                 return
-            del self._hashes[bisect.bisect_left(self._positions, position) :]
-            del self._positions[len(self._hashes) :]
+            self._fold_pending()
+            k = int(np.searchsorted(self._positions, position, "left"))
+            self._hashes, self._positions = self._hashes[:k], self._positions[:k]
             i = bisect.bisect_left(self._batch_positions, position)
             del self._batch_positions[i:]
             del self._batch_crcs[i:]
@@ -194,9 +201,24 @@ class KeyIndex:
 
     def _reset(self) -> None:
         self._sorted = self._fingerprint = None
-        self._hashes, self._positions = array("Q"), array("q")
-        self._batch_positions, self._batch_crcs = array("q"), array("L")
+        self._clear_entries()
         self.covered_bytes = 0
+
+    def _clear_entries(self) -> None:
+        self._hashes, self._positions = np.empty(0, np.uint64), np.empty(0, np.int64)
+        self._pending = []
+        self._batch_positions, self._batch_crcs = array("q"), array("L")
+
+    def _fold_pending(self) -> None:
+        if not self._pending:
+            return
+        hashes = np.frombuffer(b"".join(h for _, h in self._pending), dtype=np.uint64)
+        positions = np.repeat(
+            np.array([p for p, _ in self._pending], dtype=np.int64), [len(h) // 8 for _, h in self._pending]
+        )
+        self._hashes = np.concatenate((self._hashes, hashes))
+        self._positions = np.concatenate((self._positions, positions))
+        self._pending = []
 
     # --- lookup --------------------------------------------------------------------------------------------
 
@@ -209,12 +231,9 @@ class KeyIndex:
                 lo = int(np.searchsorted(hashes, np.uint64(h), "left"))
                 hi = int(np.searchsorted(hashes, np.uint64(h), "right"))
                 found = positions[lo:hi].tolist()
-            elif self._hashes:
-                view = np.frombuffer(self._hashes, dtype=np.uint64)
-                found = np.frombuffer(self._positions, dtype=np.int64)[view == np.uint64(h)].tolist()
-                del view  # release the buffer export so the array can grow again
             else:
-                found = []
+                self._fold_pending()
+                found = self._positions[self._hashes == np.uint64(h)].tolist()
         return sorted(set(found), reverse=True)
 
     # --- the sidecar ---------------------------------------------------------------------------------------
@@ -240,11 +259,9 @@ class KeyIndex:
             fp = self.fingerprint(next_offset)
             if fp is None or self.covered_bytes != log_bytes or self._sorted is not None:
                 return False
-            hashes = np.frombuffer(self._hashes, dtype=np.uint64)
-            positions = np.frombuffer(self._positions, dtype=np.int64)
-            order = np.argsort(hashes, kind="stable")
-            sorted_h, sorted_p = hashes[order].astype("<u8"), positions[order].astype("<i8")
-            del hashes, positions
+            self._fold_pending()
+            order = np.argsort(self._hashes, kind="stable")
+            sorted_h, sorted_p = self._hashes[order].astype("<u8"), self._positions[order].astype("<i8")
             body = sorted_h.tobytes() + sorted_p.tobytes()
             header = KEY_INDEX_HEADER.pack(
                 _MAGIC,
@@ -262,8 +279,7 @@ class KeyIndex:
             self._fs.write_atomic(self.path, header + body)
             # Sorted arrays answer faster than the append-order ones and take the same memory.
             self._sorted, self._fingerprint = (sorted_h, sorted_p), fp
-            self._hashes, self._positions = array("Q"), array("q")
-            self._batch_positions, self._batch_crcs = array("q"), array("L")
+            self._clear_entries()
             return True
 
     def load(self, log_file: File, next_offset: int) -> str | None:
