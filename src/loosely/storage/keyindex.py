@@ -16,9 +16,11 @@ on the section it has already decompressed), and the segment adds ``(hash, batch
   starts exactly at ``covered_bytes``; batches the validator did not walk (the broker's own, a log opened after a
   restart, a segment installed by the cleaner) leave a gap that :meth:`KeyIndex.catch_up` closes at the next lookup
   by reading the uncovered batches (decompressing each once). So the index is never wrong, at worst behind.
+* **Active segment**: appends queue the hashes; a lookup sorts what was queued into a run and merges runs of
+  similar size (see ``KeyIndex.__init__``), so it is a binary search per run, at most log2(records) runs.
 * **Undo**: a failed append truncates the segment (:meth:`Segment.rollback <loosely.storage.segment.Segment.
-  rollback>`), which calls :meth:`KeyIndex.truncate`: entries at or past the cut are dropped. Positions only grow
-  within the in-memory (append-order) arrays, so that is a bisection.
+  rollback>`), which calls :meth:`KeyIndex.truncate`: entries at or past the cut are dropped from every run, and
+  coverage goes back to the cut (a batch boundary).
 * **Sidecar** ``<base offset>.keyindex``, written by :meth:`KeyIndex.persist` once a segment is closed (rolled) and
   its index is complete: the entries sorted by hash, so a lookup is a binary search. Written to ``.tmp``, fsynced,
   renamed, directory fsynced. It is never trusted blindly: :meth:`KeyIndex.load` checks the magic, version, body
@@ -113,10 +115,9 @@ class KeyIndex:
         "_batch_positions",
         "_fingerprint",
         "_fs",
-        "_hashes",
         "_lock",
         "_pending",
-        "_positions",
+        "_runs",
         "_sorted",
         "base_offset",
         "covered_bytes",
@@ -129,12 +130,13 @@ class KeyIndex:
         self.base_offset = base_offset
         self._lock = threading.Lock()
         self.covered_bytes = 0
-        # Append order (positions ascending): the hashes of every keyed record and its batch's position. Appends
-        # only queue the validator's bytes in _pending (a list append: growing one array by a batch at a time made
-        # the produce path copy the whole array over and over); lookups fold them in with one join.
-        self._hashes: _U64 = np.empty(0, np.uint64)
-        self._positions: _I64 = np.empty(0, np.int64)
+        # Appends only queue the validator's hash bytes with their batch's position (a list append: growing one
+        # array a batch at a time made the produce path copy it over and over). A lookup folds the queue into a
+        # run sorted by hash, and merges the newest runs while the older is at most twice the newer's size, so a
+        # segment of n records has at most log2(n) runs, each record is re-sorted at most log2(n) times, and a
+        # lookup is a binary search per run rather than a comparison with every hash of the segment.
         self._pending: list[tuple[int, bytes]] = []
+        self._runs: list[tuple[_U64, _I64]] = []
         # Every covered batch (position, CRC): the undo point of a truncation and the sidecar's fingerprint.
         self._batch_positions = array("q")
         self._batch_crcs = array("L")
@@ -149,7 +151,7 @@ class KeyIndex:
     def __len__(self) -> int:
         if self._sorted is not None:
             return len(self._sorted[0])
-        return len(self._hashes) + sum(len(h) // 8 for _, h in self._pending)
+        return sum(len(h) for h, _ in self._runs) + sum(len(h) // 8 for _, h in self._pending)
 
     # --- building ------------------------------------------------------------------------------------------
 
@@ -192,8 +194,8 @@ class KeyIndex:
                 self._reset()  # rebuilt at the next lookup
                 return
             self._fold_pending()
-            k = int(np.searchsorted(self._positions, position, "left"))
-            self._hashes, self._positions = self._hashes[:k], self._positions[:k]
+            runs = [(h[p < position], p[p < position]) for h, p in self._runs]
+            self._runs = [r for r in runs if len(r[0])]
             i = bisect.bisect_left(self._batch_positions, position)
             del self._batch_positions[i:]
             del self._batch_crcs[i:]
@@ -205,8 +207,7 @@ class KeyIndex:
         self.covered_bytes = 0
 
     def _clear_entries(self) -> None:
-        self._hashes, self._positions = np.empty(0, np.uint64), np.empty(0, np.int64)
-        self._pending = []
+        self._runs, self._pending = [], []
         self._batch_positions, self._batch_crcs = array("q"), array("L")
 
     def _fold_pending(self) -> None:
@@ -216,9 +217,11 @@ class KeyIndex:
         positions = np.repeat(
             np.array([p for p, _ in self._pending], dtype=np.int64), [len(h) // 8 for _, h in self._pending]
         )
-        self._hashes = np.concatenate((self._hashes, hashes))
-        self._positions = np.concatenate((self._positions, positions))
         self._pending = []
+        self._runs.append(_sorted_run(hashes, positions))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (h1, p1), (h2, p2) = self._runs.pop(-2), self._runs.pop()
+            self._runs.append(_sorted_run(np.concatenate((h1, h2)), np.concatenate((p1, p2))))
 
     # --- lookup --------------------------------------------------------------------------------------------
 
@@ -226,14 +229,12 @@ class KeyIndex:
         """Positions of the covered batches that may hold ``key`` (hash equal), newest first, each once."""
         h = key_hash(key)
         with self._lock:
-            if self._sorted is not None:
-                hashes, positions = self._sorted
+            self._fold_pending()
+            found: list[int] = []
+            for hashes, positions in [self._sorted] if self._sorted is not None else self._runs:
                 lo = int(np.searchsorted(hashes, np.uint64(h), "left"))
                 hi = int(np.searchsorted(hashes, np.uint64(h), "right"))
-                found = positions[lo:hi].tolist()
-            else:
-                self._fold_pending()
-                found = self._positions[self._hashes == np.uint64(h)].tolist()
+                found += positions[lo:hi].tolist()
         return sorted(set(found), reverse=True)
 
     # --- the sidecar ---------------------------------------------------------------------------------------
@@ -260,9 +261,11 @@ class KeyIndex:
             if fp is None or self.covered_bytes != log_bytes or self._sorted is not None:
                 return False
             self._fold_pending()
-            order = np.argsort(self._hashes, kind="stable")
-            sorted_h, sorted_p = self._hashes[order].astype("<u8"), self._positions[order].astype("<i8")
-            body = sorted_h.tobytes() + sorted_p.tobytes()
+            sorted_h, sorted_p = _sorted_run(
+                np.concatenate([h for h, _ in self._runs] or [np.empty(0, np.uint64)]),
+                np.concatenate([p for _, p in self._runs] or [np.empty(0, np.int64)]),
+            )
+            body = sorted_h.astype("<u8").tobytes() + sorted_p.astype("<i8").tobytes()
             header = KEY_INDEX_HEADER.pack(
                 _MAGIC,
                 _VERSION,
@@ -308,6 +311,11 @@ class KeyIndex:
         for p in (self.path, self.path + ".tmp"):
             if self._fs.exists(p):
                 self._fs.remove(p)
+
+
+def _sorted_run(hashes: _U64, positions: _I64) -> tuple[_U64, _I64]:
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], positions[order]
 
 
 def _check_sidecar(data: bytes, base_offset: int, log_file: File, next_offset: int) -> tuple[str | None, int | None]:
