@@ -316,3 +316,43 @@ def test_a_stored_batch_that_does_not_parse_is_skipped_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="loosely.storage.keyindex"):
         assert log.find_key(b"a", limit=10) == [2, 0]
     assert "does not parse" in caplog.text
+
+
+def test_many_folds_keep_few_runs_and_every_answer(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", segment_bytes=1 << 22)
+    for i in range(200):
+        log.append(records(b"k%d" % (i % 13), b"u%d" % i))
+        if i % 7 == 0:
+            log.active.key_index.fold()
+    assert len(log.active.key_index._runs) <= 9  # log2(400) runs at most
+    assert log.find_key(b"k5", limit=100) == scan(log, b"k5", 100)
+    assert log.find_key(b"u123", limit=5) == [247]
+
+
+@pytest.mark.parametrize("race", ["truncation", "fold"])
+def test_a_fold_in_a_worker_thread_gives_way_to_what_the_owner_did_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    log = open_log(tmp_path / "t-0", segment_bytes=1 << 20)
+    for i in range(10):
+        log.append(records(b"k%d" % i))
+    mark = log.active.mark()
+    log.append(records(b"ghost"))
+    ki = log.active.key_index
+    real = keyindex._folded
+
+    def racing(runs: list[object], pending: list[object]) -> object:
+        monkeypatch.setattr(keyindex, "_folded", real)  # once: what the owner does below folds too
+        out = real(runs, pending)  # type: ignore[arg-type]
+        if race == "truncation":
+            log.active.rollback(mark)  # the owner undoes a failed append while the worker sorts
+        else:
+            log.append(records(b"late"))
+            ki.candidates(b"late")  # the owner folds too
+        return out
+
+    monkeypatch.setattr(keyindex, "_folded", racing)
+    ki.fold()
+    assert log.find_key(b"ghost", limit=5) == ([] if race == "truncation" else [10])
+    assert log.find_key(b"k3", limit=5) == [3]
+    assert log.find_key(b"late", limit=5) == ([] if race == "truncation" else [11])

@@ -18,7 +18,9 @@ Theory of operation
   segment's index may need to catch up (after a restart, or after batches the broker wrote itself).
 * In the background, one task settles the closed segments of every partition, one segment per step, so sidecars are
   written soon after a segment rolls and rebuilt soon after a start found one missing or damaged, off the produce
-  path and off the loop.
+  path and off the loop; and it sorts the hashes queued in active segments (``KeyIndex.fold``, which holds the
+  index's lock only to take the queue and install the result), so that neither the loop nor a lookup waits for a
+  sort of millions of hashes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ KEY_LOOKUP_LIMIT_MAX: Final = 10_000
 KEY_LOOKUP_TIMEOUT_S: Final = 300.0
 # The background task looks for closed segments to settle this often, when it found none.
 _IDLE_S: Final = 1.0
+# ... and sorts an active segment's queued key hashes once this many have piled up (8 MB, ~0.1 s of sorting).
+_FOLD_HASHES_MIN: Final = 1_000_000
 
 
 class KeySearch:
@@ -100,6 +104,7 @@ class KeySearch:
         backlog = plog.key_index_backlog()
         if backlog:
             self.sidecars_written += await asyncio.to_thread(PartitionLog.persist_key_indexes, backlog)
+        await asyncio.to_thread(plog.active.key_index.fold)  # sorting what was appended since, off the loop
         self.lookups += 1
         return plog.find_key(bytes(key), limit=limit)
 
@@ -122,7 +127,21 @@ class KeySearch:
             await asyncio.sleep(0 if settled else _IDLE_S)
 
     async def settle_one(self) -> bool:
-        """Settle the oldest unsettled closed segment of one partition in a worker thread; False if none was."""
+        """Settle the oldest unsettled closed segment of one partition in a worker thread; False if none was.
+
+        With none left, sorts the appends queued in active segments' indexes (past ``_FOLD_HASHES_MIN``), so that
+        a lookup rarely has to.
+        """
+        assert self._logs is not None
+        if await self._settle_closed():
+            return True
+        for t in list(self._logs):
+            for plog in list(t.logs):
+                if plog.active.key_index.pending_hashes >= _FOLD_HASHES_MIN:
+                    await asyncio.to_thread(plog.active.key_index.fold)
+        return False
+
+    async def _settle_closed(self) -> bool:
         assert self._logs is not None
         for t in list(self._logs):
             for plog in list(t.logs):

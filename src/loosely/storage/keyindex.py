@@ -115,10 +115,12 @@ class KeyIndex:
         "_batch_positions",
         "_fingerprint",
         "_fs",
+        "_generation",
         "_lock",
         "_pending",
         "_runs",
         "_sorted",
+        "_truncations",
         "base_offset",
         "covered_bytes",
         "path",
@@ -137,6 +139,8 @@ class KeyIndex:
         # lookup is a binary search per run rather than a comparison with every hash of the segment.
         self._pending: list[tuple[int, bytes]] = []
         self._runs: list[tuple[_U64, _I64]] = []
+        self._generation = 0  # bumped whenever _runs changes: a fold outside the lock installs only if unchanged
+        self._truncations = 0
         # Every covered batch (position, CRC): the undo point of a truncation and the sidecar's fingerprint.
         self._batch_positions = array("q")
         self._batch_crcs = array("L")
@@ -147,6 +151,11 @@ class KeyIndex:
     def settled(self) -> bool:
         """Sorted by hash: persisted to, or loaded from, a sidecar; nothing more to do for a closed segment."""
         return self._sorted is not None
+
+    @property
+    def pending_hashes(self) -> int:
+        """Hashes appended since the last fold (see :meth:`fold`)."""
+        return sum(len(h) for _, h in self._pending) // 8
 
     def __len__(self) -> int:
         if self._sorted is not None:
@@ -196,12 +205,16 @@ class KeyIndex:
             self._fold_pending()
             runs = [(h[p < position], p[p < position]) for h, p in self._runs]
             self._runs = [r for r in runs if len(r[0])]
+            self._generation += 1
+            self._truncations += 1
             i = bisect.bisect_left(self._batch_positions, position)
             del self._batch_positions[i:]
             del self._batch_crcs[i:]
             self.covered_bytes = position if i else 0
 
     def _reset(self) -> None:
+        self._generation += 1
+        self._truncations += 1
         self._sorted = self._fingerprint = None
         self._clear_entries()
         self.covered_bytes = 0
@@ -211,17 +224,28 @@ class KeyIndex:
         self._batch_positions, self._batch_crcs = array("q"), array("L")
 
     def _fold_pending(self) -> None:
-        if not self._pending:
+        if self._pending:
+            self._runs = _folded(self._runs, self._pending)
+            self._pending = []
+            self._generation += 1
+
+    def fold(self) -> None:
+        """Sort what appends queued into the runs, holding the lock only to take the queue and to install the
+        result: a worker thread calls this so the owner's appends and lookups never wait for a sort."""
+        with self._lock:
+            pending, runs, generation, truncations = self._pending, self._runs, self._generation, self._truncations
+            self._pending = []
+        if not pending:
             return
-        hashes = np.frombuffer(b"".join(h for _, h in self._pending), dtype=np.uint64)
-        positions = np.repeat(
-            np.array([p for p, _ in self._pending], dtype=np.int64), [len(h) // 8 for _, h in self._pending]
-        )
-        self._pending = []
-        self._runs.append(_sorted_run(hashes, positions))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            (h1, p1), (h2, p2) = self._runs.pop(-2), self._runs.pop()
-            self._runs.append(_sorted_run(np.concatenate((h1, h2)), np.concatenate((p1, p2))))
+        folded = _folded(runs, pending)
+        with self._lock:
+            if self._truncations != truncations:
+                self._reset()  # the queue taken may hold batches since cut off: rebuild from the log instead
+            elif self._generation != generation:
+                self._pending = pending + self._pending  # folded meanwhile: give the queue back, in order
+            else:
+                self._runs = folded
+                self._generation += 1
 
     # --- lookup --------------------------------------------------------------------------------------------
 
@@ -311,6 +335,18 @@ class KeyIndex:
         for p in (self.path, self.path + ".tmp"):
             if self._fs.exists(p):
                 self._fs.remove(p)
+
+
+def _folded(runs: list[tuple[_U64, _I64]], pending: list[tuple[int, bytes]]) -> list[tuple[_U64, _I64]]:
+    """``runs`` with the queued ``(position, hash bytes)`` added as a new sorted run, the newest runs merged while
+    the older is at most twice the newer's size. A new list: ``runs`` is left as it was."""
+    hashes = np.frombuffer(b"".join(h for _, h in pending), dtype=np.uint64)
+    positions = np.repeat(np.array([p for p, _ in pending], dtype=np.int64), [len(h) // 8 for _, h in pending])
+    out = [*runs, _sorted_run(hashes, positions)]
+    while len(out) > 1 and len(out[-2][0]) <= 2 * len(out[-1][0]):
+        (h1, p1), (h2, p2) = out.pop(-2), out.pop()
+        out.append(_sorted_run(np.concatenate((h1, h2)), np.concatenate((p1, p2))))
+    return out
 
 
 def _sorted_run(hashes: _U64, positions: _I64) -> tuple[_U64, _I64]:

@@ -688,6 +688,8 @@ class PartitionLog:
             if seg.next_offset <= self.log_start_offset:
                 break
             for pos in seg.key_candidates(key, closed=i < len(segments) - 1):
+                if pos + BATCH_HEADER_BYTES > seg.size:
+                    continue  # never, unless the segment was cut under the index; the index is a hint
                 h = read_header(seg.log.pread(BATCH_HEADER_BYTES, pos))
                 body = seg.log.pread(h.size - BATCH_HEADER_BYTES, pos + BATCH_HEADER_BYTES)
                 for offset in reversed(matching_offsets(body, h, key)):
