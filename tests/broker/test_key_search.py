@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -106,3 +107,18 @@ def test_bad_lookups_get_a_clear_error(broker: BrokerThread, topic: str, partiti
         broker.broker.key_lookup(topic, partition, b"k", limit)
     assert e.value.error_code == code
     assert broker.broker.key_lookup(TOPIC, 0, b"customer-1", 10_000)  # and the broker keeps answering
+
+
+def test_after_a_restart_lookups_use_the_sidecars_and_read_the_active_segment(tmp_path: Path) -> None:
+    settings = {"log_defaults": {"log.segment.bytes": "4096"}}
+    with embedded_broker(data_dir=str(tmp_path), **settings) as b:  # type: ignore[arg-type]
+        p = Producer({"bootstrap.servers": b.bootstrap_servers, "batch.num.messages": 20})
+        for i in range(400):
+            p.produce("restart", key=b"k%d" % (i % 9), value=b"v%d" % i)
+        assert p.flush(30) == 0
+        expect = b.broker.key_lookup("restart", 0, b"k4", 1000)
+        assert len(expect) == 44
+    with embedded_broker(data_dir=str(tmp_path), **settings) as b:  # type: ignore[arg-type]
+        assert b.broker.key_lookup("restart", 0, b"k4", 1000) == expect
+        plog = b.broker.logs.log("restart", 0)
+        assert plog is not None and all(s.key_index.settled for s in plog.segments[:-1])

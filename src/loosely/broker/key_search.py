@@ -104,7 +104,7 @@ class KeySearch:
         backlog = plog.key_index_backlog()
         if backlog:
             self.sidecars_written += await asyncio.to_thread(PartitionLog.persist_key_indexes, backlog)
-        await asyncio.to_thread(plog.active.key_index.fold)  # sorting what was appended since, off the loop
+        await asyncio.to_thread(_prepare_active, plog)
         self.lookups += 1
         return plog.find_key(bytes(key), limit=limit)
 
@@ -137,8 +137,9 @@ class KeySearch:
             return True
         for t in list(self._logs):
             for plog in list(t.logs):
-                if plog.active.key_index.pending_hashes >= _FOLD_HASHES_MIN:
-                    await asyncio.to_thread(plog.active.key_index.fold)
+                ki = plog.active.key_index
+                if ki.pending_hashes >= _FOLD_HASHES_MIN or ki.covered_bytes < plog.active.size:
+                    await asyncio.to_thread(_prepare_active, plog)
         return False
 
     async def _settle_closed(self) -> bool:
@@ -153,3 +154,14 @@ class KeySearch:
                         self._stuck.add((plog.dir, seg.base_offset))
                     return True
         return False
+
+
+def _prepare_active(plog: PartitionLog) -> None:
+    """In a worker thread: read what the active segment's index does not cover yet (after a restart, the broker's
+    own batches) and sort what appends queued, so the lookup on the loop has neither to do."""
+    seg = plog.active
+    try:
+        seg.index_keys(closed=False)
+        seg.key_index.fold()
+    except (OSError, ValueError):
+        pass  # rolled and deleted meanwhile; the lookup on the loop indexes what is left

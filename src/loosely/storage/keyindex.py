@@ -172,7 +172,8 @@ class KeyIndex:
         if position != self.covered_bytes or hashes is None or self._sorted is not None:
             return
         with self._lock:
-            self._add(position, header, hashes)
+            if position == self.covered_bytes:  # again: a catch-up in a worker thread may have moved it
+                self._add(position, header, hashes)
 
     def _add(self, position: int, header: BatchHeader, hashes: bytes) -> None:
         if hashes:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -717,7 +718,7 @@ class PartitionLog:
                     written += 1
                     if not seg.key_index_alive():
                         seg.key_index.delete()  # the segment went while its sidecar was written
-            except (OSError, ValueError, CorruptRecordError):
+            except (OSError, ValueError, struct.error, CorruptRecordError):
                 continue  # its file was closed under us: the segment is gone
         return written
 
