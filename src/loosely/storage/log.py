@@ -679,6 +679,15 @@ class PartitionLog:
         Each segment's key index names the batches that may hold the key; only those are read, and a record counts
         only if its key is equal (hashes collide). Control batches and records below the log start offset are
         never returned; records with a null key are never found.
+
+        >>> import tempfile
+        >>> from loosely.protocol.records import NewRecord, build_batch
+        >>> from loosely.storage.clock import SystemClock
+        >>> from loosely.storage.fs import OsFileSystem
+        >>> log = PartitionLog(OsFileSystem(), SystemClock(), tempfile.mkdtemp(), LogConfig())
+        >>> _ = log.append(build_batch([NewRecord(k, b"v", 0) for k in (b"a", b"b", b"a", None)]))
+        >>> log.find_key(b"a", limit=10), log.find_key(b"a", limit=1), log.find_key(b"c", limit=10)
+        ([2, 0], [2], [])
         """
         out: list[int] = []
         if limit <= 0:
