@@ -34,7 +34,10 @@ Sidecar layout (little-endian)::
     magic "LKEYIDX1" | uint16 version (1) | uint16 reserved | uint32 crc32c(body)
     | int64 base_offset | int64 next_offset | int64 log_bytes | int64 last_batch_position
     | uint32 first_batch_crc | uint32 last_batch_crc | int64 entries
-    body: entries x uint64 hash (ascending) | entries x int64 batch position (same order)
+    body: entries x uint64 hash (ascending) | entries x uint32 batch position (same order)
+
+Positions fit 32 bits because a segment's do (the offset index stores them as int32, and ``segment.bytes`` is an
+int), so an entry takes 12 bytes, in memory as on disk.
 
 Concurrency: the owner's thread appends, truncates and catches up the active segment. A closed segment never changes
 in place, so its index may be completed, persisted and searched from a worker thread; a lock makes each step atomic.
@@ -78,12 +81,12 @@ KEY_INDEX_HEADER: Final = struct.Struct("<8sHHIqqqqIIq")
 assert KEY_INDEX_HEADER.size == 64
 _MAGIC: Final = b"LKEYIDX1"
 _VERSION: Final = 1
-_ENTRY_BYTES: Final = 16  # a hash and a position
+_ENTRY_BYTES: Final = 12  # a hash and a position
 # Stored batches were accepted once; read back with the same bound as every other reader of the log.
 _DECOMPRESSED_BYTES_MAX: Final = 1 << 30
 
 _U64 = npt.NDArray[np.uint64]
-_I64 = npt.NDArray[np.int64]
+_U32 = npt.NDArray[np.uint32]
 
 
 def key_hash(key: bytes) -> int:
@@ -138,13 +141,13 @@ class KeyIndex:
         # segment of n records has at most log2(n) runs, each record is re-sorted at most log2(n) times, and a
         # lookup is a binary search per run rather than a comparison with every hash of the segment.
         self._pending: list[tuple[int, bytes]] = []
-        self._runs: list[tuple[_U64, _I64]] = []
+        self._runs: list[tuple[_U64, _U32]] = []
         self._generation = 0  # bumped whenever _runs changes: a fold outside the lock installs only if unchanged
         self._truncations = 0
         # Every covered batch (position, CRC): the undo point of a truncation and the sidecar's fingerprint.
         self._batch_positions = array("q")
         self._batch_crcs = array("L")
-        self._sorted: tuple[_U64, _I64] | None = None  # sorted by hash (persisted or loaded); arrays then empty
+        self._sorted: tuple[_U64, _U32] | None = None  # sorted by hash (persisted or loaded); arrays then empty
         self._fingerprint: SegmentFingerprint | None = None  # of the sidecar in use
 
     @property
@@ -176,6 +179,7 @@ class KeyIndex:
                 self._add(position, header, hashes)
 
     def _add(self, position: int, header: BatchHeader, hashes: bytes) -> None:
+        assert 0 <= position < 1 << 32, f"{self.path}: batch position {position} does not fit the index"
         if hashes:
             self._pending.append((position, hashes))
         self._batch_positions.append(position)
@@ -288,9 +292,9 @@ class KeyIndex:
             self._fold_pending()
             sorted_h, sorted_p = _sorted_run(
                 np.concatenate([h for h, _ in self._runs] or [np.empty(0, np.uint64)]),
-                np.concatenate([p for _, p in self._runs] or [np.empty(0, np.int64)]),
+                np.concatenate([p for _, p in self._runs] or [np.empty(0, np.uint32)]),
             )
-            body = sorted_h.astype("<u8").tobytes() + sorted_p.astype("<i8").tobytes()
+            body = sorted_h.astype("<u8").tobytes() + sorted_p.astype("<u4").tobytes()
             header = KEY_INDEX_HEADER.pack(
                 _MAGIC,
                 _VERSION,
@@ -322,11 +326,11 @@ class KeyIndex:
         if problem is not None or entries is None:
             return problem
         hashes = np.frombuffer(data, dtype="<u8", count=entries, offset=KEY_INDEX_HEADER.size)
-        positions = np.frombuffer(data, dtype="<i8", count=entries, offset=KEY_INDEX_HEADER.size + 8 * entries)
+        positions = np.frombuffer(data, dtype="<u4", count=entries, offset=KEY_INDEX_HEADER.size + 8 * entries)
         f = KEY_INDEX_HEADER.unpack_from(data)
         with self._lock:
             self._reset()
-            self._sorted = (hashes.astype(np.uint64), positions.astype(np.int64))
+            self._sorted = (hashes.astype(np.uint64), positions.astype(np.uint32))
             self._fingerprint = SegmentFingerprint(f[4], f[5], f[6], f[7], f[8], f[9])
             self.covered_bytes = f[6]
         return None
@@ -338,11 +342,11 @@ class KeyIndex:
                 self._fs.remove(p)
 
 
-def _folded(runs: list[tuple[_U64, _I64]], pending: list[tuple[int, bytes]]) -> list[tuple[_U64, _I64]]:
+def _folded(runs: list[tuple[_U64, _U32]], pending: list[tuple[int, bytes]]) -> list[tuple[_U64, _U32]]:
     """``runs`` with the queued ``(position, hash bytes)`` added as a new sorted run, the newest runs merged while
     the older is at most twice the newer's size. A new list: ``runs`` is left as it was."""
     hashes = np.frombuffer(b"".join(h for _, h in pending), dtype=np.uint64)
-    positions = np.repeat(np.array([p for p, _ in pending], dtype=np.int64), [len(h) // 8 for _, h in pending])
+    positions = np.repeat(np.array([p for p, _ in pending], dtype=np.uint32), [len(h) // 8 for _, h in pending])
     out = [*runs, _sorted_run(hashes, positions)]
     while len(out) > 1 and len(out[-2][0]) <= 2 * len(out[-1][0]):
         (h1, p1), (h2, p2) = out.pop(-2), out.pop()
@@ -350,7 +354,7 @@ def _folded(runs: list[tuple[_U64, _I64]], pending: list[tuple[int, bytes]]) -> 
     return out
 
 
-def _sorted_run(hashes: _U64, positions: _I64) -> tuple[_U64, _I64]:
+def _sorted_run(hashes: _U64, positions: _U32) -> tuple[_U64, _U32]:
     order = np.argsort(hashes, kind="stable")
     return hashes[order], positions[order]
 
