@@ -356,3 +356,13 @@ def test_a_fold_in_a_worker_thread_gives_way_to_what_the_owner_did_meanwhile(
     assert log.find_key(b"ghost", limit=5) == ([] if race == "truncation" else [10])
     assert log.find_key(b"k3", limit=5) == [3]
     assert log.find_key(b"late", limit=5) == ([] if race == "truncation" else [11])
+
+
+def test_the_docstring_examples_run() -> None:
+    import doctest
+
+    import loosely.storage.log
+
+    for module in (keyindex, loosely.storage.log):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__
