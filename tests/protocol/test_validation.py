@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loosely.protocol import _recwalk
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.records import BATCH_HEADER_BYTES, NewRecord, build_batch, read_header
@@ -58,7 +60,9 @@ records_st = st.lists(
 def test_valid_batches_pass_whole(records: list[NewRecord], codec: Codec, compacted: bool) -> None:
     batch = build_batch(records, codec=codec)
     got = check(batch, COMPACTED if compacted else POLICY)
-    assert got == ValidBatch(len(records), max(r.timestamp for r in records))
+    # the walk also hands back the hash of every non-null key, in record order, for the storage key index
+    hashes = b"".join(struct.pack("=Q", _recwalk.key_hash(r.key)) for r in records if r.key is not None)
+    assert got == ValidBatch(len(records), max(r.timestamp for r in records), hashes)
 
 
 def test_the_header_max_timestamp_is_not_trusted() -> None:

@@ -71,6 +71,8 @@ from loosely.broker.context import (
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers.api_versions import unsupported_version_response
+from loosely.broker.key_search import SERVICE as KEY_SEARCH
+from loosely.broker.key_search import KeySearch
 from loosely.broker.metrics import BrokerMetrics
 from loosely.broker.quotas import ClientQuotas
 from loosely.broker.scrubber import Scrubber
@@ -904,6 +906,15 @@ class Broker:
     def run_housekeeping_now(self) -> int:
         """Apply retention and time-based rolls immediately (tests, admin tools). Returns segments deleted."""
         return self.logs.tick()
+
+    def key_lookup(self, topic: str, partition: int, key: bytes, limit: int) -> list[int]:
+        """Offsets of ``topic``-``partition`` whose record key equals ``key``, newest first, at most ``limit``,
+        answered from the logs' key indexes. Safe from any thread but the broker's loop (which awaits
+        ``ctx.services["key_search"].find`` instead); see :mod:`loosely.broker.key_search`."""
+        svc = self.ctx.services.get(KEY_SEARCH)
+        if not isinstance(svc, KeySearch):
+            raise RuntimeError("the broker runs without the key_search service")
+        return svc.key_lookup(topic, partition, key, limit)
 
     # --- observability -------------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ as strictly, in this order (the first failure decides the answer):
    of hundreds of MiB); the message counts them all.
 
 A batch that passes yields :class:`ValidBatch`, whose ``max_timestamp`` is the largest record timestamp: Kafka
-stores that as the batch's maxTimestamp whatever the client claimed, and so does the log. Nothing here changes
+stores that as the batch's maxTimestamp whatever the client claimed, and so does the log. It also carries the hash
+of every record key, computed by the same walk (see ``_recwalk.c``), which the log's key index
+(:mod:`loosely.storage.keyindex`) takes instead of decoding the batch a second time. Nothing here changes
 the batch; the log decides what to rewrite.
 
 >>> from loosely.protocol.records import NewRecord, build_batch, read_header
@@ -100,6 +102,7 @@ class RecordError:
 class ValidBatch:
     records: int
     max_timestamp: int  # the largest record timestamp, -1 if none has one
+    key_hashes: bytes = b""  # _recwalk.key_hash of each non-null key, native-endian uint64s
 
 
 class BatchRejected(ProtocolError):
@@ -133,7 +136,7 @@ def validate_client_batch(
         walked = body
     lo = max(0, policy.now_ms - policy.timestamp_before_max_ms)
     hi = min(LONG_MAX, policy.now_ms + policy.timestamp_after_max_ms)
-    status, detail, max_ts, errors, error_count, timestamp_errors = _recwalk.walk(
+    status, detail, max_ts, errors, error_count, timestamp_errors, key_hashes = _recwalk.walk(
         walked,
         h.records_count,
         h.base_timestamp,
@@ -155,7 +158,7 @@ def validate_client_batch(
         )
     if error_count:
         _reject_records(errors, error_count, timestamp_errors, (lo, hi), where)
-    return ValidBatch(h.records_count, max_ts)
+    return ValidBatch(h.records_count, max_ts, key_hashes)
 
 
 def check_size_and_crc(

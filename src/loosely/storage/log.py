@@ -32,6 +32,10 @@ Theory of operation
   start until an operator removes them. Like Kafka, recovery truncates at the first bad batch rather than skipping
   it: skipping would serve offsets past a hole whose extent a garbled header can't tell, and consumers would
   pass over lost records without an error.
+* **Key search**: :meth:`PartitionLog.find_key` answers "which offsets hold key K" from each segment's key index
+  (:mod:`loosely.storage.keyindex`), newest first, reading only the batches whose key hashes match and keeping the
+  records whose key is equal. Appends feed the active segment's index with the hashes validation computed;
+  :meth:`PartitionLog.persist_key_indexes` writes closed segments' sidecars (the broker runs it off its loop).
 * **Concurrency**: every method runs on the owner's thread. Non-active segments never change in place, so the
   cleaner may read their files from another thread; it hands back replacement segments that the owner installs
   with :meth:`PartitionLog.install_cleaned`.
@@ -42,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -50,11 +55,13 @@ from loosely.protocol.batch_layout import TIMESTAMP_TYPE_BIT
 from loosely.protocol.compression import Codec
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.records import (
+    BATCH_HEADER_BYTES,
     BatchHeader,
     NewRecord,
     build_batch,
     decode_records,
     iter_batches,
+    read_header,
     rewrite_base_offset,
     set_log_append_time,
     set_max_timestamp,
@@ -71,6 +78,7 @@ from loosely.storage.clock import Clock
 from loosely.storage.config import LogConfig
 from loosely.storage.faults import StorageFaults, describe
 from loosely.storage.fs import FileSystem
+from loosely.storage.keyindex import KEY_INDEX_SUFFIX, batch_key_hashes, matching_offsets
 from loosely.storage.retention import SegmentInfo, deletable_prefix, should_roll
 from loosely.storage.segment import (
     STORED_BATCH_DECOMPRESSED_BYTES_MAX,
@@ -212,7 +220,10 @@ class PartitionLog:
                 self._complete_swap(name)
         names = self.fs.listdir(self.dir)
         bases = sorted(int(n[:-4]) for n in names if n.endswith(".log") and n[:-4].isdigit())
-        for suffix in (".index", ".timeindex"):
+        for n in names:
+            if n.endswith(KEY_INDEX_SUFFIX + ".tmp"):
+                self.fs.remove(os.path.join(self.dir, n))  # a sidecar write cut short
+        for suffix in (".index", ".timeindex", KEY_INDEX_SUFFIX):
             for n in names:
                 if n.endswith(suffix) and n[: -len(suffix)].isdigit() and int(n[: -len(suffix)]) not in bases:
                     self.fs.remove(os.path.join(self.dir, n))
@@ -342,7 +353,7 @@ class PartitionLog:
         base, end = int(base_s), int(end_s)
         for n in self.fs.listdir(self.dir):
             head, _, suffix = n.partition(".")
-            if head.isdigit() and suffix in ("log", "index", "timeindex") and base <= int(head) < end:
+            if head.isdigit() and suffix in ("log", "index", "timeindex", "keyindex") and base <= int(head) < end:
                 self.fs.remove(os.path.join(self.dir, n))
         self.fs.rename(os.path.join(self.dir, swap_name), os.path.join(self.dir, segment_file_name(base, ".log")))
         self.fs.fsync_dir(self.dir)
@@ -388,9 +399,11 @@ class PartitionLog:
         if not found:
             raise LogError(ErrorCode.invalid_record, "the request holds no record batch")
         cfg = self.config
+        key_hashes: list[bytes | None] = []
         for i, (pos, sent) in enumerate(found):
-            h = self._validate(buf, pos, sent, now, from_client)
+            h, hashes = self._validate(buf, pos, sent, now, from_client)
             found[i] = (pos, h)
+            key_hashes.append(hashes)
             if check is not None:
                 check(buf, pos, h)
         target = _TOPIC_CODECS.get(cfg.compression_type)
@@ -417,7 +430,7 @@ class PartitionLog:
         mark = seg.mark()
         unflushed = self._unflushed_messages
         try:
-            seg.append(buf, written)
+            seg.append(buf, written, key_hashes)
             self._unflushed_messages += sum(h.last_offset_delta + 1 for _, h in written)
             self._maybe_flush_after_append()  # the fsync flush.messages asks for is part of the append
         except OSError as e:
@@ -435,8 +448,11 @@ class PartitionLog:
             batches=tuple(h for _, h in written),
         )
 
-    def _validate(self, buf: bytearray, pos: int, h: BatchHeader, now: int, from_client: bool) -> BatchHeader:
-        """Raise :class:`LogError` for a batch the log refuses; returns the header as it will be stored."""
+    def _validate(
+        self, buf: bytearray, pos: int, h: BatchHeader, now: int, from_client: bool
+    ) -> tuple[BatchHeader, bytes]:
+        """Raise :class:`LogError` for a batch the log refuses; returns the header as it will be stored and the
+        hashes of its record keys (for the key index)."""
         cfg = self.config
         where = os.path.basename(self.dir)
         if from_client:
@@ -456,14 +472,14 @@ class PartitionLog:
             if not cfg.log_append_time and (h.max_timestamp != valid.max_timestamp or h.is_log_append_time):
                 # Kafka stores the largest record timestamp as CreateTime, whatever the producer claimed.
                 attributes = set_max_timestamp(buf, pos, h, valid.max_timestamp, log_append_time=False)
-                return dataclasses.replace(h, attributes=attributes, max_timestamp=valid.max_timestamp)
-            return h
+                h = dataclasses.replace(h, attributes=attributes, max_timestamp=valid.max_timestamp)
+            return h, valid.key_hashes
         # The broker's own batches (coordinators, transaction markers): size and CRC, no client rules.
         try:
             check_size_and_crc(buf, pos, h, cfg.max_message_bytes, where)
         except BatchRejected as e:
             raise LogError(e.error_code, str(e)) from e
-        return h
+        return h, batch_key_hashes(memoryview(buf)[pos + BATCH_HEADER_BYTES : pos + h.size], h, where)
 
     def _recompress(
         self, buf: bytearray, found: list[tuple[int, BatchHeader]], target: Codec
@@ -654,6 +670,66 @@ class PartitionLog:
                     return r.offset, ts
             return None
         return None
+
+    # --- key search ----------------------------------------------------------------------------------------
+
+    def find_key(self, key: bytes, *, limit: int) -> list[int]:
+        """Offsets of the records whose key equals ``key``, newest first, at most ``limit``.
+
+        Each segment's key index names the batches that may hold the key; only those are read, and a record counts
+        only if its key is equal (hashes collide). Control batches and records below the log start offset are
+        never returned; records with a null key are never found.
+
+        >>> import tempfile
+        >>> from loosely.protocol.records import NewRecord, build_batch
+        >>> from loosely.storage.clock import SystemClock
+        >>> from loosely.storage.fs import OsFileSystem
+        >>> log = PartitionLog(OsFileSystem(), SystemClock(), tempfile.mkdtemp(), LogConfig())
+        >>> _ = log.append(build_batch([NewRecord(k, b"v", 0) for k in (b"a", b"b", b"a", None)]))
+        >>> log.find_key(b"a", limit=10), log.find_key(b"a", limit=1), log.find_key(b"c", limit=10)
+        ([2, 0], [2], [])
+        """
+        out: list[int] = []
+        if limit <= 0:
+            return out
+        segments = list(self.segments)
+        for i in range(len(segments) - 1, -1, -1):
+            seg = segments[i]
+            if seg.next_offset <= self.log_start_offset:
+                break
+            for pos in seg.key_candidates(key, closed=i < len(segments) - 1):
+                if pos + BATCH_HEADER_BYTES > seg.size:
+                    continue  # never, unless the segment was cut under the index; the index is a hint
+                h = read_header(seg.log.pread(BATCH_HEADER_BYTES, pos))
+                body = seg.log.pread(h.size - BATCH_HEADER_BYTES, pos + BATCH_HEADER_BYTES)
+                for offset in reversed(matching_offsets(body, h, key)):
+                    if offset >= self.log_start_offset:
+                        out.append(offset)
+                        if len(out) >= limit:
+                            return out
+        return out
+
+    def key_index_backlog(self) -> list[Segment]:
+        """Closed segments whose key index is not settled yet (see :meth:`persist_key_indexes`), oldest first."""
+        return [s for s in self.segments[:-1] if not s.key_index.settled]
+
+    @staticmethod
+    def persist_key_indexes(segments: Sequence[Segment]) -> int:
+        """Settle the key index of each closed segment: use a matching sidecar, or build one and write it.
+
+        Closed segments never change in place, so this may run in a worker thread (the broker does so). A segment
+        deleted meanwhile (retention, the cleaner) is skipped. Returns how many sidecars were written.
+        """
+        written = 0
+        for seg in segments:
+            try:
+                if seg.persist_key_index():
+                    written += 1
+                    if not seg.key_index_alive():
+                        seg.key_index.delete()  # the segment went while its sidecar was written
+            except (OSError, ValueError, struct.error, CorruptRecordError):
+                continue  # its file was closed under us: the segment is gone
+        return written
 
     # --- retention -----------------------------------------------------------------------------------------
 

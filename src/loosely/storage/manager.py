@@ -5,7 +5,7 @@ Data directory layout (Kafka's, plus one directory of our own)::
     <data>/
       .topics/<topic id>.json                {"name", "topic_id", "partitions", "configs", "internal"}; the truth
       <topic>-<partition>/                   one PartitionLog each
-        00000000000000000000.log/.index/.timeindex
+        00000000000000000000.log/.index/.timeindex/.keyindex
         partition.metadata                   Kafka's "version: 0 / topic_id: <base64>" file
       recovery-point-offset-checkpoint       offsets below which each log is known to be fsynced
       log-start-offset-checkpoint            each log's start offset (advanced by DeleteRecords)

@@ -1,4 +1,4 @@
-"""One segment of a partition log: ``<base offset>.log`` plus its ``.index`` and ``.timeindex``.
+"""One segment of a partition log: ``<base offset>.log`` plus its ``.index``, ``.timeindex`` and ``.keyindex``.
 
 The ``.log`` file is a plain concatenation of v2 record batches exactly as Kafka writes them (so Kafka's
 ``DumpLogSegments`` reads it). Only the last segment of a log (the *active* one) is appended to; all others are
@@ -16,22 +16,29 @@ Recovery only reports what it found (:class:`Recovery`); the log decides, logs, 
 copies the bytes from the first bad batch on into ``<base>.log.<position>.quarantine`` (written to a temporary
 name, fsynced, renamed, directory fsynced) *before* truncating, so a crash at any point leaves the bytes either
 still in the segment or safe in the quarantine file, and the next recovery finds the same cut again.
+
+The key index (:mod:`loosely.storage.keyindex`) follows the log the same way: appends feed it the key hashes the
+validator computed, rollback and cut truncate it, and its sidecar goes wherever the segment goes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, read_header
 from loosely.storage.fs import File, FileSystem
 from loosely.storage.index import OFFSET_ENTRY, IndexCorruptError, OffsetIndex, TimeIndex
+from loosely.storage.keyindex import KEY_INDEX_SUFFIX, KeyIndex
 from loosely.storage.verify import DECOMPRESSED_BYTES_MAX, QUARANTINE_SUFFIX, IndexChecker, check_batch
 
 __all__ = ["STORED_BATCH_DECOMPRESSED_BYTES_MAX", "Recovery", "Segment", "SegmentMark", "SegmentSlice",
            "segment_file_name"]
+
+log = logging.getLogger(__name__)
 
 # Batches in the log were accepted once; they are decompressed with this bound whatever max.message.bytes says
 # today, so lowering it never makes stored data unreadable.
@@ -103,6 +110,7 @@ class Segment:
         "dir",
         "first_batch_timestamp",
         "index_interval_bytes",
+        "key_index",
         "log",
         "max_timestamp",
         "next_offset",
@@ -145,6 +153,9 @@ class Segment:
             # A roll on a full disk (or out of descriptors) must not leak the files it did open.
             self.log.close()
             raise
+        self.key_index = KeyIndex(
+            fs, os.path.join(directory, segment_file_name(base_offset, KEY_INDEX_SUFFIX + suffix)), base_offset
+        )
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
@@ -167,8 +178,16 @@ class Segment:
 
     # --- append --------------------------------------------------------------------------------------------
 
-    def append(self, data: bytes | bytearray | memoryview, batches: list[tuple[int, BatchHeader]]) -> None:
+    def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        batches: list[tuple[int, BatchHeader]],
+        key_hashes: Sequence[bytes | None] = (),
+    ) -> None:
         """Append already-validated batches (offsets assigned) and index them.
+
+        ``key_hashes[i]`` holds the key hashes of ``batches[i]`` when the validator computed them (None or missing:
+        the key index reads the batch at the next lookup instead).
 
         Raises ``OSError`` when the disk fails; the caller undoes the partial append with :meth:`rollback`.
         """
@@ -185,8 +204,9 @@ class Segment:
         self.log.append(data)
         # After it: the file grew by exactly the batches, no more, no less.
         assert self.log.size() == start + len(data), f"{self.log.path}: grew {self.log.size() - start} of {len(data)}"
-        for pos, h in batches:
+        for i, (pos, h) in enumerate(batches):
             self._index_batch(start + pos, h)
+            self.key_index.add(start + pos, h, key_hashes[i] if i < len(key_hashes) else None)
         assert self.next_offset == offset, f"{self}: next offset {self.next_offset} after an append up to {offset}"
 
     def mark(self) -> SegmentMark:
@@ -215,6 +235,7 @@ class Segment:
         self._bytes_since_index = mark.bytes_since_index
         self.offset_index.truncate_entries(mark.offset_entries)
         self.time_index.truncate_entries(mark.time_entries)
+        self.key_index.truncate(mark.log_bytes)
         # Unconditionally: a short write may have put bytes on disk that the file's own size does not count yet.
         self.log.truncate(mark.log_bytes)
         assert self.log.size() == mark.log_bytes
@@ -290,6 +311,37 @@ class Segment:
         if end == start:
             return None
         return SegmentSlice(self.log, start, end - start, next_offset)
+
+    # --- key index -----------------------------------------------------------------------------------------
+
+    def key_candidates(self, key: bytes, *, closed: bool) -> list[int]:
+        """Positions of the batches that may hold a record with ``key``, newest first (see :meth:`index_keys`)."""
+        self.index_keys(closed=closed)
+        return self.key_index.candidates(key)
+
+    def index_keys(self, *, closed: bool) -> None:
+        """Bring the key index up to the end of the log: a closed segment first tries its sidecar (checked against
+        the log, never trusted blindly); whatever is still uncovered is read from the log."""
+        ki = self.key_index
+        size = self.log.size()
+        if ki.covered_bytes >= size:
+            return
+        if closed and ki.covered_bytes == 0:
+            problem = ki.load(self.log, self.next_offset)
+            if problem is None:
+                return
+            if problem != "missing":
+                log.warning("%s: key index %s not used (%s); rebuilding it from the log", self, ki.path, problem)
+        ki.catch_up(self.log, self.iter_headers(ki.covered_bytes))
+
+    def persist_key_index(self) -> bool:
+        """Settle a closed segment's key index: its sidecar if it matches, else built and written. True if written."""
+        self.index_keys(closed=True)
+        return self.key_index.persist(self.next_offset, self.log.size())
+
+    def key_index_alive(self) -> bool:
+        """The segment's ``.log`` is still in place (retention or the cleaner may have removed it meanwhile)."""
+        return self._fs.exists(self.log.path)
 
     # --- recovery ------------------------------------------------------------------------------------------
 
@@ -401,6 +453,8 @@ class Segment:
         self.log.fsync()
         self.offset_index.truncate_to_position(position)
         self.time_index.truncate_to_offset(self.next_offset)
+        self.key_index.truncate(position)
+        self.key_index.delete()  # built for the bytes just cut: never to be matched again
         return target, size - position
 
     def _quarantine_path(self, position: int, size: int) -> str:
@@ -433,7 +487,7 @@ class Segment:
         """Move the whole ``.log`` aside as a quarantine file (a later segment cut off by damage before it)."""
         size = self.log.size()
         target = self._quarantine_path(0, size)
-        paths = [self.offset_index.path, self.time_index.path]
+        paths = [self.offset_index.path, self.time_index.path, self.key_index.path]
         src = self.log.path
         self.close()
         self._fs.rename(src, target)
@@ -448,6 +502,7 @@ class Segment:
     def truncate_to_position(self, position: int) -> None:
         self.log.truncate(position)
         self.offset_index.truncate_to_position(position)
+        self.key_index.truncate(position)
 
     def flush(self) -> None:
         self.log.fsync()
@@ -462,6 +517,7 @@ class Segment:
     def delete(self) -> None:
         paths = [self.log.path, self.offset_index.path, self.time_index.path]
         self.close()
+        self.key_index.delete()  # first: a sidecar without its segment is an orphan, removed only at the next open
         for p in paths:
             if self._fs.exists(p):
                 self._fs.remove(p)
