@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from loosely.broker.server import BrokerThread
 from loosely.testing import embedded_broker
@@ -70,9 +72,27 @@ def test_broker_serves_the_console(tmp_path: Path) -> None:
                              "--console-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
+        assert proc.stdout is not None
+        bootstrap = re.search(r"listening on ([\d.]+:\d+)", proc.stdout.readline())
+        assert bootstrap, "the broker's first line names its address"
         url = _started(proc, "console on")
         page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
         assert "<h1>Cluster</h1>" in page and "controller 1" in page
+        # a key search inside the broker is answered from its key index, not by a scan
+        p = Producer({"bootstrap.servers": bootstrap.group(1)})
+        for i in range(50):
+            p.produce("keyed", key=f"k{i}".encode(), value=f"value of k{i}".encode())
+        assert p.flush(30) == 0
+        with urllib.request.urlopen(url + "/topics/keyed/search?field=key&text=k7", timeout=10) as r:
+            search_url = r.geturl()  # redirected to the search's own page
+        deadline = time.monotonic() + 30
+        while True:
+            result = urllib.request.urlopen(search_url + "/result", timeout=10).read().decode()
+            if "key index" in result or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert "answered from the broker&#39;s key index" in result or "answered from the broker's key index" in result
+        assert "value of k7" in result and "value of k17" not in result
     finally:
         assert _stop(proc) == 0
 

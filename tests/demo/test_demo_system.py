@@ -345,3 +345,12 @@ def test_the_console_shows_the_demos_topics_views_and_hollow(demo: Demo) -> None
     found = eventually("the probe in the console's message browser", lambda: "console-probe" in get(
         demo["console"] + "/topics/movies/messages?partition=0&offset=0")[1])
     assert found
+    with urllib.request.urlopen(demo["console"] + "/topics/movies/search?field=key&text=console-probe",
+                                timeout=15) as r:
+        search = r.geturl()
+    def answered() -> str | None:
+        text = str(get(search + "/result")[1])
+        return text if "key index" in text else None
+
+    result = eventually("the key search's answer", answered)
+    assert "Console Probe" in result  # found through the demo broker's key index

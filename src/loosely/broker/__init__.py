@@ -9,7 +9,7 @@ Its modules are its public surface (``__all__`` names them; tests/test_public_ap
   internal topics; :mod:`.extensions`: the services that plug into a running broker.
 * :mod:`.config` and :mod:`.config_doc`: settings and their generated reference; :mod:`.acls`: ACLs in memory, on
   disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks;
-  :mod:`.quotas`: client quotas, stored and enforced.
+  :mod:`.quotas`: client quotas, stored and enforced; :mod:`.key_search`: the key index, asked from other threads.
 """
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "groups",
     "handlers",
     "internal",
+    "key_search",
     "metrics",
     "producers",
     "quotas",

@@ -172,7 +172,8 @@ async def _start_console(args: argparse.Namespace, broker: Any) -> Any:
     from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, "--console-listen", "console")
-    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap)
+    # key searches are answered from this broker's key index (called from the console's threads, never this loop)
+    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap, broker.key_lookup)
 
 
 def _version() -> str:

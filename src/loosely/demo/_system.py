@@ -207,8 +207,7 @@ class Demo:
         from loosely.console import ConsoleServer, create_app  # noqa: PLC0415 - Starlette loads only when asked for
 
         app = create_app(self.bootstrap, client_config=self.config.client_config, hollow=str(self.hollow_dir),
-                         views=[f"sqlite:///{self.db.resolve()}"],
-                         key_lookup=self._key_lookup if hasattr(BrokerThread, "lookup_key") else None)
+                         views=[f"sqlite:///{self.db.resolve()}"], key_lookup=self._key_lookup)
         try:
             return ConsoleServer(app, host, port).start()
         except OSError as e:  # the port is taken: one line, exit 1
@@ -219,7 +218,7 @@ class Demo:
         broker = self.broker
         if broker is None:
             raise LookupError("the broker is away (a partition is on): try again when it is back")
-        return list(broker.lookup_key(topic, partition, key, limit))  # type: ignore[attr-defined]
+        return broker.broker.key_lookup(topic, partition, key, limit)
 
     def _side(self, name: str, load: Callable[[], View[Any, Any]], sink: Sink) -> None:
         follower = Follower(load, sink, self.bootstrap, RunnerConfig(client_config=self.config.client_config))

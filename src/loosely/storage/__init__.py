@@ -3,7 +3,8 @@ the clock and the filesystem are injected.
 
 * :mod:`.manager`: every log of a data directory (topics, partitions, configs, ids, checkpoints); :mod:`.dirlock`:
   one process per data directory.
-* :mod:`.log`: one partition's log of :mod:`.segment` s, each with its :mod:`.index` es; :mod:`.verify`: the one
+* :mod:`.log`: one partition's log of :mod:`.segment` s, each with its :mod:`.index` es and its :mod:`.keyindex`
+  (record keys by hash, for key search); :mod:`.verify`: the one
   walk that checks stored batches and indexes (recovery, ``loosely log verify``, the scrubber).
 * :mod:`.retention` (pure roll and retention decisions), :mod:`.cleaner` (compaction), :mod:`.checkpoint` (offset
   checkpoint files), :mod:`.config` (topic configuration), :mod:`.faults` (disk errors answered and counted).
@@ -19,6 +20,7 @@ __all__ = [
     "faults",
     "fs",
     "index",
+    "keyindex",
     "log",
     "manager",
     "retention",
