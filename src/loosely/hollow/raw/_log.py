@@ -91,17 +91,21 @@ class ChangeTail:
         it. Reaching it means the open transactions below it are settled too (read-committed reads stop at the
         last open one). :class:`BlobStoreUnavailableError` when the broker does not answer in time."""
         deadline = time.monotonic() + timeout_ms / 1000
-        out = {}
-        for p in range(self.dataset.partitions):
+        out: dict[int, int] = {}
+        last = "no answer"
+        while len(out) < self.dataset.partitions:
+            p = len(out)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}: no answer in {timeout_ms} ms")
+                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}[{p}]: {last} (for {timeout_ms} ms)")
             try:
                 with self._lock:
                     _, high = self._ask.get_watermark_offsets(self._tp(self.dataset.changes_topic, p),
-                                                               timeout=remaining, cached=False)
-            except Exception as e:  # KafkaException: broker down or the request timed out
-                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}[{p}]: {e}") from e
+                                                              timeout=remaining, cached=False)
+            except Exception as e:  # KafkaException: broker down, restarting, or a leader moving: ask again
+                last = str(e)
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                continue
             out[p] = high
         return out
 
