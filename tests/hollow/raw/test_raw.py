@@ -221,3 +221,12 @@ def test_records_that_are_not_the_datasets_are_skipped_and_lose_nothing(dataset:
     client.consumer.refresh()
     assert client.get_versioned(Movie, 5) == (Movie(5, "fine"), good.version)
     assert client.statistics().overlay == 0
+
+
+def test_a_record_at_the_size_limit_is_written_one_over_it_is_refused(writer: Writer, client: RawClient) -> None:
+    frame = len(b'{"id":1,"title":"","year":0}') + len(b'["Movie",[1]]')
+    at = writer.put(Movie(1, "x" * (writer.record_bytes_max - frame)))
+    assert len(client.get(Movie, 1, after=at.token).title) == writer.record_bytes_max - frame
+    with pytest.raises(ValueError, match="record_bytes_max"):
+        writer.put(Movie(2, "x" * (writer.record_bytes_max - frame + 1)))
+    assert writer.put(Movie(3, "still writing")).version > at.version

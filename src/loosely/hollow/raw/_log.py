@@ -21,6 +21,7 @@ from loosely.hollow.raw._dataset import Dataset
 __all__ = ["ChangeTail"]
 
 OFFSET_BEGINNING: Final = -2
+ASK_ATTEMPT_S: Final = 2.0  # one watermark query; a leader that died takes a new client to forget (see below)
 
 # a change: (partition, offset, key bytes, value bytes or None for a tombstone)
 Apply = Callable[[int, int, bytes, bytes | None], None]
@@ -57,9 +58,10 @@ class ChangeTail:
         # the polling consumer waits behind its fetches), one query at a time. It asks for the high watermark,
         # not the last stable offset: Kafka answers a commit before it writes the commit markers, so right after
         # a write is acknowledged the LSO may still be below it; the HW never is.
-        self._ask = Consumer(dataset.config(**{"group.id": f"raw-{name}-{dataset.name}",
-                                               "client.id": f"raw-{name}-ends",
-                                               "isolation.level": "read_uncommitted"}))
+        self._ask_config = dataset.config(**{"group.id": f"raw-{name}-{dataset.name}", "client.id": f"raw-{name}-ends",
+                                             "isolation.level": "read_uncommitted"})
+        self._ask = Consumer(self._ask_config)
+        self._new_consumer = Consumer
         self._lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -102,9 +104,12 @@ class ChangeTail:
             try:
                 with self._lock:
                     _, high = self._ask.get_watermark_offsets(self._tp(self.dataset.changes_topic, p),
-                                                              timeout=remaining, cached=False)
+                                                              timeout=min(remaining, ASK_ATTEMPT_S), cached=False)
             except Exception as e:  # KafkaException: broker down, restarting, or a leader moving: ask again
                 last = str(e)
+                with self._lock:  # a client that has no partitions keeps asking a dead leader: start afresh
+                    self._ask.close()
+                    self._ask = self._new_consumer(self._ask_config)
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 continue
             out[p] = high

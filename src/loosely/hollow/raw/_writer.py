@@ -184,6 +184,7 @@ class Writer:
         transaction_timeout_ms: int = 10_000,
         write_timeout_ms: int = 10_000,
         batch_ops_max: int = 2_000,
+        record_bytes_max: int = 990_000,
     ) -> None:
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
             raise ValueError("need 0 < heartbeat_interval_ms < session_timeout_ms")
@@ -194,6 +195,8 @@ class Writer:
         self.transaction_timeout_ms = transaction_timeout_ms
         self.write_timeout_ms = write_timeout_ms
         self.batch_ops_max = batch_ops_max
+        # key and value: under librdkafka's message.max.bytes (1,000,000), with room for the record's framing
+        self.record_bytes_max = record_bytes_max
         self.member = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._versions: dict[bytes, tuple[int, bool]] = {}  # key -> (offset, present)
@@ -404,7 +407,12 @@ class Writer:
         type_name, key = self.dataset.key_of(record)
         # a record whose fields do not fit their types would fail every producer cycle: refuse it here
         record_from_json(type(record), record_to_json(record))
-        return self._op(type_name, key, encode_record(record), if_version)
+        op = self._op(type_name, key, encode_record(record), if_version)
+        size = len(op.key) + len(op.value or b"")
+        if size > self.record_bytes_max:  # the client would refuse it in the middle of a batch
+            raise ValueError(f"{type_name} {key}: {size} bytes of key and JSON, over record_bytes_max="
+                             f"{self.record_bytes_max}")
+        return op
 
     def _delete_op(self, type_: str | type, key: object, if_version: Any) -> _Op:
         type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
