@@ -230,3 +230,23 @@ def test_a_record_at_the_size_limit_is_written_one_over_it_is_refused(writer: Wr
     with pytest.raises(ValueError, match="record_bytes_max"):
         writer.put(Movie(2, "x" * (writer.record_bytes_max - frame + 1)))
     assert writer.put(Movie(3, "still writing")).version > at.version
+
+
+def test_conditional_writes_compare_content(writer: Writer, client: RawClient) -> None:
+    writer.put(Movie(8, "Thief"), if_content=None)  # only if absent
+    with pytest.raises(ConditionFailed):
+        writer.put(Movie(8, "Thief"), if_content=None)
+    read = client.get(Movie, 8, consistency="strong")
+    changed = writer.put(Movie(8, "Thief (1981)"), if_content=read)  # what the caller read is still there
+    with pytest.raises(ConditionFailed) as lost:
+        writer.put(Movie(8, "a lost update"), if_content=read)
+    assert lost.value.current_version == changed.version
+    writer.put(Movie(8, "Thief (1981)"))  # same content, new version: a content condition still holds
+    with pytest.raises(ConditionFailed):
+        writer.bulk([Put(Movie(9, "x")), Delete("Movie", (8,), if_content=read)])
+    writer.bulk([Put(Movie(9, "x")), Put(Movie(9, "y"), if_content=Movie(9, "x")),
+                 Delete("Movie", (8,), if_content=Movie(8, "Thief (1981)"))])
+    assert client.get(Movie, 8, consistency="strong") is None
+    assert client.get(Movie, 9) == Movie(9, "y")
+    with pytest.raises(ValueError, match="if_content"):
+        writer.put(Movie(9, "z"), if_content=Movie(10, "y"))

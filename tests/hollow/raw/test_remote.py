@@ -54,7 +54,11 @@ def test_remote_writes_with_conditions_and_bulk(dataset: Dataset, server: Writer
         done = remote.bulk([Put(Movie(2, "Ronin"), if_version=None), Delete("Movie", (1,), if_version=created.version)])
         assert client.get_versioned(Movie, 2, after=done.token) == (Movie(2, "Ronin"), done.versions[0])
         assert client.get(Movie, 1) is None
-        gone = remote.delete(Movie, 2)
+        with pytest.raises(ConditionFailed):
+            remote.put(Movie(2, "Ronin (1998)"), if_content=Movie(2, "not what is there"))
+        renamed = remote.put(Movie(2, "Ronin (1998)"), if_content=Movie(2, "Ronin"))
+        assert client.get(Movie, 2, after=renamed.token) == Movie(2, "Ronin (1998)")
+        gone = remote.delete(Movie, 2, if_content=Movie(2, "Ronin (1998)"))
         assert client.get(Movie, 2, after=gone.token) is None
         assert remote.leader() == server.url
     remote.close()

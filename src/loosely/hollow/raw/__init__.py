@@ -18,11 +18,13 @@ The public API (details in ``docs/raw-hollow.md``)::
     Dataset(name, types, *, bootstrap_servers, blob_store, client_config=None, partitions=1, replication_factor=-1)
     Writer(dataset, *, http_address=None, session_timeout_ms=6000, ...)   .start() .close() .is_leader()
         .wait_for_leadership(ms) .leader_address() .version_of(type, key) .statistics()
-        .put(record, *, if_version=ANY) -> WriteResult(version, token)
-        .delete(type, key, *, if_version=ANY) -> WriteResult
-        .bulk([Put(record, if_version), Delete(type_name, key_tuple, if_version), ...]) -> BulkResult(versions, token)
-        if_version: ANY (default), None (only if absent) or an int version; errors: ConditionFailed(current_version),
-        NotLeaderError(leader), WriteError(uncertain)
+        .put(record, *, if_version=ANY, if_content=ANY) -> WriteResult(version, token)
+        .delete(type, key, *, if_version=ANY, if_content=ANY) -> WriteResult
+        .bulk([Put(record, if_version, if_content), Delete(type_name, key_tuple, if_version, if_content), ...])
+            -> BulkResult(versions, token)
+        if_version: ANY (default), None (only if absent) or an int version; if_content: ANY, None (absent) or the
+        record the current one must equal; errors: ConditionFailed(current_version), NotLeaderError(leader),
+        WriteError(uncertain)
     WriterServer(writer, host="127.0.0.1", port=0).start() .url .close()     POST /put /delete /bulk, GET /leader
     RemoteWriter(url_or_urls, dataset, *, timeout_ms=10000)   .put .delete .bulk (as Writer) .leader() .close()
     RawProducer(dataset, *, cycle_interval_ms=1000, max_pending=10000, snapshot_every_cycles=10)

@@ -9,6 +9,7 @@ Endpoints (JSON in, JSON out; HTTP/1.1 keep-alive; a body over ``body_bytes_max`
     GET  /leader                                                          -> {"leader": true, "address": "http://..."}
 
 ``if_version`` left out: any version; ``null``: only if absent; a number: only if the record has that version.
+``if_content`` likewise: left out, ``null`` (absent), or a record the current one must equal.
 Failures: 409 ``{"error": "condition_failed", "current_version": V}``; 503 ``{"error": "not_leader", "leader":
 "http://..."}`` (the address the elected writer announced, or null); 400 ``{"error": "bad_request"}`` for
 input that is not a record of the dataset; 500 ``{"error": "write_failed", "uncertain": bool}``.
@@ -54,6 +55,13 @@ def _if_version(body: dict[str, Any]) -> Any:
     return body.get("if_version", ANY)
 
 
+def _if_content(ds: Dataset, type_name: str, body: dict[str, Any]) -> Any:
+    if "if_content" not in body:
+        return ANY
+    value = body["if_content"]
+    return None if value is None else record_from_json(ds.type_of(type_name), value)
+
+
 def _operation(ds: Dataset, item: Any) -> Put | Delete:
     if not isinstance(item, dict):
         raise ValueError("an operation is a JSON object")
@@ -64,13 +72,14 @@ def _operation(ds: Dataset, item: Any) -> Put | Delete:
     if op == "put":
         if not isinstance(item.get("record"), dict):
             raise ValueError("a put needs a \"record\" object")
-        return Put(record_from_json(ds.type_of(type_name), item["record"]), _if_version(item))
+        return Put(record_from_json(ds.type_of(type_name), item["record"]), _if_version(item),
+                   _if_content(ds, type_name, item))
     if op == "delete":
         key = item.get("key")
         if not isinstance(key, list):
             raise ValueError("a delete needs a \"key\" array")
         ds.type_of(type_name)
-        return Delete(type_name, tuple(key), _if_version(item))
+        return Delete(type_name, tuple(key), _if_version(item), _if_content(ds, type_name, item))
     raise ValueError(f"op must be put or delete, not {op!r}")
 
 
@@ -288,21 +297,23 @@ class RemoteWriter:
                                      f"{last}")
 
     @staticmethod
-    def _condition(item: dict[str, Any], if_version: Any) -> dict[str, Any]:
+    def _condition(item: dict[str, Any], if_version: Any, if_content: Any) -> dict[str, Any]:
         if if_version is not ANY:
             item["if_version"] = if_version
+        if if_content is not ANY:
+            item["if_content"] = None if if_content is None else record_to_json(if_content)
         return item
 
-    def put(self, record: object, *, if_version: Any = ANY) -> WriteResult:
+    def put(self, record: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         type_name, _ = self.dataset.key_of(record)
         answer = self._call("/put", self._condition({"type": type_name, "record": record_to_json(record)},
-                                                    if_version))
+                                                    if_version, if_content))
         return WriteResult(int(answer["version"]), Token.parse(answer["token"]))
 
-    def delete(self, type_: str | type, key: object, *, if_version: Any = ANY) -> WriteResult:
+    def delete(self, type_: str | type, key: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
         values = list(key) if isinstance(key, tuple) else [key]
-        answer = self._call("/delete", self._condition({"type": type_name, "key": values}, if_version))
+        answer = self._call("/delete", self._condition({"type": type_name, "key": values}, if_version, if_content))
         return WriteResult(int(answer["version"]), Token.parse(answer["token"]))
 
     def bulk(self, operations: Iterable[Put | Delete]) -> BulkResult:
@@ -310,10 +321,10 @@ class RemoteWriter:
         for o in operations:
             if isinstance(o, Put):
                 items.append(self._condition({"op": "put", "type": self.dataset.key_of(o.record)[0],
-                                              "record": record_to_json(o.record)}, o.if_version))
+                                              "record": record_to_json(o.record)}, o.if_version, o.if_content))
             else:
                 items.append(self._condition({"op": "delete", "type": o.type_name, "key": list(o.key)},
-                                             o.if_version))
+                                             o.if_version, o.if_content))
         answer = self._call("/bulk", {"operations": items})
         return BulkResult(tuple(int(v) for v in answer["versions"]), Token.parse(answer["token"]))
 

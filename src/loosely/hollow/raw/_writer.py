@@ -27,6 +27,7 @@ the outcome of an unanswered commit is unknown and the versions must come from t
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import threading
@@ -100,10 +101,13 @@ class WriteError(HollowError):
 
 @dataclass(frozen=True, slots=True)
 class Put:
-    """Insert or replace ``record``; ``if_version``: ANY, None (only if absent) or the version it must have."""
+    """Insert or replace ``record``; ``if_version``: ANY, None (only if absent) or the version it must have;
+    ``if_content``: ANY, None (only if absent) or the record the current one must equal (compare-and-set on
+    what the caller read, whatever its version)."""
 
     record: object
     if_version: Any = ANY
+    if_content: Any = ANY
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ class Delete:
     type_name: str
     key: tuple[object, ...]
     if_version: Any = ANY
+    if_content: Any = ANY
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,11 @@ class _Op:
     partition: int
     value: bytes | None
     if_version: Any
+    if_content: Any  # ANY, or the digest the current content must have (None: absent)
+
+    @property
+    def conditional(self) -> bool:
+        return self.if_version is not ANY or self.if_content is not ANY
 
 
 @dataclass(slots=True)
@@ -158,6 +168,11 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     offsets: list[int] = field(default_factory=list)
     error: Exception | None = None
+
+
+def _digest(value: bytes | None) -> bytes | None:
+    """What a write's content is compared by (None: a tombstone)."""
+    return None if value is None else hashlib.blake2b(value, digest_size=16).digest()
 
 
 def _check_condition(if_version: Any) -> None:
@@ -199,7 +214,7 @@ class Writer:
         self.record_bytes_max = record_bytes_max
         self.member = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
-        self._versions: dict[bytes, tuple[int, bool]] = {}  # key -> (offset, present)
+        self._versions: dict[bytes, tuple[int, bytes | None]] = {}  # key -> (offset, content digest or None)
         self._assigned = False
         self._leader = False
         self._marker: str | None = None
@@ -341,7 +356,7 @@ class Writer:
         with self._lock:
             old = self._versions.get(key)
             if old is None or old[0] < offset:
-                self._versions[key] = (offset, value is not None)
+                self._versions[key] = (offset, _digest(value))
 
     def _acquire(self) -> None:
         """Fence the previous leader, announce ourselves, read the log to its end; then accept writes."""
@@ -398,34 +413,38 @@ class Writer:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    def _op(self, type_name: str, key: tuple[object, ...], value: bytes | None, if_version: Any) -> _Op:
+    def _op(self, type_name: str, key: tuple[object, ...], value: bytes | None, if_version: Any,
+            if_content: Any) -> _Op:
         _check_condition(if_version)
+        if if_content is not ANY and if_content is not None and self.dataset.key_of(if_content) != (type_name, key):
+            raise ValueError(f"if_content must be a record with the key {type_name} {key}, or None")
         kb = self.dataset.key_bytes(type_name, key)
-        return _Op(kb, self.dataset.partition_of(kb), value, if_version)
+        wanted = if_content if if_content is ANY or if_content is None else _digest(encode_record(if_content))
+        return _Op(kb, self.dataset.partition_of(kb), value, if_version, wanted)
 
-    def _put_op(self, record: object, if_version: Any) -> _Op:
+    def _put_op(self, record: object, if_version: Any, if_content: Any = ANY) -> _Op:
         type_name, key = self.dataset.key_of(record)
         # a record whose fields do not fit their types would fail every producer cycle: refuse it here
         record_from_json(type(record), record_to_json(record))
-        op = self._op(type_name, key, encode_record(record), if_version)
+        op = self._op(type_name, key, encode_record(record), if_version, if_content)
         size = len(op.key) + len(op.value or b"")
         if size > self.record_bytes_max:  # the client would refuse it in the middle of a batch
             raise ValueError(f"{type_name} {key}: {size} bytes of key and JSON, over record_bytes_max="
                              f"{self.record_bytes_max}")
         return op
 
-    def _delete_op(self, type_: str | type, key: object, if_version: Any) -> _Op:
+    def _delete_op(self, type_: str | type, key: object, if_version: Any, if_content: Any = ANY) -> _Op:
         type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
-        return self._op(type_name, key if isinstance(key, tuple) else (key,), None, if_version)
+        return self._op(type_name, key if isinstance(key, tuple) else (key,), None, if_version, if_content)
 
-    def put(self, record: object, *, if_version: Any = ANY) -> WriteResult:
+    def put(self, record: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         """Insert or replace ``record`` (see :class:`Put`); returns once committed."""
-        offsets, token = self._submit([self._put_op(record, if_version)])
+        offsets, token = self._submit([self._put_op(record, if_version, if_content)])
         return WriteResult(offsets[0], token)
 
-    def delete(self, type_: str | type, key: object, *, if_version: Any = ANY) -> WriteResult:
+    def delete(self, type_: str | type, key: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         """Delete by primary key (a tuple, or the value of a one-field key); returns once committed."""
-        offsets, token = self._submit([self._delete_op(type_, key, if_version)])
+        offsets, token = self._submit([self._delete_op(type_, key, if_version, if_content)])
         return WriteResult(offsets[0], token)
 
     def bulk(self, operations: Iterable[Put | Delete]) -> BulkResult:
@@ -433,9 +452,9 @@ class Writer:
         ops = []
         for o in operations:
             if isinstance(o, Put):
-                ops.append(self._put_op(o.record, o.if_version))
+                ops.append(self._put_op(o.record, o.if_version, o.if_content))
             elif isinstance(o, Delete):
-                ops.append(self._delete_op(o.type_name, o.key, o.if_version))
+                ops.append(self._delete_op(o.type_name, o.key, o.if_version, o.if_content))
             else:
                 raise TypeError(f"bulk takes Put and Delete, not {type(o).__name__}")
         if not ops:
@@ -450,7 +469,7 @@ class Writer:
         op = self._delete_op(type_, key, ANY)
         with self._lock:
             v = self._versions.get(op.key)
-        return v[0] if v is not None and v[1] else None
+        return v[0] if v is not None and v[1] is not None else None
 
     def _submit(self, ops: list[_Op]) -> tuple[list[int], Token]:
         request = _Request(ops)
@@ -525,11 +544,11 @@ class Writer:
 
         accepted: list[_Request] = []
         deferred: list[_Request] = []
-        pending: dict[bytes, bool] = {}  # keys written by the accepted requests: present after them?
+        pending: set[bytes] = set()  # keys written by the accepted requests
         with self._lock:
             versions = self._versions
             for r in batch:
-                if any(op.if_version is not ANY and op.key in pending for op in r.ops):
+                if any(op.conditional and op.key in pending for op in r.ops):
                     deferred.append(r)
                     continue
                 failure = self._failed_condition(r.ops, versions, pending)
@@ -538,8 +557,7 @@ class Writer:
                     r.error = failure
                     r.done.set()
                     continue
-                for op in r.ops:
-                    pending[op.key] = op.value is not None
+                pending.update(op.key for op in r.ops)
                 accepted.append(r)
             if deferred:
                 self._queue.extendleft(reversed(deferred))
@@ -587,29 +605,37 @@ class Writer:
                     off = offsets[i]
                     old = self._versions.get(op.key)
                     if old is None or old[0] < off:
-                        self._versions[op.key] = (off, op.value is not None)
+                        self._versions[op.key] = (off, _digest(op.value))
                     r.offsets.append(off)
                     i += 1
         for r in accepted:
             r.done.set()
 
-    def _failed_condition(self, ops: Sequence[_Op], versions: dict[bytes, tuple[int, bool]],
-                          pending: dict[bytes, bool]) -> ConditionFailed | None:
-        seen: dict[bytes, int | None] = {}  # a bulk's own earlier operations on the same key
+    @staticmethod
+    def _failed_condition(ops: Sequence[_Op], versions: dict[bytes, tuple[int, bytes | None]],
+                          pending: set[bytes]) -> ConditionFailed | None:
+        """The first condition of a request that does not hold (conditional requests on keys written earlier in
+        the same batch never get here: they wait for the next batch)."""
+        seen: dict[bytes, tuple[int | None, bytes | None]] = {}  # a bulk's own earlier operations on a key
         for op in ops:
             if op.key in seen:
-                current = seen[op.key]
-            elif op.key in pending:
-                current = -1 if pending[op.key] else None  # written earlier in this batch: version unknown
+                current, content = seen[op.key]
             else:
                 v = versions.get(op.key)
-                current = v[0] if v is not None and v[1] else None
+                current, content = (v[0], v[1]) if v is not None and v[1] is not None else (None, None)
+                if op.key in pending:  # unconditional here; written earlier in this batch: version unknown
+                    current, content = -1, None
             if op.if_version is not ANY and op.if_version != current:
                 wanted = "absent" if op.if_version is None else f"version {op.if_version}"
                 return ConditionFailed(f"{op.key.decode()}: wanted {wanted}, found "
                                        f"{'absent' if current is None else f'version {current}'}",
                                        current, op.key.decode())
-            seen[op.key] = -1 if op.value is not None else None
+            if op.if_content is not ANY and op.if_content != content:
+                wanted = "absent" if op.if_content is None else "the content given"
+                return ConditionFailed(f"{op.key.decode()}: wanted {wanted}, found "
+                                       f"{'absent' if current is None else f'other content (version {current})'}",
+                                       current, op.key.decode())
+            seen[op.key] = (-1, _digest(op.value)) if op.value is not None else (None, None)
         return None
 
     def _failed_commit(self, producer: Any, accepted: list[_Request], e: Any) -> None:
