@@ -59,6 +59,10 @@ def test_conditional_writes_compare_versions(writer: Writer, client: RawClient) 
     assert client.get(Movie, 7, consistency="strong") is None
     with pytest.raises(TypeError):
         writer.put(Movie(7, "x"), if_version="1")
+    with pytest.raises(ValueError, match="Movie"):
+        writer.put(Movie(7, "x", 2**32))  # an int field holds a Java int
+    with pytest.raises(ValueError, match="not a str"):
+        writer.put(Movie(7, 7))  # type: ignore[arg-type]
 
 
 def test_bulk_is_all_or_nothing(writer: Writer, client: RawClient) -> None:
@@ -207,7 +211,8 @@ def test_records_that_are_not_the_datasets_are_skipped_and_lose_nothing(dataset:
 
     raw = Producer({"bootstrap.servers": dataset.bootstrap_servers})
     for key, value in [(b"not json", b"{}"), (b'["Nope",[1]]', b"{}"), (b'["Movie",[[1]]]', b"{}"),
-                       (b'["Movie",[3]]', b"not json"), (b'["Movie",[4]]', b'{"id": "four", "title": 4}')]:
+                       (b'["Movie",[3]]', b"not json"), (b'["Movie",[4]]', b'{"id": "four", "title": 4}'),
+                       (b'["Movie",[6]]', b'{"id": 6, "title": "too big", "year": 4294967296}')]:
         raw.produce(dataset.changes_topic, key=key, value=value, partition=0)
     assert raw.flush(10) == 0
     good = writer.put(Movie(5, "fine"))
@@ -216,7 +221,7 @@ def test_records_that_are_not_the_datasets_are_skipped_and_lose_nothing(dataset:
     producer = RawProducer(dataset)
     producer.catch_up()
     assert producer.run_cycle() is not None
-    assert producer.statistics().skipped == 5
+    assert producer.statistics().skipped == 6
     producer.close()
     client.consumer.refresh()
     assert client.get_versioned(Movie, 5) == (Movie(5, "fine"), good.version)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from loosely.hollow.api import Producer, Version
+from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
 from loosely.hollow.raw._codec import decode_record, parse_key
 from loosely.hollow.raw._dataset import DATASET_TAG, POSITIONS_TAG, VERSION_TYPE, Dataset, RawVersion
 from loosely.hollow.raw._log import ChangeTail
@@ -162,6 +163,8 @@ class RawProducer:
             if not pending and positions == self._positions:
                 return self._producer.version
             ds = self.dataset
+            scratch = ObjectMapper(WriteStateEngine())  # tries each record first: one that cannot be written
+            # (a number out of its Java type's range) is skipped instead of failing every cycle from now on
 
             def populate(state: Any) -> None:
                 state.add_header_tag(DATASET_TAG, ds.name)
@@ -171,7 +174,9 @@ class RawProducer:
                         type_name, values = parse_key(key)
                         cls = ds.type_of(type_name)
                         record = None if value is None else decode_record(cls, value)
-                    except (ValueError, KeyError, TypeError) as e:
+                        if record is not None:
+                            scratch.add(record)
+                    except (ValueError, KeyError, TypeError, HollowError) as e:
                         self._counts["skipped"] += 1
                         log.warning("raw producer %s: skipping the record at key %r: %s", ds.name, key[:200], e)
                         continue

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from loosely.hollow.api import NotLeaderError as _HollowNotLeader
-from loosely.hollow.core import HollowError
+from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
 from loosely.hollow.raw._codec import Token, encode_record, record_from_json, record_to_json
 from loosely.hollow.raw._dataset import Dataset
 from loosely.hollow.raw._log import ChangeTail
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _POLL_S: Final = 0.05
 _ACQUIRE_TIMEOUT_MS: Final = 30_000
+_SCRATCH_RECORDS_MAX: Final = 1_024
 
 
 class _Any:
@@ -229,6 +230,9 @@ class Writer:
         self._threads: list[threading.Thread] = []
         self._counts = dict.fromkeys(("terms", "fenced", "requests", "transactions", "conditions", "errors"), 0)
         self._last_error: str | None = None
+        self._scratch = ObjectMapper(WriteStateEngine())  # where each record is tried before it is sent
+        self._scratch_adds = 0
+        self._scratch_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -424,8 +428,17 @@ class Writer:
 
     def _put_op(self, record: object, if_version: Any, if_content: Any = ANY) -> _Op:
         type_name, key = self.dataset.key_of(record)
-        # a record whose fields do not fit their types would fail every producer cycle: refuse it here
+        # a record the producer could not write (a field not of its type, a number out of its Java type's range)
+        # would be skipped there after being acknowledged here: refuse it now
         record_from_json(type(record), record_to_json(record))
+        with self._scratch_lock:
+            if self._scratch_adds % _SCRATCH_RECORDS_MAX == 0:  # a fresh engine now and then: bounded memory
+                self._scratch = ObjectMapper(WriteStateEngine())
+            self._scratch_adds += 1
+            try:
+                self._scratch.add(record)
+            except HollowError as e:
+                raise ValueError(f"{type_name} {key}: {e}") from e
         op = self._op(type_name, key, encode_record(record), if_version, if_content)
         size = len(op.key) + len(op.value or b"")
         if size > self.record_bytes_max:  # the client would refuse it in the middle of a batch
