@@ -70,6 +70,7 @@ PINS: dict[str, list[str]] = {
         "console_cmd",
         "demo",
         "hollow_cmd",
+        "hollow_raw_cmd",
         "kcat",
         "log_cmd",
         "main",
@@ -101,6 +102,12 @@ PINS: dict[str, list[str]] = {
     "loosely.hollow": [
         "api",
         "core",
+        "raw",
+    ],
+    "loosely.hollow.raw": [
+        "ANY", "BulkResult", "ConditionFailed", "ConsistencyTimeout", "Dataset", "Delete", "NotLeaderError", "Put",
+        "RawClient", "RawClientStatistics", "RawProducer", "RawProducerStatistics", "RawVersion", "RemoteWriter",
+        "Token", "VERSION_TYPE", "WriteError", "WriteResult", "Writer", "WriterServer", "WriterStatistics",
     ],
     "loosely.hollow.api": [
         "AlwaysLeader",

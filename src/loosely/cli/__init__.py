@@ -11,6 +11,7 @@ __all__ = [
     "console_cmd",
     "demo",
     "hollow_cmd",
+    "hollow_raw_cmd",
     "kcat",
     "log_cmd",
     "main",
