@@ -27,6 +27,7 @@ everysec`` (durable to the page cache, as the broker's acks=all is) and no RDB s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -162,13 +163,166 @@ def redis_reads(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- the RAW Hollow side --------------------------------------------------------------------------------------------
-# Filled in below once loosely.hollow.raw exists (helper `raw`, branch h-raw): raw_writer, raw_follow, raw_reads.
+# Writes must go through the one elected Writer, so the RAW writer is one process whose load threads share it (its
+# group commit folds concurrent writes into one transaction); Redis's writers are processes of their own.
+
+
+@functools.cache  # one class: the dataset knows its types by identity
+def _raw_types() -> Any:
+    from dataclasses import dataclass
+
+    from loosely.hollow.core import hollow_type
+
+    @hollow_type(name="Rec", primary_key=("id",))
+    @dataclass(frozen=True, slots=True)
+    class Rec:
+        id: str
+        payload: str
+
+    return Rec
+
+
+def raw_dataset(args: argparse.Namespace) -> Any:
+    from loosely.hollow.raw import Dataset
+
+    return Dataset(args.dataset, [_raw_types()], bootstrap_servers=args.addr,
+                   blob_store=os.path.join(args.store, args.dataset))
+
+
+def raw_writer(args: argparse.Namespace) -> dict[str, Any]:
+    import threading
+
+    from loosely.hollow.raw import Writer
+
+    rec = _raw_types()
+    writer = Writer(raw_dataset(args)).start()
+    if not writer.wait_for_leadership(60_000):
+        raise SystemExit("the RAW writer did not win the election")
+    threads = max(1, args.threads)
+    acks: list[list[float]] = [[] for _ in range(threads)]
+    counts = [0] * threads
+
+    def load(i: int) -> None:
+        rate = args.probe_rate if i == 0 and args.probe_rate > 0 else args.rate / threads
+        for seq in pace(rate, args.seconds):
+            t = time.monotonic_ns()
+            writer.put(rec(f"{args.prefix}{seq}" if i == 0 else f"{args.prefix}t{i}-{seq}", payload(args.size, t)))
+            acks[i].append((time.monotonic_ns() - t) / 1e6)
+            counts[i] = seq + 1
+
+    ts = [threading.Thread(target=load, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    writer.close()
+    return {"writes": sum(counts), "ack_ms": percentiles(acks[0])}
+
+
+def raw_follow(args: argparse.Namespace) -> Callable[[str], Any]:
+    from loosely.hollow.raw import RawClient
+
+    rec = _raw_types()
+    client = RawClient(raw_dataset(args)).start()
+
+    def get(key: str) -> str | None:
+        r = client.get(rec, key)
+        return None if r is None else r.payload  # type: ignore[no-any-return]
+
+    return get
+
+
+def _timed(n: int, keys: list[str], read: Callable[[str], Any]) -> dict[str, float]:
+    rng = random.Random(2)
+    ms = []
+    for _ in range(n):
+        key = keys[rng.randrange(len(keys))]
+        t = time.perf_counter_ns()
+        assert read(key) is not None, key
+        ms.append((time.perf_counter_ns() - t) / 1e6)
+    return percentiles(ms)
+
+
+def raw_reads(args: argparse.Namespace) -> dict[str, Any]:
+    """Loads the records through the writer, publishes one Hollow version, leaves ``overlay`` changes unpublished;
+    then reads: plain Hollow (the state's primary-key index), RAW eventual and strong, state and overlay keys."""
+    from loosely.hollow.api import Consumer, UniqueKeyIndex
+    from loosely.hollow.raw import Put, RawClient, RawProducer, Writer
+
+    rec = _raw_types()
+    ds = raw_dataset(args)
+    writer = Writer(ds).start()
+    assert writer.wait_for_leadership(60_000)
+    keys = [f"rec{i}" for i in range(args.records)]
+    for i in range(0, len(keys), 500):
+        writer.bulk([Put(rec(k, payload(args.size, 0))) for k in keys[i:i + 500]])
+    producer = RawProducer(ds)
+    producer.catch_up()
+    producer.run_cycle()
+    changed = keys[:args.overlay]
+    token = None
+    for i in range(0, len(changed), 500):
+        token = writer.bulk([Put(rec(k, payload(args.size, 1))) for k in changed[i:i + 500]]).token
+    writer.close()
+    producer.close()
+
+    plain = Consumer(retriever=ds.blob_store)
+    plain.refresh()
+    index = UniqueKeyIndex(plain, "Rec")
+
+    def plain_get(key: str) -> Any:
+        with plain.lock.reading():
+            o = index.find(key)
+            return None if o < 0 else ds.mapper.read(plain.engine, rec, o)
+
+    client = RawClient(ds).start()
+    assert client.get(rec, changed[0], after=token).payload == payload(args.size, 1)  # the overlay is in
+    out = {"plain_hollow": _timed(args.reads, keys[args.overlay:], plain_get),
+           "raw_eventual": _timed(args.reads, keys[args.overlay:], lambda k: client.get(rec, k)),
+           "raw_eventual_overlay": _timed(args.reads, changed, lambda k: client.get(rec, k)),
+           "raw_after_token": _timed(args.reads, keys, lambda k: client.get(rec, k, after=token))}
+    stats = client.statistics()
+    out["overlay_entries"] = stats.overlay
+    out["raw_strong"] = _timed(min(args.reads, 1_000), keys, lambda k: client.get(rec, k, consistency="strong"))
+    client.close()
+    return out
+
+
+def raw_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Resident memory this process gained holding the dataset: plain Hollow, or RAW (state plus overlay)."""
+    import gc
+
+    from loosely.hollow.api import Consumer
+    from loosely.hollow.raw import RawClient
+
+    ds = raw_dataset(args)
+    gc.collect()
+    rss0 = _status_kb("VmRSS")
+    if args.child == "memory-plain":
+        held: Any = Consumer(retriever=ds.blob_store)
+        held.refresh()
+        n = held.engine.type("Rec").populated_ordinals().size
+        overlay = 0
+    else:
+        held = RawClient(ds).start()
+        deadline = time.monotonic() + 120
+        while held.statistics().overlay < args.overlay and time.monotonic() < deadline:
+            time.sleep(0.05)
+        overlay = held.statistics().overlay
+        n = args.records
+    gc.collect()
+    return {"rss_growth_bytes": (_status_kb("VmRSS") - rss0) * 1024, "records": int(n), "overlay": overlay}
+
 
 ROLES: dict[tuple[str, str], Callable[[argparse.Namespace], dict[str, Any]]] = {
     ("redis", "writer"): redis_writer,
     ("redis", "reads"): redis_reads,
+    ("raw", "writer"): raw_writer,
+    ("raw", "reads"): raw_reads,
+    ("raw", "memory-plain"): raw_memory,
+    ("raw", "memory-raw"): raw_memory,
 }
-FOLLOWERS: dict[str, Callable[[argparse.Namespace], Callable[[str], Any]]] = {"redis": redis_follow}
+FOLLOWERS: dict[str, Callable[[argparse.Namespace], Callable[[str], Any]]] = {"redis": redis_follow, "raw": raw_follow}
 
 
 def follower(args: argparse.Namespace) -> dict[str, Any]:
@@ -186,6 +340,7 @@ def follower(args: argparse.Namespace) -> dict[str, Any]:
         while (value := get(key)) is None:
             if stop or time.monotonic() - t_wait > deadline_s:
                 missed += not stop
+                stop.append(1)  # the writer has stopped: nothing more will come
                 break
             time.sleep(0)  # let the process's other threads (a RAW client's tail) run
         else:
@@ -226,11 +381,19 @@ def write_to_visible(side: str, addr: str, *, rate: float, size: int, seconds: f
     assert follow.stdout is not None
     if follow.stdout.readline().strip() != "ready":
         raise SystemExit(f"the follower did not start:\n{follow.communicate()[1][-3000:]}")
-    ws = [child(side, "writer", addr, prefix=f"{prefix}{i}-", rate=rate / writers, size=size, seconds=seconds,
-                **extra) for i in range(writers)]
-    if not paced:
-        ws.append(child(side, "writer", addr, prefix=probe, rate=probe_rate, size=size, seconds=seconds, **extra))
+    if side == "raw":  # one process, the elected writer: its thread 0 is writer 0 or the probe
+        ws = [child(side, "writer", addr, prefix=f"{prefix}0-" if paced else probe, rate=rate, size=size,
+                    seconds=seconds, threads=writers + (not paced), probe_rate=probe_rate, **extra)]
+    else:
+        ws = [child(side, "writer", addr, prefix=f"{prefix}{i}-", rate=rate / writers, size=size, seconds=seconds,
+                    **extra) for i in range(writers)]
+        if not paced:
+            ws.append(child(side, "writer", addr, prefix=probe, rate=probe_rate, size=size, seconds=seconds, **extra))
     outs = [result(w) for w in ws]
+    try:  # the follower expects what the writers were asked to write; whatever they fell short of, it never sees
+        follow.wait(5)
+    except subprocess.TimeoutExpired:
+        follow.terminate()
     seen = result(follow)
     total = sum(o["writes"] for o in outs)
     return {"writes_per_s": total / seconds, "writes": total, "ack_ms": outs[0]["ack_ms"], **seen}
@@ -250,8 +413,8 @@ def run_side(side: str, addr: str, args: argparse.Namespace, **extra: Any) -> di
     out: dict[str, Any] = {}
     print(f"\n[{side}] write-to-visible, {args.rate:,.0f} writes/s of {args.size:,} B, {args.seconds:g} s",
           flush=True)
-    out["paced"] = write_to_visible(side, addr, rate=args.rate, size=args.size, seconds=args.seconds, writers=1,
-                                    probe_rate=0, **extra)
+    out["paced"] = write_to_visible(side, addr, rate=args.rate, size=args.size, seconds=args.seconds,
+                                    writers=args.raw_threads if side == "raw" else 1, probe_rate=0, **extra)
     print(f"  visible {fmt(out['paced']['visible_ms'])}\n  ack     {fmt(out['paced']['ack_ms'])}  "
           f"({out['paced']['writes_per_s']:,.0f}/s achieved, {out['paced']['missed']} missed)", flush=True)
     print(f"[{side}] unpaced, {args.max_writers} writers of {args.max_size:,} B and a probe at "
@@ -260,10 +423,18 @@ def run_side(side: str, addr: str, args: argparse.Namespace, **extra: Any) -> di
                                   writers=args.max_writers, probe_rate=args.probe_rate, **extra)
     print(f"  {out['max']['writes_per_s']:,.0f} writes/s; visible {fmt(out['max']['visible_ms'])}", flush=True)
     print(f"[{side}] reads of {args.records:,} records of {args.size:,} B", flush=True)
+    reads = {**extra, "dataset": "reads"} if side == "raw" else extra
     out["reads"] = result(child(side, "reads", addr, records=args.records, size=args.size, reads=args.reads,
-                                overlay=args.overlay, **extra))
+                                overlay=args.overlay, **reads))
     for name, v in out["reads"].items():
-        print(f"  {name:16} {fmt(v) if isinstance(v, dict) else f'{v:,}'}", flush=True)
+        print(f"  {name:20} {fmt(v) if isinstance(v, dict) else f'{v:,}'}", flush=True)
+    if side == "raw":
+        print(f"[{side}] memory of a client: {args.records:,} records, {args.overlay:,} of them changed since the "
+              "loaded version", flush=True)
+        for kind in ("plain", "raw"):
+            out[f"memory_{kind}"] = result(child(side, f"memory-{kind}", addr, records=args.records,
+                                                 overlay=args.overlay, **reads))
+            print(f"  {kind:6} {out[f'memory_{kind}']}", flush=True)
     return out
 
 
@@ -274,6 +445,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=10_000, help="bytes per record (paced writes, reads)")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--max-writers", type=int, default=2, help="writer processes for the unpaced run")
+    p.add_argument("--raw-threads", type=int, default=4,
+                   help="threads sharing the RAW writer in the paced run (one put waits for its commit)")
     p.add_argument("--probe-rate", type=float, default=200.0, help="the unpaced run's probe writes/s")
     p.add_argument("--max-size", type=int, default=1_000, help="bytes per record in the unpaced run")
     p.add_argument("--records", type=int, default=20_000, help="records loaded for reads and memory")
@@ -284,6 +457,8 @@ def main() -> None:
     p.add_argument("--prefix", help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, help=argparse.SUPPRESS)
     p.add_argument("--store", help=argparse.SUPPRESS)
+    p.add_argument("--dataset", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         role = follower if args.child == "follower" else ROLES[(args.side, args.child)]
@@ -310,7 +485,19 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:
         print("\n[raw] loosely.hollow.raw is not there yet: RAW Hollow side skipped", flush=True)
         return {}
-    raise NotImplementedError
+    from loosely.testing import free_port
+
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as d:
+        addr = f"127.0.0.1:{free_port()}"
+        broker = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", f"{d}/data",
+                                   "--listen", addr], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert broker.stdout is not None
+        broker.stdout.readline()
+        try:
+            return run_side("raw", addr, args, store=f"{d}/store", dataset="writes")
+        finally:
+            broker.terminate()
+            broker.wait(30)
 
 
 def print_ratios(raw: dict[str, Any], redis: dict[str, Any]) -> None:
