@@ -1,0 +1,136 @@
+"""Reading the changes topic: a read-committed tail that knows how far it has read, control records included.
+
+A transactional write leaves a commit marker after its records, so "the offset after the last record read" stops
+short of the high watermark forever once writes pause. The tail therefore also counts the partition-EOF events of
+librdkafka (``enable.partition.eof``): an EOF carries the fetch position, which is past the markers. ``reached``
+per partition is the next offset the tail will read; everything before it has been seen (or was a marker, or
+belongs to an aborted transaction, which read-committed hides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from loosely.hollow.api import BlobStoreUnavailableError
+from loosely.hollow.raw._dataset import Dataset
+
+__all__ = ["ChangeTail"]
+
+OFFSET_BEGINNING: Final = -2
+
+# a change: (partition, offset, key bytes, value bytes or None for a tombstone)
+Apply = Callable[[int, int, bytes, bytes | None], None]
+
+
+class ChangeTail:
+    """A consumer of ``dataset.changes_topic`` (no group: partitions assigned by hand) feeding ``apply``.
+
+    Not thread-safe by itself: one thread calls :meth:`poll`; :attr:`reached` may be read from any thread (it is
+    replaced, never mutated).
+    """
+
+    def __init__(self, dataset: Dataset, apply: Apply, start: Mapping[int, int] | None = None,
+                 *, name: str = "tail") -> None:
+        from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: PLC0415
+
+        self.dataset = dataset
+        self._apply = apply
+        self._eof_code = KafkaError._PARTITION_EOF
+        self._consumer = Consumer(dataset.config(**{
+            "group.id": f"raw-{name}-{dataset.name}",  # never joins: the partitions are assigned by hand
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,
+            "client.id": f"raw-{name}",
+        }))
+        start = dict(start or {})
+        self.reached: dict[int, int] = {p: max(0, start.get(p, 0)) for p in range(dataset.partitions)}
+        self._consumer.assign([TopicPartition(dataset.changes_topic, p, start.get(p, OFFSET_BEGINNING))
+                               for p in range(dataset.partitions)])
+        self._tp = TopicPartition
+        # watermark queries come from other threads while one polls: they get a client of their own (a query on
+        # the polling consumer waits behind its fetches), one query at a time
+        self._ask = Consumer(dataset.config(**{"group.id": f"raw-{name}-{dataset.name}",
+                                               "client.id": f"raw-{name}-ends",
+                                               "isolation.level": "read_committed"}))
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def poll(self, timeout_s: float, max_messages: int = 500) -> int:
+        """Read what has arrived (waiting up to ``timeout_s`` for the first record); returns how many records."""
+        msgs = self._consumer.consume(max_messages, timeout_s)
+        if not msgs:
+            return 0
+        reached = dict(self.reached)
+        n = 0
+        for msg in msgs:
+            err = msg.error()
+            p: int = msg.partition() or 0
+            off: int = msg.offset() or 0
+            if err is not None:
+                if err.code() == self._eof_code:
+                    reached[p] = max(reached[p], off)
+                else:
+                    self.last_error = str(err)
+                continue
+            self._apply(p, off, msg.key() or b"", msg.value())
+            reached[p] = max(reached[p], off + 1)
+            n += 1
+        self.reached = reached
+        return n
+
+    def high_watermarks(self, timeout_ms: int) -> dict[int, int]:
+        """The end of each partition as the broker says now (the last stable offset under read-committed);
+        :class:`BlobStoreUnavailableError` when the broker does not answer in time."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        out = {}
+        for p in range(self.dataset.partitions):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}: no answer in {timeout_ms} ms")
+            try:
+                with self._lock:
+                    _, high = self._ask.get_watermark_offsets(self._tp(self.dataset.changes_topic, p),
+                                                               timeout=remaining, cached=False)
+            except Exception as e:  # KafkaException: broker down or the request timed out
+                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}[{p}]: {e}") from e
+            out[p] = high
+        return out
+
+    def caught_up(self, ends: Mapping[int, int]) -> bool:
+        reached = self.reached
+        return all(reached.get(p, 0) >= o for p, o in ends.items())
+
+    def read_to(self, ends: Mapping[int, int], timeout_ms: int) -> None:
+        """Poll until every partition has been read to ``ends``; :class:`TimeoutError` after ``timeout_ms``."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not self.caught_up(ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.dataset.changes_topic}: read {self.reached}, not {dict(ends)}, "
+                                   f"in {timeout_ms} ms")
+            self.poll(0.05)
+
+    def seek(self, positions: Mapping[int, int]) -> None:
+        """Jump forward (a newly loaded version covers up to ``positions``)."""
+        moves = {p: o for p, o in positions.items() if o > self.reached.get(p, 0)}
+        if not moves:
+            return
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+
+        for p, o in moves.items():
+            try:
+                self._consumer.seek(self._tp(self.dataset.changes_topic, p, o))
+            except KafkaException:  # not yet fetching that partition: re-assign from there
+                self._consumer.incremental_unassign([self._tp(self.dataset.changes_topic, p)])
+                self._consumer.incremental_assign([self._tp(self.dataset.changes_topic, p, o)])
+        self.reached = {**self.reached, **moves}
+
+    def close(self) -> None:
+        for c in (self._consumer, self._ask):
+            with contextlib.suppress(RuntimeError):  # closed already
+                c.close()

@@ -1,0 +1,631 @@
+"""The elected writer: one serialization point for conditional writes, fenced when deposed.
+
+**Election and fencing** follow ``loosely.hollow.api._kafka``: every candidate joins the consumer group
+``raw-writer-<dataset>`` subscribed to the one-partition topic ``<dataset>.writer``; the member assigned partition
+0 is the leader. A new leader first calls ``init_transactions`` with the shared transactional id
+``raw-writer-<dataset>``, which bumps the producer epoch: every later send of a deposed leader is refused
+(``PRODUCER_FENCED``) and its open transaction is aborted. It then commits a leader record (its member id and
+HTTP address) to the writer topic, reads it back, and reads the changes topic to its end, so it knows the
+version of every key any earlier leader committed. Only then does it accept writes.
+
+**Versions.** Every candidate keeps ``key -> (offset, present)`` from the changes topic (a standby tails it all
+the time: that is what makes it hot). Entries only move to higher offsets, so replaying the log over the
+leader's own writes changes nothing.
+
+**Group commit.** Callers queue requests; one thread takes what is queued (up to ``batch_ops_max`` operations),
+checks each request's conditions in order against the versions plus the writes accepted before it in the batch,
+and sends the accepted ones in ONE transaction. A conditional request touching a key another request of the
+same batch writes waits for the next batch (its version is not known yet). When the commit returns, each caller
+gets the offsets of its records (versions) and a token. A request is all or nothing: a bulk is one request.
+
+**Failures.** A fenced producer loses leadership at once (callers get :class:`NotLeaderError`). Any other commit
+failure aborts or abandons the transaction, fails the batch's callers with :class:`WriteError`, and makes the
+writer step down and take over again (a new producer, fenced by itself, and a fresh read of the log), because
+the outcome of an unanswered commit is unknown and the versions must come from the log again.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from loosely.hollow.api import NotLeaderError as _HollowNotLeader
+from loosely.hollow.core import HollowError
+from loosely.hollow.raw._codec import Token, encode_record
+from loosely.hollow.raw._dataset import Dataset
+from loosely.hollow.raw._log import ChangeTail
+
+__all__ = [
+    "ANY",
+    "BulkResult",
+    "ConditionFailed",
+    "Delete",
+    "NotLeaderError",
+    "Put",
+    "WriteError",
+    "WriteResult",
+    "Writer",
+    "WriterStatistics",
+]
+
+log = logging.getLogger(__name__)
+
+_POLL_S: Final = 0.05
+_ACQUIRE_TIMEOUT_MS: Final = 30_000
+
+
+class _Any:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Final[Any] = _Any()
+"""``if_version=ANY``: write whatever the current version is (the default)."""
+
+
+class ConditionFailed(HollowError):
+    """A conditional write found another version: ``current_version`` (None: the record is absent)."""
+
+    def __init__(self, message: str, current_version: int | None, key: str = "") -> None:
+        super().__init__(message)
+        self.current_version = current_version
+        self.key = key
+
+
+class NotLeaderError(_HollowNotLeader):
+    """This writer is not the elected one; ``leader`` is the leader's HTTP address if known."""
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class WriteError(HollowError):
+    """The write did not complete (broker unreachable, timeout); it may or may not have landed when the commit
+    went unanswered (``uncertain``)."""
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Insert or replace ``record``; ``if_version``: ANY, None (only if absent) or the version it must have."""
+
+    record: object
+    if_version: Any = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete the record of ``type_name`` with primary key ``key``; ``if_version`` as for :class:`Put`."""
+
+    type_name: str
+    key: tuple[object, ...]
+    if_version: Any = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """A committed write: its version (the log offset of its record) and a token for ``after=`` reads."""
+
+    version: int
+    token: Token
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """A committed bulk: the version of each operation, in order, and one token for all."""
+
+    versions: tuple[int, ...]
+    token: Token
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    leader: bool
+    terms: int
+    fenced: int
+    keys: int
+    requests: int
+    transactions: int
+    condition_failures: int
+    write_errors: int
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class _Op:
+    key: bytes
+    partition: int
+    value: bytes | None
+    if_version: Any
+
+
+@dataclass(slots=True)
+class _Request:
+    ops: list[_Op]
+    done: threading.Event = field(default_factory=threading.Event)
+    offsets: list[int] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def _check_condition(if_version: Any) -> None:
+    if if_version is ANY or if_version is None:
+        return
+    if isinstance(if_version, bool) or not isinstance(if_version, int):
+        raise TypeError(f"if_version must be ANY, None or an int version, not {if_version!r}")
+
+
+class Writer:
+    """The dataset's writer candidate: ``start()`` joins the election; writes succeed while it leads.
+
+    >>> # with a broker: w = Writer(dataset); w.start(); w.wait_for_leadership(10_000)
+    >>> # w.put(Movie(1, "Heat")).version  -> the offset of that write
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        http_address: str | None = None,
+        session_timeout_ms: int = 6_000,
+        heartbeat_interval_ms: int = 1_000,
+        transaction_timeout_ms: int = 10_000,
+        write_timeout_ms: int = 10_000,
+        batch_ops_max: int = 2_000,
+    ) -> None:
+        if not 0 < heartbeat_interval_ms < session_timeout_ms:
+            raise ValueError("need 0 < heartbeat_interval_ms < session_timeout_ms")
+        self.dataset = dataset
+        self.http_address = http_address
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self.write_timeout_ms = write_timeout_ms
+        self.batch_ops_max = batch_ops_max
+        self.member = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._versions: dict[bytes, tuple[int, bool]] = {}  # key -> (offset, present)
+        self._assigned = False
+        self._leader = False
+        self._marker: str | None = None
+        self._leader_address: str | None = None
+        self._producer: Any = None
+        self._election: Any = None
+        self._watch: Any = None
+        self._tail: ChangeTail | None = None
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._queued = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._counts = dict.fromkeys(("terms", "fenced", "requests", "transactions", "conditions", "errors"), 0)
+        self._last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> Writer:
+        """Join the election (background threads: the election and the group commit)."""
+        if self._threads:
+            return self
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: PLC0415
+
+        ds = self.dataset
+        ds.ensure_topics()
+        self._tail = ChangeTail(ds, self._observe_change, name=f"writer-{self.member}")
+        self._election = Consumer(ds.config(**{
+            "group.id": f"raw-writer-{ds.name}",
+            "client.id": f"raw-writer-{self.member}",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }))
+        self._election.subscribe([ds.writer_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                 on_lost=self._on_revoke)
+        # a standby is assigned nothing, so it follows the leader records through a consumer of its own
+        self._watch = Consumer(ds.config(**{"group.id": f"raw-writer-watch-{self.member}",
+                                            "enable.auto.commit": False, "isolation.level": "read_committed"}))
+        self._watch.assign([TopicPartition(ds.writer_topic, 0, OFFSET_BEGINNING)])
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._election_loop, name=f"raw-election-{ds.name}", daemon=True),
+                         threading.Thread(target=self._commit_loop, name=f"raw-commit-{ds.name}", daemon=True)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def close(self) -> None:
+        """Leave the election (a standby takes over at once) and fail queued writes."""
+        self._stop.set()
+        with self._lock:
+            self._leader = False
+            self._queued.notify_all()
+        for t in self._threads:
+            t.join(30)
+        self._threads = []
+        self._fail_queue(NotLeaderError(f"writer {self.member} of {self.dataset.name} is closed"))
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
+
+    def __enter__(self) -> Writer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- leadership ------------------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self._leader
+
+    def leader_address(self) -> str | None:
+        """The HTTP address the current leader announced (ours when we lead)."""
+        with self._lock:
+            return self.http_address if self._leader else self._leader_address
+
+    def wait_for_leadership(self, timeout_ms: int) -> bool:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline and not self.is_leader():
+            time.sleep(0.02)
+        return self.is_leader()
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if any(p.partition == 0 for p in partitions):
+            with self._lock:
+                self._assigned = True
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        if any(p.partition == 0 for p in partitions):
+            with self._lock:
+                if self._leader:
+                    log.warning("raw writer %s lost the leadership of %s", self.member, self.dataset.name)
+                self._assigned = self._leader = False
+                self._marker = None
+
+    def _election_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self._election.poll(0 if self._tail is not None else _POLL_S)
+                if msg is not None and not msg.error():
+                    self._observe_leader(msg.value())
+                msg = self._watch.poll(0)
+                if msg is not None and not msg.error():
+                    self._observe_leader(msg.value())
+                tail = self._tail
+                if tail is not None:
+                    tail.poll(_POLL_S)
+                with self._lock:
+                    acquire = self._assigned and not self._leader and self._marker is None
+                if acquire:
+                    self._acquire()
+            except Exception as e:  # the election survives broker hiccups; leadership is lost and retried
+                self._step_down(f"{type(e).__name__}: {e}")
+                log.warning("raw writer election of %s: %s", self.dataset.name, e)
+                time.sleep(_POLL_S)
+        for consumer in (self._election, self._watch):
+            try:
+                consumer.close()  # the election consumer leaves the group: a standby takes over now
+            except Exception as e:
+                log.warning("closing the election consumers: %s", e)
+
+    def _observe_leader(self, value: bytes | None) -> None:
+        try:
+            record = json.loads(value or b"{}")
+        except ValueError:
+            return
+        with self._lock:
+            self._leader_address = record.get("http")
+            if self._marker is not None and record.get("marker") == self._marker:
+                self._marker = None  # read back: _acquire goes on to read the changes to their end
+
+    def _observe_change(self, partition: int, offset: int, key: bytes, value: bytes | None) -> None:
+        with self._lock:
+            old = self._versions.get(key)
+            if old is None or old[0] < offset:
+                self._versions[key] = (offset, value is not None)
+
+    def _acquire(self) -> None:
+        """Fence the previous leader, announce ourselves, read the log to its end; then accept writes."""
+        from confluent_kafka import Producer  # noqa: PLC0415
+
+        ds = self.dataset
+        producer = Producer(ds.config(**{
+            "transactional.id": f"raw-writer-{ds.name}",
+            "transaction.timeout.ms": self.transaction_timeout_ms,
+            "client.id": f"raw-writer-{self.member}",
+            "linger.ms": 0,
+            "acks": "all",
+        }))
+        producer.init_transactions(_ACQUIRE_TIMEOUT_MS / 1000)  # the fence
+        marker = f"{self.member}-{uuid.uuid4().hex[:8]}"
+        with self._lock:
+            self._marker = marker
+        producer.begin_transaction()
+        producer.produce(ds.writer_topic, key=b"leader", partition=0, value=json.dumps(
+            {"member": self.member, "http": self.http_address, "marker": marker}).encode())
+        producer.commit_transaction(_ACQUIRE_TIMEOUT_MS / 1000)
+        deadline = time.monotonic() + _ACQUIRE_TIMEOUT_MS / 1000
+        while True:
+            with self._lock:
+                if self._marker is None or not self._assigned:
+                    break
+            if self._stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("did not read back the leader record in time")
+            msg = self._election.poll(_POLL_S)
+            if msg is not None and not msg.error():
+                self._observe_leader(msg.value())
+        tail = self._tail
+        assert tail is not None
+        tail.read_to(tail.high_watermarks(_ACQUIRE_TIMEOUT_MS), _ACQUIRE_TIMEOUT_MS)
+        with self._lock:
+            if self._holds_partition() and not self._stop.is_set():
+                self._producer = producer
+                self._leader = True
+                self._counts["terms"] += 1
+                log.info("raw writer %s leads %s (%d keys)", self.member, ds.name, len(self._versions))
+
+    def _holds_partition(self) -> bool:
+        return self._assigned  # changed by the group callbacks meanwhile (a method keeps mypy from narrowing)
+
+    def _step_down(self, why: str) -> None:
+        with self._lock:
+            self._last_error = why
+            self._leader = False
+            self._marker = None
+            self._producer = None  # a fenced or doubtful producer is not used again; the next term makes one
+            # re-take leadership while still assigned: a new producer fences our own doubtful transaction
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def _op(self, type_name: str, key: tuple[object, ...], value: bytes | None, if_version: Any) -> _Op:
+        _check_condition(if_version)
+        kb = self.dataset.key_bytes(type_name, key)
+        return _Op(kb, self.dataset.partition_of(kb), value, if_version)
+
+    def _put_op(self, record: object, if_version: Any) -> _Op:
+        type_name, key = self.dataset.key_of(record)
+        return self._op(type_name, key, encode_record(record), if_version)
+
+    def _delete_op(self, type_: str | type, key: object, if_version: Any) -> _Op:
+        type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
+        return self._op(type_name, key if isinstance(key, tuple) else (key,), None, if_version)
+
+    def put(self, record: object, *, if_version: Any = ANY) -> WriteResult:
+        """Insert or replace ``record`` (see :class:`Put`); returns once committed."""
+        offsets, token = self._submit([self._put_op(record, if_version)])
+        return WriteResult(offsets[0], token)
+
+    def delete(self, type_: str | type, key: object, *, if_version: Any = ANY) -> WriteResult:
+        """Delete by primary key (a tuple, or the value of a one-field key); returns once committed."""
+        offsets, token = self._submit([self._delete_op(type_, key, if_version)])
+        return WriteResult(offsets[0], token)
+
+    def bulk(self, operations: Iterable[Put | Delete]) -> BulkResult:
+        """All the operations in one transaction, or none: every condition is checked first."""
+        ops = []
+        for o in operations:
+            if isinstance(o, Put):
+                ops.append(self._put_op(o.record, o.if_version))
+            elif isinstance(o, Delete):
+                ops.append(self._delete_op(o.type_name, o.key, o.if_version))
+            else:
+                raise TypeError(f"bulk takes Put and Delete, not {type(o).__name__}")
+        if not ops:
+            raise ValueError("an empty bulk")
+        if len(ops) > self.batch_ops_max:
+            raise ValueError(f"a bulk of {len(ops)} operations is over batch_ops_max={self.batch_ops_max}")
+        offsets, token = self._submit(ops)
+        return BulkResult(tuple(offsets), token)
+
+    def version_of(self, type_: str | type, key: object) -> int | None:
+        """The version of a record as this writer knows it (authoritative while it leads); None if absent."""
+        op = self._delete_op(type_, key, ANY)
+        with self._lock:
+            v = self._versions.get(op.key)
+        return v[0] if v is not None and v[1] else None
+
+    def _submit(self, ops: list[_Op]) -> tuple[list[int], Token]:
+        request = _Request(ops)
+        with self._lock:
+            if not self._leader:
+                raise NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}",
+                                     self._leader_address)
+            self._queue.append(request)
+            self._counts["requests"] += 1
+            self._queued.notify()
+        if not request.done.wait(self.write_timeout_ms / 1000 + 5):
+            raise WriteError(f"no answer from the commit thread in {self.write_timeout_ms} ms", uncertain=True)
+        if request.error is not None:
+            raise request.error
+        token: dict[int, int] = {}
+        for op, off in zip(ops, request.offsets, strict=True):
+            token[op.partition] = max(token.get(op.partition, 0), off + 1)
+        return request.offsets, Token(token)
+
+    def _fail_queue(self, error: Exception) -> None:
+        with self._lock:
+            pending = list(self._queue)
+            self._queue.clear()
+        for r in pending:
+            r.error = error
+            r.done.set()
+
+    def _commit_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                while not self._queue and not self._stop.is_set():
+                    self._queued.wait(0.5)
+                if self._stop.is_set():
+                    break
+                leader, producer = self._leader, self._producer
+                if not leader or producer is None:
+                    address = self._leader_address
+                    pending = list(self._queue)
+                    self._queue.clear()
+                else:
+                    pending = []
+                    batch = self._take_batch()
+            if pending:
+                for r in pending:
+                    r.error = NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}",
+                                             address)
+                    r.done.set()
+                continue
+            try:
+                self._commit(producer, batch)
+            except Exception as e:  # a bug here must not kill the commit thread; the callers hear of it
+                log.exception("raw writer commit")
+                for r in batch:
+                    if not r.done.is_set():
+                        r.error = WriteError(f"{type(e).__name__}: {e}", uncertain=True)
+                        r.done.set()
+
+    def _take_batch(self) -> list[_Request]:
+        """The queued requests that fit one transaction (called with the lock held)."""
+        batch: list[_Request] = []
+        n = 0
+        while self._queue and n + len(self._queue[0].ops) <= max(self.batch_ops_max, len(self._queue[0].ops)):
+            r = self._queue.popleft()
+            batch.append(r)
+            n += len(r.ops)
+            if n >= self.batch_ops_max:
+                break
+        return batch
+
+    def _commit(self, producer: Any, batch: list[_Request]) -> None:
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+
+        accepted: list[_Request] = []
+        deferred: list[_Request] = []
+        pending: dict[bytes, bool] = {}  # keys written by the accepted requests: present after them?
+        with self._lock:
+            versions = self._versions
+            for r in batch:
+                if any(op.if_version is not ANY and op.key in pending for op in r.ops):
+                    deferred.append(r)
+                    continue
+                failure = self._failed_condition(r.ops, versions, pending)
+                if failure is not None:
+                    self._counts["conditions"] += 1
+                    r.error = failure
+                    r.done.set()
+                    continue
+                for op in r.ops:
+                    pending[op.key] = op.value is not None
+                accepted.append(r)
+            if deferred:
+                self._queue.extendleft(reversed(deferred))
+        if not accepted:
+            return
+        topic = self.dataset.changes_topic
+        slots: list[tuple[_Request, int]] = []
+        offsets: dict[int, int] = {}
+        errors: list[str] = []
+
+        def delivered(index: int) -> Any:
+            def report(err: Any, msg: Any) -> None:
+                if err is not None:
+                    errors.append(str(err))
+                else:
+                    offsets[index] = msg.offset()
+            return report
+
+        try:
+            producer.begin_transaction()
+            for r in accepted:
+                for op in r.ops:
+                    slots.append((r, len(slots)))
+                    producer.produce(topic, key=op.key, value=op.value, partition=op.partition,
+                                     on_delivery=delivered(len(slots) - 1))
+            producer.commit_transaction(self.write_timeout_ms / 1000)
+            while len(offsets) + len(errors) < len(slots):
+                producer.poll(0.01)  # delivery reports not yet served by the commit
+        except KafkaException as e:
+            self._counts["errors"] += 1
+            self._failed_commit(producer, accepted, e)
+            return
+        if errors:  # cannot happen after a successful commit; never report a write we cannot place
+            self._counts["errors"] += 1
+            self._step_down(f"delivery failed after commit: {errors[0]}")
+            for r in accepted:
+                r.error = WriteError(f"delivery failed: {errors[0]}", uncertain=True)
+                r.done.set()
+            return
+        with self._lock:
+            self._counts["transactions"] += 1
+            i = 0
+            for r in accepted:
+                for op in r.ops:
+                    off = offsets[i]
+                    old = self._versions.get(op.key)
+                    if old is None or old[0] < off:
+                        self._versions[op.key] = (off, op.value is not None)
+                    r.offsets.append(off)
+                    i += 1
+        for r in accepted:
+            r.done.set()
+
+    def _failed_condition(self, ops: Sequence[_Op], versions: dict[bytes, tuple[int, bool]],
+                          pending: dict[bytes, bool]) -> ConditionFailed | None:
+        seen: dict[bytes, int | None] = {}  # a bulk's own earlier operations on the same key
+        for op in ops:
+            if op.key in seen:
+                current = seen[op.key]
+            elif op.key in pending:
+                current = -1 if pending[op.key] else None  # written earlier in this batch: version unknown
+            else:
+                v = versions.get(op.key)
+                current = v[0] if v is not None and v[1] else None
+            if op.if_version is not ANY and op.if_version != current:
+                wanted = "absent" if op.if_version is None else f"version {op.if_version}"
+                return ConditionFailed(f"{op.key.decode()}: wanted {wanted}, found "
+                                       f"{'absent' if current is None else f'version {current}'}",
+                                       current, op.key.decode())
+            seen[op.key] = -1 if op.value is not None else None
+        return None
+
+    def _failed_commit(self, producer: Any, accepted: list[_Request], e: Any) -> None:
+        err = e.args[0] if e.args else None
+        fenced = bool(err is not None and (err.fatal() or err.name() in (
+            "_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")))
+        if fenced:
+            with self._lock:
+                self._counts["fenced"] += 1
+                address = self._leader_address
+            self._step_down(f"fenced: {e}")
+            error: Exception = NotLeaderError(f"writer {self.member} was fenced by a newer leader: {e}", address)
+        else:
+            aborted = False
+            if err is not None and err.txn_requires_abort():
+                try:
+                    producer.abort_transaction(self.write_timeout_ms / 1000)
+                    aborted = True
+                except Exception as abort_error:
+                    log.warning("aborting the raw writer transaction: %s", abort_error)
+            self._step_down(f"commit failed: {e}")
+            error = WriteError(f"{self.dataset.changes_topic}: {e}", uncertain=not aborted)
+        for r in accepted:
+            r.error = error
+            r.done.set()
+
+    def statistics(self) -> WriterStatistics:
+        with self._lock:
+            c = self._counts
+            return WriterStatistics(self._leader, c["terms"], c["fenced"], len(self._versions), c["requests"],
+                                    c["transactions"], c["conditions"], c["errors"], self._last_error)

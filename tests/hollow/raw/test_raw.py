@@ -1,0 +1,191 @@
+"""Read-after-write Hollow: writer, producer and client, side by side on loosely's broker and Apache Kafka 4.1.1.
+
+One broker of each kind per module; each test gets its own dataset (topics and blob store), so tests stay apart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+
+from loosely.hollow.api import FilesystemBlobStore
+from loosely.hollow.core import INLINE, ReadStateEngine, hollow_type
+from loosely.hollow.raw import (
+    ANY,
+    ConditionFailed,
+    Dataset,
+    Delete,
+    NotLeaderError,
+    Put,
+    RawClient,
+    RawProducer,
+    Writer,
+)
+from loosely.hollow.raw._dataset import POSITIONS_TAG
+from loosely.testing import ApacheKafka, embedded_broker
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@hollow_type(primary_key=("id",))
+@dataclass
+class Movie:
+    id: int
+    title: Annotated[str, INLINE]
+    year: int = 0
+
+
+@hollow_type(primary_key=("name", "country"))
+@dataclass
+class Actor:
+    name: str
+    country: str
+    movies: list[int]
+
+
+@pytest.fixture(scope="module", params=["loosely", "kafka"])
+def bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "kafka":
+        kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+        yield kafka.bootstrap_servers
+    else:
+        with embedded_broker(data_dir=str(tmp_path_factory.mktemp("raw-broker"))) as b:
+            yield b.bootstrap_servers
+
+
+@pytest.fixture
+def dataset(bootstrap: str, tmp_path: Path) -> Dataset:
+    return Dataset(f"raw-{uuid.uuid4().hex[:8]}", [Movie, Actor], bootstrap_servers=bootstrap,
+                   blob_store=str(tmp_path / "blobs"), partitions=2)
+
+
+@pytest.fixture
+def writer(dataset: Dataset) -> Iterator[Writer]:
+    with Writer(dataset, http_address="http://writer-a") as w:
+        assert w.wait_for_leadership(30_000)
+        yield w
+
+
+@pytest.fixture
+def client(dataset: Dataset, writer: Writer) -> Iterator[RawClient]:
+    with RawClient(dataset, timeout_ms=10_000) as c:
+        yield c
+
+
+def test_a_write_is_visible_after_its_token_and_to_strong_reads(writer: Writer, client: RawClient) -> None:
+    first = writer.put(Movie(1, "Heat", 1995))
+    assert client.get(Movie, 1, after=first.token) == Movie(1, "Heat", 1995)
+    second = writer.put(Movie(1, "Heat (1995)", 1995))
+    assert second.version > first.version
+    assert client.get_versioned("Movie", (1,), consistency="strong") == (Movie(1, "Heat (1995)", 1995),
+                                                                         second.version)
+    actor = Actor("Al Pacino", "US", [1])
+    writer.put(actor)
+    assert client.get(Actor, ("Al Pacino", "US"), consistency="strong") == actor
+    gone = writer.delete(Movie, 1)
+    assert client.get_versioned(Movie, 1, after=str(gone.token)) == (None, None)
+    assert client.get(Movie, 2, consistency="strong") is None
+
+
+def test_conditional_writes_compare_versions(writer: Writer, client: RawClient) -> None:
+    created = writer.put(Movie(7, "Alien"), if_version=None)
+    with pytest.raises(ConditionFailed) as failed:
+        writer.put(Movie(7, "Aliens"), if_version=None)
+    assert failed.value.current_version == created.version
+    updated = writer.put(Movie(7, "Alien (director's cut)"), if_version=created.version)
+    with pytest.raises(ConditionFailed) as stale:
+        writer.put(Movie(7, "lost update"), if_version=created.version)
+    assert stale.value.current_version == updated.version
+    with pytest.raises(ConditionFailed):
+        writer.delete(Movie, 7, if_version=created.version)
+    assert writer.version_of(Movie, 7) == updated.version
+    writer.delete(Movie, 7, if_version=updated.version)
+    assert client.get(Movie, 7, consistency="strong") is None
+    with pytest.raises(TypeError):
+        writer.put(Movie(7, "x"), if_version="1")
+
+
+def test_bulk_is_all_or_nothing(writer: Writer, client: RawClient) -> None:
+    base = writer.put(Movie(10, "Ten"))
+    with pytest.raises(ConditionFailed):
+        writer.bulk([Put(Movie(11, "Eleven")), Put(Movie(10, "Ten again"), if_version=base.version + 1)])
+    assert client.get(Movie, 11, consistency="strong") is None
+    done = writer.bulk([Put(Movie(11, "Eleven")), Delete("Movie", (10,), if_version=base.version),
+                        Put(Movie(12, "Twelve"), if_version=ANY)])
+    assert len(done.versions) == 3
+    assert client.get(Movie, 10, after=done.token) is None
+    assert [m.id for m in client.records(Movie)] == [11, 12] or sorted(m.id for m in client.records(Movie)) == [11, 12]
+
+
+def test_producer_folds_the_log_and_clients_read_state_plus_overlay(dataset: Dataset, writer: Writer,
+                                                                     client: RawClient) -> None:
+    for i in range(20):
+        writer.put(Movie(i, f"m{i}"))
+    writer.delete(Movie, 3)
+    producer = RawProducer(dataset)
+    producer.catch_up()
+    v1 = producer.run_cycle()
+    assert v1 is not None
+    engine = producer._producer.read_state
+    assert isinstance(engine, ReadStateEngine)
+    positions = {int(p): o for p, o in __import__("json").loads(engine.header_tags[POSITIONS_TAG]).items()}
+    assert sum(positions.values()) >= 21
+    producer.close()
+
+    late = writer.put(Movie(5, "five, later"))
+    client.consumer.refresh()
+    assert client.version == v1
+    assert client.get_versioned(Movie, 4) == (Movie(4, "m4"), writer.version_of(Movie, 4))  # from the state
+    assert client.get(Movie, 5, after=late.token) == Movie(5, "five, later")  # the overlay wins over the state
+    assert client.get(Movie, 3) is None
+    assert client.statistics().overlay <= 2
+    assert sorted(m.id for m in client.records(Movie)) == [i for i in range(20) if i != 3]
+
+    # a restarted producer continues the chain from the announced version and folds only what came after
+    again = RawProducer(dataset)
+    assert again.open() == v1
+    again.catch_up()
+    v2 = again.run_cycle()
+    again.close()
+    assert v2 is not None and v2 > v1
+    store = dataset.blob_store
+    assert isinstance(store, FilesystemBlobStore)
+    assert store.retrieve_delta(v1) is not None
+    fresh = RawClient(dataset).start()
+    try:
+        assert fresh.version == v2
+        assert fresh.get(Movie, 5) == Movie(5, "five, later")
+        assert fresh.statistics().overlay == 0
+    finally:
+        fresh.close()
+
+
+def test_only_the_elected_writer_writes_and_a_standby_takes_over(dataset: Dataset, writer: Writer,
+                                                                client: RawClient) -> None:
+    written = writer.put(Movie(1, "before"))
+    standby = Writer(dataset, http_address="http://writer-b").start()
+    try:
+        wait_until(lambda: standby.leader_address() is not None)
+        with pytest.raises(NotLeaderError) as refused:
+            standby.put(Movie(1, "from the standby"))
+        assert refused.value.leader == "http://writer-a"
+        writer.close()  # leaves the group: the standby takes over at once
+        assert standby.wait_for_leadership(30_000)
+        assert standby.version_of(Movie, 1) == written.version  # it read the log before accepting writes
+        with pytest.raises(ConditionFailed):
+            standby.put(Movie(1, "stale"), if_version=None)
+        after = standby.put(Movie(1, "after"), if_version=written.version)
+        assert client.get(Movie, 1, after=after.token) == Movie(1, "after")
+    finally:
+        standby.close()
