@@ -111,6 +111,7 @@ def load(cfg: dict[str, Any], process: str, c: Any, w: Any, seed: int) -> None:
         try:
             if w is None:  # a reader
                 read(rec, c, key, Kind.GET_STRONG if dice < 0.4 else Kind.GET_EVENTUAL)
+                time.sleep(0.002)  # enough reads to race every write, without burning a shared CPU
                 continue
             if dice < 0.7:
                 version = read(rec, c, key, Kind.GET_STRONG)
@@ -135,13 +136,14 @@ def run_writer(cfg: dict[str, Any], process: str) -> None:
     from loosely.hollow.raw import Writer
 
     c = client(cfg)
-    w = Writer(dataset(cfg), session_timeout_ms=cfg.get("session_timeout_ms", 3_000),
-               heartbeat_interval_ms=500).start()
+    # the session timeout bounds the takeover after a kill -9; 6 s is the least Kafka's brokers accept
+    # (group.min.session.timeout.ms)
+    w = Writer(dataset(cfg), session_timeout_ms=6_000, heartbeat_interval_ms=1_000).start()
     marker = Path(cfg["dir"]) / f"leader-{process}"
 
     def mark() -> None:
         while time.monotonic() < cfg["until_s"]:
-            if w.is_leader:
+            if w.is_leader():
                 marker.touch()
             else:
                 marker.unlink(missing_ok=True)
