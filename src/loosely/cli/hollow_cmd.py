@@ -9,6 +9,7 @@ for S3-compatible servers).  Blobs written by Java Hollow carry no digest: pass 
     loosely hollow history STORE --type T --key K...    every change of one record, as JSON lines
     loosely hollow publish STORE --schema F --type T    one producer cycle from JSON lines on stdin or --input,
                                                         with a progress bar on stderr
+    loosely hollow put / get / delete / tail / writer   a read-after-write dataset (see ``hollow_raw_cmd``)
 
 Records are JSON lines in UTF-8; a lone UTF-16 surrogate, which a Java string may hold, is escaped (``\ud800``).
 A reader that stops early (``| head``) ends the command quietly with exit 0.  Failures print
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from loosely.cli._output import json_line, quiet_stdout
+from loosely.cli.hollow_raw_cmd import add_raw_commands
 
 __all__ = ["add_hollow_command"]
 
@@ -197,7 +199,8 @@ def _publish(args: argparse.Namespace, out: IO[str]) -> int:
 
 def add_hollow_command(sub: Any) -> None:
     """Register ``loosely hollow`` and its subcommands on the top-level parser's subparsers."""
-    p = sub.add_parser("hollow", help="inspect and publish Hollow datasets (dump, diff, history, versions, publish)")
+    p = sub.add_parser("hollow", help="inspect and publish Hollow datasets (dump, diff, history, versions, publish; "
+                                      "put, get, delete, tail, writer of a read-after-write dataset)")
     hs = p.add_subparsers(dest="hollow_command", required=True)
 
     def common(q: argparse.ArgumentParser) -> None:
@@ -238,6 +241,7 @@ def add_hollow_command(sub: Any) -> None:
     q.add_argument("--snapshot-every", type=int, default=1, help="publish a snapshot every N cycles (default 1)")
     q.add_argument("--new-chain", action="store_true", help="do not restore from the announced version")
     q.set_defaults(hollow_func=_publish, command_name="publish")
+    add_raw_commands(hs)
     p.set_defaults(func=_run)
 
 

@@ -34,6 +34,7 @@ Movie(id=1, title='Heat')
 from loosely.hollow.raw._client import ConsistencyTimeout, RawClient, RawClientStatistics
 from loosely.hollow.raw._codec import Token
 from loosely.hollow.raw._dataset import VERSION_TYPE, Dataset, RawVersion
+from loosely.hollow.raw._http import RemoteWriter, WriterServer
 from loosely.hollow.raw._producer import RawProducer, RawProducerStatistics
 from loosely.hollow.raw._writer import (
     ANY,
@@ -63,9 +64,11 @@ __all__ = [
     "RawProducer",
     "RawProducerStatistics",
     "RawVersion",
+    "RemoteWriter",
     "Token",
     "WriteError",
     "WriteResult",
     "Writer",
+    "WriterServer",
     "WriterStatistics",
 ]

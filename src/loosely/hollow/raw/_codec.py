@@ -32,7 +32,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["Token", "decode_record", "encode_record", "key_partition", "key_text", "parse_key"]
+__all__ = [
+    "Token",
+    "decode_record",
+    "encode_record",
+    "key_partition",
+    "key_text",
+    "parse_key",
+    "record_from_json",
+    "record_to_json",
+]
 
 _JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -60,7 +69,22 @@ def encode_record(record: object) -> bytes:
 
 
 def decode_record(cls: type, data: bytes | str) -> object:
-    return _typed(cls, json.loads(data))
+    return record_from_json(cls, json.loads(data))
+
+
+def record_to_json(record: object) -> Any:
+    """A record as JSON values (what :func:`encode_record` writes, before it becomes text)."""
+    return _plain(record)
+
+
+def record_from_json(cls: type, value: Any) -> object:
+    """A ``cls`` instance from JSON values; a value that does not fit is a :class:`ValueError`."""
+    if not isinstance(value, dict):
+        raise ValueError(f"a {cls.__name__} record is a JSON object, not {type(value).__name__}")
+    try:
+        return _typed(cls, value)
+    except (TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"not a {cls.__name__} record: {e}") from e
 
 
 def _plain(value: object) -> Any:
@@ -123,7 +147,13 @@ def _typed(hint: Any, value: Any) -> Any:
     if hint is _dt.datetime:
         return _dt.datetime.fromtimestamp(value / 1000, _dt.UTC)
     if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{value!r} is not a number")
         return float(value)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{value!r} is not an integer")
+    if hint in (str, bool) and not isinstance(value, hint):
+        raise ValueError(f"{value!r} is not a {hint.__name__}")
     if dataclasses.is_dataclass(hint):
         hints = _hints(hint)
         fields = [f for f in dataclasses.fields(hint) if f.init]

@@ -54,10 +54,12 @@ class ChangeTail:
                                for p in range(dataset.partitions)])
         self._tp = TopicPartition
         # watermark queries come from other threads while one polls: they get a client of their own (a query on
-        # the polling consumer waits behind its fetches), one query at a time
+        # the polling consumer waits behind its fetches), one query at a time. It asks for the high watermark,
+        # not the last stable offset: Kafka answers a commit before it writes the commit markers, so right after
+        # a write is acknowledged the LSO may still be below it; the HW never is.
         self._ask = Consumer(dataset.config(**{"group.id": f"raw-{name}-{dataset.name}",
                                                "client.id": f"raw-{name}-ends",
-                                               "isolation.level": "read_committed"}))
+                                               "isolation.level": "read_uncommitted"}))
         self._lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -85,20 +87,25 @@ class ChangeTail:
         return n
 
     def high_watermarks(self, timeout_ms: int) -> dict[int, int]:
-        """The end of each partition as the broker says now (the last stable offset under read-committed);
-        :class:`BlobStoreUnavailableError` when the broker does not answer in time."""
+        """The end of each partition (high watermark) as the broker says now: every acknowledged write is below
+        it. Reaching it means the open transactions below it are settled too (read-committed reads stop at the
+        last open one). :class:`BlobStoreUnavailableError` when the broker does not answer in time."""
         deadline = time.monotonic() + timeout_ms / 1000
-        out = {}
-        for p in range(self.dataset.partitions):
+        out: dict[int, int] = {}
+        last = "no answer"
+        while len(out) < self.dataset.partitions:
+            p = len(out)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}: no answer in {timeout_ms} ms")
+                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}[{p}]: {last} (for {timeout_ms} ms)")
             try:
                 with self._lock:
                     _, high = self._ask.get_watermark_offsets(self._tp(self.dataset.changes_topic, p),
-                                                               timeout=remaining, cached=False)
-            except Exception as e:  # KafkaException: broker down or the request timed out
-                raise BlobStoreUnavailableError(f"{self.dataset.changes_topic}[{p}]: {e}") from e
+                                                              timeout=remaining, cached=False)
+            except Exception as e:  # KafkaException: broker down, restarting, or a leader moving: ask again
+                last = str(e)
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                continue
             out[p] = high
         return out
 

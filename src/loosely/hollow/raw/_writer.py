@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from loosely.hollow.api import NotLeaderError as _HollowNotLeader
 from loosely.hollow.core import HollowError
-from loosely.hollow.raw._codec import Token, encode_record
+from loosely.hollow.raw._codec import Token, encode_record, record_from_json, record_to_json
 from loosely.hollow.raw._dataset import Dataset
 from loosely.hollow.raw._log import ChangeTail
 
@@ -256,6 +256,8 @@ class Writer:
             t.join(30)
         self._threads = []
         self._fail_queue(NotLeaderError(f"writer {self.member} of {self.dataset.name} is closed"))
+        with self._lock:
+            self._producer = None  # freed now rather than reconnecting until the garbage collector finds it
         if self._tail is not None:
             self._tail.close()
             self._tail = None
@@ -400,6 +402,8 @@ class Writer:
 
     def _put_op(self, record: object, if_version: Any) -> _Op:
         type_name, key = self.dataset.key_of(record)
+        # a record whose fields do not fit their types would fail every producer cycle: refuse it here
+        record_from_json(type(record), record_to_json(record))
         return self._op(type_name, key, encode_record(record), if_version)
 
     def _delete_op(self, type_: str | type, key: object, if_version: Any) -> _Op:
