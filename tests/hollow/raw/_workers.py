@@ -7,14 +7,17 @@ Roles:
 ``writer``    a ``Writer`` candidate, a ``RawClient`` and ``threads`` load threads that read a key strongly and
               write it back conditionally on the version read (compare-and-set), with some unconditional puts and
               deletes, and a read after the write's token; a standby's writes fail with ``NotLeaderError`` until
-              it takes over.  ``leader`` is written into ``<dir>/leader-<process>`` while it leads.
+              it takes over.  ``<dir>/leader-<process>`` exists while it leads.  With ``port``, a
+              ``WriterServer`` serves the writer on it, and ``threads`` may be 0 (a writer service).
+``client``    the same load through a ``RemoteWriter`` to the writer services at ``urls``.
 ``reader``    a ``RawClient`` reading random keys, eventual and strong.
 ``producer``  a ``RawProducer`` publishing a cycle every ``cycle_ms``.
 
-Each load thread records to ``<dir>/<process>-<thread>.jsonl`` (one recorder per thread: a recorder's process is
+Every role runs until ``<dir>/stop`` exists or the monotonic time ``until_s`` (a cap) has come.  Each load thread
+records to ``<dir>/<process>-<thread>.jsonl`` (one recorder per thread: a recorder's process is
 one sequential history).  ``broken`` makes the process's client wrong on purpose, for the checker to catch:
 ``overlay`` reads the Hollow state only (the tail moves on, the overlay stays empty); ``nowait`` answers strong
-and after-token reads without waiting.  Every role runs until the monotonic time ``until_s``.
+and after-token reads without waiting.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def client(cfg: dict[str, Any]) -> Any:
     return cls(dataset(cfg), timeout_ms=cfg.get("read_timeout_ms", 8_000), refresh_interval_ms=200).start()
 
 
+def running(cfg: dict[str, Any]) -> bool:
+    return time.monotonic() < cfg["until_s"] and not (Path(cfg["dir"]) / "stop").exists()
+
+
 def read(rec: Recorder, c: Any, key: int, kind: Kind, token: Any = None) -> Any:
     """A recorded read; returns the version read (None: absent), or raises what the client raised."""
     consistency = "strong" if kind is Kind.GET_STRONG else "eventual"
@@ -105,7 +112,7 @@ def load(cfg: dict[str, Any], process: str, c: Any, w: Any, seed: int) -> None:
     rng = random.Random(seed)
     rec = Recorder(Path(cfg["dir"]) / f"{process}.jsonl", process)
     keys, n = cfg["keys"], 0
-    while time.monotonic() < cfg["until_s"]:
+    while running(cfg):
         key, dice = rng.randrange(keys), rng.random()
         n += 1
         try:
@@ -133,16 +140,18 @@ def load(cfg: dict[str, Any], process: str, c: Any, w: Any, seed: int) -> None:
 
 
 def run_writer(cfg: dict[str, Any], process: str) -> None:
-    from loosely.hollow.raw import Writer
+    from loosely.hollow.raw import Writer, WriterServer
 
     c = client(cfg)
     # the session timeout bounds the takeover after a kill -9; 6 s is the least Kafka's brokers accept
     # (group.min.session.timeout.ms)
-    w = Writer(dataset(cfg), session_timeout_ms=6_000, heartbeat_interval_ms=1_000).start()
+    w = Writer(dataset(cfg), session_timeout_ms=6_000, heartbeat_interval_ms=1_000)
+    server = WriterServer(w, port=cfg["port"]).start() if "port" in cfg else None
+    w.start()
     marker = Path(cfg["dir"]) / f"leader-{process}"
 
     def mark() -> None:
-        while time.monotonic() < cfg["until_s"]:
+        while running(cfg):
             if w.is_leader():
                 marker.touch()
             else:
@@ -158,6 +167,24 @@ def run_writer(cfg: dict[str, Any], process: str) -> None:
     for t in threads:
         t.join()
     marker.unlink(missing_ok=True)
+    if server is not None:
+        server.close()
+    w.close()
+    c.close()
+
+
+def run_client(cfg: dict[str, Any], process: str) -> None:
+    from loosely.hollow.raw import RemoteWriter
+
+    c = client(cfg)
+    w = RemoteWriter(cfg["urls"], dataset(cfg), timeout_ms=15_000)  # longer than a takeover after a kill -9
+    threads = [threading.Thread(target=load, args=(cfg, f"{process}-{i}", c, w, hash((process, i))))
+               for i in range(cfg.get("threads", 2))]
+    print("ready", flush=True)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     w.close()
     c.close()
 
@@ -174,11 +201,12 @@ def run_producer(cfg: dict[str, Any], process: str) -> None:
 
     p = RawProducer(dataset(cfg), cycle_interval_ms=cfg.get("cycle_ms", 300)).start()
     print("ready", flush=True)
-    while time.monotonic() < cfg["until_s"]:
+    while running(cfg):
         time.sleep(0.1)
     p.close()
 
 
 if __name__ == "__main__":
     role, config = sys.argv[1], json.loads(sys.argv[2])
-    {"writer": run_writer, "reader": run_reader, "producer": run_producer}[role](config, config["process"])
+    roles = {"writer": run_writer, "client": run_client, "reader": run_reader, "producer": run_producer}
+    roles[role](config, config["process"])

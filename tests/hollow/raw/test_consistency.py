@@ -1,8 +1,9 @@
-"""RAW Hollow under faults, checked: several processes write (compare-and-set included) and read one dataset on a
-real loosely broker while the broker restarts, the producer is killed with SIGKILL and restarted, and the leading
-writer is killed with SIGKILL (its standby takes over); every operation is recorded by the process that ran it
-and the whole history goes through the checker (checker.py).  Then clients broken on purpose -- one ignoring the
-overlay, one answering strong reads without waiting -- must be caught by the same checker.
+"""RAW Hollow under faults, checked: several processes write (compare-and-set included, in-process and over the
+writer's HTTP API) and read one dataset on a real loosely broker while the broker restarts, the producer is killed
+with SIGKILL and restarted, and the leading writer is killed with SIGKILL (its standby takes over); every
+operation is recorded by the process that ran it and the whole history goes through the checker (checker.py).
+Then clients broken on purpose -- one ignoring the overlay, one answering strong reads without waiting -- must be
+caught by the same checker.
 
 The processes are in _workers.py.  The broker runs as a child process on a fixed port so that it can restart
 where the clients expect it.
@@ -62,7 +63,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 class Run:
-    """The processes of one harness run, all stopping at ``until_s``."""
+    """The processes of one harness run; they stop when ``finish`` says so, or at ``until_s`` at the latest."""
 
     def __init__(self, broker: Broker, d: Path, name: str, seconds: float, **cfg: Any) -> None:
         self.dir = d
@@ -96,6 +97,7 @@ class Run:
         raise AssertionError(f"no single leader in {timeout_s} s")
 
     def finish(self) -> list[Any]:
+        (self.dir / "stop").touch()
         for name, p in self.procs.items():
             assert p.wait(max(5.0, self.cfg["until_s"] - time.monotonic() + 30)) == 0, (
                 f"{name} failed:\n{(self.dir / f'{name}.err').read_text()[-3000:]}")
@@ -113,11 +115,18 @@ def summary(history: list[Any]) -> Counter[str]:
 
 
 def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> None:
-    run = Run(broker, tmp_path, "cells", seconds=28)
+    """Two writer services (leader and hot standby) behind HTTP, two client processes writing through
+    ``RemoteWriter`` and reading back, two writer processes writing in-process, two readers, the producer."""
+    from loosely.testing import free_port
+
+    ports = [free_port(), free_port()]
+    run = Run(broker, tmp_path, "cells", seconds=90, urls=[f"http://127.0.0.1:{p}" for p in ports])
     try:
         run.spawn("producer", "producer")
-        for name in ("w1", "w2"):
-            run.spawn("writer", name)
+        for i, port in enumerate(ports):
+            run.spawn("writer", f"s{i + 1}", port=port, threads=1)
+        for name in ("c1", "c2"):
+            run.spawn("client", name)
         for name in ("r1", "r2"):
             run.spawn("reader", name)
         first = run.leader()
@@ -132,17 +141,19 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
         run.kill(first)  # the leader dies with its writes in flight: the standby must take over
         second = run.leader()
         assert second != first
+        time.sleep(3)  # the new leader and the clients following it write for a while
         history = run.finish()
     finally:
         run.close()
     counts = summary(history)
     violations = check(history)
     assert not violations, "\n".join(str(v) for v in violations[:20]) + f"\n{counts}"
-    # the run did what it claims: conditional writes raced, strong and token reads ran, both leaders wrote
+    # the run did what it claims: conditional writes raced, strong and token reads ran, both leaders wrote, and
+    # so did the remote clients
     assert counts["cas/ok"] >= 20 and counts["cas/failed"] >= 1, counts
     assert counts["get-strong/ok"] >= 50 and counts["get-after-token/ok"] >= 20, counts
     writers = {op.process.split("-")[0] for op in history if op.kind.is_write and op.outcome is Outcome.OK}
-    assert writers == {"w1", "w2"}, writers
+    assert writers == {"s1", "s2", "c1", "c2"}, writers
 
 
 @pytest.mark.parametrize("broken, caught", [
@@ -152,11 +163,12 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
 def test_a_broken_client_is_caught(broker: Broker, tmp_path: Path, broken: str, caught: set[Rule]) -> None:
     """One writer process whose own client is broken reads back every write (strongly, then after its token):
     each read that misses the write it follows breaks a rule."""
-    run = Run(broker, tmp_path, f"broken-{broken}", seconds=8, broken=broken, cycle_ms=2_000)
+    run = Run(broker, tmp_path, f"broken-{broken}", seconds=60, broken=broken, cycle_ms=2_000)
     try:
         run.spawn("producer", "producer")
         run.spawn("writer", "w", threads=1)
         run.leader()
+        time.sleep(4)
         history = run.finish()
     finally:
         run.close()
