@@ -27,6 +27,7 @@ import random
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,17 @@ def load(cfg: dict[str, Any], process: str, c: Any, w: Any, seed: int) -> None:
     rec.close()
 
 
+def loads(cfg: dict[str, Any], process: str, c: Any, w: Any, *others: threading.Thread) -> None:
+    """Says the process is ready, then runs ``threads`` load threads (and ``others``) to the end."""
+    names = [f"{process}-{i}" for i in range(cfg.get("threads", 2))]
+    threads = [*others, *(threading.Thread(target=load, args=(cfg, n, c, w, zlib.crc32(n.encode()))) for n in names)]
+    print("ready", flush=True)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def run_writer(cfg: dict[str, Any], process: str) -> None:
     from loosely.hollow.raw import Writer, WriterServer
 
@@ -158,14 +170,7 @@ def run_writer(cfg: dict[str, Any], process: str) -> None:
                 marker.unlink(missing_ok=True)
             time.sleep(0.05)
 
-    threads = [threading.Thread(target=mark, daemon=True)]
-    threads += [threading.Thread(target=load, args=(cfg, f"{process}-{i}", c, w, hash((process, i))))
-                for i in range(cfg.get("threads", 2))]
-    print("ready", flush=True)
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    loads(cfg, process, c, w, threading.Thread(target=mark, daemon=True))
     marker.unlink(missing_ok=True)
     if server is not None:
         server.close()
@@ -178,13 +183,7 @@ def run_client(cfg: dict[str, Any], process: str) -> None:
 
     c = client(cfg)
     w = RemoteWriter(cfg["urls"], dataset(cfg), timeout_ms=15_000)  # longer than a takeover after a kill -9
-    threads = [threading.Thread(target=load, args=(cfg, f"{process}-{i}", c, w, hash((process, i))))
-               for i in range(cfg.get("threads", 2))]
-    print("ready", flush=True)
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    loads(cfg, process, c, w)
     w.close()
     c.close()
 
@@ -192,7 +191,7 @@ def run_client(cfg: dict[str, Any], process: str) -> None:
 def run_reader(cfg: dict[str, Any], process: str) -> None:
     c = client(cfg)
     print("ready", flush=True)
-    load(cfg, process, c, None, hash(process))
+    load(cfg, process, c, None, zlib.crc32(process.encode()))
     c.close()
 
 
