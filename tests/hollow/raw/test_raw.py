@@ -180,3 +180,22 @@ def test_a_paused_writer_is_fenced_and_nothing_it_sends_lands(dataset: Dataset, 
         proc.kill()
         proc.wait(10)
         standby.close()
+
+
+def test_find_by_field_sees_state_plus_overlay(dataset: Dataset, writer: Writer, client: RawClient) -> None:
+    for i, year in enumerate([1995, 1995, 1998]):
+        writer.put(Movie(i, f"m{i}", year))
+    writer.put(Actor("Al Pacino", "US", [0]))
+    producer = RawProducer(dataset)
+    producer.catch_up()
+    producer.run_cycle()
+    producer.close()
+    client.consumer.refresh()
+    assert sorted(m.id for m in client.find(Movie, year=1995)) == [0, 1]
+    moved = writer.put(Movie(1, "m1", 1998))  # in the overlay only: the state still says 1995
+    writer.put(Movie(7, "m7", 1995))
+    last = writer.delete(Movie, 0)
+    assert [m.id for m in client.find(Movie, year=1995, after=last.token)] == [7]
+    assert sorted(m.id for m in client.find("Movie", year=1998, after=moved.token)) == [1, 2]
+    assert client.find(Actor, country="US") == [Actor("Al Pacino", "US", [0])]
+    assert client.find(Movie, year=1995, title="m7") == [Movie(7, "m7", 1995)]

@@ -39,6 +39,7 @@ from typing import Any, Final, TypeVar
 from loosely.hollow.api import (
     BlobStoreUnavailableError,
     Consumer,
+    HashIndex,
     RefreshError,
     RefreshEvent,
     RefreshSucceeded,
@@ -105,6 +106,7 @@ class RawClient:
         self.consumer = Consumer(retriever=store, watcher=store, poll_interval_ms=refresh_interval_ms)
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
+        self._hash_indexes: dict[tuple[str, tuple[str, ...]], HashIndex] = {}
         self._overlay: dict[bytes, _Entry] = {}
         self._overlay_lock = threading.Lock()
         self._absorbed: dict[int, int] = {}  # positions of the installed version
@@ -146,7 +148,7 @@ class RawClient:
         for t in self._threads:
             t.join(30)
         self._threads = []
-        for index in self._indexes.values():
+        for index in [*self._indexes.values(), *self._hash_indexes.values()]:
             index.close()
         if self._tail is not None:
             self._tail.close()
@@ -317,10 +319,7 @@ class RawClient:
         ds = self.dataset
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            positions = positions_of(engine.header_tags) if engine is not None else {}
-            with self._overlay_lock:
-                newer = {k: e for k, e in self._overlay.items()
-                         if e.type_name == type_name and e.offset >= positions.get(e.partition, 0)}
+            newer = self._newer(type_name, engine)
             out: list[Any] = []
             if engine is not None and type_name in engine.type_names():
                 for o in engine.type(type_name).populated_ordinals().tolist():
@@ -335,6 +334,43 @@ class RawClient:
                        if e.record is not None)
             return out
 
+    def find(self, type_: str | type, *, consistency: str = "eventual", after: Token | str | None = None,
+             timeout_ms: int | None = None, **fields: Any) -> list[Any]:
+        """The records of the type whose fields hold the given values (``find(Movie, year=1995)``; a path through
+        referenced objects as ``find(Movie, **{"director.name": "Mann"})``), state plus overlay: a hash index on
+        the state (built on first use, then following the versions) and a scan of the overlay, which is small.
+        State records first (by ordinal), then overlay records in log order."""
+        if not fields:
+            raise ValueError("find needs at least one field=value")
+        self._prepare(consistency, after, timeout_ms)
+        type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
+        cls = self.dataset.type_of(type_name)
+        names = tuple(fields)
+        index = self._hash_indexes.get((type_name, names))
+        if index is None:  # registering takes the refresh lock's write side: not while reading below
+            index = self._hash_indexes.setdefault((type_name, names), HashIndex(self.consumer, type_name, names))
+        ds = self.dataset
+        with self.consumer.lock.reading():
+            engine = self.consumer.engine
+            newer = self._newer(type_name, engine)
+            out: list[Any] = []
+            if engine is not None:
+                for o in index.find(*fields.values()):
+                    record: Any = ds.mapper.read(engine, cls, o)
+                    if ds.key_bytes(*ds.key_of(record)) not in newer:
+                        out.append(record)
+        for e in sorted(newer.values(), key=lambda e: (e.offset, e.partition)):
+            if e.record is not None and all(_path(e.record, n) == v for n, v in fields.items()):
+                out.append(e.record)
+        return out
+
+    def _newer(self, type_name: str, engine: ReadStateEngine | None) -> dict[bytes, _Entry]:
+        """The overlay entries of a type that the state ``engine`` does not hold yet (call under the read lock)."""
+        positions = positions_of(engine.header_tags) if engine is not None else {}
+        with self._overlay_lock:
+            return {k: e for k, e in self._overlay.items()
+                    if e.type_name == type_name and e.offset >= positions.get(e.partition, 0)}
+
     @property
     def version(self) -> Version | None:
         """The loaded Hollow version."""
@@ -348,3 +384,10 @@ class RawClient:
             self.consumer.version, positions_of(engine.header_tags) if engine is not None else {},
             self.reached(), overlay, self.staleness_ms, self._counts["tailed"], self._counts["dropped"],
             self._last_error)
+
+
+def _path(record: object, path: str) -> object:
+    value = record
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    return value
