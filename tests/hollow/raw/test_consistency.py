@@ -1,9 +1,9 @@
 """RAW Hollow under faults, checked: several processes write (compare-and-set included, in-process and over the
 writer's HTTP API) and read one dataset on a real loosely broker while the broker restarts, the producer is killed
-with SIGKILL and restarted, and the leading writer is killed with SIGKILL (its standby takes over); every
-operation is recorded by the process that ran it and the whole history goes through the checker (checker.py).
-Then clients broken on purpose -- one ignoring the overlay, one answering strong reads without waiting -- must be
-caught by the same checker.
+with SIGKILL and restarted, so is a reading client, and the leading writer is killed with SIGKILL (its standby
+takes over); every operation is recorded by the process that ran it and the whole history goes through the
+checker (checker.py). Then clients broken on purpose -- one ignoring the overlay, one answering strong reads
+without waiting -- must be caught by the same checker.
 
 The processes are in _workers.py.  The broker runs as a child process on a fixed port so that it can restart
 where the clients expect it.
@@ -133,7 +133,9 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
         time.sleep(3)
         run.kill("producer")  # kill -9 mid-cycle, maybe: the restarted one continues the delta chain
         run.spawn("producer", "producer-2")
-        time.sleep(2)
+        run.kill("r2")  # a client dies; its successor loads the newest version and tails from there
+        run.spawn("reader", "r3")
+        time.sleep(1)
         broker.stop()  # clients keep their state; strong reads and writes fail or wait meanwhile
         time.sleep(1)
         broker.start()
