@@ -65,6 +65,9 @@ PASSING = {
     "a delete of unknown outcome explains an absent read": [w("w", P, "a", 0, 0, 10),
                                                             w("w", D, None, None, 11, None, Outcome.UNKNOWN),
                                                             r("r", S, None, None, 20, 21)],
+    "create if absent after a delete of unknown outcome": [w("w1", P, "a", 0, 0, 10),
+                                                           w("w1", D, None, None, 11, None, Outcome.UNKNOWN),
+                                                           w("w2", C, "b", 2, 21, 30, expected=None)],
     "keys are independent": [w("w", P, "a", 5, 0, 10), w("w", P, "x", 2, 0, 10, key="other"),
                              r("r", S, "a", 5, 11, 12), r("r", S, "x", 2, 13, 14, key="other")],
 }
