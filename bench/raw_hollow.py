@@ -461,7 +461,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=10_000, help="bytes per record (paced writes, reads)")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--max-writers", type=int, default=2, help="writer processes for the unpaced run")
-    p.add_argument("--raw-threads", type=int, default=4,
+    p.add_argument("--raw-threads", type=int, default=16,
                    help="threads sharing the RAW writer in the paced run (one put waits for its commit)")
     p.add_argument("--raw-max-threads", type=int, default=16,
                    help="threads sharing the RAW writer in the unpaced run (its group commit batches them)")
