@@ -5,19 +5,24 @@ across servers; side by side in one run, on loopback.
 
 Measured, each figure on both sides in the same run, every role in its own process:
 
-* *write-to-visible latency across processes* (p50, p99, p99.9): writer processes write records of ``--size``
-  bytes (10 KB: RAW Hollow's published figure) at ``--rate`` writes/s (1,000) for ``--seconds``; a reader process
-  waits for each of writer 0's records in turn and takes, for each, the time from the start of its write (carried
-  in the record) to the moment it reads it.  Redis: a ``SET`` then the reader's polling ``GET`` (each poll one round
-  trip); RAW Hollow: ``put`` on the elected writer, then the reader's eventual ``get`` on a ``RawClient`` (a local
-  read of its overlay, which tails the log).  ``time.monotonic_ns`` is one clock for every process of the machine.
-* the same, unpaced, with ``--max-writers`` writer processes writing 1 KB records: the highest rate sustained with
-  every write acknowledged before that writer's next (the issue's target: 10,000 writes/s of 1 KB);
+* *write-to-visible latency across processes* (p50, p99, p99.9): records of ``--size`` bytes (10 KB: RAW Hollow's
+  published figure) written at ``--rate`` writes/s (1,000) for ``--seconds``; a follower process waits for each of
+  writer 0's records in turn and takes, for each, the time from the start of its write (carried in the record) to
+  the moment it reads it.  Redis: one writer process ``SET``s, the follower polls with ``GET`` (each poll one
+  round trip).  RAW Hollow: writes must go through the one elected ``Writer``, so ``--raw-threads`` threads of the
+  writer's process share the rate (each ``put`` returns once its transaction is committed; the group commit folds
+  concurrent ones together); the follower polls its ``RawClient`` with eventual ``get``s (a local read of the
+  overlay, which tails the log).  ``time.monotonic_ns`` is one clock for every process of the machine.
+* the same, unpaced, with 1 KB records: ``--max-writers`` Redis writer processes, ``--raw-max-threads`` threads on
+  the RAW writer; the highest rate sustained with every write acknowledged before that writer's next (the issue's
+  target: 10,000 writes/s of 1 KB).  A follower polling every record would measure its own lag, so a probe writer
+  adds ``--probe-rate`` records/s among them and the follower follows the probe;
 * *read latency*: ``--records`` records of 10 KB loaded, then random reads one at a time: Redis ``GET`` over the
-  network; RAW Hollow eventual (overlay then state), strong (waits for the high watermark), and plain Hollow (a
-  ``hollow.api`` consumer's primary-key index, the same state without the overlay);
+  network; RAW Hollow eventual (overlay then state), strong (waits for the log end), after a token, and plain
+  Hollow (a ``hollow.api`` consumer's primary-key index on the same published version, no overlay);
 * *memory* of a client holding ``--records`` records plus ``--overlay`` in-flight changes against a plain Hollow
-  consumer of the same records (peak RSS growth of a fresh process), and Redis's ``used_memory`` for the records.
+  consumer of the same records (RSS growth of a fresh process after reading every record once), and the growth
+  of Redis's ``used_memory`` for the records.
 
 The issue asks for 1M records and 100k in-flight changes; the defaults are scaled down so a run takes under three
 minutes on a small shared machine, and the scale is printed.  Redis runs with ``--appendonly yes --appendfsync
