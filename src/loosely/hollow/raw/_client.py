@@ -49,7 +49,7 @@ from loosely.hollow.api import (
 )
 from loosely.hollow.core import HollowError, ReadStateEngine
 from loosely.hollow.raw._codec import Token, decode_record, parse_key
-from loosely.hollow.raw._dataset import VERSION_TYPE, Dataset
+from loosely.hollow.raw._dataset import POSITIONS_TAG, VERSION_TYPE, Dataset
 from loosely.hollow.raw._log import ChangeTail
 from loosely.hollow.raw._producer import positions_of
 
@@ -107,6 +107,7 @@ class RawClient:
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
         self._hash_indexes: dict[tuple[str, tuple[str, ...]], HashIndex] = {}
+        self._positions_cache: tuple[str, dict[int, int]] = ("{}", {})
         self._overlay: dict[bytes, _Entry] = {}
         self._overlay_lock = threading.Lock()
         self._absorbed: dict[int, int] = {}  # positions of the installed version
@@ -132,7 +133,7 @@ class RawClient:
             self._indexes[name] = UniqueKeyIndex(self.consumer, name)
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            self._absorbed = positions_of(engine.header_tags) if engine is not None else {}
+            self._absorbed = self._positions(engine)
         self._tail = ChangeTail(ds, self._observe, self._absorbed, name="client")
         self._stop.clear()
         self._threads = [threading.Thread(target=self._tail_loop, name=f"raw-tail-{ds.name}", daemon=True),
@@ -213,7 +214,7 @@ class RawClient:
             return
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            positions = positions_of(engine.header_tags) if engine is not None else {}
+            positions = self._positions(engine)
         # the new version is installed: entries it absorbed can go (reads compare with the state's positions)
         with self._overlay_lock:
             self._absorbed = {**self._absorbed, **{p: max(o, self._absorbed.get(p, 0))
@@ -226,6 +227,16 @@ class RawClient:
             self._reached.notify_all()
 
     # -- positions and waiting -------------------------------------------------------------------------------
+
+    def _positions(self, engine: ReadStateEngine | None) -> dict[int, int]:
+        """The positions a loaded state holds (parsed once per version: reads ask on every call)."""
+        if engine is None:
+            return {}
+        text = engine.header_tags.get(POSITIONS_TAG, "{}")
+        cached = self._positions_cache
+        if cached[0] is not text:
+            cached = self._positions_cache = (text, positions_of(engine.header_tags))
+        return cached[1]
 
     def reached(self) -> dict[int, int]:
         """How far this client's view goes, per partition (the next offset it has not seen)."""
@@ -290,7 +301,7 @@ class RawClient:
         type_name, values, kb = self._key(type_, key)
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            positions = positions_of(engine.header_tags) if engine is not None else {}
+            positions = self._positions(engine)
             entry = self._overlay.get(kb)
             if entry is not None and entry.offset >= positions.get(entry.partition, 0):
                 return (entry.record, entry.offset) if entry.record is not None else (None, None)
@@ -366,7 +377,7 @@ class RawClient:
 
     def _newer(self, type_name: str, engine: ReadStateEngine | None) -> dict[bytes, _Entry]:
         """The overlay entries of a type that the state ``engine`` does not hold yet (call under the read lock)."""
-        positions = positions_of(engine.header_tags) if engine is not None else {}
+        positions = self._positions(engine)
         with self._overlay_lock:
             return {k: e for k, e in self._overlay.items()
                     if e.type_name == type_name and e.offset >= positions.get(e.partition, 0)}
@@ -381,7 +392,7 @@ class RawClient:
             overlay = len(self._overlay)
         engine: ReadStateEngine | None = self.consumer.engine
         return RawClientStatistics(
-            self.consumer.version, positions_of(engine.header_tags) if engine is not None else {},
+            self.consumer.version, self._positions(engine),
             self.reached(), overlay, self.staleness_ms, self._counts["tailed"], self._counts["dropped"],
             self._last_error)
 

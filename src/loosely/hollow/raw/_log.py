@@ -65,9 +65,10 @@ class ChangeTail:
 
     def poll(self, timeout_s: float, max_messages: int = 500) -> int:
         """Read what has arrived (waiting up to ``timeout_s`` for the first record); returns how many records."""
-        msgs = self._consumer.consume(max_messages, timeout_s)
-        if not msgs:
+        first = self._consumer.poll(timeout_s)  # consume() would wait for all max_messages or the timeout
+        if first is None:
             return 0
+        msgs = [first, *self._consumer.consume(max_messages - 1, 0)]
         reached = dict(self.reached)
         n = 0
         for msg in msgs:
