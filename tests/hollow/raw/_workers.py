@@ -49,7 +49,14 @@ class Cell:
 def dataset(cfg: dict[str, Any]) -> Any:
     from loosely.hollow.raw import Dataset
 
-    return Dataset(cfg["name"], [Cell], bootstrap_servers=cfg["bootstrap"], blob_store=cfg["store"])
+    return Dataset(cfg["name"], [Cell], bootstrap_servers=cfg["bootstrap"], blob_store=cfg["store"],
+                   partitions=cfg.get("partitions", 1))
+
+
+def partition(c: Any, key: int) -> int:
+    """The partition of the key's log (a token's offsets are per partition)."""
+    ds = c.dataset
+    return int(ds.partition_of(ds.key_bytes("Cell", (key,))))
 
 
 def client(cfg: dict[str, Any]) -> Any:
@@ -78,19 +85,20 @@ def read(rec: Recorder, c: Any, key: int, kind: Kind, token: Any = None) -> Any:
     """A recorded read; returns the version read (None: absent), or raises what the client raised."""
     consistency = "strong" if kind is Kind.GET_STRONG else "eventual"
     extra = {"token": dict(token.offsets)} if token is not None else {}
-    with rec.op(kind, str(key), **extra) as done:
+    with rec.op(kind, str(key), partition=partition(c, key), **extra) as done:
         record, version = c.get_versioned(Cell, key, consistency=consistency, after=token)
         done(value=None if record is None else record.value, version=version)
         return version
 
 
-def write(rec: Recorder, w: Any, key: int, kind: Kind, value: str | None, expected: Any = None) -> Any:
+def write(rec: Recorder, w: Any, key: int, kind: Kind, value: str | None, expected: Any = None,
+          part: int = 0) -> Any:
     """A recorded write; returns its result, or None if it did not happen (for certain or maybe)."""
     from loosely.hollow.raw import ANY, ConditionFailed, NotLeaderError, WriteError
 
     fields = {"expected": expected} if kind is Kind.CAS else {}
     if_version = expected if kind is Kind.CAS else ANY
-    with rec.op(kind, str(key), value, **fields) as done:
+    with rec.op(kind, str(key), value, partition=part, **fields) as done:
         try:
             if value is None:
                 result = w.delete(Cell, key, if_version=if_version)
@@ -123,11 +131,11 @@ def load(cfg: dict[str, Any], process: str, c: Any, w: Any, seed: int) -> None:
                 continue
             if dice < 0.7:
                 version = read(rec, c, key, Kind.GET_STRONG)
-                result = write(rec, w, key, Kind.CAS, f"{process}:{n}", expected=version)
+                result = write(rec, w, key, Kind.CAS, f"{process}:{n}", expected=version, part=partition(c, key))
             elif dice < 0.85:
-                result = write(rec, w, key, Kind.PUT, f"{process}:{n}")
+                result = write(rec, w, key, Kind.PUT, f"{process}:{n}", part=partition(c, key))
             elif dice < 0.9:
-                result = write(rec, w, key, Kind.DELETE, None)
+                result = write(rec, w, key, Kind.DELETE, None, part=partition(c, key))
             else:
                 read(rec, c, key, Kind.GET_EVENTUAL)
                 continue

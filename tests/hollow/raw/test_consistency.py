@@ -120,7 +120,8 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
     from loosely.testing import free_port
 
     ports = [free_port(), free_port()]
-    run = Run(broker, tmp_path, "cells", seconds=90, urls=[f"http://127.0.0.1:{p}" for p in ports])
+    run = Run(broker, tmp_path, "cells", seconds=90, urls=[f"http://127.0.0.1:{p}" for p in ports], keys=4,
+              partitions=2)  # tokens and strong reads span partitions
     try:
         run.spawn("producer", "producer")
         for i, port in enumerate(ports):
