@@ -199,3 +199,25 @@ def test_find_by_field_sees_state_plus_overlay(dataset: Dataset, writer: Writer,
     assert sorted(m.id for m in client.find("Movie", year=1998, after=moved.token)) == [1, 2]
     assert client.find(Actor, country="US") == [Actor("Al Pacino", "US", [0])]
     assert client.find(Movie, year=1995, title="m7") == [Movie(7, "m7", 1995)]
+
+
+def test_records_that_are_not_the_datasets_are_skipped_and_lose_nothing(dataset: Dataset, writer: Writer,
+                                                                         client: RawClient) -> None:
+    from confluent_kafka import Producer
+
+    raw = Producer({"bootstrap.servers": dataset.bootstrap_servers})
+    for key, value in [(b"not json", b"{}"), (b'["Nope",[1]]', b"{}"), (b'["Movie",[[1]]]', b"{}"),
+                       (b'["Movie",[3]]', b"not json"), (b'["Movie",[4]]', b'{"id": "four", "title": 4}')]:
+        raw.produce(dataset.changes_topic, key=key, value=value, partition=0)
+    assert raw.flush(10) == 0
+    good = writer.put(Movie(5, "fine"))
+    assert client.get(Movie, 5, after=good.token) == Movie(5, "fine")
+    assert client.get(Movie, 3, consistency="strong") is None
+    producer = RawProducer(dataset)
+    producer.catch_up()
+    assert producer.run_cycle() is not None
+    assert producer.statistics().skipped == 5
+    producer.close()
+    client.consumer.refresh()
+    assert client.get_versioned(Movie, 5) == (Movie(5, "fine"), good.version)
+    assert client.statistics().overlay == 0

@@ -13,6 +13,31 @@ and deletes, and a blob store for Hollow versions. Three roles work on it, each 
 * :class:`RawClient` -- a Hollow consumer plus an overlay of the changes tailed since its version: ``get`` is
   eventual by default, ``consistency="strong"`` is linearizable per key, ``after=token`` reads your writes.
 
+The public API (details in ``docs/raw-hollow.md``)::
+
+    Dataset(name, types, *, bootstrap_servers, blob_store, client_config=None, partitions=1, replication_factor=-1)
+    Writer(dataset, *, http_address=None, session_timeout_ms=6000, ...)   .start() .close() .is_leader()
+        .wait_for_leadership(ms) .leader_address() .version_of(type, key) .statistics()
+        .put(record, *, if_version=ANY) -> WriteResult(version, token)
+        .delete(type, key, *, if_version=ANY) -> WriteResult
+        .bulk([Put(record, if_version), Delete(type_name, key_tuple, if_version), ...]) -> BulkResult(versions, token)
+        if_version: ANY (default), None (only if absent) or an int version; errors: ConditionFailed(current_version),
+        NotLeaderError(leader), WriteError(uncertain)
+    WriterServer(writer, host="127.0.0.1", port=0).start() .url .close()     POST /put /delete /bulk, GET /leader
+    RemoteWriter(url_or_urls, dataset, *, timeout_ms=10000)   .put .delete .bulk (as Writer) .leader() .close()
+    RawProducer(dataset, *, cycle_interval_ms=1000, max_pending=10000, snapshot_every_cycles=10)
+        .start() .close() .open() .catch_up() .run_cycle() .version .statistics()
+    RawClient(dataset, *, timeout_ms=5000, refresh_interval_ms=500, freshness_interval_ms=200)   .start() .close()
+        .get(type, key, *, consistency="eventual"|"strong", after=token, timeout_ms=None) -> record | None
+        .get_versioned(...) -> (record | None, version | None)
+        .find(type, *, consistency, after, timeout_ms, **field_values) -> [record]   .records(type, ...) -> [record]
+        .wait_for(token_or_ends) .sync() .staleness_ms .reached() .version .statistics()
+        errors: ConsistencyTimeout
+    Token(offsets)   str(token) / Token.parse(text) / token.merge(other)
+
+``type`` is a class of the dataset or its Hollow type name; ``key`` a tuple of primary key values, or the value
+of a one-field key.
+
 >>> import tempfile
 >>> from dataclasses import dataclass
 >>> from loosely.hollow.core import hollow_type

@@ -48,7 +48,7 @@ from loosely.hollow.api import (
     Version,
 )
 from loosely.hollow.core import HollowError, ReadStateEngine
-from loosely.hollow.raw._codec import Token, decode_record, parse_key
+from loosely.hollow.raw._codec import Token, decode_record, key_text, parse_key
 from loosely.hollow.raw._dataset import POSITIONS_TAG, VERSION_TYPE, Dataset
 from loosely.hollow.raw._log import ChangeTail
 from loosely.hollow.raw._producer import positions_of
@@ -106,9 +106,10 @@ class RawClient:
         self.consumer = Consumer(retriever=store, watcher=store, poll_interval_ms=refresh_interval_ms)
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
+        self._type_names = {cls: dataset.type_name(cls) for cls in dataset.types}
         self._hash_indexes: dict[tuple[str, tuple[str, ...]], HashIndex] = {}
         self._positions_cache: tuple[str, dict[int, int]] = ("{}", {})
-        self._overlay: dict[bytes, _Entry] = {}
+        self._overlay: dict[tuple[str, tuple[object, ...]], _Entry] = {}  # (type name, key values) -> entry
         self._overlay_lock = threading.Lock()
         self._absorbed: dict[int, int] = {}  # positions of the installed version
         self._reached = threading.Condition(threading.Lock())
@@ -167,13 +168,13 @@ class RawClient:
         if offset < self._absorbed.get(partition, 0):
             return  # the installed version holds it already
         try:
-            type_name, _ = parse_key(key)
+            type_name, values = parse_key(key)
             record = None if value is None else decode_record(self.dataset.type_of(type_name), value)
         except (ValueError, KeyError, TypeError) as e:
             self._last_error = f"skipped the record at {partition}/{offset}: {e}"
             return
         with self._overlay_lock:
-            self._overlay[key] = _Entry(partition, offset, type_name, record)
+            self._overlay[(type_name, values)] = _Entry(partition, offset, type_name, record)
         self._counts["tailed"] += 1
 
     def _tail_loop(self) -> None:
@@ -289,21 +290,19 @@ class RawClient:
         if consistency == "strong":
             self.sync(timeout_ms)
 
-    def _key(self, type_: str | type, key: object) -> tuple[str, tuple[object, ...], bytes]:
-        type_name = type_ if isinstance(type_, str) else self.dataset.type_name(type_)
-        values = key if isinstance(key, tuple) else (key,)
-        return type_name, values, self.dataset.key_bytes(type_name, values)
+    def _key(self, type_: str | type, key: object) -> tuple[str, tuple[object, ...]]:
+        type_name = type_ if isinstance(type_, str) else self._type_names.get(type_) or self.dataset.type_name(type_)
+        if type_name not in self._indexes:
+            self.dataset.type_of(type_name)  # the error names the dataset's types
+        return type_name, key if isinstance(key, tuple) else (key,)
 
-    def get_versioned(self, type_: str | type, key: object, *, consistency: str = "eventual",
-                      after: Token | str | None = None, timeout_ms: int | None = None) -> tuple[Any, int | None]:
-        """``(record, version)``, or ``(None, None)`` when there is no such record."""
-        self._prepare(consistency, after, timeout_ms)
-        type_name, values, kb = self._key(type_, key)
+    def _read(self, type_: str | type, key: object, versioned: bool) -> tuple[Any, int | None]:
+        """State plus overlay under the refresh lock: the overlay's entry when the state does not hold it yet."""
+        type_name, values = self._key(type_, key)
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            positions = self._positions(engine)
-            entry = self._overlay.get(kb)
-            if entry is not None and entry.offset >= positions.get(entry.partition, 0):
+            entry = self._overlay.get((type_name, values)) if self._overlay else None
+            if entry is not None and entry.offset >= self._positions(engine).get(entry.partition, 0):
                 return (entry.record, entry.offset) if entry.record is not None else (None, None)
             if engine is None:
                 return None, None
@@ -311,15 +310,26 @@ class RawClient:
             if ordinal < 0:
                 return None, None
             record: Any = self.dataset.mapper.read(engine, self.dataset.type_of(type_name), ordinal)
-            v = self._indexes[VERSION_TYPE].get(kb.decode())
+            if not versioned:
+                return record, None
+            v = self._indexes[VERSION_TYPE].get(key_text(type_name, values))
             offset = None if v is None else v["offset"]
             return record, offset if isinstance(offset, int) else None
+
+    def get_versioned(self, type_: str | type, key: object, *, consistency: str = "eventual",
+                      after: Token | str | None = None, timeout_ms: int | None = None) -> tuple[Any, int | None]:
+        """``(record, version)``, or ``(None, None)`` when there is no such record."""
+        if consistency != "eventual" or after is not None:
+            self._prepare(consistency, after, timeout_ms)
+        return self._read(type_, key, True)
 
     def get(self, type_: str | type, key: object, *, consistency: str = "eventual",
             after: Token | str | None = None, timeout_ms: int | None = None) -> Any:
         """The record of ``type_`` (a class or type name) with primary key ``key`` (a tuple, or the value of a
         one-field key), or None. See the module docstring for what each consistency waits for."""
-        return self.get_versioned(type_, key, consistency=consistency, after=after, timeout_ms=timeout_ms)[0]
+        if consistency != "eventual" or after is not None:
+            self._prepare(consistency, after, timeout_ms)
+        return self._read(type_, key, False)[0]
 
     def records(self, type_: str | type, *, consistency: str = "eventual", after: Token | str | None = None,
                 timeout_ms: int | None = None) -> list[Any]:
@@ -335,8 +345,7 @@ class RawClient:
             if engine is not None and type_name in engine.type_names():
                 for o in engine.type(type_name).populated_ordinals().tolist():
                     record: Any = ds.mapper.read(engine, cls, o)
-                    kb = ds.key_bytes(*ds.key_of(record))
-                    entry = newer.pop(kb, None)
+                    entry = newer.pop(ds.key_of(record), None)
                     if entry is None:
                         out.append(record)
                     elif entry.record is not None:
@@ -368,14 +377,14 @@ class RawClient:
             if engine is not None:
                 for o in index.find(*fields.values()):
                     record: Any = ds.mapper.read(engine, cls, o)
-                    if ds.key_bytes(*ds.key_of(record)) not in newer:
+                    if ds.key_of(record) not in newer:
                         out.append(record)
         for e in sorted(newer.values(), key=lambda e: (e.offset, e.partition)):
             if e.record is not None and all(_path(e.record, n) == v for n, v in fields.items()):
                 out.append(e.record)
         return out
 
-    def _newer(self, type_name: str, engine: ReadStateEngine | None) -> dict[bytes, _Entry]:
+    def _newer(self, type_name: str, engine: ReadStateEngine | None) -> dict[tuple[str, tuple[object, ...]], _Entry]:
         """The overlay entries of a type that the state ``engine`` does not hold yet (call under the read lock)."""
         positions = self._positions(engine)
         with self._overlay_lock:

@@ -55,7 +55,7 @@ def parse_key(text: str | bytes) -> tuple[str, tuple[object, ...]]:
     """``["Movie",[42]]`` -> ``("Movie", (42,))``; a malformed key is a :class:`ValueError`."""
     value = json.loads(text)
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-            and isinstance(value[1], list)):
+            and isinstance(value[1], list) and all(not isinstance(v, list | dict) for v in value[1])):
         raise ValueError(f"not a record key: {text!r}")
     return value[0], tuple(value[1])
 
