@@ -22,7 +22,9 @@ such position that the other rules allow.  The rules:
 
 ``FUTURE_READ``      every read returns a value some write of that key wrote, started before the read ended, at the
                      version that write got (never an invented value, never a value from the future).
-``WRONG_VERSION``    a read that returns an acknowledged write's value reports that write's version.
+``WRONG_VERSION``    a read that returns a write's value reports that write's version: the acknowledged one, or for a
+                     write of unknown outcome the one every other read of it reported (a write applied twice, say
+                     retried after a lost answer, shows up here: its second copy has another version).
 ``STALE_STRONG``     a strong read is at or after every effective write of the key that ended before the read started
                      (no acknowledged write is lost to it) ...
 ``STRONG_ORDER``     ... and at or after every strong read of the key that ended before it started (real time order
@@ -198,8 +200,10 @@ def _index(history: list[Op]) -> dict[str, _Key]:
                 k.unknown_deletes.append(op)
             elif (op.key, _key(op.value)) in observed:
                 version = observed[(op.key, _key(op.value))]
-                k.writes.append(Op(op.process, op.kind, op.key, op.value, version, op.start_ns, op.end_ns,
-                                   op.outcome, op.token, op.expected, op.partition))
+                seen = Op(op.process, op.kind, op.key, op.value, version, op.start_ns, op.end_ns, op.outcome,
+                          op.token, op.expected, op.partition)
+                k.writes.append(seen)
+                k.by_value[_key(op.value)] = seen
     for k in keys.values():
         k.writes.sort(key=lambda w: w.version)  # type: ignore[arg-type, return-value]
         k.versions = [w.version for w in k.writes]  # type: ignore[misc]
@@ -232,8 +236,9 @@ def _check_reads(history: list[Op], keys: dict[str, _Key]) -> Iterator[Violation
                 raise ValueError(f"a read that returned a value without its version: {r}")
             if w.outcome is Outcome.FAILED:
                 yield Violation(Rule.FUTURE_READ, r, "returned the value of a write that failed")
-            elif w.outcome is Outcome.OK and w.version != r.version:
-                yield Violation(Rule.WRONG_VERSION, r, f"the write was acknowledged at version {w.version}")
+            elif w.version is not None and w.version != r.version:
+                how = "acknowledged" if w.outcome is Outcome.OK else "first read"
+                yield Violation(Rule.WRONG_VERSION, r, f"the write was {how} at version {w.version}")
         if r.kind is Kind.GET_STRONG:
             bound = k.newest_ended_before(r.start_ns)
             if _position(k, r, bound) is None:

@@ -131,7 +131,7 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
         for name in ("r1", "r2"):
             run.spawn("reader", name)
         first = run.leader()
-        time.sleep(3)
+        time.sleep(2)
         run.kill("producer")  # kill -9 mid-cycle, maybe: the restarted one continues the delta chain
         run.spawn("producer", "producer-2")
         run.kill("r2")  # a client dies; its successor loads the newest version and tails from there
@@ -140,7 +140,7 @@ def test_history_under_faults_is_consistent(broker: Broker, tmp_path: Path) -> N
         broker.stop()  # clients keep their state; strong reads and writes fail or wait meanwhile
         time.sleep(1)
         broker.start()
-        time.sleep(3)
+        time.sleep(2)
         run.kill(first)  # the leader dies with its writes in flight: the standby must take over
         second = run.leader()
         assert second != first
@@ -171,7 +171,7 @@ def test_a_broken_client_is_caught(broker: Broker, tmp_path: Path, broken: str, 
         run.spawn("producer", "producer")
         run.spawn("writer", "w", threads=1)
         run.leader()
-        time.sleep(4)
+        time.sleep(3)
         history = run.finish()
     finally:
         run.close()
