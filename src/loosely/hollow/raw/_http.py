@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -158,6 +159,8 @@ class WriterServer:
         self._server = _Server((host, port), writer, body_bytes_max)
         bound_host, bound_port = self._server.server_address[:2]
         shown = bound_host if isinstance(bound_host, str) else bound_host.decode()
+        if shown in ("0.0.0.0", "::"):  # every interface: others reach it by this machine's name
+            shown = socket.gethostname()
         self.url = f"http://{shown}:{bound_port}"
         if writer.http_address is None:
             writer.http_address = self.url
