@@ -7,7 +7,7 @@ import json
 import pytest
 
 from loosely.clients.kcat_format import (
-    FormatError,
+    FormatStringError,
     Msg,
     compile_format,
     json_string,
@@ -37,7 +37,7 @@ def test_parse_delim(raw: bytes, want: bytes) -> None:
 
 
 def test_parse_delim_rejects_hex_without_digits() -> None:
-    with pytest.raises(FormatError, match=r"Delimiter \\xZZ expects hex number"):
+    with pytest.raises(FormatStringError, match=r"Delimiter \\xZZ expects hex number"):
         parse_delim(b"\\xZZ")
 
 
@@ -62,7 +62,7 @@ def test_format_rendering(fmt: bytes, want: bytes) -> None:
 
 @pytest.mark.parametrize(("fmt", "error"), [(b"%x", "Unsupported formatter: %x"), (b"abc%", "Empty formatter")])
 def test_format_errors_are_kcats(fmt: bytes, error: str) -> None:
-    with pytest.raises(FormatError, match=error):
+    with pytest.raises(FormatStringError, match=error):
         parse_format(fmt)
 
 

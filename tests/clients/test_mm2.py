@@ -10,9 +10,9 @@ from loosely.clients.mirror import _decode_progress, _encode_progress, _Partitio
 from loosely.clients.mm2 import (
     Checkpoint,
     DefaultReplicationPolicy,
-    FormatError,
     Heartbeat,
     IdentityReplicationPolicy,
+    Mm2RecordError,
     OffsetSync,
     OffsetSyncStore,
     TopicFilter,
@@ -59,13 +59,13 @@ def test_decoders_raise_only_format_errors(key: bytes, value: bytes) -> None:
     for kind in (OffsetSync, Checkpoint, Heartbeat):
         try:
             kind.decode(key, value)
-        except FormatError:
+        except Mm2RecordError:
             pass
 
 
 def test_unknown_version_is_refused() -> None:
     hb = Heartbeat("a", "b", 1)
-    with pytest.raises(FormatError, match="version 1"):
+    with pytest.raises(Mm2RecordError, match="version 1"):
         Heartbeat.decode(hb.key(), b"\x00\x01" + hb.value()[2:])
 
 

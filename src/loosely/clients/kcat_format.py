@@ -28,7 +28,7 @@ from typing import Final, Protocol
 
 __all__ = [
     "NULL_STR",
-    "FormatError",
+    "FormatStringError",
     "Headers",
     "KafkaMessage",
     "Msg",
@@ -49,7 +49,7 @@ TIMESTAMP_CREATE_TIME: Final = 1
 TIMESTAMP_LOG_APPEND_TIME: Final = 2
 
 
-class FormatError(ValueError):
+class FormatStringError(ValueError):
     """A format or delimiter kcat refuses; the message is kcat's."""
 
 
@@ -137,7 +137,7 @@ def parse_delim(text: bytes) -> bytes:
         m = _HEX_PREFIX.match(bytes(s), i + 2)
         assert m is not None
         if not m.group(1):
-            raise FormatError(f"Delimiter {bytes(s[i:]).decode(errors='replace')} expects hex number")
+            raise FormatStringError(f"Delimiter {bytes(s[i:]).decode(errors='replace')} expects hex number")
         s[i : m.end()] = bytes([int(m.group(1), 16) & 0xFF])
 
 
@@ -226,14 +226,14 @@ def parse_format(fmt: bytes) -> list[Token]:
         if t > s:
             tokens.append(Token("str", _unescape_literal(fmt[s:t])))
         if t + 1 >= len(fmt):
-            raise FormatError("Empty formatter")
+            raise FormatStringError("Empty formatter")
         letter = chr(fmt[t + 1])
         if letter == "%":
             tokens.append(Token("str", b"%"))
         elif letter in _FORMAT_LETTERS:
             tokens.append(Token(letter))
         else:
-            raise FormatError(f"Unsupported formatter: %{letter}")
+            raise FormatStringError(f"Unsupported formatter: %{letter}")
         s = t + 2
     return tokens
 

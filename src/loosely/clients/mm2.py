@@ -46,9 +46,9 @@ __all__ = [
     "HEARTBEATS_TOPIC",
     "Checkpoint",
     "DefaultReplicationPolicy",
-    "FormatError",
     "Heartbeat",
     "IdentityReplicationPolicy",
+    "Mm2RecordError",
     "OffsetSync",
     "OffsetSyncStore",
     "ReplicationPolicy",
@@ -63,20 +63,20 @@ assert _TWO_INT64.size == 16
 SYNCS_PER_PARTITION_MAX: Final = 64
 
 
-class FormatError(ValueError):
+class Mm2RecordError(ValueError):
     """Bytes that are not a MirrorMaker 2 record of the expected kind."""
 
 
 class _Reader(Reader):
-    """The primitives' reader, failing with :class:`FormatError`."""
+    """The primitives' reader, failing with :class:`Mm2RecordError`."""
 
     __slots__ = ()
-    error = FormatError
+    error = Mm2RecordError
 
     def version(self) -> None:
         v = self.i16()
         if v != VERSION:
-            raise FormatError(f"unsupported version {v}")
+            raise Mm2RecordError(f"unsupported version {v}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ modules). They all read and write here::
     tagged fields   unsigned varint count, then per field: unsigned varint tag, unsigned varint size, bytes
 
 :class:`Reader` raises its ``error`` class (:class:`CorruptRecordError` unless a subclass names another: the
-fast path's answers fail with its ``WireError``, MirrorMaker's records with their ``FormatError``) and nothing else
+fast path's answers fail with its ``WireError``, MirrorMaker's records with their ``Mm2RecordError``) and nothing else
 on bytes that do not parse; lengths are checked against what is left before anything is sliced. The record batch
 header's layout is in :mod:`loosely.protocol.batch_layout`; the record format on top of these varints in
 :mod:`loosely.protocol.records`.

@@ -22,7 +22,7 @@ from typing import Any
 
 from loosely.clients.client_config import ClientConfigError, client_config, redacted
 from loosely.clients.kcat_format import (
-    FormatError,
+    FormatStringError,
     parse_delim,
     parse_format,
 )
@@ -352,7 +352,7 @@ def parse_args(argv: Sequence[str]) -> Conf:
         if key_delim_raw is not None:
             conf.key_delim = parse_delim(key_delim_raw)
         conf.delim = parse_delim(delim_raw) if delim_raw is not None else b"\n"
-    except FormatError as e:
+    except FormatStringError as e:
         raise Fatal(str(e)) from None
     if conf.mode in "GC":
         if fmt is None:
@@ -367,7 +367,7 @@ def parse_args(argv: Sequence[str]) -> Conf:
         conf.fmt = fmt
         try:
             parse_format(fmt)
-        except FormatError as e:
+        except FormatStringError as e:
             raise Fatal(str(e)) from None
     elif conf.mode == "P" and not conf.delim:
         raise Fatal("Message delimiter -D must not be empty when producing")
