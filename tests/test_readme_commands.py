@@ -1,4 +1,5 @@
-"""The README's "Command line" and "Views" sections, command by command, in order, as a newcomer types them.
+"""The README's "Command line", "Views", "Schema registry" and "Web console" sections, command by command, in order,
+as a newcomer types them.
 
 Only what a test must change is changed: ports move to free ones, ``kafka-west:9092`` is a second broker started
 here, ``sqlite:///var/views.db`` becomes ``sqlite:var/views.db`` in the test's directory, and the ``[--topic
@@ -211,3 +212,66 @@ def test_the_command_line_and_views_sections(shell: tuple[Shell, BrokerThread]) 
     assert "revenue_by_customer" in out
     sh.stop(runner)
     sh.stop(proc)
+
+
+def _first_line_with(p: subprocess.Popen[str], marker: str) -> str:
+    """The URL on the first stdout line holding ``marker`` (the process's earlier lines are read past)."""
+    assert p.stdout is not None
+    for line in p.stdout:
+        if marker in line:
+            found = re.search(r"https?://[\d.]+:\d+", line)
+            assert found, line
+            return found.group(0)
+    raise AssertionError(f"exited before printing {marker!r}")
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=20) as r:
+        return r.status, r.read().decode()
+
+
+def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
+    """The servers the two sections start, each as written, then asked what a newcomer would ask them first."""
+    with embedded_broker(data_dir=str(tmp_path / "cluster")) as cluster:
+        port = free_port()
+        sh = Shell(tmp_path / "work", {
+            "--data-dir ./data": f"--data-dir ./data --listen 127.0.0.1:{port}",
+            "kafka-1:9092": cluster.bootstrap_servers,
+            "127.0.0.1:8081": f"127.0.0.1:{free_port()}",
+            "127.0.0.1:9000": f"127.0.0.1:{free_port()}",
+        })
+        sh.cwd.mkdir()
+        try:
+            in_broker, standalone = commands(section("Schema registry"))
+            p = sh.start(in_broker)
+            assert _get(_first_line_with(p, "schema registry on") + "/subjects") == (200, "[]")
+            sh.stop(p)
+            p = sh.start(standalone)
+            url = _first_line_with(p, "schema registry on")
+            register = urllib.request.Request(
+                f"{url}/subjects/users-value/versions", method="POST", data=json.dumps({"schema": '"string"'}).encode(),
+                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+            with urllib.request.urlopen(register, timeout=20) as r:
+                assert json.loads(r.read()) == {"id": 1}
+            sh.stop(p)
+
+            in_broker, standalone = commands(section("Web console"))
+            p = sh.start(in_broker)
+            code, page = _get(_first_line_with(p, "console on") + "/")
+            assert code == 200 and "<h1>Cluster</h1>" in page
+            sh.stop(p)
+            producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+            producer.produce("greetings", b"hello")
+            assert producer.flush(30) == 0
+            p = sh.start(standalone)
+            url = _first_line_with(p, "console on")
+            code, page = _get(url + "/")
+            assert code == 200 and 'id="read-only"' in page and "greetings" in page
+            # --hollow ./movies is the store the README's Hollow snippet writes: run it here first, as a reader would
+            snippet = next(b for b in re.findall(r"```python\n(.*?)```", section("Hollow"), re.S) if '"movies"' in b)
+            subprocess.run([sys.executable, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
+            code, hollow = _get(url + "/hollow")
+            assert code == 200 and "Movie" in hollow
+            sh.stop(p)
+        finally:
+            sh.close()
