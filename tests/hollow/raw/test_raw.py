@@ -264,3 +264,13 @@ def test_conditional_writes_compare_content(writer: Writer, client: RawClient) -
     assert client.get(Movie, 9) == Movie(9, "y")
     with pytest.raises(ValueError, match="if_content"):
         writer.put(Movie(9, "z"), if_content=Movie(10, "y"))
+
+
+def test_a_writer_the_broker_cannot_elect_says_why(dataset: Dataset) -> None:
+    # brokers refuse sessions under group.min.session.timeout.ms (6 s by default): say so, never wait silently
+    with Writer(dataset, session_timeout_ms=3_000, heartbeat_interval_ms=1_000) as w:
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="session_timeout_ms=3000"):
+            w.wait_for_leadership(30_000)
+        assert time.monotonic() - started < 20
+        assert not w.is_leader()

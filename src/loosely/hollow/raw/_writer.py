@@ -59,6 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _POLL_S: Final = 0.05
+_INVALID_SESSION_TIMEOUT: Final = 26  # Kafka's code: the session timeout is outside the broker's bounds
 _ACQUIRE_TIMEOUT_MS: Final = 30_000
 _SCRATCH_RECORDS_MAX: Final = 1_024
 
@@ -230,6 +231,7 @@ class Writer:
         self._threads: list[threading.Thread] = []
         self._counts = dict.fromkeys(("terms", "fenced", "requests", "transactions", "conditions", "errors"), 0)
         self._last_error: str | None = None
+        self.election_error: str | None = None  # why this writer can never be elected (a setting the broker refuses)
         self._scratch = ObjectMapper(WriteStateEngine())  # where each record is tried before it is sent
         self._scratch_adds = 0
         self._scratch_lock = threading.Lock()
@@ -302,10 +304,22 @@ class Writer:
             return self.http_address if self._leader else self._leader_address
 
     def wait_for_leadership(self, timeout_ms: int) -> bool:
+        """Whether this writer leads within ``timeout_ms``; ValueError at once if the broker refuses its settings."""
         deadline = time.monotonic() + timeout_ms / 1000
         while time.monotonic() < deadline and not self.is_leader():
+            if self.election_error is not None:
+                raise ValueError(self.election_error)
             time.sleep(0.02)
         return self.is_leader()
+
+    def _refused(self, reason: str) -> None:
+        """The group coordinator refuses to let this writer join (its session timeout is outside the broker's
+        group.min/max.session.timeout.ms): it can never be elected, so say so once instead of waiting silently."""
+        if self.election_error is None:
+            self.election_error = (f"the broker refuses session_timeout_ms={self.session_timeout_ms} for the writer "
+                                   f"election ({reason}); use a value within the broker's group.min.session."
+                                   "timeout.ms and group.max.session.timeout.ms (6000 to 1800000 by default)")
+            log.error("raw writer %s of %s: %s", self.member, self.dataset.name, self.election_error)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         if any(p.partition == 0 for p in partitions):
@@ -324,7 +338,9 @@ class Writer:
         while not self._stop.is_set():
             try:
                 msg = self._election.poll(0 if self._tail is not None else _POLL_S)
-                if msg is not None and not msg.error():
+                if msg is not None and msg.error() and msg.error().code() == _INVALID_SESSION_TIMEOUT:
+                    self._refused(msg.error().str())
+                elif msg is not None and not msg.error():
                     self._observe_leader(msg.value())
                 msg = self._watch.poll(0)
                 if msg is not None and not msg.error():
