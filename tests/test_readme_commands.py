@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from console._support import printed_url
 from loosely.broker.server import BrokerThread
 from loosely.testing import embedded_broker, free_port
 
@@ -214,17 +215,6 @@ def test_the_command_line_and_views_sections(shell: tuple[Shell, BrokerThread]) 
     sh.stop(proc)
 
 
-def _first_line_with(p: subprocess.Popen[str], marker: str) -> str:
-    """The URL on the first stdout line holding ``marker`` (the process's earlier lines are read past)."""
-    assert p.stdout is not None
-    for line in p.stdout:
-        if marker in line:
-            found = re.search(r"https?://[\d.]+:\d+", line)
-            assert found, line
-            return found.group(0)
-    raise AssertionError(f"exited before printing {marker!r}")
-
-
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=20) as r:
         return r.status, r.read().decode()
@@ -244,10 +234,10 @@ def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
         try:
             in_broker, standalone = commands(section("Schema registry"))
             p = sh.start(in_broker)
-            assert _get(_first_line_with(p, "schema registry on") + "/subjects") == (200, "[]")
+            assert _get(printed_url(p, "schema registry on") + "/subjects") == (200, "[]")
             sh.stop(p)
             p = sh.start(standalone)
-            url = _first_line_with(p, "schema registry on")
+            url = printed_url(p, "schema registry on")
             register = urllib.request.Request(
                 f"{url}/subjects/users-value/versions", method="POST", data=json.dumps({"schema": '"string"'}).encode(),
                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
@@ -257,14 +247,14 @@ def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
 
             in_broker, standalone = commands(section("Web console"))
             p = sh.start(in_broker)
-            code, page = _get(_first_line_with(p, "console on") + "/")
+            code, page = _get(printed_url(p, "console on") + "/")
             assert code == 200 and "<h1>Cluster</h1>" in page
             sh.stop(p)
             producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
             producer.produce("greetings", b"hello")
             assert producer.flush(30) == 0
             p = sh.start(standalone)
-            url = _first_line_with(p, "console on")
+            url = printed_url(p, "console on")
             code, page = _get(url + "/")
             assert code == 200 and 'id="read-only"' in page and "greetings" in page
             # --hollow ./movies is the store the README's Hollow snippet writes: run it here first, as a reader would

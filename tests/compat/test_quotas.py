@@ -44,13 +44,9 @@ def bootstrap(
     request: pytest.FixtureRequest, jars_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     if request.param == "kafka":
-        kafka = ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("kafka-quotas"), jars_dir=jars_dir,
-                            config=QUOTA_SETTINGS)
-        kafka.start()
-        try:
+        with ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("kafka-quotas"), jars_dir=jars_dir,
+                         config=QUOTA_SETTINGS) as kafka:
             yield kafka.bootstrap_servers
-        finally:
-            kafka.stop()
     else:
         with embedded_broker(data_dir=str(tmp_path_factory.mktemp("loosely-quotas")), settings=QUOTA_SETTINGS) as b:
             yield b.bootstrap_servers

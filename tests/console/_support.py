@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +54,15 @@ def commit(bootstrap: str, group: str, topic: str, offset: int, partition: int =
         c.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
     finally:
         c.close()
+
+
+def printed_url(proc: subprocess.Popen[str], marker: str) -> str:
+    """Reads ``proc``'s stdout until the line holding ``marker``; returns the http(s) URL on it."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if marker in line:
+            m = re.search(r"https?://[\d.]+:\d+", line)
+            assert m, line
+            return m.group(0)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    raise AssertionError(f"exited ({proc.wait(10)}) before printing {marker!r}: {stderr}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select
 
 from console._support import commit, create_topic, hollow_store, produce
@@ -107,6 +108,8 @@ def test_produce_then_browse_shows_the_message(browser: Any, console: Console, t
     screenshot(browser, f"console-{console.kind}-produced")
     Select(browser.find_element(By.NAME, "decode")).select_by_visible_text("hex")
     browser.find_element(By.CSS_SELECTOR, "#browse button").click()
+    # the click loads a new page: wait until the old row is gone before reading the new one
+    wait_for(browser, staleness_of(row), message="the page after browse")
     assert browser.find_element(By.CSS_SELECTOR, 'tr.record[data-offset="0"] .key pre').text == (
         "6f 72 64 65 72 2d 31")
 

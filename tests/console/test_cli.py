@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from console._support import printed_url
 from loosely.broker.server import BrokerThread
 from loosely.testing import embedded_broker
 
@@ -28,18 +29,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
         yield b
 
 
-def _started(proc: subprocess.Popen[str], marker: str) -> str:
-    """Reads stdout until the line with ``marker``; returns the URL on it."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if marker in line:
-            m = re.search(r"http://[\d.]+:\d+", line)
-            assert m, line
-            return m.group(0)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    raise AssertionError(f"exited ({proc.wait(10)}) before printing {marker!r}: {stderr}")
-
-
 def _stop(proc: subprocess.Popen[str]) -> int:
     proc.send_signal(signal.SIGTERM)
     return proc.wait(20)
@@ -49,7 +38,7 @@ def test_console_command_serves_and_stops(broker: BrokerThread) -> None:
     proc = subprocess.Popen([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0",
                              "--read-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        url = _started(proc, "console on")
+        url = printed_url(proc, "console on")
         page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
         assert 'id="read-only"' in page and broker.bootstrap_servers in page
     finally:
@@ -75,7 +64,7 @@ def test_broker_serves_the_console(tmp_path: Path) -> None:
         assert proc.stdout is not None
         bootstrap = re.search(r"listening on ([\d.]+:\d+)", proc.stdout.readline())
         assert bootstrap, "the broker's first line names its address"
-        url = _started(proc, "console on")
+        url = printed_url(proc, "console on")
         page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
         assert "<h1>Cluster</h1>" in page and "controller 1" in page
         # a key search inside the broker is answered from its key index, not by a scan

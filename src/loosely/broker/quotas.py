@@ -33,9 +33,10 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 from loosely.protocol.errors import ErrorCode
+from loosely.storage.fs import FileSystem
 
 __all__ = [
     "QUOTAS_FILE",
@@ -70,16 +71,6 @@ class QuotaError(ValueError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-class Files(Protocol):
-    """The part of :class:`loosely.storage.fs.FileSystem` the store needs (injected; tests pass a faulty one)."""
-
-    def exists(self, path: str) -> bool: ...
-
-    def read_file(self, path: str) -> bytes: ...
-
-    def write_atomic(self, path: str, data: bytes) -> None: ...
 
 
 def quota_user(principal: str) -> str:
@@ -158,7 +149,7 @@ class _Rate:
 class ClientQuotas:
     """The quotas of one broker and the rates they are checked against (one event-loop thread)."""
 
-    def __init__(self, fs: Files, data_dir: str, clock: Callable[[], int], *, window_num: int = 11,
+    def __init__(self, fs: FileSystem, data_dir: str, clock: Callable[[], int], *, window_num: int = 11,
                  window_ms: int = 1000) -> None:
         self._fs = fs
         self.path = os.path.join(data_dir, QUOTAS_FILE)
