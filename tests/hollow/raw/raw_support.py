@@ -14,12 +14,13 @@ from typing import Annotated
 
 from loosely.hollow.api import FilesystemBlobStore
 from loosely.hollow.core import INLINE, hollow_type
-from loosely.hollow.raw import Dataset
+from loosely.hollow.raw import Dataset, NotLeaderError, Writer, WriteResult
 
 __all__ = [
     "Actor",
     "Movie",
     "lines_until",
+    "put_as_leader",
     "start_writer_process",
     "wait_until",
 ]
@@ -30,6 +31,18 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def put_as_leader(writer: Writer, record: object, timeout_s: float = 60.0) -> WriteResult:
+    """Put ``record`` once ``writer`` leads. A writer learns it was fenced only when it next writes (as a Kafka
+    producer does), so a refused put is retried until the writer is elected again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert writer.wait_for_leadership(int(max(deadline - time.monotonic(), 0) * 1000)), "never elected again"
+        try:
+            return writer.put(record)
+        except NotLeaderError:
+            assert time.monotonic() < deadline, "never elected again"
 
 
 @hollow_type(primary_key=("id",))
