@@ -1,5 +1,5 @@
-"""The README's "Command line", "Views", "Schema registry" and "Web console" sections, command by command, in order,
-as a newcomer types them.
+"""The README's "Command line", "Views", "Schema registry", "Web console" and "Hollow" sections, command by command,
+in order, as a newcomer types them.
 
 Only what a test must change is changed: ports move to free ones, ``kafka-west:9092`` is a second broker started
 here, ``sqlite:///var/views.db`` becomes ``sqlite:var/views.db`` in the test's directory, and the ``[--topic
@@ -262,6 +262,40 @@ def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
             subprocess.run([sys.executable, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
             code, hollow = _get(url + "/hollow")
             assert code == 200 and "Movie" in hollow
+            sh.stop(p)
+        finally:
+            sh.close()
+
+
+def test_the_hollow_section(tmp_path: Path) -> None:
+    """The Hollow snippet, the store commands after it, then the read-after-write lines against a broker."""
+    snippet, models = re.findall(r"```python\n(.*?)```", section("Hollow"), re.S)
+    with embedded_broker(data_dir=str(tmp_path / "cluster")) as cluster:
+        sh = Shell(tmp_path / "work", {"localhost:9092": cluster.bootstrap_servers,
+                                       "127.0.0.1:8090": f"127.0.0.1:{free_port()}"})
+        sh.cwd.mkdir()
+        try:
+            subprocess.run([sys.executable, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
+            versions, dump, diff, history, writer, put, get = commands(section("Hollow"))
+            announced = json.loads(sh.run(versions).stdout)["announced"]
+            assert len(json.loads(sh.run(versions).stdout)["delta"]) == 1
+            assert {json.loads(line)["record"]["title"] for line in sh.run(dump).stdout.splitlines()} == {
+                "Heat, remastered", "Alien"}
+            changed = json.loads(sh.run(diff).stdout)
+            assert changed["to"] == announced
+            assert [c["fields"] for t in changed["types"] for c in t["changed"]] == [["title"]]
+            assert [json.loads(line)["record"]["title"] for line in sh.run(history).stdout.splitlines()] == [
+                "Heat", "Heat, remastered"]
+
+            (sh.cwd / "models.py").write_text(models)
+            p = sh.start(writer)
+            assert p.stdout is not None and "listening" in json.loads(p.stdout.readline())
+            written = json.loads(sh.run(put).stdout)
+            read = json.loads(sh.run(f"{get} --after '{written['token']}'").stdout)
+            assert read == {"record": {"id": 42, "title": "Heat"}, "version": written["version"]}
+            # --producer folds the write into a Hollow version of ./raw-movies
+            wait_for("the write in a Hollow version", lambda: '"Heat"' in sh.run(
+                "loosely hollow dump raw-movies 2>/dev/null || true").stdout)
             sh.stop(p)
         finally:
             sh.close()

@@ -57,6 +57,9 @@ def test_publish_dump_diff_history(tmp_path: Path, capsys: pytest.CaptureFixture
     assert {"movie 0", "a", "c"} <= {r["record"]["value"] for r in _json_lines(capsys.readouterr().out)}  # type: ignore[index]
     assert main(["hollow", "diff", str(store), str(v1), "announced", "--exit-code"]) == 3
     (movie_diff,) = json.loads(capsys.readouterr().out)["types"]
+    for older in ("announced~1", "first"):  # named instead of numbered: the same versions
+        assert main(["hollow", "diff", str(store), older, "announced~0"]) == 0
+        assert (json.loads(capsys.readouterr().out)["from"]) == v1
     assert movie_diff["added"] == [[4]] and movie_diff["removed"] == [[0]]
     assert [(c["key"], c["fields"]) for c in movie_diff["changed"]] == [([2], ["title"])]
     assert main(["hollow", "history", str(store), "--type", "Movie", "--key", "2"]) == 0
@@ -83,6 +86,9 @@ def test_publish_shows_progress_and_a_no_op_says_so(tmp_path: Path, capsys: pyte
         (["dump", "{missing}"], "reading the announcement"),
         (["dump", "{store}", "--version", "12"], "reaches version 12"),
         (["history", "{store}", "--type", "Nope", "--key", "1"], "no type Nope"),
+        (["diff", "{store}", "announced~1", "announced"], "goes back only 0 version(s)"),
+        (["diff", "{store}", "announced~one", "announced"], "how many versions back"),
+        (["dump", "{store}", "--version", "latest"], "'latest' is not a version"),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:

@@ -44,14 +44,32 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _version(store: Any, text: str | None) -> Any:
+    """A version named as the commands take it: a number, ``announced``, ``announced~N`` (N versions before the
+    announced one, as git counts commits) or ``first`` (the oldest snapshot)."""
     from loosely.hollow.api import Version  # noqa: PLC0415
 
-    if text is None or text == "announced":
-        v = store.latest_version()
-        if v is None:
-            raise ValueError("nothing is announced in this store; name a version")
+    text = "announced" if text is None else text
+    if text == "first":
+        return _first_version(store)
+    name, _, back = text.partition("~")
+    if name != "announced":
+        try:
+            return Version(int(text))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a version: use a number, 'announced', 'announced~N' or 'first'") from None
+    if back and not back.isdigit():
+        raise ValueError(f"{text!r}: after '~' comes how many versions back, e.g. announced~1")
+    v = store.latest_version()
+    if v is None:
+        raise ValueError("nothing is announced in this store; name a version")
+    if not back:
         return Version(int(v))
-    return Version(int(text))
+    known = sorted({x for r in store.refs() for x in (r.from_version, r.to_version) if x is not None and x <= v})
+    steps = int(back)
+    if steps >= len(known):
+        raise ValueError(f"{text}: the store goes back only {len(known) - 1} version(s) from the announced one")
+    return Version(known[-1 - steps])
 
 
 def _key(values: list[str]) -> list[object]:
@@ -107,10 +125,12 @@ def _history(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _first_version(store: Any) -> Any:
+    from loosely.hollow.api import Version  # noqa: PLC0415
+
     snapshots = [r.to_version for r in store.refs() if r.type.value == "snapshot"]
     if not snapshots:
-        raise ValueError("the store has no snapshot; name --from")
-    return min(snapshots)
+        raise ValueError("the store has no snapshot; name a version")
+    return Version(min(snapshots))
 
 
 class _Progress:
@@ -214,13 +234,13 @@ def add_hollow_command(sub: Any) -> None:
     q.set_defaults(hollow_func=_versions, command_name="versions")
     q = hs.add_parser("dump", help="records as JSON lines")
     common(q)
-    q.add_argument("--version", help="a version, or 'announced' (default)")
+    q.add_argument("--version", help="a version, 'announced' (default), 'announced~N' or 'first'")
     q.add_argument("--type", action="append", help="a type to dump (repeatable; default: the top-level types)")
     q.set_defaults(hollow_func=_dump, command_name="dump")
     q = hs.add_parser("diff", help="what changed between two versions, per type")
     common(q)
-    q.add_argument("from_version", help="a version")
-    q.add_argument("to_version", help="a version, or 'announced'")
+    q.add_argument("from_version", help="a version, 'announced', 'announced~N' or 'first'")
+    q.add_argument("to_version", help="a version, 'announced', 'announced~N' or 'first'")
     q.add_argument("--type", action="append", help="a type to compare (repeatable; default: the top-level types)")
     q.add_argument("--exit-code", action="store_true", help="exit 3 when the versions differ")
     q.set_defaults(hollow_func=_diff, command_name="diff")
