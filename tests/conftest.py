@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,18 @@ def apache_kafka(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def readme_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtualenv with only ``pip install .`` in it, as the README's first step makes one: the README tests
+    run its commands and snippets there, so a dependency the package forgets to declare fails them."""
+    venv = tmp_path_factory.mktemp("readme") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(Path(__file__).parents[1])],
+                         capture_output=True, text=True, timeout=900, check=False)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    return venv
 
 
 @pytest.fixture

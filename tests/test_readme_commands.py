@@ -1,5 +1,5 @@
 """The README's "Command line", "Views", "Schema registry", "Web console" and "Hollow" sections, command by command,
-in order, as a newcomer types them.
+in order, as a newcomer types them, in a virtualenv that has only ``pip install .`` (the ``readme_venv`` fixture).
 
 Only what a test must change is changed: ports move to free ones, ``kafka-west:9092`` is a second broker started
 here, ``sqlite:///var/views.db`` becomes ``sqlite:var/views.db`` in the test's directory, and the ``[--topic
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from loosely.broker.server import BrokerThread
 from loosely.testing import embedded_broker, free_port
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-BIN = Path(sys.executable).parent
 ORDERS = [("c42", 10), ("c7", 5), ("c42", 20)]
 
 
@@ -56,7 +54,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 60) -> Non
 class Shell:
     """Runs README lines in one directory, with the venv's ``loosely`` first on PATH and the ports substituted."""
 
-    def __init__(self, cwd: Path, substitutions: dict[str, str]) -> None:
+    def __init__(self, venv: Path, cwd: Path, substitutions: dict[str, str]) -> None:
+        self.python = venv / "bin" / "python"
+        self.prefix = f"unset PYTHONPATH; export PATH={venv / 'bin'}:$PATH;"
         self.cwd = cwd
         self.subs = substitutions
         self.background: list[subprocess.Popen[str]] = []
@@ -67,13 +67,13 @@ class Shell:
         return command
 
     def run(self, command: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["bash", "-c", f"set -o pipefail; export PATH={BIN}:$PATH; {self.line(command)}"],
+        r = subprocess.run(["bash", "-c", f"set -o pipefail; {self.prefix} {self.line(command)}"],
                            cwd=self.cwd, capture_output=True, text=True, timeout=timeout_s, check=False)
         assert "Traceback" not in r.stderr, r.stderr
         return r
 
     def start(self, command: str) -> subprocess.Popen[str]:
-        p = subprocess.Popen(["bash", "-c", f"export PATH={BIN}:$PATH; exec {self.line(command)}"], cwd=self.cwd,
+        p = subprocess.Popen(["bash", "-c", f"{self.prefix} exec {self.line(command)}"], cwd=self.cwd,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.background.append(p)
         return p
@@ -92,11 +92,11 @@ class Shell:
 
 
 @pytest.fixture
-def shell(tmp_path: Path) -> Iterator[tuple[Shell, BrokerThread]]:
+def shell(readme_venv: Path, tmp_path: Path) -> Iterator[tuple[Shell, BrokerThread]]:
     west_dir = tmp_path / "west"
     with embedded_broker(data_dir=str(west_dir)) as west:
         port, metrics, serve = free_port(), free_port(), free_port()
-        sh = Shell(tmp_path / "work", {
+        sh = Shell(readme_venv, tmp_path / "work", {
             "localhost:9092": f"127.0.0.1:{port}",
             "kafka-west:9092": west.bootstrap_servers,
             "127.0.0.1:9308": f"127.0.0.1:{metrics}",
@@ -220,11 +220,11 @@ def _get(url: str) -> tuple[int, str]:
         return r.status, r.read().decode()
 
 
-def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
+def test_the_schema_registry_and_web_console_sections(readme_venv: Path, tmp_path: Path) -> None:
     """The servers the two sections start, each as written, then asked what a newcomer would ask them first."""
     with embedded_broker(data_dir=str(tmp_path / "cluster")) as cluster:
         port = free_port()
-        sh = Shell(tmp_path / "work", {
+        sh = Shell(readme_venv, tmp_path / "work", {
             "--data-dir ./data": f"--data-dir ./data --listen 127.0.0.1:{port}",
             "kafka-1:9092": cluster.bootstrap_servers,
             "127.0.0.1:8081": f"127.0.0.1:{free_port()}",
@@ -259,7 +259,7 @@ def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
             assert code == 200 and 'id="read-only"' in page and "greetings" in page
             # --hollow ./movies is the store the README's Hollow snippet writes: run it here first, as a reader would
             snippet = next(b for b in re.findall(r"```python\n(.*?)```", section("Hollow"), re.S) if '"movies"' in b)
-            subprocess.run([sys.executable, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
+            subprocess.run([sh.python, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
             code, hollow = _get(url + "/hollow")
             assert code == 200 and "Movie" in hollow
             sh.stop(p)
@@ -267,15 +267,15 @@ def test_the_schema_registry_and_web_console_sections(tmp_path: Path) -> None:
             sh.close()
 
 
-def test_the_hollow_section(tmp_path: Path) -> None:
+def test_the_hollow_section(readme_venv: Path, tmp_path: Path) -> None:
     """The Hollow snippet, the store commands after it, then the read-after-write lines against a broker."""
     snippet, models = re.findall(r"```python\n(.*?)```", section("Hollow"), re.S)
     with embedded_broker(data_dir=str(tmp_path / "cluster")) as cluster:
-        sh = Shell(tmp_path / "work", {"localhost:9092": cluster.bootstrap_servers,
+        sh = Shell(readme_venv, tmp_path / "work", {"localhost:9092": cluster.bootstrap_servers,
                                        "127.0.0.1:8090": f"127.0.0.1:{free_port()}"})
         sh.cwd.mkdir()
         try:
-            subprocess.run([sys.executable, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
+            subprocess.run([sh.python, "-c", snippet], cwd=sh.cwd, check=True, capture_output=True, timeout=120)
             versions, dump, diff, history, writer, put, get = commands(section("Hollow"))
             announced = json.loads(sh.run(versions).stdout)["announced"]
             assert len(json.loads(sh.run(versions).stdout)["delta"]) == 1
