@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 from loosely.protocol.messages import decode_response, encode_request
 
 
 class Raw:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, tls: ssl.SSLContext | None = None) -> None:
         host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname=host)
         self.corr = 0
 
     def close(self) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import (
@@ -51,6 +53,7 @@ from compat._support import Cluster
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
 from loosely.protocol.messages import ApiKey, decode_response, encode_request, load_request_schema
+from loosely.protocol.primitives import Reader
 from loosely.testing import ApacheKafka, embedded_broker, free_port
 from loosely.testing.certs import DevCerts, make_dev_certs, subject_dn
 
@@ -533,6 +536,8 @@ def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, Dev
                 pattern=prefixed),
         binding(ResourceType.TOPIC, names, AclOperation.WRITE, principal=alice_p, pattern=prefixed),
         binding(ResourceType.TOPIC, names, AclOperation.DESCRIBE, principal="User:*", pattern=prefixed),
+        binding(ResourceType.TRANSACTIONAL_ID, names, AclOperation.DESCRIBE, AclPermissionType.DENY,
+                principal="User:*", pattern=prefixed),
     ]
     add(su, on_cluster + on_topics)
     try:
@@ -544,8 +549,14 @@ def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, Dev
         assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
         assert produce_as(bob, names + "by-bob") == KafkaError.TOPIC_AUTHORIZATION_FAILED
         assert names + "by-bob" not in su.list_topics(timeout=10).topics
-        # SCRAM credentials are cluster business too: ALTER on the cluster to change them. (Describing them as bob
-        # would be refused too, but confluent-kafka 2.x aborts the process on that refusal, with either broker.)
+        # SCRAM credentials are cluster business too: DESCRIBE on the cluster to list them (asked in raw bytes:
+        # confluent-kafka 2.x aborts the process on that refusal, with either broker), ALTER to change them.
+        refused = KafkaError.CLUSTER_AUTHORIZATION_FAILED
+        # one result per user asked for, its name not echoed: Kafka's answer, followed
+        assert described_scram_as(bootstrap, certs, "bob") == (refused, None, [("", refused, None)] * 2)
+        # A transactional id bob may not describe: the answer names it with the error and nothing else.
+        assert described_transaction_as(bootstrap, certs, "bob", names + "tx") == (
+            KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, names + "tx", "", 0, 0, 0, 0, [])
         alter = [UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192),
                                               b"carol-secret")]
         with pytest.raises(KafkaException) as e:
@@ -553,6 +564,8 @@ def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, Dev
         assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
         alice_admin = AdminClient(alice)
         alice_admin.alter_user_scram_credentials(alter)["carol"].result(30)
+        assert described_scram_as(bootstrap, certs, "alice") == (0, "", [
+            ("carol", 0, ""), ("nobody", 91, "Attempt to describe a user credential that does not exist: nobody")])
         # So are the controller's APIs: electing leaders needs ALTER on the cluster.
         with pytest.raises(KafkaException) as e:
             bob_admin.elect_leaders(ElectionType.PREFERRED, None).result(30)
@@ -567,6 +580,48 @@ def test_cluster_acls_gate_acl_management_and_auto_creation(mtls: tuple[str, Dev
         for f in su.delete_acls([AclBindingFilter(ResourceType.BROKER, None, ResourcePatternType.ANY, None, None,
                                                   AclOperation.ANY, AclPermissionType.ANY)]).values():
             f.result(30)
+
+
+def _tls_as(certs: DevCerts, who: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(certs.ca_crt))
+    ctx.load_cert_chain(str(certs.clients[who].crt), str(certs.clients[who].key))
+    return ctx
+
+
+def described_scram_as(bootstrap: str, certs: DevCerts, who: str) -> tuple[object, ...]:
+    """DescribeUserScramCredentials v0 for two users, as ``who``: (error, message, (user, error, message) per result).
+    Named users, not all (a null list): Kafka 4.1.1 leaves a refused request for all users unanswered."""
+    raw = Raw(bootstrap, _tls_as(certs, who))
+    try:
+        cls = load_request_schema(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0)
+        users = tuple(sys.modules[cls.__module__].UserName(name=n) for n in ("carol", "nobody"))
+        resp: Any = raw.request(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, 0, cls(users=users))
+        return (int(resp.error_code), resp.error_message,
+                [(r.user, int(r.error_code), r.error_message) for r in resp.results])
+    finally:
+        raw.close()
+
+
+def described_transaction_as(bootstrap: str, certs: DevCerts, who: str, txn: str) -> tuple[object, ...]:
+    """DescribeTransactions v0 for one id, as ``who``, read field by field (kio's decoder turns the start time into
+    a datetime and cannot show what was sent): (error, id, state, timeout, start time, producer id, epoch, topics)."""
+    raw = Raw(bootstrap, _tls_as(certs, who))
+    try:
+        cls = load_request_schema(ApiKey.DESCRIBE_TRANSACTIONS, 0)
+        raw.send(encode_request(ApiKey.DESCRIBE_TRANSACTIONS, 0, 7, cls(transactional_ids=(txn,))))
+        frame = raw.recv_frame()
+        assert frame is not None
+    finally:
+        raw.close()
+    r = Reader(frame)
+    assert r.i32() == 7
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+    assert r.count(compact=True) == 1
+    fields = (r.i16(), r.string(compact=True), r.string(compact=True), r.i32(), r.i64(), r.i64(), r.i16())
+    topics = [(r.string(compact=True), [r.i32() for _ in range(r.count(compact=True))], r.skip_tagged_fields())[0]
+              for _ in range(r.count(compact=True))]
+    return (*fields, topics)
 
 
 # --- what Kafka answers to malformed ACL requests, byte for byte in codes and messages ----------------------------

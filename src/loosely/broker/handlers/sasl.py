@@ -52,8 +52,12 @@ async def handle_describe(ctx: BrokerContext, header: RequestHeader, request: Re
     store = _store(ctx)
     resp = Response.of(ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, header.api_version)
     if not allowed(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):  # as Kafka's ControllerApis
+        # Kafka answers one result per user asked for, the error without the user's name; for a request for
+        # every user (a null list) Kafka 4.1.1 sends no answer at all, loosely the error with no results
+        refused = build(resp.DescribeUserScramCredentialsResult, user="",
+                        error_code=ErrorCode.cluster_authorization_failed, error_message=None, credential_infos=())
         return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed,
-                         error_message=None, results=())
+                         error_message=None, results=(refused,) * len(request.users or ()))
     names = [u.name for u in request.users or ()]
     wanted: dict[str, bool] = {}  # user -> named more than once
     for n in names or list(store.users()):
@@ -64,7 +68,7 @@ async def handle_describe(ctx: BrokerContext, header: RequestHeader, request: Re
             build(resp.CredentialInfo, mechanism=SCRAM_MECHANISMS[m].type_id, iterations=c.iterations)
             for m, c in sorted(store.mechanisms(user).items())
         ]
-        code, message = ErrorCode.none, None
+        code, message = ErrorCode.none, ""  # Kafka's schema default, as for the top-level message below
         if twice:
             code, infos = ErrorCode.duplicate_resource, []
             message = f"Cannot describe SCRAM credentials for the same user twice in a single request: {user}"
@@ -82,7 +86,8 @@ async def handle_describe(ctx: BrokerContext, header: RequestHeader, request: Re
                 credential_infos=tuple(infos),
             )
         )
-    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None, results=tuple(results))
+    # "" where Kafka leaves the field at its schema default (a non-null string), null where Kafka sets null
+    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message="", results=tuple(results))
 
 
 def _check(name: str, mechanism: int) -> tuple[ErrorCode, str] | None:

@@ -113,7 +113,7 @@ async def handle_list_transactions(ctx: BrokerContext, header: RequestHeader, re
 
 
 def _timestamp(ms_since_epoch: int) -> datetime.datetime:
-    # Kafka's "no transaction" is -1, which the wire carries as a timestamp like any other.
+    # a transaction's start, or -1 (Kafka's "none", as ListTransactions' filters use it), carried like any other
     return datetime.datetime.fromtimestamp(ms_since_epoch / 1000, tz=datetime.UTC)
 
 
@@ -133,16 +133,16 @@ async def handle_describe_transactions(ctx: BrokerContext, header: RequestHeader
                 if coordinator is not None
                 else ErrorCode.coordinator_not_available
             )
-            out.append(
+            out.append(  # as Kafka: the id and the error, every other field its schema default (zero)
                 build(
                     resp.TransactionState,
                     error_code=code,
                     transactional_id=tid,
                     transaction_state="",
                     transaction_timeout=ms(0),
-                    transaction_start_time=_timestamp(-1),
-                    producer_id=-1,
-                    producer_epoch=-1,
+                    transaction_start_time=_timestamp(0),
+                    producer_id=0,
+                    producer_epoch=0,
                     topics=(),
                 )
             )
