@@ -118,6 +118,16 @@ def add_partitions(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic
     return settled(send, int)
 
 
+def topic_id(raw: Raw, topic: str) -> uuid.UUID:
+    metadata = load_request_schema(ApiKey.METADATA, 12)
+    asked = build(nested(metadata, "MetadataRequestTopic"), topic_id=None, name=topic)
+    resp = call(raw, ApiKey.METADATA, 12, topics=(asked,), allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False)
+    (found,) = resp.topics  # type: ignore[attr-defined]
+    assert isinstance(found.topic_id, uuid.UUID)
+    return found.topic_id
+
+
 def produce(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, seq: int) -> ErrorCode:
     cls = load_request_schema(ApiKey.PRODUCE, version)
     records = build_batch(
@@ -128,7 +138,8 @@ def produce(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, 
         transactional=True,
     )
     partition = build(nested(cls, "PartitionProduceData"), index=0, records=records)
-    data = build(nested(cls, "TopicProduceData"), name=topic, partition_data=(partition,))
+    data = build(nested(cls, "TopicProduceData"), name=topic, topic_id=topic_id(raw, topic),
+                 partition_data=(partition,))  # v13 names the topic by id
 
     def send() -> ErrorCode:
         resp = call(
@@ -270,10 +281,12 @@ def test_produce_under_an_epoch_never_handed_out(cluster: Cluster, txn: TxnProdu
 
 
 def test_produce_to_a_partition_outside_the_transaction(txn: TxnProducer) -> None:
-    """KIP-890: Produce v11 hears TRANSACTION_ABORTABLE, older versions INVALID_TXN_STATE."""
+    """KIP-890: Produce v11 hears TRANSACTION_ABORTABLE, older versions INVALID_TXN_STATE; from v12 the batch adds
+    its partition to the transaction itself and is written."""
     t = txn
     got = {v: produce(t.raw, v, t.tid, t.pid, t.epoch, t.topic, 0) for v in versions(ApiKey.PRODUCE, PRODUCE_MIN)}
-    assert got == {v: ErrorCode.invalid_txn_state if v < 11 else ErrorCode.transaction_abortable for v in got}
+    assert got == {v: ErrorCode.invalid_txn_state if v < 11 else ErrorCode.transaction_abortable
+                   if v == 11 else ErrorCode.none for v in got}
 
 
 # --- real clients ----------------------------------------------------------------------------------------------------

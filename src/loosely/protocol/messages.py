@@ -114,10 +114,10 @@ class ApiKey:
 
 # What the broker can serve. The broker advertises the subset it has handlers for (see loosely.broker).
 SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
-    ApiKey.PRODUCE: (0, 11),  # 0-2 advertised for librdkafka 2.0.2's feature checks, never served
-    ApiKey.FETCH: (4, 17),  # 13+ address topics by id
-    ApiKey.LIST_OFFSETS: (1, 9),
-    ApiKey.METADATA: (0, 12),
+    ApiKey.PRODUCE: (0, 13),  # 0-2 advertised for librdkafka 2.0.2's feature checks, never served; 13: topic ids
+    ApiKey.FETCH: (4, 18),  # 13+ address topics by id
+    ApiKey.LIST_OFFSETS: (1, 10),
+    ApiKey.METADATA: (0, 13),
     ApiKey.OFFSET_COMMIT: (2, 9),
     ApiKey.OFFSET_FETCH: (1, 9),
     ApiKey.FIND_COORDINATOR: (0, 6),
@@ -125,7 +125,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.HEARTBEAT: (0, 4),
     ApiKey.LEAVE_GROUP: (0, 5),
     ApiKey.SYNC_GROUP: (0, 5),
-    ApiKey.DESCRIBE_GROUPS: (0, 5),
+    ApiKey.DESCRIBE_GROUPS: (0, 6),
     ApiKey.LIST_GROUPS: (0, 5),
     ApiKey.SASL_HANDSHAKE: (0, 1),  # Kafka 4.1 keeps v0 (bare tokens after it); advertised on every listener
     ApiKey.API_VERSIONS: (0, 4),
@@ -159,7 +159,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: (0, 0),
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: (0, 0),
     ApiKey.DESCRIBE_QUORUM: (0, 2),
-    ApiKey.DESCRIBE_CLUSTER: (0, 1),
+    ApiKey.DESCRIBE_CLUSTER: (0, 2),
     ApiKey.DESCRIBE_PRODUCERS: (0, 0),
     ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
     ApiKey.LIST_TRANSACTIONS: (0, 2),

@@ -252,6 +252,10 @@ async def handle_leave_group(ctx: BrokerContext, header: RequestHeader, request:
 # --- DescribeGroups / ListGroups / DeleteGroups --------------------------------------------------------------------
 
 
+# KIP-1043: from DescribeGroups v6 a group that does not exist is GROUP_ID_NOT_FOUND, before it a Dead group
+_GROUP_NOT_FOUND_VERSION = 6
+
+
 async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.DESCRIBE_GROUPS, header.api_version)
     coord = group_coordinator(ctx)
@@ -277,6 +281,8 @@ async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, requ
             error, state = ErrorCode.invalid_group_id, Phase.DEAD.value
         elif coord is None:
             error, state = ErrorCode.coordinator_not_available, Phase.DEAD.value
+        elif g is None and header.api_version >= _GROUP_NOT_FOUND_VERSION:
+            error, state = ErrorCode.group_id_not_found, Phase.DEAD.value
         else:
             error, state = ErrorCode.none, (g.phase.value if g is not None else Phase.DEAD.value)
         members: tuple[object, ...] = ()
@@ -298,6 +304,7 @@ async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, requ
                 resp.DescribedGroup,
                 error_code=error,
                 group_id=gid,
+                error_message=f"Group {gid} not found." if error is ErrorCode.group_id_not_found else None,
                 group_state=state,
                 protocol_type=(g.protocol_type or "") if g is not None else "",
                 protocol_data=(g.protocol_name or "") if g is not None and g.phase is Phase.STABLE else "",

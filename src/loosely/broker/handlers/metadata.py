@@ -84,6 +84,7 @@ async def handle_metadata(ctx: BrokerContext, header: RequestHeader, request: Re
         cluster_ops = _cluster_operations(ctx)
     return resp.make(
         throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,  # v13 (KIP-1102): a top-level error, never set by a one-node broker
         brokers=(_make(resp.MetadataResponseBroker, node_id=ctx.node_id, host=ctx.host, port=ctx.port, rack=None),),
         cluster_id=ctx.cluster_id,
         controller_id=ctx.node_id,
@@ -221,7 +222,8 @@ async def handle_describe_cluster(ctx: BrokerContext, header: RequestHeader, req
         endpoint_type=1,
         cluster_id=ctx.cluster_id,
         controller_id=ctx.node_id,
-        brokers=(_make(resp.DescribeClusterBroker, broker_id=ctx.node_id, host=ctx.host, port=ctx.port, rack=None),),
+        brokers=(_make(resp.DescribeClusterBroker, broker_id=ctx.node_id, host=ctx.host, port=ctx.port, rack=None,
+                       is_fenced=False),),  # v2: this node serves, so it is never fenced
         cluster_authorized_operations=_cluster_operations(ctx)
         if getattr(request, "include_cluster_authorized_operations", False)
         else _NOT_ASKED,

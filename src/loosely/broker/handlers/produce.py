@@ -35,8 +35,10 @@ from loosely.broker.context import (
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import PRODUCE as PRODUCER_BYTE_RATE
 from loosely.broker.quotas import quota_user
+from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
+from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import read_header
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
@@ -87,6 +89,37 @@ def _append(
         return plog.storage_error("produce", e)
 
 
+# KIP-890 part 2: from Produce v12 a transactional batch adds its partition to the producer's transaction itself, as
+# an AddPartitionsToTxn would (clients send v12+ only once transaction.version 2 is finalized; tools may at any time)
+_IMPLICIT_ADD_VERSION = 12
+
+
+async def _add_implicitly(
+    ctx: BrokerContext, transactional_id: str, topic: str, partition: int, records: bytes | None
+) -> LogError | None:
+    """Add the partition a v12+ transactional batch goes to to its transaction; the error if that fails, None to
+    append (also when there is nothing to add: the append then answers as for any version)."""
+    coordinator = transaction_coordinator(ctx)
+    if coordinator is None or not records:
+        return None
+    try:
+        header = read_header(records, 0)
+    except CorruptRecordError:
+        return None  # the append refuses it with its own error
+    if not header.is_transactional:
+        return None
+    pid, epoch = header.producer_id, header.producer_epoch
+    if coordinator.verify_produce(transactional_id, pid, epoch, topic, partition) != ErrorCode.transaction_abortable:
+        return None  # already in the transaction, or refused for the producer itself: the append says which
+    wanted = frozenset({TopicPartition(topic, partition)})
+    reply = await coordinator.add_partitions(transactional_id, pid, epoch, wanted)
+    if reply.error == ErrorCode.none:
+        return None
+    # Produce has no PRODUCER_FENCED (KIP-588 left it out): a fenced producer hears INVALID_PRODUCER_EPOCH here too
+    code = ErrorCode.invalid_producer_epoch if reply.error == ErrorCode.producer_fenced else reply.error
+    return LogError(code, f"adding {topic}-{partition} to transaction {transactional_id}: {reply.error.name}")
+
+
 # KIP-467: Produce v8 added record_errors and error_message.
 _RECORD_ERRORS_VERSION = 8
 
@@ -126,7 +159,10 @@ async def handle_produce(ctx: BrokerContext, header: RequestHeader, request: Req
             elif acks not in (-1, 0, 1):
                 result = LogError(ErrorCode.invalid_required_acks, f"acks={acks}")
             else:
-                result = _append(ctx, name, pd.index, pd.records, transactional_id)
+                added = None
+                if v >= _IMPLICIT_ADD_VERSION and transactional_id is not None and name is not None:
+                    added = await _add_implicitly(ctx, transactional_id, name, pd.index, pd.records)
+                result = added or _append(ctx, name, pd.index, pd.records, transactional_id)
             if isinstance(result, LogError):
                 failed = True
                 ctx.count_error(ApiKey.PRODUCE)
