@@ -341,7 +341,11 @@ class RegistryServer:
                 try:
                     return self.route(method, path, query, body)
                 except ForwardToLeader as leader:
-                    return self.forward(leader.url, method, target, raw, headers)
+                    status, answer = self.forward(leader.url, method, target, raw, headers)
+                    if status < 300:
+                        with contextlib.suppress(err.RegistryError):  # the answer stands; a read may lag
+                            self.store.catch_up()
+                    return status, answer
             except err.RegistryError as e:
                 waiting = election is not None and (e.error_code == 50004 or e.retriable) and \
                     not headers.get(FORWARDED_HEADER)

@@ -19,7 +19,8 @@ log and in memory.
 its ``leadership`` callable, which without election says "always the leader"). A plan that needs no record (a
 schema registered again, a lookup) is answered from memory by any process. A plan that needs records on a
 follower raises :class:`ForwardToLeader` and the HTTP layer sends the request to the leader, as Confluent's
-followers do; with no leader known it is refused at once with Confluent's 50004. A new leader first reads the
+followers do, then reads the log to its end (:meth:`KafkaStore.catch_up`) so that the client's next read here sees
+its change; with no leader known it is refused with Confluent's 50004. A new leader first reads the
 log to the end offset it asks the broker for (once per generation) before it plans anything: the previous leader's
 last writes are then in its state, so the ids it assigns (``max id + 1``) never collide with theirs. A leader that
 was paused rather than killed is not fenced (Confluent's registry does not fence it either): it learns it lost the
@@ -249,6 +250,12 @@ class KafkaStore:
                 raise ForwardToLeader(role.leader_url)
             self._write(records)
             return answer
+
+    def catch_up(self) -> None:
+        """Wait until the reader has applied every record the log holds now (after a forwarded change, so that
+        this process answers the client's next read with it)."""
+        with self._writer:
+            self._catch_up()
 
     def _catch_up(self) -> None:
         """Wait until the reader has applied every record the log holds now (a new leader's first step)."""
