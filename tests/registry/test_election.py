@@ -186,3 +186,22 @@ def test_the_follower_takes_over_from_a_killed_leader_with_every_id(pair: Pair) 
     assert new == max(int(str(r["id"])) for r in records_before) + 1
     stored = [r["id"] for r in schema_records(pair)]
     assert len(stored) == len(records_before) + 1 and stored.count(new) == 1
+
+
+def test_advertise_and_the_plaintext_only_fallback() -> None:
+    bootstrap = "127.0.0.1:1"  # never asked: nothing here starts
+    r = SchemaRegistry(bootstrap, advertise="https://sr-1.internal:8443", leader_eligible=False)
+    try:
+        assert r.elector is not None
+        assert r.elector.identity == Identity("sr-1.internal", 8443, "https", eligible=False)
+        assert r.elector.group_id == "schema-registry"  # Confluent's default over _schemas
+    finally:
+        r.server.close()
+    r = SchemaRegistry(bootstrap, topic="other", client_config={"security.protocol": "SASL_SSL"})
+    try:  # the member speaks plaintext only: this registry writes alone, and says so when it starts
+        assert r.elector is None and "plaintext only" in r._election_off
+    finally:
+        r.server.close()
+    for bad in ("ftp://x:1", "http://x:port"):
+        with pytest.raises(ValueError, match="--advertise"):
+            SchemaRegistry(bootstrap, advertise=bad)

@@ -77,7 +77,7 @@ def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, clien
     return SchemaRegistry(bootstrap, host=host, port=port, topic=topic, client_config=client_config,
                           default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms,
                           advertise=advertise, leader_eligible=leader_eligible, session_timeout_ms=session_timeout_ms,
-                          heartbeat_interval_ms=max(1, min(3_000, session_timeout_ms // 3)), **security).start()
+                          heartbeat_interval_ms=max(1, min(1_000, session_timeout_ms // 3)), **security).start()
 
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:

@@ -118,18 +118,24 @@ def decode_identity(data: bytes | dict[str, Any]) -> Identity:
 
 @dataclass(frozen=True, slots=True)
 class Leadership:
-    """This member's view of the election: ``generation`` -1 until it has joined."""
+    """This member's view of the election: ``generation`` (the group's) -1 while it is not joined.
+
+    ``term`` counts the elections this member has seen end, and only grows: the broker's generation can start
+    again from 1 (a loosely broker restarted without its group state), so whoever must notice *a new election*
+    (a leader reading the log to its end before writing) compares terms.
+    """
 
     generation: int
     leader: Identity | None
     is_leader: bool
+    term: int = 0
 
     @property
     def leader_url(self) -> str | None:
         return None if self.leader is None else self.leader.url
 
 
-NO_LEADER: Final = Leadership(-1, None, is_leader=False)
+NO_LEADER: Final = Leadership(-1, None, is_leader=False, term=-1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +299,7 @@ class Elector:
         """Whether the first election finished within ``timeout_ms`` (Confluent waits the init timeout too)."""
         deadline = time.monotonic() + timeout_ms / 1000
         with self._changed:
-            while self._leadership.generation < 0:
+            while self._leadership.term < 1:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -304,7 +310,7 @@ class Elector:
         """The leadership once an election newer than ``seen`` has named a leader, or as it is after the timeout."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while self._leadership.generation <= seen.generation or self._leadership.leader is None:
+            while self._leadership.term <= seen.term or self._leadership.leader is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping.is_set():
                     break
@@ -320,7 +326,7 @@ class Elector:
             wire.close()  # a JoinGroup in flight returns now
         if self._thread is not None:
             self._thread.join(10)
-        self._set(NO_LEADER, "stopped")
+        self._set(self._no_leader(), "stopped")
         if self._member_id:
             try:
                 wire = self._coordinator(LEAVE_TIMEOUT_MS / 1000)
@@ -347,6 +353,9 @@ class Elector:
         with self._lock:
             return ElectorStatistics(self._leadership.generation, self._leadership.is_leader,
                                      self._leadership.leader_url, **self._counts)
+
+    def _no_leader(self) -> Leadership:
+        return Leadership(-1, None, is_leader=False, term=self._counts["joins"])
 
     def _set(self, leadership: Leadership, why: str) -> None:
         with self._changed:
@@ -388,14 +397,14 @@ class Elector:
             except _Rejoin as e:
                 joined = False
                 self._counts["rebalances"] += 1
-                self._set(NO_LEADER, str(e))
-            except (OSError, ProtocolError, _Trouble, ValueError) as e:
+                self._set(self._no_leader(), str(e))
+            except Exception as e:  # unreachable, refused, a bug: the member must go on, the registry keeps serving
                 if self._stopping.is_set():
                     break
                 joined = False
                 self._counts["coordinator_errors"] += 1
                 self._drop_wire()
-                self._set(NO_LEADER, f"coordinator: {e}")
+                self._set(self._no_leader(), f"coordinator: {e}")
                 if str(e) != self._last_trouble:  # one line per distinct trouble, not one per retry
                     self._last_trouble = str(e)
                     log.warning("schema registry: group %s: %s; retrying", self.group_id, e)
@@ -446,7 +455,6 @@ class Elector:
                 continue
             break
         self._check(code, "JoinGroup")
-        self._counts["joins"] += 1
         self._member_id = str(answer.member_id)
         generation = int(answer.generation_id)
         assignments: dict[str, bytes] = {}
@@ -460,13 +468,14 @@ class Elector:
         answer = wire.call(ApiKey.SYNC_GROUP, SYNC_GROUP_V, request, timeout_s)
         self._check(_code(answer), "SyncGroup")
         assignment = decode_assignment(bytes(answer.assignment))
+        self._counts["joins"] += 1
         if assignment.error == DUPLICATE_URLS:
             log.error("schema registry: group %s has several members advertising the same url; give each a "
                       "url the others can reach (--advertise). No leader until then.", self.group_id)
-            self._set(Leadership(generation, None, is_leader=False), "duplicate urls")
+            self._set(Leadership(generation, None, is_leader=False, term=self._counts["joins"]), "duplicate urls")
             return
         leads = assignment.leader_member == self._member_id and self.identity.eligible
-        self._set(Leadership(generation, assignment.leader, is_leader=leads),
+        self._set(Leadership(generation, assignment.leader, is_leader=leads, term=self._counts["joins"]),
                   "no member may lead; reads are served, writes are refused")
 
     def _heartbeat(self, wire: _Wire) -> None:

@@ -353,7 +353,7 @@ class RegistryServer:
                 if not waiting or remaining <= 0:
                     raise
                 assert election is not None
-                if election.wait_for_leader(seen, remaining).generation == seen.generation:
+                if election.wait_for_leader(seen, remaining).term == seen.term:
                     raise
 
     def _count(self, status: int) -> None:

@@ -112,10 +112,14 @@ class SchemaRegistry:
         self.elector: Elector | None = None
         protocol = (client_config or {}).get("security.protocol", "").lower()
         if election and protocol in PLAINTEXT:
-            self.elector = Elector(bootstrap_servers, self._identity(advertise, leader_eligible),
-                                   group_id=group_id or group_for(topic), session_timeout_ms=session_timeout_ms,
-                                   heartbeat_interval_ms=heartbeat_interval_ms,
-                                   rebalance_timeout_ms=rebalance_timeout_ms)
+            try:
+                self.elector = Elector(bootstrap_servers, self._identity(advertise, leader_eligible),
+                                       group_id=group_id or group_for(topic), session_timeout_ms=session_timeout_ms,
+                                       heartbeat_interval_ms=heartbeat_interval_ms,
+                                       rebalance_timeout_ms=rebalance_timeout_ms)
+            except ValueError:
+                self.server.close()  # never served: release the port
+                raise
         self._election_off = "" if self.elector is not None or not election else (
             f"security.protocol={protocol}: the leader election speaks plaintext only; this registry writes "
             "without one (run a single registry over this topic)")

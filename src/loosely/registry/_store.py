@@ -1,4 +1,4 @@
-"""The Kafka-backed store: the ``_schemas`` topic read into a :class:`RegistryState`, and the single writer.
+"""The Kafka-backed store: the ``_schemas`` topic read into a :class:`RegistryState`, and its one writer.
 
 Theory of operation
 -------------------
@@ -21,7 +21,7 @@ schema registered again, a lookup) is answered from memory by any process. A pla
 follower raises :class:`ForwardToLeader` and the HTTP layer sends the request to the leader, as Confluent's
 followers do, then reads the log to its end (:meth:`KafkaStore.catch_up`) so that the client's next read here sees
 its change; with no leader known it is refused with Confluent's 50004. A new leader first reads the
-log to the end offset it asks the broker for (once per generation) before it plans anything: the previous leader's
+log to the end offset it asks the broker for (once per election it wins) before it plans anything: the previous leader's
 last writes are then in its state, so the ids it assigns (``max id + 1``) never collide with theirs. A leader that
 was paused rather than killed is not fenced (Confluent's registry does not fence it either): it learns it lost the
 role at its next heartbeat.
@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 REPLICATION_FACTOR_MAX = 3  # Confluent's kafkastore.topic.replication.factor default
 POLL_INTERVAL_MS = 100
-SOLE_WRITER = Leadership(0, None, is_leader=True)
+SOLE_WRITER = Leadership(0, None, is_leader=True, term=0)
 """The leadership of a store that runs without election: it writes."""
 
 
@@ -105,7 +105,7 @@ class KafkaStore:
         self._startup_timeout_ms = startup_timeout_ms
         self._counts = {"records_skipped": 0, "writes": 0, "write_failures": 0, "forwarded": 0, "catch_ups": 0}
         self.election: Elector | None = None  # set by the registry when it takes part in an election
-        self._caught_up_generation: int | None = None
+        self._caught_up_term: int | None = None
         self._offsets: Any = None  # a consumer handle asked for end offsets, under the writer lock only
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -236,9 +236,9 @@ class KafkaStore:
         """
         with self._writer:
             role = self.leadership()
-            if role.is_leader and role.generation != self._caught_up_generation:
+            if role.is_leader and role.term != self._caught_up_term:
                 self._catch_up()
-                self._caught_up_generation = role.generation
+                self._caught_up_term = role.term
             with self._lock:
                 answer, records = plan(self.state)
             if not records:
