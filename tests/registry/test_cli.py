@@ -61,7 +61,9 @@ def test_schema_registry_command_against_a_cluster(broker: BrokerThread) -> None
 
 
 def test_a_killed_registry_loses_nothing_it_acknowledged(broker: BrokerThread) -> None:
-    args = ["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0", "--topic", "_killed"]
+    # the restarted registry joins the election only once the killed one's session has expired: keep it short
+    args = ["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0", "--topic", "_killed",
+            "--session-timeout-ms", "6000"]
     p, url = start(args)
     client = SchemaRegistryClient({"url": url})
     ids = [client.register_schema(f"killed-{i}", Schema(json.dumps({"type": "fixed", "name": "F", "size": i + 1}),
