@@ -205,3 +205,16 @@ def test_advertise_and_the_plaintext_only_fallback() -> None:
     for bad in ("ftp://x:1", "http://x:port"):
         with pytest.raises(ValueError, match="--advertise"):
             SchemaRegistry(bootstrap, advertise=bad)
+
+
+def test_with_no_eligible_member_reads_work_and_writes_are_refused(pair: Pair) -> None:
+    topic = f"_schemas-{uuid.uuid4().hex[:8]}"
+    with SchemaRegistry(pair.bootstrap_servers, topic=topic, leader_eligible=False, leader_wait_ms=300) as alone:
+        assert alone.elector is not None and alone.elector.leadership().leader is None
+        client = SchemaRegistryClient({"url": alone.url, "max.retries": 0})
+        assert client.get_subjects() == []
+        started = time.monotonic()
+        with pytest.raises(SchemaRegistryError) as refused:
+            client.register_schema("nobody-value", Schema(schema(1), "AVRO"))
+        assert (refused.value.http_status_code, refused.value.error_code) == (500, 50004)
+        assert time.monotonic() - started < 5

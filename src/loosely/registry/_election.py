@@ -295,6 +295,11 @@ class Elector:
         self._thread.start()
         return self
 
+    @property
+    def last_trouble(self) -> str:
+        """The last reason the member could not join ("" once it has)."""
+        return self._last_trouble
+
     def wait_joined(self, timeout_ms: int) -> bool:
         """Whether the first election finished within ``timeout_ms`` (Confluent waits the init timeout too)."""
         deadline = time.monotonic() + timeout_ms / 1000

@@ -161,8 +161,9 @@ class SchemaRegistry:
             self.elector.start()
             if not self.elector.wait_joined(self._init_timeout_ms):
                 self.stop()
+                trouble = self.elector.last_trouble
                 raise TimeoutError(f"schema registry: could not join group {self.elector.group_id} within "
-                                   f"{self._init_timeout_ms} ms")
+                                   f"{self._init_timeout_ms} ms{f' ({trouble})' if trouble else ''}")
         return self
 
     def stop(self) -> None:
