@@ -26,7 +26,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from loosely.registry import SchemaRegistry
-from loosely.registry._election import Identity, assign, decode_assignment, decode_identity
+from loosely.registry._group import Identity
 from loosely.testing import embedded_broker
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
@@ -37,37 +37,6 @@ TAKEOVER_S_MAX = 30  # session timeout, a heartbeat, a join: well under this on 
 
 def schema(n: int) -> str:
     return json.dumps({"type": "record", "name": f"R{n}", "fields": [{"name": "f", "type": "int"}]})
-
-
-# ---- the JSON documents, as Confluent and Karapace write them ---------------------------------------------------
-
-
-def test_identity_is_confluents_member_metadata() -> None:
-    doc = json.loads(Identity("10.0.0.5", 8081, "http", eligible=False).encode())
-    assert doc == {"version": 1, "host": "10.0.0.5", "port": 8081, "master_eligibility": False, "scheme": "http"}
-    karapace = {"version": 2, "karapace_version": "4.1", "host": "k", "port": 8081, "scheme": "https",
-                "master_eligibility": True}  # what Karapace's members send: read as the same identity
-    assert decode_identity(json.dumps(karapace).encode()) == Identity("k", 8081, "https", eligible=True)
-    with pytest.raises(ValueError, match="not a schema registry identity"):
-        decode_identity(b'{"host": "x"}')
-
-
-def test_the_lowest_eligible_url_leads_and_everyone_is_told() -> None:
-    members = [("m1", Identity("b", 1).encode()), ("m2", Identity("a", 2).encode()),
-               ("m3", Identity("0", 3, eligible=False).encode()), ("m4", b"not json")]
-    out = assign(members)
-    assert set(out) == {"m1", "m2", "m3", "m4"} and len(set(out.values())) == 1
-    doc = json.loads(out["m1"])
-    assert doc == {"version": 1, "error": 0, "master": "m2", "master_identity": json.loads(members[1][1])}
-    assert decode_assignment(out["m4"]).leader == Identity("a", 2)
-
-
-def test_no_eligible_member_and_duplicate_urls() -> None:
-    doc = json.loads(assign([("m1", Identity("a", 1, eligible=False).encode())])["m1"])
-    assert doc == {"version": 1, "error": 0}  # Confluent leaves out the empty leader fields
-    assert decode_assignment(json.dumps(doc).encode()).leader is None
-    twins = assign([("m1", Identity("a", 1).encode()), ("m2", Identity("a", 1).encode())])
-    assert decode_assignment(twins["m2"]).error == 1  # DUPLICATE_URLS
 
 
 # ---- two registries on a real broker ----------------------------------------------------------------------------

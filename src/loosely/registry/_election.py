@@ -1,37 +1,23 @@
-"""Leader election among registry processes, through the Kafka group protocol, as Confluent and Karapace do it.
+"""The registry's group member: the shell around :mod:`loosely.registry._group`'s state machine.
 
 Theory of operation
 -------------------
 
-Every registry process sharing a ``_schemas`` topic joins one classic Kafka group (Confluent's
-``schema.registry.group.id``, ``schema-registry`` by default) with protocol type ``"sr"`` and one protocol,
-``"v0"``, whose metadata is the member's *identity*, the JSON Confluent's ``SchemaRegistryIdentity`` writes::
+Several registry processes over one topic elect their writer in a classic Kafka group, as Confluent's and
+Karapace's do; the protocol, its JSON documents and the member's states are described in
+:mod:`loosely.registry._group`. This module owns what the pure machine does not: the socket to the group
+coordinator, the thread, the clock and the log lines.
 
-    {"version": 1, "host": "10.0.0.5", "port": 8081, "master_eligibility": true, "scheme": "http"}
+The thread loops: wait until the state's ``due_ms``, send the request its phase calls for (FindCoordinator v2,
+JoinGroup v5, SyncGroup v3, Heartbeat v3), feed the answer -- or the failure to get one -- to ``step``, publish the
+new leadership. Every request has a socket timeout (a JoinGroup may legitimately wait for the whole rebalance
+timeout); :meth:`Elector.stop` closes the socket, so a request in flight returns at once, and sends LeaveGroup v3
+so the others elect without waiting for this session to expire. Each change of role is one log line, and each
+distinct trouble one warning.
 
-The broker picks one member as the group's leader (not to be confused with the registry's leader); that member
-receives every identity in its JoinGroup answer and computes the *assignment* (:func:`assign`): among the
-eligible members, the one with the lowest url (``scheme://host:port``) leads. Two members advertising the same
-url is an error (``error: 1``, Confluent's DUPLICATE_URLS): nobody leads until one is given another
-``--advertise``. Every member receives the same assignment in its SyncGroup answer::
-
-    {"version": 1, "error": 0, "master": "<kafka member id>", "master_identity": {...identity...}}
-
-(``master`` and ``master_identity`` are left out when no member is eligible.) A member leads when ``master`` is
-its own member id and it is eligible; the others forward writes to ``master_identity``'s url.
-
-The member keeps its session with a Heartbeat every ``heartbeat_interval_ms``. The broker starts a new election
-(a rebalance) when a member joins, leaves (LeaveGroup on stop) or misses heartbeats for ``session_timeout_ms``
-(a process killed with ``kill -9``); the others learn it from their next heartbeat (``REBALANCE_IN_PROGRESS``) and
-join again. From the moment a rebalance is seen until the new assignment arrives there is no leader here, as in
-Confluent (its ``onRevoked`` forgets the leader): writes are refused with 50004 rather than risk two writers.
-
-Why our own group member: confluent-kafka's consumer speaks only protocol type ``"consumer"`` and computes the
-assignment in librdkafka, so it cannot carry these JSON documents. The member is a small blocking client on
-loosely's protocol codec (kio, :mod:`loosely.protocol.messages`): FindCoordinator v2, JoinGroup v5 (with the
-``MEMBER_ID_REQUIRED`` retry of KIP-394), SyncGroup v3, Heartbeat v3 and LeaveGroup v3, versions both loosely's
-broker and Apache Kafka 4 serve. It runs on one thread; every request has a socket timeout (a JoinGroup may
-legitimately wait for the whole rebalance timeout), and each change of role is one log line.
+Why our own member: confluent-kafka's consumer speaks only protocol type ``"consumer"`` and computes the assignment
+in librdkafka, so it cannot carry these JSON documents. The requests are built with loosely's codec (kio,
+:mod:`loosely.protocol.messages`), in versions loosely's broker and Apache Kafka 4 both serve.
 
 Plaintext only: the member does not speak SASL or TLS to the brokers. A registry whose Kafka settings ask for them
 runs without election, as the single writer (see :class:`loosely.registry.SchemaRegistry`).
@@ -41,39 +27,38 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.framing import SIZE
 from loosely.protocol.messages import ApiKey, build, decode_response, encode_request, nested
+from loosely.registry._group import (
+    GROUP_ID,
+    NO_LEADER,
+    PROTOCOL_NAME,
+    PROTOCOL_TYPE,
+    CoordinatorFound,
+    Event,
+    HeartbeatAnswer,
+    Identity,
+    JoinAnswer,
+    Leadership,
+    MemberState,
+    Phase,
+    SyncAnswer,
+    Timing,
+    Trouble,
+    step,
+)
 
-__all__ = [
-    "GROUP_ID",
-    "Elector",
-    "ElectorStatistics",
-    "Identity",
-    "Leadership",
-    "assign",
-    "decode_assignment",
-    "decode_identity",
-]
+__all__ = ["GROUP_ID", "Elector", "ElectorStatistics", "Identity", "Leadership"]
 
 log = logging.getLogger(__name__)
-
-GROUP_ID: Final = "schema-registry"  # Confluent's schema.registry.group.id default
-PROTOCOL_TYPE: Final = "sr"  # Confluent's SchemaRegistryCoordinator.protocolType()
-PROTOCOL_NAME: Final = "v0"  # its SR_SUBPROTOCOL_V0 (Karapace names its protocol the same)
-IDENTITY_VERSION: Final = 1  # SchemaRegistryIdentity.CURRENT_VERSION
-ASSIGNMENT_VERSION: Final = 1  # SchemaRegistryProtocol.Assignment.CURRENT_VERSION
-NO_ERROR: Final = 0
-DUPLICATE_URLS: Final = 1
 
 FIND_COORDINATOR_V: Final = 2
 JOIN_GROUP_V: Final = 5
@@ -85,105 +70,8 @@ RETRY_BACKOFF_MS: Final = 200  # Kafka's retry.backoff.ms is 100; a registry has
 LEAVE_TIMEOUT_MS: Final = 3_000
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """What a member advertises: the url others forward writes to, and whether it may lead."""
-
-    host: str
-    port: int
-    scheme: str = "http"
-    eligible: bool = True
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"version": IDENTITY_VERSION, "host": self.host, "port": self.port,
-                "master_eligibility": self.eligible, "scheme": self.scheme}
-
-    def encode(self) -> bytes:
-        return json.dumps(self.as_json(), separators=(",", ":")).encode()
-
-
-def decode_identity(data: bytes | dict[str, Any]) -> Identity:
-    """An identity from Confluent's or Karapace's member metadata (ValueError when it is not one)."""
-    try:
-        doc = json.loads(data) if isinstance(data, bytes) else data
-        return Identity(str(doc["host"]), int(doc["port"]), str(doc.get("scheme") or "http"),
-                        bool(doc.get("master_eligibility", True)))
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"not a schema registry identity: {data!r:.200}") from e
-
-
-@dataclass(frozen=True, slots=True)
-class Leadership:
-    """This member's view of the election: ``generation`` (the group's) -1 while it is not joined.
-
-    ``term`` counts the elections this member has seen end, and only grows: the broker's generation can start
-    again from 1 (a loosely broker restarted without its group state), so whoever must notice *a new election*
-    (a leader reading the log to its end before writing) compares terms.
-    """
-
-    generation: int
-    leader: Identity | None
-    is_leader: bool
-    term: int = 0
-
-    @property
-    def leader_url(self) -> str | None:
-        return None if self.leader is None else self.leader.url
-
-
-NO_LEADER: Final = Leadership(-1, None, is_leader=False, term=-1)
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    error: int
-    leader_member: str | None
-    leader: Identity | None
-
-
-def assign(members: Sequence[tuple[str, bytes]]) -> dict[str, bytes]:
-    """The group leader's SyncGroup assignments for ``(member id, metadata)`` pairs: Confluent's rule.
-
-    >>> a = Identity("b", 1).encode(); b = Identity("a", 2).encode(); c = Identity("0", 3, eligible=False).encode()
-    >>> out = assign([("m1", a), ("m2", b), ("m3", c)])
-    >>> decode_assignment(out["m3"]).leader_member
-    'm2'
-    """
-    identities: dict[str, Identity] = {}
-    for member_id, metadata in members:
-        with contextlib.suppress(ValueError):  # a member we cannot read never leads
-            identities[member_id] = decode_identity(metadata)
-    eligible = sorted((i.url, m) for m, i in identities.items() if i.eligible)
-    error = DUPLICATE_URLS if len({i.url for i in identities.values()}) != len(identities) else NO_ERROR
-    doc: dict[str, Any] = {"version": ASSIGNMENT_VERSION, "error": error}
-    if eligible:
-        chosen = eligible[0][1]
-        doc["master"] = chosen
-        doc["master_identity"] = identities[chosen].as_json()
-    data = json.dumps(doc, separators=(",", ":")).encode()
-    return {member_id: data for member_id, _ in members}
-
-
-def decode_assignment(data: bytes) -> Assignment:
-    try:
-        doc = json.loads(data)
-        identity = doc.get("master_identity")
-        return Assignment(int(doc.get("error", NO_ERROR)), doc.get("master"),
-                          None if identity is None else decode_identity(identity))
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ValueError(f"not a schema registry assignment: {data!r:.200}") from e
-
-
 class _Trouble(Exception):
-    """The coordinator must be found again (unreachable, moved, or answered something we cannot read)."""
-
-
-class _Rejoin(Exception):
-    """The group must be joined again (a rebalance, or the coordinator forgot this member)."""
+    """The coordinator cannot be asked."""
 
 
 class _Wire:
@@ -277,15 +165,14 @@ class Elector:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.rebalance_timeout_ms = rebalance_timeout_ms
         self.request_timeout_ms = request_timeout_ms
+        self._timing = Timing(heartbeat_interval_ms, RETRY_BACKOFF_MS)
         self._bootstrap = _addresses(bootstrap_servers)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._leadership = NO_LEADER
-        self._member_id = ""
+        self._state = MemberState(identity)
         self._wire: _Wire | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._counts = {"joins": 0, "rebalances": 0, "coordinator_errors": 0}
         self._last_trouble = ""
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -304,7 +191,7 @@ class Elector:
         """Whether the first election finished within ``timeout_ms`` (Confluent waits the init timeout too)."""
         deadline = time.monotonic() + timeout_ms / 1000
         with self._changed:
-            while self._leadership.term < 1:
+            while self._state.leadership.term < 1:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -315,12 +202,12 @@ class Elector:
         """The leadership once an election newer than ``seen`` has named a leader, or as it is after the timeout."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while self._leadership.term <= seen.term or self._leadership.leader is None:
+            while self._state.leadership.term <= seen.term or self._state.leadership.leader is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping.is_set():
                     break
                 self._changed.wait(remaining)
-            return self._leadership
+            return self._state.leadership
 
     def stop(self) -> None:
         """Leave the group at once (the others elect without waiting for this session to expire)."""
@@ -331,89 +218,76 @@ class Elector:
             wire.close()  # a JoinGroup in flight returns now
         if self._thread is not None:
             self._thread.join(10)
-        self._set(self._no_leader(), "stopped")
-        if self._member_id:
+        with self._lock:
+            state = self._state
+        self._publish(replace(state, leadership=NO_LEADER), "stopped")
+        if state.member_id:
             try:
                 wire = self._coordinator(LEAVE_TIMEOUT_MS / 1000)
                 try:
                     request = build(_request_cls(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V), group_id=self.group_id,
                                     members=(build(_nested_request(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V,
                                                                    "MemberIdentity"),
-                                                   member_id=self._member_id, group_instance_id=None),))
+                                                   member_id=state.member_id, group_instance_id=None),))
                     wire.call(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V, request, LEAVE_TIMEOUT_MS / 1000)
                 finally:
                     wire.close()
             except (OSError, ProtocolError, _Trouble) as e:  # the session expires on its own
                 log.info("schema registry: could not leave group %s (%s); its session will expire",
                          self.group_id, e)
-            self._member_id = ""
 
     # ---- the view -----------------------------------------------------------------------------------------
 
     def leadership(self) -> Leadership:
         with self._lock:
-            return self._leadership
+            return self._state.leadership
 
     def statistics(self) -> ElectorStatistics:
         with self._lock:
-            return ElectorStatistics(self._leadership.generation, self._leadership.is_leader,
-                                     self._leadership.leader_url, **self._counts)
+            s = self._state
+        return ElectorStatistics(s.leadership.generation, s.leadership.is_leader, s.leadership.leader_url,
+                                 joins=s.terms, rebalances=s.rebalances, coordinator_errors=s.troubles)
 
-    def _no_leader(self) -> Leadership:
-        return Leadership(-1, None, is_leader=False, term=self._counts["joins"])
-
-    def _set(self, leadership: Leadership, why: str) -> None:
+    def _publish(self, state: MemberState, why: str) -> None:
         with self._changed:
-            old = self._leadership
-            self._leadership = leadership
+            old = self._state.leadership
+            self._state = state
             self._changed.notify_all()
-        if (old.is_leader, old.leader_url) == (leadership.is_leader, leadership.leader_url):
-            return
-        if leadership.is_leader:
-            log.info("schema registry: leader of group %s (generation %d) at %s", self.group_id,
-                     leadership.generation, self.identity.url)
-        elif leadership.leader is not None:
+        new = state.leadership
+        if new.is_leader and not old.is_leader:
+            log.info("schema registry: leader of group %s (generation %d) at %s", self.group_id, new.generation,
+                     self.identity.url)
+        elif new.leader is not None and not new.is_leader and (old.is_leader or new.leader_url != old.leader_url):
             log.info("schema registry: follower in group %s (generation %d); writes go to %s", self.group_id,
-                     leadership.generation, leadership.leader_url)
-        else:
+                     new.generation, new.leader_url)
+        elif new.leader is None and (old.leader is not None or (new.term != old.term and why)):
             log.info("schema registry: no leader in group %s: %s", self.group_id, why)
 
     # ---- the thread ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        joined = False
         while not self._stopping.is_set():
+            with self._lock:
+                state = self._state
+            wait_s = (state.due_ms - _now_ms()) / 1000
+            if wait_s > 0 and self._stopping.wait(wait_s):
+                break
             try:
-                with self._lock:
-                    wire = self._wire
-                if wire is None:
-                    wire = self._coordinator(self.request_timeout_ms / 1000)
-                    with self._lock:
-                        self._wire = wire
-                    if self._stopping.is_set():
-                        break
-                if not joined:
-                    self._join(wire)
-                    joined = True
-                    self._last_trouble = ""
-                if self._stopping.wait(self.heartbeat_interval_ms / 1000):
-                    break
-                self._heartbeat(wire)
-            except _Rejoin as e:
-                joined = False
-                self._counts["rebalances"] += 1
-                self._set(self._no_leader(), str(e))
+                event: Event = self._ask(state)
             except Exception as e:  # unreachable, refused, a bug: the member must go on, the registry keeps serving
                 if self._stopping.is_set():
                     break
-                joined = False
-                self._counts["coordinator_errors"] += 1
+                event = Trouble(str(e) or type(e).__name__)
+            try:
+                state, why = step(state, event, _now_ms(), self._timing)
+            except ValueError as e:  # an assignment we cannot read
+                state, why = step(state, Trouble(str(e)), _now_ms(), self._timing)
+            if state.phase is Phase.FINDING:
                 self._drop_wire()
-                self._set(self._no_leader(), f"coordinator: {e}")
-                if str(e) != self._last_trouble:  # one line per distinct trouble, not one per retry
-                    self._last_trouble = str(e)
-                    log.warning("schema registry: group %s: %s; retrying", self.group_id, e)
-                self._stopping.wait(RETRY_BACKOFF_MS / 1000)
+                if why != self._last_trouble:  # one line per distinct trouble, not one per retry
+                    log.warning("schema registry: group %s: %s; retrying", self.group_id, why)
+            self._last_trouble = why if state.phase is Phase.FINDING else ""
+            self._publish(state, why)
         self._drop_wire()
 
     def _drop_wire(self) -> None:
@@ -421,6 +295,41 @@ class Elector:
             wire, self._wire = self._wire, None
         if wire is not None:
             wire.close()
+
+    def _ask(self, state: MemberState) -> Event:
+        """Send the request ``state``'s phase calls for; the answer as an event."""
+        with self._lock:
+            wire = self._wire
+        if state.phase is Phase.FINDING or wire is None:
+            wire = self._coordinator(self.request_timeout_ms / 1000)
+            with self._lock:
+                self._wire = wire
+            return CoordinatorFound()
+        if state.phase is Phase.JOINING:
+            protocol = build(_nested_request(ApiKey.JOIN_GROUP, JOIN_GROUP_V, "JoinGroupRequestProtocol"),
+                             name=PROTOCOL_NAME, metadata=self.identity.encode())
+            request = build(_request_cls(ApiKey.JOIN_GROUP, JOIN_GROUP_V), group_id=self.group_id,
+                            session_timeout=_ms(self.session_timeout_ms),
+                            rebalance_timeout=_ms(self.rebalance_timeout_ms), member_id=state.member_id,
+                            group_instance_id=None, protocol_type=PROTOCOL_TYPE, protocols=(protocol,))
+            # the broker may hold a JoinGroup until every member has joined: up to the rebalance timeout
+            answer = wire.call(ApiKey.JOIN_GROUP, JOIN_GROUP_V, request,
+                               (self.rebalance_timeout_ms + self.request_timeout_ms) / 1000)
+            return JoinAnswer(_code(answer), str(answer.member_id), int(answer.generation_id), str(answer.leader),
+                              tuple((str(m.member_id), bytes(m.metadata)) for m in answer.members))
+        if state.phase is Phase.SYNCING:
+            item_cls = _nested_request(ApiKey.SYNC_GROUP, SYNC_GROUP_V, "SyncGroupRequestAssignment")
+            request = build(_request_cls(ApiKey.SYNC_GROUP, SYNC_GROUP_V), group_id=self.group_id,
+                            generation_id=state.generation, member_id=state.member_id, group_instance_id=None,
+                            assignments=tuple(build(item_cls, member_id=m, assignment=a) for m, a in
+                                              state.assignments))
+            answer = wire.call(ApiKey.SYNC_GROUP, SYNC_GROUP_V, request,
+                               (self.rebalance_timeout_ms + self.request_timeout_ms) / 1000)
+            return SyncAnswer(_code(answer), bytes(answer.assignment))
+        request = build(_request_cls(ApiKey.HEARTBEAT, HEARTBEAT_V), group_id=self.group_id,
+                        generation_id=state.generation, member_id=state.member_id, group_instance_id=None)
+        answer = wire.call(ApiKey.HEARTBEAT, HEARTBEAT_V, request, self.request_timeout_ms / 1000)
+        return HeartbeatAnswer(_code(answer))
 
     def _coordinator(self, timeout_s: float) -> _Wire:
         """A connection to the group's coordinator, found through the first bootstrap broker that answers."""
@@ -443,69 +352,9 @@ class Elector:
             return _Wire(str(answer.host), int(answer.port), timeout_s)
         raise _Trouble(f"no broker reachable ({'; '.join(problems)})")
 
-    def _join(self, wire: _Wire) -> None:
-        join_cls = _request_cls(ApiKey.JOIN_GROUP, JOIN_GROUP_V)
-        protocol = build(_nested_request(ApiKey.JOIN_GROUP, JOIN_GROUP_V, "JoinGroupRequestProtocol"),
-                         name=PROTOCOL_NAME, metadata=self.identity.encode())
-        # the broker may hold a JoinGroup until every member has joined: up to the rebalance timeout
-        timeout_s = (self.rebalance_timeout_ms + self.request_timeout_ms) / 1000
-        for _ in range(2):  # KIP-394: the first join of a new member is answered with the id to join with
-            request = build(join_cls, group_id=self.group_id, session_timeout=_ms(self.session_timeout_ms),
-                            rebalance_timeout=_ms(self.rebalance_timeout_ms), member_id=self._member_id,
-                            group_instance_id=None, protocol_type=PROTOCOL_TYPE, protocols=(protocol,))
-            answer = wire.call(ApiKey.JOIN_GROUP, JOIN_GROUP_V, request, timeout_s)
-            code = _code(answer)
-            if code == ErrorCode.member_id_required:
-                self._member_id = str(answer.member_id)
-                continue
-            break
-        self._check(code, "JoinGroup")
-        self._member_id = str(answer.member_id)
-        generation = int(answer.generation_id)
-        assignments: dict[str, bytes] = {}
-        if str(answer.leader) == self._member_id:
-            assignments = assign([(str(m.member_id), bytes(m.metadata)) for m in answer.members])
-        sync_cls = _request_cls(ApiKey.SYNC_GROUP, SYNC_GROUP_V)
-        item_cls = _nested_request(ApiKey.SYNC_GROUP, SYNC_GROUP_V, "SyncGroupRequestAssignment")
-        request = build(sync_cls, group_id=self.group_id, generation_id=generation, member_id=self._member_id,
-                        group_instance_id=None,
-                        assignments=tuple(build(item_cls, member_id=m, assignment=a) for m, a in assignments.items()))
-        answer = wire.call(ApiKey.SYNC_GROUP, SYNC_GROUP_V, request, timeout_s)
-        self._check(_code(answer), "SyncGroup")
-        assignment = decode_assignment(bytes(answer.assignment))
-        self._counts["joins"] += 1
-        if assignment.error == DUPLICATE_URLS:
-            log.error("schema registry: group %s has several members advertising the same url; give each a "
-                      "url the others can reach (--advertise). No leader until then.", self.group_id)
-            self._set(Leadership(generation, None, is_leader=False, term=self._counts["joins"]), "duplicate urls")
-            return
-        leads = assignment.leader_member == self._member_id and self.identity.eligible
-        self._set(Leadership(generation, assignment.leader, is_leader=leads, term=self._counts["joins"]),
-                  "no member may lead; reads are served, writes are refused")
 
-    def _heartbeat(self, wire: _Wire) -> None:
-        with self._lock:
-            generation = self._leadership.generation
-        request = build(_request_cls(ApiKey.HEARTBEAT, HEARTBEAT_V), group_id=self.group_id,
-                        generation_id=generation, member_id=self._member_id, group_instance_id=None)
-        answer = wire.call(ApiKey.HEARTBEAT, HEARTBEAT_V, request, self.request_timeout_ms / 1000)
-        self._check(_code(answer), "Heartbeat")
-
-    def _check(self, code: int, what: str) -> None:
-        if code == ErrorCode.none:
-            return
-        if code in (ErrorCode.unknown_member_id, ErrorCode.fenced_instance_id):
-            self._member_id = ""
-            raise _Rejoin(f"{what}: the coordinator forgot this member ({ErrorCode(code).name})")
-        if code in (ErrorCode.rebalance_in_progress, ErrorCode.illegal_generation, ErrorCode.member_id_required):
-            raise _Rejoin(f"{what}: a new election ({ErrorCode(code).name})")
-        if code in (ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
-                    ErrorCode.coordinator_load_in_progress):
-            raise _Trouble(f"{what}: {ErrorCode(code).name}")
-        # a refusal that will not go away by retrying (invalid session timeout, authorization): say it and retry
-        # slowly rather than stop, so the registry keeps serving reads and recovers once it is fixed
-        name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
-        raise _Trouble(f"{what} refused: {name}")
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
 
 
 def _code(answer: Any) -> int:
