@@ -187,3 +187,12 @@ def test_with_no_eligible_member_reads_work_and_writes_are_refused(pair: Pair) -
             client.register_schema("nobody-value", Schema(schema(1), "AVRO"))
         assert (refused.value.http_status_code, refused.value.error_code) == (500, 50004)
         assert time.monotonic() - started < 5
+
+
+def test_a_session_timeout_the_broker_refuses_fails_the_start_at_once(pair: Pair) -> None:
+    started = time.monotonic()
+    registry = SchemaRegistry(pair.bootstrap_servers, topic=f"_schemas-{uuid.uuid4().hex[:8]}",
+                              session_timeout_ms=1_000, heartbeat_interval_ms=300)
+    with pytest.raises(TimeoutError, match="JoinGroup refused: invalid_session_timeout"):
+        registry.start()
+    assert time.monotonic() - started < 30  # not the 60 s init timeout

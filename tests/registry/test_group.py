@@ -74,7 +74,7 @@ def test_trouble_and_a_moved_coordinator_go_back_to_finding_after_a_backoff() ->
     s, why = step(stable(), HeartbeatAnswer(ErrorCode.not_coordinator), 5_000, T)
     assert s.phase is Phase.FINDING and why == "Heartbeat: not_coordinator"
     s, why = step(stable(), SyncAnswer(ErrorCode.group_authorization_failed, b""), 5_000, T)
-    assert s.phase is Phase.FINDING and why == "Sync refused: group_authorization_failed"
+    assert s.phase is Phase.FINDING and why == "SyncGroup refused: group_authorization_failed"
 
 
 def test_duplicate_urls_and_no_eligible_member_mean_no_leader() -> None:
@@ -119,3 +119,10 @@ def test_no_eligible_member_and_duplicate_urls() -> None:
     assert decode_assignment(json.dumps(doc).encode()).leader is None
     twins = assign([("m1", Identity("a", 1).encode()), ("m2", Identity("a", 1).encode())])
     assert decode_assignment(twins["m2"]).error == 1  # DUPLICATE_URLS
+
+
+def test_a_refusal_retrying_will_not_cure_is_kept_until_a_sync() -> None:
+    s, _ = step(MemberState(ME), CoordinatorFound(), 0, T)
+    s, why = step(s, JoinAnswer(ErrorCode.invalid_session_timeout, "", -1, "", ()), 0, T)
+    assert s.phase is Phase.FINDING and s.refused == why == "JoinGroup refused: invalid_session_timeout"
+    assert stable().refused == ""

@@ -188,12 +188,16 @@ class Elector:
         return self._last_trouble
 
     def wait_joined(self, timeout_ms: int) -> bool:
-        """Whether the first election finished within ``timeout_ms`` (Confluent waits the init timeout too)."""
+        """Whether the first election finished within ``timeout_ms`` (Confluent waits the init timeout too).
+
+        A refusal that retrying will not cure (a session timeout out of the broker's bounds, a group ACL) ends the
+        wait at once, with :attr:`last_trouble` saying why.
+        """
         deadline = time.monotonic() + timeout_ms / 1000
         with self._changed:
             while self._state.leadership.term < 1:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._state.refused:
                     return False
                 self._changed.wait(remaining)
             return True

@@ -192,6 +192,7 @@ class MemberState:
     terms: int = 0
     rebalances: int = 0
     troubles: int = 0
+    refused: str = ""  # the last refusal that retrying will not cure (a setting, an ACL): start() reports it
 
     def _no_leader(self) -> Leadership:
         return Leadership(-1, None, is_leader=False, term=self.terms)
@@ -231,11 +232,14 @@ class Trouble:
 
 Event = CoordinatorFound | JoinAnswer | SyncAnswer | HeartbeatAnswer | Trouble
 
+_REQUEST: Final[dict[type, str]] = {JoinAnswer: "JoinGroup", SyncAnswer: "SyncGroup", HeartbeatAnswer: "Heartbeat"}
 _REJOIN: Final = frozenset({ErrorCode.rebalance_in_progress, ErrorCode.illegal_generation,
                             ErrorCode.member_id_required})
 _FORGOTTEN: Final = frozenset({ErrorCode.unknown_member_id, ErrorCode.fenced_instance_id})
 _MOVED: Final = frozenset({ErrorCode.not_coordinator, ErrorCode.coordinator_not_available,
                            ErrorCode.coordinator_load_in_progress})
+_STUCK: Final = frozenset({ErrorCode.invalid_session_timeout, ErrorCode.group_authorization_failed,
+                           ErrorCode.inconsistent_group_protocol, ErrorCode.group_max_size_reached})
 
 
 def _error_name(code: int) -> str:
@@ -261,7 +265,7 @@ def step(state: MemberState, event: Event, now_ms: int, timing: Timing) -> tuple
     if isinstance(event, JoinAnswer) and code == ErrorCode.member_id_required:  # KIP-394: again, with this id
         return replace(state, member_id=event.member_id, due_ms=now_ms), ""
     if code != ErrorCode.none:
-        return _refused(state, code, type(event).__name__.removesuffix("Answer"), now_ms, timing)
+        return _refused(state, code, _REQUEST[type(event)], now_ms, timing)
     if isinstance(event, JoinAnswer):
         assignments = tuple(assign(event.members).items()) if event.leader == event.member_id else ()
         return replace(state, phase=Phase.SYNCING, member_id=event.member_id, generation=event.generation,
@@ -270,6 +274,7 @@ def step(state: MemberState, event: Event, now_ms: int, timing: Timing) -> tuple
         got = decode_assignment(event.assignment)  # ValueError: the shell reports it as Trouble
         terms = state.terms + 1
         due = now_ms + timing.heartbeat_interval_ms
+        state = replace(state, refused="")
         if got.error == DUPLICATE_URLS:
             return replace(state, phase=Phase.STABLE, terms=terms, due_ms=due, assignments=(),
                            leadership=Leadership(state.generation, None, is_leader=False, term=terms)), \
@@ -291,4 +296,4 @@ def _refused(state: MemberState, code: int, what: str, now_ms: int, timing: Timi
     # recovers once it is fixed
     why = f"{what}: {_error_name(code)}" if code in _MOVED else f"{what} refused: {_error_name(code)}"
     return replace(state, phase=Phase.FINDING, leadership=state._no_leader(), troubles=state.troubles + 1,
-                   due_ms=now_ms + timing.retry_backoff_ms), why
+                   due_ms=now_ms + timing.retry_backoff_ms, refused=why if code in _STUCK else ""), why

@@ -162,8 +162,8 @@ class SchemaRegistry:
             if not self.elector.wait_joined(self._init_timeout_ms):
                 self.stop()
                 trouble = self.elector.last_trouble
-                raise TimeoutError(f"schema registry: could not join group {self.elector.group_id} within "
-                                   f"{self._init_timeout_ms} ms{f' ({trouble})' if trouble else ''}")
+                raise TimeoutError(f"could not join group {self.elector.group_id}: {trouble}" if trouble else
+                                   f"could not join group {self.elector.group_id} within {self._init_timeout_ms} ms")
         return self
 
     def stop(self) -> None:
