@@ -194,7 +194,7 @@ class MemberState:
     troubles: int = 0
     refused: str = ""  # the last refusal that retrying will not cure (a setting, an ACL): start() reports it
 
-    def _no_leader(self) -> Leadership:
+    def no_leader(self) -> Leadership:
         return Leadership(-1, None, is_leader=False, term=self.terms)
 
 
@@ -257,7 +257,7 @@ def step(state: MemberState, event: Event, now_ms: int, timing: Timing) -> tuple
     (<Phase.STABLE: 'stable'>, True, 1006)
     """
     if isinstance(event, Trouble):
-        return replace(state, phase=Phase.FINDING, leadership=state._no_leader(), troubles=state.troubles + 1,
+        return replace(state, phase=Phase.FINDING, leadership=state.no_leader(), troubles=state.troubles + 1,
                        due_ms=now_ms + timing.retry_backoff_ms), f"coordinator: {event.reason}"
     if isinstance(event, CoordinatorFound):
         return replace(state, phase=Phase.JOINING, due_ms=now_ms), ""
@@ -289,11 +289,11 @@ def step(state: MemberState, event: Event, now_ms: int, timing: Timing) -> tuple
 def _refused(state: MemberState, code: int, what: str, now_ms: int, timing: Timing) -> tuple[MemberState, str]:
     if code in _REJOIN or code in _FORGOTTEN:
         member_id = "" if code in _FORGOTTEN else state.member_id
-        return replace(state, phase=Phase.JOINING, member_id=member_id, leadership=state._no_leader(),
+        return replace(state, phase=Phase.JOINING, member_id=member_id, leadership=state.no_leader(),
                        rebalances=state.rebalances + 1, due_ms=now_ms), f"{what}: a new election ({_error_name(code)})"
     # the coordinator moved, or a refusal that retrying will not cure (a session timeout out of the broker's
     # bounds, authorization): find the coordinator again after a backoff, so the registry keeps serving reads and
     # recovers once it is fixed
     why = f"{what}: {_error_name(code)}" if code in _MOVED else f"{what} refused: {_error_name(code)}"
-    return replace(state, phase=Phase.FINDING, leadership=state._no_leader(), troubles=state.troubles + 1,
+    return replace(state, phase=Phase.FINDING, leadership=state.no_leader(), troubles=state.troubles + 1,
                    due_ms=now_ms + timing.retry_backoff_ms, refused=why if code in _STUCK else ""), why
