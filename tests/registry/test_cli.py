@@ -61,7 +61,9 @@ def test_schema_registry_command_against_a_cluster(broker: BrokerThread) -> None
 
 
 def test_a_killed_registry_loses_nothing_it_acknowledged(broker: BrokerThread) -> None:
-    args = ["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0", "--topic", "_killed"]
+    # the restarted registry joins the election only once the killed one's session has expired: keep it short
+    args = ["schema-registry", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0", "--topic", "_killed",
+            "--session-timeout-ms", "6000"]
     p, url = start(args)
     client = SchemaRegistryClient({"url": url})
     ids = [client.register_schema(f"killed-{i}", Schema(json.dumps({"type": "fixed", "name": "F", "size": i + 1}),
@@ -78,12 +80,21 @@ def test_a_killed_registry_loses_nothing_it_acknowledged(broker: BrokerThread) -
 
 
 def test_broker_serves_a_registry_stored_in_itself(tmp_path: Path) -> None:
-    p, url = start(["broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+    from loosely.registry import SchemaRegistry
+    from loosely.testing import free_port
+
+    bootstrap = f"127.0.0.1:{free_port()}"
+    p, url = start(["broker", "--data-dir", str(tmp_path), "--listen", bootstrap,
                     "--schema-registry-listen", "127.0.0.1:0", "--schema-registry-compatibility", "full"])
     try:
         with urllib.request.urlopen(f"{url}/config") as r:
             assert json.loads(r.read()) == {"compatibilityLevel": "FULL"}
         assert SchemaRegistryClient({"url": url}).register_schema("in-broker", Schema('"int"', "AVRO")) == 1
+        # a registry of its own joins the broker's in the election; 127.0.0.1 sorts before localhost: it follows
+        with SchemaRegistry(bootstrap, host="localhost") as other:
+            assert other.elector is not None and other.elector.leadership().leader_url == url
+            assert SchemaRegistryClient({"url": other.url}).register_schema("beside", Schema('"long"', "AVRO")) == 2
+        assert SchemaRegistryClient({"url": url}).get_latest_version("beside").schema_id == 2
     finally:
         assert stop(p) == 0
 

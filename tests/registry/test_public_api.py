@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["loosely.registry", "loosely.registry._records", "loosely.registry._state",
+@pytest.mark.parametrize("name", ["loosely.registry", "loosely.registry._group", "loosely.registry._records",
+                                  "loosely.registry._state",
                                   "loosely.registry._types", "loosely.testing.embedded"])
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)

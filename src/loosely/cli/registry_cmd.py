@@ -6,12 +6,15 @@ Example::
 
 ``loosely broker --schema-registry-listen 127.0.0.1:8081`` runs the same registry inside the broker process,
 against that broker (:func:`start_beside_broker`). Either way the registry is a Kafka client of the broker and
-keeps everything in the ``_schemas`` topic; SIGINT/SIGTERM stop it.
+keeps everything in the ``_schemas`` topic; SIGINT/SIGTERM stop it. Several registries over one topic (any mix of
+the two commands) elect a leader in the ``schema-registry`` group; the others forward writes to its
+``--advertise`` url.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -34,6 +37,15 @@ def registry_options(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}users-file", metavar="FILE",
                    help="require HTTP Basic auth from the SCRAM users in FILE (a broker's "
                         "<data-dir>/scram-credentials.json; re-read when it changes)")
+    p.add_argument(f"--{prefix}advertise", metavar="URL",
+                   help="url the other registries over this topic forward writes to (default: the listen address; "
+                        "as Confluent's host.name and listeners)")
+    p.add_argument(f"--{prefix}leader-eligibility", action=argparse.BooleanOptionalAction, default=True,
+                   help="whether this registry may be elected leader (default yes; Confluent's "
+                        "leader.eligibility)")
+    p.add_argument(f"--{prefix}session-timeout-ms", type=int, default=10_000, metavar="MS",
+                   help="a leader silent this long is replaced (default 10000; the broker's "
+                        "group.min.session.timeout.ms, 6000 by default, is the least it takes)")
     p.add_argument(f"--{prefix}tls-keystore", metavar="PEM",
                    help="serve HTTPS with the private key and certificate chain in this PEM file (re-read when it "
                         "changes), e.g. broker.pem from `loosely security dev-certs`")
@@ -53,15 +65,19 @@ def _security(users_file: str | None, keystore: str | None) -> dict[str, Any]:
 
 
 def _start(bootstrap: str, listen: str, *, topic: str, compatibility: str, client_config: dict[str, str],
-           init_timeout_ms: int, users_file: str | None = None, keystore: str | None = None) -> Any:
+           init_timeout_ms: int, users_file: str | None = None, keystore: str | None = None,
+           advertise: str | None = None, leader_eligible: bool = True, session_timeout_ms: int = 10_000) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of broker imports
     from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and jsonschema load only when asked for
 
     host, port = parse_listen(listen)
+    # who leads is worth a line on stderr even without -v: it says where writes go
+    logging.getLogger("loosely.registry._election").setLevel(logging.INFO)
     security = _security(users_file, keystore)
     return SchemaRegistry(bootstrap, host=host, port=port, topic=topic, client_config=client_config,
                           default_compatibility=compatibility.upper(), init_timeout_ms=init_timeout_ms,
-                          **security).start()
+                          advertise=advertise, leader_eligible=leader_eligible, session_timeout_ms=session_timeout_ms,
+                          heartbeat_interval_ms=max(1, min(1_000, session_timeout_ms // 3)), **security).start()
 
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
@@ -70,7 +86,10 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
         registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
                           compatibility=args.schema_registry_compatibility, client_config={},
                           init_timeout_ms=args.schema_registry_init_timeout_ms,
-                          users_file=args.schema_registry_users_file, keystore=args.schema_registry_tls_keystore)
+                          users_file=args.schema_registry_users_file, keystore=args.schema_registry_tls_keystore,
+                          advertise=args.schema_registry_advertise,
+                          leader_eligible=args.schema_registry_leader_eligibility,
+                          session_timeout_ms=args.schema_registry_session_timeout_ms)
     except Exception as e:  # a topic with several partitions, a bad level: one line from the broker command
         raise OSError(f"schema registry: {e}") from None
     print(f"schema registry on {registry.url}", flush=True)
@@ -89,7 +108,8 @@ def _registry(args: argparse.Namespace) -> int:
     try:
         registry = _start(args.bootstrap_servers, args.listen, topic=args.topic, compatibility=args.compatibility,
                           client_config=client_config, init_timeout_ms=args.init_timeout_ms,
-                          users_file=args.users_file, keystore=args.tls_keystore)
+                          users_file=args.users_file, keystore=args.tls_keystore, advertise=args.advertise,
+                          leader_eligible=args.leader_eligibility, session_timeout_ms=args.session_timeout_ms)
     except Exception as e:  # unreachable cluster, port taken, a topic with several partitions: one line
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 1

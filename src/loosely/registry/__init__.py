@@ -7,8 +7,10 @@ Schema Registry or Karapace can take over the topic, and the reverse.
 
 Rooms: :mod:`~loosely.registry._records` (the log format), :mod:`~loosely.registry._types` (Avro and JSON Schema:
 parsing, identity, compatibility), :mod:`~loosely.registry._state` (the sans-IO state machine and the planned
-changes), :mod:`~loosely.registry._store` (the Kafka-backed store, single writer, read-your-write) and
-:mod:`~loosely.registry._http` (the REST API).
+changes), :mod:`~loosely.registry._store` (the Kafka-backed store, one writer, read-your-write),
+:mod:`~loosely.registry._group` (the election in Confluent's ``schema-registry`` group: its JSON and the member's
+pure state machine), :mod:`~loosely.registry._election` (the member's thread and socket) and
+:mod:`~loosely.registry._http` (the REST API; followers forward changes to the leader).
 
 >>> from loosely.testing import embedded_broker
 >>> import json, urllib.request

@@ -25,6 +25,9 @@ HTTP   code    meaning
 422    42205   operation not permitted (read-only mode, import without an empty registry)
 422    42206   the version is referenced by another schema and cannot be deleted
 500    50001   the log could not be written or read back
+500    50002   a write was not read back in time
+500    50003   the leader could not be reached to forward a change to it
+500    50004   no leader is elected (a change while the registries elect one, or none may lead)
 =====  ======  =================================================================================================
 """
 
@@ -41,6 +44,7 @@ class RegistryError(Exception):
         self.http_status = http_status
         self.error_code = error_code
         self.message = message
+        self.retriable = False  # a change that may be tried again once an election names a leader
 
     def body(self) -> dict[str, object]:
         return {"error_code": self.error_code, "message": self.message}

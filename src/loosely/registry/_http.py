@@ -25,6 +25,13 @@ Bodies must be JSON sent as ``application/vnd.schemaregistry.v1+json``, ``applic
 ``application/json`` for a client that accepts only that. The server is :mod:`http.server` in threads, as the
 views' server is: reads take the state lock briefly, changes queue on the store's single writer.
 
+**Several registries.** A change this process may not write (the store raises :class:`ForwardToLeader`) is sent
+as it came -- method, path, query, body, ``Content-Type``, ``Accept`` and ``Authorization`` -- to the elected
+leader's url, and the leader's answer goes back unchanged, as Confluent's followers forward. The forwarded request
+carries ``X-Loosely-Forwarded``; a process that receives one and does not lead (the election moved on meanwhile)
+answers 50004 instead of forwarding again, so a request never travels in circles. A leader that cannot be reached
+within ``forward_timeout_ms`` gives Confluent's 50003.
+
 **Security** (both off by default; the registry binds loopback). With ``authenticate``, every request needs HTTP
 Basic credentials (``Authorization: Basic base64(user:password)``, what confluent-kafka's ``basic.auth.user.info``
 sends), checked by that callable (:class:`loosely.security.passwords.PasswordCheck`: the broker's SCRAM users);
@@ -45,7 +52,10 @@ import logging
 import socket
 import ssl
 import threading
+import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,10 +64,10 @@ from typing import Any
 from loosely.registry import _errors as err
 from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
 from loosely.registry._state import SchemaById, parse_version
-from loosely.registry._store import KafkaStore
+from loosely.registry._store import ForwardToLeader, KafkaStore, no_leader
 from loosely.registry._types import SCHEMA_TYPES
 
-__all__ = ["REQUEST_BYTES_MAX", "RegistryServer", "ServerStatistics"]
+__all__ = ["LEADER_WAIT_MS", "REQUEST_BYTES_MAX", "RegistryServer", "ServerStatistics"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +93,17 @@ TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 UNAUTHORIZED = {"error_code": 401, "message": "Unauthorized"}
 
+FORWARDED_HEADER = "X-Loosely-Forwarded"
+FORWARD_TIMEOUT_MS = 35_000
+"""How long a follower waits for the leader's answer to a forwarded change (the leader's own write timeout, 30 s,
+and a margin). Confluent bounds it with its HTTP client's timeouts too."""
+LEADER_WAIT_MS = 3_000
+"""How long a change waits for an election to name a leader before it is refused: a leader that stopped (and
+left the group) is replaced within about a heartbeat interval; a crashed one only after its session timeout, and
+a client is better told so than kept waiting that long."""
+FORWARDED_HEADERS = ("Content-Type", "Accept", "Authorization")
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # registries talk directly, not via $http_proxy
+
 Answer = tuple[int, Any]
 
 
@@ -91,6 +112,14 @@ class Raw:
     """An answer sent as is: a schema text, which the ``/schema`` routes return exactly as stored."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """The leader's answer to a forwarded request, passed on as it came."""
+
+    data: bytes
+    content_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +235,11 @@ class RegistryServer:
                  request_bytes_max: int = REQUEST_BYTES_MAX, connections_max: int = CONNECTIONS_MAX,
                  idle_ms_max: int = IDLE_MS_MAX, authenticate: Callable[[str, str], bool] | None = None,
                  tls: Callable[[], ssl.SSLContext] | None = None,
-                 tls_handshake_timeout_ms: int = TLS_HANDSHAKE_TIMEOUT_MS) -> None:
+                 tls_handshake_timeout_ms: int = TLS_HANDSHAKE_TIMEOUT_MS,
+                 forward_timeout_ms: int = FORWARD_TIMEOUT_MS, leader_wait_ms: int = LEADER_WAIT_MS) -> None:
         self.store = store
+        self.forward_timeout_ms = forward_timeout_ms
+        self.leader_wait_ms = leader_wait_ms
         self.request_bytes_max = request_bytes_max
         self.idle_ms_max = idle_ms_max
         self.authenticate = authenticate
@@ -275,6 +307,54 @@ class RegistryServer:
         with self._lock:
             self._counts["authentication_failures"] += 1
         return False
+
+    def forward(self, url: str, method: str, path: str, body: bytes | None, headers: Any) -> tuple[int, Relayed]:
+        """Ask the leader at ``url`` the same request; its status and answer (50003 when it cannot be asked)."""
+        if headers.get(FORWARDED_HEADER):
+            raise no_leader()  # we were asked because we led; we do not any more
+        request = urllib.request.Request(url.rstrip("/") + path, data=body, method=method,
+                                         headers={FORWARDED_HEADER: "1", **{h: headers[h] for h in FORWARDED_HEADERS
+                                                                            if headers.get(h)}})
+        try:
+            with _DIRECT.open(request, timeout=self.forward_timeout_ms / 1000) as answer:
+                return answer.status, Relayed(answer.read(), answer.headers.get("Content-Type", CONTENT_TYPE))
+        except urllib.error.HTTPError as e:  # the leader's own error answer: pass it on
+            with e:
+                return e.code, Relayed(e.read(), e.headers.get("Content-Type", CONTENT_TYPE))
+        except (OSError, ValueError) as e:  # refused, timed out, unreachable, a url that is no url
+            reason = getattr(e, "reason", None) or e
+            error = err.RegistryError(500, 50003, f"Error while forwarding the request to the leader {url}: "
+                                                  f"{reason}")
+            error.retriable = isinstance(reason, ConnectionRefusedError)  # it never reached the leader
+            raise error from None
+
+    def serve(self, method: str, target: str, body: Any, raw: bytes | None, headers: Any) -> Answer:
+        """Route a request (``target``: path and query), forwarding it when another process leads; wait for an
+        election when none does."""
+        url = urllib.parse.urlsplit(target)
+        path, query = url.path, urllib.parse.parse_qs(url.query)
+        election = self.store.election
+        deadline = time.monotonic() + self.leader_wait_ms / 1000
+        while True:
+            seen = self.store.leadership()
+            try:
+                try:
+                    return self.route(method, path, query, body)
+                except ForwardToLeader as leader:
+                    status, answer = self.forward(leader.url, method, target, raw, headers)
+                    if status < 300:
+                        with contextlib.suppress(err.RegistryError):  # the answer stands; a read may lag
+                            self.store.catch_up()
+                    return status, answer
+            except err.RegistryError as e:
+                waiting = election is not None and (e.error_code == 50004 or e.retriable) and \
+                    not headers.get(FORWARDED_HEADER)
+                remaining = deadline - time.monotonic()
+                if not waiting or remaining <= 0:
+                    raise
+                assert election is not None
+                if election.wait_for_leader(seen, remaining).term == seen.term:
+                    raise
 
     def _count(self, status: int) -> None:
         with self._lock:
@@ -468,9 +548,10 @@ class RegistryServer:
                     server._count(401)
                     self._send(401, UNAUTHORIZED, challenge=True)
                     return
+                self._raw: bytes | None = None
                 try:
-                    status, answer = server.route(method, url.path, urllib.parse.parse_qs(url.query),
-                                                  self._body() if method in ("POST", "PUT") else None)
+                    body = self._body() if method in ("POST", "PUT") else None
+                    status, answer = server.serve(method, self.path, body, self._raw, self.headers)
                 except err.RegistryError as e:
                     status, answer = e.http_status, e.body()
                 except Exception as e:  # a bug must not take the server down: one line, a 500, keep serving
@@ -493,6 +574,7 @@ class RegistryServer:
                     raise err.RegistryError(413, 413, f"Request body of {length} bytes is over the limit of "
                                                     f"{server.request_bytes_max} bytes")
                 data = self.rfile.read(length) if length else b""
+                self._raw = data
                 if ctype.lower() not in ACCEPTED_BODY_TYPES:
                     raise err.RegistryError(415, 415, "HTTP 415 Unsupported Media Type")
                 try:
@@ -502,12 +584,16 @@ class RegistryServer:
 
             def _send(self, status: int, answer: Any, *, challenge: bool = False) -> None:
                 # compact, as Confluent's Jackson writes; a stored schema text goes out as stored
-                data = (answer.text if isinstance(answer, Raw) else
-                        json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
-                accept = self.headers.get("Accept") or ""
-                only_json = "application/json" in accept and "schemaregistry" not in accept
+                if isinstance(answer, Relayed):
+                    data, content_type = answer.data, answer.content_type
+                else:
+                    data = (answer.text if isinstance(answer, Raw) else
+                            json.dumps(answer, ensure_ascii=False, separators=(",", ":"))).encode()
+                    accept = self.headers.get("Accept") or ""
+                    only_json = "application/json" in accept and "schemaregistry" not in accept
+                    content_type = "application/json" if only_json else CONTENT_TYPE
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json" if only_json else CONTENT_TYPE)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 if challenge:
                     self.send_header("WWW-Authenticate", 'Basic realm="loosely schema registry"')

@@ -1,14 +1,26 @@
-"""One schema registry: the Kafka-backed store and its HTTP server, started and stopped together."""
+"""One schema registry: the Kafka-backed store, its HTTP server and its election, started and stopped together.
+
+Start order: the store reads the log to its end; the server starts answering (reads work at once); the member
+joins the ``schema-registry`` group and :meth:`SchemaRegistry.start` returns once the first election is over (as
+Confluent waits for its first join), so a registry that has started knows whether it leads and whom to forward
+to. Stop order is the reverse, and the member leaves the group first, so the others elect a new leader at once
+instead of after a session timeout.
+"""
 
 from __future__ import annotations
 
+import logging
+import socket
 import ssl
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from loosely.registry._election import GROUP_ID, Elector, ElectorStatistics, Identity
 from loosely.registry._http import (
     CONNECTIONS_MAX,
     IDLE_MS_MAX,
+    LEADER_WAIT_MS,
     REQUEST_BYTES_MAX,
     TLS_HANDSHAKE_TIMEOUT_MS,
     RegistryServer,
@@ -16,7 +28,9 @@ from loosely.registry._http import (
 )
 from loosely.registry._store import KafkaStore, StoreStatistics
 
-__all__ = ["RegistryStatistics", "SchemaRegistry"]
+__all__ = ["RegistryStatistics", "SchemaRegistry", "group_for"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +40,20 @@ class RegistryStatistics:
     subjects: int
     versions: int
     schemas: int
+    election: ElectorStatistics | None = None
+
+
+PLAINTEXT = frozenset({"", "plaintext"})
+
+
+def group_for(topic: str) -> str:
+    """The default group: Confluent's ``schema-registry`` for ``_schemas``, one per topic otherwise.
+
+    Confluent uses ``schema-registry`` whatever the topic, so two registry clusters over two topics of one Kafka
+    cluster must be given two group ids by hand or they elect one leader for both. Here the default already
+    keeps them apart; over ``_schemas`` it is Confluent's, so loosely's and Confluent's registries elect together.
+    """
+    return GROUP_ID if topic == "_schemas" else f"{GROUP_ID}-{topic}"
 
 
 class SchemaRegistry:
@@ -36,6 +64,13 @@ class SchemaRegistry:
     after ``init_timeout_ms`` (Confluent's ``kafkastore.init.timeout.ms``, 60 s). ``write_timeout_ms`` bounds how
     long a change waits to be written and read back (Confluent's ``kafkastore.timeout.ms`` is 500 ms; a broker
     that is electing a leader needs longer, so 30 s here).
+
+    Several registries over one topic elect a leader (:mod:`loosely.registry._election`): ``advertise`` is the url
+    the others forward writes to (default: this server's own, with the host name when it listens on every
+    interface), ``leader_eligible=False`` keeps this one a follower, ``group_id`` defaults to
+    :func:`group_for` the topic. ``election=False``, or Kafka settings with a ``security.protocol`` other than
+    plaintext (the member speaks neither SASL nor TLS yet), make it the single writer without asking anyone: run
+    only one such registry per topic.
     """
 
     def __init__(
@@ -55,6 +90,14 @@ class SchemaRegistry:
         authenticate: Callable[[str, str], bool] | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
         tls_handshake_timeout_ms: int = TLS_HANDSHAKE_TIMEOUT_MS,
+        advertise: str | None = None,
+        leader_eligible: bool = True,
+        group_id: str | None = None,
+        election: bool = True,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        leader_wait_ms: int = LEADER_WAIT_MS,
+        rebalance_timeout_ms: int = 10_000,
     ) -> None:
         self.store = KafkaStore(bootstrap_servers, topic=topic, client_config=client_config,
                                 default_compatibility=default_compatibility, write_timeout_ms=write_timeout_ms,
@@ -63,7 +106,37 @@ class SchemaRegistry:
         self.server = RegistryServer(self.store, host, port, request_bytes_max=request_bytes_max,
                                      connections_max=connections_max, idle_ms_max=idle_ms_max,
                                      authenticate=authenticate, tls=tls,
-                                     tls_handshake_timeout_ms=tls_handshake_timeout_ms)
+                                     tls_handshake_timeout_ms=tls_handshake_timeout_ms,
+                                     leader_wait_ms=leader_wait_ms)
+        self._init_timeout_ms = init_timeout_ms
+        self.elector: Elector | None = None
+        protocol = (client_config or {}).get("security.protocol", "").lower()
+        if election and protocol in PLAINTEXT:
+            try:
+                self.elector = Elector(bootstrap_servers, self._identity(advertise, leader_eligible),
+                                       group_id=group_id or group_for(topic), session_timeout_ms=session_timeout_ms,
+                                       heartbeat_interval_ms=heartbeat_interval_ms,
+                                       rebalance_timeout_ms=rebalance_timeout_ms)
+            except ValueError:
+                self.server.close()  # never served: release the port
+                raise
+        self._election_off = "" if self.elector is not None or not election else (
+            f"security.protocol={protocol}: the leader election speaks plaintext only; this registry writes "
+            "without one (run a single registry over this topic)")
+
+    def _identity(self, advertise: str | None, eligible: bool) -> Identity:
+        scheme = "https" if self.server.uses_tls else "http"
+        if advertise is None:
+            host = self.host if self.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+            return Identity(host, self.port, scheme, eligible)
+        url = urllib.parse.urlsplit(advertise if "://" in advertise else f"{scheme}://{advertise}")
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"--advertise {advertise!r}: expected a url such as http://host:8081")
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"--advertise {advertise!r}: the port is not a number") from None
+        return Identity(url.hostname, port, url.scheme, eligible)
 
     @property
     def port(self) -> int:
@@ -81,9 +154,21 @@ class SchemaRegistry:
             self.server.close()  # never served: release the port
             raise
         self.server.start()
+        if self._election_off:
+            log.warning("schema registry: %s", self._election_off)
+        if self.elector is not None:
+            self.store.election = self.elector
+            self.elector.start()
+            if not self.elector.wait_joined(self._init_timeout_ms):
+                self.stop()
+                trouble = self.elector.last_trouble
+                raise TimeoutError(f"could not join group {self.elector.group_id}: {trouble}" if trouble else
+                                   f"could not join group {self.elector.group_id} within {self._init_timeout_ms} ms")
         return self
 
     def stop(self) -> None:
+        if self.elector is not None:
+            self.elector.stop()
         self.server.stop()
         self.store.stop()
 
@@ -96,4 +181,5 @@ class SchemaRegistry:
     def statistics(self) -> RegistryStatistics:
         counts = self.store.read(lambda s: s.counts())
         return RegistryStatistics(store=self.store.statistics(), http=self.server.statistics(),
-                                  subjects=counts["subjects"], versions=counts["versions"], schemas=counts["schemas"])
+                                  subjects=counts["subjects"], versions=counts["versions"], schemas=counts["schemas"],
+                                  election=None if self.elector is None else self.elector.statistics())

@@ -1,4 +1,4 @@
-"""The Kafka-backed store: the ``_schemas`` topic read into a :class:`RegistryState`, and the single writer.
+"""The Kafka-backed store: the ``_schemas`` topic read into a :class:`RegistryState`, and its one writer.
 
 Theory of operation
 -------------------
@@ -13,9 +13,18 @@ A change (:meth:`KafkaStore.change`) runs under the writer lock: it plans the re
 :mod:`loosely.registry._state`), produces them with ``acks=all``, takes the offset of the last one from the
 delivery report, and waits until the reader has applied that offset (read-your-write, as Confluent's
 ``KafkaStore`` waits for its reader). Only then does the HTTP answer go out, so an acknowledged change is in the
-log and in memory. Changes are serialised in this one process; several registry processes would each assign ids
-from their own view of the log and could collide, so leader election (Confluent's ``schema-registry`` group) is
-needed before running more than one writer; it is not in this version.
+log and in memory.
+
+**Several registry processes.** Only the elected leader writes (:mod:`loosely.registry._election`; the store asks
+its ``leadership`` callable, which without election says "always the leader"). A plan that needs no record (a
+schema registered again, a lookup) is answered from memory by any process. A plan that needs records on a
+follower raises :class:`ForwardToLeader` and the HTTP layer sends the request to the leader, as Confluent's
+followers do, then reads the log to its end (:meth:`KafkaStore.catch_up`) so that the client's next read here sees
+its change; with no leader known it is refused with Confluent's 50004. A new leader first reads the
+log to the end offset it asks the broker for (once per election it wins) before it plans anything: the previous leader's
+last writes are then in its state, so the ids it assigns (``max id + 1``) never collide with theirs. A leader that
+was paused rather than killed is not fenced (Confluent's registry does not fence it either): it learns it lost the
+role at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -27,17 +36,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from loosely.registry._election import Elector, Leadership
 from loosely.registry._errors import RegistryError
 from loosely.registry._records import Record, RecordError, decode, encode
 from loosely.registry._state import RegistryState
 
-__all__ = ["KafkaStore", "StoreStatistics"]
+__all__ = ["SOLE_WRITER", "ForwardToLeader", "KafkaStore", "StoreStatistics"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REPLICATION_FACTOR_MAX = 3  # Confluent's kafkastore.topic.replication.factor default
 POLL_INTERVAL_MS = 100
+SOLE_WRITER = Leadership(0, None, is_leader=True, term=0)
+"""The leadership of a store that runs without election: it writes."""
+
+
+class ForwardToLeader(Exception):
+    """This process does not lead; the change must be asked of ``url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+def no_leader() -> RegistryError:
+    """Confluent's answer to a write while no leader is known (``UNKNOWN_LEADER_ERROR_CODE``)."""
+    return RegistryError(500, 50004, "Unknown leader: no schema registry leader is elected yet; retry shortly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +72,8 @@ class StoreStatistics:
     writes: int
     write_failures: int
     offset: int
+    forwarded: int = 0
+    catch_ups: int = 0
 
 
 class KafkaStore:
@@ -76,15 +103,19 @@ class KafkaStore:
         self._error: BaseException | None = None
         self._write_timeout_ms = write_timeout_ms
         self._startup_timeout_ms = startup_timeout_ms
-        self._counts = {"records_skipped": 0, "writes": 0, "write_failures": 0}
+        self._counts = {"records_skipped": 0, "writes": 0, "write_failures": 0, "forwarded": 0, "catch_ups": 0}
+        self.election: Elector | None = None  # set by the registry when it takes part in an election
+        self._caught_up_term: int | None = None
+        self._offsets: Any = None  # a consumer handle asked for end offsets, under the writer lock only
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> KafkaStore:
-        from confluent_kafka import Producer  # noqa: PLC0415 - the client library loads only when a store starts
+        from confluent_kafka import Consumer, Producer  # noqa: PLC0415 - loads only when a store starts
 
         self._ensure_topic()
         self._producer = Producer({**self._config, "acks": "all", "linger.ms": 0})
+        self._offsets = Consumer({**self._config, "group.id": "loosely-schema-registry", "enable.auto.commit": False})
         self._thread = threading.Thread(target=self._read, name="loosely-registry-reader", daemon=True)
         self._thread.start()
         if not self._ready.wait(self._startup_timeout_ms / 1000):
@@ -102,6 +133,9 @@ class KafkaStore:
         if self._producer is not None:
             self._producer.flush(5)
             self._producer = None  # destroyed now, not at garbage collection: no reconnect attempts after stop
+        if self._offsets is not None:
+            self._offsets.close()
+            self._offsets = None
 
     def _ensure_topic(self) -> None:
         from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
@@ -191,14 +225,61 @@ class KafkaStore:
         with self._lock:
             return fn(self.state)
 
+    def leadership(self) -> Leadership:
+        return SOLE_WRITER if self.election is None else self.election.leadership()
+
     def change(self, plan: Callable[[RegistryState], tuple[T, list[Record]]]) -> T:
-        """Plan against the state, write the records, wait until they are read back; the plan's answer."""
+        """Plan against the state, write the records, wait until they are read back; the plan's answer.
+
+        Raises :class:`ForwardToLeader` when records are needed and another process leads, and Confluent's
+        50004 when no process does.
+        """
         with self._writer:
+            role = self.leadership()
+            if role.is_leader and role.term != self._caught_up_term:
+                self._catch_up()
+                self._caught_up_term = role.term
             with self._lock:
                 answer, records = plan(self.state)
-            if records:
-                self._write(records)
+            if not records:
+                return answer
+            if not role.is_leader:
+                if role.leader_url is None:
+                    raise no_leader()
+                self._counts["forwarded"] += 1
+                raise ForwardToLeader(role.leader_url)
+            self._write(records)
             return answer
+
+    def catch_up(self) -> None:
+        """Wait until the reader has applied every record the log holds now (after a forwarded change, so that
+        this process answers the client's next read with it)."""
+        with self._writer:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Wait until the reader has applied every record the log holds now (a new leader's first step)."""
+        from confluent_kafka import KafkaException, TopicPartition  # noqa: PLC0415
+
+        try:
+            _, end = self._offsets.get_watermark_offsets(TopicPartition(self.topic, 0),
+                                                         timeout=self._write_timeout_ms / 1000, cached=False)
+        except KafkaException as e:
+            raise RegistryError(500, 50001, f"Error while reading the end of {self.topic}: "
+                                            f"{e.args[0].str()}") from None
+        self._counts["catch_ups"] += 1
+        self._wait_applied(end - 1)
+
+    def _wait_applied(self, last: int) -> None:
+        deadline = time.monotonic() + self._write_timeout_ms / 1000
+        with self._applied:
+            while self._next_offset <= last:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._counts["write_failures"] += 1
+                    raise RegistryError(500, 50002, f"Write to the log timed out: offset {last} of {self.topic} "
+                                                    f"not read back within {self._write_timeout_ms} ms")
+                self._applied.wait(remaining)
 
     def _write(self, records: list[Record]) -> None:
         offsets: list[int] = []
@@ -224,16 +305,7 @@ class KafkaStore:
             self._counts["write_failures"] += 1
             raise RegistryError(500, 50001, f"Error while registering schema in the log: "
                                             f"{'; '.join(errors) or 'no delivery report'}")
-        last = max(offsets)
-        deadline = time.monotonic() + self._write_timeout_ms / 1000
-        with self._applied:
-            while self._next_offset <= last:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._counts["write_failures"] += 1
-                    raise RegistryError(500, 50002, f"Write to the log timed out: offset {last} of {self.topic} "
-                                                    f"not read back within {self._write_timeout_ms} ms")
-                self._applied.wait(remaining)
+        self._wait_applied(max(offsets))
 
     def statistics(self) -> StoreStatistics:
         with self._lock:
