@@ -1,4 +1,5 @@
-"""Client quotas in one module: Kafka's precedence, describe filters, durable alterations and the sampled rate."""
+"""Client quotas in one module: Kafka's precedence, describe filters, durable alterations, the sampled rate, the
+request-time, connection-rate and mutation (token bucket) quotas."""
 
 from __future__ import annotations
 
@@ -6,7 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from loosely.broker.quotas import CLIENT_ID, FETCH, PRODUCE, USER, ClientQuotas, QuotaError, check_entity
+from loosely.broker.quotas import (
+    CLIENT_ID,
+    CONNECTION,
+    FETCH,
+    IP,
+    MUTATION,
+    PRODUCE,
+    REQUEST,
+    USER,
+    ClientQuotas,
+    QuotaError,
+    check_entity,
+)
 from loosely.storage.fs import OsFileSystem
 from loosely.testing import FaultyFileSystem
 
@@ -100,3 +113,67 @@ def test_a_damaged_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "client-quotas.json").write_text('{"version": 1, "quotas": [{"entity": [["group", "g"]]}]}')
     with pytest.raises(ValueError, match=r"client-quotas\.json is damaged"):
         quotas(tmp_path)
+
+
+def test_values_are_checked_as_kafka_checks_their_types(tmp_path: Path) -> None:
+    q = quotas(tmp_path)
+    ip, app = check_entity([(IP, "10.0.0.1")]), entity(client_id="app")
+    out = q.alter([(ip, [(CONNECTION, 2.5, False)]), (ip, [(CONNECTION, 2.0**31, False)]),
+                   (ip, [(PRODUCE, 1.0, False)]), (app, [(PRODUCE, 1.5, False)]), (app, [(REQUEST, 0.5, False)]),
+                   (app, [(CONNECTION, 1.0, False)]), (ip, [(CONNECTION, 3.0, False)])], validate_only=False)
+    assert [str(r) if r else None for r in out] == [
+        "connection_creation_rate cannot be a fractional value.",
+        "Proposed value for connection_creation_rate is too large for an INT.",
+        "Invalid configuration key producer_byte_rate",
+        "producer_byte_rate cannot be a fractional value.",
+        None,
+        "Invalid configuration key connection_creation_rate",
+        None,
+    ]
+    with pytest.raises(QuotaError, match="IP entity shouldnot be combined"):
+        check_entity([(IP, "10.0.0.1"), (USER, "u")])
+
+
+def test_a_default_quota_is_measured_per_client(tmp_path: Path) -> None:
+    q = quotas(tmp_path, window_num=2, window_ms=1000)
+    q.alter([(entity(client_id=None), [(PRODUCE, 1000.0, False)])], validate_only=False)
+    assert q.throttle_ms(PRODUCE, "u", "a", 1000) == 0
+    assert q.throttle_ms(PRODUCE, "u", "b", 1000) == 0  # b has its own 1,000 B/s, as Kafka's metric tags give it
+    assert q.throttle_ms(PRODUCE, "u", "a", 1000) > 0
+
+
+def test_request_time_is_a_percentage_of_one_thread_throttled_at_most_one_window(tmp_path: Path) -> None:
+    clock = Clock()
+    q = quotas(tmp_path, clock, window_num=2, window_ms=1000)
+    q.alter([(entity(client_id="busy"), [(REQUEST, 10.0, False)])], validate_only=False)  # 100 ms of each second
+    assert q.request_throttle_ms("u", "busy", 90_000_000) == 0  # 90 ms: 9%
+    assert q.request_throttle_ms("u", "busy", 20_000_000) == 100  # 110 ms in 1 s: (11 - 10) / 10 * 1000 ms
+    assert q.request_throttle_ms("u", "busy", 10**10) == 1000  # bounded by one window
+    assert q.request_throttle_ms("u", "idle", 10**10) == 0
+
+
+def test_connections_over_the_ip_rate_are_throttled_and_not_counted(tmp_path: Path) -> None:
+    clock = Clock()
+    q = quotas(tmp_path, clock, window_num=2, window_ms=1000)
+    q.alter([(check_entity([(IP, None)]), [(CONNECTION, 5.0, False)]),
+             (check_entity([(IP, "::ffff:10.0.0.9")]), [(CONNECTION, 2.0, False)])], validate_only=False)
+    assert [q.connection_throttle_ms("10.0.0.9") for _ in range(4)] == [0, 0, 500, 500]  # 3 in 1 s: 1.5x
+    assert [q.connection_throttle_ms("10.0.0.1") for _ in range(6)] == [0] * 5 + [200]  # the default, its own rate
+    clock.ms += 1500
+    assert q.connection_throttle_ms("10.0.0.9") == 0  # the throttled ones were not counted: 3 in 1.5 s
+
+
+def test_mutations_take_tokens_strictly_or_permissively(tmp_path: Path) -> None:
+    clock = Clock()
+    q = quotas(tmp_path, clock, controller_window_num=2, controller_window_ms=1000)
+    q.alter([(entity(user="u"), [(MUTATION, 1.0, False)])], validate_only=False)  # a bucket of 2 tokens
+    strict = q.mutation_quota("u", "c", strict=True)
+    assert (strict.record(10), strict.throttle_ms) == (True, 0)  # the bucket may go negative once: -8
+    assert (strict.record(1), strict.throttle_ms) == (False, 8000)
+    clock.ms += 3000
+    permissive = q.mutation_quota("u", "other-client", strict=False)  # the same user: the same bucket, now -5
+    assert (permissive.record(1), permissive.throttle_ms) == (True, 6000)
+    clock.ms += 10_000
+    assert q.mutation_quota("u", "c", strict=True).record(1)  # refilled to 2 (never beyond)
+    unlimited = q.mutation_quota("v", "c", strict=True)
+    assert unlimited.record(10**6) and unlimited.throttle_ms == 0

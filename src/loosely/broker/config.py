@@ -178,6 +178,10 @@ class BrokerConfig:
     # Kafka: quota.window.num and quota.window.size.seconds (client quotas measure rates over these samples)
     quota_window_num: int = 11
     quota_window_size_s: int = 1
+    # Kafka: controller.quota.window.num and controller.quota.window.size.seconds (controller_mutation_rate's token
+    # bucket holds num * size * rate mutations)
+    controller_quota_window_num: int = 11
+    controller_quota_window_size_s: int = 1
     # `loosely broker --add-scram` (Kafka: kafka-storage format --add-scram): (user, mechanism, credential) stored
     # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
     initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
@@ -214,6 +218,8 @@ class BrokerConfig:
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
             ("quota.window.num", self.quota_window_num >= 1),
             ("quota.window.size.seconds", self.quota_window_size_s >= 1),
+            ("controller.quota.window.num", self.controller_quota_window_num >= 1),
+            ("controller.quota.window.size.seconds", self.controller_quota_window_size_s >= 1),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
             ("sasl.oauthbearer.jwks.endpoint.refresh.ms", self.oauthbearer_jwks_refresh_ms >= 1),
         )
@@ -407,6 +413,8 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "connection.failed.authentication.delay.ms": ("failed_authentication_delay_ms", _non_negative),
     "quota.window.num": ("quota_window_num", _positive),
     "quota.window.size.seconds": ("quota_window_size_s", _positive),
+    "controller.quota.window.num": ("controller_quota_window_num", _positive),
+    "controller.quota.window.size.seconds": ("controller_quota_window_size_s", _positive),
     "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
     "sasl.oauthbearer.jwks.endpoint.url": ("oauthbearer_jwks_url", _jwks_url),
     "sasl.oauthbearer.jwks.endpoint.refresh.ms": ("oauthbearer_jwks_refresh_ms", int),

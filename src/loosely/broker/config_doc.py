@@ -94,6 +94,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "quota.window.num": "Client quotas (`kafka-configs --alter --add-config producer_byte_rate=...`) measure each "
     "client's rate over this many samples; a new client may burst `num - 1` windows' worth before it is throttled.",
     "quota.window.size.seconds": "The length of one client-quota sample.",
+    "controller.quota.window.num": "`controller_mutation_rate` quotas let a client create or delete "
+    "`num * size * rate` partitions at once (a token bucket that refills at the rate) before it is throttled.",
+    "controller.quota.window.size.seconds": "The length of one controller-mutation-quota sample.",
     "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
     "closed, after this delay (it slows password guessing; other connections are not held up).",
     "loosely.allow.unauthenticated": "loosely only (also `--allow-unauthenticated`): let a listener that is not on "

@@ -3,20 +3,26 @@ and writes, kept by :mod:`loosely.broker.quotas`, which also throttles Produce a
 
 Both need the CLUSTER resource: DESCRIBE_CONFIGS to describe, ALTER_CONFIGS to alter (Kafka's KafkaApis). A
 filter Kafka refuses answers INVALID_REQUEST for the whole describe; an alteration is answered per entry, and the
-valid entries are applied together (durably, before the answer).
+valid entries are applied together (durably, before the answer). An IP entity must name an address or a host name
+that resolves, as in Kafka.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
-from loosely.broker.quotas import QuotaError, check_entity
+from loosely.broker.quotas import IP, Entity, QuotaError, check_entity, ip_entity_name
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
 from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 
 __all__ = ["HANDLERS"]
+
+RESOLVE_S_MAX: Final = 5.0  # a host name named as an IP entity must resolve within this (a DNS stall is an error)
 
 
 async def handle_describe_client_quotas(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -51,6 +57,7 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
             continue
         try:
             entity = check_entity((e.entity_type, e.entity_name) for e in entry.entity)
+            await _check_ip(entity)
         except QuotaError as e:
             results.append(e)
             continue
@@ -70,6 +77,18 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
         for entry, outcome in zip(request.entries, results, strict=True)
     )
     return resp.make(throttle_time=NO_THROTTLE, entries=entries)
+
+
+async def _check_ip(entity: Entity) -> None:
+    """An IP entity names an address or a host name that resolves (Kafka's InetAddress.getByName)."""
+    (entity_type, name), *_ = entity
+    if entity_type != IP or name is None or ip_entity_name(name) is not None:
+        return
+    try:
+        async with asyncio.timeout(RESOLVE_S_MAX):
+            await asyncio.get_running_loop().getaddrinfo(name, None)
+    except (OSError, TimeoutError, UnicodeError):
+        raise QuotaError(ErrorCode.invalid_request, f"{name} is not a valid IP or resolvable host.") from None
 
 
 HANDLERS = {
