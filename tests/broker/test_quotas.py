@@ -157,10 +157,10 @@ def test_connections_over_the_ip_rate_are_throttled_and_not_counted(tmp_path: Pa
     q = quotas(tmp_path, clock, window_num=2, window_ms=1000)
     q.alter([(check_entity([(IP, None)]), [(CONNECTION, 5.0, False)]),
              (check_entity([(IP, "::ffff:10.0.0.9")]), [(CONNECTION, 2.0, False)])], validate_only=False)
-    assert [q.connection_throttle_ms("10.0.0.9") for _ in range(4)] == [0, 0, 500, 500]  # 3 in 1 s: 1.5x
-    assert [q.connection_throttle_ms("10.0.0.1") for _ in range(6)] == [0] * 5 + [200]  # the default, its own rate
+    assert [q.connection_throttle_ms("10.0.0.9", "L") for _ in range(4)] == [0, 0, 500, 500]  # 3 in 1 s: 1.5x
+    assert [q.connection_throttle_ms("10.0.0.1", "L") for _ in range(6)] == [0] * 5 + [200]  # the default, its own
     clock.ms += 1500
-    assert q.connection_throttle_ms("10.0.0.9") == 0  # the throttled ones were not counted: 3 in 1.5 s
+    assert q.connection_throttle_ms("10.0.0.9", "L") == 0  # the throttled ones were not counted: 3 in 1.5 s
 
 
 def test_mutations_take_tokens_strictly_or_permissively(tmp_path: Path) -> None:
@@ -177,3 +177,18 @@ def test_mutations_take_tokens_strictly_or_permissively(tmp_path: Path) -> None:
     assert q.mutation_quota("u", "c", strict=True).record(1)  # refilled to 2 (never beyond)
     unlimited = q.mutation_quota("v", "c", strict=True)
     assert unlimited.record(10**6) and unlimited.throttle_ms == 0
+
+
+def test_the_broker_connection_rate_delays_and_ip_throttled_connections_do_not_count(tmp_path: Path) -> None:
+    q = ClientQuotas(OsFileSystem(), str(tmp_path), Clock(), window_num=2, window_ms=1000, connection_rate_max=3,
+                     listener_connection_rate_max={"internal": 1})
+    q.alter([(check_entity([(IP, "10.0.0.9")]), [(CONNECTION, 1.0, False)])], validate_only=False)
+
+    def connect(ip: str, listener: str = "PLAINTEXT") -> tuple[int, int]:  # what the accept loop asks: (delay
+        # before taking it up, hold then close)
+        return q.broker_connection_delay_ms(listener), q.connection_throttle_ms(ip, listener)
+
+    assert connect("10.0.0.9") == (0, 0)
+    assert connect("10.0.0.9") == (0, 1000)  # over its IP's rate: not counted in the broker's either
+    assert [connect("10.0.0.1") for _ in range(3)] == [(0, 0), (0, 0), (333, 0)]  # 4 in 1 s: (4 - 3) / 3 * 1 s
+    assert connect("10.0.0.1", "INTERNAL") == (667, 0)  # its listener allows 1/s (2 in 1 s): the longer wait

@@ -1,7 +1,8 @@
 """Client quotas side by side with Apache Kafka 4.1.1: ``kafka-configs`` (Kafka's own ConfigCommand) stores and
 describes them the same way, a producer or consumer over its byte rate is throttled to it within 10%, and the other
 quotas act alike: ``controller_mutation_rate`` (strict for kafka-python's CreateTopics v7, permissive for
-librdkafka's v4), ``request_percentage`` and an IP's ``connection_creation_rate``.
+librdkafka's v4), ``request_percentage``, an IP's ``connection_creation_rate`` and a listener's
+``max.connection.creation.rate``.
 
 Both brokers run with ``quota.window.num=2`` and ``controller.quota.window.num=2`` (Kafka's defaults are 11): a new
 client may burst ``num - 1`` windows' worth before it is throttled (a bucket of two mutations per mutation/s), so two
@@ -24,8 +25,13 @@ from compat._kafka_tools import kafka_class
 from loosely.protocol.messages import ApiKey, encode_request
 from loosely.testing import ApacheKafka, embedded_broker
 
+# listener.name.plaintext.max.connection.creation.rate: far above what the other tests open, far below a burst.
+# The listener's own limit, not the broker-wide max.connection.creation.rate: Kafka exempts its inter-broker
+# listener (PLAINTEXT here) from that one.
+CONNECTIONS_PER_S = 20
 QUOTA_SETTINGS = {"quota.window.num": "2", "quota.window.size.seconds": "1", "controller.quota.window.num": "2",
-                  "controller.quota.window.size.seconds": "1"}
+                  "controller.quota.window.size.seconds": "1",
+                  "listener.name.plaintext.max.connection.creation.rate": str(CONNECTIONS_PER_S)}
 RATE = 400_000  # bytes per second
 PAYLOAD = 1_600_000  # four seconds' worth at RATE
 BURST = RATE * 1  # what a new client may send before it is throttled: (quota.window.num - 1) windows' worth
@@ -291,3 +297,27 @@ def test_ip_quotas_are_validated_and_connections_over_the_rate_are_closed_unansw
         for c in conns:
             c.close()
     assert list(_alter(bootstrap, [(("ip", "127.0.0.2"),)], "connection_creation_rate", 1000).values()) == [(0, None)]
+
+
+def test_connections_over_the_listener_rate_wait_to_be_accepted(bootstrap: str) -> None:
+    """max.connection.creation.rate=20 on the listener, over windows of 1 s: of 30 connections opened at once (the
+    kernel completes them; the broker takes them from its backlog) about 20 are taken at once and each further one
+    waits ~50 ms; every one is served."""
+    from kio.schema.api_versions.v3.request import ApiVersionsRequest
+
+    # The connections of the tests before count too, and so does the time since the oldest of them (a rate over a
+    # longer span allows more): let the two windows lapse first. A lapse of time is nothing one can poll for.
+    time.sleep(2.1)
+    conns = [Raw(bootstrap, source_ip="127.0.0.3") for _ in range(30)]
+    started = time.monotonic()
+    try:
+        for c in conns:
+            c.corr += 1
+            c.send(encode_request(ApiKey.API_VERSIONS, 3, c.corr, ApiVersionsRequest(
+                client_software_name="quota-test", client_software_version="1")))
+        assert all(c.recv_frame() is not None for c in conns)
+    finally:
+        for c in conns:
+            c.close()
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 5, elapsed  # unlimited, both brokers answer the 30 in well under 0.1 s

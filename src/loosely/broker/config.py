@@ -93,6 +93,12 @@ class BrokerConfig:
     # Kafka: max.connections.per.ip (Int.MaxValue, as Kafka). Over it a new connection is closed at once.
     connections_per_ip_max: int = 2_147_483_647
     # Kafka: max.connections.per.ip.overrides ("127.0.0.1:200,10.0.0.7:5"); IP addresses only here.
+    # Kafka: max.connection.creation.rate (Int.MaxValue, as Kafka): new connections a second on all listeners; over
+    # it the accept loop waits (at most one quota window) before it takes the next, as Kafka's acceptor does.
+    connection_creation_rate_max: int = 2_147_483_647
+    # Kafka: listener.name.<listener>.max.connection.creation.rate, by lower-case listener name: the same, for
+    # connections on that listener (both limits apply; the longer wait wins).
+    listener_connection_creation_rate_max: Mapping[str, int] = field(default_factory=dict)
     connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
     # loosely.request.receive.timeout.ms (no Kafka equivalent; Kafka has only connections.max.idle.ms, which a
     # client trickling one byte a second never reaches): a request must arrive whole within this many ms of its
@@ -211,6 +217,9 @@ class BrokerConfig:
             ("socket.request.max.bytes", self.frame_bytes_max >= 1),
             ("max.connections", self.connections_max >= 0),
             ("max.connections.per.ip", self.connections_per_ip_max >= 0),
+            ("max.connection.creation.rate", self.connection_creation_rate_max >= 0),
+            ("listener.name.<listener>.max.connection.creation.rate",
+             all(n >= 0 for n in self.listener_connection_creation_rate_max.values())),
             ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
             ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
@@ -293,6 +302,7 @@ def _sasl_mechanisms(v: str) -> tuple[str, ...]:
 # listener.name.<listener>.<mechanism>.sasl.jaas.config: Kafka reads a broker's JAAS lines only in this form (an
 # un-prefixed sasl.jaas.config is ignored with a warning by Kafka's brokers, and reported as unknown here).
 _LISTENER_MECHANISMS: Final = re.compile(r"listener\.name\.([^.]+)\.sasl\.enabled\.mechanisms", re.IGNORECASE)
+_LISTENER_CONNECTION_RATE: Final = re.compile(r"listener\.name\.([^.]+)\.max\.connection\.creation\.rate")
 _LISTENER_JAAS: Final = re.compile(r"listener\.name\.([^.]+)\.([a-z0-9-]+)\.sasl\.jaas\.config", re.IGNORECASE)
 
 
@@ -388,6 +398,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "queued.max.request.bytes": ("queued_request_bytes_max", int),
     "max.connections": ("connections_max", int),
     "max.connections.per.ip": ("connections_per_ip_max", int),
+    "max.connection.creation.rate": ("connection_creation_rate_max", int),
     "max.connections.per.ip.overrides": ("connections_per_ip_overrides", _ip_overrides),
     "loosely.request.receive.timeout.ms": ("request_receive_ms_max", int),
     "socket.listen.backlog.size": ("listen_backlog_size", int),
@@ -474,6 +485,14 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
             per_listener = broker.setdefault("sasl_listener_mechanisms", {})
             assert isinstance(per_listener, dict)
             per_listener[m.group(1).lower()] = mechanisms
+        elif (m := _LISTENER_CONNECTION_RATE.fullmatch(name)) and m.group(1) == m.group(1).lower():
+            try:
+                rate = int(value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+            per_listener = broker.setdefault("listener_connection_creation_rate_max", {})
+            assert isinstance(per_listener, dict)
+            per_listener[m.group(1)] = rate
         elif m := _LISTENER_OAUTH_HANDLER.fullmatch(name):
             try:
                 validated = _oauth_handler(value)

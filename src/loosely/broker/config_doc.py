@@ -58,6 +58,11 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "max.connections": "Connections at once; past it new clients wait in the listen backlog until one closes, as in "
     "Kafka.",
     "max.connections.per.ip": "Connections from one IP address; one over it is closed at once.",
+    "max.connection.creation.rate": "New connections a second, on all listeners together, measured as client quotas "
+    "are (`quota.window.*`); over it the broker waits before accepting the next (at most one quota window), as "
+    "Kafka's acceptor does. `listener.name.<listener>.max.connection.creation.rate` sets one listener's own limit. "
+    "Kafka exempts its inter-broker listener from the broker-wide limit; loosely has none, so it limits every "
+    "listener.",
     "max.connections.per.ip.overrides": "Per-address exceptions, `IP:N,IP:N` (IP addresses only; Kafka also takes "
     "host names).",
     "loosely.request.receive.timeout.ms": "loosely only: close a connection whose request has not fully arrived this "

@@ -18,7 +18,8 @@ names the user and client id it matched with, so a ``<default>`` quota is every 
 * ``request_percentage``: the time spent handling the client's requests, as a percentage of one thread (Kafka's
   ``request-time``: a request that took 5 ms of handling counts 0.5), not counting waits in a long poll or a
   rebalance (Kafka's purgatory);
-* ``connection_creation_rate``: connections accepted per second from the IP;
+* ``connection_creation_rate``: connections accepted per second from the IP (and the broker settings
+  ``max.connection.creation.rate`` and ``listener.name.<l>.max.connection.creation.rate``: from anywhere);
 * ``controller_mutation_rate``: partitions created (CreateTopics, CreatePartitions) or deleted (DeleteTopics).
 
 The first four are Kafka's ``SampledStat`` rates: ``quota.window.num`` samples of ``quota.window.size.seconds``;
@@ -31,8 +32,9 @@ tokens, starts full, refills at the rate, and one mutation takes one token; it m
 ``throttle_time_ms = (rate - quota) / quota * span`` and the broker reads nothing more from that connection until
 the time has passed (the client also waits by itself). Kafka bounds byte-rate throttles by the whole window, and
 request-time and connection throttles by one ``quota.window.size.seconds``; so does loosely. A Fetch that would be
-throttled is answered empty and its bytes are not counted, as Kafka does. A throttled new connection is not read
-from and is closed when its throttle time is over (Kafka's delayed close); it is not counted in the rate.
+throttled is answered empty and its bytes are not counted, as Kafka does. A new connection over the broker's or its
+listener's rate waits that long before it is taken up; then one over its IP's rate is not read from and is closed
+when its throttle time is over (Kafka's delayed close), and is not counted in any of these rates.
 
 Mutations (:class:`MutationQuota`, one per request): with a *strict* quota (CreateTopics v6+, DeleteTopics v5+,
 CreatePartitions v3+) a topic whose turn comes while the bucket is negative is refused with THROTTLING_QUOTA_EXCEEDED
@@ -88,6 +90,7 @@ _INT_MAX: Final = 2**31 - 1
 CLIENT_KEYS: Final = {PRODUCE: ("a LONG", _LONG_MAX), FETCH: ("a LONG", _LONG_MAX), REQUEST: None, MUTATION: None}
 IP_KEYS: Final = {CONNECTION: ("an INT", _INT_MAX)}
 
+_BROKER_CONNECTIONS: Final[tuple[str, Entity]] = ("max.connection.creation.rate", ())  # the broker-wide rate
 RATES_MAX: Final = 10_000  # measured clients kept before idle ones are dropped
 
 # An entity: its (type, name) pairs, sorted by type; a name of None is the type's <default>.
@@ -257,7 +260,9 @@ class ClientQuotas:
     """The quotas of one broker and the rates they are checked against (one event-loop thread)."""
 
     def __init__(self, fs: FileSystem, data_dir: str, clock: Callable[[], int], *, window_num: int = 11,
-                 window_ms: int = 1000, controller_window_num: int = 11, controller_window_ms: int = 1000) -> None:
+                 window_ms: int = 1000, controller_window_num: int = 11, controller_window_ms: int = 1000,
+                 connection_rate_max: int = _INT_MAX, listener_connection_rate_max: Mapping[str, int] | None = None
+                 ) -> None:
         self._fs = fs
         self.path = os.path.join(data_dir, QUOTAS_FILE)
         self._clock = clock  # monotonic milliseconds
@@ -265,6 +270,8 @@ class ClientQuotas:
         self.window_ms = window_ms
         self.controller_window_num = controller_window_num
         self.controller_window_ms = controller_window_ms
+        self.connection_rate_max = connection_rate_max  # max.connection.creation.rate, the whole broker's
+        self.listener_connection_rate_max = dict(listener_connection_rate_max or {})  # by lower-case listener name
         self._quotas: dict[Entity, dict[str, float]] = {}
         # Measurements, by (quota key, the entity with the client's own names; Kafka's metric tags). Entries of
         # clients long gone are dropped once there are many (Kafka expires idle sensors after an hour).
@@ -378,9 +385,35 @@ class ClientQuotas:
         one thread all the time); the throttle, at most one window (ClientRequestQuotaManager)."""
         return self.throttle_ms(REQUEST, user, client_id, handling_ns * 100 / 1e9, bound_ms=self.window_ms)
 
-    def connection_throttle_ms(self, ip: str) -> int:
+    def broker_connection_delay_ms(self, listener: str) -> int:
+        """Record a new connection on ``listener`` against ``max.connection.creation.rate`` and the listener's own
+        rate; how long to wait before taking it up (0: at once), the longer of the two, at most one window (Kafka's
+        ConnectionQuotas.waitForConnectionSlot)."""
+        delay = 0
+        for key, limit in self._connection_limits(listener):
+            delay = max(delay, self._measure(key, limit, 1, True, self.window_ms))
+        return delay
+
+    def _connection_limits(self, listener: str) -> list[tuple[tuple[str, Entity], int]]:
+        limits: list[tuple[tuple[str, Entity], int]] = []
+        if self.connection_rate_max < _INT_MAX:
+            limits.append((_BROKER_CONNECTIONS, self.connection_rate_max))
+        listener_max = self.listener_connection_rate_max.get(listener.lower())
+        if listener_max is not None and listener_max < _INT_MAX:
+            limits.append(((_BROKER_CONNECTIONS[0], (("listener", listener.lower()),)), listener_max))
+        return limits
+
+    def connection_throttle_ms(self, ip: str, listener: str) -> int:
         """Record a new connection from ``ip`` (normalised); how long to hold it before closing it, 0: accept it.
-        A throttled connection is not counted (Kafka un-records it)."""
+        A throttled connection is not counted, here nor in the broker's and listener's rates (Kafka un-records it)."""
+        throttle = self._ip_connection_throttle_ms(ip)
+        if throttle > 0:
+            for key, _ in self._connection_limits(listener):
+                if key in self._rates:
+                    self._rates[key].record(-1, self._clock())
+        return throttle
+
+    def _ip_connection_throttle_ms(self, ip: str) -> int:
         if not self._quotas:
             return 0
         quota = None
@@ -410,6 +443,8 @@ class ClientQuotas:
             return 0
         if not record_if_throttled:
             rate.record(-amount, now)
+        if quota <= 0:  # max.connection.creation.rate=0: Kafka's formula divides by zero; the bound is what remains
+            return bound_ms
         throttle = (observed - quota) / quota * rate.span_ms(now)
         return min(round(throttle), bound_ms)
 

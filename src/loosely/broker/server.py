@@ -573,6 +573,8 @@ class Broker:
             window_ms=self.config.quota_window_size_s * 1000,
             controller_window_num=self.config.controller_quota_window_num,
             controller_window_ms=self.config.controller_quota_window_size_s * 1000,
+            connection_rate_max=self.config.connection_creation_rate_max,
+            listener_connection_rate_max=self.config.listener_connection_creation_rate_max,
         )
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
@@ -707,8 +709,22 @@ class Broker:
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             ip = normal_ip(str(addr[0]))
-            assert self.ctx.quotas is not None
-            hold_ms = self.ctx.quotas.connection_throttle_ms(ip)
+            quotas = self.ctx.quotas
+            assert quotas is not None
+            delay_ms = quotas.broker_connection_delay_ms(lst.spec.name)
+            if delay_ms > 0:  # over max.connection.creation.rate: this connection and the next wait (Kafka's acceptor)
+                self._log_admission(
+                    logging.INFO,
+                    "max.connection.creation.rate reached on listener %s: accepting new connections again in %d ms",
+                    lst.spec.name,
+                    delay_ms,
+                )
+                try:
+                    await asyncio.sleep(delay_ms / 1000)
+                except asyncio.CancelledError:  # the broker is stopping
+                    conn.close()
+                    raise
+            hold_ms = quotas.connection_throttle_ms(ip, lst.spec.name)
             if hold_ms > 0:  # over its connection_creation_rate: held unread, then closed (Kafka's delayed close)
                 self._hold_then_close(conn, hold_ms)
                 self._log_admission(
