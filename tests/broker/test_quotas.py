@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loosely.broker.config import split_kafka_settings
 from loosely.broker.quotas import (
     CLIENT_ID,
     CONNECTION,
@@ -192,3 +193,16 @@ def test_the_broker_connection_rate_delays_and_ip_throttled_connections_do_not_c
     assert connect("10.0.0.9") == (0, 1000)  # over its IP's rate: not counted in the broker's either
     assert [connect("10.0.0.1") for _ in range(3)] == [(0, 0), (0, 0), (333, 0)]  # 4 in 1 s: (4 - 3) / 3 * 1 s
     assert connect("10.0.0.1", "INTERNAL") == (667, 0)  # its listener allows 1/s (2 in 1 s): the longer wait
+
+
+def test_the_quota_settings_parse_and_a_bad_value_names_its_setting() -> None:
+    broker, _, unknown = split_kafka_settings({
+        "controller.quota.window.num": "2", "max.connection.creation.rate": "30",
+        "listener.name.Internal.max.connection.creation.rate": "5", "listener.name.x.sasl.enabled.mechanisms": "PLAIN"})
+    assert (broker, unknown) == ({"controller_quota_window_num": 2, "connection_creation_rate_max": 30,
+                                  "listener_connection_creation_rate_max": {"internal": 5},
+                                  "sasl_listener_mechanisms": {"x": ("PLAIN",)}}, [])
+    with pytest.raises(ValueError, match=r"listener\.name\.a\.max\.connection\.creation\.rate"):
+        split_kafka_settings({"listener.name.a.max.connection.creation.rate": "fast"})
+    with pytest.raises(ValueError, match=r"controller\.quota\.window\.num"):
+        split_kafka_settings({"controller.quota.window.num": "0"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
@@ -302,8 +302,15 @@ def _sasl_mechanisms(v: str) -> tuple[str, ...]:
 # listener.name.<listener>.<mechanism>.sasl.jaas.config: Kafka reads a broker's JAAS lines only in this form (an
 # un-prefixed sasl.jaas.config is ignored with a warning by Kafka's brokers, and reported as unknown here).
 _LISTENER_MECHANISMS: Final = re.compile(r"listener\.name\.([^.]+)\.sasl\.enabled\.mechanisms", re.IGNORECASE)
-_LISTENER_CONNECTION_RATE: Final = re.compile(r"listener\.name\.([^.]+)\.max\.connection\.creation\.rate")
+_LISTENER_CONNECTION_RATE: Final = re.compile(
+    r"listener\.name\.([^.]+)\.max\.connection\.creation\.rate", re.IGNORECASE
+)
 _LISTENER_JAAS: Final = re.compile(r"listener\.name\.([^.]+)\.([a-z0-9-]+)\.sasl\.jaas\.config", re.IGNORECASE)
+# Settings kept per listener (lower-case name -> parsed value) in a BrokerConfig mapping field
+_PER_LISTENER: Final[tuple[tuple[re.Pattern[str], str, Callable[[str], object]], ...]] = (
+    (_LISTENER_MECHANISMS, "sasl_listener_mechanisms", _sasl_mechanisms),
+    (_LISTENER_CONNECTION_RATE, "listener_connection_creation_rate_max", int),
+)
 
 
 def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
@@ -477,22 +484,15 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
                 raise ValueError(f"{name}: {e}") from None
         elif name in IGNORED_SETTINGS:
             continue
-        elif m := _LISTENER_MECHANISMS.fullmatch(name):
+        elif per_listener := next(((m, f, p) for r, f, p in _PER_LISTENER if (m := r.fullmatch(name))), None):
+            m, field_name, parse = per_listener
             try:
-                mechanisms = _sasl_mechanisms(value)
+                parsed = parse(value)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-            per_listener = broker.setdefault("sasl_listener_mechanisms", {})
-            assert isinstance(per_listener, dict)
-            per_listener[m.group(1).lower()] = mechanisms
-        elif (m := _LISTENER_CONNECTION_RATE.fullmatch(name)) and m.group(1) == m.group(1).lower():
-            try:
-                rate = int(value)
-            except ValueError as e:
-                raise ValueError(f"{name}: {e}") from None
-            per_listener = broker.setdefault("listener_connection_creation_rate_max", {})
-            assert isinstance(per_listener, dict)
-            per_listener[m.group(1)] = rate
+            values = broker.setdefault(field_name, {})
+            assert isinstance(values, dict)
+            values[m.group(1).lower()] = parsed
         elif m := _LISTENER_OAUTH_HANDLER.fullmatch(name):
             try:
                 validated = _oauth_handler(value)
