@@ -190,40 +190,57 @@ def test_a_consumer_over_its_quota_is_throttled_to_it(bootstrap: str, request: p
     throttled_like_kafka("fetch", request.node.callspec.params["bootstrap"], rate)
 
 
-def _create_topics(bootstrap: str, client_id: str, version: int, partitions: int) -> tuple[int, int, str | None]:
-    """CreateTopics of one new topic at ``version`` on a new connection (a throttled one is muted):
-    (error code, throttle_time_ms, error message)."""
+def _mutate(bootstrap: str, client_id: str, api_key: int, version: int, topic: object) -> tuple[int, int, str | None]:
+    """A CreateTopics, DeleteTopics or CreatePartitions request of one topic (a kio request entry) on a new
+    connection (a throttled one is muted): (error code, throttle_time_ms, error message)."""
     import importlib
 
-    schema = importlib.import_module(f"kio.schema.create_topics.v{version}.request")
-    from kio.static.primitive import i16, i32, i32Timedelta
+    from kio.static.primitive import i32Timedelta
 
+    name = {ApiKey.CREATE_TOPICS: "create_topics", ApiKey.DELETE_TOPICS: "delete_topics",
+            ApiKey.CREATE_PARTITIONS: "create_partitions"}[api_key]
+    schema = importlib.import_module(f"kio.schema.{name}.v{version}.request")
+    timeout = i32Timedelta.parse(datetime.timedelta(seconds=30))
+    body = (schema.DeleteTopicsRequest(topics=(topic,), timeout=timeout) if api_key == ApiKey.DELETE_TOPICS else
+            getattr(schema, "CreateTopicsRequest" if api_key == ApiKey.CREATE_TOPICS else "CreatePartitionsRequest")(
+                topics=(topic,), timeout=timeout, validate_only=False))
     raw = Raw(bootstrap, client_id=client_id)
     try:
-        resp = raw.request(ApiKey.CREATE_TOPICS, version, schema.CreateTopicsRequest(
-            topics=(schema.CreatableTopic(name=f"m-{uuid.uuid4().hex[:8]}", num_partitions=i32(partitions),
-                                          replication_factor=i16(1), assignments=(), configs=()),),
-            timeout=i32Timedelta.parse(datetime.timedelta(seconds=30)), validate_only=False))
+        resp = raw.request(api_key, version, body)
     finally:
         raw.close()
-    (topic,) = resp.topics  # type: ignore[attr-defined]
+    (result,) = getattr(resp, "topics", None) or getattr(resp, "responses", None) or resp.results  # type: ignore[attr-defined]
     throttle = resp.throttle_time  # type: ignore[attr-defined]
-    return int(topic.error_code), round(throttle.total_seconds() * 1000), topic.error_message
+    return int(result.error_code), round(throttle.total_seconds() * 1000), result.error_message
+
+
+def _create_topics(bootstrap: str, client_id: str, version: int, partitions: int) -> tuple[int, int, str | None]:
+    import importlib
+
+    from kio.static.primitive import i16, i32
+
+    schema = importlib.import_module(f"kio.schema.create_topics.v{version}.request")
+    topic = schema.CreatableTopic(name=f"m-{uuid.uuid4().hex[:8]}", num_partitions=i32(partitions),
+                                  replication_factor=i16(1), assignments=(), configs=())
+    return _mutate(bootstrap, client_id, ApiKey.CREATE_TOPICS, version, topic)
 
 
 def test_controller_mutations_over_the_rate_are_refused_or_throttled_as_kafka_does(bootstrap: str) -> None:
     """controller_mutation_rate=1 with two windows: a bucket of 2 partitions, which one request may overdraw."""
     from kafka.admin import KafkaAdminClient
+    from kio.schema.create_partitions.v3.request import CreatePartitionsTopic
+    from kio.schema.delete_topics.v6.request import DeleteTopicState
+    from kio.static.primitive import i32
 
-    strict, permissive = f"mut-{uuid.uuid4().hex[:8]}", f"mut-{uuid.uuid4().hex[:8]}"
-    _quota(bootstrap, "controller_mutation_rate", strict, 1)
-    _quota(bootstrap, "controller_mutation_rate", permissive, 1)
+    strict, permissive, fresh = (f"mut-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    for client_id in (strict, permissive, fresh):
+        _quota(bootstrap, "controller_mutation_rate", client_id, 1)
     # kafka-python sends CreateTopics v7 and DeleteTopics v6: strict. The first request overdraws the bucket to -8
     # unthrottled; then every topic is refused until it has refilled.
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=strict)
+    topic = f"m-{uuid.uuid4().hex[:8]}"
     try:
-        first = admin.create_topics({f"m-{uuid.uuid4().hex[:8]}": {"num_partitions": 10, "replication_factor": 1}},
-                                    raise_errors=False)
+        first = admin.create_topics({topic: {"num_partitions": 10, "replication_factor": 1}}, raise_errors=False)
         assert [t["error_code"] for t in first["topics"]] == [0]
         second = admin.create_topics({f"m-{uuid.uuid4().hex[:8]}": {"num_partitions": 1, "replication_factor": 1}},
                                      raise_errors=False)
@@ -234,8 +251,14 @@ def test_controller_mutations_over_the_rate_are_refused_or_throttled_as_kafka_do
     code, throttle_ms, message = _create_topics(bootstrap, strict, 7, 1)
     assert (code, message) == (89, None)
     assert 5000 < throttle_ms <= 8000, throttle_ms  # the time the bucket needs to get back to 0 (-8 at 1/s)
+    for api_key, version, entry in ((ApiKey.DELETE_TOPICS, 6, DeleteTopicState(name=topic, topic_id=None)),
+                                    (ApiKey.CREATE_PARTITIONS, 3, CreatePartitionsTopic(name=topic, count=i32(12),
+                                                                                        assignments=None))):
+        code, throttle_ms, message = _mutate(bootstrap, strict, api_key, version, entry)
+        assert (code, message) == (89, None) and 5000 < throttle_ms <= 8000, (api_key, code, throttle_ms)
+    assert _create_topics(bootstrap, fresh, 7, 10) == (0, 0, None)  # overdrawn without a throttle
     # librdkafka (confluent-kafka) sends CreateTopics v4: permissive, every topic is created and the answer throttled
-    assert _create_topics(bootstrap, permissive, 4, 1)[:2] == (0, 0)  # 2 -> 1 token
+    assert _create_topics(bootstrap, permissive, 4, 1) == (0, 0, None)  # 2 -> 1 token
     code, throttle_ms, _ = _create_topics(bootstrap, permissive, 4, 10)
     assert code == 0 and 8000 <= throttle_ms <= 9000, throttle_ms  # -9 at 1/s
 
