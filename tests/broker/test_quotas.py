@@ -206,3 +206,12 @@ def test_the_quota_settings_parse_and_a_bad_value_names_its_setting() -> None:
         split_kafka_settings({"listener.name.a.max.connection.creation.rate": "fast"})
     with pytest.raises(ValueError, match=r"controller\.quota\.window\.num"):
         split_kafka_settings({"controller.quota.window.num": "0"})
+
+
+def test_a_changed_quota_bounds_the_rate_measured_so_far(tmp_path: Path) -> None:
+    q = quotas(tmp_path, window_num=2, window_ms=1000)
+    app = entity(client_id="app")
+    q.alter([(app, [(PRODUCE, 1000.0, False)])], validate_only=False)
+    assert q.throttle_ms(PRODUCE, "u", "app", 900) == 0
+    q.alter([(app, [(PRODUCE, 500.0, False)])], validate_only=False)  # Kafka changes the bound of the same sensor
+    assert q.throttle_ms(PRODUCE, "u", "app", 100) == 1000  # 1,000 B in 1 s against 500 B/s

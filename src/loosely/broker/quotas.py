@@ -345,8 +345,8 @@ class ClientQuotas:
             assert _decode(data) == quotas  # what is about to be durable reads back as what we mean
             self._fs.write_atomic(self.path, data)
             self._quotas = quotas
-            self._rates.clear()  # a changed quota starts measuring afresh, as a new Kafka sensor does
-            self._buckets.clear()
+            # Measurements are kept: a changed quota bounds the rate measured so far, as Kafka changes the bound of
+            # its existing sensors (a quota at another level measures under another key)
         return results
 
     # -- enforcement --
