@@ -290,6 +290,33 @@ def test_a_client_over_its_request_percentage_is_throttled(bootstrap: str) -> No
         other.close()
 
 
+def test_describe_filters_are_refused_as_kafka_refuses_them(bootstrap: str) -> None:
+    from kio.schema.describe_client_quotas.v1.request import ComponentData, DescribeClientQuotasRequest
+    from kio.static.primitive import i8
+
+    def describe(*components: tuple[str, int, str | None]) -> tuple[int, str | None]:
+        resp = raw.request(ApiKey.DESCRIBE_CLIENT_QUOTAS, 1, DescribeClientQuotasRequest(
+            components=tuple(ComponentData(entity_type=t, match_type=i8(m), match=n) for t, m, n in components),
+            strict=False))
+        return int(resp.error_code), resp.error_message  # type: ignore[attr-defined]
+
+    raw = Raw(bootstrap)
+    try:
+        assert describe(("ip", 2, None), ("user", 1, None)) == (42, "Invalid entity filter component combination. "
+                                                                   "IP filter component should not be used with user "
+                                                                   "or clientId filter component.")
+        assert describe(("user", 0, "a"), ("user", 2, None)) == (
+            42, "Entity type user cannot appear more than once in the filter.")
+        assert describe(("group", 0, "g")) == (35, "Unsupported entity type group")
+        assert describe(("client-id", 0, None)) == (
+            42, "Request specified MATCH_TYPE_EXACT, but set match string to null.")
+        assert describe(("client-id", 1, "x")) == (
+            42, "Request specified MATCH_TYPE_DEFAULT, but also specified a match string.")
+        assert describe(("ip", 2, None)) == (0, "")  # the schema default, not null
+    finally:
+        raw.close()
+
+
 def test_ip_quotas_are_validated_and_connections_over_the_rate_are_closed_unanswered(bootstrap: str) -> None:
     """connection_creation_rate=2 for 127.0.0.2 (a loopback address of its own, so nothing else is limited): of six
     connections opened at once two are served; the others are held unread and closed within a window."""

@@ -291,14 +291,27 @@ class ClientQuotas:
         """Entities matching every component ``(entity type, match type, name)``; match 0: exactly ``name``, 1: the
         default, 2: any. ``strict``: entities with no other types than the components name."""
         wanted: dict[str, tuple[int, str | None]] = {}
-        for entity_type, match, name in components:
-            if entity_type not in ENTITY_TYPES:
-                raise QuotaError(ErrorCode.invalid_request, f"Custom entity type '{entity_type}' not supported")
+        for entity_type, match, name in components:  # Kafka's checks (ClientQuotasImage.describe), in its order
+            if not entity_type:
+                raise QuotaError(ErrorCode.invalid_request, "Invalid empty entity type.")
             if entity_type in wanted:
-                raise QuotaError(ErrorCode.invalid_request, f"Duplicate {entity_type} filter component entity type")
+                raise QuotaError(ErrorCode.invalid_request,
+                                 f"Entity type {entity_type} cannot appear more than once in the filter.")
+            if entity_type not in ENTITY_TYPES:
+                raise QuotaError(ErrorCode.unsupported_version, f"Unsupported entity type {entity_type}")
+            if match == 0 and name is None:
+                raise QuotaError(ErrorCode.invalid_request,
+                                 "Request specified MATCH_TYPE_EXACT, but set match string to null.")
+            if match in (1, 2) and name is not None:
+                kind = "MATCH_TYPE_DEFAULT" if match == 1 else "MATCH_TYPE_SPECIFIED"
+                raise QuotaError(ErrorCode.invalid_request,
+                                 f"Request specified {kind}, but also specified a match string.")
             if match not in (0, 1, 2):
                 raise QuotaError(ErrorCode.invalid_request, f"Unknown match type {match}")
             wanted[entity_type] = (match, name)
+        if IP in wanted and len(wanted) > 1:
+            raise QuotaError(ErrorCode.invalid_request, "Invalid entity filter component combination. IP filter "
+                             "component should not be used with user or clientId filter component.")
         out = []
         for entity, quotas in sorted(self._quotas.items(), key=lambda kv: entity_text(kv[0])):
             names = dict(entity)

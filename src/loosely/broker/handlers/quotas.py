@@ -42,7 +42,8 @@ async def handle_describe_client_quotas(ctx: BrokerContext, header: RequestHeade
               values=tuple(build(resp.ValueData, key=k, value=v) for k, v in sorted(values.items())))
         for entity, values in found
     )
-    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message=None, entries=entries)
+    # Kafka leaves the message at its schema default, "", on success
+    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, error_message="", entries=entries)
 
 
 async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
