@@ -215,3 +215,26 @@ def test_a_changed_quota_bounds_the_rate_measured_so_far(tmp_path: Path) -> None
     assert q.throttle_ms(PRODUCE, "u", "app", 900) == 0
     q.alter([(app, [(PRODUCE, 500.0, False)])], validate_only=False)  # Kafka changes the bound of the same sensor
     assert q.throttle_ms(PRODUCE, "u", "app", 100) == 1000  # 1,000 B in 1 s against 500 B/s
+
+
+def test_ip_entities_that_name_no_host_get_one_line_each_and_the_connection_stays(tmp_path: Path) -> None:
+    from kio.schema.alter_client_quotas.v1.request import AlterClientQuotasRequest, EntityData, EntryData, OpData
+    from kio.static.primitive import f64
+
+    from broker._raw import Raw
+    from loosely.protocol.messages import ApiKey
+    from loosely.testing import embedded_broker
+
+    names = ["a\x00b", "x" * 5000, "..", "::ffff:127.0.0.1", "localhost"]
+    with embedded_broker(data_dir=str(tmp_path)) as b:
+        raw = Raw(b.bootstrap_servers)
+        try:
+            for _ in range(2):  # the second time: the connection is still served
+                resp = raw.request(ApiKey.ALTER_CLIENT_QUOTAS, 1, AlterClientQuotasRequest(
+                    entries=tuple(EntryData(entity=(EntityData(entity_type="ip", entity_name=n),),
+                                            ops=(OpData(key=CONNECTION, value=f64(5.0), remove=False),))
+                                  for n in names), validate_only=True))
+                assert [(int(e.error_code), e.error_message) for e in resp.entries] == [  # type: ignore[attr-defined]
+                    (42, f"{n} is not a valid IP or resolvable host.") for n in names[:3]] + [(0, None), (0, None)]
+        finally:
+            raw.close()

@@ -58,12 +58,16 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
             continue
         try:
             entity = check_entity((e.entity_type, e.entity_name) for e in entry.entity)
-            await _check_ip(entity)
         except QuotaError as e:
             results.append(e)
             continue
         results.append(None)
         valid.append((i, entity, [(op.key, float(op.value), bool(op.remove)) for op in entry.ops]))
+    unresolvable = await _unresolvable({_host_name(entity) for _, entity, _ in valid} - {None})
+    for i, entity, _ in valid:
+        if (host := _host_name(entity)) in unresolvable:
+            results[i] = QuotaError(ErrorCode.invalid_request, f"{host} is not a valid IP or resolvable host.")
+    valid = [v for v in valid if results[v[0]] is None]
     if valid:
         applied = ctx.quotas.alter([(entity, ops) for _, entity, ops in valid],
                                    validate_only=bool(request.validate_only))
@@ -80,16 +84,32 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
     return resp.make(throttle_time=NO_THROTTLE, entries=entries)
 
 
-async def _check_ip(entity: Entity) -> None:
-    """An IP entity names an address or a host name that resolves (Kafka's InetAddress.getByName)."""
+def _host_name(entity: Entity) -> str | None:
+    """The name of an IP entity that is not an address (Kafka takes host names that resolve)."""
     (entity_type, name), *_ = entity
-    if entity_type != IP or name is None or ip_entity_name(name) is not None:
-        return
+    return name if entity_type == IP and name is not None and ip_entity_name(name) is None else None
+
+
+async def _unresolvable(names: set[str | None]) -> set[str | None]:
+    """The host names that do not resolve (Kafka's InetAddress.getByName), all looked up at once within
+    ``RESOLVE_S_MAX``: a request naming many cannot hold its connection for long."""
+
+    async def resolves(name: str | None) -> bool:
+        try:
+            await asyncio.get_running_loop().getaddrinfo(name, None)
+        except (OSError, ValueError):  # ValueError: UnicodeError from IDNA for names that are no host names
+            return False
+        return True
+
+    if not names:
+        return set()
+    ordered = list(names)
     try:
         async with asyncio.timeout(RESOLVE_S_MAX):
-            await asyncio.get_running_loop().getaddrinfo(name, None)
-    except (OSError, TimeoutError, UnicodeError):
-        raise QuotaError(ErrorCode.invalid_request, f"{name} is not a valid IP or resolvable host.") from None
+            found = await asyncio.gather(*(resolves(n) for n in ordered))
+    except TimeoutError:
+        return names
+    return {n for n, ok in zip(ordered, found, strict=True) if not ok}
 
 
 HANDLERS = {
