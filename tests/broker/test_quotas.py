@@ -3,6 +3,7 @@ request-time, connection-rate and mutation (token bucket) quotas."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,10 @@ def test_connections_over_the_ip_rate_are_throttled_and_not_counted(tmp_path: Pa
     assert [q.connection_throttle_ms("10.0.0.1", "L") for _ in range(6)] == [0] * 5 + [200]  # the default, its own
     clock.ms += 1500
     assert q.connection_throttle_ms("10.0.0.9", "L") == 0  # the throttled ones were not counted: 3 in 1.5 s
+    q.alter([(check_entity([(IP, "gateway.example")]), [(CONNECTION, 1.0, False)])], validate_only=False)
+    assert q.connection_throttle_ms("10.0.0.7", "L") == 0  # the name is not looked up yet: the default applies
+    q.resolved_hosts["gateway.example"] = "10.0.0.7"  # what the broker does when the quota arrives
+    assert q.connection_throttle_ms("10.0.0.7", "L") == 1000  # with the one before, 2 in 1 s: over 1/s
 
 
 def test_mutations_take_tokens_strictly_or_permissively(tmp_path: Path) -> None:
@@ -226,7 +231,11 @@ def test_ip_entities_that_name_no_host_get_one_line_each_and_the_connection_stay
     from loosely.testing import embedded_broker
 
     names = ["a\x00b", "x" * 5000, "..", "::ffff:127.0.0.1", "localhost"]
+    (tmp_path / "client-quotas.json").write_text(json.dumps({"version": 1, "quotas": [
+        {"entity": [["ip", "localhost"]], "values": {CONNECTION: 1000.0}}]}))
     with embedded_broker(data_dir=str(tmp_path)) as b:
+        quotas = b.broker.ctx.quotas
+        assert quotas is not None and quotas.resolved_hosts["localhost"] in ("127.0.0.1", "::1")  # looked up at start
         raw = Raw(b.bootstrap_servers)
         try:
             for _ in range(2):  # the second time: the connection is still served

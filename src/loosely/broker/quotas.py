@@ -144,6 +144,11 @@ def check_entity(pairs: Iterable[tuple[str, str | None]]) -> Entity:
     return tuple(sorted(seen.items()))
 
 
+def host_names(entities: Iterable[Entity]) -> set[str]:
+    """The names of IP entities that are host names, not addresses."""
+    return {n for (t, n), *_ in entities if t == IP and n is not None and ip_entity_name(n) is None}
+
+
 def ip_entity_name(name: str) -> str | None:
     """An IP entity's name as an address (``::ffff:10.0.0.1`` -> ``10.0.0.1``); None when it is not an IP literal
     (a host name, which Kafka resolves; the handler checks it resolves)."""
@@ -272,6 +277,9 @@ class ClientQuotas:
         self.controller_window_ms = controller_window_ms
         self.connection_rate_max = connection_rate_max  # max.connection.creation.rate, the whole broker's
         self.listener_connection_rate_max = dict(listener_connection_rate_max or {})  # by lower-case listener name
+        # IP entities named by a host name -> the address it resolved to (the broker looks them up when a quota
+        # arrives and at start, as Kafka does when its quota record arrives); unresolved ones limit nothing
+        self.resolved_hosts: dict[str, str] = {}
         self._quotas: dict[Entity, dict[str, float]] = {}
         # Measurements, by (quota key, the entity with the client's own names; Kafka's metric tags). Entries of
         # clients long gone are dropped once there are many (Kafka expires idle sensors after an hour).
@@ -284,6 +292,10 @@ class ClientQuotas:
                 raise ValueError(f"{self.path} is damaged ({e}); fix or remove it") from None
 
     # -- what kafka-configs reads and writes --
+
+    @property
+    def entities(self) -> list[Entity]:
+        return list(self._quotas)
 
     def describe(
         self, components: Iterable[tuple[str, int, str | None]], strict: bool
@@ -433,7 +445,7 @@ class ClientQuotas:
         for entity, values in self._quotas.items():
             if CONNECTION in values and entity[0][0] == IP:
                 name = entity[0][1]
-                if name is not None and ip_entity_name(name) == ip:
+                if name is not None and (ip_entity_name(name) or self.resolved_hosts.get(name)) == ip:
                     quota = values[CONNECTION]
                     break
                 if name is None and quota is None:

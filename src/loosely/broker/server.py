@@ -76,10 +76,11 @@ from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers._util import charge_request_time
 from loosely.broker.handlers.api_versions import unsupported_version_response
+from loosely.broker.handlers.quotas import resolve_hosts
 from loosely.broker.key_search import SERVICE as KEY_SEARCH
 from loosely.broker.key_search import KeySearch
 from loosely.broker.metrics import BrokerMetrics
-from loosely.broker.quotas import ClientQuotas
+from loosely.broker.quotas import ClientQuotas, host_names
 from loosely.broker.scrubber import Scrubber
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
@@ -576,6 +577,13 @@ class Broker:
             connection_rate_max=self.config.connection_creation_rate_max,
             listener_connection_rate_max=self.config.listener_connection_creation_rate_max,
         )
+        hosts = host_names(self.ctx.quotas.entities)
+        if hosts:  # IP quotas named by host name limit the address the name has now, as in Kafka
+            resolved = await resolve_hosts(hosts)
+            self.ctx.quotas.resolved_hosts.update({h: a for h, a in resolved.items() if a is not None})
+            if None in resolved.values():
+                log.warning("connection_creation_rate quotas of %s limit nothing: the host names do not resolve",
+                            ", ".join(sorted(h for h, a in resolved.items() if a is None)))
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised

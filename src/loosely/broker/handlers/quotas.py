@@ -10,17 +10,18 @@ that resolves, as in Kafka.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Final
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
-from loosely.broker.quotas import IP, Entity, QuotaError, check_entity, ip_entity_name
+from loosely.broker.quotas import Entity, QuotaError, check_entity, host_names, ip_entity_name
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader
 from loosely.security.authorizer import CLUSTER_NAME, AclOperation, ResourceType
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "resolve_hosts"]
 
 RESOLVE_S_MAX: Final = 5.0  # a host name named as an IP entity must resolve within this (a DNS stall is an error)
 
@@ -63,11 +64,13 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
             continue
         results.append(None)
         valid.append((i, entity, [(op.key, float(op.value), bool(op.remove)) for op in entry.ops]))
-    unresolvable = await _unresolvable({_host_name(entity) for _, entity, _ in valid} - {None})
+    addresses = await resolve_hosts(host_names(entity for _, entity, _ in valid)) if valid else {}
     for i, entity, _ in valid:
-        if (host := _host_name(entity)) in unresolvable:
+        if (host := _host_name(entity)) is not None and addresses[host] is None:
             results[i] = QuotaError(ErrorCode.invalid_request, f"{host} is not a valid IP or resolvable host.")
     valid = [v for v in valid if results[v[0]] is None]
+    if valid and not request.validate_only:
+        ctx.quotas.resolved_hosts.update({h: a for h, a in addresses.items() if a is not None})
     if valid:
         applied = ctx.quotas.alter([(entity, ops) for _, entity, ops in valid],
                                    validate_only=bool(request.validate_only))
@@ -86,30 +89,28 @@ async def handle_alter_client_quotas(ctx: BrokerContext, header: RequestHeader, 
 
 def _host_name(entity: Entity) -> str | None:
     """The name of an IP entity that is not an address (Kafka takes host names that resolve)."""
-    (entity_type, name), *_ = entity
-    return name if entity_type == IP and name is not None and ip_entity_name(name) is None else None
+    names = host_names([entity])
+    return names.pop() if names else None
 
 
-async def _unresolvable(names: set[str | None]) -> set[str | None]:
-    """The host names that do not resolve (Kafka's InetAddress.getByName), all looked up at once within
-    ``RESOLVE_S_MAX``: a request naming many cannot hold its connection for long."""
+async def resolve_hosts(names: set[str]) -> dict[str, str | None]:
+    """Each host name's first address (Kafka's InetAddress.getByName), None where it does not resolve; all looked
+    up at once within ``RESOLVE_S_MAX``, so a request naming many cannot hold its connection for long."""
 
-    async def resolves(name: str | None) -> bool:
+    async def resolve(name: str) -> str | None:
         try:
-            await asyncio.get_running_loop().getaddrinfo(name, None)
+            found = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except (OSError, ValueError):  # ValueError: UnicodeError from IDNA for names that are no host names
-            return False
-        return True
+            return None
+        return ip_entity_name(str(found[0][4][0])) if found else None
 
-    if not names:
-        return set()
     ordered = list(names)
     try:
         async with asyncio.timeout(RESOLVE_S_MAX):
-            found = await asyncio.gather(*(resolves(n) for n in ordered))
+            found = await asyncio.gather(*(resolve(n) for n in ordered))
     except TimeoutError:
-        return names
-    return {n for n, ok in zip(ordered, found, strict=True) if not ok}
+        return dict.fromkeys(ordered)
+    return dict(zip(ordered, found, strict=True))
 
 
 HANDLERS = {
