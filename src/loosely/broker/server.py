@@ -431,8 +431,8 @@ class Broker:
             config.connections_max, config.connections_per_ip_max, config.connections_per_ip_overrides
         )
         self.connections_rejected_total = 0
-        # Connections over their IP's connection_creation_rate, held unread until their close is due; and a count
-        # of those closed so
+        # Connections over their IP's connection_creation_rate, held unread until their close is due, and how many
+        # have been closed that way
         self._held: dict[socket.socket, asyncio.TimerHandle] = {}
         self.connections_throttled_total = 0
         self._log_admission = LogEvery(log, self.clock)
