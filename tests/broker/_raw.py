@@ -10,11 +10,15 @@ from loosely.protocol.messages import decode_response, encode_request
 
 
 class Raw:
-    def __init__(self, bootstrap: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, bootstrap: str, tls: ssl.SSLContext | None = None, *, client_id: str = "loosely",
+                 source_ip: str | None = None) -> None:
         host, port = bootstrap.rsplit(":", 1)
-        sock = socket.create_connection((host, int(port)), timeout=10)
+        # source_ip: connect from another loopback address (127.0.0.2), for per-IP limits that must not hit the rest
+        sock = socket.create_connection((host, int(port)), timeout=10,
+                                        source_address=None if source_ip is None else (source_ip, 0))
         self.sock = sock if tls is None else tls.wrap_socket(sock, server_hostname=host)
         self.corr = 0
+        self.client_id = client_id
 
     def close(self) -> None:
         self.sock.close()
@@ -44,7 +48,7 @@ class Raw:
 
     def request(self, api_key: int, version: int, body: object) -> object:
         self.corr += 1
-        self.send(encode_request(api_key, version, self.corr, body))
+        self.send(encode_request(api_key, version, self.corr, body, self.client_id))
         frame = self.recv_frame()
         assert frame is not None, "the broker closed the connection"
         corr, resp = decode_response(api_key, version, frame)

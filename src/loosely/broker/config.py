@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
@@ -93,6 +93,12 @@ class BrokerConfig:
     # Kafka: max.connections.per.ip (Int.MaxValue, as Kafka). Over it a new connection is closed at once.
     connections_per_ip_max: int = 2_147_483_647
     # Kafka: max.connections.per.ip.overrides ("127.0.0.1:200,10.0.0.7:5"); IP addresses only here.
+    # Kafka: max.connection.creation.rate (Int.MaxValue, as Kafka): new connections a second on all listeners; over
+    # it the accept loop waits (at most one quota window) before it takes the next, as Kafka's acceptor does.
+    connection_creation_rate_max: int = 2_147_483_647
+    # Kafka: listener.name.<listener>.max.connection.creation.rate, by lower-case listener name: the same, for
+    # connections on that listener (both limits apply; the longer wait wins).
+    listener_connection_creation_rate_max: Mapping[str, int] = field(default_factory=dict)
     connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
     # loosely.request.receive.timeout.ms (no Kafka equivalent; Kafka has only connections.max.idle.ms, which a
     # client trickling one byte a second never reaches): a request must arrive whole within this many ms of its
@@ -178,6 +184,10 @@ class BrokerConfig:
     # Kafka: quota.window.num and quota.window.size.seconds (client quotas measure rates over these samples)
     quota_window_num: int = 11
     quota_window_size_s: int = 1
+    # Kafka: controller.quota.window.num and controller.quota.window.size.seconds (controller_mutation_rate's token
+    # bucket holds num * size * rate mutations)
+    controller_quota_window_num: int = 11
+    controller_quota_window_size_s: int = 1
     # `loosely broker --add-scram` (Kafka: kafka-storage format --add-scram): (user, mechanism, credential) stored
     # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
     initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
@@ -207,6 +217,9 @@ class BrokerConfig:
             ("socket.request.max.bytes", self.frame_bytes_max >= 1),
             ("max.connections", self.connections_max >= 0),
             ("max.connections.per.ip", self.connections_per_ip_max >= 0),
+            ("max.connection.creation.rate", self.connection_creation_rate_max >= 0),
+            ("listener.name.<listener>.max.connection.creation.rate",
+             all(n >= 0 for n in self.listener_connection_creation_rate_max.values())),
             ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
             ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
@@ -214,6 +227,8 @@ class BrokerConfig:
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
             ("quota.window.num", self.quota_window_num >= 1),
             ("quota.window.size.seconds", self.quota_window_size_s >= 1),
+            ("controller.quota.window.num", self.controller_quota_window_num >= 1),
+            ("controller.quota.window.size.seconds", self.controller_quota_window_size_s >= 1),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
             ("sasl.oauthbearer.jwks.endpoint.refresh.ms", self.oauthbearer_jwks_refresh_ms >= 1),
         )
@@ -287,7 +302,15 @@ def _sasl_mechanisms(v: str) -> tuple[str, ...]:
 # listener.name.<listener>.<mechanism>.sasl.jaas.config: Kafka reads a broker's JAAS lines only in this form (an
 # un-prefixed sasl.jaas.config is ignored with a warning by Kafka's brokers, and reported as unknown here).
 _LISTENER_MECHANISMS: Final = re.compile(r"listener\.name\.([^.]+)\.sasl\.enabled\.mechanisms", re.IGNORECASE)
+_LISTENER_CONNECTION_RATE: Final = re.compile(
+    r"listener\.name\.([^.]+)\.max\.connection\.creation\.rate", re.IGNORECASE
+)
 _LISTENER_JAAS: Final = re.compile(r"listener\.name\.([^.]+)\.([a-z0-9-]+)\.sasl\.jaas\.config", re.IGNORECASE)
+# Settings kept per listener (lower-case name -> parsed value) in a BrokerConfig mapping field
+_PER_LISTENER: Final[tuple[tuple[re.Pattern[str], str, Callable[[str], object]], ...]] = (
+    (_LISTENER_MECHANISMS, "sasl_listener_mechanisms", _sasl_mechanisms),
+    (_LISTENER_CONNECTION_RATE, "listener_connection_creation_rate_max", int),
+)
 
 
 def _jaas_line(name: str, value: str) -> tuple[str, str] | None:
@@ -382,6 +405,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "queued.max.request.bytes": ("queued_request_bytes_max", int),
     "max.connections": ("connections_max", int),
     "max.connections.per.ip": ("connections_per_ip_max", int),
+    "max.connection.creation.rate": ("connection_creation_rate_max", int),
     "max.connections.per.ip.overrides": ("connections_per_ip_overrides", _ip_overrides),
     "loosely.request.receive.timeout.ms": ("request_receive_ms_max", int),
     "socket.listen.backlog.size": ("listen_backlog_size", int),
@@ -407,6 +431,8 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "connection.failed.authentication.delay.ms": ("failed_authentication_delay_ms", _non_negative),
     "quota.window.num": ("quota_window_num", _positive),
     "quota.window.size.seconds": ("quota_window_size_s", _positive),
+    "controller.quota.window.num": ("controller_quota_window_num", _positive),
+    "controller.quota.window.size.seconds": ("controller_quota_window_size_s", _positive),
     "loosely.allow.unauthenticated": ("allow_unauthenticated", _bool),
     "sasl.oauthbearer.jwks.endpoint.url": ("oauthbearer_jwks_url", _jwks_url),
     "sasl.oauthbearer.jwks.endpoint.refresh.ms": ("oauthbearer_jwks_refresh_ms", int),
@@ -458,14 +484,15 @@ def split_kafka_settings(settings: Mapping[str, str]) -> tuple[dict[str, object]
                 raise ValueError(f"{name}: {e}") from None
         elif name in IGNORED_SETTINGS:
             continue
-        elif m := _LISTENER_MECHANISMS.fullmatch(name):
+        elif per_listener := next(((m, f, p) for r, f, p in _PER_LISTENER if (m := r.fullmatch(name))), None):
+            m, field_name, parse = per_listener
             try:
-                mechanisms = _sasl_mechanisms(value)
+                parsed = parse(value)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-            per_listener = broker.setdefault("sasl_listener_mechanisms", {})
-            assert isinstance(per_listener, dict)
-            per_listener[m.group(1).lower()] = mechanisms
+            values = broker.setdefault(field_name, {})
+            assert isinstance(values, dict)
+            values[m.group(1).lower()] = parsed
         elif m := _LISTENER_OAUTH_HANDLER.fullmatch(name):
             try:
                 validated = _oauth_handler(value)

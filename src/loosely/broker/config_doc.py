@@ -58,6 +58,11 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "max.connections": "Connections at once; past it new clients wait in the listen backlog until one closes, as in "
     "Kafka.",
     "max.connections.per.ip": "Connections from one IP address; one over it is closed at once.",
+    "max.connection.creation.rate": "New connections a second, on all listeners together, measured as client quotas "
+    "are (`quota.window.*`); over it the broker waits before accepting the next (at most one quota window), as "
+    "Kafka's acceptor does. `listener.name.<listener>.max.connection.creation.rate` sets one listener's own limit. "
+    "Kafka exempts its inter-broker listener from the broker-wide limit; loosely has none, so it limits every "
+    "listener.",
     "max.connections.per.ip.overrides": "Per-address exceptions, `IP:N,IP:N` (IP addresses only; Kafka also takes "
     "host names).",
     "loosely.request.receive.timeout.ms": "loosely only: close a connection whose request has not fully arrived this "
@@ -94,6 +99,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "quota.window.num": "Client quotas (`kafka-configs --alter --add-config producer_byte_rate=...`) measure each "
     "client's rate over this many samples; a new client may burst `num - 1` windows' worth before it is throttled.",
     "quota.window.size.seconds": "The length of one client-quota sample.",
+    "controller.quota.window.num": "`controller_mutation_rate` quotas let a client create or delete "
+    "`num * size * rate` partitions at once (a token bucket that refills at the rate) before it is throttled.",
+    "controller.quota.window.size.seconds": "The length of one controller-mutation-quota sample.",
     "connection.failed.authentication.delay.ms": "A failed SASL authentication is answered, and its connection "
     "closed, after this delay (it slows password guessing; other connections are not held up).",
     "loosely.allow.unauthenticated": "loosely only (also `--allow-unauthenticated`): let a listener that is not on "

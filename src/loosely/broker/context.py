@@ -8,10 +8,12 @@ storage engine directly; anything slow (the cleaner, fsync-heavy work) runs in t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -36,11 +38,14 @@ __all__ = [
     "ProducerStateService",
     "Request",
     "RequestStats",
+    "RequestTime",
     "TransactionView",
     "current_listener",
     "current_peer",
     "current_principal",
+    "current_request_time",
     "current_throttle_ms",
+    "not_handling",
 ]
 
 log = logging.getLogger("loosely.broker")
@@ -83,6 +88,37 @@ current_listener: contextvars.ContextVar[BoundListener | None] = contextvars.Con
 # Set by Produce and Fetch when the client is over its quota: after answering, the connection's worker reads no
 # further request from that client for this long (KIP-219's muted channel). The worker resets it per request.
 current_throttle_ms: contextvars.ContextVar[int] = contextvars.ContextVar("loosely_current_throttle_ms", default=0)
+
+
+@dataclass(slots=True)
+class RequestTime:
+    """When the request being handled started, and how long it has waited for others since (a long poll, a
+    rebalance): the rest is its handling time, what ``request_percentage`` quotas measure (Kafka's request-time)."""
+
+    started_ns: int
+    waited_ns: int = 0
+    charged: bool = False  # recorded against the client's request quota already (a Fetch does it before answering)
+
+    def handling_ns(self) -> int:
+        return max(0, time.perf_counter_ns() - self.started_ns - self.waited_ns)
+
+
+# Set per request by the dispatcher (None outside a request).
+current_request_time: contextvars.ContextVar[RequestTime | None] = contextvars.ContextVar(
+    "loosely_current_request_time", default=None
+)
+
+
+@contextlib.contextmanager
+def not_handling() -> Iterator[None]:
+    """Around an ``await`` that waits for other clients or for time (Kafka's purgatory): not the client's handling."""
+    started = time.perf_counter_ns()
+    try:
+        yield
+    finally:
+        t = current_request_time.get()
+        if t is not None:
+            t.waited_ns += time.perf_counter_ns() - started
 
 
 class ProducerStateService(Protocol):

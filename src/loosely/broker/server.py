@@ -41,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import datetime
 import logging
 import os
 import secrets
@@ -63,18 +65,22 @@ from loosely.broker.context import (
     BoundListener,
     BrokerContext,
     Handler,
+    RequestTime,
     current_listener,
     current_peer,
     current_principal,
+    current_request_time,
     current_throttle_ms,
 )
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
+from loosely.broker.handlers._util import charge_request_time
 from loosely.broker.handlers.api_versions import unsupported_version_response
+from loosely.broker.handlers.quotas import resolve_hosts
 from loosely.broker.key_search import SERVICE as KEY_SEARCH
 from loosely.broker.key_search import KeySearch
 from loosely.broker.metrics import BrokerMetrics
-from loosely.broker.quotas import ClientQuotas
+from loosely.broker.quotas import ClientQuotas, host_names
 from loosely.broker.scrubber import Scrubber
 from loosely.protocol.errors import FrameError, ProtocolError, UnsupportedVersionError
 from loosely.protocol.framing import FrameReader
@@ -148,6 +154,7 @@ class BrokerStatistics:
     request_bytes_queued: int  # charged to queued.max.request.bytes right now
     connections_waiting_for_bytes: int  # connections paused until queued.max.request.bytes has room
     connections_rejected_total: int  # closed at once by max.connections.per.ip
+    connections_throttled_total: int = 0  # held, then closed, over their IP's connection_creation_rate
     tls_handshake_failures_total: int = 0  # TLS handshakes that failed or timed out, and TLS on plaintext listeners
     # Damage (docs/broker.md, "Damage, recovery and quarantine files"): files recovery moved aside and not yet
     # removed by an operator, and bad batches found by recovery or by the scrubber since start.
@@ -157,6 +164,20 @@ class BrokerStatistics:
     scrubbed_bytes: int = 0
     sasl_authentications_total: int = 0  # successful SASL logins and re-authentications
     sasl_authentication_failures_total: int = 0
+
+
+def _with_request_throttle(response: object, request_ms: int) -> object:
+    """The response with the larger of its own throttle (a byte rate, mutations) and the request-time one (Kafka's
+    RequestHandlerHelper takes the maximum); the connection is muted for as long."""
+    if request_ms <= 0:
+        return response
+    own = getattr(response, "throttle_time", None)
+    if not isinstance(own, datetime.timedelta):  # a version without the field (Kafka mutes it all the same)
+        current_throttle_ms.set(max(current_throttle_ms.get(), request_ms))
+        return response
+    throttle_ms = max(request_ms, round(own.total_seconds() * 1000))
+    current_throttle_ms.set(max(current_throttle_ms.get(), throttle_ms))
+    return dataclasses.replace(response, throttle_time=datetime.timedelta(milliseconds=throttle_ms))  # type: ignore[type-var]
 
 
 def _load_cluster_id(fs: FileSystem, data_dir: str, node_id: int, wanted: str | None) -> str:
@@ -410,6 +431,10 @@ class Broker:
             config.connections_max, config.connections_per_ip_max, config.connections_per_ip_overrides
         )
         self.connections_rejected_total = 0
+        # Connections over their IP's connection_creation_rate, held unread until their close is due, and how many
+        # have been closed that way
+        self._held: dict[socket.socket, asyncio.TimerHandle] = {}
+        self.connections_throttled_total = 0
         self._log_admission = LogEvery(log, self.clock)
         self._log_tls: dict[str, LogEvery] = {}  # one per kind of failure (a handful of fixed messages)
         self._slot_freed: asyncio.Event | None = None
@@ -547,7 +572,18 @@ class Broker:
             self.clock.monotonic_ms,
             window_num=self.config.quota_window_num,
             window_ms=self.config.quota_window_size_s * 1000,
+            controller_window_num=self.config.controller_quota_window_num,
+            controller_window_ms=self.config.controller_quota_window_size_s * 1000,
+            connection_rate_max=self.config.connection_creation_rate_max,
+            listener_connection_rate_max=self.config.listener_connection_creation_rate_max,
         )
+        hosts = host_names(self.ctx.quotas.entities)
+        if hosts:  # IP quotas named by host name limit the address the name has now, as in Kafka
+            resolved = await resolve_hosts(hosts)
+            self.ctx.quotas.resolved_hosts.update({h: a for h, a in resolved.items() if a is not None})
+            if None in resolved.values():
+                log.warning("connection_creation_rate quotas of %s limit nothing: the host names do not resolve",
+                            ", ".join(sorted(h for h, a in resolved.items() if a is None)))
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
         self.ctx.services["advertised_versions"] = advertised
@@ -612,6 +648,9 @@ class Broker:
             self._accepting = None
         for lst in self._listeners:
             lst.sock.close()
+        for conn, handle in list(self._held.items()):
+            handle.cancel()
+            self._close_held(conn)
         for h in list(self._handshakes):
             h.cancel()
         await asyncio.gather(*self._handshakes, return_exceptions=True)
@@ -678,6 +717,31 @@ class Broker:
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             ip = normal_ip(str(addr[0]))
+            quotas = self.ctx.quotas
+            assert quotas is not None
+            delay_ms = quotas.broker_connection_delay_ms(lst.spec.name)
+            if delay_ms > 0:  # over max.connection.creation.rate: this connection and the next wait (Kafka's acceptor)
+                self._log_admission(
+                    logging.INFO,
+                    "max.connection.creation.rate reached on listener %s: accepting new connections again in %d ms",
+                    lst.spec.name,
+                    delay_ms,
+                )
+                try:
+                    await asyncio.sleep(delay_ms / 1000)
+                except asyncio.CancelledError:  # the broker is stopping
+                    conn.close()
+                    raise
+            hold_ms = quotas.connection_throttle_ms(ip, lst.spec.name)
+            if hold_ms > 0:  # over its connection_creation_rate: held unread, then closed (Kafka's delayed close)
+                self._hold_then_close(conn, hold_ms)
+                self._log_admission(
+                    logging.INFO,
+                    "delaying the close of a new connection from %s by %d ms: over its connection_creation_rate",
+                    ip,
+                    hold_ms,
+                )
+                continue
             limit = counts.admit(ip)
             if limit is not None:
                 conn.close()
@@ -704,6 +768,15 @@ class Broker:
                 conn.close()
                 if protocol.transport is None:  # else connection_lost counts it out
                     self.connection_closed(ip)
+
+    def _hold_then_close(self, conn: socket.socket, hold_ms: int) -> None:
+        handle = asyncio.get_running_loop().call_later(hold_ms / 1000, self._close_held, conn)
+        self._held[conn] = handle
+
+    def _close_held(self, conn: socket.socket) -> None:
+        self._held.pop(conn, None)
+        self.connections_throttled_total += 1
+        conn.close()
 
     async def _start_tls(self, lst: _Listener, protocol: _Connection, conn: socket.socket, peer: str) -> None:
         """The TLS handshake of one accepted connection, bounded by loosely.ssl.handshake.timeout.ms."""
@@ -813,13 +886,15 @@ class Broker:
         stats.count += 1
         current_peer.set(peer)
         current_principal.set(principal)
+        current_request_time.set(RequestTime(time.perf_counter_ns()))
         response = await handler(ctx, header, request)
         elapsed_s = time.perf_counter() - started
         stats.time_ms_total += elapsed_s * 1000
         if self.metrics is not None:
             self.metrics.observe_request(api_key, elapsed_s)
         if response is None or response is CLOSE_CONNECTION:
-            return response
+            return response  # acks=0: exempt from request_percentage, as in Kafka
+        response = _with_request_throttle(response, charge_request_time(ctx, header.client_id))
         return encode_response(api_key, api_version, correlation_id, response)
 
     # --- housekeeping --------------------------------------------------------------------------------------
@@ -945,6 +1020,7 @@ class Broker:
             request_bytes_queued=self.request_bytes.used_bytes,
             connections_waiting_for_bytes=self.request_bytes.waiting,
             connections_rejected_total=self.connections_rejected_total,
+            connections_throttled_total=self.connections_throttled_total,
             sasl_authentications_total=self.sasl_gate.succeeded_total,
             sasl_authentication_failures_total=self.sasl_gate.failed_total,
             tls_handshake_failures_total=self.tls_handshake_failures_total,

@@ -14,12 +14,14 @@ UNSUPPORTED_VERSION, Kafka's answer.
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Iterable
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import BrokerContext, Request
+from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
 from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.quotas import MutationQuota, quota_user
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.security.authorizer import CLUSTER_NAME, AclOperation
@@ -90,6 +92,7 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
     topics = request.topics
     counts = Counter(t.name for t in topics)
     any_topic = allowed(ctx, Op.CREATE, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
+    quota = _mutation_quota(ctx, header, strict_since=6)
     results: list[object] = []
     for ct in topics:
         error: LogError | None = None
@@ -113,9 +116,10 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
                 partitions = ctx.config.num_partitions
         if error is None:
             try:
-                if validate_only:
-                    ctx.logs.validate_new_topic(ct.name, partitions, overrides)
-                else:
+                ctx.logs.validate_new_topic(ct.name, partitions, overrides)
+                if not quota.record(partitions):  # Kafka takes the quota after every check, even for validate_only
+                    raise _throttled()
+                if not validate_only:
                     created = ctx.logs.create_topic(ct.name, partitions, overrides)
             except LogError as e:
                 error = e
@@ -127,7 +131,7 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
                     name=ct.name,
                     topic_id=None,
                     error_code=error.error_code,
-                    error_message=str(error),
+                    error_message=_message(error),
                     topic_config_error_code=0,
                     num_partitions=-1,
                     replication_factor=-1,
@@ -150,7 +154,7 @@ async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, reques
                 else None,
             )
         )
-    return resp.make(throttle_time=NO_THROTTLE, topics=tuple(results))
+    return resp.make(throttle_time=_throttle_time(quota), topics=tuple(results))
 
 
 async def handle_delete_topics(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -167,6 +171,7 @@ async def handle_delete_topics(ctx: BrokerContext, header: RequestHeader, reques
             named.append((name, t.topic_id))
     results: list[object] = []
     any_topic = allowed(ctx, Op.DELETE, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
+    quota = _mutation_quota(ctx, header, strict_since=5)
     for name, tid in named:
         code = ErrorCode.none
         message = None
@@ -181,19 +186,21 @@ async def handle_delete_topics(ctx: BrokerContext, header: RequestHeader, reques
                 if t is not None and t.internal:
                     raise LogError(ErrorCode.topic_deletion_disabled, f"internal topic {name} cannot be deleted")
                 topic_id = t.topic_id if t is not None else None
+                if t is not None and not quota.record(t.partitions):
+                    raise _throttled()
                 ctx.logs.delete_topic(name)
                 on_delete = ctx.services.get("on_topic_deleted")
                 if callable(on_delete):
                     on_delete(name)
             except LogError as e:
-                code, message = e.error_code, str(e)
+                code, message = e.error_code, _message(e)
                 ctx.count_error(ApiKey.DELETE_TOPICS)
         results.append(
             build(
                 resp.DeletableTopicResult, name=name, topic_id=topic_id or tid, error_code=code, error_message=message
             )
         )
-    return resp.make(throttle_time=NO_THROTTLE, responses=tuple(results))
+    return resp.make(throttle_time=_throttle_time(quota), responses=tuple(results))
 
 
 async def handle_create_partitions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -201,6 +208,7 @@ async def handle_create_partitions(ctx: BrokerContext, header: RequestHeader, re
     validate_only = bool(getattr(request, "validate_only", False))
     results: list[object] = []
     any_topic = allowed(ctx, Op.ALTER, Res.CLUSTER, CLUSTER_NAME, log_denied=False)
+    quota = _mutation_quota(ctx, header, strict_since=3)
     for t in request.topics:
         code = ErrorCode.none
         message = None
@@ -219,13 +227,40 @@ async def handle_create_partitions(ctx: BrokerContext, header: RequestHeader, re
                     f"Topic currently has {topic.partitions} partitions, which is higher than or equal to the "
                     f"requested {t.count}.",
                 )
+            if not quota.record(int(t.count) - topic.partitions):
+                raise _throttled()
             if not validate_only:
                 ctx.logs.add_partitions(t.name, int(t.count))
         except LogError as e:
-            code, message = e.error_code, str(e)
+            code, message = e.error_code, _message(e)
             ctx.count_error(ApiKey.CREATE_PARTITIONS)
         results.append(build(resp.CreatePartitionsTopicResult, name=t.name, error_code=code, error_message=message))
-    return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
+    return resp.make(throttle_time=_throttle_time(quota), results=tuple(results))
+
+
+def _mutation_quota(ctx: BrokerContext, header: RequestHeader, *, strict_since: int) -> MutationQuota:
+    """The request's controller_mutation_rate quota: strict from ``strict_since`` on, permissive before (KIP-599)."""
+    assert ctx.quotas is not None
+    return ctx.quotas.mutation_quota(quota_user(current_principal.get()), header.client_id or "",
+                                     strict=header.api_version >= strict_since)
+
+
+def _throttled() -> LogError:
+    return LogError(ErrorCode.throttling_quota_exceeded, "The throttling quota has been exceeded.")
+
+
+def _message(e: LogError) -> str | None:
+    # Kafka's ApiError leaves out a message that only repeats its error's generic one, as THROTTLING_QUOTA_EXCEEDED's
+    return None if e.error_code == ErrorCode.throttling_quota_exceeded else str(e)
+
+
+def _throttle_time(quota: MutationQuota) -> datetime.timedelta:
+    """What the response carries; the connection is muted as long (Kafka's
+    sendResponseMaybeThrottleWithControllerQuota)."""
+    if quota.throttle_ms <= 0:
+        return NO_THROTTLE
+    current_throttle_ms.set(max(current_throttle_ms.get(), quota.throttle_ms))
+    return datetime.timedelta(milliseconds=quota.throttle_ms)
 
 
 def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
@@ -437,7 +472,7 @@ async def _handle_alter(ctx: BrokerContext, header: RequestHeader, request: Requ
             build(
                 resp.AlterConfigsResourceResponse,
                 error_code=error.error_code if error else ErrorCode.none,
-                error_message=str(error) if error else None,
+                error_message=_message(error) if error else None,
                 resource_type=r.resource_type,
                 resource_name=r.resource_name,
             )

@@ -27,8 +27,8 @@ import uuid
 from dataclasses import dataclass
 
 from loosely.broker.acls import allowed
-from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
-from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms, not_handling
+from loosely.broker.handlers._util import NO_THROTTLE, Response, charge_request_time
 from loosely.broker.quotas import FETCH as CONSUMER_BYTE_RATE
 from loosely.broker.quotas import quota_user
 from loosely.protocol.errors import ErrorCode
@@ -97,8 +97,10 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
         body, total, errors, by_topic_bytes = _gather(ctx, resp, wants, max_bytes, committed)
         remaining = deadline - ctx.clock.monotonic_ms()
         if total >= min_bytes or errors or remaining <= 0 or not watch:
-            throttle_ms = _throttle_ms(ctx, header, total)
-            if throttle_ms > 0:  # over consumer_byte_rate: answered empty now, the records after the pause (Kafka)
+            # over consumer_byte_rate or request_percentage: answered empty now, the records after the pause (Kafka)
+            request_ms = charge_request_time(ctx, header.client_id)
+            throttle_ms = max(_throttle_ms(ctx, header, total, unrecord=request_ms > 0), request_ms)
+            if throttle_ms > 0:
                 current_throttle_ms.set(throttle_ms)
                 return resp.make(throttle_time=datetime.timedelta(milliseconds=throttle_ms),
                                  error_code=ErrorCode.none, session_id=0, responses=())
@@ -108,18 +110,19 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
             return body
         fut = ctx.watchers.watch(watch)
         try:
-            await asyncio.wait_for(fut, remaining / 1000)
+            with not_handling():  # the long poll: not this client's handling time (Kafka's purgatory)
+                await asyncio.wait_for(fut, remaining / 1000)
         except TimeoutError:
             pass
         finally:
             ctx.watchers.unwatch(watch, fut)
 
 
-def _throttle_ms(ctx: BrokerContext, header: RequestHeader, nbytes: int) -> int:
+def _throttle_ms(ctx: BrokerContext, header: RequestHeader, nbytes: int, *, unrecord: bool) -> int:
     if ctx.quotas is None or nbytes == 0:
         return 0
     return ctx.quotas.throttle_ms(CONSUMER_BYTE_RATE, quota_user(current_principal.get()), header.client_id or "",
-                                  nbytes, record_if_throttled=False)
+                                  nbytes, record_if_throttled=False, unrecord=unrecord)
 
 
 def _gather(

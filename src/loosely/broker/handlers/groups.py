@@ -15,7 +15,7 @@ from typing import Final
 
 from loosely.broker import internal
 from loosely.broker.acls import allowed, authorized_operations
-from loosely.broker.context import BrokerContext, Request, current_peer
+from loosely.broker.context import BrokerContext, Request, current_peer, not_handling
 from loosely.broker.groups.classic import JoinResponse, Phase, describe_members
 from loosely.broker.groups.consumer import group_state
 from loosely.broker.groups.coordinator import group_coordinator
@@ -153,18 +153,19 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
     if error != ErrorCode.none or coord is None:
         ctx.count_error(ApiKey.JOIN_GROUP)
         return _join_response(resp, JoinResponse(error, member_id))
-    r = await coord.join(
-        str(request.group_id),
-        member_id=member_id,
-        instance_id=getattr(request, "group_instance_id", None),
-        client_id=header.client_id or "",
-        client_host=client_host(),
-        protocol_type=str(request.protocol_type),
-        protocols=[(p.name, bytes(p.metadata)) for p in request.protocols],
-        session_timeout_ms=session_ms,
-        rebalance_timeout_ms=rebalance_ms,
-        api_version=v,
-    )
+    with not_handling():  # waiting for the other members is not this client's handling time
+        r = await coord.join(
+            str(request.group_id),
+            member_id=member_id,
+            instance_id=getattr(request, "group_instance_id", None),
+            client_id=header.client_id or "",
+            client_host=client_host(),
+            protocol_type=str(request.protocol_type),
+            protocols=[(p.name, bytes(p.metadata)) for p in request.protocols],
+            session_timeout_ms=session_ms,
+            rebalance_timeout_ms=rebalance_ms,
+            api_version=v,
+        )
     if r.error != ErrorCode.none:
         ctx.count_error(ApiKey.JOIN_GROUP)
     return _join_response(resp, r)
@@ -182,15 +183,16 @@ async def handle_sync_group(ctx: BrokerContext, header: RequestHeader, request: 
         return resp.make(
             throttle_time=NO_THROTTLE, error_code=error, protocol_type=None, protocol_name=None, assignment=b""
         )
-    r = await coord.sync(
-        str(request.group_id),
-        member_id=str(request.member_id),
-        instance_id=getattr(request, "group_instance_id", None),
-        generation=int(request.generation_id),
-        protocol_type=getattr(request, "protocol_type", None),
-        protocol_name=getattr(request, "protocol_name", None),
-        assignments=[(a.member_id, bytes(a.assignment)) for a in request.assignments],
-    )
+    with not_handling():  # waiting for the other members is not this client's handling time
+        r = await coord.sync(
+            str(request.group_id),
+            member_id=str(request.member_id),
+            instance_id=getattr(request, "group_instance_id", None),
+            generation=int(request.generation_id),
+            protocol_type=getattr(request, "protocol_type", None),
+            protocol_name=getattr(request, "protocol_name", None),
+            assignments=[(a.member_id, bytes(a.assignment)) for a in request.assignments],
+        )
     if r.error != ErrorCode.none:
         ctx.count_error(ApiKey.SYNC_GROUP)
     return resp.make(
