@@ -27,6 +27,12 @@ GOLDEN = [
      b'{"keytype":"SCHEMA","subject":"j","version":2,"magic":1}',
      b'{"subject":"j","version":2,"id":4,"schema":"{\\"type\\":\\"object\\"}","schemaType":"JSON",'
      b'"references":[{"name":"r","subject":"other","version":1}],"deleted":true}'),
+    # a data contract: metadata and ruleSet after the references, as Confluent's SchemaValue writes them
+    (SchemaVersion("c", 1, 5, '"int"', metadata='{"properties":{"owner":"ana"}}',
+                   rule_set='{"domainRules":[{"name":"r","kind":"CONDITION","mode":"WRITE","type":"CEL"}]}'),
+     b'{"keytype":"SCHEMA","subject":"c","version":1,"magic":1}',
+     b'{"subject":"c","version":1,"id":5,"schema":"\\"int\\"","metadata":{"properties":{"owner":"ana"}},'
+     b'"ruleSet":{"domainRules":[{"name":"r","kind":"CONDITION","mode":"WRITE","type":"CEL"}]},"deleted":false}'),
     (SchemaTombstone("s", 2), b'{"keytype":"SCHEMA","subject":"s","version":2,"magic":1}', None),
     (ConfigRecord(None, "FULL"), b'{"keytype":"CONFIG","subject":null,"magic":0}', b'{"compatibilityLevel":"FULL"}'),
     (ConfigRecord("s", None), b'{"keytype":"CONFIG","subject":"s","magic":0}', None),

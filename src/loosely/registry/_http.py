@@ -5,7 +5,7 @@ Routes (``{v}`` is a version number, ``latest`` or ``-1``; booleans in queries a
 =========================================================  ======================================================
 ``GET /subjects``                                          ``?deleted``, ``?deleted_only``, ``?subjectPrefix``
 ``GET|POST /subjects/{s}/versions``                        list versions; register (``{"schema", "schemaType",
-                                                           "references"}`` -> ``{"id"}``)
+                                                           "references", "metadata", "ruleSet"}`` -> ``{"id"}``)
 ``GET|DELETE /subjects/{s}/versions/{v}``                  one version; soft delete (``?permanent=true``: hard)
 ``GET /subjects/{s}/versions/{v}/schema``                  the schema text alone
 ``GET /subjects/{s}/versions/{v}/referencedby``            ids of schemas that reference this version
@@ -62,7 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from loosely.registry import _errors as err
-from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
+from loosely.registry._records import ConfigRecord, Reference, SchemaVersion, contract_json
 from loosely.registry._state import SchemaById, parse_version
 from loosely.registry._store import ForwardToLeader, KafkaStore, no_leader
 from loosely.registry._types import SCHEMA_TYPES
@@ -190,22 +190,81 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
 
 
 def _version_json(sv: SchemaVersion) -> dict[str, Any]:
-    out: dict[str, Any] = {"subject": sv.subject, "version": sv.version, "id": sv.id}
-    if sv.schema_type != "AVRO":
-        out["schemaType"] = sv.schema_type
-    if sv.references:
-        out["references"] = [r.as_json() for r in sv.references]
-    out["schema"] = sv.schema
-    return out
+    return {"subject": sv.subject, "version": sv.version, "id": sv.id, **_by_id_json(sv)}
 
 
-def _by_id_json(s: SchemaById) -> dict[str, Any]:
-    out: dict[str, Any] = {"schema": s.schema}
+def _by_id_json(s: SchemaById | SchemaVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if s.schema_type != "AVRO":
         out["schemaType"] = s.schema_type
     if s.references:
         out["references"] = [r.as_json() for r in s.references]
+    if s.metadata is not None:
+        out["metadata"] = json.loads(s.metadata)
+    if s.rule_set is not None:
+        out["ruleSet"] = json.loads(s.rule_set)
+    out["schema"] = s.schema
     return out
+
+
+RULE_KINDS = ("TRANSFORM", "CONDITION")
+RULE_MODES = ("UPGRADE", "DOWNGRADE", "UPDOWN", "READ", "WRITE", "WRITEREAD")
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _string_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _metadata_problem(md: dict[str, Any]) -> str | None:
+    tags = md.get("tags")
+    if tags is not None and not (isinstance(tags, dict) and all(_strings(t) for t in tags.values())):
+        return "metadata tags must map each path to a list of tags"
+    if md.get("properties") is not None and not _string_map(md["properties"]):
+        return "metadata properties must map names to strings"
+    if md.get("sensitive") is not None and not _strings(md["sensitive"]):
+        return "metadata sensitive must be a list of property names"
+    return None
+
+
+def _rule_set_problem(rs: dict[str, Any]) -> str | None:
+    for group in ("migrationRules", "domainRules", "encodingRules"):
+        rules = rs.get(group)
+        if rules is None:
+            continue
+        if not isinstance(rules, list):
+            return f"ruleSet {group} must be a list of rules"
+        for rule in rules:
+            if not isinstance(rule, dict) or not isinstance(rule.get("name"), str) or not rule["name"]:
+                return f"each rule in ruleSet {group} needs a name"
+            if rule.get("kind") is not None and rule["kind"] not in RULE_KINDS:
+                return f"rule {rule['name']}: kind must be one of {', '.join(RULE_KINDS)}"
+            if rule.get("mode") is not None and rule["mode"] not in RULE_MODES:
+                return f"rule {rule['name']}: mode must be one of {', '.join(RULE_MODES)}"
+            if rule.get("params") is not None and not _string_map(rule["params"]):
+                return f"rule {rule['name']}: params must map names to strings"
+    return None
+
+
+def _contract(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The request's ``metadata`` and ``ruleSet`` as the JSON to store (``None`` when absent or empty).
+
+    The registry checks their shape (Confluent's Metadata and RuleSet classes) and otherwise keeps them as sent:
+    rules run in the clients, never here."""
+    out: list[str | None] = []
+    for name, problem in (("metadata", _metadata_problem), ("ruleSet", _rule_set_problem)):
+        part = body.get(name)
+        if part is None or part == {}:
+            out.append(None)
+            continue
+        found = problem(part) if isinstance(part, dict) else f"{name} must be a JSON object"
+        if found:
+            raise err.invalid_schema(f"Invalid {name}: {found}")
+        out.append(contract_json(part))
+    return out[0], out[1]
 
 
 def _schema_request(body: Any) -> tuple[str, str, tuple[Reference, ...]]:
@@ -218,8 +277,6 @@ def _schema_request(body: Any) -> tuple[str, str, tuple[Reference, ...]]:
     schema_type = body.get("schemaType") or "AVRO"
     if not isinstance(schema_type, str):
         raise err.invalid_schema("schemaType must be a string")
-    if body.get("metadata") or body.get("ruleSet"):
-        raise err.invalid_schema("metadata and ruleSet are not supported by this registry yet")
     refs = body.get("references") or []
     try:
         references = tuple(Reference(str(r["name"]), str(r["subject"]), int(r["version"])) for r in refs)
@@ -391,7 +448,9 @@ class RegistryServer:
         if len(rest) == 1:
             if method == "POST":
                 schema, schema_type, refs = _schema_request(body)
-                sv = st.read(lambda s: s.lookup(subject, schema, schema_type, refs, deleted=deleted))
+                metadata, rule_set = _contract(body)
+                sv = st.read(lambda s: s.lookup(subject, schema, schema_type, refs, deleted=deleted,
+                                                metadata=metadata, rule_set=rule_set))
                 return 200, _version_json(sv)
             if method == "DELETE":
                 permanent = _flag(q, "permanent")
@@ -425,6 +484,7 @@ class RegistryServer:
 
     def _register(self, subject: str, body: Any) -> int:
         schema, schema_type, refs = _schema_request(body)
+        metadata, rule_set = _contract(body)
         schema_id = body.get("id")
         version = body.get("version")
         if schema_id is not None and (not isinstance(schema_id, int) or schema_id < 1):
@@ -432,7 +492,8 @@ class RegistryServer:
         if version is not None:
             version = parse_version(str(version))
         result: int = self.store.change(lambda s: s.register(subject, schema, schema_type, refs,
-                                                             schema_id=schema_id, version=version))
+                                                             schema_id=schema_id, version=version,
+                                                             metadata=metadata, rule_set=rule_set))
         return result
 
     def _schemas(self, method: str, rest: list[str], q: dict[str, list[str]], body: Any) -> Answer:

@@ -19,9 +19,13 @@ keytype            key                                                          
 =================  =============================================================  ==========================
 
 A schema version's value: ``{"subject":S,"version":V,"id":I,"schema":TEXT,"schemaType":T,"references":[...],
-"deleted":false}`` where ``schemaType`` is left out for AVRO and ``references`` (``{"name","subject","version"}``
-each) when there are none, as Confluent writes them. A null subject in CONFIG and MODE keys means the global
-setting. Readers ignore fields they do not know (Confluent adds ``metadata``, ``ruleSet``, ``md5``...), and
+"metadata":{...},"ruleSet":{...},"deleted":false}`` where ``schemaType`` is left out for AVRO, ``references``
+(``{"name","subject","version"}`` each) when there are none, and ``metadata`` (``{"tags":{PATH:[TAG]},
+"properties":{K:V},"sensitive":[K]}``) and ``ruleSet`` (``{"migrationRules":[RULE],"domainRules":[RULE],
+"encodingRules":[RULE]}``, a rule being ``{"name","doc","kind","mode","type","tags","params","expr","onSuccess",
+"onFailure","disabled"}``) when the version has none, as Confluent writes them; the registry keeps those two as
+the JSON the client sent and never interprets them. A null subject in CONFIG and MODE keys means the global
+setting. Readers ignore fields they do not know (Confluent adds ``md5``, ``guid``, ``ts``...), and
 :func:`decode` rejects a record that is not JSON or lacks a field it needs with :class:`RecordError`: the reader
 skips it and counts it, as Karapace's non-strict mode does, so one bad record cannot stop the registry.
 """
@@ -41,6 +45,7 @@ __all__ = [
     "Reference",
     "SchemaTombstone",
     "SchemaVersion",
+    "contract_json",
     "decode",
     "encode",
 ]
@@ -71,6 +76,8 @@ class SchemaVersion:
     schema_type: str = "AVRO"
     references: tuple[Reference, ...] = ()
     deleted: bool = False
+    metadata: str | None = None  # the data contract's metadata and rule set, compact JSON as the writer sent them
+    rule_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,10 @@ def encode(record: Record) -> tuple[bytes, bytes | None]:
             value["schemaType"] = record.schema_type
         if record.references:
             value["references"] = [r.as_json() for r in record.references]
+        if record.metadata is not None:
+            value["metadata"] = json.loads(record.metadata)
+        if record.rule_set is not None:
+            value["ruleSet"] = json.loads(record.rule_set)
         value["deleted"] = record.deleted
         return key, _json(value)
     if isinstance(record, ConfigRecord):
@@ -158,6 +169,20 @@ def _load(data: bytes, what: str) -> dict[str, object]:
     if not isinstance(doc, dict):
         raise RecordError(f"{what} is not a JSON object")
     return doc
+
+
+def contract_json(doc: object) -> str:
+    """The compact JSON a record holds for a ``metadata`` or ``ruleSet`` object."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _contract_part(value: dict[str, object], name: str) -> str | None:
+    part = value.get(name)
+    if part is None or part == {}:
+        return None
+    if not isinstance(part, dict):
+        raise RecordError(f"{name} is not a JSON object")
+    return contract_json(part)
 
 
 def decode(key: bytes | None, value: bytes | None) -> Record:
@@ -195,6 +220,8 @@ def decode(key: bytes | None, value: bytes | None) -> Record:
             schema_type=str(v.get("schemaType") or "AVRO"),
             references=references,
             deleted=bool(v.get("deleted", False)),
+            metadata=_contract_part(v, "metadata"),
+            rule_set=_contract_part(v, "ruleSet"),
         )
     if keytype == "CONFIG":
         level = None if v is None else str(_field(v, "compatibilityLevel", str))

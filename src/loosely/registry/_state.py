@@ -25,6 +25,7 @@ tombstones, after which compaction removes the versions from the log.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from loosely.registry import _errors as err
@@ -53,6 +54,13 @@ class SchemaById:
     schema: str
     schema_type: str
     references: tuple[Reference, ...]
+    metadata: str | None = None
+    rule_set: str | None = None
+
+
+def same_contract(a: str | None, b: str | None) -> bool:
+    """Whether two ``metadata`` (or ``ruleSet``) JSON texts say the same, whatever their key order."""
+    return a == b or (a is not None and b is not None and json.loads(a) == json.loads(b))
 
 
 def parse_version(spec: str) -> int | None:
@@ -106,7 +114,7 @@ class RegistryState:
                 self._id_users.get(old.id, set()).discard((old.subject, old.version))
             versions[record.version] = record
             self._ids.setdefault(record.id, SchemaById(record.id, record.schema, record.schema_type,
-                                                       record.references))
+                                                       record.references, record.metadata, record.rule_set))
             self._id_users.setdefault(record.id, set()).add((record.subject, record.version))
             self.max_id = max(self.max_id, record.id)
         elif isinstance(record, SchemaTombstone):
@@ -254,13 +262,18 @@ class RegistryState:
     # ---- planned changes ----------------------------------------------------------------------------------
 
     def lookup(self, subject: str, schema: str, schema_type: str = "AVRO", references: tuple[Reference, ...] = (),
-               *, deleted: bool = False) -> SchemaVersion:
-        """The version of ``subject`` holding this schema (``POST /subjects/{s}``)."""
+               *, deleted: bool = False, metadata: str | None = None, rule_set: str | None = None) -> SchemaVersion:
+        """The version of ``subject`` holding this schema (``POST /subjects/{s}``).
+
+        A request with no ``metadata`` (or ``ruleSet``) matches whatever the version has, as in Confluent; with
+        one, it must be the version's."""
         versions = self._versions_of(subject)
         candidate = self._parse_request(schema, schema_type, references)
         for _, sv in sorted(versions.items(), reverse=True):
             if (deleted or not sv.deleted) and self._same(candidate, references, sv.schema_type, sv.schema,
-                                                          sv.references):
+                                                          sv.references) and \
+                    (metadata is None or same_contract(metadata, sv.metadata)) and \
+                    (rule_set is None or same_contract(rule_set, sv.rule_set)):
                 return sv
         raise err.schema_not_found()
 
@@ -284,8 +297,13 @@ class RegistryState:
 
     def register(self, subject: str, schema: str, schema_type: str = "AVRO",
                  references: tuple[Reference, ...] = (), *, schema_id: int | None = None,
-                 version: int | None = None) -> tuple[int, list[Record]]:
-        """``(global id, records to write)`` for ``POST /subjects/{s}/versions``; no records when it exists."""
+                 version: int | None = None, metadata: str | None = None,
+                 rule_set: str | None = None) -> tuple[int, list[Record]]:
+        """``(global id, records to write)`` for ``POST /subjects/{s}/versions``; no records when it exists.
+
+        The data contract (``metadata``, ``rule_set``) is part of what a version is, as in Confluent: the same
+        schema with another contract is a new version with a new id; a request that sends none keeps the latest
+        version's (so a serializer registering the bare schema does not drop the contract)."""
         mode = self.effective_mode(subject)
         if mode in ("READONLY", "READONLY_OVERRIDE"):
             raise err.not_permitted(f"Subject {subject} is in read-only mode")
@@ -293,8 +311,16 @@ class RegistryState:
             raise err.not_permitted(f"Subject {subject} is not in import mode")
         candidate = self._parse_request(schema, schema_type, references)
         live = self.live(subject)
+        if live:
+            metadata = live[-1].metadata if metadata is None else metadata
+            rule_set = live[-1].rule_set if rule_set is None else rule_set
+
+        def same(s: SchemaVersion | SchemaById) -> bool:
+            return same_contract(metadata, s.metadata) and same_contract(rule_set, s.rule_set) and \
+                self._same(candidate, references, s.schema_type, s.schema, s.references)
+
         for sv in reversed(live):
-            if self._same(candidate, references, sv.schema_type, sv.schema, sv.references):
+            if same(sv):
                 if schema_id is not None and schema_id != sv.id:
                     raise err.not_permitted(f"Overwrite new schema with id {schema_id} is not permitted.")
                 return sv.id, []
@@ -304,8 +330,7 @@ class RegistryState:
             if problems:
                 raise err.RegistryError(409, 409, f'Schema being registered is incompatible with an earlier schema '
                                                 f'for subject "{subject}", details: {problems}')
-        existing = next((i for i, s in sorted(self._ids.items())
-                         if self._same(candidate, references, s.schema_type, s.schema, s.references)), None)
+        existing = next((i for i, s in sorted(self._ids.items()) if same(s)), None)
         if schema_id is not None:
             taken = self._ids.get(schema_id)
             if taken is not None and existing != schema_id:
@@ -317,7 +342,8 @@ class RegistryState:
         if version is not None and version in all_versions:
             raise err.not_permitted(f"Version {version} of subject {subject} already exists")
         new_version = version if version is not None else max(all_versions, default=0) + 1
-        return new_id, [SchemaVersion(subject, new_version, new_id, candidate.text, schema_type, references)]
+        return new_id, [SchemaVersion(subject, new_version, new_id, candidate.text, schema_type, references,
+                                      metadata=metadata, rule_set=rule_set)]
 
     def delete_version(self, subject: str, spec: str, *, permanent: bool) -> tuple[int, list[Record]]:
         self._writable(subject)

@@ -1,0 +1,120 @@
+"""Data contracts, ``.proto`` text and JSON Schema ``$ref`` through loosely's registry, with confluent-kafka's client.
+
+The store is the one the other registry tests check against Apache Kafka; what is new here is the registry's own
+logic, so one loosely broker and one registry serve the whole module.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka.schema_registry import (
+    Metadata,
+    MetadataProperties,
+    MetadataTags,
+    Rule,
+    RuleKind,
+    RuleMode,
+    RuleParams,
+    RuleSet,
+    Schema,
+    SchemaRegistryClient,
+)
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from loosely.registry import SchemaRegistry
+from loosely.testing import embedded_broker, embedded_schema_registry
+
+USER = json.dumps({"type": "record", "name": "User", "namespace": "t", "fields": [{"name": "name", "type": "string"}]})
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistry]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("contracts"))) as b, \
+            embedded_schema_registry(b.bootstrap_servers) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def client(registry: SchemaRegistry) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": registry.url})
+
+
+def post(registry: SchemaRegistry, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def get(registry: SchemaRegistry, path: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        assert r.status == 200
+        return json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def sr_error(fn: Any) -> tuple[int, int, str]:
+    with pytest.raises(SchemaRegistryError) as e:
+        fn()
+    return e.value.http_status_code, e.value.error_code, e.value.error_message
+
+
+METADATA = Metadata(MetadataTags({"User.name": ["PII"]}), MetadataProperties({"owner": "ana", "team": "shop"}),
+                    ["owner"])
+RULES = RuleSet(
+    migration_rules=[], encoding_rules=[],
+    domain_rules=[Rule("checkName", "names are short", RuleKind.CONDITION, RuleMode.WRITE, "CEL", None,
+                       RuleParams({"k": "v"}), "size(message.name) < 100", None, "DLQ", False)])
+
+
+def test_metadata_and_rule_set_round_trip(client: SchemaRegistryClient, registry: SchemaRegistry) -> None:
+    s = "contract-value"
+    v1 = client.register_schema(s, Schema(USER, "AVRO"))
+    v2 = client.register_schema(s, Schema(USER, "AVRO", metadata=METADATA, rule_set=RULES))
+    assert v2 != v1  # the same schema with a contract is a new version with an id of its own, as in Confluent
+    assert client.get_versions(s) == [1, 2]
+    latest = client.get_latest_version(s)
+    assert (latest.version, latest.schema_id) == (2, v2)
+    assert latest.schema.metadata == METADATA and latest.schema.rule_set == RULES
+    by_id = get(registry, f"/schemas/ids/{v2}")
+    assert by_id["metadata"] == METADATA.to_dict() and by_id["ruleSet"] == RULES.to_dict()
+    assert "metadata" not in get(registry, f"/schemas/ids/{v1}")
+    # registering it again, or the bare schema (which keeps the latest version's contract), writes nothing
+    assert client.register_schema(s, Schema(USER, "AVRO", metadata=METADATA, rule_set=RULES)) == v2
+    assert SchemaRegistryClient({"url": registry.url}).register_schema(s, Schema(USER, "AVRO")) == v2
+    assert client.get_versions(s) == [1, 2]
+    # lookup: with the contract it finds that version; without, the newest version of the schema
+    found = client.lookup_schema(s, Schema(USER, "AVRO", metadata=METADATA, rule_set=RULES))
+    assert (found.version, found.schema.metadata) == (2, METADATA)
+    assert client.lookup_schema(s, Schema(USER, "AVRO")).version == 2
+    other = Metadata(MetadataTags({}), MetadataProperties({"owner": "bo"}), [])
+    assert sr_error(lambda: client.lookup_schema(s, Schema(USER, "AVRO", metadata=other)))[:2] == (404, 40403)
+    # another contract: another version
+    v3 = client.register_schema(s, Schema(USER, "AVRO", metadata=other))
+    assert client.get_version(s, 3).schema.metadata == other and client.get_version(s, 3).schema.rule_set == RULES
+    assert v3 not in (v1, v2)
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    ({"metadata": []}, "metadata must be a JSON object"),
+    ({"metadata": {"properties": {"a": 1}}}, "properties must map names to strings"),
+    ({"metadata": {"tags": {"a": "PII"}}}, "tags must map each path"),
+    ({"ruleSet": {"domainRules": [{"kind": "CONDITION"}]}}, "needs a name"),
+    ({"ruleSet": {"domainRules": [{"name": "r", "mode": "SOMETIMES"}]}}, "mode must be one of"),
+])
+def test_malformed_contracts_get_42201(registry: SchemaRegistry, extra: dict[str, Any], why: str) -> None:
+    status, body = post(registry, "/subjects/bad-contract/versions", {"schema": '"string"', **extra})
+    assert (status, body["error_code"]) == (422, 42201) and why in body["message"], body
