@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import DeserializingConsumer, SerializingProducer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 
@@ -62,7 +63,9 @@ def test_protobuf_compatibility(level: str, candidate: str, compatible: bool) ->
 
 
 @pytest.mark.parametrize(("text", "why"), [
-    ('syntax = "proto3"; message A { int32 x = 1; }', ".proto text is not supported"),
+    ('syntax = "proto3";\nmessage A { strin x = 1; }', 'default.proto:2:13: "strin" is not defined.'),
+    ('syntax = "proto3"; import "shop/missing.proto"; message A {}', "shop/missing.proto: File not found."),
+    ('syntax = "proto3"; message A { int32 x = 1; int32 y = 1; }', "has already been used"),
     (base64.b64encode(b"\xff\xff\xff").decode(), "FileDescriptorProto"),
     (b64(file("a.proto", "t", {"A": [("b", 1, F.TYPE_MESSAGE, ".t.Missing")]})), "a.proto"),
     (b64(file("a.proto", "t", {"A": []}, deps=("other.proto",))), "a.proto"),  # an import without a reference
@@ -128,3 +131,58 @@ def test_protobuf_serializer_round_trip_with_references(broker: BrokerThread) ->
         assert latest.schema.schema_type == "PROTOBUF"
         assert [(r.name, r.subject, r.version) for r in latest.schema.references] == [
             ("shop/address.proto", "shop/address.proto", 1)]
+
+
+ADDRESS_PROTO = 'syntax = "proto3";\npackage shop;\nmessage Address { string city = 1; }\n'
+ORDER_PROTO = """syntax = "proto3";
+package shop;
+import "shop/address.proto";
+import "google/protobuf/timestamp.proto";
+
+// an order, as a user writes it and registers it with curl
+message Order {
+  int64 id = 1;
+  Address ship_to = 2;
+  google.protobuf.Timestamp at = 3;
+}
+"""
+
+
+def test_proto_text_schemas_serve_the_serializers(broker: BrokerThread) -> None:
+    """Schemas registered as .proto text (with a reference) are what confluent-kafka's serializer looks up and its
+    deserializer reads (as ``format=serialized``), and the text is checked for compatibility."""
+    order_cls, address_cls = message_classes()
+    with embedded_schema_registry(broker.bootstrap_servers, topic="_schemas_text") as registry:
+        client = SchemaRegistryClient({"url": registry.url})
+        addr_id = client.register_schema("shop/address.proto", Schema(ADDRESS_PROTO, "PROTOBUF"))
+        ref = SchemaReference("shop/address.proto", "shop/address.proto", 1)
+        order_id = client.register_schema("texts-value", Schema(ORDER_PROTO, "PROTOBUF", [ref]))
+        assert client.get_schema(order_id).schema_str == ORDER_PROTO.strip()  # stored and returned as sent
+        # the serializer does not register: it looks its descriptor up, which must be the text's schema
+        producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers, "value.serializer":
+                                        ProtobufSerializer(order_cls, client, {"use.deprecated.format": False,
+                                                                               "auto.register.schemas": False})})
+        sent = order_cls(id=9, ship_to=address_cls(city="Oslo"))
+        producer.produce("texts", value=sent)
+        assert producer.flush(10) == 0
+        del producer
+        consumer = DeserializingConsumer({
+            "bootstrap.servers": broker.bootstrap_servers, "group.id": "pb-text", "auto.offset.reset": "earliest",
+            "value.deserializer": ProtobufDeserializer(order_cls, {"use.deprecated.format": False},
+                                                       SchemaRegistryClient({"url": registry.url}))})
+        consumer.subscribe(["texts"])
+        try:
+            msg = consumer.poll(10)
+        finally:
+            consumer.close()
+        assert msg is not None and msg.value() == sent
+        assert client.get_versions("texts-value") == [1] and addr_id != order_id
+        # compatibility runs on the compiled text: a field's type changed to another wire type is refused
+        bad = ORDER_PROTO.replace("int64 id = 1", "string id = 1")
+        with pytest.raises(SchemaRegistryError) as e:
+            client.register_schema("texts-value", Schema(bad, "PROTOBUF", [ref]))
+        assert e.value.error_code == 409 and "shop.Order.id" in e.value.error_message
+        with pytest.raises(SchemaRegistryError) as e:
+            client.register_schema("texts-value", Schema(ORDER_PROTO.replace("Address", "Adress"), "PROTOBUF",
+                                                         [ref]))
+        assert e.value.error_code == 42201 and '"Adress" is not defined' in e.value.error_message

@@ -131,7 +131,7 @@ def test_different_schema_types_are_incompatible() -> None:
     ("AVRO", '{"type": "record", "name": "A", "fields": [{"name": "x", "type": "Missing"}]}'),
     ("JSON", '{"type": 12}'),
     ("JSON", "[1, 2]"),
-    ("PROTOBUF", 'syntax = "proto3"; message A { int32 x = 1; }'),
+    ("PROTOBUF", 'syntax = "proto3"; message A { int32 x = 0; }'),  # field numbers start at 1
     ("XML", "<a/>"),
 ])
 def test_invalid_schemas_get_42201(schema_type: str, text: str) -> None:

@@ -18,6 +18,9 @@ Routes (``{v}`` is a version number, ``latest`` or ``-1``; booleans in queries a
 ``POST /compatibility/subjects/{s}/versions[/{v}]``        ``{"is_compatible": ..., "messages": [...]}``
 =========================================================  ======================================================
 
+``?format=serialized`` on the routes that return a schema gives a Protobuf schema registered as ``.proto`` text as
+its base64 descriptor (what confluent-kafka's deserializers ask for); other formats return the text as stored.
+
 Errors are Confluent's JSON (``{"error_code": ..., "message": ...}``, see :mod:`loosely.registry._errors`).
 Bodies must be JSON sent as ``application/vnd.schemaregistry.v1+json``, ``application/vnd.schemaregistry+json``,
 ``application/json`` or ``application/octet-stream`` (415 otherwise), and at most ``request_bytes_max`` long
@@ -59,11 +62,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 from loosely.registry import _errors as err
 from loosely.registry._records import ConfigRecord, Reference, SchemaVersion, contract_json
-from loosely.registry._state import SchemaById, parse_version
+from loosely.registry._state import RegistryState, SchemaById, parse_version
 from loosely.registry._store import ForwardToLeader, KafkaStore, no_leader
 from loosely.registry._types import SCHEMA_TYPES
 
@@ -105,6 +108,7 @@ FORWARDED_HEADERS = ("Content-Type", "Accept", "Authorization")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # registries talk directly, not via $http_proxy
 
 Answer = tuple[int, Any]
+_Found = TypeVar("_Found", SchemaVersion, SchemaById)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +193,12 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, ["false"])[-1].lower() == "true"
 
 
-def _version_json(sv: SchemaVersion) -> dict[str, Any]:
-    return {"subject": sv.subject, "version": sv.version, "id": sv.id, **_by_id_json(sv)}
+def _version_json(sv: SchemaVersion, text: str) -> dict[str, Any]:
+    return {"subject": sv.subject, "version": sv.version, "id": sv.id, **_by_id_json(sv, text)}
 
 
-def _by_id_json(s: SchemaById | SchemaVersion) -> dict[str, Any]:
+def _by_id_json(s: SchemaById | SchemaVersion, text: str) -> dict[str, Any]:
+    """The answer's fields for a schema; ``text`` is its schema text in the format the reader asked for."""
     out: dict[str, Any] = {}
     if s.schema_type != "AVRO":
         out["schemaType"] = s.schema_type
@@ -203,7 +208,7 @@ def _by_id_json(s: SchemaById | SchemaVersion) -> dict[str, Any]:
         out["metadata"] = json.loads(s.metadata)
     if s.rule_set is not None:
         out["ruleSet"] = json.loads(s.rule_set)
-    out["schema"] = s.schema
+    out["schema"] = text
     return out
 
 
@@ -283,6 +288,10 @@ def _schema_request(body: Any) -> tuple[str, str, tuple[Reference, ...]]:
     except (KeyError, TypeError, ValueError):
         raise err.invalid_schema("each reference needs a name, a subject and a version") from None
     return schema, schema_type.upper(), references
+
+
+def _with_text(state: RegistryState, s: _Found, fmt: str | None) -> tuple[_Found, str]:
+    return s, state.formatted(s, fmt)
 
 
 class RegistryServer:
@@ -445,13 +454,15 @@ class RegistryServer:
             return 200, st.read(lambda s: s.subjects(deleted=deleted, deleted_only=_flag(q, "deleted_only"),
                                                      prefix=prefix))
         subject = rest[0]
+        fmt = q.get("format", [None])[-1]
         if len(rest) == 1:
             if method == "POST":
                 schema, schema_type, refs = _schema_request(body)
                 metadata, rule_set = _contract(body)
-                sv = st.read(lambda s: s.lookup(subject, schema, schema_type, refs, deleted=deleted,
-                                                metadata=metadata, rule_set=rule_set))
-                return 200, _version_json(sv)
+                sv, text = st.read(lambda s: _with_text(s, s.lookup(subject, schema, schema_type, refs,
+                                                                    deleted=deleted, metadata=metadata,
+                                                                    rule_set=rule_set), fmt))
+                return 200, _version_json(sv, text)
             if method == "DELETE":
                 permanent = _flag(q, "permanent")
                 return 200, st.change(lambda s: s.delete_subject(subject, permanent=permanent))
@@ -468,7 +479,8 @@ class RegistryServer:
         spec = rest[2]
         if len(rest) == 3:
             if method == "GET":
-                return 200, _version_json(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)))
+                sv, text = st.read(lambda s: _with_text(s, s.get_version(subject, spec, deleted=deleted), fmt))
+                return 200, _version_json(sv, text)
             if method == "DELETE":
                 permanent = _flag(q, "permanent")
                 return 200, st.change(lambda s: s.delete_version(subject, spec, permanent=permanent))
@@ -476,7 +488,7 @@ class RegistryServer:
         if method != "GET":
             return _method_not_allowed()
         if rest[3] == "schema":
-            return 200, Raw(st.read(lambda s: s.get_version(subject, spec, deleted=deleted)).schema)
+            return 200, Raw(st.read(lambda s: s.formatted(s.get_version(subject, spec, deleted=deleted), fmt)))
         if rest[3] == "referencedby":
             return 200, st.read(lambda s: s.referenced_by(subject, s.get_version(subject, spec,
                                                                                 deleted=deleted).version))
@@ -509,10 +521,11 @@ class RegistryServer:
             return _not_found()
         deleted = _flag(q, "deleted")
         what = rest[2] if len(rest) == 3 else ""
+        fmt = q.get("format", [None])[-1]
         if what == "":
-            return 200, _by_id_json(self.store.read(lambda s: s.schema_by_id(schema_id)))
+            return 200, _by_id_json(*self.store.read(lambda s: _with_text(s, s.schema_by_id(schema_id), fmt)))
         if what == "schema":
-            return 200, Raw(self.store.read(lambda s: s.schema_by_id(schema_id)).schema)
+            return 200, Raw(self.store.read(lambda s: s.formatted(s.schema_by_id(schema_id), fmt)))
         if what == "versions":
             pairs = self.store.read(lambda s: s.id_versions(schema_id, deleted=deleted))
             return 200, [{"subject": subj, "version": v} for subj, v in pairs]

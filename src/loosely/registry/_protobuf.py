@@ -1,4 +1,4 @@
-"""Protobuf schemas in the form confluent-kafka's serializers send them: a base64 ``FileDescriptorProto``.
+"""Protobuf schemas as ``.proto`` text and in the form confluent-kafka's serializers send: a base64 descriptor.
 
 Theory of operation
 -------------------
@@ -8,12 +8,22 @@ confluent-kafka's ``ProtobufSerializer`` registers each ``.proto`` file as the b
 ``google/protobuf/*.proto`` types are left out), and its deserializer asks for ``format=serialized`` and parses
 base64 back. This module accepts that form: it decodes the descriptor, and builds it in a fresh
 ``DescriptorPool`` together with its references and the well-known types, which checks that every type it uses
-resolves. The registry stores the base64 text as sent; its identity (what "the same schema" means) is the
-deterministic re-serialisation of the descriptor.
+resolves.
 
 Schemas as ``.proto`` text (what Confluent's Java client and ``curl`` users send, and what Confluent Schema
-Registry stores) are not accepted yet: turning text into descriptors needs a ``.proto`` compiler, and no
-maintained pure-Python one exists; they get 42201 with a message saying so.
+Registry stores) are compiled into the same descriptor by ``protoc`` itself, the copy grpcio-tools bundles as a
+Python extension (in process, about a millisecond): a hand-written parser would have to follow protoc on every
+corner of the language (groups, extensions, options, proto2 defaults, editions) and would drift from it; protoc's
+own error messages are clear (``a.proto:3:5: "strin" is not defined.``) and become the 42201 message. The text is
+written to a private temporary directory as ``default.proto`` (the name Confluent gives a schema's own file), each
+reference under its name (the import path, as in Confluent), next to the well-known ``google/protobuf/*`` files
+grpcio-tools ships; its generated module carries each compiled file as a serialized ``FileDescriptorProto``, which
+is read back from that module's source without running it. References of a text schema must be text too.
+
+Either way the registry stores the text as sent; its identity (what "the same schema" means) is the deterministic
+re-serialisation of the descriptor without its file name, so a schema registered as text and looked up as a
+serializer's descriptor is the same schema. :func:`serialized` gives the base64 form of either, for readers that
+ask for ``format=serialized`` (confluent-kafka's deserializers).
 
 Compatibility (:func:`reader_writer_problems`) compares descriptors message by message (by full name) and field
 by field (by number), with the rules of Protobuf's wire format that Confluent's checker also applies: a message
@@ -27,13 +37,20 @@ a ``required`` field (proto2) the reader has must be in the writer. Fields only 
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
+import os
+import tempfile
+import threading
 from typing import Any
 
 from loosely.registry._errors import invalid_schema
 
-__all__ = ["parse_protobuf", "reader_writer_problems"]
+__all__ = ["is_serialized", "parse_protobuf", "reader_writer_problems", "serialized"]
+
+MAIN_FILE = "default.proto"
+_PROTOC = threading.Lock()  # protoc's in-process compiler keeps global state: one compile at a time
 
 WELL_KNOWN_PREFIX = "google/protobuf/"
 
@@ -51,6 +68,81 @@ _WIRE_GROUPS = [
 _LABEL_REQUIRED, _LABEL_REPEATED = 2, 3
 
 
+def is_serialized(text: str) -> bool:
+    """Whether a Protobuf schema is in the base64 descriptor form (else it is ``.proto`` text)."""
+    try:
+        base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _compile(files: list[tuple[str, str]], target: str) -> list[Any]:
+    """The ``FileDescriptorProto`` of ``target`` among ``files`` (``(name, .proto text)``) and of what it imports,
+    ``target``'s last."""
+    import grpc_tools  # noqa: PLC0415 - protoc loads only for .proto text
+    from google.protobuf import descriptor_pb2  # noqa: PLC0415
+    from grpc_tools import _protoc_compiler  # noqa: PLC0415
+
+    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    with tempfile.TemporaryDirectory(prefix="loosely-proto-") as tmp:
+        for name, ref in files:
+            path = os.path.normpath(os.path.join(tmp, name))
+            if not path.startswith(tmp + os.sep) or not name.endswith(".proto"):
+                raise invalid_schema(f"reference name {name!r} is not a relative .proto path")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(ref)
+        with _PROTOC:
+            try:
+                generated = _protoc_compiler.get_protos(target.encode(), [tmp.encode(), well_known.encode()])
+            except _protoc_compiler.ProtocErrors as e:
+                raise invalid_schema("; ".join(_protoc_message(x) for x in e.errors())) from None
+    out = []
+    for _, code in generated:
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr == "AddSerializedFile" and node.args and \
+                    isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, bytes):
+                fdp = descriptor_pb2.FileDescriptorProto()
+                fdp.ParseFromString(node.args[0].value)
+                out.append(fdp)
+    main = [f for f in out if f.name == target]
+    if len(main) != 1:
+        raise invalid_schema(f"protoc compiled {target} but gave no descriptor for it")
+    return [f for f in out if f.name != target] + main
+
+
+def _descriptors(text: str, referenced: tuple[tuple[str, str], ...]) -> list[Any]:
+    """The descriptors of a schema and of its references (either form each), the schema's own last."""
+    texts = [(name, ref) for name, ref in referenced if not is_serialized(ref)]
+    main_is_text = not is_serialized(text)
+    if len(texts) < len(referenced) and (texts or main_is_text):
+        raise invalid_schema("the references of a .proto text schema (and of its references) must be .proto text "
+                             "too")
+    if main_is_text:
+        return _compile([*texts, (MAIN_FILE, text)], MAIN_FILE)
+    out: dict[str, Any] = {}
+    for name, ref in referenced:
+        if is_serialized(ref):
+            dep = _decode(ref)
+            out.setdefault(dep.name, dep)
+        elif name not in out:  # a text reference of a serializer's descriptor: compiled under its import path
+            for dep in _compile(texts, name):
+                out.setdefault(dep.name, dep)
+    return [*out.values(), _decode(text)]
+
+
+def _protoc_message(error: Any) -> str:
+    """One protoc error as ``file:line:column: message`` (protoc counts lines and columns from 0 here)."""
+    def text(v: object) -> str:
+        return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+    where = text(error.filename)
+    if error.line >= 0:
+        where += f":{error.line + 1}:{error.column + 1}"
+    return f"{where}: {text(error.message)}"
+
+
 def _decode(text: str) -> Any:
     from google.protobuf import descriptor_pb2  # noqa: PLC0415 - the protobuf package loads only for PROTOBUF
     from google.protobuf.message import DecodeError  # noqa: PLC0415
@@ -58,8 +150,7 @@ def _decode(text: str) -> Any:
     try:
         data = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise invalid_schema("PROTOBUF schemas are accepted as a base64 FileDescriptorProto (what confluent-kafka's "
-                             "ProtobufSerializer sends); .proto text is not supported by this registry yet") from None
+        raise invalid_schema("neither a base64 FileDescriptorProto nor .proto text") from None
     fdp = descriptor_pb2.FileDescriptorProto()
     try:
         fdp.ParseFromString(data)
@@ -94,16 +185,17 @@ def _add_well_known(pool: Any, name: str) -> None:
     pool.Add(fdp)
 
 
-def parse_protobuf(text: str, referenced: tuple[str, ...]) -> tuple[str, Any]:
-    """``(identity, FileDescriptorProto)`` of a base64 descriptor; 42201 when it does not build."""
+def parse_protobuf(text: str, referenced: tuple[tuple[str, str], ...]) -> tuple[str, Any]:
+    """``(identity, FileDescriptorProto)`` of a base64 descriptor or ``.proto`` text; 42201 when it does not build.
+
+    ``referenced`` holds each reference's ``(name, text)``, references of references first."""
     from google.protobuf import descriptor_pool  # noqa: PLC0415
 
-    fdp = _decode(text)
+    *deps, fdp = _descriptors(text, referenced)
     pool = descriptor_pool.DescriptorPool()
     try:
         added = set()
-        for ref in referenced:
-            dep = _decode(ref)
+        for dep in deps:
             if dep.name not in added:
                 pool.Add(dep)
                 added.add(dep.name)
@@ -115,8 +207,16 @@ def parse_protobuf(text: str, referenced: tuple[str, ...]) -> tuple[str, Any]:
         pool.FindFileByName(fdp.name)  # builds it: every type must resolve
     except (TypeError, KeyError, ValueError) as e:
         raise invalid_schema(f"{fdp.name}: {e}") from None
-    identity = base64.b64encode(fdp.SerializeToString(deterministic=True)).decode()
+    nameless = type(fdp)()
+    nameless.CopyFrom(fdp)
+    nameless.ClearField("name")
+    identity = base64.b64encode(nameless.SerializeToString(deterministic=True)).decode()
     return identity, fdp
+
+
+def serialized(fdp: Any) -> str:
+    """The base64 ``FileDescriptorProto`` of a parsed schema: what ``format=serialized`` returns."""
+    return base64.b64encode(fdp.SerializeToString(deterministic=True)).decode()
 
 
 def _messages(fdp: Any) -> dict[str, Any]:

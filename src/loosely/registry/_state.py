@@ -39,7 +39,7 @@ from loosely.registry._records import (
     SchemaTombstone,
     SchemaVersion,
 )
-from loosely.registry._types import COMPATIBILITY_LEVELS, ParsedSchema, incompatibilities, parse
+from loosely.registry._types import COMPATIBILITY_LEVELS, ParsedSchema, Referenced, incompatibilities, parse
 
 __all__ = ["MODES", "RegistryState", "SchemaById"]
 
@@ -221,17 +221,17 @@ class RegistryState:
 
     # ---- parsing, with a cache: compatibility checks re-read earlier versions on every register -----------
 
-    def _referenced_texts(self, refs: tuple[Reference, ...], depth: int = 0) -> tuple[str, ...]:
+    def _referenced_texts(self, refs: tuple[Reference, ...], depth: int = 0) -> Referenced:
         if depth > REFERENCE_DEPTH_MAX:
             raise err.invalid_schema(f"references nest deeper than {REFERENCE_DEPTH_MAX}")
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         for ref in refs:
             sv = self._subjects.get(ref.subject, {}).get(ref.version)
             if sv is None:
                 raise err.invalid_schema(f"reference {ref.name!r} to subject {ref.subject!r} "
                                        f"version {ref.version} not found")
             out += self._referenced_texts(sv.references, depth + 1)
-            out.append(sv.schema)
+            out.append((ref.name, sv.schema))
         return tuple(out)
 
     def parsed(self, schema_type: str, text: str, refs: tuple[Reference, ...]) -> ParsedSchema:
@@ -246,6 +246,17 @@ class RegistryState:
         if found is None:
             raise err.invalid_schema(f"stored {schema_type} schema cannot be parsed")
         return found
+
+    def formatted(self, s: SchemaVersion | SchemaById, fmt: str | None) -> str:
+        """The schema's text in the ``format`` a reader asked for: ``serialized`` turns Protobuf's ``.proto``
+        text into the base64 descriptor confluent-kafka's deserializers parse; anything else is as stored."""
+        if fmt != "serialized" or s.schema_type != "PROTOBUF":
+            return s.schema
+        from loosely.registry._protobuf import is_serialized, serialized  # noqa: PLC0415
+
+        if is_serialized(s.schema):
+            return s.schema
+        return serialized(self.parsed(s.schema_type, s.schema, s.references).parsed)
 
     def _same(self, candidate: ParsedSchema, refs: tuple[Reference, ...], schema_type: str, text: str,
               their_refs: tuple[Reference, ...]) -> bool:

@@ -27,8 +27,8 @@ levels compare with the latest version, ``*_TRANSITIVE`` with every live version
   (``oneOf``, ``allOf``, ``$ref``, ``patternProperties``, ``dependencies``, ...) that differs between the two
   schemas is reported incompatible, with a message saying the checker does not cover it: a false "incompatible"
   is safe, a false "compatible" would let a breaking change through.
-- **Protobuf**: in the base64 ``FileDescriptorProto`` form confluent-kafka's serializers send, with its own
-  descriptor-based checker (see :mod:`loosely.registry._protobuf`); ``.proto`` text gets 42201 saying so.
+- **Protobuf**: as ``.proto`` text or in the base64 ``FileDescriptorProto`` form confluent-kafka's serializers
+  send, with its own descriptor-based checker (see :mod:`loosely.registry._protobuf`).
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ def _compact(doc: object, *, sort_keys: bool = False) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
 
 
-def parse(schema_type: str, text: str, referenced: tuple[str, ...] = ()) -> ParsedSchema:
-    """Parse ``text`` as a schema of ``schema_type``; ``referenced`` are the texts of its references, in order.
+Referenced = tuple[tuple[str, str], ...]
+"""A schema's references as ``(name, text)``, references of references first."""
+
+
+def parse(schema_type: str, text: str, referenced: Referenced = ()) -> ParsedSchema:
+    """Parse ``text`` as a schema of ``schema_type`` with its references' ``(name, text)``, in order.
 
     Raises :class:`RegistryError` 42201 for anything that is not a valid schema of that type.
 
@@ -94,14 +98,14 @@ def parse(schema_type: str, text: str, referenced: tuple[str, ...] = ()) -> Pars
     return _parse_json_schema(doc)
 
 
-def _parse_avro(text: str, doc: object, referenced: tuple[str, ...]) -> ParsedSchema:
+def _parse_avro(text: str, doc: object, referenced: Referenced) -> ParsedSchema:
     import avro.errors  # noqa: PLC0415 - the avro package is the registry extra's; imported where needed
     import avro.name  # noqa: PLC0415
     import avro.schema  # noqa: PLC0415
 
     names = avro.name.Names()
     try:
-        for ref in referenced:  # named types a reference defines become visible to the schema that uses them
+        for _, ref in referenced:  # named types a reference defines become visible to the schema that uses them
             avro.schema.make_avsc_object(json.loads(ref), names)
         parsed = avro.schema.make_avsc_object(doc, names)
     except (avro.errors.AvroException, ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
