@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import DeserializingConsumer, SerializingProducer
@@ -104,27 +105,35 @@ def message_classes() -> tuple[type, type]:
     return order, address
 
 
+def round_trip(broker: BrokerThread, url: str, topic: str, sent: Any, conf: dict[str, Any]) -> Any:
+    """``sent`` produced through ProtobufSerializer (with ``conf``) and read back through ProtobufDeserializer."""
+    cls = type(sent)
+    producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers, "value.serializer":
+                                    ProtobufSerializer(cls, SchemaRegistryClient({"url": url}),
+                                                       {"use.deprecated.format": False, **conf})})
+    producer.produce(topic, value=sent)
+    assert producer.flush(10) == 0
+    del producer
+    consumer = DeserializingConsumer({
+        "bootstrap.servers": broker.bootstrap_servers, "group.id": topic, "auto.offset.reset": "earliest",
+        "value.deserializer": ProtobufDeserializer(cls, {"use.deprecated.format": False},
+                                                   SchemaRegistryClient({"url": url}))})
+    consumer.subscribe([topic])
+    try:
+        msg = consumer.poll(10)
+    finally:
+        consumer.close()
+    assert msg is not None
+    return msg.value()
+
+
 def test_protobuf_serializer_round_trip_with_references(broker: BrokerThread) -> None:
     order_cls, address_cls = message_classes()
     with embedded_schema_registry(broker.bootstrap_servers) as registry:
         client = SchemaRegistryClient({"url": registry.url})
-        producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers, "value.serializer":
-                                        ProtobufSerializer(order_cls, client, {"use.deprecated.format": False})})
         sent = order_cls(id=7, ship_to=address_cls(city="Lyon"))
         sent.at.seconds = 1_700_000_000
-        producer.produce("orders", value=sent)
-        assert producer.flush(10) == 0
-        del producer
-        consumer = DeserializingConsumer({
-            "bootstrap.servers": broker.bootstrap_servers, "group.id": "pb", "auto.offset.reset": "earliest",
-            "value.deserializer": ProtobufDeserializer(order_cls, {"use.deprecated.format": False},
-                                                       SchemaRegistryClient({"url": registry.url}))})
-        consumer.subscribe(["orders"])
-        try:
-            msg = consumer.poll(10)
-        finally:
-            consumer.close()
-        assert msg is not None and msg.value() == sent
+        assert round_trip(broker, registry.url, "orders", sent, {}) == sent
         # the import was registered under its file name and is a reference of the order's schema
         assert sorted(client.get_subjects()) == ["orders-value", "shop/address.proto"]
         latest = client.get_latest_version("orders-value")
@@ -159,23 +168,8 @@ def test_proto_text_schemas_serve_the_serializers(broker: BrokerThread) -> None:
         order_id = client.register_schema("texts-value", Schema(ORDER_PROTO, "PROTOBUF", [ref]))
         assert client.get_schema(order_id).schema_str == ORDER_PROTO.strip()  # stored and returned as sent
         # the serializer does not register: it looks its descriptor up, which must be the text's schema
-        producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers, "value.serializer":
-                                        ProtobufSerializer(order_cls, client, {"use.deprecated.format": False,
-                                                                               "auto.register.schemas": False})})
         sent = order_cls(id=9, ship_to=address_cls(city="Oslo"))
-        producer.produce("texts", value=sent)
-        assert producer.flush(10) == 0
-        del producer
-        consumer = DeserializingConsumer({
-            "bootstrap.servers": broker.bootstrap_servers, "group.id": "pb-text", "auto.offset.reset": "earliest",
-            "value.deserializer": ProtobufDeserializer(order_cls, {"use.deprecated.format": False},
-                                                       SchemaRegistryClient({"url": registry.url}))})
-        consumer.subscribe(["texts"])
-        try:
-            msg = consumer.poll(10)
-        finally:
-            consumer.close()
-        assert msg is not None and msg.value() == sent
+        assert round_trip(broker, registry.url, "texts", sent, {"auto.register.schemas": False}) == sent
         assert client.get_versions("texts-value") == [1] and addr_id != order_id
         # compatibility runs on the compiled text: a field's type changed to another wire type is refused
         bad = ORDER_PROTO.replace("int64 id = 1", "string id = 1")
