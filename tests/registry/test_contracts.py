@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import DeserializingConsumer, SerializingProducer
 from confluent_kafka.schema_registry import (
     Metadata,
     MetadataProperties,
@@ -22,10 +23,13 @@ from confluent_kafka.schema_registry import (
     RuleParams,
     RuleSet,
     Schema,
+    SchemaReference,
     SchemaRegistryClient,
 )
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 
+from loosely.broker.server import BrokerThread
 from loosely.registry import SchemaRegistry
 from loosely.testing import embedded_broker, embedded_schema_registry
 
@@ -33,9 +37,14 @@ USER = json.dumps({"type": "record", "name": "User", "namespace": "t", "fields":
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistry]:
-    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("contracts"))) as b, \
-            embedded_schema_registry(b.bootstrap_servers) as r:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerThread]:
+    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("contracts"))) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def registry(broker: BrokerThread) -> Iterator[SchemaRegistry]:
+    with embedded_schema_registry(broker.bootstrap_servers) as r:
         yield r
 
 
@@ -118,3 +127,45 @@ def test_metadata_and_rule_set_round_trip(client: SchemaRegistryClient, registry
 def test_malformed_contracts_get_42201(registry: SchemaRegistry, extra: dict[str, Any], why: str) -> None:
     status, body = post(registry, "/subjects/bad-contract/versions", {"schema": '"string"', **extra})
     assert (status, body["error_code"]) == (422, 42201) and why in body["message"], body
+
+
+ADDRESS_JSON = json.dumps({"$id": "https://example.com/address.json", "type": "object",
+                           "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+def person_json(city: dict[str, Any] | None = None) -> str:
+    """A person whose ``home`` is the ``address.json`` reference and whose ``work`` is a local definition."""
+    return json.dumps({"type": "object", "properties": {
+        "name": {"type": "string"}, "home": {"$ref": "address.json"}, "work": {"$ref": "#/definitions/Place"}},
+        "definitions": {"Place": {"type": "object", "properties": {"city": city or {"type": "string"}}}}})
+
+
+def test_json_schema_refs_through_the_serializers(broker: BrokerThread, registry: SchemaRegistry,
+                                                  client: SchemaRegistryClient) -> None:
+    client.register_schema("address.json", Schema(ADDRESS_JSON, "JSON"))
+    ref = SchemaReference("address.json", "address.json", 1)
+    person = Schema(person_json(), "JSON", [ref])
+    sid = client.register_schema("people-value", person)
+    producer = SerializingProducer({"bootstrap.servers": broker.bootstrap_servers,
+                                    "value.serializer": JSONSerializer(person, client)})
+    sent = {"name": "ana", "home": {"city": "Porto"}, "work": {"city": "Braga"}}
+    producer.produce("people", value=sent)
+    assert producer.flush(10) == 0
+    del producer
+    consumer = DeserializingConsumer({
+        "bootstrap.servers": broker.bootstrap_servers, "group.id": "people", "auto.offset.reset": "earliest",
+        "value.deserializer": JSONDeserializer(None, schema_registry_client=SchemaRegistryClient(
+            {"url": registry.url}))})
+    consumer.subscribe(["people"])
+    try:
+        msg = consumer.poll(10)
+    finally:
+        consumer.close()
+    assert msg is not None and msg.value() == sent
+    assert client.get_versions("people-value") == [1] and client.get_latest_version("people-value").schema_id == sid
+    # a narrowing behind the local $ref is caught; an unknown $ref is 42201
+    status, error, message = sr_error(lambda: client.register_schema(
+        "people-value", Schema(person_json({"type": "string", "maxLength": 3}), "JSON", [ref])))
+    assert (status, error) == (409, 409) and "work" in message
+    status, error, message = sr_error(lambda: client.register_schema("people-value", Schema(person_json(), "JSON")))
+    assert (status, error) == (422, 42201) and "address.json" in message

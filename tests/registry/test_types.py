@@ -7,6 +7,7 @@ a default; promotions; enum symbols; a change that passes the latest version but
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,52 @@ JSON_VECTORS = [
 def test_json_schema_compatibility(level: str, earlier: list[str], candidate: str, compatible: bool) -> None:
     problems = incompatibilities(level, parse("JSON", candidate), [parse("JSON", e) for e in earlier])
     assert (problems == []) is compatible, problems
+
+
+ADDRESS = json.dumps({"type": "object", "properties": {"city": {"type": "string"}}})
+
+
+def local_ref(city: dict[str, object]) -> str:
+    """An object whose ``home`` is a ``$ref`` to its own definitions, whose ``city`` is ``city``."""
+    return json.dumps({"type": "object", "properties": {"home": {"$ref": "#/definitions/Address"}},
+                      "definitions": {"Address": {"type": "object", "properties": {"city": city}}}})
+
+
+REMOTE = json.dumps({"type": "object", "properties": {"home": {"$ref": "address.json"}}})
+REF_VECTORS = [
+    # a change behind a local $ref is checked where it is used
+    (local_ref({"type": "string"}), local_ref({"type": "string", "maxLength": 9}), (), False),
+    (local_ref({"type": "string", "maxLength": 9}), local_ref({"type": "string"}), (), True),
+    # the same type written inline or behind a $ref is the same
+    (local_ref({"type": "string"}), json.dumps({"type": "object", "properties": {"home": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}), (), True),
+    # a $ref to a reference, by its name: a narrowed reference is caught
+    (REMOTE, REMOTE, ((("address.json", ADDRESS),), (("address.json", json.dumps(
+        {"type": "object", "properties": {"city": {"type": "integer"}}})),)), False),
+    (REMOTE, REMOTE, ((("address.json", ADDRESS),), (("address.json", ADDRESS),)), True),
+    # a recursive schema stays a $ref and compares equal to itself
+    (json.dumps({"type": "object", "properties": {"next": {"$ref": "#"}}}),
+     json.dumps({"type": "object", "properties": {"next": {"$ref": "#"}}}), (), True),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "refs", "compatible"), REF_VECTORS)
+def test_json_schema_ref_compatibility(old: str, new: str, refs: tuple[Any, ...], compatible: bool) -> None:
+    old_refs, new_refs = refs or ((), ())
+    problems = incompatibilities("BACKWARD", parse("JSON", new, new_refs), [parse("JSON", old, old_refs)])
+    assert (problems == []) is compatible, problems
+
+
+@pytest.mark.parametrize(("text", "refs", "why"), [
+    (REMOTE, (), "names no reference"),
+    (json.dumps({"$ref": "#/definitions/Nope"}), (), "points at nothing"),
+    (json.dumps({"$ref": "address.json#/definitions/Street"}), (("address.json", ADDRESS),), "points at nothing"),
+    (json.dumps({"$ref": "#anchor"}), (), "only JSON pointer fragments"),
+])
+def test_unresolvable_json_refs_get_42201(text: str, refs: tuple[tuple[str, str], ...], why: str) -> None:
+    with pytest.raises(RegistryError) as e:
+        parse("JSON", text, refs)
+    assert e.value.error_code == 42201 and why in e.value.message, e.value.message
 
 
 def test_different_schema_types_are_incompatible() -> None:

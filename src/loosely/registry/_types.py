@@ -23,8 +23,10 @@ levels compare with the latest version, ``*_TRANSITIVE`` with every live version
 - **JSON Schema**: no maintained Python library checks compatibility between two JSON Schemas, so this module
   does, structurally: the reader must accept every document the writer accepts. Covered: ``type`` (with
   ``integer`` inside ``number``), ``properties`` in open and closed content models (``additionalProperties``),
-  ``required``, ``items``, ``enum``, ``const``, and the numeric, length and size bounds. Any other keyword
-  (``oneOf``, ``allOf``, ``$ref``, ``patternProperties``, ``dependencies``, ...) that differs between the two
+  ``required``, ``items``, ``enum``, ``const``, and the numeric, length and size bounds. ``$ref`` (to the schema's
+  own ``#/definitions/...`` or to a reference by its name) is inlined first, so a change behind a ``$ref`` is
+  checked like any other; a recursive ``$ref`` stays one and must be equal on both sides. Any other keyword
+  (``oneOf``, ``allOf``, ``patternProperties``, ``dependencies``, ...) that differs between the two
   schemas is reported incompatible, with a message saying the checker does not cover it: a false "incompatible"
   is safe, a false "compatible" would let a breaking change through.
 - **Protobuf**: as ``.proto`` text or in the base64 ``FileDescriptorProto`` form confluent-kafka's serializers
@@ -34,6 +36,7 @@ levels compare with the latest version, ``*_TRANSITIVE`` with every live version
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +98,7 @@ def parse(schema_type: str, text: str, referenced: Referenced = ()) -> ParsedSch
         raise invalid_schema(f"not valid JSON: {e}") from None
     if schema_type == "AVRO":
         return _parse_avro(text, doc, referenced)
-    return _parse_json_schema(doc)
+    return _parse_json_schema(doc, referenced)
 
 
 def _parse_avro(text: str, doc: object, referenced: Referenced) -> ParsedSchema:
@@ -113,7 +116,7 @@ def _parse_avro(text: str, doc: object, referenced: Referenced) -> ParsedSchema:
     return ParsedSchema("AVRO", _compact(doc), _compact(parsed.to_json(), sort_keys=True), parsed)
 
 
-def _parse_json_schema(doc: object) -> ParsedSchema:
+def _parse_json_schema(doc: object, referenced: Referenced) -> ParsedSchema:
     import jsonschema.exceptions  # noqa: PLC0415
     import jsonschema.validators  # noqa: PLC0415
 
@@ -123,7 +126,72 @@ def _parse_json_schema(doc: object) -> ParsedSchema:
         jsonschema.validators.validator_for(doc).check_schema(doc)
     except jsonschema.exceptions.SchemaError as e:
         raise invalid_schema(f"{e.message} at {'/'.join(map(str, e.absolute_path)) or 'the root'}") from None
-    return ParsedSchema("JSON", _compact(doc), _compact(doc, sort_keys=True), doc)
+    docs: dict[str, object] = {}
+    for name, ref in referenced:
+        try:
+            ref_doc = json.loads(ref)
+        except (ValueError, RecursionError):
+            raise invalid_schema(f"reference {name!r} is not a JSON Schema") from None
+        docs[name] = ref_doc
+        if isinstance(ref_doc, dict) and isinstance(ref_doc.get("$id"), str):
+            docs.setdefault(ref_doc["$id"], ref_doc)
+    try:
+        inlined = _inline(doc, "", {**docs, "": doc}, ())
+    except RecursionError:
+        raise invalid_schema("$ref chains nest too deeply") from None
+    return ParsedSchema("JSON", _compact(doc), _compact(doc, sort_keys=True), inlined)
+
+
+def _pointer(doc: object, fragment: str) -> object:
+    """The part of ``doc`` a JSON pointer fragment (``/definitions/a``) names; ``KeyError`` when none."""
+    node = doc
+    for raw in fragment.split("/")[1:]:
+        part = urllib.parse.unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise KeyError(fragment)
+    return node
+
+
+def _inline(node: object, base: str, docs: dict[str, object], seen: tuple[str, ...]) -> object:
+    """``node`` with every ``$ref`` replaced by what it names, for the structural checker.
+
+    A ``$ref`` names a part of the schema it is in (``#/definitions/a``), or a reference by its name (or the
+    referenced schema's ``$id``), optionally with a fragment (``address.json#/definitions/street``), as Confluent
+    resolves them. A ``$ref`` that comes back to one being inlined (a recursive schema) stays a ``$ref`` (made
+    absolute), which the checker compares as it is. One that names nothing is 42201."""
+    if isinstance(node, list):
+        return [_inline(item, base, docs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline(v, base, docs, seen) for k, v in node.items() if k != "$ref"}
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return out if ref is None else {**out, "$ref": ref}
+    name, _, fragment = ref.partition("#")
+    name = name or base
+    key = f"{name}#{fragment}"
+    if key in seen:
+        return {**out, "$ref": key}
+    if name not in docs:
+        raise invalid_schema(f"$ref {ref!r} names no reference: register {name!r} first and name it in the "
+                             "schema's references")
+    if fragment and not fragment.startswith("/"):
+        raise invalid_schema(f"$ref {ref!r}: only JSON pointer fragments (#/...) are resolved")
+    try:
+        target = _pointer(docs[name], fragment)
+    except KeyError:
+        raise invalid_schema(f"$ref {ref!r} points at nothing in {name or 'the schema'}") from None
+    inlined = _inline(target, name, docs, (*seen, key))
+    if not out:
+        return inlined
+    if isinstance(inlined, dict) and not set(inlined) & set(out):
+        return {**inlined, **out}
+    earlier = out.get("allOf")
+    return {**out, "allOf": [inlined, *(earlier if isinstance(earlier, list) else [])]}
 
 
 def incompatibilities(level: str, candidate: ParsedSchema, earlier: list[ParsedSchema]) -> list[str]:
@@ -167,7 +235,8 @@ def _reader_writer(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
 
 # Keywords that only annotate: a change in them never changes which documents a schema accepts.
 _ANNOTATIONS = frozenset({"title", "description", "$schema", "$id", "id", "$comment", "default", "examples",
-                          "format", "readOnly", "writeOnly", "deprecated"})
+                          "format", "readOnly", "writeOnly", "deprecated",
+                          "definitions", "$defs"})  # compared where a $ref uses them: they are inlined there
 # Keywords the structural checker below understands.
 _CHECKED = frozenset({"type", "properties", "required", "additionalProperties", "items", "enum", "const",
                       "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
