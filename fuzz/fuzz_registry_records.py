@@ -29,7 +29,7 @@ def test_one_input(data: bytes) -> None:
     if which == 0:  # well-formed keys, values built from the fields readers look at, each of any JSON type
         key = KEYS[fdp.ConsumeIntInRange(0, len(KEYS) - 1)]
         doc = {}
-        for name in ("subject", "version", "id", "schema", "schemaType", "deleted", "references",
+        for name in ("subject", "version", "id", "schema", "schemaType", "deleted", "references", "metadata", "ruleSet",
                      "compatibilityLevel", "mode"):
             if fdp.ConsumeBool():
                 doc[name] = [fdp.ConsumeUnicodeNoSurrogates(8), fdp.ConsumeInt(4), fdp.ConsumeBool(), None,

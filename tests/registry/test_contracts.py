@@ -122,7 +122,9 @@ def test_metadata_and_rule_set_round_trip(client: SchemaRegistryClient, registry
     ({"metadata": {"properties": {"a": 1}}}, "properties must map names to strings"),
     ({"metadata": {"tags": {"a": "PII"}}}, "tags must map each path"),
     ({"ruleSet": {"domainRules": [{"kind": "CONDITION"}]}}, "needs a name"),
-    ({"ruleSet": {"domainRules": [{"name": "r", "mode": "SOMETIMES"}]}}, "mode must be one of"),
+    ({"ruleSet": {"domainRules": [{"name": "r", "mode": "SOMETIMES"}]}}, "must be one of WRITE, READ, WRITEREAD"),
+    ({"ruleSet": {"migrationRules": [{"name": "r", "mode": "WRITE"}]}}, "UPGRADE, DOWNGRADE, UPDOWN"),
+    ({"ruleSet": {"domainRules": [{"name": "r"}], "encodingRules": [{"name": "r"}]}}, "duplicate name 'r'"),
 ])
 def test_malformed_contracts_get_42201(registry: SchemaRegistry, extra: dict[str, Any], why: str) -> None:
     status, body = post(registry, "/subjects/bad-contract/versions", {"schema": '"string"', **extra})

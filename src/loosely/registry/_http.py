@@ -213,7 +213,11 @@ def _by_id_json(s: SchemaById | SchemaVersion, text: str) -> dict[str, Any]:
 
 
 RULE_KINDS = ("TRANSFORM", "CONDITION")
-RULE_MODES = ("UPGRADE", "DOWNGRADE", "UPDOWN", "READ", "WRITE", "WRITEREAD")
+RULE_GROUPS = {  # the modes each group of rules may have, as Confluent's RuleSet checks them
+    "migrationRules": ("UPGRADE", "DOWNGRADE", "UPDOWN"),
+    "domainRules": ("WRITE", "READ", "WRITEREAD"),
+    "encodingRules": ("WRITE", "READ", "WRITEREAD"),
+}
 
 
 def _strings(value: object) -> bool:
@@ -236,7 +240,8 @@ def _metadata_problem(md: dict[str, Any]) -> str | None:
 
 
 def _rule_set_problem(rs: dict[str, Any]) -> str | None:
-    for group in ("migrationRules", "domainRules", "encodingRules"):
+    names: set[str] = set()
+    for group, modes in RULE_GROUPS.items():
         rules = rs.get(group)
         if rules is None:
             continue
@@ -245,10 +250,13 @@ def _rule_set_problem(rs: dict[str, Any]) -> str | None:
         for rule in rules:
             if not isinstance(rule, dict) or not isinstance(rule.get("name"), str) or not rule["name"]:
                 return f"each rule in ruleSet {group} needs a name"
+            if rule["name"] in names:
+                return f"found rule with duplicate name {rule['name']!r}"
+            names.add(rule["name"])
             if rule.get("kind") is not None and rule["kind"] not in RULE_KINDS:
                 return f"rule {rule['name']}: kind must be one of {', '.join(RULE_KINDS)}"
-            if rule.get("mode") is not None and rule["mode"] not in RULE_MODES:
-                return f"rule {rule['name']}: mode must be one of {', '.join(RULE_MODES)}"
+            if rule.get("mode") is not None and rule["mode"] not in modes:
+                return f"rule {rule['name']}: the mode of {group} must be one of {', '.join(modes)}"
             if rule.get("params") is not None and not _string_map(rule["params"]):
                 return f"rule {rule['name']}: params must map names to strings"
     return None
