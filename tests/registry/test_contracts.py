@@ -115,6 +115,10 @@ def test_metadata_and_rule_set_round_trip(client: SchemaRegistryClient, registry
     v3 = client.register_schema(s, Schema(USER, "AVRO", metadata=other))
     assert client.get_version(s, 3).schema.metadata == other and client.get_version(s, 3).schema.rule_set == RULES
     assert v3 not in (v1, v2)
+    # the newest version whose metadata properties hold the pairs: what use.latest.with.metadata asks for
+    assert client.get_latest_with_metadata(s, {"team": "shop"}).version == 2
+    assert client.get_latest_with_metadata(s, {"owner": "bo"}).version == 3
+    assert sr_error(lambda: client.get_latest_with_metadata(s, {"owner": "cy"}))[:2] == (404, 40403)
 
 
 @pytest.mark.parametrize(("extra", "why"), [

@@ -10,6 +10,8 @@ Routes (``{v}`` is a version number, ``latest`` or ``-1``; booleans in queries a
 ``GET /subjects/{s}/versions/{v}/schema``                  the schema text alone
 ``GET /subjects/{s}/versions/{v}/referencedby``            ids of schemas that reference this version
 ``POST|DELETE /subjects/{s}``                              look a schema up in the subject; delete the subject
+``GET /subjects/{s}/metadata``                             the newest version whose metadata properties hold
+                                                           every ``?key=K&value=V`` pair
 ``GET /schemas/ids/{id}`` (``/schema``, ``/versions``,     a schema by global id; its text; where it is used
 ``/subjects``)
 ``GET /schemas/types``                                     the schema types this registry accepts
@@ -475,6 +477,16 @@ class RegistryServer:
                 permanent = _flag(q, "permanent")
                 return 200, st.change(lambda s: s.delete_subject(subject, permanent=permanent))
             return _method_not_allowed()
+        if rest[1:] == ["metadata"]:
+            if method != "GET":
+                return _method_not_allowed()
+            keys, values = q.get("key", []), q.get("value", [])
+            if len(keys) != len(values):
+                raise err.RegistryError(422, 422, "each metadata key needs a value")
+            wanted = dict(zip(keys, values, strict=True))
+            sv, text = st.read(lambda s: _with_text(s, s.latest_with_metadata(subject, wanted, deleted=deleted),
+                                                    fmt))
+            return 200, _version_json(sv, text)
         if rest[1] != "versions" or len(rest) > 4:
             return _not_found()
         if len(rest) == 2:

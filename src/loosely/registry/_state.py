@@ -191,6 +191,18 @@ class RegistryState:
             raise err.version_not_found(version)
         return sv
 
+    def latest_with_metadata(self, subject: str, properties: dict[str, str], *,
+                             deleted: bool = False) -> SchemaVersion:
+        """The newest version whose metadata ``properties`` hold all of ``properties`` (``GET
+        /subjects/{s}/metadata``); 40403 when none does."""
+        for _, sv in sorted(self._versions_of(subject).items(), reverse=True):
+            if sv.deleted and not deleted:
+                continue
+            have = (json.loads(sv.metadata).get("properties") or {}) if sv.metadata is not None else {}
+            if all(have.get(k) == v for k, v in properties.items()):
+                return sv
+        raise err.schema_not_found()
+
     def schema_by_id(self, schema_id: int) -> SchemaById:
         found = self._ids.get(schema_id)
         if found is None:
