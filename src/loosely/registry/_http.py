@@ -67,7 +67,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from loosely.registry import _errors as err
-from loosely.registry._records import ConfigRecord, Reference, SchemaVersion, contract_json
+from loosely.registry._contracts import from_body
+from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
 from loosely.registry._state import RegistryState, SchemaById, parse_version
 from loosely.registry._store import ForwardToLeader, KafkaStore, no_leader
 from loosely.registry._types import SCHEMA_TYPES
@@ -214,72 +215,9 @@ def _by_id_json(s: SchemaById | SchemaVersion, text: str) -> dict[str, Any]:
     return out
 
 
-RULE_KINDS = ("TRANSFORM", "CONDITION")
-RULE_GROUPS = {  # the modes each group of rules may have, as Confluent's RuleSet checks them
-    "migrationRules": ("UPGRADE", "DOWNGRADE", "UPDOWN"),
-    "domainRules": ("WRITE", "READ", "WRITEREAD"),
-    "encodingRules": ("WRITE", "READ", "WRITEREAD"),
-}
-
-
-def _strings(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _string_map(value: object) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-
-
-def _metadata_problem(md: dict[str, Any]) -> str | None:
-    tags = md.get("tags")
-    if tags is not None and not (isinstance(tags, dict) and all(_strings(t) for t in tags.values())):
-        return "metadata tags must map each path to a list of tags"
-    if md.get("properties") is not None and not _string_map(md["properties"]):
-        return "metadata properties must map names to strings"
-    if md.get("sensitive") is not None and not _strings(md["sensitive"]):
-        return "metadata sensitive must be a list of property names"
-    return None
-
-
-def _rule_set_problem(rs: dict[str, Any]) -> str | None:
-    names: set[str] = set()
-    for group, modes in RULE_GROUPS.items():
-        rules = rs.get(group)
-        if rules is None:
-            continue
-        if not isinstance(rules, list):
-            return f"ruleSet {group} must be a list of rules"
-        for rule in rules:
-            if not isinstance(rule, dict) or not isinstance(rule.get("name"), str) or not rule["name"]:
-                return f"each rule in ruleSet {group} needs a name"
-            if rule["name"] in names:
-                return f"found rule with duplicate name {rule['name']!r}"
-            names.add(rule["name"])
-            if rule.get("kind") is not None and rule["kind"] not in RULE_KINDS:
-                return f"rule {rule['name']}: kind must be one of {', '.join(RULE_KINDS)}"
-            if rule.get("mode") is not None and rule["mode"] not in modes:
-                return f"rule {rule['name']}: the mode of {group} must be one of {', '.join(modes)}"
-            if rule.get("params") is not None and not _string_map(rule["params"]):
-                return f"rule {rule['name']}: params must map names to strings"
-    return None
-
-
 def _contract(body: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The request's ``metadata`` and ``ruleSet`` as the JSON to store (``None`` when absent or empty).
-
-    The registry checks their shape (Confluent's Metadata and RuleSet classes) and otherwise keeps them as sent:
-    rules run in the clients, never here."""
-    out: list[str | None] = []
-    for name, problem in (("metadata", _metadata_problem), ("ruleSet", _rule_set_problem)):
-        part = body.get(name)
-        if part is None or part == {}:
-            out.append(None)
-            continue
-        found = problem(part) if isinstance(part, dict) else f"{name} must be a JSON object"
-        if found:
-            raise err.invalid_schema(f"Invalid {name}: {found}")
-        out.append(contract_json(part))
-    return out[0], out[1]
+    """The request's ``metadata`` and ``ruleSet`` as the JSON to store (``None`` when absent or empty)."""
+    return from_body(body, "metadata"), from_body(body, "ruleSet")
 
 
 def _schema_request(body: Any) -> tuple[str, str, tuple[Reference, ...]]:

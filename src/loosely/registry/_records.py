@@ -45,7 +45,6 @@ __all__ = [
     "Reference",
     "SchemaTombstone",
     "SchemaVersion",
-    "contract_json",
     "decode",
     "encode",
 ]
@@ -171,18 +170,13 @@ def _load(data: bytes, what: str) -> dict[str, object]:
     return doc
 
 
-def contract_json(doc: object) -> str:
-    """The compact JSON a record holds for a ``metadata`` or ``ruleSet`` object."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
 def _contract_part(value: dict[str, object], name: str) -> str | None:
     part = value.get(name)
     if part is None or part == {}:
         return None
     if not isinstance(part, dict):
         raise RecordError(f"{name} is not a JSON object")
-    return contract_json(part)
+    return _json(part).decode()
 
 
 def decode(key: bytes | None, value: bytes | None) -> Record:

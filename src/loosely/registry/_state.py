@@ -29,6 +29,7 @@ import json
 from dataclasses import dataclass, replace
 
 from loosely.registry import _errors as err
+from loosely.registry._contracts import same_contract
 from loosely.registry._records import (
     ConfigRecord,
     DeleteSubjectRecord,
@@ -56,11 +57,6 @@ class SchemaById:
     references: tuple[Reference, ...]
     metadata: str | None = None
     rule_set: str | None = None
-
-
-def same_contract(a: str | None, b: str | None) -> bool:
-    """Whether two ``metadata`` (or ``ruleSet``) JSON texts say the same, whatever their key order."""
-    return a == b or (a is not None and b is not None and json.loads(a) == json.loads(b))
 
 
 def parse_version(spec: str) -> int | None:
