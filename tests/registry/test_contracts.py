@@ -25,6 +25,7 @@ from confluent_kafka.schema_registry import (
     Schema,
     SchemaReference,
     SchemaRegistryClient,
+    ServerConfig,
 )
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
@@ -119,6 +120,30 @@ def test_metadata_and_rule_set_round_trip(client: SchemaRegistryClient, registry
     assert client.get_latest_with_metadata(s, {"team": "shop"}).version == 2
     assert client.get_latest_with_metadata(s, {"owner": "bo"}).version == 3
     assert sr_error(lambda: client.get_latest_with_metadata(s, {"owner": "cy"}))[:2] == (404, 40403)
+
+
+def test_config_defaults_and_overrides_merge_into_new_versions(client: SchemaRegistryClient,
+                                                              registry: SchemaRegistry) -> None:
+    s = "merged-value"
+    default = Metadata(None, MetadataProperties({"owner": "platform", "tier": "gold"}), ["owner"])
+    override = Metadata(None, MetadataProperties({"tier": "silver"}), [])
+    forced = RuleSet([], [Rule("mustHaveName", None, RuleKind.CONDITION, RuleMode.WRITE, "CEL", None, None,
+                                 "message.name != ''", None, None, False)], [])
+    client.set_config(s, ServerConfig(default_metadata=default, override_metadata=override,
+                                      override_rule_set=forced))
+    got = client.get_config(s)
+    assert (got.default_metadata, got.override_metadata, got.override_rule_set) == (default, override, forced)
+    client.register_schema(s, Schema(USER, "AVRO", metadata=Metadata(None, MetadataProperties({"team": "x"}), None)))
+    v1 = client.get_version(s, 1).schema
+    # the request's properties over the default's, the override's over both; the forced rule added
+    assert v1.metadata.properties.to_dict() == {"owner": "platform", "team": "x", "tier": "silver"}
+    assert v1.metadata.sensitive == ["owner"]
+    assert [r.name for r in v1.rule_set.domain_rules] == ["mustHaveName"]
+    # the bare schema again: the latest version's contract, merged the same way, is the same version
+    client.register_schema(s, Schema(USER, "AVRO"))
+    assert client.get_versions(s) == [1]
+    client.delete_config(s)
+    assert sr_error(lambda: client.get_config(s))[:2] == (404, 40408)
 
 
 @pytest.mark.parametrize(("extra", "why"), [

@@ -67,8 +67,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from loosely.registry import _errors as err
-from loosely.registry._contracts import from_body
-from loosely.registry._records import ConfigRecord, Reference, SchemaVersion
+from loosely.registry._contracts import CONFIG_FIELDS, from_body
+from loosely.registry._records import ConfigRecord, Record, Reference, SchemaVersion
 from loosely.registry._state import RegistryState, SchemaById, parse_version
 from loosely.registry._store import ForwardToLeader, KafkaStore, no_leader
 from loosely.registry._types import SCHEMA_TYPES
@@ -498,20 +498,28 @@ class RegistryServer:
             return _not_found()
         subject = rest[0] if rest else None
         if method == "GET":
-            level = st.read(lambda s: s.compatibility(subject))
-            if level is None:
-                if _flag(q, "defaultToGlobal"):
-                    level = st.read(lambda s: s.compatibility(None))
-                else:
-                    raise err.RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level "
-                                                      "compatibility configured")
-            return 200, {"compatibilityLevel": level}
+            found = st.read(lambda s: s.config(subject))
+            if found is None and subject is not None and not _flag(q, "defaultToGlobal"):
+                raise err.RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level "
+                                                  "compatibility configured")
+            if found is None:
+                found = st.read(lambda s: s.config(None)) or ConfigRecord(None, None)
+            level = found.level or st.read(lambda s: s.compatibility(None))
+            return 200, {"compatibilityLevel": level, **{k: json.loads(v) for k, v in
+                                                         found.contract_fields().items() if v is not None}}
         if method == "PUT":
             if not isinstance(body, dict):
                 raise err.RegistryError(422, 422, "The request body must be a JSON object")
             level = body.get("compatibility", body.get("compatibilityLevel"))
-            st.change(lambda s: (None, s.set_compatibility(subject, level)))
-            return 200, {"compatibility": str(level).upper()}
+            contract = {name: from_body(body, name) for name in CONFIG_FIELDS}
+            def plan(s: RegistryState) -> tuple[Any, list[Record]]:
+                records = s.set_compatibility(subject, level, contract)
+                return records[0], records
+
+            written = st.change(plan)
+            answer: dict[str, Any] = {} if written.level is None else {"compatibility": written.level}
+            answer.update({k: json.loads(v) for k, v in contract.items() if v is not None})
+            return 200, answer
         if method == "DELETE":
             if subject is None:
                 old = st.change(lambda s: (s.compatibility(None), [ConfigRecord(None, None)]))

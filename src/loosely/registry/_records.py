@@ -10,7 +10,8 @@ keytype            key                                                          
 =================  =============================================================  ==========================
 ``SCHEMA``         ``{"keytype":"SCHEMA","subject":S,"version":V,"magic":1}``      a schema version (below);
                                                                                    null: version hard-deleted
-``CONFIG``         ``{"keytype":"CONFIG","subject":S|null,"magic":0}``             ``{"compatibilityLevel":L}``;
+``CONFIG``         ``{"keytype":"CONFIG","subject":S|null,"magic":0}``             ``{"compatibilityLevel":L,
+                                                                                   "defaultMetadata":...}``;
                                                                                    null: subject config removed
 ``MODE``           ``{"keytype":"MODE","subject":S|null,"magic":0}``               ``{"mode":M}``; null: removed
 ``DELETE_SUBJECT`` ``{"keytype":"DELETE_SUBJECT","subject":S,"magic":0}``          ``{"subject":S,"version":V}``:
@@ -89,8 +90,20 @@ class SchemaTombstone:
 
 @dataclass(frozen=True, slots=True)
 class ConfigRecord:
+    """A CONFIG record; every field ``None``: the subject's config removed."""
+
     subject: str | None
-    level: str | None  # None: a subject's config removed
+    level: str | None
+    # the data contract's defaults and overrides (``defaultMetadata`` ...), compact JSON as for a version
+    default_metadata: str | None = None
+    override_metadata: str | None = None
+    default_rule_set: str | None = None
+    override_rule_set: str | None = None
+
+    def contract_fields(self) -> dict[str, str | None]:
+        """The contract fields by their JSON names."""
+        return {"defaultMetadata": self.default_metadata, "overrideMetadata": self.override_metadata,
+                "defaultRuleSet": self.default_rule_set, "overrideRuleSet": self.override_rule_set}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +156,9 @@ def encode(record: Record) -> tuple[bytes, bytes | None]:
         return key, _json(value)
     if isinstance(record, ConfigRecord):
         key = _json({"keytype": "CONFIG", "subject": record.subject, "magic": 0})
-        return key, None if record.level is None else _json({"compatibilityLevel": record.level})
+        doc: dict[str, object] = {} if record.level is None else {"compatibilityLevel": record.level}
+        doc.update({k: json.loads(v) for k, v in record.contract_fields().items() if v is not None})
+        return key, _json(doc) if doc else None
     if isinstance(record, ModeRecord):
         key = _json({"keytype": "MODE", "subject": record.subject, "magic": 0})
         return key, None if record.mode is None else _json({"mode": record.mode})
@@ -218,8 +233,15 @@ def decode(key: bytes | None, value: bytes | None) -> Record:
             rule_set=_contract_part(v, "ruleSet"),
         )
     if keytype == "CONFIG":
-        level = None if v is None else str(_field(v, "compatibilityLevel", str))
-        return ConfigRecord(subject, level)
+        if v is None:
+            return ConfigRecord(subject, None)
+        contract = {name: _contract_part(v, name) for name in ("defaultMetadata", "overrideMetadata",
+                                                                "defaultRuleSet", "overrideRuleSet")}
+        has_contract = any(contract.values())
+        level = None if has_contract and v.get("compatibilityLevel") is None else \
+            str(_field(v, "compatibilityLevel", str))
+        return ConfigRecord(subject, level, contract["defaultMetadata"], contract["overrideMetadata"],
+                            contract["defaultRuleSet"], contract["overrideRuleSet"])
     if keytype == "MODE":
         return ModeRecord(subject, None if v is None else str(_field(v, "mode", str)))
     if keytype == "DELETE_SUBJECT":

@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass, replace
 
 from loosely.registry import _errors as err
-from loosely.registry._contracts import same_contract
+from loosely.registry._contracts import CONFIG_FIELDS, merge_metadata, merge_rule_sets, same_contract
 from loosely.registry._records import (
     ConfigRecord,
     DeleteSubjectRecord,
@@ -94,6 +94,7 @@ class RegistryState:
         self._ids: dict[int, SchemaById] = {}
         self._id_users: dict[int, set[tuple[str, int]]] = {}
         self._config: dict[str | None, str] = {}
+        self._config_records: dict[str | None, ConfigRecord] = {}
         self._mode: dict[str | None, str] = {}
         self._parsed: dict[tuple[str, str, tuple[Reference, ...]], ParsedSchema | None] = {}
         self.max_id = 0
@@ -134,6 +135,10 @@ class RegistryState:
                 self._config.pop(record.subject, None)
             else:
                 self._config[record.subject] = record.level
+            if record == ConfigRecord(record.subject, None):
+                self._config_records.pop(record.subject, None)
+            else:
+                self._config_records[record.subject] = record
         elif isinstance(record, ModeRecord):
             if record.mode is None:
                 self._mode.pop(record.subject, None)
@@ -322,7 +327,8 @@ class RegistryState:
 
         The data contract (``metadata``, ``rule_set``) is part of what a version is, as in Confluent: the same
         schema with another contract is a new version with a new id; a request that sends none keeps the latest
-        version's (so a serializer registering the bare schema does not drop the contract)."""
+        version's (so a serializer registering the bare schema does not drop the contract), and the config's
+        defaults and overrides are merged in (:mod:`loosely.registry._contracts`)."""
         mode = self.effective_mode(subject)
         if mode in ("READONLY", "READONLY_OVERRIDE"):
             raise err.not_permitted(f"Subject {subject} is in read-only mode")
@@ -333,6 +339,10 @@ class RegistryState:
         if live:
             metadata = live[-1].metadata if metadata is None else metadata
             rule_set = live[-1].rule_set if rule_set is None else rule_set
+        if mode != "IMPORT":
+            cfg = self._contract_config(subject)
+            metadata = merge_metadata(merge_metadata(cfg["defaultMetadata"], metadata), cfg["overrideMetadata"])
+            rule_set = merge_rule_sets(merge_rule_sets(cfg["defaultRuleSet"], rule_set), cfg["overrideRuleSet"])
 
         def same(s: SchemaVersion | SchemaById) -> bool:
             return same_contract(metadata, s.metadata) and same_contract(rule_set, s.rule_set) and \
@@ -403,7 +413,7 @@ class RegistryState:
         records: list[Record] = [DeleteSubjectRecord(subject, max(versions))]
         if subject in self._mode:  # a deleted subject keeps no settings of its own, as in Confluent
             records.append(ModeRecord(subject, None))
-        if subject in self._config:
+        if subject in self._config_records:
             records.append(ConfigRecord(subject, None))
         return live, records
 
@@ -425,21 +435,42 @@ class RegistryState:
             raise err.not_permitted(f"Subject {subject} is in read-only mode" if subject else
                                   "The registry is in read-only mode")
 
-    def set_compatibility(self, subject: str | None, level: object) -> list[Record]:
-        if not isinstance(level, str) or level.upper() not in COMPATIBILITY_LEVELS:
+    def config(self, subject: str | None) -> ConfigRecord | None:
+        """The subject's config record (the global one for ``None``), ``None`` when it has none."""
+        return self._config_records.get(subject)
+
+    def set_compatibility(self, subject: str | None, level: object,
+                          contract: dict[str, str | None] | None = None) -> list[Record]:
+        """The record of ``PUT /config``: the level and the contract fields given replace the config's own; the
+        ones not given (``None``, or absent from ``contract``) stay."""
+        old = self._config_records.get(subject) or ConfigRecord(subject, None)
+        given = {k: v for k, v in (contract or {}).items() if v is not None}
+        if level is None and given:
+            level = old.level
+        elif not isinstance(level, str) or level.upper() not in COMPATIBILITY_LEVELS:
             raise err.RegistryError(422, 42203, "Invalid compatibility level. Valid values are none, backward, "
                                               "forward, full, backward_transitive, forward_transitive, and "
                                               "full_transitive")
-        return [ConfigRecord(subject, level.upper())]
+        fields = {**old.contract_fields(), **given}
+        return [ConfigRecord(subject, level.upper() if level else None, fields["defaultMetadata"],
+                             fields["overrideMetadata"], fields["defaultRuleSet"], fields["overrideRuleSet"])]
 
-    def delete_compatibility(self, subject: str) -> tuple[str, list[Record]]:
-        level = self._config.get(subject)
-        if level is None:
+    def delete_compatibility(self, subject: str) -> tuple[str | None, list[Record]]:
+        found = self._config_records.get(subject)
+        if found is None:
             if subject not in self._subjects:
                 raise err.subject_not_found(subject)
             raise err.RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level compatibility "
                                               "configured")
-        return level, [ConfigRecord(subject, None)]
+        return found.level, [ConfigRecord(subject, None)]
+
+    def _contract_config(self, subject: str) -> dict[str, str | None]:
+        """The contract defaults and overrides that apply to ``subject``: its own, else the global ones."""
+        own = self._config_records.get(subject)
+        glob = self._config_records.get(None)
+        mine = own.contract_fields() if own else {}
+        common = glob.contract_fields() if glob else {}
+        return {k: mine.get(k) or common.get(k) for k in CONFIG_FIELDS}
 
     def set_mode(self, subject: str | None, mode: object, *, force: bool = False) -> list[Record]:
         if not isinstance(mode, str) or mode.upper() not in MODES:
