@@ -245,6 +245,9 @@ PINS: dict[str, list[str]] = {
         "with_header_tags",
     ],
     "loosely.registry": [
+        "DecodeError",
+        "Decoded",
+        "FramedDecoder",
         "KafkaStore",
         "REQUEST_BYTES_MAX",
         "Reference",
@@ -253,6 +256,7 @@ PINS: dict[str, list[str]] = {
         "RegistryState",
         "RegistryStatistics",
         "SchemaRegistry",
+        "SchemaSource",
         "SchemaVersion",
     ],
     "loosely.security": [

@@ -362,8 +362,12 @@ def dump_json(value: object) -> bytes:
     return _json_value(value)
 
 
-def render_json(m: KafkaMessage, broker: int) -> bytes:
-    """kcat's ``-J`` envelope for one message (without the trailing delimiter)."""
+def render_json(m: KafkaMessage, broker: int, key: bytes | None = None, payload: bytes | None = None) -> bytes:
+    """kcat's ``-J`` envelope for one message (without the trailing delimiter).
+
+    ``key``/``payload``, when given, are written verbatim in place of the key's and the payload's JSON strings:
+    a deserializer's JSON with the fields kcat adds after it (``{...},"value_schema_id":1``).
+    """
     kind, ts = m.timestamp()
     out = [b'{"topic":', json_string((m.topic() or "").encode()), b',"partition":', str(m.partition()).encode()]
     out += [b',"offset":', str(m.offset()).encode()]
@@ -378,7 +382,7 @@ def render_json(m: KafkaMessage, broker: int) -> bytes:
             items.append(json_string(name.encode()))
             items.append(b"null" if value is None else json_string(value))
         out += [b',"headers":[', b",".join(items), b"]"]
-    key, value = m.key(), m.value()
-    out += [b',"key":', b"null" if key is None else json_string(key)]
-    out += [b',"payload":', b"null" if value is None else json_string(value), b"}"]
+    k, value = m.key(), m.value()
+    out += [b',"key":', key if key is not None else b"null" if k is None else json_string(k)]
+    out += [b',"payload":', payload if payload is not None else b"null" if value is None else json_string(value), b"}"]
     return b"".join(out)

@@ -8,7 +8,8 @@ Schema Registry or Karapace can take over the topic, and the reverse.
 Rooms: :mod:`~loosely.registry._records` (the log format), :mod:`~loosely.registry._types` (Avro and JSON Schema:
 parsing, identity, compatibility), :mod:`~loosely.registry._state` (the sans-IO state machine and the planned
 changes), :mod:`~loosely.registry._store` (the Kafka-backed store, single writer, read-your-write) and
-:mod:`~loosely.registry._http` (the REST API).
+:mod:`~loosely.registry._http` (the REST API); :mod:`~loosely.registry._decode` reads Confluent-framed records
+with a registry's schemas, for ``loosely consume -s value=avro -r URL`` and the web console.
 
 >>> from loosely.testing import embedded_broker
 >>> import json, urllib.request
@@ -22,6 +23,7 @@ changes), :mod:`~loosely.registry._store` (the Kafka-backed store, single writer
 
 from __future__ import annotations
 
+from loosely.registry._decode import Decoded, DecodeError, FramedDecoder, SchemaSource
 from loosely.registry._errors import RegistryError
 from loosely.registry._http import REQUEST_BYTES_MAX, RegistryServer
 from loosely.registry._records import Reference, SchemaVersion
@@ -31,6 +33,9 @@ from loosely.registry._store import KafkaStore
 
 __all__ = [
     "REQUEST_BYTES_MAX",
+    "DecodeError",
+    "Decoded",
+    "FramedDecoder",
     "KafkaStore",
     "Reference",
     "RegistryError",
@@ -38,5 +43,6 @@ __all__ = [
     "RegistryState",
     "RegistryStatistics",
     "SchemaRegistry",
+    "SchemaSource",
     "SchemaVersion",
 ]
