@@ -247,6 +247,7 @@ PINS: dict[str, list[str]] = {
     "loosely.registry": [
         "DecodeError",
         "Decoded",
+        "FRAME_BYTES",
         "FramedDecoder",
         "KafkaStore",
         "REQUEST_BYTES_MAX",

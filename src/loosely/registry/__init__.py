@@ -23,7 +23,7 @@ with a registry's schemas, for ``loosely consume -s value=avro -r URL`` and the 
 
 from __future__ import annotations
 
-from loosely.registry._decode import Decoded, DecodeError, FramedDecoder, SchemaSource
+from loosely.registry._decode import FRAME_BYTES, Decoded, DecodeError, FramedDecoder, SchemaSource
 from loosely.registry._errors import RegistryError
 from loosely.registry._http import REQUEST_BYTES_MAX, RegistryServer
 from loosely.registry._records import Reference, SchemaVersion
@@ -32,6 +32,7 @@ from loosely.registry._state import RegistryState
 from loosely.registry._store import KafkaStore
 
 __all__ = [
+    "FRAME_BYTES",
     "REQUEST_BYTES_MAX",
     "DecodeError",
     "Decoded",
