@@ -110,6 +110,15 @@ def test_values_that_cannot_be_decoded(registry: str, data: bytes, error: str) -
     assert str(e.value).startswith(error), str(e.value)
 
 
+@pytest.mark.parametrize(("payload", "error"), [
+    (b"{", "Failed to read JSON value: "), (b"[1e999]", "Failed to encode JSON value as JSON"),
+    (b"NaN", "Failed to encode JSON value as JSON")])
+def test_json_values_that_cannot_be_written(registry: str, payload: bytes, error: str) -> None:
+    with pytest.raises(DecodeError) as e:
+        FramedDecoder(SchemaSource(registry)).decode(framed(2, payload))
+    assert str(e.value).startswith(error), str(e.value)
+
+
 def test_schemas_are_fetched_once_and_unknown_ids_not_asked_again_at_once(registry: str) -> None:
     clock = Clock()
     decoder = FramedDecoder(SchemaSource(registry, clock=clock))

@@ -287,7 +287,10 @@ class FramedDecoder:
                 doc = json.loads(payload)
             except (ValueError, RecursionError) as e:
                 raise DecodeError(f"Failed to read JSON value: {e}") from None
-            return Decoded(schema_id, "JSON", _encode(doc))
+            try:
+                return Decoded(schema_id, "JSON", _encode(doc))
+            except (ValueError, RecursionError):  # NaN, Infinity, 1e999: JSON that jansson cannot write
+                raise DecodeError("Failed to encode JSON value as JSON") from None
         return Decoded(schema_id, "PROTOBUF", _protobuf_json(schema.parsed, payload))
 
 
@@ -469,4 +472,7 @@ def _protobuf_json(file: Any, payload: bytes) -> str:
         message.ParseFromString(payload[pos:])
     except ProtobufDecodeError as e:
         raise DecodeError(f"Failed to read Protobuf message: {e}") from None
-    return _encode(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    try:
+        return _encode(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    except (ValueError, RecursionError) as e:  # json_format refuses what the JSON mapping cannot say
+        raise DecodeError(f"Failed to encode Protobuf as JSON: {e}") from None

@@ -96,8 +96,11 @@ Consumer options:
   -e                 Exit successfully at the end of the partitions
   -f <fmt>           Output format: %s %S %R %k %K %t %p %o %T %h %%, \\n \\r \\t \\xXX
   -J                 JSON envelope, one object per message
-  -s key=avro|value=avro|avro  Decode Confluent-framed Avro keys/values to JSON with the schema registry (-r);
-                     loosely adds json (JSON Schema) and protobuf: -s value=protobuf
+  -s key=<serdes>|value=<serdes>|<serdes>  Deserialize the key, the value, or both:
+                     a pack format of b B h H i I q Q (8..64-bit integers, upper case unsigned), c (a byte),
+                     s (the rest), $ (end of input), ' ' (a space), e.g. -s key=i -s value='hB s'; or
+                     avro: Confluent-framed Avro printed as JSON with the schema registry (-r);
+                     loosely adds json (JSON Schema) and protobuf, e.g. -s value=protobuf
   -r <url>           Schema registry URL (http(s)://[user:password@]host:port), for -s
   -Z                 Print NULL keys and values as "NULL"
   -u                 Unbuffered output
@@ -155,6 +158,7 @@ class Conf:
     run: bool = True
     exit_on_error: bool = True  # -E turns it off: kcat's conf.exitonerror
     serdes: dict[str, str] = field(default_factory=dict)  # -s: "key"/"value" -> AVRO, JSON or PROTOBUF
+    pack: dict[str, str] = field(default_factory=dict)  # -s: "key"/"value" -> a pack format ("i", "hB s", ...)
     registry_url: str | None = None  # -r, or -X schema.registry.url
 
 
@@ -222,9 +226,11 @@ def _add_serdes(conf: Conf, arg: str) -> None:
             bad = next((c for c in kind if c not in _PACK_TOKENS), None)
             if bad is not None:
                 raise Fatal(f"Invalid token '{bad}' in {f} pack-format, see -s usage.")
-            raise Fatal("-s pack-format deserializers are not supported by loosely kcat (avro, json and protobuf "
-                        "with -r are)")
-        conf.serdes[f] = _SERDES_TYPES[kind]
+            conf.pack[f] = kind
+            conf.serdes.pop(f, None)
+        else:
+            conf.serdes[f] = _SERDES_TYPES[kind]
+            conf.pack.pop(f, None)
 
 
 def _read_conf_file(conf: Conf, path: str) -> None:
@@ -402,10 +408,10 @@ def parse_args(argv: Sequence[str]) -> Conf:
         raise UsageError("-t <topic> missing")
     if conf.mode == "Q" and not conf.query:
         raise UsageError("-t <topic>:<partition>:<offset_or_timestamp> missing")
-    if conf.serdes:
+    if conf.serdes or conf.pack:
         if conf.mode not in "GC":
             raise Fatal("-s serdes only available in the consumer")
-        if conf.registry_url is None:
+        if conf.serdes and conf.registry_url is None:
             raise Fatal(f"-s {next(iter(conf.serdes.values())).lower()} requires -r <sr_url>")
         if "key" in conf.serdes and key_delim_raw is None:
             key_delim_raw = b""  # kcat: a decoded key is printed, with an empty delimiter unless -K gives one

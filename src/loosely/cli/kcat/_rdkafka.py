@@ -256,7 +256,7 @@ TP = tuple[str | None, int | None]
 def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], bytes]:
     assert conf.fmt is not None
     tokens = parse_format(conf.fmt)
-    if conf.serdes:
+    if conf.serdes or (conf.pack and not conf.json):  # kcat's -J envelope ignores pack formats
         from loosely.cli.kcat._serdes import serdes_renderer  # noqa: PLC0415 - the registry's imports only for -s
 
         tail = tokens[0].text if conf.json and tokens and tokens[0].kind == "str" else b""

@@ -1,4 +1,5 @@
-"""kcat's ``-s`` deserializers with ``-r``: Confluent-framed keys and values printed as JSON.
+"""kcat's ``-s`` deserializers: pack formats (``-s key=i``), and with ``-r`` Confluent-framed keys and values
+printed as JSON.
 
 ``-s value=avro -r URL`` (``-s key=avro``, or ``-s avro`` for both) decodes with the registry's schemas
 (:mod:`loosely.registry`, which writes the JSON as kcat's avro-c does); loosely adds ``json`` (JSON Schema) and
@@ -19,13 +20,16 @@ from collections.abc import Callable
 from typing import Final
 
 from loosely.cli.kcat._options import Conf, FormatFailure
-from loosely.clients.kcat_format import KafkaMessage, Token, compile_format, json_string, render_json
+from loosely.clients.kcat_format import KafkaMessage, Token, compile_format, json_string, render_json, unpack_text
 from loosely.registry import DecodeError, FramedDecoder, SchemaSource
 
 __all__ = ["serdes_renderer"]
 
 _ERRSTR_BYTES_MAX: Final = 255  # kcat's errstr[256]
 _WHAT: Final = {"AVRO": "Avro", "JSON": "JSON Schema", "PROTOBUF": "Protobuf"}
+
+
+_Part = Callable[[KafkaMessage], tuple[bytes, str | None]]  # a piece of -f output: (text, kcat's error or None)
 
 
 def _where(m: KafkaMessage) -> str:
@@ -35,11 +39,10 @@ def _where(m: KafkaMessage) -> str:
 def serdes_renderer(conf: Conf, tokens: list[Token], broker_of: Callable[[KafkaMessage], int] | None,
                     tail: bytes) -> Callable[[KafkaMessage], bytes]:
     """The renderer of ``-f`` ``tokens`` (or of ``-J`` when ``broker_of`` is given) decoding the ``-s`` fields."""
-    assert conf.registry_url is not None
-    decoder = FramedDecoder(SchemaSource(conf.registry_url))
-    key_type, value_type = conf.serdes.get("key"), conf.serdes.get("value")
+    decoder = FramedDecoder(SchemaSource(conf.registry_url)) if conf.serdes and conf.registry_url else None
 
     def decode(data: bytes, schema_type: str) -> tuple[bytes, int]:
+        assert decoder is not None
         try:
             found = decoder.decode(data, schema_type)
         except DecodeError as e:
@@ -51,6 +54,8 @@ def serdes_renderer(conf: Conf, tokens: list[Token], broker_of: Callable[[KafkaM
         sys.stderr.flush()
 
     if broker_of is not None:
+        key_type, value_type = conf.serdes.get("key"), conf.serdes.get("value")
+
         def as_json(m: KafkaMessage) -> bytes:
             fields: dict[str, bytes] = {}
             for name, schema_type, data in (("key", key_type, m.key()), ("payload", value_type, m.value())):
@@ -72,34 +77,62 @@ def serdes_renderer(conf: Conf, tokens: list[Token], broker_of: Callable[[KafkaM
         return as_json
 
     null = b"NULL" if conf.null else b""
-    parts: list[tuple[Callable[[KafkaMessage], bytes], str | None, str]] = []
+
+    def field_part(name: str, get: Callable[[KafkaMessage], bytes | None]) -> _Part | None:
+        """The part printing ``%k`` or ``%s`` deserialized: ``m -> (text, error or None)``."""
+        schema_type, fmt = conf.serdes.get(name), conf.pack.get(name)
+        if schema_type is not None:
+            what = f"{_WHAT[schema_type]}/Schema-registry {'key' if name == 'key' else 'message'} deserialization: "
+
+            def registry_field(m: KafkaMessage) -> tuple[bytes, str | None]:
+                data = get(m)
+                if not data:
+                    return null, None
+                try:
+                    return decode(data, schema_type)[0], None
+                except DecodeError as e:
+                    return b"", what + str(e)
+
+            return registry_field
+        if fmt is not None:
+            def packed_field(m: KafkaMessage) -> tuple[bytes, str | None]:
+                data = get(m)
+                return (null, None) if not data else unpack_text(fmt, data, name)
+
+            return packed_field
+        return None
+
+    parts: list[_Part] = []
     for t in tokens:
-        if t.kind == "k" and key_type is not None:
-            parts.append((lambda m: m.key() or b"", key_type, "key"))
-        elif t.kind == "s" and value_type is not None:
-            parts.append((lambda m: m.value() or b"", value_type, "message"))
-        else:
-            parts.append((compile_format([t], null or None), None, ""))
+        part = field_part("key", _key) if t.kind == "k" else field_part("value", _value) if t.kind == "s" else None
+        if part is None:
+            plain = compile_format([t], null or None)
+            part = _plain(plain)
+        parts.append(part)
 
     def render(m: KafkaMessage) -> bytes:
         out: list[bytes] = []
-        for part, schema_type, what in parts:
-            if schema_type is None:
-                out.append(part(m))
-                continue
-            data = part(m)
-            if not data:
-                out.append(null)
-                continue
-            try:
-                out.append(decode(data, schema_type)[0])
-            except DecodeError as e:
-                line = (f"Failed to format message in {_where(m)}: "
-                        f"{_WHAT[schema_type]}/Schema-registry {what} deserialization: {e}")
+        for part in parts:
+            text, error = part(m)
+            out.append(text)
+            if error is not None:
+                line = f"Failed to format message in {_where(m)}: {error}"
                 if conf.exit_on_error:
-                    raise FormatFailure(b"".join(out), line) from None
+                    raise FormatFailure(b"".join(out), line)
                 report(line)
-                return b"".join(out)
+                break
         return b"".join(out)
 
     return render
+
+
+def _key(m: KafkaMessage) -> bytes | None:
+    return m.key()
+
+
+def _value(m: KafkaMessage) -> bytes | None:
+    return m.value()
+
+
+def _plain(render: Callable[[KafkaMessage], bytes]) -> _Part:
+    return lambda m: (render(m), None)
