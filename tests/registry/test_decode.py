@@ -28,7 +28,12 @@ SCHEMAS = {
         {"name": "f", "type": "float"}, {"name": "d", "type": "double"},
         {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]})},
     2: {"schema": json.dumps({"type": "object"}), "schemaType": "JSON"},
+    3: {"schema": json.dumps({"type": "record", "name": "User", "namespace": "shop", "fields": [
+        {"name": "home", "type": "shop.Address"}]}),
+        "references": [{"name": "shop.Address", "subject": "address", "version": 1}]},
 }
+SUBJECT_VERSIONS = {"/subjects/address/versions/1": {"schema": json.dumps(
+    {"type": "record", "name": "Address", "namespace": "shop", "fields": [{"name": "city", "type": "string"}]})}}
 
 
 class _Registry(BaseHTTPRequestHandler):
@@ -36,7 +41,8 @@ class _Registry(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.requests.append(self.path)
-        found = SCHEMAS.get(int(self.path.rsplit("/", 1)[1])) if self.path.startswith("/schemas/ids/") else None
+        found = (SCHEMAS.get(int(self.path.rsplit("/", 1)[1])) if self.path.startswith("/schemas/ids/")
+                 else SUBJECT_VERSIONS.get(self.path))
         body = json.dumps(found if found else {"error_code": 40403, "message": "Schema not found"}).encode()
         self.send_response(200 if found else 404)
         self.send_header("Content-Length", str(len(body)))
@@ -87,6 +93,11 @@ def test_avro_is_written_as_avro_c_writes_it(registry: str) -> None:
     assert got.json == '{"u": null, "f": 3.0, "d": 1.2345678901234567e19, "ts": 1767225600000}'
     assert decoder.decode(framed(1, avro_bytes({"u": -1, "f": 0, "d": 0, "ts": ts}))).json.startswith(
         '{"u": {"long": -1}, ')
+
+
+def test_avro_references_are_followed(registry: str) -> None:
+    got = FramedDecoder(SchemaSource(registry)).decode(framed(3, b"\x0eZ\xc3\xbcrich"))
+    assert got.json == '{"home": {"city": "Z\\u00FCrich"}}'
 
 
 def test_jansson_text() -> None:

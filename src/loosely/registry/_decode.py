@@ -204,7 +204,8 @@ class SchemaSource:
         if found is not None:
             return found
         answer = self._get(f"/schemas/ids/{schema_id}/versions")
-        out = tuple((str(v["subject"]), int(v["version"])) for v in answer if isinstance(v, dict))
+        out = tuple((str(v.get("subject")), int(v.get("version") or 0)) for v in answer if isinstance(v, dict)) \
+            if isinstance(answer, list) else ()
         with self._lock:
             self._subjects[schema_id] = out
         return out
@@ -215,10 +216,16 @@ class SchemaSource:
         if depth > REFERENCE_DEPTH_MAX:
             raise DecodeError(f"schema references nested deeper than {REFERENCE_DEPTH_MAX}")
         out: list[tuple[str, str]] = []
-        for ref in envelope.get("references") or []:
+        refs = envelope.get("references") or []
+        if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+            raise DecodeError('"references" is not a list of {"name", "subject", "version"}')
+        for ref in refs:
             subject = urllib.parse.quote(str(ref.get("subject", "")), safe="")
-            found = self._get(f"/subjects/{subject}/versions/{int(ref.get('version', -1))}")
-            for item in [*self._referenced(found, depth + 1), (str(ref.get("name", "")), str(found["schema"]))]:
+            version = ref.get("version")
+            found = self._get(f"/subjects/{subject}/versions/{version if isinstance(version, int) else -1}")
+            if not isinstance(found, dict) or not isinstance(found.get("schema"), str):
+                raise DecodeError(f'No "schema" string field in reference {ref.get("name")!r}')
+            for item in [*self._referenced(found, depth + 1), (str(ref.get("name", "")), found["schema"])]:
                 if item not in out:
                     out.append(item)
         return out
