@@ -395,6 +395,8 @@ def _consume_loop(
                 except FormatFailure as e:  # a -s field kcat could not decode, and no -E: kcat exits here
                     add(e.partial)
                     output.flush()
+                    if store:  # a group's next run starts at this message, not after it
+                        positions[tp] = m.offset() or 0
                     raise Fatal(f"{e.line}: terminating") from None
                 received += 1
                 if received == limit:
