@@ -33,7 +33,7 @@ from typing import Any
 
 from loosely.registry._errors import invalid_schema
 
-__all__ = ["parse_protobuf", "reader_writer_problems"]
+__all__ = ["build_file", "parse_protobuf", "reader_writer_problems"]
 
 WELL_KNOWN_PREFIX = "google/protobuf/"
 
@@ -94,8 +94,9 @@ def _add_well_known(pool: Any, name: str) -> None:
     pool.Add(fdp)
 
 
-def parse_protobuf(text: str, referenced: tuple[str, ...]) -> tuple[str, Any]:
-    """``(identity, FileDescriptorProto)`` of a base64 descriptor; 42201 when it does not build."""
+def _build(text: str, referenced: tuple[str, ...]) -> tuple[Any, Any]:
+    """``(FileDescriptorProto, FileDescriptor)`` of a base64 descriptor built with its references in a fresh pool;
+    42201 when it does not build."""
     from google.protobuf import descriptor_pool  # noqa: PLC0415
 
     fdp = _decode(text)
@@ -112,11 +113,22 @@ def parse_protobuf(text: str, referenced: tuple[str, ...]) -> tuple[str, Any]:
                 _add_well_known(pool, name)
                 added.add(name)
         pool.Add(fdp)
-        pool.FindFileByName(fdp.name)  # builds it: every type must resolve
+        built = pool.FindFileByName(fdp.name)  # builds it: every type must resolve
     except (TypeError, KeyError, ValueError) as e:
         raise invalid_schema(f"{fdp.name}: {e}") from None
+    return fdp, built
+
+
+def parse_protobuf(text: str, referenced: tuple[str, ...]) -> tuple[str, Any]:
+    """``(identity, FileDescriptorProto)`` of a base64 descriptor; 42201 when it does not build."""
+    fdp, _ = _build(text, referenced)
     identity = base64.b64encode(fdp.SerializeToString(deterministic=True)).decode()
     return identity, fdp
+
+
+def build_file(text: str, referenced: tuple[str, ...]) -> Any:
+    """The ``FileDescriptor`` of a base64 descriptor and its references (decoders take message classes from it)."""
+    return _build(text, referenced)[1]
 
 
 def _messages(fdp: Any) -> dict[str, Any]:
