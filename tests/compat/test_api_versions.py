@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from confluent_kafka import Consumer
 from kafka import KafkaAdminClient
 
 from broker._raw import Raw
@@ -130,3 +131,30 @@ def test_kafka_python_takes_both_for_kafka_4_1(cluster: Cluster) -> None:
         assert admin.get_broker_version_data(node["broker_id"]).broker_version == (4, 1)
     finally:
         admin.close()
+
+
+def test_describe_groups_of_a_consumer_protocol_group(cluster: Cluster, topic: str) -> None:
+    """A KIP-848 group asked for with the classic DescribeGroups, before and from v6 (KIP-1043)."""
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    group = f"g-{topic}"
+    member = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
+                       "group.protocol": "consumer"})
+    raw = Raw(cluster.bootstrap_servers)
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            member.poll(0.1)
+        answers = {}
+        for version in (5, 6):
+            cls, _ = _request(ApiKey.DESCRIBE_GROUPS, version)
+            got: Any = raw.request(ApiKey.DESCRIBE_GROUPS, version, cls(groups=(group,),
+                                                                         include_authorized_operations=False))
+            answers[version] = [(int(g.error_code), getattr(g, "error_message", None), g.group_state,
+                                 g.protocol_type, len(g.members)) for g in got.groups]
+        assert answers == {5: [(0, None, "Dead", "", 0)],
+                           6: [(69, f"Group {group} is not a classic group.", "Dead", "", 0)]}
+    finally:
+        raw.close()
+        member.close()
