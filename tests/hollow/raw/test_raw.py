@@ -104,6 +104,16 @@ def test_pipelined_writes_share_transactions_and_keep_conditions_exact(writer: W
         stale.result(30)
     bulk = writer.bulk_async([Put(Movie(101, "x")), Delete("Movie", (100,), if_version=won[0])]).result(30)
     assert client.get(Movie, 100, after=bulk.token) is None
+    # a key's writes land in the order they were submitted, even when a conditional one among them must wait for
+    # the version of the one before it: submitted behind a queue, so that all three share a batch
+    queue = [writer.put_async(Movie(300 + i, "filler")) for i in range(45)]
+    first = writer.put_async(Movie(102, "a"))
+    second = writer.put_async(Movie(102, "b"), if_content=Movie(102, "a"))
+    third = writer.put_async(Movie(102, "c"))
+    versions = [f.result(30).version for f in (first, second, third)]  # the second's condition holds
+    assert versions == sorted(versions)
+    assert all(f.result(30) for f in queue)
+    assert client.get(Movie, 102, consistency="strong") == Movie(102, "c")
 
 
 def test_producer_folds_the_log_and_clients_read_state_plus_overlay(dataset: Dataset, writer: Writer,

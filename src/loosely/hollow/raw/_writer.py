@@ -15,7 +15,8 @@ leader's own writes changes nothing.
 **Group commit.** Callers queue requests; one thread takes what is queued (up to ``batch_ops_max`` operations),
 checks each request's conditions in order against the versions plus the writes accepted before it in the batch,
 and sends the accepted ones in ONE transaction. A conditional request touching a key another request of the
-same batch writes waits for the next batch (its version is not known yet). When the commit returns, each caller
+same batch writes waits for the next batch (its version is not known yet), and so does every later request on
+the same keys, so that the writes of a key land in the order they were queued. When the commit returns, each caller
 gets the offsets of its records (versions) and a token. A request is all or nothing: a bulk is one request.
 A transaction costs three round trips whatever its size (AddPartitionsToTxn, Produce, EndTxn: 2-3 ms on loopback),
 so throughput comes from batch size: ``put_async`` and friends return a future instead of waiting, letting one
@@ -517,7 +518,9 @@ class Writer:
     def put_async(self, record: object, *, if_version: Any = ANY, if_content: Any = ANY) -> Future[WriteResult]:
         """:meth:`put` without waiting: the future's result is the :class:`WriteResult` once committed, or it
         raises what ``put`` would. Many writes in flight from one caller share transactions (pipelining);
-        callbacks added to the future run on the commit thread, so keep them short. A bad record raises here."""
+        callbacks added to the future run on the commit thread, so keep them short. A bad record, a writer that does
+        not lead, or a full queue for ``write_timeout_ms`` raises here; the writes of a key land in the order
+        they were submitted."""
         return self._submit([self._put_op(record, if_version, if_content)], _write_result)
 
     def delete_async(self, type_: str | type, key: object, *, if_version: Any = ANY,
@@ -633,11 +636,15 @@ class Writer:
         accepted: list[_Request] = []
         deferred: list[_Request] = []
         pending: set[bytes] = set()  # keys written by the accepted requests
+        # keys of deferred requests: later writes to them wait too, so that each key's writes land in the order they
+        # were queued (a caller pipelining a conditional write after a plain one relies on it)
+        held: set[bytes] = set()
         with self._lock:
             versions = self._versions
             for r in batch:
-                if any(op.conditional and op.key in pending for op in r.ops):
+                if any((op.conditional and op.key in pending) or op.key in held for op in r.ops):
                     deferred.append(r)
+                    held.update(op.key for op in r.ops)
                     continue
                 failure = self._failed_condition(r.ops, versions, pending)
                 if failure is not None:
