@@ -15,7 +15,9 @@ Measured, each figure on both sides in the same run, every role in its own proce
   overlay, which tails the log).  ``time.monotonic_ns`` is one clock for every process of the machine.
 * the same, unpaced, with 1 KB records: ``--max-writers`` Redis writer processes, ``--raw-max-threads`` threads on
   the RAW writer; the highest rate sustained with every write acknowledged before that writer's next (the issue's
-  target: 10,000 writes/s of 1 KB).  A follower polling every record would measure its own lag, so a probe writer
+  target: 10,000 writes/s of 1 KB), or with ``--window`` writes in flight per writer (Redis pipelines a window at
+  a time; RAW Hollow keeps a sliding window of ``Writer.put_async`` futures, which the group commit batches).
+  A follower polling every record would measure its own lag, so a probe writer
   adds ``--probe-rate`` records/s among them and the follower follows the probe;
 * *read latency*: ``--records`` records of 10 KB loaded, then random reads one at a time: Redis ``GET`` over the
   network; RAW Hollow eventual (overlay then state), strong (waits for the log end), after a token, and plain
@@ -32,6 +34,7 @@ everysec`` (durable to the page cache, as the broker's acks=all is) and no RDB s
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -131,8 +134,16 @@ def redis_writer(args: argparse.Namespace) -> dict[str, Any]:
     r = redis.Redis(port=int(args.addr))
     acks: list[float] = []
     n = 0
+    window = args.window if args.rate <= 0 else 1
+    pipe = r.pipeline(transaction=False)
     for seq in pace(args.rate, args.seconds):
         t = time.monotonic_ns()
+        if window > 1:  # pipelined: a round trip per window of writes
+            pipe.set(f"{args.prefix}{seq}", payload(args.size, t))
+            if seq % window == window - 1:
+                pipe.execute()
+                n = seq + 1
+            continue
         r.set(f"{args.prefix}{seq}", payload(args.size, t))
         acks.append((time.monotonic_ns() - t) / 1e6)
         n = seq + 1
@@ -209,12 +220,25 @@ def raw_writer(args: argparse.Namespace) -> dict[str, Any]:
     counts = [0] * threads
 
     def load(i: int) -> None:
-        rate = args.probe_rate if i == 0 and args.probe_rate > 0 else args.rate / threads
+        probe = i == 0 and args.probe_rate > 0
+        rate = args.probe_rate if probe else args.rate / threads
+        window = args.window if rate <= 0 else 1
+        in_flight: collections.deque[Any] = collections.deque()
         for seq in pace(rate, args.seconds):
             t = time.monotonic_ns()
-            writer.put(rec(f"{args.prefix}{seq}" if i == 0 else f"{args.prefix}t{i}-{seq}", payload(args.size, t)))
+            key = f"{args.prefix}{seq}" if i == 0 else f"{args.prefix}t{i}-{seq}"
+            if window > 1:  # pipelined: up to `window` writes of this thread wait for their commit at once
+                in_flight.append(writer.put_async(rec(key, payload(args.size, t))))
+                while len(in_flight) >= window or (in_flight and in_flight[0].done()):
+                    in_flight.popleft().result()
+                    counts[i] += 1
+                continue
+            writer.put(rec(key, payload(args.size, t)))
             acks[i].append((time.monotonic_ns() - t) / 1e6)
             counts[i] = seq + 1
+        while in_flight:
+            in_flight.popleft().result()
+            counts[i] += 1
 
     ts = [threading.Thread(target=load, args=(i,)) for i in range(threads)]
     for t in ts:
@@ -238,15 +262,20 @@ def raw_follow(args: argparse.Namespace) -> Callable[[str], Any]:
     return get
 
 
-def _timed(n: int, keys: list[str], read: Callable[[str], Any]) -> dict[str, float]:
+def _timed(n: int, variants: dict[str, tuple[list[str], Callable[[str], Any]]],
+           chunk: int = 50) -> dict[str, dict[str, float]]:
+    """``n`` random reads of each variant, taken in turns of ``chunk`` reads: on a loaded machine the load drifts
+    within seconds, and a ratio of two figures measured one after the other would measure the drift."""
     rng = random.Random(2)
-    ms = []
-    for _ in range(n):
-        key = keys[rng.randrange(len(keys))]
-        t = time.perf_counter_ns()
-        assert read(key) is not None, key
-        ms.append((time.perf_counter_ns() - t) / 1e6)
-    return percentiles(ms)
+    ms: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(0, n, chunk):
+        for name, (keys, read) in variants.items():
+            for _ in range(chunk):
+                key = keys[rng.randrange(len(keys))]
+                t = time.perf_counter_ns()
+                assert read(key) is not None, key
+                ms[name].append((time.perf_counter_ns() - t) / 1e6)
+    return {name: percentiles(v) for name, v in ms.items()}
 
 
 def raw_reads(args: argparse.Namespace) -> dict[str, Any]:
@@ -285,13 +314,15 @@ def raw_reads(args: argparse.Namespace) -> dict[str, Any]:
 
     client = RawClient(ds).start()
     assert client.get(rec, changed[0], after=token).payload == payload(args.size, args.records)  # the overlay
-    out = {"plain_hollow": _timed(args.reads, keys[args.overlay:], plain_get),
-           "raw_eventual": _timed(args.reads, keys[args.overlay:], lambda k: client.get(rec, k)),
-           "raw_eventual_overlay": _timed(args.reads, changed, lambda k: client.get(rec, k)),
-           "raw_after_token": _timed(args.reads, keys, lambda k: client.get(rec, k, after=token))}
+    out: dict[str, Any] = _timed(args.reads, {
+        "plain_hollow": (keys[args.overlay:], plain_get),
+        "raw_eventual": (keys[args.overlay:], lambda k: client.get(rec, k)),
+        "raw_eventual_overlay": (changed, lambda k: client.get(rec, k)),
+        "raw_after_token": (keys, lambda k: client.get(rec, k, after=token))})
     stats = client.statistics()
     out["overlay_entries"] = stats.overlay
-    out["raw_strong"] = _timed(min(args.reads, 1_000), keys, lambda k: client.get(rec, k, consistency="strong"))
+    out.update(_timed(min(args.reads, 1_000), {"raw_strong": (keys, lambda k: client.get(rec, k,
+                                                                                      consistency="strong"))}))
     client.close()
     return out
 
@@ -438,10 +469,10 @@ def run_side(side: str, addr: str, args: argparse.Namespace, **extra: Any) -> di
     print(f"  visible {fmt(out['paced']['visible_ms'])}\n  ack     {fmt(out['paced']['ack_ms'])}  "
           f"({out['paced']['writes_per_s']:,.0f}/s achieved, {out['paced']['missed']} missed)", flush=True)
     writers = args.raw_max_threads if side == "raw" else args.max_writers
-    print(f"[{side}] unpaced, {writers} writers of {args.max_size:,} B and a probe at "
+    print(f"[{side}] unpaced, {writers} writers of {args.max_size:,} B ({args.window} in flight each) and a probe at "
           f"{args.probe_rate:g}/s, {args.seconds:g} s", flush=True)
     out["max"] = write_to_visible(side, addr, rate=0, size=args.max_size, seconds=args.seconds,
-                                  writers=writers, probe_rate=args.probe_rate, **extra)
+                                  writers=writers, probe_rate=args.probe_rate, window=args.window, **extra)
     print(f"  {out['max']['writes_per_s']:,.0f} writes/s; visible {fmt(out['max']['visible_ms'])}", flush=True)
     print(f"[{side}] reads of {args.records:,} records of {args.size:,} B", flush=True)
     reads = {**extra, "dataset": "reads"} if side == "raw" else extra
@@ -471,6 +502,9 @@ def main() -> None:
     p.add_argument("--raw-max-threads", type=int, default=16,
                    help="threads sharing the RAW writer in the unpaced run (its group commit batches them)")
     p.add_argument("--probe-rate", type=float, default=200.0, help="the unpaced run's probe writes/s")
+    p.add_argument("--window", type=int, default=1,
+                   help="unpaced writes each writer keeps in flight (1: none, each waits for its ack; more: Redis "
+                        "pipelines, RAW Hollow's Writer.put_async)")
     p.add_argument("--max-size", type=int, default=1_000, help="bytes per record in the unpaced run")
     p.add_argument("--records", type=int, default=10_000, help="records loaded for reads and memory")
     p.add_argument("--overlay", type=int, default=1_000, help="in-flight changes in the memory comparison")

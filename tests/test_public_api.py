@@ -245,6 +245,10 @@ PINS: dict[str, list[str]] = {
         "with_header_tags",
     ],
     "loosely.registry": [
+        "DecodeError",
+        "Decoded",
+        "FRAME_BYTES",
+        "FramedDecoder",
         "KafkaStore",
         "REQUEST_BYTES_MAX",
         "Reference",
@@ -253,6 +257,7 @@ PINS: dict[str, list[str]] = {
         "RegistryState",
         "RegistryStatistics",
         "SchemaRegistry",
+        "SchemaSource",
         "SchemaVersion",
     ],
     "loosely.security": [

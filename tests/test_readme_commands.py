@@ -232,7 +232,7 @@ def test_the_schema_registry_and_web_console_sections(readme_venv: Path, tmp_pat
         })
         sh.cwd.mkdir()
         try:
-            in_broker, standalone = commands(section("Schema registry"))
+            in_broker, standalone, consume = commands(section("Schema registry"))
             p = sh.start(in_broker)
             assert _get(printed_url(p, "schema registry on") + "/subjects") == (200, "[]")
             sh.stop(p)
@@ -243,6 +243,11 @@ def test_the_schema_registry_and_web_console_sections(readme_venv: Path, tmp_pat
                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
             with urllib.request.urlopen(register, timeout=20) as r:
                 assert json.loads(r.read()) == {"id": 1}
+            producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+            producer.produce("users", b"\x00\x00\x00\x00\x01\x0ahello")  # framed: schema 1 ("string"), Avro "hello"
+            assert producer.flush(30) == 0
+            r = sh.run(consume)
+            assert (r.returncode, r.stdout) == (0, '"hello"\n'), r.stderr
             sh.stop(p)
 
             in_broker, standalone = commands(section("Web console"))

@@ -23,7 +23,8 @@ from loosely.protocol.errors import ProtocolError
 from loosely.protocol.messages import ApiKey, decode_request
 
 
-def fetch(raw: Raw, topic: str, offset: int, *, max_wait_ms: int, min_bytes: int, max_bytes: int = 1 << 20) -> object:
+def fetch(raw: Raw, topic: str, offset: int, *, max_wait_ms: int, min_bytes: int, max_bytes: int = 1 << 20,
+          isolation_level: int = 0) -> object:
     from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
 
     req = FetchRequest(
@@ -31,7 +32,7 @@ def fetch(raw: Raw, topic: str, offset: int, *, max_wait_ms: int, min_bytes: int
         max_wait=datetime.timedelta(milliseconds=max_wait_ms),
         min_bytes=min_bytes,
         max_bytes=max_bytes,
-        isolation_level=0,
+        isolation_level=isolation_level,
         session_id=0,
         session_epoch=-1,
         topics=(
@@ -85,6 +86,32 @@ def test_min_bytes_waits_for_max_wait_then_answers_with_what_there_is(loosely: B
     t0 = time.monotonic()
     fetch(raw, topic, 0, max_wait_ms=700, min_bytes=1)
     assert time.monotonic() - t0 < 0.5  # enough bytes already: no wait
+
+
+def test_read_committed_long_poll_answers_when_the_transaction_commits(cluster: Cluster, topic: str) -> None:
+    """A read_committed fetch parked on records of an open transaction answers when the commit marker lands, not
+    at its max wait: how soon a committed write reaches a tailing reader (RAW Hollow's clients) depends on it."""
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": f"txn-{topic}",
+                  "linger.ms": 0})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, b"committed later")
+    assert p.flush(10) == 0  # in the log, above the last stable offset
+    raw = Raw(cluster.bootstrap_servers)
+    answered: list[tuple[float, object]] = []
+    parked = threading.Thread(target=lambda: answered.append(
+        (time.monotonic(), fetch(raw, topic, 0, max_wait_ms=10_000, min_bytes=1, isolation_level=1))))
+    parked.start()
+    time.sleep(0.3)  # time for the fetch to park: it must not answer with the open transaction's record
+    assert not answered, "a read_committed fetch answered while its only record's transaction was open"
+    p.commit_transaction(10)
+    committed = time.monotonic()
+    parked.join(15)
+    at, resp = answered[0]
+    part = resp.responses[0].partitions[0]  # type: ignore[attr-defined]
+    assert part.records and part.last_stable_offset == 2  # the record and its commit marker
+    assert at - committed < 2.0, f"answered {at - committed:.2f} s after the commit, of its 10 s max wait"
 
 
 def whole_batches(records: bytes) -> list[tuple[int, int]]:

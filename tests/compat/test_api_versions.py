@@ -9,7 +9,8 @@ import time
 import uuid
 from typing import Any
 
-from kafka import KafkaClient
+from confluent_kafka import Consumer
+from kafka import KafkaAdminClient
 
 from broker._raw import Raw
 from compat._support import Cluster, create_topic
@@ -54,9 +55,14 @@ def test_requests_at_the_newest_versions(cluster: Cluster, topic: str) -> None:
     raw = Raw(cluster.bootstrap_servers)
     try:
         cls, m = _request(ApiKey.METADATA, 13)
-        meta: Any = raw.request(ApiKey.METADATA, 13, cls(
-            topics=(m.MetadataRequestTopic(topic_id=None, name=topic),), allow_auto_topic_creation=False,
-            include_topic_authorized_operations=False))
+        deadline = time.monotonic() + 20
+        while True:  # Kafka's brokers learn of a new topic a moment after CreateTopics answers
+            meta: Any = raw.request(ApiKey.METADATA, 13, cls(
+                topics=(m.MetadataRequestTopic(topic_id=None, name=topic),), allow_auto_topic_creation=False,
+                include_topic_authorized_operations=False))
+            if [int(t.error_code) for t in meta.topics] != [3] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert int(meta.error_code) == 0 and [int(t.error_code) for t in meta.topics] == [0]
         topic_id = meta.topics[0].topic_id
         assert topic_id is not None and topic_id != uuid.UUID(int=0)
@@ -119,8 +125,36 @@ def test_requests_at_the_newest_versions(cluster: Cluster, topic: str) -> None:
 
 def test_kafka_python_takes_both_for_kafka_4_1(cluster: Cluster) -> None:
     """kafka-python infers the broker's release from its ApiVersions answer and caps its requests to it."""
-    client = KafkaClient(bootstrap_servers=cluster.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
     try:
-        assert client.check_version(timeout=10) == (4, 1)
+        (node,) = admin.describe_cluster()["brokers"]
+        assert admin.get_broker_version_data(node["broker_id"]).broker_version == (4, 1)
     finally:
-        client.close()
+        admin.close()
+
+
+def test_describe_groups_of_a_consumer_protocol_group(cluster: Cluster, topic: str) -> None:
+    """A KIP-848 group asked for with the classic DescribeGroups, before and from v6 (KIP-1043)."""
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    group = f"g-{topic}"
+    member = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": group,
+                       "group.protocol": "consumer"})
+    raw = Raw(cluster.bootstrap_servers)
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            member.poll(0.1)
+        answers = {}
+        for version in (5, 6):
+            cls, _ = _request(ApiKey.DESCRIBE_GROUPS, version)
+            got: Any = raw.request(ApiKey.DESCRIBE_GROUPS, version, cls(groups=(group,),
+                                                                         include_authorized_operations=False))
+            answers[version] = [(int(g.error_code), getattr(g, "error_message", None), g.group_state,
+                                 g.protocol_type, len(g.members)) for g in got.groups]
+        assert answers == {5: [(0, None, "Dead", "", 0)],
+                           6: [(69, f"Group {group} is not a classic group.", "Dead", "", 0)]}
+    finally:
+        raw.close()
+        member.close()

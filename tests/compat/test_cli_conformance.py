@@ -210,6 +210,9 @@ def filled(cluster: Cluster, topic: str) -> tuple[str, str, list[int]]:
         ["-p", "1", "-o", "-2"],
         ["-p", "0", "-o", "18", "-c", "2", "-J"],
         ["-u", "-p", "2"],
+        ["-s", "key=i", "-s", "value=hB s$", "-K", ":"],  # pack formats: big-endian integers, the rest
+        ["-E", "-s", "value=<I$", "-f", "%o %s\\n"],  # 5-byte values fail at $; -E goes on, the message cut there
+        ["-s", "value=i", "-J"],  # -J ignores pack formats
     ],
 )
 def test_consume_same_output(filled: tuple[str, str, list[int]], args: list[str]) -> None:
@@ -310,6 +313,10 @@ def test_query_offsets_for_times(filled: tuple[str, str, list[int]]) -> None:
         ["-C", "-b", "{b}", "-t", "{t}", "-p", "7", "-e"],
         ["-C", "-b", "{b}", "-t", "no-such-topic-{t}", "-e"],
         ["-P", "-b", "{b}", "-t", "{t}", "-l", "a", "b"],
+        ["-C", "-b", "{b}", "-t", "{t}", "-o", "beginning", "-e", "-s", "value=q"],  # 8 bytes wanted, 4 there
+        ["-C", "-b", "{b}", "-t", "{t}", "-s", "value=x"],
+        ["-C", "-b", "{b}", "-t", "{t}", "-s", ""],
+        ["-P", "-b", "{b}", "-t", "{t}", "-s", "value=i"],
     ],
 )
 def test_bad_input_same_exit_code(filled: tuple[str, str, list[int]], args: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,18 @@ def hollow_store(path: Path) -> tuple[int, int]:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """Creates ``topic`` and waits until its partitions have leaders: Apache Kafka answers a create before its
+    metadata says so, and a page asked at once would find no such topic."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+    deadline = time.monotonic() + 30
+    while True:
+        found = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if (found is not None and found.error is None and len(found.partitions) == partitions
+                and all(p.leader >= 0 for p in found.partitions.values())):
+            return
+        assert time.monotonic() < deadline, f"{topic} has no leaders after 30 s"
+        time.sleep(0.05)
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], partition: int = 0,

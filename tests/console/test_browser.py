@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import Select
 
 from console._support import commit, create_topic, hollow_store, produce
 from loosely.console import ConsoleServer, create_app
-from loosely.testing import ApacheKafka, embedded_broker
+from loosely.testing import ApacheKafka, embedded_broker, embedded_schema_registry
 from loosely.testing.browser import chromium, screenshot, wait_for
 
 
@@ -31,6 +31,7 @@ class Console:
     url: str
     hollow: Path
     versions: tuple[int, int]
+    registry_url: str
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,10 @@ def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         else:
             broker = stack.enter_context(embedded_broker(data_dir=str(tmp_path_factory.mktemp("console-b"))))
             bootstrap = broker.bootstrap_servers
-        app = create_app(bootstrap, hollow=str(hollow_dir[0]), sample_interval_ms=300)
+        registry = stack.enter_context(embedded_schema_registry(bootstrap, topic=f"_schemas-{uuid.uuid4().hex[:8]}"))
+        app = create_app(bootstrap, hollow=str(hollow_dir[0]), sample_interval_ms=300, schema_registry=registry.url)
         server = stack.enter_context(ConsoleServer(app))
-        yield Console(request.param, bootstrap, server.url, hollow_dir[0], hollow_dir[1])
+        yield Console(request.param, bootstrap, server.url, hollow_dir[0], hollow_dir[1], registry.url)
 
 
 @pytest.fixture
@@ -112,6 +114,16 @@ def test_produce_then_browse_shows_the_message(browser: Any, console: Console, t
     wait_for(browser, staleness_of(row), message="the page after browse")
     assert browser.find_element(By.CSS_SELECTOR, 'tr.record[data-offset="0"] .key pre').text == (
         "6f 72 64 65 72 2d 31")
+    # a value in Confluent's Avro framing is shown decoded, under its schema
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    serialize = AvroSerializer(SchemaRegistryClient({"url": console.registry_url}), '["null", "long"]')
+    produce(console.bootstrap, topic, [(b"framed", serialize(7, SerializationContext(topic, MessageField.VALUE)))])
+    browser.get(f"{console.url}/topics/{topic}/messages?offset=1")
+    value = browser.find_element(By.CSS_SELECTOR, 'tr.record[data-offset="1"] .value')
+    assert value.text == f'AVRO schema 1 ({topic}-value v1)\n{{\n  "long": 7\n}}'
 
 
 def test_key_search_finds_the_right_message(browser: Any, console: Console, topic: str) -> None:

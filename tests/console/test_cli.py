@@ -58,12 +58,13 @@ def test_a_taken_port_is_one_line(broker: BrokerThread) -> None:
 
 def test_broker_serves_the_console(tmp_path: Path) -> None:
     proc = subprocess.Popen([*LOOSELY, "broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
-                             "--console-listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--console-listen", "127.0.0.1:0", "--schema-registry-listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         bootstrap = re.search(r"listening on ([\d.]+:\d+)", proc.stdout.readline())
         assert bootstrap, "the broker's first line names its address"
+        registry_url = printed_url(proc, "schema registry on")
         url = printed_url(proc, "console on")
         page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
         assert "<h1>Cluster</h1>" in page and "controller 1" in page
@@ -82,6 +83,16 @@ def test_broker_serves_the_console(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert "answered from the broker&#39;s key index" in result or "answered from the broker's key index" in result
         assert "value of k7" in result and "value of k17" not in result
+        # the console decodes framed values with the registry this broker serves
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        serialize = AvroSerializer(SchemaRegistryClient({"url": registry_url}), '"string"')
+        p.produce("framed", value=serialize("hello", SerializationContext("framed", MessageField.VALUE)))
+        assert p.flush(30) == 0
+        page = urllib.request.urlopen(url + "/topics/framed/messages", timeout=10).read().decode()
+        assert "AVRO schema 1 (framed-value v1)" in page and '<pre class="json framed avro">&#34;hello&#34;' in page
     finally:
         assert _stop(proc) == 0
 
@@ -92,3 +103,11 @@ def test_a_missing_users_file_is_one_line(broker: BrokerThread, tmp_path: Path) 
                        check=False)
     assert r.returncode == 1
     assert r.stderr.startswith("loosely console: users file ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_bad_schema_registry_url_is_one_line(broker: BrokerThread) -> None:
+    r = subprocess.run([*LOOSELY, "console", "-b", broker.bootstrap_servers, "--listen", "127.0.0.1:0",
+                        "--schema-registry", "registry:8081"], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert (r.returncode, r.stderr) == (
+        1, "loosely console: schema registry URL 'registry:8081': expected http(s)://HOST:PORT\n")

@@ -361,3 +361,41 @@ def test_basic_auth_with_the_brokers_users(broker: BrokerThread, tmp_path: Path)
         assert c.get("/", headers={"Authorization": "Basic !!not-base64"}).status_code == 401
         r = c.get("/", auth=("alice", "wonder"))
         assert r.status_code == 200 and "<h1>Cluster</h1>" in r.text
+
+
+def test_framed_values_are_shown_decoded_with_their_schema(broker: BrokerThread, topic: str) -> None:
+    """With a schema registry, Avro and JSON Schema values in Confluent's framing show as JSON with their schema id
+    and subject; a value that is not framed, or whose schema id the registry does not know, shows as bytes."""
+    import json
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from loosely.testing import embedded_schema_registry
+
+    create_topic(broker.bootstrap_servers, topic)
+    with embedded_schema_registry(broker.bootstrap_servers) as registry:
+        sr = SchemaRegistryClient({"url": registry.url})
+        user = json.dumps({"type": "record", "name": "User", "fields": [
+            {"name": "name", "type": "string"}, {"name": "email", "type": ["null", "string"]}]})
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        avro_value = AvroSerializer(sr, user)({"name": "Ada", "email": "ada@example.com"}, ctx)
+        json_value = JSONSerializer(json.dumps({"type": "object"}), sr)(
+            {"n": 1}, SerializationContext(f"{topic}-j", MessageField.VALUE))
+        produce(broker.bootstrap_servers, topic, [(b"a", avro_value), (b"j", json_value), (b"p", b"\x00\x01"),
+                                                  (b"u", b"\x00\x00\x00\x03\xe7{}")])
+        app = create_app(broker.bootstrap_servers, schema_registry=registry.url, sample_interval_ms=200)
+        with TestClient(app) as c:
+            page = c.get(f"/topics/{topic}/messages?partition=0&offset=0").text
+            hex_page = c.get(f"/topics/{topic}/messages?partition=0&offset=0&decode=hex").text
+    rows = re.findall(r'<tr class="record".*?</tr>', page, re.S)
+    assert len(rows) == 4
+    assert f'<div class="schema">AVRO schema 1 ({topic}-value v1)</div>' in rows[0]
+    assert '<pre class="json framed avro">{\n  &#34;name&#34;: &#34;Ada&#34;,\n  &#34;email&#34;: {\n    ' \
+           '&#34;string&#34;: &#34;ada@example.com&#34;\n  }\n}</pre>' in rows[0]
+    assert f'JSON schema 2 ({topic}-j-value v1)' in rows[1] and "&#34;n&#34;: 1" in rows[1]
+    assert '<pre class="hex">00 01</pre>' in rows[2] and 'class="schema"' not in rows[2]  # too short: bytes
+    assert '<pre class="hex">00 00 00 03 e7 7b 7d</pre>' in rows[3]  # schema 999 is unknown: bytes
+    assert "framed" not in hex_page  # decode=hex shows the bytes themselves

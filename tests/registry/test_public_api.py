@@ -9,8 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("name", ["loosely.registry", "loosely.registry._group", "loosely.registry._records",
-                                  "loosely.registry._state",
-                                  "loosely.registry._types", "loosely.testing.embedded"])
+                                  "loosely.registry._state", "loosely.registry._types", "loosely.registry._decode",
+                                  "loosely.testing.embedded"])
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, result

@@ -5,7 +5,12 @@ Examples::
     loosely console -b 127.0.0.1:9092                      # http://127.0.0.1:9000
     loosely console -b kafka:9092 --listen 127.0.0.1:9001 --read-only --hollow ./hollow-store
     loosely console -b 127.0.0.1:9092 --views sqlite:///views.db
+    loosely console -b 127.0.0.1:9092 --schema-registry http://127.0.0.1:8081
     loosely broker --data-dir ./data --console-listen 127.0.0.1:9000
+    loosely broker --data-dir ./data --console-listen 127.0.0.1:9000 --schema-registry-listen 127.0.0.1:8081
+
+With a schema registry (``--schema-registry``; beside the broker, its own ``--schema-registry-listen`` one),
+keys and values in Confluent's framing are shown decoded as JSON, with their schema id and subject.
 
 Loopback by default: the console can create and delete topics and move a group's offsets (unless --read-only),
 so serving it on another address is a choice the user writes out, best with --users-file (the broker's SCRAM
@@ -50,7 +55,8 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
 
 
 def _start(bootstrap: str, listen: str, *, client_config: dict[str, str], read_only: bool, hollow: str | None,
-           views: list[str], users_file: str | None, sample_interval_ms: int, key_lookup: Any = None) -> Any:
+           views: list[str], users_file: str | None, sample_interval_ms: int, key_lookup: Any = None,
+           schema_registry: str | None = None) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of these imports
     from loosely.console import ConsoleServer, create_app  # noqa: PLC0415
 
@@ -59,17 +65,20 @@ def _start(bootstrap: str, listen: str, *, client_config: dict[str, str], read_o
         raise ValueError(f"--sample-interval-ms must be at least 100, got {sample_interval_ms}")
     authenticate = password_check(users_file) if users_file is not None else None
     app = create_app(bootstrap, client_config=client_config, read_only=read_only, hollow=hollow, views=views,
-                     key_lookup=key_lookup, authenticate=authenticate, sample_interval_ms=sample_interval_ms)
+                     key_lookup=key_lookup, authenticate=authenticate, sample_interval_ms=sample_interval_ms,
+                     schema_registry=schema_registry)
     return ConsoleServer(app, host, port).start()
 
 
-def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: Any = None) -> Any:
-    """Start the console ``loosely broker --console-listen`` asked for (blocking briefly: call it in a thread)."""
+def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: Any = None,
+                        schema_registry: str | None = None) -> Any:
+    """Start the console ``loosely broker --console-listen`` asked for (blocking briefly: call it in a thread);
+    ``schema_registry``: the URL of the registry the broker serves too, if any."""
     try:
         server = _start(bootstrap, args.console_listen, client_config={}, read_only=args.console_read_only,
                         hollow=args.console_hollow, views=args.console_views, users_file=args.console_users_file,
                         sample_interval_ms=args.console_sample_interval_ms,
-                        key_lookup=key_lookup)
+                        key_lookup=key_lookup, schema_registry=schema_registry)
     except (OSError, ValueError) as e:
         raise OSError(f"console: {e}") from None
     print(f"console on {server.url}", flush=True)
@@ -83,7 +92,7 @@ def _console(args: argparse.Namespace) -> int:
     try:
         server = _start(args.bootstrap, args.listen, client_config=args.kafka_config, read_only=args.read_only,
                         hollow=args.hollow, views=args.views, users_file=args.users_file,
-                        sample_interval_ms=args.sample_interval_ms)
+                        sample_interval_ms=args.sample_interval_ms, schema_registry=args.schema_registry)
     except (OSError, ValueError) as e:  # port taken, a bad address: one line
         print(f"loosely console: {e}", file=sys.stderr)
         return 1
@@ -99,6 +108,9 @@ def add_console_command(sub: Any) -> None:
     p.add_argument("-b", "--bootstrap", required=True, metavar="HOST:PORT,...", help="bootstrap brokers")
     p.add_argument("--listen", default=LISTEN_DEFAULT, metavar="HOST:PORT",
                    help=f"where to serve the console (default {LISTEN_DEFAULT}, loopback)")
+    p.add_argument("--schema-registry", metavar="URL",
+                   help="a schema registry (http(s)://[user:password@]host:port): keys and values in Confluent's "
+                        "framing are shown decoded (Avro, JSON Schema, Protobuf) with their schema id and subject")
     _options(p, "")
     add_client_options(p)
     p.set_defaults(func=_console)

@@ -116,7 +116,7 @@ def _broker_command(args: argparse.Namespace) -> int:
             await broker.stop()  # the registry was asked for and cannot run: the broker stops cleanly, exit 1
             raise
         try:
-            console = await _start_console(args, broker)
+            console = await _start_console(args, broker, registry.url if registry is not None else None)
         except OSError:
             if registry is not None:
                 await asyncio.to_thread(registry.stop)
@@ -162,7 +162,7 @@ async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
     return await asyncio.to_thread(registry_cmd.start_beside_broker, args, bootstrap)
 
 
-async def _start_console(args: argparse.Namespace, broker: Any) -> Any:
+async def _start_console(args: argparse.Namespace, broker: Any, registry_url: str | None) -> Any:
     """The web console ``--console-listen`` asks for, a client of this broker (None when not asked). It serves on
     a thread of its own: the broker's loop carries none of its pages."""
     if not args.console_listen:
@@ -173,7 +173,8 @@ async def _start_console(args: argparse.Namespace, broker: Any) -> Any:
 
     bootstrap = _own_bootstrap(broker, "--console-listen", "console")
     # key searches are answered from this broker's key index (called from the console's threads, never this loop)
-    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap, broker.key_lookup)
+    # framed values are shown decoded with the registry this broker serves, when it serves one
+    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap, broker.key_lookup, registry_url)
 
 
 def _version() -> str:

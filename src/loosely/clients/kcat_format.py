@@ -39,6 +39,7 @@ __all__ = [
     "parse_delim",
     "parse_format",
     "render_json",
+    "unpack_text",
 ]
 
 NULL_STR: Final = b"NULL"
@@ -317,6 +318,55 @@ def _timestamp(m: KafkaMessage) -> tuple[int, int]:
     return (kind, -1) if kind == TIMESTAMP_NOT_AVAILABLE else (kind, ts)
 
 
+# --- -s pack formats --------------------------------------------------------------------------------------------
+
+_PACK_WIDTHS: Final = {"b": (1, True), "B": (1, False), "h": (2, True), "H": (2, False), "i": (4, True),
+                       "I": (4, False), "q": (8, True), "Q": (8, False)}
+
+
+def unpack_text(fmt: str, data: bytes, what: str) -> tuple[bytes, str | None]:
+    """kcat's ``-s key=FMT``/``value=FMT`` on one field: ``(text printed, error or None)``; on an error the text is
+    what kcat had printed before it.
+
+    Tokens: ``b B h H i I q Q`` (signed/unsigned 8/16/32/64-bit integers), ``c`` (one byte), ``s`` (the rest, up
+    to a NUL as C's ``%.*s`` prints it), ``$`` (no bytes may remain), ``' '`` (a space), ``<``/``>`` (byte order).
+    As kcat 1.7.1 prints on the little-endian machines it runs on, ``<`` changes nothing: its byte-order macro swaps
+    both ways, so every integer is read big-endian. Bytes after the format are ignored.
+
+    >>> unpack_text("i$", b"\\x00\\x00\\x01\\x00", "key")
+    (b'256', None)
+    >>> unpack_text("h B s", b"\\xff\\xfe\\x07abc", "value")
+    (b'-2 7 abc', None)
+    >>> unpack_text("q", b"\\x01", "value")
+    (b'', 'value truncated, expected 8 bytes to unpack q but only 1 bytes remaining')
+    """
+    out: list[bytes] = []
+    pos = 0
+    for token in fmt:
+        remaining = len(data) - pos
+        width = _PACK_WIDTHS.get(token)
+        if width is not None:
+            n, signed = width
+            if n > remaining:
+                return b"".join(out), (f"{what} truncated, expected {n} bytes to unpack {token} but only "
+                                       f"{remaining} bytes remaining")
+            out.append(str(int.from_bytes(data[pos : pos + n], "big", signed=signed)).encode())
+            pos += n
+        elif token == " ":
+            out.append(b" ")
+        elif token == "c":
+            if remaining < 1:  # kcat reads past the end here (undefined); a truncation is said instead
+                return b"".join(out), f"{what} truncated, expected 1 bytes to unpack c but only 0 bytes remaining"
+            out.append(data[pos : pos + 1])
+            pos += 1
+        elif token == "s":
+            out.append(data[pos:].split(b"\0", 1)[0])
+            pos = len(data)
+        elif token == "$" and remaining > 0:
+            return b"".join(out), f"expected {what} end-of-input, but {remaining} bytes remaining"
+    return b"".join(out), None
+
+
 # --- JSON (yajl's generator) ----------------------------------------------------------------------------------
 
 _JSON_ESCAPES: Final = {
@@ -362,8 +412,12 @@ def dump_json(value: object) -> bytes:
     return _json_value(value)
 
 
-def render_json(m: KafkaMessage, broker: int) -> bytes:
-    """kcat's ``-J`` envelope for one message (without the trailing delimiter)."""
+def render_json(m: KafkaMessage, broker: int, key: bytes | None = None, payload: bytes | None = None) -> bytes:
+    """kcat's ``-J`` envelope for one message (without the trailing delimiter).
+
+    ``key``/``payload``, when given, are written verbatim in place of the key's and the payload's JSON strings:
+    a deserializer's JSON with the fields kcat adds after it (``{...},"value_schema_id":1``).
+    """
     kind, ts = m.timestamp()
     out = [b'{"topic":', json_string((m.topic() or "").encode()), b',"partition":', str(m.partition()).encode()]
     out += [b',"offset":', str(m.offset()).encode()]
@@ -378,7 +432,7 @@ def render_json(m: KafkaMessage, broker: int) -> bytes:
             items.append(json_string(name.encode()))
             items.append(b"null" if value is None else json_string(value))
         out += [b',"headers":[', b",".join(items), b"]"]
-    key, value = m.key(), m.value()
-    out += [b',"key":', b"null" if key is None else json_string(key)]
-    out += [b',"payload":', b"null" if value is None else json_string(value), b"}"]
+    k, value = m.key(), m.value()
+    out += [b',"key":', key if key is not None else b"null" if k is None else json_string(k)]
+    out += [b',"payload":', payload if payload is not None else b"null" if value is None else json_string(value), b"}"]
     return b"".join(out)

@@ -46,8 +46,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loosely.console._cluster import Cluster, ConsoleError, KeyLookup, SearchProgress, SearchQuery
 from loosely.console._hollow import HollowBrowser
-from loosely.console._render import DECODINGS, decode, line_chart
+from loosely.console._render import DECODINGS, FramedView, decode, framed_views, line_chart
 from loosely.console._sampler import INTERVAL_MS_DEFAULT, Sampler
+from loosely.registry import FramedDecoder, SchemaSource
 
 __all__ = ["create_app"]
 
@@ -59,6 +60,9 @@ SEARCHES_MAX: Final = 16
 SEARCHES_RUNNING_MAX: Final = 4
 SEARCH_RECORDS_MAX: Final = 10_000_000
 SEARCH_TIME_MS_MAX: Final = 120_000
+REGISTRY_TIMEOUT_S_MAX: Final = 5.0
+"""A schema asked of the registry for a page waits at most this (a registry that is down costs one wait a few
+seconds, not one per record: see :class:`loosely.registry.SchemaSource`)."""
 
 
 class ReadOnly(ConsoleError):
@@ -145,6 +149,7 @@ def create_app(
     authenticate: Callable[[str, str], bool] | None = None,
     sample_interval_ms: int = INTERVAL_MS_DEFAULT,
     timeout_s: float = 10.0,
+    schema_registry: str | None = None,
 ) -> Starlette:
     """The console for the cluster at ``bootstrap`` (librdkafka ``client_config`` for TLS/SASL), as an ASGI app.
 
@@ -153,7 +158,8 @@ def create_app(
     broker's key index (``(topic, partition, key, limit) -> offsets``, newest first), used by key searches
     instead of a scan when given. ``authenticate(user, password) -> bool``: require HTTP Basic auth (e.g.
     :class:`loosely.security.passwords.PasswordCheck`). ``sample_interval_ms``: how often the charts' samples are
-    taken.
+    taken. ``schema_registry``: a schema registry's URL; keys and values in Confluent's framing are then shown
+    decoded (Avro, JSON Schema, Protobuf) as JSON with their schema id and subject.
     """
     cluster = Cluster(bootstrap, dict(client_config or {}), timeout_s=timeout_s)
     sampler = Sampler(cluster, interval_ms=sample_interval_ms)
@@ -163,12 +169,24 @@ def create_app(
         from loosely.console._views import ViewsBrowser  # noqa: PLC0415 - the views' imports only when asked for
 
         views_browser = ViewsBrowser(views, bootstrap, dict(client_config or {}), timeout_s)
+    decoder: FramedDecoder | None = None
+    if schema_registry:
+        decoder = FramedDecoder(SchemaSource(schema_registry, timeout_s=min(timeout_s, REGISTRY_TIMEOUT_S_MAX)))
+
+    async def framed(records: Sequence[Any], how: str) -> dict[tuple[int, int, str], FramedView]:
+        """The framed fields of ``records`` decoded (asked of the registry in a worker thread), when ``how``
+        shows values as JSON; ``text`` and ``hex`` show the bytes themselves."""
+        if decoder is None or how not in ("auto", "json"):
+            return {}
+        return await run_in_threadpool(framed_views, decoder, records)
+
     searches: OrderedDict[str, SearchProgress] = OrderedDict()
     searches_lock = threading.Lock()
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"]))
     env.globals.update(read_only=read_only, bootstrap=bootstrap, hollow=hollow, views=bool(views), fmt_time=_fmt_time,
                        size=_bytes_text,
-                       decode=decode, quote=quote, decodings=DECODINGS, indexed=key_lookup is not None)
+                       decode=decode, quote=quote, decodings=DECODINGS, indexed=key_lookup is not None,
+                       schema_registry=schema_registry)
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
@@ -240,7 +258,7 @@ def create_app(
         records = await run_in_threadpool(cluster.browse, name, partition, offset, limit)
         count = await run_in_threadpool(cluster.partitions, name)
         return page("messages.html", topic=name, partition=partition, partitions=count, offset=offset, limit=limit,
-                    how=how, records=records, time=q.get("time", ""))
+                    how=how, records=records, time=q.get("time", ""), framed=await framed(records, how))
 
     async def produce(request: Request) -> Response:
         name = request.path_params["name"]
@@ -294,11 +312,14 @@ def create_app(
     async def search_page(request: Request) -> Response:
         s = _search(request)
         count = await run_in_threadpool(cluster.partitions, s.query.topic)
-        return page("search.html", topic=s.query.topic, s=s, partitions=count, how=request.query_params.get(
-            "decode", "auto"))
+        how = request.query_params.get("decode", "auto")
+        return page("search.html", topic=s.query.topic, s=s, partitions=count, how=how,
+                    framed=await framed(list(s.matches), how))
 
     async def search_fragment(request: Request) -> Response:
-        return page("_search_result.html", s=_search(request), how=request.query_params.get("decode", "auto"))
+        s = _search(request)
+        how = request.query_params.get("decode", "auto")
+        return page("_search_result.html", s=s, how=how, framed=await framed(list(s.matches), how))
 
     # -- consumer groups ------------------------------------------------------------------------------------
 

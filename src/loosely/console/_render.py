@@ -1,4 +1,10 @@
-"""Pure helpers the pages use: record bytes shown as JSON, text or hex, and line charts as inline SVG.
+"""Pure helpers the pages use: record bytes shown as JSON, text or hex, framed values decoded with a schema
+registry, and line charts as inline SVG.
+
+A key or value in Confluent's framing (magic byte 0, a schema id; see :mod:`loosely.registry`) is shown decoded
+as JSON with its schema id and subject when the console knows a registry (:func:`framed_views`, run in a worker
+thread: the registry is asked over HTTP); a value that is not framed, or whose schema the registry cannot give,
+is shown as its bytes, as without a registry.
 
 No JavaScript chart library: a chart is a ``<svg>`` polyline computed here, so a page with a chart is plain HTML
 that the browser's own script only refreshes (see ``static/console.js``).
@@ -14,11 +20,14 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["DECODINGS", "decode", "line_chart"]
+from loosely.registry import FRAME_BYTES, DecodeError, FramedDecoder
+
+__all__ = ["DECODINGS", "FramedView", "decode", "framed_views", "line_chart"]
 
 DECODINGS: Final = ("auto", "json", "text", "hex")
 _SHOWN_BYTES_MAX: Final = 64 * 1024  # a record's value shown on a page at most; the rest is cut, and said so
@@ -52,6 +61,51 @@ def decode(data: bytes | None, how: str) -> tuple[str, str]:
     if how == "auto" and any(ord(ch) < 32 and ch not in "\t\r\n" for ch in text):
         return "hex", _hex(data) + suffix
     return "text", text + suffix
+
+
+@dataclass(frozen=True, slots=True)
+class FramedView:
+    """A framed key or value, decoded: ``kind`` (``avro``, ``json``, ``protobuf``), ``label`` (schema id and
+    subjects) and ``text`` (indented JSON)."""
+
+    kind: str
+    label: str
+    text: str
+
+
+class _Record(Protocol):
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def framed_views(decoder: FramedDecoder | None, records: Iterable[_Record]) -> dict[tuple[int, int, str], FramedView]:
+    """``{(partition, offset, "key"|"value"): FramedView}`` for the framed fields of ``records`` that ``decoder``
+    can decode (blocking: the registry is asked for schemas it has not cached)."""
+    out: dict[tuple[int, int, str], FramedView] = {}
+    if decoder is None:
+        return out
+    for r in records:
+        for name, data in (("key", r.key), ("value", r.value)):
+            if data is None or len(data) < FRAME_BYTES or data[0] != 0:
+                continue
+            try:
+                found = decoder.decode(data)
+            except DecodeError:
+                continue  # not framed after all, or the registry cannot say: the bytes are shown
+            try:
+                subjects = ", ".join(f"{s} v{v}" for s, v in decoder.source.subjects(found.schema_id))
+            except (DecodeError, ValueError, KeyError, TypeError):
+                subjects = ""
+            label = f"{found.schema_type} schema {found.schema_id}" + (f" ({subjects})" if subjects else "")
+            text = json.dumps(json.loads(found.json), indent=2, ensure_ascii=False)
+            out[(r.partition, r.offset, name)] = FramedView(found.schema_type.lower(), label, text)
+    return out
 
 
 def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, width: int = 640, height: int = 180,

@@ -207,7 +207,8 @@ class Demo:
         from loosely.console import ConsoleServer, create_app  # noqa: PLC0415 - Starlette loads only when asked for
 
         app = create_app(self.bootstrap, client_config=self.config.client_config, hollow=str(self.hollow_dir),
-                         views=[f"sqlite:///{self.db.resolve()}"], key_lookup=self._key_lookup)
+                         views=[f"sqlite:///{self.db.resolve()}"], key_lookup=self._key_lookup,
+                         schema_registry=self.registry.url if self.registry is not None else None)
         try:
             return ConsoleServer(app, host, port).start()
         except OSError as e:  # the port is taken: one line, exit 1

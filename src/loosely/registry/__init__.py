@@ -10,7 +10,9 @@ parsing, identity, compatibility), :mod:`~loosely.registry._state` (the sans-IO 
 changes), :mod:`~loosely.registry._store` (the Kafka-backed store, one writer, read-your-write),
 :mod:`~loosely.registry._group` (the election in Confluent's ``schema-registry`` group: its JSON and the member's
 pure state machine), :mod:`~loosely.registry._election` (the member's thread and socket) and
-:mod:`~loosely.registry._http` (the REST API; followers forward changes to the leader).
+:mod:`~loosely.registry._http` (the REST API; followers forward changes to the leader);
+:mod:`~loosely.registry._decode` reads Confluent-framed records with a registry's schemas, for ``loosely consume
+-s value=avro -r URL`` and the web console.
 
 >>> from loosely.testing import embedded_broker
 >>> import json, urllib.request
@@ -24,6 +26,7 @@ pure state machine), :mod:`~loosely.registry._election` (the member's thread and
 
 from __future__ import annotations
 
+from loosely.registry._decode import FRAME_BYTES, Decoded, DecodeError, FramedDecoder, SchemaSource
 from loosely.registry._errors import RegistryError
 from loosely.registry._http import REQUEST_BYTES_MAX, RegistryServer
 from loosely.registry._records import Reference, SchemaVersion
@@ -32,7 +35,11 @@ from loosely.registry._state import RegistryState
 from loosely.registry._store import KafkaStore
 
 __all__ = [
+    "FRAME_BYTES",
     "REQUEST_BYTES_MAX",
+    "DecodeError",
+    "Decoded",
+    "FramedDecoder",
     "KafkaStore",
     "Reference",
     "RegistryError",
@@ -40,5 +47,6 @@ __all__ = [
     "RegistryState",
     "RegistryStatistics",
     "SchemaRegistry",
+    "SchemaSource",
     "SchemaVersion",
 ]

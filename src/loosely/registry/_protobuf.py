@@ -47,7 +47,7 @@ from typing import Any
 
 from loosely.registry._errors import invalid_schema
 
-__all__ = ["is_serialized", "parse_protobuf", "reader_writer_problems", "serialized"]
+__all__ = ["build_file", "is_serialized", "parse_protobuf", "reader_writer_problems", "serialized"]
 
 MAIN_FILE = "default.proto"
 _PROTOC = threading.Lock()  # protoc's in-process compiler keeps global state: one compile at a time
@@ -185,10 +185,10 @@ def _add_well_known(pool: Any, name: str) -> None:
     pool.Add(fdp)
 
 
-def parse_protobuf(text: str, referenced: tuple[tuple[str, str], ...]) -> tuple[str, Any]:
-    """``(identity, FileDescriptorProto)`` of a base64 descriptor or ``.proto`` text; 42201 when it does not build.
-
-    ``referenced`` holds each reference's ``(name, text)``, references of references first."""
+def _build(text: str, referenced: tuple[tuple[str, str], ...]) -> tuple[Any, Any]:
+    """``(FileDescriptorProto, FileDescriptor)`` of a base64 descriptor or ``.proto`` text built with its
+    references (``(name, text)`` each, references of references first) in a fresh pool; 42201 when it does not
+    build."""
     from google.protobuf import descriptor_pool  # noqa: PLC0415
 
     *deps, fdp = _descriptors(text, referenced)
@@ -204,14 +204,25 @@ def parse_protobuf(text: str, referenced: tuple[tuple[str, str], ...]) -> tuple[
                 _add_well_known(pool, name)
                 added.add(name)
         pool.Add(fdp)
-        pool.FindFileByName(fdp.name)  # builds it: every type must resolve
+        built = pool.FindFileByName(fdp.name)  # builds it: every type must resolve
     except (TypeError, KeyError, ValueError) as e:
         raise invalid_schema(f"{fdp.name}: {e}") from None
+    return fdp, built
+
+
+def parse_protobuf(text: str, referenced: tuple[tuple[str, str], ...]) -> tuple[str, Any]:
+    """``(identity, FileDescriptorProto)`` of a base64 descriptor or ``.proto`` text; 42201 when it does not build."""
+    fdp, _ = _build(text, referenced)
     nameless = type(fdp)()
     nameless.CopyFrom(fdp)
     nameless.ClearField("name")
     identity = base64.b64encode(nameless.SerializeToString(deterministic=True)).decode()
     return identity, fdp
+
+
+def build_file(text: str, referenced: tuple[tuple[str, str], ...]) -> Any:
+    """The ``FileDescriptor`` of a schema and its references (decoders take message classes from it)."""
+    return _build(text, referenced)[1]
 
 
 def serialized(fdp: Any) -> str:

@@ -77,6 +77,45 @@ def test_bulk_is_all_or_nothing(writer: Writer, client: RawClient) -> None:
     assert sorted(m.id for m in client.records(Movie)) == [11, 12]
 
 
+def test_pipelined_writes_share_transactions_and_keep_conditions_exact(writer: Writer, client: RawClient) -> None:
+    writer.queued_ops_max = 50  # a small queue: the caller below must wait for room
+    before = writer.statistics().transactions
+    futures = [writer.put_async(Movie(i % 40, f"take {i}")) for i in range(400)]
+    results = [f.result(30) for f in futures]
+    assert writer.statistics().transactions - before < 400, "every write had a transaction of its own"
+    for m in range(40):  # the last write of each key is its version, in the order they were submitted
+        mine = [r.version for i, r in enumerate(results) if i % 40 == m]
+        assert mine == sorted(mine)
+        assert writer.version_of(Movie, m) == mine[-1]
+    last = results[-1]
+    assert client.get(Movie, 399 % 40, after=last.token) == Movie(399 % 40, "take 399")
+    # conditional writes in flight together: exactly one of two racing inserts wins, and a stale version loses
+    race = [writer.put_async(Movie(100, who), if_version=None) for who in ("a", "b")]
+    stale = writer.delete_async(Movie, 0, if_version=results[0].version)
+    outcomes = []
+    for f in race:
+        try:
+            outcomes.append(f.result(30).version)
+        except ConditionFailed as e:
+            outcomes.append(("failed", e.current_version))
+    won = [o for o in outcomes if isinstance(o, int)]
+    assert len(won) == 1 and ("failed", won[0]) in outcomes
+    with pytest.raises(ConditionFailed):
+        stale.result(30)
+    bulk = writer.bulk_async([Put(Movie(101, "x")), Delete("Movie", (100,), if_version=won[0])]).result(30)
+    assert client.get(Movie, 100, after=bulk.token) is None
+    # a key's writes land in the order they were submitted, even when a conditional one among them must wait for
+    # the version of the one before it: submitted behind a queue, so that all three share a batch
+    queue = [writer.put_async(Movie(300 + i, "filler")) for i in range(45)]
+    first = writer.put_async(Movie(102, "a"))
+    second = writer.put_async(Movie(102, "b"), if_content=Movie(102, "a"))
+    third = writer.put_async(Movie(102, "c"))
+    versions = [f.result(30).version for f in (first, second, third)]  # the second's condition holds
+    assert versions == sorted(versions)
+    assert all(f.result(30) for f in queue)
+    assert client.get(Movie, 102, consistency="strong") == Movie(102, "c")
+
+
 def test_producer_folds_the_log_and_clients_read_state_plus_overlay(dataset: Dataset, writer: Writer,
                                                                      client: RawClient) -> None:
     for i in range(20):

@@ -16,9 +16,9 @@ from typing import Final
 from loosely.broker import internal
 from loosely.broker.acls import allowed, authorized_operations
 from loosely.broker.context import BrokerContext, Request, current_peer, not_handling
-from loosely.broker.groups.classic import JoinResponse, Phase, describe_members
+from loosely.broker.groups.classic import GroupId, JoinResponse, Phase, describe_members
 from loosely.broker.groups.consumer import group_state
-from loosely.broker.groups.coordinator import group_coordinator
+from loosely.broker.groups.coordinator import GroupCoordinator, group_coordinator
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
@@ -258,6 +258,13 @@ async def handle_leave_group(ctx: BrokerContext, header: RequestHeader, request:
 _GROUP_NOT_FOUND_VERSION = 6
 
 
+def _not_found(coord: GroupCoordinator | None, gid: str) -> str:
+    """Kafka's words for a group DescribeGroups v6+ does not describe: a KIP-848 group is named as such."""
+    if coord is not None and coord.consumer.get(GroupId(gid)) is not None:
+        return f"Group {gid} is not a classic group."
+    return f"Group {gid} not found."
+
+
 async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.DESCRIBE_GROUPS, header.api_version)
     coord = group_coordinator(ctx)
@@ -306,7 +313,7 @@ async def handle_describe_groups(ctx: BrokerContext, header: RequestHeader, requ
                 resp.DescribedGroup,
                 error_code=error,
                 group_id=gid,
-                error_message=f"Group {gid} not found." if error is ErrorCode.group_id_not_found else None,
+                error_message=_not_found(coord, gid) if error is ErrorCode.group_id_not_found else None,
                 group_state=state,
                 protocol_type=(g.protocol_type or "") if g is not None else "",
                 protocol_data=(g.protocol_name or "") if g is not None and g.phase is Phase.STABLE else "",

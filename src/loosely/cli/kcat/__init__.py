@@ -13,6 +13,8 @@ The package, one way down (an import-linter contract in pyproject.toml keeps it 
   starts in milliseconds.
 - :mod:`._rdkafka`: every other mode on librdkafka (confluent-kafka), imported only when it is needed because its
   import costs ~0.2 s of start-up.
+- :mod:`._serdes`: ``-s`` deserializers on the librdkafka path: pack formats, and with ``-r`` Confluent-framed
+  Avro (JSON Schema, Protobuf) decoded by :mod:`loosely.registry`, imported only for ``-s``.
 - :mod:`._options`: options, the ``Conf`` both paths read, kcat's errors, the librdkafka configuration.
 """
 

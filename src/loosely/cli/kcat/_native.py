@@ -68,7 +68,7 @@ def try_producer(conf: Conf) -> int | None:
 def try_consumer(conf: Conf, out: IO[bytes]) -> int | None:
     """The native consume path when it serves this command line exactly, else None (nothing printed yet)."""
     if (not _fast_enabled() or conf.json or conf.start_ts or conf.stop_ts or conf.unbuffered or conf.rk
-            or conf.offset == OFFSET_STORED):
+            or conf.offset == OFFSET_STORED or conf.serdes or conf.pack):
         return None
     assert conf.topic is not None and conf.brokers is not None and conf.fmt is not None
     tail = OFFSET_TAIL_BASE - conf.offset if conf.offset < OFFSET_TAIL_BASE else 0

@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from loosely.clients.client_config import ClientConfigError, client_config, redacted
 from loosely.clients.kcat_format import (
@@ -39,6 +39,7 @@ __all__ = [
     "Conf",
     "Exit",
     "Fatal",
+    "FormatFailure",
     "UsageError",
     "info",
     "librdkafka_config",
@@ -95,6 +96,12 @@ Consumer options:
   -e                 Exit successfully at the end of the partitions
   -f <fmt>           Output format: %s %S %R %k %K %t %p %o %T %h %%, \\n \\r \\t \\xXX
   -J                 JSON envelope, one object per message
+  -s key=<serdes>|value=<serdes>|<serdes>  Deserialize the key, the value, or both:
+                     a pack format of b B h H i I q Q (8..64-bit integers, upper case unsigned), c (a byte),
+                     s (the rest), $ (end of input), ' ' (a space), e.g. -s key=i -s value='hB s'; or
+                     avro: Confluent-framed Avro printed as JSON with the schema registry (-r);
+                     loosely adds json (JSON Schema) and protobuf, e.g. -s value=protobuf
+  -r <url>           Schema registry URL (http(s)://[user:password@]host:port), for -s
   -Z                 Print NULL keys and values as "NULL"
   -u                 Unbuffered output
 
@@ -104,6 +111,16 @@ Metadata (-L): -t <topic> optional.   Query (-Q): -t <topic>:<partition>:<timest
 
 class Fatal(Exception):
     """kcat's KC_FATAL: ``% ERROR: <message>`` on stderr and exit code 1."""
+
+
+class FormatFailure(Exception):
+    """A ``-s`` field that could not be decoded, kcat exiting on it (no ``-E``): ``partial`` is what kcat had
+    printed of the message, ``line`` its error (without ``: terminating``)."""
+
+    def __init__(self, partial: bytes, line: str) -> None:
+        super().__init__(line)
+        self.partial = partial
+        self.line = line
 
 
 class UsageError(Exception):
@@ -140,6 +157,9 @@ class Conf:
     dump: bool = False
     run: bool = True
     exit_on_error: bool = True  # -E turns it off: kcat's conf.exitonerror
+    serdes: dict[str, str] = field(default_factory=dict)  # -s: "key"/"value" -> AVRO, JSON or PROTOBUF
+    pack: dict[str, str] = field(default_factory=dict)  # -s: "key"/"value" -> a pack format ("i", "hB s", ...)
+    registry_url: str | None = None  # -r, or -X schema.registry.url
 
 
 def info(conf: Conf, level: int, text: str) -> None:
@@ -170,9 +190,47 @@ def _atoi(text: str) -> int:
 
 
 def _set_property(conf: Conf, name: str, value: str) -> None:
+    if name.startswith(_REGISTRY_PREFIX):  # kcat hands these to libserdes, not librdkafka
+        if name != _REGISTRY_PREFIX + "url":
+            raise Fatal(f"Unknown configuration property {name[len(_REGISTRY_PREFIX):]}")
+        _set_registry(conf, value)
+        return
     if name.startswith("topic."):
         name = name[len("topic.") :]
     conf.rk[name] = value
+
+
+_REGISTRY_PREFIX: Final = "schema.registry."
+# -s TYPE: kcat's avro, and the JSON Schema and Protobuf framing of confluent-kafka's serializers (loosely's)
+_SERDES_TYPES: Final = {"avro": "AVRO", "json": "JSON", "protobuf": "PROTOBUF"}
+_PACK_TOKENS: Final = " <>bBhHiIqQcs$"
+
+
+def _set_registry(conf: Conf, url: str) -> None:
+    url = url.rstrip("/")  # kcat trims trailing slashes (a registry answers 404 to "//schemas/...")
+    if not url:
+        raise Fatal("schema.registry.url is empty")
+    conf.registry_url = url
+
+
+def _add_serdes(conf: Conf, arg: str) -> None:
+    """kcat's ``-s key=T``, ``-s value=T`` or ``-s T`` (both)."""
+    name, sep, kind = arg.partition("=")
+    fields = [name] if sep and name in ("key", "value") else ["key", "value"]
+    if not (sep and name in ("key", "value")):
+        kind = arg
+    for f in fields:
+        if kind not in _SERDES_TYPES:
+            if not kind:
+                raise Fatal(f"{f} pack-format must not be empty")
+            bad = next((c for c in kind if c not in _PACK_TOKENS), None)
+            if bad is not None:
+                raise Fatal(f"Invalid token '{bad}' in {f} pack-format, see -s usage.")
+            conf.pack[f] = kind
+            conf.serdes.pop(f, None)
+        else:
+            conf.serdes[f] = _SERDES_TYPES[kind]
+            conf.pack.pop(f, None)
 
 
 def _read_conf_file(conf: Conf, path: str) -> None:
@@ -313,9 +371,11 @@ def parse_args(argv: Sequence[str]) -> Conf:
                 raise Exit(1)
             _set_property(conf, name, value)
         elif o == "s":
-            raise Fatal("-s deserializers are not supported by loosely kcat")
+            _add_serdes(conf, arg)
         elif o == "r":
-            raise Fatal("This build of kcat lacks Avro/Schema-Registry support")
+            if not arg:
+                raise Fatal("-r url must not be empty")
+            _set_registry(conf, arg)
         elif o == "U":
             raise Exit(0)
         elif o == "V":
@@ -348,6 +408,13 @@ def parse_args(argv: Sequence[str]) -> Conf:
         raise UsageError("-t <topic> missing")
     if conf.mode == "Q" and not conf.query:
         raise UsageError("-t <topic>:<partition>:<offset_or_timestamp> missing")
+    if conf.serdes or conf.pack:
+        if conf.mode not in "GC":
+            raise Fatal("-s serdes only available in the consumer")
+        if conf.serdes and conf.registry_url is None:
+            raise Fatal(f"-s {next(iter(conf.serdes.values())).lower()} requires -r <sr_url>")
+        if "key" in conf.serdes and key_delim_raw is None:
+            key_delim_raw = b""  # kcat: a decoded key is printed, with an empty delimiter unless -K gives one
     try:
         if key_delim_raw is not None:
             conf.key_delim = parse_delim(key_delim_raw)

@@ -29,6 +29,7 @@ from loosely.cli.kcat._options import (
     PARTITION_UA,
     Conf,
     Fatal,
+    FormatFailure,
     info,
     librdkafka_config,
 )
@@ -255,6 +256,11 @@ TP = tuple[str | None, int | None]
 def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], bytes]:
     assert conf.fmt is not None
     tokens = parse_format(conf.fmt)
+    if conf.serdes or (conf.pack and not conf.json):  # kcat's -J envelope ignores pack formats
+        from loosely.cli.kcat._serdes import serdes_renderer  # noqa: PLC0415 - the registry's imports only for -s
+
+        tail = tokens[0].text if conf.json and tokens and tokens[0].kind == "str" else b""
+        return serdes_renderer(conf, tokens, _broker_of(leaders) if conf.json else None, tail)
     if conf.json:
         tail = tokens[0].text if tokens and tokens[0].kind == "str" else b""
 
@@ -264,6 +270,10 @@ def _renderer(conf: Conf, leaders: dict[TP, int]) -> Callable[[KafkaMessage], by
 
         return as_json
     return compile_format(tokens, NULL_STR if conf.null else None)
+
+
+def _broker_of(leaders: dict[TP, int]) -> Callable[[KafkaMessage], int]:
+    return lambda m: leaders.get((m.topic(), m.partition()), -1)
 
 
 def _consumer_config(conf: Conf, group: str | None) -> dict[str, Any]:
@@ -380,7 +390,14 @@ def _consume_loop(
                     if not conf.run:
                         break
                     continue
-                add(render(m))
+                try:
+                    add(render(m))
+                except FormatFailure as e:  # a -s field kcat could not decode, and no -E: kcat exits here
+                    add(e.partial)
+                    output.flush()
+                    if store:  # a group's next run starts at this message, not after it
+                        positions[tp] = m.offset() or 0
+                    raise Fatal(f"{e.line}: terminating") from None
                 received += 1
                 if received == limit:
                     conf.run = False

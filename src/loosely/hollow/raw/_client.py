@@ -107,6 +107,7 @@ class RawClient:
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
         self._type_names = {cls: dataset.type_name(cls) for cls in dataset.types}
+        self._classes = {name: dataset.type_of(name) for name in dataset.type_names}  # the read path's lookups
         self._hash_indexes: dict[tuple[str, tuple[str, ...]], HashIndex] = {}
         self._positions_cache: tuple[str, dict[int, int]] = ("{}", {})
         self._overlay: dict[tuple[str, tuple[object, ...]], _Entry] = {}  # (type name, key values) -> entry
@@ -299,9 +300,10 @@ class RawClient:
     def _read(self, type_: str | type, key: object, versioned: bool) -> tuple[Any, int | None]:
         """State plus overlay under the refresh lock: the overlay's entry when the state does not hold it yet."""
         type_name, values = self._key(type_, key)
+        overlay = self._overlay
         with self.consumer.lock.reading():
             engine = self.consumer.engine
-            entry = self._overlay.get((type_name, values)) if self._overlay else None
+            entry = overlay.get((type_name, values)) if overlay else None
             if entry is not None and entry.offset >= self._positions(engine).get(entry.partition, 0):
                 return (entry.record, entry.offset) if entry.record is not None else (None, None)
             if engine is None:
@@ -309,7 +311,7 @@ class RawClient:
             ordinal = self._indexes[type_name].find(*values)  # type: ignore[arg-type]  # a key holds scalars
             if ordinal < 0:
                 return None, None
-            record: Any = self.dataset.mapper.read(engine, self.dataset.type_of(type_name), ordinal)
+            record: Any = self.dataset.mapper.read(engine, self._classes[type_name], ordinal)
             if not versioned:
                 return record, None
             v = self._indexes[VERSION_TYPE].get(key_text(type_name, values))

@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import json
 import types
 import typing
@@ -35,6 +36,7 @@ from typing import Any, Final
 __all__ = [
     "Token",
     "decode_record",
+    "encode_json",
     "encode_record",
     "key_partition",
     "key_text",
@@ -65,7 +67,12 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 def encode_record(record: object) -> bytes:
-    return _JSON.encode(_plain(record)).encode()
+    return encode_json(_plain(record))
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON values (from :func:`record_to_json`) as the bytes :func:`encode_record` writes."""
+    return _JSON.encode(value).encode()
 
 
 def decode_record(cls: type, data: bytes | str) -> object:
@@ -110,6 +117,7 @@ def _plain(value: object) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} as JSON")
 
 
+@functools.cache  # resolving the hints is most of a decode's time (tens of us); a class's hints do not change
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -15,8 +15,14 @@ leader's own writes changes nothing.
 **Group commit.** Callers queue requests; one thread takes what is queued (up to ``batch_ops_max`` operations),
 checks each request's conditions in order against the versions plus the writes accepted before it in the batch,
 and sends the accepted ones in ONE transaction. A conditional request touching a key another request of the
-same batch writes waits for the next batch (its version is not known yet). When the commit returns, each caller
+same batch writes waits for the next batch (its version is not known yet), and so does every later request on
+the same keys, so that the writes of a key land in the order they were queued. When the commit returns, each caller
 gets the offsets of its records (versions) and a token. A request is all or nothing: a bulk is one request.
+A transaction costs three round trips whatever its size (AddPartitionsToTxn, Produce, EndTxn: 2-3 ms on loopback),
+so throughput comes from batch size: ``put_async`` and friends return a future instead of waiting, letting one
+caller keep many writes in flight (pipelining); at most ``queued_ops_max`` operations wait, then callers block.
+Everything a write needs that does not depend on the versions (validation, JSON, the content digest) is done by
+the caller's thread before queueing, so the commit thread -- the serial path -- only checks, sends and answers.
 
 **Failures.** A fenced producer loses leadership at once (callers get :class:`NotLeaderError`). Any other commit
 failure aborts or abandons the transaction, fails the batch's callers with :class:`WriteError`, and makes the
@@ -27,19 +33,22 @@ the outcome of an unanswered commit is unknown and the versions must come from t
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from loosely.hollow.api import NotLeaderError as _HollowNotLeader
 from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
-from loosely.hollow.raw._codec import Token, encode_record, record_from_json, record_to_json
+from loosely.hollow.raw._codec import Token, encode_json, encode_record, record_from_json, record_to_json
 from loosely.hollow.raw._dataset import Dataset
 from loosely.hollow.raw._log import ChangeTail
 
@@ -57,6 +66,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _POLL_S: Final = 0.05
 _INVALID_SESSION_TIMEOUT: Final = 26  # Kafka's code: the session timeout is outside the broker's bounds
@@ -158,6 +168,7 @@ class _Op:
     value: bytes | None
     if_version: Any
     if_content: Any  # ANY, or the digest the current content must have (None: absent)
+    digest: bytes | None = None  # of value, computed by the caller: the commit thread is the serial path
 
     @property
     def conditional(self) -> bool:
@@ -166,10 +177,31 @@ class _Op:
 
 @dataclass(slots=True)
 class _Request:
+    """One caller's operations (all or nothing) and the future its caller waits on or chains to."""
+
     ops: list[_Op]
-    done: threading.Event = field(default_factory=threading.Event)
+    shape: Callable[[list[int], Token], Any]  # the caller's result from the offsets: WriteResult or BulkResult
+    future: Future[Any] = field(default_factory=Future)
     offsets: list[int] = field(default_factory=list)
-    error: Exception | None = None
+
+    def fail(self, error: Exception) -> None:
+        with contextlib.suppress(InvalidStateError):  # answered already (a commit-loop bug path)
+            self.future.set_exception(error)
+
+    def succeed(self) -> None:
+        token: dict[int, int] = {}
+        for op, off in zip(self.ops, self.offsets, strict=True):
+            token[op.partition] = max(token.get(op.partition, 0), off + 1)
+        with contextlib.suppress(InvalidStateError):
+            self.future.set_result(self.shape(self.offsets, Token(token)))
+
+
+def _write_result(offsets: list[int], token: Token) -> WriteResult:
+    return WriteResult(offsets[0], token)
+
+
+def _bulk_result(offsets: list[int], token: Token) -> BulkResult:
+    return BulkResult(tuple(offsets), token)
 
 
 def _digest(value: bytes | None) -> bytes | None:
@@ -201,6 +233,7 @@ class Writer:
         transaction_timeout_ms: int = 10_000,
         write_timeout_ms: int = 10_000,
         batch_ops_max: int = 2_000,
+        queued_ops_max: int = 20_000,
         record_bytes_max: int = 990_000,
     ) -> None:
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
@@ -212,6 +245,7 @@ class Writer:
         self.transaction_timeout_ms = transaction_timeout_ms
         self.write_timeout_ms = write_timeout_ms
         self.batch_ops_max = batch_ops_max
+        self.queued_ops_max = queued_ops_max  # waiting for a transaction: pipelined callers block beyond it
         # key and value: under librdkafka's message.max.bytes (1,000,000), with room for the record's framing
         self.record_bytes_max = record_bytes_max
         self.member = uuid.uuid4().hex[:12]
@@ -226,7 +260,9 @@ class Writer:
         self._watch: Any = None
         self._tail: ChangeTail | None = None
         self._queue: collections.deque[_Request] = collections.deque()
-        self._queued = threading.Condition(self._lock)
+        self._queued = threading.Condition(self._lock)  # the commit thread waits for requests
+        self._room = threading.Condition(self._lock)  # pipelined callers wait for the queue to shrink
+        self._queued_ops = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._counts = dict.fromkeys(("terms", "fenced", "requests", "transactions", "conditions", "errors"), 0)
@@ -440,13 +476,14 @@ class Writer:
             raise ValueError(f"if_content must be a record with the key {type_name} {key}, or None")
         kb = self.dataset.key_bytes(type_name, key)
         wanted = if_content if if_content is ANY or if_content is None else _digest(encode_record(if_content))
-        return _Op(kb, self.dataset.partition_of(kb), value, if_version, wanted)
+        return _Op(kb, self.dataset.partition_of(kb), value, if_version, wanted, _digest(value))
 
     def _put_op(self, record: object, if_version: Any, if_content: Any = ANY) -> _Op:
         type_name, key = self.dataset.key_of(record)
         # a record the producer could not write (a field not of its type, a number out of its Java type's range)
         # would be skipped there after being acknowledged here: refuse it now
-        record_from_json(type(record), record_to_json(record))
+        plain = record_to_json(record)
+        record_from_json(type(record), plain)
         with self._scratch_lock:
             if self._scratch_adds % _SCRATCH_RECORDS_MAX == 0:  # a fresh engine now and then: bounded memory
                 self._scratch = ObjectMapper(WriteStateEngine())
@@ -455,7 +492,7 @@ class Writer:
                 self._scratch.add(record)
             except HollowError as e:
                 raise ValueError(f"{type_name} {key}: {e}") from e
-        op = self._op(type_name, key, encode_record(record), if_version, if_content)
+        op = self._op(type_name, key, encode_json(plain), if_version, if_content)
         size = len(op.key) + len(op.value or b"")
         if size > self.record_bytes_max:  # the client would refuse it in the middle of a batch
             raise ValueError(f"{type_name} {key}: {size} bytes of key and JSON, over record_bytes_max="
@@ -468,16 +505,31 @@ class Writer:
 
     def put(self, record: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         """Insert or replace ``record`` (see :class:`Put`); returns once committed."""
-        offsets, token = self._submit([self._put_op(record, if_version, if_content)])
-        return WriteResult(offsets[0], token)
+        return self._wait(self.put_async(record, if_version=if_version, if_content=if_content))
 
     def delete(self, type_: str | type, key: object, *, if_version: Any = ANY, if_content: Any = ANY) -> WriteResult:
         """Delete by primary key (a tuple, or the value of a one-field key); returns once committed."""
-        offsets, token = self._submit([self._delete_op(type_, key, if_version, if_content)])
-        return WriteResult(offsets[0], token)
+        return self._wait(self.delete_async(type_, key, if_version=if_version, if_content=if_content))
 
     def bulk(self, operations: Iterable[Put | Delete]) -> BulkResult:
         """All the operations in one transaction, or none: every condition is checked first."""
+        return self._wait(self.bulk_async(operations))
+
+    def put_async(self, record: object, *, if_version: Any = ANY, if_content: Any = ANY) -> Future[WriteResult]:
+        """:meth:`put` without waiting: the future's result is the :class:`WriteResult` once committed, or it
+        raises what ``put`` would. Many writes in flight from one caller share transactions (pipelining);
+        callbacks added to the future run on the commit thread, so keep them short. A bad record, a writer that does
+        not lead, or a full queue for ``write_timeout_ms`` raises here; the writes of a key land in the order
+        they were submitted."""
+        return self._submit([self._put_op(record, if_version, if_content)], _write_result)
+
+    def delete_async(self, type_: str | type, key: object, *, if_version: Any = ANY,
+                     if_content: Any = ANY) -> Future[WriteResult]:
+        """:meth:`delete` without waiting (see :meth:`put_async`)."""
+        return self._submit([self._delete_op(type_, key, if_version, if_content)], _write_result)
+
+    def bulk_async(self, operations: Iterable[Put | Delete]) -> Future[BulkResult]:
+        """:meth:`bulk` without waiting (see :meth:`put_async`)."""
         ops = []
         for o in operations:
             if isinstance(o, Put):
@@ -490,8 +542,7 @@ class Writer:
             raise ValueError("an empty bulk")
         if len(ops) > self.batch_ops_max:
             raise ValueError(f"a bulk of {len(ops)} operations is over batch_ops_max={self.batch_ops_max}")
-        offsets, token = self._submit(ops)
-        return BulkResult(tuple(offsets), token)
+        return self._submit(ops, _bulk_result)
 
     def version_of(self, type_: str | type, key: object) -> int | None:
         """The version of a record as this writer knows it (authoritative while it leads); None if absent."""
@@ -500,31 +551,44 @@ class Writer:
             v = self._versions.get(op.key)
         return v[0] if v is not None and v[1] is not None else None
 
-    def _submit(self, ops: list[_Op]) -> tuple[list[int], Token]:
-        request = _Request(ops)
+    def _wait(self, future: Future[T]) -> T:
+        try:
+            return future.result(self.write_timeout_ms / 1000 + 5)
+        except FutureTimeout:
+            raise WriteError(f"no answer from the commit thread in {self.write_timeout_ms} ms",
+                             uncertain=True) from None
+
+    def _submit(self, ops: list[_Op], shape: Callable[[list[int], Token], T]) -> Future[T]:
+        request = _Request(ops, shape)
+        deadline = time.monotonic() + self.write_timeout_ms / 1000
         with self._lock:
+            # pipelined callers wait here for room: the queue is bounded, and nothing of this request is sent yet
+            while self._queued_ops + len(ops) > max(self.queued_ops_max, len(ops)) and self._leader:
+                if not self._room.wait(deadline - time.monotonic()):
+                    raise WriteError(f"{self._queued_ops} operations queued for {self.write_timeout_ms} ms "
+                                     f"(queued_ops_max={self.queued_ops_max})")
             if not self._leader:
                 raise NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}",
                                      self._leader_address)
             self._queue.append(request)
+            self._queued_ops += len(ops)
             self._counts["requests"] += 1
             self._queued.notify()
-        if not request.done.wait(self.write_timeout_ms / 1000 + 5):
-            raise WriteError(f"no answer from the commit thread in {self.write_timeout_ms} ms", uncertain=True)
-        if request.error is not None:
-            raise request.error
-        token: dict[int, int] = {}
-        for op, off in zip(ops, request.offsets, strict=True):
-            token[op.partition] = max(token.get(op.partition, 0), off + 1)
-        return request.offsets, Token(token)
+        return request.future
+
+    def _dequeue_all(self) -> list[_Request]:
+        """Every queued request, taken off the queue (called with the lock held)."""
+        pending = list(self._queue)
+        self._queue.clear()
+        self._queued_ops = 0
+        self._room.notify_all()
+        return pending
 
     def _fail_queue(self, error: Exception) -> None:
         with self._lock:
-            pending = list(self._queue)
-            self._queue.clear()
+            pending = self._dequeue_all()
         for r in pending:
-            r.error = error
-            r.done.set()
+            r.fail(error)
 
     def _commit_loop(self) -> None:
         while not self._stop.is_set():
@@ -536,25 +600,20 @@ class Writer:
                 leader, producer = self._leader, self._producer
                 if not leader or producer is None:
                     address = self._leader_address
-                    pending = list(self._queue)
-                    self._queue.clear()
+                    pending = self._dequeue_all()
                 else:
                     pending = []
                     batch = self._take_batch()
             if pending:
                 for r in pending:
-                    r.error = NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}",
-                                             address)
-                    r.done.set()
+                    r.fail(NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}", address))
                 continue
             try:
                 self._commit(producer, batch)
             except Exception as e:  # a bug here must not kill the commit thread; the callers hear of it
                 log.exception("raw writer commit")
                 for r in batch:
-                    if not r.done.is_set():
-                        r.error = WriteError(f"{type(e).__name__}: {e}", uncertain=True)
-                        r.done.set()
+                    r.fail(WriteError(f"{type(e).__name__}: {e}", uncertain=True))
 
     def _take_batch(self) -> list[_Request]:
         """The queued requests that fit one transaction (called with the lock held)."""
@@ -564,8 +623,11 @@ class Writer:
             r = self._queue.popleft()
             batch.append(r)
             n += len(r.ops)
+            self._queued_ops -= len(r.ops)
             if n >= self.batch_ops_max:
                 break
+        if batch:
+            self._room.notify_all()
         return batch
 
     def _commit(self, producer: Any, batch: list[_Request]) -> None:
@@ -574,22 +636,26 @@ class Writer:
         accepted: list[_Request] = []
         deferred: list[_Request] = []
         pending: set[bytes] = set()  # keys written by the accepted requests
+        # keys of deferred requests: later writes to them wait too, so that each key's writes land in the order they
+        # were queued (a caller pipelining a conditional write after a plain one relies on it)
+        held: set[bytes] = set()
         with self._lock:
             versions = self._versions
             for r in batch:
-                if any(op.conditional and op.key in pending for op in r.ops):
+                if any((op.conditional and op.key in pending) or op.key in held for op in r.ops):
                     deferred.append(r)
+                    held.update(op.key for op in r.ops)
                     continue
                 failure = self._failed_condition(r.ops, versions, pending)
                 if failure is not None:
                     self._counts["conditions"] += 1
-                    r.error = failure
-                    r.done.set()
+                    r.fail(failure)
                     continue
                 pending.update(op.key for op in r.ops)
                 accepted.append(r)
             if deferred:
                 self._queue.extendleft(reversed(deferred))
+                self._queued_ops += sum(len(r.ops) for r in deferred)
         if not accepted:
             return
         topic = self.dataset.changes_topic
@@ -623,8 +689,7 @@ class Writer:
             self._counts["errors"] += 1
             self._step_down(f"delivery failed after commit: {errors[0]}")
             for r in accepted:
-                r.error = WriteError(f"delivery failed: {errors[0]}", uncertain=True)
-                r.done.set()
+                r.fail(WriteError(f"delivery failed: {errors[0]}", uncertain=True))
             return
         with self._lock:
             self._counts["transactions"] += 1
@@ -634,11 +699,11 @@ class Writer:
                     off = offsets[i]
                     old = self._versions.get(op.key)
                     if old is None or old[0] < off:
-                        self._versions[op.key] = (off, _digest(op.value))
+                        self._versions[op.key] = (off, op.digest)
                     r.offsets.append(off)
                     i += 1
         for r in accepted:
-            r.done.set()
+            r.succeed()
 
     @staticmethod
     def _failed_condition(ops: Sequence[_Op], versions: dict[bytes, tuple[int, bytes | None]],
@@ -664,7 +729,7 @@ class Writer:
                 return ConditionFailed(f"{op.key.decode()}: wanted {wanted}, found "
                                        f"{'absent' if current is None else f'other content (version {current})'}",
                                        current, op.key.decode())
-            seen[op.key] = (-1, _digest(op.value)) if op.value is not None else (None, None)
+            seen[op.key] = (-1, op.digest) if op.value is not None else (None, None)
         return None
 
     def _failed_commit(self, producer: Any, accepted: list[_Request], e: Any) -> None:
@@ -688,8 +753,7 @@ class Writer:
             self._step_down(f"commit failed: {e}")
             error = WriteError(f"{self.dataset.changes_topic}: {e}", uncertain=not aborted)
         for r in accepted:
-            r.error = error
-            r.done.set()
+            r.fail(error)
 
     def statistics(self) -> WriterStatistics:
         with self._lock:
