@@ -31,9 +31,14 @@ SCHEMAS = {
     3: {"schema": json.dumps({"type": "record", "name": "User", "namespace": "shop", "fields": [
         {"name": "home", "type": "shop.Address"}]}),
         "references": [{"name": "shop.Address", "subject": "address", "version": 1}]},
+    4: {"schema": 'syntax = "proto3"; package shop; import "shop/place.proto"; '
+                  "message Order { int64 id = 1; Place ship_to = 2; }",
+        "schemaType": "PROTOBUF", "references": [{"name": "shop/place.proto", "subject": "place", "version": 1}]},
 }
 SUBJECT_VERSIONS = {"/subjects/address/versions/1": {"schema": json.dumps(
-    {"type": "record", "name": "Address", "namespace": "shop", "fields": [{"name": "city", "type": "string"}]})}}
+    {"type": "record", "name": "Address", "namespace": "shop", "fields": [{"name": "city", "type": "string"}]})},
+    "/subjects/place/versions/1": {"schema": 'syntax = "proto3"; package shop; message Place { string city = 1; }',
+                                   "schemaType": "PROTOBUF"}}
 
 
 class _Registry(BaseHTTPRequestHandler):
@@ -98,6 +103,12 @@ def test_avro_is_written_as_avro_c_writes_it(registry: str) -> None:
 def test_avro_references_are_followed(registry: str) -> None:
     got = FramedDecoder(SchemaSource(registry)).decode(framed(3, b"\x0eZ\xc3\xbcrich"))
     assert got.json == '{"home": {"city": "Z\\u00FCrich"}}'
+
+
+def test_protobuf_schemas_registered_as_proto_text_decode(registry: str) -> None:
+    # message index 0, then Order{id: 9, ship_to: Place{city: "Oslo"}}
+    got = FramedDecoder(SchemaSource(registry)).decode(framed(4, b"\x00\x08\x09\x12\x06\x0a\x04Oslo"))
+    assert got.json == '{"id": "9", "ship_to": {"city": "Oslo"}}'
 
 
 def test_jansson_text() -> None:
