@@ -336,10 +336,10 @@ class RegistryState:
             raise err.not_permitted(f"Subject {subject} is not in import mode")
         candidate = self._parse_request(schema, schema_type, references)
         live = self.live(subject)
-        if live:
-            metadata = live[-1].metadata if metadata is None else metadata
-            rule_set = live[-1].rule_set if rule_set is None else rule_set
-        if mode != "IMPORT":
+        if mode != "IMPORT":  # an import keeps what it is given, as Confluent's does
+            if live:
+                metadata = live[-1].metadata if metadata is None else metadata
+                rule_set = live[-1].rule_set if rule_set is None else rule_set
             cfg = self._contract_config(subject)
             metadata = merge_metadata(merge_metadata(cfg["defaultMetadata"], metadata), cfg["overrideMetadata"])
             rule_set = merge_rule_sets(merge_rule_sets(cfg["defaultRuleSet"], rule_set), cfg["overrideRuleSet"])
