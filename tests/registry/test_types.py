@@ -141,6 +141,10 @@ REF_VECTORS = [
     (REMOTE, REMOTE, ((("address.json", ADDRESS),), (("address.json", json.dumps(
         {"type": "object", "properties": {"city": {"type": "integer"}}})),)), False),
     (REMOTE, REMOTE, ((("address.json", ADDRESS),), (("address.json", ADDRESS),)), True),
+    # a $ref by the referenced schema's $id, to a part of it
+    (json.dumps({"$ref": "https://ex.com/a.json#/definitions/n"}), json.dumps({"type": "string"}),
+     ((("a.json", json.dumps({"$id": "https://ex.com/a.json", "definitions": {"n": {"type": "integer"}}})),), ()),
+     False),
     # a recursive schema stays a $ref and compares equal to itself
     (json.dumps({"type": "object", "properties": {"next": {"$ref": "#"}}}),
      json.dumps({"type": "object", "properties": {"next": {"$ref": "#"}}}), (), True),
