@@ -28,6 +28,7 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from kio.index import load_request_schema
 
 from broker._raw import Raw
@@ -37,6 +38,8 @@ from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, build, encode_request
+from loosely.registry import SchemaRegistry
+from loosely.registry._election import Elector, Identity, KafkaSecurity
 from loosely.security.scram import parse_scram_spec
 from loosely.testing import ApacheKafka
 
@@ -326,3 +329,39 @@ def test_oauthbearer_unsecured_tokens(sasl_bootstrap: str) -> None:
     assert r.error_code == ErrorCode.sasl_authentication_failed  # type: ignore[attr-defined]
     assert r.error_message == '{"status":"invalid_token"}'  # type: ignore[attr-defined]
     assert raw.closed_by_peer()
+
+
+def test_registries_elect_a_leader_over_sasl(sasl_bootstrap: str) -> None:
+    """Two schema registries on a SASL-only cluster, one logging in with SCRAM-SHA-512 and one with PLAIN: both
+    join the election, the follower forwards a registration to the leader, and both serve the same id."""
+    topic = f"_schemas-{uuid.uuid4().hex[:8]}"
+    scram = {k: str(v) for k, v in _conf(sasl_bootstrap, "SCRAM-SHA-512").items() if k != "bootstrap.servers"}
+    plain = {k: str(v) for k, v in _conf(sasl_bootstrap, "PLAIN").items() if k != "bootstrap.servers"}
+    with SchemaRegistry(sasl_bootstrap, topic=topic, client_config=scram, session_timeout_ms=6_000) as first, \
+            SchemaRegistry(sasl_bootstrap, topic=topic, client_config=plain, session_timeout_ms=6_000) as second:
+        electors = [r.elector for r in (first, second)]
+        assert all(e is not None for e in electors)
+        deadline = time.monotonic() + 30
+        while sorted(e.leadership().is_leader for e in electors if e is not None) != [False, True]:
+            assert time.monotonic() < deadline, [e.last_trouble for e in electors if e is not None]
+            time.sleep(0.1)
+        follower = next(r for r in (first, second) if r.elector is not None and not r.elector.leadership().is_leader)
+        registered = SchemaRegistryClient({"url": follower.url}).register_schema(
+            "over-sasl-value", Schema('{"type": "record", "name": "R", "fields": []}', "AVRO"))
+        for r in (first, second):
+            assert SchemaRegistryClient({"url": r.url}).get_latest_version("over-sasl-value").schema_id == registered
+
+
+def test_the_election_says_why_a_login_fails(sasl_bootstrap: str) -> None:
+    wrong = KafkaSecurity.from_client_config({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+                                              "sasl.username": "alice", "sasl.password": "nope"})
+    elector = Elector(sasl_bootstrap, Identity("127.0.0.1", 1, "http", True), group_id=f"g-{uuid.uuid4().hex[:8]}",
+                      session_timeout_ms=6_000, security=wrong).start()
+    try:
+        deadline = time.monotonic() + 15
+        while "SASL authentication" not in elector.last_trouble:
+            assert time.monotonic() < deadline, elector.last_trouble
+            time.sleep(0.05)
+        assert elector.leadership().leader is None
+    finally:
+        elector.stop()

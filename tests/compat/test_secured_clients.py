@@ -27,12 +27,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from hollow.api.models import Catalog, Movie
 from loosely.clients.client_config import client_config
 from loosely.hollow.api import Consumer as HollowConsumer
 from loosely.hollow.api import InMemoryBlobStore, KafkaAnnouncementWatcher, KafkaAnnouncer
 from loosely.hollow.api import Producer as HollowProducer
+from loosely.registry import SchemaRegistry
 from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.certs import make_dev_certs
 
@@ -421,3 +423,17 @@ def test_mirror_from_secured_kafka_into_looselys_tls_listener(secured: Secured, 
         assert err.startswith("mirroring sec -> tls:"), err
         listed = json.loads(ok("topics", "list", "-b", tls, "--json", "--client-config", str(target_props)))
         assert f"sec.{topic}" in [t["topic"] for t in listed]
+
+
+def test_schema_registries_elect_over_sasl_ssl(secured: Secured) -> None:
+    """The registry's election member speaks TLS and SCRAM with the registry's own Kafka settings."""
+    topic = f"_schemas-{uuid.uuid4().hex[:8]}"
+    config = secured.config()
+    with SchemaRegistry(secured.ssl, topic=topic, client_config=config, session_timeout_ms=6_000) as first, \
+            SchemaRegistry(secured.ssl, topic=topic, client_config=config, session_timeout_ms=6_000) as second:
+        electors = [r.elector for r in (first, second) if r.elector is not None]
+        wait_for("one leader and one follower",
+                 lambda: sorted(e.leadership().is_leader for e in electors) == [False, True])
+        registered = SchemaRegistryClient({"url": second.url}).register_schema(
+            "tls-value", Schema('{"type": "record", "name": "R", "fields": []}', "AVRO"))
+        assert SchemaRegistryClient({"url": first.url}).get_latest_version("tls-value").schema_id == registered

@@ -157,7 +157,7 @@ def test_the_follower_takes_over_from_a_killed_leader_with_every_id(pair: Pair) 
     assert len(stored) == len(records_before) + 1 and stored.count(new) == 1
 
 
-def test_advertise_and_the_plaintext_only_fallback() -> None:
+def test_advertise_and_the_single_writer_fallback() -> None:
     bootstrap = "127.0.0.1:1"  # never asked: nothing here starts
     r = SchemaRegistry(bootstrap, advertise="https://sr-1.internal:8443", leader_eligible=False)
     try:
@@ -166,9 +166,10 @@ def test_advertise_and_the_plaintext_only_fallback() -> None:
         assert r.elector.group_id == "schema-registry"  # Confluent's default over _schemas
     finally:
         r.server.close()
-    r = SchemaRegistry(bootstrap, topic="other", client_config={"security.protocol": "SASL_SSL"})
-    try:  # the member speaks plaintext only: this registry writes alone, and says so when it starts
-        assert r.elector is None and "plaintext only" in r._election_off
+    r = SchemaRegistry(bootstrap, topic="other", client_config={"security.protocol": "SASL_SSL",
+                                                                 "sasl.mechanism": "OAUTHBEARER"})
+    try:  # a mechanism the member does not speak: this registry writes alone, and says so when it starts
+        assert r.elector is None and "OAUTHBEARER" in r._election_off and "without a leader" in r._election_off
     finally:
         r.server.close()
     for bad in ("ftp://x:1", "http://x:port"):

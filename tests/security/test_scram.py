@@ -8,6 +8,7 @@ import pytest
 
 from loosely.security.scram import (
     SCRAM_MECHANISMS,
+    ScramClient,
     ScramError,
     ScramMechanism,
     ScramServer,
@@ -49,6 +50,44 @@ def test_rfc_vectors(vector: tuple[ScramMechanism, str, str, str, str, str]) -> 
     assert first == f"r={cnonce}{snonce},s={salt},i=4096".encode()
     assert server.step(client_final.encode()) == server_final.encode()
     assert server.complete and server.user == "user"
+
+
+@pytest.mark.parametrize("vector", [RFC5802, RFC7677], ids=["rfc5802", "rfc7677"])
+def test_the_client_sends_the_rfc_vectors(vector: tuple[ScramMechanism, str, str, str, str, str]) -> None:
+    mech, cnonce, snonce, salt, client_final, server_final = vector
+    client = ScramClient(mech, "user", "pencil", nonce=cnonce)
+    assert client.first() == f"n,,n=user,r={cnonce}".encode()
+    assert client.final(f"r={cnonce}{snonce},s={salt},i=4096".encode()) == client_final.encode()
+    client.verify(server_final.encode())
+    with pytest.raises(ScramError, match="does not know the password"):
+        client.verify(b"v=" + base64.b64encode(b"x" * len(base64.b64decode(server_final[2:]))))
+
+
+@pytest.mark.parametrize("mechanism", sorted(SCRAM_MECHANISMS))
+@pytest.mark.parametrize("user", ["alice", "a,b=c"])
+def test_client_and_server_agree(mechanism: str, user: str) -> None:
+    mech = SCRAM_MECHANISMS[mechanism]
+    cred = credential_from_password(mech, "s3cret", 4096)
+    server = ScramServer(mech, lambda name: cred if name == user else None)
+    client = ScramClient(mech, user, "s3cret")
+    client.verify(server.step(client.final(server.step(client.first()))))
+    assert server.complete and server.user == user
+    wrong = ScramClient(mech, user, "guess")
+    refused = ScramServer(mech, lambda name: cred)
+    with pytest.raises(ScramError, match="invalid client credentials"):
+        refused.step(wrong.final(refused.step(wrong.first())))
+
+
+@pytest.mark.parametrize(("server_first", "error"), [
+    (b"r=someone-else,s=c2FsdA==,i=4096", "does not extend"),
+    (b"r=abc,s=c2FsdA==,i=4096", "does not extend"),  # the client's nonce alone
+    (b"r=abcdef,s=c2FsdA==,i=100", "iterations"),
+    (b"r=abcdef,s=!!,i=4096", "salt is not base64"),
+    (b"garbage", "malformed"),
+])
+def test_the_client_refuses_bad_server_firsts(server_first: bytes, error: str) -> None:
+    with pytest.raises(ScramError, match=error):
+        ScramClient(SCRAM_MECHANISMS["SCRAM-SHA-256"], "u", "p", nonce="abc").final(server_first)
 
 
 def test_wrong_password_fails_the_proof() -> None:

@@ -19,8 +19,11 @@ Why our own member: confluent-kafka's consumer speaks only protocol type ``"cons
 in librdkafka, so it cannot carry these JSON documents. The requests are built with loosely's codec (kio,
 :mod:`loosely.protocol.messages`), in versions loosely's broker and Apache Kafka 4 both serve.
 
-Plaintext only: the member does not speak SASL or TLS to the brokers. A registry whose Kafka settings ask for them
-runs without election, as the single writer (see :class:`loosely.registry.SchemaRegistry`).
+Secured clusters: the member reads the same librdkafka settings as the registry's Kafka clients
+(:class:`KafkaSecurity`): TLS with ``ssl.ca.location`` and an optional client certificate, and SASL PLAIN or
+SCRAM-SHA-256/512 (SaslHandshake v1, SaslAuthenticate v2, the SCRAM exchange of
+:class:`loosely.security.scram.ScramClient`). Another mechanism (OAUTHBEARER, GSSAPI) makes the registry run
+without election, as the single writer (see :class:`loosely.registry.SchemaRegistry`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import contextlib
 import datetime
 import logging
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -55,8 +59,9 @@ from loosely.registry._group import (
     Trouble,
     step,
 )
+from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
-__all__ = ["GROUP_ID", "Elector", "ElectorStatistics", "Identity", "Leadership"]
+__all__ = ["GROUP_ID", "Elector", "ElectorStatistics", "Identity", "KafkaSecurity", "Leadership"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ JOIN_GROUP_V: Final = 5
 SYNC_GROUP_V: Final = 3
 HEARTBEAT_V: Final = 3
 LEAVE_GROUP_V: Final = 3
+SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
+SASL_AUTHENTICATE_V: Final = 2
 FRAME_BYTES_MAX: Final = 8 * 1024 * 1024  # a JoinGroup answer holds one small JSON per member
 RETRY_BACKOFF_MS: Final = 200  # Kafka's retry.backoff.ms is 100; a registry has no hurry
 LEAVE_TIMEOUT_MS: Final = 3_000
@@ -74,14 +81,89 @@ class _Trouble(Exception):
     """The coordinator cannot be asked."""
 
 
-class _Wire:
-    """One blocking connection to a broker: framed requests out, framed answers in, each with a timeout."""
+SASL_MECHANISMS: Final = ("PLAIN", *sorted(SCRAM_MECHANISMS))
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How the member reaches secured brokers: a TLS context, and a SASL mechanism with its user and password."""
+
+    tls: ssl.SSLContext | None = None
+    mechanism: str | None = None  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; None: no SASL
+    username: str = ""
+    password: str = ""
+
+    @staticmethod
+    def from_client_config(config: dict[str, str]) -> KafkaSecurity:
+        """From librdkafka's settings (the registry's Kafka clients take the same); ValueError for what the member
+        cannot speak."""
+        protocol = config.get("security.protocol", "plaintext").lower()
+        if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
+            raise ValueError(f"security.protocol={protocol} is not a Kafka security protocol")
+        tls = None
+        if protocol.endswith("ssl"):
+            tls = ssl.create_default_context(cafile=config.get("ssl.ca.location") or None)
+            identify = config.get("ssl.endpoint.identification.algorithm", "https").lower()
+            tls.check_hostname = identify == "https"
+            if config.get("ssl.certificate.location"):
+                tls.load_cert_chain(config["ssl.certificate.location"], config.get("ssl.key.location") or None,
+                                    config.get("ssl.key.password") or None)
+        if not protocol.startswith("sasl"):
+            return KafkaSecurity(tls)
+        mechanism = config.get("sasl.mechanism", config.get("sasl.mechanisms", "GSSAPI")).upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"sasl.mechanism={mechanism}: the election speaks {', '.join(SASL_MECHANISMS)}")
+        return KafkaSecurity(tls, mechanism, config.get("sasl.username", ""), config.get("sasl.password", ""))
+
+
+class _Wire:
+    """One blocking connection to a broker: framed requests out, framed answers in, each with a timeout; TLS and
+    SASL first when the cluster wants them."""
+
+    def __init__(self, host: str, port: int, timeout_s: float, security: KafkaSecurity | None = None) -> None:
         self.address = f"{host}:{port}"
-        self._sock = socket.create_connection((host, port), timeout=timeout_s)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._correlation = 0
+        try:
+            self._sock = sock if security is None or security.tls is None else security.tls.wrap_socket(
+                sock, server_hostname=host)
+        except (OSError, ssl.SSLError):
+            sock.close()
+            raise
+        if security is not None and security.mechanism is not None:
+            try:
+                self._authenticate(security, timeout_s)
+            except BaseException:
+                self.close()
+                raise
+
+    def _authenticate(self, security: KafkaSecurity, timeout_s: float) -> None:
+        mechanism = security.mechanism
+        assert mechanism is not None
+        shake = self.call(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V,
+                          build(_request_cls(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V), mechanism=mechanism), timeout_s)
+        if _code(shake) != ErrorCode.none:
+            raise _Trouble(f"{self.address} does not take SASL {mechanism} (it offers "
+                           f"{', '.join(shake.mechanisms) or 'none'})")
+        if mechanism == "PLAIN":
+            self._sasl_step(f"\0{security.username}\0{security.password}".encode(), timeout_s)
+            return
+        client = ScramClient(SCRAM_MECHANISMS[mechanism], security.username, security.password)
+        try:
+            server_first = self._sasl_step(client.first(), timeout_s)
+            client.verify(self._sasl_step(client.final(server_first), timeout_s))
+        except ScramError as e:
+            raise _Trouble(f"SASL {mechanism} with {self.address}: {e}") from None
+
+    def _sasl_step(self, token: bytes, timeout_s: float) -> bytes:
+        answer = self.call(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V,
+                           build(_request_cls(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V), auth_bytes=token),
+                           timeout_s)
+        if _code(answer) != ErrorCode.none:
+            raise _Trouble(f"SASL authentication with {self.address} failed: "
+                           f"{answer.error_message or ErrorCode(_code(answer)).name}")
+        return bytes(answer.auth_bytes)
 
     def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
         self._correlation += 1
@@ -156,6 +238,7 @@ class Elector:
         heartbeat_interval_ms: int = 1_000,
         rebalance_timeout_ms: int = 10_000,
         request_timeout_ms: int = 30_000,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not 0 < heartbeat_interval_ms < session_timeout_ms:
             raise ValueError("need 0 < heartbeat_interval_ms < session_timeout_ms")
@@ -165,6 +248,7 @@ class Elector:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.rebalance_timeout_ms = rebalance_timeout_ms
         self.request_timeout_ms = request_timeout_ms
+        self.security = security
         self._timing = Timing(heartbeat_interval_ms, RETRY_BACKOFF_MS)
         self._bootstrap = _addresses(bootstrap_servers)
         self._lock = threading.Lock()
@@ -340,7 +424,7 @@ class Elector:
         problems = []
         for host, port in self._bootstrap:
             try:
-                wire = _Wire(host, port, timeout_s)
+                wire = _Wire(host, port, timeout_s, self.security)
             except OSError as e:
                 problems.append(f"{host}:{port}: {e.strerror or e}")
                 continue
@@ -353,7 +437,7 @@ class Elector:
             code = _code(answer)
             if code != ErrorCode.none:
                 raise _Trouble(f"FindCoordinator: {ErrorCode(code).name}")
-            return _Wire(str(answer.host), int(answer.port), timeout_s)
+            return _Wire(str(answer.host), int(answer.port), timeout_s, self.security)
         raise _Trouble(f"no broker reachable ({'; '.join(problems)})")
 
 

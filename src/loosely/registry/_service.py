@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from loosely.registry._election import GROUP_ID, Elector, ElectorStatistics, Identity
+from loosely.registry._election import GROUP_ID, Elector, ElectorStatistics, Identity, KafkaSecurity
 from loosely.registry._http import (
     CONNECTIONS_MAX,
     IDLE_MS_MAX,
@@ -43,7 +43,6 @@ class RegistryStatistics:
     election: ElectorStatistics | None = None
 
 
-PLAINTEXT = frozenset({"", "plaintext"})
 
 
 def group_for(topic: str) -> str:
@@ -68,9 +67,9 @@ class SchemaRegistry:
     Several registries over one topic elect a leader (:mod:`loosely.registry._election`): ``advertise`` is the url
     the others forward writes to (default: this server's own, with the host name when it listens on every
     interface), ``leader_eligible=False`` keeps this one a follower, ``group_id`` defaults to
-    :func:`group_for` the topic. ``election=False``, or Kafka settings with a ``security.protocol`` other than
-    plaintext (the member speaks neither SASL nor TLS yet), make it the single writer without asking anyone: run
-    only one such registry per topic.
+    :func:`group_for` the topic. The member reaches secured clusters with the same ``client_config`` (TLS, SASL
+    PLAIN and SCRAM). ``election=False``, or a SASL mechanism the member does not speak (OAUTHBEARER, GSSAPI), make
+    it the single writer without asking anyone: run only one such registry per topic.
     """
 
     def __init__(
@@ -110,19 +109,23 @@ class SchemaRegistry:
                                      leader_wait_ms=leader_wait_ms)
         self._init_timeout_ms = init_timeout_ms
         self.elector: Elector | None = None
-        protocol = (client_config or {}).get("security.protocol", "").lower()
-        if election and protocol in PLAINTEXT:
+        security: KafkaSecurity | None = None
+        unspoken = ""
+        try:
+            security = KafkaSecurity.from_client_config(dict(client_config or {}))
+        except (ValueError, OSError) as e:  # a mechanism the member does not speak, certificates it cannot read
+            unspoken = str(e)
+        if election and security is not None:
             try:
                 self.elector = Elector(bootstrap_servers, self._identity(advertise, leader_eligible),
                                        group_id=group_id or group_for(topic), session_timeout_ms=session_timeout_ms,
                                        heartbeat_interval_ms=heartbeat_interval_ms,
-                                       rebalance_timeout_ms=rebalance_timeout_ms)
+                                       rebalance_timeout_ms=rebalance_timeout_ms, security=security)
             except ValueError:
                 self.server.close()  # never served: release the port
                 raise
         self._election_off = "" if self.elector is not None or not election else (
-            f"security.protocol={protocol}: the leader election speaks plaintext only; this registry writes "
-            "without one (run a single registry over this topic)")
+            f"{unspoken}: this registry writes without a leader election (run a single registry over this topic)")
 
     def _identity(self, advertise: str | None, eligible: bool) -> Identity:
         scheme = "https" if self.server.uses_tls else "http"

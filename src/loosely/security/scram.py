@@ -1,4 +1,5 @@
-"""SCRAM-SHA-256 and SCRAM-SHA-512, server side (RFC 5802, RFC 7677), as Apache Kafka's ScramSaslServer speaks them.
+"""SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677): the server side as Apache Kafka's ScramSaslServer speaks
+them, and the client side loosely's own Kafka connections use (the schema registry's group member).
 
 Theory of operation
 -------------------
@@ -19,6 +20,11 @@ in constant time. As in Kafka: only the ``n`` gs2 flag (no channel binding), an 
 SASLprep is not applied (names and passwords are compared as UTF-8), a credential under 4096 iterations is refused,
 and an unknown user fails on the first message. A failure raises :class:`ScramError`, whose text is for the
 broker's log only: the client is told the generic message Kafka sends (see :mod:`loosely.security.sasl`).
+
+:class:`ScramClient` is the other half, sans-IO too: ``first()``, then ``final(server_first)``, then
+``verify(server_final)``, which checks the server's signature (a server that does not know the password cannot
+make it). It refuses fewer than 4096 iterations, as Kafka's client does, and a server nonce that does not extend
+its own.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Final
 
 __all__ = [
     "SCRAM_MECHANISMS",
+    "ScramClient",
     "ScramCredential",
     "ScramError",
     "ScramMechanism",
@@ -255,6 +262,56 @@ class ScramServer:
             raise ScramError("invalid client credentials")
         self.complete = True
         return b"v=" + base64.b64encode(m.hmac(cred.server_key, auth_message))
+
+
+def _escape_name(name: str) -> str:
+    return name.replace("=", "=3D").replace(",", "=2C")
+
+
+class ScramClient:
+    """One SCRAM exchange on the client side; raises :class:`ScramError` when the server's answers are wrong."""
+
+    __slots__ = ("_auth_message", "_bare", "_nonce", "_password", "_salted", "mechanism", "user")
+
+    def __init__(self, mechanism: ScramMechanism, user: str, password: str, nonce: str | None = None) -> None:
+        self.mechanism = mechanism
+        self.user = user
+        self._password = password.encode()
+        self._nonce = nonce or secrets.token_urlsafe(24)
+        self._bare = f"n={_escape_name(user)},r={self._nonce}"
+        self._salted = b""
+        self._auth_message = b""
+
+    def first(self) -> bytes:
+        return f"n,,{self._bare}".encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        text = server_first.decode("utf-8", "replace")
+        attrs = dict(_attrs(text.split(","), "server-first message"))
+        nonce, salt_text, iterations_text = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
+        if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
+            raise ScramError("the server's nonce does not extend the client's")
+        if not iterations_text.isdigit() or int(iterations_text) < self.mechanism.iterations_min:
+            raise ScramError(f"the server asks for {iterations_text!r} iterations (at least "
+                             f"{self.mechanism.iterations_min})")
+        m = self.mechanism
+        self._salted = salted_password(m, self._password, _b64(salt_text, "salt"), int(iterations_text))
+        without_proof = f"c=biws,r={nonce}"
+        self._auth_message = f"{self._bare},{text},{without_proof}".encode()
+        client_key = m.hmac(self._salted, b"Client Key")
+        signature = m.hmac(m.hash(client_key), self._auth_message)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+    def verify(self, server_final: bytes) -> None:
+        text = server_final.decode("utf-8", "replace")
+        attrs = dict(_attrs(text.split(","), "server-final message"))
+        if "e" in attrs:
+            raise ScramError(f"the server refused the login: {attrs['e']}")
+        m = self.mechanism
+        expected = m.hmac(m.hmac(self._salted, b"Server Key"), self._auth_message)
+        if not hmac.compare_digest(_b64(attrs.get("v", ""), "server signature"), expected):
+            raise ScramError("the server's signature is wrong: it does not know the password")
 
 
 def parse_scram_spec(spec: str) -> tuple[str, ScramMechanism, ScramCredential]:
