@@ -58,7 +58,8 @@ def test_a_taken_port_is_one_line(broker: BrokerThread) -> None:
 
 def test_broker_serves_the_console(tmp_path: Path) -> None:
     proc = subprocess.Popen([*LOOSELY, "broker", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:0",
-                             "--console-listen", "127.0.0.1:0", "--schema-registry-listen", "127.0.0.1:0"],
+                             "--console-listen", "127.0.0.1:0", "--schema-registry-listen", "127.0.0.1:0",
+                             "--console-sample-interval-ms", "200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -93,6 +94,15 @@ def test_broker_serves_the_console(tmp_path: Path) -> None:
         assert p.flush(30) == 0
         page = urllib.request.urlopen(url + "/topics/framed/messages", timeout=10).read().decode()
         assert "AVRO schema 1 (framed-value v1)" in page and '<pre class="json framed avro">&#34;hello&#34;' in page
+        # request latencies come from the broker's own histogram, without a metrics listener
+        deadline = time.monotonic() + 30
+        while 'data-series="produce ms"' not in (chart := urllib.request.urlopen(url + "/charts/latency",
+                                                                                  timeout=10).read().decode()):
+            assert time.monotonic() < deadline, chart
+            p.produce("keyed", key=b"k", value=b"v")
+            p.flush(10)
+            time.sleep(0.1)
+        assert 'id="latency"' in urllib.request.urlopen(url + "/", timeout=10).read().decode()
     finally:
         assert _stop(proc) == 0
 

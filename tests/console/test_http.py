@@ -20,6 +20,7 @@ import loosely.console
 from console._support import commit, create_topic, hollow_store, produce
 from loosely.broker.server import BrokerThread
 from loosely.console import _render, create_app
+from loosely.console._sampler import scraped_latencies
 from loosely.testing import embedded_broker
 
 
@@ -331,6 +332,30 @@ def test_rates_in_and_out_follow_the_cluster(broker: BrokerThread, topic: str) -
         wait("out rate", lambda: peak("out msg/s") > 0)
         svg = client.get("/charts/rates").text
         assert 'data-series="in msg/s"' in svg and 'data-series="out msg/s"' in svg
+
+
+def test_request_latencies_are_scraped_from_the_brokers_metrics(tmp_path: Path, topic: str) -> None:
+    """``loosely console --broker-metrics URL``: the latency chart follows the broker's request histogram."""
+    with embedded_broker(data_dir=str(tmp_path / "data"), metrics_listen="127.0.0.1:0") as b:
+        assert b.broker.metrics is not None and b.broker.metrics.port is not None
+        source = scraped_latencies(f"http://127.0.0.1:{b.broker.metrics.port}/metrics")
+        app = create_app(b.bootstrap_servers, sample_interval_ms=200, request_latencies=source)
+        with TestClient(app) as client:
+            create_topic(b.bootstrap_servers, topic)
+            deadline = time.monotonic() + 20
+            while "produce ms" not in app.state.sampler.latencies():
+                assert time.monotonic() < deadline, app.state.sampler.latencies()
+                produce(b.bootstrap_servers, topic, [(None, b"x")] * 10)
+            means = [v for _, v in app.state.sampler.latencies()["produce ms"]]
+            assert all(0 <= v < 10_000 for v in means)
+            assert 'data-series="produce ms"' in client.get("/charts/latency").text
+            assert 'id="latency"' in client.get("/").text
+        bad = create_app(b.bootstrap_servers, sample_interval_ms=60_000,
+                         request_latencies=scraped_latencies("http://127.0.0.1:1/metrics", timeout_s=1))
+        bad.state.sampler.sample()  # the endpoint away: counted, the cluster's sample still taken
+        assert bad.state.sampler.latency_failures == 1 and bad.state.sampler.samples == 1
+    with TestClient(create_app("127.0.0.1:1", timeout_s=1.0, sample_interval_ms=60_000)) as client:
+        assert client.get("/charts/latency").status_code == 404  # no source: said, not an empty chart
 
 
 def test_the_docs_name_the_factorys_parameters() -> None:

@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -405,6 +405,11 @@ class BrokerMetrics:
             if self._http_thread is not None:
                 self._http_thread.join(timeout=5)
             self._http = None
+
+    def request_latency_families(self) -> Iterable[Metric]:
+        """The request-duration histogram's families, safe to read from any thread (the web console charts
+        them)."""
+        return self._latency.collect()
 
     def observe_request(self, api_key: int, seconds: float) -> None:
         h = self._latency_by_key.get(api_key)

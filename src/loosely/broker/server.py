@@ -993,6 +993,14 @@ class Broker:
 
     # --- observability -------------------------------------------------------------------------------------
 
+    async def ensure_metrics(self) -> BrokerMetrics:
+        """The metrics service, made now if no exporter (``metrics_listen``, ``influx_url``) made it at start:
+        the web console beside the broker charts its request latencies. Call it on the broker's loop."""
+        if self.metrics is None:
+            self.metrics = BrokerMetrics(self.ctx, asyncio.get_running_loop())
+            await self.metrics.start()
+        return self.metrics
+
     def statistics(self) -> BrokerStatistics:
         ctx = self.ctx
         topics = list(self.logs)

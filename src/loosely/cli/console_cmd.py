@@ -56,29 +56,43 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
 
 def _start(bootstrap: str, listen: str, *, client_config: dict[str, str], read_only: bool, hollow: str | None,
            views: list[str], users_file: str | None, sample_interval_ms: int, key_lookup: Any = None,
-           schema_registry: str | None = None) -> Any:
+           schema_registry: str | None = None, latency_families: Any = None, broker_metrics: str | None = None) -> Any:
     from loosely.broker.config import parse_listen  # noqa: PLC0415 - keeps `loosely -h` free of these imports
     from loosely.console import ConsoleServer, create_app  # noqa: PLC0415
+    from loosely.console._sampler import LatencySource, latency_totals, scraped_latencies  # noqa: PLC0415
 
     host, port = parse_listen(listen)
     if sample_interval_ms < 100:
         raise ValueError(f"--sample-interval-ms must be at least 100, got {sample_interval_ms}")
     authenticate = password_check(users_file) if users_file is not None else None
+    latencies: LatencySource | None = None
+    if latency_families is not None:  # beside the broker: its own histogram
+
+        def latencies() -> dict[str, tuple[float, float]]:
+            return latency_totals(latency_families())
+
+    elif broker_metrics is not None:
+        if not broker_metrics.startswith(("http://", "https://")):
+            raise ValueError(f"--broker-metrics {broker_metrics!r}: expected a URL such as "
+                             "http://127.0.0.1:9308/metrics")
+        latencies = scraped_latencies(broker_metrics)
     app = create_app(bootstrap, client_config=client_config, read_only=read_only, hollow=hollow, views=views,
                      key_lookup=key_lookup, authenticate=authenticate, sample_interval_ms=sample_interval_ms,
-                     schema_registry=schema_registry)
+                     schema_registry=schema_registry, request_latencies=latencies)
     return ConsoleServer(app, host, port).start()
 
 
 def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: Any = None,
-                        schema_registry: str | None = None) -> Any:
+                        schema_registry: str | None = None, latency_families: Any = None) -> Any:
     """Start the console ``loosely broker --console-listen`` asked for (blocking briefly: call it in a thread);
-    ``schema_registry``: the URL of the registry the broker serves too, if any."""
+    ``schema_registry``: the URL of the registry the broker serves too, if any; ``latency_families``: the broker's
+    request-duration histogram (``BrokerMetrics.request_latency_families``)."""
     try:
         server = _start(bootstrap, args.console_listen, client_config={}, read_only=args.console_read_only,
                         hollow=args.console_hollow, views=args.console_views, users_file=args.console_users_file,
                         sample_interval_ms=args.console_sample_interval_ms,
-                        key_lookup=key_lookup, schema_registry=schema_registry)
+                        key_lookup=key_lookup, schema_registry=schema_registry,
+                        latency_families=latency_families)
     except (OSError, ValueError) as e:
         raise OSError(f"console: {e}") from None
     print(f"console on {server.url}", flush=True)
@@ -92,7 +106,8 @@ def _console(args: argparse.Namespace) -> int:
     try:
         server = _start(args.bootstrap, args.listen, client_config=args.kafka_config, read_only=args.read_only,
                         hollow=args.hollow, views=args.views, users_file=args.users_file,
-                        sample_interval_ms=args.sample_interval_ms, schema_registry=args.schema_registry)
+                        sample_interval_ms=args.sample_interval_ms, schema_registry=args.schema_registry,
+                        broker_metrics=args.broker_metrics)
     except (OSError, ValueError) as e:  # port taken, a bad address: one line
         print(f"loosely console: {e}", file=sys.stderr)
         return 1
@@ -111,6 +126,9 @@ def add_console_command(sub: Any) -> None:
     p.add_argument("--schema-registry", metavar="URL",
                    help="a schema registry (http(s)://[user:password@]host:port): keys and values in Confluent's "
                         "framing are shown decoded (Avro, JSON Schema, Protobuf) with their schema id and subject")
+    p.add_argument("--broker-metrics", metavar="URL",
+                   help="a loosely broker's Prometheus endpoint (its --metrics-listen, e.g. "
+                        "http://127.0.0.1:9308/metrics): the overview charts its request latencies")
     _options(p, "")
     add_client_options(p)
     p.set_defaults(func=_console)

@@ -172,9 +172,11 @@ async def _start_console(args: argparse.Namespace, broker: Any, registry_url: st
     from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, "--console-listen", "console")
+    metrics = await broker.ensure_metrics()  # request latencies, read from the console's sampling thread
     # key searches are answered from this broker's key index (called from the console's threads, never this loop)
     # framed values are shown decoded with the registry this broker serves, when it serves one
-    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap, broker.key_lookup, registry_url)
+    return await asyncio.to_thread(console_cmd.start_beside_broker, args, bootstrap, broker.key_lookup, registry_url,
+                                   metrics.request_latency_families)
 
 
 def _version() -> str:

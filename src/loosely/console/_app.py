@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loosely.console._cluster import Cluster, ConsoleError, KeyLookup, SearchProgress, SearchQuery
 from loosely.console._hollow import HollowBrowser
 from loosely.console._render import DECODINGS, FramedView, decode, framed_views, line_chart
-from loosely.console._sampler import INTERVAL_MS_DEFAULT, Sampler
+from loosely.console._sampler import INTERVAL_MS_DEFAULT, LatencySource, Sampler
 from loosely.registry import FramedDecoder, SchemaSource
 
 __all__ = ["create_app"]
@@ -150,6 +150,7 @@ def create_app(
     sample_interval_ms: int = INTERVAL_MS_DEFAULT,
     timeout_s: float = 10.0,
     schema_registry: str | None = None,
+    request_latencies: LatencySource | None = None,
 ) -> Starlette:
     """The console for the cluster at ``bootstrap`` (librdkafka ``client_config`` for TLS/SASL), as an ASGI app.
 
@@ -159,10 +160,12 @@ def create_app(
     instead of a scan when given. ``authenticate(user, password) -> bool``: require HTTP Basic auth (e.g.
     :class:`loosely.security.passwords.PasswordCheck`). ``sample_interval_ms``: how often the charts' samples are
     taken. ``schema_registry``: a schema registry's URL; keys and values in Confluent's framing are then shown
-    decoded (Avro, JSON Schema, Protobuf) as JSON with their schema id and subject.
+    decoded (Avro, JSON Schema, Protobuf) as JSON with their schema id and subject. ``request_latencies``: the
+    broker's cumulative request counts and seconds per API (see :mod:`loosely.console._sampler`), charted as
+    mean latency per sampling interval.
     """
     cluster = Cluster(bootstrap, dict(client_config or {}), timeout_s=timeout_s)
-    sampler = Sampler(cluster, interval_ms=sample_interval_ms)
+    sampler = Sampler(cluster, interval_ms=sample_interval_ms, latencies=request_latencies)
     browser = HollowBrowser(hollow) if hollow else None
     views_browser: Any = None
     if views:
@@ -205,11 +208,18 @@ def create_app(
         topics = await run_in_threadpool(cluster.topics)
         show_internal = request.query_params.get("internal") == "1"
         shown = [t for t in topics if show_internal or not t.name.startswith("_")]
+        latency = chart(sampler.latencies(), "ms per request") if request_latencies is not None else None
         return page("overview.html", ov=ov, topics=shown, hidden=len(topics) - len(shown),
-                    chart=chart(sampler.rates(), "messages/s"))
+                    chart=chart(sampler.rates(), "messages/s"), latency_chart=latency)
 
     async def rates_chart(request: Request) -> Response:
         return HTMLResponse(chart(sampler.rates(), "messages/s"))
+
+    async def latency_chart(request: Request) -> Response:
+        if request_latencies is None:
+            return HTMLResponse("this console has no source of request latencies (see --broker-metrics)",
+                                status_code=404)
+        return HTMLResponse(chart(sampler.latencies(), "ms per request"))
 
     async def topic(request: Request) -> Response:
         name = request.path_params["name"]
@@ -435,6 +445,7 @@ def create_app(
     routes = [
         Route("/", guarded(overview)),
         Route("/charts/rates", guarded(rates_chart)),
+        Route("/charts/latency", guarded(latency_chart)),
         Route("/topics", guarded(create_topic), methods=["POST"]),
         Route("/topics/{name}", guarded(topic)),
         Route("/topics/{name}/delete", guarded(delete_topic), methods=["POST"]),

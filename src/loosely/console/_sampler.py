@@ -5,6 +5,12 @@ partition's high watermark), messages/s out (the growth of the sum of every grou
 group's total lag, for at most ``GROUPS_MAX`` groups (those whose pages were opened first). Sampling is blocking
 cluster calls on a daemon thread of its own, so neither the event loop nor a shutdown ever waits for a sample in
 flight; a failed sample (the cluster away) is skipped, not fatal.
+
+Request latencies are what the broker measures, not what the console's own calls take: a Kafka cluster has no API
+for them, so they come from the broker's ``loosely_request_duration_seconds`` histogram, read in the broker's
+process (``loosely broker --console-listen``) or scraped from its Prometheus endpoint (``loosely console
+--broker-metrics URL``). Each sample turns the growth of each API's count and sum into that interval's mean, in
+milliseconds, for the ``LATENCY_APIS_MAX`` APIs with the most requests so far.
 """
 
 from __future__ import annotations
@@ -12,26 +18,76 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.request
 from collections import deque
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from loosely.console._cluster import Cluster, ConsoleError
 
-__all__ = ["Sampler"]
+__all__ = ["LatencySource", "Sampler", "latency_totals", "scraped_latencies"]
 
 log = logging.getLogger(__name__)
 
 SAMPLES_MAX: Final = 360  # 30 minutes at the default 5 s
 GROUPS_MAX: Final = 50
 INTERVAL_MS_DEFAULT: Final = 5_000
+LATENCY_APIS_MAX: Final = 3  # lines on one chart that stay readable (its legend holds about three)
+LATENCY_FAMILY: Final = "loosely_request_duration_seconds"
+SCRAPE_TIMEOUT_S: Final = 5.0
 
 Series = deque[tuple[float, float]]
+# {api: (requests so far, seconds spent on them so far)}: cumulative, as a Prometheus histogram counts
+LatencySource = Callable[[], Mapping[str, tuple[float, float]]]
+
+
+def latency_totals(families: Iterable[Any]) -> dict[str, tuple[float, float]]:
+    """``{api: (count, sum)}`` from the metric families of the broker's request-duration histogram.
+
+    >>> from prometheus_client import CollectorRegistry, Histogram
+    >>> h = Histogram(LATENCY_FAMILY, "", ["api"], registry=CollectorRegistry())
+    >>> h.labels(api="produce").observe(0.002); h.labels(api="produce").observe(0.004)
+    >>> latency_totals(h.collect())
+    {'produce': (2.0, 0.006)}
+    """
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    for family in families:
+        if family.name != LATENCY_FAMILY:
+            continue
+        for sample in family.samples:
+            api = sample.labels.get("api")
+            if api is None:
+                continue
+            if sample.name.endswith("_count"):
+                counts[api] = float(sample.value)
+            elif sample.name.endswith("_sum"):
+                sums[api] = float(sample.value)
+    return {api: (n, sums.get(api, 0.0)) for api, n in counts.items()}
+
+
+def scraped_latencies(url: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> LatencySource:
+    """A latency source reading a loosely broker's Prometheus endpoint (``--metrics-listen``)."""
+
+    def read() -> Mapping[str, tuple[float, float]]:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            text = r.read().decode("utf-8", "replace")
+        return latency_totals(text_string_to_metric_families(text))
+
+    return read
 
 
 class Sampler:
-    def __init__(self, cluster: Cluster, *, interval_ms: int = INTERVAL_MS_DEFAULT) -> None:
+    def __init__(self, cluster: Cluster, *, interval_ms: int = INTERVAL_MS_DEFAULT,
+                 latencies: LatencySource | None = None) -> None:
         self.cluster = cluster
         self.interval_ms = interval_ms
+        self.latency_source = latencies
+        self.latency: dict[str, Series] = {}
+        self._latency_last: dict[str, tuple[float, float]] = {}
+        self.latency_failures = 0
         self._lock = threading.Lock()
         self._last: tuple[float, int, int] | None = None  # time, produced total, committed total
         self.rate_in: Series = deque(maxlen=SAMPLES_MAX)
@@ -66,6 +122,7 @@ class Sampler:
 
     def sample(self) -> None:
         """One sample (blocking); errors are counted and logged, never raised."""
+        self._sample_latencies()
         try:
             now = time.monotonic()
             names = self.cluster.topic_names()
@@ -96,6 +153,33 @@ class Sampler:
             for gone in set(self.lag) - set(lags):
                 del self.lag[gone]
             self.samples += 1
+
+    def _sample_latencies(self) -> None:
+        if self.latency_source is None:
+            return
+        try:
+            totals = self.latency_source()
+        except Exception as e:  # the metrics endpoint away, a page that is not Prometheus text: skip this sample
+            self.latency_failures += 1
+            log.debug("console latency sample failed: %s", e)
+            return
+        t = time.monotonic() - self.started
+        with self._lock:
+            busiest = sorted(totals, key=lambda api: -totals[api][0])[:LATENCY_APIS_MAX]
+            for api in busiest:
+                count, total = totals[api]
+                before = self._latency_last.get(api)
+                if before is not None and count > before[0]:
+                    mean_ms = (total - before[1]) / (count - before[0]) * 1000
+                    self.latency.setdefault(api, deque(maxlen=SAMPLES_MAX)).append((t, round(mean_ms, 3)))
+            for gone in set(self.latency) - set(busiest):
+                del self.latency[gone]
+            self._latency_last = dict(totals)
+
+    def latencies(self) -> dict[str, list[tuple[float, float]]]:
+        """Mean request latency per API (ms) over each sampling interval, for the busiest APIs."""
+        with self._lock:
+            return {f"{api} ms": list(s) for api, s in sorted(self.latency.items())}
 
     def rates(self) -> dict[str, list[tuple[float, float]]]:
         with self._lock:
