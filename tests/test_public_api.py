@@ -36,6 +36,7 @@ PINS: dict[str, list[str]] = {
         "config",
         "config_doc",
         "context",
+        "dynamic_config",
         "extensions",
         "groups",
         "handlers",

@@ -72,6 +72,7 @@ from loosely.broker.context import (
     current_request_time,
     current_throttle_ms,
 )
+from loosely.broker.dynamic_config import DynamicBrokerConfigs
 from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers._util import charge_request_time
@@ -566,6 +567,10 @@ class Broker:
                 allow_if_no_acl=self.config.allow_everyone_if_no_acl_found,
             )
             log.info("authorizer on: %d ACL(s) loaded", len(self.ctx.acls.authorizer))
+        self.ctx.dynamic_configs = DynamicBrokerConfigs(
+            self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.log_defaults
+        )
+        self.logs.set_broker_defaults(self.ctx.dynamic_configs.log_defaults())
         self.ctx.quotas = ClientQuotas(
             self.logs.fs,
             self.logs.data_dir,

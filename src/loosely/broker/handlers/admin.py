@@ -6,6 +6,11 @@ INVALID_REPLICATION_FACTOR with Kafka's wording, and explicit replica assignment
 names and values are checked against :data:`loosely.storage.config.TOPIC_CONFIGS` before anything changes, and
 ``validate_only`` requests stop after the checks.
 
+BROKER resources are Kafka's dynamic broker configs (KIP-226), kept by :mod:`loosely.broker.dynamic_config`: the
+cluster-wide default (resource name ``""``) and this node (its id) can change the broker-level topic defaults at
+run time, and DescribeConfigs reports each value with the source it comes from (this broker's dynamic value, the
+dynamic default, the static ``--config`` value, Kafka's default), for topics as for the broker.
+
 ListConfigResources (KIP-1142) lists what DescribeConfigs can describe: every topic, and this broker as a BROKER and
 a BROKER_LOGGER resource, as Kafka lists them. loosely has no group configs and no client metrics subscriptions, so
 those types list nothing (and v0, which asks for client metrics only, gets nothing); a type Kafka does not know is
@@ -20,6 +25,17 @@ from collections.abc import Iterable
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
+from loosely.broker.dynamic_config import (
+    DYNAMIC_NAMES,
+    SOURCE_DEFAULT,
+    SOURCE_DYNAMIC_DEFAULT,
+    SOURCE_STATIC_BROKER,
+    BrokerConfigError,
+    DynamicBrokerConfigs,
+    Layer,
+    check_change,
+    check_resource_name,
+)
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import MutationQuota, quota_user
 from loosely.protocol.errors import ErrorCode
@@ -38,8 +54,6 @@ BROKER = 4
 BROKER_LOGGER = 8
 
 SOURCE_TOPIC = 1
-SOURCE_STATIC_BROKER = 4
-SOURCE_DEFAULT = 5
 
 _TYPE_CODES = {"boolean": 1, "string": 2, "int": 3, "short": 4, "long": 5, "double": 6, "list": 7, "class": 8}
 
@@ -77,13 +91,25 @@ def _topic_config_entries(
     return tuple(out)
 
 
-def _topic_value(ctx: BrokerContext, overrides: dict[str, str], name: str) -> tuple[str, int]:
+def _dynamic(ctx: BrokerContext) -> DynamicBrokerConfigs:
+    if ctx.dynamic_configs is None:  # a context the broker did not start (unit tests): the data directory's own
+        ctx.dynamic_configs = DynamicBrokerConfigs(
+            ctx.logs.fs, ctx.logs.data_dir, ctx.node_id, ctx.config.log_defaults
+        )
+    return ctx.dynamic_configs
+
+
+def _topic_layers(ctx: BrokerContext, overrides: dict[str, str], name: str) -> list[Layer]:
+    """Where a topic config's value comes from, strongest first: Kafka's synonyms."""
     c = TOPIC_CONFIGS[name]
-    if name in overrides:
-        return overrides[name], SOURCE_TOPIC
-    if c.broker_name in ctx.config.log_defaults:
-        return ctx.config.log_defaults[c.broker_name], SOURCE_STATIC_BROKER
-    return c.default, SOURCE_DEFAULT
+    own = [Layer(overrides[name], SOURCE_TOPIC)] if name in overrides else []
+    return own + _dynamic(ctx).layers(c.broker_name, c.default)
+
+
+def _topic_value(ctx: BrokerContext, overrides: dict[str, str], name: str) -> tuple[str, int]:
+    first = _topic_layers(ctx, overrides, name)[0]
+    assert first.value is not None  # topic-config layers always carry values
+    return first.value, first.source
 
 
 async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -268,10 +294,9 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
     c = ctx.config
     out: dict[str, tuple[str, int, str]] = {}
     for d in TOPIC_CONFIGS.values():
-        if d.broker_name in c.log_defaults:
-            out[d.broker_name] = (c.log_defaults[d.broker_name], SOURCE_STATIC_BROKER, d.kind)
-        else:
-            out[d.broker_name] = (d.default, SOURCE_DEFAULT, d.kind)
+        first = _dynamic(ctx).layers(d.broker_name, d.default)[0]
+        assert first.value is not None
+        out[d.broker_name] = (first.value, first.source, d.kind)
     listeners = ctx.listeners
     static = {
         "broker.id": (str(c.node_id), "int"),
@@ -333,26 +358,15 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
                     value, source = _topic_value(ctx, t.overrides, name)
                     syn: list[object] = []
                     if synonyms_wanted:
-                        if name in t.overrides:
-                            syn.append(
-                                build(
-                                    resp.DescribeConfigsSynonym, name=name, value=t.overrides[name], source=SOURCE_TOPIC
-                                )
-                            )
-                        if d.broker_name in ctx.config.log_defaults:
-                            syn.append(
-                                build(
-                                    resp.DescribeConfigsSynonym,
-                                    name=d.broker_name,
-                                    value=ctx.config.log_defaults[d.broker_name],
-                                    source=SOURCE_STATIC_BROKER,
-                                )
-                            )
-                        syn.append(
+                        syn = [
                             build(
-                                resp.DescribeConfigsSynonym, name=d.broker_name, value=d.default, source=SOURCE_DEFAULT
+                                resp.DescribeConfigsSynonym,
+                                name=name if layer.source == SOURCE_TOPIC else d.broker_name,
+                                value=layer.value,
+                                source=layer.source,
                             )
-                        )
+                            for layer in _topic_layers(ctx, t.overrides, name)
+                        ]
                     entries.append(
                         build(
                             resp.DescribeConfigsResourceResult,
@@ -371,23 +385,7 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
             if r.resource_name not in ("", str(ctx.node_id)):
                 code, message = ErrorCode.invalid_request, f"unknown broker {r.resource_name!r}"
             elif r.resource_type == BROKER:
-                for name, (value, source, kind) in sorted(broker_configs(ctx).items()):
-                    if keys is not None and name not in keys:
-                        continue
-                    entries.append(
-                        build(
-                            resp.DescribeConfigsResourceResult,
-                            name=name,
-                            value=value,
-                            read_only=True,
-                            config_source=source,
-                            is_default=source == SOURCE_DEFAULT,
-                            is_sensitive=False,
-                            synonyms=(),
-                            config_type=_TYPE_CODES.get(kind, 0),
-                            documentation=None,
-                        )
-                    )
+                entries = _broker_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
         else:
             code, message = ErrorCode.invalid_request, f"unsupported resource type {r.resource_type}"
         results.append(
@@ -403,14 +401,113 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
     return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
 
 
+def _broker_entries(
+    ctx: BrokerContext, resp: Response, resource_name: str, keys: set[str] | None, synonyms_wanted: bool
+) -> list[object]:
+    """The BROKER resource as Kafka describes it: the cluster-wide default (``""``) lists only its dynamic values;
+    this node lists everything, each with the source it comes from."""
+    dyn = _dynamic(ctx)
+    kinds = {d.broker_name: d.kind for d in TOPIC_CONFIGS.values()}
+    if resource_name == "":
+        layered = {n: [Layer(dyn.shown(n, v), SOURCE_DYNAMIC_DEFAULT)] for n, v in dyn.default.items()}
+    else:
+        layered = {
+            name: [Layer(value, source)] for name, (value, source, _) in broker_configs(ctx).items()
+        }
+        for d in TOPIC_CONFIGS.values():
+            layered[d.broker_name] = dyn.layers(d.broker_name, d.default)
+        for name in set(dyn.default) | set(dyn.per_broker):
+            if name not in layered:  # a name Kafka does not know either: stored, no value shown
+                layered[name] = dyn.layers(name, None)
+    out: list[object] = []
+    for name, layers in sorted(layered.items()):
+        if keys is not None and name not in keys:
+            continue
+        out.append(
+            build(
+                resp.DescribeConfigsResourceResult,
+                name=name,
+                value=layers[0].value,
+                read_only=name not in DYNAMIC_NAMES,
+                config_source=layers[0].source,
+                is_default=layers[0].source == SOURCE_DEFAULT,
+                is_sensitive=False,
+                synonyms=tuple(
+                    build(resp.DescribeConfigsSynonym, name=name, value=layer.value, source=layer.source)
+                    for layer in layers
+                )
+                if synonyms_wanted
+                else (),
+                config_type=_TYPE_CODES.get(kinds.get(name, ""), 0),
+                documentation=None,
+            )
+        )
+    return out
+
+
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _edit_list(current: str, op: int, values: str | None) -> str:
+    """APPEND or SUBTRACT on a list config's comma-separated value."""
+    items = [x for x in current.split(",") if x]
+    for v in (values or "").split(","):
+        if op == APPEND and v and v not in items:
+            items.append(v)
+        if op == SUBTRACT and v in items:
+            items.remove(v)
+    return ",".join(items)
+
+
+def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
+    """A dynamic broker config change, checked as Kafka's ConfigAdminManager and DynamicBrokerConfig check it."""
+    name = str(resource.resource_name)
+    dyn = _dynamic(ctx)
+    try:
+        if name != "":
+            check_resource_name(name, ctx.node_id)
+        names = [str(c.name) for c in resource.configs]
+        if len(set(names)) != len(names):
+            return LogError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+        nulls = [str(c.name) for c in resource.configs
+                 if c.value is None and not (incremental and int(c.config_operation) == DELETE)]
+        if nulls:
+            return LogError(ErrorCode.invalid_request, f"Null value not supported for : {', '.join(nulls)}")
+        if incremental:
+            new = dict(dyn.resource(name))
+            for c in resource.configs:
+                op = int(c.config_operation)
+                if op == SET:
+                    new[c.name] = c.value
+                elif op == DELETE:
+                    new.pop(c.name, None)
+                elif op in (APPEND, SUBTRACT):
+                    d = next((d for d in TOPIC_CONFIGS.values() if d.broker_name == c.name), None)
+                    if d is None or d.kind != "list":
+                        return LogError(
+                            ErrorCode.invalid_config, f"Config value append is not allowed for config key: {c.name}"
+                        )
+                    new[c.name] = _edit_list(new.get(c.name, d.default), op, c.value)
+                else:
+                    return LogError(ErrorCode.invalid_request, f"Unknown operations type {op}")
+        else:
+            new = {str(c.name): str(c.value) for c in resource.configs}
+        check_change(new, per_broker=name != "")
+    except BrokerConfigError as e:
+        return LogError(e.error_code, str(e))
+    if not validate_only:
+        dyn.replace(name, new)
+        ctx.logs.set_broker_defaults(dyn.log_defaults())
+    return None
 
 
 def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
     rtype = int(resource.resource_type)
     name = str(resource.resource_name)
+    if rtype == BROKER:
+        return _alter_broker(ctx, resource, incremental, validate_only)
     if rtype != TOPIC:
-        return LogError(ErrorCode.invalid_request, "only topic configs can be altered on this broker")
+        return LogError(ErrorCode.invalid_request, "only topic and broker configs can be altered on this broker")
     t = ctx.logs.get(name)
     if t is None:
         return LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
@@ -428,14 +525,7 @@ def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_on
                 d = TOPIC_CONFIGS.get(c.name)
                 if d is None or d.kind != "list":
                     return LogError(ErrorCode.invalid_config, f"{c.name}: APPEND/SUBTRACT need a list config")
-                current_value, _ = _topic_value(ctx, new, c.name)
-                items = [x for x in current_value.split(",") if x]
-                for v in (c.value or "").split(","):
-                    if op == APPEND and v and v not in items:
-                        items.append(v)
-                    if op == SUBTRACT and v in items:
-                        items.remove(v)
-                new[c.name] = ",".join(items)
+                new[c.name] = _edit_list(_topic_value(ctx, new, c.name)[0], op, c.value)
             else:
                 return LogError(ErrorCode.invalid_request, f"unknown config operation {op}")
     else:
