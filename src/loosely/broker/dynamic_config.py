@@ -52,6 +52,9 @@ __all__ = [
     "SOURCE_STATIC_BROKER",
     "BrokerConfigError",
     "DynamicBrokerConfigs",
+    "Layer",
+    "check_change",
+    "check_resource_name",
 ]
 
 CONFIGS_FILE: Final = "broker-configs.json"
