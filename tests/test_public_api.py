@@ -38,6 +38,7 @@ PINS: dict[str, list[str]] = {
         "context",
         "dynamic_config",
         "extensions",
+        "group_configs",
         "groups",
         "handlers",
         "internal",

@@ -1,7 +1,9 @@
 """Dynamic broker configs (KIP-226) side by side with Apache Kafka 4.1.1: ``kafka-configs --entity-type brokers``
 (Kafka's own ConfigCommand) and IncrementalAlterConfigs set the cluster-wide default and this broker's value, and
 DescribeConfigs answers the same values and sources for the broker and for a topic without its own override; a
-config Kafka cannot change at run time is refused with the same error; deleting falls back.
+config Kafka cannot change at run time is refused with the same error; deleting falls back. Group configs
+(``--entity-type groups``) are stored, described and checked alike, and a KIP-848 group's heartbeat interval is
+the one its config sets.
 
 Kafka applies a change a moment after it answers (its controller commits the record, then the broker reads it), so
 the checks wait for DescribeConfigs to show it. Each broker is started for this module only: the cluster-wide
@@ -9,6 +11,7 @@ defaults changed here would reach every topic of a shared one."""
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,10 +33,10 @@ from compat._kafka_tools import kafka_class
 from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka, embedded_broker
 
-TOPIC, BROKER = 2, 4
+TOPIC, BROKER, GROUP = 2, 4, 32
 SET, DELETE = 0, 1
-DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT = 2, 3, 4, 5
-INVALID_REQUEST = 42
+DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT, GROUP_CONFIG = 2, 3, 4, 5, 8
+INVALID_REQUEST, INVALID_CONFIG = 42, 40
 
 
 @pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -60,7 +63,8 @@ def describe(bootstrap: str, rtype: int, name: str, keys: tuple[str, ...]) -> di
     raw = Raw(bootstrap)
     try:
         resp = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
-            resources=(DescribeConfigsResource(resource_type=i8(rtype), resource_name=name, configuration_keys=keys),),
+            resources=(DescribeConfigsResource(resource_type=i8(rtype), resource_name=name,
+                                               configuration_keys=keys or None),),  # () asks for all
             include_synonyms=True, include_documentation=False))
     finally:
         raw.close()
@@ -69,12 +73,12 @@ def describe(bootstrap: str, rtype: int, name: str, keys: tuple[str, ...]) -> di
     return {e.name: (e.value, e.config_source, e.read_only, [s.source for s in e.synonyms]) for e in result.configs}
 
 
-def alter(bootstrap: str, name: str, ops: list[tuple[str, int, str | None]], *,
-          validate_only: bool = False) -> tuple[int, str | None]:
+def alter(bootstrap: str, name: str, ops: list[tuple[str, int, str | None]], *, validate_only: bool = False,
+          rtype: int = BROKER) -> tuple[int, str | None]:
     raw = Raw(bootstrap)
     try:
         resp = raw.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, IncrementalAlterConfigsRequest(
-            resources=(AlterConfigsResource(resource_type=i8(BROKER), resource_name=name, configs=tuple(
+            resources=(AlterConfigsResource(resource_type=i8(rtype), resource_name=name, configs=tuple(
                 AlterableConfig(name=n, config_operation=i8(op), value=v) for n, op, v in ops)),),
             validate_only=validate_only))
     finally:
@@ -152,9 +156,54 @@ def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: st
     assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
 
 
+def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None:
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+    from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
+
+    group, topic = f"g-{uuid.uuid4().hex[:8]}", new_topic(bootstrap)
+    assert configs(bootstrap, "--alter", "--entity-type", "groups", "--entity-name", group, "--add-config",
+                   "consumer.session.timeout.ms=50000,consumer.heartbeat.interval.ms=6000")[0] == 0
+    wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "6000", GROUP_CONFIG)
+    seen = describe(bootstrap, GROUP, group, ())
+    assert seen["consumer.session.timeout.ms"] == ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])
+    assert seen["share.session.timeout.ms"] == ("45000", DEFAULT, False, [DEFAULT])
+    assert {n for n, v in seen.items() if v[1] == DEFAULT} == {
+        "share.auto.offset.reset", "share.heartbeat.interval.ms", "share.isolation.level",
+        "share.record.lock.duration.ms", "share.session.timeout.ms", "streams.heartbeat.interval.ms",
+        "streams.num.standby.replicas", "streams.session.timeout.ms"}
+
+    assert alter(bootstrap, group, [("consumer.session.timeout.ms", SET, "5")], rtype=GROUP) == (
+        INVALID_CONFIG, "consumer.session.timeout.ms must be greater than or equal to "
+        "group.consumer.min.session.timeout.ms")
+    assert alter(bootstrap, group, [("consumer.heartbeat.interval.ms", SET, "99999")], rtype=GROUP) == (
+        INVALID_CONFIG, "consumer.heartbeat.interval.ms must be less than or equal to "
+        "group.consumer.max.heartbeat.interval.ms")
+    assert alter(bootstrap, group, [("no.such.config", SET, "1")], rtype=GROUP) == (
+        INVALID_CONFIG, "Unknown group config name: no.such.config")
+
+    # The KIP-848 coordinator tells a joining member the group's own heartbeat interval.
+    raw = Raw(bootstrap)
+    deadline = time.monotonic() + 30
+    try:
+        # Kafka creates __consumer_offsets on the first FindCoordinator and answers "not coordinator" meanwhile.
+        raw.request(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(key_type=i8(0), coordinator_keys=(group,)))
+        while (r := raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(
+                group_id=group, member_id=str(uuid.uuid4()), member_epoch=0, rebalance_timeout=datetime.timedelta(
+                    seconds=30), subscribed_topic_names=(topic,), topic_partitions=()))).error_code in (14, 15, 16):
+            assert time.monotonic() < deadline, r
+            time.sleep(0.1)
+    finally:
+        raw.close()
+    assert (r.error_code, r.heartbeat_interval) == (0, datetime.timedelta(seconds=6))  # type: ignore[attr-defined]
+
+    assert configs(bootstrap, "--alter", "--entity-type", "groups", "--entity-name", group,
+                   "--delete-config", "consumer.heartbeat.interval.ms")[0] == 0
+    wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "5000", DEFAULT)
+
+
 def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path) -> None:
-    """loosely only: the storage engine deletes segments by the new default without a restart, and the default is
-    still there after one."""
+    """loosely only: the storage engine deletes segments by the new default without a restart, and the default (and
+    a group's config) is still there after one."""
     settings = {"log.retention.check.interval.ms": "50"}
     with embedded_broker(data_dir=str(tmp_path), settings=settings) as b:
         topic = f"dyn-{uuid.uuid4().hex[:8]}"
@@ -169,6 +218,8 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
             tp = TopicPartition(topic, 0)
             assert c.get_watermark_offsets(tp, timeout=10) == (0, 20)
             assert alter(b.bootstrap_servers, "", [("log.retention.ms", SET, "1")]) == (0, None)
+            assert alter(b.bootstrap_servers, "g", [("consumer.session.timeout.ms", SET, "50000")], rtype=GROUP) \
+                == (0, None)
             deadline = time.monotonic() + 10
             while (low := c.get_watermark_offsets(tp, timeout=10)[0]) < 18:  # the active segment stays
                 assert time.monotonic() < deadline, f"retention never followed the dynamic default: start {low}"
@@ -180,3 +231,5 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
             == {"log.retention.ms": ("1", DYNAMIC_DEFAULT, False, [DYNAMIC_DEFAULT])}
         assert describe(b.bootstrap_servers, TOPIC, topic, ("retention.ms",))["retention.ms"][:2] \
             == ("1", DYNAMIC_DEFAULT)
+        assert describe(b.bootstrap_servers, GROUP, "g", ("consumer.session.timeout.ms",)) \
+            == {"consumer.session.timeout.ms": ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])}

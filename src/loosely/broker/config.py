@@ -123,6 +123,12 @@ class BrokerConfig:
     # Kafka: group.consumer.session.timeout.ms / group.consumer.heartbeat.interval.ms (KIP-848 consumer groups)
     group_consumer_session_timeout_ms: int = 45_000
     group_consumer_heartbeat_interval_ms: int = 5_000
+    # Kafka: group.consumer.{min,max}.session.timeout.ms / ...heartbeat.interval.ms: the range a group config
+    # (consumer.session.timeout.ms, consumer.heartbeat.interval.ms) may set
+    group_consumer_session_timeout_ms_min: int = 45_000
+    group_consumer_session_timeout_ms_max: int = 60_000
+    group_consumer_heartbeat_interval_ms_min: int = 5_000
+    group_consumer_heartbeat_interval_ms_max: int = 15_000
     # Kafka: group.min.session.timeout.ms / group.max.session.timeout.ms
     group_session_timeout_ms_min: int = 6_000
     group_session_timeout_ms_max: int = 1_800_000
@@ -418,6 +424,12 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("group_session_timeout_ms_min", int),
     "group.max.session.timeout.ms": ("group_session_timeout_ms_max", int),
+    "group.consumer.session.timeout.ms": ("group_consumer_session_timeout_ms", _positive),
+    "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", _positive),
+    "group.consumer.min.session.timeout.ms": ("group_consumer_session_timeout_ms_min", _positive),
+    "group.consumer.max.session.timeout.ms": ("group_consumer_session_timeout_ms_max", _positive),
+    "group.consumer.min.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_min", _positive),
+    "group.consumer.max.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_max", _positive),
     "offsets.retention.minutes": ("offsets_retention_ms", lambda v: int(v) * 60_000),
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),

@@ -42,6 +42,14 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "(Kafka: 3000; 0 here so an embedded broker does not make tests wait).",
     "group.min.session.timeout.ms": "Smallest session timeout a classic group member may ask for.",
     "group.max.session.timeout.ms": "Largest session timeout a classic group member may ask for.",
+    "group.consumer.session.timeout.ms": "Session timeout of KIP-848 consumer group members (a group's "
+    "`consumer.session.timeout.ms` config overrides it).",
+    "group.consumer.heartbeat.interval.ms": "Heartbeat interval given to KIP-848 consumer group members (a group's "
+    "`consumer.heartbeat.interval.ms` config overrides it).",
+    "group.consumer.min.session.timeout.ms": "Smallest `consumer.session.timeout.ms` a group config may set.",
+    "group.consumer.max.session.timeout.ms": "Largest `consumer.session.timeout.ms` a group config may set.",
+    "group.consumer.min.heartbeat.interval.ms": "Smallest `consumer.heartbeat.interval.ms` a group config may set.",
+    "group.consumer.max.heartbeat.interval.ms": "Largest `consumer.heartbeat.interval.ms` a group config may set.",
     "offsets.retention.minutes": "How long committed offsets of an empty group are kept.",
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",

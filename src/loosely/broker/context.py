@@ -28,6 +28,7 @@ from loosely.storage.manager import LogManager, Topic
 if TYPE_CHECKING:
     from loosely.broker.acls import BrokerAcls
     from loosely.broker.dynamic_config import DynamicBrokerConfigs
+    from loosely.broker.group_configs import GroupConfigs
     from loosely.broker.quotas import ClientQuotas
 
 __all__ = [
@@ -200,6 +201,8 @@ class BrokerContext:
     quotas: ClientQuotas | None = None
     # Dynamic broker configs (loosely.broker.dynamic_config), loaded by the broker at start; None: the static ones.
     dynamic_configs: DynamicBrokerConfigs | None = None
+    # Group configs (loosely.broker.group_configs), loaded by the broker at start.
+    group_configs: GroupConfigs | None = None
 
     def count_error(self, api_key: int) -> None:
         self.requests[api_key].errors += 1

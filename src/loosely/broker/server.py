@@ -74,6 +74,7 @@ from loosely.broker.context import (
 )
 from loosely.broker.dynamic_config import DynamicBrokerConfigs
 from loosely.broker.extensions import EXTENSIONS
+from loosely.broker.group_configs import GroupConfigs
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers._util import charge_request_time
 from loosely.broker.handlers.api_versions import unsupported_version_response
@@ -571,6 +572,7 @@ class Broker:
             self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.log_defaults
         )
         self.logs.set_broker_defaults(self.ctx.dynamic_configs.log_defaults())
+        self.ctx.group_configs = GroupConfigs(self.logs.fs, self.logs.data_dir)
         self.ctx.quotas = ClientQuotas(
             self.logs.fs,
             self.logs.data_dir,

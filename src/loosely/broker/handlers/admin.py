@@ -12,9 +12,10 @@ run time, and DescribeConfigs reports each value with the source it comes from (
 dynamic default, the static ``--config`` value, Kafka's default), for topics as for the broker.
 
 ListConfigResources (KIP-1142) lists what DescribeConfigs can describe: every topic, and this broker as a BROKER and
-a BROKER_LOGGER resource, as Kafka lists them. loosely has no group configs and no client metrics subscriptions, so
-those types list nothing (and v0, which asks for client metrics only, gets nothing); a type Kafka does not know is
-UNSUPPORTED_VERSION, Kafka's answer.
+a BROKER_LOGGER resource, as Kafka lists them, and the groups that have configs (GROUP resources, kept by
+:mod:`loosely.broker.group_configs`). loosely has no client metrics subscriptions, so that type lists nothing (and
+v0, which asks for client metrics only, gets nothing); a type Kafka does not know is UNSUPPORTED_VERSION, Kafka's
+answer. GROUP configs are described and altered with Kafka's checks; the KIP-848 coordinator reads them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from loosely.broker.dynamic_config import (
     check_change,
     check_resource_name,
 )
+from loosely.broker.group_configs import SOURCE_GROUP, GroupConfigError, GroupConfigs, group_defs
+from loosely.broker.group_configs import check as check_group_configs
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import MutationQuota, quota_user
 from loosely.protocol.errors import ErrorCode
@@ -52,6 +55,8 @@ __all__ = ["HANDLERS", "broker_configs"]
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+CLIENT_METRICS = 16
+GROUP = 32
 
 SOURCE_TOPIC = 1
 
@@ -368,24 +373,16 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
                             for layer in _topic_layers(ctx, t.overrides, name)
                         ]
                     entries.append(
-                        build(
-                            resp.DescribeConfigsResourceResult,
-                            name=name,
-                            value=value,
-                            read_only=False,
-                            config_source=source,
-                            is_default=source == SOURCE_DEFAULT,
-                            is_sensitive=d.sensitive,
-                            synonyms=tuple(syn),
-                            config_type=_TYPE_CODES.get(d.kind, 0),
-                            documentation=d.doc if docs_wanted else None,
-                        )
+                        _entry(resp, name, Layer(value, source), read_only=False, sensitive=d.sensitive,
+                               synonyms=syn, kind=d.kind, doc=d.doc if docs_wanted else None)
                     )
         elif r.resource_type in (BROKER, BROKER_LOGGER):
             if r.resource_name not in ("", str(ctx.node_id)):
                 code, message = ErrorCode.invalid_request, f"unknown broker {r.resource_name!r}"
             elif r.resource_type == BROKER:
                 entries = _broker_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
+        elif r.resource_type == GROUP:
+            entries = _group_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
         else:
             code, message = ErrorCode.invalid_request, f"unsupported resource type {r.resource_type}"
         results.append(
@@ -423,26 +420,86 @@ def _broker_entries(
     for name, layers in sorted(layered.items()):
         if keys is not None and name not in keys:
             continue
-        out.append(
-            build(
-                resp.DescribeConfigsResourceResult,
-                name=name,
-                value=layers[0].value,
-                read_only=name not in DYNAMIC_NAMES,
-                config_source=layers[0].source,
-                is_default=layers[0].source == SOURCE_DEFAULT,
-                is_sensitive=False,
-                synonyms=tuple(
-                    build(resp.DescribeConfigsSynonym, name=name, value=layer.value, source=layer.source)
-                    for layer in layers
-                )
-                if synonyms_wanted
-                else (),
-                config_type=_TYPE_CODES.get(kinds.get(name, ""), 0),
-                documentation=None,
-            )
-        )
+        syn = [build(resp.DescribeConfigsSynonym, name=name, value=x.value, source=x.source) for x in layers]
+        out.append(_entry(resp, name, layers[0], read_only=name not in DYNAMIC_NAMES,
+                          synonyms=syn if synonyms_wanted else (), kind=kinds.get(name, "")))
     return out
+
+
+def _entry(resp: Response, name: str, shown: Layer, *, read_only: bool, synonyms: Iterable[object], kind: str,
+           sensitive: bool = False, doc: str | None = None) -> object:
+    """One DescribeConfigs entry: the value in effect and where it comes from."""
+    return build(
+        resp.DescribeConfigsResourceResult,
+        name=name,
+        value=shown.value,
+        read_only=read_only,
+        config_source=shown.source,
+        is_default=shown.source == SOURCE_DEFAULT,
+        is_sensitive=sensitive,
+        synonyms=tuple(synonyms),
+        config_type=_TYPE_CODES.get(kind, 0),
+        documentation=doc,
+    )
+
+
+def _null_values(resource: Request, incremental: bool) -> LogError | None:
+    """Kafka's ConfigAdminManager: only an incremental DELETE may come without a value."""
+    nulls = [str(c.name) for c in resource.configs
+             if c.value is None and not (incremental and int(c.config_operation) == DELETE)]
+    if nulls:
+        return LogError(ErrorCode.invalid_request, f"Null value not supported for : {', '.join(nulls)}")
+    return None
+
+
+def _groups(ctx: BrokerContext) -> GroupConfigs:
+    if ctx.group_configs is None:  # a context the broker did not start (unit tests): the data directory's own
+        ctx.group_configs = GroupConfigs(ctx.logs.fs, ctx.logs.data_dir)
+    return ctx.group_configs
+
+
+def _group_entries(
+    ctx: BrokerContext, resp: Response, group_id: str, keys: set[str] | None, synonyms_wanted: bool
+) -> list[object]:
+    """A GROUP resource as Kafka describes it: every group config, set (GROUP_CONFIG) or the default."""
+    own = _groups(ctx).of(group_id)
+    out: list[object] = []
+    for name, d in sorted(group_defs(ctx.config).items()):
+        if keys is not None and name not in keys:
+            continue
+        value, source = (own[name], SOURCE_GROUP) if name in own else (d.default, SOURCE_DEFAULT)
+        syn = (build(resp.DescribeConfigsSynonym, name=name, value=value, source=source),) if synonyms_wanted else ()
+        out.append(_entry(resp, name, Layer(value, source), read_only=False, synonyms=syn, kind=d.kind))
+    return out
+
+
+def _alter_group(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
+    """A group's configs, checked as Kafka's GroupConfig.validate checks them."""
+    group_id = str(resource.resource_name)
+    store = _groups(ctx)
+    if (error := _null_values(resource, incremental)) is not None:
+        return error
+    if incremental:
+        new = dict(store.of(group_id))
+        for c in resource.configs:
+            op = int(c.config_operation)
+            if op == SET:
+                new[str(c.name)] = str(c.value)
+            elif op == DELETE:
+                new.pop(str(c.name), None)
+            else:  # no group config is a list
+                return LogError(
+                    ErrorCode.invalid_config, f"Config value append is not allowed for config key: {c.name}"
+                )
+    else:
+        new = {str(c.name): str(c.value) for c in resource.configs}
+    try:
+        check_group_configs(new, ctx.config)
+    except GroupConfigError as e:
+        return LogError(e.error_code, str(e))
+    if not validate_only:
+        store.replace(group_id, new)
+    return None
 
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -469,10 +526,8 @@ def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, vali
         names = [str(c.name) for c in resource.configs]
         if len(set(names)) != len(names):
             return LogError(ErrorCode.invalid_request, "Error due to duplicate config keys")
-        nulls = [str(c.name) for c in resource.configs
-                 if c.value is None and not (incremental and int(c.config_operation) == DELETE)]
-        if nulls:
-            return LogError(ErrorCode.invalid_request, f"Null value not supported for : {', '.join(nulls)}")
+        if (error := _null_values(resource, incremental)) is not None:
+            return error
         if incremental:
             new = dict(dyn.resource(name))
             for c in resource.configs:
@@ -506,6 +561,8 @@ def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_on
     name = str(resource.resource_name)
     if rtype == BROKER:
         return _alter_broker(ctx, resource, incremental, validate_only)
+    if rtype == GROUP:
+        return _alter_group(ctx, resource, incremental, validate_only)
     if rtype != TOPIC:
         return LogError(ErrorCode.invalid_request, "only topic and broker configs can be altered on this broker")
     t = ctx.logs.get(name)
@@ -546,6 +603,8 @@ def _config_denied(ctx: BrokerContext, r: Request, op: AclOperation) -> LogError
             return LogError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
     elif r.resource_type in (BROKER, BROKER_LOGGER) and not allowed(ctx, op, Res.CLUSTER, CLUSTER_NAME):
         return LogError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
+    elif r.resource_type == GROUP and not allowed(ctx, op, Res.GROUP, r.resource_name):
+        return LogError(ErrorCode.group_authorization_failed, "Group authorization failed.")
     return None
 
 
@@ -578,8 +637,6 @@ async def handle_incremental_alter_configs(ctx: BrokerContext, header: RequestHe
     return await _handle_alter(ctx, header, request, incremental=True)
 
 
-CLIENT_METRICS = 16
-GROUP = 32
 _LISTABLE_TYPES = (BROKER_LOGGER, BROKER, TOPIC, CLIENT_METRICS, GROUP)
 
 
@@ -597,6 +654,8 @@ async def handle_list_config_resources(ctx: BrokerContext, header: RequestHeader
             found.append((str(ctx.node_id), rtype))
         elif rtype == TOPIC:
             found.extend((t.name, TOPIC) for t in ctx.logs)
+        elif rtype == GROUP:
+            found.extend((g, GROUP) for g in sorted(_groups(ctx).groups))
     return resp.make(
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
