@@ -248,6 +248,17 @@ class BrokerConfig:
             raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes (or -1)")
         if self.connections_per_ip_max == 0 and not self.connections_per_ip_overrides:
             raise ValueError("max.connections.per.ip can be 0 only with max.connections.per.ip.overrides")
+        # Kafka's GroupCoordinatorConfig: each KIP-848 default within the range a group config may set
+        for what, value, low, high in (
+            ("session.timeout.ms", self.group_consumer_session_timeout_ms, self.group_consumer_session_timeout_ms_min,
+             self.group_consumer_session_timeout_ms_max),
+            ("heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms,
+             self.group_consumer_heartbeat_interval_ms_min, self.group_consumer_heartbeat_interval_ms_max),
+        ):
+            if value < low:
+                raise ValueError(f"group.consumer.{what} must be greater than or equal to group.consumer.min.{what}")
+            if value > high:
+                raise ValueError(f"group.consumer.{what} must be less than or equal to group.consumer.max.{what}")
 
 
 def _ip_overrides(v: str) -> dict[str, int]:

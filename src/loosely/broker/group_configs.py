@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -123,15 +123,13 @@ def check(props: Mapping[str, str], cfg: BrokerConfig) -> None:
 
 
 class GroupConfigs:
-    """Every group's configs, loaded from and saved to the data directory (one event-loop thread).
-
-    ``listeners`` are told the group id after each change (the KIP-848 coordinator applies it to a live group)."""
+    """Every group's configs, loaded from and saved to the data directory (one event-loop thread); the KIP-848
+    coordinator reads a group's at each of its heartbeats."""
 
     def __init__(self, fs: FileSystem, data_dir: str) -> None:
         self._fs = fs
         self.path = os.path.join(data_dir, GROUP_CONFIGS_FILE)
         self.groups: dict[str, dict[str, str]] = {}
-        self.listeners: list[Callable[[str], None]] = []
         if fs.exists(self.path):
             try:
                 self.groups = _decode(fs.read_file(self.path))
@@ -152,8 +150,6 @@ class GroupConfigs:
         assert _decode(data) == groups  # what is about to be durable reads back as what we mean
         self._fs.write_atomic(self.path, data)
         self.groups = groups
-        for listener in self.listeners:
-            listener(group_id)
 
 
 def _encode(groups: Mapping[str, Mapping[str, str]]) -> bytes:
