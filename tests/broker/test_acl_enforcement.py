@@ -79,6 +79,18 @@ def test_admin_requests_are_refused(locked: str, caplog: pytest.LogCaptureFixtur
         with pytest.raises(KafkaException) as e:
             admin.describe_configs([r])[r].result(30)
         assert code(e) == expected
+    # A group's configs (resource type 32, which confluent-kafka cannot name) need the operation on the group.
+    from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
+    from kio.static.primitive import i8
+
+    raw = Raw(locked)
+    try:
+        resp = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
+            resources=(DescribeConfigsResource(resource_type=i8(32), resource_name=GROUP, configuration_keys=None),),
+            include_synonyms=False, include_documentation=False))
+    finally:
+        raw.close()
+    assert [r.error_code for r in resp.results] == [KafkaError.GROUP_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]
     assert admin.list_consumer_groups().result(30).valid == []
     # The first refusal is audited (this is the module's first test: the interval starts here); the next ones within
     # the interval are counted, not logged.

@@ -294,7 +294,8 @@ def test_describe_configs_reports_the_limits(target: str) -> None:
 
 def test_config_limits_are_checked() -> None:
     for bad in ("max.connections=-1", "socket.listen.backlog.size=0", "loosely.request.receive.timeout.ms=0",
-                f"queued.max.request.bytes={FRAME_MAX}", "max.connections.per.ip.overrides=somehost:5"):
+                f"queued.max.request.bytes={FRAME_MAX}", "max.connections.per.ip.overrides=somehost:5",
+                "group.consumer.session.timeout.ms=1000", "group.consumer.max.heartbeat.interval.ms=4000"):
         name, value = bad.split("=")
         settings = {"socket.request.max.bytes": str(FRAME_MAX + 1), name: value}
         with pytest.raises(ValueError, match=name.replace(".", r"\.")):

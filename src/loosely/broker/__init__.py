@@ -9,7 +9,9 @@ Its modules are its public surface (``__all__`` names them; tests/test_public_ap
   internal topics; :mod:`.extensions`: the services that plug into a running broker.
 * :mod:`.config` and :mod:`.config_doc`: settings and their generated reference; :mod:`.acls`: ACLs in memory, on
   disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks;
-  :mod:`.quotas`: client quotas, stored and enforced; :mod:`.key_search`: the key index, asked from other threads.
+  :mod:`.quotas`: client quotas, stored and enforced; :mod:`.dynamic_config`: dynamic broker configs (KIP-226),
+  stored and applied at run time; :mod:`.group_configs`: per-group configs (KIP-848); :mod:`.key_search`: the
+  key index, asked from other threads.
 """
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "config",
     "config_doc",
     "context",
+    "dynamic_config",
     "extensions",
+    "group_configs",
     "groups",
     "handlers",
     "internal",

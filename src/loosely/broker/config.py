@@ -123,6 +123,12 @@ class BrokerConfig:
     # Kafka: group.consumer.session.timeout.ms / group.consumer.heartbeat.interval.ms (KIP-848 consumer groups)
     group_consumer_session_timeout_ms: int = 45_000
     group_consumer_heartbeat_interval_ms: int = 5_000
+    # Kafka: group.consumer.{min,max}.session.timeout.ms / ...heartbeat.interval.ms: the range a group config
+    # (consumer.session.timeout.ms, consumer.heartbeat.interval.ms) may set
+    group_consumer_session_timeout_ms_min: int = 45_000
+    group_consumer_session_timeout_ms_max: int = 60_000
+    group_consumer_heartbeat_interval_ms_min: int = 5_000
+    group_consumer_heartbeat_interval_ms_max: int = 15_000
     # Kafka: group.min.session.timeout.ms / group.max.session.timeout.ms
     group_session_timeout_ms_min: int = 6_000
     group_session_timeout_ms_max: int = 1_800_000
@@ -242,6 +248,17 @@ class BrokerConfig:
             raise ValueError("queued.max.request.bytes must be at least socket.request.max.bytes (or -1)")
         if self.connections_per_ip_max == 0 and not self.connections_per_ip_overrides:
             raise ValueError("max.connections.per.ip can be 0 only with max.connections.per.ip.overrides")
+        # Kafka's GroupCoordinatorConfig: each KIP-848 default within the range a group config may set
+        for what, value, low, high in (
+            ("session.timeout.ms", self.group_consumer_session_timeout_ms, self.group_consumer_session_timeout_ms_min,
+             self.group_consumer_session_timeout_ms_max),
+            ("heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms,
+             self.group_consumer_heartbeat_interval_ms_min, self.group_consumer_heartbeat_interval_ms_max),
+        ):
+            if value < low:
+                raise ValueError(f"group.consumer.{what} must be greater than or equal to group.consumer.min.{what}")
+            if value > high:
+                raise ValueError(f"group.consumer.{what} must be less than or equal to group.consumer.max.{what}")
 
 
 def _ip_overrides(v: str) -> dict[str, int]:
@@ -418,6 +435,12 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("group_session_timeout_ms_min", int),
     "group.max.session.timeout.ms": ("group_session_timeout_ms_max", int),
+    "group.consumer.session.timeout.ms": ("group_consumer_session_timeout_ms", _positive),
+    "group.consumer.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms", _positive),
+    "group.consumer.min.session.timeout.ms": ("group_consumer_session_timeout_ms_min", _positive),
+    "group.consumer.max.session.timeout.ms": ("group_consumer_session_timeout_ms_max", _positive),
+    "group.consumer.min.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_min", _positive),
+    "group.consumer.max.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_max", _positive),
     "offsets.retention.minutes": ("offsets_retention_ms", lambda v: int(v) * 60_000),
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),

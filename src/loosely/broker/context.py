@@ -27,6 +27,8 @@ from loosely.storage.manager import LogManager, Topic
 
 if TYPE_CHECKING:
     from loosely.broker.acls import BrokerAcls
+    from loosely.broker.dynamic_config import DynamicBrokerConfigs
+    from loosely.broker.group_configs import GroupConfigs
     from loosely.broker.quotas import ClientQuotas
 
 __all__ = [
@@ -197,6 +199,10 @@ class BrokerContext:
     acls: BrokerAcls | None = None
     # Client quotas (loosely.broker.quotas), set by the broker at start; Produce and Fetch throttle to them.
     quotas: ClientQuotas | None = None
+    # Dynamic broker configs (loosely.broker.dynamic_config), loaded by the broker at start; None: the static ones.
+    dynamic_configs: DynamicBrokerConfigs | None = None
+    # Group configs (loosely.broker.group_configs), loaded by the broker at start.
+    group_configs: GroupConfigs | None = None
 
     def count_error(self, api_key: int) -> None:
         self.requests[api_key].errors += 1

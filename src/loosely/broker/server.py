@@ -72,7 +72,9 @@ from loosely.broker.context import (
     current_request_time,
     current_throttle_ms,
 )
+from loosely.broker.dynamic_config import DynamicBrokerConfigs
 from loosely.broker.extensions import EXTENSIONS
+from loosely.broker.group_configs import GroupConfigs
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers._util import charge_request_time
 from loosely.broker.handlers.api_versions import unsupported_version_response
@@ -566,6 +568,11 @@ class Broker:
                 allow_if_no_acl=self.config.allow_everyone_if_no_acl_found,
             )
             log.info("authorizer on: %d ACL(s) loaded", len(self.ctx.acls.authorizer))
+        self.ctx.dynamic_configs = DynamicBrokerConfigs(
+            self.logs.fs, self.logs.data_dir, self.config.node_id, self.config.log_defaults
+        )
+        self.logs.set_broker_defaults(self.ctx.dynamic_configs.log_defaults())
+        self.ctx.group_configs = GroupConfigs(self.logs.fs, self.logs.data_dir)
         self.ctx.quotas = ClientQuotas(
             self.logs.fs,
             self.logs.data_dir,

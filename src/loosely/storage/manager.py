@@ -384,6 +384,16 @@ class LogManager:
             log.config = t.config
         return t
 
+    def set_broker_defaults(self, broker_defaults: Mapping[str, str]) -> None:
+        """Replace the broker-level topic defaults (dynamic broker configs) and re-resolve every topic's config:
+        retention, rolling and the rest follow at once wherever no topic override says otherwise. Nothing is
+        written: the broker keeps its dynamic configs itself."""
+        self.broker_defaults = dict(broker_defaults)
+        for t in self.topics.values():
+            t.config = resolve_log_config(t.overrides, self.broker_defaults)
+            for log in t.logs:
+                log.config = t.config
+
     # --- housekeeping --------------------------------------------------------------------------------------
 
     def tick(self) -> int:

@@ -1,12 +1,17 @@
 """The asyncio side of KIP-848 consumer groups: one :class:`~loosely.broker.groups.consumer.ConsumerGroup` per id,
 the broker's topics handed to each heartbeat, and one timer per group for session and revocation deadlines.
 
+A group's configs (``consumer.session.timeout.ms``, ``consumer.heartbeat.interval.ms``, set with
+IncrementalAlterConfigs on the GROUP resource; :mod:`loosely.broker.group_configs`) replace the broker's values in
+its limits from its next heartbeat on, as in Kafka, where the coordinator reads them at each heartbeat.
+
 Heartbeats are answered at once (nothing is parked), so this is only state, a clock and timers; the
 :class:`~loosely.broker.groups.coordinator.GroupCoordinator` owns it and settles which protocol a group id uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -43,6 +48,15 @@ class ConsumerGroups:
         self.groups: dict[str, _Entry] = {}
         self._timers: Timers[str] = Timers(self._on_timer)
         self.rebalances_total = 0
+
+    def limits_of(self, group_id: str) -> ConsumerGroupLimits:
+        """The broker's limits with the group's own configs over them."""
+        own = self.ctx.group_configs.of(group_id) if self.ctx.group_configs is not None else {}
+        return dataclasses.replace(
+            self.limits,
+            session_timeout_ms=int(own.get("consumer.session.timeout.ms", self.limits.session_timeout_ms)),
+            heartbeat_interval_ms=int(own.get("consumer.heartbeat.interval.ms", self.limits.heartbeat_interval_ms)),
+        )
 
     def get(self, group_id: str) -> ConsumerGroup | None:
         entry = self.groups.get(group_id)
@@ -90,6 +104,9 @@ class ConsumerGroups:
         if entry is None:
             entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
             self.groups[group_id] = entry
+        limits = self.limits_of(group_id)
+        if entry.state.limits != limits:
+            entry.state = dataclasses.replace(entry.state, limits=limits)
         event = ConsumerHeartbeat(
             member_id=member_id or str(uuid.uuid4()),  # v0: the coordinator names new members
             member_epoch=member_epoch,

@@ -6,10 +6,16 @@ INVALID_REPLICATION_FACTOR with Kafka's wording, and explicit replica assignment
 names and values are checked against :data:`loosely.storage.config.TOPIC_CONFIGS` before anything changes, and
 ``validate_only`` requests stop after the checks.
 
+BROKER resources are Kafka's dynamic broker configs (KIP-226), kept by :mod:`loosely.broker.dynamic_config`: the
+cluster-wide default (resource name ``""``) and this node (its id) can change the broker-level topic defaults at
+run time, and DescribeConfigs reports each value with the source it comes from (this broker's dynamic value, the
+dynamic default, the static ``--config`` value, Kafka's default), for topics as for the broker.
+
 ListConfigResources (KIP-1142) lists what DescribeConfigs can describe: every topic, and this broker as a BROKER and
-a BROKER_LOGGER resource, as Kafka lists them. loosely has no group configs and no client metrics subscriptions, so
-those types list nothing (and v0, which asks for client metrics only, gets nothing); a type Kafka does not know is
-UNSUPPORTED_VERSION, Kafka's answer.
+a BROKER_LOGGER resource, as Kafka lists them, and the groups that have configs (GROUP resources, kept by
+:mod:`loosely.broker.group_configs`). loosely has no client metrics subscriptions, so that type lists nothing (and
+v0, which asks for client metrics only, gets nothing); a type Kafka does not know is UNSUPPORTED_VERSION, Kafka's
+answer. GROUP configs are described and altered with Kafka's checks; the KIP-848 coordinator reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,19 @@ from collections.abc import Iterable
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
+from loosely.broker.dynamic_config import (
+    DYNAMIC_NAMES,
+    SOURCE_DEFAULT,
+    SOURCE_DYNAMIC_DEFAULT,
+    SOURCE_STATIC_BROKER,
+    BrokerConfigError,
+    DynamicBrokerConfigs,
+    Layer,
+    check_change,
+    check_resource_name,
+)
+from loosely.broker.group_configs import SOURCE_GROUP, GroupConfigError, GroupConfigs, group_defs
+from loosely.broker.group_configs import check as check_group_configs
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import MutationQuota, quota_user
 from loosely.protocol.errors import ErrorCode
@@ -36,10 +55,10 @@ __all__ = ["HANDLERS", "broker_configs"]
 TOPIC = 2
 BROKER = 4
 BROKER_LOGGER = 8
+CLIENT_METRICS = 16
+GROUP = 32
 
 SOURCE_TOPIC = 1
-SOURCE_STATIC_BROKER = 4
-SOURCE_DEFAULT = 5
 
 _TYPE_CODES = {"boolean": 1, "string": 2, "int": 3, "short": 4, "long": 5, "double": 6, "list": 7, "class": 8}
 
@@ -77,13 +96,25 @@ def _topic_config_entries(
     return tuple(out)
 
 
-def _topic_value(ctx: BrokerContext, overrides: dict[str, str], name: str) -> tuple[str, int]:
+def _dynamic(ctx: BrokerContext) -> DynamicBrokerConfigs:
+    if ctx.dynamic_configs is None:  # a context the broker did not start (unit tests): the data directory's own
+        ctx.dynamic_configs = DynamicBrokerConfigs(
+            ctx.logs.fs, ctx.logs.data_dir, ctx.node_id, ctx.config.log_defaults
+        )
+    return ctx.dynamic_configs
+
+
+def _topic_layers(ctx: BrokerContext, overrides: dict[str, str], name: str) -> list[Layer]:
+    """Where a topic config's value comes from, strongest first: Kafka's synonyms."""
     c = TOPIC_CONFIGS[name]
-    if name in overrides:
-        return overrides[name], SOURCE_TOPIC
-    if c.broker_name in ctx.config.log_defaults:
-        return ctx.config.log_defaults[c.broker_name], SOURCE_STATIC_BROKER
-    return c.default, SOURCE_DEFAULT
+    own = [Layer(overrides[name], SOURCE_TOPIC)] if name in overrides else []
+    return own + _dynamic(ctx).layers(c.broker_name, c.default)
+
+
+def _topic_value(ctx: BrokerContext, overrides: dict[str, str], name: str) -> tuple[str, int]:
+    first = _topic_layers(ctx, overrides, name)[0]
+    assert first.value is not None  # topic-config layers always carry values
+    return first.value, first.source
 
 
 async def handle_create_topics(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -268,10 +299,9 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
     c = ctx.config
     out: dict[str, tuple[str, int, str]] = {}
     for d in TOPIC_CONFIGS.values():
-        if d.broker_name in c.log_defaults:
-            out[d.broker_name] = (c.log_defaults[d.broker_name], SOURCE_STATIC_BROKER, d.kind)
-        else:
-            out[d.broker_name] = (d.default, SOURCE_DEFAULT, d.kind)
+        first = _dynamic(ctx).layers(d.broker_name, d.default)[0]
+        assert first.value is not None
+        out[d.broker_name] = (first.value, first.source, d.kind)
     listeners = ctx.listeners
     static = {
         "broker.id": (str(c.node_id), "int"),
@@ -296,6 +326,12 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
         "group.initial.rebalance.delay.ms": (str(c.group_initial_rebalance_delay_ms), "int"),
         "group.min.session.timeout.ms": (str(c.group_session_timeout_ms_min), "int"),
         "group.max.session.timeout.ms": (str(c.group_session_timeout_ms_max), "int"),
+        "group.consumer.session.timeout.ms": (str(c.group_consumer_session_timeout_ms), "int"),
+        "group.consumer.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms), "int"),
+        "group.consumer.min.session.timeout.ms": (str(c.group_consumer_session_timeout_ms_min), "int"),
+        "group.consumer.max.session.timeout.ms": (str(c.group_consumer_session_timeout_ms_max), "int"),
+        "group.consumer.min.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_min), "int"),
+        "group.consumer.max.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_max), "int"),
         "transaction.max.timeout.ms": (str(c.transaction_timeout_ms_max), "int"),
         "log.dirs": (ctx.logs.data_dir, "string"),
         "listeners": (",".join(f"{b.name}://{_hostport(b.bound_host, b.bound_port)}" for b in listeners), "string"),
@@ -333,61 +369,26 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
                     value, source = _topic_value(ctx, t.overrides, name)
                     syn: list[object] = []
                     if synonyms_wanted:
-                        if name in t.overrides:
-                            syn.append(
-                                build(
-                                    resp.DescribeConfigsSynonym, name=name, value=t.overrides[name], source=SOURCE_TOPIC
-                                )
-                            )
-                        if d.broker_name in ctx.config.log_defaults:
-                            syn.append(
-                                build(
-                                    resp.DescribeConfigsSynonym,
-                                    name=d.broker_name,
-                                    value=ctx.config.log_defaults[d.broker_name],
-                                    source=SOURCE_STATIC_BROKER,
-                                )
-                            )
-                        syn.append(
+                        syn = [
                             build(
-                                resp.DescribeConfigsSynonym, name=d.broker_name, value=d.default, source=SOURCE_DEFAULT
+                                resp.DescribeConfigsSynonym,
+                                name=name if layer.source == SOURCE_TOPIC else d.broker_name,
+                                value=layer.value,
+                                source=layer.source,
                             )
-                        )
+                            for layer in _topic_layers(ctx, t.overrides, name)
+                        ]
                     entries.append(
-                        build(
-                            resp.DescribeConfigsResourceResult,
-                            name=name,
-                            value=value,
-                            read_only=False,
-                            config_source=source,
-                            is_default=source == SOURCE_DEFAULT,
-                            is_sensitive=d.sensitive,
-                            synonyms=tuple(syn),
-                            config_type=_TYPE_CODES.get(d.kind, 0),
-                            documentation=d.doc if docs_wanted else None,
-                        )
+                        _entry(resp, name, Layer(value, source), read_only=False, sensitive=d.sensitive,
+                               synonyms=syn, kind=d.kind, doc=d.doc if docs_wanted else None)
                     )
         elif r.resource_type in (BROKER, BROKER_LOGGER):
             if r.resource_name not in ("", str(ctx.node_id)):
                 code, message = ErrorCode.invalid_request, f"unknown broker {r.resource_name!r}"
             elif r.resource_type == BROKER:
-                for name, (value, source, kind) in sorted(broker_configs(ctx).items()):
-                    if keys is not None and name not in keys:
-                        continue
-                    entries.append(
-                        build(
-                            resp.DescribeConfigsResourceResult,
-                            name=name,
-                            value=value,
-                            read_only=True,
-                            config_source=source,
-                            is_default=source == SOURCE_DEFAULT,
-                            is_sensitive=False,
-                            synonyms=(),
-                            config_type=_TYPE_CODES.get(kind, 0),
-                            documentation=None,
-                        )
-                    )
+                entries = _broker_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
+        elif r.resource_type == GROUP:
+            entries = _group_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
         else:
             code, message = ErrorCode.invalid_request, f"unsupported resource type {r.resource_type}"
         results.append(
@@ -403,14 +404,173 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
     return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
 
 
+def _broker_entries(
+    ctx: BrokerContext, resp: Response, resource_name: str, keys: set[str] | None, synonyms_wanted: bool
+) -> list[object]:
+    """The BROKER resource as Kafka describes it: the cluster-wide default (``""``) lists only its dynamic values;
+    this node lists everything, each with the source it comes from."""
+    dyn = _dynamic(ctx)
+    kinds = {d.broker_name: d.kind for d in TOPIC_CONFIGS.values()}
+    if resource_name == "":
+        layered = {n: [Layer(dyn.shown(n, v), SOURCE_DYNAMIC_DEFAULT)] for n, v in dyn.default.items()}
+    else:
+        layered = {
+            name: [Layer(value, source)] for name, (value, source, _) in broker_configs(ctx).items()
+        }
+        for d in TOPIC_CONFIGS.values():
+            layered[d.broker_name] = dyn.layers(d.broker_name, d.default)
+        for name in set(dyn.default) | set(dyn.per_broker):
+            if name not in layered:  # a name Kafka does not know either: stored, no value shown
+                layered[name] = dyn.layers(name, None)
+    out: list[object] = []
+    for name, layers in sorted(layered.items()):
+        if keys is not None and name not in keys:
+            continue
+        syn = [build(resp.DescribeConfigsSynonym, name=name, value=x.value, source=x.source) for x in layers]
+        out.append(_entry(resp, name, layers[0], read_only=name not in DYNAMIC_NAMES,
+                          synonyms=syn if synonyms_wanted else (), kind=kinds.get(name, "")))
+    return out
+
+
+def _entry(resp: Response, name: str, shown: Layer, *, read_only: bool, synonyms: Iterable[object], kind: str,
+           sensitive: bool = False, doc: str | None = None) -> object:
+    """One DescribeConfigs entry: the value in effect and where it comes from."""
+    return build(
+        resp.DescribeConfigsResourceResult,
+        name=name,
+        value=shown.value,
+        read_only=read_only,
+        config_source=shown.source,
+        is_default=shown.source == SOURCE_DEFAULT,
+        is_sensitive=sensitive,
+        synonyms=tuple(synonyms),
+        config_type=_TYPE_CODES.get(kind, 0),
+        documentation=doc,
+    )
+
+
+def _null_values(resource: Request, incremental: bool) -> LogError | None:
+    """Kafka's ConfigAdminManager: only an incremental DELETE may come without a value."""
+    nulls = [str(c.name) for c in resource.configs
+             if c.value is None and not (incremental and int(c.config_operation) == DELETE)]
+    if nulls:
+        return LogError(ErrorCode.invalid_request, f"Null value not supported for : {', '.join(nulls)}")
+    return None
+
+
+def _groups(ctx: BrokerContext) -> GroupConfigs:
+    if ctx.group_configs is None:  # a context the broker did not start (unit tests): the data directory's own
+        ctx.group_configs = GroupConfigs(ctx.logs.fs, ctx.logs.data_dir)
+    return ctx.group_configs
+
+
+def _group_entries(
+    ctx: BrokerContext, resp: Response, group_id: str, keys: set[str] | None, synonyms_wanted: bool
+) -> list[object]:
+    """A GROUP resource as Kafka describes it: every group config, set (GROUP_CONFIG) or the default."""
+    own = _groups(ctx).of(group_id)
+    out: list[object] = []
+    for name, d in sorted(group_defs(ctx.config).items()):
+        if keys is not None and name not in keys:
+            continue
+        value, source = (own[name], SOURCE_GROUP) if name in own else (d.default, SOURCE_DEFAULT)
+        syn = (build(resp.DescribeConfigsSynonym, name=name, value=value, source=source),) if synonyms_wanted else ()
+        out.append(_entry(resp, name, Layer(value, source), read_only=False, synonyms=syn, kind=d.kind))
+    return out
+
+
+def _alter_group(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
+    """A group's configs, checked as Kafka's GroupConfig.validate checks them."""
+    group_id = str(resource.resource_name)
+    store = _groups(ctx)
+    if (error := _null_values(resource, incremental)) is not None:
+        return error
+    if incremental:
+        new = dict(store.of(group_id))
+        for c in resource.configs:
+            op = int(c.config_operation)
+            if op == SET:
+                new[str(c.name)] = str(c.value)
+            elif op == DELETE:
+                new.pop(str(c.name), None)
+            else:  # no group config is a list
+                return LogError(
+                    ErrorCode.invalid_config, f"Config value append is not allowed for config key: {c.name}"
+                )
+    else:
+        new = {str(c.name): str(c.value) for c in resource.configs}
+    try:
+        check_group_configs(new, ctx.config)
+    except GroupConfigError as e:
+        return LogError(e.error_code, str(e))
+    if not validate_only:
+        store.replace(group_id, new)
+    return None
+
+
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+
+
+def _edit_list(current: str, op: int, values: str | None) -> str:
+    """APPEND or SUBTRACT on a list config's comma-separated value."""
+    items = [x for x in current.split(",") if x]
+    for v in (values or "").split(","):
+        if op == APPEND and v and v not in items:
+            items.append(v)
+        if op == SUBTRACT and v in items:
+            items.remove(v)
+    return ",".join(items)
+
+
+def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
+    """A dynamic broker config change, checked as Kafka's ConfigAdminManager and DynamicBrokerConfig check it."""
+    name = str(resource.resource_name)
+    dyn = _dynamic(ctx)
+    try:
+        if name != "":
+            check_resource_name(name, ctx.node_id)
+        names = [str(c.name) for c in resource.configs]
+        if len(set(names)) != len(names):
+            return LogError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+        if (error := _null_values(resource, incremental)) is not None:
+            return error
+        if incremental:
+            new = dict(dyn.resource(name))
+            for c in resource.configs:
+                op = int(c.config_operation)
+                if op == SET:
+                    new[c.name] = c.value
+                elif op == DELETE:
+                    new.pop(c.name, None)
+                elif op in (APPEND, SUBTRACT):
+                    d = next((d for d in TOPIC_CONFIGS.values() if d.broker_name == c.name), None)
+                    if d is None or d.kind != "list":
+                        return LogError(
+                            ErrorCode.invalid_config, f"Config value append is not allowed for config key: {c.name}"
+                        )
+                    new[c.name] = _edit_list(new.get(c.name, d.default), op, c.value)
+                else:
+                    return LogError(ErrorCode.invalid_request, f"Unknown operations type {op}")
+        else:
+            new = {str(c.name): str(c.value) for c in resource.configs}
+        check_change(new, per_broker=name != "")
+    except BrokerConfigError as e:
+        return LogError(e.error_code, str(e))
+    if not validate_only:
+        dyn.replace(name, new)
+        ctx.logs.set_broker_defaults(dyn.log_defaults())
+    return None
 
 
 def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
     rtype = int(resource.resource_type)
     name = str(resource.resource_name)
+    if rtype == BROKER:
+        return _alter_broker(ctx, resource, incremental, validate_only)
+    if rtype == GROUP:
+        return _alter_group(ctx, resource, incremental, validate_only)
     if rtype != TOPIC:
-        return LogError(ErrorCode.invalid_request, "only topic configs can be altered on this broker")
+        return LogError(ErrorCode.invalid_request, "only topic and broker configs can be altered on this broker")
     t = ctx.logs.get(name)
     if t is None:
         return LogError(ErrorCode.unknown_topic_or_partition, f"topic {name!r} does not exist")
@@ -428,14 +588,7 @@ def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_on
                 d = TOPIC_CONFIGS.get(c.name)
                 if d is None or d.kind != "list":
                     return LogError(ErrorCode.invalid_config, f"{c.name}: APPEND/SUBTRACT need a list config")
-                current_value, _ = _topic_value(ctx, new, c.name)
-                items = [x for x in current_value.split(",") if x]
-                for v in (c.value or "").split(","):
-                    if op == APPEND and v and v not in items:
-                        items.append(v)
-                    if op == SUBTRACT and v in items:
-                        items.remove(v)
-                new[c.name] = ",".join(items)
+                new[c.name] = _edit_list(_topic_value(ctx, new, c.name)[0], op, c.value)
             else:
                 return LogError(ErrorCode.invalid_request, f"unknown config operation {op}")
     else:
@@ -456,6 +609,8 @@ def _config_denied(ctx: BrokerContext, r: Request, op: AclOperation) -> LogError
             return LogError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
     elif r.resource_type in (BROKER, BROKER_LOGGER) and not allowed(ctx, op, Res.CLUSTER, CLUSTER_NAME):
         return LogError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
+    elif r.resource_type == GROUP and not allowed(ctx, op, Res.GROUP, r.resource_name):
+        return LogError(ErrorCode.group_authorization_failed, "Group authorization failed.")
     return None
 
 
@@ -488,8 +643,6 @@ async def handle_incremental_alter_configs(ctx: BrokerContext, header: RequestHe
     return await _handle_alter(ctx, header, request, incremental=True)
 
 
-CLIENT_METRICS = 16
-GROUP = 32
 _LISTABLE_TYPES = (BROKER_LOGGER, BROKER, TOPIC, CLIENT_METRICS, GROUP)
 
 
@@ -507,6 +660,8 @@ async def handle_list_config_resources(ctx: BrokerContext, header: RequestHeader
             found.append((str(ctx.node_id), rtype))
         elif rtype == TOPIC:
             found.extend((t.name, TOPIC) for t in ctx.logs)
+        elif rtype == GROUP:
+            found.extend((g, GROUP) for g in sorted(_groups(ctx).groups))
     return resp.make(
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,

@@ -1,0 +1,55 @@
+"""loosely.broker.group_configs on its own: Kafka's order of checks, the broker's ranges, and the file it keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loosely.broker.config import BrokerConfig
+from loosely.broker.group_configs import GROUP_CONFIGS_FILE, GroupConfigError, GroupConfigs, check, group_defs
+from loosely.storage.fs import OsFileSystem
+
+CFG = BrokerConfig(data_dir="unused")
+
+
+@pytest.mark.parametrize(("props", "message"), [
+    ({"consumer.session.timeout.ms": "x", "foo": "1"}, "Unknown group config name: foo"),
+    ({"consumer.session.timeout.ms": "x"}, "Invalid value x for configuration consumer.session.timeout.ms: "
+                                           "Not a number of type INT"),
+    ({"consumer.session.timeout.ms": "0"}, "Invalid value 0 for configuration consumer.session.timeout.ms: "
+                                           "Value must be at least 1"),
+    ({"share.isolation.level": "dirty"}, "Invalid value dirty for configuration share.isolation.level: "
+                                         "String must be one of: read_committed, read_uncommitted"),
+    ({"consumer.heartbeat.interval.ms": "4999"}, "consumer.heartbeat.interval.ms must be greater than or equal to "
+                                                 "group.consumer.min.heartbeat.interval.ms"),
+    ({"consumer.session.timeout.ms": "60001"}, "consumer.session.timeout.ms must be less than or equal to "
+                                              "group.consumer.max.session.timeout.ms"),
+])
+def test_checks_in_kafkas_order(props: dict[str, str], message: str) -> None:
+    with pytest.raises(GroupConfigError) as e:
+        check(props, CFG)
+    assert str(e.value) == message and e.value.error_code == 40
+
+
+def test_the_ranges_are_the_brokers() -> None:
+    wide = BrokerConfig(data_dir="unused", group_consumer_session_timeout_ms_min=1000,
+                        group_consumer_heartbeat_interval_ms_min=500)
+    check({"consumer.session.timeout.ms": "1000", "consumer.heartbeat.interval.ms": "500"}, wide)
+    with pytest.raises(GroupConfigError, match=r"consumer\.session\.timeout\.ms must be greater than "
+                                               r"consumer\.heartbeat\.interval\.ms"):
+        check({"consumer.session.timeout.ms": "1000", "consumer.heartbeat.interval.ms": "1000"}, wide)
+    assert group_defs(BrokerConfig(data_dir="unused", group_consumer_heartbeat_interval_ms=7000))[
+        "consumer.heartbeat.interval.ms"].default == "7000"
+
+
+def test_configs_survive_reopening(tmp_path: Path) -> None:
+    fs = OsFileSystem()
+    store = GroupConfigs(fs, str(tmp_path))
+    store.replace("g", {"consumer.session.timeout.ms": "50000"})
+    store.replace("h", {"consumer.session.timeout.ms": "55000"})
+    store.replace("h", {})
+    assert GroupConfigs(fs, str(tmp_path)).groups == {"g": {"consumer.session.timeout.ms": "50000"}}
+    (tmp_path / GROUP_CONFIGS_FILE).write_text("[]")
+    with pytest.raises(ValueError, match=GROUP_CONFIGS_FILE):
+        GroupConfigs(fs, str(tmp_path))

@@ -1,0 +1,235 @@
+"""Dynamic broker configs (KIP-226) side by side with Apache Kafka 4.1.1: ``kafka-configs --entity-type brokers``
+(Kafka's own ConfigCommand) and IncrementalAlterConfigs set the cluster-wide default and this broker's value, and
+DescribeConfigs answers the same values and sources for the broker and for a topic without its own override; a
+config Kafka cannot change at run time is refused with the same error; deleting falls back. Group configs
+(``--entity-type groups``) are stored, described and checked alike, and a KIP-848 group's heartbeat interval is
+the one its config sets.
+
+Kafka applies a change a moment after it answers (its controller commits the record, then the broker reads it), so
+the checks wait for DescribeConfigs to show it. Each broker is started for this module only: the cluster-wide
+defaults changed here would reach every topic of a shared one."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
+from kio.schema.incremental_alter_configs.v1.request import (
+    AlterableConfig,
+    AlterConfigsResource,
+    IncrementalAlterConfigsRequest,
+)
+from kio.static.primitive import i8
+
+from broker._raw import Raw
+from compat._kafka_tools import kafka_class
+from loosely.protocol.messages import ApiKey
+from loosely.testing import ApacheKafka, embedded_broker
+
+TOPIC, BROKER, GROUP = 2, 4, 32
+SET, DELETE = 0, 1
+DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT, GROUP_CONFIG = 2, 3, 4, 5, 8
+INVALID_REQUEST, INVALID_CONFIG = 42, 40
+
+
+@pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
+def bootstrap(
+    request: pytest.FixtureRequest, jars_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "kafka":
+        with ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("kafka-dyn"), jars_dir=jars_dir) as kafka:
+            yield kafka.bootstrap_servers
+    else:
+        with embedded_broker(data_dir=str(tmp_path_factory.mktemp("loosely-dyn")), node_id=1) as b:
+            yield b.bootstrap_servers
+
+
+def configs(bootstrap: str, *args: str) -> tuple[int, str]:
+    done = kafka_class("kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args)
+    lines = (done.stdout + done.stderr).splitlines()
+    return done.returncode, "\n".join(line for line in lines if not line.startswith("SLF4J:")).strip()
+
+
+def describe(bootstrap: str, rtype: int, name: str, keys: tuple[str, ...]) -> dict[str, tuple[str | None, int, bool,
+                                                                                               list[int]]]:
+    """``config -> (value, source, read_only, synonym sources)``."""
+    raw = Raw(bootstrap)
+    try:
+        resp = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
+            resources=(DescribeConfigsResource(resource_type=i8(rtype), resource_name=name,
+                                               configuration_keys=keys or None),),  # () asks for all
+            include_synonyms=True, include_documentation=False))
+    finally:
+        raw.close()
+    (result,) = resp.results  # type: ignore[attr-defined]
+    assert result.error_code == 0, result.error_message
+    return {e.name: (e.value, e.config_source, e.read_only, [s.source for s in e.synonyms]) for e in result.configs}
+
+
+def alter(bootstrap: str, name: str, ops: list[tuple[str, int, str | None]], *, validate_only: bool = False,
+          rtype: int = BROKER) -> tuple[int, str | None]:
+    raw = Raw(bootstrap)
+    try:
+        resp = raw.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, IncrementalAlterConfigsRequest(
+            resources=(AlterConfigsResource(resource_type=i8(rtype), resource_name=name, configs=tuple(
+                AlterableConfig(name=n, config_operation=i8(op), value=v) for n, op, v in ops)),),
+            validate_only=validate_only))
+    finally:
+        raw.close()
+    (r,) = resp.responses  # type: ignore[attr-defined]
+    return r.error_code, r.error_message
+
+
+def wait_for(bootstrap: str, rtype: int, name: str, key: str, value: str | None, source: int) -> None:
+    deadline = time.monotonic() + 20
+    while (seen := describe(bootstrap, rtype, name, (key,)).get(key, (None, 0))[:2]) != (value, source):
+        assert time.monotonic() < deadline, f"{key} of {name!r} is {seen}, never ({value}, {source})"
+        time.sleep(0.1)
+
+
+def new_topic(bootstrap: str) -> str:
+    name = f"dyn-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic is made
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(30)
+    return name
+
+
+def test_default_and_per_broker_configs_reach_topics_with_kafkas_sources(bootstrap: str) -> None:
+    topic = new_topic(bootstrap)
+    assert configs(bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                   "--add-config", "log.retention.ms=3600000")[0] == 0
+    assert alter(bootstrap, "1", [("log.retention.ms", SET, "7200000"), ("log.segment.bytes", SET, "2000000")]) \
+        == (0, None)
+    wait_for(bootstrap, BROKER, "1", "log.retention.ms", "7200000", DYNAMIC_BROKER)
+    wait_for(bootstrap, BROKER, "", "log.retention.ms", "3600000", DYNAMIC_DEFAULT)
+
+    broker = describe(bootstrap, BROKER, "1", ("log.retention.ms", "log.segment.bytes", "node.id", "log.dirs"))
+    assert broker["log.retention.ms"][:3] == ("7200000", DYNAMIC_BROKER, False)
+    assert broker["log.retention.ms"][3][:2] == [DYNAMIC_BROKER, DYNAMIC_DEFAULT]
+    assert broker["log.segment.bytes"][:3] == ("2000000", DYNAMIC_BROKER, False)
+    assert broker["node.id"][:3] == ("1", STATIC_BROKER, True)
+    assert broker["log.dirs"][1:3] == (STATIC_BROKER, True)
+    default = describe(bootstrap, BROKER, "", ("log.retention.ms", "log.segment.bytes"))
+    assert default == {"log.retention.ms": ("3600000", DYNAMIC_DEFAULT, False, [DYNAMIC_DEFAULT])}
+    rc, out = configs(bootstrap, "--describe", "--entity-type", "brokers", "--entity-default")
+    assert rc == 0 and "log.retention.ms=3600000 sensitive=false" in out, out
+
+    # A topic without an override takes the broker's value and says where it comes from.
+    seen = describe(bootstrap, TOPIC, topic, ("retention.ms", "segment.bytes"))
+    assert seen["retention.ms"][:2] == ("7200000", DYNAMIC_BROKER)
+    assert seen["segment.bytes"][:2] == ("2000000", DYNAMIC_BROKER)
+
+    # Deleting falls back: this broker's value to the default, the default to Kafka's own.
+    assert configs(bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                   "--delete-config", "log.retention.ms,log.segment.bytes")[0] == 0
+    wait_for(bootstrap, TOPIC, topic, "retention.ms", "3600000", DYNAMIC_DEFAULT)
+    wait_for(bootstrap, TOPIC, topic, "segment.bytes", "1073741824", DEFAULT)
+    assert alter(bootstrap, "", [("log.retention.ms", DELETE, None)]) == (0, None)
+    wait_for(bootstrap, TOPIC, topic, "retention.ms", "604800000", DEFAULT)
+    wait_for(bootstrap, BROKER, "", "log.retention.ms", None, 0)
+
+
+def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: str) -> None:
+    rc, out = configs(bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                      "--add-config", "log.dirs=/elsewhere")
+    assert rc != 0 and "Cannot update these configs dynamically: Set(log.dirs)" in out, out
+    # The whole resource is refused, the dynamic name beside it too.
+    assert alter(bootstrap, "1", [("node.id", SET, "7"), ("log.retention.ms", SET, "5")]) \
+        == (INVALID_REQUEST, "Cannot update these configs dynamically: Set(node.id)")
+    assert alter(bootstrap, "7", [("log.retention.ms", SET, "5")]) \
+        == (INVALID_REQUEST, "Unexpected broker id, expected 1, but received 7")
+    assert alter(bootstrap, "x", [("log.retention.ms", SET, "5")]) \
+        == (INVALID_REQUEST, "Node id must be an integer, but it is: x")
+    code, message = alter(bootstrap, "", [("log.retention.ms", SET, "abc")])
+    assert code == INVALID_REQUEST and message is not None
+    assert message.startswith("Invalid value abc for configuration log.retention.ms: "), message
+    # validate_only checks and changes nothing.
+    assert alter(bootstrap, "", [("log.retention.ms", SET, "5")], validate_only=True) == (0, None)
+    time.sleep(0.5)  # Kafka would have applied a change by now (the waits above take ~0.1 s)
+    assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
+
+
+def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None:
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+    from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
+
+    group, topic = f"g-{uuid.uuid4().hex[:8]}", new_topic(bootstrap)
+    assert configs(bootstrap, "--alter", "--entity-type", "groups", "--entity-name", group, "--add-config",
+                   "consumer.session.timeout.ms=50000,consumer.heartbeat.interval.ms=6000")[0] == 0
+    wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "6000", GROUP_CONFIG)
+    seen = describe(bootstrap, GROUP, group, ())
+    assert seen["consumer.session.timeout.ms"] == ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])
+    assert seen["share.session.timeout.ms"] == ("45000", DEFAULT, False, [DEFAULT])
+    assert {n for n, v in seen.items() if v[1] == DEFAULT} == {
+        "share.auto.offset.reset", "share.heartbeat.interval.ms", "share.isolation.level",
+        "share.record.lock.duration.ms", "share.session.timeout.ms", "streams.heartbeat.interval.ms",
+        "streams.num.standby.replicas", "streams.session.timeout.ms"}
+
+    assert alter(bootstrap, group, [("consumer.session.timeout.ms", SET, "5")], rtype=GROUP) == (
+        INVALID_CONFIG, "consumer.session.timeout.ms must be greater than or equal to "
+        "group.consumer.min.session.timeout.ms")
+    assert alter(bootstrap, group, [("consumer.heartbeat.interval.ms", SET, "99999")], rtype=GROUP) == (
+        INVALID_CONFIG, "consumer.heartbeat.interval.ms must be less than or equal to "
+        "group.consumer.max.heartbeat.interval.ms")
+    assert alter(bootstrap, group, [("no.such.config", SET, "1")], rtype=GROUP) == (
+        INVALID_CONFIG, "Unknown group config name: no.such.config")
+
+    # The KIP-848 coordinator tells a joining member the group's own heartbeat interval.
+    raw = Raw(bootstrap)
+    deadline = time.monotonic() + 30
+    try:
+        # Kafka creates __consumer_offsets on the first FindCoordinator and answers "not coordinator" meanwhile.
+        raw.request(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(key_type=i8(0), coordinator_keys=(group,)))
+        while (r := raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(
+                group_id=group, member_id=str(uuid.uuid4()), member_epoch=0, rebalance_timeout=datetime.timedelta(
+                    seconds=30), subscribed_topic_names=(topic,), topic_partitions=()))).error_code in (14, 15, 16):
+            assert time.monotonic() < deadline, r
+            time.sleep(0.1)
+    finally:
+        raw.close()
+    assert (r.error_code, r.heartbeat_interval) == (0, datetime.timedelta(seconds=6))  # type: ignore[attr-defined]
+
+    assert configs(bootstrap, "--alter", "--entity-type", "groups", "--entity-name", group,
+                   "--delete-config", "consumer.heartbeat.interval.ms")[0] == 0
+    wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "5000", DEFAULT)
+
+
+def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path) -> None:
+    """loosely only: the storage engine deletes segments by the new default without a restart, and the default (and
+    a group's config) is still there after one."""
+    settings = {"log.retention.check.interval.ms": "50"}
+    with embedded_broker(data_dir=str(tmp_path), settings=settings) as b:
+        topic = f"dyn-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": b.bootstrap_servers})
+        admin.create_topics([NewTopic(topic, 1, 1, config={"segment.bytes": "300"})])[topic].result(30)
+        p = Producer({"bootstrap.servers": b.bootstrap_servers, "linger.ms": 0})
+        for i in range(20):
+            p.produce(topic, b"x" * 100, key=str(i).encode())
+            p.flush(10)
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": "unused"})
+        try:
+            tp = TopicPartition(topic, 0)
+            assert c.get_watermark_offsets(tp, timeout=10) == (0, 20)
+            assert alter(b.bootstrap_servers, "", [("log.retention.ms", SET, "1")]) == (0, None)
+            assert alter(b.bootstrap_servers, "g", [("consumer.session.timeout.ms", SET, "50000")], rtype=GROUP) \
+                == (0, None)
+            deadline = time.monotonic() + 10
+            while (low := c.get_watermark_offsets(tp, timeout=10)[0]) < 18:  # the active segment stays
+                assert time.monotonic() < deadline, f"retention never followed the dynamic default: start {low}"
+                time.sleep(0.05)
+        finally:
+            c.close()
+    with embedded_broker(data_dir=str(tmp_path), settings=settings) as b:
+        assert describe(b.bootstrap_servers, BROKER, "", ("log.retention.ms",)) \
+            == {"log.retention.ms": ("1", DYNAMIC_DEFAULT, False, [DYNAMIC_DEFAULT])}
+        assert describe(b.bootstrap_servers, TOPIC, topic, ("retention.ms",))["retention.ms"][:2] \
+            == ("1", DYNAMIC_DEFAULT)
+        assert describe(b.bootstrap_servers, GROUP, "g", ("consumer.session.timeout.ms",)) \
+            == {"consumer.session.timeout.ms": ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])}
