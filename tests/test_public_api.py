@@ -100,6 +100,7 @@ PINS: dict[str, list[str]] = {
         "mm2",
         "partitioner",
         "reachability",
+        "wire",
     ],
     "loosely.hollow": [
         "api",

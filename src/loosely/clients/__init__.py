@@ -10,11 +10,14 @@
 * :mod:`loosely.clients.reachability`: what a long-running client says while its cluster is unreachable.
 * :mod:`loosely.clients.client_config`: Kafka client settings for a secured cluster (``--client-config FILE``,
   ``-X NAME=VALUE``), Java's names translated to librdkafka's, secrets redacted; pure, for every layer above.
+* :mod:`loosely.clients.wire`: a blocking connection of loosely's own (TLS, SASL PLAIN and SCRAM) for requests
+  confluent-kafka cannot send: the schema registry's group membership, the console's DescribeLogDirs.
 * :mod:`loosely.clients.access`: a first DescribeCluster that turns a refused login or an untrusted certificate
   into one line at once.
 
-Everything but the native path talks to Kafka through ``confluent-kafka`` (librdkafka), so it works against
-loosely's broker and against any Apache Kafka cluster alike. Nothing here imports :mod:`loosely.cli`.
+Everything but the native path and :mod:`~loosely.clients.wire` talks to Kafka through ``confluent-kafka``
+(librdkafka), so it works against loosely's broker and against any Apache Kafka cluster alike. Nothing here
+imports :mod:`loosely.cli`.
 """
 
 __all__ = [
@@ -27,4 +30,5 @@ __all__ = [
     "mm2",
     "partitioner",
     "reachability",
+    "wire",
 ]

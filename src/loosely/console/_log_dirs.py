@@ -1,7 +1,7 @@
 """Partition sizes on disk, asked of every broker with DescribeLogDirs (what ``kafka-log-dirs --describe`` does).
 
 confluent-kafka's AdminClient has no DescribeLogDirs, so the console sends it itself: one short-lived plaintext
-connection per broker, request and response encoded by kio (:mod:`loosely.protocol.messages`). Only for a
+connection per broker (:class:`loosely.clients.wire.KafkaConnection`). Only for a
 cluster reached without TLS or SASL: with either, sizes are shown as unknown rather than half-implementing a
 secured client here. A broker that refuses (an old version, an ACL) or does not answer in time is skipped;
 sizes are a nice-to-have on a page, never a reason for it to fail.
@@ -12,15 +12,14 @@ follower fewer); a topic's is the sum over its partitions.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from kio.schema.describe_log_dirs.v1.request import DescribeLogDirsRequest
 
+from loosely.clients.wire import KafkaConnection
 from loosely.protocol.errors import ProtocolError
-from loosely.protocol.messages import ApiKey, decode_response, encode_request
-from loosely.protocol.primitives import Reader
+from loosely.protocol.messages import ApiKey
 
 __all__ = ["partition_sizes"]
 
@@ -33,26 +32,9 @@ def _plaintext(client_config: Mapping[str, str]) -> bool:
     return client_config.get("security.protocol", "plaintext").lower() == "plaintext"
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise ConnectionError("the broker closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
 def _ask(host: str, port: int, timeout_s: float) -> Any:
-    request = encode_request(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, 1, DescribeLogDirsRequest(topics=None),
-                             client_id="loosely-console")
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        sock.sendall(request)
-        size = Reader(_recv_exact(sock, 4)).i32()
-        if not 0 < size <= RESPONSE_BYTES_MAX:
-            raise ProtocolError(f"DescribeLogDirs answer of {size} bytes")
-        _, response = decode_response(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, _recv_exact(sock, size))
-    return response
+    with KafkaConnection(host, port, timeout_s, frame_bytes_max=RESPONSE_BYTES_MAX, client_id="loosely-console") as c:
+        return c.call(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, DescribeLogDirsRequest(topics=None), timeout_s)
 
 
 def partition_sizes(brokers: Iterable[tuple[int, str, int]], client_config: Mapping[str, str],

@@ -19,28 +19,25 @@ Why our own member: confluent-kafka's consumer speaks only protocol type ``"cons
 in librdkafka, so it cannot carry these JSON documents. The requests are built with loosely's codec (kio,
 :mod:`loosely.protocol.messages`), in versions loosely's broker and Apache Kafka 4 both serve.
 
-Secured clusters: the member reads the same librdkafka settings as the registry's Kafka clients
-(:class:`KafkaSecurity`): TLS with ``ssl.ca.location`` and an optional client certificate, and SASL PLAIN or
-SCRAM-SHA-256/512 (SaslHandshake v1, SaslAuthenticate v2, the SCRAM exchange of
+Secured clusters: the member's connection (:class:`loosely.clients.wire.KafkaConnection`) reads the same
+librdkafka settings as the registry's Kafka clients: TLS with ``ssl.ca.location`` and an optional client
+certificate, and SASL PLAIN or SCRAM-SHA-256/512 (SaslHandshake v1, SaslAuthenticate v2, the SCRAM exchange of
 :class:`loosely.security.scram.ScramClient`). Another mechanism (OAUTHBEARER, GSSAPI) makes the registry run
 without election, as the single writer (see :class:`loosely.registry.SchemaRegistry`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError
 from loosely.protocol.errors import ErrorCode, ProtocolError
-from loosely.protocol.framing import SIZE
-from loosely.protocol.messages import ApiKey, build, decode_response, encode_request, nested
+from loosely.protocol.messages import ApiKey, build, nested
 from loosely.registry._group import (
     GROUP_ID,
     NO_LEADER,
@@ -59,7 +56,6 @@ from loosely.registry._group import (
     Trouble,
     step,
 )
-from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
 __all__ = ["GROUP_ID", "Elector", "ElectorStatistics", "Identity", "KafkaSecurity", "Leadership"]
 
@@ -70,128 +66,14 @@ JOIN_GROUP_V: Final = 5
 SYNC_GROUP_V: Final = 3
 HEARTBEAT_V: Final = 3
 LEAVE_GROUP_V: Final = 3
-SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
-SASL_AUTHENTICATE_V: Final = 2
 FRAME_BYTES_MAX: Final = 8 * 1024 * 1024  # a JoinGroup answer holds one small JSON per member
 RETRY_BACKOFF_MS: Final = 200  # Kafka's retry.backoff.ms is 100; a registry has no hurry
 LEAVE_TIMEOUT_MS: Final = 3_000
+CLIENT_ID: Final = "loosely-schema-registry"
 
 
 class _Trouble(Exception):
     """The coordinator cannot be asked."""
-
-
-SASL_MECHANISMS: Final = ("PLAIN", *sorted(SCRAM_MECHANISMS))
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSecurity:
-    """How the member reaches secured brokers: a TLS context, and a SASL mechanism with its user and password."""
-
-    tls: ssl.SSLContext | None = None
-    mechanism: str | None = None  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; None: no SASL
-    username: str = ""
-    password: str = ""
-
-    @staticmethod
-    def from_client_config(config: dict[str, str]) -> KafkaSecurity:
-        """From librdkafka's settings (the registry's Kafka clients take the same); ValueError for what the member
-        cannot speak."""
-        protocol = config.get("security.protocol", "plaintext").lower()
-        if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
-            raise ValueError(f"security.protocol={protocol} is not a Kafka security protocol")
-        tls = None
-        if protocol.endswith("ssl"):
-            tls = ssl.create_default_context(cafile=config.get("ssl.ca.location") or None)
-            identify = config.get("ssl.endpoint.identification.algorithm", "https").lower()
-            tls.check_hostname = identify == "https"
-            if config.get("ssl.certificate.location"):
-                tls.load_cert_chain(config["ssl.certificate.location"], config.get("ssl.key.location") or None,
-                                    config.get("ssl.key.password") or None)
-        if not protocol.startswith("sasl"):
-            return KafkaSecurity(tls)
-        mechanism = config.get("sasl.mechanism", config.get("sasl.mechanisms", "GSSAPI")).upper()
-        if mechanism not in SASL_MECHANISMS:
-            raise ValueError(f"sasl.mechanism={mechanism}: the election speaks {', '.join(SASL_MECHANISMS)}")
-        return KafkaSecurity(tls, mechanism, config.get("sasl.username", ""), config.get("sasl.password", ""))
-
-
-class _Wire:
-    """One blocking connection to a broker: framed requests out, framed answers in, each with a timeout; TLS and
-    SASL first when the cluster wants them."""
-
-    def __init__(self, host: str, port: int, timeout_s: float, security: KafkaSecurity | None = None) -> None:
-        self.address = f"{host}:{port}"
-        sock = socket.create_connection((host, port), timeout=timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._correlation = 0
-        try:
-            self._sock = sock if security is None or security.tls is None else security.tls.wrap_socket(
-                sock, server_hostname=host)
-        except (OSError, ssl.SSLError):
-            sock.close()
-            raise
-        if security is not None and security.mechanism is not None:
-            try:
-                self._authenticate(security, timeout_s)
-            except BaseException:
-                self.close()
-                raise
-
-    def _authenticate(self, security: KafkaSecurity, timeout_s: float) -> None:
-        mechanism = security.mechanism
-        assert mechanism is not None
-        shake = self.call(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V,
-                          build(_request_cls(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V), mechanism=mechanism), timeout_s)
-        if _code(shake) != ErrorCode.none:
-            raise _Trouble(f"{self.address} does not take SASL {mechanism} (it offers "
-                           f"{', '.join(shake.mechanisms) or 'none'})")
-        if mechanism == "PLAIN":
-            self._sasl_step(f"\0{security.username}\0{security.password}".encode(), timeout_s)
-            return
-        client = ScramClient(SCRAM_MECHANISMS[mechanism], security.username, security.password)
-        try:
-            server_first = self._sasl_step(client.first(), timeout_s)
-            client.verify(self._sasl_step(client.final(server_first), timeout_s))
-        except ScramError as e:
-            raise _Trouble(f"SASL {mechanism} with {self.address}: {e}") from None
-
-    def _sasl_step(self, token: bytes, timeout_s: float) -> bytes:
-        answer = self.call(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V,
-                           build(_request_cls(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V), auth_bytes=token),
-                           timeout_s)
-        if _code(answer) != ErrorCode.none:
-            raise _Trouble(f"SASL authentication with {self.address} failed: "
-                           f"{answer.error_message or ErrorCode(_code(answer)).name}")
-        return bytes(answer.auth_bytes)
-
-    def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
-        self._correlation += 1
-        self._sock.settimeout(timeout_s)
-        self._sock.sendall(encode_request(api_key, version, self._correlation, request,
-                                          client_id="loosely-schema-registry"))
-        (size,) = SIZE.unpack(self._read(SIZE.size))
-        if not 0 <= size <= FRAME_BYTES_MAX:
-            raise ProtocolError(f"answer of {size} bytes from {self.address} (at most {FRAME_BYTES_MAX})")
-        correlation, answer = decode_response(api_key, version, self._read(size))
-        if correlation != self._correlation:
-            raise ProtocolError(f"answer {correlation} from {self.address} to request {self._correlation}")
-        return answer
-
-    def _read(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            got = self._sock.recv(min(n - len(chunks), 1 << 20))
-            if not got:
-                raise ConnectionError(f"{self.address} closed the connection")
-            chunks += got
-        return bytes(chunks)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self._sock.close()
 
 
 def _addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
@@ -254,7 +136,7 @@ class Elector:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = MemberState(identity)
-        self._wire: _Wire | None = None
+        self._wire: KafkaConnection | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_trouble = ""
@@ -320,7 +202,7 @@ class Elector:
                     wire.call(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V, request, LEAVE_TIMEOUT_MS / 1000)
                 finally:
                     wire.close()
-            except (OSError, ProtocolError, _Trouble) as e:  # the session expires on its own
+            except (OSError, ProtocolError, WireError, _Trouble) as e:  # the session expires on its own
                 log.info("schema registry: could not leave group %s (%s); its session will expire",
                          self.group_id, e)
 
@@ -419,12 +301,13 @@ class Elector:
         answer = wire.call(ApiKey.HEARTBEAT, HEARTBEAT_V, request, self.request_timeout_ms / 1000)
         return HeartbeatAnswer(_code(answer))
 
-    def _coordinator(self, timeout_s: float) -> _Wire:
+    def _coordinator(self, timeout_s: float) -> KafkaConnection:
         """A connection to the group's coordinator, found through the first bootstrap broker that answers."""
         problems = []
         for host, port in self._bootstrap:
             try:
-                wire = _Wire(host, port, timeout_s, self.security)
+                wire = KafkaConnection(host, port, timeout_s, self.security, frame_bytes_max=FRAME_BYTES_MAX,
+                                   client_id=CLIENT_ID)
             except OSError as e:
                 problems.append(f"{host}:{port}: {e.strerror or e}")
                 continue
@@ -437,7 +320,8 @@ class Elector:
             code = _code(answer)
             if code != ErrorCode.none:
                 raise _Trouble(f"FindCoordinator: {ErrorCode(code).name}")
-            return _Wire(str(answer.host), int(answer.port), timeout_s, self.security)
+            return KafkaConnection(str(answer.host), int(answer.port), timeout_s, self.security,
+                                   frame_bytes_max=FRAME_BYTES_MAX, client_id=CLIENT_ID)
         raise _Trouble(f"no broker reachable ({'; '.join(problems)})")
 
 

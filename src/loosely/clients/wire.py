@@ -1,0 +1,167 @@
+"""A blocking Kafka connection of loosely's own, for the few requests confluent-kafka cannot send.
+
+confluent-kafka speaks only the consumer group protocol and has no DescribeLogDirs, so the schema registry's group
+member and the console's log-dir sizes frame their requests themselves with loosely's codec
+(:mod:`loosely.protocol.messages`). :class:`KafkaConnection` is that connection: one socket, requests sent one at a
+time, each answer read whole (bounded by ``frame_bytes_max``) within a timeout. On a secured cluster it first
+wraps the socket in TLS and logs in with SASL PLAIN or SCRAM-SHA-256/512 (SaslHandshake v1, SaslAuthenticate v2,
+the exchange of :class:`loosely.security.scram.ScramClient`); :class:`KafkaSecurity` reads those settings from
+librdkafka's names, as the rest of loosely's clients take them. A refused login is a :class:`WireError` with the
+broker's words; an unreachable broker an ``OSError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any, Final
+
+from loosely.protocol.errors import ErrorCode, ProtocolError
+from loosely.protocol.framing import SIZE
+from loosely.protocol.messages import ApiKey, build, decode_response, encode_request
+from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
+
+__all__ = ["KafkaConnection", "KafkaSecurity", "WireError"]
+
+SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
+SASL_AUTHENTICATE_V: Final = 2
+FRAME_BYTES_MAX: Final = 8 * 1024 * 1024
+
+
+class WireError(Exception):
+    """The broker refused the connection's login."""
+
+
+SASL_MECHANISMS: Final = ("PLAIN", *sorted(SCRAM_MECHANISMS))
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How a connection reaches secured brokers: a TLS context, and a SASL mechanism with its user and password."""
+
+    tls: ssl.SSLContext | None = None
+    mechanism: str | None = None  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; None: no SASL
+    username: str = ""
+    password: str = ""
+
+    @staticmethod
+    def from_client_config(config: dict[str, str]) -> KafkaSecurity:
+        """From librdkafka's settings (loosely's confluent-kafka clients take the same); ValueError for what
+        :class:`KafkaConnection` cannot speak."""
+        protocol = config.get("security.protocol", "plaintext").lower()
+        if protocol not in ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"):
+            raise ValueError(f"security.protocol={protocol} is not a Kafka security protocol")
+        tls = None
+        if protocol.endswith("ssl"):
+            tls = ssl.create_default_context(cafile=config.get("ssl.ca.location") or None)
+            identify = config.get("ssl.endpoint.identification.algorithm", "https").lower()
+            tls.check_hostname = identify == "https"
+            if config.get("ssl.certificate.location"):
+                tls.load_cert_chain(config["ssl.certificate.location"], config.get("ssl.key.location") or None,
+                                    config.get("ssl.key.password") or None)
+        if not protocol.startswith("sasl"):
+            return KafkaSecurity(tls)
+        mechanism = config.get("sasl.mechanism", config.get("sasl.mechanisms", "GSSAPI")).upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"sasl.mechanism={mechanism}: loosely's own connections speak "
+                             f"{', '.join(SASL_MECHANISMS)}")
+        return KafkaSecurity(tls, mechanism, config.get("sasl.username", ""), config.get("sasl.password", ""))
+
+
+class KafkaConnection:
+    """One blocking connection to a broker: framed requests out, framed answers in, each with a timeout; TLS and
+    SASL first when the cluster wants them."""
+
+    def __init__(self, host: str, port: int, timeout_s: float, security: KafkaSecurity | None = None, *,
+                 frame_bytes_max: int = FRAME_BYTES_MAX, client_id: str = "loosely") -> None:
+        self.address = f"{host}:{port}"
+        self.frame_bytes_max = frame_bytes_max
+        self.client_id = client_id
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._correlation = 0
+        try:
+            self._sock = sock if security is None or security.tls is None else security.tls.wrap_socket(
+                sock, server_hostname=host)
+        except (OSError, ssl.SSLError):
+            sock.close()
+            raise
+        if security is not None and security.mechanism is not None:
+            try:
+                self._authenticate(security, timeout_s)
+            except BaseException:
+                self.close()
+                raise
+
+    def _authenticate(self, security: KafkaSecurity, timeout_s: float) -> None:
+        mechanism = security.mechanism
+        assert mechanism is not None
+        shake = self.call(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V,
+                          build(_request_cls(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V), mechanism=mechanism), timeout_s)
+        if _code(shake) != ErrorCode.none:
+            raise WireError(f"{self.address} does not take SASL {mechanism} (it offers "
+                           f"{', '.join(shake.mechanisms) or 'none'})")
+        if mechanism == "PLAIN":
+            self._sasl_step(f"\0{security.username}\0{security.password}".encode(), timeout_s)
+            return
+        client = ScramClient(SCRAM_MECHANISMS[mechanism], security.username, security.password)
+        try:
+            server_first = self._sasl_step(client.first(), timeout_s)
+            client.verify(self._sasl_step(client.final(server_first), timeout_s))
+        except ScramError as e:
+            raise WireError(f"SASL {mechanism} with {self.address}: {e}") from None
+
+    def _sasl_step(self, token: bytes, timeout_s: float) -> bytes:
+        answer = self.call(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V,
+                           build(_request_cls(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V), auth_bytes=token),
+                           timeout_s)
+        if _code(answer) != ErrorCode.none:
+            raise WireError(f"SASL authentication with {self.address} failed: "
+                           f"{answer.error_message or ErrorCode(_code(answer)).name}")
+        return bytes(answer.auth_bytes)
+
+    def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
+        self._correlation += 1
+        self._sock.settimeout(timeout_s)
+        self._sock.sendall(encode_request(api_key, version, self._correlation, request, client_id=self.client_id))
+        (size,) = SIZE.unpack(self._read(SIZE.size))
+        if not 0 <= size <= self.frame_bytes_max:
+            raise ProtocolError(f"answer of {size} bytes from {self.address} (at most {self.frame_bytes_max})")
+        correlation, answer = decode_response(api_key, version, self._read(size))
+        if correlation != self._correlation:
+            raise ProtocolError(f"answer {correlation} from {self.address} to request {self._correlation}")
+        return answer
+
+    def _read(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            got = self._sock.recv(min(n - len(chunks), 1 << 20))
+            if not got:
+                raise ConnectionError(f"{self.address} closed the connection")
+            chunks += got
+        return bytes(chunks)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> KafkaConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _request_cls(api_key: int, version: int) -> type[Any]:
+    from kio.index import load_request_schema  # noqa: PLC0415 - loosely.protocol.messages loads kio already
+
+    return load_request_schema(api_key, version)
+
+
+def _code(answer: Any) -> int:
+    code = answer.error_code
+    return int(code.value if hasattr(code, "value") else code)
