@@ -2,8 +2,8 @@
 
 Both brokers get the same certificates (``loosely.testing.certs``: a local CA and an EC P-256 broker key) and the
 same SASL_SSL listener with a PLAIN user, and Debian's kcat talks TLS 1.3 and SASL to each. PLAIN, not SCRAM:
-Debian's kcat is built on librdkafka 2.0.2, whose SCRAM exchange Kafka 4 refuses (librdkafka#4895, fixed in
-2.6.1); the SASL handshake is once per connection either way, so the mechanism does not change throughput.
+Debian's kcat is built on librdkafka 2.0.2, whose SCRAM exchange Kafka 4 and loosely refuse (librdkafka#4895,
+fixed in 2.6.1); the SASL handshake is once per connection either way, so the mechanism does not change throughput.
 Each repeat produces the talk's input to a fresh topic and reads it back with kcat, loosely first in even repeats
 and Kafka first in odd ones. Prints msg/s per broker and the ratios (loosely / Kafka), with the same figures over
 each broker's PLAINTEXT listener in the same run, so the cost of TLS and SASL shows beside the ratio. Usage::

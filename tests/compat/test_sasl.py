@@ -1,7 +1,8 @@
-"""SASL/PLAIN and SCRAM over SASL_PLAINTEXT, differential: the same clients and checks against loosely and Kafka.
+"""SASL/PLAIN and SCRAM over SASL_PLAINTEXT and SASL_SSL, differential: the same clients and checks on both brokers.
 
-Both brokers are set up from the same Kafka settings (JAAS lines, sasl.enabled.mechanisms) and the same
-``--add-scram`` specs, once per module.
+Both brokers are set up from the same Kafka settings (JAAS lines, sasl.enabled.mechanisms, one PEM key store made
+here) and the same ``--add-scram`` specs, once per module. Most checks use the SASL_PLAINTEXT listener; kcat runs
+over both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiokafka
+import confluent_kafka
 import kafka
 import pytest
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
@@ -42,6 +44,7 @@ from loosely.registry import SchemaRegistry
 from loosely.registry._election import Elector, Identity, KafkaSecurity
 from loosely.security.scram import parse_scram_spec
 from loosely.testing import ApacheKafka
+from loosely.testing.certs import DevCerts, make_dev_certs
 
 PLAIN_JAAS = (
     'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";'
@@ -57,13 +60,27 @@ SETTINGS = {
         "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
     ),
 }
+
+
+def tls_settings(certs: DevCerts) -> dict[str, str]:
+    """SETTINGS plus a SASL_SSL listener taking the same mechanisms, with the module's PEM key store."""
+    sasl_ssl = {k.replace("sasl_plaintext", "sasl_ssl"): v for k, v in SETTINGS.items() if k.startswith("listener.")}
+    return {**SETTINGS, **sasl_ssl, "ssl.keystore.type": "PEM", "ssl.keystore.location": str(certs.broker.pem)}
+
+
 SCRAM_USERS = [f"{m}=[name=alice,password=alice-secret]" for m in ("SCRAM-SHA-256", "SCRAM-SHA-512")]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-def loosely_sasl_config(data_dir: Path, **extra: object) -> BrokerConfig:
-    """A SASL_PLAINTEXT loosely broker from the same Kafka settings and --add-scram specs as the Kafka below."""
-    settings, _, unknown = split_kafka_settings({"listeners": "SASL_PLAINTEXT://127.0.0.1:0", **SETTINGS})
+def loosely_sasl_config(data_dir: Path, certs: DevCerts | None = None, **extra: object) -> BrokerConfig:
+    """A SASL_PLAINTEXT loosely broker from the same Kafka settings and --add-scram specs as the Kafka below.
+
+    With ``certs``, a SASL_SSL listener beside it.
+    """
+    listeners = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0"}
+    if certs is not None:
+        listeners = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0", **tls_settings(certs)}
+    settings, _, unknown = split_kafka_settings({**SETTINGS, **listeners})
     assert not unknown
     creds = tuple((u, m.name, c) for u, m, c in map(parse_scram_spec, SCRAM_USERS))
     return BrokerConfig(
@@ -73,27 +90,39 @@ def loosely_sasl_config(data_dir: Path, **extra: object) -> BrokerConfig:
 
 
 @pytest.fixture(scope="module")
-def loosely_sasl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with BrokerThread(loosely_sasl_config(tmp_path_factory.mktemp("loosely-sasl"))) as b:
-        yield b.bootstrap_servers
+def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
+    return make_dev_certs(tmp_path_factory.mktemp("sasl-certs"))
 
 
 @pytest.fixture(scope="module")
-def kafka_sasl(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def loosely_sasl(tmp_path_factory: pytest.TempPathFactory, certs: DevCerts) -> Iterator[dict[str, str]]:
+    with BrokerThread(loosely_sasl_config(tmp_path_factory.mktemp("loosely-sasl"), certs)) as b:
+        yield {name: b.bootstrap_servers_for(name) for name in ("SASL_PLAINTEXT", "SASL_SSL")}
+
+
+@pytest.fixture(scope="module")
+def kafka_sasl(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory, certs: DevCerts) -> Iterator[dict[str, str]]:
     kafka = ApacheKafka(
         base_dir=tmp_path_factory.mktemp("kafka-sasl"),
         jars_dir=jars_dir,
-        listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"},
+        listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT", "SASL_SSL": "SASL_SSL"},
         format_args=[a for spec in SCRAM_USERS for a in ("--add-scram", spec)],
-        config=SETTINGS,
+        config=tls_settings(certs),
     )
     with kafka:
-        yield kafka.bootstrap("SASL_PLAINTEXT")
+        yield {name: kafka.bootstrap(name) for name in ("SASL_PLAINTEXT", "SASL_SSL")}
 
 
 @pytest.fixture(params=["loosely", "kafka"])
-def sasl_bootstrap(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("loosely_sasl" if request.param == "loosely" else "kafka_sasl"))
+def sasl_listeners(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The broker's bootstrap address per listener name."""
+    listeners: dict[str, str] = request.getfixturevalue("loosely_sasl" if request.param == "loosely" else "kafka_sasl")
+    return listeners
+
+
+@pytest.fixture
+def sasl_bootstrap(sasl_listeners: dict[str, str]) -> str:
+    return sasl_listeners["SASL_PLAINTEXT"]
 
 
 def _conf(bootstrap: str, mechanism: str, user: str = "alice", password: str = "alice-secret") -> dict[str, object]:
@@ -182,22 +211,71 @@ def build_request(api_key: int, version: int, **fields: object) -> object:
     return build(load_request_schema(api_key, version), **fields)
 
 
-def _kcat(bootstrap: str, password: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    sasl = ["-X", "security.protocol=sasl_plaintext", "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=alice"]
+def newer_librdkafka(directory: Path) -> dict[str, str]:
+    """An environment that runs Debian's kcat on the librdkafka confluent-kafka ships (2.16 rather than 2.0.2).
+
+    librdkafka keeps its ABI across 2.x, so the wheel's library (bundled under a hashed file name) loads in place of
+    the system's once the loader finds it as ``librdkafka.so.1``: what a user gets with a kcat built on a current
+    librdkafka, whose SCRAM client no longer has the nonce bug (confluentinc/librdkafka#4895) that Kafka 4 refuses.
+    """
+    wheel_libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    (lib,) = wheel_libs.glob("librdkafka-*.so*")
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "librdkafka.so.1"
+    if not link.exists():
+        link.symlink_to(lib)
+    return {**os.environ, "LD_LIBRARY_PATH": str(directory)}
+
+
+def _kcat(bootstrap: str, mechanism: str, password: str, *args: str, stdin: str | None = None,
+          tls: DevCerts | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    protocol = ["-X", "security.protocol=sasl_plaintext"]
+    if tls is not None:
+        protocol = ["-X", "security.protocol=sasl_ssl", "-X", f"ssl.ca.location={tls.ca_crt}"]
+    sasl = [*protocol, "-X", f"sasl.mechanisms={mechanism}", "-X", "sasl.username=alice"]
     cmd = ["kcat", "-b", bootstrap, *sasl, "-X", f"sasl.password={password}", *args]
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env)
 
 
-def test_kcat(sasl_bootstrap: str) -> None:
-    # PLAIN only: Debian's kcat carries librdkafka 2.0.2, whose SCRAM client repeats the client nonce in its final
-    # message and fails against Apache Kafka 4.1 just the same (newer librdkafka, in confluent-kafka, is tested above).
+def _kcat_version(env: dict[str, str] | None) -> str:
+    out = subprocess.run(["kcat", "-V"], capture_output=True, text=True, timeout=30, check=True, env=env).stdout
+    return out.split("librdkafka ", 1)[1].split()[0]
+
+
+def test_kcat_plain(sasl_bootstrap: str) -> None:
+    """Debian's kcat as installed (librdkafka 2.0.2), PLAIN: it logs in, and a wrong password is refused."""
     topic = f"kcat-sasl-{uuid.uuid4().hex[:8]}"
-    out = _kcat(sasl_bootstrap, "alice-secret", "-P", "-t", topic, stdin="kcat-plain\n")
+    out = _kcat(sasl_bootstrap, "PLAIN", "alice-secret", "-P", "-t", topic, stdin="kcat-plain\n")
     assert out.returncode == 0, out.stderr
-    out = _kcat(sasl_bootstrap, "alice-secret", "-C", "-t", topic, "-e", "-q")
+    out = _kcat(sasl_bootstrap, "PLAIN", "alice-secret", "-C", "-t", topic, "-e", "-q")
     assert out.stdout.split() == ["kcat-plain"], out.stderr
-    bad = _kcat(sasl_bootstrap, "nope", "-L", "-m", "2")
+    bad = _kcat(sasl_bootstrap, "PLAIN", "nope", "-L", "-m", "2")
     assert bad.returncode != 0 and "Authentication failed: Invalid username or password" in bad.stderr
+
+
+def test_kcat_scram_with_debians_librdkafka_is_refused_by_both(sasl_bootstrap: str) -> None:
+    """librdkafka 2.0.2's SCRAM final message repeats its own nonce: both brokers check it and refuse the login."""
+    bad = _kcat(sasl_bootstrap, "SCRAM-SHA-256", "alice-secret", "-L", "-m", "5")
+    assert _kcat_version(None).startswith("2.0.")
+    assert bad.returncode != 0 and "SASL authentication error" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("listener", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kcat_on_a_current_librdkafka(sasl_listeners: dict[str, str], certs: DevCerts, tmp_path_factory:
+                                      pytest.TempPathFactory, listener: str, mechanism: str) -> None:
+    env = newer_librdkafka(tmp_path_factory.getbasetemp() / "librdkafka")
+    assert not _kcat_version(env).startswith("2.0.")
+    tls = certs if listener == "SASL_SSL" else None
+    bootstrap, topic = sasl_listeners[listener], f"kcat-{mechanism.lower()}-{uuid.uuid4().hex[:8]}"
+    lines = "".join(f"{mechanism} line {i}\n" for i in range(100))
+    out = _kcat(bootstrap, mechanism, "alice-secret", "-P", "-t", topic, stdin=lines, tls=tls, env=env)
+    assert out.returncode == 0, out.stderr
+    out = _kcat(bootstrap, mechanism, "alice-secret", "-C", "-t", topic, "-o", "beginning", "-e", "-q", tls=tls,
+                env=env)
+    assert out.returncode == 0 and out.stdout == lines, out.stderr
+    bad = _kcat(bootstrap, mechanism, "wrong", "-L", "-m", "5", tls=tls, env=env)
+    assert bad.returncode != 0 and "Authentication failed" in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)

@@ -107,6 +107,18 @@ def test_nonce_must_be_the_servers() -> None:
         server.step(client_final.encode())
 
 
+def test_nonce_repeating_the_clients_part_is_refused_as_kafka_4_does() -> None:
+    """librdkafka before 2.6.1 sends r=cnonce+cnonce+snonce; the message's proof is right, the nonce is not."""
+    mech, cnonce, snonce, salt, _, _ = RFC7677
+    client = ScramClient(mech, "user", "pencil", nonce=cnonce)
+    server = _server(mech, salt, snonce)
+    server.step(client.first())
+    client_final = client.final(f"r={cnonce}{cnonce}{snonce},s={salt},i=4096".encode())
+    with pytest.raises(ScramError, match="invalid client nonce"):
+        server.step(client_final)
+    assert not server.complete
+
+
 @pytest.mark.parametrize(
     ("message", "error"),
     [

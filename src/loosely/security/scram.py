@@ -246,10 +246,11 @@ class ScramServer:
         if len(attrs) < 2 or attrs[0][0] != "c" or attrs[1][0] != "r":
             raise ScramError("client-final message must hold c= then r=")
         _b64(attrs[0][1], "channel binding")
-        # Kafka checks that the nonce ends with the server's (client's + server's part); the proof below covers the
-        # message as sent either way.
+        # RFC 5802: the nonce must be the server-first message's (client's + server's part), exactly. Kafka 4 checks
+        # it so (CVE-2024-56128; 3.8.1 had accepted any nonce ending with it), which refuses librdkafka before 2.6.1:
+        # those repeat the client's part (confluentinc/librdkafka#4895).
         server_nonce = self._server_first.split(",", 1)[0][2:]
-        if not attrs[1][1].endswith(server_nonce):
+        if attrs[1][1] != server_nonce:
             raise ScramError("invalid client nonce in the final client message")
         proof = _b64(proof_text, "client proof")
         m, cred = self.mechanism, self._credential
