@@ -46,8 +46,12 @@ def test_a_damaged_file_is_named_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("props", "message"), [
     ({"log.retention.ms": "abc", "log.dirs": "/x"}, "Cannot update these configs dynamically: Set(log.dirs)"),
     ({"node.id": "2", "broker.id": "2"}, "Cannot update these configs dynamically: Set(broker.id, node.id)"),
-    ({"max.connections": "5"}, "loosely applies these configs only at start (loosely broker --config): "
-                               "Set(max.connections)"),
+    ({"log.cleaner.backoff.ms": "5"}, "loosely applies these configs only at start (loosely broker --config): "
+                                      "Set(log.cleaner.backoff.ms)"),
+    ({"max.connections": "-1"}, "Invalid value -1 for configuration max.connections: Value must be at least 0"),
+    ({"max.connections.per.ip": "x"}, "Invalid value x for configuration max.connections.per.ip: Not a number"),
+    ({"max.connections.per.ip.overrides": "host:1"},
+     "Invalid value host:1 for configuration max.connections.per.ip.overrides: expected IP:COUNT"),
     ({"log.retention.ms": "abc"}, "Invalid value abc for configuration log.retention.ms: "),
 ])
 def test_checks_in_kafkas_order(props: dict[str, str], message: str) -> None:
@@ -57,7 +61,8 @@ def test_checks_in_kafkas_order(props: dict[str, str], message: str) -> None:
 
 
 def test_valid_changes_and_resource_names() -> None:
-    check_change({"log.retention.ms": "1", "log.cleanup.policy": "compact,delete", "my.plugin": "x"},
+    check_change({"log.retention.ms": "1", "log.cleanup.policy": "compact,delete", "my.plugin": "x",
+                  "max.connections": "100", "max.connections.per.ip.overrides": "127.0.0.1:5,[::1]:2"},
                  per_broker=False)
     check_resource_name("1", 1)
     with pytest.raises(BrokerConfigError, match="Unexpected broker id, expected 1, but received 2"):

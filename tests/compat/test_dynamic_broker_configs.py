@@ -156,6 +156,50 @@ def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: st
     assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
 
 
+def _answered(bootstrap: str, source_ip: str) -> Raw | None:
+    """A connection from ``source_ip`` that the broker answers (ApiVersions), or None when it closes it."""
+    from kio.schema.api_versions.v0.request import ApiVersionsRequest
+
+    raw = Raw(bootstrap, source_ip=source_ip)
+    try:
+        raw.request(ApiKey.API_VERSIONS, 0, ApiVersionsRequest())
+    except (AssertionError, OSError):
+        raw.close()
+        return None
+    return raw
+
+
+def test_connection_limits_change_at_run_time_alike(bootstrap: str) -> None:
+    """max.connections.per.ip.overrides set dynamically holds new connections from that address at once, and a
+    raised one lets them in; connections already open stay. From 127.0.0.2, so nothing else is limited."""
+    assert configs(bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                   "--add-config", "max.connections.per.ip.overrides=[127.0.0.2:2]")[0] == 0
+    wait_for(bootstrap, BROKER, "", "max.connections.per.ip.overrides", "127.0.0.2:2", DYNAMIC_DEFAULT)
+    seen = describe(bootstrap, BROKER, "1", ("max.connections.per.ip.overrides",))
+    assert seen["max.connections.per.ip.overrides"][:3] == ("127.0.0.2:2", DYNAMIC_DEFAULT, False)
+    held = [_answered(bootstrap, "127.0.0.2") for _ in range(3)]
+    try:
+        assert [r is not None for r in held] == [True, True, False]
+        assert alter(bootstrap, "", [("max.connections.per.ip.overrides", SET, "127.0.0.2:3")]) == (0, None)
+        wait_for(bootstrap, BROKER, "", "max.connections.per.ip.overrides", "127.0.0.2:3", DYNAMIC_DEFAULT)
+        deadline = time.monotonic() + 10  # Kafka reconfigures its acceptors a moment after DescribeConfigs shows it
+        while (third := _answered(bootstrap, "127.0.0.2")) is None:
+            assert time.monotonic() < deadline, "the raised limit never let a third connection in"
+            time.sleep(0.1)
+        held.append(third)
+        assert _answered(bootstrap, "127.0.0.2") is None  # the fourth is over the new limit
+    finally:
+        for r in held:
+            if r is not None:
+                r.close()
+    for name, value in (("max.connections", "-1"), ("max.connection.creation.rate", "many")):
+        code, message = alter(bootstrap, "", [(name, SET, value)])
+        assert code == INVALID_REQUEST and message is not None
+        assert message.startswith(f"Invalid value {value} for configuration {name}: "), message
+    assert alter(bootstrap, "", [("max.connections.per.ip.overrides", DELETE, None)]) == (0, None)
+    wait_for(bootstrap, BROKER, "", "max.connections.per.ip.overrides", None, 0)
+
+
 def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None:
     from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
     from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
@@ -203,7 +247,7 @@ def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None
 
 def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path) -> None:
     """loosely only: the storage engine deletes segments by the new default without a restart, and the default (and
-    a group's config) is still there after one."""
+    a group's config and a connection limit) is still there and in force after one."""
     settings = {"log.retention.check.interval.ms": "50"}
     with embedded_broker(data_dir=str(tmp_path), settings=settings) as b:
         topic = f"dyn-{uuid.uuid4().hex[:8]}"
@@ -220,6 +264,8 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
             assert alter(b.bootstrap_servers, "", [("log.retention.ms", SET, "1")]) == (0, None)
             assert alter(b.bootstrap_servers, "g", [("consumer.session.timeout.ms", SET, "50000")], rtype=GROUP) \
                 == (0, None)
+            assert alter(b.bootstrap_servers, "1", [("max.connections.per.ip.overrides", SET, "127.0.0.2:1")]) \
+                == (0, None)
             deadline = time.monotonic() + 10
             while (low := c.get_watermark_offsets(tp, timeout=10)[0]) < 18:  # the active segment stays
                 assert time.monotonic() < deadline, f"retention never followed the dynamic default: start {low}"
@@ -233,3 +279,6 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
             == ("1", DYNAMIC_DEFAULT)
         assert describe(b.bootstrap_servers, GROUP, "g", ("consumer.session.timeout.ms",)) \
             == {"consumer.session.timeout.ms": ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])}
+        first = _answered(b.bootstrap_servers, "127.0.0.2")  # the restarted broker applies the stored limit
+        assert first is not None and _answered(b.bootstrap_servers, "127.0.0.2") is None
+        first.close()

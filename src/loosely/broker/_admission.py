@@ -24,10 +24,11 @@ import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from loosely.storage.clock import Clock
 
-__all__ = ["ConnectionCounts", "LogEvery", "RequestBytes", "normal_ip"]
+__all__ = ["ConnectionCounts", "ConnectionLimits", "LogEvery", "RequestBytes", "normal_ip"]
 
 
 def normal_ip(host: str) -> str:
@@ -43,6 +44,16 @@ def normal_ip(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """The connection limits in effect (static settings, or dynamic broker configs over them)."""
+
+    total_max: int  # max.connections
+    per_ip_max: int  # max.connections.per.ip
+    per_ip_overrides: Mapping[str, int]  # max.connections.per.ip.overrides
+    creation_rate_max: int  # max.connection.creation.rate, per second
 
 
 class ConnectionCounts:
@@ -68,6 +79,12 @@ class ConnectionCounts:
 
     def slot_free(self) -> bool:
         return self.total < self.total_max
+
+    def set_limits(self, total_max: int, per_ip_max: int, per_ip_overrides: Mapping[str, int]) -> None:
+        """New limits for the connections to come; those already open stay (as Kafka keeps them)."""
+        self.total_max = total_max
+        self.per_ip_max = per_ip_max
+        self.per_ip_overrides = {normal_ip(k): v for k, v in per_ip_overrides.items()}
 
     def admit(self, ip: str) -> int | None:
         """Count a new connection from ``ip``; if that address is at its limit, count nothing and return the limit."""

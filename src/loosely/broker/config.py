@@ -28,6 +28,7 @@ __all__ = [
     "IGNORED_SETTINGS",
     "BrokerConfig",
     "ListenerSpec",
+    "parse_ip_overrides",
     "parse_listen",
     "split_kafka_settings",
 ]
@@ -261,10 +262,10 @@ class BrokerConfig:
                 raise ValueError(f"group.consumer.{what} must be less than or equal to group.consumer.max.{what}")
 
 
-def _ip_overrides(v: str) -> dict[str, int]:
+def parse_ip_overrides(v: str) -> dict[str, int]:
     """``max.connections.per.ip.overrides``: ``IP:COUNT`` pairs separated by commas (``[::1]:5`` for IPv6).
 
-    >>> _ip_overrides("127.0.0.1:200, [::1]:5")
+    >>> parse_ip_overrides("127.0.0.1:200, [::1]:5")
     {'127.0.0.1': 200, '::1': 5}
     """
     out: dict[str, int] = {}
@@ -423,7 +424,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "max.connections": ("connections_max", int),
     "max.connections.per.ip": ("connections_per_ip_max", int),
     "max.connection.creation.rate": ("connection_creation_rate_max", int),
-    "max.connections.per.ip.overrides": ("connections_per_ip_overrides", _ip_overrides),
+    "max.connections.per.ip.overrides": ("connections_per_ip_overrides", parse_ip_overrides),
     "loosely.request.receive.timeout.ms": ("request_receive_ms_max", int),
     "socket.listen.backlog.size": ("listen_backlog_size", int),
     "log.retention.check.interval.ms": ("retention_check_interval_ms", int),

@@ -9,11 +9,17 @@ resource, as ``kafka-configs --entity-type brokers --entity-default`` (the resou
     STATIC_BROKER_CONFIG (4)           ``loosely broker --config NAME=VALUE``
     DEFAULT_CONFIG (5)                 Kafka's default
 
-What loosely can change at run time are the broker-level defaults of the topic configs (``log.retention.ms``,
-``log.segment.bytes``, ``compression.type``, ...: every ``broker_name`` of
-:data:`loosely.storage.config.TOPIC_CONFIGS`); the broker hands the merged result to
-:meth:`loosely.storage.manager.LogManager.set_broker_defaults`, so retention and rolling follow at once for every
-topic without its own override. The rest, in Kafka's words:
+What loosely can change at run time:
+
+- the broker-level defaults of the topic configs (``log.retention.ms``, ``log.segment.bytes``,
+  ``compression.type``, ...: every ``broker_name`` of :data:`loosely.storage.config.TOPIC_CONFIGS`); the broker
+  hands the merged result to :meth:`loosely.storage.manager.LogManager.set_broker_defaults`, so retention and
+  rolling follow at once for every topic without its own override;
+- the connection limits (:data:`CONNECTION_NAMES`: ``max.connections``, ``max.connections.per.ip`` and its
+  overrides, ``max.connection.creation.rate``), which the server applies to new connections at once, as Kafka's
+  DynamicConnectionQuota does (connections already open are kept).
+
+The rest, in Kafka's words:
 
 - a name Kafka cannot change dynamically (``log.dirs``, ``node.id``, ...) refuses the whole resource with
   INVALID_REQUEST and ``Cannot update these configs dynamically: Set(log.dirs)``, as Kafka's DynamicBrokerConfig;
@@ -37,7 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from loosely.broker._listening import LISTENER_SETTINGS
-from loosely.broker.config import BROKER_SETTINGS, IGNORED_SETTINGS
+from loosely.broker.config import BROKER_SETTINGS, IGNORED_SETTINGS, parse_ip_overrides
 from loosely.protocol.errors import ErrorCode
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
 from loosely.storage.fs import FileSystem
@@ -45,6 +51,7 @@ from loosely.tls.settings import SSL_SETTINGS
 
 __all__ = [
     "CONFIGS_FILE",
+    "CONNECTION_NAMES",
     "DYNAMIC_NAMES",
     "SOURCE_DEFAULT",
     "SOURCE_DYNAMIC_BROKER",
@@ -69,9 +76,12 @@ SOURCE_DEFAULT: Final = 5
 _TOPIC_NAME_BY_BROKER_NAME: Final = {c.broker_name: c.name for c in TOPIC_CONFIGS.values()}
 # What loosely applies at run time: the broker-level topic defaults (all in Kafka's DynamicLogConfig too).
 DYNAMIC_NAMES: Final = frozenset(_TOPIC_NAME_BY_BROKER_NAME)
+# The connection limits, applied by the server to every new connection (Kafka's DynamicConnectionQuota names).
+CONNECTION_NAMES: Final = frozenset({
+    "max.connections", "max.connections.per.ip", "max.connections.per.ip.overrides", "max.connection.creation.rate",
+})
 # Dynamic in Kafka (DynamicBrokerConfig.AllDynamicConfigs), read by loosely only at start.
 _DYNAMIC_IN_KAFKA_ONLY: Final = frozenset({
-    "max.connections", "max.connections.per.ip", "max.connections.per.ip.overrides", "max.connection.creation.rate",
     "log.cleaner.backoff.ms", "producer.id.expiration.ms", "listeners", "advertised.listeners",
     "listener.security.protocol.map", "sasl.enabled.mechanisms",
 }) | frozenset(SSL_SETTINGS)
@@ -80,7 +90,7 @@ _DYNAMIC_IN_KAFKA_ONLY: Final = frozenset({
 _STATIC_NAMES: Final = (
     frozenset(BROKER_SETTINGS) | IGNORED_SETTINGS | frozenset(LISTENER_SETTINGS)
     | {"log.dirs", "log.dir", "default.replication.factor", "process.roles", "controller.quorum.voters"}
-) - _DYNAMIC_IN_KAFKA_ONLY - DYNAMIC_NAMES
+) - _DYNAMIC_IN_KAFKA_ONLY - DYNAMIC_NAMES - CONNECTION_NAMES
 
 
 class BrokerConfigError(ValueError):
@@ -118,6 +128,12 @@ def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
             f"loosely applies these configs only at start (loosely broker --config): {_scala_set(start_only)}",
         )
     for name, value in props.items():
+        if name in CONNECTION_NAMES:
+            reason = _connection_value_error(name, value)
+            if reason is not None:
+                raise BrokerConfigError(
+                    ErrorCode.invalid_request, f"Invalid value {value} for configuration {name}: {reason}"
+                )
         if name in DYNAMIC_NAMES:
             try:
                 validate_overrides({_TOPIC_NAME_BY_BROKER_NAME[name]: value})
@@ -126,6 +142,23 @@ def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
                 raise BrokerConfigError(
                     ErrorCode.invalid_request, f"Invalid value {value} for configuration {name}: {reason}"
                 ) from None
+
+
+def _connection_value_error(name: str, value: str) -> str | None:
+    """Kafka's ConfigDef reasons for a bad connection limit: INT at least 0, or ``IP:COUNT`` pairs."""
+    if name == "max.connections.per.ip.overrides":
+        try:
+            parse_ip_overrides(value)
+        except ValueError as e:
+            return str(e)
+        return None
+    try:
+        n = int(value.strip())
+    except ValueError:
+        return "Not a number of type INT"
+    if not -(2**31) <= n < 2**31:
+        return "Not a number of type INT"
+    return "Value must be at least 0" if n < 0 else None
 
 
 def check_resource_name(name: str, node_id: int) -> None:
@@ -176,7 +209,15 @@ class DynamicBrokerConfigs:
     @staticmethod
     def shown(name: str, value: str) -> str | None:
         # A name Kafka does not know has no type, so Kafka treats it as possibly sensitive and shows no value.
-        return value if name in DYNAMIC_NAMES else None
+        return value if name in DYNAMIC_NAMES or name in CONNECTION_NAMES else None
+
+    def connection_limits(self) -> dict[str, str]:
+        """The dynamic connection limits in effect: the cluster default, then this broker's (static ones are the
+        server's own)."""
+        out: dict[str, str] = {}
+        for layer in (self.default, self.per_broker):
+            out.update({n: v for n, v in layer.items() if n in CONNECTION_NAMES})
+        return out
 
     def log_defaults(self) -> dict[str, str]:
         """The broker-level topic defaults in effect: static, then the cluster default, then this broker's."""

@@ -54,7 +54,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loosely.broker._admission import ConnectionCounts, LogEvery, RequestBytes, normal_ip
+from loosely.broker._admission import ConnectionCounts, ConnectionLimits, LogEvery, RequestBytes, normal_ip
 from loosely.broker._jwks import JwksSource
 from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
 from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
@@ -77,6 +77,7 @@ from loosely.broker.extensions import EXTENSIONS
 from loosely.broker.group_configs import GroupConfigs
 from loosely.broker.handlers import all_handlers
 from loosely.broker.handlers._util import charge_request_time
+from loosely.broker.handlers.admin import connection_limits
 from loosely.broker.handlers.api_versions import unsupported_version_response
 from loosely.broker.handlers.quotas import resolve_hosts
 from loosely.broker.key_search import SERVICE as KEY_SEARCH
@@ -584,6 +585,8 @@ class Broker:
             connection_rate_max=self.config.connection_creation_rate_max,
             listener_connection_rate_max=self.config.listener_connection_creation_rate_max,
         )
+        self.ctx.services["apply_connection_limits"] = self._apply_connection_limits
+        self._apply_connection_limits(connection_limits(self.ctx, self.ctx.dynamic_configs.connection_limits()))
         hosts = host_names(self.ctx.quotas.entities)
         if hosts:  # IP quotas named by host name limit the address the name has now, as in Kafka
             resolved = await resolve_hosts(hosts)
@@ -701,6 +704,14 @@ class Broker:
             for lst in self._listeners:
                 tg.create_task(self._accept_loop(lst))
 
+    def _apply_connection_limits(self, limits: ConnectionLimits) -> None:
+        """Limits from dynamic broker configs: new connections meet them at once, open ones stay."""
+        self.connection_counts.set_limits(limits.total_max, limits.per_ip_max, limits.per_ip_overrides)
+        if self.ctx.quotas is not None:
+            self.ctx.quotas.connection_rate_max = limits.creation_rate_max
+        if self._slot_freed is not None:
+            self._slot_freed.set()  # an accept loop waiting for a free slot looks again at the new max.connections
+
     async def _accept_loop(self, lst: _Listener) -> None:
         """Accept while max.connections allows (else new clients wait in the listen backlog); apply the per-IP cap."""
         assert self._slot_freed is not None
@@ -712,7 +723,7 @@ class Broker:
                 self._log_admission(
                     logging.WARNING,
                     "max.connections=%d reached: new connections wait in the listen backlog until one closes",
-                    self.config.connections_max,
+                    counts.total_max,
                 )
                 self._slot_freed.clear()
                 await self._slot_freed.wait()

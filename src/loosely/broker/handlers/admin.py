@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+from loosely.broker._admission import ConnectionLimits
 from loosely.broker.acls import allowed
+from loosely.broker.config import parse_ip_overrides
 from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
 from loosely.broker.dynamic_config import (
+    CONNECTION_NAMES,
     DYNAMIC_NAMES,
     SOURCE_DEFAULT,
     SOURCE_DYNAMIC_DEFAULT,
@@ -50,7 +53,7 @@ from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_o
 from loosely.storage.log import LogError
 from loosely.storage.manager import Topic
 
-__all__ = ["HANDLERS", "broker_configs"]
+__all__ = ["HANDLERS", "broker_configs", "connection_limits"]
 
 TOPIC = 2
 BROKER = 4
@@ -317,6 +320,7 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
             ",".join(f"{ip}:{n}" for ip, n in c.connections_per_ip_overrides.items()),
             "string",
         ),
+        "max.connection.creation.rate": (str(c.connection_creation_rate_max), "int"),
         "socket.listen.backlog.size": (str(c.listen_backlog_size), "int"),
         "connections.max.idle.ms": (str(c.connection_idle_ms_max), "long"),
         "loosely.request.receive.timeout.ms": (str(c.request_receive_ms_max), "long"),
@@ -419,6 +423,8 @@ def _broker_entries(
         }
         for d in TOPIC_CONFIGS.values():
             layered[d.broker_name] = dyn.layers(d.broker_name, d.default)
+        for name in CONNECTION_NAMES:  # the dynamic layers over the server's own setting
+            layered[name] = [*dyn.layers(name, None), *layered[name]]
         for name in set(dyn.default) | set(dyn.per_broker):
             if name not in layered:  # a name Kafka does not know either: stored, no value shown
                 layered[name] = dyn.layers(name, None)
@@ -427,7 +433,7 @@ def _broker_entries(
         if keys is not None and name not in keys:
             continue
         syn = [build(resp.DescribeConfigsSynonym, name=name, value=x.value, source=x.source) for x in layers]
-        out.append(_entry(resp, name, layers[0], read_only=name not in DYNAMIC_NAMES,
+        out.append(_entry(resp, name, layers[0], read_only=name not in DYNAMIC_NAMES and name not in CONNECTION_NAMES,
                           synonyms=syn if synonyms_wanted else (), kind=kinds.get(name, "")))
     return out
 
@@ -554,12 +560,44 @@ def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, vali
         else:
             new = {str(c.name): str(c.value) for c in resource.configs}
         check_change(new, per_broker=name != "")
+        limits = _connection_limits(ctx, dyn, name, new)
     except BrokerConfigError as e:
         return LogError(e.error_code, str(e))
     if not validate_only:
         dyn.replace(name, new)
         ctx.logs.set_broker_defaults(dyn.log_defaults())
+        apply = ctx.services.get("apply_connection_limits")
+        if callable(apply):  # the server's (a context the broker did not start has none)
+            apply(limits)
     return None
+
+
+def connection_limits(ctx: BrokerContext, dynamic: Mapping[str, str]) -> ConnectionLimits:
+    """The connection limits in effect: ``dynamic`` (the merged dynamic layers) over the broker's static settings."""
+    c = ctx.config
+    overrides = dynamic.get("max.connections.per.ip.overrides")
+    return ConnectionLimits(
+        total_max=int(dynamic.get("max.connections", c.connections_max)),
+        per_ip_max=int(dynamic.get("max.connections.per.ip", c.connections_per_ip_max)),
+        per_ip_overrides=parse_ip_overrides(overrides) if overrides is not None else c.connections_per_ip_overrides,
+        creation_rate_max=int(dynamic.get("max.connection.creation.rate", c.connection_creation_rate_max)),
+    )
+
+
+def _connection_limits(ctx: BrokerContext, dyn: DynamicBrokerConfigs, name: str, new: Mapping[str, str]
+                       ) -> ConnectionLimits:
+    """The limits once ``new`` replaces resource ``name``'s layer, checked as Kafka's KafkaConfig checks them."""
+    default = dict(new) if name == "" else dyn.default
+    own = dict(new) if name == str(ctx.node_id) else dyn.per_broker
+    merged = {n: v for layer in (default, own) for n, v in layer.items() if n in CONNECTION_NAMES}
+    limits = connection_limits(ctx, merged)
+    if limits.per_ip_max == 0 and not limits.per_ip_overrides:
+        raise BrokerConfigError(
+            ErrorCode.invalid_request,
+            "requirement failed: max.connections.per.ip can be set to zero only if max.connections.per.ip.overrides "
+            "property is set.",
+        )
+    return limits
 
 
 def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
