@@ -156,6 +156,30 @@ def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: st
     assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
 
 
+def test_settings_left_at_their_default_say_so_alike(bootstrap: str) -> None:
+    """Neither broker was given these at start: DEFAULT_CONFIG (5) with Kafka's value, read-only; node.id was
+    given: STATIC_BROKER_CONFIG (4)."""
+    keys = ("auto.create.topics.enable", "socket.request.max.bytes", "connections.max.idle.ms",
+            "socket.listen.backlog.size", "log.retention.check.interval.ms", "fetch.max.bytes",
+            "transaction.max.timeout.ms", "group.min.session.timeout.ms", "group.max.session.timeout.ms",
+            "group.consumer.session.timeout.ms", "group.consumer.heartbeat.interval.ms", "node.id")
+    seen = describe(bootstrap, BROKER, "1", keys)
+    assert {k: seen[k][:3] for k in keys} == {
+        "auto.create.topics.enable": ("true", DEFAULT, True),
+        "socket.request.max.bytes": ("104857600", DEFAULT, True),
+        "connections.max.idle.ms": ("600000", DEFAULT, True),
+        "socket.listen.backlog.size": ("50", DEFAULT, True),
+        "log.retention.check.interval.ms": ("300000", DEFAULT, True),
+        "fetch.max.bytes": ("57671680", DEFAULT, True),
+        "transaction.max.timeout.ms": ("900000", DEFAULT, True),
+        "group.min.session.timeout.ms": ("6000", DEFAULT, True),
+        "group.max.session.timeout.ms": ("1800000", DEFAULT, True),
+        "group.consumer.session.timeout.ms": ("45000", DEFAULT, True),
+        "group.consumer.heartbeat.interval.ms": ("5000", DEFAULT, True),
+        "node.id": ("1", STATIC_BROKER, True),
+    }
+
+
 def _answered(bootstrap: str, source_ip: str) -> Raw | None:
     """A connection from ``source_ip`` that the broker answers (ApiVersions), or None when it closes it."""
     from kio.schema.api_versions.v0.request import ApiVersionsRequest

@@ -23,10 +23,11 @@ from __future__ import annotations
 import datetime
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, fields
 
 from loosely.broker._admission import ConnectionLimits
 from loosely.broker.acls import allowed
-from loosely.broker.config import parse_ip_overrides
+from loosely.broker.config import BROKER_SETTINGS, BrokerConfig, parse_ip_overrides
 from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
 from loosely.broker.dynamic_config import (
     CONNECTION_NAMES,
@@ -345,8 +346,25 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
         "log.retention.check.interval.ms": (str(c.retention_check_interval_ms), "long"),
     }
     for name, (value, kind) in static.items():
-        out[name] = (value, SOURCE_STATIC_BROKER, kind)
+        out[name] = (value, _static_source(c, name), kind)
     return out
+
+
+# Always in a Kafka broker's server.properties (and given to every loosely broker), so STATIC_BROKER_CONFIG.
+_ALWAYS_GIVEN = frozenset({"broker.id", "node.id", "log.dirs", "listeners", "advertised.listeners",
+                           "listener.security.protocol.map"})
+_FIELD_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(BrokerConfig) if f.default is not MISSING}
+
+
+def _static_source(config: BrokerConfig, name: str) -> int:
+    """STATIC_BROKER_CONFIG (4) for a setting given at start, DEFAULT_CONFIG (5) for one left at its default, as
+    Kafka tells them apart (a setting given with its default value counts as left)."""
+    if name in _ALWAYS_GIVEN or name not in BROKER_SETTINGS:
+        return SOURCE_STATIC_BROKER
+    attr = BROKER_SETTINGS[name][0]
+    if attr in _FIELD_DEFAULTS and getattr(config, attr) == _FIELD_DEFAULTS[attr]:
+        return SOURCE_DEFAULT
+    return SOURCE_STATIC_BROKER
 
 
 async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
