@@ -37,6 +37,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from loosely.testing import ApacheKafka, ensure_kafka_jars, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -311,6 +312,7 @@ def main() -> None:
     )
     ap.add_argument("--codecs", default="lz4,zstd,gzip,snappy", help="comma-separated kcat -z codecs; '' for none")
     args = ap.parse_args()
+    require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     codecs = [c for c in args.codecs.split(",") if c]
     perf_classpath = None
     if args.kafka_tools_jar is not None:

@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from broker import QUEUE_FULL_PAUSE, first_produce, talk_input  # bench/broker.py
 from loosely.testing import ApacheKafka, free_port
 from loosely.testing.certs import make_dev_certs
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--records", type=int, default=1_000_000)
     args = ap.parse_args()
+    require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     work = Path(tempfile.mkdtemp(prefix="bench-secured-"))
     certs = make_dev_certs(work / "certs")
     settings = broker_settings(certs.directory)

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _needs import require_commands, require_modules  # bench/_needs.py
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
@@ -325,9 +327,16 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, data, args.records)))
         return
+    backends = args.backends.split(",")
+    fresh = not (data / "delta-1-2").exists()  # prepare() has Java Hollow write the blobs, and builds every file
+    if fresh or "java" in backends:
+        require_commands("java", "javac", why="Java Hollow writes the blobs and is measured beside us: a JDK 17+ "
+                                              "(scripts/bootstrap)")
+    if "arrow" in backends or not (data / "items.arrow").exists():
+        require_modules("pyarrow", why="the Arrow backend (the dev extra)")
     data = prepare(args.records, args.lookups)
     results: dict[str, dict[str, float]] = {}
-    for backend in args.backends.split(","):
+    for backend in backends:
         if backend == "java":
             results[backend] = measure_java(data)
         else:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from _needs import KCAT, require_commands  # bench/_needs.py
+
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
 
 
@@ -78,6 +80,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    require_commands("kcat", why=KCAT)
     tmp = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
     procs = []
     try:
