@@ -169,6 +169,13 @@ def rate_ratio(label: str, bytes_per_s: float, floor: Floor) -> str:
             f"{share:.2%} of the floor (1/{1 / share:,.0f})" if share > 0 else f"{label}: nothing measured")
 
 
+def message_floors(messages: int, nbytes: int, *floors: Floor) -> str:
+    """The message rates the throughput floors allow at this message size."""
+    per_msg = nbytes / messages
+    rates = ", ".join(f"{f.value / per_msg:,.0f} msg/s by {f.name}" for f in floors)
+    return f"{per_msg:.1f} B a message: at the floors {rates}"
+
+
 if __name__ == "__main__":  # the floors of this machine, on their own
     for measured in (memcpy_bytes_per_s(), random_access_ns(), loopback_bytes_per_s(),
                      disk_write_bytes_per_s(os.environ.get("TMPDIR", "/tmp"))):
