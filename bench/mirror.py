@@ -28,6 +28,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, message_floors, rate_ratio  # bench/_floors.py
 from _needs import KCAT, require_commands  # bench/_needs.py
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
@@ -84,6 +85,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
     procs = []
     try:
+        # the floors (bench/_floors.py) before the brokers start: a copy crosses loopback twice (out of the source,
+        # into the target) and lands in the target's log, in this directory
+        loopback, disk = loopback_bytes_per_s(), disk_write_bytes_per_s(tmp)
         src_proc, source = start_broker(str(tmp / "a"))
         dst_proc, target = start_broker(str(tmp / "b"))
         procs = [src_proc, dst_proc]
@@ -101,6 +105,10 @@ def main() -> None:
         print(f"kcat pipe       {p:8.2f} s {n / p:10.0f} rec/s")
         print(f"loosely mirror  {m:8.2f} s {n / m:10.0f} rec/s")
         print(f"loosely mirror / kcat pipe throughput: {p / m:.2f}x")
+        print(f"{loopback}\n{disk}\n  the talk's lines: {message_floors(n, len(data), loopback, disk)}")
+        for name, seconds in (("kcat pipe", p), ("loosely mirror", m)):
+            print(f"    {rate_ratio(name, len(data) / seconds, loopback)}")
+            print(f"    {rate_ratio(name, len(data) / seconds, disk)}")
     finally:
         for proc in procs:
             proc.terminate()
