@@ -57,6 +57,11 @@ class Floor:
         return nbytes / self.value
 
 
+def _load() -> str:
+    """A floor measured on a loaded machine is lower than the machine's: say how loaded it was."""
+    return f"; load average {os.getloadavg()[0]:.2f}"
+
+
 def memcpy_bytes_per_s(nbytes: int = 256 * MIB, repeat: int = 3) -> Floor:
     src = np.ones(nbytes, dtype=np.uint8)  # written once: every page is faulted in before the clock starts
     dst = np.ones(nbytes, dtype=np.uint8)
@@ -65,7 +70,7 @@ def memcpy_bytes_per_s(nbytes: int = 256 * MIB, repeat: int = 3) -> Floor:
         t = time.perf_counter()
         np.copyto(dst, src)
         best = min(best, time.perf_counter() - t)
-    return Floor("memcpy", nbytes / best, "B/s", f"numpy copy of {nbytes // MIB} MiB, best of {repeat}")
+    return Floor("memcpy", nbytes / best, "B/s", f"numpy copy of {nbytes // MIB} MiB, best of {repeat}{_load()}")
 
 
 def _chase_cycle(region_bytes: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +108,7 @@ def random_access_ns(region_bytes: int = 256 * MIB, steps: int = 200_000, rounds
         max(big - small, 0.0),
         "ns",
         f"pointer chase over {region_bytes / MIB:.0f} MiB, one cache line per step, best of {rounds}, less the same "
-        f"chase in L1 ({small:.0f} ns of interpreter per step)",
+        f"chase in L1 ({small:.0f} ns of interpreter per step){_load()}",
     )
 
 
@@ -134,7 +139,7 @@ def loopback_bytes_per_s(nbytes: int = 256 * MIB, chunk_bytes: int = MIB) -> Flo
         sender.join()
     if got != chunks * chunk_bytes:
         raise RuntimeError(f"loopback floor: received {got} of {chunks * chunk_bytes} bytes")
-    return Floor("loopback TCP", got / seconds, "B/s", f"{got // MIB} MiB over 127.0.0.1, one connection")
+    return Floor("loopback TCP", got / seconds, "B/s", f"{got // MIB} MiB over 127.0.0.1, one connection{_load()}")
 
 
 def disk_write_bytes_per_s(directory: str | os.PathLike[str], nbytes: int = 256 * MIB,
@@ -153,7 +158,7 @@ def disk_write_bytes_per_s(directory: str | os.PathLike[str], nbytes: int = 256 
         path.unlink()
     written = nbytes // chunk_bytes * chunk_bytes
     return Floor("disk write", written / seconds, "B/s",
-                 f"{written // MIB} MiB in 1 MiB writes and one fsync to {directory}, like dd conv=fsync")
+                 f"{written // MIB} MiB in 1 MiB writes and one fsync to {directory}, like dd conv=fsync{_load()}")
 
 
 def time_ratio(label: str, seconds: float, floor_seconds: float) -> str:

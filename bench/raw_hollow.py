@@ -50,6 +50,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _floors import (  # bench/_floors.py
+    Floor,
+    disk_write_bytes_per_s,
+    loopback_bytes_per_s,
+    memcpy_bytes_per_s,
+    random_access_ns,
+    rate_ratio,
+)
 from _needs import importable, require_commands, require_modules  # bench/_needs.py
 
 HERE = Path(__file__).resolve().parent
@@ -527,6 +535,10 @@ def main() -> None:
         return
     print(f"scale: {args.records:,} records and {args.overlay:,} in-flight changes (the issue: 1M and 100k); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    # the floors (bench/_floors.py) before any server starts, in the directory the brokers' and Redis's files go to
+    floors = {"loopback": loopback_bytes_per_s(), "disk": disk_write_bytes_per_s(tempfile.gettempdir()),
+              "memcpy": memcpy_bytes_per_s(),
+              "access": random_access_ns(max(args.records * args.size, 1 << 20))}
     results: dict[str, Any] = {}
     redis_side = args.side in ("both", "redis")
     if redis_side and (shutil.which("redis-server") is None or not importable("redis")):
@@ -542,6 +554,7 @@ def main() -> None:
         results["raw"] = run_raw(args)
     if "redis" in results and "raw" in results:
         print_ratios(results["raw"], results["redis"])
+    print_floors(results, args, floors)
     print(json.dumps(results), file=sys.stderr)
 
 
@@ -564,6 +577,28 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             broker.terminate()
             broker.wait(30)
+
+
+def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict[str, Floor]) -> None:
+    """Reads against one random access into a region the size of the records plus a memcpy of one record; the
+    unpaced writes' bytes against loopback TCP (every write crosses it) and the disk (a durable log's floor)."""
+    print("\nagainst the physical floors (bench/_floors.py):")
+    for f in floors.values():
+        print(f"  {f}")
+    read_ms = (floors["access"].value * 1e-9 + floors["memcpy"].seconds_for(args.size)) * 1e3
+    print(f"  a read's floor: one random access and a memcpy of {args.size:,} B = {read_ms * 1e3:.2f} us")
+    reads = {"Redis GET": results.get("redis", {}).get("reads", {}).get("get", {})}
+    raw = results.get("raw", {}).get("reads", {})
+    reads |= {name: raw.get(name, {}) for name in ("plain_hollow", "raw_eventual", "raw_eventual_overlay")}
+    for name, p in reads.items():
+        if p.get("p50"):
+            print(f"    {name:20} p50 {p['p50'] * 1e3:8.2f} us: {p['p50'] / read_ms:,.1f}x the floor")
+    for side in ("redis", "raw"):
+        if not results.get(side):
+            continue
+        rate = results[side]["max"]["writes_per_s"] * args.max_size
+        for f in (floors["loopback"], floors["disk"]):
+            print(f"    {rate_ratio(f'{side} unpaced writes of {args.max_size:,} B', rate, f)}")
 
 
 def print_ratios(raw: dict[str, Any], redis: dict[str, Any]) -> None:
