@@ -18,7 +18,9 @@ Kafka's own ``ConsumerPerformance`` (``kafka-consumer-perf-test``) reads each to
 
 Then, with both brokers still up, the same input is produced again with each of ``--codecs`` (``kcat -z CODEC``:
 the broker must decompress and walk every batch to validate it), alternating between the brokers run by run, and
-the produce ratio is printed per codec with the broker's and kcat's CPU seconds.
+the produce ratio is printed per codec with the broker's and kcat's CPU seconds. Last, the physical floors
+(``bench/_floors.py``, measured before the brokers start): produce and consume bytes/s against loopback TCP and
+produce against a write+fsync to the benchmark's directory.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ Backends, each measured in a fresh process:
 Measured: load time (memory-mapped backends: best of three loads in the process, the first one reported
 too; Java: a load after a warm-up load), resident memory after loading and after the reads (Java: heap used
 after GC), primary key lookup + one field, full record read, delta apply.  Datasets go to ``bench/out``.
+Then the physical floors (``bench/_floors.py``): lookups in random accesses over a region the size of each
+backend's resident data, the delta apply against a memcpy of the delta and of the shards it replaced.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 Two loosely brokers (``loosely broker`` processes) hold the source and the targets. The source topic gets the
 talk's N lines (key, value). Each round times the kcat pipe to its end and the mirror from its start until the
 target partition holds all N records (the mirror also writes its progress, offset syncs and heartbeats, and keeps
-headers and timestamps, which the pipe does not). Prints median seconds and records per second. Usage::
+headers and timestamps, which the pipe does not). Prints median seconds and records per second, and both as
+bytes/s against the physical floors (``bench/_floors.py``: loopback TCP, a write+fsync). Usage::
 
     .venv/bin/python bench/mirror.py [--messages 1000000] [--repeat 3]
 """

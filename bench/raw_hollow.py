@@ -26,6 +26,9 @@ Measured, each figure on both sides in the same run, every role in its own proce
   consumer of the same records (RSS growth of a fresh process after reading every record once), and the growth
   of Redis's ``used_memory`` for the records.
 
+Last, the physical floors (``bench/_floors.py``): each read p50 against one random access over the records' bytes
+plus a memcpy of one record, the unpaced writes' bytes against loopback TCP and a write+fsync.
+
 The issue asks for 1M records and 100k in-flight changes; the defaults are scaled down so a run takes under three
 minutes on a small shared machine, and the scale is printed.  Redis runs with ``--appendonly yes --appendfsync
 everysec`` (durable to the page cache, as the broker's acks=all is) and no RDB snapshots.

@@ -16,7 +16,9 @@ Three implementations, each in its own process on the same broker in the same ru
 
 Prints events/s, peak RSS (``VmHWM`` of each worker process: not ``ru_maxrss``, which a child started with vfork,
 as ``subprocess`` does, inherits from the driver, that had produced the events) and the ratios. The broker is
-loosely's own, run as a separate process. Usage::
+loosely's own, run as a separate process. Then the physical floors (``bench/_floors.py``): the events' bytes over
+each worker's time against loopback TCP, the view's SQLite file against a write+fsync to the same directory.
+Without Quix Streams (``--quix-python`` cannot import it) the other two run and the Quix columns say ``-``. Usage::
 
     .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1] \
         [--quix-python PATH]
