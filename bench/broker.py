@@ -18,7 +18,9 @@ Kafka's own ``ConsumerPerformance`` (``kafka-consumer-perf-test``) reads each to
 
 Then, with both brokers still up, the same input is produced again with each of ``--codecs`` (``kcat -z CODEC``:
 the broker must decompress and walk every batch to validate it), alternating between the brokers run by run, and
-the produce ratio is printed per codec with the broker's and kcat's CPU seconds.
+the produce ratio is printed per codec with the broker's and kcat's CPU seconds. Last, the physical floors
+(``bench/_floors.py``, measured before the brokers start): produce and consume bytes/s against loopback TCP and
+produce against a write+fsync to the benchmark's directory.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _floors import Floor, disk_write_bytes_per_s, loopback_bytes_per_s, message_floors, rate_ratio  # bench/_floors.py
+from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from loosely.testing import ApacheKafka, ensure_kafka_jars, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -311,6 +315,7 @@ def main() -> None:
     )
     ap.add_argument("--codecs", default="lz4,zstd,gzip,snappy", help="comma-separated kcat -z codecs; '' for none")
     args = ap.parse_args()
+    require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     codecs = [c for c in args.codecs.split(",") if c]
     perf_classpath = None
     if args.kafka_tools_jar is not None:
@@ -324,6 +329,9 @@ def main() -> None:
         inputs[n] = work / f"input-{n}.txt"
         talk_input(n, inputs[n])
 
+    # the floors (bench/_floors.py) before either broker starts: every byte crosses loopback, and lands in `work`
+    floors = loopback_bytes_per_s(), disk_write_bytes_per_s(work)
+    input_bytes = {n: path.stat().st_size for n, path in inputs.items()}
     print(f"talk example with Debian's kcat, median of {args.repeat} runs, loosely and Kafka alternating", flush=True)
     proc, lb = start_loosely(work)
     kafka: ApacheKafka | None = None
@@ -369,7 +377,21 @@ def main() -> None:
         f"({kb.start_s / lb.start_s:.1f}x faster)"
     )
     print("ratios are loosely throughput / Kafka throughput (>1 means loosely is faster)")
+    report_floors({n: (input_bytes[n], lr, kr) for n, (lr, kr) in results.items()}, *floors)
 
+
+def report_floors(runs: dict[int, tuple[int, Runs, Runs]], loopback: Floor, disk: Floor) -> None:
+    """The talk example's input bytes over each median time, against loopback TCP and the disk. Both brokers keep
+    the log in the page cache (no fsync per produce), so the disk, with its fsync, is a durable log's floor."""
+    print(f"\n{loopback}\n{disk}")
+    for n, (nbytes, lr, kr) in runs.items():
+        print(f"  n={n}: {message_floors(n, nbytes, loopback, disk)}")
+        for name, r in (("loosely", lr), ("kafka", kr)):
+            produce = nbytes / statistics.median(r.produce_s)
+            print(f"    {rate_ratio(f'{name:7s} produce', produce, loopback)}")
+            print(f"    {rate_ratio(f'{name:7s} produce', produce, disk)}")
+            consume = nbytes / statistics.median(r.consume_nopause_s)
+            print(f"    {rate_ratio(f'{name:7s} kcat consume, no pause', consume, loopback)}")
 
 if __name__ == "__main__":
     main()

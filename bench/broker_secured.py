@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from _floors import Floor, disk_write_bytes_per_s, loopback_bytes_per_s, message_floors, rate_ratio
+from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from broker import QUEUE_FULL_PAUSE, first_produce, talk_input  # bench/broker.py
 from loosely.testing import ApacheKafka, free_port
 from loosely.testing.certs import make_dev_certs
@@ -90,11 +92,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--records", type=int, default=1_000_000)
     args = ap.parse_args()
+    require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     work = Path(tempfile.mkdtemp(prefix="bench-secured-"))
     certs = make_dev_certs(work / "certs")
     settings = broker_settings(certs.directory)
     data = work / "input.txt"
     talk_input(args.records, data)
+    floors = loopback_bytes_per_s(), disk_write_bytes_per_s(work)  # bench/_floors.py, before the brokers start
+    nbytes = data.stat().st_size
     proc, l_plain, l_secured = start_loosely(work, settings)
     kafka = ApacheKafka(nodes=1, base_dir=work / "kafka", heap_mb=1024, listeners={"SASL_SSL": "SASL_SSL"},
                         config=settings)  # fmt: skip
@@ -130,6 +135,19 @@ def main() -> None:
         print(f"{kind:9s} produce ratio {kp / lp:5.2f}   consume ratio {kc / lc:5.2f}")
     print("ratios are loosely throughput / Kafka throughput (>1 means loosely is faster); median of "
           f"{args.repeat}, {args.records:,} records, Debian's kcat")  # fmt: skip
+    report_floors(times, args.records, nbytes, *floors)
+
+
+def report_floors(times: dict[tuple[str, str], list[tuple[float, float]]], records: int, nbytes: int,
+                  loopback: Floor, disk: Floor) -> None:
+    """The input's bytes over each median time against loopback TCP (and produce against the disk)."""
+    print(f"\n{loopback}\n{disk}\n  {message_floors(records, nbytes, loopback, disk)}")
+    for (name, kind), ts in sorted(times.items()):
+        produce = nbytes / statistics.median(t[0] for t in ts)
+        consume = nbytes / statistics.median(t[1] for t in ts)
+        print(f"    {rate_ratio(f'{name:7s} {kind:9s} produce', produce, loopback)}")
+        print(f"    {rate_ratio(f'{name:7s} {kind:9s} produce', produce, disk)}")
+        print(f"    {rate_ratio(f'{name:7s} {kind:9s} consume', consume, loopback)}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
+from _needs import KCAT, require_commands  # bench/_needs.py
+
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
 
 
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bootstrap", help="an already running broker (default: start a loosely broker)")
     args = ap.parse_args()
+    require_commands("kcat", why=KCAT)
     tmp = Path(tempfile.mkdtemp(prefix="cli-bench-"))
     proc = None
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import os
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from _needs import require_commands, require_modules  # bench/_needs.py
 from loosely.console import ConsoleServer, create_app
 from loosely.hollow.api import FilesystemBlobStore
 from loosely.hollow.api import Producer as HollowProducer
@@ -181,6 +183,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--messages", type=int, default=20_000)
     args = ap.parse_args()
+    require_commands("java", os.environ.get("LOOSELY_CHROMIUM", "chromium"),
+                     os.environ.get("LOOSELY_CHROMEDRIVER", "chromedriver"),
+                     why="Apache Kafka needs Java 17+, the browser times Debian's chromium and its driver "
+                         "(scripts/bootstrap --dev)")
+    require_modules("selenium", why="the browser times drive chromium through selenium (the dev extra)")
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         work = Path(tmp)
         versions = hollow_store(work / "hollow")

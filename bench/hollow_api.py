@@ -43,6 +43,7 @@ REPO = HERE.parent
 OUT = HERE / "out"
 sys.path.insert(0, str(REPO / "tests"))
 
+from _needs import require_commands  # noqa: E402 -- bench/_needs.py
 from loosely.hollow.core import INLINE, Int64, hollow_type  # noqa: E402
 
 
@@ -179,6 +180,9 @@ def main() -> None:
     if args.child == "consumer":
         run_python_consumer(py_dir, cycles - 1, cycles)
         return
+    if args.side in ("both", "java"):
+        require_commands("java", "javac", why="the Java side runs Java Hollow on a JDK 17+ (scripts/bootstrap); "
+                                              "--side python runs without it")
     OUT.mkdir(exist_ok=True)
     results: dict[str, object] = {"records": n, "cycles": cycles, "runs": []}
     cp = _java_cp() if args.side in ("both", "java") else ""

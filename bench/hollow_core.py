@@ -18,6 +18,8 @@ Backends, each measured in a fresh process:
 Measured: load time (memory-mapped backends: best of three loads in the process, the first one reported
 too; Java: a load after a warm-up load), resident memory after loading and after the reads (Java: heap used
 after GC), primary key lookup + one field, full record read, delta apply.  Datasets go to ``bench/out``.
+Then the physical floors (``bench/_floors.py``): lookups in random accesses over a region the size of each
+backend's resident data, the delta apply against a memcpy of the delta and of the shards it replaced.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from _floors import memcpy_bytes_per_s, random_access_ns, time_ratio  # bench/_floors.py
+from _needs import require_commands, require_modules  # bench/_needs.py
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -287,8 +292,15 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
         engine.checksum()  # touch every page: resident memory of the whole dataset
         result["rss_reads"] = rss() - base
         delta = (data / "delta-1-2").read_bytes()
+        before = {(t.name, i): s.fixed for t in engine.types() for i, s in enumerate(t.shards)}
         result["delta_s"] = _timed(lambda: engine.apply_delta(delta))
         assert index.find(added[0]) >= 0 and index.find(removed[0]) == -1
+        # The floor of an apply: reading the delta and writing the shards it replaced (a shard the delta leaves
+        # alone keeps its buffers). Nothing can do that faster than a memcpy of those bytes.
+        result["delta_bytes"] = len(delta)
+        result["delta_written_bytes"] = sum(
+            s.nbytes for t in engine.types() for i, s in enumerate(t.shards) if before.get((t.name, i)) is not s.fixed
+        )
     else:
         raise ValueError(backend)
     result["lookups"] = len(keys)
@@ -325,9 +337,16 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, data, args.records)))
         return
+    backends = args.backends.split(",")
+    fresh = not (data / "delta-1-2").exists()  # prepare() has Java Hollow write the blobs, and builds every file
+    if fresh or "java" in backends:
+        require_commands("java", "javac", why="Java Hollow writes the blobs and is measured beside us: a JDK 17+ "
+                                              "(scripts/bootstrap)")
+    if "arrow" in backends or not (data / "items.arrow").exists():
+        require_modules("pyarrow", why="the Arrow backend (the dev extra)")
     data = prepare(args.records, args.lookups)
     results: dict[str, dict[str, float]] = {}
-    for backend in args.backends.split(","):
+    for backend in backends:
         if backend == "java":
             results[backend] = measure_java(data)
         else:
@@ -336,6 +355,43 @@ def main() -> None:
             results[backend] = json.loads(out.strip().splitlines()[-1])
         print(f"measured {backend}", file=sys.stderr)
     report(results, args.records, args.lookups)
+    report_floors(results, data)
+
+
+ACCESS_NS_RESOLVED = 5.0  # the Python chase's step varies by more than this: below it, no access was measured
+
+
+def report_floors(results: dict[str, dict[str, float]], data: Path) -> None:
+    """Each figure against what the machine itself does (bench/_floors.py), measured now, after the backends."""
+    h, d = results.get("hollow"), results.get("dict")
+    snapshot_bytes = (data / "snapshot-1").stat().st_size
+    print("\nagainst the physical floors (bench/_floors.py):")
+    for name, r in (("hollow", h), ("dict", d)):
+        if not r:
+            continue
+        # a random access over a region the size of the backend's own data: what one probe of its lookup costs
+        access = random_access_ns(max(int(r["rss_reads"]), 1 << 20))
+        print(f"  {access}")
+        per_lookup = r["lookup_s"] / r["lookups"] * 1e9
+        per_record = r["full_s"] / r["lookups"] * 1e9
+        if access.value < ACCESS_NS_RESOLVED:
+            print(f"  {name}: its data fits the caches; one access is below what the chase resolves, no ratio")
+            continue
+        print(f"  {name} key+field {per_lookup:,.0f} ns = {per_lookup / access.value:.1f} random accesses; "
+              f"full record {per_record:,.0f} ns = {per_record / access.value:.1f}")
+    if h:
+        memcpy = memcpy_bytes_per_s()
+        print(f"  {memcpy}")
+        moved = h["delta_bytes"] + h["delta_written_bytes"]
+        print("  " + time_ratio(f"hollow delta apply (reads the {h['delta_bytes'] / 1e6:.2f} MB delta, writes "
+                                f"{h['delta_written_bytes'] / 1e6:.1f} MB of shards; floor: a memcpy of both)",
+                                h["delta_s"], memcpy.seconds_for(moved)))
+        j = results.get("java")
+        if j:
+            print("  " + time_ratio("java delta apply, warm, against the same floor", j["delta_s"],
+                                    memcpy.seconds_for(moved)))
+        print(f"  hollow resident after reads {h['rss_reads'] / 1e6:.1f} MB against the snapshot's own "
+              f"{snapshot_bytes / 1e6:.1f} MB: {h['rss_reads'] / snapshot_bytes:.2f}x the bytes of the data")
 
 
 def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:

@@ -6,7 +6,8 @@
 Two loosely brokers (``loosely broker`` processes) hold the source and the targets. The source topic gets the
 talk's N lines (key, value). Each round times the kcat pipe to its end and the mirror from its start until the
 target partition holds all N records (the mirror also writes its progress, offset syncs and heartbeats, and keeps
-headers and timestamps, which the pipe does not). Prints median seconds and records per second. Usage::
+headers and timestamps, which the pipe does not). Prints median seconds and records per second, and both as
+bytes/s against the physical floors (``bench/_floors.py``: loopback TCP, a write+fsync). Usage::
 
     .venv/bin/python bench/mirror.py [--messages 1000000] [--repeat 3]
 """
@@ -27,6 +28,9 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+
+from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, message_floors, rate_ratio  # bench/_floors.py
+from _needs import KCAT, require_commands  # bench/_needs.py
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
 
@@ -78,9 +82,13 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    require_commands("kcat", why=KCAT)
     tmp = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
     procs = []
     try:
+        # the floors (bench/_floors.py) before the brokers start: a copy crosses loopback twice (out of the source,
+        # into the target) and lands in the target's log, in this directory
+        loopback, disk = loopback_bytes_per_s(), disk_write_bytes_per_s(tmp)
         src_proc, source = start_broker(str(tmp / "a"))
         dst_proc, target = start_broker(str(tmp / "b"))
         procs = [src_proc, dst_proc]
@@ -98,6 +106,10 @@ def main() -> None:
         print(f"kcat pipe       {p:8.2f} s {n / p:10.0f} rec/s")
         print(f"loosely mirror  {m:8.2f} s {n / m:10.0f} rec/s")
         print(f"loosely mirror / kcat pipe throughput: {p / m:.2f}x")
+        print(f"{loopback}\n{disk}\n  the talk's lines: {message_floors(n, len(data), loopback, disk)}")
+        for name, seconds in (("kcat pipe", p), ("loosely mirror", m)):
+            print(f"    {rate_ratio(name, len(data) / seconds, loopback)}")
+            print(f"    {rate_ratio(name, len(data) / seconds, disk)}")
     finally:
         for proc in procs:
             proc.terminate()

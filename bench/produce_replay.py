@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.schema.types import TopicName
 
+from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from broker import Broker, cpu_seconds, ratio, start_kafka, start_loosely, stop_brokers  # bench/broker.py
 from loosely.protocol.compression import Codec
 from loosely.protocol.messages import decode_response, encode_request
@@ -128,6 +129,7 @@ def main() -> None:
         "--in-flight", type=int, default=5, help="Produce requests pipelined (librdkafka: 5 with idempotence)"
     )
     args = ap.parse_args()
+    require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     codecs = [Codec[c.upper()] for c in args.codecs.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     proc, lb = start_loosely(work)

@@ -26,6 +26,9 @@ Measured, each figure on both sides in the same run, every role in its own proce
   consumer of the same records (RSS growth of a fresh process after reading every record once), and the growth
   of Redis's ``used_memory`` for the records.
 
+Last, the physical floors (``bench/_floors.py``): each read p50 against one random access over the records' bytes
+plus a memcpy of one record, the unpaced writes' bytes against loopback TCP and a write+fsync.
+
 The issue asks for 1M records and 100k in-flight changes; the defaults are scaled down so a run takes under three
 minutes on a small shared machine, and the scale is printed.  Redis runs with ``--appendonly yes --appendfsync
 everysec`` (durable to the page cache, as the broker's acks=all is) and no RDB snapshots.
@@ -50,7 +53,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _floors import (  # bench/_floors.py
+    Floor,
+    disk_write_bytes_per_s,
+    loopback_bytes_per_s,
+    memcpy_bytes_per_s,
+    random_access_ns,
+    rate_ratio,
+)
+from _needs import importable, require_commands, require_modules  # bench/_needs.py
+
 HERE = Path(__file__).resolve().parent
+REDIS_SERVER = "the anchor is Debian's redis-server (scripts/bootstrap installs it)"
+REDIS_PY = "it is driven by redis-py (the dev extra)"
 HEADER = 20  # the write's start, monotonic ns, in ASCII digits at the head of every record's payload
 
 
@@ -523,16 +538,26 @@ def main() -> None:
         return
     print(f"scale: {args.records:,} records and {args.overlay:,} in-flight changes (the issue: 1M and 100k); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    # the floors (bench/_floors.py) before any server starts, in the directory the brokers' and Redis's files go to
+    floors = {"loopback": loopback_bytes_per_s(), "disk": disk_write_bytes_per_s(tempfile.gettempdir()),
+              "memcpy": memcpy_bytes_per_s(),
+              "access": random_access_ns(max(args.records * args.size, 1 << 20))}
     results: dict[str, Any] = {}
-    if args.side in ("both", "redis"):
-        if shutil.which("redis-server") is None:
-            raise SystemExit("redis-server is not installed (scripts/bootstrap installs Debian's)")
+    redis_side = args.side in ("both", "redis")
+    if redis_side and (shutil.which("redis-server") is None or not importable("redis")):
+        if args.side == "redis":  # nothing else to run: say why and stop
+            require_commands("redis-server", why=REDIS_SERVER)
+            require_modules("redis", why=REDIS_PY)
+        print(f"the Redis side is left out: {REDIS_SERVER}, and {REDIS_PY}", flush=True)
+        redis_side = False
+    if redis_side:
         with redis_server() as port:
             results["redis"] = run_side("redis", str(port), args)
     if args.side in ("both", "raw"):
         results["raw"] = run_raw(args)
     if "redis" in results and "raw" in results:
         print_ratios(results["raw"], results["redis"])
+    print_floors(results, args, floors)
     print(json.dumps(results), file=sys.stderr)
 
 
@@ -555,6 +580,28 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             broker.terminate()
             broker.wait(30)
+
+
+def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict[str, Floor]) -> None:
+    """Reads against one random access into a region the size of the records plus a memcpy of one record; the
+    unpaced writes' bytes against loopback TCP (every write crosses it) and the disk (a durable log's floor)."""
+    print("\nagainst the physical floors (bench/_floors.py):")
+    for f in floors.values():
+        print(f"  {f}")
+    read_ms = (floors["access"].value * 1e-9 + floors["memcpy"].seconds_for(args.size)) * 1e3
+    print(f"  a read's floor: one random access and a memcpy of {args.size:,} B = {read_ms * 1e3:.2f} us")
+    reads = {"Redis GET": results.get("redis", {}).get("reads", {}).get("get", {})}
+    raw = results.get("raw", {}).get("reads", {})
+    reads |= {name: raw.get(name, {}) for name in ("plain_hollow", "raw_eventual", "raw_eventual_overlay")}
+    for name, p in reads.items():
+        if p.get("p50"):
+            print(f"    {name:20} p50 {p['p50'] * 1e3:8.2f} us: {p['p50'] / read_ms:,.1f}x the floor")
+    for side in ("redis", "raw"):
+        if not results.get(side):
+            continue
+        rate = results[side]["max"]["writes_per_s"] * args.max_size
+        for f in (floors["loopback"], floors["disk"]):
+            print(f"    {rate_ratio(f'{side} unpaced writes of {args.max_size:,} B', rate, f)}")
 
 
 def print_ratios(raw: dict[str, Any], redis: dict[str, Any]) -> None:

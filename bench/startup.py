@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 
+from _needs import KCAT, require_commands  # bench/_needs.py
 from loosely.testing import embedded_broker
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
@@ -59,6 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
+    require_commands("kcat", why=KCAT)
     modules, ms = import_cost("loosely.protocol.records")
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()}, load average {os.getloadavg()[0]:.2f}, "
           f"median of {args.repeat}")

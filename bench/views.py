@@ -16,7 +16,9 @@ Three implementations, each in its own process on the same broker in the same ru
 
 Prints events/s, peak RSS (``VmHWM`` of each worker process: not ``ru_maxrss``, which a child started with vfork,
 as ``subprocess`` does, inherits from the driver, that had produced the events) and the ratios. The broker is
-loosely's own, run as a separate process. Usage::
+loosely's own, run as a separate process. Then the physical floors (``bench/_floors.py``): the events' bytes over
+each worker's time against loopback TCP, the view's SQLite file against a write+fsync to the same directory.
+Without Quix Streams (``--quix-python`` cannot import it) the other two run and the Quix columns say ``-``. Usage::
 
     .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1] \
         [--quix-python PATH]
@@ -42,6 +44,9 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, rate_ratio  # bench/_floors.py
+from _needs import importable  # bench/_needs.py
 
 IMPLS = ("loosely", "handwritten", "quix")
 VIEWS = ("count", "latest")
@@ -162,20 +167,25 @@ def worker(args: argparse.Namespace) -> None:
 # -- the driver -------------------------------------------------------------------------------------------------
 
 
-def produce(bootstrap: str, topic: str, events: int, keys: int, partitions: int) -> None:
+def produce(bootstrap: str, topic: str, events: int, keys: int, partitions: int) -> int:
+    """Produces the events; returns their key and value bytes (the consumers' payload, before lz4)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(60)
     rng = random.Random(1)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10_000,
                   "compression.type": "lz4"})
+    payload_bytes = 0
     for i in range(events):
+        value, key = b'{"n":%d,"note":"bar"}' % i, b"k%d" % rng.randrange(keys)
+        payload_bytes += len(key) + len(value)
         while True:
             try:
-                p.produce(topic, b'{"n":%d,"note":"bar"}' % i, key=b"k%d" % rng.randrange(keys))
+                p.produce(topic, value, key=key)
                 break
             except BufferError:
                 p.poll(0.05)
     assert p.flush(120) == 0
+    return payload_bytes
 
 
 def check(db: str, view: str, impl: str, reference: dict[str, object] | None) -> dict[str, object]:
@@ -211,9 +221,23 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    impls = args.impls.split(",")
+    impls = [i for i in args.impls.split(",") if i]
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown:
+        raise SystemExit(f"unknown implementation {', '.join(unknown)}: choose among {', '.join(IMPLS)}")
+    if "quix" in impls and not importable("quixstreams", args.quix_python):
+        print(f"Quix Streams is not importable by {args.quix_python}: the quix column is left out (install it in a "
+              "virtualenv of its own and pass --quix-python, see this file's header)", flush=True)
+        impls.remove("quix")
+    if not impls:
+        raise SystemExit("nothing to run: no implementation left")
     with tempfile.TemporaryDirectory(prefix="bench-views-") as d:
         from loosely.testing import free_port  # here, not at the top: it imports the broker, workers must not
+
+        # Floors (bench/_floors.py), before the broker starts: the events reach each worker over loopback TCP and
+        # the view goes to SQLite files in this directory.
+        loopback, disk = loopback_bytes_per_s(), disk_write_bytes_per_s(d)
+        print(f"{loopback}\n{disk}", flush=True)
 
         port = free_port()
         broker = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", f"{d}/data",
@@ -224,7 +248,7 @@ def main() -> None:
         try:
             topic = "events"
             t0 = time.perf_counter()
-            produce(boot, topic, args.events, args.keys, args.partitions)
+            payload_bytes = produce(boot, topic, args.events, args.keys, args.partitions)
             print(f"produced {args.events:,} events over {args.keys:,} keys in {time.perf_counter() - t0:.1f}s",
                   flush=True)
             results: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -244,6 +268,7 @@ def main() -> None:
                         r = json.loads(out.stdout.strip().splitlines()[-1])
                         r["events_per_s"] = args.events / r["seconds"]
                         results.setdefault((impl, view), []).append(r)
+                        r["db_bytes"] = sum(os.path.getsize(f) for f in (db, f"{db}-wal") if os.path.exists(f))
                         rows = check(db, view, impl, reference)
                         if impl == "handwritten":
                             reference = rows
@@ -253,16 +278,25 @@ def main() -> None:
         finally:
             broker.terminate()
             broker.wait(30)
+    floors: dict[str, dict[str, dict[str, float]]] = {}
     print("\nview    impl         events/s   peak RSS   vs quix (speed, memory)   vs hand-written (speed)")
     for view in views:
-        med = {i: {k: statistics.median(r[k] for r in results[(i, view)]) for k in ("events_per_s", "rss_mib")}
-               for i in impls}
+        med = {i: {k: statistics.median(r[k] for r in results[(i, view)])
+                   for k in ("events_per_s", "rss_mib", "seconds", "db_bytes")} for i in impls}
         for i in impls:
             m = med[i]
             vq = (f"{m['events_per_s'] / med['quix']['events_per_s']:.2f}x, "
                   f"{m['rss_mib'] / med['quix']['rss_mib']:.2f}x") if "quix" in med else "-"
             vh = f"{m['events_per_s'] / med['handwritten']['events_per_s']:.2f}x" if "handwritten" in med else "-"
             print(f"{view:7} {i:11} {m['events_per_s']:>10,.0f} {m['rss_mib']:7.0f} MiB   {vq:24}  {vh}")
+        floors[view] = med
+    print(f"\nagainst the floors: the events' key and value bytes ({payload_bytes:,} B, lz4 on the wire) over the "
+          "worker's time, against loopback TCP; the view's SQLite file (its final size) over the same time, against "
+          "the disk")
+    for view, med in floors.items():
+        for i, m in med.items():
+            print(f"  {rate_ratio(f'{view:6} {i:11} events in ', payload_bytes / m['seconds'], loopback)}")
+            print(f"  {rate_ratio(f'{view:6} {i:11} view out  ', m['db_bytes'] / m['seconds'], disk)}")
 
 
 if __name__ == "__main__":
