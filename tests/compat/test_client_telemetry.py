@@ -34,6 +34,7 @@ from broker._raw import Raw
 from compat._java import run_java
 from compat._kafka_tools import kafka_class, kafka_tool
 from loosely.broker.server import BrokerThread
+from loosely.cli.top import parse_scrape, render
 from loosely.protocol.messages import ApiKey, load_request_schema
 from loosely.testing import ApacheKafka, embedded_broker
 
@@ -268,3 +269,9 @@ def test_pushed_client_metrics_reach_prometheus(exporting: tuple[BrokerThread, s
     assert pushes and all(float(line.rsplit(" ", 1)[1]) >= 1 for line in pushes), pushes
     assert any(line.startswith("loosely_client_org_apache_kafka_") and 'client_id="tele-java"' in line
                for line in text.splitlines())
+
+    # `loosely top` shows a line per pushing client
+    screen = render(parse_scrape(text, time.time()), None, url)
+    rows = [line for line in screen.splitlines() if line.startswith("tele-java ")]  # its producer and consumer
+    assert rows and all("apache-kafka-java" in row for row in rows), screen
+    assert any(line.startswith("tele-rdkafka ") for line in screen.splitlines()), screen
