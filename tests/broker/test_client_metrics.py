@@ -54,7 +54,7 @@ def test_subscriptions_are_durable_and_match_whole_values(tmp_path: Path) -> Non
     subs.replace("gone", {"metrics": "x"})
     subs.replace("gone", {})
     again = Subscriptions(OsFileSystem(), str(tmp_path))
-    assert set(again.configs) == {"java", "all"}
+    assert set(again.entries) == {"java", "all"}
     iid = uuid.uuid4()
     assert again.matching(JAVA, iid) == (("org.apache.kafka.consumer.", "org.apache.kafka.producer."), 1000)
     assert again.matching(RDKAFKA, iid) == (("org.apache.kafka.producer.",), 2000)

@@ -39,8 +39,6 @@ cumulative ones keep the last value; histograms keep their count and sum.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import uuid
@@ -53,6 +51,7 @@ import crc32c
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
+from loosely.broker._named_configs import NamedConfigs
 from loosely.protocol.compression import Codec, decompress_bounded
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.storage.fs import FileSystem
@@ -72,7 +71,6 @@ __all__ = [
 ]
 
 CLIENT_METRICS_FILE: Final = "client-metrics.json"
-FORMAT_VERSION: Final = 1
 SOURCE_CLIENT_METRICS: Final = 7  # Kafka's ConfigSource.CLIENT_METRICS_CONFIG
 
 METRICS, INTERVAL_MS, MATCH = "metrics", "interval.ms", "match"
@@ -187,37 +185,23 @@ class _Subscription:
         )
 
 
-class Subscriptions:
+class Subscriptions(NamedConfigs):
     """Every CLIENT_METRICS subscription, loaded from and saved to the data directory (one event-loop thread)."""
 
     def __init__(self, fs: FileSystem, data_dir: str) -> None:
-        self._fs = fs
-        self.path = os.path.join(data_dir, CLIENT_METRICS_FILE)
-        self.configs: dict[str, dict[str, str]] = {}
+        super().__init__(fs, data_dir, CLIENT_METRICS_FILE, "subscriptions")
+        try:
+            for name, props in self.entries.items():
+                check_subscription(name, props)
+        except ClientMetricsError as e:
+            raise ValueError(f"{self.path} is damaged ({e}); fix or remove it") from None
+        self._parsed = {n: _Subscription.of(p) for n, p in self.entries.items()}
         self.version = 0  # bumped by every change: instances re-evaluate when theirs is older
-        if fs.exists(self.path):
-            try:
-                self.configs = _decode(fs.read_file(self.path))
-                for name, props in self.configs.items():
-                    check_subscription(name, props)
-            except (ValueError, TypeError, KeyError, AttributeError) as e:
-                raise ValueError(f"{self.path} is damaged ({e}); fix or remove it") from None
-        self._parsed = {n: _Subscription.of(p) for n, p in self.configs.items()}
-
-    def of(self, name: str) -> Mapping[str, str]:
-        return self.configs.get(name, {})
 
     def replace(self, name: str, props: Mapping[str, str]) -> None:
         """Make ``props`` the subscription's whole config (none: delete it), durable before it counts."""
-        configs = {n: dict(c) for n, c in self.configs.items()}
-        configs[name] = dict(props)
-        if not props:
-            del configs[name]
-        data = _encode(configs)
-        assert _decode(data) == configs  # what is about to be durable reads back as what we mean
-        self._fs.write_atomic(self.path, data)
-        self.configs = configs
-        self._parsed = {n: _Subscription.of(p) for n, p in configs.items()}
+        super().replace(name, props)
+        self._parsed = {n: _Subscription.of(p) for n, p in self.entries.items()}
         self.version += 1
 
     def matching(self, info: ClientInfo, instance_id: uuid.UUID) -> tuple[tuple[str, ...], int]:
@@ -232,19 +216,6 @@ class Subscriptions:
         if ALL_METRICS in metrics:
             return (ALL_METRICS,), interval
         return tuple(sorted(metrics)), interval
-
-
-def _encode(configs: Mapping[str, Mapping[str, str]]) -> bytes:
-    doc = {"version": FORMAT_VERSION,
-           "subscriptions": {n: dict(sorted(c.items())) for n, c in sorted(configs.items())}}
-    return json.dumps(doc, indent=1).encode()
-
-
-def _decode(data: bytes) -> dict[str, dict[str, str]]:
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"expected {{'version': {FORMAT_VERSION}, 'subscriptions': {{...}}}}")
-    return {str(n): {str(k): str(v) for k, v in c.items()} for n, c in doc["subscriptions"].items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -725,7 +725,7 @@ async def handle_list_config_resources(ctx: BrokerContext, header: RequestHeader
         elif rtype == GROUP:
             found.extend((g, GROUP) for g in sorted(_groups(ctx).groups))
         elif rtype == CLIENT_METRICS:
-            found.extend((n, CLIENT_METRICS) for n in sorted(client_telemetry(ctx).subscriptions.configs))
+            found.extend((n, CLIENT_METRICS) for n in sorted(client_telemetry(ctx).subscriptions.entries))
     return resp.make(
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,
