@@ -153,6 +153,9 @@ def test_pushed_points_are_kept_bounded_and_deltas_added_up(tmp_path: Path) -> N
         other = t.get_subscriptions(None, RDKAFKA)
         assert _push(t, other.instance_id, other.subscription_id, _metrics_data(1, 1), info=RDKAFKA) == 0
     assert len(t.exported) == EXPORTED_CLIENTS_MAX and got.instance_id not in t.exported
+    clock.ms += 60_000  # unheard for a minute (and three intervals): forgotten, series and all
+    t.expire()
+    assert not t.exported and t.statistics()["instances"] == 0
 
 
 def test_without_export_pushes_are_taken_and_dropped_as_kafka_does(tmp_path: Path) -> None:

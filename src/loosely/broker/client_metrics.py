@@ -332,6 +332,11 @@ class ClientTelemetry:
             self.exported.pop(gone, None)
         return inst
 
+    def expire(self) -> None:
+        """Forget the instances unheard for too long, and what they pushed (a scrape calls it, so the series of
+        clients that went away leave ``/metrics`` even when no other client sends telemetry)."""
+        self._expire(self._now_ms())
+
     def _expire(self, now: int) -> None:
         while self._instances:
             oldest_id, oldest = next(iter(self._instances.items()))

@@ -155,6 +155,7 @@ def _clients(ctx: BrokerContext) -> list[ClientSeries]:
     telemetry = ctx.client_telemetry
     if telemetry is None or not telemetry.export:
         return []
+    telemetry.expire()
     return [dataclasses.replace(c, points=dict(c.points)) for c in telemetry.exported.values()]
 
 
