@@ -20,6 +20,7 @@ from loosely.broker.client_metrics import (
     Subscriptions,
     check_subscription,
 )
+from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.protocol.compression import Codec, compress
 from loosely.protocol.errors import ErrorCode
 from loosely.storage.fs import OsFileSystem
@@ -164,3 +165,14 @@ def test_without_export_pushes_are_taken_and_dropped_as_kafka_does(tmp_path: Pat
     got = t.get_subscriptions(None, JAVA)
     assert _push(t, got.instance_id, got.subscription_id, b"\xff garbage") == ErrorCode.none
     assert not t.exported
+
+
+def test_telemetry_is_on_with_the_prometheus_endpoint_unless_set_otherwise() -> None:
+    assert not BrokerConfig(data_dir="d").client_telemetry_exported  # as Kafka without a telemetry reporter
+    assert BrokerConfig(data_dir="d", metrics_listen="127.0.0.1:0").client_telemetry_exported
+    off, _, _ = split_kafka_settings({"loosely.client.telemetry.enable": "false", "telemetry.max.bytes": "2048"})
+    assert off == {"client_telemetry": False, "telemetry_bytes_max": 2048}
+    off_with_endpoint = BrokerConfig(data_dir="d", metrics_listen="127.0.0.1:0", client_telemetry=False)
+    assert not off_with_endpoint.client_telemetry_exported
+    with pytest.raises(ValueError, match=r"telemetry\.max\.bytes"):
+        split_kafka_settings({"telemetry.max.bytes": "0"})

@@ -337,6 +337,7 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
         "group.consumer.min.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_min), "int"),
         "group.consumer.max.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_max), "int"),
         "transaction.max.timeout.ms": (str(c.transaction_timeout_ms_max), "int"),
+        "telemetry.max.bytes": (str(c.telemetry_bytes_max), "int"),
         "log.dirs": (ctx.logs.data_dir, "string"),
         "listeners": (",".join(f"{b.name}://{_hostport(b.bound_host, b.bound_port)}" for b in listeners), "string"),
         "advertised.listeners": (",".join(f"{b.name}://{_hostport(b.host, b.port)}" for b in listeners), "string"),
