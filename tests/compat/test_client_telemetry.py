@@ -109,55 +109,56 @@ def _wait_for(bootstrap: str, name: str, config: str, value: str) -> dict[str, t
 
 def test_subscriptions_are_made_described_listed_and_refused_alike(bootstrap: str) -> None:
     name, other = f"tele-{uuid.uuid4().hex[:8]}", f"tele-{uuid.uuid4().hex[:8]}"
-    assert _tool("--alter", "--entity-type", "client-metrics", "--entity-name", name, "--add-config",
-                 "metrics=[org.apache.kafka.producer.,org.apache.kafka.consumer.],interval.ms=1000,"
-                 "match=[client_id=abc.*]", bootstrap=bootstrap) == (
-        0, f"Completed updating config for client-metric {name}.")
-    seen = _wait_for(bootstrap, name, "interval.ms", "1000")
-    assert seen == {
-        "interval.ms": ("1000", CLIENT_METRICS_CONFIG, False, [("1000", CLIENT_METRICS_CONFIG)], 3,
-                        "Metrics push interval in milliseconds"),
-        "match": ("client_id=abc.*", CLIENT_METRICS_CONFIG, False, [("client_id=abc.*", CLIENT_METRICS_CONFIG)], 7,
-                  "Client match criteria"),
-        "metrics": ("org.apache.kafka.producer.,org.apache.kafka.consumer.", CLIENT_METRICS_CONFIG, False,
-                    [("org.apache.kafka.producer.,org.apache.kafka.consumer.", CLIENT_METRICS_CONFIG)], 7,
-                    "Telemetry metric name prefix list"),
-    }
-    # a subscription that does not exist is all defaults; no name is refused
-    assert _describe(bootstrap, "no-such-subscription")[2] == {
-        "interval.ms": ("300000", DEFAULT, False, [], 3, "Metrics push interval in milliseconds"),
-        "match": ("", DEFAULT, False, [], 7, "Client match criteria"),
-        "metrics": ("", DEFAULT, False, [], 7, "Telemetry metric name prefix list"),
-    }
-    assert _describe(bootstrap, "")[:2] == (42, "Client metrics subscription name must not be empty")
+    try:
+        assert _tool("--alter", "--entity-type", "client-metrics", "--entity-name", name, "--add-config",
+                     "metrics=[org.apache.kafka.producer.,org.apache.kafka.consumer.],interval.ms=1000,"
+                     "match=[client_id=abc.*]", bootstrap=bootstrap) == (
+            0, f"Completed updating config for client-metric {name}.")
+        seen = _wait_for(bootstrap, name, "interval.ms", "1000")
+        assert seen == {
+            "interval.ms": ("1000", CLIENT_METRICS_CONFIG, False, [("1000", CLIENT_METRICS_CONFIG)], 3,
+                            "Metrics push interval in milliseconds"),
+            "match": ("client_id=abc.*", CLIENT_METRICS_CONFIG, False, [("client_id=abc.*", CLIENT_METRICS_CONFIG)], 7,
+                      "Client match criteria"),
+            "metrics": ("org.apache.kafka.producer.,org.apache.kafka.consumer.", CLIENT_METRICS_CONFIG, False,
+                        [("org.apache.kafka.producer.,org.apache.kafka.consumer.", CLIENT_METRICS_CONFIG)], 7,
+                        "Telemetry metric name prefix list"),
+        }
+        # a subscription that does not exist is all defaults; no name is refused
+        assert _describe(bootstrap, "no-such-subscription")[2] == {
+            "interval.ms": ("300000", DEFAULT, False, [], 3, "Metrics push interval in milliseconds"),
+            "match": ("", DEFAULT, False, [], 7, "Client match criteria"),
+            "metrics": ("", DEFAULT, False, [], 7, "Telemetry metric name prefix list"),
+        }
+        assert _describe(bootstrap, "")[:2] == (42, "Client metrics subscription name must not be empty")
 
-    assert _tool("--alter", "--name", other, "--metrics", "org.apache.kafka.", "--interval", "2000", "--match",
-                 "client_software_name=apache-kafka-java", tool="ClientMetricsCommand", bootstrap=bootstrap) == (
-        0, f"Altered client metrics config for {other}.")
-    _wait_for(bootstrap, other, "interval.ms", "2000")
-    assert {name, other} <= _listed(bootstrap)
-    rc, out = _tool("--list", tool="ClientMetricsCommand", bootstrap=bootstrap)
-    assert rc == 0 and {name, other} <= set(out.splitlines()), out
+        assert _tool("--alter", "--name", other, "--metrics", "org.apache.kafka.", "--interval", "2000", "--match",
+                     "client_software_name=apache-kafka-java", tool="ClientMetricsCommand", bootstrap=bootstrap) == (
+            0, f"Altered client metrics config for {other}.")
+        _wait_for(bootstrap, other, "interval.ms", "2000")
+        assert {name, other} <= _listed(bootstrap)
+        rc, out = _tool("--list", tool="ClientMetricsCommand", bootstrap=bootstrap)
+        assert rc == 0 and {name, other} <= set(out.splitlines()), out
 
-    assert _alter(bootstrap, name, [("foo", SET, "1")]) == (42, "Unknown client metrics configuration: foo")
-    assert _alter(bootstrap, name, [("interval.ms", SET, "50")]) == (
-        42, "Invalid value 50 for interval.ms, interval must be between 100 and 3600000 (1 hour)")
-    assert _alter(bootstrap, name, [("interval.ms", SET, "abc")]) == (
-        40, "Invalid value abc for configuration interval.ms: Not a number of type INT")
-    for bad in ("nope=1", "client_id=[", "client_id"):
-        assert _alter(bootstrap, name, [("match", SET, bad)]) == (40, f"Illegal client matching pattern: {bad}")
-    assert _alter(bootstrap, name, [("metrics", APPEND, "a"), ("metrics", APPEND, "b")]) == (
-        42, "Error due to duplicate config keys")
-    assert _alter(bootstrap, name, [("metrics", APPEND, "c")]) == (
-        40, "Can't APPEND to key metrics because its type is not LIST.")
-    assert _alter(bootstrap, "", [("metrics", SET, "a")]) == (42, "Subscription name can't be empty")
-
-    # deleting every config deletes the subscription
-    assert _alter(bootstrap, other, [(n, DELETE, None) for n in ("metrics", "interval.ms", "match")]) == (0, None)
-    deadline = time.monotonic() + WAIT_S
-    while other in _listed(bootstrap):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+        assert _alter(bootstrap, name, [("foo", SET, "1")]) == (42, "Unknown client metrics configuration: foo")
+        assert _alter(bootstrap, name, [("interval.ms", SET, "50")]) == (
+            42, "Invalid value 50 for interval.ms, interval must be between 100 and 3600000 (1 hour)")
+        assert _alter(bootstrap, name, [("interval.ms", SET, "abc")]) == (
+            40, "Invalid value abc for configuration interval.ms: Not a number of type INT")
+        for bad in ("nope=1", "client_id=[", "client_id"):
+            assert _alter(bootstrap, name, [("match", SET, bad)]) == (40, f"Illegal client matching pattern: {bad}")
+        assert _alter(bootstrap, name, [("metrics", APPEND, "a"), ("metrics", APPEND, "b")]) == (
+            42, "Error due to duplicate config keys")
+        assert _alter(bootstrap, name, [("metrics", APPEND, "c")]) == (
+            40, "Can't APPEND to key metrics because its type is not LIST.")
+        assert _alter(bootstrap, "", [("metrics", SET, "a")]) == (42, "Subscription name can't be empty")
+    finally:  # deleting every config deletes a subscription; the shared Kafka must not keep these for other tests
+        for sub in (name, other):
+            assert _alter(bootstrap, sub, [(n, DELETE, None) for n in ("metrics", "interval.ms", "match")]) == (0, None)
+        deadline = time.monotonic() + WAIT_S
+        while {name, other} & _listed(bootstrap):
+            assert time.monotonic() < deadline, "deleted subscriptions are still listed"
+            time.sleep(0.1)
 
 
 def _get(raw: Raw, instance: uuid.UUID = ZERO) -> Any:
