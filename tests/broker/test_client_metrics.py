@@ -115,11 +115,13 @@ def test_pushes_are_rate_limited_and_checked_in_kafkas_order(tmp_path: Path) -> 
     assert _push(t, iid, sub, terminating=True) == ErrorCode.none  # terminating: not rate limited
     assert _push(t, iid, sub, terminating=True) == ErrorCode.invalid_request
     assert _push(t, uuid.UUID(int=0), 0) == ErrorCode.invalid_request
-    # a changed subscription changes the id the next fetch hands out
+    # a changed subscription changes the id the next fetch hands out, at once
+    got = t.get_subscriptions(None, JAVA)
+    assert _push(t, got.instance_id, got.subscription_id) == ErrorCode.none
     t.subscriptions.replace("all", {"metrics": "org.", "interval.ms": "500"})
-    clock.ms += 1000
-    again = t.get_subscriptions(iid, JAVA)
-    assert (again.metrics, again.interval_ms) == (("org.",), 500) and again.subscription_id != sub
+    assert _push(t, got.instance_id, got.subscription_id) == ErrorCode.unknown_subscription_id
+    again = t.get_subscriptions(got.instance_id, JAVA)
+    assert (again.metrics, again.interval_ms) == (("org.",), 500) and again.subscription_id != got.subscription_id
 
 
 def _metrics_data(points: int, value: int) -> bytes:

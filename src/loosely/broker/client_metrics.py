@@ -16,7 +16,8 @@ read at start; deleting a subscription's last config deletes it, as in Kafka.
 random instance id; the instance's subscription is the union of the prefixes of every subscription that matches it,
 the least of their intervals (five minutes when none matches), and an id that changes when either does
 (CRC-32C of the prefixes and interval, XORed with the instance id's hash). A change to any subscription makes each
-instance re-evaluate at its next request. Rate limits, in Kafka's order (each answer is Kafka's error code):
+instance start afresh at its next request (its next fetch is answered at once). Rate limits, in Kafka's order (each
+answer is Kafka's error code):
 
 * a GetTelemetrySubscriptions sooner than one push interval after the instance's last request is
   THROTTLING_QUOTA_EXCEEDED, unless its last push failed with UNKNOWN_SUBSCRIPTION_ID or
@@ -318,12 +319,9 @@ class ClientTelemetry:
         version = self.subscriptions.version
         if inst is None or inst.subscription_version < version:
             metrics, interval = self.subscriptions.matching(info if inst is None else inst.info, instance_id)
-            fresh = _Instance(info if inst is None else inst.info, _subscription_id(metrics, interval, instance_id),
-                              version, metrics, interval)
-            if inst is not None:  # Kafka keeps the request times and state of a re-evaluated instance
-                fresh.last_get_ms, fresh.last_push_ms = inst.last_get_ms, inst.last_push_ms
-                fresh.terminating, fresh.last_error = inst.terminating, inst.last_error
-            inst = fresh
+            # a re-evaluated instance starts afresh, as Kafka's: its next fetch is answered at once
+            inst = _Instance(info if inst is None else inst.info, _subscription_id(metrics, interval, instance_id),
+                             version, metrics, interval)
             self._instances[instance_id] = inst
         self._instances.move_to_end(instance_id)
         inst.last_seen_ms = now
