@@ -33,6 +33,7 @@ PINS: dict[str, list[str]] = {
     "loosely.demo": ["Catalog", "ChangeStream", "Demo", "DemoConfig", "DocumentSite", "HollowReader", "movie_document"],
     "loosely.broker": [
         "acls",
+        "client_metrics",
         "config",
         "config_doc",
         "context",

@@ -156,3 +156,8 @@ def test_raw_requests_get_the_codes_kafka_gives(locked: str) -> None:
     assert [t.error_code for t in r.topics] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]
     r = raw_call(locked, ApiKey.DESCRIBE_CLUSTER, 1, include_cluster_authorized_operations=True, endpoint_type=1)
     assert r.error_code == 0 and r.cluster_authorized_operations == 0  # type: ignore[attr-defined]
+    # client metrics subscriptions (KIP-714) are the cluster's configs
+    r = raw_call(locked, ApiKey.DESCRIBE_CONFIGS, 4, resources=lambda m: (m.DescribeConfigsResource(
+        resource_type=16, resource_name="subscription", configuration_keys=None),), include_synonyms=False,
+        include_documentation=False)
+    assert [x.error_code for x in r.results] == [KafkaError.CLUSTER_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]

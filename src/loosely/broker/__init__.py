@@ -10,12 +10,14 @@ Its modules are its public surface (``__all__`` names them; tests/test_public_ap
 * :mod:`.config` and :mod:`.config_doc`: settings and their generated reference; :mod:`.acls`: ACLs in memory, on
   disk and audited; :mod:`.metrics`: Prometheus and InfluxDB; :mod:`.scrubber`: background CRC checks;
   :mod:`.quotas`: client quotas, stored and enforced; :mod:`.dynamic_config`: dynamic broker configs (KIP-226),
-  stored and applied at run time; :mod:`.group_configs`: per-group configs (KIP-848); :mod:`.key_search`: the
-  key index, asked from other threads.
+  stored and applied at run time; :mod:`.group_configs`: per-group configs (KIP-848); :mod:`.client_metrics`:
+  client telemetry subscriptions and pushed metrics (KIP-714); :mod:`.key_search`: the key index, asked from
+  other threads.
 """
 
 __all__ = [
     "acls",
+    "client_metrics",
     "config",
     "config_doc",
     "context",

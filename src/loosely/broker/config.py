@@ -157,6 +157,12 @@ class BrokerConfig:
     influx_url: str | None = None
     influx_db: str = "loosely"
     influx_interval_ms: int = 10_000
+    # Client telemetry (KIP-714, loosely.broker.client_metrics). loosely.client.telemetry.enable: advertise
+    # GetTelemetrySubscriptions and PushTelemetry and export what clients push; None (the default): when the
+    # Prometheus endpoint is on, where the metrics go (Kafka: when metric.reporters names a ClientTelemetry reporter)
+    client_telemetry: bool | None = None
+    # Kafka: telemetry.max.bytes, the largest push taken (compressed, and decompressed)
+    telemetry_bytes_max: int = 1_048_576
     # loosely only (Kafka has no scrubber): bytes of closed segments the background scrubber CRC-checks per second,
     # 0 disables it. 1 MiB/s re-reads 100 GiB in about a day at no noticeable cost (loosely.broker.scrubber).
     scrub_bytes_per_second: int = 1_048_576
@@ -199,6 +205,11 @@ class BrokerConfig:
     # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
     initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
     log_defaults: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def client_telemetry_exported(self) -> bool:
+        """Client telemetry is on: set so, or by the Prometheus endpoint being on."""
+        return self.metrics_listen is not None if self.client_telemetry is None else self.client_telemetry
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -469,6 +480,8 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "sasl.oauthbearer.clock.skew.seconds": ("oauthbearer_clock_skew_s", _non_negative),
     "sasl.oauthbearer.jwt.validator.class": ("oauthbearer_jwt_validator_class", _jwt_validator_class),
     "loosely.ssl.handshake.timeout.ms": ("ssl_handshake_ms_max", int),
+    "loosely.client.telemetry.enable": ("client_telemetry", _bool),
+    "telemetry.max.bytes": ("telemetry_bytes_max", _positive),
 }
 
 # Kafka settings loosely accepts and has no use for: no inter-broker traffic, one node.

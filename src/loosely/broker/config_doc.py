@@ -116,6 +116,12 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "loopback run without SASL or required client certificates; without it such a listener refuses to start.",
     "loosely.ssl.handshake.timeout.ms": "loosely only: close a connection whose TLS handshake has not finished this "
     "long after it was accepted (Kafka has no separate limit).",
+    "loosely.client.telemetry.enable": "loosely only: advertise GetTelemetrySubscriptions and PushTelemetry (KIP-714) "
+    "and export what clients push on the Prometheus endpoint as `loosely_client_*`. Kafka does so when "
+    "`metric.reporters` names a ClientTelemetry reporter; by default loosely does when `--metrics-listen` is on. "
+    "Either way both APIs are answered, as Kafka answers them (see docs/broker.md, \"Client telemetry\").",
+    "telemetry.max.bytes": "The largest client telemetry push taken, compressed and decompressed "
+    "(TELEMETRY_TOO_LARGE above it).",
 }
 
 # Listener and TLS settings (loosely.broker._listening, loosely.tls.settings): default, what it does.
@@ -160,6 +166,7 @@ _DEFAULT_TEXT: Final[dict[str, str]] = {
     "sasl.oauthbearer.expected.issuer": "(none)",
     "authorizer.class.name": "(none: no ACLs)",
     "super.users": "(none)",
+    "loosely.client.telemetry.enable": "(with --metrics-listen)",
 }
 
 

@@ -27,6 +27,7 @@ from loosely.storage.manager import LogManager, Topic
 
 if TYPE_CHECKING:
     from loosely.broker.acls import BrokerAcls
+    from loosely.broker.client_metrics import ClientTelemetry
     from loosely.broker.dynamic_config import DynamicBrokerConfigs
     from loosely.broker.group_configs import GroupConfigs
     from loosely.broker.quotas import ClientQuotas
@@ -35,6 +36,7 @@ __all__ = [
     "CLOSE_CONNECTION",
     "BoundListener",
     "BrokerContext",
+    "ClientSoftware",
     "Handler",
     "PartitionWatchers",
     "ProducerStateService",
@@ -42,6 +44,7 @@ __all__ = [
     "RequestStats",
     "RequestTime",
     "TransactionView",
+    "current_client_software",
     "current_listener",
     "current_peer",
     "current_principal",
@@ -85,6 +88,22 @@ class BoundListener:
 # every handler it runs sees it): Kafka answers each client with the addresses of the listener it came in on.
 current_listener: contextvars.ContextVar[BoundListener | None] = contextvars.ContextVar(
     "loosely_current_listener", default=None
+)
+
+
+
+@dataclass(slots=True)
+class ClientSoftware:
+    """What the client said it is in ApiVersions v3+ (Kafka's ClientInformation), for the connection's life: client
+    telemetry subscriptions match on it (``client_software_name``, ``client_software_version``)."""
+
+    name: str | None = None
+    version: str | None = None
+
+
+# The connection's client software (set once per connection by its worker task, filled in by ApiVersions).
+current_client_software: contextvars.ContextVar[ClientSoftware | None] = contextvars.ContextVar(
+    "loosely_current_client_software", default=None
 )
 
 # Set by Produce and Fetch when the client is over its quota: after answering, the connection's worker reads no
@@ -203,6 +222,8 @@ class BrokerContext:
     dynamic_configs: DynamicBrokerConfigs | None = None
     # Group configs (loosely.broker.group_configs), loaded by the broker at start.
     group_configs: GroupConfigs | None = None
+    # Client telemetry (loosely.broker.client_metrics): CLIENT_METRICS subscriptions and pushed metrics.
+    client_telemetry: ClientTelemetry | None = None
 
     def count_error(self, api_key: int) -> None:
         self.requests[api_key].errors += 1

@@ -18,12 +18,11 @@ atomically before the request is answered and read at start. A group's configs o
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from loosely.broker._named_configs import NamedConfigs
 from loosely.broker.config import BrokerConfig
 from loosely.protocol.errors import ErrorCode
 from loosely.storage.fs import FileSystem
@@ -31,7 +30,6 @@ from loosely.storage.fs import FileSystem
 __all__ = ["GROUP_CONFIGS_FILE", "SOURCE_GROUP", "GroupConfigDef", "GroupConfigError", "GroupConfigs", "group_defs"]
 
 GROUP_CONFIGS_FILE: Final = "group-configs.json"
-FORMAT_VERSION: Final = 1
 SOURCE_GROUP: Final = 8  # Kafka's ConfigSource.GROUP_CONFIG
 
 
@@ -122,43 +120,13 @@ def check(props: Mapping[str, str], cfg: BrokerConfig) -> None:
             raise GroupConfigError(f"{kind}.session.timeout.ms must be greater than {kind}.heartbeat.interval.ms")
 
 
-class GroupConfigs:
+class GroupConfigs(NamedConfigs):
     """Every group's configs, loaded from and saved to the data directory (one event-loop thread); the KIP-848
     coordinator reads a group's at each of its heartbeats."""
 
     def __init__(self, fs: FileSystem, data_dir: str) -> None:
-        self._fs = fs
-        self.path = os.path.join(data_dir, GROUP_CONFIGS_FILE)
-        self.groups: dict[str, dict[str, str]] = {}
-        if fs.exists(self.path):
-            try:
-                self.groups = _decode(fs.read_file(self.path))
-            except (ValueError, TypeError, KeyError, AttributeError) as e:
-                raise ValueError(f"{self.path} is damaged ({e}); fix or remove it") from None
+        super().__init__(fs, data_dir, GROUP_CONFIGS_FILE, "groups")
 
-    def of(self, group_id: str) -> Mapping[str, str]:
-        return self.groups.get(group_id, {})
-
-    def replace(self, group_id: str, props: Mapping[str, str]) -> None:
-        """Make ``props`` the group's whole config, durable before it counts (an OSError propagates, nothing
-        changes)."""
-        groups = {g: dict(c) for g, c in self.groups.items()}
-        groups[group_id] = dict(props)
-        if not props:
-            del groups[group_id]
-        data = _encode(groups)
-        assert _decode(data) == groups  # what is about to be durable reads back as what we mean
-        self._fs.write_atomic(self.path, data)
-        self.groups = groups
-
-
-def _encode(groups: Mapping[str, Mapping[str, str]]) -> bytes:
-    doc = {"version": FORMAT_VERSION, "groups": {g: dict(sorted(c.items())) for g, c in sorted(groups.items())}}
-    return json.dumps(doc, indent=1).encode()
-
-
-def _decode(data: bytes) -> dict[str, dict[str, str]]:
-    doc = json.loads(data)
-    if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
-        raise ValueError(f"expected {{'version': {FORMAT_VERSION}, 'groups': {{...}}}}")
-    return {str(g): {str(k): str(v) for k, v in c.items()} for g, c in doc["groups"].items()}
+    @property
+    def groups(self) -> dict[str, dict[str, str]]:
+        return self.entries

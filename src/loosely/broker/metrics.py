@@ -28,7 +28,11 @@ and quarantine files"), only for partitions that have any: ``log_quarantined_fil
 re-authentications on SASL listeners; InfluxDB: ``loosely_sasl``, once there has been one);
 ``tls_handshake_failures_total`` (handshakes that failed or timed out, and TLS sent to a plaintext listener);
 ``authorization_denials_total`` {operation, resource_type} (requests the ACLs refused, as the audit log records
-them; present when the authorizer is on; InfluxDB: ``loosely_security``).
+them; present when the authorizer is on; InfluxDB: ``loosely_security``). Client telemetry (KIP-714, when
+exported; :mod:`loosely.broker.client_metrics`): each pushed metric as ``client_<name>`` {client_instance_id,
+client_id, the point's attributes}, and per client ``telemetry_pushes_total``, ``telemetry_series``,
+``telemetry_series_dropped_total``, ``telemetry_push_age_seconds`` {client_instance_id, client_id,
+client_software_name, client_software_version}; bounded by the client store (not in InfluxDB).
 
 Cardinality: the per-partition consumer series exist only for partitions a group has committed an offset on, and a
 scrape carries at most ``CONSUMER_PARTITION_SERIES_MAX`` (group, partition) pairs of them, groups in name order;
@@ -40,7 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -53,6 +59,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 
+from loosely.broker.client_metrics import ClientSeries
 from loosely.broker.config import parse_listen
 from loosely.protocol.messages import API_NAMES
 
@@ -102,6 +109,8 @@ class Snapshot:
     sasl_authentication_failures: int = 0
     tls_handshake_failures: int = 0
     authorization_denials: dict[tuple[str, str], int] | None = None  # (operation, resource type); None: no ACLs
+    clients: list[ClientSeries] = field(default_factory=list)  # client telemetry, when exported
+    monotonic_ms: int = 0  # the broker's monotonic clock, which ClientSeries.last_push_ms reads
 
 
 def snapshot(ctx: BrokerContext) -> Snapshot:
@@ -136,7 +145,18 @@ def snapshot(ctx: BrokerContext) -> Snapshot:
         sasl_authentication_failures=int(getattr(ctx.services.get("sasl"), "failed_total", 0)),
         tls_handshake_failures=int(getattr(ctx.services.get("listeners"), "tls_handshake_failures_total", 0)),
         authorization_denials=None if ctx.acls is None else dict(ctx.acls.denied),
+        clients=_clients(ctx),
+        monotonic_ms=ctx.clock.monotonic_ms(),
     )
+
+
+def _clients(ctx: BrokerContext) -> list[ClientSeries]:
+    """Copies of what clients pushed (the loop keeps changing the originals while a scrape formats these)."""
+    telemetry = ctx.client_telemetry
+    if telemetry is None or not telemetry.export:
+        return []
+    telemetry.expire()
+    return [dataclasses.replace(c, points=dict(c.points)) for c in telemetry.exported.values()]
 
 
 def _groups(ctx: BrokerContext, logs: dict[tuple[str, int], tuple[int, int, int]]) -> list[GroupSnapshot]:
@@ -283,6 +303,7 @@ def families(s: Snapshot) -> Iterator[Metric]:
         value=s.logs_refusing_writes,
     )
     yield from _damage_families(s)
+    yield from client_families(s)
     if s.groups:
         state = GaugeMetricFamily("loosely_group_state", "1 for the group's current state", labels=["group", "state"])
         members = GaugeMetricFamily("loosely_group_members", "Members of the group", labels=["group"])
@@ -357,6 +378,60 @@ def _damage_families(s: Snapshot) -> Iterator[Metric]:
         for (operation, resource_type), n in sorted(s.authorization_denials.items()):
             denials.add_metric([operation, resource_type], n)
         yield denials
+
+
+def _prometheus_name(name: str) -> str:
+    """A metric or label name as Prometheus allows it: ``[a-zA-Z0-9_]``, not starting with a digit."""
+    out = _NOT_NAME.sub("_", name)
+    return out if out and not out[0].isdigit() else f"_{out}"
+
+
+_NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]")
+_CLIENT_LABELS: Final = ("client_instance_id", "client_id")
+
+
+def client_families(s: Snapshot) -> Iterator[Metric]:
+    """What clients pushed (KIP-714): each metric as ``loosely_client_<name>`` labelled with the client instance,
+    its client id and the point's own attributes; and per client its pushes, series and the age of its last push."""
+    if not s.clients:
+        return
+    # prometheus name -> (kind, attribute label names, [(label values by name, value)])
+    found: dict[str, tuple[str, set[str], list[tuple[dict[str, str], float]]]] = {}
+    for c in s.clients:
+        for (name, attributes), (kind, value) in c.points.items():
+            family = f"loosely_client_{_prometheus_name(name)}"
+            known = found.setdefault(family, (kind, set(), []))
+            if known[0] != kind:  # the same name pushed as two kinds: the first one seen is kept
+                continue
+            labels = {"client_instance_id": str(c.instance_id), "client_id": c.info.client_id}
+            for k, v in attributes:
+                label = _prometheus_name(k)
+                labels[f"attribute_{label}" if label in _CLIENT_LABELS or label.startswith("__") else label] = v
+            known[1].update(n for n in labels if n not in _CLIENT_LABELS)
+            known[2].append((labels, value))
+    for family, (kind, names, samples) in sorted(found.items()):
+        label_names = [*_CLIENT_LABELS, *sorted(names)]
+        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        m = cls(family, "Pushed by clients (KIP-714)", labels=label_names)
+        for labels, value in samples:
+            m.add_metric([labels.get(n, "") for n in label_names], value)
+        yield m
+    who = [*_CLIENT_LABELS, "client_software_name", "client_software_version"]
+    pushes = CounterMetricFamily("loosely_telemetry_pushes", "Telemetry pushes taken from the client", labels=who)
+    series = GaugeMetricFamily("loosely_telemetry_series", "Series the client pushed, as kept", labels=who)
+    dropped = CounterMetricFamily("loosely_telemetry_series_dropped",
+                                  "Points left out past the bound of series per client", labels=who)
+    age = GaugeMetricFamily("loosely_telemetry_push_age_seconds", "Seconds since the client's last push", labels=who)
+    for c in s.clients:
+        values = [str(c.instance_id), c.info.client_id, c.info.software_name or "", c.info.software_version or ""]
+        pushes.add_metric(values, c.pushes)
+        series.add_metric(values, len(c.points))
+        dropped.add_metric(values, c.dropped)
+        age.add_metric(values, max(0, s.monotonic_ms - c.last_push_ms) / 1000)
+    yield pushes
+    yield series
+    yield dropped
+    yield age
 
 
 class BrokerMetrics:

@@ -59,13 +59,16 @@ from loosely.broker._jwks import JwksSource
 from loosely.broker._listening import ListenerSpec, check_listener, is_wildcard
 from loosely.broker._sasl import PASS, AnswerAndClose, SaslGate, oauthbearer_options_for, plain_users_for
 from loosely.broker.acls import BrokerAcls
+from loosely.broker.client_metrics import ClientTelemetry, Subscriptions
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.context import (
     CLOSE_CONNECTION,
     BoundListener,
     BrokerContext,
+    ClientSoftware,
     Handler,
     RequestTime,
+    current_client_software,
     current_listener,
     current_peer,
     current_principal,
@@ -80,6 +83,7 @@ from loosely.broker.handlers._util import charge_request_time
 from loosely.broker.handlers.admin import connection_limits
 from loosely.broker.handlers.api_versions import unsupported_version_response
 from loosely.broker.handlers.quotas import resolve_hosts
+from loosely.broker.handlers.telemetry import TELEMETRY_APIS
 from loosely.broker.key_search import SERVICE as KEY_SEARCH
 from loosely.broker.key_search import KeySearch
 from loosely.broker.metrics import BrokerMetrics
@@ -351,6 +355,7 @@ class _Connection(asyncio.Protocol):
 
     async def _work(self) -> None:
         current_listener.set(self.listener)  # this task's context: every request it handles sees its listener
+        current_client_software.set(ClientSoftware())  # ApiVersions fills it in
         while not self.closing:
             frame = await self.queue.get()
             self.busy = True
@@ -574,6 +579,12 @@ class Broker:
         )
         self.logs.set_broker_defaults(self.ctx.dynamic_configs.log_defaults())
         self.ctx.group_configs = GroupConfigs(self.logs.fs, self.logs.data_dir)
+        self.ctx.client_telemetry = ClientTelemetry(
+            Subscriptions(self.logs.fs, self.logs.data_dir),
+            self.clock.monotonic_ms,
+            telemetry_bytes_max=self.config.telemetry_bytes_max,
+            export=self.config.client_telemetry_exported,
+        )
         self.ctx.quotas = ClientQuotas(
             self.logs.fs,
             self.logs.data_dir,
@@ -596,6 +607,9 @@ class Broker:
                             ", ".join(sorted(h for h, a in resolved.items() if a is None)))
         self._port = self._listeners[0].bound.bound_port
         advertised = {k: v for k, v in SUPPORTED_VERSIONS.items() if k in self.handlers}
+        if not self.config.client_telemetry_exported:  # as Kafka without a ClientTelemetry metrics reporter
+            for key in TELEMETRY_APIS:
+                advertised.pop(key, None)
         self.ctx.services["advertised_versions"] = advertised
         self._start_security()
         if self._jwks is not None:

@@ -4,7 +4,8 @@ It scrapes ``--metrics URL`` every ``--interval`` seconds and shows rates comput
 and bytes per second per topic, requests per second and latency percentiles per API (from the histogram buckets),
 connections, log sizes, consumer-group states, and the lag of every group on every partition it committed to
 (CURRENT-OFFSET, LOG-END-OFFSET and LAG, as ``kafka-consumer-groups --describe`` shows them; the broker exports
-them as ``loosely_consumer_committed_offset`` / ``loosely_consumer_lag``). Optional sections: ``--views SINK_URL``
+them as ``loosely_consumer_committed_offset`` / ``loosely_consumer_lag``), and the clients that push their metrics
+(KIP-714: client id, software, pushes, series and the age of the last push). Optional sections: ``--views SINK_URL``
 (with ``-b``) adds the state, lag and freshness of every view version in that sink (what ``loosely views status``
 prints), ``--hollow DIR|s3://...`` the announced Hollow version and its age.
 
@@ -199,7 +200,24 @@ def render(now: Scrape, before: Scrape | None, source: str, sort: str = "lag") -
     if now.series("loosely_consumer_lag"):
         lines.append("")
         lines += _partition_lag(now, sort)
+    if now.series("loosely_telemetry_pushes_total"):
+        lines.append("")
+        lines += _clients(now)
     return "\n".join(lines) + "\n"
+
+
+def _clients(now: Scrape) -> list[str]:
+    """One row per client pushing its metrics (KIP-714), the most recent push first."""
+    rows = []
+    for labels, pushes in now.series("loosely_telemetry_pushes_total").items():
+        d = dict(labels)
+        age = now.series("loosely_telemetry_push_age_seconds").get(labels)
+        software = f"{d.get('client_software_name', '')} {d.get('client_software_version', '')}".strip()
+        rows.append((age if age is not None else float("inf"), [
+            d.get("client_id", ""), d.get("client_instance_id", "")[:8], software or "-", f"{int(pushes)}",
+            f"{int(now.series('loosely_telemetry_series').get(labels, 0))}", _age(age)]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return _table([r for _, r in rows], ["CLIENT", "INSTANCE", "SOFTWARE", "PUSHES", "SERIES", "LAST PUSH"], 3)
 
 
 def _one_line(e: BaseException) -> str:

@@ -108,6 +108,8 @@ class ApiKey:
     DESCRIBE_TRANSACTIONS: Final = 65
     CONSUMER_GROUP_HEARTBEAT: Final = 68
     CONSUMER_GROUP_DESCRIBE: Final = 69
+    GET_TELEMETRY_SUBSCRIPTIONS: Final = 71
+    PUSH_TELEMETRY: Final = 72
     LIST_CONFIG_RESOURCES: Final = 74
     DESCRIBE_TOPIC_PARTITIONS: Final = 75
 
@@ -165,6 +167,8 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.LIST_TRANSACTIONS: (0, 2),
     ApiKey.CONSUMER_GROUP_HEARTBEAT: (0, 1),
     ApiKey.CONSUMER_GROUP_DESCRIBE: (0, 1),
+    ApiKey.GET_TELEMETRY_SUBSCRIPTIONS: (0, 0),  # advertised only with telemetry on (loosely.broker.client_metrics)
+    ApiKey.PUSH_TELEMETRY: (0, 0),
     ApiKey.LIST_CONFIG_RESOURCES: (0, 1),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: (0, 0),
 }

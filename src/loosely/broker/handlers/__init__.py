@@ -18,6 +18,7 @@ from loosely.broker.handlers import (
     produce,
     quotas,
     sasl,
+    telemetry,
     txn,
     txn_admin,
 )
@@ -44,6 +45,7 @@ def all_handlers() -> dict[int, Handler]:
         sasl,
         quotas,
         acls,
+        telemetry,
     ):
         table.update(module.HANDLERS)
     return table

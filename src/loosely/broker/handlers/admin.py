@@ -12,21 +12,24 @@ run time, and DescribeConfigs reports each value with the source it comes from (
 dynamic default, the static ``--config`` value, Kafka's default), for topics as for the broker.
 
 ListConfigResources (KIP-1142) lists what DescribeConfigs can describe: every topic, and this broker as a BROKER and
-a BROKER_LOGGER resource, as Kafka lists them, and the groups that have configs (GROUP resources, kept by
-:mod:`loosely.broker.group_configs`). loosely has no client metrics subscriptions, so that type lists nothing (and
-v0, which asks for client metrics only, gets nothing); a type Kafka does not know is UNSUPPORTED_VERSION, Kafka's
-answer. GROUP configs are described and altered with Kafka's checks; the KIP-848 coordinator reads them.
+a BROKER_LOGGER resource, as Kafka lists them, the groups that have configs (GROUP resources, kept by
+:mod:`loosely.broker.group_configs`) and the client metrics subscriptions (CLIENT_METRICS, kept by
+:mod:`loosely.broker.client_metrics`; v0 asks for these only); a type Kafka does not know is UNSUPPORTED_VERSION,
+Kafka's answer. GROUP and CLIENT_METRICS configs are described and altered with Kafka's checks; the KIP-848
+coordinator reads the first, client telemetry the second.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, fields
 
 from loosely.broker._admission import ConnectionLimits
 from loosely.broker.acls import allowed
+from loosely.broker.client_metrics import CONFIG_DEFS as CLIENT_METRICS_DEFS
+from loosely.broker.client_metrics import SOURCE_CLIENT_METRICS, ClientMetricsError, check_subscription
 from loosely.broker.config import BROKER_SETTINGS, BrokerConfig, parse_ip_overrides
 from loosely.broker.context import BrokerContext, Request, current_principal, current_throttle_ms
 from loosely.broker.dynamic_config import (
@@ -44,6 +47,7 @@ from loosely.broker.dynamic_config import (
 from loosely.broker.group_configs import SOURCE_GROUP, GroupConfigError, GroupConfigs, group_defs
 from loosely.broker.group_configs import check as check_group_configs
 from loosely.broker.handlers._util import NO_THROTTLE, Response
+from loosely.broker.handlers.telemetry import client_telemetry
 from loosely.broker.quotas import MutationQuota, quota_user
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
@@ -338,6 +342,7 @@ def broker_configs(ctx: BrokerContext) -> dict[str, tuple[str, int, str]]:
         "group.consumer.min.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_min), "int"),
         "group.consumer.max.heartbeat.interval.ms": (str(c.group_consumer_heartbeat_interval_ms_max), "int"),
         "transaction.max.timeout.ms": (str(c.transaction_timeout_ms_max), "int"),
+        "telemetry.max.bytes": (str(c.telemetry_bytes_max), "int"),
         "log.dirs": (ctx.logs.data_dir, "string"),
         "listeners": (",".join(f"{b.name}://{_hostport(b.bound_host, b.bound_port)}" for b in listeners), "string"),
         "advertised.listeners": (",".join(f"{b.name}://{_hostport(b.host, b.port)}" for b in listeners), "string"),
@@ -411,6 +416,12 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
                 entries = _broker_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
         elif r.resource_type == GROUP:
             entries = _group_entries(ctx, resp, r.resource_name, keys, synonyms_wanted)
+        elif r.resource_type == CLIENT_METRICS:
+            if not r.resource_name:
+                code, message = ErrorCode.invalid_request, "Client metrics subscription name must not be empty"
+            else:
+                entries = _client_metrics_entries(ctx, resp, r.resource_name, keys,
+                                                  synonyms_wanted=synonyms_wanted, docs_wanted=docs_wanted)
         else:
             code, message = ErrorCode.invalid_request, f"unsupported resource type {r.resource_type}"
         results.append(
@@ -503,26 +514,79 @@ def _group_entries(
     return out
 
 
+def _client_metrics_entries(ctx: BrokerContext, resp: Response, name: str, keys: set[str] | None, *,
+                            synonyms_wanted: bool, docs_wanted: bool) -> list[object]:
+    """A CLIENT_METRICS subscription as Kafka describes it: each config set (CLIENT_METRICS_CONFIG, with itself as
+    its synonym) or its default (no synonyms); a subscription that does not exist is all defaults."""
+    own = client_telemetry(ctx).subscriptions.of(name)
+    out: list[object] = []
+    for config, d in sorted(CLIENT_METRICS_DEFS.items()):
+        if keys is not None and config not in keys:
+            continue
+        shown = Layer(own[config], SOURCE_CLIENT_METRICS) if config in own else Layer(d.default, SOURCE_DEFAULT)
+        syn = (build(resp.DescribeConfigsSynonym, name=config, value=shown.value, source=shown.source),) \
+            if synonyms_wanted and config in own else ()
+        out.append(_entry(resp, config, shown, read_only=False, synonyms=syn, kind=d.kind,
+                          doc=d.doc if docs_wanted else None))
+    return out
+
+
+def _alter_client_metrics(ctx: BrokerContext, resource: Request, incremental: bool,
+                          validate_only: bool) -> LogError | None:
+    """A subscription's configs, checked as Kafka's ConfigAdminManager and ClientMetricsConfigs check them."""
+    name = str(resource.resource_name)
+    subscriptions = client_telemetry(ctx).subscriptions
+
+    def refuse(config: str, op: int) -> LogError:  # Kafka 4.1.1 looks the type up among the broker's configs
+        verb = "APPEND" if op == APPEND else "SUBTRACT"
+        return LogError(ErrorCode.invalid_config, f"Can't {verb} to key {config} because its type is not LIST.")
+
+    new = _duplicate_keys(resource) or _edited(subscriptions.of(name), resource, incremental, refuse)
+    if isinstance(new, LogError):
+        return new
+    try:
+        check_subscription(name, new)
+    except ClientMetricsError as e:
+        return LogError(e.error_code, str(e))
+    if not validate_only:
+        subscriptions.replace(name, new)
+    return None
+
+
+def _duplicate_keys(resource: Request) -> LogError | None:
+    names = [str(c.name) for c in resource.configs]
+    if len(set(names)) != len(names):
+        return LogError(ErrorCode.invalid_request, "Error due to duplicate config keys")
+    return None
+
+
+def _edited(current: Mapping[str, str], resource: Request, incremental: bool,
+            refuse: Callable[[str, int], LogError]) -> dict[str, str] | LogError:
+    """A resource without list configs after the request: SET and DELETE applied, APPEND and SUBTRACT refused."""
+    if (error := _null_values(resource, incremental)) is not None:
+        return error
+    if not incremental:
+        return {str(c.name): str(c.value) for c in resource.configs}
+    new = dict(current)
+    for c in resource.configs:
+        op = int(c.config_operation)
+        if op == SET:
+            new[str(c.name)] = str(c.value)
+        elif op == DELETE:
+            new.pop(str(c.name), None)
+        else:
+            return refuse(str(c.name), op)
+    return new
+
+
 def _alter_group(ctx: BrokerContext, resource: Request, incremental: bool, validate_only: bool) -> LogError | None:
     """A group's configs, checked as Kafka's GroupConfig.validate checks them."""
     group_id = str(resource.resource_name)
     store = _groups(ctx)
-    if (error := _null_values(resource, incremental)) is not None:
-        return error
-    if incremental:
-        new = dict(store.of(group_id))
-        for c in resource.configs:
-            op = int(c.config_operation)
-            if op == SET:
-                new[str(c.name)] = str(c.value)
-            elif op == DELETE:
-                new.pop(str(c.name), None)
-            else:  # no group config is a list
-                return LogError(
-                    ErrorCode.invalid_config, f"Config value append is not allowed for config key: {c.name}"
-                )
-    else:
-        new = {str(c.name): str(c.value) for c in resource.configs}
+    new = _edited(store.of(group_id), resource, incremental, lambda config, _op: LogError(  # no group config is a list
+        ErrorCode.invalid_config, f"Config value append is not allowed for config key: {config}"))
+    if isinstance(new, LogError):
+        return new
     try:
         check_group_configs(new, ctx.config)
     except GroupConfigError as e:
@@ -553,10 +617,7 @@ def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, vali
     try:
         if name != "":
             check_resource_name(name, ctx.node_id)
-        names = [str(c.name) for c in resource.configs]
-        if len(set(names)) != len(names):
-            return LogError(ErrorCode.invalid_request, "Error due to duplicate config keys")
-        if (error := _null_values(resource, incremental)) is not None:
+        if (error := _duplicate_keys(resource) or _null_values(resource, incremental)) is not None:
             return error
         if incremental:
             new = dict(dyn.resource(name))
@@ -625,6 +686,8 @@ def _alter(ctx: BrokerContext, resource: Request, incremental: bool, validate_on
         return _alter_broker(ctx, resource, incremental, validate_only)
     if rtype == GROUP:
         return _alter_group(ctx, resource, incremental, validate_only)
+    if rtype == CLIENT_METRICS:
+        return _alter_client_metrics(ctx, resource, incremental, validate_only)
     if rtype != TOPIC:
         return LogError(ErrorCode.invalid_request, "only topic and broker configs can be altered on this broker")
     t = ctx.logs.get(name)
@@ -663,7 +726,7 @@ def _config_denied(ctx: BrokerContext, r: Request, op: AclOperation) -> LogError
     if r.resource_type == TOPIC:
         if not allowed(ctx, op, Res.TOPIC, r.resource_name):
             return LogError(ErrorCode.topic_authorization_failed, "Topic authorization failed.")
-    elif r.resource_type in (BROKER, BROKER_LOGGER) and not allowed(ctx, op, Res.CLUSTER, CLUSTER_NAME):
+    elif r.resource_type in (BROKER, BROKER_LOGGER, CLIENT_METRICS) and not allowed(ctx, op, Res.CLUSTER, CLUSTER_NAME):
         return LogError(ErrorCode.cluster_authorization_failed, "Cluster authorization failed.")
     elif r.resource_type == GROUP and not allowed(ctx, op, Res.GROUP, r.resource_name):
         return LogError(ErrorCode.group_authorization_failed, "Group authorization failed.")
@@ -718,6 +781,8 @@ async def handle_list_config_resources(ctx: BrokerContext, header: RequestHeader
             found.extend((t.name, TOPIC) for t in ctx.logs)
         elif rtype == GROUP:
             found.extend((g, GROUP) for g in sorted(_groups(ctx).groups))
+        elif rtype == CLIENT_METRICS:
+            found.extend((n, CLIENT_METRICS) for n in sorted(client_telemetry(ctx).subscriptions.entries))
     return resp.make(
         throttle_time=NO_THROTTLE,
         error_code=ErrorCode.none,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from loosely.broker.context import BrokerContext, Request
+from loosely.broker.context import BrokerContext, Request, current_client_software
 from loosely.broker.handlers._util import NO_THROTTLE, Response, build
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, encode_response
@@ -76,6 +76,10 @@ def _api_list(resp: Response, advertised: dict[int, tuple[int, int]]) -> tuple[o
 
 async def handle_api_versions(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.API_VERSIONS, header.api_version)
+    software = current_client_software.get()
+    if software is not None and header.api_version >= 3:  # what client telemetry's match selectors see
+        software.name = request.client_software_name
+        software.version = request.client_software_version
     return resp.make(
         error_code=ErrorCode.none,
         api_keys=_api_list(resp, advertised(ctx)),
