@@ -55,6 +55,8 @@ PINS: dict[str, list[str]] = {
         "consumer",
         "consumer_shell",
         "coordinator",
+        "embedded",
+        "migration",
         "records",
         "store",
     ],

@@ -3,6 +3,8 @@
 * :mod:`.classic`: the classic group state machine, ``step(group, event, now_ms)``.
 * :mod:`.consumer`: the KIP-848 consumer group state machine (ConsumerGroupHeartbeat), and its shell
   :mod:`.consumer_shell`.
+* :mod:`.migration`: online conversion between the two protocols (KIP-848's upgrade and downgrade), and
+  :mod:`.embedded`: the consumer embedded protocol classic members speak inside a consumer group.
 * :mod:`.records`: the ``__consumer_offsets`` record formats (Kafka's own schemas).
 * :mod:`.store`: committed offsets and group metadata in memory and in ``__consumer_offsets``.
 * :mod:`.coordinator`: the asyncio shell the handlers call.
@@ -13,6 +15,8 @@ __all__ = [
     "consumer",
     "consumer_shell",
     "coordinator",
+    "embedded",
+    "migration",
     "records",
     "store",
 ]

@@ -1,0 +1,245 @@
+"""Online migration between the classic and the consumer group protocol, step by step with raw requests and a fake
+clock: what each classic member is told, generations as member epochs, offsets across both conversions, the
+migration policy, and timers of classic members inside a consumer group. (Real clients against Apache Kafka:
+tests/compat/test_group_migration.py.)"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from broker._raw import Raw
+from broker.groups.test_coordinator import commit, consumer_heartbeat, create_topic, fetch, heartbeat
+from loosely.broker.config import BrokerConfig
+from loosely.broker.groups import migration
+from loosely.broker.groups.consumer import ConsumerGroup
+from loosely.broker.groups.coordinator import group_coordinator
+from loosely.broker.groups.embedded import decode_assignment, decode_subscription, encode_assignment
+from loosely.broker.server import BrokerThread
+from loosely.protocol.messages import ApiKey, build
+from loosely.protocol.primitives import Writer
+from loosely.testing import FakeClock
+
+SESSION_MS = 10_000
+REBALANCE_MS = 20_000
+
+
+def subscription(*topics: str) -> bytes:
+    """ConsumerProtocolSubscription v3, no owned partitions: what an eager classic consumer sends."""
+    w = Writer().i16(3).array_length(len(topics))
+    for t in topics:
+        w.string(t)
+    return w.bytes_(None).array_length(0).i32(-1).string(None).done()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def start(tmp_path: Path, clock: FakeClock, policy: str) -> BrokerThread:
+    b = BrokerThread(
+        BrokerConfig(
+            data_dir=str(tmp_path), port=0, offsets_topic_partitions=2, group_consumer_migration_policy=policy
+        ),
+        clock=clock,
+    )
+    b.start()
+    create_topic(b, "t", 2)
+    return b
+
+
+@pytest.fixture
+def broker(tmp_path: Path, clock: FakeClock) -> Iterator[BrokerThread]:
+    b = start(tmp_path, clock, "bidirectional")
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def join(raw: Raw, group: str, member_id: str) -> object:
+    from kio.schema.join_group.v7.request import JoinGroupRequest, JoinGroupRequestProtocol
+
+    body = build(
+        JoinGroupRequest,
+        group_id=group,
+        session_timeout=datetime.timedelta(milliseconds=SESSION_MS),
+        rebalance_timeout=datetime.timedelta(milliseconds=REBALANCE_MS),
+        member_id=member_id,
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocols=(JoinGroupRequestProtocol(name="range", metadata=subscription("t")),),
+    )
+    return raw.request(ApiKey.JOIN_GROUP, 7, body)
+
+
+def sync(raw: Raw, group: str, member_id: str, generation: int, assignment: bytes = b"") -> object:
+    from kio.schema.sync_group.v5.request import SyncGroupRequest, SyncGroupRequestAssignment
+
+    body = SyncGroupRequest(
+        group_id=group,
+        generation_id=generation,
+        member_id=member_id,
+        group_instance_id=None,
+        protocol_type="consumer",
+        protocol_name="range",
+        assignments=(SyncGroupRequestAssignment(member_id=member_id, assignment=assignment),) if assignment else (),
+    )
+    return raw.request(ApiKey.SYNC_GROUP, 5, body)
+
+
+def describe_classic(raw: Raw, group: str) -> tuple[ErrorCode, str]:
+    from kio.schema.describe_groups.v5.request import DescribeGroupsRequest
+
+    body = DescribeGroupsRequest(groups=(group,), include_authorized_operations=False)
+    r = raw.request(ApiKey.DESCRIBE_GROUPS, 5, body)
+    g = r.groups[0]  # type: ignore[attr-defined]
+    return g.error_code, g.group_state
+
+
+def describe_consumer(raw: Raw, group: str) -> object:
+    from kio.schema.consumer_group_describe.v1.request import ConsumerGroupDescribeRequest
+
+    r = raw.request(
+        ApiKey.CONSUMER_GROUP_DESCRIBE,
+        1,
+        ConsumerGroupDescribeRequest(group_ids=(group,), include_authorized_operations=False),
+    )
+    return r.groups[0]  # type: ignore[attr-defined]
+
+
+def classic_member(raw: Raw, group: str) -> tuple[str, int]:
+    """A classic consumer that joins alone, leads, and takes both partitions: (member id, generation)."""
+    member = join(raw, group, "").member_id  # type: ignore[attr-defined]
+    r = join(raw, group, member)
+    assert (r.error_code, r.leader) == (ErrorCode.none, member)  # type: ignore[attr-defined]
+    gen = r.generation_id  # type: ignore[attr-defined]
+    s = sync(raw, group, member, gen, encode_assignment(3, [("t", 0), ("t", 1)]))
+    assert s.error_code == ErrorCode.none  # type: ignore[attr-defined]
+    return member, gen
+
+
+def test_a_classic_group_converts_to_a_consumer_group_and_back(broker: BrokerThread) -> None:
+    raw = Raw(broker.bootstrap_servers)
+    member, gen = classic_member(raw, "g")
+    assert commit(raw, "g", member, gen, {("t", 0): 5}) == {("t", 0): ErrorCode.none}
+
+    # The consumer-protocol member converts the group; the classic member keeps both partitions until it rejoins.
+    r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+    assert (r.error_code, r.member_epoch, r.assignment.topic_partitions) == (ErrorCode.none, gen + 1, ())  # type: ignore[attr-defined]
+    d = describe_consumer(raw, "g")
+    assert (d.error_code, d.group_epoch, d.assignment_epoch) == (ErrorCode.none, gen + 1, gen + 1)  # type: ignore[attr-defined]
+    assert sorted((m.member_id, m.member_type) for m in d.members) == sorted([(member, 0), ("m1", 1)])  # type: ignore[attr-defined]
+    assert describe_classic(raw, "g") == (ErrorCode.none, "Dead")  # not a classic group now (v5: a Dead group)
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.rebalance_in_progress
+    assert commit(raw, "g", member, gen, {("t", 0): 6}) == {("t", 0): ErrorCode.none}  # still its epoch
+
+    # It rejoins (having revoked everything, as an eager consumer does) at the group's epoch, with no leader.
+    r = join(raw, "g", member)
+    assert (r.error_code, r.generation_id, r.protocol_name, r.leader, r.members) == (  # type: ignore[attr-defined]
+        ErrorCode.none, gen + 1, "range", "", ()
+    )
+    s = sync(raw, "g", member, gen + 1)
+    assert s.error_code == ErrorCode.none  # type: ignore[attr-defined]
+    mine = decode_assignment(s.assignment)  # type: ignore[attr-defined]
+    assert len(mine) == 1
+    assert heartbeat(raw, "g", member, gen + 1) == ErrorCode.none
+    assert commit(raw, "g", member, gen, {("t", 0): 7}) == {("t", 0): ErrorCode.illegal_generation}
+    r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+    theirs = [p for t in r.assignment.topic_partitions for p in t.partitions]  # type: ignore[attr-defined]
+    assert sorted(theirs + [p for _, p in mine]) == [0, 1]
+
+    # The consumer-protocol member leaves: classic again, rebalancing at the epoch it had, offsets untouched.
+    assert consumer_heartbeat(raw, "g", "m1", -1, None).error_code == ErrorCode.none  # type: ignore[attr-defined]
+    assert describe_classic(raw, "g") == (ErrorCode.none, "PreparingRebalance")
+    assert describe_consumer(raw, "g").error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
+    assert heartbeat(raw, "g", member, gen + 1) == ErrorCode.rebalance_in_progress
+    r = join(raw, "g", member)
+    assert (r.error_code, r.generation_id, r.leader) == (ErrorCode.none, gen + 2, member)  # type: ignore[attr-defined]
+    assert fetch(raw, ["g"], "t", [0]) == {"g": {0: 6}}
+
+
+def test_the_migration_policy_decides_which_way_a_group_may_go(tmp_path: Path, clock: FakeClock) -> None:
+    for policy, upgrades, downgrades in [("disabled", False, False), ("upgrade", True, False)]:
+        b = start(tmp_path / policy, clock, policy)
+        try:
+            raw = Raw(b.bootstrap_servers)
+            member, gen = classic_member(raw, "g")
+            r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+            if not upgrades:
+                assert r.error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
+                assert r.error_message == "Group g is not a consumer group."  # type: ignore[attr-defined]
+                assert heartbeat(raw, "g", member, gen) == ErrorCode.none
+                continue
+            assert r.error_code == ErrorCode.none  # type: ignore[attr-defined]
+            consumer_heartbeat(raw, "g", "m1", -1, None)
+            # Without downgrades the classic member stays in a consumer group.
+            d = describe_consumer(raw, "g")
+            assert (d.error_code, [m.member_id for m in d.members]) == (ErrorCode.none, [member])  # type: ignore[attr-defined]
+            assert not downgrades
+        finally:
+            b.stop()
+
+
+def test_a_classic_member_of_a_consumer_group_must_rejoin_in_time(broker: BrokerThread, clock: FakeClock) -> None:
+    raw = Raw(broker.bootstrap_servers)
+    member, gen = classic_member(raw, "g")
+    consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+    coord = group_coordinator(broker.broker.ctx)
+    assert coord is not None
+    # Told to rejoin, it has its rebalance timeout; its heartbeats do not extend that.
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.rebalance_in_progress
+    clock.advance(REBALANCE_MS - 1)
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.rebalance_in_progress
+    consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+    clock.advance(1)
+    broker.call(coord.consumer.tick_now)
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.unknown_member_id
+    # The consumer-protocol member, alone now, gets both partitions.
+    r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+    assert sorted(p for t in r.assignment.topic_partitions for p in t.partitions) == [0, 1]  # type: ignore[attr-defined]
+
+
+def test_a_classic_consumer_may_join_a_consumer_group(broker: BrokerThread) -> None:
+    raw = Raw(broker.bootstrap_servers)
+    assert consumer_heartbeat(raw, "g", "m1", 0, ("t",)).error_code == ErrorCode.none  # type: ignore[attr-defined]
+    r = join(raw, "g", "")
+    assert r.error_code == ErrorCode.member_id_required  # type: ignore[attr-defined]
+    r = join(raw, "g", r.member_id)  # type: ignore[attr-defined]
+    assert (r.error_code, r.generation_id, r.leader) == (ErrorCode.none, 2, "")  # type: ignore[attr-defined]
+    # Its partition is still the other member's: nothing yet, and a rejoin once it is free.
+    s = sync(raw, "g", r.member_id, 2)  # type: ignore[attr-defined]
+    assert decode_assignment(s.assignment) == []  # type: ignore[attr-defined]
+    assert heartbeat(raw, "g", r.member_id, 2) == ErrorCode.none  # type: ignore[attr-defined]  # still waits
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest, TopicPartitions
+
+    d = describe_consumer(raw, "g")
+    tid = d.members[0].assignment.topic_partitions[0].topic_id  # type: ignore[attr-defined]
+    m1 = next(m for m in d.members if m.member_id == "m1")  # type: ignore[attr-defined]
+    kept = [p for t in m1.target_assignment.topic_partitions for p in t.partitions]
+    body = ConsumerGroupHeartbeatRequest(
+        group_id="g",
+        member_id="m1",
+        member_epoch=1,  # it keeps its epoch until it has revoked
+        rebalance_timeout=datetime.timedelta(milliseconds=-1),
+        subscribed_topic_names=None,
+        topic_partitions=(TopicPartitions(topic_id=tid, partitions=tuple(kept)),),
+    )
+    assert raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, body).error_code == ErrorCode.none  # type: ignore[attr-defined]
+    assert heartbeat(raw, "g", r.member_id, 2) == ErrorCode.rebalance_in_progress  # type: ignore[attr-defined]
+    r2 = join(raw, "g", r.member_id)  # type: ignore[attr-defined]
+    s = sync(raw, "g", r.member_id, r2.generation_id)  # type: ignore[attr-defined]
+    assert len(decode_assignment(s.assignment)) == 1  # type: ignore[attr-defined]
+
+
+def test_the_embedded_protocol_round_trips() -> None:
+    sub = decode_subscription(subscription("a", "b"))
+    assert (sub.version, sub.topics, sub.owned, sub.rack_id) == (3, frozenset({"a", "b"}), frozenset(), None)
+    assert decode_assignment(encode_assignment(1, [("b", 2), ("a", 0), ("b", 1)])) == [("a", 0), ("b", 1), ("b", 2)]
+    assert decode_assignment(b"") == []
+    assert not migration.downgrade_due(ConsumerGroup("g"), ConsumerGroup("g"))
