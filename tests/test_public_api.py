@@ -53,6 +53,7 @@ PINS: dict[str, list[str]] = {
     "loosely.broker.groups": [
         "classic",
         "consumer",
+        "consumer_records",
         "consumer_shell",
         "coordinator",
         "embedded",

@@ -7,10 +7,12 @@ from __future__ import annotations
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupType, Producer
 from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 
+from compat._java import run_java
 from compat._procs import wait_until
 from compat._support import Cluster, create_topic
 
 PARTITIONS = 4
+PER_MEMBER = frozenset({"consumer-member", "consumer-current", "consumer-target"})
 
 
 class Member:
@@ -53,6 +55,27 @@ def produce(bs: str, topic: str, tag: str, n: int) -> list[bytes]:
     return values
 
 
+def stored(bs: str, group: str) -> dict[str, dict[str, str]]:
+    """The group's state as ``__consumer_offsets`` holds it, read with Kafka's own decoder (GroupCoordinatorRecordSerde)
+    and folded: the later record of a key wins, a tombstone removes it."""
+    r = run_java("interop/java-clients", "GroupsProbe", "dump-offsets", bs)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state: dict[str, dict[str, str]] = {}
+    for line in r.stdout.splitlines():
+        kind, g, *rest = line.split()
+        deleted = kind.startswith("delete-")
+        kind = kind.removeprefix("delete-")
+        if g != group or kind == "offset":
+            continue
+        name, value = (rest[0], rest[1:]) if kind in PER_MEMBER else ("", rest)
+        table = state.setdefault(kind, {})
+        if deleted:
+            table.pop(name, None)
+        else:
+            table[name] = " ".join(value)
+    return {k: v for k, v in state.items() if v}
+
+
 def describe(admin: AdminClient, group: str) -> ConsumerGroupDescription:
     d: ConsumerGroupDescription = admin.describe_consumer_groups([group])[group].result(30)
     return d
@@ -85,6 +108,14 @@ def test_a_consumer_protocol_member_converts_a_classic_group_and_back(cluster: C
     assert not classic.owned & modern.owned
     d = describe(admin, group)
     assert d.type == ConsumerGroupType.CONSUMER
+    # Both brokers stored the same consumer group: its epoch, each member reconciled at it with two partitions.
+    s = stored(bs, group)
+    epoch = s["consumer-epoch"][""]
+    assert set(s) == {"consumer-epoch", "consumer-target-epoch"} | PER_MEMBER
+    assert sorted(s["consumer-member"].values()) == ["classic", "consumer"]
+    assert sorted(s["consumer-current"].values()) == [f"{epoch} 0 2", f"{epoch} 0 2"]
+    assert sorted(s["consumer-target"].values()) == ["2", "2"]
+    assert "group" not in s, "the classic group's record was not deleted"
     assert sorted(len(m.assignment.topic_partitions) for m in d.members) == [2, 2]
     assert modern.read == [], "the consumer-protocol member read records the classic one had committed"
     second = produce(bs, topic, "b", 20)
@@ -109,3 +140,4 @@ def test_a_consumer_protocol_member_converts_a_classic_group_and_back(cluster: C
     # Offsets committed by the consumer-protocol member are where the classic member goes on from.
     assert sorted(v for _, v in classic.read[before:]) == sorted(third)
     assert len(classic.read) + len(modern.read) == 60, "a record was read twice across the conversions"
+

@@ -266,7 +266,7 @@ def test_the_two_protocols_keep_to_their_own_groups(broker: BrokerThread, clock:
     r = consumer_heartbeat(raw, "modern", "m1", 0, ("t",))
     assert (r.error_code, r.member_epoch) == (ErrorCode.none, 1)  # type: ignore[attr-defined]
     assert join(raw, "modern", protocol_type="connect").error_code == ErrorCode.inconsistent_group_protocol  # type: ignore[attr-defined]
-    # A member the broker does not know (membership is not persisted across restarts) is told to rejoin.
+    # A member the broker does not know (its group deleted or expired) is told to rejoin.
     r = consumer_heartbeat(raw, "forgotten", "m9", 7, None)
     assert r.error_code == ErrorCode.unknown_member_id  # type: ignore[attr-defined]
     # Its session runs on the fake clock like everything else.

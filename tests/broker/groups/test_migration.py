@@ -142,7 +142,11 @@ def test_a_classic_group_converts_to_a_consumer_group_and_back(broker: BrokerThr
     # It rejoins (having revoked everything, as an eager consumer does) at the group's epoch, with no leader.
     r = join(raw, "g", member)
     assert (r.error_code, r.generation_id, r.protocol_name, r.leader, r.members) == (  # type: ignore[attr-defined]
-        ErrorCode.none, gen + 1, "range", "", ()
+        ErrorCode.none,
+        gen + 1,
+        "range",
+        "",
+        (),
     )
     s = sync(raw, "g", member, gen + 1)
     assert s.error_code == ErrorCode.none  # type: ignore[attr-defined]
@@ -243,3 +247,147 @@ def test_the_embedded_protocol_round_trips() -> None:
     assert decode_assignment(encode_assignment(1, [("b", 2), ("a", 0), ("b", 1)])) == [("a", 0), ("b", 1), ("b", 2)]
     assert decode_assignment(b"") == []
     assert not migration.downgrade_due(ConsumerGroup("g"), ConsumerGroup("g"))
+
+
+# --- KIP-848 membership across a restart -----------------------------------------------------------------------------
+
+
+def test_consumer_group_membership_survives_a_restart(tmp_path: Path) -> None:
+    from broker._brokers import broker_on
+    from loosely.testing import free_port
+
+    port = free_port()
+    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
+        create_topic(b, "t", 2)
+        raw = Raw(b.bootstrap_servers)
+        member, gen = classic_member(raw, "g")
+        r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+        join(raw, "g", member)
+        sync(raw, "g", member, gen + 1)
+        r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+        assert r.error_code == ErrorCode.none  # type: ignore[attr-defined]
+        before = describe_consumer(raw, "g")
+        raw.close()
+    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
+        raw = Raw(b.bootstrap_servers)
+        after = describe_consumer(raw, "g")
+        assert after == before
+        # Both members go on with their ids and epochs; the epoch continues from where it was.
+        r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+        assert (r.error_code, r.member_epoch) == (ErrorCode.none, gen + 1)  # type: ignore[attr-defined]
+        assert heartbeat(raw, "g", member, gen + 1) == ErrorCode.none
+        s = sync(raw, "g", member, gen + 1)
+        assert len(decode_assignment(s.assignment)) == 1  # type: ignore[attr-defined]
+        assert consumer_heartbeat(raw, "g", "m2", 0, ("t",)).member_epoch == gen + 2  # type: ignore[attr-defined]
+        # The conversion back to classic works on the reloaded group, and that too survives a restart.
+        consumer_heartbeat(raw, "g", "m2", -1, None)
+        consumer_heartbeat(raw, "g", "m1", -1, None)
+        assert describe_classic(raw, "g") == (ErrorCode.none, "PreparingRebalance")
+        raw.close()
+    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
+        raw = Raw(b.bootstrap_servers)
+        assert describe_consumer(raw, "g").error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
+        assert describe_classic(raw, "g") == (ErrorCode.none, "Stable")
+        raw.close()
+
+
+def test_a_librdkafka_consumer_keeps_its_assignment_across_a_restart(tmp_path: Path) -> None:
+    from confluent_kafka import Consumer, Producer
+
+    from broker._brokers import broker_on
+    from compat._procs import wait_until
+    from loosely.testing import free_port
+
+    port = free_port()
+    changes: list[str] = []
+    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
+        create_topic(b, "t", 2)
+        bs = b.bootstrap_servers
+        c = Consumer(
+            {"bootstrap.servers": bs, "group.id": "g", "group.protocol": "consumer", "auto.offset.reset": "earliest"}
+        )
+        c.subscribe(
+            ["t"],
+            on_assign=lambda _c, ps: changes.append(f"assign {len(ps)}"),
+            on_revoke=lambda _c, ps: changes.append(f"revoke {len(ps)}"),
+            on_lost=lambda _c, ps: changes.append(f"lost {len(ps)}"),
+        )
+        wait_until(lambda: c.poll(0.1) is None and changes == ["assign 2"], 30, "the consumer to own both partitions")
+        coord = group_coordinator(b.broker.ctx)
+        assert coord is not None
+        g = b.call(lambda: coord.consumer.get("g"))
+        assert g is not None
+        (member,) = g.members.values()
+    try:
+        with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
+            coord = group_coordinator(b.broker.ctx)
+            assert coord is not None
+            loaded = b.call(lambda: coord.consumer.get("g"))
+            assert loaded is not None
+            first = loaded.members[member.member_id].session_deadline_ms
+
+            def heartbeated() -> bool:
+                c.poll(0.1)
+                now = b.call(lambda: coord.consumer.get("g"))
+                return now is not None and now.members[member.member_id].session_deadline_ms != first
+
+            wait_until(heartbeated, 30, "a heartbeat of the consumer after the restart")
+            p = Producer({"bootstrap.servers": b.bootstrap_servers})
+            p.produce("t", b"after", partition=1)
+            assert p.flush(30) == 0
+            got: list[bytes] = []
+            wait_until(
+                lambda: (m := c.poll(0.1)) is None or got.append(m.value() or b"") or b"after" in got, 30, "a record"
+            )
+            now = b.call(lambda: coord.consumer.get("g"))
+            assert now is not None
+            assert (now.group_epoch, now.members[member.member_id].member_epoch) == (g.group_epoch, member.member_epoch)
+            assert changes == ["assign 2"], "the consumer had to rejoin"
+    finally:
+        c.close()
+
+
+def test_only_what_changed_is_written_and_reads_back() -> None:
+    import uuid
+    from dataclasses import replace
+
+    from loosely.broker.groups import consumer_records
+    from loosely.broker.groups.consumer import ClassicMetadata, ConsumerMember, MemberState, TopicInfo
+    from loosely.broker.groups.records import ConsumerKey, decode_key
+
+    tid = uuid.uuid4()
+    m = ConsumerMember(
+        "m",
+        None,
+        "r1",
+        "c",
+        "/h",
+        frozenset({"t"}),
+        30_000,
+        None,
+        100,
+        member_epoch=3,
+        previous_member_epoch=2,
+        state=MemberState.UNREVOKED_PARTITIONS,
+        assigned=frozenset({(tid, 0)}),
+        pending_revocation=frozenset({(tid, 1)}),
+        classic=ClassicMetadata(10_000, (("range", subscription("t")),)),
+    )
+    g = ConsumerGroup("g", group_epoch=4, assignment_epoch=4, members={"m": m}, target={"m": frozenset({(tid, 0)})})
+    written = consumer_records.changes("g", None, g)
+    assert len(written) == 5
+    # A heartbeat that only moves the session deadline writes nothing.
+    assert consumer_records.changes("g", g, replace(g, members={"m": replace(m, session_deadline_ms=999)})) == []
+    loaded: dict[str, consumer_records.LoadedGroup] = {}
+    for k, v in written:
+        key = decode_key(k)
+        assert isinstance(key, ConsumerKey)
+        consumer_records.replay(loaded, key, v)
+    back = consumer_records.rebuild("g", loaded["g"], g.limits, {"t": TopicInfo(tid, 2)}, 100)
+    assert back is not None
+    assert replace(back.members["m"], revocation_deadline_ms=None, session_deadline_ms=0) == replace(
+        m, session_deadline_ms=0
+    )
+    assert (back.group_epoch, back.assignment_epoch, back.target) == (4, 4, g.target)
+    # Gone: every key of it is tombstoned.
+    assert {v for _, v in consumer_records.changes("g", g, None)} == {None}

@@ -7,10 +7,11 @@ its limits from its next heartbeat on, as in Kafka, where the coordinator reads 
 
 Heartbeats are answered at once (nothing is parked), so this is only state, a clock and timers; the
 :class:`~loosely.broker.groups.coordinator.GroupCoordinator` owns it and settles which protocol a group id uses.
-Every change of a group goes through :meth:`ConsumerGroups._apply`, which tells the coordinator
-(``on_change(group_id, before, after)``) so it can convert the group back to classic when the last
-consumer-protocol member has left. Classic members of a consumer group (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
-come through the ``classic_*`` methods.
+Every change of a group goes through :meth:`ConsumerGroups._apply`: first ``persist(group_id, before, after)``
+writes what changed to ``__consumer_offsets`` (a failed write raises LogError and changes nothing, so a member is
+never told what a restart would forget), then ``on_change(group_id, before, after)`` lets the coordinator convert
+the group back to classic when the last consumer-protocol member has left. Classic members of a consumer group
+(JoinGroup, SyncGroup, Heartbeat, LeaveGroup) come through the ``classic_*`` methods.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from loosely.broker.groups.consumer import (
     step,
     subscription,
 )
+from loosely.broker.groups.store import store_error
 from loosely.protocol.errors import ErrorCode
+from loosely.storage.log import LogError
 
 __all__ = ["ChangeListener", "ConsumerGroups"]
 
@@ -66,6 +69,7 @@ class ConsumerGroups:
         self._timers: Timers[str] = Timers(self._on_timer)
         self.rebalances_total = 0
         self.on_change: ChangeListener | None = None
+        self.persist: ChangeListener | None = None
 
     def limits_of(self, group_id: str) -> ConsumerGroupLimits:
         """The broker's limits with the group's own configs over them."""
@@ -121,8 +125,8 @@ class ConsumerGroups:
         client_id: str,
         client_host: str,
     ) -> ConsumerHeartbeatResponse:
-        # A heartbeat for a group this broker does not know (restarted: membership is not persisted) finds it empty
-        # and the member unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
+        # A heartbeat for a group this broker does not know (deleted, or expired) finds it empty and the member
+        # unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
         entry = self.groups.get(group_id)
         if entry is None:
             entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
@@ -144,7 +148,11 @@ class ConsumerGroups:
             client_host=client_host,
             topics=self.topics(),
         )
-        response = self._apply(group_id, lambda g, now: step(g, event, now))
+        try:
+            response = self._apply(group_id, lambda g, now: step(g, event, now))
+        except LogError as e:
+            log.warning("storing consumer group %s failed: %s", group_id, e)
+            return ConsumerHeartbeatResponse(store_error(e))
         assert response is not None
         return response
 
@@ -204,6 +212,8 @@ class ConsumerGroups:
         entry = self.groups[group_id]
         before = entry.state
         state, result = change(before, self.ctx.clock.monotonic_ms())
+        if state is not before and self.persist is not None:
+            self.persist(group_id, before, state)
         if state.group_epoch != before.group_epoch:
             self.rebalances_total += 1
         if before.members and not state.members:
@@ -225,6 +235,7 @@ class ConsumerGroups:
                 self._apply(group_id, lambda g, now: step(g, ConsumerTick(), now))
             except Exception:
                 log.exception("consumer group %s timer failed", group_id)
+                self._schedule(group_id)  # try again at the same deadline
 
     def tick_now(self) -> None:
         for gid in list(self.groups):

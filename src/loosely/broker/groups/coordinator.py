@@ -34,7 +34,7 @@ from typing import Final
 
 from loosely.broker._shell import Timers, Waiting
 from loosely.broker.context import BrokerContext
-from loosely.broker.groups import consumer, migration
+from loosely.broker.groups import consumer, consumer_records, migration
 from loosely.broker.groups.classic import (
     Effect,
     Event,
@@ -73,7 +73,7 @@ from loosely.broker.groups.consumer import ClassicMetadata, ConsumerGroup, Consu
 from loosely.broker.groups.consumer_shell import ConsumerGroups
 from loosely.broker.groups.embedded import decode_subscription, encode_assignment, subscription_version
 from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
-from loosely.broker.groups.store import OffsetStore, is_expired
+from loosely.broker.groups.store import OffsetStore, is_expired, store_error
 from loosely.broker.producers import ProducerStateManager
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.names import TopicPartition
@@ -115,15 +115,6 @@ class GroupStatistics:
 @dataclass(slots=True)
 class _Counters:
     rebalances: int = 0
-
-
-def _store_error(e: LogError) -> ErrorCode:
-    """How Kafka reports a failed write of group metadata (appendGroupMetadataErrorToResponseError)."""
-    if e.error_code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
-        return ErrorCode.unknown_server_error
-    if e.error_code == ErrorCode.kafka_storage_error:  # a full or failing disk under __consumer_offsets
-        return ErrorCode.not_coordinator
-    return ErrorCode.coordinator_not_available
 
 
 class GroupCoordinator:
@@ -171,7 +162,9 @@ class GroupCoordinator:
             ),
         )
         self._consumer.on_change = self._consumer_changed
+        self._consumer.persist = self._persist_consumer
         n = self.store.load()
+        self._restore_consumer_groups()
         self._restore_groups()
         if isinstance(ctx.producer_state, ProducerStateManager):
             ctx.producer_state.marker_listeners.append(self.store.on_marker)
@@ -190,10 +183,32 @@ class GroupCoordinator:
         if self._consumer is not None:
             self._consumer.stop()
 
+    def _restore_consumer_groups(self) -> None:
+        now = self.ctx.clock.monotonic_ms()
+        topics = self.consumer.topics()
+        for gid, loaded in self.store.consumer_groups.items():
+            g = consumer_records.rebuild(gid, loaded, self.consumer.limits_of(gid), topics, now)
+            if g is not None:
+                self.consumer.adopt(g, self.ctx.clock.now_ms())
+        self.store.consumer_groups.clear()  # only needed to load
+
+    def _persist_consumer(self, group_id: str, before: ConsumerGroup | None, after: ConsumerGroup | None) -> None:
+        """Write what changed of a consumer group (None: it does not exist) to ``__consumer_offsets``."""
+        self.store.write_consumer_records(group_id, consumer_records.changes(group_id, before, after))
+
+    def _drop_consumer(self, gid: GroupId) -> None:
+        """Forget a consumer group, its records too. Raises LogError (and forgets nothing) if they cannot go."""
+        g = self.consumer.get(gid)
+        if g is not None:
+            self._persist_consumer(gid, g, None)
+        self.consumer.drop(gid)
+
     def _restore_groups(self) -> None:
         now = self.ctx.clock.monotonic_ms()
         wall = self.ctx.clock.now_ms()
         for gid in self.store.group_ids():
+            if self.consumer.get(gid) is not None:
+                continue
             value = self.store.groups.get(gid)
             if value is None:
                 self.groups[GroupId(gid)] = _Entry(Group(GroupId(gid), self.limits), wall)
@@ -271,7 +286,7 @@ class GroupCoordinator:
             self.store.store_group(gid, self._group_value(gid, eff.assignments))
         except LogError as e:
             log.warning("storing group %s failed: %s", gid, e)
-            return _store_error(e)
+            return store_error(e)
         return ErrorCode.none
 
     def _group_value(self, gid: GroupId, assignments: Mapping[MemberId, bytes]) -> GroupValue:
@@ -356,7 +371,10 @@ class GroupCoordinator:
                     rebalance_timeout_ms=rebalance_timeout_ms,
                     api_version=api_version,
                 )
-            self.consumer.drop(gid)
+            try:
+                self._drop_consumer(gid)
+            except LogError as e:
+                return JoinResponse(store_error(e), member_id)
         if gid not in self.groups:
             if member_id:
                 return JoinResponse(ErrorCode.unknown_member_id, member_id)
@@ -366,7 +384,7 @@ class GroupCoordinator:
                 self.store.store_group(gid, GroupValue("", 0, None, None, self.ctx.clock.now_ms(), ()))
             except LogError as e:
                 del self.groups[gid]
-                return JoinResponse(_store_error(e), member_id)
+                return JoinResponse(store_error(e), member_id)
         new_id = f"{instance_id if instance_id is not None else client_id}-{uuid.uuid4()}"
         resp = await self._ask(
             gid,
@@ -420,18 +438,21 @@ class GroupCoordinator:
         except ProtocolError:
             return JoinResponse(ErrorCode.unknown_server_error, member_id)
         meta = ClassicMetadata(session_timeout_ms, protocols)
-        r = self.consumer.classic_join(
-            g.group_id,
-            member_id=member_id or str(uuid.uuid4()),
-            instance_id=instance_id,
-            rack_id=sub.rack_id,
-            client_id=client_id,
-            client_host=client_host,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            classic=meta,
-            subscribed=sub.topics,
-            owned=sub.owned,
-        )
+        try:
+            r = self.consumer.classic_join(
+                g.group_id,
+                member_id=member_id or str(uuid.uuid4()),
+                instance_id=instance_id,
+                rack_id=sub.rack_id,
+                client_id=client_id,
+                client_host=client_host,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                classic=meta,
+                subscribed=sub.topics,
+                owned=sub.owned,
+            )
+        except LogError as e:
+            return JoinResponse(store_error(e), member_id)
         if isinstance(r, ErrorCode):
             return JoinResponse(r, member_id)
         return JoinResponse(
@@ -468,7 +489,10 @@ class GroupCoordinator:
                 )
             ):
                 return SyncResponse(ErrorCode.inconsistent_group_protocol)
-            r = self.consumer.classic_sync(gid, member_id, instance_id, generation)
+            try:
+                r = self.consumer.classic_sync(gid, member_id, instance_id, generation)
+            except LogError as e:
+                return SyncResponse(store_error(e))
             if isinstance(r, ErrorCode):
                 return SyncResponse(r)
             return SyncResponse(ErrorCode.none, protocol_type, protocol_name, self._classic_assignment(r))
@@ -492,7 +516,10 @@ class GroupCoordinator:
     async def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
         gid = GroupId(group_id)
         if self.consumer.get(gid) is not None:
-            return self.consumer.classic_heartbeat(gid, member_id, instance_id, generation)
+            try:
+                return self.consumer.classic_heartbeat(gid, member_id, instance_id, generation)
+            except LogError as e:
+                return store_error(e)
         if gid not in self.groups:
             return ErrorCode.unknown_member_id
         iid = InstanceId(instance_id) if instance_id is not None else None
@@ -503,7 +530,10 @@ class GroupCoordinator:
     async def leave(self, group_id: str, members: Iterable[tuple[str, str | None]]) -> LeaveResponse:
         gid = GroupId(group_id)
         if self.consumer.get(gid) is not None:
-            results = self.consumer.classic_leave(gid, members)
+            try:
+                results = self.consumer.classic_leave(gid, members)
+            except LogError as e:
+                return LeaveResponse(store_error(e))
             return LeaveResponse(
                 ErrorCode.none,
                 tuple((MemberId(m), InstanceId(i) if i is not None else None, e) for m, i, e in results),
@@ -525,6 +555,11 @@ class GroupCoordinator:
             return ErrorCode.none
         old = entry.state
         if not old.members:
+            if gid in self.store.groups:
+                try:
+                    self.store.store_group(gid, None)
+                except LogError as e:
+                    return store_error(e)
             self._drop(gid)
             return ErrorCode.none
         converted = None
@@ -536,8 +571,9 @@ class GroupCoordinator:
             return ErrorCode.group_id_not_found
         try:
             self.store.store_group(gid, None)  # the classic group's record goes; the consumer group's follow
+            self._persist_consumer(gid, None, converted)
         except LogError as e:
-            return _store_error(e)
+            return store_error(e)
         # Whoever waits in a join or sync of the old group rejoins the new one (Kafka completes them so too).
         for m in old.members.values():
             if m.awaiting_join is not None:
@@ -561,6 +597,11 @@ class GroupCoordinator:
         g = migration.to_classic(before, after, self.consumer.topic_names(), self.limits, self.ctx.clock.monotonic_ms())
         if g is None:
             return
+        try:
+            self._persist_consumer(gid, after, None)
+        except LogError as e:
+            log.warning("converting consumer group %s back to classic failed: %s", gid, e)
+            return
         self.consumer.drop(gid)
         self.groups[gid] = _Entry(g, self.ctx.clock.now_ms())
         try:
@@ -583,10 +624,10 @@ class GroupCoordinator:
             if modern.members:
                 return ErrorCode.non_empty_group
             try:
+                self._drop_consumer(gid)
                 self.store.delete_group(gid)
             except LogError as e:
-                return _store_error(e)
-            self.consumer.drop(gid)
+                return store_error(e)
             self._drop(gid)
             return ErrorCode.none
         g = self.group(gid)
@@ -596,7 +637,7 @@ class GroupCoordinator:
         try:
             self.store.delete_group(gid)
         except LogError as e:
-            return _store_error(e)
+            return store_error(e)
         self._drop(gid)
         return ErrorCode.none
 
@@ -743,7 +784,7 @@ class GroupCoordinator:
         try:
             self.store.delete_offsets(group_id, doomed)
         except LogError as e:
-            return _store_error(e), {}
+            return store_error(e), {}
         return ErrorCode.none, {**{tp: ErrorCode.none for tp in doomed}, **errors}
 
     # --- retention -----------------------------------------------------------------------------------------
@@ -802,9 +843,9 @@ class GroupCoordinator:
                 ]
                 expired_total += self.store.delete_offsets(gid, doomed)
                 if empty and not self.store.committed(gid) and not self.store.has_pending(gid):
+                    self._drop_consumer(gid)
                     self.store.store_group(gid, None)
                     self._drop(gid)
-                    self.consumer.drop(gid)
             except LogError as e:
                 log.warning("expiring offsets of group %s failed: %s", gid, e)
         return expired_total
