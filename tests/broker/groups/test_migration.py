@@ -28,12 +28,18 @@ SESSION_MS = 10_000
 REBALANCE_MS = 20_000
 
 
-def subscription(*topics: str) -> bytes:
-    """ConsumerProtocolSubscription v3, no owned partitions: what an eager classic consumer sends."""
+def subscription(*topics: str, owned: tuple[int, ...] = ()) -> bytes:
+    """ConsumerProtocolSubscription v3; an eager consumer owns nothing when it rejoins, a cooperative one what it
+    kept (partitions of the first topic)."""
     w = Writer().i16(3).array_length(len(topics))
     for t in topics:
         w.string(t)
-    return w.bytes_(None).array_length(0).i32(-1).string(None).done()
+    w.bytes_(None).array_length(1 if owned else 0)
+    if owned:
+        w.string(topics[0]).array_length(len(owned))
+        for p in owned:
+            w.i32(p)
+    return w.i32(-1).string(None).done()
 
 
 @pytest.fixture
@@ -62,7 +68,9 @@ def broker(tmp_path: Path, clock: FakeClock) -> Iterator[BrokerThread]:
         b.stop()
 
 
-def join(raw: Raw, group: str, member_id: str) -> object:
+def join(
+    raw: Raw, group: str, member_id: str, *, owned: tuple[int, ...] = (), instance_id: str | None = None
+) -> object:
     from kio.schema.join_group.v7.request import JoinGroupRequest, JoinGroupRequestProtocol
 
     body = build(
@@ -71,9 +79,9 @@ def join(raw: Raw, group: str, member_id: str) -> object:
         session_timeout=datetime.timedelta(milliseconds=SESSION_MS),
         rebalance_timeout=datetime.timedelta(milliseconds=REBALANCE_MS),
         member_id=member_id,
-        group_instance_id=None,
+        group_instance_id=instance_id,
         protocol_type="consumer",
-        protocols=(JoinGroupRequestProtocol(name="range", metadata=subscription("t")),),
+        protocols=(JoinGroupRequestProtocol(name="range", metadata=subscription("t", owned=owned)),),
     )
     return raw.request(ApiKey.JOIN_GROUP, 7, body)
 
@@ -391,3 +399,34 @@ def test_only_what_changed_is_written_and_reads_back() -> None:
     assert (back.group_epoch, back.assignment_epoch, back.target) == (4, 4, g.target)
     # Gone: every key of it is tombstoned.
     assert {v for _, v in consumer_records.changes("g", g, None)} == {None}
+
+
+def test_a_cooperative_classic_member_revokes_before_it_moves_on(broker: BrokerThread) -> None:
+    raw = Raw(broker.bootstrap_servers)
+    member, gen = classic_member(raw, "g")
+    consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.rebalance_in_progress
+    # Rejoining while it still owns both, it stays at its generation and is given only what it keeps...
+    r = join(raw, "g", member, owned=(0, 1))
+    assert (r.error_code, r.generation_id) == (ErrorCode.none, gen)  # type: ignore[attr-defined]
+    kept = [p for _, p in decode_assignment(sync(raw, "g", member, gen).assignment)]  # type: ignore[attr-defined]
+    assert len(kept) == 1
+    # ...and told to rejoin until it has given the other up; then it moves to the group's epoch.
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.rebalance_in_progress
+    r = join(raw, "g", member, owned=tuple(kept))
+    assert (r.error_code, r.generation_id) == (ErrorCode.none, gen + 1)  # type: ignore[attr-defined]
+    assert heartbeat(raw, "g", member, gen + 1) == ErrorCode.none
+    r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
+    assert [p for t in r.assignment.topic_partitions for p in t.partitions] == [1 - kept[0]]  # type: ignore[attr-defined]
+
+
+def test_a_static_classic_member_comes_back_under_a_new_id(broker: BrokerThread) -> None:
+    raw = Raw(broker.bootstrap_servers)
+    assert consumer_heartbeat(raw, "g", "m1", 0, ("t",)).error_code == ErrorCode.none  # type: ignore[attr-defined]
+    first = join(raw, "g", "", instance_id="i1")
+    assert first.error_code == ErrorCode.none  # type: ignore[attr-defined]
+    # Another incarnation with the same instance id takes its place; the old id is fenced.
+    second = join(raw, "g", "", instance_id="i1")
+    assert second.member_id != first.member_id  # type: ignore[attr-defined]
+    assert [m.member_id for m in describe_consumer(raw, "g").members if m.instance_id == "i1"] == [second.member_id]  # type: ignore[attr-defined]
+    assert join(raw, "g", first.member_id, instance_id="i1").error_code == ErrorCode.fenced_instance_id  # type: ignore[attr-defined]

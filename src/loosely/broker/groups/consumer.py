@@ -418,6 +418,7 @@ class ClassicJoin:
     subscribed: frozenset[str]
     owned: frozenset[TP]  # from the subscription (v1+): what the member still holds
     topics: Mapping[str, TopicInfo]
+    named_by_us: bool = False  # it came without a member id (a static member's new incarnation gets one)
 
 
 def _classic_member(g: ConsumerGroup, member_id: str, instance_id: str | None) -> ConsumerMember | ErrorCode:
@@ -442,7 +443,7 @@ def classic_join(g: ConsumerGroup, ev: ClassicJoin, now: int) -> tuple[ConsumerG
     if ev.instance_id is not None:
         static = next((x for x in g.members.values() if x.instance_id == ev.instance_id), None)
         if static is not None and static.member_id != ev.member_id:
-            if member is not None or static.classic is None:
+            if not ev.named_by_us or static.classic is None:
                 return g, ErrorCode.fenced_instance_id
             # A static member rejoining under a new id takes its old incarnation's place and partitions.
             members = {(ev.member_id if k == static.member_id else k): v for k, v in g.members.items()}

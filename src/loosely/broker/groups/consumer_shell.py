@@ -171,6 +171,7 @@ class ConsumerGroups:
         classic: ClassicMetadata,
         subscribed: frozenset[str],
         owned: Iterable[tuple[str, int]],
+        named_by_us: bool,
     ) -> ConsumerMember | ErrorCode:
         topics = self.topics()
         ids = frozenset((topics[t].topic_id, p) for t, p in owned if t in topics)
@@ -185,6 +186,7 @@ class ConsumerGroups:
             subscribed,
             ids,
             topics,
+            named_by_us,
         )
         return self._apply(group_id, lambda g, now: classic_join(self._refreshed(g), event, now))
 

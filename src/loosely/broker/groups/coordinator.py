@@ -450,6 +450,7 @@ class GroupCoordinator:
                 classic=meta,
                 subscribed=sub.topics,
                 owned=sub.owned,
+                named_by_us=not member_id,
             )
         except LogError as e:
             return JoinResponse(store_error(e), member_id)
