@@ -182,6 +182,8 @@ def test_the_migration_policy_decides_which_way_a_group_may_go(tmp_path: Path, c
         try:
             raw = Raw(b.bootstrap_servers)
             member, gen = classic_member(raw, "g")
+            # Only a joining member (epoch 0) converts a group, whatever the policy.
+            assert consumer_heartbeat(raw, "g", "m1", 3, None).error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
             r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
             if not upgrades:
                 assert r.error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]

@@ -546,10 +546,11 @@ class GroupCoordinator:
         assert isinstance(resp, LeaveResponse)
         return resp
 
-    def claim_for_consumer_protocol(self, group_id: str) -> ErrorCode:
-        """Before a ConsumerGroupHeartbeat: a classic group with members is converted to a consumer group if the
-        migration policy allows and it uses the consumer embedded protocol, else the heartbeat hears
-        GROUP_ID_NOT_FOUND, as from Kafka; an empty one, or the simple group of committed offsets, gives the id up."""
+    def claim_for_consumer_protocol(self, group_id: str, member_epoch: int) -> ErrorCode:
+        """Before a ConsumerGroupHeartbeat: a classic group with members is converted to a consumer group by a member
+        joining (epoch 0) if the migration policy allows and it uses the consumer embedded protocol, else the heartbeat
+        hears GROUP_ID_NOT_FOUND, as from Kafka; an empty one, or the simple group of committed offsets, gives the id
+        up."""
         gid = GroupId(group_id)
         entry = self.groups.get(gid)
         if entry is None:
@@ -564,7 +565,7 @@ class GroupCoordinator:
             self._drop(gid)
             return ErrorCode.none
         converted = None
-        if migration.can_upgrade(self.ctx.config.group_consumer_migration_policy):
+        if member_epoch == 0 and migration.can_upgrade(self.ctx.config.group_consumer_migration_policy):
             converted = migration.to_consumer(
                 old, self.consumer.topics(), self.consumer.limits_of(gid), self.ctx.clock.monotonic_ms()
             )

@@ -56,7 +56,7 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
-    elif (claim := coord.claim_for_consumer_protocol(str(request.group_id))) != ErrorCode.none:
+    elif (claim := coord.claim_for_consumer_protocol(str(request.group_id), request.member_epoch)) != ErrorCode.none:
         r = ConsumerHeartbeatResponse(claim, message=f"Group {request.group_id} is not a consumer group.")
     else:
         owned = request.topic_partitions
