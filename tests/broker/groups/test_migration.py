@@ -432,3 +432,26 @@ def test_a_static_classic_member_comes_back_under_a_new_id(broker: BrokerThread)
     assert second.member_id != first.member_id  # type: ignore[attr-defined]
     assert [m.member_id for m in describe_consumer(raw, "g").members if m.instance_id == "i1"] == [second.member_id]  # type: ignore[attr-defined]
     assert join(raw, "g", first.member_id, instance_id="i1").error_code == ErrorCode.fenced_instance_id  # type: ignore[attr-defined]
+
+
+def test_a_change_that_cannot_be_stored_changes_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    import errno
+
+    from loosely.testing import FaultyFileSystem
+
+    fs = FaultyFileSystem(seed=0)
+    b = BrokerThread(BrokerConfig(data_dir=str(tmp_path), port=0, offsets_topic_partitions=1), clock=clock, fs=fs)
+    b.start()
+    try:
+        create_topic(b, "t", 2)
+        raw = Raw(b.bootstrap_servers)
+        assert consumer_heartbeat(raw, "g", "m1", 0, ("t",)).member_epoch == 1  # type: ignore[attr-defined]
+        fs.fail("append", error=errno.ENOSPC, path_contains="__consumer_offsets")
+        r = consumer_heartbeat(raw, "g", "m2", 0, ("t",))
+        assert r.error_code == ErrorCode.not_coordinator  # type: ignore[attr-defined]
+        d = describe_consumer(raw, "g")
+        assert (d.group_epoch, [m.member_id for m in d.members]) == (1, ["m1"])  # type: ignore[attr-defined]
+        fs.heal()
+        assert consumer_heartbeat(raw, "g", "m2", 0, ("t",)).member_epoch == 2  # type: ignore[attr-defined]
+    finally:
+        b.stop()

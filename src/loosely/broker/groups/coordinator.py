@@ -572,8 +572,10 @@ class GroupCoordinator:
         if converted is None:
             return ErrorCode.group_id_not_found
         try:
-            self.store.store_group(gid, None)  # the classic group's record goes; the consumer group's follow
+            # The consumer group's records first: should the classic tombstone not follow, a restart finds both and
+            # takes the consumer group, which is what the members were told.
             self._persist_consumer(gid, None, converted)
+            self.store.store_group(gid, None)
         except LogError as e:
             return store_error(e)
         # Whoever waits in a join or sync of the old group rejoins the new one (Kafka completes them so too).
@@ -599,17 +601,17 @@ class GroupCoordinator:
         g = migration.to_classic(before, after, self.consumer.topic_names(), self.limits, self.ctx.clock.monotonic_ms())
         if g is None:
             return
+        self.groups[gid] = _Entry(g, self.ctx.clock.now_ms())
         try:
+            # The classic record first: should the consumer group's tombstones not follow, a restart finds both and
+            # takes the consumer group, which is what stays in memory here too.
+            self.store.store_group(gid, self._group_value(gid, {}))
             self._persist_consumer(gid, after, None)
         except LogError as e:
+            del self.groups[gid]
             log.warning("converting consumer group %s back to classic failed: %s", gid, e)
             return
         self.consumer.drop(gid)
-        self.groups[gid] = _Entry(g, self.ctx.clock.now_ms())
-        try:
-            self.store.store_group(gid, self._group_value(gid, {}))
-        except LogError as e:
-            log.warning("storing group %s after its conversion to classic failed: %s", gid, e)
         log.info("converted consumer group %s (epoch %d) back to a classic group", gid, before.group_epoch)
         self._run(gid, Rebalance())
 
