@@ -27,9 +27,12 @@ a reconciliation, as a heartbeat with all fields), :func:`classic_sync` (hands o
 epoch passed it, it must revoke, or partitions it waits for were released. From then on it must rejoin within its
 rebalance timeout, and sync within it after joining (``classic_deadline_ms``), or it is removed, as in Kafka.
 
+The state is durable: the shell writes what each step changed to ``__consumer_offsets``
+(:mod:`loosely.broker.groups.consumer_records`) before it answers.
+
 Simplifications (said here so nobody has to discover them): a static member's temporary leave (-2) is treated as a
-leave. A regular-expression subscription is matched with RE2,
-the engine (and syntax) Kafka's RE2/J implements, in time linear in the topic name.
+leave. A regular-expression subscription is matched with RE2, the engine (and syntax) Kafka's RE2/J implements, in
+time linear in the topic name.
 """
 
 from __future__ import annotations
