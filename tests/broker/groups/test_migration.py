@@ -262,26 +262,29 @@ def test_the_embedded_protocol_round_trips() -> None:
 # --- KIP-848 membership across a restart -----------------------------------------------------------------------------
 
 
-def test_consumer_group_membership_survives_a_restart(tmp_path: Path) -> None:
-    from broker._brokers import broker_on
+def test_consumer_group_membership_survives_kill_9(tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from broker._brokers import ChildBroker
     from loosely.testing import free_port
 
-    port = free_port()
-    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
-        create_topic(b, "t", 2)
-        raw = Raw(b.bootstrap_servers)
+    child = ChildBroker(tmp_path / "data", free_port()).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": child.bootstrap_servers})
+        admin.create_topics([NewTopic("t", 2, 1)])["t"].result(30)
+        raw = Raw(child.bootstrap_servers)
         member, gen = classic_member(raw, "g")
-        r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
+        consumer_heartbeat(raw, "g", "m1", 0, ("t",))
         join(raw, "g", member)
         sync(raw, "g", member, gen + 1)
         r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
         assert r.error_code == ErrorCode.none  # type: ignore[attr-defined]
         before = describe_consumer(raw, "g")
         raw.close()
-    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
-        raw = Raw(b.bootstrap_servers)
-        after = describe_consumer(raw, "g")
-        assert after == before
+        child.kill()
+        child.start()
+        raw = Raw(child.bootstrap_servers)
+        assert describe_consumer(raw, "g") == before
         # Both members go on with their ids and epochs; the epoch continues from where it was.
         r = consumer_heartbeat(raw, "g", "m1", gen + 1, None)
         assert (r.error_code, r.member_epoch) == (ErrorCode.none, gen + 1)  # type: ignore[attr-defined]
@@ -289,16 +292,19 @@ def test_consumer_group_membership_survives_a_restart(tmp_path: Path) -> None:
         s = sync(raw, "g", member, gen + 1)
         assert len(decode_assignment(s.assignment)) == 1  # type: ignore[attr-defined]
         assert consumer_heartbeat(raw, "g", "m2", 0, ("t",)).member_epoch == gen + 2  # type: ignore[attr-defined]
-        # The conversion back to classic works on the reloaded group, and that too survives a restart.
+        # The conversion back to classic works on the reloaded group, and that too survives.
         consumer_heartbeat(raw, "g", "m2", -1, None)
         consumer_heartbeat(raw, "g", "m1", -1, None)
         assert describe_classic(raw, "g") == (ErrorCode.none, "PreparingRebalance")
         raw.close()
-    with broker_on(tmp_path, port, offsets_topic_partitions=2) as b:
-        raw = Raw(b.bootstrap_servers)
+        child.kill()
+        child.start()
+        raw = Raw(child.bootstrap_servers)
         assert describe_consumer(raw, "g").error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
         assert describe_classic(raw, "g") == (ErrorCode.none, "Stable")
         raw.close()
+    finally:
+        child.kill()
 
 
 def test_a_librdkafka_consumer_keeps_its_assignment_across_a_restart(tmp_path: Path) -> None:
