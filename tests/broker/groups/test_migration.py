@@ -177,25 +177,31 @@ def test_a_classic_group_converts_to_a_consumer_group_and_back(broker: BrokerThr
 
 
 def test_the_migration_policy_decides_which_way_a_group_may_go(tmp_path: Path, clock: FakeClock) -> None:
-    for policy, upgrades, downgrades in [("disabled", False, False), ("upgrade", True, False)]:
+    for policy in ("disabled", "upgrade", "downgrade"):
         b = start(tmp_path / policy, clock, policy)
         try:
             raw = Raw(b.bootstrap_servers)
-            member, gen = classic_member(raw, "g")
-            # Only a joining member (epoch 0) converts a group, whatever the policy.
-            assert consumer_heartbeat(raw, "g", "m1", 3, None).error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
-            r = consumer_heartbeat(raw, "g", "m1", 0, ("t",))
-            if not upgrades:
+            # Classic to consumer: only a joining member (epoch 0) converts, and only if the policy allows.
+            member, gen = classic_member(raw, "up")
+            assert consumer_heartbeat(raw, "up", "m1", 3, None).error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
+            r = consumer_heartbeat(raw, "up", "m1", 0, ("t",))
+            if policy == "upgrade":
+                assert r.error_code == ErrorCode.none  # type: ignore[attr-defined]
+            else:
                 assert r.error_code == ErrorCode.group_id_not_found  # type: ignore[attr-defined]
-                assert r.error_message == "Group g is not a consumer group."  # type: ignore[attr-defined]
-                assert heartbeat(raw, "g", member, gen) == ErrorCode.none
-                continue
-            assert r.error_code == ErrorCode.none  # type: ignore[attr-defined]
-            consumer_heartbeat(raw, "g", "m1", -1, None)
-            # Without downgrades the classic member stays in a consumer group.
-            d = describe_consumer(raw, "g")
-            assert (d.error_code, [m.member_id for m in d.members]) == (ErrorCode.none, [member])  # type: ignore[attr-defined]
-            assert not downgrades
+                assert r.error_message == "Group up is not a consumer group."  # type: ignore[attr-defined]
+                assert heartbeat(raw, "up", member, gen) == ErrorCode.none
+            # Consumer to classic: a classic consumer joins a consumer group (always allowed), the other one leaves.
+            consumer_heartbeat(raw, "down", "m1", 0, ("t",))
+            classic = join(raw, "down", "")
+            classic = join(raw, "down", classic.member_id)  # type: ignore[attr-defined]
+            assert classic.error_code == ErrorCode.none  # type: ignore[attr-defined]
+            consumer_heartbeat(raw, "down", "m1", -1, None)
+            d = describe_consumer(raw, "down")
+            if policy == "downgrade":
+                assert describe_classic(raw, "down") == (ErrorCode.none, "PreparingRebalance")
+            else:  # the classic member stays, alone in a consumer group
+                assert [m.member_id for m in d.members] == [classic.member_id]  # type: ignore[attr-defined]
         finally:
             b.stop()
 
