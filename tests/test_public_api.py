@@ -54,8 +54,11 @@ PINS: dict[str, list[str]] = {
     "loosely.broker.groups": [
         "classic",
         "consumer",
+        "consumer_records",
         "consumer_shell",
         "coordinator",
+        "embedded",
+        "migration",
         "records",
         "store",
     ],

@@ -10,7 +10,12 @@
 //   dump-offsets <bootstrap>                            __consumer_offsets through GroupCoordinatorRecordSerde:
 //                                                       "offset <group> <topic> <partition> <offset>" |
 //                                                       "group <group> <protocolType> <generation> <members>" |
-//                                                       "delete-offset ..." | "delete-group <group>"
+//                                                       "delete-offset ..." | "delete-group <group>" |
+//                                                       KIP-848: "consumer-epoch <group> <epoch>" |
+//                                                       "consumer-member <group> <member> <classic|consumer>" |
+//                                                       "consumer-current <group> <member> <epoch> <state> <partitions>"
+//                                                       | "consumer-target <group> <member> <partitions>" |
+//                                                       "consumer-target-epoch <group> <epoch>"; "delete-<that> ..."
 //   dump-transactions <bootstrap>                       __transaction_state through TransactionCoordinatorRecordSerde:
 //                                                       "txn <transactionalId> <state> <partitions>"
 //   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>[,<commit|abort>...]
@@ -154,6 +159,41 @@ public class GroupsProbe {
                     GroupMetadataValue v = (GroupMetadataValue) value;
                     System.out.println("group " + k.group() + " " + v.protocolType() + " " + v.generation() + " "
                             + v.members().size());
+                }
+            } else if (key instanceof ConsumerGroupMetadataKey k) {
+                System.out.println(value == null ? "delete-consumer-epoch " + k.groupId()
+                        : "consumer-epoch " + k.groupId() + " " + ((ConsumerGroupMetadataValue) value).epoch());
+            } else if (key instanceof ConsumerGroupTargetAssignmentMetadataKey k) {
+                System.out.println(value == null ? "delete-consumer-target-epoch " + k.groupId()
+                        : "consumer-target-epoch " + k.groupId() + " "
+                        + ((ConsumerGroupTargetAssignmentMetadataValue) value).assignmentEpoch());
+            } else if (key instanceof ConsumerGroupMemberMetadataKey k) {
+                String who = k.groupId() + " " + k.memberId();
+                System.out.println(value == null ? "delete-consumer-member " + who : "consumer-member " + who + " "
+                        + (((ConsumerGroupMemberMetadataValue) value).classicMemberMetadata() != null
+                            ? "classic" : "consumer"));
+            } else if (key instanceof ConsumerGroupTargetAssignmentMemberKey k) {
+                String who = k.groupId() + " " + k.memberId();
+                if (value == null) {
+                    System.out.println("delete-consumer-target " + who);
+                } else {
+                    int n = 0;
+                    for (var t : ((ConsumerGroupTargetAssignmentMemberValue) value).topicPartitions()) {
+                        n += t.partitions().size();
+                    }
+                    System.out.println("consumer-target " + who + " " + n);
+                }
+            } else if (key instanceof ConsumerGroupCurrentMemberAssignmentKey k) {
+                String who = k.groupId() + " " + k.memberId();
+                if (value == null) {
+                    System.out.println("delete-consumer-current " + who);
+                } else {
+                    ConsumerGroupCurrentMemberAssignmentValue v = (ConsumerGroupCurrentMemberAssignmentValue) value;
+                    int n = 0;
+                    for (var t : v.assignedPartitions()) {
+                        n += t.partitions().size();
+                    }
+                    System.out.println("consumer-current " + who + " " + v.memberEpoch() + " " + v.state() + " " + n);
                 }
             }
         }

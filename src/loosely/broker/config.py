@@ -130,6 +130,9 @@ class BrokerConfig:
     group_consumer_session_timeout_ms_max: int = 60_000
     group_consumer_heartbeat_interval_ms_min: int = 5_000
     group_consumer_heartbeat_interval_ms_max: int = 15_000
+    # Kafka: group.consumer.migration.policy (bidirectional, upgrade, downgrade, disabled): whether a classic group
+    # with members converts to a consumer group when a KIP-848 member joins, and back when the last one leaves
+    group_consumer_migration_policy: str = "bidirectional"
     # Kafka: group.min.session.timeout.ms / group.max.session.timeout.ms
     group_session_timeout_ms_min: int = 6_000
     group_session_timeout_ms_max: int = 1_800_000
@@ -421,6 +424,17 @@ def _authorizer_class(v: str) -> str | None:
     return v
 
 
+MIGRATION_POLICIES: Final = ("bidirectional", "upgrade", "downgrade", "disabled")
+
+
+def _migration_policy(v: str) -> str:
+    """Kafka's ConsumerGroupMigrationPolicy, case-insensitive as its validator."""
+    policy = v.strip().lower()
+    if policy not in MIGRATION_POLICIES:
+        raise ValueError(f"{v!r} is not one of {', '.join(MIGRATION_POLICIES)}")
+    return policy
+
+
 # Kafka broker setting -> (BrokerConfig field, parser). With the topic defaults (log.retention.ms, ...), these are
 # the settings `loosely broker --config NAME=VALUE` understands.
 BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
@@ -453,6 +467,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "group.consumer.max.session.timeout.ms": ("group_consumer_session_timeout_ms_max", _positive),
     "group.consumer.min.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_min", _positive),
     "group.consumer.max.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_max", _positive),
+    "group.consumer.migration.policy": ("group_consumer_migration_policy", _migration_policy),
     "offsets.retention.minutes": ("offsets_retention_ms", lambda v: int(v) * 60_000),
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),

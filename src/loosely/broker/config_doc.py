@@ -50,6 +50,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "group.consumer.max.session.timeout.ms": "Largest `consumer.session.timeout.ms` a group config may set.",
     "group.consumer.min.heartbeat.interval.ms": "Smallest `consumer.heartbeat.interval.ms` a group config may set.",
     "group.consumer.max.heartbeat.interval.ms": "Largest `consumer.heartbeat.interval.ms` a group config may set.",
+    "group.consumer.migration.policy": "Online conversion of a group between the classic and the KIP-848 protocol: "
+    "`bidirectional` (classic to consumer when a consumer-protocol member joins, and back when the last one leaves), "
+    "`upgrade`, `downgrade` or `disabled`.",
     "offsets.retention.minutes": "How long committed offsets of an empty group are kept.",
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",

@@ -291,5 +291,10 @@ class Writer:
     def no_tagged_fields(self) -> Writer:
         return self.uvarint(0)
 
+    def raw(self, data: bytes) -> Writer:
+        """Bytes as they are, with no length: a fixed-size field such as a UUID's 16."""
+        self.out += data
+        return self
+
     def done(self) -> bytes:
         return bytes(self.out)

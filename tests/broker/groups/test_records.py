@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loosely.broker.groups.records import (
+    ConsumerKey,
     GroupKey,
     GroupValue,
     MemberValue,
@@ -18,6 +19,7 @@ from loosely.broker.groups.records import (
     decode_group_value,
     decode_key,
     decode_offset_value,
+    encode_consumer_key,
     encode_group_key,
     encode_group_value,
     encode_offset_key,
@@ -118,7 +120,13 @@ def test_group_value_v0_uses_the_session_timeout_as_rebalance_timeout() -> None:
 
 
 def test_unknown_key_types_are_reported_not_misread() -> None:
-    assert decode_key(b"\x00\x05anything") == OtherKey(5)
+    assert decode_key(b"\x00\x04anything") == OtherKey(4)  # Kafka < 4.1's partition metadata
+    assert decode_key(b"\x00\x09anything") == OtherKey(9)  # share groups
+
+
+def test_consumer_group_keys_round_trip() -> None:
+    for key in (ConsumerKey(3, "g"), ConsumerKey(5, "g", "m"), ConsumerKey(6, "g"), ConsumerKey(8, "g", "m")):
+        assert decode_key(encode_consumer_key(key)) == key
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ __all__ = [
     "OffsetCommitTouch",
     "Phase",
     "Protocol",
+    "Rebalance",
     "Reply",
     "RequestId",
     "StoreGroup",
@@ -241,6 +242,12 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Rebalance:
+    """Start a rebalance from outside: a group just converted back from the consumer protocol (KIP-848's downgrade),
+    whose members must rejoin under the classic rules."""
+
+
+@dataclass(frozen=True, slots=True)
 class PropagateAssignment:
     generation: int
     assignments: Mapping[MemberId, bytes]
@@ -277,7 +284,7 @@ class Stored:
     error: ErrorCode = ErrorCode.none
 
 
-Event = Join | Sync | Heartbeat | Leave | OffsetCommitTouch | Tick | Stored
+Event = Join | Sync | Heartbeat | Leave | OffsetCommitTouch | Tick | Stored | Rebalance
 
 # --- responses and effects -----------------------------------------------------------------------------------------
 
@@ -609,6 +616,9 @@ def step(group: Group, event: Event, now_ms: int) -> tuple[Group, list[Effect]]:
                 b.reschedule_heartbeat(m.member_id)
         case Tick():
             _tick(b)
+        case Rebalance():
+            if b.g.members:
+                b.maybe_prepare_rebalance_or_complete_join()
         case Stored():
             _stored(b, event)
     return b.g, b.effects

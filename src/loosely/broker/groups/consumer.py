@@ -19,10 +19,20 @@ In this protocol the broker assigns partitions, and members only heartbeat: ``st
 * A member silent for the session timeout, or that does not revoke within its rebalance timeout, is removed and its
   partitions freed.
 
-Simplifications (said here so nobody has to discover them): the membership is kept in memory only, so after a
-broker restart members are told UNKNOWN_MEMBER_ID and rejoin (their committed offsets are durable as always); a
-static member's temporary leave (-2) is treated as a leave. A regular-expression subscription is matched with RE2,
-the engine (and syntax) Kafka's RE2/J implements, in time linear in the topic name.
+Classic members (KIP-848's online migration): a group converted from a classic group, or joined by a classic
+consumer while it has consumer-protocol members, also holds members that speak JoinGroup, SyncGroup and Heartbeat.
+They carry :class:`ClassicMetadata` and follow the same rules through :func:`classic_join` (a subscription change and
+a reconciliation, as a heartbeat with all fields), :func:`classic_sync` (hands out the member's assignment) and
+:func:`classic_heartbeat`, which answers REBALANCE_IN_PROGRESS whenever the member has something to do: the group
+epoch passed it, it must revoke, or partitions it waits for were released. From then on it must rejoin within its
+rebalance timeout, and sync within it after joining (``classic_deadline_ms``), or it is removed, as in Kafka.
+
+The state is durable: the shell writes what each step changed to ``__consumer_offsets``
+(:mod:`loosely.broker.groups.consumer_records`) before it answers.
+
+Simplifications (said here so nobody has to discover them): a static member's temporary leave (-2) is treated as a
+leave. A regular-expression subscription is matched with RE2, the engine (and syntax) Kafka's RE2/J implements, in
+time linear in the topic name.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from loosely.protocol.errors import ErrorCode
 
 __all__ = [
     "ASSIGNORS",
+    "ClassicJoin",
+    "ClassicMetadata",
     "ConsumerGroup",
     "ConsumerGroupLimits",
     "ConsumerHeartbeat",
@@ -49,6 +61,10 @@ __all__ = [
     "TopicInfo",
     "assign_range",
     "assign_uniform",
+    "classic_heartbeat",
+    "classic_join",
+    "classic_leave",
+    "classic_sync",
     "group_state",
     "next_deadline",
     "step",
@@ -83,6 +99,19 @@ class TopicInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassicMetadata:
+    """What a member speaking the classic protocol joined with (Kafka's ClassicMemberMetadata)."""
+
+    session_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]  # (assignor name, ConsumerProtocolSubscription), the client's order
+
+    @property
+    def protocol_name(self) -> str:
+        """The name a classic member is answered with: the first it listed, as Kafka answers."""
+        return self.protocols[0][0]
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerMember:
     member_id: str
     instance_id: str | None
@@ -100,6 +129,8 @@ class ConsumerMember:
     assigned: frozenset[TP] = frozenset()
     pending_revocation: frozenset[TP] = frozenset()
     revocation_deadline_ms: int | None = None
+    classic: ClassicMetadata | None = None  # set for a member that speaks JoinGroup/SyncGroup/Heartbeat
+    classic_deadline_ms: int | None = None  # a classic member's rejoin or sync must come before this
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,24 +360,8 @@ def _heartbeat(g: ConsumerGroup, ev: ConsumerHeartbeat, now: int) -> tuple[Consu
         )
         bump = updated.subscribed != member.subscribed or updated.regex != member.regex
         member = updated
-    members = dict(g.members)
-    members[member.member_id] = member
-    g = replace(g, members=members)
-    # Subscribed topics appearing, vanishing or growing change the target too.
-    names = {t for m in g.members.values() for t in subscription(m, ev.topics)}
-    topics = {n: ev.topics[n] for n in sorted(names) if n in ev.topics}
-    if topics != dict(g.topics):
-        g = replace(g, topics=topics)
-        bump = True
-    if bump:
-        g = replace(g, group_epoch=g.group_epoch + 1)
-    if g.group_epoch > g.assignment_epoch:
-        g = _retarget(g)
     before = member.assigned
-    member = _reconcile(g, member, ev.owned, now)
-    members = dict(g.members)
-    members[member.member_id] = member
-    g = replace(g, members=members)
+    g, member = _advance(g, member, bump=bump, topics=ev.topics, owned=ev.owned, now=now)
     full = ev.member_epoch == 0 or (
         ev.rebalance_timeout_ms != -1 and ev.subscribed is not None and ev.owned is not None
     )
@@ -357,6 +372,202 @@ def _heartbeat(g: ConsumerGroup, ev: ConsumerHeartbeat, now: int) -> tuple[Consu
         g.limits.heartbeat_interval_ms,
         member.assigned if full or member.assigned != before else None,
     )
+
+
+def _put(g: ConsumerGroup, member: ConsumerMember) -> ConsumerGroup:
+    members = dict(g.members)
+    members[member.member_id] = member
+    return replace(g, members=members)
+
+
+def _advance(
+    g: ConsumerGroup,
+    member: ConsumerMember,
+    *,
+    bump: bool,
+    topics: Mapping[str, TopicInfo],
+    owned: frozenset[TP] | None,
+    now: int,
+) -> tuple[ConsumerGroup, ConsumerMember]:
+    """Put the (new or updated) member in, bump the group epoch if asked or the subscribed topics changed, compute the
+    new target if the epoch moved, and take the member's next step towards it."""
+    g = _put(g, member)
+    # Subscribed topics appearing, vanishing or growing change the target too.
+    names = {t for m in g.members.values() for t in subscription(m, topics)}
+    seen = {n: topics[n] for n in sorted(names) if n in topics}
+    if seen != dict(g.topics):
+        g = replace(g, topics=seen)
+        bump = True
+    if bump:
+        g = replace(g, group_epoch=g.group_epoch + 1)
+    if g.group_epoch > g.assignment_epoch:
+        g = _retarget(g)
+    member = _reconcile(g, member, owned, now)
+    return _put(g, member), member
+
+
+# --- classic members (JoinGroup / SyncGroup / Heartbeat / LeaveGroup into a consumer group) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicJoin:
+    member_id: str  # the shell names new members
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    classic: ClassicMetadata
+    subscribed: frozenset[str]
+    owned: frozenset[TP]  # from the subscription (v1+): what the member still holds
+    topics: Mapping[str, TopicInfo]
+    named_by_us: bool = False  # it came without a member id (a static member's new incarnation gets one)
+
+
+def _classic_member(g: ConsumerGroup, member_id: str, instance_id: str | None) -> ConsumerMember | ErrorCode:
+    """Kafka's validateConsumerGroupMember, and a consumer-protocol member is unknown to the classic APIs."""
+    if instance_id is not None:
+        m = next((x for x in g.members.values() if x.instance_id == instance_id), None)
+        if m is None:
+            return ErrorCode.unknown_member_id
+        if m.member_id != member_id:
+            return ErrorCode.fenced_instance_id
+    else:
+        m = g.members.get(member_id)
+        if m is None:
+            return ErrorCode.unknown_member_id
+    return m if m.classic is not None else ErrorCode.unknown_member_id
+
+
+def classic_join(g: ConsumerGroup, ev: ClassicJoin, now: int) -> tuple[ConsumerGroup, ConsumerMember | ErrorCode]:
+    """A JoinGroup: the member (new or known) with its subscription, reconciled from what it still owns. The answer
+    is its epoch as the generation; it then has a rebalance timeout to send SyncGroup."""
+    member = g.members.get(ev.member_id)
+    if ev.instance_id is not None:
+        static = next((x for x in g.members.values() if x.instance_id == ev.instance_id), None)
+        if static is not None and static.member_id != ev.member_id:
+            if not ev.named_by_us or static.classic is None:
+                return g, ErrorCode.fenced_instance_id
+            # A static member rejoining under a new id takes its old incarnation's place and partitions.
+            members = {(ev.member_id if k == static.member_id else k): v for k, v in g.members.items()}
+            members[ev.member_id] = replace(static, member_id=ev.member_id)
+            target = {(ev.member_id if k == static.member_id else k): v for k, v in g.target.items()}
+            g = replace(g, members=members, target=target)
+            member = g.members[ev.member_id]
+    if member is not None and member.classic is None:
+        return g, ErrorCode.unknown_member_id
+    if member is None and len(g.members) >= g.limits.members_max:
+        return g, ErrorCode.group_max_size_reached
+    deadline = now + ev.rebalance_timeout_ms  # the sync must follow within the rebalance timeout
+    if member is None:
+        member = ConsumerMember(
+            member_id=ev.member_id,
+            instance_id=ev.instance_id,
+            rack_id=ev.rack_id,
+            client_id=ev.client_id,
+            client_host=ev.client_host,
+            subscribed=ev.subscribed,
+            rebalance_timeout_ms=ev.rebalance_timeout_ms,
+            assignor=None,
+            session_deadline_ms=now + ev.classic.session_timeout_ms,
+            classic=ev.classic,
+            classic_deadline_ms=deadline,
+        )
+        bump = True
+    else:
+        bump = ev.subscribed != member.subscribed or member.regex is not None
+        member = replace(
+            member,
+            rack_id=ev.rack_id if ev.rack_id is not None else member.rack_id,
+            client_id=ev.client_id,
+            client_host=ev.client_host,
+            subscribed=ev.subscribed,
+            regex=None,
+            rebalance_timeout_ms=ev.rebalance_timeout_ms,
+            assignor=None,
+            session_deadline_ms=now + ev.classic.session_timeout_ms,
+            classic=ev.classic,
+            classic_deadline_ms=deadline,
+        )
+    g, member = _advance(g, member, bump=bump, topics=ev.topics, owned=ev.owned, now=now)
+    return g, member
+
+
+def classic_sync(
+    g: ConsumerGroup, member_id: str, instance_id: str | None, generation: int, now: int
+) -> tuple[ConsumerGroup, ConsumerMember | ErrorCode]:
+    """A SyncGroup: the member's assignment, unless the group moved on since its join (REBALANCE_IN_PROGRESS)."""
+    m = _classic_member(g, member_id, instance_id)
+    if isinstance(m, ErrorCode):
+        return g, m
+    if generation != m.member_epoch:
+        return g, ErrorCode.illegal_generation
+    if g.group_epoch > m.member_epoch and m.state is not MemberState.UNREVOKED_PARTITIONS:
+        return _rejoin_by(g, m, now), ErrorCode.rebalance_in_progress
+    assert m.classic is not None
+    m = replace(m, classic_deadline_ms=None, session_deadline_ms=now + m.classic.session_timeout_ms)
+    return _put(g, m), m
+
+
+def _rejoin_by(g: ConsumerGroup, m: ConsumerMember, now: int) -> ConsumerGroup:
+    """Told to rejoin: it has its rebalance timeout to do so (a deadline already running stays)."""
+    if m.classic_deadline_ms is not None:
+        return g
+    return _put(g, replace(m, classic_deadline_ms=now + m.rebalance_timeout_ms))
+
+
+def _waits_on_unreleased(g: ConsumerGroup, m: ConsumerMember) -> bool:
+    target = g.target.get(m.member_id, frozenset())
+    return any(g.owner_epoch(tp, m.member_id) != -1 for tp in target - m.assigned)
+
+
+def classic_heartbeat(
+    g: ConsumerGroup, member_id: str, instance_id: str | None, generation: int, now: int
+) -> tuple[ConsumerGroup, ErrorCode]:
+    m = _classic_member(g, member_id, instance_id)
+    if isinstance(m, ErrorCode):
+        return g, m
+    if generation != m.member_epoch:
+        return g, ErrorCode.illegal_generation
+    assert m.classic is not None
+    m = replace(m, session_deadline_ms=now + m.classic.session_timeout_ms)
+    g = _put(g, m)
+    if (
+        m.member_epoch < g.group_epoch
+        or m.state is MemberState.UNREVOKED_PARTITIONS
+        or (m.state is MemberState.UNRELEASED_PARTITIONS and not _waits_on_unreleased(g, m))
+    ):
+        return _rejoin_by(g, m, now), ErrorCode.rebalance_in_progress
+    return g, ErrorCode.none
+
+
+def classic_leave(
+    g: ConsumerGroup, members: Iterable[tuple[str, str | None]]
+) -> tuple[ConsumerGroup, list[tuple[str, str | None, ErrorCode]]]:
+    """LeaveGroup of classic members (an empty member id with an instance id: an admin's removal)."""
+    results: list[tuple[str, str | None, ErrorCode]] = []
+    gone = 0
+    for member_id, instance_id in members:
+        if instance_id is not None and not member_id:
+            found = next((x for x in g.members.values() if x.instance_id == instance_id), None)
+            m: ConsumerMember | ErrorCode = ErrorCode.unknown_member_id if found is None else found
+            if isinstance(m, ConsumerMember) and m.classic is None:
+                m = ErrorCode.unknown_member_id
+        else:
+            m = _classic_member(g, member_id, instance_id)
+        if isinstance(m, ErrorCode):
+            results.append((member_id, instance_id, m))
+            continue
+        g = replace(
+            g,
+            members={k: v for k, v in g.members.items() if k != m.member_id},
+            target={k: v for k, v in g.target.items() if k != m.member_id},
+        )
+        gone += 1
+        results.append((member_id or m.member_id, instance_id, ErrorCode.none))
+    if gone:
+        g = replace(g, group_epoch=g.group_epoch + 1)  # one bump for the whole request, as Kafka
+    return g, results
 
 
 def subscription(m: ConsumerMember, topics: Mapping[str, object]) -> frozenset[str]:
@@ -435,17 +646,19 @@ def _remove(g: ConsumerGroup, member_id: str) -> ConsumerGroup:
     return replace(g, members=members, target=target, group_epoch=g.group_epoch + 1)
 
 
+def _deadlines(m: ConsumerMember) -> list[int]:
+    return [d for d in (m.session_deadline_ms, m.revocation_deadline_ms, m.classic_deadline_ms) if d is not None]
+
+
 def _tick(g: ConsumerGroup, now: int) -> ConsumerGroup:
     for m in list(g.members.values()):
-        if m.session_deadline_ms <= now or (m.revocation_deadline_ms is not None and m.revocation_deadline_ms <= now):
+        if min(_deadlines(m)) <= now:
             g = _remove(g, m.member_id)
     return g
 
 
 def next_deadline(g: ConsumerGroup) -> int | None:
-    deadlines = [m.session_deadline_ms for m in g.members.values()]
-    deadlines += [m.revocation_deadline_ms for m in g.members.values() if m.revocation_deadline_ms is not None]
-    return min(deadlines, default=None)
+    return min((d for m in g.members.values() for d in _deadlines(m)), default=None)
 
 
 def group_state(g: ConsumerGroup) -> str:
@@ -467,5 +680,6 @@ def validate_offset_commit(g: ConsumerGroup, member_id: str, member_epoch: int) 
     if m is None:
         return ErrorCode.unknown_member_id
     if member_epoch != m.member_epoch:
-        return ErrorCode.stale_member_epoch
+        # A classic member's epoch is its generation: it is told as a classic group would tell it.
+        return ErrorCode.illegal_generation if m.classic is not None else ErrorCode.stale_member_epoch
     return ErrorCode.none

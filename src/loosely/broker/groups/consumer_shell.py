@@ -7,6 +7,11 @@ its limits from its next heartbeat on, as in Kafka, where the coordinator reads 
 
 Heartbeats are answered at once (nothing is parked), so this is only state, a clock and timers; the
 :class:`~loosely.broker.groups.coordinator.GroupCoordinator` owns it and settles which protocol a group id uses.
+Every change of a group goes through :meth:`ConsumerGroups._apply`: first ``persist(group_id, before, after)``
+writes what changed to ``__consumer_offsets`` (a failed write raises LogError and changes nothing, so a member is
+never told what a restart would forget), then ``on_change(group_id, before, after)`` lets the coordinator convert
+the group back to classic when the last consumer-protocol member has left. Classic members of a consumer group
+(JoinGroup, SyncGroup, Heartbeat, LeaveGroup) come through the ``classic_*`` methods.
 """
 
 from __future__ import annotations
@@ -14,23 +19,38 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from loosely.broker._shell import Timers
 from loosely.broker.context import BrokerContext
 from loosely.broker.groups.consumer import (
+    ClassicJoin,
+    ClassicMetadata,
     ConsumerGroup,
     ConsumerGroupLimits,
     ConsumerHeartbeat,
     ConsumerHeartbeatResponse,
+    ConsumerMember,
     ConsumerTick,
     TopicInfo,
+    classic_heartbeat,
+    classic_join,
+    classic_leave,
+    classic_sync,
     next_deadline,
     step,
     subscription,
 )
+from loosely.broker.groups.store import store_error
+from loosely.protocol.errors import ErrorCode
+from loosely.storage.log import LogError
 
-__all__ = ["ConsumerGroups"]
+__all__ = ["ChangeListener", "ConsumerGroups"]
+
+R = TypeVar("R")
+ChangeListener = Callable[[str, ConsumerGroup, ConsumerGroup], None]
 
 log = logging.getLogger("loosely.broker.groups")
 
@@ -48,6 +68,8 @@ class ConsumerGroups:
         self.groups: dict[str, _Entry] = {}
         self._timers: Timers[str] = Timers(self._on_timer)
         self.rebalances_total = 0
+        self.on_change: ChangeListener | None = None
+        self.persist: ChangeListener | None = None
 
     def limits_of(self, group_id: str) -> ConsumerGroupLimits:
         """The broker's limits with the group's own configs over them."""
@@ -57,6 +79,11 @@ class ConsumerGroups:
             session_timeout_ms=int(own.get("consumer.session.timeout.ms", self.limits.session_timeout_ms)),
             heartbeat_interval_ms=int(own.get("consumer.heartbeat.interval.ms", self.limits.heartbeat_interval_ms)),
         )
+
+    def adopt(self, group: ConsumerGroup, empty_since_ms: int) -> None:
+        """Take over a group converted from a classic one (or loaded from ``__consumer_offsets``)."""
+        self.groups[group.group_id] = _Entry(group, empty_since_ms)
+        self._schedule(group.group_id)
 
     def get(self, group_id: str) -> ConsumerGroup | None:
         entry = self.groups.get(group_id)
@@ -98,8 +125,8 @@ class ConsumerGroups:
         client_id: str,
         client_host: str,
     ) -> ConsumerHeartbeatResponse:
-        # A heartbeat for a group this broker does not know (restarted: membership is not persisted) finds it empty
-        # and the member unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
+        # A heartbeat for a group this broker does not know (deleted, or expired) finds it empty and the member
+        # unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
         entry = self.groups.get(group_id)
         if entry is None:
             entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
@@ -121,29 +148,96 @@ class ConsumerGroups:
             client_host=client_host,
             topics=self.topics(),
         )
-        response = self._apply(group_id, event)
+        try:
+            response = self._apply(group_id, lambda g, now: step(g, event, now))
+        except LogError as e:
+            log.warning("storing consumer group %s failed: %s", group_id, e)
+            return ConsumerHeartbeatResponse(store_error(e))
         assert response is not None
         return response
 
-    def _apply(self, group_id: str, event: ConsumerHeartbeat | ConsumerTick) -> ConsumerHeartbeatResponse | None:
+    # --- classic members ---------------------------------------------------------------------------------------
+
+    def classic_join(
+        self,
+        group_id: str,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        rack_id: str | None,
+        client_id: str,
+        client_host: str,
+        rebalance_timeout_ms: int,
+        classic: ClassicMetadata,
+        subscribed: frozenset[str],
+        owned: Iterable[tuple[str, int]],
+        named_by_us: bool,
+    ) -> ConsumerMember | ErrorCode:
+        topics = self.topics()
+        ids = frozenset((topics[t].topic_id, p) for t, p in owned if t in topics)
+        event = ClassicJoin(
+            member_id,
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms,
+            classic,
+            subscribed,
+            ids,
+            topics,
+            named_by_us,
+        )
+        return self._apply(group_id, lambda g, now: classic_join(self._refreshed(g), event, now))
+
+    def classic_sync(
+        self, group_id: str, member_id: str, instance_id: str | None, generation: int
+    ) -> ConsumerMember | ErrorCode:
+        return self._apply(group_id, lambda g, now: classic_sync(g, member_id, instance_id, generation, now))
+
+    def classic_heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
+        return self._apply(group_id, lambda g, now: classic_heartbeat(g, member_id, instance_id, generation, now))
+
+    def classic_leave(
+        self, group_id: str, members: Iterable[tuple[str, str | None]]
+    ) -> list[tuple[str, str | None, ErrorCode]]:
+        who = list(members)
+        return self._apply(group_id, lambda g, now: classic_leave(g, who))
+
+    def _refreshed(self, g: ConsumerGroup) -> ConsumerGroup:
+        limits = self.limits_of(g.group_id)
+        return g if g.limits == limits else dataclasses.replace(g, limits=limits)
+
+    # --- the one place a group changes ---------------------------------------------------------------------
+
+    def _apply(self, group_id: str, change: Callable[[ConsumerGroup, int], tuple[ConsumerGroup, R]]) -> R:
         entry = self.groups[group_id]
         before = entry.state
-        state, response = step(before, event, self.ctx.clock.monotonic_ms())
+        state, result = change(before, self.ctx.clock.monotonic_ms())
+        if state is not before and self.persist is not None:
+            self.persist(group_id, before, state)
         if state.group_epoch != before.group_epoch:
             self.rebalances_total += 1
         if before.members and not state.members:
             entry.empty_since_ms = self.ctx.clock.now_ms()
         entry.state = state
-        due = next_deadline(state)
+        self._schedule(group_id)
+        if self.on_change is not None and state is not before:
+            self.on_change(group_id, before, state)
+        return result
+
+    def _schedule(self, group_id: str) -> None:
+        entry = self.groups.get(group_id)
+        due = next_deadline(entry.state) if entry is not None else None
         self._timers.set(group_id, None if due is None else due - self.ctx.clock.monotonic_ms())
-        return response
 
     def _on_timer(self, group_id: str) -> None:
         if group_id in self.groups:
             try:
-                self._apply(group_id, ConsumerTick())
+                self._apply(group_id, lambda g, now: step(g, ConsumerTick(), now))
             except Exception:
                 log.exception("consumer group %s timer failed", group_id)
+                self._schedule(group_id)  # try again at the same deadline
 
     def tick_now(self) -> None:
         for gid in list(self.groups):

@@ -10,6 +10,13 @@ feeds the outcome straight back as a ``Stored`` event. Then one timer per group 
 deadline; when it fires, a ``Tick`` event delivers every timer that is due. All of this runs on the event loop
 thread, one event at a time, so no locks are needed.
 
+A group id is classic (here) or a KIP-848 consumer group
+(:class:`~loosely.broker.groups.consumer_shell.ConsumerGroups`), never both. :mod:`loosely.broker.groups.migration`
+converts one into the other online: a classic group when a ConsumerGroupHeartbeat arrives
+(:meth:`GroupCoordinator.claim_for_consumer_protocol`), a consumer group when its last consumer-protocol member
+leaves (:meth:`GroupCoordinator._consumer_changed`). Meanwhile JoinGroup, SyncGroup, Heartbeat and LeaveGroup of a
+consumer group's classic members go to the consumer group.
+
 Offsets live in an :class:`~loosely.broker.groups.store.OffsetStore`; commits are validated against the group's
 membership (generation, member id) first. Offsets of empty groups expire after ``offsets.retention.ms`` (checked
 every ``offsets.retention.check.interval.ms``), and an empty group whose offsets are all gone is deleted.
@@ -21,13 +28,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from loosely.broker._shell import Timers, Waiting
 from loosely.broker.context import BrokerContext
-from loosely.broker.groups import consumer
+from loosely.broker.groups import consumer, consumer_records, migration
 from loosely.broker.groups.classic import (
     Effect,
     Event,
@@ -46,6 +53,7 @@ from loosely.broker.groups.classic import (
     OffsetCommitTouch,
     Phase,
     Protocol,
+    Rebalance,
     Reply,
     RequestId,
     Response,
@@ -61,12 +69,13 @@ from loosely.broker.groups.classic import (
     validate_offset_commit,
     validate_offset_delete,
 )
-from loosely.broker.groups.consumer import ConsumerGroupLimits
+from loosely.broker.groups.consumer import ClassicMetadata, ConsumerGroup, ConsumerGroupLimits, ConsumerMember
 from loosely.broker.groups.consumer_shell import ConsumerGroups
+from loosely.broker.groups.embedded import decode_subscription, encode_assignment, subscription_version
 from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
-from loosely.broker.groups.store import OffsetStore, is_expired
+from loosely.broker.groups.store import OffsetStore, is_expired, store_error
 from loosely.broker.producers import ProducerStateManager
-from loosely.protocol.errors import ErrorCode
+from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.names import TopicPartition
 from loosely.storage.log import LogError
 
@@ -106,15 +115,6 @@ class GroupStatistics:
 @dataclass(slots=True)
 class _Counters:
     rebalances: int = 0
-
-
-def _store_error(e: LogError) -> ErrorCode:
-    """How Kafka reports a failed write of group metadata (appendGroupMetadataErrorToResponseError)."""
-    if e.error_code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
-        return ErrorCode.unknown_server_error
-    if e.error_code == ErrorCode.kafka_storage_error:  # a full or failing disk under __consumer_offsets
-        return ErrorCode.not_coordinator
-    return ErrorCode.coordinator_not_available
 
 
 class GroupCoordinator:
@@ -161,7 +161,10 @@ class GroupCoordinator:
                 heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
             ),
         )
+        self._consumer.on_change = self._consumer_changed
+        self._consumer.persist = self._persist_consumer
         n = self.store.load()
+        self._restore_consumer_groups()
         self._restore_groups()
         if isinstance(ctx.producer_state, ProducerStateManager):
             ctx.producer_state.marker_listeners.append(self.store.on_marker)
@@ -180,10 +183,32 @@ class GroupCoordinator:
         if self._consumer is not None:
             self._consumer.stop()
 
+    def _restore_consumer_groups(self) -> None:
+        now = self.ctx.clock.monotonic_ms()
+        topics = self.consumer.topics()
+        for gid, loaded in self.store.consumer_groups.items():
+            g = consumer_records.rebuild(gid, loaded, self.consumer.limits_of(gid), topics, now)
+            if g is not None:
+                self.consumer.adopt(g, self.ctx.clock.now_ms())
+        self.store.consumer_groups.clear()  # only needed to load
+
+    def _persist_consumer(self, group_id: str, before: ConsumerGroup | None, after: ConsumerGroup | None) -> None:
+        """Write what changed of a consumer group (None: it does not exist) to ``__consumer_offsets``."""
+        self.store.write_consumer_records(group_id, consumer_records.changes(group_id, before, after))
+
+    def _drop_consumer(self, gid: GroupId) -> None:
+        """Forget a consumer group, its records too. Raises LogError (and forgets nothing) if they cannot go."""
+        g = self.consumer.get(gid)
+        if g is not None:
+            self._persist_consumer(gid, g, None)
+        self.consumer.drop(gid)
+
     def _restore_groups(self) -> None:
         now = self.ctx.clock.monotonic_ms()
         wall = self.ctx.clock.now_ms()
         for gid in self.store.group_ids():
+            if self.consumer.get(gid) is not None:
+                continue
             value = self.store.groups.get(gid)
             if value is None:
                 self.groups[GroupId(gid)] = _Entry(Group(GroupId(gid), self.limits), wall)
@@ -257,9 +282,17 @@ class GroupCoordinator:
                 self._run(gid, Stored(eff.then, error), may_tick=False)
 
     def _store_group(self, gid: GroupId, eff: StoreGroup) -> ErrorCode:
+        try:
+            self.store.store_group(gid, self._group_value(gid, eff.assignments))
+        except LogError as e:
+            log.warning("storing group %s failed: %s", gid, e)
+            return store_error(e)
+        return ErrorCode.none
+
+    def _group_value(self, gid: GroupId, assignments: Mapping[MemberId, bytes]) -> GroupValue:
         entry = self.groups[gid]
         g = entry.state
-        value = GroupValue(
+        return GroupValue(
             protocol_type=g.protocol_type or "",
             generation=g.generation,
             protocol=g.protocol_name,
@@ -274,17 +307,11 @@ class GroupCoordinator:
                     m.rebalance_timeout_ms,
                     m.session_timeout_ms,
                     m.metadata(g.protocol_name),
-                    eff.assignments.get(m.member_id, m.assignment),
+                    assignments.get(m.member_id, m.assignment),
                 )
                 for m in g.members.values()
             ),
         )
-        try:
-            self.store.store_group(gid, value)
-        except LogError as e:
-            log.warning("storing group %s failed: %s", gid, e)
-            return _store_error(e)
-        return ErrorCode.none
 
     def _schedule(self, gid: GroupId) -> None:
         entry = self.groups.get(gid)
@@ -331,9 +358,23 @@ class GroupCoordinator:
         modern = self.consumer.get(gid)
         if modern is not None:
             if modern.members:
-                # The id is taken by a consumer-protocol group (Kafka would convert it; loosely keeps them apart).
-                return JoinResponse(ErrorCode.inconsistent_group_protocol, member_id)
-            self.consumer.drop(gid)
+                # A classic consumer joining a consumer group becomes one of its classic members.
+                return self._join_consumer_group(
+                    modern,
+                    member_id=member_id,
+                    instance_id=instance_id,
+                    client_id=client_id,
+                    client_host=client_host,
+                    protocol_type=protocol_type,
+                    protocols=tuple(protocols),
+                    session_timeout_ms=session_timeout_ms,
+                    rebalance_timeout_ms=rebalance_timeout_ms,
+                    api_version=api_version,
+                )
+            try:
+                self._drop_consumer(gid)
+            except LogError as e:
+                return JoinResponse(store_error(e), member_id)
         if gid not in self.groups:
             if member_id:
                 return JoinResponse(ErrorCode.unknown_member_id, member_id)
@@ -343,7 +384,7 @@ class GroupCoordinator:
                 self.store.store_group(gid, GroupValue("", 0, None, None, self.ctx.clock.now_ms(), ()))
             except LogError as e:
                 del self.groups[gid]
-                return JoinResponse(_store_error(e), member_id)
+                return JoinResponse(store_error(e), member_id)
         new_id = f"{instance_id if instance_id is not None else client_id}-{uuid.uuid4()}"
         resp = await self._ask(
             gid,
@@ -365,6 +406,66 @@ class GroupCoordinator:
         assert isinstance(resp, JoinResponse)
         return resp
 
+    def _join_consumer_group(
+        self,
+        g: ConsumerGroup,
+        *,
+        member_id: str,
+        instance_id: str | None,
+        client_id: str,
+        client_host: str,
+        protocol_type: str,
+        protocols: tuple[tuple[str, bytes], ...],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        api_version: int,
+    ) -> JoinResponse:
+        """Kafka's classicGroupJoinToConsumerGroup: answered at once, with the member's epoch as the generation and no
+        leader (the broker assigns)."""
+        classic_members = [m.classic for m in g.members.values() if m.classic is not None]
+        names = [n for n, _ in protocols]
+        common = set.intersection(*({n for n, _ in c.protocols} for c in classic_members)) if classic_members else None
+        if (
+            protocol_type != migration.CONSUMER_PROTOCOL_TYPE
+            or not names
+            or (common is not None and not common & set(names))
+        ):
+            return JoinResponse(ErrorCode.inconsistent_group_protocol, member_id)
+        if not member_id and instance_id is None and api_version >= 4:
+            return JoinResponse(ErrorCode.member_id_required, str(uuid.uuid4()))
+        try:
+            sub = decode_subscription(protocols[0][1])
+        except ProtocolError:
+            return JoinResponse(ErrorCode.unknown_server_error, member_id)
+        meta = ClassicMetadata(session_timeout_ms, protocols)
+        try:
+            r = self.consumer.classic_join(
+                g.group_id,
+                member_id=member_id or str(uuid.uuid4()),
+                instance_id=instance_id,
+                rack_id=sub.rack_id,
+                client_id=client_id,
+                client_host=client_host,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                classic=meta,
+                subscribed=sub.topics,
+                owned=sub.owned,
+                named_by_us=not member_id,
+            )
+        except LogError as e:
+            return JoinResponse(store_error(e), member_id)
+        if isinstance(r, ErrorCode):
+            return JoinResponse(r, member_id)
+        return JoinResponse(
+            ErrorCode.none, r.member_id, r.member_epoch, migration.CONSUMER_PROTOCOL_TYPE, meta.protocol_name
+        )
+
+    def _classic_assignment(self, m: ConsumerMember) -> bytes:
+        assert m.classic is not None
+        names = self.consumer.topic_names()
+        version = subscription_version(m.classic.protocols[0][1])
+        return encode_assignment(version, ((names[t], p) for t, p in m.assigned if t in names))
+
     async def sync(
         self,
         group_id: str,
@@ -377,6 +478,25 @@ class GroupCoordinator:
         assignments: Iterable[tuple[str, bytes]],
     ) -> SyncResponse:
         gid = GroupId(group_id)
+        if self.consumer.get(gid) is not None:
+            modern = self.consumer.get(gid)
+            found = modern.members.get(member_id) if modern is not None else None
+            if (
+                found is not None
+                and found.classic is not None
+                and (
+                    (protocol_type is not None and protocol_type != migration.CONSUMER_PROTOCOL_TYPE)
+                    or (protocol_name is not None and protocol_name != found.classic.protocol_name)
+                )
+            ):
+                return SyncResponse(ErrorCode.inconsistent_group_protocol)
+            try:
+                r = self.consumer.classic_sync(gid, member_id, instance_id, generation)
+            except LogError as e:
+                return SyncResponse(store_error(e))
+            if isinstance(r, ErrorCode):
+                return SyncResponse(r)
+            return SyncResponse(ErrorCode.none, protocol_type, protocol_name, self._classic_assignment(r))
         if gid not in self.groups:
             return SyncResponse(ErrorCode.unknown_member_id)
         resp = await self._ask(
@@ -396,6 +516,11 @@ class GroupCoordinator:
 
     async def heartbeat(self, group_id: str, member_id: str, instance_id: str | None, generation: int) -> ErrorCode:
         gid = GroupId(group_id)
+        if self.consumer.get(gid) is not None:
+            try:
+                return self.consumer.classic_heartbeat(gid, member_id, instance_id, generation)
+            except LogError as e:
+                return store_error(e)
         if gid not in self.groups:
             return ErrorCode.unknown_member_id
         iid = InstanceId(instance_id) if instance_id is not None else None
@@ -405,6 +530,15 @@ class GroupCoordinator:
 
     async def leave(self, group_id: str, members: Iterable[tuple[str, str | None]]) -> LeaveResponse:
         gid = GroupId(group_id)
+        if self.consumer.get(gid) is not None:
+            try:
+                results = self.consumer.classic_leave(gid, members)
+            except LogError as e:
+                return LeaveResponse(store_error(e))
+            return LeaveResponse(
+                ErrorCode.none,
+                tuple((MemberId(m), InstanceId(i) if i is not None else None, e) for m, i, e in results),
+            )
         if gid not in self.groups:
             return LeaveResponse(ErrorCode.unknown_member_id)
         who = tuple((MemberId(m), InstanceId(i) if i is not None else None) for m, i in members)
@@ -412,16 +546,74 @@ class GroupCoordinator:
         assert isinstance(resp, LeaveResponse)
         return resp
 
-    def claim_for_consumer_protocol(self, group_id: str) -> ErrorCode:
-        """Before a ConsumerGroupHeartbeat: a classic group with members keeps its id (GROUP_ID_NOT_FOUND for the
-        heartbeat, as Kafka answers); an empty one, or the simple group of committed offsets, gives it up."""
+    def claim_for_consumer_protocol(self, group_id: str, member_epoch: int) -> ErrorCode:
+        """Before a ConsumerGroupHeartbeat: a classic group with members is converted to a consumer group by a member
+        joining (epoch 0) if the migration policy allows and it uses the consumer embedded protocol, else the heartbeat
+        hears GROUP_ID_NOT_FOUND, as from Kafka; an empty one, or the simple group of committed offsets, gives the id
+        up."""
         gid = GroupId(group_id)
-        classic = self.group(gid)
-        if classic is not None:
-            if classic.members or classic.pending_members:
-                return ErrorCode.group_id_not_found
+        entry = self.groups.get(gid)
+        if entry is None:
+            return ErrorCode.none
+        old = entry.state
+        if not old.members:
+            if gid in self.store.groups:
+                try:
+                    self.store.store_group(gid, None)
+                except LogError as e:
+                    return store_error(e)
             self._drop(gid)
+            return ErrorCode.none
+        converted = None
+        if member_epoch == 0 and migration.can_upgrade(self.ctx.config.group_consumer_migration_policy):
+            converted = migration.to_consumer(
+                old, self.consumer.topics(), self.consumer.limits_of(gid), self.ctx.clock.monotonic_ms()
+            )
+        if converted is None:
+            return ErrorCode.group_id_not_found
+        try:
+            # The consumer group's records first: should the classic tombstone not follow, a restart finds both and
+            # takes the consumer group, which is what the members were told.
+            self._persist_consumer(gid, None, converted)
+            self.store.store_group(gid, None)
+        except LogError as e:
+            return store_error(e)
+        # Whoever waits in a join or sync of the old group rejoins the new one (Kafka completes them so too).
+        for m in old.members.values():
+            if m.awaiting_join is not None:
+                self._waiting.answer(m.awaiting_join, JoinResponse(ErrorCode.rebalance_in_progress, m.member_id))
+            if m.awaiting_sync is not None:
+                self._waiting.answer(m.awaiting_sync, SyncResponse(ErrorCode.rebalance_in_progress))
+        self._drop(gid)
+        self.consumer.adopt(converted, self.ctx.clock.now_ms())
+        log.info("converted classic group %s (generation %d) to a consumer group", gid, old.generation)
         return ErrorCode.none
+
+    def _consumer_changed(self, group_id: str, before: ConsumerGroup, after: ConsumerGroup) -> None:
+        """After every change of a consumer group: the last consumer-protocol member gone, classic members left, the
+        group goes back to classic (if the policy allows) and rebalances."""
+        if not (
+            migration.can_downgrade(self.ctx.config.group_consumer_migration_policy)
+            and migration.downgrade_due(before, after)
+        ):
+            return
+        gid = GroupId(group_id)
+        g = migration.to_classic(before, after, self.consumer.topic_names(), self.limits, self.ctx.clock.monotonic_ms())
+        if g is None:
+            return
+        self.groups[gid] = _Entry(g, self.ctx.clock.now_ms())
+        try:
+            # The classic record first: should the consumer group's tombstones not follow, a restart finds both and
+            # takes the consumer group, which is what stays in memory here too.
+            self.store.store_group(gid, self._group_value(gid, {}))
+            self._persist_consumer(gid, after, None)
+        except LogError as e:
+            del self.groups[gid]
+            log.warning("converting consumer group %s back to classic failed: %s", gid, e)
+            return
+        self.consumer.drop(gid)
+        log.info("converted consumer group %s (epoch %d) back to a classic group", gid, before.group_epoch)
+        self._run(gid, Rebalance())
 
     # --- group admin ---------------------------------------------------------------------------------------
 
@@ -436,10 +628,10 @@ class GroupCoordinator:
             if modern.members:
                 return ErrorCode.non_empty_group
             try:
+                self._drop_consumer(gid)
                 self.store.delete_group(gid)
             except LogError as e:
-                return _store_error(e)
-            self.consumer.drop(gid)
+                return store_error(e)
             self._drop(gid)
             return ErrorCode.none
         g = self.group(gid)
@@ -449,7 +641,7 @@ class GroupCoordinator:
         try:
             self.store.delete_group(gid)
         except LogError as e:
-            return _store_error(e)
+            return store_error(e)
         self._drop(gid)
         return ErrorCode.none
 
@@ -596,7 +788,7 @@ class GroupCoordinator:
         try:
             self.store.delete_offsets(group_id, doomed)
         except LogError as e:
-            return _store_error(e), {}
+            return store_error(e), {}
         return ErrorCode.none, {**{tp: ErrorCode.none for tp in doomed}, **errors}
 
     # --- retention -----------------------------------------------------------------------------------------
@@ -655,9 +847,9 @@ class GroupCoordinator:
                 ]
                 expired_total += self.store.delete_offsets(gid, doomed)
                 if empty and not self.store.committed(gid) and not self.store.has_pending(gid):
+                    self._drop_consumer(gid)
                     self.store.store_group(gid, None)
                     self._drop(gid)
-                    self.consumer.drop(gid)
             except LogError as e:
                 log.warning("expiring offsets of group %s failed: %s", gid, e)
         return expired_total

@@ -7,7 +7,9 @@ versions: compact), bytes are int32-length::
 
     key type 0, 1  OffsetCommitKey     string group | string topic | int32 partition
     key type 2     GroupMetadataKey    string group
-    key type 3+    consumer-group (KIP-848) and share-group records: skipped when loading
+    key type 3, 5-8  consumer-group (KIP-848) records: string group (| string member for 5, 7, 8); their values are
+                   in :mod:`loosely.broker.groups.consumer_records`
+    key type 4, 9+ partition metadata (Kafka < 4.1) and share-group records: skipped when loading
 
     OffsetCommitValue (value = int16 version | fields; null value = the offset was deleted)
       v0  int64 offset | string metadata | int64 commitTimestamp
@@ -36,8 +38,10 @@ from loosely.protocol.errors import CorruptRecordError
 from loosely.protocol.primitives import Reader, Writer
 
 __all__ = [
+    "CONSUMER_KEY_TYPES",
     "GROUP_METADATA_KEY_TYPE",
     "OFFSET_COMMIT_KEY_TYPE",
+    "ConsumerKey",
     "GroupKey",
     "GroupValue",
     "MemberValue",
@@ -47,6 +51,7 @@ __all__ = [
     "decode_group_value",
     "decode_key",
     "decode_offset_value",
+    "encode_consumer_key",
     "encode_group_key",
     "encode_group_value",
     "encode_offset_key",
@@ -55,6 +60,10 @@ __all__ = [
 
 OFFSET_COMMIT_KEY_TYPE: Final = 1  # 0 is the legacy type of the same schema
 GROUP_METADATA_KEY_TYPE: Final = 2
+# ConsumerGroupMetadata, ...MemberMetadata, ...TargetAssignmentMetadata, ...TargetAssignmentMember,
+# ...CurrentMemberAssignment; the ones with a member id in the key:
+CONSUMER_KEY_TYPES: Final = frozenset({3, 5, 6, 7, 8})
+_CONSUMER_MEMBER_KEY_TYPES: Final = frozenset({5, 7, 8})
 _OFFSET_VALUE_VERSION: Final = 3
 _OFFSET_VALUE_WITH_EXPIRY: Final = 1
 _GROUP_VALUE_VERSION: Final = 3
@@ -72,6 +81,15 @@ class OffsetKey:
 @dataclass(frozen=True, slots=True)
 class GroupKey:
     group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerKey:
+    """A KIP-848 consumer group record's key: ``member_id`` for the per-member types (5, 7, 8), else None."""
+
+    key_type: int
+    group: str
+    member_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +138,23 @@ def encode_group_key(key: GroupKey) -> bytes:
     return Writer().i16(GROUP_METADATA_KEY_TYPE).string(key.group).done()
 
 
-def decode_key(data: bytes) -> OffsetKey | GroupKey | OtherKey:
+def encode_consumer_key(key: ConsumerKey) -> bytes:
+    w = Writer().i16(key.key_type).string(key.group)
+    if key.key_type in _CONSUMER_MEMBER_KEY_TYPES:
+        w.string(key.member_id or "")
+    return w.done()
+
+
+def decode_key(data: bytes) -> OffsetKey | GroupKey | ConsumerKey | OtherKey:
     r = Reader(data)
     key_type = r.i16()
     if key_type in (0, OFFSET_COMMIT_KEY_TYPE):
-        key: OffsetKey | GroupKey = OffsetKey(r.string(), r.string(), r.i32())
+        key: OffsetKey | GroupKey | ConsumerKey = OffsetKey(r.string(), r.string(), r.i32())
     elif key_type == GROUP_METADATA_KEY_TYPE:
         key = GroupKey(r.string())
+    elif key_type in CONSUMER_KEY_TYPES:
+        group = r.string()
+        key = ConsumerKey(key_type, group, r.string() if key_type in _CONSUMER_MEMBER_KEY_TYPES else None)
     else:
         return OtherKey(key_type)
     r.end()

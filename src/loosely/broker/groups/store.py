@@ -6,7 +6,9 @@ Every change is first appended to the group's partition of ``__consumer_offsets`
 :mod:`loosely.broker.groups.records`) and applied to memory only once the append succeeded, so what a client was
 told is committed is on disk (and survives ``kill -9``: appends reach the kernel before we answer). On start the
 store replays each partition from its log start offset; compaction keeps the latest record per key, so that stays
-cheap. Deletions (OffsetDelete, DeleteGroups, expiry) are tombstones.
+cheap. Deletions (OffsetDelete, DeleteGroups, expiry) are tombstones. KIP-848 consumer groups' records are folded
+into :class:`~loosely.broker.groups.consumer_records.LoadedGroup` values for the coordinator to rebuild, and written
+with :meth:`OffsetStore.write_consumer_records`.
 
 Transactional offset commits (TxnOffsetCommit) are appended as transactional batches under the producer's id and
 epoch and held *pending* until the transaction coordinator writes the COMMIT or ABORT marker into the same
@@ -23,8 +25,11 @@ from dataclasses import dataclass
 
 from loosely.broker import internal
 from loosely.broker.context import BrokerContext
+from loosely.broker.groups import consumer_records
+from loosely.broker.groups.consumer_records import LoadedGroup
 from loosely.broker.groups.records import (
     NO_TIMESTAMP,
+    ConsumerKey,
     GroupKey,
     GroupValue,
     OffsetKey,
@@ -37,11 +42,12 @@ from loosely.broker.groups.records import (
     encode_offset_key,
     encode_offset_value,
 )
-from loosely.protocol.errors import CorruptRecordError
+from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.names import TopicPartition
 from loosely.protocol.records import CONTROL_KEY, NO_PRODUCER_ID, ControlType, NewRecord, build_batch
+from loosely.storage.log import LogError
 
-__all__ = ["Committed", "OffsetStore", "is_expired"]
+__all__ = ["Committed", "OffsetStore", "is_expired", "store_error"]
 
 log = logging.getLogger("loosely.broker.groups")
 
@@ -54,6 +60,15 @@ class Committed:
     # was deleted (and maybe created again) since is not answered, and is tombstoned by the next retention sweep:
     # Kafka deletes a deleted topic's offsets at once; a recreated topic must not inherit them.
     topic_id: uuid.UUID | None = None
+
+
+def store_error(e: LogError) -> ErrorCode:
+    """How Kafka reports a failed write of group metadata (appendGroupMetadataErrorToResponseError)."""
+    if e.error_code in (ErrorCode.message_too_large, ErrorCode.record_list_too_large, ErrorCode.invalid_fetch_size):
+        return ErrorCode.unknown_server_error
+    if e.error_code == ErrorCode.kafka_storage_error:  # a full or failing disk under __consumer_offsets
+        return ErrorCode.not_coordinator
+    return ErrorCode.coordinator_not_available
 
 
 def is_expired(c: Committed, now_ms: int, retention_ms: int, base_ms: int) -> bool:
@@ -70,6 +85,7 @@ class OffsetStore:
         self.offsets: dict[str, dict[TopicPartition, Committed]] = {}
         self.pending: dict[int, dict[str, dict[TopicPartition, Committed]]] = {}  # producer id -> group -> ...
         self.groups: dict[str, GroupValue] = {}  # the latest GroupMetadataValue of each group
+        self.consumer_groups: dict[str, LoadedGroup] = {}  # KIP-848 groups as replayed (read once, at start)
         self.loaded = False
 
     # --- where things live ---------------------------------------------------------------------------------
@@ -128,6 +144,8 @@ class OffsetStore:
                 self.groups.pop(k.group, None)
             else:
                 self.groups[k.group] = decode_group_value(value)
+        elif isinstance(k, ConsumerKey):
+            consumer_records.replay(self.consumer_groups, k, value)
 
     def _delete_offset(self, group: str, tp: TopicPartition) -> None:
         offsets = self.offsets.get(group)
@@ -222,6 +240,12 @@ class OffsetStore:
         else:
             self.groups[group] = value
 
+    def write_consumer_records(self, group: str, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Append a KIP-848 group's records (:func:`~loosely.broker.groups.consumer_records.changes`) in one batch."""
+        if records:
+            now = self.ctx.clock.now_ms()
+            self._write(group, [NewRecord(k, v, now) for k, v in records])
+
     def delete_group(self, group: str) -> None:
         """Tombstones for every offset (committed or pending) and the group's metadata, in one batch."""
         now = self.ctx.clock.now_ms()
@@ -262,4 +286,9 @@ class OffsetStore:
         return [tp for tp, c in self.offsets.get(group, {}).items() if not self._live(tp, c)]
 
     def group_ids(self) -> set[str]:
-        return set(self.offsets) | set(self.groups) | {g for by_group in self.pending.values() for g in by_group}
+        return (
+            set(self.offsets)
+            | set(self.groups)
+            | {g for by_group in self.pending.values() for g in by_group}
+            | set(self.consumer_groups)
+        )

@@ -1,9 +1,10 @@
 """ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol of KIP-848.
 
 Clients opt in (Java ``group.protocol=consumer``, librdkafka ``group.protocol=consumer``); the rules live in
-:mod:`loosely.broker.groups.consumer`. Assignments travel by topic id. A group id that a classic group with members
-holds answers GROUP_ID_NOT_FOUND, as Kafka does; ConsumerGroupDescribe of a classic group does too, which makes
-admin clients fall back to DescribeGroups.
+:mod:`loosely.broker.groups.consumer`. Assignments travel by topic id. A heartbeat for a group id that a classic group
+with members holds converts that group to a consumer group (:mod:`loosely.broker.groups.migration`), or answers
+GROUP_ID_NOT_FOUND when it cannot be converted, as Kafka does; ConsumerGroupDescribe of a classic group answers
+GROUP_ID_NOT_FOUND too, which makes admin clients fall back to DescribeGroups.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from loosely.security.authorizer import ResourceType as Res
 
 __all__ = ["HANDLERS"]
 
-CONSUMER_MEMBER_TYPE = 1  # ConsumerGroupDescribe v1 member_type: 0 classic, 1 consumer
+CLASSIC_MEMBER_TYPE = 0  # ConsumerGroupDescribe v1 member_type
+CONSUMER_MEMBER_TYPE = 1
 
 
 def _partitions(
@@ -54,7 +56,7 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
-    elif (claim := coord.claim_for_consumer_protocol(str(request.group_id))) != ErrorCode.none:
+    elif (claim := coord.claim_for_consumer_protocol(str(request.group_id), request.member_epoch)) != ErrorCode.none:
         r = ConsumerHeartbeatResponse(claim, message=f"Group {request.group_id} is not a consumer group.")
     else:
         owned = request.topic_partitions
@@ -135,7 +137,7 @@ async def handle_consumer_group_describe(ctx: BrokerContext, header: RequestHead
                 target_assignment=build(
                     resp.Assignment, topic_partitions=_partitions(resp, g.target.get(m.member_id, frozenset()), names)
                 ),
-                member_type=CONSUMER_MEMBER_TYPE,
+                member_type=CLASSIC_MEMBER_TYPE if m.classic is not None else CONSUMER_MEMBER_TYPE,
             )
             for m in g.members.values()
         )
