@@ -17,6 +17,10 @@ a client's reads never go back in time.
 
 A wait longer than ``timeout_ms`` raises :class:`ConsistencyTimeout`; so does a broker that cannot be asked.
 
+**Which version.** The client follows the announcement on the log (``<dataset>.producer``, written only by the
+elected producer, fenced; see ``_producer``), read-committed, and loads versions from the blob store: a deposed
+producer's stray blobs or the blob store's copy of the announcement never decide what it loads.
+
 **Staleness.** A background check asks the broker for the partition ends every ``freshness_interval_ms``; once
 the tail has reached what was asked at ``t``, the client is known fresh as of ``t``. ``staleness_ms`` is the time
 since then: near zero while the broker answers, growing while it is unreachable. Eventual reads keep answering
@@ -40,6 +44,7 @@ from loosely.hollow.api import (
     BlobStoreUnavailableError,
     Consumer,
     HashIndex,
+    KafkaAnnouncementWatcher,
     RefreshError,
     RefreshEvent,
     RefreshSucceeded,
@@ -85,6 +90,29 @@ class RawClientStatistics:
     last_error: str | None
 
 
+class _Announcements:
+    """The announcement on the log, read once the client starts (the constructor does not reach the broker)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._watcher: KafkaAnnouncementWatcher | None = None
+
+    def open(self) -> None:
+        if self._watcher is None:
+            ds = self.dataset
+            self._watcher = KafkaAnnouncementWatcher(ds.bootstrap_servers, ds.producer_topic, ds.announce_namespace,
+                                                     client_config=ds.client_config)
+
+    def latest_version(self) -> Version | None:
+        watcher = self._watcher
+        return None if watcher is None else watcher.latest_version()
+
+    def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
+
+
 class RawClient:
     """Reads a dataset from memory: the newest Hollow version plus the changes tailed since.
 
@@ -102,8 +130,9 @@ class RawClient:
         self.dataset = dataset
         self.timeout_ms = timeout_ms
         self.freshness_interval_ms = freshness_interval_ms
-        store = dataset.blob_store
-        self.consumer = Consumer(retriever=store, watcher=store, poll_interval_ms=refresh_interval_ms)
+        self._announcements = _Announcements(dataset)
+        self.consumer = Consumer(retriever=dataset.blob_store, watcher=self._announcements,
+                                 poll_interval_ms=refresh_interval_ms)
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
         self._type_names = {cls: dataset.type_name(cls) for cls in dataset.types}
@@ -129,6 +158,7 @@ class RawClient:
             return self
         ds = self.dataset
         ds.ensure_topics()
+        self._announcements.open()
         with contextlib.suppress(RefreshError):
             self.consumer.refresh()  # nothing announced yet, or the store is down: tail from what we have
         for name in [*ds.type_names, VERSION_TYPE]:
@@ -156,6 +186,7 @@ class RawClient:
         if self._tail is not None:
             self._tail.close()
             self._tail = None
+        self._announcements.close()
 
     def __enter__(self) -> RawClient:
         return self.start()
