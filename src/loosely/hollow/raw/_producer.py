@@ -21,7 +21,8 @@ Why this is safe and a check of "am I still leader" before announcing would not 
 is the fenced write on the log, and the broker decides whether it lands, after the fact of any pause. Readers
 (``RawClient``) follow that announcement, never the blob store's own. Versions are minted on the log above
 every earlier mint before their blobs are published, so a deposed producer's stray blobs never carry a version
-on the live chain and never replace a blob (retrievers follow the furthest delta from a version). The blob
+on the live chain and never replace a blob (retrievers follow the furthest delta from a version, and a consumer
+starting afresh passes over a stray snapshot that no delta leads on from). The blob
 store's announcement (``announced.version`` of a filesystem store) is kept as a *copy* for plain Hollow
 consumers: written after the log's announcement, and only forward; a producer deposed exactly between the two
 may leave an older version of the chain there until the next cycle. A new term restores from the announced
