@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -390,8 +390,10 @@ class RawClient:
     def find(self, type_: str | type, *, consistency: str = "eventual", after: Token | str | None = None,
              timeout_ms: int | None = None, **fields: Any) -> list[Any]:
         """The records of the type whose fields hold the given values (``find(Movie, year=1995)``; a path through
-        referenced objects as ``find(Movie, **{"director.name": "Mann"})``), state plus overlay: a hash index on
-        the state (built on first use, then following the versions) and a scan of the overlay, which is small.
+        referenced objects as ``find(Movie, **{"director.name": "Mann"})``, into collections as
+        ``find(Actor, **{"movies.element": 42})`` -- a record matches when any element does), state plus overlay:
+        a hash index on the state (built on first use, then following the versions) and a scan of the overlay,
+        which is small.
         State records first (by ordinal), then overlay records in log order."""
         if not fields:
             raise ValueError("find needs at least one field=value")
@@ -413,7 +415,7 @@ class RawClient:
                     if ds.key_of(record) not in newer:
                         out.append(record)
         for e in sorted(newer.values(), key=lambda e: (e.offset, e.partition)):
-            if e.record is not None and all(_path(e.record, n) == v for n, v in fields.items()):
+            if e.record is not None and _matches(e.record, fields):
                 out.append(e.record)
         return out
 
@@ -439,8 +441,30 @@ class RawClient:
             self._last_error)
 
 
-def _path(record: object, path: str) -> object:
-    value = record
-    for part in path.split("."):
-        value = getattr(value, part, None)
-    return value
+def _path_values(value: object, parts: Sequence[str]) -> list[object]:
+    """The values a field path reaches in a Python record, as the state's hash index reads them from the Hollow
+    record (``loosely.hollow.api._paths``): ``element`` goes into each element of a list or set, ``key`` /
+    ``value`` into a dict's keys or values, a collection segment left out goes into each element, and a null on
+    the way reaches nothing."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple | set | frozenset):
+        if not parts:  # a path ending on a collection reaches its elements
+            return list(value)
+        inner = parts[1:] if parts[0] == "element" else parts
+        return [v for element in value for v in _path_values(element, inner)]
+    if not parts:
+        return [value]
+    part, rest = parts[0], parts[1:]
+    if isinstance(value, dict):
+        if part == "key":
+            return [v for k in value for v in _path_values(k, rest)]
+        if part == "value":
+            return [v for x in value.values() for v in _path_values(x, rest)]
+        return []
+    found = getattr(value, part, None)
+    return _path_values(found, rest)
+
+
+def _matches(record: object, fields: Mapping[str, Any]) -> bool:
+    return all(wanted in _path_values(record, path.rstrip("!").split(".")) for path, wanted in fields.items())
