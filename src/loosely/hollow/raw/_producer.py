@@ -49,11 +49,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from loosely.hollow.api import KafkaAnnouncer, NotLeaderError, Producer, Version
+from loosely.hollow.api import KafkaAnnouncer, Producer, Version
+from loosely.hollow.api import NotLeaderError as _HollowNotLeader
 from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
 from loosely.hollow.raw._codec import decode_record, parse_key
 from loosely.hollow.raw._dataset import DATASET_TAG, POSITIONS_TAG, VERSION_TYPE, Dataset, RawVersion
 from loosely.hollow.raw._log import ChangeTail
+from loosely.hollow.raw._writer import NotLeaderError
 
 __all__ = ["RawProducer", "RawProducerStatistics", "positions_of"]
 
@@ -319,6 +321,8 @@ class RawProducer:
             except Exception as e:  # pending and positions stay: the next cycle tries again
                 self._counts["failures"] += 1
                 self._last_error = f"{type(e).__name__}: {e}"
+                if isinstance(e, _HollowNotLeader) and not isinstance(e, NotLeaderError):  # fenced, or deposed
+                    raise NotLeaderError(f"raw producer of {ds.name}: {e}") from e
                 raise
             if version == before and not self._term.is_leader():  # skipped: deposed between the checks
                 raise NotLeaderError(f"raw producer of {self.dataset.name} was deposed")
