@@ -220,12 +220,12 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     writer = Writer(ds, http_address=args.advertise)
     server = WriterServer(writer, host or "127.0.0.1", int(port or 0)).start()
     writer.start()
-    producer = RawProducer(ds, cycle_interval_ms=args.cycle_interval_ms).start() if args.producer else None
-    json_line({"listening": server.url, "dataset": ds.name, "member": writer.member}, out)
-    out.flush()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    json_line({"listening": server.url, "dataset": ds.name, "member": writer.member}, out)
+    out.flush()  # before the producer joins its election: writes do not wait for it
+    producer = RawProducer(ds, cycle_interval_ms=args.cycle_interval_ms).start() if args.producer else None
     stop.wait()
     server.close()
     writer.close()
