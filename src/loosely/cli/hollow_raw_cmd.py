@@ -8,9 +8,10 @@ Every command names the dataset the way ``loosely.hollow.raw.Dataset`` does::
 or a file (``models.py:Movie,Actor``). Records and keys are JSON: ``put --type Movie '{"id": 1, "title":
 "Heat"}'`` (or JSON lines on stdin), ``get --type Movie --key 1``. ``put`` and ``delete`` go to the writer at
 ``--writer URL`` (repeatable: the candidates) or, without it, to a writer started in the command, which waits to
-be elected. ``writer`` runs an elected writer with its HTTP API (and with ``--producer`` the Hollow producer) until
-interrupted. Each answer is one JSON line; a failure prints ``loosely hollow: <why>`` and exits 1, a failed
-condition exits 3.
+be elected. ``writer`` runs an elected writer with its HTTP API until interrupted; with ``--producer`` it is
+also a candidate Hollow producer: the producers of all ``writer --producer`` processes elect one of their own
+(not necessarily in the elected writer's process: the two roles fail over independently). Each answer is one JSON
+line; a failure prints ``loosely hollow: <why>`` and exits 1, a failed condition exits 3.
 """
 
 from __future__ import annotations
@@ -219,12 +220,12 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     writer = Writer(ds, http_address=args.advertise)
     server = WriterServer(writer, host or "127.0.0.1", int(port or 0)).start()
     writer.start()
-    producer = RawProducer(ds, cycle_interval_ms=args.cycle_interval_ms).start() if args.producer else None
-    json_line({"listening": server.url, "dataset": ds.name, "member": writer.member}, out)
-    out.flush()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    json_line({"listening": server.url, "dataset": ds.name, "member": writer.member}, out)
+    out.flush()  # before the producer joins its election: writes do not wait for it
+    producer = RawProducer(ds, cycle_interval_ms=args.cycle_interval_ms).start() if args.producer else None
     stop.wait()
     server.close()
     writer.close()
@@ -237,7 +238,8 @@ def add_raw_commands(hs: Any) -> None:
     """Register ``put``, ``get``, ``delete``, ``tail`` and ``writer`` on ``loosely hollow``'s subparsers."""
 
     def dataset(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--dataset", required=True, help="the dataset's name (topics <name>.changes, <name>.writer)")
+        q.add_argument("--dataset", required=True,
+                       help="the dataset's name (topics <name>.changes, .writer, .producer)")
         q.add_argument("-b", "--bootstrap-servers", default="localhost:9092", help="the Kafka bootstrap servers")
         q.add_argument("--blob-store", required=True, help="the directory of the dataset's Hollow versions")
         q.add_argument("--types", action="append", required=True,
@@ -280,6 +282,8 @@ def add_raw_commands(hs: Any) -> None:
     dataset(q)
     q.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT of the HTTP API (default a free port)")
     q.add_argument("--advertise", help="the URL other services reach this writer at (default: the listen URL)")
-    q.add_argument("--producer", action="store_true", help="also fold the log into Hollow versions here")
+    q.add_argument("--producer", action="store_true",
+                   help="also be a candidate producer: the producers of all writer processes elect one, which folds "
+                        "the log into Hollow versions (the others are standbys, fenced when deposed)")
     q.add_argument("--cycle-interval-ms", type=int, default=1_000, help="the producer's cycle interval")
     q.set_defaults(hollow_func=_serve, command_name="writer")

@@ -200,6 +200,31 @@ def test_a_failed_announcement_leaves_an_orphan_the_next_cycle_reaches_past() ->
     assert dump_state(c.engine) == dump_state(p.read_state)  # type: ignore[arg-type]
 
 
+def test_a_deposed_producers_snapshot_is_passed_over_by_a_fresh_consumer() -> None:
+    """A producer deposed mid-cycle may still publish a snapshot (fenced announcers stop only its announcement);
+    the new leader mints above it and publishes deltas. A fresh consumer must not stop at that orphan."""
+    store, cat = InMemoryBlobStore(), Catalog()
+    clock = FakeClock()
+    p = Producer(publisher=store, announcer=store, retriever=store, data_model=[Movie], clock=clock,
+                 snapshot_every_cycles=100)
+    v1 = p.run_cycle(cat.populate)
+    deposed = Producer(publisher=store, announcer=FailingAnnouncer(store), retriever=store, data_model=[Movie],
+                       clock=clock, snapshot_every_cycles=1)
+    deposed.restore(v1)
+    deposed.announcer.fail = True  # type: ignore[attr-defined]
+    cat.advance()
+    with pytest.raises(OSError, match="announcement store down"):
+        deposed.run_cycle(cat.populate)
+    clock.advance(1_000)  # the new leader mints above every earlier mint
+    cat.advance()
+    v2 = p.run_cycle(cat.populate)
+    snapshots = sorted(r.to_version for r in store.refs() if r.type is BlobType.SNAPSHOT)
+    assert len(snapshots) == 2 and v1 < snapshots[-1] < v2  # the orphan: the newest snapshot below v2
+    c = Consumer(retriever=store, watcher=store)
+    assert c.refresh() == v2
+    assert dump_state(c.engine) == dump_state(p.read_state)  # type: ignore[arg-type]
+
+
 def test_restore_continues_the_delta_chain() -> None:
     store, cat = InMemoryBlobStore(), Catalog()
     p = _producer(store)

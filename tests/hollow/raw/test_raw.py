@@ -251,6 +251,15 @@ def test_find_by_field_sees_state_plus_overlay(dataset: Dataset, writer: Writer,
     assert sorted(m.id for m in client.find("Movie", year=1998, after=moved.token)) == [1, 2]
     assert client.find(Actor, country="US") == [Actor("Al Pacino", "US", [0])]
     assert client.find(Movie, year=1995, title="m7") == [Movie(7, "m7", 1995)]
+    # into collections: the state's hash index and the overlay agree on what a path through a list reaches
+    assert client.find(Actor, **{"movies.element": 0}) == [Actor("Al Pacino", "US", [0])]
+    assert client.find(Actor, movies=0) == [Actor("Al Pacino", "US", [0])]  # the segment may be left out
+    writer.put(Actor("Uma Thurman", "US", [3, 4]))
+    recast = writer.put(Actor("Al Pacino", "US", [4]))  # in the overlay only: the state still says [0]
+    assert client.find(Actor, after=recast.token, **{"movies.element": 0}) == []
+    assert client.find(Actor, **{"movies.element": 4}) == [Actor("Uma Thurman", "US", [3, 4]),
+                                                            Actor("Al Pacino", "US", [4])]
+    assert client.find(Actor, movies=3) == [Actor("Uma Thurman", "US", [3, 4])]
 
 
 def test_records_that_are_not_the_datasets_are_skipped_and_lose_nothing(dataset: Dataset, writer: Writer,

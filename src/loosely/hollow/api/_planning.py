@@ -3,7 +3,9 @@
 The rules are Java Hollow's (``HollowUpdatePlanner``):
 
 * nothing loaded: the snapshot of the desired version, or of the greatest version below it, then deltas
-  forward to the desired version;
+  forward to the desired version; when no delta chain leads from that snapshot to the desired version (an orphan:
+  a cycle that failed, or a deposed producer, published it and never announced it), the next older snapshot, up
+  to ``ORPHAN_SNAPSHOTS_MAX`` times -- Java stops at the orphan;
 * something loaded: follow deltas forward (or reverse deltas back, to pin an older version) for at most
   ``deltas_max`` transitions;
 * if that does not reach the desired version and double snapshots are allowed, plan from a snapshot instead,
@@ -28,6 +30,7 @@ from loosely.hollow.core import HollowError, ReadStateEngine
 __all__ = ["FetchedBlob", "UpdatePlan", "fetch", "load_version", "plan_update"]
 
 DELTAS_AFTER_SNAPSHOT_MAX: Final = 100_000  # a bound on a chain walk; Java has none (Integer.MAX_VALUE)
+ORPHAN_SNAPSHOTS_MAX: Final = 8  # snapshots passed over that lead nowhere; each failed cycle can leave one
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +82,19 @@ def _backward(
 
 
 def _snapshot_plan(retriever: BlobRetriever, desired: Version, excluded: Collection[BlobRef]) -> UpdatePlan:
-    snap = retriever.retrieve_snapshot(desired)
-    if snap is None or snap.ref in excluded or snap.ref.to_version > desired:
-        return UpdatePlan((), None)
-    deltas = _forward(retriever, snap.ref.to_version, desired, DELTAS_AFTER_SNAPSHOT_MAX, excluded)
-    return UpdatePlan((snap, *deltas), None)
+    first: UpdatePlan | None = None
+    below = desired
+    for _ in range(ORPHAN_SNAPSHOTS_MAX + 1):
+        snap = retriever.retrieve_snapshot(below)
+        if snap is None or snap.ref in excluded or snap.ref.to_version > below:
+            break
+        deltas = _forward(retriever, snap.ref.to_version, desired, DELTAS_AFTER_SNAPSHOT_MAX, excluded)
+        plan = UpdatePlan((snap, *deltas), None)
+        if plan.destination == desired:
+            return plan
+        first = first or plan
+        below = Version(snap.ref.to_version - 1)
+    return first or UpdatePlan((), None)
 
 
 def plan_update(

@@ -9,7 +9,8 @@ and deletes, and a blob store for Hollow versions. Three roles work on it, each 
   its version (the log offset of its record) and a :class:`Token`. Standbys take over when it dies. Other
   services reach it over HTTP (:class:`WriterServer`, :class:`RemoteWriter`).
 * :class:`RawProducer` -- folds the topic into ordinary Hollow snapshots and deltas, exactly once (the log
-  positions each version holds are in its header); Java's ``HollowConsumer`` reads them unchanged.
+  positions each version holds are in its header); Java's ``HollowConsumer`` reads them unchanged. Any number
+  may run: they elect one on the log, the others stand by, and a deposed one is fenced.
 * :class:`RawClient` -- a Hollow consumer plus an overlay of the changes tailed since its version: ``get`` is
   eventual by default, ``consistency="strong"`` is linearizable per key, ``after=token`` reads your writes.
 
@@ -27,8 +28,9 @@ The public API (details in ``docs/raw-hollow.md``)::
         WriteError(uncertain)
     WriterServer(writer, host="127.0.0.1", port=0).start() .url .close()     POST /put /delete /bulk, GET /leader
     RemoteWriter(url_or_urls, dataset, *, timeout_ms=10000)   .put .delete .bulk (as Writer) .leader() .close()
-    RawProducer(dataset, *, cycle_interval_ms=1000, max_pending=10000, snapshot_every_cycles=10)
-        .start() .close() .open() .catch_up() .run_cycle() .version .statistics()
+    RawProducer(dataset, *, cycle_interval_ms=1000, max_pending=10000, snapshot_every_cycles=10,
+                session_timeout_ms=6000, heartbeat_interval_ms=1000, election_timeout_ms=30000)
+        .start() .close() .open() .catch_up() .run_cycle() .is_leader() .version .statistics()
     RawClient(dataset, *, timeout_ms=5000, refresh_interval_ms=500, freshness_interval_ms=200)   .start() .close()
         .get(type, key, *, consistency="eventual"|"strong", after=token, timeout_ms=None) -> record | None
         .get_versioned(...) -> (record | None, version | None)

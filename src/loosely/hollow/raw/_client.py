@@ -17,6 +17,10 @@ a client's reads never go back in time.
 
 A wait longer than ``timeout_ms`` raises :class:`ConsistencyTimeout`; so does a broker that cannot be asked.
 
+**Which version.** The client follows the announcement on the log (``<dataset>.producer``, written only by the
+elected producer, fenced; see ``_producer``), read-committed, and loads versions from the blob store: a deposed
+producer's stray blobs or the blob store's copy of the announcement never decide what it loads.
+
 **Staleness.** A background check asks the broker for the partition ends every ``freshness_interval_ms``; once
 the tail has reached what was asked at ``t``, the client is known fresh as of ``t``. ``staleness_ms`` is the time
 since then: near zero while the broker answers, growing while it is unreachable. Eventual reads keep answering
@@ -32,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -40,6 +44,7 @@ from loosely.hollow.api import (
     BlobStoreUnavailableError,
     Consumer,
     HashIndex,
+    KafkaAnnouncementWatcher,
     RefreshError,
     RefreshEvent,
     RefreshSucceeded,
@@ -85,6 +90,29 @@ class RawClientStatistics:
     last_error: str | None
 
 
+class _Announcements:
+    """The announcement on the log, read once the client starts (the constructor does not reach the broker)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._watcher: KafkaAnnouncementWatcher | None = None
+
+    def open(self) -> None:
+        if self._watcher is None:
+            ds = self.dataset
+            self._watcher = KafkaAnnouncementWatcher(ds.bootstrap_servers, ds.producer_topic, ds.announce_namespace,
+                                                     client_config=ds.client_config)
+
+    def latest_version(self) -> Version | None:
+        watcher = self._watcher
+        return None if watcher is None else watcher.latest_version()
+
+    def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
+
+
 class RawClient:
     """Reads a dataset from memory: the newest Hollow version plus the changes tailed since.
 
@@ -102,8 +130,9 @@ class RawClient:
         self.dataset = dataset
         self.timeout_ms = timeout_ms
         self.freshness_interval_ms = freshness_interval_ms
-        store = dataset.blob_store
-        self.consumer = Consumer(retriever=store, watcher=store, poll_interval_ms=refresh_interval_ms)
+        self._announcements = _Announcements(dataset)
+        self.consumer = Consumer(retriever=dataset.blob_store, watcher=self._announcements,
+                                 poll_interval_ms=refresh_interval_ms)
         self.consumer.add_listener(self._on_refresh)
         self._indexes: dict[str, UniqueKeyIndex] = {}
         self._type_names = {cls: dataset.type_name(cls) for cls in dataset.types}
@@ -129,6 +158,7 @@ class RawClient:
             return self
         ds = self.dataset
         ds.ensure_topics()
+        self._announcements.open()
         with contextlib.suppress(RefreshError):
             self.consumer.refresh()  # nothing announced yet, or the store is down: tail from what we have
         for name in [*ds.type_names, VERSION_TYPE]:
@@ -156,6 +186,7 @@ class RawClient:
         if self._tail is not None:
             self._tail.close()
             self._tail = None
+        self._announcements.close()
 
     def __enter__(self) -> RawClient:
         return self.start()
@@ -359,8 +390,10 @@ class RawClient:
     def find(self, type_: str | type, *, consistency: str = "eventual", after: Token | str | None = None,
              timeout_ms: int | None = None, **fields: Any) -> list[Any]:
         """The records of the type whose fields hold the given values (``find(Movie, year=1995)``; a path through
-        referenced objects as ``find(Movie, **{"director.name": "Mann"})``), state plus overlay: a hash index on
-        the state (built on first use, then following the versions) and a scan of the overlay, which is small.
+        referenced objects as ``find(Movie, **{"director.name": "Mann"})``, into collections as
+        ``find(Actor, **{"movies.element": 42})`` -- a record matches when any element does), state plus overlay:
+        a hash index on the state (built on first use, then following the versions) and a scan of the overlay,
+        which is small.
         State records first (by ordinal), then overlay records in log order."""
         if not fields:
             raise ValueError("find needs at least one field=value")
@@ -382,7 +415,7 @@ class RawClient:
                     if ds.key_of(record) not in newer:
                         out.append(record)
         for e in sorted(newer.values(), key=lambda e: (e.offset, e.partition)):
-            if e.record is not None and all(_path(e.record, n) == v for n, v in fields.items()):
+            if e.record is not None and _matches(e.record, fields):
                 out.append(e.record)
         return out
 
@@ -408,8 +441,30 @@ class RawClient:
             self._last_error)
 
 
-def _path(record: object, path: str) -> object:
-    value = record
-    for part in path.split("."):
-        value = getattr(value, part, None)
-    return value
+def _path_values(value: object, parts: Sequence[str]) -> list[object]:
+    """The values a field path reaches in a Python record, as the state's hash index reads them from the Hollow
+    record (``loosely.hollow.api._paths``): ``element`` goes into each element of a list or set, ``key`` /
+    ``value`` into a dict's keys or values, a collection segment left out goes into each element, and a null on
+    the way reaches nothing."""
+    if value is None:
+        return []
+    if isinstance(value, list | tuple | set | frozenset):
+        if not parts:  # a path ending on a collection reaches its elements
+            return list(value)
+        inner = parts[1:] if parts[0] == "element" else parts
+        return [v for element in value for v in _path_values(element, inner)]
+    if not parts:
+        return [value]
+    part, rest = parts[0], parts[1:]
+    if isinstance(value, dict):
+        if part == "key":
+            return [v for k in value for v in _path_values(k, rest)]
+        if part == "value":
+            return [v for x in value.values() for v in _path_values(x, rest)]
+        return []
+    found = getattr(value, part, None)
+    return _path_values(found, rest)
+
+
+def _matches(record: object, fields: Mapping[str, Any]) -> bool:
+    return all(wanted in _path_values(record, path.rstrip("!").split(".")) for path, wanted in fields.items())

@@ -4,6 +4,8 @@ Topics (created on first use, compacted):
 
     <name>.changes   ``partitions`` partitions: every write, keyed by ``["Type",[key...]]`` (see ``_codec``)
     <name>.writer    one partition: the writer election (its consumer group) and the leader's address
+    <name>.producer  one partition: the producer election (its consumer group) and, written only in the elected
+                     producer's fenced transactions, the announced version (see ``_producer``)
 
 Besides the user's types, every published Hollow version holds one more type, :data:`VERSION_TYPE`
 (``RawVersion @PrimaryKey(key) { string key; long offset; }``): the log offset -- the *version* -- of each
@@ -93,6 +95,17 @@ class Dataset:
         return f"{self.name}.writer"
 
     @property
+    def producer_topic(self) -> str:
+        return f"{self.name}.producer"
+
+    @property
+    def announce_namespace(self) -> str:
+        """The producer election's namespace on :attr:`producer_topic`: its consumer group is
+        ``hollow-leader-raw-<name>``, its transactional id ``hollow-raw-<name>`` (``raw-`` keeps them apart from a
+        plain Hollow producer's ``KafkaAnnouncer`` of the same name)."""
+        return f"raw-{self.name}"
+
+    @property
     def type_names(self) -> list[str]:
         return list(self._by_name)
 
@@ -129,7 +142,7 @@ class Dataset:
         return {"bootstrap.servers": self.bootstrap_servers, **settings, **self.client_config}
 
     def ensure_topics(self, timeout_ms: int = 30_000) -> None:
-        """Create both topics unless they exist; a changes topic with another partition count is an error."""
+        """Create the three topics unless they exist; a changes topic with another partition count is an error."""
         if self._topics_ready:
             return
         from confluent_kafka import KafkaException  # noqa: PLC0415 - only the log-facing classes need it
@@ -141,7 +154,8 @@ class Dataset:
         admin = AdminClient(self.config())
         compact = {"cleanup.policy": "compact"}
         wanted = [NewTopic(self.changes_topic, self.partitions, self.replication_factor, config=compact),
-                  NewTopic(self.writer_topic, 1, self.replication_factor, config=compact)]
+                  NewTopic(self.writer_topic, 1, self.replication_factor, config=compact),
+                  NewTopic(self.producer_topic, 1, self.replication_factor, config=compact)]
         deadline = time.monotonic() + timeout_ms / 1000
         for topic, future in admin.create_topics(wanted, request_timeout=timeout_ms / 1000).items():
             try:
