@@ -71,6 +71,9 @@ PARTITION_S_MAX = 600
 HOLLOW_PUBLISH_MS = 1_000
 # How long one attempt to create the catalog's topics waits for the log before it is tried again.
 CATALOG_START_MS = 5_000
+# How long the demo waits at start for the catalog's writer to be elected before it says it serves (a restart may
+# wait for the previous writer's session to expire: 6 s).
+WRITER_ELECTION_S_MAX = 30
 # Old versions are dropped this long after a blue/green switch, so readers that resolved them can finish.
 REBUILD_DROP_DELAY_MS = 1_000
 
@@ -219,6 +222,7 @@ class Demo:
             "search": f"{self._url('views')}/views/movies/search?q=...", "documents": self._url("documents") + "/",
             "hollow": f"{self._url('hollow')}/movies/<id>", "metrics": self.metrics_url})
         self.services["write"] = Service("write service", self._write_route, *cfg.write).start()
+        self._wait_for_the_writer()
         self.changes = ChangeStream(self.catalog, cfg.changes_per_second).start()
         if cfg.console is not None:  # the web console: a Kafka client of the broker, with the views and Hollow pages
             self.services["console"] = self._console(*cfg.console)
@@ -244,6 +248,16 @@ class Demo:
             self._catalog_started.append(part)
         self._catalog_error = None
         self._catalog_ready.set()
+
+    def _wait_for_the_writer(self) -> None:
+        """Return once the catalog's writer is elected, so that what the demo prints works at once; or as soon as
+        it is known not to be coming soon (the log does not answer: the demo serves anyway, writes answer 503)."""
+        writer = self.writer
+        assert writer is not None
+        deadline = time.monotonic() + WRITER_ELECTION_S_MAX
+        while not writer.is_leader() and time.monotonic() < deadline and self._catalog_error is None \
+                and writer.election_error is None:
+            time.sleep(0.02)
 
     def _console(self, host: str, port: int) -> Any:
         from loosely.console import ConsoleServer, create_app  # noqa: PLC0415 - Starlette loads only when asked for
@@ -506,7 +520,7 @@ Write, then read it back from every side:
   curl -X PUT {write}/movies/heat -d '{{"title": "Heat", "year": 1995, "genres": ["crime"], "rating": 8.3}}'
   curl '{views}/views/movies/search?q=heat'
   curl {a["documents"]}/docs/movies/current/heat.json
-  curl {a["hollow"]}/movies/heat     # or the "read_your_write" link the write answered with
+  curl '{a["hollow"]}/movies/heat?consistency=strong'   # or the write's "read_your_write" link
   curl -s {a["metrics"]} | grep 'rating/heat'
 
 The talk's scenarios:
