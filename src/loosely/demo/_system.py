@@ -180,6 +180,9 @@ class Demo:
         # A restart after a partition must come back where clients look for it, even when port 0 was asked for.
         self._broker_config = dataclasses.replace(self._broker_config, port=self.broker.port)
         self.bootstrap = self.broker.bootstrap_servers
+        # The catalog: a read-after-write Hollow dataset (its topics are made with the demo's, below).
+        self.dataset = dataset = catalog_dataset(cfg.dataset, self.bootstrap, str(self._hollow_dir()),
+                                                 partitions=cfg.partitions, client_config=cfg.client_config)
         self._ensure_topics()
         if cfg.schema_registry is not None:  # what the team's Docker stack had beside Kafka
             from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and protobuf load only when asked
@@ -190,9 +193,7 @@ class Demo:
                                                client_config=cfg.client_config).start()
             except Exception as e:  # the broker cannot be read back, the port is taken: one line, exit 1
                 raise OSError(f"schema registry on {host}:{port}: {e}") from None
-        # The catalog: a read-after-write Hollow dataset. Its writer is elected on the log while the rest starts.
-        self.dataset = dataset = catalog_dataset(cfg.dataset, self.bootstrap, str(self._hollow_dir()),
-                                                 partitions=cfg.partitions, client_config=cfg.client_config)
+        # Its writer is elected on the log while the rest starts.
         self.writer = Writer(dataset, write_timeout_ms=WRITE_TIMEOUT_MS)
         self.hollow_producer = RawProducer(dataset, cycle_interval_ms=HOLLOW_PUBLISH_MS)
         self.hollow_client = RawClient(dataset)
@@ -305,13 +306,17 @@ class Demo:
         """Create the demo's topics in the broker itself, on its loop, before the views subscribe to them."""
         broker = self.broker
         assert broker is not None
-        topics = (self.config.topic,)  # the catalog's topics are the dataset's, created compacted by it
+        dataset = self.dataset
+        assert dataset is not None
+        compact = {"cleanup.policy": "compact"}  # as Dataset.ensure_topics makes them; it then finds them there
+        topics = ((self.config.topic, self.config.partitions, None), (dataset.changes_topic, dataset.partitions,
+                                                                      compact), (dataset.writer_topic, 1, compact))
 
         def create() -> None:
             logs = broker.broker.ctx.logs
-            for t in topics:
+            for t, partitions, overrides in topics:
                 if logs.get(t) is None:
-                    logs.create_topic(t, self.config.partitions)
+                    logs.create_topic(t, partitions, overrides)
 
         broker.call(create)
 
