@@ -190,7 +190,8 @@ class Catalog:
             if movie is None:
                 done = self.writer.delete(Movie, movie_id)
             else:
-                done = self.writer.put(Movie(id=movie_id, **movie))
+                fields = {**movie, "rating": float(movie["rating"])} if "rating" in movie else movie
+                done = self.writer.put(Movie(id=movie_id, **fields))  # a rating of 8 is 8.0 on every side
         except NotLeaderError as e:
             self._count(ok=False)
             raise ConnectionError(f"the write service is not the log's elected writer right now ({e}): nothing "
