@@ -20,6 +20,7 @@ import loosely.console
 from console._support import commit, create_topic, hollow_store, produce
 from loosely.broker.server import BrokerThread
 from loosely.console import _render, create_app
+from loosely.console._cluster import Cluster, ConsoleError
 from loosely.console._sampler import scraped_latencies
 from loosely.testing import embedded_broker
 
@@ -424,3 +425,47 @@ def test_framed_values_are_shown_decoded_with_their_schema(broker: BrokerThread,
     assert '<pre class="hex">00 01</pre>' in rows[2] and 'class="schema"' not in rows[2]  # too short: bytes
     assert '<pre class="hex">00 00 00 03 e7 7b 7d</pre>' in rows[3]  # schema 999 is unknown: bytes
     assert "framed" not in hex_page  # decode=hex shows the bytes themselves
+
+
+def test_lag_and_sizes_on_a_cluster_reached_with_sasl_ssl(tmp_path: Path, topic: str) -> None:
+    """Committed offsets (OffsetFetch) and sizes (DescribeLogDirs) go over loosely's own connection: with the
+    console's TLS and SCRAM settings they work on a broker that only has a SASL_SSL listener."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from loosely.broker.config import BrokerConfig, split_kafka_settings
+    from loosely.security.scram import parse_scram_spec
+    from loosely.testing.certs import make_dev_certs
+
+    certs = make_dev_certs(tmp_path / "certs")
+    settings, _, unknown = split_kafka_settings({"listeners": "SASL_SSL://127.0.0.1:0",
+                                                 "ssl.keystore.location": str(certs.broker.pem)})
+    assert not unknown
+    user, mechanism, credential = parse_scram_spec("SCRAM-SHA-512=[name=alice,password=alice-secret]")
+    config = BrokerConfig(data_dir=str(tmp_path / "data"), initial_scram_credentials=((user, mechanism.name,
+                                                                                       credential),),
+                          **settings)  # type: ignore[arg-type]
+    secured = {"security.protocol": "SASL_SSL", "ssl.ca.location": str(certs.ca_crt),
+               "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": "alice-secret"}
+    with BrokerThread(config) as b:
+        bootstrap, group = b.bootstrap_servers, f"g-{topic}"
+        p = Producer({"bootstrap.servers": bootstrap, **secured})
+        for _ in range(9):
+            p.produce(topic, b"x" * 100)
+        assert p.flush(30) == 0
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, **secured})
+        c.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+        c.close()
+        app = create_app(bootstrap, client_config=secured, sample_interval_ms=200)
+        with TestClient(app) as console:
+            assert '<b id="total-lag">5</b>' in console.get(f"/groups/{group}").text
+            deadline = time.monotonic() + 10
+            while 'data-last="5"' not in console.get(f"/groups/{group}/lag-chart").text:  # the sampler's
+                assert time.monotonic() < deadline, console.get(f"/groups/{group}/lag-chart").text
+                time.sleep(0.1)
+            size = re.search(r'<td class="num size">([^<]*)</td>', console.get(f"/topics/{topic}").text)
+            assert size is not None and size.group(1) not in ("-", "0 B"), size
+        wrong = Cluster(bootstrap, {**secured, "sasl.password": "not-her-password"}, timeout_s=5)
+        with pytest.raises(ConsoleError, match=r"SASL authentication with .* failed") as refused:
+            wrong.committed([group])
+        assert "\n" not in str(refused.value) and "not-her-password" not in str(refused.value)
+        wrong.close()

@@ -1,5 +1,5 @@
 """The demo's pieces alone, without a broker: the movie checks at their limits, the documents site's files and
-listing, the Hollow reader before any version, a write to an unreachable log, and the docstring examples."""
+listing, the Hollow reader's parameters, a write with no elected writer, log keys, and the docstring examples."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import pytest
 
 import loosely.demo
 from loosely.demo import Catalog, DocumentSite, HollowReader, movie_document
+from loosely.demo._catalog import Movie, catalog_dataset, movie_id, movie_json
 from loosely.demo._http import Request
+from loosely.hollow.raw import RawClient, Writer
 from loosely.testing import free_port
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(loosely.demo.__path__, "loosely.demo."))
@@ -81,19 +83,33 @@ def test_the_documents_site_serves_files_inside_its_directory_only_and_lists_new
     assert site(Request("PUT", ("docs", "x.json"), {}, b"{}", "/docs/x.json")).status == 405
 
 
-def test_the_hollow_reader_says_when_nothing_is_announced_yet(tmp_path: Path) -> None:
-    reader = HollowReader(tmp_path / "hollow", "movies")
-    assert get(reader.route, "/movies/heat") == (503, {"error": "no Hollow version announced yet"})
-    assert get(reader.route, "/status")[1]["version"] is None
+@pytest.fixture
+def unreachable(tmp_path: Path) -> Any:
+    """The catalog's dataset on a port nobody listens on."""
+    return catalog_dataset("movies", f"127.0.0.1:{free_port()}", str(tmp_path / "hollow"))
 
 
-def test_a_write_to_an_unreachable_log_fails_clearly_and_quickly(tmp_path: Path) -> None:
-    catalog = Catalog(f"127.0.0.1:{free_port()}", "movies", write_timeout_ms=300)
-    try:
-        r = catalog.route(Request("PUT", ("movies", "heat"), {}, b'{"title": "Heat"}', "/movies/heat"))
-        assert r.status == 503
-        error = json.loads(r.body)["error"]
-        assert "within 300 ms" in error and "nothing was written" in error, error
-        assert (catalog.writes, catalog.failures) == (0, 1)
-    finally:
-        catalog.close()
+def test_the_hollow_reader_checks_its_parameters_and_answers_from_memory_without_a_broker(unreachable: Any) -> None:
+    reader = HollowReader(RawClient(unreachable), timeout_ms=200)
+    assert get(reader.route, "/movies/heat?consistency=linear") == (
+        400, {"error": "consistency is eventual or strong, not 'linear'"})
+    code, body = get(reader.route, "/movies/heat?after=nonsense")
+    assert code == 400 and "after= takes the token a write answered with" in body["error"], body
+    code, body = get(reader.route, "/movies/heat")  # eventual: nothing loaded, nothing tailed, no waiting
+    assert code == 404 and body["error"] == "no movie 'heat'" and body["hollow_version"] is None, body
+    assert get(reader.route, "/status")[1]["hollow_version"] is None
+
+
+def test_a_write_without_an_elected_writer_fails_clearly_and_at_once(unreachable: Any) -> None:
+    catalog = Catalog(Writer(unreachable))  # never started: never elected
+    r = catalog.route(Request("PUT", ("movies", "heat"), {}, b'{"title": "Heat"}', "/movies/heat"))
+    assert r.status == 503
+    error = json.loads(r.body)["error"]
+    assert "not the log's elected writer" in error and "nothing was written" in error, error
+    assert (catalog.writes, catalog.failures) == (0, 1)
+
+
+def test_log_keys_and_records_become_ids_and_documents() -> None:
+    assert [movie_id(k) for k in (b'["Movie",["m-1"]]', b'["Movie",[1]]', b'["Actor",["x"]]', b"m1", None)] == [
+        "m-1", None, None, None, None]
+    assert movie_json(Movie("heat", "Heat", rating=8.3)) == {"id": "heat", "title": "Heat", "rating": 8.3}

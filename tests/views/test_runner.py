@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from compat._support import Cluster
 from loosely.broker.server import BrokerThread
 from loosely.views import (
     JSON,
@@ -231,4 +232,26 @@ def test_a_runner_whose_positions_moved_is_fenced_and_continues_from_the_stored_
     assert sink.stored_positions() == {TopicPartition(topic, 0): 3_000}
     # every record counted once: the stolen ones by the other writer, the rest by the runner after reseeking
     assert {k: sink.get("c", k, version=1) for k in (f"k{i}" for i in range(10))} == {f"k{i}": 300 for i in range(10)}
+    sink.close()
+
+
+def test_a_view_of_a_topic_written_in_transactions_catches_up_past_the_commit_markers(
+        cluster: Cluster, tmp_path: Path, topic: str) -> None:
+    """A transactional topic ends with a commit marker, which no consumer is handed: the view must still count
+    as caught up (served, lag 0) once it has read every committed record, on loosely's broker as on Kafka's."""
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    p = Producer({"bootstrap.servers": cluster.bootstrap_servers, "transactional.id": f"tx-{topic}"})
+    p.init_transactions(30)
+    for values in ([b'{"n": 1}', b'{"n": 2}'], [b'{"n": 40}']):  # two transactions: markers at 2 and 4
+        p.begin_transaction()
+        for v in values:
+            p.produce(topic, v, key=b"k")
+        p.commit_transaction(30)
+    sink = SqliteSink(str(tmp_path / "v.db"))
+    runner = Runner(View("totals", 1, (topic,), totals, value=JSON), sink, cluster.bootstrap_servers)
+    stats = runner.run(until_caught_up=True, timeout_s=60)
+    runner.close()
+    assert (stats.records, stats.lag_total, sink.get("totals", "sum", version=1)) == (3, 0, 43)
+    assert sink.serving_version("totals") == 1
+    assert sink.stored_positions() == {TopicPartition(topic, 0): 4}  # after the last record, before its marker
     sink.close()

@@ -1,7 +1,8 @@
 """A blocking Kafka connection of loosely's own, for the few requests confluent-kafka cannot send.
 
-confluent-kafka speaks only the consumer group protocol and has no DescribeLogDirs, so the schema registry's group
-member and the console's log-dir sizes frame their requests themselves with loosely's codec
+confluent-kafka speaks only the consumer group protocol and has no DescribeLogDirs (and its admin OffsetFetch can
+crash, see :mod:`loosely.clients.groups`), so the schema registry's group member, the console's log-dir sizes and
+the console's lag sampler frame their requests themselves with loosely's codec
 (:mod:`loosely.protocol.messages`). :class:`KafkaConnection` is that connection: one socket, requests sent one at a
 time, each answer read whole (bounded by ``frame_bytes_max``) within a timeout. On a secured cluster it first
 wraps the socket in TLS and logs in with SASL PLAIN or SCRAM-SHA-256/512 (SaslHandshake v1, SaslAuthenticate v2,
@@ -23,7 +24,7 @@ from loosely.protocol.framing import SIZE
 from loosely.protocol.messages import ApiKey, build, decode_response, encode_request
 from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
-__all__ = ["KafkaConnection", "KafkaSecurity", "WireError"]
+__all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "request_class"]
 
 SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
 SASL_AUTHENTICATE_V: Final = 2
@@ -99,8 +100,8 @@ class KafkaConnection:
         mechanism = security.mechanism
         assert mechanism is not None
         shake = self.call(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V,
-                          build(_request_cls(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V), mechanism=mechanism), timeout_s)
-        if _code(shake) != ErrorCode.none:
+                          build(request_class(ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_V), mechanism=mechanism), timeout_s)
+        if error_code(shake) != ErrorCode.none:
             raise WireError(f"{self.address} does not take SASL {mechanism} (it offers "
                            f"{', '.join(shake.mechanisms) or 'none'})")
         if mechanism == "PLAIN":
@@ -115,11 +116,11 @@ class KafkaConnection:
 
     def _sasl_step(self, token: bytes, timeout_s: float) -> bytes:
         answer = self.call(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V,
-                           build(_request_cls(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V), auth_bytes=token),
+                           build(request_class(ApiKey.SASL_AUTHENTICATE, SASL_AUTHENTICATE_V), auth_bytes=token),
                            timeout_s)
-        if _code(answer) != ErrorCode.none:
+        if error_code(answer) != ErrorCode.none:
             raise WireError(f"SASL authentication with {self.address} failed: "
-                           f"{answer.error_message or ErrorCode(_code(answer)).name}")
+                           f"{answer.error_message or ErrorCode(error_code(answer)).name}")
         return bytes(answer.auth_bytes)
 
     def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
@@ -156,12 +157,14 @@ class KafkaConnection:
         self.close()
 
 
-def _request_cls(api_key: int, version: int) -> type[Any]:
+def request_class(api_key: int, version: int) -> type[Any]:
+    """kio's request class of an API version (to :func:`~loosely.protocol.messages.build` a request with)."""
     from kio.index import load_request_schema  # noqa: PLC0415 - loosely.protocol.messages loads kio already
 
     return load_request_schema(api_key, version)
 
 
-def _code(answer: Any) -> int:
+def error_code(answer: Any) -> int:
+    """An answer's (or an answer entry's) ``error_code`` as an int."""
     code = answer.error_code
     return int(code.value if hasattr(code, "value") else code)

@@ -5,7 +5,9 @@ worker threads (never on the event loop). Failures come out as :class:`ConsoleEr
 cluster unreachable, an unknown topic, a bad offset), which the pages show as they are.
 
 One ``AdminClient`` is kept for the console's life (librdkafka's handles are thread-safe); consumers are made per
-request, assigned (never subscribed: the console joins no group and commits nothing), and closed at once.
+request, assigned (never subscribed: the console joins no group and commits nothing), and closed at once. Groups'
+committed offsets come from :class:`loosely.clients.groups.GroupOffsets` (OffsetFetch over loosely's own
+connection, many groups per request, connections kept), not from a librdkafka handle per group.
 
 Search is a bounded scan: it reads the chosen partitions from their start and stops at ``records_max`` records or
 ``time_ms_max``, whichever comes first, and :class:`SearchProgress` says how far it got while it runs and after.
@@ -39,8 +41,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
     OffsetSpec,
 )
 
-from loosely.clients.groups import committed_offsets
+from loosely.clients.groups import GroupOffsets
+from loosely.clients.wire import WireError
 from loosely.console._log_dirs import partition_sizes
+from loosely.protocol.errors import ProtocolError
 
 __all__ = [
     "BROWSE_RECORDS_MAX",
@@ -218,6 +222,7 @@ class Cluster:
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
         self._fetcher: Consumer | None = None
+        self._group_offsets: GroupOffsets | None = None
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
 
@@ -248,10 +253,30 @@ class Cluster:
             if self._producer is not None:
                 self._producer.flush(self.timeout_s)
             self._admin = self._producer = None
+            if self._group_offsets is not None:
+                self._group_offsets.close()
+            self._group_offsets = None
         with self._fetch_lock:
             if self._fetcher is not None:
                 self._fetcher.close()
             self._fetcher = None
+
+    def committed(self, group_ids: Sequence[str]) -> dict[str, dict[tuple[str, int], int]]:
+        """``{group: {(topic, partition): committed offset}}`` for the groups that answered, in one OffsetFetch
+        per coordinator."""
+        with self._lock:
+            if self._group_offsets is None:
+                try:
+                    self._group_offsets = GroupOffsets(self._conf, client_id="loosely-console")
+                except ValueError as e:  # a SASL mechanism loosely's own connection does not speak
+                    raise ConsoleError(f"committed offsets: {e}") from None
+            reader = self._group_offsets
+        try:
+            return reader.committed(group_ids, self.timeout_s)
+        except TimeoutError as e:
+            raise ConsoleError(f"committed offsets: {e}") from None
+        except (OSError, WireError, ProtocolError) as e:
+            raise ConsoleError(f"committed offsets: cannot ask the cluster at {self.bootstrap}: {e}") from None
 
     def _metadata(self, topic: str | None = None) -> Any:
         try:
@@ -288,7 +313,7 @@ class Cluster:
     def sizes(self) -> dict[tuple[str, int], int] | None:
         """Bytes on disk per partition (DescribeLogDirs to every broker), None when the cluster cannot be asked."""
         brokers = [(b.id, b.host, b.port) for b in self._metadata().brokers.values()]
-        return partition_sizes(brokers, self._conf, self.timeout_s)
+        return partition_sizes(brokers, self._conf, self.timeout_s)  # with the console's TLS and SASL settings
 
     def topics(self) -> list[TopicSummary]:
         names = self.topic_names()
@@ -535,28 +560,14 @@ class Cluster:
         )
         owners = {tp: m.client_id or m.member_id for m in members for tp in m.assignment}
         names = self.topic_names()
-        every = [(t, p) for t, n in names.items() if not t.startswith("__") for p in range(n)]
-        try:
-            committed = committed_offsets(self._conf, group_id, every, self.timeout_s)
-        except KafkaException as e:
-            raise ConsoleError(f"committed offsets of {group_id}: {_error_text(e)}") from None
+        committed = {tp: o for tp, o in self.committed([group_id]).get(group_id, {}).items()
+                     if tp[0] in names and not tp[0].startswith("__")}
         wanted = sorted(set(committed) | set(owners))
         marks = self.offsets(wanted)
-        parts = tuple(GroupPartition(t, p, committed[(t, p)][0] if (t, p) in committed else None,
+        parts = tuple(GroupPartition(t, p, committed.get((t, p)),
                                      marks[(t, p)][1], owners.get((t, p))) for t, p in wanted)
         state = d.state.name if d.state is not None else "UNKNOWN"
         return GroupDetail(group_id, state, members, parts)
-
-    def group_positions(self, group_id: str) -> list[tuple[int, int]]:
-        """``(committed, end offset)`` of each partition the group has committed on (no describe: for sampling)."""
-        names = self.topic_names()
-        every = [(t, p) for t, n in names.items() if not t.startswith("__") for p in range(n)]
-        try:
-            committed = committed_offsets(self._conf, group_id, every, self.timeout_s)
-        except KafkaException as e:
-            raise ConsoleError(f"committed offsets of {group_id}: {_error_text(e)}") from None
-        marks = self.offsets(sorted(committed))
-        return [(o, marks[tp][1]) for tp, (o, _) in committed.items()]
 
     def reset_offsets(self, group_id: str, topic: str, to: str) -> dict[int, int]:
         """Moves the group's committed offsets on every partition of ``topic`` to ``earliest``, ``latest`` or a

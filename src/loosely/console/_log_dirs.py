@@ -1,10 +1,10 @@
 """Partition sizes on disk, asked of every broker with DescribeLogDirs (what ``kafka-log-dirs --describe`` does).
 
-confluent-kafka's AdminClient has no DescribeLogDirs, so the console sends it itself: one short-lived plaintext
-connection per broker (:class:`loosely.clients.wire.KafkaConnection`). Only for a
-cluster reached without TLS or SASL: with either, sizes are shown as unknown rather than half-implementing a
-secured client here. A broker that refuses (an old version, an ACL) or does not answer in time is skipped;
-sizes are a nice-to-have on a page, never a reason for it to fail.
+confluent-kafka's AdminClient has no DescribeLogDirs, so the console sends it itself: one short-lived connection
+per broker (:class:`loosely.clients.wire.KafkaConnection`), with the console's own TLS and SASL settings (PLAIN,
+SCRAM-SHA-256/512). Under a mechanism that connection does not speak (GSSAPI, OAUTHBEARER) sizes are shown as
+unknown. A broker that refuses (an old version, an ACL, a login) or does not answer in time is skipped; sizes
+are a nice-to-have on a page, never a reason for it to fail.
 
 The size of a partition is its largest replica's (replicas of one partition hold the same records, a lagging
 follower fewer); a topic's is the sum over its partitions.
@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from kio.schema.describe_log_dirs.v1.request import DescribeLogDirsRequest
 
-from loosely.clients.wire import KafkaConnection
+from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError
 from loosely.protocol.errors import ProtocolError
 from loosely.protocol.messages import ApiKey
 
@@ -28,26 +28,25 @@ RESPONSE_BYTES_MAX: Final = 64 << 20
 """Largest answer read (64 MiB); one entry per partition replica is ~40 bytes, so a million partitions fit."""
 
 
-def _plaintext(client_config: Mapping[str, str]) -> bool:
-    return client_config.get("security.protocol", "plaintext").lower() == "plaintext"
-
-
-def _ask(host: str, port: int, timeout_s: float) -> Any:
-    with KafkaConnection(host, port, timeout_s, frame_bytes_max=RESPONSE_BYTES_MAX, client_id="loosely-console") as c:
+def _ask(host: str, port: int, security: KafkaSecurity, timeout_s: float) -> Any:
+    with KafkaConnection(host, port, timeout_s, security, frame_bytes_max=RESPONSE_BYTES_MAX,
+                         client_id="loosely-console") as c:
         return c.call(ApiKey.DESCRIBE_LOG_DIRS, _VERSION, DescribeLogDirsRequest(topics=None), timeout_s)
 
 
 def partition_sizes(brokers: Iterable[tuple[int, str, int]], client_config: Mapping[str, str],
                     timeout_s: float) -> dict[tuple[str, int], int] | None:
     """``{(topic, partition): bytes}`` over every broker that answered; None when sizes cannot be asked for."""
-    if not _plaintext(client_config):
+    try:
+        security = KafkaSecurity.from_client_config({k: str(v) for k, v in client_config.items()})
+    except (ValueError, OSError):  # a mechanism of librdkafka's only, a certificate file that cannot be read
         return None
     out: dict[tuple[str, int], int] = {}
     answered = False
     for _, host, port in brokers:
         try:
-            response = _ask(host, port, timeout_s)
-        except (OSError, ProtocolError, ValueError):
+            response = _ask(host, port, security, timeout_s)
+        except (OSError, ProtocolError, ValueError, WireError):
             continue
         answered = True
         for result in response.results:

@@ -1,11 +1,19 @@
 """The write side: a movie catalog that only appends to the log, and a stream of edits to keep it moving.
 
-Theory of operation. The catalog has no database. ``PUT /movies/<id>`` checks the document and produces it to the
-catalog topic under its id (a ``DELETE`` produces a tombstone), then answers once the broker has acknowledged it
-(``acks=all``), with the offset it got. Every read side is a view of that topic, built by its own runner, so a
-write is visible in each of them a moment later, in log order. When the broker cannot be reached, librdkafka gives
-up after ``write_timeout_ms`` and the write answers ``503`` saying that nothing was written; reads are not this
+Theory of operation. The catalog has no database: it is a read-after-write Hollow dataset (``loosely.hollow.raw``)
+whose log, the compacted topic ``movies.changes``, every read side is a view of. ``PUT /movies/<id>`` checks the
+document and hands it to the dataset's elected :class:`~loosely.hollow.raw.Writer`, which appends it to the log
+in a Kafka transaction (a ``DELETE`` appends a tombstone) and answers once it is committed, with the record's
+*version* (its log offset) and a *token*: the log position a reader must have reached to see the write. The Hollow
+read service takes that token (``?after=``) to read the write back at once; the other read sides simply follow
+the log and show it a moment later, in log order. When the broker cannot be reached the writer cannot commit (or
+is no longer the elected one) and the write answers ``503`` saying what is known: that nothing was written, or,
+when a commit went unanswered, that it may or may not have been, and how to find out. Reads are not this
 service's business, and ``GET`` says where they are.
+
+On the log a movie is keyed ``["Movie",["<id>"]]`` and its value is the record's JSON (``_codec`` of
+``loosely.hollow.raw``); :func:`movie_id` and :func:`movie_document` turn them back into the id and the document
+the views show.
 
 :class:`ChangeStream` is the talk's live traffic: a thread that edits a small fixed set of movies (new ratings,
 occasional deletes and re-adds) a few times a second through the same :meth:`Catalog.write`, so every read side
@@ -17,34 +25,58 @@ visibly moves. It can be switched off and on while the demo runs; during a parti
 Traceback (most recent call last):
 ...
 ValueError: a movie needs a "title": a non-empty string of at most 200 characters
+>>> movie_id(b'["Movie",["heat"]]'), movie_id(b"heat")
+('heat', None)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import re
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import KafkaError, Message, Producer
+from typing import Annotated, Any
 
 from loosely.demo._http import Request, Response, json_response
-from loosely.views import JSON, Add, Change, Delete, Put, Record, View, latest_by_key
+from loosely.hollow.core import INLINE, hollow_type
+from loosely.hollow.raw import Dataset, NotLeaderError, WriteError, Writer
+from loosely.views import JSON, Add, Change, Delete, Put, Record, View
 
-__all__ = ["Catalog", "ChangeStream", "WriteResult", "metrics_view", "movie_document", "movies_view"]
+__all__ = ["Catalog", "ChangeStream", "Movie", "WriteResult", "catalog_dataset", "metrics_view", "movie_document",
+           "movie_id", "movie_json", "movies_view"]
 
 log = logging.getLogger(__name__)
 
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TITLE_CHARS_MAX = 200
 GENRES_MAX = 10
-# How long a write waits for the broker's acknowledgement before it is reported as failed (librdkafka's
-# message.timeout.ms): long enough for a busy broker, short enough that a person sees a partition at once.
+# How long a write waits for its commit before it is reported as failed: long enough for a busy broker, short
+# enough that a person sees a partition at once.
 WRITE_TIMEOUT_MS = 3_000
+
+
+@hollow_type(name="Movie", primary_key=("id",))
+@dataclass(frozen=True, slots=True)
+class Movie:
+    """A movie of the catalog, as the Hollow dataset holds it (``None``: the field was not given)."""
+
+    id: Annotated[str, INLINE]
+    title: Annotated[str, INLINE]
+    year: Annotated[int | None, INLINE] = None
+    genres: list[str] | None = None
+    rating: Annotated[float | None, INLINE] = None
+
+
+def catalog_dataset(name: str, bootstrap_servers: str, blob_store: Any, *, partitions: int = 1,
+                    client_config: Mapping[str, str] | None = None) -> Dataset:
+    """The catalog: the dataset of :class:`Movie` records whose log is the topic ``<name>.changes``."""
+    return Dataset(name, [Movie], bootstrap_servers=bootstrap_servers, blob_store=blob_store,
+                   partitions=partitions, client_config=client_config)
 
 
 def movie_document(body: Any) -> dict[str, Any]:
@@ -77,18 +109,47 @@ def movie_document(body: Any) -> dict[str, Any]:
     return out
 
 
-def movies_view(name: str, topic: str) -> View[object, Any]:
-    """The latest document of every movie (a delete removes it): what search, documents and Hollow are built of."""
-    return latest_by_key(name, [topic], value=JSON)
+def movie_id(key: bytes | None) -> str | None:
+    """The movie id of a log key ``["Movie",["<id>"]]``; ``None`` for any other key (not one of the catalog's)."""
+    try:
+        value = json.loads(key or b"null")
+    except ValueError:
+        return None
+    if (isinstance(value, list) and len(value) == 2 and value[0] == "Movie" and isinstance(value[1], list)
+            and len(value[1]) == 1 and isinstance(value[1][0], str)):
+        return value[1][0]
+    return None
+
+
+def _document(value: Any) -> Any:
+    """The record's JSON as the read sides show it: the fields that were given (``None`` ones left out)."""
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+
+
+def movie_json(movie: Movie) -> dict[str, Any]:
+    """A :class:`Movie` as the read sides show it (the same JSON as its document)."""
+    return {f.name: v for f in dataclasses.fields(movie) if (v := getattr(movie, f.name)) is not None}
+
+
+def movies_view(name: str, topic: str) -> View[bytes, Any]:
+    """The latest document of every movie by id (a delete removes it): what search and documents are built of."""
+
+    def fn(r: Record[bytes, Any]) -> list[Change] | None:
+        key = movie_id(r.key)
+        if key is None:
+            return None
+        return [Delete(key)] if r.value is None else [Put(key, _document(r.value))]
+
+    return View(name, 1, (topic,), fn, value=JSON, description="the latest document of every movie")
 
 
 def metrics_view(name: str, topic: str) -> View[bytes, Any]:
     """Numbers for Prometheus: writes and deletes so far, and each movie's current rating."""
 
     def fn(r: Record[bytes, Any]) -> list[Change] | None:
-        if r.key is None:
+        key = movie_id(r.key)
+        if key is None:
             return None
-        key = r.key.decode("utf-8", "replace")
         if r.value is None:
             return [Add("deletes", 1), Delete(f"rating/{key}")]
         rating = r.value.get("rating") if isinstance(r.value, dict) else None
@@ -104,49 +165,56 @@ def metrics_view(name: str, topic: str) -> View[bytes, Any]:
 class WriteResult:
     topic: str
     partition: int
-    offset: int
+    offset: int  # the record's version
+    token: str  # what a reader passes as ?after= to see this write
 
 
 class Catalog:
-    """The write service: movies in, log records out. Thread-safe (one librdkafka producer shared)."""
+    """The write service: movies in, log records out, through the dataset's elected ``writer`` (started by the
+    caller; it may lead or not, and lose or regain the lead while the service runs). Thread-safe."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, client_config: Mapping[str, str] | None = None,
-                 write_timeout_ms: int = WRITE_TIMEOUT_MS, reads: Mapping[str, str] | None = None) -> None:
-        self.topic = topic
-        self.write_timeout_ms = write_timeout_ms
+    def __init__(self, writer: Writer, *, reads: Mapping[str, str] | None = None, hollow_url: str = "") -> None:
+        self.writer = writer
+        self.dataset: Dataset = writer.dataset
+        self.topic = self.dataset.changes_topic
+        self.write_timeout_ms = writer.write_timeout_ms
         self.reads = dict(reads or {})  # where each read side answers, for a GET that came to the wrong place
-        # Not idempotent: a write the broker never saw is reported failed, and the client decides to retry it.
-        self._producer = Producer({**(client_config or {}), "bootstrap.servers": bootstrap_servers, "acks": "all",
-                                   "enable.idempotence": False, "linger.ms": 0,
-                                   "message.timeout.ms": write_timeout_ms, "log_level": 0})
+        self.hollow_url = hollow_url  # the Hollow read service, for the read-your-write link of each answer
         self._lock = threading.Lock()
         self.writes = self.failures = 0
 
     def write(self, movie_id: str, movie: dict[str, Any] | None) -> WriteResult:
-        """Append ``movie`` (``None``: a delete) to the log; raises ``ConnectionError`` when the log did not take
-        it within ``write_timeout_ms``."""
-        done = threading.Event()
-        got: list[Message] = []
+        """Append ``movie`` (``None``: a delete) to the log; raises ``ConnectionError`` saying what is known when
+        the log did not take it. Not retried behind the caller's back: the caller sees the failure and decides."""
+        try:
+            if movie is None:
+                done = self.writer.delete(Movie, movie_id)
+            else:
+                fields = {**movie, "rating": float(movie["rating"])} if "rating" in movie else movie
+                done = self.writer.put(Movie(id=movie_id, **fields))  # a rating of 8 is 8.0 on every side
+        except NotLeaderError as e:
+            self._count(ok=False)
+            raise ConnectionError(f"the write service is not the log's elected writer right now ({e}): nothing "
+                                  "was written; is the broker reachable? Try again") from None
+        except WriteError as e:
+            self._count(ok=False)
+            if e.uncertain:
+                raise ConnectionError(
+                    f"the log did not confirm the write within {self.write_timeout_ms} ms ({e}): it may or may not "
+                    "have been written (a strong read of the Hollow service tells); is the broker reachable? Try "
+                    "again") from None
+            raise ConnectionError(f"the log did not take the write within {self.write_timeout_ms} ms ({e}): "
+                                  "nothing was written; is the broker reachable? Try again") from None
+        self._count(ok=True)
+        partition = self.dataset.partition_of(self.dataset.key_bytes("Movie", (movie_id,)))
+        return WriteResult(self.topic, partition, done.version, str(done.token))
 
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            got.append(msg)
-            done.set()
-
-        value = None if movie is None else json.dumps({"id": movie_id, **movie}, ensure_ascii=False).encode()
-        self._producer.produce(self.topic, key=movie_id.encode(), value=value, on_delivery=delivered)
-        self._producer.flush(self.write_timeout_ms / 1000 + 1)
-        err = got[0].error() if got else None
+    def _count(self, *, ok: bool) -> None:
         with self._lock:
-            if got and err is None:
+            if ok:
                 self.writes += 1
             else:
                 self.failures += 1
-        if not got or err is not None:
-            why = err.str() if err is not None else "no acknowledgement"
-            raise ConnectionError(f"the log did not take the write within {self.write_timeout_ms} ms ({why}): "
-                                  "nothing was written; is the broker reachable? Try again")
-        m = got[0]
-        return WriteResult(m.topic() or self.topic, m.partition() or 0, m.offset() or 0)
 
     def route(self, req: Request) -> Response:
         """``PUT``/``POST``/``DELETE /movies/<id>`` (``POST /movies`` with an ``id`` in the body)."""
@@ -174,12 +242,14 @@ class Catalog:
             r = self.write(movie_id, None if req.method == "DELETE" else movie)
         except ConnectionError as e:
             return json_response(503, {"error": str(e)})
-        return json_response(200 if req.method != "POST" else 201, {
-            "id": movie_id, "deleted": req.method == "DELETE", "topic": r.topic, "partition": r.partition,
-            "offset": r.offset})
+        out = {"id": movie_id, "deleted": req.method == "DELETE", "topic": r.topic, "partition": r.partition,
+               "offset": r.offset, "version": r.offset, "token": r.token}
+        if self.hollow_url:  # read your write: the Hollow service waits until it has read up to the token
+            out["read_your_write"] = f"{self.hollow_url}/movies/{movie_id}?after={urllib.parse.quote(r.token)}"
+        return json_response(200 if req.method != "POST" else 201, out)
 
     def close(self) -> None:
-        self._producer.flush(1)
+        """Nothing of its own to release: the writer belongs to whoever started it."""
 
 
 # The stream edits these; a fixed set keeps every read side (and the metrics' series) bounded however long it runs.

@@ -7,22 +7,28 @@ sink, :mod:`loosely.views._documents`) served as files, a listing of a view's se
 ``current`` symlink is followed, so a blue/green switch changes what ``/docs/<view>/current/<key>.json`` returns in
 one rename.
 
-:class:`HollowReader` is a read service that answers from memory: a Hollow consumer follows the dataset the
-Hollow view publishes (polling the blob store's announcement), and each lookup is a primary-key index probe. It
-keeps answering from the version it holds whatever happens to the broker.
+:class:`HollowReader` is a read service that answers from memory: a read-after-write Hollow client
+(:class:`~loosely.hollow.raw.RawClient`) holds the newest Hollow version the catalog's producer published plus the
+changes it has tailed from the log since, and each lookup is a primary-key probe. A lookup is eventual by default
+(whatever the client holds, no waiting); ``?after=TOKEN`` (the token a write answered with) first waits until the
+client has read that write, and ``?consistency=strong`` until it has read every write committed before the
+lookup. Every answer says how stale the client may be (``staleness_ms``). When the broker is away, eventual
+lookups keep answering from memory with a growing staleness, and the waiting ones answer ``504`` after their
+timeout rather than something older than asked.
 """
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import os
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from loosely.demo._catalog import Movie, movie_json
 from loosely.demo._http import Request, Response, json_response
-from loosely.hollow.api import Consumer, FilesystemBlobStore, UniqueKeyIndex
+from loosely.hollow.raw import ConsistencyTimeout, RawClient, Token
 
 __all__ = ["DocumentSite", "HollowReader"]
 
@@ -73,49 +79,42 @@ class DocumentSite:
 
 
 class HollowReader:
-    """Lookups by key in the Hollow dataset of a view, published into ``blob_dir`` as type ``type_name``."""
+    """Lookups by movie id from a :class:`RawClient` of the catalog (started and closed by the caller)."""
 
-    def __init__(self, blob_dir: Path, type_name: str, *, poll_interval_ms: int = 200) -> None:
-        blob_dir.mkdir(parents=True, exist_ok=True)
-        store = FilesystemBlobStore(str(blob_dir))
-        self.type_name = type_name
-        self.consumer = Consumer(retriever=store, watcher=store, poll_interval_ms=poll_interval_ms)
-        self._index: UniqueKeyIndex | None = None
-
-    def start(self) -> HollowReader:
-        self.consumer.start()
-        return self
-
-    def stop(self) -> None:
-        self.consumer.stop()
-
-    def _ready(self) -> UniqueKeyIndex | None:
-        engine = self.consumer.engine
-        if self._index is None and engine is not None and self.type_name in engine.type_names():
-            self._index = UniqueKeyIndex(self.consumer, self.type_name)
-        return self._index
-
-    def get(self, key: str) -> Any:
-        """The view's value for ``key`` (``None`` when absent), from memory."""
-        index = self._ready()
-        if index is None:
-            return None
-        with self.consumer.reading():
-            rec = index.get(key)
-            return None if rec is None else json.loads(str(rec["value"]))
+    def __init__(self, client: RawClient, *, timeout_ms: int = 5_000, ready: threading.Event | None = None) -> None:
+        self.client = client
+        self.timeout_ms = timeout_ms  # how long an after= or strong lookup waits for the log
+        self.ready = ready  # set once the client is started (None: it is)
 
     def route(self, req: Request) -> Response:
         p = req.path
-        version = self.consumer.version
+        client = self.client
         if p == ("status",) or not p:
-            return json_response(200, {"type": self.type_name, "version": version,
-                                       "lookup": f"/{self.type_name}/<key>"})
-        if len(p) == 2 and p[0] == self.type_name:
-            if version is None:
-                return json_response(503, {"error": "no Hollow version announced yet"})
-            value = self.get(p[1])
-            if value is None:
-                return json_response(404, {"error": f"no key {p[1]!r} in Hollow version {version}",
-                                           "version": version})
-            return json_response(200, {"key": p[1], "value": value, "version": version})
-        return json_response(404, {"error": f"no route {req.raw_path}; try /{self.type_name}/<key>"})
+            return json_response(200, {"type": "Movie", "hollow_version": client.version,
+                                       "staleness_ms": client.staleness_ms, "reached": client.reached(),
+                                       "lookup": "/movies/<id>[?after=TOKEN|?consistency=strong]"})
+        if len(p) != 2 or p[0] != "movies":
+            return json_response(404, {"error": f"no route {req.raw_path}; try /movies/<id>"})
+        if self.ready is not None and not self.ready.is_set():
+            return json_response(503, {"error": "the Hollow client is starting: it waits for the log; try again"})
+        consistency = req.query.get("consistency", "eventual")
+        after = req.query.get("after")
+        if consistency not in ("eventual", "strong"):
+            return json_response(400, {"error": f"consistency is eventual or strong, not {consistency!r}"})
+        try:
+            token = None if after is None else Token.parse(after)
+        except ValueError as e:
+            return json_response(400, {"error": f"{e}: after= takes the token a write answered with"})
+        try:
+            record, version = client.get_versioned(Movie, p[1], consistency=consistency, after=token,
+                                                   timeout_ms=self.timeout_ms)
+        except ConsistencyTimeout as e:
+            return json_response(504, {"error": f"the {'write' if token else 'log'} was not read within "
+                                                f"{self.timeout_ms} ms ({e}); is the broker reachable? An eventual "
+                                                "read answers from memory"})
+        out: dict[str, Any] = {"key": p[1], "consistency": "after" if token is not None and consistency ==
+                               "eventual" else consistency, "staleness_ms": client.staleness_ms,
+                               "hollow_version": client.version}
+        if record is None:
+            return json_response(404, {"error": f"no movie {p[1]!r}", **out})
+        return json_response(200, {**out, "value": movie_json(record), "version": version})

@@ -2,17 +2,23 @@
 
 Theory of operation. Everything is a client of the embedded broker, as separate services would be:
 
-* the **write service** (:class:`~loosely.demo._catalog.Catalog`) only produces to the catalog topic; its
-  :class:`~loosely.demo._catalog.ChangeStream` edits the catalog a few times a second;
+* the catalog is a read-after-write Hollow dataset (``loosely.hollow.raw``): its log is the topic
+  ``movies.changes``, written only by the dataset's elected, fenced :class:`~loosely.hollow.raw.Writer`;
+* the **write service** (:class:`~loosely.demo._catalog.Catalog`) only hands writes to that writer, which appends
+  them to the log and answers with a token; its :class:`~loosely.demo._catalog.ChangeStream` edits the catalog a
+  few times a second;
 * each **read side** is a view of that topic kept by its own :class:`~loosely.views.Follower` (one consumer group
   per view version): full-text search in SQLite FTS5 and the talk's ``latest``/``counts`` views of ``the-topic``
   (served by :class:`~loosely.views.ViewServer`), JSON documents in a ``dir:`` sink served as files with a page
-  (:class:`~loosely.demo._reads.DocumentSite`), numbers on a Prometheus endpoint, and a Hollow dataset read from
-  memory by :class:`~loosely.demo._reads.HollowReader`;
+  (:class:`~loosely.demo._reads.DocumentSite`), numbers on a Prometheus endpoint; and the Hollow side: a
+  :class:`~loosely.hollow.raw.RawProducer` folds the log into Hollow versions in ``hollow/``, and
+  :class:`~loosely.demo._reads.HollowReader` answers lookups from a :class:`~loosely.hollow.raw.RawClient`'s
+  memory -- eventual by default, read-your-writes with a write's token, strong on request;
 * the **control** routes (``/demo/...`` on the write service's port) script the talk: a partition stops the broker
-  for a while (the read sides keep answering from what they hold; writes fail with 503 saying nothing was
-  written), then starts it again on the same address and data, and every view catches up from its committed
-  position; a blue/green rebuild builds a new version of a view beside the serving one and switches to it while
+  for a while (the read sides keep answering from what they hold, Hollow lookups saying how stale they may be;
+  writes fail with 503 saying what was written), then starts it again on the same address and data: every view
+  catches up from its committed position, the writer is elected again, the Hollow client's tail and the producer
+  resume; a blue/green rebuild builds a new version of a view beside the serving one and switches to it while
   the read service answers.
 
 Everything keeps its state under the data directory (``log/``, ``views.db``, ``documents/``, ``hollow/``), so a
@@ -32,9 +38,10 @@ from typing import Any
 
 from loosely.broker.config import BrokerConfig
 from loosely.broker.server import BrokerThread
-from loosely.demo._catalog import Catalog, ChangeStream, metrics_view, movies_view
+from loosely.demo._catalog import WRITE_TIMEOUT_MS, Catalog, ChangeStream, catalog_dataset, metrics_view, movies_view
 from loosely.demo._http import Request, Response, Service, json_response
 from loosely.demo._reads import DocumentSite, HollowReader
+from loosely.hollow.raw import Dataset, RawClient, RawProducer, Writer
 from loosely.views import (
     STRING,
     Follower,
@@ -48,7 +55,6 @@ from loosely.views import (
     rebuild,
 )
 from loosely.views._documents import DirectoryStore, DocumentSink
-from loosely.views._hollow import HollowSink
 from loosely.views._prometheus import PrometheusSink
 from loosely.views._serve import ViewServer
 from loosely.views._status import collect
@@ -60,9 +66,14 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # A partition lasts at most this long: the demo is for people watching, and a forgotten one must end by itself.
 PARTITION_S_MAX = 600
-# The catalog's views are built by a Hollow producer every this often: a write shows in Hollow lookups within
-# about this long (plus the reader's poll), where the default 2 s would feel slow on stage.
-HOLLOW_PUBLISH_MS = 500
+# The catalog's Hollow producer publishes a version this often while writes come in. Lookups do not wait for it
+# (the client reads new writes from the log at once); it bounds how much the clients hold beside the version.
+HOLLOW_PUBLISH_MS = 1_000
+# How long one attempt to create the catalog's topics waits for the log before it is tried again.
+CATALOG_START_MS = 5_000
+# How long the demo waits at start for the catalog's writer to be elected before it says it serves (a restart may
+# wait for the previous writer's session to expire: 6 s).
+WRITER_ELECTION_S_MAX = 30
 # Old versions are dropped this long after a blue/green switch, so readers that resolved them can finish.
 REBUILD_DROP_DELAY_MS = 1_000
 
@@ -72,7 +83,7 @@ class DemoConfig:
     data_dir: Path
     broker: BrokerConfig
     topic: str = "the-topic"  # the talk's kcat example
-    catalog_topic: str = "movies"
+    dataset: str = "movies"  # the catalog's read-after-write Hollow dataset; its log is the topic <dataset>.changes
     partitions: int = 1
     views: Address = ("127.0.0.1", 8080)
     schema_registry: Address | None = ("127.0.0.1", 8081)
@@ -127,6 +138,10 @@ class Demo:
         self.changes: ChangeStream | None = None
         self.services: dict[str, Service | ViewServer] = {}
         self.hollow: HollowReader | None = None
+        self.dataset: Dataset | None = None
+        self.writer: Writer | None = None
+        self.hollow_producer: RawProducer | None = None
+        self.hollow_client: RawClient | None = None
         self.metrics_url = ""
         self._views_catalog: SqliteSink | None = None
         self._sides: list[_Running] = []
@@ -137,6 +152,9 @@ class Demo:
         self._background: list[threading.Thread] = []
         self.rebuilds: list[_Rebuild] = []
         self._fatal: str | None = None
+        self._catalog_ready = threading.Event()  # the catalog's writer, producer and client are started
+        self._catalog_error: str | None = None  # why they are not, while they are not
+        self._catalog_started: list[Writer | RawProducer | RawClient] = []
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -162,6 +180,9 @@ class Demo:
         # A restart after a partition must come back where clients look for it, even when port 0 was asked for.
         self._broker_config = dataclasses.replace(self._broker_config, port=self.broker.port)
         self.bootstrap = self.broker.bootstrap_servers
+        # The catalog: a read-after-write Hollow dataset (its topics are made with the demo's, below).
+        self.dataset = dataset = catalog_dataset(cfg.dataset, self.bootstrap, str(self._hollow_dir()),
+                                                 partitions=cfg.partitions, client_config=cfg.client_config)
         self._ensure_topics()
         if cfg.schema_registry is not None:  # what the team's Docker stack had beside Kafka
             from loosely.registry import SchemaRegistry  # noqa: PLC0415 - avro and protobuf load only when asked
@@ -172,7 +193,12 @@ class Demo:
                                                client_config=cfg.client_config).start()
             except Exception as e:  # the broker cannot be read back, the port is taken: one line, exit 1
                 raise OSError(f"schema registry on {host}:{port}: {e}") from None
-        catalog = cfg.catalog_topic
+        # Its writer is elected on the log while the rest starts.
+        self.writer = Writer(dataset, write_timeout_ms=WRITE_TIMEOUT_MS)
+        self.hollow_producer = RawProducer(dataset, cycle_interval_ms=HOLLOW_PUBLISH_MS)
+        self.hollow_client = RawClient(dataset)
+        self._in_background("catalog", self._start_catalog)
+        catalog = dataset.changes_topic
         # The read sides: each a view of the log in its own store, kept by its own follower.
         self._side("latest", lambda: latest_by_key("latest", [cfg.topic], value=STRING), SqliteSink(str(self.db)))
         self._side("counts", lambda: count_by_key("counts", [cfg.topic]), SqliteSink(str(self.db)))
@@ -183,8 +209,6 @@ class Demo:
         except SinkError as e:  # the port is taken: one line, exit 1
             raise OSError(str(e)) from None
         self._side("metrics", lambda: metrics_view("catalog", catalog), metrics)
-        self._side("hollow", lambda: movies_view("movies", catalog),
-                   HollowSink(self._hollow_store(), publish_interval_ms=HOLLOW_PUBLISH_MS))
         self._views_catalog = SqliteSink(str(self.db))
         views_catalog = self._views_catalog
         self.services["views"] = ViewServer(views_catalog, *cfg.views, status=lambda: collect(
@@ -192,16 +216,49 @@ class Demo:
             int(time.time() * 1000), client_config=cfg.client_config)).start()
         self.services["documents"] = Service("documents page", DocumentSite(self.documents_dir).route,
                                              *cfg.documents).start()
-        self.hollow = HollowReader(self.hollow_dir, "movies").start()
+        self.hollow = HollowReader(self.hollow_client, ready=self._catalog_ready)
         self.services["hollow"] = Service("Hollow read service", self.hollow.route, *cfg.hollow).start()
         self.metrics_url = f"http://{cfg.metrics[0]}:{metrics.port}/metrics"
-        self.catalog = Catalog(self.bootstrap, catalog, client_config=cfg.client_config, reads={
+        self.catalog = Catalog(self.writer, hollow_url=self._url("hollow"), reads={
             "search": f"{self._url('views')}/views/movies/search?q=...", "documents": self._url("documents") + "/",
             "hollow": f"{self._url('hollow')}/movies/<id>", "metrics": self.metrics_url})
         self.services["write"] = Service("write service", self._write_route, *cfg.write).start()
+        self._wait_for_the_writer()
         self.changes = ChangeStream(self.catalog, cfg.changes_per_second).start()
         if cfg.console is not None:  # the web console: a Kafka client of the broker, with the views and Hollow pages
             self.services["console"] = self._console(*cfg.console)
+
+    def _start_catalog(self) -> None:
+        """Start the catalog's writer (it then waits to be elected on its own), producer and client once the log
+        answers: until then writes answer 503 and Hollow lookups say the client is starting, as during a
+        partition, and the rest of the demo serves."""
+        dataset, parts = self.dataset, (self.writer, self.hollow_producer, self.hollow_client)
+        assert dataset is not None
+        while not self._stopping.is_set():
+            try:
+                dataset.ensure_topics(CATALOG_START_MS)  # short: a stop waits for it
+                break
+            except Exception as e:  # the log is not reachable (yet): keep trying, say why in /demo/status
+                self._catalog_error = f"waiting for the log: {e}"
+                self._stopping.wait(1)
+        for part in parts:
+            if self._stopping.is_set():
+                return
+            assert part is not None
+            part.start()
+            self._catalog_started.append(part)
+        self._catalog_error = None
+        self._catalog_ready.set()
+
+    def _wait_for_the_writer(self) -> None:
+        """Return once the catalog's writer is elected, so that what the demo prints works at once; or as soon as
+        it is known not to be coming soon (the log does not answer: the demo serves anyway, writes answer 503)."""
+        writer = self.writer
+        assert writer is not None
+        deadline = time.monotonic() + WRITER_ELECTION_S_MAX
+        while not writer.is_leader() and time.monotonic() < deadline and self._catalog_error is None \
+                and writer.election_error is None:
+            time.sleep(0.02)
 
     def _console(self, host: str, port: int) -> Any:
         from loosely.console import ConsoleServer, create_app  # noqa: PLC0415 - Starlette loads only when asked for
@@ -241,25 +298,32 @@ class Demo:
     def _documents_sink(self) -> DocumentSink:
         return DocumentSink(DirectoryStore(str(self.documents_dir)))
 
-    def _hollow_store(self) -> Any:
-        from loosely.hollow.api import FilesystemBlobStore  # noqa: PLC0415
-
+    def _hollow_dir(self) -> Path:
         self.hollow_dir.mkdir(parents=True, exist_ok=True)
-        return FilesystemBlobStore(str(self.hollow_dir))
+        return self.hollow_dir
 
     def _ensure_topics(self) -> None:
         """Create the demo's topics in the broker itself, on its loop, before the views subscribe to them."""
         broker = self.broker
         assert broker is not None
-        topics = (self.config.topic, self.config.catalog_topic)
+        dataset = self.dataset
+        assert dataset is not None
+        compact = {"cleanup.policy": "compact"}  # as Dataset.ensure_topics makes them; it then finds them there
+        topics = ((self.config.topic, self.config.partitions, None), (dataset.changes_topic, dataset.partitions,
+                                                                      compact), (dataset.writer_topic, 1, compact))
 
         def create() -> None:
             logs = broker.broker.ctx.logs
-            for t in topics:
+            for t, partitions, overrides in topics:
                 if logs.get(t) is None:
-                    logs.create_topic(t, self.config.partitions)
+                    logs.create_topic(t, partitions, overrides)
 
         broker.call(create)
+
+    @property
+    def catalog_topic(self) -> str:
+        """The catalog's log: the changes topic of its dataset."""
+        return f"{self.config.dataset}.changes" if self.dataset is None else self.dataset.changes_topic
 
     def failure(self) -> str | None:
         """Why the demo cannot go on (a read side stopped, the broker did not come back), or ``None``."""
@@ -275,17 +339,15 @@ class Demo:
         for s in self._sides:
             s.follower.stop()
         for t in self._background:  # a partition ends at once; a rebuild cannot be interrupted, and dies with us
-            t.join(60 if t.name == "demo-partition" else 5)
+            t.join(60 if t.name in ("demo-partition", "demo-catalog") else 5)
         for s in self._sides:
             if s.thread is not None:
                 s.thread.join(60)
             s.sink.close()
         for svc in self.services.values():
             svc.stop()
-        if self.hollow is not None:
-            self.hollow.stop()
-        if self.catalog is not None:
-            self.catalog.close()
+        for part in self._catalog_started:  # the writer first: the change stream and the write service are gone
+            part.close()
         if self.registry is not None:
             self.registry.stop()
         if self._views_catalog is not None:
@@ -335,7 +397,7 @@ class Demo:
         if side not in sinks:
             raise ValueError(f"blue/green works on the read sides {', '.join(sinks)}; not {side!r}")
         sink = sinks[side]()
-        view = movies_view("movies", self.config.catalog_topic)
+        view = movies_view("movies", self.catalog_topic)
         with self._lock:
             if any(r.state == "building" for r in self.rebuilds):
                 sink.close()
@@ -380,8 +442,19 @@ class Demo:
             "changes": None if changes is None else {"on": changes.on, "per_second": changes.per_second,
                                                      "sent": changes.sent, "failed": changes.failed},
             "read_sides": sides,
+            "hollow": self._hollow_status(),
             "rebuilds": [r.as_json() for r in self.rebuilds],
         }
+
+    def _hollow_status(self) -> dict[str, Any] | None:
+        writer, producer, client = self.writer, self.hollow_producer, self.hollow_client
+        if writer is None or producer is None or client is None:
+            return None
+        w, p, c = writer.statistics(), producer.statistics(), client.statistics()
+        return {"state": "started" if self._catalog_ready.is_set() else f"starting ({self._catalog_error})",
+                "writer": "elected" if w.leader else "not elected", "writer_error": w.last_error,
+                "published_version": p.version, "client_version": c.version, "client_overlay": c.overlay,
+                "staleness_ms": c.staleness_ms}
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 
@@ -427,7 +500,7 @@ class Demo:
         w = self.services.get("write")
         return {"bootstrap_servers": self.bootstrap, "http": self._url("views"), "topic": self.config.topic,
                 "schema_registry": self.registry.url if self.registry is not None else None,
-                "catalog_topic": self.config.catalog_topic, "write": w.url if isinstance(w, Service) else None,
+                "catalog_topic": self.catalog_topic, "write": w.url if isinstance(w, Service) else None,
                 "documents": self._url("documents"), "metrics": self.metrics_url or None,
                 "hollow": self._url("hollow"), "console": self._url("console") or None}
 
@@ -445,13 +518,14 @@ class Demo:
   search     {views}/views/movies/search?q=...  (SQLite FTS5 in {self.db})
   documents  {a["documents"]}/  (open it: a page reading JSON files from {self.documents_dir})
   metrics    {a["metrics"]}  (Prometheus)
-  hollow     {a["hollow"]}/movies/<id>  (lookups from memory; blobs in {self.hollow_dir}){registry}{console}
+  hollow     {a["hollow"]}/movies/<id>  (read-after-write Hollow, from memory; ?after=TOKEN reads a write,
+             ?consistency=strong every write before it; blobs in {self.hollow_dir}){registry}{console}
 
 Write, then read it back from every side:
   curl -X PUT {write}/movies/heat -d '{{"title": "Heat", "year": 1995, "genres": ["crime"], "rating": 8.3}}'
   curl '{views}/views/movies/search?q=heat'
   curl {a["documents"]}/docs/movies/current/heat.json
-  curl {a["hollow"]}/movies/heat
+  curl '{a["hollow"]}/movies/heat?consistency=strong'   # or the write's "read_your_write" link
   curl -s {a["metrics"]} | grep 'rating/heat'
 
 The talk's scenarios:

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError
+from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError, error_code, request_class
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import ApiKey, build, nested
 from loosely.registry._group import (
@@ -195,7 +195,7 @@ class Elector:
             try:
                 wire = self._coordinator(LEAVE_TIMEOUT_MS / 1000)
                 try:
-                    request = build(_request_cls(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V), group_id=self.group_id,
+                    request = build(request_class(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V), group_id=self.group_id,
                                     members=(build(_nested_request(ApiKey.LEAVE_GROUP, LEAVE_GROUP_V,
                                                                    "MemberIdentity"),
                                                    member_id=state.member_id, group_instance_id=None),))
@@ -278,28 +278,28 @@ class Elector:
         if state.phase is Phase.JOINING:
             protocol = build(_nested_request(ApiKey.JOIN_GROUP, JOIN_GROUP_V, "JoinGroupRequestProtocol"),
                              name=PROTOCOL_NAME, metadata=self.identity.encode())
-            request = build(_request_cls(ApiKey.JOIN_GROUP, JOIN_GROUP_V), group_id=self.group_id,
+            request = build(request_class(ApiKey.JOIN_GROUP, JOIN_GROUP_V), group_id=self.group_id,
                             session_timeout=_ms(self.session_timeout_ms),
                             rebalance_timeout=_ms(self.rebalance_timeout_ms), member_id=state.member_id,
                             group_instance_id=None, protocol_type=PROTOCOL_TYPE, protocols=(protocol,))
             # the broker may hold a JoinGroup until every member has joined: up to the rebalance timeout
             answer = wire.call(ApiKey.JOIN_GROUP, JOIN_GROUP_V, request,
                                (self.rebalance_timeout_ms + self.request_timeout_ms) / 1000)
-            return JoinAnswer(_code(answer), str(answer.member_id), int(answer.generation_id), str(answer.leader),
+            return JoinAnswer(error_code(answer), str(answer.member_id), int(answer.generation_id), str(answer.leader),
                               tuple((str(m.member_id), bytes(m.metadata)) for m in answer.members))
         if state.phase is Phase.SYNCING:
             item_cls = _nested_request(ApiKey.SYNC_GROUP, SYNC_GROUP_V, "SyncGroupRequestAssignment")
-            request = build(_request_cls(ApiKey.SYNC_GROUP, SYNC_GROUP_V), group_id=self.group_id,
+            request = build(request_class(ApiKey.SYNC_GROUP, SYNC_GROUP_V), group_id=self.group_id,
                             generation_id=state.generation, member_id=state.member_id, group_instance_id=None,
                             assignments=tuple(build(item_cls, member_id=m, assignment=a) for m, a in
                                               state.assignments))
             answer = wire.call(ApiKey.SYNC_GROUP, SYNC_GROUP_V, request,
                                (self.rebalance_timeout_ms + self.request_timeout_ms) / 1000)
-            return SyncAnswer(_code(answer), bytes(answer.assignment))
-        request = build(_request_cls(ApiKey.HEARTBEAT, HEARTBEAT_V), group_id=self.group_id,
+            return SyncAnswer(error_code(answer), bytes(answer.assignment))
+        request = build(request_class(ApiKey.HEARTBEAT, HEARTBEAT_V), group_id=self.group_id,
                         generation_id=state.generation, member_id=state.member_id, group_instance_id=None)
         answer = wire.call(ApiKey.HEARTBEAT, HEARTBEAT_V, request, self.request_timeout_ms / 1000)
-        return HeartbeatAnswer(_code(answer))
+        return HeartbeatAnswer(error_code(answer))
 
     def _coordinator(self, timeout_s: float) -> KafkaConnection:
         """A connection to the group's coordinator, found through the first bootstrap broker that answers."""
@@ -312,12 +312,12 @@ class Elector:
                 problems.append(f"{host}:{port}: {e.strerror or e}")
                 continue
             try:
-                request = build(_request_cls(ApiKey.FIND_COORDINATOR, FIND_COORDINATOR_V), key=self.group_id,
+                request = build(request_class(ApiKey.FIND_COORDINATOR, FIND_COORDINATOR_V), key=self.group_id,
                                 key_type=0)
                 answer = wire.call(ApiKey.FIND_COORDINATOR, FIND_COORDINATOR_V, request, timeout_s)
             finally:
                 wire.close()
-            code = _code(answer)
+            code = error_code(answer)
             if code != ErrorCode.none:
                 raise _Trouble(f"FindCoordinator: {ErrorCode(code).name}")
             return KafkaConnection(str(answer.host), int(answer.port), timeout_s, self.security,
@@ -329,18 +329,6 @@ def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-def _code(answer: Any) -> int:
-    code = answer.error_code
-    return int(code.value if hasattr(code, "value") else code)
-
-
-def _request_cls(api_key: int, version: int) -> type[Any]:
-    from kio.index import load_request_schema  # noqa: PLC0415 - loosely.protocol.messages loads kio already
-
-    cls: type[Any] = load_request_schema(api_key, version)
-    return cls
-
-
 def _nested_request(api_key: int, version: int, name: str) -> type[Any]:
-    return nested(_request_cls(api_key, version), name)
+    return nested(request_class(api_key, version), name)
 

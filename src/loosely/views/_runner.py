@@ -220,6 +220,11 @@ class Runner:
         # Partitions with no stored position found empty (low == high): caught up at that offset. Kept apart from
         # _positions, which mirror the sink's stored positions (a batch's start must match the stored one).
         self._empty_at: dict[TopicPartition, int] = {}
+        # Where the consumer stood, past the stored position, when it had nothing left to hand over and nothing in
+        # flight: what lies between is no record of the view's (a transaction's commit or abort markers, aborted
+        # records). A topic written in transactions ends with a marker, so without this the stored position would
+        # stay one short of the high watermark and a new version would never count as caught up.
+        self._read_past: dict[TopicPartition, int] = {}
         self._lag_at_ms = -(10**12)
         self._assigned = False
         self._state = ApplyState()
@@ -344,6 +349,7 @@ class Runner:
                 off = stored.get(tp)
                 self._positions[tp] = off
                 self._empty_at.pop(tp, None)
+                self._read_past.pop(tp, None)
                 kp.offset = OFFSET_BEGINNING if off is None else off
             consumer.assign(partitions)
         else:
@@ -353,6 +359,7 @@ class Runner:
                 tp = self._tp(kp.topic, kp.partition)
                 self._positions[tp] = kp.offset if kp.offset >= 0 else None
                 self._empty_at.pop(tp, None)
+                self._read_past.pop(tp, None)
         self._assigned = True
         self._lag_at_ms = -(10**12)
         log.info("%s: assigned %s", self.view.id, [f"{p.topic}/{p.partition}@{p.offset}" for p in partitions])
@@ -364,6 +371,7 @@ class Runner:
             self._positions.pop(tp, None)
             self._high.pop(tp, None)
             self._empty_at.pop(tp, None)
+            self._read_past.pop(tp, None)
         log.info("%s: revoked %s", self.view.id, [f"{p.topic}/{p.partition}" for p in partitions])
 
     def stop(self) -> None:
@@ -408,7 +416,8 @@ class Runner:
                 self._pending = Batch()
                 self._submit(pending)
             if not msgs:
-                self._drain()
+                if self._drain() and self._inflight is None and not self._pending.records:
+                    self._note_read_past(c)
                 self._idle()
                 self._refresh_lag(force=until_caught_up)
                 if self._caught_up():
@@ -569,6 +578,7 @@ class Runner:
                 continue
             off = stored.get(tp)
             self._positions[tp] = off
+            self._read_past.pop(tp, None)
             if c is not None:
                 try:
                     c.seek(KTopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off))
@@ -625,14 +635,33 @@ class Runner:
             if high >= 0 and 0 <= low == high and self._positions.get(tp) is None:
                 self._empty_at[tp] = high  # an empty partition: nothing to read, caught up
 
+    def _note_read_past(self, c: Consumer) -> None:
+        """Every record read so far is durable in the sink: the consumer's own position (past control records and
+        aborted transactions, which it skips without handing over) is where each partition stands."""
+        tps = list(self._positions)
+        try:
+            known = c.position([KTopicPartition(tp.topic, tp.partition) for tp in tps])
+        except KafkaException as e:
+            log.debug("%s: positions: %s", self.view.id, e)
+            return
+        for tp, kp in zip(tps, known, strict=True):
+            stored = self._positions.get(tp)
+            if kp.offset >= 0 and (stored is None or kp.offset > stored):
+                self._read_past[tp] = kp.offset
+
+    def _at(self, tp: TopicPartition, pos: int | None) -> int | None:
+        """Where a partition stands for lag and catch-up: its stored position, or past it (see ``_read_past``)."""
+        at = self._empty_at.get(tp) if pos is None else pos
+        past = self._read_past.get(tp)
+        return at if past is None or (at is not None and at >= past) else past
+
     def _lag_now(self) -> dict[TopicPartition, int]:
         out = {}
         for tp, pos in list(self._positions.items()):
             high = self._high.get(tp)
             if high is None:
                 continue
-            at = self._empty_at.get(tp, 0) if pos is None else pos
-            out[tp] = max(0, high - at)
+            out[tp] = max(0, high - (self._at(tp, pos) or 0))
         return out
 
     def caught_up(self) -> bool:
@@ -644,7 +673,7 @@ class Runner:
             return False
         for tp, pos in list(self._positions.items()):
             high = self._high.get(tp)
-            at = self._empty_at.get(tp) if pos is None else pos
+            at = self._at(tp, pos)
             if high is None or at is None or at < high:
                 return False
         return True
