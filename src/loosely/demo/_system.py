@@ -251,13 +251,14 @@ class Demo:
         self._catalog_ready.set()
 
     def _wait_for_the_writer(self) -> None:
-        """Return once the catalog's writer is elected, so that what the demo prints works at once; or as soon as
-        it is known not to be coming soon (the log does not answer: the demo serves anyway, writes answer 503)."""
+        """Return once the catalog's writer is elected and its Hollow client has started, so that what the demo
+        prints works at once (a write and then a read of it); or as soon as that is known not to be coming soon
+        (the log does not answer: the demo serves anyway, writes answer 503)."""
         writer = self.writer
         assert writer is not None
         deadline = time.monotonic() + WRITER_ELECTION_S_MAX
-        while not writer.is_leader() and time.monotonic() < deadline and self._catalog_error is None \
-                and writer.election_error is None:
+        while not (writer.is_leader() and self._catalog_ready.is_set()) and time.monotonic() < deadline \
+                and self._catalog_error is None and writer.election_error is None:
             time.sleep(0.02)
 
     def _console(self, host: str, port: int) -> Any:
