@@ -99,20 +99,31 @@ def init_producer_id(raw: Raw, tid: str, version: int = 4, expected: tuple[int, 
     )
 
 
-def add_partitions(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str) -> ErrorCode:
-    topic_cls = nested(load_request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, version), "AddPartitionsToTxnTopic")
+def add_partitions(
+    raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, *, verify_only: bool = False
+) -> ErrorCode:
+    """AddPartitionsToTxn of ``topic``-0; from v4 in the batched form brokers send (one transaction here)."""
+    cls = load_request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, version)
+    topics = (build(nested(cls, "AddPartitionsToTxnTopic"), name=topic, partitions=(0,)),)
 
     def send() -> ErrorCode:
-        resp = call(
-            raw,
-            ApiKey.ADD_PARTITIONS_TO_TXN,
-            version,
-            v3_and_below_transactional_id=tid,
-            v3_and_below_producer_id=pid,
-            v3_and_below_producer_epoch=epoch,
-            v3_and_below_topics=(build(topic_cls, name=topic, partitions=(0,)),),
-        )
-        (result,) = resp.results_by_topic_v3_and_below  # type: ignore[attr-defined]
+        if version >= 4:
+            txn = build(nested(cls, "AddPartitionsToTxnTransaction"), transactional_id=tid, producer_id=pid,
+                        producer_epoch=epoch, verify_only=verify_only, topics=topics)
+            resp = call(raw, ApiKey.ADD_PARTITIONS_TO_TXN, version, transactions=(txn,))
+            assert int(resp.error_code) == 0  # type: ignore[attr-defined]
+            (result,) = resp.results_by_transaction[0].topic_results  # type: ignore[attr-defined]
+        else:
+            resp = call(
+                raw,
+                ApiKey.ADD_PARTITIONS_TO_TXN,
+                version,
+                v3_and_below_transactional_id=tid,
+                v3_and_below_producer_id=pid,
+                v3_and_below_producer_epoch=epoch,
+                v3_and_below_topics=topics,
+            )
+            (result,) = resp.results_by_topic_v3_and_below  # type: ignore[attr-defined]
         return ErrorCode(result.results_by_partition[0].partition_error_code)
 
     return settled(send, int)
@@ -224,6 +235,18 @@ def test_add_partitions_to_txn(fenced: Fenced) -> None:
     f = fenced
     got = {v: add_partitions(f.raw, v, f.tid, f.pid, f.epoch, f.topic) for v in versions(ApiKey.ADD_PARTITIONS_TO_TXN)}
     assert got == {v: OLD_EPOCH if v < 2 else FENCED for v in got}
+
+
+def test_add_partitions_to_txn_verify_only(fenced: Fenced) -> None:
+    """The broker-to-broker form can ask instead of add: the current producer hears whether the partition is in its
+    transaction (then it is added and asked again), a fenced one hears why not."""
+    f = fenced
+    p = TxnProducer(f.raw, f.topic)
+    asked = [add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic, verify_only=True)]
+    asked.append(add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic))
+    asked.append(add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic, verify_only=True))
+    asked.append(add_partitions(f.raw, 4, f.tid, f.pid, f.epoch, f.topic, verify_only=True))
+    assert asked == [ErrorCode.transaction_abortable, ErrorCode.none, ErrorCode.none, FENCED]
 
 
 def test_add_offsets_to_txn(fenced: Fenced) -> None:
