@@ -11,11 +11,6 @@
 //                                                       "offset <group> <topic> <partition> <offset>" |
 //                                                       "group <group> <protocolType> <generation> <members>" |
 //                                                       "delete-offset ..." | "delete-group <group>"
-//   dump-transactions <bootstrap>                       __transaction_state through TransactionCoordinatorRecordSerde:
-//                                                       "txn <transactionalId> <state> <partitions>"
-//   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>[,<commit|abort>...]
-//                                                       one transaction of <count> records per outcome, in order,
-//                                                       with default (idempotent) producer settings
 //   transactions-v2 <bootstrap> <txnId> <topic> <group> <count> <commit|abort>[,...]
 //                                                       what a Java 4.x producer does with transactions version 2
 //                                                       where the broker finalizes it: per outcome a transaction of
@@ -25,8 +20,10 @@
 //                                                       producer fences the first mid-transaction -> "fenced <class>"
 //                                                       and commits <count> "b-" records -> "b commit done";
 //                                                       "committed <offset>" of <group>, "visible <value>" per
-//                                                       record a read_committed consumer reads, "log <state>
-//                                                       <clientTransactionVersion>" for <txnId>'s last state record
+//                                                       record a read_committed consumer reads, "aborted-in-log
+//                                                       <n>" (what read_uncommitted sees of aborts), and "log <state>
+//                                                       <clientTransactionVersion>" for <txnId>'s last record in
+//                                                       __transaction_state, through TransactionCoordinatorRecordSerde
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
@@ -54,8 +51,6 @@ public class GroupsProbe {
                     args.length > 5 ? args[5] : "classic");
             case "committed" -> committed(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "dump-offsets" -> dumpOffsets(args[1]);
-            case "dump-transactions" -> dumpTransactions(args[1]);
-            case "transactional" -> transactional(args[1], args[2], args[3], Integer.parseInt(args[4]), args[5]);
             case "transactions-v2" -> transactionsV2(args[1], args[2], args[3], args[4], Integer.parseInt(args[5]),
                     args[6]);
             default -> throw new IllegalArgumentException(args[0]);
@@ -175,51 +170,6 @@ public class GroupsProbe {
         }
     }
 
-    static void dumpTransactions(String bootstrap) {
-        TransactionCoordinatorRecordSerde serde = new TransactionCoordinatorRecordSerde();
-        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__transaction_state")) {
-            CoordinatorRecord rec = serde.deserialize(
-                    ByteBuffer.wrap(r.key()), r.value() == null ? null : ByteBuffer.wrap(r.value()));
-            TransactionLogKey k = (TransactionLogKey) rec.key();
-            if (rec.value() == null) {
-                System.out.println("delete-txn " + k.transactionalId());
-                continue;
-            }
-            TransactionLogValue v = (TransactionLogValue) rec.value().message();
-            int parts = 0;
-            if (v.transactionPartitions() != null) {
-                for (TransactionLogValue.PartitionsSchema s : v.transactionPartitions()) {
-                    parts += s.partitionIds().size();
-                }
-            }
-            System.out.println("txn " + k.transactionalId() + " " + v.transactionStatus() + " " + parts);
-        }
-    }
-
-    static void transactional(String bootstrap, String txnId, String topic, int count, String outcomes) {
-        Properties p = new Properties();
-        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
-        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
-        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
-            producer.initTransactions();
-            for (String outcome : outcomes.split(",")) {
-                producer.beginTransaction();
-                for (int i = 0; i < count; i++) {
-                    producer.send(new ProducerRecord<>(topic, "k" + i, outcome + "-" + i));
-                }
-                producer.flush();  // the records reach the log, so an abort has something to abort
-                if (outcome.equals("commit")) {
-                    producer.commitTransaction();
-                } else {
-                    producer.abortTransaction();
-                }
-                System.out.println(outcome + " done");
-            }
-        }
-    }
-
     static KafkaProducer<String, String> transactionalProducer(String bootstrap, String txnId) {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -298,6 +248,9 @@ public class GroupsProbe {
                 }
             }
         }
+        long aborted = readAll(bootstrap, topic).stream()
+                .map(r -> new String(r.value())).filter(v -> v.contains("-abort-") || v.equals("zombie")).count();
+        System.out.println("aborted-in-log " + aborted);
         TransactionCoordinatorRecordSerde serde = new TransactionCoordinatorRecordSerde();
         String last = "log none";
         for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__transaction_state")) {

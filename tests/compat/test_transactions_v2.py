@@ -38,6 +38,7 @@ def test_java_producer_uses_transactions_v2(cluster: Cluster, topic: str) -> Non
         "fenced ProducerFencedException",
         "b commit done",
         "committed 40",  # the last committed transaction's offsets; the aborted one's (50) are dropped
+        f"aborted-in-log {2 * COUNT + 1}",  # the aborted records are in the log, for read_uncommitted
         "log 4 2",  # CompleteCommit, written for a version 2 client
     ]
     expected = [f"{i}-{o}-{j}" for i, o in enumerate(OUTCOMES) if o == "commit" for j in range(COUNT)]
