@@ -415,3 +415,18 @@ def test_confluent_kafka_producer_is_fenced(cluster: Cluster, topic: str, when: 
         with contextlib.suppress(KafkaException), warnings.catch_warnings(action="ignore"):
             old.close()  # it tries to abort its transaction, and is fenced again
     assert committed_values(bs, topic) == [b"new"]
+
+
+def test_init_producer_id_while_a_transaction_is_open(txn: TxnProducer) -> None:
+    """A second instance first aborts the open transaction under a bumped epoch: CONCURRENT_TRANSACTIONS naming no
+    producer; its retry bumps the epoch once more."""
+    assert add_partitions(txn.raw, 3, txn.tid, txn.pid, txn.epoch, txn.topic) == ErrorCode.none
+    first = call(txn.raw, ApiKey.INIT_PRODUCER_ID, 5, transactional_id=txn.tid,
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1, producer_epoch=-1)
+    assert (first.error_code, first.producer_id, first.producer_epoch) == (  # type: ignore[attr-defined]
+        ErrorCode.concurrent_transactions, -1, -1
+    )
+    second = init_producer_id(txn.raw, txn.tid, 5)
+    assert (second.error_code, second.producer_id, second.producer_epoch) == (  # type: ignore[attr-defined]
+        ErrorCode.none, txn.pid, txn.epoch + 2
+    )

@@ -87,6 +87,7 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
     def answer(error: ErrorCode, pid: int = NO_PRODUCER_ID, epoch: int = -1) -> object:
         if error != ErrorCode.none:
             ctx.count_error(ApiKey.INIT_PRODUCER_ID)
+            pid, epoch = NO_PRODUCER_ID, -1  # Kafka names no producer with an error (CONCURRENT_TRANSACTIONS too)
         return resp.make(throttle_time=NO_THROTTLE, error_code=error, producer_id=pid, producer_epoch=epoch)
 
     producers = producer_state(ctx)
