@@ -4,7 +4,8 @@ A second InitProducerId with the same transactional id bumps the epoch and fence
 (KIP-588) gave fencing its own code, PRODUCER_FENCED (90), but only clients that know it may see it: older request
 versions hear INVALID_PRODUCER_EPOCH (47), which their clients already treat as fatal. The raw tests send every
 version loosely serves from the stale instance and expect the same code from both brokers; the client tests fence a
-real aiokafka, kafka-python and confluent-kafka producer and expect it to fail the same way on both.
+real aiokafka, kafka-python and confluent-kafka producer and expect it to fail the same way on both. At the end, the
+epoch rules of transactions version 2 (EndTxn v5) and its implicit adds, request by request, on both brokers.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def produce(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, 
     return settled(send, int)
 
 
-def txn_offset_commit(raw: Raw, version: int, f: Fenced, group: str) -> ErrorCode:
+def txn_offset_commit(raw: Raw, version: int, f: TxnProducer, group: str) -> ErrorCode:
     cls = load_request_schema(ApiKey.TXN_OFFSET_COMMIT, version)
     part = build(
         nested(cls, "TxnOffsetCommitRequestPartition"),
@@ -430,3 +431,38 @@ def test_init_producer_id_while_a_transaction_is_open(txn: TxnProducer) -> None:
     assert (second.error_code, second.producer_id, second.producer_epoch) == (  # type: ignore[attr-defined]
         ErrorCode.none, txn.pid, txn.epoch + 2
     )
+
+
+# --- transactions version 2 (KIP-890 part 2) ---------------------------------------------------------------------
+
+
+def test_end_txn_v5_bumps_the_epoch_and_recognises_retries(txn: TxnProducer) -> None:
+    t = txn
+
+    def end(epoch: int, commit: bool) -> tuple[ErrorCode, int, int]:
+        r = settled(lambda: call(t.raw, ApiKey.END_TXN, 5, transactional_id=t.tid, producer_id=t.pid,
+                                 producer_epoch=epoch, committed=commit))
+        return ErrorCode(r.error_code), int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
+
+    e = t.epoch
+    assert produce(t.raw, 12, t.tid, t.pid, e, t.topic, 0) == ErrorCode.none  # Produce v12 adds the partition
+    assert end(e, True) == (ErrorCode.none, t.pid, e + 1)
+    assert end(e, True) == (ErrorCode.none, t.pid, e + 1)  # a retry carries the epoch before the bump
+    assert end(e, False) == (ErrorCode.invalid_txn_state, -1, -1)
+    assert end(e + 1, True) == (ErrorCode.invalid_txn_state, -1, -1)  # nothing open to commit
+    assert end(e + 1, False) == (ErrorCode.none, t.pid, e + 2)  # an abort with nothing added bumps too
+    assert end(e + 5, False) == (FENCED, -1, -1)
+    assert produce(t.raw, 12, t.tid, t.pid, e + 1, t.topic, 1) == OLD_EPOCH
+    assert produce(t.raw, 12, t.tid, t.pid, e + 2, t.topic, 0) == ErrorCode.none
+    assert end(e + 2, True) == (ErrorCode.none, t.pid, e + 3)
+
+
+def test_txn_offset_commit_v5_adds_the_offsets_partition_itself(txn: TxnProducer) -> None:
+    """Without AddOffsetsToTxn, v3 and v4 are refused (v4 with KIP-890's TRANSACTION_ABORTABLE); v5 joins the
+    transaction itself (KIP-890 part 2), after which v4 is accepted too."""
+    group = f"g-{txn.tid}"
+    find_coordinator(txn.raw, group, 0)
+    assert produce(txn.raw, 12, txn.tid, txn.pid, txn.epoch, txn.topic, 0) == ErrorCode.none
+    assert [txn_offset_commit(txn.raw, v, txn, group) for v in (3, 4, 5, 4)] == [
+        ErrorCode.invalid_txn_state, ErrorCode.transaction_abortable, ErrorCode.none, ErrorCode.none
+    ]

@@ -53,6 +53,7 @@ NO_PRODUCER_ID = -1
 _END_TXN_V2_SINCE: Final = 5
 _ADD_PARTITIONS_BATCHED_SINCE: Final = 4  # broker to broker; Kafka treats these adds as version 2 too
 _TXN_OFFSET_COMMIT_V2_SINCE: Final = 5
+_TRANSACTION_ABORTABLE_SINCE: Final = 4  # TxnOffsetCommit v4 knows TRANSACTION_ABORTABLE (KIP-890 part 1)
 
 _PRODUCER_FENCED_SINCE: Final = {
     ApiKey.INIT_PRODUCER_ID: 4,
@@ -297,6 +298,8 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
             error = txns.verify_offsets(
                 str(request.transactional_id), int(request.producer_id), int(request.producer_epoch), partition
             )
+        if error == ErrorCode.transaction_abortable and header.api_version < _TRANSACTION_ABORTABLE_SINCE:
+            error = ErrorCode.invalid_txn_state  # the code clients before KIP-890 know
     if error == ErrorCode.none and groups is not None:
         commits = commit_requests(request, errors)
         error, per = groups.commit_transactional_offsets(

@@ -369,7 +369,8 @@ class TransactionCoordinator:
         """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition.
 
         A stale epoch is INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED, at every TxnOffsetCommit version, as Kafka's
-        partition verification answers it.
+        partition verification answers it; a partition not added is TRANSACTION_ABORTABLE (KIP-890), which the
+        handler tells clients before v4 as INVALID_TXN_STATE.
         """
         txn = self.txns.get(TransactionalId(transactional_id))
         if txn is None or txn.producer_id != producer_id:
@@ -377,7 +378,7 @@ class TransactionCoordinator:
         if txn.producer_epoch != epoch:
             return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (internal.CONSUMER_OFFSETS, group_partition) not in txn.partitions:
-            return ErrorCode.invalid_txn_state
+            return ErrorCode.transaction_abortable
         return ErrorCode.none
 
     def statistics(self) -> TransactionStatistics:
