@@ -254,6 +254,22 @@ class TxnModel(RuleBasedStateMachine):
         if me is not None:
             self.c.end(*me, commit)
 
+    @rule(i=st.integers(0, 1), commit=st.booleans())
+    def end_v2(self, i: int, commit: bool) -> None:
+        """EndTxn v5: the instance goes on with the id and epoch it is answered."""
+        me = self.instances[i]
+        if me is not None:
+            r = self.c.end2(*me, commit)
+            if r.error == ErrorCode.none:
+                self.instances[i] = (r.producer_id, r.producer_epoch)
+
+    @rule(i=st.integers(0, 1))
+    def add_v2(self, i: int) -> None:
+        """Produce v12's implicit add."""
+        me = self.instances[i]
+        if me is not None:
+            self.c.ask(lambda r: AddPartitions(r, *me, P0, TV2))
+
     @rule(fails=st.booleans())
     def disk(self, fails: bool) -> None:
         self.c.disk_fails = fails
@@ -278,7 +294,7 @@ class TxnModel(RuleBasedStateMachine):
         if t.state is TxnState.ONGOING:
             assert t.partitions and t.start_ms >= 0
         if t.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
-            assert t.partitions
+            assert t.partitions or (t.state is TxnState.PREPARE_ABORT and t.client_version == TV2)
         assert t.producer_epoch >= self.epochs_seen.get(t.producer_id, 0), "an epoch went back"
         self.epochs_seen[t.producer_id] = t.producer_epoch
         # Only one instance can hold the current epoch; the other is fenced.
