@@ -156,3 +156,10 @@ def test_raw_requests_get_the_codes_kafka_gives(locked: str) -> None:
     assert [t.error_code for t in r.topics] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]
     r = raw_call(locked, ApiKey.DESCRIBE_CLUSTER, 1, include_cluster_authorized_operations=True, endpoint_type=1)
     assert r.error_code == 0 and r.cluster_authorized_operations == 0  # type: ignore[attr-defined]
+    # AddPartitionsToTxn v4+ is what brokers send each other: CLUSTER_ACTION, not WRITE on the transactional id
+    r = raw_call(locked, ApiKey.ADD_PARTITIONS_TO_TXN, 4, transactions=lambda m: (m.AddPartitionsToTxnTransaction(
+        transactional_id="tx", producer_id=1, producer_epoch=0, verify_only=True,
+        topics=(m.AddPartitionsToTxnTopic(name=TOPIC, partitions=(0,)),)),))
+    assert (r.error_code, r.results_by_transaction) == (  # type: ignore[attr-defined]
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED, ()
+    )
