@@ -48,13 +48,13 @@ __all__ = ["HANDLERS"]
 
 NO_PRODUCER_ID = -1
 
-# The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
 # The request versions that speak transactions version 2 (Kafka's TransactionVersion.transactionVersionFor*).
 _END_TXN_V2_SINCE: Final = 5
 _ADD_PARTITIONS_BATCHED_SINCE: Final = 4  # broker to broker; Kafka treats these adds as version 2 too
 _TXN_OFFSET_COMMIT_V2_SINCE: Final = 5
 _TRANSACTION_ABORTABLE_SINCE: Final = 4  # TxnOffsetCommit v4 knows TRANSACTION_ABORTABLE (KIP-890 part 1)
 
+# The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
 _PRODUCER_FENCED_SINCE: Final = {
     ApiKey.INIT_PRODUCER_ID: 4,
     ApiKey.ADD_PARTITIONS_TO_TXN: 2,
@@ -179,9 +179,7 @@ async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader
     if not batched:
         wanted = partitions(request.v3_and_below_topics)
         code = await _add_partitions(ctx, header, coord, request, wanted, batched=False)
-        return resp.make(
-            throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=topic_results(wanted, code)
-        )
+        return resp.make(throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=topic_results(wanted, code))
     if not allowed(ctx, Op.CLUSTER_ACTION, Res.CLUSTER, CLUSTER_NAME):
         ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
         return resp.make(
