@@ -16,6 +16,8 @@ def test_round_trip_with_and_without_tagged_fields() -> None:
     assert decode_txn_value(encode_txn_value(ONGOING)) == ONGOING
     tagged = TxnLogValue(8, 0, 1_000, 4, (), 5, 4, previous_producer_id=7, next_producer_id=-1, client_version=2)
     assert decode_txn_value(encode_txn_value(tagged)) == tagged
+    rotating = TxnLogValue(8, 0x7FFF, 1_000, 2, (("a", 0),), 5, 4, previous_producer_id=8, next_producer_id=9)
+    assert decode_txn_value(encode_txn_value(rotating)) == rotating
     empty = TxnLogValue(7, 0, 1_000, 0, (), 5, -1)
     data = encode_txn_value(empty)
     assert data[:2] == b"\x00\x01" and data[-1:] == b"\x00", "v1, and no tagged fields at their defaults"

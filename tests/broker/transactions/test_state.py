@@ -361,6 +361,18 @@ def test_version_2_moves_to_the_next_producer_id_when_the_epoch_is_exhausted() -
     assert c.add(200, 0) == ErrorCode.none
 
 
+def test_a_version_2_rotation_found_prepared_after_a_restart_completes_under_the_next_id() -> None:
+    c = Coordinator()
+    c.txn = TxnMetadata(TID, 100, EPOCH_MAX, TIMEOUT, TxnState.PREPARE_COMMIT, P0, c.now - 5, c.now - 5,
+                        previous_producer_id=100, client_version=TV2, next_producer_id=200)
+    c.advance(0)
+    assert c.markers == [WriteMarkers(100, EPOCH_MAX, True, P0)]
+    assert c.txn is not None and (c.txn.state, c.txn.producer_id, c.txn.producer_epoch) == (
+        TxnState.COMPLETE_COMMIT, 200, 0
+    )
+    assert answer(c.end2(100, EPOCH_MAX - 1, commit=True)) == (ErrorCode.none, 200, 0)  # the unanswered EndTxn
+
+
 def test_version_2_end_while_markers_are_pending() -> None:
     c = Coordinator()
     c.init()
