@@ -4,6 +4,8 @@ are read as Kafka's serde reads them (tests/compat/test_transactions_v2.py has K
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loosely.broker.transactions.records import TxnLogValue, decode_txn_value, encode_txn_value
 from loosely.protocol.errors import CorruptRecordError
@@ -33,3 +35,15 @@ def test_version_0_and_a_later_tag() -> None:
     assert decode_txn_value(bytes(later)).client_version == 2
     with pytest.raises(CorruptRecordError):
         decode_txn_value(bytes(later[:-1]))
+
+
+@given(st.binary(max_size=120), st.integers(0, 80), st.integers(0, 255))
+def test_any_bytes_decode_or_raise_our_error(tail: bytes, at: int, byte: int) -> None:
+    """Whatever the log holds, the decoder returns a value or raises CorruptRecordError (the coordinator skips it)."""
+    mangled = bytearray(encode_txn_value(ONGOING))
+    mangled[at % len(mangled)] = byte
+    for data in (tail, bytes(mangled), bytes(mangled[: at % len(mangled)]) + tail):
+        try:
+            decode_txn_value(data)
+        except CorruptRecordError:
+            pass
