@@ -16,16 +16,27 @@
 //                                                       "consumer-current <group> <member> <epoch> <state> <partitions>"
 //                                                       | "consumer-target <group> <member> <partitions>" |
 //                                                       "consumer-target-epoch <group> <epoch>"; "delete-<that> ..."
-//   dump-transactions <bootstrap>                       __transaction_state through TransactionCoordinatorRecordSerde:
-//                                                       "txn <transactionalId> <state> <partitions>"
-//   transactional <bootstrap> <txnId> <topic> <count> <commit|abort>[,<commit|abort>...]
-//                                                       one transaction of <count> records per outcome, in order,
-//                                                       with default (idempotent) producer settings
+//   transactions-v2 <bootstrap> <txnId> <topic> <group> <count> <commit|abort>[,...]
+//                                                       what a Java 4.x producer does with transactions version 2
+//                                                       where the broker finalizes it: per outcome a transaction of
+//                                                       <count> records and sendOffsetsToTransaction(<group>,
+//                                                       <topic>-0 at 10 * (i + 1)) -> "<outcome> done"; then
+//                                                       "epoch-advance <n>" (DescribeTransactions), a second
+//                                                       producer fences the first mid-transaction -> "fenced <class>"
+//                                                       and commits <count> "b-" records -> "b commit done";
+//                                                       "committed <offset>" of <group>, "visible <value>" per
+//                                                       record a read_committed consumer reads, "aborted-in-log
+//                                                       <n>" (what read_uncommitted sees of aborts), and "log <state>
+//                                                       <clientTransactionVersion>" for <txnId>'s last record in
+//                                                       __transaction_state, through TransactionCoordinatorRecordSerde
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -45,8 +56,8 @@ public class GroupsProbe {
                     args.length > 5 ? args[5] : "classic");
             case "committed" -> committed(args[1], args[2], args[3], Integer.parseInt(args[4]));
             case "dump-offsets" -> dumpOffsets(args[1]);
-            case "dump-transactions" -> dumpTransactions(args[1]);
-            case "transactional" -> transactional(args[1], args[2], args[3], Integer.parseInt(args[4]), args[5]);
+            case "transactions-v2" -> transactionsV2(args[1], args[2], args[3], args[4], Integer.parseInt(args[5]),
+                    args[6]);
             default -> throw new IllegalArgumentException(args[0]);
         }
     }
@@ -199,48 +210,97 @@ public class GroupsProbe {
         }
     }
 
-    static void dumpTransactions(String bootstrap) {
-        TransactionCoordinatorRecordSerde serde = new TransactionCoordinatorRecordSerde();
-        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__transaction_state")) {
-            CoordinatorRecord rec = serde.deserialize(
-                    ByteBuffer.wrap(r.key()), r.value() == null ? null : ByteBuffer.wrap(r.value()));
-            TransactionLogKey k = (TransactionLogKey) rec.key();
-            if (rec.value() == null) {
-                System.out.println("delete-txn " + k.transactionalId());
-                continue;
-            }
-            TransactionLogValue v = (TransactionLogValue) rec.value().message();
-            int parts = 0;
-            if (v.transactionPartitions() != null) {
-                for (TransactionLogValue.PartitionsSchema s : v.transactionPartitions()) {
-                    parts += s.partitionIds().size();
-                }
-            }
-            System.out.println("txn " + k.transactionalId() + " " + v.transactionStatus() + " " + parts);
-        }
-    }
-
-    static void transactional(String bootstrap, String txnId, String topic, int count, String outcomes) {
+    static KafkaProducer<String, String> transactionalProducer(String bootstrap, String txnId) {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
-            producer.initTransactions();
-            for (String outcome : outcomes.split(",")) {
-                producer.beginTransaction();
-                for (int i = 0; i < count; i++) {
-                    producer.send(new ProducerRecord<>(topic, "k" + i, outcome + "-" + i));
+        return new KafkaProducer<>(p);
+    }
+
+    static int epochOf(Admin admin, String txnId) throws Exception {
+        return admin.describeTransactions(List.of(txnId)).description(txnId).get().producerEpoch();
+    }
+
+    static void transactionsV2(String bootstrap, String txnId, String topic, String group, int count,
+                               String outcomes) throws Exception {
+        TopicPartition offsetsOf = new TopicPartition(topic, 0);
+        try (Admin admin = Admin.create(Map.<String, Object>of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap));
+             KafkaProducer<String, String> a = transactionalProducer(bootstrap, txnId)) {
+            a.initTransactions();
+            int before = epochOf(admin, txnId);
+            String[] each = outcomes.split(",");
+            for (int i = 0; i < each.length; i++) {
+                a.beginTransaction();
+                for (int j = 0; j < count; j++) {
+                    a.send(new ProducerRecord<>(topic, "k" + j, i + "-" + each[i] + "-" + j));
                 }
-                producer.flush();  // the records reach the log, so an abort has something to abort
-                if (outcome.equals("commit")) {
-                    producer.commitTransaction();
+                a.sendOffsetsToTransaction(Map.of(offsetsOf, new OffsetAndMetadata(10L * (i + 1))),
+                        new ConsumerGroupMetadata(group));
+                a.flush();  // the records reach the log, so an abort has something to abort
+                if (each[i].equals("commit")) {
+                    a.commitTransaction();
                 } else {
-                    producer.abortTransaction();
+                    a.abortTransaction();
                 }
-                System.out.println(outcome + " done");
+                System.out.println(each[i] + " done");
+            }
+            // Transactions version 2 bumps the epoch at every EndTxn; version 1 only at InitProducerId.
+            System.out.println("epoch-advance " + (epochOf(admin, txnId) - before));
+            a.beginTransaction();
+            a.send(new ProducerRecord<>(topic, "z", "zombie"));
+            a.flush();
+            try (KafkaProducer<String, String> b = transactionalProducer(bootstrap, txnId)) {
+                b.initTransactions();  // aborts what the first producer left open, under an epoch it cannot use
+                try {
+                    a.commitTransaction();
+                    System.out.println("not fenced");
+                } catch (KafkaException e) {
+                    System.out.println("fenced " + e.getClass().getSimpleName());
+                }
+                b.beginTransaction();
+                for (int j = 0; j < count; j++) {
+                    b.send(new ProducerRecord<>(topic, "k" + j, "b-" + j));
+                }
+                b.commitTransaction();
+                System.out.println("b commit done");
             }
         }
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(consumerProps(bootstrap, group))) {
+            OffsetAndMetadata o = c.committed(Set.of(offsetsOf), Duration.ofSeconds(30)).get(offsetsOf);
+            System.out.println("committed " + (o == null ? -1 : o.offset()));
+        }
+        Properties p = consumerProps(bootstrap, null);
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, Duration.ofSeconds(30))) {
+                tps.add(new TopicPartition(topic, pi.partition()));
+            }
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            Map<TopicPartition, Long> end = c.endOffsets(tps);  // the last stable offsets, for read_committed
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (System.currentTimeMillis() < deadline && tps.stream().anyMatch(tp -> c.position(tp) < end.get(tp))) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    System.out.println("visible " + r.value());
+                }
+            }
+        }
+        long aborted = readAll(bootstrap, topic).stream()
+                .map(r -> new String(r.value())).filter(v -> v.contains("-abort-") || v.equals("zombie")).count();
+        System.out.println("aborted-in-log " + aborted);
+        TransactionCoordinatorRecordSerde serde = new TransactionCoordinatorRecordSerde();
+        String last = "log none";
+        for (ConsumerRecord<byte[], byte[]> r : readAll(bootstrap, "__transaction_state")) {
+            CoordinatorRecord rec = serde.deserialize(
+                    ByteBuffer.wrap(r.key()), r.value() == null ? null : ByteBuffer.wrap(r.value()));
+            if (((TransactionLogKey) rec.key()).transactionalId().equals(txnId) && rec.value() != null) {
+                TransactionLogValue v = (TransactionLogValue) rec.value().message();
+                last = "log " + v.transactionStatus() + " " + v.clientTransactionVersion();
+            }
+        }
+        System.out.println(last);
     }
 }

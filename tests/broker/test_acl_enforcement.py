@@ -161,3 +161,10 @@ def test_raw_requests_get_the_codes_kafka_gives(locked: str) -> None:
         resource_type=16, resource_name="subscription", configuration_keys=None),), include_synonyms=False,
         include_documentation=False)
     assert [x.error_code for x in r.results] == [KafkaError.CLUSTER_AUTHORIZATION_FAILED]  # type: ignore[attr-defined]
+    # AddPartitionsToTxn v4+ is what brokers send each other: CLUSTER_ACTION, not WRITE on the transactional id
+    r = raw_call(locked, ApiKey.ADD_PARTITIONS_TO_TXN, 4, transactions=lambda m: (m.AddPartitionsToTxnTransaction(
+        transactional_id="tx", producer_id=1, producer_epoch=0, verify_only=True,
+        topics=(m.AddPartitionsToTxnTopic(name=TOPIC, partitions=(0,)),)),))
+    assert (r.error_code, r.results_by_transaction) == (  # type: ignore[attr-defined]
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED, ()
+    )

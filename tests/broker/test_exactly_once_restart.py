@@ -203,3 +203,49 @@ def test_markers_are_finished_after_a_crash_between_prepare_and_complete(tmp_pat
             assert time.monotonic() < deadline, "the markers were not written after the restart"
             time.sleep(0.05)
         assert read(bs, "t", 1, committed=True) == [b"payload"]
+
+
+def test_a_version_2_transaction_survives_a_restart(tmp_path: Path) -> None:
+    """Transactions version 2 (EndTxn v5, Produce v12): the bumped epoch, the client's version and the producer id
+    before it come back from ``__transaction_state``, so a retried EndTxn is still recognised after a restart."""
+    from kio.schema.end_txn.v5.request import EndTxnRequest
+    from kio.schema.init_producer_id.v5.request import InitProducerIdRequest
+    from kio.schema.produce.v12.request import PartitionProduceData, ProduceRequest, TopicProduceData
+
+    def end(raw: Raw, pid: int, epoch: int, commit: bool) -> tuple[ErrorCode, int, int]:
+        r = raw.request(ApiKey.END_TXN, 5, EndTxnRequest(
+            transactional_id="v2", producer_id=pid, producer_epoch=epoch, committed=commit))
+        return r.error_code, int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
+
+    def send(raw: Raw, pid: int, epoch: int, value: bytes) -> ErrorCode:
+        batch = build_batch([NewRecord(b"k", value, int(time.time() * 1000))], producer_id=pid, producer_epoch=epoch,
+                            base_sequence=0, transactional=True)
+        data = TopicProduceData(name="t", partition_data=(PartitionProduceData(index=0, records=batch),))
+        r = raw.request(ApiKey.PRODUCE, 12, ProduceRequest(
+            transactional_id="v2", acks=-1, timeout=datetime.timedelta(seconds=5), topic_data=(data,)))
+        return r.responses[0].partition_responses[0].error_code  # type: ignore[attr-defined]
+
+    port = free_port()
+    bs = f"127.0.0.1:{port}"
+    with broker_on(tmp_path, port):
+        create(bs, "t")
+        raw = Raw(bs)
+        init = raw.request(ApiKey.INIT_PRODUCER_ID, 5, InitProducerIdRequest(
+            transactional_id="v2", transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1,
+            producer_epoch=-1))
+        pid, epoch = int(init.producer_id), int(init.producer_epoch)  # type: ignore[attr-defined]
+        assert send(raw, pid, epoch, b"first") == ErrorCode.none  # adds t-0 to the transaction itself
+        assert end(raw, pid, epoch, True) == (ErrorCode.none, pid, epoch + 1)
+    with broker_on(tmp_path, port) as b:
+        coord = transaction_coordinator(b.broker.ctx)
+        assert coord is not None
+        txn = b.call(lambda: coord.txns[TransactionalId("v2")])
+        assert (txn.state, txn.producer_epoch, txn.client_version, txn.previous_producer_id) == (
+            TxnState.COMPLETE_COMMIT, epoch + 1, 2, pid
+        )
+        raw = Raw(bs)
+        assert end(raw, pid, epoch, True) == (ErrorCode.none, pid, epoch + 1), "the retry was not recognised"
+        assert end(raw, pid, epoch + 1, True)[0] == ErrorCode.invalid_txn_state
+        assert send(raw, pid, epoch + 1, b"second") == ErrorCode.none
+        assert end(raw, pid, epoch + 1, True) == (ErrorCode.none, pid, epoch + 2)
+        assert read(bs, "t", 2, committed=True) == [b"first", b"second"]

@@ -25,6 +25,12 @@ NEWEST = {
     ApiKey.METADATA: 13,
     ApiKey.DESCRIBE_GROUPS: 6,
     ApiKey.DESCRIBE_CLUSTER: 2,
+    # transactions version 2 (KIP-890); InitProducerId v6 (KIP-939) is still unstable in 4.1, so 5 is advertised
+    ApiKey.INIT_PRODUCER_ID: 5,
+    ApiKey.ADD_PARTITIONS_TO_TXN: 5,
+    ApiKey.ADD_OFFSETS_TO_TXN: 4,
+    ApiKey.END_TXN: 5,
+    ApiKey.TXN_OFFSET_COMMIT: 5,
 }
 
 
@@ -47,6 +53,8 @@ def test_the_newest_versions_are_advertised_alike(cluster: Cluster) -> None:
         raw.close()
     advertised = {int(k.api_key): int(k.max_version) for k in answer.api_keys}
     assert {k: advertised[k] for k in NEWEST} == NEWEST
+    finalized = {f.name: (int(f.min_version_level), int(f.max_version_level)) for f in answer.finalized_features}
+    assert finalized["transaction.version"] == (2, 2)
     assert all(SUPPORTED_VERSIONS[k][1] == v for k, v in NEWEST.items())
 
 

@@ -1,6 +1,6 @@
 """Transactions with real clients, against loosely and Apache Kafka: an exactly-once consume-transform-produce loop
-(confluent-kafka) whose read_committed readers never see an aborted record, the Java transactional producer, and a
-transaction that times out."""
+(confluent-kafka) whose read_committed readers never see an aborted record, and a transaction that times out. The Java
+producer, which uses transactions version 2 on both brokers, is in test_transactions_v2.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from compat._java import run_java
 from compat._support import Cluster, create_topic
 
 
@@ -97,24 +96,6 @@ def test_consume_transform_produce_is_exactly_once_and_skips_aborts(cluster: Clu
         [TopicPartition(topic, p) for p in range(3)], timeout=30
     )
     assert sum(tp.offset for tp in offsets) == 300
-
-
-def test_java_transactional_producer(cluster: Cluster, topic: str) -> None:
-    bs = cluster.bootstrap_servers
-    create_topic(bs, topic, 3)
-    r = run_java(
-        "interop/java-clients", "GroupsProbe", "transactional", bs, f"jtx-{topic}", topic, "20", "commit,abort,commit"
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.splitlines() == ["commit done", "abort done", "commit done"]
-    visible = read_all(bs, topic, 3, committed=True)
-    assert sorted(visible) == sorted([b"commit-%d" % i for i in range(20)] * 2)
-    assert b"abort-0" in read_all(bs, topic, 3, committed=False), "the aborted records were expected in the log"
-    dump = run_java("interop/java-clients", "GroupsProbe", "dump-transactions", bs)
-    assert dump.returncode == 0, dump.stderr[-3000:]
-    states = [line.split()[2] for line in dump.stdout.splitlines() if line.startswith(f"txn jtx-{topic} ")]
-    # Kafka's TransactionCoordinatorRecordSerde decodes the state log: it ends CompleteCommit (4).
-    assert states and states[-1] == "4"
 
 
 def test_a_transaction_left_open_times_out_is_aborted_and_its_producer_fenced(cluster: Cluster, topic: str) -> None:

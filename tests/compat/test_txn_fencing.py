@@ -4,7 +4,8 @@ A second InitProducerId with the same transactional id bumps the epoch and fence
 (KIP-588) gave fencing its own code, PRODUCER_FENCED (90), but only clients that know it may see it: older request
 versions hear INVALID_PRODUCER_EPOCH (47), which their clients already treat as fatal. The raw tests send every
 version loosely serves from the stale instance and expect the same code from both brokers; the client tests fence a
-real aiokafka, kafka-python and confluent-kafka producer and expect it to fail the same way on both.
+real aiokafka, kafka-python and confluent-kafka producer and expect it to fail the same way on both. At the end, the
+epoch rules of transactions version 2 (EndTxn v5) and its implicit adds, request by request, on both brokers.
 """
 
 from __future__ import annotations
@@ -99,20 +100,31 @@ def init_producer_id(raw: Raw, tid: str, version: int = 4, expected: tuple[int, 
     )
 
 
-def add_partitions(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str) -> ErrorCode:
-    topic_cls = nested(load_request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, version), "AddPartitionsToTxnTopic")
+def add_partitions(
+    raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, *, verify_only: bool = False
+) -> ErrorCode:
+    """AddPartitionsToTxn of ``topic``-0; from v4 in the batched form brokers send (one transaction here)."""
+    cls = load_request_schema(ApiKey.ADD_PARTITIONS_TO_TXN, version)
+    topics = (build(nested(cls, "AddPartitionsToTxnTopic"), name=topic, partitions=(0,)),)
 
     def send() -> ErrorCode:
-        resp = call(
-            raw,
-            ApiKey.ADD_PARTITIONS_TO_TXN,
-            version,
-            v3_and_below_transactional_id=tid,
-            v3_and_below_producer_id=pid,
-            v3_and_below_producer_epoch=epoch,
-            v3_and_below_topics=(build(topic_cls, name=topic, partitions=(0,)),),
-        )
-        (result,) = resp.results_by_topic_v3_and_below  # type: ignore[attr-defined]
+        if version >= 4:
+            txn = build(nested(cls, "AddPartitionsToTxnTransaction"), transactional_id=tid, producer_id=pid,
+                        producer_epoch=epoch, verify_only=verify_only, topics=topics)
+            resp = call(raw, ApiKey.ADD_PARTITIONS_TO_TXN, version, transactions=(txn,))
+            assert int(resp.error_code) == 0  # type: ignore[attr-defined]
+            (result,) = resp.results_by_transaction[0].topic_results  # type: ignore[attr-defined]
+        else:
+            resp = call(
+                raw,
+                ApiKey.ADD_PARTITIONS_TO_TXN,
+                version,
+                v3_and_below_transactional_id=tid,
+                v3_and_below_producer_id=pid,
+                v3_and_below_producer_epoch=epoch,
+                v3_and_below_topics=topics,
+            )
+            (result,) = resp.results_by_topic_v3_and_below  # type: ignore[attr-defined]
         return ErrorCode(result.results_by_partition[0].partition_error_code)
 
     return settled(send, int)
@@ -156,7 +168,7 @@ def produce(raw: Raw, version: int, tid: str, pid: int, epoch: int, topic: str, 
     return settled(send, int)
 
 
-def txn_offset_commit(raw: Raw, version: int, f: Fenced, group: str) -> ErrorCode:
+def txn_offset_commit(raw: Raw, version: int, f: TxnProducer, group: str) -> ErrorCode:
     cls = load_request_schema(ApiKey.TXN_OFFSET_COMMIT, version)
     part = build(
         nested(cls, "TxnOffsetCommitRequestPartition"),
@@ -224,6 +236,18 @@ def test_add_partitions_to_txn(fenced: Fenced) -> None:
     f = fenced
     got = {v: add_partitions(f.raw, v, f.tid, f.pid, f.epoch, f.topic) for v in versions(ApiKey.ADD_PARTITIONS_TO_TXN)}
     assert got == {v: OLD_EPOCH if v < 2 else FENCED for v in got}
+
+
+def test_add_partitions_to_txn_verify_only(fenced: Fenced) -> None:
+    """The broker-to-broker form can ask instead of add: the current producer hears whether the partition is in its
+    transaction (then it is added and asked again), a fenced one hears why not."""
+    f = fenced
+    p = TxnProducer(f.raw, f.topic)
+    asked = [add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic, verify_only=True)]
+    asked.append(add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic))
+    asked.append(add_partitions(f.raw, 4, p.tid, p.pid, p.epoch, f.topic, verify_only=True))
+    asked.append(add_partitions(f.raw, 4, f.tid, f.pid, f.epoch, f.topic, verify_only=True))
+    assert asked == [ErrorCode.transaction_abortable, ErrorCode.none, ErrorCode.none, FENCED]
 
 
 def test_add_offsets_to_txn(fenced: Fenced) -> None:
@@ -392,3 +416,53 @@ def test_confluent_kafka_producer_is_fenced(cluster: Cluster, topic: str, when: 
         with contextlib.suppress(KafkaException), warnings.catch_warnings(action="ignore"):
             old.close()  # it tries to abort its transaction, and is fenced again
     assert committed_values(bs, topic) == [b"new"]
+
+
+def test_init_producer_id_while_a_transaction_is_open(txn: TxnProducer) -> None:
+    """A second instance first aborts the open transaction under a bumped epoch: CONCURRENT_TRANSACTIONS naming no
+    producer; its retry bumps the epoch once more."""
+    assert add_partitions(txn.raw, 3, txn.tid, txn.pid, txn.epoch, txn.topic) == ErrorCode.none
+    first = call(txn.raw, ApiKey.INIT_PRODUCER_ID, 5, transactional_id=txn.tid,
+                 transaction_timeout=datetime.timedelta(seconds=60), producer_id=-1, producer_epoch=-1)
+    assert (first.error_code, first.producer_id, first.producer_epoch) == (  # type: ignore[attr-defined]
+        ErrorCode.concurrent_transactions, -1, -1
+    )
+    second = init_producer_id(txn.raw, txn.tid, 5)
+    assert (second.error_code, second.producer_id, second.producer_epoch) == (  # type: ignore[attr-defined]
+        ErrorCode.none, txn.pid, txn.epoch + 2
+    )
+
+
+# --- transactions version 2 (KIP-890 part 2) ---------------------------------------------------------------------
+
+
+def test_end_txn_v5_bumps_the_epoch_and_recognises_retries(txn: TxnProducer) -> None:
+    t = txn
+
+    def end(epoch: int, commit: bool) -> tuple[ErrorCode, int, int]:
+        r = settled(lambda: call(t.raw, ApiKey.END_TXN, 5, transactional_id=t.tid, producer_id=t.pid,
+                                 producer_epoch=epoch, committed=commit))
+        return ErrorCode(r.error_code), int(r.producer_id), int(r.producer_epoch)  # type: ignore[attr-defined]
+
+    e = t.epoch
+    assert produce(t.raw, 12, t.tid, t.pid, e, t.topic, 0) == ErrorCode.none  # Produce v12 adds the partition
+    assert end(e, True) == (ErrorCode.none, t.pid, e + 1)
+    assert end(e, True) == (ErrorCode.none, t.pid, e + 1)  # a retry carries the epoch before the bump
+    assert end(e, False) == (ErrorCode.invalid_txn_state, -1, -1)
+    assert end(e + 1, True) == (ErrorCode.invalid_txn_state, -1, -1)  # nothing open to commit
+    assert end(e + 1, False) == (ErrorCode.none, t.pid, e + 2)  # an abort with nothing added bumps too
+    assert end(e + 5, False) == (FENCED, -1, -1)
+    assert produce(t.raw, 12, t.tid, t.pid, e + 1, t.topic, 1) == OLD_EPOCH
+    assert produce(t.raw, 12, t.tid, t.pid, e + 2, t.topic, 0) == ErrorCode.none
+    assert end(e + 2, True) == (ErrorCode.none, t.pid, e + 3)
+
+
+def test_txn_offset_commit_v5_adds_the_offsets_partition_itself(txn: TxnProducer) -> None:
+    """Without AddOffsetsToTxn, v3 and v4 are refused (v4 with KIP-890's TRANSACTION_ABORTABLE); v5 joins the
+    transaction itself (KIP-890 part 2), after which v4 is accepted too."""
+    group = f"g-{txn.tid}"
+    find_coordinator(txn.raw, group, 0)
+    assert produce(txn.raw, 12, txn.tid, txn.pid, txn.epoch, txn.topic, 0) == ErrorCode.none
+    assert [txn_offset_commit(txn.raw, v, txn, group) for v in (3, 4, 5, 4)] == [
+        ErrorCode.invalid_txn_state, ErrorCode.transaction_abortable, ErrorCode.none, ErrorCode.none
+    ]

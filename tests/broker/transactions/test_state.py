@@ -10,6 +10,7 @@ from kio.schema.errors import ErrorCode
 
 from loosely.broker.transactions.state import (
     EPOCH_MAX,
+    TV2,
     AddPartitions,
     EndTxn,
     Event,
@@ -26,6 +27,7 @@ from loosely.broker.transactions.state import (
     TxnRequestId,
     TxnState,
     WriteMarkers,
+    end_needs_new_producer_id,
     needs_new_producer_id,
     next_deadline,
     step,
@@ -89,6 +91,13 @@ class Coordinator:
 
     def end(self, pid: int, epoch: int, commit: bool) -> ErrorCode:
         return self.ask(lambda r: EndTxn(r, pid, epoch, commit)).error
+
+    def end2(self, pid: int, epoch: int, commit: bool) -> Reply:
+        """EndTxn v5 (transactions version 2), handed a producer id when the shell would allocate one."""
+        fresh = None
+        if end_needs_new_producer_id(self.txn, TV2):
+            fresh, self.next_pid = self.next_pid, self.next_pid + 1
+        return self.ask(lambda r: EndTxn(r, pid, epoch, commit, TV2, fresh))
 
     def advance(self, ms: int) -> None:
         self.now += ms
@@ -245,6 +254,22 @@ class TxnModel(RuleBasedStateMachine):
         if me is not None:
             self.c.end(*me, commit)
 
+    @rule(i=st.integers(0, 1), commit=st.booleans())
+    def end_v2(self, i: int, commit: bool) -> None:
+        """EndTxn v5: the instance goes on with the id and epoch it is answered."""
+        me = self.instances[i]
+        if me is not None:
+            r = self.c.end2(*me, commit)
+            if r.error == ErrorCode.none:
+                self.instances[i] = (r.producer_id, r.producer_epoch)
+
+    @rule(i=st.integers(0, 1))
+    def add_v2(self, i: int) -> None:
+        """Produce v12's implicit add."""
+        me = self.instances[i]
+        if me is not None:
+            self.c.ask(lambda r: AddPartitions(r, *me, P0, TV2))
+
     @rule(fails=st.booleans())
     def disk(self, fails: bool) -> None:
         self.c.disk_fails = fails
@@ -269,7 +294,7 @@ class TxnModel(RuleBasedStateMachine):
         if t.state is TxnState.ONGOING:
             assert t.partitions and t.start_ms >= 0
         if t.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
-            assert t.partitions
+            assert t.partitions or (t.state is TxnState.PREPARE_ABORT and t.client_version == TV2)
         assert t.producer_epoch >= self.epochs_seen.get(t.producer_id, 0), "an epoch went back"
         self.epochs_seen[t.producer_id] = t.producer_epoch
         # Only one instance can hold the current epoch; the other is fenced.
@@ -291,3 +316,73 @@ class TxnModel(RuleBasedStateMachine):
 
 TestTxnModel = TxnModel.TestCase
 TestTxnModel.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+def answer(r: Reply) -> tuple[ErrorCode, int, int]:
+    return r.error, r.producer_id, r.producer_epoch
+
+
+def test_version_2_bumps_the_epoch_at_every_end_and_recognises_retries() -> None:
+    c = Coordinator()
+    c.init()
+    assert c.ask(lambda r: AddPartitions(r, 100, 0, P01, TV2)).error == ErrorCode.none
+    assert c.txn is not None and c.txn.client_version == TV2
+    assert answer(c.end2(100, 0, commit=True)) == (ErrorCode.none, 100, 1)
+    assert c.markers[-1] == WriteMarkers(100, 1, True, P01), "the markers carry the new epoch"
+    assert [(m.state, m.producer_epoch) for m in c.persisted[-2:]] == [
+        (TxnState.PREPARE_COMMIT, 1),
+        (TxnState.COMPLETE_COMMIT, 1),
+    ]
+    assert answer(c.end2(100, 0, commit=True)) == (ErrorCode.none, 100, 1)  # a retry: the epoch before the bump
+    assert c.end2(100, 0, commit=False).error == ErrorCode.invalid_txn_state  # a retry, but of something else
+    assert c.end2(100, 1, commit=True).error == ErrorCode.invalid_txn_state  # the next EndTxn: nothing to commit
+    assert c.add(100, 0) == ErrorCode.producer_fenced
+    assert answer(c.end2(100, 1, commit=False)) == (ErrorCode.none, 100, 2)  # an abort with nothing added bumps too
+    assert c.markers[-1] == WriteMarkers(100, 2, False, frozenset())
+    assert c.end2(100, 9, commit=False).error == ErrorCode.producer_fenced
+    assert c.end2(999, 2, commit=False).error == ErrorCode.invalid_producer_id_mapping
+    fresh = Coordinator()
+    fresh.init()
+    assert fresh.end2(100, 0, commit=True).error == ErrorCode.invalid_txn_state  # Empty: only an abort is allowed
+    assert answer(fresh.end2(100, 0, commit=False)) == (ErrorCode.none, 100, 1)
+
+
+def test_version_2_moves_to_the_next_producer_id_when_the_epoch_is_exhausted() -> None:
+    c = Coordinator()
+    c.next_pid = 200
+    last = EPOCH_MAX - 1
+    c.txn = TxnMetadata(TID, 100, last, TIMEOUT, TxnState.ONGOING, P0, c.now, c.now, client_version=TV2)
+    assert answer(c.end2(100, last, commit=True)) == (ErrorCode.none, 200, 0)
+    assert c.markers[-1] == WriteMarkers(100, EPOCH_MAX, True, P0), "the old id's markers, at the last epoch"
+    prepared, completed = c.persisted[-2:]
+    assert (prepared.producer_id, prepared.next_producer_id) == (100, 200)
+    assert (completed.producer_id, completed.producer_epoch, completed.previous_producer_id) == (200, 0, 100)
+    assert answer(c.end2(100, last, commit=True)) == (ErrorCode.none, 200, 0)  # a retry across the rotation
+    assert c.add(200, 0) == ErrorCode.none
+
+
+def test_a_version_2_rotation_found_prepared_after_a_restart_completes_under_the_next_id() -> None:
+    c = Coordinator()
+    c.txn = TxnMetadata(TID, 100, EPOCH_MAX, TIMEOUT, TxnState.PREPARE_COMMIT, P0, c.now - 5, c.now - 5,
+                        previous_producer_id=100, client_version=TV2, next_producer_id=200)
+    c.advance(0)
+    assert c.markers == [WriteMarkers(100, EPOCH_MAX, True, P0)]
+    assert c.txn is not None and (c.txn.state, c.txn.producer_id, c.txn.producer_epoch) == (
+        TxnState.COMPLETE_COMMIT, 200, 0
+    )
+    assert answer(c.end2(100, EPOCH_MAX - 1, commit=True)) == (ErrorCode.none, 200, 0)  # the unanswered EndTxn
+
+
+def test_version_2_end_while_markers_are_pending() -> None:
+    c = Coordinator()
+    c.init()
+    c.add(100, 0)
+    c.markers_fail = True
+    assert answer(c.end2(100, 0, commit=True)) == (ErrorCode.none, 100, 1)
+    assert c.state is TxnState.PREPARE_COMMIT
+    assert c.end2(100, 0, commit=True).error == ErrorCode.concurrent_transactions  # a retry, still writing
+    assert c.end2(100, 0, commit=False).error == ErrorCode.invalid_txn_state
+    assert c.end2(100, 1, commit=True).error == ErrorCode.producer_fenced  # not a retry while preparing
+    c.markers_fail = False
+    c.advance(LIMITS.marker_retry_ms)
+    assert c.state is TxnState.COMPLETE_COMMIT and c.txn is not None and c.txn.producer_epoch == 1

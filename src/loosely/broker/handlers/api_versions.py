@@ -12,8 +12,10 @@ only what it does; a single node cannot change levels, so each feature supports 
 * ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with, whose APIs loosely
   follows. There is no metadata log; the level is what the node is compatible with, not a record format.
 * ``group.version`` 1: the consumer group protocol (KIP-848) is always on.
-* ``transaction.version`` 0: transactions as before KIP-890. ``__transaction_state`` records are written in their
-  v0 format (level 1) and EndTxn stops at v3 (level 2), so the Java producer keeps to version 1 transactions.
+* ``transaction.version`` 2: transactions version 2 (KIP-890 part 2), which Kafka 4.1 finalizes too. Level 1 is
+  ``__transaction_state`` written as TransactionLogValue v1; level 2 is EndTxn v5 bumping the epoch of every
+  transaction, and Produce v12 / TxnOffsetCommit v5 adding partitions implicitly, which the Java producer then uses
+  (see :mod:`loosely.broker.transactions.state`). Clients that do not read features keep the older protocol.
 * ``kraft.version`` 0: a static quorum of one voter (see DescribeQuorum in :mod:`.controller`).
 
 ``eligible.leader.replicas.version`` and ``share.version``, which Kafka 4.1 also lists, are left out: one replica
@@ -45,7 +47,7 @@ FEATURES: Final = (
     Feature("group.version", 1),
     Feature("kraft.version", 0),
     Feature("metadata.version", 27),
-    Feature("transaction.version", 0),
+    Feature("transaction.version", 2),
 )
 FEATURES_EPOCH: Final = 0
 _SUPPORTED_FROM_ZERO_SINCE: Final = 4  # KIP-1022: ApiVersions v4 may carry a supported range starting at 0

@@ -36,6 +36,7 @@ from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.quotas import PRODUCE as PRODUCER_BYTE_RATE
 from loosely.broker.quotas import quota_user
 from loosely.broker.transactions.coordinator import transaction_coordinator
+from loosely.broker.transactions.state import TV2
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.protocol.names import TopicPartition
@@ -92,6 +93,11 @@ def _append(
 # KIP-890 part 2: from Produce v12 a transactional batch adds its partition to the producer's transaction itself, as
 # an AddPartitionsToTxn would (clients send v12+ only once transaction.version 2 is finalized; tools may at any time)
 _IMPLICIT_ADD_VERSION = 12
+_IMPLICIT_ADD_ERRORS: Final = {
+    ErrorCode.producer_fenced: ErrorCode.invalid_producer_epoch,
+    ErrorCode.coordinator_not_available: ErrorCode.not_enough_replicas,
+    ErrorCode.not_coordinator: ErrorCode.not_enough_replicas,
+}
 
 
 async def _add_implicitly(
@@ -112,11 +118,12 @@ async def _add_implicitly(
     if coordinator.verify_produce(transactional_id, pid, epoch, topic, partition) != ErrorCode.transaction_abortable:
         return None  # already in the transaction, or refused for the producer itself: the append says which
     wanted = frozenset({TopicPartition(topic, partition)})
-    reply = await coordinator.add_partitions(transactional_id, pid, epoch, wanted)
+    reply = await coordinator.add_partitions(transactional_id, pid, epoch, wanted, TV2)
     if reply.error == ErrorCode.none:
         return None
-    # Produce has no PRODUCER_FENCED (KIP-588 left it out): a fenced producer hears INVALID_PRODUCER_EPOCH here too
-    code = ErrorCode.invalid_producer_epoch if reply.error == ErrorCode.producer_fenced else reply.error
+    # Produce has no PRODUCER_FENCED (KIP-588 left it out): a fenced producer hears INVALID_PRODUCER_EPOCH here too;
+    # a coordinator that cannot write is NOT_ENOUGH_REPLICAS, which producers retry (Kafka's ReplicaManager).
+    code = _IMPLICIT_ADD_ERRORS.get(reply.error, reply.error)
     return LogError(code, f"adding {topic}-{partition} to transaction {transactional_id}: {reply.error.name}")
 
 

@@ -7,6 +7,13 @@ broker does not have and OPERATION_NOT_ATTEMPTED for the others of that request,
 checks the producer with the transaction coordinator, then the group membership with the group coordinator, and
 writes the offsets as part of the transaction (they apply when its COMMIT marker is written).
 
+Transactions version 2 (KIP-890 part 2, ``transaction.version`` 2, which ApiVersions finalizes): EndTxn v5 bumps
+the producer's epoch and answers the id and epoch to go on with; TxnOffsetCommit v5 adds the group's
+``__consumer_offsets`` partition to the transaction itself (no AddOffsetsToTxn), as Produce v12 does for its
+partitions. AddPartitionsToTxn v4+ is the batched form brokers send each other: it needs CLUSTER_ACTION, may carry
+several transactional ids, and with ``verify_only`` asks whether partitions are in a transaction instead of adding
+them (Kafka's brokers verify a transactional Produce that way; loosely's Produce asks its coordinator directly).
+
 A fenced producer (its epoch is older than the transactional id's) hears PRODUCER_FENCED (90) only from the request
 versions that came with KIP-588 (Kafka 2.7), whose clients know the code: InitProducerId v4+, AddPartitionsToTxn,
 AddOffsetsToTxn and EndTxn v2+. Older versions are told INVALID_PRODUCER_EPOCH (47), which their clients already
@@ -27,7 +34,8 @@ from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.handlers.group_offsets import commit_requests, committed_topics, partition_errors
 from loosely.broker.handlers.groups import td_ms
 from loosely.broker.producers import producer_state
-from loosely.broker.transactions.coordinator import transaction_coordinator
+from loosely.broker.transactions.coordinator import TransactionCoordinator, transaction_coordinator
+from loosely.broker.transactions.state import TV2
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.protocol.names import TopicPartition
@@ -39,6 +47,12 @@ from loosely.storage.log import LogError
 __all__ = ["HANDLERS"]
 
 NO_PRODUCER_ID = -1
+
+# The request versions that speak transactions version 2 (Kafka's TransactionVersion.transactionVersionFor*).
+_END_TXN_V2_SINCE: Final = 5
+_ADD_PARTITIONS_BATCHED_SINCE: Final = 4  # broker to broker; Kafka treats these adds as version 2 too
+_TXN_OFFSET_COMMIT_V2_SINCE: Final = 5
+_TRANSACTION_ABORTABLE_SINCE: Final = 4  # TxnOffsetCommit v4 knows TRANSACTION_ABORTABLE (KIP-890 part 1)
 
 # The first version of each API whose clients know PRODUCER_FENCED (KIP-588).
 _PRODUCER_FENCED_SINCE: Final = {
@@ -74,6 +88,7 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
     def answer(error: ErrorCode, pid: int = NO_PRODUCER_ID, epoch: int = -1) -> object:
         if error != ErrorCode.none:
             ctx.count_error(ApiKey.INIT_PRODUCER_ID)
+            pid, epoch = NO_PRODUCER_ID, -1  # Kafka names no producer with an error (CONCURRENT_TRANSACTIONS too)
         return resp.make(throttle_time=NO_THROTTLE, error_code=error, producer_id=pid, producer_epoch=epoch)
 
     producers = producer_state(ctx)
@@ -103,48 +118,85 @@ async def handle_init_producer_id(ctx: BrokerContext, header: RequestHeader, req
     return answer(_for_client(header, r.error), r.producer_id, r.producer_epoch)
 
 
+async def _add_partitions(
+    ctx: BrokerContext,
+    header: RequestHeader,
+    coord: TransactionCoordinator | None,
+    txn: Request,
+    wanted: list[tuple[str, list[int]]],
+    *,
+    batched: bool,
+) -> dict[TopicPartition, ErrorCode]:
+    """One transaction's partitions: added (or, for ``verify_only``, checked); the error of each."""
+    tid, pid, epoch = (
+        (txn.transactional_id, txn.producer_id, txn.producer_epoch)
+        if batched
+        else (txn.v3_and_below_transactional_id, txn.v3_and_below_producer_id, txn.v3_and_below_producer_epoch)
+    )
+    every = [TopicPartition(n, p) for n, ps in wanted for p in ps]
+    # Kafka checks WRITE on the transactional id for clients only: a broker asking holds CLUSTER_ACTION.
+    if not batched and not _may_write(ctx, tid):
+        return dict.fromkeys(every, ErrorCode.transactional_id_authorization_failed)
+    errors = partition_errors(ctx, wanted, Op.WRITE)
+    if errors:
+        return {tp: errors.get(tp, ErrorCode.operation_not_attempted) for tp in every}
+    if coord is None:
+        return dict.fromkeys(every, ErrorCode.coordinator_not_available)
+    if batched and bool(txn.verify_only):
+        return coord.verify_partitions(str(tid), int(pid), int(epoch), frozenset(every))
+    version = TV2 if batched else 0
+    r = await coord.add_partitions(str(tid), int(pid), int(epoch), frozenset(every), version)
+    return dict.fromkeys(every, _for_client(header, r.error))
+
+
 async def handle_add_partitions_to_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.ADD_PARTITIONS_TO_TXN, header.api_version)
-    wanted = [(t.name, [int(p) for p in t.partitions]) for t in request.v3_and_below_topics]
     coord = transaction_coordinator(ctx)
-    if not _may_write(ctx, request.v3_and_below_transactional_id):
-        errors = {TopicPartition(n, p): ErrorCode.transactional_id_authorization_failed for n, ps in wanted for p in ps}
-    else:
-        errors = partition_errors(ctx, wanted, Op.WRITE)
-    if errors:
-        code = {
-            tp: errors.get(tp, ErrorCode.operation_not_attempted)
+    batched = header.api_version >= _ADD_PARTITIONS_BATCHED_SINCE
+
+    def topic_results(wanted: list[tuple[str, list[int]]], code: dict[TopicPartition, ErrorCode]) -> tuple[object, ...]:
+        if any(c != ErrorCode.none for c in code.values()):
+            ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
+        return tuple(
+            build(
+                resp.AddPartitionsToTxnTopicResult,
+                name=name,
+                results_by_partition=tuple(
+                    build(
+                        resp.AddPartitionsToTxnPartitionResult,
+                        partition_index=p,
+                        partition_error_code=code[TopicPartition(name, p)],
+                    )
+                    for p in ps
+                ),
+            )
             for name, ps in wanted
-            for tp in [TopicPartition(name, p) for p in ps]
-        }
-    elif coord is None:
-        code = {TopicPartition(name, p): ErrorCode.coordinator_not_available for name, ps in wanted for p in ps}
-    else:
-        r = await coord.add_partitions(
-            str(request.v3_and_below_transactional_id),
-            int(request.v3_and_below_producer_id),
-            int(request.v3_and_below_producer_epoch),
-            frozenset(TopicPartition(name, p) for name, ps in wanted for p in ps),
         )
-        code = {TopicPartition(name, p): _for_client(header, r.error) for name, ps in wanted for p in ps}
-    if any(c != ErrorCode.none for c in code.values()):
+
+    def partitions(topics: tuple[Request, ...]) -> list[tuple[str, list[int]]]:
+        return [(t.name, [int(p) for p in t.partitions]) for t in topics]
+
+    if not batched:
+        wanted = partitions(request.v3_and_below_topics)
+        code = await _add_partitions(ctx, header, coord, request, wanted, batched=False)
+        return resp.make(throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=topic_results(wanted, code))
+    if not allowed(ctx, Op.CLUSTER_ACTION, Res.CLUSTER, CLUSTER_NAME):
         ctx.count_error(ApiKey.ADD_PARTITIONS_TO_TXN)
-    results = tuple(
-        build(
-            resp.AddPartitionsToTxnTopicResult,
-            name=name,
-            results_by_partition=tuple(
-                build(
-                    resp.AddPartitionsToTxnPartitionResult,
-                    partition_index=p,
-                    partition_error_code=code[TopicPartition(name, p)],
-                )
-                for p in ps
-            ),
+        return resp.make(
+            throttle_time=NO_THROTTLE, error_code=ErrorCode.cluster_authorization_failed, results_by_transaction=()
         )
-        for name, ps in wanted
-    )
-    return resp.make(throttle_time=NO_THROTTLE, results_by_topic_v3_and_below=results, error_code=ErrorCode.none)
+    results = []
+    for txn in request.transactions:
+        wanted = partitions(txn.topics)
+        code = await _add_partitions(ctx, header, coord, txn, wanted, batched=True)
+        results.append(
+            build(
+                resp.AddPartitionsToTxnResult,
+                transactional_id=txn.transactional_id,
+                topic_results=topic_results(wanted, code),
+            )
+        )
+    return resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, results_by_transaction=tuple(results))
 
 
 def _offsets_partition(ctx: BrokerContext, group_id: str) -> int | None:
@@ -187,6 +239,7 @@ async def handle_add_offsets_to_txn(ctx: BrokerContext, header: RequestHeader, r
 async def handle_end_txn(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.END_TXN, header.api_version)
     coord = transaction_coordinator(ctx)
+    pid, epoch = NO_PRODUCER_ID, -1
     if not _may_write(ctx, request.transactional_id):
         error = ErrorCode.transactional_id_authorization_failed
     elif coord is None:
@@ -199,11 +252,25 @@ async def handle_end_txn(ctx: BrokerContext, header: RequestHeader, request: Req
             int(request.producer_id),
             int(request.producer_epoch),
             bool(request.committed),
+            TV2 if header.api_version >= _END_TXN_V2_SINCE else 0,
         )
         error = _for_client(header, r.error)
+        if error == ErrorCode.none:
+            pid, epoch = r.producer_id, r.producer_epoch  # v5: what the producer goes on with (KIP-890)
     if error != ErrorCode.none:
         ctx.count_error(ApiKey.END_TXN)
-    return resp.make(throttle_time=NO_THROTTLE, error_code=error)
+    return resp.make(throttle_time=NO_THROTTLE, error_code=error, producer_id=pid, producer_epoch=epoch)
+
+
+async def _add_offsets_implicitly(txns: TransactionCoordinator, request: Request, partition: int) -> ErrorCode:
+    """TxnOffsetCommit v5 does AddOffsetsToTxn's work: the group's partition joins the transaction. A producer the
+    coordinator refuses hears INVALID_PRODUCER_EPOCH for PRODUCER_FENCED, as verification answers in Kafka."""
+    tid, pid, epoch = str(request.transactional_id), int(request.producer_id), int(request.producer_epoch)
+    offsets = TopicPartition(internal.CONSUMER_OFFSETS, partition)
+    if txns.verify_partitions(tid, pid, epoch, frozenset({offsets}))[offsets] != ErrorCode.transaction_abortable:
+        return ErrorCode.none  # already added, or refused: verify_offsets says which
+    r = await txns.add_partitions(tid, pid, epoch, frozenset({offsets}), TV2)
+    return ErrorCode.invalid_producer_epoch if r.error == ErrorCode.producer_fenced else r.error
 
 
 async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
@@ -223,9 +290,14 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
     elif txns is None or groups is None or partition is None:
         error = ErrorCode.coordinator_not_available
     else:
-        error = txns.verify_offsets(
-            str(request.transactional_id), int(request.producer_id), int(request.producer_epoch), partition
-        )
+        if header.api_version >= _TXN_OFFSET_COMMIT_V2_SINCE:
+            error = await _add_offsets_implicitly(txns, request, partition)
+        if error == ErrorCode.none:
+            error = txns.verify_offsets(
+                str(request.transactional_id), int(request.producer_id), int(request.producer_epoch), partition
+            )
+        if error == ErrorCode.transaction_abortable and header.api_version < _TRANSACTION_ABORTABLE_SINCE:
+            error = ErrorCode.invalid_txn_state  # the code clients before KIP-890 know
     if error == ErrorCode.none and groups is not None:
         commits = commit_requests(request, errors)
         error, per = groups.commit_transactional_offsets(

@@ -16,6 +16,8 @@ fires at the state's next deadline (transaction timeout, marker retry, id expiry
 
 It also answers two questions other parts of the broker ask: may this producer write transactional data to this
 partition (Produce verifies the partition was added, KIP-890's check), and may it commit offsets for this group.
+Transactions version 2 (KIP-890 part 2) needs one more thing from the shell: a producer id handed to an EndTxn v5
+whose epoch bump exhausts the epochs, allocated before the state machine runs, as for InitProducerId.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from loosely.broker.transactions.state import (
     TxnRequestId,
     TxnState,
     WriteMarkers,
+    end_needs_new_producer_id,
     needs_new_producer_id,
     next_deadline,
     step,
@@ -153,10 +156,13 @@ class TransactionCoordinator:
                         frozenset(TopicPartition(t, p) for t, p in v.partitions),
                         v.start_ms,
                         v.last_update_ms,
+                        previous_producer_id=v.previous_producer_id,
+                        client_version=v.client_version,
+                        next_producer_id=v.next_producer_id,
                     )
         ids = self.producers.ids
         if ids is not None and self.txns:
-            ids.reserve_above(max(m.producer_id for m in self.txns.values()))
+            ids.reserve_above(max(max(m.producer_id, m.next_producer_id) for m in self.txns.values()))
         return n
 
     # --- running events ------------------------------------------------------------------------------------
@@ -208,6 +214,9 @@ class TransactionCoordinator:
             tuple(sorted(meta.partitions)),
             meta.last_update_ms,
             meta.start_ms,
+            previous_producer_id=meta.previous_producer_id,
+            next_producer_id=meta.next_producer_id,
+            client_version=meta.client_version,
         )
         try:
             self._write(tid, encode_txn_value(value))
@@ -283,24 +292,61 @@ class TransactionCoordinator:
         tid = TransactionalId(transactional_id)
         fresh = None
         if needs_new_producer_id(self.txns.get(tid), expected):
-            ids = self.producers.ids
-            assert ids is not None
-            try:
-                fresh = ids.allocate()
-            except OSError as e:
-                log.warning("allocating a producer id failed: %s", e)
+            fresh = self._allocate()
+            if fresh is None:
                 return Reply(TxnRequestId(0), ErrorCode.coordinator_not_available)
         return await self._ask(tid, lambda rid: InitProducerId(rid, tid, timeout_ms, expected, fresh))
 
+    def _allocate(self) -> int | None:
+        ids = self.producers.ids
+        assert ids is not None
+        try:
+            return ids.allocate()
+        except OSError as e:
+            log.warning("allocating a producer id failed: %s", e)
+            return None
+
     async def add_partitions(
-        self, transactional_id: str, producer_id: int, epoch: int, partitions: frozenset[TopicPartition]
+        self,
+        transactional_id: str,
+        producer_id: int,
+        epoch: int,
+        partitions: frozenset[TopicPartition],
+        client_version: int = 0,
     ) -> Reply:
         tid = TransactionalId(transactional_id)
-        return await self._ask(tid, lambda rid: AddPartitions(rid, producer_id, epoch, partitions))
+        return await self._ask(tid, lambda rid: AddPartitions(rid, producer_id, epoch, partitions, client_version))
 
-    async def end_txn(self, transactional_id: str, producer_id: int, epoch: int, commit: bool) -> Reply:
+    async def end_txn(
+        self, transactional_id: str, producer_id: int, epoch: int, commit: bool, client_version: int = 0
+    ) -> Reply:
         tid = TransactionalId(transactional_id)
-        return await self._ask(tid, lambda rid: EndTxn(rid, producer_id, epoch, commit))
+        fresh = None
+        if end_needs_new_producer_id(self.txns.get(tid), client_version):
+            fresh = self._allocate()
+            if fresh is None:
+                return Reply(TxnRequestId(0), ErrorCode.coordinator_not_available)
+        return await self._ask(tid, lambda rid: EndTxn(rid, producer_id, epoch, commit, client_version, fresh))
+
+    def verify_partitions(
+        self, transactional_id: str, producer_id: int, epoch: int, partitions: frozenset[TopicPartition]
+    ) -> dict[TopicPartition, ErrorCode]:
+        """AddPartitionsToTxn v4+ with ``verify_only``: is each partition in the producer's open transaction?
+        Kafka's coordinator answers the producer's error for every partition, else NONE for those in the transaction
+        and TRANSACTION_ABORTABLE for the others."""
+        txn = self.txns.get(TransactionalId(transactional_id))
+        if txn is None or txn.producer_id != producer_id:
+            error = ErrorCode.invalid_producer_id_mapping
+        elif txn.producer_epoch != epoch:
+            error = ErrorCode.producer_fenced
+        else:
+            return {
+                tp: ErrorCode.none
+                if txn.state is TxnState.ONGOING and tp in txn.partitions
+                else ErrorCode.transaction_abortable
+                for tp in partitions
+            }
+        return dict.fromkeys(partitions, error)
 
     def verify_produce(
         self, transactional_id: str | None, producer_id: int, epoch: int, topic: str, partition: int
@@ -323,7 +369,8 @@ class TransactionCoordinator:
         """TxnOffsetCommit: the producer is current and AddOffsetsToTxn added the group's partition.
 
         A stale epoch is INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED, at every TxnOffsetCommit version, as Kafka's
-        partition verification answers it.
+        partition verification answers it; a partition not added is TRANSACTION_ABORTABLE (KIP-890), which the
+        handler tells clients before v4 as INVALID_TXN_STATE.
         """
         txn = self.txns.get(TransactionalId(transactional_id))
         if txn is None or txn.producer_id != producer_id:
@@ -331,7 +378,7 @@ class TransactionCoordinator:
         if txn.producer_epoch != epoch:
             return ErrorCode.invalid_producer_epoch
         if txn.state is not TxnState.ONGOING or (internal.CONSUMER_OFFSETS, group_partition) not in txn.partitions:
-            return ErrorCode.invalid_txn_state
+            return ErrorCode.transaction_abortable
         return ErrorCode.none
 
     def statistics(self) -> TransactionStatistics:
