@@ -44,10 +44,10 @@ def test_a_damaged_file_is_named_at_start(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("props", "message"), [
-    ({"log.retention.ms": "abc", "log.dirs": "/x"}, "Cannot update these configs dynamically: Set(log.dirs)"),
-    ({"node.id": "2", "broker.id": "2"}, "Cannot update these configs dynamically: Set(broker.id, node.id)"),
+    ({"log.retention.ms": "abc", "log.dirs": "/x"}, "Cannot update these configs dynamically: [log.dirs]"),
+    ({"node.id": "2", "broker.id": "2"}, "Cannot update these configs dynamically: [broker.id, node.id]"),
     ({"max.connections": "5"}, "loosely applies these configs only at start (loosely broker --config): "
-                               "Set(max.connections)"),
+                               "[max.connections]"),
     ({"log.retention.ms": "abc"}, "Invalid value abc for configuration log.retention.ms: "),
 ])
 def test_checks_in_kafkas_order(props: dict[str, str], message: str) -> None:
