@@ -52,18 +52,25 @@ def apache_kafka(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         kafka.stop()
 
 
+NEWEST = f"kafka-{KAFKA_VERSION_NEWEST}"  # the cluster parameter of Apache Kafka KAFKA_VERSION_NEWEST
+_newest_running: list[ApacheKafka] = []
+_newest_last_user: list[str] = []  # the node id of the last test to run that uses it
+
+
 @pytest.fixture(scope="session")
 def apache_kafka_newest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
     """Apache Kafka KAFKA_VERSION_NEWEST, for the tests marked ``newest_kafka`` (the broker's jars only: those tests
-    use Python clients)."""
+    use Python clients). Stopped after the last of them rather than at the end of the session, which would keep an
+    idle JVM running beside the rest of the suite."""
     jars = ensure_kafka_jars(KAFKA_VERSION_NEWEST)
     kafka = ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("apache-kafka-newest"), jars_dir=jars,
                         version=KAFKA_VERSION_NEWEST)
     kafka.start()
+    _newest_running.append(kafka)
     try:
         yield kafka
     finally:
-        kafka.stop()
+        kafka.stop()  # a second stop() finds the process gone and only waits
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -71,8 +78,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     params = ["loosely", "kafka"]
     if metafunc.definition.get_closest_marker("newest_kafka") and KAFKA_VERSION != KAFKA_VERSION_NEWEST:
-        params.append(f"kafka-{KAFKA_VERSION_NEWEST}")
+        params.append(NEWEST)
     metafunc.parametrize("cluster", params, indirect=True)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    specs = [(i.nodeid, getattr(i, "callspec", None)) for i in items]
+    users = [nodeid for nodeid, spec in specs if spec is not None and spec.params.get("cluster") == NEWEST]
+    _newest_last_user[:] = users[-1:]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if _newest_last_user == [item.nodeid]:
+            while _newest_running:
+                _newest_running.pop().stop()
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +124,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     if request.param == "kafka":
         kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
         yield Cluster("kafka", kafka.bootstrap_servers, version=kafka.version)
-    elif request.param.startswith("kafka-"):
+    elif request.param == NEWEST:
         newest: ApacheKafka = request.getfixturevalue("apache_kafka_newest")
         yield Cluster("kafka", newest.bootstrap_servers, version=newest.version)
     else:

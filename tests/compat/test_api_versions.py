@@ -133,8 +133,9 @@ def test_requests_at_the_newest_versions(cluster: Cluster, topic: str) -> None:
         raw.close()
 
 
-def test_kafka_python_takes_loosely_for_kafka_4_1(cluster: Cluster) -> None:
-    """kafka-python infers the broker's release from its ApiVersions answer and caps its requests to it."""
+def test_kafka_python_infers_each_brokers_release(cluster: Cluster) -> None:
+    """kafka-python infers the broker's release from its ApiVersions answer and caps its requests to it: loosely is
+    taken for Kafka 4.1, each Kafka for its own release."""
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
     try:
         (node,) = admin.describe_cluster()["brokers"]
