@@ -21,10 +21,10 @@ CFG = BrokerConfig(data_dir="unused")
                                            "Value must be at least 1"),
     ({"share.isolation.level": "dirty"}, "Invalid value dirty for configuration share.isolation.level: "
                                          "String must be one of: read_committed, read_uncommitted"),
-    ({"consumer.heartbeat.interval.ms": "4999"}, "consumer.heartbeat.interval.ms must be greater than or equal to "
-                                                 "group.consumer.min.heartbeat.interval.ms"),
-    ({"consumer.session.timeout.ms": "60001"}, "consumer.session.timeout.ms must be less than or equal to "
-                                              "group.consumer.max.session.timeout.ms"),
+    ({"consumer.heartbeat.interval.ms": "4999"}, "consumer.heartbeat.interval.ms must be in the range 5000 to 15000 "
+                                                 "inclusive."),
+    ({"consumer.session.timeout.ms": "60001"}, "consumer.session.timeout.ms must be in the range 45000 to 60000 "
+                                              "inclusive."),
 ])
 def test_checks_in_kafkas_order(props: dict[str, str], message: str) -> None:
     with pytest.raises(GroupConfigError) as e:

@@ -3,26 +3,50 @@ JVM against any bootstrap address: what ``kafka-log-dirs.sh``, ``kafka-transacti
 
 The jar comes with the interop jars (interop/pom.xml lists it); a ``LOOSELY_JARS_DIR`` resolved before it was
 listed lacks it, so the jars are resolved again from the pom in that case.
+
+Kafka moves its tools from the Scala core (``kafka.admin.*``, ``kafka.tools.*``) to the Java ``kafka-tools`` jar
+(``org.apache.kafka.tools.*``) release by release: ``ConfigCommand`` and ``DumpLogSegments`` are in the core in 4.1
+and in ``kafka-tools`` in 4.4. :func:`kafka_command` finds a tool where the jars of the release under test keep it.
 """
 
 from __future__ import annotations
 
 import functools
 import subprocess
+import zipfile
 from pathlib import Path
 
 from compat._java import ROOT, jars_dir
 
-__all__ = ["kafka_class", "kafka_tool"]
+__all__ = ["kafka_class", "kafka_command", "kafka_tool"]
 
 
 @functools.cache
-def _classpath() -> str:
+def _jars() -> Path:
     d = jars_dir()
     if not any(d.glob("kafka-tools-*.jar")):
         out = subprocess.run([str(ROOT / "interop" / "fetch-jars")], check=True, capture_output=True, text=True)
         d = Path(out.stdout.strip())
-    return f"{d}/*"
+    return d
+
+
+def _classpath() -> str:
+    return f"{_jars()}/*"
+
+
+@functools.cache
+def kafka_command(tool: str) -> str:
+    """The main class of Kafka's tool ``tool`` (e.g. ``ConfigCommand``) in this release's jars."""
+    packages = ("org.apache.kafka.tools", "kafka.admin", "kafka.tools")
+    wanted = {f"{p.replace('.', '/')}/{tool}.class": f"{p}.{tool}" for p in packages}
+    found = set()
+    for jar in _jars().glob("kafka*.jar"):
+        with zipfile.ZipFile(jar) as z:
+            found.update(wanted.keys() & set(z.namelist()))
+    for path, main in wanted.items():
+        if path in found:
+            return main
+    raise LookupError(f"no {tool} in the Kafka jars of {_jars()}")
 
 
 def kafka_tool(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

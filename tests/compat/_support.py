@@ -14,6 +14,7 @@ class Cluster:
     kind: str  # "loosely" | "kafka"
     bootstrap_servers: str
     broker: BrokerThread | None = None
+    version: str | None = None  # the Apache Kafka release, for a "kafka" cluster
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, **configs: str) -> None:

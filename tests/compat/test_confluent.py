@@ -19,6 +19,9 @@ from confluent_kafka.admin import (
 
 from compat._support import Cluster, create_topic
 
+# the everyday client's produce, consume and admin calls: checked against the newest Kafka release too
+pytestmark = pytest.mark.newest_kafka
+
 
 def consume_partition(
     bootstrap: str, topic: str, partition: int, n: int, start: int = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from compat._java import jars_dir
+from compat._kafka_tools import kafka_command
 from compat._support import create_topic
 from loosely.broker.config import BrokerConfig
 from loosely.broker.server import BrokerThread
@@ -17,7 +18,7 @@ from loosely.broker.server import BrokerThread
 
 def dump(*args: str) -> str:
     r = subprocess.run(
-        ["java", "-Xmx256m", "-cp", f"{jars_dir()}/*", "kafka.tools.DumpLogSegments", *args],
+        ["java", "-Xmx256m", "-cp", f"{jars_dir()}/*", kafka_command("DumpLogSegments"), *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,9 +1,9 @@
-"""Dynamic broker configs (KIP-226) side by side with Apache Kafka 4.1.1: ``kafka-configs --entity-type brokers``
-(Kafka's own ConfigCommand) and IncrementalAlterConfigs set the cluster-wide default and this broker's value, and
-DescribeConfigs answers the same values and sources for the broker and for a topic without its own override; a
-config Kafka cannot change at run time is refused with the same error; deleting falls back. Group configs
-(``--entity-type groups``) are stored, described and checked alike, and a KIP-848 group's heartbeat interval is
-the one its config sets.
+"""Dynamic broker configs (KIP-226) side by side with Apache Kafka (4.1.1, or $LOOSELY_KAFKA_VERSION): ``kafka-configs
+--entity-type brokers`` (Kafka's own ConfigCommand) and IncrementalAlterConfigs set the cluster-wide default and this
+broker's value, and DescribeConfigs answers the same values and sources for the broker and for a topic without its
+own override; a config Kafka cannot change at run time is refused with the same error; deleting falls back. Group
+configs (``--entity-type groups``) are stored, described and checked alike, and a KIP-848 group's heartbeat interval
+is the one its config sets.
 
 Kafka applies a change a moment after it answers (its controller commits the record, then the broker reads it), so
 the checks wait for DescribeConfigs to show it. Each broker is started for this module only: the cluster-wide
@@ -29,14 +29,46 @@ from kio.schema.incremental_alter_configs.v1.request import (
 from kio.static.primitive import i8
 
 from broker._raw import Raw
-from compat._kafka_tools import kafka_class
+from compat._kafka_tools import kafka_class, kafka_command
 from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka, embedded_broker
+from loosely.testing.apache_kafka import KAFKA_VERSION
 
 TOPIC, BROKER, GROUP = 2, 4, 32
 SET, DELETE = 0, 1
 DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT, GROUP_CONFIG = 2, 3, 4, 5, 8
 INVALID_REQUEST, INVALID_CONFIG = 42, 40
+
+# Group configs a new group lists at their defaults besides share.session.timeout.ms (docs/broker.md, "Apache Kafka
+# releases"): loosely lists Kafka 4.1's; Kafka 4.4 adds assignment, share and streams settings and dead-letter queues.
+GROUP_DEFAULTS_41 = {
+    "share.auto.offset.reset", "share.heartbeat.interval.ms", "share.isolation.level", "share.record.lock.duration.ms",
+    "share.session.timeout.ms", "streams.heartbeat.interval.ms", "streams.num.standby.replicas",
+    "streams.session.timeout.ms"}
+GROUP_DEFAULTS = {"4.4.0": GROUP_DEFAULTS_41 | {
+    "consumer.assignment.interval.ms", "errors.deadletterqueue.copy.record.enable", "errors.deadletterqueue.topic.name",
+    "share.assignment.interval.ms", "share.delivery.count.limit", "share.partition.max.record.locks",
+    "share.renew.acknowledge.enable", "streams.assignment.interval.ms", "streams.assignor.name",
+    "streams.initial.rebalance.delay.ms", "streams.rack.aware.assignment.tags"}}
+
+
+def release(request: pytest.FixtureRequest) -> str | None:
+    """The Apache Kafka release under test, None for loosely."""
+    return KAFKA_VERSION if request.node.callspec.params["bootstrap"] == "kafka" else None
+
+
+def refused(request: pytest.FixtureRequest, names: str) -> str:
+    """Kafka 4.1's DynamicBrokerConfig (Scala) names the refused configs as a Scala Set; Kafka 4.4's and loosely's
+    as a list."""
+    listed = f"Set({names})" if release(request) == "4.1.1" else f"[{names}]"
+    return f"Cannot update these configs dynamically: {listed}"
+
+
+def out_of_range(request: pytest.FixtureRequest, name: str, low: int, high: int, in_41: str) -> str:
+    """Kafka 4.4 and loosely give a group config's range by value; Kafka 4.1 named the one bound's broker setting."""
+    if release(request) == "4.1.1":
+        return f"{name} must be {in_41}"
+    return f"{name} must be in the range {low} to {high} inclusive."
 
 
 @pytest.fixture(scope="module", params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -52,7 +84,7 @@ def bootstrap(
 
 
 def configs(bootstrap: str, *args: str) -> tuple[int, str]:
-    done = kafka_class("kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args)
+    done = kafka_class(kafka_command("ConfigCommand"), "--bootstrap-server", bootstrap, *args)
     lines = (done.stdout + done.stderr).splitlines()
     return done.returncode, "\n".join(line for line in lines if not line.startswith("SLF4J:")).strip()
 
@@ -136,13 +168,14 @@ def test_default_and_per_broker_configs_reach_topics_with_kafkas_sources(bootstr
     wait_for(bootstrap, BROKER, "", "log.retention.ms", None, 0)
 
 
-def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: str) -> None:
+def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: str,
+                                                                   request: pytest.FixtureRequest) -> None:
     rc, out = configs(bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
                       "--add-config", "log.dirs=/elsewhere")
-    assert rc != 0 and "Cannot update these configs dynamically: Set(log.dirs)" in out, out
+    assert rc != 0 and refused(request, "log.dirs") in out, out
     # The whole resource is refused, the dynamic name beside it too.
     assert alter(bootstrap, "1", [("node.id", SET, "7"), ("log.retention.ms", SET, "5")]) \
-        == (INVALID_REQUEST, "Cannot update these configs dynamically: Set(node.id)")
+        == (INVALID_REQUEST, refused(request, "node.id"))
     assert alter(bootstrap, "7", [("log.retention.ms", SET, "5")]) \
         == (INVALID_REQUEST, "Unexpected broker id, expected 1, but received 7")
     assert alter(bootstrap, "x", [("log.retention.ms", SET, "5")]) \
@@ -224,7 +257,7 @@ def test_connection_limits_change_at_run_time_alike(bootstrap: str) -> None:
     wait_for(bootstrap, BROKER, "", "max.connections.per.ip.overrides", None, 0)
 
 
-def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None:
+def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str, request: pytest.FixtureRequest) -> None:
     from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
     from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 
@@ -233,19 +266,19 @@ def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str) -> None
                    "consumer.session.timeout.ms=50000,consumer.heartbeat.interval.ms=6000")[0] == 0
     wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "6000", GROUP_CONFIG)
     seen = describe(bootstrap, GROUP, group, ())
-    assert seen["consumer.session.timeout.ms"] == ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])
+    # Kafka 4.4 lists the broker's default (group.consumer.session.timeout.ms) after the group's own value
+    synonyms = [GROUP_CONFIG, DEFAULT] if release(request) == "4.4.0" else [GROUP_CONFIG]
+    assert seen["consumer.session.timeout.ms"] == ("50000", GROUP_CONFIG, False, synonyms)
     assert seen["share.session.timeout.ms"] == ("45000", DEFAULT, False, [DEFAULT])
-    assert {n for n, v in seen.items() if v[1] == DEFAULT} == {
-        "share.auto.offset.reset", "share.heartbeat.interval.ms", "share.isolation.level",
-        "share.record.lock.duration.ms", "share.session.timeout.ms", "streams.heartbeat.interval.ms",
-        "streams.num.standby.replicas", "streams.session.timeout.ms"}
+    defaults = GROUP_DEFAULTS.get(release(request) or "", GROUP_DEFAULTS_41)
+    assert {n for n, v in seen.items() if v[1] == DEFAULT} == defaults
 
     assert alter(bootstrap, group, [("consumer.session.timeout.ms", SET, "5")], rtype=GROUP) == (
-        INVALID_CONFIG, "consumer.session.timeout.ms must be greater than or equal to "
-        "group.consumer.min.session.timeout.ms")
+        INVALID_CONFIG, out_of_range(request, "consumer.session.timeout.ms", 45000, 60000, "greater than or equal to "
+                                     "group.consumer.min.session.timeout.ms"))
     assert alter(bootstrap, group, [("consumer.heartbeat.interval.ms", SET, "99999")], rtype=GROUP) == (
-        INVALID_CONFIG, "consumer.heartbeat.interval.ms must be less than or equal to "
-        "group.consumer.max.heartbeat.interval.ms")
+        INVALID_CONFIG, out_of_range(request, "consumer.heartbeat.interval.ms", 5000, 15000, "less than or equal to "
+                                     "group.consumer.max.heartbeat.interval.ms"))
     assert alter(bootstrap, group, [("no.such.config", SET, "1")], rtype=GROUP) == (
         INVALID_CONFIG, "Unknown group config name: no.such.config")
 

@@ -116,6 +116,7 @@ def commit_positions(c: Consumer, seen: list[tuple[int, int, bytes]], topic: str
     c.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()], asynchronous=False)
 
 
+@pytest.mark.newest_kafka
 def test_confluent_consumer_restart_resumes_from_the_committed_offsets(cluster: Cluster, topic: str) -> None:
     bs = cluster.bootstrap_servers
     create_topic(bs, topic, 3)
@@ -145,6 +146,7 @@ def test_confluent_consumer_restart_resumes_from_the_committed_offsets(cluster: 
     assert {tp.partition: tp.offset for tp in committed if tp.offset >= 0} == expected
 
 
+@pytest.mark.newest_kafka
 def test_aiokafka_group_commits_and_resumes(cluster: Cluster, topic: str) -> None:
     bs = cluster.bootstrap_servers
     create_topic(bs, topic, 2)
@@ -211,6 +213,7 @@ def test_java_consumer_defaults_commit_resume_and_kafka_decodes_the_offsets_topi
     assert any(line.startswith(f"group {group} consumer ") for line in mine)
 
 
+@pytest.mark.newest_kafka
 def test_admin_lists_describes_and_deletes_groups_and_offsets(cluster: Cluster, topic: str) -> None:
     bs = cluster.bootstrap_servers
     create_topic(bs, topic, 2)
@@ -276,6 +279,7 @@ def test_admin_lists_describes_and_deletes_groups_and_offsets(cluster: Cluster, 
     assert gone.result(30).state in (ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN)
 
 
+@pytest.mark.newest_kafka
 def test_commit_for_unknown_partition_and_fetch_of_never_committed(cluster: Cluster, topic: str) -> None:
     bs = cluster.bootstrap_servers
     create_topic(bs, topic, 1)
@@ -290,6 +294,7 @@ def test_commit_for_unknown_partition_and_fetch_of_never_committed(cluster: Clus
         c.close()
 
 
+@pytest.mark.newest_kafka
 def test_static_member_restarts_within_its_session_without_a_rebalance(cluster: Cluster, topic: str) -> None:
     """group.instance.id: a static member that restarts gets its partitions back and the others never rebalance."""
     bs = cluster.bootstrap_servers

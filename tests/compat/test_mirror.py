@@ -290,13 +290,16 @@ public class TranslateOffsets {
 
 
 def java_translate_offsets(jars_dir: Path, tmp: Path, bootstrap: str, alias: str, group: str) -> list[str]:
-    """Java's ``RemoteClusterUtils.translateOffsets`` (connect-mirror-client from Maven Central) on our topics."""
-    from loosely.testing.apache_kafka import KAFKA_VERSION
+    """Java's ``RemoteClusterUtils.translateOffsets`` (connect-mirror-client from Maven Central) on our topics.
 
-    cache = Path.home() / ".cache" / "loosely" / f"mm2-client-{KAFKA_VERSION}"
+    The library is the default release's whatever Kafka runs (LOOSELY_KAFKA_VERSION): it is a client that reads the
+    checkpoints topic, and connect-mirror-client 4.4.0 does not resolve where the tests run today."""
+    from loosely.testing.apache_kafka import KAFKA_VERSION_DEFAULT
+
+    cache = Path.home() / ".cache" / "loosely" / f"mm2-client-{KAFKA_VERSION_DEFAULT}"
     if not (cache / ".complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
-        (tmp / "pom.xml").write_text(MM2_CLIENT_POM.format(v=KAFKA_VERSION))
+        (tmp / "pom.xml").write_text(MM2_CLIENT_POM.format(v=KAFKA_VERSION_DEFAULT))
         subprocess.run(["mvn", "-q", "-B", "-f", str(tmp / "pom.xml"), "dependency:copy-dependencies",
                         f"-DoutputDirectory={cache}"], check=True, stdout=subprocess.DEVNULL)
         (cache / ".complete").touch()

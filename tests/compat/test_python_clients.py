@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from compat._support import Cluster, create_topic
 
 
+@pytest.mark.newest_kafka
 @pytest.mark.parametrize("codec", [None, "gzip", "snappy", "lz4", "zstd"])
 def test_aiokafka_produce_consume(cluster: Cluster, topic: str, codec: str | None) -> None:
     create_topic(cluster.bootstrap_servers, topic, 2)
@@ -44,6 +45,7 @@ def test_aiokafka_produce_consume(cluster: Cluster, topic: str, codec: str | Non
     assert got == [(j, b"k%d" % (2 * j), b"v%d" % (2 * j)) for j in range(250)]
 
 
+@pytest.mark.newest_kafka
 @pytest.mark.parametrize("codec", [None, "gzip", "snappy", "lz4", "zstd"])
 def test_kafka_python_produce_consume(cluster: Cluster, topic: str, codec: str | None) -> None:
     create_topic(cluster.bootstrap_servers, topic, 3)

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker._raw import Raw
-from compat._kafka_tools import kafka_class
+from compat._kafka_tools import kafka_class, kafka_command
 from loosely.protocol.messages import ApiKey, encode_request
 from loosely.testing import ApacheKafka, embedded_broker
 
@@ -64,7 +64,7 @@ def bootstrap(
 
 
 def configs(bootstrap: str, *args: str) -> tuple[int, str]:
-    done = kafka_class("kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args)
+    done = kafka_class(kafka_command("ConfigCommand"), "--bootstrap-server", bootstrap, *args)
     lines = (done.stdout + done.stderr).splitlines()
     return done.returncode, "\n".join(line for line in lines if not line.startswith("SLF4J:")).strip()
 

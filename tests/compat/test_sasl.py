@@ -35,6 +35,7 @@ from kio.index import load_request_schema
 
 from broker._raw import Raw
 from compat._java import jars_dir, run_java
+from compat._kafka_tools import kafka_command
 from compat._roundtrip import produce_and_consume
 from loosely.broker.config import BrokerConfig, split_kafka_settings
 from loosely.broker.server import BrokerThread
@@ -338,13 +339,13 @@ def test_java_clients(sasl_bootstrap: str, mechanism: str, tmp_path: Path, monke
 
 
 def _configs(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Kafka's own kafka-configs (kafka.admin.ConfigCommand in 4.1) as admin over SCRAM."""
+    """Kafka's own kafka-configs (ConfigCommand, wherever the release keeps it) as admin over SCRAM."""
     props = tmp_path / "admin.properties"
     props.write_text(
         "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common."
         'security.scram.ScramLoginModule required username="alice" password="alice-secret";\n'
     )
-    cmd = ["java", "-Xmx256m", "-cp", f"{jars_dir()}/*", "kafka.admin.ConfigCommand", "--bootstrap-server",
+    cmd = ["java", "-Xmx256m", "-cp", f"{jars_dir()}/*", kafka_command("ConfigCommand"), "--bootstrap-server",
            bootstrap, "--command-config", str(props), "--entity-type", "users", *args]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 

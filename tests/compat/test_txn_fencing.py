@@ -389,6 +389,7 @@ def test_kafka_python_producer_is_fenced(cluster: Cluster, topic: str, when: str
     assert committed_values(bs, topic) == [b"new"]
 
 
+@pytest.mark.newest_kafka
 @pytest.mark.parametrize("when", ["before", "during"])
 def test_confluent_kafka_producer_is_fenced(cluster: Cluster, topic: str, when: str) -> None:
     bs = cluster.bootstrap_servers

@@ -22,7 +22,8 @@ What loosely can change at run time:
 The rest, in Kafka's words:
 
 - a name Kafka cannot change dynamically (``log.dirs``, ``node.id``, ...) refuses the whole resource with
-  INVALID_REQUEST and ``Cannot update these configs dynamically: Set(log.dirs)``, as Kafka's DynamicBrokerConfig;
+  INVALID_REQUEST and ``Cannot update these configs dynamically: [log.dirs]``, as Kafka 4.4's DynamicBrokerConfig
+  (4.1's, in Scala, printed ``Set(log.dirs)``);
 - a name Kafka can change dynamically but loosely applies only at start (``max.connections``, ``listeners``, ...)
   is refused the same way with loosely's own sentence (documented in docs/broker.md);
 - a name Kafka does not know is stored and described (with a null value and read-only), as Kafka stores custom
@@ -109,8 +110,8 @@ class Layer:
     source: int
 
 
-def _scala_set(names: Iterable[str]) -> str:
-    return f"Set({', '.join(sorted(names))})"
+def _name_list(names: Iterable[str]) -> str:
+    return f"[{', '.join(sorted(names))}]"
 
 
 def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
@@ -119,13 +120,13 @@ def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
     static = [n for n in props if n in _STATIC_NAMES]
     if static:
         raise BrokerConfigError(
-            ErrorCode.invalid_request, f"Cannot update these configs dynamically: {_scala_set(static)}"
+            ErrorCode.invalid_request, f"Cannot update these configs dynamically: {_name_list(static)}"
         )
     start_only = [n for n in props if n in _DYNAMIC_IN_KAFKA_ONLY or n.startswith("listener.name.")]
     if start_only:
         raise BrokerConfigError(
             ErrorCode.invalid_request,
-            f"loosely applies these configs only at start (loosely broker --config): {_scala_set(start_only)}",
+            f"loosely applies these configs only at start (loosely broker --config): {_name_list(start_only)}",
         )
     for name, value in props.items():
         if name in CONNECTION_NAMES:

@@ -110,11 +110,11 @@ def check(props: Mapping[str, str], cfg: BrokerConfig) -> None:
     for name, d in defs.items():
         if d.range_ms is None:
             continue
-        low, high, low_name, high_name = d.range_ms
-        if effective[name] < low:
-            raise GroupConfigError(f"{name} must be greater than or equal to {low_name}")
-        if effective[name] > high:
-            raise GroupConfigError(f"{name} must be less than or equal to {high_name}")
+        low, high, _, _ = d.range_ms
+        if not low <= effective[name] <= high:
+            # Kafka 4.4's words; 4.1 named the bound's broker setting ("... must be greater than or equal to
+            # group.consumer.min.session.timeout.ms") and not its value
+            raise GroupConfigError(f"{name} must be in the range {low} to {high} inclusive.")
     for kind in ("consumer", "share", "streams"):
         if effective[f"{kind}.session.timeout.ms"] <= effective[f"{kind}.heartbeat.interval.ms"]:
             raise GroupConfigError(f"{kind}.session.timeout.ms must be greater than {kind}.heartbeat.interval.ms")

@@ -4,6 +4,12 @@ loosely's differential tests run the same client-facing checks against loosely's
 views' scale-out tests use a three-node cluster. It needs Java 17+ and either a directory of Kafka's jars (the
 ``LOOSELY_JARS_DIR`` environment variable, as ``interop/fetch-jars`` prints) or Maven to fetch them.
 
+**Which Kafka.** :data:`KAFKA_VERSION` is the release started when nobody names one: ``$LOOSELY_KAFKA_VERSION`` if
+set, else :data:`KAFKA_VERSION_DEFAULT` (the release the whole differential suite is kept green against).
+:data:`KAFKA_VERSION_NEWEST` is the newest release on Maven Central that loosely is checked against as well;
+``ApacheKafka(version=KAFKA_VERSION_NEWEST)`` fetches its jars into a cache of their own, whatever
+``LOOSELY_JARS_DIR`` holds, so one test session can run both side by side.
+
 Usage::
 
     with ApacheKafka(nodes=1) as kafka:
@@ -41,9 +47,23 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-__all__ = ["KAFKA_VERSION", "ApacheKafka", "KafkaNode", "ensure_kafka_jars", "free_port"]
+__all__ = [
+    "KAFKA_VERSION",
+    "KAFKA_VERSION_DEFAULT",
+    "KAFKA_VERSION_NEWEST",
+    "ApacheKafka",
+    "KafkaNode",
+    "ensure_kafka_jars",
+    "free_port",
+]
 
-KAFKA_VERSION = "4.1.1"
+# The default must equal interop/pom.xml's kafka.version (tests/testing/test_apache_kafka.py checks it): the Java
+# clients and Kafka's tools come from there, the broker from here, and they name the same release.
+KAFKA_VERSION_DEFAULT = "4.1.1"
+# The newest Apache Kafka on Maven Central, checked in every test run on the most client-facing differential tests
+# (tests marked ``newest_kafka``); raise it when a newer release resolves and those tests pass against it.
+KAFKA_VERSION_NEWEST = "4.4.0"
+KAFKA_VERSION = os.environ.get("LOOSELY_KAFKA_VERSION") or KAFKA_VERSION_DEFAULT
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -57,9 +77,10 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
-    """A directory holding Apache Kafka's broker jars: ``$LOOSELY_JARS_DIR`` if set, else fetched with Maven."""
+    """A directory holding Apache Kafka ``version``'s broker jars: ``$LOOSELY_JARS_DIR`` if it holds that release,
+    else a per-version cache filled with Maven from Maven Central."""
     env = os.environ.get("LOOSELY_JARS_DIR")
-    if env and any(Path(env).glob("kafka_2.13-*.jar")):
+    if env and (Path(env) / f"kafka_2.13-{version}.jar").exists():
         return Path(env)
     dest = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loosely" / f"kafka-{version}"
     if (dest / ".complete").exists():
@@ -101,7 +122,9 @@ class ApacheKafka:
     base_dir: Path | None = None
     heap_mb: int = 512
     config: Mapping[str, str] = field(default_factory=dict)
+    # Where the jars are; when None, ensure_kafka_jars(version) finds or fetches them.
     jars_dir: Path | None = None
+    version: str = KAFKA_VERSION
     # Extra listeners beside PLAINTEXT and CONTROLLER: name -> security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT,
     # SASL_SSL), each on a free port of its own.
     listeners: Mapping[str, str] = field(default_factory=dict)
@@ -125,7 +148,12 @@ class ApacheKafka:
         return self._nodes[node_id - 1]
 
     def _classpath(self) -> str:
-        jars = self.jars_dir or ensure_kafka_jars()
+        jars = self.jars_dir or ensure_kafka_jars(self.version)
+        if not (jars / f"kafka_2.13-{self.version}.jar").exists():
+            # A jar directory of another release (LOOSELY_JARS_DIR left from before LOOSELY_KAFKA_VERSION was set)
+            # would start a Kafka other than the one the test reports against; say so instead.
+            found = ", ".join(sorted(p.name for p in jars.glob("kafka_2.13-*.jar"))) or "no kafka_2.13 jar"
+            raise RuntimeError(f"{jars} holds {found}, not Apache Kafka {self.version}")
         return os.path.join(str(jars), "*")
 
     def start(self, timeout_s: float = 90.0) -> ApacheKafka:
