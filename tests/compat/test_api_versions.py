@@ -37,8 +37,9 @@ NEWEST = {
     ApiKey.TXN_OFFSET_COMMIT: 5,
 }
 # the same maxima as newer Kafka releases advertise them: Kafka 4.4.0 lists by the earliest offset pending upload
-# to tiered storage (ListOffsets v11, KIP-1023), which loosely does not serve yet
-KAFKA_NEWEST = {"4.4.0": {**NEWEST, ApiKey.LIST_OFFSETS: 11}}
+# to tiered storage (ListOffsets v11, KIP-1023) and names topics by id in TxnOffsetCommit v6, which loosely does not
+# serve yet (docs/broker.md, "Apache Kafka releases")
+KAFKA_NEWEST = {"4.4.0": {**NEWEST, ApiKey.LIST_OFFSETS: 11, ApiKey.TXN_OFFSET_COMMIT: 6}}
 # the release kafka-python infers from each broker's ApiVersions answer (loosely's is Kafka 4.1's)
 INFERRED = {"4.1.1": (4, 1), "4.4.0": (4, 3)}
 
