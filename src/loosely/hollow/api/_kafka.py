@@ -210,7 +210,7 @@ class KafkaAnnouncer:
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         if any(p.partition == 0 for p in partitions):
             with self._lock:
-                if self._leader:
+                if self._leader and not self._stop.is_set():  # a stop hands leadership over on purpose: no news
                     log.warning("hollow producer %s lost leadership of %s", self.member, self.namespace)
                 self._assigned = False
                 self._leader = False
@@ -234,6 +234,8 @@ class KafkaAnnouncer:
                     self._leader = False
                     self._marker = None
                     self._drop_producer()
+                if self._stop.is_set():
+                    break  # what a stop interrupted is no news
                 log.warning("hollow election loop of %s: %s", self.namespace, e)
                 time.sleep(_POLL_S)
         try:
@@ -289,6 +291,8 @@ class KafkaAnnouncer:
             msg = self._consumer.poll(_POLL_S)
             if msg is not None and not msg.error():
                 self._observe(msg.key(), msg.value())
+        if self._stop.is_set():
+            return  # stopping: the loop ends and leaves the group; the term it was taking is nobody's
         raise TimeoutError("did not read back the leader record in time")
 
     def _transact(self, producer: Any, key: bytes, value: bytes) -> None:
