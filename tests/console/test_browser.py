@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select
@@ -136,9 +137,18 @@ def test_key_search_finds_the_right_message(browser: Any, console: Console, topi
     form.find_element(By.TAG_NAME, "button").click()
     wait_for(browser, lambda b: b.find_element(By.ID, "search-status").get_attribute("data-done") == "1",
              message="search to finish")
-    rows = browser.find_elements(By.CSS_SELECTOR, "#records tr.record")
-    assert [(r.get_attribute("data-partition"), r.get_attribute("data-offset")) for r in rows] == [("0", "137")]
-    assert rows[0].find_element(By.CSS_SELECTOR, ".value pre").text == '{\n  "n": 137\n}'
+
+    def found(b: Any) -> list[tuple[str, str, str]] | None:
+        """The rows shown, read in one go; None while the page is still replacing them."""
+        try:
+            return [(r.get_attribute("data-partition"), r.get_attribute("data-offset"),
+                     r.find_element(By.CSS_SELECTOR, ".value pre").text)
+                    for r in b.find_elements(By.CSS_SELECTOR, "#records tr.record")]
+        except StaleElementReferenceException:
+            return None
+
+    rows = wait_for(browser, found, message="the rows to settle")
+    assert rows == [("0", "137", '{\n  "n": 137\n}')]
     assert "scanned 350 of 350 record(s)" in text_of(browser, "#search-status")
     screenshot(browser, f"console-{console.kind}-key-search")
 
