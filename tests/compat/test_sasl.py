@@ -338,6 +338,43 @@ def test_java_clients(sasl_bootstrap: str, mechanism: str, tmp_path: Path, monke
     assert r.stdout.split("\n")[:2] == ["0 key-0 value-0", "1 key-1 value-1"], r.stderr[-2000:]
 
 
+def test_python_and_java_clients_over_sasl_ssl(sasl_listeners: dict[str, str], certs: DevCerts, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-python, aiokafka and the Java client log in with SCRAM-SHA-512 over TLS, trusting the module's CA."""
+    bootstrap, topic = sasl_listeners["SASL_SSL"], f"ssl-{uuid.uuid4().hex[:8]}"
+    sasl = {"bootstrap_servers": bootstrap, "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "alice", "sasl_plain_password": "alice-secret"}  # fmt: skip
+    p = kafka.KafkaProducer(**sasl, ssl_cafile=str(certs.ca_crt))
+    p.send(topic, b"kafka-python", partition=0).get(timeout=30)
+    p.close()
+
+    async def aio() -> bytes:
+        from aiokafka.helpers import create_ssl_context
+
+        ctx = create_ssl_context(cafile=str(certs.ca_crt))
+        c = aiokafka.AIOKafkaConsumer(topic, auto_offset_reset="earliest", ssl_context=ctx, **sasl)
+        await c.start()
+        try:
+            m = await asyncio.wait_for(c.getone(), 30)
+            return bytes(m.value)
+        finally:
+            await c.stop()
+
+    assert asyncio.run(aio()) == b"kafka-python"
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="alice" password="alice-secret";\n'
+        f"ssl.truststore.type=PEM\nssl.truststore.location={certs.ca_crt}\n"
+    )
+    monkeypatch.setenv("LOOSELY_CLIENT_CONFIG", str(props))
+    r = run_java("interop/java-clients", "ClientsProbe", "produce", bootstrap, topic, "2", "none", "true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_java("interop/java-clients", "ClientsProbe", "consume", bootstrap, topic, "0", "3")
+    assert r.stdout.split("\n")[1:3] == ["1 key-0 value-0", "2 key-1 value-1"], r.stdout + r.stderr[-2000:]
+
+
 def _configs(bootstrap: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Kafka's own kafka-configs (ConfigCommand, wherever the release keeps it) as admin over SCRAM."""
     props = tmp_path / "admin.properties"
