@@ -212,11 +212,15 @@ class DynamicBrokerConfigs:
         # A name Kafka does not know has no type, so Kafka treats it as possibly sensitive and shows no value.
         return value if name in DYNAMIC_NAMES or name in CONNECTION_NAMES else None
 
-    def connection_limits(self) -> dict[str, str]:
+    def connection_limits(self, resource_name: str | None = None, props: Mapping[str, str] | None = None
+                          ) -> dict[str, str]:
         """The dynamic connection limits in effect: the cluster default, then this broker's (static ones are the
-        server's own)."""
+        server's own). With ``props``, as they would be once ``props`` replaced resource ``resource_name``'s layer
+        (a change being checked)."""
+        default = props if props is not None and resource_name == "" else self.default
+        own = props if props is not None and resource_name == str(self.node_id) else self.per_broker
         out: dict[str, str] = {}
-        for layer in (self.default, self.per_broker):
+        for layer in (default, own):
             out.update({n: v for n, v in layer.items() if n in CONNECTION_NAMES})
         return out
 

@@ -666,10 +666,7 @@ def connection_limits(ctx: BrokerContext, dynamic: Mapping[str, str]) -> Connect
 def _connection_limits(ctx: BrokerContext, dyn: DynamicBrokerConfigs, name: str, new: Mapping[str, str]
                        ) -> ConnectionLimits:
     """The limits once ``new`` replaces resource ``name``'s layer, checked as Kafka's KafkaConfig checks them."""
-    default = dict(new) if name == "" else dyn.default
-    own = dict(new) if name == str(ctx.node_id) else dyn.per_broker
-    merged = {n: v for layer in (default, own) for n, v in layer.items() if n in CONNECTION_NAMES}
-    limits = connection_limits(ctx, merged)
+    limits = connection_limits(ctx, dyn.connection_limits(name, new))
     if limits.per_ip_max == 0 and not limits.per_ip_overrides:
         raise BrokerConfigError(
             ErrorCode.invalid_request,
