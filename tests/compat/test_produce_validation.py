@@ -220,17 +220,23 @@ def test_normal_clients_still_produce_and_consume(target: Target) -> None:
 
 
 def test_what_librdkafka_reports_for_keyless_records_on_a_compacted_topic(target: Target) -> None:
-    """confluent-kafka, one batch of 100 with 10 keyless: both brokers make it report the same per message."""
+    """confluent-kafka, one batch of 100 with 10 keyless: both brokers make it report the same per message.
+
+    The batch must be one: librdkafka reports per batch, so a batch cut short by a stalled machine (a 500 ms linger
+    once ran out in CI) would hold only keyed records and succeed. The producer learns the partition's leader first,
+    lingers far longer than the loop takes, and flush() sends what it holds at once.
+    """
     reports: dict[int, int] = {}
     p = Producer(
         {
             "bootstrap.servers": target.bootstrap,
-            "linger.ms": 500,
+            "linger.ms": 60_000,
             "batch.num.messages": 1000,
             "enable.idempotence": False,
             "retries": 0,
         }
     )
+    assert p.list_topics(target.compacted, timeout=10).topics[target.compacted].partitions[0].leader >= 0
     keyless = set(range(7, 100, 10))
     for i in range(100):
         p.produce(
