@@ -121,3 +121,59 @@ def test_a_bad_schema_registry_url_is_one_line(broker: BrokerThread) -> None:
                        check=False)
     assert (r.returncode, r.stderr) == (
         1, "loosely console: schema registry URL 'registry:8081': expected http(s)://HOST:PORT\n")
+
+
+def test_console_and_registry_reach_a_broker_that_only_has_a_sasl_ssl_listener(tmp_path: Path) -> None:
+    """The broker's own services take client settings (here a Java-style properties file, as a Kafka operator
+    writes one) and reach it through its SASL_SSL listener; without them the broker says in one line what is
+    missing."""
+    from loosely.testing.certs import make_dev_certs
+
+    certs = make_dev_certs(tmp_path / "certs")
+    secured_broker = [*LOOSELY, "broker", "--data-dir", str(tmp_path / "data"),
+                      "--config", "listeners=SASL_SSL://127.0.0.1:0",
+                      "--config", f"ssl.keystore.location={certs.broker.pem}",
+                      "--config", "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                      "--add-scram", "SCRAM-SHA-512=[name=console,password=console-secret]",
+                      "--console-listen", "127.0.0.1:0", "--schema-registry-listen", "127.0.0.1:0"]
+    r = subprocess.run(secured_broker, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("loosely broker: --schema-registry-listen needs a PLAINTEXT listener to reach this "
+                               "broker (it has SASL_SSL): give the services' client settings"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+    properties = tmp_path / "services.properties"
+    properties.write_text(
+        "security.protocol=SASL_SSL\n"
+        "sasl.mechanism=SCRAM-SHA-512\n"
+        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="console" '
+        'password="console-secret";\n'
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={certs.ca_crt}\n")
+    proc = subprocess.Popen([*secured_broker, "--services-client-config", str(properties)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        bootstrap = re.search(r"SASL_SSL://([\d.]+:\d+)", proc.stdout.readline())
+        assert bootstrap, "the broker's first line names its listener"
+        registry_url = printed_url(proc, "schema registry on")
+        url = printed_url(proc, "console on")
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+        schema_id = SchemaRegistryClient({"url": registry_url}).register_schema(
+            "secured-value", Schema('{"type":"record","name":"R","fields":[{"name":"id","type":"long"}]}', "AVRO"))
+        assert schema_id == 1  # stored in _schemas through the SASL_SSL listener
+        p = Producer({"bootstrap.servers": bootstrap.group(1), "security.protocol": "SASL_SSL",
+                      "ssl.ca.location": str(certs.ca_crt), "sasl.mechanism": "SCRAM-SHA-512",
+                      "sasl.username": "console", "sasl.password": "console-secret"})
+        p.produce("orders", key=b"o1", value=b"an order")
+        assert p.flush(30) == 0
+        page = urllib.request.urlopen(url + "/", timeout=10).read().decode()
+        assert 'href="/topics/orders"' in page  # the console lists the topics it reads over SASL_SSL
+        page = urllib.request.urlopen(url + "/topics/orders", timeout=10).read().decode()
+        size = re.search(r'<td class="num size">([^<]*)</td>', page)  # DescribeLogDirs over its own connection
+        assert size is not None and size.group(1) not in ("-", "0 B"), page
+        page = urllib.request.urlopen(url + "/topics/_schemas/messages", timeout=10).read().decode()
+        assert "secured-value" in page
+    finally:
+        assert _stop(proc) == 0

@@ -245,6 +245,11 @@ SERVICE_FLAG_DOCS: dict[str, tuple[str, str]] = {
                                   "`<data-dir>/scram-credentials.json`; re-read when it changes)."),
     "--console-sample-interval-ms MS": ("5000", "How often the console samples the cluster for its charts "
                                         "(messages/s in and out, group lag)."),
+    "--services-client-config FILE": ("none", "Kafka client properties (Java or librdkafka names) with which the "
+                                      "console and the schema registry reach this broker: they use its first "
+                                      "listener of that `security.protocol` (PLAINTEXT without them), so a broker "
+                                      "with only SSL or SASL listeners can serve them (repeatable)."),
+    "--services-config NAME=VALUE": ("none", "One such client setting, over the files' (repeatable)."),
 }
 
 

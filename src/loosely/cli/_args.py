@@ -38,6 +38,8 @@ CLIENT_SIDES: dict[str, tuple[str, str, str]] = {
     "": ("--client-config", "-X", "the cluster"),
     "source_": ("--source-client-config", "--source-config", "the source cluster"),
     "target_": ("--target-client-config", "--target-config", "the target cluster"),
+    "services_": ("--services-client-config", "--services-config",
+                  "the console and schema registry a broker serves, to reach that broker"),
 }
 
 

@@ -88,7 +88,8 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str, key_lookup: An
     ``schema_registry``: the URL of the registry the broker serves too, if any; ``latency_families``: the broker's
     request-duration histogram (``BrokerMetrics.request_latency_families``)."""
     try:
-        server = _start(bootstrap, args.console_listen, client_config={}, read_only=args.console_read_only,
+        server = _start(bootstrap, args.console_listen, client_config=args.services_kafka_config,
+                        read_only=args.console_read_only,
                         hollow=args.console_hollow, views=args.console_views, users_file=args.console_users_file,
                         sample_interval_ms=args.console_sample_interval_ms,
                         key_lookup=key_lookup, schema_registry=schema_registry,

@@ -139,14 +139,18 @@ def _broker_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _own_bootstrap(broker: Any, flag: str, what: str) -> str:
-    """The bootstrap address of the broker's first PLAINTEXT listener, for a service it runs as its own client:
-    one that speaks TLS or SASL to its own broker needs client settings that are not wired here yet."""
-    plaintext = [b.name for b in broker.listeners if b.security_protocol == "PLAINTEXT"]
-    if not plaintext:
-        raise OSError(f"{flag} needs a PLAINTEXT listener to reach this broker (TLS and SASL between the {what} "
-                      "and its own broker are not supported yet)")
-    return str(broker.bootstrap_servers_for(plaintext[0]))
+def _own_bootstrap(broker: Any, client_config: dict[str, str], flag: str) -> str:
+    """The bootstrap address of the broker's first listener that speaks the security protocol of the services'
+    client settings (``--services-client-config`` / ``--services-config``; PLAINTEXT without them), for a service
+    the broker runs as its own client."""
+    protocol = client_config.get("security.protocol", "plaintext").upper()
+    matching = [b.name for b in broker.listeners if b.security_protocol == protocol]
+    if not matching:
+        have = ", ".join(sorted({b.security_protocol for b in broker.listeners}))
+        raise OSError(f"{flag} needs a {protocol} listener to reach this broker (it has {have}): give the "
+                      "services' client settings, e.g. --services-config security.protocol=SASL_SSL and its "
+                      "sasl.* and ssl.* settings, or --services-client-config FILE")
+    return str(broker.bootstrap_servers_for(matching[0]))
 
 
 async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
@@ -157,7 +161,7 @@ async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
 
     from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
 
-    bootstrap = _own_bootstrap(broker, "--schema-registry-listen", "registry")
+    bootstrap = _own_bootstrap(broker, args.services_kafka_config, "--schema-registry-listen")
     # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
     return await asyncio.to_thread(registry_cmd.start_beside_broker, args, bootstrap)
 
@@ -171,7 +175,7 @@ async def _start_console(args: argparse.Namespace, broker: Any, registry_url: st
 
     from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
 
-    bootstrap = _own_bootstrap(broker, "--console-listen", "console")
+    bootstrap = _own_bootstrap(broker, args.services_kafka_config, "--console-listen")
     metrics = await broker.ensure_metrics()  # request latencies, read from the console's sampling thread
     # key searches are answered from this broker's key index (called from the console's threads, never this loop)
     # framed values are shown decoded with the registry this broker serves, when it serves one
@@ -271,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loosely.cli import console_cmd  # noqa: PLC0415 - argparse only; the console loads when it starts
 
     console_cmd.add_broker_options(b)
+    from loosely.cli._args import add_client_options  # noqa: PLC0415 - argparse only
+
+    add_client_options(b, side="services_")
     b.set_defaults(func=_broker_command)
     top.add_top_command(sub)
     from loosely.cli import log_cmd  # noqa: PLC0415 - storage tools, only for the subcommands that use them

@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any
 
-from loosely.cli._args import BadArgument, name_values, password_check
+from loosely.cli._args import add_client_options, password_check
 
 __all__ = ["add_registry_command", "registry_options", "start_beside_broker"]
 
@@ -84,7 +84,8 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
     """Start the registry ``loosely broker --schema-registry-listen`` asked for (blocking: call it in a thread)."""
     try:
         registry = _start(bootstrap, args.schema_registry_listen, topic=args.schema_registry_topic,
-                          compatibility=args.schema_registry_compatibility, client_config={},
+                          compatibility=args.schema_registry_compatibility,
+                          client_config=args.services_kafka_config,
                           init_timeout_ms=args.schema_registry_init_timeout_ms,
                           users_file=args.schema_registry_users_file, keystore=args.schema_registry_tls_keystore,
                           advertise=args.schema_registry_advertise,
@@ -97,11 +98,7 @@ def start_beside_broker(args: argparse.Namespace, bootstrap: str) -> Any:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    try:
-        client_config = name_values(args.X, "-X")
-    except BadArgument as e:
-        print(f"loosely schema-registry: {e}", file=sys.stderr)
-        return 2
+    client_config = args.kafka_config  # --client-config and -X, resolved (Java or librdkafka names) by main
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL is printed: a client may signal at once
         signal.signal(sig, lambda *_: stop.set())
@@ -123,8 +120,8 @@ def add_registry_command(sub: Any) -> None:
     p = sub.add_parser("schema-registry", help="run a Confluent-compatible schema registry (stored in _schemas)")
     p.add_argument("-b", "--bootstrap-servers", required=True, metavar="HOST:PORT", help="the Kafka cluster")
     p.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT to serve HTTP on (default 127.0.0.1:8081)")
-    p.add_argument("-X", action="append", metavar="NAME=VALUE", help="Kafka client setting (repeatable)")
     registry_options(p)
+    add_client_options(p)
     p.set_defaults(func=_registry)
 
 
