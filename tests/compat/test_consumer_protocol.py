@@ -95,3 +95,34 @@ def test_java_consumer_on_the_new_protocol_commits_and_resumes(cluster: Cluster,
     assert sorted(rows) == sorted((i % 3, i // 3) for i in range(30)), "read twice or skipped across the restart"
     r = run_java("interop/java-clients", "GroupsProbe", "committed", bs, topic, group, "3")
     assert r.stdout.split() == ["0", "10", "1", "10", "2", "10"]
+
+
+def test_a_heartbeat_past_epoch_zero_for_an_unknown_group_is_refused_and_creates_nothing(cluster: Cluster) -> None:
+    """Only a join (member epoch 0) may create a group: a stray heartbeat from a member of a group the coordinator
+    does not know is refused the same way on both brokers, and no empty group is left behind."""
+    import datetime
+    import uuid
+
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+    from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
+    from kio.static.primitive import i8
+
+    from broker._raw import Raw
+    from loosely.protocol.messages import ApiKey
+
+    group = f"ghost-{uuid.uuid4().hex[:8]}"
+    raw = Raw(cluster.bootstrap_servers)
+    try:
+        raw.request(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(key_type=i8(0), coordinator_keys=(group,)))
+        deadline = time.monotonic() + 30
+        while (r := raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(
+                group_id=group, member_id=str(uuid.uuid4()), member_epoch=5, rebalance_timeout=datetime.timedelta(
+                    seconds=30), subscribed_topic_names=("t",), topic_partitions=()))).error_code in (14, 15, 16):
+            assert time.monotonic() < deadline, r  # Kafka answers "not coordinator" until __consumer_offsets exists
+            time.sleep(0.1)
+    finally:
+        raw.close()
+    assert (r.error_code, r.error_message, r.member_epoch) == (  # type: ignore[attr-defined]
+        69, f"Consumer group {group} not found.", 0), r  # GROUP_ID_NOT_FOUND
+    groups = AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_consumer_groups().result(30)
+    assert group not in {g.group_id for g in groups.valid}

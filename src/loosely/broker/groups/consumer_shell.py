@@ -125,9 +125,12 @@ class ConsumerGroups:
         client_id: str,
         client_host: str,
     ) -> ConsumerHeartbeatResponse:
-        # A heartbeat for a group this broker does not know (deleted, or expired) finds it empty and the member
-        # unknown, so the client rejoins instead of giving up on GROUP_ID_NOT_FOUND.
+        # Only a join (epoch 0) creates a group: a member of a group this broker does not know hears
+        # GROUP_ID_NOT_FOUND, as from Kafka, and leaves no empty group behind.
         entry = self.groups.get(group_id)
+        if entry is None and member_epoch != 0:
+            return ConsumerHeartbeatResponse(ErrorCode.group_id_not_found, member_epoch=0,
+                                             message=f"Consumer group {group_id} not found.")
         if entry is None:
             entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
             self.groups[group_id] = entry
