@@ -101,7 +101,7 @@ def describe(bootstrap: str, rtype: int, name: str, keys: tuple[str, ...]) -> di
     finally:
         raw.close()
     (result,) = resp.results  # type: ignore[attr-defined]
-    assert result.error_code == 0, result.error_message
+    assert (result.error_code, result.error_message) == (0, ""), result.error_message
     return {e.name: (e.value, e.config_source, e.read_only, [s.source for s in e.synonyms]) for e in result.configs}
 
 
@@ -187,6 +187,19 @@ def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: st
     assert alter(bootstrap, "", [("log.retention.ms", SET, "5")], validate_only=True) == (0, None)
     time.sleep(0.5)  # Kafka would have applied a change by now (the waits above take ~0.1 s)
     assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
+
+
+def test_an_unknown_topic_is_described_alike(bootstrap: str) -> None:
+    raw = Raw(bootstrap)
+    try:
+        resp = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
+            resources=(DescribeConfigsResource(resource_type=i8(TOPIC), resource_name=f"none-{uuid.uuid4().hex[:8]}",
+                                               configuration_keys=None),),
+            include_synonyms=False, include_documentation=False))
+    finally:
+        raw.close()
+    (result,) = resp.results  # type: ignore[attr-defined]
+    assert (result.error_code, result.error_message, result.configs) == (3, "", ())  # UNKNOWN_TOPIC_OR_PARTITION
 
 
 def test_settings_left_at_their_default_say_so_alike(bootstrap: str) -> None:

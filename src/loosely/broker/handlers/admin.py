@@ -381,14 +381,14 @@ async def handle_describe_configs(ctx: BrokerContext, header: RequestHeader, req
         keys = set(r.configuration_keys) if r.configuration_keys is not None else None
         entries: list[object] = []
         code = ErrorCode.none
-        message = None
+        message: str | None = ""  # Kafka 4.1 answers "" when the resource is found, and for an unknown topic too
         denied = _config_denied(ctx, r, Op.DESCRIBE_CONFIGS)
         if denied is not None:
             code, message = denied.error_code, str(denied)
         elif r.resource_type == TOPIC:
             t = ctx.logs.get(r.resource_name)
             if t is None:
-                code, message = ErrorCode.unknown_topic_or_partition, f"topic {r.resource_name!r} does not exist"
+                code = ErrorCode.unknown_topic_or_partition
             else:
                 for name, d in sorted(TOPIC_CONFIGS.items()):
                     if keys is not None and name not in keys:
