@@ -22,6 +22,7 @@ from kio.index import load_request_schema
 
 from hollow.raw.raw_support import Movie, wait_until
 from loosely.clients.wire import KafkaConnection
+from loosely.hollow.api import KafkaAnnouncer
 from loosely.hollow.raw import Dataset, NotLeaderError, RawClient, RawProducer, WriteError, Writer
 from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka
@@ -69,6 +70,12 @@ def test_writer_producer_and_client_on_three_nodes_survive_a_broker_kill(three_n
     md = AdminClient({"bootstrap.servers": boot}).list_topics(timeout=30)
     for topic in (ds.changes_topic, ds.writer_topic, ds.producer_topic):
         assert all(len(p.replicas) == 3 for p in md.topics[topic].partitions.values()), topic
+    # plain Hollow's announcer makes its topic with the cluster's default replication factor too, not 1
+    announcer = KafkaAnnouncer(boot, f"{ds.name}.announce", ds.name)
+    announcer.start()
+    announcer.stop()
+    md = AdminClient({"bootstrap.servers": boot}).list_topics(f"{ds.name}.announce", timeout=30)
+    assert [len(p.replicas) for p in md.topics[f"{ds.name}.announce"].partitions.values()] == [3]
 
     with Writer(ds) as writer, RawProducer(ds, cycle_interval_ms=200) as producer, \
             RawClient(ds, timeout_ms=20_000) as client:

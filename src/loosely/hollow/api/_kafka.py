@@ -61,7 +61,8 @@ def _ensure_topic(bootstrap_servers: str, topic: str, client_config: Mapping[str
     )
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, **client_config})
-    futures = admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})],
+    # replication factor -1: the cluster's default.replication.factor (KIP-464), so a cluster keeps copies
+    futures = admin.create_topics([NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})],
                                   request_timeout=timeout_s)
     for f in futures.values():
         try:
