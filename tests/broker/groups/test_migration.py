@@ -176,6 +176,22 @@ def test_a_classic_group_converts_to_a_consumer_group_and_back(broker: BrokerThr
     assert fetch(raw, ["g"], "t", [0]) == {"g": {0: 6}}
 
 
+def test_a_malformed_join_converts_nothing(broker: BrokerThread) -> None:
+    """Kafka checks a heartbeat before it looks the group up: a malformed join of a classic group with members is
+    INVALID_REQUEST, and the group stays classic, its member undisturbed."""
+    from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
+
+    raw = Raw(broker.bootstrap_servers)
+    member, gen = classic_member(raw, "g")
+    r = raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(
+        group_id="g", member_id="m1", member_epoch=0, rebalance_timeout=datetime.timedelta(seconds=30),
+        subscribed_topic_names=None, topic_partitions=()))  # a first request must name its subscription
+    assert (r.error_code, r.error_message) == (  # type: ignore[attr-defined]
+        ErrorCode.invalid_request, "SubscribedTopicNames or a regex must be set in first request.")
+    assert describe_classic(raw, "g") == (ErrorCode.none, "Stable")
+    assert heartbeat(raw, "g", member, gen) == ErrorCode.none
+
+
 def test_the_migration_policy_decides_which_way_a_group_may_go(tmp_path: Path, clock: FakeClock) -> None:
     for policy in ("disabled", "upgrade", "downgrade"):
         b = start(tmp_path / policy, clock, policy)

@@ -69,6 +69,7 @@ __all__ = [
     "next_deadline",
     "step",
     "subscription",
+    "validate_heartbeat",
     "validate_offset_commit",
 ]
 
@@ -272,7 +273,9 @@ def step(group: ConsumerGroup, event: Event, now_ms: int) -> tuple[ConsumerGroup
     return _heartbeat(group, event, now_ms)
 
 
-def _validate(ev: ConsumerHeartbeat) -> ConsumerHeartbeatResponse | None:
+def validate_heartbeat(ev: ConsumerHeartbeat) -> ConsumerHeartbeatResponse | None:
+    """The answer to a malformed heartbeat (INVALID_REQUEST and Kafka's words, ...), or None. Kafka checks this
+    before it looks the group up, so a bad request neither creates nor converts a group."""
     if ev.instance_id == "" or ev.rack_id == "":
         return _error(ErrorCode.invalid_request, "InstanceId and RackId can't be empty.")
     if ev.member_epoch > 0 or ev.member_epoch == LEAVE_EPOCH:
@@ -301,7 +304,7 @@ def _validate(ev: ConsumerHeartbeat) -> ConsumerHeartbeatResponse | None:
 
 
 def _heartbeat(g: ConsumerGroup, ev: ConsumerHeartbeat, now: int) -> tuple[ConsumerGroup, ConsumerHeartbeatResponse]:
-    invalid = _validate(ev)
+    invalid = validate_heartbeat(ev)
     if invalid is not None:
         return g, invalid
     member = g.members.get(ev.member_id)

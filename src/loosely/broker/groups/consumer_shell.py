@@ -42,6 +42,7 @@ from loosely.broker.groups.consumer import (
     next_deadline,
     step,
     subscription,
+    validate_heartbeat,
 )
 from loosely.broker.groups.store import store_error
 from loosely.protocol.errors import ErrorCode
@@ -124,19 +125,10 @@ class ConsumerGroups:
         owned: frozenset[tuple[uuid.UUID, int]] | None,
         client_id: str,
         client_host: str,
+        claim: Callable[[], ErrorCode] | None = None,
     ) -> ConsumerHeartbeatResponse:
-        # Only a join (epoch 0) creates a group: a member of a group this broker does not know hears
-        # GROUP_ID_NOT_FOUND, as from Kafka, and leaves no empty group behind.
-        entry = self.groups.get(group_id)
-        if entry is None and member_epoch != 0:
-            return ConsumerHeartbeatResponse(ErrorCode.group_id_not_found, member_epoch=0,
-                                             message=f"Consumer group {group_id} not found.")
-        if entry is None:
-            entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
-            self.groups[group_id] = entry
-        limits = self.limits_of(group_id)
-        if entry.state.limits != limits:
-            entry.state = dataclasses.replace(entry.state, limits=limits)
+        """``claim``: asked once the request is found well formed, before the group is looked up (the coordinator
+        converting a classic group of that id); an error it returns is the answer."""
         event = ConsumerHeartbeat(
             member_id=member_id or str(uuid.uuid4()),  # v0: the coordinator names new members
             member_epoch=member_epoch,
@@ -151,6 +143,23 @@ class ConsumerGroups:
             client_host=client_host,
             topics=self.topics(),
         )
+        invalid = validate_heartbeat(event)
+        if invalid is not None:
+            return invalid
+        if claim is not None and (code := claim()) != ErrorCode.none:
+            return ConsumerHeartbeatResponse(code, message=f"Group {group_id} is not a consumer group.")
+        # Only a join (epoch 0) creates a group: a member of a group this broker does not know hears
+        # GROUP_ID_NOT_FOUND, as from Kafka, and leaves no empty group behind.
+        entry = self.groups.get(group_id)
+        if entry is None and member_epoch != 0:
+            return ConsumerHeartbeatResponse(ErrorCode.group_id_not_found, member_epoch=0,
+                                             message=f"Consumer group {group_id} not found.")
+        if entry is None:
+            entry = _Entry(ConsumerGroup(group_id, self.limits), self.ctx.clock.now_ms())
+            self.groups[group_id] = entry
+        limits = self.limits_of(group_id)
+        if entry.state.limits != limits:
+            entry.state = dataclasses.replace(entry.state, limits=limits)
         try:
             response = self._apply(group_id, lambda g, now: step(g, event, now))
         except LogError as e:

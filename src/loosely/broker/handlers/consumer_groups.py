@@ -56,8 +56,6 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
-    elif (claim := coord.claim_for_consumer_protocol(str(request.group_id), request.member_epoch)) != ErrorCode.none:
-        r = ConsumerHeartbeatResponse(claim, message=f"Group {request.group_id} is not a consumer group.")
     else:
         owned = request.topic_partitions
         names = request.subscribed_topic_names
@@ -74,6 +72,7 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
             owned=None if owned is None else frozenset((t.topic_id, int(p)) for t in owned for p in t.partitions),
             client_id=header.client_id or "",
             client_host=client_host(),
+            claim=lambda: coord.claim_for_consumer_protocol(str(request.group_id), request.member_epoch),
         )
     if r.error != ErrorCode.none:
         ctx.count_error(ApiKey.CONSUMER_GROUP_HEARTBEAT)
