@@ -13,17 +13,18 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.protocol.consumer.group import OffsetCommitRequest, OffsetFetchRequest
 from kafka.protocol.consumer.offsets import ListOffsetsRequest
 from kafka.structs import OffsetAndMetadata
 
 from broker._raw import Raw
+from compat._java import run_java
 from compat._support import Cluster, create_topic
 from loosely.protocol.messages import SUPPORTED_VERSIONS, ApiKey, build, load_request_schema
 from loosely.protocol.records import NewRecord, build_batch
-from loosely.testing.apache_kafka import KAFKA_VERSION_NEWEST
+from loosely.testing.apache_kafka import KAFKA_VERSION_NEWEST, ensure_kafka_jars
 
 # the newest versions loosely serves, Kafka 4.4.0's, for the APIs whose maxima moved since Kafka 4.0
 NEWEST = {
@@ -194,6 +195,9 @@ def test_describe_groups_of_a_consumer_protocol_group(cluster: Cluster, topic: s
         member.close()
 
 
+COORDINATOR_NOT_YET = frozenset({14, 15, 16})  # loading, not available, not the coordinator (yet)
+
+
 def _settled(send: Any, retry: frozenset[int], code: Any) -> Any:
     """The first answer whose code is not one that only says "not yet" (a coordinator loading, a new topic)."""
     deadline = time.monotonic() + 30
@@ -210,7 +214,8 @@ def _call(raw: Raw, api: int, version: int, **fields: Any) -> Any:
 def test_requests_new_in_kafka_4_4(cluster: Cluster, topic: str) -> None:
     """Every version Kafka 4.2-4.4 added, asked of loosely and Kafka 4.4.0 with the same assertions: topics by id in
     the offset APIs (an id no topic has: UNKNOWN_TOPIC_ID), refused partitions listed first, ListOffsets -6 and its
-    version gate, ApiVersions v5's target checks, DeleteGroups v3 and DescribeLogDirs v5."""
+    version gate, WriteTxnMarkers v2's epoch rule, ApiVersions v5's target checks, DeleteGroups v3 and
+    DescribeLogDirs v5."""
     create_topic(cluster.bootstrap_servers, topic, 1)
     raw = Raw(cluster.bootstrap_servers)
     group, txn_id, nobody = f"g-{topic}", f"tx-{topic}", uuid.UUID(int=12345)
@@ -221,7 +226,7 @@ def test_requests_new_in_kafka_4_4(cluster: Cluster, topic: str) -> None:
             include_topic_authorized_operations=False)), frozenset({3}), lambda a: int(a.topics[0].error_code))
         tid = meta.topics[0].topic_id
         _settled(lambda: _call(raw, ApiKey.FIND_COORDINATOR, 4, key_type=0, coordinator_keys=(group,)).coordinators[0],
-                 frozenset({14, 15}), lambda c: int(c.error_code))
+                 COORDINATOR_NOT_YET, lambda c: int(c.error_code))
 
         def list_offsets(version: int, ts: int) -> tuple[int, int, int, int]:
             _, lm = _request(ApiKey.LIST_OFFSETS, version)
@@ -236,14 +241,15 @@ def test_requests_new_in_kafka_4_4(cluster: Cluster, topic: str) -> None:
                                                                                         (35, -1, -1, -1), 35)
 
         _, m = _request(ApiKey.OFFSET_COMMIT, 10)
-        commit = _call(raw, ApiKey.OFFSET_COMMIT, 10, group_id=group, generation_id_or_member_epoch=-1, member_id="",
-                       group_instance_id=None, topics=(
-                           m.OffsetCommitRequestTopic(topic_id=tid, partitions=tuple(m.OffsetCommitRequestPartition(
-                               partition_index=p, committed_offset=5, committed_leader_epoch=-1,
-                               committed_metadata="md") for p in (0, 7))),
-                           m.OffsetCommitRequestTopic(topic_id=nobody, partitions=(m.OffsetCommitRequestPartition(
-                               partition_index=0, committed_offset=5, committed_leader_epoch=-1,
-                               committed_metadata=None),))))
+        commit = _settled(lambda: _call(
+            raw, ApiKey.OFFSET_COMMIT, 10, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+            group_instance_id=None, topics=(
+                m.OffsetCommitRequestTopic(topic_id=tid, partitions=tuple(m.OffsetCommitRequestPartition(
+                    partition_index=p, committed_offset=5, committed_leader_epoch=-1, committed_metadata="md")
+                    for p in (0, 7))),
+                m.OffsetCommitRequestTopic(topic_id=nobody, partitions=(m.OffsetCommitRequestPartition(
+                    partition_index=0, committed_offset=5, committed_leader_epoch=-1, committed_metadata=None),)))),
+            COORDINATOR_NOT_YET, lambda a: int(a.topics[0].partitions[1].error_code))
         assert [(t.topic_id, [(p.partition_index, int(p.error_code)) for p in t.partitions]) for t in commit.topics] \
             == [(tid, [(7, 3), (0, 0)]), (nobody, [(0, 100)])]
 
@@ -263,10 +269,10 @@ def test_requests_new_in_kafka_4_4(cluster: Cluster, topic: str) -> None:
 
         # TxnOffsetCommit v6, transactions version 2: the group's partition joins the transaction implicitly
         _settled(lambda: _call(raw, ApiKey.FIND_COORDINATOR, 4, key_type=1, coordinator_keys=(txn_id,)).coordinators[0],
-                 frozenset({14, 15}), lambda c: int(c.error_code))
+                 COORDINATOR_NOT_YET, lambda c: int(c.error_code))
         init = _settled(lambda: _call(raw, ApiKey.INIT_PRODUCER_ID, 5, transactional_id=txn_id,
                                       transaction_timeout=_ms(60_000), producer_id=-1, producer_epoch=-1),
-                        frozenset({14, 15, 16, 51}), lambda a: int(a.error_code))
+                        COORDINATOR_NOT_YET | {51}, lambda a: int(a.error_code))
         _, m = _request(ApiKey.TXN_OFFSET_COMMIT, 6)
         txn_commit = _settled(lambda: _call(
             raw, ApiKey.TXN_OFFSET_COMMIT, 6, transactional_id=txn_id, group_id=group, producer_id=init.producer_id,
@@ -277,9 +283,32 @@ def test_requests_new_in_kafka_4_4(cluster: Cluster, topic: str) -> None:
                     for p in (0, 5))),
                 m.TxnOffsetCommitRequestTopic(topic_id=nobody, partitions=(m.TxnOffsetCommitRequestPartition(
                     partition_index=0, committed_offset=9, committed_leader_epoch=-1, committed_metadata=None),)))),
-            frozenset({14, 15, 16, 51}), lambda a: int(a.topics[0].partitions[1].error_code))
+            COORDINATOR_NOT_YET | {51}, lambda a: int(a.topics[0].partitions[1].error_code))
         assert [(t.topic_id, [(p.partition_index, int(p.error_code)) for p in t.partitions])
                 for t in txn_commit.topics] == [(tid, [(5, 3), (0, 0)]), (nobody, [(0, 100)])]
+
+        # WriteTxnMarkers v2 (KIP-1228): a transaction version 2 marker must carry a newer epoch than the producer's
+        # data, except when it repeats one for a transaction already ended; the transaction's data comes first
+        _, m = _request(ApiKey.PRODUCE, 13)
+        batch = build_batch([NewRecord(key=b"k", value=b"t", timestamp=1_700_000_000_000)], transactional=True,
+                            producer_id=int(init.producer_id), producer_epoch=int(init.producer_epoch),
+                            base_sequence=0)
+        produced = _settled(lambda: _call(raw, ApiKey.PRODUCE, 13, transactional_id=txn_id, acks=-1,
+                                          timeout=_ms(10_000), topic_data=(m.TopicProduceData(topic_id=tid,
+                                          partition_data=(m.PartitionProduceData(index=0, records=batch),)),)),
+                            frozenset({6, 51}), lambda a: int(a.responses[0].partition_responses[0].error_code))
+        assert int(produced.responses[0].partition_responses[0].error_code) == 0
+        _, m = _request(ApiKey.WRITE_TXN_MARKERS, 2)
+
+        def marker(epoch: int, version: int) -> int:
+            written = _call(raw, ApiKey.WRITE_TXN_MARKERS, 2, markers=(m.WritableTxnMarker(
+                producer_id=init.producer_id, producer_epoch=epoch, transaction_result=True, coordinator_epoch=0,
+                topics=(m.WritableTxnMarkerTopic(name=topic, partition_indexes=(0,)),), transaction_version=version),))
+            return int(written.markers[0].topics[0].partitions[0].error_code)
+
+        bumped = int(init.producer_epoch) + 1
+        assert [marker(int(init.producer_epoch), 2), marker(bumped, 2), marker(bumped, 2), marker(bumped - 1, 1),
+                marker(bumped - 1, 2)] == [47, 0, 0, 47, 47]
         ended = _settled(lambda: _call(raw, ApiKey.END_TXN, 5, transactional_id=txn_id, producer_id=init.producer_id,
                                        producer_epoch=init.producer_epoch, committed=False),
                          frozenset({51}), lambda a: int(a.error_code))
@@ -333,3 +362,43 @@ def test_kafka_python_uses_the_new_offset_versions(cluster: Cluster, topic: str)
     finally:
         consumer.close()
         admin.close()
+
+
+@NEWEST_ONLY
+def test_java_clients_of_the_newest_release(cluster: Cluster, topic: str) -> None:
+    """Kafka 4.4.0's Java consumer (the broker's jars hold its clients), a member of a consumer-protocol group,
+    commits and fetches its group's offsets at the versions both brokers advertise, OffsetCommit and OffsetFetch
+    v10, naming topics by id; loosely is checked to have been asked at v10."""
+    bs = cluster.bootstrap_servers
+    create_topic(bs, topic, 2)
+    producer = Producer({"bootstrap.servers": bs})
+    for i in range(6):
+        producer.produce(topic, b"v%d" % i, partition=i % 2)
+    assert producer.flush(30) == 0
+    jars, group = ensure_kafka_jars(KAFKA_VERSION_NEWEST), f"g-{topic}"
+    seen = _record_versions(cluster, (ApiKey.OFFSET_COMMIT, ApiKey.OFFSET_FETCH))
+    # the consumer group protocol's member (KIP-848) names topics by id; the classic one still sends names (v9)
+    consumed = run_java("interop/java-clients", "GroupsProbe", "group-consume", bs, topic, group, "6", "consumer",
+                        jars=jars)
+    assert consumed.returncode == 0, consumed.stderr[-3000:]
+    assert sorted(tuple(line.split()) for line in consumed.stdout.splitlines()) == sorted(
+        (str(i % 2), str(i // 2), f"v{i}") for i in range(6))
+    committed = run_java("interop/java-clients", "GroupsProbe", "committed", bs, topic, group, "2", jars=jars)
+    assert committed.stdout.split() == ["0", "3", "1", "3"], committed.stderr[-3000:]
+    if cluster.broker is not None:  # what loosely was asked (Kafka's side shows only in its answers)
+        assert {(ApiKey.OFFSET_COMMIT, 10), (ApiKey.OFFSET_FETCH, 10)} <= seen
+
+
+def _record_versions(cluster: Cluster, keys: tuple[int, ...]) -> set[tuple[int, int]]:
+    """``(api key, version)`` of every request for ``keys`` an embedded loosely broker handles from now on."""
+    seen: set[tuple[int, int]] = set()
+    if cluster.broker is None:
+        return seen
+    handlers = cluster.broker.broker.handlers
+    for key in keys:
+        async def recording(ctx: Any, header: Any, request: Any, handle: Any = handlers[key]) -> object:
+            seen.add((header.api_key, header.api_version))
+            return await handle(ctx, header, request)
+
+        handlers[key] = recording
+    return seen
