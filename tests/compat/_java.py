@@ -20,18 +20,19 @@ def jars_dir() -> Path:
 
 
 @functools.cache
-def compiled(program_dir: str, jars: Path | None = None) -> Path:
+def compiled(program_dir: str) -> Path:
     out = Path(tempfile.mkdtemp(prefix="loosely-java-"))
     sources = sorted(str(p) for p in (ROOT / program_dir).glob("*.java"))
-    subprocess.run(["javac", "-d", str(out), "-cp", f"{jars or jars_dir()}/*", *sources], check=True)
+    subprocess.run(["javac", "-d", str(out), "-cp", f"{jars_dir()}/*", *sources], check=True)
     return out
 
 
 def run_java(
     program_dir: str, main: str, *args: str, timeout: float = 120, jars: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``jars``: another release's jars (e.g. the newest Kafka's broker jars, which hold its Java clients)."""
-    cp = f"{compiled(program_dir, jars)}:{jars or jars_dir()}/*"
+    """``jars``: run on another release's jars (e.g. the newest Kafka's broker jars, which hold its Java clients);
+    the programs are compiled once, against the default release, and use only APIs both releases have."""
+    cp = f"{compiled(program_dir)}:{jars or jars_dir()}/*"
     return subprocess.run(
         ["java", "-Xmx256m", "-cp", cp, main, *args], capture_output=True, text=True, timeout=timeout, check=False
     )

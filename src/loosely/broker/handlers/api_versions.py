@@ -9,8 +9,9 @@ and the level it runs at (finalized), which ``kafka-features describe`` prints a
 producer uses transactions version 2 only when ``transaction.version`` is finalized at 2 or more). loosely claims
 only what it does; a single node cannot change levels, so each feature supports exactly its finalized level:
 
-* ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with, whose APIs loosely
-  follows. There is no metadata log; the level is what the node is compatible with, not a record format.
+* ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with. There is no metadata
+  log, so no level names a record format here; the request versions served are Kafka 4.4's, which no client gates
+  on this level (Kafka 4.4 finalizes 4.4-IV2, 33: docs/broker.md lists the difference).
 * ``group.version`` 1: the consumer group protocol (KIP-848) is always on.
 * ``transaction.version`` 2: transactions version 2 (KIP-890 part 2), which Kafka 4.1 finalizes too. Level 1 is
   ``__transaction_state`` written as TransactionLogValue v1; level 2 is EndTxn v5 bumping the epoch of every
