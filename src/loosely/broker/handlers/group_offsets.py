@@ -30,7 +30,15 @@ from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 
-__all__ = ["HANDLERS", "RequestedTopic", "commit_requests", "committed_topics", "partition_errors", "requested_topics"]
+__all__ = [
+    "HANDLERS",
+    "RequestedTopic",
+    "commit_requests",
+    "committed_topics",
+    "named",
+    "partition_errors",
+    "requested_topics",
+]
 
 _TOPIC_IDS_SINCE = 10  # OffsetCommit and OffsetFetch name topics by id only
 DEFAULT_RETENTION = -1  # OffsetCommit v2-v4 retention_time_ms: use the broker's offsets.retention
@@ -62,6 +70,7 @@ class RequestedTopic:
 
 
 def requested_topics(ctx: BrokerContext, topics: Iterable[Request]) -> list[RequestedTopic]:
+    """A request's topics with their names, looked up by id where the version names them by id."""
     out = []
     for t in topics:
         tid: uuid.UUID | None = getattr(t, "topic_id", None)
