@@ -76,6 +76,8 @@ def apache_kafka_newest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cluster" not in metafunc.fixturenames:
         return
+    if any("cluster" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+        return  # the test names its own clusters (e.g. only those that serve a newer version)
     params = ["loosely", "kafka"]
     if metafunc.definition.get_closest_marker("newest_kafka") and KAFKA_VERSION != KAFKA_VERSION_NEWEST:
         params.append(NEWEST)

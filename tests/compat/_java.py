@@ -27,8 +27,12 @@ def compiled(program_dir: str) -> Path:
     return out
 
 
-def run_java(program_dir: str, main: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    cp = f"{compiled(program_dir)}:{jars_dir()}/*"
+def run_java(
+    program_dir: str, main: str, *args: str, timeout: float = 120, jars: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``jars``: run on another release's jars (e.g. the newest Kafka's broker jars, which hold its Java clients);
+    the programs are compiled once, against the default release, and use only APIs both releases have."""
+    cp = f"{compiled(program_dir)}:{jars or jars_dir()}/*"
     return subprocess.run(
         ["java", "-Xmx256m", "-cp", cp, main, *args], capture_output=True, text=True, timeout=timeout, check=False
     )

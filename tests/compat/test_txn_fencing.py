@@ -27,12 +27,11 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentError
 from kafka import KafkaProducer
 from kafka.errors import ProducerFencedError
-from kio.index import load_request_schema
 from kio.schema.errors import ErrorCode
 
 from broker._raw import Raw
 from compat._support import Cluster, create_topic
-from loosely.protocol.messages import SUPPORTED_VERSIONS, ApiKey, build, nested
+from loosely.protocol.messages import SUPPORTED_VERSIONS, ApiKey, build, load_request_schema, nested
 from loosely.protocol.records import NewRecord, build_batch
 
 FENCED = ErrorCode.producer_fenced
@@ -50,12 +49,19 @@ RETRIABLE = frozenset(
     }
 )
 PRODUCE_MIN = 3  # Kafka 4 closes the connection on Produce v0-2
+TXN_OFFSET_COMMIT_BY_ID = 6  # topics by id (KIP-1319)
 
 T = TypeVar("T")
 
 
-def versions(api: int, first: int = 0) -> range:
+def versions(api: int, first: int = 0, raw: Raw | None = None) -> range:
+    """The versions loosely serves from ``first``; with ``raw``, only those that broker advertises too (Kafka 4.1.1
+    serves fewer than loosely, which serves Kafka 4.4.0's)."""
     low, high = SUPPORTED_VERSIONS[api]
+    if raw is not None:
+        answer = raw.request(ApiKey.API_VERSIONS, 3, build(load_request_schema(ApiKey.API_VERSIONS, 3),
+                                                           client_software_name="t", client_software_version="1"))
+        high = min(high, *(int(k.max_version) for k in answer.api_keys if int(k.api_key) == api))  # type: ignore[attr-defined]
     return range(max(low, first), high + 1)
 
 
@@ -177,7 +183,8 @@ def txn_offset_commit(raw: Raw, version: int, f: TxnProducer, group: str) -> Err
         committed_leader_epoch=-1,
         committed_metadata="",
     )
-    topics = (build(nested(cls, "TxnOffsetCommitRequestTopic"), name=f.topic, partitions=(part,)),)
+    named = {"topic_id": topic_id(raw, f.topic)} if version >= TXN_OFFSET_COMMIT_BY_ID else {"name": f.topic}
+    topics = (build(nested(cls, "TxnOffsetCommitRequestTopic"), **named, partitions=(part,)),)
 
     def send() -> ErrorCode:
         resp = call(raw, ApiKey.TXN_OFFSET_COMMIT, version, **f.producer, group_id=group, topics=topics)
@@ -281,7 +288,7 @@ def test_txn_offset_commit(fenced: Fenced) -> None:
     f = fenced
     group = f"g-{f.tid}"
     find_coordinator(f.raw, group, 0)
-    got = {v: txn_offset_commit(f.raw, v, f, group) for v in versions(ApiKey.TXN_OFFSET_COMMIT)}
+    got = {v: txn_offset_commit(f.raw, v, f, group) for v in versions(ApiKey.TXN_OFFSET_COMMIT, raw=f.raw)}
     assert got == {v: OLD_EPOCH for v in got}
 
 

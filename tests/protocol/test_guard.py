@@ -8,13 +8,12 @@ import io
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kio.index import load_request_schema
 from kio.serial import entity_writer
 from kio.static.primitive import Records
 
 from loosely.protocol.errors import ProtocolError
 from loosely.protocol.guard import check_entity
-from loosely.protocol.messages import SUPPORTED_VERSIONS
+from loosely.protocol.messages import SUPPORTED_VERSIONS, load_request_schema
 
 st.register_type_strategy(Records, st.binary(max_size=40).map(Records))  # type: ignore[arg-type]
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Final, NewType, Protocol
 
 from loosely.broker.context import BrokerContext
+from loosely.broker.transactions.state import EPOCH_MAX, TV2
 from loosely.protocol.errors import CorruptRecordError, ErrorCode
 from loosely.protocol.records import (
     CONTROL_KEY,
@@ -216,9 +217,20 @@ def after_marker(
     )
 
 
-def _check_marker(entry: ProducerEntry | None, epoch: int, coordinator_epoch: int) -> None:
-    if entry is not None and epoch < entry.epoch:
-        raise SequenceError(ErrorCode.invalid_producer_epoch, f"marker epoch {epoch} is older than {entry.epoch}")
+def _check_marker(
+    entry: ProducerEntry | None, epoch: int, coordinator_epoch: int, transaction_version: int, open_txn: bool
+) -> None:
+    """A marker's epoch may not be older than the producer's (transaction version 0-1); from version 2 the
+    coordinator bumps the epoch at every end, so the marker must be newer, except that a retried marker of a
+    transaction already completed (or of a producer at the last epoch) is written again (Kafka 4.4's
+    ProducerAppendInfo, KIP-1228)."""
+    if entry is None:
+        return
+    stale = epoch <= entry.epoch if transaction_version >= TV2 else epoch < entry.epoch
+    retry = transaction_version >= TV2 and epoch == entry.epoch and (not open_txn or epoch == EPOCH_MAX)
+    if stale and not retry:
+        word = "not newer than" if transaction_version >= TV2 else "older than"
+        raise SequenceError(ErrorCode.invalid_producer_epoch, f"marker epoch {epoch} is {word} {entry.epoch}")
     if entry is not None and coordinator_epoch < entry.coordinator_epoch:
         raise SequenceError(
             ErrorCode.transaction_coordinator_fenced,
@@ -389,10 +401,13 @@ class ProducerStateManager:
         commit: bool,
         coordinator_epoch: int,
         timestamp_ms: int,
+        transaction_version: int = 0,
     ) -> AppendResult:
-        """Append a COMMIT or ABORT marker for the producer's transaction in this partition."""
+        """Append a COMMIT or ABORT marker for the producer's transaction in this partition. ``transaction_version``:
+        what WriteTxnMarkers v2 says the marker ends (KIP-1228); the coordinator's own markers are checked as 0-1."""
         st = self._state(topic, partition, plog)
-        _check_marker(st.entries.get(producer_id), epoch, coordinator_epoch)
+        open_txn = producer_id in st.ongoing
+        _check_marker(st.entries.get(producer_id), epoch, coordinator_epoch, transaction_version, open_txn)
         batch = build_control_batch(
             ControlType.COMMIT if commit else ControlType.ABORT,
             producer_id=producer_id,

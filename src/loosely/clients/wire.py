@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.framing import SIZE
-from loosely.protocol.messages import ApiKey, build, decode_response, encode_request
+from loosely.protocol.messages import ApiKey, build, decode_response, encode_request, load_request_schema
 from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
 __all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "request_class"]
@@ -158,9 +158,8 @@ class KafkaConnection:
 
 
 def request_class(api_key: int, version: int) -> type[Any]:
-    """kio's request class of an API version (to :func:`~loosely.protocol.messages.build` a request with)."""
-    from kio.index import load_request_schema  # noqa: PLC0415 - loosely.protocol.messages loads kio already
-
+    """The request class of an API version, kio's or loosely's own where kio lacks it (to
+    :func:`~loosely.protocol.messages.build` a request with)."""
     return load_request_schema(api_key, version)
 
 

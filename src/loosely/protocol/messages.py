@@ -27,14 +27,17 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
-from kio.index import KioIndexError, load_request_schema, load_response_schema
+from kio.index import KioIndexError
+from kio.index import load_request_schema as kio_request_schema
+from kio.index import load_response_schema as kio_response_schema
 from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from loosely.protocol.errors import ProtocolError, UnsupportedVersionError
 from loosely.protocol.guard import check_entity
+from loosely.protocol.schemas import REQUESTS, RESPONSES
 
 __all__ = [
     "API_NAMES",
@@ -47,6 +50,8 @@ __all__ = [
     "decode_response",
     "encode_request",
     "encode_response",
+    "load_request_schema",
+    "load_response_schema",
     "nested",
     "peek_request_prefix",
     "response_class",
@@ -118,10 +123,10 @@ class ApiKey:
 SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.PRODUCE: (0, 13),  # 0-2 advertised for librdkafka 2.0.2's feature checks, never served; 13: topic ids
     ApiKey.FETCH: (4, 18),  # 13+ address topics by id
-    ApiKey.LIST_OFFSETS: (1, 10),
+    ApiKey.LIST_OFFSETS: (1, 11),  # 11: the earliest offset pending upload to tiered storage (KIP-1023)
     ApiKey.METADATA: (0, 13),
-    ApiKey.OFFSET_COMMIT: (2, 9),
-    ApiKey.OFFSET_FETCH: (1, 9),
+    ApiKey.OFFSET_COMMIT: (2, 10),  # 10: topics by id
+    ApiKey.OFFSET_FETCH: (1, 10),  # 10: topics by id
     ApiKey.FIND_COORDINATOR: (0, 6),
     ApiKey.JOIN_GROUP: (0, 9),
     ApiKey.HEARTBEAT: (0, 4),
@@ -130,7 +135,7 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.DESCRIBE_GROUPS: (0, 6),
     ApiKey.LIST_GROUPS: (0, 5),
     ApiKey.SASL_HANDSHAKE: (0, 1),  # Kafka 4.1 keeps v0 (bare tokens after it); advertised on every listener
-    ApiKey.API_VERSIONS: (0, 4),
+    ApiKey.API_VERSIONS: (0, 5),  # 5: the cluster and node the client means (KIP-1242)
     ApiKey.CREATE_TOPICS: (2, 7),
     ApiKey.DELETE_TOPICS: (1, 6),
     ApiKey.DELETE_RECORDS: (0, 2),
@@ -139,18 +144,18 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.ADD_PARTITIONS_TO_TXN: (0, 5),  # 4+: the batched broker-to-broker form
     ApiKey.ADD_OFFSETS_TO_TXN: (0, 4),
     ApiKey.END_TXN: (0, 5),  # 5: transactions version 2 (KIP-890), with transaction.version 2 finalized
-    ApiKey.WRITE_TXN_MARKERS: (1, 1),
-    ApiKey.TXN_OFFSET_COMMIT: (0, 5),  # 5: adds the group's partition to the transaction itself (KIP-890)
+    ApiKey.WRITE_TXN_MARKERS: (1, 2),  # 2: each marker's transaction version (KIP-1228)
+    ApiKey.TXN_OFFSET_COMMIT: (0, 6),  # 5: adds the group's partition itself (KIP-890); 6: topics by id
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.ALTER_CONFIGS: (0, 2),
     ApiKey.ALTER_REPLICA_LOG_DIRS: (1, 2),
-    ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
+    ApiKey.DESCRIBE_LOG_DIRS: (1, 5),  # 5: whether the directory is cordoned
     ApiKey.SASL_AUTHENTICATE: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
     ApiKey.DESCRIBE_ACLS: (1, 3),  # Kafka 4 dropped v0 of the three ACL APIs (KIP-896)
     ApiKey.CREATE_ACLS: (1, 3),
     ApiKey.DELETE_ACLS: (1, 3),
-    ApiKey.DELETE_GROUPS: (0, 2),
+    ApiKey.DELETE_GROUPS: (0, 3),  # 3: an error message per group
     ApiKey.ELECT_LEADERS: (0, 2),
     ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: (0, 1),
@@ -192,6 +197,20 @@ def peek_request_prefix(frame: bytes | memoryview) -> tuple[int, int, int]:
         raise ProtocolError(f"request of {len(frame)} bytes is shorter than a request header")
     key, version, corr = REQUEST_PREFIX.unpack_from(frame, 0)
     return int(key), int(version), int(corr)
+
+
+def load_request_schema(api_key: int, api_version: int) -> type[Any]:
+    """The request class of one API version: kio's, or loosely's own where kio lacks it (:mod:`.schemas`).
+
+    Raises kio's ``KioIndexError`` for a version neither has."""
+    own = REQUESTS.get((api_key, api_version))
+    return own if own is not None else kio_request_schema(api_key, api_version)
+
+
+def load_response_schema(api_key: int, api_version: int) -> type[Any]:
+    """The response class of one API version, found as :func:`load_request_schema` finds a request's."""
+    own = RESPONSES.get((api_key, api_version))
+    return own if own is not None else kio_response_schema(api_key, api_version)
 
 
 _Reader = Callable[[bytes | memoryview, int], tuple[object, int]]

@@ -9,8 +9,9 @@ and the level it runs at (finalized), which ``kafka-features describe`` prints a
 producer uses transactions version 2 only when ``transaction.version`` is finalized at 2 or more). loosely claims
 only what it does; a single node cannot change levels, so each feature supports exactly its finalized level:
 
-* ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with, whose APIs loosely
-  follows. There is no metadata log; the level is what the node is compatible with, not a record format.
+* ``metadata.version`` 27 (4.1-IV1), the level Apache Kafka 4.1 formats a new cluster with. There is no metadata
+  log, so no level names a record format here; the request versions served are Kafka 4.4's, which no client gates
+  on this level (Kafka 4.4 finalizes 4.4-IV2, 33: docs/broker.md lists the difference).
 * ``group.version`` 1: the consumer group protocol (KIP-848) is always on.
 * ``transaction.version`` 2: transactions version 2 (KIP-890 part 2), which Kafka 4.1 finalizes too. Level 1 is
   ``__transaction_state`` written as TransactionLogValue v1; level 2 is EndTxn v5 bumping the epoch of every
@@ -22,6 +23,11 @@ only what it does; a single node cannot change levels, so each feature supports 
 has no eligible leader replicas to track, and share groups are not implemented. A feature at level 0 is not
 finalized, and versions before v4 cannot carry a supported range starting at 0, so those are left out of them,
 both as Kafka does (KIP-1022). The features never change, so their epoch is constant.
+
+From v5 (KIP-1242) a client may say which cluster and node it means to reach, so that a client whose bootstrap
+address now belongs to another cluster or node finds out at once: both given and either one not this node's answers
+REBOOTSTRAP_REQUIRED, and only one of them given INVALID_REQUEST. Either answer is bare (no APIs, no features), and
+the connection stays open, as Kafka 4.4 answers.
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ FEATURES: Final = (
     Feature("transaction.version", 2),
 )
 FEATURES_EPOCH: Final = 0
-_SUPPORTED_FROM_ZERO_SINCE: Final = 4  # KIP-1022: ApiVersions v4 may carry a supported range starting at 0
+_SUPPORTED_FROM_ZERO_SINCE: Final = 4
+_TARGET_SINCE: Final = 5  # KIP-1242: the request names the cluster and node it is for
+_NO_NODE: Final = -1  # KIP-1022: ApiVersions v4 may carry a supported range starting at 0
 
 
 def _features(resp: Response) -> dict[str, object]:
@@ -82,12 +90,26 @@ async def handle_api_versions(ctx: BrokerContext, header: RequestHeader, request
     if software is not None and header.api_version >= 3:  # what client telemetry's match selectors see
         software.name = request.client_software_name
         software.version = request.client_software_version
+    refused = _wrong_target(ctx, request) if header.api_version >= _TARGET_SINCE else ErrorCode.none
+    if refused != ErrorCode.none:
+        return resp.make(error_code=refused, api_keys=(), throttle_time=NO_THROTTLE)
     return resp.make(
         error_code=ErrorCode.none,
         api_keys=_api_list(resp, advertised(ctx)),
         throttle_time=NO_THROTTLE,
         **_features(resp),
     )
+
+
+def _wrong_target(ctx: BrokerContext, request: Request) -> ErrorCode:
+    cluster_id, node_id = request.cluster_id, int(request.node_id)
+    if cluster_id is None and node_id == _NO_NODE:
+        return ErrorCode.none
+    if cluster_id is None or node_id == _NO_NODE:
+        return ErrorCode.invalid_request
+    if cluster_id != ctx.cluster_id or node_id != ctx.node_id:
+        return ErrorCode.rebootstrap_required
+    return ErrorCode.none
 
 
 def advertised(ctx: BrokerContext) -> dict[int, tuple[int, int]]:

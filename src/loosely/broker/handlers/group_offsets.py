@@ -4,9 +4,19 @@ As in Kafka, a commit for a partition the broker does not have answers UNKNOWN_T
 partition and writes nothing for it, and a fetch of an offset never committed answers offset -1. OffsetFetch v8+
 asks about several groups at once; ``require_stable`` (v7+) answers UNSTABLE_OFFSET_COMMIT for a partition whose
 offset an open transaction is about to change, so the consumer retries instead of reading a stale position.
+
+OffsetCommit and OffsetFetch v10 and TxnOffsetCommit v6 name topics by id only (Kafka 4.2-4.4). The ids are turned
+into names on the way in (:func:`requested_topics`) and back on the way out; an id no topic has answers
+UNKNOWN_TOPIC_ID on each of its partitions, and an all-topics OffsetFetch v10 leaves out committed topics that no
+longer exist (they have no id to name them by). A commit's answer lists the partitions refused before the
+coordinator saw them first, topic by topic, and then the rest, in the order Kafka's response builder gathers them.
 """
 
 from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
@@ -20,8 +30,17 @@ from loosely.protocol.names import TopicPartition
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 
-__all__ = ["HANDLERS", "commit_requests", "committed_topics", "partition_errors"]
+__all__ = [
+    "HANDLERS",
+    "RequestedTopic",
+    "commit_requests",
+    "committed_topics",
+    "named",
+    "partition_errors",
+    "requested_topics",
+]
 
+_TOPIC_IDS_SINCE = 10  # OffsetCommit and OffsetFetch name topics by id only
 DEFAULT_RETENTION = -1  # OffsetCommit v2-v4 retention_time_ms: use the broker's offsets.retention
 
 
@@ -41,7 +60,38 @@ def partition_errors(
     return out
 
 
-def commit_requests(request: Request, errors: dict[TopicPartition, ErrorCode]) -> list[CommitRequest]:
+@dataclass(frozen=True, slots=True)
+class RequestedTopic:
+    """One topic of a request that names topics by name or (v10 and TxnOffsetCommit v6) by id."""
+
+    name: str | None  # None: no topic has ``topic_id``
+    topic_id: uuid.UUID | None  # None: named by name
+    entry: Request  # the request's own topic entry, for its partitions
+
+
+def requested_topics(ctx: BrokerContext, topics: Iterable[Request]) -> list[RequestedTopic]:
+    """A request's topics with their names, looked up by id where the version names them by id."""
+    out = []
+    for t in topics:
+        tid: uuid.UUID | None = getattr(t, "topic_id", None)
+        if tid is None:
+            out.append(RequestedTopic(str(t.name), None, t))
+            continue
+        found = ctx.logs.by_id(tid)
+        out.append(RequestedTopic(None if found is None else found.name, tid, t))
+    return out
+
+
+def _partitions(t: RequestedTopic) -> list[Request]:
+    return list(t.entry.partitions)
+
+
+def named(topics: list[RequestedTopic]) -> list[tuple[str, list[int]]]:
+    """``(name, partitions)`` of the topics that exist by the name or id the request gives."""
+    return [(t.name, [int(p.partition_index) for p in _partitions(t)]) for t in topics if t.name is not None]
+
+
+def commit_requests(topics: list[RequestedTopic], errors: dict[TopicPartition, ErrorCode]) -> list[CommitRequest]:
     """The partitions of an (Txn)OffsetCommit request, minus those already refused."""
     return [
         CommitRequest(
@@ -51,57 +101,68 @@ def commit_requests(request: Request, errors: dict[TopicPartition, ErrorCode]) -
             int(getattr(p, "committed_leader_epoch", -1)),
             p.committed_metadata,
         )
-        for t in request.topics
-        for p in t.partitions
-        if (t.name, p.partition_index) not in errors
+        for t in topics
+        if t.name is not None
+        for p in _partitions(t)
+        if TopicPartition(t.name, p.partition_index) not in errors
     ]
 
 
 def committed_topics(
     resp: Response,
-    wanted: list[tuple[str, list[int]]],
+    topics: list[RequestedTopic],
     group_error: ErrorCode,
+    refused: dict[TopicPartition, ErrorCode] | None,
     errors: dict[TopicPartition, ErrorCode],
     *,
     classes: tuple[str, str],
 ) -> tuple[object, ...]:
     """The topics of an (Txn)OffsetCommit answer (``classes``: the response's nested topic and partition class
-    names): the group's error on every partition, else each one's own."""
+    names). The partitions ``refused`` before the coordinator saw the request (unknown ids among them) come first
+    with their own errors, then the others with the group's error, else each one's own; topics with a refused
+    partition first, as Kafka's response builder gathers them. ``refused`` None: the whole request was refused
+    before its topics were looked at, and every partition carries the group's error in request order."""
+    answer: dict[int, list[object]] = {}
+    part_cls = getattr(resp, classes[1])
+    early = {} if refused is None else refused
+
+    def first_pass(t: RequestedTopic, p: int) -> ErrorCode | None:
+        if refused is None:
+            return None
+        return ErrorCode.unknown_topic_id if t.name is None else early.get(TopicPartition(t.name, p))
+
+    for pass_ in (0, 1):
+        for i, t in enumerate(topics):
+            for p in (int(p.partition_index) for p in _partitions(t)):
+                code = first_pass(t, p)
+                if (code is None) == (pass_ == 0):
+                    continue
+                if code is None:
+                    own = errors.get(TopicPartition(t.name, p)) if t.name is not None else None
+                    code = group_error if group_error != ErrorCode.none else own or ErrorCode.none
+                answer.setdefault(i, []).append(build(part_cls, partition_index=p, error_code=code))
     return tuple(
-        build(
-            getattr(resp, classes[0]),
-            name=name,
-            partitions=tuple(
-                build(
-                    getattr(resp, classes[1]),
-                    partition_index=p,
-                    error_code=(
-                        group_error if group_error != ErrorCode.none
-                        else errors.get(TopicPartition(name, p), ErrorCode.none)
-                    ),
-                )
-                for p in parts
-            ),
-        )
-        for name, parts in wanted
+        build(getattr(resp, classes[0]), name=topics[i].name or "", topic_id=topics[i].topic_id, partitions=tuple(ps))
+        for i, ps in answer.items()
     )
 
 
 async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     v = header.api_version
     resp = Response.of(ApiKey.OFFSET_COMMIT, v)
-    wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
+    requested = requested_topics(ctx, request.topics)
     coord = group_coordinator(ctx)
     group_error = ErrorCode.none
-    errors = partition_errors(ctx, wanted)
+    refused: dict[TopicPartition, ErrorCode] | None = partition_errors(ctx, named(requested))
+    errors = dict(refused or {})
     if not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
-        group_error = ErrorCode.group_authorization_failed
+        group_error, refused = ErrorCode.group_authorization_failed, None
     elif not request.group_id:
-        group_error = ErrorCode.invalid_group_id
+        group_error, refused = ErrorCode.invalid_group_id, None
     elif coord is None:
-        group_error = ErrorCode.coordinator_not_available
+        group_error, refused = ErrorCode.coordinator_not_available, None
     else:
-        commits = commit_requests(request, errors)
+        commits = commit_requests(requested, errors)
         retention = getattr(request, "retention_time", None)
         retention_ms = td_ms(retention) if retention is not None else DEFAULT_RETENTION
         expire = ctx.clock.now_ms() + retention_ms if retention_ms != DEFAULT_RETENTION else NO_TIMESTAMP
@@ -118,20 +179,24 @@ async def handle_offset_commit(ctx: BrokerContext, header: RequestHeader, reques
     if group_error != ErrorCode.none:
         ctx.count_error(ApiKey.OFFSET_COMMIT)
     topics = committed_topics(
-        resp, wanted, group_error, errors, classes=("OffsetCommitResponseTopic", "OffsetCommitResponsePartition")
+        resp, requested, group_error, refused, errors,
+        classes=("OffsetCommitResponseTopic", "OffsetCommitResponsePartition"),
     )
     return resp.make(throttle_time=NO_THROTTLE, topics=topics)
 
 
-_Fetched = dict[str, list[tuple[int, int, int, str, ErrorCode]]]
+# (topic name, topic id: v10 only) -> [(partition, offset, leader epoch, metadata, error)]
+_Fetched = dict[tuple[str, uuid.UUID | None], list[tuple[int, int, int, str, ErrorCode]]]
 
 
 def _fetch_group(
     ctx: BrokerContext,
     group_id: str,
-    topics: object,
+    topics: Iterable[Request] | None,
     require_stable: bool,
     member: tuple[str | None, int] | None = None,
+    *,
+    by_id: bool = False,
 ) -> tuple[ErrorCode, _Fetched]:
     """``(group error, topic -> [(partition, offset, leader epoch, metadata, error)])`` in request order.
 
@@ -147,34 +212,45 @@ def _fetch_group(
         if error != ErrorCode.none:
             return error, {}
     wanted: list[TopicPartition] | None = None
-    if topics is not None:
-        wanted = [TopicPartition(t.name, int(p)) for t in topics for p in t.partition_indexes]  # type: ignore[attr-defined]
     by_topic: _Fetched = {}
-    if wanted is not None:
-        for name, _ in wanted:
-            by_topic.setdefault(name, [])
+    ids: dict[str, uuid.UUID | None] = {}
+    if topics is not None:
+        wanted = []
+        for t in requested_topics(ctx, topics):
+            parts = [int(p) for p in t.entry.partition_indexes]
+            if t.name is None:
+                by_topic[("", t.topic_id)] = [(p, -1, -1, "", ErrorCode.unknown_topic_id) for p in parts]
+                continue
+            ids[t.name] = t.topic_id
+            by_topic.setdefault((t.name, t.topic_id), [])
+            wanted.extend(TopicPartition(t.name, p) for p in parts)
     for (name, p), offset, epoch, metadata, error in coord.fetch_offsets(
         group_id, wanted, require_stable=require_stable
     ):
-        by_topic.setdefault(name, []).append((p, offset, epoch, metadata, error))
-    for name in list(by_topic):
-        if allowed(ctx, Op.DESCRIBE, Res.TOPIC, name, log_denied=topics is not None):
+        if by_id and name not in ids:
+            known = ctx.logs.topics.get(name)
+            if known is None:
+                continue  # a committed topic that no longer exists has no id to be named by
+            ids[name] = known.topic_id
+        by_topic.setdefault((name, ids.get(name)), []).append((p, offset, epoch, metadata, error))
+    for key in list(by_topic):
+        name = key[0]
+        if not name or allowed(ctx, Op.DESCRIBE, Res.TOPIC, name, log_denied=topics is not None):
             continue
         if topics is None:
-            del by_topic[name]
+            del by_topic[key]
         else:
-            by_topic[name] = [(p, -1, -1, "", ErrorCode.topic_authorization_failed) for p, *_ in by_topic[name]]
+            by_topic[key] = [(p, -1, -1, "", ErrorCode.topic_authorization_failed) for p, *_ in by_topic[key]]
     return ErrorCode.none, by_topic
 
 
-def _fetched_topics(
-    resp: Response, by_topic: dict[str, list[tuple[int, int, int, str, ErrorCode]]], topic_cls: str, partition_cls: str
-) -> tuple[object, ...]:
+def _fetched_topics(resp: Response, by_topic: _Fetched, topic_cls: str, partition_cls: str) -> tuple[object, ...]:
     """The topics of an OffsetFetch answer (the nested classes are named differently before and after v8)."""
     return tuple(
         build(
             getattr(resp, topic_cls),
             name=name,
+            topic_id=tid,
             partitions=tuple(
                 build(
                     getattr(resp, partition_cls),
@@ -187,7 +263,7 @@ def _fetched_topics(
                 for p, offset, epoch, metadata, perr in parts
             ),
         )
-        for name, parts in by_topic.items()
+        for (name, tid), parts in by_topic.items()
     )
 
 
@@ -204,7 +280,9 @@ async def handle_offset_fetch(ctx: BrokerContext, header: RequestHeader, request
     for rg in request.groups:
         # v9: a member of a consumer-protocol group says who it is, and must be current.
         member = (rg.member_id, int(rg.member_epoch)) if getattr(rg, "member_id", None) is not None else None
-        error, by_topic = _fetch_group(ctx, str(rg.group_id), rg.topics, require_stable, member)
+        error, by_topic = _fetch_group(
+            ctx, str(rg.group_id), rg.topics, require_stable, member, by_id=v >= _TOPIC_IDS_SINCE
+        )
         topics = _fetched_topics(resp, by_topic, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions")
         groups.append(build(resp.OffsetFetchResponseGroup, group_id=rg.group_id, error_code=error, topics=topics))
     return resp.make(throttle_time=NO_THROTTLE, groups=tuple(groups))

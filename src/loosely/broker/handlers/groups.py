@@ -354,12 +354,11 @@ async def handle_delete_groups(ctx: BrokerContext, header: RequestHeader, reques
     for gid in request.groups_names:
         if not _may(ctx, Op.DELETE, gid):
             error = ErrorCode.group_authorization_failed
-        elif not gid:
-            error = ErrorCode.invalid_group_id
         elif coord is None:
             error = ErrorCode.coordinator_not_available
-        else:
+        else:  # the empty group id too, which no group has (Kafka keeps it for old clients: GROUP_ID_NOT_FOUND)
             error = coord.delete_group(gid)
+        # v3 carries an error message per group; Kafka 4.4 leaves it null for every error this coordinator answers
         results.append(build(resp.DeletableGroupResult, group_id=gid, error_code=error))
     return resp.make(throttle_time=NO_THROTTLE, results=tuple(results))
 

@@ -2,8 +2,10 @@
 
 ListOffsets special timestamps: -2 earliest (log start offset), -1 latest (high watermark, or the last stable
 offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest local (= earliest:
-there is no tiered storage), -5 latest tiered (none: offset -1). A timestamp ``>= 0`` finds the first record with a
-timestamp at or after it, or offset -1 when there is none.
+there is no tiered storage), -5 latest tiered (none: offset -1), -6 the earliest offset still to be uploaded to tiered
+storage (KIP-1023; none: offset -1). A timestamp ``>= 0`` finds the first record with a timestamp at or after it, or
+offset -1 when there is none. As in Kafka, each special timestamp needs the request version that brought it, and an
+older version, or a negative timestamp Kafka does not know, answers UNSUPPORTED_VERSION for that partition.
 
 Every record on a single node was written in leader epoch 0, so OffsetForLeaderEpoch answers epoch 0 with the log
 end offset, and any later epoch as undefined.
@@ -11,7 +13,9 @@ end offset, and any later epoch as undefined.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Final
 
 from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
@@ -29,6 +33,11 @@ LATEST = -1
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+EARLIEST_PENDING_UPLOAD = -6
+# the first ListOffsets version that may ask for each special timestamp (Kafka's ListOffsetsRequest.Builder)
+_SPECIAL_SINCE: Final = {
+    EARLIEST: 0, LATEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9, EARLIEST_PENDING_UPLOAD: 11,
+}
 
 
 def _look_up(
@@ -64,14 +73,16 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
                 code = _leader_epoch_error(int(getattr(p, "current_leader_epoch", -1)))
             if plog is not None and code == ErrorCode.none:
                 want = int(p.timestamp)
-                if want in (EARLIEST, EARLIEST_LOCAL):
+                if want < 0 and header.api_version < _SPECIAL_SINCE.get(want, sys.maxsize):
+                    code = ErrorCode.unsupported_version
+                elif want in (EARLIEST, EARLIEST_LOCAL):
                     offset = plog.log_start_offset
                 elif want == LATEST:
                     offset = plog.high_watermark
                     if committed and ctx.transactions is not None:
                         offset = ctx.transactions.last_stable_offset(t.name, p.partition_index, offset)
-                elif want == LATEST_TIERED:
-                    offset = -1
+                elif want in (LATEST_TIERED, EARLIEST_PENDING_UPLOAD):
+                    offset = -1  # nothing is tiered
                 elif want >= 0 or want == MAX_TIMESTAMP:
                     found, code = _look_up(
                         plog,
@@ -85,8 +96,6 @@ async def handle_list_offsets(ctx: BrokerContext, header: RequestHeader, request
                         found = found if found[0] < lso else None
                     if found is not None:
                         offset, ts = found
-                else:
-                    code = ErrorCode.invalid_request
             parts.append(
                 build(
                     resp.ListOffsetsPartitionResponse,

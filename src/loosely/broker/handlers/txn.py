@@ -31,7 +31,13 @@ from loosely.broker.acls import allowed
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.coordinator import group_coordinator
 from loosely.broker.handlers._util import NO_THROTTLE, Response
-from loosely.broker.handlers.group_offsets import commit_requests, committed_topics, partition_errors
+from loosely.broker.handlers.group_offsets import (
+    commit_requests,
+    committed_topics,
+    named,
+    partition_errors,
+    requested_topics,
+)
 from loosely.broker.handlers.groups import td_ms
 from loosely.broker.producers import producer_state
 from loosely.broker.transactions.coordinator import TransactionCoordinator, transaction_coordinator
@@ -275,20 +281,21 @@ async def _add_offsets_implicitly(txns: TransactionCoordinator, request: Request
 
 async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
     resp = Response.of(ApiKey.TXN_OFFSET_COMMIT, header.api_version)
-    wanted = [(t.name, [p.partition_index for p in t.partitions]) for t in request.topics]
-    errors = partition_errors(ctx, wanted)
+    requested = requested_topics(ctx, request.topics)
+    refused: dict[TopicPartition, ErrorCode] | None = partition_errors(ctx, named(requested))
+    errors = dict(refused or {})
     txns = transaction_coordinator(ctx)
     groups = group_coordinator(ctx)
     partition = _offsets_partition(ctx, str(request.group_id))
     error = ErrorCode.none
     if not _may_write(ctx, request.transactional_id):
-        error = ErrorCode.transactional_id_authorization_failed
+        error, refused = ErrorCode.transactional_id_authorization_failed, None
     elif not allowed(ctx, Op.READ, Res.GROUP, request.group_id or ""):
-        error = ErrorCode.group_authorization_failed
+        error, refused = ErrorCode.group_authorization_failed, None
     elif not request.group_id:
-        error = ErrorCode.invalid_group_id
+        error, refused = ErrorCode.invalid_group_id, None
     elif txns is None or groups is None or partition is None:
-        error = ErrorCode.coordinator_not_available
+        error, refused = ErrorCode.coordinator_not_available, None
     else:
         if header.api_version >= _TXN_OFFSET_COMMIT_V2_SINCE:
             error = await _add_offsets_implicitly(txns, request, partition)
@@ -299,12 +306,13 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
         if error == ErrorCode.transaction_abortable and header.api_version < _TRANSACTION_ABORTABLE_SINCE:
             error = ErrorCode.invalid_txn_state  # the code clients before KIP-890 know
     if error == ErrorCode.none and groups is not None:
-        commits = commit_requests(request, errors)
+        commits = commit_requests(requested, errors)
         error, per = groups.commit_transactional_offsets(
             str(request.group_id),
             member_id=str(getattr(request, "member_id", "")),
             instance_id=getattr(request, "group_instance_id", None),
-            generation=int(getattr(request, "generation_id", -1)),
+            # v6 renames the field: a consumer-protocol member sends its epoch, as it did before under the old name
+            generation=int(getattr(request, "generation_id", getattr(request, "generation_id_or_member_epoch", -1))),
             producer_id=int(request.producer_id),
             producer_epoch=int(request.producer_epoch),
             partitions=commits,
@@ -313,7 +321,8 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
     if error != ErrorCode.none:
         ctx.count_error(ApiKey.TXN_OFFSET_COMMIT)
     topics = committed_topics(
-        resp, wanted, error, errors, classes=("TxnOffsetCommitResponseTopic", "TxnOffsetCommitResponsePartition")
+        resp, requested, error, refused, errors,
+        classes=("TxnOffsetCommitResponseTopic", "TxnOffsetCommitResponsePartition"),
     )
     return resp.make(throttle_time=NO_THROTTLE, topics=topics)
 

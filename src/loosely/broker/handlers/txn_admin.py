@@ -244,6 +244,7 @@ def _write_marker(
             commit=bool(marker.transaction_result),
             coordinator_epoch=int(marker.coordinator_epoch),
             timestamp_ms=ctx.clock.now_ms(),
+            transaction_version=int(getattr(marker, "transaction_version", 0)),  # v2 (KIP-1228)
         )
     except LogError as e:
         return e.error_code
