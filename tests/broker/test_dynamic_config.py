@@ -46,8 +46,12 @@ def test_a_damaged_file_is_named_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("props", "message"), [
     ({"log.retention.ms": "abc", "log.dirs": "/x"}, "Cannot update these configs dynamically: [log.dirs]"),
     ({"node.id": "2", "broker.id": "2"}, "Cannot update these configs dynamically: [broker.id, node.id]"),
-    ({"log.cleaner.backoff.ms": "5"}, "loosely applies these configs only at start (loosely broker --config): "
-                                      "[log.cleaner.backoff.ms]"),
+    ({"sasl.enabled.mechanisms": "PLAIN"}, "loosely applies these configs only at start (loosely broker --config): "
+                                           "[sasl.enabled.mechanisms]"),
+    ({"log.cleaner.backoff.ms": "-1"}, "Invalid value -1 for configuration log.cleaner.backoff.ms: Value must be at "
+                                       "least 0"),
+    ({"producer.id.expiration.ms": str(2**31)}, f"Invalid value {2**31} for configuration producer.id.expiration.ms: "
+                                                "Not a number of type INT"),
     ({"max.connections": "-1"}, "Invalid value -1 for configuration max.connections: Value must be at least 0"),
     ({"max.connections.per.ip": "x"}, "Invalid value x for configuration max.connections.per.ip: Not a number"),
     ({"max.connections.per.ip.overrides": "host:1"},

@@ -30,6 +30,7 @@ from kio.static.primitive import i8
 
 from broker._raw import Raw
 from compat._kafka_tools import kafka_class, kafka_command
+from loosely.broker.server import BrokerThread
 from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.apache_kafka import KAFKA_VERSION
@@ -187,6 +188,21 @@ def test_configs_kafka_cannot_change_at_run_time_are_refused_alike(bootstrap: st
     assert alter(bootstrap, "", [("log.retention.ms", SET, "5")], validate_only=True) == (0, None)
     time.sleep(0.5)  # Kafka would have applied a change by now (the waits above take ~0.1 s)
     assert "log.retention.ms" not in describe(bootstrap, BROKER, "", ("log.retention.ms",))
+
+
+def test_the_cleaner_pause_and_producer_expiry_change_at_run_time_alike(bootstrap: str) -> None:
+    assert alter(bootstrap, "", [("producer.id.expiration.ms", SET, "0")]) == (
+        INVALID_REQUEST, "Invalid value 0 for configuration producer.id.expiration.ms: Value must be at least 1")
+    assert alter(bootstrap, "", [("log.cleaner.backoff.ms", SET, "soon")]) == (
+        INVALID_REQUEST, "Invalid value soon for configuration log.cleaner.backoff.ms: Not a number of type LONG")
+    assert alter(bootstrap, "", [("log.cleaner.backoff.ms", SET, "700"),
+                                 ("producer.id.expiration.ms", SET, "90000")]) == (0, None)
+    wait_for(bootstrap, BROKER, "", "producer.id.expiration.ms", "90000", DYNAMIC_DEFAULT)
+    assert describe(bootstrap, BROKER, "", ("log.cleaner.backoff.ms",))["log.cleaner.backoff.ms"][:2] == (
+        "700", DYNAMIC_DEFAULT)
+    assert alter(bootstrap, "", [("log.cleaner.backoff.ms", DELETE, None),
+                                 ("producer.id.expiration.ms", DELETE, None)]) == (0, None)  # back to the defaults
+    wait_for(bootstrap, BROKER, "", "producer.id.expiration.ms", None, 0)  # the default resource lists only its own
 
 
 def test_an_unknown_topic_is_described_alike(bootstrap: str) -> None:
@@ -352,3 +368,45 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
         first = _answered(b.bootstrap_servers, "127.0.0.2")  # the restarted broker applies the stored limit
         assert first is not None and _answered(b.bootstrap_servers, "127.0.0.2") is None
         first.close()
+
+
+def test_a_dynamic_producer_expiry_and_cleaner_pause_take_effect_and_survive_a_restart(tmp_path: Path) -> None:
+    """loosely only: an idempotent producer's state is forgotten by the next expiry pass under the new
+    producer.id.expiration.ms; a compacted topic is cleaned within the new log.cleaner.backoff.ms, not the 15 s
+    default; both are in force again after a restart."""
+    topic = f"dyn-{uuid.uuid4().hex[:8]}"
+
+    def cleaned_within(b: BrokerThread, seconds: float) -> None:
+        p = Producer({"bootstrap.servers": b.bootstrap_servers, "linger.ms": 0, "enable.idempotence": True})
+        for i in range(30):
+            p.produce(topic, b"v%d" % i, key=b"k%d" % (i % 3))
+            p.flush(10)
+        mgr = b.broker.ctx.producer_state
+        assert mgr is not None and b.call(lambda: len(mgr.producers(topic, 0))) >= 1  # type: ignore[attr-defined]
+        time.sleep(0.01)  # the producer's last write is older than the 1 ms expiry now
+        assert b.call(lambda: mgr.expire(b.broker.clock.now_ms())) >= 1  # type: ignore[attr-defined]
+        assert b.call(lambda: mgr.producers(topic, 0)) == []  # type: ignore[attr-defined]
+        c = Consumer({"bootstrap.servers": b.bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                c.assign([TopicPartition(topic, 0, 0)])
+                values = []
+                while (m := c.poll(1)) is not None:
+                    values.append(m.value())
+                if len(values) < 30:  # compacted: the older values of each key are gone (30 were just written)
+                    return
+                assert time.monotonic() < deadline, "the cleaner did not run within its new pause"
+        finally:
+            c.close()
+
+    with embedded_broker(data_dir=str(tmp_path)) as b:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap_servers})
+        admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact", "segment.bytes": "400",
+                                                           "min.cleanable.dirty.ratio": "0.01"})])[topic].result(30)
+        assert alter(b.bootstrap_servers, "1", [("log.cleaner.backoff.ms", SET, "100"),
+                                                ("producer.id.expiration.ms", SET, "1")]) == (0, None)
+        cleaned_within(b, 10)
+    with embedded_broker(data_dir=str(tmp_path)) as b:
+        cleaned_within(b, 10)

@@ -145,6 +145,8 @@ def not_handling() -> Iterator[None]:
 class ProducerStateService(Protocol):
     """Appends on behalf of idempotent and transactional producers (sequence checks, transaction state)."""
 
+    expiration_ms: int  # producer.id.expiration.ms in force (a dynamic broker config)
+
     def append(
         self, topic: str, partition: int, log: PartitionLog, records: bytes, transactional_id: str | None
     ) -> AppendResult: ...

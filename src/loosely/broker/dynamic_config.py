@@ -17,14 +17,16 @@ What loosely can change at run time:
   rolling follow at once for every topic without its own override;
 - the connection limits (:data:`CONNECTION_NAMES`: ``max.connections``, ``max.connections.per.ip`` and its
   overrides, ``max.connection.creation.rate``), which the server applies to new connections at once, as Kafka's
-  DynamicConnectionQuota does (connections already open are kept).
+  DynamicConnectionQuota does (connections already open are kept);
+- :data:`RUNTIME_NAMES`: ``log.cleaner.backoff.ms`` (the cleaner's next pause) and ``producer.id.expiration.ms``
+  (the producer state's next expiry pass), handed to the server's ``apply_runtime_settings`` service.
 
 The rest, in Kafka's words:
 
 - a name Kafka cannot change dynamically (``log.dirs``, ``node.id``, ...) refuses the whole resource with
   INVALID_REQUEST and ``Cannot update these configs dynamically: [log.dirs]``, as Kafka 4.4's DynamicBrokerConfig
   (4.1's, in Scala, printed ``Set(log.dirs)``);
-- a name Kafka can change dynamically but loosely applies only at start (``max.connections``, ``listeners``, ...)
+- a name Kafka can change dynamically but loosely applies only at start (``listeners``, ``ssl.*``, ...)
   is refused the same way with loosely's own sentence (documented in docs/broker.md);
 - a name Kafka does not know is stored and described (with a null value and read-only), as Kafka stores custom
   configs for plugins; it changes nothing;
@@ -54,6 +56,7 @@ __all__ = [
     "CONFIGS_FILE",
     "CONNECTION_NAMES",
     "DYNAMIC_NAMES",
+    "RUNTIME_NAMES",
     "SOURCE_DEFAULT",
     "SOURCE_DYNAMIC_BROKER",
     "SOURCE_DYNAMIC_DEFAULT",
@@ -81,17 +84,22 @@ DYNAMIC_NAMES: Final = frozenset(_TOPIC_NAME_BY_BROKER_NAME)
 CONNECTION_NAMES: Final = frozenset({
     "max.connections", "max.connections.per.ip", "max.connections.per.ip.overrides", "max.connection.creation.rate",
 })
+# Broker settings the running broker takes at once (the log cleaner's pause, the producer state's expiry), with
+# Kafka's ConfigDef type and lower bound (DynamicLogConfig / DynamicProducerStateManagerConfig in Kafka).
+RUNTIME_NAMES: Final[dict[str, tuple[str, int]]] = {
+    "log.cleaner.backoff.ms": ("LONG", 0),
+    "producer.id.expiration.ms": ("INT", 1),
+}
 # Dynamic in Kafka (DynamicBrokerConfig.AllDynamicConfigs), read by loosely only at start.
 _DYNAMIC_IN_KAFKA_ONLY: Final = frozenset({
-    "log.cleaner.backoff.ms", "producer.id.expiration.ms", "listeners", "advertised.listeners",
-    "listener.security.protocol.map", "sasl.enabled.mechanisms",
+    "listeners", "advertised.listeners", "listener.security.protocol.map", "sasl.enabled.mechanisms",
 }) | frozenset(SSL_SETTINGS)
 # Broker names Kafka knows and never changes at run time, as far as loosely knows them (its own loosely.* names
 # are static too).
 _STATIC_NAMES: Final = (
     frozenset(BROKER_SETTINGS) | IGNORED_SETTINGS | frozenset(LISTENER_SETTINGS)
     | {"log.dirs", "log.dir", "default.replication.factor", "process.roles", "controller.quorum.voters"}
-) - _DYNAMIC_IN_KAFKA_ONLY - DYNAMIC_NAMES - CONNECTION_NAMES
+) - _DYNAMIC_IN_KAFKA_ONLY - DYNAMIC_NAMES - CONNECTION_NAMES - frozenset(RUNTIME_NAMES)
 
 
 class BrokerConfigError(ValueError):
@@ -129,7 +137,7 @@ def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
             f"loosely applies these configs only at start (loosely broker --config): {_name_list(start_only)}",
         )
     for name, value in props.items():
-        if name in CONNECTION_NAMES:
+        if name in CONNECTION_NAMES or name in RUNTIME_NAMES:
             reason = _connection_value_error(name, value)
             if reason is not None:
                 raise BrokerConfigError(
@@ -146,20 +154,23 @@ def check_change(props: Mapping[str, str], *, per_broker: bool) -> None:
 
 
 def _connection_value_error(name: str, value: str) -> str | None:
-    """Kafka's ConfigDef reasons for a bad connection limit: INT at least 0, or ``IP:COUNT`` pairs."""
+    """Kafka's ConfigDef reasons for a bad connection limit or run-time setting: a number of its type at least its
+    bound (connection limits: INT at least 0), or ``IP:COUNT`` pairs."""
     if name == "max.connections.per.ip.overrides":
         try:
             parse_ip_overrides(value)
         except ValueError as e:
             return str(e)
         return None
+    kind, least = RUNTIME_NAMES.get(name, ("INT", 0))
+    bits = 31 if kind == "INT" else 63
     try:
         n = int(value.strip())
     except ValueError:
-        return "Not a number of type INT"
-    if not -(2**31) <= n < 2**31:
-        return "Not a number of type INT"
-    return "Value must be at least 0" if n < 0 else None
+        return f"Not a number of type {kind}"
+    if not -(2**bits) <= n < 2**bits:
+        return f"Not a number of type {kind}"
+    return f"Value must be at least {least}" if n < least else None
 
 
 def check_resource_name(name: str, node_id: int) -> None:
@@ -210,18 +221,26 @@ class DynamicBrokerConfigs:
     @staticmethod
     def shown(name: str, value: str) -> str | None:
         # A name Kafka does not know has no type, so Kafka treats it as possibly sensitive and shows no value.
-        return value if name in DYNAMIC_NAMES or name in CONNECTION_NAMES else None
+        return value if name in DYNAMIC_NAMES or name in CONNECTION_NAMES or name in RUNTIME_NAMES else None
 
     def connection_limits(self, resource_name: str | None = None, props: Mapping[str, str] | None = None
                           ) -> dict[str, str]:
         """The dynamic connection limits in effect: the cluster default, then this broker's (static ones are the
         server's own). With ``props``, as they would be once ``props`` replaced resource ``resource_name``'s layer
         (a change being checked)."""
+        return self._merged(CONNECTION_NAMES, resource_name, props)
+
+    def runtime_settings(self) -> dict[str, str]:
+        """The dynamic values in effect of :data:`RUNTIME_NAMES` (the cluster default, then this broker's)."""
+        return self._merged(frozenset(RUNTIME_NAMES), None, None)
+
+    def _merged(self, names: frozenset[str], resource_name: str | None, props: Mapping[str, str] | None
+                ) -> dict[str, str]:
         default = props if props is not None and resource_name == "" else self.default
         own = props if props is not None and resource_name == str(self.node_id) else self.per_broker
         out: dict[str, str] = {}
         for layer in (default, own):
-            out.update({n: v for n, v in layer.items() if n in CONNECTION_NAMES})
+            out.update({n: v for n, v in layer.items() if n in names})
         return out
 
     def log_defaults(self) -> dict[str, str]:

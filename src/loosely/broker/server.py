@@ -446,6 +446,8 @@ class Broker:
         self._log_admission = LogEvery(log, self.clock)
         self._log_tls: dict[str, LogEvery] = {}  # one per kind of failure (a handful of fixed messages)
         self._slot_freed: asyncio.Event | None = None
+        self._cleaner_backoff_ms = config.cleaner_backoff_ms  # log.cleaner.backoff.ms, dynamic over the static one
+        self._cleaner_wake = asyncio.Event()  # set when it changes
         self._listeners: list[_Listener] = []
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -622,6 +624,9 @@ class Broker:
         for ext in self._load_extensions():
             await ext.start(self.ctx)
             self._extensions.append(ext)
+        # after the extensions: the producer state they start takes a stored producer.id.expiration.ms too
+        self.ctx.services["apply_runtime_settings"] = self._apply_runtime_settings
+        self._apply_runtime_settings(self.ctx.dynamic_configs.runtime_settings())
         if self.config.metrics_listen is not None or self.config.influx_url is not None:
             self.metrics = BrokerMetrics(self.ctx, loop)
             await self.metrics.start()
@@ -725,6 +730,16 @@ class Broker:
             self.ctx.quotas.connection_rate_max = limits.creation_rate_max
         if self._slot_freed is not None:
             self._slot_freed.set()  # an accept loop waiting for a free slot looks again at the new max.connections
+
+    def _apply_runtime_settings(self, dynamic: Mapping[str, str]) -> None:
+        """Dynamic values of :data:`loosely.broker.dynamic_config.RUNTIME_NAMES` over the static settings: the
+        cleaner's pause (a pause under way is cut short) and the producer state's expiry."""
+        self._cleaner_backoff_ms = int(dynamic.get("log.cleaner.backoff.ms", self.config.cleaner_backoff_ms))
+        self._cleaner_wake.set()
+        producers = self.ctx.producer_state
+        if producers is not None:
+            producers.expiration_ms = int(dynamic.get("producer.id.expiration.ms",
+                                                      self.config.producer_id_expiration_ms))
 
     async def _accept_loop(self, lst: _Listener) -> None:
         """Accept while max.connections allows (else new clients wait in the listen backlog); apply the per-IP cap."""
@@ -952,7 +967,11 @@ class Broker:
 
     async def _cleaner_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.cleaner_backoff_ms / 1000)
+            self._cleaner_wake.clear()
+            with contextlib.suppress(TimeoutError):  # a new log.cleaner.backoff.ms starts the pause again
+                while True:
+                    await asyncio.wait_for(self._cleaner_wake.wait(), self._cleaner_backoff_ms / 1000)
+                    self._cleaner_wake.clear()
             try:
                 await self.clean_now()
             except Exception:

@@ -648,6 +648,9 @@ def _alter_broker(ctx: BrokerContext, resource: Request, incremental: bool, vali
         apply = ctx.services.get("apply_connection_limits")
         if callable(apply):  # the server's (a context the broker did not start has none)
             apply(limits)
+        apply = ctx.services.get("apply_runtime_settings")
+        if callable(apply):
+            apply(dyn.runtime_settings())
     return None
 
 
