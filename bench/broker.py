@@ -10,6 +10,7 @@ Kafka first in odd ones, so a change in the load of a shared machine, or one bro
 turn, falls on both alike. Each figure is the median of ``--repeat`` runs. Usage::
 
     .venv/bin/python bench/broker.py [--repeat 3] [--sizes 100000,1000000] [--codecs lz4,zstd,gzip,snappy]
+                                     [--loosely-config loosely.fetch.backlog.delay.ms=2]
 
 Three consumers read each topic: kcat with its default settings; kcat with ``queued.min.messages`` raised past N
 (see ``QUEUE_FULL_PAUSE``); and confluent-kafka's ``Consumer.consume`` in batches of 10,000, in a child process.
