@@ -10,6 +10,7 @@ Kafka first in odd ones, so a change in the load of a shared machine, or one bro
 turn, falls on both alike. Each figure is the median of ``--repeat`` runs. Usage::
 
     .venv/bin/python bench/broker.py [--repeat 3] [--sizes 100000,1000000] [--codecs lz4,zstd,gzip,snappy]
+                                     [--loosely-config loosely.fetch.backlog.delay.ms=2]
 
 Three consumers read each topic: kcat with its default settings; kcat with ``queued.min.messages`` raised past N
 (see ``QUEUE_FULL_PAUSE``); and confluent-kafka's ``Consumer.consume`` in batches of 10,000, in a child process.
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,7 +215,8 @@ def report(n: int, b: Broker, r: Runs) -> None:
     )
 
 
-def start_loosely(work: Path) -> tuple[subprocess.Popen[bytes], Broker]:
+def start_loosely(work: Path, config: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], Broker]:
+    """The loosely broker as users start it, with ``config`` (NAME=VALUE settings), and its first produce time."""
     port = free_port()
     # A normal install has its bytecode compiled; this environment may set PYTHONDONTWRITEBYTECODE, which would make
     # every start recompile every module. Compile once, and start the broker the way users do.
@@ -239,6 +242,7 @@ def start_loosely(work: Path) -> tuple[subprocess.Popen[bytes], Broker]:
             str(work / "loosely"),
             "--listen",
             f"127.0.0.1:{port}",
+            *(arg for setting in config for arg in ("--config", setting)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -314,6 +318,13 @@ def main() -> None:
         help="kafka-tools-4.x.jar (Maven Central): also time Kafka's ConsumerPerformance against both brokers",
     )
     ap.add_argument("--codecs", default="lz4,zstd,gzip,snappy", help="comma-separated kcat -z codecs; '' for none")
+    ap.add_argument(
+        "--loosely-config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the loosely broker (repeatable), e.g. loosely.fetch.backlog.delay.ms=2",
+    )
     args = ap.parse_args()
     require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     codecs = [c for c in args.codecs.split(",") if c]
@@ -333,7 +344,9 @@ def main() -> None:
     floors = loopback_bytes_per_s(), disk_write_bytes_per_s(work)
     input_bytes = {n: path.stat().st_size for n, path in inputs.items()}
     print(f"talk example with Debian's kcat, median of {args.repeat} runs, loosely and Kafka alternating", flush=True)
-    proc, lb = start_loosely(work)
+    if args.loosely_config:
+        print(f"loosely broker settings: {' '.join(args.loosely_config)}", flush=True)
+    proc, lb = start_loosely(work, args.loosely_config)
     kafka: ApacheKafka | None = None
     try:
         kafka, kb = start_kafka(work)

@@ -159,6 +159,33 @@ def test_fetch_answers_at_once_with_every_batch_that_fits(cluster: Cluster, topi
         raw.close()
 
 
+def test_backlog_delay_holds_only_answers_that_leave_records_behind(tmp_path: Path, topic: str) -> None:
+    """loosely.fetch.backlog.delay.ms paces a consumer reading a backlog; one that reaches the end is not held."""
+    delay_s = 1.0
+    with BrokerThread(BrokerConfig(data_dir=str(tmp_path), port=0, fetch_backlog_delay_ms=int(delay_s * 1000))) as b:
+        produce_one(b.bootstrap_servers, topic, b"first")
+        produce_one(b.bootstrap_servers, topic, b"second")  # two batches
+        raw = Raw(b.bootstrap_servers)
+        try:
+
+            def timed(offset: int, max_bytes: int) -> tuple[float, list[tuple[int, int]]]:
+                t0 = time.monotonic()
+                resp = fetch(raw, topic, offset, max_wait_ms=0, min_bytes=1, max_bytes=max_bytes)
+                return time.monotonic() - t0, whole_batches(resp.responses[0].partitions[0].records)  # type: ignore[attr-defined]
+
+            elapsed, batches = timed(0, 1 << 20)
+            assert [base for base, _ in batches] == [0, 1]
+            assert elapsed < delay_s, "an answer that reaches the high watermark was held"
+            elapsed, first = timed(0, batches[0][1])  # room for the first batch only: the second is left behind
+            assert first == batches[:1]
+            assert elapsed >= delay_s
+            elapsed, last = timed(1, 1 << 20)
+            assert last == batches[1:]
+            assert elapsed < delay_s
+        finally:
+            raw.close()
+
+
 def test_fetch_past_the_end_and_before_the_start(loosely: BrokerThread, topic: str) -> None:
     create_topic(loosely.bootstrap_servers, topic, 1)
     produce_one(loosely.bootstrap_servers, topic)

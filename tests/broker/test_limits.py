@@ -307,6 +307,18 @@ def test_config_limits_are_checked() -> None:
     assert BrokerConfig(data_dir="unused").queued_request_bytes_limit == 2 * 104_857_600
 
 
+@pytest.mark.parametrize(("delay_ms", "ok"), [(-1, False), (0, True), (1000, True), (1001, False)])
+def test_fetch_backlog_delay_limits(delay_ms: int, ok: bool) -> None:
+    fields, _, _ = split_kafka_settings({"loosely.fetch.backlog.delay.ms": str(delay_ms)})
+    config = BrokerConfig(data_dir="unused", **fields)  # type: ignore[arg-type]
+    if ok:
+        config.check_limits()
+        assert config.fetch_backlog_delay_ms == delay_ms
+    else:
+        with pytest.raises(ValueError, match=r"loosely\.fetch\.backlog\.delay\.ms"):
+            config.check_limits()
+
+
 @pytest.fixture
 def fake_clock_broker(tmp_path: Path) -> Iterator[tuple[BrokerThread, FakeClock]]:
     clock = FakeClock()

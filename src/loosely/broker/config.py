@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 DEFAULT_PORT: Final = 9092
+# loosely.fetch.backlog.delay.ms's ceiling: a paced answer must stay far inside every client's request timeout
+# (Java's request.timeout.ms is 30 s, librdkafka's socket.timeout.ms 60 s); a second is already no pacing but a stall.
+_FETCH_BACKLOG_DELAY_MS_MAX: Final = 1_000
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -117,6 +120,14 @@ class BrokerConfig:
     log_cleaner_enable: bool = True
     # Kafka: fetch.max.bytes (the broker's cap on a whole Fetch response)
     fetch_bytes_max: int = 57_671_680
+    # loosely.fetch.backlog.delay.ms (no Kafka equivalent; 0, Kafka's behaviour, by default): hold a Fetch answer
+    # whose records stop short of the end of the log (the consumer is reading a backlog) this long before sending
+    # it. librdkafka stops fetching once queued.min.messages (100,000) wait unread in its queue and resumes only
+    # on its next whole-second wake-up (fetch.queue.backoff.ms in newer versions); a broker that answers sooner
+    # than an application drains its queue makes that pause likelier and earlier, hence dearer. Pacing a backlog
+    # read below the application's pace avoids it, at this many ms per answer for a consumer that keeps up
+    # (docs/benchmarks.md "Log broker", issue 17).
+    fetch_backlog_delay_ms: int = 0
     # Kafka: offsets.topic.num.partitions (50 in Kafka; fewer here keeps an embedded data dir small)
     offsets_topic_partitions: int = 50
     # Kafka: group.initial.rebalance.delay.ms (3000 in Kafka; an embedded broker should not make users wait)
@@ -243,6 +254,7 @@ class BrokerConfig:
              all(n >= 0 for n in self.listener_connection_creation_rate_max.values())),
             ("max.connections.per.ip.overrides", all(n >= 0 for n in self.connections_per_ip_overrides.values())),
             ("loosely.request.receive.timeout.ms", self.request_receive_ms_max >= 1),
+            ("loosely.fetch.backlog.delay.ms", 0 <= self.fetch_backlog_delay_ms <= _FETCH_BACKLOG_DELAY_MS_MAX),
             ("socket.listen.backlog.size", self.listen_backlog_size >= 1),
             ("connections.max.reauth.ms", self.connections_max_reauth_ms >= 0),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms >= 0),
@@ -457,6 +469,7 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "log.cleaner.backoff.ms": ("cleaner_backoff_ms", int),
     "log.cleaner.enable": ("log_cleaner_enable", _bool),
     "fetch.max.bytes": ("fetch_bytes_max", int),
+    "loosely.fetch.backlog.delay.ms": ("fetch_backlog_delay_ms", int),
     "offsets.topic.num.partitions": ("offsets_topic_partitions", int),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", int),
     "group.min.session.timeout.ms": ("group_session_timeout_ms_min", int),

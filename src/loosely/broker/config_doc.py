@@ -37,6 +37,9 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "log.cleaner.backoff.ms": "Pause between compaction passes.",
     "log.cleaner.enable": "Run the log cleaner for `cleanup.policy=compact` topics.",
     "fetch.max.bytes": "Cap on the records of one whole Fetch response.",
+    "loosely.fetch.backlog.delay.ms": "loosely only (Kafka has none; 0 answers as Kafka does): hold a Fetch answer "
+    "whose records stop short of the end of the log this long, so a librdkafka consumer reading a backlog slower "
+    "than the broker answers does not fill `queued.min.messages` and pause until its next whole second (0-1000).",
     "offsets.topic.num.partitions": "Partitions of `__consumer_offsets` when it is first created.",
     "group.initial.rebalance.delay.ms": "Wait for more members before a new classic group's first rebalance "
     "(Kafka: 3000; 0 here so an embedded broker does not make tests wait).",

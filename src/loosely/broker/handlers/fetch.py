@@ -15,6 +15,15 @@ A disk error while reading a partition (EIO) answers KAFKA_STORAGE_ERROR for tha
 NOT_LEADER_OR_FOLLOWER to Fetch v5 and older, which is what Kafka does because those clients may not know code 56
 and would not retry; the error is counted and logged once per interval by the storage layer.
 
+With ``loosely.fetch.backlog.delay.ms`` (0, Kafka's behaviour, by default) an answer that has records and stops
+short of some partition's end (the consumer is reading a backlog, not tailing) is held that long before it is sent.
+Why a broker would: librdkafka fetches ahead until ``queued.min.messages`` (100,000) wait unread, then stops and
+looks again only on its broker thread's next whole-second wake-up (``fetch.queue.backoff.ms`` in newer versions).
+An application that reads slower than the broker answers fills that queue, earlier in the run the quicker the
+answers come, so the pause costs the rest of that second. Kafka's answers come a millisecond or two later than
+loosely's, which on a 2-core machine keeps kcat's fetcher near its printing pace; the delay does the same on
+purpose, and costs a consumer that keeps up that many milliseconds per answer (docs/benchmarks.md "Log broker").
+
 Fetch sessions (KIP-227) are declined: the response's session id is always 0, which tells clients to keep
 sending full fetch requests; a request naming a session id answers FETCH_SESSION_ID_NOT_FOUND.
 """
@@ -94,7 +103,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
     deadline = ctx.clock.monotonic_ms() + max(0, max_wait_ms)
     watch = [TopicPartition(w.topic, w.partition) for w in wants if w.topic is not None and not w.denied]
     while True:
-        body, total, errors, by_topic_bytes = _gather(ctx, resp, wants, max_bytes, committed)
+        body, total, errors, by_topic_bytes, behind = _gather(ctx, resp, wants, max_bytes, committed)
         remaining = deadline - ctx.clock.monotonic_ms()
         if total >= min_bytes or errors or remaining <= 0 or not watch:
             # over consumer_byte_rate or request_percentage: answered empty now, the records after the pause (Kafka)
@@ -107,6 +116,9 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
             for topic, n in by_topic_bytes.items():
                 ctx.bytes_out[topic] += n
             ctx.bytes_out_fetch(total)
+            if total > 0 and behind and ctx.config.fetch_backlog_delay_ms > 0:
+                with not_handling():  # paced on purpose: not this client's handling time
+                    await asyncio.sleep(ctx.config.fetch_backlog_delay_ms / 1000)
             return body
         fut = ctx.watchers.watch(watch)
         try:
@@ -127,9 +139,12 @@ def _throttle_ms(ctx: BrokerContext, header: RequestHeader, nbytes: int, *, unre
 
 def _gather(
     ctx: BrokerContext, resp: Response, wants: list[_Want], max_bytes: int, committed: bool
-) -> tuple[object, int, bool, dict[str, int]]:
+) -> tuple[object, int, bool, dict[str, int], bool]:
+    """The response body, its record bytes, whether a partition has an error, bytes by topic, and whether some
+    partition's records stop short of what the fetch could read (its high watermark or last stable offset)."""
     total = 0
     errors = False
+    behind = False
     by_topic_bytes: dict[str, int] = {}
     by_topic: dict[tuple[str | None, uuid.UUID | None], list[object]] = {}
     for w in wants:
@@ -164,6 +179,7 @@ def _gather(
             except OSError as e:
                 code = plog.storage_error("read", e).error_code
                 result = None
+            read_to = w.offset  # the next offset this partition's records leave to a later fetch
             if result is not None and result.slices:
                 try:
                     records = result.read_bytes()
@@ -171,14 +187,15 @@ def _gather(
                     code = plog.storage_error("read", e).error_code
                 else:
                     total += len(records)
+                    read_to = result.slices[-1].next_offset
                     if committed and ctx.transactions is not None and w.topic is not None:
-                        end = result.slices[-1].next_offset
                         aborted = tuple(
                             build(resp.AbortedTransaction, producer_id=pid, first_offset=first)
-                            for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, end)
+                            for pid, first in ctx.transactions.aborted(w.topic, w.partition, w.offset, read_to)
                         )
                     if w.topic is not None:
                         by_topic_bytes[w.topic] = by_topic_bytes.get(w.topic, 0) + len(records)
+            behind = behind or (code == ErrorCode.none and read_to < (lso if committed else hw))
         if code == ErrorCode.kafka_storage_error and resp.version < _STORAGE_ERROR_VERSION_MIN:
             code = ErrorCode.not_leader_or_follower
         if code != ErrorCode.none:
@@ -200,7 +217,7 @@ def _gather(
         for (name, tid), parts in by_topic.items()
     )
     body = resp.make(throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=0, responses=topics)
-    return body, total, errors, by_topic_bytes
+    return body, total, errors, by_topic_bytes, behind
 
 
 HANDLERS = {ApiKey.FETCH: handle_fetch}
