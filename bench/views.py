@@ -20,10 +20,11 @@ With ``--sink postgres`` the same views go to PostgreSQL instead (a server of it
 confluent-kafka + psycopg loop that upserts each poll's records with ``executemany`` into a plain ``text`` (latest
 value) or ``bigint`` (count) column and stores its offsets in the same transaction. Quix Streams is left out there.
 
-Prints events/s, peak RSS (``VmHWM`` of each worker process: not ``ru_maxrss``, which a child started with vfork,
-as ``subprocess`` does, inherits from the driver, that had produced the events) and the ratios. The broker is
-loosely's own, run as a separate process. Then the physical floors (``bench/_floors.py``): the events' bytes over
-each worker's time against loopback TCP, the view's SQLite file against a write+fsync to the same directory.
+Prints events/s, the CPU time of each worker (all its threads; on a loaded machine the steadier of the two), peak
+RSS (``VmHWM`` of each worker process: not ``ru_maxrss``, which a child started with vfork, as ``subprocess`` does,
+inherits from the driver, that had produced the events) and the ratios. The broker is loosely's own, run as a
+separate process. Then the physical floors (``bench/_floors.py``): the events' bytes over each worker's time against
+loopback TCP, the view's SQLite file against a write+fsync to the same directory.
 Without Quix Streams (``--quix-python`` cannot import it) the other two run and the Quix columns say ``-``. Usage::
 
     .venv/bin/python bench/views.py [--events 1000000] [--keys 100000] [--partitions 4] [--repeat 1] \
@@ -41,6 +42,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -55,7 +57,6 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, rate_ratio  # bench/_floors.py
 from _needs import importable, postgres_bin  # bench/_needs.py
 
 IMPLS = ("loosely", "handwritten", "quix")
@@ -213,20 +214,25 @@ def run_quix(job: Job) -> None:
     else:
         sdf = sdf.apply(lambda v: v.decode())
     sdf.sink(SqliteUpsert())
-    app.run(count=events, collect=False)
+    try:
+        app.run(count=events, collect=False)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)  # RocksDB's files: not left behind in /tmp
 
 
 def worker(args: argparse.Namespace) -> None:
     fn = {"loosely": run_loosely, "handwritten": run_handwritten, "quix": run_quix}[args.impl]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), os.times()
     fn(Job(args.bootstrap, args.topic, args.view, args.db, args.events, args.sink))
     seconds = time.perf_counter() - t0
+    cpu1 = os.times()  # every thread of the worker (on a loaded machine the steadier figure of the two)
+    cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     with open("/proc/self/status") as f:
         rss_mib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     import confluent_kafka
 
     clients = f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}"
-    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "clients": clients}), flush=True)
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "rss_mib": rss_mib, "clients": clients}), flush=True)
 
 
 # -- the driver -------------------------------------------------------------------------------------------------
@@ -293,8 +299,6 @@ class PostgresServer:
         self.home = Path(tempfile.mkdtemp(prefix="bench-views-pg-"))
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.as_postgres:
-            import shutil
-
             shutil.chown(self.home, "postgres")
         self.url = f"postgresql://postgres@127.0.0.1:{port}"
         data = self.home / "data"
@@ -334,8 +338,6 @@ class PostgresServer:
         self._admin(f"DROP DATABASE {db.rsplit('/', 1)[1]}")
 
     def stop(self) -> None:
-        import shutil
-
         subprocess.run([*self._ctl, "-m", "fast", "stop"], capture_output=True, check=False)
         shutil.rmtree(self.home, ignore_errors=True)
 
@@ -393,7 +395,7 @@ def run_all(args: argparse.Namespace, boot: str, store: SqliteFiles | PostgresSe
                 if impl == "handwritten":
                     reference = rows
                 store.drop(db)
-                print(f"  {view:6} {impl:11} {r['events_per_s']:>10,.0f} events/s  "
+                print(f"  {view:6} {impl:11} {r['events_per_s']:>10,.0f} events/s  {r['cpu_s']:6.2f} s CPU  "
                       f"{r['rss_mib']:6.0f} MiB peak RSS  ({r['clients']})", flush=True)
     return payload_bytes, views, results
 
@@ -433,8 +435,12 @@ def main() -> None:
         impls.remove("quix")
     if not impls:
         raise SystemExit("nothing to run: no implementation left")
+    # here, not at the top: workers must not import them (the floors need numpy, which Quix Streams' virtualenv
+    # need not have; loosely.testing imports the broker)
+    from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, rate_ratio  # bench/_floors.py
+    from loosely.testing import free_port
+
     with tempfile.TemporaryDirectory(prefix="bench-views-") as d:
-        from loosely.testing import free_port  # here, not at the top: it imports the broker, workers must not
 
         # Floors (bench/_floors.py), before the broker starts: the events reach each worker over loopback TCP and
         # the view goes to SQLite files in this directory (or to PostgreSQL's, on the same disk).
@@ -455,16 +461,19 @@ def main() -> None:
             broker.terminate()
             broker.wait(30)
     floors: dict[str, dict[str, dict[str, float]]] = {}
-    print("\nview    impl         events/s   peak RSS   vs quix (speed, memory)   vs hand-written (speed)")
+    print("\nview    impl         events/s    CPU   peak RSS   vs quix (speed, memory)   "
+          "vs hand-written (speed, CPU used)")
     for view in views:
         med = {i: {k: statistics.median(r[k] for r in results[(i, view)])
-                   for k in ("events_per_s", "rss_mib", "seconds", "db_bytes")} for i in impls}
+                   for k in ("events_per_s", "cpu_s", "rss_mib", "seconds", "db_bytes")} for i in impls}
         for i in impls:
             m = med[i]
             vq = (f"{m['events_per_s'] / med['quix']['events_per_s']:.2f}x, "
                   f"{m['rss_mib'] / med['quix']['rss_mib']:.2f}x") if "quix" in med else "-"
-            vh = f"{m['events_per_s'] / med['handwritten']['events_per_s']:.2f}x" if "handwritten" in med else "-"
-            print(f"{view:7} {i:11} {m['events_per_s']:>10,.0f} {m['rss_mib']:7.0f} MiB   {vq:24}  {vh}")
+            vh = (f"{m['events_per_s'] / med['handwritten']['events_per_s']:.2f}x, "
+                  f"{m['cpu_s'] / med['handwritten']['cpu_s']:.2f}x") if "handwritten" in med else "-"
+            print(f"{view:7} {i:11} {m['events_per_s']:>10,.0f} {m['cpu_s']:5.1f} s {m['rss_mib']:5.0f} MiB   "
+                  f"{vq:24}  {vh}")
         floors[view] = med
     print(f"\nagainst the floors: the events' key and value bytes ({payload_bytes:,} B, lz4 on the wire) over the "
           f"worker's time, against loopback TCP; {stored_in} over the same time, against the disk")
