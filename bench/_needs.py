@@ -11,6 +11,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 KCAT = "the baseline is Debian's kcat (scripts/bootstrap installs it)"
 KCAT_AND_KAFKA = "the clients are Debian's kcat and Apache Kafka runs on Java 17+ (scripts/bootstrap installs both)"
@@ -39,3 +40,14 @@ def require_modules(*modules: str, why: str) -> None:
     missing = [m for m in modules if not importable(m)]
     if missing:
         raise SystemExit(f"Python package {' and '.join(missing)} not installed: {why}")
+
+
+def postgres_bin(why: str) -> Path:
+    """The directory of PostgreSQL's server programs (``initdb``, ``pg_ctl``): Debian's newest under
+    /usr/lib/postgresql, else the one on PATH; exits with one line when there is none."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which("initdb")
+    initdb = found[-1] if found else (Path(on_path).resolve() if on_path else None)
+    if initdb is None or not (initdb.parent / "pg_ctl").exists():
+        raise SystemExit(f"PostgreSQL's initdb and pg_ctl not found (Debian postgresql): {why}")
+    return initdb.parent

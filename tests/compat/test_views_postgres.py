@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from loosely.broker.server import BrokerThread
-from loosely.views import Add, Batch, Fenced, PostgresSink, Put, TopicPartition, count_by_key
+from loosely.views import Add, Batch, Fenced, PostgresSink, Put, TopicPartition, ViewError, count_by_key, latest_by_key
 from views import services
 from views.crashkit import (
     CRASH_TIMEOUT_S,
@@ -71,6 +71,21 @@ def test_offsets_and_rows_commit_together_and_fence(postgres: Postgres) -> None:
             "j": {"a": [1, "x"]}, "k": 4}
     a.close()
     b.close()
+
+
+def test_a_latest_value_fold_is_written_as_one_document_with_its_deletions(postgres: Postgres) -> None:
+    sink = PostgresSink(postgres.url)
+    sink.open(latest_by_key("pg_latest", ["t"]))
+    tp = TopicPartition("t", 0)
+    sink.apply(Batch(latest={"a": "x", "b": {"n": [1, 2.5]}, "é": "☃😀", "q": 'q"\\'}, starts={tp: None},
+                     ends={tp: 4}, records=4))
+    sink.apply(Batch(latest={"a": None, "b": 7, "c": None}, starts={tp: 4}, ends={tp: 7}, records=3))
+    assert dict(sink.scan("pg_latest", version=1)) == {"b": 7, "é": "☃😀", "q": 'q"\\'}
+    assert sink.stored_positions() == {tp: 7}
+    with pytest.raises(ViewError, match="decode bytes"):  # the general path says why bytes cannot be stored
+        sink.apply(Batch(latest={"a": b"raw"}, starts={tp: 7}, ends={tp: 8}, records=1))
+    assert sink.stored_positions() == {tp: 7}
+    sink.close()
 
 
 @pytest.mark.slow

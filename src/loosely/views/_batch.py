@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from loosely.views._model import Add, Change, Delete, Json, Put, TopicPartition, ViewError
 
-__all__ = ["DELETED", "Batch", "fold", "fold_versioned", "net_changes", "net_split", "version_key"]
+__all__ = ["DELETED", "Batch", "fold", "fold_versioned", "latest_split", "net_changes", "net_split", "version_key"]
 
 
 @dataclass(slots=True)
@@ -52,6 +52,10 @@ class Batch:
     # built them (for sinks that do not want positions); ``changes`` is then empty and ``folded_changes`` counts
     # the changes that were folded.
     folded: tuple[dict[str, Put | Delete], dict[str, int | float]] | None = None
+    # The latest-value kernel's fold (:func:`~loosely.views._model.latest_by_key` and a folding sink): each key's
+    # last value, ``None`` where its last record was a tombstone. One dict entry per event and no ``Put`` per
+    # event; ``net`` turns it into Puts and Deletes for the sinks that do not read it directly (the SQL sinks do).
+    latest: dict[str, Json] | None = None
     folded_changes: int = 0
 
     @classmethod
@@ -76,17 +80,19 @@ class Batch:
 
     def __len__(self) -> int:
         """How many changes the batch's records produced."""
-        return len(self.changes) if self.folded is None else self.folded_changes
+        return len(self.changes) if self.folded is None and self.latest is None else self.folded_changes
 
     def release(self) -> None:
         """Let go of the changes (a sink's prepared write holds what it needs); positions and counts stay."""
         self.folded_changes = len(self)
-        self.folded = ({}, {})
+        self.folded, self.latest = ({}, {}), None
         self.changes, self.sources, self.offsets, self.timestamps_ms = [], [], [], []
 
     def net(self) -> tuple[dict[str, Put | Delete], dict[str, int | float]]:
         """The batch's net effect as :func:`net_split` defines it. Callers must not modify the dicts: a sink that
         fails is handed the same batch again."""
+        if self.latest is not None:
+            return latest_split(self.latest), {}
         return self.folded if self.folded is not None else net_split(self.changes)
 
 
@@ -137,6 +143,12 @@ def net_split(changes: Sequence[Change]) -> tuple[dict[str, Put | Delete], dict[
             absolute[k] = c  # type: ignore[assignment]
             rpop(k, None)
     return absolute, relative
+
+
+def latest_split(latest: Mapping[str, Json]) -> dict[str, Put | Delete]:
+    """The latest-value fold (``Batch.latest``) as :func:`net_split`'s ``absolute``: ``None`` is a deletion."""
+    new = tuple.__new__
+    return {k: new(Delete, (k,)) if v is None else new(Put, (k, v)) for k, v in latest.items()}
 
 
 def net_changes(batch: Batch) -> dict[str, Change]:

@@ -169,12 +169,18 @@ class BatchBuilder:
         the offset and timestamp are read once per run of a partition, from its last event. The result equals
         what calling the view's function per record and folding would give (tests/views/test_build.py).
         """
-        absolute, relative = b.folded = b.folded or ({}, {})
+        latest = kernel is Kernel.LATEST
+        relative: dict[str, int | float]
+        last_values: dict[str, Any]
+        if latest:  # key -> last value (None: deleted), see Batch.latest
+            last_values = b.latest = b.latest if b.latest is not None else {}
+            relative = {}
+        else:
+            _, relative = b.folded = b.folded or ({}, {})
+            last_values = {}
         rget = relative.get
         ends, last_ts = b.ends, b.last_timestamp_ms
         vd = _decoder(self.view.value)
-        latest = kernel is Kernel.LATEST
-        new = tuple.__new__
         n = unchanged = 0
         poison: PoisonRecord | None = None
         cur_topic: str | None = None
@@ -219,12 +225,10 @@ class BatchBuilder:
                 unchanged += 1
                 continue
             key = k.decode("utf-8", "surrogateescape")
-            if not latest:
-                relative[key] = rget(key, 0) + 1
-            elif v is None:
-                absolute[key] = new(Delete, (key,))
+            if latest:
+                last_values[key] = v
             else:
-                absolute[key] = new(Put, (key, v))
+                relative[key] = rget(key, 0) + 1
         if last is not None:
             ends[tp] = last.offset() + 1  # type: ignore[index]
             last_ts[tp] = last.timestamp()[1]  # type: ignore[index]
