@@ -199,7 +199,7 @@ def test_mirror_crashes_and_resumes_exactly_once(clusters: tuple[Side, Side], ex
         want = read_partition(source.bootstrap, topic, p)
         got = read_partition(target.bootstrap, remote, p)
         assert len(got) == len(want), (p, len(got), len(want))
-        assert got == want  # every record once, in order, with key, value, headers and timestamp
+        assert got == want  # every record once, in order, with key, value and headers
     target_has_txn = target.handlers is None or set(TXN_APIS) <= target.handlers
     transactional = b"(transactions)" in mirror.logs[-1]
     assert transactional == (exactly_once == "auto" and target_has_txn), mirror.logs[-1][-2000:]
