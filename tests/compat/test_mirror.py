@@ -122,7 +122,10 @@ class Feeder(threading.Thread):
         self.sent = seq
 
 
-def read_partition(bootstrap: str, topic: str, partition: int) -> list[tuple[bytes | None, bytes | None, object]]:
+Record = tuple[bytes | None, bytes | None, object, object]  # key, value, headers, (timestamp type, timestamp)
+
+
+def read_partition(bootstrap: str, topic: str, partition: int) -> list[Record]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "enable.partition.eof": True,
                   "isolation.level": "read_committed", "enable.auto.commit": False})
     try:
@@ -135,7 +138,7 @@ def read_partition(bootstrap: str, topic: str, partition: int) -> list[tuple[byt
                 if err is not None:
                     assert err.code() == KafkaError._PARTITION_EOF, err
                     return out
-                out.append((m.key(), m.value(), m.headers()))
+                out.append((m.key(), m.value(), m.headers(), m.timestamp()))
         raise AssertionError("partition end not reached")
     finally:
         c.close()

@@ -217,14 +217,28 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _top_parser() -> tuple[argparse.ArgumentParser, Any]:
+    p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--version", action=_VersionAction, help="print loosely's version and exit")
+    return p, p.add_subparsers(dest="command", required=True)
+
+
+def _mirror_parser() -> argparse.ArgumentParser:
+    """The parser of ``loosely mirror`` alone: building every subcommand's parser imports the admin commands, the
+    views, Hollow and the demo (about a second of CPU), which a mirror timed from its start would pay for nothing."""
+    from loosely.cli import mirror_cmd  # noqa: PLC0415
+
+    p, sub = _top_parser()
+    mirror_cmd.add_mirror_command(sub)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top: `loosely produce`/`consume` start without confluent-kafka's import cost
     from loosely.cli import admin, mirror_cmd, top  # noqa: PLC0415
 
-    p = argparse.ArgumentParser(prog="loosely", description="Decoupled microservices: log, views, Hollow.")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    p.add_argument("--version", action=_VersionAction, help="print loosely's version and exit")
-    sub = p.add_subparsers(dest="command", required=True)
+    p, sub = _top_parser()
     for name, mode in KCAT_COMMANDS.items():
         what = {None: "kcat's full command line", "P": "kcat -P", "C": "kcat -C (or -G GROUP topics...)",
                 "L": "kcat -L", "Q": "kcat -Q"}[mode]
@@ -345,7 +359,7 @@ def _main(argv: list[str]) -> int:
         from loosely.cli import log_cmd  # noqa: PLC0415 - its own parser: one-line argument errors
 
         return log_cmd.main(argv[1:])
-    parser = build_parser()
+    parser = _mirror_parser() if argv and argv[0] == "mirror" else build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # argparse would print the top-level usage; the subcommand's own usage helps more
         _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")

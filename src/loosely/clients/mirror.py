@@ -40,8 +40,7 @@ import logging
 import re
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -60,7 +59,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
     NewTopic,
 )
 
-from loosely.clients.groups import committed_offsets
 from loosely.clients.mm2 import (
     Checkpoint,
     DefaultReplicationPolicy,
@@ -78,6 +76,7 @@ log = logging.getLogger("loosely.mirror")
 
 TIMEOUT_S: Final = 30.0
 _PROGRESS_VALUE_BYTES: Final = 16
+FETCH_QUEUE_BACKOFF_MS: Final = 10
 # Topic configs copied to new target topics (MirrorMaker's sync.topic.configs copies the non-default ones too)
 _COPIED_CONFIGS: Final = frozenset(
     {"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "compression.type",
@@ -143,6 +142,17 @@ class _PartitionState:
         self.previous_upstream = upstream
         self.previous_downstream = downstream
         return emit
+
+
+@dataclass(slots=True)
+class _Run:
+    """One source partition's records in one batch: where they go, their upstream offsets, records to skip."""
+
+    remote: str
+    skip: int  # records still to skip after a crash without transactions (see the module header)
+    skipped: int = 0
+    next_upstream: int = 0
+    upstreams: list[int] = field(default_factory=list)
 
 
 def _encode_progress(upstream_next: int, downstream_next: int) -> bytes:
@@ -229,7 +239,10 @@ class Mirror:
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             **self._source_reach.config(),
-            "fetch.queue.backoff.ms": 0,
+            # librdkafka stops fetching while its queue holds queued.min.messages (100,000) and looks again after
+            # this long: 0 makes its broker thread spin on a full queue (~1.7 s of a core per million records, taken
+            # from the brokers on a small machine), the default 1000 leaves the mirror waiting on an empty queue
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         })
         self._refresh_topics()
 
@@ -369,8 +382,11 @@ class Mirror:
     # --- progress and syncs -------------------------------------------------------------------------------------
 
     def _read_compacted(self, conf: dict[str, Any], topic: str) -> list[Message]:
+        # read to the end and no further: a fetch at the end waits fetch.wait.max.ms (500) for more records, and a
+        # consume() call waits out its whole timeout unless it fills up, so both are kept short
         c = Consumer({**conf, "group.id": "loosely-mirror-reader", "enable.auto.commit": False,
-                      "isolation.level": "read_committed", "enable.partition.eof": True, "log_level": 0})
+                      "isolation.level": "read_committed", "enable.partition.eof": True, "log_level": 0,
+                      "fetch.wait.max.ms": 10})
         try:
             md = c.list_topics(topic, timeout=TIMEOUT_S)
             t = md.topics.get(topic)
@@ -384,7 +400,7 @@ class Mirror:
             at_end |= empty
             deadline = time.monotonic() + TIMEOUT_S
             while len(at_end) < len(parts) and time.monotonic() < deadline:
-                for m in c.consume(10_000, 0.5):
+                for m in c.consume(10_000, 0.05):
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
@@ -416,10 +432,11 @@ class Mirror:
     def mirror_once(self, timeout_s: float = 0.2) -> int:
         """Copy one batch of records; returns how many were copied.
 
-        Records are grouped per partition and produced in order; only each partition's last record asks for a
-        delivery report. The mirror is its target partitions' only writer and its producer keeps order
-        (transactional, or one request in flight), so a partition's records of one batch sit at consecutive
-        downstream offsets ending at the reported one: every record's downstream offset follows from it.
+        One pass over the batch produces each record as it comes (librdkafka hands a partition's records over in
+        runs, so the partition changes rarely) and notes its upstream offset. Only each partition's first record of
+        the batch asks for a delivery report: the mirror is its target partitions' only writer and its producer
+        keeps order (transactional, or one request in flight), so a partition's records of one batch sit at
+        consecutive downstream offsets starting at the reported one, and every record's downstream offset follows.
         """
         assert self._consumer is not None and self._producer is not None
         msgs = self._consumer.consume(self.config.batch_messages_max, timeout_s)
@@ -428,76 +445,79 @@ class Mirror:
             return 0
         producer = self._producer
         txn = self._transactional
-        groups: dict[tuple[str, int], list[Message]] = defaultdict(list)
+        first_delivered: dict[tuple[str, int], int] = {}
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                raise KafkaException(err)
+            first_delivered[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
+
+        if txn:
+            producer.begin_transaction()
+        produce = producer.produce
+        runs: dict[tuple[str, int], _Run] = {}
+        run = _Run("", 0)
+        topic, partition = "", -1
         for m in msgs:
             err = m.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(err)
-            groups[(m.topic() or "", m.partition() or 0)].append(m)
-        last_delivered: dict[tuple[str, int], int] = {}
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                raise KafkaException(err)
-            last_delivered[(msg.topic() or "", msg.partition() or 0)] = msg.offset() or 0
-
-        if txn:
-            producer.begin_transaction()
-        copied = 0
-        upstreams: dict[tuple[str, int], list[int]] = {}
-        next_upstream: dict[tuple[str, int], int] = {}
-        for (topic, partition), fetched in groups.items():
-            next_upstream[(topic, partition)] = (fetched[-1].offset() or 0) + 1
-            skip = self._skip.get((topic, partition), 0)
-            batch = fetched
-            if skip > 0:
-                taken = min(skip, len(fetched))
-                self._skip[(topic, partition)] = skip - taken
-                self._skipped += taken
-                batch = fetched[taken:]
-            if not batch:
+            p, t = m.partition() or 0, m.topic() or ""
+            if p != partition or t != topic:
+                topic, partition = t, p
+                got = runs.get((t, p))
+                if got is None:
+                    got = runs[(t, p)] = _Run(self._mirrored[t], self._skip.pop((t, p), 0))
+                run = got
+            offset = m.offset() or 0
+            run.next_upstream = offset + 1
+            if run.skip:
+                run.skip -= 1
+                run.skipped += 1
                 continue
-            remote = self._mirrored[topic]
-            produce = producer.produce
-            last = len(batch) - 1
-            for i, m in enumerate(batch):
-                kind, ts = m.timestamp()
-                while True:
-                    try:
-                        if i == last:
-                            produce(remote, m.value(), m.key(), partition, on_delivery=on_delivery,
-                                    timestamp=ts if kind else 0, headers=m.headers())
-                        else:
-                            produce(remote, m.value(), m.key(), partition, timestamp=ts if kind else 0,
-                                    headers=m.headers())
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
-            upstreams[(topic, partition)] = [m.offset() or 0 for m in batch]
-            copied += len(batch)
+            ups = run.upstreams
+            kind, ts = m.timestamp()
+            while True:
+                try:
+                    # positional: confluent-kafka parses keywords at ~0.4 us a call, a third of produce()'s cost.
+                    # Its C argument list is (topic, value, key, partition, the delivery callback, that callback's
+                    # alias, timestamp, headers), seen by experiment with 2.16; tests/compat/test_mirror.py compares
+                    # every record's timestamp and headers, so a change of that order fails there.
+                    produce(run.remote, m.value(), m.key(), p, None if ups else on_delivery, None,
+                            ts if kind else 0, m.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            ups.append(offset)
+        progress = progress_topic(self.config.source_alias)
         if txn:
-            for (topic, partition), up in next_upstream.items():
-                producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, -1),
-                                 _progress_key(self._mirrored[topic], partition))
+            for (_, partition), run in runs.items():
+                producer.produce(progress, _encode_progress(run.next_upstream, -1),
+                                 _progress_key(run.remote, partition))
             producer.commit_transaction(TIMEOUT_S)
         left = producer.flush(TIMEOUT_S)
         if left:
             raise TimeoutError(f"{left} records were not delivered in {TIMEOUT_S}s")
-        for (topic, partition), up in next_upstream.items():
-            remote = self._mirrored[topic]
-            ups = upstreams.get((topic, partition))
+        copied = 0
+        for (topic, partition), run in runs.items():
+            ups = run.upstreams
             if ups:
-                last_down = last_delivered[(remote, partition)]
-                self._sync_run(topic, partition, ups, last_down - len(ups) + 1)
-                down = last_down + 1
+                first_down = first_delivered[(run.remote, partition)]
+                contiguous = ups[-1] - ups[0] == len(ups) - 1
+                self._sync_run(topic, partition, range(ups[0], ups[-1] + 1) if contiguous else ups, first_down)
+                down = first_down + len(ups)
+                copied += len(ups)
             else:
-                down = self._progress.get((remote, partition), (0, 0))[1]
-            self._progress[(remote, partition)] = (up, down)
+                down = self._progress.get((run.remote, partition), (0, 0))[1]
+            self._progress[(run.remote, partition)] = (run.next_upstream, down)
+            if run.skip:
+                self._skip[(topic, partition)] = run.skip
+            self._skipped += run.skipped
             if not txn:
-                producer.produce(progress_topic(self.config.source_alias), _encode_progress(up, down),
-                                 _progress_key(remote, partition))
+                producer.produce(progress, _encode_progress(run.next_upstream, down),
+                                 _progress_key(run.remote, partition))
         if not txn:
             producer.flush(TIMEOUT_S)
         assert self._source_producer is not None
@@ -506,13 +526,14 @@ class Mirror:
         self._batches += 1
         return copied
 
-    def _sync_run(self, topic: str, partition: int, ups: list[int], first_down: int) -> None:
+    def _sync_run(self, topic: str, partition: int, ups: Sequence[int], first_down: int) -> None:
         """Offset syncs for records ``ups`` written at ``first_down, first_down + 1, ...``: the same decisions as
         :class:`_PartitionState` record by record, found by jumping between upstream gaps and lag steps."""
         state = self._states.setdefault((topic, partition), _PartitionState())
         lag = self.config.offset_lag_max
         n = len(ups)
-        forced = [i for i in range(1, n) if ups[i] - ups[i - 1] != 1]
+        # upstream offsets only grow, so a run without gaps spans exactly n offsets: no need to look at each
+        forced = [] if ups[-1] - ups[0] == n - 1 else [i for i in range(1, n) if ups[i] - ups[i - 1] != 1]
         first_gap = ups[0] - state.previous_upstream != 1 or first_down < state.previous_downstream
         if state.previous_upstream == -1 or first_gap:
             forced.insert(0, 0)
@@ -568,8 +589,12 @@ class Mirror:
         out: list[Checkpoint] = []
         mirrored = [(t, p) for t, n in self._partitions.items() for p in range(n)]
         for group in self._groups():
+            # imported here: loosely.clients.groups loads kio (~0.5 s of CPU), which the mirror needs only once the
+            # source has a consumer group to checkpoint
+            from loosely.clients import groups  # noqa: PLC0415
+
             try:
-                committed = committed_offsets(self.config.source, group, mirrored, TIMEOUT_S)
+                committed = groups.committed_offsets(self.config.source, group, mirrored, TIMEOUT_S)
             except KafkaException as e:
                 log.debug("offsets of group %s: %s", group, e)
                 continue
