@@ -30,5 +30,8 @@ def compiled(program_dir: str) -> Path:
 def run_java(program_dir: str, main: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cp = f"{compiled(program_dir)}:{jars_dir()}/*"
     return subprocess.run(
-        ["java", "-Xmx256m", "-cp", cp, main, *args], capture_output=True, text=True, timeout=timeout, check=False
+        # C1 only and the serial collector: the probes live a few seconds, and on a shared two-core machine the
+        # C2 compiler threads and the parallel collector's workers cost a quarter of their CPU for nothing
+        ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", cp, main, *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
     )
