@@ -34,5 +34,8 @@ def run_java(
     the programs are compiled once, against the default release, and use only APIs both releases have."""
     cp = f"{compiled(program_dir)}:{jars or jars_dir()}/*"
     return subprocess.run(
-        ["java", "-Xmx256m", "-cp", cp, main, *args], capture_output=True, text=True, timeout=timeout, check=False
+        # C1 only and the serial collector: the probes live a few seconds, and on a shared two-core machine the
+        # C2 compiler threads and the parallel collector's workers cost a quarter of their CPU for nothing
+        ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", cp, main, *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
     )

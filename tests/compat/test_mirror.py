@@ -152,8 +152,20 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
         c.close()
 
 
-def committed_count(bootstrap: str, topic: str, partitions: int) -> int:
-    return sum(len(read_partition(bootstrap, topic, p)) for p in range(partitions))
+def wait_for_committed(bootstrap: str, topic: str, partitions: int, want: int, timeout_s: float) -> None:
+    """Until ``topic`` holds ``want`` committed records (read-committed, like :func:`read_partition`), or the
+    timeout. One consumer follows the topic and counts what arrives: re-reading every partition from the start
+    each time cost seconds per look once the mirror had copied tens of thousands of records."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "isolation.level": "read_committed",
+                  "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 500})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got = 0
+        deadline = time.monotonic() + timeout_s
+        while got < want and time.monotonic() < deadline:
+            got += sum(1 for m in c.consume(10_000, 0.2) if m.error() is None)
+    finally:
+        c.close()
 
 
 PAIRS = [("loosely", "loosely"), ("loosely", "kafka"), ("kafka", "loosely")]
@@ -189,11 +201,7 @@ def test_mirror_crashes_and_resumes_exactly_once(clusters: tuple[Side, Side], ex
     assert feeder.sent > 1000
     remote = f"{src}.{topic}"
     expected = high_watermarks(source.bootstrap, topic, partitions)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        if committed_count(target.bootstrap, remote, partitions) >= sum(expected):
-            break
+    wait_for_committed(target.bootstrap, remote, partitions, sum(expected), 90)
     assert mirror.stop() == 0, mirror.logs[-1][-3000:]
     for p in range(partitions):
         want = read_partition(source.bootstrap, topic, p)
@@ -216,9 +224,7 @@ def test_internal_topics_use_mirrormaker2_formats(clusters: tuple[Side, Side]) -
     p.flush(30)
     mirror = MirrorProcess(source, target, "east", "west", "--offset-lag-max", "50")
     mirror.start()
-    deadline = time.monotonic() + 60
-    while committed_count(target.bootstrap, "east.payments", 2) < 500 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for_committed(target.bootstrap, "east.payments", 2, 500, 60)
     time.sleep(1.5)  # a few heartbeats
     assert mirror.stop() == 0
     # offset syncs: on the source, named after the target alias, MirrorMaker's binary layout and emit rule

@@ -30,7 +30,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
 
 from loosely.cli._args import BadArgument, add_client_options, name_values
 from loosely.cli._kafka_errors import kafka_error_text
-from loosely.clients.groups import committed_offsets
 
 __all__ = ["add_group_commands", "add_topic_commands"]
 
@@ -209,6 +208,10 @@ def _groups_list(args: argparse.Namespace) -> int:
 def _committed(args: argparse.Namespace, admin: AdminClient, group: str) -> list[TopicPartition]:
     """The group's committed offsets, asked for every partition of every topic (see loosely.clients.groups for
     why not AdminClient.list_consumer_group_offsets)."""
+    # imported here: it brings the Kafka message codecs (kio, ~0.4 s of CPU), which no other admin command needs;
+    # cli/mirror_cmd.py still loads them for every command through loosely.clients.mirror
+    from loosely.clients.groups import committed_offsets  # noqa: PLC0415
+
     md = admin.list_topics(timeout=args.timeout)
     every = [(name, p) for name, t in md.topics.items() if not name.startswith("__") for p in t.partitions]
     found = committed_offsets({"bootstrap.servers": args.bootstrap, **args.kafka_config}, group, every, args.timeout)

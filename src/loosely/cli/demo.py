@@ -16,11 +16,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loosely.broker.config import BrokerConfig, parse_listen
 from loosely.cli._args import add_client_options
-from loosely.demo import Demo, DemoConfig
+
+if TYPE_CHECKING:
+    from loosely.demo import DemoConfig
 
 __all__ = ["add_demo_command"]
 
@@ -37,6 +39,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> DemoConfig:
+    # imported here, not at the top: the parser is built for every command, and the demo imports the broker, the
+    # views and RAW Hollow -- seconds of start-up for every `loosely` process on a loaded machine
+    from loosely.demo import DemoConfig  # noqa: PLC0415
+
     host, port = parse_listen(args.listen)
     adv_host, adv_port = parse_listen(args.advertise) if args.advertise else (None, None)
     data = Path(args.data_dir)
@@ -60,6 +66,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    from loosely.demo import Demo  # noqa: PLC0415 - see _config
+
     demo = Demo(config)
     try:
         demo.start()

@@ -7,6 +7,7 @@ multi-process version, with SIGKILL and SIGSTOP, is in ``test_api_e2e.py``.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -134,4 +135,44 @@ def test_an_aborted_announcement_is_never_seen(cluster: Cluster, names: tuple[st
         finally:
             watcher.close()
     finally:
+        a.stop()
+
+
+def test_a_watcher_started_beside_a_live_leader_is_ready_at_once(cluster: Cluster, names: tuple[str, str]) -> None:
+    """While a leader announces every 100 ms the partition never ends for long enough for the client to report its
+    end; the first read stops at the end offset the watcher saw when it started instead of waiting it out."""
+    topic, ns = names
+    a = KafkaAnnouncer(cluster.bootstrap_servers, topic, ns, session_timeout_ms=SESSION_MS, heartbeat_interval_ms=500)
+    a.start()
+    stop = threading.Event()
+    announced: list[int] = []
+
+    def announce() -> None:
+        v = 1
+        while not stop.is_set():
+            a.announce(Version(v))
+            announced.append(v)
+            v += 1
+            time.sleep(0.1)
+
+    announcing = threading.Thread(target=announce)
+    try:
+        assert a.wait_for_leadership(30_000)
+        announcing.start()
+        while len(announced) < 5:
+            time.sleep(0.05)
+        floor = announced[-1]
+        started = time.monotonic()
+        watcher = KafkaAnnouncementWatcher(cluster.bootstrap_servers, topic, ns, initial_wait_ms=60_000)
+        took_s = time.monotonic() - started
+        try:
+            latest = watcher.latest_version()
+            assert latest is not None and latest >= floor, (latest, floor)
+            assert took_s < 20, f"the first read took {took_s:.1f} s: it waited for a partition end that never came"
+        finally:
+            watcher.close()
+    finally:
+        stop.set()
+        if announcing.is_alive():
+            announcing.join(30)
         a.stop()

@@ -392,6 +392,11 @@ class KafkaAnnouncementWatcher:
 
     The constructor reads what is on the topic already (up to ``initial_wait_ms``), so the first
     ``latest_version()`` knows the current announcement. ``client_config``: as :class:`KafkaAnnouncer`'s.
+
+    "Already" is the topic's end offset when the watcher starts: reading is done when the position passes it, or
+    at the end of the partition.  The end of the partition alone is not enough: while a leader announces, new
+    records keep arriving and the client never reports the end, so a watcher started beside a live leader would
+    wait out ``initial_wait_ms`` every time.
     """
 
     def __init__(
@@ -420,10 +425,26 @@ class KafkaAnnouncementWatcher:
             "isolation.level": "read_committed",
             **(client_config or {}),
         })
+        self._partition = TopicPartition(topic, 0)
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + initial_wait_ms / 1000
+        start, end = self._watermarks(initial_wait_ms / 1000)
+        self._caught_up = start is not None and start == end  # an empty partition: nothing to read
         while not self._caught_up and time.monotonic() < deadline:
             self._drain(_POLL_S)
+            if end is not None and self._consumer.position([self._partition])[0].offset >= end:
+                self._caught_up = True
+
+    def _watermarks(self, timeout_s: float) -> tuple[int | None, int | None]:
+        """(first offset, the offset a read-committed reader has read everything before), now; Nones if the
+        broker cannot say (then the end of the partition, or the initial wait, ends the first read)."""
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+
+        try:
+            start, end = self._consumer.get_watermark_offsets(self._partition, timeout=timeout_s, cached=False)
+        except KafkaException:
+            return None, None
+        return int(start), int(end)
 
     def _drain(self, timeout_s: float) -> None:
         msg = self._consumer.poll(timeout_s)
