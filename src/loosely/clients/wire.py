@@ -124,15 +124,25 @@ class KafkaConnection:
         return bytes(answer.auth_bytes)
 
     def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
+        return self.receive(api_key, version, self.send(api_key, version, request, timeout_s), timeout_s)
+
+    def send(self, api_key: int, version: int, request: object, timeout_s: float) -> int:
+        """Send a request without reading its answer (to ask several brokers at once); its correlation id, for
+        :meth:`receive`. Answers come in the order the requests went."""
         self._correlation += 1
         self._sock.settimeout(timeout_s)
         self._sock.sendall(encode_request(api_key, version, self._correlation, request, client_id=self.client_id))
+        return self._correlation
+
+    def receive(self, api_key: int, version: int, correlation_id: int, timeout_s: float) -> Any:
+        """The answer to the request :meth:`send` sent as ``correlation_id``."""
+        self._sock.settimeout(timeout_s)
         (size,) = SIZE.unpack(self._read(SIZE.size))
         if not 0 <= size <= self.frame_bytes_max:
             raise ProtocolError(f"answer of {size} bytes from {self.address} (at most {self.frame_bytes_max})")
         correlation, answer = decode_response(api_key, version, self._read(size))
-        if correlation != self._correlation:
-            raise ProtocolError(f"answer {correlation} from {self.address} to request {self._correlation}")
+        if correlation != correlation_id:
+            raise ProtocolError(f"answer {correlation} from {self.address} to request {correlation_id}")
         return answer
 
     def _read(self, n: int) -> bytes:
