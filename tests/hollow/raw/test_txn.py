@@ -54,8 +54,9 @@ def topic(bootstrap: str) -> str:
 
 @pytest.mark.parametrize("version", [None, 0])
 def test_commits_land_where_the_offsets_say(bootstrap: str, topic: str, version: int | None) -> None:
+    # batches of at most 120 bytes: a partition's 2-3 records of a transaction go in two Produce requests
     txn = WireTransactions(bootstrap, f"tid-{uuid.uuid4().hex[:8]}", transaction_version=version,
-                           timeout_s=TIMEOUT_S)
+                           timeout_s=TIMEOUT_S, batch_bytes_max=120)
     try:
         assert txn.version == (2 if version is None else 0)  # both brokers finalize transaction.version 2
         sent: dict[tuple[int, int], tuple[bytes, bytes | None]] = {}

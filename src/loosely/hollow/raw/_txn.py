@@ -17,7 +17,9 @@ speak it; :class:`WireTransactions` does, from the thread that commits, with no 
   previous holder left open), and from then on every request of a holder with an older epoch is refused.
 * *Commit*: one record batch per partition (transactional, idempotent: producer id, epoch and a sequence number
   per partition that starts at 0 with every epoch), one Produce per partition leader, all sent before any answer
-  is read; then EndTxn to the coordinator. Version 2: the answer's epoch (or producer id, when the epoch ran out)
+  is read; then EndTxn to the coordinator. A partition's records over ``batch_bytes_max`` (1 MB, what brokers take
+  by default) go in several batches, the next Produce once the one before landed (an idempotent Produce carries
+  one batch per partition). Version 2: the answer's epoch (or producer id, when the epoch ran out)
   is the next transaction's, and sequences start again at 0. Version 0: the epoch stays, sequences go on.
 * *Retries*, within the deadline: a Produce refused because leadership moved (NOT_LEADER_OR_FOLLOWER and kin),
   because the partition's previous transaction is still being completed (CONCURRENT_TRANSACTIONS), or left
@@ -48,7 +50,7 @@ from typing import Any, Final, Protocol
 from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError, error_code, request_class
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import ApiKey, build, nested
-from loosely.protocol.records import NewRecord, build_batch
+from loosely.protocol.records import BATCH_HEADER_BYTES, NewRecord, build_batch
 
 __all__ = [
     "LibrdkafkaTransactions",
@@ -71,6 +73,8 @@ END_TXN_V: Final = {TV2: 5, 0: 4}  # v5: answers the next epoch
 TRANSACTION_COORDINATOR: Final = 1  # FindCoordinator's key_type
 FRAME_BYTES_MAX: Final = 8 * 1024 * 1024  # answers here are small; a metadata answer of a big cluster fits
 RETRY_BACKOFF_S: Final = 0.02  # between attempts at a moved leader or coordinator (librdkafka: retry.backoff.ms 100)
+BATCH_BYTES_MAX: Final = 1_000_000  # librdkafka's message.max.bytes; Kafka's max.message.bytes is 1,048,588
+RECORD_OVERHEAD_BYTES: Final = 21  # a record's framing besides key and value: length, attributes, deltas (varints)
 CONCURRENT_BACKOFF_S: Final = 0.002  # the previous transaction's markers land within a round trip or two
 
 _FENCED: Final = frozenset({ErrorCode.producer_fenced, ErrorCode.invalid_producer_epoch,
@@ -144,8 +148,9 @@ class WireTransactions:
 
     def __init__(self, bootstrap_servers: str, transactional_id: str, *, security: KafkaSecurity | None = None,
                  transaction_timeout_ms: int = 60_000, client_id: str = "loosely-txn", timeout_s: float = 30.0,
-                 transaction_version: int | None = None) -> None:
+                 transaction_version: int | None = None, batch_bytes_max: int = BATCH_BYTES_MAX) -> None:
         self.transactional_id = transactional_id
+        self.batch_bytes_max = batch_bytes_max
         self.transaction_timeout_ms = transaction_timeout_ms
         self.client_id = client_id
         self._security = security
@@ -281,24 +286,36 @@ class WireTransactions:
 
         :class:`TransactionFenced` when a newer producer holds the id; :class:`TransactionFailed` otherwise."""
         deadline = time.monotonic() + timeout_s
-        batches: dict[tuple[str, int], list[int]] = {}  # partition -> indexes of its records
+        # each partition's records in batches of at most batch_bytes_max; an idempotent Produce carries one batch
+        # per partition, so the k-th batches of all partitions go out together, once the (k-1)-th have landed
+        rounds: list[dict[tuple[str, int], list[int]]] = [{}]
+        sizes: dict[tuple[str, int], int] = {}
         for i, r in enumerate(records):
-            batches.setdefault((r.topic, r.partition), []).append(i)
-        now_ms = int(time.time() * 1000)
-        encoded = {tp: build_batch([NewRecord(records[i].key, records[i].value, now_ms) for i in idx],
-                                   producer_id=self._producer_id, producer_epoch=self._epoch,
-                                   base_sequence=self._sequences.get(tp, 0), transactional=True)
-                   for tp, idx in batches.items()}
+            tp = (r.topic, r.partition)
+            size = len(r.key) + len(r.value or b"") + RECORD_OVERHEAD_BYTES
+            k = next((k for k in range(len(rounds) - 1, -1, -1) if tp in rounds[k]), 0)
+            if tp in rounds[k] and sizes[tp] + size > self.batch_bytes_max:
+                k += 1
+                sizes[tp] = 0
+                if k == len(rounds):
+                    rounds.append({})
+            rounds[k].setdefault(tp, []).append(i)
+            sizes[tp] = sizes.get(tp, BATCH_HEADER_BYTES) + size
         if self.version < TV2:
-            self._add_partitions([tp for tp in batches if tp not in self._added], deadline)
-        base = self._produce(encoded, deadline)
-        for tp, idx in batches.items():
-            self._sequences[tp] = self._sequences.get(tp, 0) + len(idx)
-        self._end(deadline)
+            self._add_partitions([tp for tp in rounds[0] if tp not in self._added], deadline)
         offsets = [0] * len(records)
-        for tp, idx in batches.items():
-            for n, i in enumerate(idx):
-                offsets[i] = base[tp] + n
+        now_ms = int(time.time() * 1000)
+        for batches in rounds:
+            encoded = {tp: build_batch([NewRecord(records[i].key, records[i].value, now_ms) for i in idx],
+                                       producer_id=self._producer_id, producer_epoch=self._epoch,
+                                       base_sequence=self._sequences.get(tp, 0), transactional=True)
+                       for tp, idx in batches.items()}
+            base = self._produce(encoded, deadline)
+            for tp, idx in batches.items():
+                self._sequences[tp] = self._sequences.get(tp, 0) + len(idx)
+                for n, i in enumerate(idx):
+                    offsets[i] = base[tp] + n
+        self._end(deadline)
         return offsets
 
     def _add_partitions(self, partitions: list[tuple[str, int]], deadline: float) -> None:
