@@ -296,7 +296,7 @@ class WireTransactions:
             k = next((k for k in range(len(rounds) - 1, -1, -1) if tp in rounds[k]), 0)
             if tp in rounds[k] and sizes[tp] + size > self.batch_bytes_max:
                 k += 1
-                sizes[tp] = 0
+                sizes[tp] = BATCH_HEADER_BYTES  # the new batch's header
                 if k == len(rounds):
                     rounds.append({})
             rounds[k].setdefault(tp, []).append(i)
