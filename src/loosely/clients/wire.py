@@ -29,6 +29,7 @@ __all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "reque
 SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
 SASL_AUTHENTICATE_V: Final = 2
 FRAME_BYTES_MAX: Final = 8 * 1024 * 1024
+RECV_BYTES: Final = 64 * 1024  # asked of each recv at least: the answers of the requests sent here fit
 
 
 class WireError(Exception):
@@ -83,6 +84,7 @@ class KafkaConnection:
         sock = socket.create_connection((host, port), timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._correlation = 0
+        self._buffer = bytearray()  # read past the answer being taken: the start of the next
         try:
             self._sock = sock if security is None or security.tls is None else security.tls.wrap_socket(
                 sock, server_hostname=host)
@@ -146,13 +148,17 @@ class KafkaConnection:
         return answer
 
     def _read(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            got = self._sock.recv(min(n - len(chunks), 1 << 20))
+        # one recv usually brings a whole answer, size and body: each recv gives up the GIL, and a thread taking it
+        # back from busy Python threads waits for their switch interval (5 ms), so fewer recvs answer sooner
+        buf = self._buffer
+        while len(buf) < n:
+            got = self._sock.recv(min(max(n - len(buf), RECV_BYTES), 1 << 20))
             if not got:
                 raise ConnectionError(f"{self.address} closed the connection")
-            chunks += got
-        return bytes(chunks)
+            buf += got
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
