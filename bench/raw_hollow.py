@@ -2,6 +2,11 @@
 across servers; side by side in one run, on loopback.
 
     .venv/bin/python bench/raw_hollow.py [--seconds 5] [--records 10000] [--overlay 1000] [--side both|redis|raw]
+                                         [--phases paced,unpaced,reads,memory]
+
+At the issue's memory scale (1M records, 100k in-flight changes) only the memory comparison is worth its time:
+
+    .venv/bin/python bench/raw_hollow.py --side raw --phases memory --records 1000000 --overlay 100000 --size 1000
 
 Measured, each figure on both sides in the same run, every role in its own process:
 
@@ -293,6 +298,12 @@ def _timed(n: int, variants: dict[str, tuple[list[str], Callable[[str], Any]]],
     return {name: percentiles(v) for name, v in ms.items()}
 
 
+def _catch_up_ms(args: argparse.Namespace) -> int:
+    """How long a fresh client may take to load the version and tail the in-flight changes: at the issue's scale
+    (100k changes) more than a read's default 5 s on a loaded machine."""
+    return 5_000 + args.overlay
+
+
 def raw_reads(args: argparse.Namespace) -> dict[str, Any]:
     """Loads the records through the writer, publishes one Hollow version, leaves ``overlay`` changes unpublished;
     then reads: plain Hollow (the state's primary-key index), RAW eventual and strong, state and overlay keys."""
@@ -327,7 +338,7 @@ def raw_reads(args: argparse.Namespace) -> dict[str, Any]:
             o = index.find(key)
             return None if o < 0 else ds.mapper.read(plain.engine, rec, o)
 
-    client = RawClient(ds).start()
+    client = RawClient(ds, timeout_ms=_catch_up_ms(args)).start()
     assert client.get(rec, changed[0], after=token).payload == payload(args.size, args.records)  # the overlay
     out: dict[str, Any] = _timed(args.reads, {
         "plain_hollow": (keys[args.overlay:], plain_get),
@@ -367,8 +378,8 @@ def raw_memory(args: argparse.Namespace) -> dict[str, Any]:
             assert all(ds.mapper.read(plain.engine, rec, index.find(k)) is not None for k in keys)
         held: Any = (plain, index)
     else:
-        client = RawClient(ds).start()
-        deadline = time.monotonic() + 120
+        client = RawClient(ds, timeout_ms=_catch_up_ms(args)).start()
+        deadline = time.monotonic() + _catch_up_ms(args) / 1000
         while client.statistics().overlay < args.overlay and time.monotonic() < deadline:
             time.sleep(0.05)
         overlay = client.statistics().overlay
@@ -477,32 +488,49 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def run_side(side: str, addr: str, args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    phases = set(args.phases.split(","))
+    if "paced" in phases:
+        _paced(side, addr, args, out, extra)
+    if "unpaced" in phases:
+        _unpaced(side, addr, args, out, extra)
+    reads = {**extra, "dataset": "reads"} if side == "raw" else extra
+    if "reads" in phases or (side == "raw" and "memory" in phases):  # the memory phase reads the loaded dataset
+        # a child's time grows with the records loaded: ~1 ms each on a loaded 2-core machine, Hollow cycle included
+        timeout_s = 300 + args.records / 1_000
+        n = args.reads if "reads" in phases else 0
+        print(f"[{side}] {'reads' if n else 'loading'} of {args.records:,} records of {args.size:,} B", flush=True)
+        out["reads"] = result(child(side, "reads", addr, records=args.records, size=args.size, reads=n,
+                                    overlay=args.overlay, **reads), timeout_s)
+        for name, v in out["reads"].items():
+            print(f"  {name:20} {fmt(v) if isinstance(v, dict) else f'{v:,}'}", flush=True)
+        if side == "raw" and "memory" in phases:
+            print(f"[{side}] memory of a client: {args.records:,} records, {args.overlay:,} of them changed since the "
+                  "loaded version", flush=True)
+            for kind in ("plain", "raw"):
+                out[f"memory_{kind}"] = result(child(side, f"memory-{kind}", addr, records=args.records,
+                                                     overlay=args.overlay, **reads), timeout_s)
+                print(f"  {kind:6} {out[f'memory_{kind}']}", flush=True)
+            grown = {kind: out[f"memory_{kind}"]["rss_growth_bytes"] for kind in ("raw", "plain")}
+            print(f"  RAW client / plain Hollow client: {ratio(grown['raw'], grown['plain'])}", flush=True)
+    return out
+
+
+def _paced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any], extra: dict[str, Any]) -> None:
     print(f"\n[{side}] write-to-visible, {args.rate:,.0f} writes/s of {args.size:,} B, {args.seconds:g} s",
           flush=True)
     out["paced"] = write_to_visible(side, addr, rate=args.rate, size=args.size, seconds=args.seconds,
                                     writers=args.raw_threads if side == "raw" else 1, probe_rate=0, **extra)
     print(f"  visible {fmt(out['paced']['visible_ms'])}\n  ack     {fmt(out['paced']['ack_ms'])}  "
           f"({out['paced']['writes_per_s']:,.0f}/s achieved, {out['paced']['missed']} missed)", flush=True)
+
+
+def _unpaced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any], extra: dict[str, Any]) -> None:
     writers = args.raw_max_threads if side == "raw" else args.max_writers
     print(f"[{side}] unpaced, {writers} writers of {args.max_size:,} B ({args.window} in flight each) and a probe at "
           f"{args.probe_rate:g}/s, {args.seconds:g} s", flush=True)
     out["max"] = write_to_visible(side, addr, rate=0, size=args.max_size, seconds=args.seconds,
                                   writers=writers, probe_rate=args.probe_rate, window=args.window, **extra)
     print(f"  {out['max']['writes_per_s']:,.0f} writes/s; visible {fmt(out['max']['visible_ms'])}", flush=True)
-    print(f"[{side}] reads of {args.records:,} records of {args.size:,} B", flush=True)
-    reads = {**extra, "dataset": "reads"} if side == "raw" else extra
-    out["reads"] = result(child(side, "reads", addr, records=args.records, size=args.size, reads=args.reads,
-                                overlay=args.overlay, **reads))
-    for name, v in out["reads"].items():
-        print(f"  {name:20} {fmt(v) if isinstance(v, dict) else f'{v:,}'}", flush=True)
-    if side == "raw":
-        print(f"[{side}] memory of a client: {args.records:,} records, {args.overlay:,} of them changed since the "
-              "loaded version", flush=True)
-        for kind in ("plain", "raw"):
-            out[f"memory_{kind}"] = result(child(side, f"memory-{kind}", addr, records=args.records,
-                                                 overlay=args.overlay, **reads))
-            print(f"  {kind:6} {out[f'memory_{kind}']}", flush=True)
-    return out
 
 
 def main() -> None:
@@ -524,6 +552,8 @@ def main() -> None:
     p.add_argument("--records", type=int, default=10_000, help="records loaded for reads and memory")
     p.add_argument("--overlay", type=int, default=1_000, help="in-flight changes in the memory comparison")
     p.add_argument("--reads", type=int, default=5_000)
+    p.add_argument("--phases", default="paced,unpaced,reads,memory",
+                   help="which to run, comma-separated: paced, unpaced, reads, memory (memory loads the records)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--addr", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
@@ -579,7 +609,11 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
             return run_side("raw", addr, args, store=f"{d}/store", dataset="writes")
         finally:
             broker.terminate()
-            broker.wait(30)
+            try:
+                broker.wait(60)
+            except subprocess.TimeoutExpired:  # a big log takes its time to close: nothing in it is needed
+                broker.kill()
+                broker.wait(30)
 
 
 def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict[str, Floor]) -> None:
@@ -597,7 +631,7 @@ def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict
         if p.get("p50"):
             print(f"    {name:20} p50 {p['p50'] * 1e3:8.2f} us: {p['p50'] / read_ms:,.1f}x the floor")
     for side in ("redis", "raw"):
-        if not results.get(side):
+        if "max" not in results.get(side, {}):
             continue
         rate = results[side]["max"]["writes_per_s"] * args.max_size
         for f in (floors["loopback"], floors["disk"]):
@@ -605,8 +639,8 @@ def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict
 
 
 def print_ratios(raw: dict[str, Any], redis: dict[str, Any]) -> None:
-    if not raw:
-        return
+    if not {"paced", "max", "reads", "memory_raw"} <= raw.keys() or not {"paced", "max", "reads"} <= redis.keys():
+        return  # some phases left out (--phases)
     print("\nRAW Hollow / Redis (below 1: RAW Hollow is faster or smaller)")
     for phase in ("paced", "max"):
         for q in ("p50", "p99", "p99.9"):

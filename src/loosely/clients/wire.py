@@ -29,6 +29,7 @@ __all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "reque
 SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
 SASL_AUTHENTICATE_V: Final = 2
 FRAME_BYTES_MAX: Final = 8 * 1024 * 1024
+RECV_BYTES: Final = 64 * 1024  # asked of each recv at least: the answers of the requests sent here fit
 
 
 class WireError(Exception):
@@ -83,6 +84,7 @@ class KafkaConnection:
         sock = socket.create_connection((host, port), timeout=timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._correlation = 0
+        self._buffer = bytearray()  # read past the answer being taken: the start of the next
         try:
             self._sock = sock if security is None or security.tls is None else security.tls.wrap_socket(
                 sock, server_hostname=host)
@@ -124,25 +126,39 @@ class KafkaConnection:
         return bytes(answer.auth_bytes)
 
     def call(self, api_key: int, version: int, request: object, timeout_s: float) -> Any:
+        return self.receive(api_key, version, self.send(api_key, version, request, timeout_s), timeout_s)
+
+    def send(self, api_key: int, version: int, request: object, timeout_s: float) -> int:
+        """Send a request without reading its answer (to ask several brokers at once); its correlation id, for
+        :meth:`receive`. Answers come in the order the requests went."""
         self._correlation += 1
         self._sock.settimeout(timeout_s)
         self._sock.sendall(encode_request(api_key, version, self._correlation, request, client_id=self.client_id))
+        return self._correlation
+
+    def receive(self, api_key: int, version: int, correlation_id: int, timeout_s: float) -> Any:
+        """The answer to the request :meth:`send` sent as ``correlation_id``."""
+        self._sock.settimeout(timeout_s)
         (size,) = SIZE.unpack(self._read(SIZE.size))
         if not 0 <= size <= self.frame_bytes_max:
             raise ProtocolError(f"answer of {size} bytes from {self.address} (at most {self.frame_bytes_max})")
         correlation, answer = decode_response(api_key, version, self._read(size))
-        if correlation != self._correlation:
-            raise ProtocolError(f"answer {correlation} from {self.address} to request {self._correlation}")
+        if correlation != correlation_id:
+            raise ProtocolError(f"answer {correlation} from {self.address} to request {correlation_id}")
         return answer
 
     def _read(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            got = self._sock.recv(min(n - len(chunks), 1 << 20))
+        # one recv usually brings a whole answer, size and body: each recv gives up the GIL, and a thread taking it
+        # back from busy Python threads waits for their switch interval (5 ms), so fewer recvs answer sooner
+        buf = self._buffer
+        while len(buf) < n:
+            got = self._sock.recv(min(max(n - len(buf), RECV_BYTES), 1 << 20))
             if not got:
                 raise ConnectionError(f"{self.address} closed the connection")
-            chunks += got
-        return bytes(chunks)
+            buf += got
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

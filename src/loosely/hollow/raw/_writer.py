@@ -18,14 +18,16 @@ and sends the accepted ones in ONE transaction. A conditional request touching a
 same batch writes waits for the next batch (its version is not known yet), and so does every later request on
 the same keys, so that the writes of a key land in the order they were queued. When the commit returns, each caller
 gets the offsets of its records (versions) and a token. A request is all or nothing: a bulk is one request.
-A transaction costs three round trips whatever its size (AddPartitionsToTxn, Produce, EndTxn: 2-3 ms on loopback),
-so throughput comes from batch size: ``put_async`` and friends return a future instead of waiting, letting one
-caller keep many writes in flight (pipelining); at most ``queued_ops_max`` operations wait, then callers block.
+A transaction costs two round trips whatever its size (Produce, EndTxn: ~1.3 ms on loopback; ``_txn`` sends them
+over loosely's own connections, where librdkafka takes three and ~3 ms), so throughput comes from batch size:
+``put_async`` and friends return a future instead of waiting, letting one caller keep many writes in flight
+(pipelining); at most ``queued_ops_max`` operations wait, then callers block.
 Everything a write needs that does not depend on the versions (validation, JSON, the content digest) is done by
 the caller's thread before queueing, so the commit thread -- the serial path -- only checks, sends and answers.
 
 **Failures.** A fenced producer loses leadership at once (callers get :class:`NotLeaderError`). Any other commit
-failure aborts or abandons the transaction, fails the batch's callers with :class:`WriteError`, and makes the
+failure abandons the transaction, fails the batch's callers with :class:`WriteError` (``uncertain`` once the
+commit was sent and went unanswered; before that the next term's fence aborts it), and makes the
 writer step down and take over again (a new producer, fenced by itself, and a fresh read of the log), because
 the outcome of an unanswered commit is unknown and the versions must come from the log again.
 """
@@ -51,6 +53,7 @@ from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
 from loosely.hollow.raw._codec import Token, encode_json, encode_record, record_from_json, record_to_json
 from loosely.hollow.raw._dataset import Dataset
 from loosely.hollow.raw._log import ChangeTail
+from loosely.hollow.raw._txn import Outgoing, TransactionFailed, TransactionFenced, Transactions, open_transactions
 
 __all__ = [
     "ANY",
@@ -255,7 +258,7 @@ class Writer:
         self._leader = False
         self._marker: str | None = None
         self._leader_address: str | None = None
-        self._producer: Any = None
+        self._producer: Transactions | None = None
         self._election: Any = None
         self._watch: Any = None
         self._tail: ChangeTail | None = None
@@ -317,7 +320,9 @@ class Writer:
         self._threads = []
         self._fail_queue(NotLeaderError(f"writer {self.member} of {self.dataset.name} is closed"))
         with self._lock:
-            self._producer = None  # freed now rather than reconnecting until the garbage collector finds it
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close()  # its connections go now, not when the garbage collector finds it
         if self._tail is not None:
             self._tail.close()
             self._tail = None
@@ -416,45 +421,48 @@ class Writer:
 
     def _acquire(self) -> None:
         """Fence the previous leader, announce ourselves, read the log to its end; then accept writes."""
-        from confluent_kafka import Producer  # noqa: PLC0415
-
         ds = self.dataset
-        producer = Producer(ds.config(**{
-            "transactional.id": f"raw-writer-{ds.name}",
-            "transaction.timeout.ms": self.transaction_timeout_ms,
-            "client.id": f"raw-writer-{self.member}",
-            "linger.ms": 0,
-            "acks": "all",
-        }))
-        producer.init_transactions(_ACQUIRE_TIMEOUT_MS / 1000)  # the fence
+        # the fence: the coordinator bumps the transactional id's epoch, so nothing an earlier leader sends lands
+        producer = open_transactions(ds.config(), f"raw-writer-{ds.name}",
+                                     transaction_timeout_ms=self.transaction_timeout_ms,
+                                     client_id=f"raw-writer-{self.member}", timeout_s=_ACQUIRE_TIMEOUT_MS / 1000)
         marker = f"{self.member}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self._marker = marker
-        producer.begin_transaction()
-        producer.produce(ds.writer_topic, key=b"leader", partition=0, value=json.dumps(
-            {"member": self.member, "http": self.http_address, "marker": marker}).encode())
-        producer.commit_transaction(_ACQUIRE_TIMEOUT_MS / 1000)
-        deadline = time.monotonic() + _ACQUIRE_TIMEOUT_MS / 1000
-        while True:
+        try:
+            producer.commit([Outgoing(ds.writer_topic, 0, b"leader", json.dumps(
+                {"member": self.member, "http": self.http_address, "marker": marker}).encode())],
+                _ACQUIRE_TIMEOUT_MS / 1000)
+        except BaseException:
+            producer.close()
+            raise
+        installed = False
+        try:
+            deadline = time.monotonic() + _ACQUIRE_TIMEOUT_MS / 1000
+            while True:
+                with self._lock:
+                    if self._marker is None or not self._assigned:
+                        break
+                if self._stop.is_set():
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("did not read back the leader record in time")
+                msg = self._election.poll(_POLL_S)
+                if msg is not None and not msg.error():
+                    self._observe_leader(msg.value())
+            tail = self._tail
+            assert tail is not None
+            tail.read_to(tail.high_watermarks(_ACQUIRE_TIMEOUT_MS), _ACQUIRE_TIMEOUT_MS)
             with self._lock:
-                if self._marker is None or not self._assigned:
-                    break
-            if self._stop.is_set():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("did not read back the leader record in time")
-            msg = self._election.poll(_POLL_S)
-            if msg is not None and not msg.error():
-                self._observe_leader(msg.value())
-        tail = self._tail
-        assert tail is not None
-        tail.read_to(tail.high_watermarks(_ACQUIRE_TIMEOUT_MS), _ACQUIRE_TIMEOUT_MS)
-        with self._lock:
-            if self._holds_partition() and not self._stop.is_set():
-                self._producer = producer
-                self._leader = True
-                self._counts["terms"] += 1
-                log.info("raw writer %s leads %s (%d keys)", self.member, ds.name, len(self._versions))
+                if self._holds_partition() and not self._stop.is_set():
+                    self._producer = producer
+                    installed = True
+                    self._leader = True
+                    self._counts["terms"] += 1
+                    log.info("raw writer %s leads %s (%d keys)", self.member, ds.name, len(self._versions))
+        finally:
+            if not installed:  # not leading after all: its connections go now
+                producer.close()
 
     def _holds_partition(self) -> bool:
         return self._assigned  # changed by the group callbacks meanwhile (a method keeps mypy from narrowing)
@@ -464,8 +472,11 @@ class Writer:
             self._last_error = why
             self._leader = False
             self._marker = None
-            self._producer = None  # a fenced or doubtful producer is not used again; the next term makes one
-            # re-take leadership while still assigned: a new producer fences our own doubtful transaction
+            # a fenced or doubtful producer is not used again; the next term makes one (re-taking leadership while
+            # still assigned: a new producer fences our own doubtful transaction)
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close()
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -608,6 +619,7 @@ class Writer:
                 for r in pending:
                     r.fail(NotLeaderError(f"writer {self.member} is not the leader of {self.dataset.name}", address))
                 continue
+            assert producer is not None  # a leader has one
             try:
                 self._commit(producer, batch)
             except Exception as e:  # a bug here must not kill the commit thread; the callers hear of it
@@ -630,9 +642,7 @@ class Writer:
             self._room.notify_all()
         return batch
 
-    def _commit(self, producer: Any, batch: list[_Request]) -> None:
-        from confluent_kafka import KafkaException  # noqa: PLC0415
-
+    def _commit(self, producer: Transactions, batch: list[_Request]) -> None:
         accepted: list[_Request] = []
         deferred: list[_Request] = []
         pending: set[bytes] = set()  # keys written by the accepted requests
@@ -659,37 +669,12 @@ class Writer:
         if not accepted:
             return
         topic = self.dataset.changes_topic
-        slots: list[tuple[_Request, int]] = []
-        offsets: dict[int, int] = {}
-        errors: list[str] = []
-
-        def delivered(index: int) -> Any:
-            def report(err: Any, msg: Any) -> None:
-                if err is not None:
-                    errors.append(str(err))
-                else:
-                    offsets[index] = msg.offset()
-            return report
-
         try:
-            producer.begin_transaction()
-            for r in accepted:
-                for op in r.ops:
-                    slots.append((r, len(slots)))
-                    producer.produce(topic, key=op.key, value=op.value, partition=op.partition,
-                                     on_delivery=delivered(len(slots) - 1))
-            producer.commit_transaction(self.write_timeout_ms / 1000)
-            while len(offsets) + len(errors) < len(slots):
-                producer.poll(0.01)  # delivery reports not yet served by the commit
-        except KafkaException as e:
+            offsets = producer.commit([Outgoing(topic, op.partition, op.key, op.value)
+                                       for r in accepted for op in r.ops], self.write_timeout_ms / 1000)
+        except (TransactionFenced, TransactionFailed) as e:
             self._counts["errors"] += 1
-            self._failed_commit(producer, accepted, e)
-            return
-        if errors:  # cannot happen after a successful commit; never report a write we cannot place
-            self._counts["errors"] += 1
-            self._step_down(f"delivery failed after commit: {errors[0]}")
-            for r in accepted:
-                r.fail(WriteError(f"delivery failed: {errors[0]}", uncertain=True))
+            self._failed_commit(accepted, e)
             return
         with self._lock:
             self._counts["transactions"] += 1
@@ -732,26 +717,16 @@ class Writer:
             seen[op.key] = (-1, op.digest) if op.value is not None else (None, None)
         return None
 
-    def _failed_commit(self, producer: Any, accepted: list[_Request], e: Any) -> None:
-        err = e.args[0] if e.args else None
-        fenced = bool(err is not None and (err.fatal() or err.name() in (
-            "_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH")))
-        if fenced:
+    def _failed_commit(self, accepted: list[_Request], e: TransactionFenced | TransactionFailed) -> None:
+        if isinstance(e, TransactionFenced):
             with self._lock:
                 self._counts["fenced"] += 1
                 address = self._leader_address
             self._step_down(f"fenced: {e}")
             error: Exception = NotLeaderError(f"writer {self.member} was fenced by a newer leader: {e}", address)
         else:
-            aborted = False
-            if err is not None and err.txn_requires_abort():
-                try:
-                    producer.abort_transaction(self.write_timeout_ms / 1000)
-                    aborted = True
-                except Exception as abort_error:
-                    log.warning("aborting the raw writer transaction: %s", abort_error)
             self._step_down(f"commit failed: {e}")
-            error = WriteError(f"{self.dataset.changes_topic}: {e}", uncertain=not aborted)
+            error = WriteError(f"{self.dataset.changes_topic}: {e}", uncertain=e.uncertain)
         for r in accepted:
             r.fail(error)
 
