@@ -67,15 +67,25 @@ def test_writer_producer_and_client_on_three_nodes_survive_a_broker_kill(three_n
     ds = Dataset(f"raw3-{uuid.uuid4().hex[:8]}", [Movie], bootstrap_servers=boot,
                  blob_store=str(tmp_path / "blobs"), partitions=2, replication_factor=3)
     ds.ensure_topics()
-    md = AdminClient({"bootstrap.servers": boot}).list_topics(timeout=30)
-    for topic in (ds.changes_topic, ds.writer_topic, ds.producer_topic):
-        assert all(len(p.replicas) == 3 for p in md.topics[topic].partitions.values()), topic
+    admin = AdminClient({"bootstrap.servers": boot})
+
+    def replicas(topic: str) -> list[int] | None:
+        """Replicas per partition, once the broker asked knows the topic (Kafka answers a create before every
+        broker's metadata has it)."""
+        found = admin.list_topics(topic, timeout=30).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return [len(p.replicas) for _, p in sorted(found.partitions.items())]
+
+    for topic, partitions in ((ds.changes_topic, 2), (ds.writer_topic, 1), (ds.producer_topic, 1)):
+        wait_until(lambda topic=topic: replicas(topic) is not None)
+        assert replicas(topic) == [3] * partitions, topic
     # plain Hollow's announcer makes its topic with the cluster's default replication factor too, not 1
     announcer = KafkaAnnouncer(boot, f"{ds.name}.announce", ds.name)
     announcer.start()
     announcer.stop()
-    md = AdminClient({"bootstrap.servers": boot}).list_topics(f"{ds.name}.announce", timeout=30)
-    assert [len(p.replicas) for p in md.topics[f"{ds.name}.announce"].partitions.values()] == [3]
+    wait_until(lambda: replicas(f"{ds.name}.announce") is not None)
+    assert replicas(f"{ds.name}.announce") == [3]
 
     with Writer(ds) as writer, RawProducer(ds, cycle_interval_ms=200) as producer, \
             RawClient(ds, timeout_ms=20_000) as client:
