@@ -97,7 +97,12 @@ def test_rebuild_switch_drop_while_a_running_runner_serves(broker: BrokerThread,
     pinned = start("--version", "1")  # a second runner of v1 that keeps v1 until it is dropped
     try:
         assert follower.stdout is not None
-        url = follower.stdout.readline().split()[-1]  # "serving life on http://127.0.0.1:PORT/views"
+        first = follower.stdout.readline()  # "serving life on http://127.0.0.1:PORT/views"
+        if not first:  # it exited before serving: say why (seen once in CI, not reproduced)
+            follower.wait(30)
+            assert follower.stderr is not None
+            pytest.fail(f"the following runner exited ({follower.returncode}): {follower.stderr.read()[-2000:]}")
+        url = first.split()[-1]
         sample = sorted(before)[:20]
 
         def get(key: str) -> dict[str, object]:
