@@ -143,13 +143,28 @@ def test_console_and_registry_reach_a_broker_that_only_has_a_sasl_ssl_listener(t
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
     properties = tmp_path / "services.properties"
-    properties.write_text(
-        "security.protocol=SASL_SSL\n"
-        "sasl.mechanism=SCRAM-SHA-512\n"
-        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="console" '
-        'password="console-secret";\n'
-        "ssl.truststore.type=PEM\n"
-        f"ssl.truststore.location={certs.ca_crt}\n")
+
+    def write_properties(password: str) -> None:
+        properties.write_text(
+            "security.protocol=SASL_SSL\n"
+            "sasl.mechanism=SCRAM-SHA-512\n"
+            'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="console" '
+            f'password="{password}";\n'
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={certs.ca_crt}\n")
+
+    # a wrong password is the broker's refusal in one line, at once, not a registry timing out on its transport
+    write_properties("not-the-secret")
+    started = time.monotonic()
+    r = subprocess.run([*secured_broker, "--services-client-config", str(properties)], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # after the broker's own log line of the failed login
+    assert last.startswith("loosely broker: --schema-registry-listen: this broker refused the services' client "
+                           "settings: "), r.stderr
+    assert "Authentication failed" in last and "Traceback" not in r.stderr, r.stderr
+    assert time.monotonic() - started < 30
+    write_properties("console-secret")
     proc = subprocess.Popen([*secured_broker, "--services-client-config", str(properties)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -153,6 +153,24 @@ def _own_bootstrap(broker: Any, client_config: dict[str, str], flag: str) -> str
     return str(broker.bootstrap_servers_for(matching[0]))
 
 
+def _check_services_access(args: argparse.Namespace, bootstrap: str, flag: str) -> None:
+    """Make sure this broker takes the services' own credentials before a service starts on them: a wrong password
+    or an untrusted certificate is one line naming the flag, not a registry that times out on "Broker transport
+    failure". Checked once, for the first service asked for; nothing to check on a plaintext listener."""
+    from loosely.clients.client_config import is_secured  # noqa: PLC0415
+
+    config = args.services_kafka_config
+    if getattr(args, "services_access_checked", False) or not is_secured(config):
+        return
+    from loosely.clients.access import AccessDenied, check_access  # noqa: PLC0415 - imports confluent-kafka
+
+    try:  # anything short of a refusal (an ACL, a slow answer) the service meets and reports itself
+        check_access({**config, "bootstrap.servers": bootstrap}, 10)
+    except AccessDenied as e:
+        raise OSError(f"{flag}: this broker refused the services' client settings: {e}") from None
+    args.services_access_checked = True
+
+
 async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
     """The schema registry ``--schema-registry-listen`` asks for, a client of this broker (None when not asked)."""
     if not args.schema_registry_listen:
@@ -162,6 +180,7 @@ async def _start_registry(args: argparse.Namespace, broker: Any) -> Any:
     from loosely.cli import registry_cmd  # noqa: PLC0415 - the registry's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, args.services_kafka_config, "--schema-registry-listen")
+    await asyncio.to_thread(_check_services_access, args, bootstrap, "--schema-registry-listen")
     # in a thread: the registry reads _schemas through this very broker, whose loop must keep running meanwhile
     return await asyncio.to_thread(registry_cmd.start_beside_broker, args, bootstrap)
 
@@ -176,6 +195,7 @@ async def _start_console(args: argparse.Namespace, broker: Any, registry_url: st
     from loosely.cli import console_cmd  # noqa: PLC0415 - the console's imports only when it is asked for
 
     bootstrap = _own_bootstrap(broker, args.services_kafka_config, "--console-listen")
+    await asyncio.to_thread(_check_services_access, args, bootstrap, "--console-listen")
     metrics = await broker.ensure_metrics()  # request latencies, read from the console's sampling thread
     # key searches are answered from this broker's key index (called from the console's threads, never this loop)
     # framed values are shown decoded with the registry this broker serves, when it serves one
