@@ -1,7 +1,7 @@
 """Delegation tokens (KIP-48), differential: the same tools, clients and checks on loosely and Apache Kafka 4.1.
 
 Both brokers run from the same Kafka settings: a SASL_PLAINTEXT listener with SCRAM users alice, bob and carol
-beside a PLAINTEXT one, StandardAuthorizer with ``allow.everyone.if.no.acl.found=true``, and
+beside PLAINTEXT, SSL and mutual-TLS (MTLS) ones, StandardAuthorizer with ``allow.everyone.if.no.acl.found=true``, and
 ``delegation.token.secret.key``. One pair of brokers serves the whole module; each test makes its own tokens.
 
 The clients: Kafka's own ``kafka-delegation-tokens`` (DelegationTokenCommand from kafka-tools, on the Java Admin
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ssl
 import struct
 import sys
 import time
@@ -37,6 +38,7 @@ from loosely.security.authorizer import AclOperation, PatternType, PermissionTyp
 from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, parse_scram_spec
 from loosely.security.tokens import token_hmac
 from loosely.testing import ApacheKafka
+from loosely.testing.certs import DevCerts, make_dev_certs, subject_dn
 
 SECRET = "delegation-secret-for-tests"
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -55,28 +57,53 @@ REFUSED_LOGIN = "Authentication failed during authentication due to invalid cred
 
 
 @pytest.fixture(scope="module")
-def loosely_brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    listeners = {"listeners": "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0"}
-    settings, _, unknown = split_kafka_settings({**SETTINGS, **listeners})
+def certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
+    return make_dev_certs(tmp_path_factory.mktemp("token-certs"), clients=["alice"])
+
+
+def _tls_settings(certs: DevCerts) -> dict[str, str]:
+    """Two TLS listeners beside SASL: SSL (no client certificate) and MTLS (one required)."""
+    return {
+        **SETTINGS,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(certs.broker.pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(certs.ca_crt),
+        "listener.name.mtls.ssl.client.auth": "required",
+    }
+
+
+LISTENERS = ("SASL_PLAINTEXT", "PLAINTEXT", "SSL", "MTLS")
+
+
+@pytest.fixture(scope="module")
+def loosely_brokers(tmp_path_factory: pytest.TempPathFactory, certs: DevCerts) -> Iterator[dict[str, str]]:
+    listeners = {
+        "listeners": ",".join(f"{name}://127.0.0.1:0" for name in LISTENERS),
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL",
+    }
+    settings, _, unknown = split_kafka_settings({**_tls_settings(certs), **listeners})
     assert not unknown
     creds = tuple((u, m.name, c) for u, m, c in map(parse_scram_spec, SCRAM_USERS))
     config = BrokerConfig(data_dir=str(tmp_path_factory.mktemp("loosely-tokens")), initial_scram_credentials=creds,
                           **settings)  # type: ignore[arg-type]
     with BrokerThread(config) as b:
-        yield {name: b.bootstrap_servers_for(name) for name in ("SASL_PLAINTEXT", "PLAINTEXT")}
+        yield {name: b.bootstrap_servers_for(name) for name in LISTENERS}
 
 
 @pytest.fixture(scope="module")
-def kafka_brokers(jars_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def kafka_brokers(
+    jars_dir: Path, tmp_path_factory: pytest.TempPathFactory, certs: DevCerts
+) -> Iterator[dict[str, str]]:
     kafka = ApacheKafka(
         base_dir=tmp_path_factory.mktemp("kafka-tokens"),
         jars_dir=jars_dir,
-        listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"},
+        listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT", "SSL": "SSL", "MTLS": "SSL"},
         format_args=[a for spec in SCRAM_USERS for a in ("--add-scram", spec)],
-        config=SETTINGS,
+        config=_tls_settings(certs),
     )
     with kafka:
-        yield {"SASL_PLAINTEXT": kafka.bootstrap("SASL_PLAINTEXT"), "PLAINTEXT": kafka.bootstrap_servers}
+        yield {"PLAINTEXT": kafka.bootstrap_servers, **{n: kafka.bootstrap(n) for n in LISTENERS if n != "PLAINTEXT"}}
 
 
 @pytest.fixture(params=["loosely", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -373,6 +400,23 @@ def test_who_may_create_renew_expire_and_describe(brokers: dict[str, str]) -> No
 
     assert _code(expire(bob, mac1)) == ErrorCode.none
     wait_for(lambda: set(described(alice, ids)) == {t2.token_id}, "t1 to be gone")
+
+
+def test_tls_needs_a_client_certificate_whose_principal_owns_the_token(brokers: dict[str, str],
+                                                                      certs: DevCerts) -> None:
+    anonymous = Raw(brokers["SSL"], ssl.create_default_context(cafile=str(certs.ca_crt)))
+    assert _code(describe(anonymous)) == ErrorCode.delegation_token_request_not_allowed
+    assert _code(create(anonymous)) == ErrorCode.delegation_token_request_not_allowed
+    tls = ssl.create_default_context(cafile=str(certs.ca_crt))
+    tls.load_cert_chain(str(certs.clients["alice"].crt), str(certs.clients["alice"].key))
+    alice = Raw(brokers["MTLS"], tls)
+    t = create(alice)
+    assert _code(t) == ErrorCode.none
+    owner = f"User:{subject_dn('alice')}"
+    assert f"{t.principal_type}:{t.principal_name}" == owner
+    wait_for(lambda: bool(described(alice, {t.token_id})), "the token to be described")
+    assert described(alice, {t.token_id}, [owner]) == {t.token_id: (owner, owner, ())}
+    assert _code(expire(alice, t.hmac)) == ErrorCode.none
 
 
 def test_expired_tokens_are_purged(brokers: dict[str, str]) -> None:
