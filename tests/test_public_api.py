@@ -277,6 +277,7 @@ PINS: dict[str, list[str]] = {
         "plain",
         "sasl",
         "scram",
+        "tokens",
     ],
     "loosely.storage": [
         "checkpoint",

@@ -129,7 +129,7 @@ def test_nonce_repeating_the_clients_part_is_refused_as_kafka_4_does() -> None:
         ("n,,r=abc,n=user", "n= then r="),
         ("n,,m=ext,n=user,r=abc", "mandatory extension"),
         ("n,,n=us=er,r=abc", "escape"),
-        ("n,,n=user,r=abc,tokenauth=true", "delegation tokens"),
+        ("n,,n=user,r=abc,tokenauth=true", "no delegation token"),
         ("n,,n=user", "gs2 header"),
         ("", "gs2 header"),
     ],

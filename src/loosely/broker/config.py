@@ -20,6 +20,11 @@ from loosely.security.jaas import OAUTHBEARER_LOGIN_MODULE, parse_jaas, plain_us
 from loosely.security.oauthbearer import OAuthBearerOptions
 from loosely.security.sasl import MECHANISMS_DEFAULT, MECHANISMS_SUPPORTED
 from loosely.security.scram import ScramCredential
+from loosely.security.tokens import (
+    EXPIRY_CHECK_INTERVAL_MS_DEFAULT,
+    EXPIRY_TIME_MS_DEFAULT,
+    MAX_LIFETIME_MS_DEFAULT,
+)
 from loosely.storage.config import TOPIC_CONFIGS, InvalidConfigError, validate_overrides
 from loosely.tls.settings import SSL_SETTINGS
 
@@ -215,6 +220,14 @@ class BrokerConfig:
     # bucket holds num * size * rate mutations)
     controller_quota_window_num: int = 11
     controller_quota_window_size_s: int = 1
+    # Kafka: delegation.token.secret.key, the key of the tokens' HMACs (None: delegation tokens are disabled).
+    # A password: never printed.
+    delegation_token_secret_key: str | None = field(default=None, repr=False)
+    # Kafka: delegation.token.max.lifetime.ms, delegation.token.expiry.time.ms and
+    # delegation.token.expiry.check.interval.ms (Kafka's defaults: 7 days, 1 day, 1 hour)
+    delegation_token_max_lifetime_ms: int = MAX_LIFETIME_MS_DEFAULT
+    delegation_token_expiry_time_ms: int = EXPIRY_TIME_MS_DEFAULT
+    delegation_token_expiry_check_interval_ms: int = EXPIRY_CHECK_INTERVAL_MS_DEFAULT
     # `loosely broker --add-scram` (Kafka: kafka-storage format --add-scram): (user, mechanism, credential) stored
     # at start for a user that has no credential of that mechanism yet; salted already, so no password is held.
     initial_scram_credentials: tuple[tuple[str, str, ScramCredential], ...] = ()
@@ -264,6 +277,9 @@ class BrokerConfig:
             ("controller.quota.window.size.seconds", self.controller_quota_window_size_s >= 1),
             ("loosely.ssl.handshake.timeout.ms", self.ssl_handshake_ms_max >= 1),
             ("sasl.oauthbearer.jwks.endpoint.refresh.ms", self.oauthbearer_jwks_refresh_ms >= 1),
+            ("delegation.token.max.lifetime.ms", self.delegation_token_max_lifetime_ms >= 1),
+            ("delegation.token.expiry.time.ms", self.delegation_token_expiry_time_ms >= 1),
+            ("delegation.token.expiry.check.interval.ms", self.delegation_token_expiry_check_interval_ms >= 1),
         )
         for name, ok in checks:
             if not ok:
@@ -508,6 +524,10 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "sasl.oauthbearer.clock.skew.seconds": ("oauthbearer_clock_skew_s", _non_negative),
     "sasl.oauthbearer.jwt.validator.class": ("oauthbearer_jwt_validator_class", _jwt_validator_class),
     "loosely.ssl.handshake.timeout.ms": ("ssl_handshake_ms_max", int),
+    "delegation.token.secret.key": ("delegation_token_secret_key", lambda v: v or None),
+    "delegation.token.max.lifetime.ms": ("delegation_token_max_lifetime_ms", _positive),
+    "delegation.token.expiry.time.ms": ("delegation_token_expiry_time_ms", _positive),
+    "delegation.token.expiry.check.interval.ms": ("delegation_token_expiry_check_interval_ms", _positive),
     "loosely.client.telemetry.enable": ("client_telemetry", _bool),
     "telemetry.max.bytes": ("telemetry_bytes_max", _positive),
 }

@@ -108,6 +108,13 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "sasl.oauthbearer.jwt.validator.class": "BrokerJwtValidator or DefaultJwtValidator: loosely verifies signatures "
     "with either (Kafka 4.1's DefaultJwtValidator, built by the callback handler, does not; docs/broker.md). "
     "ClientJwtValidator is refused.",
+    "delegation.token.secret.key": "The key of delegation tokens' HMACs (a password: never printed nor "
+    "described). Unset, delegation tokens are disabled (DELEGATION_TOKEN_AUTH_DISABLED). Keep it across restarts: "
+    "a new key invalidates every token.",
+    "delegation.token.max.lifetime.ms": "Longest life of a delegation token; a client may ask for less at creation.",
+    "delegation.token.expiry.time.ms": "A delegation token expires this long after its creation or last renewal "
+    "(never past its max lifetime); also the longest renewal.",
+    "delegation.token.expiry.check.interval.ms": "How often expired delegation tokens are removed.",
     "connections.max.reauth.ms": "KIP-368: a SASL session lasts this long (told to the client, which re-authenticates "
     "in time); a request after that closes the connection. 0: sessions never expire.",
     "quota.window.num": "Client quotas (`kafka-configs --alter --add-config producer_byte_rate=...`) measure each "
@@ -172,6 +179,7 @@ _DEFAULT_TEXT: Final[dict[str, str]] = {
     "sasl.oauthbearer.expected.issuer": "(none)",
     "authorizer.class.name": "(none: no ACLs)",
     "super.users": "(none)",
+    "delegation.token.secret.key": "(none: no delegation tokens)",
     "loosely.client.telemetry.enable": "(with --metrics-listen)",
 }
 

@@ -50,6 +50,7 @@ __all__ = [
     "current_principal",
     "current_request_time",
     "current_throttle_ms",
+    "current_token_authenticated",
     "not_handling",
 ]
 
@@ -69,6 +70,11 @@ current_peer: contextvars.ContextVar[str] = contextvars.ContextVar("loosely_curr
 # dispatcher from the connection (TLS or SASL authentication sets the connection's); ACLs are checked against it.
 current_principal: contextvars.ContextVar[str] = contextvars.ContextVar(
     "loosely_current_principal", default="User:ANONYMOUS"
+)
+# Whether that connection logged in with a delegation token (Kafka's KafkaPrincipal.tokenAuthenticated): such a
+# client acts as the token's owner but may not create, renew, expire or describe tokens.
+current_token_authenticated: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "loosely_current_token_authenticated", default=False
 )
 
 

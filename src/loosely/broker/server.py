@@ -74,6 +74,7 @@ from loosely.broker.context import (
     current_principal,
     current_request_time,
     current_throttle_ms,
+    current_token_authenticated,
 )
 from loosely.broker.dynamic_config import DynamicBrokerConfigs
 from loosely.broker.extensions import EXTENSIONS
@@ -103,6 +104,7 @@ from loosely.protocol.names import TopicPartition
 from loosely.security.credentials import CredentialStore
 from loosely.security.jwt import JwtValidatorOptions
 from loosely.security.sasl import SaslSession, SaslSettings
+from loosely.security.tokens import DelegationTokens
 from loosely.storage.cleaner import CleanAborted, SegmentRef, clean, plan
 from loosely.storage.clock import Clock, SystemClock
 from loosely.storage.fs import FileSystem
@@ -363,6 +365,7 @@ class _Connection(asyncio.Protocol):
             try:
                 out = PASS if self.sasl is None else await self.broker.sasl_gate.handle(self, frame)
                 if out is PASS:
+                    current_token_authenticated.set(self.sasl is not None and self.sasl.token_authenticated)
                     out = await self.broker.dispatch(frame, self.peer, self.principal)
             except asyncio.CancelledError:
                 raise
@@ -462,6 +465,7 @@ class Broker:
         self.metrics: BrokerMetrics | None = None
         self.scrubber: Scrubber | None = None
         self.credentials: CredentialStore | None = None
+        self.tokens: DelegationTokens | None = None
         self._sasl_gate: SaslGate | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -489,6 +493,13 @@ class Broker:
         if new:
             store.apply(new)
             log.info("added SCRAM credentials for %s", ", ".join(sorted({f"{u} ({m})" for u, m, _ in new})))
+        tokens = self.tokens = DelegationTokens(
+            self.logs.fs,
+            self.logs.data_dir,
+            config.delegation_token_secret_key,
+            max_lifetime_ms=config.delegation_token_max_lifetime_ms,
+            expiry_time_ms=config.delegation_token_expiry_time_ms,
+        )
         settings: dict[str, SaslSettings] = {}
         validated = config.oauthbearer_validated_listeners
         if any(spec.uses_sasl and spec.name.lower() in validated for spec in self.specs):
@@ -524,6 +535,7 @@ class Broker:
                 mechanisms=mechanisms,
                 plain_users=plain,
                 scram=store.get,
+                token=tokens.login,
                 reauth_ms=config.connections_max_reauth_ms,
                 oauthbearer=oauthbearer_options_for(config.sasl_jaas_configs, spec.name),
                 oauthbearer_validate=(
@@ -532,6 +544,7 @@ class Broker:
             )
         self._sasl_gate = SaslGate(settings, self.clock, config.failed_authentication_delay_ms)
         self.ctx.services["credentials"] = store
+        self.ctx.services["tokens"] = tokens
         self.ctx.services["sasl"] = self._sasl_gate  # its counters, for the metrics
         self.ctx.services["listeners"] = self  # tls_handshake_failures_total, for the metrics
 
@@ -947,8 +960,9 @@ class Broker:
     # --- housekeeping --------------------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
-        interval_ms = min(self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms, 1000)
-        last_retention = last_checkpoint = self.clock.monotonic_ms()
+        interval_ms = min(self.config.retention_check_interval_ms, self.config.checkpoint_interval_ms, 1000,
+                          self.config.delegation_token_expiry_check_interval_ms)
+        last_retention = last_checkpoint = last_token_check = self.clock.monotonic_ms()
         while True:
             await asyncio.sleep(interval_ms / 1000)
             now = self.clock.monotonic_ms()
@@ -962,8 +976,17 @@ class Broker:
                 if now - last_checkpoint >= self.config.checkpoint_interval_ms:
                     last_checkpoint = now
                     self.logs.write_checkpoints()
+                if now - last_token_check >= self.config.delegation_token_expiry_check_interval_ms:
+                    last_token_check = now
+                    self._purge_expired_tokens()
             except Exception:
                 log.exception("housekeeping failed; will retry")
+
+    def _purge_expired_tokens(self) -> None:
+        """Kafka's expired-token sweep (``delegation.token.expiry.check.interval.ms``)."""
+        assert self.tokens is not None
+        for t in self.tokens.purge(self.clock.now_ms()):
+            log.info("delegation token %s of %s expired and was removed", t.token_id, t.owner)
 
     async def _cleaner_loop(self) -> None:
         while True:

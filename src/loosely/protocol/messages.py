@@ -96,6 +96,10 @@ class ApiKey:
     DESCRIBE_LOG_DIRS: Final = 35
     SASL_AUTHENTICATE: Final = 36
     CREATE_PARTITIONS: Final = 37
+    CREATE_DELEGATION_TOKEN: Final = 38
+    RENEW_DELEGATION_TOKEN: Final = 39
+    EXPIRE_DELEGATION_TOKEN: Final = 40
+    DESCRIBE_DELEGATION_TOKEN: Final = 41
     DELETE_GROUPS: Final = 42
     ELECT_LEADERS: Final = 43
     INCREMENTAL_ALTER_CONFIGS: Final = 44
@@ -152,6 +156,10 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.DESCRIBE_LOG_DIRS: (1, 5),  # 5: whether the directory is cordoned
     ApiKey.SASL_AUTHENTICATE: (0, 2),
     ApiKey.CREATE_PARTITIONS: (0, 3),
+    ApiKey.CREATE_DELEGATION_TOKEN: (1, 3),  # Kafka 4 dropped v0 of the four token APIs (KIP-896); 3: the owner
+    ApiKey.RENEW_DELEGATION_TOKEN: (1, 2),
+    ApiKey.EXPIRE_DELEGATION_TOKEN: (1, 2),
+    ApiKey.DESCRIBE_DELEGATION_TOKEN: (1, 3),  # 3: the requester of each token
     ApiKey.DESCRIBE_ACLS: (1, 3),  # Kafka 4 dropped v0 of the three ACL APIs (KIP-896)
     ApiKey.CREATE_ACLS: (1, 3),
     ApiKey.DELETE_ACLS: (1, 3),

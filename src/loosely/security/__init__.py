@@ -7,7 +7,7 @@ answers), so it sits beside storage on the import ladder and is tested without s
 * :mod:`.sasl`: one connection's SASL exchange; the mechanisms :mod:`.plain`, :mod:`.scram` and :mod:`.oauthbearer`
   (unsecured JWTs) with :mod:`.jwt` (signed JWTs checked against a JWKS); :mod:`.jaas`: ``sasl.jaas.config`` values.
 * :mod:`.credentials`: the SCRAM credential store; :mod:`.passwords`: HTTP services' password checks against it;
-  :mod:`.authorizer`: ACLs and their decisions.
+  :mod:`.authorizer`: ACLs and their decisions; :mod:`.tokens`: delegation tokens (KIP-48), their rules and store.
 """
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "plain",
     "sasl",
     "scram",
+    "tokens",
 ]

@@ -17,6 +17,11 @@ connection. A client that used SaslAuthenticate v1+ may send SaslHandshake again
 it must use the same mechanism and end up the same principal, else the connection is closed. Requests keep being
 served under the old session while it re-authenticates.
 
+Delegation tokens (KIP-48): a SCRAM client-first message with ``tokenauth=true`` names a token id instead of a
+user; :attr:`SaslSettings.token` gives the token's credential and owner, the session becomes ``User:<owner>`` with
+:attr:`SaslSession.token_authenticated` set (such a client may not manage tokens), and it ends when the token
+expires, as an OAUTHBEARER session ends at the token's ``exp``.
+
 The messages clients see are Kafka's: for SCRAM only the generic "Authentication failed during authentication due
 to invalid credentials with SASL mechanism ..." (naming neither user nor reason, so a client cannot probe which
 users exist); for PLAIN, PlainSaslServer's own texts. The detailed reason goes to :attr:`AuthResult.log_reason`.
@@ -32,7 +37,7 @@ from typing import Final
 from loosely.protocol.errors import ErrorCode
 from loosely.security.oauthbearer import OAuthBearerError, OAuthBearerOptions, OAuthBearerServer, TokenValidator
 from loosely.security.plain import PlainError, authenticate_plain
-from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential, ScramError, ScramServer
+from loosely.security.scram import SCRAM_MECHANISMS, ScramCredential, ScramError, ScramServer, TokenLogin
 
 __all__ = [
     "MECHANISMS_DEFAULT",
@@ -59,6 +64,8 @@ class SaslSettings:
     plain_users: Mapping[str, str] = field(default_factory=dict, repr=False)  # PlainLoginModule user_NAME options
     scram: Callable[[str, str], ScramCredential | None] = lambda user, mechanism: None  # (user, mechanism) lookup
     reauth_ms: int = 0  # connections.max.reauth.ms; 0: sessions never expire
+    # (token id, mechanism, wall-clock now) -> a delegation token's login, for SCRAM with tokenauth=true
+    token: Callable[[str, str, int], TokenLogin | None] = lambda token_id, mechanism, now_ms: None
     oauthbearer: OAuthBearerOptions = field(default_factory=OAuthBearerOptions)  # unsecuredValidator* options
     # OAuthBearerValidatorCallbackHandler on this listener: signed tokens checked against the JWKS (None: unsecured)
     oauthbearer_validate: TokenValidator | None = None
@@ -92,6 +99,7 @@ class SaslSession:
         "_oauth",
         "_scram",
         "_settings",
+        "_wall_ms",
         "mechanism",
         "phase",
         "previous",
@@ -99,6 +107,7 @@ class SaslSession:
         "raw_tokens",
         "reauth_capable",
         "session_expires_ms",
+        "token_authenticated",
     )
 
     def __init__(self, settings: SaslSettings) -> None:
@@ -110,6 +119,9 @@ class SaslSession:
         self.raw_tokens = False  # after SaslHandshake v0 the tokens come without a Kafka request header
         self.reauth_capable = False  # the client has sent SaslAuthenticate v1+ (KIP-368)
         self.session_expires_ms: int | None = None
+        # logged in with a delegation token: Kafka's KafkaPrincipal.tokenAuthenticated, which may not manage tokens
+        self.token_authenticated = False
+        self._wall_ms = 0
         self._scram: ScramServer | None = None
         self._oauth: OAuthBearerServer | None = None
 
@@ -146,8 +158,12 @@ class SaslSession:
             else None
         )
         if mechanism in SCRAM_MECHANISMS:
-            scram = self._settings.scram
-            self._scram = ScramServer(SCRAM_MECHANISMS[mechanism], lambda user: scram(user, mechanism))
+            scram, tokens = self._settings.scram, self._settings.token
+            self._scram = ScramServer(
+                SCRAM_MECHANISMS[mechanism],
+                lambda user: scram(user, mechanism),
+                token_lookup=lambda token_id: tokens(token_id, mechanism, self._wall_ms),
+            )
         return HandshakeResult(ErrorCode.none, enabled)
 
     def authenticate(self, token: bytes, version: int, now_ms: int, wall_ms: int = 0) -> AuthResult:
@@ -171,6 +187,8 @@ class SaslSession:
         user: str | None = None
         response = b""
         credential_lifetime_ms: int | None = None
+        token_login = False
+        self._wall_ms = wall_ms
         try:
             if self._oauth is not None:
                 response = self._oauth.step(token, wall_ms)
@@ -181,6 +199,9 @@ class SaslSession:
                 response = self._scram.step(token)
                 if self._scram.complete:
                     user = self._scram.user
+                    if self._scram.token is not None:  # Kafka: the session ends when the token expires
+                        token_login = True
+                        credential_lifetime_ms = max(0, self._scram.token.expiry_ms - wall_ms)
             else:
                 user = authenticate_plain(token, self._settings.plain_users)
         except ScramError as e:
@@ -197,6 +218,7 @@ class SaslSession:
             message = f"Cannot change principals during re-authentication from {old}: {principal.replace(':', '.', 1)}"
             return self._fail(message, message)
         self.principal = principal
+        self.token_authenticated = token_login
         self.phase = Phase.AUTHENTICATED
         self.previous = None
         self._scram = self._oauth = None

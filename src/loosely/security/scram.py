@@ -18,8 +18,10 @@ The exchange is two round trips, and :class:`ScramServer` is its state machine, 
 The server checks the proof: ``ClientKey = proof XOR HMAC(StoredKey, AuthMessage)`` must hash to StoredKey, compared
 in constant time. As in Kafka: only the ``n`` gs2 flag (no channel binding), an authzid must equal the user name,
 SASLprep is not applied (names and passwords are compared as UTF-8), a credential under 4096 iterations is refused,
-and an unknown user fails on the first message. A failure raises :class:`ScramError`, whose text is for the
-broker's log only: the client is told the generic message Kafka sends (see :mod:`loosely.security.sasl`).
+and an unknown user fails on the first message. With Kafka's ``tokenauth=true`` extension the user name is a
+delegation token's id, whose credential and owner come from ``token_lookup`` (:mod:`loosely.security.tokens`). A
+failure raises :class:`ScramError`, whose text is for the broker's log only: the client is told the generic message
+Kafka sends (see :mod:`loosely.security.sasl`).
 
 :class:`ScramClient` is the other half, sans-IO too: ``first()``, then ``final(server_first)``, then
 ``verify(server_final)``, which checks the server's signature (a server that does not know the password cannot
@@ -46,6 +48,7 @@ __all__ = [
     "ScramError",
     "ScramMechanism",
     "ScramServer",
+    "TokenLogin",
     "credential_from_password",
     "credential_from_salted_password",
     "parse_scram_spec",
@@ -80,6 +83,16 @@ class ScramCredential:
     iterations: int
     stored_key: bytes = field(repr=False)
     server_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogin:
+    """A delegation token's SCRAM login (see :mod:`loosely.security.tokens`): the credential to check, and who the
+    client then is."""
+
+    owner_name: str  # the owner principal's name: the session is User:<owner_name>
+    credential: ScramCredential = field(repr=False)
+    expiry_ms: int  # wall clock: the session ends then (KIP-368)
 
 
 class ScramError(Exception):
@@ -182,29 +195,39 @@ class ScramServer:
     """One SCRAM exchange on the server side.
 
     ``lookup(user)`` returns the user's credential for this mechanism or None; ``nonce`` makes the server's half of
-    the nonce (random by default; tests inject RFC vectors).
+    the nonce (random by default; tests inject RFC vectors). ``token_lookup(token_id)`` serves a client-first
+    message with Kafka's ``tokenauth=true`` extension (a delegation token: the user name is the token id, the
+    password its base64 HMAC); without it such a login fails. After a token login, :attr:`user` is the token's
+    owner and :attr:`token` says when the token expires.
     """
 
-    __slots__ = ("_credential", "_first", "_lookup", "_nonce", "_server_first", "complete", "mechanism")
+    __slots__ = (
+        "_credential", "_first", "_lookup", "_nonce", "_server_first", "_token_lookup", "complete", "mechanism",
+        "token",
+    )  # fmt: skip
 
     def __init__(
         self,
         mechanism: ScramMechanism,
         lookup: Callable[[str], ScramCredential | None],
         nonce: Callable[[], str] | None = None,
+        token_lookup: Callable[[str], TokenLogin | None] | None = None,
     ) -> None:
         self.mechanism = mechanism
         self._lookup = lookup
+        self._token_lookup = token_lookup
         self._nonce = nonce or (lambda: secrets.token_urlsafe(24))
         self._first: ClientFirst | None = None
         self._credential: ScramCredential | None = None
         self._server_first = ""
         self.complete = False
+        self.token: TokenLogin | None = None
 
     @property
     def user(self) -> str:
+        """Who authenticated: the user, or a token's owner (Kafka's authorization id)."""
         assert self.complete and self._first is not None
-        return self._first.user
+        return self._first.user if self.token is None else self.token.owner_name
 
     def step(self, token: bytes) -> bytes:
         """The response to the client's next message; raises :class:`ScramError` when the exchange fails."""
@@ -221,8 +244,13 @@ class ScramServer:
     def _on_client_first(self, text: str) -> bytes:
         first = parse_client_first(text)
         if first.extensions.get("tokenauth", "false").lower() == "true":
-            raise ScramError("delegation tokens are not supported")
-        credential = self._lookup(first.user)
+            token = self._token_lookup(first.user) if self._token_lookup is not None else None
+            if token is None:
+                raise ScramError(f"no delegation token {first.user[:64]!r} (unknown, expired, or tokens disabled)")
+            credential: ScramCredential | None = token.credential
+            self.token = token
+        else:
+            credential = self._lookup(first.user)
         if credential is None:
             raise ScramError(f"no {self.mechanism.name} credential for user {first.user!r}")
         if first.authzid and first.authzid != first.user:
@@ -274,12 +302,16 @@ class ScramClient:
 
     __slots__ = ("_auth_message", "_bare", "_nonce", "_password", "_salted", "mechanism", "user")
 
-    def __init__(self, mechanism: ScramMechanism, user: str, password: str, nonce: str | None = None) -> None:
+    def __init__(
+        self, mechanism: ScramMechanism, user: str, password: str, nonce: str | None = None, *, tokenauth: bool = False
+    ) -> None:
         self.mechanism = mechanism
         self.user = user
         self._password = password.encode()
         self._nonce = nonce or secrets.token_urlsafe(24)
-        self._bare = f"n={_escape_name(user)},r={self._nonce}"
+        # tokenauth: log in with a delegation token (user: the token id, password: its base64 HMAC), as Kafka's
+        # ScramLoginModule's tokenauth="true" option does
+        self._bare = f"n={_escape_name(user)},r={self._nonce}" + (",tokenauth=true" if tokenauth else "")
         self._salted = b""
         self._auth_message = b""
 

@@ -19,6 +19,7 @@ from loosely.broker.handlers import (
     quotas,
     sasl,
     telemetry,
+    tokens,
     txn,
     txn_admin,
 )
@@ -46,6 +47,7 @@ def all_handlers() -> dict[int, Handler]:
         quotas,
         acls,
         telemetry,
+        tokens,
     ):
         table.update(module.HANDLERS)
     return table
