@@ -2593,14 +2593,16 @@ KeyIndex_nbytes(KeyIndex *ki, PyObject *unused)
  *
  * Predicted ordinal.  Records added in key order get ordinals in key order: ordinal = slot + d for one constant
  * d over most of the table.  Each reader remembers the last d it saw and, while its predictions keep coming true,
- * starts loading the record of the predicted ordinal (slot + d) before it reads the table slot, so the two misses
- * overlap instead of following each other.  The prediction is only a prefetch hint: the ordinal used is always
- * the one read from the table, so a wrong guess costs one useless prefetch.  A saturating counter of recent
- * outcomes (PREDICT_MAX) turns the prefetch off when predictions keep failing (ordinals unrelated to keys, or an
- * index in hash mode, where slots do not follow keys at all).
+ * starts loading the record of the predicted ordinal (slot + d), and for a STRING/BYTES field reader that
+ * record's pool bytes, before it reads the table slot: the record -> pool chain then runs while the slot is on
+ * its way, and the lookup costs two dependent misses instead of three.  The prediction is only a prefetch (a
+ * plain load whose value is dropped, see prefetch_line): the ordinal used is always the one read from the table,
+ * so a wrong guess costs one useless fetch.  A saturating counter of recent outcomes (PREDICT_MAX) turns the
+ * prefetch off when predictions keep failing (ordinals unrelated to keys).  A hash-mode index (keys that are not
+ * dense integers) has no slot order to predict from: its readers look up as find() does.
  *
  * Whole records (RecordReader).  A record's dependent reads fan out: each string's pool bytes and each followed
- * reference's record depend only on the record itself.  The reader first issues a prefetch for every one of them,
+ * reference's record depend only on the record itself.  The reader first starts fetching every one of them,
  * then builds the values, so those misses overlap too.  Expanded references (record_reader(expand=...)) are
  * followed in C: a reference to a "boxed" OBJECT type (one field, like Java's Integer or String) becomes that
  * field's value; a reference to a LIST or SET of boxed records becomes a Python list of their values (SET in
