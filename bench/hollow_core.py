@@ -289,6 +289,13 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
             for k in keys:
                 read(k)
 
+        # the same compiled reader without the predicted-ordinal loads (_native.c, "compiled readers"): their worth
+        unpredicted = index._native.reader(view, items_state.schema.field_names().index("name"), False)  # type: ignore[union-attr]
+
+        def lookup_unpredicted() -> None:
+            for k in keys:
+                unpredicted(k)
+
         def full_in_parts() -> None:  # the same read through find, view.record and the list's elements
             record = view.record
             for k in keys:
@@ -300,6 +307,7 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
         result["lookup_s"] = _best(lookup)
         result["full_s"] = _best(full)
         result["full_parts_s"] = _best(full_in_parts)
+        result["lookup_unpredicted_s"] = _best(lookup_unpredicted)
         engine.checksum()  # touch every page: resident memory of the whole dataset
         result["rss_reads"] = rss() - base
         delta = (data / "delta-1-2").read_bytes()
@@ -459,6 +467,9 @@ def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:
     if h and "full_parts_s" in h:
         print(f"hollow full record in parts (find + view.record + the list's elements, before record_reader): "
               f"{h['full_parts_s'] / h['lookups'] * 1e9:,.0f} ns")
+    if h and "lookup_unpredicted_s" in h:
+        print(f"hollow key+field without the predicted-ordinal loads (field_reader's reader, predict=False): "
+              f"{h['lookup_unpredicted_s'] / h['lookups'] * 1e9:,.0f} ns")
     if h:
         java_index = f" (Java {j['index_s'] * 1000:.0f} ms)" if j else ""
         print(
