@@ -17,7 +17,10 @@ Backends, each measured in a fresh process:
 
 Measured: load time (memory-mapped backends: best of three loads in the process, the first one reported
 too; Java: a load after a warm-up load), resident memory after loading and after the reads (Java: heap used
-after GC), primary key lookup + one field, full record read, delta apply.  Datasets go to ``bench/out``.
+after GC), primary key lookup + one field, full record read (every field, the list's values included: the
+dict's ``(x.id, ..., list(x.scores))``, Hollow's ``PrimaryKeyIndex.record_reader(expand=("scores",))(k)``;
+Hollow's read in parts through ``find``, ``view.record`` and the list's elements is printed too), delta
+apply.  Datasets go to ``bench/out``.
 Then the physical floors (``bench/_floors.py``): lookups in random accesses over a region the size of each
 backend's resident data, the delta apply against a memcpy of the delta and of the shards it replaced.
 """
@@ -275,6 +278,7 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
         ints = engine.type("Integer").view
         view = items_state.view
         name = index.field_reader("name")
+        read = index.record_reader(expand=("scores",))  # the tuple the dict's full read builds, list included
         find = index.find
 
         def lookup() -> None:
@@ -282,13 +286,28 @@ def measure(backend: str, data: Path, n: int) -> dict[str, float]:
                 name(k)
 
         def full() -> None:
+            for k in keys:
+                read(k)
+
+        # the same compiled reader without the predicted-ordinal loads (_native.c, "compiled readers"): their worth
+        unpredicted = index._native.reader(view, items_state.schema.field_names().index("name"), False)  # type: ignore[union-attr]
+
+        def lookup_unpredicted() -> None:
+            for k in keys:
+                unpredicted(k)
+
+        def full_in_parts() -> None:  # the same read through find, view.record and the list's elements
             record = view.record
             for k in keys:
                 r = record(find(k))
                 [ints.get(e, 0) for e in lists.elements(r[7])]  # type: ignore[arg-type]
 
+        parts = view.record(find(keys[0]))
+        assert read(keys[0]) == (*parts[:7], [ints.get(e, 0) for e in lists.elements(parts[7])])  # type: ignore[arg-type]
         result["lookup_s"] = _best(lookup)
         result["full_s"] = _best(full)
+        result["full_parts_s"] = _best(full_in_parts)
+        result["lookup_unpredicted_s"] = _best(lookup_unpredicted)
         engine.checksum()  # touch every page: resident memory of the whole dataset
         result["rss_reads"] = rss() - base
         delta = (data / "delta-1-2").read_bytes()
@@ -394,6 +413,22 @@ def report_floors(results: dict[str, dict[str, float]], data: Path) -> None:
               f"{snapshot_bytes / 1e6:.1f} MB: {h['rss_reads'] / snapshot_bytes:.2f}x the bytes of the data")
 
 
+def report_reads(h: dict[str, float] | None, d: dict[str, float] | None, j: dict[str, float] | None) -> None:
+    """The read targets of issue 18: key + field at most 0.5x the dict, full record at most 0.7x it and Java."""
+    if not h:
+        return
+
+    def per(r: dict[str, float], what: str) -> float:
+        return r[what] / r["lookups"]
+
+    if d:
+        print(f"reads / dict:    key+field {per(h, 'lookup_s') / per(d, 'lookup_s'):.2f} (target <= 0.5), "
+              f"full record {per(h, 'full_s') / per(d, 'full_s'):.2f} (target <= 0.7)")
+    if j:
+        print(f"reads / java:    key+field {per(h, 'lookup_s') / per(j, 'lookup_s'):.2f}, "
+              f"full record {per(h, 'full_s') / per(j, 'full_s'):.2f} (target <= 1.0)")
+
+
 def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:9.1f}"
@@ -428,6 +463,13 @@ def report(results: dict[str, dict[str, float]], n: int, lookups: int) -> None:
             f"delta apply {h['delta_s'] / j['delta_s']:.2f} (target <= 1.0; vs Java's first apply "
             f"{h['delta_s'] / j['delta_cold_s']:.2f})"
         )
+    report_reads(h, d, j)
+    if h and "full_parts_s" in h:
+        print(f"hollow full record in parts (find + view.record + the list's elements, before record_reader): "
+              f"{h['full_parts_s'] / h['lookups'] * 1e9:,.0f} ns")
+    if h and "lookup_unpredicted_s" in h:
+        print(f"hollow key+field without the predicted-ordinal loads (field_reader's reader, predict=False): "
+              f"{h['lookup_unpredicted_s'] / h['lookups'] * 1e9:,.0f} ns")
     if h:
         java_index = f" (Java {j['index_s'] * 1000:.0f} ms)" if j else ""
         print(
