@@ -239,7 +239,13 @@ class WireTransactions:
         coordinator's answer to the request already sent (by the commit's exchange), to take as the first."""
         while True:
             if answer is None:
-                address = self._coordinator or self._find_coordinator(deadline)
+                try:
+                    address = self._coordinator or self._find_coordinator(deadline)
+                except TransactionFailed as e:
+                    if uncertain and self._resent:  # an earlier one went out unanswered: it may have committed
+                        raise TransactionFailed(f"{e} (after {type(request).__name__} went unanswered)",
+                                                uncertain=True) from None
+                    raise
                 try:
                     answer = self._connection(address, deadline).call(api_key, version, request, _left(deadline))
                 except _TROUBLE as e:
@@ -369,10 +375,10 @@ class WireTransactions:
                  end: bool = False) -> tuple[dict[tuple[str, int], int], _Ended | None]:
         """Each batch to its partition's leader, all sent before an answer is read; their base offsets.
 
-        ``end``: the transaction's last batches. Then the first attempt goes through :func:`_fast.txn_exchange`
-        when it can (plain sockets, the coordinator known): the Produce requests, their answers and, if every
-        partition landed, EndTxn, in one release of the GIL; what became of the EndTxn is returned (None: not
-        sent, the caller ends the transaction)."""
+        ``end``: the transaction's last batches. Then the first attempt goes through :meth:`_exchange` when it
+        can (plain sockets, the coordinator known): the Produce requests, their answers and, if every partition
+        landed, EndTxn, in one release of the GIL; what became of the EndTxn is returned (None: not sent, the
+        caller ends the transaction)."""
         version = PRODUCE_V[self.version]
         request_cls = request_class(ApiKey.PRODUCE, version)
         topic_cls = nested(request_cls, "TopicProduceData")
