@@ -410,16 +410,18 @@ def follower(args: argparse.Namespace) -> dict[str, Any]:
     print("ready", flush=True)
     ms: list[float] = []
     missed = 0
-    deadline_s = 10.0
     for seq in range(args.count):
         key = f"{args.prefix}{seq}"
         t_wait = time.monotonic()
+        # the first record waits for the writer to start (an election, on a loaded machine well over 10 s)
+        deadline_s = 10.0 if seq else 120.0
         while (value := get(key)) is None:
             if stop or time.monotonic() - t_wait > deadline_s:
                 missed += not stop
                 stop.append(1)  # the writer has stopped: nothing more will come
                 break
-            time.sleep(0)  # let the process's other threads (a RAW client's tail) run
+            # let the process's other threads (a RAW client's tail) run; sleep(0) gives the GIL up for an instant
+            time.sleep(args.poll_sleep_us / 1e6)
         else:
             ms.append((time.monotonic_ns() - started_ns(value)) / 1e6)
         if stop:
@@ -519,7 +521,8 @@ def _paced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any], 
     print(f"\n[{side}] write-to-visible, {args.rate:,.0f} writes/s of {args.size:,} B, {args.seconds:g} s",
           flush=True)
     out["paced"] = write_to_visible(side, addr, rate=args.rate, size=args.size, seconds=args.seconds,
-                                    writers=args.raw_threads if side == "raw" else 1, probe_rate=0, **extra)
+                                    writers=args.raw_threads if side == "raw" else 1, probe_rate=0,
+                                    poll_sleep_us=args.poll_sleep_us, **extra)
     print(f"  visible {fmt(out['paced']['visible_ms'])}\n  ack     {fmt(out['paced']['ack_ms'])}  "
           f"({out['paced']['writes_per_s']:,.0f}/s achieved, {out['paced']['missed']} missed)", flush=True)
 
@@ -529,7 +532,8 @@ def _unpaced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any]
     print(f"[{side}] unpaced, {writers} writers of {args.max_size:,} B ({args.window} in flight each) and a probe at "
           f"{args.probe_rate:g}/s, {args.seconds:g} s", flush=True)
     out["max"] = write_to_visible(side, addr, rate=0, size=args.max_size, seconds=args.seconds,
-                                  writers=writers, probe_rate=args.probe_rate, window=args.window, **extra)
+                                  writers=writers, probe_rate=args.probe_rate, window=args.window,
+                                  poll_sleep_us=args.poll_sleep_us, **extra)
     print(f"  {out['max']['writes_per_s']:,.0f} writes/s; visible {fmt(out['max']['visible_ms'])}", flush=True)
 
 
@@ -549,6 +553,8 @@ def main() -> None:
                    help="unpaced writes each writer keeps in flight (1: none, each waits for its ack; more: Redis "
                         "pipelines, RAW Hollow's Writer.put_async)")
     p.add_argument("--max-size", type=int, default=1_000, help="bytes per record in the unpaced run")
+    p.add_argument("--poll-sleep-us", type=float, default=0.0,
+                   help="the follower's pause between two reads of a record not yet visible (0: a bare yield)")
     p.add_argument("--records", type=int, default=10_000, help="records loaded for reads and memory")
     p.add_argument("--overlay", type=int, default=1_000, help="in-flight changes in the memory comparison")
     p.add_argument("--reads", type=int, default=5_000)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from compat._java import run_java
 from loosely.broker.config import BrokerConfig, split_kafka_settings
@@ -152,6 +152,35 @@ def test_metadata_names_the_listener_the_client_came_in_on(secured: Secured, lis
                 raise
             time.sleep(0.2)
     assert (described.coordinator.host, described.coordinator.port) == here
+
+
+def test_the_raw_writers_own_transactions_commit_over_mutual_tls(secured: Secured) -> None:
+    """The RAW Hollow writer's own connections (loosely.hollow.raw._txn) on a TLS socket: their commit goes through
+    Python's SSL object, not the C exchange of plain sockets, and lands where its offsets say."""
+    from loosely.clients.wire import KafkaConnection
+    from loosely.hollow.raw._txn import Outgoing, WireTransactions, open_transactions
+
+    topic = _topic()
+    conf = secured.rdkafka("MTLS", secured.certs)
+    admin = AdminClient(conf)
+    for f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        f.result(WAIT_S)
+    txn = open_transactions(conf, f"tid-{topic}", transaction_timeout_ms=10_000, client_id="t", timeout_s=WAIT_S)
+    try:
+        assert isinstance(txn, WireTransactions)
+        offsets = [o for i in range(3) for o in txn.commit([Outgoing(topic, 0, b"k", f"v{i}".encode())], WAIT_S)]
+        assert txn.exchanged == 0  # every commit went the plain way
+        assert all(c._plain_fd() is None for c in txn._connections.values() if isinstance(c, KafkaConnection))
+    finally:
+        txn.close()
+    c = Consumer({**conf, "group.id": f"g-{topic}", "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    try:
+        got = [m for m in (c.poll(WAIT_S) for _ in range(3))]
+    finally:
+        c.close()
+    assert [(m.offset(), m.value()) for m in got if m is not None] == [(o, f"v{i}".encode())
+                                                                       for i, o in enumerate(offsets)]
 
 
 @pytest.mark.parametrize("listener", ["SSL", "MTLS"])

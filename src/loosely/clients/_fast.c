@@ -29,11 +29,35 @@
  * crc32c(data, crc=0) -> int
  *   CRC-32C (Castagnoli), slicing-by-8 tables built at import: the batch checksum, here so the command line does
  *   not pay the crc32c package's import (it loads importlib.metadata) on every start.
+ *
+ * txn_exchange(requests, end_fd, end_frame, frame_bytes_max, timeout_ms) -> (answers, end_answer, end_sent, error)
+ *   The RAW writer's commit (loosely.hollow.raw._txn) in one release of the GIL. Why: a thread that gives the GIL
+ *   up at a socket call takes it back only after the thread holding it lets go, which busy Python threads (the
+ *   writer's callers) do at their switch interval, 5 ms; a commit in Python gives it up at each send and recv.
+ *   The algorithm, all with the GIL released, against one deadline (poll() on the sockets, which may be in
+ *   non-blocking mode: Python sockets with a timeout are):
+ *     1. send each (fd, frame) of `requests` whole (the framed Produce requests, one per partition leader);
+ *     2. read one framed answer from each fd in the same order: a 4-byte big-endian size (0 to frame_bytes_max)
+ *        and the body;
+ *     3. scan each answer (Produce v9-v12, flexible; header v1): correlation id, tagged fields, then per topic
+ *        its name and per partition index, error_code, base_offset, log_append_time, log_start_offset,
+ *        record_errors, error_message, tagged fields. Only if every partition has error_code 0 and a base
+ *        offset >= 0, and end_frame is not empty:
+ *     4. send end_frame (EndTxn) on end_fd and read its answer.
+ *   It stops at the first failure (timeout, a closed or failing socket, an oversized answer); `error` says
+ *   which (None if none). `answers` holds the bodies read (without the size), in order: an fd whose answer is
+ *   not among them has an answer outstanding, so the caller drops that connection. `end_sent`: step 4 began
+ *   (the transaction may have committed even if `end_answer` is None). The answers are decoded in Python, which
+ *   decides everything else (retries, fencing, errors); the scan only decides whether to go on to EndTxn.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* growable byte buffer */
@@ -504,10 +528,273 @@ static PyObject *crc32c_py(PyObject *self, PyObject *args) {
     return PyLong_FromUnsignedLong(out);
 }
 
+/* ---------------------------------------------------------------------------------------------------------- */
+/* the RAW writer's commit exchange (see txn_exchange in the header) */
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* wait until fd is ready for `events` or the deadline passes: 0 ready, -1 with *why set */
+static int wait_fd(int fd, short events, int64_t deadline_ms, const char **why, int *err) {
+    for (;;) {
+        int64_t left = deadline_ms - now_ms();
+        if (left <= 0) {
+            *why = "timed out";
+            return -1;
+        }
+        struct pollfd p = {fd, events, 0};
+        int rc = poll(&p, 1, left > 0x7fffffff ? 0x7fffffff : (int)left);
+        if (rc > 0)
+            return 0; /* readable, writable or in error: the next recv or send says which */
+        if (rc < 0 && errno != EINTR) {
+            *why = NULL;
+            *err = errno;
+            return -1;
+        }
+    }
+}
+
+static int send_all(int fd, const char *p, Py_ssize_t n, int64_t deadline_ms, const char **why, int *err) {
+    while (n > 0) {
+        ssize_t k = send(fd, p, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (k > 0) {
+            p += k;
+            n -= k;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (wait_fd(fd, POLLOUT, deadline_ms, why, err) < 0)
+                return -1;
+        } else if (k < 0 && errno != EINTR) {
+            *why = NULL;
+            *err = errno;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int recv_all(int fd, char *p, Py_ssize_t n, int64_t deadline_ms, const char **why, int *err) {
+    while (n > 0) {
+        ssize_t k = recv(fd, p, (size_t)n, MSG_DONTWAIT);
+        if (k > 0) {
+            p += k;
+            n -= k;
+        } else if (k == 0) {
+            *why = "the broker closed the connection";
+            return -1;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (wait_fd(fd, POLLIN, deadline_ms, why, err) < 0)
+                return -1;
+        } else if (errno != EINTR) {
+            *why = NULL;
+            *err = errno;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* one framed answer: its body (without the size) in a PyMem_RawMalloc'd buffer */
+static int recv_frame(int fd, int64_t frame_bytes_max, int64_t deadline_ms, char **out, Py_ssize_t *out_len,
+                      const char **why, int *err) {
+    unsigned char size_be[4];
+    if (recv_all(fd, (char *)size_be, 4, deadline_ms, why, err) < 0)
+        return -1;
+    int32_t size = (int32_t)((uint32_t)size_be[0] << 24 | (uint32_t)size_be[1] << 16 | (uint32_t)size_be[2] << 8 |
+                             (uint32_t)size_be[3]);
+    if (size < 0 || size > frame_bytes_max) {
+        *why = "an answer over the frame size limit";
+        return -1;
+    }
+    char *body = PyMem_RawMalloc(size ? (size_t)size : 1);
+    if (!body) {
+        *why = "out of memory";
+        return -1;
+    }
+    if (recv_all(fd, body, size, deadline_ms, why, err) < 0) {
+        PyMem_RawFree(body);
+        return -1;
+    }
+    *out = body;
+    *out_len = size;
+    return 0;
+}
+
+/* a bounds-checked cursor over a flexible-version answer */
+typedef struct {
+    const unsigned char *p, *end;
+} cur_t;
+
+static int cur_skip(cur_t *c, uint64_t n) {
+    if ((uint64_t)(c->end - c->p) < n)
+        return -1;
+    c->p += n;
+    return 0;
+}
+
+static int cur_uvarint(cur_t *c, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (c->p >= c->end)
+            return -1;
+        unsigned char b = *c->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int cur_be(cur_t *c, int bytes, int64_t *out) {
+    if (c->end - c->p < bytes)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | c->p[i];
+    c->p += bytes;
+    if (bytes < 8 && (v >> (bytes * 8 - 1)) & 1) /* sign-extend */
+        v |= ~(uint64_t)0 << (bytes * 8);
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* compact string or bytes (length + 1, 0: null) */
+static int cur_compact(cur_t *c) {
+    uint64_t n;
+    if (cur_uvarint(c, &n) < 0)
+        return -1;
+    return n ? cur_skip(c, n - 1) : 0;
+}
+
+static int cur_tags(cur_t *c) {
+    uint64_t count, tag, size;
+    if (cur_uvarint(c, &count) < 0)
+        return -1;
+    while (count--)
+        if (cur_uvarint(c, &tag) < 0 || cur_uvarint(c, &size) < 0 || cur_skip(c, size) < 0)
+            return -1;
+    return 0;
+}
+
+/* 1: a Produce answer (v9 to v12, the flexible ones that name topics) where every partition landed: error 0 and
+   a base offset; 0: anything else, malformed included (Python decodes it and decides) */
+static int produce_landed(const unsigned char *body, Py_ssize_t len) {
+    cur_t c = {body, body + len};
+    int64_t v;
+    uint64_t topics, partitions, n;
+    if (cur_skip(&c, 4) < 0 || cur_tags(&c) < 0 || cur_uvarint(&c, &topics) < 0 || topics < 2)
+        return 0;
+    for (uint64_t t = 1; t < topics; t++) {
+        if (cur_compact(&c) < 0 || cur_uvarint(&c, &partitions) < 0 || partitions < 2)
+            return 0;
+        for (uint64_t q = 1; q < partitions; q++) {
+            if (cur_skip(&c, 4) < 0 || cur_be(&c, 2, &v) < 0 || v != 0) /* index, error_code */
+                return 0;
+            if (cur_be(&c, 8, &v) < 0 || v < 0) /* base_offset */
+                return 0;
+            if (cur_skip(&c, 16) < 0 || cur_uvarint(&c, &n) < 0) /* log_append_time, log_start_offset */
+                return 0;
+            for (uint64_t e = 1; e < n; e++) /* record_errors */
+                if (cur_skip(&c, 4) < 0 || cur_compact(&c) < 0 || cur_tags(&c) < 0)
+                    return 0;
+            if (cur_compact(&c) < 0 || cur_tags(&c) < 0) /* error_message, tagged fields */
+                return 0;
+        }
+        if (cur_tags(&c) < 0)
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *txn_exchange(PyObject *self, PyObject *args) {
+    PyObject *requests;
+    int end_fd;
+    Py_buffer end = {0};
+    long long frame_bytes_max, timeout_ms;
+    if (!PyArg_ParseTuple(args, "O!iy*LL", &PyList_Type, &requests, &end_fd, &end, &frame_bytes_max,
+                          &timeout_ms))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(requests);
+    int *fds = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    Py_buffer *frames = PyMem_Calloc((size_t)n + 1, sizeof(Py_buffer));
+    char **answers = PyMem_Calloc((size_t)n + 1, sizeof(char *));
+    Py_ssize_t *answer_lens = PyMem_Calloc((size_t)n + 1, sizeof(Py_ssize_t));
+    PyObject *result = NULL, *list = NULL;
+    Py_ssize_t got = 0, taken = 0;
+    char *end_answer = NULL;
+    Py_ssize_t end_len = 0;
+    int end_sent = 0;
+    const char *why = NULL;
+    int err = 0;
+    if (!fds || !frames || !answers || !answer_lens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; taken < n; taken++) {
+        PyObject *item = PyList_GET_ITEM(requests, taken);
+        if (!PyArg_ParseTuple(item, "iy*", &fds[taken], &frames[taken]))
+            goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    int64_t deadline = now_ms() + timeout_ms;
+    Py_ssize_t sent = 0;
+    for (; sent < n; sent++)
+        if (send_all(fds[sent], frames[sent].buf, frames[sent].len, deadline, &why, &err) < 0)
+            break;
+    if (sent == n) {
+        for (; got < n; got++)
+            if (recv_frame(fds[got], frame_bytes_max, deadline, &answers[got], &answer_lens[got], &why, &err) < 0)
+                break;
+    }
+    int landed = got == n;
+    for (Py_ssize_t i = 0; landed && i < n; i++)
+        landed = produce_landed((const unsigned char *)answers[i], answer_lens[i]);
+    if (landed && end.len > 0) {
+        end_sent = 1; /* from here on the commit may happen: Python reports it uncertain if unanswered */
+        if (send_all(end_fd, end.buf, end.len, deadline, &why, &err) == 0)
+            recv_frame(end_fd, frame_bytes_max, deadline, &end_answer, &end_len, &why, &err);
+    }
+    Py_END_ALLOW_THREADS
+    if (err)
+        why = strerror(err);
+    list = PyList_New(got);
+    if (!list)
+        goto done;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(answers[i], answer_lens[i]);
+        if (!b)
+            goto done;
+        PyList_SET_ITEM(list, i, b);
+    }
+    if (end_answer)
+        result = Py_BuildValue("(Oy#Os)", list, end_answer, end_len, end_sent ? Py_True : Py_False, why);
+    else
+        result = Py_BuildValue("(OOOs)", list, Py_None, end_sent ? Py_True : Py_False, why);
+done:
+    Py_XDECREF(list);
+    for (Py_ssize_t i = 0; i < taken; i++)
+        PyBuffer_Release(&frames[i]);
+    if (answers)
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyMem_RawFree(answers[i]);
+    PyMem_RawFree(end_answer);
+    PyMem_Free(fds);
+    PyMem_Free(frames);
+    PyMem_Free(answers);
+    PyMem_Free(answer_lens);
+    PyBuffer_Release(&end);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"crc32c", crc32c_py, METH_VARARGS, "CRC-32C of a buffer, continuing from crc."},
     {"encode_records", encode_records, METH_VARARGS, "Lines to records, one records section per partition."},
     {"format_records", format_records, METH_VARARGS, "Records to kcat-formatted text."},
+    {"txn_exchange", txn_exchange, METH_VARARGS, "Produce requests, their answers, then EndTxn, without the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,3 +27,11 @@ def format_records(
     /,
 ) -> tuple[bytes, int, int]: ...
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0, /) -> int: ...
+def txn_exchange(
+    requests: list[tuple[int, bytes]],
+    end_fd: int,
+    end_frame: bytes,
+    frame_bytes_max: int,
+    timeout_ms: int,
+    /,
+) -> tuple[list[bytes], bytes | None, bool, str | None]: ...

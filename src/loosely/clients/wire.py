@@ -9,6 +9,9 @@ wraps the socket in TLS and logs in with SASL PLAIN or SCRAM-SHA-256/512 (SaslHa
 the exchange of :class:`loosely.security.scram.ScramClient`); :class:`KafkaSecurity` reads those settings from
 librdkafka's names, as the rest of loosely's clients take them. A refused login is a :class:`WireError` with the
 broker's words; an unreachable broker an ``OSError``.
+
+The RAW Hollow writer commits its transactions over these connections too; :func:`produce_then_end_txn` is its
+commit's last exchange (Produce requests, their answers, then EndTxn) done in C without the GIL (``_fast.c``).
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from loosely.clients import _fast
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.framing import SIZE
 from loosely.protocol.messages import ApiKey, build, decode_response, encode_request, load_request_schema
 from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
-__all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "request_class"]
+__all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "produce_then_end_txn", "request_class"]
 
 SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
 SASL_AUTHENTICATE_V: Final = 2
@@ -131,10 +136,10 @@ class KafkaConnection:
     def send(self, api_key: int, version: int, request: object, timeout_s: float) -> int:
         """Send a request without reading its answer (to ask several brokers at once); its correlation id, for
         :meth:`receive`. Answers come in the order the requests went."""
-        self._correlation += 1
+        correlation, frame = self.frame(api_key, version, request)
         self._sock.settimeout(timeout_s)
-        self._sock.sendall(encode_request(api_key, version, self._correlation, request, client_id=self.client_id))
-        return self._correlation
+        self._sock.sendall(frame)
+        return correlation
 
     def receive(self, api_key: int, version: int, correlation_id: int, timeout_s: float) -> Any:
         """The answer to the request :meth:`send` sent as ``correlation_id``."""
@@ -142,10 +147,30 @@ class KafkaConnection:
         (size,) = SIZE.unpack(self._read(SIZE.size))
         if not 0 <= size <= self.frame_bytes_max:
             raise ProtocolError(f"answer of {size} bytes from {self.address} (at most {self.frame_bytes_max})")
-        correlation, answer = decode_response(api_key, version, self._read(size))
+        return self.decode(api_key, version, correlation_id, self._read(size))
+
+    # -- for callers that move the bytes themselves (the RAW writer's commit, in C without the GIL) ------------
+
+    def frame(self, api_key: int, version: int, request: object) -> tuple[int, bytes]:
+        """A request framed for this connection, not sent: its correlation id and bytes. Whoever sends it reads
+        its answer too, in order with this connection's other requests, and passes the body to :meth:`decode`."""
+        self._correlation += 1
+        return self._correlation, encode_request(api_key, version, self._correlation, request,
+                                                 client_id=self.client_id)
+
+    def decode(self, api_key: int, version: int, correlation_id: int, body: bytes) -> Any:
+        """An answer's body (after its size) as the answer to ``correlation_id``; ProtocolError if it is not."""
+        correlation, answer = decode_response(api_key, version, body)
         if correlation != correlation_id:
             raise ProtocolError(f"answer {correlation} from {self.address} to request {correlation_id}")
         return answer
+
+    def _plain_fd(self) -> int | None:
+        """The socket's descriptor, when bytes may go to it and come from it directly: no TLS wrapping, nothing
+        read ahead; None otherwise."""
+        if isinstance(self._sock, ssl.SSLSocket) or self._buffer:
+            return None
+        return self._sock.fileno()
 
     def _read(self, n: int) -> bytes:
         # one recv usually brings a whole answer, size and body: each recv gives up the GIL, and a thread taking it
@@ -171,6 +196,23 @@ class KafkaConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def produce_then_end_txn(produce: Sequence[tuple[KafkaConnection, bytes]], end: tuple[KafkaConnection, bytes],
+                         timeout_s: float) -> tuple[list[bytes], bytes | None, bool, str | None] | None:
+    """A transaction's last Produce requests (framed by :meth:`KafkaConnection.frame`, one per connection) and,
+    if every partition of their answers landed, its EndTxn: all in C with the GIL released once (see
+    ``_fast.c``, ``txn_exchange``). ``(answers, end_answer, end_sent, error)``: the answer bodies read, in order
+    (a connection whose answer is not among them has one outstanding: close it); EndTxn's answer body, or None;
+    whether EndTxn went out; what stopped the exchange. None, with nothing sent, when a connection is not a
+    plain socket (TLS): send those the usual way."""
+    fds = [conn._plain_fd() for conn, _ in produce]
+    end_fd = end[0]._plain_fd()
+    if end_fd is None or any(fd is None for fd in fds):
+        return None
+    frame_bytes_max = max(conn.frame_bytes_max for conn in [end[0], *(c for c, _ in produce)])
+    return _fast.txn_exchange([(fd, frame) for fd, (_, frame) in zip(fds, produce, strict=True) if fd is not None],
+                              end_fd, end[1], frame_bytes_max, max(1, int(timeout_s * 1000)))
 
 
 def request_class(api_key: int, version: int) -> type[Any]:

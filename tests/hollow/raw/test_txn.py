@@ -65,6 +65,7 @@ def test_commits_land_where_the_offsets_say(bootstrap: str, topic: str, version:
                        for i in range(5)]
             offsets = txn.commit(records, TIMEOUT_S)
             sent |= {(r.partition, o): (r.key, r.value) for r, o in zip(records, offsets, strict=True)}
+        assert txn.exchanged == 3  # each commit's last Produce requests and its EndTxn went in one exchange
     finally:
         txn.close()
     assert committed(bootstrap, topic, 2) == sent

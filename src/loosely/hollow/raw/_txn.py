@@ -17,10 +17,16 @@ speak it; :class:`WireTransactions` does, from the thread that commits, with no 
   previous holder left open), and from then on every request of a holder with an older epoch is refused.
 * *Commit*: one record batch per partition (transactional, idempotent: producer id, epoch and a sequence number
   per partition that starts at 0 with every epoch), one Produce per partition leader, all sent before any answer
-  is read; then EndTxn to the coordinator. A partition's records over ``batch_bytes_max`` (1 MB, what brokers take
-  by default) go in several batches, the next Produce once the one before landed (an idempotent Produce carries
-  one batch per partition). Version 2: the answer's epoch (or producer id, when the epoch ran out)
+  is read; then EndTxn to the coordinator. A partition's records over ``batch_bytes_max`` (1 MB, what brokers
+  take by default) go in several batches, the next Produce once the one before landed (an idempotent Produce
+  carries one batch per partition). Version 2: the answer's epoch (or producer id, when the epoch ran out)
   is the next transaction's, and sequences start again at 0. Version 0: the epoch stays, sequences go on.
+* *Without the GIL*: on plain sockets the last Produce requests, their answers and the EndTxn go in one call
+  to C (``loosely.clients.wire.produce_then_end_txn``) that holds no GIL: it sends EndTxn only once every
+  partition of every answer landed (error 0), else it stops there and Python decides as below. Why: the
+  commit thread would otherwise give the GIL up at every send and answer, and taking it back from the
+  writer's busy caller threads waits up to their switch interval (5 ms) each time. Over TLS the bytes go
+  through Python's SSL object, so the requests go one by one as before.
 * *Retries*, within the deadline: a Produce refused because leadership moved (NOT_LEADER_OR_FOLLOWER and kin),
   because the partition's previous transaction is still being completed (CONCURRENT_TRANSACTIONS), or left
   unanswered by a broker that went away, is sent again after a metadata refresh -- the same batch with the same
@@ -47,7 +53,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from loosely.clients.wire import KafkaConnection, KafkaSecurity, WireError, error_code, request_class
+from loosely.clients.wire import (
+    KafkaConnection,
+    KafkaSecurity,
+    WireError,
+    error_code,
+    produce_then_end_txn,
+    request_class,
+)
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import ApiKey, build, nested
 from loosely.protocol.records import BATCH_HEADER_BYTES, NewRecord, build_batch
@@ -164,6 +177,7 @@ class WireTransactions:
         self._producer_id = -1
         self._epoch = -1
         self.retries = 0  # requests sent again (a leader or coordinator moved, a transaction still completing)
+        self.exchanged = 0  # commits whose EndTxn went out in the C exchange with their last Produce requests
         self._resent = False  # a coordinator request went unanswered and was sent again
         deadline = time.monotonic() + timeout_s
         self.version = self._transaction_version(deadline) if transaction_version is None else transaction_version
@@ -220,25 +234,35 @@ class WireTransactions:
                                 uncertain=False)
 
     def _coordinator_call(self, api_key: int, version: int, request: object, deadline: float, *,
-                          uncertain: bool) -> Any:
-        """A request to the transaction coordinator, found again and asked again while it moves."""
+                          uncertain: bool, answer: Any = None) -> Any:
+        """A request to the transaction coordinator, found again and asked again while it moves; ``answer``: the
+        coordinator's answer to the request already sent (by the commit's exchange), to take as the first."""
         while True:
-            address = self._coordinator or self._find_coordinator(deadline)
-            try:
-                answer = self._connection(address, deadline).call(api_key, version, request, _left(deadline))
-            except _TROUBLE as e:
-                self._drop(address)
-                self._coordinator = None
-                self._resent = True
-                self._retry_or_fail(f"{type(request).__name__} to {address[0]}:{address[1]}: {e}", True, deadline,
-                                    uncertain=uncertain)
-                continue
+            if answer is None:
+                try:
+                    address = self._coordinator or self._find_coordinator(deadline)
+                except TransactionFailed as e:
+                    if uncertain and self._resent:  # an earlier one went out unanswered: it may have committed
+                        raise TransactionFailed(f"{e} (after {type(request).__name__} went unanswered)",
+                                                uncertain=True) from None
+                    raise
+                try:
+                    answer = self._connection(address, deadline).call(api_key, version, request, _left(deadline))
+                except _TROUBLE as e:
+                    self._drop(address)
+                    self._coordinator = None
+                    self._resent = True
+                    self._retry_or_fail(f"{type(request).__name__} to {address[0]}:{address[1]}: {e}", True,
+                                        deadline, uncertain=uncertain)
+                    continue
             code = _answer_code(answer)
             if code == ErrorCode.concurrent_transactions:  # the previous transaction's markers are on their way
+                answer = None
                 self._retry_or_fail(f"{type(request).__name__}: {ErrorCode(code).name}", True, deadline,
                                     uncertain=uncertain, backoff_s=CONCURRENT_BACKOFF_S)
                 continue
             if code in _COORDINATOR_MOVED:
+                answer = None
                 self._coordinator = None
                 self._retry_or_fail(f"{type(request).__name__}: {ErrorCode(code).name}", True, deadline,
                                     uncertain=uncertain)
@@ -305,17 +329,29 @@ class WireTransactions:
             self._add_partitions([tp for tp in rounds[0] if tp not in self._added], deadline)
         offsets = [0] * len(records)
         now_ms = int(time.time() * 1000)
-        for batches in rounds:
+        ended: _Ended | None = None
+        for k, batches in enumerate(rounds):
             encoded = {tp: build_batch([NewRecord(records[i].key, records[i].value, now_ms) for i in idx],
                                        producer_id=self._producer_id, producer_epoch=self._epoch,
                                        base_sequence=self._sequences.get(tp, 0), transactional=True)
                        for tp, idx in batches.items()}
-            base = self._produce(encoded, deadline)
+            base, ended = self._produce(encoded, deadline, end=k == len(rounds) - 1)
             for tp, idx in batches.items():
                 self._sequences[tp] = self._sequences.get(tp, 0) + len(idx)
                 for n, i in enumerate(idx):
                     offsets[i] = base[tp] + n
-        self._end(deadline)
+        if ended is not None:
+            self.exchanged += 1
+        if ended is None:
+            self._end(deadline)
+        elif ended.answer is None:  # sent with the Produce, unanswered: it may have committed; send it again
+            if ended.address is not None:
+                self._drop(ended.address)
+            self._coordinator = None
+            self._retry_or_fail(f"EndTxn: {ended.error}", True, deadline, uncertain=True)
+            self._end(deadline, resent=True)
+        else:
+            self._end(deadline, answer=ended.answer)
         return offsets
 
     def _add_partitions(self, partitions: list[tuple[str, int]], deadline: float) -> None:
@@ -335,14 +371,22 @@ class WireTransactions:
         self._raise_for(f"AddPartitionsToTxn {partitions}", _answer_code(answer), uncertain=False)
         self._added.update(partitions)
 
-    def _produce(self, encoded: dict[tuple[str, int], bytes], deadline: float) -> dict[tuple[str, int], int]:
-        """Each batch to its partition's leader, all sent before an answer is read; their base offsets."""
+    def _produce(self, encoded: dict[tuple[str, int], bytes], deadline: float, *,
+                 end: bool = False) -> tuple[dict[tuple[str, int], int], _Ended | None]:
+        """Each batch to its partition's leader, all sent before an answer is read; their base offsets.
+
+        ``end``: the transaction's last batches. Then the first attempt goes through :meth:`_exchange` when it
+        can (plain sockets, the coordinator known): the Produce requests, their answers and, if every partition
+        landed, EndTxn, in one release of the GIL; what became of the EndTxn is returned (None: not sent, the
+        caller ends the transaction)."""
         version = PRODUCE_V[self.version]
         request_cls = request_class(ApiKey.PRODUCE, version)
         topic_cls = nested(request_cls, "TopicProduceData")
         partition_cls = nested(request_cls, "PartitionProduceData")
         base: dict[tuple[str, int], int] = {}
+        ended: _Ended | None = None
         left = dict(encoded)
+        fast = end
         while left:
             missing = {t for t, p in left if (t, p) not in self._leaders}
             if missing:
@@ -355,7 +399,7 @@ class WireTransactions:
                     waiting.append((t, p))
                     continue
                 by_node.setdefault(node, {}).setdefault(t, []).append((p, batch))
-            sent: list[tuple[tuple[str, int], KafkaConnection, int, list[tuple[str, int]]]] = []
+            outgoing: list[tuple[tuple[str, int], KafkaConnection, Any, list[tuple[str, int]]]] = []
             retry = bool(waiting)
             timeout = datetime.timedelta(milliseconds=max(1, int(_left(deadline) * 1000)))
             for node, topics in by_node.items():
@@ -365,18 +409,21 @@ class WireTransactions:
                                     for t, ps in topics.items()))
                 address = self._brokers[node]
                 try:
-                    conn = self._connection(address, deadline)
-                    sent.append((address, conn, conn.send(ApiKey.PRODUCE, version, request, _left(deadline)),
-                                  [(t, p) for t, ps in topics.items() for p, _ in ps]))
+                    outgoing.append((address, self._connection(address, deadline), request,
+                                     [(t, p) for t, ps in topics.items() for p, _ in ps]))
                 except _TROUBLE:
                     self._drop(address)
                     self._leaders = {tp: n for tp, n in self._leaders.items() if n != node}
                     retry = True
+            answers: list[tuple[tuple[str, int], list[tuple[str, int]], Any]] = []  # None: no answer
+            if fast and not left.keys() - {tp for *_, partitions in outgoing for tp in partitions}:
+                answers, ended = self._exchange(outgoing, version, deadline)
+            else:
+                answers = self._send_and_receive(outgoing, version, deadline)
+            fast = False  # retries go the plain way, and the caller ends the transaction
             concurrent = False
-            for address, conn, correlation, partitions in sent:
-                try:
-                    answer = conn.receive(ApiKey.PRODUCE, version, correlation, _left(deadline))
-                except _TROUBLE:  # it may have landed: the same batch again is a no-op
+            for address, partitions, answer in answers:
+                if answer is None:  # it may have landed: the same batch again is a no-op
                     self._drop(address)
                     for tp in partitions:
                         self._leaders.pop(tp, None)
@@ -402,14 +449,74 @@ class WireTransactions:
             if left and (retry or concurrent):
                 self.retries += 1
                 time.sleep(RETRY_BACKOFF_S if retry else CONCURRENT_BACKOFF_S)
-        return base
+        return base, ended
 
-    def _end(self, deadline: float) -> None:
+    def _send_and_receive(self, outgoing: list[tuple[tuple[str, int], KafkaConnection, Any, list[tuple[str, int]]]],
+                          version: int, deadline: float) -> list[tuple[tuple[str, int], list[tuple[str, int]], Any]]:
+        """Every request sent, then every answer read (None where a connection failed)."""
+        sent = []
+        out: list[tuple[tuple[str, int], list[tuple[str, int]], Any]] = []
+        for address, conn, request, partitions in outgoing:
+            try:
+                sent.append((address, conn, conn.send(ApiKey.PRODUCE, version, request, _left(deadline)),
+                             partitions))
+            except _TROUBLE:
+                out.append((address, partitions, None))
+        for address, conn, correlation, partitions in sent:
+            try:
+                out.append((address, partitions, conn.receive(ApiKey.PRODUCE, version, correlation, _left(deadline))))
+            except _TROUBLE:
+                out.append((address, partitions, None))
+        return out
+
+    def _exchange(self, outgoing: list[tuple[tuple[str, int], KafkaConnection, Any, list[tuple[str, int]]]],
+                  version: int, deadline: float) -> tuple[list[tuple[tuple[str, int], list[tuple[str, int]], Any]],
+                                                          _Ended | None]:
+        """The Produce requests and, if they all land, EndTxn, in one exchange without the GIL
+        (:func:`~loosely.clients.wire.produce_then_end_txn`): a thread taking the GIL back waits for busy Python
+        threads (the writer's callers) up to their switch interval, 5 ms, so the commit thread takes it back
+        once, not at each send and answer. Where a socket is TLS or the coordinator is not known: sent and read
+        the plain way, and the caller ends the transaction."""
+        end_conn = self._connections.get(self._coordinator) if self._coordinator is not None else None
+        if end_conn is None:
+            return self._send_and_receive(outgoing, version, deadline), None
+        frames = [conn.frame(ApiKey.PRODUCE, version, request) for _, conn, request, _ in outgoing]
+        end_version = END_TXN_V[self.version]
+        end_correlation, end_frame = end_conn.frame(ApiKey.END_TXN, end_version, self._end_request())
+        exchanged = produce_then_end_txn([(conn, frame) for (_, conn, _, _), (_, frame) in
+                                          zip(outgoing, frames, strict=True)], (end_conn, end_frame), _left(deadline))
+        if exchanged is None:  # TLS: the framed requests were not sent, so their correlation ids are never used
+            return self._send_and_receive(outgoing, version, deadline), None
+        got, end_body, end_sent, error = exchanged
+        out: list[tuple[tuple[str, int], list[tuple[str, int]], Any]] = []
+        for i, ((address, conn, _, partitions), (correlation, _)) in enumerate(zip(outgoing, frames, strict=True)):
+            answer = None
+            if i < len(got):
+                with contextlib.suppress(ProtocolError):
+                    answer = conn.decode(ApiKey.PRODUCE, version, correlation, got[i])
+            out.append((address, partitions, answer))
+        if not end_sent:
+            return out, None
+        if any(answer is None for *_, answer in out):  # landed by the C scan, yet not an answer to our request
+            raise TransactionFailed(f"EndTxn sent after a Produce answer that does not decode ({error})",
+                                    uncertain=True)
+        end_answer = None
+        if end_body is not None:
+            with contextlib.suppress(ProtocolError):
+                end_answer = end_conn.decode(ApiKey.END_TXN, end_version, end_correlation, end_body)
+        return out, _Ended(self._coordinator, end_answer, error or "a malformed answer")
+
+    def _end_request(self) -> object:
+        return build(request_class(ApiKey.END_TXN, END_TXN_V[self.version]), transactional_id=self.transactional_id,
+                     producer_id=self._producer_id, producer_epoch=self._epoch, committed=True)
+
+    def _end(self, deadline: float, *, answer: Any = None, resent: bool = False) -> None:
+        """Commit: EndTxn to the coordinator (``answer``: its answer to the EndTxn the exchange sent; ``resent``:
+        that one went unanswered, so a refusal of this one says nothing about it)."""
         version = END_TXN_V[self.version]
-        request = build(request_class(ApiKey.END_TXN, version), transactional_id=self.transactional_id,
-                        producer_id=self._producer_id, producer_epoch=self._epoch, committed=True)
-        self._resent = False
-        answer = self._coordinator_call(ApiKey.END_TXN, version, request, deadline, uncertain=True)
+        self._resent = resent
+        answer = self._coordinator_call(ApiKey.END_TXN, version, self._end_request(), deadline, uncertain=True,
+                                        answer=answer)
         code = error_code(answer)
         if code != ErrorCode.none and self._resent:
             # the first EndTxn went unanswered: it may have committed before a newer holder fenced this one, so a
@@ -498,6 +605,15 @@ class LibrdkafkaTransactions:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._producer.flush(0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """What became of the EndTxn the commit's exchange sent: its answer, or None and why not."""
+
+    address: tuple[str, int] | None
+    answer: Any
+    error: str
 
 
 def _answer_code(answer: Any) -> int:
