@@ -118,3 +118,34 @@ def test_typed_reader_finds_by_primary_key_across_deltas() -> None:
         found = reader.find(movie_id)
         assert (found is not None) == (movie_id in ids)
         assert found is None or found.id == movie_id
+
+
+def test_direct_index_grows_over_ids_added_past_its_range() -> None:
+    """Dense integer ids take the directly addressed table; a delta adding ids above and below its range makes it
+    grow (every key still found, removed ones gone), and ids too far apart turn it into the hash table."""
+    from loosely.hollow.core import WriteStateEngine, parse_schemas
+
+    w = WriteStateEngine(parse_schemas("Item @PrimaryKey(id) { int id; string name; }"))
+    ids = set(range(100))
+    for i in sorted(ids):
+        w.add_object("Item", {"id": i, "name": f"item-{i}"})
+    engine = ReadStateEngine.from_snapshot(w.write_snapshot())
+    index = PrimaryKeyIndex(engine, "Item")
+    assert index.nbytes == 4 * 100  # one slot per id: the direct table
+    for added, removed in ((range(100, 130), (3, 50)), (range(-20, 0), (7,)), (range(130, 135), ())):
+        w.prepare_for_next_cycle()
+        ids |= set(added)
+        ids -= set(removed)
+        for i in sorted(ids):
+            w.add_object("Item", {"id": i, "name": f"item-{i}"})
+        engine.apply_delta(w.write_delta())
+        _check(engine, index)
+        assert index.find(removed[0] if removed else 10**6) == -1
+        assert index.nbytes == 4 * (max(ids) - min(ids) + 1), "grown, not rebuilt as a hash table"
+    w.prepare_for_next_cycle()
+    ids.add(10**6)
+    for i in sorted(ids):
+        w.add_object("Item", {"id": i, "name": f"item-{i}"})
+    engine.apply_delta(w.write_delta())
+    _check(engine, index)
+    assert index.find(10**6) >= 0 and index.nbytes < 4 * 10**6

@@ -678,7 +678,14 @@ def _merge_shard(
     fixed, extras = _native.merge_shard(
         old_view, index, old.pending_removals, delta_view, index, added, ds.max_shard_ordinal, widths, fmap
     )
-    return ShardState(ds.max_shard_ordinal, widths, fixed, extras, removed)
+    # (the merge's large outputs are buffers in memory of their own, see _native.c: viewed as memoryviews)
+    return ShardState(
+        ds.max_shard_ordinal,
+        widths,
+        memoryview(fixed),
+        tuple(None if x is None else memoryview(x) for x in extras),
+        removed,
+    )
 
 
 def _shard_max_ordinals(max_ordinal: int, n: int) -> list[int]:
