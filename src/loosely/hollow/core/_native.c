@@ -1320,7 +1320,7 @@ new_zeroed_words(uint64_t nwords, uint64_t **out)
    MADV_HUGEPAGE, so its whole 2 MiB pages fault in one at a time (measured: 32 MB first written in 7 ms instead
    of 34 ms).  Only whole 2 MiB pages inside the array are marked: the tail stays in 4 KiB pages, so the array is
    resident to within a page of its length.  When the merge knows the final length (a string pool is allocated
-   for the worst case), pages_shrink() gives the unused tail back.  Small outputs are plain bytes objects.
+   for the worst case), merge_out_shrink() gives the unused tail back.  Small outputs are plain bytes objects.
 
    Pages exports a read-only buffer; the merge writes through the pointer it got at creation, before anyone else
    holds the object. */

@@ -429,10 +429,13 @@ class ReadStateEngine:
         for st in self._types.values():
             if st.name not in touched:
                 st._install(st._shards, st._populated, st._populated.copy(), st.max_ordinal)
+        replaced: list[ShardState] = []
         for p in prepared:
+            replaced.extend(p.state._shards)
             p.state.view.swap(p.staged_view)
             p.state._install(p.shards, p.populated, p.state._populated, p.max_ordinal)
             changes[p.state.name] = p.changes
+        self._release_mapped(replaced)
         for st in self._types.values():
             st._ref_max = ref_max[st.name]
         self.origin_tag = header.origin_tag
@@ -441,6 +444,29 @@ class ReadStateEngine:
         event = UpdateEvent(UpdateKind.DELTA, header.origin_tag, header.destination_tag, changes)
         self._notify(event)
         return event
+
+    def _release_mapped(self, replaced: Iterable[ShardState]) -> None:
+        """Drop from this process's resident memory the pages of the snapshot file (``from_file``) that only the
+        shards a delta replaced used.  The mapping stays: a page read again (through an old ``ShardState``
+        someone kept) comes back from the page cache, so nothing changes but the resident size, which no longer
+        holds both the old and the new copy of every rebuilt shard."""
+        mapped = self._keepalive[0] if isinstance(self._keepalive, tuple) else None
+        if not isinstance(mapped, mmap.mmap):
+            return
+        in_use = {id(b) for t in self._types.values() for s in t._shards for b in (s.fixed, *s.extras)}
+        page = mmap.PAGESIZE
+        base: int | None = None
+        for shard in replaced:
+            for buf in (shard.fixed, *shard.extras):
+                if not isinstance(buf, memoryview) or buf.obj is not mapped or id(buf) in in_use or not buf.nbytes:
+                    continue
+                if base is None:
+                    base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
+                offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - base
+                start = -(-offset // page) * page  # whole pages inside the buffer: neighbours keep theirs
+                end = (offset + buf.nbytes) // page * page
+                if end > start:
+                    mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     # -- access --
 
