@@ -2456,37 +2456,43 @@ ki_update_direct(KeyIndex *ki, const int64_t *rem, Py_ssize_t nr, const int64_t 
             ki->used--;
         }
     }
-    /* the range of the added keys first: the table grows once, before any of them goes in */
+    if (na == 0)
+        return ki->used * 4 + 64 >= ki->cap;
+    /* the added keys and their range first: the table grows once, before any of them goes in */
+    int64_t *keys = PyMem_Malloc((size_t)na * sizeof(int64_t));
+    if (!keys) {
+        PyErr_NoMemory();
+        return -1;
+    }
     int64_t lo = INT64_MAX, hi = INT64_MIN;
-    for (Py_ssize_t i = 0; i < na; i++) {
+    int r = 1;
+    for (Py_ssize_t i = 0; i < na && r == 1; i++) {
         KVal k;
         if (add[i] < 0 || add[i] > INT32_MAX) {
             PyErr_SetString(PyExc_ValueError, "ordinal out of range");
-            return -1;
+            r = -1;
+        } else if (key_read(ki, 0, add[i], &k) < 0) {
+            r = -1;
+        } else if (k.ftype < 0) {
+            r = 0; /* a null key: the hash table */
+        } else {
+            keys[i] = (int64_t)k.bits;
+            lo = keys[i] < lo ? keys[i] : lo;
+            hi = keys[i] > hi ? keys[i] : hi;
         }
-        if (key_read(ki, 0, add[i], &k) < 0)
-            return -1;
-        if (k.ftype < 0)
-            return 0; /* a null key: the hash table */
-        if ((int64_t)k.bits < lo)
-            lo = (int64_t)k.bits;
-        if ((int64_t)k.bits > hi)
-            hi = (int64_t)k.bits;
     }
-    if (na) {
-        int r = ki_direct_cover(ki, lo, hi, ki->used + (uint64_t)na);
-        if (r <= 0)
-            return r;
+    if (r == 1)
+        r = ki_direct_cover(ki, lo, hi, ki->used + (uint64_t)na);
+    if (r == 1) {
+        for (Py_ssize_t i = 0; i < na; i++) {
+            uint64_t slot = (uint64_t)keys[i] - (uint64_t)ki->base;
+            ki->used += ki->table[slot] < 0;
+            ki->table[slot] = (int32_t)add[i];
+        }
+        r = ki->used * 4 + 64 >= ki->cap; /* too sparse now: rebuild */
     }
-    for (Py_ssize_t i = 0; i < na; i++) {
-        KVal k;
-        if (key_read(ki, 0, add[i], &k) < 0)
-            return -1;
-        uint64_t slot = k.bits - (uint64_t)ki->base;
-        ki->used += ki->table[slot] < 0;
-        ki->table[slot] = (int32_t)add[i];
-    }
-    return ki->used * 4 + 64 >= ki->cap; /* too sparse now: rebuild */
+    PyMem_Free(keys);
+    return r;
 }
 
 /* The ordinals of a populated mask (one byte per ordinal, nonzero = populated) as an int64 array the caller
