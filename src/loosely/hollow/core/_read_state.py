@@ -38,6 +38,7 @@ listeners registered with :meth:`ReadStateEngine.add_listener` receive it (index
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import mmap
 import os
@@ -435,12 +436,12 @@ class ReadStateEngine:
             p.state.view.swap(p.staged_view)
             p.state._install(p.shards, p.populated, p.state._populated, p.max_ordinal)
             changes[p.state.name] = p.changes
-        self._release_mapped(replaced)
         for st in self._types.values():
             st._ref_max = ref_max[st.name]
         self.origin_tag = header.origin_tag
         self.current_tag = header.destination_tag
         self.header_tags = dict(header.tags)
+        self._release_mapped(replaced)
         event = UpdateEvent(UpdateKind.DELTA, header.origin_tag, header.destination_tag, changes)
         self._notify(event)
         return event
@@ -450,23 +451,24 @@ class ReadStateEngine:
         shards a delta replaced used.  The mapping stays: a page read again (through an old ``ShardState``
         someone kept) comes back from the page cache, so nothing changes but the resident size, which no longer
         holds both the old and the new copy of every rebuilt shard."""
-        mapped = self._keepalive[0] if isinstance(self._keepalive, tuple) else None
-        if not isinstance(mapped, mmap.mmap):
-            return
+        if not isinstance(self._keepalive, tuple):
+            return  # not from_file: the caller's buffer, not ours to advise
+        main, parts = self._keepalive
+        maps = {id(m): m for m in (main, *parts.values()) if isinstance(m, mmap.mmap)}
         in_use = {id(b) for t in self._types.values() for s in t._shards for b in (s.fixed, *s.extras)}
         page = mmap.PAGESIZE
-        base: int | None = None
         for shard in replaced:
             for buf in (shard.fixed, *shard.extras):
-                if not isinstance(buf, memoryview) or buf.obj is not mapped or id(buf) in in_use or not buf.nbytes:
+                if not isinstance(buf, memoryview) or id(buf.obj) not in maps or id(buf) in in_use or not buf.nbytes:
                     continue
-                if base is None:
-                    base = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
-                offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - base
+                mapped = maps[id(buf.obj)]
+                offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - np.frombuffer(mapped, np.uint8).ctypes.data
                 start = -(-offset // page) * page  # whole pages inside the buffer: neighbours keep theirs
                 end = (offset + buf.nbytes) // page * page
                 if end > start:
-                    mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+                    # A hint, after the commit: if the kernel refuses it, the pages simply stay resident.
+                    with contextlib.suppress(OSError):
+                        mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     # -- access --
 
