@@ -243,3 +243,24 @@ def test_a_delta_that_drops_records_others_still_reference_is_refused() -> None:
     with pytest.raises(HollowBlobError, match="Movie: field title references String ordinal 5, past that type's max"):
         engine.apply_delta(delta)
     assert dump_state(engine) == before
+
+
+@pytest.mark.parametrize("length", [6, 64, 70, 71, 128, 200])
+def test_populated_bits_past_the_max_ordinal_are_refused(length: int) -> None:
+    """A snapshot's populated-ordinals bitset (big-endian longs) is read to exactly its type's record count; a
+    bit set past the max ordinal, in the same long or a later one, refuses the blob."""
+    import numpy as np
+
+    from loosely.hollow.core._read_state import _bits_from_words
+
+    ordinals = [0, 5, 63, 64, 70]
+    words = np.zeros(2, dtype=">u8")
+    for o in ordinals:
+        words[o >> 6] |= np.uint64(1 << (o & 63))
+    if length <= max(ordinals):
+        with pytest.raises(HollowBlobError, match="beyond the type's max ordinal"):
+            _bits_from_words(words.tobytes(), length, "T")
+        return
+    bits = _bits_from_words(words.tobytes(), length, "T")
+    assert bits.dtype == np.bool_ and bits.size == length
+    assert np.flatnonzero(bits).tolist() == ordinals

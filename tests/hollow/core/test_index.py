@@ -216,3 +216,34 @@ def test_readers_in_and_out_of_key_order_strings_of_every_kind_and_nulls(shuffle
         assert (sorted(got[3]) if got[3] is not None else None) == (sorted({i, -i}) if i % 3 else None)
         assert got[4] == (i if i % 5 else None)
     assert name(500) is None and read(500) is None and name(True) is None
+
+
+def test_direct_index_grows_over_ids_added_past_its_range() -> None:
+    """Dense integer ids take the directly addressed table; a delta adding ids above and below its range makes it
+    grow (every key still found, removed ones gone), and ids too far apart turn it into the hash table."""
+    from loosely.hollow.core import WriteStateEngine, parse_schemas
+
+    w = WriteStateEngine(parse_schemas("Item @PrimaryKey(id) { int id; string name; }"))
+    ids = set(range(100))
+    for i in sorted(ids):
+        w.add_object("Item", {"id": i, "name": f"item-{i}"})
+    engine = ReadStateEngine.from_snapshot(w.write_snapshot())
+    index = PrimaryKeyIndex(engine, "Item")
+    assert index.nbytes == 4 * 100  # one slot per id: the direct table
+    for added, removed in ((range(100, 130), (3, 50)), (range(-20, 0), (7,)), (range(130, 135), ())):
+        w.prepare_for_next_cycle()
+        ids |= set(added)
+        ids -= set(removed)
+        for i in sorted(ids):
+            w.add_object("Item", {"id": i, "name": f"item-{i}"})
+        engine.apply_delta(w.write_delta())
+        _check(engine, index)
+        assert index.find(removed[0] if removed else 10**6) == -1
+        assert index.nbytes == 4 * (max(ids) - min(ids) + 1), "grown, not rebuilt as a hash table"
+    w.prepare_for_next_cycle()
+    ids.add(10**6)
+    for i in sorted(ids):
+        w.add_object("Item", {"id": i, "name": f"item-{i}"})
+    engine.apply_delta(w.write_delta())
+    _check(engine, index)
+    assert index.find(10**6) >= 0 and index.nbytes < 4 * 10**6

@@ -4,9 +4,11 @@
 ordinals (the compiled ``KeyIndex``), keyed by field values read from the records themselves, so it costs a
 few bytes per record.  It is built when created and updated from each :class:`UpdateEvent` of the engine:
 removed ordinals are located through their still-readable ghost records, added ones inserted, and the table
-is rebuilt when deleted slots pile up.  ``field_reader`` returns a compiled callable doing key lookup and one
-field read in a single call, ``record_reader`` one reading the whole record (lists of boxed values included),
-for hot paths; how they keep the lookup's cache misses short is told in ``_native.c`` ("compiled readers").
+is rebuilt when deleted slots pile up.  A directly addressed table (dense integer ids) grows to cover added
+ids past its range rather than being rebuilt, as long as it stays dense.  ``field_reader`` returns a compiled
+callable doing key lookup and one field read in a single call, ``record_reader`` one reading the whole record
+(lists of boxed values included), for hot paths; how they keep the lookup's cache misses short is told in
+``_native.c`` ("compiled readers").
 
 :func:`column` reads one field of many records into numpy arrays in one call.
 """
@@ -71,7 +73,8 @@ class PrimaryKeyIndex:
     def _on_update(self, event: UpdateEvent) -> None:
         changes = event.changes.get(self.type_name)
         if changes is not None:
-            self._native.update(changes.removed, changes.added, self._state.populated_ordinals())
+            # The populated mask, not its ordinals: only a rebuild needs them (the C side makes them then).
+            self._native.update(changes.removed, changes.added, self._state._populated)
 
     def close(self) -> None:
         """Stop following the engine's updates."""

@@ -38,6 +38,7 @@ listeners registered with :meth:`ReadStateEngine.add_listener` receive it (index
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import mmap
 import os
@@ -179,14 +180,21 @@ def _reference_slots(schema: Schema) -> tuple[tuple[int, str, str], ...]:
 
 
 def _bits_from_words(words: memoryview | bytes, length: int, type_name: str) -> Bits:
-    """Java's bitset words (big-endian longs, bit o of long o>>6) -> a bool array of ``length`` entries."""
-    as_le = np.frombuffer(words, dtype=">u8").astype("<u8")
-    bits = np.unpackbits(as_le.view(np.uint8), bitorder="little").astype(np.bool_)
-    if bits.size > length and bits[length:].any():
+    """Java's bitset words (big-endian longs, bit o of long o>>6) -> a bool array of ``length`` entries.
+
+    The array is the only large allocation: a load leaves no freed megabytes behind in the process's heap
+    (the C allocator keeps such holes resident, and a snapshot's memory is measured against Java's heap).
+    """
+    as_le = np.frombuffer(words, dtype=">u8").astype("<u8")  # an eighth of a byte per ordinal
+    last, bit = divmod(length, 64)
+    if last < as_le.size and (int(as_le[last]) >> bit or as_le[last + 1 :].any()):
         raise HollowBlobError(f"type {type_name}: populated ordinals beyond the type's max ordinal")
+    n = min(length, as_le.size * 64)
+    bits = np.unpackbits(as_le.view(np.uint8), count=n, bitorder="little").view(np.bool_)
+    if n == length:
+        return bits
     out = np.zeros(length, dtype=np.bool_)
-    n = min(length, bits.size)
-    out[:n] = bits[:n]
+    out[:n] = bits
     return out
 
 
@@ -422,7 +430,9 @@ class ReadStateEngine:
         for st in self._types.values():
             if st.name not in touched:
                 st._install(st._shards, st._populated, st._populated.copy(), st.max_ordinal)
+        replaced: list[ShardState] = []
         for p in prepared:
+            replaced.extend(p.state._shards)
             p.state.view.swap(p.staged_view)
             p.state._install(p.shards, p.populated, p.state._populated, p.max_ordinal)
             changes[p.state.name] = p.changes
@@ -431,9 +441,34 @@ class ReadStateEngine:
         self.origin_tag = header.origin_tag
         self.current_tag = header.destination_tag
         self.header_tags = dict(header.tags)
+        self._release_mapped(replaced)
         event = UpdateEvent(UpdateKind.DELTA, header.origin_tag, header.destination_tag, changes)
         self._notify(event)
         return event
+
+    def _release_mapped(self, replaced: Iterable[ShardState]) -> None:
+        """Drop from this process's resident memory the pages of the snapshot file (``from_file``) that only the
+        shards a delta replaced used.  The mapping stays: a page read again (through an old ``ShardState``
+        someone kept) comes back from the page cache, so nothing changes but the resident size, which no longer
+        holds both the old and the new copy of every rebuilt shard."""
+        if not isinstance(self._keepalive, tuple):
+            return  # not from_file: the caller's buffer, not ours to advise
+        main, parts = self._keepalive
+        maps = {id(m): m for m in (main, *parts.values()) if isinstance(m, mmap.mmap)}
+        in_use = {id(b) for t in self._types.values() for s in t._shards for b in (s.fixed, *s.extras)}
+        page = mmap.PAGESIZE
+        for shard in replaced:
+            for buf in (shard.fixed, *shard.extras):
+                if not isinstance(buf, memoryview) or id(buf.obj) not in maps or id(buf) in in_use or not buf.nbytes:
+                    continue
+                mapped = maps[id(buf.obj)]
+                offset = np.frombuffer(buf, dtype=np.uint8).ctypes.data - np.frombuffer(mapped, np.uint8).ctypes.data
+                start = -(-offset // page) * page  # whole pages inside the buffer: neighbours keep theirs
+                end = (offset + buf.nbytes) // page * page
+                if end > start:
+                    # A hint, after the commit: if the kernel refuses it, the pages simply stay resident.
+                    with contextlib.suppress(OSError):
+                        mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     # -- access --
 
@@ -678,7 +713,14 @@ def _merge_shard(
     fixed, extras = _native.merge_shard(
         old_view, index, old.pending_removals, delta_view, index, added, ds.max_shard_ordinal, widths, fmap
     )
-    return ShardState(ds.max_shard_ordinal, widths, fixed, extras, removed)
+    # (the merge's large outputs are buffers in memory of their own, see _native.c: viewed as memoryviews)
+    return ShardState(
+        ds.max_shard_ordinal,
+        widths,
+        memoryview(fixed),
+        tuple(None if x is None else memoryview(x) for x in extras),
+        removed,
+    )
 
 
 def _shard_max_ordinals(max_ordinal: int, n: int) -> list[int]:
