@@ -18,6 +18,7 @@ from loosely.broker.handlers import (
     produce,
     quotas,
     sasl,
+    share_groups,
     telemetry,
     txn,
     txn_admin,
@@ -46,6 +47,7 @@ def all_handlers() -> dict[int, Handler]:
         quotas,
         acls,
         telemetry,
+        share_groups,
     ):
         table.update(module.HANDLERS)
     return table
