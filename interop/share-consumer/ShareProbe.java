@@ -15,8 +15,8 @@ import org.apache.kafka.common.serialization.StringDeserializer;
  * on its first delivery, ACCEPT it after), release-all (RELEASE every record but one valued "sentinel", which is
  * ACCEPTed), hold (print the first records received and halt the JVM at once, acknowledging nothing and never
  * leaving the group). It stops after "expect" accepted records (expect > 0), or once idleMs pass without a
- * delivery after a first one, or 20 s without any; then it commits its acknowledgements and closes. Exit 3: the
- * 60 s limit passed first.
+ * delivery after a first one, or 45 s without any; then it commits its acknowledgements and closes. Exit 3: the
+ * 90 s limit passed first.
  */
 public final class ShareProbe {
     public static void main(String[] args) throws Exception {
@@ -36,13 +36,13 @@ public final class ShareProbe {
             c.subscribe(List.of(topic));
             while (true) {
                 long now = System.currentTimeMillis();
-                if (now - start > 60_000) {
+                if (now - start > 90_000) {
                     System.out.flush();
                     System.exit(3);
                 }
                 if (expect > 0 && accepted >= expect) break;
                 if (expect <= 0 && last >= 0 && now - last > idleMs) break;
-                if (expect <= 0 && last < 0 && now - start > 20_000) break;
+                if (expect <= 0 && last < 0 && now - start > 45_000) break;
                 ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));
                 if (records.isEmpty()) continue;
                 last = System.currentTimeMillis();

@@ -94,7 +94,7 @@ def probe(bootstrap: str, group: str, topic: str, mode: str, expect: int = 0,
         ["java", "-Xmx192m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp",
          f"{_compiled()}:{ensure_kafka_jars(VERSION)}/*", "ShareProbe", bootstrap, group, topic, mode, str(expect),
          str(idle_ms)],
-        capture_output=True, text=True, timeout=90, check=False)
+        capture_output=True, text=True, timeout=150, check=False)
     assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-3000:])
     out = []
     for line in r.stdout.splitlines():
