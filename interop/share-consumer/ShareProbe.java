@@ -14,7 +14,8 @@ import org.apache.kafka.common.serialization.StringDeserializer;
  * deliveryCount value", in the order received. Modes: accept (acknowledge ACCEPT), release-first (RELEASE a record
  * on its first delivery, ACCEPT it after), release-all (RELEASE every record but one valued "sentinel", which is
  * ACCEPTed), hold (print the first records received and halt the JVM at once, acknowledging nothing and never
- * leaving the group). It stops after "expect" accepted records (expect > 0), or once idleMs pass without a
+ * leaving the group). It stops after "expect" accepted records (expect > 0), once the file named by an optional
+ * seventh argument exists, or once idleMs pass without a
  * delivery after a first one, or 45 s without any; then it commits its acknowledgements and closes. Exit 3: the
  * 90 s limit passed first.
  */
@@ -23,6 +24,7 @@ public final class ShareProbe {
         String bootstrap = args[0], group = args[1], topic = args[2], mode = args[3];
         int expect = Integer.parseInt(args[4]);
         long idleMs = Long.parseLong(args[5]);
+        java.io.File stop = args.length > 6 ? new java.io.File(args[6]) : null;
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
         props.put("group.id", group);
@@ -41,6 +43,7 @@ public final class ShareProbe {
                     System.exit(3);
                 }
                 if (expect > 0 && accepted >= expect) break;
+                if (stop != null && stop.exists()) break;
                 if (expect <= 0 && last >= 0 && now - last > idleMs) break;
                 if (expect <= 0 && last < 0 && now - start > 45_000) break;
                 ConsumerRecords<String, String> records = c.poll(Duration.ofMillis(200));

@@ -12,10 +12,10 @@ import datetime
 import functools
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -87,20 +87,61 @@ def _compiled() -> Path:
     return out
 
 
+def _command(bootstrap: str, group: str, topic: str, mode: str, expect: int, idle_ms: int, *extra: str) -> list[str]:
+    return ["java", "-Xmx192m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp",
+            f"{_compiled()}:{ensure_kafka_jars(VERSION)}/*", "ShareProbe", bootstrap, group, topic, mode, str(expect),
+            str(idle_ms), *extra]
+
+
+def _delivery(line: str) -> tuple[int, int, int, str]:
+    p, o, n, v = line.split(" ", 3)
+    return int(p), int(o), int(n), v
+
+
 def probe(bootstrap: str, group: str, topic: str, mode: str, expect: int = 0,
           idle_ms: int = 3000) -> list[tuple[int, int, int, str]]:
     """Run one share consumer to its end: its deliveries as ``(partition, offset, delivery count, value)``."""
-    r = subprocess.run(
-        ["java", "-Xmx192m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp",
-         f"{_compiled()}:{ensure_kafka_jars(VERSION)}/*", "ShareProbe", bootstrap, group, topic, mode, str(expect),
-         str(idle_ms)],
-        capture_output=True, text=True, timeout=150, check=False)
+    r = subprocess.run(_command(bootstrap, group, topic, mode, expect, idle_ms),
+                       capture_output=True, text=True, timeout=150, check=False)
     assert r.returncode == 0, (r.returncode, r.stdout[-2000:], r.stderr[-3000:])
-    out = []
-    for line in r.stdout.splitlines():
-        p, o, n, v = line.split(" ", 3)
-        out.append((int(p), int(o), int(n), v))
-    return out
+    return [_delivery(line) for line in r.stdout.splitlines()]
+
+
+def probes_until(bootstrap: str, group: str, topic: str, members: int, total: int,
+                 tmp: Path) -> list[list[tuple[int, int, int, str]]]:
+    """``members`` share consumers accepting records together until ``total`` distinct records were delivered to
+    them in all (then a stop file ends them): each one's deliveries."""
+    stop = tmp / f"stop-{uuid.uuid4().hex[:6]}"
+    procs = [subprocess.Popen(_command(bootstrap, group, topic, "accept", 0, 120_000, str(stop)),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(members)]
+    runs: list[list[tuple[int, int, int, str]]] = [[] for _ in procs]
+    seen: set[tuple[int, int]] = set()
+    lock = threading.Lock()
+
+    def read(i: int) -> None:
+        out = procs[i].stdout
+        assert out is not None
+        for line in out:
+            d = _delivery(line.rstrip("\n"))
+            with lock:
+                runs[i].append(d)
+                seen.add(d[:2])
+                if len(seen) >= total:
+                    stop.touch()
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(members)]
+    for t in readers:
+        t.start()
+    try:
+        for p in procs:
+            assert p.wait(timeout=150) == 0
+    finally:
+        for p in procs:
+            p.kill()
+        for t in readers:
+            t.join(10)
+    return runs
 
 
 def alter_group(bootstrap: str, group: str, **configs: str) -> None:
@@ -160,12 +201,11 @@ def test_one_consumer_reads_every_record_once(bootstrap: str) -> None:
     assert [(o, n, v) for _, o, n, v in probe(bootstrap, group, topic, "accept", expect=1)] == [(30, 1, "last")]
 
 
-def test_two_consumers_split_the_records(bootstrap: str) -> None:
+def test_two_consumers_split_the_records(bootstrap: str, tmp_path: Path) -> None:
     topic, group = new_topic(bootstrap, 2), new_group(bootstrap)
     for p in (0, 1):
         produce(bootstrap, topic, [f"p{p}-{i}" for i in range(40)], partition=p)
-    with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda _: probe(bootstrap, group, topic, "accept", idle_ms=4000), range(2)))
+    runs = probes_until(bootstrap, group, topic, 2, 80, tmp_path)
     accepted = [(p, o) for run in runs for p, o, _, _ in run]
     assert sorted(accepted) == sorted((p, i) for p in (0, 1) for i in range(40)), "a record twice or never"
 
