@@ -299,6 +299,18 @@ class BrokerConfig:
                 raise ValueError(f"group.consumer.{what} must be greater than or equal to group.consumer.min.{what}")
             if value > high:
                 raise ValueError(f"group.consumer.{what} must be less than or equal to group.consumer.max.{what}")
+        # Kafka's ShareGroupConfig: each share group default within the range a group config may set
+        for what, value, low, high in (
+            ("record.lock.duration.ms", self.group_share_record_lock_duration_ms,
+             self.group_share_record_lock_duration_ms_min, self.group_share_record_lock_duration_ms_max),
+            ("delivery.count.limit", self.group_share_delivery_count_limit, self.group_share_delivery_count_limit_min,
+             self.group_share_delivery_count_limit_max),
+            ("partition.max.record.locks", self.group_share_partition_max_record_locks,
+             self.group_share_partition_max_record_locks_min, self.group_share_partition_max_record_locks_max),
+        ):
+            if not low <= value <= high:
+                raise ValueError(f"group.share.{what} must be between group.share.min.{what} and "
+                                 f"group.share.max.{what}")
 
 
 def parse_ip_overrides(v: str) -> dict[str, int]:
