@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
 from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 from kio.schema.incremental_alter_configs.v1.request import (
@@ -301,6 +302,12 @@ def test_bad_share_requests_get_kafkas_error_codes(bootstrap: str) -> None:
         joined = heartbeat(raw, group, member, 0, (topic,))
         assert joined.error_code == 0  # type: ignore[attr-defined]
         assert heartbeat(raw, group, str(uuid.uuid4()), 5).error_code == UNKNOWN_MEMBER_ID  # type: ignore[attr-defined]
+        # the group id is a share group's: a consumer group member cannot join it
+        consumer = raw.request(ApiKey.CONSUMER_GROUP_HEARTBEAT, 1, ConsumerGroupHeartbeatRequest(
+            group_id=group, member_id=str(uuid.uuid4()), member_epoch=i32(0),
+            rebalance_timeout=datetime.timedelta(seconds=30), subscribed_topic_names=(topic,), server_assignor=None,
+            topic_partitions=()))
+        assert consumer.error_code == GROUP_ID_NOT_FOUND  # type: ignore[attr-defined]
         epoch = joined.member_epoch  # type: ignore[attr-defined]
         assert heartbeat(raw, group, member, epoch + 7).error_code == FENCED_MEMBER_EPOCH  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20
