@@ -60,6 +60,8 @@ PINS: dict[str, list[str]] = {
         "embedded",
         "migration",
         "records",
+        "share",
+        "share_shell",
         "store",
     ],
     "loosely.broker.handlers": [

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 
 from compat._java import ROOT, jars_dir
 
-__all__ = ["kafka_class", "kafka_command", "kafka_tool"]
+__all__ = ["kafka_class", "kafka_command", "kafka_tool", "tools_jars"]
 
 
 @functools.cache
@@ -63,3 +64,35 @@ def kafka_class(main_class: str, *args: str, timeout: float = 60) -> subprocess.
         timeout=timeout,
         check=False,
     )
+
+
+_TOOLS_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.loosely</groupId><artifactId>kafka-tools-jars</artifactId><version>0</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{v}</version>
+      <exclusions><exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion>
+      </exclusions>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+@functools.cache
+def tools_jars(version: str) -> Path:
+    """Kafka ``version``'s ``kafka-tools`` jar with its clients, from Maven Central into a cache of its own: for a
+    release other than the interop pom's, whose whole set (``LOOSELY_KAFKA_VERSION=... interop/fetch-jars``) may not
+    resolve (Kafka 4.4.0 publishes no ``connect-mirror``)."""
+    dest = Path.home() / ".cache" / "loosely" / f"kafka-tools-{version}"
+    if not (dest / ".complete").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as d:
+            pom = Path(d) / "pom.xml"
+            pom.write_text(_TOOLS_POM.format(v=version))
+            subprocess.run(["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                            f"-DoutputDirectory={dest}"], check=True, stdout=subprocess.DEVNULL)
+        (dest / ".complete").touch()
+    return dest

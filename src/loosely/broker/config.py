@@ -149,6 +149,19 @@ class BrokerConfig:
     # Kafka: group.consumer.migration.policy (bidirectional, upgrade, downgrade, disabled): whether a classic group
     # with members converts to a consumer group when a KIP-848 member joins, and back when the last one leaves
     group_consumer_migration_policy: str = "bidirectional"
+    # Kafka: group.share.* (share groups, KIP-932): the broker's defaults for a share group's configs and the
+    # ranges a group config may set them within (Kafka 4.4's defaults)
+    group_share_heartbeat_interval_ms: int = 5_000
+    group_share_session_timeout_ms: int = 45_000
+    group_share_record_lock_duration_ms: int = 30_000
+    group_share_record_lock_duration_ms_min: int = 15_000
+    group_share_record_lock_duration_ms_max: int = 60_000
+    group_share_delivery_count_limit: int = 5
+    group_share_delivery_count_limit_min: int = 2
+    group_share_delivery_count_limit_max: int = 10
+    group_share_partition_max_record_locks: int = 2_000
+    group_share_partition_max_record_locks_min: int = 100
+    group_share_partition_max_record_locks_max: int = 4_000
     # Kafka: group.min.session.timeout.ms / group.max.session.timeout.ms
     group_session_timeout_ms_min: int = 6_000
     group_session_timeout_ms_max: int = 1_800_000
@@ -302,6 +315,18 @@ class BrokerConfig:
                 raise ValueError(f"group.consumer.{what} must be greater than or equal to group.consumer.min.{what}")
             if value > high:
                 raise ValueError(f"group.consumer.{what} must be less than or equal to group.consumer.max.{what}")
+        # Kafka's ShareGroupConfig: each share group default within the range a group config may set
+        for what, value, low, high in (
+            ("record.lock.duration.ms", self.group_share_record_lock_duration_ms,
+             self.group_share_record_lock_duration_ms_min, self.group_share_record_lock_duration_ms_max),
+            ("delivery.count.limit", self.group_share_delivery_count_limit, self.group_share_delivery_count_limit_min,
+             self.group_share_delivery_count_limit_max),
+            ("partition.max.record.locks", self.group_share_partition_max_record_locks,
+             self.group_share_partition_max_record_locks_min, self.group_share_partition_max_record_locks_max),
+        ):
+            if not low <= value <= high:
+                raise ValueError(f"group.share.{what} must be between group.share.min.{what} and "
+                                 f"group.share.max.{what}")
 
 
 def parse_ip_overrides(v: str) -> dict[str, int]:
@@ -497,6 +522,17 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "group.consumer.min.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_min", _positive),
     "group.consumer.max.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_max", _positive),
     "group.consumer.migration.policy": ("group_consumer_migration_policy", _migration_policy),
+    "group.share.heartbeat.interval.ms": ("group_share_heartbeat_interval_ms", _positive),
+    "group.share.session.timeout.ms": ("group_share_session_timeout_ms", _positive),
+    "group.share.record.lock.duration.ms": ("group_share_record_lock_duration_ms", _positive),
+    "group.share.min.record.lock.duration.ms": ("group_share_record_lock_duration_ms_min", _positive),
+    "group.share.max.record.lock.duration.ms": ("group_share_record_lock_duration_ms_max", _positive),
+    "group.share.delivery.count.limit": ("group_share_delivery_count_limit", _positive),
+    "group.share.min.delivery.count.limit": ("group_share_delivery_count_limit_min", _positive),
+    "group.share.max.delivery.count.limit": ("group_share_delivery_count_limit_max", _positive),
+    "group.share.partition.max.record.locks": ("group_share_partition_max_record_locks", _positive),
+    "group.share.min.partition.max.record.locks": ("group_share_partition_max_record_locks_min", _positive),
+    "group.share.max.partition.max.record.locks": ("group_share_partition_max_record_locks_max", _positive),
     "offsets.retention.minutes": ("offsets_retention_ms", lambda v: int(v) * 60_000),
     "transaction.max.timeout.ms": ("transaction_timeout_ms_max", int),
     "transactional.id.expiration.ms": ("transactional_id_expiration_ms", int),

@@ -56,6 +56,23 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "group.consumer.migration.policy": "Online conversion of a group between the classic and the KIP-848 protocol: "
     "`bidirectional` (classic to consumer when a consumer-protocol member joins, and back when the last one leaves), "
     "`upgrade`, `downgrade` or `disabled`.",
+    "group.share.heartbeat.interval.ms": "Heartbeat interval given to share group members (a group's "
+    "`share.heartbeat.interval.ms` config overrides it).",
+    "group.share.session.timeout.ms": "Session timeout of share group members (a group's `share.session.timeout.ms` "
+    "config overrides it).",
+    "group.share.record.lock.duration.ms": "How long a share group member holds a record it fetched before it goes "
+    "to another (a group's `share.record.lock.duration.ms` config overrides it).",
+    "group.share.min.record.lock.duration.ms": "Smallest `share.record.lock.duration.ms` a group config may set.",
+    "group.share.max.record.lock.duration.ms": "Largest `share.record.lock.duration.ms` a group config may set.",
+    "group.share.delivery.count.limit": "Deliveries of a record to a share group before it is archived (a group's "
+    "`share.delivery.count.limit` config overrides it).",
+    "group.share.min.delivery.count.limit": "Smallest `share.delivery.count.limit` a group config may set.",
+    "group.share.max.delivery.count.limit": "Largest `share.delivery.count.limit` a group config may set.",
+    "group.share.partition.max.record.locks": "Records of one partition a share group has in flight at most (a "
+    "group's `share.partition.max.record.locks` config overrides it).",
+    "group.share.min.partition.max.record.locks": "Smallest `share.partition.max.record.locks` a group config may "
+    "set.",
+    "group.share.max.partition.max.record.locks": "Largest `share.partition.max.record.locks` a group config may set.",
     "offsets.retention.minutes": "How long committed offsets of an empty group are kept.",
     "transaction.max.timeout.ms": "Largest transaction timeout a producer may ask for.",
     "transactional.id.expiration.ms": "Forget a transactional id unused for this long.",

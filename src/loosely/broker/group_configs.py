@@ -3,14 +3,17 @@ resource (``kafka-configs --entity-type groups --entity-name G --alter --add-con
 
 **Names.** Kafka 4.1.1's GroupConfig: ``consumer.session.timeout.ms`` and ``consumer.heartbeat.interval.ms`` (the
 KIP-848 coordinator uses them for that group instead of the broker's ``group.consumer.*`` values), and the
-``share.*`` and ``streams.*`` ones, which loosely stores and describes like Kafka but which change nothing (loosely
-has no share or streams groups). Another name is INVALID_CONFIG ``Unknown group config name: foo``.
+``share.*`` ones, which share groups use (:mod:`loosely.broker.groups.share_shell`; with Kafka 4.4's
+``share.delivery.count.limit``, ``share.partition.max.record.locks`` and ``share.renew.acknowledge.enable``), and the
+``streams.*`` ones, which loosely stores and describes like Kafka but which change nothing (loosely has no streams
+groups). Another name is INVALID_CONFIG ``Unknown group config name: foo``.
 
 **Checks**, in Kafka's order, each INVALID_CONFIG with Kafka's sentence: the names, the types (an int at least 1,
 a choice), then the ranges against the broker: ``consumer.heartbeat.interval.ms`` within
 ``group.consumer.{min,max}.heartbeat.interval.ms``, ``consumer.session.timeout.ms`` within
-``group.consumer.{min,max}.session.timeout.ms`` (the share and streams ones within Kafka's default ranges, loosely
-having no settings for them), and each session timeout above its heartbeat interval.
+``group.consumer.{min,max}.session.timeout.ms``, the share lock duration, delivery count limit and record locks
+within ``group.share.{min,max}.*`` (the share heartbeat and session and the streams ones within Kafka's default
+ranges, loosely having no settings for them), and each session timeout above its heartbeat interval.
 
 **Durability.** ``<data_dir>/group-configs.json`` (``{"version": 1, "groups": {"<group id>": {...}}}``), rewritten
 atomically before the request is answered and read at start. A group's configs outlive the group, as in Kafka.
@@ -63,13 +66,23 @@ def group_defs(cfg: BrokerConfig) -> dict[str, GroupConfigDef]:
         GroupConfigDef("consumer.session.timeout.ms", "int", str(cfg.group_consumer_session_timeout_ms),
                        range_ms=(cfg.group_consumer_session_timeout_ms_min, cfg.group_consumer_session_timeout_ms_max,
                                  "group.consumer.min.session.timeout.ms", "group.consumer.max.session.timeout.ms")),
-        # Kafka's defaults; loosely has no share or streams groups, so no settings for them
-        GroupConfigDef("share.heartbeat.interval.ms", "int", "5000", range_ms=(
+        GroupConfigDef("share.heartbeat.interval.ms", "int", str(cfg.group_share_heartbeat_interval_ms), range_ms=(
             5000, 15000, f"{share}.min.heartbeat.interval.ms", f"{share}.max.heartbeat.interval.ms")),
-        GroupConfigDef("share.session.timeout.ms", "int", "45000", range_ms=(
+        GroupConfigDef("share.session.timeout.ms", "int", str(cfg.group_share_session_timeout_ms), range_ms=(
             45000, 60000, f"{share}.min.session.timeout.ms", f"{share}.max.session.timeout.ms")),
-        GroupConfigDef("share.record.lock.duration.ms", "int", "30000", low=1000, range_ms=(
-            15000, 60000, f"{share}.min.record.lock.duration.ms", f"{share}.max.record.lock.duration.ms")),
+        GroupConfigDef("share.record.lock.duration.ms", "int", str(cfg.group_share_record_lock_duration_ms),
+                       low=1000, range_ms=(
+            cfg.group_share_record_lock_duration_ms_min, cfg.group_share_record_lock_duration_ms_max,
+            f"{share}.min.record.lock.duration.ms", f"{share}.max.record.lock.duration.ms")),
+        # Kafka 4.4's (KIP-1206)
+        GroupConfigDef("share.delivery.count.limit", "int", str(cfg.group_share_delivery_count_limit), low=2,
+                       range_ms=(cfg.group_share_delivery_count_limit_min, cfg.group_share_delivery_count_limit_max,
+                                 f"{share}.min.delivery.count.limit", f"{share}.max.delivery.count.limit")),
+        GroupConfigDef("share.partition.max.record.locks", "int", str(cfg.group_share_partition_max_record_locks),
+                       low=100, range_ms=(
+            cfg.group_share_partition_max_record_locks_min, cfg.group_share_partition_max_record_locks_max,
+            f"{share}.min.partition.max.record.locks", f"{share}.max.partition.max.record.locks")),
+        GroupConfigDef("share.renew.acknowledge.enable", "boolean", "true", choices=("true", "false")),
         GroupConfigDef("share.auto.offset.reset", "string", "latest", choices=("latest", "earliest", "by_duration")),
         GroupConfigDef("share.isolation.level", "string", "read_uncommitted",
                        choices=("read_committed", "read_uncommitted")),
@@ -92,7 +105,10 @@ def _check_type(d: GroupConfigDef, value: str) -> None:
                 from None
         if n < d.low:
             raise GroupConfigError(f"Invalid value {value} for configuration {d.name}: Value must be at least {d.low}")
-    elif value.strip() not in d.choices:
+    elif value.strip().lower() not in d.choices if d.kind == "boolean" else value.strip() not in d.choices:
+        if d.kind == "boolean":
+            raise GroupConfigError(f"Invalid value {value} for configuration {d.name}: Expected value to be either "
+                                   "true or false")
         raise GroupConfigError(
             f"Invalid value {value} for configuration {d.name}: String must be one of: {', '.join(d.choices)}"
         )

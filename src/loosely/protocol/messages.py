@@ -121,6 +121,13 @@ class ApiKey:
     PUSH_TELEMETRY: Final = 72
     LIST_CONFIG_RESOURCES: Final = 74
     DESCRIBE_TOPIC_PARTITIONS: Final = 75
+    SHARE_GROUP_HEARTBEAT: Final = 76
+    SHARE_GROUP_DESCRIBE: Final = 77
+    SHARE_FETCH: Final = 78
+    SHARE_ACKNOWLEDGE: Final = 79
+    DESCRIBE_SHARE_GROUP_OFFSETS: Final = 90
+    ALTER_SHARE_GROUP_OFFSETS: Final = 91
+    DELETE_SHARE_GROUP_OFFSETS: Final = 92
 
 
 # What the broker can serve. The broker advertises the subset it has handlers for (see loosely.broker).
@@ -184,6 +191,15 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.PUSH_TELEMETRY: (0, 0),
     ApiKey.LIST_CONFIG_RESOURCES: (0, 1),
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: (0, 0),
+    # share groups (KIP-932), Kafka 4.4's versions; 2 of ShareFetch / ShareAcknowledge: the record-limit acquire
+    # mode and RENEW acknowledgements
+    ApiKey.SHARE_GROUP_HEARTBEAT: (1, 1),
+    ApiKey.SHARE_GROUP_DESCRIBE: (1, 1),
+    ApiKey.SHARE_FETCH: (1, 2),
+    ApiKey.SHARE_ACKNOWLEDGE: (1, 2),
+    ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),  # 1: the share-partition lag
+    ApiKey.ALTER_SHARE_GROUP_OFFSETS: (0, 0),
+    ApiKey.DELETE_SHARE_GROUP_OFFSETS: (0, 0),
 }
 
 API_NAMES: Final[dict[int, str]] = {

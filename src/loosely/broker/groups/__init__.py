@@ -9,6 +9,8 @@
   KIP-848 consumer groups written as Kafka writes them, so their membership survives a restart.
 * :mod:`.store`: committed offsets and group metadata in memory and in ``__consumer_offsets``.
 * :mod:`.coordinator`: the asyncio shell the handlers call.
+* :mod:`.share`: share groups (KIP-932), membership and record states (pure), and :mod:`.share_shell`: their
+  sessions, timers and state file.
 """
 
 __all__ = [
@@ -20,5 +22,7 @@ __all__ = [
     "embedded",
     "migration",
     "records",
+    "share",
+    "share_shell",
     "store",
 ]

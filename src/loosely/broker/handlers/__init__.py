@@ -18,6 +18,7 @@ from loosely.broker.handlers import (
     produce,
     quotas,
     sasl,
+    share_groups,
     telemetry,
     tokens,
     txn,
@@ -48,6 +49,7 @@ def all_handlers() -> dict[int, Handler]:
         acls,
         telemetry,
         tokens,
+        share_groups,
     ):
         table.update(module.HANDLERS)
     return table

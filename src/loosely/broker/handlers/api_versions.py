@@ -18,9 +18,11 @@ only what it does; a single node cannot change levels, so each feature supports 
   transaction, and Produce v12 / TxnOffsetCommit v5 adding partitions implicitly, which the Java producer then uses
   (see :mod:`loosely.broker.transactions.state`). Clients that do not read features keep the older protocol.
 * ``kraft.version`` 0: a static quorum of one voter (see DescribeQuorum in :mod:`.controller`).
+* ``share.version`` 2: share groups (KIP-932, :mod:`.share_groups`) with Kafka 4.4's ShareFetch and
+  ShareAcknowledge v2 (RENEW acknowledgements), the level Kafka 4.4 finalizes.
 
-``eligible.leader.replicas.version`` and ``share.version``, which Kafka 4.1 also lists, are left out: one replica
-has no eligible leader replicas to track, and share groups are not implemented. A feature at level 0 is not
+``eligible.leader.replicas.version``, which Kafka also lists, is left out: one replica has no eligible leader
+replicas to track. A feature at level 0 is not
 finalized, and versions before v4 cannot carry a supported range starting at 0, so those are left out of them,
 both as Kafka does (KIP-1022). The features never change, so their epoch is constant.
 
@@ -53,6 +55,7 @@ FEATURES: Final = (
     Feature("group.version", 1),
     Feature("kraft.version", 0),
     Feature("metadata.version", 27),
+    Feature("share.version", 2),
     Feature("transaction.version", 2),
 )
 FEATURES_EPOCH: Final = 0

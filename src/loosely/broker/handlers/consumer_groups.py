@@ -15,6 +15,7 @@ from loosely.broker.acls import allowed, authorized_operations
 from loosely.broker.context import BrokerContext, Request
 from loosely.broker.groups.consumer import ConsumerHeartbeatResponse, group_state
 from loosely.broker.groups.coordinator import group_coordinator
+from loosely.broker.groups.share_shell import share_groups
 from loosely.broker.handlers._util import NO_THROTTLE, Response, ms
 from loosely.broker.handlers.groups import NO_AUTHORIZED_OPERATIONS, client_host, td_ms
 from loosely.protocol.errors import ErrorCode
@@ -56,6 +57,9 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
+    elif (shares := share_groups(ctx)) is not None and request.group_id in shares.groups:
+        r = ConsumerHeartbeatResponse(ErrorCode.group_id_not_found,
+                                      message=f"Group {request.group_id} is not a consumer group.")
     else:
         owned = request.topic_partitions
         names = request.subscribed_topic_names

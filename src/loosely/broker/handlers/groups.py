@@ -19,6 +19,7 @@ from loosely.broker.context import BrokerContext, Request, current_peer, not_han
 from loosely.broker.groups.classic import GroupId, JoinResponse, Phase, describe_members
 from loosely.broker.groups.consumer import group_state
 from loosely.broker.groups.coordinator import GroupCoordinator, group_coordinator
+from loosely.broker.groups.share_shell import share_groups
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
@@ -337,6 +338,9 @@ async def handle_list_groups(ctx: BrokerContext, header: RequestHeader, request:
         (gid, e.state.protocol_type or "", e.state.phase.value, "Classic") for gid, e in coord.groups.items()
     ]
     rows += [(gid, "consumer", group_state(e.state), "Consumer") for gid, e in coord.consumer.groups.items()]
+    shares = share_groups(ctx)
+    if shares is not None:
+        rows += [(gid, "share", g.state, "Share") for gid, g in shares.groups.items()]
     if not allowed(ctx, Op.DESCRIBE, Res.CLUSTER, CLUSTER_NAME, log_denied=False):
         rows = [r for r in rows if _may(ctx, Op.DESCRIBE, r[0], log_denied=False)]
     listed = [
@@ -354,6 +358,10 @@ async def handle_delete_groups(ctx: BrokerContext, header: RequestHeader, reques
     for gid in request.groups_names:
         if not _may(ctx, Op.DELETE, gid):
             error = ErrorCode.group_authorization_failed
+        elif (shares := share_groups(ctx)) is not None and gid in shares.groups:
+            error = ErrorCode.non_empty_group if shares.groups[gid].members else ErrorCode.none
+            if error == ErrorCode.none:
+                shares.delete(gid)
         elif coord is None:
             error = ErrorCode.coordinator_not_available
         else:  # the empty group id too, which no group has (Kafka keeps it for old clients: GROUP_ID_NOT_FOUND)
