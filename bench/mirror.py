@@ -121,12 +121,13 @@ def wait_arrived(bootstrap: str, topic: str, n: int, last_key: bytes, *, proc: s
     deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
     first = None
     while True:
+        look = time.perf_counter()
         stable, done = arrived(bootstrap, topic, n, last_key)
         now = time.perf_counter()
         if first is None and stable > 0:
             first = now - started
         if done:
-            return Copy(now - started, first if first is not None else now - started)
+            return Copy(now - started, first if first is not None else now - started, now - look)
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} ended with {proc.returncode} before copying everything")
         if time.monotonic() > deadline:
@@ -140,6 +141,9 @@ class Copy:
 
     seconds: float
     first_s: float
+    # how long the look that found every record took (counted in ``seconds``; the kcat pipe's clock stops when
+    # its producer exits, without a look): reading up to the end waits out one empty fetch, fetch.wait.max.ms
+    last_look_s: float = 0.0
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -246,6 +250,7 @@ def run_pair(label: str, variants: dict[str, Callable[[], Copy]], *, repeat: int
              floors: tuple[Floor, Floor]) -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
     firsts: dict[str, list[float]] = {name: [] for name in variants}
+    looks: dict[str, list[float]] = {name: [] for name in variants}
     failed: dict[str, str] = {}
     for _ in range(repeat):
         for name, run in variants.items():
@@ -255,6 +260,7 @@ def run_pair(label: str, variants: dict[str, Callable[[], Copy]], *, repeat: int
                 copy = run()
                 times[name].append(copy.seconds)
                 firsts[name].append(copy.first_s)
+                looks[name].append(copy.last_look_s)
             except (RuntimeError, TimeoutError) as e:
                 failed[name] = str(e)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} {platform.node()} {platform.machine()}, "
@@ -270,8 +276,9 @@ def run_pair(label: str, variants: dict[str, Callable[[], Copy]], *, repeat: int
         after = f"first record at {first:6.2f} s" if first else ""
         if first and m > first:  # the copying itself, start-up left out
             after += f", then {n / (m - first):8.0f} rec/s"
+        look = statistics.median(looks[name])
         print(f"{name:26s} {m:8.2f} s {n / m:8.0f} rec/s {pipe / m:5.2f}x the kcat pipe  {after:40s} "
-              f"(rounds: {rounds})")
+              f"(rounds: {rounds})" + (f" (the last look, included: {look:.2f} s)" if look else ""))
     for name in times:
         if name.startswith("MirrorMaker 2"):
             print(f"  {name}: {MM2_GUARANTEE[name.split()[-1]]}")

@@ -370,7 +370,7 @@ def test_consumer_fails_over_with_translated_offsets(request: pytest.FixtureRequ
         if len(synced) == partitions:
             break
         time.sleep(0.5)
-    assert len(synced) == partitions, synced
+    assert len(synced) == partitions, (synced, mirror.stop(), mirror.logs[-1][-3000:])
     checkpoints = [Checkpoint.decode(*kv) for _, kv in _raw(target.bootstrap, f"{src}.checkpoints.internal")]
     assert {(c.group, c.topic) for c in checkpoints} == {(group, remote)}
     last = {c.partition: c for c in checkpoints}

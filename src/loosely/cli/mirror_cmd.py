@@ -66,6 +66,11 @@ def _mirror(args: argparse.Namespace) -> int:
         # what start-up loaded lives as long as the process: keep the collector from walking it again and again
         # while every batch allocates tens of thousands of message objects
         gc.freeze()
+        # and collect young objects every 100,000 allocations, not 700: a batch's 20,000 message objects live until
+        # it is committed, so the default walks each of them twice or more (young, then middle generation) for
+        # nothing, since they hold no cycles and reference counting frees them. Consuming a million records took
+        # 1.38-1.60 s of the main thread's CPU with this, 1.75-1.92 s without (2026-12-07, loaded machine).
+        gc.set_threshold(100_000, 20, 10)
         stats = mirror.statistics()
         mode = "exactly-once (transactions)" if stats.transactional else "exactly-once (reconciliation)"
         print(f"mirroring {args.source_alias} -> {args.target_alias}: {stats.topics} topics, "

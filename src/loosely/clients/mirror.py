@@ -180,7 +180,9 @@ class Mirror:
         self._target_reach = Reachability(f"mirror target {config.target_alias}", log)
         self._source_admin = AdminClient({**config.source, "log_level": 0})
         self._target_admin = AdminClient({**config.target, "log_level": 0})
-        self._syncs = OffsetSyncStore()
+        # the offset syncs, for translating group offsets: read from the source's offset-syncs topic at the first
+        # checkpoint that has a group to translate (None until then; see _offset_syncs)
+        self._syncs: OffsetSyncStore | None = None
         self._states: dict[tuple[str, int], _PartitionState] = {}
         self._progress: dict[tuple[str, int], tuple[int, int]] = {}  # target (topic, p) -> (upstream, downstream)
         self._skip: dict[tuple[str, int], int] = {}  # source (topic, p) -> records to skip after a crash
@@ -193,6 +195,9 @@ class Mirror:
         self._consumer: Consumer | None = None
         self._side: Producer | None = None  # heartbeats and checkpoints on the target (outside transactions)
         self._source_producer: Producer | None = None  # offset syncs on the source
+        self._next: list[Message] | None = None  # the next batch, consumed while the last one committed
+        # what the source's side of start() found: the source's metadata, the configs of the topics to mirror
+        self._start_topics: tuple[Any, dict[str, dict[str, str]]] = (None, {})
 
     # --- names ------------------------------------------------------------------------------------------------
 
@@ -222,16 +227,47 @@ class Mirror:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Prepare both clusters, then assign the consumer where the progress says.
+
+        The source's side (its offset-syncs topic, the topics to mirror and their configs, the consumer, told the
+        leaders before it is assigned) and the target's side (the internal topics, InitProducerId, the progress) need
+        nothing from each other, so the source's runs in a thread beside the target's: librdkafka gives up the GIL
+        while it waits on the network, and start-up is mostly waiting. The progress is read only after
+        InitProducerId has fenced any earlier instance and ended its open transaction, as before."""
+        failed: list[BaseException] = []
+
+        def source_side() -> None:
+            try:
+                self._prepare_source()
+            except BaseException as e:  # raised again in the calling thread
+                failed.append(e)
+
+        thread = threading.Thread(target=source_side, name="mirror-start-source", daemon=True)
+        thread.start()
+        try:
+            target_md = self._prepare_target()
+        finally:
+            thread.join()
+        if failed:
+            raise failed[0]
+        source_md, configs = self._start_topics
+        self._refresh_topics(source_md, configs, target_md)
+
+    def _prepare_target(self) -> Any:
+        """The target's internal topics, the producers that write there, and the progress; the target's metadata
+        (for the remote topics' check)."""
         cfg = self.config
-        self._ensure_topic(self._source_admin, self.offset_syncs_topic, 1, compact=True)
-        for t in (self.checkpoints_topic, self.heartbeats_topic, progress_topic(cfg.source_alias)):
-            self._ensure_topic(self._target_admin, t, 1, compact=True)
+        md = self._ensure_topics(self._target_admin, {t: (1, {}) for t in (
+            self.checkpoints_topic, self.heartbeats_topic, progress_topic(cfg.source_alias))}, compact=True)
         self._producer = self._make_producer()
         self._side = Producer({**cfg.target, "log_level": 0, "linger.ms": 5})
-        self._source_producer = Producer({**cfg.source, "log_level": 0, "linger.ms": 5})
         self._load_progress()
-        self._load_offset_syncs()
-        self._consumer = Consumer({
+        return md
+
+    def _prepare_source(self) -> None:
+        cfg = self.config
+        # created now, assigned once the progress is known: its connection to the source is up by then
+        self._consumer = consumer = Consumer({
             **cfg.source,
             "group.id": f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}",
             "enable.auto.commit": False,
@@ -244,7 +280,11 @@ class Mirror:
             # from the brokers on a small machine), the default 1000 leaves the mirror waiting on an empty queue
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         })
-        self._refresh_topics()
+        md = consumer.list_topics(timeout=TIMEOUT_S)  # also tells the consumer the leaders (see _refresh_topics)
+        self._ensure_topics(self._source_admin, {self.offset_syncs_topic: (1, {})}, compact=True, md=md)
+        self._source_producer = Producer({**cfg.source, "log_level": 0, "linger.ms": 5})
+        new = self._new_topics(md)
+        self._start_topics = (md, self._source_configs(list(new)))
 
     def _make_producer(self) -> Producer:
         cfg = self.config
@@ -306,55 +346,86 @@ class Mirror:
 
     # --- topics -----------------------------------------------------------------------------------------------
 
-    def _ensure_topic(self, admin: AdminClient, topic: str, partitions: int, *, compact: bool = False,
-                      configs: dict[str, str] | None = None) -> None:
-        md = admin.list_topics(topic=None, timeout=TIMEOUT_S)
-        if topic in md.topics and md.topics[topic].error is None:
-            have = len(md.topics[topic].partitions)
-            if have < partitions:
-                from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
+    def _ensure_topics(self, admin: AdminClient, wanted: dict[str, tuple[int, dict[str, str]]], *,
+                       compact: bool = False, md: Any = None) -> Any:
+        """Create the topics of ``wanted`` (name -> partitions, configs) that are missing, with one metadata
+        request (unless ``md`` is given) and one CreateTopics for all; grow those with fewer partitions. Returns the
+        metadata it looked at."""
+        if md is None:
+            md = admin.list_topics(topic=None, timeout=TIMEOUT_S)
+        create = []
+        for topic, (partitions, configs) in wanted.items():
+            if topic in md.topics and md.topics[topic].error is None:
+                if len(md.topics[topic].partitions) < partitions:
+                    from confluent_kafka.admin import NewPartitions  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
 
-                admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
-            return
-        conf = dict(configs or {})
-        if compact:
-            conf["cleanup.policy"] = "compact"
-        rf = self.config.internal_replication_factor if compact else -1
-        fut = admin.create_topics([NewTopic(topic, partitions, rf, config=conf)], operation_timeout=TIMEOUT_S)[topic]
-        try:
-            fut.result(TIMEOUT_S)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+                    admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
+                continue
+            conf = dict(configs)
+            if compact:
+                conf["cleanup.policy"] = "compact"
+            rf = self.config.internal_replication_factor if compact else -1
+            create.append(NewTopic(topic, partitions, rf, config=conf))
+        if create:
+            for fut in admin.create_topics(create, operation_timeout=TIMEOUT_S).values():
+                try:
+                    fut.result(TIMEOUT_S)
+                except KafkaException as e:
+                    if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        return md
 
-    def _source_configs(self, topic: str) -> dict[str, str]:
-        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        try:
-            entries = self._source_admin.describe_configs([res], request_timeout=TIMEOUT_S)[res].result(TIMEOUT_S)
-        except KafkaException:
+    def _source_configs(self, topics: list[str]) -> dict[str, dict[str, str]]:
+        """The configs worth copying of each of ``topics`` on the source (one DescribeConfigs for all)."""
+        if not topics:
             return {}
-        return {n: e.value for n, e in entries.items() if n in _COPIED_CONFIGS and not e.is_default and e.value}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+        out: dict[str, dict[str, str]] = {}
+        for res, fut in self._source_admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
+            try:
+                entries = fut.result(TIMEOUT_S)
+            except KafkaException:
+                entries = {}
+            out[res.name] = {n: e.value for n, e in entries.items()
+                             if n in _COPIED_CONFIGS and not e.is_default and e.value}
+        return out
 
-    def _refresh_topics(self) -> None:
-        assert self._consumer is not None
-        md = self._source_admin.list_topics(timeout=TIMEOUT_S)
-        changed = False
+    def _new_topics(self, md: Any) -> dict[str, int]:
+        """Source topics to mirror that are new, or have more partitions than when last seen: name -> partitions."""
+        out = {}
         for name, t in sorted(md.topics.items()):
             if t.error is not None or not self._should_mirror(name):
                 continue
             n = len(t.partitions)
-            if self._partitions.get(name) == n:
-                continue
-            remote = self.remote_topic(name)
-            self._ensure_topic(self._target_admin, remote, n, configs=self._source_configs(name))
-            self._mirrored[name] = remote
+            if self._partitions.get(name) != n:
+                out[name] = n
+        return out
+
+    def _refresh_topics(self, source_md: Any = None, configs: dict[str, dict[str, str]] | None = None,
+                        target_md: Any = None) -> None:
+        """Mirror new source topics (and new partitions): create them on the target, then assign. At start the
+        metadata and configs gathered while preparing are passed in; later each refresh asks for them."""
+        assert self._consumer is not None
+        if source_md is None:
+            # asked through the consumer: a partition assigned before its consumer knows the leader waits out a
+            # fixed 500 ms retry in librdkafka before it looks up where to start (seen with 2.16's debug log)
+            source_md = self._consumer.list_topics(timeout=TIMEOUT_S)
+        new = self._new_topics(source_md)
+        if not new:
+            return
+        if configs is None:
+            configs = self._source_configs(list(new))
+        self._ensure_topics(self._target_admin, {self.remote_topic(name): (n, configs.get(name, {}))
+                                                 for name, n in new.items()}, md=target_md)
+        for name, n in new.items():
+            self._mirrored[name] = self.remote_topic(name)
             self._partitions[name] = n
-            changed = True
-        if changed:
-            self._assign()
+        self._assign()
 
     def _assign(self) -> None:
         assert self._consumer is not None
+        # a batch read ahead (see _commit_and_consume_next) is read again from where the progress says
+        self._next = None
         tps = []
         for topic, n in sorted(self._partitions.items()):
             remote = self._mirrored[topic]
@@ -373,9 +444,18 @@ class Mirror:
 
     def _target_highs(self, topic: str, partitions: int) -> dict[int, int]:
         c = Consumer({**self.config.target, "group.id": "loosely-mirror-probe", "log_level": 0})
+        deadline = time.monotonic() + TIMEOUT_S
         try:
-            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1]
-                    for p in range(partitions)}
+            while True:
+                try:
+                    return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1]
+                            for p in range(partitions)}
+                except KafkaException as e:
+                    # a topic created a moment ago: Apache Kafka's brokers learn of it from the controller a little
+                    # later, and until then its partitions are unknown (seen on a loaded machine)
+                    if e.args[0].code() != KafkaError._UNKNOWN_PARTITION or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
         finally:
             c.close()
 
@@ -421,11 +501,19 @@ class Mirror:
             topic, _, p = key.decode().rpartition(":")
             self._progress[(topic, int(p))] = _decode_progress(value)
 
-    def _load_offset_syncs(self) -> None:
-        for m in self._read_compacted(self.config.source, self.offset_syncs_topic):
-            key, value = m.key(), m.value()
-            if key is not None and value is not None:
-                self._syncs.add(OffsetSync.decode(key, value))
+    def _offset_syncs(self) -> OffsetSyncStore:
+        """The offset syncs on the source, read to its end once: at the first checkpoint that has a group, not at
+        start, where a long history (about one sync per ``offset_lag_max`` records, until compaction) would hold
+        up the first batch and most mirrors have no group to translate. The syncs this process wrote are read back
+        with the rest (the caller flushed them first); later ones are added as they are written."""
+        if self._syncs is None:
+            store = OffsetSyncStore()
+            for m in self._read_compacted(self.config.source, self.offset_syncs_topic):
+                key, value = m.key(), m.value()
+                if key is not None and value is not None:
+                    store.add(OffsetSync.decode(key, value))
+            self._syncs = store
+        return self._syncs
 
     # --- records ----------------------------------------------------------------------------------------------
 
@@ -439,7 +527,9 @@ class Mirror:
         consecutive downstream offsets starting at the reported one, and every record's downstream offset follows.
         """
         assert self._consumer is not None and self._producer is not None
-        msgs = self._consumer.consume(self.config.batch_messages_max, timeout_s)
+        msgs = self._next if self._next is not None else self._consumer.consume(self.config.batch_messages_max,
+                                                                                 timeout_s)
+        self._next = None
         if not msgs:
             self._producer.poll(0)
             return 0
@@ -496,7 +586,7 @@ class Mirror:
             for (_, partition), run in runs.items():
                 producer.produce(progress, _encode_progress(run.next_upstream, -1),
                                  _progress_key(run.remote, partition))
-            producer.commit_transaction(TIMEOUT_S)
+            self._commit_and_consume_next(producer, timeout_s)
         left = producer.flush(TIMEOUT_S)
         if left:
             raise TimeoutError(f"{left} records were not delivered in {TIMEOUT_S}s")
@@ -526,6 +616,32 @@ class Mirror:
         self._batches += 1
         return copied
 
+    def _commit_and_consume_next(self, producer: Producer, timeout_s: float) -> None:
+        """Commit the batch's transaction in a thread while this one takes the next batch from the consumer.
+
+        The commit is mostly waiting (the last records' acknowledgements, EndTxn, the markers), and librdkafka
+        gives up the GIL while it waits; turning the next batch's records into Python objects meanwhile costs
+        nothing in order or safety: they are only read here, and none is produced before the commit returned. If the
+        commit fails the batch read ahead is never produced, and the error is raised here as before."""
+        assert self._consumer is not None
+        failed: list[BaseException] = []
+
+        def commit() -> None:
+            try:
+                producer.commit_transaction(TIMEOUT_S)
+            except BaseException as e:  # raised again in the calling thread
+                failed.append(e)
+
+        thread = threading.Thread(target=commit, name="mirror-commit", daemon=True)
+        thread.start()
+        try:
+            self._next = self._consumer.consume(self.config.batch_messages_max, timeout_s)
+        finally:
+            thread.join()
+        if failed:
+            self._next = None
+            raise failed[0]
+
     def _sync_run(self, topic: str, partition: int, ups: Sequence[int], first_down: int) -> None:
         """Offset syncs for records ``ups`` written at ``first_down, first_down + 1, ...``: the same decisions as
         :class:`_PartitionState` record by record, found by jumping between upstream gaps and lag steps."""
@@ -554,7 +670,8 @@ class Mirror:
         state.last_sync_downstream = last_sync
 
     def _emit_sync(self, sync: OffsetSync) -> None:
-        self._syncs.add(sync)
+        if self._syncs is not None:
+            self._syncs.add(sync)
         assert self._source_producer is not None
         self._source_producer.produce(self.offset_syncs_topic, sync.value(), sync.key())
         self._syncs_emitted += 1
@@ -588,7 +705,9 @@ class Mirror:
         self._source_producer.flush(TIMEOUT_S)
         out: list[Checkpoint] = []
         mirrored = [(t, p) for t, n in self._partitions.items() for p in range(n)]
-        for group in self._groups():
+        names = self._groups()
+        syncs = self._offset_syncs() if names else OffsetSyncStore()
+        for group in names:
             # imported here: loosely.clients.groups loads kio (~0.5 s of CPU), which the mirror needs only once the
             # source has a consumer group to checkpoint
             from loosely.clients import groups  # noqa: PLC0415
@@ -599,7 +718,7 @@ class Mirror:
                 log.debug("offsets of group %s: %s", group, e)
                 continue
             for (topic, partition), (offset, metadata) in sorted(committed.items()):
-                down = self._syncs.translate(topic, partition, offset)
+                down = syncs.translate(topic, partition, offset)
                 if down is None:
                     continue
                 cp = Checkpoint(group, self._mirrored[topic], partition, offset, down, metadata)
