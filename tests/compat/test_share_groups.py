@@ -29,6 +29,7 @@ from kio.schema.incremental_alter_configs.v1.request import (
     AlterConfigsResource,
     IncrementalAlterConfigsRequest,
 )
+from kio.schema.join_group.v9.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.share_acknowledge.v2 import request as ack_req
 from kio.schema.share_fetch.v2 import request as fetch_req
 from kio.schema.share_group_heartbeat.v1.request import ShareGroupHeartbeatRequest
@@ -53,6 +54,7 @@ GROUP_RESOURCE, SET = 32, 0
 LOCK_MS = 2000
 
 UNKNOWN_MEMBER_ID, GROUP_ID_NOT_FOUND, FENCED_MEMBER_EPOCH, INVALID_RECORD_STATE = 25, 69, 110, 121
+INCONSISTENT_GROUP_PROTOCOL = 23
 SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH, INVALID_REQUEST = 122, 123, 42
 COORDINATOR_NOT_READY = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
 
@@ -308,6 +310,13 @@ def test_bad_share_requests_get_kafkas_error_codes(bootstrap: str) -> None:
             rebalance_timeout=datetime.timedelta(seconds=30), subscribed_topic_names=(topic,), server_assignor=None,
             topic_partitions=()))
         assert consumer.error_code == GROUP_ID_NOT_FOUND  # type: ignore[attr-defined]
+        # ... nor a classic one
+        classic = raw.request(ApiKey.JOIN_GROUP, 9, JoinGroupRequest(
+            group_id=group, session_timeout=datetime.timedelta(seconds=45),
+            rebalance_timeout=datetime.timedelta(seconds=30), member_id="", group_instance_id=None,
+            protocol_type="consumer", protocols=(JoinGroupRequestProtocol(name="range", metadata=b""),),
+            reason=None))
+        assert classic.error_code == INCONSISTENT_GROUP_PROTOCOL  # type: ignore[attr-defined]
         epoch = joined.member_epoch  # type: ignore[attr-defined]
         assert heartbeat(raw, group, member, epoch + 7).error_code == FENCED_MEMBER_EPOCH  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20

@@ -151,6 +151,8 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
         error = ErrorCode.coordinator_not_available
     elif not cfg.group_session_timeout_ms_min <= session_ms <= cfg.group_session_timeout_ms_max:
         error = ErrorCode.invalid_session_timeout
+    elif (shares := share_groups(ctx)) is not None and request.group_id in shares.groups:
+        error = ErrorCode.inconsistent_group_protocol  # the id is a share group's, as Kafka answers
     if error != ErrorCode.none or coord is None:
         ctx.count_error(ApiKey.JOIN_GROUP)
         return _join_response(resp, JoinResponse(error, member_id))
