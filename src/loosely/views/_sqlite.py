@@ -10,7 +10,8 @@ need a rowid.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a power loss may drop the last transactions, but rows
 and offsets are dropped together, so the runner replays exactly what was lost. Several runner processes may write
-to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``).
+to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``). They may also open one new file at
+once: the switch to WAL mode waits for the others as any lock does (see :func:`_switch_to_wal`).
 
 >>> import tempfile, os
 >>> from loosely.views import count_by_key, Batch, Add, TopicPartition
@@ -29,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Any
@@ -93,6 +95,31 @@ def _json_rows(rows: dict[str, Any]) -> str | None:
     return _json_text(_dumps(rows)) if _json_safe(rows) else None
 
 
+# How long to wait between two attempts to switch a new database file to WAL while another connection holds it.
+_WAL_RETRY_S = 0.005
+
+
+def _switch_to_wal(db: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the file, for up to the busy timeout.
+
+    Why a loop: on a file not yet in WAL mode (a new one) the switch reads the header under a shared lock, then
+    writes it under a write lock. When two connections (two runners started at once, or a runner and ``views
+    status``) switch the same new file together, both hold the shared lock and both want the write lock: SQLite
+    refuses one of them at once with "database is locked" instead of calling its busy handler (waiting could
+    never end, as each waits on the other). The refused one lets go of its lock; tried again, it finds the file in
+    WAL mode already (or switches it itself). On a file already in WAL mode the first attempt succeeds.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_S)
+
+
 class SqliteSink(SqlSink):
     begin_write = "BEGIN IMMEDIATE"
     sorts_in_sql = True
@@ -110,7 +137,7 @@ class SqliteSink(SqlSink):
         self.location = f"sqlite:{path if path == ':memory:' else os.path.realpath(path)}"
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db, busy_timeout_ms)
         except sqlite3.Error as e:  # SQLite's own text ("unable to open database file") names no file
             raise SinkError(f"cannot open the SQLite database {path!r}: {e}") from None
         db.execute("PRAGMA synchronous=NORMAL")
