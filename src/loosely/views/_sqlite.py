@@ -37,7 +37,7 @@ from typing import Any
 
 from loosely.views._model import Json, ViewError
 from loosely.views._sink import SinkError
-from loosely.views._sql import SqlSink, table_name
+from loosely.views._sql import SqlSink, batch_document, table_name
 
 __all__ = ["SqliteSink", "decode_value", "encode_value"]
 
@@ -59,10 +59,6 @@ def decode_value(v: Any) -> Json:
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _dumps(rows: object) -> str:
-    return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
 
 def _json_safe(rows: dict[str, Any]) -> bool:
@@ -92,7 +88,7 @@ def _json_text(doc: str) -> str | None:
 
 def _json_rows(rows: dict[str, Any]) -> str | None:
     """The rows as one JSON document for json_each, or ``None`` where JSON cannot carry them exactly."""
-    return _json_text(_dumps(rows)) if _json_safe(rows) else None
+    return _json_text(batch_document(rows)) if _json_safe(rows) else None
 
 
 # How long to wait between two attempts to switch a new database file to WAL while another connection holds it.
@@ -163,7 +159,7 @@ class SqliteSink(SqlSink):
         out: list[tuple[str, Any, bool]] = []
         put_doc = _json_rows(puts) if puts else None
         add_doc = _json_rows(adds) if adds else None
-        delete_doc = _json_text(_dumps(deletes)) if deletes else None
+        delete_doc = _json_text(batch_document(deletes)) if deletes else None
         # (an INSERT ... SELECT with ON CONFLICT needs a WHERE clause, or SQLite reads ON as a join's)
         from_json = "SELECT key, value FROM json_each(?) WHERE true ORDER BY key"
         if put_doc is not None:
@@ -186,7 +182,7 @@ class SqliteSink(SqlSink):
         types = set(map(type, latest.values()))
         if not types <= _DIRECT_TYPES or (int in types and not _ints_fit(latest)):
             return None
-        doc = _json_text(_dumps(latest))
+        doc = _json_text(batch_document(latest))
         if doc is None:
             return None
         out: list[tuple[str, Any, bool]] = []
