@@ -18,13 +18,12 @@ instead of 13.7 s.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
 
 from loosely.views._model import Json, ViewError
-from loosely.views._sql import SqlSink
+from loosely.views._sql import SqlSink, batch_document
 
 __all__ = ["PostgresSink"]
 
@@ -40,11 +39,6 @@ def _encode(v: Json) -> Any:
 
 def _decode(v: Any) -> Json:
     return v  # type: ignore[no-any-return]  # psycopg already loads jsonb
-
-
-def _document(rows: dict[str, Any]) -> str:
-    """The rows as one JSON object (raw UTF-8, as the keys are sent anyway; bytes raise TypeError)."""
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 class PostgresSink(SqlSink):
@@ -68,9 +62,9 @@ class PostgresSink(SqlSink):
                     deletes: list[str]) -> list[tuple[str, Any, bool]]:
         out: list[tuple[str, Any, bool]] = []
         if puts:
-            out.append((self._upsert(t, _ROWS.format(where=""), add=False), (_document(puts),), False))
+            out.append((self._upsert(t, _ROWS.format(where=""), add=False), (batch_document(puts),), False))
         if adds:
-            out.append((self._upsert(t, _ROWS.format(where=""), add=True), (_document(adds),), False))
+            out.append((self._upsert(t, _ROWS.format(where=""), add=True), (batch_document(adds),), False))
         if deletes:
             out.append((f"DELETE FROM {t} WHERE key = ANY(%s)", (sorted(deletes),), False))
         return out
@@ -78,7 +72,7 @@ class PostgresSink(SqlSink):
     def _latest_statements(self, t: str, latest: dict[str, Json]) -> list[tuple[str, Any, bool]] | None:
         # The fold as it is: JSON null marks a deletion (a latest-value view's None is always a tombstone).
         try:
-            doc = _document(latest)
+            doc = batch_document(latest)
         except (TypeError, ValueError):
             return None  # bytes: the general path refuses them with the reason
         out: list[tuple[str, Any, bool]] = [

@@ -19,6 +19,7 @@ row, another runner moved the position first: the transaction rolls back and the
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -37,7 +38,7 @@ from loosely.views._sink import (
     VersionState,
 )
 
-__all__ = ["SqlSink", "table_name"]
+__all__ = ["SqlSink", "batch_document", "table_name"]
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS loosely_views ("
@@ -55,6 +56,28 @@ def _unchanged(v: Any) -> Any:
 
 def _as_is(keys: dict[str, Any]) -> dict[str, Any]:
     return keys
+
+
+def batch_document(rows: object) -> str:
+    """A batch's rows (a dict of key -> value, or a list of keys) as one compact JSON text, for the statements that
+    read a whole batch from one parameter (SQLite's ``json_each``, PostgreSQL's ``jsonb_each``).
+
+    The cyclic garbage collector is paused for the call. The C encoder makes a ``(key, value)`` tuple per item of a
+    dict, all alive until it returns; tuples are tracked by the collector, so a 40k-key batch set off about 57
+    young collections, whose survivors were promoted into, and made due, full collections of the whole heap.
+    Measured (2026-12-07, 20 batches of 50k events over 100k keys, in a process with loosely.views and
+    confluent-kafka imported): 0.78 s of CPU with the collector running, 0.46-0.50 s paused; py-spy put the
+    collector at a third of the runner's main thread, nearly all of it inside this call. The pause hides no
+    garbage: the encoder frees every tuple before it returns, and the only Python code it can run is its own
+    ``TypeError`` for a value JSON cannot hold (bytes, for the PostgreSQL sink).
+    """
+    if not gc.isenabled():
+        return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
+    gc.disable()
+    try:
+        return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
+    finally:
+        gc.enable()
 
 
 def table_name(name: str, version: int) -> str:

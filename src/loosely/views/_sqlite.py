@@ -10,7 +10,8 @@ need a rowid.
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a power loss may drop the last transactions, but rows
 and offsets are dropped together, so the runner replays exactly what was lost. Several runner processes may write
-to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``).
+to one file; transactions serialize on SQLite's write lock (``BEGIN IMMEDIATE``). They may also open one new file at
+once: the switch to WAL mode waits for the others as any lock does (see :func:`_switch_to_wal`).
 
 >>> import tempfile, os
 >>> from loosely.views import count_by_key, Batch, Add, TopicPartition
@@ -29,13 +30,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
 from loosely.views._model import Json, ViewError
 from loosely.views._sink import SinkError
-from loosely.views._sql import SqlSink, table_name
+from loosely.views._sql import SqlSink, batch_document, table_name
 
 __all__ = ["SqliteSink", "decode_value", "encode_value"]
 
@@ -57,10 +59,6 @@ def decode_value(v: Any) -> Json:
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _dumps(rows: object) -> str:
-    return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
 
 def _json_safe(rows: dict[str, Any]) -> bool:
@@ -90,7 +88,32 @@ def _json_text(doc: str) -> str | None:
 
 def _json_rows(rows: dict[str, Any]) -> str | None:
     """The rows as one JSON document for json_each, or ``None`` where JSON cannot carry them exactly."""
-    return _json_text(_dumps(rows)) if _json_safe(rows) else None
+    return _json_text(batch_document(rows)) if _json_safe(rows) else None
+
+
+# How long to wait between two attempts to switch a new database file to WAL while another connection holds it.
+_WAL_RETRY_S = 0.005
+
+
+def _switch_to_wal(db: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the file, for up to the busy timeout.
+
+    Why a loop: on a file not yet in WAL mode (a new one) the switch reads the header under a shared lock, then
+    writes it under a write lock. When two connections (two runners started at once, or a runner and ``views
+    status``) switch the same new file together, both hold the shared lock and both want the write lock: SQLite
+    refuses one of them at once with "database is locked" instead of calling its busy handler (waiting could
+    never end, as each waits on the other). The refused one lets go of its lock; tried again, it finds the file in
+    WAL mode already (or switches it itself). On a file already in WAL mode the first attempt succeeds.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_RETRY_S)
 
 
 class SqliteSink(SqlSink):
@@ -110,7 +133,7 @@ class SqliteSink(SqlSink):
         self.location = f"sqlite:{path if path == ':memory:' else os.path.realpath(path)}"
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db, busy_timeout_ms)
         except sqlite3.Error as e:  # SQLite's own text ("unable to open database file") names no file
             raise SinkError(f"cannot open the SQLite database {path!r}: {e}") from None
         db.execute("PRAGMA synchronous=NORMAL")
@@ -136,7 +159,7 @@ class SqliteSink(SqlSink):
         out: list[tuple[str, Any, bool]] = []
         put_doc = _json_rows(puts) if puts else None
         add_doc = _json_rows(adds) if adds else None
-        delete_doc = _json_text(_dumps(deletes)) if deletes else None
+        delete_doc = _json_text(batch_document(deletes)) if deletes else None
         # (an INSERT ... SELECT with ON CONFLICT needs a WHERE clause, or SQLite reads ON as a join's)
         from_json = "SELECT key, value FROM json_each(?) WHERE true ORDER BY key"
         if put_doc is not None:
@@ -159,7 +182,7 @@ class SqliteSink(SqlSink):
         types = set(map(type, latest.values()))
         if not types <= _DIRECT_TYPES or (int in types and not _ints_fit(latest)):
             return None
-        doc = _json_text(_dumps(latest))
+        doc = _json_text(batch_document(latest))
         if doc is None:
             return None
         out: list[tuple[str, Any, bool]] = []
