@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from _floors import loopback_bytes_per_s, tcp_round_trip_s, time_ratio  # bench/_floors.py
@@ -81,7 +81,14 @@ def populate(bootstrap: str, messages: int) -> None:
     assert p.flush(60) == 0
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
     per = messages // 4
-    c.commit(offsets=[TopicPartition(TOPIC, q, max(0, per - 250)) for q in range(4)], asynchronous=False)
+    for attempt in range(60):  # a fresh Kafka answers NOT_COORDINATOR until it has loaded __consumer_offsets
+        try:
+            c.commit(offsets=[TopicPartition(TOPIC, q, max(0, per - 250)) for q in range(4)], asynchronous=False)
+            break
+        except KafkaException as e:
+            if attempt == 59 or not e.args[0].retriable():
+                raise
+            time.sleep(0.5)
     c.close()
 
 
