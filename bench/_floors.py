@@ -17,6 +17,18 @@ do. Each benchmark therefore also names the floor its figure is bounded by and p
   and its clients on one machine: every byte produced or consumed crosses this socket at least once.
 * ``disk_write_bytes_per_s``: sequential writes of 1 MiB to a file in the benchmark's own directory, then one
   ``fsync``, like ``dd bs=1M conv=fsync``; the file is removed afterwards. The floor of a durable log.
+* ``disk_read_bytes_per_s``: the same file written and synced, its pages dropped from the page cache
+  (``posix_fadvise(DONTNEED)``, which drops clean pages), then read back in 1 MiB ``readinto``s, like
+  ``dd if=FILE of=/dev/null bs=1M`` on a cold cache. The floor of reading a log or a blob that is not in memory
+  (one that is reads at the memcpy floor).
+* ``tcp_round_trip_s``: the round trip of one small request and its answer over 127.0.0.1 (a thread answering
+  ``answer_bytes`` to each ``request_bytes`` it reads, ``TCP_NODELAY`` on both ends), the median of many. The
+  floor of any request/answer service on this machine: an HTTP page, a registry lookup, a Kafka request.
+* ``interpreter_start_s``: the wall time of ``python -c pass`` (and of ``python -S -c pass``, without the site
+  module and its ``.pth`` files), median of several: what any Python command line pays before its first line.
+* ``dict_lookup_ns``: one Python function call doing one ``dict.get`` in a dict of a given size, best of a few
+  rounds. Not a physical floor but the interpreter's: the least a check written in Python can cost (one hash
+  probe; the memory under it is in the caches for any dict that fits them).
 
 Each measurement stays well under two seconds (the sizes below are chosen for that on the 2-vCPU machines the
 benchmarks run on), and each result says what it measured, so a benchmark prints the floor next to the ratio.
@@ -26,6 +38,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -48,8 +62,21 @@ class Floor:
     how: str
 
     def __str__(self) -> str:
-        shown = f"{self.value / 1e9:.2f} GB/s" if self.unit == "B/s" else f"{self.value:.1f} ns"
+        if self.unit == "B/s":
+            shown = f"{self.value / 1e9:.2f} GB/s"
+        elif self.value >= 1e6:
+            shown = f"{self.value / 1e6:.2f} ms"
+        elif self.value >= 1e4:
+            shown = f"{self.value / 1e3:.1f} us"
+        else:
+            shown = f"{self.value:.1f} ns"
         return f"floor: {self.name} {shown} ({self.how})"
+
+    @property
+    def seconds(self) -> float:
+        """The floor as seconds (time floors only)."""
+        assert self.unit == "ns", self
+        return self.value / 1e9
 
     def seconds_for(self, nbytes: float) -> float:
         """Time the floor takes for ``nbytes`` (throughput floors only)."""
@@ -161,8 +188,106 @@ def disk_write_bytes_per_s(directory: str | os.PathLike[str], nbytes: int = 256 
                  f"{written // MIB} MiB in 1 MiB writes and one fsync to {directory}, like dd conv=fsync{_load()}")
 
 
+def disk_read_bytes_per_s(directory: str | os.PathLike[str], nbytes: int = 256 * MIB,
+                          chunk_bytes: int = MIB) -> Floor:
+    path = Path(directory) / f".floor-read-{os.getpid()}.tmp"
+    payload = os.urandom(chunk_bytes)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(nbytes // chunk_bytes):
+            os.write(fd, payload)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages leave the cache: the read goes to the disk
+        os.lseek(fd, 0, os.SEEK_SET)
+        buf = bytearray(chunk_bytes)
+        got = 0
+        t = time.perf_counter()
+        while n := os.readv(fd, [buf]):
+            got += n
+        seconds = time.perf_counter() - t
+    finally:
+        os.close(fd)
+        path.unlink()
+    return Floor("disk read", got / seconds, "B/s",
+                 f"{got // MIB} MiB in 1 MiB reads from {directory}, cache dropped first, like dd of=/dev/null"
+                 f"{_load()}")
+
+
+def tcp_round_trip_s(request_bytes: int = 100, answer_bytes: int = 200, rounds: int = 2000) -> Floor:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                reply = b"\0" * answer_bytes
+                while True:
+                    got = 0
+                    while got < request_bytes:
+                        chunk = conn.recv(request_bytes - got)
+                        if not chunk:
+                            return
+                        got += len(chunk)
+                    conn.sendall(reply)
+
+        answerer = threading.Thread(target=answer, daemon=True)
+        answerer.start()
+        times = []
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request = b"\0" * request_bytes
+            for _ in range(rounds):
+                t = time.perf_counter()
+                s.sendall(request)
+                got = 0
+                while got < answer_bytes:
+                    chunk = s.recv(answer_bytes - got)
+                    if not chunk:
+                        raise RuntimeError("round-trip floor: the answering thread closed the connection")
+                    got += len(chunk)
+                times.append(time.perf_counter() - t)
+        answerer.join(5)
+    times.sort()
+    return Floor("TCP round trip", times[len(times) // 2] * 1e9, "ns",
+                 f"{request_bytes} B asked, {answer_bytes} B answered over 127.0.0.1, median of {rounds}{_load()}")
+
+
+def interpreter_start_s(*flags: str, repeat: int = 10) -> Floor:
+    argv = [sys.executable, *flags, "-c", "pass"]
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    shown = " ".join(["python", *flags, "-c", "pass"])
+    return Floor(shown, times[len(times) // 2] * 1e9, "ns",
+                 f"start and exit of {sys.executable}, median of {repeat}{_load()}")
+
+
+def dict_lookup_ns(entries: int, calls: int = 200_000, rounds: int = 3) -> Floor:
+    table = {f"resource-{i}": i for i in range(max(entries, 1))}
+    keys = list(table)[:1000]
+
+    def probe(key: str) -> object:
+        return table.get(key)
+
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter_ns()
+        for i in range(calls):
+            probe(keys[i % len(keys)])
+        best = min(best, (time.perf_counter_ns() - t) / calls)
+    return Floor("dict lookup", best, "ns",
+                 f"one Python call doing one dict.get in a dict of {entries:,} keys, best of {rounds}{_load()}")
+
+
 def time_ratio(label: str, seconds: float, floor_seconds: float) -> str:
     """A measured time against the floor's time for the same work: how many times the floor it took."""
+    if seconds < 1e-3:  # a per-call figure: microseconds
+        return (f"{label}: {seconds * 1e6:,.2f} us against the floor's {floor_seconds * 1e6:,.3f} us: "
+                f"{seconds / floor_seconds:,.1f}x the floor")
     return (f"{label}: {seconds * 1e3:,.2f} ms against the floor's {floor_seconds * 1e3:,.3f} ms: "
             f"{seconds / floor_seconds:,.1f}x the floor")
 
@@ -183,5 +308,7 @@ def message_floors(messages: int, nbytes: int, *floors: Floor) -> str:
 
 if __name__ == "__main__":  # the floors of this machine, on their own
     for measured in (memcpy_bytes_per_s(), random_access_ns(), loopback_bytes_per_s(),
-                     disk_write_bytes_per_s(os.environ.get("TMPDIR", "/tmp"))):
+                     disk_write_bytes_per_s(os.environ.get("TMPDIR", "/tmp")),
+                     disk_read_bytes_per_s(os.environ.get("TMPDIR", "/tmp")), tcp_round_trip_s(),
+                     interpreter_start_s(), interpreter_start_s("-S"), dict_lookup_ns(1000)):
         print(measured)

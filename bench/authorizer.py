@@ -15,6 +15,11 @@ Measured per set, in this process, after a warm-up:
   answer for all topics filtering 1,000 topics by DESCRIBE, in microseconds per request;
 * a reference scan: the same decision by walking every binding, to show what the index saves.
 
+Then the floor (``bench/_floors.py``): one Python call doing one ``dict.get`` in a dict of ``--acls`` keys, the
+least an authorizer written in Python pays per check (one hash probe; these ACLs fit the caches, so the memory
+under it costs nothing the random-access floor can resolve). A single check is printed against one lookup, a
+request against one lookup per check it makes (20 for the Produce + Fetch, 1,000 for the Metadata answer).
+
 Prints one table; ``--json`` prints the numbers instead. The decisions themselves are checked against the scan on
 a sample, so a fast wrong answer cannot pass.
 """
@@ -27,6 +32,7 @@ import random
 import time
 from collections.abc import Callable
 
+from _floors import dict_lookup_ns, time_ratio  # bench/_floors.py
 from loosely.security.authorizer import (
     AclBinding,
     AclOperation,
@@ -136,6 +142,14 @@ def main() -> None:
     print(f"{'set':10}" + "".join(f"{c:>34}" for c in cols))
     for kind, r in results.items():
         print(f"{kind:10}" + "".join(f"{r[c]:>34.2f}" for c in cols))
+    floor = dict_lookup_ns(args.acls)
+    checks = {"authorize_hit_us": 1, "authorize_miss_us": 1, "produce_plus_fetch_10_topics_us": 20,
+              "metadata_1000_topics_us": 1000}
+    print(f"\nagainst the floor (bench/_floors.py):\n  {floor}")
+    for kind, r in results.items():
+        for c, k in checks.items():
+            print("  " + time_ratio(f"{kind} {c.removesuffix('_us')} ({k} check{'s' * (k > 1)})", r[c] / 1e6,
+                                    floor.seconds * k))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 One loosely broker (``loosely broker`` in its own process) serves both clients. For each of ``--repeat`` rounds,
 kcat and loosely each produce the N lines into a fresh topic, then each consumes one topic (the same one) to the
 end. Prints the median seconds and messages per second of each, and loosely's throughput as a fraction of kcat's
-(the issue's target: at least 0.8). Usage::
+(the issue's target: at least 0.8). Then the physical floors (``bench/_floors.py``, measured before the broker
+starts): each median's bytes/s (the input file's bytes, which produce sends and consume prints) against loopback
+TCP, which every byte crosses, and, for produce, against writing them to the broker's disk. Usage::
 
     .venv/bin/python bench/cli_vs_kcat.py [--messages 1000000] [--repeat 3] [--bootstrap HOST:PORT]
 """
@@ -25,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
+from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, message_floors, rate_ratio  # bench/_floors.py
 from _needs import KCAT, require_commands  # bench/_needs.py
 
 LOOSELY = [sys.executable, "-m", "loosely.cli.main"]
@@ -66,6 +69,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cli-bench-"))
     proc = None
     try:
+        loopback, disk = loopback_bytes_per_s(), disk_write_bytes_per_s(tmp)  # before the broker starts
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
@@ -90,6 +94,13 @@ def main() -> None:
             print(f"{k:18} {v:8.2f} {n / v:10.0f}")
         for what in ("produce", "consume"):
             print(f"loosely/kcat {what} throughput: {med[f'kcat {what}'] / med[f'loosely {what}']:.2f}x")
+        nbytes = data.stat().st_size
+        print(f"\nagainst the physical floors (bench/_floors.py), {nbytes / 1e6:.1f} MB of input:\n  {loopback}\n"
+              f"  {disk}\n  {message_floors(n, nbytes, loopback, disk)}")
+        for k, v in med.items():
+            print("  " + rate_ratio(k, nbytes / v, loopback))
+            if k.endswith("produce"):
+                print("  " + rate_ratio(k, nbytes / v, disk))
     finally:
         if proc is not None:
             proc.terminate()

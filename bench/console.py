@@ -11,7 +11,10 @@ Measured in one run:
 - browser time: what a person waits for, the navigation's ``loadEventEnd`` in Debian's headless chromium, for
   the overview and the messages page (median of 5), against both clusters;
 - memory: the resident set of a ``loosely broker`` process after the same pages were loaded 10 times each, with
-  ``--console-listen`` and without it (pages then asked of a console in another process), and the difference.
+  ``--console-listen`` and without it (pages then asked of a console in another process), and the difference;
+- the physical floors (``bench/_floors.py``, measured before any server starts): each page's p50 against one
+  TCP round trip of a small request over 127.0.0.1 plus the page's bytes at loopback TCP throughput, the least
+  any server on this machine takes to answer that page.
 
 Usage::
 
@@ -33,9 +36,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from _floors import loopback_bytes_per_s, tcp_round_trip_s, time_ratio  # bench/_floors.py
 from _needs import require_commands, require_modules  # bench/_needs.py
 from loosely.console import ConsoleServer, create_app
 from loosely.hollow.api import FilesystemBlobStore
@@ -77,7 +81,14 @@ def populate(bootstrap: str, messages: int) -> None:
     assert p.flush(60) == 0
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
     per = messages // 4
-    c.commit(offsets=[TopicPartition(TOPIC, q, max(0, per - 250)) for q in range(4)], asynchronous=False)
+    for attempt in range(60):  # a fresh Kafka answers NOT_COORDINATOR until it has loaded __consumer_offsets
+        try:
+            c.commit(offsets=[TopicPartition(TOPIC, q, max(0, per - 250)) for q in range(4)], asynchronous=False)
+            break
+        except KafkaException as e:
+            if attempt == 59 or not e.args[0].retriable():
+                raise
+            time.sleep(0.5)
     c.close()
 
 
@@ -106,6 +117,16 @@ def page_times(url: str, path: str, n: int) -> list[float]:
     finally:
         conn.close()
     return out
+
+
+def page_bytes(url: str, path: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("GET", path)
+        return len(conn.getresponse().read())
+    finally:
+        conn.close()
 
 
 def browser_times(url: str, paths: dict[str, str]) -> dict[str, float]:
@@ -188,11 +209,13 @@ def main() -> None:
                      why="Apache Kafka needs Java 17+, the browser times Debian's chromium and its driver "
                          "(scripts/bootstrap --dev)")
     require_modules("selenium", why="the browser times drive chromium through selenium (the dev extra)")
+    round_trip, loopback = tcp_round_trip_s(), loopback_bytes_per_s()  # before any server starts
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
         work = Path(tmp)
         versions = hollow_store(work / "hollow")
         results: dict[str, dict[str, list[float]]] = {}
         browsers: dict[str, dict[str, float]] = {}
+        sizes: dict[str, int] = {}
         with contextlib.ExitStack() as stack:
             broker = stack.enter_context(embedded_broker(data_dir=str(work / "loosely")))
             kafka = stack.enter_context(ApacheKafka(nodes=1, base_dir=work / "kafka", jars_dir=ensure_kafka_jars()))
@@ -201,6 +224,8 @@ def main() -> None:
                 server = stack.enter_context(ConsoleServer(create_app(bootstrap, hollow=str(work / "hollow"))))
                 results[name] = {page: page_times(server.url, path, args.n)
                                  for page, path in pages(versions).items()}
+                if name == "loosely":
+                    sizes = {page: page_bytes(server.url, path) for page, path in pages(versions).items()}
                 browsers[name] = browser_times(server.url, {"overview": "/", "messages (100)":
                                                             pages(versions)["messages (100)"]})
         print(f"page time over HTTP, ms (n={args.n}, {args.messages} messages)")
@@ -213,6 +238,12 @@ def main() -> None:
         for page in browsers["loosely"]:
             lo_b, ka_b = browsers["loosely"][page], browsers["kafka"][page]
             print(f"{page:<16} loosely {lo_b:8.1f}   Kafka {ka_b:8.1f}   ratio {lo_b / ka_b:.2f}")
+        print(f"\nagainst the physical floors (bench/_floors.py):\n  {round_trip}\n  {loopback}")
+        for page in pages(versions):
+            floor_s = round_trip.seconds + loopback.seconds_for(sizes[page])
+            for name in ("loosely", "kafka"):
+                print("  " + time_ratio(f"{page} ({sizes[page]:,} B), {name} p50, against a round trip carrying it",
+                                        statistics.median(results[name][page]) / 1000, floor_s))
         without, with_console = memory(work, args.messages, versions)
         print(f"\nloosely broker RSS after the page loads: {without:.1f} MiB without the console, "
               f"{with_console:.1f} MiB with it: +{with_console - without:.1f} MiB ({with_console / without:.2f}x)")

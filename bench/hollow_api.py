@@ -20,6 +20,11 @@ Measured, each side in a fresh process:
   its peak resident memory during the cold refresh, Java the bytes its refresh thread allocated and the heap
   after GC before and after.
 
+Then the physical floors (``bench/_floors.py``), measured after the runs: each Python cycle (mean of cycles 2..N)
+against a memcpy of the bytes it published (snapshot, delta and reverse delta) and against writing them to the
+blob store's disk with one ``fsync``; the consumer refreshes against a memcpy of the delta and a read of it from
+the disk on a cold cache.  The Java cycles are printed against the same floors.
+
 Blob stores go to ``bench/out/api-python`` and ``bench/out/api-java``.  ``--side python|java`` runs one side only;
 ``--repeat R`` runs both sides R times, alternating, and prints every run (the ratios are per run: on a shared
 machine, compare within a run).
@@ -43,6 +48,12 @@ REPO = HERE.parent
 OUT = HERE / "out"
 sys.path.insert(0, str(REPO / "tests"))
 
+from _floors import (  # noqa: E402 -- bench/_floors.py
+    disk_read_bytes_per_s,
+    disk_write_bytes_per_s,
+    memcpy_bytes_per_s,
+    time_ratio,
+)
 from _needs import require_commands  # noqa: E402 -- bench/_needs.py
 from loosely.hollow.core import INLINE, Int64, hollow_type  # noqa: E402
 
@@ -109,6 +120,7 @@ def run_python_producer(store_dir: Path, n: int, cycles: int) -> list[dict[str, 
         assert stats is not None
         out.append({"cycle": cycle, "version": v, "cycle_s": took, "cycle_cpu_s": cpu, "populate_s": populate_s[0],
                     "delta_bytes": stats.delta_bytes, "snapshot_bytes": stats.snapshot_bytes,
+                    "reverse_delta_bytes": stats.reverse_delta_bytes,
                     **{f"{k}_ms": ms for k, ms in stats.stage_ms.items()}})
         print(json.dumps(out[-1]), flush=True)
     return out
@@ -206,6 +218,42 @@ def main() -> None:
         results["runs"].append(run)  # type: ignore[attr-defined]
         print(json.dumps(run), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))
+    if args.side in ("both", "python"):
+        report_floors(results["runs"], OUT)  # type: ignore[arg-type]
+
+
+def _mean(cycles: list[dict[str, float]], key: str) -> float:
+    later = cycles[1:] or cycles
+    return sum(c[key] for c in later) / len(later)
+
+
+def report_floors(runs: list[dict[str, object]], directory: Path) -> None:
+    """Each run's cycle and refreshes against what the machine itself does with the same bytes (bench/_floors.py)."""
+    memcpy, write, read = memcpy_bytes_per_s(), disk_write_bytes_per_s(directory), disk_read_bytes_per_s(directory)
+    print(f"\nagainst the physical floors (bench/_floors.py):\n  {memcpy}\n  {write}\n  {read}")
+    for i, run in enumerate(runs, 1):
+        cycles: list[dict[str, float]] = run["python_cycles"]  # type: ignore[assignment]
+        published = _mean(cycles, "snapshot_bytes") + _mean(cycles, "delta_bytes") + _mean(cycles,
+                                                                                            "reverse_delta_bytes")
+        delta = cycles[-1]["delta_bytes"]
+        print(f"  run {i}: a cycle publishes {published / 1e6:.1f} MB (snapshot, delta, reverse delta); the last "
+              f"delta is {delta / 1e6:.2f} MB")
+        sides = [("python", cycles)] + ([("java", run["java_cycles"])] if "java_cycles" in run else [])
+        for side, cs in sides:
+            took = _mean(cs, "cycle_s")  # type: ignore[arg-type]
+            print("    " + time_ratio(f"{side} cycle against a memcpy of those bytes", took,
+                                      memcpy.seconds_for(published)))
+            print("    " + time_ratio(f"{side} cycle against writing them to the disk", took,
+                                      write.seconds_for(published)))
+        for side in ("python", "java"):
+            c = run.get(f"{side}_consumer")
+            if not isinstance(c, dict):
+                continue
+            for what in ("cold", "warm"):
+                print("    " + time_ratio(f"{side} refresh {what} against a memcpy of the delta",
+                                          c[f"refresh_{what}_s"], memcpy.seconds_for(delta)))
+            print("    " + time_ratio(f"{side} refresh cold against reading the delta from the disk",
+                                      c["refresh_cold_s"], read.seconds_for(delta)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ an embedded loosely broker, replayed as prepared Produce requests (bench/produce
   consoles do, and the least a scan must read to list every match.
 
 It prints milliseconds per lookup (median and max) for each and the ratio, the broker's RSS before and after the
-key indexes were built, and the index's size on disk. Usage::
+key indexes were built, and the index's size on disk. Then the physical floors (``bench/_floors.py``, measured
+before the broker starts): a scan cannot list every match faster than the log's bytes can be read once, from
+memory (a memcpy) or from the disk (a read on a cold cache); both lookups are printed against that read. Usage::
 
     .venv/bin/python bench/key_search.py [--messages 10000000] [--lookups 20] [--scans 3] [--segment-mib 1024]
 
@@ -42,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from _floors import disk_read_bytes_per_s, memcpy_bytes_per_s  # bench/_floors.py
 from broker import cpu_seconds, start_loosely, stop_brokers  # bench/broker.py
 from loosely.protocol.compression import Codec
 from loosely.testing import embedded_broker
@@ -105,6 +108,7 @@ def search(args: argparse.Namespace) -> None:
         f"{args.lookups} index lookups, {args.scans} consumer scans; load average {os.getloadavg()[0]:.1f}"
     )
     defaults = {"log.segment.bytes": str(args.segment_mib << 20)} if args.segment_mib else None
+    memcpy, disk_read = memcpy_bytes_per_s(), disk_read_bytes_per_s(tempfile.gettempdir())  # before the broker
     with embedded_broker(log_defaults=defaults) as b:
         rss0 = rss_mib()
         produce_s = fill(b.bootstrap_servers, TOPIC, n, Codec.LZ4)
@@ -148,6 +152,14 @@ def search(args: argparse.Namespace) -> None:
         f"ratio: the index answers {statistics.median(scan_ms) / statistics.median(index_ms):,.0f}x faster "
         f"(median scan / median lookup); every answer checked equal to the scan's"
     )
+    log_bytes = log_mib * (1 << 20)
+    print(f"\nagainst the physical floors (bench/_floors.py): one read of the log's {log_mib:,.0f} MiB\n  {memcpy}\n"
+          f"  {disk_read}")
+    for floor in (memcpy, disk_read):
+        floor_ms = floor.seconds_for(log_bytes) * 1000
+        scan_med, index_med = statistics.median(scan_ms), statistics.median(index_ms)
+        print(f"  {floor.name}: the log in {floor_ms:,.1f} ms; the consumer scan takes {scan_med / floor_ms:,.1f}x "
+              f"that, an index lookup {index_med / floor_ms:.4f}x ({floor_ms / index_med:,.1f}x less)")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,10 @@ append, answer.
 
 Both brokers are up for the whole run; each repeat produces ``--records`` to a fresh topic on one broker and then
 on the other, each going first in half of the repeats. One consume per broker and codec checks that every record
-arrived. Prints msg/s and broker CPU seconds per run and, at the end, the ratios (loosely / Kafka, medians). Usage::
+arrived. Prints msg/s and broker CPU seconds per run and, at the end, the ratios (loosely / Kafka, medians), and
+each broker's bytes/s (the batches' bytes over the median wall) against the physical floors (``bench/_floors.py``,
+measured before the brokers start): loopback TCP, which every batch crosses, and writing to the disk the brokers'
+logs are on. Usage::
 
     .venv/bin/python bench/produce_replay.py [--repeat 5] [--records 1000000] [--codecs gzip,lz4,zstd,snappy,none]
 """
@@ -34,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.produce.v9.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.schema.types import TopicName
 
+from _floors import disk_write_bytes_per_s, loopback_bytes_per_s, rate_ratio  # bench/_floors.py
 from _needs import KCAT_AND_KAFKA, require_commands  # bench/_needs.py
 from broker import Broker, cpu_seconds, ratio, start_kafka, start_loosely, stop_brokers  # bench/broker.py
 from loosely.protocol.compression import Codec
@@ -132,6 +136,7 @@ def main() -> None:
     require_commands("kcat", "java", why=KCAT_AND_KAFKA)
     codecs = [Codec[c.upper()] for c in args.codecs.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    loopback, disk = loopback_bytes_per_s(), disk_write_bytes_per_s(work)  # before the brokers start
     proc, lb = start_loosely(work)
     kafka = None
     try:
@@ -143,9 +148,11 @@ def main() -> None:
             flush=True,
         )
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        sizes: dict[str, int] = {}
         for codec in codecs:
             batches = talk_batches(args.records, codec)
-            size_mib = sum(map(len, batches)) / (1 << 20)
+            sizes[codec.name] = sum(map(len, batches))
+            size_mib = sizes[codec.name] / (1 << 20)
             for i in range(args.repeat):
                 order: list[Broker] = brokers if i % 2 == 0 else brokers[::-1]
                 for b in order:
@@ -179,6 +186,13 @@ def main() -> None:
             f"{statistics.median(c for _, c in kr):>10.2f}"
         )
     print("ratios are loosely throughput / Kafka throughput (>1 means loosely is faster)")
+    print(f"\nagainst the physical floors (bench/_floors.py), the batches' bytes over the median wall:\n  {loopback}\n"
+          f"  {disk}")
+    for codec in codecs:
+        for name in ("loosely", "kafka"):
+            rate = sizes[codec.name] / statistics.median(w for w, _ in results[name, codec.name])
+            print("  " + rate_ratio(f"{name} {codec.name.lower()}", rate, loopback))
+            print("  " + rate_ratio(f"{name} {codec.name.lower()}", rate, disk))
 
 
 if __name__ == "__main__":

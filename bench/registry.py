@@ -11,6 +11,10 @@ Measured, each as a median and 99th percentile over ``--n`` operations on an emb
   look up the id, then fetch the schema by id): what a service pays once per schema at start;
 - ``warm round trip``: serialize + deserialize of one record once the client has cached the schema (per record).
 
+Then the physical floor (``bench/_floors.py``, measured before the broker starts): one TCP round trip of a small
+request over 127.0.0.1, the least any registry on this machine takes to answer; every loosely p50 is printed as a
+multiple of it (``warm round trip`` stays in the client's cache: no request, no floor).
+
 Usage::
 
     .venv/bin/python bench/registry.py [--n 300]
@@ -29,6 +33,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from _floors import tcp_round_trip_s, time_ratio  # bench/_floors.py
 from loosely.testing import embedded_broker, embedded_schema_registry
 
 
@@ -53,8 +58,12 @@ def summary(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
 
 
+P50_MS: dict[str, float] = {}  # each row's loosely p50, for the floors
+
+
 def row(what: str, loosely: list[float], mock: list[float] | None) -> None:
     lp50, lp99 = summary(loosely)
+    P50_MS[what] = lp50
     if mock is None:
         print(f"{what:<28} {lp50:9.3f} {lp99:9.3f}")
         return
@@ -67,6 +76,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     args = ap.parse_args()
     n = args.n
+    round_trip = tcp_round_trip_s()  # before the broker starts
     with embedded_broker() as broker, embedded_schema_registry(broker.bootstrap_servers) as registry:
         real = SchemaRegistryClient({"url": registry.url})
         mock = SchemaRegistryClient.new_client({"url": "mock://bench"})
@@ -109,6 +119,10 @@ def main() -> None:
         stats = registry.statistics()
         print(f"registry: {stats.versions} versions, {stats.schemas} schemas, {stats.http.requests} requests, "
               f"{stats.store.writes} writes")
+    print(f"\nagainst the physical floor (bench/_floors.py):\n  {round_trip}")
+    for what, p50 in P50_MS.items():
+        if what != "warm round trip":
+            print("  " + time_ratio(f"{what} p50", p50 / 1000, round_trip.seconds))
 
 
 if __name__ == "__main__":

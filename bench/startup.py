@@ -9,7 +9,9 @@ kcat starts in milliseconds and the talk runs it in loops, so ``loosely produce`
   to an embedded loosely broker, alternating, ``--repeat`` times each.
 
 Prints the medians (wall and CPU seconds: on a loaded machine the CPU time is the steadier) and loosely's time as
-a multiple of kcat's. Usage::
+a multiple of kcat's. Then the physical floors (``bench/_floors.py``): the interpreter's own bare start,
+``python -c pass`` and ``python -S -c pass`` (no site module, no ``.pth`` files), measured the same way; both
+loosely figures are printed as multiples of them. Usage::
 
     .venv/bin/python bench/startup.py [--repeat 20]
 """
@@ -26,6 +28,7 @@ import sys
 import time
 import uuid
 
+from _floors import interpreter_start_s, time_ratio  # bench/_floors.py
 from _needs import KCAT, require_commands  # bench/_needs.py
 from loosely.testing import embedded_broker
 
@@ -80,6 +83,14 @@ def main() -> None:
     for k, (w, c) in med.items():
         print(f"one message, {k}: {w * 1000:.0f} ms, CPU {c * 1000:.0f} ms")
     print(f"loosely/kcat start-up and one message: {med['loosely produce'][0] / med['kcat -P'][0]:.2f}x")
+    floors = [interpreter_start_s(repeat=args.repeat), interpreter_start_s("-S", repeat=args.repeat)]
+    print("\nagainst the physical floors (bench/_floors.py):")
+    help_wall = statistics.median(w for w, _ in helps)
+    for floor in floors:
+        print(f"  {floor}")
+        print("    " + time_ratio(f"loosely produce -h against {floor.name}", help_wall, floor.seconds))
+        print("    " + time_ratio(f"one message, loosely produce, against {floor.name}", med["loosely produce"][0],
+                                  floor.seconds))
 
 
 if __name__ == "__main__":

@@ -240,3 +240,46 @@ def test_typed_round_trip(values: list[Sample]) -> None:
     ordinals = [mapper.add(v) for v in values]
     reader = TypedReader(ReadStateEngine.from_snapshot(engine.write_snapshot()), Sample)
     assert [reader.get(o) for o in ordinals] == values
+
+
+@dataclass(slots=True)
+class Listing:
+    id: int
+    big: Int64
+    name: Annotated[str, INLINE]
+    flag: bool
+    tags: list[int]
+
+
+def _row(i: int, version: int) -> Listing:
+    changed = version if i % 7 == 0 else 1
+    return Listing(i, i * 1_000_003 + changed, f"row-{i}", i % 2 == 0, [i % 5, (i + changed) % 3])
+
+
+def test_the_compiled_writers_guess_only_returns_the_ordinal_the_map_gives() -> None:
+    """The compiled writer guesses a record's ordinal from the one written before (_writer.c). Added again in
+    another order, some changed, with one payload held at two ordinals (as a restored state may hold it), every
+    ordinal returned is the one the ordinal map gives for that payload, and the records read back are the objects."""
+    engine = WriteStateEngine()
+    mapper = ObjectMapper(engine)
+    n = 300
+    assert mapper.add_all(_row(i, 1) for i in range(n)) == n
+    engine.prepare_for_write()
+    engine.write_snapshot()
+    engine.prepare_for_next_cycle()
+    rows = engine._state("Listing").map
+    assert rows.exact
+    rows.put(rows.records[5], n)  # record 5 held again at ordinal n: the dict still gives 5
+    rows.next_empty = n + 1
+    assert not rows.exact and rows.ordinal_of[rows.records[5]] == 5
+    order = [*range(6, n), 5, *range(5), *range(n - 1, n - 30, -1)]  # after n - 1 the guess is n, which holds 5
+    values = [_row(i, 2) for i in order]
+    ordinals = [mapper.add(v) for v in values]
+    for o in ordinals:
+        assert rows.ordinal_of[rows.records[o]] == o
+    assert ordinals[order.index(5)] == 5 and ordinals[order.index(6)] == 6 and ordinals[order.index(7)] != 7
+    engine.prepare_for_write()
+    reader = TypedReader(ReadStateEngine.from_snapshot(engine.write_snapshot()), Listing)
+    assert [reader.get(o) for o in ordinals] == values
+    engine.prepare_for_next_cycle()  # forgets the copy: one ordinal per payload again
+    assert rows.exact

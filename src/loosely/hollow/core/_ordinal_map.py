@@ -90,11 +90,14 @@ def last_where(mask: np.ndarray) -> int:
 class OrdinalMap(Generic[P]):
     """``ByteArrayOrdinalMap`` + ``FreeOrdinalTracker``: payload -> ordinal, and which ordinal comes next."""
 
-    __slots__ = ("free", "next_empty", "ordinal_of", "preferred", "records", "unused_previous")
+    __slots__ = ("exact", "free", "next_empty", "ordinal_of", "preferred", "records", "unused_previous")
 
     def __init__(self) -> None:
         self.ordinal_of: dict[P, int] = {}
         self.records: list[P | None] = []
+        # No payload is held at two ordinals: ``ordinal_of`` maps every held record to its own ordinal. The
+        # compiled writers' next-ordinal guess relies on it (_writer.c); only a restored state breaks it.
+        self.exact = True
         self.free: list[int] = []  # a stack: pop() hands out the next free ordinal
         self.next_empty = 0
         self.preferred: dict[P, int] | None = None  # restored state: payload -> its old ordinal
@@ -124,9 +127,12 @@ class OrdinalMap(Generic[P]):
     def put(self, payload: P, o: int) -> None:
         # Like Java's ordinal map, two ordinals may hold equal records (a restored record next to its copy);
         # lookups then find the first one.
-        self.ordinal_of.setdefault(payload, o)
         if o >= len(self.records):
             self.records.extend([None] * (o + 1 - len(self.records)))
+        held_twice = self.ordinal_of.setdefault(payload, o) != o or self.records[o] is not None
+        if held_twice and self.exact:
+            self.exact = False
+            _writer.bump_epoch()  # the compiled writers' guess must now ask the dict
         self.records[o] = payload
 
     def max_ordinal(self) -> int:
@@ -152,6 +158,8 @@ class OrdinalMap(Generic[P]):
                 del self.ordinal_of[payload]
             recs[o] = None
         self.free.extend(freed)
+        # every dict entry points at a held record of its payload; as many entries as held records: one each
+        self.exact = len(self.ordinal_of) == held.size - len(freed)
         if focus_hole_fill and num_shards > 1:
             self.free = _sort_free_focused(self.free, num_shards)
         else:

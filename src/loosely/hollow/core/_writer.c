@@ -28,11 +28,25 @@
  * plan does not cover (non-ASCII strings, enums, dates, maps, a value of an unexpected type) returns the
  * FALLBACK marker and the Python mapper writes that object, with its precise errors.
  *
- * Caches and the epoch: a plan keeps the type state's current bitset, and a boxed-integer plan (Integer, Long...
- * records: list elements, mostly) remembers the ordinals of small values.  Both are only valid until the write
- * engine swaps bitsets or forgets records (prepare_for_next_cycle, a rollback); the engine then calls
- * bump_epoch() and every cache refills on its next use.  Within an epoch a payload's ordinal cannot change:
- * the ordinal map only gains entries between compactions.
+ * Caches and the epoch: a plan keeps the type state's current bitset, its ordinal map's records list and
+ * ``exact`` flag, and a boxed-integer plan (Integer, Long... records: list elements, mostly) remembers the
+ * ordinals of small values.  These are only valid until the write engine swaps bitsets or forgets records
+ * (prepare_for_next_cycle, a rollback) or the map comes to hold one payload at two ordinals; the engine then
+ * calls bump_epoch() and every cache refills on its next use.  Within an epoch a payload's ordinal cannot
+ * change: the ordinal map only gains entries between compactions.
+ *
+ * The next-ordinal guess: a cycle mostly adds the same records in the same order as the cycle before, so the
+ * record an object writes to is usually the one after the record the previous object of its type wrote to.  A
+ * plan keeps that ordinal (``guess``: the last ordinal it returned, plus one) and, before building a payload,
+ * compares the object's values with the record held there, field by field and in place: an INT / LONG value by
+ * its zig-zag number, an ASCII string by its bytes, a reference by the ordinal its own plan returns, anything
+ * else by its encoded payload.  No payload tuple is hashed and, for these kinds, no Python object is made.  When
+ * every field is equal the record is the object's: the ordinal map holds each payload at one ordinal only
+ * (``exact``, kept by _ordinal_map.py), so the ordinal the dict would return is the guessed one; when the map is
+ * not exact (a restored state may hold a payload twice), the dict is asked with the held record to confirm.  Any
+ * difference falls through to the payload, the dict lookup and ``add_new`` as before, keeping the fields already
+ * encoded, and the guess follows the ordinal found.  The guess only saves work: it never decides an ordinal the
+ * dict would not give.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -592,6 +606,9 @@ struct Plan {
     int sort_elements;    /* P_LIST ignoring ordering */
     PyObject *state;      /* the type's write state (Python): .map.ordinal_of, .cur, .add_new(payload) */
     PyObject *ordinal_of; /* state.map.ordinal_of: the same dict for the state's whole life */
+    PyObject *records;    /* state.map.records as of cur_epoch: payloads by ordinal, None for a free one */
+    int exact;            /* state.map.exact as of cur_epoch: no payload is held at two ordinals */
+    int64_t guess;        /* where the next record of this type probably is: the last ordinal written + 1 */
     PyObject *python;     /* P_PYTHON: callable(value) -> ordinal */
     uint64_t cur_epoch;   /* the epoch ``cur`` was read in */
     PyObject *cur;        /* state.cur as of cur_epoch */
@@ -612,7 +629,7 @@ bump_epoch(PyObject *module, PyObject *unused)
 static PyObject FallbackObj; /* identity marker, never exposed */
 #define FALLBACK ((int64_t)-2)
 
-static PyObject *s_map, *s_ordinal_of, *s_cur, *s_flags, *s_segments, *s_add_new;
+static PyObject *s_map, *s_ordinal_of, *s_cur, *s_flags, *s_segments, *s_add_new, *s_records, *s_exact;
 
 /* The write engine's bitset class (_ordinal_map.JavaBitSet; __slots__ flags, segments): its slots are read in place. */
 static PyTypeObject *bitset_type = NULL;
@@ -665,6 +682,7 @@ plan_dealloc(Plan *self)
     Py_XDECREF(self->ordinal_of);
     Py_XDECREF(self->python);
     Py_XDECREF(self->cur);
+    Py_XDECREF(self->records);
     PyMem_Free(self->small);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -680,6 +698,7 @@ plan_traverse(Plan *self, visitproc visit, void *arg)
     Py_VISIT(self->ordinal_of);
     Py_VISIT(self->python);
     Py_VISIT(self->cur);
+    Py_VISIT(self->records);
     return 0;
 }
 
@@ -694,6 +713,7 @@ plan_clear(Plan *self)
     Py_CLEAR(self->ordinal_of);
     Py_CLEAR(self->python);
     Py_CLEAR(self->cur);
+    Py_CLEAR(self->records);
     return 0;
 }
 
@@ -925,17 +945,41 @@ intern_payload(Plan *plan, PyObject *payload)
     return mark(plan, o);
 }
 
+/* the epoch's caches: state.cur, state.map.records and state.map.exact */
+static int
+refresh(Plan *plan)
+{
+    if (plan->cur_epoch == epoch && plan->cur && plan->records)
+        return 0;
+    PyObject *cur = PyObject_GetAttr(plan->state, s_cur);
+    if (!cur)
+        return -1;
+    PyObject *map = PyObject_GetAttr(plan->state, s_map);
+    PyObject *records = map ? PyObject_GetAttr(map, s_records) : NULL;
+    PyObject *exact = records ? PyObject_GetAttr(map, s_exact) : NULL;
+    Py_XDECREF(map);
+    int truth = exact ? PyObject_IsTrue(exact) : -1;
+    Py_XDECREF(exact);
+    if (truth < 0 || !PyList_Check(records)) {
+        if (truth >= 0)
+            PyErr_SetString(PyExc_TypeError, "state.map.records must be a list");
+        Py_DECREF(cur);
+        Py_XDECREF(records);
+        return -1;
+    }
+    Py_XSETREF(plan->cur, cur);
+    Py_XSETREF(plan->records, records);
+    plan->exact = truth;
+    plan->cur_epoch = epoch;
+    return 0;
+}
+
 /* cur.set(o) for an ordinal the map holds: the flag byte, and the segments Java's bitset would have */
 static int64_t
 mark(Plan *plan, long long o)
 {
-    if (plan->cur_epoch != epoch || !plan->cur) {
-        PyObject *fresh = PyObject_GetAttr(plan->state, s_cur);
-        if (!fresh)
-            return -1;
-        Py_XSETREF(plan->cur, fresh);
-        plan->cur_epoch = epoch;
-    }
+    if (refresh(plan) < 0)
+        return -1;
     PyObject *cur = plan->cur;
     Py_INCREF(cur);
     int rc = -1;
@@ -961,6 +1005,100 @@ mark(Plan *plan, long long o)
     Py_XDECREF(r);
     Py_DECREF(cur);
     return rc < 0 ? -1 : o;
+}
+
+/* The next-ordinal guess (see the header).  guessed_record: the record held at ordinal g when it is a tuple of
+   n items -- 1 and a new reference in *held --, 0 when it is not, -1 with an exception. */
+static int
+guessed_record(Plan *plan, int64_t g, Py_ssize_t n, PyObject **held)
+{
+    *held = NULL;
+    if (refresh(plan) < 0)
+        return -1;
+    if (g < 0 || g >= PyList_GET_SIZE(plan->records))
+        return 0;
+    PyObject *p = PyList_GET_ITEM(plan->records, g);
+    if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != n)
+        return 0;
+    Py_INCREF(p);
+    *held = p;
+    return 1;
+}
+
+/* every field of the object equals ``held``, the record at g: is g the ordinal the ordinal map gives for it?
+   Yes when the map is exact (each payload at one ordinal) and g still holds it; else the dict says.  1 yes, 0 no,
+   -1 with an exception. */
+static int
+guess_confirmed(Plan *plan, int64_t g, PyObject *held)
+{
+    if (refresh(plan) < 0)
+        return -1;
+    if (g >= PyList_GET_SIZE(plan->records) || PyList_GET_ITEM(plan->records, g) != held)
+        return 0;
+    if (plan->exact)
+        return 1;
+    PyObject *found = PyDict_GetItemWithError(plan->ordinal_of, held);
+    if (!found)
+        return PyErr_Occurred() ? -1 : 0;
+    long long o = PyLong_AsLongLong(found);
+    if (o == -1 && PyErr_Occurred())
+        return -1;
+    return o == g;
+}
+
+#define NOT_GUESSED ((int64_t)-3)
+
+/* every field equals ``held``, the record at g: g marked and returned when guess_confirmed, NOT_GUESSED when the
+   map gives another ordinal, -1 with an exception */
+static int64_t
+take_guess(Plan *plan, int64_t g, PyObject *held)
+{
+    int ok = guess_confirmed(plan, g, held);
+    if (ok <= 0)
+        return ok < 0 ? -1 : NOT_GUESSED;
+    int64_t o = mark(plan, g);
+    if (o >= 0)
+        plan->guess = g + 1;
+    return o;
+}
+
+/* does INT / LONG value v, encoded as encode_value would, equal the held payload item s?  1 yes; 0 no, or not a
+   plain int in range (encode_value then decides, with its fallbacks).  Never raises. */
+static int
+same_number(PlanField *f, PyObject *v, PyObject *s)
+{
+    if (!PyLong_CheckExact(v))
+        return 0;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (x < f->low || x > f->high)
+        return 0;
+    if (x == f->low && (f->primitive || x == (f->enc == E_INT ? INT32_MIN : INT64_MIN)))
+        return s == Py_None;
+    uint64_t z = f->enc == E_INT ? (uint64_t)(uint32_t)(((uint32_t)x << 1) ^ (uint32_t)((int32_t)x >> 31))
+                                 : ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
+    if (!PyLong_CheckExact(s))
+        return 0;
+    unsigned long long held = PyLong_AsUnsignedLongLong(s);
+    if (held == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return held == z;
+}
+
+/* does STRING value v equal the held bytes s?  1 yes; 0 no, or not an ASCII str (encode_value decides) */
+static int
+same_ascii(PyObject *v, PyObject *s)
+{
+    if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v) || !PyBytes_CheckExact(s))
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    return PyBytes_GET_SIZE(s) == n && memcmp(PyBytes_AS_STRING(s), PyUnicode_DATA(v), (size_t)n) == 0;
 }
 
 static int
@@ -1007,6 +1145,29 @@ write_collection(Plan *plan, PyObject *value)
     }
     if (plan->kind == P_SET || plan->sort_elements)
         qsort(o, (size_t)n, 8, cmp_i64);
+    int64_t g = plan->guess;
+    PyObject *held;
+    int found = guessed_record(plan, g, n, &held);
+    if (found < 0) {
+        result = -1;
+        goto done;
+    }
+    if (found) { /* the record the guess points at: the same elements? */
+        int same = 1;
+        for (Py_ssize_t i = 0; i < n && same; i++) {
+            PyObject *e = PyTuple_GET_ITEM(held, i);
+            long long x = PyLong_CheckExact(e) ? PyLong_AsLongLong(e) : -1;
+            if (x == -1 && PyErr_Occurred())
+                PyErr_Clear();
+            same = x == o[i];
+        }
+        int64_t taken = same ? take_guess(plan, g, held) : NOT_GUESSED;
+        Py_DECREF(held);
+        if (taken != NOT_GUESSED) {
+            result = taken;
+            goto done;
+        }
+    }
     PyObject *payload = PyTuple_New(n);
     if (!payload) {
         result = -1;
@@ -1023,6 +1184,8 @@ write_collection(Plan *plan, PyObject *value)
     }
     result = intern_payload(plan, payload);
     Py_DECREF(payload);
+    if (result >= 0)
+        plan->guess = result + 1;
 done:
     PyMem_Free(o);
     Py_DECREF(seq);
@@ -1047,6 +1210,7 @@ plan_write(Plan *plan, PyObject *value)
         return -1;
     int64_t result = FALLBACK;
     long long small_at = -1;
+    PyObject *held = NULL; /* the record at the guessed ordinal */
     Py_ssize_t nf = plan->nfields;
     PyObject *payload = PyTuple_New(nf);
     if (!payload) {
@@ -1070,40 +1234,81 @@ plan_write(Plan *plan, PyObject *value)
             }
         }
     }
-    for (Py_ssize_t i = 0; i < nf; i++) {
-        PlanField *f = &plan->fields[i];
-        PyObject *v;
-        if (plan->kind == P_BOXED) {
-            v = value;
-            Py_INCREF(v);
-        } else if (f->slot >= 0) {
-            v = *(PyObject **)((char *)value + f->slot);
-            if (!v)
-                goto done; /* an unset slot: Python reports it */
-            Py_INCREF(v);
-        } else {
-            v = PyObject_GetAttr(value, f->name);
-            if (!v) {
-                PyErr_Clear();
+    /* The guess (see the header): compare with the record at plan->guess while reading the fields; a field found
+       equal in place is not encoded (its payload slot stays NULL) unless the guess fails, then the second pass
+       encodes it.  References and the other kinds are encoded at once and compared encoded. */
+    int64_t g = plan->guess;
+    if (plan->kind == P_OBJECT && guessed_record(plan, g, nf, &held) < 0) {
+        result = -1;
+        goto done;
+    }
+    int same = held != NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t i = 0; i < nf; i++) {
+            if (pass == 1 && PyTuple_GET_ITEM(payload, i))
+                continue;
+            PlanField *f = &plan->fields[i];
+            PyObject *v;
+            if (plan->kind == P_BOXED) {
+                v = value;
+                Py_INCREF(v);
+            } else if (f->slot >= 0) {
+                v = *(PyObject **)((char *)value + f->slot);
+                if (!v)
+                    goto done; /* an unset slot: Python reports it */
+                Py_INCREF(v);
+            } else {
+                v = PyObject_GetAttr(value, f->name);
+                if (!v) {
+                    PyErr_Clear();
+                    goto done;
+                }
+            }
+            if (same && (f->enc == E_INT || f->enc == E_LONG || f->enc == E_STRING)) {
+                PyObject *s = PyTuple_GET_ITEM(held, i);
+                if (f->enc == E_STRING ? same_ascii(v, s) : same_number(f, v, s)) {
+                    Py_DECREF(v);
+                    continue;
+                }
+                same = 0;
+            }
+            PyObject *enc = encode_value(f, v);
+            Py_DECREF(v);
+            if (!enc) {
+                result = -1;
+                goto done;
+            }
+            if (enc == &FallbackObj) {
+                Py_DECREF(enc);
+                goto done;
+            }
+            PyTuple_SET_ITEM(payload, i, enc);
+            if (same) {
+                int eq = PyObject_RichCompareBool(enc, PyTuple_GET_ITEM(held, i), Py_EQ);
+                if (eq < 0) {
+                    result = -1;
+                    goto done;
+                }
+                same = eq;
+            }
+        }
+        if (pass == 0 && same) {
+            int64_t taken = take_guess(plan, g, held);
+            if (taken != NOT_GUESSED) {
+                result = taken;
                 goto done;
             }
         }
-        PyObject *enc = encode_value(f, v);
-        Py_DECREF(v);
-        if (!enc) {
-            result = -1;
-            goto done;
-        }
-        if (enc == &FallbackObj) {
-            Py_DECREF(enc);
-            goto done;
-        }
-        PyTuple_SET_ITEM(payload, i, enc);
+        same = 0;
     }
     result = intern_payload(plan, payload);
-    if (result >= 0 && small_at >= 0 && plan->small_epoch == epoch)
-        plan->small[small_at] = result;
+    if (result >= 0) {
+        plan->guess = result + 1;
+        if (small_at >= 0 && plan->small_epoch == epoch)
+            plan->small[small_at] = result;
+    }
 done:
+    Py_XDECREF(held);
     Py_DECREF(payload);
     Py_LeaveRecursiveCall();
     return result;
@@ -1201,7 +1406,9 @@ PyInit__writer(void)
     s_flags = PyUnicode_InternFromString("flags");
     s_segments = PyUnicode_InternFromString("segments");
     s_add_new = PyUnicode_InternFromString("add_new");
-    if (!s_map || !s_ordinal_of || !s_cur || !s_flags || !s_segments || !s_add_new)
+    s_records = PyUnicode_InternFromString("records");
+    s_exact = PyUnicode_InternFromString("exact");
+    if (!s_map || !s_ordinal_of || !s_cur || !s_flags || !s_segments || !s_add_new || !s_records || !s_exact)
         return NULL;
     Py_SET_REFCNT(&FallbackObj, 1 << 30);
     Py_SET_TYPE(&FallbackObj, &PyBaseObject_Type);
