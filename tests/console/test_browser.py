@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select
 
 from console._support import commit, create_topic, hollow_store, produce
@@ -95,6 +94,24 @@ def test_overview_and_topic_pages_render(browser: Any, console: Console, topic: 
     screenshot(browser, f"console-{console.kind}-topic")
 
 
+def _gone(element: Any) -> Any:
+    """A wait condition: ``element`` left the document. Chromium says so either as a stale reference or, while
+    the next page is being swapped in, as an inspector error that the node no longer belongs to the document."""
+
+    def check(_: Any) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    return check
+
+
 def test_produce_then_browse_shows_the_message(browser: Any, console: Console, topic: str) -> None:
     create_topic(console.bootstrap, topic)
     browser.get(f"{console.url}/topics/{topic}")
@@ -112,7 +129,7 @@ def test_produce_then_browse_shows_the_message(browser: Any, console: Console, t
     Select(browser.find_element(By.NAME, "decode")).select_by_visible_text("hex")
     browser.find_element(By.CSS_SELECTOR, "#browse button").click()
     # the click loads a new page: wait until the old row is gone before reading the new one
-    wait_for(browser, staleness_of(row), message="the page after browse")
+    wait_for(browser, _gone(row), message="the page after browse")
     assert browser.find_element(By.CSS_SELECTOR, 'tr.record[data-offset="0"] .key pre').text == (
         "6f 72 64 65 72 2d 31")
     # a value in Confluent's Avro framing is shown decoded, under its schema
