@@ -63,7 +63,8 @@ def _loaded_by(modules: str, roots: tuple[str, ...]) -> list[str]:
 
 def test_records_framing_and_compression_load_without_kio() -> None:
     modules = ("loosely.protocol.records, loosely.protocol.framing, loosely.protocol.compression, "
-               "loosely.protocol.primitives, loosely.clients.fastpath, loosely.clients.mm2")
+               "loosely.protocol.primitives, loosely.clients.fastpath, loosely.clients.mm2, "
+               "loosely.clients._batch_copy")
     assert _loaded_by(modules, ("kio", "hypothesis")) == []
     assert _loaded_by("loosely.protocol.records", ("crc32c",)) == []  # loaded on the first CRC (half the import)
 

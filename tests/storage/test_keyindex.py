@@ -329,7 +329,7 @@ def test_many_folds_keep_few_runs_and_every_answer(tmp_path: Path) -> None:
     assert log.find_key(b"u123", limit=5) == [247]
 
 
-@pytest.mark.parametrize("race", ["truncation", "fold"])
+@pytest.mark.parametrize("race", ["truncation", "fold", "lookup"])
 def test_a_fold_in_a_worker_thread_gives_way_to_what_the_owner_did_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, race: str
 ) -> None:
@@ -340,12 +340,16 @@ def test_a_fold_in_a_worker_thread_gives_way_to_what_the_owner_did_meanwhile(
     log.append(records(b"ghost"))
     ki = log.active.key_index
     real = keyindex._folded
+    found_during_the_sort: list[int] = []
 
     def racing(runs: list[object], pending: list[object]) -> object:
         monkeypatch.setattr(keyindex, "_folded", real)  # once: what the owner does below folds too
         out = real(runs, pending)  # type: ignore[arg-type]
         if race == "truncation":
             log.active.rollback(mark)  # the owner undoes a failed append while the worker sorts
+        elif race == "lookup":
+            found_during_the_sort.extend(log.find_key(b"k3", limit=5))  # the entries being sorted are still seen
+            log.append(records(b"late"))
         else:
             log.append(records(b"late"))
             ki.candidates(b"late")  # the owner folds too
@@ -356,6 +360,7 @@ def test_a_fold_in_a_worker_thread_gives_way_to_what_the_owner_did_meanwhile(
     assert log.find_key(b"ghost", limit=5) == ([] if race == "truncation" else [10])
     assert log.find_key(b"k3", limit=5) == [3]
     assert log.find_key(b"late", limit=5) == ([] if race == "truncation" else [11])
+    assert found_during_the_sort == ([3] if race == "lookup" else [])
 
 
 def test_the_docstring_examples_run() -> None:

@@ -35,6 +35,15 @@
  * hashing inside this walk costs almost nothing (the hash does not lie on the walk's chain of dependent loads),
  * while a second walk would cost as much as the first.
  *
+ * build_records(records, first_timestamp) -> bytes | None
+ *   The records section of a batch being built (loosely.protocol.records.build_batch), in the layout above, for
+ *   records without headers and without an explicit offset delta: record i gets offsetDelta i and timestampDelta
+ *   timestamp - first_timestamp. None when a record has headers, an explicit offset delta, a key or value that is
+ *   not exactly bytes or None, or a timestamp delta outside a signed 64-bit value: the Python builder does those.
+ *   Why C: the Python loop costs ~3.5 us a record (five varints each), on the RAW writer's commit thread, its
+ *   serial path. Algorithm: one pass takes each record's fields and adds up the section's size, a second writes
+ *   it into the bytes object, so nothing is copied twice.
+ *
  * status: 0 ok; 1 malformed (detail says how, errors is empty); 2 the walk needed bytes past the end of `data`
  * and `truncated` is set, i.e. the batch inflates past the decompression limit (detail says where). Bytes after
  * the last record are malformed even when `truncated`: a streaming reader (Kafka's) finds them there too.
@@ -429,14 +438,162 @@ malformed:
     return NULL;
 }
 
+/* --- build_records -------------------------------------------------------------------------------------------- */
+
+static PyObject *s_key, *s_value, *s_timestamp, *s_headers, *s_offset_delta;
+
+static inline int uvarint_len(uint64_t z) {
+    int n = 1;
+    while (z >= 0x80) {
+        z >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static inline char *put_uvarint(char *p, uint64_t z) {
+    while (z >= 0x80) {
+        *p++ = (char)((z & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    *p++ = (char)z;
+    return p;
+}
+
+typedef struct {
+    PyObject *key, *value; /* new references: bytes or Py_None */
+    int64_t ts_delta;
+    Py_ssize_t body;       /* the record's length field */
+} BuiltRecord;
+
+/* the record's fields if it is one build_records covers: 1 yes, 0 no (the Python builder does it), -1 error */
+static int take_record(PyObject *rec, int64_t first, BuiltRecord *out) {
+    out->key = out->value = NULL;
+    PyObject *headers = PyObject_GetAttr(rec, s_headers);
+    if (!headers)
+        return -1;
+    int plain = PyTuple_CheckExact(headers) && PyTuple_GET_SIZE(headers) == 0;
+    Py_DECREF(headers);
+    if (!plain)
+        return 0;
+    PyObject *od = PyObject_GetAttr(rec, s_offset_delta);
+    if (!od)
+        return -1;
+    Py_DECREF(od); /* only compared with None */
+    if (od != Py_None)
+        return 0;
+    PyObject *ts = PyObject_GetAttr(rec, s_timestamp);
+    if (!ts)
+        return -1;
+    int overflow = 0;
+    long long t = PyLong_CheckExact(ts) ? PyLong_AsLongLongAndOverflow(ts, &overflow) : 0;
+    int ok = PyLong_CheckExact(ts) && !overflow && !(t == -1 && PyErr_Occurred());
+    Py_DECREF(ts);
+    PyErr_Clear();
+    if (!ok || __builtin_sub_overflow((int64_t)t, first, &out->ts_delta))
+        return 0; /* t - first does not fit a signed 64-bit value */
+    out->key = PyObject_GetAttr(rec, s_key);
+    if (!out->key)
+        return -1;
+    out->value = PyObject_GetAttr(rec, s_value);
+    if (!out->value)
+        return -1;
+    if ((out->key != Py_None && !PyBytes_CheckExact(out->key)) ||
+        (out->value != Py_None && !PyBytes_CheckExact(out->value)))
+        return 0;
+    return 1;
+}
+
+static Py_ssize_t field_len(PyObject *b) {
+    if (b == Py_None)
+        return 1; /* varint -1 */
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    return uvarint_len(zigzag(n)) + n;
+}
+
+static char *put_field(char *p, PyObject *b) {
+    if (b == Py_None)
+        return put_uvarint(p, zigzag(-1));
+    Py_ssize_t n = PyBytes_GET_SIZE(b);
+    p = put_uvarint(p, zigzag(n));
+    memcpy(p, PyBytes_AS_STRING(b), (size_t)n);
+    return p + n;
+}
+
+static PyObject *build_records(PyObject *self, PyObject *args) {
+    PyObject *records;
+    long long first;
+    if (!PyArg_ParseTuple(args, "OL", &records, &first))
+        return NULL;
+    PyObject *seq = PySequence_Fast(records, "records must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    BuiltRecord *built = PyMem_Calloc((size_t)n + 1, sizeof(BuiltRecord));
+    PyObject *result = NULL;
+    Py_ssize_t taken = 0, total = 0;
+    if (!built) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; taken < n; taken++) {
+        BuiltRecord *r = &built[taken];
+        int rc = take_record(PySequence_Fast_GET_ITEM(seq, taken), (int64_t)first, r);
+        if (rc <= 0) {
+            taken++; /* its references are released below */
+            if (rc == 0)
+                result = Py_NewRef(Py_None);
+            goto done;
+        }
+        r->body = 1 + uvarint_len(zigzag(r->ts_delta)) + uvarint_len(zigzag(taken)) + field_len(r->key) +
+                  field_len(r->value) + 1;
+        total += uvarint_len(zigzag(r->body)) + r->body;
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (!result)
+        goto done;
+    char *p = PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        BuiltRecord *r = &built[i];
+        p = put_uvarint(p, zigzag(r->body));
+        *p++ = 0; /* attributes */
+        p = put_uvarint(p, zigzag(r->ts_delta));
+        p = put_uvarint(p, zigzag(i));
+        p = put_field(p, r->key);
+        p = put_field(p, r->value);
+        *p++ = 0; /* no headers */
+    }
+done:
+    if (built)
+        for (Py_ssize_t i = 0; i < taken; i++) {
+            Py_XDECREF(built[i].key);
+            Py_XDECREF(built[i].value);
+        }
+    PyMem_Free(built);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "Walk and check every record of a batch's records section; see the file header."},
     {"key_hashes", key_hashes, METH_VARARGS, "The key_hash of every non-null record key; see the file header."},
     {"key_offsets", key_offsets, METH_VARARGS, "Offset deltas of the records whose key equals key; see the file header."},
+    {"build_records", build_records, METH_VARARGS, "The records section of a new batch, or None; see the file header."},
     {"key_hash", key_hash, METH_VARARGS, "The 64-bit hash of a key the storage key index uses; see the file header."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "loosely.protocol._recwalk", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__recwalk(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__recwalk(void) {
+    s_key = PyUnicode_InternFromString("key");
+    s_value = PyUnicode_InternFromString("value");
+    s_timestamp = PyUnicode_InternFromString("timestamp");
+    s_headers = PyUnicode_InternFromString("headers");
+    s_offset_delta = PyUnicode_InternFromString("offset_delta");
+    if (!s_key || !s_value || !s_timestamp || !s_headers || !s_offset_delta)
+        return NULL;
+    return PyModule_Create(&module);
+}

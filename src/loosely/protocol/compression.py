@@ -28,17 +28,68 @@ headers, one per 128 KiB block.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
-from typing import Final, cast
-
-import cramjam
-import lz4.frame
-import zstandard
-from isal import isal_zlib
+import sys
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from loosely.protocol.errors import CorruptRecordError, UnsupportedCompressionError
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
 __all__ = ["XERIAL_MAGIC", "Codec", "compress", "decompress", "decompress_bounded"]
+
+
+# Each codec's library is imported the first time that codec is used, not with this module: a process that only
+# ever reads lz4 batches (a view runner) then never maps cramjam's, zstandard's and isal's libraries, about 2 MiB of
+# resident memory (measured 2026-12-07, docs/benchmarks.md, "Materialized views").
+@functools.cache
+def _cramjam() -> ModuleType:
+    import cramjam  # noqa: PLC0415 - see above
+
+    return cramjam
+
+
+@functools.cache
+def _lz4_frame() -> ModuleType:
+    import lz4.frame  # noqa: PLC0415 - see above
+
+    frame: ModuleType = lz4.frame
+    return frame
+
+
+@functools.cache
+def _isal_zlib() -> ModuleType:
+    from isal import isal_zlib  # noqa: PLC0415 - see above
+
+    return isal_zlib
+
+
+@functools.cache
+def _zstd() -> ModuleType:
+    import zstandard  # noqa: PLC0415 - see above
+
+    return zstandard
+
+
+@functools.cache
+def _zstd_decompressor() -> Any:
+    return _zstd().ZstdDecompressor()
+
+
+def _codec_errors() -> tuple[type[Exception], ...]:
+    """What the codec libraries imported so far raise for data they cannot decode (a library not imported yet has
+    decoded nothing)."""
+    out: list[type[Exception]] = [RuntimeError, ValueError, struct.error]
+    if "cramjam" in sys.modules:
+        out.append(_cramjam().DecompressionError)
+    if "isal.isal_zlib" in sys.modules:
+        # isal's stub declares its ``error`` class as an instance; it is the exception class its inflater raises.
+        out.append(cast("type[Exception]", _isal_zlib().error))
+    if "zstandard" in sys.modules:
+        out.append(_zstd().ZstdError)
+    return tuple(out)
 
 
 class Codec(enum.IntEnum):
@@ -62,8 +113,6 @@ class Codec(enum.IntEnum):
 
 
 XERIAL_MAGIC: Final = b"\x82SNAPPY\x00"
-# isal's stub declares its ``error`` class as an instance; it is the exception class its inflater raises.
-_ISAL_ERROR: Final = cast("type[Exception]", isal_zlib.error)
 _XERIAL_HEADER: Final = struct.Struct(">8sii")
 _XERIAL_CHUNK: Final = struct.Struct(">i")
 assert _XERIAL_HEADER.size == 16
@@ -74,19 +123,19 @@ def compress(codec: Codec, data: bytes | memoryview) -> bytes:
     if codec is Codec.NONE:
         return bytes(data)
     if codec is Codec.GZIP:
-        return bytes(cramjam.gzip.compress(data))
+        return bytes(_cramjam().gzip.compress(data))
     if codec is Codec.SNAPPY:
-        return bytes(cramjam.snappy.compress_raw(data))
+        return bytes(_cramjam().snappy.compress_raw(data))
     if codec is Codec.LZ4:
         # Kafka's Java LZ4 reader accepts only frames of independent 64 KiB blocks without a content size, the
         # shape its own writer makes; cramjam writes linked blocks, which Apache Kafka refuses.
         return bytes(
-            lz4.frame.compress(
-                bytes(data), block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, store_size=False
+            _lz4_frame().compress(
+                bytes(data), block_size=_lz4_frame().BLOCKSIZE_MAX64KB, block_linked=False, store_size=False
             )
         )
     if codec is Codec.ZSTD:
-        return bytes(cramjam.zstd.compress(data))
+        return bytes(_cramjam().zstd.compress(data))
     raise UnsupportedCompressionError(f"unknown codec {codec}")
 
 
@@ -127,7 +176,9 @@ def decompress_bounded(codec: int, data: bytes | memoryview, output_bytes_max: i
             out = _unzstd(data, limit)
         else:
             raise UnsupportedCompressionError(f"unknown compression codec id {codec}")
-    except (cramjam.DecompressionError, _ISAL_ERROR, zstandard.ZstdError, RuntimeError, ValueError, struct.error) as e:
+    except Exception as e:
+        if not isinstance(e, _codec_errors()):
+            raise
         raise CorruptRecordError(f"cannot decompress {Codec(codec).name} data: {e}") from e
     if out is None:
         return b"", True
@@ -137,7 +188,7 @@ def decompress_bounded(codec: int, data: bytes | memoryview, output_bytes_max: i
 
 
 def _gunzip(data: bytes | memoryview, limit: int) -> bytes:
-    d = isal_zlib.decompressobj(wbits=47)  # 32 + 15: accept gzip and zlib headers
+    d = _isal_zlib().decompressobj(wbits=47)  # 32 + 15: accept gzip and zlib headers
     return _whole("gzip stream", d.decompress(data, limit + 1), limit, d.eof, d.unused_data)
 
 
@@ -159,7 +210,7 @@ _LZ4_STEP_PER_INPUT_BYTE: Final = 4
 
 
 def _unlz4(data: bytes | memoryview, limit: int) -> bytes:
-    d = lz4.frame.LZ4FrameDecompressor()
+    d = _lz4_frame().LZ4FrameDecompressor()
     feed = bytes(data)
     step = max(_LZ4_STEP_BYTES_MIN, _LZ4_STEP_PER_INPUT_BYTE * len(feed))
     parts: list[bytes] = []
@@ -183,7 +234,6 @@ _ZSTD_SKIPPABLE: Final = 0x184D2A50
 _ZSTD_READ_CHUNK_BYTES: Final = 1 << 20
 _U32LE: Final = struct.Struct("<I")
 assert _U32LE.size == 4
-_ZSTD = zstandard.ZstdDecompressor()
 
 
 def _unzstd(data: bytes | memoryview, limit: int) -> bytes:
@@ -191,7 +241,7 @@ def _unzstd(data: bytes | memoryview, limit: int) -> bytes:
     _zstd_frames_end(raw)
     parts: list[bytes] = []
     total = 0
-    with _ZSTD.stream_reader(raw, read_across_frames=True) as r:
+    with _zstd_decompressor().stream_reader(raw, read_across_frames=True) as r:
         while total <= limit:
             chunk = r.read(min(_ZSTD_READ_CHUNK_BYTES, limit + 1 - total))
             if not chunk:
@@ -241,9 +291,9 @@ def _zstd_frames_end(raw: bytes) -> None:
 def _unsnappy(data: bytes, limit: int) -> bytes | None:
     """The output, or None when the declared lengths add up to more than ``limit`` (nothing is inflated then)."""
     if not data.startswith(XERIAL_MAGIC):
-        if cramjam.snappy.decompress_raw_len(data) > limit:
+        if _cramjam().snappy.decompress_raw_len(data) > limit:
             return None
-        return bytes(cramjam.snappy.decompress_raw(data))
+        return bytes(_cramjam().snappy.decompress_raw(data))
     if len(data) < _XERIAL_HEADER.size:
         raise CorruptRecordError("truncated xerial snappy header")
     pos = _XERIAL_HEADER.size
@@ -258,8 +308,8 @@ def _unsnappy(data: bytes, limit: int) -> bytes | None:
             raise CorruptRecordError(f"xerial snappy chunk of {n} bytes runs past the end")
         chunk = data[pos : pos + n]
         pos += n
-        total += cramjam.snappy.decompress_raw_len(chunk)
+        total += _cramjam().snappy.decompress_raw_len(chunk)
         if total > limit:
             return None
-        parts.append(bytes(cramjam.snappy.decompress_raw(chunk)))
+        parts.append(bytes(_cramjam().snappy.decompress_raw(chunk)))
     return b"".join(parts)

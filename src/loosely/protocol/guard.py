@@ -19,19 +19,30 @@ The walk follows the Kafka encoding rules kio implements:
 * flexible structs end with tagged fields: varint count, then per field varint tag, varint size, size bytes.
 
 It is sans-IO and allocation-free apart from Python's own frames: bytes in, :class:`ProtocolError` or nothing out.
+
+**Durations out of Python's range.** An ``int64`` millisecond duration (``timedelta_i64``: a delegation token's
+renew or expiry period, its maximum lifetime, OffsetCommit's retention time) may be any ``long`` on the wire, and
+Java clients send ``Long.MAX_VALUE`` for "as long as allowed"; kio reads at most :data:`TIMEDELTA_MS_MAX` (about
+292,000 years) into a :class:`datetime.timedelta` and raises on more. The walk lists the positions of such values (pass
+``overflows``), and :func:`clamp_durations` pins them to the largest duration of their sign, which every rule that
+reads them (Kafka's: ``min`` against a limit, a saturating sum with the clock) treats as it treats the long.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 from types import EllipsisType, NoneType, UnionType
 from typing import Final, Union, get_args, get_origin
 
 from loosely.protocol.errors import ProtocolError
 
-__all__ = ["check_entity"]
+__all__ = ["TIMEDELTA_MS_MAX", "check_entity", "clamp_durations"]
+
+# kio turns the milliseconds into a timedelta through a signed 64-bit count of microseconds: about 292,000 years
+TIMEDELTA_MS_MAX: Final = (2**63 - 1) // 1000
 
 _FIXED: Final[dict[str, int]] = {
     "int8": 1,
@@ -50,6 +61,13 @@ _FIXED: Final[dict[str, int]] = {
     "timedelta_i64": 8,
     "datetime_i64": 8,
 }
+
+
+class _Walk(threading.local):
+    overflows: list[int] | None = None  # where out-of-range durations start, while a walk asks for them
+
+
+_walk = _Walk()
 
 # A step reads one value at ``pos`` in ``buf`` (bounded by ``end``) and returns the position after it.
 Step = Callable[[bytes | memoryview, int, int], int]
@@ -91,6 +109,13 @@ def _fixed(width: int) -> Step:
         return _need(pos, width, end, "field")
 
     return step
+
+
+def _duration_i64(buf: bytes | memoryview, pos: int, end: int) -> int:
+    nxt = _need(pos, 8, end, "field")
+    if _walk.overflows is not None and abs(int.from_bytes(buf[pos:nxt], "big", signed=True)) > TIMEDELTA_MS_MAX:
+        _walk.overflows.append(pos)
+    return nxt
 
 
 def _length_prefixed(width: int, flexible: bool, what: str) -> Step:
@@ -170,6 +195,8 @@ def _field_step(field: dataclasses.Field[object], flexible: bool, is_header: boo
     fixed = _FIXED.get(kafka_type)
     if is_header and field.name == "client_id":
         element = _length_prefixed(2, False, "string")
+    elif kafka_type == "timedelta_i64" and not is_array:
+        return _duration_i64, None  # its own step, so that its value is looked at
     elif fixed is not None:
         element = _fixed(fixed)
     elif kafka_type == "string":
@@ -232,6 +259,24 @@ def _entity(cls: type[object]) -> tuple[Step, int | None]:
     return walk, width
 
 
-def check_entity(cls: type[object], buf: bytes | memoryview, pos: int = 0) -> int:
-    """Walk one ``cls`` at ``pos``; the position after it. Raises :class:`ProtocolError` if it cannot fit."""
-    return _entity(cls)[0](buf, pos, len(buf))  # type: ignore[arg-type]  # classes are hashable
+def check_entity(cls: type[object], buf: bytes | memoryview, pos: int = 0, overflows: list[int] | None = None) -> int:
+    """Walk one ``cls`` at ``pos``; the position after it. Raises :class:`ProtocolError` if it cannot fit.
+    ``overflows``, when given, gets the position of each ``timedelta_i64`` beyond :data:`TIMEDELTA_MS_MAX`."""
+    _walk.overflows = overflows
+    try:
+        return _entity(cls)[0](buf, pos, len(buf))  # type: ignore[arg-type]  # classes are hashable
+    finally:
+        _walk.overflows = None
+
+
+def clamp_durations(buf: bytes | memoryview, overflows: list[int]) -> bytes:
+    """A copy of ``buf`` with the ``int64`` at each of ``overflows`` pinned to +-:data:`TIMEDELTA_MS_MAX`.
+
+    >>> clamp_durations((2**63 - 1).to_bytes(8, "big"), [0]) == TIMEDELTA_MS_MAX.to_bytes(8, "big")
+    True
+    """
+    out = bytearray(buf)
+    for pos in overflows:
+        value = int.from_bytes(out[pos:pos + 8], "big", signed=True)
+        out[pos:pos + 8] = (TIMEDELTA_MS_MAX if value > 0 else -TIMEDELTA_MS_MAX).to_bytes(8, "big", signed=True)
+    return bytes(out)

@@ -36,7 +36,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 
 from loosely.protocol.errors import ProtocolError, UnsupportedVersionError
-from loosely.protocol.guard import check_entity
+from loosely.protocol.guard import check_entity, clamp_durations
 from loosely.protocol.schemas import REQUESTS, RESPONSES
 
 __all__ = [
@@ -125,9 +125,12 @@ class ApiKey:
     SHARE_GROUP_DESCRIBE: Final = 77
     SHARE_FETCH: Final = 78
     SHARE_ACKNOWLEDGE: Final = 79
+    STREAMS_GROUP_HEARTBEAT: Final = 88
+    STREAMS_GROUP_DESCRIBE: Final = 89
     DESCRIBE_SHARE_GROUP_OFFSETS: Final = 90
     ALTER_SHARE_GROUP_OFFSETS: Final = 91
     DELETE_SHARE_GROUP_OFFSETS: Final = 92
+    STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE: Final = 93
 
 
 # What the broker can serve. The broker advertises the subset it has handlers for (see loosely.broker).
@@ -200,6 +203,10 @@ SUPPORTED_VERSIONS: Final[dict[int, tuple[int, int]]] = {
     ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),  # 1: the share-partition lag
     ApiKey.ALTER_SHARE_GROUP_OFFSETS: (0, 0),
     ApiKey.DELETE_SHARE_GROUP_OFFSETS: (0, 0),
+    # streams groups (KIP-1071); 1: KIP-1331's topology descriptions (Kafka 4.4 serves 0-1 of the describe too)
+    ApiKey.STREAMS_GROUP_HEARTBEAT: (0, 1),
+    ApiKey.STREAMS_GROUP_DESCRIBE: (0, 1),
+    ApiKey.STREAMS_GROUP_TOPOLOGY_DESCRIPTION_UPDATE: (0, 0),  # refused as Kafka without a description plugin
 }
 
 API_NAMES: Final[dict[int, str]] = {
@@ -223,6 +230,7 @@ def peek_request_prefix(frame: bytes | memoryview) -> tuple[int, int, int]:
     return int(key), int(version), int(corr)
 
 
+@functools.cache  # kio resolves a dotted name at every call: a measurable share of each request's decoding
 def load_request_schema(api_key: int, api_version: int) -> type[Any]:
     """The request class of one API version: kio's, or loosely's own where kio lacks it (:mod:`.schemas`).
 
@@ -231,6 +239,7 @@ def load_request_schema(api_key: int, api_version: int) -> type[Any]:
     return own if own is not None else kio_request_schema(api_key, api_version)
 
 
+@functools.cache
 def load_response_schema(api_key: int, api_version: int) -> type[Any]:
     """The response class of one API version, found as :func:`load_request_schema` finds a request's."""
     own = RESPONSES.get((api_key, api_version))
@@ -266,7 +275,10 @@ def decode_request(frame: bytes | memoryview) -> tuple[RequestHeader, object]:
         raise UnsupportedVersionError(f"api {api_key} v{api_version} is not supported", api_key, api_version) from None
     # Walk the frame's shape before kio sees it: kio allocates for a declared array count before checking that the
     # bytes are there, and an impossible count would abort the process (see loosely.protocol.guard).
-    check_entity(cls, frame, check_entity(cls.__header_schema__, frame, 0))
+    overflows: list[int] = []
+    check_entity(cls, frame, check_entity(cls.__header_schema__, frame, 0), overflows)
+    if overflows:  # Long.MAX_VALUE durations: pinned to what a timedelta holds (see loosely.protocol.guard)
+        frame = clamp_durations(frame, overflows)
     try:
         header, n = read_header(frame, 0)
         body, _ = read_body(frame, n)

@@ -13,6 +13,10 @@ the entry here is deleted.
 * DeleteGroups v3: each group's result carries an error message; the request is v2's.
 * TxnOffsetCommit v6 (KIP-1319): topics by id instead of by name; ``generation_id`` is renamed
   ``generation_id_or_member_epoch`` (a consumer-protocol member sends its epoch).
+* StreamsGroupHeartbeat v1 (KIP-1331): the request is v0's; the response's acceptable recovery lag becomes an int64
+  after the task offset interval, and ``topology_description_required`` comes before the endpoint epoch.
+* StreamsGroupDescribe v1 and StreamsGroupTopologyDescriptionUpdate v0 (KIP-1331), in
+  :mod:`loosely.protocol.streams_schemas` (their nested classes would clash with the heartbeat's here).
 
 No ``from __future__ import annotations`` here: kio resolves field annotations at import time, as in its own modules.
 """
@@ -25,9 +29,19 @@ from kio.schema.api_versions.v4 import response as api_versions_v4_response
 from kio.schema.errors import ErrorCode
 from kio.schema.request_header.v2.header import RequestHeader
 from kio.schema.response_header.v1.header import ResponseHeader
+from kio.schema.streams_group_heartbeat.v0 import request as streams_group_heartbeat_v0_request
+from kio.schema.streams_group_heartbeat.v0.response import (  # nested classes the handler finds here by name
+    Endpoint,  # noqa: F401
+    EndpointToPartitions,
+    Status,
+    TaskIds,
+    TopicPartition,  # noqa: F401
+)
 from kio.schema.types import GroupId, ProducerId, TransactionalId
 from kio.static.constants import EntityType
 from kio.static.primitive import i16, i32, i32Timedelta, i64
+
+from loosely.protocol import streams_schemas
 
 __all__ = ["REQUESTS", "RESPONSES"]
 
@@ -152,15 +166,45 @@ class TxnOffsetCommitResponseV6:
     topics: tuple[TxnOffsetCommitResponseTopic, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamsGroupHeartbeatResponseV1:
+    __type__: ClassVar = EntityType.response
+    __version__: ClassVar[i16] = i16(1)
+    __flexible__: ClassVar[bool] = True
+    __api_key__: ClassVar[i16] = i16(88)
+    __header_schema__: ClassVar[type[ResponseHeader]] = ResponseHeader
+    throttle_time: i32Timedelta = field(metadata={"kafka_type": "timedelta_i32"})
+    error_code: ErrorCode = field(metadata={"kafka_type": "error_code"})
+    error_message: str | None = field(metadata={"kafka_type": "string"}, default=None)
+    member_id: str = field(metadata={"kafka_type": "string"})
+    member_epoch: i32 = field(metadata={"kafka_type": "int32"})
+    heartbeat_interval: i32Timedelta = field(metadata={"kafka_type": "timedelta_i32"})
+    task_offset_interval: i32Timedelta = field(metadata={"kafka_type": "timedelta_i32"})
+    acceptable_recovery_lag: i64 = field(metadata={"kafka_type": "int64"}, default=i64(-1))
+    status: tuple[Status, ...] | None
+    active_tasks: tuple[TaskIds, ...] | None
+    standby_tasks: tuple[TaskIds, ...] | None
+    warmup_tasks: tuple[TaskIds, ...] | None
+    topology_description_required: bool = field(metadata={"kafka_type": "bool"}, default=False)
+    endpoint_information_epoch: i32 = field(metadata={"kafka_type": "int32"})
+    partitions_by_user_endpoint: tuple[EndpointToPartitions, ...] | None
+
+
 # (api_key, version) -> class. The handlers find nested classes by their kio names in the class's module, so each
 # nested class here keeps kio's name; the top-level classes carry the version so the three APIs can share a module.
 REQUESTS: Final[dict[tuple[int, int], type[object]]] = {
     (18, 5): ApiVersionsRequestV5,
     (42, 3): DeleteGroupsRequestV3,
     (28, 6): TxnOffsetCommitRequestV6,
+    (88, 1): streams_group_heartbeat_v0_request.StreamsGroupHeartbeatRequest,  # v1 asks for nothing new
+    (89, 1): streams_schemas.StreamsGroupDescribeRequestV1,
+    (93, 0): streams_schemas.StreamsGroupTopologyDescriptionUpdateRequest,
 }
 RESPONSES: Final[dict[tuple[int, int], type[object]]] = {
     (18, 5): api_versions_v4_response.ApiVersionsResponse,  # the same fields; its header is v0 at every version
     (42, 3): DeleteGroupsResponseV3,
     (28, 6): TxnOffsetCommitResponseV6,
+    (88, 1): StreamsGroupHeartbeatResponseV1,
+    (89, 1): streams_schemas.StreamsGroupDescribeResponseV1,
+    (93, 0): streams_schemas.StreamsGroupTopologyDescriptionUpdateResponse,
 }

@@ -60,8 +60,10 @@ class FileSystem(Protocol):
 
     def read_file(self, path: str) -> bytes: ...
 
-    def write_atomic(self, path: str, data: bytes) -> None:
-        """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content."""
+    def write_atomic(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content. ``durable``
+        (the default): on disk when it returns, through power loss; ``False``: in the kernel, through a crash of
+        the process (``kill -9``) but not of the machine, like a log append without ``flush.messages``."""
         ...
 
 
@@ -155,17 +157,19 @@ class OsFileSystem:
         with open(path, "rb") as f:
             return f.read()
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes, *, durable: bool = True) -> None:
         tmp = path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             # The other side of the write, before the rename makes it the file: it holds all of data, no more.
             assert os.fstat(fd).st_size == len(data), f"{tmp}: {os.fstat(fd).st_size} bytes written of {len(data)}"
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        self.fsync_dir(os.path.dirname(path) or ".")
+        if durable:
+            self.fsync_dir(os.path.dirname(path) or ".")

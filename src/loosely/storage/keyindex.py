@@ -54,17 +54,21 @@ import threading
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import crc32c
-import numpy as np
-import numpy.typing as npt
 
 from loosely.protocol import _recwalk
 from loosely.protocol.compression import decompress
 from loosely.protocol.errors import CorruptRecordError, ProtocolError
 from loosely.protocol.records import BATCH_HEADER_BYTES, BatchHeader, read_header
 from loosely.storage.fs import File, FileSystem
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    _U64 = npt.NDArray[np.uint64]
 
 __all__ = [
     "KEY_INDEX_HEADER",
@@ -87,7 +91,6 @@ _ENTRY_BYTES: Final = 8  # one word: see _POSITION_MASK
 # Stored batches were accepted once; read back with the same bound as every other reader of the log.
 _DECOMPRESSED_BYTES_MAX: Final = 1 << 30
 
-_U64 = npt.NDArray[np.uint64]
 # An entry is one word: the top 32 bits of the key's 64-bit hash above the batch's 32-bit position.
 _POSITION_MASK: Final = 0xFFFF_FFFF
 
@@ -223,6 +226,7 @@ class KeyIndex:
         self.covered_bytes = 0
 
     def _clear_entries(self) -> None:
+        self._generation += 1
         self._runs, self._pending = [], []
         self._batch_positions, self._batch_crcs = array("q"), array("L")
 
@@ -233,27 +237,29 @@ class KeyIndex:
             self._generation += 1
 
     def fold(self) -> None:
-        """Sort what appends queued into the runs, holding the lock only to take the queue and to install the
-        result: a worker thread calls this so the owner's appends and lookups never wait for a sort."""
+        """Sort what appends queued into the runs, holding the lock only to copy the queue and to install the
+        result: a worker thread calls this so the owner's appends and lookups never wait for a sort. The queue
+        stays in place while it is sorted, so a lookup meanwhile still finds its entries."""
         with self._lock:
-            pending, runs, generation, truncations = self._pending, self._runs, self._generation, self._truncations
-            self._pending = []
-        if not pending:
-            return
+            if not self._pending or self._sorted is not None:
+                return
+            taken = len(self._pending)
+            pending, runs = self._pending[:taken], self._runs
+            generation, truncations = self._generation, self._truncations
         folded = _folded(runs, pending)
         with self._lock:
-            if self._truncations != truncations:
-                self._reset()  # the queue taken may hold batches since cut off: rebuild from the log instead
-            elif self._generation != generation:
-                self._pending = pending + self._pending  # folded meanwhile: give the queue back, in order
-            else:
+            # A truncation, reset or fold meanwhile changed the runs or the queue itself; they are already right.
+            if self._generation == generation and self._truncations == truncations:
                 self._runs = folded
+                del self._pending[:taken]  # only appends happened meanwhile, after the entries taken
                 self._generation += 1
 
     # --- lookup --------------------------------------------------------------------------------------------
 
     def candidates(self, key: bytes) -> list[int]:
         """Positions of the covered batches that may hold ``key`` (hash equal), newest first, each once."""
+        import numpy as np  # noqa: PLC0415 - numpy (0.3 s, 16 MiB) only once something sorts or searches
+
         h = key_hash(key)
         with self._lock:
             self._fold_pending()
@@ -289,6 +295,8 @@ class KeyIndex:
             if fp is None or self.covered_bytes != log_bytes or self._sorted is not None:
                 return False
             self._fold_pending()
+            import numpy as np  # noqa: PLC0415 - see candidates()
+
             entries = np.sort(np.concatenate([*self._runs, np.empty(0, np.uint64)]))
             body = entries.astype("<u8").tobytes()
             header = KEY_INDEX_HEADER.pack(
@@ -321,6 +329,8 @@ class KeyIndex:
             return f"unreadable: {e}"
         if problem is not None or entries is None:
             return problem
+        import numpy as np  # noqa: PLC0415 - see candidates()
+
         words = np.frombuffer(data, dtype="<u8", count=entries, offset=KEY_INDEX_HEADER.size)
         f = KEY_INDEX_HEADER.unpack_from(data)
         with self._lock:
@@ -345,6 +355,8 @@ def _folded(runs: list[_U64], pending: list[tuple[int, bytes]]) -> list[_U64]:
     ``argsort`` of hashes carrying positions took 66 ns with quicksort and 200 with timsort); the merge of two
     sorted runs uses timsort, which finds the two runs and merges them in linear time.
     """
+    import numpy as np  # noqa: PLC0415 - see KeyIndex.candidates()
+
     hashes = np.frombuffer(b"".join(h for _, h in pending), dtype=np.uint64)
     positions = np.repeat(np.array([p for p, _ in pending], dtype=np.uint64), [len(h) // 8 for _, h in pending])
     out = [*runs, np.sort((hashes >> np.uint64(32) << np.uint64(32)) | positions)]

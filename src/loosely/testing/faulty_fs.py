@@ -173,6 +173,6 @@ class FaultyFileSystem:
         self._maybe_fail("read_file", path)
         return self.inner.read_file(path)
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes, *, durable: bool = True) -> None:
         self._maybe_fail("write_atomic", path)
-        self.inner.write_atomic(path, data)
+        self.inner.write_atomic(path, data, durable=durable)
