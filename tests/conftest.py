@@ -101,6 +101,12 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 _newest_running.pop().stop()
 
 
+def _alive(kafka: ApacheKafka) -> bool:
+    """Whether every node of ``kafka`` is running."""
+    processes = [kafka.node(i).process for i in range(1, kafka.nodes + 1)]
+    return all(p is not None and p.poll() is None for p in processes)
+
+
 @pytest.fixture(scope="session")
 def readme_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new virtualenv with only ``pip install .`` in it, as the README's first step makes one: the README tests
@@ -125,9 +131,18 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     ``newest_kafka``, Apache Kafka KAFKA_VERSION_NEWEST."""
     if request.param == "kafka":
         kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+        if not _alive(kafka):  # one clear error, not a 30 s client timeout in every test that follows
+            pytest.fail(f"Apache Kafka {kafka.version}, shared by this session, has exited; see {kafka.base_dir}")
         yield Cluster("kafka", kafka.bootstrap_servers, version=kafka.version)
     elif request.param == NEWEST:
         newest: ApacheKafka = request.getfixturevalue("apache_kafka_newest")
+        if not _alive(newest):
+            # stopped after the last test that uses it in collection order; pytest-xdist's workers run the files
+            # in another order, so a later one may still need it: start it again on its own data
+            newest.launch()
+            newest.wait_ready()
+            if newest not in _newest_running:
+                _newest_running.append(newest)
         yield Cluster("kafka", newest.bootstrap_servers, version=newest.version)
     else:
         with embedded_broker(data_dir=str(tmp_path / "data")) as b:

@@ -114,6 +114,34 @@ def test_read_committed_long_poll_answers_when_the_transaction_commits(cluster: 
     assert at - committed < 2.0, f"answered {at - committed:.2f} s after the commit, of its 10 s max wait"
 
 
+def test_a_transactional_append_wakes_only_read_uncommitted_long_polls() -> None:
+    """A transaction's records leave the last stable offset where it is, so a parked read_committed fetch woken by
+    them would find nothing and park again; only the marker (a stable notify) wakes it."""
+    import asyncio
+
+    from loosely.broker.context import PartitionWatchers
+    from loosely.protocol.names import TopicPartition
+
+    async def run() -> None:
+        watchers = PartitionWatchers()
+        tp = TopicPartition("t", 0)
+        committed = watchers.watch([tp], committed=True)
+        uncommitted = watchers.watch([tp])
+        watchers.notify(tp, stable=False)  # a transactional Produce
+        assert uncommitted.done() and not committed.done()
+        watchers.notify(TopicPartition("t", 1))  # another partition's marker
+        assert not committed.done()
+        watchers.notify(tp)  # the marker
+        assert committed.done()
+        watchers.unwatch([tp], committed)
+        again = watchers.watch([tp], committed=True)
+        watchers.unwatch([tp], again)  # a fetch that timed out: nothing left behind to wake
+        watchers.notify(tp)
+        assert not again.done()
+
+    asyncio.run(run())
+
+
 def whole_batches(records: bytes) -> list[tuple[int, int]]:
     """``(base offset, size)`` of each whole batch; a trailing partial batch (Kafka sends one) is left out."""
     out, pos = [], 0

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from loosely.broker.config import BrokerConfig
-from loosely.broker.group_configs import GROUP_CONFIGS_FILE, GroupConfigError, GroupConfigs, check, group_defs
+from loosely.broker.group_configs import (
+    GROUP_CONFIGS_FILE,
+    GroupConfigError,
+    GroupConfigs,
+    auto_offset_reset,
+    check,
+    group_defs,
+    parse_duration_ms,
+)
 from loosely.storage.fs import OsFileSystem
 
 CFG = BrokerConfig(data_dir="unused")
@@ -21,6 +29,10 @@ CFG = BrokerConfig(data_dir="unused")
                                            "Value must be at least 1"),
     ({"share.isolation.level": "dirty"}, "Invalid value dirty for configuration share.isolation.level: "
                                          "String must be one of: read_committed, read_uncommitted"),
+    ({"share.auto.offset.reset": "by_duration:-PT1H"},
+     "Invalid value by_duration:-PT1H for configuration share.auto.offset.reset: Invalid value `by_duration:-PT1H` "
+     "for configuration share.auto.offset.reset. The value must be either 'earliest', 'latest' or of the format "
+     "'by_duration:<PnDTnHnMn.nS>'."),
     ({"consumer.heartbeat.interval.ms": "4999"}, "consumer.heartbeat.interval.ms must be in the range 5000 to 15000 "
                                                  "inclusive."),
     ({"consumer.session.timeout.ms": "60001"}, "consumer.session.timeout.ms must be in the range 45000 to 60000 "
@@ -53,3 +65,27 @@ def test_configs_survive_reopening(tmp_path: Path) -> None:
     (tmp_path / GROUP_CONFIGS_FILE).write_text("[]")
     with pytest.raises(ValueError, match=GROUP_CONFIGS_FILE):
         GroupConfigs(fs, str(tmp_path))
+
+
+@pytest.mark.parametrize(("text", "ms"), [
+    ("PT1H", 3_600_000), ("pt1h", 3_600_000), ("P2D", 172_800_000), ("PT0.5S", 500), ("PT-0.5S", -500),
+    ("P1DT2H3M4.005S", 93_784_005), ("-PT1M", -60_000), ("PT0S", 0),
+])
+def test_durations_read_as_javas_duration_parse(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "1H", "PT1H2", "P1W", "PT1.5H", "P1DT"])
+def test_durations_java_refuses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration_ms(text)
+
+
+def test_share_auto_offset_reset_values() -> None:
+    assert auto_offset_reset(" latest ") == ("latest", 0)
+    assert auto_offset_reset("earliest") == ("earliest", 0)
+    assert auto_offset_reset("by_duration:P1D") == ("by_duration", 86_400_000)
+    for bad in ("none", "by_duration", "by_duration:", "by_duration:-PT1S", "Latest", "BY_DURATION:PT1H"):
+        with pytest.raises(ValueError):
+            auto_offset_reset(bad)
+    check({"share.auto.offset.reset": "by_duration:PT10M"}, CFG)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -14,7 +15,17 @@ from kio.schema.share_group_heartbeat.v1.request import ShareGroupHeartbeatReque
 from kio.static.primitive import i8, i32
 
 from broker._raw import Raw
-from loosely.broker.groups.share import AckType, Acquired, RecordState, ShareGroup, SharePartition, heartbeat
+from loosely.broker.groups.share import (
+    AckType,
+    Acquired,
+    RecordState,
+    ShareGroup,
+    ShareMember,
+    SharePartition,
+    heartbeat,
+    member_from_json,
+    member_to_json,
+)
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey
 from loosely.testing import embedded_broker
@@ -84,6 +95,22 @@ def test_the_state_round_trips_and_acquired_records_come_back_available() -> Non
     assert (back.start_offset, back.end_offset) == (0, 3)
     assert {o: (r.state, r.delivery_count) for o, r in back.records.items()} == {
         0: (RecordState.AVAILABLE, 1), 1: (RecordState.ACKNOWLEDGED, 1), 2: (RecordState.AVAILABLE, 1)}
+
+
+def test_records_of_aborted_transactions_are_archived_not_delivered() -> None:
+    sp = SharePartition(0)
+    got = sp.acquire("a", read_to=10, records_max=100, locks_max=50, lock_ms=LOCK, now_ms=0, aborted=[(2, 4), (7, 7)])
+    assert got == [Acquired(0, 1, 1), Acquired(5, 6, 1), Acquired(8, 9, 1)]
+    assert {o for o, r in sp.records.items() if r.state == RecordState.ARCHIVED} == {2, 3, 4, 7}
+    assert ack(sp, "a", 0, 1, AckType.ACCEPT) == ErrorCode.none
+    assert sp.start_offset == 5  # the archived ones at the front are done with too
+
+
+def test_members_round_trip_with_a_new_session() -> None:
+    m = ShareMember("m", 4, "c", "/h", None, frozenset({"t"}), frozenset({("t", 0)}), frozenset({("t", 1)}), 5)
+    back = member_from_json("m", json.loads(json.dumps(member_to_json(m))), 900)
+    assert back == ShareMember("m", 4, "c", "/h", None, frozenset({"t"}), frozenset({("t", 0)}),
+                               frozenset({("t", 1)}), 900)
 
 
 def test_membership_epochs_and_errors() -> None:

@@ -32,7 +32,7 @@ from kio.static.primitive import i8
 
 from broker._raw import Raw
 from compat._java import run_java
-from compat._kafka_tools import kafka_class, kafka_tool
+from compat._kafka_tools import kafka_class, kafka_command, kafka_tool
 from loosely.broker.server import BrokerThread
 from loosely.cli.top import parse_scrape, render
 from loosely.protocol.messages import ApiKey, load_request_schema
@@ -56,7 +56,7 @@ def bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 def _tool(*args: str, tool: str | None = None, bootstrap: str) -> tuple[int, str]:
     done = kafka_tool(tool, "--bootstrap-server", bootstrap, *args) if tool else \
-        kafka_class("kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args)
+        kafka_class(kafka_command("ConfigCommand"), "--bootstrap-server", bootstrap, *args)
     lines = (done.stdout + done.stderr).splitlines()
     return done.returncode, "\n".join(line for line in lines if not line.startswith("SLF4J:")).strip()
 

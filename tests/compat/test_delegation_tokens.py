@@ -147,8 +147,14 @@ def as_token(brokers: dict[str, str], token_id: str, mac: bytes) -> tuple[Raw, A
     return login(brokers["SASL_PLAINTEXT"], token_id, base64.b64encode(mac).decode(), tokenauth=True)
 
 
+LONG_MAX, LONG_MIN = 2**63 - 1, -(2**63)
+# kio writes no timedelta as large as a Java long can be: a period of LONG_MAX or LONG_MIN is sent as this marker,
+# whose eight bytes are then swapped in the encoded request
+_MARK_MS = 1_234_567_890_123
+
+
 def ms(n: int) -> datetime.timedelta:
-    return datetime.timedelta(milliseconds=n)
+    return datetime.timedelta(milliseconds=_MARK_MS if n in (LONG_MAX, LONG_MIN) else n)
 
 
 def create(raw: Raw, renewers: tuple[str, ...] = (), owner: str | None = None, max_life_ms: int = -1) -> Any:
@@ -158,14 +164,19 @@ def create(raw: Raw, renewers: tuple[str, ...] = (), owner: str | None = None, m
         owner_principal_type=owner and owner.split(":")[0], owner_principal_name=owner and owner.split(":")[1],
         renewers=tuple(renewer(principal_type=r.split(":")[0], principal_name=r.split(":")[1]) for r in renewers),
         max_lifetime=ms(max_life_ms),
-    ))  # fmt: skip
+    ), period_ms=max_life_ms)  # fmt: skip
 
 
-def _call(raw: Raw, api_key: int, version: int, body: object) -> Any:
+def _call(raw: Raw, api_key: int, version: int, body: object, period_ms: int = 0) -> Any:
     """A token API's decoded answer; a refusal as ``error_code`` and the ``frame``, since its timestamps may be the
-    -1 kio cannot read."""
+    -1 kio cannot read. ``period_ms``: the request's period, put in place of the marker when it is a long's limit."""
     raw.corr += 1
-    raw.send(encode_request(api_key, version, raw.corr, body, raw.client_id))
+    frame = encode_request(api_key, version, raw.corr, body, raw.client_id)
+    if period_ms in (LONG_MAX, LONG_MIN):
+        mark = struct.pack(">q", _MARK_MS)
+        assert frame.count(mark) == 1
+        frame = frame.replace(mark, struct.pack(">q", period_ms))
+    raw.send(frame)
     frame = raw.recv_frame()
     assert frame is not None, "the broker closed the connection"
     (code,) = struct.unpack_from(">h", frame, 5)  # after the correlation id and the header's empty tagged fields
@@ -176,12 +187,13 @@ def _call(raw: Raw, api_key: int, version: int, body: object) -> Any:
 
 def renew(raw: Raw, mac: bytes, period_ms: int = -1) -> Any:
     return _call(raw, ApiKey.RENEW_DELEGATION_TOKEN, 2,
-                 _request(ApiKey.RENEW_DELEGATION_TOKEN, 2, hmac=mac, renew_period=ms(period_ms)))
+                 _request(ApiKey.RENEW_DELEGATION_TOKEN, 2, hmac=mac, renew_period=ms(period_ms)), period_ms)
 
 
 def expire(raw: Raw, mac: bytes, period_ms: int = -1) -> Any:
     return _call(raw, ApiKey.EXPIRE_DELEGATION_TOKEN, 2,
-                 _request(ApiKey.EXPIRE_DELEGATION_TOKEN, 2, hmac=mac, expiry_time_period=ms(period_ms)))
+                 _request(ApiKey.EXPIRE_DELEGATION_TOKEN, 2, hmac=mac, expiry_time_period=ms(period_ms)),
+                 period_ms)
 
 
 def describe(raw: Raw, owners: list[str] | None = None) -> Any:
@@ -431,6 +443,30 @@ def test_expired_tokens_are_purged(brokers: dict[str, str]) -> None:
     wait_for(lambda: _code(renew(alice, short.hmac)) == ErrorCode.delegation_token_not_found, "the token to be gone")
     _, answer = as_token(brokers, short.token_id, short.hmac)
     assert _code(answer) == ErrorCode.sasl_authentication_failed
+
+
+def test_periods_as_long_as_a_long_are_capped_as_kafka_caps_them(brokers: dict[str, str]) -> None:
+    """Java's Admin sends Long.MAX_VALUE for "as long as allowed". Kafka (DelegationTokenControlManager): a create
+    takes at most ``delegation.token.max.lifetime.ms`` (7 days), a renewal at most ``delegation.token.expiry.time.ms``
+    (1 day) from now, an expiry period is added to the clock without overflowing and capped at the token's maximum,
+    and a negative one (Long.MIN_VALUE too) expires the token at once. Every answer comes on a connection that stays
+    open."""
+    day, week = datetime.timedelta(days=1), datetime.timedelta(days=7)
+    alice = as_user(brokers, "alice")
+    t = create(alice, max_life_ms=LONG_MAX)
+    assert _code(t) == ErrorCode.none
+    assert t.max_timestamp - t.issue_timestamp == week
+    mine = {t.token_id}
+    wait_for(lambda: bool(described(alice, mine)), "the token to be described")
+    renewed = renew(alice, t.hmac, LONG_MAX)
+    assert _code(renewed) == ErrorCode.none
+    assert day <= renewed.expiry_timestamp - t.issue_timestamp <= day + datetime.timedelta(minutes=2)
+    expired = expire(alice, t.hmac, LONG_MAX)
+    assert _code(expired) == ErrorCode.none
+    assert expired.expiry_timestamp == t.max_timestamp
+    assert _code(expire(alice, t.hmac, LONG_MIN)) == ErrorCode.none
+    wait_for(lambda: not described(alice, mine), "the token expired at once to be gone")
+    assert _code(renew(alice, t.hmac, LONG_MAX)) == ErrorCode.delegation_token_not_found
 
 
 # --- loosely only: what a second Apache Kafka per case would cost a minute to show ------------------------------

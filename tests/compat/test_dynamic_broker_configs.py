@@ -36,13 +36,13 @@ from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.apache_kafka import KAFKA_VERSION
 
 TOPIC, BROKER, GROUP = 2, 4, 32
-SET, DELETE = 0, 1
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT, GROUP_CONFIG = 2, 3, 4, 5, 8
 INVALID_REQUEST, INVALID_CONFIG = 42, 40
 
 # Group configs a new group lists at their defaults besides share.session.timeout.ms (docs/broker.md, "Apache Kafka
-# releases"): loosely lists Kafka 4.1's and the share group settings of 4.4 it honours; Kafka 4.4 adds assignment,
-# share and streams settings and dead-letter queues.
+# releases"): Kafka 4.4 adds assignment, share and streams settings and dead-letter queues to 4.1's; loosely lists
+# 4.4's.
 GROUP_DEFAULTS_41 = {
     "share.auto.offset.reset", "share.heartbeat.interval.ms", "share.isolation.level", "share.record.lock.duration.ms",
     "share.session.timeout.ms", "streams.heartbeat.interval.ms", "streams.num.standby.replicas",
@@ -52,8 +52,7 @@ GROUP_DEFAULTS = {"4.4.0": GROUP_DEFAULTS_41 | {
     "share.assignment.interval.ms", "share.delivery.count.limit", "share.partition.max.record.locks",
     "share.renew.acknowledge.enable", "streams.assignment.interval.ms", "streams.assignor.name",
     "streams.initial.rebalance.delay.ms", "streams.rack.aware.assignment.tags"}}
-LOOSELY_GROUP_DEFAULTS = GROUP_DEFAULTS_41 | {
-    "share.delivery.count.limit", "share.partition.max.record.locks", "share.renew.acknowledge.enable"}
+LOOSELY_GROUP_DEFAULTS = GROUP_DEFAULTS["4.4.0"]
 
 
 def release(request: pytest.FixtureRequest) -> str | None:
@@ -299,7 +298,7 @@ def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str, request
     wait_for(bootstrap, GROUP, group, "consumer.heartbeat.interval.ms", "6000", GROUP_CONFIG)
     seen = describe(bootstrap, GROUP, group, ())
     # Kafka 4.4 lists the broker's default (group.consumer.session.timeout.ms) after the group's own value
-    synonyms = [GROUP_CONFIG, DEFAULT] if release(request) == "4.4.0" else [GROUP_CONFIG]
+    synonyms = [GROUP_CONFIG] if release(request) == "4.1.1" else [GROUP_CONFIG, DEFAULT]
     assert seen["consumer.session.timeout.ms"] == ("50000", GROUP_CONFIG, False, synonyms)
     assert seen["share.session.timeout.ms"] == ("45000", DEFAULT, False, [DEFAULT])
     kafka = release(request)
@@ -314,6 +313,8 @@ def test_group_configs_are_stored_checked_and_used_alike(bootstrap: str, request
                                      "group.consumer.max.heartbeat.interval.ms"))
     assert alter(bootstrap, group, [("no.such.config", SET, "1")], rtype=GROUP) == (
         INVALID_CONFIG, "Unknown group config name: no.such.config")
+    assert alter(bootstrap, group, [("consumer.session.timeout.ms", APPEND, "1")], rtype=GROUP) == (
+        INVALID_CONFIG, "Can't APPEND to key consumer.session.timeout.ms because its type is not LIST.")
 
     # The KIP-848 coordinator tells a joining member the group's own heartbeat interval.
     raw = Raw(bootstrap)
@@ -368,7 +369,7 @@ def test_dynamic_retention_applies_at_once_and_survives_a_restart(tmp_path: Path
         assert describe(b.bootstrap_servers, TOPIC, topic, ("retention.ms",))["retention.ms"][:2] \
             == ("1", DYNAMIC_DEFAULT)
         assert describe(b.bootstrap_servers, GROUP, "g", ("consumer.session.timeout.ms",)) \
-            == {"consumer.session.timeout.ms": ("50000", GROUP_CONFIG, False, [GROUP_CONFIG])}
+            == {"consumer.session.timeout.ms": ("50000", GROUP_CONFIG, False, [GROUP_CONFIG, DEFAULT])}
         first = _answered(b.bootstrap_servers, "127.0.0.2")  # the restarted broker applies the stored limit
         assert first is not None and _answered(b.bootstrap_servers, "127.0.0.2") is None
         first.close()

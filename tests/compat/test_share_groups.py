@@ -8,6 +8,7 @@ test's time; every group reads from the earliest offset (``share.auto.offset.res
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import subprocess
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -32,6 +34,7 @@ from kio.schema.incremental_alter_configs.v1.request import (
 from kio.schema.join_group.v9.request import JoinGroupRequest, JoinGroupRequestProtocol
 from kio.schema.share_acknowledge.v2 import request as ack_req
 from kio.schema.share_fetch.v2 import request as fetch_req
+from kio.schema.share_group_describe.v1.request import ShareGroupDescribeRequest
 from kio.schema.share_group_heartbeat.v1.request import ShareGroupHeartbeatRequest
 from kio.static.primitive import i8, i32
 
@@ -39,6 +42,7 @@ from broker._raw import Raw
 from compat._java import ROOT
 from compat._kafka_tools import tools_jars
 from loosely.protocol.messages import ApiKey
+from loosely.protocol.records import iter_batches
 from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.apache_kafka import ensure_kafka_jars
 
@@ -51,6 +55,8 @@ KAFKA_SETTINGS = {
     "share.coordinator.state.topic.num.partitions": "1",
 }
 GROUP_RESOURCE, SET = 32, 0
+GROUP_CONFIG = 8  # DescribeConfigs' source of a config set on the group
+INVALID_CONFIG = 40
 LOCK_MS = 2000
 
 UNKNOWN_MEMBER_ID, GROUP_ID_NOT_FOUND, FENCED_MEMBER_EPOCH, INVALID_RECORD_STATE = 25, 69, 110, 121
@@ -59,27 +65,78 @@ SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH, INVALID_REQUEST = 122, 123
 COORDINATOR_NOT_READY = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
 
 
+class KafkaNode:
+    """Apache Kafka 4.4.0, one node, restartable in place."""
+
+    def __init__(self, base_dir: Path, settings: dict[str, str] | None = None) -> None:
+        self.kafka = ApacheKafka(nodes=1, base_dir=base_dir, jars_dir=ensure_kafka_jars(VERSION), version=VERSION,
+                                 config=KAFKA_SETTINGS if settings is None else settings)
+        self.kafka.start()
+        self.bootstrap_servers = self.kafka.bootstrap_servers
+
+    def restart(self) -> None:
+        self.kafka.restart(1)
+        self.kafka.wait_ready()
+
+    def stop(self) -> None:
+        self.kafka.stop()
+
+
+class LooselyNode:
+    """A loosely broker, restartable on its data directory and port."""
+
+    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None) -> None:
+        self.data_dir = str(data_dir)
+        self.settings = BROKER_SETTINGS if settings is None else settings
+        self._stack = contextlib.ExitStack()
+        self._port = 0
+        self.bootstrap_servers = ""
+        self._start()
+
+    def _start(self) -> None:
+        b = self._stack.enter_context(embedded_broker(data_dir=self.data_dir, settings=self.settings,
+                                                      port=self._port))
+        self._port, self.bootstrap_servers = b.port, b.bootstrap_servers
+
+    def restart(self) -> None:
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+        self._start()
+
+    def stop(self) -> None:
+        self._stack.close()
+
+
+Node = KafkaNode | LooselyNode
+
+
 @pytest.fixture(scope="module")
-def kafka44(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    kafka = ApacheKafka(nodes=1, base_dir=tmp_path_factory.mktemp("kafka-share"), jars_dir=ensure_kafka_jars(VERSION),
-                        version=VERSION, config=KAFKA_SETTINGS)
-    kafka.start()
+def kafka44(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaNode]:
+    node = KafkaNode(tmp_path_factory.mktemp("kafka-share"))
     try:
-        yield kafka.bootstrap_servers
+        yield node
     finally:
-        kafka.stop()
+        node.stop()
 
 
 @pytest.fixture(scope="module")
-def loosely_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with embedded_broker(data_dir=str(tmp_path_factory.mktemp("loosely-share") / "data"),
-                         settings=BROKER_SETTINGS) as b:
-        yield b.bootstrap_servers
+def loosely_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LooselyNode]:
+    node = LooselyNode(tmp_path_factory.mktemp("loosely-share") / "data")
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(params=["loosely", "kafka"])
-def bootstrap(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("loosely_broker" if request.param == "loosely" else "kafka44"))
+def node(request: pytest.FixtureRequest) -> Node:
+    found: Node = request.getfixturevalue("loosely_node" if request.param == "loosely" else "kafka44")
+    return found
+
+
+@pytest.fixture
+def bootstrap(node: Node) -> str:
+    return node.bootstrap_servers
 
 
 @functools.cache
@@ -175,8 +232,21 @@ def alter_group(bootstrap: str, group: str, **configs: str) -> None:
 
 def new_group(bootstrap: str, **configs: str) -> str:
     group = f"sg-{uuid.uuid4().hex[:8]}"
-    alter_group(bootstrap, group, share_auto_offset_reset="earliest", **configs)
+    alter_group(bootstrap, group, **{"share_auto_offset_reset": "earliest", **configs})
     return group
+
+
+def group_configs(bootstrap: str, group: str) -> dict[str, str]:
+    """The group's configs that are set on it (DescribeConfigs source GROUP_CONFIG)."""
+    raw = Raw(bootstrap)
+    try:
+        d = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
+            resources=(DescribeConfigsResource(resource_type=i8(GROUP_RESOURCE), resource_name=group,
+                                               configuration_keys=None),),
+            include_synonyms=False, include_documentation=False))
+        return {e.name: e.value for e in d.results[0].configs if e.config_source == GROUP_CONFIG}  # type: ignore[attr-defined]
+    finally:
+        raw.close()
 
 
 def new_topic(bootstrap: str, partitions: int = 1) -> str:
@@ -266,6 +336,17 @@ def heartbeat(raw: Raw, group: str, member: str, epoch: int, topics: tuple[str, 
         if r.error_code not in COORDINATOR_NOT_READY or time.monotonic() > deadline:  # type: ignore[attr-defined]
             return r
         time.sleep(0.2)
+
+
+def join_until_assigned(raw: Raw, group: str, member: str, topic: str) -> Any:
+    """Join ``group`` for ``topic`` and heartbeat until the member is assigned a partition: the last answer."""
+    a: Any = heartbeat(raw, group, member, 0, (topic,))
+    deadline = time.monotonic() + 20
+    while not (a.assignment and a.assignment.topic_partitions):
+        assert a.error_code == 0 and time.monotonic() < deadline
+        time.sleep(0.2)
+        a = heartbeat(raw, group, member, a.member_epoch)
+    return a
 
 
 def share_fetch(raw: Raw, group: str, member: str, epoch: int, topic_id: uuid.UUID,
@@ -370,6 +451,35 @@ def share_groups_tool(bootstrap: str, *args: str) -> list[str]:
     return r.stdout.splitlines()
 
 
+def test_a_fetch_acquires_whole_batches_past_its_max_records(bootstrap: str) -> None:
+    """ShareFetch's MaxRecords "can be exceeded for alignment of batch boundaries": a fetch for 10 records acquires
+    the whole 30-record batch they start (the client receives it whole anyway) and stops before the next batch;
+    the answer carries that batch and no other."""
+    topic, group = new_topic(bootstrap), new_group(bootstrap)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 60_000})  # each flush: one batch of what is queued
+    for batch in range(2):
+        for i in range(30):
+            p.produce(topic, f"b{batch}-{i}".encode(), partition=0)
+        assert p.flush(30) == 0
+    raw = Raw(bootstrap)
+    try:
+        find_coordinator(raw, group)
+        member = str(uuid.uuid4())
+        a = join_until_assigned(raw, group, member, topic)
+        topic_id = a.assignment.topic_partitions[0].topic_id  # type: ignore[attr-defined]
+        first = share_fetch(raw, group, member, 0, topic_id)
+        (part,) = [q for t in first.responses for q in t.partitions]  # type: ignore[attr-defined]
+        assert part.error_code == 0
+        assert [(r.first_offset, r.last_offset) for r in part.acquired_records] == [(0, 29)]
+        assert [(h.base_offset, h.last_offset) for _, h in iter_batches(part.records)] == [(0, 29)]
+        second = share_fetch(raw, group, member, 1, topic_id, acks=((0, 29, 1),))
+        (part,) = [q for t in second.responses for q in t.partitions]  # type: ignore[attr-defined]
+        assert (part.error_code, part.acknowledge_error_code) == (0, 0)
+        assert [(r.first_offset, r.last_offset) for r in part.acquired_records] == [(30, 59)]
+    finally:
+        raw.close()
+
+
 def test_kafka_share_groups_lists_and_describes(bootstrap: str) -> None:
     topic, group = new_topic(bootstrap), new_group(bootstrap)
     produce(bootstrap, topic, [f"v{i}" for i in range(5)])
@@ -384,3 +494,104 @@ def test_kafka_share_groups_lists_and_describes(bootstrap: str) -> None:
     assert 0 <= int(rows[0]["START-OFFSET"]) <= 5
     state = [line.split() for line in share_groups_tool(bootstrap, "--describe", "--group", group, "--state")]
     assert any(group in row and "Empty" in row for row in state), state
+
+
+# -- group configs: isolation level and by_duration; restarts and deletion ----------------------------------------
+
+
+def _values(deliveries: list[tuple[int, int, int, str]]) -> list[str]:
+    return [v for _, _, _, v in deliveries]
+
+
+def test_read_committed_hides_aborted_and_open_transactions(bootstrap: str) -> None:
+    """``share.isolation.level=read_committed``: records of aborted transactions are never delivered, and those of a
+    transaction still open wait until it commits (and everything after them with them); the default,
+    read_uncommitted, delivers every data record."""
+    topic = new_topic(bootstrap)
+    committed, uncommitted = new_group(bootstrap, share_isolation_level="read_committed"), new_group(bootstrap)
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
+    p.init_transactions(30)
+    for values, commit in ((["c1", "c2"], True), (["a1", "a2"], False), (["c3"], True), (["o1"], None)):
+        p.begin_transaction()
+        for v in values:
+            p.produce(topic, v.encode(), partition=0)
+        assert p.flush(30) == 0  # written (librdkafka drops what is still queued when it aborts)
+        if commit:
+            p.commit_transaction(30)
+        elif commit is not None:
+            p.abort_transaction(30)  # None: left open
+    assert _values(probe(bootstrap, committed, topic, "accept")) == ["c1", "c2", "c3"]
+    p.commit_transaction(30)
+    assert _values(probe(bootstrap, committed, topic, "accept", expect=1)) == ["o1"]
+    assert sorted(_values(probe(bootstrap, uncommitted, topic, "accept", expect=6))) == [
+        "a1", "a2", "c1", "c2", "c3", "o1"]
+
+
+def test_by_duration_starts_at_the_first_record_that_recent(bootstrap: str) -> None:
+    """``share.auto.offset.reset=by_duration:PT1H``: a share-partition starts at the first record at most an hour
+    old; a value Kafka's ShareGroupAutoOffsetResetStrategy refuses is INVALID_CONFIG."""
+    topic = new_topic(bootstrap)
+    now_ms = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(3):
+        p.produce(topic, f"old{i}".encode(), partition=0, timestamp=now_ms - 2 * 3_600_000)
+    for i in range(3):
+        p.produce(topic, f"new{i}".encode(), partition=0, timestamp=now_ms)
+    assert p.flush(30) == 0
+    group = new_group(bootstrap, share_auto_offset_reset="by_duration:PT1H")
+    assert _values(probe(bootstrap, group, topic, "accept", expect=3)) == ["new0", "new1", "new2"]
+    raw = Raw(bootstrap)
+    try:
+        for bad in ("by_duration", "by_duration:-PT1H", "by_duration:1h", "none"):
+            resp = raw.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, IncrementalAlterConfigsRequest(
+                resources=(AlterConfigsResource(resource_type=i8(GROUP_RESOURCE), resource_name=group, configs=(
+                    AlterableConfig(name="share.auto.offset.reset", config_operation=i8(SET), value=bad),)),),
+                validate_only=False))
+            (r,) = resp.responses  # type: ignore[attr-defined]
+            assert (r.error_code, bad) == (INVALID_CONFIG, bad)
+            assert "by_duration:<PnDTnHnMn.nS>" in r.error_message
+    finally:
+        raw.close()
+
+
+def test_members_are_kept_across_a_restart(node: Node) -> None:
+    """Kafka writes share group membership to __consumer_offsets (member metadata and assignment records) and
+    starts each member's session again when it loads them: after a restart the member heartbeats on at its epoch."""
+    topic, group = new_topic(node.bootstrap_servers), new_group(node.bootstrap_servers)
+    member = str(uuid.uuid4())
+    raw = Raw(node.bootstrap_servers)
+    try:
+        find_coordinator(raw, group)
+        a = join_until_assigned(raw, group, member, topic)
+        epoch = a.member_epoch  # type: ignore[attr-defined]
+    finally:
+        raw.close()
+    node.restart()
+    raw = Raw(node.bootstrap_servers)
+    try:
+        find_coordinator(raw, group)
+        again = heartbeat(raw, group, member, epoch)
+        assert (again.error_code, again.member_epoch) == (0, epoch)  # type: ignore[attr-defined]
+        (described,) = raw.request(ApiKey.SHARE_GROUP_DESCRIBE, 1, ShareGroupDescribeRequest(
+            group_ids=(group,), include_authorized_operations=False)).groups  # type: ignore[attr-defined]
+        assert [(m.member_id, m.member_epoch, m.subscribed_topic_names) for m in described.members] == [
+            (member, epoch, (topic,))]
+        assert heartbeat(raw, group, member, -1).error_code == 0  # type: ignore[attr-defined]
+    finally:
+        raw.close()
+
+
+def test_deleting_a_share_group_forgets_its_state_and_keeps_its_configs(bootstrap: str) -> None:
+    """DeleteGroups of an empty share group deletes its share-partition state (Kafka's persister deleteState), so the
+    group reads from its reset point again when it comes back; its group configs stay (Kafka keeps them: they live
+    in the cluster metadata, which DeleteGroups does not touch)."""
+    topic, group = new_topic(bootstrap), new_group(bootstrap, share_delivery_count_limit="3")
+    produce(bootstrap, topic, ["d0", "d1", "d2"])
+    assert [(v, n) for _, _, n, v in probe(bootstrap, group, topic, "accept", expect=3)] == [
+        ("d0", 1), ("d1", 1), ("d2", 1)]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_consumer_groups([group], request_timeout=30)[group].result(30)
+    assert group_configs(bootstrap, group) == {"share.auto.offset.reset": "earliest",
+                                               "share.delivery.count.limit": "3"}
+    assert [(v, n) for _, _, n, v in probe(bootstrap, group, topic, "accept", expect=3)] == [
+        ("d0", 1), ("d1", 1), ("d2", 1)]

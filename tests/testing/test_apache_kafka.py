@@ -1,8 +1,13 @@
-"""The Apache Kafka launcher's own logic (no Kafka started here)."""
+"""The Apache Kafka launcher's own logic (Kafka started only to show that it dies with its parent)."""
 
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -51,3 +56,48 @@ def test_a_jar_directory_of_another_release_is_not_taken(tmp_path: Path, monkeyp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert ensure_kafka_jars("4.1.1") == tmp_path
     assert ensure_kafka_jars("9.9.9") == cache
+
+
+_PARENT = """
+import sys
+from pathlib import Path
+from loosely.testing.apache_kafka import ApacheKafka
+kafka = ApacheKafka(nodes=1, base_dir=Path(sys.argv[1]), heap_mb=256)
+kafka.prepare()
+kafka.launch()
+print(kafka.node(1).process.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def _running(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan's zombie may wait long for a reaper in a container)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.kafka
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_broker_jvm_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    jvm = 0
+    try:
+        jvm = int(parent.stdout.readline())
+        assert _running(jvm)
+        assert b"kafka.Kafka" in Path(f"/proc/{jvm}/cmdline").read_bytes()
+        parent.kill()  # SIGKILL: no cleanup of its own runs, as when a pytest run is killed
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _running(jvm):
+            assert time.monotonic() < deadline, "the broker JVM outlived the process that started it"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+        if jvm and _running(jvm):
+            os.kill(jvm, signal.SIGKILL)

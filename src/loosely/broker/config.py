@@ -149,6 +149,15 @@ class BrokerConfig:
     # Kafka: group.consumer.migration.policy (bidirectional, upgrade, downgrade, disabled): whether a classic group
     # with members converts to a consumer group when a KIP-848 member joins, and back when the last one leaves
     group_consumer_migration_policy: str = "bidirectional"
+    # Kafka: group.streams.session.timeout.ms / group.streams.heartbeat.interval.ms /
+    # group.streams.num.standby.replicas (streams groups, KIP-1071): a streams group's defaults (Kafka 4.4's)
+    group_streams_session_timeout_ms: int = 45_000
+    group_streams_heartbeat_interval_ms: int = 5_000
+    group_streams_num_standby_replicas: int = 0
+    # Kafka: group.streams.initial.rebalance.delay.ms: a new streams group's first assignment waits this long
+    group_streams_initial_rebalance_delay_ms: int = 3_000
+    # Kafka: group.streams.assignment.interval.ms: a streams group's target is computed at most this often
+    group_streams_assignment_interval_ms: int = 1_000
     # Kafka: group.share.* (share groups, KIP-932): the broker's defaults for a share group's configs and the
     # ranges a group config may set them within (Kafka 4.4's defaults)
     group_share_heartbeat_interval_ms: int = 5_000
@@ -522,6 +531,11 @@ BROKER_SETTINGS: Final[dict[str, tuple[str, object]]] = {
     "group.consumer.min.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_min", _positive),
     "group.consumer.max.heartbeat.interval.ms": ("group_consumer_heartbeat_interval_ms_max", _positive),
     "group.consumer.migration.policy": ("group_consumer_migration_policy", _migration_policy),
+    "group.streams.session.timeout.ms": ("group_streams_session_timeout_ms", _positive),
+    "group.streams.heartbeat.interval.ms": ("group_streams_heartbeat_interval_ms", _positive),
+    "group.streams.num.standby.replicas": ("group_streams_num_standby_replicas", _non_negative),
+    "group.streams.initial.rebalance.delay.ms": ("group_streams_initial_rebalance_delay_ms", _non_negative),
+    "group.streams.assignment.interval.ms": ("group_streams_assignment_interval_ms", _non_negative),
     "group.share.heartbeat.interval.ms": ("group_share_heartbeat_interval_ms", _positive),
     "group.share.session.timeout.ms": ("group_share_session_timeout_ms", _positive),
     "group.share.record.lock.duration.ms": ("group_share_record_lock_duration_ms", _positive),

@@ -56,6 +56,16 @@ BROKER_SETTING_DOCS: Final[dict[str, str]] = {
     "group.consumer.migration.policy": "Online conversion of a group between the classic and the KIP-848 protocol: "
     "`bidirectional` (classic to consumer when a consumer-protocol member joins, and back when the last one leaves), "
     "`upgrade`, `downgrade` or `disabled`.",
+    "group.streams.session.timeout.ms": "Session timeout of streams group members (a group's "
+    "`streams.session.timeout.ms` config overrides it).",
+    "group.streams.heartbeat.interval.ms": "Heartbeat interval given to streams group members (a group's "
+    "`streams.heartbeat.interval.ms` config overrides it).",
+    "group.streams.num.standby.replicas": "Standby replicas of each task of a streams group, on members of other "
+    "processes (a group's `streams.num.standby.replicas` config overrides it).",
+    "group.streams.assignment.interval.ms": "A streams group's assignment is computed at most this often; members "
+    "changing meanwhile wait for the next (a group's `streams.assignment.interval.ms` config overrides it).",
+    "group.streams.initial.rebalance.delay.ms": "How long a streams group without members waits for more before "
+    "assigning (a group's `streams.initial.rebalance.delay.ms` config overrides it).",
     "group.share.heartbeat.interval.ms": "Heartbeat interval given to share group members (a group's "
     "`share.heartbeat.interval.ms` config overrides it).",
     "group.share.session.timeout.ms": "Session timeout of share group members (a group's `share.session.timeout.ms` "

@@ -169,31 +169,42 @@ class TransactionView(Protocol):
 
 
 class PartitionWatchers:
-    """Futures that long-polling fetches wait on, completed when their partitions get new data."""
+    """Futures that long-polling fetches wait on, completed when their partitions get new data.
+
+    A read_committed fetch (``committed``) reads only below the last stable offset, which a transactional append
+    never moves (its records wait for their marker): such an append wakes only the read_uncommitted fetches
+    (``notify(tp, stable=False)``); the marker wakes them all. A woken read_committed fetch would find nothing,
+    build an empty answer and park again, on the broker's one thread, ahead of the commit's EndTxn."""
 
     def __init__(self) -> None:
         self._waiters: dict[TopicPartition, set[asyncio.Future[None]]] = defaultdict(set)
+        self._committed: dict[TopicPartition, set[asyncio.Future[None]]] = defaultdict(set)
 
-    def watch(self, partitions: Iterable[TopicPartition]) -> asyncio.Future[None]:
+    def watch(self, partitions: Iterable[TopicPartition], *, committed: bool = False) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._committed if committed else self._waiters
         for tp in partitions:
-            self._waiters[tp].add(fut)
+            waiters[tp].add(fut)
         return fut
 
     def unwatch(self, partitions: Iterable[TopicPartition], fut: asyncio.Future[None]) -> None:
-        for tp in partitions:
-            s = self._waiters.get(tp)
-            if s is not None:
-                s.discard(fut)
-                if not s:
-                    del self._waiters[tp]
+        for waiters in (self._waiters, self._committed):
+            for tp in partitions:
+                s = waiters.get(tp)
+                if s is not None:
+                    s.discard(fut)
+                    if not s:
+                        del waiters[tp]
 
-    def notify(self, tp: TopicPartition) -> None:
-        s = self._waiters.pop(tp, None)
-        if s:
-            for fut in s:
-                if not fut.done():
-                    fut.set_result(None)
+    def notify(self, tp: TopicPartition, *, stable: bool = True) -> None:
+        """New data in ``tp``; ``stable``: the last stable offset may have moved too (anything but a
+        transactional append)."""
+        for waiters in (self._waiters, self._committed) if stable else (self._waiters,):
+            s = waiters.pop(tp, None)
+            if s:
+                for fut in s:
+                    if not fut.done():
+                        fut.set_result(None)
 
 
 @dataclass(slots=True)
@@ -242,7 +253,9 @@ class BrokerContext:
     def record_produced(self, topic: str, partition: int, result: AppendResult, nbytes: int) -> None:
         self.bytes_in[topic] += nbytes
         self.messages_in[topic] += result.last_offset - result.base_offset + 1
-        self.watchers.notify(TopicPartition(topic, partition))
+        # a transaction's records move the last stable offset only with their marker (which notifies then)
+        stable = self.transactions is None or not any(h.is_transactional for h in result.batches)
+        self.watchers.notify(TopicPartition(topic, partition), stable=stable)
 
     @property
     def listener(self) -> BoundListener:

@@ -15,6 +15,12 @@ Usage::
     with ApacheKafka(nodes=1) as kafka:
         print(kafka.bootstrap_servers)
 
+**The JVMs die with their parent.** Each broker JVM is started in its own session (so that :meth:`ApacheKafka.kill`
+can signal it and whatever it starts) and, on Linux, with ``PR_SET_PDEATHSIG`` set to SIGKILL: when the process that
+started it ends in any way, a killed pytest run included, the kernel kills the JVM too, and no Kafka is left holding
+ports and memory. The signal follows the *thread* that started the JVM, so start clusters from a thread that lives
+as long as they do (pytest's fixtures run in the main thread). Elsewhere the JVMs outlive a killed parent, as before.
+
 Secured listeners come on top of the PLAINTEXT one (which stays the inter-broker listener and the one
 ``bootstrap_servers`` names): ``listeners`` maps a listener name to its security protocol, each gets its own free
 port, and ``config`` carries the rest (JAAS lines, ``ssl.*``, ``authorizer.class.name``)::
@@ -33,15 +39,18 @@ port, and ``config`` carries the rest (JAAS lines, ``ssl.*``, ``authorizer.class
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,10 +107,44 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
     return dest
 
 
+_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` (Linux only) asking the kernel to SIGKILL the child when its parent ends; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent ended before the request took hold
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+STOP_GRACE_S = 15.0  # stop(): SIGTERM, then SIGKILL for the nodes still running after this long
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all bound at once, since the kernel may hand a port just closed by
+    :func:`free_port` to the next bind (a node's PLAINTEXT and SASL_SSL listeners once got the same port, and Kafka
+    refused to format)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -172,8 +215,9 @@ class ApacheKafka:
         for i in range(1, self.nodes + 1):
             d = self.base_dir / f"node-{i}"
             d.mkdir(parents=True, exist_ok=True)
-            node = KafkaNode(i, free_port(), free_port(), d / "data", d / "server.properties")
-            node.listener_ports = {name: free_port() for name in self.listeners}
+            port, controller_port, *listener_ports = _free_ports(2 + len(self.listeners))
+            node = KafkaNode(i, port, controller_port, d / "data", d / "server.properties")
+            node.listener_ports = dict(zip(self.listeners, listener_ports, strict=True))
             self._nodes.append(node)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes)
         rf = str(min(3, self.nodes))
@@ -243,6 +287,7 @@ class ApacheKafka:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - a prctl call and a getppid, no locks taken
         )
         out.close()
 
@@ -278,10 +323,13 @@ class ApacheKafka:
         for n in self._nodes:
             if n.process is not None and n.process.poll() is None:
                 os.killpg(n.process.pid, signal.SIGTERM)
+        # a node's controlled shutdown takes a few seconds; one stuck on a quorum that is going away (a refused
+        # second process on its data directory, a cluster stopping all at once) is killed: nothing is kept after
+        deadline = time.monotonic() + STOP_GRACE_S
         for n in self._nodes:
             if n.process is not None:
                 try:
-                    n.process.wait(timeout=30)
+                    n.process.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     os.killpg(n.process.pid, signal.SIGKILL)
                     n.process.wait()

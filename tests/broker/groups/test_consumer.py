@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from kio.schema.errors import ErrorCode
 
 from loosely.broker.groups.consumer import (
+    CommitAttempt,
     ConsumerGroup,
     ConsumerGroupLimits,
     ConsumerHeartbeat,
@@ -194,15 +195,42 @@ def test_a_backtracking_regex_cannot_stall_the_coordinator() -> None:
     assert time.monotonic() - started < 1
 
 
-def test_offset_commit_needs_the_current_member_epoch() -> None:
+def test_offset_commits_are_checked_against_the_epoch_each_partition_came_at() -> None:
+    """Kafka 4.4's check: the member's epoch always commits, a newer one never; an older one commits a partition
+    only if it came to the member at that epoch or before (kept partitions keep the epoch they came at)."""
     c = Coordinator()
-    c.join("m1")
-    assert validate_offset_commit(c.g, "m1", 1) == ErrorCode.none
-    assert validate_offset_commit(c.g, "m1", 0) == ErrorCode.stale_member_epoch
-    assert validate_offset_commit(c.g, "x", 1) == ErrorCode.unknown_member_id
-    assert validate_offset_commit(c.g, "", -1) == ErrorCode.unknown_member_id
+    all_a = c.join("m1").assignment
+    assert all_a is not None
+    c.join("m2")
+    keep = c.hb("m1", 1, owned=all_a).assignment
+    assert keep is not None
+    c.hb("m1", 1, owned=keep)
+    c.hb("m2", 2, owned=frozenset())
+    c.hb("m2", -1)
+    r1 = c.hb("m1", 2, owned=keep)
+    assert r1.assignment == all_a and r1.member_epoch == 3
+    kept, regained = min(p for _, p in keep), min(p for _, p in all_a - keep)
+
+    def commit(epoch: int, *ps: int, member: str = "m1", version: int = 9) -> tuple[ErrorCode, str | None]:
+        return validate_offset_commit(c.g, CommitAttempt(member, None, epoch, tuple(("a", p) for p in ps), False,
+                                                         version))
+
+    assert commit(3, kept, regained) == (ErrorCode.none, None)
+    assert commit(1, kept) == (ErrorCode.none, None)
+    assert commit(1, kept, regained) == (ErrorCode.stale_member_epoch,
+                                         f"Received member epoch 1 is older than assignment epoch 3 for partition "
+                                         f"a-{regained}.")
+    assert commit(4, kept) == (ErrorCode.stale_member_epoch, "Received member epoch 4 is newer than current member "
+                                                             "epoch 3.")
+    assert commit(1, 9)[1] == "Partition a-9 is not assigned or pending revocation for member."
+    assert validate_offset_commit(c.g, CommitAttempt("m1", None, 1, (("b", 0),), False, 9))[0] == (
+        ErrorCode.stale_member_epoch)
+    assert commit(3, kept, version=8)[0] == ErrorCode.unsupported_version
+    assert commit(3, kept, member="x")[0] == ErrorCode.unknown_member_id
+    assert commit(-1, member="")[0] == ErrorCode.unknown_member_id
+    assert validate_offset_commit(c.g, CommitAttempt("", None, -1, (), True, 6))[0] == ErrorCode.none
     c.hb("m1", -1)
-    assert validate_offset_commit(c.g, "", -1) == ErrorCode.none
+    assert commit(-1, member="")[0] == ErrorCode.none
 
 
 def test_assignors() -> None:

@@ -410,6 +410,7 @@ def test_only_what_changed_is_written_and_reads_back() -> None:
         assigned=frozenset({(tid, 0)}),
         pending_revocation=frozenset({(tid, 1)}),
         classic=ClassicMetadata(10_000, (("range", subscription("t")),)),
+        partition_epochs={(tid, 0): 2, (tid, 1): 1},  # written as Kafka 4.4's AssignmentEpochs, read back
     )
     g = ConsumerGroup("g", group_epoch=4, assignment_epoch=4, members={"m": m}, target={"m": frozenset({(tid, 0)})})
     written = consumer_records.changes("g", None, g)

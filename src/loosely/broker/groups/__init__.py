@@ -11,6 +11,8 @@
 * :mod:`.coordinator`: the asyncio shell the handlers call.
 * :mod:`.share`: share groups (KIP-932), membership and record states (pure), and :mod:`.share_shell`: their
   sessions, timers and state file.
+* :mod:`.streams`: streams groups (KIP-1071), topology, task assignment and membership (pure), and
+  :mod:`.streams_shell`: their internal topics and timers.
 """
 
 __all__ = [
@@ -25,4 +27,6 @@ __all__ = [
     "share",
     "share_shell",
     "store",
+    "streams",
+    "streams_shell",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "ASSIGNORS",
     "ClassicJoin",
     "ClassicMetadata",
+    "CommitAttempt",
     "ConsumerGroup",
     "ConsumerGroupLimits",
     "ConsumerHeartbeat",
@@ -132,6 +133,9 @@ class ConsumerMember:
     revocation_deadline_ms: int | None = None
     classic: ClassicMetadata | None = None  # set for a member that speaks JoinGroup/SyncGroup/Heartbeat
     classic_deadline_ms: int | None = None  # a classic member's rejoin or sync must come before this
+    # the member epoch at which each partition (assigned or being given up) came to the member: an offset commit
+    # with an older epoch than the member's is checked against it, as Kafka 4.4 does
+    partition_epochs: Mapping[TP, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,16 +634,23 @@ def _next_assignment(g: ConsumerGroup, m: ConsumerMember, epoch: int, owned: fro
     wanted = target - keep
     unreleased = {tp for tp in wanted if g.owner_epoch(tp, m.member_id) != -1}
     give = wanted - unreleased
+    kept = {tp: m.partition_epochs.get(tp, m.member_epoch) for tp in keep}
     if revoke and (owned is None or owned & revoke):
         return replace(
             _with_epoch(m, epoch),
             state=MemberState.UNREVOKED_PARTITIONS,
             assigned=keep,
             pending_revocation=revoke,
+            partition_epochs=kept | {tp: m.partition_epochs.get(tp, m.member_epoch) for tp in revoke},
         )
     state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
+    # A partition new to the member is assigned at the epoch the member moves to; the ones it keeps keep theirs.
     return replace(
-        _with_epoch(m, g.assignment_epoch), state=state, assigned=keep | give, pending_revocation=frozenset()
+        _with_epoch(m, g.assignment_epoch),
+        state=state,
+        assigned=keep | give,
+        pending_revocation=frozenset(),
+        partition_epochs=kept | dict.fromkeys(give, g.assignment_epoch),
     )
 
 
@@ -675,14 +686,53 @@ def group_state(g: ConsumerGroup) -> str:
     return "Stable"
 
 
-def validate_offset_commit(g: ConsumerGroup, member_id: str, member_epoch: int) -> ErrorCode:
-    """OffsetCommit for a consumer group: an admin commit (epoch < 0) needs an empty group; a member's, its epoch."""
-    if member_epoch < 0 and not g.members:
-        return ErrorCode.none
-    m = g.members.get(member_id)
+@dataclass(frozen=True, slots=True)
+class CommitAttempt:
+    """An OffsetCommit or TxnOffsetCommit as a consumer or streams group checks it."""
+
+    member_id: str
+    instance_id: str | None
+    member_epoch: int
+    partitions: tuple[tuple[str, int], ...]  # (topic, partition)
+    transactional: bool
+    api_version: int
+
+    def needs_no_member(self, members: Mapping[str, object]) -> bool:
+        """Kafka's commits from outside the group: an admin's (epoch < 0) to a group without members, and a
+        transactional one without a member (epoch -1, no member id, no instance id)."""
+        if self.member_epoch < 0 and not members:
+            return True
+        return self.transactional and self.member_epoch == LEAVE_EPOCH and not self.member_id and (
+            self.instance_id is None)
+
+
+def validate_offset_commit(g: ConsumerGroup, c: CommitAttempt) -> tuple[ErrorCode, str | None]:
+    """(Txn)OffsetCommit for a consumer group, Kafka 4.4's rules: a commit from outside the group passes as
+    :meth:`CommitAttempt.needs_no_member` says; otherwise the member must exist, a consumer-protocol member use
+    OffsetCommit v9 or later, and send its epoch, or an older one that is not older than the epoch at which each
+    committed partition came to it. A classic member's epoch is its generation: it is told ILLEGAL_GENERATION, as a
+    classic group would tell it. Answers the error for the whole request and why (for the log)."""
+    if c.needs_no_member(g.members):
+        return ErrorCode.none, None
+    member_epoch = c.member_epoch
+    m = g.members.get(c.member_id)
     if m is None:
-        return ErrorCode.unknown_member_id
-    if member_epoch != m.member_epoch:
-        # A classic member's epoch is its generation: it is told as a classic group would tell it.
-        return ErrorCode.illegal_generation if m.classic is not None else ErrorCode.stale_member_epoch
-    return ErrorCode.none
+        return ErrorCode.unknown_member_id, f"Member {c.member_id} is not a member of group {g.group_id}."
+    if not c.transactional and m.classic is None and c.api_version < 9:
+        return ErrorCode.unsupported_version, ("OffsetCommit version 9 or above must be used by members using the "
+                                               "consumer group protocol")
+    if member_epoch == m.member_epoch:
+        return ErrorCode.none, None
+    stale, what = ((ErrorCode.illegal_generation, "generation id") if m.classic is not None
+                   else (ErrorCode.stale_member_epoch, "member epoch"))
+    if member_epoch > m.member_epoch:
+        return stale, f"Received {what} {member_epoch} is newer than current member epoch {m.member_epoch}."
+    for topic, partition in c.partitions:
+        info = g.topics.get(topic)
+        assigned_at = None if info is None else m.partition_epochs.get((info.topic_id, partition))
+        if assigned_at is None:
+            return stale, f"Partition {topic}-{partition} is not assigned or pending revocation for member."
+        if member_epoch < assigned_at:
+            return stale, (f"Received {what} {member_epoch} is older than assignment epoch {assigned_at} for "
+                           f"partition {topic}-{partition}.")
+    return ErrorCode.none, None

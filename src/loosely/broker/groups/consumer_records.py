@@ -58,6 +58,7 @@ TARGET: Final = 7
 CURRENT: Final = 8
 _VERSION: Final = 0
 _CLASSIC_TAG: Final = 0
+_ASSIGNMENT_EPOCHS_TAG: Final = 0  # TopicPartitions.AssignmentEpochs (Kafka 4.4)
 _STATE_CODES: Final = {MemberState.STABLE: 0, MemberState.UNREVOKED_PARTITIONS: 1, MemberState.UNRELEASED_PARTITIONS: 2}
 
 TP = tuple[uuid.UUID, int]
@@ -71,6 +72,7 @@ class _Current:
     state: MemberState
     assigned: frozenset[TP]
     pending_revocation: frozenset[TP]
+    partition_epochs: Mapping[TP, int]
 
 
 @dataclass(slots=True)
@@ -87,25 +89,49 @@ class LoadedGroup:
 # --- values --------------------------------------------------------------------------------------------------------
 
 
-def _tps(w: Writer, tps: frozenset[TP]) -> None:
+def _tps(w: Writer, tps: frozenset[TP], epochs: Mapping[TP, int] | None = None) -> None:
+    """A TopicPartitions array; with ``epochs``, each topic's AssignmentEpochs (tag 0, one per partition)."""
     by_topic: dict[uuid.UUID, list[int]] = {}
     for tid, p in tps:
         by_topic.setdefault(tid, []).append(p)
     w.array_length(len(by_topic), compact=True)
     for tid in sorted(by_topic, key=str):
-        w.raw(tid.bytes).array_length(len(by_topic[tid]), compact=True)
-        for p in sorted(by_topic[tid]):
+        partitions = sorted(by_topic[tid])
+        w.raw(tid.bytes).array_length(len(partitions), compact=True)
+        for p in partitions:
             w.i32(p)
-        w.no_tagged_fields()
+        if epochs is None:
+            w.no_tagged_fields()
+            continue
+        tagged = Writer().array_length(len(partitions), compact=True)
+        for p in partitions:
+            tagged.i32(epochs[(tid, p)])
+        body = tagged.done()
+        w.uvarint(1).uvarint(_ASSIGNMENT_EPOCHS_TAG).uvarint(len(body)).raw(body)
 
 
 def _read_tps(r: Reader) -> frozenset[TP]:
-    out: set[TP] = set()
+    return frozenset(_read_tps_with_epochs(r))
+
+
+def _read_tps_with_epochs(r: Reader) -> dict[TP, int | None]:
+    """A TopicPartitions array: each partition with its AssignmentEpochs entry (None where Kafka wrote none)."""
+    out: dict[TP, int | None] = {}
     for _ in range(max(r.array_length(compact=True), 0)):
         tid = uuid.UUID(bytes=r.take(16))
-        out |= {(tid, r.i32()) for _ in range(max(r.array_length(compact=True), 0))}
-        r.skip_tagged_fields()
-    return frozenset(out)
+        partitions = [r.i32() for _ in range(max(r.array_length(compact=True), 0))]
+        epochs: list[int] = []
+        for _ in range(r.uvarint()):
+            tag = r.uvarint()
+            body = r.take(r.uvarint())
+            if tag == _ASSIGNMENT_EPOCHS_TAG:
+                t = Reader(body)
+                epochs = [t.i32() for _ in range(max(t.array_length(compact=True), 0))]
+        if len(epochs) != len(partitions):
+            epochs = []  # as Kafka: without one epoch per partition, the member's epoch stands for all
+        for i, p in enumerate(partitions):
+            out[(tid, p)] = epochs[i] if epochs else None
+    return out
 
 
 def _epoch_value(epoch: int) -> bytes:
@@ -176,8 +202,9 @@ def _target_value(tps: frozenset[TP]) -> bytes:
 
 def _current_value(m: ConsumerMember) -> bytes:
     w = Writer().i16(_VERSION).i32(m.member_epoch).i32(m.previous_member_epoch).i8(_STATE_CODES[m.state])
-    _tps(w, m.assigned)
-    _tps(w, m.pending_revocation)
+    epochs = {tp: m.partition_epochs.get(tp, m.member_epoch) for tp in m.assigned | m.pending_revocation}
+    _tps(w, m.assigned, epochs)
+    _tps(w, m.pending_revocation, epochs)
     return w.no_tagged_fields().done()
 
 
@@ -188,10 +215,11 @@ def _read_current(data: bytes) -> _Current:
     states = {v: k for k, v in _STATE_CODES.items()}
     if code not in states:
         raise CorruptRecordError(f"unknown member state {code}")
-    assigned, pending = _read_tps(r), _read_tps(r)
+    assigned, pending = _read_tps_with_epochs(r), _read_tps_with_epochs(r)
     r.skip_tagged_fields()
     r.end()
-    return _Current(epoch, previous, states[code], assigned, pending)
+    epochs = {tp: epoch if e is None else e for tp, e in (assigned | pending).items()}
+    return _Current(epoch, previous, states[code], frozenset(assigned), frozenset(pending), epochs)
 
 
 def _version(r: Reader) -> None:
@@ -299,6 +327,7 @@ def rebuild(
                 state=c.state,
                 assigned=c.assigned,
                 pending_revocation=c.pending_revocation,
+                partition_epochs=c.partition_epochs,
                 # A revocation in progress gets a full rebalance timeout again, as Kafka reschedules it on load.
                 revocation_deadline_ms=now_ms + m.rebalance_timeout_ms
                 if c.state is MemberState.UNREVOKED_PARTITIONS

@@ -74,6 +74,9 @@ from loosely.broker.groups.consumer_shell import ConsumerGroups
 from loosely.broker.groups.embedded import decode_subscription, encode_assignment, subscription_version
 from loosely.broker.groups.records import GroupValue, MemberValue, OffsetValue
 from loosely.broker.groups.store import OffsetStore, is_expired, store_error
+from loosely.broker.groups.streams import StreamsGroupLimits
+from loosely.broker.groups.streams import validate_offset_commit as validate_streams_commit
+from loosely.broker.groups.streams_shell import StreamsGroups
 from loosely.broker.producers import ProducerStateManager
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.names import TopicPartition
@@ -124,6 +127,7 @@ class GroupCoordinator:
         self._ctx: BrokerContext | None = None
         self._store: OffsetStore | None = None
         self._consumer: ConsumerGroups | None = None
+        self._streams: StreamsGroups | None = None
         self.groups: dict[GroupId, _Entry] = {}
         self._timers: Timers[GroupId] = Timers(self._on_timer)
         self._waiting: Waiting[Response] = Waiting()
@@ -144,6 +148,12 @@ class GroupCoordinator:
         return self._store
 
     @property
+    def streams(self) -> StreamsGroups:
+        """The KIP-1071 streams groups (StreamsGroupHeartbeat)."""
+        assert self._streams is not None, "the group coordinator is not started"
+        return self._streams
+
+    @property
     def consumer(self) -> ConsumerGroups:
         """The KIP-848 consumer groups (ConsumerGroupHeartbeat)."""
         assert self._consumer is not None, "the group coordinator is not started"
@@ -162,7 +172,18 @@ class GroupCoordinator:
             ),
         )
         self._consumer.on_change = self._consumer_changed
+        self._streams = StreamsGroups(
+            ctx,
+            StreamsGroupLimits(
+                session_timeout_ms=cfg.group_streams_session_timeout_ms,
+                heartbeat_interval_ms=cfg.group_streams_heartbeat_interval_ms,
+                num_standby_replicas=cfg.group_streams_num_standby_replicas,
+                initial_rebalance_delay_ms=cfg.group_streams_initial_rebalance_delay_ms,
+                assignment_interval_ms=cfg.group_streams_assignment_interval_ms,
+            ),
+        )
         self._consumer.persist = self._persist_consumer
+        self._streams.load()
         n = self.store.load()
         self._restore_consumer_groups()
         self._restore_groups()
@@ -182,6 +203,8 @@ class GroupCoordinator:
         self._waiting.cancel_all()
         if self._consumer is not None:
             self._consumer.stop()
+        if self._streams is not None:
+            self._streams.stop()
 
     def _restore_consumer_groups(self) -> None:
         now = self.ctx.clock.monotonic_ms()
@@ -207,7 +230,7 @@ class GroupCoordinator:
         now = self.ctx.clock.monotonic_ms()
         wall = self.ctx.clock.now_ms()
         for gid in self.store.group_ids():
-            if self.consumer.get(gid) is not None:
+            if self.consumer.get(gid) is not None or self.streams.get(gid) is not None:
                 continue
             value = self.store.groups.get(gid)
             if value is None:
@@ -623,6 +646,17 @@ class GroupCoordinator:
 
     def delete_group(self, group_id: str) -> ErrorCode:
         gid = GroupId(group_id)
+        streams = self.streams.get(gid)
+        if streams is not None:
+            if streams.members:
+                return ErrorCode.non_empty_group
+            try:
+                self.store.delete_group(gid)
+            except LogError as e:
+                return store_error(e)
+            self.streams.drop(gid)
+            self._drop(gid)
+            return ErrorCode.none
         modern = self.consumer.get(gid)
         if modern is not None:
             if modern.members:
@@ -649,6 +683,15 @@ class GroupCoordinator:
         self.groups.pop(gid, None)
         self._timers.set(gid, None)
 
+    def take_over_empty(self, group_id: str) -> bool:
+        """Let a group of another type take the id of a classic group without members (one that only holds
+        committed offsets, or is empty), as Kafka converts it; False when the id is a classic group's with members."""
+        g = self.group(group_id)
+        if g is not None and g.members:
+            return False
+        self._drop(GroupId(group_id))
+        return True
+
     # --- offsets -------------------------------------------------------------------------------------------
 
     def commit_offsets(
@@ -664,10 +707,20 @@ class GroupCoordinator:
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """OffsetCommit: ``(error for every partition, or NONE and per-partition errors)``."""
         gid = GroupId(group_id)
+        attempt = consumer.CommitAttempt(member_id, instance_id, generation,
+                                         tuple((p.topic, p.partition) for p in partitions), False, api_version)
+        streams = self.streams.get(gid)
+        if streams is not None:
+            error, why = validate_streams_commit(streams, attempt)
+            if error != ErrorCode.none:
+                log.debug("[GroupId %s] OffsetCommit refused: %s", group_id, why)
+                return error, {}
+            return ErrorCode.none, self._write_offsets(gid, partitions, expire_timestamp_ms, None)
         modern = self.consumer.get(gid)
         if modern is not None:
-            error = consumer.validate_offset_commit(modern, member_id, generation)
+            error, why = consumer.validate_offset_commit(modern, attempt)
             if error != ErrorCode.none:
+                log.debug("[GroupId %s] OffsetCommit refused: %s", group_id, why)
                 return error, {}
             return ErrorCode.none, self._write_offsets(gid, partitions, expire_timestamp_ms, None)
         g = self.group(gid)
@@ -693,15 +746,27 @@ class GroupCoordinator:
         producer_id: int,
         producer_epoch: int,
         partitions: list[CommitRequest],
+        api_version: int,
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """TxnOffsetCommit, after the transaction coordinator vouched for the producer."""
         gid = GroupId(group_id)
+        # TxnOffsetCommit has STALE_MEMBER_EPOCH from v6 (KIP-1319); Kafka answers ILLEGAL_GENERATION before.
+        stale = ErrorCode.stale_member_epoch if api_version >= 6 else ErrorCode.illegal_generation
+        attempt = consumer.CommitAttempt(member_id, instance_id, generation,
+                                         tuple((p.topic, p.partition) for p in partitions), True, api_version)
+        streams = self.streams.get(gid)
+        if streams is not None:
+            error, why = validate_streams_commit(streams, attempt)
+            if error != ErrorCode.none:
+                log.debug("[GroupId %s] TxnOffsetCommit refused: %s", group_id, why)
+                return (stale if error == ErrorCode.stale_member_epoch else error), {}
+            return ErrorCode.none, self._write_offsets(gid, partitions, -1, (producer_id, producer_epoch))
         modern = self.consumer.get(gid)
         if modern is not None:
-            error = consumer.validate_offset_commit(modern, member_id, generation)
+            error, why = consumer.validate_offset_commit(modern, attempt)
             if error != ErrorCode.none:
-                # TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION.
-                return (ErrorCode.illegal_generation if error == ErrorCode.stale_member_epoch else error), {}
+                log.debug("[GroupId %s] TxnOffsetCommit refused: %s", group_id, why)
+                return (stale if error == ErrorCode.stale_member_epoch else error), {}
             return ErrorCode.none, self._write_offsets(gid, partitions, -1, (producer_id, producer_epoch))
         g = self.group(gid)
         error = validate_offset_commit(g, member_id, instance_id, generation, transactional=True)
@@ -743,7 +808,7 @@ class GroupCoordinator:
 
     def check_fetching_member(self, group_id: str, member_id: str | None, member_epoch: int) -> ErrorCode:
         """OffsetFetch v9 names the asking member of a consumer-protocol group: it must be current."""
-        modern = self.consumer.get(group_id)
+        modern = self.consumer.get(group_id) or self.streams.get(group_id)
         if member_id is None or modern is None:
             return ErrorCode.none
         m = modern.members.get(member_id)
@@ -756,7 +821,8 @@ class GroupCoordinator:
     ) -> list[tuple[TopicPartition, int, int, str, ErrorCode]]:
         """OffsetFetch: ``(tp, offset, leader epoch, metadata, error)``; None asks for every committed partition."""
         g = self.group(group_id)
-        exists = (g is not None and g.phase is not Phase.DEAD) or self.consumer.get(group_id) is not None
+        exists = ((g is not None and g.phase is not Phase.DEAD) or self.consumer.get(group_id) is not None
+                  or self.streams.get(group_id) is not None)
         committed = self.store.committed(group_id) if exists else {}
         wanted = sorted(committed) if partitions is None else partitions
         out: list[tuple[TopicPartition, int, int, str, ErrorCode]] = []
@@ -775,8 +841,11 @@ class GroupCoordinator:
         self, group_id: str, partitions: list[TopicPartition]
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         modern = self.consumer.get(group_id)
+        streams = self.streams.get(group_id)
         if modern is not None:
             subscribed = self.consumer.subscribed_topics(modern)
+        elif streams is not None:
+            subscribed = self.streams.subscribed_topics(streams) if streams.members else frozenset()
         else:
             g = self.group(group_id)
             error = validate_offset_delete(g)
@@ -810,6 +879,11 @@ class GroupCoordinator:
             if not modern.members:
                 return self.consumer.empty_since(gid), frozenset(), True
             return None, self.consumer.subscribed_topics(modern), False
+        streams = self.streams.get(gid)
+        if streams is not None:
+            if not streams.members:
+                return self.streams.empty_since(gid), frozenset(), True
+            return None, self.streams.subscribed_topics(streams), False
         entry = self.groups.get(gid)
         if entry is None:
             return None
@@ -828,7 +902,8 @@ class GroupCoordinator:
         now = self.ctx.clock.now_ms()
         retention = self.ctx.config.offsets_retention_ms
         expired_total = 0
-        for gid in [GroupId(g) for g in sorted(set(self.groups) | set(self.consumer.groups))]:
+        every = set(self.groups) | set(self.consumer.groups) | set(self.streams.groups)
+        for gid in [GroupId(g) for g in sorted(every)]:
             orphans = self.store.orphaned(gid)
             try:
                 if orphans:
@@ -848,6 +923,7 @@ class GroupCoordinator:
                 expired_total += self.store.delete_offsets(gid, doomed)
                 if empty and not self.store.committed(gid) and not self.store.has_pending(gid):
                     self._drop_consumer(gid)
+                    self.streams.drop(gid)
                     self.store.store_group(gid, None)
                     self._drop(gid)
             except LogError as e:

@@ -83,6 +83,7 @@ def to_consumer(
             previous_member_epoch=g.generation,
             state=MemberState.STABLE,
             assigned=assigned,
+            partition_epochs=dict.fromkeys(assigned, g.generation),
             classic=ClassicMetadata(m.session_timeout_ms, tuple((p.name, p.metadata) for p in m.protocols)),
         )
         target[m.member_id] = assigned

@@ -20,7 +20,8 @@ share one.
 it every record is done) and its *end offset* (the next offset never delivered). Each in-flight record is AVAILABLE,
 ACQUIRED (by a member, until a deadline), ACKNOWLEDGED or ARCHIVED; the start offset moves over done records at the
 front. At most ``share.partition.max.record.locks`` offsets are in flight, which bounds the state. The first fetch
-sets the start offset from ``share.auto.offset.reset``: ``latest`` the log end, ``earliest`` the log start.
+sets the start offset from ``share.auto.offset.reset`` (the shell reads the log for it). In a ``read_committed``
+group the records of aborted transactions are archived as they are first reached, never delivered.
 
 Nothing here does I/O or reads a clock: the shell (:mod:`.share_shell`) passes ``now_ms`` and persists.
 """
@@ -28,7 +29,7 @@ Nothing here does I/O or reads a clock: the shell (:mod:`.share_shell`) passes `
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,6 +45,8 @@ __all__ = [
     "SharePartition",
     "assign",
     "heartbeat",
+    "member_from_json",
+    "member_to_json",
 ]
 
 TopicPartitionId = tuple[str, int]  # (topic name, partition)
@@ -86,10 +89,14 @@ class Acquired:
     delivery_count: int
 
 
+_NEVER = 2**63 - 1
+_ACK_TYPES = frozenset(int(t) for t in AckType)
+
+
 class SharePartition:
     """One share group's view of one partition: the start offset and the records in flight."""
 
-    __slots__ = ("end_offset", "records", "start_offset")
+    __slots__ = ("_available", "_expiry_from", "end_offset", "records", "start_offset")
 
     def __init__(self, start_offset: int, records: Mapping[int, InFlight] | None = None,
                  end_offset: int | None = None) -> None:
@@ -97,10 +104,16 @@ class SharePartition:
         self.records: dict[int, InFlight] = dict(records or {})
         self.end_offset = max([start_offset, *(o + 1 for o in self.records)]) if end_offset is None else end_offset
         assert self.end_offset >= self.start_offset
+        # Kept beside the records so that a fetch does not walk every record in flight: how many are AVAILABLE
+        # (none, mostly: only a release or a lock running out makes one), and a time before which no lock runs out.
+        self._available = sum(r.state == RecordState.AVAILABLE for r in self.records.values())
+        self._expiry_from = min((r.deadline_ms for r in self.records.values() if r.state == RecordState.ACQUIRED),
+                                default=_NEVER)
 
     def _release(self, r: InFlight, delivery_limit: int) -> None:
         r.state = RecordState.ARCHIVED if r.delivery_count >= delivery_limit else RecordState.AVAILABLE
         r.member_id, r.deadline_ms = "", 0
+        self._available += r.state == RecordState.AVAILABLE
 
     def _advance(self) -> None:
         while self.start_offset < self.end_offset:
@@ -112,11 +125,17 @@ class SharePartition:
 
     def expire(self, now_ms: int, delivery_limit: int) -> bool:
         """Release every lock that has run out; whether any did."""
+        if now_ms < self._expiry_from:
+            return False
         changed = False
+        self._expiry_from = _NEVER
         for r in self.records.values():
-            if r.state == RecordState.ACQUIRED and r.deadline_ms <= now_ms:
-                self._release(r, delivery_limit)
-                changed = True
+            if r.state == RecordState.ACQUIRED:
+                if r.deadline_ms <= now_ms:
+                    self._release(r, delivery_limit)
+                    changed = True
+                else:
+                    self._expiry_from = min(self._expiry_from, r.deadline_ms)
         if changed:
             self._advance()
         return changed
@@ -136,34 +155,61 @@ class SharePartition:
         """Records deleted from the log (retention, DeleteRecords) are no longer in flight."""
         if log_start_offset > self.start_offset:
             for o in [o for o in self.records if o < log_start_offset]:
-                del self.records[o]
+                self._available -= self.records.pop(o).state == RecordState.AVAILABLE
             self.start_offset = log_start_offset
             self.end_offset = max(self.end_offset, log_start_offset)
 
     def next_fetch_offset(self) -> int:
         """The first offset a fetch could acquire: the first AVAILABLE record in flight, else the end offset."""
-        available = [o for o, r in self.records.items() if r.state == RecordState.AVAILABLE]
-        return min(available) if available else self.end_offset
+        if not self._available:
+            return self.end_offset
+        return min(o for o, r in self.records.items() if r.state == RecordState.AVAILABLE)
 
     def acquire(
-        self, member_id: str, *, read_to: int, records_max: int, locks_max: int, lock_ms: int, now_ms: int
+        self, member_id: str, *, read_to: int, records_max: int, locks_max: int, lock_ms: int, now_ms: int,
+        aborted: Sequence[tuple[int, int]] = (), batch_ends: Sequence[int] = (),
     ) -> list[Acquired]:
         """Acquire up to ``records_max`` records below ``read_to`` (the offset after the batches read from the log):
         AVAILABLE ones in flight first, then new ones from the end offset while fewer than ``locks_max`` offsets are
-        in flight. Returns the acquired ranges, each of one delivery count."""
+        in flight. Returns the acquired ranges, each of one delivery count.
+
+        ``batch_ends``: the last offsets of the batches read, ascending. New records are then acquired whole
+        batches at a time, ``records_max`` and ``locks_max`` checked only where a batch begins, as Kafka's default
+        (batch-optimized) acquisition does: the client receives whole batches anyway, and ShareFetch's MaxRecords
+        "can be exceeded for alignment of batch boundaries". Without them, every record is a batch of its own.
+
+        ``aborted``: ``(first, last)`` offsets of the aborted transactions' batches among those read (read_committed
+        groups). New records in them are archived as they are reached, never delivered, as Kafka 4.4 does."""
         got: list[tuple[int, int]] = []
-        for o in sorted(o for o, r in self.records.items() if r.state == RecordState.AVAILABLE and o < read_to):
+        skipped = False
+        available = sorted(o for o, r in self.records.items()
+                           if r.state == RecordState.AVAILABLE and o < read_to) if self._available else []
+        for o in available:
             if len(got) >= records_max:
                 break
             r = self.records[o]
             r.state, r.delivery_count, r.member_id, r.deadline_ms = (
                 RecordState.ACQUIRED, r.delivery_count + 1, member_id, now_ms + lock_ms)
+            self._available -= 1
             got.append((o, r.delivery_count))
-        while len(got) < records_max and self.end_offset < read_to and self.end_offset - self.start_offset < locks_max:
+        self._expiry_from = min(self._expiry_from, now_ms + lock_ms)
+        ends = iter(e for e in batch_ends if e >= self.end_offset)
+        batch_last = self.end_offset - 1  # the last offset of the batch being acquired
+        while self.end_offset < read_to:
             o = self.end_offset
-            self.records[o] = InFlight(RecordState.ACQUIRED, 1, member_id, now_ms + lock_ms)
+            if o > batch_last:  # a batch begins
+                if len(got) >= records_max or o - self.start_offset >= locks_max:
+                    break
+                batch_last = next(ends, o)
             self.end_offset += 1
+            if aborted and any(first <= o <= last for first, last in aborted):
+                self.records[o] = InFlight(RecordState.ARCHIVED, 1)
+                skipped = True
+                continue
+            self.records[o] = InFlight(RecordState.ACQUIRED, 1, member_id, now_ms + lock_ms)
             got.append((o, 1))
+        if skipped:
+            self._advance()
         out: list[Acquired] = []
         for o, n in sorted(got):
             if out and out[-1].last_offset == o - 1 and out[-1].delivery_count == n:
@@ -185,7 +231,7 @@ class SharePartition:
                 return ErrorCode.invalid_request, "Invalid acknowledgement batch.", False
             for i, o in enumerate(range(first, last + 1)):
                 t = types[0] if len(types) == 1 else types[i]
-                if t not in AckType.__members__.values():
+                if t not in _ACK_TYPES:
                     return ErrorCode.invalid_request, f"Invalid acknowledge type: {t}", False
                 if t == AckType.RENEW and not renew_allowed:
                     return ErrorCode.invalid_request, "Renew acknowledgements are not enabled.", False
@@ -251,6 +297,25 @@ class ShareMember:
     assigned: frozenset[TopicPartitionId] = frozenset()  # what the member was last told, at its member epoch
     target: frozenset[TopicPartitionId] = frozenset()  # what it is told at its next heartbeat, at the group epoch
     deadline_ms: int = 0  # the session: a member not heard from by then is removed
+
+
+def member_to_json(m: ShareMember) -> dict[str, object]:
+    """What a restart keeps of a member (Kafka's ShareGroupMemberMetadata and CurrentMemberAssignment records);
+    its session starts again at load."""
+    return {"epoch": m.member_epoch, "client_id": m.client_id, "client_host": m.client_host, "rack_id": m.rack_id,
+            "subscribed": sorted(m.subscribed), "assigned": sorted(m.assigned), "target": sorted(m.target)}
+
+
+def member_from_json(member_id: str, doc: Mapping[str, object], deadline_ms: int) -> ShareMember:
+    def tps(key: str) -> frozenset[TopicPartitionId]:
+        raw = doc[key]
+        assert isinstance(raw, list)
+        return frozenset((str(t), int(p)) for t, p in raw)
+
+    subscribed, epoch, rack = doc["subscribed"], doc["epoch"], doc["rack_id"]
+    assert isinstance(subscribed, list) and isinstance(epoch, int) and (rack is None or isinstance(rack, str))
+    return ShareMember(member_id, epoch, str(doc["client_id"]), str(doc["client_host"]), rack,
+                       frozenset(str(t) for t in subscribed), tps("assigned"), tps("target"), deadline_ms)
 
 
 @dataclass(slots=True)

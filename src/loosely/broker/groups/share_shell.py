@@ -4,7 +4,8 @@ the state file that outlives a restart.
 **Settings.** A group's configs (IncrementalAlterConfigs on its GROUP resource; :mod:`loosely.broker.group_configs`)
 override the broker's ``group.share.*`` values: ``share.record.lock.duration.ms``, ``share.delivery.count.limit``,
 ``share.partition.max.record.locks``, ``share.heartbeat.interval.ms``, ``share.session.timeout.ms``,
-``share.auto.offset.reset`` and ``share.renew.acknowledge.enable``, each read when it is used, as in Kafka.
+``share.auto.offset.reset`` (``latest``, ``earliest``, ``by_duration:<ISO 8601 duration>``),
+``share.renew.acknowledge.enable`` and ``share.isolation.level``, each read when it is used, as in Kafka.
 
 **Share sessions** (ShareFetch / ShareAcknowledge): one per (group, member), opened by epoch 0 with the partitions
 the request names, each later request carrying the next epoch (the wrong one answers INVALID_SHARE_SESSION_EPOCH,
@@ -15,13 +16,15 @@ releases run-out locks, removes members not heard from within their session time
 and wakes fetches waiting for records.
 
 **Durability.** ``<data_dir>/share-groups.json`` (``{"version": 1, "groups": {"<group id>": {"epoch": N,
-"partitions": {"<topic id>:<partition>": {"start", "end", "records": [[offset, state, delivery count]]}}}}}``),
-rewritten atomically (temporary file, fsync, rename) when a share-partition starts, records are acknowledged,
-released or archived, or a group is deleted or its offsets altered, before the request is answered. An
-acquisition is not written (as in Kafka), so after a restart the records that were acquired are AVAILABLE again
-with the delivery count they had. Members are not kept: they rejoin (their next heartbeat answers
-UNKNOWN_MEMBER_ID and the client joins again), and a share-partition of a deleted topic is dropped at load.
-Kafka writes the same state as records of ``__share_group_state``; loosely's file holds the same facts.
+"assignment_epoch": N, "members": {"<member id>": {"epoch", "client_id", "client_host", "rack_id", "subscribed",
+"assigned", "target"}}, "partitions": {"<topic id>:<partition>": {"start", "end", "records": [[offset, state,
+delivery count]]}}}}}``), rewritten atomically (temporary file, fsync, rename) when membership changes, a
+share-partition starts, records are acknowledged, released or archived, or a group is deleted or its offsets
+altered, before the request is answered. An acquisition is not written (as in Kafka), so after a restart the records
+that were acquired are AVAILABLE again with the delivery count they had. Members are kept, each given a new session
+at load (as Kafka's coordinator does when it loads them from ``__consumer_offsets``), so they heartbeat on at their
+epochs; a share-partition of a deleted topic is dropped at load. Files written before members were kept load with
+none. Kafka writes the share-partitions as records of ``__share_group_state``; loosely's file holds the same facts.
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from loosely.broker.context import BrokerContext
+from loosely.broker.group_configs import auto_offset_reset
 from loosely.broker.groups.share import (
     ShareGroup,
     ShareHeartbeatResult,
     SharePartition,
     heartbeat,
+    member_from_json,
+    member_to_json,
 )
 from loosely.protocol.errors import ErrorCode
 
@@ -62,8 +68,10 @@ class ShareSettings:
     locks_max: int
     heartbeat_ms: int
     session_ms: int
-    auto_reset: str  # "latest", "earliest" or "by_duration:<ISO 8601 duration>"
+    auto_reset: str  # "latest", "earliest" or "by_duration"
+    auto_reset_ms: int  # by_duration's duration
     renew_allowed: bool
+    read_committed: bool  # share.isolation.level
 
 
 @dataclass(slots=True)
@@ -109,14 +117,17 @@ class ShareGroups:
     def settings(self, group_id: str) -> ShareSettings:
         cfg = self.ctx.config
         own = self.ctx.group_configs.of(group_id) if self.ctx.group_configs is not None else {}
+        reset, reset_ms = auto_offset_reset(own.get("share.auto.offset.reset", "latest"))
         return ShareSettings(
             lock_ms=int(own.get("share.record.lock.duration.ms", cfg.group_share_record_lock_duration_ms)),
             delivery_limit=int(own.get("share.delivery.count.limit", cfg.group_share_delivery_count_limit)),
             locks_max=int(own.get("share.partition.max.record.locks", cfg.group_share_partition_max_record_locks)),
             heartbeat_ms=int(own.get("share.heartbeat.interval.ms", cfg.group_share_heartbeat_interval_ms)),
             session_ms=int(own.get("share.session.timeout.ms", cfg.group_share_session_timeout_ms)),
-            auto_reset=own.get("share.auto.offset.reset", "latest").strip(),
+            auto_reset=reset,
+            auto_reset_ms=reset_ms,
             renew_allowed=own.get("share.renew.acknowledge.enable", "true").strip().lower() == "true",
+            read_committed=own.get("share.isolation.level", "read_uncommitted").strip() == "read_committed",
         )
 
     # -- membership ---------------------------------------------------------------------------------------------
@@ -139,12 +150,14 @@ class ShareGroups:
             g = ShareGroup(group_id)
         s = self.settings(group_id)
         topics = set(g.subscribed()) | set(subscribed or ())
+        epoch_before = g.group_epoch
         r = heartbeat(g, member_id=member_id, member_epoch=member_epoch, rack_id=rack_id, subscribed=subscribed,
                       client_id=client_id, client_host=client_host, partitions_of=self.partitions_of(topics),
                       session_ms=s.session_ms, now_ms=self.ctx.clock.monotonic_ms())
         if new and r.member_id is not None and r.error == 0:
             self.groups[group_id] = g
-            self.save()
+        if r.error == 0 and (new or r.left or r.assignment is not None or g.group_epoch != epoch_before):
+            self.save()  # membership, as Kafka writes it to __consumer_offsets
         if r.left:
             self._member_gone(g, member_id)
         self._wake.set()
@@ -174,8 +187,15 @@ class ShareGroups:
             g = self.groups[group_id] = ShareGroup(group_id)
         sp = g.partitions.get((topic, partition))
         if sp is None:
-            reset = self.settings(group_id).auto_reset
-            start = plog.log_start_offset if reset == "earliest" else plog.high_watermark
+            s = self.settings(group_id)
+            start = plog.high_watermark
+            if s.auto_reset == "earliest":
+                start = plog.log_start_offset
+            elif s.auto_reset == "by_duration":
+                # the first record at or after (now - duration); none: the log end, as for latest
+                found = plog.offset_for_timestamp(self.ctx.clock.now_ms() - s.auto_reset_ms)
+                if found is not None:
+                    start = min(found[0], plog.high_watermark)
             sp = g.partitions[(topic, partition)] = SharePartition(start)
             self.save()
         sp.move_start(plog.log_start_offset)
@@ -235,6 +255,7 @@ class ShareGroups:
                           client_host="", partitions_of=self.partitions_of(g.subscribed()), session_ms=0,
                           now_ms=now_ms)
                 self._member_gone(g, m.member_id)
+                changed = True
             limit = self.settings(g.group_id).delivery_limit
             for sp in g.partitions.values():
                 changed = sp.expire(now_ms, limit) or changed
@@ -245,7 +266,10 @@ class ShareGroups:
     # -- durability ---------------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write every group's state, durable before it counts (an OSError propagates)."""
+        """Write every group's state before it counts (an OSError propagates): in the kernel, so a crash of the
+        broker (``kill -9``) keeps it, not fsynced, as Kafka's share coordinator appends it to its
+        ``__share_group_state`` topic without an fsync. An fsync on every acknowledgement made each ShareFetch
+        wait for the disk twice."""
         groups: dict[str, object] = {}
         for gid, g in sorted(self.groups.items()):
             parts: dict[str, object] = {}
@@ -253,21 +277,27 @@ class ShareGroups:
                 t = self.ctx.logs.get(topic)
                 if t is not None:
                     parts[f"{t.topic_id}:{p}"] = sp.to_json()
-            groups[gid] = {"epoch": g.group_epoch, "partitions": parts}
+            groups[gid] = {"epoch": g.group_epoch, "assignment_epoch": g.assignment_epoch, "partitions": parts,
+                           "members": {mid: member_to_json(m) for mid, m in sorted(g.members.items())}}
         data = json.dumps({"version": FORMAT_VERSION, "groups": groups}, separators=(",", ":")).encode()
         assert json.loads(data)["version"] == FORMAT_VERSION
-        self.ctx.logs.fs.write_atomic(self.path, data)
+        self.ctx.logs.fs.write_atomic(self.path, data, durable=False)
 
     def _load(self) -> None:
         fs = self.ctx.logs.fs
         if not fs.exists(self.path):
             return
+        now = self.ctx.clock.monotonic_ms()
         try:
             doc = json.loads(fs.read_file(self.path))
             if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
                 raise ValueError(f"expected {{'version': {FORMAT_VERSION}, 'groups': {{...}}}}")
             for gid, gdoc in doc["groups"].items():
-                g = ShareGroup(str(gid), group_epoch=int(gdoc["epoch"]))
+                g = ShareGroup(str(gid), group_epoch=int(gdoc["epoch"]),
+                               assignment_epoch=int(gdoc.get("assignment_epoch", gdoc["epoch"])))
+                session_ms = self.settings(g.group_id).session_ms
+                for mid, mdoc in gdoc.get("members", {}).items():
+                    g.members[str(mid)] = member_from_json(str(mid), mdoc, now + session_ms)
                 for key, pdoc in gdoc["partitions"].items():
                     tid, _, p = str(key).rpartition(":")
                     t = self.ctx.logs.by_id(uuid.UUID(tid))

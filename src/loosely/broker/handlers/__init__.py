@@ -19,6 +19,7 @@ from loosely.broker.handlers import (
     quotas,
     sasl,
     share_groups,
+    streams_groups,
     telemetry,
     tokens,
     txn,
@@ -50,6 +51,7 @@ def all_handlers() -> dict[int, Handler]:
         telemetry,
         tokens,
         share_groups,
+        streams_groups,
     ):
         table.update(module.HANDLERS)
     return table

@@ -46,6 +46,7 @@ from loosely.broker.dynamic_config import (
 )
 from loosely.broker.group_configs import SOURCE_GROUP, GroupConfigError, GroupConfigs, group_defs
 from loosely.broker.group_configs import check as check_group_configs
+from loosely.broker.group_configs import normalized as normalized_group_configs
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.broker.handlers.telemetry import client_telemetry
 from loosely.broker.quotas import MutationQuota, quota_user
@@ -517,10 +518,13 @@ def _group_entries(
     own = _groups(ctx).of(group_id)
     out: list[object] = []
     for name, d in sorted(group_defs(ctx.config).items()):
-        if keys is not None and name not in keys:
+        if (keys is not None and name not in keys) or (d.hidden and name not in own):
             continue
         value, source = (own[name], SOURCE_GROUP) if name in own else (d.default, SOURCE_DEFAULT)
-        syn = (build(resp.DescribeConfigsSynonym, name=name, value=value, source=source),) if synonyms_wanted else ()
+        # as Kafka 4.4: the group's own value, then the default it replaces (the broker setting's name)
+        syn = tuple(build(resp.DescribeConfigsSynonym, name=n, value=v, source=src) for n, v, src in (
+            ([(name, value, SOURCE_GROUP)] if name in own else []) + [(d.default_synonym, d.default, SOURCE_DEFAULT)])
+        ) if synonyms_wanted else ()
         out.append(_entry(resp, name, Layer(value, source), read_only=False, synonyms=syn, kind=d.kind))
     return out
 
@@ -548,11 +552,7 @@ def _alter_client_metrics(ctx: BrokerContext, resource: Request, incremental: bo
     name = str(resource.resource_name)
     subscriptions = client_telemetry(ctx).subscriptions
 
-    def refuse(config: str, op: int) -> LogError:  # Kafka 4.1.1 looks the type up among the broker's configs
-        verb = "APPEND" if op == APPEND else "SUBTRACT"
-        return LogError(ErrorCode.invalid_config, f"Can't {verb} to key {config} because its type is not LIST.")
-
-    new = _duplicate_keys(resource) or _edited(subscriptions.of(name), resource, incremental, refuse)
+    new = _duplicate_keys(resource) or _edited(subscriptions.of(name), resource, incremental, _not_a_broker_list)
     if isinstance(new, LogError):
         return new
     try:
@@ -562,6 +562,13 @@ def _alter_client_metrics(ctx: BrokerContext, resource: Request, incremental: bo
     if not validate_only:
         subscriptions.replace(name, new)
     return None
+
+
+def _not_a_broker_list(config: str, op: int) -> LogError:
+    """Kafka's answer to APPEND or SUBTRACT on a client-metrics or group config: it looks the type up among the
+    broker's configs, so every one of them is refused, group lists included (Kafka 4.1.1 and 4.4.0)."""
+    verb = "APPEND" if op == APPEND else "SUBTRACT"
+    return LogError(ErrorCode.invalid_config, f"Can't {verb} to key {config} because its type is not LIST.")
 
 
 def _duplicate_keys(resource: Request) -> LogError | None:
@@ -594,8 +601,7 @@ def _alter_group(ctx: BrokerContext, resource: Request, incremental: bool, valid
     """A group's configs, checked as Kafka's GroupConfig.validate checks them."""
     group_id = str(resource.resource_name)
     store = _groups(ctx)
-    new = _edited(store.of(group_id), resource, incremental, lambda config, _op: LogError(  # no group config is a list
-        ErrorCode.invalid_config, f"Config value append is not allowed for config key: {config}"))
+    new = _edited(store.of(group_id), resource, incremental, _not_a_broker_list)
     if isinstance(new, LogError):
         return new
     try:
@@ -603,7 +609,7 @@ def _alter_group(ctx: BrokerContext, resource: Request, incremental: bool, valid
     except GroupConfigError as e:
         return LogError(e.error_code, str(e))
     if not validate_only:
-        store.replace(group_id, new)
+        store.replace(group_id, normalized_group_configs(new, ctx.config))
     return None
 
 

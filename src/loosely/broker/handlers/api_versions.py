@@ -20,6 +20,7 @@ only what it does; a single node cannot change levels, so each feature supports 
 * ``kraft.version`` 0: a static quorum of one voter (see DescribeQuorum in :mod:`.controller`).
 * ``share.version`` 2: share groups (KIP-932, :mod:`.share_groups`) with Kafka 4.4's ShareFetch and
   ShareAcknowledge v2 (RENEW acknowledgements), the level Kafka 4.4 finalizes.
+* ``streams.version`` 1: streams groups (KIP-1071, :mod:`.streams_groups`), the level Kafka 4.4 finalizes.
 
 ``eligible.leader.replicas.version``, which Kafka also lists, is left out: one replica has no eligible leader
 replicas to track. A feature at level 0 is not
@@ -56,6 +57,7 @@ FEATURES: Final = (
     Feature("kraft.version", 0),
     Feature("metadata.version", 27),
     Feature("share.version", 2),
+    Feature("streams.version", 1),
     Feature("transaction.version", 2),
 )
 FEATURES_EPOCH: Final = 0

@@ -57,7 +57,8 @@ async def handle_consumer_group_heartbeat(ctx: BrokerContext, header: RequestHea
         r = ConsumerHeartbeatResponse(ErrorCode.invalid_request, message="GroupId can't be empty.")
     elif coord is None:
         r = ConsumerHeartbeatResponse(ErrorCode.coordinator_not_available)
-    elif (shares := share_groups(ctx)) is not None and request.group_id in shares.groups:
+    elif (((shares := share_groups(ctx)) is not None and request.group_id in shares.groups)
+          or coord.streams.get(request.group_id) is not None):
         r = ConsumerHeartbeatResponse(ErrorCode.group_id_not_found,
                                       message=f"Group {request.group_id} is not a consumer group.")
     else:

@@ -120,7 +120,7 @@ async def handle_fetch(ctx: BrokerContext, header: RequestHeader, request: Reque
                 with not_handling():  # paced on purpose: not this client's handling time
                     await asyncio.sleep(ctx.config.fetch_backlog_delay_ms / 1000)
             return body
-        fut = ctx.watchers.watch(watch)
+        fut = ctx.watchers.watch(watch, committed=committed)
         try:
             with not_handling():  # the long poll: not this client's handling time (Kafka's purgatory)
                 await asyncio.wait_for(fut, remaining / 1000)

@@ -20,6 +20,7 @@ from loosely.broker.groups.classic import GroupId, JoinResponse, Phase, describe
 from loosely.broker.groups.consumer import group_state
 from loosely.broker.groups.coordinator import GroupCoordinator, group_coordinator
 from loosely.broker.groups.share_shell import share_groups
+from loosely.broker.groups.streams import group_state as streams_state
 from loosely.broker.handlers._util import NO_THROTTLE, Response
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
@@ -153,6 +154,8 @@ async def handle_join_group(ctx: BrokerContext, header: RequestHeader, request: 
         error = ErrorCode.invalid_session_timeout
     elif (shares := share_groups(ctx)) is not None and request.group_id in shares.groups:
         error = ErrorCode.inconsistent_group_protocol  # the id is a share group's, as Kafka answers
+    elif coord.streams.get(request.group_id) is not None:
+        error = ErrorCode.inconsistent_group_protocol  # a streams group's, likewise
     if error != ErrorCode.none or coord is None:
         ctx.count_error(ApiKey.JOIN_GROUP)
         return _join_response(resp, JoinResponse(error, member_id))
@@ -263,7 +266,7 @@ _GROUP_NOT_FOUND_VERSION = 6
 
 def _not_found(coord: GroupCoordinator | None, gid: str) -> str:
     """Kafka's words for a group DescribeGroups v6+ does not describe: a KIP-848 group is named as such."""
-    if coord is not None and coord.consumer.get(GroupId(gid)) is not None:
+    if coord is not None and (coord.consumer.get(GroupId(gid)) is not None or coord.streams.get(gid) is not None):
         return f"Group {gid} is not a classic group."
     return f"Group {gid} not found."
 
@@ -340,6 +343,8 @@ async def handle_list_groups(ctx: BrokerContext, header: RequestHeader, request:
         (gid, e.state.protocol_type or "", e.state.phase.value, "Classic") for gid, e in coord.groups.items()
     ]
     rows += [(gid, "consumer", group_state(e.state), "Consumer") for gid, e in coord.consumer.groups.items()]
+    # a streams group's type is in lower case, as Kafka 4.4 lists it
+    rows += [(gid, "streams", streams_state(e.state), "streams") for gid, e in coord.streams.groups.items()]
     shares = share_groups(ctx)
     if shares is not None:
         rows += [(gid, "share", g.state, "Share") for gid, g in shares.groups.items()]

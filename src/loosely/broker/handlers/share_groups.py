@@ -5,7 +5,9 @@ The rules live in :mod:`loosely.broker.groups.share` (membership, record states)
 applies the acknowledgements it carries, then acquires records from every partition of the member's share session
 (up to ``max_records`` in all, ``max_bytes`` of batches, and the partition's in-flight limit), waiting up to
 ``max_wait`` for records to be produced or released when there are none. The batches are sent whole, as Fetch sends
-them; ``acquired_records`` tells the client which offsets in them are its own, and with what delivery count.
+them; ``acquired_records`` tells the client which offsets in them are its own, and with what delivery count. A group
+with ``share.isolation.level=read_committed`` reads up to the last stable offset, and the data batches of aborted
+transactions among those read are archived instead of acquired (Kafka 4.4's SharePartition does the same walk).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from loosely.broker.acls import allowed, authorized_operations
 from loosely.broker.context import BrokerContext, Request, not_handling
@@ -24,6 +27,7 @@ from loosely.broker.handlers.groups import NO_AUTHORIZED_OPERATIONS, client_host
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey, RequestHeader, build
 from loosely.protocol.names import TopicPartition
+from loosely.protocol.records import iter_batches
 from loosely.security.authorizer import AclOperation as Op
 from loosely.security.authorizer import ResourceType as Res
 from loosely.storage.log import LogError
@@ -192,27 +196,39 @@ def _refusal(ctx: BrokerContext, resp: Response, code: ErrorCode, message: str |
                      acquisition_lock_timeout=ms(0), responses=(), node_endpoints=())
 
 
-def _check_member(ctx: BrokerContext, svc: ShareGroups | None, gid: str,
-                  mid: str) -> tuple[ErrorCode, str | None] | None:
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What a ShareFetch or ShareAcknowledge works from, once its group and member are checked."""
+
+    resp: Response
+    svc: ShareGroups
+    group_id: str
+    member_id: str
+    epoch: int  # the share session epoch the request carries
+
+
+def _start(ctx: BrokerContext, header: RequestHeader, request: Request,
+           api_key: int) -> tuple[_Call, None] | tuple[None, object]:
+    """The request's :class:`_Call`, or its refusal as a whole: READ on the group is needed, and a group id and a
+    member id (Kafka's order)."""
+    resp = Response.of(api_key, header.api_version)
+    svc = share_groups(ctx)
+    gid, mid = str(request.group_id or ""), str(request.member_id or "")
     if not allowed(ctx, Op.READ, Res.GROUP, gid):
-        return ErrorCode.group_authorization_failed, None
+        return None, _refusal(ctx, resp, ErrorCode.group_authorization_failed, None)
     if not gid or not mid or svc is None:
-        return ErrorCode.invalid_request, "Group id and member id are required."
-    return None
+        return None, _refusal(ctx, resp, ErrorCode.invalid_request, "Group id and member id are required.")
+    return _Call(resp, svc, gid, mid, int(request.share_session_epoch)), None
 
 
 async def handle_share_fetch(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
-    resp = Response.of(ApiKey.SHARE_FETCH, header.api_version)
-    svc = share_groups(ctx)
-    gid, mid = str(request.group_id or ""), str(request.member_id or "")
-    epoch = int(request.share_session_epoch)
+    call, refusal = _start(ctx, header, request, ApiKey.SHARE_FETCH)
+    if call is None:
+        return refusal
+    resp, svc, gid, mid, epoch = call.resp, call.svc, call.group_id, call.member_id, call.epoch
 
     def refuse(code: ErrorCode, message: str | None = None) -> object:
         return _refusal(ctx, resp, code, message)
-
-    refused = _check_member(ctx, svc, gid, mid)
-    if refused is not None or svc is None:
-        return refuse(*(refused or (ErrorCode.invalid_request, None)))
     wanted: set[tuple[uuid.UUID, int]] = set()
     acks: dict[tuple[uuid.UUID, int], list[tuple[int, int, tuple[int, ...]]]] = {}
     for ft in request.topics:
@@ -282,11 +298,16 @@ def _acquire(ctx: BrokerContext, resp: Response, svc: ShareGroups, gid: str, mid
             else:
                 sp.expire(now, s.delivery_limit)
                 hw = plog.high_watermark
+                if s.read_committed and ctx.transactions is not None:
+                    hw = ctx.transactions.last_stable_offset(t.name, p, hw)  # open transactions wait
                 start = sp.next_fetch_offset()
                 if start >= hw:
                     continue
                 try:
-                    result = plog.read(start, max(1, bytes_max - total), upper_offset=hw, min_one=total == 0)
+                    limit = max(1, min(bytes_max - total, _READ_BYTES_MAX))
+                    result = plog.read(start, limit, upper_offset=hw, min_one=total == 0)
+                    if not result.slices and bytes_max - total > limit:  # its next batch is larger than a read
+                        result = plog.read(start, bytes_max - total, upper_offset=hw, min_one=False)
                     data = result.read_bytes() if result.slices else b""
                 except LogError as e:
                     code = e.error_code
@@ -296,19 +317,58 @@ def _acquire(ctx: BrokerContext, resp: Response, svc: ShareGroups, gid: str, mid
                     data = b""
                 if code == ErrorCode.none and data:
                     read_to = min(result.slices[-1].next_offset, hw)
+                    aborted: list[tuple[int, int]] = []
+                    if s.read_committed and ctx.transactions is not None:
+                        aborted = _aborted_batches(data, ctx.transactions.aborted(t.name, p, start, read_to))
+                    batches = [(pos + h.size, h.last_offset) for pos, h in iter_batches(data, allow_partial_tail=True)]
+                    ends = [last for _, last in batches]
                     got = sp.acquire(mid, read_to=read_to, records_max=records_max - taken, locks_max=s.locks_max,
-                                     lock_ms=s.lock_ms, now_ms=now)
+                                     lock_ms=s.lock_ms, now_ms=now, aborted=aborted, batch_ends=ends)
                     if not got:
                         continue
                     svc.lock_acquired()
                     taken += sum(a.last_offset - a.first_offset + 1 for a in got)
-                    total += len(data)
-                    records = data
+                    records = _through(data, batches, max(a.last_offset for a in got))
+                    total += len(records)
                     acquired = [build(resp.AcquiredRecords, first_offset=a.first_offset, last_offset=a.last_offset,
                                       delivery_count=a.delivery_count) for a in got]
                 elif code == ErrorCode.none:
                     continue
         out[(tid, p)] = (code, records, tuple(acquired))
+    return out
+
+
+# What one partition's read takes from the log at first (Kafka's default max.partition.fetch.bytes): a ShareFetch
+# carries only a total byte limit (52 MiB in the Java client), and its records limit (500) applies to the records
+# acquired, not to the bytes read.
+_READ_BYTES_MAX = 1024 * 1024
+
+
+def _through(data: bytes, batches: list[tuple[int, int]], last: int) -> bytes:
+    """``data`` cut after the batch holding offset ``last`` (``batches``: each one's end in ``data`` and last offset):
+    the batches after the last record acquired would only be dropped by the client (records it does not hold), as
+    Kafka slices its answer to the acquired records."""
+    for end, last_offset in batches:
+        if last_offset >= last:
+            return data[:end]
+    return data
+
+
+def _aborted_batches(data: bytes, aborted: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(first, last)`` offsets of the data batches in ``data`` that aborted transactions wrote, given ``(producer
+    id, first offset)`` of the aborted transactions overlapping them: Kafka's walk, a producer being aborted from its
+    transaction's first offset until its marker (a producer's control batch inside an aborted transaction can only be
+    that transaction's ABORT marker; the marker itself is delivered, as Kafka delivers it)."""
+    pending = sorted(aborted, key=lambda a: a[1])
+    active: set[int] = set()
+    out: list[tuple[int, int]] = []
+    for _, h in iter_batches(data, allow_partial_tail=True):
+        while pending and pending[0][1] <= h.last_offset:
+            active.add(pending.pop(0)[0])
+        if h.is_control:
+            active.discard(h.producer_id)
+        elif h.is_transactional and h.producer_id in active:
+            out.append((h.base_offset, h.last_offset))
     return out
 
 
@@ -330,22 +390,15 @@ async def _wait(ctx: BrokerContext, svc: ShareGroups, session: ShareSession, rem
 
 
 async def handle_share_acknowledge(ctx: BrokerContext, header: RequestHeader, request: Request) -> object:
-    resp = Response.of(ApiKey.SHARE_ACKNOWLEDGE, header.api_version)
-    svc = share_groups(ctx)
-    gid, mid = str(request.group_id or ""), str(request.member_id or "")
-    epoch = int(request.share_session_epoch)
-
-    def refuse(code: ErrorCode, message: str | None = None) -> object:
-        return _refusal(ctx, resp, code, message)
-
-    refused = _check_member(ctx, svc, gid, mid)
-    if refused is not None or svc is None:
-        return refuse(*(refused or (ErrorCode.invalid_request, None)))
+    call, refusal = _start(ctx, header, request, ApiKey.SHARE_ACKNOWLEDGE)
+    if call is None:
+        return refusal
+    resp, svc, gid, mid, epoch = call.resp, call.svc, call.group_id, call.member_id, call.epoch
     acks = {(at.topic_id, int(ap.partition_index)): _batches(ap.acknowledgement_batches)
             for at in request.topics for ap in at.partitions}
     session, code = _session(svc, gid, mid, epoch, wanted=set(), forgotten=set(), fetch=False)
     if session is None:
-        return refuse(code)
+        return _refusal(ctx, resp, code, None)
     acked = _acknowledge(ctx, svc, gid, mid, acks)
     parts: dict[uuid.UUID, list[object]] = {}
     for (tid, p), (c, message) in sorted(acked.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):

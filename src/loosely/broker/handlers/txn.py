@@ -316,6 +316,7 @@ async def handle_txn_offset_commit(ctx: BrokerContext, header: RequestHeader, re
             producer_id=int(request.producer_id),
             producer_epoch=int(request.producer_epoch),
             partitions=commits,
+            api_version=header.api_version,
         )
         errors.update(per)
     if error != ErrorCode.none:
