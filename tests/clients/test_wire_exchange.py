@@ -212,3 +212,12 @@ def test_an_unanswered_end_txn_is_reported_sent() -> None:
         assert 0.25 <= elapsed < TIMEOUT_S
     assert a.requests == [ApiKey.PRODUCE, ApiKey.END_TXN]
 
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import loosely.clients.wire as module
+
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted >= 2

@@ -174,19 +174,24 @@ TXN_APIS = (ApiKey.INIT_PRODUCER_ID, ApiKey.ADD_PARTITIONS_TO_TXN, ApiKey.END_TX
 
 @pytest.mark.parametrize(
     ("clusters", "exactly_once"),
-    [(PAIRS[0], "auto"), (PAIRS[0], "off"), (PAIRS[1], "auto"), (PAIRS[2], "auto"), (PAIRS[2], "off")],
-    ids=["loosely-loosely", "loosely-loosely-reconcile", "loosely-kafka", "kafka-loosely", "kafka-loosely-reconcile"],
+    [(PAIRS[0], "auto"), (PAIRS[0], "records"), (PAIRS[0], "off"), (PAIRS[1], "auto"), (PAIRS[2], "auto"),
+     (PAIRS[2], "off")],
+    ids=["loosely-loosely", "loosely-loosely-records", "loosely-loosely-reconcile", "loosely-kafka", "kafka-loosely",
+         "kafka-loosely-reconcile"],
     indirect=["clusters"],
 )
 def test_mirror_crashes_and_resumes_exactly_once(clusters: tuple[Side, Side], exactly_once: str) -> None:
     """SIGKILLed four times under continuous produce; the target must hold every record once, in order. With
-    transactions (when the target has them) or, with --exactly-once off, by reconciliation on restart."""
+    transactions (when the target has them; record batches copied whole, or with ``records`` one record at a time
+    through librdkafka) or, with --exactly-once off, by reconciliation on restart."""
     source, target = clusters
     src, tgt = f"s{uuid.uuid4().hex[:6]}", f"t{uuid.uuid4().hex[:6]}"
     topic, partitions = f"orders-{uuid.uuid4().hex[:8]}", 3
     create_topic(source.bootstrap, topic, partitions)
     feeder = Feeder(source.bootstrap, topic, partitions)
-    mirror = MirrorProcess(source, target, src, tgt, "--topics", topic, "--exactly-once", exactly_once)
+    copy = ["--copy", "records"] if exactly_once == "records" else []
+    exactly_once = "auto" if exactly_once == "records" else exactly_once
+    mirror = MirrorProcess(source, target, src, tgt, "--topics", topic, "--exactly-once", exactly_once, *copy)
     rng = random.Random(6)
     feeder.start()
     mirror.start()
@@ -209,8 +214,71 @@ def test_mirror_crashes_and_resumes_exactly_once(clusters: tuple[Side, Side], ex
         assert len(got) == len(want), (p, len(got), len(want))
         assert got == want  # every record once, in order, with key, value and headers
     target_has_txn = target.handlers is None or set(TXN_APIS) <= target.handlers
-    transactional = b"(transactions)" in mirror.logs[-1]
+    transactional = b"(transactions" in mirror.logs[-1]
     assert transactional == (exactly_once == "auto" and target_has_txn), mirror.logs[-1][-2000:]
+    assert (b"batches copied whole" in mirror.logs[-1]) == (transactional and not copy), mirror.logs[-1][-2000:]
+
+
+@pytest.mark.parametrize("clusters", [("loosely", "loosely"), ("kafka", "kafka2")], ids=["loosely-loosely",
+                         "kafka-kafka"], indirect=True)
+def test_batches_copied_whole_keep_every_record(clusters: tuple[Side, Side]) -> None:
+    """What the batch path meets on a source: batches of every codec, transactions committed and aborted (their
+    markers), a log-append-time topic (whose batches the target would refuse as they are) and a start inside a
+    batch (the progress says so). The target must hold exactly the committed records from the start, with key,
+    value, headers and, but for the log-append-time topic, timestamp."""
+    source, target = clusters
+    src, tgt = f"s{uuid.uuid4().hex[:6]}", f"t{uuid.uuid4().hex[:6]}"
+    mixed, appended = f"mixed-{uuid.uuid4().hex[:8]}", f"appended-{uuid.uuid4().hex[:8]}"
+    create_topic(source.bootstrap, mixed, 2)
+    create_topic(source.bootstrap, appended, 1, **{"message.timestamp.type": "LogAppendTime"})
+    n = 0
+    # recent enough for the target's retention (7 days by default), old enough to tell from a new timestamp
+    t0 = int(time.time() * 1000) - 3_600_000
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        p = Producer({"bootstrap.servers": source.bootstrap, "compression.type": codec, "linger.ms": 20})
+        for _ in range(400):
+            value = None if n % 97 == 0 else b"v%d" % n  # a tombstone now and then
+            p.produce(mixed, value, b"k%d" % n, n % 2, headers=[("codec", codec.encode()), ("n", b"%d" % n)],
+                      timestamp=t0 + n)
+            p.produce(appended, b"a%d" % n, b"k%d" % n, 0)
+            n += 1
+        assert p.flush(30) == 0
+    txn = Producer({"bootstrap.servers": source.bootstrap, "transactional.id": f"feed-{uuid.uuid4().hex[:6]}"})
+    txn.init_transactions(30)
+    for outcome in ("commit", "abort", "commit"):
+        txn.begin_transaction()
+        for i in range(150):
+            txn.produce(mixed, f"{outcome}-{i}".encode(), b"t%d" % i, i % 2)
+        if outcome == "commit":
+            txn.commit_transaction(30)
+        else:
+            txn.flush(30)
+            txn.abort_transaction(30)
+    # as if an earlier run had copied partition 1 up to offset 7: the first batch the mirror reads starts before it
+    progress = f"loosely-mirror-offsets.{src}.internal"
+    create_topic(target.bootstrap, progress, 1, **{"cleanup.policy": "compact"})
+    create_topic(target.bootstrap, f"{src}.{mixed}", 2)
+    p = Producer({"bootstrap.servers": target.bootstrap})
+    p.produce(progress, (7).to_bytes(8, "big") + (0).to_bytes(8, "big"), f"{src}.{mixed}:1".encode(), 0)
+    assert p.flush(30) == 0
+    want = {(mixed, 0): read_partition(source.bootstrap, mixed, 0), (mixed, 1): read_partition(source.bootstrap, mixed,
+                                                                                                 1)[7:],
+            (appended, 0): read_partition(source.bootstrap, appended, 0)}
+    assert sum(1 for r in want[(mixed, 0)] + want[(mixed, 1)] if (r[1] or b"").startswith(b"abort")) == 0
+    mirror = MirrorProcess(source, target, src, tgt, "--topics", f"{mixed}|{appended}")
+    mirror.start()
+    try:
+        wait_for_committed(target.bootstrap, f"{src}.{mixed}", 2, len(want[(mixed, 0)]) + len(want[(mixed, 1)]), 60)
+        wait_for_committed(target.bootstrap, f"{src}.{appended}", 1, len(want[(appended, 0)]), 60)
+    finally:
+        assert mirror.stop() == 0, mirror.logs[-1][-3000:]
+    assert b"batches copied whole" in mirror.logs[-1], mirror.logs[-1][-2000:]
+    for (topic, partition), records in want.items():
+        got = read_partition(target.bootstrap, f"{src}.{topic}", partition)
+        expected = records
+        if topic == appended:  # the target's topic appends its own times too (the config is copied)
+            got, expected = [r[:3] for r in got], [r[:3] for r in records]
+        assert got == expected, (topic, partition, len(got), len(expected))
 
 
 @pytest.mark.parametrize("clusters", [("loosely", "loosely")], ids=["loosely-loosely"], indirect=True)

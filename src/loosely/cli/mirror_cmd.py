@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from loosely.cli._args import add_client_options
+from loosely.clients.fastpath import WireError
 from loosely.clients.mirror import Mirror, MirrorConfig
 from loosely.clients.mm2 import DefaultReplicationPolicy, IdentityReplicationPolicy, ReplicationPolicy, TopicFilter
 
@@ -52,6 +53,7 @@ def _mirror(args: argparse.Namespace) -> int:
         checkpoint_interval_s=args.checkpoint_interval_s,
         sync_group_offsets=args.sync_group_offsets,
         refresh_topics_interval_s=args.refresh_topics_interval_s,
+        copy=args.copy,
     )
     logging.getLogger("loosely.mirror").setLevel(logging.INFO if args.verbose else logging.WARNING)
     mirror = Mirror(config)
@@ -73,13 +75,15 @@ def _mirror(args: argparse.Namespace) -> int:
         gc.set_threshold(100_000, 20, 10)
         stats = mirror.statistics()
         mode = "exactly-once (transactions)" if stats.transactional else "exactly-once (reconciliation)"
+        if stats.batches_whole:
+            mode += ", record batches copied whole"
         print(f"mirroring {args.source_alias} -> {args.target_alias}: {stats.topics} topics, "
               f"{stats.partitions} partitions, {mode}", file=sys.stderr, flush=True)
         mirror.run()
     except KafkaException as e:
         print(f"loosely mirror: {e.args[0].str() if e.args else e}", file=sys.stderr)
         return 1
-    except (TimeoutError, OSError) as e:
+    except (TimeoutError, OSError, WireError) as e:
         print(f"loosely mirror: {e}", file=sys.stderr)
         return 1
     s = mirror.statistics()
@@ -106,6 +110,9 @@ def add_mirror_command(sub: Any) -> None:
     p.add_argument("--sync-group-offsets", action="store_true", help="sync.group.offsets.enabled")
     p.add_argument("--refresh-topics-interval-s", type=float, default=600.0,
                    help="refresh.topics.interval.seconds (new topics and partitions)")
+    p.add_argument("--copy", choices=["batches", "records"], default="batches",
+                   help="batches (default): copy the source's record batches whole when transactional over plain "
+                        "connections; records: one record at a time through librdkafka")
     add_client_options(p, side="source_")
     add_client_options(p, side="target_")
     p.set_defaults(func=_mirror)

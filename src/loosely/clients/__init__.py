@@ -8,6 +8,8 @@
   many groups' at once with OffsetFetch over :mod:`~loosely.clients.wire` (the console's lag sampler).
 * :mod:`loosely.clients.fastpath`: the command line's native produce and consume paths (plain sockets and the
   compiled ``_fast`` loops, kcat's output byte for byte), which step aside to librdkafka for anything else.
+* :mod:`loosely.clients.batch_consumer`: a consumer group member (classic protocol, range assignor) that hands
+  over whole fetched record batches, without confluent-kafka: the views' fast source.
 * :mod:`loosely.clients.reachability`: what a long-running client says while its cluster is unreachable.
 * :mod:`loosely.clients.client_config`: Kafka client settings for a secured cluster (``--client-config FILE``,
   ``-X NAME=VALUE``), Java's names translated to librdkafka's, secrets redacted; pure, for every layer above.
@@ -17,13 +19,14 @@
 * :mod:`loosely.clients.access`: a first DescribeCluster that turns a refused login or an untrusted certificate
   into one line at once.
 
-Everything but the native path, :mod:`~loosely.clients.wire` and ``GroupOffsets`` talks to Kafka through
-``confluent-kafka`` (librdkafka), so it works against loosely's broker and against any Apache Kafka cluster
-alike. Nothing here imports :mod:`loosely.cli`.
+Everything but the native path, the batch consumer, :mod:`~loosely.clients.wire` and ``GroupOffsets`` talks to
+Kafka through ``confluent-kafka`` (librdkafka), so it works against loosely's broker and against any Apache Kafka
+cluster alike. Nothing here imports :mod:`loosely.cli`.
 """
 
 __all__ = [
     "access",
+    "batch_consumer",
     "client_config",
     "fastpath",
     "groups",

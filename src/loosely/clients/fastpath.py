@@ -41,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Final
+from typing import IO, Final, cast
 
 from loosely.clients import _fast
 from loosely.protocol.batch_layout import (
@@ -63,7 +63,8 @@ from loosely.protocol.primitives import I8, I16, I32, I64, U32, Reader, read_var
 from loosely.protocol.primitives import array as _array
 from loosely.protocol.primitives import string as _string
 
-__all__ = ["ConsumeJob", "ProduceJob", "Unsupported", "WireError", "consume", "produce"]
+__all__ = ["ConsumeJob", "ProduceJob", "Unsupported", "WireError", "consume", "fetch_answer", "produce",
+           "records_section"]
 
 API_PRODUCE: Final = 0
 API_FETCH: Final = 1
@@ -85,6 +86,7 @@ INPUT_CHUNK_BYTES: Final = 1 << 19  # one batch per partition per chunk stays un
 RECORD_BYTES_MAX: Final = 32 * INPUT_CHUNK_BYTES  # one input record larger than this is refused
 PRODUCE_IN_FLIGHT_MAX: Final = 5  # max.in.flight.requests.per.connection
 RESPONSE_FRAME_BYTES_MAX: Final = 256 * 1024 * 1024
+LARGE_FRAME_BYTES: Final = 1 << 16  # frames from this size on are sent and received without extra copies
 DECOMPRESSED_BYTES_MAX: Final = 256 * 1024 * 1024
 OFFSET_EARLIEST: Final = -2
 OFFSET_LATEST: Final = -1
@@ -117,6 +119,12 @@ _ERRORS: Final = {
     18: "Broker: Message batch larger than configured server segment size",
     19: "Broker: Not enough in-sync replicas",
     29: "Broker: Topic authorization failed",
+    45: "Broker: Broker received an out of order sequence number",
+    46: "Broker: Broker received a duplicate sequence number",
+    47: "Broker: Producer attempted an operation with an old epoch",
+    48: "Broker: Producer attempted a transactional operation in an invalid state",
+    51: "Broker: Producer attempted to update a transaction while another concurrent operation on the same "
+        "transaction was ongoing",
     87: "Broker: Invalid record",
 }
 
@@ -156,7 +164,12 @@ class Connection:
     def send(self, api_key: int, version: int, body: bytes) -> None:
         self.correlation += 1
         header = I16.pack(api_key) + I16.pack(version) + I32.pack(self.correlation) + _string(CLIENT_ID)
-        self.sock.sendall(I32.pack(len(header) + len(body)) + header + body)
+        head = I32.pack(len(header) + len(body)) + header
+        if len(body) < LARGE_FRAME_BYTES:
+            self.sock.sendall(head + body)
+        else:  # not copied once more to put the header in front (the mirror's Produce requests are megabytes)
+            self.sock.sendall(head)
+            self.sock.sendall(body)
         self.pending.append(self.correlation)
 
     def _read(self, n: int) -> None:
@@ -173,10 +186,23 @@ class Connection:
         size = I32.unpack_from(self.buf, 0)[0]
         if not 4 <= size <= RESPONSE_FRAME_BYTES_MAX:
             raise WireError(f"response frame of {size} bytes")
-        self._read(4 + size)
-        frame = bytes(self.buf[4 : 4 + size])
-        del self.buf[: 4 + size]
-        r = _Reader(frame)
+        if len(self.buf) >= 4 + size or size < LARGE_FRAME_BYTES:
+            self._read(4 + size)
+            frame: bytes | bytearray = bytes(self.buf[4 : 4 + size])
+            del self.buf[: 4 + size]
+        else:  # a large answer (a fetch's records) is received into its own buffer, not copied about
+            frame = bytearray(size)
+            view = memoryview(frame)
+            have = len(self.buf) - 4
+            view[:have] = memoryview(self.buf)[4:]
+            self.buf.clear()
+            while have < size:
+                got = self.sock.recv_into(view[have:])
+                if not got:
+                    raise WireError("the broker closed the connection")
+                have += got
+        # a bytearray reads as bytes here: the fields are unpacked, decoded or viewed, never kept as bytes
+        r = _Reader(cast("bytes", frame))
         if r.i32() != correlation:
             raise WireError("a response does not answer the request it follows")
         return r
@@ -189,6 +215,34 @@ class Connection:
         self.sock.close()
 
 
+def metadata_answer(r: _Reader) -> tuple[dict[int, tuple[str, int]], dict[str, tuple[int, dict[int, int]]]]:
+    """A Metadata v8 answer: the brokers (node -> host, port), and each topic's error code and partition leaders."""
+    r.i32()  # throttle_time_ms
+    brokers = {}
+    for _ in range(r.count()):
+        node, host, port = r.i32(), r.nullable_string(), r.i32()
+        r.nullable_string()  # rack
+        brokers[node] = (host or "", port)
+    r.nullable_string()  # cluster_id
+    r.i32()  # controller_id
+    topics: dict[str, tuple[int, dict[int, int]]] = {}
+    for _ in range(r.count()):
+        error, name = r.i16(), r.nullable_string() or ""
+        r.i8()  # is_internal
+        leaders: dict[int, int] = {}
+        for _ in range(r.count()):
+            r.i16()  # partition error
+            partition, leader = r.i32(), r.i32()
+            r.i32()  # leader_epoch
+            for _ in range(3):  # replicas, isr, offline replicas
+                for _ in range(r.count()):
+                    r.i32()
+            leaders[partition] = leader
+        r.i32()  # topic_authorized_operations
+        topics[name] = (error, leaders)
+    return brokers, topics
+
+
 @dataclass
 class Cluster:
     bootstrap: str
@@ -198,8 +252,16 @@ class Cluster:
 
     def metadata(self, topic: str, allow_auto_create: bool) -> tuple[int, dict[int, int]]:
         """``(topic error code, {partition: leader})`` from the first bootstrap broker that answers."""
+        self.brokers, topics = self.bootstrap_metadata(_array([_string(topic)]) + bytes([allow_auto_create, 0, 0]))
+        if topic not in topics:
+            raise Unsupported(f"metadata did not mention {topic}")
+        return topics[topic]
+
+    def bootstrap_metadata(self, body: bytes) -> tuple[dict[int, tuple[str, int]],
+                                                         dict[str, tuple[int, dict[int, int]]]]:
+        """A Metadata v8 request (``body``) answered by the first bootstrap broker that answers
+        (:func:`metadata_answer`); Unsupported when none does."""
         last: Exception | None = None
-        body = _array([_string(topic)]) + bytes([allow_auto_create, 0, 0])
         for hostport in self.bootstrap.split(","):
             host, _, port = hostport.strip().rpartition(":")
             try:
@@ -208,41 +270,12 @@ class Cluster:
                 last = e
                 continue
             try:
-                return self._parse_metadata(conn.call(API_METADATA, METADATA_V, body), topic)
+                return metadata_answer(conn.call(API_METADATA, METADATA_V, body))
             except (OSError, WireError) as e:
                 last = e
             finally:
                 conn.close()
         raise Unsupported(f"no bootstrap broker answered: {last}")
-
-    def _parse_metadata(self, r: _Reader, topic: str) -> tuple[int, dict[int, int]]:
-        r.i32()  # throttle_time_ms
-        self.brokers = {}
-        for _ in range(r.count()):
-            node, host, port = r.i32(), r.nullable_string(), r.i32()
-            r.nullable_string()  # rack
-            self.brokers[node] = (host or "", port)
-        r.nullable_string()  # cluster_id
-        r.i32()  # controller_id
-        found: tuple[int, dict[int, int]] | None = None
-        for _ in range(r.count()):
-            error, name = r.i16(), r.nullable_string()
-            r.i8()  # is_internal
-            leaders: dict[int, int] = {}
-            for _ in range(r.count()):
-                r.i16()  # partition error
-                partition, leader = r.i32(), r.i32()
-                r.i32()  # leader_epoch
-                for _ in range(3):  # replicas, isr, offline replicas
-                    for _ in range(r.count()):
-                        r.i32()
-                leaders[partition] = leader
-            r.i32()  # topic_authorized_operations
-            if name == topic:
-                found = (error, leaders)
-        if found is None:
-            raise Unsupported(f"metadata did not mention {topic}")
-        return found
 
     def conn(self, node: int) -> Connection:
         c = self.conns.get(node)
@@ -463,26 +496,41 @@ class _Part:
     at_eof: bool = False
 
 
+def list_offsets_request(topics: dict[str, list[int]], when: int) -> bytes:
+    """A ListOffsets v5 body (read_committed) asking each partition of ``topics`` for ``when``."""
+    return I32.pack(-1) + I8.pack(ISOLATION_READ_COMMITTED) + _array([
+        _string(t) + _array([I32.pack(p) + I32.pack(-1) + I64.pack(when) for p in ps]) for t, ps in topics.items()])
+
+
+def list_offsets_answer(r: _Reader) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): offset}`` of a ListOffsets v5 answer; WireError for a partition's error."""
+    out: dict[tuple[str, int], int] = {}
+    r.i32()  # throttle_time_ms
+    for _ in range(r.count()):
+        topic = r.nullable_string() or ""
+        for _ in range(r.count()):
+            partition, code = r.i32(), r.i16()
+            r.i64()  # timestamp
+            offset = r.i64()
+            r.i32()  # leader_epoch
+            if code:
+                raise WireError(f"ListOffsets {topic} [{partition}]: {error_text(code)}")
+            out[(topic, partition)] = offset
+    return out
+
+
 def _list_offsets(cluster: Cluster, topic: str, parts: dict[int, int], when: int) -> dict[int, int]:
-    out: dict[int, int] = {}
     by_node: dict[int, list[int]] = {}
     for p, node in parts.items():
         by_node.setdefault(node, []).append(p)
+    out: dict[int, int] = {}
     for node, ps in by_node.items():
-        entries = [I32.pack(p) + I32.pack(-1) + I64.pack(when) for p in ps]
-        body = I32.pack(-1) + I8.pack(ISOLATION_READ_COMMITTED) + _array([_string(topic) + _array(entries)])
-        r = cluster.conn(node).call(API_LIST_OFFSETS, LIST_OFFSETS_V, body)
-        r.i32()  # throttle_time_ms
-        for _ in range(r.count()):
-            r.nullable_string()
-            for _ in range(r.count()):
-                partition, code = r.i32(), r.i16()
-                r.i64()  # timestamp
-                offset = r.i64()
-                r.i32()  # leader_epoch
-                if code:
-                    raise Unsupported(f"ListOffsets {topic} [{partition}]: {error_text(code)}")
-                out[partition] = offset
+        try:
+            got = list_offsets_answer(cluster.conn(node).call(API_LIST_OFFSETS, LIST_OFFSETS_V,
+                                                              list_offsets_request({topic: ps}, when)))
+        except WireError as e:
+            raise Unsupported(str(e)) from None
+        out.update((p, offset) for (_, p), offset in got.items())
     return out
 
 
@@ -523,6 +571,28 @@ def _fetch_request(topic: str, parts: list[_Part]) -> bytes:
             + _array([_string(topic) + _array(entries)]) + _array([]) + _string(""))
 
 
+def fetch_answer(r: _Reader) -> Iterator[tuple[str, int, int, int, int, list[tuple[int, int]], memoryview | None]]:
+    """A Fetch v11 answer's partitions: ``(topic, partition, error code, high watermark, last stable offset,
+    aborted transactions as (first offset, producer id), records)``; WireError for a top-level error."""
+    r.i32()  # throttle_time_ms
+    code = r.i16()
+    if code:
+        raise WireError(f"Fetch: {error_text(code)}")
+    r.i32()  # session_id
+    for _ in range(r.count()):
+        topic = r.nullable_string() or ""
+        for _ in range(r.count()):
+            partition, code = r.i32(), r.i16()
+            high, stable = r.i64(), r.i64()
+            r.i64()  # log_start_offset
+            aborts = []
+            for _ in range(r.count()):  # aborted transactions (null: -1)
+                producer, first = r.i64(), r.i64()
+                aborts.append((first, producer))
+            r.i32()  # preferred_read_replica
+            yield topic, partition, code, high, stable, aborts, r.nullable_bytes_view()
+
+
 def _consume_loop(  # noqa: PLR0917 - the state consume() set up, passed on once
     job: ConsumeJob, cluster: Cluster, parts: dict[int, _Part], out: IO[bytes], info: Callable[[int, str], None],
     running: Callable[[], bool],
@@ -540,88 +610,77 @@ def _consume_loop(  # noqa: PLR0917 - the state consume() set up, passed on once
         for node, ps in active.items():
             cluster.conn(node).send(API_FETCH, FETCH_V, _fetch_request(job.topic, ps))
         for node in active:
-            r = cluster.conn(node).receive()
-            r.i32()  # throttle_time_ms
-            code = r.i16()
-            if code:
-                raise WireError(f"Fetch error: {error_text(code)}")
-            r.i32()  # session_id
-            for _ in range(r.count()):
-                r.nullable_string()
-                for _ in range(r.count()):
-                    part = parts[r.i32()]
-                    code = r.i16()
-                    high, stable = r.i64(), r.i64()
-                    r.i64()  # log_start_offset
-                    for _ in range(r.count()):  # aborted transactions (null: -1)
-                        producer, first = r.i64(), r.i64()
-                        part.pending_aborts.append((first, producer))
-                    r.i32()  # preferred_read_replica
-                    records = r.nullable_bytes_view()
-                    if code:
-                        raise WireError(f"Topic {job.topic} [{part.partition}] error: {error_text(code)}")
-                    limit = job.limit - printed if job.limit > 0 else -1
-                    text, n = _render(job, part, records, topic_b, limit)
-                    if text:
-                        out.write(text)
-                    printed += n
-                    if job.limit > 0 and printed >= job.limit:
-                        out.flush()
-                        return printed
-                    end = stable if stable >= 0 else high
-                    if part.offset >= end and not part.at_eof:
-                        part.at_eof = True
-                        if job.exit_eof:
-                            part.done = True
-                            stopped += 1
-                        exiting = ": exiting" if job.exit_eof and stopped == len(parts) else ""
-                        out.flush()
-                        info(1, f"% Reached end of topic {job.topic} [{part.partition}] at offset {part.offset}"
-                                f"{exiting}\n")
-                    elif part.offset < end:
-                        part.at_eof = False
+            for _topic, partition, code, high, stable, aborts, records in fetch_answer(cluster.conn(node).receive()):
+                part = parts[partition]
+                part.pending_aborts.extend(aborts)
+                if code:
+                    raise WireError(f"Topic {job.topic} [{part.partition}] error: {error_text(code)}")
+                limit = job.limit - printed if job.limit > 0 else -1
+                text, n = _render(job, part, records, topic_b, limit)
+                if text:
+                    out.write(text)
+                printed += n
+                if job.limit > 0 and printed >= job.limit:
+                    out.flush()
+                    return printed
+                end = stable if stable >= 0 else high
+                if part.offset >= end and not part.at_eof:
+                    part.at_eof = True
+                    if job.exit_eof:
+                        part.done = True
+                        stopped += 1
+                    exiting = ": exiting" if job.exit_eof and stopped == len(parts) else ""
+                    out.flush()
+                    info(1, f"% Reached end of topic {job.topic} [{part.partition}] at offset {part.offset}"
+                            f"{exiting}\n")
+                elif part.offset < end:
+                    part.at_eof = False
         out.flush()
     return printed
 
 
-def _render(job: ConsumeJob, part: _Part, raw: memoryview | None, topic_b: bytes, limit: int) -> tuple[bytes, int]:
-    if raw is None or not len(raw):
-        return b"", 0
+def kept_batches(part: _Part, raw: memoryview) -> Iterator[tuple[tuple[int, ...], memoryview]]:
+    """The batches of a fetch answer's records section that a read_committed reader keeps, each with its header's
+    fields (``BATCH_HEADER``'s order), from the one holding ``part.offset`` on. Transaction markers and the batches
+    of aborted transactions are passed over (``part.offset`` moves past them); the caller moves ``part.offset``
+    past each batch it takes. A partial batch at the end is left for the next fetch."""
     part.pending_aborts.sort()
-    pieces = []
-    printed = 0
     pos, end = 0, len(raw)
     while end - pos >= BATCH_HEADER_BYTES:
-        (base_offset, batch_length, _epoch, magic, _crc, attributes, last_delta, base_ts, max_ts, producer_id,
-         _pepoch, _seq, count) = BATCH_HEADER.unpack_from(raw, pos)
+        header = BATCH_HEADER.unpack_from(raw, pos)
+        base_offset, batch_length, _epoch, magic, _crc, attributes, last_delta = header[:7]
+        producer_id = header[9]
         size = batch_length + LOG_OVERHEAD
         if magic != MAGIC_V2 or size < BATCH_HEADER_BYTES:
             raise WireError(f"unsupported record batch (magic {magic}) at offset {base_offset}")
         if pos + size > end:
             break  # a partial batch at the end of a fetch answer: fetched again next time
         last_offset = base_offset + last_delta
-        section = raw[pos + BATCH_HEADER_BYTES : pos + size]
+        batch = raw[pos : pos + size]
         pos += size
         if last_offset < part.offset:
             continue
         while part.pending_aborts and part.pending_aborts[0][0] <= last_offset:
             part.aborted.add(part.pending_aborts.pop(0)[1])
         if attributes & _ATTR_CONTROL:
-            if _control_type(bytes(section)) == _CONTROL_ABORT:
+            if _control_type(bytes(batch[BATCH_HEADER_BYTES:])) == _CONTROL_ABORT:
                 part.aborted.discard(producer_id)
             part.offset = last_offset + 1
             continue
         if attributes & _ATTR_TRANSACTIONAL and producer_id in part.aborted:
             part.offset = last_offset + 1
             continue
-        codec = attributes & _ATTR_CODEC
-        if codec:
-            from loosely.protocol.compression import decompress  # noqa: PLC0415 - only for compressed batches
+        yield header, batch
 
-            records = decompress(codec, section, DECOMPRESSED_BYTES_MAX)
-        else:
-            records = bytes(section)
-        ts_override = max_ts if attributes & _ATTR_LOG_APPEND_TIME else -1
+
+def _render(job: ConsumeJob, part: _Part, raw: memoryview | None, topic_b: bytes, limit: int) -> tuple[bytes, int]:
+    if raw is None or not len(raw):
+        return b"", 0
+    pieces = []
+    printed = 0
+    for header, batch in kept_batches(part, raw):
+        base_offset, last_delta, base_ts, count = header[0], header[6], header[7], header[12]
+        records, ts_override = records_section(header, batch)
         remaining = limit - printed if limit >= 0 else -1
         text, n, next_offset = _fast.format_records(records, count, base_offset, base_ts, ts_override, part.offset,
                                                     job.tokens, topic_b, part.partition, job.null_str, remaining)
@@ -630,8 +689,23 @@ def _render(job: ConsumeJob, part: _Part, raw: memoryview | None, topic_b: bytes
         if remaining >= 0 and n >= remaining:
             part.offset = next_offset
             break
-        part.offset = last_offset + 1
+        part.offset = base_offset + last_delta + 1
     return b"".join(pieces), printed
+
+
+def records_section(header: tuple[int, ...], batch: memoryview) -> tuple[bytes, int]:
+    """A kept batch's records section, decompressed, and the timestamp every record has if the batch's timestamps
+    are LogAppendTime (its max timestamp; else -1)."""
+    attributes, max_ts = header[5], header[8]
+    section = batch[BATCH_HEADER_BYTES:]
+    codec = attributes & _ATTR_CODEC
+    if codec:
+        from loosely.protocol.compression import decompress  # noqa: PLC0415 - only for compressed batches
+
+        records = decompress(codec, section, DECOMPRESSED_BYTES_MAX)
+    else:
+        records = bytes(section)
+    return records, max_ts if attributes & _ATTR_LOG_APPEND_TIME else -1
 
 
 def _control_type(records: bytes) -> int:

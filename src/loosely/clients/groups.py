@@ -27,7 +27,14 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, TopicPartition
 
-from loosely.clients.wire import KafkaConnection, KafkaSecurity, error_code, request_class
+from loosely.clients.wire import (
+    ConnectionPool,
+    KafkaConnection,
+    KafkaSecurity,
+    error_code,
+    parse_address,
+    request_class,
+)
 from loosely.protocol.errors import ErrorCode, ProtocolError
 from loosely.protocol.messages import ApiKey, build, nested
 
@@ -71,12 +78,12 @@ class GroupOffsets:
 
     def __init__(self, client_config: dict[str, Any], *, client_id: str = "loosely") -> None:
         self.security = KafkaSecurity.from_client_config({k: str(v) for k, v in client_config.items()})
-        self.bootstrap = [_address(a) for a in str(client_config.get("bootstrap.servers", "")).split(",") if a]
+        self.bootstrap = [parse_address(a) for a in str(client_config.get("bootstrap.servers", "")).split(",") if a]
         if not self.bootstrap:
             raise ValueError("bootstrap.servers is empty")
         self.client_id = client_id
         self._lock = threading.Lock()
-        self._connections: dict[tuple[str, int], KafkaConnection] = {}
+        self._pool = ConnectionPool(self.security, frame_bytes_max=FRAME_BYTES_MAX, client_id=client_id)
 
     def committed(self, groups: Sequence[str], timeout_s: float) -> dict[str, dict[tuple[str, int], int]]:
         """``{group: {(topic, partition): offset}}`` for every group that answered (a group that committed
@@ -96,7 +103,7 @@ class GroupOffsets:
                                                f"not answer within {timeout_s:g} s")
                         time.sleep(_RETRY_S)
             except (OSError, ProtocolError, ValueError):
-                self._drop_all()  # a connection in an unknown state is not used again
+                self._pool.close()  # a connection in an unknown state is not used again
                 raise
         return out
 
@@ -159,29 +166,13 @@ class GroupOffsets:
         return again
 
     def _connection(self, address: tuple[str, int], deadline: float) -> KafkaConnection:
-        c = self._connections.get(address)
-        if c is None:
-            c = self._connections[address] = KafkaConnection(
-                address[0], address[1], _left(deadline), self.security, frame_bytes_max=FRAME_BYTES_MAX,
-                client_id=self.client_id)
-        return c
-
-    def _drop_all(self) -> None:
-        for c in self._connections.values():
-            c.close()
-        self._connections.clear()
+        return self._pool.connection(address, _left(deadline))
 
     def close(self) -> None:
         with self._lock:
-            self._drop_all()
+            self._pool.close()
 
 
 def _left(deadline: float) -> float:
     return max(0.1, deadline - time.monotonic())
 
-
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.strip().rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"bootstrap server {text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)

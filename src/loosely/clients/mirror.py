@@ -26,6 +26,11 @@ lives on the target in the compacted topic ``loosely-mirror-offsets.<source>.int
 transactions, each batch of records and its progress records commit in one transaction, so a crash at any point
 leaves either all of a batch or none of it, and a restart resumes exactly after the last committed batch.
 
+How records travel: with transactions and plain connections on both sides, the source's record batches are copied
+whole (:mod:`loosely.clients._batch_copy`: fetched raw, stamped with the mirror's own transactional producer, one
+transaction per fetch answer with its progress records); otherwise one record at a time through confluent-kafka
+(``copy="records"`` asks for that always). Both keep the same progress records and transactional id.
+
 Without transactions the mirror writes a batch, waits until it is delivered, then writes the progress. A crash
 between the two leaves records the progress does not know about. Because the mirror is the only writer of its
 target partitions and copies one record for each record it reads, in order, the surplus is exactly ``k = target
@@ -59,6 +64,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined,unused-ignore] 
     NewTopic,
 )
 
+from loosely.clients._batch_copy import BatchSource, Piece, TxnTarget, TxnUnavailable
+from loosely.clients.fastpath import OFFSET_EARLIEST
 from loosely.clients.mm2 import (
     Checkpoint,
     DefaultReplicationPolicy,
@@ -77,6 +84,7 @@ log = logging.getLogger("loosely.mirror")
 TIMEOUT_S: Final = 30.0
 _PROGRESS_VALUE_BYTES: Final = 16
 FETCH_QUEUE_BACKOFF_MS: Final = 10
+TRANSACTION_TIMEOUT_MS: Final = 60_000
 # Topic configs copied to new target topics (MirrorMaker's sync.topic.configs copies the non-default ones too)
 _COPIED_CONFIGS: Final = frozenset(
     {"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "compression.type",
@@ -106,6 +114,9 @@ class MirrorConfig:
     sync_group_offsets: bool = False  # sync.group.offsets.enabled
     refresh_topics_interval_s: float = 600.0  # refresh.topics.interval.seconds
     batch_messages_max: int = 20_000
+    # "batches": where it can (transactions, plain connections), copy the source's record batches whole
+    # (loosely.clients._batch_copy); "records": always one record at a time through confluent-kafka
+    copy: str = "batches"
     internal_replication_factor: int = 1  # MirrorMaker uses 3; one broker here is the common embedded case
 
 
@@ -120,6 +131,7 @@ class MirrorStatistics:
     checkpoints_total: int
     heartbeats_total: int
     skipped_on_resume_total: int
+    batches_whole: bool = False  # record batches copied whole (loosely.clients._batch_copy), not record by record
 
 
 @dataclass(slots=True)
@@ -165,6 +177,22 @@ def _decode_progress(value: bytes) -> tuple[int, int]:
     return int.from_bytes(value[:8], "big", signed=True), int.from_bytes(value[8:], "big", signed=True)
 
 
+def _high_watermark(c: Consumer, topic: str, partition: int) -> int:
+    """The partition's high watermark, asked again while a topic created a moment ago is not ready: Apache Kafka's
+    brokers learn of it from the controller a little later, and until then answer "unknown partition" or "not
+    leader" (both seen on a loaded machine)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            return int(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)[1])
+        except KafkaException as e:
+            code = e.args[0].code()
+            if code not in (KafkaError._UNKNOWN_PARTITION, KafkaError.NOT_LEADER_FOR_PARTITION,
+                            KafkaError.LEADER_NOT_AVAILABLE) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _progress_key(topic: str, partition: int) -> bytes:
     return f"{topic}:{partition}".encode()
 
@@ -196,6 +224,10 @@ class Mirror:
         self._side: Producer | None = None  # heartbeats and checkpoints on the target (outside transactions)
         self._source_producer: Producer | None = None  # offset syncs on the source
         self._next: list[Message] | None = None  # the next batch, consumed while the last one committed
+        # the batch path (see _batch_path_possible): the source's batches read raw, written by our own producer
+        self._batch_source: BatchSource | None = None
+        self._batch_target: TxnTarget | None = None
+        self._started = False
         # what the source's side of start() found: the source's metadata, the configs of the topics to mirror
         self._start_topics: tuple[Any, dict[str, dict[str, str]]] = (None, {})
 
@@ -251,23 +283,60 @@ class Mirror:
         if failed:
             raise failed[0]
         source_md, configs = self._start_topics
+        if self._batch_target is None and self._consumer is None:  # the target would not take the batch path
+            self._consumer = self._make_consumer()
+            source_md = self._consumer.list_topics(timeout=TIMEOUT_S)  # tells the consumer the leaders
         self._refresh_topics(source_md, configs, target_md)
+        self._started = True
+
+    def _batch_path_possible(self) -> bool:
+        """Whether the batch path may serve this mirror: asked for, transactional, and nothing in either side's
+        settings that its plain connections would ignore (TLS, SASL, any other librdkafka property)."""
+        cfg = self.config
+        plain = {"bootstrap.servers", "client.id"}
+        return (cfg.copy == "batches" and cfg.exactly_once != "off" and set(cfg.source) <= plain
+                and set(cfg.target) <= plain)
 
     def _prepare_target(self) -> Any:
         """The target's internal topics, the producers that write there, and the progress; the target's metadata
         (for the remote topics' check)."""
         cfg = self.config
+        progress = progress_topic(cfg.source_alias)
         md = self._ensure_topics(self._target_admin, {t: (1, {}) for t in (
-            self.checkpoints_topic, self.heartbeats_topic, progress_topic(cfg.source_alias))}, compact=True)
-        self._producer = self._make_producer()
+            self.checkpoints_topic, self.heartbeats_topic, progress)}, compact=True)
+        known = md.topics.get(progress)
+        # the batch path writes the progress to partition 0; an older progress topic of more partitions keeps
+        # librdkafka's partitioner
+        if self._batch_path_possible() and (known is None or len(known.partitions) == 1):
+            try:
+                self._batch_target = TxnTarget(str(cfg.target["bootstrap.servers"]), self._transactional_id(),
+                                               transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, timeout_s=TIMEOUT_S)
+                self._transactional = True
+                log.info("mirror %s->%s: transactional (exactly-once), record batches copied whole",
+                         cfg.source_alias, cfg.target_alias)
+            except TxnUnavailable as e:
+                log.info("record batches cannot be copied whole (%s): copying records", e)
+        if self._batch_target is None:
+            self._producer = self._make_producer()
         self._side = Producer({**cfg.target, "log_level": 0, "linger.ms": 5})
         self._load_progress()
         return md
 
     def _prepare_source(self) -> None:
+        if self._batch_path_possible():  # records are read by the batch path, unless the target turns it down
+            md = self._source_admin.list_topics(timeout=TIMEOUT_S)
+        else:
+            # created now, assigned once the progress is known: its connection to the source is up by then
+            self._consumer = self._make_consumer()
+            md = self._consumer.list_topics(timeout=TIMEOUT_S)  # also tells the consumer the leaders
+        self._ensure_topics(self._source_admin, {self.offset_syncs_topic: (1, {})}, compact=True, md=md)
+        self._source_producer = Producer({**self.config.source, "log_level": 0, "linger.ms": 5})
+        new = self._new_topics(md)
+        self._start_topics = (md, self._source_configs(list(new)))
+
+    def _make_consumer(self) -> Consumer:
         cfg = self.config
-        # created now, assigned once the progress is known: its connection to the source is up by then
-        self._consumer = consumer = Consumer({
+        return Consumer({
             **cfg.source,
             "group.id": f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}",
             "enable.auto.commit": False,
@@ -280,11 +349,9 @@ class Mirror:
             # from the brokers on a small machine), the default 1000 leaves the mirror waiting on an empty queue
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         })
-        md = consumer.list_topics(timeout=TIMEOUT_S)  # also tells the consumer the leaders (see _refresh_topics)
-        self._ensure_topics(self._source_admin, {self.offset_syncs_topic: (1, {})}, compact=True, md=md)
-        self._source_producer = Producer({**cfg.source, "log_level": 0, "linger.ms": 5})
-        new = self._new_topics(md)
-        self._start_topics = (md, self._source_configs(list(new)))
+
+    def _transactional_id(self) -> str:
+        return f"loosely-mirror-{self.config.source_alias}-{self.config.target_alias}"
 
     def _make_producer(self) -> Producer:
         cfg = self.config
@@ -292,8 +359,8 @@ class Mirror:
         base = {**cfg.target, **self._target_reach.config(), "linger.ms": 5, "acks": "all",
                 "queue.buffering.max.messages": max(100_000, 2 * cfg.batch_messages_max + 1000)}
         if cfg.exactly_once != "off":
-            txn_id = f"loosely-mirror-{cfg.source_alias}-{cfg.target_alias}"
-            producer = Producer({**base, "transactional.id": txn_id, "transaction.timeout.ms": 60_000})
+            producer = Producer({**base, "transactional.id": self._transactional_id(),
+                                 "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS})
             try:
                 producer.init_transactions(TIMEOUT_S if cfg.exactly_once == "on" else 10.0)
                 self._transactional = True
@@ -316,10 +383,16 @@ class Mirror:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        if self._batch_source is not None:
+            self._batch_source.close()
+            self._batch_source = None
+        if self._batch_target is not None:
+            self._batch_target.close()
+            self._batch_target = None
 
     def run(self, on_batch: Callable[[Mirror], None] | None = None) -> None:
         """Mirror until :meth:`stop`: records continuously, heartbeats/checkpoints/topic refresh on their timers."""
-        if self._consumer is None:
+        if not self._started:
             self.start()
         cfg = self.config
         now = time.monotonic()
@@ -405,8 +478,10 @@ class Mirror:
                         target_md: Any = None) -> None:
         """Mirror new source topics (and new partitions): create them on the target, then assign. At start the
         metadata and configs gathered while preparing are passed in; later each refresh asks for them."""
-        assert self._consumer is not None
-        if source_md is None:
+        if source_md is None and self._consumer is None:  # the batch path
+            source_md = self._source_admin.list_topics(timeout=TIMEOUT_S)
+        elif source_md is None:
+            assert self._consumer is not None
             # asked through the consumer: a partition assigned before its consumer knows the leader waits out a
             # fixed 500 ms retry in librdkafka before it looks up where to start (seen with 2.16's debug log)
             source_md = self._consumer.list_topics(timeout=TIMEOUT_S)
@@ -423,6 +498,16 @@ class Mirror:
         self._assign()
 
     def _assign(self) -> None:
+        if self._batch_target is not None:
+            if self._batch_source is None:
+                self._batch_source = BatchSource(str(self.config.source["bootstrap.servers"]), TIMEOUT_S)
+            starts = {}
+            for topic, n in sorted(self._partitions.items()):
+                for p in range(n):
+                    progress = self._progress.get((self._mirrored[topic], p))
+                    starts[(topic, p)] = progress[0] if progress is not None else OFFSET_EARLIEST
+            self._batch_source.assign(starts)
+            return
         assert self._consumer is not None
         # a batch read ahead (see _commit_and_consume_next) is read again from where the progress says
         self._next = None
@@ -444,18 +529,8 @@ class Mirror:
 
     def _target_highs(self, topic: str, partitions: int) -> dict[int, int]:
         c = Consumer({**self.config.target, "group.id": "loosely-mirror-probe", "log_level": 0})
-        deadline = time.monotonic() + TIMEOUT_S
         try:
-            while True:
-                try:
-                    return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1]
-                            for p in range(partitions)}
-                except KafkaException as e:
-                    # a topic created a moment ago: Apache Kafka's brokers learn of it from the controller a little
-                    # later, and until then its partitions are unknown (seen on a loaded machine)
-                    if e.args[0].code() != KafkaError._UNKNOWN_PARTITION or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            return {p: _high_watermark(c, topic, p) for p in range(partitions)}
         finally:
             c.close()
 
@@ -476,7 +551,7 @@ class Mirror:
             c.assign([TopicPartition(topic, p, -2) for p in parts])
             out: list[Message] = []
             at_end: set[int] = set()
-            empty = {p for p in parts if c.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S)[1] == 0}
+            empty = {p for p in parts if _high_watermark(c, topic, p) == 0}
             at_end |= empty
             deadline = time.monotonic() + TIMEOUT_S
             while len(at_end) < len(parts) and time.monotonic() < deadline:
@@ -526,6 +601,8 @@ class Mirror:
         keeps order (transactional, or one request in flight), so a partition's records of one batch sit at
         consecutive downstream offsets starting at the reported one, and every record's downstream offset follows.
         """
+        if self._batch_target is not None:
+            return self._copy_batches()
         assert self._consumer is not None and self._producer is not None
         msgs = self._next if self._next is not None else self._consumer.consume(self.config.batch_messages_max,
                                                                                  timeout_s)
@@ -612,6 +689,35 @@ class Mirror:
             producer.flush(TIMEOUT_S)
         assert self._source_producer is not None
         self._source_producer.poll(0)
+        self._records += copied
+        self._batches += 1
+        return copied
+
+    def _copy_batches(self) -> int:
+        """Copy one fetch answer's record batches whole, in one transaction with their progress (see
+        :mod:`loosely.clients._batch_copy`); returns how many records were copied."""
+        source, target = self._batch_source, self._batch_target
+        assert source is not None and target is not None and self._source_producer is not None
+        source.send()
+        pieces = source.receive()
+        self._source_producer.poll(0)
+        if not pieces:
+            return 0
+        positions = source.positions()  # past this answer: the next upstream offsets the progress records
+        source.send()  # the next answer comes while the target writes this one
+        progress = progress_topic(self.config.source_alias)
+        remote: dict[tuple[str, int], list[Piece]] = {(self._mirrored[t], p): ps for (t, p), ps in pieces.items()}
+        bases = target.commit(remote, (progress, 0), [
+            (_progress_key(self._mirrored[t], p), _encode_progress(positions[(t, p)], -1)) for t, p in pieces])
+        copied = 0
+        for (topic, partition), ps in pieces.items():
+            remote_topic = self._mirrored[topic]
+            down = 0
+            for piece, base in zip(ps, bases[(remote_topic, partition)], strict=True):
+                self._sync_run(topic, partition, piece.upstreams, base)
+                copied += piece.count
+                down = base + piece.count
+            self._progress[(remote_topic, partition)] = (positions[(topic, partition)], down)
         self._records += copied
         self._batches += 1
         return copied
@@ -766,4 +872,5 @@ class Mirror:
             checkpoints_total=self._checkpoints,
             heartbeats_total=self._heartbeats,
             skipped_on_resume_total=self._skipped,
+            batches_whole=self._batch_target is not None,
         )

@@ -29,7 +29,16 @@ from loosely.protocol.framing import SIZE
 from loosely.protocol.messages import ApiKey, build, decode_response, encode_request, load_request_schema
 from loosely.security.scram import SCRAM_MECHANISMS, ScramClient, ScramError
 
-__all__ = ["KafkaConnection", "KafkaSecurity", "WireError", "error_code", "produce_then_end_txn", "request_class"]
+__all__ = [
+    "ConnectionPool",
+    "KafkaConnection",
+    "KafkaSecurity",
+    "WireError",
+    "error_code",
+    "parse_address",
+    "produce_then_end_txn",
+    "request_class",
+]
 
 SASL_HANDSHAKE_V: Final = 1  # v1: the tokens go in SaslAuthenticate requests, not bare on the socket
 SASL_AUTHENTICATE_V: Final = 2
@@ -196,6 +205,61 @@ class KafkaConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ConnectionPool:
+    """Connections kept by broker address between requests: opened on first use (with the pool's security, answer
+    limit and client id) and dropped on the first trouble, since a connection in an unknown state (a request sent,
+    its answer not read) must not be used again. Not thread-safe: its owner makes one call at a time.
+
+    >>> pool = ConnectionPool(None, client_id="loosely-docs")
+    >>> pool.existing(("127.0.0.1", 9092)) is None
+    True
+    """
+
+    def __init__(self, security: KafkaSecurity | None, *, frame_bytes_max: int = FRAME_BYTES_MAX,
+                 client_id: str = "loosely") -> None:
+        self.security = security
+        self.frame_bytes_max = frame_bytes_max
+        self.client_id = client_id
+        self._connections: dict[tuple[str, int], KafkaConnection] = {}
+
+    def connection(self, address: tuple[str, int], timeout_s: float) -> KafkaConnection:
+        """The connection to ``address``, opened (and logged in) now if there is none; ``OSError`` or
+        :class:`WireError` if that fails."""
+        c = self._connections.get(address)
+        if c is None:
+            c = self._connections[address] = KafkaConnection(address[0], address[1], timeout_s, self.security,
+                                                             frame_bytes_max=self.frame_bytes_max,
+                                                             client_id=self.client_id)
+        return c
+
+    def existing(self, address: tuple[str, int]) -> KafkaConnection | None:
+        """The connection to ``address`` if one is open (none is opened)."""
+        return self._connections.get(address)
+
+    def drop(self, address: tuple[str, int]) -> None:
+        """Close the connection to ``address`` (if any): the next request there opens a new one."""
+        c = self._connections.pop(address, None)
+        if c is not None:
+            c.close()
+
+    def close(self) -> None:
+        """Close every connection."""
+        for address in list(self._connections):
+            self.drop(address)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets or not) as ``(host, port)``; ``ValueError`` otherwise.
+
+    >>> parse_address(" [::1]:9092")
+    ('::1', 9092)
+    """
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"bootstrap server {text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def produce_then_end_txn(produce: Sequence[tuple[KafkaConnection, bytes]], end: tuple[KafkaConnection, bytes],
