@@ -122,15 +122,29 @@ def _caught_up(consumers: list[Node], announced: dict[str, Any]) -> Callable[[],
     return check
 
 
-def _assert_consistent(consumers: list[Node], producers: list[Node]) -> None:
-    """Every version a consumer reached has the checksum its producer announced; nobody double-snapshotted."""
+def _assert_consistent(consumers: list[Node], producers: list[Node], killed: Node | None = None) -> None:
+    """Every version a consumer reached has the checksum its producer announced; nobody double-snapshotted.
+
+    A producer killed with SIGKILL while it cycles on its own timer may die between announcing a version and
+    printing it. One version nobody reported is therefore accepted, and only between the killed producer's last
+    report and the next producer's first announcement (that producer carried on from it, and its own checksums
+    are checked)."""
     truth = {e["version"]: e["checksum"] for p in producers for e in p.of("announced")}
+    gap: tuple[int, int] | None = None
+    if killed is not None:
+        last = max((e["version"] for e in killed.of("announced")), default=0)
+        gap = (last, min((v for v in truth if v > last), default=1 << 62))
+    unreported: set[int] = set()
     for c in consumers:
         reached = c.of("version")
         assert reached, c.describe()
         for e in reached:
+            if e["version"] not in truth and gap is not None and gap[0] < e["version"] < gap[1]:
+                unreported.add(e["version"])
+                continue
             assert truth.get(e["version"]) == e["checksum"], (e, c.describe())
         assert reached[-1]["snapshots"] == 1 and reached[-1]["double_snapshots"] == 0, c.describe()
+    assert len(unreported) <= 1, f"versions no producer announced: {sorted(unreported)}"
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +269,7 @@ def test_two_producers_race_one_announces_the_standby_takes_over(
     assert b.of("announced")[0]["version"] > last_a
     wait_until(_caught_up(consumers, b.of("announced")[-1]), "consumers to follow the new leader", nodes)
     time.sleep(1.0)
-    _assert_consistent(consumers, [a, b])
+    _assert_consistent(consumers, [a, b], killed=a)
 
     # pause the leader with SIGSTOP: a standby takes over; the old leader wakes up, is fenced, announces nothing
     c = _start(nodes, "producer", spec, *common, "--seed", "3")
@@ -273,4 +287,4 @@ def test_two_producers_race_one_announces_the_standby_takes_over(
     late = [e for e in b.of("announced") if e["version"] > first_c]
     assert late == [], f"the paused leader announced after losing leadership: {late}"
     wait_until(_caught_up(consumers, c.of("announced")[-1]), "consumers to follow the third producer", nodes)
-    _assert_consistent(consumers, [a, b, c])
+    _assert_consistent(consumers, [a, b, c], killed=a)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, NamedTuple
 
@@ -26,6 +28,8 @@ from loosely.hollow.core import (
     Int8,
     Int64,
     ObjectMapper,
+    ReadStateEngine,
+    TypedReader,
     WriteStateEngine,
     _writer,
     hollow_type,
@@ -157,6 +161,40 @@ def test_bad_values_raise_the_python_errors() -> None:
     bad.pairs = [None]  # type: ignore[list-item]
     with pytest.raises(HollowMappingError, match="null element"):
         mapper.add_all([_rich(2), bad])
+
+
+def test_add_all_of_an_iterator_releases_each_object_before_drawing_the_next() -> None:
+    """A generator's objects are written as they come, one alive at a time: the allocator then reuses the same hot
+    memory for every object (see write_iter in _writer.c). Objects of several classes and ones the compiled loop
+    leaves to Python come through; an error in the generator propagates after the objects before it are added."""
+    engine = WriteStateEngine()
+    mapper = ObjectMapper(engine)
+    engine.prepare_for_next_cycle()
+    drawn: list[weakref.ref[object]] = []
+
+    def objects(fail_at: int) -> Iterator[object]:
+        for i in range(300):
+            assert all(r() is None for r in drawn), f"object {len(drawn) - 1} is still held when {i} is drawn"
+            if i == fail_at:
+                raise RuntimeError("the source broke")
+            obj: object = Inner(i, "é" if i % 50 == 7 else "in") if i % 100 else _rich(i)  # é: Python writes it
+            drawn.append(weakref.ref(obj))
+            yield obj
+            del obj
+
+    assert mapper.add_all(objects(-1)) == 300
+    engine.prepare_for_write()
+    state = ReadStateEngine.from_snapshot(engine.write_snapshot())
+    inner = {(i, "é" if i % 50 == 7 else "in") for i in range(300) if i % 100} | {(0, "sub"), (0, "in")}  # + Rich's
+    assert {(r.n, r.label) for r in TypedReader(state, Inner)} == inner
+    assert [r.id for r in TypedReader(state, Rich)] == [0, 100, 200]
+    engine.prepare_for_next_cycle()
+    drawn.clear()
+    with pytest.raises(RuntimeError, match="the source broke"):
+        mapper.add_all(objects(150))
+    engine.prepare_for_write()
+    state = ReadStateEngine.from_snapshot(engine.write_snapshot())
+    assert [r.id for r in TypedReader(state, Rich)] == [0, 100]
 
 
 def test_kernels_refuse_malformed_input() -> None:

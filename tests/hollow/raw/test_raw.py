@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from loosely.hollow.raw import (
     Writer,
 )
 from loosely.hollow.raw._dataset import POSITIONS_TAG
+from loosely.hollow.raw._log import ChangeTail
 
 
 def test_a_write_is_visible_after_its_token_and_to_strong_reads(writer: Writer, client: RawClient) -> None:
@@ -41,6 +44,51 @@ def test_a_write_is_visible_after_its_token_and_to_strong_reads(writer: Writer, 
     gone = writer.delete(Movie, 1)
     assert client.get_versioned(Movie, 1, after=str(gone.token)) == (None, None)
     assert client.get(Movie, 2, consistency="strong") is None
+
+
+def test_a_reader_waits_for_the_view_to_move_instead_of_polling(writer: Writer, client: RawClient) -> None:
+    writer.put(Movie(30, "Ran"))
+    client.sync()
+    seen = client.reached()
+    t0 = time.monotonic()
+    assert client.wait_for_change(seen, 300) == seen  # nothing written: the whole timeout, the same view
+    assert time.monotonic() - t0 >= 0.29
+    assert client.get(Movie, 31) is None
+    writer.put(Movie(31, "Kagemusha"))
+    moved = client.wait_for_change(seen, 10_000)
+    assert moved != seen
+    while client.get(Movie, 31) is None:  # the view moved; a few waits at most bring the record itself
+        seen = client.wait_for_change(moved, 10_000)
+        assert seen != moved, "the view did not move again within 10 s"
+        moved = seen
+    assert client.get(Movie, 31) == Movie(31, "Kagemusha")
+
+
+def test_a_detached_tail_goes_on_from_where_it_is_told(dataset: Dataset, writer: Writer) -> None:
+    # the elected writer detaches its own tail while it leads, and attaches it again at the end of its last commit
+    applied: list[tuple[int, int, bytes]] = []
+    tail = ChangeTail(dataset, lambda p, o, k, v: applied.append((p, o, k)), name="detach-test")
+    try:
+        writer.put(Movie(1, "seen"))
+        tail.read_to(tail.high_watermarks(10_000), 10_000)
+        assert len(applied) == 1
+        tail.detach()
+        before = dict(tail.reached)
+        skipped = writer.put(Movie(2, "known another way"))
+        read = writer.put(Movie(3, "read after attach"))
+        assert tail.poll(0.3) == 0 and tail.reached == before  # detached: nothing comes
+        tail.attach(skipped.token.offsets)  # the partition of Movie 2 from after it, the other from where it was
+        tail.read_to(tail.high_watermarks(10_000), 10_000)
+        keys = [k for _, _, k in applied]
+        assert dataset.key_bytes("Movie", (3,)) in keys and dataset.key_bytes("Movie", (2,)) not in keys
+        assert read.version in [o for _, o, _ in applied]
+        n = len(applied)
+        tail.detach()
+        tail.attach({p: 0 for p in range(dataset.partitions)})  # positions behind it: it does not go back
+        tail.read_to(tail.high_watermarks(10_000), 10_000)
+        assert tail.poll(0.3) == 0 and len(applied) == n
+    finally:
+        tail.close()
 
 
 def test_conditional_writes_compare_versions(writer: Writer, client: RawClient) -> None:
@@ -157,6 +205,40 @@ def test_producer_folds_the_log_and_clients_read_state_plus_overlay(dataset: Dat
         assert fresh.statistics().overlay == 0
     finally:
         fresh.close()
+
+
+def test_statistics_answer_while_a_cycle_waits_on_its_blob_store(dataset: Dataset, writer: Writer,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status page asks the producer for its statistics while a cycle may be stuck on a store or a broker that
+    went away (the demo's partition): the answer must not wait for the cycle."""
+    writer.put(Movie(1, "one"))
+    producer = RawProducer(dataset)
+    producer.catch_up()
+    store = dataset.blob_store
+    assert isinstance(store, FilesystemBlobStore)
+    entered, release = threading.Event(), threading.Event()
+    real_publish = store.publish
+
+    def stuck(ref: Any, data: bytes) -> None:
+        entered.set()
+        release.wait(30)
+        real_publish(ref, data)
+
+    monkeypatch.setattr(store, "publish", stuck)
+    cycle = threading.Thread(target=producer.run_cycle)
+    cycle.start()
+    try:
+        assert entered.wait(30)
+        asked: list[Any] = []
+        t = threading.Thread(target=lambda: asked.append(producer.statistics()), daemon=True)
+        t.start()
+        t.join(5)
+        assert asked and asked[0].cycles == 0, "statistics waited for the cycle"
+    finally:
+        release.set()
+        cycle.join(30)
+    assert producer.statistics().cycles == 1
+    producer.close()
 
 
 def test_only_the_elected_writer_writes_and_a_standby_takes_over(dataset: Dataset, writer: Writer,

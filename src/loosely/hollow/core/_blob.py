@@ -234,7 +234,7 @@ def with_header_tags(data: object, tags: Mapping[str, str]) -> bytes:
     merged.update(tags)
     w = Writer()
     write_blob_header(w, BlobHeader(header.origin_tag, header.destination_tag, header.schemas, merged), order)
-    return bytes(w.buf) + view[body_offset:].tobytes()
+    return b"".join((w.buf, view[body_offset:]))
 
 
 def read_part_header(cur: Cursor) -> PartHeader:

@@ -37,7 +37,6 @@ import dataclasses
 import datetime as _dt
 import enum
 import inspect
-import itertools
 import math
 import types
 import typing
@@ -281,7 +280,7 @@ def _own_fields(cls: type) -> list[tuple[str, object]]:
     return out
 
 
-_ADD_CHUNK: Final = 4096  # add_all of an iterator: objects written per compiled call
+_END: Final = object()  # add_all: the end of the iterator
 
 # Compiled writer plan kinds and field encodings (see _writer.c).
 _P_OBJECT, _P_BOXED, _P_LIST, _P_SET, _P_PYTHON = 0, 1, 2, 3, 4
@@ -807,16 +806,25 @@ class ObjectMapper:
         return self._class_mapper(type(obj)).write(self.engine, obj) if ordinal is None else ordinal
 
     def add_all(self, objs: Iterable[object]) -> int:
-        """Write every object of ``objs`` (as :meth:`add`, in order, in one compiled loop); returns how many."""
+        """Write every object of ``objs`` (as :meth:`add`, in order, in one compiled loop); returns how many.
+
+        An iterator (a generator) is written as it yields, one object at a time: each is released before the next
+        is drawn."""
         if self.engine is None:
             raise HollowMappingError("this ObjectMapper has no WriteStateEngine to add to")
         self.engine.check_adding()
         if isinstance(objs, (list, tuple)):
             return self._add_sequence(objs)
+        # one at a time, not in chunks: the allocator then reuses the same few hot blocks (write_iter in _writer.c)
         total = 0
         it = iter(objs)
-        while chunk := list(itertools.islice(it, _ADD_CHUNK)):  # a generator is written as it is produced
-            total += self._add_sequence(chunk)
+        pending = next(it, _END)
+        while pending is not _END:
+            cls = type(pending)
+            self.add(pending)  # the first object, or one the compiled loop left to Python (another class...)
+            del pending
+            done, pending = _writer.write_iter(self._class_plans[cls], it, _END)
+            total += 1 + done
         return total
 
     def _add_sequence(self, seq: Sequence[object]) -> int:

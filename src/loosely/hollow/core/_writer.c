@@ -40,8 +40,9 @@
  * plan keeps that ordinal (``guess``: the last ordinal it returned, plus one) and, before building a payload,
  * compares the object's values with the record held there, field by field and in place: an INT / LONG value by
  * its zig-zag number, an ASCII string by its bytes, a reference by the ordinal its own plan returns, anything
- * else by its encoded payload.  No payload tuple is hashed and, for these kinds, no Python object is made.  When
- * every field is equal the record is the object's: the ordinal map holds each payload at one ordinal only
+ * else by its encoded payload.  No payload tuple is made or hashed (the field payloads wait in an array until a
+ * tuple is needed) and, for these kinds, no Python object is made.  When every field is equal the record is the
+ * object's: the ordinal map holds each payload at one ordinal only
  * (``exact``, kept by _ordinal_map.py), so the ordinal the dict would return is the guessed one; when the map is
  * not exact (a restored state may hold a payload twice), the dict is asked with the held record to confirm.  Any
  * difference falls through to the payload, the dict lookup and ``add_new`` as before, keeping the fields already
@@ -62,6 +63,7 @@
 #define SMALL_MIN (-256) /* boxed integers cached per plan: [SMALL_MIN, SMALL_MAX) */
 #define SMALL_MAX 1024
 #define SEGMENT_SHIFT 14 /* ThreadSafeBitSet: 16384-bit segments */
+#define VALUES_ON_STACK 32 /* plan_write: field payloads of up to this many fields are gathered on the stack */
 
 enum { K_REF = 0, K_INT = 1, K_LONG = 2, K_BOOL = 3, K_FLOAT = 4, K_DOUBLE = 5, K_STRING = 6, K_BYTES = 7 };
 
@@ -1212,9 +1214,12 @@ plan_write(Plan *plan, PyObject *value)
     long long small_at = -1;
     PyObject *held = NULL; /* the record at the guessed ordinal */
     Py_ssize_t nf = plan->nfields;
-    PyObject *payload = PyTuple_New(nf);
-    if (!payload) {
+    /* the field payloads, new references or NULL; a tuple is only made of them when the guess fails */
+    PyObject *on_stack[VALUES_ON_STACK] = {NULL};
+    PyObject **values = nf <= VALUES_ON_STACK ? on_stack : PyMem_Calloc((size_t)nf, sizeof(PyObject *));
+    if (!values) {
         Py_LeaveRecursiveCall();
+        PyErr_NoMemory();
         return -1;
     }
     if (plan->kind == P_OBJECT && (PyObject *)Py_TYPE(value) != plan->cls)
@@ -1245,7 +1250,7 @@ plan_write(Plan *plan, PyObject *value)
     int same = held != NULL;
     for (int pass = 0; pass < 2; pass++) {
         for (Py_ssize_t i = 0; i < nf; i++) {
-            if (pass == 1 && PyTuple_GET_ITEM(payload, i))
+            if (pass == 1 && values[i])
                 continue;
             PlanField *f = &plan->fields[i];
             PyObject *v;
@@ -1282,7 +1287,7 @@ plan_write(Plan *plan, PyObject *value)
                 Py_DECREF(enc);
                 goto done;
             }
-            PyTuple_SET_ITEM(payload, i, enc);
+            values[i] = enc;
             if (same) {
                 int eq = PyObject_RichCompareBool(enc, PyTuple_GET_ITEM(held, i), Py_EQ);
                 if (eq < 0) {
@@ -1301,7 +1306,17 @@ plan_write(Plan *plan, PyObject *value)
         }
         same = 0;
     }
+    PyObject *payload = PyTuple_New(nf);
+    if (!payload) {
+        result = -1;
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) { /* the tuple takes the references */
+        PyTuple_SET_ITEM(payload, i, values[i]);
+        values[i] = NULL;
+    }
     result = intern_payload(plan, payload);
+    Py_DECREF(payload);
     if (result >= 0) {
         plan->guess = result + 1;
         if (small_at >= 0 && plan->small_epoch == epoch)
@@ -1309,7 +1324,10 @@ plan_write(Plan *plan, PyObject *value)
     }
 done:
     Py_XDECREF(held);
-    Py_DECREF(payload);
+    for (Py_ssize_t i = 0; i < nf; i++)
+        Py_XDECREF(values[i]);
+    if (values != on_stack)
+        PyMem_Free(values);
     Py_LeaveRecursiveCall();
     return result;
 }
@@ -1357,6 +1375,43 @@ write_values(PyObject *module, PyObject *args)
     return PyLong_FromSsize_t(n);
 }
 
+/* write_iter(plan, iterator, end) -> (count, leftover): writes the iterator's values one at a time, each released
+   before the next is drawn, until the iterator ends (leftover is ``end``) or a value the plan cannot write comes
+   (leftover is that value, not written; the caller writes it in Python and calls again).
+
+   Why one at a time and not in chunks: the values a populate function yields die as soon as they are written, so
+   the allocator hands the next value the memory the last one freed -- a few cache lines, always hot.  Chunks of
+   thousands of live values cost more, and far more once a cycle has forgotten records that were allocated side
+   by side with ones it keeps (the first cycle's, say): pymalloc then serves every small allocation from those
+   holes first, one or a few per 16 KiB pool across the whole ordinal map, so a chunk's values land on thousands
+   of cold pages -- cache and TLB misses on each allocation, each read and each free (docs/benchmarks.md,
+   "Hollow producer and consumer", measured it: the populate of such a cycle took twice as long). */
+static PyObject *
+write_iter(PyObject *module, PyObject *args)
+{
+    PyObject *plan, *it, *end;
+    if (!PyArg_ParseTuple(args, "O!OO", &PlanType, &plan, &it, &end))
+        return NULL;
+    if (!PyIter_Check(it)) {
+        PyErr_SetString(PyExc_TypeError, "write_iter needs an iterator");
+        return NULL;
+    }
+    Py_ssize_t count = 0;
+    PyObject *value;
+    while ((value = PyIter_Next(it)) != NULL) {
+        int64_t o = plan_write((Plan *)plan, value);
+        if (o == FALLBACK)
+            return Py_BuildValue("(nN)", count, value); /* the reference passes to the caller */
+        Py_DECREF(value);
+        if (o == -1)
+            return NULL;
+        count++;
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    return Py_BuildValue("(nO)", count, end);
+}
+
 static PyMethodDef plan_methods[] = {
     {"set_child", (PyCFunction)plan_set_child, METH_VARARGS, "set_child(i, plan): link field i to a plan"},
     {NULL, NULL, 0, NULL},
@@ -1387,6 +1442,7 @@ static PyMethodDef methods[] = {
     {"encode_sets", encode_sets, METH_VARARGS, "encode_sets(records, ordinals, pw, sw, ew, bucket_count)"},
     {"write", write_value, METH_VARARGS, "write(plan, value) -> ordinal or None (use Python)"},
     {"write_all", write_values, METH_VARARGS, "write_all(plan, values, start) -> count or -(index + 1)"},
+    {"write_iter", write_iter, METH_VARARGS, "write_iter(plan, iterator, end) -> (count, leftover or end)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -294,6 +294,20 @@ class RawClient:
                                              f"not reached in {timeout} ms")
                 self._reached.wait(min(remaining, 0.05))
 
+    def wait_for_change(self, seen: Mapping[int, int], timeout_ms: int) -> dict[int, int]:
+        """Block until this client's view moves past ``seen`` (an earlier :meth:`reached`) on some partition, or
+        ``timeout_ms`` passes; returns :meth:`reached` then. For a reader that reacts to new writes instead of
+        polling: take ``reached()`` before reading, and wait from it only if the read did not find what it wants
+        (a change applied in between has moved the view already, so it is not missed)."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        with self._reached:
+            while (now := self.reached()) == seen:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._reached.wait(remaining)
+        return now
+
     def sync(self, timeout_ms: int | None = None) -> None:
         """Wait until every write committed before this call is visible (what a strong read does first)."""
         timeout = self.timeout_ms if timeout_ms is None else timeout_ms

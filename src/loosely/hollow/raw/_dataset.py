@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 
 from loosely.hollow.api import BlobStoreUnavailableError, FilesystemBlobStore
 from loosely.hollow.core import INLINE, Int64, ObjectMapper, hollow_type
-from loosely.hollow.raw._codec import key_partition, key_text
+from loosely.hollow.raw._codec import key_json, key_partition
 
 __all__ = ["VERSION_TYPE", "Dataset", "RawVersion"]
 
@@ -132,7 +132,7 @@ class Dataset:
 
     def key_bytes(self, type_name: str, key: tuple[object, ...]) -> bytes:
         self.type_of(type_name)
-        return key_text(type_name, key).encode()
+        return key_json(type_name, key)
 
     def partition_of(self, key: bytes) -> int:
         return key_partition(key, self.partitions)

@@ -67,6 +67,7 @@ class ChangeTail:
         self._new_consumer = Consumer
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        self.attached = True  # fetching; see detach()
 
     def poll(self, timeout_s: float, max_messages: int = 500) -> int:
         """Read what has arrived (waiting up to ``timeout_s`` for the first record); returns how many records."""
@@ -91,6 +92,24 @@ class ChangeTail:
             n += 1
         self.reached = reached
         return n
+
+    def detach(self) -> None:
+        """Stop fetching, keeping :attr:`reached`: the elected writer while it leads, which knows every write of
+        its term from its own commits, so the broker need not send each record back to it. :meth:`attach` goes
+        on from there (or further)."""
+        if self.attached:
+            self._consumer.unassign()
+            self.attached = False
+
+    def attach(self, positions: Mapping[int, int]) -> None:
+        """Fetch again, each partition from ``positions`` where that is past :attr:`reached` (the records
+        between were seen another way), else from where :meth:`detach` left it."""
+        if self.attached:
+            return
+        start = {p: max(self.reached.get(p, 0), positions.get(p, 0)) for p in range(self.dataset.partitions)}
+        self._consumer.assign([self._tp(self.dataset.changes_topic, p, o) for p, o in start.items()])
+        self.reached = start
+        self.attached = True
 
     def high_watermarks(self, timeout_ms: int) -> dict[int, int]:
         """The end of each partition (high watermark) as the broker says now: every acknowledged write is below

@@ -359,9 +359,10 @@ class RawProducer:
                 self._stop.wait(_POLL_S)
 
     def statistics(self) -> RawProducerStatistics:
-        with self._lock:
-            c = self._counts
-            election = self._election.statistics()
-            return RawProducerStatistics(self._producer.version, dict(self._positions), len(self._pending),
-                                         c["cycles"], c["failures"], c["skipped"], self._last_error,
-                                         self._leading(), election.terms_acquired, election.fenced)
+        """A snapshot, taken without the cycle's lock: a cycle waiting on its blob store or on an unreachable broker
+        must not hold up a status page (each field is read whole; they may come from either side of a cycle)."""
+        c = dict(self._counts)
+        election = self._election.statistics()
+        return RawProducerStatistics(self._producer.version, dict(self._positions), len(self._pending),
+                                     c["cycles"], c["failures"], c["skipped"], self._last_error,
+                                     self._leading(), election.terms_acquired, election.fenced)

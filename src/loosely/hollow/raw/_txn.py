@@ -54,10 +54,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from loosely.clients.wire import (
+    ConnectionPool,
     KafkaConnection,
     KafkaSecurity,
     WireError,
     error_code,
+    parse_address,
     produce_then_end_txn,
     request_class,
 )
@@ -149,13 +151,6 @@ def open_transactions(config: Mapping[str, Any], transactional_id: str, *, trans
                             transaction_timeout_ms=transaction_timeout_ms, client_id=client_id, timeout_s=timeout_s)
 
 
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.strip().rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"bootstrap server {text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 class WireTransactions:
     """Transactions over loosely's own connections (see the module header); used by one thread at a time."""
 
@@ -166,9 +161,8 @@ class WireTransactions:
         self.batch_bytes_max = batch_bytes_max
         self.transaction_timeout_ms = transaction_timeout_ms
         self.client_id = client_id
-        self._security = security
-        self._bootstrap = [_address(a) for a in bootstrap_servers.split(",") if a.strip()]
-        self._connections: dict[tuple[str, int], KafkaConnection] = {}
+        self._bootstrap = [parse_address(a) for a in bootstrap_servers.split(",") if a.strip()]
+        self._pool = ConnectionPool(security, frame_bytes_max=FRAME_BYTES_MAX, client_id=client_id)
         self._brokers: dict[int, tuple[str, int]] = {}
         self._leaders: dict[tuple[str, int], int] = {}
         self._coordinator: tuple[str, int] | None = None
@@ -186,17 +180,10 @@ class WireTransactions:
     # -- connections -----------------------------------------------------------------------------------------
 
     def _connection(self, address: tuple[str, int], deadline: float) -> KafkaConnection:
-        c = self._connections.get(address)
-        if c is None:
-            c = self._connections[address] = KafkaConnection(
-                address[0], address[1], _left(deadline), self._security, frame_bytes_max=FRAME_BYTES_MAX,
-                client_id=self.client_id)
-        return c
+        return self._pool.connection(address, _left(deadline))
 
     def _drop(self, address: tuple[str, int]) -> None:
-        c = self._connections.pop(address, None)
-        if c is not None:
-            c.close()
+        self._pool.drop(address)
 
     def _call_any(self, api_key: int, version: int, request: object, deadline: float) -> Any:
         """Ask the first bootstrap (or known) broker that answers."""
@@ -314,15 +301,19 @@ class WireTransactions:
         # per partition, so the k-th batches of all partitions go out together, once the (k-1)-th have landed
         rounds: list[dict[tuple[str, int], list[int]]] = [{}]
         sizes: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}  # each partition's latest round (the commit thread's serial path)
         for i, r in enumerate(records):
             tp = (r.topic, r.partition)
             size = len(r.key) + len(r.value or b"") + RECORD_OVERHEAD_BYTES
-            k = next((k for k in range(len(rounds) - 1, -1, -1) if tp in rounds[k]), 0)
-            if tp in rounds[k] and sizes[tp] + size > self.batch_bytes_max:
+            k = last.get(tp, -1)
+            if k < 0:
+                k = 0
+            elif sizes[tp] + size > self.batch_bytes_max:
                 k += 1
                 sizes[tp] = BATCH_HEADER_BYTES  # the new batch's header
                 if k == len(rounds):
                     rounds.append({})
+            last[tp] = k
             rounds[k].setdefault(tp, []).append(i)
             sizes[tp] = sizes.get(tp, BATCH_HEADER_BYTES) + size
         if self.version < TV2:
@@ -477,7 +468,7 @@ class WireTransactions:
         threads (the writer's callers) up to their switch interval, 5 ms, so the commit thread takes it back
         once, not at each send and answer. Where a socket is TLS or the coordinator is not known: sent and read
         the plain way, and the caller ends the transaction."""
-        end_conn = self._connections.get(self._coordinator) if self._coordinator is not None else None
+        end_conn = self._pool.existing(self._coordinator) if self._coordinator is not None else None
         if end_conn is None:
             return self._send_and_receive(outgoing, version, deadline), None
         frames = [conn.frame(ApiKey.PRODUCE, version, request) for _, conn, request, _ in outgoing]
@@ -539,8 +530,7 @@ class WireTransactions:
         raise TransactionFailed(f"{what}: {name}", uncertain=uncertain)
 
     def close(self) -> None:
-        for address in list(self._connections):
-            self._drop(address)
+        self._pool.close()
 
 
 class LibrdkafkaTransactions:

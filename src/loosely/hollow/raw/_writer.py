@@ -10,7 +10,9 @@ version of every key any earlier leader committed. Only then does it accept writ
 
 **Versions.** Every candidate keeps ``key -> (offset, present)`` from the changes topic (a standby tails it all
 the time: that is what makes it hot). Entries only move to higher offsets, so replaying the log over the
-leader's own writes changes nothing.
+leader's own writes changes nothing. While it leads, a writer stops tailing (once fenced in and read to the end,
+every write to the topic is its own, and each commit tells it the offsets): the broker does not send each record
+back to it. When it stops leading, its tail goes on from the end of its last commit.
 
 **Group commit.** Callers queue requests; one thread takes what is queued (up to ``batch_ops_max`` operations),
 checks each request's conditions in order against the versions plus the writes accepted before it in the batch,
@@ -50,7 +52,7 @@ from typing import Any, Final, TypeVar
 
 from loosely.hollow.api import NotLeaderError as _HollowNotLeader
 from loosely.hollow.core import HollowError, ObjectMapper, WriteStateEngine
-from loosely.hollow.raw._codec import Token, encode_json, encode_record, record_from_json, record_to_json
+from loosely.hollow.raw._codec import Token, checked_json, encode_record
 from loosely.hollow.raw._dataset import Dataset
 from loosely.hollow.raw._log import ChangeTail
 from loosely.hollow.raw._txn import Outgoing, TransactionFailed, TransactionFenced, Transactions, open_transactions
@@ -172,10 +174,7 @@ class _Op:
     if_version: Any
     if_content: Any  # ANY, or the digest the current content must have (None: absent)
     digest: bytes | None = None  # of value, computed by the caller: the commit thread is the serial path
-
-    @property
-    def conditional(self) -> bool:
-        return self.if_version is not ANY or self.if_content is not ANY
+    conditional: bool = False  # if_version or if_content is not ANY (set by the caller, for the same reason)
 
 
 @dataclass(slots=True)
@@ -192,9 +191,12 @@ class _Request:
             self.future.set_exception(error)
 
     def succeed(self) -> None:
-        token: dict[int, int] = {}
-        for op, off in zip(self.ops, self.offsets, strict=True):
-            token[op.partition] = max(token.get(op.partition, 0), off + 1)
+        if len(self.ops) == 1:  # most requests: one put or delete
+            token = {self.ops[0].partition: self.offsets[0] + 1}
+        else:
+            token = {}
+            for op, off in zip(self.ops, self.offsets, strict=True):
+                token[op.partition] = max(token.get(op.partition, 0), off + 1)
         with contextlib.suppress(InvalidStateError):
             self.future.set_result(self.shape(self.offsets, Token(token)))
 
@@ -254,6 +256,7 @@ class Writer:
         self.member = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._versions: dict[bytes, tuple[int, bytes | None]] = {}  # key -> (offset, content digest or None)
+        self._own_ends: dict[int, int] = {}  # partition -> the offset after the last record this writer committed
         self._assigned = False
         self._leader = False
         self._marker: str | None = None
@@ -388,6 +391,15 @@ class Writer:
                     self._observe_leader(msg.value())
                 tail = self._tail
                 if tail is not None:
+                    with self._lock:
+                        leading, own = self._leader, dict(self._own_ends)
+                    # leading: every write to the changes topic is ours (the fence), known from our commits; the
+                    # broker need not send each one back. Standing by: from the end of our last commit, so what an
+                    # uncertain commit may have landed is read, and every later leader's writes.
+                    if leading:
+                        tail.detach()
+                    else:
+                        tail.attach(own)
                     tail.poll(_POLL_S)
                 with self._lock:
                     acquire = self._assigned and not self._leader and self._marker is None
@@ -452,6 +464,9 @@ class Writer:
                     self._observe_leader(msg.value())
             tail = self._tail
             assert tail is not None
+            with self._lock:
+                own = dict(self._own_ends)
+            tail.attach(own)  # detached if this writer led until a moment ago (a commit failed since)
             tail.read_to(tail.high_watermarks(_ACQUIRE_TIMEOUT_MS), _ACQUIRE_TIMEOUT_MS)
             with self._lock:
                 if self._holds_partition() and not self._stop.is_set():
@@ -487,14 +502,14 @@ class Writer:
             raise ValueError(f"if_content must be a record with the key {type_name} {key}, or None")
         kb = self.dataset.key_bytes(type_name, key)
         wanted = if_content if if_content is ANY or if_content is None else _digest(encode_record(if_content))
-        return _Op(kb, self.dataset.partition_of(kb), value, if_version, wanted, _digest(value))
+        return _Op(kb, self.dataset.partition_of(kb), value, if_version, wanted, _digest(value),
+                   if_version is not ANY or wanted is not ANY)
 
     def _put_op(self, record: object, if_version: Any, if_content: Any = ANY) -> _Op:
         type_name, key = self.dataset.key_of(record)
         # a record the producer could not write (a field not of its type, a number out of its Java type's range)
         # would be skipped there after being acknowledged here: refuse it now
-        plain = record_to_json(record)
-        record_from_json(type(record), plain)
+        _, value = checked_json(record)
         with self._scratch_lock:
             if self._scratch_adds % _SCRATCH_RECORDS_MAX == 0:  # a fresh engine now and then: bounded memory
                 self._scratch = ObjectMapper(WriteStateEngine())
@@ -503,7 +518,7 @@ class Writer:
                 self._scratch.add(record)
             except HollowError as e:
                 raise ValueError(f"{type_name} {key}: {e}") from e
-        op = self._op(type_name, key, encode_json(plain), if_version, if_content)
+        op = self._op(type_name, key, value, if_version, if_content)
         size = len(op.key) + len(op.value or b"")
         if size > self.record_bytes_max:  # the client would refuse it in the middle of a batch
             raise ValueError(f"{type_name} {key}: {size} bytes of key and JSON, over record_bytes_max="
@@ -652,16 +667,25 @@ class Writer:
         with self._lock:
             versions = self._versions
             for r in batch:
-                if any((op.conditional and op.key in pending) or op.key in held for op in r.ops):
-                    deferred.append(r)
-                    held.update(op.key for op in r.ops)
+                ops = r.ops
+                if len(ops) == 1 and not ops[0].conditional:  # most requests: one write, nothing to check
+                    if ops[0].key in held:
+                        deferred.append(r)
+                    else:
+                        pending.add(ops[0].key)
+                        accepted.append(r)
                     continue
-                failure = self._failed_condition(r.ops, versions, pending)
+                if any((op.conditional and op.key in pending) or op.key in held for op in ops):
+                    deferred.append(r)
+                    held.update(op.key for op in ops)
+                    continue
+                # an unconditional request's checks all pass: only a conditional one can fail
+                failure = self._failed_condition(ops, versions, pending) if any(op.conditional for op in ops) else None
                 if failure is not None:
                     self._counts["conditions"] += 1
                     r.fail(failure)
                     continue
-                pending.update(op.key for op in r.ops)
+                pending.update(op.key for op in ops)
                 accepted.append(r)
             if deferred:
                 self._queue.extendleft(reversed(deferred))
@@ -685,6 +709,8 @@ class Writer:
                     old = self._versions.get(op.key)
                     if old is None or old[0] < off:
                         self._versions[op.key] = (off, op.digest)
+                    if self._own_ends.get(op.partition, 0) <= off:
+                        self._own_ends[op.partition] = off + 1
                     r.offsets.append(off)
                     i += 1
         for r in accepted:
