@@ -38,6 +38,13 @@ setup(
             extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                 "-Wno-missing-field-initializers"],
         ),
+        # the built-in views' per-record loop (count, latest value); see the file's header
+        Extension(
+            "loosely.views._kernel",
+            sources=["src/loosely/views/_kernel.c"],
+            extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                "-Wno-missing-field-initializers"],
+        ),
         # the produce validator's record walk; see the file's header
         Extension(
             "loosely.protocol._recwalk",

@@ -151,7 +151,9 @@ def test_rebuild_switch_drop_while_a_running_runner_serves(broker: BrokerThread,
             assert pinned.stderr is not None
             lines = pinned.stderr.read().strip().splitlines()
             assert lines == [lines[-1]] and "life@1 was dropped" in lines[-1], lines
-            assert follower.poll() is None, "the following runner exited"
+            if follower.poll() is not None:
+                assert follower.stderr is not None
+                pytest.fail(f"the following runner exited ({follower.returncode}): {follower.stderr.read()[-2000:]}")
             more.set()
             produce_events(bootstrap, topic, 1_000, keys=100, seed=11)
             after = reference(bootstrap, topic).counts

@@ -6,6 +6,8 @@ recorded in docs/views.md), the number of kills ``LOOSELY_VIEWS_CRASH_KILLS`` (d
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,37 @@ def test_kill9_loop_is_exactly_once(loosely: BrokerThread, tmp_path: Path, topic
                         pause_s=(0.5, 2.5))
     record_result("sqlite", events, runners, report)
     _check_sqlite(db, "crash", ref)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(CRASH_TIMEOUT_S)
+@pytest.mark.parametrize("runners", [1, 3])
+def test_kill9_loop_on_the_batch_consumer_is_exactly_once(loosely: BrokerThread, tmp_path: Path, topic: str,
+                                                          runners: int) -> None:
+    """The same loop with the built-in count view, which a SQLite runner reads with loosely's batch consumer
+    (static membership included): every record counted once."""
+    events = crash_events(40_000)
+    create_topic(loosely.bootstrap_servers, topic, 4)
+    produce_events(loosely.bootstrap_servers, topic, events, keys=max(10, events // 10))
+    ref = reference(loosely.bootstrap_servers, topic)
+    db = tmp_path / "views.db"
+    procs = Runners(
+        ["views.crash_views:counts", "--sink", f"sqlite://{db}", "-b", loosely.bootstrap_servers,
+         "--batch-records", crash_batch(2000), "--session-timeout-ms", "6000"],
+        runners, {"LOOSELY_CRASH_TOPIC": topic}, tmp_path,
+    )
+    report = crash_loop(procs, kills=crash_kills(8), done=lambda: _sqlite_done(db, "counts", ref),
+                        pause_s=(0.5, 2.5))
+    record_result("sqlite/batch-consumer", events, runners, report)
+    # one more run of the same command line, logging at INFO, says which consumer it read with
+    again = subprocess.run([sys.executable, "-m", "loosely.cli.main", "-v", "views", "run", *procs.argv,
+                            "--instance-id", "runner-0", "--until-caught-up"], env=procs.env, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reading with loosely's batch consumer" in again.stderr
+    s = SqliteSink(str(db))
+    try:
+        rows = dict(s.scan("counts", limit=10**9, version=1))
+    finally:
+        s.close()
+    assert rows == dict(ref.counts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from loosely.views import JSON, Add, Change, Put, Record, View
+from loosely.views import JSON, Add, Change, Put, Record, View, count_by_key
 
 
 def _topic() -> tuple[str, ...]:
@@ -47,3 +47,8 @@ def _point(r: Record[bytes, dict[str, object]]) -> Change | None:
 def points() -> View[bytes, dict[str, object]]:
     """One point per record, for the InfluxDB sink."""
     return View(os.environ.get("LOOSELY_CRASH_VIEW", "points"), 1, _topic(), _point, value=JSON)
+
+
+def counts() -> View[bytes, bytes]:
+    """Records per key, the built-in kernel: a SQLite runner reads it with loosely's batch consumer."""
+    return count_by_key(os.environ.get("LOOSELY_CRASH_VIEW", "counts"), _topic())

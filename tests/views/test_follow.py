@@ -23,6 +23,7 @@ from loosely.views import (
     VersionDropped,
     count_by_key,
 )
+from loosely.views._documents import DirectoryStore, DocumentSink
 from views.crashkit import create_topic
 
 NEVER_MS = 3_600_000  # a catalog check interval no test outlives: only a write can find the version gone
@@ -114,3 +115,40 @@ def test_a_pinned_runner_stops_when_its_version_is_dropped(loosely: BrokerThread
         sink.apply(Batch.build([(TopicPartition(topic, 0), 20, 0, Add("k0", 1))]))
     other.close()
     sink.close()
+
+
+@pytest.mark.parametrize("when", ["mid-batch", "after-the-writes"])
+def test_a_document_version_dropped_under_a_batch_is_reported_dropped_and_left_empty(tmp_path: Path,
+                                                                                     when: str) -> None:
+    """A drop that lands while a runner writes a batch of documents (a rebuild's drop beside a runner that is still
+    catching up) must read as the drop it is, not as a failed write, and leave no orphan documents behind."""
+    root = tmp_path / "docs"
+    dropper = DocumentSink(DirectoryStore(str(root)))
+    view = count_by_key("d", ["t"])
+    writes = [0]
+
+    class DroppingStore(DirectoryStore):
+        def write(self, path: str, data: bytes) -> None:
+            if path.endswith(".json") and "/v1/" in path and not path.endswith("_meta.json"):
+                writes[0] += 1
+                if when == "mid-batch" and writes[0] == 3:
+                    dropper.drop("d", 1)
+            super().write(path, data)
+
+        def sync_dir(self, prefix: str) -> None:
+            if when == "after-the-writes":
+                dropper.drop("d", 1)
+            super().sync_dir(prefix)
+
+    sink = DocumentSink(DroppingStore(str(root), fsync=False))
+    sink.open(view)
+    dropper.open(view.with_version(2))
+    dropper.switch("d", 2)
+    tp = TopicPartition("t", 0)
+    with pytest.raises(VersionDropped, match="d@1 was dropped"):
+        sink.apply(Batch.build([(tp, i, 0, Add(f"k{i}", 1)) for i in range(10)]))
+    assert writes[0] >= 3
+    assert not (root / "d" / "v1").exists()  # nothing the batch wrote is left
+    assert [v.version for v in dropper.versions("d")] == [2]
+    sink.close()
+    dropper.close()

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from loosely.views._batch import Batch, fold_versioned, net_changes
 from loosely.views._build import PoisonRecord
-from loosely.views._follow import Follower
 from loosely.views._model import (
     Add,
     Change,
@@ -39,19 +38,23 @@ from loosely.views._sink import (
     VersionState,
 )
 from loosely.views._sqlite import SqliteSink
-from loosely.views._urls import open_sink
 
 if TYPE_CHECKING:  # for type checkers; at run time these come from __getattr__ below
+    from loosely.views._follow import Follower
     from loosely.views._hollow import HollowSink
     from loosely.views._postgres import PostgresSink
     from loosely.views._rebuild import rebuild
     from loosely.views._serve import ViewServer
     from loosely.views._status import StatusRow
     from loosely.views._status import collect as view_status
+    from loosely.views._urls import open_sink
 
 # Imported when first asked for: a runner process needs none of them, and the HTTP server alone brings in
-# http.server and email (measured: loosely.views took 7 MiB of RSS over confluent_kafka's, with them).
+# http.server and email (measured: loosely.views took 7 MiB of RSS over confluent_kafka's, with them); sink URLs
+# bring in urllib.parse (0.5 MiB).
 _LAZY = {
+    "Follower": ("loosely.views._follow", "Follower"),
+    "open_sink": ("loosely.views._urls", "open_sink"),
     "HollowSink": ("loosely.views._hollow", "HollowSink"),  # the Hollow engine
     "PostgresSink": ("loosely.views._postgres", "PostgresSink"),  # psycopg, the "postgres" extra
     "StatusRow": ("loosely.views._status", "StatusRow"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from loosely.views._kernel import LatestText
 from loosely.views._model import Add, Change, Delete, Json, Put, TopicPartition, ViewError
 
 __all__ = ["DELETED", "Batch", "fold", "fold_versioned", "latest_split", "net_changes", "net_split", "version_key"]
@@ -56,6 +57,10 @@ class Batch:
     # last value, ``None`` where its last record was a tombstone. One dict entry per event and no ``Put`` per
     # event; ``net`` turns it into Puts and Deletes for the sinks that do not read it directly (the SQL sinks do).
     latest: dict[str, Json] | None = None
+    # The same fold for text values read by the batch consumer, kept as bytes in C (``_kernel.LatestText``: about a
+    # quarter of the dict's memory, and the SQLite sink writes it in key order without a dict); ``latest`` is then
+    # ``None``. ``net`` reads it through ``to_dict``.
+    latest_text: LatestText | None = None
     folded_changes: int = 0
 
     @classmethod
@@ -80,17 +85,21 @@ class Batch:
 
     def __len__(self) -> int:
         """How many changes the batch's records produced."""
-        return len(self.changes) if self.folded is None and self.latest is None else self.folded_changes
+        if self.folded is None and self.latest is None and self.latest_text is None:
+            return len(self.changes)
+        return self.folded_changes
 
     def release(self) -> None:
         """Let go of the changes (a sink's prepared write holds what it needs); positions and counts stay."""
         self.folded_changes = len(self)
-        self.folded, self.latest = ({}, {}), None
+        self.folded, self.latest, self.latest_text = ({}, {}), None, None
         self.changes, self.sources, self.offsets, self.timestamps_ms = [], [], [], []
 
     def net(self) -> tuple[dict[str, Put | Delete], dict[str, int | float]]:
         """The batch's net effect as :func:`net_split` defines it. Callers must not modify the dicts: a sink that
         fails is handed the same batch again."""
+        if self.latest_text is not None:
+            return latest_split(self.latest_text.to_dict()), {}
         if self.latest is not None:
             return latest_split(self.latest), {}
         return self.folded if self.folded is not None else net_split(self.changes)

@@ -16,15 +16,23 @@ comes in as three callables, so tests/views/test_build.py can drive it with stan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
+from loosely.protocol.primitives import read_varint
 from loosely.views._batch import Batch
+from loosely.views._kernel import LatestText
+from loosely.views._kernel import fold as _fold
+from loosely.views._kernel import fold_records as _fold_records
 from loosely.views._model import Add, Delete, Kernel, Put, Record, TopicPartition, View
 
 __all__ = ["BatchBuilder", "PoisonRecord"]
 
 _CHANGE_TYPES = frozenset((Put, Add, Delete))
+# _kernel.fold's modes (see _kernel.c): count, latest value as bytes, as UTF-8 text, through another deserializer
+_COUNT, _LATEST_BYTES, _LATEST_STR, _LATEST = 0, 1, 2, 3
+_LATEST_TEXT = 4  # fold_records only: latest value as UTF-8 text, into a _kernel.LatestText
+_UTF8 = bytes.decode  # STRING's deserializer (loosely.views._serde)
 
 
 class PoisonRecord(RuntimeError):
@@ -42,6 +50,95 @@ class PoisonRecord(RuntimeError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+
+
+class RawBatch(Protocol):
+    """One fetched record batch as the fast source hands it over (:class:`loosely.clients.batch_consumer.Chunk`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def records(self) -> bytes: ...
+    @property
+    def record_count(self) -> int: ...
+    @property
+    def base_offset(self) -> int: ...
+    @property
+    def base_timestamp(self) -> int: ...
+    @property
+    def timestamp_override(self) -> int: ...
+    @property
+    def min_offset(self) -> int: ...
+
+
+class RawMessage:
+    """One record of a fetched batch with confluent-kafka's ``Message`` methods: what the fast source makes for a
+    record the compiled loop leaves to Python (a value the deserializer refuses), so the poison policy and the
+    dead-letter topic see it as they would see a confluent-kafka message."""
+
+    __slots__ = ("_headers", "_key", "_offset", "_partition", "_timestamp", "_topic", "_value")
+
+    def __init__(self, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None,  # noqa: PLR0917
+                 value: bytes | None, headers: list[tuple[str, bytes | None]] | None) -> None:
+        self._topic, self._partition, self._offset, self._timestamp = topic, partition, offset, timestamp
+        self._key, self._value, self._headers = key, value, headers
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return self._headers
+
+
+def message_at(chunk: RawBatch, offset: int) -> RawMessage:
+    """The record at ``offset`` of a fetched batch (v2 record layout, see loosely.views._kernel's header)."""
+    buf, pos = chunk.records, 0
+    for _ in range(chunk.record_count):
+        length, pos = read_varint(buf, pos)
+        end = pos + length
+        pos += 1  # attributes
+        ts_delta, pos = read_varint(buf, pos)
+        off_delta, pos = read_varint(buf, pos)
+        if chunk.base_offset + off_delta != offset:
+            pos = end
+            continue
+        fields: list[bytes | None] = []
+        for _ in range(2):  # key, value
+            n, pos = read_varint(buf, pos)
+            fields.append(None if n < 0 else bytes(buf[pos : pos + n]))
+            pos += max(n, 0)
+        headers: list[tuple[str, bytes | None]] = []
+        count, pos = read_varint(buf, pos)
+        for _ in range(count):
+            n, pos = read_varint(buf, pos)
+            name = bytes(buf[pos : pos + n]).decode("utf-8", "replace")
+            pos += n
+            n, pos = read_varint(buf, pos)
+            headers.append((name, None if n < 0 else bytes(buf[pos : pos + n])))
+            pos += max(n, 0)
+        ts = chunk.timestamp_override if chunk.timestamp_override >= 0 else chunk.base_timestamp + ts_delta
+        return RawMessage(chunk.topic, chunk.partition, offset, ts, fields[0], fields[1], headers or None)
+    raise ValueError(f"no record at offset {offset} in the batch")
 
 
 class BatchBuilder:
@@ -181,6 +278,10 @@ class BatchBuilder:
         rget = relative.get
         ends, last_ts = b.ends, b.last_timestamp_ms
         vd = _decoder(self.view.value)
+        # The compiled loop (_kernel.c) folds runs of plain records; this loop takes each record it stops at (an
+        # error event, a new partition, a value the deserializer refuses).
+        mode = _COUNT if not latest else _LATEST_BYTES if vd is None else _LATEST_STR if vd is _UTF8 else _LATEST
+        target = last_values if latest else relative
         n = unchanged = 0
         poison: PoisonRecord | None = None
         cur_topic: str | None = None
@@ -189,7 +290,10 @@ class BatchBuilder:
         skip = False
         last: Any = None  # the current run's last processed record
         v: Any = None
-        for m in msgs:
+        i, total = 0, len(msgs)
+        while i < total:
+            m = msgs[i]
+            i += 1
             if m.error() is not None and self.consumer_error(m):
                 continue
             part = m.partition()
@@ -203,6 +307,13 @@ class BatchBuilder:
                 tp = self.tp(topic, part)
                 skip = tp not in positions  # revoked during this poll: its new owner reads it
             if skip:
+                continue
+            stop, records, keyless, ran = _fold(msgs, i - 1, topic, part, target, mode, vd)
+            if records:  # the run, up to the next record the loop below must take
+                n += records
+                unchanged += keyless
+                last = ran
+                i = stop
                 continue
             k = m.key()
             if latest:
@@ -234,6 +345,74 @@ class BatchBuilder:
             last_ts[tp] = last.timestamp()[1]  # type: ignore[index]
         b.folded_changes += n - unchanged
         return self._finish(b, n, poison, positions)
+
+    def folds_text(self) -> bool:
+        """Whether :meth:`build_raw` folds this view into a text table (``Batch.latest_text``): a latest-value
+        view of ``STRING`` values."""
+        return self.view.kernel is Kernel.LATEST and _decoder(self.view.value) is _UTF8
+
+    def build_raw(self, chunks: Sequence[RawBatch], positions: Mapping[TopicPartition, int | None], b: Batch,
+                  room: int) -> tuple[Batch, PoisonRecord | None, list[RawBatch]]:
+        """:meth:`build` for whole fetched record batches (the fast source; a built-in view and a folding sink
+        only): the compiled loop folds each batch's records (_kernel.fold_records), at most ``room`` of them in
+        all; returns the batch, the poison record that stopped it, and the record batches not (fully) taken, to
+        hand back to the source. A record the loop leaves to Python (a value the deserializer refuses) goes
+        through :meth:`_build_kernel` as a :class:`RawMessage`, so the poison policy is the same as with
+        confluent-kafka's messages."""
+        kernel = self.view.kernel
+        assert kernel is not None
+        latest = kernel is Kernel.LATEST
+        vd = _decoder(self.view.value)
+        mode = _COUNT if not latest else _LATEST_BYTES if vd is None else _LATEST_STR if vd is _UTF8 else _LATEST
+        target: dict[str, Any] | LatestText
+        if mode == _LATEST_STR and b.latest is None:  # text values: kept as bytes (see Batch.latest_text)
+            target = b.latest_text = b.latest_text if b.latest_text is not None else LatestText()
+            mode = _LATEST_TEXT
+        elif latest:
+            target = b.latest = b.latest if b.latest is not None else {}
+        else:
+            b.folded = b.folded or ({}, {})
+            target = b.folded[1]
+        ends, last_ts = b.ends, b.last_timestamp_ms
+        n = unchanged = elsewhere = 0  # elsewhere: records _build_kernel took (and counted) itself
+        poison: PoisonRecord | None = None
+        left: list[RawBatch] = []
+        for i, chunk in enumerate(chunks):
+            tp = self.tp(chunk.topic, chunk.partition)
+            if tp not in positions:
+                continue  # revoked: its new owner reads it
+            low = chunk.min_offset
+            while True:
+                taken, keyless, last_off, lts, stop = _fold_records(
+                    chunk.records, chunk.record_count, chunk.base_offset, chunk.base_timestamp,
+                    chunk.timestamp_override, low, room - n - elsewhere, target, mode, vd)
+                n += taken
+                unchanged += keyless
+                if taken:
+                    ends[tp] = last_off + 1
+                    last_ts[tp] = lts
+                if stop < 0:
+                    break
+                if n + elsewhere >= room:  # the batch is full: the rest of this record batch, and the ones after, wait
+                    left.append(chunk._replace(min_offset=stop))  # type: ignore[attr-defined]  # a NamedTuple
+                    left.extend(chunks[i + 1 :])
+                    break
+                if mode == _LATEST_TEXT:  # a poison record or a full table: the Python loop folds into a dict, and so
+                    # does the rest of this batch
+                    assert not isinstance(target, dict)
+                    target = b.latest = target.to_dict()
+                    b.latest_text, mode = None, _LATEST_STR
+                before = b.records
+                _, poison = self._build_kernel([message_at(chunk, stop)], positions, kernel, b)
+                elsewhere += b.records - before
+                if poison is not None:
+                    break
+                low = stop + 1
+            if poison is not None or left:
+                break
+        b.folded_changes += n - unchanged
+        batch, _ = self._finish(b, n, None, positions)
+        return batch, poison, left
 
     def _finish(self, b: Batch, records: int, poison: PoisonRecord | None,
                 positions: Mapping[TopicPartition, int | None]) -> tuple[Batch, PoisonRecord | None]:

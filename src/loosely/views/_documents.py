@@ -268,8 +268,10 @@ class DocumentSink:
             raise SinkError("the sink is not open: call open(view) first")
         t0 = time.monotonic()
         prefix = f"{v.name}/v{v.version}"
-        if self.store.read(f"{prefix}/_meta.json") is None:  # dropped: writing on would leave orphan documents
-            raise VersionDropped(f"{v.id} was dropped from {getattr(self.store, 'location', 'the store')}")
+        meta = f"{prefix}/_meta.json"
+        dropped = f"{v.id} was dropped from {getattr(self.store, 'location', 'the store')}"
+        if self.store.read(meta) is None:  # dropped: writing on would leave orphan documents
+            raise VersionDropped(dropped)
         groups = entries_by_key(batch)
         try:
             if self._pool is None:
@@ -284,7 +286,14 @@ class DocumentSink:
             raise
         except Exception as e:
             self._failures += 1
+            if self.store.read(meta) is None:  # dropped under this batch: its directory went away mid-write
+                self.store.remove_tree(prefix)
+                raise VersionDropped(dropped) from e
             raise SinkError(f"writing {len(groups)} documents of {v.id} failed: {e!r}") from e
+        if self.store.read(meta) is None:  # dropped under this batch: what it wrote is orphaned, so clear it
+            self._failures += 1
+            self.store.remove_tree(prefix)
+            raise VersionDropped(dropped)
         self._batches += 1
         self._written += written
         self._apply_ms += int((time.monotonic() - t0) * 1000)

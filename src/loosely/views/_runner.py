@@ -64,10 +64,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka import TopicPartition as KTopicPartition
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from loosely.clients.reachability import Reachability
 from loosely.views._batch import Batch
@@ -77,7 +74,11 @@ from loosely.views._policy import Applied, ApplyState, Failed, FencedOut, Phase,
 from loosely.views._policy import Reseek as ReseekEffect
 from loosely.views._policy import step as policy_step
 from loosely.views._sink import Catalog, Fenced, Guarantee, Sink, SinkError, VersionDropped, sink_id
-from loosely.views._status import committed_group
+
+if TYPE_CHECKING:  # imported when the runner uses confluent-kafka (see _fast_source_ok), not before
+    from confluent_kafka import Consumer, Producer
+
+    from loosely.clients.batch_consumer import BatchConsumer, Chunk
 
 __all__ = ["Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "group_id_for"]
 
@@ -128,8 +129,15 @@ class RunnerConfig:
     # to write as 10k-record transactions and 1.6 s as 30k-record ones. Larger batches also fold more: 20k
     # records over 100k keys touch 18k keys, 50k records 39k. Memory grows with it (a folded batch holds up to one
     # entry per key): measured 2026-12-06 (latest-value view, 1M events, 100k keys, SQLite), 20k records a batch
-    # took 5.2 s of CPU at 76 MiB peak RSS, 50k 3.9 s at 87 MiB.
+    # took 5.2 s of CPU at 76 MiB peak RSS, 50k 3.9 s at 87 MiB. Measured again 2026-12-07 with the batch
+    # consumer's text fold (STRING values kept as bytes, _kernel.LatestText; loaded machine, load 3.2-3.5), same
+    # events: 30k records 3.1-3.2 s at 29.6 MiB, 50k 2.4-2.5 s at 33 MiB, 100k 2.2-2.4 s at 37 MiB.
     batch_records_max: int = 50_000
+    # The same for a latest-value view of STRING values read by the batch consumer, whose batch is a table of bytes
+    # (_kernel.LatestText, about a third of the dict's memory per key); None: twice batch_records_max. Measured
+    # 2026-12-07 near idle (load 0.5-0.7; 1M events, 100k keys, SQLite): 50k records 2.4-3.0 s at 30.0-30.4 MiB
+    # peak RSS, 100k 2.05-2.4 s at 32.1-32.8 MiB, 150k 1.8 s at 34.6 MiB, 200k 1.5 s at 35.1 MiB.
+    text_batch_records_max: int | None = None
     poll_wait_ms: int = 100
     # The prefetch: librdkafka's queued.min.messages (per partition) and queued.max.messages.kbytes (defaults
     # 100000 records and 64 MiB), fetch.max.bytes (50 MiB) and max.partition.fetch.bytes (1 MiB). They decide a
@@ -139,11 +147,17 @@ class RunnerConfig:
     # small queue keeps up. Measured on 1M records over 4 partitions on loopback (2026-12-02), latest-value view:
     # 256 KiB partition fetches, 8 MiB and 20k per partition: 73 MiB peak RSS; these settings: 54 MiB, as fast.
     # Over a slower network, raise partition_fetch_bytes_max (or pass librdkafka's settings through ``consumer``).
-    fetch_queue_records_min: int = 5_000
+    # Measured again 2026-12-07 (loaded machine, load 17-28; the same 1M events, 100k keys, SQLite): what a
+    # fetch brings in, decompressed, each record with librdkafka's per-message overhead, was most of the runner's
+    # peak RSS; 32 KiB partition fetches and 1,000 records per partition took the count view from 58 to 40-43 MiB
+    # and the latest-value view from 72 to 54 MiB. Alone they starved the sink (more, smaller batches, a quarter
+    # slower); with the queue-full pause at 1 ms they were as fast as before or faster in each pair. The pause
+    # costs a wake-up per millisecond of librdkafka's fetcher while the queue is full (a sink slower than the log).
+    fetch_queue_records_min: int = 1_000
     fetch_queue_kbytes_max: int = 2_048
-    fetch_queue_backoff_ms: int = 10
+    fetch_queue_backoff_ms: int = 1
     fetch_bytes_max: int = 4 * 1024 * 1024
-    partition_fetch_bytes_max: int = 128 * 1024
+    partition_fetch_bytes_max: int = 32 * 1024
     # Kafka's default is 45 s; a runner killed with -9 holds its partitions that long, so views fail over faster.
     session_timeout_ms: int = 10_000
     # Kafka's max.poll.interval.ms default; a batch plus its retries must finish well within it.
@@ -168,10 +182,19 @@ class RunnerConfig:
     client_config: Mapping[str, str] = field(default_factory=dict)
     # librdkafka settings for the consumer only, over client_config's.
     consumer: Mapping[str, str] = field(default_factory=dict)
+    # Read with loosely's own batch consumer (loosely.clients.batch_consumer) where it serves the view exactly:
+    # a built-in view (count_by_key, latest_by_key) into a folding, exactly-once or rebuilt sink (SQLite,
+    # PostgreSQL, Hollow, Prometheus), over a plain connection (no client_config, no consumer settings but
+    # group.instance.id). It hands whole fetched record batches to the compiled fold and never imports
+    # confluent-kafka: measured 2026-12-07 (docs/benchmarks.md, 1M events), the latest-value view took 2.8 s of
+    # CPU at 47 MiB peak RSS against 4.9 s at 55 MiB (2.0-2.5 s at 32-34 MiB since its text fold went to C).
+    # False: always confluent-kafka.
+    fast_source: bool = True
 
     def __post_init__(self) -> None:
-        if self.batch_records_max < 1 or self.poll_records_max < 1:
-            raise ValueError("batch_records_max and poll_records_max must be >= 1")
+        if self.batch_records_max < 1 or self.poll_records_max < 1 or (
+                self.text_batch_records_max is not None and self.text_batch_records_max < 1):
+            raise ValueError("batch_records_max, text_batch_records_max and poll_records_max must be >= 1")
         if self.on_poison == "dead-letter" and not self.dead_letter_topic:
             raise ValueError("on_poison='dead-letter' needs dead_letter_topic")
 
@@ -189,6 +212,8 @@ class RunnerStatistics:
     positions: Mapping[TopicPartition, int | None]
     phase: str
     last_error: str | None
+    # what reads the source: "batch-consumer" (loosely's, see RunnerConfig.fast_source) or "confluent-kafka"
+    source: str = "confluent-kafka"
 
     @property
     def lag_total(self) -> int:
@@ -237,23 +262,42 @@ class Runner:
         self._retries = self._fenced = self._dead = 0
         self._tp_cache: dict[tuple[str, int], TopicPartition] = {}
         self._consumer: Consumer | None = None
+        self._fast: BatchConsumer | None = None
         self._dlq: Producer | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._inflight: tuple[Batch, Callable[[], None], Future[None]] | None = None
         self._pending = Batch()  # being built from polls while the batch in flight is written
         self._served = False
         self._builder = BatchBuilder(view, config.on_poison, self._tp, self._consumer_error, self._dead_letter)
+        self._batch_max = config.batch_records_max  # the text fold's limit once the batch consumer reads (_start_fast)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
-    def _start(self) -> Consumer:
+    def fast_source_ok(self) -> bool:
+        """Whether this runner reads with loosely's batch consumer instead of confluent-kafka (see
+        ``RunnerConfig.fast_source``): a built-in view into a folding sink that keeps its own positions (or is
+        rebuilt), over a plain connection with no librdkafka settings."""
+        return (self.config.fast_source and self.view.kernel is not None and not self.sink.wants_positions
+                and self._mode in (Guarantee.EXACTLY_ONCE, Guarantee.REBUILT)
+                and not self.config.client_config and set(self.config.consumer) <= {"group.instance.id"})
+
+    def _start(self) -> Consumer | BatchConsumer:
         if self._consumer is not None:
             return self._consumer
+        if self._fast is not None:
+            return self._fast
         existed = self._catalog is not None and not self._dropped()
         self.sink.open(self.view)
         self._checked_at_ms = self._now_ms()
         if self.config.group_id is None and self._mode is Guarantee.IDEMPOTENT and existed:
             self.group_id = self._existing_group()
+        if self.config.pipeline:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"loosely-view-{self.view.name}-writer")
+        if self.fast_source_ok():
+            return self._start_fast()
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+        from confluent_kafka import TopicPartition as KTopicPartition  # noqa: PLC0415
+
         conf: dict[str, Any] = {
             "bootstrap.servers": self._bootstrap,
             "group.id": self.group_id,
@@ -274,8 +318,6 @@ class Runner:
             **self.config.consumer,
         }
         c = Consumer(conf)
-        if self.config.pipeline:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"loosely-view-{self.view.name}-writer")
         if self._mode is Guarantee.REBUILT:
             parts: list[KTopicPartition] = []
             for topic in self.view.topics:
@@ -298,11 +340,66 @@ class Runner:
         self._consumer = c
         return c
 
+    def _start_fast(self) -> BatchConsumer:
+        from loosely.clients.batch_consumer import BatchConsumer  # noqa: PLC0415 - only on this path
+
+        cfg = self.config
+        f = BatchConsumer(self._bootstrap, client_id=f"loosely-view-{self.view.name}", fetch_wait_ms=cfg.poll_wait_ms,
+                          fetch_bytes_max=cfg.fetch_bytes_max, partition_fetch_bytes_max=cfg.partition_fetch_bytes_max,
+                          session_timeout_ms=cfg.session_timeout_ms, rebalance_timeout_ms=cfg.poll_interval_ms_max,
+                          max_poll_interval_ms=cfg.poll_interval_ms_max,
+                          instance_id=cfg.consumer.get("group.instance.id"))
+        self._fast = f
+        if self._builder.folds_text():
+            text_max = cfg.text_batch_records_max
+            self._batch_max = 2 * cfg.batch_records_max if text_max is None else text_max
+        if self._mode is Guarantee.REBUILT:
+            stored = self.sink.stored_positions()
+            starts: dict[tuple[str, int], int | None] = {}
+            for topic in self.view.topics:
+                for p in f.partitions_of(topic):
+                    tp = self._tp(topic, p)
+                    starts[(topic, p)] = self._positions[tp] = stored.get(tp)
+            f.assign(starts)
+            self._assigned = True
+        else:
+            f.subscribe(self.group_id, self.view.topics, self._fast_on_assign, self._fast_on_revoke)
+        log.info("%s: reading with loosely's batch consumer", self.view.id)
+        return f
+
+    def _fast_on_assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        self._flush()  # the stored positions must include every batch read so far
+        stored = self.sink.stored_positions()
+        out: dict[tuple[str, int], int | None] = {}
+        for topic, p in partitions:
+            tp = self._tp(topic, p)
+            out[(topic, p)] = self._positions[tp] = stored.get(tp)
+            self._empty_at.pop(tp, None)
+            self._read_past.pop(tp, None)
+        self._assigned = True
+        self._lag_at_ms = -(10**12)
+        log.info("%s: assigned %s", self.view.id, [f"{t}/{p}@{out[(t, p)]}" for t, p in partitions])
+        return out
+
+    def _fast_on_revoke(self, partitions: list[tuple[str, int]]) -> None:
+        self._flush()
+        for topic, p in partitions:
+            tp = self._tp(topic, p)
+            self._positions.pop(tp, None)
+            self._high.pop(tp, None)
+            self._empty_at.pop(tp, None)
+            self._read_past.pop(tp, None)
+        log.info("%s: revoked %s", self.view.id, [f"{t}/{p}" for t, p in partitions])
+
     def _existing_group(self) -> str:
         """For a sink whose positions are the group's offsets and that already holds this version: the group that
         committed them. Runners from before groups named the sink committed to ``loosely.view.<name>.v<N>``; such
         a deployment keeps that group (read from the beginning under a new one, it would replay every record),
         unless the sink's own group has committed too."""
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+
+        from loosely.views._status import committed_group  # noqa: PLC0415 - it imports confluent-kafka
+
         candidates = default_groups(self.view.name, self.view.version, self.sink)
         if len(candidates) < 2:
             return candidates[0]
@@ -345,7 +442,9 @@ class Runner:
             raise VersionDropped(f"{self.view.id} was dropped from the sink")
         return until is not None and until()
 
-    def _on_assign(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING  # noqa: PLC0415 - see TYPE_CHECKING
+
         self._flush()  # the stored positions must include every batch read so far
         if self._mode is Guarantee.EXACTLY_ONCE:
             stored = self.sink.stored_positions()
@@ -369,7 +468,7 @@ class Runner:
         self._lag_at_ms = -(10**12)
         log.info("%s: assigned %s", self.view.id, [f"{p.topic}/{p.partition}@{p.offset}" for p in partitions])
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[KTopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         self._flush()  # write (and, for idempotent sinks, commit) what was read while the partitions were ours
         for kp in partitions:
             tp = self._tp(kp.topic, kp.partition)
@@ -391,6 +490,9 @@ class Runner:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         if self._dlq is not None:
             self._dlq.flush(30)
         # the sink belongs to the caller, who may keep reading from it
@@ -409,20 +511,26 @@ class Runner:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{self.view.id}: not caught up after {timeout_s}s (lag {self._lag_now()})")
-            room = self.config.batch_records_max - self._pending.records  # > 0: a full batch is handed over
-            msgs = c.consume(min(self.config.poll_records_max, room), self.config.poll_wait_ms / 1000)
-            _, poison = self._build(msgs, self._pending)
+            room = self._batch_max - self._pending.records  # > 0: a full batch is handed over
+            if self._fast is not None:
+                msgs: list[Any] = self._fast.poll()
+                _, poison, left = self._builder.build_raw(msgs, self._expected_positions(), self._pending, room)
+                if left:
+                    self._fast.unread(cast("list[Chunk]", left))
+            else:
+                msgs = c.consume(min(self.config.poll_records_max, room), self.config.poll_wait_ms / 1000)  # type: ignore[union-attr]
+                _, poison = self._build(msgs, self._pending)
             if poison is not None:
                 self._flush()
                 raise poison
             pending = self._pending
-            if pending.records and (not msgs or pending.records >= self.config.batch_records_max
+            if pending.records and (not msgs or pending.records >= self._batch_max
                                     or self._inflight is None or self._inflight[2].done()):
                 self._pending = Batch()
                 self._submit(pending)
             if not msgs:
                 if self._drain() and self._inflight is None and not self._pending.records:
-                    self._note_read_past(c)
+                    self._note_read_past()
                 self._idle()
                 self._refresh_lag(force=until_caught_up)
                 if self._caught_up():
@@ -448,6 +556,8 @@ class Runner:
 
     def _consumer_error(self, m: Any) -> bool:
         """An error event from the consumer: ``True`` to skip it; raises what must stop the runner."""
+        from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+
         err = m.error()
         if err.code() == KafkaError._PARTITION_EOF:
             return True
@@ -546,6 +656,17 @@ class Runner:
         return True
 
     def _commit(self, batch: Batch) -> None:
+        f = self._fast
+        if f is not None:
+            if self._mode is Guarantee.EXACTLY_ONCE:  # for Kafka's lag tools only; the sink holds the truth
+                try:
+                    f.commit({(tp.topic, tp.partition): end for tp, end in batch.ends.items()})
+                except Exception as e:  # OSError, WireError: the connection is made again at the next commit
+                    log.debug("%s: commit: %s", self.view.id, e)
+            return
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+        from confluent_kafka import TopicPartition as KTopicPartition  # noqa: PLC0415
+
         c = self._consumer
         if c is None or self._mode is Guarantee.REBUILT:
             return
@@ -584,7 +705,12 @@ class Runner:
             off = stored.get(tp)
             self._positions[tp] = off
             self._read_past.pop(tp, None)
+            if self._fast is not None:
+                self._fast.seek((tp.topic, tp.partition), off)
             if c is not None:
+                from confluent_kafka import OFFSET_BEGINNING, KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+                from confluent_kafka import TopicPartition as KTopicPartition  # noqa: PLC0415
+
                 try:
                     c.seek(KTopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if off is None else off))
                 except KafkaException as e:
@@ -600,6 +726,8 @@ class Runner:
 
     def _dead_letter(self, m: Any, error: BaseException) -> None:
         if self._dlq is None:
+            from confluent_kafka import Producer  # noqa: PLC0415 - see TYPE_CHECKING
+
             self._dlq = Producer({"bootstrap.servers": self._bootstrap, "enable.idempotence": True,
                                  "acks": "all", "linger.ms": 5, **self.config.client_config})
         headers: list[Any] = [
@@ -622,10 +750,17 @@ class Runner:
         request; a partition not fetched yet is asked for with ListOffsets, at most every ``lag_refresh_ms``."""
         now = self._now_ms()
         c = self._consumer
-        if c is None or (not force and now - self._lag_at_ms < self.config.lag_refresh_ms):
+        if (c is None and self._fast is None) or (not force and now - self._lag_at_ms < self.config.lag_refresh_ms):
             return
         asked = now - self._lag_at_ms >= self.config.lag_refresh_ms
         self._lag_at_ms = now
+        if self._fast is not None:
+            self._refresh_lag_fast(self._fast, asked)
+            return
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+        from confluent_kafka import TopicPartition as KTopicPartition  # noqa: PLC0415
+
+        assert c is not None
         for tp in list(self._positions):
             ktp = KTopicPartition(tp.topic, tp.partition)
             try:
@@ -640,10 +775,45 @@ class Runner:
             if high >= 0 and 0 <= low == high and self._positions.get(tp) is None:
                 self._empty_at[tp] = high  # an empty partition: nothing to read, caught up
 
-    def _note_read_past(self, c: Consumer) -> None:
+    def _refresh_lag_fast(self, f: BatchConsumer, asked: bool) -> None:
+        """:meth:`_refresh_lag` for the batch consumer: each fetch answer brings the high watermark."""
+        tps = list(self._positions)
+        unknown = [(tp.topic, tp.partition) for tp in tps if f.high_watermark((tp.topic, tp.partition)) < 0]
+        low: dict[tuple[str, int], int] = {}
+        high: dict[tuple[str, int], int] = {}
+        if unknown and asked:
+            try:
+                low = f.list_offsets(unknown, -2)
+                high = f.list_offsets(unknown, -1)
+            except Exception as e:  # a broker away: asked again next interval
+                log.debug("%s: watermarks: %s", self.view.id, e)
+        for tp in tps:
+            key = (tp.topic, tp.partition)
+            h = f.high_watermark(key)
+            if h < 0:
+                h = high.get(key, -1)
+            if h >= 0:
+                self._high[tp] = h
+            if h >= 0 and low.get(key) == h and self._positions.get(tp) is None:
+                self._empty_at[tp] = h  # an empty partition: nothing to read, caught up
+
+    def _note_read_past(self) -> None:
         """Every record read so far is durable in the sink: the consumer's own position (past control records and
         aborted transactions, which it skips without handing over) is where each partition stands."""
         tps = list(self._positions)
+        if self._fast is not None:
+            for tp in tps:
+                at = self._fast.position((tp.topic, tp.partition))
+                stored = self._positions.get(tp)
+                if at is not None and (stored is None or at > stored):
+                    self._read_past[tp] = at
+            return
+        from confluent_kafka import KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
+        from confluent_kafka import TopicPartition as KTopicPartition  # noqa: PLC0415
+
+        c = self._consumer
+        if c is None:
+            return
         try:
             known = c.position([KTopicPartition(tp.topic, tp.partition) for tp in tps])
         except KafkaException as e:
@@ -704,4 +874,5 @@ class Runner:
             positions=dict(self._positions),
             phase=self._state.phase.value,
             last_error=self._state.error,
+            source="batch-consumer" if self._fast is not None else "confluent-kafka",
         )

@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from loosely.views._batch import Batch, _plus
+from loosely.views._batch import Batch, _plus, latest_split
+from loosely.views._kernel import LatestText
+from loosely.views._kernel import document as _document
 from loosely.views._model import Delete, Json, Put, TopicPartition, View, ViewError
 from loosely.views._sink import (
     Fenced,
@@ -58,6 +60,11 @@ def _as_is(keys: dict[str, Any]) -> dict[str, Any]:
     return keys
 
 
+def _as_made(statements: list[tuple[str, Any, bool]]) -> Callable[[], Iterable[tuple[str, Any, bool]]]:
+    """Statements made already, as the function a prepared write calls for them (see ``SqlSink.prepare``)."""
+    return lambda: statements
+
+
 def batch_document(rows: object) -> str:
     """A batch's rows (a dict of key -> value, or a list of keys) as one compact JSON text, for the statements that
     read a whole batch from one parameter (SQLite's ``json_each``, PostgreSQL's ``jsonb_each``).
@@ -70,7 +77,14 @@ def batch_document(rows: object) -> str:
     collector at a third of the runner's main thread, nearly all of it inside this call. The pause hides no
     garbage: the encoder frees every tuple before it returns, and the only Python code it can run is its own
     ``TypeError`` for a value JSON cannot hold (bytes, for the PostgreSQL sink).
+
+    The common batches (text keys; text, 64-bit integer or null values) are written by a compiled writer instead
+    (:mod:`loosely.views._kernel`, ``document``: the same text, without a str per key and value), measured
+    (2026-12-07, py-spy, latest-value view) as the largest part of the main thread's time after the record loop.
     """
+    doc = _document(rows)
+    if doc is not None:
+        return doc
     if not gc.isenabled():
         return json.dumps(rows, ensure_ascii=False, check_circular=False, separators=(",", ":"))
     gc.disable()
@@ -170,12 +184,20 @@ class SqlSink:
         transaction it rolls back."""
         v = self._bound()
         t = table_name(v.name, v.version)
-        latest = batch.latest
-        direct = None if latest is None else self._latest_statements(t, latest)
-        if latest is not None and direct is not None:
-            statements, rows = direct, len(latest)
+        statements: Callable[[], Iterable[tuple[str, Any, bool]]]
+        text = batch.latest_text
+        by_chunks = None if text is None else self._latest_text_statements(t, text)
+        latest = batch.latest if text is None or by_chunks is not None else text.to_dict()
+        direct = None if latest is None or by_chunks is not None else self._latest_statements(t, latest)
+        if by_chunks is not None:
+            assert text is not None
+            statements, rows = by_chunks, len(text)
+        elif latest is not None and direct is not None:
+            statements, rows = _as_made(direct), len(latest)
         else:
-            statements, rows = self._net_statements(t, *batch.net())
+            made, rows = self._net_statements(t, *batch.net() if latest is None else (latest_split(latest), {}))
+            statements = _as_made(made)
+        del latest, direct  # the statements carry the rows; the fold is not needed while they are written
 
         def write() -> None:
             t0 = time.monotonic()
@@ -187,7 +209,7 @@ class SqlSink:
                             raise VersionDropped(f"{v.id} was dropped from {self.where}")
                         self._advance_offsets(v, batch)
                         cur = self._db.cursor()
-                        for sql, params, many in statements:
+                        for sql, params, many in statements():
                             if many:
                                 cur.executemany(sql, params)
                             else:
@@ -237,6 +259,12 @@ class SqlSink:
         else:
             adds = {k: enc_amount(relative[k]) for k in order(relative) if k not in absolute}
         return self._statements(t, puts, adds, deletes), len(puts) + len(adds) + len(deletes)
+
+    def _latest_text_statements(self, t: str, text: LatestText) -> Callable[[], Iterable[tuple[str, Any, bool]]] | None:
+        """The statements that write a latest-value fold of text values kept as bytes (``Batch.latest_text``), as
+        the function the write calls for them, or ``None`` to have it written as a dict (:meth:`_latest_statements`).
+        The write holds that function, not ``text``."""
+        return None
 
     def _latest_statements(self, t: str, latest: dict[str, Json]) -> list[tuple[str, Any, bool]] | None:
         """Statements that write a latest-value fold (``Batch.latest``: key -> value, ``None`` deleted) as it

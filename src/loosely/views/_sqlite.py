@@ -31,10 +31,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
+from loosely.views._kernel import LatestText
 from loosely.views._model import Json, ViewError
 from loosely.views._sink import SinkError
 from loosely.views._sql import SqlSink, batch_document, table_name
@@ -90,6 +91,12 @@ def _json_rows(rows: dict[str, Any]) -> str | None:
     """The rows as one JSON document for json_each, or ``None`` where JSON cannot carry them exactly."""
     return _json_text(batch_document(rows)) if _json_safe(rows) else None
 
+
+# Rows per document of a latest-value batch kept as bytes (see SqliteSink._latest_text_statements): about 45 KiB
+# of JSON for the benchmark's rows; a statement per document costs SQLite little next to its rows. Measured
+# 2026-12-07 (latest-value view, 1M events, loaded machine): 1,024 rows 29.8-30.2 MiB peak RSS, 4,096 30.2-30.5,
+# 16,384 32.2-33.3, CPU within the load's noise.
+_DOCUMENT_ROWS_MAX = 1024
 
 # How long to wait between two attempts to switch a new database file to WAL while another connection holds it.
 _WAL_RETRY_S = 0.005
@@ -171,6 +178,28 @@ class SqliteSink(SqlSink):
         return out + super()._statements(
             t, dict(sorted(puts.items())) if put_doc is None else {},
             dict(sorted(adds.items())) if add_doc is None else {}, deletes if delete_doc is None else [])
+
+    def _latest_text_statements(self, t: str, text: LatestText) -> Callable[[], list[tuple[str, Any, bool]]] | None:
+        # The batch consumer's fold of text values (Batch.latest_text), written as the dict path below writes it,
+        # from the bytes: in key order (sorted in C), so the statement has no ORDER BY and SQLite no sort to do (a
+        # quarter of its time: measured 2026-12-07, docs/benchmarks.md), and in documents of _DOCUMENT_ROWS_MAX
+        # rows, so SQLite's copy and parse of a document (about three times its size) stay small whatever the
+        # batch. The documents are made here, in the runner's main thread (sorting and writing them release the
+        # GIL), so the writer thread only runs SQLite, and the table (about twice the documents' size) is let go
+        # before the write.
+        if not text.vouched:
+            return None
+        upsert = self._upsert(t, "SELECT key, json_quote(value) FROM json_each(?) WHERE type = 'text'", add=False)
+        delete = f"DELETE FROM {t} WHERE key IN (SELECT key FROM json_each(?) WHERE type = 'null')"
+        text.sort()
+        out: list[tuple[str, Any, bool]] = []
+        start, end = 0, len(text)
+        while start < end:
+            doc, start, nulls = text.document(start, _DOCUMENT_ROWS_MAX)
+            out.append((upsert, (doc,), False))
+            if nulls:
+                out.append((delete, (doc,), False))
+        return lambda: out
 
     def _latest_statements(self, t: str, latest: dict[str, Json]) -> list[tuple[str, Any, bool]] | None:
         # A latest-value fold of text values (JSON and STRING views of text, the common case) goes to SQLite as
