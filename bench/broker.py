@@ -226,17 +226,12 @@ def start_loosely(work: Path, config: Sequence[str] = ()) -> tuple[subprocess.Po
         env=env,
         check=True,
     )
-    # kio imports hypothesis when it is installed (it registers test strategies), which a runtime install does not
-    # have; hide it so start-up is measured as users get it.
-    launcher = (
-        "import sys; sys.modules['hypothesis'] = None; from loosely.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    )
     started = time.perf_counter()
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            launcher,
+            "-m",
+            "loosely.cli.main",
             "broker",
             "--data-dir",
             str(work / "loosely"),

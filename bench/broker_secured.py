@@ -58,9 +58,9 @@ def start_loosely(work: Path, settings: dict[str, str]) -> tuple[subprocess.Pope
     }
     config = work / "loosely.properties"
     config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    launcher = "import sys; sys.modules['hypothesis'] = None; from loosely.cli.main import main; sys.exit(main())"
     proc = subprocess.Popen(
-        [sys.executable, "-c", launcher, "broker", "--data-dir", str(work / "loosely"), "--config-file", str(config)],
+        [sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", str(work / "loosely"),
+         "--config-file", str(config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     first_produce(f"127.0.0.1:{plain}", time.perf_counter())

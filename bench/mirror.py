@@ -17,7 +17,9 @@ What each copy keeps and promises:
 * kcat pipe: keys and values as text, no headers, new timestamps, no transactions: a crash half-way leaves a part
   copied and nothing to resume from.
 * ``loosely mirror``: headers and timestamps, offset syncs, progress on the target; exactly-once (each batch and its
-  progress commit in one transaction on the target, a restart resumes after the last committed one).
+  progress commit in one transaction on the target, a restart resumes after the last committed one). It copies the
+  source's record batches whole here (plain connections, transactions); ``--copy-records`` also times it one record
+  at a time through librdkafka (``--copy records``).
 * MirrorMaker 2, ``eos``: ``b.exactly.once.source.support = enabled`` (KIP-618): the Connect worker writes each poll's
   records and their source offsets in one transaction (``transaction.boundary = poll``, at most the consumer's
   ``max.poll.records`` = 500 records each): exactly-once, the same promise as ``loosely mirror``.
@@ -31,6 +33,7 @@ ratios to the kcat pipe, and the bytes/s against the physical floors (``bench/_f
 write+fsync). Usage::
 
     .venv/bin/python bench/mirror.py [--messages 1000000] [--repeat 3] [--mm2 eos,alo] [--kafka] [--compare-src DIR]
+        [--copy-records]
 """
 
 from __future__ import annotations
@@ -167,13 +170,15 @@ def kcat_pipe(source: str, target: str, n: int, last_key: bytes) -> Copy:
     return Copy(took, 0.0)  # its first record's arrival is not watched: the pipe starts in milliseconds
 
 
-def loosely_mirror(source: str, target: str, n: int, last_key: bytes, src: str | None = None) -> Copy:
-    """``loosely mirror`` of this tree, or of the source tree ``src`` (``--compare-src``)."""
+def loosely_mirror(source: str, target: str, n: int, last_key: bytes, src: str | None = None, *,
+                   extra: tuple[str, ...] = ()) -> Copy:
+    """``loosely mirror`` of this tree, or of the source tree ``src`` (``--compare-src``), with ``extra``
+    arguments."""
     alias = f"a{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     t = time.perf_counter()
     proc = subprocess.Popen([*LOOSELY, "mirror", "--source", source, "--source-alias", alias, "--target", target,
-                             "--target-alias", "b", "--topics", TOPIC], stderr=subprocess.DEVNULL, env=env)
+                             "--target-alias", "b", "--topics", TOPIC, *extra], stderr=subprocess.DEVNULL, env=env)
     try:
         return wait_arrived(target, f"{alias}.{TOPIC}", n, last_key, proc=proc, started=t)
     finally:
@@ -282,7 +287,11 @@ def run_pair(label: str, variants: dict[str, Callable[[], Copy]], *, repeat: int
     for name in times:
         if name.startswith("MirrorMaker 2"):
             print(f"  {name}: {MM2_GUARANTEE[name.split()[-1]]}")
-    print("  loosely mirror: exactly-once (a transaction per batch of <= 20,000 records and its progress)")
+    print("  loosely mirror: exactly-once (record batches copied whole: a transaction per fetch answer, at most "
+          "4 MiB a partition, and its progress)")
+    if "loosely mirror --copy records" in times:
+        print("  loosely mirror --copy records: exactly-once (a transaction per batch of <= 20,000 records, one "
+              "record at a time through librdkafka)")
     loopback, disk = floors
     print(f"  the talk's lines: {message_floors(n, nbytes, loopback, disk)}")
     for name, ts in times.items():
@@ -301,6 +310,8 @@ def main() -> None:
     ap.add_argument("--compare-src", metavar="DIR",
                     help="also time `loosely mirror` of another source tree (e.g. one from before a change, "
                          "`git archive REV src | tar -x -C DIR/..`), interleaved with this one")
+    ap.add_argument("--copy-records", action="store_true",
+                    help="also time `loosely mirror --copy records` (one record at a time through librdkafka)")
     args = ap.parse_args()
     modes = [m for m in args.mm2.split(",") if m in MM2_GUARANTEE] if args.mm2 != "none" else []
     require_commands("kcat", *(["java"] if modes or args.kafka else []), why=KCAT_AND_KAFKA if modes else KCAT)
@@ -335,6 +346,9 @@ def main() -> None:
                 "kcat pipe": partial(kcat_pipe, s, t, n, last_key),
                 "loosely mirror": partial(loosely_mirror, s, t, n, last_key),
             }
+            if args.copy_records:
+                variants["loosely mirror --copy records"] = partial(loosely_mirror, s, t, n, last_key,
+                                                                    extra=("--copy", "records"))
             if args.compare_src:
                 variants["loosely mirror (compared)"] = partial(loosely_mirror, s, t, n, last_key, args.compare_src)
             for mode in modes:

@@ -2,7 +2,10 @@
 across servers; side by side in one run, on loopback.
 
     .venv/bin/python bench/raw_hollow.py [--seconds 5] [--records 10000] [--overlay 1000] [--side both|redis|raw]
-                                         [--phases paced,unpaced,reads,memory]
+                                         [--phases paced,unpaced,reads,memory] [--stages DIR] [--follow wait|poll]
+
+``--stages DIR`` prints, after the results, where the writes of the paced and unpaced phases spent their time
+(``bench/_stages.py``: every RAW process stamps each step of a write).
 
 At the issue's memory scale (1M records, 100k in-flight changes) only the memory comparison is worth its time:
 
@@ -58,6 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import _stages  # bench/_stages.py
 from _floors import (  # bench/_floors.py
     Floor,
     disk_write_bytes_per_s,
@@ -170,11 +174,11 @@ def redis_writer(args: argparse.Namespace) -> dict[str, Any]:
     return {"writes": n, "ack_ms": percentiles(acks)}
 
 
-def redis_follow(args: argparse.Namespace) -> Callable[[str], bytes | None]:
+def redis_follow(args: argparse.Namespace) -> tuple[Callable[[str], bytes | None], None, None]:
     import redis
 
     r = redis.Redis(port=int(args.addr))
-    return r.get  # type: ignore[return-value]
+    return r.get, None, None  # type: ignore[return-value]  # polls: each GET is a round trip
 
 
 def redis_reads(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,6 +236,8 @@ def raw_writer(args: argparse.Namespace) -> dict[str, Any]:
     from loosely.hollow.raw import Writer
 
     rec = _raw_types()
+    if args.stages:
+        _stages.writer(args.stages)
     writer = Writer(raw_dataset(args)).start()
     if not writer.wait_for_leadership(60_000):
         raise SystemExit("the RAW writer did not win the election")
@@ -253,7 +259,12 @@ def raw_writer(args: argparse.Namespace) -> dict[str, Any]:
                     in_flight.popleft().result()
                     counts[i] += 1
                 continue
-            writer.put(rec(key, payload(args.size, t)))
+            if args.stages and i == 0:  # the same as put, keeping the future's stamps
+                future = writer.put_async(rec(key, payload(args.size, t)))
+                future.result()
+                _stages.writer_done(key, t, future)
+            else:
+                writer.put(rec(key, payload(args.size, t)))
             acks[i].append((time.monotonic_ns() - t) / 1e6)
             counts[i] = seq + 1
         while in_flight:
@@ -269,17 +280,22 @@ def raw_writer(args: argparse.Namespace) -> dict[str, Any]:
     return {"writes": sum(counts), "ack_ms": percentiles(acks[0])}
 
 
-def raw_follow(args: argparse.Namespace) -> Callable[[str], Any]:
+def raw_follow(args: argparse.Namespace) -> tuple[Callable[[str], Any], Callable[[], Any], Callable[[Any], Any]]:
+    """The RAW follower reads its client's memory, and between two reads waits for the client's view to move
+    (``RawClient.wait_for_change``) unless ``--follow poll``: a reader spinning on ``get`` would take a core
+    from the writer and the broker on a 2-core machine, and the visibility it measures is the overlay's."""
     from loosely.hollow.raw import RawClient
 
     rec = _raw_types()
+    if args.stages:
+        _stages.follower(args.stages)
     client = RawClient(raw_dataset(args)).start()
 
     def get(key: str) -> str | None:
         r = client.get(rec, key)
         return None if r is None else r.payload  # type: ignore[no-any-return]
 
-    return get
+    return get, client.reached, lambda seen: client.wait_for_change(seen, 50)
 
 
 def _timed(n: int, variants: dict[str, tuple[list[str], Callable[[str], Any]]],
@@ -399,12 +415,14 @@ ROLES: dict[tuple[str, str], Callable[[argparse.Namespace], dict[str, Any]]] = {
     ("raw", "memory-plain"): raw_memory,
     ("raw", "memory-raw"): raw_memory,
 }
-FOLLOWERS: dict[str, Callable[[argparse.Namespace], Callable[[str], Any]]] = {"redis": redis_follow, "raw": raw_follow}
+FOLLOWERS: dict[str, Callable[[argparse.Namespace], tuple[Any, Any, Any]]] = {"redis": redis_follow, "raw": raw_follow}
 
 
 def follower(args: argparse.Namespace) -> dict[str, Any]:
     """Waits for each of writer 0's records in turn; the time from its write's start to its first sight."""
-    get = FOLLOWERS[args.side](args)
+    get, mark, wait = FOLLOWERS[args.side](args)
+    if args.follow == "poll":
+        mark = wait = None
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # unpaced runs: the driver says when writer 0 is done
     print("ready", flush=True)
@@ -415,15 +433,20 @@ def follower(args: argparse.Namespace) -> dict[str, Any]:
         t_wait = time.monotonic()
         # the first record waits for the writer to start (an election, on a loaded machine well over 10 s)
         deadline_s = 10.0 if seq else 120.0
+        seen = mark() if mark is not None else None
         while (value := get(key)) is None:
             if stop or time.monotonic() - t_wait > deadline_s:
                 missed += not stop
                 stop.append(1)  # the writer has stopped: nothing more will come
                 break
-            # let the process's other threads (a RAW client's tail) run; sleep(0) gives the GIL up for an instant
-            time.sleep(args.poll_sleep_us / 1e6)
+            if wait is not None:
+                seen = wait(seen)
+            else:  # let the process's other threads run; sleep(0) gives the GIL up for an instant
+                time.sleep(args.poll_sleep_us / 1e6)
         else:
             ms.append((time.monotonic_ns() - started_ns(value)) / 1e6)
+            if args.stages:
+                _stages.follower_saw(key, started_ns(value))
         if stop:
             break
     return {"visible_ms": percentiles(ms), "missed": missed}
@@ -522,7 +545,8 @@ def _paced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any], 
           flush=True)
     out["paced"] = write_to_visible(side, addr, rate=args.rate, size=args.size, seconds=args.seconds,
                                     writers=args.raw_threads if side == "raw" else 1, probe_rate=0,
-                                    poll_sleep_us=args.poll_sleep_us, **extra)
+                                    poll_sleep_us=args.poll_sleep_us, follow=args.follow,
+                                    **_stages_opt(args, side, "paced"), **extra)
     print(f"  visible {fmt(out['paced']['visible_ms'])}\n  ack     {fmt(out['paced']['ack_ms'])}  "
           f"({out['paced']['writes_per_s']:,.0f}/s achieved, {out['paced']['missed']} missed)", flush=True)
 
@@ -533,7 +557,8 @@ def _unpaced(side: str, addr: str, args: argparse.Namespace, out: dict[str, Any]
           f"{args.probe_rate:g}/s, {args.seconds:g} s", flush=True)
     out["max"] = write_to_visible(side, addr, rate=0, size=args.max_size, seconds=args.seconds,
                                   writers=writers, probe_rate=args.probe_rate, window=args.window,
-                                  poll_sleep_us=args.poll_sleep_us, **extra)
+                                  poll_sleep_us=args.poll_sleep_us, follow=args.follow,
+                                  **_stages_opt(args, side, "unpaced"), **extra)
     print(f"  {out['max']['writes_per_s']:,.0f} writes/s; visible {fmt(out['max']['visible_ms'])}", flush=True)
 
 
@@ -554,10 +579,16 @@ def main() -> None:
                         "pipelines, RAW Hollow's Writer.put_async)")
     p.add_argument("--max-size", type=int, default=1_000, help="bytes per record in the unpaced run")
     p.add_argument("--poll-sleep-us", type=float, default=0.0,
-                   help="the follower's pause between two reads of a record not yet visible (0: a bare yield)")
+                   help="a polling follower's pause between two reads of a record not yet visible (0: a bare yield)")
+    p.add_argument("--follow", choices=["wait", "poll"], default="wait",
+                   help="poll: the RAW follower polls its client as the Redis one polls (spinning); wait: between "
+                        "two reads it waits for its client's view to move (RawClient.wait_for_change)")
     p.add_argument("--records", type=int, default=10_000, help="records loaded for reads and memory")
     p.add_argument("--overlay", type=int, default=1_000, help="in-flight changes in the memory comparison")
     p.add_argument("--reads", type=int, default=5_000)
+    p.add_argument("--stages", default="",
+                   help="a directory: RAW Hollow's processes stamp each stage of a write there (bench/_stages.py), "
+                        "and each write phase prints where its writes' time went")
     p.add_argument("--phases", default="paced,unpaced,reads,memory",
                    help="which to run, comma-separated: paced, unpaced, reads, memory (memory loads the records)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -607,12 +638,14 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bench-raw-") as d:
         addr = f"127.0.0.1:{free_port()}"
-        broker = subprocess.Popen([sys.executable, "-m", "loosely.cli.main", "broker", "--data-dir", f"{d}/data",
-                                   "--listen", addr], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # with --stages the broker runs under bench/_stages.py, which stamps its requests
+        command = [str(HERE / "_stages.py")] if args.stages else ["-m", "loosely.cli.main"]
+        broker = subprocess.Popen([sys.executable, *command, "broker", "--data-dir", f"{d}/data", "--listen", addr],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_stages_env(args, "broker"))
         assert broker.stdout is not None
         broker.stdout.readline()
         try:
-            return run_side("raw", addr, args, store=f"{d}/store", dataset="writes")
+            out = run_side("raw", addr, args, store=f"{d}/store", dataset="writes")
         finally:
             broker.terminate()
             try:
@@ -620,6 +653,25 @@ def run_raw(args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:  # a big log takes its time to close: nothing in it is needed
                 broker.kill()
                 broker.wait(30)
+    for phase in ("paced", "unpaced"):
+        if args.stages and (Path(args.stages) / phase).is_dir():
+            print(f"\n[raw] {phase}: where a write of writer 0 (the probe, unpaced) spent its time", flush=True)
+            _stages.report(str(Path(args.stages) / phase), str(Path(args.stages) / "broker"))
+    return out
+
+
+def _stages_opt(args: argparse.Namespace, side: str, phase: str) -> dict[str, str]:
+    """The option that makes a phase's RAW writer and follower stamp their stages (nothing for Redis)."""
+    return {"stages": str(Path(args.stages) / phase)} if args.stages and side == "raw" else {}
+
+
+def _stages_env(args: argparse.Namespace, where: str) -> dict[str, str] | None:
+    """The environment of a RAW process that stamps its stages in ``--stages``/``where``."""
+    if not args.stages:
+        return None
+    path = Path(args.stages) / where
+    path.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, _stages.ENV: str(path)}
 
 
 def print_floors(results: dict[str, Any], args: argparse.Namespace, floors: dict[str, Floor]) -> None:

@@ -32,7 +32,8 @@ Without Quix Streams (``--quix-python`` cannot import it) the other two run and 
 
 Quix Streams pins confluent-kafka below the version loosely is tested with, so it is best installed in a
 virtualenv of its own (``python3.11 -m venv /tmp/qvenv && /tmp/qvenv/bin/pip install quixstreams``) and named
-with ``--quix-python /tmp/qvenv/bin/python``; each worker prints the confluent-kafka and librdkafka it ran.
+with ``--quix-python /tmp/qvenv/bin/python``; each worker prints the confluent-kafka and librdkafka it ran. The
+workers' code is in ``bench/_views_worker.py``, which imports only what a worker needs (its peak RSS is measured).
 """
 
 from __future__ import annotations
@@ -49,190 +50,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from _needs import importable, postgres_bin  # bench/_needs.py
 
 IMPLS = ("loosely", "handwritten", "quix")
+WORKER = Path(__file__).with_name("_views_worker.py")  # each worker's code, in a file that imports little
 VIEWS = ("count", "latest")
 SINKS = ("sqlite", "postgres")
-
-
-# -- workers (run in a child process each) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """What a worker builds: ``view`` of ``events`` records of ``topic`` into ``db`` (a file, or a PostgreSQL URL)."""
-
-    bootstrap: str
-    topic: str
-    view: str
-    db: str
-    events: int
-    sink: str
-
-
-def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw"})
-    md = c.list_topics(topic, timeout=30).topics[topic]
-    out = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in md.partitions}
-    c.close()
-    return out
-
-
-def run_loosely(job: Job) -> None:
-    from loosely.views import STRING, PostgresSink, Runner, RunnerConfig, SqliteSink, count_by_key, latest_by_key
-
-    v = count_by_key("bench", [job.topic]) if job.view == "count" else latest_by_key("bench", [job.topic], value=STRING)
-    sink = SqliteSink(job.db) if job.sink == "sqlite" else PostgresSink(job.db)
-    runner = Runner(v, sink, job.bootstrap, RunnerConfig(group_id=f"bench-loosely-{uuid.uuid4().hex[:6]}"))
-    stats = runner.run(until_caught_up=True)
-    runner.close()
-    sink.close()
-    assert stats.records == job.events, stats
-
-
-def handwritten_loop(job: Job, stored: dict[int, int],
-                     write: Callable[[list[tuple[str, object]], dict[int, int]], None]) -> None:
-    """The consuming half of the hand-written loop: each poll's rows, and every partition's next offset, go to
-    ``write``, which stores both in one transaction."""
-    bootstrap, topic, view, events = job.bootstrap, job.topic, job.view, job.events
-    ends = high_watermarks(bootstrap, topic)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-hand-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    c.assign([TopicPartition(topic, p, stored.get(p, 0)) for p in ends])
-    positions = {p: stored.get(p, 0) for p in ends}
-    seen = 0
-    while any(positions[p] < ends[p] for p in ends):
-        msgs = c.consume(10_000, 0.1)
-        if not msgs:
-            continue
-        rows: list[tuple[str, object]] = []
-        for m in msgs:
-            if m.error():
-                raise RuntimeError(m.error())
-            rows.append((m.key().decode(), 1 if view == "count" else m.value().decode()))
-            positions[m.partition()] = m.offset() + 1
-        seen += len(msgs)
-        write(rows, positions)
-    c.close()
-    assert seen == events, seen
-
-
-def run_handwritten(job: Job) -> None:
-    if job.sink == "postgres":
-        run_handwritten_postgres(job)
-        return
-    conn = sqlite3.connect(job.db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS v (key TEXT PRIMARY KEY, value)")
-    conn.execute("CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next INTEGER)")
-    stored = dict(conn.execute("SELECT partition, next FROM offsets").fetchall())
-    if job.view == "count":
-        sql = "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = v.value + excluded.value"
-    else:
-        sql = "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-
-    def write(rows: list[tuple[str, object]], positions: dict[int, int]) -> None:
-        conn.execute("BEGIN")
-        conn.executemany(sql, rows)
-        conn.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?)", list(positions.items()))
-        conn.execute("COMMIT")
-
-    handwritten_loop(job, stored, write)
-    conn.close()
-
-
-def run_handwritten_postgres(job: Job) -> None:
-    import psycopg
-
-    conn = psycopg.connect(job.db)  # not autocommit: each poll's statements are one transaction, ended by commit()
-    value_type = "bigint" if job.view == "count" else "text"
-    conn.execute(f"CREATE TABLE IF NOT EXISTS v (key text PRIMARY KEY, value {value_type})")
-    conn.execute("CREATE TABLE IF NOT EXISTS offsets (partition integer PRIMARY KEY, next bigint NOT NULL)")
-    conn.commit()
-    stored = dict(conn.execute("SELECT partition, next FROM offsets").fetchall())
-    conn.commit()
-    new = "v.value + excluded.value" if job.view == "count" else "excluded.value"
-    sql = f"INSERT INTO v VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = {new}"
-    store = ("INSERT INTO offsets VALUES (%s, %s) ON CONFLICT (partition) DO UPDATE SET next = excluded.next")
-
-    def write(rows: list[tuple[str, object]], positions: dict[int, int]) -> None:
-        with conn.cursor() as cur:
-            cur.executemany(sql, rows)
-            cur.executemany(store, list(positions.items()))
-        conn.commit()
-
-    handwritten_loop(job, stored, write)
-    conn.close()
-
-
-def run_quix(job: Job) -> None:
-    assert job.sink == "sqlite", job.sink
-    import logging
-
-    bootstrap, topic, view, db, events = job.bootstrap, job.topic, job.view, job.db, job.events
-
-    from quixstreams import Application
-    from quixstreams.sinks import BatchingSink, SinkBatch
-
-    class SqliteUpsert(BatchingSink):
-        def setup(self) -> None:
-            self.conn = sqlite3.connect(db, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("CREATE TABLE IF NOT EXISTS v (key TEXT PRIMARY KEY, value)")
-
-        def write(self, batch: SinkBatch) -> None:
-            rows = [(item.key.decode() if isinstance(item.key, bytes) else item.key, item.value) for item in batch]
-            self.conn.execute("BEGIN")
-            self.conn.executemany(
-                "INSERT INTO v VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", rows)
-            self.conn.execute("COMMIT")
-
-    state = tempfile.mkdtemp(prefix="quix-state-")
-    app = Application(broker_address=bootstrap, consumer_group=f"bench-quix-{uuid.uuid4().hex[:6]}",
-                      auto_offset_reset="earliest", state_dir=state, loglevel=logging.WARNING,
-                      use_changelog_topics=False, auto_create_topics=False)
-    t = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
-    sdf = app.dataframe(t)
-    if view == "count":
-        def count(_value: bytes, state: object) -> int:
-            n: int = state.get("n", 0) + 1  # type: ignore[attr-defined]
-            state.set("n", n)  # type: ignore[attr-defined]
-            return n
-
-        sdf = sdf.apply(count, stateful=True)
-    else:
-        sdf = sdf.apply(lambda v: v.decode())
-    sdf.sink(SqliteUpsert())
-    try:
-        app.run(count=events, collect=False)
-    finally:
-        shutil.rmtree(state, ignore_errors=True)  # RocksDB's files: not left behind in /tmp
-
-
-def worker(args: argparse.Namespace) -> None:
-    fn = {"loosely": run_loosely, "handwritten": run_handwritten, "quix": run_quix}[args.impl]
-    t0, cpu0 = time.perf_counter(), os.times()
-    fn(Job(args.bootstrap, args.topic, args.view, args.db, args.events, args.sink))
-    seconds = time.perf_counter() - t0
-    cpu1 = os.times()  # every thread of the worker (on a loaded machine the steadier figure of the two)
-    cpu_s = cpu1.user + cpu1.system - cpu0.user - cpu0.system
-    with open("/proc/self/status") as f:
-        rss_mib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-    import confluent_kafka
-
-    clients = f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}"
-    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "rss_mib": rss_mib, "clients": clients}), flush=True)
 
 
 # -- the driver -------------------------------------------------------------------------------------------------
@@ -240,6 +66,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def produce(bootstrap: str, topic: str, events: int, keys: int, partitions: int) -> int:
     """Produces the events; returns their key and value bytes (the consumers' payload, before lz4)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(60)
     rng = random.Random(1)
@@ -382,8 +211,8 @@ def run_all(args: argparse.Namespace, boot: str, store: SqliteFiles | PostgresSe
                 db = store.new(f"{impl}_{view}_{rep}")
                 python = args.quix_python if impl == "quix" else sys.executable
                 out = subprocess.run(
-                    [python, __file__, "--worker", "--impl", impl, "--view", view, "--bootstrap",
-                     boot, "--topic", topic, "--db", db, "--events", str(args.events), "--sink", args.sink],
+                    [python, str(WORKER), "--impl", impl, "--view", view, "--bootstrap", boot, "--topic", topic,
+                     "--db", db, "--events", str(args.events), "--sink", args.sink],
                     capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     raise SystemExit(f"{impl}/{view} failed:\n{out.stderr[-3000:]}")
@@ -410,16 +239,7 @@ def main() -> None:
     ap.add_argument("--views", default=",".join(VIEWS))
     ap.add_argument("--quix-python", default=sys.executable, help="the interpreter that has quixstreams")
     ap.add_argument("--sink", choices=SINKS, default="sqlite", help="where the views go (default: sqlite)")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--impl")
-    ap.add_argument("--view")
-    ap.add_argument("--bootstrap")
-    ap.add_argument("--topic")
-    ap.add_argument("--db")
     args = ap.parse_args()
-    if args.worker:
-        worker(args)
-        return
     impls = [i for i in args.impls.split(",") if i]
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:

@@ -63,6 +63,8 @@ PINS: dict[str, list[str]] = {
         "share",
         "share_shell",
         "store",
+        "streams",
+        "streams_shell",
     ],
     "loosely.broker.handlers": [
         "all_handlers",
@@ -98,6 +100,7 @@ PINS: dict[str, list[str]] = {
     ],
     "loosely.clients": [
         "access",
+        "batch_consumer",
         "client_config",
         "fastpath",
         "groups",

@@ -89,12 +89,13 @@ def screenshot(driver: Any, name: str) -> Path:
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], *, timeout_s: float = DEFAULT_WAIT_S,
              message: str = "") -> Any:
-    """Waits until ``condition(driver)`` is truthy and returns it; on timeout, saves a screenshot and raises."""
-    from selenium.common.exceptions import TimeoutException  # noqa: PLC0415
+    """Waits until ``condition(driver)`` is truthy and returns it; on timeout, saves a screenshot and raises. A
+    condition that reads an element the page replaces meanwhile (stale) is asked again, not failed."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     try:
-        return WebDriverWait(driver, timeout_s).until(condition)
+        return WebDriverWait(driver, timeout_s, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
     except TimeoutException:
         shot = screenshot(driver, f"timeout-{message or 'wait'}")
         raise AssertionError(f"waited {timeout_s:g} s for {message or condition!r}; page saved to {shot}") from None
