@@ -35,7 +35,6 @@ default): aborted transactions and control batches are skipped.
 from __future__ import annotations
 
 import os
-import random
 import socket
 import time
 from collections import deque
@@ -432,6 +431,8 @@ def _produce_loop(
     use_mode = 0 if job.partition != -1 else mode
     sent = 0
     in_flight: dict[int, deque[dict[int, int]]] = {node: deque() for node in conns}
+    import random  # noqa: PLC0415 - the produce path only: a view runner's batch consumer imports this module
+
     rng = random.Random()
 
     def settle(node: int) -> None:

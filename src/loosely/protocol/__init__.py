@@ -2,12 +2,11 @@
 
 import sys
 from collections.abc import Sequence
-from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 
 
-class _KioWithoutHypothesis(MetaPathFinder):
+class _KioWithoutHypothesis:
     """Loads kio's type module (whenever something first imports kio) with hypothesis hidden.
 
     kio, the message codec, registers hypothesis strategies for its field types whenever hypothesis is importable.
@@ -16,6 +15,10 @@ class _KioWithoutHypothesis(MetaPathFinder):
     name once, when that module runs; a process that imported hypothesis before it (a test suite drawing kio
     values) gets the strategies as before. Nothing is imported here: light modules of this package (records,
     framing) must not load kio.
+
+    A meta path finder by its ``find_spec`` alone: the ``importlib.abc.MetaPathFinder`` base would import
+    ``importlib.resources`` and through it pathlib, tempfile and urllib (4 MiB of RSS) into every process that
+    imports this package, a view runner's included.
     """
 
     MODULE = "kio.static._phantom"

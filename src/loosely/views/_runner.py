@@ -58,9 +58,9 @@ failed batch is committed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -243,7 +243,7 @@ class Runner:
         self._catalog = sink if isinstance(sink, Catalog) else None
         self._checked_at_ms = 0
         if self._mode is Guarantee.REBUILT:
-            self.group_id = f"{self.group_id}.{uuid.uuid4().hex[:8]}"  # never commits; the id only names the client
+            self.group_id = f"{self.group_id}.{os.urandom(4).hex()}"  # never commits; the id only names the client
         self._stop = threading.Event()
         self._positions: dict[TopicPartition, int | None] = {}
         self._high: dict[TopicPartition, int] = {}
