@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from broker._brokers import ChildBroker, broker_on
-from broker.test_exactly_once_restart import create, read
+from broker._records import create, read
 from loosely.storage.dirlock import DataDirLockedError
 from loosely.testing import free_port
 

@@ -10,21 +10,16 @@ import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.errors import ErrorCode
 
 from broker._brokers import ChildBroker, broker_on
 from broker._raw import Raw
+from broker._records import create, read
 from loosely.broker.transactions.coordinator import transaction_coordinator
 from loosely.broker.transactions.state import TransactionalId, TxnState
 from loosely.protocol.messages import ApiKey
 from loosely.protocol.records import NewRecord, build_batch
 from loosely.testing import free_port
-
-
-def create(bs: str, topic: str, partitions: int = 1) -> None:
-    a = AdminClient({"bootstrap.servers": bs})
-    a.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
 
 
 def init_producer_id(raw: Raw) -> tuple[int, int]:
@@ -57,28 +52,6 @@ def produce(raw: Raw, topic: str, pid: int, epoch: int, seq: int, n: int) -> tup
     resp = raw.request(ApiKey.PRODUCE, 7, body)
     part = resp.responses[0].partition_responses[0]  # type: ignore[attr-defined]
     return part.error_code, part.base_offset
-
-
-def read(bs: str, topic: str, expect: int, *, committed: bool = False) -> list[bytes]:
-    """Everything readable: at least ``expect`` records, and whatever follows within half a second."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bs,
-            "group.id": "r",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed" if committed else "read_uncommitted",
-        }
-    )
-    c.assign([TopicPartition(topic, 0, 0)])
-    out: list[bytes] = []
-    deadline = time.monotonic() + 30
-    settle: float | None = None
-    while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
-        out += [m.value() or b"" for m in c.consume(100, timeout=0.2) if m.error() is None]
-        if len(out) >= expect and settle is None:
-            settle = time.monotonic() + 0.5
-    c.close()
-    return out
 
 
 def last_stable_offset(bs: str, topic: str) -> int:

@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from broker._raw import Raw
-from broker.test_exactly_once_restart import create, read
+from broker._records import create, read
 from loosely.broker.config import BrokerConfig
 from loosely.broker.server import BrokerThread
 from loosely.protocol.errors import ErrorCode

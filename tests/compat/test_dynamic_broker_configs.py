@@ -21,24 +21,32 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
-from kio.schema.incremental_alter_configs.v1.request import (
-    AlterableConfig,
-    AlterConfigsResource,
-    IncrementalAlterConfigsRequest,
-)
 from kio.static.primitive import i8
 
 from broker._raw import Raw
+from compat._configs import (
+    APPEND,
+    BROKER,
+    DEFAULT,
+    DELETE,
+    DYNAMIC_BROKER,
+    DYNAMIC_DEFAULT,
+    GROUP,
+    GROUP_CONFIG,
+    INVALID_CONFIG,
+    INVALID_REQUEST,
+    SET,
+    STATIC_BROKER,
+    TOPIC,
+    alter,
+    describe,
+    wait_for,
+)
 from compat._kafka_tools import kafka_class, kafka_command
 from loosely.broker.server import BrokerThread
 from loosely.protocol.messages import ApiKey
 from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.apache_kafka import KAFKA_VERSION
-
-TOPIC, BROKER, GROUP = 2, 4, 32
-SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
-DYNAMIC_BROKER, DYNAMIC_DEFAULT, STATIC_BROKER, DEFAULT, GROUP_CONFIG = 2, 3, 4, 5, 8
-INVALID_REQUEST, INVALID_CONFIG = 42, 40
 
 # Group configs a new group lists at their defaults besides share.session.timeout.ms (docs/broker.md, "Apache Kafka
 # releases"): Kafka 4.4 adds assignment, share and streams settings and dead-letter queues to 4.1's; loosely lists
@@ -90,43 +98,6 @@ def configs(bootstrap: str, *args: str) -> tuple[int, str]:
     done = kafka_class(kafka_command("ConfigCommand"), "--bootstrap-server", bootstrap, *args)
     lines = (done.stdout + done.stderr).splitlines()
     return done.returncode, "\n".join(line for line in lines if not line.startswith("SLF4J:")).strip()
-
-
-def describe(bootstrap: str, rtype: int, name: str, keys: tuple[str, ...]) -> dict[str, tuple[str | None, int, bool,
-                                                                                               list[int]]]:
-    """``config -> (value, source, read_only, synonym sources)``."""
-    raw = Raw(bootstrap)
-    try:
-        resp = raw.request(ApiKey.DESCRIBE_CONFIGS, 4, DescribeConfigsRequest(
-            resources=(DescribeConfigsResource(resource_type=i8(rtype), resource_name=name,
-                                               configuration_keys=keys or None),),  # () asks for all
-            include_synonyms=True, include_documentation=False))
-    finally:
-        raw.close()
-    (result,) = resp.results  # type: ignore[attr-defined]
-    assert (result.error_code, result.error_message) == (0, ""), result.error_message
-    return {e.name: (e.value, e.config_source, e.read_only, [s.source for s in e.synonyms]) for e in result.configs}
-
-
-def alter(bootstrap: str, name: str, ops: list[tuple[str, int, str | None]], *, validate_only: bool = False,
-          rtype: int = BROKER) -> tuple[int, str | None]:
-    raw = Raw(bootstrap)
-    try:
-        resp = raw.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, IncrementalAlterConfigsRequest(
-            resources=(AlterConfigsResource(resource_type=i8(rtype), resource_name=name, configs=tuple(
-                AlterableConfig(name=n, config_operation=i8(op), value=v) for n, op, v in ops)),),
-            validate_only=validate_only))
-    finally:
-        raw.close()
-    (r,) = resp.responses  # type: ignore[attr-defined]
-    return r.error_code, r.error_message
-
-
-def wait_for(bootstrap: str, rtype: int, name: str, key: str, value: str | None, source: int) -> None:
-    deadline = time.monotonic() + 20
-    while (seen := describe(bootstrap, rtype, name, (key,)).get(key, (None, 0))[:2]) != (value, source):
-        assert time.monotonic() < deadline, f"{key} of {name!r} is {seen}, never ({value}, {source})"
-        time.sleep(0.1)
 
 
 def new_topic(bootstrap: str) -> str:

@@ -33,9 +33,7 @@ from kio.schema.streams_group_heartbeat.v0 import request as hb
 from kio.static.primitive import i8, i16, i32, i64
 
 from broker._raw import Raw
-from compat._java import ROOT
-from compat._kafka_tools import tools_jars
-from compat.test_dynamic_broker_configs import (
+from compat._configs import (
     APPEND,
     DEFAULT,
     GROUP,
@@ -47,7 +45,9 @@ from compat.test_dynamic_broker_configs import (
     describe,
     wait_for,
 )
-from compat.test_share_groups import COORDINATOR_NOT_READY, KafkaNode, LooselyNode, find_coordinator
+from compat._java import ROOT
+from compat._kafka_tools import tools_jars
+from compat._nodes import COORDINATOR_NOT_READY, KafkaNode, LooselyNode, find_coordinator
 from loosely.protocol.messages import ApiKey, load_request_schema
 from loosely.protocol.streams_schemas import (
     NOT_REQUESTED,

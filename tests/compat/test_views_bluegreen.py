@@ -20,12 +20,7 @@ from loosely.broker.server import BrokerThread
 from loosely.views import Runner, SqliteSink
 from loosely.views._serve import ViewServer
 from views.bg_views import counts
-from views.crashkit import create_topic, produce_events, pythonpath, reference
-
-
-def loosely_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loosely.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": pythonpath(), **env}, timeout=600, check=False)
+from views.crashkit import create_topic, loosely_cli, produce_events, pythonpath, reference
 
 
 def test_readers_only_ever_see_a_complete_version(loosely: BrokerThread, tmp_path: Path, topic: str) -> None:

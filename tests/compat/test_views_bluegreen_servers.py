@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from compat.test_views_bluegreen import loosely_cli
 from loosely.broker.server import BrokerThread
 from loosely.testing import free_port
 from loosely.views import Catalog, Json, Runner, RunnerConfig, SinkError, VersionState, View, ViewError, open_sink
@@ -34,7 +33,7 @@ from loosely.views._influx import InfluxSink
 from loosely.views._serve import ViewServer
 from loosely.views._sphinx import SphinxSink
 from views import bg_views, services
-from views.crashkit import WORDS, Reference, create_topic, produce_events, pythonpath, reference
+from views.crashkit import WORDS, Reference, create_topic, loosely_cli, produce_events, pythonpath, reference
 from views.services import InfluxDB, Sphinx
 
 sphinx = services.sphinx  # fixtures

@@ -17,10 +17,19 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from compat.test_views_postgres import compare, expected_rows
 from loosely.testing import ApacheKafka
 from loosely.views import SqliteSink, TopicPartition
-from views.crashkit import CRASH_TIMEOUT_S, ROOT, CrashReport, Runners, produce_events, record_result, reference
+from views.crashkit import (
+    CRASH_TIMEOUT_S,
+    ROOT,
+    CrashReport,
+    Runners,
+    compare,
+    expected_rows,
+    produce_events,
+    record_result,
+    reference,
+)
 
 
 @pytest.fixture(scope="module")

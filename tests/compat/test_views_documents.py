@@ -18,15 +18,15 @@ from loosely.views._documents import DirectoryStore, DocumentSink, S3Store, doc_
 from views import services
 from views.crashkit import (
     CRASH_TIMEOUT_S,
-    Reference,
     Runners,
+    committed,
     crash_batch,
     crash_events,
     crash_keys,
     crash_kills,
     crash_loop,
     create_topic,
-    end_offsets,
+    expected_rows,
     produce_events,
     record_result,
     reference,
@@ -37,26 +37,6 @@ from views.services import SeaweedFS
 seaweedfs = services.seaweedfs  # the fixture
 
 TP = TopicPartition("t", 0)
-
-
-def expected_rows(ref: Reference) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, n in ref.counts.items():
-        out[f"{k}#n"] = n
-        out[f"{k}#last"] = ref.last[k]["seq"]
-    return out
-
-
-def committed(bootstrap: str, group: str, topic: str) -> dict[tuple[str, int], int]:
-    from confluent_kafka import Consumer
-    from confluent_kafka import TopicPartition as KafkaTP
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        ends = end_offsets(bootstrap, topic)
-        return {(t.topic, t.partition): t.offset for t in c.committed([KafkaTP(t, p) for t, p in ends], timeout=30)}
-    finally:
-        c.close()
 
 
 def all_docs(sink: DocumentSink, name: str) -> dict[str, object]:

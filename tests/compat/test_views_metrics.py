@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from compat.test_views_documents import committed, expected_rows
 from loosely.broker.server import BrokerThread
 from loosely.views import (
     Add,
@@ -43,12 +42,14 @@ from views.bg_views import counts, tens
 from views.crashkit import (
     CRASH_TIMEOUT_S,
     Runners,
+    committed,
     crash_batch,
     crash_events,
     crash_keys,
     crash_kills,
     crash_loop,
     create_topic,
+    expected_rows,
     produce_events,
     pythonpath,
     record_result,

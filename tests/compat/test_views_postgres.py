@@ -15,13 +15,14 @@ from loosely.views import Add, Batch, Fenced, PostgresSink, Put, TopicPartition,
 from views import services
 from views.crashkit import (
     CRASH_TIMEOUT_S,
-    Reference,
     Runners,
+    compare,
     crash_batch,
     crash_events,
     crash_kills,
     crash_loop,
     create_topic,
+    expected_rows,
     produce_events,
     record_result,
     reference,
@@ -29,23 +30,6 @@ from views.crashkit import (
 from views.services import Postgres
 
 postgres = services.postgres  # the fixture
-
-
-def expected_rows(ref: Reference) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, n in ref.counts.items():
-        out[f"{k}#n"] = n
-        out[f"{k}#last"] = ref.last[k]["seq"]
-    return out
-
-
-def compare(rows: dict[str, object], expected: dict[str, object]) -> None:
-    missing = expected.keys() - rows.keys()
-    extra = rows.keys() - expected.keys()
-    wrong = {k: (rows[k], v) for k, v in expected.items() if k in rows and rows[k] != v}
-    assert not missing and not extra and not wrong, (
-        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong, e.g. {list(wrong.items())[:5]}"
-    )
 
 
 def test_offsets_and_rows_commit_together_and_fence(postgres: Postgres) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from compat.test_views_documents import committed
 from loosely.broker.server import BrokerThread
 from loosely.views import (
     Batch,
@@ -30,6 +29,7 @@ from views.crashkit import (
     WORDS,
     Reference,
     Runners,
+    committed,
     crash_batch,
     crash_events,
     crash_keys,

@@ -127,6 +127,39 @@ def reference(bootstrap: str, topic: str) -> Reference:
     return ref
 
 
+def expected_rows(ref: Reference) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, n in ref.counts.items():
+        out[f"{k}#n"] = n
+        out[f"{k}#last"] = ref.last[k]["seq"]
+    return out
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` committed on each partition of ``topic``."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        ends = end_offsets(bootstrap, topic)
+        return {(t.topic, t.partition): t.offset
+                for t in c.committed([TopicPartition(t, p) for t, p in ends], timeout=30)}
+    finally:
+        c.close()
+
+
+def compare(rows: dict[str, object], expected: dict[str, object]) -> None:
+    missing = expected.keys() - rows.keys()
+    extra = rows.keys() - expected.keys()
+    wrong = {k: (rows[k], v) for k, v in expected.items() if k in rows and rows[k] != v}
+    assert not missing and not extra and not wrong, (
+        f"{len(missing)} missing, {len(extra)} extra, {len(wrong)} wrong, e.g. {list(wrong.items())[:5]}"
+    )
+
+
+def loosely_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loosely.cli.main", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": pythonpath(), **env}, timeout=600, check=False)
+
+
 @dataclass
 class CrashReport:
     kills: int
