@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from loosely.broker.groups.share import (
     member_from_json,
     member_to_json,
 )
+from loosely.broker.groups.share_shell import share_groups
 from loosely.protocol.errors import ErrorCode
 from loosely.protocol.messages import ApiKey
 from loosely.testing import embedded_broker
@@ -169,12 +171,19 @@ def test_share_partition_state_survives_a_restart(tmp_path: Path) -> None:
             p.produce("t", f"v{i}".encode())
         assert p.flush(30) == 0
         assert _acquired(_fetch(raw, member, 1, tid)) == [(0, 5, 1)]
-        # 0-1 accepted, 2 released (its delivery counted), 3 rejected; 4-5 stay acquired, never acknowledged
-        _fetch(raw, member, 2, tid, acks=((0, 1, 1), (2, 2, 2), (3, 3, 3)))
-        raw.close()
+        # 0-1 accepted, 2 released (its delivery counted) and acquired again by the same fetch, 3 rejected; 4-5
+        # stay acquired, never acknowledged
+        assert _acquired(_fetch(raw, member, 2, tid, acks=((0, 1, 1), (2, 2, 2), (3, 3, 3)))) == [(2, 2, 2)]
+        raw.close()  # the connection's share session closes: 2 and 4-5 are released, their deliveries counted
+        svc = share_groups(b.broker.ctx)
+        assert svc is not None
+        deadline = time.monotonic() + 10
+        while b.call(lambda: ("g", member) in svc.sessions):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     sys.stderr.flush()
     with embedded_broker(data_dir=data) as b:
         raw = Raw(b.bootstrap_servers)
         member, tid = _member(raw)
-        assert _acquired(_fetch(raw, member, 0, tid)) == [(2, 2, 2), (4, 5, 2)]
+        assert _acquired(_fetch(raw, member, 0, tid)) == [(2, 2, 3), (4, 5, 2)]
         raw.close()

@@ -8,7 +8,6 @@ test's time; every group reads from the earliest offset (``share.auto.offset.res
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import subprocess
@@ -25,7 +24,6 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kio.schema.consumer_group_heartbeat.v1.request import ConsumerGroupHeartbeatRequest
 from kio.schema.describe_configs.v4.request import DescribeConfigsRequest, DescribeConfigsResource
-from kio.schema.find_coordinator.v4.request import FindCoordinatorRequest
 from kio.schema.incremental_alter_configs.v1.request import (
     AlterableConfig,
     AlterConfigsResource,
@@ -41,12 +39,11 @@ from kio.static.primitive import i8, i32
 from broker._raw import Raw
 from compat._java import ROOT
 from compat._kafka_tools import tools_jars
+from compat._nodes import COORDINATOR_NOT_READY, VERSION, KafkaNode, LooselyNode, find_coordinator
 from loosely.protocol.messages import ApiKey
 from loosely.protocol.records import iter_batches
-from loosely.testing import ApacheKafka, embedded_broker
 from loosely.testing.apache_kafka import ensure_kafka_jars
 
-VERSION = "4.4.0"
 BROKER_SETTINGS = {"group.share.min.record.lock.duration.ms": "1000"}
 KAFKA_SETTINGS = {
     **BROKER_SETTINGS,
@@ -62,49 +59,6 @@ LOCK_MS = 2000
 UNKNOWN_MEMBER_ID, GROUP_ID_NOT_FOUND, FENCED_MEMBER_EPOCH, INVALID_RECORD_STATE = 25, 69, 110, 121
 INCONSISTENT_GROUP_PROTOCOL = 23
 SHARE_SESSION_NOT_FOUND, INVALID_SHARE_SESSION_EPOCH, INVALID_REQUEST = 122, 123, 42
-COORDINATOR_NOT_READY = {14, 15, 16}  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR
-
-
-class KafkaNode:
-    """Apache Kafka 4.4.0, one node, restartable in place."""
-
-    def __init__(self, base_dir: Path, settings: dict[str, str] | None = None) -> None:
-        self.kafka = ApacheKafka(nodes=1, base_dir=base_dir, jars_dir=ensure_kafka_jars(VERSION), version=VERSION,
-                                 config=KAFKA_SETTINGS if settings is None else settings)
-        self.kafka.start()
-        self.bootstrap_servers = self.kafka.bootstrap_servers
-
-    def restart(self) -> None:
-        self.kafka.restart(1)
-        self.kafka.wait_ready()
-
-    def stop(self) -> None:
-        self.kafka.stop()
-
-
-class LooselyNode:
-    """A loosely broker, restartable on its data directory and port."""
-
-    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None) -> None:
-        self.data_dir = str(data_dir)
-        self.settings = BROKER_SETTINGS if settings is None else settings
-        self._stack = contextlib.ExitStack()
-        self._port = 0
-        self.bootstrap_servers = ""
-        self._start()
-
-    def _start(self) -> None:
-        b = self._stack.enter_context(embedded_broker(data_dir=self.data_dir, settings=self.settings,
-                                                      port=self._port))
-        self._port, self.bootstrap_servers = b.port, b.bootstrap_servers
-
-    def restart(self) -> None:
-        self._stack.close()
-        self._stack = contextlib.ExitStack()
-        self._start()
-
-    def stop(self) -> None:
-        self._stack.close()
 
 
 Node = KafkaNode | LooselyNode
@@ -112,7 +66,7 @@ Node = KafkaNode | LooselyNode
 
 @pytest.fixture(scope="module")
 def kafka44(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaNode]:
-    node = KafkaNode(tmp_path_factory.mktemp("kafka-share"))
+    node = KafkaNode(tmp_path_factory.mktemp("kafka-share"), KAFKA_SETTINGS)
     try:
         yield node
     finally:
@@ -121,7 +75,7 @@ def kafka44(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaNode]:
 
 @pytest.fixture(scope="module")
 def loosely_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LooselyNode]:
-    node = LooselyNode(tmp_path_factory.mktemp("loosely-share") / "data")
+    node = LooselyNode(tmp_path_factory.mktemp("loosely-share") / "data", BROKER_SETTINGS)
     try:
         yield node
     finally:
@@ -293,8 +247,10 @@ def test_a_released_record_comes_back_with_a_higher_delivery_count(bootstrap: st
     assert by_offset == {0: [1, 2], 1: [1, 2], 2: [1, 2]}
 
 
-def test_records_of_a_consumer_that_stopped_go_to_another_after_the_lock(bootstrap: str) -> None:
-    topic, group = new_topic(bootstrap), new_group(bootstrap, share_record_lock_duration_ms=str(LOCK_MS))
+def test_records_of_a_killed_consumer_go_to_another_at_once(bootstrap: str) -> None:
+    """A consumer killed while it holds records (its JVM halted: no acknowledgement, no LeaveGroup) closes its
+    connection, and Kafka 4.4 releases what its share session acquired then, not when the 30 s locks run out."""
+    topic, group = new_topic(bootstrap), new_group(bootstrap, share_record_lock_duration_ms="30000")
     produce(bootstrap, topic, [f"v{i}" for i in range(10)])
     held = probe(bootstrap, group, topic, "hold")
     assert held and all(n == 1 for _, _, n, _ in held)
@@ -302,7 +258,75 @@ def test_records_of_a_consumer_that_stopped_go_to_another_after_the_lock(bootstr
     got = probe(bootstrap, group, topic, "accept", expect=10)
     assert sorted(o for _, o, _, _ in got) == list(range(10))
     assert {o: n for _, o, n, _ in got if o in {h[1] for h in held}} == {o: 2 for _, o, _, _ in held}
-    assert time.monotonic() - started >= LOCK_MS / 1000 * 0.5  # redelivered only once the lock ran out
+    assert time.monotonic() - started < 20  # released with the connection, long before the locks ran out
+
+
+def first_member(bootstrap: str, group: str, topic: str) -> tuple[Raw, str, uuid.UUID]:
+    """A member on a raw connection of its own, joined and assigned ``topic``: the connection, its member id and
+    the topic's id."""
+    raw = Raw(bootstrap)
+    find_coordinator(raw, group)
+    member = str(uuid.uuid4())
+    topic_id = join_until_assigned(raw, group, member, topic).assignment.topic_partitions[0].topic_id
+    return raw, member, topic_id
+
+
+def acquired(answer: Any) -> list[tuple[int, int, int]]:
+    """A ShareFetch answer's acquired ranges with their delivery counts."""
+    return [(r.first_offset, r.last_offset, r.delivery_count)
+            for t in answer.responses for q in t.partitions for r in q.acquired_records]
+
+
+def fetch_until_acquired(raw: Raw, group: str, member: str, topic_id: uuid.UUID, seconds: float
+                         ) -> tuple[list[tuple[int, int, int]], float]:
+    """ShareFetch (each waiting up to 2 s) until some records are acquired: them, and when (monotonic)."""
+    deadline, epoch = time.monotonic() + seconds, 0
+    while True:
+        got = acquired(share_fetch(raw, group, member, epoch, topic_id))
+        epoch += 1
+        if got or time.monotonic() > deadline:
+            return got, time.monotonic()
+
+
+def test_a_silent_member_holds_its_records_until_the_lock_runs_out(bootstrap: str) -> None:
+    """A member that keeps its connection and its session but neither fetches nor acknowledges: another member
+    gets its records only once their lock (2 s) has run out, delivered a second time."""
+    topic, group = new_topic(bootstrap), new_group(bootstrap, share_record_lock_duration_ms=str(LOCK_MS))
+    produce(bootstrap, topic, [f"v{i}" for i in range(10)])
+    silent, member, topic_id = first_member(bootstrap, group, topic)
+    try:
+        assert acquired(share_fetch(silent, group, member, 0, topic_id)) == [(0, 9, 1)]
+        locked_at = time.monotonic()
+        other, other_member, _ = first_member(bootstrap, group, topic)
+        try:
+            got, at = fetch_until_acquired(other, group, other_member, topic_id, 15)
+        finally:
+            other.close()
+    finally:
+        silent.close()
+    assert got == [(0, 9, 2)]
+    assert at - locked_at >= LOCK_MS / 1000 * 0.5  # not before the lock ran out
+
+
+def test_a_share_session_closed_by_its_final_epoch_releases_what_it_still_holds(bootstrap: str) -> None:
+    """ShareAcknowledge with the final epoch (-1) acknowledges what it carries and closes the session; the rest of
+    what the member acquired goes back at once (Kafka's releaseSession), not after the 30 s lock."""
+    topic, group = new_topic(bootstrap), new_group(bootstrap, share_record_lock_duration_ms="30000")
+    produce(bootstrap, topic, [f"v{i}" for i in range(10)])
+    first, member, topic_id = first_member(bootstrap, group, topic)
+    try:
+        assert acquired(share_fetch(first, group, member, 0, topic_id)) == [(0, 9, 1)]
+        assert acknowledge(first, group, member, -1, topic_id, 0, 4) == [0]
+        started = time.monotonic()
+        other, other_member, _ = first_member(bootstrap, group, topic)
+        try:
+            got, at = fetch_until_acquired(other, group, other_member, topic_id, 15)
+        finally:
+            other.close()
+    finally:
+        first.close()
+    assert got == [(5, 9, 2)]
+    assert at - started < 10
 
 
 def test_the_delivery_count_limit_archives_a_record(bootstrap: str) -> None:
@@ -314,17 +338,6 @@ def test_the_delivery_count_limit_archives_a_record(bootstrap: str) -> None:
 
 
 # -- bad input, over a raw connection ----------------------------------------------------------------------------
-
-
-def find_coordinator(raw: Raw, group: str) -> None:
-    """As a client does first: Kafka makes __consumer_offsets then, and answers NOT_COORDINATOR until it is loaded."""
-    deadline = time.monotonic() + 30
-    while True:
-        r = raw.request(ApiKey.FIND_COORDINATOR, 4, FindCoordinatorRequest(key_type=i8(0), coordinator_keys=(group,)))
-        if [c.error_code for c in r.coordinators] == [0]:  # type: ignore[attr-defined]
-            return
-        assert time.monotonic() < deadline, r
-        time.sleep(0.2)
 
 
 def heartbeat(raw: Raw, group: str, member: str, epoch: int, topics: tuple[str, ...] | None = None) -> object:
@@ -595,3 +608,4 @@ def test_deleting_a_share_group_forgets_its_state_and_keeps_its_configs(bootstra
                                                "share.delivery.count.limit": "3"}
     assert [(v, n) for _, _, n, v in probe(bootstrap, group, topic, "accept", expect=3)] == [
         ("d0", 1), ("d1", 1), ("d2", 1)]
+

@@ -37,6 +37,7 @@ __all__ = [
     "BoundListener",
     "BrokerContext",
     "ClientSoftware",
+    "ConnectionEnd",
     "Handler",
     "PartitionWatchers",
     "ProducerStateService",
@@ -45,6 +46,7 @@ __all__ = [
     "RequestTime",
     "TransactionView",
     "current_client_software",
+    "current_connection_end",
     "current_listener",
     "current_peer",
     "current_principal",
@@ -110,6 +112,34 @@ class ClientSoftware:
 # The connection's client software (set once per connection by its worker task, filled in by ApiVersions).
 current_client_software: contextvars.ContextVar[ClientSoftware | None] = contextvars.ContextVar(
     "loosely_current_client_software", default=None
+)
+
+class ConnectionEnd:
+    """What is to be done, once, when a connection closes (Kafka's ``ConnectionDisconnectListener``): a share
+    session opened on it is closed and the records its member acquired are released. Keyed, so that a client that
+    opens the same thing again on one connection leaves one entry, not one per opening. Run in the broker's thread
+    by the connection's ``connection_lost``."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[object, Callable[[], None]] = {}
+
+    def on_close(self, key: object, call: Callable[[], None]) -> None:
+        self._calls[key] = call
+
+    def run(self) -> None:
+        calls, self._calls = self._calls, {}
+        for call in calls.values():
+            try:
+                call()
+            except Exception:  # one failing clean-up must not keep the others from running
+                log.exception("cleaning up after a closed connection failed")
+
+
+# The connection's end (set once per connection by its worker task).
+current_connection_end: contextvars.ContextVar[ConnectionEnd | None] = contextvars.ContextVar(
+    "loosely_current_connection_end", default=None
 )
 
 # Set by Produce and Fetch when the client is over its quota: after answering, the connection's worker reads no

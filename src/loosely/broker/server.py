@@ -66,9 +66,11 @@ from loosely.broker.context import (
     BoundListener,
     BrokerContext,
     ClientSoftware,
+    ConnectionEnd,
     Handler,
     RequestTime,
     current_client_software,
+    current_connection_end,
     current_listener,
     current_peer,
     current_principal,
@@ -225,6 +227,7 @@ class _Connection(asyncio.Protocol):
         self.last_active_ms = broker.clock.monotonic_ms()
         # Who is on the other end: "User:ANONYMOUS" until a SASL listener's authentication names the user.
         self.sasl = broker.sasl_session(self)  # None unless the listener uses SASL
+        self.end = ConnectionEnd()  # run when the connection closes (share sessions opened on it)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports don't subclass asyncio's
@@ -335,6 +338,7 @@ class _Connection(asyncio.Protocol):
         self.broker.ctx.connections_active -= 1
         self.broker.connections.discard(self)
         self.broker.connection_closed(self.ip)
+        self.end.run()
         # Free the buffers now: the worker task and this object form a cycle that only the garbage collector would
         # break, and an idle broker may not collect for a long time (the 40 MiB partial frames of ten abusive
         # clients stayed resident after they left).
@@ -358,6 +362,7 @@ class _Connection(asyncio.Protocol):
     async def _work(self) -> None:
         current_listener.set(self.listener)  # this task's context: every request it handles sees its listener
         current_client_software.set(ClientSoftware())  # ApiVersions fills it in
+        current_connection_end.set(self.end)
         while not self.closing:
             frame = await self.queue.get()
             self.busy = True

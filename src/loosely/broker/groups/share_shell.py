@@ -165,10 +165,26 @@ class ShareGroups:
 
     def _member_gone(self, g: ShareGroup, member_id: str) -> None:
         self.sessions.pop((g.group_id, member_id), None)
-        limit = self.settings(g.group_id).delivery_limit
+        self.release_acquired(g.group_id, member_id)
+
+    def release_acquired(self, group_id: str, member_id: str) -> None:
+        """Make what ``member_id`` acquired in ``group_id`` available again (archived past the delivery limit):
+        it left, or its share session closed (Kafka's ``releaseSession``)."""
+        g = self.groups.get(group_id)
+        if g is None:
+            return
+        limit = self.settings(group_id).delivery_limit
         if any([sp.release_member(member_id, limit) for sp in g.partitions.values()]):
             self.save()
             self.notify_released()
+
+    def connection_closed(self, group_id: str, member_id: str, session: ShareSession) -> None:
+        """The connection ``session`` was opened on closed: the session goes, and what its member acquired is
+        released at once, not when the locks run out, as Kafka 4.4 does (a consumer killed or crashed). A session
+        opened since, on another connection, stays."""
+        if self.sessions.get((group_id, member_id)) is session:
+            del self.sessions[(group_id, member_id)]
+            self.release_acquired(group_id, member_id)
 
     def is_member(self, group_id: str, member_id: str) -> bool:
         g = self.groups.get(group_id)

@@ -13,12 +13,13 @@ transactions among those read are archived instead of acquired (Kafka 4.4's Shar
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loosely.broker.acls import allowed, authorized_operations
-from loosely.broker.context import BrokerContext, Request, not_handling
+from loosely.broker.context import BrokerContext, Request, current_connection_end, not_handling
 from loosely.broker.groups.coordinator import group_coordinator
 from loosely.broker.groups.share import RecordState, ShareGroup, SharePartition, TopicPartitionId
 from loosely.broker.groups.share_shell import ShareGroups, ShareSession, share_groups
@@ -242,7 +243,12 @@ async def handle_share_fetch(ctx: BrokerContext, header: RequestHeader, request:
     session, code = _session(svc, gid, mid, epoch, wanted=wanted, forgotten=forgotten, fetch=True)
     if session is None:
         return refuse(code)
+    end = current_connection_end.get()
+    if epoch == INITIAL_EPOCH and end is not None:
+        end.on_close(("share session", gid, mid), functools.partial(svc.connection_closed, gid, mid, session))
     acked = _acknowledge(ctx, svc, gid, mid, acks)
+    if epoch == FINAL_EPOCH:  # the session closed: what the member still holds goes back (Kafka's releaseSession)
+        svc.release_acquired(gid, mid)
     settings = svc.settings(gid)
     found: dict[tuple[uuid.UUID, int], _Found] = {}
     if epoch != FINAL_EPOCH:
@@ -400,6 +406,8 @@ async def handle_share_acknowledge(ctx: BrokerContext, header: RequestHeader, re
     if session is None:
         return _refusal(ctx, resp, code, None)
     acked = _acknowledge(ctx, svc, gid, mid, acks)
+    if epoch == FINAL_EPOCH:
+        svc.release_acquired(gid, mid)
     parts: dict[uuid.UUID, list[object]] = {}
     for (tid, p), (c, message) in sorted(acked.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         parts.setdefault(tid, []).append(build(resp.PartitionData, partition_index=p, error_code=c,
