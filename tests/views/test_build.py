@@ -306,6 +306,31 @@ def test_the_text_fold_in_c_is_the_dict_fold_and_writes_it_in_key_order(pairs: l
     assert [k.encode() for k, _ in written] == sorted(keys)  # SQLite's BINARY order of the UTF-8 text
 
 
+def test_the_text_folds_sort_orders_many_keys_as_sqlite_does() -> None:
+    """sort() on thousands of keys in random order: short keys, keys that are prefixes of others, keys sharing
+    their first 8 bytes (the radix sort's ties, ordered by the full comparison), multi-byte UTF-8 and an empty key.
+    The documents come out in SQLite's BINARY order of the UTF-8 bytes."""
+    import random
+
+    rng = random.Random(5)
+    keys = {f"user-{i:08d}" for i in range(0, 3000, 3)} | {f"k{i}" for i in range(1500)} | {
+        "abcdefg", "abcdefgh", "abcdefghi", "abcdefgh\x7f", "é", "éé", "\U0001f600x", "", "~", "zzzzzzzzzzzzzz"}
+    order = sorted(keys)
+    rng.shuffle(order)
+    msgs = messages([(TPS[0], k.encode(), b"v-" + k.encode()) for k in order])
+    text = LatestText()
+    for chunk in record_batches(msgs, 500, 0):
+        fold_records(chunk.records, chunk.record_count, chunk.base_offset, 0, -1, 0, 10**6, text, 4, None)
+    assert text.vouched and len(text) == len(keys)
+    text.sort()
+    written: list[str] = []
+    start = 0
+    while start < len(text):
+        doc, start, _ = text.document(start, 700)
+        written += json.loads(doc)
+    assert [k.encode() for k in written] == sorted(k.encode() for k in keys)
+
+
 def test_the_sqlite_sink_writes_the_text_fold_as_it_writes_the_dict(tmp_path: Any) -> None:
     pairs = [(b"k%d" % (i % 7), None if i % 5 == 0 else b'{"n":%d,"t":"\\"\xc3\xa9\\n"}' % i) for i in range(40)]
     pairs += [(b"z\x01", b"ctl\x1f"), (b"\xc3\xa9", b"")]

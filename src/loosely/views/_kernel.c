@@ -64,8 +64,8 @@
  * or holds a NUL byte, or a value that holds a NUL byte, clears `vouched` (json_each ends a text at a NUL; SQL
  * text is UTF-8): the sink then asks to_dict() for the dict the other modes build and takes its general path.
  * sort() orders the entries by key bytes (memcmp, shorter first on a tie: SQLite's BINARY order of UTF-8 text,
- * which is code point order), without the GIL; document(start, rows_max) writes entries start .. start+rows_max-1
- * in that order as one JSON object (the format document() below writes) and returns (text, next start, whether
+ * which is code point order), without the GIL, by a radix sort of the keys' 8-byte prefixes (lt_radix_sort);
+ * document(start, rows_max) writes entries start .. start+rows_max-1 in that order as one JSON object (the format document() below writes) and returns (text, next start, whether
  * it holds a null). Valid UTF-8 is checked as Python's strict decoder does (no overlong forms, no surrogates,
  * nothing above U+10FFFF). One thread at a time uses a LatestText (the runner's main thread folds it and makes
  * its documents); sort() and document() let other threads run while they read it, not write it.
@@ -805,30 +805,123 @@ static PyObject *lt_to_dict(LatestText *t, PyObject *unused) {
     return out;
 }
 
-static const char *lt_sort_arena; /* qsort has no context argument; sort() holds lt_sort_lock around it */
+/* The sort's context for qsort, which has none: sort() holds lt_sort_lock while they are set */
+static const char *lt_sort_arena;
+static const LtEntry *lt_sort_entries;
 static PyThread_type_lock lt_sort_lock;
 
-static int lt_cmp(const void *a, const void *b) {
-    const LtEntry *x = a, *y = b;
+/* Entry indexes ordered by their keys' bytes (memcmp, then the shorter first) */
+static int lt_index_cmp(const void *a, const void *b) {
+    const LtEntry *x = &lt_sort_entries[*(const uint32_t *)a], *y = &lt_sort_entries[*(const uint32_t *)b];
     uint32_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
     int c = memcmp(lt_sort_arena + x->key_off, lt_sort_arena + y->key_off, n);
     return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
+/* A key's first 8 bytes as a big-endian number, zero past its end: where two keys' numbers differ, they order the
+ * keys as lt_index_cmp does (a key shorter than 8 bytes is padded with zeros, below any byte but zero, and a zero
+ * byte of the other key makes the numbers equal there, not different) */
+static inline uint64_t lt_prefix(const char *arena, const LtEntry *e) {
+    const unsigned char *k = (const unsigned char *)arena + e->key_off;
+    uint32_t n = e->key_len < 8 ? e->key_len : 8;
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < 8; i++)
+        v = (v << 8) | (i < n ? k[i] : 0);
+    return v;
+}
+
+/* Sort t's entries by key (see sort() in the header): 0, or -1 when there is no memory (nothing changed).
+ * Algorithm: each entry's 8-byte key prefix into pre[]; an LSD radix sort of the entry indexes by it, a byte a
+ * pass from the lowest, stable, a pass skipped where every prefix has the same byte (the keys' common leading
+ * bytes); each run of equal prefixes (keys longer than 8 bytes that share them, or equal but for trailing zero
+ * bytes) sorted with the full comparison; then the entries gathered into that order in place, cycle by cycle.
+ * Against qsort of the entries with memcmp (the previous sort, 2026-12-07 py-spy: half the runner's main thread
+ * on 1M events, 100k keys): a few passes over two arrays of 4-byte indexes and one of 8-byte prefixes, each
+ * smaller than qsort's copy of the 24-byte entries. */
+static int lt_radix_sort(LatestText *t) {
+    size_t n = (size_t)t->n;
+    /* the entries are about to move: the hash index goes now, before this sort's arrays are made (a put after
+     * sort() builds it again) */
+    big_free(t->slots, t->nslots * sizeof(int32_t));
+    t->slots = NULL;
+    t->nslots = 0;
+    uint64_t *pre = big_resize(NULL, 0, n * sizeof(uint64_t), 0);
+    uint32_t *idx = big_resize(NULL, 0, n * sizeof(uint32_t), 0);
+    uint32_t *tmp = big_resize(NULL, 0, n * sizeof(uint32_t), 0);
+    if (!pre || !idx || !tmp) {
+        big_free(pre, n * sizeof(uint64_t));
+        big_free(idx, n * sizeof(uint32_t));
+        big_free(tmp, n * sizeof(uint32_t));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pre[i] = lt_prefix(t->arena, &t->entries[i]);
+        idx[i] = (uint32_t)i;
+    }
+    size_t count[256];
+    for (int shift = 0; shift < 64; shift += 8) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(pre[idx[i]] >> shift) & 0xFF]++;
+        if (count[(pre[idx[0]] >> shift) & 0xFF] == n)
+            continue; /* the same byte in every key: this pass would change nothing */
+        size_t at = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(pre[idx[i]] >> shift) & 0xFF]++] = idx[i];
+        uint32_t *swap = idx;
+        idx = tmp;
+        tmp = swap;
+    }
+    lt_sort_arena = t->arena;
+    lt_sort_entries = t->entries;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && pre[idx[j]] == pre[idx[i]])
+            j++;
+        if (j - i > 1)
+            qsort(idx + i, j - i, sizeof(uint32_t), lt_index_cmp);
+        i = j;
+    }
+    /* entries[i] = old entries[idx[i]], in place: follow each cycle of the permutation, marking done as idx[j] = j */
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] == (uint32_t)i)
+            continue;
+        LtEntry first = t->entries[i];
+        size_t j = i;
+        for (;;) {
+            size_t k = idx[j];
+            idx[j] = (uint32_t)j;
+            if (k == i) {
+                t->entries[j] = first;
+                break;
+            }
+            t->entries[j] = t->entries[k];
+            j = k;
+        }
+    }
+    big_free(pre, n * sizeof(uint64_t));
+    big_free(idx, n * sizeof(uint32_t));
+    big_free(tmp, n * sizeof(uint32_t));
+    return 0;
+}
+
 static PyObject *lt_sort(LatestText *t, PyObject *unused) {
-    if (!t->sorted) {
+    if (!t->sorted && t->n > 0) {
+        int rc;
         Py_BEGIN_ALLOW_THREADS
         PyThread_acquire_lock(lt_sort_lock, WAIT_LOCK);
-        lt_sort_arena = t->arena;
-        qsort(t->entries, (size_t)t->n, sizeof(LtEntry), lt_cmp);
+        rc = lt_radix_sort(t);
         PyThread_release_lock(lt_sort_lock);
         Py_END_ALLOW_THREADS
-        t->sorted = 1;
-        big_free(t->slots, t->nslots * sizeof(int32_t)); /* entries moved: the index is stale; a put after sort()
-                                                         * builds it again */
-        t->slots = NULL;
-        t->nslots = 0;
+        if (rc < 0)
+            return PyErr_NoMemory();
     }
+    t->sorted = 1;
     Py_RETURN_NONE;
 }
 
