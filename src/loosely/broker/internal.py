@@ -10,6 +10,7 @@ so a group or transactional id lands on the same partition number as on Apache K
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Final
@@ -62,6 +63,7 @@ def java_string_hash(s: str) -> int:
     return h - (1 << 32) if h >= 1 << 31 else h
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every coordinator write of a group or transaction (1-2 % of a commit)
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's coordinator partition for a group or transactional id.
 
