@@ -314,19 +314,26 @@ def _described(bootstrap: str, group: str) -> tuple[int, list[tuple[str, int, se
         for m in g.members)
 
 
-def _wait_committed(bootstrap: str, group: str, timeout_s: float = 60) -> None:
-    """Until the group's committed offsets reach the end of every partition it has committed (source and
-    repartition topics), and of at least one."""
+def _wait_committed(bootstrap: str, group: str, source: str, timeout_s: float = 60) -> None:
+    """Until the group has committed an offset at the end of every partition it reads: the source's and its
+    repartition topics' (``<group>-...-repartition``). A partition with no commit yet does not count as done:
+    Kafka Streams commits a repartition topic's first offsets a commit interval after the source's, and a broker
+    killed between the two leaves the application to read the repartition topic again from its start after the
+    restart, counting every word twice (seen on Apache Kafka 4.4.0 in CI)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}"})
     deadline = time.monotonic() + timeout_s
     try:
         while True:
+            topics = c.list_topics(timeout=10).topics
+            wanted = {(t, p) for t, md in topics.items() for p in md.partitions
+                      if t == source or (t.startswith(f"{group}-") and t.endswith("-repartition"))}
             got = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
-            committed = [tp for tp in got.topic_partitions if tp.offset >= 0]
-            behind = [(tp.topic, tp.partition, tp.offset, high) for tp in committed
-                      if tp.offset < (high := c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), 10)[1])]
-            if committed and not behind:
+            committed = {(tp.topic, tp.partition): tp.offset for tp in got.topic_partitions if tp.offset >= 0}
+            ends = {tp: c.get_watermark_offsets(TopicPartition(*tp), 10)[1] for tp in sorted(wanted)}
+            behind = [(t, p, committed.get((t, p)), high) for (t, p), high in ends.items()
+                      if high > 0 and committed.get((t, p), -1) < high]  # an empty partition needs no commit
+            if len(wanted) > len(topics[source].partitions) and not behind:
                 return
             assert time.monotonic() < deadline, behind or "nothing committed"
             time.sleep(0.2)
@@ -354,7 +361,7 @@ def test_an_app_keeps_its_tasks_across_a_broker_restart(node: KafkaNode | Loosel
         assert [tasks for _, _, tasks in before[1]] == [every]
         # the app commits every 200 ms; a broker killed before its commit covers what it counted hands the records
         # out again (at-least-once), which would count them twice on either broker
-        _wait_committed(bootstrap, app_id)
+        _wait_committed(bootstrap, app_id, source)
         node.restart()
         more = ["c", "d", "a"] * 2
         produce(bootstrap, source, more)
