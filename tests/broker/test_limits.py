@@ -175,9 +175,14 @@ def test_max_connections_holds_new_clients_in_the_backlog(target: str) -> None:
             opened.append(s)
             assert ask(s) == "answered", f"connection {already + i + 1} of {limit}"
         # Over: the connection is made (the kernel holds it) but nothing is read from it until one closes.
+        # `already` counts the broker's sockets, and Kafka can have let go of one of them a moment before its
+        # socket leaves the kernel's table, so one more connection may still be under Kafka's own count.
         over = connect(target, "127.0.0.30")
         opened.append(over)
-        assert ask(over, HELD_S) == "held"
+        if ask(over, HELD_S) == "answered":
+            over = connect(target, "127.0.0.31")
+            opened.append(over)
+            assert ask(over, HELD_S) == "held", f"a connection over {limit} + 1 counted was answered"
         assert ask(opened[0]) == "answered", "clients already connected are not affected"
         opened.pop(0).close()
         assert answer(over, WAIT_S) == "answered"

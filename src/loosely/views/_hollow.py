@@ -19,8 +19,13 @@ the runner finds nothing new to read), before positions are reported, and on clo
 nothing still move the positions, but a cycle with no changed row publishes nothing: those records are read again
 after a restart, harmlessly.
 
-The store is not cleaned: every cycle adds a delta and a reverse delta, and every ``snapshot_every_cycles`` a
-snapshot.
+**Unannounced blobs.** A runner killed between writing a cycle's blobs and announcing it leaves them in the
+store. Java's filesystem retriever would take them: a snapshot newer than the chain's, or a delta from the announced
+version to nowhere, and a Java consumer would stop there. So on open the sink deletes every blob of a version newer
+than the announced one (there is one runner per store, so no one else can be about to announce it).
+
+Otherwise the store is not cleaned: every cycle adds a delta and a reverse delta, and every
+``snapshot_every_cycles`` a snapshot.
 
 >>> import tempfile
 >>> from loosely.hollow.api import Consumer, FilesystemBlobStore, UniqueKeyIndex
@@ -46,13 +51,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import make_dataclass
 from typing import Annotated, Any
 
-from loosely.hollow.api import Producer
+from loosely.hollow.api import Producer, Version
 from loosely.hollow.core import INLINE, ReadStateEngine, Records, hollow_type
 from loosely.views._batch import Batch, net_changes
 from loosely.views._model import Add, Delete, Json, Put, TopicPartition, View, ViewError
@@ -60,6 +66,8 @@ from loosely.views._sink import Fenced, Guarantee, SinkError, SinkStatistics
 from loosely.views._sqlite import decode_value, encode_value
 
 __all__ = ["POSITIONS_TAG", "VIEW_TAG", "HollowSink"]
+
+log = logging.getLogger(__name__)
 
 POSITIONS_TAG = "loosely.view.positions"
 VIEW_TAG = "loosely.view"
@@ -134,6 +142,7 @@ class HollowSink:
         producer = Producer(publisher=self.store, announcer=self.store, retriever=self.store, watcher=self.store,
                             data_model=[self._row], snapshot_every_cycles=self.snapshot_every_cycles)
         announced = self.store.latest_version()
+        _discard_unannounced(self.store, announced)
         self._rows, self._published = {}, {}
         if announced is not None:
             producer.restore(announced)
@@ -242,6 +251,15 @@ class HollowSink:
         self._published = positions
         self._dirty = set()
 
+
+
+def _discard_unannounced(store: Any, announced: Version | None) -> None:
+    """Delete the blobs of versions after ``announced``: what a killed cycle wrote and never announced."""
+    for ref in store.refs():
+        newest = max(ref.to_version, ref.from_version or ref.to_version)
+        if announced is None or newest > announced:
+            log.warning("deleting %s: written by a cycle that never announced it", ref.name)
+            store.delete(ref)
 
 
 def _rows_of(engine: ReadStateEngine | None, type_name: str) -> dict[str, Json]:
