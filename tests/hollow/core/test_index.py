@@ -81,6 +81,36 @@ def test_field_reader_reads_the_same_values_as_the_generic_api() -> None:
     assert readers["title"](10_000) is None
 
 
+def test_tables_of_a_mebibyte_and_more_grow_and_turn_into_hash_tables() -> None:
+    """Tables from 1 MiB on are mappings of their own (on 2 MiB pages): one grows out of PyMem into a mapping, a
+    mapping grows by mremap, and a hash table replaces it; every key is found at each step, by find and by a field
+    reader (whose prefetch guesses pool offsets)."""
+    from loosely.hollow.core import WriteStateEngine, parse_schemas
+
+    w = WriteStateEngine(parse_schemas("Item @PrimaryKey(id) { int id; string name; }"))
+
+    def add(ids: list[int]) -> None:
+        for i in ids:
+            w.add_object("Item", {"id": i, "name": f"n{i}" * (1 + i % 3)})
+
+    ids = list(range(250_000))  # 1,000,000 bytes of table: PyMem
+    add(ids)
+    engine = ReadStateEngine.from_snapshot(w.write_snapshot())
+    index = PrimaryKeyIndex(engine, "Item")
+    name = index.field_reader("name")
+    for top in (270_000, 300_000, 10**9):  # into a mapping; mremap; a hash table
+        w.prepare_for_next_cycle()
+        kept = [i for i in ids if i % 1000 != 1]
+        ids = kept + ([top] if top == 10**9 else list(range(ids[-1] + 1, top)))
+        add(ids)
+        engine.apply_delta(w.write_delta())
+        assert len(index) == len(ids)
+        for i in ids[::997] + ids[-3:]:
+            assert name(i) == f"n{i}" * (1 + i % 3), i
+        assert index.find(1001) == -1 and name(2001) is None
+    assert index.nbytes < 4 * 10**7  # a hash table, not a direct one over ids up to 10**9
+
+
 def test_index_is_small() -> None:
     c = chain("rich")
     engine = ReadStateEngine.from_snapshot(c.blob("snapshot-1"))

@@ -246,6 +246,10 @@ typedef struct {
     unsigned unit_bits; /* element/bucket width for LIST/SET/MAP */
     Py_buffer *held;
     int nheld;
+    /* OBJECT, per STRING/BYTES field, built by the first reader that wants it (NULL until then): the pool offset
+       where record k << POOL_AT_SHIFT starts, for k = 0 .. (max_ordinal >> POOL_AT_SHIFT) + 1 (see prefetch_pool) */
+    uint64_t **pool_at;
+    int npool_at;
 } Shard;
 
 typedef struct {
@@ -268,6 +272,9 @@ shard_clear(Shard *s)
     PyMem_Free(s->width);
     PyMem_Free((void *)s->pool);
     PyMem_Free(s->pool_len);
+    for (int i = 0; i < s->npool_at; i++)
+        PyMem_Free(s->pool_at[i]);
+    PyMem_Free(s->pool_at);
     memset(s, 0, sizeof(*s));
 }
 
@@ -2213,10 +2220,113 @@ record_hash(KeyIndex *ki, int64_t ordinal, uint32_t *h)
     return 0;
 }
 
+/* Index tables.  A lookup's first step is a random read of the table; on 4 KiB pages that read usually needs a
+   page walk of its own before the cache miss.  A table of PAGES_MIN_BYTES or more is therefore a private mapping
+   with MADV_HUGEPAGE over its whole 2 MiB pages (as pages_new does for merge outputs); smaller ones come from
+   PyMem.  table_free and table_grow must be given the number of slots the table was made with. */
+
+/* the length of the mapping that holds a table of `slots` entries, 0 when it comes from PyMem: rounded up to whole
+   2 MiB pages when that adds less than an eighth (at most 2 MiB), so every lookup's slot is on a huge page */
+static size_t
+table_mapping(uint64_t slots)
+{
+    uint64_t nbytes = slots * sizeof(int32_t);
+    if (nbytes < PAGES_MIN_BYTES)
+        return 0;
+    uint64_t whole = (nbytes + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+    if ((whole - nbytes) * 8 < nbytes)
+        return (size_t)whole;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    return (size_t)((nbytes + page - 1) / page * page);
+}
+
+static void
+hint_huge_pages(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t lo = ((uintptr_t)p + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    uintptr_t hi = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* a hint: without it the pages are simply 4 KiB */
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+/* a table of `slots` entries, every one -1 (empty) */
+static int32_t *
+table_new(uint64_t slots)
+{
+    size_t len = table_mapping(slots);
+    int32_t *t;
+    if (len) {
+        /* map 2 MiB more and keep the 2 MiB-aligned part */
+        size_t span = len + HUGE_PAGE_BYTES;
+        uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        uint8_t *data = (uint8_t *)(((uintptr_t)m + HUGE_PAGE_BYTES - 1) & ~(uintptr_t)(HUGE_PAGE_BYTES - 1));
+        if (data > m)
+            munmap(m, (size_t)(data - m));
+        if (m + span > data + len)
+            munmap(data + len, (size_t)(m + span - (data + len)));
+        hint_huge_pages(data, len);
+        t = (int32_t *)data;
+    } else if (!(t = PyMem_Malloc(slots ? slots * sizeof(int32_t) : 1))) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memset(t, 0xff, (size_t)(slots * sizeof(int32_t)));
+    return t;
+}
+
+static void
+table_free(int32_t *t, uint64_t slots)
+{
+    size_t len = table_mapping(slots);
+    if (!t)
+        return;
+    if (len)
+        munmap(t, len);
+    else
+        PyMem_Free(t);
+}
+
+/* grow a table from `slots` to `more` entries, keeping its contents (the new entries are not set) */
+static int32_t *
+table_grow(int32_t *t, uint64_t slots, uint64_t more)
+{
+    size_t old_len = table_mapping(slots), new_len = table_mapping(more);
+    if (old_len) {
+        void *m = mremap(t, old_len, new_len, MREMAP_MAYMOVE);
+        if (m == MAP_FAILED) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        hint_huge_pages(m, new_len);
+        return m;
+    }
+    if (!new_len) {
+        int32_t *g = PyMem_Realloc(t, more * sizeof(int32_t));
+        if (!g)
+            PyErr_NoMemory();
+        return g;
+    }
+    int32_t *g = table_new(more);
+    if (!g)
+        return NULL;
+    memcpy(g, t, (size_t)(slots * sizeof(int32_t)));
+    PyMem_Free(t);
+    return g;
+}
+
 static void
 KeyIndex_dealloc(KeyIndex *ki)
 {
-    PyMem_Free(ki->table);
+    table_free(ki->table, ki->cap);
     Py_XDECREF(ki->views);
     Py_TYPE(ki)->tp_free((PyObject *)ki);
 }
@@ -2269,13 +2379,10 @@ ki_alloc(KeyIndex *ki, uint64_t n)
     uint64_t cap = 16;
     while (cap < n * 2 + 16)
         cap <<= 1;
-    int32_t *t = PyMem_Malloc(cap * sizeof(int32_t));
-    if (!t) {
-        PyErr_NoMemory();
+    int32_t *t = table_new(cap);
+    if (!t)
         return -1;
-    }
-    memset(t, 0xff, cap * sizeof(int32_t));
-    PyMem_Free(ki->table);
+    table_free(ki->table, ki->cap);
     ki->table = t;
     ki->cap = cap;
     ki->used = 0;
@@ -2353,24 +2460,21 @@ ki_build_direct(KeyIndex *ki, const int64_t *ords, Py_ssize_t n)
     uint64_t range = (uint64_t)hi - (uint64_t)lo + 1;
     if (range == 0 || range > (uint64_t)n * 2 + 64 || range > ((uint64_t)1 << 31))
         return 0;
-    int32_t *t = PyMem_Malloc(range * sizeof(int32_t));
-    if (!t) {
-        PyErr_NoMemory();
+    int32_t *t = table_new(range);
+    if (!t)
         return -1;
-    }
-    memset(t, 0xff, range * sizeof(int32_t));
     uint64_t used = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         KVal k;
         if (key_read(ki, 0, ords[i], &k) < 0) {
-            PyMem_Free(t);
+            table_free(t, range);
             return -1;
         }
         uint64_t slot = k.bits - (uint64_t)lo;
         used += t[slot] < 0;
         t[slot] = (int32_t)ords[i];
     }
-    PyMem_Free(ki->table);
+    table_free(ki->table, ki->cap);
     ki->table = t;
     ki->cap = range;
     ki->base = lo;
@@ -2423,11 +2527,9 @@ ki_direct_cover(KeyIndex *ki, int64_t lo, int64_t hi, uint64_t live)
     uint64_t range = (uint64_t)new_hi - (uint64_t)new_lo + 1;
     if (range == 0 || range > live * 2 + 64 || range > ((uint64_t)1 << 31))
         return 0;
-    int32_t *t = PyMem_Realloc(ki->table, range * sizeof(int32_t));
-    if (!t) {
-        PyErr_NoMemory();
+    int32_t *t = table_grow(ki->table, ki->cap, range);
+    if (!t)
         return -1;
-    }
     uint64_t shift = (uint64_t)ki->base - (uint64_t)new_lo; /* slots gained below the old base */
     if (shift)
         memmove(t + shift, t, ki->cap * sizeof(int32_t));
@@ -2839,10 +2941,12 @@ KeyIndex_nbytes(KeyIndex *ki, PyObject *unused)
  * Predicted ordinal.  Records added in key order get ordinals in key order: ordinal = slot + d for one constant
  * d over most of the table.  Each reader remembers the last d it saw and, while its predictions keep coming true,
  * starts loading the record of the predicted ordinal (slot + d), and for a STRING/BYTES field reader that
- * record's pool bytes, before it reads the table slot: the record -> pool chain then runs while the slot is on
- * its way, and the lookup costs two dependent misses instead of three.  The prediction is only a prefetch (a
- * plain load whose value is dropped, see prefetch_line): the ordinal used is always the one read from the table,
- * so a wrong guess costs one useless fetch.  A saturating counter of recent outcomes (PREDICT_MAX) turns the
+ * record's pool bytes, before it reads the table slot.  The pool bytes' place is interpolated from the pool
+ * offsets of every 64th record (prefetch_pool), not read from the record, so all three loads (slot, record,
+ * pool) are on their way at once and the lookup costs about one miss instead of three.  The prediction is only a
+ * prefetch (a plain load whose value is dropped, see prefetch_line): the ordinal used is always the one read from
+ * the table, so a wrong guess costs one useless fetch.  Large tables sit on 2 MiB pages (table_new), so the
+ * slot's load needs no page walk first.  A saturating counter of recent outcomes (PREDICT_MAX) turns the
  * prefetch off when predictions keep failing (ordinals unrelated to keys).  A hash-mode index (keys that are not
  * dense integers) has no slot order to predict from: its readers look up as find() does.
  *
@@ -2905,19 +3009,54 @@ direct_slot(KeyIndex *ki, PyObject *key, uint64_t *slot)
     return *slot < ki->cap;
 }
 
-/* start fetching the pool bytes of STRING/BYTES field f of record `ordinal` (a chain of two loads: the record's
-   previous end pointer, then the pool line; run while the table slot is still on its way) */
+/* Where a record's STRING/BYTES bytes start, without reading the record.  The pool offsets of every
+   2^POOL_AT_SHIFT-th record are kept (8 bytes per 64 records: 128 KiB per field on a million records, which stays
+   in the L2 cache while a reader runs); between two of them the start is interpolated.  Values of one length
+   (ids, codes, fixed-format names) make the guess exact, and values of varying length put it within a few lines.
+   Only a prefetch uses the guess, so a wrong one costs a useless fetch and nothing else. */
+#define POOL_AT_SHIFT 6
+
+static uint64_t *
+pool_at_build(Shard *s, int nfields, int f)
+{
+    if (s->max_ordinal < 0)
+        return NULL;
+    if (!s->pool_at) {
+        s->pool_at = PyMem_Calloc((size_t)nfields, sizeof(uint64_t *));
+        if (!s->pool_at)
+            return NULL; /* no prefetch, no error: the read itself does not need it */
+        s->npool_at = nfields;
+    }
+    uint64_t n = ((uint64_t)s->max_ordinal >> POOL_AT_SHIFT) + 2;
+    uint64_t *at = PyMem_Malloc(n * sizeof(uint64_t));
+    if (!at)
+        return NULL;
+    uint64_t mask = ((uint64_t)1 << (s->width[f] - 1)) - 1, end = (uint64_t)s->max_ordinal + 1;
+    at[0] = 0;
+    for (uint64_t k = 1; k < n; k++) {
+        uint64_t so = k << POOL_AT_SHIFT; /* a record starts where the one before it ends */
+        at[k] = rec_field(s, (int64_t)(so < end ? so : end) - 1, f) & mask;
+    }
+    s->pool_at[f] = at;
+    return at;
+}
+
+/* start fetching the pool bytes of STRING/BYTES field f of record `ordinal` (the record is not needed: the start
+   is interpolated from pool_at, so this runs while the table slot and the record are both on their way) */
 static inline void
 prefetch_pool(const TypeView *v, int64_t ordinal, int f)
 {
     if (f < 0 || (v->ftype[f] != F_STRING && v->ftype[f] != F_BYTES) || !v->shards || ordinal < 0)
         return;
-    const Shard *s = &v->shards[ordinal & (v->num_shards - 1)];
+    Shard *s = &v->shards[ordinal & (v->num_shards - 1)];
     int64_t so = ordinal >> v->shard_shift;
-    unsigned w = s->width[f];
-    if (so > s->max_ordinal || !s->pool[f] || w == 0)
+    if (so > s->max_ordinal || !s->pool[f] || s->width[f] == 0)
         return;
-    uint64_t st = so == 0 ? 0 : (rec_field(s, so - 1, f) & ((((uint64_t)1) << (w - 1)) - 1));
+    const uint64_t *at = f < s->npool_at && s->pool_at[f] ? s->pool_at[f] : pool_at_build(s, v->nfields, f);
+    if (!at)
+        return;
+    uint64_t k = (uint64_t)so >> POOL_AT_SHIFT, lo = at[k], hi = at[k + 1];
+    uint64_t st = hi > lo ? lo + (((hi - lo) * ((uint64_t)so & ((1u << POOL_AT_SHIFT) - 1))) >> POOL_AT_SHIFT) : lo;
     if (st < s->pool_len[f])
         prefetch_line(s->pool[f] + st);
 }
