@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -255,3 +256,83 @@ def test_a_view_of_a_topic_written_in_transactions_catches_up_past_the_commit_ma
     assert sink.serving_version("totals") == 1
     assert sink.stored_positions() == {TopicPartition(topic, 0): 4}  # after the last record, before its marker
     sink.close()
+
+
+@pytest.mark.parametrize("source", ["librdkafka", "batch consumer"])
+@pytest.mark.parametrize("fences_max", [3, 0], ids=["joins again", "stops"])
+def test_a_runner_fenced_by_its_instance_id_joins_again_or_stops_when_it_keeps_happening(
+        cluster: Cluster, tmp_path: Path, topic: str, source: str, fences_max: int,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A JoinGroup with the runner's group.instance.id fences it (after a broker kill, that can be the runner's own
+    retry): it joins again and reads on; fenced more than FENCES_MAX times within the window (0 here), another
+    runner has its id, and it stops with a sentence that says so."""
+    from loosely.views import _runner
+
+    monkeypatch.setattr(_runner, "FENCES_MAX", fences_max)
+    b = cluster.bootstrap_servers
+    create_topic(b, topic, 1)
+    produce(b, topic, [b"x"] * 5)
+    if source == "librdkafka":  # a view in Python reads through confluent-kafka
+        view: View[object, object] = View("c", 1, (topic,), lambda r: Add(r.key.decode(), 1))  # type: ignore[union-attr]
+        consumer = {"group.instance.id": "runner-a", "heartbeat.interval.ms": "300"}
+    else:  # a built-in view into SQLite reads through loosely's batch consumer
+        view, consumer = count_by_key("c", [topic]), {"group.instance.id": "runner-a"}
+    runner = Runner(view, SqliteSink(str(tmp_path / "v.db")), b, RunnerConfig(session_timeout_ms=6000,
+                                                                                consumer=consumer))
+    assert runner.fast_source_ok() == (source == "batch consumer")
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as e:  # the thread's end is the test's to look at
+            failure.append(e)
+
+    def count() -> object:
+        reader = SqliteSink(str(tmp_path / "v.db"))
+        try:
+            return reader.get("c", "k", version=1)
+        except sqlite3.OperationalError:  # the runner has not created the view's table yet
+            return None
+        finally:
+            reader.close()
+
+    def applied(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while count() != n:
+            assert not failure, failure
+            assert time.monotonic() < deadline, (count(), n)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    applied(5)
+    # another consumer joins with the runner's group.instance.id and takes the partition
+    other = Consumer({"bootstrap.servers": b, "group.id": runner.group_id, "group.instance.id": "runner-a",
+                      "session.timeout.ms": 30_000, "enable.auto.commit": False})
+    assigned = threading.Event()
+    other.subscribe([topic], on_assign=lambda c, ps: assigned.set())
+    deadline = time.monotonic() + 30
+    while not assigned.is_set():
+        assert time.monotonic() < deadline, "the other consumer never joined"
+        other.poll(0.2)
+    other.close()
+    if fences_max:
+        deadline = time.monotonic() + 30
+        while "fenced this one; joining the group again" not in caplog.text:
+            assert not failure, failure
+            assert time.monotonic() < deadline, "the runner was not fenced"
+            time.sleep(0.1)
+        produce(b, topic, [b"x"] * 3)
+        applied(8)  # joined again, and read on
+        runner.stop()
+        t.join(60)
+        assert not failure, failure
+    else:
+        t.join(60)
+        assert len(failure) == 1 and isinstance(failure[0], SinkError), failure
+        assert "fenced 1 times" in str(failure[0]), failure[0]
+        assert "another runner uses group.instance.id 'runner-a'" in str(failure[0]), failure[0]
+    assert not t.is_alive()
+    runner.close()
+    assert count() == (8 if fences_max else 5)

@@ -87,7 +87,7 @@ from loosely.protocol.primitives import I8, I16, I32, I64
 from loosely.protocol.primitives import array as _array
 from loosely.protocol.primitives import string as _string
 
-__all__ = ["BatchConsumer", "Chunk", "GroupError"]
+__all__ = ["BatchConsumer", "Chunk", "FencedInstanceError", "GroupError"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,11 @@ TP = tuple[str, int]
 
 class GroupError(Exception):
     """The coordinator refused this member for good (an authorization failure, an invalid session timeout...)."""
+
+
+class FencedInstanceError(GroupError):
+    """A JoinGroup with this member's ``group.instance.id`` replaced it (FENCED_INSTANCE_ID): fatal for this
+    consumer, as in librdkafka and Java; a new consumer with the same id can join again."""
 
 
 class Chunk(NamedTuple):
@@ -296,7 +301,7 @@ class BatchConsumer:
         group first when needed. Empty when nothing came within the fetch wait."""
         self._polled = time.monotonic()
         if self._fenced:
-            raise GroupError(f"group {self._group}: another member took instance id {self._instance}")
+            raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
         if self._queued:
             out = list(self._queued)
             self._queued.clear()
@@ -618,7 +623,7 @@ class BatchConsumer:
                 self._lost_coordinator()
                 raise  # poll says so once, and the next poll tries again (so a stop is not held up)
             if self._fenced:
-                raise GroupError(f"group {self._group}: another member took instance id {self._instance}")
+                raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
             if parts is None:
                 continue
             break
@@ -657,7 +662,7 @@ class BatchConsumer:
             m.member_id = member_id
             return None
         if code == FENCED_INSTANCE_ID:
-            raise GroupError(f"group {self._group}: another member took instance id {self._instance}")
+            raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
         if code == UNKNOWN_MEMBER_ID:
             m.member_id = ""
             return None

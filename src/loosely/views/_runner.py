@@ -84,6 +84,11 @@ __all__ = ["Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "grou
 
 log = logging.getLogger(__name__)
 
+# A runner fenced by a JoinGroup with its own group.instance.id joins again, up to FENCES_MAX times within
+# FENCES_WINDOW_S (see ViewRunner._replace_fenced_consumer).
+FENCES_MAX = 3
+FENCES_WINDOW_S = 300.0
+
 def group_id_for(view: View[Any, Any], environment: str = "", *, sink: object = None) -> str:
     """The consumer group of a view version (one group per version, so versions build side by side), and per
     sink when ``sink`` names its location (:func:`~loosely.views._sink.sink_id`), so the same version written into
@@ -260,6 +265,8 @@ class Runner:
         self._state = ApplyState()
         self._records = self._changes = self._batches = 0
         self._retries = self._fenced = self._dead = 0
+        self._rejoin = False  # the consumer was fenced by a JoinGroup with its group.instance.id: replace it
+        self._fences: list[float] = []  # when that happened (monotonic s), within FENCES_WINDOW_S
         self._tp_cache: dict[tuple[str, int], TopicPartition] = {}
         self._consumer: Consumer | None = None
         self._fast: BatchConsumer | None = None
@@ -293,6 +300,10 @@ class Runner:
             self.group_id = self._existing_group()
         if self.config.pipeline:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"loosely-view-{self.view.name}-writer")
+        return self._open_source()
+
+    def _open_source(self) -> Consumer | BatchConsumer:
+        """The consumer the records come from: loosely's batch consumer or confluent-kafka's."""
         if self.fast_source_ok():
             return self._start_fast()
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException  # noqa: PLC0415 - see TYPE_CHECKING
@@ -478,6 +489,34 @@ class Runner:
             self._read_past.pop(tp, None)
         log.info("%s: revoked %s", self.view.id, [f"{p.topic}/{p.partition}" for p in partitions])
 
+    def _replace_fenced_consumer(self) -> Consumer | BatchConsumer:
+        """The coordinator took this runner's ``group.instance.id`` for a newer JoinGroup (FENCED_INSTANCE_ID), which
+        librdkafka and loosely's batch consumer treat as fatal. After a coordinator moved (a broker killed), the
+        newer JoinGroup can be this runner's own retry; so the runner writes what it has read, closes the consumer
+        and joins again with a new one. Fenced more than FENCES_MAX times within FENCES_WINDOW_S, it stops: another
+        runner uses the same id, and the two would take it from each other forever."""
+        now = time.monotonic()
+        self._fences = [t for t in self._fences if now - t < FENCES_WINDOW_S] + [now]
+        instance = self.config.consumer.get("group.instance.id")
+        if len(self._fences) > FENCES_MAX:
+            raise SinkError(f"{self.view.id}: fenced {len(self._fences)} times in {FENCES_WINDOW_S:.0f} s: another "
+                            f"runner uses group.instance.id {instance!r}; give each runner its own")
+        log.warning("%s: a newer member with group.instance.id %r fenced this one; joining the group again",
+                    self.view.id, instance)
+        self._rejoin = False
+        self._flush()
+        old, self._consumer, fast, self._fast = self._consumer, None, self._fast, None
+        for client in (old, fast):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception as e:  # a fenced consumer may refuse to leave the group; it is gone either way
+                    log.debug("%s: closing the fenced consumer: %s", self.view.id, e)
+        for positions in (self._positions, self._high, self._empty_at, self._read_past):
+            positions.clear()
+        self._assigned = False
+        return self._open_source()
+
     def stop(self) -> None:
         """Ask :meth:`run` to return after the batch in progress."""
         self._stop.set()
@@ -513,13 +552,22 @@ class Runner:
                 raise TimeoutError(f"{self.view.id}: not caught up after {timeout_s}s (lag {self._lag_now()})")
             room = self._batch_max - self._pending.records  # > 0: a full batch is handed over
             if self._fast is not None:
-                msgs: list[Any] = self._fast.poll()
+                try:
+                    msgs: list[Any] = self._fast.poll()
+                except Exception as e:
+                    from loosely.clients.batch_consumer import FencedInstanceError  # noqa: PLC0415 - loaded already
+                    if not isinstance(e, FencedInstanceError):
+                        raise
+                    c = self._replace_fenced_consumer()
+                    continue
                 _, poison, left = self._builder.build_raw(msgs, self._expected_positions(), self._pending, room)
                 if left:
                     self._fast.unread(cast("list[Chunk]", left))
             else:
                 msgs = c.consume(min(self.config.poll_records_max, room), self.config.poll_wait_ms / 1000)  # type: ignore[union-attr]
                 _, poison = self._build(msgs, self._pending)
+                if self._rejoin:
+                    c = self._replace_fenced_consumer()
             if poison is not None:
                 self._flush()
                 raise poison
@@ -560,6 +608,12 @@ class Runner:
 
         err = m.error()
         if err.code() == KafkaError._PARTITION_EOF:
+            return True
+        if err.code() == KafkaError.FENCED_INSTANCE_ID or (
+                err.code() == KafkaError._FATAL and "group.instance.id" in self.config.consumer):
+            # librdkafka's only fatal consumer error is this one (reported as _FATAL): static membership fenced.
+            # run() replaces the consumer once this poll's records are built.
+            self._rejoin = True
             return True
         if not err.fatal() and err.retriable():
             log.warning("%s: consumer: %s", self.view.id, err)
