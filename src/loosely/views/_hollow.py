@@ -254,10 +254,14 @@ class HollowSink:
 
 
 def _discard_unannounced(store: Any, announced: Version | None) -> None:
-    """Delete the blobs of versions after ``announced``: what a killed cycle wrote and never announced."""
+    """Delete the blobs of versions after ``announced``: what a killed cycle wrote and never announced. With
+    nothing announced, nothing is deleted: the next cycle starts a chain with a snapshot of its own, newer than
+    anything left over, which is the one a consumer then takes."""
+    if announced is None:
+        return
     for ref in store.refs():
         newest = max(ref.to_version, ref.from_version or ref.to_version)
-        if announced is None or newest > announced:
+        if newest > announced:
             log.warning("deleting %s: written by a cycle that never announced it", ref.name)
             store.delete(ref)
 
