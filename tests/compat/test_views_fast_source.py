@@ -260,3 +260,39 @@ def test_a_member_that_stops_polling_leaves_its_partitions_to_the_group(cluster:
         for t in threads:
             t.join(30)
     assert not errors, errors
+
+
+def test_a_session_timeout_the_broker_refuses_is_named_as_librdkafka_names_it(cluster: Cluster, topic: str) -> None:
+    """Below group.min.session.timeout.ms (6 s by default on both brokers) the JoinGroup is refused; the batch
+    consumer's error says why in librdkafka's words, as confluent-kafka's consumer does."""
+    from confluent_kafka import Consumer, KafkaException
+
+    from loosely.clients.batch_consumer import BatchConsumer, GroupError
+
+    create_topic(cluster.bootstrap_servers, topic, 1)
+    ours = BatchConsumer(cluster.bootstrap_servers, session_timeout_ms=3_000)
+    try:
+        ours.subscribe(f"g-{uuid.uuid4().hex[:8]}", [topic], lambda tps: {}, lambda tps: None)
+        with pytest.raises(GroupError) as refused:
+            ours.poll()
+    finally:
+        ours.close()
+    theirs = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": f"g-{uuid.uuid4().hex[:8]}",
+                       "session.timeout.ms": 3_000})
+    try:
+        theirs.subscribe([topic])
+        deadline = time.monotonic() + 30
+        error = None
+        while error is None and time.monotonic() < deadline:
+            try:
+                m = theirs.poll(0.2)
+            except KafkaException as e:
+                error = e.args[0]
+            else:
+                if m is not None and m.error() is not None:
+                    error = m.error()
+        assert error is not None, "confluent-kafka's consumer was not refused"
+    finally:
+        theirs.close()
+    assert error.code() == 26 and error.str() == "JoinGroup failed: Broker: Invalid session timeout", error
+    assert str(refused.value).endswith("JoinGroup: Broker: Invalid session timeout"), refused.value
