@@ -296,12 +296,15 @@ class BatchConsumer:
 
     # -- reading ------------------------------------------------------------------------------------------------
 
+    def _fenced_error(self) -> FencedInstanceError:
+        return FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
+
     def poll(self) -> list[Chunk]:
         """The record batches of one fetch round (what was handed back with :meth:`unread` first); rejoins the
         group first when needed. Empty when nothing came within the fetch wait."""
         self._polled = time.monotonic()
         if self._fenced:
-            raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
+            raise self._fenced_error()
         if self._queued:
             out = list(self._queued)
             self._queued.clear()
@@ -623,7 +626,7 @@ class BatchConsumer:
                 self._lost_coordinator()
                 raise  # poll says so once, and the next poll tries again (so a stop is not held up)
             if self._fenced:
-                raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
+                raise self._fenced_error()
             if parts is None:
                 continue
             break
@@ -662,7 +665,7 @@ class BatchConsumer:
             m.member_id = member_id
             return None
         if code == FENCED_INSTANCE_ID:
-            raise FencedInstanceError(f"group {self._group}: another member took instance id {self._instance}")
+            raise self._fenced_error()
         if code == UNKNOWN_MEMBER_ID:
             m.member_id = ""
             return None

@@ -85,9 +85,10 @@ __all__ = ["Runner", "RunnerConfig", "RunnerStatistics", "default_groups", "grou
 log = logging.getLogger(__name__)
 
 # A runner fenced by a JoinGroup with its own group.instance.id joins again, up to FENCES_MAX times within
-# FENCES_WINDOW_S (see ViewRunner._replace_fenced_consumer).
+# FENCES_WINDOW_S (see Runner._replace_fenced_consumer).
 FENCES_MAX = 3
 FENCES_WINDOW_S = 300.0
+
 
 def group_id_for(view: View[Any, Any], environment: str = "", *, sink: object = None) -> str:
     """The consumer group of a view version (one group per version, so versions build side by side), and per
