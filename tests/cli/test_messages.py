@@ -40,6 +40,22 @@ def test_version() -> None:
     assert r.returncode == 0 and r.stdout.startswith("loosely ") and r.stdout.split()[1][0].isdigit()
 
 
+def test_main_called_in_process_leaves_hypothesis_importable(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # main() hides hypothesis from kio while a command runs (start-up time); a process that goes on afterwards, a
+    # test run that has not imported it yet, must still be able to import it (pytest's hypothesis plugin does, at
+    # the end of the run)
+    from loosely.cli.main import main
+
+    monkeypatch.delitem(sys.modules, "hypothesis", raising=False)
+    with pytest.raises(SystemExit) as done:  # argparse's --version exits
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("loosely ")
+    import hypothesis
+
+    assert hypothesis.__name__ == "hypothesis"
+
+
 def test_an_unknown_option_shows_the_subcommand_s_usage() -> None:
     r = run("broker", "--data-dir", "x", "--port", "1")
     assert r.returncode == 2

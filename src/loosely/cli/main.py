@@ -360,13 +360,19 @@ def _innermost(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Arg
 def main(argv: list[str] | None = None) -> int:
     # The Kafka message classes (kio) register strategies with hypothesis whenever it can be imported, which costs
     # a command 0.25-0.6 s of start-up wherever it is installed (a development virtualenv); no command needs them.
-    # A process that has imported hypothesis already (a test run calling main()) keeps it.
-    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    # A process that has imported hypothesis already (a test run calling main()) keeps it, and one that calls
+    # main() and goes on (a test run that has not imported it yet) can import it afterwards.
+    hidden = "hypothesis" not in sys.modules
+    if hidden:
+        sys.modules["hypothesis"] = None  # type: ignore[assignment]  # an import of it raises ImportError
     try:
         try:
             return _main(sys.argv[1:] if argv is None else argv)
         finally:  # also after --help: a reader gone while the last lines sit in the buffer is found here
             sys.stdout.flush()
+            still: object = sys.modules.get("hypothesis", sys)  # sys: imported since (None is the hiding)
+            if hidden and still is None:
+                del sys.modules["hypothesis"]
     except BrokenPipeError:  # `loosely ... | head`: the reader left, and so does the command, as Unix tools do
         from loosely.cli._output import quiet_stdout  # noqa: PLC0415 - rare path
 
