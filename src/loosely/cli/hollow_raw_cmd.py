@@ -213,6 +213,7 @@ def _tail(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _serve(args: argparse.Namespace, out: IO[str]) -> int:
+    from loosely.cli._heap import freeze_startup  # noqa: PLC0415
     from loosely.hollow.raw import RawProducer, Writer, WriterServer  # noqa: PLC0415
 
     ds = _dataset(args)
@@ -226,6 +227,7 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
     json_line({"listening": server.url, "dataset": ds.name, "member": writer.member}, out)
     out.flush()  # before the producer joins its election: writes do not wait for it
     producer = RawProducer(ds, cycle_interval_ms=args.cycle_interval_ms).start() if args.producer else None
+    freeze_startup()
     stop.wait()
     server.close()
     writer.close()

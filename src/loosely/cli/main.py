@@ -19,6 +19,7 @@ def _broker_command(args: argparse.Namespace) -> int:
 
     from loosely.broker.config import BrokerConfig, parse_listen, split_kafka_settings  # noqa: PLC0415
     from loosely.broker.server import Broker, _new_event_loop  # noqa: PLC0415
+    from loosely.cli._heap import freeze_startup  # noqa: PLC0415
 
     try:
         host, port = parse_listen(args.listen or "127.0.0.1:9092")
@@ -122,6 +123,7 @@ def _broker_command(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(registry.stop)
             await broker.stop()
             raise
+        freeze_startup()
         await stop.wait()
         if console is not None:
             await asyncio.to_thread(console.stop)

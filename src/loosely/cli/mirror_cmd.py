@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from loosely.cli._args import add_client_options
+from loosely.cli._heap import freeze_startup
 from loosely.clients.fastpath import WireError
 from loosely.clients.mirror import Mirror, MirrorConfig
 from loosely.clients.mm2 import DefaultReplicationPolicy, IdentityReplicationPolicy, ReplicationPolicy, TopicFilter
@@ -67,7 +68,7 @@ def _mirror(args: argparse.Namespace) -> int:
         mirror.start()
         # what start-up loaded lives as long as the process: keep the collector from walking it again and again
         # while every batch allocates tens of thousands of message objects
-        gc.freeze()
+        freeze_startup()
         # and collect young objects every 100,000 allocations, not 700: a batch's 20,000 message objects live until
         # it is committed, so the default walks each of them twice or more (young, then middle generation) for
         # nothing, since they hold no cycles and reference counting frees them. Consuming a million records took
