@@ -27,6 +27,7 @@ import threading
 from typing import Any
 
 from loosely.cli._args import add_client_options, password_check
+from loosely.cli._heap import freeze_startup
 
 __all__ = ["add_broker_options", "add_console_command", "start_beside_broker"]
 
@@ -114,6 +115,7 @@ def _console(args: argparse.Namespace) -> int:
         return 1
     mode = " (read-only)" if args.read_only else ""
     print(f"console on {server.url}{mode} for {args.bootstrap}", flush=True)
+    freeze_startup()
     stop.wait()
     server.stop()
     return 0

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from loosely.broker.config import BrokerConfig, parse_listen
 from loosely.cli._args import add_client_options
+from loosely.cli._heap import freeze_startup
 
 if TYPE_CHECKING:
     from loosely.demo import DemoConfig
@@ -73,6 +74,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         demo.start()
         print(json.dumps(demo.addresses()), flush=True)
         print(demo.guide(), flush=True)
+        freeze_startup()
         failed = None
         while not stop.wait(0.2) and failed is None:
             failed = demo.failure()

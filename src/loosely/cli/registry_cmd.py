@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from loosely.cli._args import add_client_options, password_check
+from loosely.cli._heap import freeze_startup
 
 __all__ = ["add_registry_command", "registry_options", "start_beside_broker"]
 
@@ -111,6 +112,7 @@ def _registry(args: argparse.Namespace) -> int:
         print(f"loosely schema-registry: {e}", file=sys.stderr)
         return 1
     print(f"schema registry on {registry.url} (schemas in {args.topic} on {args.bootstrap_servers})", flush=True)
+    freeze_startup()
     stop.wait()
     registry.stop()
     return 0

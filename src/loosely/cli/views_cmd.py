@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from loosely.cli._args import add_client_options
+from loosely.cli._heap import freeze_startup
 from loosely.cli._kafka_errors import kafka_error_text
 from loosely.views import (
     Catalog,
@@ -239,6 +240,7 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    freeze_startup()
     stop.wait()
     server.stop()
     sink.close()
