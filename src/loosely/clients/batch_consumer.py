@@ -18,12 +18,15 @@ assignor, the one librdkafka also offers by default, so it can share a group wit
   earliest);
 * a heartbeat thread sends Heartbeat every ``heartbeat_ms`` on a connection of its own, so a long sink write
   never costs the membership; an answer that the group is rebalancing, or that the generation or member is
-  unknown, makes the next ``poll`` rejoin. The same thread watches ``max_poll_interval_ms`` (Kafka's
-  ``max.poll.interval.ms``): a caller that has not polled for that long (a sink stuck in a write) is taken out of
-  the group as Kafka's consumers take themselves out, so its partitions go to the other members instead of waiting
-  with it. A dynamic member sends LeaveGroup and forgets its member id; a static one (``instance_id``) only stops
-  heartbeating, so its session runs out (as the Java consumer does). The next ``poll`` joins again. ``close``
-  sends LeaveGroup;
+  unknown, makes the next ``poll`` rejoin. FENCED_INSTANCE_ID (a JoinGroup with this member's ``instance_id``
+  replaced it), in answer to a Heartbeat, SyncGroup or OffsetCommit, makes every later ``poll`` raise
+  :class:`FencedInstanceError`: Fetch does not check membership, so the first of them to say so ends the
+  reading. The same thread watches ``max_poll_interval_ms`` (Kafka's ``max.poll.interval.ms``): a caller that has
+  not polled for that long (a sink stuck in a write) is taken out of the group as Kafka's consumers take themselves
+  out, so its partitions go to the other members instead of waiting with it. A dynamic member sends LeaveGroup and
+  forgets its member id; a static one (``instance_id``) only stops heartbeating, so its session runs out (as the
+  Java consumer does). The next ``poll`` joins again. ``close`` sends LeaveGroup for a dynamic member
+  (a static one keeps its place until its session runs out, as Kafka's static members do);
 * ``poll`` sends one Fetch to each leader of the partitions held (read_committed), and returns the batches the
   answers bring, in log order per partition; transaction markers and aborted transactions are passed over (see
   :func:`loosely.clients.fastpath.kept_batches`) and move the position. A partition whose offset is out of range
@@ -370,7 +373,7 @@ class BatchConsumer:
 
     def commit(self, offsets: Mapping[TP, int]) -> int:
         """Commit ``offsets`` to the group (0, or the first partition's error code; a connection failure is
-        WireError or OSError)."""
+        WireError or OSError). FENCED_INSTANCE_ID makes the next :meth:`poll` raise :class:`FencedInstanceError`."""
         if self._group is None or not offsets:
             return 0
         m = self._member
@@ -394,10 +397,14 @@ class BatchConsumer:
                 first = first or code
         if first in _REJOIN:
             self._need_rejoin(m.generation, first)
+        elif first == FENCED_INSTANCE_ID:
+            # Fetch does not check membership: a replaced member would read on until its next heartbeat
+            self._fenced = True
         return first
 
     def close(self) -> None:
-        """Leave the group (its partitions go to the other members at once) and close every connection."""
+        """Leave the group (a dynamic member: its partitions go to the other members at once; a static one keeps its
+        place until its session runs out) and close every connection."""
         self._closed.set()
         if self._group is not None and self._member.member_id and self._instance is None:
             try:
