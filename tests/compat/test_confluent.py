@@ -96,7 +96,13 @@ def test_admin_topic_lifecycle(cluster: Cluster, topic: str) -> None:
         ],
     )
     admin.incremental_alter_configs([alter])[alter].result(30)
-    cfg = admin.describe_configs([res])[res].result(30)
+    # Kafka answers the alter once its controller has the change; the broker that answers DescribeConfigs applies
+    # it from the metadata log a moment later (a read right after the alter can still see the old value)
+    deadline = time.monotonic() + 10
+    while (cfg := admin.describe_configs([res])[res].result(30))["retention.ms"].value != "7200000":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert cfg["retention.ms"].value == "7200000"
     assert set(cfg["cleanup.policy"].value.split(",")) == {"compact", "delete"}
     admin.create_partitions([NewPartitions(topic, 5)])[topic].result(30)
