@@ -119,12 +119,12 @@ def pace(rate: float, seconds: float) -> Iterator[int]:
 
 
 def settle(args: argparse.Namespace) -> None:
-    """A writer or follower is ready: with ``--gc freeze``, take what it loaded out of the collector's way."""
+    """A writer or follower is ready: with ``--gc freeze``, take what it loaded out of the collector's way, as
+    loosely's own long-running commands do."""
     if args.gc == "freeze":
-        import gc
+        from loosely.cli._heap import freeze_startup
 
-        gc.collect()
-        gc.freeze()
+        freeze_startup()
 
 
 def _status_kb(field: str) -> int:
